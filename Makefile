@@ -1,0 +1,49 @@
+# Thin wrapper around CMake. `make run` and `make test` are the two commands
+# the README promises: both install what is missing first.
+BUILD ?= build
+CMAKE_FLAGS ?=
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CONFIG ?= deploy/recoveryd.yaml
+
+.PHONY: all bootstrap build run test sanitize format format-check bench clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap
+
+$(BUILD)/CMakeCache.txt:
+	@scripts/bootstrap
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: bootstrap build
+	@mkdir -p var
+	$(BUILD)/bin/recoveryd --config $(CONFIG)
+
+test: bootstrap build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+sanitize:
+	@scripts/bootstrap
+	cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=address,undefined $(CMAKE_FLAGS)
+	cmake --build build-san -j $(JOBS)
+	cd build-san && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
+
+bench:
+	@scripts/bootstrap --bench
+	tests/bench/heartbeats/run.sh
+
+clean:
+	rm -rf $(BUILD) build-san

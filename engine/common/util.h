@@ -1,0 +1,43 @@
+/* Small helpers shared by every module: clocks, time formatting, ids. */
+#ifndef RD_UTIL_H
+#define RD_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RD_TIME_STRLEN 32 /* "2026-11-24T03:04:05.123Z" + NUL, with room */
+#define RD_NODE_ID_MAX 255
+#define RD_UUID_STRLEN 37
+
+#define RD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Wall-clock milliseconds since the Unix epoch (leader stamps, records). */
+int64_t rd_now_ms(void);
+
+/* Monotonic nanoseconds (latencies, timeouts); never goes backwards. */
+uint64_t rd_mono_ns(void);
+
+/* Formats `ms` as RFC 3339 UTC with milliseconds into `out`. */
+void rd_time_format(int64_t ms, char out[RD_TIME_STRLEN]);
+
+/* Parses RFC 3339 ("2026-11-24T03:04:05Z", optional fraction, Z or +hh:mm). */
+int rd_time_parse(const char *s, int64_t *ms);
+
+/* True when `id` is 1-255 chars of [A-Za-z0-9._:-] (API.md). */
+bool rd_node_id_valid(const char *id, size_t len);
+
+/* Fills `out` with a random (v4) UUID string from the kernel's CSPRNG. */
+int rd_uuid_v4(char out[RD_UUID_STRLEN]);
+
+/* True when `s` is a UUID in canonical 8-4-4-4-12 hex form. */
+bool rd_uuid_valid(const char *s);
+
+/* FNV-1a 64-bit over `len` bytes, continuing from `h` (start: RD_FNV_INIT). */
+#define RD_FNV_INIT 0xcbf29ce484222325ULL
+uint64_t rd_fnv1a(uint64_t h, const void *data, size_t len);
+
+/* strdup that aborts on out-of-memory is not used: callers check NULL. */
+char *rd_strndup(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,208 @@
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "engine.h"
+#include "recoveryd/error.h"
+#include "recoveryd/version.h"
+
+/* After the last in-flight answer, give h2o this long to flush its writes
+ * (HTTP/2 frames go out on the next loop turn) before raft closes. */
+#define FLUSH_GRACE_NS (100ULL * 1000 * 1000)
+
+uint64_t rd_engine_lease_ms(const struct rd_engine *eng)
+{
+    return rd_config_lease_ms(&eng->cfg);
+}
+
+int64_t rd_engine_stamp(struct rd_engine *eng)
+{
+    int64_t now = rd_now_ms();
+    return now > eng->fsm.last_time_ms ? now : eng->fsm.last_time_ms;
+}
+
+const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id)
+{
+    static char self_url[RD_CFG_STR + 16];
+    if (id == 0)
+        return NULL;
+    for (unsigned i = 0; i < eng->cfg.cluster.n_peers; i++) {
+        if (eng->cfg.cluster.peers[i].id == id && eng->cfg.cluster.peers[i].api_url[0])
+            return eng->cfg.cluster.peers[i].api_url;
+    }
+    if (id == eng->cfg.cluster.replica_id) {
+        const char *h = eng->cfg.server.listen_host;
+        snprintf(self_url, sizeof(self_url), strchr(h, ':') ? "http://[%s]:%u" : "http://%s:%u",
+                 h, eng->cfg.server.listen_port);
+        return self_url;
+    }
+    return NULL;
+}
+
+static void on_node_change(void *data, const struct rd_node *node, int old_state)
+{
+    struct rd_engine *eng = data;
+    /* Soft state follows the durable state: a new epoch starts afresh, a
+     * node that left is forgotten. */
+    if (node->state == RD_NODE_LEFT) {
+        rd_registry_forget(&eng->registry, node->node_id, node->id_len);
+    } else if (eng->leader_since_ns != 0) {
+        uint64_t grace = rd_engine_lease_ms(eng) * 1000000ULL;
+        rd_registry_touch(&eng->registry, node->node_id, node->id_len, node->epoch, rd_mono_ns(),
+                          grace);
+    }
+    (void)old_state;
+}
+
+static void on_role(void *data, bool leader)
+{
+    struct rd_engine *eng = data;
+    if (leader) {
+        /* Soft state is rebuilt from scratch: every node gets one full lease
+         * of grace before anything judges it (DESIGN.md decision 2). */
+        eng->leader_since_ns = rd_mono_ns();
+        uint64_t grace = rd_engine_lease_ms(eng) * 1000000ULL;
+        for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
+            const struct rd_node *n = eng->fsm.nodes[i];
+            if (n->state != RD_NODE_LEFT)
+                rd_registry_touch(&eng->registry, n->node_id, n->id_len, n->epoch,
+                                  eng->leader_since_ns, grace);
+        }
+        RD_INFO("engine", "leader", "nodes=%zu grace_ms=%llu", eng->fsm.n_nodes,
+                (unsigned long long)rd_engine_lease_ms(eng));
+    } else {
+        eng->leader_since_ns = 0;
+        RD_INFO("engine", "follower", "%s", "");
+    }
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_raft_closed(void *data)
+{
+    struct rd_engine *eng = data;
+    eng->raft_closed = true;
+}
+
+static void shutdown_tick(uv_timer_t *t)
+{
+    struct rd_engine *eng = t->data;
+    uint64_t now = rd_mono_ns();
+    bool deadline = now - eng->shutdown_started_ns > eng->cfg.server.shutdown_timeout_ms * 1000000ULL;
+    if (eng->http.pending > 0 && !deadline)
+        return;
+    if (eng->drained_ns == 0) {
+        eng->drained_ns = now;
+        if (eng->http.pending > 0)
+            RD_WARN("engine", "shutdown_deadline", "unanswered=%llu",
+                    (unsigned long long)eng->http.pending);
+    }
+    if (!eng->replica.closing) {
+        if (now - eng->drained_ns < FLUSH_GRACE_NS && rd_http_connections(&eng->http) > 0)
+            return;
+        rd_replica_close(&eng->replica, on_raft_closed, eng);
+        return;
+    }
+    if (!eng->raft_closed)
+        return;
+    uv_timer_stop(t);
+    close_handle((uv_handle_t *)&eng->shutdown_timer);
+    close_handle((uv_handle_t *)&eng->sig_int);
+    close_handle((uv_handle_t *)&eng->sig_term);
+    close_handle((uv_handle_t *)&eng->sig_hup);
+    RD_INFO("engine", "stopped", "applied=%llu", (unsigned long long)eng->fsm.n_applied);
+    /* Idle keep-alive connections are still open (h2o 2.2 cannot close them
+     * gracefully); the process exits and the kernel closes them. */
+    uv_stop(eng->loop);
+}
+
+void rd_engine_shutdown(struct rd_engine *eng)
+{
+    if (eng->shutting_down)
+        return;
+    eng->shutting_down = true;
+    eng->shutdown_started_ns = rd_mono_ns();
+    RD_INFO("engine", "shutdown", "pending=%llu connections=%zu",
+            (unsigned long long)eng->http.pending, rd_http_connections(&eng->http));
+    rd_http_begin_shutdown(&eng->http);
+    uv_timer_init(eng->loop, &eng->shutdown_timer);
+    eng->shutdown_timer.data = eng;
+    uv_timer_start(&eng->shutdown_timer, shutdown_tick, 0, 5);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct rd_engine *eng = s->data;
+    if (signum == SIGHUP) {
+        /* Reserved for the policy reload; never ends the process. */
+        RD_INFO("engine", "sighup", "%s", "action=none");
+        return;
+    }
+    RD_INFO("engine", "signal", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    rd_engine_shutdown(eng);
+}
+
+int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config *cfg)
+{
+    int rv;
+    eng->loop = loop;
+    eng->cfg = *cfg;
+    eng->started_ns = rd_mono_ns();
+    rd_log_set_level(eng->cfg.logging.level);
+    signal(SIGPIPE, SIG_IGN);
+    rd_fsm_init(&eng->fsm);
+    eng->fsm.on_node = on_node_change;
+    eng->fsm.on_node_data = eng;
+    rd_registry_init(&eng->registry);
+    eng->replica.on_role = on_role;
+    eng->replica.on_role_data = eng;
+
+    RD_INFO("engine", "starting", "version=%s config=%s data_dir=%s replica_id=%llu",
+            RD_VERSION_STRING, eng->cfg.path[0] ? eng->cfg.path : "(defaults)",
+            eng->cfg.storage.data_dir, (unsigned long long)eng->cfg.cluster.replica_id);
+
+    rv = rd_replica_start(&eng->replica, loop, &eng->cfg, &eng->fsm);
+    if (rv != 0) {
+        RD_ERROR("engine", "raft_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+                 eng->replica.errmsg);
+        fprintf(stderr, "recoveryd: %s\n", eng->replica.errmsg);
+        eng->exit_code = 1;
+        rd_replica_close(&eng->replica, on_raft_closed, eng);
+        uv_run(loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    rv = rd_http_start(&eng->http, eng, eng->cfg.server.listen_host, eng->cfg.server.listen_port,
+                       eng->cfg.server.max_body_bytes);
+    if (rv != 0) {
+        RD_ERROR("engine", "http_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+                 eng->http.errmsg);
+        fprintf(stderr, "recoveryd: %s\n", eng->http.errmsg);
+        eng->exit_code = 1;
+        rd_http_begin_shutdown(&eng->http);
+        rd_replica_close(&eng->replica, on_raft_closed, eng);
+        uv_run(loop, UV_RUN_NOWAIT);
+        while (!eng->raft_closed && uv_run(loop, UV_RUN_ONCE))
+            ;
+        goto out;
+    }
+
+    uv_signal_init(loop, &eng->sig_int);
+    uv_signal_init(loop, &eng->sig_term);
+    uv_signal_init(loop, &eng->sig_hup);
+    eng->sig_int.data = eng->sig_term.data = eng->sig_hup.data = eng;
+    uv_signal_start(&eng->sig_int, on_signal, SIGINT);
+    uv_signal_start(&eng->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&eng->sig_hup, on_signal, SIGHUP);
+
+    uv_run(loop, UV_RUN_DEFAULT);
+out:
+    rd_registry_close(&eng->registry);
+    rd_fsm_close(&eng->fsm);
+    return eng->exit_code;
+}

@@ -1,0 +1,59 @@
+/*
+ * The engine: one libuv loop that owns the configuration, the state machine,
+ * the replica (raft), the registry's soft state and the HTTP API. Later
+ * modules (detectors, plugins, policies) attach here.
+ */
+#ifndef RD_ENGINE_H
+#define RD_ENGINE_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "fsm/fsm.h"
+#include "http/http.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
+
+struct rd_engine {
+    uv_loop_t *loop;
+    struct rd_config cfg;
+    struct rd_fsm fsm;
+    struct rd_replica replica;
+    struct rd_registry registry;
+    struct rd_http http;
+    uv_signal_t sig_int;
+    uv_signal_t sig_term;
+    uv_signal_t sig_hup;
+    uv_timer_t shutdown_timer;
+    bool shutting_down;
+    bool raft_closed;
+    uint64_t shutdown_started_ns;
+    uint64_t drained_ns; /* when the last pending answer went out */
+    uint64_t started_ns;
+    uint64_t leader_since_ns; /* 0 while not leader */
+    size_t nodes_by_state[RD_NODE_STATE_COUNT];
+    int exit_code;
+};
+
+/*
+ * Runs the engine with `cfg` on `loop` until SIGINT/SIGTERM. Returns the
+ * process exit code (0 after a clean shutdown). `eng` is zeroed by the
+ * caller and must stay put while it runs.
+ */
+int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config *cfg);
+
+/* Starts the graceful shutdown (what SIGTERM does). */
+void rd_engine_shutdown(struct rd_engine *eng);
+
+/* Lease handed to agents, in ms. */
+uint64_t rd_engine_lease_ms(const struct rd_engine *eng);
+
+/* API URL of replica `id` when known (this one's own, or from config), else NULL. */
+const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id);
+
+/* Wall-clock stamp for a new command: never behind the newest one applied,
+ * so times in the log only move forward even if this clock steps back. */
+int64_t rd_engine_stamp(struct rd_engine *eng);
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * The replicated state machine: everything that must survive lives here and
+ * changes only by applying log commands (cmd.h). Apply is deterministic: it
+ * reads no clock, no random source and nothing outside this struct, so
+ * replicas that apply the same log hold byte-identical state (compare with
+ * rd_fsm_digest()). Loop-thread only.
+ */
+#ifndef RD_FSM_H
+#define RD_FSM_H
+
+#include <raft.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cmd.h"
+#include "common/map.h"
+
+/* A registered agent: the durable part. Heartbeats are soft state elsewhere. */
+struct rd_node {
+    char *node_id;
+    size_t id_len;
+    uint64_t epoch; /* fencing token, +1 at every registration */
+    uint8_t state;  /* enum rd_node_state */
+    uint32_t slots;
+    char *labels_json; /* canonical compact JSON object */
+    char *health_url;  /* "" when none */
+    char *address;     /* "" when none */
+    char *reason;      /* why it entered its state ("" when none) */
+    int64_t registered_at;
+    int64_t updated_at;
+};
+
+/* What the last applied command did; valid until the next apply. */
+struct rd_fsm_result {
+    int status;                 /* 0 or RD_E*: a refused command changes nothing */
+    uint8_t type;               /* the command's type */
+    const struct rd_node *node; /* node the command touched, or NULL */
+    int old_state;              /* node state before, -1 for a new node */
+    uint64_t value;             /* the command's answer: a node's epoch after it */
+};
+
+/*
+ * What travels from apply to the submitter's callback. libraft 0.22 may fire
+ * apply callbacks after later entries were applied, and followers have no
+ * callback to free anything, so the result is packed into the pointer
+ * itself: the status and a 56-bit value, nothing that points into the machine.
+ */
+static inline void *rd_fsm_pack(int status, uint64_t value)
+{
+    return (void *)(uintptr_t)(((value & 0x00ffffffffffffffULL) << 8) | (uint8_t)(-status));
+}
+
+static inline void rd_fsm_unpack(const void *packed, int *status, uint64_t *value)
+{
+    uintptr_t v = (uintptr_t)packed;
+    *status = -(int)(v & 0xff);
+    *value = (uint64_t)v >> 8;
+}
+
+/*
+ * Observer called after a command changed a node (not on refusals, not on
+ * restore). For local bookkeeping only (metrics, soft state): it must not
+ * touch the machine.
+ */
+typedef void (*rd_fsm_node_cb)(void *data, const struct rd_node *node, int old_state);
+
+struct rd_fsm {
+    struct rd_node **nodes; /* sorted by node_id (bytewise) */
+    size_t n_nodes;
+    size_t cap_nodes;
+    struct rd_map by_id;
+    uint64_t n_applied;    /* commands applied, refused ones included */
+    int64_t last_time_ms;  /* newest leader stamp applied */
+    size_t count_by_state[RD_NODE_STATE_COUNT];
+    struct rd_fsm_result result;
+    rd_fsm_node_cb on_node;
+    void *on_node_data;
+    struct raft_fsm raft; /* handed to raft_init; raft.data = this */
+    char errmsg[256];
+};
+
+int rd_fsm_init(struct rd_fsm *f);
+void rd_fsm_close(struct rd_fsm *f);
+
+/*
+ * Applies one encoded command. Returns 0 when the command was applied or
+ * refused (see result->status), RD_EUNSUPPORTED / RD_EPARSE for a command
+ * this version cannot read (errmsg says why) and RD_ENOMEM. `out` may be NULL.
+ */
+int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_fsm_result **out);
+
+/*
+ * Serialises the whole state into `out` (initialised by the caller), zstd
+ * compressed behind a small header. Deterministic: equal states give equal
+ * bytes. Returns 0 or an RD_E* code; the caller frees `out` either way.
+ */
+int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out);
+
+/*
+ * Replaces the state with the one in a snapshot. The new state is built
+ * aside and swapped in only when the whole snapshot decoded, so a corrupt
+ * snapshot leaves the machine as it was (RD_ECORRUPT / RD_EUNSUPPORTED).
+ * The caller keeps `buf`.
+ */
+int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len);
+
+/* FNV-1a over the uncompressed serialised state: equal on equal states. */
+uint64_t rd_fsm_digest(const struct rd_fsm *f);
+
+const struct rd_node *rd_fsm_node(const struct rd_fsm *f, const char *id, size_t len);
+
+/* Index of the first node whose id sorts strictly after `id` (paging). */
+size_t rd_fsm_node_after(const struct rd_fsm *f, const char *id, size_t len);
+
+#endif

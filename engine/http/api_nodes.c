@@ -1,0 +1,440 @@
+/* Agents: registration, heartbeats, reads and graceful leave. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "core/engine.h"
+#include "http.h"
+#include "recoveryd/error.h"
+
+#define MAX_SLOTS     65536
+#define MAX_LABELS    64
+#define MAX_LABEL_LEN 255
+#define MAX_URL_LEN   1024
+#define LIST_DEFAULT  100
+#define LIST_MAX      1000
+
+/* The node id from the path, validated; answers 400 itself and returns NULL. */
+static const char *path_node_id(struct rd_http_req *hr, size_t *len)
+{
+    h2o_iovec_t id = hr->params[0];
+    if (!rd_node_id_valid(id.base, id.len)) {
+        rd_http_bad_request(hr, "node_id",
+                            "node_id must be 1-255 characters of [A-Za-z0-9._:-]");
+        return NULL;
+    }
+    *len = id.len;
+    return id.base;
+}
+
+static json_t *node_json(struct rd_engine *eng, const struct rd_node *n)
+{
+    char reg[RD_TIME_STRLEN], upd[RD_TIME_STRLEN], hb[RD_TIME_STRLEN];
+    rd_time_format(n->registered_at, reg);
+    rd_time_format(n->updated_at, upd);
+    json_t *labels = json_loads(n->labels_json, 0, NULL);
+    struct rd_soft *s = rd_registry_get(&eng->registry, n->node_id, n->id_len);
+    if (s != NULL && s->epoch != n->epoch)
+        s = NULL;
+    json_t *last_hb = json_null();
+    if (s != NULL && s->last_wall_ms != 0) {
+        rd_time_format(s->last_wall_ms, hb);
+        last_hb = json_string(hb);
+    }
+    json_t *o = json_pack("{s:s#,s:I,s:s,s:{s:I},s:o,s:{s:I},s:o,s:n,s:i,s:s,s:s,s:s,s:s}",
+                          "node_id", n->node_id, n->id_len, "epoch", (json_int_t)n->epoch, "state",
+                          rd_node_state_name(n->state), "capacity", "slots",
+                          (json_int_t)n->slots, "labels", labels ? labels : json_object(), "load",
+                          "slots_used", (json_int_t)(s ? s->slots_used : 0), "last_heartbeat_at",
+                          last_hb, "phi", "tasks", 0, "reason", n->reason, "registered_at", reg,
+                          "updated_at", upd, "health_url", n->health_url);
+    if (o != NULL && n->address[0])
+        json_object_set_new(o, "address", json_string(n->address));
+    return o;
+}
+
+/* ---- POST /api/v1/nodes ------------------------------------------------ */
+
+struct reg_input {
+    const char *node_id;
+    size_t id_len;
+    uint32_t slots;
+    char *labels_json; /* malloc'd */
+    const char *health_url;
+    const char *address;
+};
+
+/* Validates the registration body; answers 400 itself and returns false. */
+static bool parse_register(struct rd_http_req *hr, json_t *body, struct reg_input *in)
+{
+    json_t *id = json_object_get(body, "node_id");
+    if (id == NULL) {
+        rd_http_bad_request(hr, "node_id", "node_id is required");
+        return false;
+    }
+    if (!json_is_string(id) || !rd_node_id_valid(json_string_value(id), json_string_length(id))) {
+        rd_http_bad_request(hr, "node_id",
+                            "node_id must be a string of 1-255 characters of [A-Za-z0-9._:-]");
+        return false;
+    }
+    in->node_id = json_string_value(id);
+    in->id_len = json_string_length(id);
+    in->slots = 1;
+    json_t *cap = json_object_get(body, "capacity");
+    if (cap != NULL) {
+        if (!json_is_object(cap)) {
+            rd_http_bad_request(hr, "capacity", "capacity must be an object like {\"slots\": 8}");
+            return false;
+        }
+        json_t *slots = json_object_get(cap, "slots");
+        if (slots != NULL) {
+            if (!json_is_integer(slots) || json_integer_value(slots) < 1 ||
+                json_integer_value(slots) > MAX_SLOTS) {
+                rd_http_bad_request(hr, "capacity.slots",
+                                    "capacity.slots must be an integer from 1 to %d", MAX_SLOTS);
+                return false;
+            }
+            in->slots = (uint32_t)json_integer_value(slots);
+        }
+    }
+    json_t *labels = json_object_get(body, "labels");
+    if (labels != NULL) {
+        if (!json_is_object(labels) || json_object_size(labels) > MAX_LABELS) {
+            rd_http_bad_request(hr, "labels", "labels must be an object of at most %d strings",
+                                MAX_LABELS);
+            return false;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(labels, k, v)
+        {
+            if (!json_is_string(v) || strlen(k) == 0 || strlen(k) > MAX_LABEL_LEN ||
+                json_string_length(v) > MAX_LABEL_LEN) {
+                rd_http_bad_request(hr, "labels",
+                                    "label '%.64s' must map a 1-255 character key to a string of "
+                                    "at most 255 characters",
+                                    k);
+                return false;
+            }
+        }
+    }
+    in->health_url = "";
+    json_t *url = json_object_get(body, "health_url");
+    if (url != NULL && !json_is_null(url)) {
+        const char *u = json_string_value(url);
+        if (u == NULL || json_string_length(url) > MAX_URL_LEN ||
+            (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0 &&
+             strncmp(u, "tcp://", 6) != 0)) {
+            rd_http_bad_request(hr, "health_url",
+                                "health_url must be an http://, https:// or tcp:// URL of at "
+                                "most %d characters",
+                                MAX_URL_LEN);
+            return false;
+        }
+        in->health_url = u;
+    }
+    in->address = "";
+    json_t *addr = json_object_get(body, "address");
+    if (addr != NULL && !json_is_null(addr)) {
+        if (!json_is_string(addr) || json_string_length(addr) > MAX_LABEL_LEN) {
+            rd_http_bad_request(hr, "address", "address must be a string of at most 255 characters");
+            return false;
+        }
+        in->address = json_string_value(addr);
+    }
+    /* Canonical form: sorted keys, compact, so every replica stores the same bytes. */
+    in->labels_json = labels ? json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
+    if (in->labels_json == NULL) {
+        rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+        return false;
+    }
+    return true;
+}
+
+static void register_done(void *data, int status, uint64_t epoch)
+{
+    struct rd_http_pending *p = data;
+    if (rd_http_pending_alive(p)) {
+        struct rd_engine *eng = p->hr.eng;
+        if (status == 0) {
+            json_t *o = json_pack("{s:s,s:I,s:I,s:I}", "node_id", p->u.node_id, "epoch",
+                                  (json_int_t)epoch, "heartbeat_interval_ms",
+                                  (json_int_t)eng->cfg.fault_tolerance.detection.heartbeat_interval_ms,
+                                  "lease_ms", (json_int_t)rd_engine_lease_ms(eng));
+            rd_http_send_json(&p->hr, 201, o);
+        } else {
+            rd_http_send_rd_error(&p->hr, status, NULL);
+        }
+    }
+    rd_http_pending_done(p);
+}
+
+/* Encodes `cmd`, proposes it and answers through `done` after the commit. */
+static void submit_deferred(struct rd_http_req *hr, const struct rd_cmd *cmd, const char *node_id,
+                            size_t id_len, rd_submit_cb done)
+{
+    struct rd_engine *eng = hr->eng;
+    if (eng->shutting_down) {
+        rd_http_send_rd_error(hr, RD_ESHUTDOWN, "the engine is shutting down");
+        return;
+    }
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    int rv = rd_cmd_encode(cmd, &w);
+    struct rd_http_pending *p = rv == 0 ? rd_http_defer(hr) : NULL;
+    if (rv == 0 && p == NULL)
+        rv = RD_ENOMEM;
+    if (rv == 0) {
+        memcpy(p->u.node_id, node_id, id_len);
+        p->u.node_id[id_len] = '\0';
+        rv = rd_replica_submit(&eng->replica, &w, done, p);
+        if (rv != 0) {
+            rd_http_send_rd_error(&p->hr, rv, NULL);
+            rd_http_pending_done(p);
+        }
+    } else {
+        rd_http_send_rd_error(hr, rv, NULL);
+    }
+    rd_w_free(&w);
+}
+
+void rd_api_NODES_REGISTER(struct rd_http_req *hr)
+{
+    json_t *body = rd_http_body_object(hr);
+    if (body == NULL)
+        return;
+    struct reg_input in;
+    if (parse_register(hr, body, &in)) {
+        struct rd_cmd cmd = {.type = RD_CMD_NODE_REGISTER, .time_ms = rd_engine_stamp(hr->eng)};
+        cmd.u.reg.node_id = (struct rd_str){in.node_id, (uint32_t)in.id_len};
+        cmd.u.reg.slots = in.slots;
+        cmd.u.reg.labels_json = RD_STR(in.labels_json);
+        cmd.u.reg.health_url = RD_STR(in.health_url);
+        cmd.u.reg.address = RD_STR(in.address);
+        submit_deferred(hr, &cmd, in.node_id, in.id_len, register_done);
+        free(in.labels_json);
+    }
+    json_decref(body);
+}
+
+/* ---- POST /api/v1/nodes/{id}/heartbeat --------------------------------- */
+
+/* Reads an optional non-negative number field; false (400 sent) when invalid. */
+static bool opt_number(struct rd_http_req *hr, json_t *obj, const char *key, const char *field,
+                       double max, double *out, bool *present)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v))
+        return true;
+    double d = json_number_value(v);
+    if (!json_is_number(v) || !isfinite(d) || d < 0 || d > max) {
+        rd_http_bad_request(hr, field, "%s must be a number from 0 to %g", field, max);
+        return false;
+    }
+    *out = d;
+    *present = true;
+    return true;
+}
+
+void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
+{
+    struct rd_engine *eng = hr->eng;
+    size_t id_len;
+    const char *id = path_node_id(hr, &id_len);
+    if (id == NULL)
+        return;
+    if (!rd_replica_is_leader(&eng->replica)) {
+        rd_http_send_rd_error(hr, RD_ENOTLEADER, "heartbeats go to the leader");
+        return;
+    }
+    json_t *body = rd_http_body_object(hr);
+    if (body == NULL)
+        return;
+    json_t *ep = json_object_get(body, "epoch");
+    json_t *load = json_object_get(body, "load");
+    json_t *metrics = json_object_get(body, "metrics");
+    json_t *used = load ? json_object_get(load, "slots_used") : NULL;
+    struct rd_node_metrics m = {0};
+    if (ep == NULL || !json_is_integer(ep) || json_integer_value(ep) < 1) {
+        rd_http_bad_request(hr, "epoch", "epoch must be the positive integer from registration");
+        goto out;
+    }
+    if (load != NULL && !json_is_object(load)) {
+        rd_http_bad_request(hr, "load", "load must be an object like {\"slots_used\": 1}");
+        goto out;
+    }
+    if (used != NULL && (!json_is_integer(used) || json_integer_value(used) < 0 ||
+                         json_integer_value(used) > MAX_SLOTS)) {
+        rd_http_bad_request(hr, "load.slots_used",
+                            "load.slots_used must be an integer from 0 to %d", MAX_SLOTS);
+        goto out;
+    }
+    if (metrics != NULL && !json_is_null(metrics)) {
+        if (!json_is_object(metrics)) {
+            rd_http_bad_request(hr, "metrics", "metrics must be an object");
+            goto out;
+        }
+        if (!opt_number(hr, metrics, "error_rate", "metrics.error_rate", 1, &m.error_rate,
+                        &m.present) ||
+            !opt_number(hr, metrics, "latency_ms", "metrics.latency_ms", 1e9, &m.latency_ms,
+                        &m.present) ||
+            !opt_number(hr, metrics, "cpu", "metrics.cpu", 1e6, &m.cpu, &m.present) ||
+            !opt_number(hr, metrics, "mem", "metrics.mem", 1e18, &m.mem, &m.present))
+            goto out;
+    }
+    const struct rd_node *n = rd_fsm_node(&eng->fsm, id, id_len);
+    if (n == NULL) {
+        rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered",
+                           (int)id_len, id);
+        goto out;
+    }
+    uint64_t epoch = (uint64_t)json_integer_value(ep);
+    if (epoch != n->epoch || n->state == RD_NODE_LEFT || n->state == RD_NODE_ISOLATED ||
+        n->state == RD_NODE_FAILED) {
+        json_t *d = json_pack("{s:I,s:s}", "epoch", (json_int_t)n->epoch, "state",
+                              rd_node_state_name(n->state));
+        rd_http_send_error(hr, 409, "fenced", d,
+                           epoch != n->epoch
+                               ? "epoch %llu is not the current epoch of node %.*s: drop its "
+                                 "tasks and register again"
+                               : "epoch %llu of node %.*s is fenced (the node is %s): drop its "
+                                 "tasks and register again",
+                           (unsigned long long)epoch, (int)id_len, id,
+                           rd_node_state_name(n->state));
+        goto out;
+    }
+    uint64_t now = rd_mono_ns();
+    struct rd_soft *s = rd_registry_touch(&eng->registry, id, id_len, n->epoch, now,
+                                          rd_engine_lease_ms(eng) * 1000000ULL);
+    if (s == NULL) {
+        rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+        goto out;
+    }
+    rd_registry_heartbeat(&eng->registry, s, now, rd_now_ms(),
+                          used ? (uint32_t)json_integer_value(used) : 0, &m);
+    char buf[160];
+    int len = snprintf(buf, sizeof(buf),
+                       "{\"state\":\"%s\",\"lease_ms\":%llu,\"assignments\":[],\"revoked\":[]}",
+                       rd_node_state_name(n->state), (unsigned long long)rd_engine_lease_ms(eng));
+    rd_http_send_raw(hr, 200, "application/json", buf, (size_t)len);
+out:
+    json_decref(body);
+}
+
+/* ---- GET /api/v1/nodes/{id}, GET /api/v1/nodes ------------------------- */
+
+void rd_api_NODE_GET(struct rd_http_req *hr)
+{
+    size_t id_len;
+    const char *id = path_node_id(hr, &id_len);
+    if (id == NULL)
+        return;
+    const struct rd_node *n = rd_fsm_node(&hr->eng->fsm, id, id_len);
+    if (n == NULL) {
+        rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered",
+                           (int)id_len, id);
+        return;
+    }
+    rd_http_send_json(hr, 200, node_json(hr->eng, n));
+}
+
+/* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
+int rd_api_list_limit(struct rd_http_req *hr)
+{
+    const char *s = rd_http_query(hr, "limit");
+    if (s == NULL)
+        return LIST_DEFAULT;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 1 || v > LIST_MAX) {
+        rd_http_bad_request(hr, "limit", "limit must be an integer from 1 to %d", LIST_MAX);
+        return -1;
+    }
+    return (int)v;
+}
+
+void rd_api_NODES_LIST(struct rd_http_req *hr)
+{
+    struct rd_fsm *fsm = &hr->eng->fsm;
+    int limit = rd_api_list_limit(hr);
+    if (limit < 0)
+        return;
+    int state = -1;
+    const char *st = rd_http_query(hr, "state");
+    if (st != NULL && (state = rd_node_state_parse(st, strlen(st))) < 0) {
+        rd_http_bad_request(hr, "state",
+                            "state must be one of alive, suspect, failed, isolated, probation, "
+                            "draining, left");
+        return;
+    }
+    /* The cursor is the last node_id of the previous page: stable under inserts. */
+    const char *cursor = rd_http_query(hr, "cursor");
+    size_t i = 0;
+    if (cursor != NULL && cursor[0] != '\0') {
+        if (!rd_node_id_valid(cursor, strlen(cursor))) {
+            rd_http_bad_request(hr, "cursor", "cursor is not one this server returned");
+            return;
+        }
+        i = rd_fsm_node_after(fsm, cursor, strlen(cursor));
+    }
+    json_t *items = json_array();
+    const struct rd_node *last = NULL;
+    bool more = false;
+    for (; i < fsm->n_nodes; i++) {
+        const struct rd_node *n = fsm->nodes[i];
+        if (state >= 0 && n->state != state)
+            continue;
+        if ((int)json_array_size(items) == limit) {
+            more = true;
+            break;
+        }
+        json_array_append_new(items, node_json(hr->eng, n));
+        last = n;
+    }
+    json_t *next = more && last ? json_stringn(last->node_id, last->id_len) : json_null();
+    rd_http_send_json(hr, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor", next));
+}
+
+/* ---- DELETE /api/v1/nodes/{id} ----------------------------------------- */
+
+static void delete_done(void *data, int status, uint64_t epoch)
+{
+    struct rd_http_pending *p = data;
+    (void)epoch;
+    if (rd_http_pending_alive(p)) {
+        struct rd_engine *eng = p->hr.eng;
+        const struct rd_node *n = rd_fsm_node(&eng->fsm, p->u.node_id, strlen(p->u.node_id));
+        if (status == 0 && n != NULL)
+            rd_http_send_json(&p->hr, 200, node_json(eng, n));
+        else
+            rd_http_send_rd_error(&p->hr, status ? status : RD_ENOTFOUND, NULL);
+    }
+    rd_http_pending_done(p);
+}
+
+void rd_api_NODE_DELETE(struct rd_http_req *hr)
+{
+    size_t id_len;
+    const char *id = path_node_id(hr, &id_len);
+    if (id == NULL)
+        return;
+    const struct rd_node *n = rd_fsm_node(&hr->eng->fsm, id, id_len);
+    if (n == NULL) {
+        rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered",
+                           (int)id_len, id);
+        return;
+    }
+    if (n->state == RD_NODE_LEFT) { /* idempotent: nothing to commit */
+        rd_http_send_json(hr, 200, node_json(hr->eng, n));
+        return;
+    }
+    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(hr->eng)};
+    cmd.u.trans.node_id = (struct rd_str){id, (uint32_t)id_len};
+    cmd.u.trans.epoch = 0;
+    cmd.u.trans.state = RD_NODE_LEFT;
+    cmd.u.trans.reason = RD_STR("left: DELETE /api/v1/nodes");
+    submit_deferred(hr, &cmd, id, id_len, delete_done);
+}

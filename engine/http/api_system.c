@@ -1,0 +1,174 @@
+/* Probes, metrics and the cluster's health. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "core/engine.h"
+#include "http.h"
+#include "recoveryd/version.h"
+
+void rd_api_HEALTH(struct rd_http_req *hr)
+{
+    static const char body[] = "{\"status\":\"ok\"}";
+    rd_http_send_raw(hr, 200, "application/json", body, sizeof(body) - 1);
+}
+
+void rd_api_READY(struct rd_http_req *hr)
+{
+    struct rd_replica *r = &hr->eng->replica;
+    uint64_t leader;
+    const char *addr;
+    rd_replica_leader(r, &leader, &addr);
+    uint64_t applied = rd_replica_applied_index(r), commit = rd_replica_commit_index(r);
+    if (hr->eng->shutting_down) {
+        rd_http_send_error(hr, 503, "not_ready", NULL, "the engine is shutting down");
+    } else if (leader == 0) {
+        rd_http_send_error(hr, 503, "not_ready", NULL, "no leader is known yet");
+    } else if (applied < commit) {
+        rd_http_send_error(hr, 503, "not_ready", json_pack("{s:I,s:I}", "applied_index",
+                                                           (json_int_t)applied, "commit_index",
+                                                           (json_int_t)commit),
+                           "applied index %llu is behind the commit index %llu",
+                           (unsigned long long)applied, (unsigned long long)commit);
+    } else {
+        rd_http_send_json(hr, 200,
+                          json_pack("{s:s,s:I,s:I}", "status", "ready", "applied_index",
+                                    (json_int_t)applied, "leader", (json_int_t)leader));
+    }
+}
+
+void rd_api_CLUSTER_HEALTH(struct rd_http_req *hr)
+{
+    struct rd_engine *eng = hr->eng;
+    struct rd_replica *r = &eng->replica;
+    const size_t *c = eng->fsm.count_by_state;
+    size_t total = eng->fsm.n_nodes - c[RD_NODE_LEFT];
+    size_t healthy = c[RD_NODE_ALIVE] + c[RD_NODE_PROBATION] + c[RD_NODE_DRAINING];
+    size_t failed = c[RD_NODE_FAILED], suspect = c[RD_NODE_SUSPECT],
+           isolated = c[RD_NODE_ISOLATED];
+    uint64_t leader;
+    const char *leader_addr;
+    rd_replica_leader(r, &leader, &leader_addr);
+    bool quorum = leader != 0;
+    const char *overall = "healthy";
+    if (!quorum || (total > 0 && (failed + isolated) * 2 >= total))
+        overall = "critical";
+    else if (failed + suspect + isolated > 0)
+        overall = "degraded";
+
+    json_t *replicas = json_array();
+    if (eng->cfg.cluster.n_peers == 0) {
+        json_array_append_new(
+            replicas, json_pack("{s:I,s:s,s:s,s:b,s:I}", "id",
+                                (json_int_t)eng->cfg.cluster.replica_id, "address",
+                                eng->cfg.cluster.raft_address, "role", rd_replica_role_name(r),
+                                "reachable", 1, "applied_index",
+                                (json_int_t)rd_replica_applied_index(r)));
+    } else {
+        for (unsigned i = 0; i < eng->cfg.cluster.n_peers; i++) {
+            const struct rd_cfg_peer *p = &eng->cfg.cluster.peers[i];
+            bool self = p->id == eng->cfg.cluster.replica_id;
+            json_array_append_new(
+                replicas,
+                json_pack("{s:I,s:s,s:s,s:b,s:o}", "id", (json_int_t)p->id, "address",
+                          p->address, "role",
+                          self ? rd_replica_role_name(r) : (p->id == leader ? "leader" : "follower"),
+                          "reachable", self || p->id == leader, "applied_index",
+                          self ? json_integer((json_int_t)rd_replica_applied_index(r))
+                               : json_null()));
+        }
+    }
+    char now[RD_TIME_STRLEN];
+    rd_time_format(rd_now_ms(), now);
+    json_t *o = json_pack(
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:{s:b,s:o,s:I,s:o},s:s}", "overall_health", overall,
+        "healthy_nodes", (json_int_t)healthy, "failed_nodes", (json_int_t)failed,
+        "suspect_nodes", (json_int_t)suspect, "isolated_nodes", (json_int_t)isolated,
+        "total_nodes", (json_int_t)total, "quorum", "has_quorum", quorum, "leader",
+        leader ? json_integer((json_int_t)leader) : json_null(), "term",
+        (json_int_t)rd_replica_term(r), "replicas", replicas, "last_updated", now);
+    rd_http_send_json(hr, 200, o);
+}
+
+void rd_api_METRICS(struct rd_http_req *hr)
+{
+    struct rd_engine *eng = hr->eng;
+    struct rd_http *http = &eng->http;
+    struct rd_replica *r = &eng->replica;
+    struct rd_mbuf b;
+    rd_mbuf_init(&b);
+
+    rd_metric_header(&b, "recoveryd_build_info", "gauge", "Build information.");
+    rd_mbuf_printf(&b, "recoveryd_build_info{version=\"%s\"} 1\n", RD_VERSION_STRING);
+    rd_metric_header(&b, "recoveryd_uptime_seconds", "gauge", "Seconds since the engine started.");
+    rd_mbuf_printf(&b, "recoveryd_uptime_seconds %.3f\n",
+                   (double)(rd_mono_ns() - eng->started_ns) / 1e9);
+
+    rd_metric_header(&b, "recoveryd_http_requests_total", "counter",
+                     "HTTP requests answered, by route and status.");
+    for (int rt = 0; rt < RD_ROUTE_COUNT; rt++) {
+        for (int s = 0; s < RD_STATUS_SLOTS; s++) {
+            uint64_t v = http->requests[rt][s];
+            if (v == 0)
+                continue;
+            int code = rd_http_status_of_slot(s);
+            if (code)
+                rd_mbuf_printf(&b, "recoveryd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                               rd_http_route_name(rt), code, (unsigned long long)v);
+            else
+                rd_mbuf_printf(&b,
+                               "recoveryd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                               rd_http_route_name(rt), (unsigned long long)v);
+        }
+    }
+    rd_metric_header(&b, "recoveryd_http_request_duration_seconds", "histogram",
+                     "Time from request to answer, by route (commits included).");
+    for (int rt = 0; rt < RD_ROUTE_COUNT; rt++) {
+        if (http->latency[rt].count == 0)
+            continue;
+        char labels[64];
+        snprintf(labels, sizeof(labels), "route=\"%s\"", rd_http_route_name(rt));
+        rd_metric_hist(&b, "recoveryd_http_request_duration_seconds", labels, &http->latency[rt]);
+    }
+    rd_metric_header(&b, "recoveryd_http_pending_commits", "gauge",
+                     "Answers waiting for a log commit.");
+    rd_mbuf_printf(&b, "recoveryd_http_pending_commits %llu\n", (unsigned long long)http->pending);
+    rd_metric_header(&b, "recoveryd_http_connections", "gauge", "Open HTTP connections.");
+    rd_mbuf_printf(&b, "recoveryd_http_connections %zu\n", rd_http_connections(http));
+
+    rd_metric_header(&b, "recoveryd_heartbeats_total", "counter", "Heartbeats accepted.");
+    rd_mbuf_printf(&b, "recoveryd_heartbeats_total %llu\n",
+                   (unsigned long long)eng->registry.heartbeats_total);
+    rd_metric_header(&b, "recoveryd_nodes", "gauge", "Registered agents by state.");
+    for (int s = 0; s < RD_NODE_STATE_COUNT; s++)
+        rd_mbuf_printf(&b, "recoveryd_nodes{state=\"%s\"} %zu\n", rd_node_state_name(s),
+                       eng->fsm.count_by_state[s]);
+
+    rd_metric_header(&b, "recoveryd_raft_commit_duration_seconds", "histogram",
+                     "Time from proposing a command to its apply on this leader.");
+    rd_metric_hist(&b, "recoveryd_raft_commit_duration_seconds", "", &r->commit_latency);
+    rd_metric_header(&b, "recoveryd_raft_commits_total", "counter", "Commands committed.");
+    rd_mbuf_printf(&b, "recoveryd_raft_commits_total %llu\n", (unsigned long long)r->commits_total);
+    rd_metric_header(&b, "recoveryd_raft_commit_errors_total", "counter",
+                     "Proposals that failed to commit.");
+    rd_mbuf_printf(&b, "recoveryd_raft_commit_errors_total %llu\n",
+                   (unsigned long long)r->commit_errors_total);
+    rd_metric_header(&b, "recoveryd_raft_applied_index", "gauge", "Last log index applied.");
+    rd_mbuf_printf(&b, "recoveryd_raft_applied_index %llu\n",
+                   (unsigned long long)rd_replica_applied_index(r));
+    rd_metric_header(&b, "recoveryd_raft_commit_index", "gauge", "Last log index known committed.");
+    rd_mbuf_printf(&b, "recoveryd_raft_commit_index %llu\n",
+                   (unsigned long long)rd_replica_commit_index(r));
+    rd_metric_header(&b, "recoveryd_raft_term", "gauge", "Current raft term.");
+    rd_mbuf_printf(&b, "recoveryd_raft_term %llu\n", (unsigned long long)rd_replica_term(r));
+    rd_metric_header(&b, "recoveryd_raft_is_leader", "gauge", "1 on the leader.");
+    rd_mbuf_printf(&b, "recoveryd_raft_is_leader %d\n", rd_replica_is_leader(r) ? 1 : 0);
+
+    if (b.err) {
+        rd_mbuf_free(&b);
+        rd_http_send_error(hr, 500, "internal", NULL, "out of memory rendering metrics");
+        return;
+    }
+    rd_http_send_raw(hr, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+    rd_mbuf_free(&b);
+}

@@ -1,0 +1,133 @@
+/*
+ * The REST API on h2o (libuv flavour): HTTP/1.1, h2c with prior knowledge
+ * and h2c upgrade on one cleartext listener. One h2o handler at "/" routes by
+ * method and path segments (h2o has no path parameters). Handlers answer at
+ * once, or defer their answer until a log commit with rd_http_defer().
+ * Loop-thread only.
+ */
+#ifndef RD_HTTP_H
+#define RD_HTTP_H
+
+#include <h2o.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "metrics/metrics.h"
+
+struct rd_engine;
+
+#define RD_ROUTE_LIST(X)                                                                     \
+    X(HEALTH, "GET", "/health", "health")                                                    \
+    X(READY, "GET", "/ready", "ready")                                                       \
+    X(METRICS, "GET", "/metrics", "metrics")                                                 \
+    X(NODES_LIST, "GET", "/api/v1/nodes", "nodes_list")                                      \
+    X(NODES_REGISTER, "POST", "/api/v1/nodes", "nodes_register")                             \
+    X(NODE_GET, "GET", "/api/v1/nodes/*", "node_get")                                        \
+    X(NODE_DELETE, "DELETE", "/api/v1/nodes/*", "node_delete")                               \
+    X(NODE_HEARTBEAT, "POST", "/api/v1/nodes/*/heartbeat", "node_heartbeat")                 \
+    X(CLUSTER_HEALTH, "GET", "/api/v1/health/cluster", "cluster_health")
+
+enum rd_route {
+#define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,
+    RD_ROUTE_LIST(RD__ROUTE_ENUM)
+#undef RD__ROUTE_ENUM
+        RD_ROUTE_NONE, /* unmatched: 404 / 405 */
+    RD_ROUTE_COUNT
+};
+
+#define RD_HTTP_MAX_PARAMS 2
+#define RD_STATUS_SLOTS    16
+
+/* One request while its handler runs (on the stack) or waits (in a pending). */
+struct rd_http_req {
+    h2o_req_t *req; /* NULL once the client went away */
+    struct rd_engine *eng;
+    int route;
+    uint64_t t0;
+    h2o_iovec_t params[RD_HTTP_MAX_PARAMS]; /* decoded path segments, on req->pool */
+    h2o_iovec_t query;                      /* raw query string without '?' */
+};
+
+struct rd_http {
+    struct rd_engine *eng;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    bool listening;
+    bool ctx_inited;
+    size_t max_body;
+    uint64_t pending; /* answers waiting for a commit */
+    uint64_t requests[RD_ROUTE_COUNT][RD_STATUS_SLOTS];
+    struct rd_hist latency[RD_ROUTE_COUNT];
+    char errmsg[256];
+};
+
+/* Binds host:port and starts serving. 0 or RD_E* with http->errmsg set. */
+int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host, uint16_t port,
+                  size_t max_body);
+/* Stops accepting and asks h2o to wind connections down (GOAWAY). */
+void rd_http_begin_shutdown(struct rd_http *http);
+/* Open HTTP/1 and HTTP/2 connections. */
+size_t rd_http_connections(struct rd_http *http);
+/* Metric labels: a route's name and the status a counter slot stands for. */
+const char *rd_http_route_name(int route);
+int rd_http_status_of_slot(int slot);
+
+/* ---- answering --------------------------------------------------------- */
+
+/* Sends `body` (stolen) as JSON with `status`. */
+void rd_http_send_json(struct rd_http_req *hr, int status, json_t *body);
+/* Sends `len` bytes (copied) with `status` and content type. */
+void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, const char *body,
+                      size_t len);
+/*
+ * Sends the one error shape {"error":{"code","message","details"}}.
+ * `details` (stolen, may be NULL) becomes the details object.
+ */
+void rd_http_send_error(struct rd_http_req *hr, int status, const char *code, json_t *details,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* 400 bad_request naming `field` in details.field. */
+void rd_http_bad_request(struct rd_http_req *hr, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Maps an RD_E* code to its status and error code (503 with Retry-After, ...). */
+void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message);
+
+/* ---- deferred answers -------------------------------------------------- */
+
+/*
+ * A request whose answer waits for a commit. The pending record owns a copy
+ * of the request context; if the client goes away first, pending->hr.req
+ * becomes NULL and the answer is dropped (the write itself still commits).
+ * Every pending must end with rd_http_pending_done() exactly once.
+ */
+struct rd_http_pending {
+    struct rd_http_req hr;
+    struct rd_http_guard *guard;
+    union {
+        char node_id[256];
+    } u;
+};
+
+struct rd_http_pending *rd_http_defer(struct rd_http_req *hr);
+/* True while the client still waits for the answer. */
+static inline bool rd_http_pending_alive(const struct rd_http_pending *p)
+{
+    return p->hr.req != NULL;
+}
+void rd_http_pending_done(struct rd_http_pending *p);
+
+/* ---- request helpers --------------------------------------------------- */
+
+/* Parses the body as a JSON object; answers 400/413 itself and returns NULL. */
+json_t *rd_http_body_object(struct rd_http_req *hr);
+/* Value of query parameter `name` (percent-decoded, on the pool) or NULL. */
+const char *rd_http_query(struct rd_http_req *hr, const char *name);
+
+/* Handlers, in api_*.c. */
+#define RD__ROUTE_DECL(id, method, pattern, name) void rd_api_##id(struct rd_http_req *hr);
+RD_ROUTE_LIST(RD__ROUTE_DECL)
+#undef RD__ROUTE_DECL
+
+#endif

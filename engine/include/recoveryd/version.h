@@ -1,0 +1,9 @@
+#ifndef RECOVERYD_VERSION_H
+#define RECOVERYD_VERSION_H
+
+#define RD_VERSION_MAJOR  0
+#define RD_VERSION_MINOR  1
+#define RD_VERSION_PATCH  0
+#define RD_VERSION_STRING "0.1.0"
+
+#endif

@@ -1,0 +1,112 @@
+/* recoveryd: the fault-tolerance and recovery engine for fleets of AI agents. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "common/util.h"
+#include "config/config.h"
+#include "core/engine.h"
+#include "recoveryd/error.h"
+#include "recoveryd/version.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: recoveryd [--config PATH] [--listen HOST:PORT] [--data-dir DIR]\n"
+            "                 [--node-id ID] [--check-config] [--version] [--help]\n"
+            "\n"
+            "  --config PATH       YAML configuration (default: built-in defaults)\n"
+            "  --listen HOST:PORT  API address (overrides server.listen)\n"
+            "  --data-dir DIR      data directory (overrides storage.data_dir)\n"
+            "  --node-id ID        this replica's name (overrides cluster.node_id)\n"
+            "  --check-config      validate the configuration and exit 0 or 1\n"
+            "  --version           print the version and exit\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},  {"listen", required_argument, NULL, 'l'},
+        {"data-dir", required_argument, NULL, 'd'}, {"node-id", required_argument, NULL, 'n'},
+        {"check-config", no_argument, NULL, 'k'},   {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL, *listen = NULL, *data_dir = NULL, *node_id = NULL;
+    int check = 0, c;
+    while ((c = getopt_long(argc, argv, "c:l:d:n:kVh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
+        case 'd':
+            data_dir = optarg;
+            break;
+        case 'n':
+            node_id = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'V':
+            printf("recoveryd %s (libuv %s, raft %d)\n", RD_VERSION_STRING, uv_version_string(),
+                   RAFT_VERSION_NUMBER);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "recoveryd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    static struct rd_config cfg;
+    char err[RD_CFG_ERRLEN];
+    rd_config_defaults(&cfg);
+    if (config_path != NULL && rd_config_load_file(&cfg, config_path, err) != 0) {
+        fprintf(stderr, "recoveryd: %s\n", err);
+        return 1;
+    }
+    if (listen != NULL &&
+        rd_config_parse_hostport(listen, cfg.server.listen_host, &cfg.server.listen_port) != 0) {
+        fprintf(stderr, "recoveryd: --listen: expected HOST:PORT, got '%s'\n", listen);
+        return 1;
+    }
+    if (data_dir != NULL) {
+        if (strlen(data_dir) >= sizeof(cfg.storage.data_dir)) {
+            fprintf(stderr, "recoveryd: --data-dir: path too long\n");
+            return 1;
+        }
+        snprintf(cfg.storage.data_dir, sizeof(cfg.storage.data_dir), "%s", data_dir);
+    }
+    if (node_id != NULL) {
+        if (!rd_node_id_valid(node_id, strlen(node_id))) {
+            fprintf(stderr, "recoveryd: --node-id: expected 1-255 characters of "
+                            "[A-Za-z0-9._:-], got '%s'\n",
+                    node_id);
+            return 1;
+        }
+        snprintf(cfg.cluster.node_id, sizeof(cfg.cluster.node_id), "%s", node_id);
+    }
+    if (rd_config_validate(&cfg, err) != 0) {
+        fprintf(stderr, "recoveryd: %s%s%s\n", config_path ? config_path : "",
+                config_path ? ": " : "", err);
+        return 1;
+    }
+    if (check) {
+        printf("recoveryd: configuration %s is valid\n", config_path ? config_path : "(defaults)");
+        return 0;
+    }
+    static struct rd_engine eng;
+    return rd_engine_run(&eng, uv_default_loop(), &cfg);
+}

@@ -1,0 +1,112 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "recoveryd/error.h"
+
+const double rd_hist_bounds[RD_HIST_BUCKETS] = {
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025,   0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   10.0,
+};
+
+void rd_hist_observe(struct rd_hist *h, double seconds)
+{
+    h->count++;
+    h->sum += seconds;
+    for (int i = 0; i < RD_HIST_BUCKETS; i++) {
+        if (seconds <= rd_hist_bounds[i]) {
+            h->counts[i]++;
+            return;
+        }
+    }
+    h->inf++;
+}
+
+double rd_hist_quantile(const struct rd_hist *h, double q)
+{
+    if (h->count == 0)
+        return 0;
+    double rank = q * (double)h->count;
+    uint64_t seen = 0;
+    for (int i = 0; i < RD_HIST_BUCKETS; i++) {
+        if (h->counts[i] == 0)
+            continue;
+        double lo = i ? rd_hist_bounds[i - 1] : 0;
+        if ((double)(seen + h->counts[i]) >= rank) {
+            double frac = (rank - (double)seen) / (double)h->counts[i];
+            return lo + (rd_hist_bounds[i] - lo) * frac;
+        }
+        seen += h->counts[i];
+    }
+    return rd_hist_bounds[RD_HIST_BUCKETS - 1];
+}
+
+void rd_mbuf_init(struct rd_mbuf *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void rd_mbuf_free(struct rd_mbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+void rd_mbuf_printf(struct rd_mbuf *b, const char *fmt, ...)
+{
+    if (b->err)
+        return;
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->err = RD_EINVAL;
+            return;
+        }
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = b->cap ? b->cap * 2 : 4096;
+        while (ncap - b->len <= (size_t)n)
+            ncap *= 2;
+        char *np = realloc(b->p, ncap);
+        if (np == NULL) {
+            b->err = RD_ENOMEM;
+            return;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+}
+
+void rd_metric_header(struct rd_mbuf *b, const char *name, const char *type, const char *help)
+{
+    rd_mbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void rd_metric_hist(struct rd_mbuf *b, const char *name, const char *labels,
+                    const struct rd_hist *h)
+{
+    const char *sep = labels[0] ? "," : "";
+    uint64_t cum = 0;
+    for (int i = 0; i < RD_HIST_BUCKETS; i++) {
+        cum += h->counts[i];
+        rd_mbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, rd_hist_bounds[i],
+                       (unsigned long long)cum);
+    }
+    rd_mbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+                   (unsigned long long)h->count);
+    if (labels[0]) {
+        rd_mbuf_printf(b, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", name, labels, h->sum, name,
+                       labels, (unsigned long long)h->count);
+    } else {
+        rd_mbuf_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
+                       (unsigned long long)h->count);
+    }
+}

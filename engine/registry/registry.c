@@ -1,0 +1,81 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "registry.h"
+
+void rd_registry_init(struct rd_registry *r)
+{
+    memset(r, 0, sizeof(*r));
+    rd_map_init(&r->by_id);
+}
+
+void rd_registry_close(struct rd_registry *r)
+{
+    for (size_t i = 0; i < r->by_id.cap; i++) {
+        struct rd_map_slot *s = &r->by_id.slots[i];
+        if (s->value != NULL) {
+            struct rd_soft *soft = s->value;
+            free(soft->node_id);
+            free(soft);
+        }
+    }
+    rd_map_free(&r->by_id);
+}
+
+struct rd_soft *rd_registry_get(struct rd_registry *r, const char *id, size_t len)
+{
+    return rd_map_get(&r->by_id, id, len);
+}
+
+struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t len,
+                                  uint64_t epoch, uint64_t now_ns, uint64_t grace_ns)
+{
+    struct rd_soft *s = rd_map_get(&r->by_id, id, len);
+    if (s == NULL) {
+        s = calloc(1, sizeof(*s));
+        if (s == NULL)
+            return NULL;
+        s->node_id = rd_strndup(id, len);
+        s->id_len = len;
+        if (s->node_id == NULL || rd_map_put(&r->by_id, s->node_id, len, s) != 0) {
+            free(s->node_id);
+            free(s);
+            return NULL;
+        }
+        s->epoch = epoch;
+        s->grace_until_ns = now_ns + grace_ns;
+        return s;
+    }
+    if (s->epoch != epoch) {
+        char *keep = s->node_id;
+        memset(s, 0, sizeof(*s));
+        s->node_id = keep;
+        s->id_len = len;
+        s->epoch = epoch;
+        s->grace_until_ns = now_ns + grace_ns;
+    }
+    return s;
+}
+
+void rd_registry_heartbeat(struct rd_registry *r, struct rd_soft *s, uint64_t now_ns,
+                           int64_t wall_ms, uint32_t slots_used,
+                           const struct rd_node_metrics *m)
+{
+    s->heartbeats++;
+    s->last_mono_ns = now_ns;
+    s->last_wall_ms = wall_ms;
+    s->slots_used = slots_used;
+    if (m != NULL && m->present)
+        s->metrics = *m;
+    r->heartbeats_total++;
+}
+
+void rd_registry_forget(struct rd_registry *r, const char *id, size_t len)
+{
+    struct rd_soft *s = rd_map_del(&r->by_id, id, len);
+    if (s != NULL) {
+        free(s->node_id);
+        free(s);
+    }
+}

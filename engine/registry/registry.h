@@ -1,0 +1,62 @@
+/*
+ * The agent registry's soft state: heartbeats, reported load and metrics.
+ * Lives in the leader's memory only and is never written to the log
+ * (DESIGN.md decision 2); the durable part of a node is in the state machine.
+ * A new epoch resets a node's soft state. Loop-thread only.
+ */
+#ifndef RD_REGISTRY_H
+#define RD_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/map.h"
+
+struct rd_node_metrics {
+    bool present;
+    double error_rate;
+    double latency_ms;
+    double cpu;
+    double mem;
+};
+
+struct rd_soft {
+    char *node_id;
+    size_t id_len;
+    uint64_t epoch;           /* the epoch this soft state belongs to */
+    uint64_t heartbeats;      /* accepted in this epoch */
+    uint64_t last_mono_ns;    /* monotonic arrival of the last heartbeat, 0 = none */
+    int64_t last_wall_ms;     /* wall-clock arrival, for the API */
+    uint64_t grace_until_ns;  /* not judged before this (new leader, restart) */
+    uint32_t slots_used;
+    struct rd_node_metrics metrics;
+};
+
+struct rd_registry {
+    struct rd_map by_id;
+    uint64_t heartbeats_total;
+};
+
+void rd_registry_init(struct rd_registry *r);
+void rd_registry_close(struct rd_registry *r);
+
+/* Soft state of `id`, or NULL when none was recorded. */
+struct rd_soft *rd_registry_get(struct rd_registry *r, const char *id, size_t len);
+
+/*
+ * Soft state of `id` for `epoch`, created or reset (when the epoch changed).
+ * `now_ns` starts the node's grace period of `grace_ns`. NULL on ENOMEM.
+ */
+struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t len,
+                                  uint64_t epoch, uint64_t now_ns, uint64_t grace_ns);
+
+/* Records an accepted heartbeat. */
+void rd_registry_heartbeat(struct rd_registry *r, struct rd_soft *s, uint64_t now_ns,
+                           int64_t wall_ms, uint32_t slots_used,
+                           const struct rd_node_metrics *m);
+
+/* Forgets `id` (the node left). */
+void rd_registry_forget(struct rd_registry *r, const char *id, size_t len);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * The replica: libraft 0.22 on the engine's libuv loop (uv I/O backend, TCP
+ * transport) driving the state machine. The single-node default is a cluster
+ * of one voter: the same code path as 3 or 5 replicas. Loop-thread only.
+ */
+#ifndef RD_REPLICA_H
+#define RD_REPLICA_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "fsm/fsm.h"
+#include "metrics/metrics.h"
+
+/*
+ * Called once a submitted command was applied (status 0, `value` is the
+ * command's answer: see rd_fsm_result) or refused by the machine (status is
+ * the refusal, e.g. RD_EFENCED), or could not be committed (RD_ENOTLEADER
+ * when leadership was lost and the outcome is unknown, RD_ESHUTDOWN,
+ * RD_EIO, RD_ENOSPACE).
+ */
+typedef void (*rd_submit_cb)(void *data, int status, uint64_t value);
+
+struct rd_replica {
+    uv_loop_t *loop;
+    const struct rd_config *cfg;
+    struct rd_fsm *fsm;
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    uv_timer_t watch; /* polls role and term: libraft has no leadership callback */
+    char raft_dir[512];
+    bool inited;  /* raft_init succeeded: raft_close is needed */
+    bool started;
+    bool closing;
+    int last_state;   /* last observed enum raft_state */
+    uint64_t inflight;
+    uint64_t commits_total;
+    uint64_t commit_errors_total;
+    struct rd_hist commit_latency;
+    /* Told when this replica becomes or stops being the leader. */
+    void (*on_role)(void *data, bool leader);
+    void *on_role_data;
+    void (*close_cb)(void *data);
+    void *close_data;
+    char errmsg[512];
+};
+
+/*
+ * Prepares the data directory (<storage.data_dir>/raft), the I/O backend
+ * and the raft instance, bootstraps the initial configuration on a fresh
+ * directory and starts raft. `cfg` and `fsm` must outlive the replica.
+ * Returns 0 or an RD_E* code with r->errmsg set.
+ */
+int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_config *cfg,
+                     struct rd_fsm *fsm);
+
+/*
+ * Proposes the encoded command in `w` (padded here to libraft's 8-byte
+ * multiple). On 0 raft owns the bytes (w is reset) and `cb` fires exactly
+ * once, later. On error `cb` will not fire: RD_ENOTLEADER and RD_ESHUTDOWN
+ * leave `w` with the caller; when raft_apply itself fails, raft may already
+ * hold the entry, so `w` is reset and the bytes are raft's.
+ */
+int rd_replica_submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, void *data);
+
+bool rd_replica_is_leader(struct rd_replica *r);
+/* Leader's id and raft address (0 / NULL when unknown). */
+void rd_replica_leader(struct rd_replica *r, uint64_t *id, const char **address);
+uint64_t rd_replica_applied_index(struct rd_replica *r);
+uint64_t rd_replica_commit_index(struct rd_replica *r);
+uint64_t rd_replica_term(struct rd_replica *r);
+const char *rd_replica_role_name(struct rd_replica *r);
+
+/*
+ * Closes raft and its I/O; pending submissions fire with RD_ESHUTDOWN.
+ * `cb` runs once everything was released.
+ */
+void rd_replica_close(struct rd_replica *r, void (*cb)(void *data), void *data);
+
+#endif
