@@ -387,6 +387,7 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
     f->n_applied = fresh.n_applied;
     f->last_time_ms = fresh.last_time_ms;
     memcpy(f->count_by_state, fresh.count_by_state, sizeof(f->count_by_state));
+    f->restores++;
     return 0;
 }
 

@@ -74,6 +74,7 @@ struct rd_fsm {
     int64_t last_time_ms;  /* newest leader stamp applied */
     size_t count_by_state[RD_NODE_STATE_COUNT];
     struct rd_fsm_result result;
+    uint64_t restores; /* snapshots restored (local count, not state) */
     rd_fsm_node_cb on_node;
     void *on_node_data;
     struct raft_fsm raft; /* handed to raft_init; raft.data = this */

@@ -1,0 +1,159 @@
+/* Log command encoding: round trips, truncation, unknown formats and types. */
+#include "cmocka_all.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm/cmd.h"
+#include "recoveryd/error.h"
+
+static void encode(const struct rd_cmd *c, struct rd_wbuf *w)
+{
+    rd_w_init(w);
+    assert_int_equal(rd_cmd_encode(c, w), 0);
+}
+
+static void assert_str(struct rd_str s, const char *want)
+{
+    assert_int_equal(s.len, strlen(want));
+    assert_memory_equal(s.p, want, s.len);
+}
+
+static void test_register_round_trip(void **state)
+{
+    struct rd_cmd c = {.type = RD_CMD_NODE_REGISTER, .time_ms = 1764000000123LL};
+    c.u.reg.node_id = RD_STR("agent-7");
+    c.u.reg.slots = 12;
+    c.u.reg.labels_json = RD_STR("{\"zone\":\"eu\"}");
+    c.u.reg.health_url = RD_STR("http://127.0.0.1:9/health");
+    c.u.reg.address = RD_STR("");
+    struct rd_wbuf w;
+    encode(&c, &w);
+    assert_int_equal(w.p[0], RD_CMD_FORMAT);
+    assert_int_equal(w.p[1], RD_CMD_NODE_REGISTER);
+
+    struct rd_cmd d;
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &d), 0);
+    assert_int_equal(d.type, RD_CMD_NODE_REGISTER);
+    assert_int_equal(d.time_ms, 1764000000123LL);
+    assert_str(d.u.reg.node_id, "agent-7");
+    assert_int_equal(d.u.reg.slots, 12);
+    assert_str(d.u.reg.labels_json, "{\"zone\":\"eu\"}");
+    assert_str(d.u.reg.health_url, "http://127.0.0.1:9/health");
+    assert_int_equal(d.u.reg.address.len, 0);
+    rd_w_free(&w);
+}
+
+static void test_transition_round_trip(void **state)
+{
+    struct rd_cmd c = {.type = RD_CMD_NODE_TRANSITION, .time_ms = -5};
+    c.u.trans.node_id = RD_STR("n");
+    c.u.trans.epoch = 0xfedcba9876543210ULL;
+    c.u.trans.state = RD_NODE_ISOLATED;
+    c.u.trans.reason = RD_STR("operator");
+    struct rd_wbuf w;
+    encode(&c, &w);
+    struct rd_cmd d;
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &d), 0);
+    assert_int_equal(d.time_ms, -5);
+    assert_true(d.u.trans.epoch == 0xfedcba9876543210ULL);
+    assert_int_equal(d.u.trans.state, RD_NODE_ISOLATED);
+    assert_str(d.u.trans.reason, "operator");
+    rd_w_free(&w);
+}
+
+/* Every proper prefix of a valid command is refused, never read past. */
+static void test_every_truncation_is_refused(void **state)
+{
+    struct rd_cmd c = {.type = RD_CMD_NODE_REGISTER, .time_ms = 42};
+    c.u.reg.node_id = RD_STR("abc");
+    c.u.reg.slots = 1;
+    c.u.reg.labels_json = RD_STR("{}");
+    c.u.reg.health_url = RD_STR("");
+    c.u.reg.address = RD_STR("10.0.0.1:9");
+    struct rd_wbuf w;
+    encode(&c, &w);
+    for (size_t n = 0; n < w.len; n++) {
+        /* A fresh heap copy of exactly n bytes lets ASan catch any over-read. */
+        uint8_t *copy = malloc(n ? n : 1);
+        memcpy(copy, w.p, n);
+        struct rd_cmd d;
+        assert_int_equal(rd_cmd_decode(copy, n, &d), RD_EPARSE);
+        free(copy);
+    }
+    rd_w_free(&w);
+}
+
+/* Trailing bytes (padding, fields added by newer versions) are ignored. */
+static void test_trailing_bytes_ignored(void **state)
+{
+    struct rd_cmd c = {.type = RD_CMD_NOOP, .time_ms = 7};
+    struct rd_wbuf w;
+    encode(&c, &w);
+    assert_int_equal(w.len, RD_CMD_HEADER_SIZE);
+    rd_w_u64(&w, 0);
+    struct rd_cmd d;
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &d), 0);
+    assert_int_equal(d.type, RD_CMD_NOOP);
+    assert_int_equal(d.time_ms, 7);
+    rd_w_free(&w);
+}
+
+static void test_unknown_format_and_type(void **state)
+{
+    struct rd_cmd c = {.type = RD_CMD_NOOP, .time_ms = 1};
+    struct rd_wbuf w;
+    encode(&c, &w);
+    struct rd_cmd d;
+    w.p[0] = RD_CMD_FORMAT + 1;
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &d), RD_EUNSUPPORTED);
+    w.p[0] = RD_CMD_FORMAT;
+    w.p[1] = RD_CMD_TYPE_MAX;
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &d), RD_EUNSUPPORTED);
+    rd_w_free(&w);
+
+    struct rd_cmd bad = {.type = 200};
+    rd_w_init(&w);
+    assert_int_equal(rd_cmd_encode(&bad, &w), RD_EINVAL);
+    rd_w_free(&w);
+}
+
+static void test_bad_state_is_refused(void **state)
+{
+    struct rd_cmd c = {.type = RD_CMD_NODE_TRANSITION, .time_ms = 1};
+    c.u.trans.node_id = RD_STR("n");
+    c.u.trans.state = RD_NODE_LEFT;
+    c.u.trans.reason = RD_STR("");
+    struct rd_wbuf w;
+    encode(&c, &w);
+    /* state byte sits after header(12) + id(4+1) + epoch(8) */
+    w.p[12 + 5 + 8] = RD_NODE_STATE_COUNT;
+    struct rd_cmd d;
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &d), RD_EPARSE);
+    rd_w_free(&w);
+}
+
+static void test_state_names(void **state)
+{
+    for (int s = 0; s < RD_NODE_STATE_COUNT; s++) {
+        const char *name = rd_node_state_name(s);
+        assert_int_equal(rd_node_state_parse(name, strlen(name)), s);
+    }
+    assert_int_equal(rd_node_state_parse("alive2", 6), -1);
+    assert_int_equal(rd_node_state_parse("aliv", 4), -1);
+    assert_string_equal(rd_node_state_name(99), "unknown");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_register_round_trip),
+        cmocka_unit_test(test_transition_round_trip),
+        cmocka_unit_test(test_every_truncation_is_refused),
+        cmocka_unit_test(test_trailing_bytes_ignored),
+        cmocka_unit_test(test_unknown_format_and_type),
+        cmocka_unit_test(test_bad_state_is_refused),
+        cmocka_unit_test(test_state_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
