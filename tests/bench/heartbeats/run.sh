@@ -1,0 +1,166 @@
+#!/bin/bash
+# Heartbeat ingest cost: recoveryd's POST /api/v1/nodes/{id}/heartbeat with
+# 1,000 registered agents, against h2o's own server (Debian's h2o 2.2.5, one
+# thread) sending a tiny static file, with the same h2load settings, in the
+# same run. Prints requests/s and server CPU microseconds per request (from
+# /proc/PID/schedstat, nanosecond resolution) and the ratios.
+#
+#   tests/bench/heartbeats/run.sh [REQUESTS]      (default 400000)
+#
+# Target (issue 2): heartbeat CPU per request <= 1.5x the static file's.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+ROOT=$PWD
+N=${1:-400000}
+CLIENTS=${CLIENTS:-50}
+STREAMS=${STREAMS:-10}
+NODES=${NODES:-1000}
+
+scripts/bootstrap --bench
+BUILD=${BUILD:-build-bench}
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j "$(nproc)" --target recoveryd >/dev/null
+
+WORK=$(mktemp -d /tmp/rd-bench-hb.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    # Ask the kernel for a free loopback port (bash's /dev/tcp cannot bind).
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 20000))
+        (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+}
+
+wait_http() {
+    local url=$1 i
+    for i in $(seq 1 200); do
+        curl -sf -o /dev/null "$url" && return 0
+        sleep 0.05
+    done
+    echo "bench: $url did not come up" >&2
+    exit 1
+}
+
+# CPU time of every thread of the process, in ns.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
+
+# run_load NAME PID ARGS... : runs h2load, prints one result line
+run_load() {
+    local name=$1 pid=$2
+    shift 2
+    local before after out
+    before=$(cpu_ns "$pid")
+    out=$(h2load "$@" 2>&1)
+    after=$(cpu_ns "$pid")
+    local rps ok
+    rps=$(echo "$out" | awk '/^finished in/ {gsub(",","",$4); print $4}')
+    ok=$(echo "$out" | awk '/^status codes:/ {print $3}')
+    local failed
+    failed=$(echo "$out" | awk '/^requests:/ {print $10}')
+    if [ "${failed:-1}" != "0" ]; then
+        echo "$out" >&2
+        echo "bench: $name had failed requests" >&2
+        exit 1
+    fi
+    local us
+    us=$(awk -v a="$before" -v b="$after" -v n="$ok" 'BEGIN {printf "%.3f", (b - a) / 1000 / n}')
+    printf '%-34s %10s req/s %8s us CPU/req  (%s 2xx)\n' "$name" "$rps" "$us" "$ok"
+    echo "$name $rps $us" >>"$WORK/results"
+}
+
+# ---- recoveryd ----------------------------------------------------------
+RD_PORT=$(free_port)
+RAFT_PORT=$(free_port)
+cat >"$WORK/rd.yaml" <<YAML
+cluster:
+  raft_address: 127.0.0.1:$RAFT_PORT
+logging:
+  level: warn
+YAML
+"$BUILD/bin/recoveryd" --config "$WORK/rd.yaml" --listen "127.0.0.1:$RD_PORT" \
+    --data-dir "$WORK/rd-data" 2>"$WORK/rd.log" &
+RD_PID=$!
+PIDS+=("$RD_PID")
+wait_http "http://127.0.0.1:$RD_PORT/ready"
+
+# Register the agents over one keep-alive connection.
+: >"$WORK/register.curl"
+for i in $(seq 1 "$NODES"); do
+    printf 'url = "http://127.0.0.1:%s/api/v1/nodes"\ndata = "{\\"node_id\\":\\"bench-%s\\",\\"capacity\\":{\\"slots\\":8}}"\nheader = "Content-Type: application/json"\noutput = /dev/null\nwrite-out = "%%{http_code}\\n"\n' \
+        "$RD_PORT" "$i" >>"$WORK/register.curl"
+    [ "$i" -lt "$NODES" ] && echo next >>"$WORK/register.curl"
+done
+created=$(curl -s -K "$WORK/register.curl" | grep -c '^201$' || true)
+if [ "$created" != "$NODES" ]; then
+    echo "bench: registered $created of $NODES agents" >&2
+    exit 1
+fi
+for i in $(seq 1 "$NODES"); do
+    echo "http://127.0.0.1:$RD_PORT/api/v1/nodes/bench-$i/heartbeat"
+done >"$WORK/uris"
+echo '{"epoch":1,"load":{"slots_used":3},"metrics":{"error_rate":0.01,"latency_ms":42.5,"cpu":0.4,"mem":0.5}}' >"$WORK/hb.json"
+
+# ---- h2o reference ------------------------------------------------------
+H2O_PORT=$(free_port)
+mkdir -p "$WORK/www"
+printf 'ok' >"$WORK/www/index.txt"
+cat >"$WORK/h2o.conf" <<CONF
+num-threads: 1
+listen:
+  host: 127.0.0.1
+  port: $H2O_PORT
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $WORK/www
+access-log: /dev/null
+error-log: $WORK/h2o-error.log
+user: $(id -un)
+CONF
+h2o -c "$WORK/h2o.conf" >"$WORK/h2o.out" 2>&1 &
+H2O_PID=$!
+PIDS+=("$H2O_PID")
+wait_http "http://127.0.0.1:$H2O_PORT/index.txt"
+# With num-threads: 1 h2o serves from this process (no worker is forked).
+
+echo "recoveryd heartbeat benchmark: $N requests, $NODES agents, $(nproc) cores, $(date -u +%FT%TZ)"
+echo "h2load -c $CLIENTS -m $STREAMS (h2c prior knowledge) and --h1 -c $CLIENTS (HTTP/1.1 keep-alive)"
+: >"$WORK/results"
+# Warm-up, so page faults and first allocations do not count.
+h2load -n 20000 -c "$CLIENTS" -m "$STREAMS" -d "$WORK/hb.json" -H 'content-type: application/json' -i "$WORK/uris" >/dev/null
+h2load -n 20000 -c "$CLIENTS" -m "$STREAMS" "http://127.0.0.1:$H2O_PORT/index.txt" >/dev/null
+
+for round in 1 2; do
+    run_load "h2c   recoveryd heartbeat #$round" "$RD_PID" -n "$N" -c "$CLIENTS" -m "$STREAMS" \
+        -d "$WORK/hb.json" -H 'content-type: application/json' -i "$WORK/uris"
+    run_load "h2c   h2o static file #$round" "$H2O_PID" -n "$N" -c "$CLIENTS" -m "$STREAMS" \
+        "http://127.0.0.1:$H2O_PORT/index.txt"
+    run_load "http1 recoveryd heartbeat #$round" "$RD_PID" --h1 -n "$((N / 2))" -c "$CLIENTS" \
+        -d "$WORK/hb.json" -H 'content-type: application/json' -i "$WORK/uris"
+    run_load "http1 h2o static file #$round" "$H2O_PID" --h1 -n "$((N / 2))" -c "$CLIENTS" \
+        "http://127.0.0.1:$H2O_PORT/index.txt"
+done
+
+beats=$(curl -s "http://127.0.0.1:$RD_PORT/metrics" | awk '/^recoveryd_heartbeats_total/ {print $2}')
+echo "recoveryd_heartbeats_total after the run: $beats"
+awk '
+  { split($0, f, " "); proto = f[1]; kind = ($2 == "recoveryd") ? "rd" : "h2o";
+    rps[proto, kind] += f[NF-1]; us[proto, kind] += f[NF]; n[proto, kind]++ }
+  END {
+    split("h2c http1", ps, " ");
+    for (i = 1; i <= 2; i++) {
+      pr = ps[i];
+      ru = us[pr, "rd"] / n[pr, "rd"]; hu = us[pr, "h2o"] / n[pr, "h2o"];
+      rr = rps[pr, "rd"] / n[pr, "rd"]; hr = rps[pr, "h2o"] / n[pr, "h2o"];
+      printf "%-6s mean: recoveryd %.3f us/req %.0f req/s | h2o %.3f us/req %.0f req/s | CPU ratio %.2fx (target <= 1.50) | throughput ratio %.2f\n", pr, ru, rr, hu, hr, ru / hu, rr / hr
+    }
+  }' "$WORK/results"
