@@ -1,0 +1,186 @@
+/*
+ * api/openapi.yaml describes exactly what is served: every route of the
+ * server's table is in the file and every path and method of the file is
+ * served by the running binary, answering one of the status codes the file
+ * documents for it.
+ */
+#include "cmocka_all.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "harness.h"
+#include "http/http.h"
+
+#define MAX_OPS 64
+
+struct op {
+    char method[8]; /* upper case */
+    char path[128];
+    int codes[16];
+    int n_codes;
+};
+
+static struct op ops[MAX_OPS];
+static int n_ops;
+static struct rdt_proc proc;
+
+static yaml_node_t *map_get(yaml_document_t *doc, yaml_node_t *map, const char *key)
+{
+    if (map == NULL || map->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        if (k->type == YAML_SCALAR_NODE && strcmp((char *)k->data.scalar.value, key) == 0)
+            return yaml_document_get_node(doc, p->value);
+    }
+    return NULL;
+}
+
+static void load_spec(void)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/api/openapi.yaml", RD_SOURCE_DIR);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    assert_int_equal(yaml_parser_load(&parser, &doc), 1);
+    yaml_node_t *paths = map_get(&doc, yaml_document_get_root_node(&doc), "paths");
+    assert_non_null(paths);
+    for (yaml_node_pair_t *p = paths->data.mapping.pairs.start; p < paths->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+        yaml_node_t *item = yaml_document_get_node(&doc, p->value);
+        for (yaml_node_pair_t *m = item->data.mapping.pairs.start;
+             m < item->data.mapping.pairs.top; m++) {
+            const char *method = (char *)yaml_document_get_node(&doc, m->key)->data.scalar.value;
+            if (strcmp(method, "parameters") == 0)
+                continue;
+            assert_true(n_ops < MAX_OPS);
+            struct op *o = &ops[n_ops++];
+            for (size_t i = 0; i < sizeof(o->method) - 1 && method[i]; i++)
+                o->method[i] = (char)(method[i] - 32);
+            snprintf(o->path, sizeof(o->path), "%s", (char *)k->data.scalar.value);
+            yaml_node_t *responses =
+                map_get(&doc, yaml_document_get_node(&doc, m->value), "responses");
+            assert_non_null(responses);
+            for (yaml_node_pair_t *r = responses->data.mapping.pairs.start;
+                 r < responses->data.mapping.pairs.top && o->n_codes < 16; r++)
+                o->codes[o->n_codes++] =
+                    atoi((char *)yaml_document_get_node(&doc, r->key)->data.scalar.value);
+        }
+    }
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    fclose(f);
+}
+
+/* "/api/v1/nodes/{node_id}/heartbeat" -> "/api/v1/nodes/x/heartbeat": the server's form. */
+static void spec_to_pattern(const char *spec, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const char *s = spec; *s && o + 2 < len; s++) {
+        if (*s == '{') {
+            out[o++] = '*';
+            while (*s && *s != '}')
+                s++;
+        } else {
+            out[o++] = *s;
+        }
+    }
+    out[o] = '\0';
+}
+
+static int setup(void **state)
+{
+    load_spec();
+    if (rdt_proc_start(&proc, NULL) != 0)
+        return -1;
+    return rdt_wait_ready(&proc, 10000);
+}
+
+static int teardown(void **state)
+{
+    rdt_proc_cleanup(&proc);
+    return 0;
+}
+
+static void test_every_served_route_is_documented(void **state)
+{
+    struct {
+        const char *method, *pattern;
+    } served[] = {
+#define RD__ROUTE_ROW(id, method, pattern, name) {method, pattern},
+        RD_ROUTE_LIST(RD__ROUTE_ROW)
+#undef RD__ROUTE_ROW
+    };
+    size_t n_served = sizeof(served) / sizeof(served[0]);
+    assert_int_equal((size_t)n_ops, n_served);
+    for (size_t i = 0; i < n_served; i++) {
+        bool found = false;
+        for (int j = 0; j < n_ops && !found; j++) {
+            char pat[128];
+            spec_to_pattern(ops[j].path, pat, sizeof(pat));
+            found = strcmp(pat, served[i].pattern) == 0 && strcmp(ops[j].method, served[i].method) == 0;
+        }
+        if (!found)
+            fail_msg("%s %s is served but not in api/openapi.yaml", served[i].method,
+                     served[i].pattern);
+    }
+}
+
+static void test_every_documented_operation_answers_as_documented(void **state)
+{
+    long long epoch;
+    assert_int_equal(rdt_register(&proc, "spec-node", 2, &epoch), 0);
+    for (int i = 0; i < n_ops; i++) {
+        struct op *o = &ops[i];
+        char path[256];
+        /* Fill path parameters with the node registered above. */
+        const char *brace = strchr(o->path, '{');
+        if (brace) {
+            const char *close = strchr(brace, '}');
+            snprintf(path, sizeof(path), "%.*sspec-node%s", (int)(brace - o->path), o->path,
+                     close + 1);
+        } else {
+            snprintf(path, sizeof(path), "%s", o->path);
+        }
+        const char *body = NULL;
+        if (strcmp(o->method, "POST") == 0)
+            body = strstr(path, "heartbeat") ? "{\"epoch\":1,\"load\":{\"slots_used\":0}}"
+                                              : "{\"node_id\":\"spec-node-2\"}";
+        char url[512];
+        snprintf(url, sizeof(url), "%s%s", proc.base_url, path);
+        for (int proto = RDT_H1; proto <= RDT_H2; proto++) {
+            struct rdt_resp r;
+            assert_int_equal(rdt_http((enum rdt_proto)proto, o->method, url, body,
+                                      body ? strlen(body) : 0, &r),
+                             0);
+            bool documented = false;
+            for (int c = 0; c < o->n_codes; c++)
+                documented |= o->codes[c] == r.status;
+            if (!documented)
+                fail_msg("%s %s answered %ld, not documented in api/openapi.yaml", o->method,
+                         o->path, r.status);
+            /* A 2xx answer proves the route is really served, not merely tolerated. */
+            if (strcmp(o->method, "DELETE") != 0 || proto == RDT_H1)
+                assert_true(r.status >= 200 && r.status < 300);
+            rdt_resp_free(&r);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_served_route_is_documented),
+        cmocka_unit_test(test_every_documented_operation_answers_as_documented),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
