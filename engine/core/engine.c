@@ -116,7 +116,7 @@ static void shutdown_tick(uv_timer_t *t)
     close_handle((uv_handle_t *)&eng->sig_int);
     close_handle((uv_handle_t *)&eng->sig_term);
     close_handle((uv_handle_t *)&eng->sig_hup);
-    RD_INFO("engine", "stopped", "applied=%llu", (unsigned long long)eng->fsm.n_applied);
+    RD_INFO("engine", "stopped", "commands_applied=%llu", (unsigned long long)eng->fsm.n_applied);
     /* Idle keep-alive connections are still open (h2o 2.2 cannot close them
      * gracefully); the process exits and the kernel closes them. */
     uv_stop(eng->loop);

@@ -59,6 +59,20 @@ static int make_dirs(const char *path)
     return 0;
 }
 
+static const char *state_name(int state)
+{
+    switch (state) {
+    case RAFT_LEADER:
+        return "leader";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_FOLLOWER:
+        return "follower";
+    default:
+        return "unavailable";
+    }
+}
+
 static void watch_cb(uv_timer_t *t)
 {
     struct rd_replica *r = t->data;
@@ -66,8 +80,8 @@ static void watch_cb(uv_timer_t *t)
     if (state == r->last_state)
         return;
     bool was = r->last_state == RAFT_LEADER, is = state == RAFT_LEADER;
-    RD_INFO("raft", "role_changed", "from=%s to=%s term=%llu", raft_state_name(r->last_state),
-            raft_state_name(state), (unsigned long long)raft_current_term(&r->raft));
+    RD_INFO("raft", "role_changed", "from=%s to=%s term=%llu", state_name(r->last_state),
+            state_name(state), (unsigned long long)raft_current_term(&r->raft));
     r->last_state = state;
     if (was != is && r->on_role != NULL)
         r->on_role(r->on_role_data, is);
@@ -252,18 +266,7 @@ uint64_t rd_replica_term(struct rd_replica *r)
 
 const char *rd_replica_role_name(struct rd_replica *r)
 {
-    if (!r->started)
-        return "unavailable";
-    switch (raft_state(&r->raft)) {
-    case RAFT_LEADER:
-        return "leader";
-    case RAFT_CANDIDATE:
-        return "candidate";
-    case RAFT_FOLLOWER:
-        return "follower";
-    default:
-        return "unavailable";
-    }
+    return r->started ? state_name(raft_state(&r->raft)) : "unavailable";
 }
 
 static void watch_closed(uv_handle_t *h)

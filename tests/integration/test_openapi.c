@@ -139,8 +139,11 @@ static void test_every_documented_operation_answers_as_documented(void **state)
 {
     long long epoch;
     assert_int_equal(rdt_register(&proc, "spec-node", 2, &epoch), 0);
-    for (int i = 0; i < n_ops; i++) {
-        struct op *o = &ops[i];
+    /* Two passes: DELETE last, so the node is still there for the others. */
+    for (int k = 0; k < 2 * n_ops; k++) {
+        struct op *o = &ops[k % n_ops];
+        if ((strcmp(o->method, "DELETE") == 0) != (k >= n_ops))
+            continue;
         char path[256];
         /* Fill path parameters with the node registered above. */
         const char *brace = strchr(o->path, '{');
@@ -158,7 +161,7 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         char url[512];
         snprintf(url, sizeof(url), "%s%s", proc.base_url, path);
         for (int proto = RDT_H1; proto <= RDT_H2; proto++) {
-            struct rdt_resp r;
+            struct rdt_resp r = {0};
             assert_int_equal(rdt_http((enum rdt_proto)proto, o->method, url, body,
                                       body ? strlen(body) : 0, &r),
                              0);
@@ -168,9 +171,10 @@ static void test_every_documented_operation_answers_as_documented(void **state)
             if (!documented)
                 fail_msg("%s %s answered %ld, not documented in api/openapi.yaml", o->method,
                          o->path, r.status);
-            /* A 2xx answer proves the route is really served, not merely tolerated. */
-            if (strcmp(o->method, "DELETE") != 0 || proto == RDT_H1)
-                assert_true(r.status >= 200 && r.status < 300);
+            /* A 2xx answer proves the route is really served, not merely tolerated
+             * (DELETE answers 200 again for a node that left already). */
+            if (r.status < 200 || r.status >= 300)
+                fail_msg("%s %s answered %ld", o->method, path, r.status);
             rdt_resp_free(&r);
         }
     }

@@ -1,0 +1,224 @@
+/*
+ * Integration test harness: runs the real `recoveryd` binary (RD_BINARY) in a
+ * temporary directory on free loopback ports and talks to it over real
+ * sockets with libcurl (HTTP/1.1 and HTTP/2 with prior knowledge).
+ *
+ * Every function returns 0 on success and -1 on failure after printing why
+ * on stderr (with the tail of the daemon's log when the daemon is involved).
+ * The harness never uses cmocka's assertions, so tests decide what a failure
+ * means. Single-threaded: call everything from the test's main thread.
+ *
+ * The harness only ever signals processes it spawned itself (`p->pid`), and
+ * forgets a pid as soon as it has reaped it, so a recycled pid is never hit.
+ * Set RDT_KEEP=1 in the environment to keep the temporary directories.
+ */
+#ifndef RDT_HARNESS_H
+#define RDT_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#ifndef RD_BINARY
+#error "RD_BINARY (path of the built recoveryd) must be defined"
+#endif
+#ifndef RD_SOURCE_DIR
+#error "RD_SOURCE_DIR (repository root) must be defined"
+#endif
+
+/* ---- daemon processes ---------------------------------------------------- */
+
+/*
+ * One daemon under test. Zero it (`struct rdt_proc p = {0};`) before the first
+ * rdt_proc_start(); the paths and ports are filled in then and kept for every
+ * restart, so a restarted daemon finds its data and answers on the same URL.
+ */
+struct rdt_proc {
+    pid_t pid;             /* > 0 while the daemon runs (not yet reaped) */
+    char dir[256];         /* temporary directory holding everything below */
+    char data_dir[300];    /* DIR/data, passed as --data-dir */
+    char config_path[300]; /* DIR/config.yaml, passed as --config */
+    char log_path[300];    /* DIR/recoveryd.log: stdout + stderr, appended */
+    uint16_t port;         /* API port on 127.0.0.1, passed as --listen */
+    uint16_t raft_port;    /* cluster.raft_address port on 127.0.0.1 */
+    char base_url[64];     /* "http://127.0.0.1:PORT" */
+    char extra_yaml[4096]; /* top-level YAML sections appended to config.yaml */
+    int exit_code;         /* last reaped exit code (128 + signal); -1 until one is */
+};
+
+/*
+ * Starts the daemon (working directory DIR, so relative defaults such as
+ * policies.dir resolve inside it) and waits (15 s at most) until GET /health
+ * answers 200.
+ * On first use creates the temporary directory (under $TMPDIR or /tmp), picks
+ * two free loopback ports and creates DIR/data. Every call (re)writes
+ * config.yaml: `cluster.raft_address`, `logging.level: debug`, then
+ * `extra_yaml` (NULL for none), which holds further top-level sections such as
+ * `fault_tolerance:` or `server:` (not `cluster:` or `logging:`, which the
+ * harness writes). The daemon must not be running. Returns 0 or -1; on -1 no
+ * process is left running.
+ */
+int rdt_proc_start(struct rdt_proc *p, const char *extra_yaml);
+
+/* Starts the daemon again with the same directory, ports and config file. */
+int rdt_proc_restart(struct rdt_proc *p);
+
+/* Sends `sig` to the running daemon. 0, or -1 when it is not running. */
+int rdt_proc_signal(struct rdt_proc *p, int sig);
+
+/* SIGKILL and reap. 0, or -1 when it was not running. */
+int rdt_proc_kill9(struct rdt_proc *p);
+
+/*
+ * Waits up to `timeout_ms` for the daemon to exit on its own and reaps it.
+ * Returns its exit code (128 + signal number when a signal ended it), also
+ * stored in `*exit_status` when not NULL; -1 when it did not exit in time
+ * (it is then left running) or was not running.
+ */
+int rdt_proc_wait(struct rdt_proc *p, int timeout_ms, int *exit_status);
+
+/*
+ * SIGTERM, then waits up to 20 s for the exit. Returns the exit code as
+ * rdt_proc_wait() does, also in `*exit_status` when not NULL; on -1 (no exit
+ * in time) the daemon has been killed with SIGKILL and its log tail printed.
+ */
+int rdt_proc_stop(struct rdt_proc *p, int *exit_status);
+
+/* True while the daemon runs; reaps it (and forgets its pid) once it exited. */
+bool rdt_proc_alive(struct rdt_proc *p);
+
+/* Kills the daemon if it runs and removes its directory (unless RDT_KEEP). */
+void rdt_proc_cleanup(struct rdt_proc *p);
+
+/* Whole log file, NUL-terminated; the caller frees it. NULL on error. */
+char *rdt_proc_log(const struct rdt_proc *p);
+
+/* Prints the last `lines` lines of the daemon's log on stderr. */
+void rdt_proc_print_log_tail(const struct rdt_proc *p, int lines);
+
+/* Polls GET /ready until it answers 200. 0, or -1 after `timeout_ms`. */
+int rdt_wait_ready(struct rdt_proc *p, int timeout_ms);
+
+/*
+ * First line of `log` that reports an error: a structured line with
+ * `level=error`, or a sanitizer report. Returns a malloc'd copy of that line
+ * (the caller frees it) or NULL when there is none.
+ */
+char *rdt_log_error_line(const char *log);
+
+/* ---- HTTP client ----------------------------------------------------------- */
+
+enum rdt_proto {
+    RDT_H1, /* HTTP/1.1 */
+    RDT_H2, /* HTTP/2 over cleartext, prior knowledge (no Upgrade) */
+};
+
+/*
+ * A response. The request functions overwrite it whole (free a previous
+ * response in it first); release it with rdt_resp_free(). The fields after
+ * `allow` are the harness's bookkeeping, readable by tests.
+ */
+struct rdt_resp {
+    long status;            /* HTTP status, 0 when no status line arrived */
+    long http_version;      /* CURL_HTTP_VERSION_1_1 or CURL_HTTP_VERSION_2_0 */
+    char *body;             /* NUL-terminated (NULL when empty) */
+    size_t body_len;        /* without the NUL */
+    json_t *json;           /* parsed body, or NULL when it is not JSON */
+    char content_type[128]; /* header values, "" when absent */
+    char retry_after[32];
+    char allow[128];
+    int curl_code;                    /* CURLcode of the transfer */
+    char curl_error[CURL_ERROR_SIZE]; /* curl's message when curl_code != 0 */
+    size_t body_cap_;
+    struct curl_slist *req_headers_;
+};
+
+/*
+ * One request on a new connection. `body` (may be NULL) is sent as-is with
+ * `Content-Type: application/json`; the URL path is sent as written (no dot
+ * segment squashing), so tests may send percent-encoded ids. Returns 0 when a
+ * complete response arrived (whatever its status), -1 otherwise (`out` still
+ * holds what is known, and must still be freed).
+ */
+int rdt_http(enum rdt_proto proto, const char *method, const char *url, const char *body,
+             size_t body_len, struct rdt_resp *out);
+
+/* Releases what `r` holds and zeroes it. */
+void rdt_resp_free(struct rdt_resp *r);
+
+/* rdt_http() on p->base_url + `path`. `json_text` may be NULL (no body). */
+int rdt_get(struct rdt_proc *p, enum rdt_proto proto, const char *path, struct rdt_resp *out);
+int rdt_post(struct rdt_proc *p, enum rdt_proto proto, const char *path, const char *json_text,
+             struct rdt_resp *out);
+int rdt_delete(struct rdt_proc *p, enum rdt_proto proto, const char *path, struct rdt_resp *out);
+
+/* error.code of an error body, or NULL when the body is not that shape. */
+const char *rdt_err_code(const struct rdt_resp *r);
+
+/*
+ * For curl multi users: a configured easy handle for one request that fills
+ * `out` (overwritten at once; it must outlive the transfer). `body` is copied. When the
+ * transfer is done, call rdt_easy_finish() with its result, then
+ * curl_easy_cleanup(). NULL on error.
+ */
+CURL *rdt_easy_new(enum rdt_proto proto, const char *method, const char *url, const char *body,
+                   size_t body_len, long timeout_ms, struct rdt_resp *out);
+
+/* Records status, version and JSON into `out`. 0 when `rc` is CURLE_OK. */
+int rdt_easy_finish(CURL *easy, CURLcode rc, struct rdt_resp *out);
+
+/* ---- agent helpers ---------------------------------------------------------- */
+
+/*
+ * POST /api/v1/nodes {"node_id", "capacity": {"slots"}} over HTTP/1.1,
+ * expecting 201. Stores the granted epoch in `*epoch_out` when not NULL.
+ */
+int rdt_register(struct rdt_proc *p, const char *node_id, int slots, long long *epoch_out);
+
+/*
+ * POST /api/v1/nodes/{id}/heartbeat {"epoch", "load": {"slots_used"}}; the
+ * response (any status) is left in `out`. Returns rdt_http()'s result.
+ */
+int rdt_heartbeat(struct rdt_proc *p, enum rdt_proto proto, const char *node_id, long long epoch,
+                  int slots_used, struct rdt_resp *out);
+
+/* ---- small utilities -------------------------------------------------------- */
+
+/* The value at a dotted path ("quorum.replicas", "error.details.field"). */
+json_t *rdt_json_path(json_t *root, const char *dotted);
+
+/* True when `s` is an RFC 3339 UTC time such as 2026-11-24T03:04:05.123Z. */
+bool rdt_is_rfc3339_utc(const char *s);
+
+/* Monotonic milliseconds. */
+int64_t rdt_now_ms(void);
+
+/* Sleeps `ms` milliseconds (between polls, never instead of one). */
+void rdt_sleep_ms(int ms);
+
+/* Makes a fresh temporary directory into `buf` (size `len`). 0 or -1. */
+int rdt_tmpdir(char *buf, size_t len);
+
+/* Removes `dir` recursively (nftw, symlinks not followed). 0 or -1. */
+int rdt_rmtree(const char *dir);
+
+/*
+ * Two distinct TCP ports free on 127.0.0.1, chosen at random below the
+ * kernel's ephemeral range. 0 or -1.
+ */
+int rdt_free_ports(uint16_t *a, uint16_t *b);
+
+/*
+ * Runs `argv` (argv[0] is the path) to completion with stdin from /dev/null,
+ * capturing stdout and stderr into malloc'd NUL-terminated strings (either
+ * pointer may be NULL to discard). Returns the exit code (128 + signal when a
+ * signal ended it), or -1 when it could not run or outlived `timeout_ms` (it
+ * is then killed). The caller frees `*out` and `*err` in every case.
+ */
+int rdt_run(char *const argv[], int timeout_ms, char **out, char **err);
+
+#endif
