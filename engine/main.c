@@ -13,22 +13,21 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: recoveryd [--config PATH] [--listen HOST:PORT] [--data-dir DIR]\n"
-            "                 [--node-id ID] [--check-config] [--version] [--help]\n"
-            "\n"
-            "  --config PATH       YAML configuration (default: built-in defaults)\n"
-            "  --listen HOST:PORT  API address (overrides server.listen)\n"
-            "  --data-dir DIR      data directory (overrides storage.data_dir)\n"
-            "  --node-id ID        this replica's name (overrides cluster.node_id)\n"
-            "  --check-config      validate the configuration and exit 0 or 1\n"
-            "  --version           print the version and exit\n");
+    fprintf(out, "usage: recoveryd [--config PATH] [--listen HOST:PORT] [--data-dir DIR]\n"
+                 "                 [--node-id ID] [--check-config] [--version] [--help]\n"
+                 "\n"
+                 "  --config PATH       YAML configuration (default: built-in defaults)\n"
+                 "  --listen HOST:PORT  API address (overrides server.listen)\n"
+                 "  --data-dir DIR      data directory (overrides storage.data_dir)\n"
+                 "  --node-id ID        this replica's name (overrides cluster.node_id)\n"
+                 "  --check-config      validate the configuration and exit 0 or 1\n"
+                 "  --version           print the version and exit\n");
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},  {"listen", required_argument, NULL, 'l'},
+        {"config", required_argument, NULL, 'c'},   {"listen", required_argument, NULL, 'l'},
         {"data-dir", required_argument, NULL, 'd'}, {"node-id", required_argument, NULL, 'n'},
         {"check-config", no_argument, NULL, 'k'},   {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
@@ -91,8 +90,9 @@ int main(int argc, char **argv)
     }
     if (node_id != NULL) {
         if (!rd_node_id_valid(node_id, strlen(node_id))) {
-            fprintf(stderr, "recoveryd: --node-id: expected 1-255 characters of "
-                            "[A-Za-z0-9._:-], got '%s'\n",
+            fprintf(stderr,
+                    "recoveryd: --node-id: expected 1-255 characters of "
+                    "[A-Za-z0-9._:-], got '%s'\n",
                     node_id);
             return 1;
         }

@@ -17,14 +17,14 @@
 
 #include "../common/log.h"
 
-#define RD_CFG_STR      256
-#define RD_CFG_ERRLEN   512
+#define RD_CFG_STR       256
+#define RD_CFG_ERRLEN    512
 #define RD_CFG_MAX_PEERS 7
 
 struct rd_cfg_peer {
-    uint64_t id;                  /* raft server id, > 0 */
-    char address[RD_CFG_STR];     /* raft HOST:PORT */
-    char api_url[RD_CFG_STR];     /* http://HOST:PORT of its API ("" when unknown) */
+    uint64_t id;              /* raft server id, > 0 */
+    char address[RD_CFG_STR]; /* raft HOST:PORT */
+    char api_url[RD_CFG_STR]; /* http://HOST:PORT of its API ("" when unknown) */
 };
 
 struct rd_config {
@@ -40,10 +40,10 @@ struct rd_config {
     } server;
 
     struct {
-        char data_dir[RD_CFG_STR];     /* storage.data_dir, default ./var */
-        unsigned snapshot_threshold;   /* storage.snapshot_threshold, default 1024 entries */
-        unsigned snapshot_trailing;    /* storage.snapshot_trailing, default 128 entries */
-        size_t segment_size;           /* storage.segment_size, default 8MiB */
+        char data_dir[RD_CFG_STR];   /* storage.data_dir, default ./var */
+        unsigned snapshot_threshold; /* storage.snapshot_threshold, default 1024 entries */
+        unsigned snapshot_trailing;  /* storage.snapshot_trailing, default 128 entries */
+        size_t segment_size;         /* storage.segment_size, default 8MiB */
     } storage;
 
     struct {
@@ -63,9 +63,9 @@ struct rd_config {
     } plugins;
 
     struct {
-        char dir[RD_CFG_STR];     /* policies.dir, default policies */
-        uint64_t budget_ms;       /* policies.budget, default 50ms per call */
-        size_t memory_limit;      /* policies.memory_limit, default 64MiB */
+        char dir[RD_CFG_STR]; /* policies.dir, default policies */
+        uint64_t budget_ms;   /* policies.budget, default 50ms per call */
+        size_t memory_limit;  /* policies.memory_limit, default 64MiB */
     } policies;
 
     struct {
@@ -82,11 +82,11 @@ struct rd_config {
         } detection;
         struct {
             struct {
-                uint64_t max_time_ms;   /* default 2m */
+                uint64_t max_time_ms;    /* default 2m */
                 unsigned resource_limit; /* percent, default 80 */
             } fast_recovery;
             struct {
-                uint64_t max_time_ms;    /* default 10m */
+                uint64_t max_time_ms;   /* default 10m */
                 bool consistency_check; /* default true */
             } safe_recovery;
             struct {

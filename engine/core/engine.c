@@ -34,8 +34,8 @@ const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id)
     }
     if (id == eng->cfg.cluster.replica_id) {
         const char *h = eng->cfg.server.listen_host;
-        snprintf(self_url, sizeof(self_url), strchr(h, ':') ? "http://[%s]:%u" : "http://%s:%u",
-                 h, eng->cfg.server.listen_port);
+        snprintf(self_url, sizeof(self_url), strchr(h, ':') ? "http://[%s]:%u" : "http://%s:%u", h,
+                 eng->cfg.server.listen_port);
         return self_url;
     }
     return NULL;
@@ -94,7 +94,8 @@ static void shutdown_tick(uv_timer_t *t)
 {
     struct rd_engine *eng = t->data;
     uint64_t now = rd_mono_ns();
-    bool deadline = now - eng->shutdown_started_ns > eng->cfg.server.shutdown_timeout_ms * 1000000ULL;
+    bool deadline =
+        now - eng->shutdown_started_ns > eng->cfg.server.shutdown_timeout_ms * 1000000ULL;
     if (eng->http.pending > 0 && !deadline)
         return;
     if (eng->drained_ns == 0) {

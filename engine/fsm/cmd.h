@@ -18,7 +18,7 @@
 
 #include "codec.h"
 
-#define RD_CMD_FORMAT 1
+#define RD_CMD_FORMAT      1
 #define RD_CMD_HEADER_SIZE 12
 
 enum rd_cmd_type {

@@ -352,8 +352,8 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
         return RD_ECORRUPT;
     }
     if (format != SNAP_FORMAT) {
-        snprintf(f->errmsg, sizeof(f->errmsg), "snapshot: format %u, this version reads %u",
-                 format, SNAP_FORMAT);
+        snprintf(f->errmsg, sizeof(f->errmsg), "snapshot: format %u, this version reads %u", format,
+                 SNAP_FORMAT);
         return RD_EUNSUPPORTED;
     }
     unsigned long long frame = ZSTD_getFrameContentSize(r.p + r.off, r.len - r.off);

@@ -70,8 +70,8 @@ struct rd_fsm {
     size_t n_nodes;
     size_t cap_nodes;
     struct rd_map by_id;
-    uint64_t n_applied;    /* commands applied, refused ones included */
-    int64_t last_time_ms;  /* newest leader stamp applied */
+    uint64_t n_applied;   /* commands applied, refused ones included */
+    int64_t last_time_ms; /* newest leader stamp applied */
     size_t count_by_state[RD_NODE_STATE_COUNT];
     struct rd_fsm_result result;
     uint64_t restores; /* snapshots restored (local count, not state) */

@@ -22,8 +22,7 @@ static const char *path_node_id(struct rd_http_req *hr, size_t *len)
 {
     h2o_iovec_t id = hr->params[0];
     if (!rd_node_id_valid(id.base, id.len)) {
-        rd_http_bad_request(hr, "node_id",
-                            "node_id must be 1-255 characters of [A-Za-z0-9._:-]");
+        rd_http_bad_request(hr, "node_id", "node_id must be 1-255 characters of [A-Za-z0-9._:-]");
         return NULL;
     }
     *len = id.len;
@@ -46,11 +45,11 @@ static json_t *node_json(struct rd_engine *eng, const struct rd_node *n)
     }
     json_t *o = json_pack("{s:s#,s:I,s:s,s:{s:I},s:o,s:{s:I},s:o,s:n,s:i,s:s,s:s,s:s,s:s}",
                           "node_id", n->node_id, n->id_len, "epoch", (json_int_t)n->epoch, "state",
-                          rd_node_state_name(n->state), "capacity", "slots",
-                          (json_int_t)n->slots, "labels", labels ? labels : json_object(), "load",
-                          "slots_used", (json_int_t)(s ? s->slots_used : 0), "last_heartbeat_at",
-                          last_hb, "phi", "tasks", 0, "reason", n->reason, "registered_at", reg,
-                          "updated_at", upd, "health_url", n->health_url);
+                          rd_node_state_name(n->state), "capacity", "slots", (json_int_t)n->slots,
+                          "labels", labels ? labels : json_object(), "load", "slots_used",
+                          (json_int_t)(s ? s->slots_used : 0), "last_heartbeat_at", last_hb, "phi",
+                          "tasks", 0, "reason", n->reason, "registered_at", reg, "updated_at", upd,
+                          "health_url", n->health_url);
     if (o != NULL && n->address[0])
         json_object_set_new(o, "address", json_string(n->address));
     return o;
@@ -140,7 +139,8 @@ static bool parse_register(struct rd_http_req *hr, json_t *body, struct reg_inpu
     json_t *addr = json_object_get(body, "address");
     if (addr != NULL && !json_is_null(addr)) {
         if (!json_is_string(addr) || json_string_length(addr) > MAX_LABEL_LEN) {
-            rd_http_bad_request(hr, "address", "address must be a string of at most 255 characters");
+            rd_http_bad_request(hr, "address",
+                                "address must be a string of at most 255 characters");
             return false;
         }
         in->address = json_string_value(addr);
@@ -160,10 +160,11 @@ static void register_done(void *data, int status, uint64_t epoch)
     if (rd_http_pending_alive(p)) {
         struct rd_engine *eng = p->hr.eng;
         if (status == 0) {
-            json_t *o = json_pack("{s:s,s:I,s:I,s:I}", "node_id", p->u.node_id, "epoch",
-                                  (json_int_t)epoch, "heartbeat_interval_ms",
-                                  (json_int_t)eng->cfg.fault_tolerance.detection.heartbeat_interval_ms,
-                                  "lease_ms", (json_int_t)rd_engine_lease_ms(eng));
+            json_t *o =
+                json_pack("{s:s,s:I,s:I,s:I}", "node_id", p->u.node_id, "epoch", (json_int_t)epoch,
+                          "heartbeat_interval_ms",
+                          (json_int_t)eng->cfg.fault_tolerance.detection.heartbeat_interval_ms,
+                          "lease_ms", (json_int_t)rd_engine_lease_ms(eng));
             rd_http_send_json(&p->hr, 201, o);
         } else {
             rd_http_send_rd_error(&p->hr, status, NULL);
@@ -287,8 +288,8 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     }
     const struct rd_node *n = rd_fsm_node(&eng->fsm, id, id_len);
     if (n == NULL) {
-        rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered",
-                           (int)id_len, id);
+        rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered", (int)id_len,
+                           id);
         goto out;
     }
     uint64_t epoch = (uint64_t)json_integer_value(ep);
@@ -296,14 +297,13 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
         n->state == RD_NODE_FAILED) {
         json_t *d = json_pack("{s:I,s:s}", "epoch", (json_int_t)n->epoch, "state",
                               rd_node_state_name(n->state));
-        rd_http_send_error(hr, 409, "fenced", d,
-                           epoch != n->epoch
-                               ? "epoch %llu is not the current epoch of node %.*s: drop its "
-                                 "tasks and register again"
-                               : "epoch %llu of node %.*s is fenced (the node is %s): drop its "
-                                 "tasks and register again",
-                           (unsigned long long)epoch, (int)id_len, id,
-                           rd_node_state_name(n->state));
+        rd_http_send_error(
+            hr, 409, "fenced", d,
+            epoch != n->epoch ? "epoch %llu is not the current epoch of node %.*s: drop its "
+                                "tasks and register again"
+                              : "epoch %llu of node %.*s is fenced (the node is %s): drop its "
+                                "tasks and register again",
+            (unsigned long long)epoch, (int)id_len, id, rd_node_state_name(n->state));
         goto out;
     }
     uint64_t now = rd_mono_ns();
@@ -334,8 +334,8 @@ void rd_api_NODE_GET(struct rd_http_req *hr)
         return;
     const struct rd_node *n = rd_fsm_node(&hr->eng->fsm, id, id_len);
     if (n == NULL) {
-        rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered",
-                           (int)id_len, id);
+        rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered", (int)id_len,
+                           id);
         return;
     }
     rd_http_send_json(hr, 200, node_json(hr->eng, n));
@@ -423,8 +423,8 @@ void rd_api_NODE_DELETE(struct rd_http_req *hr)
         return;
     const struct rd_node *n = rd_fsm_node(&hr->eng->fsm, id, id_len);
     if (n == NULL) {
-        rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered",
-                           (int)id_len, id);
+        rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered", (int)id_len,
+                           id);
         return;
     }
     if (n->state == RD_NODE_LEFT) { /* idempotent: nothing to commit */

@@ -25,9 +25,9 @@ void rd_api_READY(struct rd_http_req *hr)
     } else if (leader == 0) {
         rd_http_send_error(hr, 503, "not_ready", NULL, "no leader is known yet");
     } else if (applied < commit) {
-        rd_http_send_error(hr, 503, "not_ready", json_pack("{s:I,s:I}", "applied_index",
-                                                           (json_int_t)applied, "commit_index",
-                                                           (json_int_t)commit),
+        rd_http_send_error(hr, 503, "not_ready",
+                           json_pack("{s:I,s:I}", "applied_index", (json_int_t)applied,
+                                     "commit_index", (json_int_t)commit),
                            "applied index %llu is behind the commit index %llu",
                            (unsigned long long)applied, (unsigned long long)commit);
     } else {
@@ -44,8 +44,7 @@ void rd_api_CLUSTER_HEALTH(struct rd_http_req *hr)
     const size_t *c = eng->fsm.count_by_state;
     size_t total = eng->fsm.n_nodes - c[RD_NODE_LEFT];
     size_t healthy = c[RD_NODE_ALIVE] + c[RD_NODE_PROBATION] + c[RD_NODE_DRAINING];
-    size_t failed = c[RD_NODE_FAILED], suspect = c[RD_NODE_SUSPECT],
-           isolated = c[RD_NODE_ISOLATED];
+    size_t failed = c[RD_NODE_FAILED], suspect = c[RD_NODE_SUSPECT], isolated = c[RD_NODE_ISOLATED];
     uint64_t leader;
     const char *leader_addr;
     rd_replica_leader(r, &leader, &leader_addr);
@@ -59,34 +58,32 @@ void rd_api_CLUSTER_HEALTH(struct rd_http_req *hr)
     json_t *replicas = json_array();
     if (eng->cfg.cluster.n_peers == 0) {
         json_array_append_new(
-            replicas, json_pack("{s:I,s:s,s:s,s:b,s:I}", "id",
-                                (json_int_t)eng->cfg.cluster.replica_id, "address",
-                                eng->cfg.cluster.raft_address, "role", rd_replica_role_name(r),
-                                "reachable", 1, "applied_index",
-                                (json_int_t)rd_replica_applied_index(r)));
+            replicas,
+            json_pack("{s:I,s:s,s:s,s:b,s:I}", "id", (json_int_t)eng->cfg.cluster.replica_id,
+                      "address", eng->cfg.cluster.raft_address, "role", rd_replica_role_name(r),
+                      "reachable", 1, "applied_index", (json_int_t)rd_replica_applied_index(r)));
     } else {
         for (unsigned i = 0; i < eng->cfg.cluster.n_peers; i++) {
             const struct rd_cfg_peer *p = &eng->cfg.cluster.peers[i];
             bool self = p->id == eng->cfg.cluster.replica_id;
             json_array_append_new(
                 replicas,
-                json_pack("{s:I,s:s,s:s,s:b,s:o}", "id", (json_int_t)p->id, "address",
-                          p->address, "role",
-                          self ? rd_replica_role_name(r) : (p->id == leader ? "leader" : "follower"),
-                          "reachable", self || p->id == leader, "applied_index",
-                          self ? json_integer((json_int_t)rd_replica_applied_index(r))
-                               : json_null()));
+                json_pack(
+                    "{s:I,s:s,s:s,s:b,s:o}", "id", (json_int_t)p->id, "address", p->address, "role",
+                    self ? rd_replica_role_name(r) : (p->id == leader ? "leader" : "follower"),
+                    "reachable", self || p->id == leader, "applied_index",
+                    self ? json_integer((json_int_t)rd_replica_applied_index(r)) : json_null()));
         }
     }
     char now[RD_TIME_STRLEN];
     rd_time_format(rd_now_ms(), now);
-    json_t *o = json_pack(
-        "{s:s,s:I,s:I,s:I,s:I,s:I,s:{s:b,s:o,s:I,s:o},s:s}", "overall_health", overall,
-        "healthy_nodes", (json_int_t)healthy, "failed_nodes", (json_int_t)failed,
-        "suspect_nodes", (json_int_t)suspect, "isolated_nodes", (json_int_t)isolated,
-        "total_nodes", (json_int_t)total, "quorum", "has_quorum", quorum, "leader",
-        leader ? json_integer((json_int_t)leader) : json_null(), "term",
-        (json_int_t)rd_replica_term(r), "replicas", replicas, "last_updated", now);
+    json_t *o =
+        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:{s:b,s:o,s:I,s:o},s:s}", "overall_health", overall,
+                  "healthy_nodes", (json_int_t)healthy, "failed_nodes", (json_int_t)failed,
+                  "suspect_nodes", (json_int_t)suspect, "isolated_nodes", (json_int_t)isolated,
+                  "total_nodes", (json_int_t)total, "quorum", "has_quorum", quorum, "leader",
+                  leader ? json_integer((json_int_t)leader) : json_null(), "term",
+                  (json_int_t)rd_replica_term(r), "replicas", replicas, "last_updated", now);
     rd_http_send_json(hr, 200, o);
 }
 
@@ -113,12 +110,13 @@ void rd_api_METRICS(struct rd_http_req *hr)
                 continue;
             int code = rd_http_status_of_slot(s);
             if (code)
-                rd_mbuf_printf(&b, "recoveryd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                rd_mbuf_printf(&b,
+                               "recoveryd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                                rd_http_route_name(rt), code, (unsigned long long)v);
             else
-                rd_mbuf_printf(&b,
-                               "recoveryd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                               rd_http_route_name(rt), (unsigned long long)v);
+                rd_mbuf_printf(
+                    &b, "recoveryd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                    rd_http_route_name(rt), (unsigned long long)v);
         }
     }
     rd_metric_header(&b, "recoveryd_http_request_duration_seconds", "histogram",

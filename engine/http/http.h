@@ -17,15 +17,15 @@
 
 struct rd_engine;
 
-#define RD_ROUTE_LIST(X)                                                                     \
-    X(HEALTH, "GET", "/health", "health")                                                    \
-    X(READY, "GET", "/ready", "ready")                                                       \
-    X(METRICS, "GET", "/metrics", "metrics")                                                 \
-    X(NODES_LIST, "GET", "/api/v1/nodes", "nodes_list")                                      \
-    X(NODES_REGISTER, "POST", "/api/v1/nodes", "nodes_register")                             \
-    X(NODE_GET, "GET", "/api/v1/nodes/*", "node_get")                                        \
-    X(NODE_DELETE, "DELETE", "/api/v1/nodes/*", "node_delete")                               \
-    X(NODE_HEARTBEAT, "POST", "/api/v1/nodes/*/heartbeat", "node_heartbeat")                 \
+#define RD_ROUTE_LIST(X)                                                                           \
+    X(HEALTH, "GET", "/health", "health")                                                          \
+    X(READY, "GET", "/ready", "ready")                                                             \
+    X(METRICS, "GET", "/metrics", "metrics")                                                       \
+    X(NODES_LIST, "GET", "/api/v1/nodes", "nodes_list")                                            \
+    X(NODES_REGISTER, "POST", "/api/v1/nodes", "nodes_register")                                   \
+    X(NODE_GET, "GET", "/api/v1/nodes/*", "node_get")                                              \
+    X(NODE_DELETE, "DELETE", "/api/v1/nodes/*", "node_delete")                                     \
+    X(NODE_HEARTBEAT, "POST", "/api/v1/nodes/*/heartbeat", "node_heartbeat")                       \
     X(CLUSTER_HEALTH, "GET", "/api/v1/health/cluster", "cluster_health")
 
 enum rd_route {

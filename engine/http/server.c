@@ -354,13 +354,13 @@ static bool method_is(h2o_req_t *req, const char *m)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct rd_http *http = *(struct rd_http **)(self + 1);
-    struct rd_http_req hr = {.req = req, .eng = http->eng, .route = RD_ROUTE_NONE,
-                             .t0 = rd_mono_ns()};
+    struct rd_http_req hr = {
+        .req = req, .eng = http->eng, .route = RD_ROUTE_NONE, .t0 = rd_mono_ns()};
     /* Split the raw path (h2o's normalised one has already decoded %2F). */
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     if (req->query_at != SIZE_MAX)
-        hr.query = h2o_iovec_init(req->path.base + req->query_at + 1,
-                                  req->path.len - req->query_at - 1);
+        hr.query =
+            h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
     h2o_iovec_t segs[8];
     int n_segs = 0;
     bool bad_escape = false, too_deep = false;
@@ -421,17 +421,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow,
                            strlen(allow));
             rd_http_send_error(&hr, 405, "method_not_allowed", NULL,
-                               "method %.*s is not allowed here; allowed: %s",
-                               (int)req->method.len, req->method.base, allow);
+                               "method %.*s is not allowed here; allowed: %s", (int)req->method.len,
+                               req->method.base, allow);
         } else {
             rd_http_send_error(&hr, 404, "not_found", NULL, "no route for %.*s %.*s",
-                               (int)req->method.len, req->method.base, (int)plen,
-                               req->path.base);
+                               (int)req->method.len, req->method.base, (int)plen, req->path.base);
         }
         return 0;
     }
     if (req->entity.len > http->max_body) {
-        rd_http_send_error(&hr, 413, "too_large", json_pack("{s:I}", "limit", (json_int_t)http->max_body),
+        rd_http_send_error(&hr, 413, "too_large",
+                           json_pack("{s:I}", "limit", (json_int_t)http->max_body),
                            "request body of %zu bytes is over the limit of %zu bytes",
                            req->entity.len, http->max_body);
         return 0;

@@ -28,8 +28,8 @@ struct rd_soft *rd_registry_get(struct rd_registry *r, const char *id, size_t le
     return rd_map_get(&r->by_id, id, len);
 }
 
-struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t len,
-                                  uint64_t epoch, uint64_t now_ns, uint64_t grace_ns)
+struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t len, uint64_t epoch,
+                                  uint64_t now_ns, uint64_t grace_ns)
 {
     struct rd_soft *s = rd_map_get(&r->by_id, id, len);
     if (s == NULL) {
@@ -59,8 +59,7 @@ struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t 
 }
 
 void rd_registry_heartbeat(struct rd_registry *r, struct rd_soft *s, uint64_t now_ns,
-                           int64_t wall_ms, uint32_t slots_used,
-                           const struct rd_node_metrics *m)
+                           int64_t wall_ms, uint32_t slots_used, const struct rd_node_metrics *m)
 {
     s->heartbeats++;
     s->last_mono_ns = now_ns;

@@ -24,11 +24,11 @@ struct rd_node_metrics {
 struct rd_soft {
     char *node_id;
     size_t id_len;
-    uint64_t epoch;           /* the epoch this soft state belongs to */
-    uint64_t heartbeats;      /* accepted in this epoch */
-    uint64_t last_mono_ns;    /* monotonic arrival of the last heartbeat, 0 = none */
-    int64_t last_wall_ms;     /* wall-clock arrival, for the API */
-    uint64_t grace_until_ns;  /* not judged before this (new leader, restart) */
+    uint64_t epoch;          /* the epoch this soft state belongs to */
+    uint64_t heartbeats;     /* accepted in this epoch */
+    uint64_t last_mono_ns;   /* monotonic arrival of the last heartbeat, 0 = none */
+    int64_t last_wall_ms;    /* wall-clock arrival, for the API */
+    uint64_t grace_until_ns; /* not judged before this (new leader, restart) */
     uint32_t slots_used;
     struct rd_node_metrics metrics;
 };
@@ -48,13 +48,12 @@ struct rd_soft *rd_registry_get(struct rd_registry *r, const char *id, size_t le
  * Soft state of `id` for `epoch`, created or reset (when the epoch changed).
  * `now_ns` starts the node's grace period of `grace_ns`. NULL on ENOMEM.
  */
-struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t len,
-                                  uint64_t epoch, uint64_t now_ns, uint64_t grace_ns);
+struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t len, uint64_t epoch,
+                                  uint64_t now_ns, uint64_t grace_ns);
 
 /* Records an accepted heartbeat. */
 void rd_registry_heartbeat(struct rd_registry *r, struct rd_soft *s, uint64_t now_ns,
-                           int64_t wall_ms, uint32_t slots_used,
-                           const struct rd_node_metrics *m);
+                           int64_t wall_ms, uint32_t slots_used, const struct rd_node_metrics *m);
 
 /* Forgets `id` (the node left). */
 void rd_registry_forget(struct rd_registry *r, const char *id, size_t len);

@@ -97,8 +97,8 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
     r->last_state = RAFT_UNAVAILABLE;
     snprintf(r->raft_dir, sizeof(r->raft_dir), "%s/raft", cfg->storage.data_dir);
     if ((rv = make_dirs(r->raft_dir)) != 0) {
-        snprintf(r->errmsg, sizeof(r->errmsg), "cannot create data directory %s: %s",
-                 r->raft_dir, strerror(-rv));
+        snprintf(r->errmsg, sizeof(r->errmsg), "cannot create data directory %s: %s", r->raft_dir,
+                 strerror(-rv));
         return RD_EIO;
     }
     /* libraft's TCP transport needs version 1 set before init (else RAFT_INVALID). */

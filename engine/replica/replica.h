@@ -33,10 +33,10 @@ struct rd_replica {
     struct raft_uv_transport transport;
     uv_timer_t watch; /* polls role and term: libraft has no leadership callback */
     char raft_dir[512];
-    bool inited;  /* raft_init succeeded: raft_close is needed */
+    bool inited; /* raft_init succeeded: raft_close is needed */
     bool started;
     bool closing;
-    int last_state;   /* last observed enum raft_state */
+    int last_state; /* last observed enum raft_state */
     uint64_t inflight;
     uint64_t commits_total;
     uint64_t commit_errors_total;

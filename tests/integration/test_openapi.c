@@ -57,8 +57,8 @@ static void load_spec(void)
          p++) {
         yaml_node_t *k = yaml_document_get_node(&doc, p->key);
         yaml_node_t *item = yaml_document_get_node(&doc, p->value);
-        for (yaml_node_pair_t *m = item->data.mapping.pairs.start;
-             m < item->data.mapping.pairs.top; m++) {
+        for (yaml_node_pair_t *m = item->data.mapping.pairs.start; m < item->data.mapping.pairs.top;
+             m++) {
             const char *method = (char *)yaml_document_get_node(&doc, m->key)->data.scalar.value;
             if (strcmp(method, "parameters") == 0)
                 continue;
@@ -127,7 +127,8 @@ static void test_every_served_route_is_documented(void **state)
         for (int j = 0; j < n_ops && !found; j++) {
             char pat[128];
             spec_to_pattern(ops[j].path, pat, sizeof(pat));
-            found = strcmp(pat, served[i].pattern) == 0 && strcmp(ops[j].method, served[i].method) == 0;
+            found =
+                strcmp(pat, served[i].pattern) == 0 && strcmp(ops[j].method, served[i].method) == 0;
         }
         if (!found)
             fail_msg("%s %s is served but not in api/openapi.yaml", served[i].method,
@@ -157,14 +158,14 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         const char *body = NULL;
         if (strcmp(o->method, "POST") == 0)
             body = strstr(path, "heartbeat") ? "{\"epoch\":1,\"load\":{\"slots_used\":0}}"
-                                              : "{\"node_id\":\"spec-node-2\"}";
+                                             : "{\"node_id\":\"spec-node-2\"}";
         char url[512];
         snprintf(url, sizeof(url), "%s%s", proc.base_url, path);
         for (int proto = RDT_H1; proto <= RDT_H2; proto++) {
             struct rdt_resp r = {0};
-            assert_int_equal(rdt_http((enum rdt_proto)proto, o->method, url, body,
-                                      body ? strlen(body) : 0, &r),
-                             0);
+            assert_int_equal(
+                rdt_http((enum rdt_proto)proto, o->method, url, body, body ? strlen(body) : 0, &r),
+                0);
             bool documented = false;
             for (int c = 0; c < o->n_codes; c++)
                 documented |= o->codes[c] == r.status;

@@ -13,26 +13,26 @@
 extern "C" {
 #endif
 
-#define RD_ERRNO_MAP(X)                                                                  \
-    X(NOMEM, -1, "out of memory")                                                        \
-    X(INVAL, -2, "invalid argument")                                                     \
-    X(NOTFOUND, -3, "not found")                                                         \
-    X(EXISTS, -4, "already exists")                                                      \
-    X(FENCED, -5, "stale fencing token")                                                 \
-    X(CONFLICT, -6, "conflicting state")                                                 \
-    X(STALE_VERSION, -7, "version is not newer than the stored one")                     \
-    X(NOTLEADER, -8, "this replica is not the leader")                                   \
-    X(NOQUORUM, -9, "no quorum of replicas is reachable")                                \
-    X(IO, -10, "input/output error")                                                     \
-    X(PARSE, -11, "malformed input")                                                     \
-    X(TOOLARGE, -12, "too large")                                                        \
-    X(CONFIG, -13, "invalid configuration")                                              \
-    X(SHUTDOWN, -14, "shutting down")                                                    \
-    X(BUSY, -15, "busy, try again")                                                      \
-    X(CORRUPT, -16, "data is corrupt")                                                   \
-    X(UNSUPPORTED, -17, "unsupported version or operation")                              \
-    X(NOSPACE, -18, "no space left on device")                                           \
-    X(TIMEOUT, -19, "timed out")                                                         \
+#define RD_ERRNO_MAP(X)                                                                            \
+    X(NOMEM, -1, "out of memory")                                                                  \
+    X(INVAL, -2, "invalid argument")                                                               \
+    X(NOTFOUND, -3, "not found")                                                                   \
+    X(EXISTS, -4, "already exists")                                                                \
+    X(FENCED, -5, "stale fencing token")                                                           \
+    X(CONFLICT, -6, "conflicting state")                                                           \
+    X(STALE_VERSION, -7, "version is not newer than the stored one")                               \
+    X(NOTLEADER, -8, "this replica is not the leader")                                             \
+    X(NOQUORUM, -9, "no quorum of replicas is reachable")                                          \
+    X(IO, -10, "input/output error")                                                               \
+    X(PARSE, -11, "malformed input")                                                               \
+    X(TOOLARGE, -12, "too large")                                                                  \
+    X(CONFIG, -13, "invalid configuration")                                                        \
+    X(SHUTDOWN, -14, "shutting down")                                                              \
+    X(BUSY, -15, "busy, try again")                                                                \
+    X(CORRUPT, -16, "data is corrupt")                                                             \
+    X(UNSUPPORTED, -17, "unsupported version or operation")                                        \
+    X(NOSPACE, -18, "no space left on device")                                                     \
+    X(TIMEOUT, -19, "timed out")                                                                   \
     X(INTERNAL, -20, "internal error")
 
 enum rd_errno {

@@ -110,10 +110,8 @@ static void test_log_levels_and_quoting(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_map_put_get_del_grow),
-        cmocka_unit_test(test_time_format_and_parse),
-        cmocka_unit_test(test_node_ids_and_uuids),
-        cmocka_unit_test(test_error_table),
+        cmocka_unit_test(test_map_put_get_del_grow),   cmocka_unit_test(test_time_format_and_parse),
+        cmocka_unit_test(test_node_ids_and_uuids),     cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_log_levels_and_quoting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,9 +19,9 @@
 struct cluster {
     struct raft_fixture f;
     struct rd_fsm fsms[N];
-    int acked;     /* apply callbacks with status 0 */
-    int refused;   /* apply callbacks whose command the machine refused */
-    int failed;    /* apply callbacks with a raft error */
+    int acked;   /* apply callbacks with status 0 */
+    int refused; /* apply callbacks whose command the machine refused */
+    int failed;  /* apply callbacks with a raft error */
     uint64_t last_value;
 };
 
@@ -217,10 +217,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_replicas_hold_identical_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_loss_keeps_committed_state, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lagging_replica_catches_up_by_log_and_snapshot,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_killed_replica_revives_and_converges, setup,
+        cmocka_unit_test_setup_teardown(test_lagging_replica_catches_up_by_log_and_snapshot, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_killed_replica_revives_and_converges, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,8 +92,7 @@ static void test_left_node_returns_only_by_registering(void **state)
     rd_fsm_init(&f);
     apply(&f, cmd_register("n1", 1, 10));
     assert_int_equal(apply(&f, cmd_transition("n1", 0, RD_NODE_LEFT, 20))->status, 0);
-    assert_int_equal(apply(&f, cmd_transition("n1", 0, RD_NODE_ALIVE, 30))->status,
-                     RD_ECONFLICT);
+    assert_int_equal(apply(&f, cmd_transition("n1", 0, RD_NODE_ALIVE, 30))->status, RD_ECONFLICT);
     assert_int_equal(rd_fsm_node(&f, "n1", 2)->state, RD_NODE_LEFT);
     const struct rd_fsm_result *r = apply(&f, cmd_register("n1", 1, 40));
     assert_int_equal(r->value, 2);
