@@ -1123,8 +1123,13 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
         return cfg_errf(err, RD_ECONFIG,
                         "storage.snapshot_threshold: expected at least 1 entry, got '%u'",
                         cfg->storage.snapshot_threshold);
-    if (cfg->storage.segment_size == 0)
-        return cfg_errf(err, RD_ECONFIG, "storage.segment_size: expected a size above 0, got '0'");
+    /* libraft 0.22 refuses every entry (RAFT_NOSPACE) with segments of 1MiB
+     * or less, however much disk is free: measured, see docs/configuration.md. */
+    if (cfg->storage.segment_size < RD_CFG_MIN_SEGMENT)
+        return cfg_errf(err, RD_ECONFIG,
+                        "storage.segment_size: expected at least 4MiB (libraft refuses "
+                        "writes with smaller segments), got '%zu'",
+                        cfg->storage.segment_size);
 
     if (!rd_node_id_valid(cfg->cluster.node_id, strlen(cfg->cluster.node_id)))
         return cfg_errf(err, RD_ECONFIG,

@@ -17,9 +17,10 @@
 
 #include "../common/log.h"
 
-#define RD_CFG_STR       256
-#define RD_CFG_ERRLEN    512
-#define RD_CFG_MAX_PEERS 7
+#define RD_CFG_STR         256
+#define RD_CFG_ERRLEN      512
+#define RD_CFG_MAX_PEERS   7
+#define RD_CFG_MIN_SEGMENT ((size_t)4 << 20)
 
 struct rd_cfg_peer {
     uint64_t id;              /* raft server id, > 0 */

@@ -225,7 +225,10 @@ void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message)
         rd_http_send_error(hr, 429, "rate_limited", NULL, "%s", msg);
         break;
     case RD_ENOSPACE:
-        rd_http_send_error(hr, 507, "no_space", NULL, "%s", msg);
+        rd_http_send_error(hr, 507, "no_space", NULL,
+                           "the disk holding %s is full: nothing was written; free space there "
+                           "and retry",
+                           hr->eng->replica.raft_dir);
         break;
     default:
         rd_http_send_error(hr, 500, "internal", NULL, "%s", msg);

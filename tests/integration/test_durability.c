@@ -12,6 +12,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,8 +25,15 @@
  * Slow heartbeats, so that no node turns suspect (a committed transition)
  * while a test compares states before and after a restart.
  */
+/*
+ * A low snapshot threshold, so a restart restores a snapshot and replays
+ * the log after it, not only the log.
+ */
 static const char g_yaml[] = "server:\n"
                              "  shutdown_timeout: 10s\n"
+                             "storage:\n"
+                             "  snapshot_threshold: 16\n"
+                             "  snapshot_trailing: 4\n"
                              "fault_tolerance:\n"
                              "  detection:\n"
                              "    heartbeat_interval: 30s\n";
@@ -220,6 +228,27 @@ static void expect_fencing(struct rdt_proc *p, const struct expected *ex)
     expect_heartbeat(p, ex[FIRST_LEFT].id, ex[FIRST_LEFT].epoch, 409, "fenced"); /* left */
 }
 
+/* Polls the raft directory until libraft has written a snapshot (5 s at most). */
+static bool await_snapshot_file(struct rdt_proc *p)
+{
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/raft", p->data_dir);
+    int64_t deadline = rdt_now_ms() + 5000;
+    while (rdt_now_ms() < deadline) {
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        bool found = false;
+        while (d && (e = readdir(d)) != NULL)
+            found |= strncmp(e->d_name, "snapshot-", 9) == 0;
+        if (d)
+            closedir(d);
+        if (found)
+            return true;
+        rdt_sleep_ms(20);
+    }
+    return false;
+}
+
 static void test_restart_keeps_acknowledged_state(void **state)
 {
     struct rdt_proc *p = *state;
@@ -228,6 +257,7 @@ static void test_restart_keeps_acknowledged_state(void **state)
     populate(p, ex);
     json_t *before = durable_view(p, "dur-");
     expect_acknowledged(before, ex);
+    assert_true(await_snapshot_file(p));
 
     assert_int_equal(rdt_proc_kill9(p), 0);
     assert_int_equal(rdt_proc_restart(p), 0);

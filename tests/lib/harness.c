@@ -544,6 +544,12 @@ static int write_config(const struct rdt_proc *p)
     return 0;
 }
 
+int rdt_proc_prepare(struct rdt_proc *p)
+{
+    rdt_init();
+    return p->dir[0] == '\0' ? proc_init(p) : 0;
+}
+
 int rdt_proc_start(struct rdt_proc *p, const char *extra_yaml)
 {
     rdt_init();

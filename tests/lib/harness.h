@@ -64,6 +64,13 @@ struct rdt_proc {
  */
 int rdt_proc_start(struct rdt_proc *p, const char *extra_yaml);
 
+/*
+ * Creates the temporary directory, DIR/data and the ports without starting
+ * the daemon, so a test can put something under DIR/data first (a small
+ * filesystem, say). rdt_proc_start() then uses them. 0 or -1.
+ */
+int rdt_proc_prepare(struct rdt_proc *p);
+
 /* Starts the daemon again with the same directory, ports and config file. */
 int rdt_proc_restart(struct rdt_proc *p);
 

@@ -301,7 +301,7 @@ static void test_all_types_good(void **state)
                        "  data_dir: /srv/recoveryd\n"
                        "  snapshot_threshold: 1\n"
                        "  snapshot_trailing: 0\n"
-                       "  segment_size: 64K\n"
+                       "  segment_size: 16M\n"
                        "cluster:\n"
                        "  node_id: node-2.eu\n"
                        "  replica_id: 2\n"
@@ -354,7 +354,7 @@ static void test_all_types_good(void **state)
     assert_string_equal(c.storage.data_dir, "/srv/recoveryd");
     assert_int_equal(c.storage.snapshot_threshold, 1);
     assert_int_equal(c.storage.snapshot_trailing, 0);
-    assert_int_equal(c.storage.segment_size, 65536);
+    assert_int_equal(c.storage.segment_size, 16 << 20);
     assert_string_equal(c.cluster.node_id, "node-2.eu");
     assert_int_equal(c.cluster.replica_id, 2);
     assert_string_equal(c.cluster.raft_address, "[::1]:7081");
@@ -852,6 +852,13 @@ static void test_validate(void **state)
     assert_int_equal(rd_config_validate(&c, err), 0);
 
     rd_config_defaults(&c);
+    c.storage.segment_size = (4 << 20) - 1;
+    expect_valid_error(&c, "storage.segment_size: expected at least 4MiB (libraft refuses writes "
+                           "with smaller segments), got '4194303'");
+    c.storage.segment_size = 4 << 20;
+    assert_int_equal(rd_config_validate(&c, err), 0);
+
+    rd_config_defaults(&c);
     c.fault_tolerance.detection.health_check_timeout_ms = 0;
     expect_valid_error(&c, "fault_tolerance.detection.health_check_timeout: expected a duration "
                            "above 0, got '0ms'");
@@ -903,7 +910,8 @@ static void test_validate(void **state)
     expect_valid_error(&c, "storage.data_dir: expected a directory, got ''");
     rd_config_defaults(&c);
     c.storage.segment_size = 0;
-    expect_valid_error(&c, "storage.segment_size: expected a size above 0, got '0'");
+    expect_valid_error(&c, "storage.segment_size: expected at least 4MiB (libraft refuses writes "
+                           "with smaller segments), got '0'");
 
     rd_config_defaults(&c);
     strcpy(c.cluster.node_id, "rd 1");
