@@ -179,7 +179,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         goto out;
     }
     rv = rd_http_start(&eng->http, eng, eng->cfg.server.listen_host, eng->cfg.server.listen_port,
-                       eng->cfg.server.max_body_bytes);
+                       eng->cfg.server.max_body_bytes, eng->cfg.server.tls_cert,
+                       eng->cfg.server.tls_key);
     if (rv != 0) {
         RD_ERROR("engine", "http_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
                  eng->http.errmsg);

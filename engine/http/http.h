@@ -9,6 +9,7 @@
 #define RD_HTTP_H
 
 #include <h2o.h>
+#include <openssl/ssl.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -57,6 +58,7 @@ struct rd_http {
     uv_tcp_t listener;
     bool listening;
     bool ctx_inited;
+    SSL_CTX *ssl_ctx; /* NULL for cleartext */
     size_t max_body;
     uint64_t pending; /* answers waiting for a commit */
     uint64_t requests[RD_ROUTE_COUNT][RD_STATUS_SLOTS];
@@ -64,9 +66,13 @@ struct rd_http {
     char errmsg[256];
 };
 
-/* Binds host:port and starts serving. 0 or RD_E* with http->errmsg set. */
+/*
+ * Binds host:port and starts serving. With `tls_cert` and `tls_key` (PEM
+ * paths, both or neither) the port speaks TLS with ALPN h2 and http/1.1;
+ * otherwise cleartext HTTP/1.1 and h2c. 0 or RD_E* with http->errmsg set.
+ */
 int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host, uint16_t port,
-                  size_t max_body);
+                  size_t max_body, const char *tls_cert, const char *tls_key);
 /* Stops accepting and asks h2o to wind connections down (GOAWAY). */
 void rd_http_begin_shutdown(struct rd_http *http);
 /* Open HTTP/1 and HTTP/2 connections. */

@@ -463,8 +463,35 @@ static void on_accept(uv_stream_t *listener, int status)
     h2o_accept(&http->accept_ctx, sock);
 }
 
+static int tls_setup(struct rd_http *http, const char *cert, const char *key)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(http->errmsg, sizeof(http->errmsg), "TLS: cannot create a context");
+        return RD_ENOMEM;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        snprintf(http->errmsg, sizeof(http->errmsg),
+                 "server.tls.cert: cannot load the PEM certificate chain %s", cert);
+        SSL_CTX_free(ctx);
+        return RD_ECONFIG;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(http->errmsg, sizeof(http->errmsg),
+                 "server.tls.key: cannot load %s, or it does not match server.tls.cert", key);
+        SSL_CTX_free(ctx);
+        return RD_ECONFIG;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    http->ssl_ctx = ctx;
+    return 0;
+}
+
 int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host, uint16_t port,
-                  size_t max_body)
+                  size_t max_body, const char *tls_cert, const char *tls_key)
 {
     routes_init();
     http->eng = eng;
@@ -482,6 +509,12 @@ int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host,
     http->ctx_inited = true;
     http->accept_ctx.ctx = &http->ctx;
     http->accept_ctx.hosts = http->config.hosts;
+    if (tls_cert != NULL && tls_cert[0] != '\0') {
+        int rv = tls_setup(http, tls_cert, tls_key);
+        if (rv != 0)
+            return rv;
+        http->accept_ctx.ssl_ctx = http->ssl_ctx;
+    }
 
     struct sockaddr_storage addr;
     int rv;
@@ -503,8 +536,8 @@ int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host,
                  uv_strerror(rv));
         return RD_EIO;
     }
-    RD_INFO("http", "listening", "addr=%s:%u protocols=http/1.1,h2c max_body=%zu", host, port,
-            max_body);
+    RD_INFO("http", "listening", "addr=%s:%u protocols=%s max_body=%zu", host, port,
+            http->ssl_ctx ? "tls(h2,http/1.1)" : "http/1.1,h2c", max_body);
     return 0;
 }
 

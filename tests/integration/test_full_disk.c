@@ -181,7 +181,8 @@ static void test_full_disk_refuses_writes_and_loses_nothing(void **state)
         rdt_resp_free(&r);
     }
     assert_int_equal(found, created);
-    fprintf(stderr, "test_full_disk: %d acknowledged, %d refused with 507, all %d present after kill -9\n",
+    fprintf(stderr,
+            "test_full_disk: %d acknowledged, %d refused with 507, all %d present after kill -9\n",
             created, full, found);
 }
 

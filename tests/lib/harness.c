@@ -544,6 +544,8 @@ static int write_config(const struct rdt_proc *p)
     return 0;
 }
 
+const char *rdt_tls_ca;
+
 int rdt_proc_prepare(struct rdt_proc *p)
 {
     rdt_init();
@@ -826,9 +828,12 @@ CURL *rdt_easy_new(enum rdt_proto proto, const char *method, const char *url, co
     }
     out->req_headers_ = h;
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-                     proto == RDT_H2 ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-                                     : (long)CURL_HTTP_VERSION_1_1);
+    bool https = strncmp(url, "https://", 8) == 0;
+    /* Over TLS, HTTP/2 is negotiated by ALPN; in cleartext, prior knowledge. */
+    long h2 = https ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, proto == RDT_H2 ? h2 : (long)CURL_HTTP_VERSION_1_1);
+    if (https && rdt_tls_ca != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, rdt_tls_ca);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);

@@ -71,6 +71,13 @@ int rdt_proc_start(struct rdt_proc *p, const char *extra_yaml);
  */
 int rdt_proc_prepare(struct rdt_proc *p);
 
+/*
+ * The CA file trusted for https:// URLs (NULL: the system's). A test of a
+ * TLS daemon sets it and rewrites p->base_url to https:// after
+ * rdt_proc_prepare(); every helper then speaks TLS (HTTP/2 by ALPN).
+ */
+extern const char *rdt_tls_ca;
+
 /* Starts the daemon again with the same directory, ports and config file. */
 int rdt_proc_restart(struct rdt_proc *p);
 
