@@ -13,28 +13,36 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: recoveryd [--config PATH] [--listen HOST:PORT] [--data-dir DIR]\n"
-                 "                 [--node-id ID] [--check-config] [--version] [--help]\n"
-                 "\n"
-                 "  --config PATH       YAML configuration (default: built-in defaults)\n"
-                 "  --listen HOST:PORT  API address (overrides server.listen)\n"
-                 "  --data-dir DIR      data directory (overrides storage.data_dir)\n"
-                 "  --node-id ID        this replica's name (overrides cluster.node_id)\n"
-                 "  --check-config      validate the configuration and exit 0 or 1\n"
-                 "  --version           print the version and exit\n");
+    fprintf(out,
+            "usage: recoveryd [--config PATH] [--listen HOST:PORT] [--data-dir DIR]\n"
+            "                 [--node-id ID] [--plugins-dir DIR] [--check-config] [--version]\n"
+            "\n"
+            "  --config PATH       YAML configuration (default: built-in defaults)\n"
+            "  --listen HOST:PORT  API address (overrides server.listen)\n"
+            "  --data-dir DIR      data directory (overrides storage.data_dir)\n"
+            "  --node-id ID        this replica's name (overrides cluster.node_id)\n"
+            "  --plugins-dir DIR   where plugins are loaded from (overrides plugins.dir)\n"
+            "  --check-config      validate the configuration and exit 0 or 1\n"
+            "  --version           print the version and exit\n");
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},   {"listen", required_argument, NULL, 'l'},
-        {"data-dir", required_argument, NULL, 'd'}, {"node-id", required_argument, NULL, 'n'},
-        {"check-config", no_argument, NULL, 'k'},   {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"data-dir", required_argument, NULL, 'd'},
+        {"node-id", required_argument, NULL, 'n'},
+        {"check-config", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},
+        {"plugins-dir", required_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL, *listen = NULL, *data_dir = NULL, *node_id = NULL;
+    const char *config_path = NULL, *listen = NULL, *data_dir = NULL, *node_id = NULL,
+               *plugins_dir = NULL;
     int check = 0, c;
-    while ((c = getopt_long(argc, argv, "c:l:d:n:kVh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:d:n:p:kVh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_path = optarg;
@@ -47,6 +55,9 @@ int main(int argc, char **argv)
             break;
         case 'n':
             node_id = optarg;
+            break;
+        case 'p':
+            plugins_dir = optarg;
             break;
         case 'k':
             check = 1;
@@ -87,6 +98,13 @@ int main(int argc, char **argv)
             return 1;
         }
         snprintf(cfg.storage.data_dir, sizeof(cfg.storage.data_dir), "%s", data_dir);
+    }
+    if (plugins_dir != NULL) {
+        if (strlen(plugins_dir) >= sizeof(cfg.plugins.dir)) {
+            fprintf(stderr, "recoveryd: --plugins-dir: path too long\n");
+            return 1;
+        }
+        snprintf(cfg.plugins.dir, sizeof(cfg.plugins.dir), "%s", plugins_dir);
     }
     if (node_id != NULL) {
         if (!rd_node_id_valid(node_id, strlen(node_id))) {

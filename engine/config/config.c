@@ -34,30 +34,41 @@
 
 enum cfg_type {
     CFG_SECTION,  /* mapping: `children` apply to the same base */
-    CFG_PEERS,    /* sequence of mappings: `children` describe one struct rd_cfg_peer;
-                     the count goes to `offset2` (unsigned) */
+    CFG_LIST,     /* sequence of mappings: `children` describe one element of `elem_size`
+                     bytes, at most size / elem_size of them; the count goes to `offset2`
+                     (unsigned); `finish` (if set) checks each element once it is read */
+    CFG_KV,       /* mapping of free-form keys to scalars into struct rd_cfg_kv[]; the
+                     count goes to `offset2` (unsigned) */
     CFG_DURATION, /* "250ms" etc. into an unsigned integer of `size` bytes, ms */
-    CFG_PERCENT,  /* "80%" into an unsigned integer of `size` bytes */
+    CFG_PERCENT,  /* "80%" into an unsigned integer of `size` bytes; min..max when max > 0 */
     CFG_SIZE,     /* "8MiB" into an unsigned integer of `size` bytes */
     CFG_UINT,     /* plain integer min..max into an unsigned integer of `size` bytes */
     CFG_BOOL,     /* true/false/yes/no/on/off into a bool */
     CFG_STRING,   /* text into char[size] */
+    CFG_NAME,     /* [a-z0-9_-], 1 to size-1 bytes, into char[size] */
     CFG_ADDR,     /* HOST:PORT, checked, kept as text in char[size] */
     CFG_URL,      /* "" or http(s)://... into char[size] */
     CFG_LISTEN,   /* HOST:PORT split: host into char[size], port into uint16_t at offset2 */
     CFG_LOGLEVEL, /* debug|info|warn|error into enum rd_log_level */
 };
 
+struct cfg_loader;
+
 struct cfg_field {
     const char *key;
     enum cfg_type type;
     size_t offset;  /* from the base the section is read into */
     size_t size;    /* of the member at `offset` */
-    size_t offset2; /* CFG_LISTEN: the port; CFG_PEERS: the count */
+    size_t offset2; /* CFG_LISTEN: the port; CFG_LIST, CFG_KV: the count */
     const struct cfg_field *children;
     size_t n_children;
-    uint64_t min, max; /* CFG_UINT only */
+    uint64_t min, max; /* CFG_UINT; CFG_PERCENT when max > 0 */
     bool required;     /* a mapping without this key is an error (peers) */
+    /* CFG_LIST: bytes of one element, the plural for messages, and a check
+     * run on element `i` (item `i` of `seq`) after its mapping is read. */
+    size_t elem_size;
+    const char *noun;
+    int (*finish)(struct cfg_loader *ld, char *elems, size_t i, const yaml_node_t *seq);
 };
 
 #define CFG_OFF(m) offsetof(struct rd_config, m)
@@ -76,9 +87,19 @@ struct cfg_field {
         .key = (k), .type = CFG_SECTION, .children = (kids), .n_children = RD_ARRAY_SIZE(kids)     \
     }
 
-/* cfg_load_peers stores the count as an unsigned. */
+/* cfg_load_list and cfg_load_kv store their counts as unsigned. */
 _Static_assert(sizeof(((struct rd_config *)0)->cluster.n_peers) == sizeof(unsigned),
                "cluster.n_peers is read as unsigned");
+_Static_assert(sizeof(((struct rd_config *)0)->plugins.n_instances) == sizeof(unsigned),
+               "plugins.n_instances is read as unsigned");
+_Static_assert(sizeof(((struct rd_cfg_plugin *)0)->n_config) == sizeof(unsigned),
+               "rd_cfg_plugin.n_config is read as unsigned");
+_Static_assert(RD_CFG_MAX_PLUGINS * sizeof(struct rd_cfg_plugin) ==
+                   sizeof(((struct rd_config *)0)->plugins.instances),
+               "plugins.instances holds RD_CFG_MAX_PLUGINS entries");
+_Static_assert(RD_CFG_MAX_PLUGIN_KEYS * sizeof(struct rd_cfg_kv) ==
+                   sizeof(((struct rd_cfg_plugin *)0)->config),
+               "rd_cfg_plugin.config holds RD_CFG_MAX_PLUGIN_KEYS entries");
 _Static_assert(sizeof(((struct rd_config *)0)->server.listen_port) == sizeof(uint16_t),
                "server.listen_port is a uint16_t");
 _Static_assert(RD_CFG_MAX_PEERS * sizeof(struct rd_cfg_peer) ==
@@ -136,16 +157,52 @@ static const struct cfg_field cfg_cluster[] = {
     CFG_F("pre_vote", CFG_BOOL, cluster.pre_vote),
     CFG_U("max_inflight", cluster.max_inflight, 1, 65536),
     {.key = "peers",
-     .type = CFG_PEERS,
+     .type = CFG_LIST,
      .offset = CFG_OFF(cluster.peers),
      .size = CFG_SZ(cluster.peers),
      .offset2 = CFG_OFF(cluster.n_peers),
      .children = cfg_peer,
-     .n_children = RD_ARRAY_SIZE(cfg_peer)},
+     .n_children = RD_ARRAY_SIZE(cfg_peer),
+     .elem_size = sizeof(struct rd_cfg_peer),
+     .noun = "peers"},
+};
+
+static int cfg_finish_instance(struct cfg_loader *ld, char *elems, size_t i,
+                               const yaml_node_t *seq);
+
+static const struct cfg_field cfg_instance[] = {
+    {.key = "name",
+     .type = CFG_NAME,
+     .offset = offsetof(struct rd_cfg_plugin, name),
+     .size = sizeof(((struct rd_cfg_plugin *)0)->name),
+     .required = true},
+    {.key = "plugin",
+     .type = CFG_NAME,
+     .offset = offsetof(struct rd_cfg_plugin, plugin),
+     .size = sizeof(((struct rd_cfg_plugin *)0)->plugin)},
+    {.key = "required",
+     .type = CFG_BOOL,
+     .offset = offsetof(struct rd_cfg_plugin, required),
+     .size = sizeof(((struct rd_cfg_plugin *)0)->required)},
+    {.key = "config",
+     .type = CFG_KV,
+     .offset = offsetof(struct rd_cfg_plugin, config),
+     .size = sizeof(((struct rd_cfg_plugin *)0)->config),
+     .offset2 = offsetof(struct rd_cfg_plugin, n_config)},
 };
 
 static const struct cfg_field cfg_plugins[] = {
     CFG_F("dir", CFG_STRING, plugins.dir),
+    {.key = "instances",
+     .type = CFG_LIST,
+     .offset = CFG_OFF(plugins.instances),
+     .size = CFG_SZ(plugins.instances),
+     .offset2 = CFG_OFF(plugins.n_instances),
+     .children = cfg_instance,
+     .n_children = RD_ARRAY_SIZE(cfg_instance),
+     .elem_size = sizeof(struct rd_cfg_plugin),
+     .noun = "instances",
+     .finish = cfg_finish_instance},
 };
 
 static const struct cfg_field cfg_policies[] = {
@@ -163,6 +220,9 @@ static const struct cfg_field cfg_detection[] = {
     CFG_F("health_check_timeout", CFG_DURATION, fault_tolerance.detection.health_check_timeout_ms),
     CFG_U("failure_threshold", fault_tolerance.detection.failure_threshold, 1, 1000),
     CFG_U("recovery_threshold", fault_tolerance.detection.recovery_threshold, 1, 1000),
+    CFG_F("flap_window", CFG_DURATION, fault_tolerance.detection.flap_window_ms),
+    CFG_U("flap_threshold", fault_tolerance.detection.flap_threshold, 1, 16),
+    CFG_U("flap_penalty", fault_tolerance.detection.flap_penalty, 1, 100),
 };
 
 static const struct cfg_field cfg_fast_recovery[] = {
@@ -197,10 +257,24 @@ static const struct cfg_field cfg_backup[] = {
           fault_tolerance.backup.consistency_check_interval_ms),
 };
 
+static const struct cfg_field cfg_partition[] = {
+    {.key = "mass_failure_share",
+     .type = CFG_PERCENT,
+     .offset = CFG_OFF(fault_tolerance.partition.mass_failure_share),
+     .size = CFG_SZ(fault_tolerance.partition.mass_failure_share),
+     .min = 1,
+     .max = 100},
+    CFG_F("mass_failure_window", CFG_DURATION, fault_tolerance.partition.mass_failure_window_ms),
+    CFG_U("min_nodes", fault_tolerance.partition.min_nodes, 1, 1000000),
+    CFG_F("alert_after", CFG_DURATION, fault_tolerance.partition.alert_after_ms),
+};
+
+/* New sections go last so the key lists in existing messages keep their order. */
 static const struct cfg_field cfg_fault_tolerance[] = {
     CFG_SECT("detection", cfg_detection),
     CFG_SECT("recovery_strategies", cfg_strategies),
     CFG_SECT("backup", cfg_backup),
+    CFG_SECT("partition", cfg_partition),
 };
 
 static const struct cfg_field cfg_top[] = {
@@ -585,15 +659,25 @@ static const char *cfg_expected(const struct cfg_field *f, char *buf, size_t len
     case CFG_SECTION:
         snprintf(buf, len, "expected a mapping with keys %s", cfg_key_list(f, keys, sizeof(keys)));
         break;
-    case CFG_PEERS:
-        snprintf(buf, len, "expected a sequence of up to %d mappings with keys %s",
-                 RD_CFG_MAX_PEERS, cfg_key_list(f, keys, sizeof(keys)));
+    case CFG_LIST:
+        snprintf(buf, len, "expected a sequence of up to %zu mappings with keys %s",
+                 f->size / f->elem_size, cfg_key_list(f, keys, sizeof(keys)));
+        break;
+    case CFG_KV:
+        snprintf(buf, len,
+                 "expected a mapping of up to %zu keys (1-%zu characters of a-z 0-9 _) to "
+                 "scalar values",
+                 f->size / sizeof(struct rd_cfg_kv), sizeof(((struct rd_cfg_kv *)0)->key) - 1);
         break;
     case CFG_DURATION:
         snprintf(buf, len, "expected a duration like 250ms, 10s, 2m");
         break;
     case CFG_PERCENT:
-        snprintf(buf, len, "expected a percentage from 0%% to 100%% like 80%%");
+        if (f->max > 0)
+            snprintf(buf, len, "expected a percentage from %" PRIu64 "%% to %" PRIu64 "%%", f->min,
+                     f->max);
+        else
+            snprintf(buf, len, "expected a percentage from 0%% to 100%% like 80%%");
         break;
     case CFG_SIZE:
         snprintf(buf, len, "expected a size like 4096, 512KiB, 8MiB, 1GiB");
@@ -607,6 +691,9 @@ static const char *cfg_expected(const struct cfg_field *f, char *buf, size_t len
         break;
     case CFG_STRING:
         snprintf(buf, len, "expected a string of at most %zu bytes", f->size - 1);
+        break;
+    case CFG_NAME:
+        snprintf(buf, len, "expected 1-%zu characters of a-z 0-9 _ -", f->size - 1);
         break;
     case CFG_ADDR:
     case CFG_LISTEN:
@@ -647,14 +734,37 @@ static bool cfg_is_null(const yaml_node_t *v)
 static int cfg_load_mapping(struct cfg_loader *ld, const struct cfg_field *sect, char *base,
                             const yaml_node_t *map);
 
-static int cfg_load_peers(struct cfg_loader *ld, const struct cfg_field *f, char *base,
-                          const yaml_node_t *v)
+/* Item `i` of the sequence `seq` (NULL only if libyaml's document is broken). */
+static yaml_node_t *cfg_seq_item(const struct cfg_loader *ld, const yaml_node_t *seq, size_t i)
 {
-    struct rd_cfg_peer *peers = (struct rd_cfg_peer *)(void *)(base + f->offset);
-    size_t cap = f->size / sizeof(struct rd_cfg_peer);
+    return yaml_document_get_node(ld->doc, seq->data.sequence.items.start[i]);
+}
+
+/* The value of `key` in the mapping `map`, or NULL. */
+static yaml_node_t *cfg_map_value(const struct cfg_loader *ld, const yaml_node_t *map,
+                                  const char *key)
+{
+    if (map == NULL || map->type != YAML_MAPPING_NODE)
+        return NULL;
+    size_t keylen = strlen(key);
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(ld->doc, p->key);
+        if (k != NULL && k->type == YAML_SCALAR_NODE && k->data.scalar.length == keylen &&
+            memcmp(k->data.scalar.value, key, keylen) == 0)
+            return yaml_document_get_node(ld->doc, p->value);
+    }
+    return NULL;
+}
+
+static int cfg_load_list(struct cfg_loader *ld, const struct cfg_field *f, char *base,
+                         const yaml_node_t *v)
+{
+    char *elems = base + f->offset;
+    size_t cap = f->size / f->elem_size;
     unsigned count = 0;
     /* The file's list replaces the one already there, it is not merged. */
-    memset(peers, 0, f->size);
+    memset(elems, 0, f->size);
     memcpy(base + f->offset2, &count, sizeof(count));
     if (cfg_is_null(v))
         return 0;
@@ -662,11 +772,11 @@ static int cfg_load_peers(struct cfg_loader *ld, const struct cfg_field *f, char
         return cfg_bad_value(ld, f, v);
     size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
     for (size_t i = 0; i < n; i++) {
-        yaml_node_t *item = yaml_document_get_node(ld->doc, v->data.sequence.items.start[i]);
+        yaml_node_t *item = cfg_seq_item(ld, v, i);
         if (item == NULL)
             return cfg_fail(ld, v, "internal error: dangling YAML node");
         if (i >= cap)
-            return cfg_fail(ld, item, "expected at most %zu peers, got %zu", cap, n);
+            return cfg_fail(ld, item, "expected at most %zu %s, got %zu", cap, f->noun, n);
         size_t mark = cfg_path_push_index(ld, i);
         int rc;
         if (item->type != YAML_MAPPING_NODE) {
@@ -675,15 +785,158 @@ static int cfg_load_peers(struct cfg_loader *ld, const struct cfg_field *f, char
             rc = cfg_fail(ld, item, "expected a mapping with keys %s, got %s",
                           cfg_key_list(f, keys, sizeof(keys)), cfg_show(item, shown));
         } else {
-            rc = cfg_load_mapping(ld, f, (char *)&peers[i], item);
+            rc = cfg_load_mapping(ld, f, elems + i * f->elem_size, item);
         }
         cfg_path_pop(ld, mark);
+        if (rc == 0 && f->finish != NULL)
+            rc = f->finish(ld, elems, i, v);
         if (rc != 0)
             return rc;
         count++;
         memcpy(base + f->offset2, &count, sizeof(count));
     }
     return 0;
+}
+
+/* Plugin config keys: [a-z0-9_], 1 to max bytes, as plugins declare them (plugin.h). */
+static bool cfg_kv_key_ok(const char *key, size_t len, size_t max)
+{
+    if (len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = key[i];
+        if (!((c >= 'a' && c <= 'z') || cfg_is_digit(c) || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+#define CFG_KV_VALUE_EXPECT "expected a scalar value (quote \"\" for an empty string)"
+
+/*
+ * Reads a mapping of free-form keys to scalars (a plugin instance's config)
+ * into struct rd_cfg_kv[]. Values stay text: the plugin host checks them
+ * against the plugin's declared keys later, quoting the line kept here.
+ */
+static int cfg_load_kv(struct cfg_loader *ld, const struct cfg_field *f, char *base,
+                       const yaml_node_t *v)
+{
+    struct rd_cfg_kv *kv = (struct rd_cfg_kv *)(void *)(base + f->offset);
+    const size_t cap = f->size / sizeof(*kv);
+    const size_t keymax = sizeof(kv->key) - 1;
+    size_t key_line[RD_CFG_MAX_PLUGIN_KEYS]; /* 1-based line of each stored key */
+    unsigned count = 0;
+    _Static_assert(sizeof(((struct rd_cfg_plugin *)0)->config) / sizeof(struct rd_cfg_kv) <=
+                       RD_CFG_MAX_PLUGIN_KEYS,
+                   "key_line covers every entry");
+    memset(kv, 0, f->size);
+    memcpy(base + f->offset2, &count, sizeof(count));
+    if (cfg_is_null(v))
+        return 0;
+    if (v->type != YAML_MAPPING_NODE)
+        return cfg_bad_value(ld, f, v);
+    size_t n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_pair_t *p = &v->data.mapping.pairs.start[i];
+        yaml_node_t *k = yaml_document_get_node(ld->doc, p->key);
+        yaml_node_t *val = yaml_document_get_node(ld->doc, p->value);
+        char shown[CFG_SHOW_LEN];
+        if (k == NULL || val == NULL)
+            return cfg_fail(ld, v, "internal error: dangling YAML node");
+        if (k->type != YAML_SCALAR_NODE)
+            return cfg_fail(ld, k, "expected a key name, got %s", cfg_show(k, shown));
+        const char *key = (const char *)k->data.scalar.value;
+        size_t keylen = k->data.scalar.length;
+        size_t mark = cfg_path_push_key(ld, key, keylen);
+        int rc = 0;
+        size_t dup = 0;
+        for (unsigned j = 0; j < count && dup == 0; j++) {
+            if (strlen(kv[j].key) == keylen && memcmp(kv[j].key, key, keylen) == 0)
+                dup = key_line[j];
+        }
+        if (!cfg_kv_key_ok(key, keylen, keymax)) {
+            rc = cfg_fail(ld, k, "expected a key of 1-%zu characters of a-z 0-9 _, got %s", keymax,
+                          cfg_show(k, shown));
+        } else if (dup != 0) {
+            rc = cfg_fail(ld, k, "duplicate key (first given at line %zu)", dup);
+        } else if (count >= cap) {
+            /* Name the mapping, not the key that did not fit. */
+            cfg_path_pop(ld, mark);
+            return cfg_fail(ld, k, "expected at most %zu keys, got %zu", cap, n);
+        } else if (val->type != YAML_SCALAR_NODE || cfg_is_null(val)) {
+            rc = cfg_fail(ld, val, CFG_KV_VALUE_EXPECT ", got %s%s", cfg_show(val, shown),
+                          val->type == YAML_SCALAR_NODE ? " (null)" : "");
+        } else {
+            const char *s = (const char *)val->data.scalar.value;
+            size_t len = val->data.scalar.length;
+            if (strlen(s) != len) {
+                rc = cfg_fail(ld, val, CFG_KV_VALUE_EXPECT ", got %s (it contains a NUL byte)",
+                              cfg_show(val, shown));
+            } else if (len >= sizeof(kv->value)) {
+                rc = cfg_fail(ld, val, "expected a value of at most %zu bytes, got %s (%zu bytes)",
+                              sizeof(kv->value) - 1, cfg_show(val, shown), len);
+            } else {
+                struct rd_cfg_kv *e = &kv[count];
+                memcpy(e->key, key, keylen);
+                e->key[keylen] = '\0';
+                memcpy(e->value, s, len + 1);
+                e->line = (int)val->start_mark.line + 1;
+                key_line[count] = k->start_mark.line + 1;
+                count++;
+                memcpy(base + f->offset2, &count, sizeof(count));
+            }
+        }
+        cfg_path_pop(ld, mark);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * After instance `i` of plugins.instances is read: records its line, lets
+ * `plugin` default to the name, and refuses a name an earlier instance has
+ * (both lines in the message, so either can be fixed).
+ */
+static int cfg_finish_instance(struct cfg_loader *ld, char *elems, size_t i, const yaml_node_t *seq)
+{
+    struct rd_cfg_plugin *all = (struct rd_cfg_plugin *)(void *)elems;
+    struct rd_cfg_plugin *p = &all[i];
+    const yaml_node_t *item = cfg_seq_item(ld, seq, i);
+    p->line = (int)item->start_mark.line + 1;
+    if (p->plugin[0] == '\0')
+        memcpy(p->plugin, p->name, sizeof(p->plugin));
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(all[j].name, p->name) != 0)
+            continue;
+        const yaml_node_t *mine = cfg_map_value(ld, item, "name");
+        const yaml_node_t *theirs = cfg_map_value(ld, cfg_seq_item(ld, seq, j), "name");
+        char list[RD_CFG_STR];
+        char shown[CFG_SHOW_LEN];
+        memcpy(list, ld->path, sizeof(list));
+        size_t mark = cfg_path_push_index(ld, i);
+        cfg_path_push_key(ld, "name", 4);
+        int rc = cfg_fail(ld, mine != NULL ? mine : item,
+                          "expected a name no other instance has, got %s (also %s[%zu].name at "
+                          "line %zu)",
+                          cfg_show(mine != NULL ? mine : item, shown), list, j,
+                          (theirs != NULL ? theirs->start_mark.line : 0) + 1);
+        cfg_path_pop(ld, mark);
+        return rc;
+    }
+    return 0;
+}
+
+static bool cfg_name_ok(const char *s, size_t len, size_t max)
+{
+    if (len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || cfg_is_digit(c) || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
 }
 
 /* Reads one value `v` into field `f` of `base`. The path already names it. */
@@ -698,8 +951,10 @@ static int cfg_set(struct cfg_loader *ld, const struct cfg_field *f, char *base,
             return cfg_bad_value(ld, f, v);
         return cfg_load_mapping(ld, f, base, v);
     }
-    if (f->type == CFG_PEERS)
-        return cfg_load_peers(ld, f, base, v);
+    if (f->type == CFG_LIST)
+        return cfg_load_list(ld, f, base, v);
+    if (f->type == CFG_KV)
+        return cfg_load_kv(ld, f, base, v);
     if (v->type != YAML_SCALAR_NODE)
         return cfg_bad_value(ld, f, v);
 
@@ -722,7 +977,7 @@ static int cfg_set(struct cfg_loader *ld, const struct cfg_field *f, char *base,
     }
     case CFG_PERCENT: {
         unsigned pct;
-        if (rd_config_parse_percent(s, &pct) != 0)
+        if (rd_config_parse_percent(s, &pct) != 0 || (f->max > 0 && (pct < f->min || pct > f->max)))
             return cfg_bad_value(ld, f, v);
         cfg_store_uint(dst, f->size, pct);
         return 0;
@@ -763,6 +1018,11 @@ static int cfg_set(struct cfg_loader *ld, const struct cfg_field *f, char *base,
         }
         memcpy(dst, s, len + 1);
         return 0;
+    case CFG_NAME:
+        if (!cfg_name_ok(s, len, f->size - 1))
+            return cfg_bad_value(ld, f, v);
+        memcpy(dst, s, len + 1);
+        return 0;
     case CFG_URL:
         if (cfg_is_null(v) || len == 0) {
             memset(dst, 0, 1);
@@ -797,7 +1057,8 @@ static int cfg_set(struct cfg_loader *ld, const struct cfg_field *f, char *base,
         return 0;
     }
     case CFG_SECTION:
-    case CFG_PEERS:
+    case CFG_LIST:
+    case CFG_KV:
         break;
     }
     return cfg_fail(ld, v, "internal error: unhandled field type");
@@ -1022,6 +1283,21 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->cluster.n_peers = 0;
 
     cfg_copy(cfg->plugins.dir, "build/plugins");
+    /* The detector the engine cannot work without is required; the rest may
+     * fail to start and the engine runs on without them. */
+    static const struct {
+        const char *name;
+        bool required;
+    } plugins[] = {
+        {"heartbeat", true}, {"health_probe", false}, {"metrics", false}, {"log", false}};
+    _Static_assert(RD_ARRAY_SIZE(plugins) <= RD_CFG_MAX_PLUGINS, "default plugins fit");
+    for (size_t i = 0; i < RD_ARRAY_SIZE(plugins); i++) {
+        struct rd_cfg_plugin *p = &cfg->plugins.instances[i];
+        snprintf(p->name, sizeof(p->name), "%s", plugins[i].name);
+        snprintf(p->plugin, sizeof(p->plugin), "%s", plugins[i].name);
+        p->required = plugins[i].required;
+    }
+    cfg->plugins.n_instances = (unsigned)RD_ARRAY_SIZE(plugins);
 
     cfg_copy(cfg->policies.dir, "policies");
     cfg->policies.budget_ms = 50;
@@ -1034,6 +1310,9 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.detection.health_check_timeout_ms = 1000;
     cfg->fault_tolerance.detection.failure_threshold = 3;
     cfg->fault_tolerance.detection.recovery_threshold = 2;
+    cfg->fault_tolerance.detection.flap_window_ms = 60 * 1000;
+    cfg->fault_tolerance.detection.flap_threshold = 3;
+    cfg->fault_tolerance.detection.flap_penalty = 3;
     cfg->fault_tolerance.recovery_strategies.fast_recovery.max_time_ms = 2 * 60 * 1000;
     cfg->fault_tolerance.recovery_strategies.fast_recovery.resource_limit = 80;
     cfg->fault_tolerance.recovery_strategies.safe_recovery.max_time_ms = 10 * 60 * 1000;
@@ -1043,6 +1322,10 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.backup.interval_ms = 5 * 60 * 1000;
     cfg->fault_tolerance.backup.retention_period_ms = UINT64_C(7) * 24 * 3600 * 1000;
     cfg->fault_tolerance.backup.consistency_check_interval_ms = 3600 * 1000;
+    cfg->fault_tolerance.partition.mass_failure_share = 50;
+    cfg->fault_tolerance.partition.mass_failure_window_ms = 10 * 1000;
+    cfg->fault_tolerance.partition.min_nodes = 4;
+    cfg->fault_tolerance.partition.alert_after_ms = 5 * 60 * 1000;
 }
 
 #define CFG_MIN_HEARTBEAT_MS 10
@@ -1083,6 +1366,42 @@ static int cfg_check_peers(const struct rd_config *cfg, char *err)
                         "cluster.peers: no entry has this replica's id %" PRIu64
                         " (cluster.replica_id)",
                         cfg->cluster.replica_id);
+    return 0;
+}
+
+/* Same rules as the loader, for lists built or changed in code. */
+static int cfg_check_plugins(const struct rd_config *cfg, char *err)
+{
+    const unsigned n = cfg->plugins.n_instances;
+    if (n > RD_CFG_MAX_PLUGINS)
+        return cfg_errf(err, RD_ECONFIG, "plugins.instances: expected at most %d instances, got %u",
+                        RD_CFG_MAX_PLUGINS, n);
+    for (unsigned i = 0; i < n; i++) {
+        const struct rd_cfg_plugin *p = &cfg->plugins.instances[i];
+        size_t len = strnlen(p->name, sizeof(p->name));
+        if (len == sizeof(p->name) || !cfg_name_ok(p->name, len, sizeof(p->name) - 1))
+            return cfg_errf(err, RD_ECONFIG,
+                            "plugins.instances[%u].name: expected 1-%zu characters of a-z 0-9 _ "
+                            "-, got '%.*s'",
+                            i, sizeof(p->name) - 1, (int)len, p->name);
+        len = strnlen(p->plugin, sizeof(p->plugin));
+        if (len == sizeof(p->plugin) || !cfg_name_ok(p->plugin, len, sizeof(p->plugin) - 1))
+            return cfg_errf(err, RD_ECONFIG,
+                            "plugins.instances[%u].plugin: expected 1-%zu characters of a-z 0-9 "
+                            "_ -, got '%.*s'",
+                            i, sizeof(p->plugin) - 1, (int)len, p->plugin);
+        for (unsigned j = 0; j < i; j++) {
+            if (strcmp(cfg->plugins.instances[j].name, p->name) == 0)
+                return cfg_errf(err, RD_ECONFIG,
+                                "plugins.instances[%u].name: expected a name no other instance "
+                                "has, got '%s' (also plugins.instances[%u].name)",
+                                i, p->name, j);
+        }
+        if (p->n_config > RD_CFG_MAX_PLUGIN_KEYS)
+            return cfg_errf(err, RD_ECONFIG,
+                            "plugins.instances[%u].config: expected at most %d keys, got %u", i,
+                            RD_CFG_MAX_PLUGIN_KEYS, p->n_config);
+    }
     return 0;
 }
 
@@ -1160,6 +1479,9 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
     int rc = cfg_check_peers(cfg, err);
     if (rc != 0)
         return rc;
+    rc = cfg_check_plugins(cfg, err);
+    if (rc != 0)
+        return rc;
 
     if (cfg->logging.level > RD_LOG_ERROR)
         return cfg_errf(err, RD_ECONFIG,
@@ -1204,7 +1526,52 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
                         "fault_tolerance.recovery_strategies.degraded_service.performance_limit: "
                         "expected 0%% to 100%%, got '%u%%'",
                         perf);
+
+    /* Our additions to the block. */
+    const unsigned flap_n = cfg->fault_tolerance.detection.flap_threshold;
+    const unsigned penalty = cfg->fault_tolerance.detection.flap_penalty;
+    const unsigned share = cfg->fault_tolerance.partition.mass_failure_share;
+    const unsigned min_nodes = cfg->fault_tolerance.partition.min_nodes;
+    /* Zero windows would make "within the window" never true: the guard and
+     * the flap detector would be silently off. */
+    if (cfg->fault_tolerance.detection.flap_window_ms == 0)
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.detection.flap_window: expected a duration above 0, got "
+                        "'0ms'");
+    if (flap_n < 1 || flap_n > 16)
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.detection.flap_threshold: expected 1 to 16, got '%u'",
+                        flap_n);
+    if (penalty < 1 || penalty > 100)
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.detection.flap_penalty: expected 1 to 100, got '%u'",
+                        penalty);
+    if (share < 1 || share > 100)
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.partition.mass_failure_share: expected 1%% to 100%%, got "
+                        "'%u%%'",
+                        share);
+    if (cfg->fault_tolerance.partition.mass_failure_window_ms == 0)
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.partition.mass_failure_window: expected a duration above "
+                        "0, got '0ms'");
+    if (min_nodes < 1 || min_nodes > 1000000)
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.partition.min_nodes: expected 1 to 1000000, got '%u'",
+                        min_nodes);
     return 0;
+}
+
+const struct rd_cfg_kv *rd_config_plugin_value(const struct rd_cfg_plugin *p, const char *key)
+{
+    if (p == NULL || key == NULL)
+        return NULL;
+    unsigned n = p->n_config < RD_CFG_MAX_PLUGIN_KEYS ? p->n_config : RD_CFG_MAX_PLUGIN_KEYS;
+    for (unsigned i = 0; i < n; i++) {
+        if (strcmp(p->config[i].key, key) == 0)
+            return &p->config[i];
+    }
+    return NULL;
 }
 
 uint64_t rd_config_lease_ms(const struct rd_config *cfg)

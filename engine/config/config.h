@@ -17,15 +17,38 @@
 
 #include "../common/log.h"
 
-#define RD_CFG_STR         256
-#define RD_CFG_ERRLEN      512
-#define RD_CFG_MAX_PEERS   7
-#define RD_CFG_MIN_SEGMENT ((size_t)4 << 20)
+#define RD_CFG_STR             256
+#define RD_CFG_ERRLEN          512
+#define RD_CFG_MAX_PEERS       7
+#define RD_CFG_MIN_SEGMENT     ((size_t)4 << 20)
+#define RD_CFG_MAX_PLUGINS     16 /* plugins.instances entries */
+#define RD_CFG_MAX_PLUGIN_KEYS 32 /* keys under one instance's config */
 
 struct rd_cfg_peer {
     uint64_t id;              /* raft server id, > 0 */
     char address[RD_CFG_STR]; /* raft HOST:PORT */
     char api_url[RD_CFG_STR]; /* http://HOST:PORT of its API ("" when unknown) */
+};
+
+/*
+ * One `key: value` of a plugin instance's config. The value is the scalar's
+ * text as written: the plugin host checks it against the keys the plugin
+ * declares (struct rd_plugin_key) and quotes `line` in its errors.
+ */
+struct rd_cfg_kv {
+    char key[64];           /* [a-z0-9_]{1,63} */
+    char value[RD_CFG_STR]; /* scalar text, at most 255 bytes; may be "" if quoted */
+    int line;               /* 1-based line of the value (0 = built in) */
+};
+
+/* One entry of plugins.instances: a configured use of a plugin .so. */
+struct rd_cfg_plugin {
+    char name[64];   /* instance name, unique, [a-z0-9_-]{1,63} */
+    char plugin[64]; /* file stem: <plugins.dir>/<plugin>.so; defaults to name */
+    bool required;   /* init failure stops the engine instead of running on; default false */
+    int line;        /* 1-based line of the entry in the file (0 = built-in default) */
+    unsigned n_config;
+    struct rd_cfg_kv config[RD_CFG_MAX_PLUGIN_KEYS];
 };
 
 struct rd_config {
@@ -61,6 +84,10 @@ struct rd_config {
 
     struct {
         char dir[RD_CFG_STR]; /* plugins.dir, default build/plugins */
+        /* plugins.instances; default heartbeat (required), health_probe,
+         * metrics, log. A file's list replaces the earlier one. */
+        unsigned n_instances;
+        struct rd_cfg_plugin instances[RD_CFG_MAX_PLUGINS];
     } plugins;
 
     struct {
@@ -80,6 +107,12 @@ struct rd_config {
             uint64_t health_check_timeout_ms; /* default 1s */
             unsigned failure_threshold;       /* missed intervals before failed, default 3 */
             unsigned recovery_threshold;      /* good heartbeats to leave probation, default 2 */
+            /* Our additions to the requirement's block: */
+            uint64_t flap_window_ms; /* window flapping is counted in, default 1m */
+            unsigned flap_threshold; /* transitions into suspect/failed within the window
+                                        that mark a node as flapping, 1-1000, default 3 */
+            unsigned flap_penalty;   /* a flapping node needs recovery_threshold x this good
+                                        heartbeats to leave probation, 1-100, default 3 */
         } detection;
         struct {
             struct {
@@ -100,6 +133,14 @@ struct rd_config {
             uint64_t retention_period_ms;           /* default 7d */
             uint64_t consistency_check_interval_ms; /* default 1h */
         } backup;
+        /* Our addition: the mass-failure (partition) guard. */
+        struct {
+            unsigned mass_failure_share;     /* percent of non-left nodes, 1-100, default 50 */
+            uint64_t mass_failure_window_ms; /* ... failing within this long, default 10s */
+            unsigned min_nodes;              /* guard applies from this many non-left nodes,
+                                                1-1000000, default 4 */
+            uint64_t alert_after_ms;         /* a partition lasting longer alerts, default 5m */
+        } partition;
     } fault_tolerance;
 };
 
@@ -121,7 +162,8 @@ int rd_config_load_string(struct rd_config *cfg, const char *name, const char *y
 
 /*
  * Checks cross-field rules after the file and flags are applied (peers
- * contain this replica, thresholds > 0, timeouts ordered). Returns 0 or
+ * contain this replica, thresholds > 0, timeouts ordered, plugin instance
+ * names valid and unique). Returns 0 or
  * RD_ECONFIG with a message naming the key.
  */
 int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN]);
@@ -137,6 +179,12 @@ int rd_config_parse_percent(const char *s, unsigned *pct);
 
 /* Parses "1MiB", "512KiB", "1GiB", "4096" into bytes. 0 or RD_EINVAL. */
 int rd_config_parse_size(const char *s, size_t *bytes);
+
+/*
+ * The config entry `key` of instance `p`, or NULL when the instance does not
+ * set it (or either argument is NULL). The result points into `p`.
+ */
+const struct rd_cfg_kv *rd_config_plugin_value(const struct rd_cfg_plugin *p, const char *key);
 
 /* Lease given to agents: heartbeat_interval x failure_threshold. */
 uint64_t rd_config_lease_ms(const struct rd_config *cfg);

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "engine.h"
+#include "net/httpc.h"
 #include "recoveryd/error.h"
 #include "recoveryd/version.h"
 
@@ -41,19 +42,70 @@ const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id)
     return NULL;
 }
 
+bool rd_engine_observe(struct rd_engine *eng, const char *detector,
+                       const struct rd_observation *obs)
+{
+    return rd_analysis_observe(&eng->analysis, detector, obs);
+}
+
 static void on_node_change(void *data, const struct rd_node *node, int old_state)
 {
     struct rd_engine *eng = data;
+    bool leader = eng->leader_since_ns != 0;
     /* Soft state follows the durable state: a new epoch starts afresh, a
-     * node that left is forgotten. */
-    if (node->state == RD_NODE_LEFT) {
-        rd_registry_forget(&eng->registry, node->node_id, node->id_len);
-    } else if (eng->leader_since_ns != 0) {
+     * node that left is forgotten (after the detectors heard of it). */
+    if (leader && node->state != RD_NODE_LEFT) {
         uint64_t grace = rd_engine_lease_ms(eng) * 1000000ULL;
-        rd_registry_touch(&eng->registry, node->node_id, node->id_len, node->epoch, rd_mono_ns(),
-                          grace);
+        struct rd_soft *s = rd_registry_touch(&eng->registry, node->node_id, node->id_len,
+                                              node->epoch, rd_mono_ns(), grace);
+        /* Probation counts the good heartbeats since the node entered it. */
+        if (s != NULL && (int)node->state != old_state)
+            s->heartbeats_at_state = s->heartbeats;
     }
-    (void)old_state;
+    if (leader) {
+        int event = RD_NODE_EV_STATE;
+        if (node->state == RD_NODE_LEFT)
+            event = RD_NODE_EV_REMOVED;
+        else if (eng->fsm.result.type == RD_CMD_NODE_REGISTER)
+            event = old_state < 0 ? RD_NODE_EV_ADDED : RD_NODE_EV_EPOCH;
+        rd_plugin_host_node(&eng->plugins, event, node);
+    }
+    if (node->state == RD_NODE_LEFT)
+        rd_registry_forget(&eng->registry, node->node_id, node->id_len);
+}
+
+/* Every fault opens an alert; its resolution resolves it (leader only: the
+ * replica that decided sends, once). */
+static void on_fault(void *data, const struct rd_fault *x)
+{
+    struct rd_engine *eng = data;
+    if (x->status == RD_FAULT_OPEN_ST)
+        rd_analysis_fault_applied(&eng->analysis, x->type, x->severity);
+    if (eng->leader_since_ns == 0)
+        return;
+    char summary[512], description[1024];
+    bool cluster = x->node_id[0] == '\0';
+    snprintf(summary, sizeof(summary), "%s%s%s (%s)", cluster ? "cluster: " : "agent ",
+             cluster ? "" : x->node_id, cluster ? rd_fault_type_name(x->type) : "",
+             rd_severity_name(x->severity));
+    if (!cluster)
+        snprintf(summary, sizeof(summary), "agent %s: %s (%s)", x->node_id,
+                 rd_fault_type_name(x->type), rd_severity_name(x->severity));
+    snprintf(description, sizeof(description), "%s", x->metadata_json);
+    struct rd_alert a = {
+        .fingerprint = x->id,
+        .resolved = x->status == RD_FAULT_RESOLVED,
+        .alertname = x->type == RD_FAULT_PARTITION ? "PartitionSuspected" : "AgentFault",
+        .node_id = x->node_id,
+        .fault_type = rd_fault_type_name(x->type),
+        .severity = rd_severity_name(x->severity),
+        .summary = summary,
+        .description = description,
+        .starts_at_ms = x->detected_at,
+        .ends_at_ms = x->resolved_at,
+        .labels_json = NULL,
+    };
+    rd_plugin_host_alert(&eng->plugins, &a);
 }
 
 static void on_role(void *data, bool leader)
@@ -70,10 +122,18 @@ static void on_role(void *data, bool leader)
                 rd_registry_touch(&eng->registry, n->node_id, n->id_len, n->epoch,
                                   eng->leader_since_ns, grace);
         }
+        rd_analysis_reset(&eng->analysis);
+        rd_analysis_start(&eng->analysis);
+        for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
+            const struct rd_node *n = eng->fsm.nodes[i];
+            if (n->state != RD_NODE_LEFT)
+                rd_plugin_host_node(&eng->plugins, RD_NODE_EV_ADDED, n);
+        }
         RD_INFO("engine", "leader", "nodes=%zu grace_ms=%llu", eng->fsm.n_nodes,
                 (unsigned long long)rd_engine_lease_ms(eng));
     } else {
         eng->leader_since_ns = 0;
+        rd_analysis_stop(&eng->analysis);
         RD_INFO("engine", "follower", "%s", "");
     }
 }
@@ -90,6 +150,39 @@ static void on_raft_closed(void *data)
     eng->raft_closed = true;
 }
 
+static void on_plugins_stopped(void *data)
+{
+    struct rd_engine *eng = data;
+    eng->plugins_stopped = true;
+}
+
+static void on_httpc_closed(void *data)
+{
+    struct rd_engine *eng = data;
+    eng->httpc = NULL;
+}
+
+/* A start that failed half-way: release what was started, in order. */
+static void abort_start(struct rd_engine *eng)
+{
+    uv_loop_t *loop = eng->loop;
+    eng->exit_code = 1;
+    rd_http_begin_shutdown(&eng->http);
+    rd_plugin_host_stop(&eng->plugins, on_plugins_stopped, eng);
+    while (!eng->plugins_stopped && uv_run(loop, UV_RUN_ONCE))
+        ;
+    if (eng->httpc != NULL) {
+        eng->httpc_closing = true;
+        rd_httpc_close(eng->httpc, on_httpc_closed, eng);
+        while (eng->httpc != NULL && uv_run(loop, UV_RUN_ONCE))
+            ;
+    }
+    rd_replica_close(&eng->replica, on_raft_closed, eng);
+    while (!eng->raft_closed && uv_run(loop, UV_RUN_ONCE))
+        ;
+    rd_plugin_host_close(&eng->plugins);
+}
+
 static void shutdown_tick(uv_timer_t *t)
 {
     struct rd_engine *eng = t->data;
@@ -104,9 +197,19 @@ static void shutdown_tick(uv_timer_t *t)
             RD_WARN("engine", "shutdown_deadline", "unanswered=%llu",
                     (unsigned long long)eng->http.pending);
     }
+    if (!eng->plugins_stopped)
+        return;
+    if (eng->httpc != NULL) {
+        if (!eng->httpc_closing) {
+            eng->httpc_closing = true;
+            rd_httpc_close(eng->httpc, on_httpc_closed, eng);
+        }
+        return;
+    }
     if (!eng->replica.closing) {
         if (now - eng->drained_ns < FLUSH_GRACE_NS && rd_http_connections(&eng->http) > 0)
             return;
+        rd_analysis_stop(&eng->analysis);
         rd_replica_close(&eng->replica, on_raft_closed, eng);
         return;
     }
@@ -132,6 +235,7 @@ void rd_engine_shutdown(struct rd_engine *eng)
     RD_INFO("engine", "shutdown", "pending=%llu connections=%zu",
             (unsigned long long)eng->http.pending, rd_http_connections(&eng->http));
     rd_http_begin_shutdown(&eng->http);
+    rd_plugin_host_stop(&eng->plugins, on_plugins_stopped, eng);
     uv_timer_init(eng->loop, &eng->shutdown_timer);
     eng->shutdown_timer.data = eng;
     uv_timer_start(&eng->shutdown_timer, shutdown_tick, 0, 5);
@@ -160,7 +264,10 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     rd_fsm_init(&eng->fsm);
     eng->fsm.on_node = on_node_change;
     eng->fsm.on_node_data = eng;
+    eng->fsm.on_fault = on_fault;
+    eng->fsm.on_fault_data = eng;
     rd_registry_init(&eng->registry);
+    rd_analysis_init(&eng->analysis, eng);
     eng->replica.on_role = on_role;
     eng->replica.on_role_data = eng;
 
@@ -168,14 +275,25 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
             RD_VERSION_STRING, eng->cfg.path[0] ? eng->cfg.path : "(defaults)",
             eng->cfg.storage.data_dir, (unsigned long long)eng->cfg.cluster.replica_id);
 
+    char perr[1024];
+    rv = rd_httpc_new(loop, &eng->httpc);
+    if (rv == 0)
+        rv = rd_plugin_host_load(&eng->plugins, eng, eng->httpc, perr, sizeof(perr));
+    if (rv == 0)
+        rv = rd_plugin_host_start(&eng->plugins, perr, sizeof(perr));
+    if (rv != 0) {
+        RD_ERROR("engine", "plugins_failed", "error=%s detail=\"%s\"", rd_err_name(rv), perr);
+        fprintf(stderr, "recoveryd: %s\n", perr);
+        abort_start(eng);
+        goto out;
+    }
+
     rv = rd_replica_start(&eng->replica, loop, &eng->cfg, &eng->fsm);
     if (rv != 0) {
         RD_ERROR("engine", "raft_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
                  eng->replica.errmsg);
         fprintf(stderr, "recoveryd: %s\n", eng->replica.errmsg);
-        eng->exit_code = 1;
-        rd_replica_close(&eng->replica, on_raft_closed, eng);
-        uv_run(loop, UV_RUN_DEFAULT);
+        abort_start(eng);
         goto out;
     }
     rv = rd_http_start(&eng->http, eng, eng->cfg.server.listen_host, eng->cfg.server.listen_port,
@@ -185,12 +303,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         RD_ERROR("engine", "http_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
                  eng->http.errmsg);
         fprintf(stderr, "recoveryd: %s\n", eng->http.errmsg);
-        eng->exit_code = 1;
-        rd_http_begin_shutdown(&eng->http);
-        rd_replica_close(&eng->replica, on_raft_closed, eng);
-        uv_run(loop, UV_RUN_NOWAIT);
-        while (!eng->raft_closed && uv_run(loop, UV_RUN_ONCE))
-            ;
+        abort_start(eng);
         goto out;
     }
 
@@ -203,6 +316,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     uv_signal_start(&eng->sig_hup, on_signal, SIGHUP);
 
     uv_run(loop, UV_RUN_DEFAULT);
+    rd_plugin_host_close(&eng->plugins);
 out:
     rd_registry_close(&eng->registry);
     rd_fsm_close(&eng->fsm);

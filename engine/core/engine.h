@@ -10,8 +10,10 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "detect/analysis.h"
 #include "fsm/fsm.h"
 #include "http/http.h"
+#include "plugin/host.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
 
@@ -22,6 +24,11 @@ struct rd_engine {
     struct rd_replica replica;
     struct rd_registry registry;
     struct rd_http http;
+    struct rd_httpc *httpc; /* outgoing HTTP for plugins (probes, webhooks) */
+    struct rd_plugin_host plugins;
+    struct rd_analysis analysis;
+    bool plugins_stopped;
+    bool httpc_closing;
     uv_signal_t sig_int;
     uv_signal_t sig_term;
     uv_signal_t sig_hup;
@@ -51,6 +58,13 @@ uint64_t rd_engine_lease_ms(const struct rd_engine *eng);
 
 /* API URL of replica `id` when known (this one's own, or from config), else NULL. */
 const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id);
+
+/*
+ * A detector's observation, from the plugin host. Returns false when it was
+ * ignored (not the leader, unknown node, stale epoch).
+ */
+bool rd_engine_observe(struct rd_engine *eng, const char *detector,
+                       const struct rd_observation *obs);
 
 /* Wall-clock stamp for a new command: never behind the newest one applied,
  * so times in the log only move forward even if this clock steps back. */

@@ -21,6 +21,46 @@ int rd_node_state_parse(const char *name, size_t len)
     return -1;
 }
 
+static const char *const fault_type_names[RD_FAULT_TYPE_COUNT] = {
+    "crash",           "hang",         "network", "overload", "degraded", "partition",
+    "data_corruption", "policy_error", "manual",
+};
+static const char *const severity_names[RD_SEV_COUNT] = {"critical", "major", "minor", "warning"};
+static const char *const fault_status_names[RD_FAULT_STATUS_COUNT] = {"open", "resolved"};
+
+static int lookup(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; name != NULL && i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+const char *rd_fault_type_name(int t)
+{
+    return t >= 0 && t < RD_FAULT_TYPE_COUNT ? fault_type_names[t] : "unknown";
+}
+const char *rd_severity_name(int s)
+{
+    return s >= 0 && s < RD_SEV_COUNT ? severity_names[s] : "unknown";
+}
+const char *rd_fault_status_name(int s)
+{
+    return s >= 0 && s < RD_FAULT_STATUS_COUNT ? fault_status_names[s] : "unknown";
+}
+int rd_fault_type_parse(const char *name)
+{
+    return lookup(fault_type_names, RD_FAULT_TYPE_COUNT, name);
+}
+int rd_severity_parse(const char *name)
+{
+    return lookup(severity_names, RD_SEV_COUNT, name);
+}
+int rd_fault_status_parse(const char *name)
+{
+    return lookup(fault_status_names, RD_FAULT_STATUS_COUNT, name);
+}
+
 const char *rd_cmd_type_name(int type)
 {
     switch (type) {
@@ -30,6 +70,10 @@ const char *rd_cmd_type_name(int type)
         return "node_register";
     case RD_CMD_NODE_TRANSITION:
         return "node_transition";
+    case RD_CMD_FAULT_OPEN:
+        return "fault_open";
+    case RD_CMD_FAULT_RESOLVE:
+        return "fault_resolve";
     }
     return "unknown";
 }
@@ -58,6 +102,28 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_u64(w, c->epoch);
         rd_w_u8(w, c->state);
         rd_w_str(w, c->reason.p, c->reason.len);
+        rd_w_u8(w, c->from_state);
+        rd_w_u8(w, c->resolve_faults);
+        break;
+    }
+    case RD_CMD_FAULT_OPEN: {
+        const struct rd_cmd_fault_open *c = &cmd->u.fopen;
+        rd_w_str(w, c->id.p, c->id.len);
+        rd_w_str(w, c->node_id.p, c->node_id.len);
+        rd_w_u8(w, c->fault_type);
+        rd_w_u8(w, c->severity);
+        rd_w_str(w, c->metadata_json.p, c->metadata_json.len);
+        rd_w_str(w, c->recovery_action_json.p, c->recovery_action_json.len);
+        rd_w_u8(w, c->set_state);
+        rd_w_u64(w, c->epoch);
+        rd_w_u8(w, c->from_state);
+        break;
+    }
+    case RD_CMD_FAULT_RESOLVE: {
+        const struct rd_cmd_fault_resolve *c = &cmd->u.fresolve;
+        rd_w_str(w, c->id.p, c->id.len);
+        rd_w_str(w, c->node_id.p, c->node_id.len);
+        rd_w_str(w, c->note.p, c->note.len);
         break;
     }
     default:
@@ -97,8 +163,36 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
         c->epoch = rd_r_u64(&r);
         c->state = rd_r_u8(&r);
         c->reason = rd_r_str(&r);
-        if (!r.err && c->state >= RD_NODE_STATE_COUNT)
+        c->from_state = rd_r_u8(&r);
+        c->resolve_faults = rd_r_u8(&r);
+        if (!r.err && (c->state >= RD_NODE_STATE_COUNT ||
+                       (c->from_state >= RD_NODE_STATE_COUNT && c->from_state != RD_STATE_ANY)))
             return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_FAULT_OPEN: {
+        struct rd_cmd_fault_open *c = &cmd->u.fopen;
+        c->id = rd_r_str(&r);
+        c->node_id = rd_r_str(&r);
+        c->fault_type = rd_r_u8(&r);
+        c->severity = rd_r_u8(&r);
+        c->metadata_json = rd_r_str(&r);
+        c->recovery_action_json = rd_r_str(&r);
+        c->set_state = rd_r_u8(&r);
+        c->epoch = rd_r_u64(&r);
+        c->from_state = rd_r_u8(&r);
+        if (!r.err && (c->fault_type >= RD_FAULT_TYPE_COUNT || c->severity >= RD_SEV_COUNT ||
+                       c->id.len == 0 || c->id.len > 64 ||
+                       (c->set_state >= RD_NODE_STATE_COUNT && c->set_state != RD_STATE_ANY) ||
+                       (c->from_state >= RD_NODE_STATE_COUNT && c->from_state != RD_STATE_ANY)))
+            return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_FAULT_RESOLVE: {
+        struct rd_cmd_fault_resolve *c = &cmd->u.fresolve;
+        c->id = rd_r_str(&r);
+        c->node_id = rd_r_str(&r);
+        c->note = rd_r_str(&r);
         break;
     }
     default:

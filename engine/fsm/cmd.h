@@ -25,6 +25,8 @@ enum rd_cmd_type {
     RD_CMD_NOOP = 1,            /* barrier; changes nothing but the applied count */
     RD_CMD_NODE_REGISTER = 2,   /* register or re-register an agent: new epoch */
     RD_CMD_NODE_TRANSITION = 3, /* move an agent to another state, fenced by epoch */
+    RD_CMD_FAULT_OPEN = 4,      /* record a fault, optionally moving its node in the same step */
+    RD_CMD_FAULT_RESOLVE = 5,   /* resolve one fault, or every open fault of a node */
     RD_CMD_TYPE_MAX
 };
 
@@ -44,6 +46,34 @@ const char *rd_node_state_name(int state);
 /* "alive" -> RD_NODE_ALIVE; -1 when unknown. */
 int rd_node_state_parse(const char *name, size_t len);
 
+#define RD_STATE_ANY 0xff /* a transition's from_state that accepts any state */
+
+/* Fault records: the requirement's fault_type and severity_level values. */
+enum rd_fault_type {
+    RD_FAULT_CRASH = 0,
+    RD_FAULT_HANG,
+    RD_FAULT_NETWORK,
+    RD_FAULT_OVERLOAD,
+    RD_FAULT_DEGRADED,
+    RD_FAULT_PARTITION,
+    RD_FAULT_DATA_CORRUPTION,
+    RD_FAULT_POLICY_ERROR,
+    RD_FAULT_MANUAL,
+    RD_FAULT_TYPE_COUNT
+};
+
+enum rd_severity { RD_SEV_CRITICAL = 0, RD_SEV_MAJOR, RD_SEV_MINOR, RD_SEV_WARNING, RD_SEV_COUNT };
+
+enum rd_fault_status { RD_FAULT_OPEN_ST = 0, RD_FAULT_RESOLVED, RD_FAULT_STATUS_COUNT };
+
+const char *rd_fault_type_name(int t);
+const char *rd_severity_name(int s);
+const char *rd_fault_status_name(int s);
+/* Name -> value; -1 when unknown. */
+int rd_fault_type_parse(const char *name);
+int rd_severity_parse(const char *name);
+int rd_fault_status_parse(const char *name);
+
 struct rd_cmd_register {
     struct rd_str node_id;
     uint32_t slots;
@@ -57,6 +87,26 @@ struct rd_cmd_transition {
     uint64_t epoch; /* fencing token: 0 = operator action on any epoch */
     uint8_t state;  /* enum rd_node_state */
     struct rd_str reason;
+    uint8_t from_state;     /* refuse (RD_ECONFLICT) unless the node is in it; RD_STATE_ANY */
+    uint8_t resolve_faults; /* 1: resolve the node's open faults in the same step */
+};
+
+struct rd_cmd_fault_open {
+    struct rd_str id;                   /* UUID chosen by the leader */
+    struct rd_str node_id;              /* "" for a cluster-wide fault (partition) */
+    uint8_t fault_type;                 /* enum rd_fault_type */
+    uint8_t severity;                   /* enum rd_severity */
+    struct rd_str metadata_json;        /* JSON object */
+    struct rd_str recovery_action_json; /* JSON value ("null" when none) */
+    uint8_t set_state;  /* move the node to this state too, or RD_STATE_ANY for none */
+    uint64_t epoch;     /* with set_state: fencing token (0 = any) */
+    uint8_t from_state; /* with set_state: required current state, or RD_STATE_ANY */
+};
+
+struct rd_cmd_fault_resolve {
+    struct rd_str id;      /* the fault, or "" for every open fault of node_id */
+    struct rd_str node_id; /* with an empty id */
+    struct rd_str note;    /* why, stored in metadata.resolution */
 };
 
 struct rd_cmd {
@@ -65,6 +115,8 @@ struct rd_cmd {
     union {
         struct rd_cmd_register reg;
         struct rd_cmd_transition trans;
+        struct rd_cmd_fault_open fopen;
+        struct rd_cmd_fault_resolve fresolve;
     } u;
 };
 

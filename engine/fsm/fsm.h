@@ -29,15 +29,35 @@ struct rd_node {
     char *reason;      /* why it entered its state ("" when none) */
     int64_t registered_at;
     int64_t updated_at;
+    uint32_t open_faults; /* derived: open fault records of this node */
+};
+
+/* Resolved records beyond this many are pruned, oldest first, in apply. */
+#define RD_FSM_MAX_FAULTS 50000
+
+/* A fault record: the requirement's fault_records table. */
+struct rd_fault {
+    uint64_t seq;     /* order of opening, from 1 */
+    char id[40];      /* UUID */
+    char *node_id;    /* "" for cluster-wide faults */
+    uint8_t type;     /* enum rd_fault_type */
+    uint8_t severity; /* enum rd_severity */
+    uint8_t status;   /* enum rd_fault_status */
+    int64_t detected_at;
+    int64_t resolved_at; /* 0 while open */
+    char *recovery_action_json;
+    char *metadata_json;
+    char *resolution; /* why it was resolved ("" while open) */
 };
 
 /* What the last applied command did; valid until the next apply. */
 struct rd_fsm_result {
-    int status;                 /* 0 or RD_E*: a refused command changes nothing */
-    uint8_t type;               /* the command's type */
-    const struct rd_node *node; /* node the command touched, or NULL */
-    int old_state;              /* node state before, -1 for a new node */
-    uint64_t value;             /* the command's answer: a node's epoch after it */
+    int status;                   /* 0 or RD_E*: a refused command changes nothing */
+    uint8_t type;                 /* the command's type */
+    const struct rd_node *node;   /* node the command touched, or NULL */
+    const struct rd_fault *fault; /* fault the command opened or resolved, or NULL */
+    int old_state;                /* node state before, -1 for a new node */
+    uint64_t value;               /* the command's answer: a node's epoch after it */
 };
 
 /*
@@ -64,6 +84,8 @@ static inline void rd_fsm_unpack(const void *packed, int *status, uint64_t *valu
  * touch the machine.
  */
 typedef void (*rd_fsm_node_cb)(void *data, const struct rd_node *node, int old_state);
+/* Observer called after a fault was opened or resolved (same rules). */
+typedef void (*rd_fsm_fault_cb)(void *data, const struct rd_fault *fault);
 
 struct rd_fsm {
     struct rd_node **nodes; /* sorted by node_id (bytewise) */
@@ -73,10 +95,18 @@ struct rd_fsm {
     uint64_t n_applied;   /* commands applied, refused ones included */
     int64_t last_time_ms; /* newest leader stamp applied */
     size_t count_by_state[RD_NODE_STATE_COUNT];
+    struct rd_fault **faults; /* in order of seq (oldest first) */
+    size_t n_faults;
+    size_t cap_faults;
+    struct rd_map faults_by_id;
+    uint64_t fault_seq; /* last seq handed out */
+    size_t open_faults;
     struct rd_fsm_result result;
     uint64_t restores; /* snapshots restored (local count, not state) */
     rd_fsm_node_cb on_node;
     void *on_node_data;
+    rd_fsm_fault_cb on_fault;
+    void *on_fault_data;
     struct raft_fsm raft; /* handed to raft_init; raft.data = this */
     char errmsg[256];
 };
@@ -110,6 +140,14 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len);
 uint64_t rd_fsm_digest(const struct rd_fsm *f);
 
 const struct rd_node *rd_fsm_node(const struct rd_fsm *f, const char *id, size_t len);
+
+const struct rd_fault *rd_fsm_fault(const struct rd_fsm *f, const char *id);
+
+/* Index into f->faults of the fault with `seq`, or of the first with a larger seq. */
+size_t rd_fsm_fault_index(const struct rd_fsm *f, uint64_t seq);
+
+/* Open faults of `node_id` (0 when none). */
+size_t rd_fsm_node_open_faults(const struct rd_fsm *f, const char *node_id);
 
 /* Index of the first node whose id sorts strictly after `id` (paging). */
 size_t rd_fsm_node_after(const struct rd_fsm *f, const char *id, size_t len);

@@ -166,6 +166,11 @@ static void register_done(void *data, int status, uint64_t epoch)
                           (json_int_t)eng->cfg.fault_tolerance.detection.heartbeat_interval_ms,
                           "lease_ms", (json_int_t)rd_engine_lease_ms(eng));
             rd_http_send_json(&p->hr, 201, o);
+        } else if (status == RD_ECONFLICT) {
+            rd_http_send_error(&p->hr, 409, "conflict", json_pack("{s:s}", "state", "isolated"),
+                               "node %s is isolated by an operator: POST "
+                               "/api/v1/nodes/%s/readmit first",
+                               p->u.node_id, p->u.node_id);
         } else {
             rd_http_send_rd_error(&p->hr, status, NULL);
         }
@@ -259,6 +264,8 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     json_t *metrics = json_object_get(body, "metrics");
     json_t *used = load ? json_object_get(load, "slots_used") : NULL;
     struct rd_node_metrics m = {0};
+    double progress = -1;
+    bool has_progress = false;
     if (ep == NULL || !json_is_integer(ep) || json_integer_value(ep) < 1) {
         rd_http_bad_request(hr, "epoch", "epoch must be the positive integer from registration");
         goto out;
@@ -283,7 +290,9 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
             !opt_number(hr, metrics, "latency_ms", "metrics.latency_ms", 1e9, &m.latency_ms,
                         &m.present) ||
             !opt_number(hr, metrics, "cpu", "metrics.cpu", 1e6, &m.cpu, &m.present) ||
-            !opt_number(hr, metrics, "mem", "metrics.mem", 1e18, &m.mem, &m.present))
+            !opt_number(hr, metrics, "mem", "metrics.mem", 1e18, &m.mem, &m.present) ||
+            !opt_number(hr, metrics, "progress", "metrics.progress", 1e18, &progress,
+                        &has_progress))
             goto out;
     }
     const struct rd_node *n = rd_fsm_node(&eng->fsm, id, id_len);
@@ -295,6 +304,7 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     uint64_t epoch = (uint64_t)json_integer_value(ep);
     if (epoch != n->epoch || n->state == RD_NODE_LEFT || n->state == RD_NODE_ISOLATED ||
         n->state == RD_NODE_FAILED) {
+        /* Fenced: the agent must drop its tasks and register again. */
         json_t *d = json_pack("{s:I,s:s}", "epoch", (json_int_t)n->epoch, "state",
                               rd_node_state_name(n->state));
         rd_http_send_error(
@@ -313,8 +323,23 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
         rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
         goto out;
     }
-    rd_registry_heartbeat(&eng->registry, s, now, rd_now_ms(),
-                          used ? (uint32_t)json_integer_value(used) : 0, &m);
+    uint32_t slots_used = used ? (uint32_t)json_integer_value(used) : 0;
+    rd_registry_heartbeat(&eng->registry, s, now, rd_now_ms(), slots_used, &m);
+    struct rd_heartbeat_view hv = {
+        .node_id = n->node_id,
+        .epoch = n->epoch,
+        .arrival_ns = now,
+        .slots_used = slots_used,
+        .has_metrics = m.present,
+        .error_rate = m.error_rate,
+        .latency_ms = m.latency_ms,
+        .cpu = m.cpu,
+        .mem = m.mem,
+        .progress = progress,
+        .slot = s->slot,
+    };
+    rd_plugin_host_heartbeat(&eng->plugins, &hv);
+    rd_analysis_heartbeat(&eng->analysis, n, s);
     char buf[160];
     int len = snprintf(buf, sizeof(buf),
                        "{\"state\":\"%s\",\"lease_ms\":%llu,\"assignments\":[],\"revoked\":[]}",
@@ -400,7 +425,8 @@ void rd_api_NODES_LIST(struct rd_http_req *hr)
 
 /* ---- DELETE /api/v1/nodes/{id} ----------------------------------------- */
 
-static void delete_done(void *data, int status, uint64_t epoch)
+/* Answers an operation on a node with the node as it is after the commit. */
+static void node_op_done(void *data, int status, uint64_t epoch)
 {
     struct rd_http_pending *p = data;
     (void)epoch;
@@ -436,5 +462,143 @@ void rd_api_NODE_DELETE(struct rd_http_req *hr)
     cmd.u.trans.epoch = 0;
     cmd.u.trans.state = RD_NODE_LEFT;
     cmd.u.trans.reason = RD_STR("left: DELETE /api/v1/nodes");
-    submit_deferred(hr, &cmd, id, id_len, delete_done);
+    cmd.u.trans.from_state = RD_STATE_ANY;
+    cmd.u.trans.resolve_faults = 1;
+    submit_deferred(hr, &cmd, id, id_len, node_op_done);
+}
+
+/* ---- operator actions: drain, isolate, readmit ------------------------- */
+
+/* The optional {"reason": "..."} body; false (400 sent) when malformed. */
+static bool operator_reason(struct rd_http_req *hr, char *buf, size_t len, const char *dflt)
+{
+    snprintf(buf, len, "%s", dflt);
+    if (hr->req->entity.base == NULL || hr->req->entity.len == 0)
+        return true;
+    json_t *body = rd_http_body_object(hr);
+    if (body == NULL)
+        return false;
+    json_t *r = json_object_get(body, "reason");
+    bool ok = true;
+    if (r != NULL && !json_is_null(r)) {
+        if (!json_is_string(r) || json_string_length(r) > 512) {
+            rd_http_bad_request(hr, "reason", "reason must be a string of at most 512 characters");
+            ok = false;
+        } else {
+            snprintf(buf, len, "%s: %s", dflt, json_string_value(r));
+        }
+    }
+    json_decref(body);
+    return ok;
+}
+
+/* Finds the path's node; answers 400/404 itself and returns NULL. */
+static const struct rd_node *path_node(struct rd_http_req *hr, const char **id, size_t *id_len)
+{
+    *id = path_node_id(hr, id_len);
+    if (*id == NULL)
+        return NULL;
+    const struct rd_node *n = rd_fsm_node(&hr->eng->fsm, *id, *id_len);
+    if (n == NULL)
+        rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered", (int)*id_len,
+                           *id);
+    return n;
+}
+
+static void conflict(struct rd_http_req *hr, const struct rd_node *n, const char *what)
+{
+    rd_http_send_error(hr, 409, "conflict",
+                       json_pack("{s:s}", "state", rd_node_state_name(n->state)),
+                       "node %s is %s: %s", n->node_id, rd_node_state_name(n->state), what);
+}
+
+void rd_api_NODE_DRAIN(struct rd_http_req *hr)
+{
+    const char *id;
+    size_t id_len;
+    const struct rd_node *n = path_node(hr, &id, &id_len);
+    char reason[600];
+    if (n == NULL || !operator_reason(hr, reason, sizeof(reason), "drained by an operator"))
+        return;
+    if (n->state == RD_NODE_DRAINING) {
+        rd_http_send_json(hr, 200, node_json(hr->eng, n));
+        return;
+    }
+    if (n->state == RD_NODE_LEFT || n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED) {
+        conflict(hr, n, "only a working node can be drained");
+        return;
+    }
+    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(hr->eng)};
+    cmd.u.trans.node_id = (struct rd_str){id, (uint32_t)id_len};
+    cmd.u.trans.state = RD_NODE_DRAINING;
+    cmd.u.trans.reason = RD_STR(reason);
+    cmd.u.trans.from_state = n->state;
+    submit_deferred(hr, &cmd, id, id_len, node_op_done);
+}
+
+void rd_api_NODE_ISOLATE(struct rd_http_req *hr)
+{
+    const char *id;
+    size_t id_len;
+    const struct rd_node *n = path_node(hr, &id, &id_len);
+    char reason[600];
+    if (n == NULL || !operator_reason(hr, reason, sizeof(reason), "isolated by an operator"))
+        return;
+    if (n->state == RD_NODE_ISOLATED) {
+        rd_http_send_json(hr, 200, node_json(hr->eng, n));
+        return;
+    }
+    if (n->state == RD_NODE_LEFT) {
+        conflict(hr, n, "a node that left cannot be isolated");
+        return;
+    }
+    /* Isolation is recorded as a fault of type manual, in the same step. */
+    char fid[RD_UUID_STRLEN];
+    if (rd_uuid_v4(fid) != 0) {
+        rd_http_send_rd_error(hr, RD_EIO, "no random source for the fault id");
+        return;
+    }
+    json_t *meta =
+        json_pack("{s:b,s:s,s:I}", "operator", 1, "reason", reason, "epoch", (json_int_t)n->epoch);
+    char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(meta);
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(hr->eng)};
+    cmd.u.fopen.id = RD_STR(fid);
+    cmd.u.fopen.node_id = (struct rd_str){id, (uint32_t)id_len};
+    cmd.u.fopen.fault_type = RD_FAULT_MANUAL;
+    cmd.u.fopen.severity = RD_SEV_MAJOR;
+    cmd.u.fopen.metadata_json = RD_STR(meta_s ? meta_s : "{}");
+    cmd.u.fopen.recovery_action_json = RD_STR("{\"action\":\"isolate\"}");
+    cmd.u.fopen.set_state = RD_NODE_ISOLATED;
+    cmd.u.fopen.epoch = 0;
+    cmd.u.fopen.from_state = RD_STATE_ANY;
+    submit_deferred(hr, &cmd, id, id_len, node_op_done);
+    free(meta_s);
+}
+
+void rd_api_NODE_READMIT(struct rd_http_req *hr)
+{
+    const char *id;
+    size_t id_len;
+    const struct rd_node *n = path_node(hr, &id, &id_len);
+    char reason[600];
+    if (n == NULL || !operator_reason(hr, reason, sizeof(reason), "readmitted by an operator"))
+        return;
+    if (n->state == RD_NODE_PROBATION) { /* readmitted already */
+        rd_http_send_json(hr, 200, node_json(hr->eng, n));
+        return;
+    }
+    if (n->state != RD_NODE_ISOLATED && n->state != RD_NODE_FAILED &&
+        n->state != RD_NODE_DRAINING) {
+        conflict(hr, n, "only an isolated, failed or draining node can be readmitted");
+        return;
+    }
+    /* Back through probation: it earns "alive" with good heartbeats. */
+    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(hr->eng)};
+    cmd.u.trans.node_id = (struct rd_str){id, (uint32_t)id_len};
+    cmd.u.trans.state = RD_NODE_PROBATION;
+    cmd.u.trans.reason = RD_STR(reason);
+    cmd.u.trans.from_state = n->state;
+    cmd.u.trans.resolve_faults = 1;
+    submit_deferred(hr, &cmd, id, id_len, node_op_done);
 }

@@ -162,6 +162,9 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_metric_header(&b, "recoveryd_raft_is_leader", "gauge", "1 on the leader.");
     rd_mbuf_printf(&b, "recoveryd_raft_is_leader %d\n", rd_replica_is_leader(r) ? 1 : 0);
 
+    rd_analysis_metrics(&eng->analysis, &b);
+    rd_plugin_host_metrics(&eng->plugins, &b);
+
     if (b.err) {
         rd_mbuf_free(&b);
         rd_http_send_error(hr, 500, "internal", NULL, "out of memory rendering metrics");

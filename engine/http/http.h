@@ -27,7 +27,14 @@ struct rd_engine;
     X(NODE_GET, "GET", "/api/v1/nodes/*", "node_get")                                              \
     X(NODE_DELETE, "DELETE", "/api/v1/nodes/*", "node_delete")                                     \
     X(NODE_HEARTBEAT, "POST", "/api/v1/nodes/*/heartbeat", "node_heartbeat")                       \
-    X(CLUSTER_HEALTH, "GET", "/api/v1/health/cluster", "cluster_health")
+    X(NODE_DRAIN, "POST", "/api/v1/nodes/*/drain", "node_drain")                                   \
+    X(NODE_ISOLATE, "POST", "/api/v1/nodes/*/isolate", "node_isolate")                             \
+    X(NODE_READMIT, "POST", "/api/v1/nodes/*/readmit", "node_readmit")                             \
+    X(CLUSTER_HEALTH, "GET", "/api/v1/health/cluster", "cluster_health")                           \
+    X(FAULTS_STATUS, "GET", "/api/v1/faults/status", "faults_status")                              \
+    X(FAULTS_RECORDS, "GET", "/api/v1/faults/records", "faults_records")                           \
+    X(FAULT_GET, "GET", "/api/v1/faults/records/*", "fault_get")                                   \
+    X(PLUGINS_LIST, "GET", "/api/v1/plugins", "plugins_list")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,
@@ -114,6 +121,7 @@ struct rd_http_pending {
     union {
         char node_id[256];
     } u;
+    int op; /* which operator action a pending answer belongs to */
 };
 
 struct rd_http_pending *rd_http_defer(struct rd_http_req *hr);
@@ -125,6 +133,9 @@ static inline bool rd_http_pending_alive(const struct rd_http_pending *p)
 void rd_http_pending_done(struct rd_http_pending *p);
 
 /* ---- request helpers --------------------------------------------------- */
+
+/* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
+int rd_api_list_limit(struct rd_http_req *hr);
 
 /* Parses the body as a JSON object; answers 400/413 itself and returns NULL. */
 json_t *rd_http_body_object(struct rd_http_req *hr);

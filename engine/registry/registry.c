@@ -21,6 +21,25 @@ void rd_registry_close(struct rd_registry *r)
         }
     }
     rd_map_free(&r->by_id);
+    free(r->free_slots);
+}
+
+static uint32_t slot_take(struct rd_registry *r)
+{
+    return r->n_free > 0 ? r->free_slots[--r->n_free] : r->next_slot++;
+}
+
+static void slot_give(struct rd_registry *r, uint32_t slot)
+{
+    if (r->n_free == r->cap_free) {
+        size_t ncap = r->cap_free ? r->cap_free * 2 : 64;
+        uint32_t *n = realloc(r->free_slots, ncap * sizeof(*n));
+        if (n == NULL)
+            return; /* the slot is not reused: harmless */
+        r->free_slots = n;
+        r->cap_free = ncap;
+    }
+    r->free_slots[r->n_free++] = slot;
 }
 
 struct rd_soft *rd_registry_get(struct rd_registry *r, const char *id, size_t len)
@@ -45,12 +64,15 @@ struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t 
         }
         s->epoch = epoch;
         s->grace_until_ns = now_ns + grace_ns;
+        s->slot = slot_take(r);
         return s;
     }
     if (s->epoch != epoch) {
         char *keep = s->node_id;
+        uint32_t slot = s->slot;
         memset(s, 0, sizeof(*s));
         s->node_id = keep;
+        s->slot = slot;
         s->id_len = len;
         s->epoch = epoch;
         s->grace_until_ns = now_ns + grace_ns;
@@ -74,6 +96,7 @@ void rd_registry_forget(struct rd_registry *r, const char *id, size_t len)
 {
     struct rd_soft *s = rd_map_del(&r->by_id, id, len);
     if (s != NULL) {
+        slot_give(r, s->slot);
         free(s->node_id);
         free(s);
     }

@@ -24,18 +24,40 @@ struct rd_node_metrics {
 struct rd_soft {
     char *node_id;
     size_t id_len;
-    uint64_t epoch;          /* the epoch this soft state belongs to */
-    uint64_t heartbeats;     /* accepted in this epoch */
-    uint64_t last_mono_ns;   /* monotonic arrival of the last heartbeat, 0 = none */
-    int64_t last_wall_ms;    /* wall-clock arrival, for the API */
-    uint64_t grace_until_ns; /* not judged before this (new leader, restart) */
+    uint32_t slot;                /* dense number for plugins (struct rd_node_view) */
+    uint64_t epoch;               /* the epoch this soft state belongs to */
+    uint64_t heartbeats;          /* accepted in this epoch */
+    uint64_t heartbeats_at_state; /* `heartbeats` when the node entered its state */
+    uint64_t last_mono_ns;        /* monotonic arrival of the last heartbeat, 0 = none */
+    int64_t last_wall_ms;         /* wall-clock arrival, for the API */
+    uint64_t grace_until_ns;      /* not judged before this (new leader, restart) */
     uint32_t slots_used;
     struct rd_node_metrics metrics;
+
+    /* Detection: the latest verdict of each signal (enum rd_verdict). */
+    int8_t hb;
+    int8_t probe;
+    int8_t metrics_verdict;
+    uint8_t probe_cause; /* enum rd_probe_cause of the last failed probe */
+    bool predicted;      /* the metrics detector predicts a failure */
+    double predicted_eta_ms;
+    double phi;            /* last value the heartbeat detector reported */
+    uint64_t bad_since_ns; /* start of the current episode of trouble, 0 = none */
+    bool proposing;        /* a proposal for this node is being committed */
+    bool warn_open;        /* a fault that leaves the node's state alone is open */
+    uint8_t n_flaps;       /* entries into suspect/failed in flap_times */
+    uint64_t flap_times[16];
+    char detail[160]; /* the last detector's human line */
+    char metric[32];  /* the metric behind a metrics verdict */
 };
 
 struct rd_registry {
     struct rd_map by_id;
     uint64_t heartbeats_total;
+    uint32_t next_slot;
+    uint32_t *free_slots;
+    size_t n_free;
+    size_t cap_free;
 };
 
 void rd_registry_init(struct rd_registry *r);

@@ -140,6 +140,18 @@ static void test_every_documented_operation_answers_as_documented(void **state)
 {
     long long epoch;
     assert_int_equal(rdt_register(&proc, "spec-node", 2, &epoch), 0);
+    /* A fault record to read back: isolating a node records one. */
+    assert_int_equal(rdt_register(&proc, "spec-fault", 1, &epoch), 0);
+    struct rdt_resp fr = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes/spec-fault/isolate", NULL, &fr), 0);
+    assert_int_equal(fr.status, 200);
+    rdt_resp_free(&fr);
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/faults/records?limit=1", &fr), 0);
+    char fault_id[64];
+    snprintf(
+        fault_id, sizeof(fault_id), "%s",
+        json_string_value(rdt_json_path(json_array_get(rdt_json_path(fr.json, "items"), 0), "id")));
+    rdt_resp_free(&fr);
     /* Two passes: DELETE last, so the node is still there for the others. */
     for (int k = 0; k < 2 * n_ops; k++) {
         struct op *o = &ops[k % n_ops];
@@ -150,7 +162,8 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         const char *brace = strchr(o->path, '{');
         if (brace) {
             const char *close = strchr(brace, '}');
-            snprintf(path, sizeof(path), "%.*sspec-node%s", (int)(brace - o->path), o->path,
+            const char *value = strncmp(brace, "{fault_id}", 10) == 0 ? fault_id : "spec-node";
+            snprintf(path, sizeof(path), "%.*s%s%s", (int)(brace - o->path), o->path, value,
                      close + 1);
         } else {
             snprintf(path, sizeof(path), "%s", o->path);

@@ -334,8 +334,16 @@ static int spawn_daemon(struct rdt_proc *p)
 {
     char listen_arg[32];
     snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%u", (unsigned)p->port);
-    char *argv[] = {(char *)RD_BINARY, (char *)"--config",   p->config_path, (char *)"--listen",
-                    listen_arg,        (char *)"--data-dir", p->data_dir,    NULL};
+    char *argv[] = {(char *)RD_BINARY,
+                    (char *)"--config",
+                    p->config_path,
+                    (char *)"--listen",
+                    listen_arg,
+                    (char *)"--data-dir",
+                    p->data_dir,
+                    (char *)"--plugins-dir",
+                    (char *)rdt_plugins_dir(),
+                    NULL};
 
     int log_fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -545,6 +553,22 @@ static int write_config(const struct rdt_proc *p)
 }
 
 const char *rdt_tls_ca;
+
+const char *rdt_plugins_dir(void)
+{
+    /* RD_BINARY is <build>/bin/recoveryd; plugins are built into <build>/plugins. */
+    static char dir[512];
+    if (dir[0] == '\0') {
+        snprintf(dir, sizeof dir, "%s", RD_BINARY);
+        for (int i = 0; i < 2; i++) {
+            char *slash = strrchr(dir, '/');
+            if (slash != NULL)
+                *slash = '\0';
+        }
+        strncat(dir, "/plugins", sizeof dir - strlen(dir) - 1);
+    }
+    return dir;
+}
 
 int rdt_proc_prepare(struct rdt_proc *p)
 {

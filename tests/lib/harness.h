@@ -78,6 +78,9 @@ int rdt_proc_prepare(struct rdt_proc *p);
  */
 extern const char *rdt_tls_ca;
 
+/* The build's plugin directory (passed to every daemon as --plugins-dir). */
+const char *rdt_plugins_dir(void);
+
 /* Starts the daemon again with the same directory, ports and config file. */
 int rdt_proc_restart(struct rdt_proc *p);
 

@@ -58,16 +58,16 @@ extern "C" {
 #endif
 #define RD__STR2(x) #x
 #define RD__STR(x)  RD__STR2(x)
-#define RD_PLUGIN_BUILD_SIG                                                                  \
-    "recoveryd-abi-" RD__STR(RD_PLUGIN_ABI_MAJOR) "/" RD__ARCH "/ptr" RD__STR(              \
+#define RD_PLUGIN_BUILD_SIG                                                                        \
+    "recoveryd-abi-" RD__STR(RD_PLUGIN_ABI_MAJOR) "/" RD__ARCH "/ptr" RD__STR(                     \
         __SIZEOF_POINTER__) "/long" RD__STR(__SIZEOF_LONG__)
 
 #define RD_PLUGIN_EXPORT __attribute__((visibility("default")))
 #define RD_PLUGIN_ENTRY  "rd_plugin_entry"
 
 /* True when the host provides `field` (a function added in a later minor). */
-#define RD_HOST_HAS(host, field)                                                             \
-    ((host)->size >= offsetof(struct rd_host_api, field) + sizeof((host)->field) &&         \
+#define RD_HOST_HAS(host, field)                                                                   \
+    ((host)->size >= offsetof(struct rd_host_api, field) + sizeof((host)->field) &&                \
      (host)->field != NULL)
 
 enum rd_plugin_kind {
@@ -114,6 +114,10 @@ struct rd_node_view {
     const char *health_url; /* "" when none */
     const char *labels_json;
     uint32_t slots;
+    /* A small dense number the host gives each agent while it is known to
+     * this leader (from 0, reused after RD_NODE_EV_REMOVED): index arrays
+     * with it instead of hashing node ids on every heartbeat. */
+    uint32_t slot;
 };
 
 struct rd_heartbeat_view {
@@ -124,9 +128,10 @@ struct rd_heartbeat_view {
     bool has_metrics;
     double error_rate; /* 0-1 */
     double latency_ms;
-    double cpu; /* 0-1 share, as the agent reports it */
-    double mem; /* 0-1 share */
+    double cpu;      /* 0-1 share, as the agent reports it */
+    double mem;      /* 0-1 share */
     double progress; /* tasks' progress counter (monotonic), or -1 */
+    uint32_t slot;   /* as in struct rd_node_view */
 };
 
 /* The detection block of the configuration, as every detector sees it. */
@@ -162,16 +167,16 @@ enum rd_probe_cause {
 
 struct rd_observation {
     const char *node_id;
-    uint64_t epoch;       /* the epoch observed; stale epochs are ignored */
-    int signal;           /* enum rd_signal */
-    int verdict;          /* enum rd_verdict */
-    double value;         /* phi, probe latency ms, anomaly score ... */
-    int probe_cause;      /* enum rd_probe_cause, for RD_SIG_PROBE */
-    bool predicted;       /* a trend heads for a limit (metrics) */
-    double eta_ms;        /* with predicted: estimated time to failure */
-    const char *metric;   /* with RD_SIG_METRICS: which metric, or NULL */
-    uint64_t since_ns;    /* monotonic time the trouble began (last good sign), 0 = now */
-    const char *detail;   /* one human line, or NULL */
+    uint64_t epoch;     /* the epoch observed; stale epochs are ignored */
+    int signal;         /* enum rd_signal */
+    int verdict;        /* enum rd_verdict */
+    double value;       /* phi, probe latency ms, anomaly score ... */
+    int probe_cause;    /* enum rd_probe_cause, for RD_SIG_PROBE */
+    bool predicted;     /* a trend heads for a limit (metrics) */
+    double eta_ms;      /* with predicted: estimated time to failure */
+    const char *metric; /* with RD_SIG_METRICS: which metric, or NULL */
+    uint64_t since_ns;  /* monotonic time the trouble began (last good sign), 0 = now */
+    const char *detail; /* one human line, or NULL */
 };
 
 /* ---- alerts ------------------------------------------------------------ */
@@ -185,8 +190,8 @@ struct rd_alert {
     const char *severity;
     const char *summary;
     const char *description;
-    int64_t starts_at_ms; /* wall clock */
-    int64_t ends_at_ms;   /* 0 while firing */
+    int64_t starts_at_ms;    /* wall clock */
+    int64_t ends_at_ms;      /* 0 while firing */
     const char *labels_json; /* extra labels as a JSON object, or NULL */
 };
 
@@ -205,8 +210,8 @@ struct rd_http_request {
 };
 
 struct rd_http_response {
-    int status;       /* HTTP status, 0 when no response arrived */
-    int cause;        /* enum rd_probe_cause when status == 0 */
+    int status;        /* HTTP status, 0 when no response arrived */
+    int cause;         /* enum rd_probe_cause when status == 0 */
     const char *error; /* human text when status == 0 */
     const char *body;
     size_t body_len;
@@ -236,7 +241,8 @@ struct rd_host_api {
     int64_t (*config_int)(rd_plugin_instance_t *inst, const char *key);
     double (*config_double)(rd_plugin_instance_t *inst, const char *key);
     bool (*config_bool)(rd_plugin_instance_t *inst, const char *key);
-    uint64_t (*config_uint)(rd_plugin_instance_t *inst, const char *key); /* durations, sizes, percents */
+    uint64_t (*config_uint)(rd_plugin_instance_t *inst,
+                            const char *key); /* durations, sizes, percents */
     void (*detection_params)(rd_plugin_instance_t *inst, struct rd_detection_params *out);
 
     /* Clocks. */
@@ -335,8 +341,8 @@ struct rd_plugin_descriptor {
 };
 
 /* Fills the fields the host checks first. */
-#define RD_PLUGIN_HEADER                                                                     \
-    .abi_major = RD_PLUGIN_ABI_MAJOR, .abi_minor = RD_PLUGIN_ABI_MINOR,                      \
+#define RD_PLUGIN_HEADER                                                                           \
+    .abi_major = RD_PLUGIN_ABI_MAJOR, .abi_minor = RD_PLUGIN_ABI_MINOR,                            \
     .size = sizeof(struct rd_plugin_descriptor), .build_sig = RD_PLUGIN_BUILD_SIG
 
 typedef const struct rd_plugin_descriptor *(*rd_plugin_entry_fn)(void);

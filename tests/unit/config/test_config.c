@@ -2,7 +2,9 @@
  * Unit tests for engine/config: defaults, the shipped deploy/recoveryd.yaml,
  * the requirement's own `fault_tolerance:` block, every error path of the
  * loader (file, line, key and value in the message), rd_config_validate's
- * rules and the value parsers. No I/O beyond small temporary files.
+ * rules and the value parsers, plugins.instances (default instances, config
+ * values kept as text with their lines, every error path) and the flapping
+ * and partition keys. No I/O beyond small temporary files.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -116,6 +118,40 @@ static void write_temp(char path[64], const char *text)
     assert_int_equal(close(fd), 0);
 }
 
+/* The four built-in instances, in order, with no config. */
+static void check_default_instances(const struct rd_config *c)
+{
+    static const char *const names[] = {"heartbeat", "health_probe", "metrics", "log"};
+    assert_int_equal(c->plugins.n_instances, 4);
+    for (unsigned i = 0; i < 4; i++) {
+        const struct rd_cfg_plugin *p = &c->plugins.instances[i];
+        assert_string_equal(p->name, names[i]);
+        assert_string_equal(p->plugin, names[i]);
+        /* Only the heartbeat detector is one the engine cannot run without. */
+        assert_int_equal(p->required, i == 0);
+        assert_int_equal(p->n_config, 0);
+        assert_null(rd_config_plugin_value(p, "url"));
+    }
+}
+
+/*
+ * 1-based line of the first place `needle` occurs in `text` followed by a
+ * space or the end of the line, or 0.
+ */
+static int line_of(const char *text, const char *needle)
+{
+    const char *hit = text;
+    size_t n = strlen(needle);
+    while ((hit = strstr(hit, needle)) != NULL && hit[n] != ' ' && hit[n] != '\n')
+        hit += n;
+    if (hit == NULL)
+        return 0;
+    int line = 1;
+    for (const char *p = text; p < hit; p++)
+        line += *p == '\n';
+    return line;
+}
+
 /* ---- defaults and good files ------------------------------------------ */
 
 static void test_defaults(void **state)
@@ -149,6 +185,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.cluster.n_peers, 0);
 
     assert_string_equal(c.plugins.dir, "build/plugins");
+    check_default_instances(&c);
     assert_string_equal(c.policies.dir, "policies");
     assert_int_equal(c.policies.budget_ms, 50);
     assert_int_equal(c.policies.memory_limit, 64 * 1024 * 1024);
@@ -158,6 +195,9 @@ static void test_defaults(void **state)
     assert_int_equal(c.fault_tolerance.detection.health_check_timeout_ms, 1000);
     assert_int_equal(c.fault_tolerance.detection.failure_threshold, 3);
     assert_int_equal(c.fault_tolerance.detection.recovery_threshold, 2);
+    assert_int_equal(c.fault_tolerance.detection.flap_window_ms, 60000);
+    assert_int_equal(c.fault_tolerance.detection.flap_threshold, 3);
+    assert_int_equal(c.fault_tolerance.detection.flap_penalty, 3);
     assert_int_equal(c.fault_tolerance.recovery_strategies.fast_recovery.max_time_ms, 120000);
     assert_int_equal(c.fault_tolerance.recovery_strategies.fast_recovery.resource_limit, 80);
     assert_int_equal(c.fault_tolerance.recovery_strategies.safe_recovery.max_time_ms, 600000);
@@ -167,6 +207,10 @@ static void test_defaults(void **state)
     assert_int_equal(c.fault_tolerance.backup.interval_ms, 300000);
     assert_int_equal(c.fault_tolerance.backup.retention_period_ms, 7ULL * 24 * 3600 * 1000);
     assert_int_equal(c.fault_tolerance.backup.consistency_check_interval_ms, 3600000);
+    assert_int_equal(c.fault_tolerance.partition.mass_failure_share, 50);
+    assert_int_equal(c.fault_tolerance.partition.mass_failure_window_ms, 10000);
+    assert_int_equal(c.fault_tolerance.partition.min_nodes, 4);
+    assert_int_equal(c.fault_tolerance.partition.alert_after_ms, 300000);
 
     /* 500ms x 3: a failed agent is declared failed 1.5 s after its last heartbeat. */
     assert_int_equal(rd_config_lease_ms(&c), 1500);
@@ -203,6 +247,27 @@ static void test_deploy_file(void **state)
     assert_int_equal(c.fault_tolerance.detection.health_check_timeout_ms, 1000);
     assert_int_equal(c.fault_tolerance.recovery_strategies.fast_recovery.resource_limit, 80);
     assert_int_equal(c.fault_tolerance.backup.retention_period_ms, 604800000);
+    check_default_instances(&c);
+
+    /*
+     * The instances carry the lines they were written on, which built-in
+     * defaults cannot have: check them against the file, then clear them so
+     * the rest can be compared byte for byte.
+     */
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char text[64 * 1024];
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    for (unsigned i = 0; i < c.plugins.n_instances; i++) {
+        char needle[96];
+        snprintf(needle, sizeof(needle), "- name: %s", c.plugins.instances[i].name);
+        int line = line_of(text, needle);
+        assert_true(line > 0);
+        assert_int_equal(c.plugins.instances[i].line, line);
+        c.plugins.instances[i].line = 0;
+    }
 
     rd_config_defaults(&d);
     strcpy(d.path, path);
@@ -652,9 +717,19 @@ static void test_error_unknown_key(void **state)
     char err[RD_CFG_ERRLEN];
     assert_int_equal(load(&c, "fault_tolerance:\n  detection:\n    heartbeat: 1s\n", err),
                      RD_ECONFIG);
+    /* The requirement's four keys first, then ours. */
     assert_string_equal(err, NAME ":3: fault_tolerance.detection.heartbeat: unknown key (expected "
                                   "one of: heartbeat_interval, health_check_timeout, "
-                                  "failure_threshold, recovery_threshold)");
+                                  "failure_threshold, recovery_threshold, flap_window, "
+                                  "flap_threshold, flap_penalty)");
+    expect_exact_error("fault_tolerance:\n  partitions: {}\n",
+                       NAME ":2: fault_tolerance.partitions: unknown key (expected one of: "
+                            "detection, recovery_strategies, backup, partition)");
+    expect_exact_error("fault_tolerance:\n  partition:\n    share: 50%\n",
+                       NAME ":3: fault_tolerance.partition.share: unknown key (expected one of: "
+                            "mass_failure_share, mass_failure_window, min_nodes, alert_after)");
+    expect_exact_error("plugins:\n  instance: []\n",
+                       NAME ":2: plugins.instance: unknown key (expected one of: dir, instances)");
     expect_error("server:\n  tls:\n    certificate: x\n", 3, "server.tls.certificate", NULL);
     expect_error("cluster:\n  peers:\n    - id: 1\n      address: a:1\n    - id: 2\n"
                  "      port: 7081\n",
@@ -825,6 +900,540 @@ static void test_error_files(void **state)
     /* err may be NULL. */
     assert_int_equal(rd_config_load_string(&c, NAME, "x: 1", 4, NULL), RD_ECONFIG);
     assert_int_equal(rd_config_load_file(&c, "/nonexistent/x.yaml", NULL), RD_EIO);
+}
+
+/* ---- plugins.instances -------------------------------------------------- */
+
+static void test_plugins_good(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    const char *yaml = "plugins:\n"                                                /* 1 */
+                       "  dir: /usr/lib/recoveryd\n"                               /* 2 */
+                       "  instances:\n"                                            /* 3 */
+                       "    - name: heartbeat\n"                                   /* 4 */
+                       "      required: true\n"                                    /* 5 */
+                       "      config:\n"                                           /* 6 */
+                       "        suspect_phi: 5\n"                                  /* 7 */
+                       "        failure_phi: 12.5\n"                               /* 8 */
+                       "        window: 30s\n"                                     /* 9 */
+                       "        strict: yes\n"                                     /* 10 */
+                       "    - name: ops-webhook\n"                                 /* 11 */
+                       "      plugin: webhook\n"                                   /* 12 */
+                       "      required: no\n"                                      /* 13 */
+                       "      config:\n"                                           /* 14 */
+                       "        url: http://127.0.0.1:9093/api/v1/alerts\n"        /* 15 */
+                       "        token: \"\"\n"                                     /* 16 */
+                       "        header_x: 'a: b # not a comment'\n"                /* 17 */
+                       "        long_text:\n"                                      /* 18 */
+                       "          on the next line\n"                              /* 19 */
+                       "    - {name: log_2, plugin: log, config: {level: warn}}\n" /* 20 */
+                       "    - name: bare\n"                                        /* 21 */
+                       "      config:\n";                                          /* 22 */
+    int rc = load(&c, yaml, err);
+    if (rc != 0)
+        fail_msg("%d %s", rc, err);
+    assert_string_equal(c.plugins.dir, "/usr/lib/recoveryd");
+    assert_int_equal(c.plugins.n_instances, 4);
+
+    const struct rd_cfg_plugin *p = &c.plugins.instances[0];
+    assert_string_equal(p->name, "heartbeat");
+    assert_string_equal(p->plugin, "heartbeat"); /* defaults to the name */
+    assert_true(p->required);
+    assert_int_equal(p->line, 4);
+    assert_int_equal(p->n_config, 4);
+    /* Values stay text, in file order, each with its line. */
+    static const struct {
+        const char *key, *value;
+        int line;
+    } hb[] = {{"suspect_phi", "5", 7},
+              {"failure_phi", "12.5", 8},
+              {"window", "30s", 9},
+              {"strict", "yes", 10}};
+    for (unsigned i = 0; i < 4; i++) {
+        assert_string_equal(p->config[i].key, hb[i].key);
+        assert_string_equal(p->config[i].value, hb[i].value);
+        assert_int_equal(p->config[i].line, hb[i].line);
+        assert_ptr_equal(rd_config_plugin_value(p, hb[i].key), &p->config[i]);
+    }
+    assert_null(rd_config_plugin_value(p, "url"));
+    assert_null(rd_config_plugin_value(p, "suspect"));
+    assert_null(rd_config_plugin_value(p, ""));
+    assert_null(rd_config_plugin_value(p, NULL));
+    assert_null(rd_config_plugin_value(NULL, "suspect_phi"));
+
+    p = &c.plugins.instances[1];
+    assert_string_equal(p->name, "ops-webhook");
+    assert_string_equal(p->plugin, "webhook");
+    assert_false(p->required);
+    assert_int_equal(p->line, 11);
+    assert_int_equal(p->n_config, 4);
+    const struct rd_cfg_kv *kv = rd_config_plugin_value(p, "url");
+    assert_non_null(kv);
+    assert_string_equal(kv->value, "http://127.0.0.1:9093/api/v1/alerts");
+    assert_int_equal(kv->line, 15);
+    kv = rd_config_plugin_value(p, "token");
+    assert_non_null(kv); /* a quoted empty string is a value, not null */
+    assert_string_equal(kv->value, "");
+    assert_int_equal(kv->line, 16);
+    kv = rd_config_plugin_value(p, "header_x");
+    assert_non_null(kv);
+    assert_string_equal(kv->value, "a: b # not a comment");
+    kv = rd_config_plugin_value(p, "long_text");
+    assert_non_null(kv);
+    assert_string_equal(kv->value, "on the next line");
+    assert_int_equal(kv->line, 19); /* the value's line, not the key's */
+
+    p = &c.plugins.instances[2];
+    assert_string_equal(p->name, "log_2");
+    assert_string_equal(p->plugin, "log");
+    assert_false(p->required);
+    assert_int_equal(p->line, 20);
+    assert_int_equal(p->n_config, 1);
+    assert_string_equal(rd_config_plugin_value(p, "level")->value, "warn");
+    assert_int_equal(rd_config_plugin_value(p, "level")->line, 20);
+
+    p = &c.plugins.instances[3];
+    assert_string_equal(p->name, "bare");
+    assert_string_equal(p->plugin, "bare");
+    assert_false(p->required);
+    assert_int_equal(p->line, 21);
+    assert_int_equal(p->n_config, 0);
+    /* Entries past the list are empty. */
+    assert_string_equal(c.plugins.instances[4].name, "");
+    assert_int_equal(rd_config_validate(&c, err), 0);
+
+    /* A later file's list replaces the earlier one, it is not merged. */
+    const char *second = "plugins:\n  instances:\n    - name: metrics\n";
+    assert_int_equal(rd_config_load_string(&c, "second.yaml", second, strlen(second), err), 0);
+    assert_int_equal(c.plugins.n_instances, 1);
+    assert_string_equal(c.plugins.instances[0].name, "metrics");
+    assert_int_equal(c.plugins.instances[0].n_config, 0);
+    assert_false(c.plugins.instances[0].required);
+    assert_int_equal(c.plugins.instances[0].line, 3);
+    assert_string_equal(c.plugins.instances[1].name, "");
+    assert_string_equal(c.plugins.dir, "/usr/lib/recoveryd"); /* the rest stays */
+    /* A file without `instances` keeps the list it had. */
+    assert_int_equal(rd_config_load_string(&c, "third.yaml", "plugins: {dir: x}", 17, err), 0);
+    assert_int_equal(c.plugins.n_instances, 1);
+    assert_string_equal(c.plugins.instances[0].name, "metrics");
+
+    /* Defaults stand when the file has no instances. */
+    assert_int_equal(load(&c, "plugins:\n  dir: elsewhere\n", err), 0);
+    check_default_instances(&c);
+    assert_int_equal(load(&c, "plugins:\n", err), 0);
+    check_default_instances(&c);
+    /* `instances: []` (or nothing after `instances:`) means no plugins at all. */
+    assert_int_equal(load(&c, "plugins:\n  instances: []\n", err), 0);
+    assert_int_equal(c.plugins.n_instances, 0);
+    assert_string_equal(c.plugins.instances[0].name, "");
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    assert_int_equal(load(&c, "plugins:\n  instances:\n", err), 0);
+    assert_int_equal(c.plugins.n_instances, 0);
+    /* `config: {}` and `config: ~` are no config. */
+    assert_int_equal(load(&c,
+                          "plugins:\n  instances:\n    - {name: a, config: {}}\n"
+                          "    - {name: b, config: ~}\n",
+                          err),
+                     0);
+    assert_int_equal(c.plugins.n_instances, 2);
+    assert_int_equal(c.plugins.instances[0].n_config, 0);
+    assert_int_equal(c.plugins.instances[1].n_config, 0);
+}
+
+static void test_plugins_limits(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    static char yaml[16384];
+    char item[512];
+
+    /* 16 instances fit; the 17th is named on its own line. */
+    strcpy(yaml, "plugins:\n  instances:\n");
+    for (int i = 0; i < RD_CFG_MAX_PLUGINS + 1; i++) {
+        snprintf(item, sizeof(item), "    - name: p%d\n", i);
+        strcat(yaml, item);
+    }
+    expect_exact_error(yaml, NAME ":19: plugins.instances: expected at most 16 instances, got 17");
+    yaml[strlen(yaml) - strlen("    - name: p16\n")] = '\0';
+    assert_int_equal(load(&c, yaml, err), 0);
+    assert_int_equal(c.plugins.n_instances, 16);
+    assert_string_equal(c.plugins.instances[15].name, "p15");
+    assert_int_equal(c.plugins.instances[15].line, 18);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+
+    /* 32 config keys fit; the 33rd is named by the mapping, on its line. */
+    strcpy(yaml, "plugins:\n  instances:\n    - name: many\n      config:\n");
+    for (int i = 0; i < RD_CFG_MAX_PLUGIN_KEYS + 1; i++) {
+        snprintf(item, sizeof(item), "        k%d: v%d\n", i, i);
+        strcat(yaml, item);
+    }
+    expect_exact_error(yaml, NAME ":37: plugins.instances[0].config: expected at most 32 keys, "
+                                  "got 33");
+    yaml[strlen(yaml) - strlen("        k32: v32\n")] = '\0';
+    assert_int_equal(load(&c, yaml, err), 0);
+    assert_int_equal(c.plugins.instances[0].n_config, 32);
+    assert_string_equal(rd_config_plugin_value(&c.plugins.instances[0], "k31")->value, "v31");
+    assert_int_equal(rd_config_plugin_value(&c.plugins.instances[0], "k31")->line, 36);
+
+    /* Longest name, plugin, key (63) and value (255) fit. */
+    char name63[64], key63[64], value255[256];
+    memset(name63, 'n', 63);
+    name63[63] = '\0';
+    memset(key63, 'k', 63);
+    key63[63] = '\0';
+    memset(value255, 'v', 255);
+    value255[255] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             "plugins:\n  instances:\n    - name: %s\n      plugin: %s\n      config:\n"
+             "        %s: %s\n",
+             name63, name63, key63, value255);
+    assert_int_equal(load(&c, yaml, err), 0);
+    assert_string_equal(c.plugins.instances[0].name, name63);
+    assert_string_equal(c.plugins.instances[0].plugin, name63);
+    assert_string_equal(c.plugins.instances[0].config[0].key, key63);
+    assert_string_equal(c.plugins.instances[0].config[0].value, value255);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    /* Every character of the two charsets. */
+    assert_int_equal(load(&c,
+                          "plugins:\n  instances:\n"
+                          "    - name: abcdefghijklmnopqrstuvwxyz0123456789_-\n"
+                          "      config: {abcdefghijklmnopqrstuvwxyz_0123456789: 1}\n",
+                          err),
+                     0);
+}
+
+static void test_error_plugins(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    char yaml[2048];
+    char long_text[300];
+
+    /* The list itself. */
+    expect_exact_error("plugins:\n  instances: heartbeat\n",
+                       NAME ":2: plugins.instances: expected a sequence of up to 16 mappings with "
+                            "keys name, plugin, required, config, got 'heartbeat'");
+    expect_error("plugins:\n  instances: {name: heartbeat}\n", 2, "plugins.instances", "a mapping");
+    expect_exact_error("plugins:\n  instances:\n    - heartbeat\n",
+                       NAME ":3: plugins.instances[0]: expected a mapping with keys name, plugin, "
+                            "required, config, got 'heartbeat'");
+    expect_error("plugins:\n  instances:\n    - name: a\n    - [b]\n", 4, "plugins.instances[1]",
+                 "a sequence");
+
+    /* Keys of an instance. */
+    expect_exact_error("plugins:\n  instances:\n    - name: a\n    - plugin: webhook\n"
+                       "      required: true\n",
+                       NAME ":4: plugins.instances[1]: missing key 'name' (expected keys: name, "
+                            "plugin, required, config)");
+    expect_exact_error("plugins:\n  instances:\n    - name: a\n      nmae: b\n",
+                       NAME ":4: plugins.instances[0].nmae: unknown key (expected one of: name, "
+                            "plugin, required, config)");
+    expect_exact_error("plugins:\n  instances:\n    - name: a\n      name: b\n",
+                       NAME ":4: plugins.instances[0].name: duplicate key (first given at line 3)");
+    expect_error("plugins:\n  instances:\n    - name: a\n      Config: {}\n", 4,
+                 "plugins.instances[0].Config", NULL);
+
+    /* name and plugin: [a-z0-9_-]{1,63}. */
+    expect_exact_error("plugins:\n  instances:\n    - name: Heart Beat\n",
+                       NAME ":3: plugins.instances[0].name: expected 1-63 characters of a-z 0-9 _ "
+                            "-, got 'Heart Beat'");
+    static const char *const bad_names[] = {"Heartbeat", "heart.beat", "a/b", "../x",  "\"\"",
+                                            "''",        "\"a b\"",    "é",   "x\\ty", "\"a\\0b\""};
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+        snprintf(yaml, sizeof(yaml), "plugins:\n  instances:\n    - name: ok\n    - name: %s\n",
+                 bad_names[i]);
+        expect_error(yaml, 4, "plugins.instances[1].name", NULL);
+        snprintf(yaml, sizeof(yaml), "plugins:\n  instances:\n    - name: ok\n      plugin: %s\n",
+                 bad_names[i]);
+        expect_error(yaml, 4, "plugins.instances[0].plugin", NULL);
+    }
+    expect_error("plugins:\n  instances:\n    - name:\n", 3, "plugins.instances[0].name", "''");
+    expect_error("plugins:\n  instances:\n    - name: ~\n", 3, "plugins.instances[0].name", "'~'");
+    expect_error("plugins:\n  instances:\n    - name: [a]\n", 3, "plugins.instances[0].name",
+                 "a sequence");
+    expect_error("plugins:\n  instances:\n    - name: a\n      plugin: ../../tmp/evil\n", 4,
+                 "plugins.instances[0].plugin", "'../../tmp/evil'");
+    expect_error("plugins:\n  instances:\n    - name: a\n      plugin:\n", 4,
+                 "plugins.instances[0].plugin", "''");
+    memset(long_text, 'n', 64);
+    long_text[64] = '\0';
+    snprintf(yaml, sizeof(yaml), "plugins:\n  instances:\n    - name: %s\n", long_text);
+    expect_error(yaml, 3, "plugins.instances[0].name", NULL);
+    assert_int_equal(load(&c, yaml, err), RD_ECONFIG);
+    check_contains(err, "expected 1-63 characters");
+    check_contains(err, long_text);
+    snprintf(yaml, sizeof(yaml), "plugins:\n  instances:\n    - name: a\n      plugin: %s\n",
+             long_text);
+    expect_error(yaml, 4, "plugins.instances[0].plugin", NULL);
+
+    /* required is a bool. */
+    expect_exact_error("plugins:\n  instances:\n    - name: a\n      required: maybe\n",
+                       NAME ":4: plugins.instances[0].required: expected true or false (or "
+                            "yes/no, on/off), got 'maybe'");
+
+    /* Duplicate instance names: both lines are named. */
+    expect_exact_error("plugins:\n"
+                       "  instances:\n"
+                       "    - name: heartbeat\n"
+                       "    - name: log\n"
+                       "    - plugin: heartbeat\n"
+                       "      name: heartbeat\n",
+                       NAME ":6: plugins.instances[2].name: expected a name no other instance "
+                            "has, got 'heartbeat' (also plugins.instances[0].name at line 3)");
+    expect_exact_error("plugins:\n  instances:\n    - {name: a, plugin: x}\n"
+                       "    - {name: b, plugin: x}\n    - {name: b, plugin: y}\n",
+                       NAME ":5: plugins.instances[2].name: expected a name no other instance "
+                            "has, got 'b' (also plugins.instances[1].name at line 4)");
+
+    /* config: a mapping. */
+    expect_exact_error("plugins:\n  instances:\n    - name: a\n      config: url\n",
+                       NAME ":4: plugins.instances[0].config: expected a mapping of up to 32 keys "
+                            "(1-63 characters of a-z 0-9 _) to scalar values, got 'url'");
+    expect_error("plugins:\n  instances:\n    - name: a\n      config: [url, x]\n", 4,
+                 "plugins.instances[0].config", "a sequence");
+
+    /* config values: scalars, not null. */
+    expect_exact_error("plugins:\n"
+                       "  instances:\n"
+                       "    - name: a\n"
+                       "    - name: ops-webhook\n"
+                       "      config:\n"
+                       "        url:\n"
+                       "          host: 127.0.0.1\n",
+                       NAME ":7: plugins.instances[1].config.url: expected a scalar value (quote "
+                            "\"\" for an empty string), got a mapping");
+    expect_error("plugins:\n  instances:\n    - name: a\n      config:\n        urls: [a, b]\n", 5,
+                 "plugins.instances[0].config.urls", "a sequence");
+    expect_exact_error("plugins:\n  instances:\n    - name: a\n      config:\n        url:\n"
+                       "        x: 1\n",
+                       NAME ":5: plugins.instances[0].config.url: expected a scalar value (quote "
+                            "\"\" for an empty string), got '' (null)");
+    expect_error("plugins:\n  instances:\n    - name: a\n      config:\n        url: ~\n", 5,
+                 "plugins.instances[0].config.url", "'~' (null)");
+    expect_error("plugins:\n  instances:\n    - name: a\n      config: {x: 1, url: null}\n", 4,
+                 "plugins.instances[0].config.url", "'null' (null)");
+    expect_error("plugins:\n  instances:\n    - name: a\n      config:\n        url: \"a\\0b\"\n",
+                 5, "plugins.instances[0].config.url", "'a\\x00b' (it contains a NUL byte)");
+    memset(long_text, 'v', 256);
+    long_text[256] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             "plugins:\n  instances:\n    - name: a\n      config:\n"
+             "        url: %s\n",
+             long_text);
+    expect_error(yaml, 5, "plugins.instances[0].config.url", NULL);
+    assert_int_equal(load(&c, yaml, err), RD_ECONFIG);
+    check_contains(err, "expected a value of at most 255 bytes, got 'vvvvvvvvvvvvvvvvvvvvvvvvvvvvvv"
+                        "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv...' (256 bytes)");
+
+    /* config keys: [a-z0-9_]{1,63}, unique. */
+    expect_exact_error("plugins:\n  instances:\n    - name: a\n      config:\n        URL: x\n",
+                       NAME ":5: plugins.instances[0].config.URL: expected a key of 1-63 "
+                            "characters of a-z 0-9 _, got 'URL'");
+    static const char *const bad_keys[] = {"bad-key", "a.b", "\"\"", "\"a b\"", "\"a\\0b\""};
+    for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++) {
+        snprintf(yaml, sizeof(yaml),
+                 "plugins:\n  instances:\n    - name: a\n      config:\n        ok: 1\n"
+                 "        %s: x\n",
+                 bad_keys[i]);
+        expect_error(yaml, 6, NULL, NULL);
+        assert_int_equal(load(&c, yaml, err), RD_ECONFIG);
+        check_contains(err, "plugins.instances[0].config.");
+        check_contains(err, "expected a key of 1-63 characters of a-z 0-9 _, got '");
+    }
+    memset(long_text, 'k', 64);
+    long_text[64] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             "plugins:\n  instances:\n    - name: a\n      config:\n"
+             "        %s: x\n",
+             long_text);
+    expect_error(yaml, 5, NULL, NULL);
+    assert_int_equal(load(&c, yaml, err), RD_ECONFIG);
+    check_contains(err, "plugins.instances[0].config.kkkk");
+    check_contains(err, "expected a key of 1-63 characters of a-z 0-9 _");
+    expect_exact_error("plugins:\n  instances:\n    - name: a\n      config:\n        ? [a]\n"
+                       "        : x\n",
+                       NAME ":5: plugins.instances[0].config: expected a key name, got a sequence");
+    expect_exact_error("plugins:\n  instances:\n    - name: a\n      config:\n        url: x\n"
+                       "        port: 1\n        url: y\n",
+                       NAME ":7: plugins.instances[0].config.url: duplicate key (first given at "
+                            "line 5)");
+
+    /* A failed load does not leave a half-read list that validates. */
+    assert_int_equal(load(&c, "plugins:\n  instances:\n    - name: a\n    - name: B\n", err),
+                     RD_ECONFIG);
+    assert_int_equal(c.plugins.n_instances, 1);
+}
+
+/* ---- flapping and partition keys ---------------------------------------- */
+
+static void test_flap_and_partition(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    const char *yaml = "fault_tolerance:\n"
+                       "  detection:\n"
+                       "    flap_window: 5m\n"
+                       "    flap_threshold: 16\n"
+                       "    flap_penalty: 100\n"
+                       "  partition:\n"
+                       "    mass_failure_share: 100%\n"
+                       "    mass_failure_window: 250ms\n"
+                       "    min_nodes: 1000000\n"
+                       "    alert_after: 0ms\n";
+    int rc = load(&c, yaml, err);
+    if (rc != 0)
+        fail_msg("%d %s", rc, err);
+    assert_int_equal(c.fault_tolerance.detection.flap_window_ms, 300000);
+    assert_int_equal(c.fault_tolerance.detection.flap_threshold, 16);
+    assert_int_equal(c.fault_tolerance.detection.flap_penalty, 100);
+    assert_int_equal(c.fault_tolerance.partition.mass_failure_share, 100);
+    assert_int_equal(c.fault_tolerance.partition.mass_failure_window_ms, 250);
+    assert_int_equal(c.fault_tolerance.partition.min_nodes, 1000000);
+    /* 0ms: alert as soon as a partition is seen. */
+    assert_int_equal(c.fault_tolerance.partition.alert_after_ms, 0);
+    /* The rest of the block keeps its defaults. */
+    assert_int_equal(c.fault_tolerance.detection.heartbeat_interval_ms, 500);
+    assert_int_equal(c.fault_tolerance.detection.recovery_threshold, 2);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+
+    assert_int_equal(load(&c,
+                          "fault_tolerance:\n  detection: {flap_threshold: 1, flap_penalty: 1}\n"
+                          "  partition: {mass_failure_share: 1%, min_nodes: 1}\n",
+                          err),
+                     0);
+    assert_int_equal(c.fault_tolerance.detection.flap_threshold, 1);
+    assert_int_equal(c.fault_tolerance.detection.flap_penalty, 1);
+    assert_int_equal(c.fault_tolerance.partition.mass_failure_share, 1);
+    assert_int_equal(c.fault_tolerance.partition.min_nodes, 1);
+    /* An empty partition section keeps the defaults. */
+    assert_int_equal(load(&c, "fault_tolerance:\n  partition:\n", err), 0);
+    assert_int_equal(c.fault_tolerance.partition.min_nodes, 4);
+
+    /* Errors: file, line, key, value. */
+    expect_exact_error("fault_tolerance:\n  detection:\n    flap_window: often\n",
+                       NAME ":3: fault_tolerance.detection.flap_window: expected a duration like "
+                            "250ms, 10s, 2m, got 'often'");
+    expect_exact_error("fault_tolerance:\n  detection:\n    flap_threshold: 0\n",
+                       NAME ":3: fault_tolerance.detection.flap_threshold: expected an integer "
+                            "from 1 to 16, got '0'");
+    expect_error("fault_tolerance:\n  detection:\n    flap_threshold: 17\n", 3,
+                 "fault_tolerance.detection.flap_threshold", "'17'");
+    expect_exact_error("fault_tolerance:\n  detection:\n    flap_penalty: 101\n",
+                       NAME ":3: fault_tolerance.detection.flap_penalty: expected an integer from "
+                            "1 to 100, got '101'");
+    expect_error("fault_tolerance:\n  detection:\n    flap_penalty: 0\n", 3,
+                 "fault_tolerance.detection.flap_penalty", "'0'");
+    expect_exact_error("fault_tolerance:\n  partition:\n    mass_failure_share: 0%\n",
+                       NAME ":3: fault_tolerance.partition.mass_failure_share: expected a "
+                            "percentage from 1% to 100%, got '0%'");
+    static const char *const bad_share[] = {"101%", "50", "half", "-1%", "5.5%"};
+    for (size_t i = 0; i < sizeof(bad_share) / sizeof(bad_share[0]); i++) {
+        char text[128], got[32];
+        snprintf(text, sizeof(text),
+                 "fault_tolerance:\n  partition:\n\n    mass_failure_share: %s\n", bad_share[i]);
+        snprintf(got, sizeof(got), "'%s'", bad_share[i]);
+        expect_error(text, 4, "fault_tolerance.partition.mass_failure_share", got);
+    }
+    expect_exact_error("fault_tolerance:\n  partition:\n    mass_failure_window: 10\n",
+                       NAME ":3: fault_tolerance.partition.mass_failure_window: expected a "
+                            "duration like 250ms, 10s, 2m, got '10'");
+    expect_exact_error("fault_tolerance:\n  partition:\n    min_nodes: 0\n",
+                       NAME ":3: fault_tolerance.partition.min_nodes: expected an integer from 1 "
+                            "to 1000000, got '0'");
+    expect_error("fault_tolerance:\n  partition:\n    min_nodes: 1000001\n", 3,
+                 "fault_tolerance.partition.min_nodes", "'1000001'");
+    expect_exact_error("fault_tolerance:\n  partition:\n    alert_after: 5 m\n",
+                       NAME ":3: fault_tolerance.partition.alert_after: expected a duration like "
+                            "250ms, 10s, 2m, got '5 m'");
+    expect_exact_error("fault_tolerance:\n  partition: 50%\n",
+                       NAME ":2: fault_tolerance.partition: expected a mapping with keys "
+                            "mass_failure_share, mass_failure_window, min_nodes, alert_after, got "
+                            "'50%'");
+
+    /* Zero windows load (valid durations) but do not validate. */
+    assert_int_equal(load(&c, "fault_tolerance:\n  detection:\n    flap_window: 0ms\n", err), 0);
+    expect_valid_error(&c, "fault_tolerance.detection.flap_window: expected a duration above 0, "
+                           "got '0ms'");
+    assert_int_equal(load(&c, "fault_tolerance:\n  partition:\n    mass_failure_window: 0s\n", err),
+                     0);
+    expect_valid_error(&c, "fault_tolerance.partition.mass_failure_window: expected a duration "
+                           "above 0, got '0ms'");
+}
+
+static void test_validate_new_keys(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+
+    rd_config_defaults(&c);
+    c.fault_tolerance.detection.flap_window_ms = 0;
+    expect_valid_error(&c, "fault_tolerance.detection.flap_window: expected a duration above 0, "
+                           "got '0ms'");
+    rd_config_defaults(&c);
+    c.fault_tolerance.detection.flap_threshold = 0;
+    expect_valid_error(&c, "fault_tolerance.detection.flap_threshold: expected 1 to 16, got '0'");
+    c.fault_tolerance.detection.flap_threshold = 17;
+    expect_valid_error(&c, "fault_tolerance.detection.flap_threshold: expected 1 to 16, got "
+                           "'17'");
+    rd_config_defaults(&c);
+    c.fault_tolerance.detection.flap_penalty = 0;
+    expect_valid_error(&c, "fault_tolerance.detection.flap_penalty: expected 1 to 100, got '0'");
+    c.fault_tolerance.detection.flap_penalty = 101;
+    expect_valid_error(&c, "fault_tolerance.detection.flap_penalty: expected 1 to 100, got '101'");
+    rd_config_defaults(&c);
+    c.fault_tolerance.partition.mass_failure_share = 0;
+    expect_valid_error(&c, "fault_tolerance.partition.mass_failure_share: expected 1% to 100%, "
+                           "got '0%'");
+    c.fault_tolerance.partition.mass_failure_share = 101;
+    expect_valid_error(&c, "fault_tolerance.partition.mass_failure_share: expected 1% to 100%, "
+                           "got '101%'");
+    rd_config_defaults(&c);
+    c.fault_tolerance.partition.mass_failure_window_ms = 0;
+    expect_valid_error(&c, "fault_tolerance.partition.mass_failure_window: expected a duration "
+                           "above 0, got '0ms'");
+    rd_config_defaults(&c);
+    c.fault_tolerance.partition.min_nodes = 0;
+    expect_valid_error(&c, "fault_tolerance.partition.min_nodes: expected 1 to 1000000, got '0'");
+    c.fault_tolerance.partition.min_nodes = 1000001;
+    expect_valid_error(&c, "fault_tolerance.partition.min_nodes: expected 1 to 1000000, got "
+                           "'1000001'");
+    rd_config_defaults(&c);
+    c.fault_tolerance.partition.alert_after_ms = 0;
+    assert_int_equal(rd_config_validate(&c, err), 0);
+
+    /* Instance lists built in code get the loader's rules. */
+    rd_config_defaults(&c);
+    c.plugins.n_instances = RD_CFG_MAX_PLUGINS + 1;
+    expect_valid_error(&c, "plugins.instances: expected at most 16 instances, got 17");
+    rd_config_defaults(&c);
+    strcpy(c.plugins.instances[2].name, "Metrics");
+    expect_valid_error(&c, "plugins.instances[2].name: expected 1-63 characters of a-z 0-9 _ -, "
+                           "got 'Metrics'");
+    c.plugins.instances[2].name[0] = '\0';
+    expect_valid_error(&c, "plugins.instances[2].name: expected 1-63 characters of a-z 0-9 _ -, "
+                           "got ''");
+    memset(c.plugins.instances[2].name, 'n', sizeof(c.plugins.instances[2].name));
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG); /* no NUL: still reported */
+    check_prefix(err, "plugins.instances[2].name: expected 1-63 characters");
+    rd_config_defaults(&c);
+    strcpy(c.plugins.instances[1].plugin, "../x");
+    expect_valid_error(&c, "plugins.instances[1].plugin: expected 1-63 characters of a-z 0-9 _ -, "
+                           "got '../x'");
+    rd_config_defaults(&c);
+    strcpy(c.plugins.instances[3].name, "heartbeat");
+    expect_valid_error(&c, "plugins.instances[3].name: expected a name no other instance has, got "
+                           "'heartbeat' (also plugins.instances[0].name)");
+    rd_config_defaults(&c);
+    c.plugins.instances[0].n_config = RD_CFG_MAX_PLUGIN_KEYS + 1;
+    expect_valid_error(&c, "plugins.instances[0].config: expected at most 32 keys, got 33");
+    /* rd_config_plugin_value never reads past the array, whatever the count says. */
+    assert_null(rd_config_plugin_value(&c.plugins.instances[0], "x"));
 }
 
 /* ---- rd_config_validate ------------------------------------------------ */
@@ -1273,6 +1882,11 @@ int main(void)
         cmocka_unit_test(test_error_duplicate_and_documents),
         cmocka_unit_test(test_error_syntax),
         cmocka_unit_test(test_error_files),
+        cmocka_unit_test(test_plugins_good),
+        cmocka_unit_test(test_plugins_limits),
+        cmocka_unit_test(test_error_plugins),
+        cmocka_unit_test(test_flap_and_partition),
+        cmocka_unit_test(test_validate_new_keys),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_validate_peers),
         cmocka_unit_test(test_lease),

@@ -1,0 +1,623 @@
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analysis.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/engine.h"
+
+#define TICK_MS 100
+
+static uint64_t ms_ns(uint64_t ms)
+{
+    return ms * 1000000ULL;
+}
+
+static const struct rd_config *cfg_of(struct rd_analysis *a)
+{
+    return &a->eng->cfg;
+}
+
+/* ---- proposals ----------------------------------------------------------- */
+
+enum stage { STAGE_NONE = 0, STAGE_SUSPECT, STAGE_FAILED, STAGE_OTHER };
+
+struct proposal {
+    struct rd_analysis *a;
+    char node_id[RD_NODE_ID_MAX + 1];
+    enum stage stage;
+    uint64_t since_ns;
+    bool partition;
+};
+
+static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s);
+
+static void proposal_done(void *data, int status, uint64_t value)
+{
+    struct proposal *p = data;
+    struct rd_analysis *a = p->a;
+    struct rd_engine *eng = a->eng;
+    (void)value;
+    if (p->partition) {
+        a->partition_proposing = false;
+    } else {
+        struct rd_soft *s = rd_registry_get(&eng->registry, p->node_id, strlen(p->node_id));
+        if (s != NULL)
+            s->proposing = false;
+        if (status == 0 && p->since_ns != 0) {
+            double secs = (double)(rd_mono_ns() - p->since_ns) / 1e9;
+            if (p->stage == STAGE_SUSPECT)
+                rd_hist_observe(&a->latency_suspect, secs);
+            else if (p->stage == STAGE_FAILED)
+                rd_hist_observe(&a->latency_failed, secs);
+        }
+        if (status != 0) {
+            a->proposals_refused++;
+            RD_DEBUG("analysis", "proposal_refused", "node=%s error=%s", p->node_id,
+                     rd_err_name(status));
+        }
+        /* The state may call for another step (suspect -> failed). */
+        const struct rd_node *n = rd_fsm_node(&eng->fsm, p->node_id, strlen(p->node_id));
+        if (s != NULL && n != NULL && rd_replica_is_leader(&eng->replica))
+            evaluate(a, n, s);
+    }
+    free(p);
+}
+
+static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_soft *s,
+                    enum stage stage, bool partition)
+{
+    struct rd_engine *eng = a->eng;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    struct proposal *p = calloc(1, sizeof(*p));
+    if (p == NULL || rd_cmd_encode(cmd, &w) != 0) {
+        free(p);
+        rd_w_free(&w);
+        return false;
+    }
+    p->a = a;
+    p->stage = stage;
+    p->partition = partition;
+    if (s != NULL) {
+        snprintf(p->node_id, sizeof(p->node_id), "%s", s->node_id);
+        p->since_ns = s->bad_since_ns;
+    }
+    int rv = rd_replica_submit(&eng->replica, &w, proposal_done, p);
+    rd_w_free(&w);
+    if (rv != 0) {
+        free(p);
+        return false;
+    }
+    a->proposals_total++;
+    if (s != NULL)
+        s->proposing = true;
+    if (partition)
+        a->partition_proposing = true;
+    return true;
+}
+
+/* ---- classification -------------------------------------------------------- */
+
+static const char *verdict_name(int v)
+{
+    return v == RD_VERDICT_OK ? "ok" : v == RD_VERDICT_SUSPECT ? "suspect" : "failed";
+}
+
+static const char *cause_name(int c)
+{
+    switch (c) {
+    case RD_PROBE_REFUSED:
+        return "refused";
+    case RD_PROBE_TIMEOUT:
+        return "timeout";
+    case RD_PROBE_STATUS:
+        return "status";
+    case RD_PROBE_NETWORK:
+        return "network";
+    }
+    return "none";
+}
+
+static bool looks_overloaded(const struct rd_soft *s)
+{
+    return s->metrics.present && (s->metrics.cpu >= 0.9 || s->metrics.latency_ms >= 5000);
+}
+
+/* What kind of fault the signals describe, and how bad it is. */
+static void classify(const struct rd_node *n, const struct rd_soft *s, int *type, int *sev)
+{
+    bool hb_bad = s->hb != RD_VERDICT_OK;
+    bool probe_bad = s->probe != RD_VERDICT_OK;
+    bool has_probe = n->health_url[0] != '\0';
+    if (hb_bad) {
+        if (has_probe && !probe_bad) {
+            /* The process answers its probe but its heartbeats do not arrive. */
+            *type = RD_FAULT_NETWORK, *sev = RD_SEV_MAJOR;
+        } else if (has_probe && s->probe_cause == RD_PROBE_TIMEOUT) {
+            *type = looks_overloaded(s) ? RD_FAULT_OVERLOAD : RD_FAULT_HANG;
+            *sev = RD_SEV_MAJOR;
+        } else if (has_probe && s->probe_cause == RD_PROBE_STATUS) {
+            *type = RD_FAULT_DEGRADED, *sev = RD_SEV_MAJOR;
+        } else if (has_probe && s->probe_cause == RD_PROBE_NETWORK) {
+            *type = RD_FAULT_NETWORK, *sev = RD_SEV_MAJOR;
+        } else {
+            /* Nothing answers (refused), or nothing else to ask: the process is gone. */
+            *type = RD_FAULT_CRASH, *sev = RD_SEV_CRITICAL;
+        }
+    } else if (probe_bad) {
+        /* Heartbeats still arrive: the process lives but does not serve. */
+        switch (s->probe_cause) {
+        case RD_PROBE_TIMEOUT:
+            *type = looks_overloaded(s) ? RD_FAULT_OVERLOAD : RD_FAULT_HANG;
+            break;
+        case RD_PROBE_NETWORK:
+            *type = RD_FAULT_NETWORK;
+            break;
+        default:
+            *type = RD_FAULT_DEGRADED;
+            break;
+        }
+        *sev = RD_SEV_MAJOR;
+    } else if (s->metrics_verdict != RD_VERDICT_OK) {
+        *type = looks_overloaded(s) ? RD_FAULT_OVERLOAD : RD_FAULT_DEGRADED;
+        *sev = s->metrics_verdict == RD_VERDICT_FAILED ? RD_SEV_MAJOR : RD_SEV_MINOR;
+    } else {
+        *type = RD_FAULT_DEGRADED, *sev = RD_SEV_WARNING;
+    }
+}
+
+static char *fault_metadata(const struct rd_node *n, const struct rd_soft *s, uint64_t now,
+                            bool predicted)
+{
+    json_t *m = json_pack("{s:{s:s,s:s,s:s},s:s,s:I,s:b}", "signals", "heartbeat",
+                          verdict_name(s->hb), "probe", verdict_name(s->probe), "metrics",
+                          verdict_name(s->metrics_verdict), "probe_cause",
+                          cause_name(s->probe_cause), "epoch", (json_int_t)n->epoch, "predicted",
+                          predicted);
+    if (m == NULL)
+        return NULL;
+    if (s->phi > 0)
+        json_object_set_new(m, "phi", json_real(s->phi));
+    if (s->bad_since_ns != 0 && now > s->bad_since_ns)
+        json_object_set_new(m, "detection_latency_ms",
+                            json_integer((json_int_t)((now - s->bad_since_ns) / 1000000)));
+    if (predicted)
+        json_object_set_new(m, "eta_ms", json_integer((json_int_t)s->predicted_eta_ms));
+    if (s->metric[0])
+        json_object_set_new(m, "metric", json_string(s->metric));
+    if (s->detail[0])
+        json_object_set_new(m, "detail", json_string(s->detail));
+    if (s->metrics.present)
+        json_object_set_new(m, "last_metrics",
+                            json_pack("{s:f,s:f,s:f,s:f}", "error_rate", s->metrics.error_rate,
+                                      "latency_ms", s->metrics.latency_ms, "cpu", s->metrics.cpu,
+                                      "mem", s->metrics.mem));
+    char *out = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(m);
+    return out;
+}
+
+/* ---- flap damping and the mass-failure guard ----------------------------- */
+
+static void record_flap(struct rd_analysis *a, struct rd_soft *s, uint64_t now)
+{
+    uint64_t window = ms_ns(cfg_of(a)->fault_tolerance.detection.flap_window_ms);
+    unsigned kept = 0;
+    for (unsigned i = 0; i < s->n_flaps; i++)
+        if (now - s->flap_times[i] <= window)
+            s->flap_times[kept++] = s->flap_times[i];
+    if (kept == RD_ARRAY_SIZE(s->flap_times)) {
+        memmove(s->flap_times, s->flap_times + 1, (kept - 1) * sizeof(s->flap_times[0]));
+        kept--;
+    }
+    s->flap_times[kept++] = now;
+    s->n_flaps = (uint8_t)kept;
+}
+
+static bool flapping(struct rd_analysis *a, const struct rd_soft *s, uint64_t now)
+{
+    const struct rd_config *c = cfg_of(a);
+    uint64_t window = ms_ns(c->fault_tolerance.detection.flap_window_ms);
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->n_flaps; i++)
+        if (now - s->flap_times[i] <= window)
+            n++;
+    return n >= c->fault_tolerance.detection.flap_threshold;
+}
+
+static void guard_record(struct rd_analysis *a, uint64_t now)
+{
+    if (a->n_events == RD_GUARD_EVENTS) {
+        memmove(a->events, a->events + 1, (RD_GUARD_EVENTS - 1) * sizeof(a->events[0]));
+        a->n_events--;
+    }
+    a->events[a->n_events++] = now;
+}
+
+/* Agents that went bad within the window (events pruned as they age). */
+static unsigned guard_recent(struct rd_analysis *a, uint64_t now)
+{
+    uint64_t window = ms_ns(cfg_of(a)->fault_tolerance.partition.mass_failure_window_ms);
+    unsigned i = 0;
+    while (i < a->n_events && now - a->events[i] > window)
+        i++;
+    if (i > 0) {
+        memmove(a->events, a->events + i, (a->n_events - i) * sizeof(a->events[0]));
+        a->n_events -= i;
+    }
+    return a->n_events;
+}
+
+static size_t live_nodes(struct rd_analysis *a)
+{
+    const struct rd_fsm *f = &a->eng->fsm;
+    return f->n_nodes - f->count_by_state[RD_NODE_LEFT];
+}
+
+/* True when the share of agents in trouble says "partition", not "failures". */
+static bool guard_tripped(struct rd_analysis *a, uint64_t now, unsigned extra)
+{
+    const struct rd_config *c = cfg_of(a);
+    size_t total = live_nodes(a);
+    if (total < c->fault_tolerance.partition.min_nodes)
+        return false;
+    size_t bad = a->eng->fsm.count_by_state[RD_NODE_SUSPECT] + extra;
+    size_t recent = guard_recent(a, now);
+    if (recent > bad)
+        bad = recent;
+    return bad * 100 >= (size_t)c->fault_tolerance.partition.mass_failure_share * total;
+}
+
+static void partition_open(struct rd_analysis *a, uint64_t now)
+{
+    struct rd_engine *eng = a->eng;
+    a->partition_suspected = true;
+    a->partition_since_ns = now;
+    rd_uuid_v4(a->partition_fault_id);
+    size_t total = live_nodes(a);
+    size_t suspect = eng->fsm.count_by_state[RD_NODE_SUSPECT];
+    char meta[256];
+    snprintf(meta, sizeof(meta),
+             "{\"affected_nodes\":%zu,\"total_nodes\":%zu,\"share_threshold\":%u,"
+             "\"detail\":\"mass failure: agents are assumed cut off, not dead\"}",
+             suspect, total, cfg_of(a)->fault_tolerance.partition.mass_failure_share);
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(eng)};
+    cmd.u.fopen.id = RD_STR(a->partition_fault_id);
+    cmd.u.fopen.node_id = RD_STR("");
+    cmd.u.fopen.fault_type = RD_FAULT_PARTITION;
+    cmd.u.fopen.severity = RD_SEV_CRITICAL;
+    cmd.u.fopen.metadata_json = RD_STR(meta);
+    cmd.u.fopen.recovery_action_json = RD_STR("{\"action\":\"hold\",\"detail\":\"no agent is "
+                                              "failed while the partition lasts\"}");
+    cmd.u.fopen.set_state = RD_STATE_ANY;
+    cmd.u.fopen.from_state = RD_STATE_ANY;
+    RD_WARN("analysis", "partition_suspected", "suspect=%zu total=%zu", suspect, total);
+    propose(a, &cmd, NULL, STAGE_OTHER, true);
+}
+
+static void partition_close(struct rd_analysis *a)
+{
+    struct rd_engine *eng = a->eng;
+    a->partition_suspected = false;
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE, .time_ms = rd_engine_stamp(eng)};
+    cmd.u.fresolve.id = RD_STR(a->partition_fault_id);
+    cmd.u.fresolve.node_id = RD_STR("");
+    cmd.u.fresolve.note = RD_STR("the share of agents in trouble dropped below the threshold");
+    RD_INFO("analysis", "partition_over", "suspect=%zu",
+            eng->fsm.count_by_state[RD_NODE_SUSPECT]);
+    propose(a, &cmd, NULL, STAGE_OTHER, true);
+}
+
+/* ---- the decision -------------------------------------------------------- */
+
+static bool any_bad(const struct rd_soft *s)
+{
+    return s->hb != RD_VERDICT_OK || s->probe != RD_VERDICT_OK;
+}
+
+/* A node fails on a signal at its full threshold, or on two signals. */
+static bool failing(const struct rd_soft *s)
+{
+    return s->hb == RD_VERDICT_FAILED || s->probe == RD_VERDICT_FAILED ||
+           s->metrics_verdict == RD_VERDICT_FAILED ||
+           (s->hb != RD_VERDICT_OK && s->probe != RD_VERDICT_OK);
+}
+
+static void propose_transition(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s,
+                               int to, bool resolve, const char *reason, enum stage stage)
+{
+    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(a->eng)};
+    cmd.u.trans.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
+    cmd.u.trans.epoch = n->epoch;
+    cmd.u.trans.state = (uint8_t)to;
+    cmd.u.trans.reason = RD_STR(reason);
+    cmd.u.trans.from_state = n->state;
+    cmd.u.trans.resolve_faults = resolve;
+    propose(a, &cmd, s, stage, false);
+}
+
+static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s,
+                          int type, int sev, int set_state, bool predicted, uint64_t now)
+{
+    char id[RD_UUID_STRLEN];
+    char *meta = fault_metadata(n, s, now, predicted);
+    if (meta == NULL || rd_uuid_v4(id) != 0) {
+        free(meta);
+        return;
+    }
+    char action[160];
+    if (set_state == RD_NODE_FAILED)
+        snprintf(action, sizeof(action),
+                 "{\"action\":\"isolate\",\"detail\":\"epoch %llu fenced; tasks to be moved\"}",
+                 (unsigned long long)n->epoch);
+    else
+        snprintf(action, sizeof(action), "%s",
+                 predicted ? "{\"action\":\"watch\",\"detail\":\"predicted: drain early\"}"
+                           : "{\"action\":\"watch\"}");
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(a->eng)};
+    cmd.u.fopen.id = RD_STR(id);
+    cmd.u.fopen.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
+    cmd.u.fopen.fault_type = (uint8_t)type;
+    cmd.u.fopen.severity = (uint8_t)sev;
+    cmd.u.fopen.metadata_json = RD_STR(meta);
+    cmd.u.fopen.recovery_action_json = RD_STR(action);
+    cmd.u.fopen.set_state = (uint8_t)set_state;
+    cmd.u.fopen.epoch = n->epoch;
+    cmd.u.fopen.from_state = set_state == RD_STATE_ANY ? RD_STATE_ANY : n->state;
+    if (propose(a, &cmd, s, set_state == RD_NODE_FAILED ? STAGE_FAILED : STAGE_OTHER, false) &&
+        set_state == RD_STATE_ANY)
+        s->warn_open = true;
+    free(meta);
+}
+
+static void propose_resolve_warnings(struct rd_analysis *a, const struct rd_node *n,
+                                     struct rd_soft *s)
+{
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE, .time_ms = rd_engine_stamp(a->eng)};
+    cmd.u.fresolve.id = RD_STR("");
+    cmd.u.fresolve.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
+    cmd.u.fresolve.note = RD_STR("signals back to normal");
+    if (propose(a, &cmd, s, STAGE_OTHER, false))
+        s->warn_open = false;
+}
+
+static unsigned probation_needed(struct rd_analysis *a, const struct rd_soft *s, uint64_t now)
+{
+    const struct rd_config *c = cfg_of(a);
+    unsigned need = c->fault_tolerance.detection.recovery_threshold;
+    if (flapping(a, s, now))
+        need *= c->fault_tolerance.detection.flap_penalty;
+    return need;
+}
+
+static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s)
+{
+    struct rd_engine *eng = a->eng;
+    if (s->proposing || s->epoch != n->epoch || !rd_replica_is_leader(&eng->replica))
+        return;
+    uint64_t now = rd_mono_ns();
+    bool in_grace = now < s->grace_until_ns;
+    int state = n->state;
+    if (state == RD_NODE_FAILED || state == RD_NODE_ISOLATED || state == RD_NODE_LEFT)
+        return; /* fenced: the agent must register again */
+
+    if (!any_bad(s) && s->metrics_verdict != RD_VERDICT_FAILED) {
+        if (state == RD_NODE_SUSPECT) {
+            bool flap = flapping(a, s, now);
+            RD_DEBUG("analysis", "recovered", "node=%s flaps=%u flapping=%d", n->node_id,
+                     (unsigned)s->n_flaps, flap);
+            s->bad_since_ns = 0;
+            propose_transition(a, n, s, flap ? RD_NODE_PROBATION : RD_NODE_ALIVE, !flap,
+                               flap ? "signals ok again; flapping: probation"
+                                    : "signals ok again",
+                               STAGE_OTHER);
+            return;
+        }
+        if (state == RD_NODE_PROBATION && s->hb == RD_VERDICT_OK &&
+            s->heartbeats - s->heartbeats_at_state >= probation_needed(a, s, now)) {
+            propose_transition(a, n, s, RD_NODE_ALIVE, true, "probation passed", STAGE_OTHER);
+            return;
+        }
+        /* Metrics anomalies and predictions: a record, the node keeps working. */
+        bool warn = s->metrics_verdict == RD_VERDICT_SUSPECT || s->predicted;
+        if (warn && !s->warn_open && !in_grace) {
+            int type, sev;
+            classify(n, s, &type, &sev);
+            if (s->metrics_verdict == RD_VERDICT_OK && s->predicted)
+                sev = RD_SEV_WARNING;
+            propose_fault(a, n, s, type, sev, RD_STATE_ANY, s->predicted, now);
+        } else if (!warn && s->warn_open) {
+            propose_resolve_warnings(a, n, s);
+        }
+        return;
+    }
+    if (in_grace)
+        return; /* one full lease before anything judges the agent */
+
+    if (failing(s)) {
+        if (a->partition_suspected || guard_tripped(a, now, state == RD_NODE_SUSPECT ? 0 : 1)) {
+            a->guard_blocked_total++;
+            if (!a->partition_suspected && !a->partition_proposing)
+                partition_open(a, now);
+            if (state != RD_NODE_SUSPECT) {
+                record_flap(a, s, now);
+                guard_record(a, now);
+                propose_transition(a, n, s, RD_NODE_SUSPECT, false,
+                                   "failing, held as suspect: partition suspected", STAGE_SUSPECT);
+            }
+            return;
+        }
+        int type, sev;
+        classify(n, s, &type, &sev);
+        if (state != RD_NODE_SUSPECT)
+            record_flap(a, s, now);
+        guard_record(a, now);
+        RD_WARN("analysis", "node_failed", "node=%s epoch=%llu type=%s severity=%s hb=%s probe=%s/%s",
+                n->node_id, (unsigned long long)n->epoch, rd_fault_type_name(type),
+                rd_severity_name(sev), verdict_name(s->hb), verdict_name(s->probe),
+                cause_name(s->probe_cause));
+        propose_fault(a, n, s, type, sev, RD_NODE_FAILED, false, now);
+        return;
+    }
+    if (state != RD_NODE_SUSPECT) {
+        record_flap(a, s, now);
+        guard_record(a, now);
+        propose_transition(a, n, s, RD_NODE_SUSPECT, false,
+                           s->hb != RD_VERDICT_OK ? "heartbeats late" : "probe failed",
+                           STAGE_SUSPECT);
+        if (!a->partition_suspected && !a->partition_proposing && guard_tripped(a, now, 1))
+            partition_open(a, now);
+    }
+}
+
+/* ---- inputs -------------------------------------------------------------- */
+
+bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
+                         const struct rd_observation *obs)
+{
+    struct rd_engine *eng = a->eng;
+    if (!a->started || !rd_replica_is_leader(&eng->replica))
+        return false;
+    size_t len = strlen(obs->node_id);
+    const struct rd_node *n = rd_fsm_node(&eng->fsm, obs->node_id, len);
+    if (n == NULL || n->epoch != obs->epoch || n->state == RD_NODE_LEFT)
+        return false;
+    struct rd_soft *s = rd_registry_get(&eng->registry, obs->node_id, len);
+    if (s == NULL || s->epoch != n->epoch)
+        return false;
+    int v = obs->verdict;
+    if (v < RD_VERDICT_OK || v > RD_VERDICT_FAILED)
+        return false;
+    bool was_bad = any_bad(s);
+    switch (obs->signal) {
+    case RD_SIG_HEARTBEAT:
+        s->hb = (int8_t)v;
+        s->phi = obs->value;
+        break;
+    case RD_SIG_PROBE:
+        s->probe = (int8_t)v;
+        if (v != RD_VERDICT_OK)
+            s->probe_cause = (uint8_t)obs->probe_cause;
+        break;
+    case RD_SIG_METRICS:
+        s->metrics_verdict = (int8_t)v;
+        s->predicted = obs->predicted;
+        s->predicted_eta_ms = obs->eta_ms;
+        snprintf(s->metric, sizeof(s->metric), "%s", obs->metric ? obs->metric : "");
+        break;
+    default:
+        return false;
+    }
+    if (v != RD_VERDICT_OK || obs->predicted) {
+        snprintf(s->detail, sizeof(s->detail), "%s: %s", detector,
+                 obs->detail ? obs->detail : verdict_name(v));
+        uint64_t since = obs->since_ns ? obs->since_ns : rd_mono_ns();
+        if (!was_bad || s->bad_since_ns == 0 || since < s->bad_since_ns)
+            s->bad_since_ns = since;
+    }
+    evaluate(a, n, s);
+    return true;
+}
+
+void rd_analysis_heartbeat(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s)
+{
+    if (a->started && (n->state == RD_NODE_PROBATION || n->state == RD_NODE_SUSPECT))
+        evaluate(a, n, s);
+}
+
+void rd_analysis_fault_applied(struct rd_analysis *a, int type, int severity)
+{
+    if (type >= 0 && type < RD_FAULT_TYPE_COUNT && severity >= 0 && severity < RD_SEV_COUNT)
+        a->faults_opened[type][severity]++;
+}
+
+/* Periodic: the guard winds down when agents come back, and agents whose
+ * grace ran out while a signal was already bad get judged (detectors report
+ * changes, not levels, so nothing else would wake them). */
+static void tick(uv_timer_t *t)
+{
+    struct rd_analysis *a = t->data;
+    struct rd_engine *eng = a->eng;
+    if (!rd_replica_is_leader(&eng->replica))
+        return;
+    uint64_t now = rd_mono_ns();
+    if (a->partition_suspected && !a->partition_proposing && !guard_tripped(a, now, 0))
+        partition_close(a);
+    for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
+        const struct rd_node *n = eng->fsm.nodes[i];
+        if (n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED ||
+            n->state == RD_NODE_LEFT)
+            continue;
+        struct rd_soft *s = rd_registry_get(&eng->registry, n->node_id, n->id_len);
+        if (s != NULL && !s->proposing &&
+            (any_bad(s) || s->metrics_verdict != RD_VERDICT_OK || s->predicted || s->warn_open ||
+             n->state == RD_NODE_SUSPECT))
+            evaluate(a, n, s);
+    }
+}
+
+void rd_analysis_init(struct rd_analysis *a, struct rd_engine *eng)
+{
+    memset(a, 0, sizeof(*a));
+    a->eng = eng;
+}
+
+void rd_analysis_reset(struct rd_analysis *a)
+{
+    a->partition_suspected = false;
+    a->partition_proposing = false;
+    a->n_events = 0;
+}
+
+void rd_analysis_start(struct rd_analysis *a)
+{
+    if (a->started)
+        return;
+    uv_timer_init(a->eng->loop, &a->tick);
+    a->tick.data = a;
+    uv_timer_start(&a->tick, tick, TICK_MS, TICK_MS);
+    a->started = true;
+}
+
+void rd_analysis_stop(struct rd_analysis *a)
+{
+    if (!a->started)
+        return;
+    uv_timer_stop(&a->tick);
+    uv_close((uv_handle_t *)&a->tick, NULL);
+    a->started = false;
+}
+
+void rd_analysis_metrics(struct rd_analysis *a, struct rd_mbuf *b)
+{
+    rd_metric_header(b, "recoveryd_detection_latency_seconds", "histogram",
+                     "Time from the start of an agent's trouble to the committed decision.");
+    rd_metric_hist(b, "recoveryd_detection_latency_seconds", "stage=\"suspect\"",
+                   &a->latency_suspect);
+    rd_metric_hist(b, "recoveryd_detection_latency_seconds", "stage=\"failed\"",
+                   &a->latency_failed);
+    rd_metric_header(b, "recoveryd_faults_total", "counter",
+                     "Fault records opened, by fault_type and severity_level.");
+    for (int t = 0; t < RD_FAULT_TYPE_COUNT; t++)
+        for (int s = 0; s < RD_SEV_COUNT; s++)
+            if (a->faults_opened[t][s])
+                rd_mbuf_printf(b, "recoveryd_faults_total{fault_type=\"%s\",severity=\"%s\"} %llu\n",
+                               rd_fault_type_name(t), rd_severity_name(s),
+                               (unsigned long long)a->faults_opened[t][s]);
+    rd_metric_header(b, "recoveryd_faults_open", "gauge", "Fault records not yet resolved.");
+    rd_mbuf_printf(b, "recoveryd_faults_open %zu\n", a->eng->fsm.open_faults);
+    rd_metric_header(b, "recoveryd_partition_suspected", "gauge",
+                     "1 while the mass-failure guard holds back failures.");
+    rd_mbuf_printf(b, "recoveryd_partition_suspected %d\n", a->partition_suspected ? 1 : 0);
+    rd_metric_header(b, "recoveryd_guard_blocked_total", "counter",
+                     "Failures the mass-failure guard held back as suspect.");
+    rd_mbuf_printf(b, "recoveryd_guard_blocked_total %llu\n",
+                   (unsigned long long)a->guard_blocked_total);
+    rd_metric_header(b, "recoveryd_analysis_proposals_total", "counter",
+                     "Decisions proposed to the log by the analysis.");
+    rd_mbuf_printf(b, "recoveryd_analysis_proposals_total %llu\n",
+                   (unsigned long long)a->proposals_total);
+}

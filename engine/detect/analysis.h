@@ -1,0 +1,70 @@
+/*
+ * Fault analysis: turns detector observations (soft state) into committed
+ * decisions. Per agent it correlates the heartbeat, probe and metrics
+ * signals into a state (alive -> suspect -> failed; probation back to
+ * alive), a fault_type and a severity_level, with flap damping, and guards
+ * against mass failure: when a large share of agents goes bad at once it
+ * assumes a partition and stops failing more of them. Leader only;
+ * loop-thread only. Every decision is a log command, fenced by the epoch and
+ * the state it was decided on.
+ */
+#ifndef RD_ANALYSIS_H
+#define RD_ANALYSIS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "fsm/cmd.h"
+#include "metrics/metrics.h"
+#include "recoveryd/plugin.h"
+
+struct rd_engine;
+struct rd_node;
+struct rd_soft;
+struct rd_mbuf;
+
+#define RD_GUARD_EVENTS 4096
+
+struct rd_analysis {
+    struct rd_engine *eng;
+    uv_timer_t tick;
+    bool started;
+    bool partition_suspected;
+    bool partition_proposing;
+    char partition_fault_id[40];
+    uint64_t partition_since_ns;
+    /* Times agents went bad (suspect or failed), newest last, for the guard. */
+    uint64_t events[RD_GUARD_EVENTS];
+    unsigned n_events;
+    struct rd_hist latency_suspect; /* trouble began -> suspect committed */
+    struct rd_hist latency_failed;  /* trouble began -> fault record committed */
+    uint64_t faults_opened[RD_FAULT_TYPE_COUNT][RD_SEV_COUNT];
+    uint64_t proposals_total;
+    uint64_t proposals_refused;
+    uint64_t guard_blocked_total; /* failures held back by the mass-failure guard */
+};
+
+void rd_analysis_init(struct rd_analysis *a, struct rd_engine *eng);
+/* Starts the periodic evaluation (leader only). */
+void rd_analysis_start(struct rd_analysis *a);
+void rd_analysis_stop(struct rd_analysis *a);
+/* Forgets the guard's state (a new leader starts afresh). */
+void rd_analysis_reset(struct rd_analysis *a);
+
+/*
+ * One detector observation. Returns false when it was ignored: unknown
+ * node, stale epoch, node fenced or left, or not the leader.
+ */
+bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
+                         const struct rd_observation *obs);
+
+/* An accepted heartbeat: probation and suspect nodes may move on. */
+void rd_analysis_heartbeat(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s);
+
+/* Counted when a fault record is committed (every replica). */
+void rd_analysis_fault_applied(struct rd_analysis *a, int type, int severity);
+
+void rd_analysis_metrics(struct rd_analysis *a, struct rd_mbuf *b);
+
+#endif

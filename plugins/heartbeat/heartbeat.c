@@ -1,0 +1,303 @@
+/*
+ * heartbeat: a phi-accrual failure detector (Hayashibara et al., as in
+ * Cassandra and Akka) over each agent's heartbeat inter-arrival times.
+ *
+ * phi = -log10(P(a heartbeat arrives later than now)), with the arrival
+ * time modelled as a normal distribution whose mean and standard deviation
+ * come from the last `window_size` intervals (never below `min_std_dev`,
+ * mean stretched by `acceptable_pause`). The verdict is bounded by the
+ * requirement's thresholds:
+ *
+ *   suspect: phi >= suspect_phi, or two intervals without a heartbeat;
+ *   failed:  failure_threshold intervals without a heartbeat, and
+ *            phi >= failure_phi (or twice that long, whatever phi says).
+ *
+ * One late heartbeat therefore never fails an agent. Observations are sent
+ * only when an agent's verdict changes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "recoveryd/plugin.h"
+
+#define MAX_WINDOW 1000
+
+struct node {
+    bool used;
+    char *id;
+    uint64_t epoch;
+    uint64_t last_ns;  /* last heartbeat (or when the agent was added) */
+    bool have_arrival; /* last_ns is a real heartbeat */
+    double *win;       /* intervals in ms, ring */
+    unsigned n, head;
+    double sum, sumsq;
+    int verdict;
+};
+
+struct state {
+    rd_plugin_instance_t *inst;
+    const struct rd_host_api *host;
+    struct rd_detection_params p;
+    unsigned window;
+    double min_std_ms, pause_ms, suspect_phi, failure_phi;
+    uint64_t check_ms;
+    rd_timer_t *timer;
+    struct node *nodes; /* indexed by slot */
+    uint32_t cap;
+    uint64_t *observations;
+};
+
+static const struct rd_plugin_key keys[] = {
+    {"window_size", RD_KEY_INT, "100", 2, MAX_WINDOW, "intervals kept per agent"},
+    {"min_std_dev", RD_KEY_DURATION, "50ms", 1, 60000, "lower bound of the interval spread"},
+    {"acceptable_pause", RD_KEY_DURATION, "0ms", 0, 3600000, "added to the expected interval"},
+    {"suspect_phi", RD_KEY_DOUBLE, "5", 0.5, 100, "phi at which an agent is suspected"},
+    {"failure_phi", RD_KEY_DOUBLE, "8", 0.5, 100, "phi needed (with the missed intervals) to fail"},
+    {"check_interval", RD_KEY_DURATION, "0ms", 0, 60000,
+     "how often phi is evaluated (0: a fifth of heartbeat_interval)"},
+    {NULL, 0, NULL, 0, 0, NULL},
+};
+
+static struct node *slot_node(struct state *st, uint32_t slot, bool grow)
+{
+    if (slot == UINT32_MAX)
+        return NULL;
+    if (slot >= st->cap) {
+        if (!grow)
+            return NULL;
+        uint32_t ncap = st->cap ? st->cap : 256;
+        while (ncap <= slot)
+            ncap *= 2;
+        struct node *nn = realloc(st->nodes, ncap * sizeof(*nn));
+        if (nn == NULL)
+            return NULL;
+        memset(nn + st->cap, 0, (ncap - st->cap) * sizeof(*nn));
+        st->nodes = nn;
+        st->cap = ncap;
+    }
+    return &st->nodes[slot];
+}
+
+static void node_clear(struct node *n)
+{
+    free(n->id);
+    free(n->win);
+    memset(n, 0, sizeof(*n));
+}
+
+static void node_reset(struct state *st, struct node *n, const char *id, uint64_t epoch,
+                       uint64_t now)
+{
+    if (!n->used || n->id == NULL || strcmp(n->id, id) != 0) {
+        node_clear(n);
+        n->id = strdup(id);
+        n->win = calloc(st->window, sizeof(double));
+        if (n->id == NULL || n->win == NULL) {
+            node_clear(n);
+            return;
+        }
+        n->used = true;
+    }
+    n->epoch = epoch;
+    n->last_ns = now;
+    n->have_arrival = false;
+    n->n = n->head = 0;
+    n->sum = n->sumsq = 0;
+    n->verdict = RD_VERDICT_OK;
+}
+
+static void add_interval(struct state *st, struct node *n, double ms)
+{
+    if (n->n == st->window) {
+        double old = n->win[n->head];
+        n->sum -= old;
+        n->sumsq -= old * old;
+    } else {
+        n->n++;
+    }
+    n->win[n->head] = ms;
+    n->head = (n->head + 1) % st->window;
+    n->sum += ms;
+    n->sumsq += ms * ms;
+}
+
+/* phi for `elapsed_ms` since the last heartbeat. */
+static double phi(const struct state *st, const struct node *n, double elapsed_ms)
+{
+    double interval = (double)st->p.heartbeat_interval_ms;
+    double mean = interval, sd = interval / 4;
+    if (n->n >= 2) { /* until then, assume the configured interval */
+        mean = n->sum / n->n;
+        double var = n->sumsq / n->n - mean * mean;
+        sd = var > 0 ? sqrt(var) : 0;
+    }
+    if (sd < st->min_std_ms)
+        sd = st->min_std_ms;
+    mean += st->pause_ms;
+    /* Logistic approximation of the normal CDF (Akka's). */
+    double y = (elapsed_ms - mean) / sd;
+    double e = exp(-y * (1.5976 + 0.070566 * y * y));
+    double p_later = elapsed_ms > mean ? e / (1.0 + e) : 1.0 - 1.0 / (1.0 + e);
+    if (p_later < 1e-300)
+        return 300;
+    return -log10(p_later);
+}
+
+static void report(struct state *st, struct node *n, int verdict, double ph, double elapsed_ms)
+{
+    n->verdict = verdict;
+    char detail[160];
+    if (verdict == RD_VERDICT_OK)
+        snprintf(detail, sizeof(detail), "heartbeats arrive again");
+    else
+        snprintf(detail, sizeof(detail), "no heartbeat for %.0f ms (phi %.1f)", elapsed_ms, ph);
+    struct rd_observation o = {
+        .node_id = n->id,
+        .epoch = n->epoch,
+        .signal = RD_SIG_HEARTBEAT,
+        .verdict = verdict,
+        .value = ph,
+        .since_ns = verdict == RD_VERDICT_OK ? 0 : n->last_ns,
+        .detail = detail,
+    };
+    if (st->observations)
+        (*st->observations)++;
+    st->host->observe(st->inst, &o);
+}
+
+static void check(void *data)
+{
+    struct state *st = data;
+    uint64_t now = st->host->now_ns();
+    double interval = (double)st->p.heartbeat_interval_ms;
+    double fail_after = interval * st->p.failure_threshold;
+    for (uint32_t i = 0; i < st->cap; i++) {
+        struct node *n = &st->nodes[i];
+        if (!n->used)
+            continue;
+        double elapsed = (double)(now - n->last_ns) / 1e6;
+        double ph = phi(st, n, elapsed);
+        int v = RD_VERDICT_OK;
+        if (elapsed >= fail_after && (ph >= st->failure_phi || elapsed >= 2 * fail_after))
+            v = RD_VERDICT_FAILED;
+        else if (ph >= st->suspect_phi || elapsed >= 2 * interval)
+            v = RD_VERDICT_SUSPECT;
+        if (v > n->verdict) /* worse: report; better only comes with a heartbeat */
+            report(st, n, v, ph, elapsed);
+    }
+}
+
+static void on_node(void *state, int event, const struct rd_node_view *v)
+{
+    struct state *st = state;
+    struct node *n = slot_node(st, v->slot, event != RD_NODE_EV_REMOVED);
+    if (n == NULL)
+        return;
+    switch (event) {
+    case RD_NODE_EV_ADDED:
+    case RD_NODE_EV_EPOCH:
+        node_reset(st, n, v->node_id, v->epoch, st->host->now_ns());
+        break;
+    case RD_NODE_EV_STATE:
+        /* A fenced agent sends no more heartbeats under this epoch. */
+        if (strcmp(v->state, "failed") == 0 || strcmp(v->state, "isolated") == 0)
+            node_clear(n);
+        else if (!n->used || n->epoch != v->epoch)
+            node_reset(st, n, v->node_id, v->epoch, st->host->now_ns());
+        break;
+    case RD_NODE_EV_REMOVED:
+        node_clear(n);
+        break;
+    }
+}
+
+static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
+{
+    struct state *st = state;
+    struct node *n = slot_node(st, hb->slot, true);
+    if (n == NULL)
+        return;
+    if (!n->used || n->epoch != hb->epoch || strcmp(n->id, hb->node_id) != 0)
+        node_reset(st, n, hb->node_id, hb->epoch, hb->arrival_ns);
+    if (n->have_arrival && hb->arrival_ns > n->last_ns)
+        add_interval(st, n, (double)(hb->arrival_ns - n->last_ns) / 1e6);
+    n->last_ns = hb->arrival_ns;
+    n->have_arrival = true;
+    if (n->verdict != RD_VERDICT_OK)
+        report(st, n, RD_VERDICT_OK, 0, 0);
+}
+
+static int init(rd_plugin_instance_t *inst, const struct rd_host_api *host, void *state)
+{
+    struct state *st = state;
+    st->inst = inst;
+    st->host = host;
+    host->detection_params(inst, &st->p);
+    st->window = (unsigned)host->config_int(inst, "window_size");
+    st->min_std_ms = (double)host->config_uint(inst, "min_std_dev");
+    st->pause_ms = (double)host->config_uint(inst, "acceptable_pause");
+    st->suspect_phi = host->config_double(inst, "suspect_phi");
+    st->failure_phi = host->config_double(inst, "failure_phi");
+    st->check_ms = host->config_uint(inst, "check_interval");
+    if (st->check_ms == 0)
+        st->check_ms = st->p.heartbeat_interval_ms / 5 ? st->p.heartbeat_interval_ms / 5 : 1;
+    if (st->suspect_phi > st->failure_phi) {
+        host->set_error(inst, "suspect_phi (%g) must not be above failure_phi (%g)",
+                        st->suspect_phi, st->failure_phi);
+        return RD_EINVAL;
+    }
+    st->observations = host->counter(inst, "heartbeat_observations",
+                                     "Verdict changes reported by the heartbeat detector.");
+    return 0;
+}
+
+static int start(void *state)
+{
+    struct state *st = state;
+    st->timer = st->host->timer_start(st->inst, st->check_ms, st->check_ms, check, st);
+    return st->timer ? 0 : RD_ENOMEM;
+}
+
+static void stop(void *state, void (*done)(rd_plugin_instance_t *))
+{
+    struct state *st = state;
+    st->timer = NULL; /* the host stops an instance's timers itself */
+    done(st->inst);
+}
+
+static void destroy(void *state)
+{
+    struct state *st = state;
+    for (uint32_t i = 0; i < st->cap; i++)
+        node_clear(&st->nodes[i]);
+    free(st->nodes);
+}
+
+static const struct rd_detector_ops ops = {
+    .version = RD_DETECTOR_OPS_VERSION,
+    .size = sizeof(struct rd_detector_ops),
+    .on_node = on_node,
+    .on_heartbeat = on_heartbeat,
+};
+
+static const struct rd_plugin_descriptor descriptor = {
+    RD_PLUGIN_HEADER,
+    .name = "heartbeat",
+    .version = "1.0.0",
+    .kind = RD_PLUGIN_DETECTOR,
+    .description = "phi-accrual failure detector over heartbeat arrivals",
+    .keys = keys,
+    .state_size = sizeof(struct state),
+    .init = init,
+    .start = start,
+    .stop = stop,
+    .destroy = destroy,
+    .ops = &ops,
+};
+
+RD_PLUGIN_EXPORT const struct rd_plugin_descriptor *rd_plugin_entry(void)
+{
+    return &descriptor;
+}

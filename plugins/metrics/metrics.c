@@ -1,0 +1,317 @@
+/*
+ * metrics: business metrics the agents report in their heartbeats
+ * (error_rate, latency_ms, cpu, mem), judged three ways.
+ *
+ *  - Limits: a metric above its limit for `limit_samples` heartbeats in a
+ *    row fails the agent (verdict failed).
+ *  - Anomaly: a value far (z_threshold standard deviations) above both the
+ *    agent's own baseline and the fleet's baseline (both exponentially
+ *    weighted) makes it suspect.
+ *  - Trend: a least-squares line over the last `predict_window` samples that
+ *    reaches the limit within `predict_horizon` is a prediction (predicted,
+ *    with the estimated time to failure), so a policy can drain the agent
+ *    before it fails.
+ *
+ * Higher is worse for every metric. Observations are sent only on change.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "recoveryd/plugin.h"
+
+enum { M_ERROR = 0, M_LATENCY, M_CPU, M_MEM, M_COUNT };
+static const char *const metric_names[M_COUNT] = {"error_rate", "latency_ms", "cpu", "mem"};
+/* Smallest spread assumed, so a flat baseline does not make noise an anomaly. */
+static const double min_sd[M_COUNT] = {0.01, 5.0, 0.02, 0.02};
+
+#define MAX_WINDOW 64
+
+struct series {
+    double ewma, ewvar;
+    unsigned n;
+    unsigned over; /* consecutive samples above the limit */
+    double t[MAX_WINDOW], v[MAX_WINDOW];
+    unsigned head, count;
+};
+
+struct node {
+    bool used;
+    char *id;
+    uint64_t epoch;
+    struct series m[M_COUNT];
+    int verdict;
+    bool predicted;
+    int why; /* metric behind the verdict */
+};
+
+struct state {
+    rd_plugin_instance_t *inst;
+    const struct rd_host_api *host;
+    double alpha, z, limits[M_COUNT];
+    unsigned min_samples, limit_samples, window;
+    double horizon_s;
+    struct series fleet[M_COUNT];
+    struct node *nodes;
+    uint32_t cap;
+    uint64_t *anomalies, *predictions;
+};
+
+static const struct rd_plugin_key keys[] = {
+    {"alpha", RD_KEY_DOUBLE, "0.2", 0.01, 1, "weight of a new sample in the baselines"},
+    {"z_threshold", RD_KEY_DOUBLE, "4", 1, 100,
+     "standard deviations above both baselines that make an anomaly"},
+    {"min_samples", RD_KEY_INT, "5", 1, 10000, "samples before an agent is judged"},
+    {"error_rate_limit", RD_KEY_DOUBLE, "0.5", 0, 1, "error_rate at which an agent fails"},
+    {"latency_limit_ms", RD_KEY_DOUBLE, "5000", 1, 1e9, "latency_ms at which an agent fails"},
+    {"cpu_limit", RD_KEY_DOUBLE, "0.98", 0, 1e6, "cpu share at which an agent fails"},
+    {"mem_limit", RD_KEY_DOUBLE, "0.95", 0, 1e18, "mem share at which an agent fails"},
+    {"limit_samples", RD_KEY_INT, "3", 1, 1000, "samples in a row above a limit to fail"},
+    {"predict_window", RD_KEY_INT, "20", 3, MAX_WINDOW, "samples the trend is fitted over"},
+    {"predict_horizon", RD_KEY_DURATION, "60s", 1000, 86400000,
+     "how far ahead a trend reaching a limit is a prediction"},
+    {NULL, 0, NULL, 0, 0, NULL},
+};
+
+static struct node *slot_node(struct state *st, uint32_t slot)
+{
+    if (slot == UINT32_MAX)
+        return NULL;
+    if (slot >= st->cap) {
+        uint32_t ncap = st->cap ? st->cap : 256;
+        while (ncap <= slot)
+            ncap *= 2;
+        struct node *nn = realloc(st->nodes, ncap * sizeof(*nn));
+        if (nn == NULL)
+            return NULL;
+        memset(nn + st->cap, 0, (ncap - st->cap) * sizeof(*nn));
+        st->nodes = nn;
+        st->cap = ncap;
+    }
+    return &st->nodes[slot];
+}
+
+static void node_clear(struct node *n)
+{
+    free(n->id);
+    memset(n, 0, sizeof(*n));
+}
+
+static bool node_bind(struct node *n, const char *id, uint64_t epoch)
+{
+    if (n->used && n->epoch == epoch && strcmp(n->id, id) == 0)
+        return true;
+    node_clear(n);
+    n->id = strdup(id);
+    if (n->id == NULL)
+        return false;
+    n->used = true;
+    n->epoch = epoch;
+    return true;
+}
+
+/* Updates an EWMA baseline with x; returns how many standard deviations x
+ * was above the baseline before the update. */
+static double ewma_push(struct series *s, double x, double alpha, double floor_sd)
+{
+    double z = 0;
+    if (s->n == 0) {
+        s->ewma = x;
+        s->ewvar = 0;
+    } else {
+        double sd = sqrt(s->ewvar);
+        if (sd < floor_sd)
+            sd = floor_sd;
+        z = (x - s->ewma) / sd;
+        double d = x - s->ewma;
+        s->ewma += alpha * d;
+        s->ewvar = (1 - alpha) * (s->ewvar + alpha * d * d);
+    }
+    s->n++;
+    return z;
+}
+
+/* Least-squares slope per second over the window; false when too few points. */
+static bool slope(const struct series *s, unsigned window, double *out)
+{
+    unsigned n = s->count;
+    if (n < 3 || n * 2 < window)
+        return false;
+    double mt = 0, mv = 0;
+    for (unsigned i = 0; i < n; i++) {
+        mt += s->t[i];
+        mv += s->v[i];
+    }
+    mt /= n;
+    mv /= n;
+    double num = 0, den = 0;
+    for (unsigned i = 0; i < n; i++) {
+        num += (s->t[i] - mt) * (s->v[i] - mv);
+        den += (s->t[i] - mt) * (s->t[i] - mt);
+    }
+    if (den <= 0)
+        return false;
+    *out = num / den;
+    return true;
+}
+
+static void push_window(struct series *s, unsigned window, double t, double v)
+{
+    if (s->count < window) {
+        s->t[s->count] = t;
+        s->v[s->count] = v;
+        s->count++;
+    } else {
+        memmove(s->t, s->t + 1, (window - 1) * sizeof(double));
+        memmove(s->v, s->v + 1, (window - 1) * sizeof(double));
+        s->t[window - 1] = t;
+        s->v[window - 1] = v;
+    }
+}
+
+static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
+{
+    struct state *st = state;
+    if (!hb->has_metrics)
+        return;
+    struct node *n = slot_node(st, hb->slot);
+    if (n == NULL || !node_bind(n, hb->node_id, hb->epoch))
+        return;
+    double x[M_COUNT] = {hb->error_rate, hb->latency_ms, hb->cpu, hb->mem};
+    double t = (double)hb->arrival_ns / 1e9;
+    int verdict = 0, why = -1;
+    bool predicted = false;
+    double eta_ms = 0;
+    for (int m = 0; m < M_COUNT; m++) {
+        struct series *s = &n->m[m];
+        double z_own = ewma_push(s, x[m], st->alpha, min_sd[m]);
+        double z_fleet = ewma_push(&st->fleet[m], x[m], st->alpha / 10, min_sd[m]);
+        push_window(s, st->window, t, x[m]);
+        s->over = x[m] >= st->limits[m] ? s->over + 1 : 0;
+        if (s->n < st->min_samples)
+            continue;
+        if (s->over >= st->limit_samples) {
+            if (verdict < RD_VERDICT_FAILED)
+                why = m;
+            verdict = RD_VERDICT_FAILED;
+        } else if (z_own >= st->z && z_fleet >= st->z && verdict < RD_VERDICT_SUSPECT) {
+            verdict = RD_VERDICT_SUSPECT;
+            why = m;
+        }
+        double k;
+        if (x[m] < st->limits[m] && slope(s, st->window, &k) && k > 0) {
+            double eta = (st->limits[m] - x[m]) / k;
+            if (eta <= st->horizon_s && (!predicted || eta * 1000 < eta_ms)) {
+                predicted = true;
+                eta_ms = eta * 1000;
+                if (why < 0)
+                    why = m;
+            }
+        }
+    }
+    if (verdict == n->verdict && predicted == n->predicted)
+        return;
+    n->verdict = verdict;
+    n->predicted = predicted;
+    n->why = why;
+    char detail[160];
+    const char *mn = why >= 0 ? metric_names[why] : NULL;
+    if (verdict == RD_VERDICT_FAILED)
+        snprintf(detail, sizeof(detail), "%s %g above its limit %g", mn, x[why], st->limits[why]);
+    else if (verdict == RD_VERDICT_SUSPECT)
+        snprintf(detail, sizeof(detail), "%s %g far above its own and the fleet's baseline", mn,
+                 x[why]);
+    else if (predicted)
+        snprintf(detail, sizeof(detail), "%s heads for its limit %g in about %.0f s", mn,
+                 st->limits[why], eta_ms / 1000);
+    else
+        snprintf(detail, sizeof(detail), "metrics back to normal");
+    if (verdict == RD_VERDICT_SUSPECT && st->anomalies)
+        (*st->anomalies)++;
+    if (predicted && st->predictions)
+        (*st->predictions)++;
+    struct rd_observation o = {
+        .node_id = n->id,
+        .epoch = n->epoch,
+        .signal = RD_SIG_METRICS,
+        .verdict = verdict,
+        .value = why >= 0 ? x[why] : 0,
+        .predicted = predicted,
+        .eta_ms = eta_ms,
+        .metric = mn,
+        .detail = detail,
+    };
+    st->host->observe(st->inst, &o);
+}
+
+static void on_node(void *state, int event, const struct rd_node_view *v)
+{
+    struct state *st = state;
+    if (v->slot >= st->cap)
+        return;
+    struct node *n = &st->nodes[v->slot];
+    if (event == RD_NODE_EV_REMOVED || event == RD_NODE_EV_EPOCH ||
+        (n->used && n->epoch != v->epoch))
+        node_clear(n);
+}
+
+static int init(rd_plugin_instance_t *inst, const struct rd_host_api *host, void *state)
+{
+    struct state *st = state;
+    st->inst = inst;
+    st->host = host;
+    st->alpha = host->config_double(inst, "alpha");
+    st->z = host->config_double(inst, "z_threshold");
+    st->min_samples = (unsigned)host->config_int(inst, "min_samples");
+    st->limits[M_ERROR] = host->config_double(inst, "error_rate_limit");
+    st->limits[M_LATENCY] = host->config_double(inst, "latency_limit_ms");
+    st->limits[M_CPU] = host->config_double(inst, "cpu_limit");
+    st->limits[M_MEM] = host->config_double(inst, "mem_limit");
+    st->limit_samples = (unsigned)host->config_int(inst, "limit_samples");
+    st->window = (unsigned)host->config_int(inst, "predict_window");
+    st->horizon_s = (double)host->config_uint(inst, "predict_horizon") / 1000.0;
+    st->anomalies = host->counter(inst, "metrics_anomalies", "Metric anomalies reported.");
+    st->predictions = host->counter(inst, "metrics_predictions", "Failure predictions reported.");
+    return 0;
+}
+
+static void stop(void *state, void (*done)(rd_plugin_instance_t *))
+{
+    struct state *st = state;
+    done(st->inst);
+}
+
+static void destroy(void *state)
+{
+    struct state *st = state;
+    for (uint32_t i = 0; i < st->cap; i++)
+        node_clear(&st->nodes[i]);
+    free(st->nodes);
+}
+
+static const struct rd_detector_ops ops = {
+    .version = RD_DETECTOR_OPS_VERSION,
+    .size = sizeof(struct rd_detector_ops),
+    .on_node = on_node,
+    .on_heartbeat = on_heartbeat,
+};
+
+static const struct rd_plugin_descriptor descriptor = {
+    RD_PLUGIN_HEADER,
+    .name = "metrics",
+    .version = "1.0.0",
+    .kind = RD_PLUGIN_DETECTOR,
+    .description = "business metrics: limits, anomalies against own and fleet baselines, trends",
+    .keys = keys,
+    .state_size = sizeof(struct state),
+    .init = init,
+    .stop = stop,
+    .destroy = destroy,
+    .ops = &ops,
+};
+
+RD_PLUGIN_EXPORT const struct rd_plugin_descriptor *rd_plugin_entry(void)
+{
+    return &descriptor;
+}

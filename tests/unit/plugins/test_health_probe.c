@@ -1,0 +1,351 @@
+/*
+ * The health_probe detector plugin (build/plugins/health_probe.so) against a
+ * fake host: its timers are fired and its probes answered by the test, and
+ * what it observes is checked verdict by verdict.
+ */
+#include "fake_host.h"
+
+static const char *cfg_basic[][2] = {
+    {"interval", "1s"},
+    {"failures_to_fail", "3"},
+    {NULL, NULL},
+};
+
+static struct rd_node_view node(const char *id, uint64_t epoch, const char *url)
+{
+    return (struct rd_node_view){
+        .node_id = id,
+        .epoch = epoch,
+        .state = "alive",
+        .health_url = url,
+        .labels_json = "{}",
+        .slots = 1,
+    };
+}
+
+static void node_event(int event, const char *id, uint64_t epoch, const char *url)
+{
+    const struct rd_detector_ops *ops = g_fh.desc->ops;
+    struct rd_node_view v = node(id, epoch, url);
+    ops->on_node(g_fh.state, event, &v);
+}
+
+/* Fires the probe timer and returns the index of the request it sent. */
+static size_t probe(void)
+{
+    size_t before = g_fh.n_http;
+    fh_fire_all();
+    assert_int_equal(g_fh.n_http, before + 1);
+    return g_fh.n_http - 1;
+}
+
+static void check_obs(size_t i, int verdict, int cause, const char *detail)
+{
+    assert_true(i < g_fh.n_obs);
+    const struct fh_obs *o = &g_fh.obs[i];
+    assert_int_equal(o->signal, RD_SIG_PROBE);
+    assert_int_equal(o->verdict, verdict);
+    assert_int_equal(o->probe_cause, cause);
+    if (detail)
+        assert_string_equal(o->detail, detail);
+}
+
+static void test_descriptor(void **state)
+{
+    (void)state;
+    assert_int_equal(fh_init("health_probe", "probe", cfg_basic), 0);
+    assert_int_equal(g_fh.desc->kind, RD_PLUGIN_DETECTOR);
+    const struct rd_detector_ops *ops = g_fh.desc->ops;
+    assert_int_equal(ops->version, RD_DETECTOR_OPS_VERSION);
+    assert_true(ops->size >= sizeof(struct rd_detector_ops));
+    assert_non_null(ops->on_node);
+    fh_destroy();
+}
+
+static void test_verdict_sequence(void **state)
+{
+    (void)state;
+    assert_int_equal(fh_init("health_probe", "probe", cfg_basic), 0);
+    fh_start();
+    node_event(RD_NODE_EV_ADDED, "a-1", 1, "http://10.0.0.1:9000/health");
+    node_event(RD_NODE_EV_ADDED, "no-url", 1, ""); /* never probed */
+    assert_int_equal(fh_live_timers(), 1);
+    const struct fh_timer *t = &g_fh.timers[0];
+    assert_int_equal(t->repeat_ms, 1000);
+    assert_true(t->first_ms < 1000);
+
+    /* First success: OK, once. */
+    size_t r = probe();
+    assert_string_equal(g_fh.http[r].method, "GET");
+    assert_string_equal(g_fh.http[r].url, "http://10.0.0.1:9000/health");
+    assert_int_equal(g_fh.http[r].timeout_ms, 1000); /* detection.health_check_timeout */
+    g_fh.now_ns = 5000000000ull;
+    fh_answer(r, 200, RD_PROBE_NONE, NULL, 3);
+    assert_int_equal(g_fh.n_obs, 1);
+    check_obs(0, RD_VERDICT_OK, RD_PROBE_NONE, NULL);
+    assert_string_equal(g_fh.obs[0].node_id, "a-1");
+    assert_int_equal(g_fh.obs[0].epoch, 1);
+    assert_true(g_fh.obs[0].value > 2.9 && g_fh.obs[0].value < 3.1);
+    assert_int_equal(g_fh.obs[0].since_ns, 5000000000ull);
+
+    /* Still fine: nothing new to say. */
+    g_fh.now_ns = 6000000000ull;
+    fh_answer(probe(), 200, RD_PROBE_NONE, NULL, 2);
+    assert_int_equal(g_fh.n_obs, 1);
+
+    /* The process is gone: SUSPECT, then FAILED after 3, both REFUSED; the
+     * time of the last success travels along. */
+    g_fh.now_ns = 7000000000ull;
+    fh_answer(probe(), 0, RD_PROBE_REFUSED, "connection refused", 0);
+    assert_int_equal(g_fh.n_obs, 2);
+    check_obs(1, RD_VERDICT_SUSPECT, RD_PROBE_REFUSED, "connection refused");
+    assert_int_equal(g_fh.obs[1].since_ns, 6000000000ull);
+    fh_answer(probe(), 0, RD_PROBE_REFUSED, "connection refused", 0);
+    assert_int_equal(g_fh.n_obs, 2);
+    fh_answer(probe(), 0, RD_PROBE_REFUSED, "connection refused", 0);
+    assert_int_equal(g_fh.n_obs, 3);
+    check_obs(2, RD_VERDICT_FAILED, RD_PROBE_REFUSED, "connection refused");
+    assert_int_equal(g_fh.obs[2].since_ns, 6000000000ull);
+    fh_answer(probe(), 0, RD_PROBE_REFUSED, "connection refused", 0);
+    assert_int_equal(g_fh.n_obs, 3);
+
+    /* Back: OK again. */
+    g_fh.now_ns = 9000000000ull;
+    fh_answer(probe(), 200, RD_PROBE_NONE, NULL, 4);
+    assert_int_equal(g_fh.n_obs, 4);
+    check_obs(3, RD_VERDICT_OK, RD_PROBE_NONE, NULL);
+    assert_int_equal(g_fh.obs[3].since_ns, 9000000000ull);
+
+    /* Hung (alive but not answering), then answering 503: the cause change
+     * is reported, then FAILED with the latest cause. */
+    fh_answer(probe(), 0, RD_PROBE_TIMEOUT, "no answer within 1000 ms", 1000);
+    assert_int_equal(g_fh.n_obs, 5);
+    check_obs(4, RD_VERDICT_SUSPECT, RD_PROBE_TIMEOUT, "no answer within 1000 ms");
+    assert_true(g_fh.obs[4].value > 999 && g_fh.obs[4].value < 1001);
+    fh_answer(probe(), 503, RD_PROBE_STATUS, "status 503", 1);
+    assert_int_equal(g_fh.n_obs, 6);
+    check_obs(5, RD_VERDICT_SUSPECT, RD_PROBE_STATUS, "status 503");
+    fh_answer(probe(), 503, RD_PROBE_STATUS, "status 503", 1);
+    assert_int_equal(g_fh.n_obs, 7);
+    check_obs(6, RD_VERDICT_FAILED, RD_PROBE_STATUS, "status 503");
+    fh_answer(probe(), 0, RD_PROBE_NETWORK, "Could not resolve host", 1);
+    assert_int_equal(g_fh.n_obs, 8);
+    check_obs(7, RD_VERDICT_FAILED, RD_PROBE_NETWORK, NULL);
+    assert_non_null(strstr(g_fh.obs[7].detail, "Could not resolve host"));
+    assert_int_equal(fh_counter("probes"), 11);
+    assert_int_equal(fh_counter("probe_failures"), 8);
+
+    fh_stop(true);
+    assert_int_equal(g_fh.done_calls, 1);
+    fh_destroy();
+}
+
+static void test_defaults_from_detection_params(void **state)
+{
+    (void)state;
+    static const char *cfg[][2] = {{NULL, NULL}};
+    static const struct rd_detection_params dp = {
+        .heartbeat_interval_ms = 1000,
+        .health_check_timeout_ms = 250,
+        .failure_threshold = 2,
+        .recovery_threshold = 2,
+    };
+    g_fh_next_dp = &dp;
+    assert_int_equal(fh_init("health_probe", "probe", cfg), 0);
+    fh_start();
+    node_event(RD_NODE_EV_ADDED, "b", 1, "tcp://10.0.0.2:7000");
+    size_t r = probe();
+    assert_string_equal(g_fh.http[r].url, "tcp://10.0.0.2:7000");
+    assert_int_equal(g_fh.http[r].timeout_ms, 250);
+    fh_answer(r, 0, RD_PROBE_TIMEOUT, "x", 250);
+    check_obs(0, RD_VERDICT_SUSPECT, RD_PROBE_TIMEOUT, "no answer within 250 ms");
+    assert_int_equal(g_fh.obs[0].since_ns, 0); /* never succeeded */
+    fh_answer(probe(), 0, RD_PROBE_TIMEOUT, "x", 250);
+    check_obs(1, RD_VERDICT_FAILED, RD_PROBE_TIMEOUT, NULL);
+    /* The default interval is 1s. */
+    assert_int_equal(g_fh.timers[0].repeat_ms, 1000);
+    fh_stop(true);
+    fh_destroy();
+}
+
+static void test_one_probe_in_flight(void **state)
+{
+    (void)state;
+    assert_int_equal(fh_init("health_probe", "probe", cfg_basic), 0);
+    fh_start();
+    node_event(RD_NODE_EV_ADDED, "a", 1, "http://a/health");
+    node_event(RD_NODE_EV_ADDED, "b", 1, "http://b/health");
+    assert_int_equal(fh_live_timers(), 2);
+    fh_fire_all();
+    assert_int_equal(g_fh.n_http, 2);
+    /* Neither answered: more ticks send nothing. */
+    fh_fire_all();
+    fh_fire_all();
+    assert_int_equal(g_fh.n_http, 2);
+    fh_answer(0, 200, RD_PROBE_NONE, NULL, 1);
+    fh_fire_all();
+    assert_int_equal(g_fh.n_http, 3);
+    assert_string_equal(g_fh.http[2].url, g_fh.http[0].url);
+    fh_stop(true);
+    fh_destroy();
+}
+
+static void test_removed_and_changed_nodes(void **state)
+{
+    (void)state;
+    assert_int_equal(fh_init("health_probe", "probe", cfg_basic), 0);
+    /* Known before start: probed once started. */
+    node_event(RD_NODE_EV_ADDED, "a", 1, "http://a/health");
+    assert_int_equal(fh_live_timers(), 0);
+    fh_start();
+    assert_int_equal(fh_live_timers(), 1);
+    size_t r = probe();
+
+    /* Removed with a probe in flight: no more probes, the late answer is
+     * ignored (and frees what it must: ASan would tell). */
+    node_event(RD_NODE_EV_REMOVED, "a", 1, "http://a/health");
+    assert_int_equal(fh_live_timers(), 0);
+    fh_answer(r, 0, RD_PROBE_REFUSED, "connection refused", 0);
+    assert_int_equal(g_fh.n_obs, 0);
+    assert_int_equal(fh_fire_all(), 0);
+    node_event(RD_NODE_EV_REMOVED, "nobody", 1, ""); /* unknown: nothing */
+
+    /* Back with a new epoch: a fresh start. */
+    node_event(RD_NODE_EV_ADDED, "a", 2, "http://a/health");
+    assert_int_equal(fh_live_timers(), 1);
+    fh_answer(probe(), 0, RD_PROBE_REFUSED, "connection refused", 0);
+    check_obs(0, RD_VERDICT_SUSPECT, RD_PROBE_REFUSED, NULL);
+    assert_int_equal(g_fh.obs[0].epoch, 2);
+
+    /* A new epoch while a probe is in flight: that answer is stale. */
+    r = probe();
+    node_event(RD_NODE_EV_EPOCH, "a", 3, "http://a/health");
+    fh_answer(r, 0, RD_PROBE_REFUSED, "connection refused", 0);
+    assert_int_equal(g_fh.n_obs, 1);
+    fh_answer(probe(), 200, RD_PROBE_NONE, NULL, 1);
+    assert_int_equal(g_fh.n_obs, 2);
+    check_obs(1, RD_VERDICT_OK, RD_PROBE_NONE, NULL);
+    assert_int_equal(g_fh.obs[1].epoch, 3);
+
+    /* A state change is no new epoch: nothing is re-announced. */
+    node_event(RD_NODE_EV_STATE, "a", 3, "http://a/health");
+    fh_answer(probe(), 200, RD_PROBE_NONE, NULL, 1);
+    assert_int_equal(g_fh.n_obs, 2);
+
+    /* The URL changes: the next probe goes there. */
+    node_event(RD_NODE_EV_STATE, "a", 3, "tcp://a:81");
+    assert_string_equal(g_fh.http[probe()].url, "tcp://a:81");
+
+    /* The URL goes away: probing stops. */
+    fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    node_event(RD_NODE_EV_STATE, "a", 3, "");
+    assert_int_equal(fh_live_timers(), 0);
+    fh_stop(true);
+    fh_destroy();
+}
+
+static void test_stop_with_probe_in_flight(void **state)
+{
+    (void)state;
+    /* A host that lets the probe call back after stop(): done waits for it,
+     * and the answer is not reported. */
+    assert_int_equal(fh_init("health_probe", "probe", cfg_basic), 0);
+    fh_start();
+    node_event(RD_NODE_EV_ADDED, "a", 1, "http://a/health");
+    node_event(RD_NODE_EV_ADDED, "b", 1, "http://b/health");
+    size_t n = g_fh.n_http;
+    fh_fire_all();
+    assert_int_equal(g_fh.n_http, n + 2);
+    node_event(RD_NODE_EV_REMOVED, "b", 1, ""); /* an orphan in flight too */
+    fh_stop(false);
+    assert_int_equal(g_fh.done_calls, 0);
+    fh_answer(0, 0, RD_PROBE_REFUSED, "connection refused", 0);
+    assert_int_equal(g_fh.done_calls, 0);
+    fh_answer(1, 200, RD_PROBE_NONE, NULL, 0);
+    assert_int_equal(g_fh.done_calls, 1);
+    assert_int_equal(g_fh.n_obs, 0);
+    fh_destroy();
+
+    /* The engine's order: timers freed and probes cancelled, then stop():
+     * no verdict from a cancelled probe, done at once, no timer touched. */
+    assert_int_equal(fh_init("health_probe", "probe", cfg_basic), 0);
+    fh_start();
+    node_event(RD_NODE_EV_ADDED, "a", 1, "http://a/health");
+    probe();
+    fh_stop(true);
+    assert_int_equal(g_fh.done_calls, 1);
+    assert_int_equal(g_fh.n_obs, 0);
+    fh_destroy();
+
+    /* Destroyed without ever starting. */
+    assert_int_equal(fh_init("health_probe", "probe", cfg_basic), 0);
+    node_event(RD_NODE_EV_ADDED, "a", 1, "http://a/health");
+    fh_destroy();
+}
+
+static void test_many_nodes(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    assert_int_equal(fh_init("health_probe", "probe", cfg_basic), 0);
+    fh_start();
+    char id[32], url[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "n-%d", i);
+        snprintf(url, sizeof url, "http://10.1.%d.%d/health", i / 256, i % 256);
+        node_event(RD_NODE_EV_ADDED, id, 1, url);
+        node_event(RD_NODE_EV_ADDED, id, 1, url); /* repeated: no second timer */
+    }
+    assert_int_equal(fh_live_timers(), N);
+    /* Spread over the interval, not all at once. */
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (size_t i = 0; i < g_fh.n_timers; i++) {
+        lo = g_fh.timers[i].first_ms < lo ? g_fh.timers[i].first_ms : lo;
+        hi = g_fh.timers[i].first_ms > hi ? g_fh.timers[i].first_ms : hi;
+    }
+    assert_true(hi - lo > 500);
+    fh_fire_all();
+    assert_int_equal(g_fh.n_http, N);
+    for (size_t i = 0; i < N; i++)
+        fh_answer(i, i % 2 ? 200 : 503, i % 2 ? RD_PROBE_NONE : RD_PROBE_STATUS, NULL, 1);
+    assert_int_equal(g_fh.n_obs, N);
+    for (int i = 0; i < N; i += 2) {
+        snprintf(id, sizeof id, "n-%d", i);
+        node_event(RD_NODE_EV_REMOVED, id, 1, "");
+    }
+    assert_int_equal(fh_live_timers(), N / 2);
+    fh_stop(true);
+    fh_destroy();
+}
+
+static void test_unsendable_probe(void **state)
+{
+    (void)state;
+    static const char *cfg[][2] = {{"failures_to_fail", "1"}, {NULL, NULL}};
+    assert_int_equal(fh_init("health_probe", "probe", cfg), 0);
+    fh_start();
+    node_event(RD_NODE_EV_ADDED, "a", 1, "http://bad url/");
+    g_fh.http_reject = RD_EINVAL;
+    fh_fire_all();
+    assert_int_equal(g_fh.n_http, 0);
+    check_obs(0, RD_VERDICT_FAILED, RD_PROBE_NETWORK, NULL);
+    fh_fire_all(); /* the same again: no new observation */
+    assert_int_equal(g_fh.n_obs, 1);
+    fh_stop(true);
+    fh_destroy();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_descriptor),
+        cmocka_unit_test(test_verdict_sequence),
+        cmocka_unit_test(test_defaults_from_detection_params),
+        cmocka_unit_test(test_one_probe_in_flight),
+        cmocka_unit_test(test_removed_and_changed_nodes),
+        cmocka_unit_test(test_stop_with_probe_in_flight),
+        cmocka_unit_test(test_many_nodes),
+        cmocka_unit_test(test_unsendable_probe),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
