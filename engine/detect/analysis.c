@@ -172,11 +172,10 @@ static void classify(const struct rd_node *n, const struct rd_soft *s, int *type
 static char *fault_metadata(const struct rd_node *n, const struct rd_soft *s, uint64_t now,
                             bool predicted)
 {
-    json_t *m = json_pack("{s:{s:s,s:s,s:s},s:s,s:I,s:b}", "signals", "heartbeat",
-                          verdict_name(s->hb), "probe", verdict_name(s->probe), "metrics",
-                          verdict_name(s->metrics_verdict), "probe_cause",
-                          cause_name(s->probe_cause), "epoch", (json_int_t)n->epoch, "predicted",
-                          predicted);
+    json_t *m = json_pack(
+        "{s:{s:s,s:s,s:s},s:s,s:I,s:b}", "signals", "heartbeat", verdict_name(s->hb), "probe",
+        verdict_name(s->probe), "metrics", verdict_name(s->metrics_verdict), "probe_cause",
+        cause_name(s->probe_cause), "epoch", (json_int_t)n->epoch, "predicted", predicted);
     if (m == NULL)
         return NULL;
     if (s->phi > 0)
@@ -306,8 +305,7 @@ static void partition_close(struct rd_analysis *a)
     cmd.u.fresolve.id = RD_STR(a->partition_fault_id);
     cmd.u.fresolve.node_id = RD_STR("");
     cmd.u.fresolve.note = RD_STR("the share of agents in trouble dropped below the threshold");
-    RD_INFO("analysis", "partition_over", "suspect=%zu",
-            eng->fsm.count_by_state[RD_NODE_SUSPECT]);
+    RD_INFO("analysis", "partition_over", "suspect=%zu", eng->fsm.count_by_state[RD_NODE_SUSPECT]);
     propose(a, &cmd, NULL, STAGE_OTHER, true);
 }
 
@@ -411,8 +409,7 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_s
                      (unsigned)s->n_flaps, flap);
             s->bad_since_ns = 0;
             propose_transition(a, n, s, flap ? RD_NODE_PROBATION : RD_NODE_ALIVE, !flap,
-                               flap ? "signals ok again; flapping: probation"
-                                    : "signals ok again",
+                               flap ? "signals ok again; flapping: probation" : "signals ok again",
                                STAGE_OTHER);
             return;
         }
@@ -455,10 +452,10 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_s
         if (state != RD_NODE_SUSPECT)
             record_flap(a, s, now);
         guard_record(a, now);
-        RD_WARN("analysis", "node_failed", "node=%s epoch=%llu type=%s severity=%s hb=%s probe=%s/%s",
-                n->node_id, (unsigned long long)n->epoch, rd_fault_type_name(type),
-                rd_severity_name(sev), verdict_name(s->hb), verdict_name(s->probe),
-                cause_name(s->probe_cause));
+        RD_WARN("analysis", "node_failed",
+                "node=%s epoch=%llu type=%s severity=%s hb=%s probe=%s/%s", n->node_id,
+                (unsigned long long)n->epoch, rd_fault_type_name(type), rd_severity_name(sev),
+                verdict_name(s->hb), verdict_name(s->probe), cause_name(s->probe_cause));
         propose_fault(a, n, s, type, sev, RD_NODE_FAILED, false, now);
         return;
     }
@@ -548,8 +545,7 @@ static void tick(uv_timer_t *t)
         partition_close(a);
     for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
         const struct rd_node *n = eng->fsm.nodes[i];
-        if (n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED ||
-            n->state == RD_NODE_LEFT)
+        if (n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED || n->state == RD_NODE_LEFT)
             continue;
         struct rd_soft *s = rd_registry_get(&eng->registry, n->node_id, n->id_len);
         if (s != NULL && !s->proposing &&
@@ -604,7 +600,8 @@ void rd_analysis_metrics(struct rd_analysis *a, struct rd_mbuf *b)
     for (int t = 0; t < RD_FAULT_TYPE_COUNT; t++)
         for (int s = 0; s < RD_SEV_COUNT; s++)
             if (a->faults_opened[t][s])
-                rd_mbuf_printf(b, "recoveryd_faults_total{fault_type=\"%s\",severity=\"%s\"} %llu\n",
+                rd_mbuf_printf(b,
+                               "recoveryd_faults_total{fault_type=\"%s\",severity=\"%s\"} %llu\n",
                                rd_fault_type_name(t), rd_severity_name(s),
                                (unsigned long long)a->faults_opened[t][s]);
     rd_metric_header(b, "recoveryd_faults_open", "gauge", "Fault records not yet resolved.");

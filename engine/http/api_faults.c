@@ -27,8 +27,7 @@ static json_t *fault_json(const struct rd_fault *x)
                      "severity_level", rd_severity_name(x->severity), "detected_at", det,
                      "resolved_at", x->resolved_at ? json_string(res) : json_null(),
                      "recovery_action", json_or_string(x->recovery_action_json), "status",
-                     rd_fault_status_name(x->status), "metadata", meta, "seq",
-                     (json_int_t)x->seq);
+                     rd_fault_status_name(x->status), "metadata", meta, "seq", (json_int_t)x->seq);
 }
 
 void rd_api_FAULTS_RECORDS(struct rd_http_req *hr)
@@ -65,7 +64,8 @@ void rd_api_FAULTS_RECORDS(struct rd_http_req *hr)
         return;
     }
     if (since != NULL && rd_time_parse(since, &since_ms) != 0) {
-        rd_http_bad_request(hr, "since", "since must be an RFC 3339 time like 2026-11-24T03:04:05Z");
+        rd_http_bad_request(hr, "since",
+                            "since must be an RFC 3339 time like 2026-11-24T03:04:05Z");
         return;
     }
     /* Newest first; the cursor is the seq of the last record returned. */
@@ -86,7 +86,8 @@ void rd_api_FAULTS_RECORDS(struct rd_http_req *hr)
         const struct rd_fault *x = f->faults[i];
         if (x->detected_at < since_ms)
             break; /* records are in order of detection */
-        if ((node && strcmp(node, x->node_id) != 0) || (want_status >= 0 && x->status != want_status) ||
+        if ((node && strcmp(node, x->node_id) != 0) ||
+            (want_status >= 0 && x->status != want_status) ||
             (want_sev >= 0 && x->severity != want_sev) || (want_type >= 0 && x->type != want_type))
             continue;
         if ((int)json_array_size(items) == limit) {
@@ -130,12 +131,10 @@ void rd_api_FAULTS_STATUS(struct rd_http_req *hr)
     for (size_t i = f->n_faults; i-- > 0 && f->faults[i]->detected_at >= hour_ago;)
         last_hour++;
     const struct rd_hist *h = &eng->analysis.latency_failed;
-    json_t *latency = json_pack("{s:o,s:o}", "p50",
-                                h->count ? json_integer((json_int_t)(rd_hist_quantile(h, 0.5) * 1000))
-                                         : json_null(),
-                                "p99",
-                                h->count ? json_integer((json_int_t)(rd_hist_quantile(h, 0.99) * 1000))
-                                         : json_null());
+    json_t *latency = json_pack(
+        "{s:o,s:o}", "p50",
+        h->count ? json_integer((json_int_t)(rd_hist_quantile(h, 0.5) * 1000)) : json_null(), "p99",
+        h->count ? json_integer((json_int_t)(rd_hist_quantile(h, 0.99) * 1000)) : json_null());
     bool partition = eng->analysis.partition_suspected;
     rd_http_send_json(hr, 200,
                       json_pack("{s:I,s:I,s:o,s:n,s:s,s:b,s:n,s:b}", "active_faults",
@@ -148,6 +147,5 @@ void rd_api_FAULTS_STATUS(struct rd_http_req *hr)
 
 void rd_api_PLUGINS_LIST(struct rd_http_req *hr)
 {
-    rd_http_send_json(hr, 200,
-                      json_pack("{s:o}", "items", rd_plugin_host_json(&hr->eng->plugins)));
+    rd_http_send_json(hr, 200, json_pack("{s:o}", "items", rd_plugin_host_json(&hr->eng->plugins)));
 }

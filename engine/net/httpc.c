@@ -810,7 +810,7 @@ static void cancel_where(struct rd_httpc *c, bool all, void *owner)
     }
     struct rd_http_response resp = {
         .status = 0,
-        .cause = RD_PROBE_NETWORK,
+        .cause = RD_PROBE_CANCELLED,
         .error = "cancelled",
         .body = "",
     };

@@ -77,8 +77,9 @@ int rd_plugin_check(const struct rd_plugin_descriptor *d, const char *file, char
         return RD_EUNSUPPORTED;
     }
     if (d->build_sig == NULL || strcmp(d->build_sig, RD_PLUGIN_BUILD_SIG) != 0) {
-        snprintf(err, errlen, "%s: plugin build signature '%s' does not match this recoveryd's '%s'",
-                 file, d->build_sig ? d->build_sig : "(none)", RD_PLUGIN_BUILD_SIG);
+        snprintf(err, errlen,
+                 "%s: plugin build signature '%s' does not match this recoveryd's '%s'", file,
+                 d->build_sig ? d->build_sig : "(none)", RD_PLUGIN_BUILD_SIG);
         return RD_EUNSUPPORTED;
     }
     if (d->name == NULL || d->name[0] == '\0' || d->init == NULL || d->ops == NULL) {
@@ -89,8 +90,9 @@ int rd_plugin_check(const struct rd_plugin_descriptor *d, const char *file, char
     switch (d->kind) {
     case RD_PLUGIN_DETECTOR:
         if (ops[0] < 1 || ops[1] < sizeof(struct rd_detector_ops)) {
-            snprintf(err, errlen, "%s: detector ops version %u size %u, host needs version 1 size %zu",
-                     file, ops[0], ops[1], sizeof(struct rd_detector_ops));
+            snprintf(err, errlen,
+                     "%s: detector ops version %u size %u, host needs version 1 size %zu", file,
+                     ops[0], ops[1], sizeof(struct rd_detector_ops));
             return RD_EUNSUPPORTED;
         }
         break;
@@ -103,8 +105,9 @@ int rd_plugin_check(const struct rd_plugin_descriptor *d, const char *file, char
         break;
     case RD_PLUGIN_BACKUP:
         if (ops[0] < 1 || ops[1] < sizeof(struct rd_backup_ops)) {
-            snprintf(err, errlen, "%s: backup ops version %u size %u, host needs version 1 size %zu",
-                     file, ops[0], ops[1], sizeof(struct rd_backup_ops));
+            snprintf(err, errlen,
+                     "%s: backup ops version %u size %u, host needs version 1 size %zu", file,
+                     ops[0], ops[1], sizeof(struct rd_backup_ops));
             return RD_EUNSUPPORTED;
         }
         break;
@@ -244,8 +247,9 @@ static int bind_config(struct rd_plugin_instance *in, const char *file, char *er
         const struct rd_cfg_kv *kv = rd_config_plugin_value(c, k->name);
         const char *text = kv ? kv->value : k->default_value;
         if (text == NULL) {
-            snprintf(err, errlen, "%s:%d: plugins.instances[%u].config.%s: required by plugin %s (%s)",
-                     file, c->line, in->index, k->name, in->desc->name, k->help ? k->help : "");
+            snprintf(err, errlen,
+                     "%s:%d: plugins.instances[%u].config.%s: required by plugin %s (%s)", file,
+                     c->line, in->index, k->name, in->desc->name, k->help ? k->help : "");
             return RD_ECONFIG;
         }
         struct rd_plugin_value *v = &in->values[in->n_values++];
@@ -386,8 +390,8 @@ static void timer_fire(uv_timer_t *uvt)
     cb(data);
 }
 
-static rd_timer_t *api_timer_start(rd_plugin_instance_t *inst, uint64_t first_ms, uint64_t repeat_ms,
-                                   rd_timer_cb cb, void *data)
+static rd_timer_t *api_timer_start(rd_plugin_instance_t *inst, uint64_t first_ms,
+                                   uint64_t repeat_ms, rd_timer_cb cb, void *data)
 {
     if (inst->stopping || cb == NULL)
         return NULL;
@@ -605,7 +609,8 @@ int rd_plugin_host_load(struct rd_plugin_host *h, struct rd_engine *eng, struct 
             continue;
         }
         RD_INFO("plugins", "loaded", "instance=%s plugin=%s kind=%s version=%s", in->cfg->name,
-                in->desc->name, kind_name(in->desc->kind), in->desc->version ? in->desc->version : "");
+                in->desc->name, kind_name(in->desc->kind),
+                in->desc->version ? in->desc->version : "");
     }
     return 0;
 }
@@ -774,12 +779,12 @@ json_t *rd_plugin_host_json(struct rd_plugin_host *h)
     json_t *arr = json_array();
     for (unsigned i = 0; i < h->n; i++) {
         const struct rd_plugin_instance *in = &h->insts[i];
-        json_array_append_new(
-            arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s?}", "name", in->cfg->name, "plugin",
-                           in->desc->name, "kind", kind_name(in->desc->kind), "version",
-                           in->desc->version ? in->desc->version : "", "state",
-                           inst_state_name(in->st), "required", in->cfg->required, "error",
-                           in->errmsg[0] ? in->errmsg : NULL));
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s?}", "name",
+                                             in->cfg->name, "plugin", in->desc->name, "kind",
+                                             kind_name(in->desc->kind), "version",
+                                             in->desc->version ? in->desc->version : "", "state",
+                                             inst_state_name(in->st), "required", in->cfg->required,
+                                             "error", in->errmsg[0] ? in->errmsg : NULL));
     }
     return arr;
 }

@@ -195,8 +195,7 @@ static void judge(struct hp *hp, struct pnode *n, const struct rd_http_response 
  * says nothing about the agent. */
 static bool cancelled(const struct rd_http_response *resp)
 {
-    return resp->status == 0 && resp->cause == RD_PROBE_NETWORK && resp->error &&
-           strcmp(resp->error, "cancelled") == 0;
+    return resp->status == 0 && resp->cause == RD_PROBE_CANCELLED;
 }
 
 static void on_probe(void *data, const struct rd_http_response *resp)

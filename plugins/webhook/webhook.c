@@ -220,8 +220,7 @@ static void schedule_retry(struct wh *w)
 
 static bool cancelled(const struct rd_http_response *resp)
 {
-    return resp->status == 0 && resp->cause == RD_PROBE_NETWORK && resp->error &&
-           strcmp(resp->error, "cancelled") == 0;
+    return resp->status == 0 && resp->cause == RD_PROBE_CANCELLED;
 }
 
 static void on_response(void *data, const struct rd_http_response *resp)

@@ -56,7 +56,7 @@ static struct rdt_proc proc;
 static struct rdt_httpd *health; /* the agents' health endpoints */
 static unsigned next_ep;
 
-#define N_ENDPOINTS 40
+#define N_ENDPOINTS  40
 #define N_BYSTANDERS 10
 
 struct agent {
@@ -132,7 +132,8 @@ static char *node_state(const char *id, char *buf, size_t len)
     snprintf(path, sizeof(path), "/api/v1/nodes/%s", id);
     struct rdt_resp r = {0};
     assert_int_equal(rdt_get(&proc, RDT_H2, path, &r), 0);
-    snprintf(buf, len, "%s", r.status == 200 ? json_string_value(rdt_json_path(r.json, "state")) : "?");
+    snprintf(buf, len, "%s",
+             r.status == 200 ? json_string_value(rdt_json_path(r.json, "state")) : "?");
     rdt_resp_free(&r);
     return buf;
 }
@@ -192,8 +193,7 @@ static json_t *newest_fault(const char *id)
     return item;
 }
 
-static void expect_fault(const char *id, const char *type, const char *severity,
-                         const char *status)
+static void expect_fault(const char *id, const char *type, const char *severity, const char *status)
 {
     json_t *f = newest_fault(id);
     const char *t = json_string_value(json_object_get(f, "fault_type"));
@@ -284,8 +284,7 @@ static void test_hang_network_and_degraded_are_told_apart(void **state)
             predicted = json_is_true(rdt_json_path(f, "metadata.predicted"));
         }
         if (predicted) {
-            assert_string_equal(json_string_value(json_object_get(f, "severity_level")),
-                                "warning");
+            assert_string_equal(json_string_value(json_object_get(f, "severity_level")), "warning");
             assert_true(json_integer_value(rdt_json_path(f, "metadata.eta_ms")) > 0);
         }
         rdt_resp_free(&r);
@@ -348,8 +347,8 @@ static void test_mass_failure_is_held_as_partition(void **state)
         failed += strcmp(node_state(a[i].id, buf, sizeof(buf)), "failed") == 0;
     for (int i = 0; i < N_BYSTANDERS; i++)
         failed += strcmp(node_state(bystanders[i].id, buf, sizeof(buf)), "failed") == 0;
-    fprintf(stderr, "mass failure: %d of %d cut-off agents failed before the guard held\n",
-            failed, N + N_BYSTANDERS);
+    fprintf(stderr, "mass failure: %d of %d cut-off agents failed before the guard held\n", failed,
+            N + N_BYSTANDERS);
     assert_true(failed <= 2);
     /* They come back with their current epoch and carry on. */
     for (int i = 0; i < N; i++)
@@ -401,7 +400,9 @@ static void test_operator_isolate_drain_readmit(void **state)
     struct agent a[1];
     register_agent(&a[0], "ops-1", NULL);
     struct rdt_resp r = {0};
-    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes/ops-1/drain", "{\"reason\":\"kernel upgrade\"}", &r), 0);
+    assert_int_equal(
+        rdt_post(&proc, RDT_H1, "/api/v1/nodes/ops-1/drain", "{\"reason\":\"kernel upgrade\"}", &r),
+        0);
     assert_int_equal(r.status, 200);
     assert_string_equal(json_string_value(rdt_json_path(r.json, "state")), "draining");
     rdt_resp_free(&r);
@@ -478,11 +479,16 @@ static void test_records_status_and_alerts(void **state)
     assert_true(seen >= 6);
     assert_int_equal(prev, 1);
     /* Filters and bad filters. */
-    assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/faults/records?status=resolved&severity_level=critical", &r), 0);
+    assert_int_equal(rdt_get(&proc, RDT_H1,
+                             "/api/v1/faults/records?status=resolved&severity_level=critical", &r),
+                     0);
     json_t *items = rdt_json_path(r.json, "items");
     for (size_t i = 0; i < json_array_size(items); i++) {
-        assert_string_equal(json_string_value(json_object_get(json_array_get(items, i), "status")), "resolved");
-        assert_string_equal(json_string_value(json_object_get(json_array_get(items, i), "severity_level")), "critical");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(items, i), "status")),
+                            "resolved");
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(items, i), "severity_level")),
+            "critical");
     }
     rdt_resp_free(&r);
     assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/faults/records?severity_level=huge", &r), 0);
@@ -499,7 +505,8 @@ static void test_records_status_and_alerts(void **state)
     /* Metrics. */
     assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
     assert_non_null(strstr(r.body, "recoveryd_detection_latency_seconds_bucket{stage=\"failed\""));
-    assert_non_null(strstr(r.body, "recoveryd_faults_total{fault_type=\"crash\",severity=\"critical\"}"));
+    assert_non_null(
+        strstr(r.body, "recoveryd_faults_total{fault_type=\"crash\",severity=\"critical\"}"));
     assert_non_null(strstr(r.body, "recoveryd_plugin_up{instance=\"heartbeat\""));
     rdt_resp_free(&r);
 }

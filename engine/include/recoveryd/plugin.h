@@ -23,6 +23,10 @@
  * network I/O through host->http_request. All strings handed to a plugin are
  * valid only during the call unless said otherwise: copy what you keep.
  *
+ * A plugin calls nothing of the engine but what the host API table offers
+ * (the engine exports no other symbol to plugins), and declares duration
+ * defaults with their unit ("0ms", not "0").
+ *
  * Versioning: structures only grow by appending fields. A plugin built
  * against minor N that wants a host function added in minor M > N checks
  * host->size before calling it (RD_HOST_HAS(host, field)).
@@ -159,10 +163,12 @@ enum rd_verdict {
 /* Why a probe failed (RD_SIG_PROBE): tells a dead process from a hung one. */
 enum rd_probe_cause {
     RD_PROBE_NONE = 0,
-    RD_PROBE_REFUSED = 1, /* nothing listens: the process is gone */
-    RD_PROBE_TIMEOUT = 2, /* connected or routed but no answer in time: hung or overloaded */
-    RD_PROBE_STATUS = 3,  /* answered, with a non-2xx status */
-    RD_PROBE_NETWORK = 4, /* unreachable host, reset, DNS */
+    RD_PROBE_REFUSED = 1,   /* nothing listens: the process is gone */
+    RD_PROBE_TIMEOUT = 2,   /* connected or routed but no answer in time: hung or overloaded */
+    RD_PROBE_STATUS = 3,    /* answered, with a non-2xx status */
+    RD_PROBE_NETWORK = 4,   /* unreachable host, reset, DNS */
+    RD_PROBE_CANCELLED = 5, /* the host ended the request (the instance stops): says
+                             * nothing about the agent */
 };
 
 struct rd_observation {
@@ -202,7 +208,8 @@ typedef struct rd_timer rd_timer_t;
 
 struct rd_http_request {
     const char *method; /* "GET", "POST" */
-    const char *url;    /* http:// or https:// */
+    const char *url;    /* http://, https://, or tcp://HOST:PORT for a plain connect
+                         * (answered with status 200 when it connects) */
     const char *body;   /* NULL for none; copied by the host */
     size_t body_len;
     const char *content_type; /* NULL: application/json when body != NULL */
@@ -250,7 +257,9 @@ struct rd_host_api {
     int64_t (*now_ms)(void);  /* wall clock */
 
     /* Timers on the loop. repeat_ms == 0: once. The host frees a timer when
-     * it is stopped or the instance stops. */
+     * it is stopped, right after a one-shot timer fired, and when the
+     * instance stops: every rd_timer_t of an instance is invalid once the
+     * host calls its stop() (the host stops them before that call). */
     rd_timer_t *(*timer_start)(rd_plugin_instance_t *inst, uint64_t first_ms, uint64_t repeat_ms,
                                rd_timer_cb cb, void *data);
     void (*timer_stop)(rd_timer_t *timer);
@@ -259,9 +268,10 @@ struct rd_host_api {
     int (*queue_work)(rd_plugin_instance_t *inst, rd_work_cb work, rd_after_work_cb done,
                       void *data);
 
-    /* Asynchronous HTTP request; `cb` fires exactly once on the loop, also
-     * when the instance stops first (status 0, cause RD_PROBE_NETWORK).
-     * 0 or RD_E* (then `cb` will not fire). */
+    /* Asynchronous HTTP request; `cb` fires exactly once on the loop, never
+     * from inside this call. When the instance stops first, the host ends
+     * its requests before calling stop() (status 0, cause
+     * RD_PROBE_CANCELLED). 0 or RD_E* (then `cb` will not fire). */
     int (*http_request)(rd_plugin_instance_t *inst, const struct rd_http_request *req,
                         rd_http_cb cb, void *data);
 

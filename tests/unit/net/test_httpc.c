@@ -606,7 +606,7 @@ static void test_cancel_owner(void **state)
     for (int i = 0; i < 2; i++) {
         assert_int_equal(early[i].fired, 1);
         assert_int_equal(early[i].status, 0);
-        assert_int_equal(early[i].cause, RD_PROBE_NETWORK);
+        assert_int_equal(early[i].cause, RD_PROBE_CANCELLED);
         assert_string_equal(early[i].error, "cancelled");
     }
     assert_int_equal(rd_httpc_pending(f->c), 0);
@@ -637,7 +637,7 @@ static void test_cancel_owner(void **state)
     for (int i = 0; i < 5; i++) {
         assert_int_equal(a[i].fired, 1);
         assert_int_equal(a[i].status, 0);
-        assert_int_equal(a[i].cause, RD_PROBE_NETWORK);
+        assert_int_equal(a[i].cause, RD_PROBE_CANCELLED);
         assert_string_equal(a[i].error, "cancelled");
     }
     assert_int_equal(a[0].then_rv, 0);

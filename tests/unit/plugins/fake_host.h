@@ -480,7 +480,7 @@ FH_FN void fh_stop(bool host_order)
         }
         for (size_t i = 0; i < g_fh.n_http; i++)
             if (g_fh.http[i].open)
-                fh_answer(i, 0, RD_PROBE_NETWORK, "cancelled", 0);
+                fh_answer(i, 0, RD_PROBE_CANCELLED, "cancelled", 0);
     }
     g_fh.desc->stop(g_fh.state, fh_done);
 }
