@@ -342,7 +342,7 @@ static int spawn_daemon(struct rdt_proc *p)
                     (char *)"--data-dir",
                     p->data_dir,
                     (char *)"--plugins-dir",
-                    (char *)rdt_plugins_dir(),
+                    p->plugins_dir[0] ? p->plugins_dir : (char *)rdt_plugins_dir(),
                     NULL};
 
     int log_fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -48,6 +48,7 @@ struct rdt_proc {
     char base_url[64];     /* "http://127.0.0.1:PORT" */
     char extra_yaml[4096]; /* top-level YAML sections appended to config.yaml */
     int exit_code;         /* last reaped exit code (128 + signal); -1 until one is */
+    char plugins_dir[300]; /* --plugins-dir; "" = the build's plugins (rdt_plugins_dir()) */
 };
 
 /*

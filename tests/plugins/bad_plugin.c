@@ -1,0 +1,94 @@
+/*
+ * Broken plugins for the loader's tests, one source built several times
+ * (tests/CMakeLists.txt) with one defect each:
+ *   BAD_MAJOR  ABI major 2          BAD_MINOR  ABI minor 99
+ *   BAD_SIZE   a descriptor smaller than ABI 1.0's
+ *   BAD_SIG    another build signature
+ *   BAD_OPS    detector ops of version 0
+ *   FAIL_INIT  init() fails with a message
+ *   NO_ENTRY   no rd_plugin_entry symbol at all
+ * A well-formed build (no define) is the control.
+ */
+#include <stddef.h>
+
+#include "recoveryd/plugin.h"
+
+#ifndef NO_ENTRY
+
+struct state {
+    rd_plugin_instance_t *inst;
+};
+
+static int init(rd_plugin_instance_t *inst, const struct rd_host_api *host, void *state)
+{
+    ((struct state *)state)->inst = inst;
+#ifdef FAIL_INIT
+    host->set_error(inst, "cannot reach the license server at 192.0.2.1");
+    return RD_EIO;
+#else
+    (void)host;
+    return 0;
+#endif
+}
+
+static void stop(void *state, void (*done)(rd_plugin_instance_t *))
+{
+    done(((struct state *)state)->inst);
+}
+
+static const struct rd_detector_ops ops = {
+#ifdef BAD_OPS
+    .version = 0,
+#else
+    .version = RD_DETECTOR_OPS_VERSION,
+#endif
+    .size = sizeof(struct rd_detector_ops),
+};
+
+static const struct rd_plugin_key keys[] = {
+    {"level", RD_KEY_INT, "1", 1, 10, "a knob"},
+    {NULL, 0, NULL, 0, 0, NULL},
+};
+
+static const struct rd_plugin_descriptor descriptor = {
+#ifdef BAD_MAJOR
+    .abi_major = RD_PLUGIN_ABI_MAJOR + 1,
+#else
+    .abi_major = RD_PLUGIN_ABI_MAJOR,
+#endif
+#ifdef BAD_MINOR
+    .abi_minor = 99,
+#else
+    .abi_minor = RD_PLUGIN_ABI_MINOR,
+#endif
+#ifdef BAD_SIZE
+    .size = offsetof(struct rd_plugin_descriptor, ops),
+#else
+    .size = sizeof(struct rd_plugin_descriptor),
+#endif
+#ifdef BAD_SIG
+    .build_sig = "recoveryd-abi-1/sparc/ptr4/long4",
+#else
+    .build_sig = RD_PLUGIN_BUILD_SIG,
+#endif
+    .name = "bad_plugin",
+    .version = "0.0.1",
+    .kind = RD_PLUGIN_DETECTOR,
+    .keys = keys,
+    .state_size = sizeof(struct state),
+    .init = init,
+    .stop = stop,
+    .ops = &ops,
+};
+
+RD_PLUGIN_EXPORT const struct rd_plugin_descriptor *rd_plugin_entry(void)
+{
+    return &descriptor;
+}
+
+#else
+RD_PLUGIN_EXPORT int not_a_recoveryd_plugin(void)
+{
+    return 42;
+}
+#endif
