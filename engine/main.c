@@ -8,6 +8,7 @@
 #include "common/util.h"
 #include "config/config.h"
 #include "core/engine.h"
+#include "plugin/host.h"
 #include "recoveryd/error.h"
 #include "recoveryd/version.h"
 
@@ -122,6 +123,11 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
+        char perr[1024];
+        if (rd_plugin_check_config(&cfg, perr, sizeof(perr)) != 0) {
+            fprintf(stderr, "recoveryd: %s\n", perr);
+            return 1;
+        }
         printf("recoveryd: configuration %s is valid\n", config_path ? config_path : "(defaults)");
         return 0;
     }

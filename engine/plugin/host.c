@@ -543,10 +543,9 @@ static void init_api(struct rd_host_api *a)
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
-static int load_one(struct rd_plugin_host *h, struct rd_plugin_instance *in, char *err,
+static int load_one(const struct rd_config *cfg, struct rd_plugin_instance *in, char *err,
                     size_t errlen)
 {
-    const struct rd_config *cfg = &h->eng->cfg;
     const char *file = cfg->path[0] ? cfg->path : "(defaults)";
     snprintf(in->path, sizeof(in->path), "%s/%s.so", cfg->plugins.dir, in->cfg->plugin);
     void *dl = dlopen(in->path, RTLD_NOW | RTLD_LOCAL);
@@ -584,7 +583,7 @@ int rd_plugin_host_load(struct rd_plugin_host *h, struct rd_engine *eng, struct 
         in->host = h;
         in->cfg = &cfg->plugins.instances[i];
         in->index = i;
-        int rv = load_one(h, in, err, errlen);
+        int rv = load_one(cfg, in, err, errlen);
         if (rv != 0)
             return rv;
         h->n++;
@@ -611,6 +610,20 @@ int rd_plugin_host_load(struct rd_plugin_host *h, struct rd_engine *eng, struct 
         RD_INFO("plugins", "loaded", "instance=%s plugin=%s kind=%s version=%s", in->cfg->name,
                 in->desc->name, kind_name(in->desc->kind),
                 in->desc->version ? in->desc->version : "");
+    }
+    return 0;
+}
+
+int rd_plugin_check_config(const struct rd_config *cfg, char *err, size_t errlen)
+{
+    static struct rd_plugin_instance in; /* large: keep it off the stack */
+    for (unsigned i = 0; i < cfg->plugins.n_instances; i++) {
+        memset(&in, 0, sizeof(in));
+        in.cfg = &cfg->plugins.instances[i];
+        in.index = i;
+        int rv = load_one(cfg, &in, err, errlen);
+        if (rv != 0)
+            return rv;
     }
     return 0;
 }

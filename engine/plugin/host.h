@@ -95,6 +95,13 @@ int rd_plugin_check(const struct rd_plugin_descriptor *d, const char *file, char
 int rd_plugin_host_load(struct rd_plugin_host *h, struct rd_engine *eng, struct rd_httpc *httpc,
                         char *err, size_t errlen);
 
+/*
+ * For --check-config: loads and checks every configured plugin and binds
+ * its instance config, without running anything of the plugin but
+ * rd_plugin_entry(). 0 or RD_E* with `err` set.
+ */
+int rd_plugin_check_config(const struct rd_config *cfg, char *err, size_t errlen);
+
 /* Starts every instance that initialised. 0 or RD_E* for a required one. */
 int rd_plugin_host_start(struct rd_plugin_host *h, char *err, size_t errlen);
 

@@ -70,6 +70,26 @@ static int dir_teardown(void **state)
     return 0;
 }
 
+/* --check-config loads every configured plugin: a missing one is an error
+ * naming the file, line and the plugin's path. */
+static void test_check_config_checks_plugins(void **state)
+{
+    char *const argv[] = {(char *)RD_BINARY,
+                          (char *)"--check-config",
+                          (char *)"--config",
+                          (char *)RD_SOURCE_DIR "/deploy/recoveryd.yaml",
+                          (char *)"--plugins-dir",
+                          (char *)"/nonexistent",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(rdt_run(argv, 10000, &out, &err), 1);
+    assert_non_null(strstr(err, "recoveryd.yaml:"));
+    assert_non_null(
+        strstr(err, "plugins.instances[0]: cannot load plugin /nonexistent/heartbeat.so"));
+    free(out);
+    free(err);
+}
+
 static void test_version(void **state)
 {
     (void)state;
@@ -104,6 +124,8 @@ static void test_check_config_deploy(void **state)
                           listen_arg,
                           (char *)"--data-dir",
                           data,
+                          (char *)"--plugins-dir",
+                          (char *)rdt_plugins_dir(),
                           NULL};
     char *out = NULL, *err = NULL;
     run_expect(argv, 0, &out, &err);
@@ -245,6 +267,7 @@ static void test_sighup_keeps_serving(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_check_config_checks_plugins),
         cmocka_unit_test(test_version),
         cmocka_unit_test_setup_teardown(test_check_config_deploy, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_bad_duration, dir_setup, dir_teardown),

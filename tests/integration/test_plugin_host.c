@@ -86,7 +86,8 @@ static void test_failing_init_is_contained_unless_required(void **state)
     assert_false(up);
     assert_int_equal(code, 1);
     assert_non_null(strstr(log, "plugin instance under_test"));
-    assert_non_null(strstr(log, "is required and its init failed: cannot reach the license server"));
+    assert_non_null(
+        strstr(log, "is required and its init failed: cannot reach the license server"));
     free(log);
 }
 
@@ -137,8 +138,11 @@ static void test_failed_instance_is_reported(void **state)
     assert_non_null(strstr(json_string_value(json_object_get(broken, "error")), "license server"));
     rdt_resp_free(&r);
     assert_int_equal(rdt_get(&p, RDT_H1, "/metrics", &r), 0);
-    assert_non_null(strstr(r.body, "recoveryd_plugin_up{instance=\"broken\",plugin=\"bad_plugin\",kind=\"detector\"} 0"));
-    assert_non_null(strstr(r.body, "recoveryd_plugin_up{instance=\"ok\",plugin=\"bad_plugin\",kind=\"detector\"} 1"));
+    assert_non_null(strstr(
+        r.body,
+        "recoveryd_plugin_up{instance=\"broken\",plugin=\"bad_plugin\",kind=\"detector\"} 0"));
+    assert_non_null(strstr(
+        r.body, "recoveryd_plugin_up{instance=\"ok\",plugin=\"bad_plugin\",kind=\"detector\"} 1"));
     rdt_resp_free(&r);
     rdt_proc_cleanup(&p);
 }

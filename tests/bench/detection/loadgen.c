@@ -1,0 +1,1304 @@
+/*
+ * bench_detection_loadgen: the fault detection benchmark's load generator
+ * (tests/bench/detection/run.sh starts the engine and runs this).
+ *
+ * One process simulates a fleet of agents against a running recoveryd:
+ *
+ *   - every agent's health endpoint is a real port of an rdt_httpd server
+ *     (tests/lib/httpd.h) in a thread of this process;
+ *   - heartbeats go through libcurl's multi interface, HTTP/2 with prior
+ *     knowledge, multiplexed over a few connections, every interval +/-
+ *     uniform jitter per agent;
+ *   - after the warm-up, faults are injected: 10% crash (no heartbeats, the
+ *     endpoint refuses connections), 5% hang (heartbeats go on, the endpoint
+ *     never answers), 5% degrade (latency_ms ramps by 40 ms per heartbeat
+ *     from 20 ms to well past the engine's 5000 ms limit); the other 80%
+ *     stay healthy with slightly noisy metrics all along;
+ *   - a poller thread reads GET /api/v1/nodes and /api/v1/faults/records
+ *     every 100 ms and keeps, per agent, when it became suspect and failed
+ *     (the leader's updated_at stamp), its fault records and their types.
+ *
+ * At the end it prints a report per kind of fault, the false failures among
+ * the healthy agents and PASS/FAIL per target. It exits 0 when the run took
+ * place, whatever the figures; 1 on a setup error, 2 on bad usage.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "httpd.h"
+
+enum kind { HEALTHY = 0, CRASH, HANG, DEGRADE, N_KINDS };
+static const char *const kind_names[N_KINDS] = {"healthy", "crash", "hang", "degrading"};
+
+#define MAX_TALLY  24
+#define HIST_SLOTS 20000
+#define RESP_MAX   512
+
+struct opts {
+    const char *url;
+    const char *dump;
+    unsigned agents;
+    unsigned warmup_s, duration_s;
+    unsigned interval_ms, jitter_ms, poll_ms;
+    uint64_t seed;
+};
+
+/* A moment seen by the poller: wall-clock ms, and the record's seq if any. */
+struct mark {
+    bool seen;
+    int64_t ms;
+    uint64_t seq;
+};
+
+struct agent {
+    char id[32];
+    enum kind kind;
+    long long epoch;
+    /* heartbeat side: the main thread only */
+    CURL *easy;
+    char url[256];
+    char body[256];
+    char resp[RESP_MAX];
+    size_t resp_len;
+    bool in_flight, stopped;
+    int64_t due_ms; /* monotonic */
+    unsigned ramp;  /* heartbeats since the injection (degrading) */
+    struct mark refused;
+    /* poller side: the poller thread only, read by main after the join */
+    struct mark suspect, failed, record, fail_record, predicted;
+    char first_type[32];
+    bool suspect_direct;
+    int64_t last_suspect_stamp;
+    unsigned suspect_episodes;
+    bool pre_suspect, pre_failed;
+    unsigned pre_bad_records, bad_records, warn_records;
+    bool zombie_sent, zombie_fenced;
+};
+
+struct tally {
+    char key[64];
+    unsigned n;
+};
+
+struct hist {
+    unsigned width_us;
+    uint64_t n, over;
+    int64_t max_us;
+    uint32_t slot[HIST_SLOTS];
+};
+
+struct counters {
+    uint64_t sent, ok, fenced, other, errors, crash_stopped;
+};
+
+struct bench {
+    struct opts o;
+    struct agent *agents;
+    unsigned n_kind[N_KINDS];
+    struct rdt_httpd *httpd;
+    CURLM *multi;
+    struct curl_slist *hdrs;
+    uint64_t rng;
+    int64_t inject_mono_ms, end_mono_ms, start_wall_ms;
+    _Atomic int64_t inject_wall_ms; /* 0 until the faults are injected */
+    int64_t inject_apply_ms;        /* how long changing the endpoints took */
+    atomic_bool stop;               /* heartbeats end */
+    struct counters c;
+    struct hist rtt, lag;
+    /* poller */
+    CURL *poll_easy;
+    char *poll_buf;
+    size_t poll_len, poll_cap;
+    int64_t fault_since_ms;
+    uint64_t fault_max_seq;
+    uint8_t *seq_seen; /* records already counted, by seq */
+    size_t seq_cap;
+    unsigned polls, poll_errors, partition_records, pre_records;
+    int64_t poll_max_ms;
+    struct tally tallies[N_KINDS][MAX_TALLY];
+    long long engine_p50, engine_p99;
+};
+
+static volatile sig_atomic_t interrupted;
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static int64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC);
+}
+
+static int64_t wall_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
+}
+
+static void sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !interrupted)
+        ;
+}
+
+/* xorshift64*: reproducible for a given --seed. */
+static double uniform(uint64_t *s, double lo, double hi)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    uint64_t r = *s * 2685821657736338717ULL;
+    return lo + (hi - lo) * ((double)(r >> 11) / 9007199254740992.0);
+}
+
+static void format_time(int64_t ms, char *out, size_t len)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, len, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+/* RFC 3339 UTC as the engine writes it ("2026-11-24T03:04:05.123Z"). */
+static int parse_time(const char *s, int64_t *out)
+{
+    struct tm tm = {0};
+    const char *p = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (p == NULL)
+        return -1;
+    int64_t frac = 0;
+    int digits = 0;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            if (digits < 3) {
+                frac = frac * 10 + (*p - '0');
+                digits++;
+            }
+        }
+    }
+    while (digits > 0 && digits++ < 3)
+        frac *= 10;
+    if (*p != 'Z')
+        return -1;
+    *out = (int64_t)timegm(&tm) * 1000 + frac;
+    return 0;
+}
+
+static void mark_min(struct mark *m, int64_t ms, uint64_t seq)
+{
+    if (!m->seen || ms < m->ms || (ms == m->ms && seq < m->seq)) {
+        m->seen = true;
+        m->ms = ms;
+        m->seq = seq;
+    }
+}
+
+static void hist_init(struct hist *h, unsigned width_us)
+{
+    memset(h, 0, sizeof(*h));
+    h->width_us = width_us;
+}
+
+static void hist_add(struct hist *h, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    uint64_t i = (uint64_t)us / h->width_us;
+    if (i < HIST_SLOTS)
+        h->slot[i]++;
+    else
+        h->over++;
+    h->n++;
+    if (us > h->max_us)
+        h->max_us = us;
+}
+
+/* Upper edge of the slot holding quantile q, in microseconds. */
+static int64_t hist_quantile(const struct hist *h, double q)
+{
+    uint64_t want = (uint64_t)ceil(q * (double)h->n), seen = 0;
+    for (unsigned i = 0; i < HIST_SLOTS; i++) {
+        seen += h->slot[i];
+        if (seen >= want && want > 0)
+            return (int64_t)(i + 1) * h->width_us;
+    }
+    return h->max_us;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank quantile of a sorted array. */
+static int64_t quantile(const int64_t *v, size_t n, double q)
+{
+    size_t k = (size_t)ceil(q * (double)n);
+    return v[k > 0 ? k - 1 : 0];
+}
+
+/* ---- options --------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bench_detection_loadgen [--url URL] [--agents N] [--warmup S]\n"
+               "         [--duration S] [--interval-ms MS] [--jitter-ms MS] [--poll-ms MS]\n"
+               "         [--seed N] [--dump FILE]\n"
+               "  --url          the engine's API (default http://127.0.0.1:8080)\n"
+               "  --agents       simulated agents (default 1000, at least 20)\n"
+               "  --warmup       seconds of heartbeats before the faults (default 30)\n"
+               "  --duration     seconds measured after the faults (default 600)\n"
+               "  --interval-ms  heartbeat interval (default 500)\n"
+               "  --jitter-ms    uniform jitter around it, +/- (default 100)\n"
+               "  --poll-ms      how often the engine's API is read (default 100)\n"
+               "  --dump         write one line per agent (tab-separated) to FILE\n");
+}
+
+static bool parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s || v < min || v > max)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+    static const struct option longs[] = {
+        {"url", required_argument, NULL, 'u'},
+        {"agents", required_argument, NULL, 'a'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"duration", required_argument, NULL, 'd'},
+        {"interval-ms", required_argument, NULL, 'i'},
+        {"jitter-ms", required_argument, NULL, 'j'},
+        {"poll-ms", required_argument, NULL, 'p'},
+        {"seed", required_argument, NULL, 's'},
+        {"dump", required_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    *o = (struct opts){.url = "http://127.0.0.1:8080",
+                       .agents = 1000,
+                       .warmup_s = 30,
+                       .duration_s = 600,
+                       .interval_ms = 500,
+                       .jitter_ms = 100,
+                       .poll_ms = 100,
+                       .seed = 42};
+    int c;
+    unsigned seed = 42;
+    bool ok = true;
+    while (ok && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            o->url = optarg;
+            break;
+        case 'a':
+            ok = parse_uint(optarg, 20, 100000, &o->agents);
+            break;
+        case 'w':
+            ok = parse_uint(optarg, 1, 86400, &o->warmup_s);
+            break;
+        case 'd':
+            ok = parse_uint(optarg, 1, 86400, &o->duration_s);
+            break;
+        case 'i':
+            ok = parse_uint(optarg, 10, 600000, &o->interval_ms);
+            break;
+        case 'j':
+            ok = parse_uint(optarg, 0, 600000, &o->jitter_ms);
+            break;
+        case 'p':
+            ok = parse_uint(optarg, 10, 60000, &o->poll_ms);
+            break;
+        case 's':
+            ok = parse_uint(optarg, 1, UINT32_MAX, &seed);
+            break;
+        case 'D':
+            o->dump = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            ok = false;
+        }
+    }
+    o->seed = seed;
+    if (!ok || optind != argc || o->jitter_ms >= o->interval_ms) {
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the fleet ------------------------------------------------------------- */
+
+/* Kinds interleaved over the agents: out of every 20, 2 crash, 1 hangs, 1 degrades. */
+static enum kind kind_of(unsigned i)
+{
+    switch (i % 20) {
+    case 3:
+    case 13:
+        return CRASH;
+    case 7:
+        return HANG;
+    case 17:
+        return DEGRADE;
+    default:
+        return HEALTHY;
+    }
+}
+
+static size_t on_agent_write(char *p, size_t size, size_t n, void *data)
+{
+    struct agent *a = data;
+    size_t len = size * n, room = RESP_MAX - 1 - a->resp_len;
+    size_t take = len < room ? len : room;
+    memcpy(a->resp + a->resp_len, p, take);
+    a->resp_len += take;
+    a->resp[a->resp_len] = '\0';
+    return len;
+}
+
+static void easy_common(struct bench *b, CURL *e)
+{
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
+}
+
+static int fleet_init(struct bench *b)
+{
+    unsigned n = b->o.agents;
+    b->agents = calloc(n, sizeof(*b->agents));
+    b->httpd = rdt_httpd_start(n);
+    b->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    b->multi = curl_multi_init();
+    if (b->agents == NULL || b->httpd == NULL || b->hdrs == NULL || b->multi == NULL)
+        return -1;
+    curl_multi_setopt(b->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 4L);
+    for (unsigned i = 0; i < n; i++) {
+        struct agent *a = &b->agents[i];
+        snprintf(a->id, sizeof(a->id), "agent-%05u", i + 1);
+        a->kind = kind_of(i);
+        b->n_kind[a->kind]++;
+        a->easy = curl_easy_init();
+        if (a->easy == NULL)
+            return -1;
+        easy_common(b, a->easy);
+        curl_easy_setopt(a->easy, CURLOPT_PIPEWAIT, 1L);
+        curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
+        curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, on_agent_write);
+        curl_easy_setopt(a->easy, CURLOPT_WRITEDATA, a);
+    }
+    return 0;
+}
+
+static void fleet_free(struct bench *b)
+{
+    for (unsigned i = 0; b->agents && i < b->o.agents; i++) {
+        struct agent *a = &b->agents[i];
+        if (a->easy && a->in_flight)
+            curl_multi_remove_handle(b->multi, a->easy);
+        if (a->easy)
+            curl_easy_cleanup(a->easy);
+    }
+    if (b->multi)
+        curl_multi_cleanup(b->multi);
+    curl_slist_free_all(b->hdrs);
+    rdt_httpd_stop(b->httpd);
+    free(b->agents);
+}
+
+static struct agent *agent_by_id(struct bench *b, const char *id)
+{
+    unsigned i;
+    if (id == NULL || sscanf(id, "agent-%u", &i) != 1 || i == 0 || i > b->o.agents)
+        return NULL;
+    struct agent *a = &b->agents[i - 1];
+    return strcmp(a->id, id) == 0 ? a : NULL;
+}
+
+/* ---- the multi loop -------------------------------------------------------- */
+
+static void start_transfer(struct bench *b, struct agent *a, const char *url, const char *body)
+{
+    a->resp_len = 0;
+    a->resp[0] = '\0';
+    curl_easy_setopt(a->easy, CURLOPT_URL, url);
+    curl_easy_setopt(a->easy, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(a->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    a->in_flight = curl_multi_add_handle(b->multi, a->easy) == CURLM_OK;
+}
+
+typedef void (*done_fn)(struct bench *b, struct agent *a, CURLcode rc, long status, int64_t us);
+
+/* Hands every finished transfer to `done`. */
+static void drain(struct bench *b, done_fn done)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(b->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = m->easy_handle;
+        CURLcode rc = m->data.result;
+        char *priv = NULL;
+        long status = 0;
+        curl_off_t us = 0;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
+        struct agent *a = (struct agent *)priv;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &us);
+        curl_multi_remove_handle(b->multi, e);
+        a->in_flight = false;
+        done(b, a, rc, rc == CURLE_OK ? status : 0, (int64_t)us);
+    }
+}
+
+static void pump(struct bench *b, int wait_ms, done_fn done)
+{
+    int running;
+    curl_multi_perform(b->multi, &running);
+    drain(b, done);
+    if (wait_ms > 0)
+        curl_multi_poll(b->multi, NULL, 0, wait_ms, NULL);
+}
+
+/* ---- registration ------------------------------------------------------- */
+
+static void on_registered(struct bench *b, struct agent *a, CURLcode rc, long status, int64_t us)
+{
+    json_t *j = status == 201 ? json_loads(a->resp, 0, NULL) : NULL;
+    a->epoch = json_integer_value(json_object_get(j, "epoch"));
+    if (a->epoch <= 0)
+        fprintf(stderr, "loadgen: registering %s: %s, HTTP %ld: %.200s\n", a->id,
+                curl_easy_strerror(rc), status, a->resp);
+    json_decref(j);
+}
+
+static int register_fleet(struct bench *b)
+{
+    for (unsigned i = 0; i < b->o.agents; i++) {
+        struct agent *a = &b->agents[i];
+        char url[256];
+        snprintf(url, sizeof(url), "%s/api/v1/nodes", b->o.url);
+        snprintf(a->body, sizeof(a->body),
+                 "{\"node_id\":\"%s\",\"capacity\":{\"slots\":4},"
+                 "\"health_url\":\"http://127.0.0.1:%u/health\"}",
+                 a->id, rdt_httpd_port(b->httpd, i));
+        snprintf(a->url, sizeof(a->url), "%s", url);
+        start_transfer(b, a, a->url, a->body);
+    }
+    int64_t deadline = mono_ms() + 60000;
+    bool busy = true;
+    while (busy && mono_ms() < deadline && !interrupted) {
+        pump(b, 50, on_registered);
+        busy = false;
+        for (unsigned i = 0; i < b->o.agents; i++)
+            busy |= b->agents[i].in_flight;
+    }
+    unsigned ok = 0;
+    for (unsigned i = 0; i < b->o.agents; i++)
+        ok += b->agents[i].epoch > 0;
+    if (ok != b->o.agents) {
+        fprintf(stderr, "loadgen: registered %u of %u agents\n", ok, b->o.agents);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- heartbeats -------------------------------------------------------------- */
+
+static int64_t next_gap(struct bench *b)
+{
+    double j = (double)b->o.jitter_ms;
+    return (int64_t)llround((double)b->o.interval_ms + uniform(&b->rng, -j, j));
+}
+
+static void heartbeat_body(struct bench *b, struct agent *a, bool injected)
+{
+    double err = 0.01 + uniform(&b->rng, -0.002, 0.002);
+    double lat = 20 + uniform(&b->rng, -3, 3);
+    double cpu = 0.30 + uniform(&b->rng, -0.03, 0.03);
+    double mem = 0.40 + uniform(&b->rng, -0.01, 0.01);
+    if (injected && a->kind == DEGRADE)
+        lat += 40.0 * ++a->ramp; /* 20 ms -> 5000 ms in about 62 s at 2 per second */
+    snprintf(a->body, sizeof(a->body),
+             "{\"epoch\":%lld,\"load\":{\"slots_used\":1},\"metrics\":{\"error_rate\":%.4f,"
+             "\"latency_ms\":%.1f,\"cpu\":%.3f,\"mem\":%.3f}}",
+             a->epoch, err, lat, cpu, mem);
+}
+
+static void send_heartbeat(struct bench *b, struct agent *a, int64_t now)
+{
+    bool injected = atomic_load(&b->inject_wall_ms) != 0;
+    if (injected && a->kind == CRASH) {
+        a->stopped = true; /* the process is gone */
+        b->c.crash_stopped++;
+        return;
+    }
+    hist_add(&b->lag, (now - a->due_ms) * 1000);
+    heartbeat_body(b, a, injected);
+    start_transfer(b, a, a->url, a->body);
+    b->c.sent++;
+    a->due_ms += next_gap(b);
+    if (a->due_ms < now - (int64_t)b->o.interval_ms)
+        a->due_ms = now; /* fell far behind: no catching up in a burst */
+}
+
+static void on_heartbeat_done(struct bench *b, struct agent *a, CURLcode rc, long status,
+                              int64_t us)
+{
+    if (rc != CURLE_OK) {
+        if (b->c.errors++ < 5)
+            fprintf(stderr, "loadgen: heartbeat of %s: %s\n", a->id, curl_easy_strerror(rc));
+        return;
+    }
+    hist_add(&b->rtt, us);
+    if (status == 200) {
+        b->c.ok++;
+    } else if (status == 409) {
+        b->c.fenced++;
+        a->stopped = true; /* fenced: it would have to register again */
+        mark_min(&a->refused, wall_ms(), 0);
+    } else if (b->c.other++ < 5) {
+        fprintf(stderr, "loadgen: heartbeat of %s: HTTP %ld %.200s\n", a->id, status, a->resp);
+    }
+}
+
+/* Sends what is due; returns the monotonic time of the next heartbeat. */
+static int64_t send_due(struct bench *b)
+{
+    int64_t now = mono_ms(), next = now + 100;
+    for (unsigned i = 0; i < b->o.agents; i++) {
+        struct agent *a = &b->agents[i];
+        if (a->in_flight || a->stopped)
+            continue;
+        if (a->due_ms <= now)
+            send_heartbeat(b, a, now);
+        if (!a->stopped && a->due_ms < next)
+            next = a->due_ms;
+    }
+    return next;
+}
+
+static void heartbeat_loop(struct bench *b)
+{
+    int64_t start = mono_ms();
+    for (unsigned i = 0; i < b->o.agents; i++) {
+        struct agent *a = &b->agents[i];
+        snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes/%s/heartbeat", b->o.url, a->id);
+        a->due_ms = start + (int64_t)uniform(&b->rng, 0, b->o.interval_ms);
+    }
+    while (!atomic_load(&b->stop)) {
+        int running;
+        curl_multi_perform(b->multi, &running);
+        drain(b, on_heartbeat_done);
+        int64_t wait = send_due(b) - mono_ms();
+        curl_multi_poll(b->multi, NULL, 0, wait > 0 ? (int)wait : 0, NULL);
+    }
+}
+
+/* ---- fault injection ------------------------------------------------------ */
+
+static void *injector_main(void *arg)
+{
+    struct bench *b = arg;
+    while (mono_ms() < b->inject_mono_ms && !atomic_load(&b->stop))
+        sleep_ms(b->inject_mono_ms - mono_ms() < 50 ? b->inject_mono_ms - mono_ms() : 50);
+    if (atomic_load(&b->stop))
+        return NULL;
+    int64_t t0 = wall_ms();
+    atomic_store(&b->inject_wall_ms, t0);
+    /* Crashes first (their deadline is the tightest), then hangs. */
+    for (unsigned i = 0; i < b->o.agents; i++)
+        if (b->agents[i].kind == CRASH)
+            rdt_httpd_set(b->httpd, i, RDT_EP_DOWN, 0);
+    for (unsigned i = 0; i < b->o.agents; i++)
+        if (b->agents[i].kind == HANG)
+            rdt_httpd_set(b->httpd, i, RDT_EP_HANG, 0);
+    b->inject_apply_ms = wall_ms() - t0;
+    return NULL;
+}
+
+/* ---- the poller: what the engine says ---------------------------------------- */
+
+static size_t on_poll_write(char *p, size_t size, size_t n, void *data)
+{
+    struct bench *b = data;
+    size_t len = size * n;
+    if (b->poll_len + len + 1 > b->poll_cap) {
+        size_t cap = b->poll_cap ? b->poll_cap : 65536;
+        while (cap < b->poll_len + len + 1)
+            cap *= 2;
+        char *nb = realloc(b->poll_buf, cap);
+        if (nb == NULL)
+            return 0;
+        b->poll_buf = nb;
+        b->poll_cap = cap;
+    }
+    memcpy(b->poll_buf + b->poll_len, p, len);
+    b->poll_len += len;
+    b->poll_buf[b->poll_len] = '\0';
+    return len;
+}
+
+/* One request on the poller's connection; the body is in b->poll_buf. */
+static long poll_request(struct bench *b, const char *path, const char *post)
+{
+    char url[512];
+    snprintf(url, sizeof(url), "%s%s", b->o.url, path);
+    b->poll_len = 0;
+    curl_easy_setopt(b->poll_easy, CURLOPT_URL, url);
+    if (post != NULL)
+        curl_easy_setopt(b->poll_easy, CURLOPT_POSTFIELDS, post);
+    else
+        curl_easy_setopt(b->poll_easy, CURLOPT_HTTPGET, 1L);
+    long status = 0;
+    if (curl_easy_perform(b->poll_easy) == CURLE_OK)
+        curl_easy_getinfo(b->poll_easy, CURLINFO_RESPONSE_CODE, &status);
+    return status;
+}
+
+static json_t *poll_json(struct bench *b, const char *path)
+{
+    json_t *j = poll_request(b, path, NULL) == 200 ? json_loads(b->poll_buf, 0, NULL) : NULL;
+    if (j == NULL)
+        b->poll_errors++;
+    return j;
+}
+
+static int64_t injected_at(struct bench *b)
+{
+    return atomic_load(&b->inject_wall_ms);
+}
+
+static void node_seen(struct bench *b, json_t *item, int64_t now)
+{
+    struct agent *a = agent_by_id(b, json_string_value(json_object_get(item, "node_id")));
+    const char *state = json_string_value(json_object_get(item, "state"));
+    if (a == NULL || state == NULL)
+        return;
+    bool failed = strcmp(state, "failed") == 0, suspect = strcmp(state, "suspect") == 0;
+    if (!failed && !suspect)
+        return;
+    int64_t t;
+    if (parse_time(json_string_value(json_object_get(item, "updated_at")), &t) != 0)
+        t = now; /* the poll's own time when the stamp is missing */
+    if (suspect && t != a->last_suspect_stamp) {
+        a->last_suspect_stamp = t;
+        a->suspect_episodes++;
+    }
+    int64_t inj = injected_at(b);
+    if (inj == 0 || t < inj) {
+        a->pre_suspect = true;
+        a->pre_failed |= failed;
+        return;
+    }
+    if (suspect && !a->suspect.seen)
+        a->suspect_direct = true;
+    mark_min(&a->suspect, t, 0);
+    if (failed)
+        mark_min(&a->failed, t, 0);
+}
+
+static void poll_nodes(struct bench *b, int64_t now)
+{
+    char cursor[300] = "";
+    do {
+        char path[400];
+        snprintf(path, sizeof(path), "/api/v1/nodes?limit=1000%s%s", cursor[0] ? "&cursor=" : "",
+                 cursor);
+        json_t *j = poll_json(b, path);
+        if (j == NULL)
+            return;
+        json_t *items = json_object_get(j, "items"), *item;
+        size_t i;
+        json_array_foreach(items, i, item) node_seen(b, item, now);
+        const char *next = json_string_value(json_object_get(j, "next_cursor"));
+        snprintf(cursor, sizeof(cursor), "%s", next ? next : "");
+        json_decref(j);
+    } while (cursor[0]);
+}
+
+static void tally(struct bench *b, enum kind k, const char *type, const char *sev, bool predicted)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s/%s%s", type, sev, predicted ? " (predicted)" : "");
+    struct tally *t = b->tallies[k];
+    for (int i = 0; i < MAX_TALLY; i++) {
+        if (t[i].n == 0)
+            snprintf(t[i].key, sizeof(t[i].key), "%s", key);
+        if (strcmp(t[i].key, key) == 0) {
+            t[i].n++;
+            return;
+        }
+    }
+}
+
+static void record_seen(struct bench *b, json_t *r)
+{
+    const char *node = json_string_value(json_object_get(r, "node_id"));
+    const char *type = json_string_value(json_object_get(r, "fault_type"));
+    const char *sev = json_string_value(json_object_get(r, "severity_level"));
+    json_t *meta = json_object_get(r, "metadata");
+    bool predicted = json_is_true(json_object_get(meta, "predicted"));
+    const char *action =
+        json_string_value(json_object_get(json_object_get(r, "recovery_action"), "action"));
+    uint64_t seq = (uint64_t)json_integer_value(json_object_get(r, "seq"));
+    int64_t t;
+    if (node == NULL && type != NULL && strcmp(type, "partition") == 0)
+        b->partition_records++;
+    struct agent *a = agent_by_id(b, node);
+    if (a == NULL || type == NULL || sev == NULL ||
+        parse_time(json_string_value(json_object_get(r, "detected_at")), &t) != 0)
+        return;
+    bool warning = strcmp(sev, "warning") == 0;
+    int64_t inj = injected_at(b);
+    if (inj == 0 || t < inj) {
+        b->pre_records++;
+        a->pre_bad_records += !warning;
+        return;
+    }
+    tally(b, a->kind, type, sev, predicted);
+    a->bad_records += !warning;
+    a->warn_records += warning;
+    if (!a->record.seen || t < a->record.ms || (t == a->record.ms && seq < a->record.seq))
+        snprintf(a->first_type, sizeof(a->first_type), "%s/%s", type, sev);
+    mark_min(&a->record, t, seq);
+    if (action != NULL && strcmp(action, "isolate") == 0)
+        mark_min(&a->fail_record, t, seq);
+    if (predicted)
+        mark_min(&a->predicted, t, seq);
+}
+
+/* True the first time a record's seq is met (a poll cut short by an error
+ * meets some again). */
+static bool seq_new(struct bench *b, uint64_t seq)
+{
+    if (seq >= b->seq_cap) {
+        size_t cap = b->seq_cap ? b->seq_cap : 4096;
+        while (cap <= seq)
+            cap *= 2;
+        uint8_t *n = realloc(b->seq_seen, cap);
+        if (n == NULL)
+            return false;
+        memset(n + b->seq_cap, 0, cap - b->seq_cap);
+        b->seq_seen = n;
+        b->seq_cap = cap;
+    }
+    if (b->seq_seen[seq])
+        return false;
+    b->seq_seen[seq] = 1;
+    return true;
+}
+
+/* New records only: newest first, since the newest stamp seen, down to the
+ * highest seq already seen. */
+static void poll_faults(struct bench *b)
+{
+    char since[40], cursor[32] = "";
+    format_time(b->fault_since_ms, since, sizeof(since));
+    uint64_t max_seq = b->fault_max_seq;
+    int64_t max_t = b->fault_since_ms;
+    bool done = false;
+    while (!done) {
+        char path[200];
+        snprintf(path, sizeof(path), "/api/v1/faults/records?limit=1000&since=%s%s%s", since,
+                 cursor[0] ? "&cursor=" : "", cursor);
+        json_t *j = poll_json(b, path);
+        if (j == NULL)
+            return; /* nothing advanced: the next poll asks again */
+        json_t *items = json_object_get(j, "items"), *r;
+        size_t i;
+        json_array_foreach(items, i, r)
+        {
+            uint64_t seq = (uint64_t)json_integer_value(json_object_get(r, "seq"));
+            int64_t t;
+            if (seq <= b->fault_max_seq) {
+                done = true;
+                break;
+            }
+            if (seq_new(b, seq))
+                record_seen(b, r);
+            max_seq = seq > max_seq ? seq : max_seq;
+            if (parse_time(json_string_value(json_object_get(r, "detected_at")), &t) == 0 &&
+                t > max_t)
+                max_t = t;
+        }
+        const char *next = json_string_value(json_object_get(j, "next_cursor"));
+        snprintf(cursor, sizeof(cursor), "%s", next ? next : "");
+        done |= cursor[0] == '\0';
+        json_decref(j);
+    }
+    b->fault_max_seq = max_seq;
+    b->fault_since_ms = max_t;
+}
+
+/* A crashed agent that comes back as a zombie with its old epoch is refused. */
+static void zombie_checks(struct bench *b)
+{
+    for (unsigned i = 0; i < b->o.agents; i++) {
+        struct agent *a = &b->agents[i];
+        if (a->kind != CRASH || !a->failed.seen || a->zombie_sent)
+            continue;
+        char path[128], body[64];
+        snprintf(path, sizeof(path), "/api/v1/nodes/%s/heartbeat", a->id);
+        snprintf(body, sizeof(body), "{\"epoch\":%lld}", a->epoch);
+        a->zombie_sent = true;
+        a->zombie_fenced = poll_request(b, path, body) == 409;
+    }
+}
+
+static void poll_once(struct bench *b)
+{
+    int64_t t0 = mono_ms();
+    poll_nodes(b, wall_ms());
+    poll_faults(b);
+    zombie_checks(b);
+    b->polls++;
+    int64_t took = mono_ms() - t0;
+    if (took > b->poll_max_ms)
+        b->poll_max_ms = took;
+}
+
+static void poll_engine_status(struct bench *b)
+{
+    json_t *j = poll_json(b, "/api/v1/faults/status");
+    json_t *lat = json_object_get(j, "detection_latency_ms");
+    b->engine_p50 = json_is_integer(json_object_get(lat, "p50"))
+                        ? json_integer_value(json_object_get(lat, "p50"))
+                        : -1;
+    b->engine_p99 = json_is_integer(json_object_get(lat, "p99"))
+                        ? json_integer_value(json_object_get(lat, "p99"))
+                        : -1;
+    json_decref(j);
+}
+
+static void *poller_main(void *arg)
+{
+    struct bench *b = arg;
+    int64_t next = mono_ms();
+    while (mono_ms() < b->end_mono_ms && !interrupted) {
+        poll_once(b);
+        next += b->o.poll_ms;
+        int64_t now = mono_ms();
+        if (next < now)
+            next = now;
+        sleep_ms(next - now);
+    }
+    poll_once(b); /* the last word, before the heartbeats stop */
+    poll_engine_status(b);
+    atomic_store(&b->stop, true);
+    return NULL;
+}
+
+static int poller_init(struct bench *b)
+{
+    b->poll_easy = curl_easy_init();
+    if (b->poll_easy == NULL)
+        return -1;
+    easy_common(b, b->poll_easy);
+    curl_easy_setopt(b->poll_easy, CURLOPT_WRITEFUNCTION, on_poll_write);
+    curl_easy_setopt(b->poll_easy, CURLOPT_WRITEDATA, b);
+    b->fault_since_ms = b->start_wall_ms - 1000;
+    return 0;
+}
+
+/* ---- the report ------------------------------------------------------------ */
+
+enum field { F_SUSPECT, F_RECORD, F_FAILED, F_REFUSED };
+
+static const struct mark *field_of(const struct agent *a, enum field f)
+{
+    switch (f) {
+    case F_SUSPECT:
+        return &a->suspect;
+    case F_RECORD:
+        return &a->record;
+    case F_FAILED:
+        return &a->failed;
+    default:
+        return &a->refused;
+    }
+}
+
+struct lat {
+    size_t n, of;
+    int64_t p50, p99, max;
+};
+
+/* Milliseconds from the injection to field f, over the agents of kind k. */
+static struct lat stat_of(struct bench *b, enum kind k, enum field f)
+{
+    struct lat s = {0};
+    int64_t *v = calloc(b->o.agents, sizeof(*v));
+    int64_t inj = injected_at(b);
+    for (unsigned i = 0; v && i < b->o.agents; i++) {
+        const struct agent *a = &b->agents[i];
+        if (a->kind != k)
+            continue;
+        s.of++;
+        const struct mark *m = field_of(a, f);
+        if (m->seen)
+            v[s.n++] = m->ms - inj;
+    }
+    if (s.n > 0) {
+        qsort(v, s.n, sizeof(*v), cmp_i64);
+        s.p50 = quantile(v, s.n, 0.5);
+        s.p99 = quantile(v, s.n, 0.99);
+        s.max = v[s.n - 1];
+    }
+    free(v);
+    return s;
+}
+
+static const char *fmt_stat(struct lat s, char *buf, size_t len)
+{
+    if (s.n == 0)
+        snprintf(buf, len, "- (0/%zu)", s.of);
+    else
+        snprintf(buf, len, "%lld / %lld ms (%zu/%zu)", (long long)s.p50, (long long)s.p99, s.n,
+                 s.of);
+    return buf;
+}
+
+static void report_heartbeats(struct bench *b)
+{
+    const struct counters *c = &b->c;
+    printf("heartbeats: %llu sent, %llu answered 200, %llu answered 409, %llu other, %llu "
+           "transport errors\n",
+           (unsigned long long)c->sent, (unsigned long long)c->ok, (unsigned long long)c->fenced,
+           (unsigned long long)c->other, (unsigned long long)c->errors);
+    printf("heartbeat round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms; send lateness "
+           "(scheduler): p99 %lld ms, max %lld ms\n",
+           hist_quantile(&b->rtt, 0.5) / 1000.0, hist_quantile(&b->rtt, 0.99) / 1000.0,
+           b->rtt.max_us / 1000.0, (long long)(hist_quantile(&b->lag, 0.99) / 1000),
+           (long long)(b->lag.max_us / 1000));
+    printf("engine polled %u times (every %u ms, slowest poll %lld ms, %u failed requests)\n",
+           b->polls, b->o.poll_ms, (long long)b->poll_max_ms, b->poll_errors);
+}
+
+static void report_table(struct bench *b)
+{
+    printf("\n%-10s %5s  %-26s %-26s %-26s %-26s\n", "kind", "n", "suspect p50/p99",
+           "fault record p50/p99", "failed (isolated) p50/p99", "heartbeat refused p50/p99");
+    for (int k = CRASH; k < N_KINDS; k++) {
+        char s1[64], s2[64], s3[64], s4[64];
+        printf("%-10s %5u  %-26s %-26s %-26s %-26s\n", kind_names[k], b->n_kind[k],
+               fmt_stat(stat_of(b, k, F_SUSPECT), s1, sizeof(s1)),
+               fmt_stat(stat_of(b, k, F_RECORD), s2, sizeof(s2)),
+               fmt_stat(stat_of(b, k, F_FAILED), s3, sizeof(s3)),
+               k == CRASH ? "n/a (no heartbeats)"
+                          : fmt_stat(stat_of(b, k, F_REFUSED), s4, sizeof(s4)));
+    }
+    printf("(milliseconds from the injection; suspect = first seen suspect or failed, stamped by "
+           "the leader; fault record = the agent's first record after the injection)\n");
+}
+
+static void report_types(struct bench *b)
+{
+    printf("\nfault records after the injection, by kind:\n");
+    for (int k = 0; k < N_KINDS; k++) {
+        printf("  %-10s", kind_names[k]);
+        bool any = false;
+        for (int i = 0; i < MAX_TALLY && b->tallies[k][i].n; i++, any = true)
+            printf("%s %u x %s", any ? "," : "", b->tallies[k][i].n, b->tallies[k][i].key);
+        printf("%s\n", any ? "" : " none");
+    }
+    unsigned direct = 0, zombies = 0, fenced = 0;
+    for (unsigned i = 0; i < b->o.agents; i++) {
+        const struct agent *a = &b->agents[i];
+        if (a->kind != CRASH)
+            continue;
+        direct += a->suspect_direct;
+        zombies += a->zombie_sent;
+        fenced += a->zombie_fenced;
+    }
+    printf("crash: %u of %u seen in state suspect before failed (the others were already failed "
+           "when polled; their suspect time is the failed stamp)\n",
+           direct, b->n_kind[CRASH]);
+    printf("crash: a zombie heartbeat with the old epoch after failed: %u of %u refused with "
+           "409\n",
+           fenced, zombies);
+    if (b->partition_records)
+        printf("partition records (mass-failure guard): %u\n", b->partition_records);
+    if (b->engine_p50 >= 0)
+        printf("engine's own detection latency (stage failed, trouble to commit): p50 %lld ms, "
+               "p99 %lld ms\n",
+               b->engine_p50, b->engine_p99);
+}
+
+struct prediction {
+    unsigned predicted, failed, before, failed_unpredicted;
+    bool group_ok;
+    int64_t first_pred, first_fail;
+};
+
+static struct prediction prediction_of(struct bench *b)
+{
+    struct prediction p = {0};
+    uint64_t first_pred_seq = 0, first_fail_seq = 0;
+    for (unsigned i = 0; i < b->o.agents; i++) {
+        const struct agent *a = &b->agents[i];
+        if (a->kind != DEGRADE)
+            continue;
+        p.predicted += a->predicted.seen;
+        p.failed += a->fail_record.seen;
+        bool before =
+            a->predicted.seen && (!a->fail_record.seen || a->predicted.seq < a->fail_record.seq);
+        p.before += before;
+        p.failed_unpredicted += a->fail_record.seen && !before;
+        if (a->predicted.seen && (first_pred_seq == 0 || a->predicted.seq < first_pred_seq))
+            first_pred_seq = a->predicted.seq, p.first_pred = a->predicted.ms;
+        if (a->fail_record.seen && (first_fail_seq == 0 || a->fail_record.seq < first_fail_seq))
+            first_fail_seq = a->fail_record.seq, p.first_fail = a->fail_record.ms;
+    }
+    p.group_ok = first_pred_seq != 0 && (first_fail_seq == 0 || first_pred_seq < first_fail_seq);
+    return p;
+}
+
+struct falses {
+    unsigned failed, bad_records, refused, pre_failed, pre_bad, suspect_agents, episodes;
+    unsigned warn_records, pre_suspect;
+};
+
+static struct falses falses_of(struct bench *b)
+{
+    struct falses f = {0};
+    for (unsigned i = 0; i < b->o.agents; i++) {
+        const struct agent *a = &b->agents[i];
+        f.pre_failed += a->pre_failed;
+        f.pre_bad += a->pre_bad_records;
+        f.pre_suspect += a->pre_suspect;
+        if (a->kind != HEALTHY)
+            continue;
+        f.failed += a->failed.seen;
+        f.bad_records += a->bad_records > 0;
+        f.refused += a->refused.seen;
+        f.suspect_agents += a->suspect.seen || a->pre_suspect;
+        f.episodes += a->suspect_episodes;
+        f.warn_records += a->warn_records;
+    }
+    return f;
+}
+
+static void list_late(struct bench *b, enum field fld, int64_t limit_ms, const char *what)
+{
+    int64_t inj = injected_at(b);
+    unsigned shown = 0;
+    for (unsigned i = 0; i < b->o.agents && shown < 10; i++) {
+        const struct agent *a = &b->agents[i];
+        const struct mark *m = field_of(a, fld);
+        if (a->kind != CRASH || (m->seen && m->ms - inj <= limit_ms))
+            continue;
+        if (m->seen)
+            printf("    late %s: %s at +%lld ms (first record %s)\n", what, a->id,
+                   (long long)(m->ms - inj), a->first_type[0] ? a->first_type : "none");
+        else
+            printf("    never %s: %s\n", what, a->id);
+        shown++;
+    }
+}
+
+static void report_targets(struct bench *b)
+{
+    int64_t fail_limit = 3 * (int64_t)b->o.interval_ms + 100;
+    int64_t suspect_limit = 2 * (int64_t)b->o.interval_ms;
+    struct lat failed = stat_of(b, CRASH, F_FAILED), suspect = stat_of(b, CRASH, F_SUSPECT);
+    struct falses f = falses_of(b);
+    struct prediction p = prediction_of(b);
+    printf("\nhealthy (%u): failed %u, with a non-warning record %u, heartbeats refused %u; "
+           "warning records %u; agents ever suspect %u (%u episodes seen)\n",
+           b->n_kind[HEALTHY], f.failed, f.bad_records, f.refused, f.warn_records, f.suspect_agents,
+           f.episodes);
+    printf("before the injection (all %u agents): failed %u, non-warning records %u, suspect "
+           "%u, records %u\n",
+           b->o.agents, f.pre_failed, f.pre_bad, f.pre_suspect, b->pre_records);
+    printf("degrading (%u): predicted %u, failed %u, predicted before its own failure %u, failed "
+           "without a prediction first %u; first prediction +%.1f s, first failure %s%.1f s\n",
+           b->n_kind[DEGRADE], p.predicted, p.failed, p.before, p.failed_unpredicted,
+           p.predicted ? (double)(p.first_pred - injected_at(b)) / 1000 : 0.0,
+           p.failed ? "+" : "none ",
+           p.failed ? (double)(p.first_fail - injected_at(b)) / 1000 : 0.0);
+
+    printf("\n");
+    bool ok = failed.n == failed.of && failed.p99 <= fail_limit;
+    printf("%s crash failed within 3 intervals + 100 ms (%lld ms) p99: %lld ms, %zu/%zu failed\n",
+           ok ? "PASS" : "FAIL", (long long)fail_limit, (long long)failed.p99, failed.n, failed.of);
+    if (!ok)
+        list_late(b, F_FAILED, fail_limit, "failed");
+    ok = suspect.n == suspect.of && suspect.p99 <= suspect_limit;
+    printf("%s crash suspect within 2 intervals (%lld ms) p99: %lld ms, %zu/%zu suspected\n",
+           ok ? "PASS" : "FAIL", (long long)suspect_limit, (long long)suspect.p99, suspect.n,
+           suspect.of);
+    if (!ok)
+        list_late(b, F_SUSPECT, suspect_limit, "suspect");
+    unsigned falses = f.failed + f.bad_records + f.refused + f.pre_failed + f.pre_bad;
+    bool full = b->o.duration_s >= 600;
+    printf("%s 0 false failures among the healthy over %u s after a %u s warm-up%s: %u\n",
+           falses == 0 ? "PASS" : "FAIL", b->o.duration_s, b->o.warmup_s,
+           full ? "" : " (shorter than the 10 minutes of the target)", falses);
+    ok = p.group_ok && p.failed_unpredicted == 0;
+    printf("%s degrading: a predicted fault before any of them fails (and for each agent before "
+           "its own failure): %u/%u predicted first%s\n",
+           ok ? "PASS" : "FAIL", p.before, b->n_kind[DEGRADE],
+           p.failed ? "" : " (none failed within the run)");
+}
+
+static void report(struct bench *b)
+{
+    char when[40];
+    format_time(injected_at(b), when, sizeof(when));
+    printf("\n== fault detection benchmark ==\n");
+    printf("%u agents: %u crash, %u hang, %u degrading, %u healthy; heartbeats every %u +/- %u "
+           "ms over HTTP/2 (%s)\n",
+           b->o.agents, b->n_kind[CRASH], b->n_kind[HANG], b->n_kind[DEGRADE], b->n_kind[HEALTHY],
+           b->o.interval_ms, b->o.jitter_ms, b->o.url);
+    printf("warm-up %u s; faults injected at %s (endpoints changed within %lld ms); measured %u s "
+           "after%s\n",
+           b->o.warmup_s, when, (long long)b->inject_apply_ms, b->o.duration_s,
+           interrupted ? " (interrupted early)" : "");
+    report_heartbeats(b);
+    report_table(b);
+    report_types(b);
+    report_targets(b);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("\nload generator CPU: %.1f s user + %.1f s system\n",
+           ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+}
+
+static void dump(struct bench *b)
+{
+    FILE *f = fopen(b->o.dump, "w");
+    if (f == NULL) {
+        fprintf(stderr, "loadgen: %s: %s\n", b->o.dump, strerror(errno));
+        return;
+    }
+    int64_t inj = injected_at(b);
+    fprintf(f, "agent\tkind\tsuspect_ms\tfailed_ms\trecord_ms\tfirst_record\tpredicted_ms\t"
+               "fail_record_ms\trefused_ms\tsuspect_episodes\n");
+    for (unsigned i = 0; i < b->o.agents; i++) {
+        const struct agent *a = &b->agents[i];
+        const struct mark *m[] = {&a->suspect, &a->failed, &a->record};
+        fprintf(f, "%s\t%s", a->id, kind_names[a->kind]);
+        for (int k = 0; k < 3; k++)
+            fprintf(f, m[k]->seen ? "\t%lld" : "\t-", (long long)(m[k]->ms - inj));
+        fprintf(f, "\t%s", a->first_type[0] ? a->first_type : "-");
+        const struct mark *n[] = {&a->predicted, &a->fail_record, &a->refused};
+        for (int k = 0; k < 3; k++)
+            fprintf(f, n[k]->seen ? "\t%lld" : "\t-", (long long)(n[k]->ms - inj));
+        fprintf(f, "\t%u\n", a->suspect_episodes);
+    }
+    fclose(f);
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* One port per agent plus connections: lift the soft limit on descriptors. */
+static void raise_nofile(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
+}
+
+static int run(struct bench *b)
+{
+    if (fleet_init(b) != 0) {
+        fprintf(stderr, "loadgen: cannot start %u health endpoints\n", b->o.agents);
+        return 1;
+    }
+    b->start_wall_ms = wall_ms();
+    if (register_fleet(b) != 0 || poller_init(b) != 0)
+        return 1;
+    b->inject_mono_ms = mono_ms() + (int64_t)b->o.warmup_s * 1000;
+    b->end_mono_ms = b->inject_mono_ms + (int64_t)b->o.duration_s * 1000;
+    fprintf(stderr, "loadgen: %u agents registered; faults in %u s, then %u s of measurement\n",
+            b->o.agents, b->o.warmup_s, b->o.duration_s);
+    pthread_t injector, poller;
+    if (pthread_create(&injector, NULL, injector_main, b) != 0)
+        return 1;
+    if (pthread_create(&poller, NULL, poller_main, b) != 0) {
+        atomic_store(&b->stop, true);
+        pthread_join(injector, NULL);
+        return 1;
+    }
+    heartbeat_loop(b);
+    pthread_join(poller, NULL);
+    pthread_join(injector, NULL);
+    if (injected_at(b) == 0) {
+        fprintf(stderr, "loadgen: stopped before the faults were injected\n");
+        return 1;
+    }
+    report(b);
+    if (b->o.dump)
+        dump(b);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct bench b; /* large (histograms): not on the stack */
+    if (parse_opts(argc, argv, &b.o) != 0)
+        return 2;
+    b.rng = b.o.seed * 0x9E3779B97F4A7C15ULL;
+    hist_init(&b.rtt, 50);
+    hist_init(&b.lag, 1000);
+    raise_nofile();
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+        return 1;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int rc = run(&b);
+    fleet_free(&b);
+    if (b.poll_easy)
+        curl_easy_cleanup(b.poll_easy);
+    free(b.poll_buf);
+    free(b.seq_seen);
+    curl_global_cleanup();
+    return rc;
+}
