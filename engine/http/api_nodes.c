@@ -43,12 +43,15 @@ static json_t *node_json(struct rd_engine *eng, const struct rd_node *n)
         rd_time_format(s->last_wall_ms, hb);
         last_hb = json_string(hb);
     }
-    json_t *o = json_pack("{s:s#,s:I,s:s,s:{s:I},s:o,s:{s:I},s:o,s:n,s:i,s:s,s:s,s:s,s:s}",
+    /* phi as the heartbeat detector last reported it while the agent is in
+     * trouble; null while its heartbeats are on time. */
+    json_t *phi = s != NULL && s->hb != 0 ? json_real(s->phi) : json_null();
+    json_t *o = json_pack("{s:s#,s:I,s:s,s:{s:I},s:o,s:{s:I},s:o,s:o,s:i,s:s,s:s,s:s,s:s}",
                           "node_id", n->node_id, n->id_len, "epoch", (json_int_t)n->epoch, "state",
                           rd_node_state_name(n->state), "capacity", "slots", (json_int_t)n->slots,
                           "labels", labels ? labels : json_object(), "load", "slots_used",
                           (json_int_t)(s ? s->slots_used : 0), "last_heartbeat_at", last_hb, "phi",
-                          "tasks", 0, "reason", n->reason, "registered_at", reg, "updated_at", upd,
+                          phi, "tasks", 0, "reason", n->reason, "registered_at", reg, "updated_at", upd,
                           "health_url", n->health_url);
     if (o != NULL && n->address[0])
         json_object_set_new(o, "address", json_string(n->address));

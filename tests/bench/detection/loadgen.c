@@ -43,9 +43,11 @@
 enum kind { HEALTHY = 0, CRASH, HANG, DEGRADE, N_KINDS };
 static const char *const kind_names[N_KINDS] = {"healthy", "crash", "hang", "degrading"};
 
-#define MAX_TALLY  24
-#define HIST_SLOTS 20000
-#define RESP_MAX   512
+#define MAX_TALLY     24
+#define HIST_SLOTS    20000
+#define RESP_MAX      512
+#define N_CONNS       4 /* connections to the engine (CURLMOPT_MAX_HOST_CONNECTIONS) */
+#define REG_IN_FLIGHT 64
 
 struct opts {
     const char *url;
@@ -108,6 +110,7 @@ struct bench {
     struct opts o;
     struct agent *agents;
     unsigned n_kind[N_KINDS];
+    unsigned reg_done;
     struct rdt_httpd *httpd;
     CURLM *multi;
     struct curl_slist *hdrs;
@@ -420,7 +423,7 @@ static int fleet_init(struct bench *b)
     if (b->agents == NULL || b->httpd == NULL || b->hdrs == NULL || b->multi == NULL)
         return -1;
     curl_multi_setopt(b->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 4L);
+    curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)N_CONNS);
     for (unsigned i = 0; i < n; i++) {
         struct agent *a = &b->agents[i];
         snprintf(a->id, sizeof(a->id), "agent-%05u", i + 1);
@@ -517,6 +520,7 @@ static void pump(struct bench *b, int wait_ms, done_fn done)
 static void on_registered(struct bench *b, struct agent *a, CURLcode rc, long status, int64_t us)
 {
     json_t *j = status == 201 ? json_loads(a->resp, 0, NULL) : NULL;
+    b->reg_done++;
     a->epoch = json_integer_value(json_object_get(j, "epoch"));
     if (a->epoch <= 0 && b->c.errors++ < 5)
         fprintf(stderr, "loadgen: registering %s: %s, HTTP %ld: %.200s\n", a->id,
@@ -524,32 +528,76 @@ static void on_registered(struct bench *b, struct agent *a, CURLcode rc, long st
     json_decref(j);
 }
 
+static size_t discard(char *p, size_t size, size_t n, void *data)
+{
+    return size * n;
+}
+
+/*
+ * Opens the connections to the engine first, each with a request without a
+ * body, all at once (no PIPEWAIT: each gets its own connection). With the h2c
+ * upgrade, a POST that opens a new connection while others are busy can fail
+ * ("Transferred a partial file"); afterwards every request is multiplexed.
+ */
+static int open_connections(struct bench *b)
+{
+    CURL *e[N_CONNS] = {0};
+    char url[300];
+    snprintf(url, sizeof(url), "%s/health", b->o.url);
+    for (int i = 0; i < N_CONNS; i++) {
+        if ((e[i] = curl_easy_init()) == NULL)
+            break;
+        easy_common(b, e[i]);
+        curl_easy_setopt(e[i], CURLOPT_URL, url);
+        curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, discard);
+        curl_multi_add_handle(b->multi, e[i]);
+    }
+    int running = 1, ok = 0;
+    for (int64_t end = mono_ms() + 10000; running > 0 && mono_ms() < end;) {
+        curl_multi_perform(b->multi, &running);
+        curl_multi_poll(b->multi, NULL, 0, 50, NULL);
+    }
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(b->multi, &left)) != NULL)
+        ok += m->msg == CURLMSG_DONE && m->data.result == CURLE_OK;
+    for (int i = 0; i < N_CONNS && e[i]; i++) {
+        curl_multi_remove_handle(b->multi, e[i]);
+        curl_easy_cleanup(e[i]);
+    }
+    if (ok != N_CONNS)
+        fprintf(stderr, "loadgen: %d of %d connections to %s opened\n", ok, N_CONNS, url);
+    return ok > 0 ? 0 : -1;
+}
+
+static void start_registration(struct bench *b, unsigned i)
+{
+    struct agent *a = &b->agents[i];
+    snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes", b->o.url);
+    snprintf(a->body, sizeof(a->body),
+             "{\"node_id\":\"%s\",\"capacity\":{\"slots\":4},"
+             "\"health_url\":\"http://127.0.0.1:%u/health\"}",
+             a->id, rdt_httpd_port(b->httpd, i));
+    start_transfer(b, a, a->url, a->body);
+}
+
+/* Registers every agent, at most REG_IN_FLIGHT at a time. */
 static int register_fleet(struct bench *b)
 {
-    for (unsigned i = 0; i < b->o.agents; i++) {
-        struct agent *a = &b->agents[i];
-        char url[256];
-        snprintf(url, sizeof(url), "%s/api/v1/nodes", b->o.url);
-        snprintf(a->body, sizeof(a->body),
-                 "{\"node_id\":\"%s\",\"capacity\":{\"slots\":4},"
-                 "\"health_url\":\"http://127.0.0.1:%u/health\"}",
-                 a->id, rdt_httpd_port(b->httpd, i));
-        snprintf(a->url, sizeof(a->url), "%s", url);
-        start_transfer(b, a, a->url, a->body);
-    }
+    if (open_connections(b) != 0)
+        return -1;
+    unsigned n = b->o.agents, next = 0;
     int64_t deadline = mono_ms() + 60000;
-    bool busy = true;
-    while (busy && mono_ms() < deadline && !interrupted) {
+    while (b->reg_done < n && mono_ms() < deadline && !interrupted) {
+        while (next < n && next - b->reg_done < REG_IN_FLIGHT)
+            start_registration(b, next++);
         pump(b, 50, on_registered);
-        busy = false;
-        for (unsigned i = 0; i < b->o.agents; i++)
-            busy |= b->agents[i].in_flight;
     }
     unsigned ok = 0;
-    for (unsigned i = 0; i < b->o.agents; i++)
+    for (unsigned i = 0; i < n; i++)
         ok += b->agents[i].epoch > 0;
-    if (ok != b->o.agents) {
-        fprintf(stderr, "loadgen: registered %u of %u agents\n", ok, b->o.agents);
+    if (ok != n) {
+        fprintf(stderr, "loadgen: registered %u of %u agents\n", ok, n);
         return -1;
     }
     return 0;
