@@ -176,8 +176,7 @@ static void test_alerts_survive_a_receiver_outage(void **state)
                                 "AgentFault");
             assert_string_equal(json_string_value(rdt_json_path(a, "labels.node_id")), "agent-a");
             assert_string_equal(json_string_value(rdt_json_path(a, "labels.fault_type")), "crash");
-            assert_string_equal(json_string_value(rdt_json_path(a, "labels.severity")),
-                                "critical");
+            assert_string_equal(json_string_value(rdt_json_path(a, "labels.severity")), "critical");
             assert_true(rdt_is_rfc3339_utc(json_string_value(json_object_get(a, "startsAt"))));
             const char *st = json_string_value(json_object_get(a, "status"));
             if (strcmp(st, "firing") == 0) {
