@@ -169,7 +169,8 @@ static void abort_start(struct rd_engine *eng)
     eng->exit_code = 1;
     rd_http_begin_shutdown(&eng->http);
     rd_plugin_host_stop(&eng->plugins, on_plugins_stopped, eng);
-    while (!eng->plugins_stopped && uv_run(loop, UV_RUN_ONCE))
+    while ((!eng->plugins_stopped || rd_plugin_host_busy(&eng->plugins)) &&
+           uv_run(loop, UV_RUN_ONCE))
         ;
     if (eng->httpc != NULL) {
         eng->httpc_closing = true;
@@ -197,7 +198,7 @@ static void shutdown_tick(uv_timer_t *t)
             RD_WARN("engine", "shutdown_deadline", "unanswered=%llu",
                     (unsigned long long)eng->http.pending);
     }
-    if (!eng->plugins_stopped)
+    if (!eng->plugins_stopped || rd_plugin_host_busy(&eng->plugins))
         return;
     if (eng->httpc != NULL) {
         if (!eng->httpc_closing) {

@@ -236,7 +236,7 @@ static void guard_record(struct rd_analysis *a, uint64_t now)
     a->events[a->n_events++] = now;
 }
 
-/* Agents that went bad within the window (events pruned as they age). */
+/* Agents failed within the window (events pruned as they age). */
 static unsigned guard_recent(struct rd_analysis *a, uint64_t now)
 {
     uint64_t window = ms_ns(cfg_of(a)->fault_tolerance.partition.mass_failure_window_ms);
@@ -263,10 +263,9 @@ static bool guard_tripped(struct rd_analysis *a, uint64_t now, unsigned extra)
     size_t total = live_nodes(a);
     if (total < c->fault_tolerance.partition.min_nodes)
         return false;
-    size_t bad = a->eng->fsm.count_by_state[RD_NODE_SUSPECT] + extra;
-    size_t recent = guard_recent(a, now);
-    if (recent > bad)
-        bad = recent;
+    /* In trouble now: suspected, or failed within the window. Agents that
+     * came back do not count, so the guard lifts as soon as they do. */
+    size_t bad = a->eng->fsm.count_by_state[RD_NODE_SUSPECT] + extra + guard_recent(a, now);
     return bad * 100 >= (size_t)c->fault_tolerance.partition.mass_failure_share * total;
 }
 
@@ -441,7 +440,6 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_s
                 partition_open(a, now);
             if (state != RD_NODE_SUSPECT) {
                 record_flap(a, s, now);
-                guard_record(a, now);
                 propose_transition(a, n, s, RD_NODE_SUSPECT, false,
                                    "failing, held as suspect: partition suspected", STAGE_SUSPECT);
             }
@@ -461,7 +459,6 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_s
     }
     if (state != RD_NODE_SUSPECT) {
         record_flap(a, s, now);
-        guard_record(a, now);
         propose_transition(a, n, s, RD_NODE_SUSPECT, false,
                            s->hb != RD_VERDICT_OK ? "heartbeats late" : "probe failed",
                            STAGE_SUSPECT);

@@ -690,6 +690,14 @@ void rd_plugin_host_stop(struct rd_plugin_host *h, void (*cb)(void *data), void 
     }
 }
 
+bool rd_plugin_host_busy(const struct rd_plugin_host *h)
+{
+    for (unsigned i = 0; i < h->n; i++)
+        if (h->insts[i].pending_work > 0)
+            return true;
+    return false;
+}
+
 void rd_plugin_host_close(struct rd_plugin_host *h)
 {
     for (unsigned i = 0; i < h->n; i++) {

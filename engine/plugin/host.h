@@ -108,6 +108,10 @@ int rd_plugin_host_start(struct rd_plugin_host *h, char *err, size_t errlen);
 /* Stops every running instance; `cb` fires once all called done. */
 void rd_plugin_host_stop(struct rd_plugin_host *h, void (*cb)(void *data), void *data);
 
+/* True while thread-pool work queued by a plugin has not come back: the
+ * engine waits for it before destroying the instances. */
+bool rd_plugin_host_busy(const struct rd_plugin_host *h);
+
 /* Destroys the instances (after stop). */
 void rd_plugin_host_close(struct rd_plugin_host *h);
 

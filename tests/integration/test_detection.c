@@ -328,7 +328,7 @@ static void test_mass_failure_is_held_as_partition(void **state)
         a[i].beating = false;
     have_bystanders = false;
     struct rdt_resp r = {0};
-    int64_t deadline = rdt_now_ms() + 5000;
+    int64_t deadline = rdt_now_ms() + 10000;
     bool partition = false;
     while (!partition && rdt_now_ms() < deadline) {
         assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/faults/status", &r), 0);
@@ -358,7 +358,7 @@ static void test_mass_failure_is_held_as_partition(void **state)
         if (strcmp(node_state(a[i].id, buf, sizeof(buf)), "failed") != 0)
             pump_until_state(a, N, a[i].id, "alive", 5000);
     }
-    deadline = rdt_now_ms() + 5000;
+    deadline = rdt_now_ms() + 10000;
     while (partition && rdt_now_ms() < deadline) {
         beat_rounds(a, N, 1);
         assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/faults/status", &r), 0);

@@ -144,6 +144,19 @@ static void test_failed_instance_is_reported(void **state)
     assert_non_null(strstr(
         r.body, "recoveryd_plugin_up{instance=\"ok\",plugin=\"bad_plugin\",kind=\"detector\"} 1"));
     rdt_resp_free(&r);
+    /* Its start() queued blocking work: it ran off the loop, done came back on it. */
+    int64_t deadline = rdt_now_ms() + 5000;
+    char *log = NULL;
+    for (;;) {
+        free(log);
+        log = rdt_proc_log(&p);
+        if (strstr(log, "comp=plugin.ok event=work_done status=0 worked=1") ||
+            rdt_now_ms() > deadline)
+            break;
+        rdt_sleep_ms(20);
+    }
+    assert_non_null(strstr(log, "comp=plugin.ok event=work_done status=0 worked=1"));
+    free(log);
     rdt_proc_cleanup(&p);
 }
 

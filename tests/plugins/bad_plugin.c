@@ -15,18 +15,42 @@
 
 #ifndef NO_ENTRY
 
+#include <unistd.h>
+
 struct state {
     rd_plugin_instance_t *inst;
+    const struct rd_host_api *host;
+    int worked; /* written on the thread pool, read on the loop after done */
 };
+
+/* Blocking work goes to the thread pool; done comes back on the loop. */
+static void work(void *data)
+{
+    struct state *st = data;
+    usleep(20000);
+    st->worked = 1;
+}
+
+static void work_done(void *data, int status)
+{
+    struct state *st = data;
+    st->host->log(st->inst, RD_PLOG_INFO, "work_done", "status=%d worked=%d", status, st->worked);
+}
+
+static int start(void *state)
+{
+    struct state *st = state;
+    return st->host->queue_work(st->inst, work, work_done, st);
+}
 
 static int init(rd_plugin_instance_t *inst, const struct rd_host_api *host, void *state)
 {
     ((struct state *)state)->inst = inst;
+    ((struct state *)state)->host = host;
 #ifdef FAIL_INIT
     host->set_error(inst, "cannot reach the license server at 192.0.2.1");
     return RD_EIO;
 #else
-    (void)host;
     return 0;
 #endif
 }
@@ -77,6 +101,7 @@ static const struct rd_plugin_descriptor descriptor = {
     .keys = keys,
     .state_size = sizeof(struct state),
     .init = init,
+    .start = start,
     .stop = stop,
     .ops = &ops,
 };

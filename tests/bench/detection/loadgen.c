@@ -6,17 +6,18 @@
  *
  *   - every agent's health endpoint is a real port of an rdt_httpd server
  *     (tests/lib/httpd.h) in a thread of this process;
- *   - heartbeats go through libcurl's multi interface, HTTP/2 with prior
- *     knowledge, multiplexed over a few connections, every interval +/-
- *     uniform jitter per agent;
+ *   - agents register, then heartbeat every interval +/- uniform jitter
+ *     each, through libcurl's multi interface: HTTP/2 multiplexed over a
+ *     few connections (see h2_version for libcurl 7.88);
  *   - after the warm-up, faults are injected: 10% crash (no heartbeats, the
  *     endpoint refuses connections), 5% hang (heartbeats go on, the endpoint
  *     never answers), 5% degrade (latency_ms ramps by 40 ms per heartbeat
  *     from 20 ms to well past the engine's 5000 ms limit); the other 80%
  *     stay healthy with slightly noisy metrics all along;
- *   - a poller thread reads GET /api/v1/nodes and /api/v1/faults/records
- *     every 100 ms and keeps, per agent, when it became suspect and failed
- *     (the leader's updated_at stamp), its fault records and their types.
+ *   - a poller thread reads GET /api/v1/nodes (the suspect and the failed
+ *     ones) and the new /api/v1/faults/records every 100 ms and keeps, per
+ *     agent, when it became suspect and failed (the leader's updated_at
+ *     stamp), its fault records and their types.
  *
  * At the end it prints a report per kind of fault, the false failures among
  * the healthy agents and PASS/FAIL per target. It exits 0 when the run took
@@ -46,7 +47,7 @@ static const char *const kind_names[N_KINDS] = {"healthy", "crash", "hang", "deg
 #define MAX_TALLY     24
 #define HIST_SLOTS    20000
 #define RESP_MAX      512
-#define N_CONNS       4 /* connections to the engine (CURLMOPT_MAX_HOST_CONNECTIONS) */
+#define N_CONNS       4 /* connections to the engine with prior knowledge (h2_version) */
 #define REG_IN_FLIGHT 64
 
 struct opts {
@@ -55,6 +56,7 @@ struct opts {
     unsigned agents;
     unsigned warmup_s, duration_s;
     unsigned interval_ms, jitter_ms, poll_ms;
+    bool poll_all;
     uint64_t seed;
 };
 
@@ -75,7 +77,7 @@ struct agent {
     char body[256];
     char resp[RESP_MAX];
     size_t resp_len;
-    bool in_flight, stopped;
+    bool registered, in_flight, stopped;
     int64_t due_ms; /* monotonic */
     unsigned ramp;  /* heartbeats since the injection (degrading) */
     struct mark refused;
@@ -110,7 +112,9 @@ struct bench {
     struct opts o;
     struct agent *agents;
     unsigned n_kind[N_KINDS];
-    unsigned reg_done;
+    unsigned reg_next, reg_done, reg_failed;
+    bool threads_started;
+    pthread_t injector, poller;
     struct rdt_httpd *httpd;
     CURLM *multi;
     struct curl_slist *hdrs;
@@ -270,7 +274,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: bench_detection_loadgen [--url URL] [--agents N] [--warmup S]\n"
                "         [--duration S] [--interval-ms MS] [--jitter-ms MS] [--poll-ms MS]\n"
-               "         [--seed N] [--dump FILE]\n"
+               "         [--seed N] [--dump FILE] [--poll-all]\n"
                "  --url          the engine's API (default http://127.0.0.1:8080)\n"
                "  --agents       simulated agents (default 1000, at least 20)\n"
                "  --warmup       seconds of heartbeats before the faults (default 30)\n"
@@ -278,6 +282,8 @@ static void usage(FILE *f)
                "  --interval-ms  heartbeat interval (default 500)\n"
                "  --jitter-ms    uniform jitter around it, +/- (default 100)\n"
                "  --poll-ms      how often the engine's API is read (default 100)\n"
+               "  --poll-all     read every node each poll, not only the suspect and failed ones\n"
+               "                (about 15 ms of the engine's loop per 1,000 nodes)\n"
                "  --dump         write one line per agent (tab-separated) to FILE\n");
 }
 
@@ -304,6 +310,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"poll-ms", required_argument, NULL, 'p'},
         {"seed", required_argument, NULL, 's'},
         {"dump", required_argument, NULL, 'D'},
+        {"poll-all", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -346,6 +353,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             break;
         case 'D':
             o->dump = optarg;
+            break;
+        case 'A':
+            o->poll_all = true;
             break;
         case 'h':
             usage(stdout);
@@ -392,17 +402,30 @@ static size_t on_agent_write(char *p, size_t size, size_t n, void *data)
 }
 
 /*
- * HTTP/2 with prior knowledge where libcurl can reuse such a connection;
- * libcurl before 8.0.0 (Debian 12 ships 7.88.1) fails every request after the
- * first on a prior-knowledge connection ("Error in the HTTP2 framing layer",
- * curl/curl#10634, fixed by #10643), so there the first request of each
- * connection upgrades it (h2c) and every later one is multiplexed HTTP/2.
+ * HTTP/2 with prior knowledge, multiplexed over N_CONNS connections, where
+ * libcurl can reuse such a connection. libcurl before 8.0.0 (Debian 12 ships
+ * 7.88.1) fails every request after the first on a prior-knowledge
+ * connection ("Error in the HTTP2 framing layer", curl/curl#10634, fixed by
+ * #10643). There the connection is upgraded instead (h2c, by a first request
+ * without a body: see open_connections) and every later request is
+ * multiplexed HTTP/2 on it; one connection only, because the pre-opened
+ * spares would idle out and a POST that opens a new connection by upgrade
+ * while others are busy can fail ("Transferred a partial file").
  */
+static bool prior_knowledge(void)
+{
+    return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
+}
+
 static long h2_version(void)
 {
-    return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000
-               ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-               : (long)CURL_HTTP_VERSION_2_0;
+    return prior_knowledge() ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                             : (long)CURL_HTTP_VERSION_2_0;
+}
+
+static int n_conns(void)
+{
+    return prior_knowledge() ? N_CONNS : 1;
 }
 
 static void easy_common(struct bench *b, CURL *e)
@@ -423,7 +446,7 @@ static int fleet_init(struct bench *b)
     if (b->agents == NULL || b->httpd == NULL || b->hdrs == NULL || b->multi == NULL)
         return -1;
     curl_multi_setopt(b->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)N_CONNS);
+    curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n_conns());
     for (unsigned i = 0; i < n; i++) {
         struct agent *a = &b->agents[i];
         snprintf(a->id, sizeof(a->id), "agent-%05u", i + 1);
@@ -506,26 +529,25 @@ static void drain(struct bench *b, done_fn done)
     }
 }
 
-static void pump(struct bench *b, int wait_ms, done_fn done)
-{
-    int running;
-    curl_multi_perform(b->multi, &running);
-    drain(b, done);
-    if (wait_ms > 0)
-        curl_multi_poll(b->multi, NULL, 0, wait_ms, NULL);
-}
-
 /* ---- registration ------------------------------------------------------- */
 
-static void on_registered(struct bench *b, struct agent *a, CURLcode rc, long status, int64_t us)
+/* A registration answered: the agent heartbeats from now on, starting at a
+ * random point of its first interval (as agents starting one by one would). */
+static void on_registered(struct bench *b, struct agent *a, CURLcode rc, long status)
 {
     json_t *j = status == 201 ? json_loads(a->resp, 0, NULL) : NULL;
     b->reg_done++;
     a->epoch = json_integer_value(json_object_get(j, "epoch"));
-    if (a->epoch <= 0 && b->c.errors++ < 5)
-        fprintf(stderr, "loadgen: registering %s: %s, HTTP %ld: %.200s\n", a->id,
-                curl_easy_strerror(rc), status, a->resp);
     json_decref(j);
+    if (a->epoch <= 0) {
+        if (b->reg_failed++ < 5)
+            fprintf(stderr, "loadgen: registering %s: %s, HTTP %ld: %.200s\n", a->id,
+                    curl_easy_strerror(rc), status, a->resp);
+        return;
+    }
+    a->registered = true;
+    snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes/%s/heartbeat", b->o.url, a->id);
+    a->due_ms = mono_ms() + (int64_t)uniform(&b->rng, 0, b->o.interval_ms);
 }
 
 static size_t discard(char *p, size_t size, size_t n, void *data)
@@ -533,18 +555,15 @@ static size_t discard(char *p, size_t size, size_t n, void *data)
     return size * n;
 }
 
-/*
- * Opens the connections to the engine first, each with a request without a
- * body, all at once (no PIPEWAIT: each gets its own connection). With the h2c
- * upgrade, a POST that opens a new connection while others are busy can fail
- * ("Transferred a partial file"); afterwards every request is multiplexed.
- */
+/* Opens the connections to the engine first, each with a GET (no PIPEWAIT:
+ * each gets its own connection), so none is opened by a POST (see h2_version). */
 static int open_connections(struct bench *b)
 {
     CURL *e[N_CONNS] = {0};
+    int n = n_conns(), running = 1, ok = 0;
     char url[300];
     snprintf(url, sizeof(url), "%s/health", b->o.url);
-    for (int i = 0; i < N_CONNS; i++) {
+    for (int i = 0; i < n; i++) {
         if ((e[i] = curl_easy_init()) == NULL)
             break;
         easy_common(b, e[i]);
@@ -552,7 +571,6 @@ static int open_connections(struct bench *b)
         curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, discard);
         curl_multi_add_handle(b->multi, e[i]);
     }
-    int running = 1, ok = 0;
     for (int64_t end = mono_ms() + 10000; running > 0 && mono_ms() < end;) {
         curl_multi_perform(b->multi, &running);
         curl_multi_poll(b->multi, NULL, 0, 50, NULL);
@@ -561,12 +579,13 @@ static int open_connections(struct bench *b)
     int left;
     while ((m = curl_multi_info_read(b->multi, &left)) != NULL)
         ok += m->msg == CURLMSG_DONE && m->data.result == CURLE_OK;
-    for (int i = 0; i < N_CONNS && e[i]; i++) {
+    for (int i = 0; i < n && e[i]; i++) {
         curl_multi_remove_handle(b->multi, e[i]);
         curl_easy_cleanup(e[i]);
     }
-    if (ok != N_CONNS)
-        fprintf(stderr, "loadgen: %d of %d connections to %s opened\n", ok, N_CONNS, url);
+    b->c.connects += (uint64_t)ok;
+    if (ok != n)
+        fprintf(stderr, "loadgen: %d of %d connections to %s opened\n", ok, n, url);
     return ok > 0 ? 0 : -1;
 }
 
@@ -581,26 +600,11 @@ static void start_registration(struct bench *b, unsigned i)
     start_transfer(b, a, a->url, a->body);
 }
 
-/* Registers every agent, at most REG_IN_FLIGHT at a time. */
-static int register_fleet(struct bench *b)
+/* Starts registrations, at most REG_IN_FLIGHT at a time. */
+static void register_more(struct bench *b)
 {
-    if (open_connections(b) != 0)
-        return -1;
-    unsigned n = b->o.agents, next = 0;
-    int64_t deadline = mono_ms() + 60000;
-    while (b->reg_done < n && mono_ms() < deadline && !interrupted) {
-        while (next < n && next - b->reg_done < REG_IN_FLIGHT)
-            start_registration(b, next++);
-        pump(b, 50, on_registered);
-    }
-    unsigned ok = 0;
-    for (unsigned i = 0; i < n; i++)
-        ok += b->agents[i].epoch > 0;
-    if (ok != n) {
-        fprintf(stderr, "loadgen: registered %u of %u agents\n", ok, n);
-        return -1;
-    }
-    return 0;
+    while (b->reg_next < b->o.agents && b->reg_next - b->reg_done < REG_IN_FLIGHT)
+        start_registration(b, b->reg_next++);
 }
 
 /* ---- heartbeats -------------------------------------------------------------- */
@@ -668,7 +672,7 @@ static int64_t send_due(struct bench *b)
     int64_t now = mono_ms(), next = now + 100;
     for (unsigned i = 0; i < b->o.agents; i++) {
         struct agent *a = &b->agents[i];
-        if (a->in_flight || a->stopped)
+        if (a->in_flight || a->stopped || !a->registered)
             continue;
         if (a->due_ms <= now)
             send_heartbeat(b, a, now);
@@ -678,21 +682,44 @@ static int64_t send_due(struct bench *b)
     return next;
 }
 
-static void heartbeat_loop(struct bench *b)
+static void on_done(struct bench *b, struct agent *a, CURLcode rc, long status, int64_t us)
 {
-    int64_t start = mono_ms();
-    for (unsigned i = 0; i < b->o.agents; i++) {
-        struct agent *a = &b->agents[i];
-        snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes/%s/heartbeat", b->o.url, a->id);
-        a->due_ms = start + (int64_t)uniform(&b->rng, 0, b->o.interval_ms);
-    }
-    while (!atomic_load(&b->stop)) {
+    if (a->registered)
+        on_heartbeat_done(b, a, rc, status, us);
+    else
+        on_registered(b, a, rc, status);
+}
+
+static int start_threads(struct bench *b);
+
+/*
+ * The agents' side, on this thread: registrations (each agent heartbeats as
+ * soon as it is registered), then heartbeats until the poller says stop.
+ * The warm-up starts when the last agent is registered. 0, or -1 when the
+ * fleet could not be registered.
+ */
+static int fleet_loop(struct bench *b)
+{
+    int64_t deadline = mono_ms() + 60000;
+    while (!atomic_load(&b->stop) && !(interrupted && !b->threads_started)) {
         int running;
         curl_multi_perform(b->multi, &running);
-        drain(b, on_heartbeat_done);
+        drain(b, on_done);
+        register_more(b);
+        if (!b->threads_started && b->reg_done == b->o.agents) {
+            if (b->reg_failed > 0 || start_threads(b) != 0)
+                break;
+        } else if (!b->threads_started && mono_ms() > deadline) {
+            fprintf(stderr, "loadgen: registrations did not finish within 60 s\n");
+            break;
+        }
         int64_t wait = send_due(b) - mono_ms();
         curl_multi_poll(b->multi, NULL, 0, wait > 0 ? (int)wait : 0, NULL);
     }
+    if (b->reg_failed > 0)
+        fprintf(stderr, "loadgen: %u of %u agents could not register\n", b->reg_failed,
+                b->o.agents);
+    return b->threads_started ? 0 : -1;
 }
 
 /* ---- fault injection ------------------------------------------------------ */
@@ -798,13 +825,14 @@ static void node_seen(struct bench *b, json_t *item, int64_t now)
         mark_min(&a->failed, t, 0);
 }
 
-static void poll_nodes(struct bench *b, int64_t now)
+/* The nodes in `state` (NULL: all), page by page. */
+static void poll_nodes(struct bench *b, int64_t now, const char *state)
 {
     char cursor[300] = "";
     do {
         char path[400];
-        snprintf(path, sizeof(path), "/api/v1/nodes?limit=1000%s%s", cursor[0] ? "&cursor=" : "",
-                 cursor);
+        snprintf(path, sizeof(path), "/api/v1/nodes?limit=1000%s%s%s%s", state ? "&state=" : "",
+                 state ? state : "", cursor[0] ? "&cursor=" : "", cursor);
         json_t *j = poll_json(b, path);
         if (j == NULL)
             return;
@@ -949,7 +977,13 @@ static void zombie_checks(struct bench *b)
 static void poll_once(struct bench *b)
 {
     int64_t t0 = mono_ms();
-    poll_nodes(b, wall_ms());
+    int64_t now = wall_ms();
+    if (b->o.poll_all) {
+        poll_nodes(b, now, NULL);
+    } else {
+        poll_nodes(b, now, "suspect");
+        poll_nodes(b, now, "failed");
+    }
     poll_faults(b);
     zombie_checks(b);
     b->polls++;
@@ -1066,15 +1100,17 @@ static void report_heartbeats(struct bench *b)
            "transport errors\n",
            (unsigned long long)c->sent, (unsigned long long)c->ok, (unsigned long long)c->fenced,
            (unsigned long long)c->other, (unsigned long long)c->errors);
-    printf("connections opened to the engine for registrations and heartbeats: %llu\n",
+    printf("connections the agents opened to the engine: %llu (one more for the poller)\n",
            (unsigned long long)c->connects);
     printf("heartbeat round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms; send lateness "
            "(scheduler): p99 %lld ms, max %lld ms\n",
            hist_quantile(&b->rtt, 0.5) / 1000.0, hist_quantile(&b->rtt, 0.99) / 1000.0,
            b->rtt.max_us / 1000.0, (long long)(hist_quantile(&b->lag, 0.99) / 1000),
            (long long)(b->lag.max_us / 1000));
-    printf("engine polled %u times (every %u ms, slowest poll %lld ms, %u failed requests)\n",
-           b->polls, b->o.poll_ms, (long long)b->poll_max_ms, b->poll_errors);
+    printf("engine polled %u times (every %u ms: %s nodes and the new fault records; slowest poll "
+           "%lld ms, %u failed requests)\n",
+           b->polls, b->o.poll_ms, b->o.poll_all ? "all" : "suspect and failed",
+           (long long)b->poll_max_ms, b->poll_errors);
 }
 
 static void report_table(struct bench *b)
@@ -1250,12 +1286,12 @@ static void report(struct bench *b)
     format_time(injected_at(b), when, sizeof(when));
     printf("\n== fault detection benchmark ==\n");
     printf("%u agents: %u crash, %u hang, %u degrading, %u healthy; heartbeats every %u +/- %u "
-           "ms over HTTP/2 (%s, %s)\n",
+           "ms over HTTP/2 (%s, at most %d connections, %s)\n",
            b->o.agents, b->n_kind[CRASH], b->n_kind[HANG], b->n_kind[DEGRADE], b->n_kind[HEALTHY],
            b->o.interval_ms, b->o.jitter_ms,
            h2_version() == (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE ? "prior knowledge"
                                                                      : "h2c upgrade",
-           b->o.url);
+           n_conns(), b->o.url);
     printf("warm-up %u s; faults injected at %s (endpoints changed within %lld ms); measured %u s "
            "after%s\n",
            b->o.warmup_s, when, (long long)b->inject_apply_ms, b->o.duration_s,
@@ -1314,6 +1350,25 @@ static void raise_nofile(void)
     }
 }
 
+static int start_threads(struct bench *b)
+{
+    if (poller_init(b) != 0)
+        return -1;
+    b->inject_mono_ms = mono_ms() + (int64_t)b->o.warmup_s * 1000;
+    b->end_mono_ms = b->inject_mono_ms + (int64_t)b->o.duration_s * 1000;
+    fprintf(stderr, "loadgen: %u agents registered; faults in %u s, then %u s of measurement\n",
+            b->o.agents, b->o.warmup_s, b->o.duration_s);
+    if (pthread_create(&b->injector, NULL, injector_main, b) != 0)
+        return -1;
+    if (pthread_create(&b->poller, NULL, poller_main, b) != 0) {
+        atomic_store(&b->stop, true);
+        pthread_join(b->injector, NULL);
+        return -1;
+    }
+    b->threads_started = true;
+    return 0;
+}
+
 static int run(struct bench *b)
 {
     if (fleet_init(b) != 0) {
@@ -1321,23 +1376,10 @@ static int run(struct bench *b)
         return 1;
     }
     b->start_wall_ms = wall_ms();
-    if (register_fleet(b) != 0 || poller_init(b) != 0)
+    if (open_connections(b) != 0 || fleet_loop(b) != 0)
         return 1;
-    b->inject_mono_ms = mono_ms() + (int64_t)b->o.warmup_s * 1000;
-    b->end_mono_ms = b->inject_mono_ms + (int64_t)b->o.duration_s * 1000;
-    fprintf(stderr, "loadgen: %u agents registered; faults in %u s, then %u s of measurement\n",
-            b->o.agents, b->o.warmup_s, b->o.duration_s);
-    pthread_t injector, poller;
-    if (pthread_create(&injector, NULL, injector_main, b) != 0)
-        return 1;
-    if (pthread_create(&poller, NULL, poller_main, b) != 0) {
-        atomic_store(&b->stop, true);
-        pthread_join(injector, NULL);
-        return 1;
-    }
-    heartbeat_loop(b);
-    pthread_join(poller, NULL);
-    pthread_join(injector, NULL);
+    pthread_join(b->poller, NULL);
+    pthread_join(b->injector, NULL);
     if (injected_at(b) == 0) {
         fprintf(stderr, "loadgen: stopped before the faults were injected\n");
         return 1;

@@ -68,6 +68,9 @@ cpu_s() {
         "/proc/$1/stat"
 }
 
+# Busy and total jiffies of the whole machine (all cores), from /proc/stat.
+machine_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+
 # One agent per port, plus the probes' connections.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -104,7 +107,9 @@ echo "recoveryd fault detection benchmark: $AGENTS agents, warm-up ${WARMUP} s, 
 LG_ARGS=(--url "http://127.0.0.1:$RD_PORT" --agents "$AGENTS" --warmup "$WARMUP"
     --duration "$DURATION")
 [ -n "${DUMP:-}" ] && LG_ARGS+=(--dump "$DUMP")
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 cpu0=$(cpu_s "$RD_PID")
+read -r busy0 total0 < <(machine_jiffies)
 t0=$(date +%s.%N)
 # Bounded: the run itself plus three minutes for registration and the report.
 timeout -k 10 $((WARMUP + DURATION + 180)) "$BUILD/bin/bench_detection_loadgen" "${LG_ARGS[@]}" \
@@ -114,10 +119,16 @@ rc=0
 wait "$LG_PID" || rc=$?
 LG_PID=""
 cpu1=$(cpu_s "$RD_PID")
+read -r busy1 total1 < <(machine_jiffies)
 t1=$(date +%s.%N)
 awk -v c0="$cpu0" -v c1="$cpu1" -v t0="$t0" -v t1="$t1" 'BEGIN {
     printf "recoveryd CPU during the run: %.1f s (user + system) over %.0f s of wall time: %.1f%% of one core\n",
         c1 - c0, t1 - t0, 100 * (c1 - c0) / (t1 - t0) }'
+# The machine is shared: say how busy it was in all (recoveryd, the load
+# generator, and anything else that ran meanwhile).
+awk -v b0="$busy0" -v b1="$busy1" -v a0="$total0" -v a1="$total1" -v n="$(nproc)" 'BEGIN {
+    printf "machine CPU during the run: %.2f of %d cores busy on average\n", n * (b1 - b0) / (a1 - a0), n }'
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Stop the engine (bounded), then look at what it logged.
 kill -TERM "$RD_PID" 2>/dev/null || true

@@ -1,0 +1,126 @@
+/*
+ * The Lua policy host: recovery strategies as sandboxed LuaJIT scripts
+ * (DESIGN.md decision 7: policies decide, the engine acts).
+ *
+ * A host is one loaded generation of every *.lua file of a policy directory:
+ * `select.lua` (which strategy handles an event) plus one file per strategy
+ * (`fast_recovery.lua`, `safe_recovery.lua`, `degraded_service.lua`, or any
+ * custom one). policies/README.md is the contract for policy authors.
+ *
+ * Build the new, swap on success (STYLE.md 7): rd_policy_load() builds a
+ * whole new generation in its own lua_State and runs every file's self_test;
+ * the engine keeps its current host until the new one loaded, then swaps and
+ * frees the old one. Loading never touches another host.
+ *
+ * Sandbox, per generation:
+ * - lua_newstate with a capping allocator: no allocation beyond
+ *   `memory_limit` bytes for the whole state; a memory bomb fails its call
+ *   with RD_ENOMEM and the host stays usable;
+ * - a wall-clock budget per call, enforced by a count hook (every 1000 VM
+ *   instructions). The JIT is never opened, switched off for the whole
+ *   engine and off for every loaded chunk (LUAJIT_MODE_ALLFUNC): count hooks
+ *   never fire inside compiled traces, and with the JIT on a plain
+ *   `while true do end` was measured to run forever despite the hook;
+ * - text chunks only (bytecode is refused); each file runs in its own
+ *   environment built from an allow-list: assert error ipairs next pairs
+ *   pcall xpcall select tonumber tostring type unpack print _VERSION, and
+ *   copies of string (without dump), table, math, bit. No io, os, package,
+ *   require, load*, dofile, debug, jit, ffi, coroutine, getmetatable,
+ *   setmetatable, getfenv/setfenv, raw*, collectgarbage, newproxy.
+ *   string.dump is also removed from the real string table that strings
+ *   index through their metatable, so ("").dump is nil too. print goes to
+ *   the engine log at debug level. pcall/xpcall cannot swallow a timeout or
+ *   a memory error: they re-raise it.
+ * - Known limit: the budget is checked between VM instructions, so a single
+ *   long-running C library call is not interrupted. The one found is Lua
+ *   pattern matching with many quantifiers, which is exponential
+ *   (("a"):rep(24):find(("a?"):rep(24) .. ("a"):rep(24)) takes ~2.5 s).
+ *
+ * Threads: a host is used by one thread at a time (the loop thread); hosts
+ * are independent of each other (no global state).
+ */
+#ifndef RD_POLICY_H
+#define RD_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define RD_POLICY_ERRLEN      512 /* a comfortable size for `err` buffers */
+#define RD_POLICY_MAX_FILES   32  /* *.lua files per directory, select.lua included */
+#define RD_POLICY_MAX_FILE    (1u << 20) /* bytes per policy file */
+#define RD_POLICY_MAX_NAME    40         /* file stem: [a-z][a-z0-9_]{0,39} */
+#define RD_POLICY_MAX_ACTIONS 10000      /* actions in one plan */
+#define RD_POLICY_JSON_DEPTH  32         /* nesting of event/view objects */
+#define RD_POLICY_LOAD_FACTOR 10         /* top level + self_test get budget x this at load */
+
+struct rd_policy_host; /* opaque; one loaded generation of all policy files */
+
+/*
+ * Loads every *.lua file in `dir` (dotfiles are ignored; select.lua is
+ * required, plus at least one strategy file) into a fresh sandboxed
+ * lua_State, checks each file's returned table (name equal to the file stem;
+ * select.lua has `select`, strategies have `plan`; every file has
+ * `self_test`) and runs each self_test. Chunk names are "@policies/<file>",
+ * so Lua errors read "policies/<file>:LINE: message" whatever `dir` is.
+ *
+ * `budget_ms` (>= 1) bounds each rd_policy_plan call; loading runs each
+ * file's top level and self_test with budget_ms x RD_POLICY_LOAD_FACTOR.
+ * `memory_limit` caps the Lua state's memory in bytes (the empty sandbox
+ * takes about 100 KiB).
+ *
+ * Returns 0 and sets *out to a new host owned by the caller (release with
+ * rd_policy_free). On error returns RD_ECONFIG (missing or unreadable
+ * directory or file, syntax error, bytecode, a bad returned table, a failing
+ * or over-budget self_test, ...), RD_ENOMEM (the host's own allocation
+ * failed) or RD_EINVAL (NULL arguments), writes "FILE:LINE: message" (or
+ * "FILE: message" when there is no line) into `err` and leaves *out
+ * untouched.
+ */
+int rd_policy_load(const char *dir, uint64_t budget_ms, size_t memory_limit,
+                   struct rd_policy_host **out, char *err, size_t errlen);
+
+/* Closes the host's lua_State and frees it. NULL is a no-op. */
+void rd_policy_free(struct rd_policy_host *h);
+
+/*
+ * The generation's version: 16 hex digits of a content hash (FNV-1a 64) over
+ * every loaded file's name and bytes. Changes when any file changes, is
+ * added or removed. Owned by the host.
+ */
+const char *rd_policy_version(const struct rd_policy_host *h);
+
+/* True when this generation has a strategy file named `name` (API checks of
+ * a requested strategy). */
+bool rd_policy_has_strategy(const struct rd_policy_host *h, const char *name);
+
+/*
+ * Calls select(event, view), then the chosen strategy's plan(event, view),
+ * under one budget and the memory cap. `event` and `view` are JSON objects
+ * (policies/README.md has their shape), borrowed; each Lua call gets its own
+ * freshly converted tables, so what one call changes in them is seen by
+ * nobody else (JSON null becomes nil; numbers become Lua numbers).
+ *
+ * The returned plan is validated against the action schema and comes back
+ * as a new JSON object {"strategy": "...", "actions": [ ... ]}, owned by the
+ * caller; every action carries "action" and its fields; "reassign" always
+ * carries an integer "order" (its 1-based position when the policy gave
+ * none) and "target" only when the policy chose one.
+ *
+ * Returns 0 and sets *plan_out, or leaves *plan_out untouched and returns:
+ * RD_EINVAL   the policy raised an error, returned a malformed plan (unknown
+ *             action or field, missing task_id, wrong type, ...) or select
+ *             named an unknown strategy;
+ * RD_ETIMEOUT the call ran past budget_ms;
+ * RD_ENOMEM   the Lua state hit memory_limit (or a conversion's allocation
+ *             failed);
+ * with "policies/FILE:LINE: why" in `err` (for memory errors the line is the
+ * last one the budget hook sampled, "near line N"). The host stays usable
+ * after any failure.
+ */
+int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, json_t **plan_out,
+                   char *err, size_t errlen);
+
+#endif

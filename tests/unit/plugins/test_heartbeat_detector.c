@@ -1,0 +1,680 @@
+/*
+ * The heartbeat detector plugin (build/plugins/heartbeat.so, phi accrual)
+ * against the fake host, with a simulated monotonic clock: the test moves
+ * g_fh.now_ns, delivers heartbeats with their arrival times and fires the
+ * check timer every check interval, exactly as the engine's loop would.
+ *
+ * detection: heartbeat_interval 500 ms, failure_threshold 3; the plugin's
+ * defaults otherwise (window 100, min_std_dev 50 ms, suspect_phi 5,
+ * failure_phi 8, check every 100 ms).
+ *
+ * The fake host records neither when an observation arrived nor the metrics
+ * fields, so the test wraps observe() in the host table the plugin holds
+ * (g_fh.api, after fh_init) to note the simulated time of each observation.
+ */
+#include "fake_host.h"
+
+#include <math.h>
+
+#define MS          1000000ull
+#define INTERVAL_MS 500
+#define CHECK_MS    100
+#define WINDOW      100
+#define MIN_STD_MS  50.0
+#define SUSPECT_PHI 5.0
+#define FAILURE_PHI 8.0
+#define NEVER       UINT64_MAX
+
+static const struct rd_detection_params g_dp = {
+    .heartbeat_interval_ms = INTERVAL_MS,
+    .health_check_timeout_ms = 1000,
+    .failure_threshold = 3,
+    .recovery_threshold = 2,
+};
+
+static const char *cfg_default[][2] = {{NULL, NULL}};
+
+/* cmocka's assert_float_equal works in float: this one in double. */
+#define assert_near(a, b, tol) assert_near_((a), (b), (tol), #a, __FILE__, __LINE__)
+static void assert_near_(double a, double b, double tol, const char *what, const char *file,
+                         int line)
+{
+    if (!(fabs(a - b) <= tol))
+        fail_msg("%s:%d: %s = %.12g, expected %.12g (+-%.3g)", file, line, what, a, b, tol);
+}
+
+/* ---- observations, with the simulated time they arrived ------------------- */
+
+static uint64_t *g_obs_at; /* g_fh.now_ns when obs[i] was made */
+static size_t g_obs_cap;
+
+static void wrap_observe(rd_plugin_instance_t *inst, const struct rd_observation *o)
+{
+    fh_observe(inst, o);
+    if (g_fh.n_obs > g_obs_cap) {
+        g_obs_cap = g_fh.cap_obs;
+        g_obs_at = realloc(g_obs_at, g_obs_cap * sizeof *g_obs_at);
+        assert_non_null(g_obs_at);
+    }
+    g_obs_at[g_fh.n_obs - 1] = g_fh.now_ns;
+    /* Every observation of this detector is about heartbeats. */
+    assert_int_equal(o->signal, RD_SIG_HEARTBEAT);
+    assert_false(o->predicted);
+    assert_null(o->metric);
+}
+
+/* Indices of the observations about `id`, in order; returns how many. */
+static size_t obs_of(const char *id, size_t *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g_fh.n_obs; i++) {
+        if (strcmp(g_fh.obs[i].node_id, id) == 0) {
+            if (n < max)
+                out[n] = i;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* ---- a deterministic PRNG (splitmix64) ----------------------------------------- */
+
+static uint64_t g_rng;
+
+static uint64_t rng_next(void)
+{
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-100 ms, +100 ms], microsecond steps, in ns. */
+static int64_t jitter_ns(void)
+{
+    return ((int64_t)(rng_next() % 200001) - 100000) * 1000;
+}
+
+/* ---- simulated agents ------------------------------------------------------- */
+
+enum sched {
+    S_NOMINAL, /* sent at base + k * interval, each +-100 ms (gaps 300-700 ms) */
+    S_GAP,     /* each gap interval +-100 ms (400-600 ms) */
+    S_FIXED,   /* each gap exactly `gap_ms` */
+    S_ALT,     /* gaps alternate 200 ms and 800 ms */
+};
+
+struct sim_node {
+    char id[32];
+    uint32_t slot;
+    uint64_t epoch;
+    int sched;
+    uint64_t gap_ms; /* S_FIXED */
+    uint64_t base_ns, k;
+    uint64_t next_ns; /* next arrival, NEVER while silent */
+    uint64_t last_ns; /* last heartbeat delivered in this epoch, 0 = none */
+    uint64_t sent;
+    uint64_t stop_after;  /* silent once `sent` reaches it (0: never) */
+    uint64_t late_after;  /* the heartbeat after number late_after ... */
+    uint64_t late_gap_ns; /* ... comes this long after the previous one */
+    /* The intervals the detector should hold (ms), and their statistics. */
+    double iv[WINDOW];
+    unsigned niv, head;
+    double mean, sd;
+    /* The highest reference phi and silence any check saw (with track). */
+    double max_phi, max_el;
+};
+
+static struct {
+    struct sim_node *nodes;
+    size_t n;
+    size_t timer;
+    uint64_t tick_ns; /* when the check timer fires next */
+    unsigned ticks;
+    bool track; /* note what each check should see, by the reference model */
+} g_sim;
+
+static const struct rd_detector_ops *ops(void)
+{
+    return g_fh.desc->ops;
+}
+
+/* mean and sd as the detector computes them (before its floors/defaults). */
+static void sim_stats(struct sim_node *s)
+{
+    if (s->niv < 2) {
+        s->mean = INTERVAL_MS;
+        s->sd = INTERVAL_MS / 4.0;
+    } else {
+        double m = 0, v = 0;
+        for (unsigned i = 0; i < s->niv; i++)
+            m += s->iv[i];
+        m /= s->niv;
+        for (unsigned i = 0; i < s->niv; i++)
+            v += (s->iv[i] - m) * (s->iv[i] - m);
+        s->mean = m;
+        s->sd = sqrt(v / s->niv);
+    }
+    if (s->sd < MIN_STD_MS)
+        s->sd = MIN_STD_MS;
+}
+
+/* Reference phi (the logistic approximation of the normal tail Akka and
+ * Cassandra use; heartbeat.c documents the same model). */
+static double ref_phi(const struct sim_node *s, double elapsed_ms)
+{
+    double y = (elapsed_ms - s->mean) / s->sd;
+    double e = exp(-y * (1.5976 + 0.070566 * y * y));
+    double p = elapsed_ms > s->mean ? e / (1.0 + e) : 1.0 - 1.0 / (1.0 + e);
+    return p < 1e-300 ? 300 : -log10(p);
+}
+
+static void sim_history_reset(struct sim_node *s)
+{
+    s->niv = s->head = 0;
+    s->last_ns = 0;
+    sim_stats(s);
+}
+
+static void plan_next(struct sim_node *s)
+{
+    if (s->stop_after && s->sent >= s->stop_after) {
+        s->next_ns = NEVER;
+        return;
+    }
+    if (s->late_gap_ns && s->sent == s->late_after) {
+        s->next_ns = s->last_ns + s->late_gap_ns;
+        s->base_ns = s->next_ns; /* the schedule goes on from there */
+        s->k = 0;
+        return;
+    }
+    switch (s->sched) {
+    case S_NOMINAL:
+        s->k++;
+        s->next_ns = (uint64_t)((int64_t)(s->base_ns + s->k * INTERVAL_MS * MS) + jitter_ns());
+        break;
+    case S_GAP:
+        s->next_ns = (uint64_t)((int64_t)(s->last_ns + INTERVAL_MS * MS) + jitter_ns());
+        break;
+    case S_FIXED:
+        s->next_ns = s->last_ns + s->gap_ms * MS;
+        break;
+    case S_ALT:
+        s->next_ns = s->last_ns + (s->sent % 2 ? 200 : 800) * MS;
+        break;
+    }
+    assert_true(s->next_ns > s->last_ns);
+}
+
+static void node_event(int event, const struct sim_node *s, const char *state)
+{
+    struct rd_node_view v = {
+        .node_id = s->id,
+        .epoch = s->epoch,
+        .state = state,
+        .health_url = "",
+        .labels_json = "{}",
+        .slots = 1,
+        .slot = s->slot,
+    };
+    ops()->on_node(g_fh.state, event, &v);
+}
+
+/* Registers agent `s` now; its first heartbeat comes at `first_ns`. */
+static void sim_add(struct sim_node *s, const char *id, uint32_t slot, int sched,
+                    uint64_t first_ns)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->slot = slot;
+    s->epoch = 1;
+    s->sched = sched;
+    s->gap_ms = INTERVAL_MS;
+    s->base_ns = first_ns;
+    s->next_ns = first_ns;
+    if (sched == S_NOMINAL)
+        s->next_ns = (uint64_t)((int64_t)first_ns + jitter_ns());
+    assert_true(s->next_ns > g_fh.now_ns);
+    sim_history_reset(s);
+    node_event(RD_NODE_EV_ADDED, s, "alive");
+}
+
+/* Resumes a silent agent: next heartbeat at `at_ns`, then on schedule. */
+static void sim_resume(struct sim_node *s, uint64_t at_ns)
+{
+    s->stop_after = 0;
+    s->late_gap_ns = 0;
+    s->base_ns = s->next_ns = at_ns;
+    s->k = 0;
+}
+
+static void deliver(struct sim_node *s)
+{
+    uint64_t t = s->next_ns;
+    g_fh.now_ns = t;
+    if (s->last_ns) {
+        double ms = (double)(t - s->last_ns) / 1e6;
+        if (s->niv < WINDOW)
+            s->niv++;
+        s->iv[s->head] = ms;
+        s->head = (s->head + 1) % WINDOW;
+    }
+    struct rd_heartbeat_view hb = {
+        .node_id = s->id,
+        .epoch = s->epoch,
+        .arrival_ns = t,
+        .slots_used = 0,
+        .has_metrics = false,
+        .progress = -1,
+        .slot = s->slot,
+    };
+    ops()->on_heartbeat(g_fh.state, &hb);
+    s->last_ns = t;
+    s->sent++;
+    sim_stats(s);
+    plan_next(s);
+}
+
+/* Delivers every heartbeat due by `t`, in each agent's order. */
+static void deliver_until(uint64_t t)
+{
+    for (size_t i = 0; i < g_sim.n; i++)
+        while (g_sim.nodes[i].next_ns <= t)
+            deliver(&g_sim.nodes[i]);
+}
+
+/* One check tick: heartbeats due first, then the timer at its time. */
+static void tick(void)
+{
+    deliver_until(g_sim.tick_ns);
+    for (size_t i = 0; g_sim.track && i < g_sim.n; i++) {
+        struct sim_node *s = &g_sim.nodes[i];
+        if (s->last_ns == 0)
+            continue;
+        double el = (double)(g_sim.tick_ns - s->last_ns) / 1e6;
+        double ph = ref_phi(s, el);
+        s->max_phi = ph > s->max_phi ? ph : s->max_phi;
+        s->max_el = el > s->max_el ? el : s->max_el;
+    }
+    g_fh.now_ns = g_sim.tick_ns;
+    fh_fire(g_sim.timer);
+    g_sim.ticks++;
+    g_sim.tick_ns += CHECK_MS * MS;
+}
+
+/* Runs the loop until simulated time `t` (ticks and heartbeats up to it). */
+static void run_until(uint64_t t)
+{
+    while (g_sim.tick_ns <= t)
+        tick();
+    deliver_until(t);
+    g_fh.now_ns = t;
+}
+
+/* Starts a heartbeat instance with `n` simulated agents (not yet added). */
+static void setup(size_t n, const char *(*cfg)[2], uint64_t seed)
+{
+    g_fh_next_dp = &g_dp;
+    assert_int_equal(fh_init("heartbeat", "hb", cfg), 0);
+    g_fh.api.observe = wrap_observe; /* the plugin keeps &g_fh.api */
+    fh_start();
+    assert_int_equal(fh_live_timers(), 1);
+    memset(&g_sim, 0, sizeof g_sim);
+    g_sim.timer = fh_last_live_timer();
+    /* The check timer: a fifth of the heartbeat interval, repeating. */
+    assert_int_equal(g_fh.timers[g_sim.timer].first_ms, CHECK_MS);
+    assert_int_equal(g_fh.timers[g_sim.timer].repeat_ms, CHECK_MS);
+    g_sim.tick_ns = g_fh.now_ns + CHECK_MS * MS;
+    g_sim.nodes = calloc(n, sizeof *g_sim.nodes);
+    assert_non_null(g_sim.nodes);
+    g_sim.n = n;
+    g_rng = seed;
+}
+
+static void teardown(void)
+{
+    fh_stop(true);
+    assert_int_equal(g_fh.done_calls, 1);
+    fh_destroy();
+    free(g_sim.nodes);
+    memset(&g_sim, 0, sizeof g_sim);
+    free(g_obs_at);
+    g_obs_at = NULL;
+    g_obs_cap = 0;
+}
+
+static void check_counter(void)
+{
+    assert_int_equal(fh_counter("heartbeat_observations"), g_fh.n_obs);
+}
+
+/* ---- (a) no false positives under jitter ----------------------------------------- */
+
+static void test_no_false_positive_under_jitter(void **state)
+{
+    (void)state;
+    enum { NODES = 100, BEATS = 10000 };
+    setup(NODES, cfg_default, 0x5eed0001);
+    uint64_t t0 = g_fh.now_ns;
+    char id[32];
+    for (uint32_t i = 0; i < NODES; i++) {
+        snprintf(id, sizeof id, "agent-%03u", i);
+        /* Half send on a nominal schedule (jitter per send time: gaps 300 to
+         * 700 ms), half with jittered gaps (400 to 600 ms); phases spread. */
+        sim_add(&g_sim.nodes[i], id, i, i % 2 ? S_GAP : S_NOMINAL, t0 + (150 + 3 * i) * MS);
+    }
+    g_sim.track = true;
+    for (;;) {
+        bool all = true;
+        for (size_t i = 0; i < NODES; i++)
+            all = all && g_sim.nodes[i].sent >= BEATS;
+        if (all)
+            break;
+        tick();
+        assert_int_equal(g_fh.n_obs, 0); /* fail at the first false verdict */
+    }
+    double max_phi = 0, max_elapsed = 0, min_gap = 1e9, max_gap = 0;
+    for (size_t i = 0; i < NODES; i++) {
+        const struct sim_node *s = &g_sim.nodes[i];
+        assert_true(s->sent >= BEATS);
+        assert_int_equal(s->niv, WINDOW);
+        max_phi = s->max_phi > max_phi ? s->max_phi : max_phi;
+        max_elapsed = s->max_el > max_elapsed ? s->max_el : max_elapsed;
+        for (unsigned j = 0; j < WINDOW; j++) {
+            min_gap = s->iv[j] < min_gap ? s->iv[j] : min_gap;
+            max_gap = s->iv[j] > max_gap ? s->iv[j] : max_gap;
+        }
+    }
+    /* The jitter was real: gaps well spread around 500 ms. */
+    assert_true(min_gap < 330 && max_gap > 670);
+    assert_true(max_elapsed > 650 && max_elapsed < 700);
+    /* 10,000 heartbeats every ~500 ms checked every 100 ms: ~50,000 ticks. */
+    /* (the gap-jittered agents drift: a random walk of +-6 s or so) */
+    assert_true(g_sim.ticks >= BEATS * 5 - 500 && g_sim.ticks <= BEATS * 5 + 500);
+    /* No suspect and no failed verdict at all (nor anything else). */
+    assert_int_equal(g_fh.n_obs, 0);
+    check_counter();
+    /* With margin: the highest phi any check could have seen. */
+    assert_true(max_phi < SUSPECT_PHI / 2);
+    print_message("      100 agents x %u heartbeats, %u checks: max phi %.2f at %.0f ms of "
+                  "silence (suspect at %.0f)\n",
+                  (unsigned)BEATS, g_sim.ticks, max_phi, max_elapsed, SUSPECT_PHI);
+    teardown();
+}
+
+/* ---- (b, c, d) a stopped agent: suspect, failed, then back ------------------------ */
+
+static void test_stopped_agent(void **state)
+{
+    (void)state;
+    enum { STOPPED = 20, HEALTHY = 10, N = STOPPED + HEALTHY };
+    setup(N, cfg_default, 0x5eed0002);
+    uint64_t t0 = g_fh.now_ns;
+    char id[32];
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "%s-%02u", i < STOPPED ? "stops" : "healthy", i);
+        sim_add(&g_sim.nodes[i], id, i, S_NOMINAL, t0 + (200 + 7 * i) * MS);
+        if (i < STOPPED) /* last heartbeats at different phases of the check */
+            g_sim.nodes[i].stop_after = 150 + 3 * i;
+    }
+    uint64_t last_stop = 0;
+    while (g_sim.nodes[STOPPED - 1].next_ns != NEVER)
+        tick();
+    for (size_t i = 0; i < STOPPED; i++)
+        last_stop = g_sim.nodes[i].last_ns > last_stop ? g_sim.nodes[i].last_ns : last_stop;
+    /* Silent for 5 s more: long past FAILED, checks go on. */
+    run_until(last_stop + 5000 * MS);
+
+    size_t idx[8];
+    for (size_t i = 0; i < STOPPED; i++) {
+        const struct sim_node *s = &g_sim.nodes[i];
+        uint64_t L = s->last_ns;
+        /* (d) Exactly two verdict changes, however many checks followed. */
+        assert_int_equal(obs_of(s->id, idx, 8), 2);
+        const struct fh_obs *sus = &g_fh.obs[idx[0]], *fail = &g_fh.obs[idx[1]];
+        assert_int_equal(sus->verdict, RD_VERDICT_SUSPECT);
+        assert_int_equal(fail->verdict, RD_VERDICT_FAILED);
+        assert_int_equal(sus->epoch, 1);
+        assert_int_equal(fail->epoch, 1);
+        /* The trouble began at the last heartbeat. */
+        assert_int_equal(sus->since_ns, L);
+        assert_int_equal(fail->since_ns, L);
+        double t_sus = (double)(g_obs_at[idx[0]] - L) / 1e6;
+        double t_fail = (double)(g_obs_at[idx[1]] - L) / 1e6;
+        /* (b) SUSPECT within 1 s of the last heartbeat (by phi, before the
+         * two-interval rule), FAILED at 3 intervals, within a check. */
+        assert_true(t_sus > INTERVAL_MS && t_sus <= 1000);
+        assert_true(sus->value >= SUSPECT_PHI);
+        assert_true(t_fail >= 3 * INTERVAL_MS);
+        assert_true(t_fail < 3 * INTERVAL_MS + CHECK_MS);
+        assert_true(fail->value >= FAILURE_PHI);
+        /* Phi grows with the silence. */
+        assert_true(fail->value > sus->value);
+        /* The values are phi of the agent's own interval history. */
+        assert_near(sus->value, ref_phi(s, t_sus), 1e-6 * sus->value);
+        assert_near(fail->value, ref_phi(s, t_fail), 1e-6 * fail->value);
+        /* The check before each verdict change did not see it yet. */
+        assert_true(ref_phi(s, t_sus - CHECK_MS) < SUSPECT_PHI);
+        char want[160];
+        snprintf(want, sizeof want, "no heartbeat for %.0f ms (phi %.1f)", t_fail, fail->value);
+        assert_string_equal(fail->detail, want);
+    }
+    for (size_t i = STOPPED; i < N; i++)
+        assert_int_equal(obs_of(g_sim.nodes[i].id, idx, 8), 0);
+    check_counter();
+
+    /* (c) Heartbeats again: OK, once, at the first heartbeat. */
+    uint64_t now = g_fh.now_ns;
+    for (size_t i = 0; i < STOPPED; i++)
+        sim_resume(&g_sim.nodes[i], now + (20 + 13 * i) * MS);
+    run_until(now + 10000 * MS);
+    for (size_t i = 0; i < STOPPED; i++) {
+        const struct sim_node *s = &g_sim.nodes[i];
+        assert_int_equal(obs_of(s->id, idx, 8), 3);
+        const struct fh_obs *ok = &g_fh.obs[idx[2]];
+        assert_int_equal(ok->verdict, RD_VERDICT_OK);
+        assert_int_equal(ok->since_ns, 0);
+        assert_near(ok->value, 0, 0);
+        assert_string_equal(ok->detail, "heartbeats arrive again");
+        assert_int_equal(g_obs_at[idx[2]], now + (20 + 13 * i) * MS);
+    }
+    check_counter();
+    teardown();
+}
+
+/* ---- (b) one late heartbeat may suspect, never fails ------------------------------- */
+
+static void test_late_heartbeat_never_fails(void **state)
+{
+    (void)state;
+    static const uint64_t late_ms[] = {900, 1000, 1200, 1400, 1499};
+    enum { N = sizeof late_ms / sizeof late_ms[0] };
+    setup(N, cfg_default, 0x5eed0003);
+    uint64_t t0 = g_fh.now_ns;
+    char id[32];
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "late-%u", (unsigned)late_ms[i]);
+        sim_add(&g_sim.nodes[i], id, i, S_NOMINAL, t0 + (300 + 17 * i) * MS);
+        g_sim.nodes[i].late_after = 120;
+        g_sim.nodes[i].late_gap_ns = late_ms[i] * MS;
+    }
+    run_until(t0 + 120 * 500 * MS);
+    for (size_t i = 0; i < N; i++) {
+        assert_true(g_sim.nodes[i].sent >= 120);
+        assert_int_equal(obs_of(g_sim.nodes[i].id, NULL, 0), 0);
+        g_sim.nodes[i].max_phi = g_sim.nodes[i].max_el = 0;
+    }
+    g_sim.track = true; /* what the checks around the late heartbeat see */
+    run_until(t0 + 200 * 500 * MS);
+    size_t idx[8];
+    for (size_t i = 0; i < N; i++) {
+        const struct sim_node *s = &g_sim.nodes[i];
+        size_t n = obs_of(s->id, idx, 8);
+        /* Suspected exactly when a check saw phi >= suspect_phi or two
+         * intervals of silence; never FAILED; OK with the late heartbeat. */
+        bool expect = s->max_phi >= SUSPECT_PHI || s->max_el >= 2 * INTERVAL_MS;
+        if (late_ms[i] >= 2 * INTERVAL_MS + CHECK_MS)
+            assert_true(expect); /* some check fell in the two-interval silence */
+        assert_int_equal(n, expect ? 2 : 0);
+        assert_true(s->max_el < late_ms[i]);
+        if (n == 2) {
+            const struct fh_obs *sus = &g_fh.obs[idx[0]], *ok = &g_fh.obs[idx[1]];
+            assert_int_equal(sus->verdict, RD_VERDICT_SUSPECT);
+            assert_int_equal(ok->verdict, RD_VERDICT_OK);
+            assert_true(g_obs_at[idx[0]] - sus->since_ns < late_ms[i] * MS);
+            /* The OK came with the late heartbeat itself. */
+            assert_int_equal(g_obs_at[idx[1]] - sus->since_ns, late_ms[i] * MS);
+        }
+        print_message("      %u ms gap: max phi %.2f at the checks, %s\n", (unsigned)late_ms[i],
+                      s->max_phi, n ? "suspect, then ok" : "nothing reported");
+    }
+    check_counter();
+    teardown();
+}
+
+/* ---- (e) epochs and removal ------------------------------------------------------ */
+
+static void test_epoch_resets_history_and_removed_stops(void **state)
+{
+    (void)state;
+    setup(3, cfg_default, 0x5eed0004);
+    struct sim_node *a = &g_sim.nodes[0], *b = &g_sim.nodes[1], *c = &g_sim.nodes[2];
+    uint64_t t0 = g_fh.now_ns;
+    /* a: a wide history under epoch 1 (gaps 200/800 ms: sd 300 ms). */
+    sim_add(a, "a", 7, S_ALT, t0 + 100 * MS);
+    a->stop_after = 60;
+    sim_add(b, "b", 8, S_FIXED, t0 + 130 * MS);
+    sim_add(c, "c", 9, S_FIXED, t0 + 160 * MS);
+    while (a->next_ns != NEVER)
+        tick();
+    uint64_t La = a->last_ns;
+    assert_true(a->sd > 250);
+    /* With that spread phi stays low: suspect by the two-interval rule. */
+    run_until(La + 1250 * MS);
+    size_t idx[8];
+    assert_int_equal(obs_of("a", idx, 8), 1);
+    assert_int_equal(g_fh.obs[idx[0]].verdict, RD_VERDICT_SUSPECT);
+    assert_int_equal(g_fh.obs[idx[0]].epoch, 1);
+    assert_true(g_obs_at[idx[0]] - La >= 1000 * MS);
+    assert_true(g_fh.obs[idx[0]].value < SUSPECT_PHI);
+
+    /* Registered again: epoch 2. Nothing is said for the reset itself; the
+     * history starts over (no interval against the registration time). */
+    uint64_t te = g_fh.now_ns;
+    a->epoch = 2;
+    sim_history_reset(a);
+    node_event(RD_NODE_EV_EPOCH, a, "alive");
+    a->sched = S_FIXED;
+    a->gap_ms = INTERVAL_MS;
+    a->stop_after = a->sent + 12;
+    sim_resume(a, te + 300 * MS);
+    while (a->next_ns != NEVER)
+        tick();
+    uint64_t La2 = a->last_ns;
+    assert_int_equal(obs_of("a", idx, 8), 1);
+    assert_int_equal(a->niv, 11);
+    assert_near(a->mean, 500, 1e-9);
+    assert_near(a->sd, MIN_STD_MS, 0); /* the floor */
+    run_until(La2 + 1250 * MS);
+    assert_int_equal(obs_of("a", idx, 8), 2);
+    const struct fh_obs *o = &g_fh.obs[idx[1]];
+    assert_int_equal(o->verdict, RD_VERDICT_SUSPECT);
+    assert_int_equal(o->epoch, 2);
+    assert_int_equal(o->since_ns, La2);
+    /* Regular 500 ms gaps only (sd at its 50 ms floor): phi 5 a good way
+     * before the 1000 ms rule; with the old 300 ms spread kept, phi would
+     * still be about 1 at 900 ms. */
+    double el = (double)(g_obs_at[idx[1]] - La2) / 1e6;
+    assert_true(el < 2 * INTERVAL_MS - CHECK_MS);
+    assert_true(o->value >= SUSPECT_PHI);
+    assert_true(ref_phi(a, el - CHECK_MS) < SUSPECT_PHI);
+    assert_near(o->value, ref_phi(a, el), 1e-6 * o->value);
+
+    /* Back (OK), then removed: nothing more about it, however long. */
+    sim_resume(a, g_fh.now_ns + 10 * MS);
+    a->stop_after = a->sent + 1;
+    run_until(g_fh.now_ns + 20 * MS);
+    assert_int_equal(obs_of("a", idx, 8), 3);
+    assert_int_equal(g_fh.obs[idx[2]].verdict, RD_VERDICT_OK);
+    assert_int_equal(g_fh.obs[idx[2]].epoch, 2);
+    node_event(RD_NODE_EV_REMOVED, a, "left");
+    /* c is fenced (state failed): it sends no more under this epoch. */
+    node_event(RD_NODE_EV_STATE, c, "failed");
+    c->stop_after = c->sent;
+    c->next_ns = NEVER;
+    /* b stops too: it is still watched. */
+    b->stop_after = b->sent;
+    b->next_ns = NEVER;
+    uint64_t Lb = b->last_ns;
+    run_until(g_fh.now_ns + 10000 * MS);
+    assert_int_equal(obs_of("a", idx, 8), 3);
+    assert_int_equal(obs_of("c", idx, 8), 0);
+    assert_int_equal(obs_of("b", idx, 8), 2);
+    assert_int_equal(g_fh.obs[idx[0]].verdict, RD_VERDICT_SUSPECT);
+    assert_int_equal(g_fh.obs[idx[1]].verdict, RD_VERDICT_FAILED);
+    assert_int_equal(g_fh.obs[idx[1]].since_ns, Lb);
+
+    /* The slot a left is reused by another agent: a fresh start. */
+    struct sim_node d;
+    uint64_t nb = g_sim.n;
+    g_sim.n = 0; /* drive d by hand */
+    sim_add(&d, "d", 7, S_FIXED, g_fh.now_ns + 100 * MS);
+    deliver(&d);
+    deliver(&d);
+    g_fh.now_ns = d.last_ns + 1200 * MS;
+    fh_fire(g_sim.timer);
+    assert_int_equal(obs_of("d", idx, 8), 1);
+    assert_int_equal(g_fh.obs[idx[0]].verdict, RD_VERDICT_SUSPECT);
+    assert_int_equal(g_fh.obs[idx[0]].since_ns, d.last_ns);
+    g_sim.n = nb;
+    check_counter();
+    teardown();
+}
+
+/* ---- (f) config validation ----------------------------------------------------- */
+
+static void test_config_validation(void **state)
+{
+    (void)state;
+    static const char *bad[][2] = {{"suspect_phi", "9"}, {"failure_phi", "8"}, {NULL, NULL}};
+    g_fh_next_dp = &g_dp;
+    assert_int_equal(fh_init("heartbeat", "hb", bad), RD_EINVAL);
+    assert_non_null(strstr(g_fh.error, "suspect_phi (9)"));
+    assert_non_null(strstr(g_fh.error, "failure_phi (8)"));
+    assert_non_null(strstr(g_fh.error, "must not be above"));
+    fh_reset(); /* a failed init is not destroyed */
+
+    /* Equal thresholds are allowed. */
+    static const char *equal[][2] = {{"suspect_phi", "8"}, {"failure_phi", "8"}, {NULL, NULL}};
+    g_fh_next_dp = &g_dp;
+    assert_int_equal(fh_init("heartbeat", "hb", equal), 0);
+    assert_string_equal(g_fh.error, "");
+    fh_destroy();
+
+    /* The keys and their documented defaults. */
+    g_fh_next_dp = &g_dp;
+    assert_int_equal(fh_init("heartbeat", "hb", cfg_default), 0);
+    assert_int_equal(g_fh.desc->kind, RD_PLUGIN_DETECTOR);
+    int seen = 0;
+    for (const struct rd_plugin_key *k = g_fh.desc->keys; k->name; k++) {
+        if (strcmp(k->name, "suspect_phi") == 0 || strcmp(k->name, "failure_phi") == 0) {
+            assert_int_equal(k->type, RD_KEY_DOUBLE);
+            assert_string_equal(k->default_value, k->name[0] == 's' ? "5" : "8");
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 2);
+    fh_destroy();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_false_positive_under_jitter),
+        cmocka_unit_test(test_stopped_agent),
+        cmocka_unit_test(test_late_heartbeat_never_fails),
+        cmocka_unit_test(test_epoch_resets_history_and_removed_stops),
+        cmocka_unit_test(test_config_validation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
