@@ -61,6 +61,20 @@ int rd_fault_status_parse(const char *name)
     return lookup(fault_status_names, RD_FAULT_STATUS_COUNT, name);
 }
 
+static const char *const task_state_names[RD_TASK_STATE_COUNT] = {
+    "pending", "assigned", "running", "recovering", "completed", "failed", "cancelled", "paused",
+};
+
+const char *rd_task_state_name(int s)
+{
+    return s >= 0 && s < RD_TASK_STATE_COUNT ? task_state_names[s] : "unknown";
+}
+
+int rd_task_state_parse(const char *name)
+{
+    return lookup(task_state_names, RD_TASK_STATE_COUNT, name);
+}
+
 const char *rd_cmd_type_name(int type)
 {
     switch (type) {
@@ -74,6 +88,14 @@ const char *rd_cmd_type_name(int type)
         return "fault_open";
     case RD_CMD_FAULT_RESOLVE:
         return "fault_resolve";
+    case RD_CMD_TASK_SUBMIT:
+        return "task_submit";
+    case RD_CMD_TASK_ASSIGN:
+        return "task_assign";
+    case RD_CMD_TASK_CHECKPOINT:
+        return "task_checkpoint";
+    case RD_CMD_TASK_FINISH:
+        return "task_finish";
     }
     return "unknown";
 }
@@ -124,6 +146,44 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_str(w, c->id.p, c->id.len);
         rd_w_str(w, c->node_id.p, c->node_id.len);
         rd_w_str(w, c->note.p, c->note.len);
+        break;
+    }
+    case RD_CMD_TASK_SUBMIT: {
+        const struct rd_cmd_task_submit *c = &cmd->u.tsubmit;
+        rd_w_str(w, c->task_id.p, c->task_id.len);
+        rd_w_u8(w, c->priority);
+        rd_w_u8(w, c->critical);
+        rd_w_u32(w, c->slots);
+        rd_w_str(w, c->labels_json.p, c->labels_json.len);
+        rd_w_str(w, c->payload_json.p, c->payload_json.len);
+        rd_w_u32(w, c->max_attempts);
+        break;
+    }
+    case RD_CMD_TASK_ASSIGN: {
+        const struct rd_cmd_task_assign *c = &cmd->u.tassign;
+        rd_w_str(w, c->task_id.p, c->task_id.len);
+        rd_w_u32(w, c->attempt);
+        rd_w_str(w, c->node_id.p, c->node_id.len);
+        rd_w_u64(w, c->node_epoch);
+        rd_w_u8(w, c->state);
+        break;
+    }
+    case RD_CMD_TASK_CHECKPOINT: {
+        const struct rd_cmd_task_checkpoint *c = &cmd->u.tckpt;
+        rd_w_str(w, c->task_id.p, c->task_id.len);
+        rd_w_u32(w, c->attempt);
+        rd_w_u64(w, c->version);
+        rd_w_u64(w, c->checksum);
+        rd_w_str(w, c->data_json.p, c->data_json.len);
+        rd_w_u8(w, c->keep);
+        break;
+    }
+    case RD_CMD_TASK_FINISH: {
+        const struct rd_cmd_task_finish *c = &cmd->u.tfinish;
+        rd_w_str(w, c->task_id.p, c->task_id.len);
+        rd_w_u32(w, c->attempt);
+        rd_w_u8(w, c->state);
+        rd_w_str(w, c->result_json.p, c->result_json.len);
         break;
     }
     default:
@@ -193,6 +253,50 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
         c->id = rd_r_str(&r);
         c->node_id = rd_r_str(&r);
         c->note = rd_r_str(&r);
+        break;
+    }
+    case RD_CMD_TASK_SUBMIT: {
+        struct rd_cmd_task_submit *c = &cmd->u.tsubmit;
+        c->task_id = rd_r_str(&r);
+        c->priority = rd_r_u8(&r);
+        c->critical = rd_r_u8(&r);
+        c->slots = rd_r_u32(&r);
+        c->labels_json = rd_r_str(&r);
+        c->payload_json = rd_r_str(&r);
+        c->max_attempts = rd_r_u32(&r);
+        if (!r.err && (c->task_id.len == 0 || c->task_id.len > 64 || c->priority > 9))
+            return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_TASK_ASSIGN: {
+        struct rd_cmd_task_assign *c = &cmd->u.tassign;
+        c->task_id = rd_r_str(&r);
+        c->attempt = rd_r_u32(&r);
+        c->node_id = rd_r_str(&r);
+        c->node_epoch = rd_r_u64(&r);
+        c->state = rd_r_u8(&r);
+        if (!r.err && c->state >= RD_TASK_STATE_COUNT)
+            return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_TASK_CHECKPOINT: {
+        struct rd_cmd_task_checkpoint *c = &cmd->u.tckpt;
+        c->task_id = rd_r_str(&r);
+        c->attempt = rd_r_u32(&r);
+        c->version = rd_r_u64(&r);
+        c->checksum = rd_r_u64(&r);
+        c->data_json = rd_r_str(&r);
+        c->keep = rd_r_u8(&r);
+        break;
+    }
+    case RD_CMD_TASK_FINISH: {
+        struct rd_cmd_task_finish *c = &cmd->u.tfinish;
+        c->task_id = rd_r_str(&r);
+        c->attempt = rd_r_u32(&r);
+        c->state = rd_r_u8(&r);
+        c->result_json = rd_r_str(&r);
+        if (!r.err && c->state >= RD_TASK_STATE_COUNT)
+            return RD_EPARSE;
         break;
     }
     default:

@@ -27,6 +27,10 @@ enum rd_cmd_type {
     RD_CMD_NODE_TRANSITION = 3, /* move an agent to another state, fenced by epoch */
     RD_CMD_FAULT_OPEN = 4,      /* record a fault, optionally moving its node in the same step */
     RD_CMD_FAULT_RESOLVE = 5,   /* resolve one fault, or every open fault of a node */
+    RD_CMD_TASK_SUBMIT = 6,     /* a new task (idempotent by id) */
+    RD_CMD_TASK_ASSIGN = 7,     /* place a task on an agent: attempt + 1, fenced by attempt */
+    RD_CMD_TASK_CHECKPOINT = 8, /* store a checkpoint version, fenced by attempt */
+    RD_CMD_TASK_FINISH = 9,     /* complete, fail, cancel, pause or requeue a task */
     RD_CMD_TYPE_MAX
 };
 
@@ -65,6 +69,22 @@ enum rd_fault_type {
 enum rd_severity { RD_SEV_CRITICAL = 0, RD_SEV_MAJOR, RD_SEV_MINOR, RD_SEV_WARNING, RD_SEV_COUNT };
 
 enum rd_fault_status { RD_FAULT_OPEN_ST = 0, RD_FAULT_RESOLVED, RD_FAULT_STATUS_COUNT };
+
+/* Task states (API.md). */
+enum rd_task_state {
+    RD_TASK_PENDING = 0,
+    RD_TASK_ASSIGNED,
+    RD_TASK_RUNNING,
+    RD_TASK_RECOVERING,
+    RD_TASK_COMPLETED,
+    RD_TASK_FAILED,
+    RD_TASK_CANCELLED,
+    RD_TASK_PAUSED,
+    RD_TASK_STATE_COUNT
+};
+
+const char *rd_task_state_name(int s);
+int rd_task_state_parse(const char *name);
 
 const char *rd_fault_type_name(int t);
 const char *rd_severity_name(int s);
@@ -109,6 +129,40 @@ struct rd_cmd_fault_resolve {
     struct rd_str note;    /* why, stored in metadata.resolution */
 };
 
+struct rd_cmd_task_submit {
+    struct rd_str task_id; /* UUID */
+    uint8_t priority;      /* 0-9 */
+    uint8_t critical;
+    uint32_t slots;
+    struct rd_str labels_json;  /* requirements.labels, canonical JSON */
+    struct rd_str payload_json; /* canonical JSON */
+    uint32_t max_attempts;
+};
+
+struct rd_cmd_task_assign {
+    struct rd_str task_id;
+    uint32_t attempt;      /* the task's current attempt: fencing; the new one is +1 */
+    struct rd_str node_id; /* "" = back to pending (revoked) */
+    uint64_t node_epoch;   /* the agent's epoch it is given to */
+    uint8_t state;         /* RD_TASK_ASSIGNED, or RD_TASK_RECOVERING when moved */
+};
+
+struct rd_cmd_task_checkpoint {
+    struct rd_str task_id;
+    uint32_t attempt;
+    uint64_t version;
+    uint64_t checksum; /* FNV-1a of data_json, computed by the leader */
+    struct rd_str data_json;
+    uint8_t keep; /* versions kept (the leader stamps its config) */
+};
+
+struct rd_cmd_task_finish {
+    struct rd_str task_id;
+    uint32_t attempt;          /* 0 = operator or engine action on any attempt */
+    uint8_t state;             /* COMPLETED, FAILED, CANCELLED, PAUSED or PENDING (retry) */
+    struct rd_str result_json; /* result, or the error text */
+};
+
 struct rd_cmd {
     uint8_t type;
     int64_t time_ms;
@@ -117,6 +171,10 @@ struct rd_cmd {
         struct rd_cmd_transition trans;
         struct rd_cmd_fault_open fopen;
         struct rd_cmd_fault_resolve fresolve;
+        struct rd_cmd_task_submit tsubmit;
+        struct rd_cmd_task_assign tassign;
+        struct rd_cmd_task_checkpoint tckpt;
+        struct rd_cmd_task_finish tfinish;
     } u;
 };
 

@@ -4,7 +4,7 @@
 #include <zstd.h>
 
 #include "common/util.h"
-#include "fsm.h"
+#include "fsm_int.h"
 #include "recoveryd/error.h"
 
 #define SNAP_MAGIC  "RDSNAP\0\1"
@@ -47,6 +47,7 @@ static void state_clear(struct rd_fsm *f)
     f->n_faults = f->cap_faults = 0;
     f->fault_seq = 0;
     f->open_faults = 0;
+    rd_fsm__tasks_clear(f);
     f->nodes = NULL;
     f->n_nodes = f->cap_nodes = 0;
     f->n_applied = 0;
@@ -472,6 +473,12 @@ int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_
     case RD_CMD_FAULT_RESOLVE:
         rv = apply_fault_resolve(f, &cmd);
         break;
+    case RD_CMD_TASK_SUBMIT:
+    case RD_CMD_TASK_ASSIGN:
+    case RD_CMD_TASK_CHECKPOINT:
+    case RD_CMD_TASK_FINISH:
+        rv = rd_fsm__task_apply(f, &cmd);
+        break;
     }
     if (rv != 0) {
         f->result.status = rv;
@@ -526,6 +533,7 @@ static void write_state(const struct rd_fsm *f, struct rd_wbuf *w)
         rd_w_str(w, x->metadata_json, strlen(x->metadata_json));
         rd_w_str(w, x->resolution, strlen(x->resolution));
     }
+    rd_fsm__tasks_write(f, w);
 }
 
 static int read_faults(struct rd_fsm *f, struct rd_rbuf *r)
@@ -609,6 +617,8 @@ static int read_state(struct rd_fsm *f, const void *p, size_t len)
         }
     }
     int rv = read_faults(f, &r);
+    if (rv == 0)
+        rv = rd_fsm__tasks_read(f, &r);
     if (rv != 0)
         return rv;
     return r.off == r.len ? 0 : RD_ECORRUPT;
@@ -704,6 +714,7 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
     f->faults_by_id = fresh.faults_by_id;
     f->fault_seq = fresh.fault_seq;
     f->open_faults = fresh.open_faults;
+    rd_fsm__tasks_move(f, &fresh);
     f->n_applied = fresh.n_applied;
     f->last_time_ms = fresh.last_time_ms;
     memcpy(f->count_by_state, fresh.count_by_state, sizeof(f->count_by_state));
@@ -775,6 +786,7 @@ int rd_fsm_init(struct rd_fsm *f)
     memset(f, 0, sizeof(*f));
     rd_map_init(&f->by_id);
     rd_map_init(&f->faults_by_id);
+    rd_map_init(&f->tasks_by_id);
     f->raft.version = 1;
     f->raft.data = f;
     f->raft.apply = fsm_apply_cb;

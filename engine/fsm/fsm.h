@@ -29,7 +29,40 @@ struct rd_node {
     char *reason;      /* why it entered its state ("" when none) */
     int64_t registered_at;
     int64_t updated_at;
-    uint32_t open_faults; /* derived: open fault records of this node */
+    uint32_t open_faults;  /* derived: open fault records of this node */
+    uint32_t slots_in_use; /* derived: slots of the tasks placed on this node */
+    uint32_t n_tasks;      /* derived: tasks placed on this node */
+};
+
+#define RD_TASK_MAX_KEEP 16 /* checkpoint versions kept per task, at most */
+
+struct rd_checkpoint {
+    uint64_t version;
+    int64_t at;
+    uint64_t checksum; /* FNV-1a of data */
+    uint32_t size;
+    char *data; /* JSON */
+};
+
+/* A task (API.md): durable, including its last checkpoint versions. */
+struct rd_task {
+    char id[40];
+    uint8_t state; /* enum rd_task_state */
+    uint8_t priority;
+    uint8_t critical;
+    uint32_t slots;
+    char *labels_json; /* requirements.labels */
+    char *payload_json;
+    uint32_t max_attempts;
+    uint32_t attempt; /* fencing token: only this attempt may write; 0 before the first placement */
+    uint32_t failures; /* attempts that failed or were moved off a failed agent */
+    char *node_id;     /* "" when not placed */
+    uint64_t node_epoch;
+    int64_t created_at;
+    int64_t updated_at;
+    char *result_json; /* completion result or failure text, "" when none */
+    struct rd_checkpoint ckpts[RD_TASK_MAX_KEEP]; /* oldest first */
+    uint8_t n_ckpts;
 };
 
 /* Resolved records beyond this many are pruned, oldest first, in apply. */
@@ -56,6 +89,7 @@ struct rd_fsm_result {
     uint8_t type;                 /* the command's type */
     const struct rd_node *node;   /* node the command touched, or NULL */
     const struct rd_fault *fault; /* fault the command opened or resolved, or NULL */
+    const struct rd_task *task;   /* task the command touched, or NULL */
     int old_state;                /* node state before, -1 for a new node */
     uint64_t value;               /* the command's answer: a node's epoch after it */
 };
@@ -86,6 +120,9 @@ static inline void rd_fsm_unpack(const void *packed, int *status, uint64_t *valu
 typedef void (*rd_fsm_node_cb)(void *data, const struct rd_node *node, int old_state);
 /* Observer called after a fault was opened or resolved (same rules). */
 typedef void (*rd_fsm_fault_cb)(void *data, const struct rd_fault *fault);
+/* Observer called after a command changed a task (same rules). */
+typedef void (*rd_fsm_task_cb)(void *data, const struct rd_task *task, int old_state,
+                               const char *old_node);
 
 struct rd_fsm {
     struct rd_node **nodes; /* sorted by node_id (bytewise) */
@@ -101,12 +138,19 @@ struct rd_fsm {
     struct rd_map faults_by_id;
     uint64_t fault_seq; /* last seq handed out */
     size_t open_faults;
+    struct rd_task **tasks; /* sorted by id */
+    size_t n_tasks;
+    size_t cap_tasks;
+    struct rd_map tasks_by_id;
+    size_t tasks_by_state[RD_TASK_STATE_COUNT];
     struct rd_fsm_result result;
     uint64_t restores; /* snapshots restored (local count, not state) */
     rd_fsm_node_cb on_node;
     void *on_node_data;
     rd_fsm_fault_cb on_fault;
     void *on_fault_data;
+    rd_fsm_task_cb on_task;
+    void *on_task_data;
     struct raft_fsm raft; /* handed to raft_init; raft.data = this */
     char errmsg[256];
 };
@@ -142,6 +186,12 @@ uint64_t rd_fsm_digest(const struct rd_fsm *f);
 const struct rd_node *rd_fsm_node(const struct rd_fsm *f, const char *id, size_t len);
 
 const struct rd_fault *rd_fsm_fault(const struct rd_fsm *f, const char *id);
+
+const struct rd_task *rd_fsm_task(const struct rd_fsm *f, const char *id);
+/* Index of the first task whose id sorts strictly after `id` (paging). */
+size_t rd_fsm_task_after(const struct rd_fsm *f, const char *id);
+/* The newest checkpoint of `t`, or NULL. */
+const struct rd_checkpoint *rd_task_checkpoint(const struct rd_task *t);
 
 /* Index into f->faults of the fault with `seq`, or of the first with a larger seq. */
 size_t rd_fsm_fault_index(const struct rd_fsm *f, uint64_t seq);

@@ -48,8 +48,8 @@
 
 #include <jansson.h>
 
-#define RD_POLICY_ERRLEN      512 /* a comfortable size for `err` buffers */
-#define RD_POLICY_MAX_FILES   32  /* *.lua files per directory, select.lua included */
+#define RD_POLICY_ERRLEN      512        /* a comfortable size for `err` buffers */
+#define RD_POLICY_MAX_FILES   32         /* *.lua files per directory, select.lua included */
 #define RD_POLICY_MAX_FILE    (1u << 20) /* bytes per policy file */
 #define RD_POLICY_MAX_NAME    40         /* file stem: [a-z][a-z0-9_]{0,39} */
 #define RD_POLICY_MAX_ACTIONS 10000      /* actions in one plan */

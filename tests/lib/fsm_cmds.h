@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "common/util.h"
 #include "fsm/cmd.h"
 
 static inline struct rd_wbuf cmd_register(const char *id, uint32_t slots, int64_t t)
@@ -59,6 +60,68 @@ static inline struct rd_wbuf cmd_fault_resolve(const char *id, const char *node,
     c.u.fresolve.id = RD_STR(id);
     c.u.fresolve.node_id = RD_STR(node);
     c.u.fresolve.note = RD_STR("recovered");
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    rd_cmd_encode(&c, &w);
+    return w;
+}
+
+static inline struct rd_wbuf cmd_task_submit(const char *id, int prio, int critical, uint32_t slots,
+                                             uint32_t max_attempts, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_TASK_SUBMIT, .time_ms = t};
+    c.u.tsubmit.task_id = RD_STR(id);
+    c.u.tsubmit.priority = (uint8_t)prio;
+    c.u.tsubmit.critical = (uint8_t)critical;
+    c.u.tsubmit.slots = slots;
+    c.u.tsubmit.labels_json = RD_STR("{}");
+    c.u.tsubmit.payload_json = RD_STR("{\"prompt\":\"summarise\"}");
+    c.u.tsubmit.max_attempts = max_attempts;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    rd_cmd_encode(&c, &w);
+    return w;
+}
+
+static inline struct rd_wbuf cmd_task_assign(const char *id, uint32_t attempt, const char *node,
+                                             uint64_t epoch, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_TASK_ASSIGN, .time_ms = t};
+    c.u.tassign.task_id = RD_STR(id);
+    c.u.tassign.attempt = attempt;
+    c.u.tassign.node_id = RD_STR(node);
+    c.u.tassign.node_epoch = epoch;
+    c.u.tassign.state = RD_TASK_ASSIGNED;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    rd_cmd_encode(&c, &w);
+    return w;
+}
+
+static inline struct rd_wbuf cmd_task_ckpt(const char *id, uint32_t attempt, uint64_t version,
+                                           const char *data, uint8_t keep, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_TASK_CHECKPOINT, .time_ms = t};
+    c.u.tckpt.task_id = RD_STR(id);
+    c.u.tckpt.attempt = attempt;
+    c.u.tckpt.version = version;
+    c.u.tckpt.data_json = RD_STR(data);
+    c.u.tckpt.checksum = rd_fnv1a(RD_FNV_INIT, data, strlen(data));
+    c.u.tckpt.keep = keep;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    rd_cmd_encode(&c, &w);
+    return w;
+}
+
+static inline struct rd_wbuf cmd_task_finish(const char *id, uint32_t attempt, int state,
+                                             const char *result, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_TASK_FINISH, .time_ms = t};
+    c.u.tfinish.task_id = RD_STR(id);
+    c.u.tfinish.attempt = attempt;
+    c.u.tfinish.state = (uint8_t)state;
+    c.u.tfinish.result_json = RD_STR(result);
     struct rd_wbuf w;
     rd_w_init(&w);
     rd_cmd_encode(&c, &w);

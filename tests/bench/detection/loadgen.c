@@ -125,6 +125,7 @@ struct bench {
     atomic_bool stop;               /* heartbeats end */
     struct counters c;
     struct hist rtt, lag;
+    int64_t loop_gap_ms, loop_gap_at; /* longest pause of the heartbeat loop */
     /* poller */
     CURL *poll_easy;
     char *poll_buf;
@@ -701,7 +702,14 @@ static int start_threads(struct bench *b);
 static int fleet_loop(struct bench *b)
 {
     int64_t deadline = mono_ms() + 60000;
+    int64_t last = mono_ms();
     while (!atomic_load(&b->stop) && !(interrupted && !b->threads_started)) {
+        int64_t now = mono_ms();
+        if (now - last > b->loop_gap_ms) {
+            b->loop_gap_ms = now - last; /* this thread itself did not run */
+            b->loop_gap_at = wall_ms();
+        }
+        last = now;
         int running;
         curl_multi_perform(b->multi, &running);
         drain(b, on_done);
@@ -1103,10 +1111,13 @@ static void report_heartbeats(struct bench *b)
     printf("connections the agents opened to the engine: %llu (one more for the poller)\n",
            (unsigned long long)c->connects);
     printf("heartbeat round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms; send lateness "
-           "(scheduler): p99 %lld ms, max %lld ms\n",
+           "(behind schedule, waits included): p99 %lld ms, max %lld ms\n",
            hist_quantile(&b->rtt, 0.5) / 1000.0, hist_quantile(&b->rtt, 0.99) / 1000.0,
            b->rtt.max_us / 1000.0, (long long)(hist_quantile(&b->lag, 0.99) / 1000),
            (long long)(b->lag.max_us / 1000));
+    printf("longest pause of the load generator's heartbeat loop: %lld ms (at %+.1f s from the "
+           "injection)\n",
+           (long long)b->loop_gap_ms, (double)(b->loop_gap_at - injected_at(b)) / 1000);
     printf("engine polled %u times (every %u ms: %s nodes and the new fault records; slowest poll "
            "%lld ms, %u failed requests)\n",
            b->polls, b->o.poll_ms, b->o.poll_all ? "all" : "suspect and failed",

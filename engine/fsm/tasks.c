@@ -1,0 +1,469 @@
+/*
+ * Tasks and their checkpoints in the state machine. The task's `attempt` is
+ * its fencing token (DESIGN.md decision 3): a placement is decided on the
+ * attempt it saw and bumps it; a checkpoint, a completion or a failure from
+ * any other attempt is refused with RD_EFENCED, so a zombie agent can never
+ * overwrite a checkpoint or complete a task that was moved.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "fsm_int.h"
+#include "recoveryd/error.h"
+
+static bool terminal(uint8_t state)
+{
+    return state == RD_TASK_COMPLETED || state == RD_TASK_FAILED || state == RD_TASK_CANCELLED;
+}
+
+static bool placed(uint8_t state)
+{
+    return state == RD_TASK_ASSIGNED || state == RD_TASK_RUNNING || state == RD_TASK_RECOVERING;
+}
+
+static void ckpt_free(struct rd_checkpoint *c)
+{
+    free(c->data);
+    memset(c, 0, sizeof(*c));
+}
+
+static void task_free(struct rd_task *t)
+{
+    if (t == NULL)
+        return;
+    free(t->labels_json);
+    free(t->payload_json);
+    free(t->node_id);
+    free(t->result_json);
+    for (unsigned i = 0; i < t->n_ckpts; i++)
+        ckpt_free(&t->ckpts[i]);
+    free(t);
+}
+
+void rd_fsm__tasks_clear(struct rd_fsm *f)
+{
+    for (size_t i = 0; i < f->n_tasks; i++)
+        task_free(f->tasks[i]);
+    free(f->tasks);
+    rd_map_free(&f->tasks_by_id);
+    rd_map_init(&f->tasks_by_id);
+    f->tasks = NULL;
+    f->n_tasks = f->cap_tasks = 0;
+    memset(f->tasks_by_state, 0, sizeof(f->tasks_by_state));
+}
+
+void rd_fsm__tasks_move(struct rd_fsm *to, struct rd_fsm *from)
+{
+    to->tasks = from->tasks;
+    to->n_tasks = from->n_tasks;
+    to->cap_tasks = from->cap_tasks;
+    to->tasks_by_id = from->tasks_by_id;
+    memcpy(to->tasks_by_state, from->tasks_by_state, sizeof(to->tasks_by_state));
+    from->tasks = NULL;
+    from->n_tasks = from->cap_tasks = 0;
+    rd_map_init(&from->tasks_by_id);
+}
+
+const struct rd_task *rd_fsm_task(const struct rd_fsm *f, const char *id)
+{
+    return rd_map_get(&f->tasks_by_id, id, strlen(id));
+}
+
+const struct rd_checkpoint *rd_task_checkpoint(const struct rd_task *t)
+{
+    return t->n_ckpts ? &t->ckpts[t->n_ckpts - 1] : NULL;
+}
+
+static size_t lower_bound(const struct rd_fsm *f, const char *id)
+{
+    size_t lo = 0, hi = f->n_tasks;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(f->tasks[mid]->id, id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+size_t rd_fsm_task_after(const struct rd_fsm *f, const char *id)
+{
+    size_t i = lower_bound(f, id);
+    if (i < f->n_tasks && strcmp(f->tasks[i]->id, id) == 0)
+        i++;
+    return i;
+}
+
+static int task_insert(struct rd_fsm *f, struct rd_task *t)
+{
+    if (f->n_tasks == f->cap_tasks) {
+        size_t ncap = f->cap_tasks ? f->cap_tasks * 2 : 64;
+        struct rd_task **nt = realloc(f->tasks, ncap * sizeof(*nt));
+        if (nt == NULL)
+            return RD_ENOMEM;
+        f->tasks = nt;
+        f->cap_tasks = ncap;
+    }
+    if (rd_map_put(&f->tasks_by_id, t->id, strlen(t->id), t) != 0)
+        return RD_ENOMEM;
+    size_t i = lower_bound(f, t->id);
+    memmove(&f->tasks[i + 1], &f->tasks[i], (f->n_tasks - i) * sizeof(*f->tasks));
+    f->tasks[i] = t;
+    f->n_tasks++;
+    f->tasks_by_state[t->state]++;
+    return 0;
+}
+
+static struct rd_node *node_of(struct rd_fsm *f, const char *id)
+{
+    return id[0] ? (struct rd_node *)rd_fsm_node(f, id, strlen(id)) : NULL;
+}
+
+/* Keeps the derived per-node load in step with a task's placement. */
+static void unplace(struct rd_fsm *f, struct rd_task *t)
+{
+    struct rd_node *n = node_of(f, t->node_id);
+    if (n != NULL && placed(t->state)) {
+        n->slots_in_use -= n->slots_in_use >= t->slots ? t->slots : n->slots_in_use;
+        if (n->n_tasks > 0)
+            n->n_tasks--;
+    }
+}
+
+static void place(struct rd_fsm *f, struct rd_task *t)
+{
+    struct rd_node *n = node_of(f, t->node_id);
+    if (n != NULL && placed(t->state)) {
+        n->slots_in_use += t->slots;
+        n->n_tasks++;
+    }
+}
+
+static void set_task_state(struct rd_fsm *f, struct rd_task *t, uint8_t state)
+{
+    f->tasks_by_state[t->state]--;
+    t->state = state;
+    f->tasks_by_state[state]++;
+}
+
+static int id_of(struct rd_str s, char out[40])
+{
+    if (s.len == 0 || s.len >= 40)
+        return RD_ENOTFOUND;
+    memcpy(out, s.p, s.len);
+    out[s.len] = '\0';
+    return 0;
+}
+
+static int apply_submit(struct rd_fsm *f, const struct rd_cmd *cmd)
+{
+    const struct rd_cmd_task_submit *c = &cmd->u.tsubmit;
+    char id[40];
+    if (id_of(c->task_id, id) != 0) {
+        f->result.status = RD_EINVAL;
+        return 0;
+    }
+    const struct rd_task *old = rd_fsm_task(f, id);
+    if (old != NULL) { /* idempotent submit: the existing task answers */
+        f->result.status = RD_EEXISTS;
+        f->result.task = old;
+        return 0;
+    }
+    struct rd_task *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return RD_ENOMEM;
+    memcpy(t->id, id, strlen(id) + 1);
+    t->labels_json = rd_str_dup(c->labels_json);
+    t->payload_json = rd_str_dup(c->payload_json);
+    t->node_id = rd_str_dup(RD_STR(""));
+    t->result_json = rd_str_dup(RD_STR(""));
+    if (!t->labels_json || !t->payload_json || !t->node_id || !t->result_json) {
+        task_free(t);
+        return RD_ENOMEM;
+    }
+    t->state = RD_TASK_PENDING;
+    t->priority = c->priority;
+    t->critical = c->critical ? 1 : 0;
+    t->slots = c->slots;
+    t->max_attempts = c->max_attempts;
+    t->created_at = t->updated_at = cmd->time_ms;
+    if (task_insert(f, t) != 0) {
+        rd_map_del(&f->tasks_by_id, t->id, strlen(t->id));
+        task_free(t);
+        return RD_ENOMEM;
+    }
+    f->result.task = t;
+    f->result.value = 0;
+    return 0;
+}
+
+static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
+{
+    const struct rd_cmd_task_assign *c = &cmd->u.tassign;
+    char id[40];
+    struct rd_task *t = id_of(c->task_id, id) == 0 ? (struct rd_task *)rd_fsm_task(f, id) : NULL;
+    if (t == NULL) {
+        f->result.status = RD_ENOTFOUND;
+        return 0;
+    }
+    f->result.task = t;
+    if (c->attempt != t->attempt) {
+        f->result.status = RD_EFENCED;
+        return 0;
+    }
+    if (terminal(t->state)) {
+        f->result.status = RD_ECONFLICT;
+        return 0;
+    }
+    struct rd_node *n = NULL;
+    if (c->node_id.len > 0) {
+        n = (struct rd_node *)rd_fsm_node(f, c->node_id.p, c->node_id.len);
+        /* Only to a working agent, under the epoch the decision saw. */
+        if (n == NULL || n->epoch != c->node_epoch ||
+            !(n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION)) {
+            f->result.status = RD_ECONFLICT;
+            return 0;
+        }
+    }
+    char *node = rd_str_dup(c->node_id);
+    if (node == NULL)
+        return RD_ENOMEM;
+    unplace(f, t);
+    free(t->node_id);
+    t->node_id = node;
+    t->node_epoch = n ? c->node_epoch : 0;
+    if (n != NULL) {
+        t->attempt++;
+        set_task_state(f, t, c->state == RD_TASK_RECOVERING ? RD_TASK_RECOVERING
+                                                             : RD_TASK_ASSIGNED);
+    } else {
+        set_task_state(f, t, c->state == RD_TASK_PAUSED ? RD_TASK_PAUSED : RD_TASK_PENDING);
+    }
+    place(f, t);
+    t->updated_at = cmd->time_ms;
+    f->result.value = t->attempt;
+    return 0;
+}
+
+static int apply_checkpoint(struct rd_fsm *f, const struct rd_cmd *cmd)
+{
+    const struct rd_cmd_task_checkpoint *c = &cmd->u.tckpt;
+    char id[40];
+    struct rd_task *t = id_of(c->task_id, id) == 0 ? (struct rd_task *)rd_fsm_task(f, id) : NULL;
+    if (t == NULL) {
+        f->result.status = RD_ENOTFOUND;
+        return 0;
+    }
+    f->result.task = t;
+    if (c->attempt != t->attempt || !placed(t->state)) {
+        f->result.status = RD_EFENCED;
+        return 0;
+    }
+    const struct rd_checkpoint *last = rd_task_checkpoint(t);
+    if (last != NULL && c->version <= last->version) {
+        f->result.status = RD_ESTALE_VERSION;
+        f->result.value = last->version;
+        return 0;
+    }
+    char *data = rd_str_dup(c->data_json);
+    if (data == NULL)
+        return RD_ENOMEM;
+    unsigned keep = c->keep < 1 ? 1 : c->keep > RD_TASK_MAX_KEEP ? RD_TASK_MAX_KEEP : c->keep;
+    while (t->n_ckpts >= keep) {
+        ckpt_free(&t->ckpts[0]);
+        memmove(&t->ckpts[0], &t->ckpts[1], (t->n_ckpts - 1) * sizeof(t->ckpts[0]));
+        t->n_ckpts--;
+        memset(&t->ckpts[t->n_ckpts], 0, sizeof(t->ckpts[0]));
+    }
+    struct rd_checkpoint *k = &t->ckpts[t->n_ckpts++];
+    k->version = c->version;
+    k->at = cmd->time_ms;
+    k->checksum = c->checksum;
+    k->size = c->data_json.len;
+    k->data = data;
+    /* The first checkpoint of an attempt says the agent works on it. */
+    if (t->state != RD_TASK_RUNNING)
+        set_task_state(f, t, RD_TASK_RUNNING);
+    t->updated_at = cmd->time_ms;
+    f->result.value = c->version;
+    return 0;
+}
+
+static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
+{
+    const struct rd_cmd_task_finish *c = &cmd->u.tfinish;
+    char id[40];
+    struct rd_task *t = id_of(c->task_id, id) == 0 ? (struct rd_task *)rd_fsm_task(f, id) : NULL;
+    if (t == NULL) {
+        f->result.status = RD_ENOTFOUND;
+        return 0;
+    }
+    f->result.task = t;
+    if (c->attempt != 0 && c->attempt != t->attempt) {
+        f->result.status = RD_EFENCED;
+        return 0;
+    }
+    /* The same outcome again from the same attempt: idempotent. */
+    if (terminal(t->state)) {
+        f->result.status = t->state == c->state ? 0 : RD_ECONFLICT;
+        f->result.value = t->attempt;
+        if (f->result.status == 0)
+            f->result.task = NULL; /* nothing changed: no observer call */
+        return 0;
+    }
+    char *res = rd_str_dup(c->result_json);
+    if (res == NULL)
+        return RD_ENOMEM;
+    free(t->result_json);
+    t->result_json = res;
+    unplace(f, t);
+    if (c->state == RD_TASK_FAILED || c->state == RD_TASK_PENDING)
+        t->failures++;
+    uint8_t to = c->state;
+    /* A retry past max_attempts fails the task for good. */
+    if (to == RD_TASK_PENDING && t->max_attempts && t->attempt >= t->max_attempts)
+        to = RD_TASK_FAILED;
+    if (to == RD_TASK_PENDING || to == RD_TASK_PAUSED || terminal(to)) {
+        char *none = rd_str_dup(RD_STR(""));
+        if (none == NULL)
+            return RD_ENOMEM;
+        free(t->node_id);
+        t->node_id = none;
+        t->node_epoch = 0;
+    }
+    set_task_state(f, t, to);
+    place(f, t);
+    t->updated_at = cmd->time_ms;
+    f->result.value = t->attempt;
+    return 0;
+}
+
+int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
+{
+    const struct rd_task *before = NULL;
+    int old_state = -1;
+    char old_node[RD_NODE_ID_MAX + 1] = "";
+    const char *tid = NULL;
+    struct rd_str sid = cmd->type == RD_CMD_TASK_SUBMIT    ? cmd->u.tsubmit.task_id
+                        : cmd->type == RD_CMD_TASK_ASSIGN  ? cmd->u.tassign.task_id
+                        : cmd->type == RD_CMD_TASK_CHECKPOINT ? cmd->u.tckpt.task_id
+                                                              : cmd->u.tfinish.task_id;
+    char id[40];
+    if (id_of(sid, id) == 0 && (before = rd_fsm_task(f, id)) != NULL) {
+        old_state = before->state;
+        snprintf(old_node, sizeof(old_node), "%s", before->node_id);
+        tid = id;
+    }
+    (void)tid;
+    int rv;
+    switch (cmd->type) {
+    case RD_CMD_TASK_SUBMIT:
+        rv = apply_submit(f, cmd);
+        break;
+    case RD_CMD_TASK_ASSIGN:
+        rv = apply_assign(f, cmd);
+        break;
+    case RD_CMD_TASK_CHECKPOINT:
+        rv = apply_checkpoint(f, cmd);
+        break;
+    default:
+        rv = apply_finish(f, cmd);
+        break;
+    }
+    if (rv == 0 && f->result.status == 0 && f->result.task != NULL && f->on_task != NULL)
+        f->on_task(f->on_task_data, f->result.task, old_state, old_node);
+    return rv;
+}
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+void rd_fsm__tasks_write(const struct rd_fsm *f, struct rd_wbuf *w)
+{
+    rd_w_u64(w, f->n_tasks);
+    for (size_t i = 0; i < f->n_tasks; i++) {
+        const struct rd_task *t = f->tasks[i];
+        rd_w_str(w, t->id, strlen(t->id));
+        rd_w_u8(w, t->state);
+        rd_w_u8(w, t->priority);
+        rd_w_u8(w, t->critical);
+        rd_w_u32(w, t->slots);
+        rd_w_str(w, t->labels_json, strlen(t->labels_json));
+        rd_w_str(w, t->payload_json, strlen(t->payload_json));
+        rd_w_u32(w, t->max_attempts);
+        rd_w_u32(w, t->attempt);
+        rd_w_u32(w, t->failures);
+        rd_w_str(w, t->node_id, strlen(t->node_id));
+        rd_w_u64(w, t->node_epoch);
+        rd_w_i64(w, t->created_at);
+        rd_w_i64(w, t->updated_at);
+        rd_w_str(w, t->result_json, strlen(t->result_json));
+        rd_w_u8(w, t->n_ckpts);
+        for (unsigned k = 0; k < t->n_ckpts; k++) {
+            const struct rd_checkpoint *c = &t->ckpts[k];
+            rd_w_u64(w, c->version);
+            rd_w_i64(w, c->at);
+            rd_w_u64(w, c->checksum);
+            rd_w_str(w, c->data, c->size);
+        }
+    }
+}
+
+int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r)
+{
+    uint64_t count = rd_r_u64(r);
+    if (r->err || count > r->len)
+        return RD_ECORRUPT;
+    for (uint64_t i = 0; i < count; i++) {
+        struct rd_task *t = calloc(1, sizeof(*t));
+        if (t == NULL)
+            return RD_ENOMEM;
+        struct rd_str id = rd_r_str(r);
+        t->state = rd_r_u8(r);
+        t->priority = rd_r_u8(r);
+        t->critical = rd_r_u8(r);
+        t->slots = rd_r_u32(r);
+        struct rd_str labels = rd_r_str(r), payload = rd_r_str(r);
+        t->max_attempts = rd_r_u32(r);
+        t->attempt = rd_r_u32(r);
+        t->failures = rd_r_u32(r);
+        struct rd_str node = rd_r_str(r);
+        t->node_epoch = rd_r_u64(r);
+        t->created_at = rd_r_i64(r);
+        t->updated_at = rd_r_i64(r);
+        struct rd_str result = rd_r_str(r);
+        uint8_t n_ckpts = rd_r_u8(r);
+        bool bad = r->err || id_of(id, t->id) != 0 || t->state >= RD_TASK_STATE_COUNT ||
+                   n_ckpts > RD_TASK_MAX_KEEP || rd_fsm_task(f, t->id) != NULL;
+        for (unsigned k = 0; !bad && k < n_ckpts; k++) {
+            struct rd_checkpoint *c = &t->ckpts[k];
+            c->version = rd_r_u64(r);
+            c->at = rd_r_i64(r);
+            c->checksum = rd_r_u64(r);
+            struct rd_str data = rd_r_str(r);
+            if (r->err) {
+                bad = true;
+                break;
+            }
+            c->size = data.len;
+            c->data = rd_str_dup(data);
+            t->n_ckpts++;
+            bad = c->data == NULL;
+        }
+        if (!bad) {
+            t->labels_json = rd_str_dup(labels);
+            t->payload_json = rd_str_dup(payload);
+            t->node_id = rd_str_dup(node);
+            t->result_json = rd_str_dup(result);
+            bad = !t->labels_json || !t->payload_json || !t->node_id || !t->result_json;
+        }
+        if (bad || task_insert(f, t) != 0) {
+            task_free(t);
+            return RD_ECORRUPT;
+        }
+        place(f, t);
+    }
+    return 0;
+}

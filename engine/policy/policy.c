@@ -1,0 +1,1088 @@
+/*
+ * The Lua policy host (policy.h): loads a policy directory into a sandboxed
+ * LuaJIT state, converts events and views to Lua tables, runs select and the
+ * chosen strategy's plan under a wall-clock budget and a memory cap, and
+ * validates the plan into JSON.
+ *
+ * Error discipline: every Lua API call that can raise (any allocation can,
+ * once the cap is reached) runs inside lua_cpcall, so nothing ever reaches
+ * the panic function. C code running inside a protected call holds no heap
+ * memory of its own across calls that may raise: what it builds hangs off a
+ * context struct that the unprotected caller frees.
+ */
+#include "policy/policy.h"
+
+#include "common/log.h"
+#include "common/util.h"
+#include "recoveryd/error.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <luajit.h>
+#include <lualib.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define COMP          "policy"
+#define CHUNK_PREFIX  "policies/"
+#define HOOK_COUNT    1000 /* VM instructions between two budget checks */
+#define SANDBOX_KEY   "recoveryd.sandbox"
+#define MAX_ID_LEN    255
+#define MAX_TEXT_LEN  1024
+#define MAX_ORDER     1000000000.0
+#define VERSION_CHARS 16
+
+struct policy_file {
+    char name[RD_POLICY_MAX_NAME + 1]; /* file stem */
+    int fn_ref;                        /* registry ref of select or plan */
+    int line;                          /* line where that function is defined */
+};
+
+struct rd_policy_host {
+    lua_State *L;
+    /* Capping allocator (the lua_State's ud points here). */
+    size_t mem_used;
+    size_t mem_limit;
+    bool mem_refused; /* an allocation was refused since the flag was reset */
+    /* Budget hook. */
+    uint64_t budget_ms;       /* per rd_policy_plan call */
+    uint64_t call_budget_ms;  /* budget of the call running now (for messages) */
+    uint64_t deadline_ns;     /* rd_mono_ns() deadline; 0 when no call runs */
+    bool timed_out;           /* the hook raised the budget error */
+    int sampled_line;         /* last line of policy code the hook saw */
+    char version[VERSION_CHARS + 1];
+    struct policy_file select;
+    unsigned n_strategies;
+    struct policy_file strategies[RD_POLICY_MAX_FILES];
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static struct rd_policy_host *host_of(lua_State *L)
+{
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+/* ---- the sandbox's C parts -------------------------------------------- */
+
+/*
+ * Every allocation of the state goes through here. Growing past the cap
+ * returns NULL, which LuaJIT turns into a "not enough memory" error in the
+ * running protected call; shrinking never fails (Lua relies on it).
+ */
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct rd_policy_host *h = ud;
+    if (ptr == NULL)
+        osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        h->mem_used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && h->mem_used - osize + nsize > h->mem_limit) {
+        h->mem_refused = true;
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (p == NULL) {
+        if (nsize <= osize)
+            return ptr;
+        h->mem_refused = true;
+        return NULL;
+    }
+    h->mem_used = h->mem_used - osize + nsize;
+    return p;
+}
+
+/*
+ * Count hook: remembers the line it interrupted (for memory-error messages)
+ * and raises the budget error past the deadline. It fires only in
+ * interpreted code, which is why the JIT is kept off (see policy.h). Once
+ * over budget it raises again at every firing, so error handlers in policy
+ * code cannot keep running either.
+ */
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    struct rd_policy_host *h = host_of(L);
+    if (lua_getinfo(L, "l", ar) && ar->currentline > 0)
+        h->sampled_line = ar->currentline;
+    if (h->deadline_ns == 0 || rd_mono_ns() <= h->deadline_ns)
+        return;
+    h->timed_out = true;
+    char msg[200];
+    const char *src = "?";
+    if (lua_getinfo(L, "S", ar))
+        src = ar->short_src;
+    snprintf(msg, sizeof(msg), "%s:%d: over the %llu ms budget", src, ar->currentline,
+             (unsigned long long)h->call_budget_ms);
+    lua_pushstring(L, msg);
+    lua_error(L);
+}
+
+/* The host has decided this call ends: a policy's pcall must not hide it. */
+static bool aborting(lua_State *L)
+{
+    struct rd_policy_host *h = host_of(L);
+    return h->timed_out || h->mem_refused;
+}
+
+/*
+ * Message handler for every call into policy code: keeps "file:line: msg"
+ * and adds the innermost policy line when the message has none (error
+ * objects that are not strings, error("x", 0)). No traceback.
+ */
+static int msgh(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL)
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    if (strncmp(msg, CHUNK_PREFIX, strlen(CHUNK_PREFIX)) == 0) {
+        lua_pushstring(L, msg);
+        return 1;
+    }
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 && ar.source[0] == '@') {
+            lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+            return 1;
+        }
+    }
+    lua_pushstring(L, msg);
+    return 1;
+}
+
+/* pcall(f, ...) that re-raises the host's budget and memory errors. */
+static int sb_pcall(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    if (status != 0 && aborting(L))
+        return lua_error(L);
+    luaL_checkstack(L, 1, "pcall");
+    lua_pushboolean(L, status == 0);
+    lua_insert(L, 1);
+    return lua_gettop(L);
+}
+
+/* xpcall(f, handler, ...) likewise. */
+static int sb_xpcall(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    /* [f, handler, args...] -> [handler, f, args...] */
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_replace(L, 1);
+    lua_replace(L, 2);
+    int status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 1);
+    if (status != 0 && aborting(L))
+        return lua_error(L);
+    lua_pushboolean(L, status == 0);
+    lua_replace(L, 1);
+    return lua_gettop(L);
+}
+
+/* print(...) -> one debug line in the engine log, with the caller's line. */
+static int sb_print(lua_State *L)
+{
+    if (rd_log_get_level() > RD_LOG_DEBUG)
+        return 0;
+    char text[400];
+    size_t off = 0;
+    text[0] = '\0';
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n && off < sizeof(text) - 1; i++) {
+        const char *s;
+        switch (lua_type(L, i)) {
+        case LUA_TSTRING:
+        case LUA_TNUMBER:
+            s = lua_tostring(L, i);
+            break;
+        case LUA_TBOOLEAN:
+            s = lua_toboolean(L, i) ? "true" : "false";
+            break;
+        default:
+            s = luaL_typename(L, i);
+            break;
+        }
+        int w = snprintf(text + off, sizeof(text) - off, "%s%s", i > 1 ? "\t" : "", s);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+    lua_Debug ar;
+    const char *src = "?";
+    int line = 0;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
+        src = ar.short_src;
+        line = ar.currentline;
+    }
+    char quoted[sizeof(text) * 2 + 8];
+    RD_DEBUG(COMP, "print", "src=%s:%d msg=%s", src, line,
+             rd_log_quote(quoted, sizeof(quoted), text));
+    return 0;
+}
+
+static int panic_handler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    RD_ERROR(COMP, "lua_panic", "msg=%s", msg ? msg : "?");
+    abort();
+}
+
+/* Base functions a policy may use (pcall, xpcall and print are ours). */
+static const char *const base_allowed[] = {
+    "assert", "error", "ipairs",   "next", "pairs",
+    "select", "tonumber", "tostring", "type", "unpack",
+    "_VERSION",
+};
+
+/* Libraries a policy gets a private copy of. */
+static const char *const libs_allowed[] = {"string", "table", "math", "bit"};
+
+/*
+ * Opens the allowed libraries into the state's real globals (which policies
+ * never see), strips string.dump from the real string table, and stores the
+ * allow-listed template under SANDBOX_KEY in the registry.
+ */
+static int setup_protected(lua_State *L)
+{
+    static const struct {
+        const char *name;
+        lua_CFunction open;
+    } libs[] = {
+        {"", luaopen_base},
+        {LUA_STRLIBNAME, luaopen_string},
+        {LUA_TABLIBNAME, luaopen_table},
+        {LUA_MATHLIBNAME, luaopen_math},
+        {LUA_BITLIBNAME, luaopen_bit},
+    };
+    for (size_t i = 0; i < RD_ARRAY_SIZE(libs); i++) {
+        lua_pushcfunction(L, libs[i].open);
+        lua_pushstring(L, libs[i].name);
+        lua_call(L, 1, 0);
+    }
+    /* Strings index the real string table through their metatable. */
+    lua_getglobal(L, LUA_STRLIBNAME);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+
+    lua_newtable(L);
+    for (size_t i = 0; i < RD_ARRAY_SIZE(base_allowed); i++) {
+        lua_getglobal(L, base_allowed[i]);
+        lua_setfield(L, -2, base_allowed[i]);
+    }
+    for (size_t i = 0; i < RD_ARRAY_SIZE(libs_allowed); i++) {
+        lua_getglobal(L, libs_allowed[i]);
+        lua_setfield(L, -2, libs_allowed[i]);
+    }
+    lua_pushcfunction(L, sb_pcall);
+    lua_setfield(L, -2, "pcall");
+    lua_pushcfunction(L, sb_xpcall);
+    lua_setfield(L, -2, "xpcall");
+    lua_pushcfunction(L, sb_print);
+    lua_setfield(L, -2, "print");
+    lua_setfield(L, LUA_REGISTRYINDEX, SANDBOX_KEY);
+    return 0;
+}
+
+/* Pushes a fresh environment: the template with private library copies. */
+static void push_env(lua_State *L)
+{
+    lua_newtable(L);
+    int env = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, SANDBOX_KEY);
+    int tpl = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, tpl) != 0) { /* key value */
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_newtable(L);
+            int copy = lua_gettop(L);
+            lua_pushnil(L);
+            while (lua_next(L, copy - 1) != 0) {
+                lua_pushvalue(L, -2);
+                lua_insert(L, -2);
+                lua_rawset(L, copy);
+            }
+            lua_replace(L, -2); /* key copy */
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, env); /* key */
+    }
+    lua_pop(L, 1); /* template */
+    lua_pushvalue(L, env);
+    lua_setfield(L, env, "_G");
+}
+
+static int gc_protected(lua_State *L)
+{
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    return 0;
+}
+
+/* Raises a formatted message (no position added: callers write their own). */
+static int raise(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int raise(lua_State *L, const char *fmt, ...)
+{
+    char msg[RD_POLICY_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    lua_pushstring(L, msg);
+    return lua_error(L);
+}
+
+/* ---- loading ---------------------------------------------------------- */
+
+struct load_ctx {
+    struct rd_policy_host *h;
+    const char *file; /* "fast_recovery.lua" */
+    const char *buf;
+    size_t len;
+    struct policy_file *pf; /* name already filled in */
+    bool is_select;
+};
+
+static int function_line(lua_State *L, int idx)
+{
+    lua_Debug ar;
+    lua_pushvalue(L, idx);
+    if (!lua_getinfo(L, ">S", &ar))
+        return 0;
+    return ar.linedefined;
+}
+
+static int load_protected(lua_State *L)
+{
+    struct load_ctx *c = lua_touserdata(L, 1);
+    char chunk[RD_POLICY_MAX_NAME + 32];
+    snprintf(chunk, sizeof(chunk), "@" CHUNK_PREFIX "%s", c->file);
+    const char *src = chunk + 1;
+
+    lua_settop(L, 0);
+    lua_pushcfunction(L, msgh); /* 1 */
+    if (luaL_loadbufferx(L, c->buf, c->len, chunk, "t") != 0) {
+        const char *msg = lua_tostring(L, -1);
+        if (msg != NULL && strncmp(msg, CHUNK_PREFIX, strlen(CHUNK_PREFIX)) == 0)
+            return lua_error(L);
+        return raise(L, "%s: %s", src, msg ? msg : "cannot load");
+    }
+    /* 2: the chunk. Its functions and every nested one stay interpreted. */
+    luaJIT_setmode(L, 2, LUAJIT_MODE_ALLFUNC | LUAJIT_MODE_OFF);
+    push_env(L);
+    lua_setfenv(L, 2);
+    if (lua_pcall(L, 0, 1, 1) != 0)
+        return lua_error(L);
+    /* 2: the returned module */
+    if (lua_type(L, 2) != LUA_TTABLE)
+        return raise(L, "%s: must return a table { name = \"%s\", ... }, returned %s", src,
+                     c->pf->name, luaL_typename(L, 2));
+    lua_getfield(L, 2, "name"); /* 3 */
+    if (lua_type(L, 3) != LUA_TSTRING || strcmp(lua_tostring(L, 3), c->pf->name) != 0)
+        return raise(L, "%s: the returned table's name must be \"%s\" (the file name), is %s%.64s%s",
+                     src, c->pf->name, lua_type(L, 3) == LUA_TSTRING ? "\"" : "",
+                     lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : luaL_typename(L, 3),
+                     lua_type(L, 3) == LUA_TSTRING ? "\"" : "");
+    const char *fn = c->is_select ? "select" : "plan";
+    lua_getfield(L, 2, fn); /* 4 */
+    if (lua_type(L, 4) != LUA_TFUNCTION)
+        return raise(L, "%s: the returned table has no %s function", src, fn);
+    lua_getfield(L, 2, "self_test"); /* 5 */
+    if (lua_type(L, 5) != LUA_TFUNCTION)
+        return raise(L, "%s: the returned table has no self_test function", src);
+    if (lua_pcall(L, 0, 0, 1) != 0) {
+        lua_pushstring(L, " (self_test failed)");
+        lua_concat(L, 2);
+        return lua_error(L);
+    }
+    /* Keep the function itself: later changes to the module table do not matter. */
+    c->pf->line = function_line(L, 4);
+    lua_pushvalue(L, 4);
+    c->pf->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+struct src_file {
+    char file[RD_POLICY_MAX_NAME + 8]; /* "name.lua" */
+    char *buf;
+    size_t len;
+};
+
+static int cmp_src(const void *a, const void *b)
+{
+    const struct src_file *x = a, *y = b;
+    /* select.lua first, then by name */
+    bool xs = strcmp(x->file, "select.lua") == 0, ys = strcmp(y->file, "select.lua") == 0;
+    if (xs != ys)
+        return xs ? -1 : 1;
+    return strcmp(x->file, y->file);
+}
+
+static bool stem_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > RD_POLICY_MAX_NAME || s[0] < 'a' || s[0] > 'z')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+static void free_sources(struct src_file *files, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        free(files[i].buf);
+}
+
+static int read_file(const char *path, struct src_file *f, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) {
+        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return RD_ECONFIG;
+    }
+    f->buf = malloc(RD_POLICY_MAX_FILE + 1);
+    if (f->buf == NULL) {
+        fclose(fp);
+        set_err(err, errlen, "%s: out of memory", path);
+        return RD_ENOMEM;
+    }
+    f->len = fread(f->buf, 1, RD_POLICY_MAX_FILE + 1, fp);
+    int failed = ferror(fp);
+    fclose(fp);
+    if (failed) {
+        set_err(err, errlen, "%s: read error", path);
+        return RD_ECONFIG;
+    }
+    if (f->len > RD_POLICY_MAX_FILE) {
+        set_err(err, errlen, "%s: larger than %u bytes", path, RD_POLICY_MAX_FILE);
+        return RD_ECONFIG;
+    }
+    return 0;
+}
+
+/* Lists and reads dir's *.lua files, sorted (select.lua first). */
+static int read_dir(const char *dir, struct src_file *files, unsigned *n, char *err,
+                    size_t errlen)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        set_err(err, errlen, "%s: cannot open the policy directory: %s", dir, strerror(errno));
+        return RD_ECONFIG;
+    }
+    int rc = 0;
+    struct dirent *de;
+    char path[4096];
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        const char *name = de->d_name;
+        size_t len = strlen(name);
+        if (name[0] == '.' || len < 4 || strcmp(name + len - 4, ".lua") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            set_err(err, errlen, "%s: not a regular file", path);
+            rc = RD_ECONFIG;
+        } else if (!stem_valid(name, len - 4)) {
+            set_err(err, errlen,
+                    "%s: policy file names must match [a-z][a-z0-9_]{0,%d}.lua (the stem is "
+                    "the policy's name)",
+                    path, RD_POLICY_MAX_NAME - 1);
+            rc = RD_ECONFIG;
+        } else if (*n == RD_POLICY_MAX_FILES) {
+            set_err(err, errlen, "%s: more than %d policy files", dir, RD_POLICY_MAX_FILES);
+            rc = RD_ECONFIG;
+        } else {
+            struct src_file *f = &files[*n];
+            memset(f, 0, sizeof(*f));
+            snprintf(f->file, sizeof(f->file), "%s", name);
+            (*n)++;
+            rc = read_file(path, f, err, errlen);
+        }
+    }
+    closedir(d);
+    if (rc == 0) {
+        qsort(files, *n, sizeof(files[0]), cmp_src);
+        if (*n == 0 || strcmp(files[0].file, "select.lua") != 0) {
+            set_err(err, errlen, "%s/select.lua: missing (every policy directory needs select.lua)",
+                    dir);
+            rc = RD_ECONFIG;
+        } else if (*n == 1) {
+            set_err(err, errlen, "%s: no strategy files besides select.lua", dir);
+            rc = RD_ECONFIG;
+        }
+    }
+    return rc;
+}
+
+/* Composes the message of a failed protected call. Returns the RD_E* code. */
+static int failure(struct rd_policy_host *h, int status, const char *file, const char *what,
+                   int fallback, char *err, size_t errlen)
+{
+    lua_State *L = h->L;
+    const char *msg = lua_tostring(L, -1);
+    int rc;
+    if (h->timed_out) {
+        rc = RD_ETIMEOUT;
+        if (msg != NULL && strncmp(msg, CHUNK_PREFIX, strlen(CHUNK_PREFIX)) == 0)
+            set_err(err, errlen, "%s", msg);
+        else
+            set_err(err, errlen, CHUNK_PREFIX "%s:%d: over the %llu ms budget", file,
+                    h->sampled_line, (unsigned long long)h->call_budget_ms);
+    } else if (h->mem_refused || status == LUA_ERRMEM) {
+        rc = RD_ENOMEM;
+        if (h->sampled_line > 0)
+            set_err(err, errlen,
+                    CHUNK_PREFIX "%s:%d: %s: not enough memory (over the memory limit of %zu "
+                                 "bytes; near line %d)",
+                    file, h->sampled_line, what, h->mem_limit, h->sampled_line);
+        else
+            set_err(err, errlen,
+                    CHUNK_PREFIX "%s: %s: not enough memory (over the memory limit of %zu bytes)",
+                    file, what, h->mem_limit);
+    } else {
+        rc = fallback;
+        set_err(err, errlen, "%s", msg != NULL ? msg : "unknown error");
+    }
+    return rc;
+}
+
+static void begin_call(struct rd_policy_host *h, uint64_t budget_ms)
+{
+    h->timed_out = false;
+    h->mem_refused = false;
+    h->sampled_line = 0;
+    h->call_budget_ms = budget_ms;
+    h->deadline_ns = rd_mono_ns() + budget_ms * 1000000ull;
+}
+
+/* After a failed call: drop the stack and whatever garbage the call left. */
+static void end_call(struct rd_policy_host *h, bool failed)
+{
+    h->deadline_ns = 0;
+    lua_settop(h->L, 0);
+    if (failed) {
+        h->mem_refused = false;
+        if (lua_cpcall(h->L, gc_protected, NULL) != 0)
+            lua_settop(h->L, 0);
+    }
+}
+
+int rd_policy_load(const char *dir, uint64_t budget_ms, size_t memory_limit,
+                   struct rd_policy_host **out, char *err, size_t errlen)
+{
+    set_err(err, errlen, "%s", "");
+    if (dir == NULL || out == NULL)
+        return RD_EINVAL;
+    if (budget_ms == 0 || budget_ms > 3600000) {
+        set_err(err, errlen, "%s: policies.budget must be between 1ms and 1h", dir);
+        return RD_ECONFIG;
+    }
+
+    struct src_file *files = calloc(RD_POLICY_MAX_FILES, sizeof(*files));
+    if (files == NULL) {
+        set_err(err, errlen, "%s: out of memory", dir);
+        return RD_ENOMEM;
+    }
+    unsigned n = 0;
+    int rc = read_dir(dir, files, &n, err, errlen);
+    struct rd_policy_host *h = NULL;
+    if (rc != 0)
+        goto done;
+
+    h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        set_err(err, errlen, "%s: out of memory", dir);
+        rc = RD_ENOMEM;
+        goto done;
+    }
+    h->mem_limit = memory_limit;
+    h->budget_ms = budget_ms;
+    h->select.fn_ref = LUA_NOREF;
+
+    uint64_t hash = RD_FNV_INIT;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t len = files[i].len;
+        hash = rd_fnv1a(hash, files[i].file, strlen(files[i].file) + 1);
+        hash = rd_fnv1a(hash, &len, sizeof(len));
+        hash = rd_fnv1a(hash, files[i].buf, files[i].len);
+    }
+    snprintf(h->version, sizeof(h->version), "%016llx", (unsigned long long)hash);
+
+    h->L = lua_newstate(capped_alloc, h);
+    if (h->L == NULL) {
+        if (h->mem_refused) {
+            set_err(err, errlen, "%s: policies.memory_limit %zu bytes is too small for a Lua state",
+                    dir, memory_limit);
+            rc = RD_ECONFIG;
+        } else {
+            set_err(err, errlen, "%s: cannot create a Lua state", dir);
+            rc = RD_ENOMEM;
+        }
+        goto done;
+    }
+    lua_atpanic(h->L, panic_handler);
+    /* Count hooks never fire inside compiled traces: keep everything interpreted. */
+    luaJIT_setmode(h->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_sethook(h->L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+    if (lua_cpcall(h->L, setup_protected, NULL) != 0) {
+        set_err(err, errlen, "%s: cannot set up the sandbox (policies.memory_limit %zu bytes): %s",
+                dir, memory_limit, lua_tostring(h->L, -1));
+        rc = RD_ECONFIG;
+        goto done;
+    }
+
+    for (unsigned i = 0; i < n; i++) {
+        bool is_select = i == 0;
+        struct policy_file *pf = is_select ? &h->select : &h->strategies[h->n_strategies];
+        snprintf(pf->name, sizeof(pf->name), "%.*s", (int)(strlen(files[i].file) - 4),
+                 files[i].file);
+        pf->fn_ref = LUA_NOREF;
+        struct load_ctx lc = {h, files[i].file, files[i].buf, files[i].len, pf, is_select};
+        begin_call(h, budget_ms * RD_POLICY_LOAD_FACTOR);
+        int status = lua_cpcall(h->L, load_protected, &lc);
+        if (status != 0) {
+            failure(h, status, files[i].file, "loading", RD_ECONFIG, err, errlen);
+            end_call(h, true);
+            rc = RD_ECONFIG;
+            goto done;
+        }
+        end_call(h, false);
+        if (!is_select)
+            h->n_strategies++;
+    }
+    RD_DEBUG(COMP, "loaded", "dir=%s version=%s strategies=%u memory=%zu", dir, h->version,
+             h->n_strategies, h->mem_used);
+
+done:
+    free_sources(files, n);
+    free(files);
+    if (rc != 0) {
+        rd_policy_free(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+void rd_policy_free(struct rd_policy_host *h)
+{
+    if (h == NULL)
+        return;
+    if (h->L != NULL)
+        lua_close(h->L);
+    free(h);
+}
+
+const char *rd_policy_version(const struct rd_policy_host *h)
+{
+    return h != NULL ? h->version : "";
+}
+
+static const struct policy_file *find_strategy(const struct rd_policy_host *h, const char *name)
+{
+    for (unsigned i = 0; h != NULL && name != NULL && i < h->n_strategies; i++)
+        if (strcmp(h->strategies[i].name, name) == 0)
+            return &h->strategies[i];
+    return NULL;
+}
+
+bool rd_policy_has_strategy(const struct rd_policy_host *h, const char *name)
+{
+    return find_strategy(h, name) != NULL;
+}
+
+/* ---- calls: JSON in, plan out ----------------------------------------- */
+
+struct plan_ctx {
+    struct rd_policy_host *h;
+    json_t *event;
+    json_t *view;
+    json_t *plan;                   /* built here; the caller frees it on error */
+    const struct policy_file *pf;   /* the file running now */
+    const char *what;               /* "select" or "plan" */
+    const struct policy_file *strategy;
+    bool json_oom; /* a jansson allocation failed */
+};
+
+static int push_json(lua_State *L, json_t *j, const char *what, int depth)
+{
+    if (depth > RD_POLICY_JSON_DEPTH)
+        return raise(L, "%s nests deeper than %d levels", what, RD_POLICY_JSON_DEPTH);
+    luaL_checkstack(L, 4, what);
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        lua_createtable(L, 0, (int)json_object_size(j));
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v)
+        {
+            if (json_is_null(v))
+                continue;
+            lua_pushstring(L, key);
+            push_json(L, v, what, depth + 1);
+            lua_rawset(L, -3);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(j);
+        lua_createtable(L, (int)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            json_t *v = json_array_get(j, i);
+            if (json_is_null(v))
+                continue;
+            push_json(L, v, what, depth + 1);
+            lua_rawseti(L, -2, (int)(i + 1));
+        }
+        break;
+    }
+    case JSON_STRING:
+        lua_pushlstring(L, json_string_value(j), json_string_length(j));
+        break;
+    case JSON_INTEGER:
+        lua_pushnumber(L, (lua_Number)json_integer_value(j));
+        break;
+    case JSON_REAL:
+        lua_pushnumber(L, json_real_value(j));
+        break;
+    case JSON_TRUE:
+        lua_pushboolean(L, 1);
+        break;
+    case JSON_FALSE:
+        lua_pushboolean(L, 0);
+        break;
+    case JSON_NULL:
+        lua_pushnil(L);
+        break;
+    }
+    return 0;
+}
+
+/* Raises "policies/FILE:LINE: plan returned ...: why" for a malformed plan. */
+static int bad_plan(lua_State *L, struct plan_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int bad_plan(lua_State *L, struct plan_ctx *c, const char *fmt, ...)
+{
+    char why[RD_POLICY_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    return raise(L, CHUNK_PREFIX "%s.lua:%d: %s returned %s", c->pf->name, c->pf->line, c->what,
+                 why);
+}
+
+/* Attaches `v` (new reference) to `obj` under `key`, or raises out of memory. */
+static void jset(lua_State *L, struct plan_ctx *c, json_t *obj, const char *key, json_t *v)
+{
+    if (v == NULL || json_object_set_new(obj, key, v) != 0) {
+        c->json_oom = true;
+        raise(L, "out of memory building the plan");
+    }
+}
+
+enum field_type { F_TASK_ID, F_NODE_ID, F_TEXT, F_ORDER, F_SEVERITY, F_PERCENT };
+
+struct field_spec {
+    const char *key;
+    enum field_type type;
+    bool required;
+};
+
+struct action_spec {
+    const char *name;
+    struct field_spec fields[3];
+};
+
+/* The action schema (policies/README.md). Unlisted fields are refused. */
+static const struct action_spec action_specs[] = {
+    {"reassign", {{"task_id", F_TASK_ID, true}, {"target", F_NODE_ID, false}, {"order", F_ORDER, false}}},
+    {"wait", {{"task_id", F_TASK_ID, true}, {"reason", F_TEXT, false}}},
+    {"pause", {{"task_id", F_TASK_ID, true}}},
+    {"isolate", {{"node_id", F_NODE_ID, true}}},
+    {"check_consistency", {{"task_id", F_TASK_ID, true}}},
+    {"alert", {{"severity", F_SEVERITY, true}, {"summary", F_TEXT, true}}},
+    {"degrade", {{"performance_limit", F_PERCENT, true}}},
+};
+
+static const char *const severities[] = {"critical", "major", "minor", "warning"};
+
+static const char *type_want(enum field_type t)
+{
+    switch (t) {
+    case F_TASK_ID:
+        return "a task id (1-255 printable bytes)";
+    case F_NODE_ID:
+        return "a node id (1-255 of [A-Za-z0-9._:-])";
+    case F_TEXT:
+        return "a string of at most 1024 bytes";
+    case F_ORDER:
+        return "an integer";
+    case F_SEVERITY:
+        return "one of critical, major, minor, warning";
+    case F_PERCENT:
+        return "an integer from 0 to 100";
+    }
+    return "?";
+}
+
+static bool printable(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* Converts the value at the top of the stack to JSON; NULL when it does not fit `t`. */
+static json_t *field_value(lua_State *L, enum field_type t, bool *ok)
+{
+    *ok = false;
+    int lt = lua_type(L, -1);
+    if (t == F_ORDER || t == F_PERCENT) {
+        if (lt != LUA_TNUMBER)
+            return NULL;
+        lua_Number v = lua_tonumber(L, -1);
+        double lo = t == F_ORDER ? -MAX_ORDER : 0, hi = t == F_ORDER ? MAX_ORDER : 100;
+        if (!(v >= lo && v <= hi) || v != (lua_Number)(long long)v)
+            return NULL;
+        *ok = true;
+        return json_integer((json_int_t)v);
+    }
+    if (lt != LUA_TSTRING)
+        return NULL;
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    switch (t) {
+    case F_TASK_ID:
+        *ok = len >= 1 && len <= MAX_ID_LEN && printable(s, len);
+        break;
+    case F_NODE_ID:
+        *ok = len <= MAX_ID_LEN && strlen(s) == len && rd_node_id_valid(s, len);
+        break;
+    case F_TEXT:
+        *ok = len <= MAX_TEXT_LEN && strlen(s) == len;
+        break;
+    case F_SEVERITY:
+        for (size_t i = 0; i < RD_ARRAY_SIZE(severities); i++)
+            *ok = *ok || strcmp(s, severities[i]) == 0;
+        break;
+    default:
+        break;
+    }
+    return *ok ? json_stringn(s, len) : NULL;
+}
+
+static const char *short_str(lua_State *L, int idx)
+{
+    return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : luaL_typename(L, idx);
+}
+
+/* Validates actions[i] (at the top of the stack) and appends it to `arr`. */
+static void build_action(lua_State *L, struct plan_ctx *c, json_t *arr, int i)
+{
+    int t = lua_gettop(L);
+    if (lua_type(L, t) != LUA_TTABLE)
+        bad_plan(L, c, "actions[%d]: a %s, expected a table", i, luaL_typename(L, t));
+    lua_getfield(L, t, "action");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        bad_plan(L, c, "actions[%d]: action must be a string, is %s", i, luaL_typename(L, -1));
+    const char *name = lua_tostring(L, -1);
+    const struct action_spec *spec = NULL;
+    for (size_t k = 0; k < RD_ARRAY_SIZE(action_specs); k++)
+        if (strcmp(action_specs[k].name, name) == 0)
+            spec = &action_specs[k];
+    if (spec == NULL)
+        bad_plan(L, c,
+                 "actions[%d]: unknown action '%.64s' (known: reassign, wait, pause, isolate, "
+                 "check_consistency, alert, degrade)",
+                 i, name);
+    lua_pop(L, 1);
+
+    json_t *a = json_object();
+    if (a == NULL || json_array_append_new(arr, a) != 0) {
+        c->json_oom = true;
+        raise(L, "out of memory building the plan");
+    }
+    jset(L, c, a, "action", json_string(spec->name));
+
+    /* Refuse unknown fields: a typo (targt = ...) must not pass silently. */
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            bad_plan(L, c, "actions[%d] (%s): a %s key, expected field names", i, spec->name,
+                     luaL_typename(L, -1));
+        const char *key = lua_tostring(L, -1);
+        bool known = strcmp(key, "action") == 0;
+        for (size_t k = 0; !known && k < RD_ARRAY_SIZE(spec->fields) && spec->fields[k].key; k++)
+            known = strcmp(key, spec->fields[k].key) == 0;
+        if (!known)
+            bad_plan(L, c, "actions[%d] (%s): unknown field '%.64s'", i, spec->name, key);
+    }
+
+    for (size_t k = 0; k < RD_ARRAY_SIZE(spec->fields) && spec->fields[k].key; k++) {
+        const struct field_spec *f = &spec->fields[k];
+        lua_getfield(L, t, f->key);
+        if (lua_isnil(L, -1)) {
+            if (f->required)
+                bad_plan(L, c, "actions[%d] (%s): missing %s", i, spec->name, f->key);
+            if (f->type == F_ORDER)
+                jset(L, c, a, f->key, json_integer(i));
+            lua_pop(L, 1);
+            continue;
+        }
+        bool ok;
+        json_t *v = field_value(L, f->type, &ok);
+        if (!ok)
+            bad_plan(L, c, "actions[%d] (%s): %s must be %s, is %s%.64s%s", i, spec->name, f->key,
+                     type_want(f->type), lua_type(L, -1) == LUA_TSTRING ? "'" : "",
+                     short_str(L, -1), lua_type(L, -1) == LUA_TSTRING ? "'" : "");
+        jset(L, c, a, f->key, v);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, t - 1);
+}
+
+/* Validates the plan table at `idx` into c->plan. */
+static void build_plan(lua_State *L, struct plan_ctx *c, int idx)
+{
+    c->plan = json_object();
+    if (c->plan == NULL) {
+        c->json_oom = true;
+        raise(L, "out of memory building the plan");
+    }
+    jset(L, c, c->plan, "strategy", json_string(c->pf->name));
+    json_t *arr = json_array();
+    jset(L, c, c->plan, "actions", arr);
+
+    if (lua_type(L, idx) != LUA_TTABLE)
+        bad_plan(L, c, "a %s, expected a table { actions = { ... } }", luaL_typename(L, idx));
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "actions") != 0)
+            bad_plan(L, c, "an unknown field '%.64s' (a plan has only actions)", short_str(L, -1));
+    }
+    lua_getfield(L, idx, "actions");
+    int acts = lua_gettop(L);
+    if (lua_type(L, acts) != LUA_TTABLE)
+        bad_plan(L, c, "actions as a %s, expected a list of actions", luaL_typename(L, acts));
+    size_t n = lua_objlen(L, acts);
+    if (n > RD_POLICY_MAX_ACTIONS)
+        bad_plan(L, c, "%zu actions, more than %d", n, RD_POLICY_MAX_ACTIONS);
+    /* A list: keys exactly 1..n. */
+    size_t count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, acts) != 0) {
+        lua_pop(L, 1);
+        lua_Number k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+        if (!(k >= 1 && k <= (lua_Number)n && k == (lua_Number)(long long)k))
+            bad_plan(L, c, "actions that are not a list (key %s%.64s)",
+                     lua_type(L, -1) == LUA_TSTRING ? "" : "of type ", short_str(L, -1));
+        count++;
+    }
+    if (count != n)
+        bad_plan(L, c, "actions that are not a list (holes)");
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, acts, (int)i);
+        build_action(L, c, arr, (int)i);
+    }
+    lua_settop(L, acts - 1);
+}
+
+static int plan_protected(lua_State *L)
+{
+    struct plan_ctx *c = lua_touserdata(L, 1);
+    struct rd_policy_host *h = c->h;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, msgh); /* 1 */
+
+    /* select(event, view), on its own copies of both */
+    c->pf = &h->select;
+    c->what = "select";
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->select.fn_ref);
+    push_json(L, c->event, "event", 0);
+    push_json(L, c->view, "view", 0);
+    if (lua_pcall(L, 2, 1, 1) != 0)
+        return lua_error(L);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return raise(L, CHUNK_PREFIX "select.lua:%d: select returned %s, expected a strategy name",
+                     h->select.line, luaL_typename(L, 2));
+    c->strategy = find_strategy(h, lua_tostring(L, 2));
+    if (c->strategy == NULL)
+        return raise(L, CHUNK_PREFIX "select.lua:%d: select returned unknown strategy '%.64s'",
+                     h->select.line, lua_tostring(L, 2));
+    lua_settop(L, 1);
+
+    /* plan(event, view), on fresh copies: select's changes are not seen */
+    c->pf = c->strategy;
+    c->what = "plan";
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->strategy->fn_ref);
+    push_json(L, c->event, "event", 0);
+    push_json(L, c->view, "view", 0);
+    if (lua_pcall(L, 2, 1, 1) != 0)
+        return lua_error(L);
+    build_plan(L, c, 2);
+    return 0;
+}
+
+int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, json_t **plan_out,
+                   char *err, size_t errlen)
+{
+    set_err(err, errlen, "%s", "");
+    if (h == NULL || plan_out == NULL) {
+        set_err(err, errlen, "policy host: missing host or result pointer");
+        return RD_EINVAL;
+    }
+    if (!json_is_object(event) || !json_is_object(view)) {
+        set_err(err, errlen, "policy host: event and view must be JSON objects");
+        return RD_EINVAL;
+    }
+    struct plan_ctx c = {.h = h, .event = event, .view = view, .pf = &h->select, .what = "select"};
+    begin_call(h, h->budget_ms);
+    int status = lua_cpcall(h->L, plan_protected, &c);
+    if (status == 0) {
+        end_call(h, false);
+        *plan_out = c.plan;
+        return 0;
+    }
+    char file[RD_POLICY_MAX_NAME + 8];
+    snprintf(file, sizeof(file), "%s.lua", c.pf->name);
+    int rc = c.json_oom ? RD_ENOMEM : failure(h, status, file, c.what, RD_EINVAL, err, errlen);
+    if (c.json_oom)
+        set_err(err, errlen, "policy host: out of memory building the plan of %s", file);
+    end_call(h, true);
+    json_decref(c.plan);
+    RD_DEBUG(COMP, "call_failed", "version=%s code=%s", h->version, rd_err_name(rc));
+    return rc;
+}

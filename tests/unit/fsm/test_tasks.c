@@ -1,0 +1,194 @@
+/* Tasks in the state machine: idempotent submit, placement fenced by
+ * attempt, fenced and versioned checkpoints, completion, retries, load. */
+#include "cmocka_all.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm/fsm.h"
+#include "fsm_cmds.h"
+#include "recoveryd/error.h"
+
+#define T1 "11111111-1111-4111-8111-111111111111"
+#define T2 "22222222-2222-4222-8222-222222222222"
+
+static const struct rd_fsm_result *apply(struct rd_fsm *f, struct rd_wbuf w)
+{
+    const struct rd_fsm_result *res = NULL;
+    assert_int_equal(rd_fsm_apply(f, w.p, w.len, &res), 0);
+    rd_w_free(&w);
+    return res;
+}
+
+static void setup_cluster(struct rd_fsm *f)
+{
+    rd_fsm_init(f);
+    apply(f, cmd_register("a", 4, 1));
+    apply(f, cmd_register("b", 4, 1));
+}
+
+static void test_submit_is_idempotent(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    const struct rd_fsm_result *r = apply(&f, cmd_task_submit(T1, 7, 1, 2, 5, 10));
+    assert_int_equal(r->status, 0);
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    assert_non_null(t);
+    assert_int_equal(t->state, RD_TASK_PENDING);
+    assert_int_equal(t->priority, 7);
+    assert_int_equal(t->critical, 1);
+    assert_int_equal(t->attempt, 0);
+    assert_string_equal(t->payload_json, "{\"prompt\":\"summarise\"}");
+    r = apply(&f, cmd_task_submit(T1, 1, 0, 1, 1, 20));
+    assert_int_equal(r->status, RD_EEXISTS);
+    assert_int_equal(t->priority, 7); /* unchanged */
+    assert_int_equal(f.n_tasks, 1);
+    rd_fsm_close(&f);
+}
+
+static void test_placement_is_fenced_by_attempt_and_epoch(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_task_submit(T1, 5, 0, 3, 5, 10));
+    const struct rd_fsm_result *r = apply(&f, cmd_task_assign(T1, 0, "a", 1, 20));
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->value, 1);
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    assert_int_equal(t->attempt, 1);
+    assert_int_equal(t->state, RD_TASK_ASSIGNED);
+    assert_string_equal(t->node_id, "a");
+    assert_int_equal(rd_fsm_node(&f, "a", 1)->slots_in_use, 3);
+    assert_int_equal(rd_fsm_node(&f, "a", 1)->n_tasks, 1);
+    /* A second decision made on attempt 0 is refused: no double placement. */
+    assert_int_equal(apply(&f, cmd_task_assign(T1, 0, "b", 1, 30))->status, RD_EFENCED);
+    assert_string_equal(t->node_id, "a");
+    /* Moving it: attempt 2 on b; a's load is released. */
+    assert_int_equal(apply(&f, cmd_task_assign(T1, 1, "b", 1, 40))->status, 0);
+    assert_int_equal(t->attempt, 2);
+    assert_int_equal(rd_fsm_node(&f, "a", 1)->slots_in_use, 0);
+    assert_int_equal(rd_fsm_node(&f, "b", 1)->slots_in_use, 3);
+    /* Never to a failed agent, nor under a stale epoch. */
+    apply(&f, cmd_transition("a", 0, RD_NODE_FAILED, 50));
+    assert_int_equal(apply(&f, cmd_task_assign(T1, 2, "a", 1, 60))->status, RD_ECONFLICT);
+    assert_int_equal(apply(&f, cmd_task_assign(T1, 2, "b", 7, 60))->status, RD_ECONFLICT);
+    assert_int_equal(t->attempt, 2);
+    rd_fsm_close(&f);
+}
+
+static void test_checkpoints_are_fenced_and_versioned(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_task_submit(T1, 5, 0, 1, 5, 10));
+    apply(&f, cmd_task_assign(T1, 0, "a", 1, 20)); /* attempt 1 */
+    const struct rd_fsm_result *r = apply(&f, cmd_task_ckpt(T1, 1, 1, "{\"step\":1}", 3, 30));
+    assert_int_equal(r->status, 0);
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    assert_int_equal(t->state, RD_TASK_RUNNING);
+    assert_int_equal(rd_task_checkpoint(t)->version, 1);
+    /* Not above the stored version: stale_version. */
+    assert_int_equal(apply(&f, cmd_task_ckpt(T1, 1, 1, "{\"step\":9}", 3, 31))->status,
+                     RD_ESTALE_VERSION);
+    assert_string_equal(rd_task_checkpoint(t)->data, "{\"step\":1}");
+    for (int v = 2; v <= 5; v++) {
+        char data[32];
+        snprintf(data, sizeof(data), "{\"step\":%d}", v);
+        assert_int_equal(apply(&f, cmd_task_ckpt(T1, 1, (uint64_t)v, data, 3, 40 + v))->status, 0);
+    }
+    /* The last 3 versions are kept. */
+    assert_int_equal(t->n_ckpts, 3);
+    assert_int_equal(t->ckpts[0].version, 3);
+    assert_int_equal(t->ckpts[2].version, 5);
+    assert_true(t->ckpts[2].checksum == rd_fnv1a(RD_FNV_INIT, "{\"step\":5}", 10));
+    /* The task moves: the old attempt (a zombie) can no longer write. */
+    apply(&f, cmd_task_assign(T1, 1, "b", 1, 60));
+    assert_int_equal(apply(&f, cmd_task_ckpt(T1, 1, 6, "{\"zombie\":1}", 3, 61))->status,
+                     RD_EFENCED);
+    assert_int_equal(rd_task_checkpoint(t)->version, 5);
+    /* The new attempt resumes from version 5 and goes on. */
+    assert_int_equal(apply(&f, cmd_task_ckpt(T1, 2, 6, "{\"step\":6}", 3, 62))->status, 0);
+    rd_fsm_close(&f);
+}
+
+static void test_completion_and_retries(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_task_submit(T1, 5, 0, 1, 5, 10));
+    apply(&f, cmd_task_assign(T1, 0, "a", 1, 20));
+    apply(&f, cmd_task_assign(T1, 1, "b", 1, 21)); /* attempt 2 */
+    /* The zombie attempt 1 cannot complete it. */
+    assert_int_equal(apply(&f, cmd_task_finish(T1, 1, RD_TASK_COMPLETED, "{}", 30))->status,
+                     RD_EFENCED);
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    assert_int_equal(t->state, RD_TASK_ASSIGNED);
+    assert_int_equal(apply(&f, cmd_task_finish(T1, 2, RD_TASK_COMPLETED, "{\"ok\":1}", 31))->status,
+                     0);
+    assert_int_equal(t->state, RD_TASK_COMPLETED);
+    assert_string_equal(t->result_json, "{\"ok\":1}");
+    assert_int_equal(rd_fsm_node(&f, "b", 1)->slots_in_use, 0);
+    /* Completing twice with the same attempt is idempotent; failing it now conflicts. */
+    assert_int_equal(apply(&f, cmd_task_finish(T1, 2, RD_TASK_COMPLETED, "{\"ok\":1}", 32))->status,
+                     0);
+    assert_int_equal(apply(&f, cmd_task_finish(T1, 2, RD_TASK_FAILED, "boom", 33))->status,
+                     RD_ECONFLICT);
+
+    /* Retryable failures go back to pending until max_attempts. */
+    apply(&f, cmd_task_submit(T2, 5, 0, 1, 2, 40));
+    apply(&f, cmd_task_assign(T2, 0, "a", 1, 41));
+    assert_int_equal(apply(&f, cmd_task_finish(T2, 1, RD_TASK_PENDING, "oom", 42))->status, 0);
+    const struct rd_task *t2 = rd_fsm_task(&f, T2);
+    assert_int_equal(t2->state, RD_TASK_PENDING);
+    assert_string_equal(t2->node_id, "");
+    apply(&f, cmd_task_assign(T2, 1, "a", 1, 43));
+    assert_int_equal(apply(&f, cmd_task_finish(T2, 2, RD_TASK_PENDING, "oom", 44))->status, 0);
+    assert_int_equal(t2->state, RD_TASK_FAILED);
+    assert_int_equal(t2->failures, 2);
+    assert_int_equal(f.tasks_by_state[RD_TASK_FAILED], 1);
+    assert_int_equal(f.tasks_by_state[RD_TASK_COMPLETED], 1);
+    rd_fsm_close(&f);
+}
+
+static void test_snapshot_keeps_tasks_and_checkpoints(void **state)
+{
+    struct rd_fsm a, b;
+    setup_cluster(&a);
+    rd_fsm_init(&b);
+    apply(&a, cmd_task_submit(T1, 9, 1, 2, 5, 10));
+    apply(&a, cmd_task_submit(T2, 1, 0, 1, 5, 11));
+    apply(&a, cmd_task_assign(T1, 0, "a", 1, 12));
+    apply(&a, cmd_task_ckpt(T1, 1, 1, "{\"x\":[1,2,3]}", 4, 13));
+    apply(&a, cmd_task_ckpt(T1, 1, 2, "{\"x\":[1,2,3,4]}", 4, 14));
+    struct rd_wbuf snap;
+    rd_w_init(&snap);
+    assert_int_equal(rd_fsm_snapshot(&a, &snap), 0);
+    assert_int_equal(rd_fsm_restore(&b, snap.p, snap.len), 0);
+    assert_true(rd_fsm_digest(&a) == rd_fsm_digest(&b));
+    const struct rd_task *t = rd_fsm_task(&b, T1);
+    assert_non_null(t);
+    assert_int_equal(t->n_ckpts, 2);
+    assert_string_equal(rd_task_checkpoint(t)->data, "{\"x\":[1,2,3,4]}");
+    assert_int_equal(t->attempt, 1);
+    assert_int_equal(rd_fsm_node(&b, "a", 1)->slots_in_use, 2); /* derived again */
+    assert_int_equal(b.tasks_by_state[RD_TASK_PENDING], 1);
+    assert_int_equal(b.tasks_by_state[RD_TASK_RUNNING], 1);
+    assert_int_equal(rd_fsm_task_after(&b, T1), 1);
+    rd_w_free(&snap);
+    rd_fsm_close(&a);
+    rd_fsm_close(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_submit_is_idempotent),
+        cmocka_unit_test(test_placement_is_fenced_by_attempt_and_epoch),
+        cmocka_unit_test(test_checkpoints_are_fenced_and_versioned),
+        cmocka_unit_test(test_completion_and_retries),
+        cmocka_unit_test(test_snapshot_keeps_tasks_and_checkpoints),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1013 @@
+/*
+ * Unit tests for engine/policy: the shipped policies (RD_SOURCE_DIR/policies)
+ * load and plan the requirement's three strategies correctly; every failure
+ * mode of a policy file (tests/unit/policy/fixtures/*.lua, each installed
+ * over a copy of the shipped directory under the name it replaces) fails
+ * with the right code and a "policies/FILE:LINE:" message and leaves the
+ * host usable; the sandbox refuses every escape it should; versions and
+ * build-new semantics; and the cost of one call (printed, not asserted).
+ *
+ * RD_POLICY_DIR=/path/to/your/policies ./unit_test_policy loads that
+ * directory too (all self_tests) and prints the plans of a few sample events:
+ * the quick way to try a custom policy (policies/README.md).
+ */
+#include "cmocka_all.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "common/util.h"
+#include "policy/policy.h"
+#include "recoveryd/error.h"
+
+#define SHIPPED  RD_SOURCE_DIR "/policies"
+#define FIXTURES RD_SOURCE_DIR "/tests/unit/policy/fixtures"
+#define BUDGET   50
+#define MEMORY   ((size_t)16 << 20)
+
+static const char *const shipped_files[] = {"select.lua", "fast_recovery.lua", "safe_recovery.lua",
+                                            "degraded_service.lua"};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void check_contains(const char *text, const char *needle)
+{
+    if (strstr(text, needle) == NULL)
+        fail_msg("expected \"%s\" in \"%s\"", needle, text);
+}
+
+static void check_prefix(const char *text, const char *prefix)
+{
+    if (strncmp(text, prefix, strlen(prefix)) != 0)
+        fail_msg("expected a message starting \"%s\", got \"%s\"", prefix, text);
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    if (len)
+        *len = (size_t)n;
+    return buf;
+}
+
+static void write_all(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+        fail_msg("cannot create %s", path);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    size_t len;
+    char *buf = read_all(from, &len);
+    write_all(to, buf, len);
+    free(buf);
+}
+
+/* The 1-based line of fixture `fixture` holding "MARK:<mark>". */
+static int marker_line(const char *fixture, const char *mark)
+{
+    char path[512], needle[64];
+    snprintf(path, sizeof(path), "%s/%s", FIXTURES, fixture);
+    snprintf(needle, sizeof(needle), "MARK:%s", mark);
+    char *buf = read_all(path, NULL);
+    int line = 1;
+    const char *hit = strstr(buf, needle);
+    assert_non_null(hit);
+    for (const char *p = buf; p < hit; p++)
+        line += *p == '\n';
+    free(buf);
+    return line;
+}
+
+/* A temporary copy of the shipped policies. */
+static void make_dir(char dir[64])
+{
+    snprintf(dir, 64, "/tmp/rd_policy_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    for (size_t i = 0; i < RD_ARRAY_SIZE(shipped_files); i++) {
+        char from[512], to[512];
+        snprintf(from, sizeof(from), "%s/%s", SHIPPED, shipped_files[i]);
+        snprintf(to, sizeof(to), "%s/%s", dir, shipped_files[i]);
+        copy_file(from, to);
+    }
+}
+
+/* Installs fixtures/<fixture> as <dir>/<as>. */
+static void install(const char *dir, const char *fixture, const char *as)
+{
+    char from[512], to[512];
+    snprintf(from, sizeof(from), "%s/%s", FIXTURES, fixture);
+    snprintf(to, sizeof(to), "%s/%s", dir, as);
+    copy_file(from, to);
+}
+
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static struct rd_policy_host *load_ok(const char *dir)
+{
+    struct rd_policy_host *h = NULL;
+    char err[RD_POLICY_ERRLEN];
+    int rc = rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("loading %s: %s: %s", dir, rd_err_name(rc), err);
+    assert_non_null(h);
+    return h;
+}
+
+/* A fixture directory: the shipped files with `fixture` installed as `as`. */
+static struct rd_policy_host *load_fixture(char dir[64], const char *fixture, const char *as)
+{
+    make_dir(dir);
+    install(dir, fixture, as);
+    return load_ok(dir);
+}
+
+static json_t *parse(const char *text)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    if (j == NULL)
+        fail_msg("bad test JSON at %d: %s", je.line, je.text);
+    return j;
+}
+
+/* A view with the requirement's defaults and `partition` set. */
+static json_t *make_view(bool partition)
+{
+    json_t *v = parse("{\"nodes\": ["
+                      " {\"node_id\": \"n2\", \"state\": \"alive\", \"labels\": {\"zone\": \"a\"},"
+                      "  \"capacity\": {\"slots\": 8}, \"free_slots\": 6, \"load\": {\"slots_used\": 2}},"
+                      " {\"node_id\": \"n3\", \"state\": \"alive\", \"labels\": {},"
+                      "  \"capacity\": {\"slots\": 4}, \"free_slots\": 4, \"load\": {\"slots_used\": 0}}],"
+                      " \"mode\": \"normal\", \"partition_suspected\": false,"
+                      " \"strategies\": {"
+                      "  \"fast_recovery\": {\"max_time_ms\": 120000, \"resource_limit\": 80},"
+                      "  \"safe_recovery\": {\"max_time_ms\": 600000, \"consistency_check\": true},"
+                      "  \"degraded_service\": {\"essential_services_only\": true,"
+                      "                         \"performance_limit\": 50}},"
+                      " \"now_ms\": 1764000000000}");
+    json_object_set_new(v, "partition_suspected", json_boolean(partition));
+    return v;
+}
+
+static json_t *make_task(const char *id, int priority, bool critical, int checksum_ok)
+{
+    json_t *t = json_pack("{s:s, s:i, s:b, s:i, s:{s:i, s:{}}}", "task_id", id, "priority",
+                          priority, "critical", critical, "attempt", 1, "requirements", "slots", 1,
+                          "labels");
+    assert_non_null(t);
+    if (checksum_ok >= 0)
+        json_object_set_new(t, "checkpoint",
+                            json_pack("{s:i, s:i, s:b}", "version", 3, "age_ms", 1500,
+                                      "checksum_ok", checksum_ok));
+    return t;
+}
+
+/* An event; `fault_type` NULL means no fault. Takes ownership of `tasks`. */
+static json_t *make_event(const char *kind, const char *fault_type, const char *strategy,
+                          json_t *tasks)
+{
+    json_t *e = json_pack("{s:s, s:{s:s, s:i, s:s, s:{}, s:{s:i}}, s:o}", "kind", kind, "node",
+                          "node_id", "n1", "epoch", 4, "state", "failed", "labels", "capacity",
+                          "slots", 8, "tasks", tasks);
+    assert_non_null(e);
+    if (fault_type != NULL)
+        json_object_set_new(e, "fault",
+                            json_pack("{s:s, s:s, s:s, s:b, s:{}}", "id", "f-1", "fault_type",
+                                      fault_type, "severity_level", "critical", "predicted", 0,
+                                      "metadata"));
+    if (strategy != NULL)
+        json_object_set_new(e, "strategy", json_string(strategy));
+    return e;
+}
+
+/* A crash event whose fault metadata has `key` = `value` (fixture switches). */
+static json_t *meta_event(const char *key, const char *value)
+{
+    json_t *tasks = json_array();
+    json_array_append_new(tasks, make_task("t1", 5, false, -1));
+    json_t *e = make_event("node_failed", "crash", NULL, tasks);
+    json_t *meta = json_object_get(json_object_get(e, "fault"), "metadata");
+    json_object_set_new(meta, key, json_string(value));
+    return e;
+}
+
+/* Plans and expects success; returns the plan (caller decrefs). */
+static json_t *plan_ok(struct rd_policy_host *h, json_t *event, json_t *view)
+{
+    json_t *plan = NULL;
+    char err[RD_POLICY_ERRLEN];
+    int rc = rd_policy_plan(h, event, view, &plan, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("plan failed: %s: %s", rd_err_name(rc), err);
+    assert_non_null(plan);
+    return plan;
+}
+
+/* Plans and expects `want`; returns the message in `err`. */
+static void plan_fails(struct rd_policy_host *h, json_t *event, json_t *view, int want,
+                       char err[RD_POLICY_ERRLEN])
+{
+    json_t *plan = (json_t *)(uintptr_t)1; /* must stay untouched */
+    int rc = rd_policy_plan(h, event, view, &plan, err, RD_POLICY_ERRLEN);
+    if (rc != want)
+        fail_msg("expected %s, got %s: %s", rd_err_name(want), rd_err_name(rc), err);
+    assert_ptr_equal(plan, (json_t *)(uintptr_t)1);
+}
+
+static const char *strategy_of(json_t *plan)
+{
+    return json_string_value(json_object_get(plan, "strategy"));
+}
+
+/* "reassign:b:1 reassign:c:2 pause:x ..." for compact comparisons. */
+static void describe(json_t *plan, char *out, size_t len)
+{
+    size_t off = 0;
+    out[0] = '\0';
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(plan, "actions"), i, a)
+    {
+        const char *action = json_string_value(json_object_get(a, "action"));
+        const char *id = json_string_value(json_object_get(a, "task_id"));
+        json_t *order = json_object_get(a, "order");
+        int w;
+        if (strcmp(action, "reassign") == 0)
+            w = snprintf(out + off, len - off, "%s%s:%s:%lld", off ? " " : "", action, id,
+                         (long long)json_integer_value(order));
+        else if (id != NULL)
+            w = snprintf(out + off, len - off, "%s%s:%s", off ? " " : "", action, id);
+        else
+            w = snprintf(out + off, len - off, "%s%s", off ? " " : "", action);
+        if (w < 0 || (size_t)w >= len - off)
+            break;
+        off += (size_t)w;
+    }
+}
+
+static void expect_plan(json_t *plan, const char *strategy, const char *actions)
+{
+    char got[2048];
+    describe(plan, got, sizeof(got));
+    assert_string_equal(strategy_of(plan), strategy);
+    assert_string_equal(got, actions);
+}
+
+/* ---- the shipped policies --------------------------------------------- */
+
+static void test_shipped_load(void **state)
+{
+    (void)state;
+    struct rd_policy_host *h = load_ok(SHIPPED);
+    const char *v = rd_policy_version(h);
+    assert_int_equal(strlen(v), 16);
+    assert_int_equal(strspn(v, "0123456789abcdef"), 16);
+    assert_true(rd_policy_has_strategy(h, "fast_recovery"));
+    assert_true(rd_policy_has_strategy(h, "safe_recovery"));
+    assert_true(rd_policy_has_strategy(h, "degraded_service"));
+    assert_false(rd_policy_has_strategy(h, "select"));
+    assert_false(rd_policy_has_strategy(h, "nope"));
+    assert_false(rd_policy_has_strategy(h, NULL));
+    /* Same files, same version. */
+    struct rd_policy_host *again = load_ok(SHIPPED);
+    assert_string_equal(rd_policy_version(again), v);
+    rd_policy_free(again);
+    rd_policy_free(h);
+    rd_policy_free(NULL);
+}
+
+static void test_crash_fast_recovery(void **state)
+{
+    (void)state;
+    struct rd_policy_host *h = load_ok(SHIPPED);
+    json_t *tasks = json_array();
+    json_array_append_new(tasks, make_task("a", 3, false, 1));
+    json_array_append_new(tasks, make_task("b", 9, false, -1));
+    json_array_append_new(tasks, make_task("c", 5, false, 1));
+    json_array_append_new(tasks, make_task("d", 9, false, -1));
+    json_t *event = make_event("node_failed", "crash", NULL, tasks);
+    json_t *view = make_view(false);
+    json_t *plan = plan_ok(h, event, view);
+    expect_plan(plan, "fast_recovery", "reassign:b:1 reassign:d:2 reassign:c:3 reassign:a:4");
+    /* No target: the engine places. */
+    assert_null(json_object_get(json_array_get(json_object_get(plan, "actions"), 0), "target"));
+    json_decref(plan);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+}
+
+static json_t *mixed_critical_tasks(void)
+{
+    json_t *tasks = json_array();
+    json_array_append_new(tasks, make_task("x", 9, false, -1));
+    json_array_append_new(tasks, make_task("y", 1, true, -1));
+    json_array_append_new(tasks, make_task("w", 9, false, -1));
+    json_array_append_new(tasks, make_task("z", 5, true, 1));
+    json_array_append_new(tasks, make_task("v", 0, false, -1));
+    return tasks;
+}
+
+static void test_crash_critical(void **state)
+{
+    (void)state;
+    struct rd_policy_host *h = load_ok(SHIPPED);
+    json_t *view = make_view(false);
+
+    /* Requested fast_recovery: critical first, then priority, stable. */
+    json_t *event = make_event("manual", "crash", "fast_recovery", mixed_critical_tasks());
+    json_t *plan = plan_ok(h, event, view);
+    expect_plan(plan, "fast_recovery",
+                "reassign:z:1 reassign:y:2 reassign:x:3 reassign:w:4 reassign:v:5");
+    json_decref(plan);
+    json_decref(event);
+
+    /* Not requested: critical tasks on a crashed node get safe_recovery. */
+    event = make_event("node_failed", "crash", NULL, mixed_critical_tasks());
+    plan = plan_ok(h, event, view);
+    expect_plan(plan, "safe_recovery",
+                "check_consistency:z reassign:z:1 reassign:y:2 reassign:x:3 reassign:w:4 "
+                "reassign:v:5");
+    json_decref(plan);
+    json_decref(event);
+
+    /* A hang (the process may still run): safe_recovery. */
+    json_t *tasks = json_array();
+    json_array_append_new(tasks, make_task("h", 2, false, -1));
+    event = make_event("node_failed", "hang", NULL, tasks);
+    plan = plan_ok(h, event, view);
+    expect_plan(plan, "safe_recovery", "reassign:h:1");
+    json_decref(plan);
+    json_decref(event);
+
+    json_decref(view);
+    rd_policy_free(h);
+}
+
+static void test_corruption_safe_recovery(void **state)
+{
+    (void)state;
+    struct rd_policy_host *h = load_ok(SHIPPED);
+    json_t *view = make_view(false);
+    json_t *tasks = json_array();
+    json_array_append_new(tasks, make_task("none", 4, false, -1));
+    json_array_append_new(tasks, make_task("good", 7, false, 1));
+    json_array_append_new(tasks, make_task("bad", 2, false, 0));
+    json_t *event = make_event("node_failed", "data_corruption", "fast_recovery", tasks);
+    json_t *plan = plan_ok(h, event, view);
+    /* A request does not override corruption; checks come before any move. */
+    expect_plan(plan, "safe_recovery",
+                "check_consistency:good check_consistency:bad reassign:good:1 reassign:none:2 "
+                "reassign:bad:3");
+    json_decref(plan);
+    json_decref(event);
+
+    /* A crash with one bad checksum is treated the same way. */
+    tasks = json_array();
+    json_array_append_new(tasks, make_task("bad", 2, false, 0));
+    event = make_event("node_failed", "crash", NULL, tasks);
+    plan = plan_ok(h, event, view);
+    expect_plan(plan, "safe_recovery", "check_consistency:bad reassign:bad:1");
+    json_decref(plan);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+}
+
+static void test_partition_degraded_service(void **state)
+{
+    (void)state;
+    struct rd_policy_host *h = load_ok(SHIPPED);
+    json_t *view = make_view(true);
+    json_t *event = make_event("node_failed", "network", "fast_recovery", mixed_critical_tasks());
+    json_t *plan = plan_ok(h, event, view);
+    expect_plan(plan, "degraded_service",
+                "reassign:z:1 reassign:y:2 pause:x pause:w pause:v degrade alert");
+    json_t *actions = json_object_get(plan, "actions");
+    json_t *degrade = json_array_get(actions, 5);
+    assert_int_equal(json_integer_value(json_object_get(degrade, "performance_limit")), 50);
+    json_t *alert = json_array_get(actions, 6);
+    assert_string_equal(json_string_value(json_object_get(alert, "severity")), "major");
+    check_contains(json_string_value(json_object_get(alert, "summary")), "partition suspected");
+    check_contains(json_string_value(json_object_get(alert, "summary")), "2 task(s) reassigned, 3 paused");
+    json_decref(plan);
+
+    /* essential_services_only: false moves everything. */
+    json_t *ds = json_object_get(json_object_get(view, "strategies"), "degraded_service");
+    json_object_set_new(ds, "essential_services_only", json_false());
+    plan = plan_ok(h, event, view);
+    expect_plan(plan, "degraded_service",
+                "reassign:z:1 reassign:y:2 reassign:x:3 reassign:w:4 reassign:v:5 degrade alert");
+    json_decref(plan);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+}
+
+static void test_unknown_strategy(void **state)
+{
+    (void)state;
+    struct rd_policy_host *h = load_ok(SHIPPED);
+    json_t *view = make_view(false);
+    json_t *event = make_event("manual", NULL, "no_such_strategy", json_array());
+    char err[RD_POLICY_ERRLEN];
+    plan_fails(h, event, view, RD_EINVAL, err);
+    check_prefix(err, "policies/select.lua:");
+    check_contains(err, "unknown strategy 'no_such_strategy'");
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    char err[RD_POLICY_ERRLEN];
+    struct rd_policy_host *h = NULL;
+    assert_int_equal(rd_policy_load(NULL, BUDGET, MEMORY, &h, err, sizeof(err)), RD_EINVAL);
+    assert_int_equal(rd_policy_load(SHIPPED, 0, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
+    check_contains(err, "budget");
+    assert_int_equal(rd_policy_load(SHIPPED, BUDGET, 4096, &h, err, sizeof(err)), RD_ECONFIG);
+    check_contains(err, "memory_limit");
+    assert_int_equal(rd_policy_load("/nonexistent/policies", BUDGET, MEMORY, &h, err, sizeof(err)),
+                     RD_ECONFIG);
+    check_contains(err, "/nonexistent/policies");
+    assert_null(h);
+
+    h = load_ok(SHIPPED);
+    json_t *view = make_view(false);
+    json_t *plan = NULL;
+    json_t *array = json_array();
+    assert_int_equal(rd_policy_plan(h, array, view, &plan, err, sizeof(err)), RD_EINVAL);
+    assert_int_equal(rd_policy_plan(h, view, NULL, &plan, err, sizeof(err)), RD_EINVAL);
+    assert_null(plan);
+
+    /* Absurd nesting is refused, not recursed into. */
+    json_t *deep = json_object(), *cur = deep;
+    for (int i = 0; i < RD_POLICY_JSON_DEPTH + 5; i++) {
+        json_t *next = json_object();
+        json_object_set_new(cur, "x", next);
+        cur = next;
+    }
+    json_t *event = make_event("node_failed", "crash", NULL, json_array());
+    json_object_set_new(event, "deep", deep);
+    plan_fails(h, event, view, RD_EINVAL, err);
+    check_contains(err, "event nests deeper");
+    json_decref(event);
+    json_decref(array);
+    json_decref(view);
+    rd_policy_free(h);
+}
+
+/* ---- broken policy files ---------------------------------------------- */
+
+static void test_syntax_error(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN], want[64];
+    make_dir(dir);
+    install(dir, "syntax_error.lua", "fast_recovery.lua");
+    struct rd_policy_host *h = NULL;
+    assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
+    assert_null(h);
+    snprintf(want, sizeof(want), "policies/fast_recovery.lua:%d:",
+             marker_line("syntax_error.lua", "syntax"));
+    check_prefix(err, want);
+    remove_dir(dir);
+}
+
+static void test_runtime_error(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN], want[64];
+    struct rd_policy_host *h = load_fixture(dir, "runtime_error.lua", "fast_recovery.lua");
+    json_t *view = make_view(false);
+    json_t *event = make_event("node_failed", "crash", NULL, json_array());
+    plan_fails(h, event, view, RD_EINVAL, err);
+    snprintf(want, sizeof(want), "policies/fast_recovery.lua:%d:",
+             marker_line("runtime_error.lua", "runtime"));
+    check_prefix(err, want);
+    check_contains(err, "no_such_field");
+
+    /* The host still works for another strategy. */
+    json_t *partition = make_view(true);
+    json_t *plan = plan_ok(h, event, partition);
+    assert_string_equal(strategy_of(plan), "degraded_service");
+    json_decref(plan);
+    json_decref(partition);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
+static void test_runaway_loop(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN], want[64];
+    struct rd_policy_host *h = load_fixture(dir, "runaway.lua", "fast_recovery.lua");
+    json_t *view = make_view(false);
+    json_t *partition = make_view(true);
+    snprintf(want, sizeof(want), "policies/fast_recovery.lua:");
+    const char *modes[] = {"plain", "pcall", "xpcall"};
+    for (size_t i = 0; i < RD_ARRAY_SIZE(modes); i++) {
+        json_t *event = meta_event("mode", modes[i]);
+        uint64_t t0 = rd_mono_ns();
+        plan_fails(h, event, view, RD_ETIMEOUT, err);
+        double ms = (double)(rd_mono_ns() - t0) / 1e6;
+        printf("    runaway (%s): stopped after %.1f ms (budget %d ms): %s\n", modes[i], ms, BUDGET,
+               err);
+        assert_true(ms >= BUDGET - 1);
+        assert_true(ms < BUDGET * 3);
+        check_prefix(err, want);
+        check_contains(err, "budget");
+        /* Still usable afterwards. */
+        json_t *plan = plan_ok(h, event, partition);
+        assert_string_equal(strategy_of(plan), "degraded_service");
+        json_decref(plan);
+        json_decref(event);
+    }
+    json_t *event = meta_event("mode", "plain");
+    plan_fails(h, event, view, RD_ETIMEOUT, err);
+    char line[64];
+    snprintf(line, sizeof(line), "fast_recovery.lua:%d:", marker_line("runaway.lua", "loop"));
+    /* The hook names the line it interrupted: one of the loop's lines. */
+    int got = atoi(err + strlen("policies/fast_recovery.lua:"));
+    int mark = marker_line("runaway.lua", "loop");
+    assert_true(got >= mark && got <= mark + 2);
+    json_decref(event);
+    json_decref(partition);
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
+static void test_memory_bomb(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN];
+    struct rd_policy_host *h = load_fixture(dir, "memory_bomb.lua", "fast_recovery.lua");
+    json_t *view = make_view(false);
+    const char *kinds[] = {"string", "pcall", "table", "string"};
+    for (size_t i = 0; i < RD_ARRAY_SIZE(kinds); i++) {
+        json_t *bomb = meta_event("bomb", kinds[i]);
+        uint64_t t0 = rd_mono_ns();
+        int rc;
+        json_t *plan = NULL;
+        rc = rd_policy_plan(h, bomb, view, &plan, err, sizeof(err));
+        double ms = (double)(rd_mono_ns() - t0) / 1e6;
+        printf("    memory bomb (%s): %s after %.1f ms: %s\n", kinds[i], rd_err_name(rc), ms, err);
+        /* A table bomb may hit the budget first on a slow machine. */
+        if (strcmp(kinds[i], "table") == 0 && rc == RD_ETIMEOUT)
+            continue;
+        assert_int_equal(rc, RD_ENOMEM);
+        assert_null(plan);
+        check_prefix(err, "policies/fast_recovery.lua");
+        check_contains(err, "not enough memory");
+        /* The next call on the same file works. */
+        json_t *calm = meta_event("other", "x");
+        plan = plan_ok(h, calm, view);
+        expect_plan(plan, "fast_recovery", "reassign:t1:1");
+        json_decref(plan);
+        json_decref(calm);
+        json_decref(bomb);
+    }
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
+/* Writes LuaJIT bytecode of a valid policy as <dir>/fast_recovery.lua. */
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
+{
+    (void)L;
+    FILE *f = ud;
+    return fwrite(p, 1, sz, f) == sz ? 0 : 1;
+}
+
+static void test_bytecode_refused(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN], path[512];
+    make_dir(dir);
+    lua_State *L = luaL_newstate();
+    assert_non_null(L);
+    const char *src = "return { name = 'fast_recovery', plan = function() return { actions = {} } "
+                      "end, self_test = function() end }";
+    assert_int_equal(luaL_loadstring(L, src), 0);
+    snprintf(path, sizeof(path), "%s/fast_recovery.lua", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(lua_dump(L, dump_writer, f), 0);
+    fclose(f);
+    lua_close(L);
+
+    struct rd_policy_host *h = NULL;
+    assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
+    assert_null(h);
+    printf("    bytecode: %s\n", err);
+    check_prefix(err, "policies/fast_recovery.lua");
+    remove_dir(dir);
+}
+
+static void test_sandbox_escapes(void **state)
+{
+    (void)state;
+    static const char *const probes[] = {
+        "io",     "os",      "os_exit",  "require",  "ffi",         "package",        "getmetatable",
+        "setmetatable", "string_dump", "method_dump", "load", "loadstring", "dofile", "loadfile",
+        "getfenv", "setfenv", "rawset",  "rawget",   "rawequal",    "debug",          "jit",
+        "collectgarbage", "newproxy", "coroutine", "module", "gcinfo", "globals",
+    };
+    char dir[64], err[RD_POLICY_ERRLEN], want[64];
+    struct rd_policy_host *h = load_fixture(dir, "escape.lua", "fast_recovery.lua");
+    json_t *view = make_view(false);
+    snprintf(want, sizeof(want), "policies/fast_recovery.lua:");
+    for (size_t i = 0; i < RD_ARRAY_SIZE(probes); i++) {
+        json_t *event = meta_event("probe", probes[i]);
+        plan_fails(h, event, view, RD_EINVAL, err);
+        check_prefix(err, want);
+        if (strstr(err, "nil value") == NULL)
+            fail_msg("probe %s failed for another reason than a missing name: %s", probes[i], err);
+        json_decref(event);
+    }
+    /* What policies may use still works (string methods, bit, pcall, print...). */
+    json_t *event = meta_event("probe", "allowed");
+    json_t *plan = plan_ok(h, event, view);
+    json_t *alert = json_array_get(json_object_get(plan, "actions"), 0);
+    assert_string_equal(json_string_value(json_object_get(alert, "summary")), "T1:5 123");
+    json_decref(plan);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
+static void test_malformed_plans(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        const char *needle;
+    } cases[] = {
+        {"unknown_action", "actions[2]: unknown action 'reboot'"},
+        {"missing_task_id", "actions[1] (reassign): missing task_id"},
+        {"target_type", "target must be a node id"},
+        {"unknown_field", "unknown field 'targt'"},
+        {"not_a_table", "plan returned a string, expected a table"},
+        {"not_a_list", "not a list"},
+        {"holes", "not a list"},
+        {"extra_key", "unknown field 'comment'"},
+        {"order_fraction", "order must be an integer"},
+        {"severity", "severity must be one of critical, major, minor, warning, is 'fatal'"},
+        {"percent", "performance_limit must be an integer from 0 to 100"},
+        {"node_id", "node_id must be a node id"},
+        {"action_type", "action must be a string, is number"},
+        {"no_actions", "actions as a nil"},
+    };
+    char dir[64], err[RD_POLICY_ERRLEN];
+    struct rd_policy_host *h = load_fixture(dir, "bad_plan.lua", "fast_recovery.lua");
+    json_t *view = make_view(false);
+    for (size_t i = 0; i < RD_ARRAY_SIZE(cases); i++) {
+        json_t *event = meta_event("case", cases[i].name);
+        plan_fails(h, event, view, RD_EINVAL, err);
+        check_prefix(err, "policies/fast_recovery.lua:");
+        check_contains(err, cases[i].needle);
+        json_decref(event);
+    }
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
+static void test_failing_self_test(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN], want[64];
+    make_dir(dir);
+    install(dir, "failing_self_test.lua", "safe_recovery.lua");
+    struct rd_policy_host *h = NULL;
+    assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
+    assert_null(h);
+    snprintf(want, sizeof(want), "policies/safe_recovery.lua:%d:",
+             marker_line("failing_self_test.lua", "selftest"));
+    check_prefix(err, want);
+    check_contains(err, "expected 2 actions, got 0");
+    check_contains(err, "self_test");
+    remove_dir(dir);
+}
+
+static void test_missing_and_misnamed(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN], path[512];
+    struct rd_policy_host *h = NULL;
+
+    make_dir(dir);
+    snprintf(path, sizeof(path), "%s/select.lua", dir);
+    unlink(path);
+    assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
+    check_contains(err, "select.lua");
+    check_contains(err, "missing");
+    remove_dir(dir);
+
+    make_dir(dir);
+    install(dir, "wrong_name.lua", "fast_recovery.lua");
+    assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
+    check_prefix(err, "policies/fast_recovery.lua");
+    check_contains(err, "name must be \"fast_recovery\"");
+    remove_dir(dir);
+
+    make_dir(dir);
+    install(dir, "wrong_name.lua", "Bad-Name.lua");
+    assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
+    check_contains(err, "Bad-Name.lua");
+    remove_dir(dir);
+
+    /* Only select.lua: nothing to select. */
+    make_dir(dir);
+    for (size_t i = 1; i < RD_ARRAY_SIZE(shipped_files); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, shipped_files[i]);
+        unlink(path);
+    }
+    assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
+    check_contains(err, "no strategy files");
+    remove_dir(dir);
+    assert_null(h);
+}
+
+static void test_select_cannot_change_plan_input(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct rd_policy_host *h = load_fixture(dir, "select_mutating.lua", "select.lua");
+    json_t *view = make_view(false);
+    json_t *event = make_event("node_failed", "crash", NULL, mixed_critical_tasks());
+    json_t *before = json_deep_copy(event);
+    json_t *plan = plan_ok(h, event, view);
+    expect_plan(plan, "fast_recovery",
+                "reassign:z:1 reassign:y:2 reassign:x:3 reassign:w:4 reassign:v:5");
+    assert_true(json_equal(before, event));
+    json_decref(before);
+    json_decref(plan);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
+/* ---- versions and generations ----------------------------------------- */
+
+static void test_version_changes(void **state)
+{
+    (void)state;
+    char dir[64], path[512], v1[17], v2[17];
+    make_dir(dir);
+    struct rd_policy_host *h1 = load_ok(dir);
+    snprintf(v1, sizeof(v1), "%s", rd_policy_version(h1));
+
+    snprintf(path, sizeof(path), "%s/fast_recovery.lua", dir);
+    FILE *f = fopen(path, "ab");
+    assert_non_null(f);
+    fputs("-- an operator's comment\n", f);
+    fclose(f);
+    struct rd_policy_host *h2 = load_ok(dir);
+    snprintf(v2, sizeof(v2), "%s", rd_policy_version(h2));
+    assert_string_not_equal(v1, v2);
+    /* The old generation keeps its version. */
+    assert_string_equal(rd_policy_version(h1), v1);
+
+    /* An extra strategy file changes it as well, and becomes selectable. */
+    static const char extra[] = "return { name = 'extra',\n"
+                                "  plan = function(event, view) return { actions = {} } end,\n"
+                                "  self_test = function() end }\n";
+    snprintf(path, sizeof(path), "%s/extra.lua", dir);
+    write_all(path, extra, strlen(extra));
+    struct rd_policy_host *h3 = load_ok(dir);
+    assert_string_not_equal(rd_policy_version(h3), v2);
+    assert_true(rd_policy_has_strategy(h3, "extra"));
+    assert_false(rd_policy_has_strategy(h2, "extra"));
+    json_t *view = make_view(false);
+    json_t *event = make_event("manual", NULL, "extra", json_array());
+    json_t *plan = plan_ok(h3, event, view);
+    expect_plan(plan, "extra", "");
+    json_decref(plan);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h3);
+    /* Dotfiles (editor leftovers) are ignored. */
+    snprintf(path, sizeof(path), "%s/.#extra.lua", dir);
+    write_all(path, "garbage(", 8);
+    h3 = load_ok(dir);
+    rd_policy_free(h3);
+    assert_string_equal(rd_policy_version(h2), v2);
+    rd_policy_free(h1);
+    rd_policy_free(h2);
+    remove_dir(dir);
+}
+
+static void test_build_new_keeps_old(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN];
+    make_dir(dir);
+    struct rd_policy_host *old = load_ok(dir);
+    char v[17];
+    snprintf(v, sizeof(v), "%s", rd_policy_version(old));
+    json_t *view = make_view(false);
+    json_t *tasks = json_array();
+    json_array_append_new(tasks, make_task("a", 1, false, -1));
+    json_t *event = make_event("node_failed", "crash", NULL, tasks);
+
+    /* A broken reload fails and leaves the old host as it was. */
+    install(dir, "syntax_error.lua", "fast_recovery.lua");
+    struct rd_policy_host *next = NULL;
+    assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &next, err, sizeof(err)), RD_ECONFIG);
+    assert_null(next);
+    json_t *plan = plan_ok(old, event, view);
+    expect_plan(plan, "fast_recovery", "reassign:a:1");
+    json_decref(plan);
+    assert_string_equal(rd_policy_version(old), v);
+
+    /* A good reload gives a second, independent generation. */
+    install(dir, "runtime_error.lua", "fast_recovery.lua");
+    next = load_ok(dir);
+    assert_string_not_equal(rd_policy_version(next), v);
+    plan_fails(next, event, view, RD_EINVAL, err);
+    plan = plan_ok(old, event, view);
+    expect_plan(plan, "fast_recovery", "reassign:a:1");
+    json_decref(plan);
+    /* Freeing the old one does not disturb the new one. */
+    rd_policy_free(old);
+    plan_fails(next, event, view, RD_EINVAL, err);
+    check_prefix(err, "policies/fast_recovery.lua:");
+    rd_policy_free(next);
+    json_decref(event);
+    json_decref(view);
+    remove_dir(dir);
+}
+
+/* ---- cost ------------------------------------------------------------- */
+
+static json_t *big_view(int nodes)
+{
+    json_t *v = make_view(false);
+    json_t *list = json_array();
+    for (int i = 0; i < nodes; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "node-%03d", i);
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i}, s:i, s:{s:i}}", "node_id", id,
+                            "state", "alive", "labels", "zone", i % 2 ? "a" : "b", "gpu",
+                            i % 3 ? "none" : "a100", "capacity", "slots", 16, "free_slots",
+                            16 - i % 16, "load", "slots_used", i % 16));
+    }
+    json_object_set_new(v, "nodes", list);
+    return v;
+}
+
+static void test_cost(void **state)
+{
+    (void)state;
+    uint64_t t0 = rd_mono_ns();
+    struct rd_policy_host *h = load_ok(SHIPPED);
+    double load_ms = (double)(rd_mono_ns() - t0) / 1e6;
+    json_t *view = big_view(100);
+    json_t *tasks = json_array();
+    for (int i = 0; i < 50; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "task-%02d", i);
+        json_array_append_new(tasks, make_task(id, i % 10, false, 1));
+    }
+    json_t *event = make_event("node_failed", "crash", NULL, tasks);
+    for (int i = 0; i < 20; i++)
+        json_decref(plan_ok(h, event, view));
+    const int rounds = 500;
+    double best = 1e30, total = 0;
+    for (int i = 0; i < rounds; i++) {
+        uint64_t s = rd_mono_ns();
+        json_t *plan = plan_ok(h, event, view);
+        double us = (double)(rd_mono_ns() - s) / 1e3;
+        total += us;
+        if (us < best)
+            best = us;
+        if (i == 0)
+            assert_int_equal(json_array_size(json_object_get(plan, "actions")), 50);
+        json_decref(plan);
+    }
+    printf("    cost: load %.2f ms; rd_policy_plan with 50 tasks, 100 nodes: mean %.1f us, "
+           "best %.1f us over %d calls (fast_recovery)\n",
+           load_ms, total / rounds, best, rounds);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+}
+
+/* ---- a custom directory (RD_POLICY_DIR) -------------------------------- */
+
+static void test_custom_dir(void **state)
+{
+    (void)state;
+    const char *dir = getenv("RD_POLICY_DIR");
+    if (dir == NULL || dir[0] == '\0') {
+        skip();
+        return;
+    }
+    char err[RD_POLICY_ERRLEN];
+    struct rd_policy_host *h = NULL;
+    int rc = rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s: %s", rd_err_name(rc), err);
+    printf("    %s: loaded, version %s\n", dir, rd_policy_version(h));
+    const struct {
+        const char *what;
+        const char *fault;
+        bool partition;
+    } samples[] = {{"crash", "crash", false},
+                   {"data corruption", "data_corruption", false},
+                   {"hang", "hang", false},
+                   {"partition", "network", true}};
+    for (size_t i = 0; i < RD_ARRAY_SIZE(samples); i++) {
+        json_t *view = make_view(samples[i].partition);
+        json_t *event = make_event("node_failed", samples[i].fault, NULL, mixed_critical_tasks());
+        json_t *plan = NULL;
+        rc = rd_policy_plan(h, event, view, &plan, err, sizeof(err));
+        if (rc == 0) {
+            char *text = json_dumps(plan, JSON_COMPACT);
+            printf("    %s: %s\n", samples[i].what, text);
+            free(text);
+            json_decref(plan);
+        } else {
+            printf("    %s: %s: %s\n", samples[i].what, rd_err_name(rc), err);
+        }
+        json_decref(event);
+        json_decref(view);
+    }
+    rd_policy_free(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shipped_load),
+        cmocka_unit_test(test_crash_fast_recovery),
+        cmocka_unit_test(test_crash_critical),
+        cmocka_unit_test(test_corruption_safe_recovery),
+        cmocka_unit_test(test_partition_degraded_service),
+        cmocka_unit_test(test_unknown_strategy),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_syntax_error),
+        cmocka_unit_test(test_runtime_error),
+        cmocka_unit_test(test_runaway_loop),
+        cmocka_unit_test(test_memory_bomb),
+        cmocka_unit_test(test_bytecode_refused),
+        cmocka_unit_test(test_sandbox_escapes),
+        cmocka_unit_test(test_malformed_plans),
+        cmocka_unit_test(test_failing_self_test),
+        cmocka_unit_test(test_missing_and_misnamed),
+        cmocka_unit_test(test_select_cannot_change_plan_input),
+        cmocka_unit_test(test_version_changes),
+        cmocka_unit_test(test_build_new_keeps_old),
+        cmocka_unit_test(test_cost),
+        cmocka_unit_test(test_custom_dir),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
