@@ -69,9 +69,24 @@ static void on_node_change(void *data, const struct rd_node *node, int old_state
         else if (eng->fsm.result.type == RD_CMD_NODE_REGISTER)
             event = old_state < 0 ? RD_NODE_EV_ADDED : RD_NODE_EV_EPOCH;
         rd_plugin_host_node(&eng->plugins, event, node);
+        if (node->state == RD_NODE_ALIVE || node->state == RD_NODE_PROBATION)
+            rd_sched_kick(&eng->sched); /* new capacity for pending work */
     }
     if (node->state == RD_NODE_LEFT)
         rd_registry_forget(&eng->registry, node->node_id, node->id_len);
+}
+
+/* Tasks moved off an agent are told to it in its next heartbeat answer. */
+static void on_task(void *data, const struct rd_task *t, int old_state, const char *old_node)
+{
+    struct rd_engine *eng = data;
+    (void)old_state;
+    if (eng->leader_since_ns == 0 || old_node == NULL || old_node[0] == '\0' ||
+        strcmp(old_node, t->node_id) == 0)
+        return;
+    struct rd_soft *s = rd_registry_get(&eng->registry, old_node, strlen(old_node));
+    if (s != NULL && s->n_revoked < RD_ARRAY_SIZE(s->revoked))
+        snprintf(s->revoked[s->n_revoked++], sizeof(s->revoked[0]), "%s", t->id);
 }
 
 /* Every fault opens an alert; its resolution resolves it (leader only: the
@@ -124,6 +139,7 @@ static void on_role(void *data, bool leader)
         }
         rd_analysis_reset(&eng->analysis);
         rd_analysis_start(&eng->analysis);
+        rd_sched_start(&eng->sched);
         for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
             const struct rd_node *n = eng->fsm.nodes[i];
             if (n->state != RD_NODE_LEFT)
@@ -134,6 +150,7 @@ static void on_role(void *data, bool leader)
     } else {
         eng->leader_since_ns = 0;
         rd_analysis_stop(&eng->analysis);
+        rd_sched_stop(&eng->sched);
         RD_INFO("engine", "follower", "%s", "");
     }
 }
@@ -211,6 +228,7 @@ static void shutdown_tick(uv_timer_t *t)
         if (now - eng->drained_ns < FLUSH_GRACE_NS && rd_http_connections(&eng->http) > 0)
             return;
         rd_analysis_stop(&eng->analysis);
+        rd_sched_stop(&eng->sched);
         rd_replica_close(&eng->replica, on_raft_closed, eng);
         return;
     }
@@ -267,8 +285,11 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     eng->fsm.on_node_data = eng;
     eng->fsm.on_fault = on_fault;
     eng->fsm.on_fault_data = eng;
+    eng->fsm.on_task = on_task;
+    eng->fsm.on_task_data = eng;
     rd_registry_init(&eng->registry);
     rd_analysis_init(&eng->analysis, eng);
+    rd_sched_init(&eng->sched, eng);
     eng->replica.on_role = on_role;
     eng->replica.on_role_data = eng;
 
@@ -319,6 +340,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     uv_run(loop, UV_RUN_DEFAULT);
     rd_plugin_host_close(&eng->plugins);
 out:
+    rd_sched_close(&eng->sched);
     rd_registry_close(&eng->registry);
     rd_fsm_close(&eng->fsm);
     return eng->exit_code;

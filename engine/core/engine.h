@@ -14,6 +14,7 @@
 #include "fsm/fsm.h"
 #include "http/http.h"
 #include "plugin/host.h"
+#include "recover/sched.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
 
@@ -27,6 +28,7 @@ struct rd_engine {
     struct rd_httpc *httpc; /* outgoing HTTP for plugins (probes, webhooks) */
     struct rd_plugin_host plugins;
     struct rd_analysis analysis;
+    struct rd_sched sched;
     bool plugins_stopped;
     bool httpc_closing;
     uv_signal_t sig_int;

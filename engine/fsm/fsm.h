@@ -32,6 +32,7 @@ struct rd_node {
     uint32_t open_faults;  /* derived: open fault records of this node */
     uint32_t slots_in_use; /* derived: slots of the tasks placed on this node */
     uint32_t n_tasks;      /* derived: tasks placed on this node */
+    struct rd_task *tasks; /* derived: those tasks, a list through rd_task.next_on_node */
 };
 
 #define RD_TASK_MAX_KEEP 16 /* checkpoint versions kept per task, at most */
@@ -63,6 +64,7 @@ struct rd_task {
     char *result_json; /* completion result or failure text, "" when none */
     struct rd_checkpoint ckpts[RD_TASK_MAX_KEEP]; /* oldest first */
     uint8_t n_ckpts;
+    struct rd_task *next_on_node, *prev_on_node; /* derived: the node's task list */
 };
 
 /* Resolved records beyond this many are pruned, oldest first, in apply. */

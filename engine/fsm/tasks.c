@@ -130,6 +130,13 @@ static void unplace(struct rd_fsm *f, struct rd_task *t)
         n->slots_in_use -= n->slots_in_use >= t->slots ? t->slots : n->slots_in_use;
         if (n->n_tasks > 0)
             n->n_tasks--;
+        if (t->prev_on_node)
+            t->prev_on_node->next_on_node = t->next_on_node;
+        else if (n->tasks == t)
+            n->tasks = t->next_on_node;
+        if (t->next_on_node)
+            t->next_on_node->prev_on_node = t->prev_on_node;
+        t->next_on_node = t->prev_on_node = NULL;
     }
 }
 
@@ -139,6 +146,11 @@ static void place(struct rd_fsm *f, struct rd_task *t)
     if (n != NULL && placed(t->state)) {
         n->slots_in_use += t->slots;
         n->n_tasks++;
+        t->prev_on_node = NULL;
+        t->next_on_node = n->tasks;
+        if (n->tasks)
+            n->tasks->prev_on_node = t;
+        n->tasks = t;
     }
 }
 
@@ -237,8 +249,8 @@ static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
     t->node_epoch = n ? c->node_epoch : 0;
     if (n != NULL) {
         t->attempt++;
-        set_task_state(f, t, c->state == RD_TASK_RECOVERING ? RD_TASK_RECOVERING
-                                                             : RD_TASK_ASSIGNED);
+        set_task_state(f, t,
+                       c->state == RD_TASK_RECOVERING ? RD_TASK_RECOVERING : RD_TASK_ASSIGNED);
     } else {
         set_task_state(f, t, c->state == RD_TASK_PAUSED ? RD_TASK_PAUSED : RD_TASK_PENDING);
     }
@@ -347,8 +359,8 @@ int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
     int old_state = -1;
     char old_node[RD_NODE_ID_MAX + 1] = "";
     const char *tid = NULL;
-    struct rd_str sid = cmd->type == RD_CMD_TASK_SUBMIT    ? cmd->u.tsubmit.task_id
-                        : cmd->type == RD_CMD_TASK_ASSIGN  ? cmd->u.tassign.task_id
+    struct rd_str sid = cmd->type == RD_CMD_TASK_SUBMIT       ? cmd->u.tsubmit.task_id
+                        : cmd->type == RD_CMD_TASK_ASSIGN     ? cmd->u.tassign.task_id
                         : cmd->type == RD_CMD_TASK_CHECKPOINT ? cmd->u.tckpt.task_id
                                                               : cmd->u.tfinish.task_id;
     char id[40];

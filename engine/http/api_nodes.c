@@ -343,11 +343,36 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     };
     rd_plugin_host_heartbeat(&eng->plugins, &hv);
     rd_analysis_heartbeat(&eng->analysis, n, s);
-    char buf[160];
-    int len = snprintf(buf, sizeof(buf),
-                       "{\"state\":\"%s\",\"lease_ms\":%llu,\"assignments\":[],\"revoked\":[]}",
-                       rd_node_state_name(n->state), (unsigned long long)rd_engine_lease_ms(eng));
-    rd_http_send_raw(hr, 200, "application/json", buf, (size_t)len);
+    if (n->tasks == NULL && s->n_revoked == 0) {
+        /* The hot path: nothing to hand over. */
+        char buf[160];
+        int len =
+            snprintf(buf, sizeof(buf),
+                     "{\"state\":\"%s\",\"lease_ms\":%llu,\"assignments\":[],\"revoked\":[]}",
+                     rd_node_state_name(n->state), (unsigned long long)rd_engine_lease_ms(eng));
+        rd_http_send_raw(hr, 200, "application/json", buf, (size_t)len);
+        goto out;
+    }
+    /* Tasks placed on this epoch and not yet started, and tasks moved away. */
+    json_t *assignments = json_array(), *revoked = json_array();
+    for (const struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node) {
+        if (t->node_epoch != n->epoch ||
+            (t->state != RD_TASK_ASSIGNED && t->state != RD_TASK_RECOVERING))
+            continue;
+        json_t *a = rd_api_task_json(t);
+        const struct rd_checkpoint *c = rd_task_checkpoint(t);
+        if (a != NULL && c != NULL) /* resume from here */
+            json_object_set_new(json_object_get(a, "checkpoint"), "data",
+                                json_loads(c->data, JSON_DECODE_ANY, NULL));
+        json_array_append_new(assignments, a);
+    }
+    for (unsigned i = 0; i < s->n_revoked; i++)
+        json_array_append_new(revoked, json_string(s->revoked[i]));
+    s->n_revoked = 0;
+    rd_http_send_json(hr, 200,
+                      json_pack("{s:s,s:I,s:o,s:o}", "state", rd_node_state_name(n->state),
+                                "lease_ms", (json_int_t)rd_engine_lease_ms(eng), "assignments",
+                                assignments, "revoked", revoked));
 out:
     json_decref(body);
 }

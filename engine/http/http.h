@@ -34,7 +34,14 @@ struct rd_engine;
     X(FAULTS_STATUS, "GET", "/api/v1/faults/status", "faults_status")                              \
     X(FAULTS_RECORDS, "GET", "/api/v1/faults/records", "faults_records")                           \
     X(FAULT_GET, "GET", "/api/v1/faults/records/*", "fault_get")                                   \
-    X(PLUGINS_LIST, "GET", "/api/v1/plugins", "plugins_list")
+    X(PLUGINS_LIST, "GET", "/api/v1/plugins", "plugins_list")                                      \
+    X(TASKS_SUBMIT, "POST", "/api/v1/tasks", "tasks_submit")                                       \
+    X(TASKS_LIST, "GET", "/api/v1/tasks", "tasks_list")                                            \
+    X(TASK_GET, "GET", "/api/v1/tasks/*", "task_get")                                              \
+    X(TASK_CHECKPOINT_PUT, "PUT", "/api/v1/tasks/*/checkpoint", "task_checkpoint_put")             \
+    X(TASK_CHECKPOINT_GET, "GET", "/api/v1/tasks/*/checkpoint", "task_checkpoint_get")             \
+    X(TASK_COMPLETE, "POST", "/api/v1/tasks/*/complete", "task_complete")                          \
+    X(TASK_FAIL, "POST", "/api/v1/tasks/*/fail", "task_fail")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,
@@ -120,8 +127,8 @@ struct rd_http_pending {
     struct rd_http_guard *guard;
     union {
         char node_id[256];
+        char task_id[40];
     } u;
-    int op; /* which operator action a pending answer belongs to */
 };
 
 struct rd_http_pending *rd_http_defer(struct rd_http_req *hr);
@@ -133,6 +140,10 @@ static inline bool rd_http_pending_alive(const struct rd_http_pending *p)
 void rd_http_pending_done(struct rd_http_pending *p);
 
 /* ---- request helpers --------------------------------------------------- */
+
+struct rd_task;
+/* The API's view of a task (API.md). */
+json_t *rd_api_task_json(const struct rd_task *t);
 
 /* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
 int rd_api_list_limit(struct rd_http_req *hr);

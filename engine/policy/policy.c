@@ -51,11 +51,11 @@ struct rd_policy_host {
     size_t mem_limit;
     bool mem_refused; /* an allocation was refused since the flag was reset */
     /* Budget hook. */
-    uint64_t budget_ms;       /* per rd_policy_plan call */
-    uint64_t call_budget_ms;  /* budget of the call running now (for messages) */
-    uint64_t deadline_ns;     /* rd_mono_ns() deadline; 0 when no call runs */
-    bool timed_out;           /* the hook raised the budget error */
-    int sampled_line;         /* last line of policy code the hook saw */
+    uint64_t budget_ms;      /* per rd_policy_plan call */
+    uint64_t call_budget_ms; /* budget of the call running now (for messages) */
+    uint64_t deadline_ns;    /* rd_mono_ns() deadline; 0 when no call runs */
+    bool timed_out;          /* the hook raised the budget error */
+    int sampled_line;        /* last line of policy code the hook saw */
     char version[VERSION_CHARS + 1];
     struct policy_file select;
     unsigned n_strategies;
@@ -252,9 +252,8 @@ static int panic_handler(lua_State *L)
 
 /* Base functions a policy may use (pcall, xpcall and print are ours). */
 static const char *const base_allowed[] = {
-    "assert", "error", "ipairs",   "next", "pairs",
-    "select", "tonumber", "tostring", "type", "unpack",
-    "_VERSION",
+    "assert",   "error",    "ipairs", "next",   "pairs",    "select",
+    "tonumber", "tostring", "type",   "unpack", "_VERSION",
 };
 
 /* Libraries a policy gets a private copy of. */
@@ -403,7 +402,8 @@ static int load_protected(lua_State *L)
                      c->pf->name, luaL_typename(L, 2));
     lua_getfield(L, 2, "name"); /* 3 */
     if (lua_type(L, 3) != LUA_TSTRING || strcmp(lua_tostring(L, 3), c->pf->name) != 0)
-        return raise(L, "%s: the returned table's name must be \"%s\" (the file name), is %s%.64s%s",
+        return raise(L,
+                     "%s: the returned table's name must be \"%s\" (the file name), is %s%.64s%s",
                      src, c->pf->name, lua_type(L, 3) == LUA_TSTRING ? "\"" : "",
                      lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : luaL_typename(L, 3),
                      lua_type(L, 3) == LUA_TSTRING ? "\"" : "");
@@ -488,8 +488,7 @@ static int read_file(const char *path, struct src_file *f, char *err, size_t err
 }
 
 /* Lists and reads dir's *.lua files, sorted (select.lua first). */
-static int read_dir(const char *dir, struct src_file *files, unsigned *n, char *err,
-                    size_t errlen)
+static int read_dir(const char *dir, struct src_file *files, unsigned *n, char *err, size_t errlen)
 {
     *n = 0;
     DIR *d = opendir(dir);
@@ -725,9 +724,9 @@ struct plan_ctx {
     struct rd_policy_host *h;
     json_t *event;
     json_t *view;
-    json_t *plan;                   /* built here; the caller frees it on error */
-    const struct policy_file *pf;   /* the file running now */
-    const char *what;               /* "select" or "plan" */
+    json_t *plan;                 /* built here; the caller frees it on error */
+    const struct policy_file *pf; /* the file running now */
+    const char *what;             /* "select" or "plan" */
     const struct policy_file *strategy;
     bool json_oom; /* a jansson allocation failed */
 };
@@ -825,7 +824,8 @@ struct action_spec {
 
 /* The action schema (policies/README.md). Unlisted fields are refused. */
 static const struct action_spec action_specs[] = {
-    {"reassign", {{"task_id", F_TASK_ID, true}, {"target", F_NODE_ID, false}, {"order", F_ORDER, false}}},
+    {"reassign",
+     {{"task_id", F_TASK_ID, true}, {"target", F_NODE_ID, false}, {"order", F_ORDER, false}}},
     {"wait", {{"task_id", F_TASK_ID, true}, {"reason", F_TEXT, false}}},
     {"pause", {{"task_id", F_TASK_ID, true}}},
     {"isolate", {{"node_id", F_NODE_ID, true}}},

@@ -48,7 +48,10 @@ struct rd_soft {
     uint8_t n_flaps;       /* entries into suspect/failed in flap_times */
     uint64_t flap_times[16];
     char detail[160]; /* the last detector's human line */
-    char metric[32];  /* the metric behind a metrics verdict */
+    /* Tasks moved off this agent, told in its next heartbeat answer. */
+    char revoked[16][40];
+    uint8_t n_revoked;
+    char metric[32]; /* the metric behind a metrics verdict */
 };
 
 struct rd_registry {

@@ -152,6 +152,33 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         fault_id, sizeof(fault_id), "%s",
         json_string_value(rdt_json_path(json_array_get(rdt_json_path(fr.json, "items"), 0), "id")));
     rdt_resp_free(&fr);
+    /* Two tasks, placed on spec-node (attempt 1): one to checkpoint and
+     * complete, one to fail. */
+    const char *task = "0d5e5a4f-3c1b-4d2e-8f70-1a2b3c4d5e6f",
+               *task2 = "0d5e5a4f-3c1b-4d2e-8f70-1a2b3c4d5e70";
+    char tb[160];
+    for (int k = 0; k < 2; k++) {
+        snprintf(tb, sizeof(tb), "{\"task_id\":\"%s\"}", k ? task2 : task);
+        assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks", tb, &fr), 0);
+        assert_int_equal(fr.status, 201);
+        rdt_resp_free(&fr);
+    }
+    for (int64_t until = rdt_now_ms() + 5000;;) {
+        char tp[96];
+        snprintf(tp, sizeof(tp), "/api/v1/tasks/%s", task2);
+        assert_int_equal(rdt_get(&proc, RDT_H1, tp, &fr), 0);
+        long long at = json_integer_value(rdt_json_path(fr.json, "attempt"));
+        rdt_resp_free(&fr);
+        snprintf(tp, sizeof(tp), "/api/v1/tasks/%s", task);
+        assert_int_equal(rdt_get(&proc, RDT_H1, tp, &fr), 0);
+        at *= json_integer_value(rdt_json_path(fr.json, "attempt"));
+        rdt_resp_free(&fr);
+        if (at == 1)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(10);
+    }
+    int ckpt_version = 0;
     /* Two passes: DELETE last, so the node is still there for the others. */
     for (int k = 0; k < 2 * n_ops; k++) {
         struct op *o = &ops[k % n_ops];
@@ -162,7 +189,10 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         const char *brace = strchr(o->path, '{');
         if (brace) {
             const char *close = strchr(brace, '}');
-            const char *value = strncmp(brace, "{fault_id}", 10) == 0 ? fault_id : "spec-node";
+            const char *value = strncmp(brace, "{fault_id}", 10) == 0 ? fault_id
+                                : strncmp(brace, "{task_id}", 9) != 0 ? "spec-node"
+                                : strstr(o->path, "/fail")            ? task2
+                                                                      : task;
             snprintf(path, sizeof(path), "%.*s%s%s", (int)(brace - o->path), o->path, value,
                      close + 1);
         } else {
@@ -170,11 +200,19 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         }
         const char *body = NULL;
         if (strcmp(o->method, "POST") == 0)
-            body = strstr(path, "heartbeat") ? "{\"epoch\":1,\"load\":{\"slots_used\":0}}"
-                                             : "{\"node_id\":\"spec-node-2\"}";
+            body = strstr(path, "heartbeat")   ? "{\"epoch\":1,\"load\":{\"slots_used\":0}}"
+                   : strstr(path, "/complete") ? "{\"attempt\":1,\"result\":{\"ok\":true}}"
+                   : strstr(path, "/fail")     ? "{\"attempt\":1,\"error\":\"spec\"}"
+                                               : "{\"node_id\":\"spec-node-2\"}";
         char url[512];
         snprintf(url, sizeof(url), "%s%s", proc.base_url, path);
         for (int proto = RDT_H1; proto <= RDT_H2; proto++) {
+            char put_body[96];
+            if (strcmp(o->method, "PUT") == 0) {
+                snprintf(put_body, sizeof(put_body),
+                         "{\"attempt\":1,\"version\":%d,\"data\":{\"step\":1}}", ++ckpt_version);
+                body = put_body;
+            }
             struct rdt_resp r = {0};
             assert_int_equal(
                 rdt_http((enum rdt_proto)proto, o->method, url, body, body ? strlen(body) : 0, &r),
@@ -188,7 +226,7 @@ static void test_every_documented_operation_answers_as_documented(void **state)
             /* A 2xx answer proves the route is really served, not merely tolerated
              * (DELETE answers 200 again for a node that left already). */
             if (r.status < 200 || r.status >= 300)
-                fail_msg("%s %s answered %ld", o->method, path, r.status);
+                fail_msg("%s %s answered %ld: %s", o->method, path, r.status, r.body);
             rdt_resp_free(&r);
         }
     }

@@ -342,6 +342,23 @@ static void teardown(void)
     g_obs_cap = 0;
 }
 
+/* cmocka's teardown: also after a failed assertion left an instance. */
+static int cleanup(void **state)
+{
+    (void)state;
+    if (g_fh.desc != NULL) {
+        if (!g_fh.stopping)
+            fh_stop(true);
+        fh_destroy();
+    }
+    free(g_sim.nodes);
+    memset(&g_sim, 0, sizeof g_sim);
+    free(g_obs_at);
+    g_obs_at = NULL;
+    g_obs_cap = 0;
+    return 0;
+}
+
 static void check_counter(void)
 {
     assert_int_equal(fh_counter("heartbeat_observations"), g_fh.n_obs);
@@ -396,8 +413,9 @@ static void test_no_false_positive_under_jitter(void **state)
     print_message("      100 agents x %u heartbeats, %u checks: max phi %.2f, longest silence "
                   "%.0f ms at a check (suspect at phi %.0f)\n",
                   (unsigned)BEATS, g_sim.ticks, max_phi, max_elapsed, SUSPECT_PHI);
-    /* With margin: the highest phi any check could have seen. */
-    assert_true(max_phi < SUSPECT_PHI / 2);
+    /* With margin: the highest phi any check saw (by the reference model)
+     * stays a full phi unit (10x in probability) below suspect_phi. */
+    assert_true(max_phi < SUSPECT_PHI - 1);
     teardown();
 }
 
@@ -669,11 +687,11 @@ static void test_config_validation(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_no_false_positive_under_jitter),
-        cmocka_unit_test(test_stopped_agent),
-        cmocka_unit_test(test_late_heartbeat_never_fails),
-        cmocka_unit_test(test_epoch_resets_history_and_removed_stops),
-        cmocka_unit_test(test_config_validation),
+        cmocka_unit_test_teardown(test_no_false_positive_under_jitter, cleanup),
+        cmocka_unit_test_teardown(test_stopped_agent, cleanup),
+        cmocka_unit_test_teardown(test_late_heartbeat_never_fails, cleanup),
+        cmocka_unit_test_teardown(test_epoch_resets_history_and_removed_stops, cleanup),
+        cmocka_unit_test_teardown(test_config_validation, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /*
  * Unit tests for engine/policy: the shipped policies (RD_SOURCE_DIR/policies)
  * load and plan the requirement's three strategies correctly; every failure
- * mode of a policy file (tests/unit/policy/fixtures/*.lua, each installed
+ * mode of a policy file (tests/unit/policy/fixtures/NAME.lua, each installed
  * over a copy of the shipped directory under the name it replaces) fails
  * with the right code and a "policies/FILE:LINE:" message and leaves the
  * host usable; the sandbox refuses every escape it should; versions and
@@ -171,32 +171,33 @@ static json_t *parse(const char *text)
 /* A view with the requirement's defaults and `partition` set. */
 static json_t *make_view(bool partition)
 {
-    json_t *v = parse("{\"nodes\": ["
-                      " {\"node_id\": \"n2\", \"state\": \"alive\", \"labels\": {\"zone\": \"a\"},"
-                      "  \"capacity\": {\"slots\": 8}, \"free_slots\": 6, \"load\": {\"slots_used\": 2}},"
-                      " {\"node_id\": \"n3\", \"state\": \"alive\", \"labels\": {},"
-                      "  \"capacity\": {\"slots\": 4}, \"free_slots\": 4, \"load\": {\"slots_used\": 0}}],"
-                      " \"mode\": \"normal\", \"partition_suspected\": false,"
-                      " \"strategies\": {"
-                      "  \"fast_recovery\": {\"max_time_ms\": 120000, \"resource_limit\": 80},"
-                      "  \"safe_recovery\": {\"max_time_ms\": 600000, \"consistency_check\": true},"
-                      "  \"degraded_service\": {\"essential_services_only\": true,"
-                      "                         \"performance_limit\": 50}},"
-                      " \"now_ms\": 1764000000000}");
+    json_t *v =
+        parse("{\"nodes\": ["
+              " {\"node_id\": \"n2\", \"state\": \"alive\", \"labels\": {\"zone\": \"a\"},"
+              "  \"capacity\": {\"slots\": 8}, \"free_slots\": 6, \"load\": {\"slots_used\": 2}},"
+              " {\"node_id\": \"n3\", \"state\": \"alive\", \"labels\": {},"
+              "  \"capacity\": {\"slots\": 4}, \"free_slots\": 4, \"load\": {\"slots_used\": 0}}],"
+              " \"mode\": \"normal\", \"partition_suspected\": false,"
+              " \"strategies\": {"
+              "  \"fast_recovery\": {\"max_time_ms\": 120000, \"resource_limit\": 80},"
+              "  \"safe_recovery\": {\"max_time_ms\": 600000, \"consistency_check\": true},"
+              "  \"degraded_service\": {\"essential_services_only\": true,"
+              "                         \"performance_limit\": 50}},"
+              " \"now_ms\": 1764000000000}");
     json_object_set_new(v, "partition_suspected", json_boolean(partition));
     return v;
 }
 
 static json_t *make_task(const char *id, int priority, bool critical, int checksum_ok)
 {
-    json_t *t = json_pack("{s:s, s:i, s:b, s:i, s:{s:i, s:{}}}", "task_id", id, "priority",
-                          priority, "critical", critical, "attempt", 1, "requirements", "slots", 1,
-                          "labels");
+    json_t *t =
+        json_pack("{s:s, s:i, s:b, s:i, s:{s:i, s:{}}}", "task_id", id, "priority", priority,
+                  "critical", critical, "attempt", 1, "requirements", "slots", 1, "labels");
     assert_non_null(t);
     if (checksum_ok >= 0)
-        json_object_set_new(t, "checkpoint",
-                            json_pack("{s:i, s:i, s:b}", "version", 3, "age_ms", 1500,
-                                      "checksum_ok", checksum_ok));
+        json_object_set_new(
+            t, "checkpoint",
+            json_pack("{s:i, s:i, s:b}", "version", 3, "age_ms", 1500, "checksum_ok", checksum_ok));
     return t;
 }
 
@@ -427,7 +428,8 @@ static void test_partition_degraded_service(void **state)
     json_t *alert = json_array_get(actions, 6);
     assert_string_equal(json_string_value(json_object_get(alert, "severity")), "major");
     check_contains(json_string_value(json_object_get(alert, "summary")), "partition suspected");
-    check_contains(json_string_value(json_object_get(alert, "summary")), "2 task(s) reassigned, 3 paused");
+    check_contains(json_string_value(json_object_get(alert, "summary")),
+                   "2 task(s) reassigned, 3 paused");
     json_decref(plan);
 
     /* essential_services_only: false moves everything. */
@@ -508,8 +510,8 @@ static void test_syntax_error(void **state)
     struct rd_policy_host *h = NULL;
     assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
     assert_null(h);
-    snprintf(want, sizeof(want), "policies/fast_recovery.lua:%d:",
-             marker_line("syntax_error.lua", "syntax"));
+    snprintf(want, sizeof(want),
+             "policies/fast_recovery.lua:%d:", marker_line("syntax_error.lua", "syntax"));
     check_prefix(err, want);
     remove_dir(dir);
 }
@@ -522,8 +524,8 @@ static void test_runtime_error(void **state)
     json_t *view = make_view(false);
     json_t *event = make_event("node_failed", "crash", NULL, json_array());
     plan_fails(h, event, view, RD_EINVAL, err);
-    snprintf(want, sizeof(want), "policies/fast_recovery.lua:%d:",
-             marker_line("runtime_error.lua", "runtime"));
+    snprintf(want, sizeof(want),
+             "policies/fast_recovery.lua:%d:", marker_line("runtime_error.lua", "runtime"));
     check_prefix(err, want);
     check_contains(err, "no_such_field");
 
@@ -652,10 +654,11 @@ static void test_sandbox_escapes(void **state)
 {
     (void)state;
     static const char *const probes[] = {
-        "io",     "os",      "os_exit",  "require",  "ffi",         "package",        "getmetatable",
-        "setmetatable", "string_dump", "method_dump", "load", "loadstring", "dofile", "loadfile",
-        "getfenv", "setfenv", "rawset",  "rawget",   "rawequal",    "debug",          "jit",
-        "collectgarbage", "newproxy", "coroutine", "module", "gcinfo", "globals",
+        "io",           "os",           "os_exit",     "require",        "ffi",      "package",
+        "getmetatable", "setmetatable", "string_dump", "method_dump",    "load",     "loadstring",
+        "dofile",       "loadfile",     "getfenv",     "setfenv",        "rawset",   "rawget",
+        "rawequal",     "debug",        "jit",         "collectgarbage", "newproxy", "coroutine",
+        "module",       "gcinfo",       "globals",
     };
     char dir[64], err[RD_POLICY_ERRLEN], want[64];
     struct rd_policy_host *h = load_fixture(dir, "escape.lua", "fast_recovery.lua");
@@ -727,8 +730,8 @@ static void test_failing_self_test(void **state)
     struct rd_policy_host *h = NULL;
     assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
     assert_null(h);
-    snprintf(want, sizeof(want), "policies/safe_recovery.lua:%d:",
-             marker_line("failing_self_test.lua", "selftest"));
+    snprintf(want, sizeof(want),
+             "policies/safe_recovery.lua:%d:", marker_line("failing_self_test.lua", "selftest"));
     check_prefix(err, want);
     check_contains(err, "expected 2 actions, got 0");
     check_contains(err, "self_test");
@@ -894,11 +897,11 @@ static json_t *big_view(int nodes)
     for (int i = 0; i < nodes; i++) {
         char id[32];
         snprintf(id, sizeof(id), "node-%03d", i);
-        json_array_append_new(
-            list, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i}, s:i, s:{s:i}}", "node_id", id,
-                            "state", "alive", "labels", "zone", i % 2 ? "a" : "b", "gpu",
-                            i % 3 ? "none" : "a100", "capacity", "slots", 16, "free_slots",
-                            16 - i % 16, "load", "slots_used", i % 16));
+        json_array_append_new(list, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i}, s:i, s:{s:i}}",
+                                              "node_id", id, "state", "alive", "labels", "zone",
+                                              i % 2 ? "a" : "b", "gpu", i % 3 ? "none" : "a100",
+                                              "capacity", "slots", 16, "free_slots", 16 - i % 16,
+                                              "load", "slots_used", i % 16));
     }
     json_object_set_new(v, "nodes", list);
     return v;

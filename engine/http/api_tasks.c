@@ -1,0 +1,442 @@
+/* Tasks and their fenced, versioned checkpoints. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "core/engine.h"
+#include "http.h"
+#include "recoveryd/error.h"
+
+#define MAX_SLOTS           65536
+#define CHECKPOINT_MAX      (512 * 1024) /* bytes of checkpoint data, as canonical JSON */
+#define CHECKPOINT_VERSIONS 3            /* versions kept per task */
+
+static json_t *json_or_null(const char *text)
+{
+    json_t *v = text && text[0] ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    return v ? v : json_null();
+}
+
+static void checksum_text(uint64_t sum, char out[32])
+{
+    snprintf(out, 32, "fnv1a64:%016llx", (unsigned long long)sum);
+}
+
+json_t *rd_api_task_json(const struct rd_task *t)
+{
+    char created[RD_TIME_STRLEN], updated[RD_TIME_STRLEN];
+    rd_time_format(t->created_at, created);
+    rd_time_format(t->updated_at, updated);
+    json_t *ckpt = json_null();
+    const struct rd_checkpoint *c = rd_task_checkpoint(t);
+    if (c != NULL) {
+        char at[RD_TIME_STRLEN], sum[32];
+        rd_time_format(c->at, at);
+        checksum_text(c->checksum, sum);
+        ckpt = json_pack("{s:I,s:s,s:I,s:s}", "version", (json_int_t)c->version, "updated_at", at,
+                         "size", (json_int_t)c->size, "checksum", sum);
+    }
+    json_t *o = json_pack(
+        "{s:s,s:s,s:i,s:b,s:s?,s:I,s:o,s:s,s:s,s:{s:I,s:o},s:o,s:I,s:I}", "task_id", t->id,
+        "state", rd_task_state_name(t->state), "priority", t->priority, "critical", t->critical,
+        "node_id", t->node_id[0] ? t->node_id : NULL, "attempt", (json_int_t)t->attempt,
+        "checkpoint", ckpt, "created_at", created, "updated_at", updated, "requirements", "slots",
+        (json_int_t)t->slots, "labels", json_or_null(t->labels_json), "payload",
+        json_or_null(t->payload_json), "max_attempts", (json_int_t)t->max_attempts, "failures",
+        (json_int_t)t->failures);
+    if (o != NULL && t->result_json[0]) {
+        json_t *r = json_loads(t->result_json, JSON_DECODE_ANY, NULL);
+        json_object_set_new(o, t->state == RD_TASK_COMPLETED ? "result" : "error",
+                            r ? r : json_string(t->result_json));
+    }
+    return o;
+}
+
+/* The task id from the path; answers 400/404 itself and returns NULL. */
+static const struct rd_task *path_task(struct rd_http_req *hr)
+{
+    h2o_iovec_t id = hr->params[0];
+    char buf[40];
+    if (id.len >= sizeof(buf) || (memcpy(buf, id.base, id.len), buf[id.len] = '\0', 0) ||
+        !rd_uuid_valid(buf)) {
+        rd_http_bad_request(hr, "task_id", "task_id must be a UUID");
+        return NULL;
+    }
+    const struct rd_task *t = rd_fsm_task(&hr->eng->fsm, buf);
+    if (t == NULL)
+        rd_http_send_error(hr, 404, "not_found", NULL, "no task %s", buf);
+    return t;
+}
+
+/* ---- answering after a commit -------------------------------------------- */
+
+static void answer_task(struct rd_http_pending *p, int status, int ok_code)
+{
+    struct rd_engine *eng = p->hr.eng;
+    const struct rd_task *t = rd_fsm_task(&eng->fsm, p->u.task_id);
+    if (status == 0 && t != NULL) {
+        rd_http_send_json(&p->hr, ok_code, rd_api_task_json(t));
+    } else if (status == RD_EFENCED && t != NULL) {
+        rd_http_send_error(&p->hr, 409, "fenced",
+                           json_pack("{s:I,s:s}", "attempt", (json_int_t)t->attempt, "state",
+                                     rd_task_state_name(t->state)),
+                           "attempt is not the current attempt %u of task %s: it was moved; "
+                           "drop it",
+                           t->attempt, t->id);
+    } else if (status == RD_ECONFLICT && t != NULL) {
+        rd_http_send_error(&p->hr, 409, "conflict",
+                           json_pack("{s:s}", "state", rd_task_state_name(t->state)),
+                           "task %s is %s", t->id, rd_task_state_name(t->state));
+    } else {
+        rd_http_send_rd_error(&p->hr, status, NULL);
+    }
+}
+
+static void submit_done(void *data, int status, uint64_t value)
+{
+    struct rd_http_pending *p = data;
+    (void)value;
+    if (rd_http_pending_alive(p)) {
+        /* The same task_id again answers 200 with the existing task. */
+        if (status == RD_EEXISTS)
+            answer_task(p, 0, 200);
+        else
+            answer_task(p, status, 201);
+    }
+    if (status == 0)
+        rd_sched_kick(&p->hr.eng->sched);
+    rd_http_pending_done(p);
+}
+
+static void finish_done(void *data, int status, uint64_t value)
+{
+    struct rd_http_pending *p = data;
+    (void)value;
+    if (rd_http_pending_alive(p))
+        answer_task(p, status, 200);
+    if (status == 0)
+        rd_sched_kick(&p->hr.eng->sched);
+    rd_http_pending_done(p);
+}
+
+static void checkpoint_done(void *data, int status, uint64_t value)
+{
+    struct rd_http_pending *p = data;
+    if (rd_http_pending_alive(p)) {
+        if (status == 0)
+            rd_http_send_json(&p->hr, 200, json_pack("{s:I}", "version", (json_int_t)value));
+        else if (status == RD_ESTALE_VERSION)
+            rd_http_send_error(&p->hr, 409, "stale_version",
+                               json_pack("{s:I}", "stored_version", (json_int_t)value),
+                               "version is not greater than the stored version %llu",
+                               (unsigned long long)value);
+        else
+            answer_task(p, status, 200);
+    }
+    rd_http_pending_done(p);
+}
+
+static void propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const char *task_id,
+                    rd_submit_cb done)
+{
+    struct rd_engine *eng = hr->eng;
+    if (eng->shutting_down) {
+        rd_http_send_rd_error(hr, RD_ESHUTDOWN, "the engine is shutting down");
+        return;
+    }
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    int rv = rd_cmd_encode(cmd, &w);
+    struct rd_http_pending *p = rv == 0 ? rd_http_defer(hr) : NULL;
+    if (rv == 0 && p == NULL)
+        rv = RD_ENOMEM;
+    if (rv != 0) {
+        rd_http_send_rd_error(hr, rv, NULL);
+    } else {
+        snprintf(p->u.task_id, sizeof(p->u.task_id), "%s", task_id);
+        rv = rd_replica_submit(&eng->replica, &w, done, p);
+        if (rv != 0) {
+            rd_http_send_rd_error(&p->hr, rv, NULL);
+            rd_http_pending_done(p);
+        }
+    }
+    rd_w_free(&w);
+}
+
+/* ---- POST /api/v1/tasks ---------------------------------------------------- */
+
+void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
+{
+    json_t *body = rd_http_body_object(hr);
+    if (body == NULL)
+        return;
+    char id[RD_UUID_STRLEN];
+    json_t *jid = json_object_get(body, "task_id");
+    json_t *prio = json_object_get(body, "priority");
+    json_t *crit = json_object_get(body, "critical");
+    json_t *payload = json_object_get(body, "payload");
+    json_t *req = json_object_get(body, "requirements");
+    json_t *maxa = json_object_get(body, "max_attempts");
+    json_t *slots = req ? json_object_get(req, "slots") : NULL;
+    json_t *labels = req ? json_object_get(req, "labels") : NULL;
+    char *labels_s = NULL, *payload_s = NULL;
+    if (jid != NULL && !json_is_null(jid)) {
+        if (!json_is_string(jid) || !rd_uuid_valid(json_string_value(jid))) {
+            rd_http_bad_request(hr, "task_id", "task_id must be a UUID");
+            goto out;
+        }
+        snprintf(id, sizeof(id), "%s", json_string_value(jid));
+        for (char *c = id; *c; c++) /* one spelling of each id */
+            if (*c >= 'A' && *c <= 'F')
+                *c = (char)(*c - 'A' + 'a');
+    } else if (rd_uuid_v4(id) != 0) {
+        rd_http_send_rd_error(hr, RD_EIO, "no random source for the task id");
+        goto out;
+    }
+    if (prio != NULL && (!json_is_integer(prio) || json_integer_value(prio) < 0 ||
+                         json_integer_value(prio) > 9)) {
+        rd_http_bad_request(hr, "priority", "priority must be an integer from 0 to 9");
+        goto out;
+    }
+    if (crit != NULL && !json_is_boolean(crit)) {
+        rd_http_bad_request(hr, "critical", "critical must be true or false");
+        goto out;
+    }
+    if (req != NULL && !json_is_object(req)) {
+        rd_http_bad_request(hr, "requirements", "requirements must be an object");
+        goto out;
+    }
+    if (slots != NULL && (!json_is_integer(slots) || json_integer_value(slots) < 1 ||
+                          json_integer_value(slots) > MAX_SLOTS)) {
+        rd_http_bad_request(hr, "requirements.slots",
+                            "requirements.slots must be an integer from 1 to %d", MAX_SLOTS);
+        goto out;
+    }
+    if (labels != NULL && !json_is_object(labels)) {
+        rd_http_bad_request(hr, "requirements.labels", "requirements.labels must be an object");
+        goto out;
+    }
+    if (maxa != NULL && (!json_is_integer(maxa) || json_integer_value(maxa) < 1 ||
+                         json_integer_value(maxa) > 1000)) {
+        rd_http_bad_request(hr, "max_attempts", "max_attempts must be an integer from 1 to 1000");
+        goto out;
+    }
+    labels_s = json_dumps(labels ? labels : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+    payload_s = payload ? json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+                        : strdup("{}");
+    if (labels_s == NULL || payload_s == NULL) {
+        rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+        goto out;
+    }
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_SUBMIT, .time_ms = rd_engine_stamp(hr->eng)};
+    cmd.u.tsubmit.task_id = RD_STR(id);
+    cmd.u.tsubmit.priority = (uint8_t)(prio ? json_integer_value(prio) : 5);
+    cmd.u.tsubmit.critical = crit && json_is_true(crit);
+    cmd.u.tsubmit.slots = (uint32_t)(slots ? json_integer_value(slots) : 1);
+    cmd.u.tsubmit.labels_json = RD_STR(labels_s);
+    cmd.u.tsubmit.payload_json = RD_STR(payload_s);
+    cmd.u.tsubmit.max_attempts = (uint32_t)(maxa ? json_integer_value(maxa) : 5);
+    propose(hr, &cmd, id, submit_done);
+out:
+    free(labels_s);
+    free(payload_s);
+    json_decref(body);
+}
+
+/* ---- GET /api/v1/tasks/{id}, GET /api/v1/tasks ---------------------------- */
+
+void rd_api_TASK_GET(struct rd_http_req *hr)
+{
+    const struct rd_task *t = path_task(hr);
+    if (t != NULL)
+        rd_http_send_json(hr, 200, rd_api_task_json(t));
+}
+
+void rd_api_TASKS_LIST(struct rd_http_req *hr)
+{
+    const struct rd_fsm *f = &hr->eng->fsm;
+    int limit = rd_api_list_limit(hr);
+    if (limit < 0)
+        return;
+    int state = -1;
+    const char *st = rd_http_query(hr, "state");
+    const char *node = rd_http_query(hr, "node_id");
+    const char *cursor = rd_http_query(hr, "cursor");
+    if (st != NULL && (state = rd_task_state_parse(st)) < 0) {
+        rd_http_bad_request(hr, "state",
+                            "state must be pending, assigned, running, recovering, completed, "
+                            "failed, cancelled or paused");
+        return;
+    }
+    if (node != NULL && !rd_node_id_valid(node, strlen(node))) {
+        rd_http_bad_request(hr, "node_id", "node_id must be 1-255 characters of [A-Za-z0-9._:-]");
+        return;
+    }
+    if (cursor != NULL && cursor[0] && !rd_uuid_valid(cursor)) {
+        rd_http_bad_request(hr, "cursor", "cursor is not one this server returned");
+        return;
+    }
+    size_t i = cursor && cursor[0] ? rd_fsm_task_after(f, cursor) : 0;
+    json_t *items = json_array();
+    const struct rd_task *last = NULL;
+    bool more = false;
+    for (; i < f->n_tasks; i++) {
+        const struct rd_task *t = f->tasks[i];
+        if ((state >= 0 && t->state != state) || (node && strcmp(node, t->node_id) != 0))
+            continue;
+        if ((int)json_array_size(items) == limit) {
+            more = true;
+            break;
+        }
+        json_array_append_new(items, rd_api_task_json(t));
+        last = t;
+    }
+    rd_http_send_json(hr, 200,
+                      json_pack("{s:o,s:o}", "items", items, "next_cursor",
+                                more && last ? json_string(last->id) : json_null()));
+}
+
+/* ---- checkpoints ------------------------------------------------------------ */
+
+/* A positive integer field; answers 400 itself and returns false. */
+static bool positive(struct rd_http_req *hr, json_t *body, const char *key, uint64_t *out)
+{
+    json_t *v = json_object_get(body, key);
+    if (v == NULL || !json_is_integer(v) || json_integer_value(v) < 1) {
+        rd_http_bad_request(hr, key, "%s must be a positive integer", key);
+        return false;
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return true;
+}
+
+void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
+{
+    const struct rd_task *t = path_task(hr);
+    if (t == NULL)
+        return;
+    json_t *body = rd_http_body_object(hr);
+    if (body == NULL)
+        return;
+    uint64_t attempt, version;
+    json_t *data = json_object_get(body, "data");
+    char *data_s = NULL;
+    if (!positive(hr, body, "attempt", &attempt) || !positive(hr, body, "version", &version))
+        goto out;
+    if (data == NULL) {
+        rd_http_bad_request(hr, "data", "data is required (any JSON value)");
+        goto out;
+    }
+    data_s = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    if (data_s == NULL) {
+        rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+        goto out;
+    }
+    size_t len = strlen(data_s);
+    if (len > CHECKPOINT_MAX) {
+        rd_http_send_error(hr, 413, "too_large", json_pack("{s:I}", "limit", (json_int_t)CHECKPOINT_MAX),
+                           "checkpoint data of %zu bytes is over the limit of %d bytes", len,
+                           CHECKPOINT_MAX);
+        goto out;
+    }
+    /* Answer fencing at once when it is already clear; the log re-checks. */
+    if (attempt != t->attempt) {
+        rd_http_send_error(hr, 409, "fenced",
+                           json_pack("{s:I,s:s}", "attempt", (json_int_t)t->attempt, "state",
+                                     rd_task_state_name(t->state)),
+                           "attempt %llu is not the current attempt %u of task %s: it was moved; "
+                           "drop it",
+                           (unsigned long long)attempt, t->attempt, t->id);
+        goto out;
+    }
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_CHECKPOINT, .time_ms = rd_engine_stamp(hr->eng)};
+    cmd.u.tckpt.task_id = RD_STR(t->id);
+    cmd.u.tckpt.attempt = (uint32_t)attempt;
+    cmd.u.tckpt.version = version;
+    cmd.u.tckpt.data_json = (struct rd_str){data_s, (uint32_t)len};
+    cmd.u.tckpt.checksum = rd_fnv1a(RD_FNV_INIT, data_s, len);
+    cmd.u.tckpt.keep = CHECKPOINT_VERSIONS;
+    propose(hr, &cmd, t->id, checkpoint_done);
+out:
+    free(data_s);
+    json_decref(body);
+}
+
+void rd_api_TASK_CHECKPOINT_GET(struct rd_http_req *hr)
+{
+    const struct rd_task *t = path_task(hr);
+    if (t == NULL)
+        return;
+    const struct rd_checkpoint *c = rd_task_checkpoint(t);
+    if (c == NULL) {
+        rd_http_send_error(hr, 404, "not_found", NULL, "task %s has no checkpoint", t->id);
+        return;
+    }
+    char at[RD_TIME_STRLEN], sum[32];
+    rd_time_format(c->at, at);
+    checksum_text(c->checksum, sum);
+    json_t *data = json_loads(c->data, JSON_DECODE_ANY, NULL);
+    rd_http_send_json(hr, 200,
+                      json_pack("{s:I,s:o,s:s,s:s,s:I}", "version", (json_int_t)c->version, "data",
+                                data ? data : json_null(), "checksum", sum, "updated_at", at,
+                                "attempt", (json_int_t)t->attempt));
+}
+
+/* ---- complete, fail ---------------------------------------------------------- */
+
+static void finish(struct rd_http_req *hr, bool complete)
+{
+    const struct rd_task *t = path_task(hr);
+    if (t == NULL)
+        return;
+    json_t *body = rd_http_body_object(hr);
+    if (body == NULL)
+        return;
+    uint64_t attempt;
+    char *text = NULL;
+    if (!positive(hr, body, "attempt", &attempt))
+        goto out;
+    int to;
+    if (complete) {
+        json_t *res = json_object_get(body, "result");
+        text = json_dumps(res ? res : json_object(), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        to = RD_TASK_COMPLETED;
+    } else {
+        json_t *err = json_object_get(body, "error");
+        json_t *retry = json_object_get(body, "retryable");
+        if (err == NULL || !json_is_string(err)) {
+            rd_http_bad_request(hr, "error", "error must be a string saying what went wrong");
+            goto out;
+        }
+        if (retry != NULL && !json_is_boolean(retry)) {
+            rd_http_bad_request(hr, "retryable", "retryable must be true or false");
+            goto out;
+        }
+        text = strdup(json_string_value(err));
+        to = retry && json_is_true(retry) ? RD_TASK_PENDING : RD_TASK_FAILED;
+    }
+    if (text == NULL || strlen(text) > CHECKPOINT_MAX) {
+        rd_http_send_error(hr, 413, "too_large", NULL, "the result is too large");
+        goto out;
+    }
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_FINISH, .time_ms = rd_engine_stamp(hr->eng)};
+    cmd.u.tfinish.task_id = RD_STR(t->id);
+    cmd.u.tfinish.attempt = (uint32_t)attempt;
+    cmd.u.tfinish.state = (uint8_t)to;
+    cmd.u.tfinish.result_json = RD_STR(text);
+    propose(hr, &cmd, t->id, finish_done);
+out:
+    free(text);
+    json_decref(body);
+}
+
+void rd_api_TASK_COMPLETE(struct rd_http_req *hr)
+{
+    finish(hr, true);
+}
+
+void rd_api_TASK_FAIL(struct rd_http_req *hr)
+{
+    finish(hr, false);
+}

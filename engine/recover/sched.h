@@ -1,0 +1,39 @@
+/*
+ * Placement: puts pending tasks on agents (leader only). Critical tasks
+ * first, then by priority (9 highest), then oldest; on a working agent
+ * (alive or probation, not draining) whose labels include the task's, with
+ * free slots, least loaded first. Every placement is a task_assign command
+ * fenced by the attempt it was decided on.
+ */
+#ifndef RD_SCHED_H
+#define RD_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/map.h"
+
+struct rd_engine;
+
+struct rd_sched {
+    struct rd_engine *eng;
+    uv_timer_t timer;
+    bool started;
+    bool kicked;
+    struct rd_map inflight; /* task id -> 1 while its placement is being committed */
+    uint64_t placements_total;
+    uint64_t placements_refused;
+};
+
+void rd_sched_init(struct rd_sched *s, struct rd_engine *eng);
+void rd_sched_start(struct rd_sched *s);
+void rd_sched_stop(struct rd_sched *s);
+void rd_sched_close(struct rd_sched *s);
+/* Asks for a placement pass soon (coalesced). */
+void rd_sched_kick(struct rd_sched *s);
+
+/* True when `task_labels` (a JSON object) is a subset of `node_labels`. */
+bool rd_sched_labels_match(const char *task_labels, const char *node_labels);
+
+#endif

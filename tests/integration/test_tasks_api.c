@@ -1,0 +1,235 @@
+/*
+ * Tasks over the API on the real binary: idempotent submit, placement on a
+ * working agent, assignment in the heartbeat answer, fenced and versioned
+ * checkpoints, completion and retryable failure, and bad input.
+ */
+#include "cmocka_all.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define TASK "5e0a1c2b-7d4f-4a8e-9b1c-2d3e4f5a6b7c"
+
+static struct rdt_proc proc;
+static long long epoch_a;
+
+static int setup(void **state)
+{
+    if (rdt_proc_start(&proc, "fault_tolerance:\n  detection:\n    heartbeat_interval: 30s\n") != 0 ||
+        rdt_wait_ready(&proc, 15000) != 0)
+        return -1;
+    return rdt_register(&proc, "worker-a", 2, &epoch_a) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    rdt_proc_cleanup(&proc);
+    return 0;
+}
+
+static json_t *get_task(const char *id)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s", id);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&proc, RDT_H2, path, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *t = json_incref(r.json);
+    rdt_resp_free(&r);
+    return t;
+}
+
+static void await_task_state(const char *id, const char *state)
+{
+    int64_t deadline = rdt_now_ms() + 5000;
+    for (;;) {
+        json_t *t = get_task(id);
+        bool ok = strcmp(json_string_value(json_object_get(t, "state")), state) == 0;
+        json_decref(t);
+        if (ok)
+            return;
+        assert_true(rdt_now_ms() < deadline);
+        rdt_sleep_ms(10);
+    }
+}
+
+static long put_checkpoint(long long attempt, long long version, const char *data,
+                           struct rdt_resp *r)
+{
+    char body[512];
+    snprintf(body, sizeof(body), "{\"attempt\":%lld,\"version\":%lld,\"data\":%s}", attempt,
+             version, data);
+    char url[160];
+    snprintf(url, sizeof(url), "%s/api/v1/tasks/%s/checkpoint", proc.base_url, TASK);
+    assert_int_equal(rdt_http(RDT_H2, "PUT", url, body, strlen(body), r), 0);
+    return r->status;
+}
+
+static void test_task_lifecycle(void **state)
+{
+    struct rdt_resp r = {0};
+    const char *submit = "{\"task_id\":\"" TASK "\",\"priority\":9,\"critical\":true,"
+                         "\"payload\":{\"prompt\":\"summarise the incident\"},"
+                         "\"requirements\":{\"slots\":1}}";
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks", submit, &r), 0);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(json_string_value(rdt_json_path(r.json, "task_id")), TASK);
+    assert_int_equal(json_integer_value(rdt_json_path(r.json, "priority")), 9);
+    assert_true(json_is_true(rdt_json_path(r.json, "critical")));
+    rdt_resp_free(&r);
+    /* Idempotent: the same id answers 200 with the existing task. */
+    assert_int_equal(rdt_post(&proc, RDT_H2, "/api/v1/tasks", submit, &r), 0);
+    assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
+
+    /* Placed on the only agent, handed over in its heartbeat answer. */
+    await_task_state(TASK, "assigned");
+    json_t *t = get_task(TASK);
+    assert_string_equal(json_string_value(json_object_get(t, "node_id")), "worker-a");
+    assert_int_equal(json_integer_value(json_object_get(t, "attempt")), 1);
+    json_decref(t);
+    assert_int_equal(rdt_heartbeat(&proc, RDT_H2, "worker-a", epoch_a, 1, &r), 0);
+    json_t *as = rdt_json_path(r.json, "assignments");
+    assert_int_equal(json_array_size(as), 1);
+    assert_string_equal(json_string_value(rdt_json_path(json_array_get(as, 0), "task_id")), TASK);
+    assert_string_equal(json_string_value(rdt_json_path(json_array_get(as, 0), "payload.prompt")),
+                        "summarise the incident");
+    rdt_resp_free(&r);
+
+    /* Checkpoints: versioned and fenced by attempt. */
+    assert_int_equal(put_checkpoint(1, 1, "{\"step\":1}", &r), 200);
+    assert_int_equal(json_integer_value(rdt_json_path(r.json, "version")), 1);
+    rdt_resp_free(&r);
+    await_task_state(TASK, "running");
+    assert_int_equal(put_checkpoint(1, 1, "{\"step\":99}", &r), 409);
+    assert_string_equal(rdt_err_code(&r), "stale_version");
+    rdt_resp_free(&r);
+    assert_int_equal(put_checkpoint(2, 5, "{\"step\":99}", &r), 409);
+    assert_string_equal(rdt_err_code(&r), "fenced");
+    rdt_resp_free(&r);
+    assert_int_equal(put_checkpoint(1, 2, "{\"step\":2,\"notes\":[\"a\",\"b\"]}", &r), 200);
+    rdt_resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s/checkpoint", TASK);
+    assert_int_equal(rdt_get(&proc, RDT_H1, path, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(rdt_json_path(r.json, "version")), 2);
+    assert_int_equal(json_integer_value(rdt_json_path(r.json, "data.step")), 2);
+    assert_non_null(strstr(json_string_value(rdt_json_path(r.json, "checksum")), "fnv1a64:"));
+    rdt_resp_free(&r);
+    t = get_task(TASK);
+    assert_int_equal(json_integer_value(rdt_json_path(t, "checkpoint.version")), 2);
+    json_decref(t);
+
+    /* Completion: a stale attempt is fenced, the current one completes, twice is fine. */
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s/complete", TASK);
+    assert_int_equal(rdt_post(&proc, RDT_H1, path, "{\"attempt\":3,\"result\":{}}", &r), 0);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(rdt_err_code(&r), "fenced");
+    rdt_resp_free(&r);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(
+            rdt_post(&proc, RDT_H2, path, "{\"attempt\":1,\"result\":{\"summary\":\"done\"}}", &r),
+            0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(json_string_value(rdt_json_path(r.json, "state")), "completed");
+        assert_string_equal(json_string_value(rdt_json_path(r.json, "result.summary")), "done");
+        rdt_resp_free(&r);
+    }
+    /* Listed by state. */
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/tasks?state=completed", &r), 0);
+    assert_int_equal(json_array_size(rdt_json_path(r.json, "items")), 1);
+    rdt_resp_free(&r);
+}
+
+static void test_retryable_failure_goes_back_to_pending(void **state)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks", "{\"payload\":{\"n\":1},\"max_attempts\":2}", &r), 0);
+    assert_int_equal(r.status, 201);
+    char id[64];
+    snprintf(id, sizeof(id), "%s", json_string_value(rdt_json_path(r.json, "task_id")));
+    rdt_resp_free(&r);
+    await_task_state(id, "assigned");
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s/fail", id);
+    assert_int_equal(rdt_post(&proc, RDT_H1, path, "{\"attempt\":1,\"error\":\"model timeout\",\"retryable\":true}", &r), 0);
+    assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
+    /* Placed again as attempt 2, then its failure is final (max_attempts 2). */
+    int64_t deadline = rdt_now_ms() + 5000;
+    for (;;) {
+        json_t *t = get_task(id);
+        long long attempt = json_integer_value(json_object_get(t, "attempt"));
+        json_decref(t);
+        if (attempt == 2)
+            break;
+        assert_true(rdt_now_ms() < deadline);
+        rdt_sleep_ms(10);
+    }
+    assert_int_equal(rdt_post(&proc, RDT_H1, path, "{\"attempt\":2,\"error\":\"model timeout\",\"retryable\":true}", &r), 0);
+    assert_string_equal(json_string_value(rdt_json_path(r.json, "state")), "failed");
+    assert_string_equal(json_string_value(rdt_json_path(r.json, "error")), "model timeout");
+    rdt_resp_free(&r);
+}
+
+static void test_bad_task_input(void **state)
+{
+    struct rdt_resp r = {0};
+    const struct {
+        const char *method, *path, *body;
+        long status;
+        const char *field;
+    } cases[] = {
+        {"POST", "/api/v1/tasks", "{\"priority\":10}", 400, "priority"},
+        {"POST", "/api/v1/tasks", "{\"task_id\":\"not-a-uuid\"}", 400, "task_id"},
+        {"POST", "/api/v1/tasks", "{\"requirements\":{\"slots\":0}}", 400, "requirements.slots"},
+        {"POST", "/api/v1/tasks", "{\"critical\":\"yes\"}", 400, "critical"},
+        {"POST", "/api/v1/tasks", "[1,2]", 400, NULL},
+        {"GET", "/api/v1/tasks/123", NULL, 400, "task_id"},
+        {"GET", "/api/v1/tasks/00000000-0000-4000-8000-000000000000", NULL, 404, NULL},
+        {"GET", "/api/v1/tasks?state=sleeping", NULL, 400, "state"},
+        {"PUT", "/api/v1/tasks/" TASK "/checkpoint", "{\"attempt\":1}", 400, "version"},
+        {"POST", "/api/v1/tasks/" TASK "/fail", "{\"attempt\":1}", 400, "error"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char url[256];
+        snprintf(url, sizeof(url), "%s%s", proc.base_url, cases[i].path);
+        assert_int_equal(rdt_http(RDT_H1, cases[i].method, url, cases[i].body,
+                                  cases[i].body ? strlen(cases[i].body) : 0, &r),
+                         0);
+        if (r.status != cases[i].status)
+            fail_msg("%s %s: %ld, expected %ld (%s)", cases[i].method, cases[i].path, r.status,
+                     cases[i].status, r.body);
+        if (cases[i].field)
+            assert_string_equal(json_string_value(rdt_json_path(r.json, "error.details.field")),
+                                cases[i].field);
+        rdt_resp_free(&r);
+    }
+    /* A checkpoint over the size limit: 413 as JSON. */
+    size_t big = 600 * 1024;
+    char *body = malloc(big + 64);
+    int n = snprintf(body, 64, "{\"attempt\":1,\"version\":9,\"data\":\"");
+    memset(body + n, 'x', big);
+    strcpy(body + n + big, "\"}");
+    char url[256];
+    snprintf(url, sizeof(url), "%s/api/v1/tasks/%s/checkpoint", proc.base_url, TASK);
+    assert_int_equal(rdt_http(RDT_H2, "PUT", url, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 413);
+    assert_string_equal(rdt_err_code(&r), "too_large");
+    rdt_resp_free(&r);
+    free(body);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_task_lifecycle),
+        cmocka_unit_test(test_retryable_failure_goes_back_to_pending),
+        cmocka_unit_test(test_bad_task_input),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
