@@ -69,8 +69,8 @@ static void on_node_change(void *data, const struct rd_node *node, int old_state
         else if (eng->fsm.result.type == RD_CMD_NODE_REGISTER)
             event = old_state < 0 ? RD_NODE_EV_ADDED : RD_NODE_EV_EPOCH;
         rd_plugin_host_node(&eng->plugins, event, node);
-        if (node->state == RD_NODE_ALIVE || node->state == RD_NODE_PROBATION)
-            rd_sched_kick(&eng->sched); /* new capacity for pending work */
+        /* New capacity for pending work, or tasks to move off a lost agent. */
+        rd_sched_kick(&eng->sched);
     }
     if (node->state == RD_NODE_LEFT)
         rd_registry_forget(&eng->registry, node->node_id, node->id_len);

@@ -38,13 +38,12 @@ json_t *rd_api_task_json(const struct rd_task *t)
                          "size", (json_int_t)c->size, "checksum", sum);
     }
     json_t *o = json_pack(
-        "{s:s,s:s,s:i,s:b,s:s?,s:I,s:o,s:s,s:s,s:{s:I,s:o},s:o,s:I,s:I}", "task_id", t->id,
-        "state", rd_task_state_name(t->state), "priority", t->priority, "critical", t->critical,
-        "node_id", t->node_id[0] ? t->node_id : NULL, "attempt", (json_int_t)t->attempt,
-        "checkpoint", ckpt, "created_at", created, "updated_at", updated, "requirements", "slots",
-        (json_int_t)t->slots, "labels", json_or_null(t->labels_json), "payload",
-        json_or_null(t->payload_json), "max_attempts", (json_int_t)t->max_attempts, "failures",
-        (json_int_t)t->failures);
+        "{s:s,s:s,s:i,s:b,s:s?,s:I,s:o,s:s,s:s,s:{s:I,s:o},s:o,s:I,s:I}", "task_id", t->id, "state",
+        rd_task_state_name(t->state), "priority", t->priority, "critical", t->critical, "node_id",
+        t->node_id[0] ? t->node_id : NULL, "attempt", (json_int_t)t->attempt, "checkpoint", ckpt,
+        "created_at", created, "updated_at", updated, "requirements", "slots", (json_int_t)t->slots,
+        "labels", json_or_null(t->labels_json), "payload", json_or_null(t->payload_json),
+        "max_attempts", (json_int_t)t->max_attempts, "failures", (json_int_t)t->failures);
     if (o != NULL && t->result_json[0]) {
         json_t *r = json_loads(t->result_json, JSON_DECODE_ANY, NULL);
         json_object_set_new(o, t->state == RD_TASK_COMPLETED ? "result" : "error",
@@ -194,8 +193,8 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
         rd_http_send_rd_error(hr, RD_EIO, "no random source for the task id");
         goto out;
     }
-    if (prio != NULL && (!json_is_integer(prio) || json_integer_value(prio) < 0 ||
-                         json_integer_value(prio) > 9)) {
+    if (prio != NULL &&
+        (!json_is_integer(prio) || json_integer_value(prio) < 0 || json_integer_value(prio) > 9)) {
         rd_http_bad_request(hr, "priority", "priority must be an integer from 0 to 9");
         goto out;
     }
@@ -335,9 +334,9 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
     }
     size_t len = strlen(data_s);
     if (len > CHECKPOINT_MAX) {
-        rd_http_send_error(hr, 413, "too_large", json_pack("{s:I}", "limit", (json_int_t)CHECKPOINT_MAX),
-                           "checkpoint data of %zu bytes is over the limit of %d bytes", len,
-                           CHECKPOINT_MAX);
+        rd_http_send_error(
+            hr, 413, "too_large", json_pack("{s:I}", "limit", (json_int_t)CHECKPOINT_MAX),
+            "checkpoint data of %zu bytes is over the limit of %d bytes", len, CHECKPOINT_MAX);
         goto out;
     }
     /* Answer fencing at once when it is already clear; the log re-checks. */
@@ -400,7 +399,8 @@ static void finish(struct rd_http_req *hr, bool complete)
     int to;
     if (complete) {
         json_t *res = json_object_get(body, "result");
-        text = json_dumps(res ? res : json_object(), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        text =
+            json_dumps(res ? res : json_object(), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
         to = RD_TASK_COMPLETED;
     } else {
         json_t *err = json_object_get(body, "error");

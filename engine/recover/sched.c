@@ -65,72 +65,145 @@ static int by_urgency(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
+/* The working agent with the most room for `t`, or SIZE_MAX. `limit_pct`
+ * caps how full a node may get (100: its whole capacity; at least one slot). */
+static size_t choose(struct rd_fsm *f, const struct rd_task *t, const uint32_t *extra,
+                     unsigned limit_pct)
+{
+    size_t best = SIZE_MAX;
+    double best_load = 2.0;
+    for (size_t i = 0; i < f->n_nodes; i++) {
+        const struct rd_node *nd = f->nodes[i];
+        if (nd->state != RD_NODE_ALIVE && nd->state != RD_NODE_PROBATION)
+            continue;
+        uint32_t cap = (uint32_t)((uint64_t)nd->slots * limit_pct / 100);
+        if (cap < 1)
+            cap = 1;
+        uint32_t used = nd->slots_in_use + extra[i];
+        if (used + t->slots > cap)
+            continue;
+        double load = (double)used / (double)nd->slots;
+        if (load < best_load && rd_sched_labels_match(t->labels_json, nd->labels_json)) {
+            best_load = load;
+            best = i;
+        }
+    }
+    return best;
+}
+
+static bool propose_assign(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
+                           int state)
+{
+    struct rd_engine *eng = s->eng;
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_ASSIGN, .time_ms = rd_engine_stamp(eng)};
+    cmd.u.tassign.task_id = RD_STR(t->id);
+    cmd.u.tassign.attempt = t->attempt;
+    cmd.u.tassign.node_id = nd ? (struct rd_str){nd->node_id, (uint32_t)nd->id_len} : RD_STR("");
+    cmd.u.tassign.node_epoch = nd ? nd->epoch : 0;
+    cmd.u.tassign.state = (uint8_t)state;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    struct placement *p = calloc(1, sizeof(*p));
+    char *key = strdup(t->id);
+    if (p == NULL || key == NULL || rd_cmd_encode(&cmd, &w) != 0) {
+        free(p);
+        free(key);
+        rd_w_free(&w);
+        return false;
+    }
+    p->s = s;
+    memcpy(p->task_id, t->id, strlen(t->id) + 1);
+    if (rd_replica_submit(&eng->replica, &w, placed_cb, p) != 0) {
+        free(p);
+        free(key);
+        rd_w_free(&w);
+        return false;
+    }
+    rd_w_free(&w);
+    rd_map_put(&s->inflight, key, strlen(key), key);
+    return true;
+}
+
+static bool node_gone(const struct rd_node *n)
+{
+    return n->state == RD_NODE_FAILED || n->state == RD_NODE_LEFT || n->state == RD_NODE_ISOLATED ||
+           n->state == RD_NODE_DRAINING;
+}
+
+/* Moves the tasks of failed, isolated, departed and draining agents, most
+ * urgent first (the built-in fast_recovery: at once, relying on the attempt
+ * fencing). While a partition is suspected only critical tasks move; the
+ * others wait for their agents to come back. */
+static void recover(struct rd_sched *s, uint32_t *extra)
+{
+    struct rd_engine *eng = s->eng;
+    struct rd_fsm *f = &eng->fsm;
+    unsigned limit = eng->cfg.fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
+    bool partition = eng->analysis.partition_suspected;
+    for (size_t i = 0; i < f->n_nodes; i++) {
+        const struct rd_node *n = f->nodes[i];
+        if (n->tasks == NULL || !node_gone(n))
+            continue;
+        struct rd_task *todo[256];
+        size_t k = 0;
+        for (struct rd_task *t = n->tasks; t != NULL && k < RD_ARRAY_SIZE(todo);
+             t = t->next_on_node)
+            if (!rd_map_get(&s->inflight, t->id, strlen(t->id)) && (!partition || t->critical))
+                todo[k++] = t;
+        qsort(todo, k, sizeof(*todo), by_urgency);
+        for (size_t j = 0; j < k; j++) {
+            struct rd_task *t = todo[j];
+            size_t best = choose(f, t, extra, limit ? limit : 100);
+            const struct rd_node *to = best == SIZE_MAX ? NULL : f->nodes[best];
+            /* No room anywhere: back to pending, placed when capacity returns. */
+            if (!propose_assign(s, t, to, to ? RD_TASK_RECOVERING : RD_TASK_PENDING))
+                return;
+            if (to != NULL)
+                extra[best] += t->slots;
+            s->recoveries_total++;
+            RD_INFO("recovery", "task_moved",
+                    "task=%s from=%s to=%s attempt=%u critical=%d priority=%u", t->id, n->node_id,
+                    to ? to->node_id : "(pending)", t->attempt + (to ? 1 : 0), t->critical,
+                    t->priority);
+        }
+    }
+}
+
 static void pass(struct rd_sched *s)
 {
     struct rd_engine *eng = s->eng;
     struct rd_fsm *f = &eng->fsm;
     s->kicked = false;
-    if (!rd_replica_is_leader(&eng->replica) || eng->shutting_down ||
-        f->tasks_by_state[RD_TASK_PENDING] == 0)
+    if (!rd_replica_is_leader(&eng->replica) || eng->shutting_down)
         return;
+    /* Tentative load of this pass, so one pass does not overfill an agent. */
+    uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
+    if (extra == NULL)
+        return;
+    recover(s, extra);
+    if (f->tasks_by_state[RD_TASK_PENDING] == 0) {
+        free(extra);
+        return;
+    }
     size_t n = 0;
     struct rd_task **todo = malloc(f->tasks_by_state[RD_TASK_PENDING] * sizeof(*todo));
-    if (todo == NULL)
+    if (todo == NULL) {
+        free(extra);
         return;
+    }
     for (size_t i = 0; i < f->n_tasks && n < f->tasks_by_state[RD_TASK_PENDING]; i++) {
         struct rd_task *t = f->tasks[i];
         if (t->state == RD_TASK_PENDING && !rd_map_get(&s->inflight, t->id, strlen(t->id)))
             todo[n++] = t;
     }
     qsort(todo, n, sizeof(*todo), by_urgency);
-    /* Tentative load of this pass, so one pass does not overfill an agent. */
-    uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
-    for (size_t k = 0; extra != NULL && k < n; k++) {
+    for (size_t k = 0; k < n; k++) {
         struct rd_task *t = todo[k];
-        size_t best = SIZE_MAX;
-        double best_load = 2.0;
-        for (size_t i = 0; i < f->n_nodes; i++) {
-            const struct rd_node *nd = f->nodes[i];
-            if (nd->state != RD_NODE_ALIVE && nd->state != RD_NODE_PROBATION)
-                continue;
-            uint32_t used = nd->slots_in_use + extra[i];
-            if (used + t->slots > nd->slots)
-                continue;
-            double load = (double)used / (double)nd->slots;
-            if (load < best_load && rd_sched_labels_match(t->labels_json, nd->labels_json)) {
-                best_load = load;
-                best = i;
-            }
-        }
+        size_t best = choose(f, t, extra, 100);
         if (best == SIZE_MAX)
             continue; /* waits for capacity */
-        const struct rd_node *nd = f->nodes[best];
-        struct rd_cmd cmd = {.type = RD_CMD_TASK_ASSIGN, .time_ms = rd_engine_stamp(eng)};
-        cmd.u.tassign.task_id = RD_STR(t->id);
-        cmd.u.tassign.attempt = t->attempt;
-        cmd.u.tassign.node_id = (struct rd_str){nd->node_id, (uint32_t)nd->id_len};
-        cmd.u.tassign.node_epoch = nd->epoch;
-        cmd.u.tassign.state = RD_TASK_ASSIGNED;
-        struct rd_wbuf w;
-        rd_w_init(&w);
-        struct placement *p = calloc(1, sizeof(*p));
-        char *key = strdup(t->id);
-        if (p == NULL || key == NULL || rd_cmd_encode(&cmd, &w) != 0) {
-            free(p);
-            free(key);
-            rd_w_free(&w);
+        if (!propose_assign(s, t, f->nodes[best], RD_TASK_ASSIGNED))
             break;
-        }
-        p->s = s;
-        memcpy(p->task_id, t->id, strlen(t->id) + 1);
-        if (rd_replica_submit(&eng->replica, &w, placed_cb, p) != 0) {
-            free(p);
-            free(key);
-            rd_w_free(&w);
-            break;
-        }
-        rd_w_free(&w);
-        rd_map_put(&s->inflight, key, strlen(key), key);
         extra[best] += t->slots;
         s->placements_total++;
     }

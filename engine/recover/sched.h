@@ -24,6 +24,7 @@ struct rd_sched {
     struct rd_map inflight; /* task id -> 1 while its placement is being committed */
     uint64_t placements_total;
     uint64_t placements_refused;
+    uint64_t recoveries_total; /* tasks moved off failed, departed or draining agents */
 };
 
 void rd_sched_init(struct rd_sched *s, struct rd_engine *eng);

@@ -18,7 +18,8 @@ static long long epoch_a;
 
 static int setup(void **state)
 {
-    if (rdt_proc_start(&proc, "fault_tolerance:\n  detection:\n    heartbeat_interval: 30s\n") != 0 ||
+    if (rdt_proc_start(&proc, "fault_tolerance:\n  detection:\n    heartbeat_interval: 30s\n") !=
+            0 ||
         rdt_wait_ready(&proc, 15000) != 0)
         return -1;
     return rdt_register(&proc, "worker-a", 2, &epoch_a) == 0 ? 0 : -1;
@@ -148,7 +149,9 @@ static void test_task_lifecycle(void **state)
 static void test_retryable_failure_goes_back_to_pending(void **state)
 {
     struct rdt_resp r = {0};
-    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks", "{\"payload\":{\"n\":1},\"max_attempts\":2}", &r), 0);
+    assert_int_equal(
+        rdt_post(&proc, RDT_H1, "/api/v1/tasks", "{\"payload\":{\"n\":1},\"max_attempts\":2}", &r),
+        0);
     assert_int_equal(r.status, 201);
     char id[64];
     snprintf(id, sizeof(id), "%s", json_string_value(rdt_json_path(r.json, "task_id")));
@@ -156,7 +159,9 @@ static void test_retryable_failure_goes_back_to_pending(void **state)
     await_task_state(id, "assigned");
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/tasks/%s/fail", id);
-    assert_int_equal(rdt_post(&proc, RDT_H1, path, "{\"attempt\":1,\"error\":\"model timeout\",\"retryable\":true}", &r), 0);
+    assert_int_equal(rdt_post(&proc, RDT_H1, path,
+                              "{\"attempt\":1,\"error\":\"model timeout\",\"retryable\":true}", &r),
+                     0);
     assert_int_equal(r.status, 200);
     rdt_resp_free(&r);
     /* Placed again as attempt 2, then its failure is final (max_attempts 2). */
@@ -170,7 +175,9 @@ static void test_retryable_failure_goes_back_to_pending(void **state)
         assert_true(rdt_now_ms() < deadline);
         rdt_sleep_ms(10);
     }
-    assert_int_equal(rdt_post(&proc, RDT_H1, path, "{\"attempt\":2,\"error\":\"model timeout\",\"retryable\":true}", &r), 0);
+    assert_int_equal(rdt_post(&proc, RDT_H1, path,
+                              "{\"attempt\":2,\"error\":\"model timeout\",\"retryable\":true}", &r),
+                     0);
     assert_string_equal(json_string_value(rdt_json_path(r.json, "state")), "failed");
     assert_string_equal(json_string_value(rdt_json_path(r.json, "error")), "model timeout");
     rdt_resp_free(&r);

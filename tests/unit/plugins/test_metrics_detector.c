@@ -18,7 +18,6 @@
 #define WINDOW  20     /* predict_window (default) */
 #define HORIZON 60.0   /* predict_horizon, s (default) */
 #define LAT_MAX 5000.0 /* latency_limit_ms (default) */
-#define ERR_MAX 0.5    /* error_rate_limit (default) */
 #define LIMIT_N 3      /* limit_samples (default) */
 
 static const char *cfg_default[][2] = {{NULL, NULL}};
