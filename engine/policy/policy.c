@@ -184,12 +184,32 @@ static int sb_pcall(lua_State *L)
     return lua_gettop(L);
 }
 
+/*
+ * The policy's xpcall handler, called through this C closure. LuaJIT calls
+ * error handlers before unwinding, so for the budget error (raised inside
+ * the count hook) the handler would run with hooks disabled: a handler that
+ * loops would never be stopped. While the host is aborting the call the
+ * policy's handler is skipped.
+ */
+static int xpcall_handler(lua_State *L)
+{
+    if (aborting(L))
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 /* xpcall(f, handler, ...) likewise. */
 static int sb_xpcall(lua_State *L)
 {
     luaL_checkany(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    /* [f, handler, args...] -> [handler, f, args...] */
+    /* [f, handler, args...] -> [wrapped handler, f, args...] */
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
     lua_replace(L, 1);

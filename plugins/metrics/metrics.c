@@ -132,42 +132,47 @@ static double ewma_push(struct series *s, double x, double alpha, double floor_s
     return z;
 }
 
-/* Least-squares slope per second over the window; false when too few points. */
-static bool slope(const struct series *s, unsigned window, double *out)
+/* Least-squares fit of the last `n` samples of the ring (oldest to newest):
+ * slope per second and R^2. False when the points say nothing (flat time). */
+static bool fit(const struct series *s, unsigned window, unsigned n, double *slope, double *r2)
 {
-    unsigned n = s->count;
-    if (n < 3 || n * 2 < window)
-        return false;
-    double mt = 0, mv = 0;
+    double st = 0, sv = 0, stt = 0, svv = 0, stv = 0;
     for (unsigned i = 0; i < n; i++) {
-        mt += s->t[i];
-        mv += s->v[i];
+        unsigned k = (s->head + window - n + i) % window;
+        double t = s->t[k], v = s->v[k];
+        st += t, sv += v, stt += t * t, svv += v * v, stv += t * v;
     }
-    mt /= n;
-    mv /= n;
-    double num = 0, den = 0;
-    for (unsigned i = 0; i < n; i++) {
-        num += (s->t[i] - mt) * (s->v[i] - mv);
-        den += (s->t[i] - mt) * (s->t[i] - mt);
-    }
-    if (den <= 0)
+    double ct = stt - st * st / n, cv = svv - sv * sv / n, ctv = stv - st * sv / n;
+    if (ct <= 0)
         return false;
-    *out = num / den;
+    *slope = ctv / ct;
+    *r2 = cv > 0 ? (ctv * ctv) / (ct * cv) : 0;
     return true;
 }
 
+/*
+ * A trend worth predicting from: the whole window is filled, the line
+ * explains most of it (R^2), and the newest half still rises (a step that
+ * already levelled off is not a trend). Returns the slope per second or 0.
+ */
+static double trend(const struct series *s, unsigned window)
+{
+    double k, r2, k_half, r2_half;
+    if (s->count < window || !fit(s, window, window, &k, &r2) || k <= 0 || r2 < 0.8)
+        return 0;
+    if (!fit(s, window, window / 2, &k_half, &r2_half) || k_half < 0.5 * k)
+        return 0;
+    return k;
+}
+
+/* The ring of the last `window` samples: O(1) per sample. */
 static void push_window(struct series *s, unsigned window, double t, double v)
 {
-    if (s->count < window) {
-        s->t[s->count] = t;
-        s->v[s->count] = v;
+    s->t[s->head] = t;
+    s->v[s->head] = v;
+    s->head = (s->head + 1) % window;
+    if (s->count < window)
         s->count++;
-    } else {
-        memmove(s->t, s->t + 1, (window - 1) * sizeof(double));
-        memmove(s->v, s->v + 1, (window - 1) * sizeof(double));
-        s->t[window - 1] = t;
-        s->v[window - 1] = v;
-    }
 }
 
 static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
@@ -195,12 +200,21 @@ static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
             if (verdict < RD_VERDICT_FAILED)
                 why = m;
             verdict = RD_VERDICT_FAILED;
+        } else if (s->over > 0 && verdict < RD_VERDICT_SUSPECT) {
+            /* Over the limit, not yet for long enough to fail: still trouble,
+             * and what was predicted has arrived (never "back to normal"). */
+            verdict = RD_VERDICT_SUSPECT;
+            why = m;
+            if (n->predicted) {
+                predicted = true;
+                eta_ms = 0;
+            }
         } else if (z_own >= st->z && z_fleet >= st->z && verdict < RD_VERDICT_SUSPECT) {
             verdict = RD_VERDICT_SUSPECT;
             why = m;
         }
-        double k;
-        if (x[m] < st->limits[m] && slope(s, st->window, &k) && k > 0) {
+        double k = x[m] < st->limits[m] ? trend(s, st->window) : 0;
+        if (k > 0) {
             double eta = (st->limits[m] - x[m]) / k;
             if (eta <= st->horizon_s && (!predicted || eta * 1000 < eta_ms)) {
                 predicted = true;
@@ -217,7 +231,7 @@ static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
     n->why = why;
     char detail[160];
     const char *mn = why >= 0 ? metric_names[why] : NULL;
-    if (verdict == RD_VERDICT_FAILED)
+    if (verdict == RD_VERDICT_FAILED || (why >= 0 && n->m[why].over > 0))
         snprintf(detail, sizeof(detail), "%s %g above its limit %g", mn, x[why], st->limits[why]);
     else if (verdict == RD_VERDICT_SUSPECT)
         snprintf(detail, sizeof(detail), "%s %g far above its own and the fleet's baseline", mn,

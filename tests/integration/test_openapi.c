@@ -136,6 +136,19 @@ static void test_every_served_route_is_documented(void **state)
     }
 }
 
+/* The task's current attempt (operators' actions earlier may have moved it). */
+static long long current_attempt(const char *path_with_task)
+{
+    char tp[128];
+    const char *start = strstr(path_with_task, "/api/v1/tasks/");
+    snprintf(tp, sizeof(tp), "%.*s", 50, start);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&proc, RDT_H1, tp, &r), 0);
+    long long a = json_integer_value(rdt_json_path(r.json, "attempt"));
+    rdt_resp_free(&r);
+    return a;
+}
+
 static void test_every_documented_operation_answers_as_documented(void **state)
 {
     long long epoch;
@@ -207,10 +220,17 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         char url[512];
         snprintf(url, sizeof(url), "%s%s", proc.base_url, path);
         for (int proto = RDT_H1; proto <= RDT_H2; proto++) {
-            char put_body[96];
+            char put_body[128];
             if (strcmp(o->method, "PUT") == 0) {
                 snprintf(put_body, sizeof(put_body),
-                         "{\"attempt\":1,\"version\":%d,\"data\":{\"step\":1}}", ++ckpt_version);
+                         "{\"attempt\":%lld,\"version\":%d,\"data\":{\"step\":1}}",
+                         current_attempt(path), ++ckpt_version);
+                body = put_body;
+            } else if (strstr(path, "/complete") || strstr(path, "/fail")) {
+                snprintf(put_body, sizeof(put_body),
+                         strstr(path, "/fail") ? "{\"attempt\":%lld,\"error\":\"spec\"}"
+                                               : "{\"attempt\":%lld,\"result\":{\"ok\":true}}",
+                         current_attempt(path));
                 body = put_body;
             }
             struct rdt_resp r = {0};

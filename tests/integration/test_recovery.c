@@ -75,10 +75,10 @@ static void test_task_survives_its_agent(void **state)
     long long ea, eb;
     assert_int_equal(rdt_register(&proc, "agent-a", 2, &ea), 0);
     struct rdt_resp r = {0};
-    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks",
-                              "{\"task_id\":\"" TASK "\",\"critical\":true,\"payload\":{\"doc\":7}}",
-                              &r),
-                     0);
+    assert_int_equal(
+        rdt_post(&proc, RDT_H1, "/api/v1/tasks",
+                 "{\"task_id\":\"" TASK "\",\"critical\":true,\"payload\":{\"doc\":7}}", &r),
+        0);
     assert_int_equal(r.status, 201);
     rdt_resp_free(&r);
     /* agent-a gets it in a heartbeat answer and works: two checkpoints. */
@@ -92,7 +92,9 @@ static void test_task_survives_its_agent(void **state)
         assert_true(rdt_now_ms() < until);
         rdt_sleep_ms(50);
     }
-    assert_int_equal(json_integer_value(rdt_json_path(json_array_get(json_object_get(hb, "assignments"), 0), "attempt")), 1);
+    assert_int_equal(json_integer_value(rdt_json_path(
+                         json_array_get(json_object_get(hb, "assignments"), 0), "attempt")),
+                     1);
     json_decref(hb);
     assert_int_equal(checkpoint(1, 1, 10), 200);
     assert_int_equal(checkpoint(1, 2, 20), 200);
@@ -124,12 +126,14 @@ static void test_task_survives_its_agent(void **state)
     json_decref(heartbeat("agent-a", ea, &st));
     assert_int_equal(st, 409);
     assert_int_equal(checkpoint(1, 3, 30), 409);
-    assert_int_equal(task_post("complete", "{\"attempt\":1,\"result\":{\"by\":\"zombie\"}}", &r), 409);
+    assert_int_equal(task_post("complete", "{\"attempt\":1,\"result\":{\"by\":\"zombie\"}}", &r),
+                     409);
     assert_string_equal(rdt_err_code(&r), "fenced");
     rdt_resp_free(&r);
     /* The new attempt goes on and completes; the result is the new attempt's. */
     assert_int_equal(checkpoint(2, 3, 30), 200);
-    assert_int_equal(task_post("complete", "{\"attempt\":2,\"result\":{\"by\":\"agent-b\"}}", &r), 200);
+    assert_int_equal(task_post("complete", "{\"attempt\":2,\"result\":{\"by\":\"agent-b\"}}", &r),
+                     200);
     assert_string_equal(json_string_value(rdt_json_path(r.json, "result.by")), "agent-b");
     assert_string_equal(json_string_value(rdt_json_path(r.json, "state")), "completed");
     rdt_resp_free(&r);
