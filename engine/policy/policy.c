@@ -561,36 +561,44 @@ static int read_dir(const char *dir, struct src_file *files, unsigned *n, char *
     return rc;
 }
 
-/* Composes the message of a failed protected call. Returns the RD_E* code. */
+/*
+ * Composes the message of a failed protected call into `err` and returns the
+ * RD_E* code: the budget error, a memory error, or `fallback` with the Lua
+ * message. LuaJIT calls no message handler for memory errors, so their line
+ * is the last one the budget hook sampled in this function, or else
+ * `def_line`, where the running function is defined (0: none).
+ */
 static int failure(struct rd_policy_host *h, int status, const char *file, const char *what,
-                   int fallback, char *err, size_t errlen)
+                   int def_line, int fallback, char *err, size_t errlen)
 {
     lua_State *L = h->L;
     const char *msg = lua_tostring(L, -1);
-    int rc;
     if (h->timed_out) {
-        rc = RD_ETIMEOUT;
         if (msg != NULL && strncmp(msg, CHUNK_PREFIX, strlen(CHUNK_PREFIX)) == 0)
             set_err(err, errlen, "%s", msg);
         else
             set_err(err, errlen, CHUNK_PREFIX "%s:%d: over the %llu ms budget", file,
                     h->sampled_line, (unsigned long long)h->call_budget_ms);
-    } else if (h->mem_refused || status == LUA_ERRMEM) {
-        rc = RD_ENOMEM;
-        if (h->sampled_line > 0)
+        return RD_ETIMEOUT;
+    }
+    if (h->mem_refused || status == LUA_ERRMEM) {
+        int line = h->sampled_line > 0 ? h->sampled_line : def_line;
+        const char *where = h->sampled_line > 0 ? "; line last sampled by the budget hook"
+                            : def_line > 0      ? "; line where it is defined"
+                                                : "";
+        if (line > 0)
             set_err(err, errlen,
                     CHUNK_PREFIX "%s:%d: %s: not enough memory (over the memory limit of %zu "
-                                 "bytes; near line %d)",
-                    file, h->sampled_line, what, h->mem_limit, h->sampled_line);
+                                 "bytes%s)",
+                    file, line, what, h->mem_limit, where);
         else
             set_err(err, errlen,
                     CHUNK_PREFIX "%s: %s: not enough memory (over the memory limit of %zu bytes)",
                     file, what, h->mem_limit);
-    } else {
-        rc = fallback;
-        set_err(err, errlen, "%s", msg != NULL ? msg : "unknown error");
+        return RD_ENOMEM;
     }
-    return rc;
+    set_err(err, errlen, "%s", msg != NULL ? msg : "unknown error");
+    return fallback;
 }
 
 static void begin_call(struct rd_policy_host *h, uint64_t budget_ms)
@@ -688,7 +696,7 @@ int rd_policy_load(const char *dir, uint64_t budget_ms, size_t memory_limit,
         begin_call(h, budget_ms * RD_POLICY_LOAD_FACTOR);
         int status = lua_cpcall(h->L, load_protected, &lc);
         if (status != 0) {
-            failure(h, status, files[i].file, "loading", RD_ECONFIG, err, errlen);
+            failure(h, status, files[i].file, "loading", 0, RD_ECONFIG, err, errlen);
             end_call(h, true);
             rc = RD_ECONFIG;
             goto done;
@@ -1046,33 +1054,40 @@ static int plan_protected(lua_State *L)
     struct rd_policy_host *h = c->h;
     lua_settop(L, 0);
     lua_pushcfunction(L, msgh); /* 1 */
+    /*
+     * One private copy of each per call (2, 3), shared by select and plan:
+     * converting is most of a call's cost (policies/README.md), and nothing
+     * a policy changes in them outlives the call or reaches the engine.
+     */
+    push_json(L, c->event, "event", 0);
+    push_json(L, c->view, "view", 0);
 
-    /* select(event, view), on its own copies of both */
     c->pf = &h->select;
     c->what = "select";
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->select.fn_ref);
-    push_json(L, c->event, "event", 0);
-    push_json(L, c->view, "view", 0);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    h->sampled_line = 0;
     if (lua_pcall(L, 2, 1, 1) != 0)
         return lua_error(L);
-    if (lua_type(L, 2) != LUA_TSTRING)
+    if (lua_type(L, 4) != LUA_TSTRING)
         return raise(L, CHUNK_PREFIX "select.lua:%d: select returned %s, expected a strategy name",
-                     h->select.line, luaL_typename(L, 2));
-    c->strategy = find_strategy(h, lua_tostring(L, 2));
+                     h->select.line, luaL_typename(L, 4));
+    c->strategy = find_strategy(h, lua_tostring(L, 4));
     if (c->strategy == NULL)
         return raise(L, CHUNK_PREFIX "select.lua:%d: select returned unknown strategy '%.64s'",
-                     h->select.line, lua_tostring(L, 2));
-    lua_settop(L, 1);
+                     h->select.line, lua_tostring(L, 4));
+    lua_settop(L, 3);
 
-    /* plan(event, view), on fresh copies: select's changes are not seen */
     c->pf = c->strategy;
     c->what = "plan";
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->strategy->fn_ref);
-    push_json(L, c->event, "event", 0);
-    push_json(L, c->view, "view", 0);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    h->sampled_line = 0;
     if (lua_pcall(L, 2, 1, 1) != 0)
         return lua_error(L);
-    build_plan(L, c, 2);
+    build_plan(L, c, 4);
     return 0;
 }
 
@@ -1098,7 +1113,8 @@ int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, json_t
     }
     char file[RD_POLICY_MAX_NAME + 8];
     snprintf(file, sizeof(file), "%s.lua", c.pf->name);
-    int rc = c.json_oom ? RD_ENOMEM : failure(h, status, file, c.what, RD_EINVAL, err, errlen);
+    int rc = c.json_oom ? RD_ENOMEM
+                        : failure(h, status, file, c.what, c.pf->line, RD_EINVAL, err, errlen);
     if (c.json_oom)
         set_err(err, errlen, "policy host: out of memory building the plan of %s", file);
     end_call(h, true);
