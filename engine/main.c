@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "core/engine.h"
 #include "plugin/host.h"
+#include "policy/policy.h"
 #include "recoveryd/error.h"
 #include "recoveryd/version.h"
 
@@ -23,6 +24,7 @@ static void usage(FILE *out)
             "  --data-dir DIR      data directory (overrides storage.data_dir)\n"
             "  --node-id ID        this replica's name (overrides cluster.node_id)\n"
             "  --plugins-dir DIR   where plugins are loaded from (overrides plugins.dir)\n"
+            "  --policies-dir DIR  where the Lua policies are (overrides policies.dir)\n"
             "  --check-config      validate the configuration and exit 0 or 1\n"
             "  --version           print the version and exit\n");
 }
@@ -37,13 +39,14 @@ int main(int argc, char **argv)
         {"check-config", no_argument, NULL, 'k'},
         {"version", no_argument, NULL, 'V'},
         {"plugins-dir", required_argument, NULL, 'p'},
+        {"policies-dir", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *listen = NULL, *data_dir = NULL, *node_id = NULL,
-               *plugins_dir = NULL;
+               *plugins_dir = NULL, *policies_dir = NULL;
     int check = 0, c;
-    while ((c = getopt_long(argc, argv, "c:l:d:n:p:kVh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:d:n:p:P:kVh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_path = optarg;
@@ -59,6 +62,9 @@ int main(int argc, char **argv)
             break;
         case 'p':
             plugins_dir = optarg;
+            break;
+        case 'P':
+            policies_dir = optarg;
             break;
         case 'k':
             check = 1;
@@ -107,6 +113,13 @@ int main(int argc, char **argv)
         }
         snprintf(cfg.plugins.dir, sizeof(cfg.plugins.dir), "%s", plugins_dir);
     }
+    if (policies_dir != NULL) {
+        if (strlen(policies_dir) >= sizeof(cfg.policies.dir)) {
+            fprintf(stderr, "recoveryd: --policies-dir: path too long\n");
+            return 1;
+        }
+        snprintf(cfg.policies.dir, sizeof(cfg.policies.dir), "%s", policies_dir);
+    }
     if (node_id != NULL) {
         if (!rd_node_id_valid(node_id, strlen(node_id))) {
             fprintf(stderr,
@@ -128,6 +141,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "recoveryd: %s\n", perr);
             return 1;
         }
+        struct rd_policy_host *pol = NULL;
+        if (rd_policy_load(cfg.policies.dir, cfg.policies.budget_ms, cfg.policies.memory_limit,
+                           &pol, perr, sizeof(perr)) != 0) {
+            fprintf(stderr, "recoveryd: policies.dir %s: %s\n", cfg.policies.dir, perr);
+            return 1;
+        }
+        rd_policy_free(pol);
         printf("recoveryd: configuration %s is valid\n", config_path ? config_path : "(defaults)");
         return 0;
     }

@@ -1,4 +1,6 @@
+#include <jansson.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -260,12 +262,72 @@ void rd_engine_shutdown(struct rd_engine *eng)
     uv_timer_start(&eng->shutdown_timer, shutdown_tick, 0, 5);
 }
 
+static void policy_fault_done(void *data, int status, uint64_t value)
+{
+    (void)data, (void)status, (void)value;
+}
+
+/* A reload that failed is a fault (and so an alert), decided by the leader. */
+static void record_policy_error(struct rd_engine *eng, const char *msg)
+{
+    if (!rd_replica_is_leader(&eng->replica))
+        return;
+    char id[RD_UUID_STRLEN];
+    if (rd_uuid_v4(id) != 0)
+        return;
+    json_t *meta = json_pack("{s:s,s:s,s:s}", "error", msg, "detail",
+                             "policy reload failed: the previous policies stay in force",
+                             "policy_version", rd_policy_version(eng->policy));
+    char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(meta);
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(eng)};
+    cmd.u.fopen.id = RD_STR(id);
+    cmd.u.fopen.node_id = RD_STR("");
+    cmd.u.fopen.fault_type = RD_FAULT_POLICY_ERROR;
+    cmd.u.fopen.severity = RD_SEV_MAJOR;
+    cmd.u.fopen.metadata_json = RD_STR(meta_s ? meta_s : "{}");
+    cmd.u.fopen.recovery_action_json = RD_STR("{\"action\":\"keep_previous_policies\"}");
+    cmd.u.fopen.set_state = RD_STATE_ANY;
+    cmd.u.fopen.from_state = RD_STATE_ANY;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    if (rd_cmd_encode(&cmd, &w) == 0)
+        rd_replica_submit(&eng->replica, &w, policy_fault_done, NULL);
+    rd_w_free(&w);
+    free(meta_s);
+}
+
+int rd_engine_reload_policies(struct rd_engine *eng, char *err, size_t errlen)
+{
+    const struct rd_config *c = &eng->cfg;
+    struct rd_policy_host *fresh = NULL;
+    uint64_t t0 = rd_mono_ns();
+    int rv = rd_policy_load(c->policies.dir, c->policies.budget_ms, c->policies.memory_limit,
+                            &fresh, err, errlen);
+    if (rv != 0) {
+        eng->policy_reloads_failed++;
+        RD_ERROR("policy", "reload_failed", "dir=%s version_in_force=%s error=\"%s\"",
+                 c->policies.dir, rd_policy_version(eng->policy), err);
+        record_policy_error(eng, err);
+        return rv;
+    }
+    struct rd_policy_host *old = eng->policy;
+    eng->policy = fresh; /* the swap: one pointer, on the loop thread */
+    eng->policy_reloads_ok++;
+    RD_INFO("policy", "reloaded", "version=%s previous=%s swap_us=%.0f", rd_policy_version(fresh),
+            rd_policy_version(old), (double)(rd_mono_ns() - t0) / 1e3);
+    rd_policy_free(old);
+    return 0;
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct rd_engine *eng = s->data;
     if (signum == SIGHUP) {
-        /* Reserved for the policy reload; never ends the process. */
-        RD_INFO("engine", "sighup", "%s", "action=none");
+        /* Reload the policies; never ends the process. */
+        char err[RD_POLICY_ERRLEN];
+        RD_INFO("engine", "sighup", "%s", "action=reload_policies");
+        rd_engine_reload_policies(eng, err, sizeof(err));
         return;
     }
     RD_INFO("engine", "signal", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -298,6 +360,16 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
             eng->cfg.storage.data_dir, (unsigned long long)eng->cfg.cluster.replica_id);
 
     char perr[1024];
+    rv = rd_policy_load(eng->cfg.policies.dir, eng->cfg.policies.budget_ms,
+                        eng->cfg.policies.memory_limit, &eng->policy, perr, sizeof(perr));
+    if (rv != 0) {
+        RD_ERROR("engine", "policies_failed", "dir=%s error=\"%s\"", eng->cfg.policies.dir, perr);
+        fprintf(stderr, "recoveryd: policies.dir %s: %s\n", eng->cfg.policies.dir, perr);
+        eng->exit_code = 1;
+        goto out;
+    }
+    RD_INFO("policy", "loaded", "dir=%s version=%s", eng->cfg.policies.dir,
+            rd_policy_version(eng->policy));
     rv = rd_httpc_new(loop, &eng->httpc);
     if (rv == 0)
         rv = rd_plugin_host_load(&eng->plugins, eng, eng->httpc, perr, sizeof(perr));
@@ -340,6 +412,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     uv_run(loop, UV_RUN_DEFAULT);
     rd_plugin_host_close(&eng->plugins);
 out:
+    rd_policy_free(eng->policy);
+    eng->policy = NULL;
     rd_sched_close(&eng->sched);
     rd_registry_close(&eng->registry);
     rd_fsm_close(&eng->fsm);

@@ -14,6 +14,7 @@
 #include "fsm/fsm.h"
 #include "http/http.h"
 #include "plugin/host.h"
+#include "policy/policy.h"
 #include "recover/sched.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
@@ -29,6 +30,9 @@ struct rd_engine {
     struct rd_plugin_host plugins;
     struct rd_analysis analysis;
     struct rd_sched sched;
+    struct rd_policy_host *policy; /* the policies in force (never NULL once started) */
+    uint64_t policy_reloads_ok;
+    uint64_t policy_reloads_failed;
     bool plugins_stopped;
     bool httpc_closing;
     uv_signal_t sig_int;
@@ -67,6 +71,15 @@ const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id);
  */
 bool rd_engine_observe(struct rd_engine *eng, const char *detector,
                        const struct rd_observation *obs);
+
+/*
+ * Loads every policy file into a fresh host, runs their self-tests, and
+ * swaps it in only if all passed (SIGHUP and POST /api/v1/policies/reload).
+ * On failure the old policies stay in force, the error (file:line) is logged,
+ * recorded as a policy_error fault (on the leader, so it alerts) and returned
+ * in `err`. 0 or RD_E*.
+ */
+int rd_engine_reload_policies(struct rd_engine *eng, char *err, size_t errlen);
 
 /* Wall-clock stamp for a new command: never behind the newest one applied,
  * so times in the log only move forward even if this clock steps back. */

@@ -136,16 +136,32 @@ void rd_api_FAULTS_STATUS(struct rd_http_req *hr)
         h->count ? json_integer((json_int_t)(rd_hist_quantile(h, 0.5) * 1000)) : json_null(), "p99",
         h->count ? json_integer((json_int_t)(rd_hist_quantile(h, 0.99) * 1000)) : json_null());
     bool partition = eng->analysis.partition_suspected;
-    rd_http_send_json(hr, 200,
-                      json_pack("{s:I,s:I,s:o,s:n,s:s,s:b,s:n,s:b}", "active_faults",
-                                (json_int_t)f->open_faults, "faults_last_hour",
-                                (json_int_t)last_hour, "detection_latency_ms", latency,
-                                "recovery_success_rate", "mode", partition ? "degraded" : "normal",
-                                "partition_suspected", partition, "policy_version", "leader",
-                                rd_replica_is_leader(&eng->replica)));
+    rd_http_send_json(
+        hr, 200,
+        json_pack("{s:I,s:I,s:o,s:n,s:s,s:b,s:s,s:b}", "active_faults", (json_int_t)f->open_faults,
+                  "faults_last_hour", (json_int_t)last_hour, "detection_latency_ms", latency,
+                  "recovery_success_rate", "mode", partition ? "degraded" : "normal",
+                  "partition_suspected", partition, "policy_version",
+                  rd_policy_version(eng->policy), "leader", rd_replica_is_leader(&eng->replica)));
 }
 
 void rd_api_PLUGINS_LIST(struct rd_http_req *hr)
 {
     rd_http_send_json(hr, 200, json_pack("{s:o}", "items", rd_plugin_host_json(&hr->eng->plugins)));
+}
+
+void rd_api_POLICIES_RELOAD(struct rd_http_req *hr)
+{
+    char err[RD_POLICY_ERRLEN];
+    char before[64];
+    snprintf(before, sizeof(before), "%s", rd_policy_version(hr->eng->policy));
+    if (rd_engine_reload_policies(hr->eng, err, sizeof(err)) != 0) {
+        rd_http_send_error(hr, 400, "bad_request",
+                           json_pack("{s:s,s:s}", "field", "policies", "policy_version", before),
+                           "policy reload failed, the previous policies stay in force: %s", err);
+        return;
+    }
+    rd_http_send_json(hr, 200,
+                      json_pack("{s:s,s:s}", "policy_version", rd_policy_version(hr->eng->policy),
+                                "previous_version", before));
 }

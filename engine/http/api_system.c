@@ -163,6 +163,14 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_mbuf_printf(&b, "recoveryd_raft_is_leader %d\n", rd_replica_is_leader(r) ? 1 : 0);
 
     rd_analysis_metrics(&eng->analysis, &b);
+    rd_metric_header(&b, "recoveryd_policy_info", "gauge",
+                     "The policies in force (version label).");
+    rd_mbuf_printf(&b, "recoveryd_policy_info{version=\"%s\"} 1\n", rd_policy_version(eng->policy));
+    rd_metric_header(&b, "recoveryd_policy_reloads_total", "counter", "Policy reloads by result.");
+    rd_mbuf_printf(&b, "recoveryd_policy_reloads_total{result=\"ok\"} %llu\n",
+                   (unsigned long long)eng->policy_reloads_ok);
+    rd_mbuf_printf(&b, "recoveryd_policy_reloads_total{result=\"failed\"} %llu\n",
+                   (unsigned long long)eng->policy_reloads_failed);
     rd_plugin_host_metrics(&eng->plugins, &b);
 
     if (b.err) {

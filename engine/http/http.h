@@ -41,7 +41,8 @@ struct rd_engine;
     X(TASK_CHECKPOINT_PUT, "PUT", "/api/v1/tasks/*/checkpoint", "task_checkpoint_put")             \
     X(TASK_CHECKPOINT_GET, "GET", "/api/v1/tasks/*/checkpoint", "task_checkpoint_get")             \
     X(TASK_COMPLETE, "POST", "/api/v1/tasks/*/complete", "task_complete")                          \
-    X(TASK_FAIL, "POST", "/api/v1/tasks/*/fail", "task_fail")
+    X(TASK_FAIL, "POST", "/api/v1/tasks/*/fail", "task_fail")                                      \
+    X(POLICIES_RELOAD, "POST", "/api/v1/policies/reload", "policies_reload")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,

@@ -362,9 +362,9 @@ static int gc_protected(lua_State *L)
 }
 
 /* Raises a formatted message (no position added: callers write their own). */
-static int raise(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int throwf(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static int raise(lua_State *L, const char *fmt, ...)
+static int throwf(lua_State *L, const char *fmt, ...)
 {
     char msg[RD_POLICY_ERRLEN];
     va_list ap;
@@ -408,7 +408,7 @@ static int load_protected(lua_State *L)
         const char *msg = lua_tostring(L, -1);
         if (msg != NULL && strncmp(msg, CHUNK_PREFIX, strlen(CHUNK_PREFIX)) == 0)
             return lua_error(L);
-        return raise(L, "%s: %s", src, msg ? msg : "cannot load");
+        return throwf(L, "%s: %s", src, msg ? msg : "cannot load");
     }
     /* 2: the chunk. Its functions and every nested one stay interpreted. */
     luaJIT_setmode(L, 2, LUAJIT_MODE_ALLFUNC | LUAJIT_MODE_OFF);
@@ -418,22 +418,22 @@ static int load_protected(lua_State *L)
         return lua_error(L);
     /* 2: the returned module */
     if (lua_type(L, 2) != LUA_TTABLE)
-        return raise(L, "%s: must return a table { name = \"%s\", ... }, returned %s", src,
-                     c->pf->name, luaL_typename(L, 2));
+        return throwf(L, "%s: must return a table { name = \"%s\", ... }, returned %s", src,
+                      c->pf->name, luaL_typename(L, 2));
     lua_getfield(L, 2, "name"); /* 3 */
     if (lua_type(L, 3) != LUA_TSTRING || strcmp(lua_tostring(L, 3), c->pf->name) != 0)
-        return raise(L,
-                     "%s: the returned table's name must be \"%s\" (the file name), is %s%.64s%s",
-                     src, c->pf->name, lua_type(L, 3) == LUA_TSTRING ? "\"" : "",
-                     lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : luaL_typename(L, 3),
-                     lua_type(L, 3) == LUA_TSTRING ? "\"" : "");
+        return throwf(L,
+                      "%s: the returned table's name must be \"%s\" (the file name), is %s%.64s%s",
+                      src, c->pf->name, lua_type(L, 3) == LUA_TSTRING ? "\"" : "",
+                      lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : luaL_typename(L, 3),
+                      lua_type(L, 3) == LUA_TSTRING ? "\"" : "");
     const char *fn = c->is_select ? "select" : "plan";
     lua_getfield(L, 2, fn); /* 4 */
     if (lua_type(L, 4) != LUA_TFUNCTION)
-        return raise(L, "%s: the returned table has no %s function", src, fn);
+        return throwf(L, "%s: the returned table has no %s function", src, fn);
     lua_getfield(L, 2, "self_test"); /* 5 */
     if (lua_type(L, 5) != LUA_TFUNCTION)
-        return raise(L, "%s: the returned table has no self_test function", src);
+        return throwf(L, "%s: the returned table has no self_test function", src);
     if (lua_pcall(L, 0, 0, 1) != 0) {
         lua_pushstring(L, " (self_test failed)");
         lua_concat(L, 2);
@@ -480,28 +480,30 @@ static void free_sources(struct src_file *files, unsigned n)
         free(files[i].buf);
 }
 
-static int read_file(const char *path, struct src_file *f, char *err, size_t errlen)
+/* Reads `path` (`size` bytes by stat) into f->buf (owned by `f`). */
+static int read_file(const char *path, size_t size, struct src_file *f, char *err, size_t errlen)
 {
+    if (size > RD_POLICY_MAX_FILE) {
+        set_err(err, errlen, "%s: larger than %u bytes", path, RD_POLICY_MAX_FILE);
+        return RD_ECONFIG;
+    }
     FILE *fp = fopen(path, "rb");
     if (fp == NULL) {
         set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return RD_ECONFIG;
     }
-    f->buf = malloc(RD_POLICY_MAX_FILE + 1);
+    /* One byte more than stat said, to notice a file that grew meanwhile. */
+    f->buf = malloc(size + 1);
     if (f->buf == NULL) {
         fclose(fp);
         set_err(err, errlen, "%s: out of memory", path);
         return RD_ENOMEM;
     }
-    f->len = fread(f->buf, 1, RD_POLICY_MAX_FILE + 1, fp);
+    f->len = fread(f->buf, 1, size + 1, fp);
     int failed = ferror(fp);
     fclose(fp);
-    if (failed) {
-        set_err(err, errlen, "%s: read error", path);
-        return RD_ECONFIG;
-    }
-    if (f->len > RD_POLICY_MAX_FILE) {
-        set_err(err, errlen, "%s: larger than %u bytes", path, RD_POLICY_MAX_FILE);
+    if (failed || f->len != size) {
+        set_err(err, errlen, "%s: read error or changed while being read", path);
         return RD_ECONFIG;
     }
     return 0;
@@ -543,7 +545,7 @@ static int read_dir(const char *dir, struct src_file *files, unsigned *n, char *
             memset(f, 0, sizeof(*f));
             snprintf(f->file, sizeof(f->file), "%s", name);
             (*n)++;
-            rc = read_file(path, f, err, errlen);
+            rc = read_file(path, (size_t)st.st_size, f, err, errlen);
         }
     }
     closedir(d);
@@ -762,7 +764,7 @@ struct plan_ctx {
 static int push_json(lua_State *L, json_t *j, const char *what, int depth)
 {
     if (depth > RD_POLICY_JSON_DEPTH)
-        return raise(L, "%s nests deeper than %d levels", what, RD_POLICY_JSON_DEPTH);
+        return throwf(L, "%s nests deeper than %d levels", what, RD_POLICY_JSON_DEPTH);
     luaL_checkstack(L, 4, what);
     switch (json_typeof(j)) {
     case JSON_OBJECT: {
@@ -824,8 +826,8 @@ static int bad_plan(lua_State *L, struct plan_ctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    return raise(L, CHUNK_PREFIX "%s.lua:%d: %s returned %s", c->pf->name, c->pf->line, c->what,
-                 why);
+    return throwf(L, CHUNK_PREFIX "%s.lua:%d: %s returned %s", c->pf->name, c->pf->line, c->what,
+                  why);
 }
 
 /* Attaches `v` (new reference) to `obj` under `key`, or raises out of memory. */
@@ -833,7 +835,7 @@ static void jset(lua_State *L, struct plan_ctx *c, json_t *obj, const char *key,
 {
     if (v == NULL || json_object_set_new(obj, key, v) != 0) {
         c->json_oom = true;
-        raise(L, "out of memory building the plan");
+        throwf(L, "out of memory building the plan");
     }
 }
 
@@ -959,7 +961,7 @@ static void build_action(lua_State *L, struct plan_ctx *c, json_t *arr, int i)
     json_t *a = json_object();
     if (a == NULL || json_array_append_new(arr, a) != 0) {
         c->json_oom = true;
-        raise(L, "out of memory building the plan");
+        throwf(L, "out of memory building the plan");
     }
     jset(L, c, a, "action", json_string(spec->name));
 
@@ -1007,7 +1009,7 @@ static void build_plan(lua_State *L, struct plan_ctx *c, int idx)
     c->plan = json_object();
     if (c->plan == NULL) {
         c->json_oom = true;
-        raise(L, "out of memory building the plan");
+        throwf(L, "out of memory building the plan");
     }
     jset(L, c, c->plan, "strategy", json_string(c->pf->name));
     json_t *arr = json_array();
@@ -1071,12 +1073,12 @@ static int plan_protected(lua_State *L)
     if (lua_pcall(L, 2, 1, 1) != 0)
         return lua_error(L);
     if (lua_type(L, 4) != LUA_TSTRING)
-        return raise(L, CHUNK_PREFIX "select.lua:%d: select returned %s, expected a strategy name",
-                     h->select.line, luaL_typename(L, 4));
+        return throwf(L, CHUNK_PREFIX "select.lua:%d: select returned %s, expected a strategy name",
+                      h->select.line, luaL_typename(L, 4));
     c->strategy = find_strategy(h, lua_tostring(L, 4));
     if (c->strategy == NULL)
-        return raise(L, CHUNK_PREFIX "select.lua:%d: select returned unknown strategy '%.64s'",
-                     h->select.line, lua_tostring(L, 4));
+        return throwf(L, CHUNK_PREFIX "select.lua:%d: select returned unknown strategy '%.64s'",
+                      h->select.line, lua_tostring(L, 4));
     lua_settop(L, 3);
 
     c->pf = c->strategy;

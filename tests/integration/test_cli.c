@@ -126,6 +126,8 @@ static void test_check_config_deploy(void **state)
                           data,
                           (char *)"--plugins-dir",
                           (char *)rdt_plugins_dir(),
+                          (char *)"--policies-dir",
+                          (char *)RD_SOURCE_DIR "/policies",
                           NULL};
     char *out = NULL, *err = NULL;
     run_expect(argv, 0, &out, &err);

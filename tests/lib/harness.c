@@ -343,6 +343,8 @@ static int spawn_daemon(struct rdt_proc *p)
                     p->data_dir,
                     (char *)"--plugins-dir",
                     p->plugins_dir[0] ? p->plugins_dir : (char *)rdt_plugins_dir(),
+                    (char *)"--policies-dir",
+                    p->policies_dir[0] ? p->policies_dir : (char *)RD_SOURCE_DIR "/policies",
                     NULL};
 
     int log_fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -38,17 +38,18 @@
  * restart, so a restarted daemon finds its data and answers on the same URL.
  */
 struct rdt_proc {
-    pid_t pid;             /* > 0 while the daemon runs (not yet reaped) */
-    char dir[256];         /* temporary directory holding everything below */
-    char data_dir[300];    /* DIR/data, passed as --data-dir */
-    char config_path[300]; /* DIR/config.yaml, passed as --config */
-    char log_path[300];    /* DIR/recoveryd.log: stdout + stderr, appended */
-    uint16_t port;         /* API port on 127.0.0.1, passed as --listen */
-    uint16_t raft_port;    /* cluster.raft_address port on 127.0.0.1 */
-    char base_url[64];     /* "http://127.0.0.1:PORT" */
-    char extra_yaml[4096]; /* top-level YAML sections appended to config.yaml */
-    int exit_code;         /* last reaped exit code (128 + signal); -1 until one is */
-    char plugins_dir[300]; /* --plugins-dir; "" = the build's plugins (rdt_plugins_dir()) */
+    pid_t pid;              /* > 0 while the daemon runs (not yet reaped) */
+    char dir[256];          /* temporary directory holding everything below */
+    char data_dir[300];     /* DIR/data, passed as --data-dir */
+    char config_path[300];  /* DIR/config.yaml, passed as --config */
+    char log_path[300];     /* DIR/recoveryd.log: stdout + stderr, appended */
+    uint16_t port;          /* API port on 127.0.0.1, passed as --listen */
+    uint16_t raft_port;     /* cluster.raft_address port on 127.0.0.1 */
+    char base_url[64];      /* "http://127.0.0.1:PORT" */
+    char extra_yaml[4096];  /* top-level YAML sections appended to config.yaml */
+    int exit_code;          /* last reaped exit code (128 + signal); -1 until one is */
+    char plugins_dir[300];  /* --plugins-dir; "" = the build's plugins (rdt_plugins_dir()) */
+    char policies_dir[300]; /* --policies-dir; "" = the repository's policies/ */
 };
 
 /*

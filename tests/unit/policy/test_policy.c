@@ -205,9 +205,9 @@ static json_t *make_task(const char *id, int priority, bool critical, int checks
 static json_t *make_event(const char *kind, const char *fault_type, const char *strategy,
                           json_t *tasks)
 {
-    json_t *e = json_pack("{s:s, s:{s:s, s:i, s:s, s:{}, s:{s:i}}, s:o}", "kind", kind, "node",
-                          "node_id", "n1", "epoch", 4, "state", "failed", "labels", "capacity",
-                          "slots", 8, "tasks", tasks);
+    json_t *e = json_pack("{s:s, s:{s:s, s:i, s:s, s:{s:s}, s:{s:i}}, s:o}", "kind", kind, "node",
+                          "node_id", "n1", "epoch", 4, "state", "failed", "labels", "zone", "a",
+                          "capacity", "slots", 8, "tasks", tasks);
     assert_non_null(e);
     if (fault_type != NULL)
         json_object_set_new(e, "fault",
@@ -598,6 +598,7 @@ static void test_memory_bomb(void **state)
         double ms = (double)(rd_mono_ns() - t0) / 1e6;
         printf("    memory bomb (%s): %s after %.1f ms: %s\n", kinds[i], rd_err_name(rc), ms, err);
         /* A table bomb may hit the budget first on a slow machine. */
+        json_decref(bomb);
         if (strcmp(kinds[i], "table") == 0 && rc == RD_ETIMEOUT)
             continue;
         assert_int_equal(rc, RD_ENOMEM);
@@ -610,7 +611,6 @@ static void test_memory_bomb(void **state)
         expect_plan(plan, "fast_recovery", "reassign:t1:1");
         json_decref(plan);
         json_decref(calm);
-        json_decref(bomb);
     }
     json_decref(view);
     rd_policy_free(h);
@@ -972,13 +972,20 @@ static void test_custom_dir(void **state)
         const char *what;
         const char *fault;
         bool partition;
-    } samples[] = {{"crash", "crash", false},
-                   {"data corruption", "data_corruption", false},
-                   {"hang", "hang", false},
-                   {"partition", "network", true}};
+        bool critical;
+    } samples[] = {{"crash", "crash", false, false},
+                   {"crash with critical tasks", "crash", false, true},
+                   {"data corruption", "data_corruption", false, true},
+                   {"hang", "hang", false, true},
+                   {"partition", "network", true, true}};
     for (size_t i = 0; i < RD_ARRAY_SIZE(samples); i++) {
         json_t *view = make_view(samples[i].partition);
-        json_t *event = make_event("node_failed", samples[i].fault, NULL, mixed_critical_tasks());
+        json_t *tasks = mixed_critical_tasks();
+        if (!samples[i].critical) {
+            json_array_remove(tasks, 3);
+            json_array_remove(tasks, 1);
+        }
+        json_t *event = make_event("node_failed", samples[i].fault, NULL, tasks);
         json_t *plan = NULL;
         rc = rd_policy_plan(h, event, view, &plan, err, sizeof(err));
         if (rc == 0) {
