@@ -267,17 +267,17 @@ static void policy_fault_done(void *data, int status, uint64_t value)
     (void)data, (void)status, (void)value;
 }
 
-/* A reload that failed is a fault (and so an alert), decided by the leader. */
-static void record_policy_error(struct rd_engine *eng, const char *msg)
+/* A policy that failed (a reload, or a plan at run time) is a fault, and so
+ * an alert, decided by the leader. */
+void rd_engine_policy_error(struct rd_engine *eng, const char *msg)
 {
     if (!rd_replica_is_leader(&eng->replica))
         return;
     char id[RD_UUID_STRLEN];
     if (rd_uuid_v4(id) != 0)
         return;
-    json_t *meta = json_pack("{s:s,s:s,s:s}", "error", msg, "detail",
-                             "policy reload failed: the previous policies stay in force",
-                             "policy_version", rd_policy_version(eng->policy));
+    json_t *meta =
+        json_pack("{s:s,s:s}", "error", msg, "policy_version", rd_policy_version(eng->policy));
     char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(meta);
     struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(eng)};
@@ -286,7 +286,9 @@ static void record_policy_error(struct rd_engine *eng, const char *msg)
     cmd.u.fopen.fault_type = RD_FAULT_POLICY_ERROR;
     cmd.u.fopen.severity = RD_SEV_MAJOR;
     cmd.u.fopen.metadata_json = RD_STR(meta_s ? meta_s : "{}");
-    cmd.u.fopen.recovery_action_json = RD_STR("{\"action\":\"keep_previous_policies\"}");
+    cmd.u.fopen.recovery_action_json =
+        RD_STR("{\"action\":\"fallback\",\"detail\":\"previous policies or the built-in default "
+               "act\"}");
     cmd.u.fopen.set_state = RD_STATE_ANY;
     cmd.u.fopen.from_state = RD_STATE_ANY;
     struct rd_wbuf w;
@@ -308,7 +310,7 @@ int rd_engine_reload_policies(struct rd_engine *eng, char *err, size_t errlen)
         eng->policy_reloads_failed++;
         RD_ERROR("policy", "reload_failed", "dir=%s version_in_force=%s error=\"%s\"",
                  c->policies.dir, rd_policy_version(eng->policy), err);
-        record_policy_error(eng, err);
+        rd_engine_policy_error(eng, err);
         return rv;
     }
     struct rd_policy_host *old = eng->policy;

@@ -6,6 +6,7 @@
 #include "common/util.h"
 #include "core/engine.h"
 #include "sched.h"
+#include "policy/policy.h"
 
 #define PASS_MS 100 /* at most this long between passes while work waits */
 
@@ -130,10 +131,251 @@ static bool node_gone(const struct rd_node *n)
            n->state == RD_NODE_DRAINING;
 }
 
-/* Moves the tasks of failed, isolated, departed and draining agents, most
- * urgent first (the built-in fast_recovery: at once, relying on the attempt
- * fencing). While a partition is suspected only critical tasks move; the
- * others wait for their agents to come back. */
+/* ---- recovery -------------------------------------------------------------- */
+
+static const char *event_kind(const struct rd_node *n)
+{
+    switch (n->state) {
+    case RD_NODE_FAILED:
+        return "node_failed";
+    case RD_NODE_LEFT:
+        return "node_left";
+    case RD_NODE_DRAINING:
+        return "node_drained";
+    default:
+        return "manual";
+    }
+}
+
+static json_t *labels_of(const char *json)
+{
+    json_t *v = json_loads(json, 0, NULL);
+    return v ? v : json_object();
+}
+
+static json_t *fault_of(struct rd_fsm *f, const struct rd_node *n)
+{
+    for (size_t i = f->n_faults; i-- > 0;) {
+        const struct rd_fault *x = f->faults[i];
+        if (x->status == RD_FAULT_OPEN_ST && strcmp(x->node_id, n->node_id) == 0) {
+            json_t *meta = json_loads(x->metadata_json, 0, NULL);
+            bool predicted = meta && json_is_true(json_object_get(meta, "predicted"));
+            return json_pack("{s:s,s:s,s:s,s:b,s:o}", "id", x->id, "fault_type",
+                             rd_fault_type_name(x->type), "severity_level",
+                             rd_severity_name(x->severity), "predicted", predicted, "metadata",
+                             meta ? meta : json_object());
+        }
+    }
+    return json_null();
+}
+
+static bool checksum_ok(const struct rd_checkpoint *c)
+{
+    return rd_fnv1a(RD_FNV_INIT, c->data, c->size) == c->checksum;
+}
+
+/* What happened and to which tasks (policies/README.md has the shape). */
+static json_t *build_event(struct rd_engine *eng, const struct rd_node *n, struct rd_task **todo,
+                           size_t k)
+{
+    int64_t now = rd_now_ms();
+    json_t *tasks = json_array();
+    for (size_t j = 0; j < k; j++) {
+        const struct rd_task *t = todo[j];
+        const struct rd_checkpoint *c = rd_task_checkpoint(t);
+        json_t *ck = c ? json_pack("{s:I,s:I,s:b}", "version", (json_int_t)c->version, "age_ms",
+                                   (json_int_t)(now - c->at), "checksum_ok", checksum_ok(c))
+                       : json_null();
+        json_array_append_new(
+            tasks, json_pack("{s:s,s:i,s:b,s:I,s:{s:I,s:o},s:o}", "task_id", t->id, "priority",
+                             t->priority, "critical", t->critical, "attempt",
+                             (json_int_t)t->attempt, "requirements", "slots", (json_int_t)t->slots,
+                             "labels", labels_of(t->labels_json), "checkpoint", ck));
+    }
+    return json_pack("{s:s,s:o,s:{s:s,s:I,s:s,s:o,s:{s:I}},s:o}", "kind", event_kind(n), "fault",
+                     fault_of(&eng->fsm, n), "node", "node_id", n->node_id, "epoch",
+                     (json_int_t)n->epoch, "state", rd_node_state_name(n->state), "labels",
+                     labels_of(n->labels_json), "capacity", "slots", (json_int_t)n->slots, "tasks",
+                     tasks);
+}
+
+/* The cluster as the policy may see it, read-only. */
+static json_t *build_view(struct rd_engine *eng)
+{
+    struct rd_fsm *f = &eng->fsm;
+    const struct rd_config *c = &eng->cfg;
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < f->n_nodes; i++) {
+        const struct rd_node *n = f->nodes[i];
+        if (n->state == RD_NODE_LEFT)
+            continue;
+        json_array_append_new(
+            nodes,
+            json_pack("{s:s,s:s,s:o,s:{s:I},s:I,s:{s:I}}", "node_id", n->node_id, "state",
+                      rd_node_state_name(n->state), "labels", labels_of(n->labels_json), "capacity",
+                      "slots", (json_int_t)n->slots, "free_slots",
+                      (json_int_t)(n->slots > n->slots_in_use ? n->slots - n->slots_in_use : 0),
+                      "load", "slots_used", (json_int_t)n->slots_in_use));
+    }
+#define RS c->fault_tolerance.recovery_strategies
+    return json_pack("{s:o,s:s,s:b,s:{s:{s:I,s:i},s:{s:I,s:b},s:{s:b,s:i}},s:I}", "nodes", nodes,
+                     "mode", eng->analysis.partition_suspected ? "degraded" : "normal",
+                     "partition_suspected", eng->analysis.partition_suspected, "strategies",
+                     "fast_recovery", "max_time_ms", (json_int_t)RS.fast_recovery.max_time_ms,
+                     "resource_limit", (int)RS.fast_recovery.resource_limit, "safe_recovery",
+                     "max_time_ms", (json_int_t)RS.safe_recovery.max_time_ms, "consistency_check",
+                     RS.safe_recovery.consistency_check, "degraded_service",
+                     "essential_services_only", RS.degraded_service.essential_services_only,
+                     "performance_limit", (int)RS.degraded_service.performance_limit, "now_ms",
+                     (json_int_t)rd_now_ms());
+#undef RS
+}
+
+/* safe_recovery's wait: until the lost agent's lease has surely expired
+ * (its last heartbeat + lease + one interval for clock drift), so the task
+ * never runs twice at once. */
+static bool lease_expired(struct rd_engine *eng, const struct rd_node *n)
+{
+    struct rd_soft *soft = rd_registry_get(&eng->registry, n->node_id, n->id_len);
+    if (soft == NULL || soft->epoch != n->epoch || soft->last_mono_ns == 0)
+        return true;
+    uint64_t margin =
+        (rd_engine_lease_ms(eng) + eng->cfg.fault_tolerance.detection.heartbeat_interval_ms) *
+        1000000ULL;
+    return rd_mono_ns() >= soft->last_mono_ns + margin;
+}
+
+static struct rd_task *task_in(struct rd_task **todo, size_t k, const char *id)
+{
+    for (size_t j = 0; id != NULL && j < k; j++)
+        if (strcmp(todo[j]->id, id) == 0)
+            return todo[j];
+    return NULL;
+}
+
+static bool move_task(struct rd_sched *s, struct rd_task *t, const struct rd_node *from,
+                      const char *target, uint32_t *extra, unsigned limit, const char *why)
+{
+    struct rd_fsm *f = &s->eng->fsm;
+    size_t best = SIZE_MAX;
+    if (target != NULL) {
+        for (size_t i = 0; i < f->n_nodes; i++)
+            if (strcmp(f->nodes[i]->node_id, target) == 0)
+                best = i;
+        const struct rd_node *to = best != SIZE_MAX ? f->nodes[best] : NULL;
+        /* The engine validates what the policy chose: a working agent with room. */
+        if (to == NULL || (to->state != RD_NODE_ALIVE && to->state != RD_NODE_PROBATION) ||
+            to->slots_in_use + extra[best] + t->slots > to->slots) {
+            RD_WARN("recovery", "target_refused",
+                    "task=%s target=%s: not a working agent with room", t->id, target);
+            best = SIZE_MAX;
+        }
+    }
+    if (best == SIZE_MAX)
+        best = choose(f, t, extra, limit ? limit : 100);
+    const struct rd_node *to = best == SIZE_MAX ? NULL : f->nodes[best];
+    if (!propose_assign(s, t, to, to ? RD_TASK_RECOVERING : RD_TASK_PENDING))
+        return false;
+    if (to != NULL)
+        extra[best] += t->slots;
+    s->recoveries_total++;
+    RD_INFO("recovery", "task_moved",
+            "task=%s from=%s to=%s attempt=%u critical=%d priority=%u strategy=%s", t->id,
+            from->node_id, to ? to->node_id : "(pending)", t->attempt + (to ? 1 : 0), t->critical,
+            t->priority, why);
+    return true;
+}
+
+static void pause_task(struct rd_sched *s, struct rd_task *t)
+{
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_FINISH, .time_ms = rd_engine_stamp(s->eng)};
+    cmd.u.tfinish.task_id = RD_STR(t->id);
+    cmd.u.tfinish.attempt = 0;
+    cmd.u.tfinish.state = RD_TASK_PAUSED;
+    cmd.u.tfinish.result_json = RD_STR("paused by degraded_service");
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    struct placement *p = calloc(1, sizeof(*p));
+    char *key = strdup(t->id);
+    if (p && key && rd_cmd_encode(&cmd, &w) == 0) {
+        p->s = s;
+        memcpy(p->task_id, t->id, strlen(t->id) + 1);
+        if (rd_replica_submit(&s->eng->replica, &w, placed_cb, p) == 0) {
+            rd_map_put(&s->inflight, key, strlen(key), key);
+            p = NULL, key = NULL;
+        }
+    }
+    free(p);
+    free(key);
+    rd_w_free(&w);
+}
+
+/* Executes a validated plan; anything the plan leaves out of this node's
+ * tasks waits for the next pass. Returns false when the plan could not act. */
+static void execute(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo, size_t k,
+                    json_t *plan, uint32_t *extra)
+{
+    struct rd_engine *eng = s->eng;
+    const char *strategy = json_string_value(json_object_get(plan, "strategy"));
+    unsigned limit = eng->cfg.fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
+    json_t *actions = json_object_get(plan, "actions");
+    /* Reassignments in the policy's order (stable for equal orders). */
+    size_t na = json_array_size(actions);
+    for (json_int_t order_pass = 0; order_pass < 2; order_pass++) {
+        for (size_t i = 0; i < na; i++) {
+            json_t *a = json_array_get(actions, i);
+            const char *what = json_string_value(json_object_get(a, "action"));
+            struct rd_task *t = task_in(todo, k, json_string_value(json_object_get(a, "task_id")));
+            if (order_pass == 0) { /* side actions first */
+                if (strcmp(what, "alert") == 0) {
+                    char fp[64];
+                    snprintf(fp, sizeof(fp), "policy-%s", n->node_id);
+                    struct rd_alert al = {
+                        .fingerprint = fp,
+                        .alertname = "RecoveryPolicy",
+                        .node_id = n->node_id,
+                        .fault_type = "policy",
+                        .severity = json_string_value(json_object_get(a, "severity")),
+                        .summary = json_string_value(json_object_get(a, "summary")),
+                        .description = strategy,
+                        .starts_at_ms = rd_now_ms()};
+                    rd_plugin_host_alert(&eng->plugins, &al);
+                } else if (strcmp(what, "pause") == 0 && t != NULL) {
+                    pause_task(s, t);
+                } else if (strcmp(what, "check_consistency") == 0 && t != NULL) {
+                    const struct rd_checkpoint *c = rd_task_checkpoint(t);
+                    if (c != NULL && !checksum_ok(c))
+                        RD_ERROR("recovery", "checkpoint_corrupt", "task=%s version=%llu", t->id,
+                                 (unsigned long long)c->version);
+                }
+                continue;
+            }
+            if (t == NULL || rd_map_get(&s->inflight, t->id, strlen(t->id)))
+                continue;
+            if (strcmp(what, "reassign") == 0) {
+                /* safe_recovery never lets a task run twice at once: it moves
+                 * only once the lost agent's lease has surely expired. */
+                if (strategy != NULL && strcmp(strategy, "safe_recovery") == 0 &&
+                    !lease_expired(eng, n))
+                    continue;
+                if (!move_task(s, t, n, json_string_value(json_object_get(a, "target")), extra,
+                               limit, strategy))
+                    return;
+            } else if (strcmp(what, "wait") == 0 && lease_expired(eng, n)) {
+                /* The lease has run out: it is safe to move now. */
+                if (!move_task(s, t, n, NULL, extra, limit, strategy))
+                    return;
+            }
+        }
+    }
+}
+
+/* Moves the tasks of failed, isolated, departed and draining agents as the
+ * Lua policies plan it (select, then the chosen strategy); if a policy
+ * errors, runs past its budget or returns an invalid plan, that is recorded
+ * as a policy_error fault and the built-in fast recovery acts instead
+ * (DESIGN.md decision 7). While a partition is suspected only critical
+ * tasks are offered; the others wait for their agents to come back. */
 static void recover(struct rd_sched *s, uint32_t *extra)
 {
     struct rd_engine *eng = s->eng;
@@ -150,22 +392,33 @@ static void recover(struct rd_sched *s, uint32_t *extra)
              t = t->next_on_node)
             if (!rd_map_get(&s->inflight, t->id, strlen(t->id)) && (!partition || t->critical))
                 todo[k++] = t;
+        if (k == 0)
+            continue;
         qsort(todo, k, sizeof(*todo), by_urgency);
-        for (size_t j = 0; j < k; j++) {
-            struct rd_task *t = todo[j];
-            size_t best = choose(f, t, extra, limit ? limit : 100);
-            const struct rd_node *to = best == SIZE_MAX ? NULL : f->nodes[best];
-            /* No room anywhere: back to pending, placed when capacity returns. */
-            if (!propose_assign(s, t, to, to ? RD_TASK_RECOVERING : RD_TASK_PENDING))
-                return;
-            if (to != NULL)
-                extra[best] += t->slots;
-            s->recoveries_total++;
-            RD_INFO("recovery", "task_moved",
-                    "task=%s from=%s to=%s attempt=%u critical=%d priority=%u", t->id, n->node_id,
-                    to ? to->node_id : "(pending)", t->attempt + (to ? 1 : 0), t->critical,
-                    t->priority);
+        json_t *plan = NULL;
+        char err[RD_POLICY_ERRLEN] = "";
+        if (eng->policy != NULL) {
+            json_t *event = build_event(eng, n, todo, k), *view = build_view(eng);
+            int rv = rd_policy_plan(eng->policy, event, view, &plan, err, sizeof(err));
+            json_decref(event);
+            json_decref(view);
+            if (rv != 0) {
+                s->policy_errors_total++;
+                RD_ERROR("recovery", "policy_error",
+                         "node=%s error=%s detail=\"%s\" fallback=builtin", n->node_id,
+                         rd_err_name(rv), err);
+                rd_engine_policy_error(eng, err);
+                plan = NULL;
+            }
         }
+        if (plan != NULL) {
+            execute(s, n, todo, k, plan, extra);
+            json_decref(plan);
+            continue;
+        }
+        for (size_t j = 0; j < k; j++)
+            if (!move_task(s, todo[j], n, NULL, extra, limit, "builtin_fast_recovery"))
+                return;
     }
 }
 

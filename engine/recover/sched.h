@@ -25,6 +25,7 @@ struct rd_sched {
     uint64_t placements_total;
     uint64_t placements_refused;
     uint64_t recoveries_total; /* tasks moved off failed, departed or draining agents */
+    uint64_t policy_errors_total;
 };
 
 void rd_sched_init(struct rd_sched *s, struct rd_engine *eng);

@@ -106,7 +106,8 @@ static void test_reload_swaps_only_good_policies(void **state)
     assert_int_equal(r.status, 400);
     const char *msg = json_string_value(rdt_json_path(r.json, "error.message"));
     assert_non_null(strstr(msg, "select.lua:"));
-    assert_string_equal(json_string_value(rdt_json_path(r.json, "error.details.policy_version")), v2);
+    assert_string_equal(json_string_value(rdt_json_path(r.json, "error.details.policy_version")),
+                        v2);
     rdt_resp_free(&r);
     char *v3 = version();
     assert_string_equal(v3, v2);
@@ -115,11 +116,13 @@ static void test_reload_swaps_only_good_policies(void **state)
     deadline = rdt_now_ms() + 5000;
     bool recorded = false;
     while (!recorded && rdt_now_ms() < deadline) {
-        assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/faults/records?fault_type=policy_error", &r), 0);
+        assert_int_equal(
+            rdt_get(&proc, RDT_H1, "/api/v1/faults/records?fault_type=policy_error", &r), 0);
         recorded = json_array_size(rdt_json_path(r.json, "items")) >= 2; /* reload + SIGHUP */
         if (recorded) {
             json_t *f = json_array_get(rdt_json_path(r.json, "items"), 0);
-            assert_non_null(strstr(json_string_value(rdt_json_path(f, "metadata.error")), "select.lua:"));
+            assert_non_null(
+                strstr(json_string_value(rdt_json_path(f, "metadata.error")), "select.lua:"));
             assert_string_equal(json_string_value(json_object_get(f, "severity_level")), "major");
         }
         rdt_resp_free(&r);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 
@@ -141,10 +142,107 @@ static void test_task_survives_its_agent(void **state)
     rdt_resp_free(&r);
 }
 
+/*
+ * A policy that runs away on a real event is stopped within its budget,
+ * recorded as a policy_error fault, and the built-in default moves the task.
+ */
+static void test_runaway_policy_falls_back_to_the_default(void **state)
+{
+    struct rdt_proc p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(rdt_proc_prepare(&p), 0);
+    snprintf(p.policies_dir, sizeof(p.policies_dir), "%s/policies", p.dir);
+    assert_int_equal(mkdir(p.policies_dir, 0755), 0);
+    const char *names[] = {"select.lua", "fast_recovery.lua", "safe_recovery.lua",
+                           "degraded_service.lua"};
+    for (int i = 0; i < 4; i++) {
+        char src[600], dst[700], buf[8192];
+        snprintf(src, sizeof(src), "%s/policies/%s", RD_SOURCE_DIR, names[i]);
+        snprintf(dst, sizeof(dst), "%s/%s", p.policies_dir, names[i]);
+        FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+        assert_non_null(in);
+        assert_non_null(out);
+        size_t n;
+        while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+            fwrite(buf, 1, n, out);
+        fclose(in);
+        /* fast_recovery loops forever for the agent called "victim" only,
+         * so its own self_test still passes. */
+        if (strcmp(names[i], "fast_recovery.lua") == 0)
+            fputs("\nlocal real = M.plan\n"
+                  "M.plan = function(event, view)\n"
+                  "  if event.node and event.node.node_id == 'victim' then while true do end end\n"
+                  "  return real(event, view)\n"
+                  "end\n"
+                  "return M\n",
+                  out);
+        fclose(out);
+    }
+    /* The shipped file ends with `return M`: ours returns the patched table
+     * after it; make the first return unreachable. */
+    char fr[700];
+    snprintf(fr, sizeof(fr), "%s/fast_recovery.lua", p.policies_dir);
+    FILE *f = fopen(fr, "rb");
+    static char text[65536];
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    char *first = strstr(text, "\nreturn M\n");
+    assert_non_null(first);
+    memcpy(first + 1, "--turn M", 8); /* comment the first return out */
+    f = fopen(fr, "wb");
+    fwrite(text, 1, len, f);
+    fclose(f);
+
+    assert_int_equal(rdt_proc_start(&p, yaml), 0);
+    assert_int_equal(rdt_wait_ready(&p, 15000), 0);
+    long long ev, eh;
+    assert_int_equal(rdt_register(&p, "victim", 2, &ev), 0);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&p, RDT_H1, "/api/v1/tasks", "{\"task_id\":\"" TASK "\"}", &r), 0);
+    assert_int_equal(r.status, 201);
+    rdt_resp_free(&r);
+    /* Placed on the victim; then a healthy agent joins and the victim dies. */
+    for (int64_t until = rdt_now_ms() + 5000;;) {
+        char path[96];
+        snprintf(path, sizeof(path), "/api/v1/tasks/%s", TASK);
+        assert_int_equal(rdt_get(&p, RDT_H1, path, &r), 0);
+        bool placed = json_integer_value(rdt_json_path(r.json, "attempt")) == 1;
+        rdt_resp_free(&r);
+        if (placed)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(20);
+    }
+    assert_int_equal(rdt_register(&p, "healthy", 2, &eh), 0);
+    json_t *as = NULL;
+    for (int64_t until = rdt_now_ms() + 10000; as == NULL;) {
+        assert_int_equal(rdt_heartbeat(&p, RDT_H2, "healthy", eh, 0, &r), 0);
+        as = json_incref(json_array_get(rdt_json_path(r.json, "assignments"), 0));
+        rdt_resp_free(&r);
+        assert_true(as != NULL || rdt_now_ms() < until);
+        if (as == NULL)
+            rdt_sleep_ms(100);
+    }
+    assert_int_equal(json_integer_value(json_object_get(as, "attempt")), 2);
+    json_decref(as);
+    assert_int_equal(rdt_get(&p, RDT_H1, "/api/v1/faults/records?fault_type=policy_error", &r), 0);
+    json_t *rec = json_array_get(rdt_json_path(r.json, "items"), 0);
+    assert_non_null(rec);
+    assert_non_null(
+        strstr(json_string_value(rdt_json_path(rec, "metadata.error")), "fast_recovery.lua"));
+    rdt_resp_free(&r);
+    char *log = rdt_proc_log(&p);
+    assert_non_null(strstr(log, "strategy=builtin_fast_recovery"));
+    free(log);
+    rdt_proc_cleanup(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_task_survives_its_agent),
+        cmocka_unit_test(test_runaway_policy_falls_back_to_the_default),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

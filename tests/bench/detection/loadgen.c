@@ -126,6 +126,7 @@ struct bench {
     struct counters c;
     struct hist rtt, lag;
     int64_t loop_gap_ms, loop_gap_at; /* longest pause of the heartbeat loop */
+    int64_t rtt_max_at, poll_max_at;
     /* poller */
     CURL *poll_easy;
     char *poll_buf;
@@ -655,6 +656,8 @@ static void on_heartbeat_done(struct bench *b, struct agent *a, CURLcode rc, lon
             fprintf(stderr, "loadgen: heartbeat of %s: %s\n", a->id, curl_easy_strerror(rc));
         return;
     }
+    if (us > b->rtt.max_us)
+        b->rtt_max_at = wall_ms();
     hist_add(&b->rtt, us);
     if (status == 200) {
         b->c.ok++;
@@ -996,8 +999,10 @@ static void poll_once(struct bench *b)
     zombie_checks(b);
     b->polls++;
     int64_t took = mono_ms() - t0;
-    if (took > b->poll_max_ms)
+    if (took > b->poll_max_ms) {
         b->poll_max_ms = took;
+        b->poll_max_at = wall_ms();
+    }
 }
 
 static void poll_engine_status(struct bench *b)
@@ -1114,18 +1119,19 @@ static void report_heartbeats(struct bench *b)
            (unsigned long long)c->other, (unsigned long long)c->errors);
     printf("connections the agents opened to the engine: %llu (one more for the poller)\n",
            (unsigned long long)c->connects);
-    printf("heartbeat round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms; send lateness "
-           "(behind schedule, waits included): p99 %lld ms, max %lld ms\n",
+    int64_t inj = injected_at(b);
+    printf("heartbeat round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms (at %+.1f s); send "
+           "lateness (behind schedule, waits included): p99 %lld ms, max %lld ms\n",
            hist_quantile(&b->rtt, 0.5) / 1000.0, hist_quantile(&b->rtt, 0.99) / 1000.0,
-           b->rtt.max_us / 1000.0, (long long)(hist_quantile(&b->lag, 0.99) / 1000),
-           (long long)(b->lag.max_us / 1000));
-    printf("longest pause of the load generator's heartbeat loop: %lld ms (at %+.1f s from the "
-           "injection)\n",
-           (long long)b->loop_gap_ms, (double)(b->loop_gap_at - injected_at(b)) / 1000);
+           b->rtt.max_us / 1000.0, (double)(b->rtt_max_at - inj) / 1000,
+           (long long)(hist_quantile(&b->lag, 0.99) / 1000), (long long)(b->lag.max_us / 1000));
+    printf("longest pause of the load generator's heartbeat loop: %lld ms (at %+.1f s)\n",
+           (long long)b->loop_gap_ms, (double)(b->loop_gap_at - inj) / 1000);
     printf("engine polled %u times (every %u ms: %s nodes and the new fault records; slowest poll "
-           "%lld ms, %u failed requests)\n",
+           "%lld ms at %+.1f s, %u failed requests)\n",
            b->polls, b->o.poll_ms, b->o.poll_all ? "all" : "suspect and failed",
-           (long long)b->poll_max_ms, b->poll_errors);
+           (long long)b->poll_max_ms, (double)(b->poll_max_at - inj) / 1000, b->poll_errors);
+    printf("(times are seconds from the injection)\n");
 }
 
 static void report_table(struct bench *b)
@@ -1197,7 +1203,7 @@ static struct prediction prediction_of(struct bench *b)
         bool before =
             a->predicted.seen && (!a->fail_record.seen || a->predicted.seq < a->fail_record.seq);
         p.before += before;
-        p.failed_unpredicted += a->fail_record.seen && !before;
+        p.failed_unpredicted += (a->fail_record.seen && !before) || a->pre_failed;
         if (a->predicted.seen && (first_pred_seq == 0 || a->predicted.seq < first_pred_seq))
             first_pred_seq = a->predicted.seq, p.first_pred = a->predicted.ms;
         if (a->fail_record.seen && (first_fail_seq == 0 || a->fail_record.seq < first_fail_seq))
