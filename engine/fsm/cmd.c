@@ -75,6 +75,15 @@ int rd_task_state_parse(const char *name)
     return lookup(task_state_names, RD_TASK_STATE_COUNT, name);
 }
 
+static const char *const recovery_status_names[RD_REC_STATUS_COUNT] = {
+    "initiated", "running", "succeeded", "partial", "failed",
+};
+
+const char *rd_recovery_status_name(int s)
+{
+    return s >= 0 && s < RD_REC_STATUS_COUNT ? recovery_status_names[s] : "unknown";
+}
+
 const char *rd_cmd_type_name(int type)
 {
     switch (type) {
@@ -96,6 +105,10 @@ const char *rd_cmd_type_name(int type)
         return "task_checkpoint";
     case RD_CMD_TASK_FINISH:
         return "task_finish";
+    case RD_CMD_RECOVERY_OPEN:
+        return "recovery_open";
+    case RD_CMD_RECOVERY_CLOSE:
+        return "recovery_close";
     }
     return "unknown";
 }
@@ -166,6 +179,24 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_str(w, c->node_id.p, c->node_id.len);
         rd_w_u64(w, c->node_epoch);
         rd_w_u8(w, c->state);
+        rd_w_str(w, c->recovery_id.p, c->recovery_id.len);
+        rd_w_str(w, c->item_id.p, c->item_id.len);
+        rd_w_str(w, c->strategy.p, c->strategy.len);
+        break;
+    }
+    case RD_CMD_RECOVERY_OPEN: {
+        const struct rd_cmd_recovery_open *c = &cmd->u.ropen;
+        rd_w_str(w, c->id.p, c->id.len);
+        rd_w_str(w, c->node_id.p, c->node_id.len);
+        rd_w_str(w, c->strategy.p, c->strategy.len);
+        rd_w_str(w, c->reason.p, c->reason.len);
+        break;
+    }
+    case RD_CMD_RECOVERY_CLOSE: {
+        const struct rd_cmd_recovery_close *c = &cmd->u.rclose;
+        rd_w_str(w, c->id.p, c->id.len);
+        rd_w_u8(w, c->status);
+        rd_w_str(w, c->strategy.p, c->strategy.len);
         break;
     }
     case RD_CMD_TASK_CHECKPOINT: {
@@ -275,7 +306,29 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
         c->node_id = rd_r_str(&r);
         c->node_epoch = rd_r_u64(&r);
         c->state = rd_r_u8(&r);
+        c->recovery_id = rd_r_str(&r);
+        c->item_id = rd_r_str(&r);
+        c->strategy = rd_r_str(&r);
         if (!r.err && c->state >= RD_TASK_STATE_COUNT)
+            return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_RECOVERY_OPEN: {
+        struct rd_cmd_recovery_open *c = &cmd->u.ropen;
+        c->id = rd_r_str(&r);
+        c->node_id = rd_r_str(&r);
+        c->strategy = rd_r_str(&r);
+        c->reason = rd_r_str(&r);
+        if (!r.err && (c->id.len == 0 || c->id.len >= 40))
+            return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_RECOVERY_CLOSE: {
+        struct rd_cmd_recovery_close *c = &cmd->u.rclose;
+        c->id = rd_r_str(&r);
+        c->status = rd_r_u8(&r);
+        c->strategy = rd_r_str(&r);
+        if (!r.err && c->status >= RD_REC_STATUS_COUNT)
             return RD_EPARSE;
         break;
     }

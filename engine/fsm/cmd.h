@@ -31,6 +31,8 @@ enum rd_cmd_type {
     RD_CMD_TASK_ASSIGN = 7,     /* place a task on an agent: attempt + 1, fenced by attempt */
     RD_CMD_TASK_CHECKPOINT = 8, /* store a checkpoint version, fenced by attempt */
     RD_CMD_TASK_FINISH = 9,     /* complete, fail, cancel, pause or requeue a task */
+    RD_CMD_RECOVERY_OPEN = 10,  /* a recovery run for an agent's tasks */
+    RD_CMD_RECOVERY_CLOSE = 11, /* the run ended: succeeded, partial or failed */
     RD_CMD_TYPE_MAX
 };
 
@@ -141,10 +143,36 @@ struct rd_cmd_task_submit {
 
 struct rd_cmd_task_assign {
     struct rd_str task_id;
-    uint32_t attempt;      /* the task's current attempt: fencing; the new one is +1 */
-    struct rd_str node_id; /* "" = back to pending (revoked) */
-    uint64_t node_epoch;   /* the agent's epoch it is given to */
-    uint8_t state;         /* RD_TASK_ASSIGNED, or RD_TASK_RECOVERING when moved */
+    uint32_t attempt;          /* the task's current attempt: fencing; the new one is +1 */
+    struct rd_str node_id;     /* "" = back to pending (revoked) */
+    uint64_t node_epoch;       /* the agent's epoch it is given to */
+    uint8_t state;             /* RD_TASK_ASSIGNED, or RD_TASK_RECOVERING when moved */
+    struct rd_str recovery_id; /* the run this move belongs to, or "" */
+    struct rd_str item_id;     /* its task_recovery record's id (UUID) */
+    struct rd_str strategy;    /* the strategy that moved it */
+};
+
+enum rd_recovery_status {
+    RD_REC_INITIATED = 0,
+    RD_REC_RUNNING,
+    RD_REC_SUCCEEDED,
+    RD_REC_PARTIAL,
+    RD_REC_FAILED,
+    RD_REC_STATUS_COUNT
+};
+const char *rd_recovery_status_name(int s);
+
+struct rd_cmd_recovery_open {
+    struct rd_str id; /* UUID */
+    struct rd_str node_id;
+    struct rd_str strategy; /* requested ("" = the policies choose) */
+    struct rd_str reason;
+};
+
+struct rd_cmd_recovery_close {
+    struct rd_str id;
+    uint8_t status;         /* SUCCEEDED, PARTIAL or FAILED */
+    struct rd_str strategy; /* what acted */
 };
 
 struct rd_cmd_task_checkpoint {
@@ -175,6 +203,8 @@ struct rd_cmd {
         struct rd_cmd_task_assign tassign;
         struct rd_cmd_task_checkpoint tckpt;
         struct rd_cmd_task_finish tfinish;
+        struct rd_cmd_recovery_open ropen;
+        struct rd_cmd_recovery_close rclose;
     } u;
 };
 

@@ -48,6 +48,7 @@ static void state_clear(struct rd_fsm *f)
     f->fault_seq = 0;
     f->open_faults = 0;
     rd_fsm__tasks_clear(f);
+    rd_fsm__recoveries_clear(f);
     f->nodes = NULL;
     f->n_nodes = f->cap_nodes = 0;
     f->n_applied = 0;
@@ -479,6 +480,10 @@ int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_
     case RD_CMD_TASK_FINISH:
         rv = rd_fsm__task_apply(f, &cmd);
         break;
+    case RD_CMD_RECOVERY_OPEN:
+    case RD_CMD_RECOVERY_CLOSE:
+        rv = rd_fsm__recovery_apply(f, &cmd);
+        break;
     }
     if (rv != 0) {
         f->result.status = rv;
@@ -534,6 +539,7 @@ static void write_state(const struct rd_fsm *f, struct rd_wbuf *w)
         rd_w_str(w, x->resolution, strlen(x->resolution));
     }
     rd_fsm__tasks_write(f, w);
+    rd_fsm__recoveries_write(f, w);
 }
 
 static int read_faults(struct rd_fsm *f, struct rd_rbuf *r)
@@ -619,6 +625,8 @@ static int read_state(struct rd_fsm *f, const void *p, size_t len)
     int rv = read_faults(f, &r);
     if (rv == 0)
         rv = rd_fsm__tasks_read(f, &r);
+    if (rv == 0)
+        rv = rd_fsm__recoveries_read(f, &r);
     if (rv != 0)
         return rv;
     return r.off == r.len ? 0 : RD_ECORRUPT;
@@ -715,6 +723,7 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
     f->fault_seq = fresh.fault_seq;
     f->open_faults = fresh.open_faults;
     rd_fsm__tasks_move(f, &fresh);
+    rd_fsm__recoveries_move(f, &fresh);
     f->n_applied = fresh.n_applied;
     f->last_time_ms = fresh.last_time_ms;
     memcpy(f->count_by_state, fresh.count_by_state, sizeof(f->count_by_state));
@@ -787,6 +796,7 @@ int rd_fsm_init(struct rd_fsm *f)
     rd_map_init(&f->by_id);
     rd_map_init(&f->faults_by_id);
     rd_map_init(&f->tasks_by_id);
+    rd_map_init(&f->recoveries_by_id);
     f->raft.version = 1;
     f->raft.data = f;
     f->raft.apply = fsm_apply_cb;

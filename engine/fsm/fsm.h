@@ -67,6 +67,35 @@ struct rd_task {
     struct rd_task *next_on_node, *prev_on_node; /* derived: the node's task list */
 };
 
+/* A task_recovery record (the requirement's table). */
+struct rd_recovery_item {
+    char id[40];
+    char task_id[40];
+    char *failed_node_id;
+    char *recovery_node_id; /* "" when the task went back to pending */
+    char *strategy;
+    int64_t started_at;
+    int64_t completed_at;
+    uint8_t success; /* 1 placed on a new agent, 0 not (error says why) */
+    char *error;
+};
+
+/* A recovery run: one lost agent's tasks moved elsewhere. */
+struct rd_recovery {
+    char id[40];
+    char *node_id;
+    char *strategy; /* requested, then what acted */
+    char *reason;
+    uint8_t status; /* enum rd_recovery_status */
+    int64_t started_at;
+    int64_t completed_at;
+    uint32_t total, recovered, failed;
+    struct rd_recovery_item *items;
+    uint32_t n_items, cap_items;
+};
+
+#define RD_FSM_MAX_RECOVERIES 1000 /* finished runs beyond this are pruned, oldest first */
+
 /* Resolved records beyond this many are pruned, oldest first, in apply. */
 #define RD_FSM_MAX_FAULTS 50000
 
@@ -92,6 +121,7 @@ struct rd_fsm_result {
     const struct rd_node *node;   /* node the command touched, or NULL */
     const struct rd_fault *fault; /* fault the command opened or resolved, or NULL */
     const struct rd_task *task;   /* task the command touched, or NULL */
+    char old_node[256];           /* task_assign: where the task was */
     int old_state;                /* node state before, -1 for a new node */
     uint64_t value;               /* the command's answer: a node's epoch after it */
 };
@@ -145,6 +175,10 @@ struct rd_fsm {
     size_t cap_tasks;
     struct rd_map tasks_by_id;
     size_t tasks_by_state[RD_TASK_STATE_COUNT];
+    struct rd_recovery **recoveries; /* in order of opening */
+    size_t n_recoveries;
+    size_t cap_recoveries;
+    struct rd_map recoveries_by_id;
     struct rd_fsm_result result;
     uint64_t restores; /* snapshots restored (local count, not state) */
     rd_fsm_node_cb on_node;
@@ -190,6 +224,9 @@ const struct rd_node *rd_fsm_node(const struct rd_fsm *f, const char *id, size_t
 const struct rd_fault *rd_fsm_fault(const struct rd_fsm *f, const char *id);
 
 const struct rd_task *rd_fsm_task(const struct rd_fsm *f, const char *id);
+const struct rd_recovery *rd_fsm_recovery(const struct rd_fsm *f, const char *id);
+/* The newest run of `node_id` still open (initiated or running), or NULL. */
+const struct rd_recovery *rd_fsm_open_recovery(const struct rd_fsm *f, const char *node_id);
 /* Index of the first task whose id sorts strictly after `id` (paging). */
 size_t rd_fsm_task_after(const struct rd_fsm *f, const char *id);
 /* The newest checkpoint of `t`, or NULL. */

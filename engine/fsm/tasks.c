@@ -243,6 +243,7 @@ static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
     char *node = rd_str_dup(c->node_id);
     if (node == NULL)
         return RD_ENOMEM;
+    snprintf(f->result.old_node, sizeof(f->result.old_node), "%s", t->node_id);
     unplace(f, t);
     free(t->node_id);
     t->node_id = node;
@@ -257,6 +258,12 @@ static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
     place(f, t);
     t->updated_at = cmd->time_ms;
     f->result.value = t->attempt;
+    if (c->recovery_id.len > 0) {
+        char from[RD_NODE_ID_MAX + 1];
+        snprintf(from, sizeof(from), "%s", f->result.old_node);
+        return rd_fsm__recovery_item(f, c->recovery_id, c->item_id, c->strategy, t, from,
+                                     cmd->time_ms);
+    }
     return 0;
 }
 

@@ -42,7 +42,9 @@ struct rd_engine;
     X(TASK_CHECKPOINT_GET, "GET", "/api/v1/tasks/*/checkpoint", "task_checkpoint_get")             \
     X(TASK_COMPLETE, "POST", "/api/v1/tasks/*/complete", "task_complete")                          \
     X(TASK_FAIL, "POST", "/api/v1/tasks/*/fail", "task_fail")                                      \
-    X(POLICIES_RELOAD, "POST", "/api/v1/policies/reload", "policies_reload")
+    X(POLICIES_RELOAD, "POST", "/api/v1/policies/reload", "policies_reload")                       \
+    X(RECOVERY_TRIGGER, "POST", "/api/v1/recovery/trigger", "recovery_trigger")                    \
+    X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,
@@ -130,6 +132,7 @@ struct rd_http_pending {
         char node_id[256];
         char task_id[40];
     } u;
+    char recovery_id[40];
 };
 
 struct rd_http_pending *rd_http_defer(struct rd_http_req *hr);

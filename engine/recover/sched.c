@@ -92,9 +92,21 @@ static size_t choose(struct rd_fsm *f, const struct rd_task *t, const uint32_t *
     return best;
 }
 
+static bool propose_assign_in(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
+                              int state, const char *run, const char *strategy);
+
 static bool propose_assign(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
                            int state)
 {
+    return propose_assign_in(s, t, nd, state, NULL, NULL);
+}
+
+static bool propose_assign_in(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
+                              int state, const char *run, const char *strategy)
+{
+    char item[RD_UUID_STRLEN] = "";
+    if (run != NULL && rd_uuid_v4(item) != 0)
+        return false;
     struct rd_engine *eng = s->eng;
     struct rd_cmd cmd = {.type = RD_CMD_TASK_ASSIGN, .time_ms = rd_engine_stamp(eng)};
     cmd.u.tassign.task_id = RD_STR(t->id);
@@ -102,6 +114,9 @@ static bool propose_assign(struct rd_sched *s, const struct rd_task *t, const st
     cmd.u.tassign.node_id = nd ? (struct rd_str){nd->node_id, (uint32_t)nd->id_len} : RD_STR("");
     cmd.u.tassign.node_epoch = nd ? nd->epoch : 0;
     cmd.u.tassign.state = (uint8_t)state;
+    cmd.u.tassign.recovery_id = RD_STR(run ? run : "");
+    cmd.u.tassign.item_id = RD_STR(item);
+    cmd.u.tassign.strategy = RD_STR(strategy ? strategy : "");
     struct rd_wbuf w;
     rd_w_init(&w);
     struct placement *p = calloc(1, sizeof(*p));
@@ -132,6 +147,93 @@ static bool node_gone(const struct rd_node *n)
 }
 
 /* ---- recovery -------------------------------------------------------------- */
+
+struct run_op {
+    struct rd_sched *s;
+    char key[RD_NODE_ID_MAX + 8];
+};
+
+static void run_op_done(void *data, int status, uint64_t value)
+{
+    struct run_op *op = data;
+    (void)value;
+    char *k = rd_map_del(&op->s->inflight, op->key, strlen(op->key));
+    free(k);
+    if (status != 0)
+        RD_WARN("recovery", "run_op_refused", "op=%s error=%s", op->key, rd_err_name(status));
+    rd_sched_kick(op->s);
+    free(op);
+}
+
+/* Proposes `cmd`, guarded in the in-flight map by `key`. */
+static void run_propose(struct rd_sched *s, const struct rd_cmd *cmd, const char *key)
+{
+    if (rd_map_get(&s->inflight, key, strlen(key)))
+        return;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    struct run_op *op = calloc(1, sizeof(*op));
+    char *k = strdup(key);
+    if (op && k && rd_cmd_encode(cmd, &w) == 0) {
+        op->s = s;
+        snprintf(op->key, sizeof(op->key), "%s", key);
+        if (rd_replica_submit(&s->eng->replica, &w, run_op_done, op) == 0) {
+            rd_map_put(&s->inflight, k, strlen(k), k);
+            op = NULL, k = NULL;
+        }
+    }
+    free(op);
+    free(k);
+    rd_w_free(&w);
+}
+
+int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *strategy,
+                      const char *reason, char id_out[RD_UUID_STRLEN], rd_submit_cb cb, void *data)
+{
+    struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_OPEN, .time_ms = rd_engine_stamp(s->eng)};
+    if (rd_uuid_v4(id_out) != 0)
+        return RD_EIO;
+    cmd.u.ropen.id = RD_STR(id_out);
+    cmd.u.ropen.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
+    cmd.u.ropen.strategy = RD_STR(strategy);
+    cmd.u.ropen.reason = RD_STR(reason);
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    int rv = rd_cmd_encode(&cmd, &w);
+    if (rv == 0)
+        rv = rd_replica_submit(&s->eng->replica, &w, cb, data);
+    rd_w_free(&w);
+    return rv;
+}
+
+static void run_open(struct rd_sched *s, const struct rd_node *n, const char *strategy,
+                     const char *reason)
+{
+    char key[RD_NODE_ID_MAX + 8], id[RD_UUID_STRLEN];
+    snprintf(key, sizeof(key), "open:%s", n->node_id);
+    if (rd_map_get(&s->inflight, key, strlen(key)) || rd_uuid_v4(id) != 0)
+        return;
+    struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_OPEN, .time_ms = rd_engine_stamp(s->eng)};
+    cmd.u.ropen.id = RD_STR(id);
+    cmd.u.ropen.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
+    cmd.u.ropen.strategy = RD_STR(strategy);
+    cmd.u.ropen.reason = RD_STR(reason);
+    run_propose(s, &cmd, key);
+}
+
+/* The lost agent holds no more tasks: the run ends. */
+static void run_close(struct rd_sched *s, const struct rd_recovery *run)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "close:%s", run->id);
+    struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_CLOSE, .time_ms = rd_engine_stamp(s->eng)};
+    cmd.u.rclose.id = RD_STR(run->id);
+    cmd.u.rclose.status = run->failed == 0     ? RD_REC_SUCCEEDED
+                          : run->recovered > 0 ? RD_REC_PARTIAL
+                                               : RD_REC_FAILED;
+    cmd.u.rclose.strategy = RD_STR("");
+    run_propose(s, &cmd, key);
+}
 
 static const char *event_kind(const struct rd_node *n)
 {
@@ -192,7 +294,9 @@ static json_t *build_event(struct rd_engine *eng, const struct rd_node *n, struc
                              (json_int_t)t->attempt, "requirements", "slots", (json_int_t)t->slots,
                              "labels", labels_of(t->labels_json), "checkpoint", ck));
     }
-    return json_pack("{s:s,s:o,s:{s:s,s:I,s:s,s:o,s:{s:I}},s:o}", "kind", event_kind(n), "fault",
+    const struct rd_recovery *run = rd_fsm_open_recovery(&eng->fsm, n->node_id);
+    return json_pack("{s:s,s:s?,s:o,s:{s:s,s:I,s:s,s:o,s:{s:I}},s:o}", "kind", event_kind(n),
+                     "strategy", run && run->strategy[0] ? run->strategy : NULL, "fault",
                      fault_of(&eng->fsm, n), "node", "node_id", n->node_id, "epoch",
                      (json_int_t)n->epoch, "state", rd_node_state_name(n->state), "labels",
                      labels_of(n->labels_json), "capacity", "slots", (json_int_t)n->slots, "tasks",
@@ -256,6 +360,7 @@ static struct rd_task *task_in(struct rd_task **todo, size_t k, const char *id)
 static bool move_task(struct rd_sched *s, struct rd_task *t, const struct rd_node *from,
                       const char *target, uint32_t *extra, unsigned limit, const char *why)
 {
+    const struct rd_recovery *run = rd_fsm_open_recovery(&s->eng->fsm, from->node_id);
     struct rd_fsm *f = &s->eng->fsm;
     size_t best = SIZE_MAX;
     if (target != NULL) {
@@ -274,7 +379,8 @@ static bool move_task(struct rd_sched *s, struct rd_task *t, const struct rd_nod
     if (best == SIZE_MAX)
         best = choose(f, t, extra, limit ? limit : 100);
     const struct rd_node *to = best == SIZE_MAX ? NULL : f->nodes[best];
-    if (!propose_assign(s, t, to, to ? RD_TASK_RECOVERING : RD_TASK_PENDING))
+    if (!propose_assign_in(s, t, to, to ? RD_TASK_RECOVERING : RD_TASK_PENDING,
+                           run ? run->id : NULL, why))
         return false;
     if (to != NULL)
         extra[best] += t->slots;
@@ -384,8 +490,19 @@ static void recover(struct rd_sched *s, uint32_t *extra)
     bool partition = eng->analysis.partition_suspected;
     for (size_t i = 0; i < f->n_nodes; i++) {
         const struct rd_node *n = f->nodes[i];
-        if (n->tasks == NULL || !node_gone(n))
+        const struct rd_recovery *run = rd_fsm_open_recovery(f, n->node_id);
+        if (n->tasks == NULL) {
+            if (run != NULL)
+                run_close(s, run);
             continue;
+        }
+        if (!node_gone(n))
+            continue;
+        /* Every move belongs to a recovery run: open one first. */
+        if (run == NULL) {
+            run_open(s, n, "", event_kind(n));
+            continue;
+        }
         struct rd_task *todo[256];
         size_t k = 0;
         for (struct rd_task *t = n->tasks; t != NULL && k < RD_ARRAY_SIZE(todo);

@@ -35,6 +35,15 @@ void rd_sched_close(struct rd_sched *s);
 /* Asks for a placement pass soon (coalesced). */
 void rd_sched_kick(struct rd_sched *s);
 
+struct rd_node;
+/*
+ * Opens a recovery run for `n` (POST /api/v1/recovery/trigger): `cb` fires
+ * once it is committed. `strategy` "" lets the policies choose. 0 or RD_E*.
+ */
+int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *strategy,
+                      const char *reason, char id_out[37],
+                      void (*cb)(void *data, int status, uint64_t value), void *data);
+
 /* True when `task_labels` (a JSON object) is a subset of `node_labels`. */
 bool rd_sched_labels_match(const char *task_labels, const char *node_labels);
 

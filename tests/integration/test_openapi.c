@@ -192,6 +192,15 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         rdt_sleep_ms(10);
     }
     int ckpt_version = 0;
+    /* A recovery run to read back: spec-fault is isolated already. */
+    char recovery_id[64];
+    assert_int_equal(
+        rdt_post(&proc, RDT_H1, "/api/v1/recovery/trigger", "{\"node_id\":\"spec-fault\"}", &fr),
+        0);
+    assert_int_equal(fr.status, 202);
+    snprintf(recovery_id, sizeof(recovery_id), "%s",
+             json_string_value(rdt_json_path(fr.json, "recovery_id")));
+    rdt_resp_free(&fr);
     /* Two passes: DELETE last, so the node is still there for the others. */
     for (int k = 0; k < 2 * n_ops; k++) {
         struct op *o = &ops[k % n_ops];
@@ -202,10 +211,11 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         const char *brace = strchr(o->path, '{');
         if (brace) {
             const char *close = strchr(brace, '}');
-            const char *value = strncmp(brace, "{fault_id}", 10) == 0 ? fault_id
-                                : strncmp(brace, "{task_id}", 9) != 0 ? "spec-node"
-                                : strstr(o->path, "/fail")            ? task2
-                                                                      : task;
+            const char *value = strncmp(brace, "{fault_id}", 10) == 0      ? fault_id
+                                : strncmp(brace, "{recovery_id}", 13) == 0 ? recovery_id
+                                : strncmp(brace, "{task_id}", 9) != 0      ? "spec-node"
+                                : strstr(o->path, "/fail")                 ? task2
+                                                                           : task;
             snprintf(path, sizeof(path), "%.*s%s%s", (int)(brace - o->path), o->path, value,
                      close + 1);
         } else {
@@ -216,6 +226,7 @@ static void test_every_documented_operation_answers_as_documented(void **state)
             body = strstr(path, "heartbeat")   ? "{\"epoch\":1,\"load\":{\"slots_used\":0}}"
                    : strstr(path, "/complete") ? "{\"attempt\":1,\"result\":{\"ok\":true}}"
                    : strstr(path, "/fail")     ? "{\"attempt\":1,\"error\":\"spec\"}"
+                   : strstr(path, "/trigger")  ? "{\"node_id\":\"spec-fault\"}"
                                                : "{\"node_id\":\"spec-node-2\"}";
         char url[512];
         snprintf(url, sizeof(url), "%s%s", proc.base_url, path);

@@ -140,6 +140,73 @@ static void test_task_survives_its_agent(void **state)
     rdt_resp_free(&r);
     assert_int_equal(task_post("complete", "{\"attempt\":1,\"result\":{}}", &r), 409);
     rdt_resp_free(&r);
+
+    /* An operator triggers recovery of a working agent: it is drained, its
+     * task moves, and the run records it in the task_recovery shape. */
+    const char *t2 = "7a7a7a7a-1b1b-4c2c-8d3d-4e4e4e4e4e4e";
+    char body[160];
+    snprintf(body, sizeof(body), "{\"task_id\":\"%s\",\"priority\":3}", t2);
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks", body, &r), 0);
+    assert_int_equal(r.status, 201);
+    rdt_resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s", t2);
+    for (int64_t until = rdt_now_ms() + 5000;;) {
+        assert_int_equal(rdt_get(&proc, RDT_H1, path, &r), 0);
+        bool placed = json_integer_value(rdt_json_path(r.json, "attempt")) == 1;
+        rdt_resp_free(&r);
+        if (placed)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(20);
+    }
+    long long ec;
+    assert_int_equal(rdt_register(&proc, "agent-c", 2, &ec), 0);
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/recovery/trigger",
+                              "{\"node_id\":\"agent-b\",\"strategy\":\"fast_recovery\"}", &r),
+                     0);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(json_string_value(rdt_json_path(r.json, "status")), "initiated");
+    assert_true(json_number_value(rdt_json_path(r.json, "estimated_time")) > 0);
+    char rid[64];
+    snprintf(rid, sizeof(rid), "%s", json_string_value(rdt_json_path(r.json, "recovery_id")));
+    rdt_resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/recovery/tasks/%s", rid);
+    json_t *run = NULL;
+    for (int64_t until = rdt_now_ms() + 5000;;) {
+        assert_int_equal(rdt_get(&proc, RDT_H2, path, &r), 0);
+        assert_int_equal(r.status, 200);
+        bool done = strcmp(json_string_value(rdt_json_path(r.json, "status")), "succeeded") == 0;
+        if (done)
+            run = json_incref(r.json);
+        rdt_resp_free(&r);
+        if (done)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(20);
+    }
+    assert_string_equal(json_string_value(json_object_get(run, "node_id")), "agent-b");
+    assert_int_equal(json_integer_value(json_object_get(run, "tasks_recovered")), 1);
+    assert_int_equal(json_integer_value(json_object_get(run, "tasks_failed")), 0);
+    json_t *item = json_array_get(json_object_get(run, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(item, "original_task_id")), t2);
+    assert_string_equal(json_string_value(json_object_get(item, "failed_node_id")), "agent-b");
+    assert_string_equal(json_string_value(json_object_get(item, "recovery_node_id")), "agent-c");
+    assert_string_equal(json_string_value(json_object_get(item, "recovery_strategy")),
+                        "fast_recovery");
+    assert_true(json_is_true(json_object_get(item, "success")));
+    assert_true(rdt_is_rfc3339_utc(json_string_value(json_object_get(item, "completed_at"))));
+    json_decref(run);
+    /* Bad triggers. */
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/recovery/trigger",
+                              "{\"node_id\":\"agent-c\",\"strategy\":\"yolo\"}", &r),
+                     0);
+    assert_int_equal(r.status, 400);
+    rdt_resp_free(&r);
+    assert_int_equal(
+        rdt_post(&proc, RDT_H1, "/api/v1/recovery/trigger", "{\"node_id\":\"nobody\"}", &r), 0);
+    assert_int_equal(r.status, 404);
+    rdt_resp_free(&r);
 }
 
 /*

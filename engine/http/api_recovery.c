@@ -1,0 +1,178 @@
+/* Recovery runs: manual triggers and their task_recovery records. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "core/engine.h"
+#include "http.h"
+#include "policy/policy.h"
+#include "recoveryd/error.h"
+
+static json_t *time_or_null(int64_t ms)
+{
+    char buf[RD_TIME_STRLEN];
+    if (ms == 0)
+        return json_null();
+    rd_time_format(ms, buf);
+    return json_string(buf);
+}
+
+static json_t *run_json(const struct rd_recovery *r)
+{
+    json_t *items = json_array();
+    for (uint32_t i = 0; i < r->n_items; i++) {
+        const struct rd_recovery_item *it = &r->items[i];
+        json_array_append_new(
+            items, json_pack("{s:s,s:s,s:s,s:s?,s:s,s:o,s:o,s:b,s:s?}", "id", it->id,
+                             "original_task_id", it->task_id, "failed_node_id", it->failed_node_id,
+                             "recovery_node_id", it->recovery_node_id[0] ? it->recovery_node_id : NULL,
+                             "recovery_strategy", it->strategy, "started_at",
+                             time_or_null(it->started_at), "completed_at",
+                             time_or_null(it->completed_at), "success", it->success == 1,
+                             "error_message", it->error[0] ? it->error : NULL));
+    }
+    return json_pack("{s:s,s:s,s:s?,s:s,s:o,s:o,s:I,s:I,s:I,s:s,s:o}", "recovery_id", r->id,
+                     "node_id", r->node_id, "strategy", r->strategy[0] ? r->strategy : NULL,
+                     "status", rd_recovery_status_name(r->status), "started_at",
+                     time_or_null(r->started_at), "completed_at", time_or_null(r->completed_at),
+                     "tasks_total", (json_int_t)r->total, "tasks_recovered",
+                     (json_int_t)r->recovered, "tasks_failed", (json_int_t)r->failed, "reason",
+                     r->reason, "items", items);
+}
+
+void rd_api_RECOVERY_GET(struct rd_http_req *hr)
+{
+    h2o_iovec_t id = hr->params[0];
+    char buf[40];
+    const struct rd_recovery *r = NULL;
+    if (id.len < sizeof(buf)) {
+        memcpy(buf, id.base, id.len);
+        buf[id.len] = '\0';
+        r = rd_fsm_recovery(&hr->eng->fsm, buf);
+    }
+    if (r == NULL) {
+        rd_http_send_error(hr, 404, "not_found", NULL, "no recovery run %.*s", (int)id.len,
+                           id.base);
+        return;
+    }
+    rd_http_send_json(hr, 200, run_json(r));
+}
+
+static void opened(void *data, int status, uint64_t value)
+{
+    struct rd_http_pending *p = data;
+    (void)value;
+    struct rd_engine *eng = p->hr.eng;
+    if (rd_http_pending_alive(p)) {
+        const struct rd_recovery *r = rd_fsm_recovery(&eng->fsm, p->recovery_id);
+        if (status == 0 && r != NULL) {
+            /* A rough estimate: one lease (safe waits for it) plus the moves. */
+            double secs = (double)rd_engine_lease_ms(eng) / 1000.0 + 0.1 * r->total;
+            rd_http_send_json(&p->hr, 202,
+                              json_pack("{s:s,s:s,s:f,s:I}", "recovery_id", r->id, "status",
+                                        "initiated", "estimated_time", secs, "tasks_total",
+                                        (json_int_t)r->total));
+        } else {
+            rd_http_send_rd_error(&p->hr, status ? status : RD_EINTERNAL, NULL);
+        }
+    }
+    if (status == 0)
+        rd_sched_kick(&eng->sched);
+    rd_http_pending_done(p);
+}
+
+static void drained(void *data, int status, uint64_t value)
+{
+    struct rd_http_pending *p = data;
+    struct rd_engine *eng = p->hr.eng;
+    (void)value;
+    const struct rd_node *n = rd_fsm_node(&eng->fsm, p->u.node_id, strlen(p->u.node_id));
+    if (status != 0 || n == NULL) {
+        if (rd_http_pending_alive(p))
+            rd_http_send_rd_error(&p->hr, status ? status : RD_ENOTFOUND, NULL);
+        rd_http_pending_done(p);
+        return;
+    }
+    const char *strategy = p->recovery_id; /* carried the requested strategy until now */
+    char requested[40];
+    snprintf(requested, sizeof(requested), "%s", strategy);
+    int rv = rd_sched_open_run(&eng->sched, n, requested, "manual: POST /api/v1/recovery/trigger",
+                               p->recovery_id, opened, p);
+    if (rv != 0) {
+        if (rd_http_pending_alive(p))
+            rd_http_send_rd_error(&p->hr, rv, NULL);
+        rd_http_pending_done(p);
+    }
+}
+
+void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
+{
+    struct rd_engine *eng = hr->eng;
+    json_t *body = rd_http_body_object(hr);
+    if (body == NULL)
+        return;
+    json_t *jn = json_object_get(body, "node_id"), *js = json_object_get(body, "strategy");
+    const char *node = json_string_value(jn), *strategy = js ? json_string_value(js) : "";
+    if (node == NULL || !rd_node_id_valid(node, strlen(node))) {
+        rd_http_bad_request(hr, "node_id", "node_id is required: 1-255 characters of [A-Za-z0-9._:-]");
+        goto out;
+    }
+    if (strategy == NULL || (strategy[0] && !rd_policy_has_strategy(eng->policy, strategy))) {
+        rd_http_bad_request(hr, "strategy",
+                            "strategy must be one of the loaded strategies (fast_recovery, "
+                            "safe_recovery, degraded_service)");
+        goto out;
+    }
+    const struct rd_node *n = rd_fsm_node(&eng->fsm, node, strlen(node));
+    if (n == NULL) {
+        rd_http_send_error(hr, 404, "not_found", NULL, "node %s is not registered", node);
+        goto out;
+    }
+    if (n->state == RD_NODE_LEFT && n->tasks == NULL) {
+        rd_http_send_error(hr, 409, "conflict", json_pack("{s:s}", "state", "left"),
+                           "node %s left and holds no task", node);
+        goto out;
+    }
+    struct rd_http_pending *p = rd_http_defer(hr);
+    if (p == NULL) {
+        rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+        goto out;
+    }
+    snprintf(p->u.node_id, sizeof(p->u.node_id), "%s", node);
+    snprintf(p->recovery_id, sizeof(p->recovery_id), "%s", strategy);
+    /* A working agent is drained first, so it gets no new work while its
+     * tasks move; then the run opens. */
+    int rv;
+    if (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION ||
+        n->state == RD_NODE_SUSPECT) {
+        struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(eng)};
+        cmd.u.trans.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
+        cmd.u.trans.state = RD_NODE_DRAINING;
+        cmd.u.trans.reason = RD_STR("draining: recovery triggered by an operator");
+        cmd.u.trans.from_state = n->state;
+        struct rd_wbuf w;
+        rd_w_init(&w);
+        rv = rd_cmd_encode(&cmd, &w);
+        if (rv == 0)
+            rv = rd_replica_submit(&eng->replica, &w, drained, p);
+        rd_w_free(&w);
+    } else {
+        const struct rd_recovery *open = rd_fsm_open_recovery(&eng->fsm, node);
+        if (open != NULL) { /* one run per agent at a time */
+            snprintf(p->recovery_id, sizeof(p->recovery_id), "%s", open->id);
+            opened(p, 0, 0);
+            goto out;
+        }
+        char requested[40];
+        snprintf(requested, sizeof(requested), "%s", strategy);
+        rv = rd_sched_open_run(&eng->sched, n, requested, "manual: POST /api/v1/recovery/trigger",
+                               p->recovery_id, opened, p);
+    }
+    if (rv != 0) {
+        rd_http_send_rd_error(&p->hr, rv, NULL);
+        rd_http_pending_done(p);
+    }
+out:
+    json_decref(body);
+}
