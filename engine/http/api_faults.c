@@ -136,11 +136,18 @@ void rd_api_FAULTS_STATUS(struct rd_http_req *hr)
         h->count ? json_integer((json_int_t)(rd_hist_quantile(h, 0.5) * 1000)) : json_null(), "p99",
         h->count ? json_integer((json_int_t)(rd_hist_quantile(h, 0.99) * 1000)) : json_null());
     bool partition = eng->analysis.partition_suspected;
+    /* Tasks moved by recovery runs that found a new agent, over all moves. */
+    uint64_t moved = 0, ok = 0;
+    for (size_t i = 0; i < f->n_recoveries; i++) {
+        moved += f->recoveries[i]->recovered + f->recoveries[i]->failed;
+        ok += f->recoveries[i]->recovered;
+    }
+    json_t *rate = moved ? json_real((double)ok / (double)moved) : json_null();
     rd_http_send_json(
         hr, 200,
-        json_pack("{s:I,s:I,s:o,s:n,s:s,s:b,s:s,s:b}", "active_faults", (json_int_t)f->open_faults,
+        json_pack("{s:I,s:I,s:o,s:o,s:s,s:b,s:s,s:b}", "active_faults", (json_int_t)f->open_faults,
                   "faults_last_hour", (json_int_t)last_hour, "detection_latency_ms", latency,
-                  "recovery_success_rate", "mode", partition ? "degraded" : "normal",
+                  "recovery_success_rate", rate, "mode", partition ? "degraded" : "normal",
                   "partition_suspected", partition, "policy_version",
                   rd_policy_version(eng->policy), "leader", rd_replica_is_leader(&eng->replica)));
 }

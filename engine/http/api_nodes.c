@@ -360,10 +360,18 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
             (t->state != RD_TASK_ASSIGNED && t->state != RD_TASK_RECOVERING))
             continue;
         json_t *a = rd_api_task_json(t);
-        const struct rd_checkpoint *c = rd_task_checkpoint(t);
-        if (a != NULL && c != NULL) /* resume from here */
-            json_object_set_new(json_object_get(a, "checkpoint"), "data",
-                                json_loads(c->data, JSON_DECODE_ANY, NULL));
+        /* Resume from the newest version whose checksum verifies. */
+        const struct rd_checkpoint *c = NULL;
+        for (unsigned k = t->n_ckpts; k-- > 0 && c == NULL;)
+            if (rd_fnv1a(RD_FNV_INIT, t->ckpts[k].data, t->ckpts[k].size) == t->ckpts[k].checksum)
+                c = &t->ckpts[k];
+        if (a != NULL && c != NULL) {
+            json_t *ck = json_object_get(a, "checkpoint");
+            json_object_set_new(ck, "version", json_integer((json_int_t)c->version));
+            json_object_set_new(ck, "data", json_loads(c->data, JSON_DECODE_ANY, NULL));
+        } else if (a != NULL && t->n_ckpts > 0) {
+            json_object_set_new(a, "checkpoint", json_null()); /* none verifies: start over */
+        }
         json_array_append_new(assignments, a);
     }
     for (unsigned i = 0; i < s->n_revoked; i++)

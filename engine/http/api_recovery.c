@@ -24,13 +24,13 @@ static json_t *run_json(const struct rd_recovery *r)
     for (uint32_t i = 0; i < r->n_items; i++) {
         const struct rd_recovery_item *it = &r->items[i];
         json_array_append_new(
-            items, json_pack("{s:s,s:s,s:s,s:s?,s:s,s:o,s:o,s:b,s:s?}", "id", it->id,
-                             "original_task_id", it->task_id, "failed_node_id", it->failed_node_id,
-                             "recovery_node_id", it->recovery_node_id[0] ? it->recovery_node_id : NULL,
-                             "recovery_strategy", it->strategy, "started_at",
-                             time_or_null(it->started_at), "completed_at",
-                             time_or_null(it->completed_at), "success", it->success == 1,
-                             "error_message", it->error[0] ? it->error : NULL));
+            items,
+            json_pack("{s:s,s:s,s:s,s:s?,s:s,s:o,s:o,s:b,s:s?}", "id", it->id, "original_task_id",
+                      it->task_id, "failed_node_id", it->failed_node_id, "recovery_node_id",
+                      it->recovery_node_id[0] ? it->recovery_node_id : NULL, "recovery_strategy",
+                      it->strategy, "started_at", time_or_null(it->started_at), "completed_at",
+                      time_or_null(it->completed_at), "success", it->success == 1, "error_message",
+                      it->error[0] ? it->error : NULL));
     }
     return json_pack("{s:s,s:s,s:s?,s:s,s:o,s:o,s:I,s:I,s:I,s:s,s:o}", "recovery_id", r->id,
                      "node_id", r->node_id, "strategy", r->strategy[0] ? r->strategy : NULL,
@@ -115,7 +115,8 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
     json_t *jn = json_object_get(body, "node_id"), *js = json_object_get(body, "strategy");
     const char *node = json_string_value(jn), *strategy = js ? json_string_value(js) : "";
     if (node == NULL || !rd_node_id_valid(node, strlen(node))) {
-        rd_http_bad_request(hr, "node_id", "node_id is required: 1-255 characters of [A-Za-z0-9._:-]");
+        rd_http_bad_request(hr, "node_id",
+                            "node_id is required: 1-255 characters of [A-Za-z0-9._:-]");
         goto out;
     }
     if (strategy == NULL || (strategy[0] && !rd_policy_has_strategy(eng->policy, strategy))) {
@@ -144,8 +145,7 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
     /* A working agent is drained first, so it gets no new work while its
      * tasks move; then the run opens. */
     int rv;
-    if (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION ||
-        n->state == RD_NODE_SUSPECT) {
+    if (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION || n->state == RD_NODE_SUSPECT) {
         struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(eng)};
         cmd.u.trans.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
         cmd.u.trans.state = RD_NODE_DRAINING;
