@@ -164,7 +164,7 @@ static void register_done(void *data, int status, uint64_t epoch)
         struct rd_engine *eng = p->hr.eng;
         if (status == 0) {
             json_t *o =
-                json_pack("{s:s,s:I,s:I,s:I}", "node_id", p->u.node_id, "epoch", (json_int_t)epoch,
+                json_pack("{s:s,s:I,s:I,s:I}", "node_id", p->key, "epoch", (json_int_t)epoch,
                           "heartbeat_interval_ms",
                           (json_int_t)eng->cfg.fault_tolerance.detection.heartbeat_interval_ms,
                           "lease_ms", (json_int_t)rd_engine_lease_ms(eng));
@@ -173,41 +173,12 @@ static void register_done(void *data, int status, uint64_t epoch)
             rd_http_send_error(&p->hr, 409, "conflict", json_pack("{s:s}", "state", "isolated"),
                                "node %s is isolated by an operator: POST "
                                "/api/v1/nodes/%s/readmit first",
-                               p->u.node_id, p->u.node_id);
+                               p->key, p->key);
         } else {
             rd_http_send_rd_error(&p->hr, status, NULL);
         }
     }
     rd_http_pending_done(p);
-}
-
-/* Encodes `cmd`, proposes it and answers through `done` after the commit. */
-static void submit_deferred(struct rd_http_req *hr, const struct rd_cmd *cmd, const char *node_id,
-                            size_t id_len, rd_submit_cb done)
-{
-    struct rd_engine *eng = hr->eng;
-    if (eng->shutting_down) {
-        rd_http_send_rd_error(hr, RD_ESHUTDOWN, "the engine is shutting down");
-        return;
-    }
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    int rv = rd_cmd_encode(cmd, &w);
-    struct rd_http_pending *p = rv == 0 ? rd_http_defer(hr) : NULL;
-    if (rv == 0 && p == NULL)
-        rv = RD_ENOMEM;
-    if (rv == 0) {
-        memcpy(p->u.node_id, node_id, id_len);
-        p->u.node_id[id_len] = '\0';
-        rv = rd_replica_submit(&eng->replica, &w, done, p);
-        if (rv != 0) {
-            rd_http_send_rd_error(&p->hr, rv, NULL);
-            rd_http_pending_done(p);
-        }
-    } else {
-        rd_http_send_rd_error(hr, rv, NULL);
-    }
-    rd_w_free(&w);
 }
 
 void rd_api_NODES_REGISTER(struct rd_http_req *hr)
@@ -223,7 +194,7 @@ void rd_api_NODES_REGISTER(struct rd_http_req *hr)
         cmd.u.reg.labels_json = RD_STR(in.labels_json);
         cmd.u.reg.health_url = RD_STR(in.health_url);
         cmd.u.reg.address = RD_STR(in.address);
-        submit_deferred(hr, &cmd, in.node_id, in.id_len, register_done);
+        rd_http_propose(hr, &cmd, in.node_id, in.id_len, register_done);
         free(in.labels_json);
     }
     json_decref(body);
@@ -468,7 +439,7 @@ static void node_op_done(void *data, int status, uint64_t epoch)
     (void)epoch;
     if (rd_http_pending_alive(p)) {
         struct rd_engine *eng = p->hr.eng;
-        const struct rd_node *n = rd_fsm_node(&eng->fsm, p->u.node_id, strlen(p->u.node_id));
+        const struct rd_node *n = rd_fsm_node(&eng->fsm, p->key, strlen(p->key));
         if (status == 0 && n != NULL)
             rd_http_send_json(&p->hr, 200, node_json(eng, n));
         else
@@ -500,7 +471,7 @@ void rd_api_NODE_DELETE(struct rd_http_req *hr)
     cmd.u.trans.reason = RD_STR("left: DELETE /api/v1/nodes");
     cmd.u.trans.from_state = RD_STATE_ANY;
     cmd.u.trans.resolve_faults = 1;
-    submit_deferred(hr, &cmd, id, id_len, node_op_done);
+    rd_http_propose(hr, &cmd, id, id_len, node_op_done);
 }
 
 /* ---- operator actions: drain, isolate, readmit ------------------------- */
@@ -569,7 +540,7 @@ void rd_api_NODE_DRAIN(struct rd_http_req *hr)
     cmd.u.trans.state = RD_NODE_DRAINING;
     cmd.u.trans.reason = RD_STR(reason);
     cmd.u.trans.from_state = n->state;
-    submit_deferred(hr, &cmd, id, id_len, node_op_done);
+    rd_http_propose(hr, &cmd, id, id_len, node_op_done);
 }
 
 void rd_api_NODE_ISOLATE(struct rd_http_req *hr)
@@ -608,7 +579,7 @@ void rd_api_NODE_ISOLATE(struct rd_http_req *hr)
     cmd.u.fopen.set_state = RD_NODE_ISOLATED;
     cmd.u.fopen.epoch = 0;
     cmd.u.fopen.from_state = RD_STATE_ANY;
-    submit_deferred(hr, &cmd, id, id_len, node_op_done);
+    rd_http_propose(hr, &cmd, id, id_len, node_op_done);
     free(meta_s);
 }
 
@@ -636,5 +607,5 @@ void rd_api_NODE_READMIT(struct rd_http_req *hr)
     cmd.u.trans.reason = RD_STR(reason);
     cmd.u.trans.from_state = n->state;
     cmd.u.trans.resolve_faults = 1;
-    submit_deferred(hr, &cmd, id, id_len, node_op_done);
+    rd_http_propose(hr, &cmd, id, id_len, node_op_done);
 }

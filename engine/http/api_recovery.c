@@ -87,7 +87,7 @@ static void drained(void *data, int status, uint64_t value)
     struct rd_http_pending *p = data;
     struct rd_engine *eng = p->hr.eng;
     (void)value;
-    const struct rd_node *n = rd_fsm_node(&eng->fsm, p->u.node_id, strlen(p->u.node_id));
+    const struct rd_node *n = rd_fsm_node(&eng->fsm, p->key, strlen(p->key));
     if (status != 0 || n == NULL) {
         if (rd_http_pending_alive(p))
             rd_http_send_rd_error(&p->hr, status ? status : RD_ENOTFOUND, NULL);
@@ -140,7 +140,7 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
         rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
         goto out;
     }
-    snprintf(p->u.node_id, sizeof(p->u.node_id), "%s", node);
+    snprintf(p->key, sizeof(p->key), "%s", node);
     snprintf(p->recovery_id, sizeof(p->recovery_id), "%s", strategy);
     /* A working agent is drained first, so it gets no new work while its
      * tasks move; then the run opens. */

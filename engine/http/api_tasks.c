@@ -73,7 +73,7 @@ static const struct rd_task *path_task(struct rd_http_req *hr)
 static void answer_task(struct rd_http_pending *p, int status, int ok_code)
 {
     struct rd_engine *eng = p->hr.eng;
-    const struct rd_task *t = rd_fsm_task(&eng->fsm, p->u.task_id);
+    const struct rd_task *t = rd_fsm_task(&eng->fsm, p->key);
     if (status == 0 && t != NULL) {
         rd_http_send_json(&p->hr, ok_code, rd_api_task_json(t));
     } else if (status == RD_EFENCED && t != NULL) {
@@ -134,33 +134,6 @@ static void checkpoint_done(void *data, int status, uint64_t value)
             answer_task(p, status, 200);
     }
     rd_http_pending_done(p);
-}
-
-static void propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const char *task_id,
-                    rd_submit_cb done)
-{
-    struct rd_engine *eng = hr->eng;
-    if (eng->shutting_down) {
-        rd_http_send_rd_error(hr, RD_ESHUTDOWN, "the engine is shutting down");
-        return;
-    }
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    int rv = rd_cmd_encode(cmd, &w);
-    struct rd_http_pending *p = rv == 0 ? rd_http_defer(hr) : NULL;
-    if (rv == 0 && p == NULL)
-        rv = RD_ENOMEM;
-    if (rv != 0) {
-        rd_http_send_rd_error(hr, rv, NULL);
-    } else {
-        snprintf(p->u.task_id, sizeof(p->u.task_id), "%s", task_id);
-        rv = rd_replica_submit(&eng->replica, &w, done, p);
-        if (rv != 0) {
-            rd_http_send_rd_error(&p->hr, rv, NULL);
-            rd_http_pending_done(p);
-        }
-    }
-    rd_w_free(&w);
 }
 
 /* ---- POST /api/v1/tasks ---------------------------------------------------- */
@@ -236,7 +209,7 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
     cmd.u.tsubmit.labels_json = RD_STR(labels_s);
     cmd.u.tsubmit.payload_json = RD_STR(payload_s);
     cmd.u.tsubmit.max_attempts = (uint32_t)(maxa ? json_integer_value(maxa) : 5);
-    propose(hr, &cmd, id, submit_done);
+    rd_http_propose(hr, &cmd, id, strlen(id), submit_done);
 out:
     free(labels_s);
     free(payload_s);
@@ -356,7 +329,7 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
     cmd.u.tckpt.data_json = (struct rd_str){data_s, (uint32_t)len};
     cmd.u.tckpt.checksum = rd_fnv1a(RD_FNV_INIT, data_s, len);
     cmd.u.tckpt.keep = CHECKPOINT_VERSIONS;
-    propose(hr, &cmd, t->id, checkpoint_done);
+    rd_http_propose(hr, &cmd, t->id, strlen(t->id), checkpoint_done);
 out:
     free(data_s);
     json_decref(body);
@@ -425,7 +398,7 @@ static void finish(struct rd_http_req *hr, bool complete)
     cmd.u.tfinish.attempt = (uint32_t)attempt;
     cmd.u.tfinish.state = (uint8_t)to;
     cmd.u.tfinish.result_json = RD_STR(text);
-    propose(hr, &cmd, t->id, finish_done);
+    rd_http_propose(hr, &cmd, t->id, strlen(t->id), finish_done);
 out:
     free(text);
     json_decref(body);

@@ -128,14 +128,20 @@ void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message)
 struct rd_http_pending {
     struct rd_http_req hr;
     struct rd_http_guard *guard;
-    union {
-        char node_id[256];
-        char task_id[40];
-    } u;
+    char key[256]; /* what the answer is about: a node or task id */
     char recovery_id[40];
 };
 
 struct rd_http_pending *rd_http_defer(struct rd_http_req *hr);
+
+struct rd_cmd;
+/*
+ * Encodes `cmd`, proposes it and answers through `done` (called with the
+ * pending record) after the commit; `key` is copied into pending->key.
+ * Answers refusals and errors (shutting down, not leader, ...) itself.
+ */
+void rd_http_propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const char *key,
+                     size_t key_len, void (*done)(void *data, int status, uint64_t value));
 /* True while the client still waits for the answer. */
 static inline bool rd_http_pending_alive(const struct rd_http_pending *p)
 {

@@ -270,6 +270,35 @@ void rd_http_pending_done(struct rd_http_pending *p)
     free(p);
 }
 
+void rd_http_propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const char *key,
+                     size_t key_len, void (*done)(void *data, int status, uint64_t value))
+{
+    struct rd_engine *eng = hr->eng;
+    if (eng->shutting_down) {
+        rd_http_send_rd_error(hr, RD_ESHUTDOWN, "the engine is shutting down");
+        return;
+    }
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    int rv = rd_cmd_encode(cmd, &w);
+    struct rd_http_pending *p = rv == 0 ? rd_http_defer(hr) : NULL;
+    if (rv == 0 && p == NULL)
+        rv = RD_ENOMEM;
+    if (rv == 0) {
+        size_t n = key_len < sizeof(p->key) - 1 ? key_len : sizeof(p->key) - 1;
+        memcpy(p->key, key, n);
+        p->key[n] = '\0';
+        rv = rd_replica_submit(&eng->replica, &w, done, p);
+        if (rv != 0) {
+            rd_http_send_rd_error(&p->hr, rv, NULL);
+            rd_http_pending_done(p);
+        }
+    } else {
+        rd_http_send_rd_error(hr, rv, NULL);
+    }
+    rd_w_free(&w);
+}
+
 /* ---- request helpers --------------------------------------------------- */
 
 static int hexval(char c)
