@@ -1,5 +1,6 @@
 /* recoveryd: the fault-tolerance and recovery engine for fleets of AI agents. */
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,11 @@ int main(int argc, char **argv)
         printf("recoveryd: configuration %s is valid\n", config_path ? config_path : "(defaults)");
         return 0;
     }
+    /* Every request allocates and frees small JSON values: keep glibc from
+     * giving the heap back and asking for it again (brk) on each burst. */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_TOP_PAD, 16 << 20);
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
     static struct rd_engine eng;
     return rd_engine_run(&eng, uv_default_loop(), &cfg);
 }

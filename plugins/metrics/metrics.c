@@ -34,6 +34,8 @@ struct series {
     unsigned over; /* consecutive samples above the limit */
     double t[MAX_WINDOW], v[MAX_WINDOW];
     unsigned head, count;
+    double st, sv, stt, svv, stv; /* running sums over the window: O(1) fits */
+    unsigned since_exact;         /* samples since the sums were recomputed exactly */
 };
 
 struct node {
@@ -43,7 +45,8 @@ struct node {
     struct series m[M_COUNT];
     int verdict;
     bool predicted;
-    int why; /* metric behind the verdict */
+    int why;          /* metric behind the verdict */
+    uint64_t base_ns; /* sample times are seconds since this (kept small for the sums) */
 };
 
 struct state {
@@ -150,6 +153,19 @@ static bool fit(const struct series *s, unsigned window, unsigned n, double *slo
     return true;
 }
 
+/* The whole-window fit from the running sums (the hot path: every sample). */
+static bool fit_window(const struct series *s, double *slope, double *r2)
+{
+    double n = s->count;
+    double ct = s->stt - s->st * s->st / n, cv = s->svv - s->sv * s->sv / n,
+           ctv = s->stv - s->st * s->sv / n;
+    if (ct <= 1e-12)
+        return false;
+    *slope = ctv / ct;
+    *r2 = cv > 1e-18 ? (ctv * ctv) / (ct * cv) : 0;
+    return true;
+}
+
 /*
  * A trend worth predicting from: the whole window is filled, the line
  * explains most of it (R^2), and the newest half still rises (a step that
@@ -158,21 +174,36 @@ static bool fit(const struct series *s, unsigned window, unsigned n, double *slo
 static double trend(const struct series *s, unsigned window)
 {
     double k, r2, k_half, r2_half;
-    if (s->count < window || !fit(s, window, window, &k, &r2) || k <= 0 || r2 < 0.8)
+    if (s->count < window || !fit_window(s, &k, &r2) || k <= 0 || r2 < 0.8)
         return 0;
     if (!fit(s, window, window / 2, &k_half, &r2_half) || k_half < 0.5 * k)
         return 0;
     return k;
 }
 
-/* The ring of the last `window` samples: O(1) per sample. */
+/* The ring of the last `window` samples and its sums: O(1) per sample. */
 static void push_window(struct series *s, unsigned window, double t, double v)
 {
+    if (s->count == window) { /* the oldest sample leaves */
+        double ot = s->t[s->head], ov = s->v[s->head];
+        s->st -= ot, s->sv -= ov, s->stt -= ot * ot, s->svv -= ov * ov, s->stv -= ot * ov;
+    }
+    s->st += t, s->sv += v, s->stt += t * t, s->svv += v * v, s->stv += t * v;
     s->t[s->head] = t;
     s->v[s->head] = v;
     s->head = (s->head + 1) % window;
     if (s->count < window)
         s->count++;
+    /* Adding and removing accumulates rounding: start over now and then. */
+    if (++s->since_exact >= 1024) {
+        s->since_exact = 0;
+        s->st = s->sv = s->stt = s->svv = s->stv = 0;
+        for (unsigned i = 0; i < s->count; i++) {
+            unsigned k = (s->head + window - s->count + i) % window;
+            double ti = s->t[k], vi = s->v[k];
+            s->st += ti, s->sv += vi, s->stt += ti * ti, s->svv += vi * vi, s->stv += ti * vi;
+        }
+    }
 }
 
 static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
@@ -184,7 +215,17 @@ static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
     if (n == NULL || !node_bind(n, hb->node_id, hb->epoch))
         return;
     double x[M_COUNT] = {hb->error_rate, hb->latency_ms, hb->cpu, hb->mem};
-    double t = (double)hb->arrival_ns / 1e9;
+    if (n->base_ns == 0 || hb->arrival_ns < n->base_ns)
+        n->base_ns = hb->arrival_ns;
+    double t = (double)(hb->arrival_ns - n->base_ns) / 1e9;
+    if (t > 86400) { /* a day on: start the windows afresh rather than lose precision */
+        for (int m = 0; m < M_COUNT; m++) {
+            n->m[m].count = n->m[m].head = 0;
+            n->m[m].st = n->m[m].sv = n->m[m].stt = n->m[m].svv = n->m[m].stv = 0;
+        }
+        n->base_ns = hb->arrival_ns;
+        t = 0;
+    }
     int verdict = 0, why = -1;
     bool predicted = false;
     double eta_ms = 0;
