@@ -51,8 +51,8 @@ static json_t *node_json(struct rd_engine *eng, const struct rd_node *n)
                           rd_node_state_name(n->state), "capacity", "slots", (json_int_t)n->slots,
                           "labels", labels ? labels : json_object(), "load", "slots_used",
                           (json_int_t)(s ? s->slots_used : 0), "last_heartbeat_at", last_hb, "phi",
-                          phi, "tasks", 0, "reason", n->reason, "registered_at", reg, "updated_at",
-                          upd, "health_url", n->health_url);
+                          phi, "tasks", (int)n->n_tasks, "reason", n->reason, "registered_at", reg,
+                          "updated_at", upd, "health_url", n->health_url);
     if (o != NULL && n->address[0])
         json_object_set_new(o, "address", json_string(n->address));
     return o;

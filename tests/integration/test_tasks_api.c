@@ -92,6 +92,9 @@ static void test_task_lifecycle(void **state)
     assert_string_equal(json_string_value(json_object_get(t, "node_id")), "worker-a");
     assert_int_equal(json_integer_value(json_object_get(t, "attempt")), 1);
     json_decref(t);
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/nodes/worker-a", &r), 0);
+    assert_int_equal(json_integer_value(rdt_json_path(r.json, "tasks")), 1);
+    rdt_resp_free(&r);
     assert_int_equal(rdt_heartbeat(&proc, RDT_H2, "worker-a", epoch_a, 1, &r), 0);
     json_t *as = rdt_json_path(r.json, "assignments");
     assert_int_equal(json_array_size(as), 1);
@@ -140,6 +143,9 @@ static void test_task_lifecycle(void **state)
         assert_string_equal(json_string_value(rdt_json_path(r.json, "result.summary")), "done");
         rdt_resp_free(&r);
     }
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/nodes/worker-a", &r), 0);
+    assert_int_equal(json_integer_value(rdt_json_path(r.json, "tasks")), 0);
+    rdt_resp_free(&r);
     /* Listed by state. */
     assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/tasks?state=completed", &r), 0);
     assert_int_equal(json_array_size(rdt_json_path(r.json, "items")), 1);
