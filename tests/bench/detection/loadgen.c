@@ -300,6 +300,7 @@ static void usage(FILE *f)
                "  --interval-ms  heartbeat interval (default 500)\n"
                "  --jitter-ms    uniform jitter around it, +/- (default 100)\n"
                "  --poll-ms      how often the engine's API is read (default 100)\n"
+               "  --seed         seed of the jitter and the metrics' noise (default 42)\n"
                "  --poll-all     read every node each poll, not only the suspect and failed ones\n"
                "                (about 15 ms of the engine's loop per 1,000 nodes)\n"
                "  --dump         write one line per agent (tab-separated) to FILE\n");
@@ -1209,11 +1210,11 @@ static void report_heartbeats(struct bench *b)
 
 static void report_table(struct bench *b)
 {
-    printf("\n%-10s %5s  %-26s %-26s %-26s %-26s\n", "kind", "n", "suspect p50/p99",
+    printf("\n%-10s %5s  %-26s %-26s %-26s %s\n", "kind", "n", "suspect p50/p99",
            "fault record p50/p99", "failed (isolated) p50/p99", "heartbeat refused p50/p99");
     for (int k = CRASH; k < N_KINDS; k++) {
         char s1[64], s2[64], s3[64], s4[64];
-        printf("%-10s %5u  %-26s %-26s %-26s %-26s\n", kind_names[k], b->n_kind[k],
+        printf("%-10s %5u  %-26s %-26s %-26s %s\n", kind_names[k], b->n_kind[k],
                fmt_stat(stat_of(b, k, F_SUSPECT), s1, sizeof(s1)),
                fmt_stat(stat_of(b, k, F_RECORD), s2, sizeof(s2)),
                fmt_stat(stat_of(b, k, F_FAILED), s3, sizeof(s3)),
@@ -1380,12 +1381,12 @@ static void report(struct bench *b)
     format_time(injected_at(b), when, sizeof(when));
     printf("\n== fault detection benchmark ==\n");
     printf("%u agents: %u crash, %u hang, %u degrading, %u healthy; heartbeats every %u +/- %u "
-           "ms over HTTP/2 (%s, at most %d connections, %s)\n",
+           "ms over HTTP/2 (%s, at most %d connection%s, %s)\n",
            b->o.agents, b->n_kind[CRASH], b->n_kind[HANG], b->n_kind[DEGRADE], b->n_kind[HEALTHY],
            b->o.interval_ms, b->o.jitter_ms,
            h2_version() == (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE ? "prior knowledge"
                                                                      : "h2c upgrade",
-           n_conns(), b->o.url);
+           n_conns(), n_conns() > 1 ? "s" : "", b->o.url);
     printf("warm-up %u s; faults injected at %s (endpoints changed within %lld ms); measured %u s "
            "after%s\n",
            b->o.warmup_s, when, (long long)b->inject_apply_ms, b->o.duration_s,
