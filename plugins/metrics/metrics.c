@@ -46,6 +46,8 @@ struct node {
     int verdict;
     bool predicted;
     int why;          /* metric behind the verdict */
+    double progress;  /* last reported task progress counter, -1 = none */
+    unsigned stalled; /* heartbeats in a row with work in hand and no progress */
     uint64_t base_ns; /* sample times are seconds since this (kept small for the sums) */
 };
 
@@ -53,7 +55,7 @@ struct state {
     rd_plugin_instance_t *inst;
     const struct rd_host_api *host;
     double alpha, z, limits[M_COUNT];
-    unsigned min_samples, limit_samples, window;
+    unsigned min_samples, limit_samples, window, stall_samples;
     double horizon_s;
     struct series fleet[M_COUNT];
     struct node *nodes;
@@ -74,6 +76,8 @@ static const struct rd_plugin_key keys[] = {
     {"predict_window", RD_KEY_INT, "20", 3, MAX_WINDOW, "samples the trend is fitted over"},
     {"predict_horizon", RD_KEY_DURATION, "60s", 1000, 86400000,
      "how far ahead a trend reaching a limit is a prediction"},
+    {"stall_samples", RD_KEY_INT, "10", 2, 100000,
+     "heartbeats with tasks in hand and no task progress that make a stall"},
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -111,6 +115,7 @@ static bool node_bind(struct node *n, const char *id, uint64_t epoch)
         return false;
     n->used = true;
     n->epoch = epoch;
+    n->progress = -1;
     return true;
 }
 
@@ -209,7 +214,7 @@ static void push_window(struct series *s, unsigned window, double t, double v)
 static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
 {
     struct state *st = state;
-    if (!hb->has_metrics)
+    if (!hb->has_metrics && hb->progress < 0)
         return;
     struct node *n = slot_node(st, hb->slot);
     if (n == NULL || !node_bind(n, hb->node_id, hb->epoch))
@@ -229,7 +234,7 @@ static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
     int verdict = 0, why = -1;
     bool predicted = false;
     double eta_ms = 0;
-    for (int m = 0; m < M_COUNT; m++) {
+    for (int m = 0; hb->has_metrics && m < M_COUNT; m++) {
         struct series *s = &n->m[m];
         double z_own = ewma_push(s, x[m], st->alpha, min_sd[m]);
         double z_fleet = ewma_push(&st->fleet[m], x[m], st->alpha / 10, min_sd[m]);
@@ -265,14 +270,33 @@ static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
             }
         }
     }
+    /* Task progress (a counter the agent reports): work in hand and no
+     * progress for stall_samples heartbeats is a stall, the mark of a hang. */
+    bool stall = false;
+    if (hb->progress >= 0) {
+        if (n->progress >= 0 && hb->progress <= n->progress && hb->slots_used > 0)
+            n->stalled++;
+        else
+            n->stalled = 0;
+        n->progress = hb->progress;
+        stall = n->stalled >= st->stall_samples;
+        if (stall && verdict < RD_VERDICT_SUSPECT) {
+            verdict = RD_VERDICT_SUSPECT;
+            why = M_COUNT; /* "progress" */
+        }
+    }
     if (verdict == n->verdict && predicted == n->predicted)
         return;
     n->verdict = verdict;
     n->predicted = predicted;
     n->why = why;
     char detail[160];
-    const char *mn = why >= 0 ? metric_names[why] : NULL;
-    if (verdict == RD_VERDICT_FAILED || (why >= 0 && n->m[why].over > 0))
+    const char *mn = why == M_COUNT ? "progress" : why >= 0 ? metric_names[why] : NULL;
+    if (why == M_COUNT)
+        snprintf(detail, sizeof(detail),
+                 "task progress stalled for %u heartbeats with %u slots busy", n->stalled,
+                 hb->slots_used);
+    else if (verdict == RD_VERDICT_FAILED || (why >= 0 && n->m[why].over > 0))
         snprintf(detail, sizeof(detail), "%s %g above its limit %g", mn, x[why], st->limits[why]);
     else if (verdict == RD_VERDICT_SUSPECT)
         snprintf(detail, sizeof(detail), "%s %g far above its own and the fleet's baseline", mn,
@@ -291,7 +315,9 @@ static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
         .epoch = n->epoch,
         .signal = RD_SIG_METRICS,
         .verdict = verdict,
-        .value = why >= 0 ? x[why] : 0,
+        .value = why == M_COUNT ? (double)n->stalled
+                 : why >= 0     ? x[why]
+                                : 0,
         .predicted = predicted,
         .eta_ms = eta_ms,
         .metric = mn,
@@ -328,6 +354,7 @@ static int init(rd_plugin_instance_t *inst, const struct rd_host_api *host, void
     st->horizon_s = (double)host->config_uint(inst, "predict_horizon") / 1000.0;
     st->anomalies = host->counter(inst, "metrics_anomalies", "Metric anomalies reported.");
     st->predictions = host->counter(inst, "metrics_predictions", "Failure predictions reported.");
+    st->stall_samples = (unsigned)host->config_int(inst, "stall_samples");
     return 0;
 }
 

@@ -526,6 +526,49 @@ static void test_error_rate_jump_fleet_wide(void **state)
     teardown();
 }
 
+/* Task progress: an agent with work in hand whose progress counter stops
+ * moving is suspected after stall_samples (10) heartbeats, with metric
+ * "progress"; once it moves again it is OK. */
+static void test_progress_stall(void **state)
+{
+    (void)state;
+    setup(cfg_default, 77, LOW_NOISE);
+    rounds(0, 20, NULL);
+    assert_int_equal(g_fh.n_obs, 0);
+    for (unsigned r = 20; r < 40; r++) {
+        g_round = r;
+        for (unsigned a = 0; a < FLEET; a++) {
+            struct sample smp = normal_sample();
+            g_fh.now_ns = when(a, r);
+            struct rd_heartbeat_view hb = {
+                .node_id = g_ids[a],
+                .epoch = 1,
+                .arrival_ns = g_fh.now_ns,
+                .slots_used = 1,
+                .has_metrics = true,
+                .error_rate = smp.error_rate,
+                .latency_ms = smp.latency_ms,
+                .cpu = smp.cpu,
+                .mem = smp.mem,
+                .progress = a == 7 && r < 35 ? 19 : r, /* agent 7 stalls at 19 */
+                .slot = a,
+            };
+            ops()->on_heartbeat(g_fh.state, &hb);
+        }
+    }
+    size_t idx[8];
+    size_t n = obs_of(g_ids[7], idx, 8);
+    assert_int_equal(n, 2);
+    assert_int_equal(g_fh.obs[idx[0]].verdict, RD_VERDICT_SUSPECT);
+    assert_string_equal(g_ext[idx[0]].metric, "progress");
+    assert_int_equal(g_ext[idx[0]].round, 29); /* the 10th heartbeat without progress (20..29) */
+    assert_int_equal(g_fh.obs[idx[1]].verdict, RD_VERDICT_OK);
+    assert_int_equal(g_ext[idx[1]].round, 35);
+    /* Nobody else said anything. */
+    assert_int_equal(g_fh.n_obs, 2);
+    teardown();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -535,6 +578,7 @@ int main(void)
         cmocka_unit_test_teardown(test_error_rate_spike, cleanup),
         cmocka_unit_test_teardown(test_error_rate_jump_sustained, cleanup),
         cmocka_unit_test_teardown(test_error_rate_jump_fleet_wide, cleanup),
+        cmocka_unit_test_teardown(test_progress_stall, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
