@@ -488,16 +488,20 @@ static void recover(struct rd_sched *s, uint32_t *extra)
     struct rd_fsm *f = &eng->fsm;
     unsigned limit = eng->cfg.fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
     bool partition = eng->analysis.partition_suspected;
+    /* Runs whose agent holds no more tasks end. */
+    for (size_t i = 0; i < f->n_recoveries; i++) {
+        const struct rd_recovery *run = f->recoveries[i];
+        if (run->status != RD_REC_INITIATED && run->status != RD_REC_RUNNING)
+            continue;
+        const struct rd_node *n = rd_fsm_node(f, run->node_id, strlen(run->node_id));
+        if (n == NULL || n->tasks == NULL)
+            run_close(s, run);
+    }
     for (size_t i = 0; i < f->n_nodes; i++) {
         const struct rd_node *n = f->nodes[i];
+        if (n->tasks == NULL || !node_gone(n))
+            continue;
         const struct rd_recovery *run = rd_fsm_open_recovery(f, n->node_id);
-        if (n->tasks == NULL) {
-            if (run != NULL)
-                run_close(s, run);
-            continue;
-        }
-        if (!node_gone(n))
-            continue;
         /* Every move belongs to a recovery run: open one first. */
         if (run == NULL) {
             run_open(s, n, "", event_kind(n));
