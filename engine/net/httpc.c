@@ -308,6 +308,13 @@ static void http_failure(struct req *r, CURLcode rc, long os_errno, char *msg, s
     } else if (rc == CURLE_COULDNT_CONNECT && os_errno == ECONNREFUSED) {
         resp->cause = RD_PROBE_REFUSED;
         snprintf(msg, msg_len, "connection refused");
+    } else if ((rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) &&
+               (os_errno == 0 || os_errno == ECONNRESET || os_errno == EPIPE)) {
+        /* The agent's host answered and dropped the connection: whatever
+         * listened is gone or closing, as a crashed process's sockets are. */
+        resp->cause = RD_PROBE_REFUSED;
+        snprintf(msg, msg_len, "connection dropped by the agent: %s",
+                 r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
     } else {
         resp->cause = RD_PROBE_NETWORK;
         snprintf(msg, msg_len, "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));

@@ -163,10 +163,10 @@ enum rd_verdict {
 /* Why a probe failed (RD_SIG_PROBE): tells a dead process from a hung one. */
 enum rd_probe_cause {
     RD_PROBE_NONE = 0,
-    RD_PROBE_REFUSED = 1,   /* nothing listens: the process is gone */
+    RD_PROBE_REFUSED = 1,   /* nothing listens, or the agent dropped the connection: gone */
     RD_PROBE_TIMEOUT = 2,   /* connected or routed but no answer in time: hung or overloaded */
     RD_PROBE_STATUS = 3,    /* answered, with a non-2xx status */
-    RD_PROBE_NETWORK = 4,   /* unreachable host, reset, DNS */
+    RD_PROBE_NETWORK = 4,   /* unreachable host, DNS, other transport errors */
     RD_PROBE_CANCELLED = 5, /* the host ended the request (the instance stops): says
                              * nothing about the agent */
 };
