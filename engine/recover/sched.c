@@ -488,6 +488,7 @@ static void recover(struct rd_sched *s, uint32_t *extra)
     struct rd_fsm *f = &eng->fsm;
     unsigned limit = eng->cfg.fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
     bool partition = eng->analysis.partition_suspected;
+    json_t *view = NULL;
     /* Runs whose agent holds no more tasks end. */
     for (size_t i = 0; i < f->n_recoveries; i++) {
         const struct rd_recovery *run = f->recoveries[i];
@@ -519,10 +520,13 @@ static void recover(struct rd_sched *s, uint32_t *extra)
         json_t *plan = NULL;
         char err[RD_POLICY_ERRLEN] = "";
         if (eng->policy != NULL) {
-            json_t *event = build_event(eng, n, todo, k), *view = build_view(eng);
+            /* One view per pass, whatever the number of lost agents (the
+             * policy host converts it per call and never changes it). */
+            if (view == NULL)
+                view = build_view(eng);
+            json_t *event = build_event(eng, n, todo, k);
             int rv = rd_policy_plan(eng->policy, event, view, &plan, err, sizeof(err));
             json_decref(event);
-            json_decref(view);
             if (rv != 0) {
                 s->policy_errors_total++;
                 RD_ERROR("recovery", "policy_error",
@@ -539,8 +543,10 @@ static void recover(struct rd_sched *s, uint32_t *extra)
         }
         for (size_t j = 0; j < k; j++)
             if (!move_task(s, todo[j], n, NULL, extra, limit, "builtin_fast_recovery"))
-                return;
+                goto out;
     }
+out:
+    json_decref(view); /* NULL when no policy ran */
 }
 
 static void pass(struct rd_sched *s)
