@@ -269,12 +269,16 @@ static const struct cfg_field cfg_partition[] = {
     CFG_F("alert_after", CFG_DURATION, fault_tolerance.partition.alert_after_ms),
 };
 
+static const struct cfg_field cfg_poison[] = {
+    CFG_U("max_failures", fault_tolerance.poison.max_failures, 1, 16),
+    CFG_F("window", CFG_DURATION, fault_tolerance.poison.window_ms),
+};
+
 /* New sections go last so the key lists in existing messages keep their order. */
 static const struct cfg_field cfg_fault_tolerance[] = {
-    CFG_SECT("detection", cfg_detection),
-    CFG_SECT("recovery_strategies", cfg_strategies),
-    CFG_SECT("backup", cfg_backup),
-    CFG_SECT("partition", cfg_partition),
+    CFG_SECT("detection", cfg_detection), CFG_SECT("recovery_strategies", cfg_strategies),
+    CFG_SECT("backup", cfg_backup),       CFG_SECT("partition", cfg_partition),
+    CFG_SECT("poison", cfg_poison),
 };
 
 static const struct cfg_field cfg_top[] = {
@@ -1326,6 +1330,8 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.partition.mass_failure_window_ms = 10 * 1000;
     cfg->fault_tolerance.partition.min_nodes = 4;
     cfg->fault_tolerance.partition.alert_after_ms = 5 * 60 * 1000;
+    cfg->fault_tolerance.poison.max_failures = 3;
+    cfg->fault_tolerance.poison.window_ms = 10 * 60 * 1000;
 }
 
 #define CFG_MIN_HEARTBEAT_MS 10
@@ -1559,6 +1565,9 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
         return cfg_errf(err, RD_ECONFIG,
                         "fault_tolerance.partition.min_nodes: expected 1 to 1000000, got '%u'",
                         min_nodes);
+    if (cfg->fault_tolerance.poison.window_ms == 0)
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.poison.window: expected a duration above 0, got '0ms'");
     return 0;
 }
 

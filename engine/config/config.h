@@ -141,6 +141,14 @@ struct rd_config {
                                                 1-1000000, default 4 */
             uint64_t alert_after_ms;         /* a partition lasting longer alerts, default 5m */
         } partition;
+        /* Our addition: poison tasks. A task whose attempts fail (fail API)
+         * or die with their agent (moved off a failed or isolated agent)
+         * max_failures times within window is failed with a poison_task
+         * fault and an alert instead of being placed again. */
+        struct {
+            unsigned max_failures; /* 1-16, default 3 */
+            uint64_t window_ms;    /* default 10m */
+        } poison;
     } fault_tolerance;
 };
 

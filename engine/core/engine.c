@@ -83,8 +83,12 @@ static void on_task(void *data, const struct rd_task *t, int old_state, const ch
 {
     struct rd_engine *eng = data;
     (void)old_state;
+    bool held = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RUNNING ||
+                t->state == RD_TASK_RECOVERING;
+    /* Revoked from an agent when it moved, or stopped being held there
+     * (paused tasks keep the agent's name but not its slot). */
     if (eng->leader_since_ns == 0 || old_node == NULL || old_node[0] == '\0' ||
-        strcmp(old_node, t->node_id) == 0)
+        (held && strcmp(old_node, t->node_id) == 0))
         return;
     struct rd_soft *s = rd_registry_get(&eng->registry, old_node, strlen(old_node));
     if (s != NULL && s->n_revoked < RD_ARRAY_SIZE(s->revoked))
@@ -112,7 +116,10 @@ static void on_fault(void *data, const struct rd_fault *x)
     struct rd_alert a = {
         .fingerprint = x->id,
         .resolved = x->status == RD_FAULT_RESOLVED,
-        .alertname = x->type == RD_FAULT_PARTITION ? "PartitionSuspected" : "AgentFault",
+        .alertname = x->type == RD_FAULT_PARTITION      ? "PartitionSuspected"
+                     : x->type == RD_FAULT_POISON_TASK  ? "PoisonTask"
+                     : x->type == RD_FAULT_POLICY_ERROR ? "RecoveryPolicyError"
+                                                        : "AgentFault",
         .node_id = x->node_id,
         .fault_type = rd_fault_type_name(x->type),
         .severity = rd_severity_name(x->severity),

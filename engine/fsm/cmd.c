@@ -22,8 +22,8 @@ int rd_node_state_parse(const char *name, size_t len)
 }
 
 static const char *const fault_type_names[RD_FAULT_TYPE_COUNT] = {
-    "crash",           "hang",         "network", "overload", "degraded", "partition",
-    "data_corruption", "policy_error", "manual",
+    "crash",           "hang",         "network", "overload",    "degraded", "partition",
+    "data_corruption", "policy_error", "manual",  "poison_task",
 };
 static const char *const severity_names[RD_SEV_COUNT] = {"critical", "major", "minor", "warning"};
 static const char *const fault_status_names[RD_FAULT_STATUS_COUNT] = {"open", "resolved"};
@@ -152,6 +152,10 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_u8(w, c->set_state);
         rd_w_u64(w, c->epoch);
         rd_w_u8(w, c->from_state);
+        if (c->task_id.len > 0) {
+            rd_w_str(w, c->task_id.p, c->task_id.len);
+            rd_w_u32(w, c->task_attempt);
+        }
         break;
     }
     case RD_CMD_FAULT_RESOLVE: {
@@ -182,6 +186,8 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_str(w, c->recovery_id.p, c->recovery_id.len);
         rd_w_str(w, c->item_id.p, c->item_id.len);
         rd_w_str(w, c->strategy.p, c->strategy.len);
+        if (c->note.len > 0)
+            rd_w_str(w, c->note.p, c->note.len);
         break;
     }
     case RD_CMD_RECOVERY_OPEN: {
@@ -272,6 +278,14 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
         c->set_state = rd_r_u8(&r);
         c->epoch = rd_r_u64(&r);
         c->from_state = rd_r_u8(&r);
+        /* The appended quarantine fields; an older entry ends here (or in
+         * the zero padding the log adds, which reads as none). */
+        c->task_id = (struct rd_str){NULL, 0};
+        c->task_attempt = 0;
+        if (!r.err && r.len - r.off >= 8) {
+            c->task_id = rd_r_str(&r);
+            c->task_attempt = rd_r_u32(&r);
+        }
         if (!r.err && (c->fault_type >= RD_FAULT_TYPE_COUNT || c->severity >= RD_SEV_COUNT ||
                        c->id.len == 0 || c->id.len > 64 ||
                        (c->set_state >= RD_NODE_STATE_COUNT && c->set_state != RD_STATE_ANY) ||
@@ -309,6 +323,9 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
         c->recovery_id = rd_r_str(&r);
         c->item_id = rd_r_str(&r);
         c->strategy = rd_r_str(&r);
+        c->note = (struct rd_str){NULL, 0};
+        if (!r.err && r.len - r.off >= 4) /* appended; zero padding reads as "" */
+            c->note = rd_r_str(&r);
         if (!r.err && c->state >= RD_TASK_STATE_COUNT)
             return RD_EPARSE;
         break;

@@ -65,6 +65,7 @@ enum rd_fault_type {
     RD_FAULT_DATA_CORRUPTION,
     RD_FAULT_POLICY_ERROR,
     RD_FAULT_MANUAL,
+    RD_FAULT_POISON_TASK, /* a task that keeps failing or taking its agents down */
     RD_FAULT_TYPE_COUNT
 };
 
@@ -123,6 +124,10 @@ struct rd_cmd_fault_open {
     uint8_t set_state;  /* move the node to this state too, or RD_STATE_ANY for none */
     uint64_t epoch;     /* with set_state: fencing token (0 = any) */
     uint8_t from_state; /* with set_state: required current state, or RD_STATE_ANY */
+    /* Appended (older entries end before them: "" and 0). A poison task's
+     * quarantine: fail this task, fenced by its attempt, in the same step. */
+    struct rd_str task_id;
+    uint32_t task_attempt;
 };
 
 struct rd_cmd_fault_resolve {
@@ -150,6 +155,9 @@ struct rd_cmd_task_assign {
     struct rd_str recovery_id; /* the run this move belongs to, or "" */
     struct rd_str item_id;     /* its task_recovery record's id (UUID) */
     struct rd_str strategy;    /* the strategy that moved it */
+    /* Appended (older entries end before it: ""): why a recovery move left
+     * the task unplaced, for its task_recovery record. */
+    struct rd_str note;
 };
 
 enum rd_recovery_status {

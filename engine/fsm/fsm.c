@@ -8,7 +8,7 @@
 #include "recoveryd/error.h"
 
 #define SNAP_MAGIC  "RDSNAP\0\1"
-#define SNAP_FORMAT 1
+#define SNAP_FORMAT 2 /* 2: tasks carry their failure times; 1 is still read */
 
 static void node_free(struct rd_node *n)
 {
@@ -340,6 +340,14 @@ static int apply_fault_open(struct rd_fsm *f, const struct rd_cmd *cmd)
             }
         }
     }
+    if (c->task_id.len > 0) { /* a quarantine: the task must still be as decided */
+        int st = rd_fsm__task_quarantine_check(f, c->task_id, c->task_attempt);
+        if (st != 0) {
+            f->result.status = st;
+            f->result.node = NULL;
+            return 0;
+        }
+    }
     struct rd_fault *x = calloc(1, sizeof(*x));
     if (x == NULL)
         return RD_ENOMEM;
@@ -376,6 +384,13 @@ static int apply_fault_open(struct rd_fsm *f, const struct rd_cmd *cmd)
     f->result.fault = x;
     if (f->on_fault != NULL)
         f->on_fault(f->on_fault_data, x);
+    if (c->task_id.len > 0) {
+        char why[96];
+        snprintf(why, sizeof(why), "quarantined as a poison task (fault %s)", x->id);
+        int rv = rd_fsm__task_quarantine(f, c->task_id, why, cmd->time_ms);
+        if (rv != 0)
+            return rv;
+    }
     prune_faults(f);
     return 0;
 }
@@ -581,7 +596,7 @@ static int read_faults(struct rd_fsm *f, struct rd_rbuf *r)
     return 0;
 }
 
-static int read_state(struct rd_fsm *f, const void *p, size_t len)
+static int read_state(struct rd_fsm *f, const void *p, size_t len, unsigned format)
 {
     struct rd_rbuf r;
     rd_r_init(&r, p, len);
@@ -624,7 +639,7 @@ static int read_state(struct rd_fsm *f, const void *p, size_t len)
     }
     int rv = read_faults(f, &r);
     if (rv == 0)
-        rv = rd_fsm__tasks_read(f, &r);
+        rv = rd_fsm__tasks_read(f, &r, format);
     if (rv == 0)
         rv = rd_fsm__recoveries_read(f, &r);
     if (rv != 0)
@@ -683,9 +698,9 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
         snprintf(f->errmsg, sizeof(f->errmsg), "snapshot: bad magic or short header");
         return RD_ECORRUPT;
     }
-    if (format != SNAP_FORMAT) {
-        snprintf(f->errmsg, sizeof(f->errmsg), "snapshot: format %u, this version reads %u", format,
-                 SNAP_FORMAT);
+    if (format < 1 || format > SNAP_FORMAT) {
+        snprintf(f->errmsg, sizeof(f->errmsg), "snapshot: format %u, this version reads 1 to %u",
+                 format, SNAP_FORMAT);
         return RD_EUNSUPPORTED;
     }
     unsigned long long frame = ZSTD_getFrameContentSize(r.p + r.off, r.len - r.off);
@@ -704,7 +719,7 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
     }
     struct rd_fsm fresh;
     rd_fsm_init(&fresh);
-    int rv = read_state(&fresh, raw, got);
+    int rv = read_state(&fresh, raw, got, format);
     free(raw);
     if (rv != 0) {
         state_clear(&fresh);

@@ -35,7 +35,8 @@ struct rd_node {
     struct rd_task *tasks; /* derived: those tasks, a list through rd_task.next_on_node */
 };
 
-#define RD_TASK_MAX_KEEP 16 /* checkpoint versions kept per task, at most */
+#define RD_TASK_MAX_KEEP  16 /* checkpoint versions kept per task, at most */
+#define RD_TASK_FAIL_KEEP 16 /* failure times kept per task (poison detection) */
 
 struct rd_checkpoint {
     uint64_t version;
@@ -56,8 +57,10 @@ struct rd_task {
     char *payload_json;
     uint32_t max_attempts;
     uint32_t attempt; /* fencing token: only this attempt may write; 0 before the first placement */
-    uint32_t failures; /* attempts that failed or were moved off a failed agent */
-    char *node_id;     /* "" when not placed */
+    uint32_t failures;                  /* attempts that failed or were moved off a failed agent */
+    int64_t fail_at[RD_TASK_FAIL_KEEP]; /* leader times of the newest failures, oldest first */
+    uint8_t n_fail_at;
+    char *node_id; /* "" when not placed */
     uint64_t node_epoch;
     int64_t created_at;
     int64_t updated_at;
@@ -231,6 +234,8 @@ const struct rd_recovery *rd_fsm_open_recovery(const struct rd_fsm *f, const cha
 size_t rd_fsm_task_after(const struct rd_fsm *f, const char *id);
 /* The newest checkpoint of `t`, or NULL. */
 const struct rd_checkpoint *rd_task_checkpoint(const struct rd_task *t);
+/* Failures of `t` at or after `since_ms` (leader time), up to RD_TASK_FAIL_KEEP. */
+unsigned rd_task_failures_since(const struct rd_task *t, int64_t since_ms);
 
 /* Index into f->faults of the fault with `seq`, or of the first with a larger seq. */
 size_t rd_fsm_fault_index(const struct rd_fsm *f, uint64_t seq);

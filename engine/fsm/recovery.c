@@ -168,12 +168,12 @@ int rd_fsm__recovery_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
     return 0;
 }
 
-int rd_fsm__recovery_item(struct rd_fsm *f, struct rd_str rid, struct rd_str iid,
-                          struct rd_str strategy, const struct rd_task *t, const char *old_node,
-                          int64_t time_ms)
+int rd_fsm__recovery_item(struct rd_fsm *f, const struct rd_cmd_task_assign *c,
+                          const struct rd_task *t, const char *old_node, int64_t time_ms)
 {
     char id[40], item[40];
-    if (str_id(rid, id) != 0 || str_id(iid, item) != 0)
+    struct rd_str strategy = c->strategy;
+    if (str_id(c->recovery_id, id) != 0 || str_id(c->item_id, item) != 0)
         return 0;
     struct rd_recovery *r = (struct rd_recovery *)rd_fsm_recovery(f, id);
     if (r == NULL || !open_status(r->status))
@@ -194,7 +194,9 @@ int rd_fsm__recovery_item(struct rd_fsm *f, struct rd_str rid, struct rd_str iid
     it->recovery_node_id = rd_str_dup(RD_STR(t->node_id));
     it->strategy = strategy.len ? rd_str_dup(strategy) : rd_str_dup(RD_STR(r->strategy));
     bool placed = t->node_id[0] != '\0';
-    it->error = rd_str_dup(RD_STR(placed ? "" : "no agent had room: back to pending"));
+    it->error = placed        ? rd_str_dup(RD_STR(""))
+                : c->note.len ? rd_str_dup(c->note)
+                              : rd_str_dup(RD_STR("no agent had room: back to pending"));
     if (!it->failed_node_id || !it->recovery_node_id || !it->strategy || !it->error) {
         item_free(it);
         return RD_ENOMEM;

@@ -76,6 +76,25 @@ const struct rd_checkpoint *rd_task_checkpoint(const struct rd_task *t)
     return t->n_ckpts ? &t->ckpts[t->n_ckpts - 1] : NULL;
 }
 
+unsigned rd_task_failures_since(const struct rd_task *t, int64_t since_ms)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < t->n_fail_at; i++)
+        n += t->fail_at[i] >= since_ms;
+    return n;
+}
+
+/* Counts a failure of the current attempt at leader time `at`. */
+static void note_failure(struct rd_task *t, int64_t at)
+{
+    t->failures++;
+    if (t->n_fail_at == RD_TASK_FAIL_KEEP) {
+        memmove(&t->fail_at[0], &t->fail_at[1], (RD_TASK_FAIL_KEEP - 1) * sizeof(t->fail_at[0]));
+        t->n_fail_at--;
+    }
+    t->fail_at[t->n_fail_at++] = at;
+}
+
 static size_t lower_bound(const struct rd_fsm *f, const char *id)
 {
     size_t lo = 0, hi = f->n_tasks;
@@ -243,6 +262,12 @@ static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
     char *node = rd_str_dup(c->node_id);
     if (node == NULL)
         return RD_ENOMEM;
+    /* Moved off an agent that failed or was isolated while running it: the
+     * attempt failed with its agent (poison tasks take agents down). */
+    const struct rd_node *lost = node_of(f, t->node_id);
+    if (lost != NULL && placed(t->state) &&
+        (lost->state == RD_NODE_FAILED || lost->state == RD_NODE_ISOLATED))
+        note_failure(t, cmd->time_ms);
     snprintf(f->result.old_node, sizeof(f->result.old_node), "%s", t->node_id);
     unplace(f, t);
     free(t->node_id);
@@ -261,8 +286,7 @@ static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
     if (c->recovery_id.len > 0) {
         char from[RD_NODE_ID_MAX + 1];
         snprintf(from, sizeof(from), "%s", f->result.old_node);
-        return rd_fsm__recovery_item(f, c->recovery_id, c->item_id, c->strategy, t, from,
-                                     cmd->time_ms);
+        return rd_fsm__recovery_item(f, c, t, from, cmd->time_ms);
     }
     return 0;
 }
@@ -340,12 +364,14 @@ static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
     t->result_json = res;
     unplace(f, t);
     if (c->state == RD_TASK_FAILED || c->state == RD_TASK_PENDING)
-        t->failures++;
+        note_failure(t, cmd->time_ms);
     uint8_t to = c->state;
     /* A retry past max_attempts fails the task for good. */
     if (to == RD_TASK_PENDING && t->max_attempts && t->attempt >= t->max_attempts)
         to = RD_TASK_FAILED;
-    if (to == RD_TASK_PENDING || to == RD_TASK_PAUSED || terminal(to)) {
+    /* A paused task keeps the agent it was paused on (not placed there: it
+     * holds no slots) so the engine knows when its fault is over. */
+    if (to == RD_TASK_PENDING || terminal(to)) {
         char *none = rd_str_dup(RD_STR(""));
         if (none == NULL)
             return RD_ENOMEM;
@@ -357,6 +383,44 @@ static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
     place(f, t);
     t->updated_at = cmd->time_ms;
     f->result.value = t->attempt;
+    return 0;
+}
+
+int rd_fsm__task_quarantine_check(const struct rd_fsm *f, struct rd_str task_id, uint32_t attempt)
+{
+    char id[40];
+    const struct rd_task *t = id_of(task_id, id) == 0 ? rd_fsm_task(f, id) : NULL;
+    if (t == NULL)
+        return RD_ENOTFOUND;
+    if (t->attempt != attempt)
+        return RD_EFENCED;
+    return terminal(t->state) ? RD_ECONFLICT : 0;
+}
+
+int rd_fsm__task_quarantine(struct rd_fsm *f, struct rd_str task_id, const char *why,
+                            int64_t time_ms)
+{
+    char id[40], old_node[RD_NODE_ID_MAX + 1];
+    struct rd_task *t = id_of(task_id, id) == 0 ? (struct rd_task *)rd_fsm_task(f, id) : NULL;
+    char *res = rd_str_dup(RD_STR(why)), *none = rd_str_dup(RD_STR(""));
+    if (t == NULL || res == NULL || none == NULL) {
+        free(res);
+        free(none);
+        return t == NULL ? 0 : RD_ENOMEM;
+    }
+    int old_state = t->state;
+    snprintf(old_node, sizeof(old_node), "%s", t->node_id);
+    unplace(f, t);
+    free(t->result_json);
+    t->result_json = res;
+    free(t->node_id);
+    t->node_id = none;
+    t->node_epoch = 0;
+    set_task_state(f, t, RD_TASK_FAILED);
+    t->updated_at = time_ms;
+    f->result.task = t;
+    if (f->on_task != NULL)
+        f->on_task(f->on_task_data, t, old_state, old_node);
     return 0;
 }
 
@@ -427,10 +491,13 @@ void rd_fsm__tasks_write(const struct rd_fsm *f, struct rd_wbuf *w)
             rd_w_u64(w, c->checksum);
             rd_w_str(w, c->data, c->size);
         }
+        rd_w_u8(w, t->n_fail_at);
+        for (unsigned k = 0; k < t->n_fail_at; k++)
+            rd_w_i64(w, t->fail_at[k]);
     }
 }
 
-int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r)
+int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r, unsigned format)
 {
     uint64_t count = rd_r_u64(r);
     if (r->err || count > r->len)
@@ -470,6 +537,13 @@ int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r)
             c->data = rd_str_dup(data);
             t->n_ckpts++;
             bad = c->data == NULL;
+        }
+        if (!bad && format >= 2) {
+            uint8_t n_fail = rd_r_u8(r);
+            bad = r->err || n_fail > RD_TASK_FAIL_KEEP;
+            for (unsigned k = 0; !bad && k < n_fail; k++)
+                t->fail_at[t->n_fail_at++] = rd_r_i64(r);
+            bad = bad || r->err;
         }
         if (!bad) {
             t->labels_json = rd_str_dup(labels);

@@ -147,7 +147,8 @@ void rd_api_FAULTS_STATUS(struct rd_http_req *hr)
         hr, 200,
         json_pack("{s:I,s:I,s:o,s:o,s:s,s:b,s:s,s:b}", "active_faults", (json_int_t)f->open_faults,
                   "faults_last_hour", (json_int_t)last_hour, "detection_latency_ms", latency,
-                  "recovery_success_rate", rate, "mode", partition ? "degraded" : "normal",
+                  "recovery_success_rate", rate, "mode",
+                  rd_sched_degraded(&eng->sched, NULL) ? "degraded" : "normal",
                   "partition_suspected", partition, "policy_version",
                   rd_policy_version(eng->policy), "leader", rd_replica_is_leader(&eng->replica)));
 }

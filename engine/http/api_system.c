@@ -171,6 +171,29 @@ void rd_api_METRICS(struct rd_http_req *hr)
                    (unsigned long long)eng->policy_reloads_ok);
     rd_mbuf_printf(&b, "recoveryd_policy_reloads_total{result=\"failed\"} %llu\n",
                    (unsigned long long)eng->policy_reloads_failed);
+    const struct rd_sched *sc = &eng->sched;
+    rd_metric_header(&b, "recoveryd_tasks", "gauge", "Tasks by state.");
+    for (int st = 0; st < RD_TASK_STATE_COUNT; st++)
+        rd_mbuf_printf(&b, "recoveryd_tasks{state=\"%s\"} %zu\n", rd_task_state_name(st),
+                       eng->fsm.tasks_by_state[st]);
+    rd_metric_header(&b, "recoveryd_recovery_tasks_moved_total", "counter",
+                     "Tasks moved off failed, departed or draining agents (this leader).");
+    rd_mbuf_printf(&b, "recoveryd_recovery_tasks_moved_total %llu\n",
+                   (unsigned long long)sc->recoveries_total);
+    rd_metric_header(&b, "recoveryd_recovery_policy_errors_total", "counter",
+                     "Policy calls that failed; the built-in default acted.");
+    rd_mbuf_printf(&b, "recoveryd_recovery_policy_errors_total %llu\n",
+                   (unsigned long long)sc->policy_errors_total);
+    rd_metric_header(&b, "recoveryd_recovery_runs_timed_out_total", "counter",
+                     "Recovery runs closed partial at their strategy's max_time.");
+    rd_mbuf_printf(&b, "recoveryd_recovery_runs_timed_out_total %llu\n",
+                   (unsigned long long)sc->runs_timed_out);
+    rd_metric_header(&b, "recoveryd_poison_tasks_total", "counter",
+                     "Tasks quarantined as poison (this leader).");
+    rd_mbuf_printf(&b, "recoveryd_poison_tasks_total %llu\n", (unsigned long long)sc->poison_total);
+    rd_metric_header(&b, "recoveryd_degraded", "gauge",
+                     "1 while in degraded mode (partition suspected or tasks paused).");
+    rd_mbuf_printf(&b, "recoveryd_degraded %d\n", rd_sched_degraded(sc, NULL) ? 1 : 0);
     rd_plugin_host_metrics(&eng->plugins, &b);
 
     if (b.err) {

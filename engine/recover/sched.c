@@ -9,6 +9,12 @@
 #include "policy/policy.h"
 
 #define PASS_MS 100 /* at most this long between passes while work waits */
+/* While a partition is suspected, critical tasks move at most this many per
+ * second (burst as many): a vanished half of the fleet must not turn into a
+ * stampede onto the other half (DESIGN.md decision 6). */
+#define PARTITION_MOVES_PER_S 10.0
+/* A plan that moved nothing for an agent is not asked again before this. */
+#define REPLAN_BACKOFF_MS 1000
 
 bool rd_sched_labels_match(const char *task_labels, const char *node_labels)
 {
@@ -93,16 +99,16 @@ static size_t choose(struct rd_fsm *f, const struct rd_task *t, const uint32_t *
 }
 
 static bool propose_assign_in(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
-                              int state, const char *run, const char *strategy);
+                              int state, const char *run, const char *strategy, const char *note);
 
 static bool propose_assign(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
                            int state)
 {
-    return propose_assign_in(s, t, nd, state, NULL, NULL);
+    return propose_assign_in(s, t, nd, state, NULL, NULL, NULL);
 }
 
 static bool propose_assign_in(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
-                              int state, const char *run, const char *strategy)
+                              int state, const char *run, const char *strategy, const char *note)
 {
     char item[RD_UUID_STRLEN] = "";
     if (run != NULL && rd_uuid_v4(item) != 0)
@@ -117,6 +123,7 @@ static bool propose_assign_in(struct rd_sched *s, const struct rd_task *t, const
     cmd.u.tassign.recovery_id = RD_STR(run ? run : "");
     cmd.u.tassign.item_id = RD_STR(item);
     cmd.u.tassign.strategy = RD_STR(strategy ? strategy : "");
+    cmd.u.tassign.note = RD_STR(note ? note : "");
     struct rd_wbuf w;
     rd_w_init(&w);
     struct placement *p = calloc(1, sizeof(*p));
@@ -221,14 +228,16 @@ static void run_open(struct rd_sched *s, const struct rd_node *n, const char *st
     run_propose(s, &cmd, key);
 }
 
-/* The lost agent holds no more tasks: the run ends. */
-static void run_close(struct rd_sched *s, const struct rd_recovery *run)
+/* The run ends: its agent holds no more tasks, came back, or the run
+ * passed its strategy's max_time (`forced` RD_REC_PARTIAL, else -1). */
+static void run_close(struct rd_sched *s, const struct rd_recovery *run, int forced)
 {
     char key[64];
     snprintf(key, sizeof(key), "close:%s", run->id);
     struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_CLOSE, .time_ms = rd_engine_stamp(s->eng)};
     cmd.u.rclose.id = RD_STR(run->id);
-    cmd.u.rclose.status = run->failed == 0     ? RD_REC_SUCCEEDED
+    cmd.u.rclose.status = forced >= 0          ? (uint8_t)forced
+                          : run->failed == 0   ? RD_REC_SUCCEEDED
                           : run->recovered > 0 ? RD_REC_PARTIAL
                                                : RD_REC_FAILED;
     cmd.u.rclose.strategy = RD_STR("");
@@ -323,7 +332,7 @@ static json_t *build_view(struct rd_engine *eng)
     }
 #define RS c->fault_tolerance.recovery_strategies
     return json_pack("{s:o,s:s,s:b,s:{s:{s:I,s:i},s:{s:I,s:b},s:{s:b,s:i}},s:I}", "nodes", nodes,
-                     "mode", eng->analysis.partition_suspected ? "degraded" : "normal",
+                     "mode", rd_sched_degraded(&eng->sched, NULL) ? "degraded" : "normal",
                      "partition_suspected", eng->analysis.partition_suspected, "strategies",
                      "fast_recovery", "max_time_ms", (json_int_t)RS.fast_recovery.max_time_ms,
                      "resource_limit", (int)RS.fast_recovery.resource_limit, "safe_recovery",
@@ -337,16 +346,22 @@ static json_t *build_view(struct rd_engine *eng)
 
 /* safe_recovery's wait: until the lost agent's lease has surely expired
  * (its last heartbeat + lease + one interval for clock drift), so the task
- * never runs twice at once. */
-static bool lease_expired(struct rd_engine *eng, const struct rd_node *n)
+ * never runs twice at once. 0 when it has (or nothing is known). */
+static uint64_t lease_left_ns(struct rd_engine *eng, const struct rd_node *n)
 {
     struct rd_soft *soft = rd_registry_get(&eng->registry, n->node_id, n->id_len);
     if (soft == NULL || soft->epoch != n->epoch || soft->last_mono_ns == 0)
-        return true;
+        return 0;
     uint64_t margin =
         (rd_engine_lease_ms(eng) + eng->cfg.fault_tolerance.detection.heartbeat_interval_ms) *
         1000000ULL;
-    return rd_mono_ns() >= soft->last_mono_ns + margin;
+    uint64_t now = rd_mono_ns(), end = soft->last_mono_ns + margin;
+    return now >= end ? 0 : end - now;
+}
+
+static bool lease_expired(struct rd_engine *eng, const struct rd_node *n)
+{
+    return lease_left_ns(eng, n) == 0;
 }
 
 static struct rd_task *task_in(struct rd_task **todo, size_t k, const char *id)
@@ -357,9 +372,32 @@ static struct rd_task *task_in(struct rd_task **todo, size_t k, const char *id)
     return NULL;
 }
 
-static bool move_task(struct rd_sched *s, struct rd_task *t, const struct rd_node *from,
-                      const char *target, uint32_t *extra, unsigned limit, const char *why)
+/* While a partition is suspected: one move from the token bucket, if any. */
+static bool partition_allows(struct rd_sched *s)
 {
+    uint64_t now = rd_mono_ns();
+    if (s->partition_tokens_ns == 0)
+        s->partition_tokens = PARTITION_MOVES_PER_S;
+    else
+        s->partition_tokens += (double)(now - s->partition_tokens_ns) / 1e9 * PARTITION_MOVES_PER_S;
+    if (s->partition_tokens > PARTITION_MOVES_PER_S)
+        s->partition_tokens = PARTITION_MOVES_PER_S;
+    s->partition_tokens_ns = now;
+    if (s->partition_tokens < 1.0)
+        return false;
+    s->partition_tokens -= 1.0;
+    return true;
+}
+
+/* Moves `t` off `from` (to `target` when the policy chose one). Returns 1
+ * when a move was proposed, 0 when the task must wait (a suspected
+ * partition: non-critical tasks wait for their agents, critical ones for
+ * the rate limit), -1 when proposing failed (stop this pass). */
+static int move_task(struct rd_sched *s, struct rd_task *t, const struct rd_node *from,
+                     const char *target, uint32_t *extra, unsigned limit, const char *why)
+{
+    if (s->eng->analysis.partition_suspected && (!t->critical || !partition_allows(s)))
+        return 0;
     const struct rd_recovery *run = rd_fsm_open_recovery(&s->eng->fsm, from->node_id);
     struct rd_fsm *f = &s->eng->fsm;
     size_t best = SIZE_MAX;
@@ -380,8 +418,8 @@ static bool move_task(struct rd_sched *s, struct rd_task *t, const struct rd_nod
         best = choose(f, t, extra, limit ? limit : 100);
     const struct rd_node *to = best == SIZE_MAX ? NULL : f->nodes[best];
     if (!propose_assign_in(s, t, to, to ? RD_TASK_RECOVERING : RD_TASK_PENDING,
-                           run ? run->id : NULL, why))
-        return false;
+                           run ? run->id : NULL, why, NULL))
+        return -1;
     if (to != NULL)
         extra[best] += t->slots;
     s->recoveries_total++;
@@ -389,7 +427,7 @@ static bool move_task(struct rd_sched *s, struct rd_task *t, const struct rd_nod
             "task=%s from=%s to=%s attempt=%u critical=%d priority=%u strategy=%s", t->id,
             from->node_id, to ? to->node_id : "(pending)", t->attempt + (to ? 1 : 0), t->critical,
             t->priority, why);
-    return true;
+    return 1;
 }
 
 static void pause_task(struct rd_sched *s, struct rd_task *t)
@@ -399,40 +437,113 @@ static void pause_task(struct rd_sched *s, struct rd_task *t)
     cmd.u.tfinish.attempt = 0;
     cmd.u.tfinish.state = RD_TASK_PAUSED;
     cmd.u.tfinish.result_json = RD_STR("paused by degraded_service");
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    struct placement *p = calloc(1, sizeof(*p));
-    char *key = strdup(t->id);
-    if (p && key && rd_cmd_encode(&cmd, &w) == 0) {
-        p->s = s;
-        memcpy(p->task_id, t->id, strlen(t->id) + 1);
-        if (rd_replica_submit(&s->eng->replica, &w, placed_cb, p) == 0) {
-            rd_map_put(&s->inflight, key, strlen(key), key);
-            p = NULL, key = NULL;
-        }
-    }
-    free(p);
-    free(key);
-    rd_w_free(&w);
+    run_propose(s, &cmd, t->id);
 }
 
+/* ---- poison tasks ---------------------------------------------------------- */
+
+/* True when `t` has failed max_failures times within the window, counting
+ * `now_failing` more (1: its agent just failed under it). */
+static bool poisoned(const struct rd_sched *s, const struct rd_task *t, unsigned now_failing)
+{
+    const struct rd_config *c = &s->eng->cfg;
+    int64_t since = rd_now_ms() - (int64_t)c->fault_tolerance.poison.window_ms;
+    return rd_task_failures_since(t, since) + now_failing >= c->fault_tolerance.poison.max_failures;
+}
+
+/* Fails `t` with a poison_task fault in one command (which alerts) instead
+ * of placing it again. */
+static void quarantine(struct rd_sched *s, const struct rd_task *t, unsigned now_failing)
+{
+    const struct rd_config *c = &s->eng->cfg;
+    char id[RD_UUID_STRLEN];
+    if (rd_map_get(&s->inflight, t->id, strlen(t->id)) || rd_uuid_v4(id) != 0)
+        return;
+    int64_t since = rd_now_ms() - (int64_t)c->fault_tolerance.poison.window_ms;
+    unsigned n = rd_task_failures_since(t, since) + now_failing;
+    json_t *meta =
+        json_pack("{s:s,s:s,s:I,s:i,s:I,s:i,s:s}", "task_id", t->id, "last_node_id", t->node_id,
+                  "attempt", (json_int_t)t->attempt, "failures", (int)n, "window_ms",
+                  (json_int_t)c->fault_tolerance.poison.window_ms, "max_failures",
+                  (int)c->fault_tolerance.poison.max_failures, "last_error", t->result_json);
+    char *meta_s = meta ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(meta);
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(s->eng)};
+    cmd.u.fopen.id = RD_STR(id);
+    cmd.u.fopen.node_id = RD_STR("");
+    cmd.u.fopen.fault_type = RD_FAULT_POISON_TASK;
+    cmd.u.fopen.severity = RD_SEV_MAJOR;
+    cmd.u.fopen.metadata_json = RD_STR(meta_s ? meta_s : "{}");
+    cmd.u.fopen.recovery_action_json =
+        RD_STR("{\"action\":\"quarantine\",\"detail\":\"task failed; not placed again\"}");
+    cmd.u.fopen.set_state = RD_STATE_ANY;
+    cmd.u.fopen.from_state = RD_STATE_ANY;
+    cmd.u.fopen.task_id = RD_STR(t->id);
+    cmd.u.fopen.task_attempt = t->attempt;
+    RD_WARN("recovery", "poison_task", "task=%s failures=%u window_ms=%llu last_node=%s fault=%s",
+            t->id, n, (unsigned long long)c->fault_tolerance.poison.window_ms, t->node_id, id);
+    s->poison_total++;
+    run_propose(s, &cmd, t->id);
+    free(meta_s);
+}
+
+/* ---- degraded mode ------------------------------------------------------- */
+
+bool rd_sched_degraded(const struct rd_sched *s, unsigned *limit_pct)
+{
+    const struct rd_engine *eng = s->eng;
+    if (limit_pct != NULL)
+        *limit_pct =
+            s->performance_limit
+                ? s->performance_limit
+                : eng->cfg.fault_tolerance.recovery_strategies.degraded_service.performance_limit;
+    return eng->analysis.partition_suspected || eng->fsm.tasks_by_state[RD_TASK_PAUSED] > 0;
+}
+
+/* Paused tasks go back to pending once no partition is suspected and the
+ * agent they were paused on is no longer in trouble (back, drained, gone). */
+static void resume_paused(struct rd_sched *s)
+{
+    struct rd_fsm *f = &s->eng->fsm;
+    if (s->eng->analysis.partition_suspected || f->tasks_by_state[RD_TASK_PAUSED] == 0)
+        return;
+    for (size_t i = 0; i < f->n_tasks; i++) {
+        const struct rd_task *t = f->tasks[i];
+        if (t->state != RD_TASK_PAUSED || rd_map_get(&s->inflight, t->id, strlen(t->id)))
+            continue;
+        const struct rd_node *n =
+            t->node_id[0] ? rd_fsm_node(f, t->node_id, strlen(t->node_id)) : NULL;
+        if (n != NULL && (n->state == RD_NODE_FAILED || n->state == RD_NODE_SUSPECT ||
+                          n->state == RD_NODE_ISOLATED))
+            continue;
+        RD_INFO("recovery", "task_resumed", "task=%s paused_on=%s", t->id,
+                t->node_id[0] ? t->node_id : "-");
+        if (!propose_assign(s, t, NULL, RD_TASK_PENDING))
+            return;
+    }
+}
+
+/* ---- executing a plan ------------------------------------------------------ */
+
 /* Executes a validated plan; anything the plan leaves out of this node's
- * tasks waits for the next pass. Returns false when the plan could not act. */
-static void execute(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo, size_t k,
-                    json_t *plan, uint32_t *extra)
+ * tasks waits for the next pass. Returns the number of changes proposed,
+ * -1 when proposing failed. */
+static int execute(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo, size_t k,
+                   json_t *plan, uint32_t *extra)
 {
     struct rd_engine *eng = s->eng;
     const char *strategy = json_string_value(json_object_get(plan, "strategy"));
     unsigned limit = eng->cfg.fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
     json_t *actions = json_object_get(plan, "actions");
-    /* Reassignments in the policy's order (stable for equal orders). */
+    int proposed = 0;
+    /* Side actions first, then reassignments in the policy's order. */
     size_t na = json_array_size(actions);
-    for (json_int_t order_pass = 0; order_pass < 2; order_pass++) {
+    for (int stage = 0; stage < 2; stage++) {
         for (size_t i = 0; i < na; i++) {
             json_t *a = json_array_get(actions, i);
             const char *what = json_string_value(json_object_get(a, "action"));
             struct rd_task *t = task_in(todo, k, json_string_value(json_object_get(a, "task_id")));
-            if (order_pass == 0) { /* side actions first */
+            if (stage == 0) {
                 if (strcmp(what, "alert") == 0) {
                     char fp[64];
                     snprintf(fp, sizeof(fp), "policy-%s", n->node_id);
@@ -446,8 +557,13 @@ static void execute(struct rd_sched *s, const struct rd_node *n, struct rd_task 
                         .description = strategy,
                         .starts_at_ms = rd_now_ms()};
                     rd_plugin_host_alert(&eng->plugins, &al);
-                } else if (strcmp(what, "pause") == 0 && t != NULL) {
+                } else if (strcmp(what, "pause") == 0 && t != NULL &&
+                           !rd_map_get(&s->inflight, t->id, strlen(t->id))) {
                     pause_task(s, t);
+                    proposed++;
+                } else if (strcmp(what, "degrade") == 0) {
+                    json_int_t pct = json_integer_value(json_object_get(a, "performance_limit"));
+                    s->performance_limit = pct < 1 ? 1 : pct > 100 ? 100 : (unsigned)pct;
                 } else if (strcmp(what, "check_consistency") == 0 && t != NULL) {
                     const struct rd_checkpoint *c = rd_task_checkpoint(t);
                     if (c != NULL && !checksum_ok(c))
@@ -458,22 +574,80 @@ static void execute(struct rd_sched *s, const struct rd_node *n, struct rd_task 
             }
             if (t == NULL || rd_map_get(&s->inflight, t->id, strlen(t->id)))
                 continue;
+            int rv = 0;
             if (strcmp(what, "reassign") == 0) {
                 /* safe_recovery never lets a task run twice at once: it moves
                  * only once the lost agent's lease has surely expired. */
                 if (strategy != NULL && strcmp(strategy, "safe_recovery") == 0 &&
                     !lease_expired(eng, n))
                     continue;
-                if (!move_task(s, t, n, json_string_value(json_object_get(a, "target")), extra,
-                               limit, strategy))
-                    return;
+                rv = move_task(s, t, n, json_string_value(json_object_get(a, "target")), extra,
+                               limit, strategy);
             } else if (strcmp(what, "wait") == 0 && lease_expired(eng, n)) {
                 /* The lease has run out: it is safe to move now. */
-                if (!move_task(s, t, n, NULL, extra, limit, strategy))
-                    return;
+                rv = move_task(s, t, n, NULL, extra, limit, strategy);
             }
+            if (rv < 0)
+                return -1;
+            proposed += rv;
         }
     }
+    return proposed;
+}
+
+/* A run that passed its strategy's max_time ends partial and alerts; what
+ * its agent still holds goes back to pending for ordinary placement. Not
+ * while a partition is suspected: then waiting is the plan. */
+static bool run_timed_out(struct rd_sched *s, const struct rd_recovery *run,
+                          const struct rd_node *n)
+{
+    const struct rd_config *c = &s->eng->cfg;
+    const char *st = run->strategy[0] ? run->strategy
+                     : run->n_items   ? run->items[run->n_items - 1].strategy
+                                      : "fast_recovery";
+    uint64_t max = strcmp(st, "safe_recovery") == 0
+                       ? c->fault_tolerance.recovery_strategies.safe_recovery.max_time_ms
+                   : strcmp(st, "degraded_service") == 0
+                       ? 0 /* waits for the fault to end by design */
+                       : c->fault_tolerance.recovery_strategies.fast_recovery.max_time_ms;
+    int64_t age = rd_now_ms() - run->started_at;
+    if (max == 0 || age <= (int64_t)max || s->eng->analysis.partition_suspected)
+        return false;
+    char note[128];
+    snprintf(note, sizeof(note), "%s passed its max_time (%llu ms): back to pending", st,
+             (unsigned long long)max);
+    unsigned left = 0;
+    for (struct rd_task *t = n ? n->tasks : NULL; t != NULL; t = t->next_on_node) {
+        if (rd_map_get(&s->inflight, t->id, strlen(t->id)))
+            continue;
+        if (!propose_assign_in(s, t, NULL, RD_TASK_PENDING, run->id, st, note))
+            return true;
+        left++;
+    }
+    char key[64];
+    snprintf(key, sizeof(key), "close:%s", run->id);
+    if (rd_map_get(&s->inflight, key, strlen(key)))
+        return true;
+    run_close(s, run, RD_REC_PARTIAL);
+    s->runs_timed_out++;
+    char summary[256], fp[64];
+    snprintf(summary, sizeof(summary),
+             "recovery run %s of agent %s passed %s max_time (%llu ms): partial, %u task(s) back "
+             "to pending",
+             run->id, run->node_id, st, (unsigned long long)max, left);
+    snprintf(fp, sizeof(fp), "max-time-%s", run->id);
+    RD_WARN("recovery", "max_time", "run=%s node=%s strategy=%s age_ms=%lld pending=%u", run->id,
+            run->node_id, st, (long long)age, left);
+    struct rd_alert al = {.fingerprint = fp,
+                          .alertname = "RecoveryMaxTime",
+                          .node_id = run->node_id,
+                          .fault_type = "recovery",
+                          .severity = "major",
+                          .summary = summary,
+                          .description = st,
+                          .starts_at_ms = rd_now_ms()};
+    rd_plugin_host_alert(&s->eng->plugins, &al);
+    return true;
 }
 
 /* Moves the tasks of failed, isolated, departed and draining agents as the
@@ -481,26 +655,47 @@ static void execute(struct rd_sched *s, const struct rd_node *n, struct rd_task 
  * errors, runs past its budget or returns an invalid plan, that is recorded
  * as a policy_error fault and the built-in fast recovery acts instead
  * (DESIGN.md decision 7). While a partition is suspected only critical
- * tasks are offered; the others wait for their agents to come back. */
+ * tasks move, rate-limited; the others wait for their agents or are paused
+ * by degraded_service. A task that keeps failing is quarantined instead. */
 static void recover(struct rd_sched *s, uint32_t *extra)
 {
     struct rd_engine *eng = s->eng;
     struct rd_fsm *f = &eng->fsm;
     unsigned limit = eng->cfg.fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
-    bool partition = eng->analysis.partition_suspected;
     json_t *view = NULL;
-    /* Runs whose agent holds no more tasks end. */
+    uint64_t now_ns = rd_mono_ns();
+    /* Runs end when their agent holds no more tasks or is working again,
+     * or when they pass their max_time. */
     for (size_t i = 0; i < f->n_recoveries; i++) {
         const struct rd_recovery *run = f->recoveries[i];
         if (run->status != RD_REC_INITIATED && run->status != RD_REC_RUNNING)
             continue;
         const struct rd_node *n = rd_fsm_node(f, run->node_id, strlen(run->node_id));
-        if (n == NULL || n->tasks == NULL)
-            run_close(s, run);
+        if (n == NULL || n->tasks == NULL || !node_gone(n))
+            run_close(s, run, -1);
+        else
+            run_timed_out(s, run, n);
     }
     for (size_t i = 0; i < f->n_nodes; i++) {
         const struct rd_node *n = f->nodes[i];
         if (n->tasks == NULL || !node_gone(n))
+            continue;
+        struct rd_soft *soft = rd_registry_get(&eng->registry, n->node_id, n->id_len);
+        if (soft != NULL && soft->replan_at_ns > now_ns)
+            continue;
+        bool died = n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED;
+        struct rd_task *todo[256];
+        size_t k = 0;
+        for (struct rd_task *t = n->tasks; t != NULL && k < RD_ARRAY_SIZE(todo);
+             t = t->next_on_node) {
+            if (rd_map_get(&s->inflight, t->id, strlen(t->id)))
+                continue;
+            if (died && poisoned(s, t, 1))
+                quarantine(s, t, 1);
+            else
+                todo[k++] = t;
+        }
+        if (k == 0)
             continue;
         const struct rd_recovery *run = rd_fsm_open_recovery(f, n->node_id);
         /* Every move belongs to a recovery run: open one first. */
@@ -508,14 +703,6 @@ static void recover(struct rd_sched *s, uint32_t *extra)
             run_open(s, n, "", event_kind(n));
             continue;
         }
-        struct rd_task *todo[256];
-        size_t k = 0;
-        for (struct rd_task *t = n->tasks; t != NULL && k < RD_ARRAY_SIZE(todo);
-             t = t->next_on_node)
-            if (!rd_map_get(&s->inflight, t->id, strlen(t->id)) && (!partition || t->critical))
-                todo[k++] = t;
-        if (k == 0)
-            continue;
         qsort(todo, k, sizeof(*todo), by_urgency);
         json_t *plan = NULL;
         char err[RD_POLICY_ERRLEN] = "";
@@ -536,16 +723,25 @@ static void recover(struct rd_sched *s, uint32_t *extra)
                 plan = NULL;
             }
         }
+        int proposed = 0;
         if (plan != NULL) {
-            execute(s, n, todo, k, plan, extra);
+            proposed = execute(s, n, todo, k, plan, extra);
             json_decref(plan);
-            continue;
+        } else {
+            for (size_t j = 0; j < k && proposed >= 0; j++) {
+                int rv = move_task(s, todo[j], n, NULL, extra, limit, "builtin_fast_recovery");
+                proposed = rv < 0 ? -1 : proposed + rv;
+            }
         }
-        for (size_t j = 0; j < k; j++)
-            if (!move_task(s, todo[j], n, NULL, extra, limit, "builtin_fast_recovery"))
-                goto out;
+        if (proposed < 0)
+            break;
+        /* Nothing could act (a lease to wait out, no room, a partition):
+         * ask again when the lease runs out, or after a backoff. */
+        if (proposed == 0 && soft != NULL) {
+            uint64_t wait = lease_left_ns(eng, n), cap = REPLAN_BACKOFF_MS * 1000000ULL;
+            soft->replan_at_ns = now_ns + (wait > 0 && wait < cap ? wait : cap);
+        }
     }
-out:
     json_decref(view); /* NULL when no policy ran */
 }
 
@@ -561,6 +757,7 @@ static void pass(struct rd_sched *s)
     if (extra == NULL)
         return;
     recover(s, extra);
+    resume_paused(s);
     if (f->tasks_by_state[RD_TASK_PENDING] == 0) {
         free(extra);
         return;
@@ -573,13 +770,20 @@ static void pass(struct rd_sched *s)
     }
     for (size_t i = 0; i < f->n_tasks && n < f->tasks_by_state[RD_TASK_PENDING]; i++) {
         struct rd_task *t = f->tasks[i];
-        if (t->state == RD_TASK_PENDING && !rd_map_get(&s->inflight, t->id, strlen(t->id)))
+        if (t->state != RD_TASK_PENDING || rd_map_get(&s->inflight, t->id, strlen(t->id)))
+            continue;
+        if (poisoned(s, t, 0))
+            quarantine(s, t, 0);
+        else
             todo[n++] = t;
     }
     qsort(todo, n, sizeof(*todo), by_urgency);
+    unsigned degraded_limit = 100;
+    bool degraded = rd_sched_degraded(s, &degraded_limit);
     for (size_t k = 0; k < n; k++) {
         struct rd_task *t = todo[k];
-        size_t best = choose(f, t, extra, 100);
+        /* Degraded: non-critical work only up to performance_limit. */
+        size_t best = choose(f, t, extra, degraded && !t->critical ? degraded_limit : 100);
         if (best == SIZE_MAX)
             continue; /* waits for capacity */
         if (!propose_assign(s, t, f->nodes[best], RD_TASK_ASSIGNED))

@@ -26,6 +26,11 @@ struct rd_sched {
     uint64_t placements_refused;
     uint64_t recoveries_total; /* tasks moved off failed, departed or draining agents */
     uint64_t policy_errors_total;
+    uint64_t poison_total;      /* tasks quarantined as poison */
+    uint64_t runs_timed_out;    /* runs closed partial at their strategy's max_time */
+    unsigned performance_limit; /* degraded mode's share of capacity, from the last degrade */
+    double partition_tokens;    /* moves allowed while a partition is suspected */
+    uint64_t partition_tokens_ns;
 };
 
 void rd_sched_init(struct rd_sched *s, struct rd_engine *eng);
@@ -43,6 +48,15 @@ struct rd_node;
 int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *strategy,
                       const char *reason, char id_out[37],
                       void (*cb)(void *data, int status, uint64_t value), void *data);
+
+/*
+ * Degraded mode (degraded_service): a partition is suspected, or tasks are
+ * paused until their agents' faults are over. Derived from the log and the
+ * partition guard, so it survives restarts and leader changes. While
+ * degraded, non-critical placements fill an agent only up to `limit_pct`
+ * (the degrade action's performance_limit) of its slots.
+ */
+bool rd_sched_degraded(const struct rd_sched *s, unsigned *limit_pct);
 
 /* True when `task_labels` (a JSON object) is a subset of `node_labels`. */
 bool rd_sched_labels_match(const char *task_labels, const char *node_labels);

@@ -52,6 +52,9 @@ struct rd_soft {
     char revoked[16][40];
     uint8_t n_revoked;
     char metric[32]; /* the metric behind a metrics verdict */
+    /* Recovery: a plan that moved nothing is not asked again before this
+     * (waiting for a lease to run out, or for room). */
+    uint64_t replan_at_ns;
 };
 
 struct rd_registry {

@@ -211,6 +211,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.fault_tolerance.partition.mass_failure_window_ms, 10000);
     assert_int_equal(c.fault_tolerance.partition.min_nodes, 4);
     assert_int_equal(c.fault_tolerance.partition.alert_after_ms, 300000);
+    assert_int_equal(c.fault_tolerance.poison.max_failures, 3);
+    assert_int_equal(c.fault_tolerance.poison.window_ms, 600000);
 
     /* 500ms x 3: a failed agent is declared failed 1.5 s after its last heartbeat. */
     assert_int_equal(rd_config_lease_ms(&c), 1500);
@@ -724,7 +726,7 @@ static void test_error_unknown_key(void **state)
                                   "flap_threshold, flap_penalty)");
     expect_exact_error("fault_tolerance:\n  partitions: {}\n",
                        NAME ":2: fault_tolerance.partitions: unknown key (expected one of: "
-                            "detection, recovery_strategies, backup, partition)");
+                            "detection, recovery_strategies, backup, partition, poison)");
     expect_exact_error("fault_tolerance:\n  partition:\n    share: 50%\n",
                        NAME ":3: fault_tolerance.partition.share: unknown key (expected one of: "
                             "mass_failure_share, mass_failure_window, min_nodes, alert_after)");
@@ -1313,6 +1315,21 @@ static void test_flap_and_partition(void **state)
     /* An empty partition section keeps the defaults. */
     assert_int_equal(load(&c, "fault_tolerance:\n  partition:\n", err), 0);
     assert_int_equal(c.fault_tolerance.partition.min_nodes, 4);
+
+    /* Poison tasks. */
+    assert_int_equal(load(&c, "fault_tolerance:\n  poison: {max_failures: 16, window: 30s}\n", err),
+                     0);
+    assert_int_equal(c.fault_tolerance.poison.max_failures, 16);
+    assert_int_equal(c.fault_tolerance.poison.window_ms, 30000);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    expect_error("fault_tolerance:\n  poison:\n    max_failures: 17\n", 3,
+                 "fault_tolerance.poison.max_failures", "'17'");
+    expect_error("fault_tolerance:\n  poison:\n    max_failures: 0\n", 3,
+                 "fault_tolerance.poison.max_failures", "'0'");
+    assert_int_equal(load(&c, "fault_tolerance:\n  poison: {window: 0ms}\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    assert_string_equal(err,
+                        "fault_tolerance.poison.window: expected a duration above 0, got '0ms'");
 
     /* Errors: file, line, key, value. */
     expect_exact_error("fault_tolerance:\n  detection:\n    flap_window: often\n",
