@@ -41,6 +41,29 @@ static json_t *run_json(const struct rd_recovery *r)
                      r->reason, "items", items);
 }
 
+/* Runs, newest first: ?node_id= and ?status= filter, ?limit= (1-1000, 100). */
+void rd_api_RECOVERY_LIST(struct rd_http_req *hr)
+{
+    const struct rd_fsm *f = &hr->eng->fsm;
+    const char *node = rd_http_query(hr, "node_id"), *status = rd_http_query(hr, "status"),
+               *limit_s = rd_http_query(hr, "limit");
+    char *end = NULL;
+    long limit = limit_s ? strtol(limit_s, &end, 10) : 100;
+    if (limit < 1 || limit > 1000 || (limit_s && (end == limit_s || *end != '\0'))) {
+        rd_http_bad_request(hr, "limit", "limit must be an integer from 1 to 1000");
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = f->n_recoveries; i-- > 0 && json_array_size(items) < (size_t)limit;) {
+        const struct rd_recovery *r = f->recoveries[i];
+        if ((node && strcmp(node, r->node_id) != 0) ||
+            (status && strcmp(status, rd_recovery_status_name(r->status)) != 0))
+            continue;
+        json_array_append_new(items, run_json(r));
+    }
+    rd_http_send_json(hr, 200, json_pack("{s:o}", "items", items));
+}
+
 void rd_api_RECOVERY_GET(struct rd_http_req *hr)
 {
     h2o_iovec_t id = hr->params[0];
@@ -77,8 +100,7 @@ static void opened(void *data, int status, uint64_t value)
             rd_http_send_rd_error(&p->hr, status ? status : RD_EINTERNAL, NULL);
         }
     }
-    if (status == 0)
-        rd_sched_kick(&eng->sched);
+    rd_sched_release_open(&eng->sched, p->key);
     rd_http_pending_done(p);
 }
 
@@ -91,17 +113,16 @@ static void drained(void *data, int status, uint64_t value)
     if (status != 0 || n == NULL) {
         if (rd_http_pending_alive(p))
             rd_http_send_rd_error(&p->hr, status ? status : RD_ENOTFOUND, NULL);
+        rd_sched_release_open(&eng->sched, p->key);
         rd_http_pending_done(p);
         return;
     }
-    const char *strategy = p->recovery_id; /* carried the requested strategy until now */
-    char requested[40];
-    snprintf(requested, sizeof(requested), "%s", strategy);
-    int rv = rd_sched_open_run(&eng->sched, n, requested, "manual: POST /api/v1/recovery/trigger",
+    int rv = rd_sched_open_run(&eng->sched, n, p->strategy, "manual: POST /api/v1/recovery/trigger",
                                p->recovery_id, opened, p);
     if (rv != 0) {
         if (rd_http_pending_alive(p))
             rd_http_send_rd_error(&p->hr, rv, NULL);
+        rd_sched_release_open(&eng->sched, p->key);
         rd_http_pending_done(p);
     }
 }
@@ -141,7 +162,24 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
         goto out;
     }
     snprintf(p->key, sizeof(p->key), "%s", node);
-    snprintf(p->recovery_id, sizeof(p->recovery_id), "%s", strategy);
+    snprintf(p->strategy, sizeof(p->strategy), "%s", strategy);
+    const struct rd_recovery *open = rd_fsm_open_recovery(&eng->fsm, node);
+    if (open != NULL) { /* one run per agent at a time: that one answers */
+        snprintf(p->recovery_id, sizeof(p->recovery_id), "%s", open->id);
+        if (rd_sched_hold_open(&eng->sched, node))
+            opened(p, 0, 0);
+        else
+            rd_http_pending_done(p); /* cannot happen: no open in flight with a run open */
+        goto out;
+    }
+    /* The scheduler must not open its own run (without the requested
+     * strategy) for the agent while this one is being set up. */
+    if (!rd_sched_hold_open(&eng->sched, node)) {
+        rd_http_send_error(&p->hr, 409, "conflict", NULL,
+                           "a recovery run for node %s is being opened; retry", node);
+        rd_http_pending_done(p);
+        goto out;
+    }
     /* A working agent is drained first, so it gets no new work while its
      * tasks move; then the run opens. */
     int rv;
@@ -158,19 +196,12 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
             rv = rd_replica_submit(&eng->replica, &w, drained, p);
         rd_w_free(&w);
     } else {
-        const struct rd_recovery *open = rd_fsm_open_recovery(&eng->fsm, node);
-        if (open != NULL) { /* one run per agent at a time */
-            snprintf(p->recovery_id, sizeof(p->recovery_id), "%s", open->id);
-            opened(p, 0, 0);
-            goto out;
-        }
-        char requested[40];
-        snprintf(requested, sizeof(requested), "%s", strategy);
-        rv = rd_sched_open_run(&eng->sched, n, requested, "manual: POST /api/v1/recovery/trigger",
+        rv = rd_sched_open_run(&eng->sched, n, p->strategy, "manual: POST /api/v1/recovery/trigger",
                                p->recovery_id, opened, p);
     }
     if (rv != 0) {
         rd_http_send_rd_error(&p->hr, rv, NULL);
+        rd_sched_release_open(&eng->sched, node);
         rd_http_pending_done(p);
     }
 out:

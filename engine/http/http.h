@@ -44,6 +44,7 @@ struct rd_engine;
     X(TASK_FAIL, "POST", "/api/v1/tasks/*/fail", "task_fail")                                      \
     X(POLICIES_RELOAD, "POST", "/api/v1/policies/reload", "policies_reload")                       \
     X(RECOVERY_TRIGGER, "POST", "/api/v1/recovery/trigger", "recovery_trigger")                    \
+    X(RECOVERY_LIST, "GET", "/api/v1/recovery/tasks", "recovery_list")                             \
     X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")
 
 enum rd_route {
@@ -130,6 +131,7 @@ struct rd_http_pending {
     struct rd_http_guard *guard;
     char key[256]; /* what the answer is about: a node or task id */
     char recovery_id[40];
+    char strategy[40]; /* a recovery trigger's requested strategy */
 };
 
 struct rd_http_pending *rd_http_defer(struct rd_http_req *hr);

@@ -213,6 +213,26 @@ int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *s
     return rv;
 }
 
+bool rd_sched_hold_open(struct rd_sched *s, const char *node)
+{
+    char key[RD_NODE_ID_MAX + 8];
+    snprintf(key, sizeof(key), "open:%s", node);
+    char *k = rd_map_get(&s->inflight, key, strlen(key)) ? NULL : strdup(key);
+    if (k == NULL || rd_map_put(&s->inflight, k, strlen(k), k) != 0) {
+        free(k);
+        return false;
+    }
+    return true;
+}
+
+void rd_sched_release_open(struct rd_sched *s, const char *node)
+{
+    char key[RD_NODE_ID_MAX + 8];
+    snprintf(key, sizeof(key), "open:%s", node);
+    free(rd_map_del(&s->inflight, key, strlen(key)));
+    rd_sched_kick(s);
+}
+
 static void run_open(struct rd_sched *s, const struct rd_node *n, const char *strategy,
                      const char *reason)
 {
@@ -350,12 +370,16 @@ static json_t *build_view(struct rd_engine *eng)
 static uint64_t lease_left_ns(struct rd_engine *eng, const struct rd_node *n)
 {
     struct rd_soft *soft = rd_registry_get(&eng->registry, n->node_id, n->id_len);
-    if (soft == NULL || soft->epoch != n->epoch || soft->last_mono_ns == 0)
-        return 0;
+    /* Nothing heard from it since this replica became leader (a restart, a
+     * new leader): its lease may have been renewed just before, so it
+     * counts from then. */
+    uint64_t last = soft != NULL && soft->epoch == n->epoch && soft->last_mono_ns != 0
+                        ? soft->last_mono_ns
+                        : eng->leader_since_ns;
     uint64_t margin =
         (rd_engine_lease_ms(eng) + eng->cfg.fault_tolerance.detection.heartbeat_interval_ms) *
         1000000ULL;
-    uint64_t now = rd_mono_ns(), end = soft->last_mono_ns + margin;
+    uint64_t now = rd_mono_ns(), end = last + margin;
     return now >= end ? 0 : end - now;
 }
 

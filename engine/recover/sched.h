@@ -50,6 +50,14 @@ int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *s
                       void (*cb)(void *data, int status, uint64_t value), void *data);
 
 /*
+ * Keeps the scheduler from opening its own run for `node` while an
+ * operator's trigger opens one (drain, then open with the requested
+ * strategy). False when a run for it is being opened already.
+ */
+bool rd_sched_hold_open(struct rd_sched *s, const char *node);
+void rd_sched_release_open(struct rd_sched *s, const char *node);
+
+/*
  * Degraded mode (degraded_service): a partition is suspected, or tasks are
  * paused until their agents' faults are over. Derived from the log and the
  * partition guard, so it survives restarts and leader changes. While

@@ -1,0 +1,588 @@
+/*
+ * Recovery when things keep going wrong, end to end on the real binary:
+ * - a poison task (its agents keep dying under it, or it keeps failing) is
+ *   failed with a poison_task fault and an alert instead of being moved again;
+ * - a run that passes its strategy's max_time ends `partial`, alerts, and
+ *   its tasks go back to ordinary placement;
+ * - degraded_service under a real suspected partition: the critical task
+ *   moves, the others are paused (not lost) and resume with their
+ *   checkpoints when the partition ends;
+ * - a recovery run interrupted by kill -9 of the engine resumes from its
+ *   committed records after the restart and moves every task exactly once.
+ * Agents are heartbeat loops in a thread of this process.
+ */
+#include "cmocka_all.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static struct rdt_proc proc;
+
+/* ---- agents: one thread heartbeats every live agent ---------------------- */
+
+#define MAX_AGENTS 8
+
+static struct agent {
+    char id[32];
+    long long epoch;
+    atomic_bool beating;
+} agents[MAX_AGENTS];
+static atomic_int n_agents;
+static int beat_ms;
+static atomic_bool stop_beats;
+static pthread_t beater;
+
+static void *beat_loop(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_beats)) {
+        for (int i = 0; i < atomic_load(&n_agents); i++) {
+            if (!atomic_load(&agents[i].beating))
+                continue;
+            struct rdt_resp r = {0};
+            rdt_heartbeat(&proc, RDT_H1, agents[i].id, agents[i].epoch, 0, &r);
+            rdt_resp_free(&r); /* errors (an engine restarting) are retried next round */
+        }
+        rdt_sleep_ms(beat_ms);
+    }
+    return NULL;
+}
+
+static struct agent *agent_add(const char *id, int slots)
+{
+    int n = atomic_load(&n_agents);
+    assert_true(n < MAX_AGENTS);
+    struct agent *a = &agents[n];
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    assert_int_equal(rdt_register(&proc, id, slots, &a->epoch), 0);
+    atomic_store(&a->beating, true);
+    atomic_store(&n_agents, n + 1); /* published after the fields */
+    return a;
+}
+
+static int start(const char *yaml, int heartbeat_ms)
+{
+    memset(agents, 0, sizeof(agents));
+    atomic_store(&n_agents, 0);
+    beat_ms = heartbeat_ms;
+    atomic_store(&stop_beats, false);
+    if (rdt_proc_start(&proc, yaml) != 0 || rdt_wait_ready(&proc, 15000) != 0)
+        return -1;
+    return pthread_create(&beater, NULL, beat_loop, NULL) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    atomic_store(&stop_beats, true);
+    pthread_join(beater, NULL);
+    if (rdt_proc_alive(&proc) && getenv("RDT_VERBOSE"))
+        rdt_proc_print_log_tail(&proc, 80);
+    rdt_proc_cleanup(&proc);
+    memset(&proc, 0, sizeof(proc));
+    return 0;
+}
+
+/* ---- API helpers ------------------------------------------------------------ */
+
+static json_t *get_json(const char *path)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&proc, RDT_H1, path, &r), 0);
+    if (r.status != 200)
+        fail_msg("GET %s: %ld %s", path, r.status, r.body ? r.body : "");
+    json_t *j = json_incref(r.json);
+    rdt_resp_free(&r);
+    return j;
+}
+
+static json_t *task_get(const char *id)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s", id);
+    return get_json(path);
+}
+
+static const char *sfield(json_t *j, const char *path)
+{
+    const char *s = json_string_value(rdt_json_path(j, path));
+    return s ? s : "";
+}
+
+static void submit(const char *id, bool critical, int priority)
+{
+    char body[160];
+    snprintf(body, sizeof(body), "{\"task_id\":\"%s\",\"critical\":%s,\"priority\":%d}", id,
+             critical ? "true" : "false", priority);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks", body, &r), 0);
+    assert_int_equal(r.status, 201);
+    rdt_resp_free(&r);
+}
+
+/* Waits until task `id` has `state` (and, when `node` is set, is on it or,
+ * with node "*", on any agent). Returns the task. */
+static json_t *await_task(const char *id, const char *state, const char *node, int timeout_ms)
+{
+    for (int64_t until = rdt_now_ms() + timeout_ms;;) {
+        json_t *t = task_get(id);
+        const char *on = sfield(t, "node_id");
+        if (strcmp(sfield(t, "state"), state) == 0 &&
+            (node == NULL || (strcmp(node, "*") == 0 ? on[0] != '\0' : strcmp(on, node) == 0)))
+            return t;
+        if (rdt_now_ms() > until)
+            fail_msg("task %s: state %s on '%s', waited for %s on %s", id, sfield(t, "state"), on,
+                     state, node ? node : "-");
+        json_decref(t);
+        rdt_sleep_ms(20);
+    }
+}
+
+static long task_post(const char *id, const char *what, const char *body)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s/%s", id, what);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, path, body, &r), 0);
+    long s = r.status;
+    rdt_resp_free(&r);
+    return s;
+}
+
+static long checkpoint(const char *id, long long attempt, long long version)
+{
+    char url[200], body[128];
+    snprintf(url, sizeof(url), "%s/api/v1/tasks/%s/checkpoint", proc.base_url, id);
+    snprintf(body, sizeof(body), "{\"attempt\":%lld,\"version\":%lld,\"data\":{\"v\":%lld}}",
+             attempt, version, version);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_http(RDT_H1, "PUT", url, body, strlen(body), &r), 0);
+    long s = r.status;
+    rdt_resp_free(&r);
+    return s;
+}
+
+static long long attempt_of(json_t *t)
+{
+    return json_integer_value(json_object_get(t, "attempt"));
+}
+
+static bool log_has(const char *needle)
+{
+    char *log = rdt_proc_log(&proc);
+    bool found = log != NULL && strstr(log, needle) != NULL;
+    free(log);
+    return found;
+}
+
+static void await_log(const char *needle, int timeout_ms)
+{
+    for (int64_t until = rdt_now_ms() + timeout_ms; !log_has(needle);) {
+        if (rdt_now_ms() > until)
+            fail_msg("no '%s' in the engine log", needle);
+        rdt_sleep_ms(20);
+    }
+}
+
+/* The recovery runs of `node`, newest first. */
+static json_t *runs_of(const char *node)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/recovery/tasks?node_id=%s", node);
+    json_t *j = get_json(path);
+    json_t *items = json_incref(json_object_get(j, "items"));
+    json_decref(j);
+    return items;
+}
+
+static json_t *await_fault(const char *type, const char *task_id, int timeout_ms)
+{
+    for (int64_t until = rdt_now_ms() + timeout_ms;;) {
+        json_t *recs = get_json("/api/v1/faults/records");
+        json_t *items = json_object_get(recs, "items"), *x;
+        size_t i;
+        json_array_foreach(items, i, x)
+        {
+            if (strcmp(sfield(x, "fault_type"), type) == 0 &&
+                (task_id == NULL || strcmp(sfield(x, "metadata.task_id"), task_id) == 0)) {
+                json_incref(x);
+                json_decref(recs);
+                return x;
+            }
+        }
+        json_decref(recs);
+        if (rdt_now_ms() > until)
+            fail_msg("no %s fault for %s", type, task_id ? task_id : "-");
+        rdt_sleep_ms(20);
+    }
+}
+
+/* ---- poison tasks ----------------------------------------------------------- */
+
+#define POISON_CRASH "a1a1a1a1-0000-4000-8000-000000000001"
+#define POISON_FAIL  "a1a1a1a1-0000-4000-8000-000000000002"
+
+static const char poison_yaml[] = "fault_tolerance:\n"
+                                  "  detection:\n"
+                                  "    heartbeat_interval: 100ms\n"
+                                  "    failure_threshold: 3\n"
+                                  "  partition:\n"
+                                  "    min_nodes: 100\n"
+                                  "  poison:\n"
+                                  "    max_failures: 2\n"
+                                  "    window: 1m\n"
+                                  "plugins:\n"
+                                  "  instances:\n"
+                                  "    - {name: heartbeat, required: true}\n"
+                                  "    - {name: log}\n";
+
+static void test_poison_task_is_quarantined(void **state)
+{
+    (void)state;
+    assert_int_equal(start(poison_yaml, 50), 0);
+    /* A task that takes its agents down: a1 dies under it, it moves to a2
+     * (first failure), a2 dies under it too: the second failure in the
+     * window quarantines it instead of moving it to a3. */
+    struct agent *a1 = agent_add("p-a1", 1);
+    submit(POISON_CRASH, false, 5);
+    json_decref(await_task(POISON_CRASH, "assigned", "p-a1", 5000));
+    struct agent *a2 = agent_add("p-a2", 1);
+    atomic_store(&a1->beating, false);
+    json_t *t = await_task(POISON_CRASH, "recovering", "p-a2", 10000);
+    assert_int_equal(attempt_of(t), 2);
+    assert_int_equal(json_integer_value(json_object_get(t, "failures")), 1);
+    json_decref(t);
+    agent_add("p-a3", 1);
+    atomic_store(&a2->beating, false);
+    t = await_task(POISON_CRASH, "failed", NULL, 10000);
+    assert_int_equal(attempt_of(t), 2); /* never handed to a third agent */
+    assert_true(json_is_null(json_object_get(t, "node_id")) ||
+                json_object_get(t, "node_id") == NULL);
+    assert_non_null(strstr(sfield(t, "error"), "poison"));
+    json_decref(t);
+    json_t *f = await_fault("poison_task", POISON_CRASH, 5000);
+    assert_string_equal(sfield(f, "status"), "open");
+    assert_string_equal(sfield(f, "severity_level"), "major");
+    assert_int_equal(json_integer_value(rdt_json_path(f, "metadata.failures")), 2);
+    assert_string_equal(sfield(f, "metadata.last_node_id"), "p-a2");
+    assert_string_equal(sfield(f, "recovery_action.action"), "quarantine");
+    json_decref(f);
+    await_log("alert=PoisonTask", 5000);
+
+    /* A task that keeps failing: two retryable failures in the window and
+     * it is not placed a third time. */
+    submit(POISON_FAIL, false, 5);
+    t = await_task(POISON_FAIL, "assigned", "p-a3", 5000);
+    assert_int_equal(attempt_of(t), 1);
+    json_decref(t);
+    assert_int_equal(
+        task_post(POISON_FAIL, "fail", "{\"attempt\":1,\"error\":\"segfault\",\"retryable\":true}"),
+        200);
+    t = await_task(POISON_FAIL, "assigned", "p-a3", 5000);
+    assert_int_equal(attempt_of(t), 2);
+    json_decref(t);
+    assert_int_equal(
+        task_post(POISON_FAIL, "fail", "{\"attempt\":2,\"error\":\"segfault\",\"retryable\":true}"),
+        200);
+    t = await_task(POISON_FAIL, "failed", NULL, 5000);
+    assert_int_equal(attempt_of(t), 2);
+    assert_non_null(strstr(sfield(t, "error"), "poison"));
+    json_decref(t);
+    f = await_fault("poison_task", POISON_FAIL, 5000);
+    assert_int_equal(json_integer_value(rdt_json_path(f, "metadata.failures")), 2);
+    assert_string_equal(sfield(f, "metadata.last_error"), "segfault");
+    json_decref(f);
+    /* The quarantine is final: a stale completion is refused. */
+    assert_int_equal(task_post(POISON_FAIL, "complete", "{\"attempt\":2,\"result\":{}}"), 409);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
+    assert_non_null(strstr(r.body, "recoveryd_poison_tasks_total 2"));
+    rdt_resp_free(&r);
+}
+
+/* ---- max_time ---------------------------------------------------------------- */
+
+#define SLOW_TASK "b2b2b2b2-0000-4000-8000-000000000001"
+
+static const char max_time_yaml[] = "fault_tolerance:\n"
+                                    "  detection:\n"
+                                    "    heartbeat_interval: 100ms\n"
+                                    "  recovery_strategies:\n"
+                                    "    safe_recovery:\n"
+                                    "      max_time: 700ms\n"
+                                    "  partition:\n"
+                                    "    min_nodes: 100\n"
+                                    "plugins:\n"
+                                    "  instances:\n"
+                                    "    - {name: heartbeat, required: true}\n"
+                                    "    - {name: log}\n";
+
+static void test_run_past_max_time_ends_partial(void **state)
+{
+    (void)state;
+    assert_int_equal(start(max_time_yaml, 50), 0);
+    agent_add("m-b1", 2);
+    submit(SLOW_TASK, false, 5);
+    json_decref(await_task(SLOW_TASK, "assigned", "m-b1", 5000));
+    agent_add("m-b2", 2);
+    /* safe_recovery of an agent that keeps heartbeating: its lease never
+     * runs out, so the strategy never moves the task; max_time ends it. */
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/recovery/trigger",
+                              "{\"node_id\":\"m-b1\",\"strategy\":\"safe_recovery\"}", &r),
+                     0);
+    assert_int_equal(r.status, 202);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/recovery/tasks/%s",
+             json_string_value(rdt_json_path(r.json, "recovery_id")));
+    rdt_resp_free(&r);
+    int64_t t0 = rdt_now_ms();
+    json_t *run = NULL;
+    for (int64_t until = t0 + 10000;;) {
+        run = get_json(path);
+        if (strcmp(sfield(run, "status"), "partial") == 0)
+            break;
+        assert_true(strcmp(sfield(run, "status"), "succeeded") != 0);
+        assert_true(rdt_now_ms() < until);
+        json_decref(run);
+        rdt_sleep_ms(20);
+    }
+    assert_true(rdt_now_ms() - t0 >= 600); /* not before max_time */
+    json_t *item = json_array_get(json_object_get(run, "items"), 0);
+    assert_non_null(item);
+    assert_string_equal(sfield(item, "original_task_id"), SLOW_TASK);
+    assert_false(json_is_true(json_object_get(item, "success")));
+    assert_non_null(strstr(sfield(item, "error_message"), "max_time"));
+    json_decref(run);
+    await_log("alert=RecoveryMaxTime", 5000);
+    /* Back to ordinary placement: the draining agent gets nothing, m-b2 does. */
+    json_t *t = await_task(SLOW_TASK, "assigned", "m-b2", 5000);
+    assert_int_equal(attempt_of(t), 2);
+    json_decref(t);
+    /* No new run was opened for m-b1: it holds nothing any more. */
+    json_t *runs = runs_of("m-b1");
+    assert_int_equal(json_array_size(runs), 1);
+    json_decref(runs);
+}
+
+/* ---- degraded_service under a partition ------------------------------------- */
+
+#define CRIT  "c3c3c3c3-0000-4000-8000-000000000001"
+#define BATCH "c3c3c3c3-0000-4000-8000-000000000002"
+#define IDLE  "c3c3c3c3-0000-4000-8000-000000000003"
+
+static const char partition_yaml[] = "fault_tolerance:\n"
+                                     "  detection:\n"
+                                     "    heartbeat_interval: 100ms\n"
+                                     "    failure_threshold: 3\n"
+                                     "  partition:\n"
+                                     "    min_nodes: 4\n"
+                                     "    mass_failure_share: 50%\n"
+                                     "    mass_failure_window: 10s\n"
+                                     "plugins:\n"
+                                     "  instances:\n"
+                                     "    - {name: heartbeat, required: true}\n"
+                                     "    - {name: log}\n";
+
+static bool status_flag(const char *field)
+{
+    json_t *st = get_json("/api/v1/faults/status");
+    bool v = json_is_true(json_object_get(st, field));
+    json_decref(st);
+    return v;
+}
+
+static const char *mode_now(char buf[16])
+{
+    json_t *st = get_json("/api/v1/faults/status");
+    snprintf(buf, 16, "%s", sfield(st, "mode"));
+    json_decref(st);
+    return buf;
+}
+
+static void await_flag(const char *field, bool want, int timeout_ms)
+{
+    for (int64_t until = rdt_now_ms() + timeout_ms; status_flag(field) != want;) {
+        if (rdt_now_ms() > until)
+            fail_msg("%s never became %s", field, want ? "true" : "false");
+        rdt_sleep_ms(20);
+    }
+}
+
+static void test_degraded_service_under_partition(void **state)
+{
+    (void)state;
+    char mode[16];
+    assert_int_equal(start(partition_yaml, 50), 0);
+    agent_add("d-a", 4);
+    const char *ids[] = {CRIT, BATCH, IDLE};
+    submit(CRIT, true, 2);
+    submit(BATCH, false, 9);
+    submit(IDLE, false, 0);
+    for (int i = 0; i < 3; i++) {
+        json_decref(await_task(ids[i], "assigned", "d-a", 5000));
+        assert_int_equal(checkpoint(ids[i], 1, 1), 200);
+        assert_int_equal(checkpoint(ids[i], 1, 2), 200);
+    }
+    struct agent *quiet[3] = {agent_add("d-b", 1), agent_add("d-c", 1), agent_add("d-d", 1)};
+    agent_add("d-e", 4);
+    agent_add("d-f", 4);
+    /* Half the fleet goes silent at once: a partition, not three crashes. */
+    for (int i = 0; i < 3; i++)
+        atomic_store(&quiet[i]->beating, false);
+    await_flag("partition_suspected", true, 10000);
+    assert_string_equal(mode_now(mode), "degraded");
+    /* The operator drains d-a during the partition: select picks
+     * degraded_service; only the critical task moves, the others pause. */
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes/d-a/drain", "{}", &r), 0);
+    assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
+    json_t *t = await_task(CRIT, "recovering", "*", 5000);
+    assert_int_equal(attempt_of(t), 2);
+    const char *on = sfield(t, "node_id");
+    assert_true(strcmp(on, "d-e") == 0 || strcmp(on, "d-f") == 0);
+    json_decref(t);
+    for (int i = 1; i < 3; i++) {
+        t = await_task(ids[i], "paused", "d-a", 5000);
+        assert_int_equal(attempt_of(t), 1);
+        assert_int_equal(json_integer_value(rdt_json_path(t, "checkpoint.version")), 2);
+        json_decref(t);
+    }
+    json_t *runs = runs_of("d-a");
+    assert_int_equal(json_array_size(runs), 1);
+    json_t *run = json_array_get(runs, 0);
+    json_t *item = json_array_get(json_object_get(run, "items"), 0);
+    assert_int_equal(json_array_size(json_object_get(run, "items")), 1);
+    assert_string_equal(sfield(item, "original_task_id"), CRIT);
+    assert_string_equal(sfield(item, "recovery_strategy"), "degraded_service");
+    json_decref(runs);
+    await_log("alert=RecoveryPolicy", 5000);
+    /* Still partitioned: the paused tasks stay paused. */
+    rdt_sleep_ms(300); /* several recovery passes: nothing may resume them */
+    for (int i = 1; i < 3; i++)
+        json_decref(await_task(ids[i], "paused", "d-a", 0));
+    assert_string_equal(mode_now(mode), "degraded");
+
+    /* The partition heals: the silent agents are back. */
+    for (int i = 0; i < 3; i++)
+        atomic_store(&quiet[i]->beating, true);
+    await_flag("partition_suspected", false, 10000);
+    for (int i = 1; i < 3; i++) {
+        t = await_task(ids[i], "assigned", "*", 5000);
+        assert_int_equal(attempt_of(t), 2);
+        on = sfield(t, "node_id");
+        assert_true(strcmp(on, "d-a") != 0); /* d-a is draining */
+        /* Nothing lost: the new attempt resumes from version 2. */
+        assert_int_equal(json_integer_value(rdt_json_path(t, "checkpoint.version")), 2);
+        json_decref(t);
+        assert_int_equal(checkpoint(ids[i], 2, 3), 200);
+        assert_int_equal(checkpoint(ids[i], 1, 4), 409); /* the old attempt is fenced */
+    }
+    assert_string_equal(mode_now(mode), "normal");
+}
+
+/* ---- a run interrupted by an engine restart ---------------------------------- */
+
+static const char restart_yaml[] = "fault_tolerance:\n"
+                                   "  detection:\n"
+                                   "    heartbeat_interval: 1s\n"
+                                   "    failure_threshold: 3\n"
+                                   "  partition:\n"
+                                   "    min_nodes: 100\n"
+                                   "plugins:\n"
+                                   "  instances:\n"
+                                   "    - {name: heartbeat, required: true}\n";
+
+static void test_run_interrupted_by_restart_moves_once(void **state)
+{
+    (void)state;
+    assert_int_equal(start(restart_yaml, 250), 0);
+    struct agent *a = agent_add("r-a", 4);
+    const char *ids[] = {"d4d4d4d4-0000-4000-8000-000000000001",
+                         "d4d4d4d4-0000-4000-8000-000000000002",
+                         "d4d4d4d4-0000-4000-8000-000000000003"};
+    for (int i = 0; i < 3; i++) {
+        submit(ids[i], true, 5);
+        json_decref(await_task(ids[i], "assigned", "r-a", 5000));
+        assert_int_equal(checkpoint(ids[i], 1, 7), 200);
+    }
+    agent_add("r-b", 4);
+    /* r-a crashes. Its tasks are critical, so select picks safe_recovery,
+     * which waits out r-a's lease (3 s) + 1 s after the failure is seen. */
+    atomic_store(&a->beating, false);
+    json_t *runs = NULL;
+    for (int64_t until = rdt_now_ms() + 15000;;) {
+        runs = runs_of("r-a");
+        if (json_array_size(runs) > 0)
+            break;
+        assert_true(rdt_now_ms() < until);
+        json_decref(runs);
+        rdt_sleep_ms(10);
+    }
+    /* The run is committed and has moved nothing yet: kill the engine. */
+    json_t *run = json_array_get(runs, 0);
+    char rid[64];
+    snprintf(rid, sizeof(rid), "%s", sfield(run, "recovery_id"));
+    assert_int_equal(json_array_size(json_object_get(run, "items")), 0);
+    json_decref(runs);
+    for (int i = 0; i < 3; i++) {
+        json_t *t = task_get(ids[i]);
+        assert_int_equal(attempt_of(t), 1);
+        json_decref(t);
+    }
+    assert_int_equal(rdt_proc_kill9(&proc), 0);
+    assert_int_equal(rdt_proc_restart(&proc), 0);
+    assert_int_equal(rdt_wait_ready(&proc, 15000), 0);
+
+    /* The same run finishes after the restart: every task moved once. */
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/recovery/tasks/%s", rid);
+    for (int64_t until = rdt_now_ms() + 20000;;) {
+        run = get_json(path);
+        if (strcmp(sfield(run, "status"), "succeeded") == 0)
+            break;
+        assert_true(rdt_now_ms() < until);
+        json_decref(run);
+        rdt_sleep_ms(50);
+    }
+    json_t *items = json_object_get(run, "items");
+    assert_int_equal(json_array_size(items), 3);
+    for (int i = 0; i < 3; i++) {
+        int seen = 0;
+        size_t k;
+        json_t *it;
+        json_array_foreach(items, k, it)
+        {
+            seen += strcmp(sfield(it, "original_task_id"), ids[i]) == 0;
+            assert_string_equal(sfield(it, "recovery_strategy"), "safe_recovery");
+            assert_string_equal(sfield(it, "recovery_node_id"), "r-b");
+        }
+        assert_int_equal(seen, 1);
+        json_t *t = task_get(ids[i]);
+        assert_int_equal(attempt_of(t), 2);
+        assert_string_equal(sfield(t, "node_id"), "r-b");
+        assert_int_equal(json_integer_value(rdt_json_path(t, "checkpoint.version")), 7);
+        json_decref(t);
+    }
+    json_decref(run);
+    runs = runs_of("r-a");
+    assert_int_equal(json_array_size(runs), 1);
+    json_decref(runs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_poison_task_is_quarantined, teardown),
+        cmocka_unit_test_teardown(test_run_past_max_time_ends_partial, teardown),
+        cmocka_unit_test_teardown(test_degraded_service_under_partition, teardown),
+        cmocka_unit_test_teardown(test_run_interrupted_by_restart_moves_once, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
