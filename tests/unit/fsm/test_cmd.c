@@ -99,6 +99,69 @@ static void test_trailing_bytes_ignored(void **state)
     rd_w_free(&w);
 }
 
+/* Fields appended to a body (fault_open's quarantine, task_assign's note)
+ * round-trip; entries written before them, with or without the log's zero
+ * padding (up to 7 bytes), read as "none". */
+static void test_appended_fields(void **state)
+{
+    struct rd_cmd c = {.type = RD_CMD_FAULT_OPEN, .time_ms = 3};
+    c.u.fopen.id = RD_STR("f1");
+    c.u.fopen.node_id = RD_STR("");
+    c.u.fopen.metadata_json = RD_STR("{}");
+    c.u.fopen.recovery_action_json = RD_STR("null");
+    c.u.fopen.set_state = RD_STATE_ANY;
+    c.u.fopen.from_state = RD_STATE_ANY;
+    struct rd_wbuf old;
+    encode(&c, &old); /* no task: the body ends where it always did */
+    c.u.fopen.task_id = RD_STR("t-1");
+    c.u.fopen.task_attempt = 4;
+    struct rd_wbuf w;
+    encode(&c, &w);
+    assert_int_equal(w.len, old.len + 4 + 3 + 4);
+    struct rd_cmd d;
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &d), 0);
+    assert_str(d.u.fopen.task_id, "t-1");
+    assert_int_equal(d.u.fopen.task_attempt, 4);
+    for (int pad = 0; pad < 8; pad++) {
+        struct rd_wbuf p;
+        rd_w_init(&p);
+        rd_w_bytes(&p, old.p, old.len);
+        for (int i = 0; i < pad; i++)
+            rd_w_u8(&p, 0);
+        assert_int_equal(rd_cmd_decode(p.p, p.len, &d), 0);
+        assert_int_equal(d.u.fopen.task_id.len, 0);
+        assert_int_equal(d.u.fopen.task_attempt, 0);
+        rd_w_free(&p);
+    }
+    rd_w_free(&w);
+    rd_w_free(&old);
+
+    struct rd_cmd a = {.type = RD_CMD_TASK_ASSIGN, .time_ms = 4};
+    a.u.tassign.task_id = RD_STR("t-1");
+    a.u.tassign.node_id = RD_STR("");
+    a.u.tassign.recovery_id = RD_STR("r");
+    a.u.tassign.item_id = RD_STR("i");
+    a.u.tassign.strategy = RD_STR("fast_recovery");
+    encode(&a, &old);
+    a.u.tassign.note = RD_STR("max_time passed");
+    encode(&a, &w);
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &d), 0);
+    assert_str(d.u.tassign.note, "max_time passed");
+    for (int pad = 0; pad < 8; pad++) {
+        struct rd_wbuf p;
+        rd_w_init(&p);
+        rd_w_bytes(&p, old.p, old.len);
+        for (int i = 0; i < pad; i++)
+            rd_w_u8(&p, 0);
+        assert_int_equal(rd_cmd_decode(p.p, p.len, &d), 0);
+        assert_int_equal(d.u.tassign.note.len, 0);
+        assert_str(d.u.tassign.strategy, "fast_recovery");
+        rd_w_free(&p);
+    }
+    rd_w_free(&w);
+    rd_w_free(&old);
+}
+
 static void test_unknown_format_and_type(void **state)
 {
     struct rd_cmd c = {.type = RD_CMD_NOOP, .time_ms = 1};
@@ -151,6 +214,7 @@ int main(void)
         cmocka_unit_test(test_transition_round_trip),
         cmocka_unit_test(test_every_truncation_is_refused),
         cmocka_unit_test(test_trailing_bytes_ignored),
+        cmocka_unit_test(test_appended_fields),
         cmocka_unit_test(test_unknown_format_and_type),
         cmocka_unit_test(test_bad_state_is_refused),
         cmocka_unit_test(test_state_names),

@@ -181,9 +181,159 @@ static void test_snapshot_keeps_tasks_and_checkpoints(void **state)
     rd_fsm_close(&b);
 }
 
+static struct rd_wbuf cmd_quarantine(const char *fault, const char *task, uint32_t attempt,
+                                     int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_FAULT_OPEN, .time_ms = t};
+    c.u.fopen.id = RD_STR(fault);
+    c.u.fopen.node_id = RD_STR("");
+    c.u.fopen.fault_type = RD_FAULT_POISON_TASK;
+    c.u.fopen.severity = RD_SEV_MAJOR;
+    c.u.fopen.metadata_json = RD_STR("{}");
+    c.u.fopen.recovery_action_json = RD_STR("null");
+    c.u.fopen.set_state = RD_STATE_ANY;
+    c.u.fopen.from_state = RD_STATE_ANY;
+    c.u.fopen.task_id = RD_STR(task);
+    c.u.fopen.task_attempt = attempt;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    rd_cmd_encode(&c, &w);
+    return w;
+}
+
+/* Failures are counted with their time: retryable failures and moves off an
+ * agent that failed under the task (not off one that was drained). A
+ * quarantine fails the task and opens its fault in one command, fenced by
+ * the attempt it was decided on. */
+static void test_failures_and_quarantine(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_register("c", 4, 1));
+    apply(&f, cmd_task_submit(T1, 5, 0, 1, 9, 10));
+    apply(&f, cmd_task_assign(T1, 0, "a", 1, 20));
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    /* Off a draining agent: not a failure. */
+    apply(&f, cmd_transition("a", 1, RD_NODE_DRAINING, 25));
+    apply(&f, cmd_task_assign(T1, 1, "b", 1, 30));
+    assert_int_equal(t->failures, 0);
+    /* Off an agent that failed under it: a failure at the move's time. */
+    apply(&f, cmd_transition("b", 1, RD_NODE_FAILED, 35));
+    apply(&f, cmd_task_assign(T1, 2, "c", 1, 40));
+    assert_int_equal(t->failures, 1);
+    assert_int_equal(t->n_fail_at, 1);
+    assert_int_equal(t->fail_at[0], 40);
+    /* A retryable failure. */
+    apply(&f, cmd_task_finish(T1, 3, RD_TASK_PENDING, "segfault", 50));
+    assert_int_equal(t->failures, 2);
+    assert_int_equal(rd_task_failures_since(t, 0), 2);
+    assert_int_equal(rd_task_failures_since(t, 41), 1);
+    assert_int_equal(rd_task_failures_since(t, 51), 0);
+    apply(&f, cmd_task_assign(T1, 3, "c", 1, 60));
+    assert_int_equal(rd_fsm_node(&f, "c", 1)->slots_in_use, 1);
+
+    /* A quarantine decided on a stale attempt changes nothing. */
+    const struct rd_fsm_result *r = apply(&f, cmd_quarantine("f-1", T1, 3, 70));
+    assert_int_equal(r->status, RD_EFENCED);
+    assert_null(rd_fsm_fault(&f, "f-1"));
+    assert_int_equal(t->state, RD_TASK_ASSIGNED);
+    /* On the current one: the task fails, its slot frees, the fault opens. */
+    r = apply(&f, cmd_quarantine("f-2", T1, 4, 71));
+    assert_int_equal(r->status, 0);
+    assert_int_equal(t->state, RD_TASK_FAILED);
+    assert_string_equal(t->node_id, "");
+    assert_non_null(strstr(t->result_json, "poison"));
+    assert_int_equal(rd_fsm_node(&f, "c", 1)->slots_in_use, 0);
+    const struct rd_fault *x = rd_fsm_fault(&f, "f-2");
+    assert_non_null(x);
+    assert_int_equal(x->type, RD_FAULT_POISON_TASK);
+    assert_int_equal(x->status, RD_FAULT_OPEN_ST);
+    /* Once is enough: a finished task cannot be quarantined again. */
+    assert_int_equal(apply(&f, cmd_quarantine("f-3", T1, 4, 72))->status, RD_ECONFLICT);
+    assert_int_equal(apply(&f, cmd_quarantine("f-4", T2, 0, 73))->status, RD_ENOTFOUND);
+    assert_null(rd_fsm_fault(&f, "f-4"));
+
+    /* Failure times survive a snapshot. */
+    struct rd_fsm b;
+    rd_fsm_init(&b);
+    struct rd_wbuf snap;
+    rd_w_init(&snap);
+    assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
+    assert_int_equal(rd_fsm_restore(&b, snap.p, snap.len), 0);
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest(&b));
+    const struct rd_task *tb = rd_fsm_task(&b, T1);
+    assert_int_equal(tb->n_fail_at, 2);
+    assert_int_equal(tb->fail_at[1], 50);
+    rd_w_free(&snap);
+    rd_fsm_close(&b);
+    rd_fsm_close(&f);
+}
+
+/* Only the newest RD_TASK_FAIL_KEEP failure times are kept. */
+static void test_failure_times_are_bounded(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_task_submit(T1, 5, 0, 1, 0, 10));
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    for (uint32_t i = 0; i < RD_TASK_FAIL_KEEP + 5; i++) {
+        apply(&f, cmd_task_assign(T1, i, "a", 1, 100 + i));
+        apply(&f, cmd_task_finish(T1, i + 1, RD_TASK_PENDING, "x", 200 + i));
+    }
+    assert_int_equal(t->state, RD_TASK_PENDING); /* max_attempts 0: no limit */
+    assert_int_equal(t->failures, RD_TASK_FAIL_KEEP + 5);
+    assert_int_equal(t->n_fail_at, RD_TASK_FAIL_KEEP);
+    assert_int_equal(t->fail_at[0], 205);
+    assert_int_equal(t->fail_at[RD_TASK_FAIL_KEEP - 1], 200 + RD_TASK_FAIL_KEEP + 4);
+    rd_fsm_close(&f);
+}
+
+/* A snapshot written by the previous format (1, before failure times;
+ * tests/unit/fsm/data/snapshot-v1.bin, made by commit a382156) still loads. */
+static void test_snapshot_format_1_still_loads(void **state)
+{
+    FILE *in = fopen(RD_SOURCE_DIR "/tests/unit/fsm/data/snapshot-v1.bin", "rb");
+    assert_non_null(in);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof(buf), in);
+    fclose(in);
+    assert_true(n > 0 && n < sizeof(buf));
+    struct rd_fsm f;
+    rd_fsm_init(&f);
+    assert_int_equal(rd_fsm_restore(&f, buf, n), 0);
+    const struct rd_task *t1 = rd_fsm_task(&f, T1), *t2 = rd_fsm_task(&f, T2);
+    assert_non_null(t1);
+    assert_non_null(t2);
+    assert_int_equal(t1->n_ckpts, 2);
+    assert_string_equal(rd_task_checkpoint(t1)->data, "{\"x\":2}");
+    assert_string_equal(t1->node_id, "a");
+    assert_int_equal(rd_fsm_node(&f, "a", 1)->slots_in_use, 2);
+    assert_int_equal(t2->state, RD_TASK_PENDING);
+    assert_int_equal(t2->failures, 1);
+    assert_int_equal(t2->n_fail_at, 0); /* format 1 kept no times */
+    /* It is written back in the current format and reads the same. */
+    struct rd_wbuf snap;
+    rd_w_init(&snap);
+    assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
+    struct rd_fsm g;
+    rd_fsm_init(&g);
+    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest(&g));
+    /* A format from the future is refused with a clear message. */
+    snap.p[8] = 9;
+    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), RD_EUNSUPPORTED);
+    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 2"));
+    rd_w_free(&snap);
+    rd_fsm_close(&g);
+    rd_fsm_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_failures_and_quarantine),
+        cmocka_unit_test(test_failure_times_are_bounded),
+        cmocka_unit_test(test_snapshot_format_1_still_loads),
         cmocka_unit_test(test_submit_is_idempotent),
         cmocka_unit_test(test_placement_is_fenced_by_attempt_and_epoch),
         cmocka_unit_test(test_checkpoints_are_fenced_and_versioned),
