@@ -121,9 +121,15 @@ static const char *cause_name(int c)
     return "none";
 }
 
+/* Saturated, by the agent's own report: CPU or memory nearly full. Slow
+ * answers alone are `degraded` (or `hang` when probes time out): latency
+ * rises for many reasons besides load. */
+#define OVERLOAD_CPU 0.9
+#define OVERLOAD_MEM 0.95
 static bool looks_overloaded(const struct rd_soft *s)
 {
-    return s->metrics.present && (s->metrics.cpu >= 0.9 || s->metrics.latency_ms >= 5000);
+    return s->metrics.present &&
+           (s->metrics.cpu >= OVERLOAD_CPU || s->metrics.mem >= OVERLOAD_MEM);
 }
 
 /* What kind of fault the signals describe, and how bad it is. */
