@@ -14,6 +14,16 @@
  *
  * One late heartbeat therefore never fails an agent. Observations are sent
  * only when an agent's verdict changes.
+ *
+ * The engine's own stalls are not the agents' fault. Arrival times are
+ * stamped when the engine reads a heartbeat, so while its loop is stalled
+ * (CPU starvation, a long fsync, a debugger) heartbeats wait in socket
+ * buffers and every agent looks silent. The check timer sees the stall as
+ * its own lateness: a check that runs more than `stall_threshold` late
+ * judges nobody, moves every agent's last arrival forward by the stall and
+ * lets the queued heartbeats in first (Cassandra does the same with its
+ * local pause detection). A crash during a stall is therefore detected the
+ * stall's length later.
  */
 #include <math.h>
 #include <stdio.h>
@@ -43,10 +53,13 @@ struct state {
     unsigned window;
     double min_std_ms, pause_ms, suspect_phi, failure_phi;
     uint64_t check_ms;
+    uint64_t stall_ns;      /* a check this late is a stall of the engine (0: off) */
+    uint64_t last_check_ns; /* when the previous check ran, 0 before the first */
     rd_timer_t *timer;
     struct node *nodes; /* indexed by slot */
     uint32_t cap;
     uint64_t *observations;
+    uint64_t *stalls;
 };
 
 static const struct rd_plugin_key keys[] = {
@@ -57,6 +70,8 @@ static const struct rd_plugin_key keys[] = {
     {"failure_phi", RD_KEY_DOUBLE, "8", 0.5, 100, "phi needed (with the missed intervals) to fail"},
     {"check_interval", RD_KEY_DURATION, "0ms", 0, 60000,
      "how often phi is evaluated (0: a fifth of heartbeat_interval)"},
+    {"stall_threshold", RD_KEY_DURATION, "250ms", 0, 3600000,
+     "a check this late means the engine stalled: nobody is judged for it (0: off)"},
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -171,6 +186,20 @@ static void check(void *data)
 {
     struct state *st = data;
     uint64_t now = st->host->now_ns();
+    uint64_t due = st->last_check_ns + st->check_ms * 1000000ULL;
+    bool stalled = st->stall_ns && st->last_check_ns && now > due + st->stall_ns;
+    st->last_check_ns = now;
+    if (stalled) {
+        uint64_t lag = now - due;
+        for (uint32_t i = 0; i < st->cap; i++) {
+            struct node *n = &st->nodes[i];
+            if (n->used)
+                n->last_ns = n->last_ns + lag < now ? n->last_ns + lag : now;
+        }
+        if (st->stalls)
+            (*st->stalls)++;
+        return; /* the heartbeats queued meanwhile are read before the next check */
+    }
     double interval = (double)st->p.heartbeat_interval_ms;
     double fail_after = interval * st->p.failure_threshold;
     for (uint32_t i = 0; i < st->cap; i++) {
@@ -248,8 +277,11 @@ static int init(rd_plugin_instance_t *inst, const struct rd_host_api *host, void
                         st->suspect_phi, st->failure_phi);
         return RD_EINVAL;
     }
+    st->stall_ns = host->config_uint(inst, "stall_threshold") * 1000000ULL;
     st->observations = host->counter(inst, "heartbeat_observations",
                                      "Verdict changes reported by the heartbeat detector.");
+    st->stalls = host->counter(inst, "heartbeat_engine_stalls",
+                               "Checks skipped because the engine itself stalled.");
     return 0;
 }
 

@@ -635,16 +635,87 @@ static void test_epoch_resets_history_and_removed_stops(void **state)
     struct sim_node d;
     uint64_t nb = g_sim.n;
     g_sim.n = 0; /* drive d by hand */
-    sim_add(&d, "d", 7, S_FIXED, g_fh.now_ns + 100 * MS);
-    deliver(&d);
-    deliver(&d);
-    g_fh.now_ns = d.last_ns + 1200 * MS;
-    fh_fire(g_sim.timer);
+    sim_add(&d, "d", 7, S_FIXED, g_sim.tick_ns + 50 * MS);
+    /* Two heartbeats, the check timer running on time in between (a late
+     * check would be an engine stall, which judges nobody). */
+    while (d.sent < 2) {
+        if (d.next_ns <= g_sim.tick_ns)
+            deliver(&d);
+        else
+            tick();
+    }
+    while (g_sim.tick_ns <= d.last_ns + 1200 * MS)
+        tick();
     assert_int_equal(obs_of("d", idx, 8), 1);
     assert_int_equal(g_fh.obs[idx[0]].verdict, RD_VERDICT_SUSPECT);
     assert_int_equal(g_fh.obs[idx[0]].since_ns, d.last_ns);
     g_sim.n = nb;
     check_counter();
+    teardown();
+}
+
+/* ---- (g) the engine's own stall is not the agents' fault ------------------------ */
+
+/* The engine stalls for `stall_ms`: no check, no heartbeat read. When it
+ * runs again its late check fires first (libuv runs timers before I/O), then
+ * it reads what queued meanwhile: one heartbeat per agent, stamped now. */
+static void engine_stall(uint64_t stall_ms)
+{
+    uint64_t end = g_sim.tick_ns - CHECK_MS * MS + stall_ms * MS;
+    g_fh.now_ns = end;
+    fh_fire(g_sim.timer);
+    g_sim.ticks++;
+    for (size_t i = 0; i < g_sim.n; i++) {
+        struct sim_node *s = &g_sim.nodes[i];
+        if (s->next_ns == NEVER || s->next_ns > end)
+            continue;
+        s->next_ns = end;
+        deliver(s);
+    }
+    g_sim.tick_ns = end + CHECK_MS * MS;
+}
+
+static void test_engine_stall_is_forgiven(void **state)
+{
+    (void)state;
+    enum { N = 10 };
+    setup(N, cfg_default, 0x5eed0005);
+    char id[32];
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "steady-%02u", i);
+        sim_add(&g_sim.nodes[i], id, i, S_GAP, g_fh.now_ns + (100 + 37 * i) * MS);
+    }
+    run_until(g_fh.now_ns + 30000 * MS);
+    size_t idx[8];
+    assert_int_equal(g_fh.n_obs, 0);
+    /* A 2.5 s stall: longer than the 1.5 s it takes to fail an agent. */
+    engine_stall(2500);
+    run_until(g_fh.now_ns + 10000 * MS);
+    assert_int_equal(g_fh.n_obs, 0); /* nobody suspected, nobody failed */
+    assert_int_equal(fh_counter("heartbeat_engine_stalls"), 1);
+    /* Checks a little late (under stall_threshold) are ordinary checks:
+     * an agent that really stops is still failed within 3 intervals. */
+    struct sim_node *s = &g_sim.nodes[3];
+    s->stop_after = s->sent;
+    s->next_ns = NEVER;
+    uint64_t L = s->last_ns;
+    run_until(g_fh.now_ns + 5000 * MS);
+    assert_int_equal(obs_of(s->id, idx, 8), 2);
+    assert_int_equal(g_fh.obs[idx[1]].verdict, RD_VERDICT_FAILED);
+    double t_fail = (double)(g_obs_at[idx[1]] - L) / 1e6;
+    assert_true(t_fail >= 3 * INTERVAL_MS && t_fail < 3 * INTERVAL_MS + CHECK_MS);
+    /* An agent that dies during a stall is failed the stall's length later. */
+    struct sim_node *t = &g_sim.nodes[5];
+    t->stop_after = t->sent;
+    t->next_ns = NEVER;
+    L = t->last_ns;
+    engine_stall(1000);
+    run_until(g_fh.now_ns + 5000 * MS);
+    assert_int_equal(obs_of(t->id, idx, 8), 2);
+    assert_int_equal(g_fh.obs[idx[1]].verdict, RD_VERDICT_FAILED);
+    t_fail = (double)(g_obs_at[idx[1]] - L) / 1e6;
+    assert_true(t_fail >= 3 * INTERVAL_MS + 800 && t_fail < 3 * INTERVAL_MS + 1000 + 2 * CHECK_MS);
+    assert_int_equal(fh_counter("heartbeat_engine_stalls"), 2);
     teardown();
 }
 
@@ -691,6 +762,7 @@ int main(void)
         cmocka_unit_test_teardown(test_stopped_agent, cleanup),
         cmocka_unit_test_teardown(test_late_heartbeat_never_fails, cleanup),
         cmocka_unit_test_teardown(test_epoch_resets_history_and_removed_stops, cleanup),
+        cmocka_unit_test_teardown(test_engine_stall_is_forgiven, cleanup),
         cmocka_unit_test_teardown(test_config_validation, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
