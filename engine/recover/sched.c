@@ -464,6 +464,29 @@ static void pause_task(struct rd_sched *s, struct rd_task *t)
     run_propose(s, &cmd, t->id);
 }
 
+/* A policy's isolate action: the node is fenced off like an operator's
+ * isolate (any epoch); unknown or departed nodes are refused in apply. */
+static void isolate_node(struct rd_sched *s, const char *node, const char *strategy)
+{
+    char key[RD_NODE_ID_MAX + 16], reason[96];
+    snprintf(key, sizeof(key), "isolate:%s", node);
+    snprintf(reason, sizeof(reason), "isolated by the %s policy", strategy ? strategy : "recovery");
+    const struct rd_node *n = rd_fsm_node(&s->eng->fsm, node, strlen(node));
+    if (n == NULL || n->state == RD_NODE_ISOLATED || n->state == RD_NODE_LEFT) {
+        RD_WARN("recovery", "isolate_refused", "node=%s: %s", node,
+                n == NULL ? "not registered" : "isolated or left already");
+        return;
+    }
+    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(s->eng)};
+    cmd.u.trans.node_id = RD_STR(node);
+    cmd.u.trans.epoch = 0;
+    cmd.u.trans.state = RD_NODE_ISOLATED;
+    cmd.u.trans.reason = RD_STR(reason);
+    cmd.u.trans.from_state = n->state;
+    RD_WARN("recovery", "isolate", "node=%s strategy=%s", node, strategy ? strategy : "-");
+    run_propose(s, &cmd, key);
+}
+
 /* ---- poison tasks ---------------------------------------------------------- */
 
 /* True when `t` has failed max_failures times within the window, counting
@@ -584,6 +607,9 @@ static int execute(struct rd_sched *s, const struct rd_node *n, struct rd_task *
                 } else if (strcmp(what, "pause") == 0 && t != NULL &&
                            !rd_map_get(&s->inflight, t->id, strlen(t->id))) {
                     pause_task(s, t);
+                    proposed++;
+                } else if (strcmp(what, "isolate") == 0) {
+                    isolate_node(s, json_string_value(json_object_get(a, "node_id")), strategy);
                     proposed++;
                 } else if (strcmp(what, "degrade") == 0) {
                     json_int_t pct = json_integer_value(json_object_get(a, "performance_limit"));

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 
@@ -576,6 +577,87 @@ static void test_run_interrupted_by_restart_moves_once(void **state)
     json_decref(runs);
 }
 
+/* ---- a policy's isolate action ----------------------------------------------- */
+
+static const char isolator_select[] = "local M = { name = 'select' }\n"
+                                      "function M.select(event, view) return 'isolator' end\n"
+                                      "function M.self_test() end\n"
+                                      "return M\n";
+/* Moves the lost agent's tasks and isolates every agent labelled
+ * role=accomplice that is not isolated yet. */
+static const char isolator_plan[] =
+    "local M = { name = 'isolator' }\n"
+    "function M.plan(event, view)\n"
+    "  local actions = {}\n"
+    "  for _, t in ipairs(event.tasks) do\n"
+    "    actions[#actions + 1] = { action = 'reassign', task_id = t.task_id }\n"
+    "  end\n"
+    "  for _, n in ipairs(view.nodes) do\n"
+    "    if n.labels.role == 'accomplice' and n.state ~= 'isolated' then\n"
+    "      actions[#actions + 1] = { action = 'isolate', node_id = n.node_id }\n"
+    "    end\n"
+    "  end\n"
+    "  return { actions = actions }\n"
+    "end\n"
+    "function M.self_test() end\n"
+    "return M\n";
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    fclose(f);
+}
+
+static void test_policy_isolates_a_node(void **state)
+{
+    (void)state;
+    memset(agents, 0, sizeof(agents));
+    atomic_store(&n_agents, 0);
+    beat_ms = 50;
+    atomic_store(&stop_beats, false);
+    assert_int_equal(rdt_proc_prepare(&proc), 0);
+    snprintf(proc.policies_dir, sizeof(proc.policies_dir), "%s/policies", proc.dir);
+    assert_int_equal(mkdir(proc.policies_dir, 0755), 0);
+    write_file(proc.policies_dir, "select.lua", isolator_select);
+    write_file(proc.policies_dir, "isolator.lua", isolator_plan);
+    assert_int_equal(rdt_proc_start(&proc, max_time_yaml), 0);
+    assert_int_equal(rdt_wait_ready(&proc, 15000), 0);
+    assert_int_equal(pthread_create(&beater, NULL, beat_loop, NULL), 0);
+
+    struct agent *x = agent_add("i-x", 2);
+    const char *task = "e5e5e5e5-0000-4000-8000-000000000001";
+    submit(task, false, 5);
+    json_decref(await_task(task, "assigned", "i-x", 5000));
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes",
+                              "{\"node_id\":\"i-y\",\"capacity\":{\"slots\":2},"
+                              "\"labels\":{\"role\":\"accomplice\"}}",
+                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    rdt_resp_free(&r);
+    agent_add("i-z", 2);
+    atomic_store(&x->beating, false);
+    json_t *y = NULL;
+    for (int64_t until = rdt_now_ms() + 10000;;) {
+        y = get_json("/api/v1/nodes/i-y");
+        if (strcmp(sfield(y, "state"), "isolated") == 0)
+            break;
+        assert_true(rdt_now_ms() < until);
+        json_decref(y);
+        rdt_sleep_ms(20);
+    }
+    json_decref(y);
+    await_log("event=isolate node=i-y strategy=isolator", 5000);
+    /* The task ends on the one agent left working. */
+    json_t *t = await_task(task, "recovering", "i-z", 10000);
+    json_decref(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -583,6 +665,7 @@ int main(void)
         cmocka_unit_test_teardown(test_run_past_max_time_ends_partial, teardown),
         cmocka_unit_test_teardown(test_degraded_service_under_partition, teardown),
         cmocka_unit_test_teardown(test_run_interrupted_by_restart_moves_once, teardown),
+        cmocka_unit_test_teardown(test_policy_isolates_a_node, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
