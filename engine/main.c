@@ -18,12 +18,16 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: recoveryd [--config PATH] [--listen HOST:PORT] [--data-dir DIR]\n"
-            "                 [--node-id ID] [--plugins-dir DIR] [--check-config] [--version]\n"
+            "                 [--node-id ID] [--replica-id N] [--raft-address HOST:PORT] [--join]\n"
+            "                 [--plugins-dir DIR] [--check-config] [--version]\n"
             "\n"
             "  --config PATH       YAML configuration (default: built-in defaults)\n"
             "  --listen HOST:PORT  API address (overrides server.listen)\n"
             "  --data-dir DIR      data directory (overrides storage.data_dir)\n"
             "  --node-id ID        this replica's name (overrides cluster.node_id)\n"
+            "  --replica-id N      this replica's raft id (overrides cluster.replica_id)\n"
+            "  --raft-address A    this replica's raft HOST:PORT (overrides cluster.raft_address)\n"
+            "  --join              start empty and wait to be added to a running cluster\n"
             "  --plugins-dir DIR   where plugins are loaded from (overrides plugins.dir)\n"
             "  --policies-dir DIR  where the Lua policies are (overrides policies.dir)\n"
             "  --check-config      validate the configuration and exit 0 or 1\n"
@@ -42,13 +46,25 @@ int main(int argc, char **argv)
         {"plugins-dir", required_argument, NULL, 'p'},
         {"policies-dir", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
+        {"replica-id", required_argument, NULL, 'r'},
+        {"raft-address", required_argument, NULL, 'a'},
+        {"join", no_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *listen = NULL, *data_dir = NULL, *node_id = NULL,
-               *plugins_dir = NULL, *policies_dir = NULL;
-    int check = 0, c;
-    while ((c = getopt_long(argc, argv, "c:l:d:n:p:P:kVh", opts, NULL)) != -1) {
+               *plugins_dir = NULL, *policies_dir = NULL, *replica_id = NULL, *raft_address = NULL;
+    int check = 0, join = 0, c;
+    while ((c = getopt_long(argc, argv, "c:l:d:n:p:P:kVhr:a:j", opts, NULL)) != -1) {
         switch (c) {
+        case 'r':
+            replica_id = optarg;
+            break;
+        case 'a':
+            raft_address = optarg;
+            break;
+        case 'j':
+            join = 1;
+            break;
         case 'c':
             config_path = optarg;
             break;
@@ -131,6 +147,30 @@ int main(int argc, char **argv)
         }
         snprintf(cfg.cluster.node_id, sizeof(cfg.cluster.node_id), "%s", node_id);
     }
+    if (replica_id != NULL) {
+        char *end = NULL;
+        unsigned long long id = strtoull(replica_id, &end, 10);
+        if (id == 0 || end == replica_id || *end != '\0') {
+            fprintf(stderr,
+                    "recoveryd: --replica-id: expected a raft server id above 0, got '%s'\n",
+                    replica_id);
+            return 1;
+        }
+        cfg.cluster.replica_id = id;
+    }
+    if (raft_address != NULL) {
+        char host[RD_CFG_STR];
+        uint16_t port;
+        if (strlen(raft_address) >= sizeof(cfg.cluster.raft_address) ||
+            rd_config_parse_hostport(raft_address, host, &port) != 0) {
+            fprintf(stderr, "recoveryd: --raft-address: expected HOST:PORT, got '%s'\n",
+                    raft_address);
+            return 1;
+        }
+        snprintf(cfg.cluster.raft_address, sizeof(cfg.cluster.raft_address), "%s", raft_address);
+    }
+    if (join)
+        cfg.cluster.join = true;
     if (rd_config_validate(&cfg, err) != 0) {
         fprintf(stderr, "recoveryd: %s%s%s\n", config_path ? config_path : "",
                 config_path ? ": " : "", err);

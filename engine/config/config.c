@@ -156,6 +156,7 @@ static const struct cfg_field cfg_cluster[] = {
     CFG_F("heartbeat_timeout", CFG_DURATION, cluster.heartbeat_timeout_ms),
     CFG_F("pre_vote", CFG_BOOL, cluster.pre_vote),
     CFG_U("max_inflight", cluster.max_inflight, 1, 65536),
+    CFG_F("join", CFG_BOOL, cluster.join),
     {.key = "peers",
      .type = CFG_LIST,
      .offset = CFG_OFF(cluster.peers),
@@ -1367,7 +1368,7 @@ static int cfg_check_peers(const struct rd_config *cfg, char *err)
         if (p->id == cfg->cluster.replica_id)
             self = true;
     }
-    if (!self)
+    if (!self && !cfg->cluster.join)
         return cfg_errf(err, RD_ECONFIG,
                         "cluster.peers: no entry has this replica's id %" PRIu64
                         " (cluster.replica_id)",

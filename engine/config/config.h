@@ -78,6 +78,8 @@ struct rd_config {
         uint64_t heartbeat_timeout_ms; /* cluster.heartbeat_timeout, default 50ms */
         bool pre_vote;                 /* cluster.pre_vote, default true */
         unsigned max_inflight;         /* cluster.max_inflight, default 256 */
+        bool join;                     /* cluster.join: start empty and wait to be added (POST
+                                          /api/v1/cluster/replicas on the leader); no bootstrap */
         unsigned n_peers;              /* cluster.peers: initial voters (empty = just this one) */
         struct rd_cfg_peer peers[RD_CFG_MAX_PEERS];
     } cluster;

@@ -128,8 +128,7 @@ static const char *cause_name(int c)
 #define OVERLOAD_MEM 0.95
 static bool looks_overloaded(const struct rd_soft *s)
 {
-    return s->metrics.present &&
-           (s->metrics.cpu >= OVERLOAD_CPU || s->metrics.mem >= OVERLOAD_MEM);
+    return s->metrics.present && (s->metrics.cpu >= OVERLOAD_CPU || s->metrics.mem >= OVERLOAD_MEM);
 }
 
 /* What kind of fault the signals describe, and how bad it is. */
@@ -272,6 +271,8 @@ static bool guard_tripped(struct rd_analysis *a, uint64_t now, unsigned extra)
     /* In trouble now: suspected, or failed within the window. Agents that
      * came back do not count, so the guard lifts as soon as they do. */
     size_t bad = a->eng->fsm.count_by_state[RD_NODE_SUSPECT] + extra + guard_recent(a, now);
+    /* A failure proposed but not applied yet is both an event and a suspect. */
+    bad -= a->failing_suspect < bad ? a->failing_suspect : bad;
     return bad * 100 >= (size_t)c->fault_tolerance.partition.mass_failure_share * total;
 }
 
@@ -456,6 +457,10 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_s
         if (state != RD_NODE_SUSPECT)
             record_flap(a, s, now);
         guard_record(a, now);
+        if (state == RD_NODE_SUSPECT && !s->failing_counted) {
+            s->failing_counted = true;
+            a->failing_suspect++;
+        }
         RD_WARN("analysis", "node_failed",
                 "node=%s epoch=%llu type=%s severity=%s hb=%s probe=%s/%s", n->node_id,
                 (unsigned long long)n->epoch, rd_fault_type_name(type), rd_severity_name(sev),
@@ -569,6 +574,16 @@ void rd_analysis_reset(struct rd_analysis *a)
     a->partition_suspected = false;
     a->partition_proposing = false;
     a->n_events = 0;
+    a->failing_suspect = 0;
+}
+
+void rd_analysis_left_suspect(struct rd_analysis *a, struct rd_soft *s)
+{
+    if (s == NULL || !s->failing_counted)
+        return;
+    s->failing_counted = false;
+    if (a->failing_suspect > 0)
+        a->failing_suspect--;
 }
 
 void rd_analysis_start(struct rd_analysis *a)

@@ -37,6 +37,9 @@ struct rd_analysis {
     /* Times agents went bad (suspect or failed), newest last, for the guard. */
     uint64_t events[RD_GUARD_EVENTS];
     unsigned n_events;
+    /* Agents whose failure is in `events` but whose failed transition has
+     * not applied yet: still counted as suspect, so not counted twice. */
+    unsigned failing_suspect;
     struct rd_hist latency_suspect; /* trouble began -> suspect committed */
     struct rd_hist latency_failed;  /* trouble began -> fault record committed */
     uint64_t faults_opened[RD_FAULT_TYPE_COUNT][RD_SEV_COUNT];
@@ -46,6 +49,10 @@ struct rd_analysis {
 };
 
 void rd_analysis_init(struct rd_analysis *a, struct rd_engine *eng);
+/* A node left the suspect state (apply time, any cause): its failure, if
+ * already recorded for the guard, no longer needs discounting. */
+struct rd_soft;
+void rd_analysis_left_suspect(struct rd_analysis *a, struct rd_soft *s);
 /* Starts the periodic evaluation (leader only). */
 void rd_analysis_start(struct rd_analysis *a);
 void rd_analysis_stop(struct rd_analysis *a);

@@ -547,8 +547,10 @@ bool rd_sched_degraded(const struct rd_sched *s, unsigned *limit_pct)
     return eng->analysis.partition_suspected || eng->fsm.tasks_by_state[RD_TASK_PAUSED] > 0;
 }
 
-/* Paused tasks go back to pending once no partition is suspected and the
- * agent they were paused on is no longer in trouble (back, drained, gone). */
+/* Paused tasks go back to pending (attempt + 1 when placed, so whoever
+ * held them is fenced) once no partition is suspected. Not only when their
+ * agent returns: an agent that really crashed during the partition never
+ * does, and its tasks must not wait for it. */
 static void resume_paused(struct rd_sched *s)
 {
     struct rd_fsm *f = &s->eng->fsm;
@@ -557,11 +559,6 @@ static void resume_paused(struct rd_sched *s)
     for (size_t i = 0; i < f->n_tasks; i++) {
         const struct rd_task *t = f->tasks[i];
         if (t->state != RD_TASK_PAUSED || rd_map_get(&s->inflight, t->id, strlen(t->id)))
-            continue;
-        const struct rd_node *n =
-            t->node_id[0] ? rd_fsm_node(f, t->node_id, strlen(t->node_id)) : NULL;
-        if (n != NULL && (n->state == RD_NODE_FAILED || n->state == RD_NODE_SUSPECT ||
-                          n->state == RD_NODE_ISOLATED))
             continue;
         RD_INFO("recovery", "task_resumed", "task=%s paused_on=%s", t->id,
                 t->node_id[0] ? t->node_id : "-");

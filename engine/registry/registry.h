@@ -55,6 +55,7 @@ struct rd_soft {
     /* Recovery: a plan that moved nothing is not asked again before this
      * (waiting for a lease to run out, or for room). */
     uint64_t replan_at_ns;
+    bool failing_counted; /* its failure is a guard event while it is still suspect */
 };
 
 struct rd_registry {
