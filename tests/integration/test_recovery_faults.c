@@ -14,6 +14,7 @@
 #include "cmocka_all.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -658,6 +659,110 @@ static void test_policy_isolates_a_node(void **state)
     json_decref(t);
 }
 
+/* ---- policy reloads under load -------------------------------------------------- */
+
+static atomic_long load_ok, load_bad;
+
+static void *load_loop(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_beats)) {
+        struct rdt_resp r = {0};
+        int rc = rdt_get(&proc, RDT_H2, "/api/v1/nodes", &r);
+        if (rc == 0 && r.status == 200)
+            atomic_fetch_add(&load_ok, 1);
+        else
+            atomic_fetch_add(&load_bad, 1);
+        rdt_resp_free(&r);
+    }
+    return NULL;
+}
+
+static void copy_policy(const char *dir, const char *name, const char *extra)
+{
+    char src[600], buf[65536];
+    snprintf(src, sizeof(src), "%s/policies/%s", RD_SOURCE_DIR, name);
+    FILE *in = fopen(src, "rb");
+    assert_non_null(in);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, in);
+    fclose(in);
+    buf[n] = '\0';
+    char text[70000];
+    snprintf(text, sizeof(text), "%s%s", buf, extra);
+    write_file(dir, name, text);
+}
+
+static void test_reloads_under_load_drop_nothing(void **state)
+{
+    (void)state;
+    memset(agents, 0, sizeof(agents));
+    atomic_store(&n_agents, 0);
+    beat_ms = 20;
+    atomic_store(&stop_beats, false);
+    assert_int_equal(rdt_proc_prepare(&proc), 0);
+    snprintf(proc.policies_dir, sizeof(proc.policies_dir), "%s/policies", proc.dir);
+    assert_int_equal(mkdir(proc.policies_dir, 0755), 0);
+    const char *names[] = {"select.lua", "fast_recovery.lua", "safe_recovery.lua",
+                           "degraded_service.lua"};
+    for (int i = 0; i < 4; i++)
+        copy_policy(proc.policies_dir, names[i], "");
+    assert_int_equal(rdt_proc_start(&proc, max_time_yaml), 0);
+    assert_int_equal(rdt_wait_ready(&proc, 15000), 0);
+    assert_int_equal(pthread_create(&beater, NULL, beat_loop, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "l-%d", i);
+        agent_add(id, 2);
+    }
+    atomic_store(&load_ok, 0);
+    atomic_store(&load_bad, 0);
+    pthread_t loader;
+    assert_int_equal(pthread_create(&loader, NULL, load_loop, NULL), 0);
+    /* 20 reloads that each change the version, half by SIGHUP, half by
+     * the API, while heartbeats and reads keep coming. */
+    for (int k = 1; k <= 20; k++) {
+        /* Some reads between two reloads, so they overlap the swaps. */
+        for (long seen = atomic_load(&load_ok); atomic_load(&load_ok) < seen + 3;)
+            rdt_sleep_ms(1);
+        char extra[64];
+        snprintf(extra, sizeof(extra), "\n-- edit %d\n", k);
+        copy_policy(proc.policies_dir, "fast_recovery.lua", extra);
+        if (k % 2) {
+            assert_int_equal(rdt_proc_signal(&proc, SIGHUP), 0);
+        } else {
+            struct rdt_resp r = {0};
+            assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/policies/reload", NULL, &r), 0);
+            assert_int_equal(r.status, 200);
+            rdt_resp_free(&r);
+        }
+        char want[64];
+        snprintf(want, sizeof(want), "recoveryd_policy_reloads_total{result=\"ok\"} %d", k);
+        for (int64_t until = rdt_now_ms() + 5000;;) {
+            struct rdt_resp r = {0};
+            assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
+            bool done = r.body != NULL && strstr(r.body, want) != NULL;
+            rdt_resp_free(&r);
+            if (done)
+                break;
+            assert_true(rdt_now_ms() < until);
+            rdt_sleep_ms(5);
+        }
+    }
+    atomic_store(&stop_beats, true);
+    pthread_join(loader, NULL);
+    fprintf(stderr, "reads during 20 reloads: %ld ok, %ld not\n", atomic_load(&load_ok),
+            atomic_load(&load_bad));
+    assert_true(atomic_load(&load_ok) >= 60);
+    assert_int_equal(atomic_load(&load_bad), 0);
+    /* Every agent stayed alive: no heartbeat was lost to a reload. */
+    json_t *nodes = get_json("/api/v1/nodes");
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(nodes, "items"), i, n)
+        assert_string_equal(sfield(n, "state"), "alive");
+    json_decref(nodes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -666,6 +771,7 @@ int main(void)
         cmocka_unit_test_teardown(test_degraded_service_under_partition, teardown),
         cmocka_unit_test_teardown(test_run_interrupted_by_restart_moves_once, teardown),
         cmocka_unit_test_teardown(test_policy_isolates_a_node, teardown),
+        cmocka_unit_test_teardown(test_reloads_under_load_drop_nothing, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
