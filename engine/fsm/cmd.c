@@ -109,6 +109,8 @@ const char *rd_cmd_type_name(int type)
         return "recovery_open";
     case RD_CMD_RECOVERY_CLOSE:
         return "recovery_close";
+    case RD_CMD_REPLICA_INFO:
+        return "replica_info";
     }
     return "unknown";
 }
@@ -205,6 +207,10 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_str(w, c->strategy.p, c->strategy.len);
         break;
     }
+    case RD_CMD_REPLICA_INFO:
+        rd_w_u64(w, cmd->u.rinfo.id);
+        rd_w_str(w, cmd->u.rinfo.api_url.p, cmd->u.rinfo.api_url.len);
+        break;
     case RD_CMD_TASK_CHECKPOINT: {
         const struct rd_cmd_task_checkpoint *c = &cmd->u.tckpt;
         rd_w_str(w, c->task_id.p, c->task_id.len);
@@ -349,6 +355,12 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
             return RD_EPARSE;
         break;
     }
+    case RD_CMD_REPLICA_INFO:
+        cmd->u.rinfo.id = rd_r_u64(&r);
+        cmd->u.rinfo.api_url = rd_r_str(&r);
+        if (!r.err && (cmd->u.rinfo.id == 0 || cmd->u.rinfo.api_url.len > 255))
+            return RD_EPARSE;
+        break;
     case RD_CMD_TASK_CHECKPOINT: {
         struct rd_cmd_task_checkpoint *c = &cmd->u.tckpt;
         c->task_id = rd_r_str(&r);

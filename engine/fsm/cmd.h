@@ -33,6 +33,7 @@ enum rd_cmd_type {
     RD_CMD_TASK_FINISH = 9,     /* complete, fail, cancel, pause or requeue a task */
     RD_CMD_RECOVERY_OPEN = 10,  /* a recovery run for an agent's tasks */
     RD_CMD_RECOVERY_CLOSE = 11, /* the run ended: succeeded, partial or failed */
+    RD_CMD_REPLICA_INFO = 12,   /* a replica's API URL, for redirects and health */
     RD_CMD_TYPE_MAX
 };
 
@@ -199,6 +200,11 @@ struct rd_cmd_task_finish {
     struct rd_str result_json; /* result, or the error text */
 };
 
+struct rd_cmd_replica_info {
+    uint64_t id;           /* raft server id */
+    struct rd_str api_url; /* http(s)://HOST:PORT; "" forgets the replica */
+};
+
 struct rd_cmd {
     uint8_t type;
     int64_t time_ms;
@@ -213,6 +219,7 @@ struct rd_cmd {
         struct rd_cmd_task_finish tfinish;
         struct rd_cmd_recovery_open ropen;
         struct rd_cmd_recovery_close rclose;
+        struct rd_cmd_replica_info rinfo;
     } u;
 };
 

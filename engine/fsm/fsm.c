@@ -8,7 +8,7 @@
 #include "recoveryd/error.h"
 
 #define SNAP_MAGIC  "RDSNAP\0\1"
-#define SNAP_FORMAT 2 /* 2: tasks carry their failure times; 1 is still read */
+#define SNAP_FORMAT 3 /* 3: replica API URLs; 2: tasks carry failure times; 1 and 2 are still read */
 
 static void node_free(struct rd_node *n)
 {
@@ -54,6 +54,8 @@ static void state_clear(struct rd_fsm *f)
     f->n_applied = 0;
     f->last_time_ms = 0;
     memset(f->count_by_state, 0, sizeof(f->count_by_state));
+    memset(f->replicas, 0, sizeof(f->replicas));
+    f->n_replicas = 0;
 }
 
 static int cmp_id(const char *a, size_t alen, const char *b, size_t blen)
@@ -457,6 +459,44 @@ static int apply_transition(struct rd_fsm *f, const struct rd_cmd *cmd)
     return 0;
 }
 
+const char *rd_fsm_replica_url(const struct rd_fsm *f, uint64_t id)
+{
+    for (unsigned i = 0; i < f->n_replicas; i++)
+        if (f->replicas[i].id == id)
+            return f->replicas[i].api_url;
+    return NULL;
+}
+
+static int apply_replica_info(struct rd_fsm *f, const struct rd_cmd *cmd)
+{
+    const struct rd_cmd_replica_info *c = &cmd->u.rinfo;
+    unsigned i = 0;
+    while (i < f->n_replicas && f->replicas[i].id < c->id)
+        i++;
+    bool found = i < f->n_replicas && f->replicas[i].id == c->id;
+    if (c->api_url.len == 0) { /* forget */
+        if (found) {
+            memmove(&f->replicas[i], &f->replicas[i + 1],
+                    (f->n_replicas - i - 1) * sizeof(f->replicas[0]));
+            f->n_replicas--;
+        }
+        return 0;
+    }
+    if (!found) {
+        if (f->n_replicas == RD_FSM_MAX_REPLICAS) {
+            f->result.status = RD_ECONFLICT;
+            return 0;
+        }
+        memmove(&f->replicas[i + 1], &f->replicas[i],
+                (f->n_replicas - i) * sizeof(f->replicas[0]));
+        f->n_replicas++;
+    }
+    memset(&f->replicas[i], 0, sizeof(f->replicas[i]));
+    f->replicas[i].id = c->id;
+    memcpy(f->replicas[i].api_url, c->api_url.p, c->api_url.len);
+    return 0;
+}
+
 int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_fsm_result **out)
 {
     struct rd_cmd cmd;
@@ -494,6 +534,9 @@ int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_
     case RD_CMD_TASK_CHECKPOINT:
     case RD_CMD_TASK_FINISH:
         rv = rd_fsm__task_apply(f, &cmd);
+        break;
+    case RD_CMD_REPLICA_INFO:
+        rv = apply_replica_info(f, &cmd);
         break;
     case RD_CMD_RECOVERY_OPEN:
     case RD_CMD_RECOVERY_CLOSE:
@@ -555,6 +598,11 @@ static void write_state(const struct rd_fsm *f, struct rd_wbuf *w)
     }
     rd_fsm__tasks_write(f, w);
     rd_fsm__recoveries_write(f, w);
+    rd_w_u32(w, f->n_replicas);
+    for (unsigned i = 0; i < f->n_replicas; i++) {
+        rd_w_u64(w, f->replicas[i].id);
+        rd_w_str(w, f->replicas[i].api_url, strlen(f->replicas[i].api_url));
+    }
 }
 
 static int read_faults(struct rd_fsm *f, struct rd_rbuf *r)
@@ -642,6 +690,21 @@ static int read_state(struct rd_fsm *f, const void *p, size_t len, unsigned form
         rv = rd_fsm__tasks_read(f, &r, format);
     if (rv == 0)
         rv = rd_fsm__recoveries_read(f, &r);
+    if (rv == 0 && format >= 3) {
+        uint32_t n = rd_r_u32(&r);
+        if (r.err || n > RD_FSM_MAX_REPLICAS)
+            return RD_ECORRUPT;
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t id = rd_r_u64(&r);
+            struct rd_str url = rd_r_str(&r);
+            if (r.err || id == 0 || url.len == 0 || url.len > 255 ||
+                (i > 0 && id <= f->replicas[i - 1].id))
+                return RD_ECORRUPT;
+            f->replicas[i].id = id;
+            memcpy(f->replicas[i].api_url, url.p, url.len);
+            f->n_replicas = i + 1;
+        }
+    }
     if (rv != 0)
         return rv;
     return r.off == r.len ? 0 : RD_ECORRUPT;
@@ -739,6 +802,8 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
     f->open_faults = fresh.open_faults;
     rd_fsm__tasks_move(f, &fresh);
     rd_fsm__recoveries_move(f, &fresh);
+    memcpy(f->replicas, fresh.replicas, sizeof(f->replicas));
+    f->n_replicas = fresh.n_replicas;
     f->n_applied = fresh.n_applied;
     f->last_time_ms = fresh.last_time_ms;
     memcpy(f->count_by_state, fresh.count_by_state, sizeof(f->count_by_state));

@@ -159,6 +159,14 @@ typedef void (*rd_fsm_fault_cb)(void *data, const struct rd_fault *fault);
 typedef void (*rd_fsm_task_cb)(void *data, const struct rd_task *task, int old_state,
                                const char *old_node);
 
+#define RD_FSM_MAX_REPLICAS 16
+
+/* What the log knows of an engine replica beyond raft's configuration. */
+struct rd_replica_info {
+    uint64_t id;
+    char api_url[256];
+};
+
 struct rd_fsm {
     struct rd_node **nodes; /* sorted by node_id (bytewise) */
     size_t n_nodes;
@@ -182,6 +190,8 @@ struct rd_fsm {
     size_t n_recoveries;
     size_t cap_recoveries;
     struct rd_map recoveries_by_id;
+    struct rd_replica_info replicas[RD_FSM_MAX_REPLICAS]; /* by id, ascending */
+    unsigned n_replicas;
     struct rd_fsm_result result;
     uint64_t restores; /* snapshots restored (local count, not state) */
     rd_fsm_node_cb on_node;
@@ -242,6 +252,9 @@ size_t rd_fsm_fault_index(const struct rd_fsm *f, uint64_t seq);
 
 /* Open faults of `node_id` (0 when none). */
 size_t rd_fsm_node_open_faults(const struct rd_fsm *f, const char *node_id);
+
+/* The API URL the log holds for replica `id`, or NULL. */
+const char *rd_fsm_replica_url(const struct rd_fsm *f, uint64_t id);
 
 /* Index of the first node whose id sorts strictly after `id` (paging). */
 size_t rd_fsm_node_after(const struct rd_fsm *f, const char *id, size_t len);

@@ -77,6 +77,11 @@ static void watch_cb(uv_timer_t *t)
 {
     struct rd_replica *r = t->data;
     int state = raft_state(&r->raft);
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&r->raft, &lid, &laddr);
+    if (lid != 0)
+        r->leader_seen_ns = rd_mono_ns();
     if (state == r->last_state)
         return;
     bool was = r->last_state == RAFT_LEADER, is = state == RAFT_LEADER;
@@ -133,7 +138,9 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
 
     struct raft_configuration conf;
     raft_configuration_init(&conf);
-    if (cfg->cluster.n_peers == 0) {
+    if (cfg->cluster.join) {
+        rv = 0; /* nothing to bootstrap: the leader adds this replica */
+    } else if (cfg->cluster.n_peers == 0) {
         rv = raft_configuration_add(&conf, cfg->cluster.replica_id, cfg->cluster.raft_address,
                                     RAFT_VOTER);
     } else {
@@ -142,7 +149,7 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
             rv = raft_configuration_add(&conf, cfg->cluster.peers[i].id,
                                         cfg->cluster.peers[i].address, RAFT_VOTER);
     }
-    if (rv == 0) {
+    if (rv == 0 && !cfg->cluster.join) {
         rv = raft_bootstrap(&r->raft, &conf);
         if (rv == RAFT_CANTBOOTSTRAP) /* existing data: a restart, fine */
             rv = 0;
@@ -158,6 +165,7 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
         return rv == RAFT_NOSPACE ? RD_ENOSPACE : RD_EIO;
     }
     r->started = true;
+    r->leader_seen_ns = rd_mono_ns();
     uv_timer_init(loop, &r->watch);
     r->watch.data = r;
     uv_timer_start(&r->watch, watch_cb, 0, 10);
@@ -234,6 +242,223 @@ int rd_replica_submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, 
     return 0;
 }
 
+/* ---- membership ------------------------------------------------------------ */
+
+struct change {
+    struct raft_change req;
+    struct rd_replica *r;
+    uint64_t id;
+    int role; /* after an add: the role to assign, or -1 */
+    rd_submit_cb cb;
+    void *data;
+};
+
+static void change_cb(struct raft_change *req, int status)
+{
+    struct change *c = req->data;
+    struct rd_replica *r = c->r;
+    if (status == 0 && c->role >= 0 && c->role != RAFT_SPARE && !r->closing) {
+        /* An add commits the server as a spare: now its role. */
+        int role = c->role;
+        c->role = -1;
+        memset(&c->req, 0, sizeof(c->req));
+        c->req.data = c;
+        int rv = raft_assign(&r->raft, &c->req, c->id, role, change_cb);
+        if (rv == 0)
+            return;
+        status = rv;
+    }
+    int st = map_raft_error(status);
+    if (status == RAFT_BADID || status == RAFT_NOTFOUND)
+        st = RD_ENOTFOUND;
+    else if (status == RAFT_DUPLICATEID || status == RAFT_DUPLICATEADDRESS ||
+             status == RAFT_BADROLE || status == RAFT_CANTCHANGE)
+        st = RD_ECONFLICT;
+    if (status != 0)
+        RD_WARN("raft", "membership_change_failed", "id=%llu error=\"%s\"",
+                (unsigned long long)c->id, raft_strerror(status));
+    else
+        RD_INFO("raft", "membership_changed", "id=%llu", (unsigned long long)c->id);
+    rd_submit_cb cb = c->cb;
+    void *data = c->data;
+    free(c);
+    cb(data, st, 0);
+}
+
+static int change_rv(int rv)
+{
+    switch (rv) {
+    case RAFT_BADID:
+    case RAFT_NOTFOUND:
+        return RD_ENOTFOUND;
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+    case RAFT_BADROLE:
+    case RAFT_CANTCHANGE:
+        return RD_ECONFLICT;
+    default:
+        return map_raft_error(rv);
+    }
+}
+
+static struct change *change_new(struct rd_replica *r, uint64_t id, int role, rd_submit_cb cb,
+                                 void *data)
+{
+    struct change *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->r = r;
+    c->id = id;
+    c->role = role;
+    c->cb = cb;
+    c->data = data;
+    c->req.data = c;
+    return c;
+}
+
+static int change_start(struct rd_replica *r)
+{
+    if (r->closing || !r->started)
+        return RD_ESHUTDOWN;
+    return raft_state(&r->raft) == RAFT_LEADER ? 0 : RD_ENOTLEADER;
+}
+
+int rd_replica_add(struct rd_replica *r, uint64_t id, const char *address, int role,
+                   rd_submit_cb cb, void *data)
+{
+    int rv = change_start(r);
+    struct change *c = rv == 0 ? change_new(r, id, role, cb, data) : NULL;
+    if (rv != 0 || c == NULL)
+        return rv ? rv : RD_ENOMEM;
+    rv = raft_add(&r->raft, &c->req, id, address, change_cb);
+    if (rv != 0) {
+        free(c);
+        return change_rv(rv);
+    }
+    return 0;
+}
+
+int rd_replica_assign(struct rd_replica *r, uint64_t id, int role, rd_submit_cb cb, void *data)
+{
+    int rv = change_start(r);
+    struct change *c = rv == 0 ? change_new(r, id, -1, cb, data) : NULL;
+    if (rv != 0 || c == NULL)
+        return rv ? rv : RD_ENOMEM;
+    rv = raft_assign(&r->raft, &c->req, id, role, change_cb);
+    if (rv != 0) {
+        free(c);
+        return change_rv(rv);
+    }
+    return 0;
+}
+
+int rd_replica_remove(struct rd_replica *r, uint64_t id, rd_submit_cb cb, void *data)
+{
+    int rv = change_start(r);
+    struct change *c = rv == 0 ? change_new(r, id, -1, cb, data) : NULL;
+    if (rv != 0 || c == NULL)
+        return rv ? rv : RD_ENOMEM;
+    rv = raft_remove(&r->raft, &c->req, id, change_cb);
+    if (rv != 0) {
+        free(c);
+        return change_rv(rv);
+    }
+    return 0;
+}
+
+const struct raft_configuration *rd_replica_configuration(struct rd_replica *r)
+{
+    return &r->raft.configuration;
+}
+
+unsigned rd_replica_voters(struct rd_replica *r)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->raft.configuration.n; i++)
+        n += r->raft.configuration.servers[i].role == RAFT_VOTER;
+    return n;
+}
+
+uint64_t rd_replica_leaderless_ns(struct rd_replica *r)
+{
+    raft_id lid = 0;
+    const char *addr = NULL;
+    if (r->started)
+        raft_leader(&r->raft, &lid, &addr);
+    if (lid != 0)
+        return 0;
+    uint64_t now = rd_mono_ns();
+    return now > r->leader_seen_ns ? now - r->leader_seen_ns : 0;
+}
+
+/* ---- linearizable reads ------------------------------------------------------ */
+
+struct rd_read_wait {
+    struct rd_read_wait *next;
+    rd_submit_cb cb;
+    void *data;
+};
+
+static void barrier_start(struct rd_replica *r);
+
+static void answer_reads(struct rd_read_wait *w, int status)
+{
+    while (w != NULL) {
+        struct rd_read_wait *next = w->next;
+        w->cb(w->data, status, 0);
+        free(w);
+        w = next;
+    }
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct rd_replica *r = req->data;
+    struct rd_read_wait *done = r->reads_inflight;
+    r->reads_inflight = NULL;
+    r->barrier_busy = false;
+    answer_reads(done, status ? map_raft_error(status) : 0);
+    if (r->reads_next != NULL && !r->closing)
+        barrier_start(r);
+}
+
+static void barrier_start(struct rd_replica *r)
+{
+    memset(&r->barrier, 0, sizeof(r->barrier));
+    r->barrier.data = r;
+    r->reads_inflight = r->reads_next;
+    r->reads_next = NULL;
+    int rv = raft_state(&r->raft) == RAFT_LEADER ? raft_barrier(&r->raft, &r->barrier, barrier_cb)
+                                                 : RAFT_NOTLEADER;
+    if (rv != 0) {
+        struct rd_read_wait *w = r->reads_inflight;
+        r->reads_inflight = NULL;
+        answer_reads(w, map_raft_error(rv));
+        return;
+    }
+    r->barrier_busy = true;
+}
+
+int rd_replica_read_barrier(struct rd_replica *r, rd_submit_cb cb, void *data)
+{
+    if (r->closing || !r->started)
+        return RD_ESHUTDOWN;
+    if (raft_state(&r->raft) != RAFT_LEADER)
+        return RD_ENOTLEADER;
+    struct rd_read_wait *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return RD_ENOMEM;
+    w->cb = cb;
+    w->data = data;
+    w->next = r->reads_next;
+    r->reads_next = w;
+    /* A barrier already in flight may have been appended before this call:
+     * this read waits for the next one. */
+    if (!r->barrier_busy)
+        barrier_start(r);
+    return 0;
+}
+
 bool rd_replica_is_leader(struct rd_replica *r)
 {
     return r->started && !r->closing && raft_state(&r->raft) == RAFT_LEADER;
@@ -291,6 +516,9 @@ void rd_replica_close(struct rd_replica *r, void (*cb)(void *data), void *data)
     if (r->closing)
         return;
     r->closing = true;
+    struct rd_read_wait *waiting = r->reads_next;
+    r->reads_next = NULL;
+    answer_reads(waiting, RD_ESHUTDOWN); /* the one in flight ends with raft */
     if (r->started)
         uv_close((uv_handle_t *)&r->watch, watch_closed);
     if (!r->inited) {

@@ -44,6 +44,12 @@ struct rd_replica {
     /* Told when this replica becomes or stops being the leader. */
     void (*on_role)(void *data, bool leader);
     void *on_role_data;
+    uint64_t leader_seen_ns; /* last watch tick that knew a leader */
+    /* Read barriers: callers waiting for the one in flight's successor,
+     * and the batch the barrier in flight answers. */
+    struct rd_read_wait *reads_next, *reads_inflight;
+    bool barrier_busy;
+    struct raft_barrier barrier;
     void (*close_cb)(void *data);
     void *close_data;
     char errmsg[512];
@@ -74,6 +80,29 @@ uint64_t rd_replica_applied_index(struct rd_replica *r);
 uint64_t rd_replica_commit_index(struct rd_replica *r);
 uint64_t rd_replica_term(struct rd_replica *r);
 const char *rd_replica_role_name(struct rd_replica *r);
+
+/* Membership (leader only): add (as spare, then `role`), assign a role
+ * (RAFT_VOTER, RAFT_STANDBY, RAFT_SPARE), remove. `cb` fires once the new
+ * configuration committed (or with the error). 0 or RD_E* (cb not called). */
+int rd_replica_add(struct rd_replica *r, uint64_t id, const char *address, int role,
+                   rd_submit_cb cb, void *data);
+int rd_replica_assign(struct rd_replica *r, uint64_t id, int role, rd_submit_cb cb, void *data);
+int rd_replica_remove(struct rd_replica *r, uint64_t id, rd_submit_cb cb, void *data);
+/* The configuration in force (raft's own; read-only). */
+const struct raft_configuration *rd_replica_configuration(struct rd_replica *r);
+/* Voters in the configuration. */
+unsigned rd_replica_voters(struct rd_replica *r);
+
+/*
+ * Linearizable reads: `cb` fires once a barrier appended after this call
+ * committed on this leader, so every write acknowledged before the call is
+ * applied and no other leader can have committed since. Concurrent callers
+ * share a barrier (never one started before they called). 0 or RD_E*.
+ */
+int rd_replica_read_barrier(struct rd_replica *r, rd_submit_cb cb, void *data);
+
+/* Monotonic ns since a leader was last known here (0 while one is). */
+uint64_t rd_replica_leaderless_ns(struct rd_replica *r);
 
 /*
  * Closes raft and its I/O; pending submissions fire with RD_ESHUTDOWN.
