@@ -7,8 +7,9 @@
 #include "fsm_int.h"
 #include "recoveryd/error.h"
 
-#define SNAP_MAGIC  "RDSNAP\0\1"
-#define SNAP_FORMAT 3 /* 3: replica API URLs; 2: tasks carry failure times; 1 and 2 are still read */
+#define SNAP_MAGIC "RDSNAP\0\1"
+#define SNAP_FORMAT                                                                                \
+    3 /* 3: replica API URLs; 2: tasks carry failure times; 1 and 2 are still read */
 
 static void node_free(struct rd_node *n)
 {
@@ -487,8 +488,7 @@ static int apply_replica_info(struct rd_fsm *f, const struct rd_cmd *cmd)
             f->result.status = RD_ECONFLICT;
             return 0;
         }
-        memmove(&f->replicas[i + 1], &f->replicas[i],
-                (f->n_replicas - i) * sizeof(f->replicas[0]));
+        memmove(&f->replicas[i + 1], &f->replicas[i], (f->n_replicas - i) * sizeof(f->replicas[0]));
         f->n_replicas++;
     }
     memset(&f->replicas[i], 0, sizeof(f->replicas[i]));

@@ -322,15 +322,60 @@ static void test_snapshot_format_1_still_loads(void **state)
     /* A format from the future is refused with a clear message. */
     snap.p[8] = 9;
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), RD_EUNSUPPORTED);
-    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 2"));
+    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 3"));
     rd_w_free(&snap);
     rd_fsm_close(&g);
     rd_fsm_close(&f);
 }
 
+static struct rd_wbuf cmd_replica(uint64_t id, const char *url)
+{
+    struct rd_cmd c = {.type = RD_CMD_REPLICA_INFO, .time_ms = 1};
+    c.u.rinfo.id = id;
+    c.u.rinfo.api_url = RD_STR(url);
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    rd_cmd_encode(&c, &w);
+    return w;
+}
+
+/* Replica API URLs live in the log (for redirects and health), sorted by
+ * id, replaced and forgotten by later commands, and kept in snapshots. */
+static void test_replica_info(void **state)
+{
+    struct rd_fsm f, g;
+    rd_fsm_init(&f);
+    rd_fsm_init(&g);
+    apply(&f, cmd_replica(3, "http://127.0.0.1:8083"));
+    apply(&f, cmd_replica(1, "http://127.0.0.1:8081"));
+    apply(&f, cmd_replica(2, "http://127.0.0.1:8082"));
+    apply(&f, cmd_replica(2, "http://10.0.0.2:8080"));
+    assert_int_equal(f.n_replicas, 3);
+    assert_int_equal(f.replicas[0].id, 1);
+    assert_string_equal(rd_fsm_replica_url(&f, 2), "http://10.0.0.2:8080");
+    apply(&f, cmd_replica(1, ""));
+    assert_null(rd_fsm_replica_url(&f, 1));
+    assert_int_equal(f.n_replicas, 2);
+    struct rd_wbuf snap;
+    rd_w_init(&snap);
+    assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
+    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
+    assert_string_equal(rd_fsm_replica_url(&g, 3), "http://127.0.0.1:8083");
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest(&g));
+    /* A full table refuses a new replica, not an update. */
+    for (uint64_t id = 10; f.n_replicas < RD_FSM_MAX_REPLICAS; id++)
+        apply(&f, cmd_replica(id, "http://h:1"));
+    assert_int_equal(apply(&f, cmd_replica(999, "http://h:1"))->status, RD_ECONFLICT);
+    assert_int_equal(apply(&f, cmd_replica(3, "http://h:2"))->status, 0);
+    rd_w_free(&snap);
+    rd_fsm_close(&f);
+    rd_fsm_close(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_replica_info),
         cmocka_unit_test(test_failures_and_quarantine),
         cmocka_unit_test(test_failure_times_are_bounded),
         cmocka_unit_test(test_snapshot_format_1_still_loads),
