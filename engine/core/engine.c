@@ -31,6 +31,9 @@ const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id)
     static char self_url[RD_CFG_STR + 16];
     if (id == 0)
         return NULL;
+    const char *logged = rd_fsm_replica_url(&eng->fsm, id);
+    if (logged != NULL)
+        return logged;
     for (unsigned i = 0; i < eng->cfg.cluster.n_peers; i++) {
         if (eng->cfg.cluster.peers[i].id == id && eng->cfg.cluster.peers[i].api_url[0])
             return eng->cfg.cluster.peers[i].api_url;
@@ -135,6 +138,38 @@ static void on_fault(void *data, const struct rd_fault *x)
     rd_plugin_host_alert(&eng->plugins, &a);
 }
 
+static void announced(void *data, int status, uint64_t value)
+{
+    (void)data;
+    (void)value;
+    if (status != 0)
+        RD_WARN("cluster", "replica_info_refused", "error=%s", rd_err_name(status));
+}
+
+/* A new leader writes what the log lacks of the replicas' API URLs: its
+ * own, and those of the configured peers (later members bring theirs with
+ * POST /api/v1/cluster/replicas). Followers redirect and poll with them. */
+static void announce_replicas(struct rd_engine *eng)
+{
+    const struct rd_config *c = &eng->cfg;
+    for (unsigned i = 0; i <= c->cluster.n_peers; i++) {
+        uint64_t id = i < c->cluster.n_peers ? c->cluster.peers[i].id : c->cluster.replica_id;
+        if (rd_fsm_replica_url(&eng->fsm, id) != NULL)
+            continue;
+        const char *url = rd_engine_replica_api_url(eng, id);
+        if (url == NULL)
+            continue;
+        struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO, .time_ms = rd_engine_stamp(eng)};
+        cmd.u.rinfo.id = id;
+        cmd.u.rinfo.api_url = RD_STR(url);
+        struct rd_wbuf w;
+        rd_w_init(&w);
+        if (rd_cmd_encode(&cmd, &w) == 0)
+            rd_replica_submit(&eng->replica, &w, announced, NULL);
+        rd_w_free(&w);
+    }
+}
+
 static void on_role(void *data, bool leader)
 {
     struct rd_engine *eng = data;
@@ -157,6 +192,7 @@ static void on_role(void *data, bool leader)
             if (n->state != RD_NODE_LEFT)
                 rd_plugin_host_node(&eng->plugins, RD_NODE_EV_ADDED, n);
         }
+        announce_replicas(eng);
         RD_INFO("engine", "leader", "nodes=%zu grace_ms=%llu", eng->fsm.n_nodes,
                 (unsigned long long)rd_engine_lease_ms(eng));
     } else {
@@ -231,6 +267,7 @@ static void shutdown_tick(uv_timer_t *t)
         return;
     if (eng->httpc != NULL) {
         if (!eng->httpc_closing) {
+            rd_cluster_stop(&eng->cluster);
             eng->httpc_closing = true;
             rd_httpc_close(eng->httpc, on_httpc_closed, eng);
         }
@@ -364,6 +401,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     rd_registry_init(&eng->registry);
     rd_analysis_init(&eng->analysis, eng);
     rd_sched_init(&eng->sched, eng);
+    rd_cluster_init(&eng->cluster, eng);
     eng->replica.on_role = on_role;
     eng->replica.on_role_data = eng;
 
@@ -413,6 +451,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         goto out;
     }
 
+    rd_cluster_start(&eng->cluster);
     uv_signal_init(loop, &eng->sig_int);
     uv_signal_init(loop, &eng->sig_term);
     uv_signal_init(loop, &eng->sig_hup);

@@ -15,6 +15,7 @@
 #include "http/http.h"
 #include "plugin/host.h"
 #include "policy/policy.h"
+#include "cluster/cluster.h"
 #include "recover/sched.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
@@ -30,6 +31,7 @@ struct rd_engine {
     struct rd_plugin_host plugins;
     struct rd_analysis analysis;
     struct rd_sched sched;
+    struct rd_cluster cluster;     /* the other engine replicas, as seen from here */
     struct rd_policy_host *policy; /* the policies in force (never NULL once started) */
     uint64_t policy_reloads_ok;
     uint64_t policy_reloads_failed;

@@ -7,10 +7,22 @@
 #include "http.h"
 #include "recoveryd/version.h"
 
+/* Liveness, plus what the other replicas poll for their view of this one. */
 void rd_api_HEALTH(struct rd_http_req *hr)
 {
-    static const char body[] = "{\"status\":\"ok\"}";
-    rd_http_send_raw(hr, 200, "application/json", body, sizeof(body) - 1);
+    struct rd_replica *r = &hr->eng->replica;
+    uint64_t leader;
+    const char *addr;
+    rd_replica_leader(r, &leader, &addr);
+    char body[256];
+    int n = snprintf(body, sizeof(body),
+                     "{\"status\":\"ok\",\"replica_id\":%llu,\"role\":\"%s\",\"term\":%llu,"
+                     "\"applied_index\":%llu,\"commit_index\":%llu,\"leader\":%llu}",
+                     (unsigned long long)hr->eng->cfg.cluster.replica_id, rd_replica_role_name(r),
+                     (unsigned long long)rd_replica_term(r),
+                     (unsigned long long)rd_replica_applied_index(r),
+                     (unsigned long long)rd_replica_commit_index(r), (unsigned long long)leader);
+    rd_http_send_raw(hr, 200, "application/json", body, (size_t)n);
 }
 
 void rd_api_READY(struct rd_http_req *hr)
@@ -48,33 +60,13 @@ void rd_api_CLUSTER_HEALTH(struct rd_http_req *hr)
     uint64_t leader;
     const char *leader_addr;
     rd_replica_leader(r, &leader, &leader_addr);
-    bool quorum = leader != 0;
+    bool quorum = rd_cluster_has_quorum(&eng->cluster);
     const char *overall = "healthy";
     if (!quorum || (total > 0 && (failed + isolated) * 2 >= total))
         overall = "critical";
     else if (failed + suspect + isolated > 0)
         overall = "degraded";
-
-    json_t *replicas = json_array();
-    if (eng->cfg.cluster.n_peers == 0) {
-        json_array_append_new(
-            replicas,
-            json_pack("{s:I,s:s,s:s,s:b,s:I}", "id", (json_int_t)eng->cfg.cluster.replica_id,
-                      "address", eng->cfg.cluster.raft_address, "role", rd_replica_role_name(r),
-                      "reachable", 1, "applied_index", (json_int_t)rd_replica_applied_index(r)));
-    } else {
-        for (unsigned i = 0; i < eng->cfg.cluster.n_peers; i++) {
-            const struct rd_cfg_peer *p = &eng->cfg.cluster.peers[i];
-            bool self = p->id == eng->cfg.cluster.replica_id;
-            json_array_append_new(
-                replicas,
-                json_pack(
-                    "{s:I,s:s,s:s,s:b,s:o}", "id", (json_int_t)p->id, "address", p->address, "role",
-                    self ? rd_replica_role_name(r) : (p->id == leader ? "leader" : "follower"),
-                    "reachable", self || p->id == leader, "applied_index",
-                    self ? json_integer((json_int_t)rd_replica_applied_index(r)) : json_null()));
-        }
-    }
+    json_t *replicas = rd_cluster_replicas_json(&eng->cluster);
     char now[RD_TIME_STRLEN];
     rd_time_format(rd_now_ms(), now);
     json_t *o =

@@ -1,0 +1,331 @@
+/* The engine replicas as this replica sees them (cluster.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/engine.h"
+#include "net/httpc.h"
+#include "recoveryd/error.h"
+
+/* Unanswered this long: unreachable (three polls). */
+#define UNREACHABLE_NS (3ULL * RD_CLUSTER_POLL_MS * 1000000ULL)
+
+struct poll {
+    struct rd_cluster *c;
+    uint64_t id;
+};
+
+static struct rd_peer *peer_of(struct rd_cluster *c, uint64_t id)
+{
+    for (unsigned i = 0; i < c->n_peers; i++)
+        if (c->peers[i].id == id)
+            return &c->peers[i];
+    return NULL;
+}
+
+static bool is_voter(struct rd_cluster *c, uint64_t id)
+{
+    const struct raft_configuration *conf = rd_replica_configuration(&c->eng->replica);
+    for (unsigned i = 0; i < conf->n; i++)
+        if (conf->servers[i].id == id)
+            return conf->servers[i].role == RAFT_VOTER;
+    return false;
+}
+
+/* The peers follow raft's configuration: new members appear, removed ones go. */
+static void sync_members(struct rd_cluster *c)
+{
+    const struct raft_configuration *conf = rd_replica_configuration(&c->eng->replica);
+    uint64_t self = c->eng->cfg.cluster.replica_id;
+    struct rd_peer kept[RD_FSM_MAX_REPLICAS];
+    unsigned n = 0;
+    for (unsigned i = 0; i < conf->n && n < RD_FSM_MAX_REPLICAS; i++) {
+        uint64_t id = conf->servers[i].id;
+        if (id == self)
+            continue;
+        struct rd_peer *old = peer_of(c, id);
+        if (old != NULL) {
+            kept[n++] = *old;
+        } else {
+            memset(&kept[n], 0, sizeof(kept[n]));
+            kept[n].id = id;
+            kept[n].unreachable_since_ns = rd_mono_ns();
+            n++;
+        }
+    }
+    memcpy(c->peers, kept, n * sizeof(kept[0]));
+    c->n_peers = n;
+}
+
+static void poll_done(void *data, const struct rd_http_response *resp)
+{
+    struct poll *p = data;
+    struct rd_cluster *c = p->c;
+    uint64_t id = p->id;
+    struct rd_peer *peer = peer_of(c, id);
+    free(p);
+    if (peer == NULL)
+        return; /* removed meanwhile */
+    peer->in_flight = false;
+    peer->polled = true;
+    json_t *j = resp->status == 200 ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+    if (j != NULL && json_integer_value(json_object_get(j, "replica_id")) == (json_int_t)id) {
+        peer->last_ok_ns = rd_mono_ns();
+        if (!peer->reachable)
+            RD_INFO("cluster", "replica_reachable", "id=%llu", (unsigned long long)peer->id);
+        peer->reachable = true;
+        peer->unreachable_since_ns = 0;
+        snprintf(peer->role, sizeof(peer->role), "%s",
+                 json_string_value(json_object_get(j, "role")) ?: "unknown");
+        peer->term = (uint64_t)json_integer_value(json_object_get(j, "term"));
+        peer->applied_index = (uint64_t)json_integer_value(json_object_get(j, "applied_index"));
+    } else {
+        c->polls_failed++;
+    }
+    json_decref(j);
+}
+
+static void alert_no_quorum(struct rd_cluster *c, bool resolved)
+{
+    char summary[256], fp[64];
+    snprintf(fp, sizeof(fp), "no-quorum-%llu", (unsigned long long)c->eng->cfg.cluster.replica_id);
+    snprintf(summary, sizeof(summary),
+             resolved ? "engine replica %llu reaches a majority again"
+                      : "engine replica %llu cannot reach a majority of the replicas: it "
+                        "commits nothing and serves stale reads only",
+             (unsigned long long)c->eng->cfg.cluster.replica_id);
+    struct rd_alert a = {.fingerprint = fp,
+                         .resolved = resolved,
+                         .alertname = "NoQuorum",
+                         .node_id = "",
+                         .fault_type = "partition",
+                         .severity = "critical",
+                         .summary = summary,
+                         .description = summary,
+                         .starts_at_ms = rd_now_ms(),
+                         .ends_at_ms = resolved ? rd_now_ms() : 0};
+    rd_plugin_host_alert(&c->eng->plugins, &a);
+}
+
+struct fault_op {
+    struct rd_cluster *c;
+    uint64_t id;
+};
+
+static void fault_done(void *data, int status, uint64_t value)
+{
+    struct fault_op *op = data;
+    (void)value;
+    struct rd_peer *peer = peer_of(op->c, op->id);
+    if (peer != NULL) {
+        peer->fault_proposing = false;
+        if (status != 0 && peer->unreachable_since_ns != 0)
+            peer->fault_id[0] = '\0'; /* not recorded: try again next tick */
+    }
+    free(op);
+}
+
+/* Leader: a voter unreachable past alert_after is a partition fault. */
+static void judge_peer(struct rd_cluster *c, struct rd_peer *p, uint64_t now)
+{
+    struct rd_engine *eng = c->eng;
+    uint64_t after = eng->cfg.fault_tolerance.partition.alert_after_ms * 1000000ULL;
+    bool open = p->fault_id[0] != '\0';
+    bool down = !p->reachable && p->unreachable_since_ns != 0 &&
+                now - p->unreachable_since_ns >= after && is_voter(c, p->id);
+    if (p->fault_proposing || open == down || !rd_replica_is_leader(&eng->replica))
+        return;
+    struct rd_cmd cmd = {.time_ms = rd_engine_stamp(eng)};
+    char meta[256];
+    if (down) {
+        if (rd_uuid_v4(p->fault_id) != 0)
+            return;
+        snprintf(meta, sizeof(meta),
+                 "{\"replica_id\":%llu,\"detail\":\"engine replica unreachable from the leader "
+                 "for %llu ms\"}",
+                 (unsigned long long)p->id,
+                 (unsigned long long)((now - p->unreachable_since_ns) / 1000000ULL));
+        cmd.type = RD_CMD_FAULT_OPEN;
+        cmd.u.fopen.id = RD_STR(p->fault_id);
+        cmd.u.fopen.node_id = RD_STR("");
+        cmd.u.fopen.fault_type = RD_FAULT_PARTITION;
+        cmd.u.fopen.severity = RD_SEV_MAJOR;
+        cmd.u.fopen.metadata_json = RD_STR(meta);
+        cmd.u.fopen.recovery_action_json =
+            RD_STR("{\"action\":\"none\",\"detail\":\"the majority side goes on; the replica "
+                   "catches up when the network heals\"}");
+        cmd.u.fopen.set_state = RD_STATE_ANY;
+        cmd.u.fopen.from_state = RD_STATE_ANY;
+        RD_WARN("cluster", "replica_partitioned", "id=%llu fault=%s", (unsigned long long)p->id,
+                p->fault_id);
+    } else {
+        cmd.type = RD_CMD_FAULT_RESOLVE;
+        cmd.u.fresolve.id = RD_STR(p->fault_id);
+        cmd.u.fresolve.node_id = RD_STR("");
+        cmd.u.fresolve.note = RD_STR("the replica answers again");
+        RD_INFO("cluster", "replica_back", "id=%llu", (unsigned long long)p->id);
+    }
+    struct fault_op *op = calloc(1, sizeof(*op));
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    if (op != NULL && rd_cmd_encode(&cmd, &w) == 0) {
+        op->c = c;
+        op->id = p->id;
+        if (rd_replica_submit(&eng->replica, &w, fault_done, op) == 0) {
+            p->fault_proposing = true;
+            if (!down)
+                p->fault_id[0] = '\0';
+            op = NULL;
+        }
+    }
+    if (op != NULL && down)
+        p->fault_id[0] = '\0';
+    free(op);
+    rd_w_free(&w);
+}
+
+static void tick(uv_timer_t *t)
+{
+    struct rd_cluster *c = t->data;
+    struct rd_engine *eng = c->eng;
+    uint64_t now = rd_mono_ns();
+    sync_members(c);
+    for (unsigned i = 0; i < c->n_peers; i++) {
+        struct rd_peer *p = &c->peers[i];
+        if (p->reachable && now - p->last_ok_ns > UNREACHABLE_NS) {
+            p->reachable = false;
+            p->unreachable_since_ns = p->last_ok_ns;
+            RD_WARN("cluster", "replica_unreachable", "id=%llu", (unsigned long long)p->id);
+        }
+        judge_peer(c, p, now);
+        const char *url = rd_engine_replica_api_url(eng, p->id);
+        if (p->in_flight || url == NULL || eng->httpc == NULL || eng->httpc_closing)
+            continue;
+        char full[320];
+        snprintf(full, sizeof(full), "%s/health", url);
+        struct rd_http_request req = {
+            .method = "GET", .url = full, .timeout_ms = RD_CLUSTER_POLL_MS};
+        struct poll *pl = calloc(1, sizeof(*pl));
+        if (pl == NULL)
+            continue;
+        pl->c = c;
+        pl->id = p->id;
+        if (rd_httpc_request(eng->httpc, c, &req, poll_done, pl) == 0) {
+            p->in_flight = true;
+            c->polls_total++;
+        } else {
+            free(pl);
+        }
+    }
+    /* No quorum for longer than alert_after: say so, from this side. */
+    bool quorum = rd_cluster_has_quorum(c);
+    uint64_t after = eng->cfg.fault_tolerance.partition.alert_after_ms * 1000000ULL;
+    if (quorum) {
+        if (c->no_quorum_alerted)
+            alert_no_quorum(c, true);
+        c->no_quorum_since_ns = 0;
+        c->no_quorum_alerted = false;
+    } else {
+        if (c->no_quorum_since_ns == 0) {
+            c->no_quorum_since_ns = now;
+            RD_WARN("cluster", "no_quorum", "replica=%llu",
+                    (unsigned long long)eng->cfg.cluster.replica_id);
+        }
+        if (!c->no_quorum_alerted && now - c->no_quorum_since_ns >= after) {
+            c->no_quorum_alerted = true;
+            alert_no_quorum(c, false);
+        }
+    }
+}
+
+void rd_cluster_init(struct rd_cluster *c, struct rd_engine *eng)
+{
+    memset(c, 0, sizeof(*c));
+    c->eng = eng;
+}
+
+void rd_cluster_start(struct rd_cluster *c)
+{
+    if (c->started)
+        return;
+    uv_timer_init(c->eng->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, tick, RD_CLUSTER_POLL_MS, RD_CLUSTER_POLL_MS);
+    c->started = true;
+}
+
+void rd_cluster_stop(struct rd_cluster *c)
+{
+    if (!c->started)
+        return;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, NULL);
+    c->started = false;
+    if (c->eng->httpc != NULL)
+        rd_httpc_cancel_owner(c->eng->httpc, c);
+}
+
+bool rd_cluster_has_quorum(struct rd_cluster *c)
+{
+    struct rd_replica *r = &c->eng->replica;
+    uint64_t leader;
+    const char *addr;
+    rd_replica_leader(r, &leader, &addr);
+    if (leader == 0)
+        return false;
+    const struct raft_configuration *conf = rd_replica_configuration(r);
+    unsigned voters = 0, reachable = 0;
+    uint64_t self = c->eng->cfg.cluster.replica_id;
+    for (unsigned i = 0; i < conf->n; i++) {
+        if (conf->servers[i].role != RAFT_VOTER)
+            continue;
+        voters++;
+        const struct rd_peer *p = peer_of(c, conf->servers[i].id);
+        if (conf->servers[i].id == self || (p != NULL && p->reachable))
+            reachable++;
+    }
+    /* Before the first polls answered, trust raft: a leader is known. */
+    bool polled = true;
+    for (unsigned i = 0; i < c->n_peers; i++)
+        polled = polled && c->peers[i].polled;
+    return !polled || reachable * 2 > voters;
+}
+
+static const char *voter_role_name(int role)
+{
+    return role == RAFT_VOTER ? "voter" : role == RAFT_STANDBY ? "standby" : "spare";
+}
+
+json_t *rd_cluster_replicas_json(struct rd_cluster *c)
+{
+    struct rd_engine *eng = c->eng;
+    struct rd_replica *r = &eng->replica;
+    const struct raft_configuration *conf = rd_replica_configuration(r);
+    uint64_t self = eng->cfg.cluster.replica_id, leader;
+    const char *laddr;
+    rd_replica_leader(r, &leader, &laddr);
+    json_t *out = json_array();
+    for (unsigned i = 0; i < conf->n; i++) {
+        const struct raft_server *s = &conf->servers[i];
+        const struct rd_peer *p = peer_of(c, s->id);
+        bool me = s->id == self;
+        const char *role = me                ? rd_replica_role_name(r)
+                           : s->id == leader ? "leader"
+                           : p && p->role[0] ? p->role
+                                             : "unknown";
+        json_t *applied = me ? json_integer((json_int_t)rd_replica_applied_index(r))
+                          : p && p->polled && p->reachable
+                              ? json_integer((json_int_t)p->applied_index)
+                              : json_null();
+        const char *url = rd_engine_replica_api_url(eng, s->id);
+        json_array_append_new(out, json_pack("{s:I,s:s,s:s,s:s,s:b,s:o,s:s?,s:b}", "id",
+                                             (json_int_t)s->id, "address", s->address, "role", role,
+                                             "voter_role", voter_role_name(s->role), "reachable",
+                                             me || (p && p->reachable), "applied_index", applied,
+                                             "api_url", url, "self", me));
+    }
+    return out;
+}

@@ -1,0 +1,69 @@
+/*
+ * The engine replicas as this replica sees them (soft state, every replica):
+ * each other member of raft's configuration is asked for GET /health every
+ * RD_CLUSTER_POLL_MS over HTTP, which says whether it is reachable from here,
+ * its role, term and applied index. That view answers `quorum.replicas` in
+ * GET /api/v1/health/cluster and decides what a partition of the engine
+ * itself looks like:
+ *
+ * - on the leader, a voter unreachable for longer than
+ *   fault_tolerance.partition.alert_after is recorded as a `partition` fault
+ *   (metadata.replica_id), resolved when it answers again;
+ * - on a replica without quorum (no leader known, a majority of voters
+ *   unreachable) for that long, nothing can be committed: it alerts through
+ *   the alert plugins (NoQuorum), resolved when quorum is back.
+ *
+ * Loop-thread only.
+ */
+#ifndef RD_CLUSTER_H
+#define RD_CLUSTER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "fsm/fsm.h"
+
+#define RD_CLUSTER_POLL_MS 500
+
+struct rd_engine;
+
+struct rd_peer {
+    uint64_t id;
+    bool polled;    /* asked at least once */
+    bool in_flight; /* a /health request is out */
+    bool reachable; /* the last answer came, and recently */
+    uint64_t last_ok_ns;
+    uint64_t unreachable_since_ns; /* 0 while reachable */
+    char role[16];                 /* leader, follower, candidate (its own word) */
+    uint64_t term;
+    uint64_t applied_index;
+    char fault_id[40]; /* the partition fault opened for it, "" when none */
+    bool fault_proposing;
+};
+
+struct rd_cluster {
+    struct rd_engine *eng;
+    uv_timer_t timer;
+    bool started;
+    struct rd_peer peers[RD_FSM_MAX_REPLICAS];
+    unsigned n_peers;
+    uint64_t no_quorum_since_ns; /* 0 while this replica has quorum */
+    bool no_quorum_alerted;
+    uint64_t polls_total;
+    uint64_t polls_failed;
+};
+
+void rd_cluster_init(struct rd_cluster *c, struct rd_engine *eng);
+void rd_cluster_start(struct rd_cluster *c);
+void rd_cluster_stop(struct rd_cluster *c);
+
+/* True when a leader is known and a majority of the voters are reachable
+ * from here (this replica counts itself). */
+bool rd_cluster_has_quorum(struct rd_cluster *c);
+
+/* [{"id","address","role","voter_role","reachable","applied_index","term","api_url"}]. */
+json_t *rd_cluster_replicas_json(struct rd_cluster *c);
+
+#endif
