@@ -45,7 +45,10 @@ struct rd_engine;
     X(POLICIES_RELOAD, "POST", "/api/v1/policies/reload", "policies_reload")                       \
     X(RECOVERY_TRIGGER, "POST", "/api/v1/recovery/trigger", "recovery_trigger")                    \
     X(RECOVERY_LIST, "GET", "/api/v1/recovery/tasks", "recovery_list")                             \
-    X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")
+    X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")                             \
+    X(REPLICAS_LIST, "GET", "/api/v1/cluster/replicas", "replicas_list")                           \
+    X(REPLICAS_CHANGE, "POST", "/api/v1/cluster/replicas", "replicas_change")                      \
+    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,

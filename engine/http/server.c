@@ -378,6 +378,135 @@ json_t *rd_http_body_object(struct rd_http_req *hr)
 
 /* ---- routing ----------------------------------------------------------- */
 
+/* ---- replicas: who answers what ------------------------------------------ */
+
+/* Answered by whichever replica is asked: its own liveness, readiness,
+ * metrics, view of the cluster, plugins and policies. */
+static bool route_local(int route)
+{
+    switch (route) {
+    case RD_ROUTE_HEALTH:
+    case RD_ROUTE_READY:
+    case RD_ROUTE_METRICS:
+    case RD_ROUTE_CLUSTER_HEALTH:
+    case RD_ROUTE_PLUGINS_LIST:
+    case RD_ROUTE_POLICIES_RELOAD:
+    case RD_ROUTE_REPLICAS_LIST:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void applied_header(struct rd_http_req *hr)
+{
+    h2o_req_t *req = hr->req;
+    if (req == NULL)
+        return;
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%llu",
+                     (unsigned long long)rd_replica_applied_index(&hr->eng->replica));
+    h2o_iovec_t v = h2o_strdup(&req->pool, buf, (size_t)n);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-recoveryd-applied-index"), 0,
+                          NULL, v.base, v.len);
+}
+
+static void read_confirmed(void *data, int status, uint64_t value)
+{
+    struct rd_http_pending *p = data;
+    (void)value;
+    if (rd_http_pending_alive(p)) {
+        if (status == 0) {
+            applied_header(&p->hr);
+            routes[p->hr.route].fn(&p->hr);
+        } else {
+            rd_http_send_rd_error(&p->hr, status,
+                                  "leadership was lost before the read could be confirmed");
+        }
+    }
+    rd_http_pending_done(p);
+}
+
+/* This replica is not the leader: send the client to it (307, same method
+ * and body), or say why there is none to send it to. */
+static void not_here(struct rd_http_req *hr)
+{
+    struct rd_engine *eng = hr->eng;
+    uint64_t id;
+    const char *addr;
+    rd_replica_leader(&eng->replica, &id, &addr);
+    const char *url =
+        id != 0 && id != eng->cfg.cluster.replica_id ? rd_engine_replica_api_url(eng, id) : NULL;
+    if (url != NULL) {
+        h2o_req_t *req = hr->req;
+        size_t ul = strlen(url);
+        char *loc = h2o_mem_alloc_pool(&req->pool, ul + req->path.len + 1);
+        memcpy(loc, url, ul);
+        memcpy(loc + ul, req->path.base, req->path.len);
+        loc[ul + req->path.len] = '\0';
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, loc,
+                       ul + req->path.len);
+        rd_http_send_error(hr, 307, "not_leader",
+                           json_pack("{s:s,s:I}", "leader", url, "leader_id", (json_int_t)id),
+                           "this replica is a follower: the leader is replica %llu at %s",
+                           (unsigned long long)id, url);
+        return;
+    }
+    /* Nobody leads. Briefly, that is an election; for longer, this side
+     * cannot reach a majority. */
+    uint64_t leaderless = rd_replica_leaderless_ns(&eng->replica);
+    if (leaderless > 2 * eng->cfg.cluster.election_timeout_ms * 1000000ULL)
+        rd_http_send_rd_error(hr, RD_ENOQUORUM,
+                              "this replica cannot reach a majority of the replicas: writes and "
+                              "consistent reads are refused; ?stale=true reads are served");
+    else
+        rd_http_send_rd_error(hr, RD_ENOTLEADER, "an election is running; retry shortly");
+}
+
+static bool query_true(struct rd_http_req *hr, const char *name)
+{
+    const char *v = rd_http_query(hr, name);
+    return v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+}
+
+/*
+ * Writes go to the leader. Reads are linearizable on the leader (a read
+ * barrier when there are other voters), or with ?stale=true served by any
+ * replica from what it has applied (X-Recoveryd-Applied-Index says how far).
+ */
+static void dispatch(struct rd_http_req *hr)
+{
+    struct rd_engine *eng = hr->eng;
+    int route = hr->route;
+    if (route_local(route)) {
+        routes[route].fn(hr);
+        return;
+    }
+    bool read = strcmp(routes[route].method, "GET") == 0;
+    if (read && query_true(hr, "stale")) {
+        applied_header(hr);
+        routes[route].fn(hr);
+        return;
+    }
+    if (!rd_replica_is_leader(&eng->replica)) {
+        not_here(hr);
+        return;
+    }
+    if (!read || rd_replica_voters(&eng->replica) <= 1) {
+        if (read)
+            applied_header(hr);
+        routes[route].fn(hr);
+        return;
+    }
+    struct rd_http_pending *p = rd_http_defer(hr);
+    int rv = p ? rd_replica_read_barrier(&eng->replica, read_confirmed, p) : RD_ENOMEM;
+    if (rv != 0) {
+        rd_http_send_rd_error(p ? &p->hr : hr, rv, NULL);
+        if (p)
+            rd_http_pending_done(p);
+    }
+}
+
 static bool method_is(h2o_req_t *req, const char *m)
 {
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
@@ -468,7 +597,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                            req->entity.len, http->max_body);
         return 0;
     }
-    routes[hr.route].fn(&hr);
+    dispatch(&hr);
     return 0;
 }
 

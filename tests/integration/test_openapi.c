@@ -231,7 +231,19 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         char url[512];
         snprintf(url, sizeof(url), "%s%s", proc.base_url, path);
         for (int proto = RDT_H1; proto <= RDT_H2; proto++) {
-            char put_body[128];
+            char put_body[160];
+            /* Membership: each protocol adds (POST) and later removes
+             * (DELETE) its own spare replica, 7 or 8, at a dead address. */
+            const char *rid = proto == RDT_H1 ? "7" : "8";
+            if (strstr(o->path, "{replica_id}"))
+                snprintf(url, sizeof(url), "%s/api/v1/cluster/replicas/%s", proc.base_url, rid);
+            if (strcmp(path, "/api/v1/cluster/replicas") == 0 && body != NULL) {
+                snprintf(put_body, sizeof(put_body),
+                         "{\"id\":%s,\"role\":\"spare\",\"address\":\"127.0.0.1:%s\","
+                         "\"api_url\":\"http://127.0.0.1:%s\"}",
+                         rid, rid, rid);
+                body = put_body;
+            }
             if (strcmp(o->method, "PUT") == 0) {
                 snprintf(put_body, sizeof(put_body),
                          "{\"attempt\":%lld,\"version\":%d,\"data\":{\"step\":1}}",
