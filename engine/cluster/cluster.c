@@ -50,9 +50,11 @@ static void sync_members(struct rd_cluster *c)
         if (old != NULL) {
             kept[n++] = *old;
         } else {
+            /* Reachable until proven otherwise: three polls unanswered. */
             memset(&kept[n], 0, sizeof(kept[n]));
             kept[n].id = id;
-            kept[n].unreachable_since_ns = rd_mono_ns();
+            kept[n].reachable = true;
+            kept[n].last_ok_ns = rd_mono_ns();
             n++;
         }
     }
@@ -84,6 +86,8 @@ static void poll_done(void *data, const struct rd_http_response *resp)
         peer->applied_index = (uint64_t)json_integer_value(json_object_get(j, "applied_index"));
     } else {
         c->polls_failed++;
+        RD_DEBUG("cluster", "poll_failed", "id=%llu status=%d error=\"%s\"", (unsigned long long)id,
+                 resp->status, resp->error ? resp->error : "");
     }
     json_decref(j);
 }
@@ -135,7 +139,7 @@ static void judge_peer(struct rd_cluster *c, struct rd_peer *p, uint64_t now)
     uint64_t after = eng->cfg.fault_tolerance.partition.alert_after_ms * 1000000ULL;
     bool open = p->fault_id[0] != '\0';
     bool down = !p->reachable && p->unreachable_since_ns != 0 &&
-                now - p->unreachable_since_ns >= after && is_voter(c, p->id);
+                now >= p->unreachable_since_ns + after && is_voter(c, p->id);
     if (p->fault_proposing || open == down || !rd_replica_is_leader(&eng->replica))
         return;
     struct rd_cmd cmd = {.time_ms = rd_engine_stamp(eng)};
@@ -191,11 +195,11 @@ static void tick(uv_timer_t *t)
 {
     struct rd_cluster *c = t->data;
     struct rd_engine *eng = c->eng;
+    sync_members(c); /* before reading the clock: new peers are stamped now */
     uint64_t now = rd_mono_ns();
-    sync_members(c);
     for (unsigned i = 0; i < c->n_peers; i++) {
         struct rd_peer *p = &c->peers[i];
-        if (p->reachable && now - p->last_ok_ns > UNREACHABLE_NS) {
+        if (p->reachable && now > p->last_ok_ns + UNREACHABLE_NS) {
             p->reachable = false;
             p->unreachable_since_ns = p->last_ok_ns;
             RD_WARN("cluster", "replica_unreachable", "id=%llu", (unsigned long long)p->id);
@@ -271,6 +275,7 @@ void rd_cluster_stop(struct rd_cluster *c)
 bool rd_cluster_has_quorum(struct rd_cluster *c)
 {
     struct rd_replica *r = &c->eng->replica;
+    sync_members(c); /* a member added since the last poll is presumed reachable */
     uint64_t leader;
     const char *addr;
     rd_replica_leader(r, &leader, &addr);
@@ -287,11 +292,7 @@ bool rd_cluster_has_quorum(struct rd_cluster *c)
         if (conf->servers[i].id == self || (p != NULL && p->reachable))
             reachable++;
     }
-    /* Before the first polls answered, trust raft: a leader is known. */
-    bool polled = true;
-    for (unsigned i = 0; i < c->n_peers; i++)
-        polled = polled && c->peers[i].polled;
-    return !polled || reachable * 2 > voters;
+    return reachable * 2 > voters;
 }
 
 static const char *voter_role_name(int role)
@@ -307,6 +308,7 @@ json_t *rd_cluster_replicas_json(struct rd_cluster *c)
     uint64_t self = eng->cfg.cluster.replica_id, leader;
     const char *laddr;
     rd_replica_leader(r, &leader, &laddr);
+    sync_members(c);
     json_t *out = json_array();
     for (unsigned i = 0; i < conf->n; i++) {
         const struct raft_server *s = &conf->servers[i];

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "fsm_int.h"
 #include "recoveryd/error.h"
@@ -864,8 +865,12 @@ static int fsm_restore_cb(struct raft_fsm *rf, struct raft_buffer *buf)
 {
     struct rd_fsm *f = rf->data;
     int rv = rd_fsm_restore(f, buf->base, buf->len);
-    if (rv != 0)
+    if (rv != 0) {
+        RD_ERROR("fsm", "snapshot_refused", "bytes=%zu error=\"%s\"", buf->len, f->errmsg);
         return rv == RD_ENOMEM ? RAFT_NOMEM : RAFT_CORRUPT;
+    }
+    RD_INFO("fsm", "snapshot_restored", "bytes=%zu nodes=%zu tasks=%zu applied=%llu", buf->len,
+            f->n_nodes, f->n_tasks, (unsigned long long)f->n_applied);
     raft_free(buf->base);
     return 0;
 }

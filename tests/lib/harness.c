@@ -542,10 +542,11 @@ static int write_config(const struct rdt_proc *p)
             "# Written by the integration test harness (tests/lib/harness.c).\n"
             "cluster:\n"
             "  raft_address: 127.0.0.1:%u\n"
+            "%s"
             "logging:\n"
             "  level: debug\n"
             "%s%s",
-            (unsigned)p->raft_port, p->extra_yaml,
+            (unsigned)p->raft_port, p->cluster_yaml, p->extra_yaml,
             extra_len && p->extra_yaml[extra_len - 1] != '\n' ? "\n" : "");
     if (ferror(f) | fclose(f)) {
         fprintf(stderr, "rdt: writing %s failed\n", p->config_path);
@@ -810,10 +811,13 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
     if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         /* A new response (after a 1xx): forget the previous one's headers. */
         r->content_type[0] = r->retry_after[0] = r->allow[0] = '\0';
+        r->location[0] = r->applied_index[0] = '\0';
         return len;
     }
     take_header(line, len, "Content-Type", r->content_type, sizeof r->content_type);
     take_header(line, len, "Retry-After", r->retry_after, sizeof r->retry_after);
+    take_header(line, len, "Location", r->location, sizeof r->location);
+    take_header(line, len, "X-Recoveryd-Applied-Index", r->applied_index, sizeof r->applied_index);
     take_header(line, len, "Allow", r->allow, sizeof r->allow);
     return len;
 }
@@ -1064,4 +1068,105 @@ bool rdt_is_rfc3339_utc(const char *s)
         }
     }
     return strcmp(t, "Z") == 0;
+}
+
+/* ---- clusters of daemons ------------------------------------------------------ */
+
+int rdt_cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
+                      const char *cluster_extra)
+{
+    rdt_init();
+    if (n < 1 || n > RDT_MAX_REPLICAS)
+        return -1;
+    memset(c, 0, sizeof(*c));
+    c->n = n;
+    for (int i = 0; i < n; i++)
+        if (rdt_proc_prepare(&c->procs[i]) != 0)
+            return -1;
+    for (int i = 0; i < n; i++) {
+        struct rdt_proc *p = &c->procs[i];
+        size_t off = (size_t)snprintf(p->cluster_yaml, sizeof p->cluster_yaml,
+                                      "  replica_id: %d\n%s  peers:\n", i + 1,
+                                      cluster_extra ? cluster_extra : "");
+        for (int k = 0; k < n && off < sizeof p->cluster_yaml; k++)
+            off += (size_t)snprintf(p->cluster_yaml + off, sizeof p->cluster_yaml - off,
+                                    "    - {id: %d, address: 127.0.0.1:%u, api_url: %s}\n", k + 1,
+                                    (unsigned)c->procs[k].raft_port, c->procs[k].base_url);
+        if (off >= sizeof p->cluster_yaml)
+            return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (rdt_proc_start(&c->procs[i], extra_yaml) != 0)
+            return -1;
+    for (int i = 0; i < n; i++)
+        if (rdt_wait_ready(&c->procs[i], 20000) != 0)
+            return -1;
+    return 0;
+}
+
+void rdt_cluster_cleanup(struct rdt_cluster *c)
+{
+    for (int i = 0; i < c->n; i++)
+        rdt_proc_cleanup(&c->procs[i]);
+    c->n = 0;
+}
+
+int rdt_cluster_leader(struct rdt_cluster *c, int timeout_ms)
+{
+    int64_t deadline = rdt_now_ms() + timeout_ms;
+    for (;;) {
+        for (int i = 0; i < c->n; i++) {
+            struct rdt_proc *p = &c->procs[i];
+            if (p->pid <= 0)
+                continue;
+            struct rdt_resp r = {0};
+            if (rdt_get(p, RDT_H1, "/health", &r) == 0 && r.status == 200) {
+                const char *role = json_string_value(json_object_get(r.json, "role"));
+                if (role && strcmp(role, "leader") == 0) {
+                    rdt_resp_free(&r);
+                    return i;
+                }
+            }
+            rdt_resp_free(&r);
+        }
+        if (rdt_now_ms() >= deadline)
+            return -1;
+        rdt_sleep_ms(20);
+    }
+}
+
+int rdt_cluster_request(struct rdt_cluster *c, int *first, const char *method, const char *path,
+                        const char *body, int timeout_ms, struct rdt_resp *out)
+{
+    int64_t deadline = rdt_now_ms() + timeout_ms;
+    int i = *first >= 0 && *first < c->n ? *first : 0;
+    for (;;) {
+        struct rdt_proc *p = &c->procs[i];
+        char url[512];
+        snprintf(url, sizeof url, "%s%s", p->base_url, path);
+        int rc = -1;
+        for (int hop = 0; hop < 3; hop++) {
+            rdt_resp_free(out);
+            /* A stopped replica accepts connections (the kernel does) and
+             * never answers: give each try a second, then move on. */
+            CURL *e = rdt_easy_new(RDT_H1, method, url, body, body ? strlen(body) : 0, 1000, out);
+            rc = e ? rdt_easy_finish(e, curl_easy_perform(e), out) : -1;
+            if (e)
+                curl_easy_cleanup(e);
+            if (rc != 0 || out->status != 307 || out->location[0] == '\0')
+                break;
+            snprintf(url, sizeof url, "%s", out->location); /* to the leader */
+        }
+        if (rc == 0 && out->status != 503 && out->status != 307) {
+            /* Remember who answered: the replica whose URL we ended on. */
+            for (int k = 0; k < c->n; k++)
+                if (strncmp(url, c->procs[k].base_url, strlen(c->procs[k].base_url)) == 0)
+                    *first = k;
+            return 0;
+        }
+        if (rdt_now_ms() >= deadline)
+            return rc;
+        i = (i + 1) % c->n;
+        rdt_sleep_ms(20);
+    }
 }

@@ -38,18 +38,20 @@
  * restart, so a restarted daemon finds its data and answers on the same URL.
  */
 struct rdt_proc {
-    pid_t pid;              /* > 0 while the daemon runs (not yet reaped) */
-    char dir[256];          /* temporary directory holding everything below */
-    char data_dir[300];     /* DIR/data, passed as --data-dir */
-    char config_path[300];  /* DIR/config.yaml, passed as --config */
-    char log_path[300];     /* DIR/recoveryd.log: stdout + stderr, appended */
-    uint16_t port;          /* API port on 127.0.0.1, passed as --listen */
-    uint16_t raft_port;     /* cluster.raft_address port on 127.0.0.1 */
-    char base_url[64];      /* "http://127.0.0.1:PORT" */
-    char extra_yaml[4096];  /* top-level YAML sections appended to config.yaml */
-    int exit_code;          /* last reaped exit code (128 + signal); -1 until one is */
-    char plugins_dir[300];  /* --plugins-dir; "" = the build's plugins (rdt_plugins_dir()) */
-    char policies_dir[300]; /* --policies-dir; "" = the repository's policies/ */
+    pid_t pid;               /* > 0 while the daemon runs (not yet reaped) */
+    char dir[256];           /* temporary directory holding everything below */
+    char data_dir[300];      /* DIR/data, passed as --data-dir */
+    char config_path[300];   /* DIR/config.yaml, passed as --config */
+    char log_path[300];      /* DIR/recoveryd.log: stdout + stderr, appended */
+    uint16_t port;           /* API port on 127.0.0.1, passed as --listen */
+    uint16_t raft_port;      /* cluster.raft_address port on 127.0.0.1 */
+    char base_url[64];       /* "http://127.0.0.1:PORT" */
+    char extra_yaml[4096];   /* top-level YAML sections appended to config.yaml */
+    int exit_code;           /* last reaped exit code (128 + signal); -1 until one is */
+    char plugins_dir[300];   /* --plugins-dir; "" = the build's plugins (rdt_plugins_dir()) */
+    char policies_dir[300];  /* --policies-dir; "" = the repository's policies/ */
+    char cluster_yaml[2048]; /* lines under `cluster:` after raft_address (replica_id,
+                                peers, join, timeouts), each indented two spaces */
 };
 
 /*
@@ -150,6 +152,8 @@ struct rdt_resp {
     char content_type[128]; /* header values, "" when absent */
     char retry_after[32];
     char allow[128];
+    char location[256];
+    char applied_index[32];           /* X-Recoveryd-Applied-Index */
     int curl_code;                    /* CURLcode of the transfer */
     char curl_error[CURL_ERROR_SIZE]; /* curl's message when curl_code != 0 */
     size_t body_cap_;
@@ -204,6 +208,38 @@ int rdt_register(struct rdt_proc *p, const char *node_id, int slots, long long *
  */
 int rdt_heartbeat(struct rdt_proc *p, enum rdt_proto proto, const char *node_id, long long epoch,
                   int slots_used, struct rdt_resp *out);
+
+/* ---- clusters of daemons ---------------------------------------------------- */
+
+#define RDT_MAX_REPLICAS 5
+
+/*
+ * `n` daemons (replica ids 1..n) on loopback that bootstrap one raft
+ * cluster: every config lists all of them as peers with their API URLs.
+ * `extra_yaml` is appended to each config (as rdt_proc_start's), and
+ * `cluster_extra` to each `cluster:` section (e.g. "  election_timeout:
+ * 300ms\n"). rdt_cluster_start() returns once every replica answers /ready
+ * (a leader is known and it applied up to the leader's commit).
+ */
+struct rdt_cluster {
+    int n;
+    struct rdt_proc procs[RDT_MAX_REPLICAS];
+};
+
+int rdt_cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
+                      const char *cluster_extra);
+void rdt_cluster_cleanup(struct rdt_cluster *c);
+/* Index of the replica that says it leads (GET /health role), or -1 after
+ * `timeout_ms`. Skips stopped processes. */
+int rdt_cluster_leader(struct rdt_cluster *c, int timeout_ms);
+/*
+ * What an agent does: sends the request to replica `*first` (updated to the
+ * one that answered), follows 307 to the leader, and on 503 or no answer
+ * tries the next replica, until a non-503 answer or `timeout_ms`. Returns
+ * rdt_http()'s result of the last try.
+ */
+int rdt_cluster_request(struct rdt_cluster *c, int *first, const char *method, const char *path,
+                        const char *body, int timeout_ms, struct rdt_resp *out);
 
 /* ---- small utilities -------------------------------------------------------- */
 
