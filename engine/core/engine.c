@@ -199,6 +199,13 @@ static void on_role(void *data, bool leader)
         eng->leader_since_ns = 0;
         rd_analysis_stop(&eng->analysis);
         rd_sched_stop(&eng->sched);
+        /* The leader alone detects: detectors forget every agent (no more
+         * probes from here) until this replica leads again. */
+        for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
+            const struct rd_node *n = eng->fsm.nodes[i];
+            if (n->state != RD_NODE_LEFT)
+                rd_plugin_host_node(&eng->plugins, RD_NODE_EV_REMOVED, n);
+        }
         RD_INFO("engine", "follower", "%s", "");
     }
 }
