@@ -30,9 +30,11 @@ static const char extra[] = "storage:\n"
                             "fault_tolerance:\n"
                             "  partition:\n"
                             "    min_nodes: 100\n"
+                            "    alert_after: 1s\n"
                             "plugins:\n"
                             "  instances:\n"
-                            "    - {name: heartbeat, required: true}\n";
+                            "    - {name: heartbeat, required: true}\n"
+                            "    - {name: log}\n";
 
 static int setup(void **state)
 {
@@ -341,6 +343,99 @@ static void test_add_and_remove_replicas_under_load(void **state)
             expect_all_on(k, 10000);
 }
 
+static bool log_has(struct rdt_proc *p, const char *needle)
+{
+    char *log = rdt_proc_log(p);
+    bool found = log != NULL && strstr(log, needle) != NULL;
+    free(log);
+    return found;
+}
+
+/* The open partition fault about replica `id`, as seen on the leader. */
+static json_t *replica_fault(int leader, int id)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(
+        rdt_get(&cl.procs[leader], RDT_H1, "/api/v1/faults/records?fault_type=partition", &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *found = NULL, *x;
+    size_t i;
+    json_array_foreach(rdt_json_path(r.json, "items"), i, x)
+    {
+        if (json_integer_value(rdt_json_path(x, "metadata.replica_id")) == id) {
+            found = json_incref(x);
+            break;
+        }
+    }
+    rdt_resp_free(&r);
+    return found;
+}
+
+/*
+ * A follower down longer than partition.alert_after (1 s here) is a
+ * partition fault on the leader, resolved when it is back; a replica left
+ * without quorum that long alerts NoQuorum itself (it can record nothing),
+ * refuses writes with no_quorum and still serves stale reads.
+ */
+static void test_lost_replicas_are_reported(void **state)
+{
+    (void)state;
+    n_acked = 0;
+    int L = rdt_cluster_leader(&cl, 5000);
+    assert_true(L >= 0);
+    int F = (L + 1) % cl.n, G = (L + 2) % cl.n;
+    assert_true(register_agent("p-0", 5000));
+    assert_int_equal(rdt_proc_kill9(&cl.procs[F]), 0);
+    json_t *f = NULL;
+    for (int64_t until = rdt_now_ms() + 10000; (f = replica_fault(L, F + 1)) == NULL;) {
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(100);
+    }
+    assert_string_equal(json_string_value(json_object_get(f, "status")), "open");
+    assert_string_equal(json_string_value(json_object_get(f, "severity_level")), "major");
+    json_decref(f);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&cl.procs[L], RDT_H1, "/api/v1/health/cluster", &r), 0);
+    assert_true(json_is_true(rdt_json_path(r.json, "quorum.has_quorum"))); /* 2 of 3 */
+    rdt_resp_free(&r);
+    /* Back: resolved. */
+    assert_int_equal(rdt_proc_restart(&cl.procs[F]), 0);
+    assert_int_equal(rdt_wait_ready(&cl.procs[F], 15000), 0);
+    for (int64_t until = rdt_now_ms() + 10000;;) {
+        f = replica_fault(L, F + 1);
+        bool resolved =
+            f && strcmp(json_string_value(json_object_get(f, "status")), "resolved") == 0;
+        json_decref(f);
+        if (resolved)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(100);
+    }
+    /* Now two of three die: the survivor has no quorum. */
+    assert_int_equal(rdt_proc_kill9(&cl.procs[F]), 0);
+    assert_int_equal(rdt_proc_kill9(&cl.procs[G]), 0);
+    for (int64_t until = rdt_now_ms() + 10000; !log_has(&cl.procs[L], "alert=NoQuorum");) {
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(100);
+    }
+    assert_int_equal(rdt_post(&cl.procs[L], RDT_H1, "/api/v1/nodes",
+                              "{\"node_id\":\"p-lost\",\"capacity\":{\"slots\":1}}", &r),
+                     0);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(rdt_err_code(&r), "no_quorum");
+    rdt_resp_free(&r);
+    assert_int_equal(rdt_get(&cl.procs[L], RDT_H1, "/api/v1/nodes/p-0?stale=true", &r), 0);
+    assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
+    assert_int_equal(rdt_get(&cl.procs[L], RDT_H1, "/api/v1/health/cluster", &r), 0);
+    assert_false(json_is_true(rdt_json_path(r.json, "quorum.has_quorum")));
+    assert_string_equal(json_string_value(rdt_json_path(r.json, "overall_health")), "critical");
+    rdt_resp_free(&r);
+    assert_int_equal(rdt_get(&cl.procs[L], RDT_H1, "/ready", &r), 0);
+    assert_int_equal(r.status, 503);
+    rdt_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +446,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_wiped_replica_rejoins_by_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add_and_remove_replicas_under_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_replicas_are_reported, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
