@@ -1088,10 +1088,13 @@ int rdt_cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
         size_t off = (size_t)snprintf(p->cluster_yaml, sizeof p->cluster_yaml,
                                       "  replica_id: %d\n%s  peers:\n", i + 1,
                                       cluster_extra ? cluster_extra : "");
-        for (int k = 0; k < n && off < sizeof p->cluster_yaml; k++)
+        for (int k = 0; k < n && off < sizeof p->cluster_yaml; k++) {
+            char url[sizeof c->procs[k].base_url]; /* a copy: not inside the destination */
+            memcpy(url, c->procs[k].base_url, sizeof url);
             off += (size_t)snprintf(p->cluster_yaml + off, sizeof p->cluster_yaml - off,
                                     "    - {id: %d, address: 127.0.0.1:%u, api_url: %s}\n", k + 1,
-                                    (unsigned)c->procs[k].raft_port, c->procs[k].base_url);
+                                    (unsigned)c->procs[k].raft_port, url);
+        }
         if (off >= sizeof p->cluster_yaml)
             return -1;
     }
