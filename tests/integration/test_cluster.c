@@ -14,7 +14,9 @@
  */
 #include "cmocka_all.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +55,7 @@ static int teardown(void **state)
 }
 
 /* Acknowledged writes: agents registered through the cluster. */
-static char acked[512][32];
+static char acked[2600][32];
 static int n_acked;
 static int first = 0;
 
@@ -66,7 +68,7 @@ static bool register_agent(const char *id, int timeout_ms)
     int rc = rdt_cluster_request(&cl, &first, "POST", "/api/v1/nodes", body, timeout_ms, &r);
     bool ok = rc == 0 && r.status == 201;
     rdt_resp_free(&r);
-    if (ok && n_acked < 512)
+    if (ok && n_acked < 2600)
         snprintf(acked[n_acked++], sizeof(acked[0]), "%s", id);
     return ok;
 }
@@ -267,6 +269,42 @@ static void test_wiped_replica_rejoins_by_snapshot(void **state)
     assert_true(snap);
 }
 
+/* A writer that keeps registering agents while the membership changes. */
+static atomic_bool bg_stop;
+static char bg_acked[2000][32];
+static int bg_n, bg_failed;
+
+static void *bg_writer(void *arg)
+{
+    (void)arg;
+    int at = 0;
+    for (int k = 0; !atomic_load(&bg_stop) && bg_n < 2000; k++) {
+        char body[128], id[32];
+        snprintf(id, sizeof(id), "bg-%d", k);
+        snprintf(body, sizeof(body), "{\"node_id\":\"%s\",\"capacity\":{\"slots\":1}}", id);
+        struct rdt_resp r = {0};
+        int rc = rdt_cluster_request(&cl, &at, "POST", "/api/v1/nodes", body, 5000, &r);
+        if (rc == 0 && r.status == 201)
+            snprintf(bg_acked[bg_n++], sizeof(bg_acked[0]), "%s", id);
+        else
+            bg_failed++;
+        rdt_resp_free(&r);
+        rdt_sleep_ms(5); /* steady, not flooding: ~100 writes/s */
+    }
+    return NULL;
+}
+
+/* Waits until the background writer got `more` further acknowledgments. */
+static void bg_progress(int more)
+{
+    int want = bg_n + more;
+    for (int64_t until = rdt_now_ms() + 10000; bg_n < want;) {
+        if (rdt_now_ms() > until)
+            fail_msg("background writes stalled at %d (wanted %d)", bg_n, want);
+        rdt_sleep_ms(5);
+    }
+}
+
 static void test_add_and_remove_replicas_under_load(void **state)
 {
     (void)state;
@@ -280,6 +318,10 @@ static void test_add_and_remove_replicas_under_load(void **state)
     snprintf(p4->cluster_yaml, sizeof(p4->cluster_yaml), "  replica_id: 4\n  join: true\n");
     assert_int_equal(rdt_proc_start(p4, extra), 0);
     cl.n = 4;
+    atomic_store(&bg_stop, false);
+    bg_n = bg_failed = 0;
+    pthread_t writer;
+    assert_int_equal(pthread_create(&writer, NULL, bg_writer, NULL), 0);
     char body[256];
     snprintf(body, sizeof(body),
              "{\"id\":4,\"role\":\"standby\",\"address\":\"127.0.0.1:%u\",\"api_url\":\"%s\"}",
@@ -292,10 +334,12 @@ static void test_add_and_remove_replicas_under_load(void **state)
         assert_true(register_agent(id, 5000));
     }
     struct rdt_resp r = {0};
+    bg_progress(10);
     assert_int_equal(
         rdt_cluster_request(&cl, &first, "POST", "/api/v1/cluster/replicas", body, 10000, &r), 0);
     assert_int_equal(r.status, 201);
     rdt_resp_free(&r);
+    bg_progress(10);
     for (int k = 0; k < 10; k++, w++) {
         snprintf(id, sizeof(id), "a-%d", w);
         assert_true(register_agent(id, 5000));
@@ -311,6 +355,7 @@ static void test_add_and_remove_replicas_under_load(void **state)
         strcmp(json_string_value(json_object_get(x, "voter_role")), "voter") == 0;
     assert_int_equal(voters, 4);
     rdt_resp_free(&r);
+    bg_progress(10);
     /* Promoting it again is a conflict, not a silent success. */
     assert_int_equal(rdt_cluster_request(&cl, &first, "POST", "/api/v1/cluster/replicas",
                                          "{\"id\":4,\"role\":\"voter\"}", 10000, &r),
@@ -332,12 +377,21 @@ static void test_add_and_remove_replicas_under_load(void **state)
     assert_int_equal(rdt_cluster_request(&cl, &first, "DELETE", path, NULL, 10000, &r), 0);
     assert_int_equal(r.status, 404);
     rdt_resp_free(&r);
+    bg_progress(10);
     rdt_proc_kill9(&cl.procs[victim]);
+    bg_progress(10);
     /* Writes go on with three voters. */
     for (int k = 0; k < 10; k++, w++) {
         snprintf(id, sizeof(id), "a-%d", w);
         assert_true(register_agent(id, 5000));
     }
+    atomic_store(&bg_stop, true);
+    pthread_join(writer, NULL);
+    fprintf(stderr, "background writes during the membership changes: %d acknowledged, %d not\n",
+            bg_n, bg_failed);
+    assert_true(bg_n >= 50);
+    for (int k = 0; k < bg_n && n_acked < 2600; k++)
+        snprintf(acked[n_acked++], sizeof(acked[0]), "%s", bg_acked[k]);
     for (int k = 0; k < cl.n; k++)
         if (k != victim)
             expect_all_on(k, 10000);
