@@ -441,6 +441,19 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_s
         return; /* one full lease before anything judges the agent */
 
     if (failing(s)) {
+        /* Heartbeats failed while the probe still says ok: that "ok" may
+         * predate the silence (the probe runs on its own schedule). Give the
+         * probe one round (an interval plus the health check timeout) to
+         * tell a crash (refused) from a network fault (it keeps answering)
+         * before anything is classified; the benchmark saw crashes recorded
+         * as network faults, which send the tasks to safe_recovery. */
+        const struct rd_config *c = cfg_of(a);
+        uint64_t hold = ms_ns(c->fault_tolerance.detection.heartbeat_interval_ms +
+                              c->fault_tolerance.detection.health_check_timeout_ms);
+        if (s->hb == RD_VERDICT_FAILED && s->probe == RD_VERDICT_OK &&
+            s->metrics_verdict != RD_VERDICT_FAILED && n->health_url[0] != '\0' &&
+            s->hb_failed_ns != 0 && now - s->hb_failed_ns < hold && state == RD_NODE_SUSPECT)
+            return;
         if (a->partition_suspected || guard_tripped(a, now, state == RD_NODE_SUSPECT ? 0 : 1)) {
             a->guard_blocked_total++;
             if (!a->partition_suspected && !a->partition_proposing)
@@ -499,6 +512,10 @@ bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
     bool was_bad = any_bad(s);
     switch (obs->signal) {
     case RD_SIG_HEARTBEAT:
+        if (v == RD_VERDICT_FAILED && s->hb != RD_VERDICT_FAILED)
+            s->hb_failed_ns = rd_mono_ns();
+        else if (v != RD_VERDICT_FAILED)
+            s->hb_failed_ns = 0;
         s->hb = (int8_t)v;
         s->phi = obs->value;
         break;

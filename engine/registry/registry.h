@@ -36,6 +36,7 @@ struct rd_soft {
 
     /* Detection: the latest verdict of each signal (enum rd_verdict). */
     int8_t hb;
+    uint64_t hb_failed_ns; /* when the heartbeat verdict became failed, 0 while it is not */
     int8_t probe;
     int8_t metrics_verdict;
     uint8_t probe_cause; /* enum rd_probe_cause of the last failed probe */
