@@ -76,6 +76,7 @@ static void poll_done(void *data, const struct rd_http_response *resp)
     json_t *j = resp->status == 200 ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
     if (j != NULL && json_integer_value(json_object_get(j, "replica_id")) == (json_int_t)id) {
         peer->last_ok_ns = rd_mono_ns();
+        peer->answered = true;
         if (!peer->reachable)
             RD_INFO("cluster", "replica_reachable", "id=%llu", (unsigned long long)peer->id);
         peer->reachable = true;
@@ -84,6 +85,7 @@ static void poll_done(void *data, const struct rd_http_response *resp)
                  json_string_value(json_object_get(j, "role")) ?: "unknown");
         peer->term = (uint64_t)json_integer_value(json_object_get(j, "term"));
         peer->applied_index = (uint64_t)json_integer_value(json_object_get(j, "applied_index"));
+        peer->commit_index = (uint64_t)json_integer_value(json_object_get(j, "commit_index"));
     } else {
         c->polls_failed++;
         RD_DEBUG("cluster", "poll_failed", "id=%llu status=%d error=\"%s\"", (unsigned long long)id,
@@ -112,6 +114,14 @@ static void alert_no_quorum(struct rd_cluster *c, bool resolved)
                          .starts_at_ms = rd_now_ms(),
                          .ends_at_ms = resolved ? rd_now_ms() : 0};
     rd_plugin_host_alert(&c->eng->plugins, &a);
+}
+
+static void fault_done_ignored(void *data, int status, uint64_t value)
+{
+    (void)data;
+    (void)value;
+    if (status != 0)
+        RD_DEBUG("cluster", "fault_resolve_refused", "error=%s", rd_err_name(status));
 }
 
 struct fault_op {
@@ -191,11 +201,56 @@ static void judge_peer(struct rd_cluster *c, struct rd_peer *p, uint64_t now)
     rd_w_free(&w);
 }
 
+/*
+ * The leader takes over the replica partition faults that are open in the
+ * log (opened by a previous leader, or by itself before a restart): those
+ * about a member are resolved when it answers; those about this replica or
+ * about a replica that is no longer a member are resolved now.
+ */
+static void adopt_open_faults(struct rd_cluster *c)
+{
+    struct rd_engine *eng = c->eng;
+    const struct rd_fsm *f = &eng->fsm;
+    uint64_t self = eng->cfg.cluster.replica_id;
+    if (!rd_replica_is_leader(&eng->replica) || f->open_faults == 0)
+        return;
+    for (size_t i = f->n_faults; i-- > 0;) {
+        const struct rd_fault *x = f->faults[i];
+        if (x->status != RD_FAULT_OPEN_ST || x->type != RD_FAULT_PARTITION || x->node_id[0])
+            continue;
+        json_t *meta = json_loads(x->metadata_json, 0, NULL);
+        json_t *rid = meta ? json_object_get(meta, "replica_id") : NULL;
+        uint64_t id = json_is_integer(rid) ? (uint64_t)json_integer_value(rid) : 0;
+        json_decref(meta);
+        if (id == 0)
+            continue; /* the agents' mass-failure guard's own fault */
+        struct rd_peer *p = peer_of(c, id);
+        if (p != NULL && id != self) {
+            if (p->fault_id[0] == '\0' && !p->fault_proposing)
+                snprintf(p->fault_id, sizeof(p->fault_id), "%s", x->id);
+            continue;
+        }
+        char key[64];
+        snprintf(key, sizeof(key), "%s", x->id);
+        struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE, .time_ms = rd_engine_stamp(eng)};
+        cmd.u.fresolve.id = RD_STR(key);
+        cmd.u.fresolve.node_id = RD_STR("");
+        cmd.u.fresolve.note = RD_STR(id == self ? "the replica leads the cluster"
+                                                : "the replica is no longer a member");
+        struct rd_wbuf w;
+        rd_w_init(&w);
+        if (rd_cmd_encode(&cmd, &w) == 0)
+            rd_replica_submit(&eng->replica, &w, fault_done_ignored, NULL);
+        rd_w_free(&w);
+    }
+}
+
 static void tick(uv_timer_t *t)
 {
     struct rd_cluster *c = t->data;
     struct rd_engine *eng = c->eng;
     sync_members(c); /* before reading the clock: new peers are stamped now */
+    adopt_open_faults(c);
     uint64_t now = rd_mono_ns();
     for (unsigned i = 0; i < c->n_peers; i++) {
         struct rd_peer *p = &c->peers[i];
@@ -293,6 +348,30 @@ bool rd_cluster_has_quorum(struct rd_cluster *c)
             reachable++;
     }
     return reachable * 2 > voters;
+}
+
+bool rd_cluster_caught_up(struct rd_cluster *c, uint64_t *leader_commit)
+{
+    struct rd_replica *r = &c->eng->replica;
+    uint64_t leader, applied = rd_replica_applied_index(r);
+    const char *addr;
+    rd_replica_leader(r, &leader, &addr);
+    *leader_commit = 0;
+    if (leader == 0)
+        return false;
+    if (leader == c->eng->cfg.cluster.replica_id) {
+        *leader_commit = rd_replica_commit_index(r);
+        return applied >= *leader_commit;
+    }
+    sync_members(c);
+    const struct rd_peer *p = peer_of(c, leader);
+    /* The leader must have answered lately: its commit index is then at
+     * most a few polls old, and never one from before a partition. */
+    if (p == NULL || !p->reachable || !p->answered)
+        return false;
+    *leader_commit =
+        p->commit_index > rd_replica_commit_index(r) ? p->commit_index : rd_replica_commit_index(r);
+    return applied >= *leader_commit;
 }
 
 static const char *voter_role_name(int role)

@@ -32,6 +32,7 @@ struct rd_engine;
 struct rd_peer {
     uint64_t id;
     bool polled;    /* asked at least once */
+    bool answered;  /* answered at least once (its indexes are real) */
     bool in_flight; /* a /health request is out */
     bool reachable; /* the last answer came, and recently */
     uint64_t last_ok_ns;
@@ -39,6 +40,7 @@ struct rd_peer {
     char role[16];                 /* leader, follower, candidate (its own word) */
     uint64_t term;
     uint64_t applied_index;
+    uint64_t commit_index;
     char fault_id[40]; /* the partition fault opened for it, "" when none */
     bool fault_proposing;
 };
@@ -62,6 +64,14 @@ void rd_cluster_stop(struct rd_cluster *c);
 /* True when a leader is known and a majority of the voters are reachable
  * from here (this replica counts itself). */
 bool rd_cluster_has_quorum(struct rd_cluster *c);
+
+/*
+ * True when this replica has applied everything the leader had committed
+ * when it last answered (the leader itself: its own commit index). A
+ * follower's own commit index only covers the entries it already has, so
+ * after a partition it would look caught up while it is not.
+ */
+bool rd_cluster_caught_up(struct rd_cluster *c, uint64_t *leader_commit);
 
 /* [{"id","address","role","voter_role","reachable","applied_index","term","api_url"}]. */
 json_t *rd_cluster_replicas_json(struct rd_cluster *c);

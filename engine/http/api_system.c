@@ -31,16 +31,22 @@ void rd_api_READY(struct rd_http_req *hr)
     uint64_t leader;
     const char *addr;
     rd_replica_leader(r, &leader, &addr);
-    uint64_t applied = rd_replica_applied_index(r), commit = rd_replica_commit_index(r);
+    uint64_t applied = rd_replica_applied_index(r), commit = 0;
+    bool caught_up = rd_cluster_caught_up(&hr->eng->cluster, &commit);
     if (hr->eng->shutting_down) {
         rd_http_send_error(hr, 503, "not_ready", NULL, "the engine is shutting down");
     } else if (leader == 0) {
         rd_http_send_error(hr, 503, "not_ready", NULL, "no leader is known yet");
-    } else if (applied < commit) {
+    } else if (!caught_up && commit == 0) {
+        rd_http_send_error(hr, 503, "not_ready",
+                           json_pack("{s:I}", "applied_index", (json_int_t)applied),
+                           "waiting to hear the leader's commit index (%llu applied)",
+                           (unsigned long long)applied);
+    } else if (!caught_up) {
         rd_http_send_error(hr, 503, "not_ready",
                            json_pack("{s:I,s:I}", "applied_index", (json_int_t)applied,
-                                     "commit_index", (json_int_t)commit),
-                           "applied index %llu is behind the commit index %llu",
+                                     "leader_commit_index", (json_int_t)commit),
+                           "applied index %llu is behind the leader's commit index %llu",
                            (unsigned long long)applied, (unsigned long long)commit);
     } else {
         rd_http_send_json(hr, 200,

@@ -6,12 +6,15 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,10 +308,17 @@ static int decode_status(int st)
  * the test (PDEATHSIG) so a test killed by ctest's timeout leaves no daemon.
  */
 static void child_exec(char *const argv[], const char *cwd, int in_fd, int out_fd, int err_fd,
-                       pid_t parent)
+                       pid_t parent, int netns_fd)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent || (cwd && chdir(cwd) != 0)) {
+        _exit(127);
+    }
+    /* Into the daemon's network namespace (rdt_proc.netns), if it has one. */
+    if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) != 0) {
+        static const char msg[] = "rdt: setns into the daemon's network namespace failed\n";
+        ssize_t ignored = write(err_fd, msg, sizeof msg - 1);
+        (void)ignored;
         _exit(127);
     }
     if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) {
@@ -330,10 +340,32 @@ static void child_exec(char *const argv[], const char *cwd, int in_fd, int out_f
     _exit(127);
 }
 
+/* The address the daemon listens on (API and raft). */
+static const char *proc_host(const struct rdt_proc *p)
+{
+    return p->host[0] ? p->host : "127.0.0.1";
+}
+
+/* Opens the network namespace `name` made by `ip netns add` (O_CLOEXEC). */
+static int open_netns(const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/run/netns/%s", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(path, sizeof path, "/var/run/netns/%s", name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        fprintf(stderr, "rdt: network namespace %s: %s\n", name, strerror(errno));
+    }
+    return fd;
+}
+
 static int spawn_daemon(struct rdt_proc *p)
 {
-    char listen_arg[32];
-    snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%u", (unsigned)p->port);
+    char listen_arg[80];
+    snprintf(listen_arg, sizeof listen_arg, "%s:%u", proc_host(p), (unsigned)p->port);
     char *argv[] = {(char *)RD_BINARY,
                     (char *)"--config",
                     p->config_path,
@@ -347,6 +379,10 @@ static int spawn_daemon(struct rdt_proc *p)
                     p->policies_dir[0] ? p->policies_dir : (char *)RD_SOURCE_DIR "/policies",
                     NULL};
 
+    int netns_fd = -1;
+    if (p->netns[0] && (netns_fd = open_netns(p->netns)) < 0) {
+        return -1;
+    }
     int log_fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (log_fd < 0 || null_fd < 0) {
@@ -357,19 +393,30 @@ static int spawn_daemon(struct rdt_proc *p)
         if (null_fd >= 0) {
             close(null_fd);
         }
+        if (netns_fd >= 0) {
+            close(netns_fd);
+        }
         return -1;
     }
-    dprintf(log_fd, "rdt: ---- starting %s --listen %s ----\n", RD_BINARY, listen_arg);
+    if (p->netns[0]) {
+        dprintf(log_fd, "rdt: ---- starting %s --listen %s in network namespace %s ----\n",
+                RD_BINARY, listen_arg, p->netns);
+    } else {
+        dprintf(log_fd, "rdt: ---- starting %s --listen %s ----\n", RD_BINARY, listen_arg);
+    }
 
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         /* In its own directory, so relative paths never land in the build tree. */
-        child_exec(argv, p->dir, null_fd, log_fd, log_fd, parent);
+        child_exec(argv, p->dir, null_fd, log_fd, log_fd, parent, netns_fd);
     }
     int saved = errno;
     close(log_fd);
     close(null_fd);
+    if (netns_fd >= 0) {
+        close(netns_fd);
+    }
     if (pid < 0) {
         fprintf(stderr, "rdt: fork: %s\n", strerror(saved));
         return -1;
@@ -526,7 +573,7 @@ static int proc_init(struct rdt_proc *p)
     if (rdt_free_ports(&p->port, &p->raft_port) != 0) {
         return -1;
     }
-    snprintf(p->base_url, sizeof p->base_url, "http://127.0.0.1:%u", (unsigned)p->port);
+    snprintf(p->base_url, sizeof p->base_url, "http://%s:%u", proc_host(p), (unsigned)p->port);
     return 0;
 }
 
@@ -541,12 +588,12 @@ static int write_config(const struct rdt_proc *p)
     fprintf(f,
             "# Written by the integration test harness (tests/lib/harness.c).\n"
             "cluster:\n"
-            "  raft_address: 127.0.0.1:%u\n"
+            "  raft_address: %s:%u\n"
             "%s"
             "logging:\n"
             "  level: debug\n"
             "%s%s",
-            (unsigned)p->raft_port, p->cluster_yaml, p->extra_yaml,
+            proc_host(p), (unsigned)p->raft_port, p->cluster_yaml, p->extra_yaml,
             extra_len && p->extra_yaml[extra_len - 1] != '\n' ? "\n" : "");
     if (ferror(f) | fclose(f)) {
         fprintf(stderr, "rdt: writing %s failed\n", p->config_path);
@@ -737,7 +784,7 @@ int rdt_run(char *const argv[], int timeout_ms, char **out, char **err)
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-        child_exec(argv, NULL, null_fd, po[1], pe[1], parent);
+        child_exec(argv, NULL, null_fd, po[1], pe[1], parent, -1);
     }
     close(null_fd);
     close(po[1]);
@@ -1072,17 +1119,23 @@ bool rdt_is_rfc3339_utc(const char *s)
 
 /* ---- clusters of daemons ------------------------------------------------------ */
 
-int rdt_cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
-                      const char *cluster_extra)
+/* rdt_cluster_start(), with replica i in net->ns[i] on net->addr[i] when `net`. */
+static int cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
+                         const char *cluster_extra, const struct rdt_net *net)
 {
     rdt_init();
     if (n < 1 || n > RDT_MAX_REPLICAS)
         return -1;
     memset(c, 0, sizeof(*c));
     c->n = n;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        if (net) {
+            snprintf(c->procs[i].host, sizeof c->procs[i].host, "%s", net->addr[i]);
+            snprintf(c->procs[i].netns, sizeof c->procs[i].netns, "%s", net->ns[i]);
+        }
         if (rdt_proc_prepare(&c->procs[i]) != 0)
             return -1;
+    }
     for (int i = 0; i < n; i++) {
         struct rdt_proc *p = &c->procs[i];
         size_t off = (size_t)snprintf(p->cluster_yaml, sizeof p->cluster_yaml,
@@ -1092,8 +1145,8 @@ int rdt_cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
             char url[sizeof c->procs[k].base_url]; /* a copy: not inside the destination */
             memcpy(url, c->procs[k].base_url, sizeof url);
             off += (size_t)snprintf(p->cluster_yaml + off, sizeof p->cluster_yaml - off,
-                                    "    - {id: %d, address: 127.0.0.1:%u, api_url: %s}\n", k + 1,
-                                    (unsigned)c->procs[k].raft_port, url);
+                                    "    - {id: %d, address: %s:%u, api_url: %s}\n", k + 1,
+                                    proc_host(&c->procs[k]), (unsigned)c->procs[k].raft_port, url);
         }
         if (off >= sizeof p->cluster_yaml)
             return -1;
@@ -1105,6 +1158,22 @@ int rdt_cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
         if (rdt_wait_ready(&c->procs[i], 20000) != 0)
             return -1;
     return 0;
+}
+
+int rdt_cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
+                      const char *cluster_extra)
+{
+    return cluster_start(c, n, extra_yaml, cluster_extra, NULL);
+}
+
+int rdt_cluster_start_net(struct rdt_cluster *c, const struct rdt_net *net, const char *extra_yaml,
+                          const char *cluster_extra)
+{
+    if (net->n < 1) {
+        fprintf(stderr, "rdt: cluster start: the namespaces are not set up\n");
+        return -1;
+    }
+    return cluster_start(c, net->n, extra_yaml, cluster_extra, net);
 }
 
 void rdt_cluster_cleanup(struct rdt_cluster *c)
@@ -1172,4 +1241,485 @@ int rdt_cluster_request(struct rdt_cluster *c, int *first, const char *method, c
         i = (i + 1) % c->n;
         rdt_sleep_ms(20);
     }
+}
+
+/* ---- replicas in network namespaces ---------------------------------------------- */
+
+#define RDT_NET_CMD_TIMEOUT_MS 10000
+#define RDT_NET_MAX_ACTIVE     4
+
+/* Absolute paths of iproute2's tools (rdt_run does not search PATH). */
+static char net_ip[256], net_tc[256];
+
+/* The nets set up and not yet torn down, for the signal handlers. */
+static struct rdt_net *net_active[RDT_NET_MAX_ACTIVE];
+
+static bool find_tool(const char *name, char *out, size_t len)
+{
+    const char *path = getenv("PATH");
+    char dirs[2048];
+    snprintf(dirs, sizeof dirs, "%s:/usr/sbin:/sbin:/usr/bin:/bin", path ? path : "");
+    char *save = NULL;
+    for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        if (*d != '/') {
+            continue;
+        }
+        snprintf(out, len, "%s/%s", d, name);
+        if (access(out, X_OK) == 0) {
+            return true;
+        }
+    }
+    out[0] = '\0';
+    return false;
+}
+
+/*
+ * Runs `tool` with the NULL-terminated arguments that follow. Unless `quiet`,
+ * a failure prints the command and its stderr. `err_out` (may be NULL) gets
+ * its stderr (the caller frees it). Returns the exit code, -1 if it did not
+ * run or finish.
+ */
+static int net_run(bool quiet, char **err_out, const char *tool, ...)
+{
+    const char *argv[40];
+    int argc = 0;
+    argv[argc++] = tool;
+    va_list ap;
+    va_start(ap, tool);
+    const char *a;
+    while (argc < 39 && (a = va_arg(ap, const char *)) != NULL) {
+        argv[argc++] = a;
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+    char *err = NULL;
+    int rc = rdt_run((char *const *)argv, RDT_NET_CMD_TIMEOUT_MS, NULL, &err);
+    if (rc != 0 && !quiet) {
+        fprintf(stderr, "rdt: net: `");
+        for (int i = 0; i < argc; i++) {
+            fprintf(stderr, "%s%s", i ? " " : "", argv[i]);
+        }
+        size_t el = err ? strlen(err) : 0;
+        fprintf(stderr, "` exited %d: %s%s", rc, el ? err : "(no message)",
+                el && err[el - 1] == '\n' ? "" : "\n");
+    }
+    if (err_out) {
+        *err_out = err;
+    } else {
+        free(err);
+    }
+    return rc;
+}
+
+/* Async-signal-safe: runs ip with `argv` (stdout and stderr discarded) and waits. */
+static void net_run_in_handler(char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd >= 0) {
+            dup2(fd, 0);
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(net_ip, argv);
+        _exit(127);
+    }
+    if (pid > 0) {
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        }
+    }
+}
+
+/*
+ * SIGINT, SIGTERM, SIGHUP, SIGQUIT: remove the test's links and namespaces
+ * (its daemons die with it: PDEATHSIG), then die of the signal.
+ */
+static void net_on_signal(int sig)
+{
+    for (int k = 0; k < RDT_NET_MAX_ACTIVE; k++) {
+        struct rdt_net *net = net_active[k];
+        if (net == NULL) {
+            continue;
+        }
+        for (int i = 0; i < RDT_MAX_REPLICAS; i++) {
+            if (net->made_veth[i]) {
+                char *const argv[] = {"ip", "link", "del", net->veth[i], NULL};
+                net_run_in_handler(argv);
+            }
+        }
+        for (int i = 0; i < RDT_MAX_REPLICAS; i++) {
+            if (net->made_ns[i]) {
+                char *const argv[] = {"ip", "netns", "del", net->ns[i], NULL};
+                net_run_in_handler(argv);
+            }
+        }
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void net_register(struct rdt_net *net)
+{
+    static bool handlers;
+    if (!handlers) {
+        handlers = true;
+        struct sigaction sa = {.sa_handler = net_on_signal};
+        sigemptyset(&sa.sa_mask);
+        const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+            sigaddset(&sa.sa_mask, sigs[i]);
+        }
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+            sigaction(sigs[i], &sa, NULL);
+        }
+    }
+    for (int k = 0; k < RDT_NET_MAX_ACTIVE; k++) {
+        if (net_active[k] == net) {
+            return;
+        }
+    }
+    for (int k = 0; k < RDT_NET_MAX_ACTIVE; k++) {
+        if (net_active[k] == NULL) {
+            net_active[k] = net;
+            return;
+        }
+    }
+}
+
+static void net_unregister(struct rdt_net *net)
+{
+    for (int k = 0; k < RDT_NET_MAX_ACTIVE; k++) {
+        if (net_active[k] == net) {
+            net_active[k] = NULL;
+        }
+    }
+}
+
+/* True when no process `pid` runs (none, or only a zombie not yet reaped). */
+static bool pid_gone(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return errno == ENOENT;
+    }
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) {
+        return false;
+    }
+    buf[n] = '\0';
+    /* "pid (comm) S ...": the state follows the last ')'. */
+    const char *rp = strrchr(buf, ')');
+    return rp != NULL && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+/*
+ * Namespaces named rdt<pid><a-e> whose test process <pid> is gone and that
+ * hold no process: left behind by a test that was killed (SIGKILL leaves no
+ * chance to clean up). Their links go with them.
+ */
+static void net_sweep_leftovers(void)
+{
+    DIR *d = opendir("/run/netns");
+    if (d == NULL) {
+        return;
+    }
+    char names[16][64];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < 16) {
+        const char *s = e->d_name;
+        if (strncmp(s, "rdt", 3) != 0) {
+            continue;
+        }
+        const char *q = s + 3;
+        long pid = 0;
+        while (isdigit((unsigned char)*q) && pid < 100000000L) {
+            pid = pid * 10 + (*q++ - '0');
+        }
+        if (q == s + 3 || *q < 'a' || *q > 'e' || q[1] != '\0' || pid <= 0 ||
+            pid == (long)getpid()) {
+            continue;
+        }
+        if (!pid_gone((pid_t)pid)) {
+            continue; /* its test (or some process with that pid) still runs */
+        }
+        snprintf(names[n++], sizeof names[0], "%s", s);
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        char *out = NULL;
+        char *const argv[] = {net_ip, "netns", "pids", names[i], NULL};
+        int rc = rdt_run(argv, RDT_NET_CMD_TIMEOUT_MS, &out, NULL);
+        bool empty = rc == 0 && out != NULL && strspn(out, " \t\n") == strlen(out);
+        free(out);
+        if (!empty) {
+            continue;
+        }
+        fprintf(stderr, "rdt: net: removing namespace %s left behind by a test that is gone\n",
+                names[i]);
+        net_run(false, NULL, net_ip, "netns", "del", names[i], NULL);
+    }
+}
+
+/* True when nothing on this machine uses addresses or routes in `prefix`. */
+static bool net_block_free(const char *prefix)
+{
+    char *out = NULL;
+    char *const a[] = {net_ip, "-4", "-o", "addr", "show", "to", (char *)prefix, NULL};
+    int rc = rdt_run(a, RDT_NET_CMD_TIMEOUT_MS, &out, NULL);
+    bool free_ = rc == 0 && out != NULL && out[0] == '\0';
+    free(out);
+    if (!free_) {
+        return false;
+    }
+    char *const r[] = {net_ip, "-4", "route", "show", "root", (char *)prefix, NULL};
+    rc = rdt_run(r, RDT_NET_CMD_TIMEOUT_MS, &out, NULL);
+    free_ = rc == 0 && out != NULL && out[0] == '\0';
+    free(out);
+    return free_;
+}
+
+static void set_why(char *why, size_t len, const char *fmt, const char *detail)
+{
+    char d[256];
+    snprintf(d, sizeof d, "%s", detail ? detail : "");
+    size_t dl = strlen(d);
+    while (dl > 0 && isspace((unsigned char)d[dl - 1])) {
+        d[--dl] = '\0';
+    }
+    snprintf(why, len, fmt, d);
+}
+
+int rdt_net_setup(struct rdt_net *net, int n, char *why, size_t why_len)
+{
+    rdt_init();
+    memset(net, 0, sizeof *net);
+    why[0] = '\0';
+    if (n < 2 || n > RDT_MAX_REPLICAS) {
+        fprintf(stderr, "rdt: net: %d replicas: expected 2 to %d\n", n, RDT_MAX_REPLICAS);
+        return -1;
+    }
+    if (geteuid() != 0) {
+        char d[64];
+        snprintf(d, sizeof d, "%u", (unsigned)geteuid());
+        set_why(why, why_len,
+                "not root (uid %s): network namespaces and veth links need CAP_SYS_ADMIN and "
+                "CAP_NET_ADMIN",
+                d);
+        return 1;
+    }
+    if (!find_tool("ip", net_ip, sizeof net_ip) || !find_tool("tc", net_tc, sizeof net_tc)) {
+        set_why(why, why_len, "%s", "no `ip` or `tc` command (iproute2 is not installed)");
+        return 1;
+    }
+    net_sweep_leftovers();
+    /* A /24 for this process: 10.77.Y.0/24, nothing on the machine in it. */
+    int y = 0;
+    for (int k = 0; k < 250 && y == 0; k++) {
+        int cand = (int)(((unsigned)getpid() + (unsigned)k) % 250u) + 1;
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "10.77.%d.0/24", cand);
+        if (net_block_free(prefix)) {
+            y = cand;
+        }
+    }
+    if (y == 0) {
+        fprintf(stderr, "rdt: net: every 10.77.Y.0/24 is in use on this machine\n");
+        return -1;
+    }
+    net->n = n;
+    for (int i = 0; i < n; i++) {
+        snprintf(net->ns[i], sizeof net->ns[i], "rdt%ld%c", (long)getpid(), 'a' + i);
+        snprintf(net->veth[i], sizeof net->veth[i], "rdt%ldh%d", (long)getpid(), i + 1);
+        snprintf(net->addr[i], sizeof net->addr[i], "10.77.%d.%d", y, i + 1);
+        snprintf(net->root_addr[i], sizeof net->root_addr[i], "10.77.%d.%d", y, 101 + i);
+    }
+    net_register(net);
+    char *err = NULL;
+    /* Namespaces: a refusal here means the machine does not allow them. */
+    for (int i = 0; i < n; i++) {
+        if (net_run(true, &err, net_ip, "netns", "add", net->ns[i], NULL) != 0) {
+            set_why(why, why_len, "`ip netns add` was refused: %s", err);
+            free(err);
+            rdt_net_teardown(net);
+            return 1;
+        }
+        free(err);
+        err = NULL;
+        net->made_ns[i] = true;
+        if (net_run(false, NULL, net_ip, "-n", net->ns[i], "link", "set", "lo", "up", NULL) != 0) {
+            goto fail;
+        }
+    }
+    /* Access links: the test's way in, point to point. */
+    for (int i = 0; i < n; i++) {
+        if (net_run(true, &err, net_ip, "link", "add", net->veth[i], "type", "veth", "peer", "name",
+                    "e0", "netns", net->ns[i], NULL) != 0) {
+            set_why(why, why_len, "veth links were refused: %s", err);
+            free(err);
+            rdt_net_teardown(net);
+            return 1;
+        }
+        free(err);
+        err = NULL;
+        net->made_veth[i] = true;
+        char local[40], peer[40];
+        snprintf(local, sizeof local, "%s", net->root_addr[i]);
+        snprintf(peer, sizeof peer, "%s/32", net->addr[i]);
+        if (net_run(false, NULL, net_ip, "addr", "add", local, "peer", peer, "dev", net->veth[i],
+                    NULL) != 0 ||
+            net_run(false, NULL, net_ip, "link", "set", net->veth[i], "up", NULL) != 0) {
+            goto fail;
+        }
+        snprintf(local, sizeof local, "%s", net->addr[i]);
+        snprintf(peer, sizeof peer, "%s/32", net->root_addr[i]);
+        if (net_run(false, NULL, net_ip, "-n", net->ns[i], "addr", "add", local, "peer", peer,
+                    "dev", "e0", NULL) != 0 ||
+            net_run(false, NULL, net_ip, "-n", net->ns[i], "link", "set", "e0", "up", NULL) != 0) {
+            goto fail;
+        }
+    }
+    /* Replica links: one veth pair between every two namespaces. */
+    for (int i = 0; i < n; i++) {
+        for (int j = i + 1; j < n; j++) {
+            char mi[8], mj[8];
+            snprintf(mi, sizeof mi, "m%d", i + 1);
+            snprintf(mj, sizeof mj, "m%d", j + 1);
+            if (net_run(false, NULL, net_ip, "-n", net->ns[i], "link", "add", mj, "type", "veth",
+                        "peer", "name", mi, "netns", net->ns[j], NULL) != 0) {
+                goto fail;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < n; j++) {
+            if (i == j) {
+                continue;
+            }
+            char mj[8], dst[40];
+            snprintf(mj, sizeof mj, "m%d", j + 1);
+            snprintf(dst, sizeof dst, "%s/32", net->addr[j]);
+            if (net_run(false, NULL, net_ip, "-n", net->ns[i], "link", "set", mj, "up", NULL) !=
+                    0 ||
+                net_run(false, NULL, net_ip, "-n", net->ns[i], "route", "replace", dst, "dev", mj,
+                        "src", net->addr[i], NULL) != 0) {
+                goto fail;
+            }
+        }
+    }
+    /* The drop cut needs tc's qdiscs in the namespaces. */
+    if (net_run(true, &err, net_tc, "-n", net->ns[0], "qdisc", "show", "dev", "m2", NULL) != 0) {
+        set_why(why, why_len, "`tc` cannot manage qdiscs in a network namespace: %s", err);
+        free(err);
+        rdt_net_teardown(net);
+        return 1;
+    }
+    free(err);
+    fprintf(stderr, "rdt: net: %d namespaces %s..%s, replicas on %s..%s, test's ends %s..%s\n", n,
+            net->ns[0], net->ns[n - 1], net->addr[0], net->addr[n - 1], net->root_addr[0],
+            net->root_addr[n - 1]);
+    return 0;
+fail:
+    rdt_net_teardown(net);
+    return -1;
+}
+
+/* Puts replica a's end of its link to b into state `how` (from net->cut[a][b]). */
+static int net_end(struct rdt_net *net, int a, int b, enum rdt_cut how)
+{
+    char dev[8];
+    snprintf(dev, sizeof dev, "m%d", b + 1);
+    enum rdt_cut now = net->cut[a][b];
+    int rc = 0;
+    if (now == RDT_CUT_DROP && how != RDT_CUT_DROP) {
+        rc |= net_run(false, NULL, net_tc, "-n", net->ns[a], "qdisc", "del", "dev", dev, "root",
+                      NULL);
+    }
+    if (now == RDT_CUT_DOWN && how != RDT_CUT_DOWN) {
+        rc |= net_run(false, NULL, net_ip, "-n", net->ns[a], "link", "set", dev, "up", NULL);
+    }
+    if (how == RDT_CUT_DROP && now != RDT_CUT_DROP) {
+        /* A queue of length 0: every packet leaving on the link is dropped. */
+        rc |= net_run(false, NULL, net_tc, "-n", net->ns[a], "qdisc", "replace", "dev", dev, "root",
+                      "pfifo", "limit", "0", NULL);
+    }
+    if (how == RDT_CUT_DOWN && now != RDT_CUT_DOWN) {
+        rc |= net_run(false, NULL, net_ip, "-n", net->ns[a], "link", "set", dev, "down", NULL);
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+int rdt_net_cut(struct rdt_net *net, int a, int b, enum rdt_cut how)
+{
+    if (a < 0 || b < 0 || a >= net->n || b >= net->n || a == b) {
+        fprintf(stderr, "rdt: net: no link between replicas %d and %d\n", a, b);
+        return -1;
+    }
+    enum rdt_cut now = net->cut[a][b];
+    if (now == how) {
+        return 0;
+    }
+    int rc = net_end(net, a, b, how) | net_end(net, b, a, how);
+    net->cut[a][b] = net->cut[b][a] = how;
+    if (now == RDT_CUT_DOWN) {
+        /* A link that went down lost its routes: both ends are up again now. */
+        for (int k = 0; k < 2; k++) {
+            int x = k ? b : a, z = k ? a : b;
+            char dev[8], dst[40];
+            snprintf(dev, sizeof dev, "m%d", z + 1);
+            snprintf(dst, sizeof dst, "%s/32", net->addr[z]);
+            rc |= net_run(false, NULL, net_ip, "-n", net->ns[x], "route", "replace", dst, "dev",
+                          dev, "src", net->addr[x], NULL);
+        }
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+int rdt_net_isolate(struct rdt_net *net, int a, enum rdt_cut how)
+{
+    int rc = 0;
+    for (int b = 0; b < net->n; b++) {
+        if (b != a && rdt_net_cut(net, a, b, how) != 0) {
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+int rdt_net_heal_all(struct rdt_net *net)
+{
+    int rc = 0;
+    for (int a = 0; a < net->n; a++) {
+        for (int b = a + 1; b < net->n; b++) {
+            if (rdt_net_cut(net, a, b, RDT_CUT_NONE) != 0) {
+                rc = -1;
+            }
+        }
+    }
+    return rc;
+}
+
+void rdt_net_teardown(struct rdt_net *net)
+{
+    net_unregister(net);
+    for (int i = 0; i < RDT_MAX_REPLICAS; i++) {
+        if (net->made_veth[i]) {
+            /* Deleting one end deletes the pair. */
+            net_run(false, NULL, net_ip, "link", "del", net->veth[i], NULL);
+            net->made_veth[i] = false;
+        }
+    }
+    for (int i = 0; i < RDT_MAX_REPLICAS; i++) {
+        if (net->made_ns[i]) {
+            net_run(false, NULL, net_ip, "netns", "del", net->ns[i], NULL);
+            net->made_ns[i] = false;
+        }
+    }
+    memset(net->cut, 0, sizeof net->cut);
+    net->n = 0;
 }

@@ -52,6 +52,10 @@ struct rdt_proc {
     char policies_dir[300];  /* --policies-dir; "" = the repository's policies/ */
     char cluster_yaml[2048]; /* lines under `cluster:` after raft_address (replica_id,
                                 peers, join, timeouts), each indented two spaces */
+    char host[48];           /* address the API and raft listen on; "" = 127.0.0.1. Set
+                                before rdt_proc_prepare(): base_url is made from it */
+    char netns[32];          /* network namespace (as `ip netns` names it) the daemon
+                                runs in; "" = the test's own (see rdt_net_setup()) */
 };
 
 /*
@@ -240,6 +244,79 @@ int rdt_cluster_leader(struct rdt_cluster *c, int timeout_ms);
  */
 int rdt_cluster_request(struct rdt_cluster *c, int *first, const char *method, const char *path,
                         const char *body, int timeout_ms, struct rdt_resp *out);
+
+/* ---- replicas in network namespaces ------------------------------------------ */
+
+/*
+ * One network namespace per replica (root only), so that the network between
+ * replicas can be cut while the test, in its own namespace, still reaches
+ * every replica's API:
+ *
+ *   - replica i runs in namespace rdt<pid><a+i> and listens (API and raft) on
+ *     addr[i] = 10.77.Y.(i+1), Y chosen per test process (a /24 that nothing on
+ *     the machine uses yet);
+ *   - a veth pair rdt<pid>h<i+1> (test's side, root_addr[i] = 10.77.Y.(101+i))
+ *     <-> e0 (replica's side, addr[i]), point to point: the test's only way
+ *     in, never cut, and no replica can reach another through it (nothing
+ *     forwards);
+ *   - a veth pair between every two replicas' namespaces (m<j+1> in i's, m<i+1>
+ *     in j's) carrying all their traffic (raft and the engine's /health polls)
+ *     through a /32 route: this is what rdt_net_cut() cuts.
+ *
+ * Needs `ip` and `tc` (iproute2) only: no iptables, no bridge, no forwarding.
+ */
+enum rdt_cut {
+    RDT_CUT_NONE = 0,
+    /* Every packet between the two is dropped silently (a pfifo of length 0 on
+     * both ends of their link), like an iptables DROP both ways: established
+     * TCP connections hang and new ones time out. */
+    RDT_CUT_DROP,
+    /* Their link is down on both ends and its routes are gone: connecting
+     * fails at once (no route to host), like a pulled cable. */
+    RDT_CUT_DOWN,
+};
+
+struct rdt_net {
+    int n;                                /* replicas (namespaces), 0 when not set up */
+    char ns[RDT_MAX_REPLICAS][32];        /* namespace names */
+    char veth[RDT_MAX_REPLICAS][16];      /* test's ends of the access veths */
+    char addr[RDT_MAX_REPLICAS][16];      /* replica i's address */
+    char root_addr[RDT_MAX_REPLICAS][16]; /* test's end of replica i's access link */
+    enum rdt_cut cut[RDT_MAX_REPLICAS][RDT_MAX_REPLICAS]; /* symmetric */
+    bool made_ns[RDT_MAX_REPLICAS];
+    bool made_veth[RDT_MAX_REPLICAS];
+};
+
+/*
+ * Builds the namespaces and links above for `n` (2..RDT_MAX_REPLICAS)
+ * replicas. Returns 0 when ready; 1 when this machine does not allow it (not
+ * root, no iproute2, `ip netns add` or veth refused), with the reason in
+ * `why`; -1 on another failure (printed). On 1 and -1 everything it created
+ * is already removed. Also removes namespaces of this scheme left behind by
+ * a test process that no longer exists (and holds no process).
+ */
+int rdt_net_setup(struct rdt_net *net, int n, char *why, size_t why_len);
+
+/* Cuts the link between replicas `a` and `b` (indexes from 0), or heals it
+ * (RDT_CUT_NONE). Each is a no-op when already in that state. 0 or -1. */
+int rdt_net_cut(struct rdt_net *net, int a, int b, enum rdt_cut how);
+/* Cuts replica `a` from every other replica. 0 or -1. */
+int rdt_net_isolate(struct rdt_net *net, int a, enum rdt_cut how);
+/* Heals every cut link. 0 or -1. */
+int rdt_net_heal_all(struct rdt_net *net);
+
+/*
+ * Removes every namespace, link and rule rdt_net_setup() made (the cuts live
+ * inside the namespaces and go with them). Stop the daemons first (a
+ * namespace lasts until its last process exits). Safe on a zeroed or
+ * already torn down `net`. Also run from SIGINT, SIGTERM, SIGHUP and SIGQUIT
+ * handlers installed by rdt_net_setup(), which then end the process.
+ */
+void rdt_net_teardown(struct rdt_net *net);
+
+/* rdt_cluster_start() with replica i in net->ns[i] on net->addr[i]. */
+int rdt_cluster_start_net(struct rdt_cluster *c, const struct rdt_net *net, const char *extra_yaml,
+                          const char *cluster_extra);
 
 /* ---- small utilities -------------------------------------------------------- */
 
