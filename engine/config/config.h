@@ -65,8 +65,8 @@ struct rd_config {
 
     struct {
         char data_dir[RD_CFG_STR];   /* storage.data_dir, default ./var */
-        unsigned snapshot_threshold; /* storage.snapshot_threshold, default 1024 entries */
-        unsigned snapshot_trailing;  /* storage.snapshot_trailing, default 128 entries */
+        unsigned snapshot_threshold; /* storage.snapshot_threshold, default 8192 entries */
+        unsigned snapshot_trailing;  /* storage.snapshot_trailing, default 4096 entries */
         size_t segment_size;         /* storage.segment_size, default 8MiB */
     } storage;
 

@@ -171,8 +171,8 @@ static void test_defaults(void **state)
     assert_string_equal(c.server.tls_key, "");
 
     assert_string_equal(c.storage.data_dir, "./var");
-    assert_int_equal(c.storage.snapshot_threshold, 1024);
-    assert_int_equal(c.storage.snapshot_trailing, 128);
+    assert_int_equal(c.storage.snapshot_threshold, 8192);
+    assert_int_equal(c.storage.snapshot_trailing, 4096);
     assert_int_equal(c.storage.segment_size, 8 * 1024 * 1024);
 
     assert_string_equal(c.cluster.node_id, "rd1");
