@@ -1,0 +1,1135 @@
+/*
+ * bench_replication_loadgen: the replication benchmark's load generator
+ * (tests/bench/replication/run.sh starts the clusters and runs this).
+ *
+ * Keeps exactly N writes in flight against one server for a fixed time, at
+ * each level of --levels, and measures every write from send to answer:
+ *
+ *   --target recoveryd: checkpoints, PUT /api/v1/tasks/{id}/checkpoint
+ *     {"attempt", "version", "data": {"blob": "..."}}, to the leader of the
+ *     replicas given with --url (found by GET /health). Setup: one agent is
+ *     registered and heartbeats every 500 ms all along (a thread of its own,
+ *     own connection), as many tasks as the deepest level are submitted and
+ *     placed on it; each in-flight slot owns one task and writes it with
+ *     strictly increasing versions (one write of a task in flight at a time).
+ *     At the end every task is read back: no acknowledged version may be
+ *     missing.
+ *   --target etcd: POST /v3/kv/put {"key", "value"} (base64) through etcd's
+ *     JSON gateway, one key per slot, to the --url given (the leader).
+ *
+ * --size is the stored value's size in bytes: the checkpoint's data as
+ * canonical JSON, or etcd's value before base64. HTTP/2 (--proto h2, the
+ * default) multiplexes at most --streams slots per connection, one thread per
+ * connection; HTTP/1.1 (--proto h1) uses one connection per slot, in threads
+ * of --streams slots. Only 200 answers count; the other statuses and the
+ * transport errors are counted and printed. A write counts (throughput and
+ * latency) when its answer arrived within the measured window, which starts
+ * after the level's warm-up.
+ *
+ * With --pid (repeatable) it adds the user + system CPU those processes used
+ * during the measured window, per acknowledged write. Each level ends with a
+ * machine-readable line:
+ *   RESULT target=T inflight=N ok=.. secs=.. rate=.. p50_us=.. p99_us=.. ...
+ * Exit: 0 when the run took place, 3 when an acknowledged checkpoint version
+ * is missing at the end, 1 on a setup error, 2 on bad usage.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_URLS     8
+#define MAX_LEVELS   8
+#define MAX_PIDS     16
+#define MAX_SLOTS    4096
+#define MAX_STATUS   600
+#define RESP_MAX     1024
+#define TASK_PREFIX  "00000000-0000-4000-8000-"
+#define AGENT_ID     "bench-replication-agent"
+#define HB_EVERY_MS  500
+#define DRAIN_MS     5000 /* for the writes in flight at a level's end */
+#define SETUP_MS     30000
+#define REQ_TIMEOUT  10000L /* ms, one write */
+#define H2_DEFAULT_N 64     /* slots per HTTP/2 connection (h2o allows 100 streams) */
+#define BUCKET_MS    100    /* the stall timeline's resolution */
+
+enum target { T_RECOVERYD, T_ETCD };
+
+struct opts {
+    enum target target;
+    const char *urls[MAX_URLS];
+    unsigned n_urls;
+    unsigned levels[MAX_LEVELS];
+    unsigned n_levels;
+    unsigned duration_s, warmup_s, size, streams;
+    bool h1;
+    pid_t pids[MAX_PIDS];
+    unsigned n_pids;
+};
+
+/* One task (recoveryd) or key (etcd), across the levels. */
+struct key {
+    uint32_t attempt;
+    uint64_t sent;  /* the last version sent */
+    uint64_t acked; /* the highest version answered 200 */
+};
+
+struct slot {
+    CURL *easy;
+    struct worker *w;
+    unsigned key;
+    uint64_t version; /* the version in flight */
+    int64_t sent_ns;
+    char url[320];
+    char *body;
+    size_t resp_len;
+    char resp[RESP_MAX];
+};
+
+struct tally {
+    uint64_t ok;                  /* counted 200s */
+    uint64_t status[MAX_STATUS];  /* counted non-200 answers by status */
+    uint64_t errors[CURL_LAST];   /* counted transport errors by CURLcode */
+    uint64_t late, fenced, stale; /* answered after the end; 409 kinds (all, counted or not) */
+};
+
+struct worker {
+    struct bench *b;
+    pthread_t th;
+    unsigned first, n; /* slots [first, first + n) of the level */
+    CURLM *multi;
+    struct slot *slots;
+    int32_t *lat; /* microseconds of the counted 200s */
+    size_t n_lat, cap_lat;
+    struct tally t;
+    int rc;
+};
+
+struct bench {
+    struct opts o;
+    const char *base; /* the URL written to: the leader */
+    struct key *keys;
+    unsigned n_keys;
+    char value[8192]; /* the payload as it goes in the body */
+    struct curl_slist *hdrs;
+    pthread_barrier_t ready, go;
+    int64_t t_start, t_end; /* monotonic ns of the measured window */
+    atomic_uint *buckets;   /* 200 answers per BUCKET_MS of the window */
+    unsigned n_buckets;
+    atomic_bool abort;
+    /* the agent's heartbeats (recoveryd) */
+    long long epoch;
+    pthread_t hb_thread;
+    bool hb_started;
+    atomic_bool hb_stop;
+    atomic_uint_fast64_t hb_sent, hb_ok, hb_fenced, hb_failed, hb_max_us;
+    bool lost;
+};
+
+static volatile sig_atomic_t interrupted;
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void sleep_until(int64_t ns)
+{
+    for (int64_t now = mono_ns(); now < ns && !interrupted; now = mono_ns()) {
+        int64_t left = ns - now;
+        struct timespec ts = {.tv_sec = left / 1000000000, .tv_nsec = left % 1000000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* User + system CPU of a process, in clock ticks; -1 when it is gone. */
+static long long proc_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    /* After "pid (comm) ": state, then fields 4-13; utime and stime are 14 and 15. */
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (long long)(ut + st);
+}
+
+/* Busy and total jiffies of the whole machine. */
+static void machine_jiffies(unsigned long long *busy, unsigned long long *total)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    *busy = *total = 0;
+    if (f == NULL)
+        return;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+               &v[5], &v[6], &v[7]) == 8) {
+        *busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+        *total = *busy + v[3] + v[4];
+    }
+    fclose(f);
+}
+
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+static void base64(const unsigned char *in, size_t len, char *out)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len)
+            v |= in[i + 2];
+        out[o++] = t[(v >> 18) & 63];
+        out[o++] = t[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? t[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? t[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bench_replication_loadgen --target recoveryd|etcd --url URL [--url URL...]\n"
+               "         [--levels 1,16,256] [--duration S] [--warmup S] [--size BYTES]\n"
+               "         [--proto h2|h1] [--streams N] [--pid PID...]\n"
+               "  --target    recoveryd (checkpoints) or etcd (puts through the JSON gateway)\n"
+               "  --url       recoveryd: every replica's API (the leader is found); etcd: the\n"
+               "              member to write to\n"
+               "  --levels    writes kept in flight, one level after the other (default 1,16,256)\n"
+               "  --duration  measured seconds per level (default 10)\n"
+               "  --warmup    seconds per level before the measurement (default 1)\n"
+               "  --size      bytes of the stored value (default 256)\n"
+               "  --proto     h2: HTTP/2 (default); h1: HTTP/1.1, one connection per slot\n"
+               "  --streams   slots per connection (h2) or per thread (h1) (default 64)\n"
+               "  --pid       a server process whose CPU time is reported (repeatable)\n");
+}
+
+static bool parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s || v < min || v > max)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+static bool parse_levels(char *s, struct opts *o)
+{
+    o->n_levels = 0;
+    for (char *save = NULL, *tok = strtok_r(s, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (o->n_levels == MAX_LEVELS || !parse_uint(tok, 1, MAX_SLOTS, &o->levels[o->n_levels]))
+            return false;
+        o->n_levels++;
+    }
+    return o->n_levels > 0;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+    static const struct option longs[] = {
+        {"target", required_argument, NULL, 't'},
+        {"url", required_argument, NULL, 'u'},
+        {"levels", required_argument, NULL, 'l'},
+        {"duration", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"size", required_argument, NULL, 's'},
+        {"proto", required_argument, NULL, 'p'},
+        {"streams", required_argument, NULL, 'n'},
+        {"pid", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static char default_levels[] = "1,16,256";
+    *o = (struct opts){.duration_s = 10, .warmup_s = 1, .size = 256, .streams = H2_DEFAULT_N};
+    parse_levels(default_levels, o);
+    bool ok = true, have_target = false;
+    unsigned pid;
+    int c;
+    while (ok && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            have_target = true;
+            if (strcmp(optarg, "recoveryd") == 0)
+                o->target = T_RECOVERYD;
+            else if (strcmp(optarg, "etcd") == 0)
+                o->target = T_ETCD;
+            else
+                ok = false;
+            break;
+        case 'u':
+            ok = o->n_urls < MAX_URLS && strlen(optarg) < 200;
+            if (ok)
+                o->urls[o->n_urls++] = optarg;
+            break;
+        case 'l':
+            ok = parse_levels(optarg, o);
+            break;
+        case 'd':
+            ok = parse_uint(optarg, 1, 86400, &o->duration_s);
+            break;
+        case 'w':
+            ok = parse_uint(optarg, 0, 3600, &o->warmup_s);
+            break;
+        case 's':
+            ok = parse_uint(optarg, 16, 4096, &o->size);
+            break;
+        case 'p':
+            ok = strcmp(optarg, "h2") == 0 || strcmp(optarg, "h1") == 0;
+            o->h1 = strcmp(optarg, "h1") == 0;
+            break;
+        case 'n':
+            ok = parse_uint(optarg, 1, 256, &o->streams);
+            break;
+        case 'P':
+            ok = o->n_pids < MAX_PIDS && parse_uint(optarg, 1, 1u << 30, &pid);
+            if (ok)
+                o->pids[o->n_pids++] = (pid_t)pid;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            ok = false;
+        }
+    }
+    if (!ok || !have_target || o->n_urls == 0 || optind != argc ||
+        (o->target == T_ETCD && o->n_urls != 1)) {
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- HTTP ------------------------------------------------------------------ */
+
+/*
+ * HTTP/2 with prior knowledge where libcurl can reuse such a connection.
+ * libcurl before 8.0.0 (Debian 12 ships 7.88.1) fails every request after the
+ * first on a prior-knowledge connection (curl/curl#10634, fixed by #10643):
+ * there each connection is upgraded (h2c) by a first GET without a body and
+ * every later request is multiplexed on it. One multi handle, one connection
+ * and one thread per --streams slots, so each connection is opened by a GET
+ * before the writes start (tests/bench/detection/loadgen.c tells the story).
+ */
+static bool prior_knowledge(void)
+{
+    return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
+}
+
+static long http_version(const struct bench *b)
+{
+    if (b->o.h1)
+        return (long)CURL_HTTP_VERSION_1_1;
+    return prior_knowledge() ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                             : (long)CURL_HTTP_VERSION_2_0;
+}
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static size_t on_buf(char *p, size_t size, size_t n, void *data)
+{
+    struct buf *bf = data;
+    size_t len = size * n;
+    if (bf->len + len + 1 > bf->cap) {
+        size_t cap = bf->cap ? bf->cap : 1024;
+        while (cap < bf->len + len + 1)
+            cap *= 2;
+        char *nb = realloc(bf->p, cap);
+        if (nb == NULL)
+            return 0;
+        bf->p = nb;
+        bf->cap = cap;
+    }
+    memcpy(bf->p + bf->len, p, len);
+    bf->len += len;
+    bf->p[bf->len] = '\0';
+    return len;
+}
+
+/* One blocking request over HTTP/1.1 (setup and checks). The status, or -1. */
+static long http_do(struct bench *b, CURL *e, const char *method, const char *url, const char *body,
+                    json_t **out, long timeout_ms)
+{
+    struct buf bf = {0};
+    curl_easy_reset(e);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_buf);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &bf);
+    if (body != NULL) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    long status = -1;
+    if (curl_easy_perform(e) == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    if (out != NULL)
+        *out = bf.p ? json_loads(bf.p, 0, NULL) : NULL;
+    free(bf.p);
+    return status;
+}
+
+/* ---- recoveryd setup: the leader, the agent, the tasks ------------------------ */
+
+static int find_leader(struct bench *b, CURL *e)
+{
+    for (int64_t end = mono_ns() + (int64_t)SETUP_MS * 1000000; mono_ns() < end;) {
+        for (unsigned i = 0; i < b->o.n_urls; i++) {
+            char url[256];
+            json_t *j = NULL;
+            snprintf(url, sizeof(url), "%s/health", b->o.urls[i]);
+            long st = http_do(b, e, "GET", url, NULL, &j, 1000);
+            const char *role = json_string_value(json_object_get(j, "role"));
+            bool leader = st == 200 && role != NULL && strcmp(role, "leader") == 0;
+            if (leader)
+                fprintf(stderr, "loadgen: the leader is replica %lld at %s (term %lld)\n",
+                        (long long)json_integer_value(json_object_get(j, "replica_id")),
+                        b->o.urls[i], (long long)json_integer_value(json_object_get(j, "term")));
+            json_decref(j);
+            if (leader) {
+                b->base = b->o.urls[i];
+                return 0;
+            }
+        }
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "loadgen: no replica says it leads\n");
+    return -1;
+}
+
+static void *hb_main(void *arg)
+{
+    struct bench *b = arg;
+    CURL *e = curl_easy_init();
+    char url[256], body[128];
+    snprintf(url, sizeof(url), "%s/api/v1/nodes/%s/heartbeat", b->base, AGENT_ID);
+    snprintf(body, sizeof(body), "{\"epoch\":%lld,\"load\":{\"slots_used\":%u}}", b->epoch,
+             b->n_keys);
+    for (int64_t due = mono_ns(); e != NULL && !atomic_load(&b->hb_stop);) {
+        sleep_until(due);
+        if (atomic_load(&b->hb_stop))
+            break;
+        int64_t t0 = mono_ns();
+        long st = http_do(b, e, "POST", url, body, NULL, 2000);
+        uint64_t us = (uint64_t)(mono_ns() - t0) / 1000;
+        atomic_fetch_add(&b->hb_sent, 1);
+        if (st == 200)
+            atomic_fetch_add(&b->hb_ok, 1);
+        else if (st == 409)
+            atomic_fetch_add(&b->hb_fenced, 1);
+        else
+            atomic_fetch_add(&b->hb_failed, 1);
+        if (us > atomic_load(&b->hb_max_us))
+            atomic_store(&b->hb_max_us, us);
+        due += (int64_t)HB_EVERY_MS * 1000000;
+        if (due < mono_ns())
+            due = mono_ns();
+    }
+    if (e)
+        curl_easy_cleanup(e);
+    return NULL;
+}
+
+static void task_id(unsigned i, char *out, size_t len)
+{
+    snprintf(out, len, TASK_PREFIX "%012u", i);
+}
+
+static int setup_recoveryd(struct bench *b)
+{
+    CURL *e = curl_easy_init();
+    if (e == NULL || find_leader(b, e) != 0)
+        goto fail;
+    char url[320], body[512];
+    json_t *j = NULL;
+    snprintf(url, sizeof(url), "%s/api/v1/nodes", b->base);
+    snprintf(body, sizeof(body), "{\"node_id\":\"%s\",\"capacity\":{\"slots\":%u}}", AGENT_ID,
+             b->n_keys);
+    long st = http_do(b, e, "POST", url, body, &j, 5000);
+    b->epoch = json_integer_value(json_object_get(j, "epoch"));
+    json_decref(j);
+    if (st != 201 || b->epoch < 1) {
+        fprintf(stderr, "loadgen: registering the agent answered %ld\n", st);
+        goto fail;
+    }
+    if (pthread_create(&b->hb_thread, NULL, hb_main, b) != 0)
+        goto fail;
+    b->hb_started = true;
+    snprintf(url, sizeof(url), "%s/api/v1/tasks", b->base);
+    for (unsigned i = 0; i < b->n_keys; i++) {
+        char id[40];
+        task_id(i, id, sizeof(id));
+        snprintf(body, sizeof(body),
+                 "{\"task_id\":\"%s\",\"priority\":5,\"payload\":{\"bench\":\"replication\"},"
+                 "\"requirements\":{\"slots\":1}}",
+                 id);
+        st = http_do(b, e, "POST", url, body, NULL, 5000);
+        if (st != 201 && st != 200) {
+            fprintf(stderr, "loadgen: submitting task %u answered %ld\n", i, st);
+            goto fail;
+        }
+    }
+    /* Every task placed on the agent: its attempt is the fencing token. */
+    unsigned placed = 0;
+    for (int64_t end = mono_ns() + (int64_t)SETUP_MS * 1000000; placed < b->n_keys;) {
+        char id[40];
+        task_id(placed, id, sizeof(id));
+        snprintf(url, sizeof(url), "%s/api/v1/tasks/%s", b->base, id);
+        st = http_do(b, e, "GET", url, NULL, &j, 5000);
+        const char *state = json_string_value(json_object_get(j, "state"));
+        const char *node = json_string_value(json_object_get(j, "node_id"));
+        bool ok = st == 200 && state && node && strcmp(node, AGENT_ID) == 0 &&
+                  (strcmp(state, "assigned") == 0 || strcmp(state, "running") == 0 ||
+                   strcmp(state, "recovering") == 0);
+        if (ok) {
+            struct key *k = &b->keys[placed];
+            k->attempt = (uint32_t)json_integer_value(json_object_get(j, "attempt"));
+            json_t *ck = json_object_get(j, "checkpoint");
+            k->sent = k->acked = (uint64_t)json_integer_value(json_object_get(ck, "version"));
+            placed++;
+        }
+        json_decref(j);
+        if (!ok) {
+            if (mono_ns() > end || interrupted) {
+                fprintf(stderr, "loadgen: only %u of %u tasks were placed on the agent\n", placed,
+                        b->n_keys);
+                goto fail;
+            }
+            struct timespec ts = {0, 50000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    curl_easy_cleanup(e);
+    fprintf(stderr, "loadgen: agent %s (epoch %lld) runs %u tasks\n", AGENT_ID, b->epoch,
+            b->n_keys);
+    return 0;
+fail:
+    if (e)
+        curl_easy_cleanup(e);
+    return -1;
+}
+
+/* Reads every task back: each acknowledged version must be there. */
+static int verify_recoveryd(struct bench *b)
+{
+    CURL *e = curl_easy_init();
+    unsigned ok = 0, lost = 0, moved = 0, unread = 0;
+    for (unsigned i = 0; e != NULL && i < b->n_keys; i++) {
+        char id[40], url[320];
+        json_t *j = NULL;
+        task_id(i, id, sizeof(id));
+        snprintf(url, sizeof(url), "%s/api/v1/tasks/%s", b->base, id);
+        long st = http_do(b, e, "GET", url, NULL, &j, 5000);
+        const struct key *k = &b->keys[i];
+        json_t *ck = json_object_get(j, "checkpoint");
+        uint64_t v = (uint64_t)json_integer_value(json_object_get(ck, "version"));
+        uint32_t attempt = (uint32_t)json_integer_value(json_object_get(j, "attempt"));
+        if (st != 200)
+            unread++;
+        else if (v < k->acked || v > k->sent)
+            lost++;
+        else
+            ok++;
+        if (st == 200 && attempt != k->attempt)
+            moved++;
+        json_decref(j);
+    }
+    if (e)
+        curl_easy_cleanup(e);
+    printf("read back: %u of %u tasks hold their last acknowledged checkpoint version, %u lost "
+           "one, %u unreadable; %u moved to another attempt during the run\n",
+           ok, b->n_keys, lost, unread, moved);
+    b->lost = lost > 0 || unread > 0;
+    return 0;
+}
+
+/* ---- the writes ------------------------------------------------------------------ */
+
+static size_t on_slot_write(char *p, size_t size, size_t n, void *data)
+{
+    struct slot *s = data;
+    size_t len = size * n, room = RESP_MAX - 1 - s->resp_len;
+    size_t take = len < room ? len : room;
+    memcpy(s->resp + s->resp_len, p, take);
+    s->resp_len += take;
+    s->resp[s->resp_len] = '\0';
+    return len;
+}
+
+/* The payload: recoveryd's checkpoint data {"blob":"..."} is exactly --size
+ * bytes of canonical JSON; etcd's value is --size bytes (base64 in the body). */
+static void make_value(struct bench *b)
+{
+    unsigned char raw[4096];
+    for (unsigned i = 0; i < b->o.size; i++)
+        raw[i] = (unsigned char)('a' + (i * 7 + 3) % 26);
+    if (b->o.target == T_RECOVERYD) {
+        unsigned pad = b->o.size - 11; /* {"blob":""} */
+        snprintf(b->value, sizeof(b->value), "{\"blob\":\"%.*s\"}", (int)pad, (const char *)raw);
+    } else {
+        base64(raw, b->o.size, b->value);
+    }
+}
+
+static int slot_init(struct worker *w, struct slot *s, unsigned key)
+{
+    struct bench *b = w->b;
+    s->w = w;
+    s->key = key;
+    s->easy = curl_easy_init();
+    s->body = malloc(strlen(b->value) + 256);
+    if (s->easy == NULL || s->body == NULL)
+        return -1;
+    if (b->o.target == T_RECOVERYD) {
+        char id[40];
+        task_id(key, id, sizeof(id));
+        snprintf(s->url, sizeof(s->url), "%s/api/v1/tasks/%s/checkpoint", b->base, id);
+    } else {
+        snprintf(s->url, sizeof(s->url), "%s/v3/kv/put", b->base);
+    }
+    CURL *e = s->easy;
+    curl_easy_setopt(e, CURLOPT_URL, s->url);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, http_version(b));
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, REQ_TIMEOUT);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, s);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_slot_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, b->o.h1 ? 0L : 1L);
+    if (b->o.target == T_RECOVERYD)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+    return 0;
+}
+
+/* The body of one write: a checkpoint of task `key`, or a put of key `key`. */
+static void format_body(const struct bench *b, unsigned key, uint32_t attempt, uint64_t version,
+                        char *out, size_t len)
+{
+    if (b->o.target == T_RECOVERYD) {
+        snprintf(out, len, "{\"attempt\":%u,\"version\":%llu,\"data\":%s}", attempt,
+                 (unsigned long long)version, b->value);
+    } else {
+        char name[32], key64[64];
+        int n = snprintf(name, sizeof(name), "bench/k%05u", key);
+        base64((const unsigned char *)name, (size_t)n, key64);
+        snprintf(out, len, "{\"key\":\"%s\",\"value\":\"%s\"}", key64, b->value);
+    }
+}
+
+static bool slot_send(struct slot *s)
+{
+    struct bench *b = s->w->b;
+    struct key *k = &b->keys[s->key];
+    s->version = ++k->sent;
+    format_body(b, s->key, k->attempt, s->version, s->body, strlen(b->value) + 256);
+    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, s->body);
+    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(s->body));
+    s->resp_len = 0;
+    s->resp[0] = '\0';
+    s->sent_ns = mono_ns();
+    return curl_multi_add_handle(s->w->multi, s->easy) == CURLM_OK;
+}
+
+static void note_latency(struct worker *w, int64_t ns)
+{
+    if (w->n_lat == w->cap_lat) {
+        size_t cap = w->cap_lat ? 2 * w->cap_lat : 65536;
+        int32_t *n = realloc(w->lat, cap * sizeof(*n));
+        if (n == NULL)
+            return;
+        w->lat = n;
+        w->cap_lat = cap;
+    }
+    int64_t us = ns / 1000;
+    w->lat[w->n_lat++] = (int32_t)(us > INT32_MAX ? INT32_MAX : us);
+}
+
+/* A 409 fenced answer carries the task's current attempt: take it. */
+static void on_conflict(struct worker *w, struct slot *s)
+{
+    struct key *k = &w->b->keys[s->key];
+    if (strstr(s->resp, "\"stale_version\"")) {
+        w->t.stale++;
+        return;
+    }
+    if (!strstr(s->resp, "\"fenced\""))
+        return;
+    w->t.fenced++;
+    json_t *j = json_loads(s->resp, 0, NULL);
+    json_t *d = json_object_get(json_object_get(j, "error"), "details");
+    json_int_t a = json_integer_value(json_object_get(d, "attempt"));
+    if (a > 0)
+        k->attempt = (uint32_t)a;
+    json_decref(j);
+}
+
+static void on_done(struct worker *w, struct slot *s, CURLcode rc, int64_t now)
+{
+    struct bench *b = w->b;
+    long status = 0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+    bool counted = now >= b->t_start && now <= b->t_end;
+    if (status == 200 && s->version > b->keys[s->key].acked)
+        b->keys[s->key].acked = s->version;
+    if (status == 409)
+        on_conflict(w, s);
+    if (!counted) {
+        w->t.late += now > b->t_end;
+        return;
+    }
+    if (rc != CURLE_OK)
+        w->t.errors[rc < CURL_LAST ? rc : CURLE_OK]++;
+    else if (status == 200) {
+        w->t.ok++;
+        note_latency(w, now - s->sent_ns);
+        uint64_t i = (uint64_t)(now - b->t_start) / (BUCKET_MS * 1000000ULL);
+        if (i < b->n_buckets)
+            atomic_fetch_add(&b->buckets[i], 1);
+    } else
+        w->t.status[status > 0 && status < MAX_STATUS ? status : 0]++;
+}
+
+/* h2: opens the worker's one connection by a GET without a body (see prior_knowledge). */
+static int open_connection(struct worker *w)
+{
+    struct bench *b = w->b;
+    if (b->o.h1)
+        return 0;
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        return -1;
+    char url[256];
+    struct buf bf = {0};
+    snprintf(url, sizeof(url), "%s/health", b->base);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, http_version(b));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_buf);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &bf);
+    curl_multi_add_handle(w->multi, e);
+    int running = 1;
+    CURLcode rc = CURLE_OPERATION_TIMEDOUT;
+    for (int64_t end = mono_ns() + 10000000000LL; running > 0 && mono_ns() < end;) {
+        curl_multi_perform(w->multi, &running);
+        curl_multi_poll(w->multi, NULL, 0, 50, NULL);
+    }
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(w->multi, &left)) != NULL)
+        if (m->msg == CURLMSG_DONE)
+            rc = m->data.result;
+    long version = 0;
+    curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version);
+    curl_multi_remove_handle(w->multi, e);
+    curl_easy_cleanup(e);
+    free(bf.p);
+    if (rc != CURLE_OK || version != CURL_HTTP_VERSION_2_0) {
+        fprintf(stderr,
+                "loadgen: opening an HTTP/2 connection to %s failed (%s, HTTP version "
+                "code %ld)\n",
+                b->base, curl_easy_strerror(rc), version);
+        return -1;
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct bench *b = w->b;
+    w->rc = -1;
+    w->multi = curl_multi_init();
+    w->slots = calloc(w->n, sizeof(*w->slots));
+    bool ok = w->multi != NULL && w->slots != NULL;
+    if (ok) {
+        curl_multi_setopt(w->multi, CURLMOPT_PIPELINING,
+                          b->o.h1 ? (long)CURLPIPE_NOTHING : (long)CURLPIPE_MULTIPLEX);
+        curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, b->o.h1 ? (long)w->n : 1L);
+        curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, (long)w->n + 4);
+        curl_multi_setopt(w->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)w->n + 4);
+        for (unsigned i = 0; ok && i < w->n; i++)
+            ok = slot_init(w, &w->slots[i], w->first + i) == 0;
+        ok = ok && open_connection(w) == 0;
+    }
+    if (!ok)
+        atomic_store(&b->abort, true);
+    pthread_barrier_wait(&b->ready);
+    pthread_barrier_wait(&b->go); /* main has set the window */
+    if (atomic_load(&b->abort))
+        return NULL;
+    unsigned in_flight = 0;
+    for (unsigned i = 0; i < w->n; i++)
+        in_flight += slot_send(&w->slots[i]);
+    int64_t drain_end = b->t_end + (int64_t)DRAIN_MS * 1000000;
+    while (in_flight > 0) {
+        int running;
+        curl_multi_perform(w->multi, &running);
+        CURLMsg *m;
+        int left;
+        while ((m = curl_multi_info_read(w->multi, &left)) != NULL) {
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            int64_t now = mono_ns();
+            char *priv = NULL;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+            struct slot *s = (struct slot *)priv;
+            CURLcode rc = m->data.result;
+            curl_multi_remove_handle(w->multi, s->easy);
+            in_flight--;
+            on_done(w, s, rc, now);
+            if (now < b->t_end && !interrupted && !atomic_load(&b->abort))
+                in_flight += slot_send(s);
+        }
+        if (in_flight == 0 || mono_ns() > drain_end)
+            break;
+        curl_multi_poll(w->multi, NULL, 0, 100, NULL);
+    }
+    w->rc = in_flight == 0 ? 0 : 1;
+    return NULL;
+}
+
+static void worker_free(struct worker *w)
+{
+    for (unsigned i = 0; w->slots && i < w->n; i++) {
+        struct slot *s = &w->slots[i];
+        if (s->easy) {
+            if (w->multi)
+                curl_multi_remove_handle(w->multi, s->easy);
+            curl_easy_cleanup(s->easy);
+        }
+        free(s->body);
+    }
+    free(w->slots);
+    if (w->multi)
+        curl_multi_cleanup(w->multi);
+    free(w->lat);
+}
+
+static const char *target_name(const struct bench *b)
+{
+    return b->o.target == T_RECOVERYD ? "recoveryd" : "etcd";
+}
+
+/* Quantile q of the sorted v (nearest rank), in microseconds. */
+static int32_t quantile(const int32_t *v, size_t n, double q)
+{
+    if (n == 0)
+        return 0;
+    size_t k = (size_t)ceil(q * (double)n);
+    return v[k > 0 ? k - 1 : 0];
+}
+
+/* The answers per BUCKET_MS over the window: empty windows are stalls. */
+static void stall_report(struct bench *b)
+{
+    unsigned empty = 0, run = 0, longest = 0, lo = UINT32_MAX, hi = 0, per_s = 1000 / BUCKET_MS;
+    for (unsigned i = 0; b->buckets && i < b->n_buckets; i++) {
+        unsigned v = atomic_load(&b->buckets[i]);
+        empty += v == 0;
+        run = v == 0 ? run + 1 : 0;
+        longest = run > longest ? run : longest;
+    }
+    for (unsigned sec = 0; b->buckets && sec < b->n_buckets / per_s; sec++) {
+        unsigned v = 0;
+        for (unsigned i = 0; i < per_s; i++)
+            v += atomic_load(&b->buckets[sec * per_s + i]);
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    printf("  per second: %u to %u writes; %u of %u %d-ms windows without an answer (longest run "
+           "%u ms)\n",
+           lo == UINT32_MAX ? 0 : lo, hi, empty, b->n_buckets, BUCKET_MS, longest * BUCKET_MS);
+    free(b->buckets);
+    b->buckets = NULL;
+}
+
+static int run_level(struct bench *b, unsigned depth)
+{
+    unsigned per = b->o.streams;
+    unsigned n_workers = (depth + per - 1) / per;
+    struct worker *ws = calloc(n_workers, sizeof(*ws));
+    if (ws == NULL)
+        return -1;
+    atomic_store(&b->abort, false);
+    pthread_barrier_init(&b->ready, NULL, n_workers + 1);
+    pthread_barrier_init(&b->go, NULL, n_workers + 1);
+    unsigned started = 0;
+    for (unsigned i = 0, first = 0; i < n_workers; i++) {
+        /* Spread evenly: 256 over 4 connections is 64 each. */
+        unsigned n = depth / n_workers + (i < depth % n_workers ? 1 : 0);
+        ws[i] = (struct worker){.b = b, .first = first, .n = n};
+        first += n;
+        if (pthread_create(&ws[i].th, NULL, worker_main, &ws[i]) != 0) {
+            fprintf(stderr, "loadgen: cannot start a thread\n");
+            exit(1); /* the barriers would wait forever */
+        }
+        started++;
+    }
+    pthread_barrier_wait(&b->ready);
+    b->n_buckets = b->o.duration_s * (1000 / BUCKET_MS);
+    b->buckets = calloc(b->n_buckets, sizeof(*b->buckets));
+    int64_t t0 = mono_ns();
+    b->t_start = t0 + (int64_t)b->o.warmup_s * 1000000000;
+    b->t_end = b->t_start + (int64_t)b->o.duration_s * 1000000000;
+    pthread_barrier_wait(&b->go);
+
+    /* The servers' CPU, the machine's and our own over the measured window. */
+    long long cpu0[MAX_PIDS], cpu1[MAX_PIDS];
+    unsigned long long busy0, total0, busy1, total1;
+    sleep_until(b->t_start);
+    for (unsigned i = 0; i < b->o.n_pids; i++)
+        cpu0[i] = proc_ticks(b->o.pids[i]);
+    machine_jiffies(&busy0, &total0);
+    double self0 = self_cpu_s();
+    sleep_until(b->t_end);
+    for (unsigned i = 0; i < b->o.n_pids; i++)
+        cpu1[i] = proc_ticks(b->o.pids[i]);
+    machine_jiffies(&busy1, &total1);
+    double self1 = self_cpu_s();
+    int64_t t_end_real = mono_ns();
+
+    struct tally all = {0};
+    size_t n_lat = 0;
+    int unfinished = 0;
+    for (unsigned i = 0; i < started; i++) {
+        pthread_join(ws[i].th, NULL);
+        n_lat += ws[i].n_lat;
+        unfinished |= ws[i].rc != 0;
+    }
+    int32_t *lat = malloc((n_lat ? n_lat : 1) * sizeof(*lat));
+    size_t off = 0;
+    for (unsigned i = 0; i < started; i++) {
+        struct worker *w = &ws[i];
+        if (lat && w->n_lat)
+            memcpy(lat + off, w->lat, w->n_lat * sizeof(*lat));
+        off += w->n_lat;
+        all.ok += w->t.ok;
+        all.late += w->t.late;
+        all.fenced += w->t.fenced;
+        all.stale += w->t.stale;
+        for (int k = 0; k < MAX_STATUS; k++)
+            all.status[k] += w->t.status[k];
+        for (int k = 0; k < CURL_LAST; k++)
+            all.errors[k] += w->t.errors[k];
+        worker_free(w);
+    }
+    free(ws);
+    pthread_barrier_destroy(&b->ready);
+    pthread_barrier_destroy(&b->go);
+    if (atomic_load(&b->abort) || lat == NULL) {
+        free(lat);
+        return -1;
+    }
+    qsort(lat, n_lat, sizeof(*lat), cmp_i32);
+    double secs = (double)b->o.duration_s;
+    double rate = (double)all.ok / secs;
+    int32_t p50 = quantile(lat, n_lat, 0.5), p99 = quantile(lat, n_lat, 0.99);
+    int32_t max = n_lat ? lat[n_lat - 1] : 0;
+    double mean = 0;
+    for (size_t i = 0; i < n_lat; i++)
+        mean += lat[i];
+    mean = n_lat ? mean / (double)n_lat : 0;
+    free(lat);
+
+    char other[512] = "", errs[512] = "";
+    size_t o1 = 0, o2 = 0;
+    uint64_t n_other = 0, n_err = 0;
+    for (int k = 0; k < MAX_STATUS; k++) {
+        if (all.status[k] == 0)
+            continue;
+        n_other += all.status[k];
+        if (o1 < sizeof(other))
+            o1 += (size_t)snprintf(other + o1, sizeof(other) - o1, "%s%llu x %d", o1 ? ", " : "",
+                                   (unsigned long long)all.status[k], k);
+    }
+    for (int k = 0; k < CURL_LAST; k++) {
+        if (all.errors[k] == 0)
+            continue;
+        n_err += all.errors[k];
+        if (o2 < sizeof(errs))
+            o2 += (size_t)snprintf(errs + o2, sizeof(errs) - o2, "%s%llu x %s", o2 ? ", " : "",
+                                   (unsigned long long)all.errors[k],
+                                   curl_easy_strerror((CURLcode)k));
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    double server_s = 0;
+    bool cpu_ok = b->o.n_pids > 0;
+    for (unsigned i = 0; i < b->o.n_pids; i++) {
+        if (cpu0[i] < 0 || cpu1[i] < 0)
+            cpu_ok = false;
+        else
+            server_s += (double)(cpu1[i] - cpu0[i]) / (double)hz;
+    }
+    double busy = total1 > total0 ? (double)(busy1 - busy0) / (double)(total1 - total0) : 0;
+    double cpu_us = cpu_ok && all.ok ? server_s * 1e6 / (double)all.ok : 0;
+    double window = (double)(t_end_real - b->t_start) / 1e9;
+
+    unsigned conns = b->o.h1 ? depth : n_workers;
+    printf("%s, %u in flight (%u %s connection%s): %llu writes answered 200 in %.1f s: %.1f/s; "
+           "latency p50 %.2f ms, p99 %.2f ms, mean %.2f ms, max %.2f ms\n",
+           target_name(b), depth, conns, b->o.h1 ? "HTTP/1.1" : "HTTP/2", conns > 1 ? "s" : "",
+           (unsigned long long)all.ok, secs, rate, p50 / 1000.0, p99 / 1000.0, mean / 1000.0,
+           max / 1000.0);
+    printf("  other answers: %s; transport errors: %s; answered after the window: %llu%s%s\n",
+           n_other ? other : "none", n_err ? errs : "none", (unsigned long long)all.late,
+           all.fenced ? " (409 fenced seen)" : "", all.stale ? " (409 stale_version seen)" : "");
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("  CPU over the window: servers %.2f s (%u processes%s), load generator %.2f s; machine "
+           "%.2f of %ld cores busy%s\n",
+           server_s, b->o.n_pids, cpu_ok || b->o.n_pids == 0 ? "" : ", some gone", self1 - self0,
+           busy * (double)ncpu, ncpu, unfinished ? "; some writes never finished" : "");
+    if (cpu_ok)
+        printf("  server CPU per acknowledged write: %.1f us\n", cpu_us);
+    stall_report(b);
+    printf("RESULT target=%s inflight=%u ok=%llu secs=%.3f rate=%.1f p50_us=%d p99_us=%d "
+           "mean_us=%.0f max_us=%d other=%llu errors=%llu cpu_us=%.1f busy_cores=%.2f "
+           "window_s=%.3f\n",
+           target_name(b), depth, (unsigned long long)all.ok, secs, rate, p50, p99, mean, max,
+           (unsigned long long)n_other, (unsigned long long)n_err, cpu_us, busy * (double)ncpu,
+           window);
+    return 0;
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
+}
+
+static int run(struct bench *b)
+{
+    for (unsigned i = 0; i < b->o.n_levels; i++)
+        if (b->o.levels[i] > b->n_keys)
+            b->n_keys = b->o.levels[i];
+    b->keys = calloc(b->n_keys, sizeof(*b->keys));
+    b->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (b->keys == NULL || b->hdrs == NULL)
+        return 1;
+    make_value(b);
+    if (b->o.target == T_RECOVERYD) {
+        if (setup_recoveryd(b) != 0)
+            return 1;
+    } else {
+        b->base = b->o.urls[0];
+    }
+    char sample[8448];
+    format_body(b, 0, 1, 1, sample, sizeof(sample));
+    printf("%s: %u-byte values (request bodies of %zu bytes), %s, %u s per level after %u s of "
+           "warm-up, at most %u %s\n",
+           target_name(b), b->o.size, strlen(sample),
+           b->o.h1             ? "HTTP/1.1"
+           : prior_knowledge() ? "HTTP/2 (prior knowledge)"
+                               : "HTTP/2 (h2c upgrade)",
+           b->o.duration_s, b->o.warmup_s, b->o.streams,
+           b->o.h1 ? "connections per thread" : "streams per connection");
+    int rc = 0;
+    for (unsigned i = 0; i < b->o.n_levels && !interrupted; i++) {
+        if (run_level(b, b->o.levels[i]) != 0) {
+            fprintf(stderr, "loadgen: level %u failed\n", b->o.levels[i]);
+            rc = 1;
+            break;
+        }
+    }
+    if (b->o.target == T_RECOVERYD && rc == 0) {
+        verify_recoveryd(b);
+        printf("agent heartbeats: %llu sent, %llu answered 200, %llu fenced (409), %llu other or "
+               "failed; slowest %.1f ms\n",
+               (unsigned long long)atomic_load(&b->hb_sent),
+               (unsigned long long)atomic_load(&b->hb_ok),
+               (unsigned long long)atomic_load(&b->hb_fenced),
+               (unsigned long long)atomic_load(&b->hb_failed), atomic_load(&b->hb_max_us) / 1000.0);
+        if (b->lost)
+            rc = 3;
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static struct bench b;
+    if (parse_opts(argc, argv, &b.o) != 0)
+        return 2;
+    raise_nofile();
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+        return 1;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int rc = run(&b);
+    if (b.hb_started) {
+        atomic_store(&b.hb_stop, true);
+        pthread_join(b.hb_thread, NULL);
+    }
+    curl_slist_free_all(b.hdrs);
+    free(b.keys);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,331 @@
+#!/bin/bash
+# Replication: checkpoint writes per second and p50/p99 commit latency on 3
+# recoveryd replicas (raft, fsync on every commit, data dirs on the real
+# disk), at 1, 16 and 256 writes in flight over HTTP/2 to the leader; and in
+# the same run etcd (Debian's etcd-server, 3 members on loopback) with puts of
+# the same value size and concurrency through its JSON gateway. Both are
+# driven by the same client (loadgen.c): etcd 3.4's gateway speaks HTTP/1.1
+# only (HTTP/2 on its cleartext client port goes to gRPC), so etcd gets one
+# HTTP/1.1 connection per write in flight. h2load's figure for etcd (--h1,
+# the same concurrency) is printed beside it. The clusters run one after the
+# other, never together. The table at the end gives both, the ratios and
+# PASS/FAIL per concurrency.
+#
+#   tests/bench/replication/run.sh
+#   DURATION=5 LEVELS=1,16 tests/bench/replication/run.sh       (a quick run)
+#
+# Environment: DURATION (10 s measured per level), WARMUP (1 s per level),
+# LEVELS (1,16,256), SIZE (256: bytes of the stored value: recoveryd's
+# checkpoint data as JSON, etcd's value before base64), RD_PROTO (h2; h1 to
+# drive recoveryd over HTTP/1.1 like etcd), NICE (see below), BUILD
+# (build-bench), KEEP_LOGS (a directory to copy the servers' logs to, and
+# the core file of a replica that crashed: core dumps are enabled with it),
+# RD_CONFIG_EXTRA (YAML appended to every replica's configuration, for
+# experiments: empty by default, the shipped defaults are what is measured).
+#
+# Target (the replication issue): recoveryd's throughput at least etcd's at
+# every concurrency. The verdict compares with the higher of the two etcd
+# figures (same client, h2load). Exit status: 0 when the run took place
+# (whatever the figures), 3 when an acknowledged checkpoint version was
+# missing at the end, 1 on a setup error.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+ROOT=$PWD
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-1}
+LEVELS=${LEVELS:-1,16,256}
+SIZE=${SIZE:-256}
+RD_PROTO=${RD_PROTO:-h2}
+# On a shared machine, NICE=-10 (as root) runs the servers and the clients
+# ahead of everything else; 0 (the default) leaves priorities alone.
+NICE=${NICE:-0}
+
+scripts/bootstrap --bench
+# etcd and h2load: installed here when missing (not build dependencies).
+need=""
+command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
+command -v h2load >/dev/null 2>&1 || need="$need nghttp2-client"
+if [ -n "$need" ]; then
+    echo "bench: installing$need" >&2
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq >/dev/null
+    # shellcheck disable=SC2086
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+BUILD=${BUILD:-build-bench}
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j "$(nproc)" --target recoveryd heartbeat health_probe metrics log \
+    bench_replication_loadgen >/dev/null
+
+# raft needs a file system with O_DIRECT and fsync that reaches the disk: not tmpfs.
+TMPBASE=/tmp
+[ "$(stat -f -c %T /tmp)" = "tmpfs" ] && TMPBASE=/var/tmp
+WORK=$(mktemp -d "$TMPBASE/rd-bench-repl.XXXXXX")
+SERVER_PIDS=()
+LG_PID=""
+stop_pids() {
+    # TERM, then KILL what is left after 15 s: only the processes this script started.
+    local p
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for _ in $(seq 1 150); do
+        local alive=0
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.1
+    done
+    for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
+    for p in "$@"; do wait "$p" 2>/dev/null || true; done
+}
+cleanup() {
+    [ -n "$LG_PID" ] && stop_pids "$LG_PID"
+    [ "${#SERVER_PIDS[@]}" -gt 0 ] && stop_pids "${SERVER_PIDS[@]}"
+    if [ -n "${KEEP_LOGS:-}" ]; then
+        mkdir -p "$KEEP_LOGS"
+        cp "$WORK"/*.log "$KEEP_LOGS"/ 2>/dev/null || true
+        for c in "$WORK"/rd?/core*; do [ -f "$c" ] && cp "$c" "$KEEP_LOGS/$(basename "$(dirname "$c")")-$(basename "$c")"; done
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Below the ephemeral range: a port there can be free of listeners and still
+# be taken by the local end of an outgoing connection (bind fails then).
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$EPHEMERAL_LOW" -gt 21000 ] || EPHEMERAL_LOW=40000
+USED_PORTS=" "
+free_port() {
+    # Ask the kernel for a free loopback port (bash's /dev/tcp cannot bind),
+    # never one already handed out by this script.
+    local p
+    while :; do
+        p=$((20000 + RANDOM % (EPHEMERAL_LOW - 20000)))
+        case "$USED_PORTS" in *" $p "*) continue ;; esac
+        (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+        USED_PORTS="$USED_PORTS$p "
+        echo "$p"
+        return
+    done
+}
+
+# wait_http URL LOG PID [GREP]: until URL answers 200 (and its body matches GREP).
+wait_http() {
+    local url=$1 log=$2 pid=$3 match=${4:-} body
+    for _ in $(seq 1 600); do
+        if body=$(curl -sf --max-time 1 "$url" 2>/dev/null); then
+            [ -z "$match" ] && return 0
+            grep -q "$match" <<<"$body" && return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "bench: $url did not come up" >&2
+    tail -20 "$log" >&2 || true
+    exit 1
+}
+
+# log_summary FILE LINES: the warnings and errors among the first LINES lines
+# (those written before the shutdown), by event (recoveryd) or message (etcd).
+log_summary() {
+    local f=$1 n=$2 what
+    what=$(head -n "$n" "$f" | awk '
+        /level=(warn|error)/ { match($0, /event=[^ ]*/); k = substr($0, RSTART + 6, RLENGTH - 6); c[k]++ }
+        /"level":"(warn|error)"/ { match($0, /"msg":"[^"]*"/); k = substr($0, RSTART + 7, RLENGTH - 8); c[k]++ }
+        END { for (k in c) printf "%s%d x %s", (n++ ? ", " : ""), c[k], k }')
+    echo "$(basename "$f" .log) log during the run: ${what:-no warnings or errors}"
+}
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ -z "${KEEP_LOGS:-}" ] || ulimit -c unlimited 2>/dev/null || true
+
+model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+echo "== replication benchmark: recoveryd (3 replicas) vs etcd (3 members) =="
+echo "machine: $(nproc) cores ($model), $(free -g | awk '/^Mem:/ { print $2 }') GiB;" \
+    "data dirs on $(stat -f -c %T "$WORK") ($WORK); $(date -u +%FT%TZ)"
+echo "recoveryd built from $(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
+    "($(git status --porcelain 2>/dev/null | grep -vc '^??' || true) files modified in the tree), Release;" \
+    "raft $(pkg-config --modversion raft 2>/dev/null || echo '?')"
+echo "etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p') ($(etcd --version 2>/dev/null | sed -n 's/^Go Version: //p'));" \
+    "$(h2load --version 2>/dev/null | head -1); libcurl $(curl-config --version 2>/dev/null | sed 's/libcurl //' || echo '?')"
+echo "levels $LEVELS in flight, ${DURATION} s each after ${WARMUP} s of warm-up, ${SIZE}-byte values, nice $NICE"
+[ -z "${RD_CONFIG_EXTRA:-}" ] || echo "recoveryd configuration added to the defaults: $(tr '\n' ' ' <<<"$RD_CONFIG_EXTRA")"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+
+# ---- recoveryd: 3 replicas, the shipped defaults -------------------------------------------
+RD_PORTS=()
+RAFT_PORTS=()
+for i in 1 2 3; do
+    RD_PORTS[i]=$(free_port)
+    RAFT_PORTS[i]=$(free_port)
+done
+RD_URLS=()
+RD_PIDS=()
+RD_LINES=()
+for i in 1 2 3; do
+    mkdir -p "$WORK/rd$i/data"
+    {
+        echo "cluster:"
+        echo "  node_id: rd$i"
+        echo "  replica_id: $i"
+        echo "  raft_address: 127.0.0.1:${RAFT_PORTS[i]}"
+        echo "  peers:"
+        for k in 1 2 3; do
+            echo "    - {id: $k, address: 127.0.0.1:${RAFT_PORTS[k]}, api_url: http://127.0.0.1:${RD_PORTS[k]}}"
+        done
+        if [ -n "${RD_CONFIG_EXTRA:-}" ]; then printf '%s\n' "$RD_CONFIG_EXTRA"; fi
+    } >"$WORK/rd$i/rd.yaml"
+    (cd "$WORK/rd$i" && exec nice -n "$NICE" "$ROOT/$BUILD/bin/recoveryd" --config rd.yaml \
+        --listen "127.0.0.1:${RD_PORTS[i]}" --data-dir data --plugins-dir "$ROOT/$BUILD/plugins" \
+        --policies-dir "$ROOT/policies") 2>"$WORK/rd$i.log" &
+    RD_PIDS[i]=$!
+    SERVER_PIDS+=("${RD_PIDS[i]}")
+    RD_URLS[i]="http://127.0.0.1:${RD_PORTS[i]}"
+done
+for i in 1 2 3; do wait_http "${RD_URLS[i]}/ready" "$WORK/rd$i.log" "${RD_PIDS[i]}"; done
+
+LG=("$ROOT/$BUILD/bin/bench_replication_loadgen" --levels "$LEVELS" --duration "$DURATION"
+    --warmup "$WARMUP" --size "$SIZE")
+echo "-- recoveryd: checkpoints (PUT /api/v1/tasks/{id}/checkpoint) to the leader, $RD_PROTO --"
+rc=0
+nice -n "$NICE" "${LG[@]}" --target recoveryd --proto "$RD_PROTO" \
+    --url "${RD_URLS[1]}" --url "${RD_URLS[2]}" --url "${RD_URLS[3]}" \
+    --pid "${RD_PIDS[1]}" --pid "${RD_PIDS[2]}" --pid "${RD_PIDS[3]}" >"$WORK/rd.out" &
+LG_PID=$!
+wait "$LG_PID" || rc=$?
+LG_PID=""
+grep -v '^RESULT' "$WORK/rd.out" || true
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then
+    echo "bench: the recoveryd load generator failed ($rc)" >&2
+    for i in 1 2 3; do tail -5 "$WORK/rd$i.log" >&2; done
+    exit 1
+fi
+for i in 1 2 3; do RD_LINES[i]=$(wc -l <"$WORK/rd$i.log"); done
+# A replica that died during the run: how, and the end of its log.
+DIED=""
+for i in 1 2 3; do
+    kill -0 "${RD_PIDS[i]}" 2>/dev/null && continue
+    st=0
+    { wait "${RD_PIDS[i]}"; } 2>/dev/null || st=$?
+    DIED="$DIED rd$i"
+    echo "bench: replica rd$i (pid ${RD_PIDS[i]}) DIED during the run: exit status $st$([ "$st" -gt 128 ] && echo " (signal $((st - 128)))"); the end of its log:"
+    tail -15 "$WORK/rd$i.log" | sed 's/^/    /'
+done
+stop_pids "${RD_PIDS[@]}"
+SERVER_PIDS=()
+for i in 1 2 3; do log_summary "$WORK/rd$i.log" "${RD_LINES[i]}"; done
+echo
+
+# ---- etcd: 3 members, its defaults ----------------------------------------------------------
+CL_PORTS=()
+PEER_PORTS=()
+for i in 1 2 3; do
+    CL_PORTS[i]=$(free_port)
+    PEER_PORTS[i]=$(free_port)
+done
+INITIAL="m1=http://127.0.0.1:${PEER_PORTS[1]},m2=http://127.0.0.1:${PEER_PORTS[2]},m3=http://127.0.0.1:${PEER_PORTS[3]}"
+ETCD_PIDS=()
+ETCD_URLS=()
+ETCD_LINES=()
+for i in 1 2 3; do
+    ETCD_URLS[i]="http://127.0.0.1:${CL_PORTS[i]}"
+    nice -n "$NICE" etcd --name "m$i" --data-dir "$WORK/etcd$i" \
+        --listen-client-urls "${ETCD_URLS[i]}" --advertise-client-urls "${ETCD_URLS[i]}" \
+        --listen-peer-urls "http://127.0.0.1:${PEER_PORTS[i]}" \
+        --initial-advertise-peer-urls "http://127.0.0.1:${PEER_PORTS[i]}" \
+        --initial-cluster "$INITIAL" --initial-cluster-state new \
+        --initial-cluster-token "rd-bench-$$" --logger zap --log-level warn \
+        2>"$WORK/etcd$i.log" &
+    ETCD_PIDS[i]=$!
+    SERVER_PIDS+=("${ETCD_PIDS[i]}")
+done
+for i in 1 2 3; do wait_http "${ETCD_URLS[i]}/health" "$WORK/etcd$i.log" "${ETCD_PIDS[i]}" '"health":"true"'; done
+# The leader: the member whose own id is the leader it reports.
+LEADER=""
+for _ in $(seq 1 100); do
+    for i in 1 2 3; do
+        st=$(curl -sf --max-time 1 -X POST -d '{}' "${ETCD_URLS[i]}/v3/maintenance/status" || true)
+        me=$(sed -n 's/.*"member_id":"\([0-9]*\)".*/\1/p' <<<"$st")
+        lead=$(sed -n 's/.*"leader":"\([0-9]*\)".*/\1/p' <<<"$st")
+        if [ -n "$me" ] && [ "$me" = "$lead" ]; then LEADER=$i; break 2; fi
+    done
+    sleep 0.1
+done
+[ -n "$LEADER" ] || { echo "bench: no etcd member leads" >&2; exit 1; }
+
+echo "-- etcd: puts (POST /v3/kv/put) to the leader m$LEADER, HTTP/1.1 --"
+nice -n "$NICE" "${LG[@]}" --target etcd --proto h1 --url "${ETCD_URLS[LEADER]}" \
+    --pid "${ETCD_PIDS[1]}" --pid "${ETCD_PIDS[2]}" --pid "${ETCD_PIDS[3]}" >"$WORK/etcd.out" &
+LG_PID=$!
+erc=0
+wait "$LG_PID" || erc=$?
+LG_PID=""
+grep -v '^RESULT' "$WORK/etcd.out" || true
+[ "$erc" -eq 0 ] || { echo "bench: the etcd load generator failed ($erc)" >&2; exit 1; }
+
+# h2load: one key, the same value, -c clients with one request each (HTTP/1.1).
+key64=$(printf 'bench/h2load' | base64 -w0)
+value64=$(awk -v n="$SIZE" 'BEGIN { for (i = 0; i < n; i++) printf "%c", 97 + (i * 7 + 3) % 26 }' | base64 -w0)
+printf '{"key":"%s","value":"%s"}' "$key64" "$value64" >"$WORK/put.json"
+echo
+echo "-- etcd: h2load --h1 -c N -m 1 -D $DURATION --warm-up-time $WARMUP, the same body size --"
+for n in ${LEVELS//,/ }; do
+    nice -n "$NICE" h2load --h1 -c "$n" -m 1 -D "$DURATION" --warm-up-time "$WARMUP" \
+        -d "$WORK/put.json" -H 'Content-Type: application/json' \
+        "${ETCD_URLS[LEADER]}/v3/kv/put" >"$WORK/h2load-$n.out" 2>&1 || true
+    # "finished in 10.00s, 1234.50 req/s, ..."; "time for request: min max mean sd ...";
+    # "status codes: N 2xx, ..."
+    rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$WORK/h2load-$n.out")
+    mean=$(awk '/^time for request:/ { print $6 }' "$WORK/h2load-$n.out")
+    ok2=$(sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' "$WORK/h2load-$n.out")
+    reqs=$(sed -n 's/^requests: \(.*\)/\1/p' "$WORK/h2load-$n.out")
+    echo "etcd (h2load), $n in flight: ${rps:-?} req/s, mean ${mean:-?}; ${ok2:-?} answered 2xx; requests: ${reqs:-?}"
+    echo "H2LOAD inflight=$n rate=${rps:-0} mean=${mean:-?}" >>"$WORK/h2load.res"
+done
+for i in 1 2 3; do ETCD_LINES[i]=$(wc -l <"$WORK/etcd$i.log"); done
+stop_pids "${ETCD_PIDS[@]}"
+SERVER_PIDS=()
+for i in 1 2 3; do log_summary "$WORK/etcd$i.log" "${ETCD_LINES[i]}"; done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- the table ----------------------------------------------------------------------------
+echo
+echo "== results: ${DURATION} s per level, ${SIZE}-byte values; latency from send to answer (ms) =="
+printf '%-9s | %-29s | %-29s | %-13s | %-8s | %-10s | %s\n' "" "recoveryd (3 replicas, $RD_PROTO)" \
+    "etcd (3 members, HTTP/1.1)" "etcd h2load" "ratio" "ratio vs" ""
+printf '%-9s | %10s %8s %9s | %10s %8s %9s | %13s | %-8s | %-10s | %s\n' "in flight" "writes/s" "p50" "p99" \
+    "puts/s" "p50" "p99" "req/s" "rd/etcd" "h2load" "verdict"
+for n in ${LEVELS//,/ }; do
+    r=$(grep "^RESULT target=recoveryd inflight=$n " "$WORK/rd.out" || true)
+    e=$(grep "^RESULT target=etcd inflight=$n " "$WORK/etcd.out" || true)
+    h=$(grep "^H2LOAD inflight=$n " "$WORK/h2load.res" || true)
+    field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+    awk -v n="$n" -v rr="$(field rate "$r")" -v r50="$(field p50_us "$r")" -v r99="$(field p99_us "$r")" \
+        -v er="$(field rate "$e")" -v e50="$(field p50_us "$e")" -v e99="$(field p99_us "$e")" \
+        -v hr="$(field rate "$h")" 'BEGIN {
+        best = er + 0 > hr + 0 ? er + 0 : hr + 0
+        ratio = er + 0 > 0 ? rr / er : 0
+        hratio = hr + 0 > 0 ? rr / hr : 0
+        printf "%-9s | %10.1f %8.2f %9.2f | %10.1f %8.2f %9.2f | %13.1f | %8.2f | %10.2f | %s\n",
+            n, rr, r50 / 1000, r99 / 1000, er, e50 / 1000, e99 / 1000, hr, ratio, hratio,
+            (best > 0 && rr >= best) ? "PASS" : "FAIL"
+    }'
+done | tee "$WORK/table.txt"
+echo "(verdict: PASS when recoveryd's writes/s is at least the higher of the two etcd figures)"
+printf '\n%-9s | %-26s | %-26s | %s\n' "in flight" "recoveryd server CPU/write" "etcd server CPU/put" "machine busy (rd / etcd)"
+for n in ${LEVELS//,/ }; do
+    r=$(grep "^RESULT target=recoveryd inflight=$n " "$WORK/rd.out" || true)
+    e=$(grep "^RESULT target=etcd inflight=$n " "$WORK/etcd.out" || true)
+    # 0: a server process was gone by the end of the window (no figure).
+    cpu() { sed -n 's/.* cpu_us=\([^ ]*\).*/\1/p' <<<"$1" | sed 's/^0\.0$/n\/a/'; }
+    printf '%-9s | %23s us | %23s us | %s / %s of %s cores\n' "$n" "$(cpu "$r")" "$(cpu "$e")" \
+        "$(sed -n 's/.* busy_cores=\([^ ]*\).*/\1/p' <<<"$r")" "$(sed -n 's/.* busy_cores=\([^ ]*\).*/\1/p' <<<"$e")" "$(nproc)"
+done
+[ -z "$DIED" ] || echo "WARNING: recoveryd replica(s)$DIED died during the run (see above): the figures" \
+    "after that moment are of the replicas left"
+if grep -q FAIL "$WORK/table.txt"; then
+    echo "FAIL recoveryd below etcd's throughput at some concurrency"
+else
+    echo "PASS recoveryd at least etcd's throughput at every concurrency"
+fi
+exit "$rc"
