@@ -28,6 +28,8 @@ static void usage(FILE *out)
             "  --replica-id N      this replica's raft id (overrides cluster.replica_id)\n"
             "  --raft-address A    this replica's raft HOST:PORT (overrides cluster.raft_address)\n"
             "  --join              start empty and wait to be added to a running cluster\n"
+            "  --peer ID=HOST:PORT[=URL]  an initial voter: raft id, raft address, API URL\n"
+            "                      (repeat for each; replaces cluster.peers)\n"
             "  --plugins-dir DIR   where plugins are loaded from (overrides plugins.dir)\n"
             "  --policies-dir DIR  where the Lua policies are (overrides policies.dir)\n"
             "  --check-config      validate the configuration and exit 0 or 1\n"
@@ -49,13 +51,23 @@ int main(int argc, char **argv)
         {"replica-id", required_argument, NULL, 'r'},
         {"raft-address", required_argument, NULL, 'a'},
         {"join", no_argument, NULL, 'j'},
+        {"peer", required_argument, NULL, 'e'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *listen = NULL, *data_dir = NULL, *node_id = NULL,
                *plugins_dir = NULL, *policies_dir = NULL, *replica_id = NULL, *raft_address = NULL;
     int check = 0, join = 0, c;
-    while ((c = getopt_long(argc, argv, "c:l:d:n:p:P:kVhr:a:j", opts, NULL)) != -1) {
+    const char *peers[RD_CFG_MAX_PEERS + 1];
+    unsigned n_peers = 0;
+    while ((c = getopt_long(argc, argv, "c:l:d:n:p:P:kVhr:a:je:", opts, NULL)) != -1) {
         switch (c) {
+        case 'e':
+            if (n_peers == RD_CFG_MAX_PEERS) {
+                fprintf(stderr, "recoveryd: --peer: at most %d peers\n", RD_CFG_MAX_PEERS);
+                return 1;
+            }
+            peers[n_peers++] = optarg;
+            break;
         case 'r':
             replica_id = optarg;
             break;
@@ -171,6 +183,39 @@ int main(int argc, char **argv)
     }
     if (join)
         cfg.cluster.join = true;
+    if (n_peers > 0) {
+        /* --peer ID=HOST:PORT[=URL], the flags replace the file's list. */
+        for (unsigned i = 0; i < n_peers; i++) {
+            struct rd_cfg_peer *pe = &cfg.cluster.peers[i];
+            memset(pe, 0, sizeof(*pe));
+            char buf[2 * RD_CFG_STR], host[RD_CFG_STR];
+            uint16_t port;
+            snprintf(buf, sizeof(buf), "%s", peers[i]);
+            char *addr = strchr(buf, '='), *url = addr ? strchr(addr + 1, '=') : NULL;
+            if (addr != NULL)
+                *addr++ = '\0';
+            if (url != NULL)
+                *url++ = '\0';
+            char *end = NULL;
+            unsigned long long id = strtoull(buf, &end, 10);
+            if (id == 0 || end == buf || *end != '\0' || addr == NULL ||
+                strlen(addr) >= sizeof(pe->address) ||
+                rd_config_parse_hostport(addr, host, &port) != 0 ||
+                (url != NULL &&
+                 (strlen(url) >= sizeof(pe->api_url) ||
+                  (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)))) {
+                fprintf(stderr,
+                        "recoveryd: --peer: expected ID=HOST:PORT[=http://HOST:PORT], got '%s'\n",
+                        peers[i]);
+                return 1;
+            }
+            pe->id = id;
+            snprintf(pe->address, sizeof(pe->address), "%s", addr);
+            if (url != NULL)
+                snprintf(pe->api_url, sizeof(pe->api_url), "%s", url);
+        }
+        cfg.cluster.n_peers = n_peers;
+    }
     if (rd_config_validate(&cfg, err) != 0) {
         fprintf(stderr, "recoveryd: %s%s%s\n", config_path ? config_path : "",
                 config_path ? ": " : "", err);

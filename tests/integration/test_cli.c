@@ -204,6 +204,61 @@ static void test_unknown_flag(void **state)
     free(err);
 }
 
+/* The replica flags: --replica-id, --raft-address, --peer (repeated), --join. */
+static void test_cluster_flags(void **state)
+{
+    (void)state;
+    char *out = NULL, *err = NULL;
+    char *const ok[] = {(char *)RD_BINARY,
+                        (char *)"--check-config",
+                        (char *)"--plugins-dir",
+                        (char *)rdt_plugins_dir(),
+                        (char *)"--replica-id",
+                        (char *)"2",
+                        (char *)"--raft-address",
+                        (char *)"127.0.0.1:7081",
+                        (char *)"--peer",
+                        (char *)"1=127.0.0.1:7080=http://127.0.0.1:8080",
+                        (char *)"--peer",
+                        (char *)"2=127.0.0.1:7081=http://127.0.0.1:8081",
+                        (char *)"--peer",
+                        (char *)"3=127.0.0.1:7082",
+                        NULL};
+    run_expect(ok, 0, &out, &err);
+    free(out);
+    free(err);
+    /* A replica id no peer has: refused, unless it joins. */
+    char *const alone[] = {
+        (char *)RD_BINARY,         (char *)"--check-config",   (char *)"--plugins-dir",
+        (char *)rdt_plugins_dir(), (char *)"--replica-id",     (char *)"5",
+        (char *)"--peer",          (char *)"1=127.0.0.1:7080", NULL};
+    run_expect(alone, 1, &out, &err);
+    assert_non_null(strstr(err, "cluster.peers: no entry has this replica's id 5"));
+    free(out);
+    free(err);
+    char *const joins[] = {(char *)RD_BINARY,          (char *)"--check-config",
+                           (char *)"--plugins-dir",    (char *)rdt_plugins_dir(),
+                           (char *)"--replica-id",     (char *)"5",
+                           (char *)"--join",           (char *)"--peer",
+                           (char *)"1=127.0.0.1:7080", NULL};
+    run_expect(joins, 0, &out, &err);
+    free(out);
+    free(err);
+    const char *bad[][2] = {{"--peer", "1=nohost"},
+                            {"--peer", "0=127.0.0.1:7080"},
+                            {"--peer", "1=127.0.0.1:7080=ftp://x"},
+                            {"--replica-id", "zero"},
+                            {"--raft-address", "localhost"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *const argv[] = {(char *)RD_BINARY, (char *)"--check-config", (char *)bad[i][0],
+                              (char *)bad[i][1], NULL};
+        run_expect(argv, 1, &out, &err);
+        assert_non_null(strstr(err, bad[i][0]));
+        free(out);
+        free(err);
+    }
+}
+
 /* The daemon keeps serving for `ms` milliseconds: alive, /health 200. */
 static void expect_serving_for(struct rdt_proc *p, int ms)
 {
@@ -274,6 +329,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_config_deploy, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_bad_duration, dir_setup, dir_teardown),
         cmocka_unit_test(test_unknown_flag),
+        cmocka_unit_test(test_cluster_flags),
         cmocka_unit_test_setup_teardown(test_sighup_keeps_serving, proc_setup, proc_teardown),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
