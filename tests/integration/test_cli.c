@@ -213,6 +213,8 @@ static void test_cluster_flags(void **state)
                         (char *)"--check-config",
                         (char *)"--plugins-dir",
                         (char *)rdt_plugins_dir(),
+                        (char *)"--policies-dir",
+                        (char *)RD_SOURCE_DIR "/policies",
                         (char *)"--replica-id",
                         (char *)"2",
                         (char *)"--raft-address",
@@ -238,6 +240,7 @@ static void test_cluster_flags(void **state)
     free(err);
     char *const joins[] = {(char *)RD_BINARY,          (char *)"--check-config",
                            (char *)"--plugins-dir",    (char *)rdt_plugins_dir(),
+                           (char *)"--policies-dir",   (char *)RD_SOURCE_DIR "/policies",
                            (char *)"--replica-id",     (char *)"5",
                            (char *)"--join",           (char *)"--peer",
                            (char *)"1=127.0.0.1:7080", NULL};
