@@ -16,27 +16,59 @@
 /* A plan that moved nothing for an agent is not asked again before this. */
 #define REPLAN_BACKOFF_MS 1000
 
+/* True when every key of `want` has an equal value in `have`. */
+static bool labels_subset(json_t *want, json_t *have)
+{
+    const char *k;
+    json_t *v;
+    if (want == NULL || have == NULL)
+        return false;
+    json_object_foreach(want, k, v)
+    {
+        json_t *h = json_object_get(have, k);
+        if (h == NULL || !json_equal(h, v))
+            return false;
+    }
+    return true;
+}
+
 bool rd_sched_labels_match(const char *task_labels, const char *node_labels)
 {
     if (task_labels == NULL || strcmp(task_labels, "{}") == 0)
         return true;
     json_t *want = json_loads(task_labels, 0, NULL), *have = json_loads(node_labels, 0, NULL);
-    bool ok = want != NULL && have != NULL;
-    const char *k;
-    json_t *v;
-    if (ok) {
-        json_object_foreach(want, k, v)
-        {
-            json_t *h = json_object_get(have, k);
-            if (h == NULL || !json_equal(h, v)) {
-                ok = false;
-                break;
-            }
-        }
-    }
+    bool ok = labels_subset(want, have);
     json_decref(want);
     json_decref(have);
     return ok;
+}
+
+/* The labels of node `i`, parsed once per pass (NULL when unparsable). */
+static json_t *node_labels(struct rd_sched *s, size_t i)
+{
+    struct rd_fsm *f = &s->eng->fsm;
+    if (s->labels == NULL || s->n_labels != f->n_nodes) {
+        for (size_t k = 0; k < s->n_labels; k++)
+            json_decref(s->labels[k]);
+        free(s->labels);
+        s->labels = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*s->labels));
+        s->n_labels = s->labels ? f->n_nodes : 0;
+        if (s->labels == NULL)
+            return NULL;
+    }
+    if (s->labels[i] == NULL)
+        s->labels[i] = json_loads(f->nodes[i]->labels_json, 0, NULL);
+    return s->labels[i];
+}
+
+/* Forgets the parsed labels (the node table may change between passes). */
+static void labels_reset(struct rd_sched *s)
+{
+    for (size_t k = 0; k < s->n_labels; k++)
+        json_decref(s->labels[k]);
+    free(s->labels);
+    s->labels = NULL;
+    s->n_labels = 0;
 }
 
 struct placement {
@@ -74,9 +106,12 @@ static int by_urgency(const void *a, const void *b)
 
 /* The working agent with the most room for `t`, or SIZE_MAX. `limit_pct`
  * caps how full a node may get (100: its whole capacity; at least one slot). */
-static size_t choose(struct rd_fsm *f, const struct rd_task *t, const uint32_t *extra,
+static size_t choose(struct rd_sched *s, const struct rd_task *t, const uint32_t *extra,
                      unsigned limit_pct)
 {
+    struct rd_fsm *f = &s->eng->fsm;
+    bool any_label = t->labels_json != NULL && strcmp(t->labels_json, "{}") != 0;
+    json_t *want = any_label ? json_loads(t->labels_json, 0, NULL) : NULL;
     size_t best = SIZE_MAX;
     double best_load = 2.0;
     for (size_t i = 0; i < f->n_nodes; i++) {
@@ -90,11 +125,12 @@ static size_t choose(struct rd_fsm *f, const struct rd_task *t, const uint32_t *
         if (used + t->slots > cap)
             continue;
         double load = (double)used / (double)nd->slots;
-        if (load < best_load && rd_sched_labels_match(t->labels_json, nd->labels_json)) {
+        if (load < best_load && (!any_label || labels_subset(want, node_labels(s, i)))) {
             best_load = load;
             best = i;
         }
     }
+    json_decref(want);
     return best;
 }
 
@@ -439,7 +475,7 @@ static int move_task(struct rd_sched *s, struct rd_task *t, const struct rd_node
         }
     }
     if (best == SIZE_MAX)
-        best = choose(f, t, extra, limit ? limit : 100);
+        best = choose(s, t, extra, limit ? limit : 100);
     const struct rd_node *to = best == SIZE_MAX ? NULL : f->nodes[best];
     if (!propose_assign_in(s, t, to, to ? RD_TASK_RECOVERING : RD_TASK_PENDING,
                            run ? run->id : NULL, why, NULL))
@@ -803,6 +839,7 @@ static void pass(struct rd_sched *s)
     uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
     if (extra == NULL)
         return;
+    labels_reset(s); /* labels are parsed at most once per node per pass */
     recover(s, extra);
     resume_paused(s);
     if (f->tasks_by_state[RD_TASK_PENDING] == 0) {
@@ -830,7 +867,7 @@ static void pass(struct rd_sched *s)
     for (size_t k = 0; k < n; k++) {
         struct rd_task *t = todo[k];
         /* Degraded: non-critical work only up to performance_limit. */
-        size_t best = choose(f, t, extra, degraded && !t->critical ? degraded_limit : 100);
+        size_t best = choose(s, t, extra, degraded && !t->critical ? degraded_limit : 100);
         if (best == SIZE_MAX)
             continue; /* waits for capacity */
         if (!propose_assign(s, t, f->nodes[best], RD_TASK_ASSIGNED))
@@ -884,6 +921,7 @@ void rd_sched_stop(struct rd_sched *s)
 
 void rd_sched_close(struct rd_sched *s)
 {
+    labels_reset(s);
     for (size_t i = 0; i < s->inflight.cap; i++)
         if (s->inflight.slots && s->inflight.slots[i].value)
             free(s->inflight.slots[i].value);

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "common/map.h"
@@ -31,6 +32,8 @@ struct rd_sched {
     unsigned performance_limit; /* degraded mode's share of capacity, from the last degrade */
     double partition_tokens;    /* moves allowed while a partition is suspected */
     uint64_t partition_tokens_ns;
+    json_t **labels; /* nodes' labels parsed this pass, by node index */
+    size_t n_labels;
 };
 
 void rd_sched_init(struct rd_sched *s, struct rd_engine *eng);

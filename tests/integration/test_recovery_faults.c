@@ -659,6 +659,67 @@ static void test_policy_isolates_a_node(void **state)
     json_decref(t);
 }
 
+/* ---- placement by labels ------------------------------------------------------------ */
+
+static struct agent *agent_add_labelled(const char *id, int slots, const char *labels)
+{
+    int n = atomic_load(&n_agents);
+    assert_true(n < MAX_AGENTS);
+    struct agent *a = &agents[n];
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    char body[256];
+    snprintf(body, sizeof(body), "{\"node_id\":\"%s\",\"capacity\":{\"slots\":%d},\"labels\":%s}",
+             id, slots, labels);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes", body, &r), 0);
+    assert_int_equal(r.status, 201);
+    a->epoch = json_integer_value(json_object_get(r.json, "epoch"));
+    rdt_resp_free(&r);
+    atomic_store(&a->beating, true);
+    atomic_store(&n_agents, n + 1);
+    return a;
+}
+
+static void submit_labelled(const char *id, const char *labels)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"task_id\":\"%s\",\"requirements\":{\"slots\":1,\"labels\":%s}}", id, labels);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks", body, &r), 0);
+    assert_int_equal(r.status, 201);
+    rdt_resp_free(&r);
+}
+
+/* A task goes only to an agent whose labels include all of its own, and
+ * waits (pending) until one exists; also when it has to move. */
+static void test_placement_follows_labels(void **state)
+{
+    (void)state;
+    assert_int_equal(start(max_time_yaml, 50), 0);
+    agent_add_labelled("lab-cpu", 4, "{\"zone\":\"a\",\"accel\":\"none\"}");
+    struct agent *g1 = agent_add_labelled("lab-gpu1", 4, "{\"zone\":\"a\",\"accel\":\"gpu\"}");
+    const char *gpu = "f6f6f6f6-0000-4000-8000-000000000001",
+               *tpu = "f6f6f6f6-0000-4000-8000-000000000002",
+               *any = "f6f6f6f6-0000-4000-8000-000000000003";
+    submit_labelled(gpu, "{\"accel\":\"gpu\"}");
+    submit_labelled(tpu, "{\"accel\":\"tpu\",\"zone\":\"a\"}");
+    submit_labelled(any, "{\"zone\":\"a\"}");
+    json_decref(await_task(gpu, "assigned", "lab-gpu1", 5000));
+    json_decref(await_task(any, "assigned", "*", 5000));
+    /* No agent has accel=tpu: the task waits, several passes later too. */
+    rdt_sleep_ms(300);
+    json_decref(await_task(tpu, "pending", NULL, 0));
+    agent_add_labelled("lab-tpu", 1, "{\"zone\":\"a\",\"accel\":\"tpu\",\"extra\":\"yes\"}");
+    json_decref(await_task(tpu, "assigned", "lab-tpu", 5000));
+    /* The GPU agent dies: its task moves only to another GPU agent. */
+    agent_add_labelled("lab-gpu2", 4, "{\"accel\":\"gpu\"}");
+    atomic_store(&g1->beating, false);
+    json_t *t = await_task(gpu, "recovering", "lab-gpu2", 10000);
+    assert_int_equal(attempt_of(t), 2);
+    json_decref(t);
+}
+
 /* ---- policy reloads under load -------------------------------------------------- */
 
 static atomic_long load_ok, load_bad;
@@ -772,6 +833,7 @@ int main(void)
         cmocka_unit_test_teardown(test_run_interrupted_by_restart_moves_once, teardown),
         cmocka_unit_test_teardown(test_policy_isolates_a_node, teardown),
         cmocka_unit_test_teardown(test_reloads_under_load_drop_nothing, teardown),
+        cmocka_unit_test_teardown(test_placement_follows_labels, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
