@@ -82,6 +82,16 @@ void rd_api_RECOVERY_GET(struct rd_http_req *hr)
     rd_http_send_json(hr, 200, run_json(r));
 }
 
+/* 202 with the run (a new one, or the one already open for the agent). */
+static void answer_run(struct rd_http_req *hr, const struct rd_recovery *r)
+{
+    /* A rough estimate: one lease (safe waits for it) plus the moves. */
+    double secs = (double)rd_engine_lease_ms(hr->eng) / 1000.0 + 0.1 * r->total;
+    rd_http_send_json(hr, 202,
+                      json_pack("{s:s,s:s,s:f,s:I}", "recovery_id", r->id, "status", "initiated",
+                                "estimated_time", secs, "tasks_total", (json_int_t)r->total));
+}
+
 static void opened(void *data, int status, uint64_t value)
 {
     struct rd_http_pending *p = data;
@@ -89,16 +99,10 @@ static void opened(void *data, int status, uint64_t value)
     struct rd_engine *eng = p->hr.eng;
     if (rd_http_pending_alive(p)) {
         const struct rd_recovery *r = rd_fsm_recovery(&eng->fsm, p->recovery_id);
-        if (status == 0 && r != NULL) {
-            /* A rough estimate: one lease (safe waits for it) plus the moves. */
-            double secs = (double)rd_engine_lease_ms(eng) / 1000.0 + 0.1 * r->total;
-            rd_http_send_json(&p->hr, 202,
-                              json_pack("{s:s,s:s,s:f,s:I}", "recovery_id", r->id, "status",
-                                        "initiated", "estimated_time", secs, "tasks_total",
-                                        (json_int_t)r->total));
-        } else {
+        if (status == 0 && r != NULL)
+            answer_run(&p->hr, r);
+        else
             rd_http_send_rd_error(&p->hr, status ? status : RD_EINTERNAL, NULL);
-        }
     }
     rd_sched_release_open(&eng->sched, p->key);
     rd_http_pending_done(p);
@@ -156,6 +160,11 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
                            "node %s left and holds no task", node);
         goto out;
     }
+    const struct rd_recovery *open = rd_fsm_open_recovery(&eng->fsm, node);
+    if (open != NULL) { /* one run per agent at a time: that one answers */
+        answer_run(hr, open);
+        goto out;
+    }
     struct rd_http_pending *p = rd_http_defer(hr);
     if (p == NULL) {
         rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
@@ -163,15 +172,6 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
     }
     snprintf(p->key, sizeof(p->key), "%s", node);
     snprintf(p->strategy, sizeof(p->strategy), "%s", strategy);
-    const struct rd_recovery *open = rd_fsm_open_recovery(&eng->fsm, node);
-    if (open != NULL) { /* one run per agent at a time: that one answers */
-        snprintf(p->recovery_id, sizeof(p->recovery_id), "%s", open->id);
-        if (rd_sched_hold_open(&eng->sched, node))
-            opened(p, 0, 0);
-        else
-            rd_http_pending_done(p); /* cannot happen: no open in flight with a run open */
-        goto out;
-    }
     /* The scheduler must not open its own run (without the requested
      * strategy) for the agent while this one is being set up. */
     if (!rd_sched_hold_open(&eng->sched, node)) {

@@ -71,26 +71,6 @@ static void labels_reset(struct rd_sched *s)
     s->n_labels = 0;
 }
 
-struct placement {
-    struct rd_sched *s;
-    char task_id[40];
-};
-
-static void placed_cb(void *data, int status, uint64_t value)
-{
-    struct placement *p = data;
-    struct rd_sched *s = p->s;
-    char *key = rd_map_del(&s->inflight, p->task_id, strlen(p->task_id));
-    free(key);
-    if (status != 0) {
-        s->placements_refused++;
-        RD_DEBUG("sched", "placement_refused", "task=%s error=%s", p->task_id, rd_err_name(status));
-    }
-    (void)value;
-    free(p);
-    rd_sched_kick(s);
-}
-
 static int by_urgency(const void *a, const void *b)
 {
     const struct rd_task *x = *(const struct rd_task *const *)a;
@@ -134,6 +114,54 @@ static size_t choose(struct rd_sched *s, const struct rd_task *t, const uint32_t
     return best;
 }
 
+/* A proposal guarded in the in-flight map by `key` until its commit (or
+ * refusal): the op owns the key string, which is also the map's key. */
+struct keyed_op {
+    struct rd_sched *s;
+    char *key;
+};
+
+static void keyed_done(void *data, int status, uint64_t value)
+{
+    struct keyed_op *op = data;
+    struct rd_sched *s = op->s;
+    (void)value;
+    rd_map_del(&s->inflight, op->key, strlen(op->key));
+    if (status != 0) {
+        s->refused_total++; /* a fenced or stale decision: the next pass decides again */
+        RD_DEBUG("sched", "proposal_refused", "key=%s error=%s", op->key, rd_err_name(status));
+    }
+    free(op->key);
+    free(op);
+    rd_sched_kick(s);
+}
+
+/* Proposes `cmd` unless `key` is in flight already. False when it could
+ * not be proposed (the pass should stop). */
+static bool propose_keyed(struct rd_sched *s, const struct rd_cmd *cmd, const char *key)
+{
+    if (rd_map_get(&s->inflight, key, strlen(key)))
+        return true;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    struct keyed_op *op = calloc(1, sizeof(*op));
+    bool ok = false;
+    if (op != NULL && (op->key = strdup(key)) != NULL && rd_cmd_encode(cmd, &w) == 0) {
+        op->s = s;
+        if (rd_replica_submit(&s->eng->replica, &w, keyed_done, op) == 0) {
+            rd_map_put(&s->inflight, op->key, strlen(op->key), op->key);
+            ok = true;
+        }
+    }
+    if (!ok) {
+        if (op != NULL)
+            free(op->key);
+        free(op);
+    }
+    rd_w_free(&w);
+    return ok;
+}
+
 static bool propose_assign_in(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
                               int state, const char *run, const char *strategy, const char *note);
 
@@ -160,27 +188,7 @@ static bool propose_assign_in(struct rd_sched *s, const struct rd_task *t, const
     cmd.u.tassign.item_id = RD_STR(item);
     cmd.u.tassign.strategy = RD_STR(strategy ? strategy : "");
     cmd.u.tassign.note = RD_STR(note ? note : "");
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    struct placement *p = calloc(1, sizeof(*p));
-    char *key = strdup(t->id);
-    if (p == NULL || key == NULL || rd_cmd_encode(&cmd, &w) != 0) {
-        free(p);
-        free(key);
-        rd_w_free(&w);
-        return false;
-    }
-    p->s = s;
-    memcpy(p->task_id, t->id, strlen(t->id) + 1);
-    if (rd_replica_submit(&eng->replica, &w, placed_cb, p) != 0) {
-        free(p);
-        free(key);
-        rd_w_free(&w);
-        return false;
-    }
-    rd_w_free(&w);
-    rd_map_put(&s->inflight, key, strlen(key), key);
-    return true;
+    return propose_keyed(s, &cmd, t->id);
 }
 
 static bool node_gone(const struct rd_node *n)
@@ -191,55 +199,24 @@ static bool node_gone(const struct rd_node *n)
 
 /* ---- recovery -------------------------------------------------------------- */
 
-struct run_op {
-    struct rd_sched *s;
-    char key[RD_NODE_ID_MAX + 8];
-};
-
-static void run_op_done(void *data, int status, uint64_t value)
+/* A recovery_open command for `n` with run id `id` (strings borrowed). */
+static struct rd_cmd ropen_cmd(struct rd_sched *s, const struct rd_node *n, const char *id,
+                               const char *strategy, const char *reason)
 {
-    struct run_op *op = data;
-    (void)value;
-    char *k = rd_map_del(&op->s->inflight, op->key, strlen(op->key));
-    free(k);
-    if (status != 0)
-        RD_WARN("recovery", "run_op_refused", "op=%s error=%s", op->key, rd_err_name(status));
-    rd_sched_kick(op->s);
-    free(op);
-}
-
-/* Proposes `cmd`, guarded in the in-flight map by `key`. */
-static void run_propose(struct rd_sched *s, const struct rd_cmd *cmd, const char *key)
-{
-    if (rd_map_get(&s->inflight, key, strlen(key)))
-        return;
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    struct run_op *op = calloc(1, sizeof(*op));
-    char *k = strdup(key);
-    if (op && k && rd_cmd_encode(cmd, &w) == 0) {
-        op->s = s;
-        snprintf(op->key, sizeof(op->key), "%s", key);
-        if (rd_replica_submit(&s->eng->replica, &w, run_op_done, op) == 0) {
-            rd_map_put(&s->inflight, k, strlen(k), k);
-            op = NULL, k = NULL;
-        }
-    }
-    free(op);
-    free(k);
-    rd_w_free(&w);
+    struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_OPEN, .time_ms = rd_engine_stamp(s->eng)};
+    cmd.u.ropen.id = RD_STR(id);
+    cmd.u.ropen.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
+    cmd.u.ropen.strategy = RD_STR(strategy);
+    cmd.u.ropen.reason = RD_STR(reason);
+    return cmd;
 }
 
 int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *strategy,
                       const char *reason, char id_out[RD_UUID_STRLEN], rd_submit_cb cb, void *data)
 {
-    struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_OPEN, .time_ms = rd_engine_stamp(s->eng)};
     if (rd_uuid_v4(id_out) != 0)
         return RD_EIO;
-    cmd.u.ropen.id = RD_STR(id_out);
-    cmd.u.ropen.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
-    cmd.u.ropen.strategy = RD_STR(strategy);
-    cmd.u.ropen.reason = RD_STR(reason);
+    struct rd_cmd cmd = ropen_cmd(s, n, id_out, strategy, reason);
     struct rd_wbuf w;
     rd_w_init(&w);
     int rv = rd_cmd_encode(&cmd, &w);
@@ -276,12 +253,8 @@ static void run_open(struct rd_sched *s, const struct rd_node *n, const char *st
     snprintf(key, sizeof(key), "open:%s", n->node_id);
     if (rd_map_get(&s->inflight, key, strlen(key)) || rd_uuid_v4(id) != 0)
         return;
-    struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_OPEN, .time_ms = rd_engine_stamp(s->eng)};
-    cmd.u.ropen.id = RD_STR(id);
-    cmd.u.ropen.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
-    cmd.u.ropen.strategy = RD_STR(strategy);
-    cmd.u.ropen.reason = RD_STR(reason);
-    run_propose(s, &cmd, key);
+    struct rd_cmd cmd = ropen_cmd(s, n, id, strategy, reason);
+    propose_keyed(s, &cmd, key);
 }
 
 /* The run ends: its agent holds no more tasks, came back, or the run
@@ -297,7 +270,7 @@ static void run_close(struct rd_sched *s, const struct rd_recovery *run, int for
                           : run->recovered > 0 ? RD_REC_PARTIAL
                                                : RD_REC_FAILED;
     cmd.u.rclose.strategy = RD_STR("");
-    run_propose(s, &cmd, key);
+    propose_keyed(s, &cmd, key);
 }
 
 static const char *event_kind(const struct rd_node *n)
@@ -497,7 +470,7 @@ static void pause_task(struct rd_sched *s, struct rd_task *t)
     cmd.u.tfinish.attempt = 0;
     cmd.u.tfinish.state = RD_TASK_PAUSED;
     cmd.u.tfinish.result_json = RD_STR("paused by degraded_service");
-    run_propose(s, &cmd, t->id);
+    propose_keyed(s, &cmd, t->id);
 }
 
 /* A policy's isolate action: the node is fenced off like an operator's
@@ -520,7 +493,7 @@ static void isolate_node(struct rd_sched *s, const char *node, const char *strat
     cmd.u.trans.reason = RD_STR(reason);
     cmd.u.trans.from_state = n->state;
     RD_WARN("recovery", "isolate", "node=%s strategy=%s", node, strategy ? strategy : "-");
-    run_propose(s, &cmd, key);
+    propose_keyed(s, &cmd, key);
 }
 
 /* ---- poison tasks ---------------------------------------------------------- */
@@ -566,7 +539,7 @@ static void quarantine(struct rd_sched *s, const struct rd_task *t, unsigned now
     RD_WARN("recovery", "poison_task", "task=%s failures=%u window_ms=%llu last_node=%s fault=%s",
             t->id, n, (unsigned long long)c->fault_tolerance.poison.window_ms, t->node_id, id);
     s->poison_total++;
-    run_propose(s, &cmd, t->id);
+    propose_keyed(s, &cmd, t->id);
     free(meta_s);
 }
 

@@ -22,9 +22,9 @@ struct rd_sched {
     uv_timer_t timer;
     bool started;
     bool kicked;
-    struct rd_map inflight; /* task id -> 1 while its placement is being committed */
+    struct rd_map inflight; /* task id (or op key) -> itself while its proposal is committed */
     uint64_t placements_total;
-    uint64_t placements_refused;
+    uint64_t refused_total;    /* proposals the state machine refused (decided on stale state) */
     uint64_t recoveries_total; /* tasks moved off failed, departed or draining agents */
     uint64_t policy_errors_total;
     uint64_t poison_total;      /* tasks quarantined as poison */
