@@ -116,10 +116,11 @@ static void alert_no_quorum(struct rd_cluster *c, bool resolved)
     rd_plugin_host_alert(&c->eng->plugins, &a);
 }
 
-static void fault_done_ignored(void *data, int status, uint64_t value)
+static void stale_fault_done(void *data, int status, uint64_t value)
 {
-    (void)data;
+    struct rd_cluster *c = data;
     (void)value;
+    c->resolving_stale = false;
     if (status != 0)
         RD_DEBUG("cluster", "fault_resolve_refused", "error=%s", rd_err_name(status));
 }
@@ -212,11 +213,15 @@ static void adopt_open_faults(struct rd_cluster *c)
     struct rd_engine *eng = c->eng;
     const struct rd_fsm *f = &eng->fsm;
     uint64_t self = eng->cfg.cluster.replica_id;
-    if (!rd_replica_is_leader(&eng->replica) || f->open_faults == 0)
+    if (!rd_replica_is_leader(&eng->replica) || f->open_faults == 0 || c->resolving_stale)
         return;
-    for (size_t i = f->n_faults; i-- > 0;) {
+    size_t open_seen = 0; /* stop once every open fault was seen, not at the oldest record */
+    for (size_t i = f->n_faults; i-- > 0 && open_seen < f->open_faults;) {
         const struct rd_fault *x = f->faults[i];
-        if (x->status != RD_FAULT_OPEN_ST || x->type != RD_FAULT_PARTITION || x->node_id[0])
+        if (x->status != RD_FAULT_OPEN_ST)
+            continue;
+        open_seen++;
+        if (x->type != RD_FAULT_PARTITION || x->node_id[0])
             continue;
         json_t *meta = json_loads(x->metadata_json, 0, NULL);
         json_t *rid = meta ? json_object_get(meta, "replica_id") : NULL;
@@ -239,9 +244,13 @@ static void adopt_open_faults(struct rd_cluster *c)
                                                 : "the replica is no longer a member");
         struct rd_wbuf w;
         rd_w_init(&w);
-        if (rd_cmd_encode(&cmd, &w) == 0)
-            rd_replica_submit(&eng->replica, &w, fault_done_ignored, NULL);
+        /* One at a time: the next tick sees it resolved and goes on. */
+        if (rd_cmd_encode(&cmd, &w) == 0 &&
+            rd_replica_submit(&eng->replica, &w, stale_fault_done, c) == 0)
+            c->resolving_stale = true;
         rd_w_free(&w);
+        if (c->resolving_stale)
+            return;
     }
 }
 

@@ -53,6 +53,7 @@ struct rd_cluster {
     unsigned n_peers;
     uint64_t no_quorum_since_ns; /* 0 while this replica has quorum */
     bool no_quorum_alerted;
+    bool resolving_stale; /* a stale replica partition fault's resolve is in flight */
     uint64_t polls_total;
     uint64_t polls_failed;
 };
