@@ -163,17 +163,9 @@ static void judge_peer(struct rd_cluster *c, struct rd_peer *p, uint64_t now)
                  "for %llu ms\"}",
                  (unsigned long long)p->id,
                  (unsigned long long)((now - p->unreachable_since_ns) / 1000000ULL));
-        cmd.type = RD_CMD_FAULT_OPEN;
-        cmd.u.fopen.id = RD_STR(p->fault_id);
-        cmd.u.fopen.node_id = RD_STR("");
-        cmd.u.fopen.fault_type = RD_FAULT_PARTITION;
-        cmd.u.fopen.severity = RD_SEV_MAJOR;
-        cmd.u.fopen.metadata_json = RD_STR(meta);
-        cmd.u.fopen.recovery_action_json =
-            RD_STR("{\"action\":\"none\",\"detail\":\"the majority side goes on; the replica "
-                   "catches up when the network heals\"}");
-        cmd.u.fopen.set_state = RD_STATE_ANY;
-        cmd.u.fopen.from_state = RD_STATE_ANY;
+        cmd = rd_cmd_cluster_fault(cmd.time_ms, p->fault_id, RD_FAULT_PARTITION, RD_SEV_MAJOR, meta,
+                                   "{\"action\":\"none\",\"detail\":\"the majority side goes on; "
+                                   "the replica catches up when the network heals\"}");
         RD_WARN("cluster", "replica_partitioned", "id=%llu fault=%s", (unsigned long long)p->id,
                 p->fault_id);
     } else {

@@ -334,17 +334,9 @@ void rd_engine_policy_error(struct rd_engine *eng, const char *msg)
         json_pack("{s:s,s:s}", "error", msg, "policy_version", rd_policy_version(eng->policy));
     char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(meta);
-    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(eng)};
-    cmd.u.fopen.id = RD_STR(id);
-    cmd.u.fopen.node_id = RD_STR("");
-    cmd.u.fopen.fault_type = RD_FAULT_POLICY_ERROR;
-    cmd.u.fopen.severity = RD_SEV_MAJOR;
-    cmd.u.fopen.metadata_json = RD_STR(meta_s ? meta_s : "{}");
-    cmd.u.fopen.recovery_action_json =
-        RD_STR("{\"action\":\"fallback\",\"detail\":\"previous policies or the built-in default "
-               "act\"}");
-    cmd.u.fopen.set_state = RD_STATE_ANY;
-    cmd.u.fopen.from_state = RD_STATE_ANY;
+    struct rd_cmd cmd = rd_cmd_cluster_fault(
+        rd_engine_stamp(eng), id, RD_FAULT_POLICY_ERROR, RD_SEV_MAJOR, meta_s ? meta_s : "{}",
+        "{\"action\":\"fallback\",\"detail\":\"previous policies or the built-in default act\"}");
     struct rd_wbuf w;
     rd_w_init(&w);
     if (rd_cmd_encode(&cmd, &w) == 0)

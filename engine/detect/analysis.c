@@ -289,16 +289,9 @@ static void partition_open(struct rd_analysis *a, uint64_t now)
              "{\"affected_nodes\":%zu,\"total_nodes\":%zu,\"share_threshold\":%u,"
              "\"detail\":\"mass failure: agents are assumed cut off, not dead\"}",
              suspect, total, cfg_of(a)->fault_tolerance.partition.mass_failure_share);
-    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(eng)};
-    cmd.u.fopen.id = RD_STR(a->partition_fault_id);
-    cmd.u.fopen.node_id = RD_STR("");
-    cmd.u.fopen.fault_type = RD_FAULT_PARTITION;
-    cmd.u.fopen.severity = RD_SEV_CRITICAL;
-    cmd.u.fopen.metadata_json = RD_STR(meta);
-    cmd.u.fopen.recovery_action_json = RD_STR("{\"action\":\"hold\",\"detail\":\"no agent is "
-                                              "failed while the partition lasts\"}");
-    cmd.u.fopen.set_state = RD_STATE_ANY;
-    cmd.u.fopen.from_state = RD_STATE_ANY;
+    struct rd_cmd cmd = rd_cmd_cluster_fault(
+        rd_engine_stamp(eng), a->partition_fault_id, RD_FAULT_PARTITION, RD_SEV_CRITICAL, meta,
+        "{\"action\":\"hold\",\"detail\":\"no agent is failed while the partition lasts\"}");
     RD_WARN("analysis", "partition_suspected", "suspect=%zu total=%zu", suspect, total);
     propose(a, &cmd, NULL, STAGE_OTHER, true);
 }

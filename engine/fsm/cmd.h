@@ -223,6 +223,23 @@ struct rd_cmd {
     } u;
 };
 
+/* A cluster-wide fault_open: no node, no transition (strings borrowed). */
+static inline struct rd_cmd rd_cmd_cluster_fault(int64_t time_ms, const char *id, int type,
+                                                 int severity, const char *metadata_json,
+                                                 const char *recovery_action_json)
+{
+    struct rd_cmd c = {.type = RD_CMD_FAULT_OPEN, .time_ms = time_ms};
+    c.u.fopen.id = RD_STR(id);
+    c.u.fopen.node_id = RD_STR("");
+    c.u.fopen.fault_type = (uint8_t)type;
+    c.u.fopen.severity = (uint8_t)severity;
+    c.u.fopen.metadata_json = RD_STR(metadata_json);
+    c.u.fopen.recovery_action_json = RD_STR(recovery_action_json);
+    c.u.fopen.set_state = RD_STATE_ANY;
+    c.u.fopen.from_state = RD_STATE_ANY;
+    return c;
+}
+
 /*
  * Encodes `cmd` into `w` (initialised by the caller). Returns 0 or the
  * writer's error; on error the caller frees `w`.

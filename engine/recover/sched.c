@@ -524,16 +524,9 @@ static void quarantine(struct rd_sched *s, const struct rd_task *t, unsigned now
                   (int)c->fault_tolerance.poison.max_failures, "last_error", t->result_json);
     char *meta_s = meta ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(meta);
-    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(s->eng)};
-    cmd.u.fopen.id = RD_STR(id);
-    cmd.u.fopen.node_id = RD_STR("");
-    cmd.u.fopen.fault_type = RD_FAULT_POISON_TASK;
-    cmd.u.fopen.severity = RD_SEV_MAJOR;
-    cmd.u.fopen.metadata_json = RD_STR(meta_s ? meta_s : "{}");
-    cmd.u.fopen.recovery_action_json =
-        RD_STR("{\"action\":\"quarantine\",\"detail\":\"task failed; not placed again\"}");
-    cmd.u.fopen.set_state = RD_STATE_ANY;
-    cmd.u.fopen.from_state = RD_STATE_ANY;
+    struct rd_cmd cmd = rd_cmd_cluster_fault(
+        rd_engine_stamp(s->eng), id, RD_FAULT_POISON_TASK, RD_SEV_MAJOR, meta_s ? meta_s : "{}",
+        "{\"action\":\"quarantine\",\"detail\":\"task failed; not placed again\"}");
     cmd.u.fopen.task_id = RD_STR(t->id);
     cmd.u.fopen.task_attempt = t->attempt;
     RD_WARN("recovery", "poison_task", "task=%s failures=%u window_ms=%llu last_node=%s fault=%s",
