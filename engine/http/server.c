@@ -182,9 +182,37 @@ void rd_http_bad_request(struct rd_http_req *hr, const char *field, const char *
     va_end(ap);
 }
 
+/*
+ * This replica's log cannot be written (descriptors exhausted, an I/O error,
+ * a full disk): 503 storage_unavailable (507 no_space for a full disk) with
+ * libraft's own words for the cause and when writes are tried again.
+ */
+static bool send_storage_fault(struct rd_http_req *hr, int err)
+{
+    const char *cause;
+    uint64_t retry_ms;
+    int code = rd_replica_storage_fault(&hr->eng->replica, &cause, &retry_ms);
+    if (code == 0 || code != err)
+        return false;
+    json_t *d = json_pack("{s:s, s:I}", "cause", cause, "retry_after_ms", (json_int_t)retry_ms);
+    if (err == RD_ENOSPACE)
+        rd_http_send_error(hr, 507, "no_space", d,
+                           "the disk holding %s is full: nothing was written; free space there "
+                           "and retry (%s)",
+                           hr->eng->replica.raft_dir, cause);
+    else
+        rd_http_send_error(hr, 503, "storage_unavailable", d,
+                           "this replica cannot write its log in %s: %s; nothing was written, "
+                           "writes are tried again in %llu ms",
+                           hr->eng->replica.raft_dir, cause, (unsigned long long)retry_ms);
+    return true;
+}
+
 void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message)
 {
     const char *msg = message ? message : rd_strerror(err);
+    if (message == NULL && send_storage_fault(hr, err))
+        return;
     switch (err) {
     case RD_ENOTFOUND:
         rd_http_send_error(hr, 404, "not_found", NULL, "%s", msg);

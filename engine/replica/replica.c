@@ -2,7 +2,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -73,9 +76,12 @@ static const char *state_name(int state)
     }
 }
 
+static void storage_hand_over(struct rd_replica *r);
+
 static void watch_cb(uv_timer_t *t)
 {
     struct rd_replica *r = t->data;
+    storage_hand_over(r);
     int state = raft_state(&r->raft);
     raft_id lid = 0;
     const char *laddr = NULL;
@@ -175,6 +181,125 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
     return 0;
 }
 
+/* ---- storage faults ------------------------------------------------------------ */
+
+static bool is_storage_error(int rv)
+{
+    return rv == RAFT_IOERR || rv == RAFT_NOSPACE || rv == RAFT_NOMEM || rv == RAFT_CORRUPT;
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+    struct rd_replica *r = req->data;
+    r->storage.transferring = false;
+    RD_INFO("raft", "leadership_handed_over", "role=%s", state_name(raft_state(&r->raft)));
+}
+
+/*
+ * libraft says "not enough disk space" when it has no log segment prepared,
+ * which a full disk causes, but so do exhausted descriptors (it cannot open
+ * the next segment file). Tell them apart so the operator fixes the right
+ * thing: a full disk stays RD_ENOSPACE, anything else is RD_EIO.
+ */
+static void explain_no_space(struct rd_replica *r)
+{
+    int fd = dup(2);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+        struct rlimit lim = {0};
+        getrlimit(RLIMIT_NOFILE, &lim);
+        r->storage.code = RD_EIO;
+        snprintf(r->storage.cause, sizeof(r->storage.cause),
+                 "no log segment ready: too many open files (the limit is %llu: raise it, "
+                 "e.g. LimitNOFILE in the systemd unit, or close idle clients)",
+                 (unsigned long long)lim.rlim_cur);
+        return;
+    }
+    if (fd >= 0)
+        close(fd);
+    struct statvfs vfs;
+    if (statvfs(r->raft_dir, &vfs) != 0)
+        return;
+    unsigned long long avail = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+    if (avail >= 2 * (unsigned long long)r->cfg->storage.segment_size) {
+        r->storage.code = RD_EIO;
+        snprintf(r->storage.cause, sizeof(r->storage.cause),
+                 "no log segment ready although %llu MiB are free (libraft could not prepare "
+                 "one: see the log)",
+                 avail >> 20);
+    }
+}
+
+/*
+ * libraft could not persist: refuse submissions for a while (the instance
+ * stays consistent, patches 0002 of deps/libraft), and let another voter
+ * lead meanwhile.
+ */
+static void storage_failed(struct rd_replica *r, int rv)
+{
+    uint64_t now = rd_mono_ns();
+    bool fresh = r->storage.code == 0;
+    if (fresh) {
+        r->storage.handed_over = false;
+        r->storage.since_ns = now;
+        r->storage.backoff_ms = 100;
+        r->storage.faults_total++;
+    } else if (r->storage.backoff_ms < 1000) {
+        r->storage.backoff_ms = r->storage.backoff_ms * 2 > 1000 ? 1000 : r->storage.backoff_ms * 2;
+    }
+    r->storage.code = map_raft_error(rv);
+    snprintf(r->storage.cause, sizeof(r->storage.cause), "%s", raft_errmsg(&r->raft));
+    if (r->storage.cause[0] == '\0')
+        snprintf(r->storage.cause, sizeof(r->storage.cause), "%s", raft_strerror(rv));
+    if (rv == RAFT_NOSPACE)
+        explain_no_space(r);
+    r->storage.retry_at_ns = now + (uint64_t)r->storage.backoff_ms * 1000000ull;
+    if (fresh)
+        RD_WARN("raft", "storage_failed",
+                "error=\"%s\" cause=\"%s\" action=\"writes refused, retried in %u ms\"",
+                raft_strerror(rv), r->storage.cause, r->storage.backoff_ms);
+}
+
+/* From the watch timer, never inside a libraft call or callback. */
+static void storage_hand_over(struct rd_replica *r)
+{
+    if (r->storage.code == 0 || r->storage.handed_over || rd_replica_voters(r) <= 1 ||
+        raft_state(&r->raft) != RAFT_LEADER)
+        return;
+    r->storage.handed_over = true;
+    memset(&r->storage.transfer, 0, sizeof(r->storage.transfer));
+    r->storage.transfer.data = r;
+    if (raft_transfer(&r->raft, &r->storage.transfer, 0, transfer_cb) == 0) {
+        r->storage.transferring = true;
+        RD_WARN("raft", "leadership_handover", "reason=\"storage: %s\"", r->storage.cause);
+    }
+}
+
+static void storage_ok(struct rd_replica *r)
+{
+    if (r->storage.code == 0)
+        return;
+    RD_INFO("raft", "storage_recovered", "after_ms=%llu cause=\"%s\"",
+            (unsigned long long)((rd_mono_ns() - r->storage.since_ns) / 1000000), r->storage.cause);
+    r->storage.code = 0;
+    r->storage.cause[0] = '\0';
+}
+
+int rd_replica_storage_fault(struct rd_replica *r, const char **cause, uint64_t *retry_ms)
+{
+    uint64_t now = rd_mono_ns();
+    if (cause)
+        *cause = r->storage.cause;
+    if (retry_ms)
+        *retry_ms = r->storage.retry_at_ns > now ? (r->storage.retry_at_ns - now) / 1000000 : 0;
+    return r->storage.code;
+}
+
+/* A storage fault refuses submissions until its next try. */
+static int storage_gate(struct rd_replica *r)
+{
+    return r->storage.code != 0 && rd_mono_ns() < r->storage.retry_at_ns ? r->storage.code : 0;
+}
+
 static void apply_cb(struct raft_apply *req, int status, void *result)
 {
     struct submit *s = req->data;
@@ -186,7 +311,10 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
         st = map_raft_error(status);
         r->commit_errors_total++;
         RD_WARN("raft", "commit_failed", "error=%s", raft_strerror(status));
+        if (is_storage_error(status))
+            storage_failed(r, status);
     } else {
+        storage_ok(r);
         rd_fsm_unpack(result, &st, &value);
         r->commits_total++;
         rd_hist_observe(&r->commit_latency, (double)(rd_mono_ns() - s->t0) / 1e9);
@@ -205,6 +333,9 @@ int rd_replica_submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, 
         return RD_ENOTLEADER;
     if (w->err)
         return w->err;
+    int gate = storage_gate(r);
+    if (gate != 0)
+        return gate;
     struct submit *s = malloc(sizeof(*s));
     if (s == NULL)
         return RD_ENOMEM;
@@ -226,8 +357,11 @@ int rd_replica_submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, 
     struct raft_buffer buf = {.base = w->p, .len = w->len};
     int rv = raft_apply(&r->raft, &s->req, &buf, 1, apply_cb);
     if (rv != 0) {
-        RD_WARN("raft", "propose_failed", "error=\"%s\" detail=\"%s\"", raft_strerror(rv),
-                raft_errmsg(&r->raft));
+        if (is_storage_error(rv))
+            storage_failed(r, rv); /* logs once per fault */
+        else
+            RD_WARN("raft", "propose_failed", "error=\"%s\" detail=\"%s\"", raft_strerror(rv),
+                    raft_errmsg(&r->raft));
         free(s);
         /* 0.22 may already have put the entry in its log (and freed it on
          * the way out): the buffer is raft's either way. A leak in this rare
@@ -414,6 +548,10 @@ static void answer_reads(struct rd_read_wait *w, int status)
 static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct rd_replica *r = req->data;
+    if (is_storage_error(status))
+        storage_failed(r, status);
+    else if (status == 0)
+        storage_ok(r);
     struct rd_read_wait *done = r->reads_inflight;
     r->reads_inflight = NULL;
     r->barrier_busy = false;
@@ -430,6 +568,8 @@ static void barrier_start(struct rd_replica *r)
     r->reads_next = NULL;
     int rv = raft_state(&r->raft) == RAFT_LEADER ? raft_barrier(&r->raft, &r->barrier, barrier_cb)
                                                  : RAFT_NOTLEADER;
+    if (is_storage_error(rv))
+        storage_failed(r, rv);
     if (rv != 0) {
         struct rd_read_wait *w = r->reads_inflight;
         r->reads_inflight = NULL;
@@ -445,6 +585,9 @@ int rd_replica_read_barrier(struct rd_replica *r, rd_submit_cb cb, void *data)
         return RD_ESHUTDOWN;
     if (raft_state(&r->raft) != RAFT_LEADER)
         return RD_ENOTLEADER;
+    int gate = storage_gate(r);
+    if (gate != 0)
+        return gate;
     struct rd_read_wait *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return RD_ENOMEM;

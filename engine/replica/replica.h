@@ -53,6 +53,24 @@ struct rd_replica {
     void (*close_cb)(void *data);
     void *close_data;
     char errmsg[512];
+    /*
+     * Storage faults: libraft could not persist (an append failed with
+     * descriptors exhausted, a full disk, an I/O error). Submissions are
+     * refused with `code` until `retry_at_ns`, then let through again; the
+     * first commit after that clears the fault. A leader with other voters
+     * hands its leadership over meanwhile.
+     */
+    struct {
+        int code;             /* RD_EIO, RD_ENOSPACE, RD_ENOMEM; 0 = none */
+        char cause[384];      /* libraft's message, e.g. "append 1 entries: ..." */
+        uint64_t since_ns;    /* first failure of this fault */
+        uint64_t retry_at_ns; /* refuse until then */
+        unsigned backoff_ms;  /* doubles per failure, 100 ms .. 1 s */
+        uint64_t faults_total;
+        bool transferring;
+        bool handed_over; /* a handover was tried for this fault */
+        struct raft_transfer transfer;
+    } storage;
 };
 
 /*
@@ -72,6 +90,12 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
  * hold the entry, so `w` is reset and the bytes are raft's.
  */
 int rd_replica_submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, void *data);
+
+/*
+ * The storage fault in force (0 when writes go through): its RD_E* code, and
+ * the cause and the ms until the next try in `cause` / `retry_ms`.
+ */
+int rd_replica_storage_fault(struct rd_replica *r, const char **cause, uint64_t *retry_ms);
 
 bool rd_replica_is_leader(struct rd_replica *r);
 /* Leader's id and raft address (0 / NULL when unknown). */

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -308,9 +309,15 @@ static int decode_status(int st)
  * the test (PDEATHSIG) so a test killed by ctest's timeout leaves no daemon.
  */
 static void child_exec(char *const argv[], const char *cwd, int in_fd, int out_fd, int err_fd,
-                       pid_t parent, int netns_fd)
+                       pid_t parent, int netns_fd, unsigned max_files)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (max_files > 0) {
+        struct rlimit lim = {.rlim_cur = max_files, .rlim_max = max_files};
+        if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+            _exit(127);
+        }
+    }
     if (getppid() != parent || (cwd && chdir(cwd) != 0)) {
         _exit(127);
     }
@@ -409,7 +416,7 @@ static int spawn_daemon(struct rdt_proc *p)
     pid_t pid = fork();
     if (pid == 0) {
         /* In its own directory, so relative paths never land in the build tree. */
-        child_exec(argv, p->dir, null_fd, log_fd, log_fd, parent, netns_fd);
+        child_exec(argv, p->dir, null_fd, log_fd, log_fd, parent, netns_fd, p->max_files);
     }
     int saved = errno;
     close(log_fd);
@@ -784,7 +791,7 @@ int rdt_run(char *const argv[], int timeout_ms, char **out, char **err)
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-        child_exec(argv, NULL, null_fd, po[1], pe[1], parent, -1);
+        child_exec(argv, NULL, null_fd, po[1], pe[1], parent, -1, 0);
     }
     close(null_fd);
     close(po[1]);

@@ -56,6 +56,7 @@ struct rdt_proc {
                                 before rdt_proc_prepare(): base_url is made from it */
     char netns[32];          /* network namespace (as `ip netns` names it) the daemon
                                 runs in; "" = the test's own (see rdt_net_setup()) */
+    unsigned max_files;      /* RLIMIT_NOFILE of the daemon (soft and hard); 0 = inherited */
 };
 
 /*
