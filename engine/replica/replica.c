@@ -237,7 +237,8 @@ static void explain_no_space(struct rd_replica *r)
 static void storage_failed(struct rd_replica *r, int rv)
 {
     uint64_t now = rd_mono_ns();
-    bool fresh = r->storage.code == 0;
+    int prev = r->storage.code;
+    bool fresh = prev == 0;
     if (fresh) {
         r->storage.handed_over = false;
         r->storage.since_ns = now;
@@ -250,7 +251,9 @@ static void storage_failed(struct rd_replica *r, int rv)
     snprintf(r->storage.cause, sizeof(r->storage.cause), "%s", raft_errmsg(&r->raft));
     if (r->storage.cause[0] == '\0')
         snprintf(r->storage.cause, sizeof(r->storage.cause), "%s", raft_strerror(rv));
-    if (rv == RAFT_NOSPACE)
+    /* A full disk stays reported as such until a write goes through again,
+     * even once space is free and libraft is still preparing a segment. */
+    if (rv == RAFT_NOSPACE && (fresh || prev != RD_ENOSPACE))
         explain_no_space(r);
     r->storage.retry_at_ns = now + (uint64_t)r->storage.backoff_ms * 1000000ull;
     if (fresh)

@@ -23,6 +23,12 @@
 # RD_CONFIG_EXTRA (YAML appended to every replica's configuration, for
 # experiments: empty by default, the shipped defaults are what is measured).
 #
+# After the recoveryd run, one line per replica: its peak RSS (VmHWM, read
+# just before it is stopped), the snapshot files libraft wrote in its data
+# dir during the run (sampled every 50 ms; libraft keeps the last two) and,
+# among them, the snapshot installs it received from the leader (its
+# snapshot_restored log events); etcd's members get their peak RSS too.
+#
 # Target (the replication issue): recoveryd's throughput at least etcd's at
 # every concurrency. The verdict compares with the higher of the two etcd
 # figures (same client, h2load). Exit status: 0 when the run took place
@@ -63,6 +69,7 @@ TMPBASE=/tmp
 WORK=$(mktemp -d "$TMPBASE/rd-bench-repl.XXXXXX")
 SERVER_PIDS=()
 LG_PID=""
+WATCH_PID=""
 stop_pids() {
     # TERM, then KILL what is left after 15 s: only the processes this script started.
     local p
@@ -78,10 +85,11 @@ stop_pids() {
 }
 cleanup() {
     [ -n "$LG_PID" ] && stop_pids "$LG_PID"
+    [ -n "$WATCH_PID" ] && stop_pids "$WATCH_PID"
     [ "${#SERVER_PIDS[@]}" -gt 0 ] && stop_pids "${SERVER_PIDS[@]}"
     if [ -n "${KEEP_LOGS:-}" ]; then
         mkdir -p "$KEEP_LOGS"
-        cp "$WORK"/*.log "$KEEP_LOGS"/ 2>/dev/null || true
+        cp "$WORK"/*.log "$WORK"/*.snapshots "$KEEP_LOGS"/ 2>/dev/null || true
         for c in "$WORK"/rd?/core*; do [ -f "$c" ] && cp "$c" "$KEEP_LOGS/$(basename "$(dirname "$c")")-$(basename "$c")"; done
     fi
     rm -rf "$WORK"
@@ -135,6 +143,29 @@ log_summary() {
     echo "$(basename "$f" .log) log during the run: ${what:-no warnings or errors}"
 }
 
+# peak_rss PID: the process's peak resident set (VmHWM) in MiB, or "n/a" once it is gone.
+peak_rss() {
+    awk '/^VmHWM:/ { printf "%.1f MiB", $2 / 1024; f = 1 } END { if (!f) printf "n/a" }' \
+        "/proc/$1/status" 2>/dev/null || echo "n/a"
+}
+
+# snapshot_watch: every 50 ms, the name of each snapshot file new in a
+# replica's raft dir (libraft keeps only the last two) appended to rdN.snapshots.
+snapshot_watch() {
+    local i f
+    declare -A seen
+    while :; do
+        for i in 1 2 3; do
+            for f in "$WORK/rd$i/data/raft"/snapshot-*.meta; do
+                [ -e "$f" ] && [ -z "${seen[rd$i/${f##*/}]:-}" ] || continue
+                seen[rd$i/${f##*/}]=1
+                echo "${f##*/}" >>"$WORK/rd$i.snapshots"
+            done
+        done
+        sleep 0.05
+    done
+}
+
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ -z "${KEEP_LOGS:-}" ] || ulimit -c unlimited 2>/dev/null || true
 
@@ -144,7 +175,8 @@ echo "machine: $(nproc) cores ($model), $(free -g | awk '/^Mem:/ { print $2 }') 
     "data dirs on $(stat -f -c %T "$WORK") ($WORK); $(date -u +%FT%TZ)"
 echo "recoveryd built from $(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
     "($(git status --porcelain 2>/dev/null | grep -vc '^??' || true) files modified in the tree), Release;" \
-    "raft $(pkg-config --modversion raft 2>/dev/null || echo '?')"
+    "raft $(sed 's/^raft //' "$(sed -n 's/^RAFT_PREFIX:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)/stamp" 2>/dev/null ||
+        pkg-config --modversion raft 2>/dev/null || echo '?')"
 echo "etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p') ($(etcd --version 2>/dev/null | sed -n 's/^Go Version: //p'));" \
     "$(h2load --version 2>/dev/null | head -1); libcurl $(curl-config --version 2>/dev/null | sed 's/libcurl //' || echo '?')"
 echo "levels $LEVELS in flight, ${DURATION} s each after ${WARMUP} s of warm-up, ${SIZE}-byte values, nice $NICE"
@@ -183,6 +215,9 @@ for i in 1 2 3; do
     RD_URLS[i]="http://127.0.0.1:${RD_PORTS[i]}"
 done
 for i in 1 2 3; do wait_http "${RD_URLS[i]}/ready" "$WORK/rd$i.log" "${RD_PIDS[i]}"; done
+for i in 1 2 3; do : >"$WORK/rd$i.snapshots"; done
+snapshot_watch &
+WATCH_PID=$!
 
 LG=("$ROOT/$BUILD/bin/bench_replication_loadgen" --levels "$LEVELS" --duration "$DURATION"
     --warmup "$WARMUP" --size "$SIZE")
@@ -210,6 +245,14 @@ for i in 1 2 3; do
     DIED="$DIED rd$i"
     echo "bench: replica rd$i (pid ${RD_PIDS[i]}) DIED during the run: exit status $st$([ "$st" -gt 128 ] && echo " (signal $((st - 128)))"); the end of its log:"
     tail -15 "$WORK/rd$i.log" | sed 's/^/    /'
+done
+stop_pids "$WATCH_PID"
+WATCH_PID=""
+for i in 1 2 3; do
+    files=$(wc -l <"$WORK/rd$i.snapshots")
+    installs=$(head -n "${RD_LINES[i]}" "$WORK/rd$i.log" | grep -c 'event=snapshot_restored' || true)
+    echo "rd$i: peak RSS $(peak_rss "${RD_PIDS[i]}"); snapshot files written during the run: $files," \
+        "of which installs received: $installs (taken: $((files - installs)))"
 done
 stop_pids "${RD_PIDS[@]}"
 SERVER_PIDS=()
@@ -283,6 +326,7 @@ for n in ${LEVELS//,/ }; do
     echo "H2LOAD inflight=$n rate=${rps:-0} mean=${mean:-?}" >>"$WORK/h2load.res"
 done
 for i in 1 2 3; do ETCD_LINES[i]=$(wc -l <"$WORK/etcd$i.log"); done
+echo "etcd peak RSS: m1 $(peak_rss "${ETCD_PIDS[1]}"), m2 $(peak_rss "${ETCD_PIDS[2]}"), m3 $(peak_rss "${ETCD_PIDS[3]}")"
 stop_pids "${ETCD_PIDS[@]}"
 SERVER_PIDS=()
 for i in 1 2 3; do log_summary "$WORK/etcd$i.log" "${ETCD_LINES[i]}"; done
