@@ -31,11 +31,7 @@ sanitize:
 	@scripts/bootstrap
 	cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=address,undefined $(CMAKE_FLAGS)
 	cmake --build build-san -j $(JOBS)
-	# Excluded until their LeakSanitizer reports are fixed (issue 9 note): a
-	# leak in libraft's fixture (copyInstallSnapshot) and a non-zero exit of
-	# the daemon after failed appends. Both pass in `make test`.
-	cd build-san && ctest --output-on-failure -j $(JOBS) --timeout 600 \
-		-E 'unit/test_libraft_patches|integration/test_fd_exhaustion'
+	cd build-san && ctest --output-on-failure -j $(JOBS) --timeout 600
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 

@@ -1275,7 +1275,7 @@ void rd_config_defaults(struct rd_config *cfg)
 
     cfg_copy(cfg->storage.data_dir, "./var");
     cfg->storage.snapshot_threshold = 8192;
-    cfg->storage.snapshot_trailing = 4096;
+    cfg->storage.snapshot_trailing = 1024;
     cfg->storage.segment_size = (size_t)8 << 20;
 
     cfg_copy(cfg->cluster.node_id, "rd1");

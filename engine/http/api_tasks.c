@@ -194,7 +194,7 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
         rd_http_bad_request(hr, "max_attempts", "max_attempts must be an integer from 1 to 1000");
         goto out;
     }
-    labels_s = json_dumps(labels ? labels : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+    labels_s = labels ? json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
     payload_s = payload ? json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
                         : strdup("{}");
     if (labels_s == NULL || payload_s == NULL) {
@@ -373,7 +373,7 @@ static void finish(struct rd_http_req *hr, bool complete)
     if (complete) {
         json_t *res = json_object_get(body, "result");
         text =
-            json_dumps(res ? res : json_object(), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+            res ? json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : strdup("{}");
         to = RD_TASK_COMPLETED;
     } else {
         json_t *err = json_object_get(body, "error");

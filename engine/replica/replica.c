@@ -366,11 +366,8 @@ int rd_replica_submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, 
             RD_WARN("raft", "propose_failed", "error=\"%s\" detail=\"%s\"", raft_strerror(rv),
                     raft_errmsg(&r->raft));
         free(s);
-        /* 0.22 may already have put the entry in its log (and freed it on
-         * the way out): the buffer is raft's either way. A leak in this rare
-         * path is safer than a double free. */
-        w->p = NULL;
-        w->len = w->cap = 0;
+        /* Refused: the buffer is still ours (raft.h's promise, which
+         * deps/libraft/patches/0002 restores); the caller frees it. */
         return map_raft_error(rv);
     }
     r->inflight++;

@@ -515,6 +515,8 @@ int rdt_proc_stop(struct rdt_proc *p, int *exit_status)
         rdt_proc_kill9(p);
         return -1;
     }
+    if (code != 0) /* a sanitizer's report, a failed shutdown: show why */
+        rdt_proc_print_log_tail(p, RDT_LOG_TAIL_LINES);
     return code;
 }
 

@@ -172,7 +172,7 @@ static void test_defaults(void **state)
 
     assert_string_equal(c.storage.data_dir, "./var");
     assert_int_equal(c.storage.snapshot_threshold, 8192);
-    assert_int_equal(c.storage.snapshot_trailing, 4096);
+    assert_int_equal(c.storage.snapshot_trailing, 1024);
     assert_int_equal(c.storage.segment_size, 8 * 1024 * 1024);
 
     assert_string_equal(c.cluster.node_id, "rd1");

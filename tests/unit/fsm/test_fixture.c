@@ -6,90 +6,13 @@
  */
 #include "cmocka_all.h"
 
-#include <raft/fixture.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fsm/fsm.h"
+#include "fsm_cluster.h"
 #include "fsm_cmds.h"
 #include "recoveryd/error.h"
-
-#define N 3
-
-struct cluster {
-    struct raft_fixture f;
-    struct rd_fsm fsms[N];
-    int acked;   /* apply callbacks with status 0 */
-    int refused; /* apply callbacks whose command the machine refused */
-    int failed;  /* apply callbacks with a raft error */
-    uint64_t last_value;
-};
-
-static struct cluster *C;
-
-static int setup(void **state)
-{
-    struct cluster *c = calloc(1, sizeof(*c));
-    assert_int_equal(raft_fixture_initialize(&c->f), 0);
-    for (unsigned i = 0; i < N; i++) {
-        rd_fsm_init(&c->fsms[i]);
-        assert_int_equal(raft_fixture_grow(&c->f, &c->fsms[i].raft), 0);
-        /* The fixture traces every step to stdout; keep the test output readable. */
-        raft_fixture_get(&c->f, i)->tracer = NULL;
-    }
-    struct raft_configuration conf;
-    assert_int_equal(raft_fixture_configuration(&c->f, N, &conf), 0);
-    assert_int_equal(raft_fixture_bootstrap(&c->f, &conf), 0);
-    raft_configuration_close(&conf);
-    assert_int_equal(raft_fixture_start(&c->f), 0);
-    C = c;
-    *state = c;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct cluster *c = *state;
-    raft_fixture_close(&c->f);
-    for (unsigned i = 0; i < N; i++)
-        rd_fsm_close(&c->fsms[i]);
-    free(c);
-    return 0;
-}
-
-struct req {
-    struct raft_apply apply;
-};
-
-static void apply_cb(struct raft_apply *a, int status, void *result)
-{
-    if (status != 0) {
-        C->failed++;
-    } else {
-        int st;
-        uint64_t v;
-        rd_fsm_unpack(result, &st, &v);
-        if (st == 0)
-            C->acked++;
-        else
-            C->refused++;
-        C->last_value = v;
-    }
-    free(a);
-}
-
-/* Proposes `w` on the current leader (ownership passes to raft). */
-static void propose(struct cluster *c, struct rd_wbuf w)
-{
-    unsigned li = raft_fixture_leader_index(&c->f);
-    assert_true(li < N);
-    struct raft *r = raft_fixture_get(&c->f, li);
-    while (w.len % 8)
-        rd_w_u8(&w, 0);
-    struct raft_buffer buf = {.base = w.p, .len = w.len};
-    struct raft_apply *a = malloc(sizeof(*a));
-    assert_int_equal(raft_apply(r, a, &buf, 1, apply_cb), 0);
-}
 
 static bool all_have_a3_epoch2(struct raft_fixture *f, void *arg)
 {
@@ -105,14 +28,6 @@ static bool all_have_a3_epoch2(struct raft_fixture *f, void *arg)
 static void wait_applied_everywhere(struct cluster *c, raft_index idx)
 {
     assert_true(raft_fixture_step_until_applied(&c->f, N, idx, 10000));
-}
-
-static void assert_converged(struct cluster *c)
-{
-    uint64_t d0 = rd_fsm_digest(&c->fsms[0]);
-    for (unsigned i = 1; i < N; i++)
-        assert_true(rd_fsm_digest(&c->fsms[i]) == d0);
-    assert_int_equal(c->fsms[1].n_nodes, c->fsms[0].n_nodes);
 }
 
 static void elect(struct cluster *c, unsigned i)
