@@ -28,6 +28,10 @@ static void usage(FILE *out)
             "  --replica-id N      this replica's raft id (overrides cluster.replica_id)\n"
             "  --raft-address A    this replica's raft HOST:PORT (overrides cluster.raft_address)\n"
             "  --join              start empty and wait to be added to a running cluster\n"
+            "  --force-new-cluster make this replica (with --peer/cluster.peers) the only\n"
+            "                      voters, whatever the log says: recovers a data directory\n"
+            "                      left without voters or quorum (docs/operations.md); run\n"
+            "                      it once, then restart without it\n"
             "  --peer ID=HOST:PORT[=URL]  an initial voter: raft id, raft address, API URL\n"
             "                      (repeat for each; replaces cluster.peers)\n"
             "  --plugins-dir DIR   where plugins are loaded from (overrides plugins.dir)\n"
@@ -52,11 +56,12 @@ int main(int argc, char **argv)
         {"raft-address", required_argument, NULL, 'a'},
         {"join", no_argument, NULL, 'j'},
         {"peer", required_argument, NULL, 'e'},
+        {"force-new-cluster", no_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *listen = NULL, *data_dir = NULL, *node_id = NULL,
                *plugins_dir = NULL, *policies_dir = NULL, *replica_id = NULL, *raft_address = NULL;
-    int check = 0, join = 0, c;
+    int check = 0, join = 0, force = 0, c;
     const char *peers[RD_CFG_MAX_PEERS + 1];
     unsigned n_peers = 0;
     while ((c = getopt_long(argc, argv, "c:l:d:n:p:P:kVhr:a:je:", opts, NULL)) != -1) {
@@ -76,6 +81,9 @@ int main(int argc, char **argv)
             break;
         case 'j':
             join = 1;
+            break;
+        case 'F':
+            force = 1;
             break;
         case 'c':
             config_path = optarg;
@@ -183,6 +191,8 @@ int main(int argc, char **argv)
     }
     if (join)
         cfg.cluster.join = true;
+    if (force)
+        cfg.cluster.force_new_cluster = true;
     if (n_peers > 0) {
         /* --peer ID=HOST:PORT[=URL], the flags replace the file's list. */
         for (unsigned i = 0; i < n_peers; i++) {

@@ -375,6 +375,46 @@ bool rd_cluster_caught_up(struct rd_cluster *c, uint64_t *leader_commit)
     return applied >= *leader_commit;
 }
 
+int rd_cluster_check_change(struct rd_cluster *c, uint64_t id, int role, char *why, size_t n)
+{
+    const struct raft_configuration *conf = rd_replica_configuration(&c->eng->replica);
+    uint64_t self = c->eng->cfg.cluster.replica_id;
+    unsigned voters = 0, reachable = 0;
+    bool was_voter = false;
+    sync_members(c);
+    for (unsigned i = 0; i < conf->n; i++) {
+        const struct raft_server *s = &conf->servers[i];
+        int r = s->id == id ? role : s->role;
+        if (s->id == id)
+            was_voter = s->role == RAFT_VOTER;
+        if (r != RAFT_VOTER)
+            continue;
+        voters++;
+        const struct rd_peer *p = peer_of(c, s->id);
+        if (s->id == self || (p != NULL && p->answered && p->reachable))
+            reachable++;
+    }
+    if (!was_voter || role == RAFT_VOTER)
+        return 0;
+    if (voters == 0) {
+        snprintf(why, n,
+                 "replica %llu is the last voter: without one nothing can be elected or "
+                 "committed again; add another voter first",
+                 (unsigned long long)id);
+        return RD_ECONFLICT;
+    }
+    unsigned quorum = voters / 2 + 1;
+    if (reachable < quorum) {
+        snprintf(why, n,
+                 "after this change %u voter%s would remain, of which %u %s reachable from "
+                 "replica %llu: a quorum needs %u; bring the unreachable voters back first",
+                 voters, voters == 1 ? "" : "s", reachable, reachable == 1 ? "is" : "are",
+                 (unsigned long long)self, quorum);
+        return RD_ECONFLICT;
+    }
+    return 0;
+}
+
 static const char *voter_role_name(int role)
 {
     return role == RAFT_VOTER ? "voter" : role == RAFT_STANDBY ? "standby" : "spare";

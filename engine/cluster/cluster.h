@@ -74,6 +74,19 @@ bool rd_cluster_has_quorum(struct rd_cluster *c);
  */
 bool rd_cluster_caught_up(struct rd_cluster *c, uint64_t *leader_commit);
 
+/*
+ * The strict reconfiguration check (etcd's): may member `id` become `role`
+ * (RAFT_VOTER, RAFT_STANDBY, RAFT_SPARE), or be removed (role -1)? A change
+ * that takes a voter away is refused with RD_ECONFLICT when it would leave no
+ * voter (nothing could ever be elected or committed again), or fewer voters
+ * reachable from here than a quorum of the new configuration (this replica
+ * counts itself; another counts once it has answered and while it answers).
+ * `why` (n bytes) then says which, in the operator's words. Changes that add
+ * voters are not checked here: libraft catches a new voter up before it
+ * counts.
+ */
+int rd_cluster_check_change(struct rd_cluster *c, uint64_t id, int role, char *why, size_t n);
+
 /* [{"id","address","role","voter_role","reachable","applied_index","term","api_url"}]. */
 json_t *rd_cluster_replicas_json(struct rd_cluster *c);
 

@@ -1368,6 +1368,10 @@ static int cfg_check_peers(const struct rd_config *cfg, char *err)
         if (p->id == cfg->cluster.replica_id)
             self = true;
     }
+    if (cfg->cluster.force_new_cluster && cfg->cluster.join)
+        return cfg_errf(err, RD_ECONFIG,
+                        "--force-new-cluster: makes this replica a voter, which cluster.join "
+                        "(--join) says it is not yet; use one or the other");
     if (!self && !cfg->cluster.join)
         return cfg_errf(err, RD_ECONFIG,
                         "cluster.peers: no entry has this replica's id %" PRIu64

@@ -80,6 +80,9 @@ struct rd_config {
         unsigned max_inflight;         /* cluster.max_inflight, default 256 */
         bool join;                     /* cluster.join: start empty and wait to be added (POST
                                           /api/v1/cluster/replicas on the leader); no bootstrap */
+        bool force_new_cluster;        /* --force-new-cluster only (never from a file): make
+                                          the configuration this replica and cluster.peers as
+                                          voters, over whatever the log says (raft_recover) */
         unsigned n_peers;              /* cluster.peers: initial voters (empty = just this one) */
         struct rd_cfg_peer peers[RD_CFG_MAX_PEERS];
     } cluster;

@@ -119,9 +119,14 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
         struct rd_http_pending *p = NULL;
         int rv;
         if (m != NULL) {
+            char why[256];
             if (m->role == role) {
                 rd_http_send_error(hr, 409, "conflict", NULL, "replica %llu is already a %s",
                                    (unsigned long long)id, role_s ? role_s : "voter");
+                goto out;
+            }
+            if (rd_cluster_check_change(&eng->cluster, id, role, why, sizeof(why)) != 0) {
+                rd_http_send_error(hr, 409, "conflict", NULL, "%s", why);
                 goto out;
             }
             p = rd_http_defer(hr);
@@ -193,6 +198,11 @@ void rd_api_REPLICA_DELETE(struct rd_http_req *hr)
     }
     if (member(eng, id) == NULL) {
         rd_http_send_error(hr, 404, "not_found", NULL, "replica %llu is not a member", id);
+        return;
+    }
+    char why[256];
+    if (rd_cluster_check_change(&eng->cluster, id, -1, why, sizeof(why)) != 0) {
+        rd_http_send_error(hr, 409, "conflict", NULL, "%s", why);
         return;
     }
     struct rd_http_pending *p = rd_http_defer(hr);

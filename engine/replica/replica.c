@@ -160,6 +160,13 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
         if (rv == RAFT_CANTBOOTSTRAP) /* existing data: a restart, fine */
             rv = 0;
     }
+    if (rv == 0 && cfg->cluster.force_new_cluster) {
+        /* The operator's last resort (docs/operations.md): a configuration
+         * entry appended to the log, which wins over any before it. */
+        rv = raft_recover(&r->raft, &conf);
+        if (rv == 0)
+            RD_WARN("raft", "forced_new_cluster", "voters=%u dir=%s", conf.n, r->raft_dir);
+    }
     raft_configuration_close(&conf);
     if (rv == 0)
         rv = raft_start(&r->raft);

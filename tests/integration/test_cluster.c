@@ -395,6 +395,52 @@ static void test_add_and_remove_replicas_under_load(void **state)
     for (int k = 0; k < cl.n; k++)
         if (k != victim)
             expect_all_on(k, 10000);
+
+    /* Strict reconfiguration: three voters, one of them down. Removing a
+     * healthy one would leave two voters of which one answers: refused with
+     * 409 saying why. Removing the dead one leaves a working pair. */
+    L = rdt_cluster_leader(&cl, 5000);
+    int down = -1, healthy = -1;
+    for (int k = 0; k < cl.n; k++) {
+        if (k == victim || k == L)
+            continue;
+        if (down < 0)
+            down = k;
+        else
+            healthy = k;
+    }
+    assert_true(down >= 0 && healthy >= 0);
+    rdt_proc_kill9(&cl.procs[down]);
+    /* Wait until the leader sees it unreachable. */
+    int64_t deadline = rdt_now_ms() + 10000;
+    bool seen = false;
+    while (!seen && rdt_now_ms() < deadline) {
+        assert_int_equal(rdt_get(&cl.procs[L], RDT_H1, "/api/v1/cluster/replicas", &r), 0);
+        json_array_foreach(rdt_json_path(r.json, "replicas"), i, x)
+        {
+            if (json_integer_value(json_object_get(x, "id")) == down + 1)
+                seen = json_is_false(json_object_get(x, "reachable"));
+        }
+        rdt_resp_free(&r);
+        if (!seen)
+            rdt_sleep_ms(50);
+    }
+    assert_true(seen);
+    snprintf(path, sizeof(path), "/api/v1/cluster/replicas/%d", healthy + 1);
+    assert_int_equal(rdt_delete(&cl.procs[L], RDT_H1, path, &r), 0);
+    assert_int_equal(r.status, 409);
+    assert_non_null(strstr(r.body, "a quorum needs 2"));
+    rdt_resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/cluster/replicas/%d", down + 1);
+    assert_int_equal(rdt_delete(&cl.procs[L], RDT_H1, path, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(rdt_json_path(r.json, "replicas")), 2);
+    rdt_resp_free(&r);
+    first = L;
+    for (int k = 0; k < 5; k++, w++) {
+        snprintf(id, sizeof(id), "a-%d", w);
+        assert_true(register_agent(id, 5000));
+    }
 }
 
 static bool log_has(struct rdt_proc *p, const char *needle)

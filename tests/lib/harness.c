@@ -384,6 +384,7 @@ static int spawn_daemon(struct rdt_proc *p)
                     p->plugins_dir[0] ? p->plugins_dir : (char *)rdt_plugins_dir(),
                     (char *)"--policies-dir",
                     p->policies_dir[0] ? p->policies_dir : (char *)RD_SOURCE_DIR "/policies",
+                    p->extra_arg[0] ? p->extra_arg : NULL,
                     NULL};
 
     int netns_fd = -1;

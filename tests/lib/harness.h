@@ -57,6 +57,7 @@ struct rdt_proc {
     char netns[32];          /* network namespace (as `ip netns` names it) the daemon
                                 runs in; "" = the test's own (see rdt_net_setup()) */
     unsigned max_files;      /* RLIMIT_NOFILE of the daemon (soft and hard); 0 = inherited */
+    char extra_arg[64];      /* one more command-line argument ("--force-new-cluster"); "" = none */
 };
 
 /*
