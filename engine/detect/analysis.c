@@ -273,6 +273,7 @@ static bool guard_tripped(struct rd_analysis *a, uint64_t now, unsigned extra)
     size_t bad = a->eng->fsm.count_by_state[RD_NODE_SUSPECT] + extra + guard_recent(a, now);
     /* A failure proposed but not applied yet is both an event and a suspect. */
     bad -= a->failing_suspect < bad ? a->failing_suspect : bad;
+    a->guard_bad = bad;
     return bad * 100 >= (size_t)c->fault_tolerance.partition.mass_failure_share * total;
 }
 
@@ -283,16 +284,20 @@ static void partition_open(struct rd_analysis *a, uint64_t now)
     a->partition_since_ns = now;
     rd_uuid_v4(a->partition_fault_id);
     size_t total = live_nodes(a);
-    size_t suspect = eng->fsm.count_by_state[RD_NODE_SUSPECT];
+    /* What tripped the guard: suspects, failures within its window and the
+     * agent being judged (the suspect count alone is often 0 here: their
+     * transitions are still on their way through the log). */
+    size_t affected = a->guard_bad;
     char meta[256];
     snprintf(meta, sizeof(meta),
              "{\"affected_nodes\":%zu,\"total_nodes\":%zu,\"share_threshold\":%u,"
              "\"detail\":\"mass failure: agents are assumed cut off, not dead\"}",
-             suspect, total, cfg_of(a)->fault_tolerance.partition.mass_failure_share);
+             affected, total, cfg_of(a)->fault_tolerance.partition.mass_failure_share);
     struct rd_cmd cmd = rd_cmd_cluster_fault(
         rd_engine_stamp(eng), a->partition_fault_id, RD_FAULT_PARTITION, RD_SEV_CRITICAL, meta,
         "{\"action\":\"hold\",\"detail\":\"no agent is failed while the partition lasts\"}");
-    RD_WARN("analysis", "partition_suspected", "suspect=%zu total=%zu", suspect, total);
+    RD_WARN("analysis", "partition_suspected", "affected=%zu suspect=%zu total=%zu", affected,
+            eng->fsm.count_by_state[RD_NODE_SUSPECT], total);
     propose(a, &cmd, NULL, STAGE_OTHER, true);
 }
 

@@ -40,6 +40,7 @@ struct rd_analysis {
     /* Agents whose failure is in `events` but whose failed transition has
      * not applied yet: still counted as suspect, so not counted twice. */
     unsigned failing_suspect;
+    size_t guard_bad;               /* agents in trouble at the guard's last count */
     struct rd_hist latency_suspect; /* trouble began -> suspect committed */
     struct rd_hist latency_failed;  /* trouble began -> fault record committed */
     uint64_t faults_opened[RD_FAULT_TYPE_COUNT][RD_SEV_COUNT];

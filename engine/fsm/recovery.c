@@ -201,6 +201,17 @@ int rd_fsm__recovery_item(struct rd_fsm *f, const struct rd_cmd_task_assign *c,
         item_free(it);
         return RD_ENOMEM;
     }
+    /* An automatic run opens before its policy chose: the first strategy
+     * that moves a task is the run's. */
+    if (r->strategy[0] == '\0' && it->strategy[0] != '\0') {
+        char *st = strdup(it->strategy);
+        if (st == NULL) {
+            item_free(it);
+            return RD_ENOMEM;
+        }
+        free(r->strategy);
+        r->strategy = st;
+    }
     it->started_at = r->started_at;
     it->completed_at = time_ms;
     it->success = placed ? 1 : 0;

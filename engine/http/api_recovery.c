@@ -41,27 +41,47 @@ static json_t *run_json(const struct rd_recovery *r)
                      r->reason, "items", items);
 }
 
-/* Runs, newest first: ?node_id= and ?status= filter, ?limit= (1-1000, 100). */
+/* Runs, newest first: ?node_id= and ?status= filter, ?limit= (1-1000, 100),
+ * ?cursor= the recovery_id of the last run of the previous page. */
 void rd_api_RECOVERY_LIST(struct rd_http_req *hr)
 {
     const struct rd_fsm *f = &hr->eng->fsm;
     const char *node = rd_http_query(hr, "node_id"), *status = rd_http_query(hr, "status"),
-               *limit_s = rd_http_query(hr, "limit");
-    char *end = NULL;
-    long limit = limit_s ? strtol(limit_s, &end, 10) : 100;
-    if (limit < 1 || limit > 1000 || (limit_s && (end == limit_s || *end != '\0'))) {
-        rd_http_bad_request(hr, "limit", "limit must be an integer from 1 to 1000");
+               *cursor = rd_http_query(hr, "cursor");
+    int limit = rd_api_list_limit(hr);
+    if (limit < 0)
         return;
+    size_t i = f->n_recoveries;
+    if (cursor != NULL && cursor[0] != '\0') {
+        if (!rd_uuid_valid(cursor)) {
+            rd_http_bad_request(hr, "cursor", "cursor is not one this server returned");
+            return;
+        }
+        /* Runs are kept in order of opening and the oldest pruned first: a
+         * cursor no longer kept had nothing older after it. */
+        size_t at = 0;
+        while (at < f->n_recoveries && strcmp(f->recoveries[at]->id, cursor) != 0)
+            at++;
+        i = at < f->n_recoveries ? at : 0;
     }
     json_t *items = json_array();
-    for (size_t i = f->n_recoveries; i-- > 0 && json_array_size(items) < (size_t)limit;) {
+    const char *last = NULL;
+    bool more = false;
+    while (i-- > 0) {
         const struct rd_recovery *r = f->recoveries[i];
         if ((node && strcmp(node, r->node_id) != 0) ||
             (status && strcmp(status, rd_recovery_status_name(r->status)) != 0))
             continue;
+        if ((int)json_array_size(items) == limit) {
+            more = true;
+            break;
+        }
         json_array_append_new(items, run_json(r));
+        last = r->id;
     }
-    rd_http_send_json(hr, 200, json_pack("{s:o}", "items", items));
+    rd_http_send_json(hr, 200,
+                      json_pack("{s:o,s:o}", "items", items, "next_cursor",
+                                more ? json_string(last) : json_null()));
 }
 
 void rd_api_RECOVERY_GET(struct rd_http_req *hr)

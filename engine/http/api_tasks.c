@@ -70,6 +70,43 @@ static const struct rd_task *path_task(struct rd_http_req *hr)
 
 /* ---- answering after a commit -------------------------------------------- */
 
+/*
+ * 409 fenced: a write from an attempt that may no longer write to `t`
+ * (`sent`, the attempt the agent named; 0 when not at hand), saying where the
+ * task is now, so the agent (and whoever reads its log) knows why.
+ */
+static void send_fenced(struct rd_http_req *hr, const struct rd_task *t, unsigned long long sent)
+{
+    char who[48];
+    if (sent != 0)
+        snprintf(who, sizeof(who), "attempt %llu", sent);
+    else
+        snprintf(who, sizeof(who), "this attempt");
+    const char *state = rd_task_state_name(t->state);
+    json_t *d = json_pack("{s:I,s:s}", "attempt", (json_int_t)t->attempt, "state", state);
+    bool placed = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RUNNING ||
+                  t->state == RD_TASK_RECOVERING;
+    if (placed && t->node_id[0] != '\0')
+        rd_http_send_error(hr, 409, "fenced", d,
+                           "%s may not write to task %s: the task is attempt %u, %s on node %s; "
+                           "drop it",
+                           who, t->id, t->attempt, state, t->node_id);
+    else if (t->state == RD_TASK_PENDING && t->attempt == 0)
+        rd_http_send_error(hr, 409, "fenced", d,
+                           "task %s is pending and was never placed on a node: %s may not write "
+                           "to it",
+                           t->id, who);
+    else if (t->state == RD_TASK_PENDING)
+        rd_http_send_error(hr, 409, "fenced", d,
+                           "task %s is pending (attempt %u was taken back from its node and waits "
+                           "to be placed again): %s may no longer write to it; drop it",
+                           t->id, t->attempt, who);
+    else
+        rd_http_send_error(hr, 409, "fenced", d,
+                           "task %s is %s (attempt %u): %s may no longer write to it; drop it",
+                           t->id, state, t->attempt, who);
+}
+
 static void answer_task(struct rd_http_pending *p, int status, int ok_code)
 {
     struct rd_engine *eng = p->hr.eng;
@@ -77,12 +114,7 @@ static void answer_task(struct rd_http_pending *p, int status, int ok_code)
     if (status == 0 && t != NULL) {
         rd_http_send_json(&p->hr, ok_code, rd_api_task_json(t));
     } else if (status == RD_EFENCED && t != NULL) {
-        rd_http_send_error(&p->hr, 409, "fenced",
-                           json_pack("{s:I,s:s}", "attempt", (json_int_t)t->attempt, "state",
-                                     rd_task_state_name(t->state)),
-                           "attempt is not the current attempt %u of task %s: it was moved; "
-                           "drop it",
-                           t->attempt, t->id);
+        send_fenced(&p->hr, t, 0);
     } else if (status == RD_ECONFLICT && t != NULL) {
         rd_http_send_error(&p->hr, 409, "conflict",
                            json_pack("{s:s}", "state", rd_task_state_name(t->state)),
@@ -313,13 +345,10 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
         goto out;
     }
     /* Answer fencing at once when it is already clear; the log re-checks. */
-    if (attempt != t->attempt) {
-        rd_http_send_error(hr, 409, "fenced",
-                           json_pack("{s:I,s:s}", "attempt", (json_int_t)t->attempt, "state",
-                                     rd_task_state_name(t->state)),
-                           "attempt %llu is not the current attempt %u of task %s: it was moved; "
-                           "drop it",
-                           (unsigned long long)attempt, t->attempt, t->id);
+    bool live = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RUNNING ||
+                t->state == RD_TASK_RECOVERING;
+    if (attempt != t->attempt || !live) {
+        send_fenced(hr, t, (unsigned long long)attempt);
         goto out;
     }
     struct rd_cmd cmd = {.type = RD_CMD_TASK_CHECKPOINT, .time_ms = rd_engine_stamp(hr->eng)};

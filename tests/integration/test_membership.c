@@ -157,7 +157,8 @@ static void test_force_new_cluster_recovers_voterless_data(void **state)
     bool started = false;
     while (!started && rdt_now_ms() < deadline) {
         char *log = rdt_proc_log(p);
-        started = log != NULL && strlen(log) > off && strstr(log + off, "comp=http event=listening");
+        started =
+            log != NULL && strlen(log) > off && strstr(log + off, "comp=http event=listening");
         free(log);
         if (!started)
             rdt_sleep_ms(20);

@@ -207,6 +207,57 @@ static void test_task_survives_its_agent(void **state)
         rdt_post(&proc, RDT_H1, "/api/v1/recovery/trigger", "{\"node_id\":\"nobody\"}", &r), 0);
     assert_int_equal(r.status, 404);
     rdt_resp_free(&r);
+
+    /* The automatic run for agent-a names the strategy its items used (it
+     * said null), and the list pages with next_cursor like every list. */
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/recovery/tasks", &r), 0);
+    json_t *all = json_incref(json_object_get(r.json, "items"));
+    assert_true(json_is_null(json_object_get(r.json, "next_cursor")));
+    rdt_resp_free(&r);
+    assert_true(json_array_size(all) >= 2);
+    size_t i;
+    json_t *x;
+    bool auto_seen = false;
+    json_array_foreach(all, i, x)
+    {
+        if (strcmp(json_string_value(json_object_get(x, "node_id")), "agent-a") != 0)
+            continue;
+        auto_seen = true;
+        json_t *first = json_array_get(json_object_get(x, "items"), 0);
+        assert_non_null(json_string_value(json_object_get(x, "strategy")));
+        assert_string_equal(json_string_value(json_object_get(x, "strategy")),
+                            json_string_value(json_object_get(first, "recovery_strategy")));
+    }
+    assert_true(auto_seen);
+    char cursor[64] = "";
+    size_t seen = 0;
+    for (;;) {
+        snprintf(path, sizeof(path), "/api/v1/recovery/tasks?limit=1%s%s",
+                 cursor[0] ? "&cursor=" : "", cursor);
+        assert_int_equal(rdt_get(&proc, RDT_H1, path, &r), 0);
+        assert_int_equal(r.status, 200);
+        json_t *page = json_object_get(r.json, "items");
+        if (seen < json_array_size(all)) {
+            assert_int_equal(json_array_size(page), 1);
+            assert_string_equal(
+                json_string_value(json_object_get(json_array_get(page, 0), "recovery_id")),
+                json_string_value(json_object_get(json_array_get(all, seen), "recovery_id")));
+            seen++;
+        }
+        json_t *next = json_object_get(r.json, "next_cursor");
+        bool last = json_is_null(next);
+        if (!last)
+            snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+        rdt_resp_free(&r);
+        if (last)
+            break;
+        assert_true(seen < json_array_size(all));
+    }
+    assert_int_equal(seen, json_array_size(all));
+    json_decref(all);
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/recovery/tasks?cursor=nonsense", &r), 0);
+    assert_int_equal(r.status, 400);
+    rdt_resp_free(&r);
 }
 
 /*

@@ -438,6 +438,10 @@ static void test_degraded_service_under_partition(void **state)
     for (int i = 0; i < 3; i++)
         atomic_store(&quiet[i]->beating, false);
     await_flag("partition_suspected", true, 10000);
+    /* The log names how many agents tripped the guard (it said suspect=0). */
+    await_log("event=partition_suspected affected=", 5000);
+    assert_false(log_has("event=partition_suspected affected=0 "));
+    assert_false(log_has("event=partition_suspected affected=1 "));
     assert_string_equal(mode_now(mode), "degraded");
     /* The operator drains d-a during the partition: select picks
      * degraded_service; only the critical task moves, the others pause. */

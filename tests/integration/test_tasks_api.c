@@ -189,6 +189,53 @@ static void test_retryable_failure_goes_back_to_pending(void **state)
     rdt_resp_free(&r);
 }
 
+/* A checkpoint from the attempt whose node left: the task went back to
+ * pending, and the refusal says so (it said "attempt is not the current
+ * attempt 1" although 1 was the attempt sent). */
+static void test_fenced_answer_says_where_the_task_is(void **state)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes",
+                              "{\"node_id\":\"worker-b\",\"capacity\":{\"slots\":1},"
+                              "\"labels\":{\"pool\":\"b\"}}",
+                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    rdt_resp_free(&r);
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks",
+                              "{\"payload\":{},\"requirements\":{\"labels\":{\"pool\":\"b\"}}}",
+                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    char id[64], path[160];
+    snprintf(id, sizeof(id), "%s", json_string_value(rdt_json_path(r.json, "task_id")));
+    rdt_resp_free(&r);
+    await_task_state(id, "assigned");
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s/checkpoint", id);
+    const char *ck = "{\"attempt\":2,\"version\":1,\"data\":{}}";
+    char url[256];
+    snprintf(url, sizeof(url), "%s%s", proc.base_url, path);
+    assert_int_equal(rdt_http(RDT_H1, "PUT", url, ck, strlen(ck), &r), 0);
+    assert_int_equal(r.status, 409);
+    assert_non_null(strstr(r.body, "attempt 2 may not write to task"));
+    assert_non_null(strstr(r.body, "is attempt 1, assigned on node worker-b"));
+    rdt_resp_free(&r);
+
+    /* Its node leaves: nothing else has pool b, so the task waits. */
+    assert_int_equal(rdt_delete(&proc, RDT_H1, "/api/v1/nodes/worker-b", &r), 0);
+    assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
+    await_task_state(id, "pending");
+    ck = "{\"attempt\":1,\"version\":1,\"data\":{}}";
+    assert_int_equal(rdt_http(RDT_H1, "PUT", url, ck, strlen(ck), &r), 0);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(rdt_err_code(&r), "fenced");
+    assert_non_null(strstr(r.body, "is pending (attempt 1 was taken back from its node"));
+    assert_non_null(strstr(r.body, "attempt 1 may no longer write to it"));
+    assert_string_equal(json_string_value(rdt_json_path(r.json, "error.details.state")), "pending");
+    rdt_resp_free(&r);
+}
+
 static void test_bad_task_input(void **state)
 {
     struct rdt_resp r = {0};
@@ -242,6 +289,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_task_lifecycle),
         cmocka_unit_test(test_retryable_failure_goes_back_to_pending),
+        cmocka_unit_test(test_fenced_answer_says_where_the_task_is),
         cmocka_unit_test(test_bad_task_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
