@@ -1003,6 +1003,56 @@ static void build_action(lua_State *L, struct plan_ctx *c, json_t *arr, int i)
     lua_settop(L, t - 1);
 }
 
+/*
+ * The reassign actions run by their `order` (lower first; equal orders keep
+ * the plan's order), in the places the plan gave its reassigns: the other
+ * actions (a wait before the moves, an alert after them) stay where they are.
+ */
+struct move {
+    json_int_t order;
+    size_t pos; /* index in the plan: the slot, and the tie-break */
+    json_t *action;
+};
+
+static int move_cmp(const void *a, const void *b)
+{
+    const struct move *x = a, *y = b;
+    if (x->order != y->order)
+        return x->order < y->order ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static int order_reassigns(json_t *arr)
+{
+    size_t n = 0, total = json_array_size(arr);
+    struct move *m = total ? malloc(total * sizeof(*m)) : NULL;
+    if (total && m == NULL)
+        return RD_ENOMEM;
+    for (size_t i = 0; i < total; i++) {
+        json_t *a = json_array_get(arr, i);
+        if (strcmp(json_string_value(json_object_get(a, "action")), "reassign") == 0)
+            m[n++] = (struct move){json_integer_value(json_object_get(a, "order")), i, a};
+    }
+    qsort(m, n, sizeof(*m), move_cmp);
+    /* Slots in plan order are the sorted positions' original indexes. */
+    size_t *slots = n ? malloc(n * sizeof(*slots)) : NULL;
+    if (n && slots == NULL) {
+        free(m);
+        return RD_ENOMEM;
+    }
+    for (size_t i = 0, k = 0; i < total; i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(arr, i), "action")),
+                   "reassign") == 0)
+            slots[k++] = i;
+    for (size_t i = 0; i < n; i++)
+        json_incref(m[i].action);
+    for (size_t i = 0; i < n; i++)
+        json_array_set_new(arr, slots[i], m[i].action);
+    free(slots);
+    free(m);
+    return 0;
+}
+
 /* Validates the plan table at `idx` into c->plan. */
 static void build_plan(lua_State *L, struct plan_ctx *c, int idx)
 {
@@ -1046,6 +1096,10 @@ static void build_plan(lua_State *L, struct plan_ctx *c, int idx)
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, acts, (int)i);
         build_action(L, c, arr, (int)i);
+    }
+    if (order_reassigns(arr) != 0) {
+        c->json_oom = true;
+        throwf(L, "out of memory building the plan");
     }
     lua_settop(L, acts - 1);
 }

@@ -721,6 +721,35 @@ static void test_malformed_plans(void **state)
     remove_dir(dir);
 }
 
+/* policies/README.md: "Lower `order` goes first; the default is the
+ * action's position." The plan comes out in that order. */
+static void test_reassigns_follow_order(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct rd_policy_host *h = load_fixture(dir, "ordered_plan.lua", "fast_recovery.lua");
+    json_t *view = make_view(false);
+    json_t *event = meta_event("case", "ordered");
+    json_t *plan = plan_ok(h, event, view);
+    json_t *acts = json_object_get(plan, "actions");
+    static const char *const want[][2] = {
+        {"wait", "t0"},     {"reassign", "t5"}, {"reassign", "t3"}, {"alert", NULL},
+        {"reassign", "t2"}, {"reassign", "t4"}, {"reassign", "t1"},
+    };
+    assert_int_equal(json_array_size(acts), RD_ARRAY_SIZE(want));
+    for (size_t i = 0; i < RD_ARRAY_SIZE(want); i++) {
+        json_t *a = json_array_get(acts, i);
+        assert_string_equal(json_string_value(json_object_get(a, "action")), want[i][0]);
+        if (want[i][1] != NULL)
+            assert_string_equal(json_string_value(json_object_get(a, "task_id")), want[i][1]);
+    }
+    json_decref(plan);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
 static void test_failing_self_test(void **state)
 {
     (void)state;
@@ -1019,6 +1048,7 @@ int main(void)
         cmocka_unit_test(test_bytecode_refused),
         cmocka_unit_test(test_sandbox_escapes),
         cmocka_unit_test(test_malformed_plans),
+        cmocka_unit_test(test_reassigns_follow_order),
         cmocka_unit_test(test_failing_self_test),
         cmocka_unit_test(test_missing_and_misnamed),
         cmocka_unit_test(test_changes_stay_in_the_call),
