@@ -244,6 +244,14 @@ const struct rd_recovery *rd_fsm_open_recovery(const struct rd_fsm *f, const cha
 size_t rd_fsm_task_after(const struct rd_fsm *f, const char *id);
 /* The newest checkpoint of `t`, or NULL. */
 const struct rd_checkpoint *rd_task_checkpoint(const struct rd_task *t);
+/* True when `c`'s data still matches the checksum it was written with. */
+bool rd_checkpoint_verifies(const struct rd_checkpoint *c);
+/* Where an attempt resumes: the newest checkpoint that verifies, or NULL
+ * (none kept, or none verifies: start over). */
+const struct rd_checkpoint *rd_task_resume_checkpoint(const struct rd_task *t);
+/* qsort() comparator over `const struct rd_task *`: most urgent first
+ * (critical, then higher priority, then older, then by id). */
+int rd_task_cmp_urgency(const void *a, const void *b);
 /* Failures of `t` at or after `since_ms` (leader time), up to RD_TASK_FAIL_KEEP. */
 unsigned rd_task_failures_since(const struct rd_task *t, int64_t since_ms);
 

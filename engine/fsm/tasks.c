@@ -76,6 +76,32 @@ const struct rd_checkpoint *rd_task_checkpoint(const struct rd_task *t)
     return t->n_ckpts ? &t->ckpts[t->n_ckpts - 1] : NULL;
 }
 
+bool rd_checkpoint_verifies(const struct rd_checkpoint *c)
+{
+    return rd_fnv1a(RD_FNV_INIT, c->data, c->size) == c->checksum;
+}
+
+const struct rd_checkpoint *rd_task_resume_checkpoint(const struct rd_task *t)
+{
+    for (unsigned k = t->n_ckpts; k-- > 0;)
+        if (rd_checkpoint_verifies(&t->ckpts[k]))
+            return &t->ckpts[k];
+    return NULL;
+}
+
+int rd_task_cmp_urgency(const void *a, const void *b)
+{
+    const struct rd_task *x = *(const struct rd_task *const *)a;
+    const struct rd_task *y = *(const struct rd_task *const *)b;
+    if (x->critical != y->critical)
+        return y->critical - x->critical;
+    if (x->priority != y->priority)
+        return y->priority - x->priority;
+    if (x->created_at != y->created_at)
+        return x->created_at < y->created_at ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
 unsigned rd_task_failures_since(const struct rd_task *t, int64_t since_ms)
 {
     unsigned n = 0;

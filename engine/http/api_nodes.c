@@ -324,18 +324,25 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
         rd_http_send_raw(hr, 200, "application/json", buf, (size_t)len);
         goto out;
     }
-    /* Tasks placed on this epoch and not yet started, and tasks moved away. */
+    /* Tasks placed on this epoch and not yet started, most urgent first (an
+     * agent that starts them in the order given starts the critical ones
+     * first), and tasks moved away. */
+    const struct rd_task **todo = calloc(n->n_tasks ? n->n_tasks : 1, sizeof(*todo));
+    if (todo == NULL) {
+        rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+        goto out;
+    }
     json_t *assignments = json_array(), *revoked = json_array();
-    for (const struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node) {
-        if (t->node_epoch != n->epoch ||
-            (t->state != RD_TASK_ASSIGNED && t->state != RD_TASK_RECOVERING))
-            continue;
+    size_t k_todo = 0;
+    for (const struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node)
+        if (t->node_epoch == n->epoch &&
+            (t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RECOVERING) && k_todo < n->n_tasks)
+            todo[k_todo++] = t;
+    qsort(todo, k_todo, sizeof(*todo), rd_task_cmp_urgency);
+    for (size_t i = 0; i < k_todo; i++) {
+        const struct rd_task *t = todo[i];
         json_t *a = rd_api_task_json(t);
-        /* Resume from the newest version whose checksum verifies. */
-        const struct rd_checkpoint *c = NULL;
-        for (unsigned k = t->n_ckpts; k-- > 0 && c == NULL;)
-            if (rd_fnv1a(RD_FNV_INIT, t->ckpts[k].data, t->ckpts[k].size) == t->ckpts[k].checksum)
-                c = &t->ckpts[k];
+        const struct rd_checkpoint *c = rd_task_resume_checkpoint(t);
         if (a != NULL && c != NULL) {
             json_t *ck = json_object_get(a, "checkpoint");
             json_object_set_new(ck, "version", json_integer((json_int_t)c->version));
@@ -345,6 +352,7 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
         }
         json_array_append_new(assignments, a);
     }
+    free(todo);
     for (unsigned i = 0; i < s->n_revoked; i++)
         json_array_append_new(revoked, json_string(s->revoked[i]));
     s->n_revoked = 0;

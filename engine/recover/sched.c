@@ -71,19 +71,6 @@ static void labels_reset(struct rd_sched *s)
     s->n_labels = 0;
 }
 
-static int by_urgency(const void *a, const void *b)
-{
-    const struct rd_task *x = *(const struct rd_task *const *)a;
-    const struct rd_task *y = *(const struct rd_task *const *)b;
-    if (x->critical != y->critical)
-        return y->critical - x->critical;
-    if (x->priority != y->priority)
-        return y->priority - x->priority;
-    if (x->created_at != y->created_at)
-        return x->created_at < y->created_at ? -1 : 1;
-    return strcmp(x->id, y->id);
-}
-
 /* The working agent with the most room for `t`, or SIZE_MAX. `limit_pct`
  * caps how full a node may get (100: its whole capacity; at least one slot). */
 static size_t choose(struct rd_sched *s, const struct rd_task *t, const uint32_t *extra,
@@ -309,11 +296,6 @@ static json_t *fault_of(struct rd_fsm *f, const struct rd_node *n)
     return json_null();
 }
 
-static bool checksum_ok(const struct rd_checkpoint *c)
-{
-    return rd_fnv1a(RD_FNV_INIT, c->data, c->size) == c->checksum;
-}
-
 /* What happened and to which tasks (policies/README.md has the shape). */
 static json_t *build_event(struct rd_engine *eng, const struct rd_node *n, struct rd_task **todo,
                            size_t k)
@@ -323,9 +305,10 @@ static json_t *build_event(struct rd_engine *eng, const struct rd_node *n, struc
     for (size_t j = 0; j < k; j++) {
         const struct rd_task *t = todo[j];
         const struct rd_checkpoint *c = rd_task_checkpoint(t);
-        json_t *ck = c ? json_pack("{s:I,s:I,s:b}", "version", (json_int_t)c->version, "age_ms",
-                                   (json_int_t)(now - c->at), "checksum_ok", checksum_ok(c))
-                       : json_null();
+        json_t *ck =
+            c ? json_pack("{s:I,s:I,s:b}", "version", (json_int_t)c->version, "age_ms",
+                          (json_int_t)(now - c->at), "checksum_ok", rd_checkpoint_verifies(c))
+              : json_null();
         json_array_append_new(
             tasks, json_pack("{s:s,s:i,s:b,s:I,s:{s:I,s:o},s:o}", "task_id", t->id, "priority",
                              t->priority, "critical", t->critical, "attempt",
@@ -615,7 +598,7 @@ static int execute(struct rd_sched *s, const struct rd_node *n, struct rd_task *
                     s->performance_limit = pct < 1 ? 1 : pct > 100 ? 100 : (unsigned)pct;
                 } else if (strcmp(what, "check_consistency") == 0 && t != NULL) {
                     const struct rd_checkpoint *c = rd_task_checkpoint(t);
-                    if (c != NULL && !checksum_ok(c))
+                    if (c != NULL && !rd_checkpoint_verifies(c))
                         RD_ERROR("recovery", "checkpoint_corrupt", "task=%s version=%llu", t->id,
                                  (unsigned long long)c->version);
                 }
@@ -752,7 +735,7 @@ static void recover(struct rd_sched *s, uint32_t *extra)
             run_open(s, n, "", event_kind(n));
             continue;
         }
-        qsort(todo, k, sizeof(*todo), by_urgency);
+        qsort(todo, k, sizeof(*todo), rd_task_cmp_urgency);
         json_t *plan = NULL;
         char err[RD_POLICY_ERRLEN] = "";
         if (eng->policy != NULL) {
@@ -827,7 +810,7 @@ static void pass(struct rd_sched *s)
         else
             todo[n++] = t;
     }
-    qsort(todo, n, sizeof(*todo), by_urgency);
+    qsort(todo, n, sizeof(*todo), rd_task_cmp_urgency);
     unsigned degraded_limit = 100;
     bool degraded = rd_sched_degraded(s, &degraded_limit);
     for (size_t k = 0; k < n; k++) {

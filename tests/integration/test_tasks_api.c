@@ -236,6 +236,49 @@ static void test_fenced_answer_says_where_the_task_is(void **state)
     rdt_resp_free(&r);
 }
 
+/* The heartbeat answer hands a node's tasks over most urgent first
+ * (critical, priority, age), whatever the order they were placed in (it
+ * was the reverse of placement). */
+static void test_assignments_most_urgent_first(void **state)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes",
+                              "{\"node_id\":\"worker-c\",\"capacity\":{\"slots\":4},"
+                              "\"labels\":{\"pool\":\"c\"}}",
+                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    long long epoch = json_integer_value(rdt_json_path(r.json, "epoch"));
+    rdt_resp_free(&r);
+    static const char *const bodies[] = {
+        "{\"priority\":1,\"payload\":{\"n\":\"low\"},\"requirements\":{\"labels\":{\"pool\":\"c\"}}"
+        "}",
+        "{\"priority\":9,\"payload\":{\"n\":\"high\"},\"requirements\":{\"labels\":{\"pool\":\"c\"}"
+        "}}",
+        "{\"priority\":5,\"critical\":true,\"payload\":{\"n\":\"critical\"},"
+        "\"requirements\":{\"labels\":{\"pool\":\"c\"}}}",
+        "{\"priority\":9,\"payload\":{\"n\":\"high-later\"},"
+        "\"requirements\":{\"labels\":{\"pool\":\"c\"}}}",
+    };
+    char ids[4][64];
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks", bodies[i], &r), 0);
+        assert_int_equal(r.status, 201);
+        snprintf(ids[i], sizeof(ids[i]), "%s", json_string_value(rdt_json_path(r.json, "task_id")));
+        rdt_resp_free(&r);
+        await_task_state(ids[i], "assigned");
+    }
+    assert_int_equal(rdt_heartbeat(&proc, RDT_H1, "worker-c", epoch, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *as = rdt_json_path(r.json, "assignments");
+    assert_int_equal(json_array_size(as), 4);
+    static const char *const want[] = {"critical", "high", "high-later", "low"};
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(json_string_value(rdt_json_path(json_array_get(as, i), "payload.n")),
+                            want[i]);
+    rdt_resp_free(&r);
+}
+
 static void test_bad_task_input(void **state)
 {
     struct rdt_resp r = {0};
@@ -290,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_task_lifecycle),
         cmocka_unit_test(test_retryable_failure_goes_back_to_pending),
         cmocka_unit_test(test_fenced_answer_says_where_the_task_is),
+        cmocka_unit_test(test_assignments_most_urgent_first),
         cmocka_unit_test(test_bad_task_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
