@@ -20,6 +20,7 @@ static char *start_with(const char *plugin, bool required, const char *config, b
 {
     struct rdt_proc p;
     memset(&p, 0, sizeof(p));
+    p.errors_expected = true; /* broken plugins, logged as errors */
     snprintf(p.plugins_dir, sizeof(p.plugins_dir), "%s", RD_TEST_PLUGINS_DIR);
     char yaml[1024];
     snprintf(yaml, sizeof(yaml),
@@ -121,6 +122,7 @@ static void test_failed_instance_is_reported(void **state)
 {
     struct rdt_proc p;
     memset(&p, 0, sizeof(p));
+    p.errors_expected = true; /* broken plugins, logged as errors */
     snprintf(p.plugins_dir, sizeof(p.plugins_dir), "%s", RD_TEST_PLUGINS_DIR);
     assert_int_equal(rdt_proc_start(&p, "plugins:\n  instances:\n"
                                         "    - {name: ok, plugin: good}\n"

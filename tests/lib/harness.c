@@ -4,6 +4,8 @@
  */
 #include "harness.h"
 
+#include "cmocka_all.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -672,21 +674,55 @@ int rdt_proc_restart(struct rdt_proc *p)
     return launch(p);
 }
 
+/* A sanitizer's report, or (unless the test provokes them) an error logged
+ * by the daemon: the first such line of `log`, or NULL. */
+static char *bad_line(const struct rdt_proc *p, const char *log)
+{
+    for (const char *line = log; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        if (is_error_line(line, len) &&
+            !(p->errors_expected && (strncmp(line, "ts=", 3) == 0 &&
+                                     memmem(line, len, " level=error", 12) != NULL)))
+            return strndup(line, len);
+        line = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
 void rdt_proc_cleanup(struct rdt_proc *p)
 {
+    /* A daemon still running is stopped the way an operator stops it, so
+     * that its shutdown runs and LeakSanitizer gets to check it. */
+    char why[512] = "";
     if (p->pid > 0) {
-        rdt_proc_kill9(p);
+        int code = -1;
+        if (rdt_proc_stop(p, &code) != 0)
+            snprintf(why, sizeof why, "recoveryd exited with %d at SIGTERM (or did not exit)",
+                     code);
     }
     if (p->dir[0] == '\0') {
         return;
     }
+    if (why[0] == '\0') {
+        char *log = rdt_proc_log(p);
+        char *bad = log ? bad_line(p, log) : NULL;
+        if (bad != NULL) {
+            snprintf(why, sizeof why, "the daemon's log has an error line: %.400s", bad);
+            rdt_proc_print_log_tail(p, RDT_LOG_TAIL_LINES);
+        }
+        free(bad);
+        free(log);
+    }
     const char *keep = getenv("RDT_KEEP");
-    if (keep && *keep && strcmp(keep, "0") != 0) {
+    if (why[0] != '\0' || (keep && *keep && strcmp(keep, "0") != 0)) {
         fprintf(stderr, "rdt: kept %s\n", p->dir);
     } else {
         rdt_rmtree(p->dir);
     }
     p->dir[0] = '\0';
+    if (why[0] != '\0')
+        fail_msg("rdt: %s", why);
 }
 
 int rdt_wait_ready(struct rdt_proc *p, int timeout_ms)

@@ -58,6 +58,8 @@ struct rdt_proc {
                                 runs in; "" = the test's own (see rdt_net_setup()) */
     unsigned max_files;      /* RLIMIT_NOFILE of the daemon (soft and hard); 0 = inherited */
     char extra_arg[64];      /* one more command-line argument ("--force-new-cluster"); "" = none */
+    bool errors_expected;    /* the test provokes level=error lines: rdt_proc_cleanup() lets
+                                them pass (sanitizer reports never pass) */
 };
 
 /*
@@ -118,7 +120,13 @@ int rdt_proc_stop(struct rdt_proc *p, int *exit_status);
 /* True while the daemon runs; reaps it (and forgets its pid) once it exited. */
 bool rdt_proc_alive(struct rdt_proc *p);
 
-/* Kills the daemon if it runs and removes its directory (unless RDT_KEEP). */
+/*
+ * Stops the daemon if it runs (SIGTERM, as rdt_proc_stop()) and removes its
+ * directory (unless RDT_KEEP). Fails the running test (cmocka) when the
+ * daemon exited non-zero at SIGTERM (a sanitizer's report, a failed
+ * shutdown) or its log has a sanitizer's report or, unless `errors_expected`,
+ * a level=error line; the directory is then kept and its path printed.
+ */
 void rdt_proc_cleanup(struct rdt_proc *p);
 
 /* Whole log file, NUL-terminated; the caller frees it. NULL on error. */
