@@ -1033,7 +1033,8 @@ static int order_reassigns(json_t *arr)
         if (strcmp(json_string_value(json_object_get(a, "action")), "reassign") == 0)
             m[n++] = (struct move){json_integer_value(json_object_get(a, "order")), i, a};
     }
-    qsort(m, n, sizeof(*m), move_cmp);
+    if (n > 1)
+        qsort(m, n, sizeof(*m), move_cmp);
     /* Slots in plan order are the sorted positions' original indexes. */
     size_t *slots = n ? malloc(n * sizeof(*slots)) : NULL;
     if (n && slots == NULL) {

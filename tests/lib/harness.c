@@ -682,8 +682,8 @@ static char *bad_line(const struct rdt_proc *p, const char *log)
         const char *nl = strchr(line, '\n');
         size_t len = nl ? (size_t)(nl - line) : strlen(line);
         if (is_error_line(line, len) &&
-            !(p->errors_expected && (strncmp(line, "ts=", 3) == 0 &&
-                                     memmem(line, len, " level=error", 12) != NULL)))
+            !(p->errors_expected &&
+              (strncmp(line, "ts=", 3) == 0 && memmem(line, len, " level=error", 12) != NULL)))
             return strndup(line, len);
         line = nl ? nl + 1 : NULL;
     }
