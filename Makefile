@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= deploy/recoveryd.yaml
 
-.PHONY: all bootstrap build run test sanitize format format-check bench clean
+.PHONY: all bootstrap build run test sanitize format format-check lint-api bench clean
 
 all: build
 
@@ -40,6 +40,12 @@ format:
 
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: ok"
+
+# api/openapi.yaml through Redocly's linter (rules and exceptions in
+# redocly.yaml); node and npm come from Debian when there is no npx.
+lint-api:
+	@scripts/bootstrap --lint
+	@scripts/lint-api
 
 bench:
 	@scripts/bootstrap --bench

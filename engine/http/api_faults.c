@@ -60,7 +60,7 @@ void rd_api_FAULTS_RECORDS(struct rd_http_req *hr)
     if (type != NULL && (want_type = rd_fault_type_parse(type)) < 0) {
         rd_http_bad_request(hr, "fault_type",
                             "fault_type must be crash, hang, network, overload, degraded, "
-                            "partition, data_corruption, policy_error or manual");
+                            "partition, data_corruption, policy_error, manual or poison_task");
         return;
     }
     if (since != NULL && rd_time_parse(since, &since_ms) != 0) {

@@ -44,10 +44,13 @@ json_t *rd_api_task_json(const struct rd_task *t)
         "created_at", created, "updated_at", updated, "requirements", "slots", (json_int_t)t->slots,
         "labels", json_or_null(t->labels_json), "payload", json_or_null(t->payload_json),
         "max_attempts", (json_int_t)t->max_attempts, "failures", (json_int_t)t->failures);
-    if (o != NULL && t->result_json[0]) {
+    if (o != NULL && t->result_json[0] && t->state == RD_TASK_COMPLETED) {
         json_t *r = json_loads(t->result_json, JSON_DECODE_ANY, NULL);
-        json_object_set_new(o, t->state == RD_TASK_COMPLETED ? "result" : "error",
-                            r ? r : json_string(t->result_json));
+        json_object_set_new(o, "result", r ? r : json_string(t->result_json));
+    } else if (o != NULL && t->result_json[0]) {
+        /* The agent's (or the scheduler's) words, as they were given: a
+         * string, even when it happens to parse as JSON ("404"). */
+        json_object_set_new(o, "error", json_string(t->result_json));
     }
     return o;
 }
