@@ -22,8 +22,7 @@ uint64_t rd_engine_lease_ms(const struct rd_engine *eng)
 
 int64_t rd_engine_stamp(struct rd_engine *eng)
 {
-    int64_t now = rd_now_ms();
-    return now > eng->fsm.last_time_ms ? now : eng->fsm.last_time_ms;
+    return rd_fsm_stamp(&eng->fsm);
 }
 
 const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id)

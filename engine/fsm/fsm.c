@@ -812,6 +812,12 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
     return 0;
 }
 
+int64_t rd_fsm_stamp(const struct rd_fsm *f)
+{
+    int64_t now = rd_now_ms();
+    return now > f->last_time_ms ? now : f->last_time_ms;
+}
+
 uint64_t rd_fsm_digest(const struct rd_fsm *f)
 {
     struct rd_wbuf raw;

@@ -231,6 +231,9 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len);
 
 /* FNV-1a over the uncompressed serialised state: equal on equal states. */
 uint64_t rd_fsm_digest(const struct rd_fsm *f);
+/* The time to stamp a new command with: the wall clock, never behind the
+ * newest stamp applied (a leader whose clock went back keeps time moving). */
+int64_t rd_fsm_stamp(const struct rd_fsm *f);
 
 const struct rd_node *rd_fsm_node(const struct rd_fsm *f, const char *id, size_t len);
 
