@@ -153,7 +153,7 @@ static void judge_peer(struct rd_cluster *c, struct rd_peer *p, uint64_t now)
                 now >= p->unreachable_since_ns + after && is_voter(c, p->id);
     if (p->fault_proposing || open == down || !rd_replica_is_leader(&eng->replica))
         return;
-    struct rd_cmd cmd = {.time_ms = rd_engine_stamp(eng)};
+    struct rd_cmd cmd = {0};
     char meta[256];
     if (down) {
         if (rd_uuid_v4(p->fault_id) != 0)
@@ -176,12 +176,10 @@ static void judge_peer(struct rd_cluster *c, struct rd_peer *p, uint64_t now)
         RD_INFO("cluster", "replica_back", "id=%llu", (unsigned long long)p->id);
     }
     struct fault_op *op = calloc(1, sizeof(*op));
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    if (op != NULL && rd_cmd_encode(&cmd, &w) == 0) {
+    if (op != NULL) {
         op->c = c;
         op->id = p->id;
-        if (rd_replica_submit(&eng->replica, &w, fault_done, op) == 0) {
+        if (rd_replica_propose(&eng->replica, &cmd, fault_done, op) == 0) {
             p->fault_proposing = true;
             if (!down)
                 p->fault_id[0] = '\0';
@@ -191,7 +189,6 @@ static void judge_peer(struct rd_cluster *c, struct rd_peer *p, uint64_t now)
     if (op != NULL && down)
         p->fault_id[0] = '\0';
     free(op);
-    rd_w_free(&w);
 }
 
 /*
@@ -229,18 +226,14 @@ static void adopt_open_faults(struct rd_cluster *c)
         }
         char key[64];
         snprintf(key, sizeof(key), "%s", x->id);
-        struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE, .time_ms = rd_engine_stamp(eng)};
+        struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE};
         cmd.u.fresolve.id = RD_STR(key);
         cmd.u.fresolve.node_id = RD_STR("");
         cmd.u.fresolve.note = RD_STR(id == self ? "the replica leads the cluster"
                                                 : "the replica is no longer a member");
-        struct rd_wbuf w;
-        rd_w_init(&w);
         /* One at a time: the next tick sees it resolved and goes on. */
-        if (rd_cmd_encode(&cmd, &w) == 0 &&
-            rd_replica_submit(&eng->replica, &w, stale_fault_done, c) == 0)
+        if (rd_replica_propose(&eng->replica, &cmd, stale_fault_done, c) == 0)
             c->resolving_stale = true;
-        rd_w_free(&w);
         if (c->resolving_stale)
             return;
     }

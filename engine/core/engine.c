@@ -20,11 +20,6 @@ uint64_t rd_engine_lease_ms(const struct rd_engine *eng)
     return rd_config_lease_ms(&eng->cfg);
 }
 
-int64_t rd_engine_stamp(struct rd_engine *eng)
-{
-    return rd_fsm_stamp(&eng->fsm);
-}
-
 const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id)
 {
     static char self_url[RD_CFG_STR + 16];
@@ -158,14 +153,10 @@ static void announce_replicas(struct rd_engine *eng)
         const char *url = rd_engine_replica_api_url(eng, id);
         if (url == NULL)
             continue;
-        struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO, .time_ms = rd_engine_stamp(eng)};
+        struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO};
         cmd.u.rinfo.id = id;
         cmd.u.rinfo.api_url = RD_STR(url);
-        struct rd_wbuf w;
-        rd_w_init(&w);
-        if (rd_cmd_encode(&cmd, &w) == 0)
-            rd_replica_submit(&eng->replica, &w, announced, NULL);
-        rd_w_free(&w);
+        rd_replica_propose(&eng->replica, &cmd, announced, NULL);
     }
 }
 
@@ -334,13 +325,9 @@ void rd_engine_policy_error(struct rd_engine *eng, const char *msg)
     char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(meta);
     struct rd_cmd cmd = rd_cmd_cluster_fault(
-        rd_engine_stamp(eng), id, RD_FAULT_POLICY_ERROR, RD_SEV_MAJOR, meta_s ? meta_s : "{}",
+        0, id, RD_FAULT_POLICY_ERROR, RD_SEV_MAJOR, meta_s ? meta_s : "{}",
         "{\"action\":\"fallback\",\"detail\":\"previous policies or the built-in default act\"}");
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    if (rd_cmd_encode(&cmd, &w) == 0)
-        rd_replica_submit(&eng->replica, &w, policy_fault_done, NULL);
-    rd_w_free(&w);
+    rd_replica_propose(&eng->replica, &cmd, policy_fault_done, NULL);
     free(meta_s);
 }
 

@@ -86,8 +86,4 @@ int rd_engine_reload_policies(struct rd_engine *eng, char *err, size_t errlen);
 /* Records a policy that failed at run time as a policy_error fault (leader). */
 void rd_engine_policy_error(struct rd_engine *eng, const char *msg);
 
-/* Wall-clock stamp for a new command: never behind the newest one applied,
- * so times in the log only move forward even if this clock steps back. */
-int64_t rd_engine_stamp(struct rd_engine *eng);
-
 #endif

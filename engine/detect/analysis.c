@@ -70,14 +70,9 @@ static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_s
                     enum stage stage, bool partition)
 {
     struct rd_engine *eng = a->eng;
-    struct rd_wbuf w;
-    rd_w_init(&w);
     struct proposal *p = calloc(1, sizeof(*p));
-    if (p == NULL || rd_cmd_encode(cmd, &w) != 0) {
-        free(p);
-        rd_w_free(&w);
+    if (p == NULL)
         return false;
-    }
     p->a = a;
     p->stage = stage;
     p->partition = partition;
@@ -85,8 +80,7 @@ static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_s
         snprintf(p->node_id, sizeof(p->node_id), "%s", s->node_id);
         p->since_ns = s->bad_since_ns;
     }
-    int rv = rd_replica_submit(&eng->replica, &w, proposal_done, p);
-    rd_w_free(&w);
+    int rv = rd_replica_propose(&eng->replica, cmd, proposal_done, p);
     if (rv != 0) {
         free(p);
         return false;
@@ -294,7 +288,7 @@ static void partition_open(struct rd_analysis *a, uint64_t now)
              "\"detail\":\"mass failure: agents are assumed cut off, not dead\"}",
              affected, total, cfg_of(a)->fault_tolerance.partition.mass_failure_share);
     struct rd_cmd cmd = rd_cmd_cluster_fault(
-        rd_engine_stamp(eng), a->partition_fault_id, RD_FAULT_PARTITION, RD_SEV_CRITICAL, meta,
+        0, a->partition_fault_id, RD_FAULT_PARTITION, RD_SEV_CRITICAL, meta,
         "{\"action\":\"hold\",\"detail\":\"no agent is failed while the partition lasts\"}");
     RD_WARN("analysis", "partition_suspected", "affected=%zu suspect=%zu total=%zu", affected,
             eng->fsm.count_by_state[RD_NODE_SUSPECT], total);
@@ -305,7 +299,7 @@ static void partition_close(struct rd_analysis *a)
 {
     struct rd_engine *eng = a->eng;
     a->partition_suspected = false;
-    struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE, .time_ms = rd_engine_stamp(eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE};
     cmd.u.fresolve.id = RD_STR(a->partition_fault_id);
     cmd.u.fresolve.node_id = RD_STR("");
     cmd.u.fresolve.note = RD_STR("the share of agents in trouble dropped below the threshold");
@@ -331,7 +325,7 @@ static bool failing(const struct rd_soft *s)
 static void propose_transition(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s,
                                int to, bool resolve, const char *reason, enum stage stage)
 {
-    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(a->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION};
     cmd.u.trans.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
     cmd.u.trans.epoch = n->epoch;
     cmd.u.trans.state = (uint8_t)to;
@@ -359,7 +353,7 @@ static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct
         snprintf(action, sizeof(action), "%s",
                  predicted ? "{\"action\":\"watch\",\"detail\":\"predicted: drain early\"}"
                            : "{\"action\":\"watch\"}");
-    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(a->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN};
     cmd.u.fopen.id = RD_STR(id);
     cmd.u.fopen.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
     cmd.u.fopen.fault_type = (uint8_t)type;
@@ -378,7 +372,7 @@ static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct
 static void propose_resolve_warnings(struct rd_analysis *a, const struct rd_node *n,
                                      struct rd_soft *s)
 {
-    struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE, .time_ms = rd_engine_stamp(a->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE};
     cmd.u.fresolve.id = RD_STR("");
     cmd.u.fresolve.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
     cmd.u.fresolve.note = RD_STR("signals back to normal");

@@ -136,7 +136,7 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
                                 "a new replica needs its raft address and its api_url");
             goto out;
         } else {
-            struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO, .time_ms = rd_engine_stamp(eng)};
+            struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO};
             cmd.u.rinfo.id = id;
             cmd.u.rinfo.api_url = RD_STR(url);
             char key[RD_CFG_STR + 64];
@@ -168,14 +168,10 @@ static void removed(void *data, int status, uint64_t value)
     struct rd_engine *eng = p->hr.eng;
     if (status == 0 && rd_replica_is_leader(&eng->replica)) {
         /* Forget its URL too (best effort: a stale URL only costs a poll). */
-        struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO, .time_ms = rd_engine_stamp(eng)};
+        struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO};
         cmd.u.rinfo.id = strtoull(p->key, NULL, 10);
         cmd.u.rinfo.api_url = RD_STR("");
-        struct rd_wbuf w;
-        rd_w_init(&w);
-        if (rd_cmd_encode(&cmd, &w) == 0)
-            rd_replica_submit(&eng->replica, &w, url_forgotten, NULL);
-        rd_w_free(&w);
+        rd_replica_propose(&eng->replica, &cmd, url_forgotten, NULL);
     }
     changed(data, status, value);
 }

@@ -188,7 +188,7 @@ void rd_api_NODES_REGISTER(struct rd_http_req *hr)
         return;
     struct reg_input in;
     if (parse_register(hr, body, &in)) {
-        struct rd_cmd cmd = {.type = RD_CMD_NODE_REGISTER, .time_ms = rd_engine_stamp(hr->eng)};
+        struct rd_cmd cmd = {.type = RD_CMD_NODE_REGISTER};
         cmd.u.reg.node_id = (struct rd_str){in.node_id, (uint32_t)in.id_len};
         cmd.u.reg.slots = in.slots;
         cmd.u.reg.labels_json = RD_STR(in.labels_json);
@@ -472,7 +472,7 @@ void rd_api_NODE_DELETE(struct rd_http_req *hr)
         rd_http_send_json(hr, 200, node_json(hr->eng, n));
         return;
     }
-    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(hr->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION};
     cmd.u.trans.node_id = (struct rd_str){id, (uint32_t)id_len};
     cmd.u.trans.epoch = 0;
     cmd.u.trans.state = RD_NODE_LEFT;
@@ -543,7 +543,7 @@ void rd_api_NODE_DRAIN(struct rd_http_req *hr)
         conflict(hr, n, "only a working node can be drained");
         return;
     }
-    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(hr->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION};
     cmd.u.trans.node_id = (struct rd_str){id, (uint32_t)id_len};
     cmd.u.trans.state = RD_NODE_DRAINING;
     cmd.u.trans.reason = RD_STR(reason);
@@ -577,7 +577,7 @@ void rd_api_NODE_ISOLATE(struct rd_http_req *hr)
         json_pack("{s:b,s:s,s:I}", "operator", 1, "reason", reason, "epoch", (json_int_t)n->epoch);
     char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(meta);
-    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN, .time_ms = rd_engine_stamp(hr->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_OPEN};
     cmd.u.fopen.id = RD_STR(fid);
     cmd.u.fopen.node_id = (struct rd_str){id, (uint32_t)id_len};
     cmd.u.fopen.fault_type = RD_FAULT_MANUAL;
@@ -609,7 +609,7 @@ void rd_api_NODE_READMIT(struct rd_http_req *hr)
         return;
     }
     /* Back through probation: it earns "alive" with good heartbeats. */
-    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(hr->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION};
     cmd.u.trans.node_id = (struct rd_str){id, (uint32_t)id_len};
     cmd.u.trans.state = RD_NODE_PROBATION;
     cmd.u.trans.reason = RD_STR(reason);

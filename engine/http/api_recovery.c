@@ -204,17 +204,12 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
      * tasks move; then the run opens. */
     int rv;
     if (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION || n->state == RD_NODE_SUSPECT) {
-        struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(eng)};
+        struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION};
         cmd.u.trans.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
         cmd.u.trans.state = RD_NODE_DRAINING;
         cmd.u.trans.reason = RD_STR("draining: recovery triggered by an operator");
         cmd.u.trans.from_state = n->state;
-        struct rd_wbuf w;
-        rd_w_init(&w);
-        rv = rd_cmd_encode(&cmd, &w);
-        if (rv == 0)
-            rv = rd_replica_submit(&eng->replica, &w, drained, p);
-        rd_w_free(&w);
+        rv = rd_replica_propose(&eng->replica, &cmd, drained, p);
     } else {
         rv = rd_sched_open_run(&eng->sched, n, p->strategy, "manual: POST /api/v1/recovery/trigger",
                                p->recovery_id, opened, p);

@@ -236,7 +236,7 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
         rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
         goto out;
     }
-    struct rd_cmd cmd = {.type = RD_CMD_TASK_SUBMIT, .time_ms = rd_engine_stamp(hr->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_SUBMIT};
     cmd.u.tsubmit.task_id = RD_STR(id);
     cmd.u.tsubmit.priority = (uint8_t)(prio ? json_integer_value(prio) : 5);
     cmd.u.tsubmit.critical = crit && json_is_true(crit);
@@ -354,7 +354,7 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
         send_fenced(hr, t, (unsigned long long)attempt);
         goto out;
     }
-    struct rd_cmd cmd = {.type = RD_CMD_TASK_CHECKPOINT, .time_ms = rd_engine_stamp(hr->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_CHECKPOINT};
     cmd.u.tckpt.task_id = RD_STR(t->id);
     cmd.u.tckpt.attempt = (uint32_t)attempt;
     cmd.u.tckpt.version = version;
@@ -425,7 +425,7 @@ static void finish(struct rd_http_req *hr, bool complete)
         rd_http_send_error(hr, 413, "too_large", NULL, "the result is too large");
         goto out;
     }
-    struct rd_cmd cmd = {.type = RD_CMD_TASK_FINISH, .time_ms = rd_engine_stamp(hr->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_FINISH};
     cmd.u.tfinish.task_id = RD_STR(t->id);
     cmd.u.tfinish.attempt = (uint32_t)attempt;
     cmd.u.tfinish.state = (uint8_t)to;

@@ -306,25 +306,19 @@ void rd_http_propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const cha
         rd_http_send_rd_error(hr, RD_ESHUTDOWN, "the engine is shutting down");
         return;
     }
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    int rv = rd_cmd_encode(cmd, &w);
-    struct rd_http_pending *p = rv == 0 ? rd_http_defer(hr) : NULL;
-    if (rv == 0 && p == NULL)
-        rv = RD_ENOMEM;
-    if (rv == 0) {
-        size_t n = key_len < sizeof(p->key) - 1 ? key_len : sizeof(p->key) - 1;
-        memcpy(p->key, key, n);
-        p->key[n] = '\0';
-        rv = rd_replica_submit(&eng->replica, &w, done, p);
-        if (rv != 0) {
-            rd_http_send_rd_error(&p->hr, rv, NULL);
-            rd_http_pending_done(p);
-        }
-    } else {
-        rd_http_send_rd_error(hr, rv, NULL);
+    struct rd_http_pending *p = rd_http_defer(hr);
+    if (p == NULL) {
+        rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+        return;
     }
-    rd_w_free(&w);
+    size_t n = key_len < sizeof(p->key) - 1 ? key_len : sizeof(p->key) - 1;
+    memcpy(p->key, key, n);
+    p->key[n] = '\0';
+    int rv = rd_replica_propose(&eng->replica, cmd, done, p);
+    if (rv != 0) {
+        rd_http_send_rd_error(&p->hr, rv, NULL);
+        rd_http_pending_done(p);
+    }
 }
 
 /* ---- request helpers --------------------------------------------------- */

@@ -129,13 +129,11 @@ static bool propose_keyed(struct rd_sched *s, const struct rd_cmd *cmd, const ch
 {
     if (rd_map_get(&s->inflight, key, strlen(key)))
         return true;
-    struct rd_wbuf w;
-    rd_w_init(&w);
     struct keyed_op *op = calloc(1, sizeof(*op));
     bool ok = false;
-    if (op != NULL && (op->key = strdup(key)) != NULL && rd_cmd_encode(cmd, &w) == 0) {
+    if (op != NULL && (op->key = strdup(key)) != NULL) {
         op->s = s;
-        if (rd_replica_submit(&s->eng->replica, &w, keyed_done, op) == 0) {
+        if (rd_replica_propose(&s->eng->replica, cmd, keyed_done, op) == 0) {
             rd_map_put(&s->inflight, op->key, strlen(op->key), op->key);
             ok = true;
         }
@@ -145,7 +143,6 @@ static bool propose_keyed(struct rd_sched *s, const struct rd_cmd *cmd, const ch
             free(op->key);
         free(op);
     }
-    rd_w_free(&w);
     return ok;
 }
 
@@ -164,8 +161,7 @@ static bool propose_assign_in(struct rd_sched *s, const struct rd_task *t, const
     char item[RD_UUID_STRLEN] = "";
     if (run != NULL && rd_uuid_v4(item) != 0)
         return false;
-    struct rd_engine *eng = s->eng;
-    struct rd_cmd cmd = {.type = RD_CMD_TASK_ASSIGN, .time_ms = rd_engine_stamp(eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_ASSIGN};
     cmd.u.tassign.task_id = RD_STR(t->id);
     cmd.u.tassign.attempt = t->attempt;
     cmd.u.tassign.node_id = nd ? (struct rd_str){nd->node_id, (uint32_t)nd->id_len} : RD_STR("");
@@ -190,7 +186,7 @@ static bool node_gone(const struct rd_node *n)
 static struct rd_cmd ropen_cmd(struct rd_sched *s, const struct rd_node *n, const char *id,
                                const char *strategy, const char *reason)
 {
-    struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_OPEN, .time_ms = rd_engine_stamp(s->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_OPEN};
     cmd.u.ropen.id = RD_STR(id);
     cmd.u.ropen.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
     cmd.u.ropen.strategy = RD_STR(strategy);
@@ -204,13 +200,7 @@ int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *s
     if (rd_uuid_v4(id_out) != 0)
         return RD_EIO;
     struct rd_cmd cmd = ropen_cmd(s, n, id_out, strategy, reason);
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    int rv = rd_cmd_encode(&cmd, &w);
-    if (rv == 0)
-        rv = rd_replica_submit(&s->eng->replica, &w, cb, data);
-    rd_w_free(&w);
-    return rv;
+    return rd_replica_propose(&s->eng->replica, &cmd, cb, data);
 }
 
 bool rd_sched_hold_open(struct rd_sched *s, const char *node)
@@ -250,7 +240,7 @@ static void run_close(struct rd_sched *s, const struct rd_recovery *run, int for
 {
     char key[64];
     snprintf(key, sizeof(key), "close:%s", run->id);
-    struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_CLOSE, .time_ms = rd_engine_stamp(s->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_CLOSE};
     cmd.u.rclose.id = RD_STR(run->id);
     cmd.u.rclose.status = forced >= 0          ? (uint8_t)forced
                           : run->failed == 0   ? RD_REC_SUCCEEDED
@@ -448,7 +438,7 @@ static int move_task(struct rd_sched *s, struct rd_task *t, const struct rd_node
 
 static void pause_task(struct rd_sched *s, struct rd_task *t)
 {
-    struct rd_cmd cmd = {.type = RD_CMD_TASK_FINISH, .time_ms = rd_engine_stamp(s->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_FINISH};
     cmd.u.tfinish.task_id = RD_STR(t->id);
     cmd.u.tfinish.attempt = 0;
     cmd.u.tfinish.state = RD_TASK_PAUSED;
@@ -469,7 +459,7 @@ static void isolate_node(struct rd_sched *s, const char *node, const char *strat
                 n == NULL ? "not registered" : "isolated or left already");
         return;
     }
-    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION, .time_ms = rd_engine_stamp(s->eng)};
+    struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION};
     cmd.u.trans.node_id = RD_STR(node);
     cmd.u.trans.epoch = 0;
     cmd.u.trans.state = RD_NODE_ISOLATED;
@@ -508,7 +498,7 @@ static void quarantine(struct rd_sched *s, const struct rd_task *t, unsigned now
     char *meta_s = meta ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(meta);
     struct rd_cmd cmd = rd_cmd_cluster_fault(
-        rd_engine_stamp(s->eng), id, RD_FAULT_POISON_TASK, RD_SEV_MAJOR, meta_s ? meta_s : "{}",
+        0, id, RD_FAULT_POISON_TASK, RD_SEV_MAJOR, meta_s ? meta_s : "{}",
         "{\"action\":\"quarantine\",\"detail\":\"task failed; not placed again\"}");
     cmd.u.fopen.task_id = RD_STR(t->id);
     cmd.u.fopen.task_attempt = t->attempt;

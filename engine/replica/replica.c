@@ -335,7 +335,10 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     cb(data, st, value);
 }
 
-int rd_replica_submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, void *data)
+/* Proposes the encoded command in `w` (padded here to libraft's 8-byte
+ * multiple). On 0 raft owns the bytes (w is reset); on an error they are
+ * still the caller's. */
+static int submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, void *data)
 {
     if (r->closing || !r->started)
         return RD_ESHUTDOWN;
@@ -381,6 +384,20 @@ int rd_replica_submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, 
     w->p = NULL;
     w->len = w->cap = 0;
     return 0;
+}
+
+int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit_cb cb, void *data)
+{
+    struct rd_cmd c = *cmd;
+    if (c.time_ms == 0)
+        c.time_ms = rd_fsm_stamp(r->fsm);
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    int rv = rd_cmd_encode(&c, &w);
+    if (rv == 0)
+        rv = submit(r, &w, cb, data);
+    rd_w_free(&w);
+    return rv;
 }
 
 /* ---- membership ------------------------------------------------------------ */

@@ -83,13 +83,13 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
                      struct rd_fsm *fsm);
 
 /*
- * Proposes the encoded command in `w` (padded here to libraft's 8-byte
- * multiple). On 0 raft owns the bytes (w is reset) and `cb` fires exactly
- * once, later. On error `cb` will not fire: RD_ENOTLEADER and RD_ESHUTDOWN
- * leave `w` with the caller; when raft_apply itself fails, raft may already
- * hold the entry, so `w` is reset and the bytes are raft's.
+ * The one way into the log: stamps `cmd` (when its time_ms is 0) with
+ * rd_fsm_stamp(), encodes it and proposes it. On 0 `cb` fires exactly once,
+ * later, with the machine's answer (rd_fsm_result) or the raft error; on an
+ * error (RD_ENOTLEADER, RD_ESHUTDOWN, a storage fault, RD_ENOMEM) `cb` will
+ * not fire. `cmd` and its strings are only read during the call.
  */
-int rd_replica_submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, void *data);
+int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit_cb cb, void *data);
 
 /*
  * The storage fault in force (0 when writes go through): its RD_E* code, and
