@@ -41,10 +41,10 @@ const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id)
     return NULL;
 }
 
-bool rd_engine_observe(struct rd_engine *eng, const char *detector,
-                       const struct rd_observation *obs)
+/* Detectors' observations go to the analysis (wired at plugin load). */
+static bool observe(void *data, const char *detector, const struct rd_observation *obs)
 {
-    return rd_analysis_observe(&eng->analysis, detector, obs);
+    return rd_analysis_observe(data, detector, obs);
 }
 
 static void on_node_change(void *data, const struct rd_node *node, int old_state)
@@ -384,7 +384,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     eng->fsm.on_task = on_task;
     eng->fsm.on_task_data = eng;
     rd_registry_init(&eng->registry);
-    rd_analysis_init(&eng->analysis, eng);
+    rd_analysis_init(&eng->analysis, loop, &eng->cfg, &eng->fsm, &eng->registry, &eng->replica);
     rd_sched_init(&eng->sched, eng);
     rd_cluster_init(&eng->cluster, eng);
     eng->replica.on_role = on_role;
@@ -406,8 +406,18 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     RD_INFO("policy", "loaded", "dir=%s version=%s", eng->cfg.policies.dir,
             rd_policy_version(eng->policy));
     rv = rd_httpc_new(loop, &eng->httpc);
-    if (rv == 0)
-        rv = rd_plugin_host_load(&eng->plugins, eng, eng->httpc, perr, sizeof(perr));
+    if (rv == 0) {
+        struct rd_plugin_env env = {
+            .loop = loop,
+            .cfg = &eng->cfg,
+            .fsm = &eng->fsm,
+            .registry = &eng->registry,
+            .httpc = eng->httpc,
+            .observe = observe,
+            .observe_data = &eng->analysis,
+        };
+        rv = rd_plugin_host_load(&eng->plugins, &env, perr, sizeof(perr));
+    }
     if (rv == 0)
         rv = rd_plugin_host_start(&eng->plugins, perr, sizeof(perr));
     if (rv != 0) {

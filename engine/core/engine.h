@@ -68,13 +68,6 @@ uint64_t rd_engine_lease_ms(const struct rd_engine *eng);
 const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id);
 
 /*
- * A detector's observation, from the plugin host. Returns false when it was
- * ignored (not the leader, unknown node, stale epoch).
- */
-bool rd_engine_observe(struct rd_engine *eng, const char *detector,
-                       const struct rd_observation *obs);
-
-/*
  * Loads every policy file into a fresh host, runs their self-tests, and
  * swaps it in only if all passed (SIGHUP and POST /api/v1/policies/reload).
  * On failure the old policies stay in force, the error (file:line) is logged,

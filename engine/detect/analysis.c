@@ -6,7 +6,10 @@
 #include "analysis.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "core/engine.h"
+#include "config/config.h"
+#include "fsm/fsm.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
 
 #define TICK_MS 100
 
@@ -17,7 +20,7 @@ static uint64_t ms_ns(uint64_t ms)
 
 static const struct rd_config *cfg_of(struct rd_analysis *a)
 {
-    return &a->eng->cfg;
+    return a->cfg;
 }
 
 /* ---- proposals ----------------------------------------------------------- */
@@ -38,12 +41,11 @@ static void proposal_done(void *data, int status, uint64_t value)
 {
     struct proposal *p = data;
     struct rd_analysis *a = p->a;
-    struct rd_engine *eng = a->eng;
     (void)value;
     if (p->partition) {
         a->partition_proposing = false;
     } else {
-        struct rd_soft *s = rd_registry_get(&eng->registry, p->node_id, strlen(p->node_id));
+        struct rd_soft *s = rd_registry_get(a->registry, p->node_id, strlen(p->node_id));
         if (s != NULL)
             s->proposing = false;
         if (status == 0 && p->since_ns != 0) {
@@ -59,8 +61,8 @@ static void proposal_done(void *data, int status, uint64_t value)
                      rd_err_name(status));
         }
         /* The state may call for another step (suspect -> failed). */
-        const struct rd_node *n = rd_fsm_node(&eng->fsm, p->node_id, strlen(p->node_id));
-        if (s != NULL && n != NULL && rd_replica_is_leader(&eng->replica))
+        const struct rd_node *n = rd_fsm_node(a->fsm, p->node_id, strlen(p->node_id));
+        if (s != NULL && n != NULL && rd_replica_is_leader(a->replica))
             evaluate(a, n, s);
     }
     free(p);
@@ -69,7 +71,6 @@ static void proposal_done(void *data, int status, uint64_t value)
 static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_soft *s,
                     enum stage stage, bool partition)
 {
-    struct rd_engine *eng = a->eng;
     struct proposal *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return false;
@@ -80,7 +81,7 @@ static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_s
         snprintf(p->node_id, sizeof(p->node_id), "%s", s->node_id);
         p->since_ns = s->bad_since_ns;
     }
-    int rv = rd_replica_propose(&eng->replica, cmd, proposal_done, p);
+    int rv = rd_replica_propose(a->replica, cmd, proposal_done, p);
     if (rv != 0) {
         free(p);
         return false;
@@ -251,7 +252,7 @@ static unsigned guard_recent(struct rd_analysis *a, uint64_t now)
 
 static size_t live_nodes(struct rd_analysis *a)
 {
-    const struct rd_fsm *f = &a->eng->fsm;
+    const struct rd_fsm *f = a->fsm;
     return f->n_nodes - f->count_by_state[RD_NODE_LEFT];
 }
 
@@ -264,7 +265,7 @@ static bool guard_tripped(struct rd_analysis *a, uint64_t now, unsigned extra)
         return false;
     /* In trouble now: suspected, or failed within the window. Agents that
      * came back do not count, so the guard lifts as soon as they do. */
-    size_t bad = a->eng->fsm.count_by_state[RD_NODE_SUSPECT] + extra + guard_recent(a, now);
+    size_t bad = a->fsm->count_by_state[RD_NODE_SUSPECT] + extra + guard_recent(a, now);
     /* A failure proposed but not applied yet is both an event and a suspect. */
     bad -= a->failing_suspect < bad ? a->failing_suspect : bad;
     a->guard_bad = bad;
@@ -273,7 +274,6 @@ static bool guard_tripped(struct rd_analysis *a, uint64_t now, unsigned extra)
 
 static void partition_open(struct rd_analysis *a, uint64_t now)
 {
-    struct rd_engine *eng = a->eng;
     a->partition_suspected = true;
     a->partition_since_ns = now;
     rd_uuid_v4(a->partition_fault_id);
@@ -291,19 +291,18 @@ static void partition_open(struct rd_analysis *a, uint64_t now)
         0, a->partition_fault_id, RD_FAULT_PARTITION, RD_SEV_CRITICAL, meta,
         "{\"action\":\"hold\",\"detail\":\"no agent is failed while the partition lasts\"}");
     RD_WARN("analysis", "partition_suspected", "affected=%zu suspect=%zu total=%zu", affected,
-            eng->fsm.count_by_state[RD_NODE_SUSPECT], total);
+            a->fsm->count_by_state[RD_NODE_SUSPECT], total);
     propose(a, &cmd, NULL, STAGE_OTHER, true);
 }
 
 static void partition_close(struct rd_analysis *a)
 {
-    struct rd_engine *eng = a->eng;
     a->partition_suspected = false;
     struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE};
     cmd.u.fresolve.id = RD_STR(a->partition_fault_id);
     cmd.u.fresolve.node_id = RD_STR("");
     cmd.u.fresolve.note = RD_STR("the share of agents in trouble dropped below the threshold");
-    RD_INFO("analysis", "partition_over", "suspect=%zu", eng->fsm.count_by_state[RD_NODE_SUSPECT]);
+    RD_INFO("analysis", "partition_over", "suspect=%zu", a->fsm->count_by_state[RD_NODE_SUSPECT]);
     propose(a, &cmd, NULL, STAGE_OTHER, true);
 }
 
@@ -391,8 +390,7 @@ static unsigned probation_needed(struct rd_analysis *a, const struct rd_soft *s,
 
 static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s)
 {
-    struct rd_engine *eng = a->eng;
-    if (s->proposing || s->epoch != n->epoch || !rd_replica_is_leader(&eng->replica))
+    if (s->proposing || s->epoch != n->epoch || !rd_replica_is_leader(a->replica))
         return;
     uint64_t now = rd_mono_ns();
     bool in_grace = now < s->grace_until_ns;
@@ -488,14 +486,13 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_s
 bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
                          const struct rd_observation *obs)
 {
-    struct rd_engine *eng = a->eng;
-    if (!a->started || !rd_replica_is_leader(&eng->replica))
+    if (!a->started || !rd_replica_is_leader(a->replica))
         return false;
     size_t len = strlen(obs->node_id);
-    const struct rd_node *n = rd_fsm_node(&eng->fsm, obs->node_id, len);
+    const struct rd_node *n = rd_fsm_node(a->fsm, obs->node_id, len);
     if (n == NULL || n->epoch != obs->epoch || n->state == RD_NODE_LEFT)
         return false;
-    struct rd_soft *s = rd_registry_get(&eng->registry, obs->node_id, len);
+    struct rd_soft *s = rd_registry_get(a->registry, obs->node_id, len);
     if (s == NULL || s->epoch != n->epoch)
         return false;
     int v = obs->verdict;
@@ -554,17 +551,16 @@ void rd_analysis_fault_applied(struct rd_analysis *a, int type, int severity)
 static void tick(uv_timer_t *t)
 {
     struct rd_analysis *a = t->data;
-    struct rd_engine *eng = a->eng;
-    if (!rd_replica_is_leader(&eng->replica))
+    if (!rd_replica_is_leader(a->replica))
         return;
     uint64_t now = rd_mono_ns();
     if (a->partition_suspected && !a->partition_proposing && !guard_tripped(a, now, 0))
         partition_close(a);
-    for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
-        const struct rd_node *n = eng->fsm.nodes[i];
+    for (size_t i = 0; i < a->fsm->n_nodes; i++) {
+        const struct rd_node *n = a->fsm->nodes[i];
         if (n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED || n->state == RD_NODE_LEFT)
             continue;
-        struct rd_soft *s = rd_registry_get(&eng->registry, n->node_id, n->id_len);
+        struct rd_soft *s = rd_registry_get(a->registry, n->node_id, n->id_len);
         if (s != NULL && !s->proposing &&
             (any_bad(s) || s->metrics_verdict != RD_VERDICT_OK || s->predicted || s->warn_open ||
              n->state == RD_NODE_SUSPECT))
@@ -572,10 +568,16 @@ static void tick(uv_timer_t *t)
     }
 }
 
-void rd_analysis_init(struct rd_analysis *a, struct rd_engine *eng)
+void rd_analysis_init(struct rd_analysis *a, uv_loop_t *loop, const struct rd_config *cfg,
+                      const struct rd_fsm *fsm, struct rd_registry *registry,
+                      struct rd_replica *replica)
 {
     memset(a, 0, sizeof(*a));
-    a->eng = eng;
+    a->loop = loop;
+    a->cfg = cfg;
+    a->fsm = fsm;
+    a->registry = registry;
+    a->replica = replica;
 }
 
 void rd_analysis_reset(struct rd_analysis *a)
@@ -599,7 +601,7 @@ void rd_analysis_start(struct rd_analysis *a)
 {
     if (a->started)
         return;
-    uv_timer_init(a->eng->loop, &a->tick);
+    uv_timer_init(a->loop, &a->tick);
     a->tick.data = a;
     uv_timer_start(&a->tick, tick, TICK_MS, TICK_MS);
     a->started = true;
@@ -632,7 +634,7 @@ void rd_analysis_metrics(struct rd_analysis *a, struct rd_mbuf *b)
                                rd_fault_type_name(t), rd_severity_name(s),
                                (unsigned long long)a->faults_opened[t][s]);
     rd_metric_header(b, "recoveryd_faults_open", "gauge", "Fault records not yet resolved.");
-    rd_mbuf_printf(b, "recoveryd_faults_open %zu\n", a->eng->fsm.open_faults);
+    rd_mbuf_printf(b, "recoveryd_faults_open %zu\n", a->fsm->open_faults);
     rd_metric_header(b, "recoveryd_partition_suspected", "gauge",
                      "1 while the mass-failure guard holds back failures.");
     rd_mbuf_printf(b, "recoveryd_partition_suspected %d\n", a->partition_suspected ? 1 : 0);

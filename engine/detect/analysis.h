@@ -19,15 +19,22 @@
 #include "metrics/metrics.h"
 #include "recoveryd/plugin.h"
 
-struct rd_engine;
+struct rd_config;
+struct rd_fsm;
 struct rd_node;
+struct rd_registry;
+struct rd_replica;
 struct rd_soft;
 struct rd_mbuf;
 
 #define RD_GUARD_EVENTS 4096
 
 struct rd_analysis {
-    struct rd_engine *eng;
+    uv_loop_t *loop;
+    const struct rd_config *cfg;
+    const struct rd_fsm *fsm;     /* read: nodes, counts, open faults */
+    struct rd_registry *registry; /* the nodes' soft state */
+    struct rd_replica *replica;   /* leadership, and the way into the log */
     uv_timer_t tick;
     bool started;
     bool partition_suspected;
@@ -49,7 +56,10 @@ struct rd_analysis {
     uint64_t guard_blocked_total; /* failures held back by the mass-failure guard */
 };
 
-void rd_analysis_init(struct rd_analysis *a, struct rd_engine *eng);
+/* Everything it reads or proposes through, explicitly; all outlive it. */
+void rd_analysis_init(struct rd_analysis *a, uv_loop_t *loop, const struct rd_config *cfg,
+                      const struct rd_fsm *fsm, struct rd_registry *registry,
+                      struct rd_replica *replica);
 /* A node left the suspect state (apply time, any cause): its failure, if
  * already recorded for the guard, no longer needs discounting. */
 struct rd_soft;

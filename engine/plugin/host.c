@@ -8,9 +8,10 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "core/engine.h"
+#include "fsm/fsm.h"
 #include "host.h"
 #include "net/httpc.h"
+#include "registry/registry.h"
 
 /* Size of the descriptor as each minor version defined it: a plugin built
  * against minor N must provide at least this many bytes. */
@@ -335,7 +336,7 @@ static uint64_t api_config_uint(rd_plugin_instance_t *inst, const char *key)
 
 static void api_detection_params(rd_plugin_instance_t *inst, struct rd_detection_params *out)
 {
-    const struct rd_config *cfg = &inst->host->eng->cfg;
+    const struct rd_config *cfg = inst->host->env.cfg;
     out->heartbeat_interval_ms = cfg->fault_tolerance.detection.heartbeat_interval_ms;
     out->health_check_timeout_ms = cfg->fault_tolerance.detection.health_check_timeout_ms;
     out->failure_threshold = cfg->fault_tolerance.detection.failure_threshold;
@@ -398,7 +399,7 @@ static rd_timer_t *api_timer_start(rd_plugin_instance_t *inst, uint64_t first_ms
     struct rd_timer *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
-    uv_timer_init(inst->host->eng->loop, &t->uv);
+    uv_timer_init(inst->host->env.loop, &t->uv);
     t->uv.data = t;
     t->inst = inst;
     t->cb = cb;
@@ -446,7 +447,7 @@ static int api_queue_work(rd_plugin_instance_t *inst, rd_work_cb fn, rd_after_wo
     w->work = fn;
     w->done = done;
     w->data = data;
-    if (uv_queue_work(inst->host->eng->loop, &w->req, work_run, work_after) != 0) {
+    if (uv_queue_work(inst->host->env.loop, &w->req, work_run, work_after) != 0) {
         free(w);
         return RD_EIO;
     }
@@ -467,18 +468,18 @@ static void api_observe(rd_plugin_instance_t *inst, const struct rd_observation 
     struct rd_plugin_host *h = inst->host;
     h->observations_total++;
     if (inst->desc->kind != RD_PLUGIN_DETECTOR || obs == NULL || obs->node_id == NULL ||
-        !rd_engine_observe(h->eng, inst->cfg->name, obs))
+        !h->env.observe(h->env.observe_data, inst->cfg->name, obs))
         h->observations_ignored++;
 }
 
 static size_t api_node_count(rd_plugin_instance_t *inst)
 {
-    return inst->host->eng->fsm.n_nodes;
+    return inst->host->env.fsm->n_nodes;
 }
 
 static void node_view(struct rd_plugin_host *h, const struct rd_node *n, struct rd_node_view *v)
 {
-    struct rd_soft *s = rd_registry_get(&h->eng->registry, n->node_id, n->id_len);
+    struct rd_soft *s = rd_registry_get(h->env.registry, n->node_id, n->id_len);
     v->slot = s ? s->slot : UINT32_MAX;
     v->node_id = n->node_id;
     v->epoch = n->epoch;
@@ -490,7 +491,7 @@ static void node_view(struct rd_plugin_host *h, const struct rd_node *n, struct 
 
 static int api_node_at(rd_plugin_instance_t *inst, size_t i, struct rd_node_view *out)
 {
-    struct rd_fsm *f = &inst->host->eng->fsm;
+    const struct rd_fsm *f = inst->host->env.fsm;
     if (i >= f->n_nodes || f->nodes[i]->state == RD_NODE_LEFT)
         return RD_ENOTFOUND;
     node_view(inst->host, f->nodes[i], out);
@@ -569,13 +570,13 @@ static int load_one(const struct rd_config *cfg, struct rd_plugin_instance *in, 
     return bind_config(in, file, err, errlen);
 }
 
-int rd_plugin_host_load(struct rd_plugin_host *h, struct rd_engine *eng, struct rd_httpc *httpc,
-                        char *err, size_t errlen)
+int rd_plugin_host_load(struct rd_plugin_host *h, const struct rd_plugin_env *env, char *err,
+                        size_t errlen)
 {
-    h->eng = eng;
-    h->httpc = httpc;
+    h->env = *env;
+    h->httpc = env->httpc;
     init_api(&h->api);
-    const struct rd_config *cfg = &eng->cfg;
+    const struct rd_config *cfg = env->cfg;
     h->n = 0;
     for (unsigned i = 0; i < cfg->plugins.n_instances; i++) {
         struct rd_plugin_instance *in = &h->insts[h->n];

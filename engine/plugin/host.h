@@ -17,9 +17,26 @@
 #include "metrics/metrics.h"
 #include "recoveryd/plugin.h"
 
-struct rd_engine;
+struct rd_fsm;
 struct rd_httpc;
 struct rd_node;
+struct rd_registry;
+
+/*
+ * What the host works with, given at load: everything it reads or calls,
+ * explicitly (the way raft_init takes its io and fsm). All must outlive it.
+ */
+struct rd_plugin_env {
+    uv_loop_t *loop;
+    const struct rd_config *cfg;
+    const struct rd_fsm *fsm;     /* the nodes detectors may look at */
+    struct rd_registry *registry; /* the nodes' soft state (their slot) */
+    struct rd_httpc *httpc;       /* outgoing HTTP for probes and webhooks */
+    /* A detector's observation; false when it was ignored (not the leader,
+     * unknown node, stale epoch). */
+    bool (*observe)(void *data, const char *detector, const struct rd_observation *obs);
+    void *observe_data;
+};
 
 #define RD_PLUGIN_MAX_COUNTERS 16
 
@@ -64,7 +81,7 @@ struct rd_plugin_instance {
 };
 
 struct rd_plugin_host {
-    struct rd_engine *eng;
+    struct rd_plugin_env env;
     struct rd_httpc *httpc;
     struct rd_host_api api;
     struct rd_plugin_instance insts[RD_CFG_MAX_PLUGINS];
@@ -92,8 +109,8 @@ int rd_plugin_check(const struct rd_plugin_descriptor *d, const char *file, char
  * otherwise it is reported (log, metrics, /api/v1/plugins) and left out.
  * Returns 0 or RD_E* with `err` set.
  */
-int rd_plugin_host_load(struct rd_plugin_host *h, struct rd_engine *eng, struct rd_httpc *httpc,
-                        char *err, size_t errlen);
+int rd_plugin_host_load(struct rd_plugin_host *h, const struct rd_plugin_env *env, char *err,
+                        size_t errlen);
 
 /*
  * For --check-config: loads and checks every configured plugin and binds
