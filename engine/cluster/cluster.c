@@ -6,7 +6,9 @@
 #include "cluster.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "core/engine.h"
+#include "config/config.h"
+#include "plugin/host.h"
+#include "replica/replica.h"
 #include "net/httpc.h"
 #include "recoveryd/error.h"
 
@@ -28,7 +30,7 @@ static struct rd_peer *peer_of(struct rd_cluster *c, uint64_t id)
 
 static bool is_voter(struct rd_cluster *c, uint64_t id)
 {
-    const struct raft_configuration *conf = rd_replica_configuration(&c->eng->replica);
+    const struct raft_configuration *conf = rd_replica_configuration(c->replica);
     for (unsigned i = 0; i < conf->n; i++)
         if (conf->servers[i].id == id)
             return conf->servers[i].role == RAFT_VOTER;
@@ -38,8 +40,8 @@ static bool is_voter(struct rd_cluster *c, uint64_t id)
 /* The peers follow raft's configuration: new members appear, removed ones go. */
 static void sync_members(struct rd_cluster *c)
 {
-    const struct raft_configuration *conf = rd_replica_configuration(&c->eng->replica);
-    uint64_t self = c->eng->cfg.cluster.replica_id;
+    const struct raft_configuration *conf = rd_replica_configuration(c->replica);
+    uint64_t self = c->cfg->cluster.replica_id;
     struct rd_peer kept[RD_FSM_MAX_REPLICAS];
     unsigned n = 0;
     for (unsigned i = 0; i < conf->n && n < RD_FSM_MAX_REPLICAS; i++) {
@@ -97,12 +99,12 @@ static void poll_done(void *data, const struct rd_http_response *resp)
 static void alert_no_quorum(struct rd_cluster *c, bool resolved)
 {
     char summary[256], fp[64];
-    snprintf(fp, sizeof(fp), "no-quorum-%llu", (unsigned long long)c->eng->cfg.cluster.replica_id);
+    snprintf(fp, sizeof(fp), "no-quorum-%llu", (unsigned long long)c->cfg->cluster.replica_id);
     snprintf(summary, sizeof(summary),
              resolved ? "engine replica %llu reaches a majority again"
                       : "engine replica %llu cannot reach a majority of the replicas: it "
                         "commits nothing and serves stale reads only",
-             (unsigned long long)c->eng->cfg.cluster.replica_id);
+             (unsigned long long)c->cfg->cluster.replica_id);
     struct rd_alert a = {.fingerprint = fp,
                          .resolved = resolved,
                          .alertname = "NoQuorum",
@@ -113,7 +115,7 @@ static void alert_no_quorum(struct rd_cluster *c, bool resolved)
                          .description = summary,
                          .starts_at_ms = rd_now_ms(),
                          .ends_at_ms = resolved ? rd_now_ms() : 0};
-    rd_plugin_host_alert(&c->eng->plugins, &a);
+    rd_plugin_host_alert(c->alerts, &a);
 }
 
 static void stale_fault_done(void *data, int status, uint64_t value)
@@ -146,12 +148,11 @@ static void fault_done(void *data, int status, uint64_t value)
 /* Leader: a voter unreachable past alert_after is a partition fault. */
 static void judge_peer(struct rd_cluster *c, struct rd_peer *p, uint64_t now)
 {
-    struct rd_engine *eng = c->eng;
-    uint64_t after = eng->cfg.fault_tolerance.partition.alert_after_ms * 1000000ULL;
+    uint64_t after = c->cfg->fault_tolerance.partition.alert_after_ms * 1000000ULL;
     bool open = p->fault_id[0] != '\0';
     bool down = !p->reachable && p->unreachable_since_ns != 0 &&
                 now >= p->unreachable_since_ns + after && is_voter(c, p->id);
-    if (p->fault_proposing || open == down || !rd_replica_is_leader(&eng->replica))
+    if (p->fault_proposing || open == down || !rd_replica_is_leader(c->replica))
         return;
     struct rd_cmd cmd = {0};
     char meta[256];
@@ -179,7 +180,7 @@ static void judge_peer(struct rd_cluster *c, struct rd_peer *p, uint64_t now)
     if (op != NULL) {
         op->c = c;
         op->id = p->id;
-        if (rd_replica_propose(&eng->replica, &cmd, fault_done, op) == 0) {
+        if (rd_replica_propose(c->replica, &cmd, fault_done, op) == 0) {
             p->fault_proposing = true;
             if (!down)
                 p->fault_id[0] = '\0';
@@ -199,10 +200,9 @@ static void judge_peer(struct rd_cluster *c, struct rd_peer *p, uint64_t now)
  */
 static void adopt_open_faults(struct rd_cluster *c)
 {
-    struct rd_engine *eng = c->eng;
-    const struct rd_fsm *f = &eng->fsm;
-    uint64_t self = eng->cfg.cluster.replica_id;
-    if (!rd_replica_is_leader(&eng->replica) || f->open_faults == 0 || c->resolving_stale)
+    const struct rd_fsm *f = c->fsm;
+    uint64_t self = c->cfg->cluster.replica_id;
+    if (!rd_replica_is_leader(c->replica) || f->open_faults == 0 || c->resolving_stale)
         return;
     size_t open_seen = 0; /* stop once every open fault was seen, not at the oldest record */
     for (size_t i = f->n_faults; i-- > 0 && open_seen < f->open_faults;) {
@@ -232,7 +232,7 @@ static void adopt_open_faults(struct rd_cluster *c)
         cmd.u.fresolve.note = RD_STR(id == self ? "the replica leads the cluster"
                                                 : "the replica is no longer a member");
         /* One at a time: the next tick sees it resolved and goes on. */
-        if (rd_replica_propose(&eng->replica, &cmd, stale_fault_done, c) == 0)
+        if (rd_replica_propose(c->replica, &cmd, stale_fault_done, c) == 0)
             c->resolving_stale = true;
         if (c->resolving_stale)
             return;
@@ -242,7 +242,6 @@ static void adopt_open_faults(struct rd_cluster *c)
 static void tick(uv_timer_t *t)
 {
     struct rd_cluster *c = t->data;
-    struct rd_engine *eng = c->eng;
     sync_members(c); /* before reading the clock: new peers are stamped now */
     adopt_open_faults(c);
     uint64_t now = rd_mono_ns();
@@ -254,8 +253,8 @@ static void tick(uv_timer_t *t)
             RD_WARN("cluster", "replica_unreachable", "id=%llu", (unsigned long long)p->id);
         }
         judge_peer(c, p, now);
-        const char *url = rd_engine_replica_api_url(eng, p->id);
-        if (p->in_flight || url == NULL || eng->httpc == NULL || eng->httpc_closing)
+        const char *url = rd_cluster_api_url(c, p->id);
+        if (p->in_flight || url == NULL || c->httpc == NULL)
             continue;
         char full[320];
         snprintf(full, sizeof(full), "%s/health", url);
@@ -266,7 +265,7 @@ static void tick(uv_timer_t *t)
             continue;
         pl->c = c;
         pl->id = p->id;
-        if (rd_httpc_request(eng->httpc, c, &req, poll_done, pl) == 0) {
+        if (rd_httpc_request(c->httpc, c, &req, poll_done, pl) == 0) {
             p->in_flight = true;
             c->polls_total++;
         } else {
@@ -275,7 +274,7 @@ static void tick(uv_timer_t *t)
     }
     /* No quorum for longer than alert_after: say so, from this side. */
     bool quorum = rd_cluster_has_quorum(c);
-    uint64_t after = eng->cfg.fault_tolerance.partition.alert_after_ms * 1000000ULL;
+    uint64_t after = c->cfg->fault_tolerance.partition.alert_after_ms * 1000000ULL;
     if (quorum) {
         if (c->no_quorum_alerted)
             alert_no_quorum(c, true);
@@ -285,7 +284,7 @@ static void tick(uv_timer_t *t)
         if (c->no_quorum_since_ns == 0) {
             c->no_quorum_since_ns = now;
             RD_WARN("cluster", "no_quorum", "replica=%llu",
-                    (unsigned long long)eng->cfg.cluster.replica_id);
+                    (unsigned long long)c->cfg->cluster.replica_id);
         }
         if (!c->no_quorum_alerted && now - c->no_quorum_since_ns >= after) {
             c->no_quorum_alerted = true;
@@ -294,17 +293,45 @@ static void tick(uv_timer_t *t)
     }
 }
 
-void rd_cluster_init(struct rd_cluster *c, struct rd_engine *eng)
+void rd_cluster_init(struct rd_cluster *c, uv_loop_t *loop, const struct rd_config *cfg,
+                     const struct rd_fsm *fsm, struct rd_replica *replica,
+                     struct rd_plugin_host *alerts)
 {
     memset(c, 0, sizeof(*c));
-    c->eng = eng;
+    c->loop = loop;
+    c->cfg = cfg;
+    c->fsm = fsm;
+    c->replica = replica;
+    c->alerts = alerts;
 }
 
-void rd_cluster_start(struct rd_cluster *c)
+const char *rd_cluster_api_url(struct rd_cluster *c, uint64_t id)
+{
+    static char self_url[RD_CFG_STR + 16];
+    if (id == 0)
+        return NULL;
+    const char *logged = rd_fsm_replica_url(c->fsm, id);
+    if (logged != NULL)
+        return logged;
+    for (unsigned i = 0; i < c->cfg->cluster.n_peers; i++) {
+        if (c->cfg->cluster.peers[i].id == id && c->cfg->cluster.peers[i].api_url[0])
+            return c->cfg->cluster.peers[i].api_url;
+    }
+    if (id == c->cfg->cluster.replica_id) {
+        const char *h = c->cfg->server.listen_host;
+        snprintf(self_url, sizeof(self_url), strchr(h, ':') ? "http://[%s]:%u" : "http://%s:%u", h,
+                 c->cfg->server.listen_port);
+        return self_url;
+    }
+    return NULL;
+}
+
+void rd_cluster_start(struct rd_cluster *c, struct rd_httpc *httpc)
 {
     if (c->started)
         return;
-    uv_timer_init(c->eng->loop, &c->timer);
+    c->httpc = httpc;
+    uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
     uv_timer_start(&c->timer, tick, RD_CLUSTER_POLL_MS, RD_CLUSTER_POLL_MS);
     c->started = true;
@@ -317,13 +344,14 @@ void rd_cluster_stop(struct rd_cluster *c)
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, NULL);
     c->started = false;
-    if (c->eng->httpc != NULL)
-        rd_httpc_cancel_owner(c->eng->httpc, c);
+    if (c->httpc != NULL)
+        rd_httpc_cancel_owner(c->httpc, c);
+    c->httpc = NULL;
 }
 
 bool rd_cluster_has_quorum(struct rd_cluster *c)
 {
-    struct rd_replica *r = &c->eng->replica;
+    struct rd_replica *r = c->replica;
     sync_members(c); /* a member added since the last poll is presumed reachable */
     uint64_t leader;
     const char *addr;
@@ -332,7 +360,7 @@ bool rd_cluster_has_quorum(struct rd_cluster *c)
         return false;
     const struct raft_configuration *conf = rd_replica_configuration(r);
     unsigned voters = 0, reachable = 0;
-    uint64_t self = c->eng->cfg.cluster.replica_id;
+    uint64_t self = c->cfg->cluster.replica_id;
     for (unsigned i = 0; i < conf->n; i++) {
         if (conf->servers[i].role != RAFT_VOTER)
             continue;
@@ -346,14 +374,14 @@ bool rd_cluster_has_quorum(struct rd_cluster *c)
 
 bool rd_cluster_caught_up(struct rd_cluster *c, uint64_t *leader_commit)
 {
-    struct rd_replica *r = &c->eng->replica;
+    struct rd_replica *r = c->replica;
     uint64_t leader, applied = rd_replica_applied_index(r);
     const char *addr;
     rd_replica_leader(r, &leader, &addr);
     *leader_commit = 0;
     if (leader == 0)
         return false;
-    if (leader == c->eng->cfg.cluster.replica_id) {
+    if (leader == c->cfg->cluster.replica_id) {
         *leader_commit = rd_replica_commit_index(r);
         return applied >= *leader_commit;
     }
@@ -370,8 +398,8 @@ bool rd_cluster_caught_up(struct rd_cluster *c, uint64_t *leader_commit)
 
 int rd_cluster_check_change(struct rd_cluster *c, uint64_t id, int role, char *why, size_t n)
 {
-    const struct raft_configuration *conf = rd_replica_configuration(&c->eng->replica);
-    uint64_t self = c->eng->cfg.cluster.replica_id;
+    const struct raft_configuration *conf = rd_replica_configuration(c->replica);
+    uint64_t self = c->cfg->cluster.replica_id;
     unsigned voters = 0, reachable = 0;
     bool was_voter = false;
     sync_members(c);
@@ -415,10 +443,9 @@ static const char *voter_role_name(int role)
 
 json_t *rd_cluster_replicas_json(struct rd_cluster *c)
 {
-    struct rd_engine *eng = c->eng;
-    struct rd_replica *r = &eng->replica;
+    struct rd_replica *r = c->replica;
     const struct raft_configuration *conf = rd_replica_configuration(r);
-    uint64_t self = eng->cfg.cluster.replica_id, leader;
+    uint64_t self = c->cfg->cluster.replica_id, leader;
     const char *laddr;
     rd_replica_leader(r, &leader, &laddr);
     sync_members(c);
@@ -435,7 +462,7 @@ json_t *rd_cluster_replicas_json(struct rd_cluster *c)
                           : p && p->polled && p->reachable
                               ? json_integer((json_int_t)p->applied_index)
                               : json_null();
-        const char *url = rd_engine_replica_api_url(eng, s->id);
+        const char *url = rd_cluster_api_url(c, s->id);
         json_array_append_new(out, json_pack("{s:I,s:s,s:s,s:s,s:b,s:o,s:s?,s:b}", "id",
                                              (json_int_t)s->id, "address", s->address, "role", role,
                                              "voter_role", voter_role_name(s->role), "reachable",

@@ -27,7 +27,10 @@
 
 #define RD_CLUSTER_POLL_MS 500
 
-struct rd_engine;
+struct rd_config;
+struct rd_httpc;
+struct rd_plugin_host;
+struct rd_replica;
 
 struct rd_peer {
     uint64_t id;
@@ -46,7 +49,12 @@ struct rd_peer {
 };
 
 struct rd_cluster {
-    struct rd_engine *eng;
+    uv_loop_t *loop;
+    const struct rd_config *cfg;
+    const struct rd_fsm *fsm;      /* replica URLs and open faults in the log */
+    struct rd_replica *replica;    /* membership, leadership, the way into the log */
+    struct rd_plugin_host *alerts; /* NoQuorum goes out through the alert plugins */
+    struct rd_httpc *httpc;        /* polls of the other replicas; NULL while stopped */
     uv_timer_t timer;
     bool started;
     struct rd_peer peers[RD_FSM_MAX_REPLICAS];
@@ -58,9 +66,19 @@ struct rd_cluster {
     uint64_t polls_failed;
 };
 
-void rd_cluster_init(struct rd_cluster *c, struct rd_engine *eng);
-void rd_cluster_start(struct rd_cluster *c);
+/* Everything it reads or acts through, explicitly; all outlive it. */
+void rd_cluster_init(struct rd_cluster *c, uv_loop_t *loop, const struct rd_config *cfg,
+                     const struct rd_fsm *fsm, struct rd_replica *replica,
+                     struct rd_plugin_host *alerts);
+/* Starts polling the other replicas through `httpc`. */
+void rd_cluster_start(struct rd_cluster *c, struct rd_httpc *httpc);
+/* Stops polling and cancels the polls in flight (before `httpc` closes). */
 void rd_cluster_stop(struct rd_cluster *c);
+
+/* API URL of replica `id` when known: from the log (replica_info), from
+ * cluster.peers, or this replica's own listen address; else NULL. The
+ * string is valid until the next call or the next applied command. */
+const char *rd_cluster_api_url(struct rd_cluster *c, uint64_t id);
 
 /* True when a leader is known and a majority of the voters are reachable
  * from here (this replica counts itself). */

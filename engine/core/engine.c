@@ -20,27 +20,6 @@ uint64_t rd_engine_lease_ms(const struct rd_engine *eng)
     return rd_config_lease_ms(&eng->cfg);
 }
 
-const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id)
-{
-    static char self_url[RD_CFG_STR + 16];
-    if (id == 0)
-        return NULL;
-    const char *logged = rd_fsm_replica_url(&eng->fsm, id);
-    if (logged != NULL)
-        return logged;
-    for (unsigned i = 0; i < eng->cfg.cluster.n_peers; i++) {
-        if (eng->cfg.cluster.peers[i].id == id && eng->cfg.cluster.peers[i].api_url[0])
-            return eng->cfg.cluster.peers[i].api_url;
-    }
-    if (id == eng->cfg.cluster.replica_id) {
-        const char *h = eng->cfg.server.listen_host;
-        snprintf(self_url, sizeof(self_url), strchr(h, ':') ? "http://[%s]:%u" : "http://%s:%u", h,
-                 eng->cfg.server.listen_port);
-        return self_url;
-    }
-    return NULL;
-}
-
 /* Detectors' observations go to the analysis (wired at plugin load). */
 static bool observe(void *data, const char *detector, const struct rd_observation *obs)
 {
@@ -150,7 +129,7 @@ static void announce_replicas(struct rd_engine *eng)
         uint64_t id = i < c->cluster.n_peers ? c->cluster.peers[i].id : c->cluster.replica_id;
         if (rd_fsm_replica_url(&eng->fsm, id) != NULL)
             continue;
-        const char *url = rd_engine_replica_api_url(eng, id);
+        const char *url = rd_cluster_api_url(&eng->cluster, id);
         if (url == NULL)
             continue;
         struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO};
@@ -386,7 +365,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     rd_registry_init(&eng->registry);
     rd_analysis_init(&eng->analysis, loop, &eng->cfg, &eng->fsm, &eng->registry, &eng->replica);
     rd_sched_init(&eng->sched, eng);
-    rd_cluster_init(&eng->cluster, eng);
+    rd_cluster_init(&eng->cluster, loop, &eng->cfg, &eng->fsm, &eng->replica, &eng->plugins);
     eng->replica.on_role = on_role;
     eng->replica.on_role_data = eng;
 
@@ -446,7 +425,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         goto out;
     }
 
-    rd_cluster_start(&eng->cluster);
+    rd_cluster_start(&eng->cluster, eng->httpc);
     uv_signal_init(loop, &eng->sig_int);
     uv_signal_init(loop, &eng->sig_term);
     uv_signal_init(loop, &eng->sig_hup);

@@ -64,9 +64,6 @@ void rd_engine_shutdown(struct rd_engine *eng);
 /* Lease handed to agents, in ms. */
 uint64_t rd_engine_lease_ms(const struct rd_engine *eng);
 
-/* API URL of replica `id` when known (this one's own, or from config), else NULL. */
-const char *rd_engine_replica_api_url(struct rd_engine *eng, uint64_t id);
-
 /*
  * Loads every policy file into a fresh host, runs their self-tests, and
  * swaps it in only if all passed (SIGHUP and POST /api/v1/policies/reload).

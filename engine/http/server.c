@@ -238,7 +238,7 @@ void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message)
         uint64_t id;
         const char *addr;
         rd_replica_leader(&hr->eng->replica, &id, &addr);
-        const char *url = rd_engine_replica_api_url(hr->eng, id);
+        const char *url = rd_cluster_api_url(&hr->eng->cluster, id);
         json_t *d = json_pack("{s:s?}", "leader", url);
         rd_http_send_error(hr, 503, "not_leader", d, "%s", msg);
         break;
@@ -458,7 +458,7 @@ static void not_here(struct rd_http_req *hr)
     const char *addr;
     rd_replica_leader(&eng->replica, &id, &addr);
     const char *url =
-        id != 0 && id != eng->cfg.cluster.replica_id ? rd_engine_replica_api_url(eng, id) : NULL;
+        id != 0 && id != eng->cfg.cluster.replica_id ? rd_cluster_api_url(&eng->cluster, id) : NULL;
     if (url != NULL) {
         h2o_req_t *req = hr->req;
         size_t ul = strlen(url);
