@@ -292,8 +292,9 @@ static void policy_fault_done(void *data, int status, uint64_t value)
 
 /* A policy that failed (a reload, or a plan at run time) is a fault, and so
  * an alert, decided by the leader. */
-void rd_engine_policy_error(struct rd_engine *eng, const char *msg)
+static void policy_error(void *data, const char *msg)
 {
+    struct rd_engine *eng = data;
     if (!rd_replica_is_leader(&eng->replica))
         return;
     char id[RD_UUID_STRLEN];
@@ -321,7 +322,7 @@ int rd_engine_reload_policies(struct rd_engine *eng, char *err, size_t errlen)
         eng->policy_reloads_failed++;
         RD_ERROR("policy", "reload_failed", "dir=%s version_in_force=%s error=\"%s\"",
                  c->policies.dir, rd_policy_version(eng->policy), err);
-        rd_engine_policy_error(eng, err);
+        policy_error(eng, err);
         return rv;
     }
     struct rd_policy_host *old = eng->policy;
@@ -364,7 +365,21 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     eng->fsm.on_task_data = eng;
     rd_registry_init(&eng->registry);
     rd_analysis_init(&eng->analysis, loop, &eng->cfg, &eng->fsm, &eng->registry, &eng->replica);
-    rd_sched_init(&eng->sched, eng);
+    struct rd_sched_env senv = {
+        .loop = loop,
+        .cfg = &eng->cfg,
+        .fsm = &eng->fsm,
+        .registry = &eng->registry,
+        .replica = &eng->replica,
+        .analysis = &eng->analysis,
+        .alerts = &eng->plugins,
+        .policy = &eng->policy,
+        .policy_error = policy_error,
+        .policy_error_data = eng,
+        .shutting_down = &eng->shutting_down,
+        .leader_since_ns = &eng->leader_since_ns,
+    };
+    rd_sched_init(&eng->sched, &senv);
     rd_cluster_init(&eng->cluster, loop, &eng->cfg, &eng->fsm, &eng->replica, &eng->plugins);
     eng->replica.on_role = on_role;
     eng->replica.on_role_data = eng;

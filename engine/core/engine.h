@@ -73,7 +73,4 @@ uint64_t rd_engine_lease_ms(const struct rd_engine *eng);
  */
 int rd_engine_reload_policies(struct rd_engine *eng, char *err, size_t errlen);
 
-/* Records a policy that failed at run time as a policy_error fault (leader). */
-void rd_engine_policy_error(struct rd_engine *eng, const char *msg);
-
 #endif

@@ -4,7 +4,13 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "core/engine.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "policy/policy.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
 #include "sched.h"
 #include "policy/policy.h"
 
@@ -46,7 +52,7 @@ bool rd_sched_labels_match(const char *task_labels, const char *node_labels)
 /* The labels of node `i`, parsed once per pass (NULL when unparsable). */
 static json_t *node_labels(struct rd_sched *s, size_t i)
 {
-    struct rd_fsm *f = &s->eng->fsm;
+    const struct rd_fsm *f = s->env.fsm;
     if (s->labels == NULL || s->n_labels != f->n_nodes) {
         for (size_t k = 0; k < s->n_labels; k++)
             json_decref(s->labels[k]);
@@ -76,7 +82,7 @@ static void labels_reset(struct rd_sched *s)
 static size_t choose(struct rd_sched *s, const struct rd_task *t, const uint32_t *extra,
                      unsigned limit_pct)
 {
-    struct rd_fsm *f = &s->eng->fsm;
+    const struct rd_fsm *f = s->env.fsm;
     bool any_label = t->labels_json != NULL && strcmp(t->labels_json, "{}") != 0;
     json_t *want = any_label ? json_loads(t->labels_json, 0, NULL) : NULL;
     size_t best = SIZE_MAX;
@@ -133,7 +139,7 @@ static bool propose_keyed(struct rd_sched *s, const struct rd_cmd *cmd, const ch
     bool ok = false;
     if (op != NULL && (op->key = strdup(key)) != NULL) {
         op->s = s;
-        if (rd_replica_propose(&s->eng->replica, cmd, keyed_done, op) == 0) {
+        if (rd_replica_propose(s->env.replica, cmd, keyed_done, op) == 0) {
             rd_map_put(&s->inflight, op->key, strlen(op->key), op->key);
             ok = true;
         }
@@ -200,7 +206,7 @@ int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *s
     if (rd_uuid_v4(id_out) != 0)
         return RD_EIO;
     struct rd_cmd cmd = ropen_cmd(s, n, id_out, strategy, reason);
-    return rd_replica_propose(&s->eng->replica, &cmd, cb, data);
+    return rd_replica_propose(s->env.replica, &cmd, cb, data);
 }
 
 bool rd_sched_hold_open(struct rd_sched *s, const char *node)
@@ -270,7 +276,7 @@ static json_t *labels_of(const char *json)
     return v ? v : json_object();
 }
 
-static json_t *fault_of(struct rd_fsm *f, const struct rd_node *n)
+static json_t *fault_of(const struct rd_fsm *f, const struct rd_node *n)
 {
     for (size_t i = f->n_faults; i-- > 0;) {
         const struct rd_fault *x = f->faults[i];
@@ -287,7 +293,7 @@ static json_t *fault_of(struct rd_fsm *f, const struct rd_node *n)
 }
 
 /* What happened and to which tasks (policies/README.md has the shape). */
-static json_t *build_event(struct rd_engine *eng, const struct rd_node *n, struct rd_task **todo,
+static json_t *build_event(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo,
                            size_t k)
 {
     int64_t now = rd_now_ms();
@@ -305,20 +311,20 @@ static json_t *build_event(struct rd_engine *eng, const struct rd_node *n, struc
                              (json_int_t)t->attempt, "requirements", "slots", (json_int_t)t->slots,
                              "labels", labels_of(t->labels_json), "checkpoint", ck));
     }
-    const struct rd_recovery *run = rd_fsm_open_recovery(&eng->fsm, n->node_id);
+    const struct rd_recovery *run = rd_fsm_open_recovery(s->env.fsm, n->node_id);
     return json_pack("{s:s,s:s?,s:o,s:{s:s,s:I,s:s,s:o,s:{s:I}},s:o}", "kind", event_kind(n),
                      "strategy", run && run->strategy[0] ? run->strategy : NULL, "fault",
-                     fault_of(&eng->fsm, n), "node", "node_id", n->node_id, "epoch",
+                     fault_of(s->env.fsm, n), "node", "node_id", n->node_id, "epoch",
                      (json_int_t)n->epoch, "state", rd_node_state_name(n->state), "labels",
                      labels_of(n->labels_json), "capacity", "slots", (json_int_t)n->slots, "tasks",
                      tasks);
 }
 
 /* The cluster as the policy may see it, read-only. */
-static json_t *build_view(struct rd_engine *eng)
+static json_t *build_view(struct rd_sched *s)
 {
-    struct rd_fsm *f = &eng->fsm;
-    const struct rd_config *c = &eng->cfg;
+    const struct rd_fsm *f = s->env.fsm;
+    const struct rd_config *c = s->env.cfg;
     json_t *nodes = json_array();
     for (size_t i = 0; i < f->n_nodes; i++) {
         const struct rd_node *n = f->nodes[i];
@@ -334,8 +340,8 @@ static json_t *build_view(struct rd_engine *eng)
     }
 #define RS c->fault_tolerance.recovery_strategies
     return json_pack("{s:o,s:s,s:b,s:{s:{s:I,s:i},s:{s:I,s:b},s:{s:b,s:i}},s:I}", "nodes", nodes,
-                     "mode", rd_sched_degraded(&eng->sched, NULL) ? "degraded" : "normal",
-                     "partition_suspected", eng->analysis.partition_suspected, "strategies",
+                     "mode", rd_sched_degraded(s, NULL) ? "degraded" : "normal",
+                     "partition_suspected", s->env.analysis->partition_suspected, "strategies",
                      "fast_recovery", "max_time_ms", (json_int_t)RS.fast_recovery.max_time_ms,
                      "resource_limit", (int)RS.fast_recovery.resource_limit, "safe_recovery",
                      "max_time_ms", (json_int_t)RS.safe_recovery.max_time_ms, "consistency_check",
@@ -349,25 +355,25 @@ static json_t *build_view(struct rd_engine *eng)
 /* safe_recovery's wait: until the lost agent's lease has surely expired
  * (its last heartbeat + lease + one interval for clock drift), so the task
  * never runs twice at once. 0 when it has (or nothing is known). */
-static uint64_t lease_left_ns(struct rd_engine *eng, const struct rd_node *n)
+static uint64_t lease_left_ns(struct rd_sched *s, const struct rd_node *n)
 {
-    struct rd_soft *soft = rd_registry_get(&eng->registry, n->node_id, n->id_len);
+    struct rd_soft *soft = rd_registry_get(s->env.registry, n->node_id, n->id_len);
     /* Nothing heard from it since this replica became leader (a restart, a
      * new leader): its lease may have been renewed just before, so it
      * counts from then. */
     uint64_t last = soft != NULL && soft->epoch == n->epoch && soft->last_mono_ns != 0
                         ? soft->last_mono_ns
-                        : eng->leader_since_ns;
-    uint64_t margin =
-        (rd_engine_lease_ms(eng) + eng->cfg.fault_tolerance.detection.heartbeat_interval_ms) *
-        1000000ULL;
+                        : *s->env.leader_since_ns;
+    uint64_t margin = (rd_config_lease_ms(s->env.cfg) +
+                       s->env.cfg->fault_tolerance.detection.heartbeat_interval_ms) *
+                      1000000ULL;
     uint64_t now = rd_mono_ns(), end = last + margin;
     return now >= end ? 0 : end - now;
 }
 
-static bool lease_expired(struct rd_engine *eng, const struct rd_node *n)
+static bool lease_expired(struct rd_sched *s, const struct rd_node *n)
 {
-    return lease_left_ns(eng, n) == 0;
+    return lease_left_ns(s, n) == 0;
 }
 
 static struct rd_task *task_in(struct rd_task **todo, size_t k, const char *id)
@@ -402,10 +408,10 @@ static bool partition_allows(struct rd_sched *s)
 static int move_task(struct rd_sched *s, struct rd_task *t, const struct rd_node *from,
                      const char *target, uint32_t *extra, unsigned limit, const char *why)
 {
-    if (s->eng->analysis.partition_suspected && (!t->critical || !partition_allows(s)))
+    if (s->env.analysis->partition_suspected && (!t->critical || !partition_allows(s)))
         return 0;
-    const struct rd_recovery *run = rd_fsm_open_recovery(&s->eng->fsm, from->node_id);
-    struct rd_fsm *f = &s->eng->fsm;
+    const struct rd_recovery *run = rd_fsm_open_recovery(s->env.fsm, from->node_id);
+    const struct rd_fsm *f = s->env.fsm;
     size_t best = SIZE_MAX;
     if (target != NULL) {
         for (size_t i = 0; i < f->n_nodes; i++)
@@ -453,7 +459,7 @@ static void isolate_node(struct rd_sched *s, const char *node, const char *strat
     char key[RD_NODE_ID_MAX + 16], reason[96];
     snprintf(key, sizeof(key), "isolate:%s", node);
     snprintf(reason, sizeof(reason), "isolated by the %s policy", strategy ? strategy : "recovery");
-    const struct rd_node *n = rd_fsm_node(&s->eng->fsm, node, strlen(node));
+    const struct rd_node *n = rd_fsm_node(s->env.fsm, node, strlen(node));
     if (n == NULL || n->state == RD_NODE_ISOLATED || n->state == RD_NODE_LEFT) {
         RD_WARN("recovery", "isolate_refused", "node=%s: %s", node,
                 n == NULL ? "not registered" : "isolated or left already");
@@ -475,7 +481,7 @@ static void isolate_node(struct rd_sched *s, const char *node, const char *strat
  * `now_failing` more (1: its agent just failed under it). */
 static bool poisoned(const struct rd_sched *s, const struct rd_task *t, unsigned now_failing)
 {
-    const struct rd_config *c = &s->eng->cfg;
+    const struct rd_config *c = s->env.cfg;
     int64_t since = rd_now_ms() - (int64_t)c->fault_tolerance.poison.window_ms;
     return rd_task_failures_since(t, since) + now_failing >= c->fault_tolerance.poison.max_failures;
 }
@@ -484,7 +490,7 @@ static bool poisoned(const struct rd_sched *s, const struct rd_task *t, unsigned
  * of placing it again. */
 static void quarantine(struct rd_sched *s, const struct rd_task *t, unsigned now_failing)
 {
-    const struct rd_config *c = &s->eng->cfg;
+    const struct rd_config *c = s->env.cfg;
     char id[RD_UUID_STRLEN];
     if (rd_map_get(&s->inflight, t->id, strlen(t->id)) || rd_uuid_v4(id) != 0)
         return;
@@ -513,13 +519,11 @@ static void quarantine(struct rd_sched *s, const struct rd_task *t, unsigned now
 
 bool rd_sched_degraded(const struct rd_sched *s, unsigned *limit_pct)
 {
-    const struct rd_engine *eng = s->eng;
     if (limit_pct != NULL)
-        *limit_pct =
-            s->performance_limit
-                ? s->performance_limit
-                : eng->cfg.fault_tolerance.recovery_strategies.degraded_service.performance_limit;
-    return eng->analysis.partition_suspected || eng->fsm.tasks_by_state[RD_TASK_PAUSED] > 0;
+        *limit_pct = s->performance_limit ? s->performance_limit
+                                          : s->env.cfg->fault_tolerance.recovery_strategies
+                                                .degraded_service.performance_limit;
+    return s->env.analysis->partition_suspected || s->env.fsm->tasks_by_state[RD_TASK_PAUSED] > 0;
 }
 
 /* Paused tasks go back to pending (attempt + 1 when placed, so whoever
@@ -528,8 +532,8 @@ bool rd_sched_degraded(const struct rd_sched *s, unsigned *limit_pct)
  * does, and its tasks must not wait for it. */
 static void resume_paused(struct rd_sched *s)
 {
-    struct rd_fsm *f = &s->eng->fsm;
-    if (s->eng->analysis.partition_suspected || f->tasks_by_state[RD_TASK_PAUSED] == 0)
+    const struct rd_fsm *f = s->env.fsm;
+    if (s->env.analysis->partition_suspected || f->tasks_by_state[RD_TASK_PAUSED] == 0)
         return;
     for (size_t i = 0; i < f->n_tasks; i++) {
         const struct rd_task *t = f->tasks[i];
@@ -550,9 +554,8 @@ static void resume_paused(struct rd_sched *s)
 static int execute(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo, size_t k,
                    json_t *plan, uint32_t *extra)
 {
-    struct rd_engine *eng = s->eng;
     const char *strategy = json_string_value(json_object_get(plan, "strategy"));
-    unsigned limit = eng->cfg.fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
+    unsigned limit = s->env.cfg->fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
     json_t *actions = json_object_get(plan, "actions");
     int proposed = 0;
     /* Side actions first, then reassignments in the policy's order. */
@@ -575,7 +578,7 @@ static int execute(struct rd_sched *s, const struct rd_node *n, struct rd_task *
                         .summary = json_string_value(json_object_get(a, "summary")),
                         .description = strategy,
                         .starts_at_ms = rd_now_ms()};
-                    rd_plugin_host_alert(&eng->plugins, &al);
+                    rd_plugin_host_alert(s->env.alerts, &al);
                 } else if (strcmp(what, "pause") == 0 && t != NULL &&
                            !rd_map_get(&s->inflight, t->id, strlen(t->id))) {
                     pause_task(s, t);
@@ -601,11 +604,11 @@ static int execute(struct rd_sched *s, const struct rd_node *n, struct rd_task *
                 /* safe_recovery never lets a task run twice at once: it moves
                  * only once the lost agent's lease has surely expired. */
                 if (strategy != NULL && strcmp(strategy, "safe_recovery") == 0 &&
-                    !lease_expired(eng, n))
+                    !lease_expired(s, n))
                     continue;
                 rv = move_task(s, t, n, json_string_value(json_object_get(a, "target")), extra,
                                limit, strategy);
-            } else if (strcmp(what, "wait") == 0 && lease_expired(eng, n)) {
+            } else if (strcmp(what, "wait") == 0 && lease_expired(s, n)) {
                 /* The lease has run out: it is safe to move now. */
                 rv = move_task(s, t, n, NULL, extra, limit, strategy);
             }
@@ -623,7 +626,7 @@ static int execute(struct rd_sched *s, const struct rd_node *n, struct rd_task *
 static bool run_timed_out(struct rd_sched *s, const struct rd_recovery *run,
                           const struct rd_node *n)
 {
-    const struct rd_config *c = &s->eng->cfg;
+    const struct rd_config *c = s->env.cfg;
     const char *st = run->strategy[0] ? run->strategy
                      : run->n_items   ? run->items[run->n_items - 1].strategy
                                       : "fast_recovery";
@@ -633,7 +636,7 @@ static bool run_timed_out(struct rd_sched *s, const struct rd_recovery *run,
                        ? 0 /* waits for the fault to end by design */
                        : c->fault_tolerance.recovery_strategies.fast_recovery.max_time_ms;
     int64_t age = rd_now_ms() - run->started_at;
-    if (max == 0 || age <= (int64_t)max || s->eng->analysis.partition_suspected)
+    if (max == 0 || age <= (int64_t)max || s->env.analysis->partition_suspected)
         return false;
     char note[128];
     snprintf(note, sizeof(note), "%s passed its max_time (%llu ms): back to pending", st,
@@ -668,7 +671,7 @@ static bool run_timed_out(struct rd_sched *s, const struct rd_recovery *run,
                           .summary = summary,
                           .description = st,
                           .starts_at_ms = rd_now_ms()};
-    rd_plugin_host_alert(&s->eng->plugins, &al);
+    rd_plugin_host_alert(s->env.alerts, &al);
     return true;
 }
 
@@ -681,9 +684,8 @@ static bool run_timed_out(struct rd_sched *s, const struct rd_recovery *run,
  * by degraded_service. A task that keeps failing is quarantined instead. */
 static void recover(struct rd_sched *s, uint32_t *extra)
 {
-    struct rd_engine *eng = s->eng;
-    struct rd_fsm *f = &eng->fsm;
-    unsigned limit = eng->cfg.fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
+    const struct rd_fsm *f = s->env.fsm;
+    unsigned limit = s->env.cfg->fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
     json_t *view = NULL;
     uint64_t now_ns = rd_mono_ns();
     /* Runs end when their agent holds no more tasks or is working again,
@@ -702,7 +704,7 @@ static void recover(struct rd_sched *s, uint32_t *extra)
         const struct rd_node *n = f->nodes[i];
         if (n->tasks == NULL || !node_gone(n))
             continue;
-        struct rd_soft *soft = rd_registry_get(&eng->registry, n->node_id, n->id_len);
+        struct rd_soft *soft = rd_registry_get(s->env.registry, n->node_id, n->id_len);
         if (soft != NULL && soft->replan_at_ns > now_ns)
             continue;
         bool died = n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED;
@@ -728,20 +730,20 @@ static void recover(struct rd_sched *s, uint32_t *extra)
         qsort(todo, k, sizeof(*todo), rd_task_cmp_urgency);
         json_t *plan = NULL;
         char err[RD_POLICY_ERRLEN] = "";
-        if (eng->policy != NULL) {
+        if (*s->env.policy != NULL) {
             /* One view per pass, whatever the number of lost agents (the
              * policy host converts it per call and never changes it). */
             if (view == NULL)
-                view = build_view(eng);
-            json_t *event = build_event(eng, n, todo, k);
-            int rv = rd_policy_plan(eng->policy, event, view, &plan, err, sizeof(err));
+                view = build_view(s);
+            json_t *event = build_event(s, n, todo, k);
+            int rv = rd_policy_plan(*s->env.policy, event, view, &plan, err, sizeof(err));
             json_decref(event);
             if (rv != 0) {
                 s->policy_errors_total++;
                 RD_ERROR("recovery", "policy_error",
                          "node=%s error=%s detail=\"%s\" fallback=builtin", n->node_id,
                          rd_err_name(rv), err);
-                rd_engine_policy_error(eng, err);
+                s->env.policy_error(s->env.policy_error_data, err);
                 plan = NULL;
             }
         }
@@ -760,7 +762,7 @@ static void recover(struct rd_sched *s, uint32_t *extra)
         /* Nothing could act (a lease to wait out, no room, a partition):
          * ask again when the lease runs out, or after a backoff. */
         if (proposed == 0 && soft != NULL) {
-            uint64_t wait = lease_left_ns(eng, n), cap = REPLAN_BACKOFF_MS * 1000000ULL;
+            uint64_t wait = lease_left_ns(s, n), cap = REPLAN_BACKOFF_MS * 1000000ULL;
             soft->replan_at_ns = now_ns + (wait > 0 && wait < cap ? wait : cap);
         }
     }
@@ -769,10 +771,9 @@ static void recover(struct rd_sched *s, uint32_t *extra)
 
 static void pass(struct rd_sched *s)
 {
-    struct rd_engine *eng = s->eng;
-    struct rd_fsm *f = &eng->fsm;
+    const struct rd_fsm *f = s->env.fsm;
     s->kicked = false;
-    if (!rd_replica_is_leader(&eng->replica) || eng->shutting_down)
+    if (!rd_replica_is_leader(s->env.replica) || *s->env.shutting_down)
         return;
     /* Tentative load of this pass, so one pass does not overfill an agent. */
     uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
@@ -823,10 +824,10 @@ static void on_timer(uv_timer_t *t)
     pass(t->data);
 }
 
-void rd_sched_init(struct rd_sched *s, struct rd_engine *eng)
+void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env)
 {
     memset(s, 0, sizeof(*s));
-    s->eng = eng;
+    s->env = *env;
     rd_map_init(&s->inflight);
 }
 
@@ -834,7 +835,7 @@ void rd_sched_start(struct rd_sched *s)
 {
     if (s->started)
         return;
-    uv_timer_init(s->eng->loop, &s->timer);
+    uv_timer_init(s->env.loop, &s->timer);
     s->timer.data = s;
     uv_timer_start(&s->timer, on_timer, PASS_MS, PASS_MS);
     s->started = true;

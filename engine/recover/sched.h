@@ -15,10 +15,33 @@
 
 #include "common/map.h"
 
-struct rd_engine;
+struct rd_analysis;
+struct rd_config;
+struct rd_fsm;
+struct rd_plugin_host;
+struct rd_policy_host;
+struct rd_registry;
+struct rd_replica;
+
+/* What the scheduler reads and acts through, given at init; all outlive it. */
+struct rd_sched_env {
+    uv_loop_t *loop;
+    const struct rd_config *cfg;
+    const struct rd_fsm *fsm;
+    struct rd_registry *registry;         /* soft state: leases */
+    struct rd_replica *replica;           /* leadership, the way into the log */
+    const struct rd_analysis *analysis;   /* whether a partition is suspected */
+    struct rd_plugin_host *alerts;        /* RecoveryPolicy, RecoveryTimeout alerts */
+    struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
+    /* A policy failed at run time: recorded as a policy_error fault. */
+    void (*policy_error)(void *data, const char *msg);
+    void *policy_error_data;
+    const bool *shutting_down;       /* no new passes once the engine stops */
+    const uint64_t *leader_since_ns; /* when this replica became leader, 0 if not */
+};
 
 struct rd_sched {
-    struct rd_engine *eng;
+    struct rd_sched_env env;
     uv_timer_t timer;
     bool started;
     bool kicked;
@@ -36,7 +59,7 @@ struct rd_sched {
     size_t n_labels;
 };
 
-void rd_sched_init(struct rd_sched *s, struct rd_engine *eng);
+void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env);
 void rd_sched_start(struct rd_sched *s);
 void rd_sched_stop(struct rd_sched *s);
 void rd_sched_close(struct rd_sched *s);
