@@ -412,8 +412,11 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     rv = rd_policy_load(eng->cfg.policies.dir, eng->cfg.policies.budget_ms,
                         eng->cfg.policies.memory_limit, &eng->policy, perr, sizeof(perr));
     if (rv != 0) {
-        RD_ERROR("engine", "policies_failed", "dir=%s error=\"%s\"", eng->cfg.policies.dir, perr);
-        fprintf(stderr, "recoveryd: policies.dir %s: %s\n", eng->cfg.policies.dir, perr);
+        char origin[RD_CFG_ERRLEN];
+        rd_config_origin(&eng->cfg, RD_CFG_POLICIES_DIR, origin, sizeof(origin));
+        RD_ERROR("engine", "policies_failed", "dir=%s error=\"%s\" origin=\"%s\"",
+                 eng->cfg.policies.dir, perr, origin);
+        fprintf(stderr, "recoveryd: policies.dir: %s (%s)\n", perr, origin);
         eng->exit_code = 1;
         goto out;
     }
