@@ -288,6 +288,38 @@ static void test_second_instance_same_data_dir(void **state)
     free(log);
 }
 
+/* The pid the lock file of `p`'s data directory names (0 when none). */
+static long lock_file_pid(const struct rdt_proc *p)
+{
+    char path[400], buf[32] = {0};
+    snprintf(path, sizeof path, "%s/recoveryd.lock", p->data_dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strtol(buf, NULL, 10);
+}
+
+/*
+ * The lock goes with the process however it ends: a daemon killed with
+ * SIGKILL leaves its lock file behind, and the restart takes it over (and
+ * writes its own pid in it) instead of being kept out.
+ */
+static void test_killed_instance_leaves_no_stale_lock(void **state)
+{
+    struct rdt_proc *p = *state;
+    assert_int_equal(lock_file_pid(p), (long)p->pid);
+    assert_int_equal(rdt_proc_kill9(p), 0);
+    assert_int_equal(rdt_proc_restart(p), 0);
+    assert_int_equal(lock_file_pid(p), (long)p->pid);
+    assert_int_equal(rdt_wait_ready(p, START_TIMEOUT_MS), 0);
+    int exit_code = -1;
+    assert_int_equal(rdt_proc_stop(p, &exit_code), 0);
+    assert_int_equal(exit_code, 0);
+}
+
 /*
  * The raft address is taken (set in the file): the start stops before raft
  * runs, names the address, says it is in use, and names the setting (with
@@ -581,6 +613,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_second_instance_same_data_dir, proc_setup,
+                                        proc_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_instance_leaves_no_stale_lock, proc_setup,
                                         proc_teardown),
         cmocka_unit_test_setup_teardown(test_raft_address_in_use, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_api_address_in_use, dir_setup, dir_teardown),
