@@ -136,12 +136,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "recoveryd: --listen: expected HOST:PORT, got '%s'\n", listen);
         return 1;
     }
+    /* What the flags set, error messages name as set by them. */
+    if (listen != NULL)
+        cfg.origin[RD_CFG_SERVER_LISTEN] = RD_CFG_FROM_FLAG;
     if (data_dir != NULL) {
         if (strlen(data_dir) >= sizeof(cfg.storage.data_dir)) {
             fprintf(stderr, "recoveryd: --data-dir: path too long\n");
             return 1;
         }
         snprintf(cfg.storage.data_dir, sizeof(cfg.storage.data_dir), "%s", data_dir);
+        cfg.origin[RD_CFG_DATA_DIR] = RD_CFG_FROM_FLAG;
     }
     if (plugins_dir != NULL) {
         if (strlen(plugins_dir) >= sizeof(cfg.plugins.dir)) {
@@ -149,6 +153,7 @@ int main(int argc, char **argv)
             return 1;
         }
         snprintf(cfg.plugins.dir, sizeof(cfg.plugins.dir), "%s", plugins_dir);
+        cfg.origin[RD_CFG_PLUGINS_DIR] = RD_CFG_FROM_FLAG;
     }
     if (policies_dir != NULL) {
         if (strlen(policies_dir) >= sizeof(cfg.policies.dir)) {
@@ -156,6 +161,7 @@ int main(int argc, char **argv)
             return 1;
         }
         snprintf(cfg.policies.dir, sizeof(cfg.policies.dir), "%s", policies_dir);
+        cfg.origin[RD_CFG_POLICIES_DIR] = RD_CFG_FROM_FLAG;
     }
     if (node_id != NULL) {
         if (!rd_node_id_valid(node_id, strlen(node_id))) {
@@ -188,6 +194,7 @@ int main(int argc, char **argv)
             return 1;
         }
         snprintf(cfg.cluster.raft_address, sizeof(cfg.cluster.raft_address), "%s", raft_address);
+        cfg.origin[RD_CFG_RAFT_ADDRESS] = RD_CFG_FROM_FLAG;
     }
     if (join)
         cfg.cluster.join = true;
@@ -240,7 +247,9 @@ int main(int argc, char **argv)
         struct rd_policy_host *pol = NULL;
         if (rd_policy_load(cfg.policies.dir, cfg.policies.budget_ms, cfg.policies.memory_limit,
                            &pol, perr, sizeof(perr)) != 0) {
-            fprintf(stderr, "recoveryd: policies.dir %s: %s\n", cfg.policies.dir, perr);
+            char origin[RD_CFG_ERRLEN];
+            fprintf(stderr, "recoveryd: policies.dir: %s (%s)\n", perr,
+                    rd_config_origin(&cfg, RD_CFG_POLICIES_DIR, origin, sizeof(origin)));
             return 1;
         }
         rd_policy_free(pol);

@@ -45,6 +45,8 @@ enum cfg_type {
     CFG_UINT,     /* plain integer min..max into an unsigned integer of `size` bytes */
     CFG_BOOL,     /* true/false/yes/no/on/off into a bool */
     CFG_STRING,   /* text into char[size] */
+    CFG_PATH,     /* a file or directory into char[size]: text, resolved against the
+                     config file's directory when relative (rd_config_load_file) */
     CFG_NAME,     /* [a-z0-9_-], 1 to size-1 bytes, into char[size] */
     CFG_ADDR,     /* HOST:PORT, checked, kept as text in char[size] */
     CFG_URL,      /* "" or http(s)://... into char[size] */
@@ -64,6 +66,7 @@ struct cfg_field {
     size_t n_children;
     uint64_t min, max; /* CFG_UINT; CFG_PERCENT when max > 0 */
     bool required;     /* a mapping without this key is an error (peers) */
+    int setting;       /* enum rd_cfg_setting + 1 whose origin the line goes to; 0 = none */
     /* CFG_LIST: bytes of one element, the plural for messages, and a check
      * run on element `i` (item `i` of `seq`) after its mapping is read. */
     size_t elem_size;
@@ -81,6 +84,11 @@ struct cfg_field {
     {                                                                                              \
         .key = (k), .type = CFG_UINT, .offset = CFG_OFF(m), .size = CFG_SZ(m), .min = (lo),        \
         .max = (hi)                                                                                \
+    }
+/* A top-level setting whose line is kept in cfg->origin[] (enum rd_cfg_setting). */
+#define CFG_T(k, t, m, s)                                                                          \
+    {                                                                                              \
+        .key = (k), .type = (t), .offset = CFG_OFF(m), .size = CFG_SZ(m), .setting = (s) + 1       \
     }
 #define CFG_SECT(k, kids)                                                                          \
     {                                                                                              \
@@ -107,8 +115,8 @@ _Static_assert(RD_CFG_MAX_PEERS * sizeof(struct rd_cfg_peer) ==
                "cluster.peers holds RD_CFG_MAX_PEERS entries");
 
 static const struct cfg_field cfg_tls[] = {
-    CFG_F("cert", CFG_STRING, server.tls_cert),
-    CFG_F("key", CFG_STRING, server.tls_key),
+    CFG_T("cert", CFG_PATH, server.tls_cert, RD_CFG_TLS_CERT),
+    CFG_T("key", CFG_PATH, server.tls_key, RD_CFG_TLS_KEY),
 };
 
 static const struct cfg_field cfg_server[] = {
@@ -116,14 +124,15 @@ static const struct cfg_field cfg_server[] = {
      .type = CFG_LISTEN,
      .offset = CFG_OFF(server.listen_host),
      .size = CFG_SZ(server.listen_host),
-     .offset2 = CFG_OFF(server.listen_port)},
+     .offset2 = CFG_OFF(server.listen_port),
+     .setting = RD_CFG_SERVER_LISTEN + 1},
     CFG_F("max_body", CFG_SIZE, server.max_body_bytes),
     CFG_F("shutdown_timeout", CFG_DURATION, server.shutdown_timeout_ms),
     CFG_SECT("tls", cfg_tls),
 };
 
 static const struct cfg_field cfg_storage[] = {
-    CFG_F("data_dir", CFG_STRING, storage.data_dir),
+    CFG_T("data_dir", CFG_PATH, storage.data_dir, RD_CFG_DATA_DIR),
     CFG_U("snapshot_threshold", storage.snapshot_threshold, 1, 100000000),
     CFG_U("snapshot_trailing", storage.snapshot_trailing, 0, 100000000),
     CFG_F("segment_size", CFG_SIZE, storage.segment_size),
@@ -151,7 +160,7 @@ static const struct cfg_field cfg_peer[] = {
 static const struct cfg_field cfg_cluster[] = {
     CFG_F("node_id", CFG_STRING, cluster.node_id),
     CFG_U("replica_id", cluster.replica_id, 1, UINT64_MAX),
-    CFG_F("raft_address", CFG_ADDR, cluster.raft_address),
+    CFG_T("raft_address", CFG_ADDR, cluster.raft_address, RD_CFG_RAFT_ADDRESS),
     CFG_F("election_timeout", CFG_DURATION, cluster.election_timeout_ms),
     CFG_F("heartbeat_timeout", CFG_DURATION, cluster.heartbeat_timeout_ms),
     CFG_F("pre_vote", CFG_BOOL, cluster.pre_vote),
@@ -193,7 +202,7 @@ static const struct cfg_field cfg_instance[] = {
 };
 
 static const struct cfg_field cfg_plugins[] = {
-    CFG_F("dir", CFG_STRING, plugins.dir),
+    CFG_T("dir", CFG_PATH, plugins.dir, RD_CFG_PLUGINS_DIR),
     {.key = "instances",
      .type = CFG_LIST,
      .offset = CFG_OFF(plugins.instances),
@@ -207,7 +216,7 @@ static const struct cfg_field cfg_plugins[] = {
 };
 
 static const struct cfg_field cfg_policies[] = {
-    CFG_F("dir", CFG_STRING, policies.dir),
+    CFG_T("dir", CFG_PATH, policies.dir, RD_CFG_POLICIES_DIR),
     CFG_F("budget", CFG_DURATION, policies.budget_ms),
     CFG_F("memory_limit", CFG_SIZE, policies.memory_limit),
 };
@@ -539,6 +548,8 @@ static void cfg_format_size(uint64_t bytes, char *buf, size_t len)
 
 struct cfg_loader {
     const char *name;      /* file name for messages */
+    const char *base_dir;  /* relative CFG_PATH values resolve against it; NULL: kept as is */
+    struct rd_config *cfg; /* being loaded: origins go to cfg->origin[] */
     yaml_document_t *doc;  /* the document being walked */
     char *err;             /* RD_CFG_ERRLEN bytes, or NULL */
     char path[RD_CFG_STR]; /* dotted key of the node being read */
@@ -695,6 +706,7 @@ static const char *cfg_expected(const struct cfg_field *f, char *buf, size_t len
         snprintf(buf, len, "expected true or false (or yes/no, on/off)");
         break;
     case CFG_STRING:
+    case CFG_PATH:
         snprintf(buf, len, "expected a string of at most %zu bytes", f->size - 1);
         break;
     case CFG_NAME:
@@ -944,9 +956,48 @@ static bool cfg_name_ok(const char *s, size_t len, size_t max)
     return true;
 }
 
+/*
+ * A relative path `s` (`len` bytes) of field `f`, joined to the config
+ * file's directory into `dst`. Absolute paths, empty values and a file in
+ * the working directory (base "") stay as written.
+ */
+static int cfg_set_path(struct cfg_loader *ld, const struct cfg_field *f, const yaml_node_t *v,
+                        const char *s, size_t len, char *dst)
+{
+    const char *base = ld->base_dir;
+    if (len == 0 || s[0] == '/' || base == NULL || base[0] == '\0') {
+        memcpy(dst, s, len + 1);
+        return 0;
+    }
+    size_t blen = strlen(base);
+    bool slash = base[blen - 1] == '/';
+    size_t total = blen + (slash ? 0 : 1) + len;
+    if (total >= f->size) {
+        char shown[CFG_SHOW_LEN];
+        return cfg_fail(ld, v,
+                        "expected a path of at most %zu bytes once resolved against the config "
+                        "file's directory %s, got %s (%zu bytes resolved)",
+                        f->size - 1, base, cfg_show(v, shown), total);
+    }
+    snprintf(dst, f->size, "%s%s%s", base, slash ? "" : "/", s);
+    return 0;
+}
+
+static int cfg_set_value(struct cfg_loader *ld, const struct cfg_field *f, char *base,
+                         const yaml_node_t *v);
+
 /* Reads one value `v` into field `f` of `base`. The path already names it. */
 static int cfg_set(struct cfg_loader *ld, const struct cfg_field *f, char *base,
                    const yaml_node_t *v)
+{
+    int rc = cfg_set_value(ld, f, base, v);
+    if (rc == 0 && f->setting > 0 && ld->cfg != NULL)
+        ld->cfg->origin[f->setting - 1] = (int)v->start_mark.line + 1;
+    return rc;
+}
+
+static int cfg_set_value(struct cfg_loader *ld, const struct cfg_field *f, char *base,
+                         const yaml_node_t *v)
 {
     void *dst = base + f->offset;
     if (f->type == CFG_SECTION) {
@@ -1023,6 +1074,18 @@ static int cfg_set(struct cfg_loader *ld, const struct cfg_field *f, char *base,
         }
         memcpy(dst, s, len + 1);
         return 0;
+    case CFG_PATH:
+        if (cfg_is_null(v)) {
+            memset(dst, 0, 1);
+            return 0;
+        }
+        if (len >= f->size) {
+            char expect[CFG_EXPECT_LEN];
+            char shown[CFG_SHOW_LEN];
+            return cfg_fail(ld, v, "%s, got %s (%zu bytes)",
+                            cfg_expected(f, expect, sizeof(expect)), cfg_show(v, shown), len);
+        }
+        return cfg_set_path(ld, f, v, s, len, dst);
     case CFG_NAME:
         if (!cfg_name_ok(s, len, f->size - 1))
             return cfg_bad_value(ld, f, v);
@@ -1144,8 +1207,9 @@ static int cfg_syntax_error(const char *name, const yaml_parser_t *parser, const
     return cfg_errf(err, RD_ECONFIG, "%s:%zu: YAML syntax error: %s", name, line, problem);
 }
 
-int rd_config_load_string(struct rd_config *cfg, const char *name, const char *yaml, size_t len,
-                          char err[RD_CFG_ERRLEN])
+/* rd_config_load_string() with relative paths resolved against `base_dir` (NULL: none). */
+static int cfg_load(struct rd_config *cfg, const char *name, const char *base_dir, const char *yaml,
+                    size_t len, char err[RD_CFG_ERRLEN])
 {
     if (name == NULL)
         name = "<string>";
@@ -1171,7 +1235,8 @@ int rd_config_load_string(struct rd_config *cfg, const char *name, const char *y
         return rc;
     }
 
-    struct cfg_loader ld = {.name = name, .doc = &doc, .err = err};
+    struct cfg_loader ld = {
+        .name = name, .base_dir = base_dir, .cfg = cfg, .doc = &doc, .err = err};
     int rc = 0;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     /* No root: the file is empty or only comments, and the defaults stand. */
@@ -1201,6 +1266,12 @@ int rd_config_load_string(struct rd_config *cfg, const char *name, const char *y
     if (rc == 0)
         memcpy(cfg->path, name, strlen(name) + 1);
     return rc;
+}
+
+int rd_config_load_string(struct rd_config *cfg, const char *name, const char *yaml, size_t len,
+                          char err[RD_CFG_ERRLEN])
+{
+    return cfg_load(cfg, name, NULL, yaml, len, err);
 }
 
 int rd_config_load_file(struct rd_config *cfg, const char *path, char err[RD_CFG_ERRLEN])
@@ -1250,10 +1321,60 @@ int rd_config_load_file(struct rd_config *cfg, const char *path, char err[RD_CFG
         rc = cfg_errf(err, RD_ECONFIG, "%s: too large for a config file (over %d bytes)", path,
                       CFG_MAX_FILE);
     fclose(f);
-    if (rc == 0)
-        rc = rd_config_load_string(cfg, path, buf, len, err);
+    if (rc == 0) {
+        /* The file's directory: "" for a file named without one (the
+         * working directory, where relative paths already point). */
+        char base[RD_CFG_STR];
+        const char *slash = strrchr(path, '/');
+        size_t blen = slash == NULL ? 0 : slash == path ? 1 : (size_t)(slash - path);
+        if (blen >= sizeof(base))
+            blen = sizeof(base) - 1; /* load_string refuses such a name anyway */
+        memcpy(base, path, blen);
+        base[blen] = '\0';
+        rc = cfg_load(cfg, path, base, buf, len, err);
+    }
     free(buf);
     return rc;
+}
+
+/* ---- where a setting came from ------------------------------------------ */
+
+static const struct {
+    const char *key;
+    const char *flag; /* NULL: no flag sets it */
+} cfg_settings[RD_CFG_N_SETTINGS] = {
+    [RD_CFG_SERVER_LISTEN] = {"server.listen", "--listen"},
+    [RD_CFG_TLS_CERT] = {"server.tls.cert", NULL},
+    [RD_CFG_TLS_KEY] = {"server.tls.key", NULL},
+    [RD_CFG_DATA_DIR] = {"storage.data_dir", "--data-dir"},
+    [RD_CFG_RAFT_ADDRESS] = {"cluster.raft_address", "--raft-address"},
+    [RD_CFG_PLUGINS_DIR] = {"plugins.dir", "--plugins-dir"},
+    [RD_CFG_POLICIES_DIR] = {"policies.dir", "--policies-dir"},
+};
+
+const char *rd_config_origin(const struct rd_config *cfg, enum rd_cfg_setting s, char *buf,
+                             size_t len)
+{
+    if (buf == NULL || len == 0)
+        return buf;
+    if (cfg == NULL || (unsigned)s >= RD_CFG_N_SETTINGS) {
+        snprintf(buf, len, "(unknown setting)");
+        return buf;
+    }
+    const char *key = cfg_settings[s].key, *flag = cfg_settings[s].flag;
+    int line = cfg->origin[s];
+    if (line == RD_CFG_FROM_FLAG && flag != NULL)
+        snprintf(buf, len, "set by %s, which overrides %s", flag, key);
+    else if (line > 0 && flag != NULL)
+        snprintf(buf, len, "set by %s at %s:%d; %s overrides it", key, cfg->path, line, flag);
+    else if (line > 0)
+        snprintf(buf, len, "set by %s at %s:%d", key, cfg->path, line);
+    else if (flag != NULL)
+        snprintf(buf, len, "the built-in default of %s; set it in the config file or with %s", key,
+                 flag);
+    else
+        snprintf(buf, len, "the built-in default of %s", key);
+    return buf;
 }
 
 /* ---- defaults, validation --------------------------------------------- */

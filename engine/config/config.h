@@ -51,8 +51,27 @@ struct rd_cfg_plugin {
     struct rd_cfg_kv config[RD_CFG_MAX_PLUGIN_KEYS];
 };
 
+/*
+ * The settings an error message may have to trace back to where they were
+ * set (the paths and the listen addresses): cfg->origin[] holds, for each,
+ * the line of `path` that set it (> 0), 0 for the built-in default, or
+ * RD_CFG_FROM_FLAG when a command-line flag did (main.c sets that).
+ */
+enum rd_cfg_setting {
+    RD_CFG_SERVER_LISTEN, /* server.listen, --listen */
+    RD_CFG_TLS_CERT,      /* server.tls.cert */
+    RD_CFG_TLS_KEY,       /* server.tls.key */
+    RD_CFG_DATA_DIR,      /* storage.data_dir, --data-dir */
+    RD_CFG_RAFT_ADDRESS,  /* cluster.raft_address, --raft-address */
+    RD_CFG_PLUGINS_DIR,   /* plugins.dir, --plugins-dir */
+    RD_CFG_POLICIES_DIR,  /* policies.dir, --policies-dir */
+    RD_CFG_N_SETTINGS
+};
+#define RD_CFG_FROM_FLAG (-1)
+
 struct rd_config {
-    char path[RD_CFG_STR]; /* file it was read from ("" for built-in defaults) */
+    char path[RD_CFG_STR];         /* file it was read from ("" for built-in defaults) */
+    int origin[RD_CFG_N_SETTINGS]; /* where each enum rd_cfg_setting came from (above) */
 
     struct {
         char listen_host[RD_CFG_STR]; /* server.listen "HOST:PORT" split */
@@ -166,12 +185,31 @@ void rd_config_defaults(struct rd_config *cfg);
  * form "deploy/recoveryd.yaml:12: fault_tolerance.detection.heartbeat_interval:
  * expected a duration like 250ms, 10s, 2m, got 'fast'". On error `cfg` may be
  * partly updated: callers discard it.
+ *
+ * A relative path in the file (storage.data_dir, server.tls.cert and key,
+ * plugins.dir, policies.dir) is resolved against the directory of `path`, so
+ * the file means the same wherever the daemon starts: `../var` in
+ * deploy/recoveryd.yaml becomes `deploy/../var`. Paths from flags and the
+ * built-in defaults stay relative to the working directory.
  */
 int rd_config_load_file(struct rd_config *cfg, const char *path, char err[RD_CFG_ERRLEN]);
 
-/* Same, from a buffer; `name` stands for the file name in messages. */
+/*
+ * Same, from a buffer; `name` stands for the file name in messages. There is
+ * no file directory here: relative paths are kept as written.
+ */
 int rd_config_load_string(struct rd_config *cfg, const char *name, const char *yaml, size_t len,
                           char err[RD_CFG_ERRLEN]);
+
+/*
+ * Says where setting `s` came from, for an error message, into `buf` (cut at
+ * `len`), and returns `buf`: "set by policies.dir at deploy/recoveryd.yaml:70;
+ * --policies-dir overrides it", "set by --policies-dir, which overrides
+ * policies.dir", or "the built-in default of policies.dir; set it in the
+ * config file or with --policies-dir".
+ */
+const char *rd_config_origin(const struct rd_config *cfg, enum rd_cfg_setting s, char *buf,
+                             size_t len);
 
 /*
  * Checks cross-field rules after the file and flags are applied (peers

@@ -90,7 +90,11 @@ struct rd_http {
 /*
  * Binds host:port and starts serving. With `tls_cert` and `tls_key` (PEM
  * paths, both or neither) the port speaks TLS with ALPN h2 and http/1.1;
- * otherwise cleartext HTTP/1.1 and h2c. 0 or RD_E* with http->errmsg set.
+ * otherwise cleartext HTTP/1.1 and h2c. 0 or RD_E* with http->errmsg set:
+ * RD_EINVAL or RD_EIO when the address is at fault (server.listen; "API
+ * address 127.0.0.1:8080 is already in use ..."), RD_ECONFIG when a TLS file
+ * is (the message names server.tls.cert or server.tls.key). Requests are
+ * answered once the loop runs: bind before raft starts, serve after.
  */
 int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host, uint16_t port,
                   size_t max_body, const char *tls_cert, const char *tls_key);

@@ -702,9 +702,11 @@ int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host,
         rv = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
     else
         rv = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    /* "[::1]:8080" as it is written in server.listen. */
+    char shown[RD_CFG_STR + 16];
+    snprintf(shown, sizeof(shown), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
     if (rv != 0) {
-        snprintf(http->errmsg, sizeof(http->errmsg), "listen address %s:%u: %s", host, port,
-                 uv_strerror(rv));
+        snprintf(http->errmsg, sizeof(http->errmsg), "API address %s: %s", shown, uv_strerror(rv));
         return RD_EINVAL;
     }
     uv_tcp_init(eng->loop, &http->listener);
@@ -712,8 +714,12 @@ int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host,
     http->listening = true;
     if ((rv = uv_tcp_bind(&http->listener, (struct sockaddr *)&addr, 0)) != 0 ||
         (rv = uv_listen((uv_stream_t *)&http->listener, 1024, on_accept)) != 0) {
-        snprintf(http->errmsg, sizeof(http->errmsg), "cannot listen on %s:%u: %s", host, port,
-                 uv_strerror(rv));
+        if (rv == UV_EADDRINUSE)
+            snprintf(http->errmsg, sizeof(http->errmsg),
+                     "API address %s is already in use by another process", shown);
+        else
+            snprintf(http->errmsg, sizeof(http->errmsg), "cannot listen on API address %s: %s",
+                     shown, uv_strerror(rv));
         return RD_EIO;
     }
     RD_INFO("http", "listening", "addr=%s:%u protocols=%s max_body=%zu", host, port,

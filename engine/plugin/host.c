@@ -551,8 +551,16 @@ static int load_one(const struct rd_config *cfg, struct rd_plugin_instance *in, 
     snprintf(in->path, sizeof(in->path), "%s/%s.so", cfg->plugins.dir, in->cfg->plugin);
     void *dl = dlopen(in->path, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
-        snprintf(err, errlen, "%s:%d: plugins.instances[%u]: cannot load plugin %s: %s", file,
-                 in->cfg->line, in->index, in->path, dlerror());
+        /* Name where the directory came from too: a relative plugins.dir in
+         * the file is resolved against the file's directory. */
+        char where[320], origin[RD_CFG_ERRLEN];
+        if (in->cfg->line > 0)
+            snprintf(where, sizeof(where), "%s:%d: ", file, in->cfg->line);
+        else
+            where[0] = '\0'; /* a built-in instance has no line */
+        snprintf(err, errlen, "%splugins.instances[%u]: cannot load plugin %s: %s (%s)", where,
+                 in->index, in->path, dlerror(),
+                 rd_config_origin(cfg, RD_CFG_PLUGINS_DIR, origin, sizeof(origin)));
         return RD_ECONFIG;
     }
     rd_plugin_entry_fn entry;

@@ -1,8 +1,13 @@
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -98,12 +103,196 @@ static void watch_cb(uv_timer_t *t)
         r->on_role(r->on_role_data, is);
 }
 
-int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_config *cfg,
-                     struct rd_fsm *fsm)
+/* ---- starting: the data directory, the raft address, raft ------------------ */
+
+#define LOCK_FILE "recoveryd.lock"
+
+/* The pid written in the lock file `fd` (0 when there is none yet). */
+static long lock_holder(int fd)
+{
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *end = NULL;
+    long pid = strtol(buf, &end, 10);
+    return end != buf && pid > 0 ? pid : 0;
+}
+
+int rd_replica_lock(struct rd_replica *r, const struct rd_config *cfg)
+{
+    const char *dir = cfg->storage.data_dir;
+    int rv = make_dirs(dir);
+    if (rv != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "cannot create the data directory %s: %s", dir,
+                 strerror(-rv));
+        return RD_EIO;
+    }
+    snprintf(r->lock_path, sizeof(r->lock_path), "%s/" LOCK_FILE, dir);
+    /* Close-on-exec: a child process must not keep the directory locked. */
+    int fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "cannot open %s: %s", r->lock_path, strerror(errno));
+        return RD_EIO;
+    }
+    /*
+     * flock, not a pid file alone: the kernel drops it when the process
+     * ends however it ends (kill -9 included), so a stale file never keeps
+     * a restart out, and two starts cannot both win.
+     */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK) {
+            long pid = lock_holder(fd);
+            char who[48] = "it"; /* the holder has not written its pid yet */
+            if (pid > 0)
+                snprintf(who, sizeof(who), "pid %ld", pid);
+            snprintf(r->errmsg, sizeof(r->errmsg),
+                     "data directory %s is in use by another recoveryd (%s holds a lock on %s): "
+                     "stop it, or give this one its own data directory",
+                     dir, who, r->lock_path);
+            close(fd);
+            return RD_EBUSY;
+        }
+        snprintf(r->errmsg, sizeof(r->errmsg), "cannot lock %s: %s", r->lock_path, strerror(e));
+        close(fd);
+        return RD_EIO;
+    }
+    /* Ours: say who holds it, for the next one that tries. */
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        RD_WARN("raft", "lock_file_unwritten", "path=%s error=\"%s\"", r->lock_path,
+                strerror(errno));
+    r->lock_fd = fd; /* held until the process exits */
+    r->locked = true;
+    return 0;
+}
+
+/*
+ * Why `address` cannot be listened on, found before libraft tries: its
+ * transport reports any failure as a bare "I/O error" (and, on that path,
+ * frees listener handles that are still closing). Binds and listens the way
+ * it will (IPv4, SO_REUSEADDR as libuv sets it), then lets go. Only the
+ * message depends on this probe: the address is really taken by libraft's
+ * own listen in rd_replica_listen(), still before raft starts.
+ */
+static int probe_address(struct rd_replica *r, const char *address)
+{
+    char host[RD_CFG_STR], service[8];
+    uint16_t port;
+    if (rd_config_parse_hostport(address, host, &port) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "raft address %s: expected HOST:PORT", address);
+        return RD_EINVAL;
+    }
+    snprintf(service, sizeof(service), "%u", (unsigned)port);
+    struct addrinfo hints = {
+        .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int rv = getaddrinfo(host[0] ? host : NULL, service, &hints, &res);
+    if (rv != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg),
+                 "raft address %s: %s has no IPv4 address (libraft's transport listens on IPv4 "
+                 "only): %s",
+                 address, host, gai_strerror(rv));
+        return RD_EINVAL;
+    }
+    int err = 0;
+    for (struct addrinfo *ai = res; ai != NULL && err == 0; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        int one = 1;
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+            bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1) != 0)
+            err = errno;
+        if (fd >= 0)
+            close(fd);
+    }
+    freeaddrinfo(res);
+    if (err == EADDRINUSE) {
+        snprintf(r->errmsg, sizeof(r->errmsg),
+                 "raft address %s is already in use by another process", address);
+        return RD_EIO;
+    }
+    if (err != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "cannot listen on raft address %s: %s", address,
+                 strerror(err));
+        return RD_EIO;
+    }
+    return 0;
+}
+
+static struct rd_replica *of_transport(struct raft_uv_transport *t)
+{
+    return (struct rd_replica *)(void *)((char *)t - offsetof(struct rd_replica, transport));
+}
+
+static void free_stream(uv_handle_t *h)
+{
+    raft_free(h);
+}
+
+/* A peer connected (handshake done): raft's, once raft started. */
+static void accept_forward(struct raft_uv_transport *t, raft_id id, const char *address,
+                           struct uv_stream_s *stream)
+{
+    struct rd_replica *r = of_transport(t);
+    if (r->raft_accept == NULL) { /* raft never started: a start that failed */
+        uv_close((uv_handle_t *)stream, free_stream);
+        return;
+    }
+    r->raft_accept(t, id, address, stream);
+}
+
+/* raft_start() asks the transport to listen: it already does; note raft's callback. */
+static int listen_started(struct raft_uv_transport *t, raft_uv_accept_cb cb)
+{
+    of_transport(t)->raft_accept = cb;
+    return 0;
+}
+
+int rd_replica_listen(struct rd_replica *r, uv_loop_t *loop, const struct rd_config *cfg)
 {
     int rv;
     r->loop = loop;
     r->cfg = cfg;
+    const char *address = cfg->cluster.raft_address;
+    if ((rv = probe_address(r, address)) != 0)
+        return rv;
+    /* libraft's TCP transport needs version 1 set before init (else RAFT_INVALID). */
+    r->transport.version = 1;
+    r->transport.data = NULL;
+    if ((rv = raft_uv_tcp_init(&r->transport, loop)) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "raft transport: %s", raft_strerror(rv));
+        return RD_EIO;
+    }
+    r->transport_inited = true;
+    /*
+     * Listen now, not in raft_start(): there a failed listen comes after
+     * the start event, when a single voter has already elected itself and
+     * written its term. The transport's vtable is public (raft/uv.h): call
+     * its listen here, and answer raft's call later with the socket bound.
+     */
+    if ((rv = raft_uv_tcp_set_bind_address(&r->transport, address)) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "raft address %s: %s", address, raft_strerror(rv));
+        return RD_EIO;
+    }
+    if ((rv = r->transport.listen(&r->transport, accept_forward)) != 0) {
+        /* The probe found it free: taken since, by another process. */
+        snprintf(r->errmsg, sizeof(r->errmsg), "cannot listen on raft address %s: %s", address,
+                 raft_strerror(rv));
+        return RD_EIO;
+    }
+    r->transport.listen = listen_started;
+    r->listening = true;
+    RD_DEBUG("raft", "listening", "address=%s", address);
+    return 0;
+}
+
+int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
+{
+    int rv;
+    const struct rd_config *cfg = r->cfg;
     r->fsm = fsm;
     r->last_state = RAFT_UNAVAILABLE;
     snprintf(r->raft_dir, sizeof(r->raft_dir), "%s/raft", cfg->storage.data_dir);
@@ -112,17 +301,10 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
                  strerror(-rv));
         return RD_EIO;
     }
-    /* libraft's TCP transport needs version 1 set before init (else RAFT_INVALID). */
-    r->transport.version = 1;
-    r->transport.data = NULL;
-    if ((rv = raft_uv_tcp_init(&r->transport, loop)) != 0) {
-        snprintf(r->errmsg, sizeof(r->errmsg), "raft transport: %s", raft_strerror(rv));
-        return RD_EIO;
-    }
-    if ((rv = raft_uv_init(&r->io, loop, r->raft_dir, &r->transport)) != 0) {
+    /* The transport (listening) is closed by rd_replica_close() on failure. */
+    if ((rv = raft_uv_init(&r->io, r->loop, r->raft_dir, &r->transport)) != 0) {
         snprintf(r->errmsg, sizeof(r->errmsg), "raft storage in %s: %s", r->raft_dir,
                  raft_strerror(rv));
-        raft_uv_tcp_close(&r->transport);
         return RD_EIO;
     }
     raft_uv_set_segment_size(&r->io, cfg->storage.segment_size);
@@ -130,7 +312,6 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
                         cfg->cluster.raft_address)) != 0) {
         snprintf(r->errmsg, sizeof(r->errmsg), "raft init: %s", raft_errmsg(&r->raft));
         raft_uv_close(&r->io);
-        raft_uv_tcp_close(&r->transport);
         return RD_EIO;
     }
     r->inited = true;
@@ -179,7 +360,7 @@ int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_conf
     }
     r->started = true;
     r->leader_seen_ns = rd_mono_ns();
-    uv_timer_init(loop, &r->watch);
+    uv_timer_init(r->loop, &r->watch);
     r->watch.data = r;
     uv_timer_start(&r->watch, watch_cb, 0, 10);
     RD_INFO("raft", "started", "id=%llu address=%s dir=%s applied=%llu",
@@ -676,6 +857,14 @@ static void raft_closed(struct raft *raft)
         r->close_cb(r->close_data);
 }
 
+static void transport_closed(struct raft_uv_transport *t)
+{
+    struct rd_replica *r = of_transport(t);
+    raft_uv_tcp_close(t);
+    if (r->close_cb)
+        r->close_cb(r->close_data);
+}
+
 void rd_replica_close(struct rd_replica *r, void (*cb)(void *data), void *data)
 {
     r->close_cb = cb;
@@ -688,10 +877,17 @@ void rd_replica_close(struct rd_replica *r, void (*cb)(void *data), void *data)
     answer_reads(waiting, RD_ESHUTDOWN); /* the one in flight ends with raft */
     if (r->started)
         uv_close((uv_handle_t *)&r->watch, watch_closed);
-    if (!r->inited) {
-        if (cb)
-            cb(data);
+    if (r->inited) {
+        raft_close(&r->raft, raft_closed); /* closes the transport too */
         return;
     }
-    raft_close(&r->raft, raft_closed);
+    if (r->listening) {
+        /* Raft never took the transport over: close its listener here. */
+        r->transport.close(&r->transport, transport_closed);
+        return;
+    }
+    if (r->transport_inited)
+        raft_uv_tcp_close(&r->transport);
+    if (cb)
+        cb(data);
 }

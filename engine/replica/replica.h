@@ -33,7 +33,13 @@ struct rd_replica {
     struct raft_uv_transport transport;
     uv_timer_t watch; /* polls role and term: libraft has no leadership callback */
     char raft_dir[512];
-    bool inited; /* raft_init succeeded: raft_close is needed */
+    char lock_path[512]; /* <data_dir>/recoveryd.lock, held from rd_replica_lock() on */
+    int lock_fd;         /* its descriptor while held (locked) */
+    bool locked;
+    bool transport_inited;         /* raft_uv_tcp_init succeeded: raft_uv_tcp_close is needed */
+    bool listening;                /* the transport listens on cluster.raft_address */
+    raft_uv_accept_cb raft_accept; /* libraft's accept callback, once raft started */
+    bool inited;                   /* raft_init succeeded: raft_close is needed */
     bool started;
     bool closing;
     int last_state; /* last observed enum raft_state */
@@ -74,13 +80,33 @@ struct rd_replica {
 };
 
 /*
- * Prepares the data directory (<storage.data_dir>/raft), the I/O backend
- * and the raft instance, bootstraps the initial configuration on a fresh
- * directory and starts raft. `cfg` and `fsm` must outlive the replica.
- * Returns 0 or an RD_E* code with r->errmsg set.
+ * Starting is three steps, so that what can be refused is refused before
+ * raft reads or writes anything and before this replica can campaign:
+ *
+ * rd_replica_lock() takes storage.data_dir for this process: it creates the
+ * directory and holds an exclusive flock(2) on <data_dir>/recoveryd.lock
+ * (which names the holder's pid) until the process exits. A second recoveryd
+ * on the same directory (two `make run`) stops here. 0, or RD_EBUSY (another
+ * process holds it) or RD_EIO, with r->errmsg set.
  */
-int rd_replica_start(struct rd_replica *r, uv_loop_t *loop, const struct rd_config *cfg,
-                     struct rd_fsm *fsm);
+int rd_replica_lock(struct rd_replica *r, const struct rd_config *cfg);
+
+/*
+ * Binds cluster.raft_address and listens on it with libraft's TCP
+ * transport; connections are handed to raft once it started. 0, or RD_EIO
+ * with r->errmsg set ("raft address 127.0.0.1:7080 is already in use ...").
+ * `cfg` must outlive the replica.
+ */
+int rd_replica_listen(struct rd_replica *r, uv_loop_t *loop, const struct rd_config *cfg);
+
+/*
+ * After rd_replica_listen(): prepares <storage.data_dir>/raft, the I/O
+ * backend and the raft instance, bootstraps the initial configuration on a
+ * fresh directory and starts raft. `fsm` must outlive the replica. Returns 0
+ * or an RD_E* code with r->errmsg set. After any step failed, the caller
+ * still calls rd_replica_close() and runs the loop until it is done.
+ */
+int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm);
 
 /*
  * The one way into the log: stamps `cmd` (when its time_ms is 0) with

@@ -157,7 +157,9 @@ static void test_broken_policies_stop_the_start(void **state)
     assert_int_not_equal(rdt_proc_start(&p, NULL), 0);
     assert_int_equal(p.exit_code, 1);
     char *log = rdt_proc_log(&p);
-    assert_non_null(strstr(log, "policies.dir /nonexistent-policies"));
+    /* The setting, the directory and the flag that set it (issue 10, defect 3). */
+    assert_non_null(strstr(log, "policies.dir: /nonexistent-policies: cannot open"));
+    assert_non_null(strstr(log, "set by --policies-dir"));
     free(log);
     rdt_proc_cleanup(&p);
 }

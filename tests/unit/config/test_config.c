@@ -240,7 +240,16 @@ static void test_deploy_file(void **state)
 
     assert_string_equal(c.server.listen_host, "127.0.0.1");
     assert_int_equal(c.server.listen_port, 8080);
-    assert_string_equal(c.storage.data_dir, "./var");
+    /*
+     * Its paths are relative to deploy/, where the file is: they name the
+     * built-in defaults' directories as seen from the repository root
+     * (./var, build/plugins, policies), which is where `make run` starts.
+     */
+    assert_string_equal(c.storage.data_dir, RD_SOURCE_DIR "/deploy/../var");
+    assert_string_equal(c.plugins.dir, RD_SOURCE_DIR "/deploy/../build/plugins");
+    assert_string_equal(c.policies.dir, RD_SOURCE_DIR "/deploy/../policies");
+    assert_string_equal(c.server.tls_cert, "");
+    assert_string_equal(c.server.tls_key, "");
     assert_int_equal(c.storage.segment_size, 8 << 20);
     assert_int_equal(c.cluster.election_timeout_ms, 300);
     assert_true(c.cluster.pre_vote);
@@ -270,8 +279,37 @@ static void test_deploy_file(void **state)
         assert_int_equal(c.plugins.instances[i].line, line);
         c.plugins.instances[i].line = 0;
     }
+    /* So do the settings whose origin messages name; all are written out. */
+    static const struct {
+        enum rd_cfg_setting s;
+        const char *needle;
+    } origins[] = {
+        {RD_CFG_SERVER_LISTEN, "  listen:"},
+        {RD_CFG_TLS_CERT, "    cert:"},
+        {RD_CFG_TLS_KEY, "    key:"},
+        {RD_CFG_DATA_DIR, "  data_dir:"},
+        {RD_CFG_RAFT_ADDRESS, "  raft_address:"},
+        {RD_CFG_PLUGINS_DIR, "  dir: ../build"},
+        {RD_CFG_POLICIES_DIR, "  dir: ../policies"},
+    };
+    for (size_t i = 0; i < sizeof(origins) / sizeof(origins[0]); i++) {
+        const char *hit = strstr(text, origins[i].needle);
+        assert_non_null(hit);
+        int line = 1;
+        for (const char *q = text; q < hit; q++)
+            line += *q == '\n';
+        assert_int_equal(c.origin[origins[i].s], line);
+        c.origin[origins[i].s] = 0;
+    }
 
+    /* The rest is the defaults byte for byte, the paths as seen from the root. */
     rd_config_defaults(&d);
+    assert_string_equal(d.storage.data_dir, "./var");
+    assert_string_equal(d.plugins.dir, "build/plugins");
+    assert_string_equal(d.policies.dir, "policies");
+    memcpy(c.storage.data_dir, d.storage.data_dir, sizeof(c.storage.data_dir));
+    memcpy(c.plugins.dir, d.plugins.dir, sizeof(c.plugins.dir));
+    memcpy(c.policies.dir, d.policies.dir, sizeof(c.policies.dir));
     strcpy(d.path, path);
     assert_memory_equal(&c, &d, sizeof(c));
     assert_int_equal(rd_config_validate(&c, err), 0);
@@ -902,6 +940,172 @@ static void test_error_files(void **state)
     /* err may be NULL. */
     assert_int_equal(rd_config_load_string(&c, NAME, "x: 1", 4, NULL), RD_ECONFIG);
     assert_int_equal(rd_config_load_file(&c, "/nonexistent/x.yaml", NULL), RD_EIO);
+}
+
+/* ---- relative paths and where settings came from --------------------------- */
+
+/* Writes `text` to DIR/NAME; returns the path in `path`. */
+static void write_in(const char *dir, const char *name, const char *text, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static const char relative_paths[] = "server:\n"
+                                     "  tls:\n"
+                                     "    cert: certs/server.pem\n"
+                                     "    key: /etc/keys/server.key\n"
+                                     "storage:\n"
+                                     "  data_dir: data\n"
+                                     "plugins:\n"
+                                     "  dir: ../plugins\n"
+                                     "policies:\n"
+                                     "  dir: ./policies\n";
+
+/*
+ * Relative paths in a file resolve against the file's directory, so the file
+ * means the same wherever the daemon starts (issue 10, defect 3). Absolute
+ * and empty ones stay; a file named without a directory is in the working
+ * directory, where its relative paths already point.
+ */
+static void test_relative_paths(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rd_test_config_dir_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    write_in(dir, "r.yaml", relative_paths, path, sizeof(path));
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN], want[256];
+    rd_config_defaults(&c);
+    if (rd_config_load_file(&c, path, err) != 0)
+        fail_msg("%s: %s", path, err);
+    snprintf(want, sizeof(want), "%s/certs/server.pem", dir);
+    assert_string_equal(c.server.tls_cert, want);
+    assert_string_equal(c.server.tls_key, "/etc/keys/server.key");
+    snprintf(want, sizeof(want), "%s/data", dir);
+    assert_string_equal(c.storage.data_dir, want);
+    snprintf(want, sizeof(want), "%s/../plugins", dir);
+    assert_string_equal(c.plugins.dir, want);
+    snprintf(want, sizeof(want), "%s/./policies", dir);
+    assert_string_equal(c.policies.dir, want);
+
+    /* Empty stays empty (no TLS), whatever the directory. */
+    write_in(dir, "e.yaml", "server:\n  tls:\n    cert: \"\"\n    key:\n", path, sizeof(path));
+    rd_config_defaults(&c);
+    assert_int_equal(rd_config_load_file(&c, path, err), 0);
+    assert_string_equal(c.server.tls_cert, "");
+    assert_string_equal(c.server.tls_key, "");
+
+    /* A file in the working directory: the paths are left as written. */
+    char cwd[512];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(dir), 0);
+    rd_config_defaults(&c);
+    int rc = rd_config_load_file(&c, "r.yaml", err);
+    assert_int_equal(chdir(cwd), 0);
+    if (rc != 0)
+        fail_msg("r.yaml: %s", err);
+    assert_string_equal(c.storage.data_dir, "data");
+    assert_string_equal(c.plugins.dir, "../plugins");
+    assert_string_equal(c.server.tls_cert, "certs/server.pem");
+
+    /* A directory that ends in '/' is joined without doubling it. */
+    snprintf(path, sizeof(path), "%s//r.yaml", dir);
+    rd_config_defaults(&c);
+    assert_int_equal(rd_config_load_file(&c, path, err), 0);
+    snprintf(want, sizeof(want), "%s/data", dir);
+    assert_string_equal(c.storage.data_dir, want);
+
+    /* Too long once resolved: an error naming the key, the directory and the length. */
+    char yaml[400], value[240];
+    memset(value, 'p', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    snprintf(yaml, sizeof(yaml), "# a long relative path\npolicies:\n  dir: %s\n", value);
+    write_in(dir, "long.yaml", yaml, path, sizeof(path));
+    rd_config_defaults(&c);
+    assert_int_equal(rd_config_load_file(&c, path, err), RD_ECONFIG);
+    snprintf(want, sizeof(want),
+             "%s:3: policies.dir: expected a path of at most 255 bytes once "
+             "resolved against the config file's directory %s, got 'pppp",
+             path, dir);
+    check_prefix(err, want);
+    snprintf(want, sizeof(want), "(%zu bytes resolved)", strlen(dir) + 1 + strlen(value));
+    check_contains(err, want);
+
+    /* From a buffer there is no file directory: kept as written. */
+    assert_int_equal(load(&c, relative_paths, err), 0);
+    assert_string_equal(c.storage.data_dir, "data");
+    assert_string_equal(c.policies.dir, "./policies");
+    assert_string_equal(c.server.tls_cert, "certs/server.pem");
+
+    static const char *const names[] = {"r.yaml", "e.yaml", "long.yaml"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* The line that set each path and address, and the text errors quote. */
+static void test_origins(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN], buf[RD_CFG_ERRLEN];
+    rd_config_defaults(&c);
+    for (int i = 0; i < RD_CFG_N_SETTINGS; i++)
+        assert_int_equal(c.origin[i], 0);
+    assert_string_equal(
+        rd_config_origin(&c, RD_CFG_POLICIES_DIR, buf, sizeof(buf)),
+        "the built-in default of policies.dir; set it in the config file or with --policies-dir");
+    assert_string_equal(rd_config_origin(&c, RD_CFG_TLS_CERT, buf, sizeof(buf)),
+                        "the built-in default of server.tls.cert");
+
+    assert_int_equal(load(&c,
+                          "server:\n"                        /* 1 */
+                          "  listen: 127.0.0.1:9000\n"       /* 2 */
+                          "  tls:\n"                         /* 3 */
+                          "    cert: c.pem\n"                /* 4 */
+                          "    key: k.pem\n"                 /* 5 */
+                          "cluster:\n"                       /* 6 */
+                          "  raft_address: 127.0.0.1:9001\n" /* 7 */
+                          "  peers:\n"                       /* 8 */
+                          "    - {id: 1, address: 127.0.0.1:9001}\n"
+                          "storage:\n"      /* 10 */
+                          "  data_dir: d\n" /* 11 */
+                          "plugins:\n"      /* 12 */
+                          "  dir: p\n"      /* 13 */
+                          "policies:\n"     /* 14 */
+                          "  dir: q\n",     /* 15 */
+                          err),
+                     0);
+    static const int lines[RD_CFG_N_SETTINGS] = {
+        [RD_CFG_SERVER_LISTEN] = 2, [RD_CFG_TLS_CERT] = 4,     [RD_CFG_TLS_KEY] = 5,
+        [RD_CFG_DATA_DIR] = 11,     [RD_CFG_RAFT_ADDRESS] = 7, [RD_CFG_PLUGINS_DIR] = 13,
+        [RD_CFG_POLICIES_DIR] = 15,
+    };
+    for (int i = 0; i < RD_CFG_N_SETTINGS; i++)
+        assert_int_equal(c.origin[i], lines[i]);
+    assert_string_equal(rd_config_origin(&c, RD_CFG_RAFT_ADDRESS, buf, sizeof(buf)),
+                        "set by cluster.raft_address at " NAME ":7; --raft-address overrides it");
+    assert_string_equal(rd_config_origin(&c, RD_CFG_TLS_KEY, buf, sizeof(buf)),
+                        "set by server.tls.key at " NAME ":5");
+    c.origin[RD_CFG_SERVER_LISTEN] = RD_CFG_FROM_FLAG;
+    assert_string_equal(rd_config_origin(&c, RD_CFG_SERVER_LISTEN, buf, sizeof(buf)),
+                        "set by --listen, which overrides server.listen");
+    c.origin[RD_CFG_DATA_DIR] = RD_CFG_FROM_FLAG;
+    assert_string_equal(rd_config_origin(&c, RD_CFG_DATA_DIR, buf, sizeof(buf)),
+                        "set by --data-dir, which overrides storage.data_dir");
+    /* Cut at the buffer's size, never past it. */
+    char small[12];
+    memset(small, 'x', sizeof(small));
+    rd_config_origin(&c, RD_CFG_DATA_DIR, small, 8);
+    assert_string_equal(small, "set by ");
+    assert_int_equal(small[8], 'x');
 }
 
 /* ---- plugins.instances -------------------------------------------------- */
@@ -1899,6 +2103,8 @@ int main(void)
         cmocka_unit_test(test_error_duplicate_and_documents),
         cmocka_unit_test(test_error_syntax),
         cmocka_unit_test(test_error_files),
+        cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_origins),
         cmocka_unit_test(test_plugins_good),
         cmocka_unit_test(test_plugins_limits),
         cmocka_unit_test(test_error_plugins),
