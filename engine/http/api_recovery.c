@@ -112,43 +112,17 @@ static void answer_run(struct rd_http_req *hr, const struct rd_recovery *r)
                                 "estimated_time", secs, "tasks_total", (json_int_t)r->total));
 }
 
-static void opened(void *data, int status, uint64_t value)
+/* The trigger's run is open (or it failed): answer. */
+static void triggered(void *data, int status, const struct rd_recovery *run)
 {
     struct rd_http_pending *p = data;
-    (void)value;
-    struct rd_engine *eng = p->hr.eng;
     if (rd_http_pending_alive(p)) {
-        const struct rd_recovery *r = rd_fsm_recovery(&eng->fsm, p->recovery_id);
-        if (status == 0 && r != NULL)
-            answer_run(&p->hr, r);
+        if (status == 0)
+            answer_run(&p->hr, run);
         else
-            rd_http_send_rd_error(&p->hr, status ? status : RD_EINTERNAL, NULL);
+            rd_http_send_rd_error(&p->hr, status, NULL);
     }
-    rd_sched_release_open(&eng->sched, p->key);
     rd_http_pending_done(p);
-}
-
-static void drained(void *data, int status, uint64_t value)
-{
-    struct rd_http_pending *p = data;
-    struct rd_engine *eng = p->hr.eng;
-    (void)value;
-    const struct rd_node *n = rd_fsm_node(&eng->fsm, p->key, strlen(p->key));
-    if (status != 0 || n == NULL) {
-        if (rd_http_pending_alive(p))
-            rd_http_send_rd_error(&p->hr, status ? status : RD_ENOTFOUND, NULL);
-        rd_sched_release_open(&eng->sched, p->key);
-        rd_http_pending_done(p);
-        return;
-    }
-    int rv = rd_sched_open_run(&eng->sched, n, p->strategy, "manual: POST /api/v1/recovery/trigger",
-                               p->recovery_id, opened, p);
-    if (rv != 0) {
-        if (rd_http_pending_alive(p))
-            rd_http_send_rd_error(&p->hr, rv, NULL);
-        rd_sched_release_open(&eng->sched, p->key);
-        rd_http_pending_done(p);
-    }
 }
 
 void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
@@ -190,35 +164,14 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
         rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
         goto out;
     }
-    snprintf(p->key, sizeof(p->key), "%s", node);
-    snprintf(p->strategy, sizeof(p->strategy), "%s", strategy);
-    /* The scheduler must not open its own run (without the requested
-     * strategy) for the agent while this one is being set up. */
-    if (!rd_sched_hold_open(&eng->sched, node)) {
+    int rv = rd_sched_trigger(&eng->sched, node, strategy, triggered, p);
+    if (rv == RD_ECONFLICT)
         rd_http_send_error(&p->hr, 409, "conflict", NULL,
                            "a recovery run for node %s is being opened; retry", node);
-        rd_http_pending_done(p);
-        goto out;
-    }
-    /* A working agent is drained first, so it gets no new work while its
-     * tasks move; then the run opens. */
-    int rv;
-    if (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION || n->state == RD_NODE_SUSPECT) {
-        struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION};
-        cmd.u.trans.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
-        cmd.u.trans.state = RD_NODE_DRAINING;
-        cmd.u.trans.reason = RD_STR("draining: recovery triggered by an operator");
-        cmd.u.trans.from_state = n->state;
-        rv = rd_replica_propose(&eng->replica, &cmd, drained, p);
-    } else {
-        rv = rd_sched_open_run(&eng->sched, n, p->strategy, "manual: POST /api/v1/recovery/trigger",
-                               p->recovery_id, opened, p);
-    }
-    if (rv != 0) {
+    else if (rv != 0)
         rd_http_send_rd_error(&p->hr, rv, NULL);
-        rd_sched_release_open(&eng->sched, node);
+    if (rv != 0)
         rd_http_pending_done(p);
-    }
 out:
     json_decref(body);
 }

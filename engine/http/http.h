@@ -137,8 +137,6 @@ struct rd_http_pending {
     struct rd_http_req hr;
     struct rd_http_guard *guard;
     char key[256]; /* what the answer is about: a node or task id */
-    char recovery_id[40];
-    char strategy[40]; /* a recovery trigger's requested strategy */
 };
 
 struct rd_http_pending *rd_http_defer(struct rd_http_req *hr);

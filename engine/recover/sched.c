@@ -200,8 +200,8 @@ static struct rd_cmd ropen_cmd(struct rd_sched *s, const struct rd_node *n, cons
     return cmd;
 }
 
-int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *strategy,
-                      const char *reason, char id_out[RD_UUID_STRLEN], rd_submit_cb cb, void *data)
+static int open_run(struct rd_sched *s, const struct rd_node *n, const char *strategy,
+                    const char *reason, char id_out[RD_UUID_STRLEN], rd_submit_cb cb, void *data)
 {
     if (rd_uuid_v4(id_out) != 0)
         return RD_EIO;
@@ -209,7 +209,7 @@ int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *s
     return rd_replica_propose(s->env.replica, &cmd, cb, data);
 }
 
-bool rd_sched_hold_open(struct rd_sched *s, const char *node)
+static bool hold_open(struct rd_sched *s, const char *node)
 {
     char key[RD_NODE_ID_MAX + 8];
     snprintf(key, sizeof(key), "open:%s", node);
@@ -221,12 +221,90 @@ bool rd_sched_hold_open(struct rd_sched *s, const char *node)
     return true;
 }
 
-void rd_sched_release_open(struct rd_sched *s, const char *node)
+static void release_open(struct rd_sched *s, const char *node)
 {
     char key[RD_NODE_ID_MAX + 8];
     snprintf(key, sizeof(key), "open:%s", node);
     free(rd_map_del(&s->inflight, key, strlen(key)));
     rd_sched_kick(s);
+}
+
+/* ---- an operator's trigger ------------------------------------------------- */
+
+struct trigger {
+    struct rd_sched *s;
+    char node[RD_NODE_ID_MAX + 1];
+    char strategy[64];
+    char run_id[RD_UUID_STRLEN];
+    rd_sched_trigger_cb cb;
+    void *data;
+};
+
+#define TRIGGER_REASON "manual: POST /api/v1/recovery/trigger"
+
+static void trigger_end(struct trigger *t, int status)
+{
+    const struct rd_recovery *run = status == 0 ? rd_fsm_recovery(t->s->env.fsm, t->run_id) : NULL;
+    if (status == 0 && run == NULL)
+        status = RD_EINTERNAL;
+    release_open(t->s, t->node);
+    t->cb(t->data, status, run);
+    free(t);
+}
+
+static void trigger_opened(void *data, int status, uint64_t value)
+{
+    (void)value;
+    trigger_end(data, status);
+}
+
+static void trigger_drained(void *data, int status, uint64_t value)
+{
+    struct trigger *t = data;
+    (void)value;
+    const struct rd_node *n = rd_fsm_node(t->s->env.fsm, t->node, strlen(t->node));
+    if (status == 0 && n == NULL)
+        status = RD_ENOTFOUND;
+    if (status == 0)
+        status = open_run(t->s, n, t->strategy, TRIGGER_REASON, t->run_id, trigger_opened, t);
+    if (status != 0)
+        trigger_end(t, status);
+}
+
+int rd_sched_trigger(struct rd_sched *s, const char *node, const char *strategy,
+                     rd_sched_trigger_cb cb, void *data)
+{
+    const struct rd_node *n = rd_fsm_node(s->env.fsm, node, strlen(node));
+    if (n == NULL)
+        return RD_ENOTFOUND;
+    struct trigger *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return RD_ENOMEM;
+    t->s = s;
+    snprintf(t->node, sizeof(t->node), "%s", node);
+    snprintf(t->strategy, sizeof(t->strategy), "%s", strategy);
+    t->cb = cb;
+    t->data = data;
+    if (!hold_open(s, node)) {
+        free(t);
+        return RD_ECONFLICT;
+    }
+    int rv;
+    if (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION || n->state == RD_NODE_SUSPECT) {
+        struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION};
+        cmd.u.trans.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
+        cmd.u.trans.state = RD_NODE_DRAINING;
+        cmd.u.trans.reason = RD_STR("draining: recovery triggered by an operator");
+        cmd.u.trans.from_state = n->state;
+        rv = rd_replica_propose(s->env.replica, &cmd, trigger_drained, t);
+    } else {
+        rv = open_run(s, n, t->strategy, TRIGGER_REASON, t->run_id, trigger_opened, t);
+    }
+    if (rv != 0) {
+        release_open(s, node);
+        free(t);
+    }
+    return rv;
 }
 
 static void run_open(struct rd_sched *s, const struct rd_node *n, const char *strategy,

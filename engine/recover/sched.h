@@ -67,21 +67,21 @@ void rd_sched_close(struct rd_sched *s);
 void rd_sched_kick(struct rd_sched *s);
 
 struct rd_node;
-/*
- * Opens a recovery run for `n` (POST /api/v1/recovery/trigger): `cb` fires
- * once it is committed. `strategy` "" lets the policies choose. 0 or RD_E*.
- */
-int rd_sched_open_run(struct rd_sched *s, const struct rd_node *n, const char *strategy,
-                      const char *reason, char id_out[37],
-                      void (*cb)(void *data, int status, uint64_t value), void *data);
+struct rd_recovery;
+
+/* The end of a trigger: status 0 with the run opened, or RD_E*. */
+typedef void (*rd_sched_trigger_cb)(void *data, int status, const struct rd_recovery *run);
 
 /*
- * Keeps the scheduler from opening its own run for `node` while an
- * operator's trigger opens one (drain, then open with the requested
- * strategy). False when a run for it is being opened already.
+ * An operator's recovery of `node` (POST /api/v1/recovery/trigger) with
+ * `strategy` ("" lets the policies choose): keeps the scheduler from opening
+ * its own run for the node meanwhile, drains a working agent first (so it
+ * gets no new work while its tasks move), then opens the run. Returns 0 and
+ * `cb` fires once, or an error at once without `cb`: RD_ENOTFOUND (no such
+ * node), RD_ECONFLICT (a run for it is being opened already), or the log's.
  */
-bool rd_sched_hold_open(struct rd_sched *s, const char *node);
-void rd_sched_release_open(struct rd_sched *s, const char *node);
+int rd_sched_trigger(struct rd_sched *s, const char *node, const char *strategy,
+                     rd_sched_trigger_cb cb, void *data);
 
 /*
  * Degraded mode (degraded_service): a partition is suspected, or tasks are
