@@ -8,6 +8,7 @@
 #include "common/util.h"
 #include "config/config.h"
 #include "fsm/fsm.h"
+#include "plugin/host.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
 
@@ -570,14 +571,53 @@ static void tick(uv_timer_t *t)
 
 void rd_analysis_init(struct rd_analysis *a, uv_loop_t *loop, const struct rd_config *cfg,
                       const struct rd_fsm *fsm, struct rd_registry *registry,
-                      struct rd_replica *replica)
+                      struct rd_replica *replica, struct rd_plugin_host *detectors)
 {
     memset(a, 0, sizeof(*a));
+    a->detectors = detectors;
     a->loop = loop;
     a->cfg = cfg;
     a->fsm = fsm;
     a->registry = registry;
     a->replica = replica;
+}
+
+int rd_analysis_take_heartbeat(struct rd_analysis *a, const struct rd_heartbeat_in *hb,
+                               const struct rd_node **node, struct rd_soft **soft)
+{
+    const struct rd_node *n = rd_fsm_node(a->fsm, hb->node_id, hb->id_len);
+    *node = n;
+    *soft = NULL;
+    if (n == NULL)
+        return RD_ENOTFOUND;
+    /* Fenced: the agent must drop its tasks and register again. */
+    if (hb->epoch != n->epoch || n->state == RD_NODE_LEFT || n->state == RD_NODE_ISOLATED ||
+        n->state == RD_NODE_FAILED)
+        return RD_EFENCED;
+    uint64_t now = rd_mono_ns();
+    struct rd_soft *s = rd_registry_touch(a->registry, hb->node_id, hb->id_len, n->epoch, now,
+                                          rd_config_lease_ms(a->cfg) * 1000000ULL);
+    if (s == NULL)
+        return RD_ENOMEM;
+    rd_registry_heartbeat(a->registry, s, now, rd_now_ms(), hb->slots_used, &hb->metrics);
+    struct rd_heartbeat_view hv = {
+        .node_id = n->node_id,
+        .epoch = n->epoch,
+        .arrival_ns = now,
+        .slots_used = hb->slots_used,
+        .has_metrics = hb->metrics.present,
+        .error_rate = hb->metrics.error_rate,
+        .latency_ms = hb->metrics.latency_ms,
+        .cpu = hb->metrics.cpu,
+        .mem = hb->metrics.mem,
+        .progress = hb->progress,
+        .slot = s->slot,
+    };
+    if (a->detectors != NULL)
+        rd_plugin_host_heartbeat(a->detectors, &hv);
+    rd_analysis_heartbeat(a, n, s);
+    *soft = s;
+    return 0;
 }
 
 void rd_analysis_reset(struct rd_analysis *a)

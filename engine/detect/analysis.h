@@ -18,9 +18,11 @@
 #include "fsm/cmd.h"
 #include "metrics/metrics.h"
 #include "recoveryd/plugin.h"
+#include "registry/registry.h"
 
 struct rd_config;
 struct rd_fsm;
+struct rd_plugin_host;
 struct rd_node;
 struct rd_registry;
 struct rd_replica;
@@ -32,9 +34,10 @@ struct rd_mbuf;
 struct rd_analysis {
     uv_loop_t *loop;
     const struct rd_config *cfg;
-    const struct rd_fsm *fsm;     /* read: nodes, counts, open faults */
-    struct rd_registry *registry; /* the nodes' soft state */
-    struct rd_replica *replica;   /* leadership, and the way into the log */
+    const struct rd_fsm *fsm;         /* read: nodes, counts, open faults */
+    struct rd_registry *registry;     /* the nodes' soft state */
+    struct rd_replica *replica;       /* leadership, and the way into the log */
+    struct rd_plugin_host *detectors; /* heartbeats fan out to the detector plugins */
     uv_timer_t tick;
     bool started;
     bool partition_suspected;
@@ -59,7 +62,27 @@ struct rd_analysis {
 /* Everything it reads or proposes through, explicitly; all outlive it. */
 void rd_analysis_init(struct rd_analysis *a, uv_loop_t *loop, const struct rd_config *cfg,
                       const struct rd_fsm *fsm, struct rd_registry *registry,
-                      struct rd_replica *replica);
+                      struct rd_replica *replica, struct rd_plugin_host *detectors);
+
+/* One agent's heartbeat, as the API parsed it. */
+struct rd_heartbeat_in {
+    const char *node_id;
+    size_t id_len;
+    uint64_t epoch;
+    uint32_t slots_used;
+    struct rd_node_metrics metrics;
+    double progress; /* -1 when not sent */
+};
+
+/*
+ * Takes a heartbeat (leader only): fencing first (a stale epoch, or a node
+ * that left, is isolated or failed: RD_EFENCED, `*node` says which), then
+ * the node's soft state (lease, load, metrics), the detector plugins and the
+ * analysis of the node. 0 with `*node` and `*soft` set; RD_ENOTFOUND (not
+ * registered); RD_EFENCED; RD_ENOMEM.
+ */
+int rd_analysis_take_heartbeat(struct rd_analysis *a, const struct rd_heartbeat_in *hb,
+                               const struct rd_node **node, struct rd_soft **soft);
 /* A node left the suspect state (apply time, any cause): its failure, if
  * already recorded for the guard, no longer needs discounting. */
 struct rd_soft;

@@ -269,51 +269,38 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
                         &has_progress))
             goto out;
     }
-    const struct rd_node *n = rd_fsm_node(&eng->fsm, id, id_len);
-    if (n == NULL) {
+    struct rd_heartbeat_in in = {
+        .node_id = id,
+        .id_len = id_len,
+        .epoch = (uint64_t)json_integer_value(ep),
+        .slots_used = used ? (uint32_t)json_integer_value(used) : 0,
+        .metrics = m,
+        .progress = has_progress ? progress : -1,
+    };
+    const struct rd_node *n;
+    struct rd_soft *s;
+    int rv = rd_analysis_take_heartbeat(&eng->analysis, &in, &n, &s);
+    if (rv == RD_ENOTFOUND) {
         rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered", (int)id_len,
                            id);
         goto out;
     }
-    uint64_t epoch = (uint64_t)json_integer_value(ep);
-    if (epoch != n->epoch || n->state == RD_NODE_LEFT || n->state == RD_NODE_ISOLATED ||
-        n->state == RD_NODE_FAILED) {
-        /* Fenced: the agent must drop its tasks and register again. */
+    if (rv == RD_EFENCED) {
         json_t *d = json_pack("{s:I,s:s}", "epoch", (json_int_t)n->epoch, "state",
                               rd_node_state_name(n->state));
         rd_http_send_error(
             hr, 409, "fenced", d,
-            epoch != n->epoch ? "epoch %llu is not the current epoch of node %.*s: drop its "
-                                "tasks and register again"
-                              : "epoch %llu of node %.*s is fenced (the node is %s): drop its "
-                                "tasks and register again",
-            (unsigned long long)epoch, (int)id_len, id, rd_node_state_name(n->state));
+            in.epoch != n->epoch ? "epoch %llu is not the current epoch of node %.*s: drop its "
+                                   "tasks and register again"
+                                 : "epoch %llu of node %.*s is fenced (the node is %s): drop its "
+                                   "tasks and register again",
+            (unsigned long long)in.epoch, (int)id_len, id, rd_node_state_name(n->state));
         goto out;
     }
-    uint64_t now = rd_mono_ns();
-    struct rd_soft *s = rd_registry_touch(&eng->registry, id, id_len, n->epoch, now,
-                                          rd_engine_lease_ms(eng) * 1000000ULL);
-    if (s == NULL) {
-        rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+    if (rv != 0) {
+        rd_http_send_rd_error(hr, rv, NULL);
         goto out;
     }
-    uint32_t slots_used = used ? (uint32_t)json_integer_value(used) : 0;
-    rd_registry_heartbeat(&eng->registry, s, now, rd_now_ms(), slots_used, &m);
-    struct rd_heartbeat_view hv = {
-        .node_id = n->node_id,
-        .epoch = n->epoch,
-        .arrival_ns = now,
-        .slots_used = slots_used,
-        .has_metrics = m.present,
-        .error_rate = m.error_rate,
-        .latency_ms = m.latency_ms,
-        .cpu = m.cpu,
-        .mem = m.mem,
-        .progress = progress,
-        .slot = s->slot,
-    };
-    rd_plugin_host_heartbeat(&eng->plugins, &hv);
-    rd_analysis_heartbeat(&eng->analysis, n, s);
     if (n->tasks == NULL && s->n_revoked == 0) {
         /* The hot path: nothing to hand over. */
         char buf[160];
