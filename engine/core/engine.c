@@ -311,8 +311,16 @@ static void policy_error(void *data, const char *msg)
     free(meta_s);
 }
 
-int rd_engine_reload_policies(struct rd_engine *eng, char *err, size_t errlen)
+/*
+ * Loads every policy file into a fresh host, runs their self-tests, and
+ * swaps it in only if all passed (SIGHUP and POST /api/v1/policies/reload).
+ * On failure the old policies stay in force, the error (file:line) is logged,
+ * recorded as a policy_error fault (on the leader, so it alerts) and returned
+ * in `err`. 0 or RD_E*.
+ */
+static int reload_policies(void *data, char *err, size_t errlen)
 {
+    struct rd_engine *eng = data;
     const struct rd_config *c = &eng->cfg;
     struct rd_policy_host *fresh = NULL;
     uint64_t t0 = rd_mono_ns();
@@ -341,7 +349,7 @@ static void on_signal(uv_signal_t *s, int signum)
         /* Reload the policies; never ends the process. */
         char err[RD_POLICY_ERRLEN];
         RD_INFO("engine", "sighup", "%s", "action=reload_policies");
-        rd_engine_reload_policies(eng, err, sizeof(err));
+        reload_policies(eng, err, sizeof(err));
         return;
     }
     RD_INFO("engine", "signal", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -404,7 +412,25 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         eng->exit_code = 1;
         goto out;
     }
-    rv = rd_http_start(&eng->http, eng, eng->cfg.server.listen_host, eng->cfg.server.listen_port,
+    struct rd_http_env henv = {
+        .loop = loop,
+        .cfg = &eng->cfg,
+        .fsm = &eng->fsm,
+        .replica = &eng->replica,
+        .registry = &eng->registry,
+        .analysis = &eng->analysis,
+        .sched = &eng->sched,
+        .cluster = &eng->cluster,
+        .plugins = &eng->plugins,
+        .policy = &eng->policy,
+        .shutting_down = &eng->shutting_down,
+        .started_ns = &eng->started_ns,
+        .policy_reloads_ok = &eng->policy_reloads_ok,
+        .policy_reloads_failed = &eng->policy_reloads_failed,
+        .reload_policies = reload_policies,
+        .reload_data = eng,
+    };
+    rv = rd_http_start(&eng->http, &henv, eng->cfg.server.listen_host, eng->cfg.server.listen_port,
                        eng->cfg.server.max_body_bytes, eng->cfg.server.tls_cert,
                        eng->cfg.server.tls_key);
     if (rv != 0) {

@@ -64,13 +64,4 @@ void rd_engine_shutdown(struct rd_engine *eng);
 /* Lease handed to agents, in ms. */
 uint64_t rd_engine_lease_ms(const struct rd_engine *eng);
 
-/*
- * Loads every policy file into a fresh host, runs their self-tests, and
- * swaps it in only if all passed (SIGHUP and POST /api/v1/policies/reload).
- * On failure the old policies stay in force, the error (file:line) is logged,
- * recorded as a policy_error fault (on the leader, so it alerts) and returned
- * in `err`. 0 or RD_E*.
- */
-int rd_engine_reload_policies(struct rd_engine *eng, char *err, size_t errlen);
-
 #endif

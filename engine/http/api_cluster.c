@@ -9,25 +9,33 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "core/engine.h"
+#include "cluster/cluster.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "policy/policy.h"
+#include "recover/sched.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
 #include "http.h"
 #include "recoveryd/error.h"
 
-static json_t *replicas_body(struct rd_engine *eng)
+static json_t *replicas_body(const struct rd_http_env *env)
 {
     uint64_t leader;
     const char *addr;
-    rd_replica_leader(&eng->replica, &leader, &addr);
+    rd_replica_leader(env->replica, &leader, &addr);
     return json_pack("{s:o,s:I,s:I,s:o}", "leader",
                      leader ? json_integer((json_int_t)leader) : json_null(), "term",
-                     (json_int_t)rd_replica_term(&eng->replica), "self",
-                     (json_int_t)eng->cfg.cluster.replica_id, "replicas",
-                     rd_cluster_replicas_json(&eng->cluster));
+                     (json_int_t)rd_replica_term(env->replica), "self",
+                     (json_int_t)env->cfg->cluster.replica_id, "replicas",
+                     rd_cluster_replicas_json(env->cluster));
 }
 
 void rd_api_REPLICAS_LIST(struct rd_http_req *hr)
 {
-    rd_http_send_json(hr, 200, replicas_body(hr->eng));
+    rd_http_send_json(hr, 200, replicas_body(hr->env));
 }
 
 static int parse_role(const char *s)
@@ -41,9 +49,9 @@ static int parse_role(const char *s)
     return -1;
 }
 
-static const struct raft_server *member(struct rd_engine *eng, uint64_t id)
+static const struct raft_server *member(const struct rd_http_env *env, uint64_t id)
 {
-    const struct raft_configuration *conf = rd_replica_configuration(&eng->replica);
+    const struct raft_configuration *conf = rd_replica_configuration(env->replica);
     for (unsigned i = 0; i < conf->n; i++)
         if (conf->servers[i].id == id)
             return &conf->servers[i];
@@ -57,7 +65,7 @@ static void changed(void *data, int status, uint64_t value)
     (void)value;
     if (rd_http_pending_alive(p)) {
         if (status == 0)
-            rd_http_send_json(&p->hr, p->key[0] == 'a' ? 201 : 200, replicas_body(p->hr.eng));
+            rd_http_send_json(&p->hr, p->key[0] == 'a' ? 201 : 200, replicas_body(p->hr.env));
         else
             rd_http_send_rd_error(&p->hr, status, NULL);
     }
@@ -69,14 +77,14 @@ static void url_written(void *data, int status, uint64_t value)
 {
     struct rd_http_pending *p = data;
     (void)value;
-    struct rd_engine *eng = p->hr.eng;
+    const struct rd_http_env *env = p->hr.env;
     if (status == 0) {
         /* key: "a <id> <role> <address>" */
         unsigned long long id = 0;
         int role = 0;
         char address[RD_CFG_STR] = "";
         sscanf(p->key, "a %llu %d %255s", &id, &role, address);
-        status = rd_replica_add(&eng->replica, id, address, role, changed, p);
+        status = rd_replica_add(env->replica, id, address, role, changed, p);
         if (status == 0)
             return;
     }
@@ -92,7 +100,7 @@ static void url_written(void *data, int status, uint64_t value)
  */
 void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
 {
-    struct rd_engine *eng = hr->eng;
+    const struct rd_http_env *env = hr->env;
     json_t *body = rd_http_body_object(hr);
     if (body == NULL)
         return;
@@ -115,7 +123,7 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
         rd_http_bad_request(hr, "api_url", "api_url must be http://HOST:PORT or https://HOST:PORT");
     } else {
         uint64_t id = (uint64_t)json_integer_value(jid);
-        const struct raft_server *m = member(eng, id);
+        const struct raft_server *m = member(env, id);
         struct rd_http_pending *p = NULL;
         int rv;
         if (m != NULL) {
@@ -125,12 +133,12 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
                                    (unsigned long long)id, role_s ? role_s : "voter");
                 goto out;
             }
-            if (rd_cluster_check_change(&eng->cluster, id, role, why, sizeof(why)) != 0) {
+            if (rd_cluster_check_change(env->cluster, id, role, why, sizeof(why)) != 0) {
                 rd_http_send_error(hr, 409, "conflict", NULL, "%s", why);
                 goto out;
             }
             p = rd_http_defer(hr);
-            rv = p ? rd_replica_assign(&eng->replica, id, role, changed, p) : RD_ENOMEM;
+            rv = p ? rd_replica_assign(env->replica, id, role, changed, p) : RD_ENOMEM;
         } else if (address == NULL || url == NULL) {
             rd_http_bad_request(hr, address == NULL ? "address" : "api_url",
                                 "a new replica needs its raft address and its api_url");
@@ -165,20 +173,20 @@ static void url_forgotten(void *data, int status, uint64_t value)
 static void removed(void *data, int status, uint64_t value)
 {
     struct rd_http_pending *p = data;
-    struct rd_engine *eng = p->hr.eng;
-    if (status == 0 && rd_replica_is_leader(&eng->replica)) {
+    const struct rd_http_env *env = p->hr.env;
+    if (status == 0 && rd_replica_is_leader(env->replica)) {
         /* Forget its URL too (best effort: a stale URL only costs a poll). */
         struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO};
         cmd.u.rinfo.id = strtoull(p->key, NULL, 10);
         cmd.u.rinfo.api_url = RD_STR("");
-        rd_replica_propose(&eng->replica, &cmd, url_forgotten, NULL);
+        rd_replica_propose(env->replica, &cmd, url_forgotten, NULL);
     }
     changed(data, status, value);
 }
 
 void rd_api_REPLICA_DELETE(struct rd_http_req *hr)
 {
-    struct rd_engine *eng = hr->eng;
+    const struct rd_http_env *env = hr->env;
     h2o_iovec_t s = hr->params[0];
     char buf[24];
     char *end = NULL;
@@ -192,12 +200,12 @@ void rd_api_REPLICA_DELETE(struct rd_http_req *hr)
         rd_http_bad_request(hr, "id", "the path must end with the replica's raft server id");
         return;
     }
-    if (member(eng, id) == NULL) {
+    if (member(env, id) == NULL) {
         rd_http_send_error(hr, 404, "not_found", NULL, "replica %llu is not a member", id);
         return;
     }
     char why[256];
-    if (rd_cluster_check_change(&eng->cluster, id, -1, why, sizeof(why)) != 0) {
+    if (rd_cluster_check_change(env->cluster, id, -1, why, sizeof(why)) != 0) {
         rd_http_send_error(hr, 409, "conflict", NULL, "%s", why);
         return;
     }
@@ -207,7 +215,7 @@ void rd_api_REPLICA_DELETE(struct rd_http_req *hr)
         return;
     }
     snprintf(p->key, sizeof(p->key), "%llu", id);
-    int rv = rd_replica_remove(&eng->replica, id, removed, p);
+    int rv = rd_replica_remove(env->replica, id, removed, p);
     if (rv != 0) {
         rd_http_send_rd_error(&p->hr, rv, NULL);
         rd_http_pending_done(p);

@@ -4,7 +4,15 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "core/engine.h"
+#include "cluster/cluster.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "policy/policy.h"
+#include "recover/sched.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
 #include "http.h"
 
 static json_t *json_or_string(const char *text)
@@ -32,7 +40,7 @@ static json_t *fault_json(const struct rd_fault *x)
 
 void rd_api_FAULTS_RECORDS(struct rd_http_req *hr)
 {
-    const struct rd_fsm *f = &hr->eng->fsm;
+    const struct rd_fsm *f = hr->env->fsm;
     int limit = rd_api_list_limit(hr);
     if (limit < 0)
         return;
@@ -112,7 +120,7 @@ void rd_api_FAULT_GET(struct rd_http_req *hr)
     if (id.len < sizeof(buf)) {
         memcpy(buf, id.base, id.len);
         buf[id.len] = '\0';
-        x = rd_fsm_fault(&hr->eng->fsm, buf);
+        x = rd_fsm_fault(hr->env->fsm, buf);
     }
     if (x == NULL) {
         rd_http_send_error(hr, 404, "not_found", NULL, "no fault record %.*s", (int)id.len,
@@ -124,18 +132,18 @@ void rd_api_FAULT_GET(struct rd_http_req *hr)
 
 void rd_api_FAULTS_STATUS(struct rd_http_req *hr)
 {
-    struct rd_engine *eng = hr->eng;
-    const struct rd_fsm *f = &eng->fsm;
+    const struct rd_http_env *env = hr->env;
+    const struct rd_fsm *f = env->fsm;
     int64_t hour_ago = rd_now_ms() - 3600 * 1000;
     size_t last_hour = 0;
     for (size_t i = f->n_faults; i-- > 0 && f->faults[i]->detected_at >= hour_ago;)
         last_hour++;
-    const struct rd_hist *h = &eng->analysis.latency_failed;
+    const struct rd_hist *h = &env->analysis->latency_failed;
     json_t *latency = json_pack(
         "{s:o,s:o}", "p50",
         h->count ? json_integer((json_int_t)(rd_hist_quantile(h, 0.5) * 1000)) : json_null(), "p99",
         h->count ? json_integer((json_int_t)(rd_hist_quantile(h, 0.99) * 1000)) : json_null());
-    bool partition = eng->analysis.partition_suspected;
+    bool partition = env->analysis->partition_suspected;
     /* Tasks moved by recovery runs that found a new agent, over all moves. */
     uint64_t moved = 0, ok = 0;
     for (size_t i = 0; i < f->n_recoveries; i++) {
@@ -148,28 +156,28 @@ void rd_api_FAULTS_STATUS(struct rd_http_req *hr)
         json_pack("{s:I,s:I,s:o,s:o,s:s,s:b,s:s,s:b}", "active_faults", (json_int_t)f->open_faults,
                   "faults_last_hour", (json_int_t)last_hour, "detection_latency_ms", latency,
                   "recovery_success_rate", rate, "mode",
-                  rd_sched_degraded(&eng->sched, NULL) ? "degraded" : "normal",
+                  rd_sched_degraded(env->sched, NULL) ? "degraded" : "normal",
                   "partition_suspected", partition, "policy_version",
-                  rd_policy_version(eng->policy), "leader", rd_replica_is_leader(&eng->replica)));
+                  rd_policy_version(*env->policy), "leader", rd_replica_is_leader(env->replica)));
 }
 
 void rd_api_PLUGINS_LIST(struct rd_http_req *hr)
 {
-    rd_http_send_json(hr, 200, json_pack("{s:o}", "items", rd_plugin_host_json(&hr->eng->plugins)));
+    rd_http_send_json(hr, 200, json_pack("{s:o}", "items", rd_plugin_host_json(hr->env->plugins)));
 }
 
 void rd_api_POLICIES_RELOAD(struct rd_http_req *hr)
 {
     char err[RD_POLICY_ERRLEN];
     char before[64];
-    snprintf(before, sizeof(before), "%s", rd_policy_version(hr->eng->policy));
-    if (rd_engine_reload_policies(hr->eng, err, sizeof(err)) != 0) {
+    snprintf(before, sizeof(before), "%s", rd_policy_version(*hr->env->policy));
+    if (hr->env->reload_policies(hr->env->reload_data, err, sizeof(err)) != 0) {
         rd_http_send_error(hr, 400, "bad_request",
                            json_pack("{s:s,s:s}", "field", "policies", "policy_version", before),
                            "policy reload failed, the previous policies stay in force: %s", err);
         return;
     }
     rd_http_send_json(hr, 200,
-                      json_pack("{s:s,s:s}", "policy_version", rd_policy_version(hr->eng->policy),
+                      json_pack("{s:s,s:s}", "policy_version", rd_policy_version(*hr->env->policy),
                                 "previous_version", before));
 }

@@ -6,7 +6,15 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "core/engine.h"
+#include "cluster/cluster.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "policy/policy.h"
+#include "recover/sched.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
 #include "http.h"
 #include "recoveryd/error.h"
 
@@ -29,13 +37,13 @@ static const char *path_node_id(struct rd_http_req *hr, size_t *len)
     return id.base;
 }
 
-static json_t *node_json(struct rd_engine *eng, const struct rd_node *n)
+static json_t *node_json(const struct rd_http_env *env, const struct rd_node *n)
 {
     char reg[RD_TIME_STRLEN], upd[RD_TIME_STRLEN], hb[RD_TIME_STRLEN];
     rd_time_format(n->registered_at, reg);
     rd_time_format(n->updated_at, upd);
     json_t *labels = json_loads(n->labels_json, 0, NULL);
-    struct rd_soft *s = rd_registry_get(&eng->registry, n->node_id, n->id_len);
+    struct rd_soft *s = rd_registry_get(env->registry, n->node_id, n->id_len);
     if (s != NULL && s->epoch != n->epoch)
         s = NULL;
     json_t *last_hb = json_null();
@@ -161,13 +169,13 @@ static void register_done(void *data, int status, uint64_t epoch)
 {
     struct rd_http_pending *p = data;
     if (rd_http_pending_alive(p)) {
-        struct rd_engine *eng = p->hr.eng;
+        const struct rd_http_env *env = p->hr.env;
         if (status == 0) {
             json_t *o =
                 json_pack("{s:s,s:I,s:I,s:I}", "node_id", p->key, "epoch", (json_int_t)epoch,
                           "heartbeat_interval_ms",
-                          (json_int_t)eng->cfg.fault_tolerance.detection.heartbeat_interval_ms,
-                          "lease_ms", (json_int_t)rd_engine_lease_ms(eng));
+                          (json_int_t)env->cfg->fault_tolerance.detection.heartbeat_interval_ms,
+                          "lease_ms", (json_int_t)rd_config_lease_ms(env->cfg));
             rd_http_send_json(&p->hr, 201, o);
         } else if (status == RD_ECONFLICT) {
             rd_http_send_error(&p->hr, 409, "conflict", json_pack("{s:s}", "state", "isolated"),
@@ -221,12 +229,12 @@ static bool opt_number(struct rd_http_req *hr, json_t *obj, const char *key, con
 
 void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
 {
-    struct rd_engine *eng = hr->eng;
+    const struct rd_http_env *env = hr->env;
     size_t id_len;
     const char *id = path_node_id(hr, &id_len);
     if (id == NULL)
         return;
-    if (!rd_replica_is_leader(&eng->replica)) {
+    if (!rd_replica_is_leader(env->replica)) {
         rd_http_send_rd_error(hr, RD_ENOTLEADER, "heartbeats go to the leader");
         return;
     }
@@ -279,7 +287,7 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     };
     const struct rd_node *n;
     struct rd_soft *s;
-    int rv = rd_analysis_take_heartbeat(&eng->analysis, &in, &n, &s);
+    int rv = rd_analysis_take_heartbeat(env->analysis, &in, &n, &s);
     if (rv == RD_ENOTFOUND) {
         rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered", (int)id_len,
                            id);
@@ -304,10 +312,10 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     if (n->tasks == NULL && s->n_revoked == 0) {
         /* The hot path: nothing to hand over. */
         char buf[160];
-        int len =
-            snprintf(buf, sizeof(buf),
-                     "{\"state\":\"%s\",\"lease_ms\":%llu,\"assignments\":[],\"revoked\":[]}",
-                     rd_node_state_name(n->state), (unsigned long long)rd_engine_lease_ms(eng));
+        int len = snprintf(buf, sizeof(buf),
+                           "{\"state\":\"%s\",\"lease_ms\":%llu,\"assignments\":[],\"revoked\":[]}",
+                           rd_node_state_name(n->state),
+                           (unsigned long long)rd_config_lease_ms(env->cfg));
         rd_http_send_raw(hr, 200, "application/json", buf, (size_t)len);
         goto out;
     }
@@ -345,7 +353,7 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     s->n_revoked = 0;
     rd_http_send_json(hr, 200,
                       json_pack("{s:s,s:I,s:o,s:o}", "state", rd_node_state_name(n->state),
-                                "lease_ms", (json_int_t)rd_engine_lease_ms(eng), "assignments",
+                                "lease_ms", (json_int_t)rd_config_lease_ms(env->cfg), "assignments",
                                 assignments, "revoked", revoked));
 out:
     json_decref(body);
@@ -359,13 +367,13 @@ void rd_api_NODE_GET(struct rd_http_req *hr)
     const char *id = path_node_id(hr, &id_len);
     if (id == NULL)
         return;
-    const struct rd_node *n = rd_fsm_node(&hr->eng->fsm, id, id_len);
+    const struct rd_node *n = rd_fsm_node(hr->env->fsm, id, id_len);
     if (n == NULL) {
         rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered", (int)id_len,
                            id);
         return;
     }
-    rd_http_send_json(hr, 200, node_json(hr->eng, n));
+    rd_http_send_json(hr, 200, node_json(hr->env, n));
 }
 
 /* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
@@ -385,7 +393,7 @@ int rd_api_list_limit(struct rd_http_req *hr)
 
 void rd_api_NODES_LIST(struct rd_http_req *hr)
 {
-    struct rd_fsm *fsm = &hr->eng->fsm;
+    struct rd_fsm *fsm = hr->env->fsm;
     int limit = rd_api_list_limit(hr);
     if (limit < 0)
         return;
@@ -418,7 +426,7 @@ void rd_api_NODES_LIST(struct rd_http_req *hr)
             more = true;
             break;
         }
-        json_array_append_new(items, node_json(hr->eng, n));
+        json_array_append_new(items, node_json(hr->env, n));
         last = n;
     }
     json_t *next = more && last ? json_stringn(last->node_id, last->id_len) : json_null();
@@ -433,10 +441,10 @@ static void node_op_done(void *data, int status, uint64_t epoch)
     struct rd_http_pending *p = data;
     (void)epoch;
     if (rd_http_pending_alive(p)) {
-        struct rd_engine *eng = p->hr.eng;
-        const struct rd_node *n = rd_fsm_node(&eng->fsm, p->key, strlen(p->key));
+        const struct rd_http_env *env = p->hr.env;
+        const struct rd_node *n = rd_fsm_node(env->fsm, p->key, strlen(p->key));
         if (status == 0 && n != NULL)
-            rd_http_send_json(&p->hr, 200, node_json(eng, n));
+            rd_http_send_json(&p->hr, 200, node_json(env, n));
         else
             rd_http_send_rd_error(&p->hr, status ? status : RD_ENOTFOUND, NULL);
     }
@@ -449,14 +457,14 @@ void rd_api_NODE_DELETE(struct rd_http_req *hr)
     const char *id = path_node_id(hr, &id_len);
     if (id == NULL)
         return;
-    const struct rd_node *n = rd_fsm_node(&hr->eng->fsm, id, id_len);
+    const struct rd_node *n = rd_fsm_node(hr->env->fsm, id, id_len);
     if (n == NULL) {
         rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered", (int)id_len,
                            id);
         return;
     }
     if (n->state == RD_NODE_LEFT) { /* idempotent: nothing to commit */
-        rd_http_send_json(hr, 200, node_json(hr->eng, n));
+        rd_http_send_json(hr, 200, node_json(hr->env, n));
         return;
     }
     struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION};
@@ -500,7 +508,7 @@ static const struct rd_node *path_node(struct rd_http_req *hr, const char **id, 
     *id = path_node_id(hr, id_len);
     if (*id == NULL)
         return NULL;
-    const struct rd_node *n = rd_fsm_node(&hr->eng->fsm, *id, *id_len);
+    const struct rd_node *n = rd_fsm_node(hr->env->fsm, *id, *id_len);
     if (n == NULL)
         rd_http_send_error(hr, 404, "not_found", NULL, "node %.*s is not registered", (int)*id_len,
                            *id);
@@ -523,7 +531,7 @@ void rd_api_NODE_DRAIN(struct rd_http_req *hr)
     if (n == NULL || !operator_reason(hr, reason, sizeof(reason), "drained by an operator"))
         return;
     if (n->state == RD_NODE_DRAINING) {
-        rd_http_send_json(hr, 200, node_json(hr->eng, n));
+        rd_http_send_json(hr, 200, node_json(hr->env, n));
         return;
     }
     if (n->state == RD_NODE_LEFT || n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED) {
@@ -547,7 +555,7 @@ void rd_api_NODE_ISOLATE(struct rd_http_req *hr)
     if (n == NULL || !operator_reason(hr, reason, sizeof(reason), "isolated by an operator"))
         return;
     if (n->state == RD_NODE_ISOLATED) {
-        rd_http_send_json(hr, 200, node_json(hr->eng, n));
+        rd_http_send_json(hr, 200, node_json(hr->env, n));
         return;
     }
     if (n->state == RD_NODE_LEFT) {
@@ -587,7 +595,7 @@ void rd_api_NODE_READMIT(struct rd_http_req *hr)
     if (n == NULL || !operator_reason(hr, reason, sizeof(reason), "readmitted by an operator"))
         return;
     if (n->state == RD_NODE_PROBATION) { /* readmitted already */
-        rd_http_send_json(hr, 200, node_json(hr->eng, n));
+        rd_http_send_json(hr, 200, node_json(hr->env, n));
         return;
     }
     if (n->state != RD_NODE_ISOLATED && n->state != RD_NODE_FAILED &&

@@ -4,7 +4,15 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "core/engine.h"
+#include "cluster/cluster.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "policy/policy.h"
+#include "recover/sched.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
 #include "http.h"
 #include "policy/policy.h"
 #include "recoveryd/error.h"
@@ -45,7 +53,7 @@ static json_t *run_json(const struct rd_recovery *r)
  * ?cursor= the recovery_id of the last run of the previous page. */
 void rd_api_RECOVERY_LIST(struct rd_http_req *hr)
 {
-    const struct rd_fsm *f = &hr->eng->fsm;
+    const struct rd_fsm *f = hr->env->fsm;
     const char *node = rd_http_query(hr, "node_id"), *status = rd_http_query(hr, "status"),
                *cursor = rd_http_query(hr, "cursor");
     int limit = rd_api_list_limit(hr);
@@ -92,7 +100,7 @@ void rd_api_RECOVERY_GET(struct rd_http_req *hr)
     if (id.len < sizeof(buf)) {
         memcpy(buf, id.base, id.len);
         buf[id.len] = '\0';
-        r = rd_fsm_recovery(&hr->eng->fsm, buf);
+        r = rd_fsm_recovery(hr->env->fsm, buf);
     }
     if (r == NULL) {
         rd_http_send_error(hr, 404, "not_found", NULL, "no recovery run %.*s", (int)id.len,
@@ -106,7 +114,7 @@ void rd_api_RECOVERY_GET(struct rd_http_req *hr)
 static void answer_run(struct rd_http_req *hr, const struct rd_recovery *r)
 {
     /* A rough estimate: one lease (safe waits for it) plus the moves. */
-    double secs = (double)rd_engine_lease_ms(hr->eng) / 1000.0 + 0.1 * r->total;
+    double secs = (double)rd_config_lease_ms(hr->env->cfg) / 1000.0 + 0.1 * r->total;
     rd_http_send_json(hr, 202,
                       json_pack("{s:s,s:s,s:f,s:I}", "recovery_id", r->id, "status", "initiated",
                                 "estimated_time", secs, "tasks_total", (json_int_t)r->total));
@@ -127,7 +135,7 @@ static void triggered(void *data, int status, const struct rd_recovery *run)
 
 void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
 {
-    struct rd_engine *eng = hr->eng;
+    const struct rd_http_env *env = hr->env;
     json_t *body = rd_http_body_object(hr);
     if (body == NULL)
         return;
@@ -138,13 +146,13 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
                             "node_id is required: 1-255 characters of [A-Za-z0-9._:-]");
         goto out;
     }
-    if (strategy == NULL || (strategy[0] && !rd_policy_has_strategy(eng->policy, strategy))) {
+    if (strategy == NULL || (strategy[0] && !rd_policy_has_strategy(*env->policy, strategy))) {
         rd_http_bad_request(hr, "strategy",
                             "strategy must be one of the loaded strategies (fast_recovery, "
                             "safe_recovery, degraded_service)");
         goto out;
     }
-    const struct rd_node *n = rd_fsm_node(&eng->fsm, node, strlen(node));
+    const struct rd_node *n = rd_fsm_node(env->fsm, node, strlen(node));
     if (n == NULL) {
         rd_http_send_error(hr, 404, "not_found", NULL, "node %s is not registered", node);
         goto out;
@@ -154,7 +162,7 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
                            "node %s left and holds no task", node);
         goto out;
     }
-    const struct rd_recovery *open = rd_fsm_open_recovery(&eng->fsm, node);
+    const struct rd_recovery *open = rd_fsm_open_recovery(env->fsm, node);
     if (open != NULL) { /* one run per agent at a time: that one answers */
         answer_run(hr, open);
         goto out;
@@ -164,7 +172,7 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
         rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
         goto out;
     }
-    int rv = rd_sched_trigger(&eng->sched, node, strategy, triggered, p);
+    int rv = rd_sched_trigger(env->sched, node, strategy, triggered, p);
     if (rv == RD_ECONFLICT)
         rd_http_send_error(&p->hr, 409, "conflict", NULL,
                            "a recovery run for node %s is being opened; retry", node);

@@ -3,14 +3,22 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "core/engine.h"
+#include "cluster/cluster.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "policy/policy.h"
+#include "recover/sched.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
 #include "http.h"
 #include "recoveryd/version.h"
 
 /* Liveness, plus what the other replicas poll for their view of this one. */
 void rd_api_HEALTH(struct rd_http_req *hr)
 {
-    struct rd_replica *r = &hr->eng->replica;
+    struct rd_replica *r = hr->env->replica;
     uint64_t leader;
     const char *addr;
     rd_replica_leader(r, &leader, &addr);
@@ -18,7 +26,7 @@ void rd_api_HEALTH(struct rd_http_req *hr)
     int n = snprintf(body, sizeof(body),
                      "{\"status\":\"ok\",\"replica_id\":%llu,\"role\":\"%s\",\"term\":%llu,"
                      "\"applied_index\":%llu,\"commit_index\":%llu,\"leader\":%llu}",
-                     (unsigned long long)hr->eng->cfg.cluster.replica_id, rd_replica_role_name(r),
+                     (unsigned long long)hr->env->cfg->cluster.replica_id, rd_replica_role_name(r),
                      (unsigned long long)rd_replica_term(r),
                      (unsigned long long)rd_replica_applied_index(r),
                      (unsigned long long)rd_replica_commit_index(r), (unsigned long long)leader);
@@ -27,13 +35,13 @@ void rd_api_HEALTH(struct rd_http_req *hr)
 
 void rd_api_READY(struct rd_http_req *hr)
 {
-    struct rd_replica *r = &hr->eng->replica;
+    struct rd_replica *r = hr->env->replica;
     uint64_t leader;
     const char *addr;
     rd_replica_leader(r, &leader, &addr);
     uint64_t applied = rd_replica_applied_index(r), commit = 0;
-    bool caught_up = rd_cluster_caught_up(&hr->eng->cluster, &commit);
-    if (hr->eng->shutting_down) {
+    bool caught_up = rd_cluster_caught_up(hr->env->cluster, &commit);
+    if (*hr->env->shutting_down) {
         rd_http_send_error(hr, 503, "not_ready", NULL, "the engine is shutting down");
     } else if (leader == 0) {
         rd_http_send_error(hr, 503, "not_ready", NULL, "no leader is known yet");
@@ -57,22 +65,22 @@ void rd_api_READY(struct rd_http_req *hr)
 
 void rd_api_CLUSTER_HEALTH(struct rd_http_req *hr)
 {
-    struct rd_engine *eng = hr->eng;
-    struct rd_replica *r = &eng->replica;
-    const size_t *c = eng->fsm.count_by_state;
-    size_t total = eng->fsm.n_nodes - c[RD_NODE_LEFT];
+    const struct rd_http_env *env = hr->env;
+    struct rd_replica *r = env->replica;
+    const size_t *c = env->fsm->count_by_state;
+    size_t total = env->fsm->n_nodes - c[RD_NODE_LEFT];
     size_t healthy = c[RD_NODE_ALIVE] + c[RD_NODE_PROBATION] + c[RD_NODE_DRAINING];
     size_t failed = c[RD_NODE_FAILED], suspect = c[RD_NODE_SUSPECT], isolated = c[RD_NODE_ISOLATED];
     uint64_t leader;
     const char *leader_addr;
     rd_replica_leader(r, &leader, &leader_addr);
-    bool quorum = rd_cluster_has_quorum(&eng->cluster);
+    bool quorum = rd_cluster_has_quorum(env->cluster);
     const char *overall = "healthy";
     if (!quorum || (total > 0 && (failed + isolated) * 2 >= total))
         overall = "critical";
     else if (failed + suspect + isolated > 0)
         overall = "degraded";
-    json_t *replicas = rd_cluster_replicas_json(&eng->cluster);
+    json_t *replicas = rd_cluster_replicas_json(env->cluster);
     char now[RD_TIME_STRLEN];
     rd_time_format(rd_now_ms(), now);
     json_t *o =
@@ -87,9 +95,9 @@ void rd_api_CLUSTER_HEALTH(struct rd_http_req *hr)
 
 void rd_api_METRICS(struct rd_http_req *hr)
 {
-    struct rd_engine *eng = hr->eng;
-    struct rd_http *http = &eng->http;
-    struct rd_replica *r = &eng->replica;
+    const struct rd_http_env *env = hr->env;
+    struct rd_http *http = env->http;
+    struct rd_replica *r = env->replica;
     struct rd_mbuf b;
     rd_mbuf_init(&b);
 
@@ -97,7 +105,7 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_mbuf_printf(&b, "recoveryd_build_info{version=\"%s\"} 1\n", RD_VERSION_STRING);
     rd_metric_header(&b, "recoveryd_uptime_seconds", "gauge", "Seconds since the engine started.");
     rd_mbuf_printf(&b, "recoveryd_uptime_seconds %.3f\n",
-                   (double)(rd_mono_ns() - eng->started_ns) / 1e9);
+                   (double)(rd_mono_ns() - *env->started_ns) / 1e9);
 
     rd_metric_header(&b, "recoveryd_http_requests_total", "counter",
                      "HTTP requests answered, by route and status.");
@@ -134,11 +142,11 @@ void rd_api_METRICS(struct rd_http_req *hr)
 
     rd_metric_header(&b, "recoveryd_heartbeats_total", "counter", "Heartbeats accepted.");
     rd_mbuf_printf(&b, "recoveryd_heartbeats_total %llu\n",
-                   (unsigned long long)eng->registry.heartbeats_total);
+                   (unsigned long long)env->registry->heartbeats_total);
     rd_metric_header(&b, "recoveryd_nodes", "gauge", "Registered agents by state.");
     for (int s = 0; s < RD_NODE_STATE_COUNT; s++)
         rd_mbuf_printf(&b, "recoveryd_nodes{state=\"%s\"} %zu\n", rd_node_state_name(s),
-                       eng->fsm.count_by_state[s]);
+                       env->fsm->count_by_state[s]);
 
     rd_metric_header(&b, "recoveryd_raft_commit_duration_seconds", "histogram",
                      "Time from proposing a command to its apply on this leader.");
@@ -160,20 +168,21 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_metric_header(&b, "recoveryd_raft_is_leader", "gauge", "1 on the leader.");
     rd_mbuf_printf(&b, "recoveryd_raft_is_leader %d\n", rd_replica_is_leader(r) ? 1 : 0);
 
-    rd_analysis_metrics(&eng->analysis, &b);
+    rd_analysis_metrics(env->analysis, &b);
     rd_metric_header(&b, "recoveryd_policy_info", "gauge",
                      "The policies in force (version label).");
-    rd_mbuf_printf(&b, "recoveryd_policy_info{version=\"%s\"} 1\n", rd_policy_version(eng->policy));
+    rd_mbuf_printf(&b, "recoveryd_policy_info{version=\"%s\"} 1\n",
+                   rd_policy_version(*env->policy));
     rd_metric_header(&b, "recoveryd_policy_reloads_total", "counter", "Policy reloads by result.");
     rd_mbuf_printf(&b, "recoveryd_policy_reloads_total{result=\"ok\"} %llu\n",
-                   (unsigned long long)eng->policy_reloads_ok);
+                   (unsigned long long)*env->policy_reloads_ok);
     rd_mbuf_printf(&b, "recoveryd_policy_reloads_total{result=\"failed\"} %llu\n",
-                   (unsigned long long)eng->policy_reloads_failed);
-    const struct rd_sched *sc = &eng->sched;
+                   (unsigned long long)*env->policy_reloads_failed);
+    const struct rd_sched *sc = env->sched;
     rd_metric_header(&b, "recoveryd_tasks", "gauge", "Tasks by state.");
     for (int st = 0; st < RD_TASK_STATE_COUNT; st++)
         rd_mbuf_printf(&b, "recoveryd_tasks{state=\"%s\"} %zu\n", rd_task_state_name(st),
-                       eng->fsm.tasks_by_state[st]);
+                       env->fsm->tasks_by_state[st]);
     rd_metric_header(&b, "recoveryd_recovery_tasks_moved_total", "counter",
                      "Tasks moved off failed, departed or draining agents (this leader).");
     rd_mbuf_printf(&b, "recoveryd_recovery_tasks_moved_total %llu\n",
@@ -192,7 +201,7 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_metric_header(&b, "recoveryd_degraded", "gauge",
                      "1 while in degraded mode (partition suspected or tasks paused).");
     rd_mbuf_printf(&b, "recoveryd_degraded %d\n", rd_sched_degraded(sc, NULL) ? 1 : 0);
-    rd_plugin_host_metrics(&eng->plugins, &b);
+    rd_plugin_host_metrics(env->plugins, &b);
 
     if (b.err) {
         rd_mbuf_free(&b);

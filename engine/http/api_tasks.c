@@ -4,7 +4,15 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "core/engine.h"
+#include "cluster/cluster.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "policy/policy.h"
+#include "recover/sched.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
 #include "http.h"
 #include "recoveryd/error.h"
 
@@ -65,7 +73,7 @@ static const struct rd_task *path_task(struct rd_http_req *hr)
         rd_http_bad_request(hr, "task_id", "task_id must be a UUID");
         return NULL;
     }
-    const struct rd_task *t = rd_fsm_task(&hr->eng->fsm, buf);
+    const struct rd_task *t = rd_fsm_task(hr->env->fsm, buf);
     if (t == NULL)
         rd_http_send_error(hr, 404, "not_found", NULL, "no task %s", buf);
     return t;
@@ -112,8 +120,8 @@ static void send_fenced(struct rd_http_req *hr, const struct rd_task *t, unsigne
 
 static void answer_task(struct rd_http_pending *p, int status, int ok_code)
 {
-    struct rd_engine *eng = p->hr.eng;
-    const struct rd_task *t = rd_fsm_task(&eng->fsm, p->key);
+    const struct rd_http_env *env = p->hr.env;
+    const struct rd_task *t = rd_fsm_task(env->fsm, p->key);
     if (status == 0 && t != NULL) {
         rd_http_send_json(&p->hr, ok_code, rd_api_task_json(t));
     } else if (status == RD_EFENCED && t != NULL) {
@@ -139,7 +147,7 @@ static void submit_done(void *data, int status, uint64_t value)
             answer_task(p, status, 201);
     }
     if (status == 0)
-        rd_sched_kick(&p->hr.eng->sched);
+        rd_sched_kick(p->hr.env->sched);
     rd_http_pending_done(p);
 }
 
@@ -150,7 +158,7 @@ static void finish_done(void *data, int status, uint64_t value)
     if (rd_http_pending_alive(p))
         answer_task(p, status, 200);
     if (status == 0)
-        rd_sched_kick(&p->hr.eng->sched);
+        rd_sched_kick(p->hr.env->sched);
     rd_http_pending_done(p);
 }
 
@@ -262,7 +270,7 @@ void rd_api_TASK_GET(struct rd_http_req *hr)
 
 void rd_api_TASKS_LIST(struct rd_http_req *hr)
 {
-    const struct rd_fsm *f = &hr->eng->fsm;
+    const struct rd_fsm *f = hr->env->fsm;
     int limit = rd_api_list_limit(hr);
     if (limit < 0)
         return;

@@ -16,7 +16,42 @@
 
 #include "metrics/metrics.h"
 
-struct rd_engine;
+struct rd_analysis;
+struct rd_cluster;
+struct rd_config;
+struct rd_fsm;
+struct rd_http;
+struct rd_plugin_host;
+struct rd_policy_host;
+struct rd_registry;
+struct rd_replica;
+struct rd_sched;
+
+/*
+ * What the API serves from and acts through, given at start: the modules
+ * (the handlers parse, call one of them, render), the engine's own figures
+ * for /health and /metrics, and the policy reload. All outlive the server.
+ */
+struct rd_http_env {
+    uv_loop_t *loop;
+    const struct rd_config *cfg;
+    struct rd_fsm *fsm;
+    struct rd_replica *replica;
+    struct rd_registry *registry;
+    struct rd_analysis *analysis;
+    struct rd_sched *sched;
+    struct rd_cluster *cluster;
+    struct rd_plugin_host *plugins;
+    struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
+    struct rd_http *http;                 /* the server itself (pending answers, metrics) */
+    const bool *shutting_down;
+    const uint64_t *started_ns;
+    const uint64_t *policy_reloads_ok;
+    const uint64_t *policy_reloads_failed;
+    /* SIGHUP's reload, for POST /api/v1/policies/reload: 0 or RD_E* with `err`. */
+    int (*reload_policies)(void *data, char *err, size_t errlen);
+    void *reload_data;
+};
 
 #define RD_ROUTE_LIST(X)                                                                           \
     X(HEALTH, "GET", "/health", "health")                                                          \
@@ -64,7 +99,7 @@ enum rd_route {
 /* One request while its handler runs (on the stack) or waits (in a pending). */
 struct rd_http_req {
     h2o_req_t *req; /* NULL once the client went away */
-    struct rd_engine *eng;
+    const struct rd_http_env *env;
     int route;
     uint64_t t0;
     h2o_iovec_t params[RD_HTTP_MAX_PARAMS]; /* decoded path segments, on req->pool */
@@ -72,7 +107,7 @@ struct rd_http_req {
 };
 
 struct rd_http {
-    struct rd_engine *eng;
+    struct rd_http_env env;
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
@@ -96,8 +131,8 @@ struct rd_http {
  * is (the message names server.tls.cert or server.tls.key). Requests are
  * answered once the loop runs: bind before raft starts, serve after.
  */
-int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host, uint16_t port,
-                  size_t max_body, const char *tls_cert, const char *tls_key);
+int rd_http_start(struct rd_http *http, const struct rd_http_env *env, const char *host,
+                  uint16_t port, size_t max_body, const char *tls_cert, const char *tls_key);
 /* Stops accepting and asks h2o to wind connections down (GOAWAY). */
 void rd_http_begin_shutdown(struct rd_http *http);
 /* Open HTTP/1 and HTTP/2 connections. */

@@ -5,7 +5,15 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "core/engine.h"
+#include "cluster/cluster.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "policy/policy.h"
+#include "recover/sched.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
 #include "http.h"
 #include "recoveryd/error.h"
 
@@ -118,7 +126,7 @@ void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, con
                       size_t len)
 {
     h2o_req_t *req = hr->req;
-    struct rd_http *http = &hr->eng->http;
+    struct rd_http *http = hr->env->http;
     http->requests[hr->route][status_slot(status)]++;
     rd_hist_observe(&http->latency[hr->route], (double)(rd_mono_ns() - hr->t0) / 1e9);
     if (req == NULL)
@@ -191,7 +199,7 @@ static bool send_storage_fault(struct rd_http_req *hr, int err)
 {
     const char *cause;
     uint64_t retry_ms;
-    int code = rd_replica_storage_fault(&hr->eng->replica, &cause, &retry_ms);
+    int code = rd_replica_storage_fault(hr->env->replica, &cause, &retry_ms);
     if (code == 0 || code != err)
         return false;
     json_t *d = json_pack("{s:s, s:I}", "cause", cause, "retry_after_ms", (json_int_t)retry_ms);
@@ -199,12 +207,12 @@ static bool send_storage_fault(struct rd_http_req *hr, int err)
         rd_http_send_error(hr, 507, "no_space", d,
                            "the disk holding %s is full: nothing was written; free space there "
                            "and retry (%s)",
-                           hr->eng->replica.raft_dir, cause);
+                           hr->env->replica->raft_dir, cause);
     else
         rd_http_send_error(hr, 503, "storage_unavailable", d,
                            "this replica cannot write its log in %s: %s; nothing was written, "
                            "writes are tried again in %llu ms",
-                           hr->eng->replica.raft_dir, cause, (unsigned long long)retry_ms);
+                           hr->env->replica->raft_dir, cause, (unsigned long long)retry_ms);
     return true;
 }
 
@@ -237,8 +245,8 @@ void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message)
     case RD_ENOTLEADER: {
         uint64_t id;
         const char *addr;
-        rd_replica_leader(&hr->eng->replica, &id, &addr);
-        const char *url = rd_cluster_api_url(&hr->eng->cluster, id);
+        rd_replica_leader(hr->env->replica, &id, &addr);
+        const char *url = rd_cluster_api_url(hr->env->cluster, id);
         json_t *d = json_pack("{s:s?}", "leader", url);
         rd_http_send_error(hr, 503, "not_leader", d, "%s", msg);
         break;
@@ -256,7 +264,7 @@ void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message)
         rd_http_send_error(hr, 507, "no_space", NULL,
                            "the disk holding %s is full: nothing was written; free space there "
                            "and retry",
-                           hr->eng->replica.raft_dir);
+                           hr->env->replica->raft_dir);
         break;
     default:
         rd_http_send_error(hr, 500, "internal", NULL, "%s", msg);
@@ -285,7 +293,7 @@ struct rd_http_pending *rd_http_defer(struct rd_http_req *hr)
     p->hr = *hr;
     p->guard = h2o_mem_alloc_shared(&hr->req->pool, sizeof(*p->guard), guard_dispose);
     p->guard->p = p;
-    hr->eng->http.pending++;
+    hr->env->http->pending++;
     return p;
 }
 
@@ -294,15 +302,15 @@ void rd_http_pending_done(struct rd_http_pending *p)
     /* If the pool is gone, so is the guard; otherwise unhook it. */
     if (p->hr.req != NULL)
         p->guard->p = NULL;
-    p->hr.eng->http.pending--;
+    p->hr.env->http->pending--;
     free(p);
 }
 
 void rd_http_propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const char *key,
                      size_t key_len, void (*done)(void *data, int status, uint64_t value))
 {
-    struct rd_engine *eng = hr->eng;
-    if (eng->shutting_down) {
+    const struct rd_http_env *env = hr->env;
+    if (*env->shutting_down) {
         rd_http_send_rd_error(hr, RD_ESHUTDOWN, "the engine is shutting down");
         return;
     }
@@ -314,7 +322,7 @@ void rd_http_propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const cha
     size_t n = key_len < sizeof(p->key) - 1 ? key_len : sizeof(p->key) - 1;
     memcpy(p->key, key, n);
     p->key[n] = '\0';
-    int rv = rd_replica_propose(&eng->replica, cmd, done, p);
+    int rv = rd_replica_propose(env->replica, cmd, done, p);
     if (rv != 0) {
         rd_http_send_rd_error(&p->hr, rv, NULL);
         rd_http_pending_done(p);
@@ -427,7 +435,7 @@ static void applied_header(struct rd_http_req *hr)
         return;
     char buf[24];
     int n = snprintf(buf, sizeof(buf), "%llu",
-                     (unsigned long long)rd_replica_applied_index(&hr->eng->replica));
+                     (unsigned long long)rd_replica_applied_index(hr->env->replica));
     h2o_iovec_t v = h2o_strdup(&req->pool, buf, (size_t)n);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-recoveryd-applied-index"), 0,
                           NULL, v.base, v.len);
@@ -453,12 +461,12 @@ static void read_confirmed(void *data, int status, uint64_t value)
  * and body), or say why there is none to send it to. */
 static void not_here(struct rd_http_req *hr)
 {
-    struct rd_engine *eng = hr->eng;
+    const struct rd_http_env *env = hr->env;
     uint64_t id;
     const char *addr;
-    rd_replica_leader(&eng->replica, &id, &addr);
+    rd_replica_leader(env->replica, &id, &addr);
     const char *url =
-        id != 0 && id != eng->cfg.cluster.replica_id ? rd_cluster_api_url(&eng->cluster, id) : NULL;
+        id != 0 && id != env->cfg->cluster.replica_id ? rd_cluster_api_url(env->cluster, id) : NULL;
     if (url != NULL) {
         h2o_req_t *req = hr->req;
         size_t ul = strlen(url);
@@ -476,8 +484,8 @@ static void not_here(struct rd_http_req *hr)
     }
     /* Nobody leads. Briefly, that is an election; for longer, this side
      * cannot reach a majority. */
-    uint64_t leaderless = rd_replica_leaderless_ns(&eng->replica);
-    if (leaderless > 2 * eng->cfg.cluster.election_timeout_ms * 1000000ULL)
+    uint64_t leaderless = rd_replica_leaderless_ns(env->replica);
+    if (leaderless > 2 * env->cfg->cluster.election_timeout_ms * 1000000ULL)
         rd_http_send_rd_error(hr, RD_ENOQUORUM,
                               "this replica cannot reach a majority of the replicas: writes and "
                               "consistent reads are refused; ?stale=true reads are served");
@@ -498,7 +506,7 @@ static bool query_true(struct rd_http_req *hr, const char *name)
  */
 static void dispatch(struct rd_http_req *hr)
 {
-    struct rd_engine *eng = hr->eng;
+    const struct rd_http_env *env = hr->env;
     int route = hr->route;
     if (route_local(route)) {
         routes[route].fn(hr);
@@ -510,18 +518,18 @@ static void dispatch(struct rd_http_req *hr)
         routes[route].fn(hr);
         return;
     }
-    if (!rd_replica_is_leader(&eng->replica)) {
+    if (!rd_replica_is_leader(env->replica)) {
         not_here(hr);
         return;
     }
-    if (!read || rd_replica_voters(&eng->replica) <= 1) {
+    if (!read || rd_replica_voters(env->replica) <= 1) {
         if (read)
             applied_header(hr);
         routes[route].fn(hr);
         return;
     }
     struct rd_http_pending *p = rd_http_defer(hr);
-    int rv = p ? rd_replica_read_barrier(&eng->replica, read_confirmed, p) : RD_ENOMEM;
+    int rv = p ? rd_replica_read_barrier(env->replica, read_confirmed, p) : RD_ENOMEM;
     if (rv != 0) {
         rd_http_send_rd_error(p ? &p->hr : hr, rv, NULL);
         if (p)
@@ -538,7 +546,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct rd_http *http = *(struct rd_http **)(self + 1);
     struct rd_http_req hr = {
-        .req = req, .eng = http->eng, .route = RD_ROUTE_NONE, .t0 = rd_mono_ns()};
+        .req = req, .env = &http->env, .route = RD_ROUTE_NONE, .t0 = rd_mono_ns()};
     /* Split the raw path (h2o's normalised one has already decoded %2F). */
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     if (req->query_at != SIZE_MAX)
@@ -670,11 +678,12 @@ static int tls_setup(struct rd_http *http, const char *cert, const char *key)
     return 0;
 }
 
-int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host, uint16_t port,
-                  size_t max_body, const char *tls_cert, const char *tls_key)
+int rd_http_start(struct rd_http *http, const struct rd_http_env *env, const char *host,
+                  uint16_t port, size_t max_body, const char *tls_cert, const char *tls_key)
 {
     routes_init();
-    http->eng = eng;
+    http->env = *env;
+    http->env.http = http;
     http->max_body = max_body;
     h2o_config_init(&http->config);
     http->config.max_request_entity_size = max_body * H2O_BODY_FACTOR;
@@ -685,7 +694,7 @@ int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host,
     handler->on_req = on_req;
     *(struct rd_http **)(handler + 1) = http;
 
-    h2o_context_init(&http->ctx, eng->loop, &http->config);
+    h2o_context_init(&http->ctx, env->loop, &http->config);
     http->ctx_inited = true;
     http->accept_ctx.ctx = &http->ctx;
     http->accept_ctx.hosts = http->config.hosts;
@@ -709,7 +718,7 @@ int rd_http_start(struct rd_http *http, struct rd_engine *eng, const char *host,
         snprintf(http->errmsg, sizeof(http->errmsg), "API address %s: %s", shown, uv_strerror(rv));
         return RD_EINVAL;
     }
-    uv_tcp_init(eng->loop, &http->listener);
+    uv_tcp_init(env->loop, &http->listener);
     http->listener.data = http;
     http->listening = true;
     if ((rv = uv_tcp_bind(&http->listener, (struct sockaddr *)&addr, 0)) != 0 ||
