@@ -22,8 +22,6 @@
 #define MAX_LABELS    64
 #define MAX_LABEL_LEN 255
 #define MAX_URL_LEN   1024
-#define LIST_DEFAULT  100
-#define LIST_MAX      1000
 
 /* The node id from the path, validated; answers 400 itself and returns NULL. */
 static const char *path_node_id(struct rd_http_req *hr, size_t *len)
@@ -374,21 +372,6 @@ void rd_api_NODE_GET(struct rd_http_req *hr)
         return;
     }
     rd_http_send_json(hr, 200, node_json(hr->env, n));
-}
-
-/* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
-int rd_api_list_limit(struct rd_http_req *hr)
-{
-    const char *s = rd_http_query(hr, "limit");
-    if (s == NULL)
-        return LIST_DEFAULT;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < 1 || v > LIST_MAX) {
-        rd_http_bad_request(hr, "limit", "limit must be an integer from 1 to %d", LIST_MAX);
-        return -1;
-    }
-    return (int)v;
 }
 
 void rd_api_NODES_LIST(struct rd_http_req *hr)

@@ -331,6 +331,23 @@ void rd_http_propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const cha
 
 /* ---- request helpers --------------------------------------------------- */
 
+#define LIST_DEFAULT 100
+#define LIST_MAX     1000
+
+int rd_api_list_limit(struct rd_http_req *hr)
+{
+    const char *s = rd_http_query(hr, "limit");
+    if (s == NULL)
+        return LIST_DEFAULT;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 1 || v > LIST_MAX) {
+        rd_http_bad_request(hr, "limit", "limit must be an integer from 1 to %d", LIST_MAX);
+        return -1;
+    }
+    return (int)v;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
