@@ -41,7 +41,7 @@ static void on_node_change(void *data, const struct rd_node *node, int old_state
                                               node->epoch, rd_mono_ns(), grace);
         /* Probation counts the good heartbeats since the node entered it. */
         if (s != NULL && (int)node->state != old_state)
-            s->heartbeats_at_state = s->heartbeats;
+            rd_registry_state_entered(&eng->registry, s);
     }
     if (leader) {
         int event = RD_NODE_EV_STATE;
@@ -70,8 +70,8 @@ static void on_task(void *data, const struct rd_task *t, int old_state, const ch
         (held && strcmp(old_node, t->node_id) == 0))
         return;
     struct rd_soft *s = rd_registry_get(&eng->registry, old_node, strlen(old_node));
-    if (s != NULL && s->n_revoked < RD_ARRAY_SIZE(s->revoked))
-        snprintf(s->revoked[s->n_revoked++], sizeof(s->revoked[0]), "%s", t->id);
+    if (s != NULL)
+        rd_registry_revoke(&eng->registry, s, t->id);
 }
 
 /* Every fault opens an alert; its resolution resolves it (leader only: the

@@ -346,9 +346,10 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
         json_array_append_new(assignments, a);
     }
     free(todo);
-    for (unsigned i = 0; i < s->n_revoked; i++)
-        json_array_append_new(revoked, json_string(s->revoked[i]));
-    s->n_revoked = 0;
+    char gone[RD_REVOKED_MAX][40];
+    unsigned n_gone = rd_registry_take_revoked(env->registry, s, gone);
+    for (unsigned i = 0; i < n_gone; i++)
+        json_array_append_new(revoked, json_string(gone[i]));
     rd_http_send_json(hr, 200,
                       json_pack("{s:s,s:I,s:o,s:o}", "state", rd_node_state_name(n->state),
                                 "lease_ms", (json_int_t)rd_config_lease_ms(env->cfg), "assignments",

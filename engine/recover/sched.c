@@ -229,6 +229,27 @@ static void release_open(struct rd_sched *s, const char *node)
     rd_sched_kick(s);
 }
 
+/* The scheduler's soft state of a node (its registry slot, this generation):
+ * NULL when it cannot be kept (ENOMEM: the node is then replanned each pass). */
+static uint64_t *replan_at_of(struct rd_sched *s, const struct rd_soft *soft)
+{
+    if (soft->slot >= s->n_by_slot) {
+        size_t n = soft->slot + 16;
+        struct rd_sched_soft *b = realloc(s->by_slot, n * sizeof(*b));
+        if (b == NULL)
+            return NULL;
+        memset(b + s->n_by_slot, 0, (n - s->n_by_slot) * sizeof(*b));
+        s->by_slot = b;
+        s->n_by_slot = n;
+    }
+    struct rd_sched_soft *x = &s->by_slot[soft->slot];
+    if (x->generation != soft->generation) {
+        x->generation = soft->generation;
+        x->replan_at_ns = 0;
+    }
+    return &x->replan_at_ns;
+}
+
 /* ---- an operator's trigger ------------------------------------------------- */
 
 struct trigger {
@@ -783,7 +804,8 @@ static void recover(struct rd_sched *s, uint32_t *extra)
         if (n->tasks == NULL || !node_gone(n))
             continue;
         struct rd_soft *soft = rd_registry_get(s->env.registry, n->node_id, n->id_len);
-        if (soft != NULL && soft->replan_at_ns > now_ns)
+        uint64_t *replan_at = soft != NULL ? replan_at_of(s, soft) : NULL;
+        if (replan_at != NULL && *replan_at > now_ns)
             continue;
         bool died = n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED;
         struct rd_task *todo[256];
@@ -839,9 +861,9 @@ static void recover(struct rd_sched *s, uint32_t *extra)
             break;
         /* Nothing could act (a lease to wait out, no room, a partition):
          * ask again when the lease runs out, or after a backoff. */
-        if (proposed == 0 && soft != NULL) {
+        if (proposed == 0 && replan_at != NULL) {
             uint64_t wait = lease_left_ns(s, n), cap = REPLAN_BACKOFF_MS * 1000000ULL;
-            soft->replan_at_ns = now_ns + (wait > 0 && wait < cap ? wait : cap);
+            *replan_at = now_ns + (wait > 0 && wait < cap ? wait : cap);
         }
     }
     json_decref(view); /* NULL when no policy ran */
@@ -940,6 +962,9 @@ void rd_sched_stop(struct rd_sched *s)
 void rd_sched_close(struct rd_sched *s)
 {
     labels_reset(s);
+    free(s->by_slot);
+    s->by_slot = NULL;
+    s->n_by_slot = 0;
     for (size_t i = 0; i < s->inflight.cap; i++)
         if (s->inflight.slots && s->inflight.slots[i].value)
             free(s->inflight.slots[i].value);

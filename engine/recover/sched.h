@@ -57,6 +57,14 @@ struct rd_sched {
     uint64_t partition_tokens_ns;
     json_t **labels; /* nodes' labels parsed this pass, by node index */
     size_t n_labels;
+    /* A plan that moved nothing is not asked again before replan_at_ns
+     * (waiting for a lease to run out, or for room): the scheduler's own
+     * soft state per node, by registry slot (rd_soft.generation). */
+    struct rd_sched_soft {
+        uint64_t generation; /* rd_soft.generation it belongs to */
+        uint64_t replan_at_ns;
+    } * by_slot;
+    size_t n_by_slot;
 };
 
 void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env);

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,7 @@ struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t 
         s->epoch = epoch;
         s->grace_until_ns = now_ns + grace_ns;
         s->slot = slot_take(r);
+        s->generation = ++r->generation;
         return s;
     }
     if (s->epoch != epoch) {
@@ -76,6 +78,7 @@ struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t 
         s->id_len = len;
         s->epoch = epoch;
         s->grace_until_ns = now_ns + grace_ns;
+        s->generation = ++r->generation;
     }
     return s;
 }
@@ -90,6 +93,29 @@ void rd_registry_heartbeat(struct rd_registry *r, struct rd_soft *s, uint64_t no
     if (m != NULL && m->present)
         s->metrics = *m;
     r->heartbeats_total++;
+}
+
+void rd_registry_state_entered(struct rd_registry *r, struct rd_soft *s)
+{
+    (void)r;
+    s->heartbeats_at_state = s->heartbeats;
+}
+
+void rd_registry_revoke(struct rd_registry *r, struct rd_soft *s, const char *task_id)
+{
+    (void)r;
+    if (s->n_revoked < RD_REVOKED_MAX)
+        snprintf(s->revoked[s->n_revoked++], sizeof(s->revoked[0]), "%s", task_id);
+}
+
+unsigned rd_registry_take_revoked(struct rd_registry *r, struct rd_soft *s,
+                                  char out[RD_REVOKED_MAX][40])
+{
+    (void)r;
+    unsigned n = s->n_revoked;
+    memcpy(out, s->revoked, n * sizeof(s->revoked[0]));
+    s->n_revoked = 0;
+    return n;
 }
 
 void rd_registry_forget(struct rd_registry *r, const char *id, size_t len)

@@ -21,10 +21,15 @@ struct rd_node_metrics {
     double mem;
 };
 
+#define RD_REVOKED_MAX 16
+
 struct rd_soft {
     char *node_id;
     size_t id_len;
     uint32_t slot;                /* dense number for plugins (struct rd_node_view) */
+    uint64_t generation;          /* new for each node and each epoch of it: side tables kept by
+                                     slot (the plugins', the scheduler's) start afresh when it
+                                     differs from the one they stored */
     uint64_t epoch;               /* the epoch this soft state belongs to */
     uint64_t heartbeats;          /* accepted in this epoch */
     uint64_t heartbeats_at_state; /* `heartbeats` when the node entered its state */
@@ -49,18 +54,17 @@ struct rd_soft {
     uint8_t n_flaps;       /* entries into suspect/failed in flap_times */
     uint64_t flap_times[16];
     char detail[160]; /* the last detector's human line */
-    /* Tasks moved off this agent, told in its next heartbeat answer. */
-    char revoked[16][40];
+    /* Tasks moved off this agent, told in its next heartbeat answer
+     * (rd_registry_revoke, rd_registry_take_revoked). */
+    char revoked[RD_REVOKED_MAX][40];
     uint8_t n_revoked;
-    char metric[32]; /* the metric behind a metrics verdict */
-    /* Recovery: a plan that moved nothing is not asked again before this
-     * (waiting for a lease to run out, or for room). */
-    uint64_t replan_at_ns;
+    char metric[32];      /* the metric behind a metrics verdict */
     bool failing_counted; /* its failure is a guard event while it is still suspect */
 };
 
 struct rd_registry {
     struct rd_map by_id;
+    uint64_t generation; /* the last rd_soft.generation handed out */
     uint64_t heartbeats_total;
     uint32_t next_slot;
     uint32_t *free_slots;
@@ -84,6 +88,18 @@ struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t 
 /* Records an accepted heartbeat. */
 void rd_registry_heartbeat(struct rd_registry *r, struct rd_soft *s, uint64_t now_ns,
                            int64_t wall_ms, uint32_t slots_used, const struct rd_node_metrics *m);
+
+/* The node entered a new state: probation counts heartbeats from here. */
+void rd_registry_state_entered(struct rd_registry *r, struct rd_soft *s);
+
+/* Task `task_id` moved off the agent: told in its next heartbeat answer
+ * (the oldest RD_REVOKED_MAX are kept). */
+void rd_registry_revoke(struct rd_registry *r, struct rd_soft *s, const char *task_id);
+
+/* The tasks revoked since the last call, into `out` (at most RD_REVOKED_MAX),
+ * forgotten here: their count. */
+unsigned rd_registry_take_revoked(struct rd_registry *r, struct rd_soft *s,
+                                  char out[RD_REVOKED_MAX][40]);
 
 /* Forgets `id` (the node left). */
 void rd_registry_forget(struct rd_registry *r, const char *id, size_t len);
