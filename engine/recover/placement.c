@@ -1,0 +1,135 @@
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "policy/policy.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
+#include "sched_int.h"
+/* True when every key of `want` has an equal value in `have`. */
+static bool labels_subset(json_t *want, json_t *have)
+{
+    const char *k;
+    json_t *v;
+    if (want == NULL || have == NULL)
+        return false;
+    json_object_foreach(want, k, v)
+    {
+        json_t *h = json_object_get(have, k);
+        if (h == NULL || !json_equal(h, v))
+            return false;
+    }
+    return true;
+}
+
+bool rd_sched_labels_match(const char *task_labels, const char *node_labels)
+{
+    if (task_labels == NULL || strcmp(task_labels, "{}") == 0)
+        return true;
+    json_t *want = json_loads(task_labels, 0, NULL), *have = json_loads(node_labels, 0, NULL);
+    bool ok = labels_subset(want, have);
+    json_decref(want);
+    json_decref(have);
+    return ok;
+}
+
+/* The labels of node `i`, parsed once per pass (NULL when unparsable). */
+static json_t *node_labels(struct rd_sched *s, size_t i)
+{
+    const struct rd_fsm *f = s->env.fsm;
+    if (s->labels == NULL || s->n_labels != f->n_nodes) {
+        for (size_t k = 0; k < s->n_labels; k++)
+            json_decref(s->labels[k]);
+        free(s->labels);
+        s->labels = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*s->labels));
+        s->n_labels = s->labels ? f->n_nodes : 0;
+        if (s->labels == NULL)
+            return NULL;
+    }
+    if (s->labels[i] == NULL)
+        s->labels[i] = json_loads(f->nodes[i]->labels_json, 0, NULL);
+    return s->labels[i];
+}
+
+/* Forgets the parsed labels (the node table may change between passes). */
+void rd_sched__labels_reset(struct rd_sched *s)
+{
+    for (size_t k = 0; k < s->n_labels; k++)
+        json_decref(s->labels[k]);
+    free(s->labels);
+    s->labels = NULL;
+    s->n_labels = 0;
+}
+
+/* The working agent with the most room for `t`, or SIZE_MAX. `limit_pct`
+ * caps how full a node may get (100: its whole capacity; at least one slot). */
+size_t rd_sched__choose(struct rd_sched *s, const struct rd_task *t, const uint32_t *extra,
+                     unsigned limit_pct)
+{
+    const struct rd_fsm *f = s->env.fsm;
+    bool any_label = t->labels_json != NULL && strcmp(t->labels_json, "{}") != 0;
+    json_t *want = any_label ? json_loads(t->labels_json, 0, NULL) : NULL;
+    size_t best = SIZE_MAX;
+    double best_load = 2.0;
+    for (size_t i = 0; i < f->n_nodes; i++) {
+        const struct rd_node *nd = f->nodes[i];
+        if (nd->state != RD_NODE_ALIVE && nd->state != RD_NODE_PROBATION)
+            continue;
+        uint32_t cap = (uint32_t)((uint64_t)nd->slots * limit_pct / 100);
+        if (cap < 1)
+            cap = 1;
+        uint32_t used = nd->slots_in_use + extra[i];
+        if (used + t->slots > cap)
+            continue;
+        double load = (double)used / (double)nd->slots;
+        if (load < best_load && (!any_label || labels_subset(want, node_labels(s, i)))) {
+            best_load = load;
+            best = i;
+        }
+    }
+    json_decref(want);
+    return best;
+}
+
+/* Places the pending tasks, most urgent first, on the working agents with
+ * room (`extra`: load this pass already added per node index). */
+void rd_sched__place_pending(struct rd_sched *s, uint32_t *extra)
+{
+    const struct rd_fsm *f = s->env.fsm;
+    if (f->tasks_by_state[RD_TASK_PENDING] == 0)
+        return;
+    size_t n = 0;
+    struct rd_task **todo = malloc(f->tasks_by_state[RD_TASK_PENDING] * sizeof(*todo));
+    if (todo == NULL)
+        return;
+    for (size_t i = 0; i < f->n_tasks && n < f->tasks_by_state[RD_TASK_PENDING]; i++) {
+        struct rd_task *t = f->tasks[i];
+        if (t->state != RD_TASK_PENDING || rd_map_get(&s->inflight, t->id, strlen(t->id)))
+            continue;
+        if (rd_sched__poisoned(s, t, 0))
+            rd_sched__quarantine(s, t, 0);
+        else
+            todo[n++] = t;
+    }
+    qsort(todo, n, sizeof(*todo), rd_task_cmp_urgency);
+    unsigned degraded_limit = 100;
+    bool degraded = rd_sched_degraded(s, &degraded_limit);
+    for (size_t k = 0; k < n; k++) {
+        struct rd_task *t = todo[k];
+        /* Degraded: non-critical work only up to performance_limit. */
+        size_t best = rd_sched__choose(s, t, extra, degraded && !t->critical ? degraded_limit : 100);
+        if (best == SIZE_MAX)
+            continue; /* waits for capacity */
+        if (!rd_sched__propose_assign(s, t, f->nodes[best], RD_TASK_ASSIGNED))
+            break;
+        extra[best] += t->slots;
+        s->placements_total++;
+    }
+    free(todo);
+}

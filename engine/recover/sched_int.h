@@ -1,0 +1,73 @@
+/*
+ * Inside the scheduler (recover/): what its files share. sched.c runs the
+ * passes and owns proposing (keyed, in-flight guarded); placement.c puts
+ * pending tasks on agents; runs.c moves tasks off lost agents in recovery
+ * runs (operator triggers, poison tasks, degraded mode, leases); plan.c
+ * carries out a policy's plan. Not for use outside recover/.
+ */
+#ifndef RD_SCHED_INT_H
+#define RD_SCHED_INT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fsm/fsm.h"
+#include "registry/registry.h"
+#include "sched.h"
+
+/* A plan that moved nothing for an agent is not asked again before this. */
+#define RD_SCHED_REPLAN_BACKOFF_MS 1000
+
+/* ---- sched.c: proposing ---- */
+
+/* Proposes `cmd` unless `key` is in flight already. False when it could
+ * not be proposed (the pass should stop). */
+bool rd_sched__propose_keyed(struct rd_sched *s, const struct rd_cmd *cmd, const char *key);
+/* Assigns `t` to `nd` (NULL: back to pending) in `state`; within recovery
+ * run `run` (NULL: none) by `strategy`, with `note` on its item. */
+bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,
+                                 const struct rd_node *nd, int state, const char *run,
+                                 const char *strategy, const char *note);
+bool rd_sched__propose_assign(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
+                              int state);
+/* The scheduler's replan time for a node (its own table by registry slot). */
+uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft);
+
+/* ---- placement.c ---- */
+
+/* Forgets the nodes' labels parsed in the last pass. */
+void rd_sched__labels_reset(struct rd_sched *s);
+/* The working agent with the most room for `t`, or SIZE_MAX (`limit_pct`
+ * caps how full a node may get). */
+size_t rd_sched__choose(struct rd_sched *s, const struct rd_task *t, const uint32_t *extra,
+                        unsigned limit_pct);
+/* Places the pending tasks (see placement.c). */
+void rd_sched__place_pending(struct rd_sched *s, uint32_t *extra);
+
+/* ---- runs.c ---- */
+
+/* Moves tasks off lost agents (and ends runs): one pass. */
+void rd_sched__recover(struct rd_sched *s, uint32_t *extra);
+/* Degraded mode over: paused tasks go back to work. */
+void rd_sched__resume_paused(struct rd_sched *s);
+bool rd_sched__lease_expired(struct rd_sched *s, const struct rd_node *n);
+/* Moves `t` off `from` (to `target`, or where placement chooses): 1 when
+ * proposed, 0 when it must wait, -1 when proposing failed. */
+int rd_sched__move_task(struct rd_sched *s, struct rd_task *t, const struct rd_node *from,
+                        const char *target, uint32_t *extra, unsigned limit, const char *why);
+void rd_sched__pause_task(struct rd_sched *s, struct rd_task *t);
+void rd_sched__isolate_node(struct rd_sched *s, const char *node, const char *strategy);
+/* Poison tasks: failed too often within the window; quarantined. */
+bool rd_sched__poisoned(const struct rd_sched *s, const struct rd_task *t, unsigned now_failing);
+void rd_sched__quarantine(struct rd_sched *s, const struct rd_task *t, unsigned now_failing);
+
+/* ---- plan.c ---- */
+
+/* Carries out a policy's `plan` for the tasks of lost agent `n`: the
+ * number of proposals made, or -1 when proposing failed. */
+int rd_sched__execute(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo, size_t k,
+                      json_t *plan, uint32_t *extra);
+
+#endif
