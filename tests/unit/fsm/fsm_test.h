@@ -2,7 +2,7 @@
  * Helpers for the state machine's unit tests beyond tests/lib/fsm_cmds.h:
  * applying a command and taking its verdict, and builders for the commands
  * that file lacks (recovery runs, moves that belong to a run, a fully
- * specified registration). They could join fsm_cmds.h; they live beside the
+ * specified registration, replica URLs). They could join fsm_cmds.h; they live beside the
  * tests that use them until the test tree settles (issue 10).
  */
 #ifndef RD_TEST_FSM_TEST_H
@@ -84,6 +84,15 @@ static inline struct rd_wbuf cmd_recovery_move(const char *task, uint32_t attemp
     c.u.tassign.item_id = RD_STR(item);
     c.u.tassign.strategy = RD_STR(strategy);
     c.u.tassign.note = RD_STR(note);
+    return fsm_encode(&c);
+}
+
+/* A replica's API URL ("" forgets the replica). */
+static inline struct rd_wbuf cmd_replica_info(uint64_t id, const char *url, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_REPLICA_INFO, .time_ms = t};
+    c.u.rinfo.id = id;
+    c.u.rinfo.api_url = RD_STR(url);
     return fsm_encode(&c);
 }
 
