@@ -10,11 +10,13 @@
 
 #include "cmocka_all.h"
 
+#include <stdio.h>
+
 #include "fsm/fsm.h"
 #include "fsm_cmds.h"
 
 /* Applies `w` (then frees it) and returns the machine's verdict. */
-static inline const struct rd_fsm_result *fsm_apply(struct rd_fsm *f, struct rd_wbuf w)
+static inline const struct rd_fsm_result *apply(struct rd_fsm *f, struct rd_wbuf w)
 {
     const struct rd_fsm_result *res = NULL;
     assert_int_equal(rd_fsm_apply(f, w.p, w.len, &res), 0);
@@ -28,6 +30,19 @@ static inline struct rd_wbuf fsm_encode(const struct rd_cmd *c)
     rd_w_init(&w);
     assert_int_equal(rd_cmd_encode(c, &w), 0);
     return w;
+}
+
+/* Registers `n` agents in a scrambled order, a third of them then suspect or
+ * left: a state of some size for the snapshot tests. */
+static inline void fill(struct rd_fsm *f, int n)
+{
+    char id[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "node-%04d", (i * 7919) % n);
+        apply(f, cmd_register(id, (uint32_t)(i % 16 + 1), 1000 + i));
+        if (i % 3 == 0)
+            apply(f, cmd_transition(id, 0, i % 2 ? RD_NODE_SUSPECT : RD_NODE_LEFT, 2000 + i));
+    }
 }
 
 /* A registration with every field given. */

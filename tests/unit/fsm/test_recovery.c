@@ -31,13 +31,13 @@ static void setup_lost_agent(struct rd_fsm *f, int n_tasks)
 {
     static const char *ids[] = {T1, T2, T3, T4};
     rd_fsm_init(f);
-    fsm_apply(f, cmd_register("lost", 8, 1));
-    fsm_apply(f, cmd_register("spare", 8, 2));
+    apply(f, cmd_register("lost", 8, 1));
+    apply(f, cmd_register("spare", 8, 2));
     for (int i = 0; i < n_tasks; i++) {
-        fsm_apply(f, cmd_task_submit(ids[i], 5, 0, 1, 5, 10 + i));
-        assert_int_equal(fsm_apply(f, cmd_task_assign(ids[i], 0, "lost", 1, 20 + i))->status, 0);
+        apply(f, cmd_task_submit(ids[i], 5, 0, 1, 5, 10 + i));
+        assert_int_equal(apply(f, cmd_task_assign(ids[i], 0, "lost", 1, 20 + i))->status, 0);
     }
-    assert_int_equal(fsm_apply(f, cmd_transition("lost", 1, RD_NODE_FAILED, 50))->status, 0);
+    assert_int_equal(apply(f, cmd_transition("lost", 1, RD_NODE_FAILED, 50))->status, 0);
 }
 
 static void test_open_records_the_run(void **state)
@@ -45,7 +45,7 @@ static void test_open_records_the_run(void **state)
     struct rd_fsm f;
     setup_lost_agent(&f, 2);
     const struct rd_fsm_result *res =
-        fsm_apply(&f, cmd_recovery_open(R1, "lost", "safe_recovery", "agent failed", 100));
+        apply(&f, cmd_recovery_open(R1, "lost", "safe_recovery", "agent failed", 100));
     assert_int_equal(res->status, 0);
     assert_int_equal(res->type, RD_CMD_RECOVERY_OPEN);
     const struct rd_recovery *r = rd_fsm_recovery(&f, R1);
@@ -66,14 +66,14 @@ static void test_open_records_the_run(void **state)
     assert_null(rd_fsm_open_recovery(&f, "spare"));
 
     /* The same id again (a retried proposal) changes nothing. */
-    res = fsm_apply(&f, cmd_recovery_open(R1, "spare", "fast_recovery", "again", 110));
+    res = apply(&f, cmd_recovery_open(R1, "spare", "fast_recovery", "again", 110));
     assert_int_equal(res->status, RD_EEXISTS);
     assert_string_equal(r->node_id, "lost");
     assert_string_equal(r->strategy, "safe_recovery");
     assert_int_equal(r->started_at, 100);
     assert_int_equal(f.n_recoveries, 1);
     /* No run for an agent the machine does not know, nor without a usable id. */
-    res = fsm_apply(&f, cmd_recovery_open(R2, "ghost", "", "", 120));
+    res = apply(&f, cmd_recovery_open(R2, "ghost", "", "", 120));
     assert_int_equal(res->status, RD_ENOTFOUND);
     assert_null(rd_fsm_recovery(&f, R2));
     /* An id that is empty or does not fit is refused as unreadable. */
@@ -96,13 +96,13 @@ static void test_items_record_each_move(void **state)
 {
     struct rd_fsm f;
     setup_lost_agent(&f, 4);
-    fsm_apply(&f, cmd_recovery_open(R1, "lost", "safe_recovery", "agent failed", 100));
+    apply(&f, cmd_recovery_open(R1, "lost", "safe_recovery", "agent failed", 100));
     const struct rd_recovery *r = rd_fsm_recovery(&f, R1);
     assert_int_equal(r->total, 4);
 
     /* Placed on a working agent: a success. */
     const struct rd_fsm_result *res =
-        fsm_apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R1, I1, "safe_recovery", "", 110));
+        apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R1, I1, "safe_recovery", "", 110));
     assert_int_equal(res->status, 0);
     const struct rd_task *t1 = rd_fsm_task(&f, T1);
     assert_int_equal(t1->state, RD_TASK_RECOVERING);
@@ -124,7 +124,7 @@ static void test_items_record_each_move(void **state)
     assert_int_equal(r->failed, 0);
 
     /* Back to pending without a note: a failure with the machine's text. */
-    fsm_apply(&f, cmd_recovery_move(T2, 1, "", 0, R1, I2, "safe_recovery", "", 120));
+    apply(&f, cmd_recovery_move(T2, 1, "", 0, R1, I2, "safe_recovery", "", 120));
     assert_int_equal(rd_fsm_task(&f, T2)->state, RD_TASK_PENDING);
     it = &r->items[1];
     assert_string_equal(it->id, I2);
@@ -135,7 +135,7 @@ static void test_items_record_each_move(void **state)
     assert_string_equal(it->error, NO_ROOM);
     assert_int_equal(it->completed_at, 120);
     /* With a note: the note is the record's error. */
-    fsm_apply(&f, cmd_recovery_move(T3, 1, "", 0, R1, I3, "safe_recovery", "lease not out", 130));
+    apply(&f, cmd_recovery_move(T3, 1, "", 0, R1, I3, "safe_recovery", "lease not out", 130));
     assert_string_equal(r->items[2].error, "lease not out");
     assert_int_equal(r->n_items, 3);
     assert_int_equal(r->recovered, 1);
@@ -144,17 +144,17 @@ static void test_items_record_each_move(void **state)
 
     /* A move naming no known run, or no usable record id, still moves the
      * task but records nothing. */
-    res = fsm_apply(&f, cmd_recovery_move(T4, 1, "spare", 1, R2, I4, "fast_recovery", "", 140));
+    res = apply(&f, cmd_recovery_move(T4, 1, "spare", 1, R2, I4, "fast_recovery", "", 140));
     assert_int_equal(res->status, 0);
     assert_string_equal(rd_fsm_task(&f, T4)->node_id, "spare");
-    res = fsm_apply(&f, cmd_recovery_move(T4, 2, "", 0, R1, "", "fast_recovery", "", 150));
+    res = apply(&f, cmd_recovery_move(T4, 2, "", 0, R1, "", "fast_recovery", "", 150));
     assert_int_equal(res->status, 0);
     assert_int_equal(rd_fsm_task(&f, T4)->state, RD_TASK_PENDING);
     assert_int_equal(r->n_items, 3);
     assert_int_equal(r->recovered, 1);
     assert_int_equal(r->failed, 2);
     /* A refused move (fenced) records nothing either. */
-    res = fsm_apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R1, I4, "safe_recovery", "", 160));
+    res = apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R1, I4, "safe_recovery", "", 160));
     assert_int_equal(res->status, RD_EFENCED);
     assert_int_equal(r->n_items, 3);
     rd_fsm_close(&f);
@@ -164,13 +164,12 @@ static void test_close_is_idempotent(void **state)
 {
     struct rd_fsm f;
     setup_lost_agent(&f, 2);
-    fsm_apply(&f, cmd_recovery_open(R1, "lost", "safe_recovery", "agent failed", 100));
-    fsm_apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R1, I1, "safe_recovery", "", 110));
+    apply(&f, cmd_recovery_open(R1, "lost", "safe_recovery", "agent failed", 100));
+    apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R1, I1, "safe_recovery", "", 110));
     const struct rd_recovery *r = rd_fsm_recovery(&f, R1);
 
     /* Closed without a strategy: the run keeps the one that acted. */
-    const struct rd_fsm_result *res =
-        fsm_apply(&f, cmd_recovery_close(R1, RD_REC_PARTIAL, "", 200));
+    const struct rd_fsm_result *res = apply(&f, cmd_recovery_close(R1, RD_REC_PARTIAL, "", 200));
     assert_int_equal(res->status, 0);
     assert_int_equal(r->status, RD_REC_PARTIAL);
     assert_int_equal(r->completed_at, 200);
@@ -178,7 +177,7 @@ static void test_close_is_idempotent(void **state)
     assert_null(rd_fsm_open_recovery(&f, "lost"));
     /* Closing again (a retried proposal, or a second decision) changes
      * nothing and is not an error. */
-    res = fsm_apply(&f, cmd_recovery_close(R1, RD_REC_SUCCEEDED, "fast_recovery", 300));
+    res = apply(&f, cmd_recovery_close(R1, RD_REC_SUCCEEDED, "fast_recovery", 300));
     assert_int_equal(res->status, 0);
     assert_int_equal(r->status, RD_REC_PARTIAL);
     assert_int_equal(r->completed_at, 200);
@@ -186,16 +185,16 @@ static void test_close_is_idempotent(void **state)
     assert_int_equal(r->n_items, 1);
 
     /* Closed with a strategy: that is what acted. */
-    fsm_apply(&f, cmd_recovery_open(R2, "lost", "", "operator", 400));
-    fsm_apply(&f, cmd_recovery_close(R2, RD_REC_SUCCEEDED, "fast_recovery", 410));
+    apply(&f, cmd_recovery_open(R2, "lost", "", "operator", 400));
+    apply(&f, cmd_recovery_close(R2, RD_REC_SUCCEEDED, "fast_recovery", 410));
     const struct rd_recovery *r2 = rd_fsm_recovery(&f, R2);
     assert_int_equal(r2->status, RD_REC_SUCCEEDED);
     assert_string_equal(r2->strategy, "fast_recovery");
     assert_int_equal(r2->completed_at, 410);
 
-    assert_int_equal(fsm_apply(&f, cmd_recovery_close(I1, RD_REC_FAILED, "", 500))->status,
+    assert_int_equal(apply(&f, cmd_recovery_close(I1, RD_REC_FAILED, "", 500))->status,
                      RD_ENOTFOUND);
-    assert_int_equal(fsm_apply(&f, cmd_recovery_close("", RD_REC_FAILED, "", 500))->status,
+    assert_int_equal(apply(&f, cmd_recovery_close("", RD_REC_FAILED, "", 500))->status,
                      RD_ENOTFOUND);
     rd_fsm_close(&f);
 }
@@ -206,11 +205,11 @@ static void test_moves_after_close_add_no_items(void **state)
 {
     struct rd_fsm f;
     setup_lost_agent(&f, 2);
-    fsm_apply(&f, cmd_recovery_open(R1, "lost", "safe_recovery", "agent failed", 100));
-    fsm_apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R1, I1, "safe_recovery", "", 110));
-    fsm_apply(&f, cmd_recovery_close(R1, RD_REC_SUCCEEDED, "", 120));
+    apply(&f, cmd_recovery_open(R1, "lost", "safe_recovery", "agent failed", 100));
+    apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R1, I1, "safe_recovery", "", 110));
+    apply(&f, cmd_recovery_close(R1, RD_REC_SUCCEEDED, "", 120));
     const struct rd_fsm_result *res =
-        fsm_apply(&f, cmd_recovery_move(T2, 1, "spare", 1, R1, I2, "safe_recovery", "", 130));
+        apply(&f, cmd_recovery_move(T2, 1, "spare", 1, R1, I2, "safe_recovery", "", 130));
     assert_int_equal(res->status, 0);
     const struct rd_task *t2 = rd_fsm_task(&f, T2);
     assert_int_equal(t2->state, RD_TASK_RECOVERING);
@@ -233,26 +232,26 @@ static void test_run_strategy_comes_from_its_first_item(void **state)
 {
     struct rd_fsm f;
     setup_lost_agent(&f, 4);
-    fsm_apply(&f, cmd_recovery_open(R1, "lost", "", "agent failed", 100));
+    apply(&f, cmd_recovery_open(R1, "lost", "", "agent failed", 100));
     const struct rd_recovery *r = rd_fsm_recovery(&f, R1);
     assert_string_equal(r->strategy, "");
-    fsm_apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R1, I1, "", "", 110));
+    apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R1, I1, "", "", 110));
     assert_string_equal(r->items[0].strategy, "");
     assert_string_equal(r->strategy, "");
-    fsm_apply(&f, cmd_recovery_move(T2, 1, "spare", 1, R1, I2, "safe_recovery", "", 120));
+    apply(&f, cmd_recovery_move(T2, 1, "spare", 1, R1, I2, "safe_recovery", "", 120));
     assert_string_equal(r->items[1].strategy, "safe_recovery");
     assert_string_equal(r->strategy, "safe_recovery");
-    fsm_apply(&f, cmd_recovery_move(T3, 1, "", 0, R1, I3, "fast_recovery", "", 130));
+    apply(&f, cmd_recovery_move(T3, 1, "", 0, R1, I3, "fast_recovery", "", 130));
     assert_string_equal(r->items[2].strategy, "fast_recovery");
     assert_string_equal(r->strategy, "safe_recovery");
-    fsm_apply(&f, cmd_recovery_move(T4, 1, "spare", 1, R1, I4, "", "", 140));
+    apply(&f, cmd_recovery_move(T4, 1, "spare", 1, R1, I4, "", "", 140));
     assert_string_equal(r->items[3].strategy, "safe_recovery");
     assert_string_equal(r->strategy, "safe_recovery");
     rd_fsm_close(&f);
 
     setup_lost_agent(&f, 1);
-    fsm_apply(&f, cmd_recovery_open(R2, "lost", "degraded_service", "operator", 100));
-    fsm_apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R2, I1, "fast_recovery", "", 110));
+    apply(&f, cmd_recovery_open(R2, "lost", "degraded_service", "operator", 100));
+    apply(&f, cmd_recovery_move(T1, 1, "spare", 1, R2, I1, "fast_recovery", "", 110));
     r = rd_fsm_recovery(&f, R2);
     assert_string_equal(r->items[0].strategy, "fast_recovery");
     assert_string_equal(r->strategy, "degraded_service");
@@ -264,13 +263,13 @@ static void test_open_recovery_is_the_newest_open_run(void **state)
 {
     struct rd_fsm f;
     setup_lost_agent(&f, 1);
-    fsm_apply(&f, cmd_recovery_open(R1, "lost", "", "first", 100));
-    fsm_apply(&f, cmd_recovery_open(R2, "lost", "", "second", 110));
-    fsm_apply(&f, cmd_recovery_open(I1, "spare", "", "other agent", 120));
+    apply(&f, cmd_recovery_open(R1, "lost", "", "first", 100));
+    apply(&f, cmd_recovery_open(R2, "lost", "", "second", 110));
+    apply(&f, cmd_recovery_open(I1, "spare", "", "other agent", 120));
     assert_ptr_equal(rd_fsm_open_recovery(&f, "lost"), rd_fsm_recovery(&f, R2));
-    fsm_apply(&f, cmd_recovery_close(R2, RD_REC_FAILED, "", 130));
+    apply(&f, cmd_recovery_close(R2, RD_REC_FAILED, "", 130));
     assert_ptr_equal(rd_fsm_open_recovery(&f, "lost"), rd_fsm_recovery(&f, R1));
-    fsm_apply(&f, cmd_recovery_close(R1, RD_REC_FAILED, "", 140));
+    apply(&f, cmd_recovery_close(R1, RD_REC_FAILED, "", 140));
     assert_null(rd_fsm_open_recovery(&f, "lost"));
     assert_ptr_equal(rd_fsm_open_recovery(&f, "spare"), rd_fsm_recovery(&f, I1));
     rd_fsm_close(&f);
@@ -288,14 +287,14 @@ static void test_prune_drops_oldest_finished_runs(void **state)
     struct rd_fsm f;
     char id[32];
     rd_fsm_init(&f);
-    fsm_apply(&f, cmd_register("n", 1, 1));
-    fsm_apply(&f, cmd_recovery_open("keep-open", "n", "", "oldest, still open", 2));
+    apply(&f, cmd_register("n", 1, 1));
+    apply(&f, cmd_recovery_open("keep-open", "n", "", "oldest, still open", 2));
     for (int i = 0; i < RD_FSM_MAX_RECOVERIES; i++) {
         run_id(id, sizeof(id), i);
-        fsm_apply(&f, cmd_recovery_open(id, "n", "", "", 10 + i));
+        apply(&f, cmd_recovery_open(id, "n", "", "", 10 + i));
         assert_int_equal(f.n_recoveries,
                          i + 2 > RD_FSM_MAX_RECOVERIES ? RD_FSM_MAX_RECOVERIES : (size_t)i + 2);
-        fsm_apply(&f, cmd_recovery_close(id, RD_REC_SUCCEEDED, "", 10 + i));
+        apply(&f, cmd_recovery_close(id, RD_REC_SUCCEEDED, "", 10 + i));
     }
     /* The run opened last made one too many: the oldest finished one went. */
     assert_int_equal(f.n_recoveries, RD_FSM_MAX_RECOVERIES);
@@ -309,7 +308,7 @@ static void test_prune_drops_oldest_finished_runs(void **state)
     for (size_t i = 0; i < f.n_recoveries; i++)
         assert_ptr_equal(rd_fsm_recovery(&f, f.recoveries[i]->id), f.recoveries[i]);
     /* And the next one pushes out the next oldest finished run. */
-    fsm_apply(&f, cmd_recovery_open("newest", "n", "", "", 5000));
+    apply(&f, cmd_recovery_open("newest", "n", "", "", 5000));
     assert_int_equal(f.n_recoveries, RD_FSM_MAX_RECOVERIES);
     assert_null(rd_fsm_recovery(&f, "run-00001"));
     assert_non_null(rd_fsm_recovery(&f, "run-00002"));
@@ -318,10 +317,10 @@ static void test_prune_drops_oldest_finished_runs(void **state)
 
     /* Open runs are kept past the bound: nothing finished to drop. */
     rd_fsm_init(&f);
-    fsm_apply(&f, cmd_register("n", 1, 1));
+    apply(&f, cmd_register("n", 1, 1));
     for (int i = 0; i <= RD_FSM_MAX_RECOVERIES; i++) {
         run_id(id, sizeof(id), i);
-        fsm_apply(&f, cmd_recovery_open(id, "n", "", "", 10 + i));
+        apply(&f, cmd_recovery_open(id, "n", "", "", 10 + i));
     }
     assert_int_equal(f.n_recoveries, RD_FSM_MAX_RECOVERIES + 1);
     assert_non_null(rd_fsm_recovery(&f, "run-00000"));
@@ -361,12 +360,12 @@ static void test_runs_survive_a_snapshot(void **state)
 {
     struct rd_fsm a, b;
     setup_lost_agent(&a, 4);
-    fsm_apply(&a, cmd_recovery_open(R1, "lost", "", "agent failed", 100));
-    fsm_apply(&a, cmd_recovery_move(T1, 1, "spare", 1, R1, I1, "safe_recovery", "", 110));
-    fsm_apply(&a, cmd_recovery_move(T2, 1, "", 0, R1, I2, "safe_recovery", "", 120));
-    fsm_apply(&a, cmd_recovery_close(R1, RD_REC_PARTIAL, "", 130));
-    fsm_apply(&a, cmd_recovery_open(R2, "lost", "fast_recovery", "operator", 140));
-    fsm_apply(&a, cmd_recovery_move(T3, 1, "spare", 1, R2, I3, "", "", 150));
+    apply(&a, cmd_recovery_open(R1, "lost", "", "agent failed", 100));
+    apply(&a, cmd_recovery_move(T1, 1, "spare", 1, R1, I1, "safe_recovery", "", 110));
+    apply(&a, cmd_recovery_move(T2, 1, "", 0, R1, I2, "safe_recovery", "", 120));
+    apply(&a, cmd_recovery_close(R1, RD_REC_PARTIAL, "", 130));
+    apply(&a, cmd_recovery_open(R2, "lost", "fast_recovery", "operator", 140));
+    apply(&a, cmd_recovery_move(T3, 1, "spare", 1, R2, I3, "", "", 150));
 
     rd_fsm_init(&b);
     struct rd_wbuf snap;
@@ -380,10 +379,10 @@ static void test_runs_survive_a_snapshot(void **state)
     assert_ptr_equal(rd_fsm_recovery(&b, R1), b.recoveries[0]);
     assert_ptr_equal(rd_fsm_open_recovery(&b, "lost"), rd_fsm_recovery(&b, R2));
     /* The restored open run goes on like the original. */
-    fsm_apply(&a, cmd_recovery_move(T4, 1, "spare", 1, R2, I4, "", "", 160));
-    fsm_apply(&b, cmd_recovery_move(T4, 1, "spare", 1, R2, I4, "", "", 160));
-    fsm_apply(&a, cmd_recovery_close(R2, RD_REC_SUCCEEDED, "", 170));
-    fsm_apply(&b, cmd_recovery_close(R2, RD_REC_SUCCEEDED, "", 170));
+    apply(&a, cmd_recovery_move(T4, 1, "spare", 1, R2, I4, "", "", 160));
+    apply(&b, cmd_recovery_move(T4, 1, "spare", 1, R2, I4, "", "", 160));
+    apply(&a, cmd_recovery_close(R2, RD_REC_SUCCEEDED, "", 170));
+    apply(&b, cmd_recovery_close(R2, RD_REC_SUCCEEDED, "", 170));
     assert_runs_equal(rd_fsm_recovery(&a, R2), rd_fsm_recovery(&b, R2));
     assert_int_equal(rd_fsm_recovery(&b, R2)->n_items, 2);
     rd_fsm_close(&a);
