@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* RD_STR */
 
 struct rd_str {
     const char *p; /* not NUL-terminated; points into the decoded buffer */

@@ -224,6 +224,8 @@ int rd_fsm__recovery_item(struct rd_fsm *f, const struct rd_cmd_task_assign *c,
     return 0;
 }
 
+/* ---- snapshot section --------------------------------------------------- */
+
 void rd_fsm__recoveries_write(const struct rd_fsm *f, struct rd_wbuf *w)
 {
     rd_w_u64(w, f->n_recoveries);

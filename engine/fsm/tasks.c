@@ -487,7 +487,7 @@ int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
     return rv;
 }
 
-/* ---- snapshots ---------------------------------------------------------- */
+/* ---- snapshot section --------------------------------------------------- */
 
 void rd_fsm__tasks_write(const struct rd_fsm *f, struct rd_wbuf *w)
 {

@@ -8,18 +8,11 @@
 
 #include "fsm/fsm.h"
 #include "fsm_cmds.h"
+#include "fsm_test.h"
 #include "recoveryd/error.h"
 
 #define T1 "11111111-1111-4111-8111-111111111111"
 #define T2 "22222222-2222-4222-8222-222222222222"
-
-static const struct rd_fsm_result *apply(struct rd_fsm *f, struct rd_wbuf w)
-{
-    const struct rd_fsm_result *res = NULL;
-    assert_int_equal(rd_fsm_apply(f, w.p, w.len, &res), 0);
-    rd_w_free(&w);
-    return res;
-}
 
 static void setup_cluster(struct rd_fsm *f)
 {
@@ -288,97 +281,11 @@ static void test_failure_times_are_bounded(void **state)
     rd_fsm_close(&f);
 }
 
-/* A snapshot written by the previous format (1, before failure times;
- * tests/unit/fsm/data/snapshot-v1.bin, made by commit a382156) still loads. */
-static void test_snapshot_format_1_still_loads(void **state)
-{
-    FILE *in = fopen(RD_SOURCE_DIR "/tests/unit/fsm/data/snapshot-v1.bin", "rb");
-    assert_non_null(in);
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof(buf), in);
-    fclose(in);
-    assert_true(n > 0 && n < sizeof(buf));
-    struct rd_fsm f;
-    rd_fsm_init(&f);
-    assert_int_equal(rd_fsm_restore(&f, buf, n), 0);
-    const struct rd_task *t1 = rd_fsm_task(&f, T1), *t2 = rd_fsm_task(&f, T2);
-    assert_non_null(t1);
-    assert_non_null(t2);
-    assert_int_equal(t1->n_ckpts, 2);
-    assert_string_equal(rd_task_checkpoint(t1)->data, "{\"x\":2}");
-    assert_string_equal(t1->node_id, "a");
-    assert_int_equal(rd_fsm_node(&f, "a", 1)->slots_in_use, 2);
-    assert_int_equal(t2->state, RD_TASK_PENDING);
-    assert_int_equal(t2->failures, 1);
-    assert_int_equal(t2->n_fail_at, 0); /* format 1 kept no times */
-    /* It is written back in the current format and reads the same. */
-    struct rd_wbuf snap;
-    rd_w_init(&snap);
-    assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
-    struct rd_fsm g;
-    rd_fsm_init(&g);
-    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
-    assert_true(rd_fsm_digest(&f) == rd_fsm_digest(&g));
-    /* A format from the future is refused with a clear message. */
-    snap.p[8] = 9;
-    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), RD_EUNSUPPORTED);
-    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 3"));
-    rd_w_free(&snap);
-    rd_fsm_close(&g);
-    rd_fsm_close(&f);
-}
-
-static struct rd_wbuf cmd_replica(uint64_t id, const char *url)
-{
-    struct rd_cmd c = {.type = RD_CMD_REPLICA_INFO, .time_ms = 1};
-    c.u.rinfo.id = id;
-    c.u.rinfo.api_url = RD_STR(url);
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    rd_cmd_encode(&c, &w);
-    return w;
-}
-
-/* Replica API URLs live in the log (for redirects and health), sorted by
- * id, replaced and forgotten by later commands, and kept in snapshots. */
-static void test_replica_info(void **state)
-{
-    struct rd_fsm f, g;
-    rd_fsm_init(&f);
-    rd_fsm_init(&g);
-    apply(&f, cmd_replica(3, "http://127.0.0.1:8083"));
-    apply(&f, cmd_replica(1, "http://127.0.0.1:8081"));
-    apply(&f, cmd_replica(2, "http://127.0.0.1:8082"));
-    apply(&f, cmd_replica(2, "http://10.0.0.2:8080"));
-    assert_int_equal(f.n_replicas, 3);
-    assert_int_equal(f.replicas[0].id, 1);
-    assert_string_equal(rd_fsm_replica_url(&f, 2), "http://10.0.0.2:8080");
-    apply(&f, cmd_replica(1, ""));
-    assert_null(rd_fsm_replica_url(&f, 1));
-    assert_int_equal(f.n_replicas, 2);
-    struct rd_wbuf snap;
-    rd_w_init(&snap);
-    assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
-    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
-    assert_string_equal(rd_fsm_replica_url(&g, 3), "http://127.0.0.1:8083");
-    assert_true(rd_fsm_digest(&f) == rd_fsm_digest(&g));
-    /* A full table refuses a new replica, not an update. */
-    for (uint64_t id = 10; f.n_replicas < RD_FSM_MAX_REPLICAS; id++)
-        apply(&f, cmd_replica(id, "http://h:1"));
-    assert_int_equal(apply(&f, cmd_replica(999, "http://h:1"))->status, RD_ECONFLICT);
-    assert_int_equal(apply(&f, cmd_replica(3, "http://h:2"))->status, 0);
-    rd_w_free(&snap);
-    rd_fsm_close(&f);
-    rd_fsm_close(&g);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_replica_info),
         cmocka_unit_test(test_failures_and_quarantine),
         cmocka_unit_test(test_failure_times_are_bounded),
-        cmocka_unit_test(test_snapshot_format_1_still_loads),
         cmocka_unit_test(test_submit_is_idempotent),
         cmocka_unit_test(test_placement_is_fenced_by_attempt_and_epoch),
         cmocka_unit_test(test_checkpoints_are_fenced_and_versioned),

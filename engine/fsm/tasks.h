@@ -1,0 +1,65 @@
+/*
+ * Tasks and their checkpoints in the state machine (tasks.c). Part of the
+ * state machine's API: include fsm.h.
+ */
+#ifndef RD_FSM_TASKS_H
+#define RD_FSM_TASKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rd_fsm;
+
+#define RD_TASK_MAX_KEEP  16 /* checkpoint versions kept per task, at most */
+#define RD_TASK_FAIL_KEEP 16 /* failure times kept per task (poison detection) */
+
+struct rd_checkpoint {
+    uint64_t version;
+    int64_t at;
+    uint64_t checksum; /* FNV-1a of data */
+    uint32_t size;
+    char *data; /* JSON */
+};
+
+/* A task (API.md): durable, including its last checkpoint versions. */
+struct rd_task {
+    char id[40];
+    uint8_t state; /* enum rd_task_state */
+    uint8_t priority;
+    uint8_t critical;
+    uint32_t slots;
+    char *labels_json; /* requirements.labels */
+    char *payload_json;
+    uint32_t max_attempts;
+    uint32_t attempt; /* fencing token: only this attempt may write; 0 before the first placement */
+    uint32_t failures;                  /* attempts that failed or were moved off a failed agent */
+    int64_t fail_at[RD_TASK_FAIL_KEEP]; /* leader times of the newest failures, oldest first */
+    uint8_t n_fail_at;
+    char *node_id; /* "" when not placed */
+    uint64_t node_epoch;
+    int64_t created_at;
+    int64_t updated_at;
+    char *result_json; /* completion result or failure text, "" when none */
+    struct rd_checkpoint ckpts[RD_TASK_MAX_KEEP]; /* oldest first */
+    uint8_t n_ckpts;
+    struct rd_task *next_on_node, *prev_on_node; /* derived: the node's task list */
+};
+
+const struct rd_task *rd_fsm_task(const struct rd_fsm *f, const char *id);
+/* Index of the first task whose id sorts strictly after `id` (paging). */
+size_t rd_fsm_task_after(const struct rd_fsm *f, const char *id);
+/* The newest checkpoint of `t`, or NULL. */
+const struct rd_checkpoint *rd_task_checkpoint(const struct rd_task *t);
+/* True when `c`'s data still matches the checksum it was written with. */
+bool rd_checkpoint_verifies(const struct rd_checkpoint *c);
+/* Where an attempt resumes: the newest checkpoint that verifies, or NULL
+ * (none kept, or none verifies: start over). */
+const struct rd_checkpoint *rd_task_resume_checkpoint(const struct rd_task *t);
+/* qsort() comparator over `const struct rd_task *`: most urgent first
+ * (critical, then higher priority, then older, then by id). */
+int rd_task_cmp_urgency(const void *a, const void *b);
+/* Failures of `t` at or after `since_ms` (leader time), up to RD_TASK_FAIL_KEEP. */
+unsigned rd_task_failures_since(const struct rd_task *t, int64_t since_ms);
+
+#endif

@@ -1,0 +1,114 @@
+/*
+ * Helpers for the state machine's unit tests beyond tests/lib/fsm_cmds.h:
+ * applying a command and taking its verdict, and builders for the commands
+ * that file lacks (recovery runs, moves that belong to a run, a fully
+ * specified registration, replica URLs). They could join fsm_cmds.h; they live beside the
+ * tests that use them until the test tree settles (issue 10).
+ */
+#ifndef RD_TEST_FSM_TEST_H
+#define RD_TEST_FSM_TEST_H
+
+#include "cmocka_all.h"
+
+#include <stdio.h>
+
+#include "fsm/fsm.h"
+#include "fsm_cmds.h"
+
+/* Applies `w` (then frees it) and returns the machine's verdict. */
+static inline const struct rd_fsm_result *apply(struct rd_fsm *f, struct rd_wbuf w)
+{
+    const struct rd_fsm_result *res = NULL;
+    assert_int_equal(rd_fsm_apply(f, w.p, w.len, &res), 0);
+    rd_w_free(&w);
+    return res;
+}
+
+static inline struct rd_wbuf fsm_encode(const struct rd_cmd *c)
+{
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    assert_int_equal(rd_cmd_encode(c, &w), 0);
+    return w;
+}
+
+/* Registers `n` agents in a scrambled order, a third of them then suspect or
+ * left: a state of some size for the snapshot tests. */
+static inline void fill(struct rd_fsm *f, int n)
+{
+    char id[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "node-%04d", (i * 7919) % n);
+        apply(f, cmd_register(id, (uint32_t)(i % 16 + 1), 1000 + i));
+        if (i % 3 == 0)
+            apply(f, cmd_transition(id, 0, i % 2 ? RD_NODE_SUSPECT : RD_NODE_LEFT, 2000 + i));
+    }
+}
+
+/* A registration with every field given. */
+static inline struct rd_wbuf cmd_register_full(const char *id, uint32_t slots, const char *labels,
+                                               const char *health_url, const char *address,
+                                               int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_NODE_REGISTER, .time_ms = t};
+    c.u.reg.node_id = RD_STR(id);
+    c.u.reg.slots = slots;
+    c.u.reg.labels_json = RD_STR(labels);
+    c.u.reg.health_url = RD_STR(health_url);
+    c.u.reg.address = RD_STR(address);
+    return fsm_encode(&c);
+}
+
+static inline struct rd_wbuf cmd_recovery_open(const char *id, const char *node,
+                                               const char *strategy, const char *reason, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_RECOVERY_OPEN, .time_ms = t};
+    c.u.ropen.id = RD_STR(id);
+    c.u.ropen.node_id = RD_STR(node);
+    c.u.ropen.strategy = RD_STR(strategy);
+    c.u.ropen.reason = RD_STR(reason);
+    return fsm_encode(&c);
+}
+
+static inline struct rd_wbuf cmd_recovery_close(const char *id, int status, const char *strategy,
+                                                int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_RECOVERY_CLOSE, .time_ms = t};
+    c.u.rclose.id = RD_STR(id);
+    c.u.rclose.status = (uint8_t)status;
+    c.u.rclose.strategy = RD_STR(strategy);
+    return fsm_encode(&c);
+}
+
+/*
+ * A move that belongs to recovery run `run` as task_recovery record `item`:
+ * to `node` (RECOVERING) or, with node "", back to pending (`note` says why,
+ * "" for the machine's default text).
+ */
+static inline struct rd_wbuf cmd_recovery_move(const char *task, uint32_t attempt, const char *node,
+                                               uint64_t epoch, const char *run, const char *item,
+                                               const char *strategy, const char *note, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_TASK_ASSIGN, .time_ms = t};
+    c.u.tassign.task_id = RD_STR(task);
+    c.u.tassign.attempt = attempt;
+    c.u.tassign.node_id = RD_STR(node);
+    c.u.tassign.node_epoch = epoch;
+    c.u.tassign.state = RD_TASK_RECOVERING;
+    c.u.tassign.recovery_id = RD_STR(run);
+    c.u.tassign.item_id = RD_STR(item);
+    c.u.tassign.strategy = RD_STR(strategy);
+    c.u.tassign.note = RD_STR(note);
+    return fsm_encode(&c);
+}
+
+/* A replica's API URL ("" forgets the replica). */
+static inline struct rd_wbuf cmd_replica_info(uint64_t id, const char *url, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_REPLICA_INFO, .time_ms = t};
+    c.u.rinfo.id = id;
+    c.u.rinfo.api_url = RD_STR(url);
+    return fsm_encode(&c);
+}
+
+#endif
