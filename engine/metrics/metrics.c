@@ -24,11 +24,29 @@ void rd_hist_observe(struct rd_hist *h, double seconds)
     h->inf++;
 }
 
+/* The rank of quantile q among h's observations, q clamped to 0-1. */
+static double rank_of(const struct rd_hist *h, double q)
+{
+    if (!(q > 0)) /* NaN too */
+        q = 0;
+    if (q > 1)
+        q = 1;
+    return q * (double)h->count;
+}
+
+bool rd_hist_quantile_capped(const struct rd_hist *h, double q)
+{
+    uint64_t finite = h->count - h->inf;
+    return h->count > 0 && (finite == 0 || rank_of(h, q) > (double)finite);
+}
+
 double rd_hist_quantile(const struct rd_hist *h, double q)
 {
     if (h->count == 0)
         return 0;
-    double rank = q * (double)h->count;
+    if (rd_hist_quantile_capped(h, q))
+        return rd_hist_bounds[RD_HIST_BUCKETS - 1];
+    double rank = rank_of(h, q);
     uint64_t seen = 0;
     for (int i = 0; i < RD_HIST_BUCKETS; i++) {
         if (h->counts[i] == 0)
@@ -40,6 +58,7 @@ double rd_hist_quantile(const struct rd_hist *h, double q)
         }
         seen += h->counts[i];
     }
+    /* Not reached: not capped means the finite buckets hold the rank. */
     return rd_hist_bounds[RD_HIST_BUCKETS - 1];
 }
 

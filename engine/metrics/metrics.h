@@ -6,6 +6,7 @@
 #ifndef RD_METRICS_H
 #define RD_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,8 +23,29 @@ struct rd_hist {
 extern const double rd_hist_bounds[RD_HIST_BUCKETS];
 
 void rd_hist_observe(struct rd_hist *h, double seconds);
-/* Approximate quantile q (0-1) from the buckets, in seconds. */
+
+/*
+ * Quantile q (0 to 1; outside, clamped) of the observations, in seconds,
+ * estimated from the buckets as Prometheus's histogram_quantile() does: the
+ * rank q * count is found in the cumulative counts and interpolated linearly
+ * inside its bucket (the first bucket starts at 0). The result is an
+ * estimate, anywhere inside that bucket, not an observed value.
+ *
+ * When the rank falls in the +Inf bucket (above the last bound, 10 s) there
+ * is nothing to interpolate: like Prometheus, it returns the last bound,
+ * rd_hist_bounds[RD_HIST_BUCKETS - 1]. That is a floor, not an estimate:
+ * the quantile is only known to be larger. rd_hist_quantile_capped() tells
+ * the two apart; whoever shows the figure must say "above 10 s" then.
+ * Returns 0 for an empty histogram.
+ */
 double rd_hist_quantile(const struct rd_hist *h, double q);
+
+/*
+ * True when quantile q of `h` lies above the last bound (in the +Inf
+ * bucket), i.e. rd_hist_quantile() returned that bound as a floor. False for
+ * an empty histogram.
+ */
+bool rd_hist_quantile_capped(const struct rd_hist *h, double q);
 
 /* A growing text buffer for one scrape. */
 struct rd_mbuf {

@@ -8,7 +8,8 @@
  *     (tests/lib/httpd.h) in a thread of this process;
  *   - agents register, then heartbeat every interval +/- uniform jitter
  *     each, through libcurl's multi interface: HTTP/2 multiplexed over a
- *     few connections (see h2_version for libcurl 7.88);
+ *     few connections (see rdb_h2_prior_knowledge in tests/bench/lib/bench.h
+ *     for libcurl 7.88);
  *   - after the warm-up, faults are injected: 10% crash (no heartbeats, the
  *     endpoint refuses connections), 5% hang (heartbeats go on, the endpoint
  *     never answers), 5% degrade (latency_ms ramps by 40 ms per heartbeat
@@ -37,9 +38,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
+#include "bench.h"
+#include "harness.h"
 #include "httpd.h"
 
 enum kind { HEALTHY = 0, CRASH, HANG, DEGRADE, N_KINDS };
@@ -48,7 +50,7 @@ static const char *const kind_names[N_KINDS] = {"healthy", "crash", "hang", "deg
 #define MAX_TALLY     24
 #define HIST_SLOTS    20000
 #define RESP_MAX      512
-#define N_CONNS       4 /* connections to the engine with prior knowledge (h2_version) */
+#define N_CONNS       4 /* connections to the engine with prior knowledge (bench.h) */
 #define REG_IN_FLIGHT 64
 #define TL_SLOT_MS    10000 /* the stall timeline: 10-second windows */
 #define TL_SLOTS      1024
@@ -79,8 +81,8 @@ struct agent {
     CURL *easy;
     char url[256];
     char body[256];
-    char resp[RESP_MAX];
-    size_t resp_len;
+    struct rdb_buf resp; /* in resp_mem */
+    char resp_mem[RESP_MAX];
     bool registered, in_flight, stopped;
     int64_t due_ms; /* monotonic */
     unsigned ramp;  /* heartbeats since the injection (degrading) */
@@ -135,8 +137,7 @@ struct bench {
     uint32_t tl_rtt_ms[TL_SLOTS], tl_poll_ms[TL_SLOTS]; /* worst per window, by thread */
     /* poller */
     CURL *poll_easy;
-    char *poll_buf;
-    size_t poll_len, poll_cap;
+    struct rdb_buf poll;
     int64_t fault_since_ms;
     uint64_t fault_max_seq;
     uint8_t *seq_seen; /* records already counted, by seq */
@@ -147,80 +148,7 @@ struct bench {
     long long engine_p50, engine_p99;
 };
 
-static volatile sig_atomic_t interrupted;
-
 /* ---- small helpers ------------------------------------------------------- */
-
-static int64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    return clock_ms(CLOCK_MONOTONIC);
-}
-
-static int64_t wall_ms(void)
-{
-    return clock_ms(CLOCK_REALTIME);
-}
-
-static void sleep_ms(int64_t ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !interrupted)
-        ;
-}
-
-/* xorshift64*: reproducible for a given --seed. */
-static double uniform(uint64_t *s, double lo, double hi)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    uint64_t r = *s * 2685821657736338717ULL;
-    return lo + (hi - lo) * ((double)(r >> 11) / 9007199254740992.0);
-}
-
-static void format_time(int64_t ms, char *out, size_t len)
-{
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, len, "%s.%03dZ", base, (int)(ms % 1000));
-}
-
-/* RFC 3339 UTC as the engine writes it ("2026-11-24T03:04:05.123Z"). */
-static int parse_time(const char *s, int64_t *out)
-{
-    struct tm tm = {0};
-    const char *p = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
-    if (p == NULL)
-        return -1;
-    int64_t frac = 0;
-    int digits = 0;
-    if (*p == '.') {
-        for (p++; *p >= '0' && *p <= '9'; p++) {
-            if (digits < 3) {
-                frac = frac * 10 + (*p - '0');
-                digits++;
-            }
-        }
-    }
-    while (digits > 0 && digits++ < 3)
-        frac *= 10;
-    if (*p != 'Z')
-        return -1;
-    *out = (int64_t)timegm(&tm) * 1000 + frac;
-    return 0;
-}
 
 static void mark_min(struct mark *m, int64_t ms, uint64_t seq)
 {
@@ -273,19 +201,6 @@ static int64_t hist_quantile(const struct hist *h, double q)
     return h->max_us;
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank quantile of a sorted array. */
-static int64_t quantile(const int64_t *v, size_t n, double q)
-{
-    size_t k = (size_t)ceil(q * (double)n);
-    return v[k > 0 ? k - 1 : 0];
-}
-
 /* ---- options --------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -304,17 +219,6 @@ static void usage(FILE *f)
                "  --poll-all     read every node each poll, not only the suspect and failed ones\n"
                "                (about 15 ms of the engine's loop per 1,000 nodes)\n"
                "  --dump         write one line per agent (tab-separated) to FILE\n");
-}
-
-static bool parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || end == s || v < min || v > max)
-        return false;
-    *out = (unsigned)v;
-    return true;
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -350,25 +254,25 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->url = optarg;
             break;
         case 'a':
-            ok = parse_uint(optarg, 20, 100000, &o->agents);
+            ok = rdb_parse_uint(optarg, 20, 100000, &o->agents);
             break;
         case 'w':
-            ok = parse_uint(optarg, 1, 86400, &o->warmup_s);
+            ok = rdb_parse_uint(optarg, 1, 86400, &o->warmup_s);
             break;
         case 'd':
-            ok = parse_uint(optarg, 1, 86400, &o->duration_s);
+            ok = rdb_parse_uint(optarg, 1, 86400, &o->duration_s);
             break;
         case 'i':
-            ok = parse_uint(optarg, 10, 600000, &o->interval_ms);
+            ok = rdb_parse_uint(optarg, 10, 600000, &o->interval_ms);
             break;
         case 'j':
-            ok = parse_uint(optarg, 0, 600000, &o->jitter_ms);
+            ok = rdb_parse_uint(optarg, 0, 600000, &o->jitter_ms);
             break;
         case 'p':
-            ok = parse_uint(optarg, 10, 60000, &o->poll_ms);
+            ok = rdb_parse_uint(optarg, 10, 60000, &o->poll_ms);
             break;
         case 's':
-            ok = parse_uint(optarg, 1, UINT32_MAX, &seed);
+            ok = rdb_parse_uint(optarg, 1, UINT32_MAX, &seed);
             break;
         case 'D':
             o->dump = optarg;
@@ -409,47 +313,9 @@ static enum kind kind_of(unsigned i)
     }
 }
 
-static size_t on_agent_write(char *p, size_t size, size_t n, void *data)
-{
-    struct agent *a = data;
-    size_t len = size * n, room = RESP_MAX - 1 - a->resp_len;
-    size_t take = len < room ? len : room;
-    memcpy(a->resp + a->resp_len, p, take);
-    a->resp_len += take;
-    a->resp[a->resp_len] = '\0';
-    return len;
-}
-
-/*
- * HTTP/2 with prior knowledge, multiplexed over N_CONNS connections, where
- * libcurl can reuse such a connection. libcurl before 8.0.0 (Debian 12 ships
- * 7.88.1) fails every request after the first on a prior-knowledge
- * connection ("Error in the HTTP2 framing layer", curl/curl#10634, fixed by
- * #10643). There the connection is upgraded instead (h2c, by a first request
- * without a body: see open_connections) and every later request is
- * multiplexed HTTP/2 on it; one connection only, because the pre-opened
- * spares would idle out and a POST that opens a new connection by upgrade
- * while others are busy can fail ("Transferred a partial file").
- */
-static bool prior_knowledge(void)
-{
-    return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
-}
-
-static long h2_version(void)
-{
-    return prior_knowledge() ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-                             : (long)CURL_HTTP_VERSION_2_0;
-}
-
-static int n_conns(void)
-{
-    return prior_knowledge() ? N_CONNS : 1;
-}
-
 static void easy_common(struct bench *b, CURL *e)
 {
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, h2_version());
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, rdb_h2_version());
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
@@ -461,11 +327,9 @@ static int fleet_init(struct bench *b)
     b->agents = calloc(n, sizeof(*b->agents));
     b->httpd = rdt_httpd_start(n);
     b->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    b->multi = curl_multi_init();
+    b->multi = rdb_h2_multi(N_CONNS);
     if (b->agents == NULL || b->httpd == NULL || b->hdrs == NULL || b->multi == NULL)
         return -1;
-    curl_multi_setopt(b->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n_conns());
     for (unsigned i = 0; i < n; i++) {
         struct agent *a = &b->agents[i];
         snprintf(a->id, sizeof(a->id), "agent-%05u", i + 1);
@@ -475,10 +339,11 @@ static int fleet_init(struct bench *b)
         if (a->easy == NULL)
             return -1;
         easy_common(b, a->easy);
+        rdb_buf_fixed(&a->resp, a->resp_mem, sizeof(a->resp_mem));
         curl_easy_setopt(a->easy, CURLOPT_PIPEWAIT, 1L);
         curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
-        curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, on_agent_write);
-        curl_easy_setopt(a->easy, CURLOPT_WRITEDATA, a);
+        curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, rdb_buf_write);
+        curl_easy_setopt(a->easy, CURLOPT_WRITEDATA, &a->resp);
     }
     return 0;
 }
@@ -512,8 +377,7 @@ static struct agent *agent_by_id(struct bench *b, const char *id)
 
 static void start_transfer(struct bench *b, struct agent *a, const char *url, const char *body)
 {
-    a->resp_len = 0;
-    a->resp[0] = '\0';
+    rdb_buf_clear(&a->resp);
     curl_easy_setopt(a->easy, CURLOPT_URL, url);
     curl_easy_setopt(a->easy, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(a->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
@@ -554,58 +418,19 @@ static void drain(struct bench *b, done_fn done)
  * random point of its first interval (as agents starting one by one would). */
 static void on_registered(struct bench *b, struct agent *a, CURLcode rc, long status)
 {
-    json_t *j = status == 201 ? json_loads(a->resp, 0, NULL) : NULL;
+    json_t *j = status == 201 ? json_loads(a->resp.p, 0, NULL) : NULL;
     b->reg_done++;
     a->epoch = json_integer_value(json_object_get(j, "epoch"));
     json_decref(j);
     if (a->epoch <= 0) {
         if (b->reg_failed++ < 5)
             fprintf(stderr, "loadgen: registering %s: %s, HTTP %ld: %.200s\n", a->id,
-                    curl_easy_strerror(rc), status, a->resp);
+                    curl_easy_strerror(rc), status, a->resp.p);
         return;
     }
     a->registered = true;
     snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes/%s/heartbeat", b->o.url, a->id);
-    a->due_ms = mono_ms() + (int64_t)uniform(&b->rng, 0, b->o.interval_ms);
-}
-
-static size_t discard(char *p, size_t size, size_t n, void *data)
-{
-    return size * n;
-}
-
-/* Opens the connections to the engine first, each with a GET (no PIPEWAIT:
- * each gets its own connection), so none is opened by a POST (see h2_version). */
-static int open_connections(struct bench *b)
-{
-    CURL *e[N_CONNS] = {0};
-    int n = n_conns(), running = 1, ok = 0;
-    char url[300];
-    snprintf(url, sizeof(url), "%s/health", b->o.url);
-    for (int i = 0; i < n; i++) {
-        if ((e[i] = curl_easy_init()) == NULL)
-            break;
-        easy_common(b, e[i]);
-        curl_easy_setopt(e[i], CURLOPT_URL, url);
-        curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, discard);
-        curl_multi_add_handle(b->multi, e[i]);
-    }
-    for (int64_t end = mono_ms() + 10000; running > 0 && mono_ms() < end;) {
-        curl_multi_perform(b->multi, &running);
-        curl_multi_poll(b->multi, NULL, 0, 50, NULL);
-    }
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(b->multi, &left)) != NULL)
-        ok += m->msg == CURLMSG_DONE && m->data.result == CURLE_OK;
-    for (int i = 0; i < n && e[i]; i++) {
-        curl_multi_remove_handle(b->multi, e[i]);
-        curl_easy_cleanup(e[i]);
-    }
-    b->c.connects += (uint64_t)ok;
-    if (ok != n)
-        fprintf(stderr, "loadgen: %d of %d connections to %s opened\n", ok, n, url);
-    return ok > 0 ? 0 : -1;
+    a->due_ms = rdt_now_ms() + (int64_t)rdb_uniform(&b->rng, 0, b->o.interval_ms);
 }
 
 static void start_registration(struct bench *b, unsigned i)
@@ -628,18 +453,12 @@ static void register_more(struct bench *b)
 
 /* ---- heartbeats -------------------------------------------------------------- */
 
-static int64_t next_gap(struct bench *b)
-{
-    double j = (double)b->o.jitter_ms;
-    return (int64_t)llround((double)b->o.interval_ms + uniform(&b->rng, -j, j));
-}
-
 static void heartbeat_body(struct bench *b, struct agent *a, bool injected)
 {
-    double err = 0.01 + uniform(&b->rng, -0.002, 0.002);
-    double lat = 20 + uniform(&b->rng, -3, 3);
-    double cpu = 0.30 + uniform(&b->rng, -0.03, 0.03);
-    double mem = 0.40 + uniform(&b->rng, -0.01, 0.01);
+    double err = 0.01 + rdb_uniform(&b->rng, -0.002, 0.002);
+    double lat = 20 + rdb_uniform(&b->rng, -3, 3);
+    double cpu = 0.30 + rdb_uniform(&b->rng, -0.03, 0.03);
+    double mem = 0.40 + rdb_uniform(&b->rng, -0.01, 0.01);
     if (injected && a->kind == DEGRADE)
         lat += 40.0 * ++a->ramp; /* 20 ms -> 5000 ms in about 62 s at 2 per second */
     snprintf(a->body, sizeof(a->body),
@@ -660,7 +479,7 @@ static void send_heartbeat(struct bench *b, struct agent *a, int64_t now)
     heartbeat_body(b, a, injected);
     start_transfer(b, a, a->url, a->body);
     b->c.sent++;
-    a->due_ms += next_gap(b);
+    a->due_ms += rdb_jittered_ms(&b->rng, b->o.interval_ms, b->o.jitter_ms);
     if (a->due_ms < now - (int64_t)b->o.interval_ms)
         a->due_ms = now; /* fell far behind: no catching up in a burst */
 }
@@ -673,7 +492,7 @@ static void on_heartbeat_done(struct bench *b, struct agent *a, CURLcode rc, lon
             fprintf(stderr, "loadgen: heartbeat of %s: %s\n", a->id, curl_easy_strerror(rc));
         return;
     }
-    int64_t now = wall_ms();
+    int64_t now = rdb_wall_ms();
     if (us > b->rtt.max_us)
         b->rtt_max_at = now;
     tl_note(b, b->tl_rtt_ms, now, us / 1000);
@@ -683,16 +502,16 @@ static void on_heartbeat_done(struct bench *b, struct agent *a, CURLcode rc, lon
     } else if (status == 409) {
         b->c.fenced++;
         a->stopped = true; /* fenced: it would have to register again */
-        mark_min(&a->refused, wall_ms(), 0);
+        mark_min(&a->refused, rdb_wall_ms(), 0);
     } else if (b->c.other++ < 5) {
-        fprintf(stderr, "loadgen: heartbeat of %s: HTTP %ld %.200s\n", a->id, status, a->resp);
+        fprintf(stderr, "loadgen: heartbeat of %s: HTTP %ld %.200s\n", a->id, status, a->resp.p);
     }
 }
 
 /* Sends what is due; returns the monotonic time of the next heartbeat. */
 static int64_t send_due(struct bench *b)
 {
-    int64_t now = mono_ms(), next = now + 100;
+    int64_t now = rdt_now_ms(), next = now + 100;
     for (unsigned i = 0; i < b->o.agents; i++) {
         struct agent *a = &b->agents[i];
         if (a->in_flight || a->stopped || !a->registered)
@@ -723,13 +542,13 @@ static int start_threads(struct bench *b);
  */
 static int fleet_loop(struct bench *b)
 {
-    int64_t deadline = mono_ms() + 60000;
-    int64_t last = mono_ms();
-    while (!atomic_load(&b->stop) && !(interrupted && !b->threads_started)) {
-        int64_t now = mono_ms();
+    int64_t deadline = rdt_now_ms() + 60000;
+    int64_t last = rdt_now_ms();
+    while (!atomic_load(&b->stop) && !(rdb_interrupted && !b->threads_started)) {
+        int64_t now = rdt_now_ms();
         if (now - last > b->loop_gap_ms) {
             b->loop_gap_ms = now - last; /* this thread itself did not run */
-            b->loop_gap_at = wall_ms();
+            b->loop_gap_at = rdb_wall_ms();
         }
         last = now;
         int running;
@@ -739,11 +558,11 @@ static int fleet_loop(struct bench *b)
         if (!b->threads_started && b->reg_done == b->o.agents) {
             if (b->reg_failed > 0 || start_threads(b) != 0)
                 break;
-        } else if (!b->threads_started && mono_ms() > deadline) {
+        } else if (!b->threads_started && rdt_now_ms() > deadline) {
             fprintf(stderr, "loadgen: registrations did not finish within 60 s\n");
             break;
         }
-        int64_t wait = send_due(b) - mono_ms();
+        int64_t wait = send_due(b) - rdt_now_ms();
         curl_multi_poll(b->multi, NULL, 0, wait > 0 ? (int)wait : 0, NULL);
     }
     if (b->reg_failed > 0)
@@ -757,11 +576,11 @@ static int fleet_loop(struct bench *b)
 static void *injector_main(void *arg)
 {
     struct bench *b = arg;
-    while (mono_ms() < b->inject_mono_ms && !atomic_load(&b->stop))
-        sleep_ms(b->inject_mono_ms - mono_ms() < 50 ? b->inject_mono_ms - mono_ms() : 50);
+    while (rdt_now_ms() < b->inject_mono_ms && !atomic_load(&b->stop))
+        rdb_sleep_ms(b->inject_mono_ms - rdt_now_ms() < 50 ? b->inject_mono_ms - rdt_now_ms() : 50);
     if (atomic_load(&b->stop))
         return NULL;
-    int64_t t0 = wall_ms();
+    int64_t t0 = rdb_wall_ms();
     atomic_store(&b->inject_wall_ms, t0);
     /* Crashes first (their deadline is the tightest), then hangs. */
     for (unsigned i = 0; i < b->o.agents; i++)
@@ -770,38 +589,18 @@ static void *injector_main(void *arg)
     for (unsigned i = 0; i < b->o.agents; i++)
         if (b->agents[i].kind == HANG)
             rdt_httpd_set(b->httpd, i, RDT_EP_HANG, 0);
-    b->inject_apply_ms = wall_ms() - t0;
+    b->inject_apply_ms = rdb_wall_ms() - t0;
     return NULL;
 }
 
 /* ---- the poller: what the engine says ---------------------------------------- */
 
-static size_t on_poll_write(char *p, size_t size, size_t n, void *data)
-{
-    struct bench *b = data;
-    size_t len = size * n;
-    if (b->poll_len + len + 1 > b->poll_cap) {
-        size_t cap = b->poll_cap ? b->poll_cap : 65536;
-        while (cap < b->poll_len + len + 1)
-            cap *= 2;
-        char *nb = realloc(b->poll_buf, cap);
-        if (nb == NULL)
-            return 0;
-        b->poll_buf = nb;
-        b->poll_cap = cap;
-    }
-    memcpy(b->poll_buf + b->poll_len, p, len);
-    b->poll_len += len;
-    b->poll_buf[b->poll_len] = '\0';
-    return len;
-}
-
-/* One request on the poller's connection; the body is in b->poll_buf. */
+/* One request on the poller's connection; the body is in b->poll. */
 static long poll_request(struct bench *b, const char *path, const char *post)
 {
     char url[512];
     snprintf(url, sizeof(url), "%s%s", b->o.url, path);
-    b->poll_len = 0;
+    rdb_buf_clear(&b->poll);
     curl_easy_setopt(b->poll_easy, CURLOPT_URL, url);
     if (post != NULL)
         curl_easy_setopt(b->poll_easy, CURLOPT_POSTFIELDS, post);
@@ -815,7 +614,7 @@ static long poll_request(struct bench *b, const char *path, const char *post)
 
 static json_t *poll_json(struct bench *b, const char *path)
 {
-    json_t *j = poll_request(b, path, NULL) == 200 ? json_loads(b->poll_buf, 0, NULL) : NULL;
+    json_t *j = poll_request(b, path, NULL) == 200 ? json_loads(b->poll.p, 0, NULL) : NULL;
     if (j == NULL)
         b->poll_errors++;
     return j;
@@ -836,7 +635,7 @@ static void node_seen(struct bench *b, json_t *item, int64_t now)
     if (!failed && !suspect)
         return;
     int64_t t;
-    if (parse_time(json_string_value(json_object_get(item, "updated_at")), &t) != 0)
+    if (rdb_parse_time(json_string_value(json_object_get(item, "updated_at")), &t) != 0)
         t = now; /* the poll's own time when the stamp is missing */
     if (suspect && t != a->last_suspect_stamp) {
         a->last_suspect_stamp = t;
@@ -905,7 +704,7 @@ static void record_seen(struct bench *b, json_t *r)
         b->partition_records++;
     struct agent *a = agent_by_id(b, node);
     if (a == NULL || type == NULL || sev == NULL ||
-        parse_time(json_string_value(json_object_get(r, "detected_at")), &t) != 0)
+        rdb_parse_time(json_string_value(json_object_get(r, "detected_at")), &t) != 0)
         return;
     bool warning = strcmp(sev, "warning") == 0;
     int64_t inj = injected_at(b);
@@ -952,7 +751,7 @@ static bool seq_new(struct bench *b, uint64_t seq)
 static void poll_faults(struct bench *b)
 {
     char since[40], cursor[32] = "";
-    format_time(b->fault_since_ms, since, sizeof(since));
+    rdb_format_time(b->fault_since_ms, since, sizeof(since));
     uint64_t max_seq = b->fault_max_seq;
     int64_t max_t = b->fault_since_ms;
     bool done = false;
@@ -976,7 +775,7 @@ static void poll_faults(struct bench *b)
             if (seq_new(b, seq))
                 record_seen(b, r);
             max_seq = seq > max_seq ? seq : max_seq;
-            if (parse_time(json_string_value(json_object_get(r, "detected_at")), &t) == 0 &&
+            if (rdb_parse_time(json_string_value(json_object_get(r, "detected_at")), &t) == 0 &&
                 t > max_t)
                 max_t = t;
         }
@@ -1027,7 +826,7 @@ static void kill_isolated_hung(struct bench *b)
  * zombie checks and the kills it calls for. */
 static void poll_once(struct bench *b)
 {
-    int64_t t0 = mono_ms(), start = wall_ms();
+    int64_t t0 = rdt_now_ms(), start = rdb_wall_ms();
     if (b->o.poll_all) {
         poll_nodes(b, start, NULL);
     } else {
@@ -1035,7 +834,7 @@ static void poll_once(struct bench *b)
         poll_nodes(b, start, "failed");
     }
     poll_faults(b);
-    int64_t took = mono_ms() - t0;
+    int64_t took = rdt_now_ms() - t0;
     tl_note(b, b->tl_poll_ms, start, took);
     if (took > b->poll_max_ms) {
         b->poll_max_ms = took;
@@ -1062,14 +861,14 @@ static void poll_engine_status(struct bench *b)
 static void *poller_main(void *arg)
 {
     struct bench *b = arg;
-    int64_t next = mono_ms();
-    while (mono_ms() < b->end_mono_ms && !interrupted) {
+    int64_t next = rdt_now_ms();
+    while (rdt_now_ms() < b->end_mono_ms && !rdb_interrupted) {
         poll_once(b);
         next += b->o.poll_ms;
-        int64_t now = mono_ms();
+        int64_t now = rdt_now_ms();
         if (next < now)
             next = now;
-        sleep_ms(next - now);
+        rdb_sleep_ms(next - now);
     }
     poll_once(b); /* the last word, before the heartbeats stop */
     poll_engine_status(b);
@@ -1085,10 +884,10 @@ static int poller_init(struct bench *b)
     easy_common(b, b->poll_easy);
     /* HTTP/1.1 keep-alive: on an upgraded h2c connection, libcurl 7.88's
      * easy interface sits a full second on answers over 16 KiB. */
-    if (!prior_knowledge())
+    if (!rdb_h2_prior_knowledge())
         curl_easy_setopt(b->poll_easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(b->poll_easy, CURLOPT_WRITEFUNCTION, on_poll_write);
-    curl_easy_setopt(b->poll_easy, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(b->poll_easy, CURLOPT_WRITEFUNCTION, rdb_buf_write);
+    curl_easy_setopt(b->poll_easy, CURLOPT_WRITEDATA, &b->poll);
     b->fault_since_ms = b->start_wall_ms - 1000;
     return 0;
 }
@@ -1111,15 +910,10 @@ static const struct mark *field_of(const struct agent *a, enum field f)
     }
 }
 
-struct lat {
-    size_t n, of;
-    int64_t p50, p99, max;
-};
-
 /* Milliseconds from the injection to field f, over the agents of kind k. */
-static struct lat stat_of(struct bench *b, enum kind k, enum field f)
+static struct rdb_lat stat_of(struct bench *b, enum kind k, enum field f)
 {
-    struct lat s = {0};
+    struct rdb_lat s = {0};
     int64_t *v = calloc(b->o.agents, sizeof(*v));
     int64_t inj = injected_at(b);
     for (unsigned i = 0; v && i < b->o.agents; i++) {
@@ -1131,17 +925,12 @@ static struct lat stat_of(struct bench *b, enum kind k, enum field f)
         if (m->seen)
             v[s.n++] = m->ms - inj;
     }
-    if (s.n > 0) {
-        qsort(v, s.n, sizeof(*v), cmp_i64);
-        s.p50 = quantile(v, s.n, 0.5);
-        s.p99 = quantile(v, s.n, 0.99);
-        s.max = v[s.n - 1];
-    }
+    s = rdb_lat_of(v, s.n, s.of);
     free(v);
     return s;
 }
 
-static const char *fmt_stat(struct lat s, char *buf, size_t len)
+static const char *fmt_stat(struct rdb_lat s, char *buf, size_t len)
 {
     if (s.n == 0)
         snprintf(buf, len, "- (0/%zu)", s.of);
@@ -1334,7 +1123,7 @@ static void report_targets(struct bench *b)
 {
     int64_t fail_limit = 3 * (int64_t)b->o.interval_ms + 100;
     int64_t suspect_limit = 2 * (int64_t)b->o.interval_ms;
-    struct lat failed = stat_of(b, CRASH, F_FAILED), suspect = stat_of(b, CRASH, F_SUSPECT);
+    struct rdb_lat failed = stat_of(b, CRASH, F_FAILED), suspect = stat_of(b, CRASH, F_SUSPECT);
     struct falses f = falses_of(b);
     struct prediction p = prediction_of(b);
     printf("\nhealthy (%u): failed %u, with a non-warning record %u, heartbeats refused %u; "
@@ -1378,28 +1167,23 @@ static void report_targets(struct bench *b)
 static void report(struct bench *b)
 {
     char when[40];
-    format_time(injected_at(b), when, sizeof(when));
+    rdb_format_time(injected_at(b), when, sizeof(when));
     printf("\n== fault detection benchmark ==\n");
     printf("%u agents: %u crash, %u hang, %u degrading, %u healthy; heartbeats every %u +/- %u "
            "ms over HTTP/2 (%s, at most %d connection%s, %s)\n",
            b->o.agents, b->n_kind[CRASH], b->n_kind[HANG], b->n_kind[DEGRADE], b->n_kind[HEALTHY],
            b->o.interval_ms, b->o.jitter_ms,
-           h2_version() == (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE ? "prior knowledge"
-                                                                     : "h2c upgrade",
-           n_conns(), n_conns() > 1 ? "s" : "", b->o.url);
+           rdb_h2_prior_knowledge() ? "prior knowledge" : "h2c upgrade", rdb_h2_conns(N_CONNS),
+           rdb_h2_conns(N_CONNS) > 1 ? "s" : "", b->o.url);
     printf("warm-up %u s; faults injected at %s (endpoints changed within %lld ms); measured %u s "
            "after%s\n",
            b->o.warmup_s, when, (long long)b->inject_apply_ms, b->o.duration_s,
-           interrupted ? " (interrupted early)" : "");
+           rdb_interrupted ? " (interrupted early)" : "");
     report_heartbeats(b);
     report_table(b);
     report_types(b);
     report_targets(b);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("\nload generator CPU: %.1f s user + %.1f s system\n",
-           ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
-           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+    rdb_print_self_cpu();
 }
 
 static void dump(struct bench *b)
@@ -1429,27 +1213,11 @@ static void dump(struct bench *b)
 
 /* ---- main ------------------------------------------------------------------ */
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
-/* One port per agent plus connections: lift the soft limit on descriptors. */
-static void raise_nofile(void)
-{
-    struct rlimit r;
-    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-        r.rlim_cur = r.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &r);
-    }
-}
-
 static int start_threads(struct bench *b)
 {
     if (poller_init(b) != 0)
         return -1;
-    b->inject_mono_ms = mono_ms() + (int64_t)b->o.warmup_s * 1000;
+    b->inject_mono_ms = rdt_now_ms() + (int64_t)b->o.warmup_s * 1000;
     b->end_mono_ms = b->inject_mono_ms + (int64_t)b->o.duration_s * 1000;
     fprintf(stderr, "loadgen: %u agents registered; faults in %u s, then %u s of measurement\n",
             b->o.agents, b->o.warmup_s, b->o.duration_s);
@@ -1470,8 +1238,14 @@ static int run(struct bench *b)
         fprintf(stderr, "loadgen: cannot start %u health endpoints\n", b->o.agents);
         return 1;
     }
-    b->start_wall_ms = wall_ms();
-    if (open_connections(b) != 0 || fleet_loop(b) != 0)
+    b->start_wall_ms = rdb_wall_ms();
+    /* Before any POST (see rdb_h2_prior_knowledge). */
+    int conns = rdb_h2_conns(N_CONNS), opened = rdb_h2_open(b->multi, b->o.url, conns);
+    b->c.connects += (uint64_t)opened;
+    if (opened != conns)
+        fprintf(stderr, "loadgen: %d of %d connections to %s/health opened\n", opened, conns,
+                b->o.url);
+    if (opened == 0 || fleet_loop(b) != 0)
         return 1;
     pthread_join(b->poller, NULL);
     pthread_join(b->injector, NULL);
@@ -1490,22 +1264,17 @@ int main(int argc, char **argv)
     static struct bench b; /* large (histograms): not on the stack */
     if (parse_opts(argc, argv, &b.o) != 0)
         return 2;
-    b.rng = b.o.seed * 0x9E3779B97F4A7C15ULL;
+    b.rng = rdb_seed(b.o.seed);
     hist_init(&b.rtt, 50);
     hist_init(&b.lag, 1000);
-    raise_nofile();
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGPIPE, SIG_IGN);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+    if (rdb_init() != 0)
         return 1;
-    setvbuf(stdout, NULL, _IOLBF, 0);
     int rc = run(&b);
     fleet_free(&b);
     if (b.poll_easy)
         curl_easy_cleanup(b.poll_easy);
-    free(b.poll_buf);
+    rdb_buf_free(&b.poll);
     free(b.seq_seen);
-    curl_global_cleanup();
+    rdb_end();
     return rc;
 }

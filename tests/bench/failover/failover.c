@@ -28,7 +28,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -41,10 +40,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define MAX_REPLICAS 7
 #define NODE_ID      "bench-failover-writer"
 #define POLL_MS      10
-#define ROUND_PAUSE  10 /* ms after a round of failures */
+#define PROBE_MS     200L /* one GET /health */
+#define ROUND_PAUSE  10   /* ms after a round of failures */
 
 struct replica {
     char url[200];
@@ -76,22 +78,6 @@ struct bench {
     int64_t write_max_ns; /* the slowest write before the kill */
 };
 
-static volatile sig_atomic_t interrupted;
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !interrupted)
-        ;
-}
-
 /* ---- options ------------------------------------------------------------------ */
 
 static void usage(FILE *f)
@@ -107,23 +93,12 @@ static void usage(FILE *f)
                "(default 20)\n");
 }
 
-static bool parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || end == s || v < min || v > max)
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
-
 static bool parse_replica(const char *s, struct opts *o)
 {
     const char *eq = strrchr(s, '=');
     unsigned pid;
     if (o->n == MAX_REPLICAS || eq == NULL || (size_t)(eq - s) >= sizeof(o->r[0].url) || eq == s ||
-        !parse_uint(eq + 1, 2, 1u << 30, &pid))
+        !rdb_parse_uint(eq + 1, 2, 1u << 30, &pid))
         return false;
     memcpy(o->r[o->n].url, s, (size_t)(eq - s));
     o->r[o->n].url[eq - s] = '\0';
@@ -154,19 +129,19 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             ok = parse_replica(optarg, o);
             break;
         case 'n':
-            ok = parse_uint(optarg, 1, 1000000, &o->trial);
+            ok = rdb_parse_uint(optarg, 1, 1000000, &o->trial);
             break;
         case 'w':
-            ok = parse_uint(optarg, 0, 600000, &o->warmup_ms);
+            ok = rdb_parse_uint(optarg, 0, 600000, &o->warmup_ms);
             break;
         case 'j':
-            ok = parse_uint(optarg, 0, 600000, &o->jitter_ms);
+            ok = rdb_parse_uint(optarg, 0, 600000, &o->jitter_ms);
             break;
         case 't':
-            ok = parse_uint(optarg, 10, 600000, &o->timeout_ms);
+            ok = rdb_parse_uint(optarg, 10, 600000, &o->timeout_ms);
             break;
         case 'g':
-            ok = parse_uint(optarg, 1, 3600, &o->give_up_s);
+            ok = rdb_parse_uint(optarg, 1, 3600, &o->give_up_s);
             break;
         case 'h':
             usage(stdout);
@@ -184,23 +159,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 /* ---- HTTP ---------------------------------------------------------------------- */
 
-struct buf {
-    char p[2048];
-    size_t len;
-};
-
-static size_t on_buf(char *p, size_t size, size_t n, void *data)
-{
-    struct buf *bf = data;
-    size_t len = size * n, room = sizeof(bf->p) - 1 - bf->len;
-    size_t take = len < room ? len : room;
-    memcpy(bf->p + bf->len, p, take);
-    bf->len += take;
-    bf->p[bf->len] = '\0';
-    return len;
-}
-
-static CURL *easy_new(long timeout_ms, struct buf *bf, struct curl_slist *hdrs)
+static CURL *easy_new(long timeout_ms, struct rdb_buf *bf, struct curl_slist *hdrs)
 {
     CURL *e = curl_easy_init();
     if (e == NULL)
@@ -209,32 +168,11 @@ static CURL *easy_new(long timeout_ms, struct buf *bf, struct curl_slist *hdrs)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_buf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, bf);
     if (hdrs)
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
     return e;
-}
-
-/* GET /health of replica i: its role and term; false when it does not answer. */
-static bool health(CURL *e, struct buf *bf, const struct replica *r, char *role, size_t len,
-                   long long *term)
-{
-    char url[256];
-    snprintf(url, sizeof(url), "%s/health", r->url);
-    bf->len = 0;
-    bf->p[0] = '\0';
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    long status = 0;
-    if (curl_easy_perform(e) != CURLE_OK)
-        return false;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    json_t *j = status == 200 ? json_loads(bf->p, 0, NULL) : NULL;
-    const char *s = json_string_value(json_object_get(j, "role"));
-    snprintf(role, len, "%s", s ? s : "?");
-    *term = json_integer_value(json_object_get(j, "term"));
-    json_decref(j);
-    return j != NULL;
 }
 
 /* ---- the writer ------------------------------------------------------------------- */
@@ -253,7 +191,9 @@ static void *writer_main(void *arg)
 {
     struct bench *b = arg;
     struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    struct buf bf;
+    char mem[2048];
+    struct rdb_buf bf;
+    rdb_buf_fixed(&bf, mem, sizeof(mem));
     CURL *easy[MAX_REPLICAS] = {0};
     for (unsigned i = 0; i < b->o.n; i++) {
         easy[i] = easy_new((long)b->o.timeout_ms, &bf, hdrs);
@@ -268,12 +208,11 @@ static void *writer_main(void *arg)
     /* "whichever replica": a different one each trial; redirects lead on. */
     unsigned cur = b->o.trial % b->o.n, fails = 0;
     struct counts before_kill = {0};
-    while (!atomic_load(&b->stop) && !interrupted) {
-        bf.len = 0;
-        bf.p[0] = '\0';
-        int64_t sent = mono_ns();
+    while (!atomic_load(&b->stop) && !rdb_interrupted) {
+        rdb_buf_clear(&bf);
+        int64_t sent = rdb_now_ns();
         CURLcode rc = curl_easy_perform(easy[cur]);
-        int64_t now = mono_ns();
+        int64_t now = rdb_now_ns();
         long status = 0;
         if (rc == CURLE_OK)
             curl_easy_getinfo(easy[cur], CURLINFO_RESPONSE_CODE, &status);
@@ -317,7 +256,7 @@ static void *writer_main(void *arg)
             c->other++;
         cur = (cur + 1) % b->o.n;
         if (++fails % b->o.n == 0)
-            sleep_ms(ROUND_PAUSE);
+            rdb_sleep_ms(ROUND_PAUSE);
     }
 out:
     for (unsigned i = 0; i < b->o.n; i++)
@@ -329,34 +268,19 @@ out:
 
 /* ---- the trial ------------------------------------------------------------------- */
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 static int run(struct bench *b)
 {
-    struct buf bf;
-    CURL *probe = easy_new(200, &bf, NULL);
+    /* Every GET /health within PROBE_MS (rdb_health). */
+    CURL *probe = curl_easy_init();
     if (probe == NULL)
         return 1;
+    const char *urls[MAX_REPLICAS];
+    for (unsigned i = 0; i < b->o.n; i++)
+        urls[i] = b->o.r[i].url;
+    struct rdb_health h;
     /* The leader, as the replicas say. */
-    int leader = -1;
-    long long old_term = 0;
-    for (int64_t end = mono_ns() + 10000000000LL; leader < 0 && mono_ns() < end && !interrupted;) {
-        for (unsigned i = 0; i < b->o.n && leader < 0; i++) {
-            char role[32];
-            long long term;
-            if (health(probe, &bf, &b->o.r[i], role, sizeof(role), &term) &&
-                strcmp(role, "leader") == 0) {
-                leader = (int)i;
-                old_term = term;
-            }
-        }
-        if (leader < 0)
-            sleep_ms(50);
-    }
+    int leader = rdb_find_leader(probe, urls, b->o.n, PROBE_MS, 10000, &h);
+    long long old_term = h.term;
     if (leader < 0) {
         fprintf(stderr, "failover: no replica says it leads\n");
         curl_easy_cleanup(probe);
@@ -370,11 +294,11 @@ static int run(struct bench *b)
     uint64_t seed = (uint64_t)b->o.trial * 0x9E3779B97F4A7C15ULL;
     seed ^= seed >> 29;
     unsigned jitter = b->o.jitter_ms ? (unsigned)(seed % (b->o.jitter_ms + 1)) : 0;
-    int64_t end = mono_ns() + 10000000000LL;
-    while (atomic_load(&b->acks) == 0 && mono_ns() < end && !interrupted)
-        sleep_ms(5);
+    int64_t end = rdb_now_ns() + 10000000000LL;
+    while (atomic_load(&b->acks) == 0 && rdb_now_ns() < end && !rdb_interrupted)
+        rdb_sleep_ms(5);
     uint64_t before = atomic_load(&b->acks);
-    sleep_ms(b->o.warmup_ms + jitter);
+    rdb_sleep_ms(b->o.warmup_ms + jitter);
     uint64_t warm = atomic_load(&b->acks) - before;
     int rc = 0;
     if (before == 0) {
@@ -382,17 +306,13 @@ static int run(struct bench *b)
         rc = 1;
     } else {
         /* Check the leader again just before: it may have changed meanwhile. */
-        char role[32];
-        long long term;
-        if (!health(probe, &bf, &b->o.r[leader], role, sizeof(role), &term) ||
-            strcmp(role, "leader") != 0) {
-            for (unsigned i = 0; i < b->o.n; i++)
-                if (health(probe, &bf, &b->o.r[i], role, sizeof(role), &term) &&
-                    strcmp(role, "leader") == 0)
-                    leader = (int)i, old_term = term;
+        if (rdb_health(probe, urls[leader], PROBE_MS, &h) != 0 || strcmp(h.role, "leader") != 0) {
+            int now_leader = rdb_find_leader(probe, urls, b->o.n, PROBE_MS, 0, &h);
+            if (now_leader >= 0)
+                leader = now_leader, old_term = h.term;
         }
         atomic_store(&b->killed, leader);
-        int64_t kill_ns = mono_ns();
+        int64_t kill_ns = rdb_now_ns();
         atomic_store(&b->kill_ns, kill_ns);
         if (kill(b->o.r[leader].pid, SIGKILL) != 0) {
             fprintf(stderr, "failover: kill %d: %s\n", (int)b->o.r[leader].pid, strerror(errno));
@@ -404,18 +324,17 @@ static int run(struct bench *b)
     int64_t elected_ns = 0, give_up = kill_ns + (int64_t)b->o.give_up_s * 1000000000;
     int new_leader = -1;
     long long new_term = 0;
-    while (rc == 0 && atomic_load(&b->first_ack_ns) == 0 && mono_ns() < give_up && !interrupted) {
+    while (rc == 0 && atomic_load(&b->first_ack_ns) == 0 && rdb_now_ns() < give_up &&
+           !rdb_interrupted) {
         for (unsigned i = 0; elected_ns == 0 && i < b->o.n; i++) {
-            char role[32];
-            long long term;
-            if ((int)i != leader && health(probe, &bf, &b->o.r[i], role, sizeof(role), &term) &&
-                strcmp(role, "leader") == 0 && term > old_term) {
-                elected_ns = mono_ns();
+            if ((int)i != leader && rdb_health(probe, urls[i], PROBE_MS, &h) == 0 &&
+                strcmp(h.role, "leader") == 0 && h.term > old_term) {
+                elected_ns = rdb_now_ns();
                 new_leader = (int)i;
-                new_term = term;
+                new_term = h.term;
             }
         }
-        sleep_ms(POLL_MS);
+        rdb_sleep_ms(POLL_MS);
     }
     atomic_store(&b->stop, true);
     pthread_join(b->writer, NULL);
@@ -423,11 +342,9 @@ static int run(struct bench *b)
     int ack_replica = atomic_load(&b->first_ack_replica);
     if (new_leader < 0 && ack_ns != 0) {
         /* Elected between two polls and acknowledged before the next. */
-        char role[32];
-        long long term;
         new_leader = ack_replica;
-        if (health(probe, &bf, &b->o.r[ack_replica], role, sizeof(role), &term))
-            new_term = term;
+        if (rdb_health(probe, urls[ack_replica], PROBE_MS, &h) == 0)
+            new_term = h.term;
     }
     curl_easy_cleanup(probe);
     if (rc != 0)
@@ -456,13 +373,9 @@ int main(int argc, char **argv)
         return 2;
     atomic_store(&b.killed, -1);
     atomic_store(&b.first_ack_replica, -1);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGPIPE, SIG_IGN);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+    if (rdb_init() != 0)
         return 1;
-    setvbuf(stdout, NULL, _IOLBF, 0);
     int rc = run(&b);
-    curl_global_cleanup();
+    rdb_end();
     return rc;
 }

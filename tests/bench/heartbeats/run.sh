@@ -7,47 +7,21 @@
 #
 #   tests/bench/heartbeats/run.sh [REQUESTS]      (default 400000)
 #
+# Environment: CLIENTS (50), STREAMS (10), NODES (1000), BUILD (build-bench).
+# tests/bench/lib/common.sh does what every benchmark's script does.
+#
 # Target (issue 2): heartbeat CPU per request <= 1.5x the static file's.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
-ROOT=$PWD
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+. "$(dirname "$0")/../lib/common.sh"
 N=${1:-400000}
 CLIENTS=${CLIENTS:-50}
 STREAMS=${STREAMS:-10}
 NODES=${NODES:-1000}
 
 scripts/bootstrap --bench
-BUILD=${BUILD:-build-bench}
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" --target recoveryd heartbeat health_probe metrics log >/dev/null
-
-WORK=$(mktemp -d /tmp/rd-bench-hb.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-    # Ask the kernel for a free loopback port (bash's /dev/tcp cannot bind).
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 20000))
-        (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
-
-wait_http() {
-    local url=$1 i
-    for i in $(seq 1 200); do
-        curl -sf -o /dev/null "$url" && return 0
-        sleep 0.05
-    done
-    echo "bench: $url did not come up" >&2
-    exit 1
-}
+bench_build recoveryd heartbeat health_probe metrics log
+bench_workdir hb
 
 # CPU time of every thread of the process, in ns.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
@@ -77,8 +51,8 @@ run_load() {
 }
 
 # ---- recoveryd ----------------------------------------------------------
-RD_PORT=$(free_port)
-RAFT_PORT=$(free_port)
+bench_free_port RD_PORT
+bench_free_port RAFT_PORT
 # The default detectors all run (the hot path includes them); a long
 # heartbeat interval keeps the agents from being judged while h2load is busy
 # with h2o's turn.
@@ -91,11 +65,7 @@ fault_tolerance:
   detection:
     heartbeat_interval: 1h
 YAML
-"$BUILD/bin/recoveryd" --config "$WORK/rd.yaml" --listen "127.0.0.1:$RD_PORT" \
-    --data-dir "$WORK/rd-data" --plugins-dir "$BUILD/plugins" 2>"$WORK/rd.log" &
-RD_PID=$!
-PIDS+=("$RD_PID")
-wait_http "http://127.0.0.1:$RD_PORT/ready"
+bench_start_engine
 
 # Register the agents over one keep-alive connection.
 : >"$WORK/register.curl"
@@ -115,7 +85,7 @@ done >"$WORK/uris"
 echo '{"epoch":1,"load":{"slots_used":3},"metrics":{"error_rate":0.01,"latency_ms":42.5,"cpu":0.4,"mem":0.5}}' >"$WORK/hb.json"
 
 # ---- h2o reference ------------------------------------------------------
-H2O_PORT=$(free_port)
+bench_free_port H2O_PORT
 mkdir -p "$WORK/www"
 printf 'ok' >"$WORK/www/index.txt"
 cat >"$WORK/h2o.conf" <<CONF
@@ -134,11 +104,11 @@ user: $(id -un)
 CONF
 h2o -c "$WORK/h2o.conf" >"$WORK/h2o.out" 2>&1 &
 H2O_PID=$!
-PIDS+=("$H2O_PID")
-wait_http "http://127.0.0.1:$H2O_PORT/index.txt"
+bench_track "$H2O_PID"
+bench_wait_http "http://127.0.0.1:$H2O_PORT/index.txt" "$H2O_PID" "$WORK/h2o-error.log"
 # With num-threads: 1 h2o serves from this process (no worker is forked).
 
-echo "recoveryd heartbeat benchmark: $N requests, $NODES agents, $(nproc) cores, $(date -u +%FT%TZ)"
+echo "recoveryd heartbeat benchmark: $N requests, $NODES agents, $(nproc) cores, $(bench_now)"
 echo "h2load -c $CLIENTS -m $STREAMS (h2c prior knowledge) and --h1 -c $CLIENTS (HTTP/1.1 keep-alive)"
 : >"$WORK/results"
 # Warm-up, so page faults and first allocations do not count.

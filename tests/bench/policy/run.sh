@@ -10,22 +10,22 @@
 #   DURATION=3 WARMUP=0.5 RELOADS=200 tests/bench/policy/run.sh     (the defaults)
 #
 # Environment: DURATION, WARMUP (seconds per case), RELOADS, POLICIES (the
-# directory, policies/), BUILD (build-bench).
+# directory, policies/), BUILD (build-bench). tests/bench/lib/common.sh does
+# what every benchmark's script does.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+. "$(dirname "$0")/../lib/common.sh"
 DURATION=${DURATION:-3}
 WARMUP=${WARMUP:-0.5}
 RELOADS=${RELOADS:-200}
-POLICIES=${POLICIES:-$PWD/policies}
-BUILD=${BUILD:-build-bench}
+POLICIES=${POLICIES:-$ROOT/policies}
 
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" --target bench_policy >/dev/null
+bench_build bench_policy
 
-echo "recoveryd policy host benchmark: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(date -u +%FT%TZ)"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "recoveryd policy host benchmark: $(bench_cores), $(bench_now)"
+echo "load average before: $(bench_loadavg)"
 rc=0
-"$BUILD/bin/bench_policy" --dir "$POLICIES" --duration "$DURATION" --warmup "$WARMUP" \
+"$BUILD_DIR/bin/bench_policy" --dir "$POLICIES" --duration "$DURATION" --warmup "$WARMUP" \
     --reloads "$RELOADS" || rc=$?
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average after: $(bench_loadavg)"
 exit "$rc"

@@ -3,7 +3,8 @@
  * (tests/bench/recovery/run.sh starts the engine and runs this).
  *
  * One process, one thread of libcurl's multi interface (HTTP/2 multiplexed,
- * see h2_version), simulates a fleet of agents against a running recoveryd:
+ * see rdb_h2_prior_knowledge in tests/bench/lib/bench.h), simulates a fleet
+ * of agents against a running recoveryd:
  *
  *   - every agent registers with a health endpoint of its own, a real port
  *     of an rdt_httpd server (tests/lib/httpd.h) in a thread of this process,
@@ -43,12 +44,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
+#include "bench.h"
+#include "harness.h"
 #include "httpd.h"
 
-#define N_CONNS        4  /* connections with prior knowledge (h2_version) */
+#define N_CONNS        4  /* connections with prior knowledge (bench.h) */
 #define SETUP_INFLIGHT 64 /* registrations, submissions and reads at a time */
 #define MAX_HOLDS      64 /* tasks one agent can hold at once */
 #define TASK_PREFIX    "00000000-0000-4000-8000-"
@@ -106,7 +108,6 @@ struct task {
 };
 
 enum rkind {
-    R_HEALTH,
     R_REGISTER,
     R_SUBMIT,
     R_HEARTBEAT,
@@ -127,8 +128,7 @@ struct req {
     uint64_t version;
     int64_t sent_ms;
     char url[320], body[320];
-    char *resp;
-    size_t len, cap;
+    struct rdb_buf resp;
 };
 
 /* One acknowledged checkpoint of an agent that stays healthy. */
@@ -172,75 +172,9 @@ struct bench {
     unsigned read_errors;
 };
 
-static volatile sig_atomic_t interrupted;
-
 /* ---- small helpers ---------------------------------------------------------- */
 
-static int64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    return clock_ms(CLOCK_MONOTONIC);
-}
-
-/* xorshift64*: reproducible for a given --seed. */
-static double uniform(uint64_t *s, double lo, double hi)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    uint64_t r = *s * 2685821657736338717ULL;
-    return lo + (hi - lo) * ((double)(r >> 11) / 9007199254740992.0);
-}
-
-/* RFC 3339 UTC as the engine writes it ("2026-11-24T03:04:05.123Z"). */
-static int parse_time(const char *s, int64_t *out)
-{
-    struct tm tm = {0};
-    const char *p = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
-    if (p == NULL)
-        return -1;
-    int64_t frac = 0, scale = 1000;
-    if (*p == '.')
-        for (p++; *p >= '0' && *p <= '9'; p++)
-            if (scale > 1)
-                frac = frac * 10 + (*p - '0'), scale /= 10;
-    if (*p != 'Z')
-        return -1;
-    *out = (int64_t)timegm(&tm) * 1000 + frac * scale;
-    return 0;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-struct lat {
-    size_t n, of;
-    int64_t p50, p99, max;
-};
-
-/* Nearest-rank quantiles of the n values of v (sorted in place) out of `of`. */
-static struct lat lat_of(int64_t *v, size_t n, size_t of)
-{
-    struct lat s = {.n = n, .of = of};
-    if (n == 0)
-        return s;
-    qsort(v, n, sizeof(*v), cmp_i64);
-    s.p50 = v[(size_t)ceil(0.5 * (double)n) - 1];
-    s.p99 = v[(size_t)ceil(0.99 * (double)n) - 1];
-    s.max = v[n - 1];
-    return s;
-}
-
-static const char *fmt_lat(struct lat s, char *buf, size_t len)
+static const char *fmt_lat(struct rdb_lat s, char *buf, size_t len)
 {
     if (s.n == 0)
         snprintf(buf, len, "none (0/%zu)", s.of);
@@ -269,17 +203,6 @@ static void usage(FILE *f)
            "  --jitter-ms        uniform jitter around it, +/- (default 100)\n"
            "  --checkpoint-ms    time between two checkpoints of a task (default 1000)\n"
            "  --seed             seed of the jitter (default 42)\n");
-}
-
-static bool parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || end == s || v < min || v > max)
-        return false;
-    *out = (unsigned)v;
-    return true;
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -317,34 +240,34 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->url = optarg;
             break;
         case 'a':
-            ok = parse_uint(optarg, 2, 20000, &o->agents);
+            ok = rdb_parse_uint(optarg, 2, 20000, &o->agents);
             break;
         case 't':
-            ok = parse_uint(optarg, 1, MAX_HOLDS / 4, &o->per_agent);
+            ok = rdb_parse_uint(optarg, 1, MAX_HOLDS / 4, &o->per_agent);
             break;
         case 'c':
-            ok = parse_uint(optarg, 1, 99, &o->crash_share);
+            ok = rdb_parse_uint(optarg, 1, 99, &o->crash_share);
             break;
         case 'S':
-            ok = parse_uint(optarg, 1, MAX_HOLDS / 2, &o->slots);
+            ok = rdb_parse_uint(optarg, 1, MAX_HOLDS / 2, &o->slots);
             break;
         case 'w':
-            ok = parse_uint(optarg, 1, 86400, &o->warmup_s);
+            ok = rdb_parse_uint(optarg, 1, 86400, &o->warmup_s);
             break;
         case 'd':
-            ok = parse_uint(optarg, 5, 86400, &o->duration_s);
+            ok = rdb_parse_uint(optarg, 5, 86400, &o->duration_s);
             break;
         case 'i':
-            ok = parse_uint(optarg, 10, 600000, &o->interval_ms);
+            ok = rdb_parse_uint(optarg, 10, 600000, &o->interval_ms);
             break;
         case 'j':
-            ok = parse_uint(optarg, 0, 600000, &o->jitter_ms);
+            ok = rdb_parse_uint(optarg, 0, 600000, &o->jitter_ms);
             break;
         case 'k':
-            ok = parse_uint(optarg, 10, 600000, &o->ckpt_ms);
+            ok = rdb_parse_uint(optarg, 10, 600000, &o->ckpt_ms);
             break;
         case 's':
-            ok = parse_uint(optarg, 1, UINT32_MAX, &seed);
+            ok = rdb_parse_uint(optarg, 1, UINT32_MAX, &seed);
             break;
         case 'h':
             usage(stdout);
@@ -365,45 +288,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 /* ---- requests ------------------------------------------------------------------ */
 
-/*
- * HTTP/2 with prior knowledge, multiplexed over N_CONNS connections, where
- * libcurl can reuse such a connection. libcurl before 8.0.0 (Debian 12 ships
- * 7.88.1) fails every request after the first on a prior-knowledge
- * connection (curl/curl#10634, fixed by #10643): there one connection is
- * upgraded (h2c) by a first request without a body (open_connections) and
- * every later request is multiplexed on it. The fault detection benchmark's
- * loadgen.c tells the whole story.
- */
-static bool prior_knowledge(void)
-{
-    return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
-}
-
-static int n_conns(void)
-{
-    return prior_knowledge() ? N_CONNS : 1;
-}
-
-static size_t on_write(char *p, size_t size, size_t n, void *data)
-{
-    struct req *r = data;
-    size_t len = size * n;
-    if (r->len + len + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 1024;
-        while (cap < r->len + len + 1)
-            cap *= 2;
-        char *nb = realloc(r->resp, cap);
-        if (nb == NULL)
-            return 0;
-        r->resp = nb;
-        r->cap = cap;
-    }
-    memcpy(r->resp + r->len, p, len);
-    r->len += len;
-    r->resp[r->len] = '\0';
-    return len;
-}
-
 static struct req *req_new(struct bench *b, enum rkind kind)
 {
     struct req *r = b->free_reqs;
@@ -415,15 +299,13 @@ static struct req *req_new(struct bench *b, enum rkind kind)
             free(r);
             return NULL;
         }
-        curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION,
-                         prior_knowledge() ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-                                           : (long)CURL_HTTP_VERSION_2_0);
+        curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION, rdb_h2_version());
         curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, b->hdrs);
         curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, 5000L);
         curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-        curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_write);
-        curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+        curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, rdb_buf_write);
+        curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, &r->resp);
     }
     r->kind = kind;
     r->agent = r->task = r->hold = 0;
@@ -436,22 +318,20 @@ static struct req *req_new(struct bench *b, enum rkind kind)
 /* Starts r: a GET without a body, else `method` (POST or PUT) with r->body. */
 static bool req_start(struct bench *b, struct req *r, const char *method)
 {
-    r->len = 0;
-    if (r->resp)
-        r->resp[0] = '\0';
+    rdb_buf_clear(&r->resp);
     curl_easy_setopt(r->easy, CURLOPT_URL, r->url);
     if (method == NULL) {
         curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, NULL);
         curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
-        /* Only the very first requests open connections (see prior_knowledge). */
-        curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, r->kind == R_HEALTH ? 0L : 1L);
+        /* Every connection is open already (rdb_h2_open). */
+        curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L);
     } else {
         curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
         curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
         curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, strcmp(method, "PUT") == 0 ? "PUT" : NULL);
         curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L);
     }
-    r->sent_ms = mono_ms();
+    r->sent_ms = rdt_now_ms();
     if (curl_multi_add_handle(b->multi, r->easy) != CURLM_OK) {
         r->next_free = b->free_reqs;
         b->free_reqs = r;
@@ -466,7 +346,7 @@ static void req_free_all(struct bench *b)
         struct req *r = b->free_reqs;
         b->free_reqs = r->next_free;
         curl_easy_cleanup(r->easy);
-        free(r->resp);
+        rdb_buf_free(&r->resp);
         free(r);
     }
 }
@@ -474,13 +354,14 @@ static void req_free_all(struct bench *b)
 /* The error code of a 409 answer: fenced, stale_version or conflict. */
 static const char *error_code(const struct req *r)
 {
-    if (r->resp == NULL)
+    const char *resp = r->resp.p;
+    if (resp == NULL)
         return "";
-    if (strstr(r->resp, "\"stale_version\""))
+    if (strstr(resp, "\"stale_version\""))
         return "stale_version";
-    if (strstr(r->resp, "\"fenced\""))
+    if (strstr(resp, "\"fenced\""))
         return "fenced";
-    if (strstr(r->resp, "\"conflict\""))
+    if (strstr(resp, "\"conflict\""))
         return "conflict";
     return "";
 }
@@ -641,12 +522,12 @@ static void on_heartbeat(struct bench *b, struct req *r, CURLcode rc, long statu
         start_register(b, r->agent);
         return;
     }
-    if (rc != CURLE_OK || status != 200 || a->crashed || r->resp == NULL)
+    if (rc != CURLE_OK || status != 200 || a->crashed || r->resp.p == NULL)
         return;
     /* The hot path: nothing handed over, nothing taken away. */
-    if (strstr(r->resp, "\"assignments\":[]") && strstr(r->resp, "\"revoked\":[]"))
+    if (strstr(r->resp.p, "\"assignments\":[]") && strstr(r->resp.p, "\"revoked\":[]"))
         return;
-    json_t *j = json_loads(r->resp, 0, NULL), *item;
+    json_t *j = json_loads(r->resp.p, 0, NULL), *item;
     size_t i;
     json_array_foreach(json_object_get(j, "assignments"), i, item) take(b, a, item, now);
     json_array_foreach(json_object_get(j, "revoked"), i, item) drop(b, a, json_string_value(item));
@@ -701,7 +582,7 @@ static void on_checkpoint(struct bench *b, struct req *r, CURLcode rc, long stat
     } else if (status == 409 && mine && !zombie) {
         const char *code = error_code(r);
         if (strcmp(code, "stale_version") == 0) {
-            json_t *j = json_loads(r->resp, 0, NULL);
+            json_t *j = json_loads(r->resp.p, 0, NULL);
             json_t *d = json_object_get(json_object_get(j, "error"), "details");
             json_int_t stored = json_integer_value(json_object_get(d, "stored_version"));
             if (stored > 0 && (uint64_t)stored > h->version)
@@ -732,13 +613,13 @@ static void on_complete(struct bench *b, struct req *r, CURLcode rc, long status
     if (mine && (a->crashed || (rc == CURLE_OK && status < 500)))
         h->active = false;
     else if (mine)
-        h->due_ms = mono_ms() + 200;
+        h->due_ms = rdt_now_ms() + 200;
 }
 
 static void on_registered(struct bench *b, struct req *r, CURLcode rc, long status)
 {
     struct agent *a = &b->agents[r->agent];
-    json_t *j = rc == CURLE_OK && status == 201 ? json_loads(r->resp, 0, NULL) : NULL;
+    json_t *j = rc == CURLE_OK && status == 201 ? json_loads(r->resp.p, 0, NULL) : NULL;
     a->epoch = json_integer_value(json_object_get(j, "epoch"));
     json_decref(j);
     if (b->phase == P_REGISTER) {
@@ -748,12 +629,12 @@ static void on_registered(struct bench *b, struct req *r, CURLcode rc, long stat
     if (a->epoch <= 0) {
         if (b->setup_failed++ < 5)
             fprintf(stderr, "loadgen: registering %s: %s, HTTP %ld: %.200s\n", a->id,
-                    curl_easy_strerror(rc), status, r->resp ? r->resp : "");
+                    curl_easy_strerror(rc), status, r->resp.p ? r->resp.p : "");
         return;
     }
     a->registered = true;
     /* Its first heartbeat at a random point of the first interval. */
-    a->hb_due = mono_ms() + (int64_t)uniform(&b->rng, 0, b->o.interval_ms);
+    a->hb_due = rdt_now_ms() + (int64_t)rdb_uniform(&b->rng, 0, b->o.interval_ms);
 }
 
 static void on_setup(struct bench *b, struct req *r, CURLcode rc, long status)
@@ -761,11 +642,11 @@ static void on_setup(struct bench *b, struct req *r, CURLcode rc, long status)
     b->setup_inflight--;
     b->setup_done++;
     bool ok = rc == CURLE_OK && status >= 200 && status < 300;
-    json_t *j = ok ? json_loads(r->resp, 0, NULL) : NULL;
+    json_t *j = ok ? json_loads(r->resp.p, 0, NULL) : NULL;
     struct task *t = r->kind == R_GET_TASK || r->kind == R_GET_CKPT ? &b->tasks[r->task] : NULL;
     if (r->kind == R_SUBMIT && !ok && b->setup_failed++ < 5)
         fprintf(stderr, "loadgen: submitting a task: %s, HTTP %ld: %.200s\n",
-                curl_easy_strerror(rc), status, r->resp ? r->resp : "");
+                curl_easy_strerror(rc), status, r->resp.p ? r->resp.p : "");
     if (r->kind != R_SUBMIT && j == NULL && !(r->kind == R_GET_CKPT && status == 404))
         b->read_errors++;
     if (r->kind == R_GET_TASK && j != NULL) {
@@ -785,7 +666,7 @@ static void on_setup(struct bench *b, struct req *r, CURLcode rc, long status)
             int64_t at;
             const char *type = json_string_value(json_object_get(item, "fault_type"));
             if (type == NULL ||
-                parse_time(json_string_value(json_object_get(item, "detected_at")), &at) != 0 ||
+                rdb_parse_time(json_string_value(json_object_get(item, "detected_at")), &at) != 0 ||
                 at < b->crash_wall_ms - 1000)
                 continue;
             int64_t *d = &b->detected_ms[r->agent];
@@ -823,12 +704,10 @@ static void drain(struct bench *b)
         curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
         struct req *r = (struct req *)priv;
         curl_multi_remove_handle(b->multi, r->easy);
-        int64_t now = mono_ms();
+        int64_t now = rdt_now_ms();
         if (rc != CURLE_OK)
             status = 0;
         switch (r->kind) {
-        case R_HEALTH:
-            break;
         case R_REGISTER:
             on_registered(b, r, rc, status);
             break;
@@ -849,32 +728,7 @@ static void drain(struct bench *b)
     }
 }
 
-/* Opens the connections to the engine, each with a GET (see prior_knowledge). */
-static int open_connections(struct bench *b)
-{
-    for (int i = 0; i < n_conns(); i++) {
-        struct req *r = req_new(b, R_HEALTH);
-        if (r == NULL)
-            return -1;
-        snprintf(r->url, sizeof(r->url), "%s/health", b->o.url);
-        req_start(b, r, NULL);
-    }
-    int running = 1;
-    for (int64_t end = mono_ms() + 10000; running > 0 && mono_ms() < end;) {
-        curl_multi_perform(b->multi, &running);
-        curl_multi_poll(b->multi, NULL, 0, 50, NULL);
-    }
-    drain(b);
-    return running == 0 ? 0 : -1;
-}
-
 /* ---- the schedule ----------------------------------------------------------------- */
-
-static int64_t next_gap(struct bench *b)
-{
-    double j = (double)b->o.jitter_ms;
-    return (int64_t)llround((double)b->o.interval_ms + uniform(&b->rng, -j, j));
-}
 
 /* Sends the heartbeats, checkpoints and completions that are due; returns
  * the monotonic time of the next one. */
@@ -888,7 +742,7 @@ static int64_t send_due(struct bench *b, int64_t now)
         if (beat && a->registered && !a->crashed && !a->hb_in_flight) {
             if (a->hb_due <= now) {
                 start_heartbeat(b, a);
-                a->hb_due += next_gap(b);
+                a->hb_due += rdb_jittered_ms(&b->rng, b->o.interval_ms, b->o.jitter_ms);
                 if (a->hb_due < now - (int64_t)b->o.interval_ms)
                     a->hb_due = now; /* fell far behind: no catching up in a burst */
             }
@@ -917,7 +771,7 @@ static void *take_endpoints_down(void *arg)
     for (unsigned i = 0; i < b->o.agents; i++)
         if (b->agents[i].doomed)
             rdt_httpd_set(b->httpd, i, RDT_EP_DOWN, 0);
-    atomic_store(&b->down_took_ms, mono_ms() - b->crash_ms);
+    atomic_store(&b->down_took_ms, rdt_now_ms() - b->crash_ms);
     return NULL;
 }
 
@@ -925,7 +779,7 @@ static void *take_endpoints_down(void *arg)
 static void crash(struct bench *b, int64_t now)
 {
     b->crash_ms = now;
-    b->crash_wall_ms = clock_ms(CLOCK_REALTIME);
+    b->crash_wall_ms = rdb_wall_ms();
     b->end_ms = now + (int64_t)b->o.duration_s * 1000;
     for (unsigned i = 0; i < b->o.agents; i++) {
         struct agent *a = &b->agents[i];
@@ -1079,7 +933,7 @@ static int advance(struct bench *b, int64_t now)
             if (all)
                 b->recovered_ms = now;
         }
-        if (now >= b->end_ms || interrupted)
+        if (now >= b->end_ms || rdb_interrupted)
             start_complete(b, now);
         return 0;
     case P_COMPLETE:
@@ -1102,7 +956,7 @@ static int advance(struct bench *b, int64_t now)
 struct window {
     int64_t from, to; /* ms from the crash */
     double own_rate, all_rate;
-    struct lat rtt;
+    struct rdb_lat rtt;
 };
 
 /* The healthy agents' acknowledged checkpoints in [from, to) from the crash. */
@@ -1122,7 +976,7 @@ static struct window window_of(struct bench *b, int64_t from, int64_t to)
     w.own_rate = (double)own / secs;
     w.all_rate = (double)n / secs;
     if (v)
-        w.rtt = lat_of(v, n, n);
+        w.rtt = rdb_lat_of(v, n, n);
     free(v);
     return w;
 }
@@ -1158,7 +1012,7 @@ enum moved_field { M_ASSIGNED, M_FIRST_CKPT, M_AFTER_FAULT };
 
 /* Over the moved tasks: crash to the assignment's arrival, to the first
  * checkpoint, or from the old agent's fault record to the arrival. */
-static struct lat moved_lat(struct bench *b, enum moved_field f)
+static struct rdb_lat moved_lat(struct bench *b, enum moved_field f)
 {
     int64_t *v = calloc(b->n_tasks + 1, sizeof(*v));
     size_t n = 0;
@@ -1173,7 +1027,7 @@ static struct lat moved_lat(struct bench *b, enum moved_field f)
                  : f == M_FIRST_CKPT ? t->first_ckpt_ms
                                      : t->assigned_ms - d;
     }
-    struct lat s = lat_of(v, n, b->n_moved);
+    struct rdb_lat s = rdb_lat_of(v, n, b->n_moved);
     free(v);
     return s;
 }
@@ -1189,7 +1043,7 @@ static void report_latencies(struct bench *b)
         if (b->agents[i].doomed && b->detected_ms[i] >= 0)
             v[n++] = b->detected_ms[i];
     printf("crash detected (the agent's fault record, detected_at): %s\n",
-           fmt_lat(lat_of(v, n, b->n_doomed), s, sizeof(s)));
+           fmt_lat(rdb_lat_of(v, n, b->n_doomed), s, sizeof(s)));
     /* The fault types the crashed agents got (normally all crash/critical). */
     printf("  their fault records:");
     unsigned shown = 0;
@@ -1242,13 +1096,13 @@ static void report(struct bench *b, struct outcome o, struct window base, struct
            "heartbeats every %u +/- %u ms, checkpoints every %u ms; HTTP/2 (%s, %d connection%s) "
            "to %s\n",
            b->o.agents, b->o.slots, b->n_tasks, b->o.per_agent, b->o.interval_ms, b->o.jitter_ms,
-           b->o.ckpt_ms, prior_knowledge() ? "prior knowledge" : "h2c upgrade", n_conns(),
-           n_conns() > 1 ? "s" : "", b->o.url);
+           b->o.ckpt_ms, rdb_h2_prior_knowledge() ? "prior knowledge" : "h2c upgrade",
+           rdb_h2_conns(N_CONNS), rdb_h2_conns(N_CONNS) > 1 ? "s" : "", b->o.url);
     printf("all tasks ran %.1f s after the start; warm-up %u s; %u agents (%u%%) crashed holding "
            "%u tasks (endpoints down within %lld ms); measured %u s after%s\n",
            (double)(b->running_ms - b->start_ms) / 1000, b->o.warmup_s, b->n_doomed,
            b->o.crash_share, b->n_moved, (long long)atomic_load(&b->down_took_ms), b->o.duration_s,
-           interrupted ? " (interrupted early)" : "");
+           rdb_interrupted ? " (interrupted early)" : "");
     report_latencies(b);
     if (b->engine_p50 >= 0)
         printf("engine's own detection latency (GET /api/v1/faults/status): p50 %lld ms, p99 %lld "
@@ -1311,7 +1165,7 @@ static void report(struct bench *b, struct outcome o, struct window base, struct
 /* PASS/FAIL per target; false when a correctness figure fails. */
 static bool report_targets(struct bench *b, struct outcome o, struct window base, struct window rec)
 {
-    struct lat as = moved_lat(b, M_ASSIGNED), ck = moved_lat(b, M_FIRST_CKPT);
+    struct rdb_lat as = moved_lat(b, M_ASSIGNED), ck = moved_lat(b, M_FIRST_CKPT);
     double share = base.own_rate > 0 ? 100 * rec.own_rate / base.own_rate : 0;
     bool ok = as.n == as.of && as.p99 <= TARGET_ASSIGN;
     printf("\n%s assignment reaches the new agent within %d ms p99: %lld ms (%zu/%zu)\n",
@@ -1334,12 +1188,6 @@ static bool report_targets(struct bench *b, struct outcome o, struct window base
 
 /* ---- main ---------------------------------------------------------------------------- */
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 static int setup(struct bench *b)
 {
     unsigned n = b->o.agents;
@@ -1349,11 +1197,9 @@ static int setup(struct bench *b)
     b->detected_ms = calloc(n, sizeof(*b->detected_ms));
     b->fault_type = calloc(n, sizeof(*b->fault_type));
     b->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    b->multi = curl_multi_init();
+    b->multi = rdb_h2_multi(N_CONNS);
     if (!b->agents || !b->tasks || !b->detected_ms || !b->fault_type || !b->hdrs || !b->multi)
         return -1;
-    curl_multi_setopt(b->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n_conns());
     for (unsigned i = 0; i < n; i++) {
         struct agent *a = &b->agents[i];
         snprintf(a->id, sizeof(a->id), "agent-%05u", i + 1);
@@ -1375,23 +1221,24 @@ static int run(struct bench *b)
         fprintf(stderr, "loadgen: cannot set up %u agents and their endpoints\n", b->o.agents);
         return 1;
     }
-    if (open_connections(b) != 0) {
+    /* Before any request with a body (see rdb_h2_prior_knowledge). */
+    if (rdb_h2_open(b->multi, b->o.url, rdb_h2_conns(N_CONNS)) == 0) {
         fprintf(stderr, "loadgen: cannot reach %s\n", b->o.url);
         return 1;
     }
-    b->start_ms = mono_ms();
+    b->start_ms = rdt_now_ms();
     while (b->phase != P_DONE) {
-        if (interrupted && b->phase < P_RECOVERY) {
+        if (rdb_interrupted && b->phase < P_RECOVERY) {
             fprintf(stderr, "loadgen: interrupted before the crash\n");
             return 1;
         }
         int running;
         curl_multi_perform(b->multi, &running);
         drain(b);
-        int64_t now = mono_ms();
+        int64_t now = rdt_now_ms();
         if (advance(b, now) != 0)
             return 1;
-        int64_t wait = send_due(b, now) - mono_ms();
+        int64_t wait = send_due(b, now) - rdt_now_ms();
         curl_multi_poll(b->multi, NULL, 0, wait > 0 ? (int)(wait < 100 ? wait : 100) : 0, NULL);
     }
     if (b->downer_started)
@@ -1404,11 +1251,7 @@ static int run(struct bench *b)
     struct outcome o = outcome_of(b);
     report(b, o, base, rec);
     bool ok = report_targets(b, o, base, rec);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("\nload generator CPU: %.1f s user + %.1f s system\n",
-           ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
-           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+    rdb_print_self_cpu();
     return ok ? 0 : 3;
 }
 
@@ -1417,18 +1260,9 @@ int main(int argc, char **argv)
     static struct bench b;
     if (parse_opts(argc, argv, &b.o) != 0)
         return 2;
-    b.rng = b.o.seed * 0x9E3779B97F4A7C15ULL;
-    struct rlimit rl; /* one port per agent */
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGPIPE, SIG_IGN);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+    b.rng = rdb_seed(b.o.seed);
+    if (rdb_init() != 0)
         return 1;
-    setvbuf(stdout, NULL, _IOLBF, 0);
     int rc = run(&b);
     req_free_all(&b);
     if (b.multi)
@@ -1440,6 +1274,6 @@ int main(int argc, char **argv)
     free(b.tasks);
     free(b.detected_ms);
     free(b.fault_type);
-    curl_global_cleanup();
+    rdb_end();
     return rc;
 }

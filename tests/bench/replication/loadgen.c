@@ -46,10 +46,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench.h"
 
 #define MAX_URLS     8
 #define MAX_LEVELS   8
@@ -95,8 +96,8 @@ struct slot {
     int64_t sent_ns;
     char url[320];
     char *body;
-    size_t resp_len;
-    char resp[RESP_MAX];
+    struct rdb_buf resp; /* in resp_mem */
+    char resp_mem[RESP_MAX];
 };
 
 struct tally {
@@ -112,7 +113,7 @@ struct worker {
     unsigned first, n; /* slots [first, first + n) of the level */
     CURLM *multi;
     struct slot *slots;
-    int32_t *lat; /* microseconds of the counted 200s */
+    int64_t *lat; /* microseconds of the counted 200s */
     size_t n_lat, cap_lat;
     struct tally t;
     int rc;
@@ -139,31 +140,7 @@ struct bench {
     bool lost;
 };
 
-static volatile sig_atomic_t interrupted;
-
 /* ---- small helpers --------------------------------------------------------- */
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void sleep_until(int64_t ns)
-{
-    for (int64_t now = mono_ns(); now < ns && !interrupted; now = mono_ns()) {
-        int64_t left = ns - now;
-        struct timespec ts = {.tv_sec = left / 1000000000, .tv_nsec = left % 1000000000};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
 
 /* User + system CPU of a process, in clock ticks; -1 when it is gone. */
 static long long proc_ticks(pid_t pid)
@@ -199,14 +176,6 @@ static void machine_jiffies(unsigned long long *busy, unsigned long long *total)
         *total = *busy + v[3] + v[4];
     }
     fclose(f);
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
 }
 
 static void base64(const unsigned char *in, size_t len, char *out)
@@ -246,23 +215,13 @@ static void usage(FILE *f)
                "  --pid       a server process whose CPU time is reported (repeatable)\n");
 }
 
-static bool parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || end == s || v < min || v > max)
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
-
 static bool parse_levels(char *s, struct opts *o)
 {
     o->n_levels = 0;
     for (char *save = NULL, *tok = strtok_r(s, ",", &save); tok != NULL;
          tok = strtok_r(NULL, ",", &save)) {
-        if (o->n_levels == MAX_LEVELS || !parse_uint(tok, 1, MAX_SLOTS, &o->levels[o->n_levels]))
+        if (o->n_levels == MAX_LEVELS ||
+            !rdb_parse_uint(tok, 1, MAX_SLOTS, &o->levels[o->n_levels]))
             return false;
         o->n_levels++;
     }
@@ -310,23 +269,23 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             ok = parse_levels(optarg, o);
             break;
         case 'd':
-            ok = parse_uint(optarg, 1, 86400, &o->duration_s);
+            ok = rdb_parse_uint(optarg, 1, 86400, &o->duration_s);
             break;
         case 'w':
-            ok = parse_uint(optarg, 0, 3600, &o->warmup_s);
+            ok = rdb_parse_uint(optarg, 0, 3600, &o->warmup_s);
             break;
         case 's':
-            ok = parse_uint(optarg, 16, 4096, &o->size);
+            ok = rdb_parse_uint(optarg, 16, 4096, &o->size);
             break;
         case 'p':
             ok = strcmp(optarg, "h2") == 0 || strcmp(optarg, "h1") == 0;
             o->h1 = strcmp(optarg, "h1") == 0;
             break;
         case 'n':
-            ok = parse_uint(optarg, 1, 256, &o->streams);
+            ok = rdb_parse_uint(optarg, 1, 256, &o->streams);
             break;
         case 'P':
-            ok = o->n_pids < MAX_PIDS && parse_uint(optarg, 1, 1u << 30, &pid);
+            ok = o->n_pids < MAX_PIDS && rdb_parse_uint(optarg, 1, 1u << 30, &pid);
             if (ok)
                 o->pids[o->n_pids++] = (pid_t)pid;
             break;
@@ -348,63 +307,27 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 /* ---- HTTP ------------------------------------------------------------------ */
 
 /*
- * HTTP/2 with prior knowledge where libcurl can reuse such a connection.
- * libcurl before 8.0.0 (Debian 12 ships 7.88.1) fails every request after the
- * first on a prior-knowledge connection (curl/curl#10634, fixed by #10643):
- * there each connection is upgraded (h2c) by a first GET without a body and
- * every later request is multiplexed on it. One multi handle, one connection
- * and one thread per --streams slots, so each connection is opened by a GET
- * before the writes start (tests/bench/detection/loadgen.c tells the story).
+ * HTTP/2 with prior knowledge where libcurl can reuse such a connection, else
+ * by an upgrade (rdb_h2_prior_knowledge in tests/bench/lib/bench.h). One multi
+ * handle, one connection and one thread per --streams slots, so each
+ * connection is opened by a GET before the writes start (open_connection).
  */
-static bool prior_knowledge(void)
-{
-    return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
-}
-
 static long http_version(const struct bench *b)
 {
-    if (b->o.h1)
-        return (long)CURL_HTTP_VERSION_1_1;
-    return prior_knowledge() ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-                             : (long)CURL_HTTP_VERSION_2_0;
-}
-
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static size_t on_buf(char *p, size_t size, size_t n, void *data)
-{
-    struct buf *bf = data;
-    size_t len = size * n;
-    if (bf->len + len + 1 > bf->cap) {
-        size_t cap = bf->cap ? bf->cap : 1024;
-        while (cap < bf->len + len + 1)
-            cap *= 2;
-        char *nb = realloc(bf->p, cap);
-        if (nb == NULL)
-            return 0;
-        bf->p = nb;
-        bf->cap = cap;
-    }
-    memcpy(bf->p + bf->len, p, len);
-    bf->len += len;
-    bf->p[bf->len] = '\0';
-    return len;
+    return b->o.h1 ? (long)CURL_HTTP_VERSION_1_1 : rdb_h2_version();
 }
 
 /* One blocking request over HTTP/1.1 (setup and checks). The status, or -1. */
 static long http_do(struct bench *b, CURL *e, const char *method, const char *url, const char *body,
                     json_t **out, long timeout_ms)
 {
-    struct buf bf = {0};
+    struct rdb_buf bf = {0};
     curl_easy_reset(e);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_buf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &bf);
     if (body != NULL) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
@@ -417,7 +340,7 @@ static long http_do(struct bench *b, CURL *e, const char *method, const char *ur
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     if (out != NULL)
         *out = bf.p ? json_loads(bf.p, 0, NULL) : NULL;
-    free(bf.p);
+    rdb_buf_free(&bf);
     return status;
 }
 
@@ -425,29 +348,16 @@ static long http_do(struct bench *b, CURL *e, const char *method, const char *ur
 
 static int find_leader(struct bench *b, CURL *e)
 {
-    for (int64_t end = mono_ns() + (int64_t)SETUP_MS * 1000000; mono_ns() < end;) {
-        for (unsigned i = 0; i < b->o.n_urls; i++) {
-            char url[256];
-            json_t *j = NULL;
-            snprintf(url, sizeof(url), "%s/health", b->o.urls[i]);
-            long st = http_do(b, e, "GET", url, NULL, &j, 1000);
-            const char *role = json_string_value(json_object_get(j, "role"));
-            bool leader = st == 200 && role != NULL && strcmp(role, "leader") == 0;
-            if (leader)
-                fprintf(stderr, "loadgen: the leader is replica %lld at %s (term %lld)\n",
-                        (long long)json_integer_value(json_object_get(j, "replica_id")),
-                        b->o.urls[i], (long long)json_integer_value(json_object_get(j, "term")));
-            json_decref(j);
-            if (leader) {
-                b->base = b->o.urls[i];
-                return 0;
-            }
-        }
-        struct timespec ts = {0, 50000000};
-        nanosleep(&ts, NULL);
+    struct rdb_health h;
+    int i = rdb_find_leader(e, b->o.urls, b->o.n_urls, 1000, SETUP_MS, &h);
+    if (i < 0) {
+        fprintf(stderr, "loadgen: no replica says it leads\n");
+        return -1;
     }
-    fprintf(stderr, "loadgen: no replica says it leads\n");
-    return -1;
+    fprintf(stderr, "loadgen: the leader is replica %lld at %s (term %lld)\n", h.replica_id,
+            b->o.urls[i], h.term);
+    b->base = b->o.urls[i];
+    return 0;
 }
 
 static void *hb_main(void *arg)
@@ -458,13 +368,13 @@ static void *hb_main(void *arg)
     snprintf(url, sizeof(url), "%s/api/v1/nodes/%s/heartbeat", b->base, AGENT_ID);
     snprintf(body, sizeof(body), "{\"epoch\":%lld,\"load\":{\"slots_used\":%u}}", b->epoch,
              b->n_keys);
-    for (int64_t due = mono_ns(); e != NULL && !atomic_load(&b->hb_stop);) {
-        sleep_until(due);
+    for (int64_t due = rdb_now_ns(); e != NULL && !atomic_load(&b->hb_stop);) {
+        rdb_sleep_until_ns(due);
         if (atomic_load(&b->hb_stop))
             break;
-        int64_t t0 = mono_ns();
+        int64_t t0 = rdb_now_ns();
         long st = http_do(b, e, "POST", url, body, NULL, 2000);
-        uint64_t us = (uint64_t)(mono_ns() - t0) / 1000;
+        uint64_t us = (uint64_t)(rdb_now_ns() - t0) / 1000;
         atomic_fetch_add(&b->hb_sent, 1);
         if (st == 200)
             atomic_fetch_add(&b->hb_ok, 1);
@@ -475,8 +385,8 @@ static void *hb_main(void *arg)
         if (us > atomic_load(&b->hb_max_us))
             atomic_store(&b->hb_max_us, us);
         due += (int64_t)HB_EVERY_MS * 1000000;
-        if (due < mono_ns())
-            due = mono_ns();
+        if (due < rdb_now_ns())
+            due = rdb_now_ns();
     }
     if (e)
         curl_easy_cleanup(e);
@@ -524,7 +434,7 @@ static int setup_recoveryd(struct bench *b)
     }
     /* Every task placed on the agent: its attempt is the fencing token. */
     unsigned placed = 0;
-    for (int64_t end = mono_ns() + (int64_t)SETUP_MS * 1000000; placed < b->n_keys;) {
+    for (int64_t end = rdb_now_ns() + (int64_t)SETUP_MS * 1000000; placed < b->n_keys;) {
         char id[40];
         task_id(placed, id, sizeof(id));
         snprintf(url, sizeof(url), "%s/api/v1/tasks/%s", b->base, id);
@@ -543,13 +453,12 @@ static int setup_recoveryd(struct bench *b)
         }
         json_decref(j);
         if (!ok) {
-            if (mono_ns() > end || interrupted) {
+            if (rdb_now_ns() > end || rdb_interrupted) {
                 fprintf(stderr, "loadgen: only %u of %u tasks were placed on the agent\n", placed,
                         b->n_keys);
                 goto fail;
             }
-            struct timespec ts = {0, 50000000};
-            nanosleep(&ts, NULL);
+            rdb_sleep_ms(50);
         }
     }
     curl_easy_cleanup(e);
@@ -598,17 +507,6 @@ static int verify_recoveryd(struct bench *b)
 
 /* ---- the writes ------------------------------------------------------------------ */
 
-static size_t on_slot_write(char *p, size_t size, size_t n, void *data)
-{
-    struct slot *s = data;
-    size_t len = size * n, room = RESP_MAX - 1 - s->resp_len;
-    size_t take = len < room ? len : room;
-    memcpy(s->resp + s->resp_len, p, take);
-    s->resp_len += take;
-    s->resp[s->resp_len] = '\0';
-    return len;
-}
-
 /* The payload: recoveryd's checkpoint data {"blob":"..."} is exactly --size
  * bytes of canonical JSON; etcd's value is --size bytes (base64 in the body). */
 static void make_value(struct bench *b)
@@ -647,8 +545,9 @@ static int slot_init(struct worker *w, struct slot *s, unsigned key)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, REQ_TIMEOUT);
     curl_easy_setopt(e, CURLOPT_PRIVATE, s);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_slot_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
+    rdb_buf_fixed(&s->resp, s->resp_mem, sizeof(s->resp_mem));
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &s->resp);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, b->o.h1 ? 0L : 1L);
     if (b->o.target == T_RECOVERYD)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
@@ -678,9 +577,8 @@ static bool slot_send(struct slot *s)
     format_body(b, s->key, k->attempt, s->version, s->body, strlen(b->value) + 256);
     curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, s->body);
     curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(s->body));
-    s->resp_len = 0;
-    s->resp[0] = '\0';
-    s->sent_ns = mono_ns();
+    rdb_buf_clear(&s->resp);
+    s->sent_ns = rdb_now_ns();
     return curl_multi_add_handle(s->w->multi, s->easy) == CURLM_OK;
 }
 
@@ -688,28 +586,27 @@ static void note_latency(struct worker *w, int64_t ns)
 {
     if (w->n_lat == w->cap_lat) {
         size_t cap = w->cap_lat ? 2 * w->cap_lat : 65536;
-        int32_t *n = realloc(w->lat, cap * sizeof(*n));
+        int64_t *n = realloc(w->lat, cap * sizeof(*n));
         if (n == NULL)
             return;
         w->lat = n;
         w->cap_lat = cap;
     }
-    int64_t us = ns / 1000;
-    w->lat[w->n_lat++] = (int32_t)(us > INT32_MAX ? INT32_MAX : us);
+    w->lat[w->n_lat++] = ns / 1000;
 }
 
 /* A 409 fenced answer carries the task's current attempt: take it. */
 static void on_conflict(struct worker *w, struct slot *s)
 {
     struct key *k = &w->b->keys[s->key];
-    if (strstr(s->resp, "\"stale_version\"")) {
+    if (strstr(s->resp.p, "\"stale_version\"")) {
         w->t.stale++;
         return;
     }
-    if (!strstr(s->resp, "\"fenced\""))
+    if (!strstr(s->resp.p, "\"fenced\""))
         return;
     w->t.fenced++;
-    json_t *j = json_loads(s->resp, 0, NULL);
+    json_t *j = json_loads(s->resp.p, 0, NULL);
     json_t *d = json_object_get(json_object_get(j, "error"), "details");
     json_int_t a = json_integer_value(json_object_get(d, "attempt"));
     if (a > 0)
@@ -744,49 +641,12 @@ static void on_done(struct worker *w, struct slot *s, CURLcode rc, int64_t now)
         w->t.status[status > 0 && status < MAX_STATUS ? status : 0]++;
 }
 
-/* h2: opens the worker's one connection by a GET without a body (see prior_knowledge). */
+/* h2: opens the worker's one connection by a GET without a body (see http_version). */
 static int open_connection(struct worker *w)
 {
-    struct bench *b = w->b;
-    if (b->o.h1)
+    if (w->b->o.h1)
         return 0;
-    CURL *e = curl_easy_init();
-    if (e == NULL)
-        return -1;
-    char url[256];
-    struct buf bf = {0};
-    snprintf(url, sizeof(url), "%s/health", b->base);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, http_version(b));
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_buf);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &bf);
-    curl_multi_add_handle(w->multi, e);
-    int running = 1;
-    CURLcode rc = CURLE_OPERATION_TIMEDOUT;
-    for (int64_t end = mono_ns() + 10000000000LL; running > 0 && mono_ns() < end;) {
-        curl_multi_perform(w->multi, &running);
-        curl_multi_poll(w->multi, NULL, 0, 50, NULL);
-    }
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(w->multi, &left)) != NULL)
-        if (m->msg == CURLMSG_DONE)
-            rc = m->data.result;
-    long version = 0;
-    curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version);
-    curl_multi_remove_handle(w->multi, e);
-    curl_easy_cleanup(e);
-    free(bf.p);
-    if (rc != CURLE_OK || version != CURL_HTTP_VERSION_2_0) {
-        fprintf(stderr,
-                "loadgen: opening an HTTP/2 connection to %s failed (%s, HTTP version "
-                "code %ld)\n",
-                b->base, curl_easy_strerror(rc), version);
-        return -1;
-    }
-    return 0;
+    return rdb_h2_open(w->multi, w->b->base, 1) == 1 ? 0 : -1;
 }
 
 static void *worker_main(void *arg)
@@ -825,7 +685,7 @@ static void *worker_main(void *arg)
         while ((m = curl_multi_info_read(w->multi, &left)) != NULL) {
             if (m->msg != CURLMSG_DONE)
                 continue;
-            int64_t now = mono_ns();
+            int64_t now = rdb_now_ns();
             char *priv = NULL;
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
             struct slot *s = (struct slot *)priv;
@@ -833,10 +693,10 @@ static void *worker_main(void *arg)
             curl_multi_remove_handle(w->multi, s->easy);
             in_flight--;
             on_done(w, s, rc, now);
-            if (now < b->t_end && !interrupted && !atomic_load(&b->abort))
+            if (now < b->t_end && !rdb_interrupted && !atomic_load(&b->abort))
                 in_flight += slot_send(s);
         }
-        if (in_flight == 0 || mono_ns() > drain_end)
+        if (in_flight == 0 || rdb_now_ns() > drain_end)
             break;
         curl_multi_poll(w->multi, NULL, 0, 100, NULL);
     }
@@ -864,15 +724,6 @@ static void worker_free(struct worker *w)
 static const char *target_name(const struct bench *b)
 {
     return b->o.target == T_RECOVERYD ? "recoveryd" : "etcd";
-}
-
-/* Quantile q of the sorted v (nearest rank), in microseconds. */
-static int32_t quantile(const int32_t *v, size_t n, double q)
-{
-    if (n == 0)
-        return 0;
-    size_t k = (size_t)ceil(q * (double)n);
-    return v[k > 0 ? k - 1 : 0];
 }
 
 /* The answers per BUCKET_MS over the window: empty windows are stalls. */
@@ -924,7 +775,7 @@ static int run_level(struct bench *b, unsigned depth)
     pthread_barrier_wait(&b->ready);
     b->n_buckets = b->o.duration_s * (1000 / BUCKET_MS);
     b->buckets = calloc(b->n_buckets, sizeof(*b->buckets));
-    int64_t t0 = mono_ns();
+    int64_t t0 = rdb_now_ns();
     b->t_start = t0 + (int64_t)b->o.warmup_s * 1000000000;
     b->t_end = b->t_start + (int64_t)b->o.duration_s * 1000000000;
     pthread_barrier_wait(&b->go);
@@ -932,17 +783,18 @@ static int run_level(struct bench *b, unsigned depth)
     /* The servers' CPU, the machine's and our own over the measured window. */
     long long cpu0[MAX_PIDS], cpu1[MAX_PIDS];
     unsigned long long busy0, total0, busy1, total1;
-    sleep_until(b->t_start);
+    rdb_sleep_until_ns(b->t_start);
     for (unsigned i = 0; i < b->o.n_pids; i++)
         cpu0[i] = proc_ticks(b->o.pids[i]);
     machine_jiffies(&busy0, &total0);
-    double self0 = self_cpu_s();
-    sleep_until(b->t_end);
+    double user0, sys0, user1, sys1;
+    rdb_self_cpu(&user0, &sys0);
+    rdb_sleep_until_ns(b->t_end);
     for (unsigned i = 0; i < b->o.n_pids; i++)
         cpu1[i] = proc_ticks(b->o.pids[i]);
     machine_jiffies(&busy1, &total1);
-    double self1 = self_cpu_s();
-    int64_t t_end_real = mono_ns();
+    rdb_self_cpu(&user1, &sys1);
+    int64_t t_end_real = rdb_now_ns();
 
     struct tally all = {0};
     size_t n_lat = 0;
@@ -952,7 +804,7 @@ static int run_level(struct bench *b, unsigned depth)
         n_lat += ws[i].n_lat;
         unfinished |= ws[i].rc != 0;
     }
-    int32_t *lat = malloc((n_lat ? n_lat : 1) * sizeof(*lat));
+    int64_t *lat = malloc((n_lat ? n_lat : 1) * sizeof(*lat));
     size_t off = 0;
     for (unsigned i = 0; i < started; i++) {
         struct worker *w = &ws[i];
@@ -976,11 +828,11 @@ static int run_level(struct bench *b, unsigned depth)
         free(lat);
         return -1;
     }
-    qsort(lat, n_lat, sizeof(*lat), cmp_i32);
+    rdb_sort_i64(lat, n_lat);
     double secs = (double)b->o.duration_s;
     double rate = (double)all.ok / secs;
-    int32_t p50 = quantile(lat, n_lat, 0.5), p99 = quantile(lat, n_lat, 0.99);
-    int32_t max = n_lat ? lat[n_lat - 1] : 0;
+    int64_t p50 = rdb_quantile(lat, n_lat, 0.5), p99 = rdb_quantile(lat, n_lat, 0.99);
+    int64_t max = n_lat ? lat[n_lat - 1] : 0;
     double mean = 0;
     for (size_t i = 0; i < n_lat; i++)
         mean += lat[i];
@@ -1032,36 +884,22 @@ static int run_level(struct bench *b, unsigned depth)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     printf("  CPU over the window: servers %.2f s (%u processes%s), load generator %.2f s; machine "
            "%.2f of %ld cores busy%s\n",
-           server_s, b->o.n_pids, cpu_ok || b->o.n_pids == 0 ? "" : ", some gone", self1 - self0,
-           busy * (double)ncpu, ncpu, unfinished ? "; some writes never finished" : "");
+           server_s, b->o.n_pids, cpu_ok || b->o.n_pids == 0 ? "" : ", some gone",
+           (user1 + sys1) - (user0 + sys0), busy * (double)ncpu, ncpu,
+           unfinished ? "; some writes never finished" : "");
     if (cpu_ok)
         printf("  server CPU per acknowledged write: %.1f us\n", cpu_us);
     stall_report(b);
-    printf("RESULT target=%s inflight=%u ok=%llu secs=%.3f rate=%.1f p50_us=%d p99_us=%d "
-           "mean_us=%.0f max_us=%d other=%llu errors=%llu cpu_us=%.1f busy_cores=%.2f "
+    printf("RESULT target=%s inflight=%u ok=%llu secs=%.3f rate=%.1f p50_us=%lld p99_us=%lld "
+           "mean_us=%.0f max_us=%lld other=%llu errors=%llu cpu_us=%.1f busy_cores=%.2f "
            "window_s=%.3f\n",
-           target_name(b), depth, (unsigned long long)all.ok, secs, rate, p50, p99, mean, max,
-           (unsigned long long)n_other, (unsigned long long)n_err, cpu_us, busy * (double)ncpu,
-           window);
+           target_name(b), depth, (unsigned long long)all.ok, secs, rate, (long long)p50,
+           (long long)p99, mean, (long long)max, (unsigned long long)n_other,
+           (unsigned long long)n_err, cpu_us, busy * (double)ncpu, window);
     return 0;
 }
 
 /* ---- main ------------------------------------------------------------------------ */
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
-static void raise_nofile(void)
-{
-    struct rlimit r;
-    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-        r.rlim_cur = r.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &r);
-    }
-}
 
 static int run(struct bench *b)
 {
@@ -1084,13 +922,13 @@ static int run(struct bench *b)
     printf("%s: %u-byte values (request bodies of %zu bytes), %s, %u s per level after %u s of "
            "warm-up, at most %u %s\n",
            target_name(b), b->o.size, strlen(sample),
-           b->o.h1             ? "HTTP/1.1"
-           : prior_knowledge() ? "HTTP/2 (prior knowledge)"
-                               : "HTTP/2 (h2c upgrade)",
+           b->o.h1                    ? "HTTP/1.1"
+           : rdb_h2_prior_knowledge() ? "HTTP/2 (prior knowledge)"
+                                      : "HTTP/2 (h2c upgrade)",
            b->o.duration_s, b->o.warmup_s, b->o.streams,
            b->o.h1 ? "connections per thread" : "streams per connection");
     int rc = 0;
-    for (unsigned i = 0; i < b->o.n_levels && !interrupted; i++) {
+    for (unsigned i = 0; i < b->o.n_levels && !rdb_interrupted; i++) {
         if (run_level(b, b->o.levels[i]) != 0) {
             fprintf(stderr, "loadgen: level %u failed\n", b->o.levels[i]);
             rc = 1;
@@ -1116,13 +954,8 @@ int main(int argc, char **argv)
     static struct bench b;
     if (parse_opts(argc, argv, &b.o) != 0)
         return 2;
-    raise_nofile();
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGPIPE, SIG_IGN);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+    if (rdb_init() != 0)
         return 1;
-    setvbuf(stdout, NULL, _IOLBF, 0);
     int rc = run(&b);
     if (b.hb_started) {
         atomic_store(&b.hb_stop, true);
@@ -1130,6 +963,6 @@ int main(int argc, char **argv)
     }
     curl_slist_free_all(b.hdrs);
     free(b.keys);
-    curl_global_cleanup();
+    rdb_end();
     return rc;
 }

@@ -17,11 +17,13 @@
 # Environment: DURATION (10 s measured per level), WARMUP (1 s per level),
 # LEVELS (1,16,256), SIZE (256: bytes of the stored value: recoveryd's
 # checkpoint data as JSON, etcd's value before base64), RD_PROTO (h2; h1 to
-# drive recoveryd over HTTP/1.1 like etcd), NICE (see below), BUILD
-# (build-bench), KEEP_LOGS (a directory to copy the servers' logs to, and
+# drive recoveryd over HTTP/1.1 like etcd), NICE (0; -10 as root runs the
+# servers and the clients ahead of everything else on a shared machine),
+# BUILD (build-bench), KEEP_LOGS (a directory to copy the servers' logs to, and
 # the core file of a replica that crashed: core dumps are enabled with it),
 # RD_CONFIG_EXTRA (YAML appended to every replica's configuration, for
 # experiments: empty by default, the shipped defaults are what is measured).
+# tests/bench/lib/common.sh does what every benchmark's script does.
 #
 # After the recoveryd run, one line per replica: its peak RSS (VmHWM, read
 # just before it is stopped), the snapshot files libraft wrote in its data
@@ -35,16 +37,13 @@
 # (whatever the figures), 3 when an acknowledged checkpoint version was
 # missing at the end, 1 on a setup error.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
-ROOT=$PWD
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+. "$(dirname "$0")/../lib/common.sh"
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 LEVELS=${LEVELS:-1,16,256}
 SIZE=${SIZE:-256}
 RD_PROTO=${RD_PROTO:-h2}
-# On a shared machine, NICE=-10 (as root) runs the servers and the clients
-# ahead of everything else; 0 (the default) leaves priorities alone.
-NICE=${NICE:-0}
 
 scripts/bootstrap --bench
 # etcd and h2load: installed here when missing (not build dependencies).
@@ -58,88 +57,22 @@ if [ -n "$need" ]; then
     # shellcheck disable=SC2086
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
-BUILD=${BUILD:-build-bench}
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" --target recoveryd heartbeat health_probe metrics log \
-    bench_replication_loadgen >/dev/null
-
-# raft needs a file system with O_DIRECT and fsync that reaches the disk: not tmpfs.
-TMPBASE=/tmp
-[ "$(stat -f -c %T /tmp)" = "tmpfs" ] && TMPBASE=/var/tmp
-WORK=$(mktemp -d "$TMPBASE/rd-bench-repl.XXXXXX")
-SERVER_PIDS=()
-LG_PID=""
-WATCH_PID=""
-stop_pids() {
-    # TERM, then KILL what is left after 15 s: only the processes this script started.
-    local p
-    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-    for _ in $(seq 1 150); do
-        local alive=0
-        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ "$alive" -eq 0 ] && break
-        sleep 0.1
-    done
-    for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
-    for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
-cleanup() {
-    [ -n "$LG_PID" ] && stop_pids "$LG_PID"
-    [ -n "$WATCH_PID" ] && stop_pids "$WATCH_PID"
-    [ "${#SERVER_PIDS[@]}" -gt 0 ] && stop_pids "${SERVER_PIDS[@]}"
+bench_build recoveryd heartbeat health_probe metrics log bench_replication_loadgen
+bench_workdir repl disk
+# shellcheck disable=SC2317 # run at exit by common.sh
+bench_on_exit() {
     if [ -n "${KEEP_LOGS:-}" ]; then
         mkdir -p "$KEEP_LOGS"
         cp "$WORK"/*.log "$WORK"/*.snapshots "$KEEP_LOGS"/ 2>/dev/null || true
         for c in "$WORK"/rd?/core*; do [ -f "$c" ] && cp "$c" "$KEEP_LOGS/$(basename "$(dirname "$c")")-$(basename "$c")"; done
     fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Below the ephemeral range: a port there can be free of listeners and still
-# be taken by the local end of an outgoing connection (bind fails then).
-EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[ "$EPHEMERAL_LOW" -gt 21000 ] || EPHEMERAL_LOW=40000
-USED_PORTS=" "
-free_port() {
-    # Ask the kernel for a free loopback port (bash's /dev/tcp cannot bind),
-    # never one already handed out by this script.
-    local p
-    while :; do
-        p=$((20000 + RANDOM % (EPHEMERAL_LOW - 20000)))
-        case "$USED_PORTS" in *" $p "*) continue ;; esac
-        (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-        USED_PORTS="$USED_PORTS$p "
-        echo "$p"
-        return
-    done
-}
-
-# wait_http URL LOG PID [GREP]: until URL answers 200 (and its body matches GREP).
-wait_http() {
-    local url=$1 log=$2 pid=$3 match=${4:-} body
-    for _ in $(seq 1 600); do
-        if body=$(curl -sf --max-time 1 "$url" 2>/dev/null); then
-            [ -z "$match" ] && return 0
-            grep -q "$match" <<<"$body" && return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    echo "bench: $url did not come up" >&2
-    tail -20 "$log" >&2 || true
-    exit 1
 }
 
 # log_summary FILE LINES: the warnings and errors among the first LINES lines
 # (those written before the shutdown), by event (recoveryd) or message (etcd).
 log_summary() {
-    local f=$1 n=$2 what
-    what=$(head -n "$n" "$f" | awk '
-        /level=(warn|error)/ { match($0, /event=[^ ]*/); k = substr($0, RSTART + 6, RLENGTH - 6); c[k]++ }
-        /"level":"(warn|error)"/ { match($0, /"msg":"[^"]*"/); k = substr($0, RSTART + 7, RLENGTH - 8); c[k]++ }
-        END { for (k in c) printf "%s%d x %s", (n++ ? ", " : ""), c[k], k }')
+    local f=$1 what
+    what=$(bench_log_events "$f" "$2")
     echo "$(basename "$f" .log) log during the run: ${what:-no warnings or errors}"
 }
 
@@ -166,69 +99,37 @@ snapshot_watch() {
     done
 }
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+bench_raise_nofile
 [ -z "${KEEP_LOGS:-}" ] || ulimit -c unlimited 2>/dev/null || true
 
-model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo "== replication benchmark: recoveryd (3 replicas) vs etcd (3 members) =="
-echo "machine: $(nproc) cores ($model), $(free -g | awk '/^Mem:/ { print $2 }') GiB;" \
-    "data dirs on $(stat -f -c %T "$WORK") ($WORK); $(date -u +%FT%TZ)"
-echo "recoveryd built from $(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
-    "($(git status --porcelain 2>/dev/null | grep -vc '^??' || true) files modified in the tree), Release;" \
-    "raft $(sed 's/^raft //' "$(sed -n 's/^RAFT_PREFIX:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)/stamp" 2>/dev/null ||
-        pkg-config --modversion raft 2>/dev/null || echo '?')"
+echo "machine: $(bench_cores), $(free -g | awk '/^Mem:/ { print $2 }') GiB;" \
+    "data dirs on $(stat -f -c %T "$WORK") ($WORK); $(bench_now)"
+echo "recoveryd built from $(bench_commit), Release; raft $(bench_raft_version)"
 echo "etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p') ($(etcd --version 2>/dev/null | sed -n 's/^Go Version: //p'));" \
     "$(h2load --version 2>/dev/null | head -1); libcurl $(curl-config --version 2>/dev/null | sed 's/libcurl //' || echo '?')"
 echo "levels $LEVELS in flight, ${DURATION} s each after ${WARMUP} s of warm-up, ${SIZE}-byte values, nice $NICE"
 [ -z "${RD_CONFIG_EXTRA:-}" ] || echo "recoveryd configuration added to the defaults: $(tr '\n' ' ' <<<"$RD_CONFIG_EXTRA")"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average before: $(bench_loadavg)"
 echo
 
 # ---- recoveryd: 3 replicas, the shipped defaults -------------------------------------------
-RD_PORTS=()
-RAFT_PORTS=()
-for i in 1 2 3; do
-    RD_PORTS[i]=$(free_port)
-    RAFT_PORTS[i]=$(free_port)
-done
-RD_URLS=()
-RD_PIDS=()
+bench_cluster_config 3 "${RD_CONFIG_EXTRA:-}"
 RD_LINES=()
-for i in 1 2 3; do
-    mkdir -p "$WORK/rd$i/data"
-    {
-        echo "cluster:"
-        echo "  node_id: rd$i"
-        echo "  replica_id: $i"
-        echo "  raft_address: 127.0.0.1:${RAFT_PORTS[i]}"
-        echo "  peers:"
-        for k in 1 2 3; do
-            echo "    - {id: $k, address: 127.0.0.1:${RAFT_PORTS[k]}, api_url: http://127.0.0.1:${RD_PORTS[k]}}"
-        done
-        if [ -n "${RD_CONFIG_EXTRA:-}" ]; then printf '%s\n' "$RD_CONFIG_EXTRA"; fi
-    } >"$WORK/rd$i/rd.yaml"
-    (cd "$WORK/rd$i" && exec nice -n "$NICE" "$ROOT/$BUILD/bin/recoveryd" --config rd.yaml \
-        --listen "127.0.0.1:${RD_PORTS[i]}" --data-dir data --plugins-dir "$ROOT/$BUILD/plugins" \
-        --policies-dir "$ROOT/policies") 2>"$WORK/rd$i.log" &
-    RD_PIDS[i]=$!
-    SERVER_PIDS+=("${RD_PIDS[i]}")
-    RD_URLS[i]="http://127.0.0.1:${RD_PORTS[i]}"
-done
-for i in 1 2 3; do wait_http "${RD_URLS[i]}/ready" "$WORK/rd$i.log" "${RD_PIDS[i]}"; done
+for i in 1 2 3; do bench_start_replica "$i"; done
+for i in 1 2 3; do bench_wait_replica "$i"; done
 for i in 1 2 3; do : >"$WORK/rd$i.snapshots"; done
 snapshot_watch &
 WATCH_PID=$!
+bench_track "$WATCH_PID"
 
-LG=("$ROOT/$BUILD/bin/bench_replication_loadgen" --levels "$LEVELS" --duration "$DURATION"
+LG=("$BUILD_DIR/bin/bench_replication_loadgen" --levels "$LEVELS" --duration "$DURATION"
     --warmup "$WARMUP" --size "$SIZE")
 echo "-- recoveryd: checkpoints (PUT /api/v1/tasks/{id}/checkpoint) to the leader, $RD_PROTO --"
 rc=0
-nice -n "$NICE" "${LG[@]}" --target recoveryd --proto "$RD_PROTO" \
+bench_run "$WORK/rd.out" "${LG[@]}" --target recoveryd --proto "$RD_PROTO" \
     --url "${RD_URLS[1]}" --url "${RD_URLS[2]}" --url "${RD_URLS[3]}" \
-    --pid "${RD_PIDS[1]}" --pid "${RD_PIDS[2]}" --pid "${RD_PIDS[3]}" >"$WORK/rd.out" &
-LG_PID=$!
-wait "$LG_PID" || rc=$?
-LG_PID=""
+    --pid "${RD_PIDS[1]}" --pid "${RD_PIDS[2]}" --pid "${RD_PIDS[3]}" || rc=$?
 grep -v '^RESULT' "$WORK/rd.out" || true
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then
     echo "bench: the recoveryd load generator failed ($rc)" >&2
@@ -241,21 +142,19 @@ DIED=""
 for i in 1 2 3; do
     kill -0 "${RD_PIDS[i]}" 2>/dev/null && continue
     st=0
-    { wait "${RD_PIDS[i]}"; } 2>/dev/null || st=$?
+    bench_wait "${RD_PIDS[i]}" || st=$?
     DIED="$DIED rd$i"
     echo "bench: replica rd$i (pid ${RD_PIDS[i]}) DIED during the run: exit status $st$([ "$st" -gt 128 ] && echo " (signal $((st - 128)))"); the end of its log:"
     tail -15 "$WORK/rd$i.log" | sed 's/^/    /'
 done
-stop_pids "$WATCH_PID"
-WATCH_PID=""
+bench_stop "$WATCH_PID"
 for i in 1 2 3; do
     files=$(wc -l <"$WORK/rd$i.snapshots")
     installs=$(head -n "${RD_LINES[i]}" "$WORK/rd$i.log" | grep -c 'event=snapshot_restored' || true)
     echo "rd$i: peak RSS $(peak_rss "${RD_PIDS[i]}"); snapshot files written during the run: $files," \
         "of which installs received: $installs (taken: $((files - installs)))"
 done
-stop_pids "${RD_PIDS[@]}"
-SERVER_PIDS=()
+bench_stop "${RD_PIDS[@]}"
 for i in 1 2 3; do log_summary "$WORK/rd$i.log" "${RD_LINES[i]}"; done
 echo
 
@@ -263,8 +162,8 @@ echo
 CL_PORTS=()
 PEER_PORTS=()
 for i in 1 2 3; do
-    CL_PORTS[i]=$(free_port)
-    PEER_PORTS[i]=$(free_port)
+    bench_free_port "CL_PORTS[$i]"
+    bench_free_port "PEER_PORTS[$i]"
 done
 INITIAL="m1=http://127.0.0.1:${PEER_PORTS[1]},m2=http://127.0.0.1:${PEER_PORTS[2]},m3=http://127.0.0.1:${PEER_PORTS[3]}"
 ETCD_PIDS=()
@@ -280,9 +179,9 @@ for i in 1 2 3; do
         --initial-cluster-token "rd-bench-$$" --logger zap --log-level warn \
         2>"$WORK/etcd$i.log" &
     ETCD_PIDS[i]=$!
-    SERVER_PIDS+=("${ETCD_PIDS[i]}")
+    bench_track "${ETCD_PIDS[i]}"
 done
-for i in 1 2 3; do wait_http "${ETCD_URLS[i]}/health" "$WORK/etcd$i.log" "${ETCD_PIDS[i]}" '"health":"true"'; done
+for i in 1 2 3; do bench_wait_http "${ETCD_URLS[i]}/health" "${ETCD_PIDS[i]}" "$WORK/etcd$i.log" '"health":"true"'; done
 # The leader: the member whose own id is the leader it reports.
 LEADER=""
 for _ in $(seq 1 100); do
@@ -297,12 +196,9 @@ done
 [ -n "$LEADER" ] || { echo "bench: no etcd member leads" >&2; exit 1; }
 
 echo "-- etcd: puts (POST /v3/kv/put) to the leader m$LEADER, HTTP/1.1 --"
-nice -n "$NICE" "${LG[@]}" --target etcd --proto h1 --url "${ETCD_URLS[LEADER]}" \
-    --pid "${ETCD_PIDS[1]}" --pid "${ETCD_PIDS[2]}" --pid "${ETCD_PIDS[3]}" >"$WORK/etcd.out" &
-LG_PID=$!
 erc=0
-wait "$LG_PID" || erc=$?
-LG_PID=""
+bench_run "$WORK/etcd.out" "${LG[@]}" --target etcd --proto h1 --url "${ETCD_URLS[LEADER]}" \
+    --pid "${ETCD_PIDS[1]}" --pid "${ETCD_PIDS[2]}" --pid "${ETCD_PIDS[3]}" || erc=$?
 grep -v '^RESULT' "$WORK/etcd.out" || true
 [ "$erc" -eq 0 ] || { echo "bench: the etcd load generator failed ($erc)" >&2; exit 1; }
 
@@ -327,10 +223,9 @@ for n in ${LEVELS//,/ }; do
 done
 for i in 1 2 3; do ETCD_LINES[i]=$(wc -l <"$WORK/etcd$i.log"); done
 echo "etcd peak RSS: m1 $(peak_rss "${ETCD_PIDS[1]}"), m2 $(peak_rss "${ETCD_PIDS[2]}"), m3 $(peak_rss "${ETCD_PIDS[3]}")"
-stop_pids "${ETCD_PIDS[@]}"
-SERVER_PIDS=()
+bench_stop "${ETCD_PIDS[@]}"
 for i in 1 2 3; do log_summary "$WORK/etcd$i.log" "${ETCD_LINES[i]}"; done
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average after: $(bench_loadavg)"
 
 # ---- the table ----------------------------------------------------------------------------
 echo

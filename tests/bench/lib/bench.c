@@ -1,0 +1,364 @@
+/* The benchmarks' shared helpers (bench.h). */
+#include "bench.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+volatile sig_atomic_t rdb_interrupted;
+
+/* ---- the process ----------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    rdb_interrupted = 1;
+}
+
+int rdb_init(void)
+{
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+void rdb_end(void)
+{
+    curl_global_cleanup();
+}
+
+void rdb_self_cpu(double *user_s, double *system_s)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+    *system_s = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+void rdb_print_self_cpu(void)
+{
+    double user, sys;
+    rdb_self_cpu(&user, &sys);
+    printf("\nload generator CPU: %.1f s user + %.1f s system\n", user, sys);
+}
+
+/* ---- clocks ---------------------------------------------------------------- */
+
+int64_t rdb_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t rdb_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void rdb_sleep_until_ns(int64_t deadline_ns)
+{
+    for (int64_t now = rdb_now_ns(); now < deadline_ns && !rdb_interrupted; now = rdb_now_ns()) {
+        int64_t left = deadline_ns - now;
+        struct timespec ts = {.tv_sec = left / 1000000000, .tv_nsec = left % 1000000000};
+        nanosleep(&ts, NULL); /* a signal wakes it: the loop checks the flag */
+    }
+}
+
+void rdb_sleep_ms(int64_t ms)
+{
+    if (ms > 0)
+        rdb_sleep_until_ns(rdb_now_ns() + ms * 1000000);
+}
+
+/* ---- options, randomness, times ---------------------------------------------- */
+
+bool rdb_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s || v < min || v > max)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+uint64_t rdb_seed(uint64_t seed)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ULL;
+    return s ? s : 0x9E3779B97F4A7C15ULL; /* xorshift stays at 0 forever */
+}
+
+double rdb_uniform(uint64_t *s, double lo, double hi)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    uint64_t r = *s * 2685821657736338717ULL;
+    return lo + (hi - lo) * ((double)(r >> 11) / 9007199254740992.0);
+}
+
+int64_t rdb_jittered_ms(uint64_t *state, unsigned interval_ms, unsigned jitter_ms)
+{
+    double j = (double)jitter_ms;
+    return (int64_t)llround((double)interval_ms + rdb_uniform(state, -j, j));
+}
+
+int rdb_parse_time(const char *s, int64_t *ms)
+{
+    struct tm tm = {0};
+    const char *p = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (p == NULL)
+        return -1;
+    int64_t frac = 0, scale = 1000;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            if (scale > 1) {
+                frac = frac * 10 + (*p - '0');
+                scale /= 10;
+            }
+        }
+    }
+    if (*p != 'Z')
+        return -1;
+    *ms = (int64_t)timegm(&tm) * 1000 + frac * scale;
+    return 0;
+}
+
+void rdb_format_time(int64_t ms, char *out, size_t len)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, len, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+/* ---- statistics -------------------------------------------------------------- */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+void rdb_sort_i64(int64_t *v, size_t n)
+{
+    if (n > 1)
+        qsort(v, n, sizeof(*v), cmp_i64);
+}
+
+int64_t rdb_quantile(const int64_t *sorted, size_t n, double q)
+{
+    if (n == 0)
+        return 0;
+    size_t k = (size_t)ceil(q * (double)n);
+    k = k > 0 ? k - 1 : 0;
+    return sorted[k < n ? k : n - 1];
+}
+
+struct rdb_lat rdb_lat_of(int64_t *v, size_t n, size_t of)
+{
+    struct rdb_lat s = {.n = n, .of = of};
+    if (n == 0)
+        return s;
+    rdb_sort_i64(v, n);
+    s.p50 = rdb_quantile(v, n, 0.5);
+    s.p99 = rdb_quantile(v, n, 0.99);
+    s.max = v[n - 1];
+    return s;
+}
+
+/* ---- response buffers ---------------------------------------------------------- */
+
+void rdb_buf_fixed(struct rdb_buf *b, char *storage, size_t size)
+{
+    *b = (struct rdb_buf){.p = storage, .cap = size, .fixed = true};
+    storage[0] = '\0';
+}
+
+size_t rdb_buf_write(char *data, size_t size, size_t n, void *buf)
+{
+    struct rdb_buf *b = buf;
+    size_t len = size * n;
+    if (b->fixed) {
+        size_t room = b->cap - 1 - b->len, take = len < room ? len : room;
+        memcpy(b->p + b->len, data, take);
+        b->len += take;
+        b->p[b->len] = '\0';
+        return len; /* the rest is dropped, not an error */
+    }
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL)
+            return 0; /* libcurl fails the transfer */
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+    return len;
+}
+
+void rdb_buf_clear(struct rdb_buf *b)
+{
+    b->len = 0;
+    if (b->p)
+        b->p[0] = '\0';
+}
+
+void rdb_buf_free(struct rdb_buf *b)
+{
+    if (b->fixed) {
+        rdb_buf_clear(b);
+        return;
+    }
+    free(b->p);
+    *b = (struct rdb_buf){0};
+}
+
+/* ---- HTTP/2 -------------------------------------------------------------------- */
+
+bool rdb_h2_prior_knowledge(void)
+{
+    return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
+}
+
+long rdb_h2_version(void)
+{
+    return rdb_h2_prior_knowledge() ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                                    : (long)CURL_HTTP_VERSION_2_0;
+}
+
+int rdb_h2_conns(int want)
+{
+    return rdb_h2_prior_knowledge() ? want : 1;
+}
+
+CURLM *rdb_h2_multi(int want)
+{
+    CURLM *multi = curl_multi_init();
+    if (multi != NULL) {
+        curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+        curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)rdb_h2_conns(want));
+    }
+    return multi;
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *data)
+{
+    (void)p;
+    (void)data;
+    return size * n;
+}
+
+int rdb_h2_open(CURLM *multi, const char *base_url, int n)
+{
+    enum { MAX_OPEN = 64 };
+    CURL *e[MAX_OPEN] = {0};
+    char url[512];
+    snprintf(url, sizeof(url), "%s/health", base_url);
+    n = n < MAX_OPEN ? n : MAX_OPEN;
+    int added = 0, opened = 0, running = 1;
+    for (; added < n; added++) {
+        if ((e[added] = curl_easy_init()) == NULL)
+            break;
+        curl_easy_setopt(e[added], CURLOPT_URL, url);
+        curl_easy_setopt(e[added], CURLOPT_HTTP_VERSION, rdb_h2_version());
+        curl_easy_setopt(e[added], CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e[added], CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(e[added], CURLOPT_WRITEFUNCTION, discard);
+        curl_multi_add_handle(multi, e[added]);
+    }
+    for (int64_t end = rdb_now_ns() + 10000000000LL; running > 0 && rdb_now_ns() < end;) {
+        curl_multi_perform(multi, &running);
+        curl_multi_poll(multi, NULL, 0, 50, NULL);
+    }
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        long version = 0;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_HTTP_VERSION, &version);
+        if (m->data.result == CURLE_OK && version == CURL_HTTP_VERSION_2_0)
+            opened++;
+        else
+            fprintf(stderr,
+                    "loadgen: opening an HTTP/2 connection to %s failed (%s, HTTP version "
+                    "code %ld)\n",
+                    base_url, curl_easy_strerror(m->data.result), version);
+    }
+    if (running > 0)
+        fprintf(stderr, "loadgen: %d connections to %s not open after 10 s\n", running, base_url);
+    for (int i = 0; i < added; i++) {
+        curl_multi_remove_handle(multi, e[i]);
+        curl_easy_cleanup(e[i]);
+    }
+    return opened;
+}
+
+/* ---- replicas --------------------------------------------------------------- */
+
+int rdb_health(CURL *e, const char *base_url, long timeout_ms, struct rdb_health *out)
+{
+    char url[512];
+    struct rdb_buf bf = {0};
+    snprintf(url, sizeof(url), "%s/health", base_url);
+    *out = (struct rdb_health){.role = "?"};
+    curl_easy_reset(e);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &bf);
+    long status = 0;
+    if (curl_easy_perform(e) == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    json_t *j = status == 200 && bf.p ? json_loads(bf.p, 0, NULL) : NULL;
+    rdb_buf_free(&bf);
+    if (j == NULL)
+        return -1;
+    const char *role = json_string_value(json_object_get(j, "role"));
+    snprintf(out->role, sizeof(out->role), "%s", role ? role : "?");
+    out->term = json_integer_value(json_object_get(j, "term"));
+    out->replica_id = json_integer_value(json_object_get(j, "replica_id"));
+    json_decref(j);
+    return 0;
+}
+
+int rdb_find_leader(CURL *e, const char *const *urls, unsigned n, long request_ms,
+                    int64_t timeout_ms, struct rdb_health *out)
+{
+    int64_t end = rdb_now_ns() + timeout_ms * 1000000;
+    while (!rdb_interrupted) {
+        for (unsigned i = 0; i < n; i++)
+            if (rdb_health(e, urls[i], request_ms, out) == 0 && strcmp(out->role, "leader") == 0)
+                return (int)i;
+        if (rdb_now_ns() >= end)
+            break;
+        rdb_sleep_ms(50);
+    }
+    return -1;
+}

@@ -1,0 +1,184 @@
+/*
+ * What the benchmarks' load generators (tests/bench/<name>/) have in common:
+ * process set-up, clocks, option parsing, a reproducible random source,
+ * RFC 3339 times, nearest-rank statistics, response buffers for libcurl, and
+ * opening HTTP/2 connections with the libcurl 7.88 workaround. Prefix rdb_.
+ * Monotonic milliseconds come from rdtestlib: rdt_now_ms() (tests/lib/harness.h).
+ *
+ * Not thread-safe unless said otherwise; the clocks, rdb_sleep_*, rdb_uniform
+ * on a caller's own state and the buffer functions may be used from any thread.
+ */
+#ifndef RDB_BENCH_H
+#define RDB_BENCH_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+/* ---- the process ----------------------------------------------------------- */
+
+/* Set once SIGINT or SIGTERM arrives (after rdb_init()): loops end early and
+ * the report still prints. */
+extern volatile sig_atomic_t rdb_interrupted;
+
+/*
+ * What every load generator does before its run: SIGINT and SIGTERM set
+ * rdb_interrupted, SIGPIPE is ignored, the soft limit on open files is raised
+ * to the hard one (one port or connection per agent), stdout is line-buffered
+ * (the run scripts read it as it comes) and libcurl is initialised. 0, or -1
+ * when libcurl cannot be.
+ */
+int rdb_init(void);
+
+/* libcurl's global cleanup, at the end of main. */
+void rdb_end(void);
+
+/* CPU this process used so far, user and system, in seconds. */
+void rdb_self_cpu(double *user_s, double *system_s);
+
+/* Prints "\nload generator CPU: U s user + S s system\n". */
+void rdb_print_self_cpu(void);
+
+/* ---- clocks ---------------------------------------------------------------- */
+
+/* Monotonic nanoseconds. */
+int64_t rdb_now_ns(void);
+
+/* Wall-clock milliseconds since the epoch (to compare with the engine's stamps). */
+int64_t rdb_wall_ms(void);
+
+/*
+ * Sleep until the monotonic time `deadline_ns`, or for `ms`; both return at
+ * once when rdb_interrupted is set (rdt_sleep_ms() sleeps on: a benchmark
+ * stops on Ctrl-C). For pacing only, never instead of waiting for a condition.
+ */
+void rdb_sleep_until_ns(int64_t deadline_ns);
+void rdb_sleep_ms(int64_t ms);
+
+/* ---- options, randomness, times ---------------------------------------------- */
+
+/* A decimal in [min, max] filling the whole of `s`; false otherwise. */
+bool rdb_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
+
+/* The state of rdb_uniform() for a given seed (never 0). */
+uint64_t rdb_seed(uint64_t seed);
+
+/* xorshift64*: uniform in [lo, hi), reproducible for a given seed. */
+double rdb_uniform(uint64_t *state, double lo, double hi);
+
+/* interval_ms +/- a uniform jitter_ms, rounded to the millisecond. */
+int64_t rdb_jittered_ms(uint64_t *state, unsigned interval_ms, unsigned jitter_ms);
+
+/*
+ * RFC 3339 UTC as the engine writes it ("2026-11-24T03:04:05.123Z"; more
+ * fraction digits are cut to milliseconds, fewer padded) to milliseconds
+ * since the epoch. 0, or -1 when `s` is NULL or not that shape.
+ */
+int rdb_parse_time(const char *s, int64_t *ms);
+
+/* The reverse: "2026-11-24T03:04:05.123Z" into `out` (30 bytes are enough). */
+void rdb_format_time(int64_t ms, char *out, size_t len);
+
+/* ---- statistics -------------------------------------------------------------- */
+
+/* Sorts `n` values in ascending order. */
+void rdb_sort_i64(int64_t *v, size_t n);
+
+/* Nearest-rank quantile q (0-1) of the `n` sorted values; 0 when n is 0. */
+int64_t rdb_quantile(const int64_t *sorted, size_t n, double q);
+
+/* p50, p99 and max of `n` values out of `of` expected (the rest never came). */
+struct rdb_lat {
+    size_t n, of;
+    int64_t p50, p99, max;
+};
+
+/* Sorts v[0..n) in place and takes its nearest-rank p50, p99 and max (all 0
+ * when n is 0). */
+struct rdb_lat rdb_lat_of(int64_t *v, size_t n, size_t of);
+
+/* ---- response buffers ---------------------------------------------------------- */
+
+/*
+ * A response body, NUL-terminated, filled by rdb_buf_write (a libcurl
+ * CURLOPT_WRITEFUNCTION with CURLOPT_WRITEDATA = the buffer). A zeroed one
+ * grows with realloc (release it with rdb_buf_free); one made by
+ * rdb_buf_fixed() keeps the first size - 1 bytes in the caller's storage and
+ * drops the rest (answers of which only the start matters).
+ */
+struct rdb_buf {
+    char *p; /* NULL until something arrived (growing) */
+    size_t len, cap;
+    bool fixed;
+};
+
+void rdb_buf_fixed(struct rdb_buf *b, char *storage, size_t size);
+size_t rdb_buf_write(char *data, size_t size, size_t n, void *buf);
+/* Empties it for the next answer (keeps its memory). */
+void rdb_buf_clear(struct rdb_buf *b);
+/* Frees what a growing buffer holds and zeroes it; a fixed one is only emptied. */
+void rdb_buf_free(struct rdb_buf *b);
+
+/* ---- HTTP/2 -------------------------------------------------------------------- */
+
+/*
+ * HTTP/2 with prior knowledge where libcurl can reuse such a connection.
+ * libcurl before 8.0.0 (Debian 12 ships 7.88.1) fails every request after the
+ * first on a prior-knowledge connection ("Error in the HTTP2 framing layer",
+ * curl/curl#10634, fixed by #10643). There a connection is upgraded instead
+ * (h2c) by a first request without a body (rdb_h2_open) and every later
+ * request is multiplexed on it; one connection only, because pre-opened
+ * spares would idle out and a POST that opens a new connection by upgrade
+ * while others are busy can fail ("Transferred a partial file").
+ */
+bool rdb_h2_prior_knowledge(void);
+
+/* CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE where it works, CURL_HTTP_VERSION_2_0 (upgrade) else. */
+long rdb_h2_version(void);
+
+/* How many connections to open: `want` with prior knowledge, 1 with an upgrade. */
+int rdb_h2_conns(int want);
+
+/* A multi handle that multiplexes HTTP/2 streams over at most
+ * rdb_h2_conns(want) connections per host. NULL on failure. */
+CURLM *rdb_h2_multi(int want);
+
+/*
+ * Opens `n` HTTP/2 connections of `multi` (whose CURLMOPT_MAX_HOST_CONNECTIONS
+ * allows them) to `base_url`, each by a GET of base_url/health without
+ * PIPEWAIT, so that each takes a connection of its own and none is opened
+ * later by a request with a body. Waits 10 s at most. Returns how many
+ * answered over HTTP/2; prints on stderr why each other one did not. Call it
+ * before any other transfer is added to `multi` (it reads its messages).
+ */
+int rdb_h2_open(CURLM *multi, const char *base_url, int n);
+
+/* ---- replicas --------------------------------------------------------------- */
+
+/* What a replica says of itself in GET /health. */
+struct rdb_health {
+    char role[16]; /* "leader", "follower", "candidate"...; "?" when absent */
+    long long term, replica_id;
+};
+
+/*
+ * GET base_url/health on `e` (reset first; its connection is kept), over
+ * HTTP/1.1 within `timeout_ms` (connecting included). 0 with `out` filled
+ * when the answer was 200 with JSON; -1 otherwise (out->role is "?").
+ */
+int rdb_health(CURL *e, const char *base_url, long timeout_ms, struct rdb_health *out);
+
+/*
+ * Asks each of the `n` replicas in turn until one says it leads, pausing
+ * 50 ms between rounds, for `timeout_ms` at most or until rdb_interrupted
+ * (each request within `request_ms`). The leader's index, its answer in
+ * `out`; -1 when none said so.
+ */
+int rdb_find_leader(CURL *e, const char *const *urls, unsigned n, long request_ms,
+                    int64_t timeout_ms, struct rdb_health *out);
+
+#endif
