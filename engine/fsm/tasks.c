@@ -76,9 +76,14 @@ const struct rd_checkpoint *rd_task_checkpoint(const struct rd_task *t)
     return t->n_ckpts ? &t->ckpts[t->n_ckpts - 1] : NULL;
 }
 
+uint64_t rd_checkpoint_checksum(const char *data, size_t len)
+{
+    return rd_fnv1a(RD_FNV_INIT, data, len);
+}
+
 bool rd_checkpoint_verifies(const struct rd_checkpoint *c)
 {
-    return rd_fnv1a(RD_FNV_INIT, c->data, c->size) == c->checksum;
+    return rd_checkpoint_checksum(c->data, c->size) == c->checksum;
 }
 
 const struct rd_checkpoint *rd_task_resume_checkpoint(const struct rd_task *t)

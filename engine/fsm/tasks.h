@@ -12,6 +12,7 @@
 struct rd_fsm;
 
 #define RD_TASK_MAX_KEEP  16 /* checkpoint versions kept per task, at most */
+#define RD_TASK_KEEP      3  /* checkpoint versions a new checkpoint keeps (retention) */
 #define RD_TASK_FAIL_KEEP 16 /* failure times kept per task (poison detection) */
 
 struct rd_checkpoint {
@@ -53,6 +54,9 @@ size_t rd_fsm_task_after(const struct rd_fsm *f, const char *id);
 const struct rd_checkpoint *rd_task_checkpoint(const struct rd_task *t);
 /* True when `c`'s data still matches the checksum it was written with. */
 bool rd_checkpoint_verifies(const struct rd_checkpoint *c);
+/* The checksum a checkpoint of `data` is written with (fnv1a-64; the API
+ * shows it as "fnv1a64:<hex>"). */
+uint64_t rd_checkpoint_checksum(const char *data, size_t len);
 /* Where an attempt resumes: the newest checkpoint that verifies, or NULL
  * (none kept, or none verifies: start over). */
 const struct rd_checkpoint *rd_task_resume_checkpoint(const struct rd_task *t);

@@ -16,9 +16,8 @@
 #include "http.h"
 #include "recoveryd/error.h"
 
-#define MAX_SLOTS           65536
-#define CHECKPOINT_MAX      (512 * 1024) /* bytes of checkpoint data, as canonical JSON */
-#define CHECKPOINT_VERSIONS 3            /* versions kept per task */
+#define MAX_SLOTS      65536
+#define CHECKPOINT_MAX (512 * 1024) /* bytes of checkpoint data, as canonical JSON */
 
 static json_t *json_or_null(const char *text)
 {
@@ -367,8 +366,8 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
     cmd.u.tckpt.attempt = (uint32_t)attempt;
     cmd.u.tckpt.version = version;
     cmd.u.tckpt.data_json = (struct rd_str){data_s, (uint32_t)len};
-    cmd.u.tckpt.checksum = rd_fnv1a(RD_FNV_INIT, data_s, len);
-    cmd.u.tckpt.keep = CHECKPOINT_VERSIONS;
+    cmd.u.tckpt.checksum = rd_checkpoint_checksum(data_s, len);
+    cmd.u.tckpt.keep = RD_TASK_KEEP;
     rd_http_propose(hr, &cmd, t->id, strlen(t->id), checkpoint_done);
 out:
     free(data_s);

@@ -70,7 +70,7 @@ void rd_sched__labels_reset(struct rd_sched *s)
 /* The working agent with the most room for `t`, or SIZE_MAX. `limit_pct`
  * caps how full a node may get (100: its whole capacity; at least one slot). */
 size_t rd_sched__choose(struct rd_sched *s, const struct rd_task *t, const uint32_t *extra,
-                     unsigned limit_pct)
+                        unsigned limit_pct)
 {
     const struct rd_fsm *f = s->env.fsm;
     bool any_label = t->labels_json != NULL && strcmp(t->labels_json, "{}") != 0;
@@ -123,7 +123,8 @@ void rd_sched__place_pending(struct rd_sched *s, uint32_t *extra)
     for (size_t k = 0; k < n; k++) {
         struct rd_task *t = todo[k];
         /* Degraded: non-critical work only up to performance_limit. */
-        size_t best = rd_sched__choose(s, t, extra, degraded && !t->critical ? degraded_limit : 100);
+        size_t best =
+            rd_sched__choose(s, t, extra, degraded && !t->critical ? degraded_limit : 100);
         if (best == SIZE_MAX)
             continue; /* waits for capacity */
         if (!rd_sched__propose_assign(s, t, f->nodes[best], RD_TASK_ASSIGNED))

@@ -26,7 +26,7 @@ static struct rd_task *task_in(struct rd_task **todo, size_t k, const char *id)
  * tasks waits for the next pass. Returns the number of changes proposed,
  * -1 when proposing failed. */
 int rd_sched__execute(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo, size_t k,
-                   json_t *plan, uint32_t *extra)
+                      json_t *plan, uint32_t *extra)
 {
     const char *strategy = json_string_value(json_object_get(plan, "strategy"));
     unsigned limit = s->env.cfg->fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
@@ -58,7 +58,8 @@ int rd_sched__execute(struct rd_sched *s, const struct rd_node *n, struct rd_tas
                     rd_sched__pause_task(s, t);
                     proposed++;
                 } else if (strcmp(what, "isolate") == 0) {
-                    rd_sched__isolate_node(s, json_string_value(json_object_get(a, "node_id")), strategy);
+                    rd_sched__isolate_node(s, json_string_value(json_object_get(a, "node_id")),
+                                           strategy);
                     proposed++;
                 } else if (strcmp(what, "degrade") == 0) {
                     json_int_t pct = json_integer_value(json_object_get(a, "performance_limit"));
@@ -80,8 +81,8 @@ int rd_sched__execute(struct rd_sched *s, const struct rd_node *n, struct rd_tas
                 if (strategy != NULL && strcmp(strategy, "safe_recovery") == 0 &&
                     !rd_sched__lease_expired(s, n))
                     continue;
-                rv = rd_sched__move_task(s, t, n, json_string_value(json_object_get(a, "target")), extra,
-                               limit, strategy);
+                rv = rd_sched__move_task(s, t, n, json_string_value(json_object_get(a, "target")),
+                                         extra, limit, strategy);
             } else if (strcmp(what, "wait") == 0 && rd_sched__lease_expired(s, n)) {
                 /* The lease has run out: it is safe to move now. */
                 rv = rd_sched__move_task(s, t, n, NULL, extra, limit, strategy);

@@ -313,7 +313,7 @@ static bool partition_allows(struct rd_sched *s)
  * partition: non-critical tasks wait for their agents, critical ones for
  * the rate limit), -1 when proposing failed (stop this pass). */
 int rd_sched__move_task(struct rd_sched *s, struct rd_task *t, const struct rd_node *from,
-                     const char *target, uint32_t *extra, unsigned limit, const char *why)
+                        const char *target, uint32_t *extra, unsigned limit, const char *why)
 {
     if (s->env.analysis->partition_suspected && (!t->critical || !partition_allows(s)))
         return 0;
@@ -337,7 +337,7 @@ int rd_sched__move_task(struct rd_sched *s, struct rd_task *t, const struct rd_n
         best = rd_sched__choose(s, t, extra, limit ? limit : 100);
     const struct rd_node *to = best == SIZE_MAX ? NULL : f->nodes[best];
     if (!rd_sched__propose_assign_in(s, t, to, to ? RD_TASK_RECOVERING : RD_TASK_PENDING,
-                           run ? run->id : NULL, why, NULL))
+                                     run ? run->id : NULL, why, NULL))
         return -1;
     if (to != NULL)
         extra[best] += t->slots;
@@ -587,7 +587,8 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra)
             json_decref(plan);
         } else {
             for (size_t j = 0; j < k && proposed >= 0; j++) {
-                int rv = rd_sched__move_task(s, todo[j], n, NULL, extra, limit, "builtin_fast_recovery");
+                int rv =
+                    rd_sched__move_task(s, todo[j], n, NULL, extra, limit, "builtin_fast_recovery");
                 proposed = rv < 0 ? -1 : proposed + rv;
             }
         }
