@@ -387,9 +387,12 @@ bool rd_cluster_caught_up(struct rd_cluster *c, uint64_t *leader_commit)
     }
     sync_members(c);
     const struct rd_peer *p = peer_of(c, leader);
-    /* The leader must have answered lately: its commit index is then at
-     * most a few polls old, and never one from before a partition. */
-    if (p == NULL || !p->reachable || !p->answered)
+    /* The leader must have answered lately, as the leader: its commit index
+     * is then at most two polls old. An answer from before a partition (the
+     * peer still counts as reachable for three missed polls) or from when it
+     * was not leading could be behind what it has committed since. */
+    if (p == NULL || !p->reachable || !p->answered || strcmp(p->role, "leader") != 0 ||
+        rd_mono_ns() - p->last_ok_ns > 2ULL * RD_CLUSTER_POLL_MS * 1000000ULL)
         return false;
     *leader_commit =
         p->commit_index > rd_replica_commit_index(r) ? p->commit_index : rd_replica_commit_index(r);
