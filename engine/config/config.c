@@ -1709,6 +1709,32 @@ const struct rd_cfg_kv *rd_config_plugin_value(const struct rd_cfg_plugin *p, co
     return NULL;
 }
 
+const char *const rd_strategy_names[RD_STRATEGY_COUNT] = {
+    [RD_STRATEGY_FAST] = "fast_recovery",
+    [RD_STRATEGY_SAFE] = "safe_recovery",
+    [RD_STRATEGY_DEGRADED] = "degraded_service",
+};
+
+int rd_strategy_parse(const char *name)
+{
+    for (int i = 0; name != NULL && i < RD_STRATEGY_COUNT; i++)
+        if (strcmp(name, rd_strategy_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+uint64_t rd_config_strategy_max_time_ms(const struct rd_config *cfg, const char *name)
+{
+    switch (rd_strategy_parse(name)) {
+    case RD_STRATEGY_SAFE:
+        return cfg->fault_tolerance.recovery_strategies.safe_recovery.max_time_ms;
+    case RD_STRATEGY_DEGRADED:
+        return 0;
+    default:
+        return cfg->fault_tolerance.recovery_strategies.fast_recovery.max_time_ms;
+    }
+}
+
 uint64_t rd_config_lease_ms(const struct rd_config *cfg)
 {
     uint64_t hb = cfg->fault_tolerance.detection.heartbeat_interval_ms;

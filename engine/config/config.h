@@ -240,4 +240,23 @@ const struct rd_cfg_kv *rd_config_plugin_value(const struct rd_cfg_plugin *p, co
 /* Lease given to agents: heartbeat_interval x failure_threshold. */
 uint64_t rd_config_lease_ms(const struct rd_config *cfg);
 
+/*
+ * The recovery strategies the requirement names (fault_tolerance.
+ * recovery_strategies): the one table of their names. Policies may add
+ * strategies of their own; those have no section of settings here.
+ */
+enum rd_strategy {
+    RD_STRATEGY_FAST = 0, /* fast_recovery */
+    RD_STRATEGY_SAFE,     /* safe_recovery */
+    RD_STRATEGY_DEGRADED, /* degraded_service */
+    RD_STRATEGY_COUNT
+};
+extern const char *const rd_strategy_names[RD_STRATEGY_COUNT];
+/* The strategy named `name`, or -1 (not one of the three, or NULL). */
+int rd_strategy_parse(const char *name);
+/* Its max_time in ms: how long a run may take before it ends partial; 0
+ * for none (degraded_service waits for the fault to end, by design). A
+ * strategy that is not one of the three counts as fast_recovery. */
+uint64_t rd_config_strategy_max_time_ms(const struct rd_config *cfg, const char *name);
+
 #endif

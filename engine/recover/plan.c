@@ -78,7 +78,7 @@ int rd_sched__execute(struct rd_sched *s, const struct rd_node *n, struct rd_tas
             if (strcmp(what, "reassign") == 0) {
                 /* safe_recovery never lets a task run twice at once: it moves
                  * only once the lost agent's lease has surely expired. */
-                if (strategy != NULL && strcmp(strategy, "safe_recovery") == 0 &&
+                if (rd_strategy_parse(strategy) == RD_STRATEGY_SAFE &&
                     !rd_sched__lease_expired(s, n))
                     continue;
                 rv = rd_sched__move_task(s, t, n, json_string_value(json_object_get(a, "target")),

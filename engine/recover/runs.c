@@ -254,16 +254,16 @@ static json_t *build_view(struct rd_sched *s)
                       "load", "slots_used", (json_int_t)n->slots_in_use));
     }
 #define RS c->fault_tolerance.recovery_strategies
-    return json_pack("{s:o,s:s,s:b,s:{s:{s:I,s:i},s:{s:I,s:b},s:{s:b,s:i}},s:I}", "nodes", nodes,
-                     "mode", rd_sched_degraded(s, NULL) ? "degraded" : "normal",
-                     "partition_suspected", s->env.analysis->partition_suspected, "strategies",
-                     "fast_recovery", "max_time_ms", (json_int_t)RS.fast_recovery.max_time_ms,
-                     "resource_limit", (int)RS.fast_recovery.resource_limit, "safe_recovery",
-                     "max_time_ms", (json_int_t)RS.safe_recovery.max_time_ms, "consistency_check",
-                     RS.safe_recovery.consistency_check, "degraded_service",
-                     "essential_services_only", RS.degraded_service.essential_services_only,
-                     "performance_limit", (int)RS.degraded_service.performance_limit, "now_ms",
-                     (json_int_t)rd_now_ms());
+    return json_pack(
+        "{s:o,s:s,s:b,s:{s:{s:I,s:i},s:{s:I,s:b},s:{s:b,s:i}},s:I}", "nodes", nodes, "mode",
+        rd_sched_degraded(s, NULL) ? "degraded" : "normal", "partition_suspected",
+        s->env.analysis->partition_suspected, "strategies", rd_strategy_names[RD_STRATEGY_FAST],
+        "max_time_ms", (json_int_t)RS.fast_recovery.max_time_ms, "resource_limit",
+        (int)RS.fast_recovery.resource_limit, rd_strategy_names[RD_STRATEGY_SAFE], "max_time_ms",
+        (json_int_t)RS.safe_recovery.max_time_ms, "consistency_check",
+        RS.safe_recovery.consistency_check, rd_strategy_names[RD_STRATEGY_DEGRADED],
+        "essential_services_only", RS.degraded_service.essential_services_only, "performance_limit",
+        (int)RS.degraded_service.performance_limit, "now_ms", (json_int_t)rd_now_ms());
 #undef RS
 }
 
@@ -462,12 +462,8 @@ static bool run_timed_out(struct rd_sched *s, const struct rd_recovery *run,
     const struct rd_config *c = s->env.cfg;
     const char *st = run->strategy[0] ? run->strategy
                      : run->n_items   ? run->items[run->n_items - 1].strategy
-                                      : "fast_recovery";
-    uint64_t max = strcmp(st, "safe_recovery") == 0
-                       ? c->fault_tolerance.recovery_strategies.safe_recovery.max_time_ms
-                   : strcmp(st, "degraded_service") == 0
-                       ? 0 /* waits for the fault to end by design */
-                       : c->fault_tolerance.recovery_strategies.fast_recovery.max_time_ms;
+                                      : rd_strategy_names[RD_STRATEGY_FAST];
+    uint64_t max = rd_config_strategy_max_time_ms(c, st);
     int64_t age = rd_now_ms() - run->started_at;
     if (max == 0 || age <= (int64_t)max || s->env.analysis->partition_suspected)
         return false;
