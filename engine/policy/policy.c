@@ -1148,7 +1148,101 @@ static int plan_protected(lua_State *L)
     return 0;
 }
 
-int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, json_t **plan_out,
+const char *rd_action_name(enum rd_action_kind k)
+{
+    return k < RD_ACT_KIND_COUNT ? action_specs[k].name : "unknown";
+}
+
+void rd_plan_free(struct rd_plan *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->actions[i].task_id);
+        free(p->actions[i].node_id);
+        free(p->actions[i].text);
+    }
+    free(p->actions);
+    p->actions = NULL;
+    p->n = 0;
+}
+
+static char *dup_field(json_t *a, const char *key, bool *oom)
+{
+    const char *v = json_string_value(json_object_get(a, key));
+    char *d = v ? strdup(v) : NULL;
+    if (v != NULL && d == NULL)
+        *oom = true;
+    return d;
+}
+
+/* The validated JSON plan (build_plan) typed once: 0 or RD_ENOMEM. */
+static int plan_typed(json_t *j, struct rd_plan *out)
+{
+    memset(out, 0, sizeof(*out));
+    snprintf(out->strategy, sizeof(out->strategy), "%s",
+             json_string_value(json_object_get(j, "strategy")));
+    json_t *arr = json_object_get(j, "actions");
+    size_t n = json_array_size(arr);
+    out->actions = n ? calloc(n, sizeof(*out->actions)) : NULL;
+    if (n && out->actions == NULL)
+        return RD_ENOMEM;
+    bool oom = false;
+    for (size_t i = 0; i < n; i++) {
+        json_t *a = json_array_get(arr, i);
+        struct rd_action *x = &out->actions[i];
+        const char *name = json_string_value(json_object_get(a, "action"));
+        for (int k = 0; k < RD_ACT_KIND_COUNT; k++)
+            if (strcmp(action_specs[k].name, name) == 0)
+                x->kind = (enum rd_action_kind)k;
+        x->task_id = dup_field(a, "task_id", &oom);
+        x->node_id = dup_field(a, x->kind == RD_ACT_REASSIGN ? "target" : "node_id", &oom);
+        x->text = dup_field(a, x->kind == RD_ACT_ALERT ? "summary" : "reason", &oom);
+        const char *sev = json_string_value(json_object_get(a, "severity"));
+        for (size_t k = 0; sev != NULL && k < RD_ARRAY_SIZE(severities); k++)
+            if (strcmp(severities[k], sev) == 0)
+                x->severity = severities[k];
+        x->order = json_integer_value(json_object_get(a, "order"));
+        x->percent = (unsigned)json_integer_value(json_object_get(a, "performance_limit"));
+        out->n = i + 1;
+    }
+    if (oom) {
+        rd_plan_free(out);
+        return RD_ENOMEM;
+    }
+    return 0;
+}
+
+json_t *rd_plan_json(const struct rd_plan *p)
+{
+    json_t *arr = json_array();
+    json_t *j = json_pack("{s:s,s:o}", "strategy", p->strategy, "actions", arr);
+    if (j == NULL)
+        return NULL;
+    for (size_t i = 0; i < p->n; i++) {
+        const struct rd_action *x = &p->actions[i];
+        json_t *a = json_pack("{s:s}", "action", rd_action_name(x->kind));
+        if (a == NULL || json_array_append_new(arr, a) != 0) {
+            json_decref(j);
+            return NULL;
+        }
+        if (x->task_id)
+            json_object_set_new(a, "task_id", json_string(x->task_id));
+        if (x->node_id)
+            json_object_set_new(a, x->kind == RD_ACT_REASSIGN ? "target" : "node_id",
+                                json_string(x->node_id));
+        if (x->text)
+            json_object_set_new(a, x->kind == RD_ACT_ALERT ? "summary" : "reason",
+                                json_string(x->text));
+        if (x->severity)
+            json_object_set_new(a, "severity", json_string(x->severity));
+        if (x->kind == RD_ACT_REASSIGN)
+            json_object_set_new(a, "order", json_integer(x->order));
+        if (x->kind == RD_ACT_DEGRADE)
+            json_object_set_new(a, "performance_limit", json_integer(x->percent));
+    }
+    return j;
+}
+
+int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, struct rd_plan *plan_out,
                    char *err, size_t errlen)
 {
     set_err(err, errlen, "%s", "");
@@ -1165,8 +1259,11 @@ int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, json_t
     int status = lua_cpcall(h->L, plan_protected, &c);
     if (status == 0) {
         end_call(h, false);
-        *plan_out = c.plan;
-        return 0;
+        int rv = plan_typed(c.plan, plan_out);
+        json_decref(c.plan);
+        if (rv != 0)
+            set_err(err, errlen, "policy host: out of memory typing the plan");
+        return rv;
     }
     char file[RD_POLICY_MAX_NAME + 8];
     snprintf(file, sizeof(file), "%s.lua", c.pf->name);

@@ -96,6 +96,44 @@ const char *rd_policy_version(const struct rd_policy_host *h);
  * a requested strategy). */
 bool rd_policy_has_strategy(const struct rd_policy_host *h, const char *name);
 
+/* The actions a plan may hold (policies/README.md has each one's fields). */
+enum rd_action_kind {
+    RD_ACT_REASSIGN = 0,
+    RD_ACT_WAIT,
+    RD_ACT_PAUSE,
+    RD_ACT_ISOLATE,
+    RD_ACT_CHECK_CONSISTENCY,
+    RD_ACT_ALERT,
+    RD_ACT_DEGRADE,
+    RD_ACT_KIND_COUNT
+};
+
+/* One validated action; the fields its kind does not use are NULL / 0. */
+struct rd_action {
+    enum rd_action_kind kind;
+    char *task_id;        /* reassign, wait, pause, check_consistency */
+    char *node_id;        /* reassign: the target (NULL: placement chooses); isolate */
+    char *text;           /* wait: the reason (may be NULL); alert: the summary */
+    const char *severity; /* alert: critical, major, minor or warning (static) */
+    long long order;      /* reassign: lower first (the plan is sorted by it already) */
+    unsigned percent;     /* degrade: performance_limit, 0-100 */
+};
+
+/* A strategy's plan, validated and typed once, in the host. */
+struct rd_plan {
+    char strategy[RD_POLICY_MAX_NAME + 1]; /* the strategy that planned it */
+    struct rd_action *actions;
+    size_t n;
+};
+
+/* The name of an action kind ("reassign", ...). */
+const char *rd_action_name(enum rd_action_kind k);
+/* Releases what a plan holds (not the struct itself). */
+void rd_plan_free(struct rd_plan *p);
+/* The plan as JSON ({"strategy", "actions": [{"action", fields...}]}), for
+ * logs and tests; NULL on ENOMEM. */
+json_t *rd_plan_json(const struct rd_plan *p);
+
 /*
  * Calls select(event, view), then the chosen strategy's plan(event, view),
  * under one budget and the memory cap. `event` and `view` are JSON objects
@@ -103,13 +141,12 @@ bool rd_policy_has_strategy(const struct rd_policy_host *h, const char *name);
  * freshly converted tables, so what one call changes in them is seen by
  * nobody else (JSON null becomes nil; numbers become Lua numbers).
  *
- * The returned plan is validated against the action schema and comes back
- * as a new JSON object {"strategy": "...", "actions": [ ... ]}, owned by the
- * caller; every action carries "action" and its fields; "reassign" always
- * carries an integer "order" (its 1-based position when the policy gave
- * none) and "target" only when the policy chose one.
+ * The returned plan is validated against the action schema and typed into
+ * `*plan_out` (released with rd_plan_free); a reassign always has an order
+ * (its 1-based position when the policy gave none) and a target only when
+ * the policy chose one; the reassigns come sorted by order.
  *
- * Returns 0 and sets *plan_out, or leaves *plan_out untouched and returns:
+ * Returns 0 and fills *plan_out, or leaves it untouched and returns:
  * RD_EINVAL   the policy raised an error, returned a malformed plan (unknown
  *             action or field, missing task_id, wrong type, ...) or select
  *             named an unknown strategy;
@@ -120,7 +157,7 @@ bool rd_policy_has_strategy(const struct rd_policy_host *h, const char *name);
  * last one the budget hook sampled, "near line N"). The host stays usable
  * after any failure.
  */
-int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, json_t **plan_out,
+int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, struct rd_plan *plan_out,
                    char *err, size_t errlen);
 
 #endif

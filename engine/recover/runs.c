@@ -558,7 +558,8 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra)
             continue;
         }
         qsort(todo, k, sizeof(*todo), rd_task_cmp_urgency);
-        json_t *plan = NULL;
+        struct rd_plan plan = {0};
+        bool planned = false;
         char err[RD_POLICY_ERRLEN] = "";
         if (*s->env.policy != NULL) {
             /* One view per pass, whatever the number of lost agents (the
@@ -567,6 +568,7 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra)
                 view = build_view(s);
             json_t *event = build_event(s, n, todo, k);
             int rv = rd_policy_plan(*s->env.policy, event, view, &plan, err, sizeof(err));
+            planned = rv == 0;
             json_decref(event);
             if (rv != 0) {
                 s->policy_errors_total++;
@@ -574,13 +576,12 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra)
                          "node=%s error=%s detail=\"%s\" fallback=builtin", n->node_id,
                          rd_err_name(rv), err);
                 s->env.policy_error(s->env.policy_error_data, err);
-                plan = NULL;
             }
         }
         int proposed = 0;
-        if (plan != NULL) {
-            proposed = rd_sched__execute(s, n, todo, k, plan, extra);
-            json_decref(plan);
+        if (planned) {
+            proposed = rd_sched__execute(s, n, todo, k, &plan, extra);
+            rd_plan_free(&plan);
         } else {
             for (size_t j = 0; j < k && proposed >= 0; j++) {
                 int rv =

@@ -67,7 +67,8 @@ void rd_sched__quarantine(struct rd_sched *s, const struct rd_task *t, unsigned 
 
 /* Carries out a policy's `plan` for the tasks of lost agent `n`: the
  * number of proposals made, or -1 when proposing failed. */
+struct rd_plan;
 int rd_sched__execute(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo, size_t k,
-                      json_t *plan, uint32_t *extra);
+                      const struct rd_plan *plan, uint32_t *extra);
 
 #endif

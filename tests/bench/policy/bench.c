@@ -179,7 +179,7 @@ struct one_case {
 /* One rd_policy_plan; returns its latency, or 0 (counted) when it failed or was wrong. */
 static uint64_t plan_once(struct rd_policy_host *h, const struct one_case *c)
 {
-    json_t *plan = NULL;
+    struct rd_plan plan = {0};
     char err[RD_POLICY_ERRLEN];
     uint64_t t0 = rd_mono_ns();
     int rc = rd_policy_plan(h, c->event, c->view, &plan, err, sizeof(err));
@@ -190,16 +190,16 @@ static uint64_t plan_once(struct rd_policy_host *h, const struct one_case *c)
                     c->size.tasks, rd_err_name(rc), err, (double)ns / 1e3);
         return 0;
     }
-    const char *got = json_string_value(json_object_get(plan, "strategy"));
-    size_t n = json_array_size(json_object_get(plan, "actions"));
+    const char *got = plan.strategy;
+    size_t n = plan.n;
     size_t want = want_actions(c->st, c->size.tasks);
-    if (got == NULL || strcmp(got, strategy_names[c->st]) != 0 || n != want) {
+    if (strcmp(got, strategy_names[c->st]) != 0 || n != want) {
         if (failures++ < 10)
             fprintf(stderr, "bench: expected %s with %zu actions, got %s with %zu\n",
-                    strategy_names[c->st], want, got ? got : "?", n);
+                    strategy_names[c->st], want, got, n);
         ns = 0;
     }
-    json_decref(plan);
+    rd_plan_free(&plan);
     return ns;
 }
 

@@ -233,11 +233,14 @@ static json_t *meta_event(const char *key, const char *value)
 /* Plans and expects success; returns the plan (caller decrefs). */
 static json_t *plan_ok(struct rd_policy_host *h, json_t *event, json_t *view)
 {
-    json_t *plan = NULL;
+    struct rd_plan typed = {0};
     char err[RD_POLICY_ERRLEN];
-    int rc = rd_policy_plan(h, event, view, &plan, err, sizeof(err));
+    int rc = rd_policy_plan(h, event, view, &typed, err, sizeof(err));
     if (rc != 0)
         fail_msg("plan failed: %s: %s", rd_err_name(rc), err);
+    /* The typed plan, seen as JSON (rd_plan_json) for the assertions. */
+    json_t *plan = rd_plan_json(&typed);
+    rd_plan_free(&typed);
     assert_non_null(plan);
     return plan;
 }
@@ -246,11 +249,12 @@ static json_t *plan_ok(struct rd_policy_host *h, json_t *event, json_t *view)
 static void plan_fails(struct rd_policy_host *h, json_t *event, json_t *view, int want,
                        char err[RD_POLICY_ERRLEN])
 {
-    json_t *plan = (json_t *)(uintptr_t)1; /* must stay untouched */
+    struct rd_plan plan = {.n = 7}; /* must stay untouched */
     int rc = rd_policy_plan(h, event, view, &plan, err, RD_POLICY_ERRLEN);
     if (rc != want)
         fail_msg("expected %s, got %s: %s", rd_err_name(want), rd_err_name(rc), err);
-    assert_ptr_equal(plan, (json_t *)(uintptr_t)1);
+    assert_int_equal(plan.n, 7);
+    assert_null(plan.actions);
 }
 
 static const char *strategy_of(json_t *plan)
@@ -476,11 +480,11 @@ static void test_bad_arguments(void **state)
 
     h = load_ok(SHIPPED);
     json_t *view = make_view(false);
-    json_t *plan = NULL;
+    struct rd_plan plan = {0};
     json_t *array = json_array();
     assert_int_equal(rd_policy_plan(h, array, view, &plan, err, sizeof(err)), RD_EINVAL);
     assert_int_equal(rd_policy_plan(h, view, NULL, &plan, err, sizeof(err)), RD_EINVAL);
-    assert_null(plan);
+    assert_null(plan.actions);
 
     /* Absurd nesting is refused, not recursed into. */
     json_t *deep = json_object(), *cur = deep;
@@ -593,7 +597,7 @@ static void test_memory_bomb(void **state)
         json_t *bomb = meta_event("bomb", kinds[i]);
         uint64_t t0 = rd_mono_ns();
         int rc;
-        json_t *plan = NULL;
+        struct rd_plan plan = {0};
         rc = rd_policy_plan(h, bomb, view, &plan, err, sizeof(err));
         double ms = (double)(rd_mono_ns() - t0) / 1e6;
         printf("    memory bomb (%s): %s after %.1f ms: %s\n", kinds[i], rd_err_name(rc), ms, err);
@@ -602,14 +606,14 @@ static void test_memory_bomb(void **state)
         if (strcmp(kinds[i], "table") == 0 && rc == RD_ETIMEOUT)
             continue;
         assert_int_equal(rc, RD_ENOMEM);
-        assert_null(plan);
+        assert_null(plan.actions);
         check_prefix(err, "policies/fast_recovery.lua:");
         check_contains(err, "plan: not enough memory");
         /* The next call on the same file works. */
         json_t *calm = meta_event("other", "x");
-        plan = plan_ok(h, calm, view);
-        expect_plan(plan, "fast_recovery", "reassign:t1:1");
-        json_decref(plan);
+        json_t *ok = plan_ok(h, calm, view);
+        expect_plan(ok, "fast_recovery", "reassign:t1:1");
+        json_decref(ok);
         json_decref(calm);
     }
     json_decref(view);
@@ -1015,9 +1019,11 @@ static void test_custom_dir(void **state)
             json_array_remove(tasks, 1);
         }
         json_t *event = make_event("node_failed", samples[i].fault, NULL, tasks);
-        json_t *plan = NULL;
-        rc = rd_policy_plan(h, event, view, &plan, err, sizeof(err));
+        struct rd_plan typed = {0};
+        rc = rd_policy_plan(h, event, view, &typed, err, sizeof(err));
         if (rc == 0) {
+            json_t *plan = rd_plan_json(&typed);
+            rd_plan_free(&typed);
             char *text = json_dumps(plan, JSON_COMPACT);
             printf("    %s: %s\n", samples[i].what, text);
             free(text);
