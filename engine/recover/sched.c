@@ -806,6 +806,8 @@ static void pass(struct rd_sched *s)
     if (extra == NULL)
         return;
     labels_reset(s); /* labels are parsed at most once per node per pass */
+    /* Counted first: /metrics, on this thread, sees it after the whole pass. */
+    s->passes_total++;
     recover(s, extra);
     resume_paused(s);
     if (f->tasks_by_state[RD_TASK_PENDING] == 0) {

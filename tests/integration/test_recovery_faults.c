@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "harness.h"
+#include "rdt_metrics.h"
 
 static struct rdt_proc proc;
 
@@ -187,6 +188,34 @@ static void await_log(const char *needle, int timeout_ms)
     for (int64_t until = rdt_now_ms() + timeout_ms; !log_has(needle);) {
         if (rdt_now_ms() > until)
             fail_msg("no '%s' in the engine log", needle);
+        rdt_sleep_ms(20);
+    }
+}
+
+static long long metric(const char *series)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
+    assert_int_equal(r.status, 200);
+    long long v = rdt_metric_in(r.body, series);
+    rdt_resp_free(&r);
+    if (v < 0)
+        fail_msg("no %s in /metrics", series);
+    return v;
+}
+
+/* Waits until the scheduler has run `n` more passes than now: what it would
+ * do on its own (resume, place), it has had every chance to do. A fixed
+ * sleep would pass as well when no pass ran at all. */
+static void await_sched_passes(int n)
+{
+    long long want = metric("recoveryd_scheduler_passes_total") + n;
+    for (int64_t until = rdt_now_ms() + 10000;;) {
+        long long now = metric("recoveryd_scheduler_passes_total");
+        if (now >= want)
+            return;
+        if (rdt_now_ms() > until)
+            fail_msg("the scheduler ran %lld passes in 10 s, waited for %d", now - (want - n), n);
         rdt_sleep_ms(20);
     }
 }
@@ -466,7 +495,7 @@ static void test_degraded_service_under_partition(void **state)
     json_decref(runs);
     await_log("alert=RecoveryPolicy", 5000);
     /* Still partitioned: the paused tasks stay paused. */
-    rdt_sleep_ms(300); /* several recovery passes: nothing may resume them */
+    await_sched_passes(5); /* several recovery passes: nothing may resume them */
     for (int i = 1; i < 3; i++)
         json_decref(await_task(ids[i], "paused", "d-a", 0));
     assert_string_equal(mode_now(mode), "degraded");
@@ -708,7 +737,7 @@ static void test_placement_follows_labels(void **state)
     json_decref(await_task(gpu, "assigned", "lab-gpu1", 5000));
     json_decref(await_task(any, "assigned", "*", 5000));
     /* No agent has accel=tpu: the task waits, several passes later too. */
-    rdt_sleep_ms(300);
+    await_sched_passes(5);
     json_decref(await_task(tpu, "pending", NULL, 0));
     agent_add_labelled("lab-tpu", 1, "{\"zone\":\"a\",\"accel\":\"tpu\",\"extra\":\"yes\"}");
     json_decref(await_task(tpu, "assigned", "lab-tpu", 5000));
