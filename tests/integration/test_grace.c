@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "harness.h"
 #include "rdt_ctest.h"
+#include "rdt_log.h"
 
 /* The heartbeat interval (200 ms, scaled by rdt_time_factor()) and the lease. */
 static int hb_ms, lease_ms;
@@ -36,27 +37,6 @@ static void make_config(void)
              "    - {name: heartbeat, required: true}\n"
              "    - {name: health_probe, config: {interval: %dms}}\n",
              hb_ms, rdt_ms(50));
-}
-
-/* The time of the first `event=leader` line in the daemon's log after byte
- * `from` (wall clock, like detected_at). */
-static int64_t leader_since(struct rdt_proc *p, size_t from)
-{
-    char *log = rdt_proc_log(p);
-    assert_non_null(log);
-    assert_true(strlen(log) >= from);
-    const char *ev = strstr(log + from, " event=leader ");
-    if (ev == NULL)
-        fail_msg("no event=leader line in the log after the restart");
-    const char *line = ev;
-    while (line > log + from && line[-1] != '\n')
-        line--;
-    char ts[64] = "";
-    assert_int_equal(sscanf(line, "ts=%63s", ts), 1);
-    int64_t t;
-    assert_int_equal(rd_time_parse(ts, &t), 0);
-    free(log);
-    return t;
 }
 
 static long long reg(struct rdt_proc *p, const char *id)
@@ -110,14 +90,15 @@ static void test_restart_gives_every_agent_a_lease_of_grace(void **state)
     assert_int_equal(beat(&p, "live", live), 200);
     assert_int_equal(beat(&p, "dead", dead), 200);
     assert_int_equal(rdt_proc_kill9(&p), 0);
-    char *log = rdt_proc_log(&p);
-    assert_non_null(log);
-    size_t log_len = strlen(log);
-    free(log);
     int64_t t_restart = rd_now_ms(); /* wall clock, like detected_at */
     assert_int_equal(rdt_proc_restart(&p), 0);
     assert_int_equal(rdt_wait_ready(&p, 15000), 0);
-    int64_t t_leader = leader_since(&p, log_len);
+    /* When it led again: its event=leader line, logged just before the grace. */
+    char *log = rdt_proc_log(&p);
+    assert_non_null(log);
+    int64_t t_leader = rdt_log_time(log, " event=leader ", t_restart);
+    free(log);
+    assert_true(t_leader >= t_restart);
     /* "live" beats on; "dead" never again. */
     char buf[32];
     int64_t until = rdt_now_ms() + 8 * lease_ms;
