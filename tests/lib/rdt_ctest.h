@@ -21,6 +21,7 @@
 #define RDT_CTEST_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -57,6 +58,44 @@ static inline int rdt_time_factor(void)
 static inline int rdt_ms(int ms)
 {
     return ms * rdt_time_factor();
+}
+
+/*
+ * The YAML text `in` with every duration value (": " then a whole number
+ * with ms, s, m or h, then the end of the value) multiplied by
+ * rdt_time_factor(), in `out` (`len` bytes): the engine runs the test's
+ * scenario at the same pace as the test, however slow. Counts, shares and
+ * sizes (`3`, `50%`, `4MiB`) are left alone. Returns `out`; aborts when it
+ * does not fit.
+ */
+static inline const char *rdt_scale_durations(const char *in, char *out, size_t len)
+{
+    int f = rdt_time_factor();
+    size_t o = 0;
+    for (const char *p = in; *p != '\0';) {
+        if (p[0] == ':' && p[1] == ' ' && p[2] >= '0' && p[2] <= '9') {
+            const char *q = p + 2;
+            long long v = 0;
+            while (*q >= '0' && *q <= '9')
+                v = v * 10 + (*q++ - '0');
+            size_t unit = q[0] == 'm' && q[1] == 's' ? 2 : (*q == 's' || *q == 'm' || *q == 'h');
+            char end = q[unit];
+            if (unit > 0 &&
+                (end == '\0' || end == '\n' || end == ' ' || end == ',' || end == '}')) {
+                int n = snprintf(out + o, len - o, ": %lld%.*s", v * f, (int)unit, q);
+                if (n < 0 || (size_t)n >= len - o)
+                    abort();
+                o += (size_t)n;
+                p = q + unit;
+                continue;
+            }
+        }
+        if (o + 1 >= len)
+            abort();
+        out[o++] = *p++;
+    }
+    out[o] = '\0';
+    return out;
 }
 
 #endif
