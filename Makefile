@@ -26,7 +26,9 @@ run: bootstrap build
 test: bootstrap build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
-# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer. Its
+# tests' time limits are 3x (tests/CMakeLists.txt; RD_TEST_TIME_FACTOR
+# overrides it).
 sanitize:
 	@scripts/bootstrap
 	cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=address,undefined $(CMAKE_FLAGS)

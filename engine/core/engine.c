@@ -143,6 +143,10 @@ static void on_role(void *data, bool leader)
 {
     struct rd_engine *eng = data;
     if (leader) {
+        /* Logged before the grace starts, so the line's time is never later
+         * than its start: operators (and test_grace) measure from it. */
+        RD_INFO("engine", "leader", "nodes=%zu grace_ms=%llu", eng->fsm.n_nodes,
+                (unsigned long long)rd_engine_lease_ms(eng));
         /* Soft state is rebuilt from scratch: every node gets one full lease
          * of grace before anything judges it (DESIGN.md decision 2). */
         eng->leader_since_ns = rd_mono_ns();
@@ -162,8 +166,6 @@ static void on_role(void *data, bool leader)
                 rd_plugin_host_node(&eng->plugins, RD_NODE_EV_ADDED, n);
         }
         announce_replicas(eng);
-        RD_INFO("engine", "leader", "nodes=%zu grace_ms=%llu", eng->fsm.n_nodes,
-                (unsigned long long)rd_engine_lease_ms(eng));
     } else {
         eng->leader_since_ns = 0;
         rd_analysis_stop(&eng->analysis);

@@ -554,6 +554,7 @@ static void tick(uv_timer_t *t)
     struct rd_analysis *a = t->data;
     if (!rd_replica_is_leader(a->replica))
         return;
+    a->passes_total++; /* counted first: /metrics, on this thread, sees it after the pass */
     uint64_t now = rd_mono_ns();
     if (a->partition_suspected && !a->partition_proposing && !guard_tripped(a, now, 0))
         partition_close(a);
@@ -686,4 +687,8 @@ void rd_analysis_metrics(struct rd_analysis *a, struct rd_mbuf *b)
                      "Decisions proposed to the log by the analysis.");
     rd_mbuf_printf(b, "recoveryd_analysis_proposals_total %llu\n",
                    (unsigned long long)a->proposals_total);
+    rd_metric_header(b, "recoveryd_analysis_passes_total", "counter",
+                     "Periodic passes of the analysis over the agents in trouble (as leader).");
+    rd_mbuf_printf(b, "recoveryd_analysis_passes_total %llu\n",
+                   (unsigned long long)a->passes_total);
 }

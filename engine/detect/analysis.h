@@ -57,6 +57,7 @@ struct rd_analysis {
     uint64_t proposals_total;
     uint64_t proposals_refused;
     uint64_t guard_blocked_total; /* failures held back by the mass-failure guard */
+    uint64_t passes_total;        /* periodic passes over the agents (ticks as leader) */
 };
 
 /* Everything it reads or proposes through, explicitly; all outlive it. */

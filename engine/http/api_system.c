@@ -198,6 +198,10 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_metric_header(&b, "recoveryd_poison_tasks_total", "counter",
                      "Tasks quarantined as poison (this leader).");
     rd_mbuf_printf(&b, "recoveryd_poison_tasks_total %llu\n", (unsigned long long)sc->poison_total);
+    rd_metric_header(&b, "recoveryd_scheduler_passes_total", "counter",
+                     "Scheduler passes run as leader (recovery, paused tasks, placement).");
+    rd_mbuf_printf(&b, "recoveryd_scheduler_passes_total %llu\n",
+                   (unsigned long long)sc->passes_total);
     rd_metric_header(&b, "recoveryd_degraded", "gauge",
                      "1 while in degraded mode (partition suspected or tasks paused).");
     rd_mbuf_printf(&b, "recoveryd_degraded %d\n", rd_sched_degraded(sc, NULL) ? 1 : 0);

@@ -117,6 +117,8 @@ static void pass(struct rd_sched *s)
     if (extra == NULL)
         return;
     rd_sched__labels_reset(s); /* labels are parsed at most once per node per pass */
+    /* Counted first: /metrics, on this thread, sees it after the whole pass. */
+    s->passes_total++;
     rd_sched__recover(s, extra);
     rd_sched__resume_paused(s);
     rd_sched__place_pending(s, extra);

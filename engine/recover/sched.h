@@ -52,6 +52,7 @@ struct rd_sched {
     uint64_t policy_errors_total;
     uint64_t poison_total;      /* tasks quarantined as poison */
     uint64_t runs_timed_out;    /* runs closed partial at their strategy's max_time */
+    uint64_t passes_total;      /* passes run as leader (recovery, resumes, placement) */
     unsigned performance_limit; /* degraded mode's share of capacity, from the last degrade */
     double partition_tokens;    /* moves allowed while a partition is suspected */
     uint64_t partition_tokens_ns;

@@ -2,8 +2,12 @@
  * Alerts end to end: a fault opens an alert and its resolution resolves it,
  * delivered by the webhook plugin to a real HTTP receiver in the format of
  * Alertmanager's webhook. While the receiver is down (answering 503, then
- * refusing connections) alerts wait and are retried; when it comes back
- * every one arrives, in order, and nothing blocks the engine meanwhile.
+ * accepting a delivery and never answering it, then refusing connections)
+ * alerts wait and are retried; when it comes back every one arrives, in
+ * order. Nothing blocks the engine meanwhile: while a delivery hangs (the
+ * plugin's timeout is far longer than any wait here) the API answers and an
+ * agent is detected coming back, and the hung delivery is still in flight.
+ * Intervals and time limits scale with rdt_time_factor().
  */
 #include "cmocka_all.h"
 
@@ -13,9 +17,15 @@
 
 #include "harness.h"
 #include "httpd.h"
+#include "rdt_ctest.h"
+
+/* The webhook's timeout: a hung delivery outlasts everything the test does
+ * meanwhile, so an engine that waited for it could not pass. */
+#define HANG_TIMEOUT "60s"
 
 static struct rdt_proc proc;
 static struct rdt_httpd *receiver;
+static int hb_ms; /* the heartbeat interval: 100 ms, scaled */
 
 static int setup(void **state)
 {
@@ -23,11 +33,12 @@ static int setup(void **state)
     if (receiver == NULL)
         return -1;
     rdt_httpd_set(receiver, 0, RDT_EP_STATUS, 503); /* down from the start */
+    hb_ms = rdt_ms(100);
     char yaml[2048];
     snprintf(yaml, sizeof(yaml),
              "fault_tolerance:\n"
              "  detection:\n"
-             "    heartbeat_interval: 100ms\n"
+             "    heartbeat_interval: %dms\n"
              "    failure_threshold: 3\n"
              "    recovery_threshold: 2\n"
              "  partition:\n"
@@ -40,9 +51,9 @@ static int setup(void **state)
              "      required: true\n"
              "      config:\n"
              "        url: http://127.0.0.1:%u/alerts\n"
-             "        timeout: 500ms\n"
-             "        max_backoff: 200ms\n",
-             rdt_httpd_port(receiver, 0));
+             "        timeout: " HANG_TIMEOUT "\n"
+             "        max_backoff: %dms\n",
+             hb_ms, rdt_httpd_port(receiver, 0), rdt_ms(200));
     if (rdt_proc_start(&proc, yaml) != 0)
         return -1;
     return rdt_wait_ready(&proc, 15000);
@@ -54,6 +65,10 @@ static int teardown(void **state)
     rdt_httpd_stop(receiver);
     return 0;
 }
+
+#define FAILED  "recoveryd_plugin_alerts_failed_total{instance=\"ops-webhook\"} "
+#define SENT    "recoveryd_plugin_alerts_sent_total{instance=\"ops-webhook\"} "
+#define DROPPED "recoveryd_plugin_alerts_dropped_total{instance=\"ops-webhook\"} "
 
 static long long metric(const char *name)
 {
@@ -83,14 +98,14 @@ static void beat(const char *id, long long epoch, int rounds)
         struct rdt_resp r = {0};
         assert_int_equal(rdt_heartbeat(&proc, RDT_H2, id, epoch, 0, &r), 0);
         rdt_resp_free(&r);
-        rdt_sleep_ms(100);
+        rdt_sleep_ms(hb_ms);
     }
 }
 
-/* Polls until the receiver holds `n` accepted bodies (deadline 10 s). */
+/* Polls until the receiver holds `n` accepted bodies (deadline 10 s, scaled). */
 static void await_bodies(unsigned n)
 {
-    int64_t deadline = rdt_now_ms() + 10000;
+    int64_t deadline = rdt_now_ms() + rdt_ms(10000);
     while (rdt_httpd_bodies(receiver, 0) < n && rdt_now_ms() < deadline)
         rdt_sleep_ms(20);
     assert_true(rdt_httpd_bodies(receiver, 0) >= n);
@@ -113,7 +128,7 @@ static void await_state(const char *id, const char *state, long long epoch, bool
 {
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/nodes/%s", id);
-    int64_t deadline = rdt_now_ms() + 10000;
+    int64_t deadline = rdt_now_ms() + rdt_ms(10000);
     for (;;) {
         struct rdt_resp r = {0};
         assert_int_equal(rdt_get(&proc, RDT_H1, path, &r), 0);
@@ -137,24 +152,48 @@ static void test_alerts_survive_a_receiver_outage(void **state)
     await_state("agent-a", "failed", epoch, false);
     char fid[64];
     fault_id_of("agent-a", fid, sizeof(fid));
-    int64_t deadline = rdt_now_ms() + 5000;
-    while (metric("recoveryd_plugin_alerts_failed_total{instance=\"ops-webhook\"} ") < 2 &&
-           rdt_now_ms() < deadline)
+    int64_t deadline = rdt_now_ms() + rdt_ms(5000);
+    while (metric(FAILED) < 2 && rdt_now_ms() < deadline)
         rdt_sleep_ms(20);
-    assert_true(metric("recoveryd_plugin_alerts_failed_total{instance=\"ops-webhook\"} ") >= 2);
+    assert_true(metric(FAILED) >= 2);
     assert_int_equal(rdt_httpd_bodies(receiver, 0), 0);
 
-    /* Now it refuses connections altogether; the engine is not held up. */
-    rdt_httpd_set(receiver, 0, RDT_EP_DOWN, 0);
+    /* Now it accepts a delivery and never answers it: the engine is not held
+     * up. Once a retry sits at the receiver (accepted, unanswered)... */
+    assert_int_equal(rdt_httpd_set(receiver, 0, RDT_EP_HANG, 0), 0);
+    unsigned hits = rdt_httpd_hits(receiver, 0); /* from here on, every request hangs */
+    deadline = rdt_now_ms() + rdt_ms(5000);
+    while (rdt_httpd_hits(receiver, 0) == hits && rdt_now_ms() < deadline)
+        rdt_sleep_ms(10);
+    assert_true(rdt_httpd_hits(receiver, 0) > hits);
+    long long failed = metric(FAILED);
+    /* ...the API answers at once... */
     struct rdt_resp r = {0};
     int64_t t0 = rdt_now_ms();
     assert_int_equal(rdt_get(&proc, RDT_H2, "/api/v1/faults/status", &r), 0);
     assert_int_equal(r.status, 200);
-    assert_true(rdt_now_ms() - t0 < 1000);
+    assert_true(rdt_now_ms() - t0 < rdt_ms(1000));
     rdt_resp_free(&r);
-    /* Meanwhile the agent comes back: its fault resolves (a second alert). */
+    /* ...and the agent comes back meanwhile: registered, heartbeats taken,
+     * judged alive, its fault resolved (a second alert, queued). */
     epoch = register_node("agent-a");
     await_state("agent-a", "alive", epoch, true);
+    /* All of that while the delivery still hangs: no attempt ended since. */
+    assert_int_equal(metric(FAILED), failed);
+    assert_int_equal(metric(SENT), 0);
+
+    /* Then it refuses connections altogether (the hung one is torn down: a
+     * failed attempt, retried); the engine is not held up either. */
+    assert_int_equal(rdt_httpd_set(receiver, 0, RDT_EP_DOWN, 0), 0);
+    deadline = rdt_now_ms() + rdt_ms(5000);
+    while (metric(FAILED) < failed + 2 && rdt_now_ms() < deadline)
+        rdt_sleep_ms(20);
+    assert_true(metric(FAILED) >= failed + 2);
+    t0 = rdt_now_ms();
+    assert_int_equal(rdt_get(&proc, RDT_H2, "/api/v1/faults/status", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(rdt_now_ms() - t0 < rdt_ms(1000));
+    rdt_resp_free(&r);
 
     /* The receiver is back: both alerts arrive, firing then resolved. */
     rdt_httpd_set(receiver, 0, RDT_EP_OK, 0);
@@ -198,8 +237,8 @@ static void test_alerts_survive_a_receiver_outage(void **state)
     }
     assert_true(firing >= 0);
     assert_true(resolved > firing); /* in order */
-    assert_true(metric("recoveryd_plugin_alerts_sent_total{instance=\"ops-webhook\"} ") >= 2);
-    assert_int_equal(metric("recoveryd_plugin_alerts_dropped_total{instance=\"ops-webhook\"} "), 0);
+    assert_true(metric(SENT) >= 2);
+    assert_int_equal(metric(DROPPED), 0);
 }
 
 int main(void)

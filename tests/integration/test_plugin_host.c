@@ -3,7 +3,9 @@
  * (tests/plugins/bad_plugin.c): each ABI mismatch is refused before anything
  * in the library runs, with a message naming the file and both versions; a
  * failing init is contained unless the instance is required; bad instance
- * config gets file:line errors against the keys the plugin declares.
+ * config gets file:line errors against the keys the plugin declares. And the
+ * example every plugin author starts from, plugins/examples/minimal_detector,
+ * loads and does what it says.
  */
 #include "cmocka_all.h"
 
@@ -12,6 +14,8 @@
 #include <string.h>
 
 #include "harness.h"
+#include "rdt_ctest.h"
+#include "rdt_metrics.h"
 
 /* Starts a daemon whose only plugin instance is `plugin`; returns its log
  * (caller frees) and whether it came up. */
@@ -162,6 +166,136 @@ static void test_failed_instance_is_reported(void **state)
     rdt_proc_cleanup(&p);
 }
 
+/* ---- plugins/examples/minimal_detector ------------------------------------ */
+
+static json_t *faults_of(struct rdt_proc *p, const char *node)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/faults/records?node_id=%s", node);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(p, RDT_H1, path, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *items = json_incref(rdt_json_path(r.json, "items"));
+    rdt_resp_free(&r);
+    return items;
+}
+
+static long long analysis_passes(struct rdt_proc *p)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(p, RDT_H1, "/metrics", &r), 0);
+    long long v = rdt_metric_in(r.body, "recoveryd_analysis_passes_total");
+    rdt_resp_free(&r);
+    assert_true(v >= 0);
+    return v;
+}
+
+/* Heartbeats of `node` reporting `used` slots, every `hb_ms`, until its
+ * newest fault record has `status` (NULL: until `passes` analysis passes
+ * went by); returns that record (a new reference) or NULL. */
+static json_t *beat_until(struct rdt_proc *p, const char *node, long long epoch, int used,
+                          int hb_ms, const char *status, long long passes)
+{
+    long long until_pass = analysis_passes(p) + passes;
+    for (int64_t until = rdt_now_ms() + rdt_ms(10000);;) {
+        struct rdt_resp r = {0};
+        assert_int_equal(rdt_heartbeat(p, RDT_H2, node, epoch, used, &r), 0);
+        assert_int_equal(r.status, 200);
+        rdt_resp_free(&r);
+        json_t *items = faults_of(p, node);
+        json_t *f = json_incref(json_array_get(items, 0));
+        json_decref(items);
+        if (status != NULL && f != NULL &&
+            strcmp(json_string_value(json_object_get(f, "status")), status) == 0)
+            return f;
+        if (status == NULL && analysis_passes(p) >= until_pass) {
+            json_decref(f);
+            return NULL;
+        }
+        json_decref(f);
+        if (rdt_now_ms() > until)
+            fail_msg("%s reporting %d slots in use: no %s fault within 10 s", node, used,
+                     status ? status : "(waited for passes)");
+        rdt_sleep_ms(hb_ms);
+    }
+}
+
+/*
+ * The example detector (an instance "overbooked", tolerance 1) on the real
+ * engine: an agent registered with 2 slots that reports 3 in use is within
+ * the tolerance, nothing happens; at 4 the detector suspects it and the
+ * engine records a warning-level fault naming the instance and its metric,
+ * the agent still working; back at 2, the fault is resolved.
+ */
+static void test_minimal_detector_example_works(void **state)
+{
+    int hb_ms = rdt_ms(100);
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml),
+             "fault_tolerance:\n"
+             "  detection:\n"
+             "    heartbeat_interval: %dms\n"
+             "    failure_threshold: 3\n"
+             "  partition:\n"
+             "    min_nodes: 100\n"
+             "plugins:\n"
+             "  instances:\n"
+             "    - {name: heartbeat, required: true}\n"
+             "    - name: overbooked\n"
+             "      plugin: minimal_detector\n"
+             "      required: true\n"
+             "      config:\n"
+             "        tolerance: 1\n",
+             hb_ms);
+    struct rdt_proc p;
+    memset(&p, 0, sizeof(p)); /* the build's plugins, examples among them */
+    assert_int_equal(rdt_proc_start(&p, yaml), 0);
+    assert_int_equal(rdt_wait_ready(&p, 15000), 0);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&p, RDT_H1, "/api/v1/plugins", &r), 0);
+    json_t *x, *found = NULL;
+    size_t i;
+    json_array_foreach(rdt_json_path(r.json, "items"), i, x)
+    {
+        if (strcmp(json_string_value(json_object_get(x, "name")), "overbooked") == 0)
+            found = x;
+    }
+    assert_non_null(found);
+    assert_string_equal(json_string_value(json_object_get(found, "plugin")), "minimal_detector");
+    assert_string_equal(json_string_value(json_object_get(found, "kind")), "detector");
+    assert_string_equal(json_string_value(json_object_get(found, "state")), "running");
+    rdt_resp_free(&r);
+
+    long long epoch = 0;
+    assert_int_equal(rdt_register(&p, "busy-1", 2, &epoch), 0);
+    /* Within the tolerance, past the agent's grace (a lease: 3 intervals)
+     * and then some: judged all along, no fault. */
+    assert_null(beat_until(&p, "busy-1", epoch, 3, hb_ms, NULL, 2 + 6 * hb_ms / 100));
+    json_t *none = faults_of(&p, "busy-1");
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+    /* Over it: suspected by the example, a record, and it keeps working. */
+    json_t *f = beat_until(&p, "busy-1", epoch, 4, hb_ms, "open", 0);
+    assert_string_equal(json_string_value(json_object_get(f, "fault_type")), "degraded");
+    assert_string_equal(json_string_value(json_object_get(f, "severity_level")), "minor");
+    assert_string_equal(json_string_value(rdt_json_path(f, "metadata.metric")), "slots_used");
+    assert_string_equal(json_string_value(rdt_json_path(f, "metadata.signals.metrics")), "suspect");
+    const char *detail = json_string_value(rdt_json_path(f, "metadata.detail"));
+    assert_non_null(detail);
+    assert_non_null(strstr(detail, "overbooked: more slots in use than registered"));
+    char id[64];
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(f, "id")));
+    json_decref(f);
+    assert_int_equal(rdt_get(&p, RDT_H1, "/api/v1/nodes/busy-1", &r), 0);
+    assert_string_equal(json_string_value(json_object_get(r.json, "state")), "alive");
+    rdt_resp_free(&r);
+    /* Back within capacity: the same record is resolved. */
+    f = beat_until(&p, "busy-1", epoch, 2, hb_ms, "resolved", 0);
+    assert_string_equal(json_string_value(json_object_get(f, "id")), id);
+    json_decref(f);
+    rdt_proc_cleanup(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_failing_init_is_contained_unless_required),
         cmocka_unit_test(test_instance_config_is_validated_against_declared_keys),
         cmocka_unit_test(test_failed_instance_is_reported),
+        cmocka_unit_test(test_minimal_detector_example_works),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

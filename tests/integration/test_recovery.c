@@ -3,6 +3,8 @@
  * middle of a task; the task moves to a healthy agent as attempt 2 and is
  * handed over with its last checkpoint; the zombie's writes (checkpoint,
  * completion) are fenced, so only one attempt can complete the task.
+ * The engine's intervals, the agents' cadence and every wait scale with
+ * rdt_time_factor() (tests/lib/rdt_ctest.h).
  */
 #include "cmocka_all.h"
 
@@ -12,23 +14,28 @@
 #include <sys/stat.h>
 
 #include "harness.h"
+#include "rdt_ctest.h"
 
 #define TASK "6f1e2d3c-4b5a-4987-8c6d-5e4f3a2b1c0d"
 
-static const char yaml[] = "fault_tolerance:\n"
-                           "  detection:\n"
-                           "    heartbeat_interval: 100ms\n"
-                           "    failure_threshold: 3\n"
-                           "  partition:\n"
-                           "    min_nodes: 100\n"
-                           "plugins:\n"
-                           "  instances:\n"
-                           "    - {name: heartbeat, required: true}\n";
+static const char yaml_1x[] = "fault_tolerance:\n"
+                              "  detection:\n"
+                              "    heartbeat_interval: 100ms\n"
+                              "    failure_threshold: 3\n"
+                              "  partition:\n"
+                              "    min_nodes: 100\n"
+                              "plugins:\n"
+                              "  instances:\n"
+                              "    - {name: heartbeat, required: true}\n";
 
+static char yaml[512]; /* yaml_1x, its durations scaled */
+static int hb_ms;      /* the agents' cadence: the heartbeat interval, 100 ms scaled */
 static struct rdt_proc proc;
 
 static int setup(void **state)
 {
+    rdt_scale_durations(yaml_1x, yaml, sizeof(yaml));
+    hb_ms = rdt_ms(100);
     if (rdt_proc_start(&proc, yaml) != 0)
         return -1;
     return rdt_wait_ready(&proc, 15000);
@@ -85,13 +92,13 @@ static void test_task_survives_its_agent(void **state)
     /* agent-a gets it in a heartbeat answer and works: two checkpoints. */
     long st;
     json_t *hb = NULL;
-    for (int64_t until = rdt_now_ms() + 5000;;) {
+    for (int64_t until = rdt_now_ms() + rdt_ms(5000);;) {
         json_decref(hb);
         hb = heartbeat("agent-a", ea, &st);
         if (json_array_size(json_object_get(hb, "assignments")) == 1)
             break;
         assert_true(rdt_now_ms() < until);
-        rdt_sleep_ms(50);
+        rdt_sleep_ms(hb_ms / 2);
     }
     assert_int_equal(json_integer_value(rdt_json_path(
                          json_array_get(json_object_get(hb, "assignments"), 0), "attempt")),
@@ -103,7 +110,7 @@ static void test_task_survives_its_agent(void **state)
     assert_int_equal(rdt_register(&proc, "agent-b", 2, &eb), 0);
     json_t *as = NULL;
     int64_t crash = rdt_now_ms();
-    for (int64_t until = crash + 10000;;) {
+    for (int64_t until = crash + rdt_ms(10000);;) {
         json_t *b = heartbeat("agent-b", eb, &st);
         assert_int_equal(st, 200);
         as = json_incref(json_array_get(json_object_get(b, "assignments"), 0));
@@ -111,7 +118,7 @@ static void test_task_survives_its_agent(void **state)
         if (as != NULL)
             break;
         assert_true(rdt_now_ms() < until);
-        rdt_sleep_ms(100);
+        rdt_sleep_ms(hb_ms);
     }
     fprintf(stderr, "task handed to agent-b %lld ms after agent-a's last heartbeat\n",
             (long long)(rdt_now_ms() - crash));
@@ -151,7 +158,7 @@ static void test_task_survives_its_agent(void **state)
     rdt_resp_free(&r);
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/tasks/%s", t2);
-    for (int64_t until = rdt_now_ms() + 5000;;) {
+    for (int64_t until = rdt_now_ms() + rdt_ms(5000);;) {
         assert_int_equal(rdt_get(&proc, RDT_H1, path, &r), 0);
         bool placed = json_integer_value(rdt_json_path(r.json, "attempt")) == 1;
         rdt_resp_free(&r);
@@ -173,7 +180,7 @@ static void test_task_survives_its_agent(void **state)
     rdt_resp_free(&r);
     snprintf(path, sizeof(path), "/api/v1/recovery/tasks/%s", rid);
     json_t *run = NULL;
-    for (int64_t until = rdt_now_ms() + 5000;;) {
+    for (int64_t until = rdt_now_ms() + rdt_ms(5000);;) {
         assert_int_equal(rdt_get(&proc, RDT_H2, path, &r), 0);
         assert_int_equal(r.status, 200);
         bool done = strcmp(json_string_value(rdt_json_path(r.json, "status")), "succeeded") == 0;
@@ -322,7 +329,7 @@ static void test_runaway_policy_falls_back_to_the_default(void **state)
     assert_int_equal(r.status, 201);
     rdt_resp_free(&r);
     /* Placed on the victim; then a healthy agent joins and the victim dies. */
-    for (int64_t until = rdt_now_ms() + 5000;;) {
+    for (int64_t until = rdt_now_ms() + rdt_ms(5000);;) {
         char path[96];
         snprintf(path, sizeof(path), "/api/v1/tasks/%s", TASK);
         assert_int_equal(rdt_get(&p, RDT_H1, path, &r), 0);
@@ -335,13 +342,13 @@ static void test_runaway_policy_falls_back_to_the_default(void **state)
     }
     assert_int_equal(rdt_register(&p, "healthy", 2, &eh), 0);
     json_t *as = NULL;
-    for (int64_t until = rdt_now_ms() + 10000; as == NULL;) {
+    for (int64_t until = rdt_now_ms() + rdt_ms(10000); as == NULL;) {
         assert_int_equal(rdt_heartbeat(&p, RDT_H2, "healthy", eh, 0, &r), 0);
         as = json_incref(json_array_get(rdt_json_path(r.json, "assignments"), 0));
         rdt_resp_free(&r);
         assert_true(as != NULL || rdt_now_ms() < until);
         if (as == NULL)
-            rdt_sleep_ms(100);
+            rdt_sleep_ms(hb_ms);
     }
     assert_int_equal(json_integer_value(json_object_get(as, "attempt")), 2);
     json_decref(as);

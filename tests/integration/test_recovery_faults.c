@@ -9,7 +9,9 @@
  *   checkpoints when the partition ends;
  * - a recovery run interrupted by kill -9 of the engine resumes from its
  *   committed records after the restart and moves every task exactly once.
- * Agents are heartbeat loops in a thread of this process.
+ * Agents are heartbeat loops in a thread of this process. Every duration in
+ * the engine's configuration, the agents' cadence and every wait scale with
+ * rdt_time_factor() (tests/lib/rdt_ctest.h).
  */
 #include "cmocka_all.h"
 
@@ -22,6 +24,8 @@
 #include <sys/stat.h>
 
 #include "harness.h"
+#include "rdt_ctest.h"
+#include "rdt_metrics.h"
 
 static struct rdt_proc proc;
 
@@ -67,13 +71,20 @@ static struct agent *agent_add(const char *id, int slots)
     return a;
 }
 
+/* `yaml` with its durations scaled (rdt_scale_durations()). */
+static const char *scaled(const char *yaml)
+{
+    static char buf[4096];
+    return rdt_scale_durations(yaml, buf, sizeof(buf));
+}
+
 static int start(const char *yaml, int heartbeat_ms)
 {
     memset(agents, 0, sizeof(agents));
     atomic_store(&n_agents, 0);
-    beat_ms = heartbeat_ms;
+    beat_ms = rdt_ms(heartbeat_ms);
     atomic_store(&stop_beats, false);
-    if (rdt_proc_start(&proc, yaml) != 0 || rdt_wait_ready(&proc, 15000) != 0)
+    if (rdt_proc_start(&proc, scaled(yaml)) != 0 || rdt_wait_ready(&proc, 15000) != 0)
         return -1;
     return pthread_create(&beater, NULL, beat_loop, NULL) == 0 ? 0 : -1;
 }
@@ -131,6 +142,7 @@ static void submit(const char *id, bool critical, int priority)
  * with node "*", on any agent). Returns the task. */
 static json_t *await_task(const char *id, const char *state, const char *node, int timeout_ms)
 {
+    timeout_ms = rdt_ms(timeout_ms);
     for (int64_t until = rdt_now_ms() + timeout_ms;;) {
         json_t *t = task_get(id);
         const char *on = sfield(t, "node_id");
@@ -184,9 +196,39 @@ static bool log_has(const char *needle)
 
 static void await_log(const char *needle, int timeout_ms)
 {
+    timeout_ms = rdt_ms(timeout_ms);
     for (int64_t until = rdt_now_ms() + timeout_ms; !log_has(needle);) {
         if (rdt_now_ms() > until)
             fail_msg("no '%s' in the engine log", needle);
+        rdt_sleep_ms(20);
+    }
+}
+
+static long long metric(const char *series)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
+    assert_int_equal(r.status, 200);
+    long long v = rdt_metric_in(r.body, series);
+    rdt_resp_free(&r);
+    if (v < 0)
+        fail_msg("no %s in /metrics", series);
+    return v;
+}
+
+/* Waits until the scheduler has run `n` more passes than now: what it would
+ * do on its own (resume, place), it has had every chance to do. A fixed
+ * sleep would pass as well when no pass ran at all. */
+static void await_sched_passes(int n)
+{
+    long long want = metric("recoveryd_scheduler_passes_total") + n;
+    for (int64_t until = rdt_now_ms() + rdt_ms(10000);;) {
+        long long now = metric("recoveryd_scheduler_passes_total");
+        if (now >= want)
+            return;
+        if (rdt_now_ms() > until)
+            fail_msg("the scheduler ran %lld passes in %d ms, waited for %d", now - (want - n),
+                     rdt_ms(10000), n);
         rdt_sleep_ms(20);
     }
 }
@@ -204,6 +246,7 @@ static json_t *runs_of(const char *node)
 
 static json_t *await_fault(const char *type, const char *task_id, int timeout_ms)
 {
+    timeout_ms = rdt_ms(timeout_ms);
     for (int64_t until = rdt_now_ms() + timeout_ms;;) {
         json_t *recs = get_json("/api/v1/faults/records");
         json_t *items = json_object_get(recs, "items"), *x;
@@ -345,7 +388,7 @@ static void test_run_past_max_time_ends_partial(void **state)
     rdt_resp_free(&r);
     int64_t t0 = rdt_now_ms();
     json_t *run = NULL;
-    for (int64_t until = t0 + 10000;;) {
+    for (int64_t until = t0 + rdt_ms(10000);;) {
         run = get_json(path);
         if (strcmp(sfield(run, "status"), "partial") == 0)
             break;
@@ -354,7 +397,7 @@ static void test_run_past_max_time_ends_partial(void **state)
         json_decref(run);
         rdt_sleep_ms(20);
     }
-    assert_true(rdt_now_ms() - t0 >= 600); /* not before max_time */
+    assert_true(rdt_now_ms() - t0 >= rdt_ms(600)); /* not before max_time (700 ms, scaled) */
     json_t *item = json_array_get(json_object_get(run, "items"), 0);
     assert_non_null(item);
     assert_string_equal(sfield(item, "original_task_id"), SLOW_TASK);
@@ -409,6 +452,7 @@ static const char *mode_now(char buf[16])
 
 static void await_flag(const char *field, bool want, int timeout_ms)
 {
+    timeout_ms = rdt_ms(timeout_ms);
     for (int64_t until = rdt_now_ms() + timeout_ms; status_flag(field) != want;) {
         if (rdt_now_ms() > until)
             fail_msg("%s never became %s", field, want ? "true" : "false");
@@ -470,7 +514,7 @@ static void test_degraded_service_under_partition(void **state)
     json_decref(runs);
     await_log("alert=RecoveryPolicy", 5000);
     /* Still partitioned: the paused tasks stay paused. */
-    rdt_sleep_ms(300); /* several recovery passes: nothing may resume them */
+    await_sched_passes(5); /* several recovery passes: nothing may resume them */
     for (int i = 1; i < 3; i++)
         json_decref(await_task(ids[i], "paused", "d-a", 0));
     assert_string_equal(mode_now(mode), "degraded");
@@ -523,7 +567,7 @@ static void test_run_interrupted_by_restart_moves_once(void **state)
      * which waits out r-a's lease (3 s) + 1 s after the failure is seen. */
     atomic_store(&a->beating, false);
     json_t *runs = NULL;
-    for (int64_t until = rdt_now_ms() + 15000;;) {
+    for (int64_t until = rdt_now_ms() + rdt_ms(15000);;) {
         runs = runs_of("r-a");
         if (json_array_size(runs) > 0)
             break;
@@ -549,7 +593,7 @@ static void test_run_interrupted_by_restart_moves_once(void **state)
     /* The same run finishes after the restart: every task moved once. */
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/recovery/tasks/%s", rid);
-    for (int64_t until = rdt_now_ms() + 20000;;) {
+    for (int64_t until = rdt_now_ms() + rdt_ms(20000);;) {
         run = get_json(path);
         if (strcmp(sfield(run, "status"), "succeeded") == 0)
             break;
@@ -622,14 +666,14 @@ static void test_policy_isolates_a_node(void **state)
     (void)state;
     memset(agents, 0, sizeof(agents));
     atomic_store(&n_agents, 0);
-    beat_ms = 50;
+    beat_ms = rdt_ms(50);
     atomic_store(&stop_beats, false);
     assert_int_equal(rdt_proc_prepare(&proc), 0);
     snprintf(proc.policies_dir, sizeof(proc.policies_dir), "%s/policies", proc.dir);
     assert_int_equal(mkdir(proc.policies_dir, 0755), 0);
     write_file(proc.policies_dir, "select.lua", isolator_select);
     write_file(proc.policies_dir, "isolator.lua", isolator_plan);
-    assert_int_equal(rdt_proc_start(&proc, max_time_yaml), 0);
+    assert_int_equal(rdt_proc_start(&proc, scaled(max_time_yaml)), 0);
     assert_int_equal(rdt_wait_ready(&proc, 15000), 0);
     assert_int_equal(pthread_create(&beater, NULL, beat_loop, NULL), 0);
 
@@ -648,7 +692,7 @@ static void test_policy_isolates_a_node(void **state)
     agent_add("i-z", 2);
     atomic_store(&x->beating, false);
     json_t *y = NULL;
-    for (int64_t until = rdt_now_ms() + 10000;;) {
+    for (int64_t until = rdt_now_ms() + rdt_ms(10000);;) {
         y = get_json("/api/v1/nodes/i-y");
         if (strcmp(sfield(y, "state"), "isolated") == 0)
             break;
@@ -712,7 +756,7 @@ static void test_placement_follows_labels(void **state)
     json_decref(await_task(gpu, "assigned", "lab-gpu1", 5000));
     json_decref(await_task(any, "assigned", "*", 5000));
     /* No agent has accel=tpu: the task waits, several passes later too. */
-    rdt_sleep_ms(300);
+    await_sched_passes(5);
     json_decref(await_task(tpu, "pending", NULL, 0));
     agent_add_labelled("lab-tpu", 1, "{\"zone\":\"a\",\"accel\":\"tpu\",\"extra\":\"yes\"}");
     json_decref(await_task(tpu, "assigned", "lab-tpu", 5000));
@@ -762,7 +806,7 @@ static void test_reloads_under_load_drop_nothing(void **state)
     (void)state;
     memset(agents, 0, sizeof(agents));
     atomic_store(&n_agents, 0);
-    beat_ms = 20;
+    beat_ms = rdt_ms(20);
     atomic_store(&stop_beats, false);
     assert_int_equal(rdt_proc_prepare(&proc), 0);
     snprintf(proc.policies_dir, sizeof(proc.policies_dir), "%s/policies", proc.dir);
@@ -771,7 +815,7 @@ static void test_reloads_under_load_drop_nothing(void **state)
                            "degraded_service.lua"};
     for (int i = 0; i < 4; i++)
         copy_policy(proc.policies_dir, names[i], "");
-    assert_int_equal(rdt_proc_start(&proc, max_time_yaml), 0);
+    assert_int_equal(rdt_proc_start(&proc, scaled(max_time_yaml)), 0);
     assert_int_equal(rdt_wait_ready(&proc, 15000), 0);
     assert_int_equal(pthread_create(&beater, NULL, beat_loop, NULL), 0);
     for (int i = 0; i < 4; i++) {
@@ -802,7 +846,7 @@ static void test_reloads_under_load_drop_nothing(void **state)
         }
         char want[64];
         snprintf(want, sizeof(want), "recoveryd_policy_reloads_total{result=\"ok\"} %d", k);
-        for (int64_t until = rdt_now_ms() + 5000;;) {
+        for (int64_t until = rdt_now_ms() + rdt_ms(5000);;) {
             struct rdt_resp r = {0};
             assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
             bool done = r.body != NULL && strstr(r.body, want) != NULL;

@@ -1541,6 +1541,21 @@ static void set_why(char *why, size_t len, const char *fmt, const char *detail)
     snprintf(why, len, fmt, d);
 }
 
+/*
+ * True (and says so) when `ip` refused to create `name` because it exists:
+ * a namespace or link this process's earlier test failed to remove, or one
+ * left by a test whose pid this process now has. That is a failure to
+ * report, not a machine without namespaces: it must not turn into a skip.
+ */
+static bool net_name_taken(const char *err, const char *name)
+{
+    if (err == NULL || strstr(err, "File exists") == NULL) {
+        return false;
+    }
+    fprintf(stderr, "rdt: net: %s already exists (left behind by an earlier test?): %s", name, err);
+    return true;
+}
+
 int rdt_net_setup(struct rdt_net *net, int n, char *why, size_t why_len)
 {
     rdt_init();
@@ -1590,6 +1605,10 @@ int rdt_net_setup(struct rdt_net *net, int n, char *why, size_t why_len)
     /* Namespaces: a refusal here means the machine does not allow them. */
     for (int i = 0; i < n; i++) {
         if (net_run(true, &err, net_ip, "netns", "add", net->ns[i], NULL) != 0) {
+            if (net_name_taken(err, net->ns[i])) {
+                free(err);
+                goto fail;
+            }
             set_why(why, why_len, "`ip netns add` was refused: %s", err);
             free(err);
             rdt_net_teardown(net);
@@ -1606,6 +1625,10 @@ int rdt_net_setup(struct rdt_net *net, int n, char *why, size_t why_len)
     for (int i = 0; i < n; i++) {
         if (net_run(true, &err, net_ip, "link", "add", net->veth[i], "type", "veth", "peer", "name",
                     "e0", "netns", net->ns[i], NULL) != 0) {
+            if (net_name_taken(err, net->veth[i])) {
+                free(err);
+                goto fail;
+            }
             set_why(why, why_len, "veth links were refused: %s", err);
             free(err);
             rdt_net_teardown(net);

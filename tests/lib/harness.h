@@ -301,9 +301,11 @@ struct rdt_net {
  * Builds the namespaces and links above for `n` (2..RDT_MAX_REPLICAS)
  * replicas. Returns 0 when ready; 1 when this machine does not allow it (not
  * root, no iproute2, `ip netns add` or veth refused), with the reason in
- * `why`; -1 on another failure (printed). On 1 and -1 everything it created
- * is already removed. Also removes namespaces of this scheme left behind by
- * a test process that no longer exists (and holds no process).
+ * `why`; -1 on another failure (printed), among them a namespace or link
+ * name already taken (something left behind is a failure, never a skip).
+ * On 1 and -1 everything it created is already removed. Also removes
+ * namespaces of this scheme left behind by a test process that no longer
+ * exists (and holds no process).
  */
 int rdt_net_setup(struct rdt_net *net, int n, char *why, size_t why_len);
 

@@ -1,0 +1,30 @@
+/*
+ * Reading one sample out of a Prometheus text exposition (GET /metrics), for
+ * tests that wait on a counter: "until the scheduler ran three more passes"
+ * instead of a fixed sleep that passes whether or not anything ran.
+ */
+#ifndef RDT_METRICS_H
+#define RDT_METRICS_H
+
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The value of the sample `series` (a metric name with its labels exactly as
+ * exposed, e.g. `recoveryd_nodes{state="alive"}`) in `body`, or -1 when there
+ * is no such line. Only sample lines count, never # HELP or # TYPE.
+ */
+static inline long long rdt_metric_in(const char *body, const char *series)
+{
+    size_t len = strlen(series);
+    for (const char *line = body; line != NULL && *line != '\0';) {
+        if (strncmp(line, series, len) == 0 && line[len] == ' ')
+            return strtoll(line + len + 1, NULL, 10);
+        line = strchr(line, '\n');
+        if (line != NULL)
+            line++;
+    }
+    return -1;
+}
+
+#endif
