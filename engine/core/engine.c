@@ -374,8 +374,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     eng->fsm.on_task = on_task;
     eng->fsm.on_task_data = eng;
     rd_registry_init(&eng->registry);
-    rd_analysis_init(&eng->analysis, loop, &eng->cfg, &eng->fsm, &eng->registry, &eng->replica,
-                     &eng->plugins);
+    rd_analysis_init(&eng->analysis, loop, &eng->cfg, &eng->fsm, &eng->registry,
+                     rd_replica_proposer(&eng->replica), &eng->plugins);
     struct rd_sched_env senv = {
         .loop = loop,
         .cfg = &eng->cfg,

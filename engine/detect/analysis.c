@@ -50,7 +50,7 @@ static void proposal_done(void *data, int status, uint64_t value)
         if (s != NULL)
             s->proposing = false;
         if (status == 0 && p->since_ns != 0) {
-            double secs = (double)(rd_mono_ns() - p->since_ns) / 1e9;
+            double secs = (double)(a->clock() - p->since_ns) / 1e9;
             if (p->stage == STAGE_SUSPECT)
                 rd_hist_observe(&a->latency_suspect, secs);
             else if (p->stage == STAGE_FAILED)
@@ -63,7 +63,7 @@ static void proposal_done(void *data, int status, uint64_t value)
         }
         /* The state may call for another step (suspect -> failed). */
         const struct rd_node *n = rd_fsm_node(a->fsm, p->node_id, strlen(p->node_id));
-        if (s != NULL && n != NULL && rd_replica_is_leader(a->replica))
+        if (s != NULL && n != NULL && a->log.is_leader(a->log.data))
             evaluate(a, n, s);
     }
     free(p);
@@ -82,7 +82,7 @@ static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_s
         snprintf(p->node_id, sizeof(p->node_id), "%s", s->node_id);
         p->since_ns = s->bad_since_ns;
     }
-    int rv = rd_replica_propose(a->replica, cmd, proposal_done, p);
+    int rv = a->log.propose(a->log.data, cmd, proposal_done, p);
     if (rv != 0) {
         free(p);
         return false;
@@ -391,9 +391,9 @@ static unsigned probation_needed(struct rd_analysis *a, const struct rd_soft *s,
 
 static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s)
 {
-    if (s->proposing || s->epoch != n->epoch || !rd_replica_is_leader(a->replica))
+    if (s->proposing || s->epoch != n->epoch || !a->log.is_leader(a->log.data))
         return;
-    uint64_t now = rd_mono_ns();
+    uint64_t now = a->clock();
     bool in_grace = now < s->grace_until_ns;
     int state = n->state;
     if (state == RD_NODE_FAILED || state == RD_NODE_ISOLATED || state == RD_NODE_LEFT)
@@ -487,7 +487,7 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_s
 bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
                          const struct rd_observation *obs)
 {
-    if (!a->started || !rd_replica_is_leader(a->replica))
+    if (!a->started || !a->log.is_leader(a->log.data))
         return false;
     size_t len = strlen(obs->node_id);
     const struct rd_node *n = rd_fsm_node(a->fsm, obs->node_id, len);
@@ -503,7 +503,7 @@ bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
     switch (obs->signal) {
     case RD_SIG_HEARTBEAT:
         if (v == RD_VERDICT_FAILED && s->hb != RD_VERDICT_FAILED)
-            s->hb_failed_ns = rd_mono_ns();
+            s->hb_failed_ns = a->clock();
         else if (v != RD_VERDICT_FAILED)
             s->hb_failed_ns = 0;
         s->hb = (int8_t)v;
@@ -526,7 +526,7 @@ bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
     if (v != RD_VERDICT_OK || obs->predicted) {
         snprintf(s->detail, sizeof(s->detail), "%s: %s", detector,
                  obs->detail ? obs->detail : verdict_name(v));
-        uint64_t since = obs->since_ns ? obs->since_ns : rd_mono_ns();
+        uint64_t since = obs->since_ns ? obs->since_ns : a->clock();
         if (!was_bad || s->bad_since_ns == 0 || since < s->bad_since_ns)
             s->bad_since_ns = since;
     }
@@ -551,11 +551,15 @@ void rd_analysis_fault_applied(struct rd_analysis *a, int type, int severity)
  * changes, not levels, so nothing else would wake them). */
 static void tick(uv_timer_t *t)
 {
-    struct rd_analysis *a = t->data;
-    if (!rd_replica_is_leader(a->replica))
+    rd_analysis_tick(t->data);
+}
+
+void rd_analysis_tick(struct rd_analysis *a)
+{
+    if (!a->log.is_leader(a->log.data))
         return;
     a->passes_total++; /* counted first: /metrics, on this thread, sees it after the pass */
-    uint64_t now = rd_mono_ns();
+    uint64_t now = a->clock();
     if (a->partition_suspected && !a->partition_proposing && !guard_tripped(a, now, 0))
         partition_close(a);
     for (size_t i = 0; i < a->fsm->n_nodes; i++) {
@@ -572,7 +576,7 @@ static void tick(uv_timer_t *t)
 
 void rd_analysis_init(struct rd_analysis *a, uv_loop_t *loop, const struct rd_config *cfg,
                       const struct rd_fsm *fsm, struct rd_registry *registry,
-                      struct rd_replica *replica, struct rd_plugin_host *detectors)
+                      struct rd_proposer log, struct rd_plugin_host *detectors)
 {
     memset(a, 0, sizeof(*a));
     a->detectors = detectors;
@@ -580,7 +584,8 @@ void rd_analysis_init(struct rd_analysis *a, uv_loop_t *loop, const struct rd_co
     a->cfg = cfg;
     a->fsm = fsm;
     a->registry = registry;
-    a->replica = replica;
+    a->log = log;
+    a->clock = rd_mono_ns;
 }
 
 int rd_analysis_take_heartbeat(struct rd_analysis *a, const struct rd_heartbeat_in *hb,
@@ -595,7 +600,7 @@ int rd_analysis_take_heartbeat(struct rd_analysis *a, const struct rd_heartbeat_
     if (hb->epoch != n->epoch || n->state == RD_NODE_LEFT || n->state == RD_NODE_ISOLATED ||
         n->state == RD_NODE_FAILED)
         return RD_EFENCED;
-    uint64_t now = rd_mono_ns();
+    uint64_t now = a->clock();
     struct rd_soft *s = rd_registry_touch(a->registry, hb->node_id, hb->id_len, n->epoch, now,
                                           rd_config_lease_ms(a->cfg) * 1000000ULL);
     if (s == NULL)

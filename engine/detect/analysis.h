@@ -19,13 +19,13 @@
 #include "metrics/metrics.h"
 #include "recoveryd/plugin.h"
 #include "registry/registry.h"
+#include "replica/replica.h"
 
 struct rd_config;
 struct rd_fsm;
 struct rd_plugin_host;
 struct rd_node;
 struct rd_registry;
-struct rd_replica;
 struct rd_soft;
 struct rd_mbuf;
 
@@ -36,7 +36,8 @@ struct rd_analysis {
     const struct rd_config *cfg;
     const struct rd_fsm *fsm;         /* read: nodes, counts, open faults */
     struct rd_registry *registry;     /* the nodes' soft state */
-    struct rd_replica *replica;       /* leadership, and the way into the log */
+    struct rd_proposer log;           /* leadership, and the way into the log */
+    uint64_t (*clock)(void);          /* monotonic ns: rd_mono_ns, or a test's fake clock */
     struct rd_plugin_host *detectors; /* heartbeats fan out to the detector plugins */
     uv_timer_t tick;
     bool started;
@@ -63,7 +64,11 @@ struct rd_analysis {
 /* Everything it reads or proposes through, explicitly; all outlive it. */
 void rd_analysis_init(struct rd_analysis *a, uv_loop_t *loop, const struct rd_config *cfg,
                       const struct rd_fsm *fsm, struct rd_registry *registry,
-                      struct rd_replica *replica, struct rd_plugin_host *detectors);
+                      struct rd_proposer log, struct rd_plugin_host *detectors);
+
+/* One periodic evaluation (what the leader's timer runs every TICK_MS; a
+ * test on a fake clock calls it itself). */
+void rd_analysis_tick(struct rd_analysis *a);
 
 /* One agent's heartbeat, as the API parsed it. */
 struct rd_heartbeat_in {

@@ -581,6 +581,22 @@ int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit
     return rv;
 }
 
+static bool proposer_is_leader(void *data)
+{
+    return rd_replica_is_leader(data);
+}
+
+static int proposer_propose(void *data, const struct rd_cmd *cmd, rd_submit_cb cb, void *cb_data)
+{
+    return rd_replica_propose(data, cmd, cb, cb_data);
+}
+
+struct rd_proposer rd_replica_proposer(struct rd_replica *r)
+{
+    return (struct rd_proposer){
+        .data = r, .is_leader = proposer_is_leader, .propose = proposer_propose};
+}
+
 /* ---- membership ------------------------------------------------------------ */
 
 struct change {

@@ -118,6 +118,20 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm);
 int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit_cb cb, void *data);
 
 /*
+ * Where a module's decisions go and whether it may decide: the replica for
+ * the engine, a fake in unit tests (raft's io interface, in small).
+ * `propose` has rd_replica_propose's contract.
+ */
+struct rd_proposer {
+    void *data;
+    bool (*is_leader)(void *data);
+    int (*propose)(void *data, const struct rd_cmd *cmd, rd_submit_cb cb, void *cb_data);
+};
+
+/* The replica as a proposer. */
+struct rd_proposer rd_replica_proposer(struct rd_replica *r);
+
+/*
  * The storage fault in force (0 when writes go through): its RD_E* code, and
  * the cause and the ms until the next try in `cause` / `retry_ms`.
  */

@@ -1,0 +1,364 @@
+/*
+ * The fault analysis on its own: a real state machine and registry, a fake
+ * log (its proposals are applied to the machine when the test steps it, the
+ * way raft commits them later) and a fake clock. What is checked is what
+ * the log ends up holding: the fault type and severity the signals describe,
+ * the mass-failure guard holding agents as suspect instead of failing half
+ * the fleet, and flap damping sending a flapping agent to probation.
+ */
+#include "cmocka_all.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "fsm_cmds.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
+
+#define MS 1000000ULL
+
+/* ---- the fake log and clock -------------------------------------------------- */
+
+struct queued {
+    struct rd_wbuf w;
+    rd_submit_cb cb;
+    void *data;
+};
+
+struct fake_log {
+    struct rd_fsm *fsm;
+    struct queued q[256];
+    size_t n;
+    unsigned proposals;
+};
+
+static uint64_t fake_now = 1000 * MS;
+static uint64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+static bool fake_is_leader(void *data)
+{
+    (void)data;
+    return true;
+}
+
+static int fake_propose(void *data, const struct rd_cmd *cmd, rd_submit_cb cb, void *cb_data)
+{
+    struct fake_log *l = data;
+    assert_true(l->n < RD_ARRAY_SIZE(l->q));
+    struct rd_cmd c = *cmd;
+    if (c.time_ms == 0)
+        c.time_ms = rd_fsm_stamp(l->fsm);
+    struct queued *x = &l->q[l->n++];
+    rd_w_init(&x->w);
+    assert_int_equal(rd_cmd_encode(&c, &x->w), 0);
+    x->cb = cb;
+    x->data = cb_data;
+    l->proposals++;
+    return 0;
+}
+
+/* Commits what was proposed, in order, and answers each proposer. */
+static void step(struct fake_log *l)
+{
+    while (l->n > 0) {
+        struct queued x = l->q[0];
+        memmove(l->q, l->q + 1, (l->n - 1) * sizeof(l->q[0]));
+        l->n--;
+        const struct rd_fsm_result *res = NULL;
+        assert_int_equal(rd_fsm_apply(l->fsm, x.w.p, x.w.len, &res), 0);
+        rd_w_free(&x.w);
+        x.cb(x.data, res->status, res->value);
+    }
+}
+
+/* ---- the fixture ----------------------------------------------------------------- */
+
+struct world {
+    uv_loop_t loop;
+    struct rd_config cfg;
+    struct rd_fsm fsm;
+    struct rd_registry registry;
+    struct fake_log log;
+    struct rd_analysis a;
+};
+
+static int setup(void **state)
+{
+    struct world *w = calloc(1, sizeof(*w));
+    assert_non_null(w);
+    assert_int_equal(uv_loop_init(&w->loop), 0);
+    rd_config_defaults(&w->cfg);
+    rd_fsm_init(&w->fsm);
+    rd_registry_init(&w->registry);
+    w->log.fsm = &w->fsm;
+    struct rd_proposer log = {.data = &w->log, .is_leader = fake_is_leader,
+                              .propose = fake_propose};
+    rd_analysis_init(&w->a, &w->loop, &w->cfg, &w->fsm, &w->registry, log, NULL);
+    w->a.clock = fake_clock;
+    rd_analysis_start(&w->a); /* its timer never fires: the loop is not run */
+    *state = w;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct world *w = *state;
+    rd_analysis_stop(&w->a);
+    uv_run(&w->loop, UV_RUN_NOWAIT); /* closes the timer */
+    assert_int_equal(uv_loop_close(&w->loop), 0);
+    rd_registry_close(&w->registry);
+    rd_fsm_close(&w->fsm);
+    free(w);
+    return 0;
+}
+
+/* Registers `id` (with a health URL when `probe`) and its soft state. */
+static void agent(struct world *w, const char *id, bool probe)
+{
+    struct rd_cmd c = {.type = RD_CMD_NODE_REGISTER, .time_ms = 1};
+    c.u.reg.node_id = RD_STR(id);
+    c.u.reg.slots = 1;
+    c.u.reg.labels_json = RD_STR("{}");
+    c.u.reg.health_url = RD_STR(probe ? "http://127.0.0.1:9/health" : "");
+    c.u.reg.address = RD_STR("");
+    /* Registration does not go through the analysis: applied directly. */
+    struct rd_wbuf b;
+    rd_w_init(&b);
+    assert_int_equal(rd_cmd_encode(&c, &b), 0);
+    const struct rd_fsm_result *res = NULL;
+    assert_int_equal(rd_fsm_apply(&w->fsm, b.p, b.len, &res), 0);
+    assert_int_equal(res->status, 0);
+    rd_w_free(&b);
+    assert_non_null(rd_registry_touch(&w->registry, id, strlen(id), 1, fake_now, 0));
+}
+
+static void observe(struct world *w, const char *id, int signal, int verdict, int cause)
+{
+    struct rd_observation o = {
+        .node_id = id, .epoch = 1, .signal = signal, .verdict = verdict, .probe_cause = cause};
+    assert_true(rd_analysis_observe(&w->a, "test", &o));
+}
+
+static int state_of(struct world *w, const char *id)
+{
+    const struct rd_node *n = rd_fsm_node(&w->fsm, id, strlen(id));
+    assert_non_null(n);
+    return n->state;
+}
+
+/* The newest fault record of `id`, or NULL. */
+static const struct rd_fault *fault_of(struct world *w, const char *id)
+{
+    for (size_t i = w->fsm.n_faults; i-- > 0;)
+        if (strcmp(w->fsm.faults[i]->node_id, id) == 0)
+            return w->fsm.faults[i];
+    return NULL;
+}
+
+/* ---- classification ---------------------------------------------------------------- */
+
+/* Suspect on late heartbeats, then failed once the signals say so: the
+ * record's type and severity are what the signals describe. */
+static void fail_with(struct world *w, const char *id, bool probe, int probe_verdict, int cause,
+                      double cpu)
+{
+    agent(w, id, probe);
+    observe(w, id, RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    step(&w->log);
+    assert_int_equal(state_of(w, id), RD_NODE_SUSPECT);
+    if (cpu > 0) {
+        struct rd_soft *s = rd_registry_get(&w->registry, id, strlen(id));
+        struct rd_node_metrics m = {.present = true, .cpu = cpu, .mem = 0.1};
+        rd_registry_heartbeat(&w->registry, s, fake_now, 0, 0, &m);
+    }
+    if (probe_verdict != RD_VERDICT_OK)
+        observe(w, id, RD_SIG_PROBE, probe_verdict, cause);
+    observe(w, id, RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    step(&w->log);
+}
+
+static void test_signals_name_the_fault(void **state)
+{
+    struct world *w = *state;
+    static const struct {
+        const char *id;
+        bool probe;
+        int probe_verdict, cause;
+        double cpu;
+        int type, sev;
+    } cases[] = {
+        /* Nothing answers the probe: the process is gone. */
+        {"crash", true, RD_VERDICT_FAILED, RD_PROBE_REFUSED, 0, RD_FAULT_CRASH, RD_SEV_CRITICAL},
+        /* No probe to ask: silence is a crash too. */
+        {"silent", false, RD_VERDICT_OK, 0, 0, RD_FAULT_CRASH, RD_SEV_CRITICAL},
+        /* The probe times out: hung, or overloaded by its own report. */
+        {"hung", true, RD_VERDICT_FAILED, RD_PROBE_TIMEOUT, 0, RD_FAULT_HANG, RD_SEV_MAJOR},
+        {"busy", true, RD_VERDICT_FAILED, RD_PROBE_TIMEOUT, 0.97, RD_FAULT_OVERLOAD,
+         RD_SEV_MAJOR},
+        /* It answers, with an error status: degraded. */
+        {"sick", true, RD_VERDICT_FAILED, RD_PROBE_STATUS, 0, RD_FAULT_DEGRADED, RD_SEV_MAJOR},
+        /* Unreachable host: the network. */
+        {"cut", true, RD_VERDICT_FAILED, RD_PROBE_NETWORK, 0, RD_FAULT_NETWORK, RD_SEV_MAJOR},
+    };
+    /* Enough agents that a handful failing stays below the guard's share. */
+    char id[16];
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof(id), "fine-%02d", i);
+        agent(w, id, true);
+    }
+    for (size_t i = 0; i < RD_ARRAY_SIZE(cases); i++) {
+        fail_with(w, cases[i].id, cases[i].probe, cases[i].probe_verdict, cases[i].cause,
+                  cases[i].cpu);
+        assert_int_equal(state_of(w, cases[i].id), RD_NODE_FAILED);
+        const struct rd_fault *f = fault_of(w, cases[i].id);
+        assert_non_null(f);
+        if (f->type != cases[i].type || f->severity != cases[i].sev)
+            fail_msg("%s: %s/%s, expected %s/%s", cases[i].id, rd_fault_type_name(f->type),
+                     rd_severity_name(f->severity), rd_fault_type_name(cases[i].type),
+                     rd_severity_name(cases[i].sev));
+    }
+    assert_false(w->a.partition_suspected);
+}
+
+/* Heartbeats stop while the probe still answers: the probe gets one round
+ * (heartbeat interval + health check timeout) before anything is decided,
+ * then it is the network, not a crash. */
+static void test_probe_gets_a_round_before_a_network_fault(void **state)
+{
+    struct world *w = *state;
+    char id[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof(id), "fine-%02d", i);
+        agent(w, id, true);
+    }
+    agent(w, "island", true);
+    observe(w, "island", RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    step(&w->log);
+    observe(w, "island", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    step(&w->log);
+    assert_int_equal(state_of(w, "island"), RD_NODE_SUSPECT); /* held: the probe's round */
+    const struct rd_config *c = &w->cfg;
+    fake_now += (c->fault_tolerance.detection.heartbeat_interval_ms +
+                 c->fault_tolerance.detection.health_check_timeout_ms) *
+                    MS +
+                MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_int_equal(state_of(w, "island"), RD_NODE_FAILED);
+    const struct rd_fault *f = fault_of(w, "island");
+    assert_int_equal(f->type, RD_FAULT_NETWORK);
+    assert_int_equal(f->severity, RD_SEV_MAJOR);
+}
+
+/* ---- the mass-failure guard ------------------------------------------------------------ */
+
+/* Six agents (min_nodes 4, share 50 %): two fail; the third in trouble
+ * makes it half the fleet, so a partition is suspected, it is held as
+ * suspect, and nothing more is failed until the agents come back. */
+static void test_guard_holds_half_the_fleet(void **state)
+{
+    struct world *w = *state;
+    assert_int_equal(w->cfg.fault_tolerance.partition.min_nodes, 4);
+    assert_int_equal(w->cfg.fault_tolerance.partition.mass_failure_share, 50);
+    const char *ids[] = {"g0", "g1", "g2", "g3", "g4", "g5"};
+    for (int i = 0; i < 6; i++)
+        agent(w, ids[i], false);
+    for (int i = 0; i < 4; i++) {
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+        step(&w->log);
+    }
+    assert_int_equal(state_of(w, "g0"), RD_NODE_FAILED);
+    assert_int_equal(state_of(w, "g1"), RD_NODE_FAILED);
+    assert_int_equal(state_of(w, "g2"), RD_NODE_SUSPECT);
+    assert_int_equal(state_of(w, "g3"), RD_NODE_SUSPECT);
+    assert_true(w->a.partition_suspected);
+    assert_true(w->a.guard_blocked_total >= 2);
+    /* The partition is on record, naming the agents that tripped it. */
+    const struct rd_fault *p = fault_of(w, "");
+    assert_non_null(p);
+    assert_int_equal(p->type, RD_FAULT_PARTITION);
+    assert_non_null(strstr(p->metadata_json, "\"affected_nodes\":3"));
+    /* Still failing, ticks go by: held, not failed. */
+    fake_now += 5000 * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_int_equal(state_of(w, "g2"), RD_NODE_SUSPECT);
+    /* They come back: the guard's window passes and the partition closes. */
+    observe(w, "g2", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    observe(w, "g3", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    step(&w->log);
+    fake_now += w->cfg.fault_tolerance.partition.mass_failure_window_ms * MS + MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_false(w->a.partition_suspected);
+    assert_int_not_equal(state_of(w, "g2"), RD_NODE_FAILED);
+}
+
+/* ---- flap damping ---------------------------------------------------------------------- */
+
+/* An agent that goes suspect and back flap_threshold times within the
+ * window is flapping: back to probation, not alive, and it needs
+ * recovery_threshold x flap_penalty good heartbeats. Once the window has
+ * passed, a recovery is plain again. */
+static void test_flapping_agent_goes_to_probation(void **state)
+{
+    struct world *w = *state;
+    const struct rd_config *c = &w->cfg;
+    char id[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof(id), "fine-%02d", i);
+        agent(w, id, false);
+    }
+    agent(w, "flappy", false);
+    unsigned n = c->fault_tolerance.detection.flap_threshold;
+    for (unsigned i = 0; i < n; i++) {
+        observe(w, "flappy", RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+        step(&w->log);
+        assert_int_equal(state_of(w, "flappy"), RD_NODE_SUSPECT);
+        fake_now += 1000 * MS;
+        observe(w, "flappy", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+        step(&w->log);
+        int want = i + 1 < n ? RD_NODE_ALIVE : RD_NODE_PROBATION;
+        assert_int_equal(state_of(w, "flappy"), want);
+    }
+    /* Probation: heartbeats count from entering it, recovery_threshold x
+     * flap_penalty of them. */
+    unsigned need = c->fault_tolerance.detection.recovery_threshold *
+                    c->fault_tolerance.detection.flap_penalty;
+    struct rd_soft *s = rd_registry_get(&w->registry, "flappy", 6);
+    const struct rd_node *nd = rd_fsm_node(&w->fsm, "flappy", 6);
+    rd_registry_state_entered(&w->registry, s);
+    for (unsigned i = 0; i < need; i++) {
+        assert_int_equal(state_of(w, "flappy"), RD_NODE_PROBATION);
+        rd_registry_heartbeat(&w->registry, s, fake_now, 0, 0, NULL);
+        rd_analysis_heartbeat(&w->a, nd, s);
+        step(&w->log);
+    }
+    assert_int_equal(state_of(w, "flappy"), RD_NODE_ALIVE);
+    /* The window passes: one more trouble and recovery is plain. */
+    fake_now += c->fault_tolerance.detection.flap_window_ms * MS + MS;
+    observe(w, "flappy", RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    step(&w->log);
+    observe(w, "flappy", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    step(&w->log);
+    assert_int_equal(state_of(w, "flappy"), RD_NODE_ALIVE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_signals_name_the_fault, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probe_gets_a_round_before_a_network_fault, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_guard_holds_half_the_fleet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flapping_agent_goes_to_probation, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
