@@ -381,7 +381,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .cfg = &eng->cfg,
         .fsm = &eng->fsm,
         .registry = &eng->registry,
-        .replica = &eng->replica,
+        .log = rd_replica_proposer(&eng->replica),
         .analysis = &eng->analysis,
         .alerts = &eng->plugins,
         .policy = &eng->policy,

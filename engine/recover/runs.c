@@ -43,7 +43,7 @@ static int open_run(struct rd_sched *s, const struct rd_node *n, const char *str
     if (rd_uuid_v4(id_out) != 0)
         return RD_EIO;
     struct rd_cmd cmd = ropen_cmd(s, n, id_out, strategy, reason);
-    return rd_replica_propose(s->env.replica, &cmd, cb, data);
+    return s->env.log.propose(s->env.log.data, &cmd, cb, data);
 }
 
 static bool hold_open(struct rd_sched *s, const char *node)
@@ -133,7 +133,7 @@ int rd_sched_trigger(struct rd_sched *s, const char *node, const char *strategy,
         cmd.u.trans.state = RD_NODE_DRAINING;
         cmd.u.trans.reason = RD_STR("draining: recovery triggered by an operator");
         cmd.u.trans.from_state = n->state;
-        rv = rd_replica_propose(s->env.replica, &cmd, trigger_drained, t);
+        rv = s->env.log.propose(s->env.log.data, &cmd, trigger_drained, t);
     } else {
         rv = open_run(s, n, t->strategy, TRIGGER_REASON, t->run_id, trigger_opened, t);
     }

@@ -46,7 +46,7 @@ bool rd_sched__propose_keyed(struct rd_sched *s, const struct rd_cmd *cmd, const
     bool ok = false;
     if (op != NULL && (op->key = strdup(key)) != NULL) {
         op->s = s;
-        if (rd_replica_propose(s->env.replica, cmd, keyed_done, op) == 0) {
+        if (s->env.log.propose(s->env.log.data, cmd, keyed_done, op) == 0) {
             rd_map_put(&s->inflight, op->key, strlen(op->key), op->key);
             ok = true;
         }
@@ -106,11 +106,11 @@ uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft)
     return &x->replan_at_ns;
 }
 
-static void pass(struct rd_sched *s)
+void rd_sched_pass(struct rd_sched *s)
 {
     const struct rd_fsm *f = s->env.fsm;
     s->kicked = false;
-    if (!rd_replica_is_leader(s->env.replica) || *s->env.shutting_down)
+    if (!s->env.log.is_leader(s->env.log.data) || *s->env.shutting_down)
         return;
     /* Tentative load of this pass, so one pass does not overfill an agent. */
     uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
@@ -127,7 +127,7 @@ static void pass(struct rd_sched *s)
 
 static void on_timer(uv_timer_t *t)
 {
-    pass(t->data);
+    rd_sched_pass(t->data);
 }
 
 void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env)

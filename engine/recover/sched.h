@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "common/map.h"
+#include "replica/replica.h"
 
 struct rd_analysis;
 struct rd_config;
@@ -21,7 +22,6 @@ struct rd_fsm;
 struct rd_plugin_host;
 struct rd_policy_host;
 struct rd_registry;
-struct rd_replica;
 
 /* What the scheduler reads and acts through, given at init; all outlive it. */
 struct rd_sched_env {
@@ -29,7 +29,7 @@ struct rd_sched_env {
     const struct rd_config *cfg;
     const struct rd_fsm *fsm;
     struct rd_registry *registry;         /* soft state: leases */
-    struct rd_replica *replica;           /* leadership, the way into the log */
+    struct rd_proposer log;               /* leadership, the way into the log */
     const struct rd_analysis *analysis;   /* whether a partition is suspected */
     struct rd_plugin_host *alerts;        /* RecoveryPolicy, RecoveryTimeout alerts */
     struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
@@ -74,6 +74,8 @@ void rd_sched_stop(struct rd_sched *s);
 void rd_sched_close(struct rd_sched *s);
 /* Asks for a placement pass soon (coalesced). */
 void rd_sched_kick(struct rd_sched *s);
+/* One pass now (what the timer runs; a unit test calls it itself). */
+void rd_sched_pass(struct rd_sched *s);
 
 struct rd_node;
 struct rd_recovery;

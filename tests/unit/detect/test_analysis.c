@@ -15,26 +15,14 @@
 #include "config/config.h"
 #include "detect/analysis.h"
 #include "fsm/fsm.h"
+#include "fake_log.h"
 #include "fsm_cmds.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
 
 #define MS 1000000ULL
 
-/* ---- the fake log and clock -------------------------------------------------- */
-
-struct queued {
-    struct rd_wbuf w;
-    rd_submit_cb cb;
-    void *data;
-};
-
-struct fake_log {
-    struct rd_fsm *fsm;
-    struct queued q[256];
-    size_t n;
-    unsigned proposals;
-};
+/* ---- the fake clock -------------------------------------------------------------- */
 
 static uint64_t fake_now = 1000 * MS;
 static uint64_t fake_clock(void)
@@ -42,40 +30,9 @@ static uint64_t fake_clock(void)
     return fake_now;
 }
 
-static bool fake_is_leader(void *data)
-{
-    (void)data;
-    return true;
-}
-
-static int fake_propose(void *data, const struct rd_cmd *cmd, rd_submit_cb cb, void *cb_data)
-{
-    struct fake_log *l = data;
-    assert_true(l->n < RD_ARRAY_SIZE(l->q));
-    struct rd_cmd c = *cmd;
-    if (c.time_ms == 0)
-        c.time_ms = rd_fsm_stamp(l->fsm);
-    struct queued *x = &l->q[l->n++];
-    rd_w_init(&x->w);
-    assert_int_equal(rd_cmd_encode(&c, &x->w), 0);
-    x->cb = cb;
-    x->data = cb_data;
-    l->proposals++;
-    return 0;
-}
-
-/* Commits what was proposed, in order, and answers each proposer. */
 static void step(struct fake_log *l)
 {
-    while (l->n > 0) {
-        struct queued x = l->q[0];
-        memmove(l->q, l->q + 1, (l->n - 1) * sizeof(l->q[0]));
-        l->n--;
-        const struct rd_fsm_result *res = NULL;
-        assert_int_equal(rd_fsm_apply(l->fsm, x.w.p, x.w.len, &res), 0);
-        rd_w_free(&x.w);
-        x.cb(x.data, res->status, res->value);
-    }
+    fake_log_step(l);
 }
 
 /* ---- the fixture ----------------------------------------------------------------- */
@@ -98,9 +55,8 @@ static int setup(void **state)
     rd_fsm_init(&w->fsm);
     rd_registry_init(&w->registry);
     w->log.fsm = &w->fsm;
-    struct rd_proposer log = {.data = &w->log, .is_leader = fake_is_leader,
-                              .propose = fake_propose};
-    rd_analysis_init(&w->a, &w->loop, &w->cfg, &w->fsm, &w->registry, log, NULL);
+    rd_analysis_init(&w->a, &w->loop, &w->cfg, &w->fsm, &w->registry, fake_log_proposer(&w->log),
+                     NULL);
     w->a.clock = fake_clock;
     rd_analysis_start(&w->a); /* its timer never fires: the loop is not run */
     *state = w;
@@ -129,13 +85,7 @@ static void agent(struct world *w, const char *id, bool probe)
     c.u.reg.health_url = RD_STR(probe ? "http://127.0.0.1:9/health" : "");
     c.u.reg.address = RD_STR("");
     /* Registration does not go through the analysis: applied directly. */
-    struct rd_wbuf b;
-    rd_w_init(&b);
-    assert_int_equal(rd_cmd_encode(&c, &b), 0);
-    const struct rd_fsm_result *res = NULL;
-    assert_int_equal(rd_fsm_apply(&w->fsm, b.p, b.len, &res), 0);
-    assert_int_equal(res->status, 0);
-    rd_w_free(&b);
+    assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
     assert_non_null(rd_registry_touch(&w->registry, id, strlen(id), 1, fake_now, 0));
 }
 
@@ -200,8 +150,7 @@ static void test_signals_name_the_fault(void **state)
         {"silent", false, RD_VERDICT_OK, 0, 0, RD_FAULT_CRASH, RD_SEV_CRITICAL},
         /* The probe times out: hung, or overloaded by its own report. */
         {"hung", true, RD_VERDICT_FAILED, RD_PROBE_TIMEOUT, 0, RD_FAULT_HANG, RD_SEV_MAJOR},
-        {"busy", true, RD_VERDICT_FAILED, RD_PROBE_TIMEOUT, 0.97, RD_FAULT_OVERLOAD,
-         RD_SEV_MAJOR},
+        {"busy", true, RD_VERDICT_FAILED, RD_PROBE_TIMEOUT, 0.97, RD_FAULT_OVERLOAD, RD_SEV_MAJOR},
         /* It answers, with an error status: degraded. */
         {"sick", true, RD_VERDICT_FAILED, RD_PROBE_STATUS, 0, RD_FAULT_DEGRADED, RD_SEV_MAJOR},
         /* Unreachable host: the network. */
@@ -330,8 +279,8 @@ static void test_flapping_agent_goes_to_probation(void **state)
     }
     /* Probation: heartbeats count from entering it, recovery_threshold x
      * flap_penalty of them. */
-    unsigned need = c->fault_tolerance.detection.recovery_threshold *
-                    c->fault_tolerance.detection.flap_penalty;
+    unsigned need =
+        c->fault_tolerance.detection.recovery_threshold * c->fault_tolerance.detection.flap_penalty;
     struct rd_soft *s = rd_registry_get(&w->registry, "flappy", 6);
     const struct rd_node *nd = rd_fsm_node(&w->fsm, "flappy", 6);
     rd_registry_state_entered(&w->registry, s);

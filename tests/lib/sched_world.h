@@ -1,0 +1,137 @@
+/*
+ * The scheduler on its own, for its unit tests: a real state machine and
+ * registry, the fake log (tests/lib/fake_log.h), no policies (the built-in
+ * default) unless a test sets some, no analysis (no partition), an alert
+ * host with no instances. Agents and tasks are put in the machine directly.
+ */
+#ifndef RD_TEST_SCHED_WORLD_H
+#define RD_TEST_SCHED_WORLD_H
+
+#include "cmocka_all.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "common/util.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fake_log.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "recover/sched.h"
+#include "recover/sched_int.h"
+#include "registry/registry.h"
+
+struct sched_world {
+    uv_loop_t loop;
+    struct rd_config cfg;
+    struct rd_fsm fsm;
+    struct rd_registry registry;
+    struct fake_log log;
+    struct rd_analysis analysis; /* zeroed: no partition suspected */
+    struct rd_plugin_host alerts; /* zeroed: no instance */
+    struct rd_policy_host *policy;
+    bool shutting_down;
+    uint64_t leader_since_ns;
+    unsigned policy_errors;
+    struct rd_sched s;
+};
+
+static inline void sched_world_policy_error(void *data, const char *msg)
+{
+    (void)msg;
+    ((struct sched_world *)data)->policy_errors++;
+}
+
+static inline int sched_world_setup(void **state)
+{
+    struct sched_world *w = calloc(1, sizeof(*w));
+    assert_non_null(w);
+    assert_int_equal(uv_loop_init(&w->loop), 0);
+    rd_config_defaults(&w->cfg);
+    rd_fsm_init(&w->fsm);
+    rd_registry_init(&w->registry);
+    w->log.fsm = &w->fsm;
+    w->leader_since_ns = rd_mono_ns();
+    struct rd_sched_env env = {
+        .loop = &w->loop,
+        .cfg = &w->cfg,
+        .fsm = &w->fsm,
+        .registry = &w->registry,
+        .log = fake_log_proposer(&w->log),
+        .analysis = &w->analysis,
+        .alerts = &w->alerts,
+        .policy = &w->policy,
+        .policy_error = sched_world_policy_error,
+        .policy_error_data = w,
+        .shutting_down = &w->shutting_down,
+        .leader_since_ns = &w->leader_since_ns,
+    };
+    rd_sched_init(&w->s, &env);
+    *state = w;
+    return 0;
+}
+
+static inline int sched_world_teardown(void **state)
+{
+    struct sched_world *w = *state;
+    rd_sched_close(&w->s);
+    assert_int_equal(uv_loop_close(&w->loop), 0);
+    rd_registry_close(&w->registry);
+    rd_fsm_close(&w->fsm);
+    free(w);
+    return 0;
+}
+
+static inline void sched_world_agent(struct sched_world *w, const char *id, uint32_t slots,
+                                     const char *labels)
+{
+    struct rd_cmd c = {.type = RD_CMD_NODE_REGISTER};
+    c.u.reg.node_id = RD_STR(id);
+    c.u.reg.slots = slots;
+    c.u.reg.labels_json = RD_STR(labels);
+    c.u.reg.health_url = RD_STR("");
+    c.u.reg.address = RD_STR("");
+    assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
+}
+
+static inline void sched_world_move(struct sched_world *w, const char *id, int state)
+{
+    struct rd_cmd c = {.type = RD_CMD_NODE_TRANSITION};
+    c.u.trans.node_id = RD_STR(id);
+    c.u.trans.epoch = 0; /* an operator's action: whatever epoch is current */
+    c.u.trans.state = (uint8_t)state;
+    c.u.trans.reason = RD_STR("test");
+    c.u.trans.from_state = RD_STATE_ANY;
+    assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
+}
+
+/* Submits task number `n` (id 00000000-0000-4000-8000-<n>) and returns its id. */
+static inline const char *sched_world_task(struct sched_world *w, int n, int priority,
+                                           bool critical, uint32_t slots, const char *labels)
+{
+    static char ids[64][40];
+    char *id = ids[n % 64];
+    snprintf(id, 40, "00000000-0000-4000-8000-%012d", n);
+    struct rd_cmd c = {.type = RD_CMD_TASK_SUBMIT};
+    c.u.tsubmit.task_id = RD_STR(id);
+    c.u.tsubmit.priority = (uint8_t)priority;
+    c.u.tsubmit.critical = critical;
+    c.u.tsubmit.slots = slots;
+    c.u.tsubmit.labels_json = RD_STR(labels);
+    c.u.tsubmit.payload_json = RD_STR("{}");
+    c.u.tsubmit.max_attempts = 5;
+    assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
+    return id;
+}
+
+static inline const struct rd_task *sched_world_get(struct sched_world *w, const char *id)
+{
+    const struct rd_task *t = rd_fsm_task(&w->fsm, id);
+    assert_non_null(t);
+    return t;
+}
+
+#endif

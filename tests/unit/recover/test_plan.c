@@ -1,0 +1,120 @@
+/*
+ * Plan execution (recover/plan.c) on a fake log: what a policy's typed plan
+ * asks for is what the log gets. Side actions first (pause, isolate,
+ * degrade), then the moves in the plan's order; a target the engine cannot
+ * use (unknown, not working, no room) is replaced by placement's choice;
+ * safe_recovery moves nothing while the lost agent's lease may still run.
+ */
+#include "cmocka_all.h"
+
+#include "policy/policy.h"
+#include "sched_world.h"
+
+/* Agent "lost" holds tasks 1..n (placed while it worked), then fails. */
+static void lost_agent_with_tasks(struct sched_world *w, int n)
+{
+    sched_world_agent(w, "lost", (uint32_t)n, "{}");
+    for (int i = 1; i <= n; i++)
+        sched_world_task(w, i, 5, false, 1, "{}");
+    rd_sched_pass(&w->s);
+    fake_log_step(&w->log);
+    for (int i = 1; i <= n; i++) {
+        char id[40];
+        snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012d", i);
+        assert_string_equal(sched_world_get(w, id)->node_id, "lost");
+    }
+    sched_world_move(w, "lost", RD_NODE_FAILED);
+}
+
+static size_t todo_of(struct sched_world *w, struct rd_task **todo, size_t max)
+{
+    const struct rd_node *n = rd_fsm_node(&w->fsm, "lost", 4);
+    size_t k = 0;
+    for (struct rd_task *t = n->tasks; t != NULL && k < max; t = t->next_on_node)
+        todo[k++] = t;
+    return k;
+}
+
+static struct rd_action act(enum rd_action_kind kind, const char *task, const char *node)
+{
+    return (struct rd_action){
+        .kind = kind, .task_id = (char *)task, .node_id = (char *)node, .order = 0};
+}
+
+static void test_plan_is_carried_out(void **state)
+{
+    struct sched_world *w = *state;
+    lost_agent_with_tasks(w, 4);
+    sched_world_agent(w, "b", 1, "{}");
+    sched_world_agent(w, "c", 4, "{}");
+    sched_world_agent(w, "draining", 8, "{}");
+    sched_world_move(w, "draining", RD_NODE_DRAINING);
+    const char *t1 = "00000000-0000-4000-8000-000000000001";
+    const char *t2 = "00000000-0000-4000-8000-000000000002";
+    const char *t3 = "00000000-0000-4000-8000-000000000003";
+    const char *t4 = "00000000-0000-4000-8000-000000000004";
+    struct rd_action actions[] = {
+        act(RD_ACT_REASSIGN, t2, "b"),        /* a usable target */
+        act(RD_ACT_REASSIGN, t3, "draining"), /* not working: placement chooses */
+        act(RD_ACT_REASSIGN, t4, "b"),        /* b is full by now: placement chooses */
+        act(RD_ACT_PAUSE, t1, NULL),          /* a side action: runs first */
+        {.kind = RD_ACT_DEGRADE, .percent = 30},
+    };
+    struct rd_plan plan = {.strategy = "fast_recovery", .actions = actions,
+                           .n = RD_ARRAY_SIZE(actions)};
+    struct rd_task *todo[8];
+    size_t k = todo_of(w, todo, 8);
+    uint32_t extra[8] = {0};
+    const struct rd_node *lost = rd_fsm_node(&w->fsm, "lost", 4);
+    assert_int_equal(rd_sched__execute(&w->s, lost, todo, k, &plan, extra), 4);
+    fake_log_step(&w->log);
+    assert_int_equal(sched_world_get(w, t1)->state, RD_TASK_PAUSED);
+    assert_string_equal(sched_world_get(w, t2)->node_id, "b");
+    assert_string_equal(sched_world_get(w, t3)->node_id, "c");
+    assert_string_equal(sched_world_get(w, t4)->node_id, "c");
+    for (const char *const *t = (const char *const[]){t2, t3, t4, NULL}; *t; t++) {
+        assert_int_equal(sched_world_get(w, *t)->state, RD_TASK_RECOVERING);
+        assert_int_equal(sched_world_get(w, *t)->attempt, 2);
+    }
+    assert_int_equal(w->s.performance_limit, 30);
+}
+
+/* safe_recovery never lets a task run twice: while the lost agent's lease
+ * may still run, neither a reassign nor a wait moves anything; once it has
+ * surely expired, both do. */
+static void test_safe_recovery_waits_out_the_lease(void **state)
+{
+    struct sched_world *w = *state;
+    lost_agent_with_tasks(w, 2);
+    sched_world_agent(w, "b", 4, "{}");
+    const char *t1 = "00000000-0000-4000-8000-000000000001";
+    const char *t2 = "00000000-0000-4000-8000-000000000002";
+    struct rd_action actions[] = {act(RD_ACT_REASSIGN, t1, NULL), act(RD_ACT_WAIT, t2, NULL)};
+    struct rd_plan plan = {.strategy = "safe_recovery", .actions = actions, .n = 2};
+    struct rd_task *todo[4];
+    size_t k = todo_of(w, todo, 4);
+    uint32_t extra[4] = {0};
+    const struct rd_node *lost = rd_fsm_node(&w->fsm, "lost", 4);
+    /* Leader just now, nothing heard from the agent since: the lease may run. */
+    w->leader_since_ns = rd_mono_ns();
+    assert_int_equal(rd_sched__execute(&w->s, lost, todo, k, &plan, extra), 0);
+    assert_int_equal(w->log.n, 0);
+    assert_string_equal(sched_world_get(w, t1)->node_id, "lost");
+    /* Long ago: the lease has surely run out. */
+    w->leader_since_ns = 1;
+    assert_int_equal(rd_sched__execute(&w->s, lost, todo, k, &plan, extra), 2);
+    fake_log_step(&w->log);
+    assert_string_equal(sched_world_get(w, t1)->node_id, "b");
+    assert_string_equal(sched_world_get(w, t2)->node_id, "b");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_plan_is_carried_out, sched_world_setup,
+                                        sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_safe_recovery_waits_out_the_lease,
+                                        sched_world_setup, sched_world_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
