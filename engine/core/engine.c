@@ -517,6 +517,7 @@ out:
     rd_policy_free(eng->policy);
     eng->policy = NULL;
     rd_sched_close(&eng->sched);
+    rd_analysis_close(&eng->analysis);
     rd_registry_close(&eng->registry);
     rd_fsm_close(&eng->fsm);
     return eng->exit_code;

@@ -36,7 +36,32 @@ struct proposal {
     bool partition;
 };
 
-static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s);
+static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s);
+
+/* The analysis's soft state of the node whose registry part is `soft`
+ * (afresh for a new node or epoch); NULL on ENOMEM (the node then waits for
+ * a later signal). */
+static struct rd_detect *det(struct rd_analysis *a, struct rd_soft *soft)
+{
+    if (soft == NULL)
+        return NULL;
+    if (soft->slot >= a->n_by_slot) {
+        size_t n = soft->slot + 64;
+        struct rd_detect *b = realloc(a->by_slot, n * sizeof(*b));
+        if (b == NULL)
+            return NULL;
+        memset(b + a->n_by_slot, 0, (n - a->n_by_slot) * sizeof(*b));
+        a->by_slot = b;
+        a->n_by_slot = n;
+    }
+    struct rd_detect *d = &a->by_slot[soft->slot];
+    if (d->generation != soft->generation) {
+        memset(d, 0, sizeof(*d));
+        d->generation = soft->generation;
+    }
+    d->soft = soft;
+    return d;
+}
 
 static void proposal_done(void *data, int status, uint64_t value)
 {
@@ -46,7 +71,7 @@ static void proposal_done(void *data, int status, uint64_t value)
     if (p->partition) {
         a->partition_proposing = false;
     } else {
-        struct rd_soft *s = rd_registry_get(a->registry, p->node_id, strlen(p->node_id));
+        struct rd_detect *s = det(a, rd_registry_get(a->registry, p->node_id, strlen(p->node_id)));
         if (s != NULL)
             s->proposing = false;
         if (status == 0 && p->since_ns != 0) {
@@ -69,7 +94,7 @@ static void proposal_done(void *data, int status, uint64_t value)
     free(p);
 }
 
-static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_soft *s,
+static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_detect *s,
                     enum stage stage, bool partition)
 {
     struct proposal *p = calloc(1, sizeof(*p));
@@ -79,7 +104,7 @@ static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_s
     p->stage = stage;
     p->partition = partition;
     if (s != NULL) {
-        snprintf(p->node_id, sizeof(p->node_id), "%s", s->node_id);
+        snprintf(p->node_id, sizeof(p->node_id), "%s", s->soft->node_id);
         p->since_ns = s->bad_since_ns;
     }
     int rv = a->log.propose(a->log.data, cmd, proposal_done, p);
@@ -122,13 +147,14 @@ static const char *cause_name(int c)
  * rises for many reasons besides load. */
 #define OVERLOAD_CPU 0.9
 #define OVERLOAD_MEM 0.95
-static bool looks_overloaded(const struct rd_soft *s)
+static bool looks_overloaded(const struct rd_detect *s)
 {
-    return s->metrics.present && (s->metrics.cpu >= OVERLOAD_CPU || s->metrics.mem >= OVERLOAD_MEM);
+    return s->soft->metrics.present &&
+           (s->soft->metrics.cpu >= OVERLOAD_CPU || s->soft->metrics.mem >= OVERLOAD_MEM);
 }
 
 /* What kind of fault the signals describe, and how bad it is. */
-static void classify(const struct rd_node *n, const struct rd_soft *s, int *type, int *sev)
+static void classify(const struct rd_node *n, const struct rd_detect *s, int *type, int *sev)
 {
     bool hb_bad = s->hb != RD_VERDICT_OK;
     bool probe_bad = s->probe != RD_VERDICT_OK;
@@ -170,7 +196,7 @@ static void classify(const struct rd_node *n, const struct rd_soft *s, int *type
     }
 }
 
-static char *fault_metadata(const struct rd_node *n, const struct rd_soft *s, uint64_t now,
+static char *fault_metadata(const struct rd_node *n, const struct rd_detect *s, uint64_t now,
                             bool predicted)
 {
     json_t *m = json_pack(
@@ -190,11 +216,12 @@ static char *fault_metadata(const struct rd_node *n, const struct rd_soft *s, ui
         json_object_set_new(m, "metric", json_string(s->metric));
     if (s->detail[0])
         json_object_set_new(m, "detail", json_string(s->detail));
-    if (s->metrics.present)
+    if (s->soft->metrics.present)
         json_object_set_new(m, "last_metrics",
-                            json_pack("{s:f,s:f,s:f,s:f}", "error_rate", s->metrics.error_rate,
-                                      "latency_ms", s->metrics.latency_ms, "cpu", s->metrics.cpu,
-                                      "mem", s->metrics.mem));
+                            json_pack("{s:f,s:f,s:f,s:f}", "error_rate",
+                                      s->soft->metrics.error_rate, "latency_ms",
+                                      s->soft->metrics.latency_ms, "cpu", s->soft->metrics.cpu,
+                                      "mem", s->soft->metrics.mem));
     char *out = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(m);
     return out;
@@ -202,7 +229,7 @@ static char *fault_metadata(const struct rd_node *n, const struct rd_soft *s, ui
 
 /* ---- flap damping and the mass-failure guard ----------------------------- */
 
-static void record_flap(struct rd_analysis *a, struct rd_soft *s, uint64_t now)
+static void record_flap(struct rd_analysis *a, struct rd_detect *s, uint64_t now)
 {
     uint64_t window = ms_ns(cfg_of(a)->fault_tolerance.detection.flap_window_ms);
     unsigned kept = 0;
@@ -217,7 +244,7 @@ static void record_flap(struct rd_analysis *a, struct rd_soft *s, uint64_t now)
     s->n_flaps = (uint8_t)kept;
 }
 
-static bool flapping(struct rd_analysis *a, const struct rd_soft *s, uint64_t now)
+static bool flapping(struct rd_analysis *a, const struct rd_detect *s, uint64_t now)
 {
     const struct rd_config *c = cfg_of(a);
     uint64_t window = ms_ns(c->fault_tolerance.detection.flap_window_ms);
@@ -309,20 +336,20 @@ static void partition_close(struct rd_analysis *a)
 
 /* ---- the decision -------------------------------------------------------- */
 
-static bool any_bad(const struct rd_soft *s)
+static bool any_bad(const struct rd_detect *s)
 {
     return s->hb != RD_VERDICT_OK || s->probe != RD_VERDICT_OK;
 }
 
 /* A node fails on a signal at its full threshold, or on two signals. */
-static bool failing(const struct rd_soft *s)
+static bool failing(const struct rd_detect *s)
 {
     return s->hb == RD_VERDICT_FAILED || s->probe == RD_VERDICT_FAILED ||
            s->metrics_verdict == RD_VERDICT_FAILED ||
            (s->hb != RD_VERDICT_OK && s->probe != RD_VERDICT_OK);
 }
 
-static void propose_transition(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s,
+static void propose_transition(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s,
                                int to, bool resolve, const char *reason, enum stage stage)
 {
     struct rd_cmd cmd = {.type = RD_CMD_NODE_TRANSITION};
@@ -335,7 +362,7 @@ static void propose_transition(struct rd_analysis *a, const struct rd_node *n, s
     propose(a, &cmd, s, stage, false);
 }
 
-static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s,
+static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s,
                           int type, int sev, int set_state, bool predicted, uint64_t now)
 {
     char id[RD_UUID_STRLEN];
@@ -370,7 +397,7 @@ static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct
 }
 
 static void propose_resolve_warnings(struct rd_analysis *a, const struct rd_node *n,
-                                     struct rd_soft *s)
+                                     struct rd_detect *s)
 {
     struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE};
     cmd.u.fresolve.id = RD_STR("");
@@ -380,7 +407,7 @@ static void propose_resolve_warnings(struct rd_analysis *a, const struct rd_node
         s->warn_open = false;
 }
 
-static unsigned probation_needed(struct rd_analysis *a, const struct rd_soft *s, uint64_t now)
+static unsigned probation_needed(struct rd_analysis *a, const struct rd_detect *s, uint64_t now)
 {
     const struct rd_config *c = cfg_of(a);
     unsigned need = c->fault_tolerance.detection.recovery_threshold;
@@ -389,12 +416,12 @@ static unsigned probation_needed(struct rd_analysis *a, const struct rd_soft *s,
     return need;
 }
 
-static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s)
+static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s)
 {
-    if (s->proposing || s->epoch != n->epoch || !a->log.is_leader(a->log.data))
+    if (s->proposing || s->soft->epoch != n->epoch || !a->log.is_leader(a->log.data))
         return;
     uint64_t now = a->clock();
-    bool in_grace = now < s->grace_until_ns;
+    bool in_grace = now < s->soft->grace_until_ns;
     int state = n->state;
     if (state == RD_NODE_FAILED || state == RD_NODE_ISOLATED || state == RD_NODE_LEFT)
         return; /* fenced: the agent must register again */
@@ -411,7 +438,7 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_s
             return;
         }
         if (state == RD_NODE_PROBATION && s->hb == RD_VERDICT_OK &&
-            s->heartbeats - s->heartbeats_at_state >= probation_needed(a, s, now)) {
+            s->soft->heartbeats - s->soft->heartbeats_at_state >= probation_needed(a, s, now)) {
             propose_transition(a, n, s, RD_NODE_ALIVE, true, "probation passed", STAGE_OTHER);
             return;
         }
@@ -493,8 +520,11 @@ bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
     const struct rd_node *n = rd_fsm_node(a->fsm, obs->node_id, len);
     if (n == NULL || n->epoch != obs->epoch || n->state == RD_NODE_LEFT)
         return false;
-    struct rd_soft *s = rd_registry_get(a->registry, obs->node_id, len);
-    if (s == NULL || s->epoch != n->epoch)
+    struct rd_soft *soft = rd_registry_get(a->registry, obs->node_id, len);
+    if (soft == NULL || soft->epoch != n->epoch)
+        return false;
+    struct rd_detect *s = det(a, soft);
+    if (s == NULL)
         return false;
     int v = obs->verdict;
     if (v < RD_VERDICT_OK || v > RD_VERDICT_FAILED)
@@ -534,9 +564,11 @@ bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
     return true;
 }
 
-void rd_analysis_heartbeat(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s)
+void rd_analysis_heartbeat(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *soft)
 {
-    if (a->started && (n->state == RD_NODE_PROBATION || n->state == RD_NODE_SUSPECT))
+    struct rd_detect *s;
+    if (a->started && (n->state == RD_NODE_PROBATION || n->state == RD_NODE_SUSPECT) &&
+        (s = det(a, soft)) != NULL)
         evaluate(a, n, s);
 }
 
@@ -566,7 +598,7 @@ void rd_analysis_tick(struct rd_analysis *a)
         const struct rd_node *n = a->fsm->nodes[i];
         if (n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED || n->state == RD_NODE_LEFT)
             continue;
-        struct rd_soft *s = rd_registry_get(a->registry, n->node_id, n->id_len);
+        struct rd_detect *s = det(a, rd_registry_get(a->registry, n->node_id, n->id_len));
         if (s != NULL && !s->proposing &&
             (any_bad(s) || s->metrics_verdict != RD_VERDICT_OK || s->predicted || s->warn_open ||
              n->state == RD_NODE_SUSPECT))
@@ -634,8 +666,9 @@ void rd_analysis_reset(struct rd_analysis *a)
     a->failing_suspect = 0;
 }
 
-void rd_analysis_left_suspect(struct rd_analysis *a, struct rd_soft *s)
+void rd_analysis_left_suspect(struct rd_analysis *a, struct rd_soft *soft)
 {
+    struct rd_detect *s = det(a, soft);
     if (s == NULL || !s->failing_counted)
         return;
     s->failing_counted = false;
@@ -696,4 +729,20 @@ void rd_analysis_metrics(struct rd_analysis *a, struct rd_mbuf *b)
                      "Periodic passes of the analysis over the agents in trouble (as leader).");
     rd_mbuf_printf(b, "recoveryd_analysis_passes_total %llu\n",
                    (unsigned long long)a->passes_total);
+}
+
+bool rd_analysis_phi(struct rd_analysis *a, struct rd_soft *soft, double *phi)
+{
+    struct rd_detect *d = det(a, soft);
+    if (d == NULL || d->hb == RD_VERDICT_OK)
+        return false;
+    *phi = d->phi;
+    return true;
+}
+
+void rd_analysis_close(struct rd_analysis *a)
+{
+    free(a->by_slot);
+    a->by_slot = NULL;
+    a->n_by_slot = 0;
 }

@@ -31,6 +31,32 @@ struct rd_mbuf;
 
 #define RD_GUARD_EVENTS 4096
 
+/*
+ * The analysis's own soft state of a node: the latest verdict of each
+ * signal and what it decided, in its table by registry slot (reset when the
+ * registry's generation of the node changes).
+ */
+struct rd_detect {
+    uint64_t generation;   /* rd_soft.generation this belongs to */
+    struct rd_soft *soft;  /* the registry's part of the node (set on each use) */
+    int8_t hb;             /* enum rd_verdict of each signal */
+    uint64_t hb_failed_ns; /* when the heartbeat verdict became failed, 0 while it is not */
+    int8_t probe;
+    int8_t metrics_verdict;
+    uint8_t probe_cause; /* enum rd_probe_cause of the last failed probe */
+    bool predicted;      /* the metrics detector predicts a failure */
+    double predicted_eta_ms;
+    double phi;            /* last value the heartbeat detector reported */
+    uint64_t bad_since_ns; /* start of the current episode of trouble, 0 = none */
+    bool proposing;        /* a proposal for this node is being committed */
+    bool warn_open;        /* a fault that leaves the node's state alone is open */
+    uint8_t n_flaps;       /* entries into suspect/failed in flap_times */
+    uint64_t flap_times[16];
+    char detail[160];     /* the last detector's human line */
+    char metric[32];      /* the metric behind a metrics verdict */
+    bool failing_counted; /* its failure is a guard event while it is still suspect */
+};
+
 struct rd_analysis {
     uv_loop_t *loop;
     const struct rd_config *cfg;
@@ -51,7 +77,9 @@ struct rd_analysis {
     /* Agents whose failure is in `events` but whose failed transition has
      * not applied yet: still counted as suspect, so not counted twice. */
     unsigned failing_suspect;
-    size_t guard_bad;               /* agents in trouble at the guard's last count */
+    size_t guard_bad;          /* agents in trouble at the guard's last count */
+    struct rd_detect *by_slot; /* its soft state of each node, by registry slot */
+    size_t n_by_slot;
     struct rd_hist latency_suspect; /* trouble began -> suspect committed */
     struct rd_hist latency_failed;  /* trouble began -> fault record committed */
     uint64_t faults_opened[RD_FAULT_TYPE_COUNT][RD_SEV_COUNT];
@@ -93,6 +121,13 @@ int rd_analysis_take_heartbeat(struct rd_analysis *a, const struct rd_heartbeat_
  * already recorded for the guard, no longer needs discounting. */
 struct rd_soft;
 void rd_analysis_left_suspect(struct rd_analysis *a, struct rd_soft *s);
+
+/* The heartbeat detector's last phi for the node while its heartbeats are
+ * not on time: true and *phi, else false (on time, or nothing known). */
+bool rd_analysis_phi(struct rd_analysis *a, struct rd_soft *s, double *phi);
+
+/* Releases the analysis's tables (after rd_analysis_stop). */
+void rd_analysis_close(struct rd_analysis *a);
 /* Starts the periodic evaluation (leader only). */
 void rd_analysis_start(struct rd_analysis *a);
 void rd_analysis_stop(struct rd_analysis *a);

@@ -51,7 +51,9 @@ static json_t *node_json(const struct rd_http_env *env, const struct rd_node *n)
     }
     /* phi as the heartbeat detector last reported it while the agent is in
      * trouble; null while its heartbeats are on time. */
-    json_t *phi = s != NULL && s->hb != 0 ? json_real(s->phi) : json_null();
+    double phi_v;
+    json_t *phi =
+        s != NULL && rd_analysis_phi(env->analysis, s, &phi_v) ? json_real(phi_v) : json_null();
     json_t *o = json_pack("{s:s#,s:I,s:s,s:{s:I},s:o,s:{s:I},s:o,s:o,s:i,s:s,s:s,s:s,s:s}",
                           "node_id", n->node_id, n->id_len, "epoch", (json_int_t)n->epoch, "state",
                           rd_node_state_name(n->state), "capacity", "slots", (json_int_t)n->slots,

@@ -38,28 +38,13 @@ struct rd_soft {
     uint64_t grace_until_ns;      /* not judged before this (new leader, restart) */
     uint32_t slots_used;
     struct rd_node_metrics metrics;
-
-    /* Detection: the latest verdict of each signal (enum rd_verdict). */
-    int8_t hb;
-    uint64_t hb_failed_ns; /* when the heartbeat verdict became failed, 0 while it is not */
-    int8_t probe;
-    int8_t metrics_verdict;
-    uint8_t probe_cause; /* enum rd_probe_cause of the last failed probe */
-    bool predicted;      /* the metrics detector predicts a failure */
-    double predicted_eta_ms;
-    double phi;            /* last value the heartbeat detector reported */
-    uint64_t bad_since_ns; /* start of the current episode of trouble, 0 = none */
-    bool proposing;        /* a proposal for this node is being committed */
-    bool warn_open;        /* a fault that leaves the node's state alone is open */
-    uint8_t n_flaps;       /* entries into suspect/failed in flap_times */
-    uint64_t flap_times[16];
-    char detail[160]; /* the last detector's human line */
     /* Tasks moved off this agent, told in its next heartbeat answer
      * (rd_registry_revoke, rd_registry_take_revoked). */
     char revoked[RD_REVOKED_MAX][40];
     uint8_t n_revoked;
-    char metric[32];      /* the metric behind a metrics verdict */
-    bool failing_counted; /* its failure is a guard event while it is still suspect */
+    /* Other modules keep their own soft state of the node in tables by
+     * `slot`, reset when `generation` changes: the analysis's verdicts, the
+     * scheduler's replan time, the plugins' state. */
 };
 
 struct rd_registry {

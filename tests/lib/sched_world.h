@@ -30,7 +30,7 @@ struct sched_world {
     struct rd_fsm fsm;
     struct rd_registry registry;
     struct fake_log log;
-    struct rd_analysis analysis; /* zeroed: no partition suspected */
+    struct rd_analysis analysis;  /* zeroed: no partition suspected */
     struct rd_plugin_host alerts; /* zeroed: no instance */
     struct rd_policy_host *policy;
     bool shutting_down;

@@ -67,6 +67,7 @@ static int teardown(void **state)
 {
     struct world *w = *state;
     rd_analysis_stop(&w->a);
+    rd_analysis_close(&w->a);
     uv_run(&w->loop, UV_RUN_NOWAIT); /* closes the timer */
     assert_int_equal(uv_loop_close(&w->loop), 0);
     rd_registry_close(&w->registry);

@@ -60,8 +60,8 @@ static void test_plan_is_carried_out(void **state)
         act(RD_ACT_PAUSE, t1, NULL),          /* a side action: runs first */
         {.kind = RD_ACT_DEGRADE, .percent = 30},
     };
-    struct rd_plan plan = {.strategy = "fast_recovery", .actions = actions,
-                           .n = RD_ARRAY_SIZE(actions)};
+    struct rd_plan plan = {
+        .strategy = "fast_recovery", .actions = actions, .n = RD_ARRAY_SIZE(actions)};
     struct rd_task *todo[8];
     size_t k = todo_of(w, todo, 8);
     uint32_t extra[8] = {0};
@@ -113,8 +113,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_plan_is_carried_out, sched_world_setup,
                                         sched_world_teardown),
-        cmocka_unit_test_setup_teardown(test_safe_recovery_waits_out_the_lease,
-                                        sched_world_setup, sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_safe_recovery_waits_out_the_lease, sched_world_setup,
+                                        sched_world_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
