@@ -1062,18 +1062,6 @@ static int cfg_set_value(struct cfg_loader *ld, const struct cfg_field *f, char 
         return 0;
     }
     case CFG_STRING:
-        if (cfg_is_null(v)) {
-            memset(dst, 0, 1);
-            return 0;
-        }
-        if (len >= f->size) {
-            char expect[CFG_EXPECT_LEN];
-            char shown[CFG_SHOW_LEN];
-            return cfg_fail(ld, v, "%s, got %s (%zu bytes)",
-                            cfg_expected(f, expect, sizeof(expect)), cfg_show(v, shown), len);
-        }
-        memcpy(dst, s, len + 1);
-        return 0;
     case CFG_PATH:
         if (cfg_is_null(v)) {
             memset(dst, 0, 1);
@@ -1085,7 +1073,10 @@ static int cfg_set_value(struct cfg_loader *ld, const struct cfg_field *f, char 
             return cfg_fail(ld, v, "%s, got %s (%zu bytes)",
                             cfg_expected(f, expect, sizeof(expect)), cfg_show(v, shown), len);
         }
-        return cfg_set_path(ld, f, v, s, len, dst);
+        if (f->type == CFG_PATH) /* relative to the config file's directory */
+            return cfg_set_path(ld, f, v, s, len, dst);
+        memcpy(dst, s, len + 1);
+        return 0;
     case CFG_NAME:
         if (!cfg_name_ok(s, len, f->size - 1))
             return cfg_bad_value(ld, f, v);
