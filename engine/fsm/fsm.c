@@ -35,8 +35,15 @@ int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_
     case RD_CMD_NOOP:
         break;
     case RD_CMD_NODE_REGISTER:
+        rv = rd_fsm__node_apply(f, &cmd);
+        break;
     case RD_CMD_NODE_TRANSITION:
         rv = rd_fsm__node_apply(f, &cmd);
+        /* A transition that clears the node's faults (it recovered): the
+         * faults' side, applied here so that nodes and faults stay apart. */
+        if (rv == 0 && f->result.status == 0 && cmd.u.trans.resolve_faults)
+            rv = rd_fsm__faults_resolve_node(f, (struct rd_node *)f->result.node, cmd.time_ms,
+                                             cmd.u.trans.reason);
         break;
     case RD_CMD_FAULT_OPEN:
     case RD_CMD_FAULT_RESOLVE:

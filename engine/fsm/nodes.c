@@ -229,12 +229,8 @@ static int apply_transition(struct rd_fsm *f, const struct rd_cmd *cmd)
         f->result.status = RD_ECONFLICT;
         return 0;
     }
-    int rv = rd_fsm__node_move(f, n, c->state, c->reason, cmd->time_ms);
-    if (rv != 0)
-        return rv;
-    if (c->resolve_faults)
-        return rd_fsm__faults_resolve_node(f, n, cmd->time_ms, c->reason);
-    return 0;
+    /* resolve_faults is the faults' side: fsm.c applies it after the move. */
+    return rd_fsm__node_move(f, n, c->state, c->reason, cmd->time_ms);
 }
 
 int rd_fsm__node_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
