@@ -12,8 +12,6 @@
 #include "registry/registry.h"
 #include "replica/replica.h"
 #include "sched_int.h"
-#define PASS_MS 100 /* at most this long between passes while work waits */
-
 /* A proposal guarded in the in-flight map by `key` until its commit (or
  * refusal): the op owns the key string, which is also the map's key. */
 struct keyed_op {
@@ -106,46 +104,16 @@ uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft)
     return &x->replan_at_ns;
 }
 
-void rd_sched_pass(struct rd_sched *s)
+/* The pass timer fires: the pass itself lives above (passes.c). */
+static void timer_fired(uv_timer_t *t)
 {
-    const struct rd_fsm *f = s->env.fsm;
-    s->kicked = false;
-    if (!s->env.log.is_leader(s->env.log.data) || *s->env.shutting_down)
-        return;
-    /* Tentative load of this pass, so one pass does not overfill an agent. */
-    uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
-    if (extra == NULL)
-        return;
-    rd_sched__labels_reset(s); /* labels are parsed at most once per node per pass */
-    /* Counted first: /metrics, on this thread, sees it after the whole pass. */
-    s->passes_total++;
-    rd_sched__recover(s, extra);
-    rd_sched__resume_paused(s);
-    rd_sched__place_pending(s, extra);
-    free(extra);
+    struct rd_sched *s = t->data;
+    s->run_pass(s);
 }
 
-static void on_timer(uv_timer_t *t)
+void rd_sched__arm(struct rd_sched *s, uint64_t first_ms)
 {
-    rd_sched_pass(t->data);
-}
-
-void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env)
-{
-    memset(s, 0, sizeof(*s));
-    s->env = *env;
-    rd_map_init(&s->inflight);
-}
-
-void rd_sched_start(struct rd_sched *s)
-{
-    if (s->started)
-        return;
-    uv_timer_init(s->env.loop, &s->timer);
-    s->timer.data = s;
-    uv_timer_start(&s->timer, on_timer, PASS_MS, PASS_MS);
-    s->started = true;
-    rd_sched_kick(s);
+    uv_timer_start(&s->timer, timer_fired, first_ms, RD_SCHED_PASS_MS);
 }
 
 void rd_sched_kick(struct rd_sched *s)
@@ -153,26 +121,5 @@ void rd_sched_kick(struct rd_sched *s)
     if (!s->started || s->kicked)
         return;
     s->kicked = true;
-    uv_timer_start(&s->timer, on_timer, 0, PASS_MS);
-}
-
-void rd_sched_stop(struct rd_sched *s)
-{
-    if (!s->started)
-        return;
-    uv_timer_stop(&s->timer);
-    uv_close((uv_handle_t *)&s->timer, NULL);
-    s->started = false;
-}
-
-void rd_sched_close(struct rd_sched *s)
-{
-    rd_sched__labels_reset(s);
-    free(s->by_slot);
-    s->by_slot = NULL;
-    s->n_by_slot = 0;
-    for (size_t i = 0; i < s->inflight.cap; i++)
-        if (s->inflight.slots && s->inflight.slots[i].value)
-            free(s->inflight.slots[i].value);
-    rd_map_free(&s->inflight);
+    rd_sched__arm(s, 0);
 }

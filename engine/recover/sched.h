@@ -43,6 +43,7 @@ struct rd_sched_env {
 struct rd_sched {
     struct rd_sched_env env;
     uv_timer_t timer;
+    void (*run_pass)(struct rd_sched *s); /* what the timer runs: rd_sched_pass */
     bool started;
     bool kicked;
     struct rd_map inflight; /* task id (or op key) -> itself while its proposal is committed */

@@ -19,6 +19,8 @@
 
 /* A plan that moved nothing for an agent is not asked again before this. */
 #define RD_SCHED_REPLAN_BACKOFF_MS 1000
+/* At most this long between passes while work waits. */
+#define RD_SCHED_PASS_MS 100
 
 /* ---- sched.c: proposing ---- */
 
@@ -34,6 +36,9 @@ bool rd_sched__propose_assign(struct rd_sched *s, const struct rd_task *t, const
                               int state);
 /* The scheduler's replan time for a node (its own table by registry slot). */
 uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft);
+/* Starts the pass timer: first after `first_ms`, then every RD_SCHED_PASS_MS
+ * (each firing calls s->run_pass). */
+void rd_sched__arm(struct rd_sched *s, uint64_t first_ms);
 
 /* ---- placement.c ---- */
 
@@ -43,15 +48,13 @@ void rd_sched__labels_reset(struct rd_sched *s);
  * caps how full a node may get). */
 size_t rd_sched__choose(struct rd_sched *s, const struct rd_task *t, const uint32_t *extra,
                         unsigned limit_pct);
-/* Places the pending tasks (see placement.c). */
-void rd_sched__place_pending(struct rd_sched *s, uint32_t *extra);
 
-/* ---- runs.c ---- */
+/* ---- moves.c ---- */
 
-/* Moves tasks off lost agents (and ends runs): one pass. */
-void rd_sched__recover(struct rd_sched *s, uint32_t *extra);
 /* Degraded mode over: paused tasks go back to work. */
 void rd_sched__resume_paused(struct rd_sched *s);
+/* How long the lease of lost agent `n` may still run (0: surely expired). */
+uint64_t rd_sched__lease_left_ns(struct rd_sched *s, const struct rd_node *n);
 bool rd_sched__lease_expired(struct rd_sched *s, const struct rd_node *n);
 /* Moves `t` off `from` (to `target`, or where placement chooses): 1 when
  * proposed, 0 when it must wait, -1 when proposing failed. */
@@ -70,5 +73,15 @@ void rd_sched__quarantine(struct rd_sched *s, const struct rd_task *t, unsigned 
 struct rd_plan;
 int rd_sched__execute(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo, size_t k,
                       const struct rd_plan *plan, uint32_t *extra);
+
+/* ---- runs.c ---- */
+
+/* Moves tasks off lost agents (and ends runs): one pass. */
+void rd_sched__recover(struct rd_sched *s, uint32_t *extra);
+
+/* ---- passes.c ---- */
+
+/* Places the pending tasks, most urgent first (the pass's second half). */
+void rd_sched__place_pending(struct rd_sched *s, uint32_t *extra);
 
 #endif

@@ -1,0 +1,111 @@
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "config/config.h"
+#include "detect/analysis.h"
+#include "fsm/fsm.h"
+#include "plugin/host.h"
+#include "policy/policy.h"
+#include "registry/registry.h"
+#include "replica/replica.h"
+#include "sched_int.h"
+void rd_sched_pass(struct rd_sched *s)
+{
+    const struct rd_fsm *f = s->env.fsm;
+    s->kicked = false;
+    if (!s->env.log.is_leader(s->env.log.data) || *s->env.shutting_down)
+        return;
+    /* Tentative load of this pass, so one pass does not overfill an agent. */
+    uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
+    if (extra == NULL)
+        return;
+    rd_sched__labels_reset(s); /* labels are parsed at most once per node per pass */
+    /* Counted first: /metrics, on this thread, sees it after the whole pass. */
+    s->passes_total++;
+    rd_sched__recover(s, extra);
+    rd_sched__resume_paused(s);
+    rd_sched__place_pending(s, extra);
+    free(extra);
+}
+
+
+void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env)
+{
+    memset(s, 0, sizeof(*s));
+    s->env = *env;
+    rd_map_init(&s->inflight);
+}
+
+void rd_sched_start(struct rd_sched *s)
+{
+    if (s->started)
+        return;
+    uv_timer_init(s->env.loop, &s->timer);
+    s->timer.data = s;
+    s->run_pass = rd_sched_pass;
+    rd_sched__arm(s, RD_SCHED_PASS_MS);
+    s->started = true;
+    rd_sched_kick(s);
+}
+
+void rd_sched_stop(struct rd_sched *s)
+{
+    if (!s->started)
+        return;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, NULL);
+    s->started = false;
+}
+
+void rd_sched_close(struct rd_sched *s)
+{
+    rd_sched__labels_reset(s);
+    free(s->by_slot);
+    s->by_slot = NULL;
+    s->n_by_slot = 0;
+    for (size_t i = 0; i < s->inflight.cap; i++)
+        if (s->inflight.slots && s->inflight.slots[i].value)
+            free(s->inflight.slots[i].value);
+    rd_map_free(&s->inflight);
+}
+
+/* Places the pending tasks, most urgent first, on the working agents with
+ * room (`extra`: load this pass already added per node index). */
+void rd_sched__place_pending(struct rd_sched *s, uint32_t *extra)
+{
+    const struct rd_fsm *f = s->env.fsm;
+    if (f->tasks_by_state[RD_TASK_PENDING] == 0)
+        return;
+    size_t n = 0;
+    struct rd_task **todo = malloc(f->tasks_by_state[RD_TASK_PENDING] * sizeof(*todo));
+    if (todo == NULL)
+        return;
+    for (size_t i = 0; i < f->n_tasks && n < f->tasks_by_state[RD_TASK_PENDING]; i++) {
+        struct rd_task *t = f->tasks[i];
+        if (t->state != RD_TASK_PENDING || rd_map_get(&s->inflight, t->id, strlen(t->id)))
+            continue;
+        if (rd_sched__poisoned(s, t, 0))
+            rd_sched__quarantine(s, t, 0);
+        else
+            todo[n++] = t;
+    }
+    qsort(todo, n, sizeof(*todo), rd_task_cmp_urgency);
+    unsigned degraded_limit = 100;
+    bool degraded = rd_sched_degraded(s, &degraded_limit);
+    for (size_t k = 0; k < n; k++) {
+        struct rd_task *t = todo[k];
+        /* Degraded: non-critical work only up to performance_limit. */
+        size_t best =
+            rd_sched__choose(s, t, extra, degraded && !t->critical ? degraded_limit : 100);
+        if (best == SIZE_MAX)
+            continue; /* waits for capacity */
+        if (!rd_sched__propose_assign(s, t, f->nodes[best], RD_TASK_ASSIGNED))
+            break;
+        extra[best] += t->slots;
+        s->placements_total++;
+    }
+    free(todo);
+}
