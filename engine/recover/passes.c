@@ -31,7 +31,6 @@ void rd_sched_pass(struct rd_sched *s)
     free(extra);
 }
 
-
 void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env)
 {
     memset(s, 0, sizeof(*s));
