@@ -233,18 +233,6 @@ static void expect_fenced(struct agent *a)
     assert_int_equal(beat(a), 409);
 }
 
-static long long metric(const char *series)
-{
-    struct rdt_resp r = {0};
-    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
-    assert_int_equal(r.status, 200);
-    long long v = rdt_metric_in(r.body, series);
-    rdt_resp_free(&r);
-    if (v < 0)
-        fail_msg("no %s in /metrics", series);
-    return v;
-}
-
 static void test_bystanders(void **state)
 {
     for (int i = 0; i < N_BYSTANDERS; i++) {
@@ -390,12 +378,12 @@ static void test_mass_failure_is_held_as_partition(void **state)
      * its periodic pass (ten a second) for twice failure_threshold more
      * heartbeat intervals: past the point where the heartbeat detector fails
      * an agent whatever its phi (that long without a heartbeat). */
-    long long blocked = metric("recoveryd_guard_blocked_total");
-    long long passes = metric("recoveryd_analysis_passes_total");
+    long long blocked = rdt_metric(&proc, "recoveryd_guard_blocked_total");
+    long long passes = rdt_metric(&proc, "recoveryd_analysis_passes_total");
     long long want = passes + (2 * FAILURE_THRESHOLD * hb_ms + 99) / 100;
     for (int64_t until = rdt_now_ms() + rdt_ms(10000);;) {
-        long long b = metric("recoveryd_guard_blocked_total");
-        long long p = metric("recoveryd_analysis_passes_total");
+        long long b = rdt_metric(&proc, "recoveryd_guard_blocked_total");
+        long long p = rdt_metric(&proc, "recoveryd_analysis_passes_total");
         if (b > blocked && p >= want)
             break;
         if (rdt_now_ms() > until)

@@ -39,21 +39,10 @@ static const char g_yaml[] = "server:\n"
                              "  detection:\n"
                              "    heartbeat_interval: 30s\n";
 
-/* cmocka runs no teardown after a failed setup: clean up here then. */
+/* cmocka runs no teardown after a failed setup: rdt_setup_ready cleans up. */
 static int setup(void **state)
 {
-    struct rdt_proc *p = calloc(1, sizeof *p);
-    *state = p;
-    if (!p) {
-        return -1;
-    }
-    if (rdt_proc_start(p, g_yaml) != 0 || rdt_wait_ready(p, READY_TIMEOUT_MS) != 0) {
-        rdt_proc_cleanup(p);
-        free(p);
-        *state = NULL;
-        return -1;
-    }
-    return 0;
+    return rdt_setup_ready(state, g_yaml, READY_TIMEOUT_MS);
 }
 
 static int teardown(void **state)

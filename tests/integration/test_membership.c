@@ -25,17 +25,7 @@ static const char g_yaml[] = "fault_tolerance:\n"
 
 static int setup(void **state)
 {
-    struct rdt_proc *p = calloc(1, sizeof *p);
-    *state = p;
-    if (p == NULL)
-        return -1;
-    if (rdt_proc_start(p, g_yaml) != 0 || rdt_wait_ready(p, READY_MS) != 0) {
-        rdt_proc_cleanup(p);
-        free(p);
-        *state = NULL;
-        return -1;
-    }
-    return 0;
+    return rdt_setup_ready(state, g_yaml, READY_MS);
 }
 
 static int teardown(void **state)

@@ -204,26 +204,14 @@ static void await_log(const char *needle, int timeout_ms)
     }
 }
 
-static long long metric(const char *series)
-{
-    struct rdt_resp r = {0};
-    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
-    assert_int_equal(r.status, 200);
-    long long v = rdt_metric_in(r.body, series);
-    rdt_resp_free(&r);
-    if (v < 0)
-        fail_msg("no %s in /metrics", series);
-    return v;
-}
-
 /* Waits until the scheduler has run `n` more passes than now: what it would
  * do on its own (resume, place), it has had every chance to do. A fixed
  * sleep would pass as well when no pass ran at all. */
 static void await_sched_passes(int n)
 {
-    long long want = metric("recoveryd_scheduler_passes_total") + n;
+    long long want = rdt_metric(&proc, "recoveryd_scheduler_passes_total") + n;
     for (int64_t until = rdt_now_ms() + rdt_ms(10000);;) {
-        long long now = metric("recoveryd_scheduler_passes_total");
+        long long now = rdt_metric(&proc, "recoveryd_scheduler_passes_total");
         if (now >= want)
             return;
         if (rdt_now_ms() > until)

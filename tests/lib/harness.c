@@ -725,6 +725,21 @@ void rdt_proc_cleanup(struct rdt_proc *p)
         fail_msg("rdt: %s", why);
 }
 
+int rdt_setup_ready(void **state, const char *yaml, int timeout_ms)
+{
+    struct rdt_proc *p = calloc(1, sizeof *p);
+    *state = p;
+    if (p == NULL)
+        return -1;
+    if (rdt_proc_start(p, yaml) != 0 || rdt_wait_ready(p, timeout_ms) != 0) {
+        rdt_proc_cleanup(p);
+        free(p);
+        *state = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 int rdt_wait_ready(struct rdt_proc *p, int timeout_ms)
 {
     int64_t deadline = rdt_now_ms() + timeout_ms;

@@ -135,6 +135,12 @@ char *rdt_proc_log(const struct rdt_proc *p);
 /* Prints the last `lines` lines of the daemon's log on stderr. */
 void rdt_proc_print_log_tail(const struct rdt_proc *p, int lines);
 
+/*
+ * A cmocka setup's daemon: a new rdt_proc in *state, started with `yaml` and
+ * ready within `timeout_ms`. 0, or -1 with *state NULL and nothing left.
+ */
+int rdt_setup_ready(void **state, const char *yaml, int timeout_ms);
+
 /* Polls GET /ready until it answers 200. 0, or -1 after `timeout_ms`. */
 int rdt_wait_ready(struct rdt_proc *p, int timeout_ms);
 

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmocka_all.h"
+#include "harness.h"
+
 /*
  * The value of the sample `series` (a metric name with its labels exactly as
  * exposed, e.g. `recoveryd_nodes{state="alive"}`) in `body`, or -1 when there
@@ -25,6 +28,19 @@ static inline long long rdt_metric_in(const char *body, const char *series)
             line++;
     }
     return -1;
+}
+
+/* The sample `series` from `p`'s GET /metrics; fails the test when absent. */
+static inline long long rdt_metric(struct rdt_proc *p, const char *series)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(p, RDT_H1, "/metrics", &r), 0);
+    assert_int_equal(r.status, 200);
+    long long v = rdt_metric_in(r.body, series);
+    rdt_resp_free(&r);
+    if (v < 0)
+        fail_msg("no %s in /metrics", series);
+    return v;
 }
 
 #endif
