@@ -84,6 +84,29 @@ const char *rd_recovery_status_name(int s)
     return s >= 0 && s < RD_REC_STATUS_COUNT ? recovery_status_names[s] : "unknown";
 }
 
+static const char *const backup_status_names[RD_BACKUP_STATUS_COUNT] = {
+    "running",
+    "completed",
+    "failed",
+};
+
+const char *rd_backup_status_name(int s)
+{
+    return s >= 0 && s < RD_BACKUP_STATUS_COUNT ? backup_status_names[s] : "unknown";
+}
+
+static const char *const check_status_names[RD_CHECK_STATUS_COUNT] = {
+    "pending",
+    "consistent",
+    "mismatch",
+    "incomplete",
+};
+
+const char *rd_check_status_name(int s)
+{
+    return s >= 0 && s < RD_CHECK_STATUS_COUNT ? check_status_names[s] : "unknown";
+}
+
 const char *rd_cmd_type_name(int type)
 {
     switch (type) {
@@ -111,6 +134,16 @@ const char *rd_cmd_type_name(int type)
         return "recovery_close";
     case RD_CMD_REPLICA_INFO:
         return "replica_info";
+    case RD_CMD_BACKUP:
+        return "backup";
+    case RD_CMD_ARCHIVE:
+        return "archive";
+    case RD_CMD_CHECK:
+        return "check";
+    case RD_CMD_CHECK_RESULT:
+        return "check_result";
+    case RD_CMD_CLUSTER_ID:
+        return "cluster_id";
     }
     return "unknown";
 }
@@ -229,6 +262,41 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_str(w, c->result_json.p, c->result_json.len);
         break;
     }
+    case RD_CMD_BACKUP: {
+        const struct rd_cmd_backup *c = &cmd->u.backup;
+        rd_w_u8(w, c->op);
+        rd_w_str(w, c->id.p, c->id.len);
+        rd_w_str(w, c->target.p, c->target.len);
+        rd_w_u64(w, c->index);
+        rd_w_u64(w, c->term);
+        rd_w_u64(w, c->size);
+        rd_w_u64(w, c->checksum);
+        rd_w_u64(w, c->digest);
+        rd_w_u8(w, c->ok);
+        rd_w_str(w, c->error.p, c->error.len);
+        break;
+    }
+    case RD_CMD_ARCHIVE: {
+        const struct rd_cmd_archive *c = &cmd->u.archive;
+        rd_w_str(w, c->target.p, c->target.len);
+        rd_w_u64(w, c->index);
+        rd_w_str(w, c->object.p, c->object.len);
+        break;
+    }
+    case RD_CMD_CHECK:
+        rd_w_str(w, cmd->u.check.id.p, cmd->u.check.id.len);
+        break;
+    case RD_CMD_CHECK_RESULT: {
+        const struct rd_cmd_check_result *c = &cmd->u.cresult;
+        rd_w_str(w, c->id.p, c->id.len);
+        rd_w_u8(w, c->status);
+        rd_w_str(w, c->digests_json.p, c->digests_json.len);
+        rd_w_str(w, c->diverged_json.p, c->diverged_json.len);
+        break;
+    }
+    case RD_CMD_CLUSTER_ID:
+        rd_w_str(w, cmd->u.cid.id.p, cmd->u.cid.id.len);
+        break;
     default:
         return RD_EINVAL;
     }
@@ -381,6 +449,52 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
             return RD_EPARSE;
         break;
     }
+    case RD_CMD_BACKUP: {
+        struct rd_cmd_backup *c = &cmd->u.backup;
+        c->op = rd_r_u8(&r);
+        c->id = rd_r_str(&r);
+        c->target = rd_r_str(&r);
+        c->index = rd_r_u64(&r);
+        c->term = rd_r_u64(&r);
+        c->size = rd_r_u64(&r);
+        c->checksum = rd_r_u64(&r);
+        c->digest = rd_r_u64(&r);
+        c->ok = rd_r_u8(&r);
+        c->error = rd_r_str(&r);
+        if (!r.err && (c->op >= RD_BACKUP_OP_COUNT || c->id.len == 0 || c->id.len > 64 ||
+                       c->target.len > 63 || c->error.len > 1024))
+            return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_ARCHIVE: {
+        struct rd_cmd_archive *c = &cmd->u.archive;
+        c->target = rd_r_str(&r);
+        c->index = rd_r_u64(&r);
+        c->object = rd_r_str(&r);
+        if (!r.err && (c->target.len > 63 || c->object.len > 255))
+            return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_CHECK:
+        cmd->u.check.id = rd_r_str(&r);
+        if (!r.err && (cmd->u.check.id.len == 0 || cmd->u.check.id.len > 64))
+            return RD_EPARSE;
+        break;
+    case RD_CMD_CHECK_RESULT: {
+        struct rd_cmd_check_result *c = &cmd->u.cresult;
+        c->id = rd_r_str(&r);
+        c->status = rd_r_u8(&r);
+        c->digests_json = rd_r_str(&r);
+        c->diverged_json = rd_r_str(&r);
+        if (!r.err && (c->id.len == 0 || c->id.len > 64 || c->status >= RD_CHECK_STATUS_COUNT))
+            return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_CLUSTER_ID:
+        cmd->u.cid.id = rd_r_str(&r);
+        if (!r.err && (cmd->u.cid.id.len == 0 || cmd->u.cid.id.len > 64))
+            return RD_EPARSE;
+        break;
     default:
         return RD_EUNSUPPORTED;
     }

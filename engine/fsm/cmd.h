@@ -34,6 +34,11 @@ enum rd_cmd_type {
     RD_CMD_RECOVERY_OPEN = 10,  /* a recovery run for an agent's tasks */
     RD_CMD_RECOVERY_CLOSE = 11, /* the run ended: succeeded, partial or failed */
     RD_CMD_REPLICA_INFO = 12,   /* a replica's API URL, for redirects and health */
+    RD_CMD_BACKUP = 13,         /* a backup's record: begun, completed, failed, verified, removed */
+    RD_CMD_ARCHIVE = 14,        /* the archive target holds every entry up to an index */
+    RD_CMD_CHECK = 15,          /* a consistency check: each replica digests its state here */
+    RD_CMD_CHECK_RESULT = 16,   /* what the replicas reported for a check, and the verdict */
+    RD_CMD_CLUSTER_ID = 17,     /* names the cluster once (backups carry it); later ones refused */
     RD_CMD_TYPE_MAX
 };
 
@@ -205,6 +210,73 @@ struct rd_cmd_replica_info {
     struct rd_str api_url; /* http(s)://HOST:PORT; "" forgets the replica */
 };
 
+/* Backups (issue 11). A backup's record lives in the state machine, so every
+ * replica and every new leader knows the history. */
+enum rd_backup_op {
+    RD_BACKUP_OP_BEGIN = 0, /* the leader starts backup `id` on `target` (status running) */
+    RD_BACKUP_OP_COMPLETE,  /* stored: index, term, size, checksum, digest (completed) */
+    RD_BACKUP_OP_FAIL,      /* gave up: error (failed) */
+    RD_BACKUP_OP_VERIFY,    /* read back from its target: ok, error (verified_at) */
+    RD_BACKUP_OP_REMOVE,    /* retention deleted it from its target (the record goes) */
+    RD_BACKUP_OP_COUNT
+};
+
+enum rd_backup_status {
+    RD_BACKUP_RUNNING = 0,
+    RD_BACKUP_COMPLETED,
+    RD_BACKUP_FAILED,
+    RD_BACKUP_STATUS_COUNT
+};
+const char *rd_backup_status_name(int s);
+
+struct rd_cmd_backup {
+    uint8_t op;          /* enum rd_backup_op */
+    struct rd_str id;    /* UUID chosen by the leader */
+    struct rd_str target; /* BEGIN: the backup plugin instance's name */
+    uint64_t index;      /* COMPLETE: the raft index the image was taken at */
+    uint64_t term;       /* COMPLETE: the term of that index */
+    uint64_t size;       /* COMPLETE: compressed bytes of the image */
+    uint64_t checksum;   /* COMPLETE: FNV-1a 64 of the compressed bytes */
+    uint64_t digest;     /* COMPLETE: the state digest (rd_fsm_digest) of the image */
+    uint8_t ok;          /* VERIFY: 1 = the read-back matched the manifest */
+    struct rd_str error; /* FAIL, VERIFY: why ("" when none) */
+};
+
+/* Continuous archiving: the archive target holds every applied command up to
+ * `index` (objects named in docs/backup.md); the next leader resumes after it. */
+struct rd_cmd_archive {
+    struct rd_str target; /* the backup plugin instance's name */
+    uint64_t index;       /* archived through this raft index */
+    struct rd_str object; /* the last object written ("" when none) */
+};
+
+/* A consistency check: applying it, every replica computes its state digest
+ * at this very index (DESIGN.md decision 9) and keeps it locally. */
+struct rd_cmd_check {
+    struct rd_str id; /* UUID chosen by the leader */
+};
+
+/* The leader's verdict once the replicas reported (or did not in time). */
+struct rd_cmd_check_result {
+    struct rd_str id;
+    uint8_t status;                /* enum rd_check_status */
+    struct rd_str digests_json;    /* {"<replica id>": "<16 hex digits>" | null (no answer)} */
+    struct rd_str diverged_json;   /* [replica ids that differ from the majority] */
+};
+
+enum rd_check_status {
+    RD_CHECK_PENDING = 0, /* committed, digests not in yet */
+    RD_CHECK_CONSISTENT,  /* every replica that answered agrees */
+    RD_CHECK_MISMATCH,    /* some replica differs (diverged lists them) */
+    RD_CHECK_INCOMPLETE,  /* too few answers to tell (no majority digest) */
+    RD_CHECK_STATUS_COUNT
+};
+const char *rd_check_status_name(int s);
+
+struct rd_cmd_cluster_id {
+    struct rd_str id; /* UUID chosen by the first leader that finds none */
+};
+
 struct rd_cmd {
     uint8_t type;
     int64_t time_ms;
@@ -220,6 +292,11 @@ struct rd_cmd {
         struct rd_cmd_recovery_open ropen;
         struct rd_cmd_recovery_close rclose;
         struct rd_cmd_replica_info rinfo;
+        struct rd_cmd_backup backup;
+        struct rd_cmd_archive archive;
+        struct rd_cmd_check check;
+        struct rd_cmd_check_result cresult;
+        struct rd_cmd_cluster_id cid;
     } u;
 };
 

@@ -62,6 +62,17 @@ int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_
     case RD_CMD_RECOVERY_CLOSE:
         rv = rd_fsm__recovery_apply(f, &cmd);
         break;
+    case RD_CMD_BACKUP:
+        rv = rd_fsm__backup_apply(f, &cmd);
+        break;
+    case RD_CMD_ARCHIVE:
+    case RD_CMD_CLUSTER_ID:
+        rv = rd_fsm__archive_apply(f, &cmd);
+        break;
+    case RD_CMD_CHECK:
+    case RD_CMD_CHECK_RESULT:
+        rv = rd_fsm__check_apply(f, &cmd);
+        break;
     }
     if (rv != 0) {
         f->result.status = rv;
@@ -161,6 +172,8 @@ void rd_fsm__clear(struct rd_fsm *f)
     rd_fsm__tasks_clear(f);
     rd_fsm__recoveries_clear(f);
     rd_fsm__replicas_clear(f);
+    rd_fsm__backups_clear(f);
+    rd_fsm__checks_clear(f);
     f->n_applied = 0;
     f->last_time_ms = 0;
 }

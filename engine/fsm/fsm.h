@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backups.h"
+#include "checks.h"
 #include "cmd.h"
 #include "common/map.h"
 /* The records, one header per kind (and its .c file). */

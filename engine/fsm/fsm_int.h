@@ -2,7 +2,8 @@
  * What the state machine's files call in each other; nothing outside
  * engine/fsm/ includes it. Included by every file that holds part of the
  * machine: fsm.c (the glue: apply dispatch, raft callbacks, life cycle),
- * nodes.c, faults.c, tasks.c, recovery.c, replicas.c (one record kind each)
+ * nodes.c, faults.c, tasks.c, recovery.c, replicas.c, backups.c, checks.c
+ * (one record kind each)
  * and snapshot.c (the snapshot container and the order of its sections).
  *
  * Each record kind offers the same five entry points: apply (the commands
@@ -75,5 +76,22 @@ void rd_fsm__replicas_write(const struct rd_fsm *f, struct rd_wbuf *w);
 int rd_fsm__replicas_read(struct rd_fsm *f, struct rd_rbuf *r);
 void rd_fsm__replicas_clear(struct rd_fsm *f);
 void rd_fsm__replicas_move(struct rd_fsm *to, struct rd_fsm *from);
+
+/* backups.c: backup (records), archive (the position) and cluster_id (both
+ * through rd_fsm__archive_apply). Sections in
+ * snapshots of format 4 on. */
+int rd_fsm__backup_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
+int rd_fsm__archive_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
+void rd_fsm__backups_write(const struct rd_fsm *f, struct rd_wbuf *w);
+int rd_fsm__backups_read(struct rd_fsm *f, struct rd_rbuf *r);
+void rd_fsm__backups_clear(struct rd_fsm *f);
+void rd_fsm__backups_move(struct rd_fsm *to, struct rd_fsm *from);
+
+/* checks.c: check and check_result. Section in snapshots of format 4 on. */
+int rd_fsm__check_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
+void rd_fsm__checks_write(const struct rd_fsm *f, struct rd_wbuf *w);
+int rd_fsm__checks_read(struct rd_fsm *f, struct rd_rbuf *r);
+void rd_fsm__checks_clear(struct rd_fsm *f);
+void rd_fsm__checks_move(struct rd_fsm *to, struct rd_fsm *from);
 
 #endif

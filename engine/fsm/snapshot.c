@@ -7,6 +7,7 @@
  *   frame:   zstd (level 3) of raw
  *   raw:     u64 applied | i64 last time | nodes | faults | tasks
  *            | recovery runs | replicas (format 3 on)
+ *            | backups and the archive position | checks (format 4 on)
  *
  * Formats only grow by appending (docs/architecture.md): 2 added failure
  * times to each task, 3 the replicas section; every older format still
@@ -23,8 +24,9 @@
 #include "recoveryd/error.h"
 
 #define SNAP_MAGIC "RDSNAP\0\1"
-#define SNAP_FORMAT                                                                                \
-    3 /* 3: replica API URLs; 2: tasks carry failure times; 1 and 2 are still read */
+/* 4: backups, archive and checks; 3: replica API URLs; 2: tasks carry failure
+ * times; 1 to 3 are still read */
+#define SNAP_FORMAT 4
 
 static void write_state(const struct rd_fsm *f, struct rd_wbuf *w)
 {
@@ -35,6 +37,8 @@ static void write_state(const struct rd_fsm *f, struct rd_wbuf *w)
     rd_fsm__tasks_write(f, w);
     rd_fsm__recoveries_write(f, w);
     rd_fsm__replicas_write(f, w);
+    rd_fsm__backups_write(f, w);
+    rd_fsm__checks_write(f, w);
 }
 
 static int read_state(struct rd_fsm *f, const void *p, size_t len, unsigned format)
@@ -52,6 +56,10 @@ static int read_state(struct rd_fsm *f, const void *p, size_t len, unsigned form
         rv = rd_fsm__recoveries_read(f, &r);
     if (rv == 0 && format >= 3)
         rv = rd_fsm__replicas_read(f, &r);
+    if (rv == 0 && format >= 4)
+        rv = rd_fsm__backups_read(f, &r);
+    if (rv == 0 && format >= 4)
+        rv = rd_fsm__checks_read(f, &r);
     if (rv != 0)
         return rv;
     return r.off == r.len ? 0 : RD_ECORRUPT;
@@ -144,6 +152,8 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
     rd_fsm__tasks_move(f, &fresh);
     rd_fsm__recoveries_move(f, &fresh);
     rd_fsm__replicas_move(f, &fresh);
+    rd_fsm__backups_move(f, &fresh);
+    rd_fsm__checks_move(f, &fresh);
     f->n_applied = fresh.n_applied;
     f->last_time_ms = fresh.last_time_ms;
     f->restores++;

@@ -17,6 +17,7 @@
  * against minor N must provide at least this many bytes. */
 static const size_t descriptor_size_by_minor[] = {
     sizeof(struct rd_plugin_descriptor), /* 1.0 */
+    sizeof(struct rd_plugin_descriptor), /* 1.1: backup ops version 2, descriptor unchanged */
 };
 
 static const char *kind_name(int kind)
@@ -105,9 +106,9 @@ int rd_plugin_check(const struct rd_plugin_descriptor *d, const char *file, char
         }
         break;
     case RD_PLUGIN_BACKUP:
-        if (ops[0] < 1 || ops[1] < sizeof(struct rd_backup_ops)) {
+        if (ops[0] < 2 || ops[1] < sizeof(struct rd_backup_ops)) {
             snprintf(err, errlen,
-                     "%s: backup ops version %u size %u, host needs version 1 size %zu", file,
+                     "%s: backup ops version %u size %u, host needs version 2 size %zu", file,
                      ops[0], ops[1], sizeof(struct rd_backup_ops));
             return RD_EUNSUPPORTED;
         }

@@ -49,7 +49,7 @@ extern "C" {
 #endif
 
 #define RD_PLUGIN_ABI_MAJOR 1
-#define RD_PLUGIN_ABI_MINOR 0
+#define RD_PLUGIN_ABI_MINOR 1 /* 1: backup ops version 2 (list) */
 
 /* What must match between host and plugin beyond the version numbers:
  * the data model and the compiler family's layout rules. */
@@ -307,19 +307,46 @@ struct rd_alert_ops {
     void (*send)(void *state, const struct rd_alert *alert);
 };
 
-#define RD_BACKUP_OPS_VERSION 1
+/*
+ * Backup targets. A target stores named objects: the engine names them
+ * (relative keys of [A-Za-z0-9._/-], no "..", at most 255 bytes, e.g.
+ * "backups/<id>.zst", "backups/<id>.json", "archive/<first>-<last>.zst";
+ * docs/backup.md has the layout) and the target maps them onto its medium (a
+ * file under a directory, an S3 key under a prefix, a row in a table).
+ *
+ * write: store `len` bytes as object `name`, replacing any object of that
+ *   name, atomically: a reader sees the whole old object or the whole new
+ *   one, never part of one (temporary name, fsync, rename; one PUT; one
+ *   transaction). `done` fires once the object is durable. The plugin copies
+ *   `buf` before returning, or keeps it unchanged until `done` only when it
+ *   says so in RD_BACKUP_BORROWS_BUF (version 2 never borrows).
+ * read:  fetch object `name`; status RD_ENOTFOUND when it does not exist.
+ *   `buf` is valid only during the callback.
+ * remove: delete object `name`; removing an absent object succeeds.
+ * list (version 2): the objects whose names start with `prefix`, in
+ *   bytewise order of name, with their sizes; the arrays are valid only
+ *   during the callback.
+ *
+ * Every callback fires exactly once, on the loop, never from inside the call
+ * that started it; a call that returns an RD_E* code does not fire it. The
+ * `detail` strings are one human line ("s3 PUT backups/x.zst: 403
+ * SignatureDoesNotMatch"), or NULL on success. Slow or blocking I/O goes
+ * through host->queue_work or host->http_request.
+ */
+#define RD_BACKUP_OPS_VERSION 2
 typedef void (*rd_backup_done_cb)(void *data, int status, const char *detail);
 typedef void (*rd_backup_read_cb)(void *data, int status, const void *buf, size_t len);
+typedef void (*rd_backup_list_cb)(void *data, int status, const char *const *names,
+                                  const uint64_t *sizes, size_t n, const char *detail);
 struct rd_backup_ops {
     uint32_t version;
     uint32_t size;
-    /* Store `len` bytes as backup `id` (copy them before returning). */
-    int (*write)(void *state, const char *id, const void *buf, size_t len, rd_backup_done_cb done,
-                 void *data);
-    /* Fetch backup `id`. */
-    int (*read)(void *state, const char *id, rd_backup_read_cb done, void *data);
-    /* Delete backup `id` (retention). */
-    int (*remove)(void *state, const char *id, rd_backup_done_cb done, void *data);
+    int (*write)(void *state, const char *name, const void *buf, size_t len,
+                 rd_backup_done_cb done, void *data);
+    int (*read)(void *state, const char *name, rd_backup_read_cb done, void *data);
+    int (*remove)(void *state, const char *name, rd_backup_done_cb done, void *data);
+    /* Appended in version 2 (ABI minor 1). */
+    int (*list)(void *state, const char *prefix, rd_backup_list_cb done, void *data);
 };
 
 /* ---- the descriptor -------------------------------------------------------- */

@@ -1,0 +1,40 @@
+/*
+ * Backup records and the archive position (backups.c): the history every
+ * replica and every new leader knows (issue 11). Part of the state machine's
+ * API: include fsm.h.
+ */
+#ifndef RD_FSM_BACKUPS_H
+#define RD_FSM_BACKUPS_H
+
+#include <stdint.h>
+
+struct rd_fsm;
+
+struct rd_backup {
+    char id[65];
+    char target[64]; /* the backup plugin instance */
+    uint8_t status;  /* enum rd_backup_status */
+    uint64_t index;  /* the raft index the image was taken at (0 until completed) */
+    uint64_t term;
+    uint64_t size;     /* compressed bytes */
+    uint64_t checksum; /* FNV-1a 64 of the compressed bytes */
+    uint64_t digest;   /* the state digest of the image */
+    int64_t started_at_ms;
+    int64_t completed_at_ms; /* 0 while running; when it failed for a failed one */
+    int64_t verified_at_ms;  /* 0 when never verified */
+    int8_t verify_ok;        /* -1 never verified, 0 failed, 1 matched */
+    char *error;             /* NULL when none */
+};
+
+/* Where continuous archiving stands (zeroed when it never ran). */
+struct rd_archive_pos {
+    char target[64];
+    uint64_t index; /* every applied entry up to this raft index is archived */
+    char object[256];
+    int64_t at_ms;
+};
+
+/* The record of backup `id`, or NULL. */
+const struct rd_backup *rd_fsm_backup_find(const struct rd_fsm *f, const char *id);
+
+#endif
