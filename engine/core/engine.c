@@ -287,6 +287,29 @@ void rd_engine_shutdown(struct rd_engine *eng)
     uv_timer_start(&eng->shutdown_timer, shutdown_tick, 0, 5);
 }
 
+/*
+ * A rejoining replica: the leader demoted it, raft may start here (empty,
+ * without bootstrap). A start that fails now ends the process as a failed
+ * start would have.
+ */
+static int rejoin_left(void *data)
+{
+    struct rd_engine *eng = data;
+    if (eng->shutting_down)
+        return RD_ESHUTDOWN;
+    int rv = rd_replica_start(&eng->replica, &eng->fsm);
+    if (rv != 0) {
+        RD_ERROR("engine", "raft_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+                 eng->replica.errmsg);
+        fprintf(stderr, "recoveryd: %s\n", eng->replica.errmsg);
+        eng->exit_code = 1;
+        rd_engine_shutdown(eng);
+        return rv;
+    }
+    rd_cluster_start(&eng->cluster, eng->httpc);
+    return 0;
+}
+
 static void policy_fault_done(void *data, int status, uint64_t value)
 {
     (void)data, (void)status, (void)value;
@@ -414,6 +437,16 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         eng->exit_code = 1;
         goto out;
     }
+    /* Damage on disk is judged before raft reads anything (issue 11). */
+    rv = rd_replica_check_disk(&eng->replica, &eng->cfg);
+    if (rv != 0) {
+        fprintf(stderr, "recoveryd: %s\n", eng->replica.errmsg);
+        if (rv != RD_ECORRUPT)
+            RD_ERROR("engine", "data_dir_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+                     eng->replica.errmsg);
+        eng->exit_code = 1;
+        goto out;
+    }
     struct rd_http_env henv = {
         .loop = loop,
         .cfg = &eng->cfg,
@@ -493,16 +526,28 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         goto out;
     }
 
-    rv = rd_replica_start(&eng->replica, &eng->fsm);
-    if (rv != 0) {
-        RD_ERROR("engine", "raft_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
-                 eng->replica.errmsg);
-        fprintf(stderr, "recoveryd: %s\n", eng->replica.errmsg);
-        abort_start(eng);
-        goto out;
+    if (eng->replica.rejoin) {
+        /* Raft starts once the leader demoted this replica (rejoin_left). */
+        rv = rd_cluster_rejoin(&eng->cluster, eng->httpc, rejoin_left, eng);
+        if (rv != 0) {
+            fprintf(stderr,
+                    "recoveryd: this replica must rejoin its cluster (its data directory was "
+                    "damaged) but knows no other replica's API URL: give cluster.peers with "
+                    "api_url (or --peer ID=HOST:PORT=URL)\n");
+            abort_start(eng);
+            goto out;
+        }
+    } else {
+        rv = rd_replica_start(&eng->replica, &eng->fsm);
+        if (rv != 0) {
+            RD_ERROR("engine", "raft_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+                     eng->replica.errmsg);
+            fprintf(stderr, "recoveryd: %s\n", eng->replica.errmsg);
+            abort_start(eng);
+            goto out;
+        }
+        rd_cluster_start(&eng->cluster, eng->httpc);
     }
-
-    rd_cluster_start(&eng->cluster, eng->httpc);
     uv_signal_init(loop, &eng->sig_int);
     uv_signal_init(loop, &eng->sig_term);
     uv_signal_init(loop, &eng->sig_hup);

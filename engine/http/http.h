@@ -83,7 +83,8 @@ struct rd_http_env {
     X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")                             \
     X(REPLICAS_LIST, "GET", "/api/v1/cluster/replicas", "replicas_list")                           \
     X(REPLICAS_CHANGE, "POST", "/api/v1/cluster/replicas", "replicas_change")                      \
-    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")
+    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                    \
+    X(REPLICA_REJOIN, "POST", "/api/v1/cluster/replicas/*/rejoin", "replica_rejoin")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,
