@@ -435,6 +435,7 @@ struct seg_scan {
     const char *bad; /* the first bad batch (NULL: none) */
     char badbuf[96];
     size_t bad_offset;
+    uint64_t n_bad;           /* entries of the bad batch (when its header held) */
     bool valid_after;         /* a good batch after the bad one */
     uint64_t n_after;         /* entries in batches after the bad one (readable headers) */
     struct rd_cmd_count rest; /* commands of the bad batch (header good) and after it */
@@ -522,11 +523,28 @@ static void scan_segment(const char *dir, const struct seg *sg, struct seg_scan 
     size_t next = 0;
     if (bt.header_ok) {
         batch_count(b, off, &bt, &out->rest);
+        out->n_bad = bt.n;
         if (bt.max_term > out->max_term)
             out->max_term = bt.max_term;
         next = bt.end > off ? bt.end : 0;
     }
     size_t at = next ? next : off;
+    if (!bt.header_ok) {
+        /* Its checksum failed, but its count and sizes may be intact: they
+         * are believed when they end exactly where the next good batch starts. */
+        size_t good = resync(b, len, off);
+        uint64_t n = le64(b + off + 8);
+        if (good > 0 && n > 0 && n <= (good - off) / 16) {
+            size_t end = off + 16 + 16 * (size_t)n;
+            for (uint64_t i = 0; i < n && end <= good; i++)
+                end += le32(b + off + 16 + 16 * i + 12);
+            if (end == good) {
+                struct batch guess = {.n = n};
+                batch_count(b, off, &guess, &out->rest);
+                out->n_bad = n;
+            }
+        }
+    }
     for (;;) {
         size_t good = 0;
         if (at < len) {
@@ -774,8 +792,9 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
     s->disk_last = s->snap_index;
 
     /* The chain of entries from the snapshot on, as libraft loads it. */
-    uint64_t next = s->snap_index + 1;
-    bool broken = false;
+    /* disk_next numbers what the files hold, whether it chains or not. */
+    uint64_t next = s->snap_index + 1, disk_next = next, closed_end = 0;
+    bool broken = false, opened = false;
     for (size_t i = 0; i < n_seg; i++) {
         struct seg *sg = &segs[i];
         struct seg_scan sc;
@@ -786,6 +805,10 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
         if (!sg->open) {
             if (sg->end > s->disk_last)
                 s->disk_last = sg->end;
+            if (sg->end + 1 > disk_next)
+                disk_next = sg->end + 1;
+            if (sg->end > closed_end)
+                closed_end = sg->end;
             if (sg->end <= s->snap_index) {
                 /* Covered by the snapshot: libraft still reads it (the trailing log). */
                 if (sc.bad != NULL) {
@@ -837,10 +860,22 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
             next = sg->end + 1;
             continue;
         }
-        /* Open segments: their entries follow in order, numbered from `next`. */
-        uint64_t held = sc.n + sc.n_after;
-        if (next + held - 1 > s->disk_last && held > 0)
-            s->disk_last = next + held - 1;
+        /*
+         * Open segments: their entries follow in order, numbered on from the
+         * last closed segment (libraft keeps the closed ones when open ones
+         * exist, even behind the snapshot), else from the snapshot.
+         */
+        if (!opened) {
+            opened = true;
+            if (closed_end > 0 && !broken)
+                next = closed_end + 1;
+            if (closed_end > 0)
+                disk_next = closed_end + 1;
+        }
+        uint64_t held = sc.n + sc.n_bad + sc.n_after;
+        disk_next += held;
+        if (disk_next - 1 > s->disk_last)
+            s->disk_last = disk_next - 1;
         if (sc.empty)
             continue;
         if (broken || s->torn) {
@@ -855,7 +890,7 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
             broken = true;
             continue;
         }
-        if (sc.n > 0) {
+        if (sc.n > 0 && next + sc.n - 1 > s->last_index) {
             s->last_index = next + sc.n - 1;
             s->last_term = sc.last_term;
         }
@@ -1234,6 +1269,42 @@ static int list_segments(const char *dir, struct seg **out, size_t *count)
     return 0;
 }
 
+/*
+ * libraft numbers the entries of open segments on from the last closed
+ * segment: before that one goes, each open segment with entries becomes the
+ * closed segment it would have become at load (truncated after its last
+ * good batch, renamed first-last), so nothing is renumbered.
+ */
+static int finalize_open(const char *raft_dir, const struct seg *segs, size_t count, uint64_t first,
+                         char *why, size_t n)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (!segs[i].open)
+            continue;
+        struct seg_scan sc;
+        scan_segment(raft_dir, &segs[i], &sc);
+        if (sc.empty || sc.n == 0)
+            continue;
+        char path[600], closed[600];
+        snprintf(path, sizeof(path), "%s/%s", raft_dir, segs[i].name);
+        snprintf(closed, sizeof(closed), "%s/%016llu-%016llu", raft_dir, (unsigned long long)first,
+                 (unsigned long long)(first + sc.n - 1));
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)sc.good_end) != 0 || fsync(fd) != 0 ||
+            rename(path, closed) != 0) {
+            say(why, n, "cannot close %s as %s: %s", path, closed, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return RD_EIO;
+        }
+        close(fd);
+        first += sc.n;
+        if (sc.bad != NULL)
+            break; /* a torn final write: what follows it is not loaded either */
+    }
+    return fsync_dir(raft_dir) == 0 ? 0 : RD_EIO;
+}
+
 int rd_repair_stale(const char *raft_dir, const char *aside, const struct rd_scan *s, char *why,
                     size_t n)
 {
@@ -1250,6 +1321,12 @@ int rd_repair_stale(const char *raft_dir, const char *aside, const struct rd_sca
         return RD_EIO;
     }
     int rv = 0;
+    uint64_t closed_end = 0;
+    for (size_t i = 0; i < count; i++)
+        if (!segs[i].open && segs[i].end > closed_end)
+            closed_end = segs[i].end;
+    if (closed_end <= s->stale_end)
+        rv = finalize_open(raft_dir, segs, count, closed_end + 1, why, n);
     for (size_t i = 0; i < count && rv == 0; i++) {
         if (segs[i].open || segs[i].end > s->stale_end)
             continue;
@@ -1296,7 +1373,14 @@ int rd_repair(const char *raft_dir, const char *aside, const struct rd_scan *s,
         say(why, n, "cannot read %s: %s", raft_dir, strerror(errno));
         return RD_EIO;
     }
-    /* Damage the snapshot covers: the segment and every older closed one go. */
+    /* Damage the snapshot covers: the segment and every older closed one go
+     * (open segments closed first when the last closed one goes with them). */
+    uint64_t closed_end = 0;
+    for (size_t i = 0; i < count; i++)
+        if (!segs[i].open && segs[i].end > closed_end)
+            closed_end = segs[i].end;
+    if (s->n_stale_bad > 0 && closed_end <= s->stale_end && !s->cut_file[0])
+        rv = finalize_open(raft_dir, segs, count, closed_end + 1, why, n);
     for (size_t i = 0; i < count && rv == 0 && s->n_stale_bad > 0; i++)
         if (!segs[i].open && segs[i].end <= s->stale_end)
             rv = remove_in(raft_dir, segs[i].name, why, n);
