@@ -465,8 +465,8 @@ static void test_error_answers_are_documented(void **state)
         expect(&proc, proto, "POST", "/api/v1/cluster/replicas", "{\"id\":0}", 400, "bad_request");
         expect(&proc, proto, "DELETE", "/api/v1/cluster/replicas/99", NULL, 404, "not_found");
         expect(&proc, proto, "DELETE", "/api/v1/cluster/replicas/abc", NULL, 400, "bad_request");
-        expect(&proc, proto, "POST", "/api/v1/cluster/replicas/99/rejoin",
-               "{\"phase\":\"leave\"}", 404, "not_found");
+        expect(&proc, proto, "POST", "/api/v1/cluster/replicas/99/rejoin", "{\"phase\":\"leave\"}",
+               404, "not_found");
         expect(&proc, proto, "POST", "/api/v1/cluster/replicas/1/rejoin", "{\"phase\":\"leave\"}",
                409, "conflict");
         expect(&proc, proto, "POST", "/api/v1/cluster/replicas/1/rejoin", "{\"phase\":\"stay\"}",
