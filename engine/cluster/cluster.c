@@ -726,8 +726,8 @@ static void rejoin_tick(uv_timer_t *t)
     }
 }
 
-int rd_cluster_rejoin(struct rd_cluster *c, struct rd_httpc *httpc, int (*left)(void *data),
-                      void *data)
+int rd_cluster_rejoin(struct rd_cluster *c, struct rd_httpc *httpc, const char *reason,
+                      int (*left)(void *data), void *data)
 {
     struct rd_rejoin *j = &c->rejoin;
     if (j->phase == RD_REJOIN_LEAVING || j->phase == RD_REJOIN_CATCHING_UP ||
@@ -769,7 +769,7 @@ int rd_cluster_rejoin(struct rd_cluster *c, struct rd_httpc *httpc, int (*left)(
          * crash before the state moved aside still ends in a rejoin. */
         note =
             (struct rd_rejoin_note){.moved = false, .previous_role = -1, .since_ms = rd_now_ms()};
-        snprintf(note.reason, sizeof(note.reason), "rejoin requested");
+        snprintf(note.reason, sizeof(note.reason), "%s", reason ? reason : "rejoin requested");
         if (rd_rejoin_store(c->cfg->storage.data_dir, &note, why, sizeof(why)) != 0)
             RD_WARN("cluster", "rejoin_note_unwritten", "error=\"%s\"", why);
     }

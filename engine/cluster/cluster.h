@@ -155,11 +155,12 @@ int rd_cluster_check_change(struct rd_cluster *c, uint64_t id, int role, char *w
  * 4. the rejoin note (<data_dir>/rejoin) is removed: done.
  *
  * Each step is logged; a rejoin interrupted by a crash resumes at the next
- * start (the note says so). `httpc` must outlive it (rd_cluster_stop ends it).
+ * start (the note says so; `reason` goes into a note written here when
+ * there is none yet, before anything moves). `httpc` must outlive it (rd_cluster_stop ends it).
  * 0, or RD_EBUSY (one is running) / RD_EINVAL (no peer URL known).
  */
-int rd_cluster_rejoin(struct rd_cluster *c, struct rd_httpc *httpc, int (*left)(void *data),
-                      void *data);
+int rd_cluster_rejoin(struct rd_cluster *c, struct rd_httpc *httpc, const char *reason,
+                      int (*left)(void *data), void *data);
 
 /* The rejoin's phase (RD_REJOIN_NONE when none ran). */
 enum rd_rejoin_phase rd_cluster_rejoin_phase(const struct rd_cluster *c);

@@ -374,7 +374,6 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
         if (!note.moved && dir_has_files(r->raft_dir)) {
             if ((rv = move_state_aside(r, dir)) != 0)
                 return rv;
-            r->has_mark_start = r->has_mark_start; /* its members still say whom to ask */
             note.moved = true;
             if (note.since_ms == 0)
                 note.since_ms = rd_now_ms();
@@ -484,7 +483,6 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
                  (unsigned long long)(v.log_lost ? v.lost_last : 0), v.report);
         r->rejoin = true;
         r->expect_last = 0;
-        r->has_mark_start = r->has_mark_start; /* members kept for rd_cluster_rejoin */
         return 0;
     }
     refuse_message(r, dir, &v);
@@ -493,6 +491,42 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
              (unsigned long long)(v.log_lost ? v.lost_first : 0),
              (unsigned long long)(v.log_lost ? v.lost_last : 0), v.report);
     return RD_ECORRUPT;
+}
+
+int rd_replica_set_aside(struct rd_replica *r)
+{
+    if (r->started && !r->closing)
+        return RD_EBUSY;
+    int rv = move_state_aside(r, r->cfg->storage.data_dir);
+    if (rv != 0)
+        return rv;
+    char why[512];
+    struct rd_rejoin_note note;
+    if (rd_rejoin_load(r->cfg->storage.data_dir, &note) != 0)
+        note = (struct rd_rejoin_note){.previous_role = -1, .since_ms = rd_now_ms()};
+    note.moved = true;
+    if (rd_rejoin_store(r->cfg->storage.data_dir, &note, why, sizeof(why)) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        return RD_EIO;
+    }
+    RD_WARN("raft", "state_moved_aside", "to=%s reason=\"%s\"", r->damaged_dir, note.reason);
+    return 0;
+}
+
+void rd_replica_reset(struct rd_replica *r)
+{
+    struct rd_replica keep = *r;
+    memset(r, 0, sizeof(*r));
+    r->loop = keep.loop;
+    r->cfg = keep.cfg;
+    snprintf(r->lock_path, sizeof(r->lock_path), "%s", keep.lock_path);
+    r->lock_fd = keep.lock_fd;
+    r->locked = keep.locked;
+    r->on_role = keep.on_role;
+    r->on_role_data = keep.on_role_data;
+    r->mark_start = keep.mark_start;
+    r->has_mark_start = keep.has_mark_start;
+    snprintf(r->damaged_dir, sizeof(r->damaged_dir), "%s", keep.damaged_dir);
 }
 
 /*
@@ -1220,6 +1254,10 @@ static void raft_closed(struct raft *raft)
     raft_uv_close(&r->io);
     raft_uv_tcp_close(&r->transport);
     RD_INFO("raft", "closed", "applied=%llu", (unsigned long long)raft_last_applied(raft));
+    /* libraft freed its configurations without emptying them: readers
+     * (the cluster's polls, the API) see none from now on. */
+    memset(&r->raft.configuration, 0, sizeof(r->raft.configuration));
+    memset(&r->raft.configuration_committed, 0, sizeof(r->raft.configuration_committed));
     if (r->mark.on) {
         /* A clean stop: the mark says so (close_cb once it is written). */
         r->mark.on = false;

@@ -134,6 +134,21 @@ int rd_replica_lock(struct rd_replica *r, const struct rd_config *cfg);
 int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg);
 
 /*
+ * A rejoin while running (the engine's rd_engine_rejoin), once raft closed
+ * (rd_replica_close completed): moves <data_dir>/raft and the mark into
+ * <data_dir>/damaged-<UTC time>/ and notes it in the rejoin note. 0, or
+ * RD_EBUSY (raft still runs) / RD_EIO with r->errmsg.
+ */
+int rd_replica_set_aside(struct rd_replica *r);
+
+/*
+ * After rd_replica_close completed: back to the state rd_replica_lock()
+ * left (the lock, the role callback and the start's mark are kept), ready
+ * for rd_replica_listen() and rd_replica_start() again.
+ */
+void rd_replica_reset(struct rd_replica *r);
+
+/*
  * Binds cluster.raft_address and listens on it with libraft's TCP
  * transport; connections are handed to raft once it started. 0, or RD_EIO
  * with r->errmsg set ("raft address 127.0.0.1:7080 is already in use ...").
