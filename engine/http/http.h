@@ -19,6 +19,7 @@
 struct rd_analysis;
 struct rd_cluster;
 struct rd_config;
+struct rd_consistency;
 struct rd_fsm;
 struct rd_http;
 struct rd_plugin_host;
@@ -41,6 +42,7 @@ struct rd_http_env {
     struct rd_analysis *analysis;
     struct rd_sched *sched;
     struct rd_cluster *cluster;
+    struct rd_consistency *consistency;
     struct rd_plugin_host *plugins;
     struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
     struct rd_http *http;                 /* the server itself (pending answers, metrics) */
@@ -83,7 +85,11 @@ struct rd_http_env {
     X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")                             \
     X(REPLICAS_LIST, "GET", "/api/v1/cluster/replicas", "replicas_list")                           \
     X(REPLICAS_CHANGE, "POST", "/api/v1/cluster/replicas", "replicas_change")                      \
-    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")
+    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                   \
+    X(CONSISTENCY_CHECK, "POST", "/api/v1/consistency/check", "consistency_check")                 \
+    X(CONSISTENCY_CHECKS, "GET", "/api/v1/consistency/checks", "consistency_checks")               \
+    X(CONSISTENCY_CHECK_GET, "GET", "/api/v1/consistency/checks/*", "consistency_check_get")       \
+    X(CONSISTENCY_LOCAL, "GET", "/api/v1/consistency/checks/*/local", "consistency_local")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,

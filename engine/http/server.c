@@ -439,6 +439,7 @@ static bool route_local(int route)
     case RD_ROUTE_PLUGINS_LIST:
     case RD_ROUTE_POLICIES_RELOAD:
     case RD_ROUTE_REPLICAS_LIST:
+    case RD_ROUTE_CONSISTENCY_LOCAL:
         return true;
     default:
         return false;
