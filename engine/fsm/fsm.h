@@ -183,4 +183,19 @@ int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_
  * newest stamp applied (a leader whose clock went back keeps time moving). */
 int64_t rd_fsm_stamp(const struct rd_fsm *f);
 
+#ifdef RD_FAULT_INJECTION
+/*
+ * Test builds only (inject.c, the rdinject library): corrupts this
+ * replica's state as a bug would. `what` "node": flips a byte of node
+ * `id`'s labels; "checkpoint": of task `id`'s newest checkpoint data (its
+ * checksum then fails). The record is re-hashed, so rd_fsm_digest() shows
+ * the change. Returns 0, RD_ENOTFOUND (no such record or checkpoint) or
+ * RD_EINVAL (unknown `what`). Loop thread, outside apply.
+ */
+int rd_fsm_inject_corrupt(struct rd_fsm *f, const char *what, const char *id);
+/* Corrupts only the incremental digest (the state stays): rd_fsm_digest()
+ * then differs from rd_fsm_digest_full(). Returns 0. */
+int rd_fsm_inject_digest_skew(struct rd_fsm *f);
+#endif
+
 #endif
