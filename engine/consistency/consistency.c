@@ -25,10 +25,12 @@ static bool leading(const struct rd_consistency *c)
     return c->env.log.is_leader(c->env.log.data);
 }
 
+static void tick(uv_timer_t *t);
+
 static void arm(struct rd_consistency *c, uint64_t ms)
 {
     if (c->started)
-        uv_timer_start(&c->timer, NULL, ms, 0);
+        uv_timer_start(&c->timer, tick, ms, 0);
 }
 
 /* ---- the verdict --------------------------------------------------------- */
@@ -100,8 +102,8 @@ static void open_fault(struct rd_consistency *c, uint64_t id, uint64_t digest, u
              "{\"replica_id\":%" PRIu64 ",\"check_id\":\"%s\",\"index\":%" PRIu64
              ",\"digest\":\"%016" PRIx64 "\",\"expected\":\"%016" PRIx64 "\"}",
              id, c->g.id, c->g.index, digest, majority);
-    struct rd_cmd cmd = rd_cmd_cluster_fault(0, fid, RD_FAULT_DATA_CORRUPTION, RD_SEV_CRITICAL,
-                                             meta, "\"repair\"");
+    struct rd_cmd cmd =
+        rd_cmd_cluster_fault(0, fid, RD_FAULT_DATA_CORRUPTION, RD_SEV_CRITICAL, meta, "\"repair\"");
     c->env.log.propose(c->env.log.data, &cmd, proposed, "data_corruption fault");
     RD_ERROR("consistency", "replica_diverged",
              "replica=%" PRIu64 " check=%s index=%" PRIu64 " digest=%016" PRIx64
@@ -185,8 +187,7 @@ static void verdict_committed(void *data, int status, uint64_t value)
                 c->g.id, c->g.index, rd_check_status_name(v->status), v->n_diverged);
         act(c, v->status, v->majority, v->diverged, v->n_diverged);
     } else {
-        RD_WARN("consistency", "verdict_failed", "check=%s error=%s", c->g.id,
-                rd_err_name(status));
+        RD_WARN("consistency", "verdict_failed", "check=%s error=%s", c->g.id, rd_err_name(status));
     }
     c->g.active = false;
     free(v);
@@ -199,8 +200,8 @@ static void conclude(struct rd_consistency *c)
     if (v == NULL)
         return; /* tried again at the next tick */
     v->c = c;
-    v->status = rd_consistency_decide(c->g.r, c->g.n, c->g.n, &v->majority, v->diverged,
-                                      &v->n_diverged);
+    v->status =
+        rd_consistency_decide(c->g.r, c->g.n, c->g.n, &v->majority, v->diverged, &v->n_diverged);
     json_t *digests = json_object(), *div = json_array();
     for (unsigned i = 0; i < c->g.n; i++) {
         char key[24], hex[17];
@@ -363,7 +364,12 @@ int rd_consistency_trigger(struct rd_consistency *c, rd_consistency_cb cb, void 
 {
     if (!leading(c))
         return RD_ENOTLEADER;
-    if (c->proposing || c->g.active)
+    if (c->g.active) { /* one at a time: the one being gathered answers */
+        if (cb)
+            cb(data, 0, c->g.id, c->g.index);
+        return 0;
+    }
+    if (c->proposing)
         return RD_ECONFLICT;
     struct trigger *t = calloc(1, sizeof(*t));
     if (t == NULL)

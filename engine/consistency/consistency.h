@@ -69,10 +69,10 @@ struct rd_consistency {
     struct rd_httpc *httpc; /* NULL while stopped */
     uv_timer_t timer;       /* the schedule and the gathering */
     bool started;
-    bool proposing;           /* a check (or its verdict) is being committed */
-    uint64_t next_check_ns;   /* monotonic; 0 = not scheduled (not leader) */
-    uint64_t repairing;       /* a replica being repaired: checked again once it is back */
-    uint64_t repair_index;    /* ... and has applied up to here (commit index at the repair) */
+    bool proposing;         /* a check (or its verdict) is being committed */
+    uint64_t next_check_ns; /* monotonic; 0 = not scheduled (not leader) */
+    uint64_t repairing;     /* a replica being repaired: checked again once it is back */
+    uint64_t repair_index;  /* ... and has applied up to here (commit index at the repair) */
     struct {
         bool active;
         char id[65];
@@ -80,7 +80,7 @@ struct rd_consistency {
         uint64_t deadline_ns;
         struct rd_digest_answer r[RD_FSM_MAX_REPLICAS];
         unsigned n;
-    } g; /* the check whose digests are being gathered */
+    } g;                                          /* the check whose digests are being gathered */
     uint64_t checks_total[RD_CHECK_STATUS_COUNT]; /* verdicts committed by this leader */
     uint64_t repairs_total;
     uint64_t repair_errors_total;
@@ -96,8 +96,10 @@ void rd_consistency_close(struct rd_consistency *c);
 
 /*
  * Proposes a check now (leader only). `cb` fires once it committed, with
- * its id and raft index, or with the error (RD_ENOTLEADER, RD_ECONFLICT
- * while another check is being gathered, ...). 0 or RD_E* (`cb` not called).
+ * its id and raft index, or with the error (RD_ENOTLEADER, ...). While a
+ * check is being gathered, that one answers (`cb` fires before this
+ * returns). 0, or RD_E* (`cb` not called): RD_ECONFLICT while a check is
+ * being proposed and not yet committed.
  */
 typedef void (*rd_consistency_cb)(void *data, int status, const char *id, uint64_t index);
 int rd_consistency_trigger(struct rd_consistency *c, rd_consistency_cb cb, void *data);

@@ -42,11 +42,11 @@ static json_t *check_json(const struct rd_fsm *f, const struct rd_check *c)
     json_t *digests = c->digests_json ? json_loads(c->digests_json, 0, NULL) : NULL;
     json_t *diverged = c->diverged_json ? json_loads(c->diverged_json, 0, NULL) : NULL;
     return json_pack("{s:s,s:I,s:s,s:o,s:o,s:o,s:o,s:o}", "check_id", c->id, "index",
-                     (json_int_t)c->index, "status", rd_check_status_name(c->status),
-                     "started_at", time_or_null(c->started_at_ms), "completed_at",
-                     time_or_null(c->completed_at_ms), "digests",
-                     digests ? digests : json_object(), "diverged",
-                     diverged ? diverged : json_array(), "repaired", repaired_of(f, c->id));
+                     (json_int_t)c->index, "status", rd_check_status_name(c->status), "started_at",
+                     time_or_null(c->started_at_ms), "completed_at",
+                     time_or_null(c->completed_at_ms), "digests", digests ? digests : json_object(),
+                     "diverged", diverged ? diverged : json_array(), "repaired",
+                     repaired_of(f, c->id));
 }
 
 static void triggered(void *data, int status, const char *id, uint64_t index)
@@ -55,8 +55,8 @@ static void triggered(void *data, int status, const char *id, uint64_t index)
     if (rd_http_pending_alive(p)) {
         if (status == 0)
             rd_http_send_json(&p->hr, 202,
-                              json_pack("{s:s,s:I,s:s}", "check_id", id, "index",
-                                        (json_int_t)index, "status", "pending"));
+                              json_pack("{s:s,s:I,s:s}", "check_id", id, "index", (json_int_t)index,
+                                        "status", "pending"));
         else
             rd_http_send_rd_error(&p->hr, status, NULL);
     }
@@ -73,7 +73,7 @@ void rd_api_CONSISTENCY_CHECK(struct rd_http_req *hr)
     int rv = rd_consistency_trigger(hr->env->consistency, triggered, p);
     if (rv == RD_ECONFLICT)
         rd_http_send_error(&p->hr, 409, "conflict", NULL,
-                           "a consistency check is already running; its verdict is in "
+                           "a consistency check is being committed; retry, or find it in "
                            "GET /api/v1/consistency/checks shortly");
     else if (rv != 0)
         rd_http_send_rd_error(&p->hr, rv, NULL);

@@ -46,8 +46,8 @@ static void write_agents(int from, int n)
         char body[128];
         snprintf(body, sizeof(body), "{\"node_id\":\"cons-%d\",\"capacity\":{\"slots\":2}}", i);
         struct rdt_resp r = {0};
-        assert_int_equal(
-            rdt_cluster_request(&cl, &first, "POST", "/api/v1/nodes", body, 10000, &r), 0);
+        assert_int_equal(rdt_cluster_request(&cl, &first, "POST", "/api/v1/nodes", body, 10000, &r),
+                         0);
         assert_int_equal(r.status, 201);
         rdt_resp_free(&r);
     }
@@ -62,8 +62,7 @@ static json_t *verdict(const char *check_id, int timeout_ms)
     int64_t until = rdt_now_ms() + timeout_ms;
     while (rdt_now_ms() < until) {
         struct rdt_resp r = {0};
-        if (rdt_cluster_request(&cl, &first, "GET", path, NULL, 5000, &r) == 0 &&
-            r.status == 200) {
+        if (rdt_cluster_request(&cl, &first, "GET", path, NULL, 5000, &r) == 0 && r.status == 200) {
             const char *st = json_string_value(json_object_get(r.json, "status"));
             if (st != NULL && strcmp(st, "pending") != 0) {
                 json_t *j = json_incref(r.json);
@@ -113,16 +112,15 @@ static void test_triggered_check_agrees_at_one_index(void **state)
     write_agents(0, 20);
     struct rdt_resp r = {0};
     assert_int_equal(
-        rdt_cluster_request(&cl, &first, "POST", "/api/v1/consistency/check", NULL, 10000, &r),
-        0);
+        rdt_cluster_request(&cl, &first, "POST", "/api/v1/consistency/check", NULL, 10000, &r), 0);
     /* A scheduled check may be being gathered right now: then 409, retry. */
     int64_t until = rdt_now_ms() + 15000 * rdt_time_factor();
     while (r.status == 409 && rdt_now_ms() < until) {
         rdt_resp_free(&r);
         rdt_sleep_ms(100);
-        assert_int_equal(rdt_cluster_request(&cl, &first, "POST", "/api/v1/consistency/check",
-                                             NULL, 10000, &r),
-                         0);
+        assert_int_equal(
+            rdt_cluster_request(&cl, &first, "POST", "/api/v1/consistency/check", NULL, 10000, &r),
+            0);
     }
     assert_int_equal(r.status, 202);
     const char *id = json_string_value(json_object_get(r.json, "check_id"));
@@ -149,8 +147,8 @@ static void test_scheduled_checks_are_listed(void **state)
     while (rdt_now_ms() < until) {
         struct rdt_resp r = {0};
         assert_int_equal(rdt_cluster_request(&cl, &first, "GET",
-                                             "/api/v1/consistency/checks?status=consistent",
-                                             NULL, 5000, &r),
+                                             "/api/v1/consistency/checks?status=consistent", NULL,
+                                             5000, &r),
                          0);
         assert_int_equal(r.status, 200);
         done = json_array_size(json_object_get(r.json, "items"));
