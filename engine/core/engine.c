@@ -443,6 +443,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .policy_reloads_failed = &eng->policy_reloads_failed,
         .reload_policies = reload_policies,
         .reload_data = eng,
+        .debug = eng->debug,
+        .debug_data = &eng->fsm,
     };
     rv = rd_http_start(&eng->http, &henv, eng->cfg.server.listen_host, eng->cfg.server.listen_port,
                        eng->cfg.server.max_body_bytes, eng->cfg.server.tls_cert,

@@ -51,6 +51,9 @@ struct rd_engine {
     uint64_t leader_since_ns; /* 0 while not leader */
     size_t nodes_by_state[RD_NODE_STATE_COUNT];
     int exit_code;
+    /* Set by the caller before rd_engine_run() in test builds only
+     * (recoveryd-fi): the /debug/ routes (rd_http_env.debug). */
+    void (*debug)(struct rd_http_req *hr, void *data);
 };
 
 /*

@@ -22,6 +22,7 @@ struct rd_config;
 struct rd_consistency;
 struct rd_fsm;
 struct rd_http;
+struct rd_http_req;
 struct rd_plugin_host;
 struct rd_policy_host;
 struct rd_registry;
@@ -53,6 +54,10 @@ struct rd_http_env {
     /* SIGHUP's reload, for POST /api/v1/policies/reload: 0 or RD_E* with `err`. */
     int (*reload_policies)(void *data, char *err, size_t errlen);
     void *reload_data;
+    /* Test builds only (recoveryd-fi): serves POST /debug/...; NULL in the
+     * daemon users run, where those paths are 404 like any unknown one. */
+    void (*debug)(struct rd_http_req *hr, void *data);
+    void *debug_data;
 };
 
 #define RD_ROUTE_LIST(X)                                                                           \

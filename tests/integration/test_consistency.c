@@ -3,7 +3,10 @@
  * leader runs them on its schedule and on POST /api/v1/consistency/check;
  * every replica digests its state when it applies the check's log entry, so
  * all three report the same digest at the same index while writes go on;
- * the verdict is a record every replica serves.
+ * the verdict is a record every replica serves. The replicas run the
+ * fault-injection build (recoveryd-fi), whose /debug/ routes corrupt one
+ * replica's state on purpose: the next check names it, and a critical
+ * data_corruption fault records it.
  */
 #include "cmocka_all.h"
 
@@ -27,6 +30,7 @@ static const char extra[] = "fault_tolerance:\n"
 static int setup(void **state)
 {
     (void)state;
+    cl.binary = RD_BINARY_FI;
     return rdt_cluster_start(&cl, 3, extra, NULL);
 }
 
@@ -202,12 +206,104 @@ static void test_unknown_check_is_404(void **state)
     rdt_resp_free(&r);
 }
 
+/* Starts a check through the cluster (retrying while one is being
+ * committed) and returns its verdict. */
+static json_t *check_now(void)
+{
+    struct rdt_resp r = {0};
+    int64_t until = rdt_now_ms() + 15000 * rdt_time_factor();
+    do {
+        rdt_resp_free(&r);
+        assert_int_equal(
+            rdt_cluster_request(&cl, &first, "POST", "/api/v1/consistency/check", NULL, 10000, &r),
+            0);
+    } while (r.status == 409 && rdt_now_ms() < until && (rdt_sleep_ms(50), 1));
+    assert_int_equal(r.status, 202);
+    char id[64];
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(r.json, "check_id")));
+    rdt_resp_free(&r);
+    json_t *v = verdict(id, 15000 * rdt_time_factor());
+    assert_non_null(v);
+    return v;
+}
+
+/* The open data_corruption fault of replica `id`, or NULL. */
+static json_t *corruption_fault(int id)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_cluster_request(&cl, &first, "GET", "/api/v1/faults/records?status=open",
+                                         NULL, 5000, &r),
+                     0);
+    json_t *found = NULL, *items = json_object_get(r.json, "items");
+    for (size_t i = 0; i < json_array_size(items) && found == NULL; i++) {
+        json_t *x = json_array_get(items, i);
+        if (strcmp(json_string_value(json_object_get(x, "fault_type")), "data_corruption") == 0 &&
+            json_integer_value(rdt_json_path(x, "metadata.replica_id")) == id)
+            found = json_incref(x);
+    }
+    rdt_resp_free(&r);
+    return found;
+}
+
+/* One follower's copy of an agent record is flipped (what a bug in apply or
+ * a bad bit would do): the next check names that follower alone, its
+ * digest differs from the two that agree, and a critical data_corruption
+ * fault says which replica, at which check and index. */
+static void test_corrupted_follower_is_named(void **state)
+{
+    int leader = rdt_cluster_leader(&cl, 10000);
+    assert_true(leader >= 0);
+    int victim = (leader + 1) % cl.n;
+    struct rdt_resp r = {0};
+    assert_int_equal(
+        rdt_post(&cl.procs[victim], RDT_H1, "/debug/corrupt?what=node&id=cons-3", NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
+    json_t *v = check_now();
+    assert_string_equal(json_string_value(json_object_get(v, "status")), "mismatch");
+    json_t *div = json_object_get(v, "diverged");
+    assert_int_equal(json_array_size(div), 1);
+    assert_int_equal(json_integer_value(json_array_get(div, 0)), victim + 1);
+    json_t *digests = json_object_get(v, "digests");
+    char key[4];
+    snprintf(key, sizeof(key), "%d", leader + 1);
+    const char *good = json_string_value(json_object_get(digests, key));
+    snprintf(key, sizeof(key), "%d", victim + 1);
+    const char *bad = json_string_value(json_object_get(digests, key));
+    assert_non_null(good);
+    assert_non_null(bad);
+    assert_string_not_equal(good, bad);
+    const char *check_id = json_string_value(json_object_get(v, "check_id"));
+    json_t *fault = NULL;
+    for (int64_t until = rdt_now_ms() + 10000 * rdt_time_factor();
+         fault == NULL && rdt_now_ms() < until;) {
+        fault = corruption_fault(victim + 1);
+        if (fault == NULL)
+            rdt_sleep_ms(50);
+    }
+    assert_non_null(fault);
+    assert_string_equal(json_string_value(json_object_get(fault, "severity_level")), "critical");
+    assert_string_equal(json_string_value(rdt_json_path(fault, "metadata.check_id")), check_id);
+    assert_string_equal(json_string_value(rdt_json_path(fault, "metadata.digest")), bad);
+    assert_string_equal(json_string_value(rdt_json_path(fault, "metadata.expected")), good);
+    json_decref(fault);
+    json_decref(v);
+    /* The gauge behind the DataInconsistent rule says one replica. */
+    leader = rdt_cluster_leader(&cl, 5000);
+    assert_int_equal(rdt_get(&cl.procs[leader], RDT_H1, "/metrics", &r), 0);
+    assert_non_null(strstr(r.body, "recoveryd_consistency_diverged_replicas 1\n"));
+    rdt_resp_free(&r);
+    for (int i = 0; i < cl.n; i++)
+        cl.procs[i].errors_expected = true; /* replica_diverged is an error line */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_triggered_check_agrees_at_one_index),
         cmocka_unit_test(test_scheduled_checks_are_listed),
         cmocka_unit_test(test_unknown_check_is_404),
+        cmocka_unit_test(test_corrupted_follower_is_named),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
