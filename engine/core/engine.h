@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "consistency/consistency.h"
 #include "detect/analysis.h"
 #include "fsm/fsm.h"
 #include "http/http.h"
@@ -32,6 +33,7 @@ struct rd_engine {
     struct rd_analysis analysis;
     struct rd_sched sched;
     struct rd_cluster cluster;     /* the other engine replicas, as seen from here */
+    struct rd_consistency consistency; /* consistency checks and repairs (leader) */
     struct rd_policy_host *policy; /* the policies in force (never NULL once started) */
     uint64_t policy_reloads_ok;
     uint64_t policy_reloads_failed;
@@ -50,6 +52,9 @@ struct rd_engine {
     uint64_t leader_since_ns; /* 0 while not leader */
     size_t nodes_by_state[RD_NODE_STATE_COUNT];
     int exit_code;
+    /* Set by the caller before rd_engine_run() in test builds only
+     * (recoveryd-fi): the /debug/ routes (rd_http_env.debug). */
+    void (*debug)(struct rd_http_req *hr, void *data);
 };
 
 /*

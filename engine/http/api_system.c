@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "consistency/consistency.h"
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "detect/analysis.h"
@@ -206,6 +207,7 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "1 while in degraded mode (partition suspected or tasks paused).");
     rd_mbuf_printf(&b, "recoveryd_degraded %d\n", rd_sched_degraded(sc, NULL) ? 1 : 0);
     rd_plugin_host_metrics(env->plugins, &b);
+    rd_consistency_metrics(env->consistency, &b);
 
     if (b.err) {
         rd_mbuf_free(&b);

@@ -695,6 +695,9 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     }
     r->inited = true;
     r->raft.data = r;
+    /* Apply learns the index of each entry it applies (checks record it,
+     * archiving ships it): fsm.h, applying_index. */
+    rd_fsm_bind_raft(fsm, &r->raft);
     raft_set_election_timeout(&r->raft, (unsigned)cfg->cluster.election_timeout_ms);
     raft_set_heartbeat_timeout(&r->raft, (unsigned)cfg->cluster.heartbeat_timeout_ms);
     raft_set_pre_vote(&r->raft, cfg->cluster.pre_vote);
@@ -848,6 +851,21 @@ static void storage_hand_over(struct rd_replica *r)
         r->storage.transferring = true;
         RD_WARN("raft", "leadership_handover", "reason=\"storage: %s\"", r->storage.cause);
     }
+}
+
+int rd_replica_hand_over(struct rd_replica *r, const char *why)
+{
+    if (!r->started || raft_state(&r->raft) != RAFT_LEADER)
+        return RD_ENOTLEADER;
+    if (rd_replica_voters(r) <= 1 || r->storage.transferring)
+        return RD_ECONFLICT;
+    memset(&r->storage.transfer, 0, sizeof(r->storage.transfer));
+    r->storage.transfer.data = r;
+    if (raft_transfer(&r->raft, &r->storage.transfer, 0, transfer_cb) != 0)
+        return RD_ECONFLICT;
+    r->storage.transferring = true;
+    RD_WARN("raft", "leadership_handover", "reason=\"%s\"", why);
+    return 0;
 }
 
 static void storage_ok(struct rd_replica *r)
@@ -1254,6 +1272,7 @@ static void raft_closed(struct raft *raft)
     raft_uv_close(&r->io);
     raft_uv_tcp_close(&r->transport);
     RD_INFO("raft", "closed", "applied=%llu", (unsigned long long)raft_last_applied(raft));
+    rd_fsm_bind_raft(r->fsm, NULL);
     /* libraft freed its configurations without emptying them: readers
      * (the cluster's polls, the API) see none from now on. */
     memset(&r->raft.configuration, 0, sizeof(r->raft.configuration));
