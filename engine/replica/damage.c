@@ -167,9 +167,9 @@ int rd_mark_encode(const struct rd_mark *m, char *buf, size_t cap)
     rd_time_format(m->written_ms, when);
     int n = snprintf(buf, cap,
                      "recoveryd acknowledged mark 1\n"
-                     "applied %" PRIu64 "\nstored %" PRIu64 "\nterm %" PRIu64 "\nvote %" PRIu64
-                     "\nclean %d\nwritten %s\n",
-                     m->applied, m->stored, m->term, m->vote, m->clean ? 1 : 0, when);
+                     "seq %" PRIu64 "\napplied %" PRIu64 "\nstored %" PRIu64 "\nterm %" PRIu64
+                     "\nvote %" PRIu64 "\nclean %d\nwritten %s\n",
+                     m->seq, m->applied, m->stored, m->term, m->vote, m->clean ? 1 : 0, when);
     if (n < 0 || (size_t)n >= cap)
         return -1;
     for (unsigned i = 0; i < m->n_members && i < RD_MARK_MEMBERS; i++) {
@@ -194,8 +194,10 @@ int rd_mark_decode(const char *buf, size_t len, struct rd_mark *m, char *why, si
         const char *nl = memchr(p, '\n', (size_t)(buf + len - p));
         if (nl == NULL)
             break;
-        if (strncmp(p, "checksum ", 9) == 0)
-            sumline = p;
+        if (strncmp(p, "checksum ", 9) == 0) {
+            sumline = p; /* the first: what follows may be left from a longer write */
+            break;
+        }
         p = nl + 1;
     }
     if (len < 30 || strncmp(buf, "recoveryd acknowledged mark 1\n", 30) != 0 || sumline == NULL) {
@@ -225,7 +227,9 @@ int rd_mark_decode(const char *buf, size_t len, struct rd_mark *m, char *why, si
         unsigned long long v = 0;
         int clean = 0;
         char url[RD_CFG_STR] = "";
-        if (sscanf(line, "applied %llu", &v) == 1) {
+        if (sscanf(line, "seq %llu", &v) == 1) {
+            m->seq = v;
+        } else if (sscanf(line, "applied %llu", &v) == 1) {
             m->applied = v;
             seen[0] = true;
         } else if (sscanf(line, "stored %llu", &v) == 1) {
@@ -264,57 +268,115 @@ int rd_mark_decode(const char *buf, size_t len, struct rd_mark *m, char *why, si
 
 int rd_mark_load(const char *data_dir, struct rd_mark *m, char *why, size_t n)
 {
-    char path[RD_CFG_STR + 16];
-    snprintf(path, sizeof(path), "%s/" RD_MARK_FILE, data_dir);
-    uint8_t *buf;
-    size_t len;
-    int rv = read_file(path, &buf, &len);
-    if (rv == -ENOENT) {
-        memset(m, 0, sizeof(*m));
+    memset(m, 0, sizeof(*m));
+    bool found = false, valid = false;
+    char detail[2][192] = {"", ""};
+    for (int i = 0; i < 2; i++) {
+        char path[RD_CFG_STR + 16];
+        snprintf(path, sizeof(path), "%s/" RD_MARK_FILE "%d", data_dir, i + 1);
+        uint8_t *buf;
+        size_t len;
+        int rv = read_file(path, &buf, &len);
+        if (rv == -ENOENT)
+            continue;
+        found = true;
+        if (rv != 0) {
+            snprintf(detail[i], sizeof(detail[i]), "cannot read %s: %s", path, strerror(-rv));
+            continue;
+        }
+        struct rd_mark one;
+        char d[128];
+        rv = rd_mark_decode((const char *)buf, len, &one, d, sizeof(d));
+        free(buf);
+        if (rv != 0) {
+            snprintf(detail[i], sizeof(detail[i]), "%s: %s", path, d);
+            continue;
+        }
+        if (!valid || one.seq > m->seq)
+            *m = one;
+        valid = true;
+    }
+    if (!found)
         return RD_ENOTFOUND;
+    if (!valid) {
+        say(why, n, "%s%s%s", detail[0], detail[0][0] && detail[1][0] ? "; " : "", detail[1]);
+        return RD_ECORRUPT;
     }
-    if (rv != 0) {
-        say(why, n, "cannot read %s: %s", path, strerror(-rv));
-        return RD_EIO;
-    }
-    char detail[128];
-    rv = rd_mark_decode((const char *)buf, len, m, detail, sizeof(detail));
-    free(buf);
-    if (rv != 0)
-        say(why, n, "%s: %s", path, detail);
-    return rv;
+    return 0;
 }
 
-int rd_mark_store(const char *data_dir, const struct rd_mark *m, char *why, size_t n)
+void rd_mark_close(struct rd_mark_files *f)
 {
-    char text[4096], tmp[RD_CFG_STR + 16], path[RD_CFG_STR + 16];
+    for (int i = 0; i < 2; i++) {
+        if (f->fd[i] >= 0)
+            close(f->fd[i]);
+        f->fd[i] = -1;
+    }
+}
+
+int rd_mark_open(const char *data_dir, struct rd_mark_files *f, char *why, size_t n)
+{
+    f->fd[0] = f->fd[1] = -1;
+    for (int i = 0; i < 2; i++) {
+        char path[RD_CFG_STR + 16];
+        snprintf(path, sizeof(path), "%s/" RD_MARK_FILE "%d", data_dir, i + 1);
+        f->fd[i] = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (f->fd[i] < 0) {
+            say(why, n, "cannot open %s: %s", path, strerror(errno));
+            rd_mark_close(f);
+            return RD_EIO;
+        }
+    }
+    /* The files' names must survive a crash as well as their content. */
+    if (fsync_dir(data_dir) != 0) {
+        say(why, n, "cannot sync %s: %s", data_dir, strerror(errno));
+        rd_mark_close(f);
+        return RD_EIO;
+    }
+    return 0;
+}
+
+int rd_mark_write(struct rd_mark_files *f, const struct rd_mark *m, char *why, size_t n)
+{
+    char text[4096];
     int len = rd_mark_encode(m, text, sizeof(text));
+    int fd = f->fd[m->seq % 2];
     if (len < 0) {
         say(why, n, "the mark does not fit in %zu bytes", sizeof(text));
         return RD_EIO;
     }
-    snprintf(tmp, sizeof(tmp), "%s/" RD_MARK_FILE ".tmp", data_dir);
-    snprintf(path, sizeof(path), "%s/" RD_MARK_FILE, data_dir);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        say(why, n, "cannot create %s: %s", tmp, strerror(errno));
+        say(why, n, "the mark's files are not open");
         return RD_EIO;
     }
-    if (write_all(fd, text, (size_t)len) != 0 || fsync(fd) != 0) {
-        say(why, n, "cannot write %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
+    ssize_t w = pwrite(fd, text, (size_t)len, 0);
+    if (w != len || ftruncate(fd, len) != 0 || fdatasync(fd) != 0) {
+        say(why, n, "cannot write %s%llu: %s", RD_MARK_FILE, (unsigned long long)(m->seq % 2 + 1),
+            w < 0 ? strerror(errno) : "short write");
         return RD_EIO;
     }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        say(why, n, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        return RD_EIO;
-    }
-    if (fsync_dir(data_dir) != 0) {
-        say(why, n, "cannot sync %s: %s", data_dir, strerror(errno));
-        return RD_EIO;
+    return 0;
+}
+
+int rd_mark_store(const char *data_dir, const struct rd_mark *m, char *why, size_t n)
+{
+    struct rd_mark_files f;
+    int rv = rd_mark_open(data_dir, &f, why, n);
+    if (rv == 0)
+        rv = rd_mark_write(&f, m, why, n);
+    rd_mark_close(&f);
+    return rv;
+}
+
+int rd_mark_move(const char *data_dir, const char *to_dir, char *why, size_t n)
+{
+    for (int i = 1; i <= 2; i++) {
+        char from[RD_CFG_STR + 16], to[600];
+        struct stat st;
+        snprintf(from, sizeof(from), "%s/" RD_MARK_FILE "%d", data_dir, i);
+        snprintf(to, sizeof(to), "%s/" RD_MARK_FILE "%d", to_dir, i);
+        if (stat(from, &st) == 0 && rd_move_aside(from, to, why, n) != 0)
+            return RD_EIO;
     }
     return 0;
 }
@@ -825,6 +887,26 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
                 count_add(&s->lost, &sc.rest);
                 continue;
             }
+            if (sg->first > next && s->unfinalized[0] == '\0') {
+                /* The missing entries may sit in an open segment libraft
+                 * failed to close: one whose good entries are exactly them. */
+                for (size_t k = i + 1; k < n_seg; k++) {
+                    struct seg_scan oc;
+                    if (!segs[k].open)
+                        continue;
+                    scan_segment(raft_dir, &segs[k], &oc);
+                    if (!oc.empty && oc.bad == NULL && oc.n == sg->first - next) {
+                        snprintf(s->unfinalized, sizeof(s->unfinalized), "%s", segs[k].name);
+                        s->unfinalized_first = next;
+                        s->unfinalized_last = sg->first - 1;
+                        s->unfinalized_end = (long long)oc.good_end;
+                        segs[k].counter = 0; /* consumed: skipped below */
+                        next = sg->first;
+                        break;
+                    }
+                    break; /* only the oldest open segment can be it */
+                }
+            }
             if (sg->first > next) {
                 first_damage(s, "", 0, "no segment holds entries %llu-%llu",
                              (unsigned long long)next, (unsigned long long)sg->first - 1);
@@ -860,6 +942,8 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
             next = sg->end + 1;
             continue;
         }
+        if (sg->counter == 0 && s->unfinalized[0] && strcmp(sg->name, s->unfinalized) == 0)
+            continue; /* its entries filled a gap between closed segments */
         /*
          * Open segments: their entries follow in order, numbered on from the
          * last closed segment (libraft keeps the closed ones when open ones
@@ -1099,6 +1183,7 @@ void rd_judge(const struct rd_scan *s, const struct rd_mark *mark, struct rd_dam
         append(rep, cap, "No entry is lost (the log holds entries up to %llu). ",
                (unsigned long long)s->last_index);
     v->stale = s->n_stale_bad > 0;
+    v->unfinalized = s->unfinalized[0] != '\0';
     v->damaged = v->log_lost || v->meta_lost;
     /* One line: no trailing blank. */
     size_t l = strlen(rep);
@@ -1305,6 +1390,26 @@ static int finalize_open(const char *raft_dir, const struct seg *segs, size_t co
     return fsync_dir(raft_dir) == 0 ? 0 : RD_EIO;
 }
 
+int rd_repair_unfinalized(const char *raft_dir, const struct rd_scan *s, char *why, size_t n)
+{
+    if (s->unfinalized[0] == '\0')
+        return 0;
+    char path[600], closed[600];
+    snprintf(path, sizeof(path), "%s/%s", raft_dir, s->unfinalized);
+    snprintf(closed, sizeof(closed), "%s/%016llu-%016llu", raft_dir,
+             (unsigned long long)s->unfinalized_first, (unsigned long long)s->unfinalized_last);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int rv = fd >= 0 && ftruncate(fd, (off_t)s->unfinalized_end) == 0 && fsync(fd) == 0 &&
+                     rename(path, closed) == 0 && fsync_dir(raft_dir) == 0
+                 ? 0
+                 : RD_EIO;
+    if (rv != 0)
+        say(why, n, "cannot close %s as %s: %s", path, closed, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return rv;
+}
+
 int rd_repair_stale(const char *raft_dir, const char *aside, const struct rd_scan *s, char *why,
                     size_t n)
 {
@@ -1365,6 +1470,8 @@ int rd_repair(const char *raft_dir, const char *aside, const struct rd_scan *s,
               const struct rd_mark *mark, char *why, size_t n)
 {
     int rv = copy_dir(raft_dir, aside, why, n);
+    if (rv == 0)
+        rv = rd_repair_unfinalized(raft_dir, s, why, n);
     if (rv != 0)
         return rv;
     struct seg *segs;

@@ -8,13 +8,17 @@
  * entries this replica acknowledged, or the vote it cast, without a line
  * above info. So, before raft reads anything:
  *
- * - the acknowledged mark, <data_dir>/acked (struct rd_mark), says how far
- *   the log reached: every entry up to `applied` was applied here (answers
- *   to clients go out only after the apply) and stored on this disk; with
- *   the term and vote raft had, and the members' API URLs (to rejoin
- *   through). The replica rewrites it atomically (temp, fsync, rename,
- *   fsync of the directory) off the loop, at most every RD_MARK_PERIOD_MS
- *   and only when it changed, and once more at a clean shutdown;
+ * - the acknowledged mark, <data_dir>/acked1 and acked2 (struct rd_mark),
+ *   says how far the log reached: every entry up to `applied` was applied
+ *   here (answers to clients go out only after the apply) and stored on
+ *   this disk; with the term and vote raft had, and the members' API URLs
+ *   (to rejoin through). The replica writes it off the loop, at most every
+ *   RD_MARK_PERIOD_MS and only when it changed, and once more at a clean
+ *   shutdown, alternately into the two files (as libraft does with
+ *   metadata1/2), each write whole, checksummed, numbered and fdatasync'ed
+ *   on a descriptor held from start: a torn write leaves the other file,
+ *   and no descriptor is needed while running (a process out of them
+ *   still keeps its mark);
  * - rd_scan() reads the raft directory read-only, the way libraft will
  *   load it (metadata1/2, the newest valid snapshot, closed and open
  *   segments, every batch's checksums), and finds where the loadable log
@@ -45,13 +49,14 @@
 
 #include "config/config.h"
 
-#define RD_MARK_FILE      "acked"
+#define RD_MARK_FILE      "acked" /* acked1, acked2 */
 #define RD_MARK_PERIOD_MS 100
 #define RD_MARK_MEMBERS   (RD_CFG_MAX_PEERS + 1)
 
 /* ---- the acknowledged mark --------------------------------------------------- */
 
 struct rd_mark {
+    uint64_t seq;     /* numbers the writes: the file holding the higher one is the mark */
     uint64_t applied; /* min(last applied, last stored): acknowledged entries end here or before */
     uint64_t stored;  /* last entry persisted on this disk */
     uint64_t term;    /* raft's current term and vote (metadata1/2 must hold at least these) */
@@ -70,11 +75,23 @@ struct rd_mark {
 int rd_mark_encode(const struct rd_mark *m, char *buf, size_t cap);
 /* 0, or RD_ECORRUPT with `why` when the text or its checksum is wrong. */
 int rd_mark_decode(const char *buf, size_t len, struct rd_mark *m, char *why, size_t n);
-/* <data_dir>/acked: 0, RD_ENOTFOUND (no mark yet), RD_ECORRUPT or RD_EIO with `why`. */
+/* The newer valid one of <data_dir>/acked1 and acked2: 0, RD_ENOTFOUND (no
+ * mark yet), RD_ECORRUPT (neither is valid) or RD_EIO, with `why`. */
 int rd_mark_load(const char *data_dir, struct rd_mark *m, char *why, size_t n);
-/* Atomic and durable: <data_dir>/acked.tmp, fsync, rename, fsync of the
- * directory. 0 or RD_EIO with `why`. */
+
+/* Both files, open for writing (created when missing). */
+struct rd_mark_files {
+    int fd[2]; /* -1 when closed */
+};
+/* 0 or RD_EIO with `why` (then nothing is left open). */
+int rd_mark_open(const char *data_dir, struct rd_mark_files *f, char *why, size_t n);
+/* Writes `m` whole into file 1 + m->seq % 2 and fdatasyncs it. 0 or RD_EIO. */
+int rd_mark_write(struct rd_mark_files *f, const struct rd_mark *m, char *why, size_t n);
+void rd_mark_close(struct rd_mark_files *f);
+/* Open, write, close (tests, repairs). 0 or RD_EIO with `why`. */
 int rd_mark_store(const char *data_dir, const struct rd_mark *m, char *why, size_t n);
+/* Moves both files (those present) from `data_dir` into `to_dir`. 0 or RD_EIO. */
+int rd_mark_move(const char *data_dir, const char *to_dir, char *why, size_t n);
 
 /* ---- the raft directory as libraft will load it ----------------------------- */
 
@@ -139,6 +156,17 @@ struct rd_scan {
 
     /* Damage in segments the snapshot covers: nothing is lost, but libraft
      * would refuse to load them; rd_repair moves them aside. */
+    /*
+     * An open segment libraft failed to close (its finalization, truncate
+     * and rename, failed: descriptors or space exhausted) while later ones
+     * were closed: it holds exactly the entries missing between two closed
+     * segments, which libraft alone cannot load. rd_repair_unfinalized
+     * closes it under its name (nothing is lost).
+     */
+    char unfinalized[RD_SCAN_NAME];
+    uint64_t unfinalized_first, unfinalized_last;
+    long long unfinalized_end; /* bytes it keeps */
+
     unsigned n_stale_bad;
     char stale_bad[RD_SCAN_NAME]; /* the newest such segment */
     uint64_t stale_end;           /* its last index: it and older closed segments go */
@@ -161,11 +189,12 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n);
 /* ---- the verdict ------------------------------------------------------------- */
 
 struct rd_damage_verdict {
-    bool damaged;   /* refuse (single replica) or move aside and rejoin (cluster) */
-    bool log_lost;  /* entries are lost: lost_first..lost_last */
-    bool meta_lost; /* term or vote lost or unreadable */
-    bool torn;      /* a torn write outside the mark is dropped: warn */
-    bool stale;     /* damage the snapshot covers: repaired without loss */
+    bool damaged;     /* refuse (single replica) or move aside and rejoin (cluster) */
+    bool log_lost;    /* entries are lost: lost_first..lost_last */
+    bool meta_lost;   /* term or vote lost or unreadable */
+    bool torn;        /* a torn write outside the mark is dropped: warn */
+    bool stale;       /* damage the snapshot covers: repaired without loss */
+    bool unfinalized; /* an open segment libraft failed to close: closed without loss */
     uint64_t lost_first, lost_last;
     char file[RD_SCAN_NAME + 8]; /* "raft/<name>", or "raft" when no file is at fault */
     char report[2048];           /* what is damaged and what is lost, in sentences */
@@ -197,6 +226,9 @@ int rd_repair(const char *raft_dir, const char *aside, const struct rd_scan *s,
  */
 int rd_repair_stale(const char *raft_dir, const char *aside, const struct rd_scan *s, char *why,
                     size_t n);
+
+/* Closes s->unfinalized as the segment it should have become. 0 or RD_EIO. */
+int rd_repair_unfinalized(const char *raft_dir, const struct rd_scan *s, char *why, size_t n);
 
 /* Renames `from` to `to` (same filesystem) and fsyncs both parents. 0 or RD_EIO. */
 int rd_move_aside(const char *from, const char *to, char *why, size_t n);

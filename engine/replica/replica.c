@@ -319,7 +319,7 @@ static void refuse_message(struct rd_replica *r, const char *dir, const struct r
 /* Moves <data_dir>/raft and the mark into a fresh damaged-<time>/. */
 static int move_state_aside(struct rd_replica *r, const char *dir)
 {
-    char why[512], to[600], from[600];
+    char why[512], to[600];
     if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
         snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
         return RD_EIO;
@@ -330,9 +330,7 @@ static int move_state_aside(struct rd_replica *r, const char *dir)
         snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
         return RD_EIO;
     }
-    snprintf(from, sizeof(from), "%s/" RD_MARK_FILE, dir);
-    snprintf(to, sizeof(to), "%s/" RD_MARK_FILE, r->damaged_dir);
-    if (stat(from, &st) == 0 && rd_move_aside(from, to, why, sizeof(why)) != 0) {
+    if (rd_mark_move(dir, r->damaged_dir, why, sizeof(why)) != 0) {
         snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
         return RD_EIO;
     }
@@ -404,6 +402,18 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
     rd_judge(&scan, r->has_mark_start && !r->rejoin ? &r->mark_start : NULL, &v);
     r->expect_last = scan.last_index;
     if (!v.damaged) {
+        if (v.unfinalized) {
+            if (rd_repair_unfinalized(r->raft_dir, &scan, why, sizeof(why)) != 0) {
+                snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+                return RD_EIO;
+            }
+            RD_WARN("raft", "unfinalized_segment_closed",
+                    "file=raft/%s first_index=%llu last_index=%llu detail=\"libraft failed to "
+                    "close this segment (descriptors or space exhausted) and could not load the "
+                    "log without it: closed under its name, nothing is lost\"",
+                    scan.unfinalized, (unsigned long long)scan.unfinalized_first,
+                    (unsigned long long)scan.unfinalized_last);
+        }
         if (v.torn)
             RD_WARN("raft", "torn_write_dropped",
                     "file=raft/%s offset=%lld from_index=%llu acknowledged=%llu "
@@ -444,11 +454,7 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
             return RD_EIO;
         }
         /* The mark describes the log as it was: it goes with the copy. */
-        char from[600], to[600];
-        snprintf(from, sizeof(from), "%s/" RD_MARK_FILE, dir);
-        snprintf(to, sizeof(to), "%s/" RD_MARK_FILE, r->damaged_dir);
-        struct stat st;
-        if (stat(from, &st) == 0 && rd_move_aside(from, to, why, sizeof(why)) != 0) {
+        if (rd_mark_move(dir, r->damaged_dir, why, sizeof(why)) != 0) {
             snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
             return RD_EIO;
         }
@@ -597,8 +603,12 @@ static bool mark_same(const struct rd_mark *a, const struct rd_mark *b)
 static void mark_work(uv_work_t *w)
 {
     struct rd_replica *r = w->data;
-    r->mark.rv =
-        rd_mark_store(r->cfg->storage.data_dir, &r->mark.pending, r->mark.why, sizeof(r->mark.why));
+    struct rd_mark_files *f = &r->mark.files;
+    r->mark.rv = 0;
+    if (f->fd[0] < 0)
+        r->mark.rv = rd_mark_open(r->cfg->storage.data_dir, f, r->mark.why, sizeof(r->mark.why));
+    if (r->mark.rv == 0)
+        r->mark.rv = rd_mark_write(f, &r->mark.pending, r->mark.why, sizeof(r->mark.why));
 }
 
 static void mark_start_final(struct rd_replica *r);
@@ -607,6 +617,7 @@ static void mark_after(uv_work_t *w, int status);
 static void mark_write(struct rd_replica *r)
 {
     r->mark.pending.written_ms = rd_now_ms();
+    r->mark.pending.seq = ++r->mark.seq;
     r->mark.work.data = r;
     r->mark.busy = true;
     if (uv_queue_work(r->loop, &r->mark.work, mark_work, mark_after) != 0) {
@@ -632,6 +643,7 @@ static void mark_after(uv_work_t *w, int status)
     }
     if (final) {
         r->mark.final = false;
+        rd_mark_close(&r->mark.files);
         if (r->close_cb)
             r->close_cb(r->close_data);
         return;
@@ -749,6 +761,9 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     uv_timer_start(&r->watch, watch_cb, 0, 10);
     uv_timer_init(r->loop, &r->mark.timer);
     r->mark.timer.data = r;
+    r->mark.files.fd[0] = r->mark.files.fd[1] = -1;
+    /* Numbered on from the mark found (gone with the state when it moved aside). */
+    r->mark.seq = r->has_mark_start ? r->mark_start.seq : 0;
     r->mark.on = true;
     uv_timer_start(&r->mark.timer, mark_tick, 0, RD_MARK_PERIOD_MS);
     RD_INFO("raft", "started", "id=%llu address=%s dir=%s applied=%llu",

@@ -79,6 +79,8 @@ struct rd_replica {
         bool final; /* the write in flight is the clean-shutdown one */
         bool final_wanted;
         struct rd_mark pending, written;
+        struct rd_mark_files files; /* opened by the first write (thread pool) */
+        uint64_t seq;               /* of the last write */
         int rv;
         char why[256];
         uint64_t writes_total, failures_total;

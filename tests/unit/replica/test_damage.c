@@ -229,9 +229,11 @@ static void test_mark_round_trip_and_checksum(void **state)
     m.members[1].id = 2; /* URL unknown */
     char why[256];
     assert_int_equal(rd_mark_load(d->data, &got, why, sizeof(why)), RD_ENOTFOUND);
+    m.seq = 7;
     assert_int_equal(rd_mark_store(d->data, &m, why, sizeof(why)), 0);
-    assert_false(exists(d->data, RD_MARK_FILE ".tmp"));
+    assert_true(exists(d->data, RD_MARK_FILE "2")); /* odd numbers go to the second file */
     assert_int_equal(rd_mark_load(d->data, &got, why, sizeof(why)), 0);
+    assert_int_equal(got.seq, 7);
     assert_int_equal(got.applied, 1234);
     assert_int_equal(got.term, 3);
     assert_int_equal(got.vote, 1);
@@ -240,17 +242,39 @@ static void test_mark_round_trip_and_checksum(void **state)
     assert_int_equal(got.n_members, 2);
     assert_string_equal(got.members[0].api_url, "http://127.0.0.1:8081");
     assert_string_equal(got.members[1].api_url, "");
-    /* One changed digit: refused, naming the file. */
+    /* The next write goes to the other file; the higher number wins. */
+    struct rd_mark_files f;
+    assert_int_equal(rd_mark_open(d->data, &f, why, sizeof(why)), 0);
+    m.seq = 8;
+    m.applied = 1300;
+    assert_int_equal(rd_mark_write(&f, &m, why, sizeof(why)), 0);
+    assert_int_equal(rd_mark_load(d->data, &got, why, sizeof(why)), 0);
+    assert_int_equal(got.applied, 1300);
+    /* A shorter write over a longer one: what is left after it is ignored. */
+    m.seq = 10;
+    m.n_members = 0;
+    assert_int_equal(rd_mark_write(&f, &m, why, sizeof(why)), 0);
+    rd_mark_close(&f);
+    assert_int_equal(rd_mark_load(d->data, &got, why, sizeof(why)), 0);
+    assert_int_equal(got.seq, 10);
+    assert_int_equal(got.n_members, 0);
+    /* The newer one torn (one changed digit): the older one stands. */
     char text[4096];
     int n = rd_mark_encode(&m, text, sizeof(text));
     assert_true(n > 0);
-    char *p = strstr(text, "applied 1234");
+    char *p = strstr(text, "applied 1300");
     assert_non_null(p);
     p[8] = '9';
-    write_bytes(d->data, RD_MARK_FILE, text, (size_t)n, 0);
+    write_bytes(d->data, RD_MARK_FILE "1", text, (size_t)n, 0);
+    assert_int_equal(rd_mark_load(d->data, &got, why, sizeof(why)), 0);
+    assert_int_equal(got.seq, 7);
+    assert_int_equal(got.applied, 1234);
+    /* Both bad: refused, naming the files. */
+    write_bytes(d->data, RD_MARK_FILE "2", text, (size_t)n, 0);
     assert_int_equal(rd_mark_load(d->data, &got, why, sizeof(why)), RD_ECORRUPT);
     assert_non_null(strstr(why, "checksum"));
-    assert_non_null(strstr(why, RD_MARK_FILE));
+    assert_non_null(strstr(why, RD_MARK_FILE "1"));
+    assert_non_null(strstr(why, RD_MARK_FILE "2"));
 }
 
 /* ---- the log ------------------------------------------------------------------- */
@@ -545,6 +569,41 @@ static void test_repair_cuts_where_the_log_stops(void **state)
     assert_false(exists(d->raft, "metadata1"));
 }
 
+/* An open segment libraft failed to close while a later one was closed. */
+static void test_unfinalized_open_segment_is_closed(void **state)
+{
+    struct dirs *d = *state;
+    usual(d);
+    struct segfile later;
+    seg_build(&later, 3, 2, 4, RD_CMD_NODE_REGISTER);
+    write_bytes(d->raft, "0000000000000061-0000000000000068", later.buf, later.len, 0);
+    struct rd_scan s;
+    struct rd_damage_verdict v;
+    struct rd_mark m = mark_at(68, false);
+    judge(d, &m, &s, &v);
+    assert_false(v.damaged);
+    assert_true(v.unfinalized);
+    assert_string_equal(s.unfinalized, "open-1");
+    assert_int_equal(s.unfinalized_first, 41);
+    assert_int_equal(s.unfinalized_last, 60);
+    assert_int_equal(s.last_index, 68);
+    char why[256];
+    assert_int_equal(rd_repair_unfinalized(d->raft, &s, why, sizeof(why)), 0);
+    assert_true(exists(d->raft, "0000000000000041-0000000000000060"));
+    assert_false(exists(d->raft, "open-1"));
+    judge(d, &m, &s, &v);
+    assert_false(v.damaged);
+    assert_false(v.unfinalized);
+    assert_int_equal(s.last_index, 68);
+    /* Without such a segment, the same gap is damage. */
+    char path[400];
+    snprintf(path, sizeof(path), "%s/0000000000000041-0000000000000060", d->raft);
+    unlink(path);
+    judge(d, &m, &s, &v);
+    assert_true(v.damaged);
+    assert_non_null(strstr(v.report, "no segment holds entries 41-60"));
+}
+
 /* ---- the rejoin note ------------------------------------------------------------- */
 
 static void test_rejoin_note(void **state)
@@ -629,6 +688,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damage_under_the_snapshot_loses_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_repair_cuts_where_the_log_stops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfinalized_open_segment_is_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejoin_note, setup, teardown),
         cmocka_unit_test_setup_teardown(test_libraft_bootstrap_scans_clean, setup, teardown),
     };
