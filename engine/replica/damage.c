@@ -895,7 +895,9 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
                     if (!segs[k].open)
                         continue;
                     scan_segment(raft_dir, &segs[k], &oc);
-                    if (!oc.empty && oc.bad == NULL && oc.n == sg->first - next) {
+                    if (oc.empty || oc.n == 0)
+                        continue; /* prepared, never written */
+                    if (oc.bad == NULL && oc.n == sg->first - next) {
                         snprintf(s->unfinalized, sizeof(s->unfinalized), "%s", segs[k].name);
                         s->unfinalized_first = next;
                         s->unfinalized_last = sg->first - 1;
@@ -904,7 +906,7 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
                         next = sg->first;
                         break;
                     }
-                    break; /* only the oldest open segment can be it */
+                    break; /* only the oldest written open segment can be it */
                 }
             }
             if (sg->first > next) {

@@ -577,6 +577,7 @@ static void test_unfinalized_open_segment_is_closed(void **state)
     struct segfile later;
     seg_build(&later, 3, 2, 4, RD_CMD_NODE_REGISTER);
     write_bytes(d->raft, "0000000000000061-0000000000000068", later.buf, later.len, 0);
+    write_bytes(d->raft, "open-0", "", 0, 65536); /* prepared, never written: passed over */
     struct rd_scan s;
     struct rd_damage_verdict v;
     struct rd_mark m = mark_at(68, false);
