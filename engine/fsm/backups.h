@@ -6,7 +6,10 @@
 #ifndef RD_FSM_BACKUPS_H
 #define RD_FSM_BACKUPS_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "digest.h"
 
 struct rd_fsm;
 
@@ -24,7 +27,12 @@ struct rd_backup {
     int64_t verified_at_ms;  /* 0 when never verified */
     int8_t verify_ok;        /* -1 never verified, 0 failed, 1 matched */
     char *error;             /* NULL when none */
+    struct rd_dg dg;         /* local: its term of the digest (digest.h) */
 };
+
+/* Records beyond this many are dropped in apply, the oldest that is not
+ * running first (a running backup is never lost track of). */
+#define RD_FSM_MAX_BACKUPS 10000
 
 /* Where continuous archiving stands (zeroed when it never ran). */
 struct rd_archive_pos {
@@ -36,5 +44,16 @@ struct rd_archive_pos {
 
 /* The record of backup `id`, or NULL. */
 const struct rd_backup *rd_fsm_backup_find(const struct rd_fsm *f, const char *id);
+
+/* Every backup record in the order they began (oldest first); `*n` gets
+ * their count. The array belongs to the machine: valid until the next apply
+ * or restore. */
+const struct rd_backup *const *rd_fsm_backups(const struct rd_fsm *f, size_t *n);
+
+/* Where continuous archiving stands (index 0: it never ran). Never NULL. */
+const struct rd_archive_pos *rd_fsm_archive(const struct rd_fsm *f);
+
+/* The cluster's id (RD_CMD_CLUSTER_ID), "" until one was applied. */
+const char *rd_fsm_cluster_id(const struct rd_fsm *f);
 
 #endif

@@ -230,16 +230,16 @@ enum rd_backup_status {
 const char *rd_backup_status_name(int s);
 
 struct rd_cmd_backup {
-    uint8_t op;          /* enum rd_backup_op */
-    struct rd_str id;    /* UUID chosen by the leader */
+    uint8_t op;           /* enum rd_backup_op */
+    struct rd_str id;     /* UUID chosen by the leader */
     struct rd_str target; /* BEGIN: the backup plugin instance's name */
-    uint64_t index;      /* COMPLETE: the raft index the image was taken at */
-    uint64_t term;       /* COMPLETE: the term of that index */
-    uint64_t size;       /* COMPLETE: compressed bytes of the image */
-    uint64_t checksum;   /* COMPLETE: FNV-1a 64 of the compressed bytes */
-    uint64_t digest;     /* COMPLETE: the state digest (rd_fsm_digest) of the image */
-    uint8_t ok;          /* VERIFY: 1 = the read-back matched the manifest */
-    struct rd_str error; /* FAIL, VERIFY: why ("" when none) */
+    uint64_t index;       /* COMPLETE: the raft index the image was taken at */
+    uint64_t term;        /* COMPLETE: the term of that index */
+    uint64_t size;        /* COMPLETE: compressed bytes of the image */
+    uint64_t checksum;    /* COMPLETE: FNV-1a 64 of the compressed bytes */
+    uint64_t digest;      /* COMPLETE: the state digest (rd_fsm_digest) of the image */
+    uint8_t ok;           /* VERIFY: 1 = the read-back matched the manifest */
+    struct rd_str error;  /* FAIL, VERIFY: why ("" when none) */
 };
 
 /* Continuous archiving: the archive target holds every applied command up to
@@ -259,9 +259,9 @@ struct rd_cmd_check {
 /* The leader's verdict once the replicas reported (or did not in time). */
 struct rd_cmd_check_result {
     struct rd_str id;
-    uint8_t status;                /* enum rd_check_status */
-    struct rd_str digests_json;    /* {"<replica id>": "<16 hex digits>" | null (no answer)} */
-    struct rd_str diverged_json;   /* [replica ids that differ from the majority] */
+    uint8_t status;              /* enum rd_check_status */
+    struct rd_str digests_json;  /* {"<replica id>": "<16 hex digits>" | null (no answer)} */
+    struct rd_str diverged_json; /* [replica ids that differ from the majority] */
 };
 
 enum rd_check_status {

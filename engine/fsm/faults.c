@@ -78,6 +78,7 @@ static struct rd_node *fault_node(struct rd_fsm *f, const struct rd_fault *x)
 
 static void fault_mark_resolved(struct rd_fsm *f, struct rd_fault *x, int64_t t, char *why)
 {
+    rd_fsm__dg_touch(f, RD_DG_FAULT, x);
     free(x->resolution);
     x->resolution = why;
     x->status = RD_FAULT_RESOLVED;
@@ -114,6 +115,7 @@ static void prune_faults(struct rd_fsm *f)
         struct rd_fault *x = f->faults[i];
         if (excess > 0 && x->status == RD_FAULT_RESOLVED) {
             rd_map_del(&f->faults_by_id, x->id, strlen(x->id));
+            rd_fsm__dg_remove(f, RD_DG_FAULT, x);
             fault_free(x);
             excess--;
         } else {
@@ -207,6 +209,7 @@ static int apply_fault_open(struct rd_fsm *f, const struct rd_cmd *cmd)
         fault_free(x);
         return RD_ENOMEM;
     }
+    rd_fsm__dg_add(f, RD_DG_FAULT, x);
     f->fault_seq++;
     if (n != NULL && c->set_state != RD_STATE_ANY && c->set_state != n->state) {
         char reason[96];
@@ -271,24 +274,27 @@ int rd_fsm__fault_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
 
 /* ---- snapshot section --------------------------------------------------- */
 
+void rd_fsm__fault_write_one(struct rd_wbuf *w, const struct rd_fault *x)
+{
+    rd_w_u64(w, x->seq);
+    rd_w_str(w, x->id, strlen(x->id));
+    rd_w_str(w, x->node_id, strlen(x->node_id));
+    rd_w_u8(w, x->type);
+    rd_w_u8(w, x->severity);
+    rd_w_u8(w, x->status);
+    rd_w_i64(w, x->detected_at);
+    rd_w_i64(w, x->resolved_at);
+    rd_w_str(w, x->recovery_action_json, strlen(x->recovery_action_json));
+    rd_w_str(w, x->metadata_json, strlen(x->metadata_json));
+    rd_w_str(w, x->resolution, strlen(x->resolution));
+}
+
 void rd_fsm__faults_write(const struct rd_fsm *f, struct rd_wbuf *w)
 {
     rd_w_u64(w, f->fault_seq);
     rd_w_u64(w, f->n_faults);
-    for (size_t i = 0; i < f->n_faults; i++) {
-        const struct rd_fault *x = f->faults[i];
-        rd_w_u64(w, x->seq);
-        rd_w_str(w, x->id, strlen(x->id));
-        rd_w_str(w, x->node_id, strlen(x->node_id));
-        rd_w_u8(w, x->type);
-        rd_w_u8(w, x->severity);
-        rd_w_u8(w, x->status);
-        rd_w_i64(w, x->detected_at);
-        rd_w_i64(w, x->resolved_at);
-        rd_w_str(w, x->recovery_action_json, strlen(x->recovery_action_json));
-        rd_w_str(w, x->metadata_json, strlen(x->metadata_json));
-        rd_w_str(w, x->resolution, strlen(x->resolution));
-    }
+    for (size_t i = 0; i < f->n_faults; i++)
+        rd_fsm__fault_write_one(w, f->faults[i]);
 }
 
 int rd_fsm__faults_read(struct rd_fsm *f, struct rd_rbuf *r)

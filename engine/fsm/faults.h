@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "digest.h"
+
 struct rd_fsm;
 
 /* Resolved records beyond this many are pruned, oldest first, in apply. */
@@ -26,6 +28,7 @@ struct rd_fault {
     char *recovery_action_json;
     char *metadata_json;
     char *resolution; /* why it was resolved ("" while open) */
+    struct rd_dg dg;  /* local: its term of the digest (digest.h) */
 };
 
 const struct rd_fault *rd_fsm_fault(const struct rd_fsm *f, const char *id);

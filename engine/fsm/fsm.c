@@ -3,8 +3,8 @@
  * the file of its record kind, the applied count and time, the node
  * observer), the result handed back to raft, and the raft_fsm callbacks
  * (apply, snapshot, restore) with the machine's life cycle. The records live
- * in nodes.c, faults.c, tasks.c, recovery.c and replicas.c; snapshots in
- * snapshot.c.
+ * in nodes.c, faults.c, tasks.c, recovery.c, replicas.c, backups.c and
+ * checks.c; snapshots in snapshot.c; the digest in digest.c.
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +14,27 @@
 #include "fsm_int.h"
 #include "recoveryd/error.h"
 
+/* The raft index of the entry about to be applied (fsm.h: applying_index). */
+static uint64_t index_being_applied(const struct rd_fsm *f)
+{
+    if (f->raft_ref != NULL)
+        return raft_last_applied(f->raft_ref) + 1;
+    return f->n_applied + 1;
+}
+
+static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len,
+                     const struct rd_fsm_result **out);
+
 int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_fsm_result **out)
+{
+    f->applying_index = index_being_applied(f);
+    int rv = apply_cmd(f, buf, len, out);
+    f->applying_index = 0;
+    return rv;
+}
+
+static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len,
+                     const struct rd_fsm_result **out)
 {
     struct rd_cmd cmd;
     memset(&f->result, 0, sizeof(f->result));
@@ -74,6 +94,9 @@ int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_
         rv = rd_fsm__check_apply(f, &cmd);
         break;
     }
+    /* Whatever the command did (a refusal changes nothing; on RD_ENOMEM
+     * part of it may have happened), the digest follows the records. */
+    rd_fsm__dg_commit(f);
     if (rv != 0) {
         f->result.status = rv;
         f->result.node = NULL;
@@ -88,7 +111,14 @@ int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_
         f->result.value = f->result.node->epoch;
     if (f->result.status == 0 && f->result.node != NULL && f->on_node != NULL)
         f->on_node(f->on_node_data, f->result.node, f->result.old_state);
+    if (f->on_entry != NULL)
+        f->on_entry(f->on_entry_data, f->applying_index, cmd.time_ms, buf, len);
     return 0;
+}
+
+void rd_fsm_bind_raft(struct rd_fsm *f, struct raft *raft)
+{
+    f->raft_ref = raft;
 }
 
 int64_t rd_fsm_stamp(const struct rd_fsm *f)
@@ -157,6 +187,8 @@ int rd_fsm_init(struct rd_fsm *f)
     rd_map_init(&f->faults_by_id);
     rd_map_init(&f->tasks_by_id);
     rd_map_init(&f->recoveries_by_id);
+    rd_map_init(&f->backups_by_id);
+    rd_map_init(&f->checks_by_id);
     f->raft.version = 1;
     f->raft.data = f;
     f->raft.apply = fsm_apply_cb;
@@ -174,6 +206,7 @@ void rd_fsm__clear(struct rd_fsm *f)
     rd_fsm__replicas_clear(f);
     rd_fsm__backups_clear(f);
     rd_fsm__checks_clear(f);
+    rd_fsm__dg_reset(f);
     f->n_applied = 0;
     f->last_time_ms = 0;
 }
@@ -181,4 +214,5 @@ void rd_fsm__clear(struct rd_fsm *f)
 void rd_fsm_close(struct rd_fsm *f)
 {
     rd_fsm__clear(f);
+    rd_fsm__dg_free(f);
 }

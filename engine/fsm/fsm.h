@@ -17,6 +17,7 @@
 #include "checks.h"
 #include "cmd.h"
 #include "common/map.h"
+#include "digest.h"
 /* The records, one header per kind (and its .c file). */
 #include "faults.h"
 #include "nodes.h"
@@ -66,6 +67,31 @@ typedef void (*rd_fsm_fault_cb)(void *data, const struct rd_fault *fault);
 /* Observer called after a command changed a task (same rules). */
 typedef void (*rd_fsm_task_cb)(void *data, const struct rd_task *task, int old_state,
                                const char *old_node);
+/*
+ * Observer called after every applied command that decoded (refused ones
+ * included: replaying them gives the same state), with its raft index (see
+ * applying_index), its leader time and its encoded bytes (valid during the
+ * call only). Continuous archiving ships these. Same rules as above.
+ */
+typedef void (*rd_fsm_entry_cb)(void *data, uint64_t index, int64_t time_ms, const void *buf,
+                                size_t len);
+/* Observer called when this replica applied a consistency check, with the
+ * digest it computed (same rules). */
+typedef void (*rd_fsm_check_cb)(void *data, const struct rd_check_local *local);
+
+/* The incremental digest's bookkeeping (digest.c). */
+struct rd_fsm_dg_touch {
+    uint8_t kind; /* enum rd_dg_kind */
+    void *rec;
+};
+
+struct rd_fsm_dg {
+    uint64_t sum[RD_DG_KINDS];       /* per kind: sum of the records' hashes */
+    struct rd_fsm_dg_touch *touched; /* records the current apply changes */
+    size_t n_touched;
+    size_t cap_touched;
+    bool lost; /* the touch list could not grow: rebuild after this apply */
+};
 
 struct rd_fsm {
     struct rd_node **nodes; /* sorted by node_id (bytewise) */
@@ -92,6 +118,33 @@ struct rd_fsm {
     struct rd_map recoveries_by_id;
     struct rd_replica_info replicas[RD_FSM_MAX_REPLICAS]; /* by id, ascending */
     unsigned n_replicas;
+    struct rd_backup **backups; /* in order of BEGIN (oldest first) */
+    size_t n_backups;
+    size_t cap_backups;
+    struct rd_map backups_by_id;
+    struct rd_archive_pos archive;
+    char cluster_id[65];      /* "" until RD_CMD_CLUSTER_ID */
+    struct rd_check **checks; /* in order of application (oldest first) */
+    size_t n_checks;
+    size_t cap_checks;
+    struct rd_map checks_by_id;
+    /* This replica's digests at the checks it applied: a ring, local (not
+     * state: kept across restores, never in a snapshot). */
+    struct rd_check_local check_local[RD_FSM_CHECK_LOCAL_KEEP];
+    unsigned n_check_local;    /* held, up to RD_FSM_CHECK_LOCAL_KEEP */
+    unsigned check_local_next; /* where the next one goes */
+    struct rd_fsm_dg dg;
+    /*
+     * The raft index of the entry being applied, during rd_fsm_apply (0
+     * outside). Bound to a raft instance (rd_fsm_bind_raft) it is
+     * raft_last_applied() + 1: libraft 0.22 (src/legacy.c, applyCommand)
+     * moves last_applied only after fsm->apply returned, and entries are
+     * applied in index order. Unbound (unit tests, tools replaying
+     * commands) it is n_applied + 1, which equals the index only for a log
+     * of commands alone.
+     */
+    uint64_t applying_index;
+    struct raft *raft_ref; /* the raft instance applying to this machine, or NULL */
     struct rd_fsm_result result;
     uint64_t restores; /* snapshots restored (local count, not state) */
     rd_fsm_node_cb on_node;
@@ -100,6 +153,10 @@ struct rd_fsm {
     void *on_fault_data;
     rd_fsm_task_cb on_task;
     void *on_task_data;
+    rd_fsm_entry_cb on_entry;
+    void *on_entry_data;
+    rd_fsm_check_cb on_check;
+    void *on_check_data;
     struct raft_fsm raft; /* handed to raft_init; raft.data = this */
     char errmsg[256];
 };
@@ -108,14 +165,37 @@ int rd_fsm_init(struct rd_fsm *f);
 void rd_fsm_close(struct rd_fsm *f);
 
 /*
+ * Tells the machine which raft instance applies to it, so that apply knows
+ * the index of the entry it applies (applying_index); NULL unbinds (before
+ * the raft instance goes away). The machine only reads raft_last_applied().
+ */
+void rd_fsm_bind_raft(struct rd_fsm *f, struct raft *raft);
+
+/*
  * Applies one encoded command. Returns 0 when the command was applied or
  * refused (see result->status), RD_EUNSUPPORTED / RD_EPARSE for a command
  * this version cannot read (errmsg says why) and RD_ENOMEM. `out` may be NULL.
+ * The digest follows every change (digest.h).
  */
 int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_fsm_result **out);
 
 /* The time to stamp a new command with: the wall clock, never behind the
  * newest stamp applied (a leader whose clock went back keeps time moving). */
 int64_t rd_fsm_stamp(const struct rd_fsm *f);
+
+#ifdef RD_FAULT_INJECTION
+/*
+ * Test builds only (inject.c, the rdinject library): corrupts this
+ * replica's state as a bug would. `what` "node": flips a byte of node
+ * `id`'s labels; "checkpoint": of task `id`'s newest checkpoint data (its
+ * checksum then fails). The record is re-hashed, so rd_fsm_digest() shows
+ * the change. Returns 0, RD_ENOTFOUND (no such record or checkpoint) or
+ * RD_EINVAL (unknown `what`). Loop thread, outside apply.
+ */
+int rd_fsm_inject_corrupt(struct rd_fsm *f, const char *what, const char *id);
+/* Corrupts only the incremental digest (the state stays): rd_fsm_digest()
+ * then differs from rd_fsm_digest_full(). Returns 0. */
+int rd_fsm_inject_digest_skew(struct rd_fsm *f);
+#endif
 
 #endif

@@ -3,8 +3,9 @@
  * engine/fsm/ includes it. Included by every file that holds part of the
  * machine: fsm.c (the glue: apply dispatch, raft callbacks, life cycle),
  * nodes.c, faults.c, tasks.c, recovery.c, replicas.c, backups.c, checks.c
- * (one record kind each)
- * and snapshot.c (the snapshot container and the order of its sections).
+ * (one record kind each), snapshot.c (the snapshot container and the order
+ * of its sections), digest.c (the incremental digest) and inject.c (fault
+ * injection, test builds only).
  *
  * Each record kind offers the same five entry points: apply (the commands
  * that change it; a refusal goes in f->result.status and returns 0, only
@@ -13,6 +14,16 @@
  * swap). Beyond those, only what one kind's commands do to another kind
  * (a fault that moves its node or quarantines a task, a transition that
  * resolves faults, a move that joins a recovery run).
+ *
+ * The digest (digest.c): a record kind that carries a hash (enum
+ * rd_dg_kind) also writes one record alone (rd_fsm__<kind>_write_one, the
+ * bytes its section holds for it), and every change to such a record in
+ * apply goes through the touch list: rd_fsm__dg_touch(f, kind, rec) before
+ * the first change to a record (a new record: right after it joined the
+ * machine), rd_fsm__dg_remove(f, kind, rec) before a record is freed.
+ * rd_fsm_apply() commits the list (rd_fsm__dg_commit) after each command.
+ * A change without its touch is a bug rd_fsm_digest_full() catches and
+ * tests/unit/fsm/test_digest.c hunts for.
  */
 #ifndef RD_FSM_INT_H
 #define RD_FSM_INT_H
@@ -22,6 +33,27 @@
 /* fsm.c: frees every record and zeroes the applied count and time. */
 void rd_fsm__clear(struct rd_fsm *f);
 
+/* digest.c: the touch list. `rec` is the record of `kind` (struct rd_node *
+ * for RD_DG_NODE, ...). Touch takes its hash out of the sums until the
+ * commit puts its new hash in (again and again in one apply: once). */
+void rd_fsm__dg_touch(struct rd_fsm *f, int kind, void *rec);
+/* A record that joins the machine in this apply (its hash is not in the
+ * sums): call after it is in the machine. */
+void rd_fsm__dg_add(struct rd_fsm *f, int kind, void *rec);
+/* A record that leaves the machine: its hash goes; call before freeing it. */
+void rd_fsm__dg_remove(struct rd_fsm *f, int kind, void *rec);
+/* Hashes the touched records into the sums and empties the list. */
+void rd_fsm__dg_commit(struct rd_fsm *f);
+/* Recomputes every record's hash and the sums (after a restore). */
+void rd_fsm__dg_rebuild(struct rd_fsm *f);
+/* Zeroes the sums and forgets the list (every record is gone). */
+void rd_fsm__dg_reset(struct rd_fsm *f);
+/* Frees the list (rd_fsm_close). */
+void rd_fsm__dg_free(struct rd_fsm *f);
+/* The hash of one record of `kind` as it is now; `scratch` is a writer the
+ * caller owns (reused: emptied first). */
+uint64_t rd_fsm__dg_hash(int kind, const void *rec, struct rd_wbuf *scratch);
+
 /* nodes.c: node_register and node_transition. */
 int rd_fsm__node_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 /* Moves `n` to `state` for `reason` at `time_ms` (state counts follow); on
@@ -29,6 +61,7 @@ int rd_fsm__node_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 int rd_fsm__node_move(struct rd_fsm *f, struct rd_node *n, uint8_t state, struct rd_str reason,
                       int64_t time_ms);
 void rd_fsm__nodes_write(const struct rd_fsm *f, struct rd_wbuf *w);
+void rd_fsm__node_write_one(struct rd_wbuf *w, const struct rd_node *n);
 int rd_fsm__nodes_read(struct rd_fsm *f, struct rd_rbuf *r);
 void rd_fsm__nodes_clear(struct rd_fsm *f);
 void rd_fsm__nodes_move(struct rd_fsm *to, struct rd_fsm *from);
@@ -39,6 +72,7 @@ int rd_fsm__fault_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 /* Resolves every open fault of `n` (a node that recovered or left). */
 int rd_fsm__faults_resolve_node(struct rd_fsm *f, struct rd_node *n, int64_t t, struct rd_str why);
 void rd_fsm__faults_write(const struct rd_fsm *f, struct rd_wbuf *w);
+void rd_fsm__fault_write_one(struct rd_wbuf *w, const struct rd_fault *x);
 int rd_fsm__faults_read(struct rd_fsm *f, struct rd_rbuf *r);
 void rd_fsm__faults_clear(struct rd_fsm *f);
 void rd_fsm__faults_move(struct rd_fsm *to, struct rd_fsm *from);
@@ -47,6 +81,7 @@ void rd_fsm__faults_move(struct rd_fsm *to, struct rd_fsm *from);
  * are read before tasks (a placed task counts itself on its node). */
 int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 void rd_fsm__tasks_write(const struct rd_fsm *f, struct rd_wbuf *w);
+void rd_fsm__task_write_one(struct rd_wbuf *w, const struct rd_task *t);
 /* `format`: the snapshot's format (1 had no failure times). */
 int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r, unsigned format);
 /* A poison task's quarantine (fault_open with a task): 0 when `task_id` at
@@ -66,6 +101,7 @@ int rd_fsm__recovery_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 int rd_fsm__recovery_item(struct rd_fsm *f, const struct rd_cmd_task_assign *c,
                           const struct rd_task *t, const char *old_node, int64_t time_ms);
 void rd_fsm__recoveries_write(const struct rd_fsm *f, struct rd_wbuf *w);
+void rd_fsm__recovery_write_one(struct rd_wbuf *w, const struct rd_recovery *r);
 int rd_fsm__recoveries_read(struct rd_fsm *f, struct rd_rbuf *r);
 void rd_fsm__recoveries_clear(struct rd_fsm *f);
 void rd_fsm__recoveries_move(struct rd_fsm *to, struct rd_fsm *from);
@@ -83,6 +119,10 @@ void rd_fsm__replicas_move(struct rd_fsm *to, struct rd_fsm *from);
 int rd_fsm__backup_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 int rd_fsm__archive_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 void rd_fsm__backups_write(const struct rd_fsm *f, struct rd_wbuf *w);
+void rd_fsm__backup_write_one(struct rd_wbuf *w, const struct rd_backup *b);
+/* The cluster id and the archive position, as the section holds them (the
+ * digest hashes them as scalars). */
+void rd_fsm__archive_write(const struct rd_fsm *f, struct rd_wbuf *w);
 int rd_fsm__backups_read(struct rd_fsm *f, struct rd_rbuf *r);
 void rd_fsm__backups_clear(struct rd_fsm *f);
 void rd_fsm__backups_move(struct rd_fsm *to, struct rd_fsm *from);
@@ -90,6 +130,7 @@ void rd_fsm__backups_move(struct rd_fsm *to, struct rd_fsm *from);
 /* checks.c: check and check_result. Section in snapshots of format 4 on. */
 int rd_fsm__check_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 void rd_fsm__checks_write(const struct rd_fsm *f, struct rd_wbuf *w);
+void rd_fsm__check_write_one(struct rd_wbuf *w, const struct rd_check *c);
 int rd_fsm__checks_read(struct rd_fsm *f, struct rd_rbuf *r);
 void rd_fsm__checks_clear(struct rd_fsm *f);
 void rd_fsm__checks_move(struct rd_fsm *to, struct rd_fsm *from);

@@ -124,6 +124,7 @@ static void set_state(struct rd_fsm *f, struct rd_node *n, uint8_t state)
 int rd_fsm__node_move(struct rd_fsm *f, struct rd_node *n, uint8_t state, struct rd_str reason,
                       int64_t time_ms)
 {
+    rd_fsm__dg_touch(f, RD_DG_NODE, n);
     if (set_str(&n->reason, reason) != 0)
         return RD_ENOMEM;
     set_state(f, n, state);
@@ -183,6 +184,7 @@ static int apply_register(struct rd_fsm *f, const struct rd_cmd *cmd)
             node_free(n);
             return rv;
         }
+        rd_fsm__dg_add(f, RD_DG_NODE, n);
         f->result.old_state = -1;
     } else {
         /* Allocate everything first so a failure changes nothing. */
@@ -194,6 +196,7 @@ static int apply_register(struct rd_fsm *f, const struct rd_cmd *cmd)
             free(labels), free(url), free(addr), free(reason);
             return RD_ENOMEM;
         }
+        rd_fsm__dg_touch(f, RD_DG_NODE, n);
         free(n->labels_json), free(n->health_url), free(n->address), free(n->reason);
         n->labels_json = labels;
         n->health_url = url;
@@ -240,22 +243,25 @@ int rd_fsm__node_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
 
 /* ---- snapshot section --------------------------------------------------- */
 
+void rd_fsm__node_write_one(struct rd_wbuf *w, const struct rd_node *n)
+{
+    rd_w_str(w, n->node_id, n->id_len);
+    rd_w_u64(w, n->epoch);
+    rd_w_u8(w, n->state);
+    rd_w_u32(w, n->slots);
+    rd_w_str(w, n->labels_json, strlen(n->labels_json));
+    rd_w_str(w, n->health_url, strlen(n->health_url));
+    rd_w_str(w, n->address, strlen(n->address));
+    rd_w_str(w, n->reason, strlen(n->reason));
+    rd_w_i64(w, n->registered_at);
+    rd_w_i64(w, n->updated_at);
+}
+
 void rd_fsm__nodes_write(const struct rd_fsm *f, struct rd_wbuf *w)
 {
     rd_w_u64(w, f->n_nodes);
-    for (size_t i = 0; i < f->n_nodes; i++) {
-        const struct rd_node *n = f->nodes[i];
-        rd_w_str(w, n->node_id, n->id_len);
-        rd_w_u64(w, n->epoch);
-        rd_w_u8(w, n->state);
-        rd_w_u32(w, n->slots);
-        rd_w_str(w, n->labels_json, strlen(n->labels_json));
-        rd_w_str(w, n->health_url, strlen(n->health_url));
-        rd_w_str(w, n->address, strlen(n->address));
-        rd_w_str(w, n->reason, strlen(n->reason));
-        rd_w_i64(w, n->registered_at);
-        rd_w_i64(w, n->updated_at);
-    }
+    for (size_t i = 0; i < f->n_nodes; i++)
+        rd_fsm__node_write_one(w, f->nodes[i]);
 }
 
 int rd_fsm__nodes_read(struct rd_fsm *f, struct rd_rbuf *r)

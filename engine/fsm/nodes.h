@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "digest.h"
+
 struct rd_fsm;
 struct rd_task;
 
@@ -28,6 +30,7 @@ struct rd_node {
     uint32_t slots_in_use; /* derived: slots of the tasks placed on this node */
     uint32_t n_tasks;      /* derived: tasks placed on this node */
     struct rd_task *tasks; /* derived: those tasks, a list through rd_task.next_on_node */
+    struct rd_dg dg;       /* local: its term of the digest (digest.h) */
 };
 
 const struct rd_node *rd_fsm_node(const struct rd_fsm *f, const char *id, size_t len);

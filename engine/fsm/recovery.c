@@ -93,6 +93,7 @@ static void prune(struct rd_fsm *f)
         struct rd_recovery *r = f->recoveries[i];
         if (excess > 0 && !open_status(r->status)) {
             rd_map_del(&f->recoveries_by_id, r->id, strlen(r->id));
+            rd_fsm__dg_remove(f, RD_DG_RECOVERY, r);
             run_free(r);
             excess--;
         } else {
@@ -144,6 +145,7 @@ int rd_fsm__recovery_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
         r->status = RD_REC_INITIATED;
         r->started_at = cmd->time_ms;
         r->total = n->n_tasks;
+        rd_fsm__dg_add(f, RD_DG_RECOVERY, r);
         prune(f);
         return 0;
     }
@@ -156,6 +158,7 @@ int rd_fsm__recovery_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
     }
     if (!open_status(r->status))
         return 0; /* closed already: idempotent */
+    rd_fsm__dg_touch(f, RD_DG_RECOVERY, r);
     if (c->strategy.len > 0) {
         char *st = rd_str_dup(c->strategy);
         if (st == NULL)
@@ -178,6 +181,7 @@ int rd_fsm__recovery_item(struct rd_fsm *f, const struct rd_cmd_task_assign *c,
     struct rd_recovery *r = (struct rd_recovery *)rd_fsm_recovery(f, id);
     if (r == NULL || !open_status(r->status))
         return 0; /* the move stands; the run is gone or closed */
+    rd_fsm__dg_touch(f, RD_DG_RECOVERY, r);
     if (r->n_items == r->cap_items) {
         uint32_t ncap = r->cap_items ? r->cap_items * 2 : 8;
         struct rd_recovery_item *ni = realloc(r->items, ncap * sizeof(*ni));
@@ -226,35 +230,38 @@ int rd_fsm__recovery_item(struct rd_fsm *f, const struct rd_cmd_task_assign *c,
 
 /* ---- snapshot section --------------------------------------------------- */
 
+void rd_fsm__recovery_write_one(struct rd_wbuf *w, const struct rd_recovery *r)
+{
+    rd_w_str(w, r->id, strlen(r->id));
+    rd_w_str(w, r->node_id, strlen(r->node_id));
+    rd_w_str(w, r->strategy, strlen(r->strategy));
+    rd_w_str(w, r->reason, strlen(r->reason));
+    rd_w_u8(w, r->status);
+    rd_w_i64(w, r->started_at);
+    rd_w_i64(w, r->completed_at);
+    rd_w_u32(w, r->total);
+    rd_w_u32(w, r->recovered);
+    rd_w_u32(w, r->failed);
+    rd_w_u32(w, r->n_items);
+    for (uint32_t k = 0; k < r->n_items; k++) {
+        const struct rd_recovery_item *it = &r->items[k];
+        rd_w_str(w, it->id, strlen(it->id));
+        rd_w_str(w, it->task_id, strlen(it->task_id));
+        rd_w_str(w, it->failed_node_id, strlen(it->failed_node_id));
+        rd_w_str(w, it->recovery_node_id, strlen(it->recovery_node_id));
+        rd_w_str(w, it->strategy, strlen(it->strategy));
+        rd_w_i64(w, it->started_at);
+        rd_w_i64(w, it->completed_at);
+        rd_w_u8(w, it->success);
+        rd_w_str(w, it->error, strlen(it->error));
+    }
+}
+
 void rd_fsm__recoveries_write(const struct rd_fsm *f, struct rd_wbuf *w)
 {
     rd_w_u64(w, f->n_recoveries);
-    for (size_t i = 0; i < f->n_recoveries; i++) {
-        const struct rd_recovery *r = f->recoveries[i];
-        rd_w_str(w, r->id, strlen(r->id));
-        rd_w_str(w, r->node_id, strlen(r->node_id));
-        rd_w_str(w, r->strategy, strlen(r->strategy));
-        rd_w_str(w, r->reason, strlen(r->reason));
-        rd_w_u8(w, r->status);
-        rd_w_i64(w, r->started_at);
-        rd_w_i64(w, r->completed_at);
-        rd_w_u32(w, r->total);
-        rd_w_u32(w, r->recovered);
-        rd_w_u32(w, r->failed);
-        rd_w_u32(w, r->n_items);
-        for (uint32_t k = 0; k < r->n_items; k++) {
-            const struct rd_recovery_item *it = &r->items[k];
-            rd_w_str(w, it->id, strlen(it->id));
-            rd_w_str(w, it->task_id, strlen(it->task_id));
-            rd_w_str(w, it->failed_node_id, strlen(it->failed_node_id));
-            rd_w_str(w, it->recovery_node_id, strlen(it->recovery_node_id));
-            rd_w_str(w, it->strategy, strlen(it->strategy));
-            rd_w_i64(w, it->started_at);
-            rd_w_i64(w, it->completed_at);
-            rd_w_u8(w, it->success);
-            rd_w_str(w, it->error, strlen(it->error));
-        }
-    }
+    for (size_t i = 0; i < f->n_recoveries; i++)
+        rd_fsm__recovery_write_one(w, f->recoveries[i]);
 }
 
 int rd_fsm__recoveries_read(struct rd_fsm *f, struct rd_rbuf *rb)

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "digest.h"
+
 struct rd_fsm;
 
 /* A task_recovery record (the requirement's table). */
@@ -34,6 +36,7 @@ struct rd_recovery {
     uint32_t total, recovered, failed;
     struct rd_recovery_item *items;
     uint32_t n_items, cap_items;
+    struct rd_dg dg; /* local: its term of the digest (digest.h) */
 };
 
 #define RD_FSM_MAX_RECOVERIES 1000 /* finished runs beyond this are pruned, oldest first */

@@ -32,6 +32,12 @@ const char *rd_fsm_replica_url(const struct rd_fsm *f, uint64_t id)
 int rd_fsm__replica_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
 {
     const struct rd_cmd_replica_info *c = &cmd->u.rinfo;
+    /* A URL with a NUL inside would be stored cut short, maybe empty, and a
+     * snapshot holding an empty URL does not read back: refused. */
+    if (memchr(c->api_url.p, '\0', c->api_url.len) != NULL) {
+        f->result.status = RD_EINVAL;
+        return 0;
+    }
     unsigned i = 0;
     while (i < f->n_replicas && f->replicas[i].id < c->id)
         i++;

@@ -39,7 +39,4 @@ int rd_fsm_snapshot_pack(const void *raw, size_t len, struct rd_wbuf *out);
  */
 int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len);
 
-/* FNV-1a over the uncompressed serialised state: equal on equal states. */
-uint64_t rd_fsm_digest(const struct rd_fsm *f);
-
 #endif

@@ -257,6 +257,7 @@ static int apply_submit(struct rd_fsm *f, const struct rd_cmd *cmd)
         task_free(t);
         return RD_ENOMEM;
     }
+    rd_fsm__dg_add(f, RD_DG_TASK, t);
     f->result.task = t;
     f->result.value = 0;
     return 0;
@@ -293,6 +294,7 @@ static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
     char *node = rd_str_dup(c->node_id);
     if (node == NULL)
         return RD_ENOMEM;
+    rd_fsm__dg_touch(f, RD_DG_TASK, t);
     /* Moved off an agent that failed or was isolated while running it: the
      * attempt failed with its agent (poison tasks take agents down). */
     const struct rd_node *lost = node_of(f, t->node_id);
@@ -345,6 +347,7 @@ static int apply_checkpoint(struct rd_fsm *f, const struct rd_cmd *cmd)
     char *data = rd_str_dup(c->data_json);
     if (data == NULL)
         return RD_ENOMEM;
+    rd_fsm__dg_touch(f, RD_DG_TASK, t);
     unsigned keep = c->keep < 1 ? 1 : c->keep > RD_TASK_MAX_KEEP ? RD_TASK_MAX_KEEP : c->keep;
     while (t->n_ckpts >= keep) {
         ckpt_free(&t->ckpts[0]);
@@ -391,6 +394,7 @@ static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
     char *res = rd_str_dup(c->result_json);
     if (res == NULL)
         return RD_ENOMEM;
+    rd_fsm__dg_touch(f, RD_DG_TASK, t);
     free(t->result_json);
     t->result_json = res;
     unplace(f, t);
@@ -441,6 +445,7 @@ int rd_fsm__task_quarantine(struct rd_fsm *f, struct rd_str task_id, const char 
     }
     int old_state = t->state;
     snprintf(old_node, sizeof(old_node), "%s", t->node_id);
+    rd_fsm__dg_touch(f, RD_DG_TASK, t);
     unplace(f, t);
     free(t->result_json);
     t->result_json = res;
@@ -494,38 +499,41 @@ int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
 
 /* ---- snapshot section --------------------------------------------------- */
 
+void rd_fsm__task_write_one(struct rd_wbuf *w, const struct rd_task *t)
+{
+    rd_w_str(w, t->id, strlen(t->id));
+    rd_w_u8(w, t->state);
+    rd_w_u8(w, t->priority);
+    rd_w_u8(w, t->critical);
+    rd_w_u32(w, t->slots);
+    rd_w_str(w, t->labels_json, strlen(t->labels_json));
+    rd_w_str(w, t->payload_json, strlen(t->payload_json));
+    rd_w_u32(w, t->max_attempts);
+    rd_w_u32(w, t->attempt);
+    rd_w_u32(w, t->failures);
+    rd_w_str(w, t->node_id, strlen(t->node_id));
+    rd_w_u64(w, t->node_epoch);
+    rd_w_i64(w, t->created_at);
+    rd_w_i64(w, t->updated_at);
+    rd_w_str(w, t->result_json, strlen(t->result_json));
+    rd_w_u8(w, t->n_ckpts);
+    for (unsigned k = 0; k < t->n_ckpts; k++) {
+        const struct rd_checkpoint *c = &t->ckpts[k];
+        rd_w_u64(w, c->version);
+        rd_w_i64(w, c->at);
+        rd_w_u64(w, c->checksum);
+        rd_w_str(w, c->data, c->size);
+    }
+    rd_w_u8(w, t->n_fail_at);
+    for (unsigned k = 0; k < t->n_fail_at; k++)
+        rd_w_i64(w, t->fail_at[k]);
+}
+
 void rd_fsm__tasks_write(const struct rd_fsm *f, struct rd_wbuf *w)
 {
     rd_w_u64(w, f->n_tasks);
-    for (size_t i = 0; i < f->n_tasks; i++) {
-        const struct rd_task *t = f->tasks[i];
-        rd_w_str(w, t->id, strlen(t->id));
-        rd_w_u8(w, t->state);
-        rd_w_u8(w, t->priority);
-        rd_w_u8(w, t->critical);
-        rd_w_u32(w, t->slots);
-        rd_w_str(w, t->labels_json, strlen(t->labels_json));
-        rd_w_str(w, t->payload_json, strlen(t->payload_json));
-        rd_w_u32(w, t->max_attempts);
-        rd_w_u32(w, t->attempt);
-        rd_w_u32(w, t->failures);
-        rd_w_str(w, t->node_id, strlen(t->node_id));
-        rd_w_u64(w, t->node_epoch);
-        rd_w_i64(w, t->created_at);
-        rd_w_i64(w, t->updated_at);
-        rd_w_str(w, t->result_json, strlen(t->result_json));
-        rd_w_u8(w, t->n_ckpts);
-        for (unsigned k = 0; k < t->n_ckpts; k++) {
-            const struct rd_checkpoint *c = &t->ckpts[k];
-            rd_w_u64(w, c->version);
-            rd_w_i64(w, c->at);
-            rd_w_u64(w, c->checksum);
-            rd_w_str(w, c->data, c->size);
-        }
-        rd_w_u8(w, t->n_fail_at);
-        for (unsigned k = 0; k < t->n_fail_at; k++)
-            rd_w_i64(w, t->fail_at[k]);
-    }
+    for (size_t i = 0; i < f->n_tasks; i++)
+        rd_fsm__task_write_one(w, f->tasks[i]);
 }
 
 int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r, unsigned format)

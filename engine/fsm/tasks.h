@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "digest.h"
+
 struct rd_fsm;
 
 #define RD_TASK_MAX_KEEP  16 /* checkpoint versions kept per task, at most */
@@ -45,6 +47,7 @@ struct rd_task {
     struct rd_checkpoint ckpts[RD_TASK_MAX_KEEP]; /* oldest first */
     uint8_t n_ckpts;
     struct rd_task *next_on_node, *prev_on_node; /* derived: the node's task list */
+    struct rd_dg dg;                             /* local: its term of the digest (digest.h) */
 };
 
 const struct rd_task *rd_fsm_task(const struct rd_fsm *f, const char *id);

@@ -316,6 +316,9 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     }
     r->inited = true;
     r->raft.data = r;
+    /* Apply learns the index of each entry it applies (checks record it,
+     * archiving ships it): fsm.h, applying_index. */
+    rd_fsm_bind_raft(fsm, &r->raft);
     raft_set_election_timeout(&r->raft, (unsigned)cfg->cluster.election_timeout_ms);
     raft_set_heartbeat_timeout(&r->raft, (unsigned)cfg->cluster.heartbeat_timeout_ms);
     raft_set_pre_vote(&r->raft, cfg->cluster.pre_vote);
@@ -869,6 +872,7 @@ static void raft_closed(struct raft *raft)
     raft_uv_close(&r->io);
     raft_uv_tcp_close(&r->transport);
     RD_INFO("raft", "closed", "applied=%llu", (unsigned long long)raft_last_applied(raft));
+    rd_fsm_bind_raft(r->fsm, NULL);
     if (r->close_cb)
         r->close_cb(r->close_data);
 }

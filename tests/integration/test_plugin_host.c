@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "recoveryd/plugin.h"
 #include "rdt_ctest.h"
 #include "rdt_metrics.h"
 
@@ -67,8 +68,16 @@ static void expect_refused(const char *plugin, const char *needle)
 
 static void test_abi_mismatches_are_refused(void **state)
 {
-    expect_refused("bad_major", "plugin ABI 2.0, but this recoveryd speaks ABI 1.0");
-    expect_refused("bad_minor", "plugin ABI 1.99 is newer than this recoveryd's ABI 1.0");
+    /* The messages name this recoveryd's ABI (tests/plugins/bad_plugin.c:
+     * major + 1, minor 99). */
+    char want[160];
+    snprintf(want, sizeof(want), "plugin ABI %d.%d, but this recoveryd speaks ABI %d.%d",
+             RD_PLUGIN_ABI_MAJOR + 1, RD_PLUGIN_ABI_MINOR, RD_PLUGIN_ABI_MAJOR,
+             RD_PLUGIN_ABI_MINOR);
+    expect_refused("bad_major", want);
+    snprintf(want, sizeof(want), "plugin ABI %d.99 is newer than this recoveryd's ABI %d.%d",
+             RD_PLUGIN_ABI_MAJOR, RD_PLUGIN_ABI_MAJOR, RD_PLUGIN_ABI_MINOR);
+    expect_refused("bad_minor", want);
     expect_refused("bad_size", "needs at least");
     expect_refused("bad_sig", "build signature 'recoveryd-abi-1/sparc/ptr4/long4' does not match");
     expect_refused("bad_ops", "detector ops version 0");

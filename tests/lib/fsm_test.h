@@ -2,7 +2,8 @@
  * Helpers for the state machine's unit tests beyond tests/lib/fsm_cmds.h:
  * applying a command and taking its verdict, and builders for the commands
  * that file lacks (recovery runs, moves that belong to a run, a fully
- * specified registration, replica URLs). They could join fsm_cmds.h; they live beside the
+ * specified registration, replica URLs, backups, the archive position, the
+ * cluster id, consistency checks). They could join fsm_cmds.h; they live beside the
  * tests that use them until the test tree settles (issue 10).
  */
 #ifndef RD_TEST_FSM_TEST_H
@@ -99,6 +100,83 @@ static inline struct rd_wbuf cmd_recovery_move(const char *task, uint32_t attemp
     c.u.tassign.item_id = RD_STR(item);
     c.u.tassign.strategy = RD_STR(strategy);
     c.u.tassign.note = RD_STR(note);
+    return fsm_encode(&c);
+}
+
+/* Backup records: BEGIN on `target`. */
+static inline struct rd_wbuf cmd_backup_begin(const char *id, const char *target, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_BACKUP, .time_ms = t};
+    c.u.backup.op = RD_BACKUP_OP_BEGIN;
+    c.u.backup.id = RD_STR(id);
+    c.u.backup.target = RD_STR(target);
+    c.u.backup.error = RD_STR("");
+    return fsm_encode(&c);
+}
+
+/* COMPLETE: the image at `index`/`term`, its size, checksum and digest. */
+static inline struct rd_wbuf cmd_backup_complete(const char *id, uint64_t index, uint64_t term,
+                                                 uint64_t size, uint64_t checksum, uint64_t digest,
+                                                 int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_BACKUP, .time_ms = t};
+    c.u.backup.op = RD_BACKUP_OP_COMPLETE;
+    c.u.backup.id = RD_STR(id);
+    c.u.backup.target = RD_STR("");
+    c.u.backup.index = index;
+    c.u.backup.term = term;
+    c.u.backup.size = size;
+    c.u.backup.checksum = checksum;
+    c.u.backup.digest = digest;
+    c.u.backup.error = RD_STR("");
+    return fsm_encode(&c);
+}
+
+/* FAIL, VERIFY (`ok`, `error`) and REMOVE. */
+static inline struct rd_wbuf cmd_backup_op(int op, const char *id, int ok, const char *error,
+                                           int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_BACKUP, .time_ms = t};
+    c.u.backup.op = (uint8_t)op;
+    c.u.backup.id = RD_STR(id);
+    c.u.backup.target = RD_STR("");
+    c.u.backup.ok = (uint8_t)ok;
+    c.u.backup.error = RD_STR(error);
+    return fsm_encode(&c);
+}
+
+static inline struct rd_wbuf cmd_archive(const char *target, uint64_t index, const char *object,
+                                         int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_ARCHIVE, .time_ms = t};
+    c.u.archive.target = RD_STR(target);
+    c.u.archive.index = index;
+    c.u.archive.object = RD_STR(object);
+    return fsm_encode(&c);
+}
+
+static inline struct rd_wbuf cmd_cluster_id(const char *id, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_CLUSTER_ID, .time_ms = t};
+    c.u.cid.id = RD_STR(id);
+    return fsm_encode(&c);
+}
+
+static inline struct rd_wbuf cmd_check(const char *id, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_CHECK, .time_ms = t};
+    c.u.check.id = RD_STR(id);
+    return fsm_encode(&c);
+}
+
+static inline struct rd_wbuf cmd_check_result(const char *id, int status, const char *digests,
+                                              const char *diverged, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_CHECK_RESULT, .time_ms = t};
+    c.u.cresult.id = RD_STR(id);
+    c.u.cresult.status = (uint8_t)status;
+    c.u.cresult.digests_json = RD_STR(digests);
+    c.u.cresult.diverged_json = RD_STR(diverged);
     return fsm_encode(&c);
 }
 

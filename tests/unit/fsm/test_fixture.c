@@ -12,6 +12,7 @@
 #include "fsm/fsm.h"
 #include "fsm_cluster.h"
 #include "fsm_cmds.h"
+#include "fsm_test.h"
 #include "recoveryd/error.h"
 
 static bool all_have_a3_epoch2(struct raft_fixture *f, void *arg)
@@ -109,6 +110,68 @@ static void test_lagging_replica_catches_up_by_log_and_snapshot(void **state)
     assert_true(c->fsms[2].restores >= 1); /* it did take the snapshot path */
     assert_int_equal(c->fsms[2].n_nodes, 37);
     assert_converged(c);
+    /* Restored from a snapshot, it still knows the index it applies. */
+    propose(c, cmd_check("after-snapshot", 3000));
+    raft_index at = raft_last_index(server(c, raft_fixture_leader_index(&c->f)));
+    wait_applied_everywhere(c, at);
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(rd_fsm_check_find(&c->fsms[i], "after-snapshot")->index, at);
+        assert_int_equal(rd_fsm_check_local(&c->fsms[i], "after-snapshot")->index, at);
+    }
+}
+
+struct entries {
+    uint64_t last_index;
+    unsigned n;
+    bool in_order;
+};
+
+static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *buf, size_t len)
+{
+    struct entries *e = data;
+    struct rd_cmd cmd;
+    e->in_order = e->in_order && index > e->last_index && rd_cmd_decode(buf, len, &cmd) == 0 &&
+                  cmd.time_ms == time_ms;
+    e->last_index = index;
+    e->n++;
+}
+
+/* A consistency check lands at one raft index, the same on every replica,
+ * and every replica digests the same state there; the entry observer sees
+ * each command with its index. */
+static void test_check_at_the_same_index_everywhere(void **state)
+{
+    struct cluster *c = *state;
+    struct entries seen[N];
+    for (unsigned i = 0; i < N; i++) {
+        seen[i] = (struct entries){.in_order = true};
+        c->fsms[i].on_entry = on_entry;
+        c->fsms[i].on_entry_data = &seen[i];
+    }
+    elect(c, 1);
+    for (int i = 0; i < 5; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "a%d", i);
+        propose(c, cmd_register(id, 1, 100 + i));
+    }
+    propose(c, cmd_check("k1", 200));
+    raft_index at = raft_last_index(server(c, 1));
+    propose(c, cmd_register("after", 1, 300));
+    wait_applied_everywhere(c, at + 1);
+    uint64_t d = rd_fsm_check_local(&c->fsms[0], "k1")->digest;
+    for (unsigned i = 0; i < N; i++) {
+        const struct rd_check *k = rd_fsm_check_find(&c->fsms[i], "k1");
+        assert_non_null(k);
+        assert_int_equal(k->index, at);
+        const struct rd_check_local *l = rd_fsm_check_local(&c->fsms[i], "k1");
+        assert_int_equal(l->index, at);
+        assert_true(l->digest == d);
+        assert_int_equal(seen[i].n, 7);
+        assert_true(seen[i].in_order);
+        assert_int_equal(seen[i].last_index, at + 1);
+        assert_int_equal(c->fsms[i].applying_index, 0); /* only during apply */
+    }
+    assert_converged(c);
 }
 
 static void test_killed_replica_revives_and_converges(void **state)
@@ -135,6 +198,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lagging_replica_catches_up_by_log_and_snapshot, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_killed_replica_revives_and_converges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_at_the_same_index_everywhere, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,6 +56,56 @@ static void test_observer_sees_changes_not_refusals(void **state)
     rd_fsm_close(&f);
 }
 
+struct entry_log {
+    unsigned n;
+    uint64_t index[8];
+    int64_t time[8];
+    uint8_t type[8];
+    uint64_t applying_seen; /* applying_index of the machine inside the call */
+    const struct rd_fsm *f;
+};
+
+static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *buf, size_t len)
+{
+    struct entry_log *e = data;
+    assert_true(e->n < 8);
+    assert_true(len >= RD_CMD_HEADER_SIZE);
+    e->index[e->n] = index;
+    e->time[e->n] = time_ms;
+    e->type[e->n] = ((const uint8_t *)buf)[1];
+    e->applying_seen = e->f->applying_index;
+    e->n++;
+}
+
+/* The entry observer sees every command that decoded, refused ones too
+ * (replaying them gives the same state), with its index and time; not the
+ * ones no replica can read. Unbound to raft the index is n_applied + 1. */
+static void test_entry_observer_and_applying_index(void **state)
+{
+    struct rd_fsm f;
+    struct entry_log log = {.f = &f};
+    rd_fsm_init(&f);
+    f.on_entry = on_entry;
+    f.on_entry_data = &log;
+    apply(&f, cmd_register("n1", 1, 10));
+    apply(&f, cmd_transition("n1", 9, RD_NODE_FAILED, 20)); /* fenced: refused */
+    struct rd_wbuf w = cmd_register("n2", 1, 30);
+    w.p[0] = 99;
+    assert_int_equal(rd_fsm_apply(&f, w.p, w.len, NULL), RD_EUNSUPPORTED);
+    rd_w_free(&w);
+    apply(&f, cmd_register("n2", 1, 40));
+    assert_int_equal(log.n, 3);
+    assert_int_equal(log.index[0], 1);
+    assert_int_equal(log.index[1], 2);
+    assert_int_equal(log.index[2], 3);
+    assert_int_equal(log.time[1], 20);
+    assert_int_equal(log.type[1], RD_CMD_NODE_TRANSITION);
+    assert_int_equal(log.applying_seen, 3);
+    assert_int_equal(f.applying_index, 0); /* only while applying */
+    assert_int_equal(f.n_applied, 3);
+    rd_fsm_close(&f);
+}
+
 static void test_result_packing(void **state)
 {
     int st;
@@ -76,6 +126,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unreadable_command_is_refused),
         cmocka_unit_test(test_observer_sees_changes_not_refusals),
+        cmocka_unit_test(test_entry_observer_and_applying_index),
         cmocka_unit_test(test_result_packing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,6 +37,13 @@ static void test_replica_info(void **state)
         apply(&f, cmd_replica_info(id, "http://h:1", 1));
     assert_int_equal(apply(&f, cmd_replica_info(999, "http://h:1", 1))->status, RD_ECONFLICT);
     assert_int_equal(apply(&f, cmd_replica_info(3, "http://h:2", 1))->status, 0);
+    /* A URL with a NUL inside would be stored empty and make every later
+     * snapshot unreadable: refused. */
+    struct rd_cmd bad = {.type = RD_CMD_REPLICA_INFO, .time_ms = 1};
+    bad.u.rinfo.id = 3;
+    bad.u.rinfo.api_url = (struct rd_str){"\0ttp://h:3", 10};
+    assert_int_equal(apply(&f, fsm_encode(&bad))->status, RD_EINVAL);
+    assert_string_equal(rd_fsm_replica_url(&f, 3), "http://h:2");
     rd_w_free(&snap);
     rd_fsm_close(&f);
     rd_fsm_close(&g);

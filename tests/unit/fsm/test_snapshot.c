@@ -5,7 +5,10 @@
  * A known state is built through applied commands: agents in every state,
  * faults open and resolved (one cluster-wide), tasks in every state with
  * checkpoints, attempts, placements and failure times, recovery runs open
- * and closed with their task_recovery records, replica URLs. Its snapshot
+ * and closed with their task_recovery records, replica URLs; from format 4
+ * on also the cluster id, backups (completed and verified, failed,
+ * running), the archive position and consistency checks (decided and
+ * pending). Its snapshot
  * must be the bytes of tests/unit/fsm/data/snapshot-v<format>.bin, and that
  * file, restored into a fresh machine, must give back every field of every
  * record, checked one by one against the values written below (not against
@@ -48,25 +51,33 @@
 #define GOLDEN_DIR RD_SOURCE_DIR "/tests/unit/fsm/data/"
 #define HEADER     28 /* magic 8, format 4, raw length 8, checksum 8 */
 
-#define T1 "11111111-1111-4111-8111-111111111111"
-#define T2 "22222222-2222-4222-8222-222222222222"
-#define T3 "33333333-3333-4333-8333-333333333333"
-#define T4 "44444444-4444-4444-8444-444444444444"
-#define T5 "55555555-5555-4555-8555-555555555555"
-#define T6 "66666666-6666-4666-8666-666666666666"
-#define T7 "77777777-7777-4777-8777-777777777777"
-#define T8 "88888888-8888-4888-8888-888888888888"
-#define T9 "99999999-9999-4999-8999-999999999999"
-#define F1 "f0000001-0000-4000-8000-000000000001"
-#define F2 "f0000002-0000-4000-8000-000000000002"
-#define F3 "f0000003-0000-4000-8000-000000000003"
-#define F4 "f0000004-0000-4000-8000-000000000004"
-#define R1 "a0000001-0000-4000-8000-000000000001"
-#define R2 "a0000002-0000-4000-8000-000000000002"
-#define R3 "a0000003-0000-4000-8000-000000000003"
-#define I1 "b0000001-0000-4000-8000-000000000001"
-#define I2 "b0000002-0000-4000-8000-000000000002"
-#define I3 "b0000003-0000-4000-8000-000000000003"
+#define T1      "11111111-1111-4111-8111-111111111111"
+#define T2      "22222222-2222-4222-8222-222222222222"
+#define T3      "33333333-3333-4333-8333-333333333333"
+#define T4      "44444444-4444-4444-8444-444444444444"
+#define T5      "55555555-5555-4555-8555-555555555555"
+#define T6      "66666666-6666-4666-8666-666666666666"
+#define T7      "77777777-7777-4777-8777-777777777777"
+#define T8      "88888888-8888-4888-8888-888888888888"
+#define T9      "99999999-9999-4999-8999-999999999999"
+#define F1      "f0000001-0000-4000-8000-000000000001"
+#define F2      "f0000002-0000-4000-8000-000000000002"
+#define F3      "f0000003-0000-4000-8000-000000000003"
+#define F4      "f0000004-0000-4000-8000-000000000004"
+#define R1      "a0000001-0000-4000-8000-000000000001"
+#define R2      "a0000002-0000-4000-8000-000000000002"
+#define R3      "a0000003-0000-4000-8000-000000000003"
+#define I1      "b0000001-0000-4000-8000-000000000001"
+#define I2      "b0000002-0000-4000-8000-000000000002"
+#define I3      "b0000003-0000-4000-8000-000000000003"
+#define BK1     "bac00001-0000-4000-8000-000000000001"
+#define BK2     "bac00002-0000-4000-8000-000000000002"
+#define BK3     "bac00003-0000-4000-8000-000000000003"
+#define K1      "c4ec0001-0000-4000-8000-000000000001"
+#define K2      "c4ec0002-0000-4000-8000-000000000002"
+#define CID     "c1a55e00-0000-4000-8000-000000000001"
+#define SEG     "archive/00000000000000000001-00000000000000000045.zst"
+#define DIGESTS "{\"1\":\"0123456789abcdef\",\"2\":\"0123456789abcdef\"}"
 
 #define LABELS_A "{\"gpu\":\"a100\",\"zone\":\"eu\"}"
 #define URL_A    "http://10.0.0.1:9000/health"
@@ -89,9 +100,9 @@ static struct rd_wbuf cmd_transition_why(const char *id, uint64_t epoch, int sta
 
 #define OK(cmd) assert_int_equal(apply(f, (cmd))->status, 0)
 
-/* The known state: every command is accepted (a refusal would mean the
- * state is not what the tables below describe). */
-static void build_known_state(struct rd_fsm *f)
+/* The known state of snapshot `format` (3 or 4): every command is accepted
+ * (a refusal would mean the state is not what the tables below describe). */
+static void build_known_state(struct rd_fsm *f, unsigned format)
 {
     rd_fsm_init(f);
     /* Agents. */
@@ -156,9 +167,24 @@ static void build_known_state(struct rd_fsm *f)
     /* Replica URLs. */
     OK(cmd_replica_info(2, "http://10.0.1.2:8080", 1078));
     OK(cmd_replica_info(1, "http://10.0.1.1:8080", 1079));
+    if (format < 4)
+        return;
+    /* Format 4: the cluster id, backups, the archive position, checks. */
+    OK(cmd_cluster_id(CID, 1080));
+    OK(cmd_backup_begin(BK1, "file-main", 1081));
+    OK(cmd_backup_complete(BK1, 40, 2, 12345, 0x1122334455667788ULL, 0x99aabbccddeeff00ULL, 1082));
+    OK(cmd_backup_op(RD_BACKUP_OP_VERIFY, BK1, 1, "", 1083));
+    OK(cmd_backup_begin(BK2, "s3-dr", 1084));
+    OK(cmd_backup_op(RD_BACKUP_OP_FAIL, BK2, 0, "bucket unreachable", 1085));
+    OK(cmd_backup_begin(BK3, "file-main", 1086));
+    OK(cmd_archive("s3-dr", 45, SEG, 1087));
+    OK(cmd_check(K1, 1088)); /* unbound to raft: index = applied + 1 = 60 */
+    OK(cmd_check_result(K1, RD_CHECK_CONSISTENT, DIGESTS, "[]", 1089));
+    OK(cmd_check(K2, 1090)); /* index 62, pending */
 }
 
-#define N_COMMANDS 51
+#define N_COMMANDS_V3 51
+#define N_COMMANDS_V4 62
 
 /* ---- what the known state is, field by field ---------------------------- */
 
@@ -508,10 +534,101 @@ static void check_runs(const struct rd_fsm *f)
     assert_null(rd_fsm_open_recovery(f, "agent-b"));
 }
 
-static void check_known_state(const struct rd_fsm *f)
+static const struct exp_backup {
+    const char *id, *target;
+    int status;
+    uint64_t index, term, size, checksum, digest;
+    int64_t started_at, completed_at, verified_at;
+    int verify_ok;
+    const char *error; /* NULL: none */
+} exp_backups[] = {
+    {BK1, "file-main", RD_BACKUP_COMPLETED, 40, 2, 12345, 0x1122334455667788ULL,
+     0x99aabbccddeeff00ULL, 1081, 1082, 1083, 1, NULL},
+    {BK2, "s3-dr", RD_BACKUP_FAILED, 0, 0, 0, 0, 0, 1084, 1085, 0, -1, "bucket unreachable"},
+    {BK3, "file-main", RD_BACKUP_RUNNING, 0, 0, 0, 0, 0, 1086, 0, 0, -1, NULL},
+};
+
+static const struct exp_check {
+    const char *id;
+    uint64_t index;
+    int64_t started_at, completed_at;
+    int status;
+    const char *digests, *diverged; /* NULL while pending */
+} exp_checks[] = {
+    {K1, 60, 1088, 1089, RD_CHECK_CONSISTENT, DIGESTS, "[]"},
+    {K2, 62, 1090, 0, RD_CHECK_PENDING, NULL, NULL},
+};
+
+static void assert_opt_string(const char *got, const char *want)
 {
-    assert_int_equal(f->n_applied, N_COMMANDS);
-    assert_int_equal(f->last_time_ms, 1079);
+    if (want == NULL)
+        assert_null(got);
+    else
+        assert_string_equal(got, want);
+}
+
+/* Format 4's records: empty in a machine restored from format 3. */
+static void check_v4_records(const struct rd_fsm *f, unsigned format)
+{
+    size_t n;
+    const struct rd_backup *const *bs = rd_fsm_backups(f, &n);
+    const struct rd_check *const *cs;
+    const struct rd_archive_pos *a = rd_fsm_archive(f);
+    if (format < 4) {
+        assert_int_equal(n, 0);
+        assert_string_equal(rd_fsm_cluster_id(f), "");
+        assert_int_equal(a->index, 0);
+        assert_string_equal(a->target, "");
+        assert_string_equal(a->object, "");
+        assert_int_equal(a->at_ms, 0);
+        rd_fsm_checks(f, &n);
+        assert_int_equal(n, 0);
+        return;
+    }
+    assert_string_equal(rd_fsm_cluster_id(f), CID);
+    assert_int_equal(n, COUNT(exp_backups));
+    for (size_t i = 0; i < COUNT(exp_backups); i++) {
+        const struct exp_backup *e = &exp_backups[i];
+        const struct rd_backup *b = bs[i]; /* in order of BEGIN */
+        assert_ptr_equal(rd_fsm_backup_find(f, e->id), b);
+        assert_string_equal(b->id, e->id);
+        assert_string_equal(b->target, e->target);
+        assert_int_equal(b->status, e->status);
+        assert_int_equal(b->index, e->index);
+        assert_int_equal(b->term, e->term);
+        assert_int_equal(b->size, e->size);
+        assert_true(b->checksum == e->checksum);
+        assert_true(b->digest == e->digest);
+        assert_int_equal(b->started_at_ms, e->started_at);
+        assert_int_equal(b->completed_at_ms, e->completed_at);
+        assert_int_equal(b->verified_at_ms, e->verified_at);
+        assert_int_equal(b->verify_ok, e->verify_ok);
+        assert_opt_string(b->error, e->error);
+    }
+    assert_string_equal(a->target, "s3-dr");
+    assert_int_equal(a->index, 45);
+    assert_string_equal(a->object, SEG);
+    assert_int_equal(a->at_ms, 1087);
+    cs = rd_fsm_checks(f, &n);
+    assert_int_equal(n, COUNT(exp_checks));
+    for (size_t i = 0; i < COUNT(exp_checks); i++) {
+        const struct exp_check *e = &exp_checks[i];
+        const struct rd_check *c = cs[i]; /* in order of application */
+        assert_ptr_equal(rd_fsm_check_find(f, e->id), c);
+        assert_string_equal(c->id, e->id);
+        assert_int_equal(c->index, e->index);
+        assert_int_equal(c->started_at_ms, e->started_at);
+        assert_int_equal(c->completed_at_ms, e->completed_at);
+        assert_int_equal(c->status, e->status);
+        assert_opt_string(c->digests_json, e->digests);
+        assert_opt_string(c->diverged_json, e->diverged);
+    }
+}
+
+static void check_known_state(const struct rd_fsm *f, unsigned format)
+{
+    assert_int_equal(f->n_applied, format >= 4 ? N_COMMANDS_V4 : N_COMMANDS_V3);
+    assert_int_equal(f->last_time_ms, format >= 4 ? 1090 : 1079);
     check_nodes(f);
     check_faults(f);
     check_tasks(f);
@@ -521,6 +638,9 @@ static void check_known_state(const struct rd_fsm *f)
     assert_string_equal(f->replicas[0].api_url, "http://10.0.1.1:8080");
     assert_int_equal(f->replicas[1].id, 2);
     assert_string_equal(f->replicas[1].api_url, "http://10.0.1.2:8080");
+    check_v4_records(f, format);
+    /* The incremental digest was rebuilt (restore) or followed (apply). */
+    assert_true(rd_fsm_digest(f) == rd_fsm_digest_full(f));
 }
 
 /* ---- golden files --------------------------------------------------------- */
@@ -577,8 +697,8 @@ static void write_golden(const char *path, const struct rd_wbuf *snap)
 static void test_snapshot_matches_the_golden_file(void **state)
 {
     struct rd_fsm f;
-    build_known_state(&f);
-    check_known_state(&f); /* the commands made the state the tables describe */
+    build_known_state(&f, 4);
+    check_known_state(&f, 4); /* the commands made the state the tables describe */
     struct rd_wbuf snap;
     rd_w_init(&snap);
     assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
@@ -615,7 +735,7 @@ static void test_snapshot_matches_the_golden_file(void **state)
     rd_w_free(&snap);
 }
 
-/* Format 3, as this version writes it, restores field by field. Keep this
+/* Format 3, as versions before issue 11 wrote it, restores field by field. Keep this
  * test when the format moves on: replicas of this version wrote it. */
 static void test_golden_v3_restores_field_by_field(void **state)
 {
@@ -630,7 +750,12 @@ static void test_golden_v3_restores_field_by_field(void **state)
     free(golden);
     assert_null(rd_fsm_node(&f, "replaced", 8));
     assert_int_equal(f.restores, 1);
-    check_known_state(&f);
+    check_known_state(&f, 3);
+    /* It is the same state as the one this version builds for format 3. */
+    struct rd_fsm built;
+    build_known_state(&built, 3);
+    assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
+    rd_fsm_close(&built);
 
     /* The restored machine goes on: the open run records its next move,
      * the paused task is placed again, derived loads follow. */
@@ -641,6 +766,37 @@ static void test_golden_v3_restores_field_by_field(void **state)
     assert_string_equal(r2->items[1].strategy, "fast_recovery");
     assert_int_equal(rd_fsm_node(&f, "agent-c", 7)->slots_in_use, 2);
     assert_int_equal(rd_fsm_task(&f, T8)->attempt, 2);
+    rd_fsm_close(&f);
+}
+
+/* Format 4 (the golden file of the current format) restores field by
+ * field, and the machine goes on: backups finish, checks get verdicts,
+ * the archive moves on, the cluster id stays. */
+static void test_golden_v4_restores_field_by_field(void **state)
+{
+    size_t len = 0;
+    uint8_t *golden = read_file(GOLDEN_DIR "snapshot-v4.bin", &len);
+    if (golden == NULL)
+        fail_msg("no %ssnapshot-v4.bin (see the top of %s)", GOLDEN_DIR, __FILE__);
+    assert_int_equal(header_format(golden), 4);
+    struct rd_fsm f, built;
+    rd_fsm_init(&f);
+    apply(&f, cmd_backup_begin("replaced", "t", 1)); /* a restore replaces everything */
+    assert_int_equal(rd_fsm_restore(&f, golden, len), 0);
+    free(golden);
+    assert_null(rd_fsm_backup_find(&f, "replaced"));
+    check_known_state(&f, 4);
+    build_known_state(&built, 4);
+    assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
+    rd_fsm_close(&built);
+
+    assert_int_equal(apply(&f, cmd_backup_complete(BK3, 61, 2, 99, 1, 2, 2000))->status, 0);
+    assert_int_equal(rd_fsm_backup_find(&f, BK3)->status, RD_BACKUP_COMPLETED);
+    assert_int_equal(
+        apply(&f, cmd_check_result(K2, RD_CHECK_MISMATCH, DIGESTS, "[2]", 2001))->status, 0);
+    assert_int_equal(apply(&f, cmd_archive("s3-dr", 44, "back", 2002))->status, RD_ECONFLICT);
+    assert_int_equal(apply(&f, cmd_cluster_id("another", 2003))->status, RD_ECONFLICT);
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
     rd_fsm_close(&f);
 }
 
@@ -772,7 +928,7 @@ static void test_snapshot_format_1_still_loads(void **state)
     /* A format from the future is refused with a clear message. */
     snap.p[8] = 9;
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), RD_EUNSUPPORTED);
-    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 3"));
+    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 4"));
     rd_w_free(&snap);
     rd_fsm_close(&g);
     rd_fsm_close(&f);
@@ -783,6 +939,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_matches_the_golden_file),
         cmocka_unit_test(test_golden_v3_restores_field_by_field),
+        cmocka_unit_test(test_golden_v4_restores_field_by_field),
         cmocka_unit_test(test_snapshot_restore_round_trip),
         cmocka_unit_test(test_corrupt_snapshot_changes_nothing),
         cmocka_unit_test(test_same_log_same_bytes),
