@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "backup/backup.h"
 #include "config/config.h"
 #include "detect/analysis.h"
 #include "fsm/fsm.h"
@@ -32,6 +33,7 @@ struct rd_engine {
     struct rd_analysis analysis;
     struct rd_sched sched;
     struct rd_cluster cluster;     /* the other engine replicas, as seen from here */
+    struct rd_backups backups;     /* backups, continuous archiving (leader) */
     struct rd_policy_host *policy; /* the policies in force (never NULL once started) */
     uint64_t policy_reloads_ok;
     uint64_t policy_reloads_failed;

@@ -17,6 +17,7 @@
 #include "metrics/metrics.h"
 
 struct rd_analysis;
+struct rd_backups;
 struct rd_cluster;
 struct rd_config;
 struct rd_fsm;
@@ -42,6 +43,7 @@ struct rd_http_env {
     struct rd_sched *sched;
     struct rd_cluster *cluster;
     struct rd_plugin_host *plugins;
+    struct rd_backups *backups;           /* backups and their records */
     struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
     struct rd_http *http;                 /* the server itself (pending answers, metrics) */
     const bool *shutting_down;
@@ -83,7 +85,11 @@ struct rd_http_env {
     X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")                             \
     X(REPLICAS_LIST, "GET", "/api/v1/cluster/replicas", "replicas_list")                           \
     X(REPLICAS_CHANGE, "POST", "/api/v1/cluster/replicas", "replicas_change")                      \
-    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")
+    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                    \
+    X(BACKUP_TRIGGER, "POST", "/api/v1/backup/trigger", "backup_trigger")                          \
+    X(BACKUPS_LIST, "GET", "/api/v1/backups", "backups_list")                                      \
+    X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get")                                        \
+    X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,
