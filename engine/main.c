@@ -51,7 +51,7 @@ static void restore_usage(FILE *out)
         "usage: recoveryd restore --from URL --data-dir DIR [--backup ID]\n"
         "                         [--to-index N | --to-time RFC3339] [--replica-id N]\n"
         "                         [--peer ID=HOST:PORT[=URL] ...] [--raft-address HOST:PORT]\n"
-        "                         [--plugins-dir DIR]\n"
+        "                         [--plugins-dir DIR] [--no-archive]\n"
         "\n"
         "Builds a data directory for a new cluster from a backup (and the archive after\n"
         "it): run it with the same --from and --peer list for every replica, then start\n"
@@ -64,6 +64,8 @@ static void restore_usage(FILE *out)
         "  --backup ID         this backup (default: the newest complete one)\n"
         "  --to-index N        replay the archive up to raft index N (point in time)\n"
         "  --to-time T         replay the archive up to time T (RFC 3339)\n"
+        "                      (default: the newest backup and all the archive after it)\n"
+        "  --no-archive        the backup alone, without the archive after it\n"
         "  --replica-id N      this replica's raft id (default 1)\n"
         "  --peer ID=HOST:PORT[=URL]  a voter of the new cluster, this one included\n"
         "                      (repeat; none: this replica alone)\n"
@@ -111,6 +113,7 @@ static int restore_main(int argc, char **argv)
         {"peer", required_argument, NULL, 'e'},
         {"raft-address", required_argument, NULL, 'a'},
         {"plugins-dir", required_argument, NULL, 'p'},
+        {"no-archive", no_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -200,6 +203,9 @@ static int restore_main(int argc, char **argv)
         }
         case 'p':
             o.plugins_dir = optarg;
+            break;
+        case 'N':
+            o.no_archive = true;
             break;
         case 'h':
             restore_usage(stdout);

@@ -475,6 +475,7 @@ static int run_start(struct rd_backups *b, unsigned n, char ids[][RD_UUID_STRLEN
     run->created_at_ms = rd_fsm_stamp(b->env.fsm);
     snprintf(run->cluster_id, sizeof(run->cluster_id), "%s", rd_fsm_cluster_id(b->env.fsm));
     uint64_t serialised_us = (rd_mono_ns() - run->started_ns) / 1000;
+    size_t raw_bytes = run->raw.len; /* the pool frees raw while it packs */
     run->work.data = run;
     if (uv_queue_work(b->env.loop, &run->work, pack_work, pack_done) != 0) {
         run_free(run);
@@ -506,7 +507,7 @@ static int run_start(struct rd_backups *b, unsigned n, char ids[][RD_UUID_STRLEN
                 "id=%s target=%s index=%llu term=%llu raw_bytes=%zu "
                 "serialise_us=%llu scheduled=%s",
                 p->id, p->target, (unsigned long long)run->index, (unsigned long long)run->term,
-                run->raw.len, (unsigned long long)serialised_us, scheduled ? "true" : "false");
+                raw_bytes, (unsigned long long)serialised_us, scheduled ? "true" : "false");
     }
     return 0;
 }
@@ -524,6 +525,25 @@ static void start_queued(struct rd_backups *b)
     int rv = run_start(b, n, ids, targets, false);
     if (rv != 0)
         RD_WARN("backup", "trigger_dropped", "id=%s error=%s", ids[0], rd_err_name(rv));
+}
+
+int rd_backup__start_bridge(struct rd_backups *b, struct rd_backup_started *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (b->run != NULL || !b->leading)
+        return RD_EBUSY;
+    for (unsigned i = 0; i < b->n_targets; i++) {
+        if (rd_uuid_v4(st->ids[i]) != 0)
+            return RD_EIO;
+        snprintf(st->targets[i], sizeof(st->targets[0]), "%s", b->targets[i].name);
+    }
+    st->n = b->n_targets;
+    return run_start(b, st->n, st->ids, st->targets, false);
+}
+
+uint64_t rd_backup__run_index(const struct rd_backups *b)
+{
+    return b->run != NULL ? b->run->index : 0;
 }
 
 /* ---- trigger ------------------------------------------------------------------------ */

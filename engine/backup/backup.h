@@ -249,6 +249,14 @@ typedef void (*rd_backup_verify_cb)(void *data, int status, const struct rd_back
  */
 int rd_backup_verify(struct rd_backups *b, const char *id, rd_backup_verify_cb cb, void *data);
 
+/*
+ * The fsm's entry observer (every replica): command `buf` (`len` bytes,
+ * valid during the call) was applied at raft `index` with leader time
+ * `time_ms`. Continuous archiving keeps it until it is archived.
+ */
+void rd_backup_entry(struct rd_backups *b, uint64_t index, int64_t time_ms, const void *buf,
+                     size_t len);
+
 /* Prometheus lines: last success, duration, size, counts, archive lag. */
 void rd_backup_metrics(struct rd_backups *b, struct rd_mbuf *m);
 
@@ -261,6 +269,7 @@ struct rd_restore_opts {
     int64_t to_time_ms;    /* 0: none */
     bool has_to_time;
     const char *data_dir;
+    bool no_archive;         /* the backup alone, without the archive after it */
     const char *plugins_dir; /* where file.so, s3.so, postgres.so are */
     uint64_t replica_id;
     const char *raft_address; /* this replica's, when no peers are given */

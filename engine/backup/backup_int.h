@@ -14,6 +14,12 @@ int rd_backup__target(struct rd_backups *b, const char *name, const struct rd_ba
 /* Index of target `name` in b->targets, or -1. */
 int rd_backup__target_index(const struct rd_backups *b, const char *name);
 
+/* backup.c: a backup on every target now, bridging a gap in the archive
+ * (0 with `st` filled, or RD_E*), and the raft index of the run in flight's
+ * image. */
+int rd_backup__start_bridge(struct rd_backups *b, struct rd_backup_started *st);
+uint64_t rd_backup__run_index(const struct rd_backups *b);
+
 /* archive.c: continuous archiving on the archive target (off when
  * b->archive_target < 0). */
 int rd_backup__archive_init(struct rd_backups *b, char *err, size_t errlen);

@@ -424,6 +424,32 @@ static int fresh_replicas(struct restore *r)
     return 0;
 }
 
+/*
+ * The new cluster's id: the same for every replica restored from the same
+ * backup to the same point with the same peers (etcd derives its restored
+ * cluster's id from the initial cluster the same way), another for any
+ * other restore.
+ */
+static void new_cluster_id(struct restore *r, const struct rd_backup_manifest *m, uint64_t index,
+                           char out[RD_UUID_STRLEN])
+{
+    char seed[1024];
+    int o = snprintf(seed, sizeof(seed), "%s|%s|%" PRIu64, m->cluster_id, m->backup_id, index);
+    for (unsigned i = 0; i < r->o->n_peers && o < (int)sizeof(seed); i++)
+        o += snprintf(seed + o, sizeof(seed) - (size_t)o, "|%" PRIu64 "=%s", r->o->peers[i].id,
+                      r->o->peers[i].address);
+    if (r->o->n_peers == 0 && o < (int)sizeof(seed))
+        snprintf(seed + o, sizeof(seed) - (size_t)o, "|%" PRIu64 "=%s", r->o->replica_id,
+                 r->o->raft_address);
+    uint64_t h1 = rd_fnv1a(RD_FNV_INIT, seed, strlen(seed));
+    uint64_t h2 = rd_fnv1a(h1 ^ 0x9e3779b97f4a7c15ULL, seed, strlen(seed));
+    /* A version 4 layout (random-looking), variant 10xx. */
+    snprintf(out, RD_UUID_STRLEN,
+             "%08" PRIx32 "-%04" PRIx32 "-4%03" PRIx32 "-%04" PRIx32 "-%012" PRIx64,
+             (uint32_t)(h1 >> 32), (uint32_t)(h1 >> 16) & 0xffff, (uint32_t)h1 & 0xfff,
+             0x8000 | ((uint32_t)(h2 >> 48) & 0x3fff), (uint64_t)(h2 & 0xffffffffffffULL));
+}
+
 /* ---- the raft data directory --------------------------------------------------------------- */
 
 struct raft_call {
@@ -628,6 +654,11 @@ int rd_restore(const struct rd_restore_opts *o, FILE *out, char *err, size_t err
     }
     if (rv == 0)
         rv = fresh_replicas(&r);
+    char cluster[RD_UUID_STRLEN] = "";
+    if (rv == 0) {
+        new_cluster_id(&r, &m, index, cluster);
+        rd_fsm_rename_cluster(&r.fsm, cluster);
+    }
     if (rv == 0) {
         rv = rd_fsm_snapshot(&r.fsm, &snap);
         if (rv != 0)
@@ -641,9 +672,9 @@ int rd_restore(const struct rd_restore_opts *o, FILE *out, char *err, size_t err
         rv = write_raft(&r, raft_dir, snap.p, snap.len, index);
     if (rv == 0) {
         char dig[17];
-        rd_backup_hex16(rd_fsm_digest(&r.fsm), dig);
-        fprintf(out, "restore: wrote %s: a new cluster at index %" PRIu64 " (state digest %s), ",
-                o->data_dir, index, dig);
+        rd_backup_hex16(rd_fsm_digest_full(&r.fsm), dig);
+        fprintf(out, "restore: wrote %s: new cluster %s at index %" PRIu64 " (state digest %s), ",
+                o->data_dir, cluster, index, dig);
         if (o->n_peers == 0) {
             fprintf(out, "one voter: replica %" PRIu64 " at %s\n", o->replica_id, o->raft_address);
         } else {

@@ -193,6 +193,13 @@ static uint64_t raft_current(void *data)
     return rd_replica_term(data);
 }
 
+/* Every applied command, for continuous archiving. */
+static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *buf, size_t len)
+{
+    struct rd_engine *eng = data;
+    rd_backup_entry(&eng->backups, index, time_ms, buf, len);
+}
+
 static void close_handle(uv_handle_t *h)
 {
     if (!uv_is_closing(h))
@@ -387,6 +394,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     eng->fsm.on_fault_data = eng;
     eng->fsm.on_task = on_task;
     eng->fsm.on_task_data = eng;
+    eng->fsm.on_entry = on_entry;
+    eng->fsm.on_entry_data = eng;
     rd_registry_init(&eng->registry);
     rd_analysis_init(&eng->analysis, loop, &eng->cfg, &eng->fsm, &eng->registry,
                      rd_replica_proposer(&eng->replica), &eng->plugins);

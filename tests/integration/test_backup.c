@@ -29,18 +29,21 @@ static const char *const base_yaml = "fault_tolerance:\n"
                                      "  detection:\n"
                                      "    heartbeat_interval: 30s\n";
 
-/* Plugins with one file target in `dir`, and fault_tolerance.backup's `backup` lines. */
+/* Plugins with one file target in `dir`, and fault_tolerance.backup's
+ * `backup` lines; continuous archiving off unless they say otherwise (its
+ * first backup would race the tests' own). */
 static void config(char *out, size_t len, const char *dir, const char *backup)
 {
     snprintf(out, len,
              "%s"
              "  backup:\n"
-             "%s"
+             "%s%s"
              "plugins:\n"
              "  instances:\n"
              "    - {name: heartbeat, required: true}\n"
              "    - {name: local, plugin: file, config: {dir: \"%s\"}}\n",
-             base_yaml, backup, dir);
+             base_yaml, backup, strstr(backup, "archive:") ? "" : "    archive: {target: \"\"}\n",
+             dir);
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -791,6 +794,248 @@ static void test_cluster_leader_killed_and_restore_three(void **state)
     rdt_rmtree(tmp);
 }
 
+/* ---- continuous archiving --------------------------------------------------------- */
+
+/* The agents' ids a daemon knows (sorted by the API). */
+static json_t *node_ids(struct rdt_proc *p)
+{
+    json_t *ids = json_array();
+    char cursor[300] = "";
+    for (;;) {
+        char path[400];
+        snprintf(path, sizeof(path), "/api/v1/nodes?limit=1000&stale=true%s%s",
+                 cursor[0] ? "&cursor=" : "", cursor);
+        struct rdt_resp r = {0};
+        assert_int_equal(rdt_get(p, RDT_H1, path, &r), 0);
+        assert_int_equal(r.status, 200);
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(r.json, "items"), i, it)
+            json_array_append(ids, json_object_get(it, "node_id"));
+        json_t *next = json_object_get(r.json, "next_cursor");
+        bool more = json_is_string(next);
+        if (more)
+            snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+        rdt_resp_free(&r);
+        if (!more)
+            return ids;
+    }
+}
+
+/* Restores `url` (with `extra` arguments, NULL-terminated) into a fresh
+ * single-replica daemon *q and starts it. */
+static void restore_and_start(struct rdt_proc *q, const char *url, const char *a1, const char *a2)
+{
+    memset(q, 0, sizeof(*q));
+    assert_int_equal(rdt_proc_prepare(q), 0);
+    char raft[64], *out = NULL, *err = NULL;
+    snprintf(raft, sizeof(raft), "127.0.0.1:%u", (unsigned)q->raft_port);
+    int rc = restore(&out, &err, "--from", url, "--data-dir", q->data_dir, "--raft-address", raft,
+                     a1, a2, NULL);
+    if (rc != 0)
+        fail_msg("restore %s %s exited %d: %s%s", a1 ? a1 : "", a2 ? a2 : "", rc, out ? out : "",
+                 err ? err : "");
+    free(out);
+    free(err);
+    assert_int_equal(rdt_proc_start(q, base_yaml), 0);
+    assert_int_equal(rdt_wait_ready(q, READY_MS), 0);
+}
+
+static void wait_archived(struct rdt_proc *p, long long index)
+{
+    for (int64_t until = rdt_now_ms() + 10000 * rdt_time_factor();;) {
+        if (rdt_metric(p, "recoveryd_archive_lag_entries") == 0 &&
+            rdt_metric(p, "recoveryd_archive_index") >= index)
+            return;
+        if (rdt_now_ms() >= until)
+            fail_msg("the archive did not reach index %lld", index);
+        rdt_sleep_ms(20);
+    }
+}
+
+/* A daemon killed with -9: restored to the end of the archive (every
+ * registration), to an index and to a time (exactly those before). */
+static void test_archive_point_in_time(void **state)
+{
+    (void)state;
+    struct rdt_proc p = {0};
+    char dir[300], yaml[2048], url[400];
+    assert_int_equal(rdt_proc_prepare(&p), 0);
+    snprintf(dir, sizeof(dir), "%s/target", p.dir);
+    snprintf(url, sizeof(url), "file://%s", dir);
+    config(yaml, sizeof(yaml), dir, "    interval: 1h\n    archive:\n      max_delay: 200ms\n");
+    assert_int_equal(rdt_proc_start(&p, yaml), 0);
+    assert_int_equal(rdt_wait_ready(&p, READY_MS), 0);
+    /* Archiving starts with a backup to replay from. */
+    for (int64_t until = rdt_now_ms() + 10000 * rdt_time_factor();;) {
+        if (rdt_metric(&p, "recoveryd_backups_total{status=\"completed\"}") >= 1)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(20);
+    }
+    enum { N = 12 };
+    long long index[N];
+    char at[N][40];
+    for (int i = 0; i < N; i++) {
+        char id[32], path[64];
+        snprintf(id, sizeof(id), "pitr-%02d", i);
+        assert_int_equal(rdt_register(&p, id, 1, NULL), 0);
+        struct rdt_resp r = {0};
+        assert_int_equal(rdt_get(&p, RDT_H1, "/health", &r), 0);
+        index[i] = json_integer_value(json_object_get(r.json, "applied_index"));
+        rdt_resp_free(&r);
+        snprintf(path, sizeof(path), "/api/v1/nodes/%s", id);
+        assert_int_equal(rdt_get(&p, RDT_H1, path, &r), 0);
+        snprintf(at[i], sizeof(at[i]), "%s",
+                 json_string_value(json_object_get(r.json, "registered_at")));
+        rdt_resp_free(&r);
+    }
+    wait_archived(&p, index[N - 1]);
+    assert_int_equal(rdt_proc_kill9(&p), 0);
+
+    /* To the end: every registration. */
+    struct rdt_proc q = {0};
+    restore_and_start(&q, url, NULL, NULL);
+    json_t *ids = node_ids(&q);
+    assert_int_equal(json_array_size(ids), N);
+    json_decref(ids);
+    rdt_proc_cleanup(&q);
+    /* To an index: those registered at or before it. */
+    char arg[64];
+    snprintf(arg, sizeof(arg), "%lld", index[4]);
+    restore_and_start(&q, url, "--to-index", arg);
+    ids = node_ids(&q);
+    assert_int_equal(json_array_size(ids), 5);
+    assert_string_equal(json_string_value(json_array_get(ids, 4)), "pitr-04");
+    json_decref(ids);
+    rdt_proc_cleanup(&q);
+    /* To a time: those registered at or before it. */
+    int before = 0;
+    for (int i = 0; i < N; i++)
+        before += strcmp(at[i], at[7]) <= 0;
+    restore_and_start(&q, url, "--to-time", at[7]);
+    ids = node_ids(&q);
+    assert_int_equal(json_array_size(ids), before);
+    json_decref(ids);
+    rdt_proc_cleanup(&q);
+    /* The backup alone. */
+    restore_and_start(&q, url, "--no-archive", NULL);
+    ids = node_ids(&q);
+    assert_int_equal(json_array_size(ids), 0);
+    json_decref(ids);
+    rdt_proc_cleanup(&q);
+    /* Past the end of the archive: refused, saying where it ends. */
+    char *out = NULL, *err = NULL, fresh[320];
+    snprintf(fresh, sizeof(fresh), "%s/never", p.dir);
+    snprintf(arg, sizeof(arg), "%lld", index[N - 1] + 1000);
+    int rc = restore(&out, &err, "--from", url, "--data-dir", fresh, "--to-index", arg, NULL);
+    if (rc != 1 || strstr(err, "past the end of the archive") == NULL)
+        fail_msg("--to-index past the end: exit %d, stderr %s", rc, err ? err : "");
+    free(out);
+    free(err);
+    rdt_proc_cleanup(&p);
+}
+
+/* The disaster: three replicas under a steady writer, all killed at once;
+ * three new replicas restored from the target hold every write that was
+ * acknowledged more than max_delay (1 s) before. */
+static void test_archive_disaster_three(void **state)
+{
+    (void)state;
+    char dir[300], yaml[2048], url[400], tmp[256];
+    assert_int_equal(rdt_tmpdir(tmp, sizeof(tmp)), 0);
+    snprintf(dir, sizeof(dir), "%s/shared-target", tmp);
+    snprintf(url, sizeof(url), "file://%s", dir);
+    config(yaml, sizeof(yaml), dir, "    interval: 1h\n    archive:\n      max_delay: 1s\n");
+    struct rdt_cluster c;
+    assert_int_equal(rdt_cluster_start(&c, 3, yaml, NULL), 0);
+    int leader = rdt_cluster_leader(&c, 10000);
+    assert_true(leader >= 0);
+    for (int64_t until = rdt_now_ms() + 10000 * rdt_time_factor();;) {
+        if (rdt_metric(&c.procs[leader], "recoveryd_archive_index") > 0)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(20);
+    }
+    /* A steady writer for 3 s; then every replica dies at once. */
+    enum { MAX = 4000 };
+    static int64_t acked[MAX];
+    int n = 0, first = leader;
+    int64_t end = rdt_now_ms() + 3000;
+    while (rdt_now_ms() < end && n < MAX) {
+        char body[96];
+        snprintf(body, sizeof(body), "{\"node_id\":\"dis-%04d\",\"capacity\":{\"slots\":1}}", n);
+        struct rdt_resp r = {0};
+        assert_int_equal(rdt_cluster_request(&c, &first, "POST", "/api/v1/nodes", body, 5000, &r),
+                         0);
+        assert_int_equal(r.status, 201);
+        rdt_resp_free(&r);
+        acked[n++] = rdt_now_ms();
+    }
+    int64_t killed = rdt_now_ms();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rdt_proc_kill9(&c.procs[i]), 0);
+
+    struct rdt_cluster fresh = {.n = 3};
+    char peers[3][128];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rdt_proc_prepare(&fresh.procs[i]), 0);
+    for (int i = 0; i < 3; i++)
+        snprintf(peers[i], sizeof(peers[i]), "%d=127.0.0.1:%u=%s", i + 1,
+                 (unsigned)fresh.procs[i].raft_port, fresh.procs[i].base_url);
+    for (int i = 0; i < 3; i++) {
+        struct rdt_proc *p = &fresh.procs[i];
+        char rid[8], *out = NULL, *err = NULL;
+        snprintf(rid, sizeof(rid), "%d", i + 1);
+        int rc = restore(&out, &err, "--from", url, "--data-dir", p->data_dir, "--replica-id", rid,
+                         "--peer", peers[0], "--peer", peers[1], "--peer", peers[2], NULL);
+        if (rc != 0)
+            fail_msg("restore %d exited %d: %s%s", i + 1, rc, out ? out : "", err ? err : "");
+        free(out);
+        free(err);
+        size_t off = (size_t)snprintf(p->cluster_yaml, sizeof(p->cluster_yaml),
+                                      "  replica_id: %d\n  peers:\n", i + 1);
+        for (int k = 0; k < 3; k++)
+            off += (size_t)snprintf(p->cluster_yaml + off, sizeof(p->cluster_yaml) - off,
+                                    "    - {id: %d, address: 127.0.0.1:%u, api_url: %s}\n", k + 1,
+                                    (unsigned)fresh.procs[k].raft_port, fresh.procs[k].base_url);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rdt_proc_start(&fresh.procs[i], yaml), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rdt_wait_ready(&fresh.procs[i], READY_MS), 0);
+    /* Every write acknowledged more than 1 s before the kill, one by one. */
+    int64_t horizon = killed - 1000 * rdt_time_factor();
+    int lost_recent = 0, must = 0;
+    for (int r = 0; r < 3; r++) {
+        json_t *ids = node_ids(&fresh.procs[r]);
+        for (int i = 0; i < n; i++) {
+            char id[32];
+            snprintf(id, sizeof(id), "dis-%04d", i);
+            bool found = false;
+            size_t k;
+            json_t *v;
+            json_array_foreach(ids, k, v) found |= strcmp(json_string_value(v), id) == 0;
+            if (acked[i] <= horizon) {
+                must += r == 0;
+                if (!found)
+                    fail_msg("replica %d lost %s, acknowledged %lld ms before the kill", r + 1, id,
+                             (long long)(killed - acked[i]));
+            } else if (!found && r == 0) {
+                lost_recent++;
+            }
+        }
+        json_decref(ids);
+    }
+    print_message("%d writes, %d acknowledged more than 1 s before the kill, all restored; %d "
+                  "of the last second lost\n",
+                  n, must, lost_recent);
+    assert_true(must > 0);
+    rdt_cluster_cleanup(&fresh);
+    rdt_cluster_cleanup(&c);
+    rdt_rmtree(tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -802,6 +1047,8 @@ int main(void)
         cmocka_unit_test(test_restore_single_replica),
         cmocka_unit_test(test_restore_bad_input),
         cmocka_unit_test(test_cluster_leader_killed_and_restore_three),
+        cmocka_unit_test(test_archive_point_in_time),
+        cmocka_unit_test(test_archive_disaster_three),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
