@@ -102,7 +102,8 @@ void rd_backup_retention(const struct rd_backup *const *recs, size_t n, int64_t 
  * config the URL stands for.
  *   file:///srv/backups                       -> file     {dir: /srv/backups}
  *   s3://bucket/some/prefix?endpoint=http://h:9000&region=eu-west-1
- *                                             -> s3       {bucket, prefix, endpoint, region, ...}
+ *                                             -> s3       {bucket, prefix "some/prefix/",
+ *                                                          endpoint, region, ...}
  *   postgres://user@host/db?table=backups     -> postgres {conninfo: the URL without table,
  *   postgresql://...                                        table}
  */

@@ -168,9 +168,16 @@ static int parse_s3(const char *url, const char *rest, struct rd_backup_url *u, 
         size_t n = plen - blen - 1;
         if (decode(p, n, prefix, sizeof(prefix)) != 0)
             return fail(err, errlen, "%s: bad percent-escape in the prefix", url);
+        /* A folder: the plugin puts the prefix before each object's name
+         * as it is, so "s3://b/prod" means keys "prod/backups/..." (a prefix
+         * without the slash can be given as ?prefix=). */
         size_t len = strlen(prefix);
         while (len > 0 && prefix[len - 1] == '/')
             prefix[--len] = '\0';
+        if (len > 0 && len + 1 < sizeof(prefix)) {
+            prefix[len] = '/';
+            prefix[len + 1] = '\0';
+        }
     }
     snprintf(u->plugin, sizeof(u->plugin), "s3");
     int rv = add(u, S3_KEY_BUCKET, bucket, err, errlen);

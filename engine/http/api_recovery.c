@@ -147,9 +147,12 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
         goto out;
     }
     if (strategy == NULL || (strategy[0] && !rd_policy_has_strategy(*env->policy, strategy))) {
-        rd_http_bad_request(hr, "strategy",
-                            "strategy must be one of the loaded strategies (fast_recovery, "
-                            "safe_recovery, degraded_service)");
+        char names[128] = "";
+        for (int i = 0; i < RD_STRATEGY_COUNT; i++)
+            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? ", " : "",
+                     rd_strategy_names[i]);
+        rd_http_bad_request(hr, "strategy", "strategy must be one of the loaded strategies (%s)",
+                            names);
         goto out;
     }
     const struct rd_node *n = rd_fsm_node(env->fsm, node, strlen(node));

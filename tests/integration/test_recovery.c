@@ -209,6 +209,10 @@ static void test_task_survives_its_agent(void **state)
                               "{\"node_id\":\"agent-c\",\"strategy\":\"yolo\"}", &r),
                      0);
     assert_int_equal(r.status, 400);
+    /* The message names the strategies from the one table of them. */
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(r.json, "error"), "message")),
+               "(fast_recovery, safe_recovery, degraded_service)"));
     rdt_resp_free(&r);
     assert_int_equal(
         rdt_post(&proc, RDT_H1, "/api/v1/recovery/trigger", "{\"node_id\":\"nobody\"}", &r), 0);

@@ -447,11 +447,13 @@ static void bc_test_names_refused(void **state)
     memset(&r, 0, sizeof r);
     assert_int_equal(ops->write(g_fh.state, NULL, "x", 1, bc_done_cb, &r), RD_EINVAL);
 
-    /* 255 bytes is the longest name. */
+    /* 255 bytes is the longest name (in components of 63 bytes: the longest
+     * name, not the longest file name, is what this is about). */
     char name[300];
     size_t ns = strlen(bc_ns);
     memcpy(name, bc_ns, ns);
-    memset(name + ns, 'n', 255 - ns);
+    for (size_t i = 0; i < 255 - ns; i++)
+        name[ns + i] = i % 64 == 63 ? '/' : 'n';
     name[255] = '\0';
     assert_int_equal(bc_write_full(name, "long", 4, &r), 0);
     name[255] = 'n';

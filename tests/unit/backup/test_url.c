@@ -62,7 +62,7 @@ static void test_s3(void **state)
     parse_ok("s3://rd-backups/prod/eu?endpoint=http://127.0.0.1:9000&region=eu-west-1", &u);
     assert_string_equal(u.plugin, "s3");
     assert_string_equal(value(&u, "bucket"), "rd-backups");
-    assert_string_equal(value(&u, "prefix"), "prod/eu");
+    assert_string_equal(value(&u, "prefix"), "prod/eu/");
     assert_string_equal(value(&u, "endpoint"), "http://127.0.0.1:9000");
     assert_string_equal(value(&u, "region"), "eu-west-1");
     assert_int_equal(u.n, 4);
@@ -70,6 +70,10 @@ static void test_s3(void **state)
     assert_int_equal(u.n, 1);
     assert_null(value(&u, "prefix"));
     parse_ok("s3://bkt/?endpoint=http%3A%2F%2Fh%3A1", &u);
+    assert_null(value(&u, "prefix"));
+    parse_ok("s3://bkt?prefix=raw-", &u);
+    assert_string_equal(value(&u, "prefix"), "raw-");
+    parse_ok("s3://bkt/", &u);
     assert_null(value(&u, "prefix"));
     assert_string_equal(value(&u, "endpoint"), "http://h:1");
     expect_bad("s3:///prefix", "expected s3://BUCKET");
