@@ -71,11 +71,11 @@ static void test_s3(void **state)
     assert_null(value(&u, "prefix"));
     parse_ok("s3://bkt/?endpoint=http%3A%2F%2Fh%3A1", &u);
     assert_null(value(&u, "prefix"));
+    assert_string_equal(value(&u, "endpoint"), "http://h:1");
     parse_ok("s3://bkt?prefix=raw-", &u);
     assert_string_equal(value(&u, "prefix"), "raw-");
     parse_ok("s3://bkt/", &u);
     assert_null(value(&u, "prefix"));
-    assert_string_equal(value(&u, "endpoint"), "http://h:1");
     expect_bad("s3:///prefix", "expected s3://BUCKET");
     expect_bad("s3://Bucket/x", "bucket 'Bucket'");
     expect_bad("s3://b?endpoint", "expected query parameters");
