@@ -766,6 +766,18 @@ struct prune {
 };
 
 static void prune_step(struct prune *p);
+static void retention(struct rd_backups *b);
+
+/* One backup pruned: on to the next at once (a long list after the
+ * retention was shortened is not worked off one a tick). */
+static void pruned(struct prune *p, bool ok)
+{
+    struct rd_backups *b = p->b;
+    free(p);
+    b->retention_busy = false;
+    if (ok && b->leading && !*b->env.shutting_down)
+        retention(b);
+}
 
 static void prune_removed(void *data, int status, uint64_t value)
 {
@@ -775,8 +787,7 @@ static void prune_removed(void *data, int status, uint64_t value)
         p->b->removed_total++;
         RD_INFO("backup", "removed", "id=%s target=%s", p->id, p->target);
     }
-    p->b->retention_busy = false;
-    free(p);
+    pruned(p, status == 0);
 }
 
 static void prune_object_gone(void *data, int status, const char *detail)
@@ -822,8 +833,7 @@ static void prune_step(struct prune *p)
     }
     ring_add(b->cleaned, &b->n_cleaned, RD_ARRAY_SIZE(b->cleaned), p->id);
     if (!p->drop) {
-        b->retention_busy = false;
-        free(p);
+        pruned(p, false); /* the next failed one on the next tick */
         return;
     }
     struct rd_cmd cmd = {.type = RD_CMD_BACKUP};
