@@ -75,6 +75,7 @@ struct rd_archiver {
     bool leading;
     uv_timer_t timer;
     uint64_t shipped; /* every command up to here is in a segment written */
+    size_t unshipped; /* bytes of the ring's commands after `shipped` */
     bool need_bridge;
     char bridge_id[RD_UUID_STRLEN]; /* the backup that bridges a gap, until it ended */
     struct segment *seg;            /* the segment being written */
@@ -94,6 +95,8 @@ static void drop_oldest(struct rd_archiver *a)
 {
     struct entry *e = at(a, 0);
     a->bytes -= e->len;
+    if (e->index > a->shipped)
+        a->unshipped -= e->len;
     a->head = (a->head + 1) % a->cap;
     a->n--;
     free(e);
@@ -137,12 +140,29 @@ static int push(struct rd_archiver *a, uint64_t index, int64_t time_ms, const vo
     a->ring[(a->head + a->n) % a->cap] = e;
     a->n++;
     a->bytes += len;
-    /* Bounded: the oldest go, and whoever leads must bridge them. */
+    if (index > a->shipped)
+        a->unshipped += len;
+    /* Bounded: the oldest go, and whoever leads must bridge them (a
+     * leader that loses commands it has not shipped has a gap). */
     while (a->bytes > RING_MAX_BYTES && a->n > 1) {
         a->base = at(a, 0)->index;
+        if (a->leading && a->base > a->shipped && !a->need_bridge) {
+            a->need_bridge = true;
+            RD_WARN("archive", "ring_overflow", "dropped=%llu shipped=%llu",
+                    (unsigned long long)a->base, (unsigned long long)a->shipped);
+        }
         drop_oldest(a);
     }
     return 0;
+}
+
+/* Sets what was shipped, and the bytes still to ship after it. */
+static void set_shipped(struct rd_archiver *a, uint64_t index)
+{
+    a->shipped = index;
+    a->unshipped = 0;
+    for (size_t i = a->n; i-- > 0 && at(a, i)->index > index;)
+        a->unshipped += at(a, i)->len;
 }
 
 /* Entries not archived yet: after the committed position and, on the
@@ -179,17 +199,13 @@ void rd_backup_entry(struct rd_backups *b, uint64_t index, int64_t time_ms, cons
     if (push(a, index, time_ms, buf, len) != 0) {
         clear(a);
         a->base = index;
+        a->need_bridge = a->leading; /* what it had not shipped is gone */
         RD_WARN("archive", "ring_lost", "index=%llu error=out_of_memory",
                 (unsigned long long)index);
     }
     trim(a, rd_fsm_archive(f)->index);
-    if (a->leading && a->seg == NULL) {
-        size_t pending = 0;
-        for (size_t i = a->n; i-- > 0 && at(a, i)->index > a->shipped;)
-            pending += at(a, i)->len;
-        if (pending >= SEGMENT_MAX)
-            flush(a);
-    }
+    if (a->leading && a->seg == NULL && a->unshipped >= SEGMENT_MAX)
+        flush(a);
 }
 
 /* ---- segments (leader) ------------------------------------------------------------ */
@@ -230,7 +246,7 @@ static void segment_written(void *data, int status, const char *detail)
     a->segments_total++;
     a->bytes_total += s->z.len;
     if (s->last > a->shipped)
-        a->shipped = s->last;
+        set_shipped(a, s->last);
     RD_DEBUG("archive", "segment", "object=%s commands=%zu bytes=%zu", s->name, s->count, s->z.len);
     if (a->leading) {
         struct rd_cmd cmd = {.type = RD_CMD_ARCHIVE};
@@ -340,7 +356,7 @@ static void bridge(struct rd_archiver *a)
     }
     uint64_t at_index = rd_backup__run_index(b);
     trim(a, at_index);
-    a->shipped = at_index;
+    set_shipped(a, at_index);
     a->need_bridge = false;
     int k = rd_backup__target_index(b, a->target);
     snprintf(a->bridge_id, sizeof(a->bridge_id), "%s",
@@ -418,7 +434,7 @@ void rd_backup__archive_start(struct rd_backups *b)
     a->retry_at_ns = 0;
     a->backoff_ms = 0;
     const struct rd_archive_pos *pos = rd_fsm_archive(b->env.fsm);
-    a->shipped = pos->index;
+    set_shipped(a, pos->index);
     /* Resume after the committed position, when this replica still holds
      * every command after it; otherwise bridge with a full backup. */
     a->need_bridge = pos->index == 0 || strcmp(pos->target, a->target) != 0 || !a->seen_any ||
