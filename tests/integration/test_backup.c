@@ -758,10 +758,13 @@ static void test_cluster_leader_killed_and_restore_three(void **state)
         free(err);
         size_t off = (size_t)snprintf(p->cluster_yaml, sizeof(p->cluster_yaml),
                                       "  replica_id: %d\n  peers:\n", i + 1);
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < 3; k++) {
+            char api[sizeof(fresh.procs[k].base_url)]; /* a copy: not inside the destination */
+            memcpy(api, fresh.procs[k].base_url, sizeof(api));
             off += (size_t)snprintf(p->cluster_yaml + off, sizeof(p->cluster_yaml) - off,
                                     "    - {id: %d, address: 127.0.0.1:%u, api_url: %s}\n", k + 1,
-                                    (unsigned)fresh.procs[k].raft_port, fresh.procs[k].base_url);
+                                    (unsigned)fresh.procs[k].raft_port, api);
+        }
     }
     /* One state, byte for byte. */
     assert_string_equal(digests[0], digests[1]);
@@ -996,10 +999,13 @@ static void test_archive_disaster_three(void **state)
         free(err);
         size_t off = (size_t)snprintf(p->cluster_yaml, sizeof(p->cluster_yaml),
                                       "  replica_id: %d\n  peers:\n", i + 1);
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < 3; k++) {
+            char api[sizeof(fresh.procs[k].base_url)]; /* a copy: not inside the destination */
+            memcpy(api, fresh.procs[k].base_url, sizeof(api));
             off += (size_t)snprintf(p->cluster_yaml + off, sizeof(p->cluster_yaml) - off,
                                     "    - {id: %d, address: 127.0.0.1:%u, api_url: %s}\n", k + 1,
-                                    (unsigned)fresh.procs[k].raft_port, fresh.procs[k].base_url);
+                                    (unsigned)fresh.procs[k].raft_port, api);
+        }
     }
     for (int i = 0; i < 3; i++)
         assert_int_equal(rdt_proc_start(&fresh.procs[i], yaml), 0);
