@@ -11,6 +11,9 @@
 #include "common/util.h"
 #include "config/config.h"
 #include "core/engine.h"
+#ifdef RD_FAULT_INJECTION
+#include "http/inject_routes.h"
+#endif
 #include "plugin/host.h"
 #include "policy/policy.h"
 #include "recoveryd/error.h"
@@ -475,5 +478,8 @@ int main(int argc, char **argv)
     mallopt(M_TOP_PAD, 16 << 20);
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     static struct rd_engine eng;
+#ifdef RD_FAULT_INJECTION
+    eng.debug = rd_inject_debug_route; /* recoveryd-fi only: tests corrupt state on purpose */
+#endif
     return rd_engine_run(&eng, uv_default_loop(), &cfg);
 }

@@ -28,6 +28,11 @@ static struct rd_peer *peer_of(struct rd_cluster *c, uint64_t id)
     return NULL;
 }
 
+const struct rd_peer *rd_cluster_peer(struct rd_cluster *c, uint64_t id)
+{
+    return peer_of(c, id);
+}
+
 static bool is_voter(struct rd_cluster *c, uint64_t id)
 {
     const struct raft_configuration *conf = rd_replica_configuration(c->replica);

@@ -80,6 +80,9 @@ void rd_cluster_stop(struct rd_cluster *c);
  * string is valid until the next call or the next applied command. */
 const char *rd_cluster_api_url(struct rd_cluster *c, uint64_t id);
 
+/* What this replica last learnt of replica `id` (not itself), or NULL. */
+const struct rd_peer *rd_cluster_peer(struct rd_cluster *c, uint64_t id);
+
 /* True when a leader is known and a majority of the voters are reachable
  * from here (this replica counts itself). */
 bool rd_cluster_has_quorum(struct rd_cluster *c);

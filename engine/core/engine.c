@@ -95,10 +95,11 @@ static void on_fault(void *data, const struct rd_fault *x)
     struct rd_alert a = {
         .fingerprint = x->id,
         .resolved = x->status == RD_FAULT_RESOLVED,
-        .alertname = x->type == RD_FAULT_PARTITION      ? "PartitionSuspected"
-                     : x->type == RD_FAULT_POISON_TASK  ? "PoisonTask"
-                     : x->type == RD_FAULT_POLICY_ERROR ? "RecoveryPolicyError"
-                                                        : "AgentFault",
+        .alertname = x->type == RD_FAULT_PARTITION         ? "PartitionSuspected"
+                     : x->type == RD_FAULT_POISON_TASK     ? "PoisonTask"
+                     : x->type == RD_FAULT_POLICY_ERROR    ? "RecoveryPolicyError"
+                     : x->type == RD_FAULT_DATA_CORRUPTION ? "DataInconsistent"
+                                                           : "AgentFault",
         .node_id = x->node_id,
         .fault_type = rd_fault_type_name(x->type),
         .severity = rd_severity_name(x->severity),
@@ -267,6 +268,7 @@ static void shutdown_tick(uv_timer_t *t)
     if (eng->httpc != NULL) {
         if (!eng->httpc_closing) {
             rd_cluster_stop(&eng->cluster);
+            rd_consistency_stop(&eng->consistency);
             eng->httpc_closing = true;
             rd_httpc_close(eng->httpc, on_httpc_closed, eng);
         }
@@ -427,6 +429,15 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .shutting_down = &eng->shutting_down,
     };
     rd_backup_init(&eng->backups, &benv);
+    struct rd_consistency_env cenv = {
+        .loop = loop,
+        .cfg = &eng->cfg,
+        .fsm = &eng->fsm,
+        .log = rd_replica_proposer(&eng->replica),
+        .replica = &eng->replica,
+        .cluster = &eng->cluster,
+    };
+    rd_consistency_init(&eng->consistency, &cenv);
     eng->replica.on_role = on_role;
     eng->replica.on_role_data = eng;
 
@@ -458,6 +469,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .analysis = &eng->analysis,
         .sched = &eng->sched,
         .cluster = &eng->cluster,
+        .consistency = &eng->consistency,
         .plugins = &eng->plugins,
         .backups = &eng->backups,
         .policy = &eng->policy,
@@ -467,6 +479,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .policy_reloads_failed = &eng->policy_reloads_failed,
         .reload_policies = reload_policies,
         .reload_data = eng,
+        .debug = eng->debug,
+        .debug_data = &eng->fsm,
     };
     rv = rd_http_start(&eng->http, &henv, eng->cfg.server.listen_host, eng->cfg.server.listen_port,
                        eng->cfg.server.max_body_bytes, eng->cfg.server.tls_cert,
@@ -541,6 +555,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     }
 
     rd_cluster_start(&eng->cluster, eng->httpc);
+    rd_consistency_start(&eng->consistency, eng->httpc);
     uv_signal_init(loop, &eng->sig_int);
     uv_signal_init(loop, &eng->sig_term);
     uv_signal_init(loop, &eng->sig_hup);

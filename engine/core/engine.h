@@ -11,6 +11,7 @@
 
 #include "backup/backup.h"
 #include "config/config.h"
+#include "consistency/consistency.h"
 #include "detect/analysis.h"
 #include "fsm/fsm.h"
 #include "http/http.h"
@@ -34,6 +35,7 @@ struct rd_engine {
     struct rd_sched sched;
     struct rd_cluster cluster;     /* the other engine replicas, as seen from here */
     struct rd_backups backups;     /* backups, continuous archiving (leader) */
+    struct rd_consistency consistency; /* consistency checks and repairs (leader) */
     struct rd_policy_host *policy; /* the policies in force (never NULL once started) */
     uint64_t policy_reloads_ok;
     uint64_t policy_reloads_failed;
@@ -51,6 +53,9 @@ struct rd_engine {
     uint64_t leader_since_ns; /* 0 while not leader */
     size_t nodes_by_state[RD_NODE_STATE_COUNT];
     int exit_code;
+    /* Set by the caller before rd_engine_run() in test builds only
+     * (recoveryd-fi): the /debug/ routes (rd_http_env.debug). */
+    void (*debug)(struct rd_http_req *hr, void *data);
 };
 
 /*

@@ -23,6 +23,7 @@
 #ifndef RD_FSM_DIGEST_H
 #define RD_FSM_DIGEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct rd_fsm;
@@ -51,5 +52,16 @@ uint64_t rd_fsm_digest(const struct rd_fsm *f);
 /* The same digest recomputed from every record's bytes: O(state). Equal to
  * rd_fsm_digest() unless a record changed without its hash following. */
 uint64_t rd_fsm_digest_full(const struct rd_fsm *f);
+
+/*
+ * Recomputes every record's hash and the sums from the state as it is (the
+ * occasional full recomputation: the state machine runs it at every
+ * snapshot). Where a kept hash or a sum was wrong (a record changed without
+ * its hash following, a corrupted sum) the digest is corrected to what the
+ * state holds, so the next consistency check compares the real state with
+ * the other replicas'. Returns how many records (or 1 for sums alone) were
+ * wrong; 0 when all was right. Never inside an apply.
+ */
+size_t rd_fsm_digest_audit(struct rd_fsm *f);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "backup/backup.h"
 #include "common/util.h"
+#include "consistency/consistency.h"
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "detect/analysis.h"
@@ -208,6 +209,7 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_mbuf_printf(&b, "recoveryd_degraded %d\n", rd_sched_degraded(sc, NULL) ? 1 : 0);
     rd_plugin_host_metrics(env->plugins, &b);
     rd_backup_metrics(env->backups, &b);
+    rd_consistency_metrics(env->consistency, &b);
 
     if (b.err) {
         rd_mbuf_free(&b);

@@ -20,8 +20,10 @@ struct rd_analysis;
 struct rd_backups;
 struct rd_cluster;
 struct rd_config;
+struct rd_consistency;
 struct rd_fsm;
 struct rd_http;
+struct rd_http_req;
 struct rd_plugin_host;
 struct rd_policy_host;
 struct rd_registry;
@@ -42,6 +44,7 @@ struct rd_http_env {
     struct rd_analysis *analysis;
     struct rd_sched *sched;
     struct rd_cluster *cluster;
+    struct rd_consistency *consistency;
     struct rd_plugin_host *plugins;
     struct rd_backups *backups;           /* backups and their records */
     struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
@@ -53,6 +56,10 @@ struct rd_http_env {
     /* SIGHUP's reload, for POST /api/v1/policies/reload: 0 or RD_E* with `err`. */
     int (*reload_policies)(void *data, char *err, size_t errlen);
     void *reload_data;
+    /* Test builds only (recoveryd-fi): serves POST /debug/...; NULL in the
+     * daemon users run, where those paths are 404 like any unknown one. */
+    void (*debug)(struct rd_http_req *hr, void *data);
+    void *debug_data;
 };
 
 #define RD_ROUTE_LIST(X)                                                                           \
@@ -85,7 +92,11 @@ struct rd_http_env {
     X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")                             \
     X(REPLICAS_LIST, "GET", "/api/v1/cluster/replicas", "replicas_list")                           \
     X(REPLICAS_CHANGE, "POST", "/api/v1/cluster/replicas", "replicas_change")                      \
-    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                    \
+    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                   \
+    X(CONSISTENCY_CHECK, "POST", "/api/v1/consistency/check", "consistency_check")                 \
+    X(CONSISTENCY_CHECKS, "GET", "/api/v1/consistency/checks", "consistency_checks")               \
+    X(CONSISTENCY_CHECK_GET, "GET", "/api/v1/consistency/checks/*", "consistency_check_get")       \
+    X(CONSISTENCY_LOCAL, "GET", "/api/v1/consistency/checks/*/local", "consistency_local") \
     X(BACKUP_TRIGGER, "POST", "/api/v1/backup/trigger", "backup_trigger")                          \
     X(BACKUPS_LIST, "GET", "/api/v1/backups", "backups_list")                                      \
     X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get")                                        \

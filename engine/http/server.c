@@ -439,6 +439,7 @@ static bool route_local(int route)
     case RD_ROUTE_PLUGINS_LIST:
     case RD_ROUTE_POLICIES_RELOAD:
     case RD_ROUTE_REPLICAS_LIST:
+    case RD_ROUTE_CONSISTENCY_LOCAL:
         return true;
     default:
         return false;
@@ -622,6 +623,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         }
     }
 
+    if (hr.route == RD_ROUTE_NONE && http->env.debug != NULL && !bad_escape && n_segs >= 2 &&
+        h2o_memis(segs[0].base, segs[0].len, H2O_STRLIT("debug"))) {
+        http->env.debug(&hr, http->env.debug_data);
+        return 0;
+    }
     if (hr.route == RD_ROUTE_NONE) {
         if (bad_escape) {
             rd_http_bad_request(&hr, "path", "malformed percent-encoding in the path");

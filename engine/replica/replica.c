@@ -468,6 +468,21 @@ static void storage_hand_over(struct rd_replica *r)
     }
 }
 
+int rd_replica_hand_over(struct rd_replica *r, const char *why)
+{
+    if (!r->started || raft_state(&r->raft) != RAFT_LEADER)
+        return RD_ENOTLEADER;
+    if (rd_replica_voters(r) <= 1 || r->storage.transferring)
+        return RD_ECONFLICT;
+    memset(&r->storage.transfer, 0, sizeof(r->storage.transfer));
+    r->storage.transfer.data = r;
+    if (raft_transfer(&r->raft, &r->storage.transfer, 0, transfer_cb) != 0)
+        return RD_ECONFLICT;
+    r->storage.transferring = true;
+    RD_WARN("raft", "leadership_handover", "reason=\"%s\"", why);
+    return 0;
+}
+
 static void storage_ok(struct rd_replica *r)
 {
     if (r->storage.code == 0)

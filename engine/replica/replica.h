@@ -145,6 +145,13 @@ uint64_t rd_replica_commit_index(struct rd_replica *r);
 uint64_t rd_replica_term(struct rd_replica *r);
 const char *rd_replica_role_name(struct rd_replica *r);
 
+/*
+ * Hands leadership to the most up-to-date voter (leader with other voters
+ * only), logging `why`. 0, RD_ENOTLEADER, RD_ECONFLICT (no other voter, or a
+ * handover already running).
+ */
+int rd_replica_hand_over(struct rd_replica *r, const char *why);
+
 /* Membership (leader only): add (as spare, then `role`), assign a role
  * (RAFT_VOTER, RAFT_STANDBY, RAFT_SPARE), remove. `cb` fires once the new
  * configuration committed (or with the error). 0 or RD_E* (cb not called). */

@@ -375,7 +375,8 @@ static int spawn_daemon(struct rdt_proc *p)
 {
     char listen_arg[80];
     snprintf(listen_arg, sizeof listen_arg, "%s:%u", proc_host(p), (unsigned)p->port);
-    char *argv[] = {(char *)RD_BINARY,
+    const char *bin = p->binary[0] ? p->binary : RD_BINARY;
+    char *argv[] = {(char *)bin,
                     (char *)"--config",
                     p->config_path,
                     (char *)"--listen",
@@ -410,9 +411,9 @@ static int spawn_daemon(struct rdt_proc *p)
     }
     if (p->netns[0]) {
         dprintf(log_fd, "rdt: ---- starting %s --listen %s in network namespace %s ----\n",
-                RD_BINARY, listen_arg, p->netns);
+                bin, listen_arg, p->netns);
     } else {
-        dprintf(log_fd, "rdt: ---- starting %s --listen %s ----\n", RD_BINARY, listen_arg);
+        dprintf(log_fd, "rdt: ---- starting %s --listen %s ----\n", bin, listen_arg);
     }
 
     pid_t parent = getpid();
@@ -1187,9 +1188,13 @@ static int cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
     rdt_init();
     if (n < 1 || n > RDT_MAX_REPLICAS)
         return -1;
+    const char *binary = c->binary;
     memset(c, 0, sizeof(*c));
     c->n = n;
+    c->binary = binary;
     for (int i = 0; i < n; i++) {
+        if (binary)
+            snprintf(c->procs[i].binary, sizeof c->procs[i].binary, "%s", binary);
         if (net) {
             snprintf(c->procs[i].host, sizeof c->procs[i].host, "%s", net->addr[i]);
             snprintf(c->procs[i].netns, sizeof c->procs[i].netns, "%s", net->ns[i]);

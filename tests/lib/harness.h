@@ -60,6 +60,8 @@ struct rdt_proc {
     char extra_arg[64];      /* one more command-line argument ("--force-new-cluster"); "" = none */
     bool errors_expected;    /* the test provokes level=error lines: rdt_proc_cleanup() lets
                                 them pass (sanitizer reports never pass) */
+    char binary[300];        /* the daemon to run; "" = RD_BINARY (recoveryd). RD_BINARY_FI is
+                                the fault-injection build with its /debug/ routes */
 };
 
 /*
@@ -244,6 +246,7 @@ int rdt_heartbeat(struct rdt_proc *p, enum rdt_proto proto, const char *node_id,
 struct rdt_cluster {
     int n;
     struct rdt_proc procs[RDT_MAX_REPLICAS];
+    const char *binary; /* set before the start: every replica runs it (rdt_proc.binary) */
 };
 
 int rdt_cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
