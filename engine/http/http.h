@@ -92,11 +92,11 @@ struct rd_http_env {
     X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")                             \
     X(REPLICAS_LIST, "GET", "/api/v1/cluster/replicas", "replicas_list")                           \
     X(REPLICAS_CHANGE, "POST", "/api/v1/cluster/replicas", "replicas_change")                      \
-    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                   \
+    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                    \
     X(CONSISTENCY_CHECK, "POST", "/api/v1/consistency/check", "consistency_check")                 \
     X(CONSISTENCY_CHECKS, "GET", "/api/v1/consistency/checks", "consistency_checks")               \
     X(CONSISTENCY_CHECK_GET, "GET", "/api/v1/consistency/checks/*", "consistency_check_get")       \
-    X(CONSISTENCY_LOCAL, "GET", "/api/v1/consistency/checks/*/local", "consistency_local") \
+    X(CONSISTENCY_LOCAL, "GET", "/api/v1/consistency/checks/*/local", "consistency_local")         \
     X(BACKUP_TRIGGER, "POST", "/api/v1/backup/trigger", "backup_trigger")                          \
     X(BACKUPS_LIST, "GET", "/api/v1/backups", "backups_list")                                      \
     X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get")                                        \
