@@ -76,11 +76,76 @@ static void on_task(void *data, const struct rd_task *t, int old_state, const ch
 
 /* Every fault opens an alert; its resolution resolves it (leader only: the
  * replica that decided sends, once). */
+/* The replica a data_corruption fault of a consistency check names, or 0. */
+static uint64_t diverged_replica(const struct rd_fault *x, char *check, size_t n)
+{
+    if (x->type != RD_FAULT_DATA_CORRUPTION || x->status != RD_FAULT_OPEN_ST)
+        return 0;
+    json_t *m = json_loads(x->metadata_json, 0, NULL);
+    json_t *id = json_object_get(m, "replica_id");
+    const char *c = json_string_value(json_object_get(m, "check_id"));
+    uint64_t v = json_is_integer(id) && c != NULL ? (uint64_t)json_integer_value(id) : 0;
+    snprintf(check, n, "%s", c ? c : "");
+    json_decref(m);
+    return v;
+}
+
+/* An open data_corruption fault of a check names this replica. */
+static bool self_diverged(struct rd_engine *eng)
+{
+    char check[80];
+    for (size_t i = eng->fsm.n_faults; i-- > 0;)
+        if (diverged_replica(eng->fsm.faults[i], check, sizeof(check)) ==
+            eng->cfg.cluster.replica_id)
+            return true;
+    return false;
+}
+
+/* Never inside raft's apply: from a timer. Only once this replica caught
+ * up with the leader, and only while the fault is still open: replaying an
+ * old log at start meets faults that were resolved later in it. */
+static void repair_tick(uv_timer_t *t)
+{
+    struct rd_engine *eng = t->data;
+    if (!eng->repair_wanted || eng->shutting_down)
+        return;
+    uint64_t leader_commit;
+    if (!rd_cluster_caught_up(&eng->cluster, &leader_commit)) {
+        uv_timer_start(&eng->repair_timer, repair_tick, 500, 0);
+        return;
+    }
+    if (!self_diverged(eng)) {
+        eng->repair_wanted = false;
+        return;
+    }
+    int rv = rd_engine_rejoin(eng, eng->repair_reason);
+    if (rv == RD_ECONFLICT) { /* still leads: the handover is under way */
+        uv_timer_start(&eng->repair_timer, repair_tick, 500, 0);
+        return;
+    }
+    eng->repair_wanted = false;
+    if (rv == 0 || rv == RD_EBUSY)
+        RD_WARN("consistency", "repairing_self", "reason=\"%s\"", eng->repair_reason);
+    else
+        RD_ERROR("consistency", "repair_failed", "error=%s reason=\"%s\"", rd_err_name(rv),
+                 eng->repair_reason);
+}
+
 static void on_fault(void *data, const struct rd_fault *x)
 {
     struct rd_engine *eng = data;
     if (x->status == RD_FAULT_OPEN_ST)
         rd_analysis_fault_applied(&eng->analysis, x->type, x->severity);
+    char check[80];
+    if (diverged_replica(x, check, sizeof(check)) == eng->cfg.cluster.replica_id &&
+        eng->repair_timer_inited) {
+        /* Every replica applies the fault; the one it names repairs itself:
+         * its state moves aside and it rejoins from the leader's snapshot. */
+        snprintf(eng->repair_reason, sizeof(eng->repair_reason),
+                 "state digest diverged from the majority at consistency check %s", check);
+        eng->repair_wanted = true;
+        uv_timer_start(&eng->repair_timer, repair_tick, 0, 0);
+    }
     if (eng->leader_since_ns == 0)
         return;
     char summary[512], description[1024];
@@ -289,6 +354,8 @@ static void shutdown_tick(uv_timer_t *t)
     close_handle((uv_handle_t *)&eng->sig_int);
     close_handle((uv_handle_t *)&eng->sig_term);
     close_handle((uv_handle_t *)&eng->sig_hup);
+    if (eng->repair_timer_inited)
+        close_handle((uv_handle_t *)&eng->repair_timer);
     RD_INFO("engine", "stopped", "commands_applied=%llu", (unsigned long long)eng->fsm.n_applied);
     /* Idle keep-alive connections are still open (h2o 2.2 cannot close them
      * gracefully); the process exits and the kernel closes them. */
@@ -656,6 +723,9 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     uv_signal_init(loop, &eng->sig_int);
     uv_signal_init(loop, &eng->sig_term);
     uv_signal_init(loop, &eng->sig_hup);
+    uv_timer_init(loop, &eng->repair_timer);
+    eng->repair_timer.data = eng;
+    eng->repair_timer_inited = true;
     eng->sig_int.data = eng->sig_term.data = eng->sig_hup.data = eng;
     uv_signal_start(&eng->sig_int, on_signal, SIGINT);
     uv_signal_start(&eng->sig_term, on_signal, SIGTERM);

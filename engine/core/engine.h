@@ -48,6 +48,13 @@ struct rd_engine {
     bool shutting_down;
     bool raft_closed;
     bool rejoin_restarting; /* raft closes for a rejoin (rd_engine_rejoin) */
+    /* A consistency check found this replica diverged (a data_corruption
+     * fault naming it): it rejoins from its peers, retried by this timer
+     * while it still leads (the leadership is being handed over). */
+    uv_timer_t repair_timer;
+    bool repair_timer_inited;
+    bool repair_wanted;
+    char repair_reason[160];
     uint64_t shutdown_started_ns;
     uint64_t drained_ns; /* when the last pending answer went out */
     uint64_t started_ns;
