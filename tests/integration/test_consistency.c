@@ -302,7 +302,10 @@ static void test_corrupted_follower_is_named(void **state)
      * the leader's snapshot, is a voter again, the leader checks again and
      * the fault resolves; the earlier check lists it as repaired. */
     json_t *fixed = NULL;
+    int written = 40;
     for (int64_t until = rdt_now_ms() + 60000 * rdt_time_factor(); rdt_now_ms() < until;) {
+        write_agents(written, 2); /* writes go on while it repairs */
+        written += 2;
         json_t *still = corruption_fault(victim + 1);
         if (still == NULL) {
             struct rdt_resp g = {0};
