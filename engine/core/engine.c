@@ -161,6 +161,7 @@ static void on_role(void *data, bool leader)
         rd_analysis_reset(&eng->analysis);
         rd_analysis_start(&eng->analysis);
         rd_sched_start(&eng->sched);
+        rd_backup_start(&eng->backups);
         for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
             const struct rd_node *n = eng->fsm.nodes[i];
             if (n->state != RD_NODE_LEFT)
@@ -171,6 +172,7 @@ static void on_role(void *data, bool leader)
         eng->leader_since_ns = 0;
         rd_analysis_stop(&eng->analysis);
         rd_sched_stop(&eng->sched);
+        rd_backup_stop(&eng->backups);
         /* The leader alone detects: detectors forget every agent (no more
          * probes from here) until this replica leads again. */
         for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
@@ -180,6 +182,23 @@ static void on_role(void *data, bool leader)
         }
         RD_INFO("engine", "follower", "%s", "");
     }
+}
+
+static uint64_t raft_applied(void *data)
+{
+    return rd_replica_applied_index(data);
+}
+
+static uint64_t raft_current(void *data)
+{
+    return rd_replica_term(data);
+}
+
+/* Every applied command, for continuous archiving. */
+static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *buf, size_t len)
+{
+    struct rd_engine *eng = data;
+    rd_backup_entry(&eng->backups, index, time_ms, buf, len);
 }
 
 static void close_handle(uv_handle_t *h)
@@ -242,7 +261,9 @@ static void shutdown_tick(uv_timer_t *t)
             RD_WARN("engine", "shutdown_deadline", "unanswered=%llu",
                     (unsigned long long)eng->http.pending);
     }
-    if (!eng->plugins_stopped || rd_plugin_host_busy(&eng->plugins))
+    rd_backup_stop(&eng->backups);
+    if (!eng->plugins_stopped || rd_plugin_host_busy(&eng->plugins) ||
+        rd_backup_busy(&eng->backups))
         return;
     if (eng->httpc != NULL) {
         if (!eng->httpc_closing) {
@@ -375,6 +396,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     eng->fsm.on_fault_data = eng;
     eng->fsm.on_task = on_task;
     eng->fsm.on_task_data = eng;
+    eng->fsm.on_entry = on_entry;
+    eng->fsm.on_entry_data = eng;
     rd_registry_init(&eng->registry);
     rd_analysis_init(&eng->analysis, loop, &eng->cfg, &eng->fsm, &eng->registry,
                      rd_replica_proposer(&eng->replica), &eng->plugins);
@@ -403,6 +426,18 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .cluster = &eng->cluster,
     };
     rd_consistency_init(&eng->consistency, &cenv);
+    struct rd_backup_env benv = {
+        .loop = loop,
+        .cfg = &eng->cfg,
+        .fsm = &eng->fsm,
+        .log = rd_replica_proposer(&eng->replica),
+        .plugins = &eng->plugins,
+        .applied_index = raft_applied,
+        .term = raft_current,
+        .raft = &eng->replica,
+        .shutting_down = &eng->shutting_down,
+    };
+    rd_backup_init(&eng->backups, &benv);
     eng->replica.on_role = on_role;
     eng->replica.on_role_data = eng;
 
@@ -436,6 +471,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .cluster = &eng->cluster,
         .consistency = &eng->consistency,
         .plugins = &eng->plugins,
+        .backups = &eng->backups,
         .policy = &eng->policy,
         .shutting_down = &eng->shutting_down,
         .started_ns = &eng->started_ns,
@@ -500,6 +536,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     }
     if (rv == 0)
         rv = rd_plugin_host_start(&eng->plugins, perr, sizeof(perr));
+    if (rv == 0)
+        rv = rd_backup_bind(&eng->backups, perr, sizeof(perr));
     if (rv != 0) {
         RD_ERROR("engine", "plugins_failed", "error=%s detail=\"%s\"", rd_err_name(rv), perr);
         fprintf(stderr, "recoveryd: %s\n", perr);
@@ -531,6 +569,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
 out:
     rd_policy_free(eng->policy);
     eng->policy = NULL;
+    rd_backup_close(&eng->backups);
     rd_sched_close(&eng->sched);
     rd_analysis_close(&eng->analysis);
     rd_registry_close(&eng->registry);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "backup/backup.h"
 #include "config/config.h"
 #include "consistency/consistency.h"
 #include "detect/analysis.h"
@@ -34,6 +35,7 @@ struct rd_engine {
     struct rd_sched sched;
     struct rd_cluster cluster;     /* the other engine replicas, as seen from here */
     struct rd_consistency consistency; /* consistency checks and repairs (leader) */
+    struct rd_backups backups;     /* backups, continuous archiving (leader) */
     struct rd_policy_host *policy; /* the policies in force (never NULL once started) */
     uint64_t policy_reloads_ok;
     uint64_t policy_reloads_failed;

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backup/backup.h"
 #include "common/util.h"
 #include "consistency/consistency.h"
 #include "cluster/cluster.h"
@@ -215,6 +216,7 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_mbuf_printf(&b, "recoveryd_degraded %d\n", rd_sched_degraded(sc, NULL) ? 1 : 0);
     rd_plugin_host_metrics(env->plugins, &b);
     rd_consistency_metrics(env->consistency, &b);
+    rd_backup_metrics(env->backups, &b);
 
     if (b.err) {
         rd_mbuf_free(&b);

@@ -17,6 +17,7 @@
 #include "metrics/metrics.h"
 
 struct rd_analysis;
+struct rd_backups;
 struct rd_cluster;
 struct rd_config;
 struct rd_consistency;
@@ -45,6 +46,7 @@ struct rd_http_env {
     struct rd_cluster *cluster;
     struct rd_consistency *consistency;
     struct rd_plugin_host *plugins;
+    struct rd_backups *backups;           /* backups and their records */
     struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
     struct rd_http *http;                 /* the server itself (pending answers, metrics) */
     const bool *shutting_down;
@@ -90,11 +92,15 @@ struct rd_http_env {
     X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")                             \
     X(REPLICAS_LIST, "GET", "/api/v1/cluster/replicas", "replicas_list")                           \
     X(REPLICAS_CHANGE, "POST", "/api/v1/cluster/replicas", "replicas_change")                      \
-    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                   \
+    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                    \
     X(CONSISTENCY_CHECK, "POST", "/api/v1/consistency/check", "consistency_check")                 \
     X(CONSISTENCY_CHECKS, "GET", "/api/v1/consistency/checks", "consistency_checks")               \
     X(CONSISTENCY_CHECK_GET, "GET", "/api/v1/consistency/checks/*", "consistency_check_get")       \
-    X(CONSISTENCY_LOCAL, "GET", "/api/v1/consistency/checks/*/local", "consistency_local")
+    X(CONSISTENCY_LOCAL, "GET", "/api/v1/consistency/checks/*/local", "consistency_local")         \
+    X(BACKUP_TRIGGER, "POST", "/api/v1/backup/trigger", "backup_trigger")                          \
+    X(BACKUPS_LIST, "GET", "/api/v1/backups", "backups_list")                                      \
+    X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get")                                        \
+    X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,
