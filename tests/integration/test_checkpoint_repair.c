@@ -12,7 +12,9 @@
  *     checkpoint is bad) repairs it before the task moves (and once it
  *     verifies again the next plan moves the task);
  *   - with no good copy left, GET says so (404) and the fault stays open
- *     with the reason.
+ *     with the reason;
+ *   - with a completed backup (file target) holding a good copy of the
+ *     only version, that version comes back from the backup.
  *
  * Agents heartbeat every 30 s, so nothing is detected behind the test's
  * back; tasks move by drain (an operator's action).
@@ -33,7 +35,24 @@ static int setup(void **state)
 {
     (void)state;
     snprintf(proc.binary, sizeof(proc.binary), "%s", RD_BINARY_FI);
-    if (rdt_proc_start(&proc, "fault_tolerance:\n  detection:\n    heartbeat_interval: 30s\n") != 0)
+    if (rdt_proc_prepare(&proc) != 0)
+        return -1;
+    /* A file backup target; backups only when a test triggers one (the
+     * schedule waits a day), no continuous archiving. */
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "fault_tolerance:\n"
+             "  detection:\n"
+             "    heartbeat_interval: 30s\n"
+             "  backup:\n"
+             "    interval: 24h\n"
+             "    archive: {target: \"\"}\n"
+             "plugins:\n"
+             "  instances:\n"
+             "    - {name: heartbeat, required: true}\n"
+             "    - {name: local, plugin: file, config: {dir: \"%s/backups\"}}\n",
+             proc.dir);
+    if (rdt_proc_start(&proc, yaml) != 0)
         return -1;
     return rdt_wait_ready(&proc, rdt_ms(15000));
 }
@@ -328,6 +347,72 @@ static void test_nothing_good_left(void **state)
     json_decref(a);
 }
 
+/* A completed backup, triggered now: its id. */
+static void backup(char id[64])
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/backup/trigger", NULL, &r), 0);
+    assert_int_equal(r.status, 202);
+    snprintf(id, 64, "%s", json_string_value(json_object_get(r.json, "backup_id")));
+    rdt_resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/backups/%s", id);
+    /* Its record appears once its BEGIN committed; then it completes. */
+    int64_t deadline = rdt_now_ms() + rdt_ms(15000);
+    for (;;) {
+        assert_int_equal(rdt_get(&proc, RDT_H1, path, &r), 0);
+        const char *st = json_string_value(json_object_get(r.json, "status"));
+        bool done = r.status == 200 && st != NULL && strcmp(st, "running") != 0;
+        if (done && strcmp(st, "completed") != 0)
+            fail_msg("backup %s: %s", id, r.body);
+        rdt_resp_free(&r);
+        if (done)
+            return;
+        if (rdt_now_ms() > deadline)
+            fail_msg("backup %s never completed", id);
+        rdt_sleep_ms(20);
+    }
+}
+
+/* (c) The only version is damaged; a completed backup holds a good copy:
+ * it comes back from there, and its agent's next hand-over carries it. */
+static void test_the_only_version_comes_back_from_a_backup(void **state)
+{
+    (void)state;
+    long long ea = agent("bk-a", "bk");
+    char id[64], bid[64], path[128], sum[32], from[96];
+    running_task("bk", "bk-a", ea, 1, id);
+    backup(bid);
+    corrupt(id);
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s/checkpoint", id);
+    json_t *c = get_json(path, 200);
+    assert_int_equal(json_integer_value(json_object_get(c, "version")), 1);
+    assert_int_equal(json_integer_value(rdt_json_path(c, "data.step")), 1);
+    checksum_of("{\"step\":1}", sum);
+    assert_string_equal(json_string_value(json_object_get(c, "checksum")), sum);
+    json_decref(c);
+    snprintf(from, sizeof(from), "backup %s", bid);
+    assert_fault_resolved(id, "bk-a", 1, from);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
+    assert_non_null(strstr(r.body, "recoveryd_checkpoint_repairs_total{source=\"backup\"} 1\n"));
+    rdt_resp_free(&r);
+    /* The same again, met at hand-over: the task moves to a new agent. */
+    char id2[64];
+    running_task("bk", "bk-a", ea, 1, id2);
+    backup(bid);
+    long long eb = agent("bk-b", "bk");
+    drain("bk-a");
+    await_task(id2, "node_id", "bk-b");
+    corrupt(id2);
+    json_t *a = await_assignment("bk-b", eb, id2);
+    assert_int_equal(json_integer_value(rdt_json_path(a, "checkpoint.version")), 1);
+    assert_int_equal(json_integer_value(rdt_json_path(a, "checkpoint.data.step")), 1);
+    json_decref(a);
+    snprintf(from, sizeof(from), "backup %s", bid);
+    assert_fault_resolved(id2, "bk-b", 1, from);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_hand_over_resumes_from_the_good_version),
         cmocka_unit_test(test_check_consistency_repairs_before_the_move),
         cmocka_unit_test(test_nothing_good_left),
+        cmocka_unit_test(test_the_only_version_comes_back_from_a_backup),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
