@@ -64,6 +64,7 @@ struct rd_repair {
     char *data;
     size_t size;
     char source[96];
+    bool holds_key; /* the task's key in s->inflight is this repair's */
     /* Backups still to read, newest first, and what the read ones said. */
     char backups[RD_SCHED_REPAIR_BACKUPS][65];
     unsigned n_backups, next_backup;
@@ -157,7 +158,8 @@ static void finish(struct rd_repair *r, int status)
 {
     struct rd_sched *s = r->s;
     rd_map_del(&s->repairs, r->task_id, strlen(r->task_id));
-    free(rd_map_del(&s->inflight, r->task_id, strlen(r->task_id)));
+    if (r->holds_key)
+        free(rd_map_del(&s->inflight, r->task_id, strlen(r->task_id)));
     for (struct waiter *w = r->waiters; w != NULL; w = w->next)
         if (w->cb != NULL)
             w->cb(w->data, status);
@@ -379,13 +381,19 @@ static int start(struct rd_sched *s, const struct rd_task *t, rd_sched_repair_cb
     snprintf(r->task_id, sizeof(r->task_id), "%s", t->id);
     snprintf(r->node_id, sizeof(r->node_id), "%s", t->node_id);
     r->bad_version = bad->version;
+    /* The task's key keeps it from moving meanwhile; when a proposal about
+     * it holds the key already, that one's commit releases it. */
+    bool take_key = rd_map_get(&s->inflight, t->id, strlen(t->id)) == NULL;
     if (rd_map_put(&s->repairs, r->task_id, strlen(r->task_id), r) != 0 ||
-        rd_map_put(&s->inflight, key, strlen(key), key) != 0) {
+        (take_key && rd_map_put(&s->inflight, key, strlen(key), key) != 0)) {
         rd_map_del(&s->repairs, r->task_id, strlen(r->task_id));
         free(key);
         repair_free(r);
         return RD_ENOMEM;
     }
+    r->holds_key = take_key;
+    if (!take_key)
+        free(key);
     RD_WARN("recovery", "checkpoint_corrupt", "task=%s version=%llu node=%s", t->id,
             (unsigned long long)bad->version, t->node_id[0] ? t->node_id : "-");
     /* 1. An older version the task still holds. */

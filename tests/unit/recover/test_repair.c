@@ -407,6 +407,26 @@ static void test_sweep_takes_up_a_repair(void **state)
     assert_int_equal(w->log.n, 0);
 }
 
+/* A proposal about the task holds its key already (a move on its way): the
+ * repair runs beside it and leaves that key to its owner. */
+static void test_repair_beside_a_proposal_in_flight(void **state)
+{
+    struct sched_world *w = *state;
+    const struct rd_task *t = running_task(w, 3, 3);
+    damage_newest(t);
+    sched_world_agent(w, "b", 4, "{}");
+    assert_true(
+        rd_sched__propose_assign(&w->s, t, rd_fsm_node(&w->fsm, "b", 1), RD_TASK_RECOVERING));
+    assert_true(in_flight(w));
+    struct outcome o = {0};
+    assert_int_equal(rd_sched_repair_checkpoint(&w->s, TASK, repaired, &o), 1);
+    fake_log_step(&w->log);
+    assert_int_equal(o.status, 0);
+    assert_false(in_flight(w));
+    assert_string_equal(t->node_id, "b");
+    assert_int_equal(rd_task_checkpoint(t)->version, 2);
+}
+
 /* A follower repairs nothing; its hand-over (were it asked) is the newest
  * version that verifies, as before repairs existed. */
 static void test_not_the_leader(void **state)
@@ -424,14 +444,27 @@ static void test_not_the_leader(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, sched_world_setup, sched_world_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_nothing_to_repair),       T(test_repair_from_an_older_version),
-        T(test_backups_newest_first),    cmocka_unit_test(test_pick_from_a_backup),
-        T(test_repair_from_a_backup),    T(test_nothing_good),
-        T(test_no_backups_configured),   T(test_a_newer_checkpoint_wins),
-        T(test_sweep_takes_up_a_repair), T(test_not_the_leader),
+        cmocka_unit_test_setup_teardown(test_nothing_to_repair, sched_world_setup,
+                                        sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_from_an_older_version, sched_world_setup,
+                                        sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_backups_newest_first, sched_world_setup,
+                                        sched_world_teardown),
+        cmocka_unit_test(test_pick_from_a_backup),
+        cmocka_unit_test_setup_teardown(test_repair_from_a_backup, sched_world_setup,
+                                        sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_nothing_good, sched_world_setup, sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_no_backups_configured, sched_world_setup,
+                                        sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_a_newer_checkpoint_wins, sched_world_setup,
+                                        sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_takes_up_a_repair, sched_world_setup,
+                                        sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_beside_a_proposal_in_flight, sched_world_setup,
+                                        sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_not_the_leader, sched_world_setup,
+                                        sched_world_teardown),
     };
-#undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
