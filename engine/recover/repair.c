@@ -115,10 +115,10 @@ static bool leading(const struct rd_sched *s)
     return s->env.log.is_leader(s->env.log.data) && !*s->env.shutting_down;
 }
 
-/* The open data_corruption fault about `task_id` (at `version`, or any
- * version when 0), or NULL. */
+/* The open data_corruption fault about version `version` of `task_id`'s
+ * checkpoint, or NULL. */
 static const struct rd_fault *open_fault_of(const struct rd_fsm *f, const char *task_id,
-                                            uint64_t version, uint64_t *fault_version)
+                                            uint64_t version)
 {
     size_t seen = 0;
     for (size_t i = f->n_faults; i-- > 0 && seen < f->open_faults;) {
@@ -132,9 +132,7 @@ static const struct rd_fault *open_fault_of(const struct rd_fsm *f, const char *
         const char *tid = json_string_value(json_object_get(m, "task_id"));
         json_t *v = json_object_get(m, "version");
         bool match = tid != NULL && strcmp(tid, task_id) == 0 && json_is_integer(v) &&
-                     (version == 0 || (uint64_t)json_integer_value(v) == version);
-        if (match && fault_version != NULL)
-            *fault_version = (uint64_t)json_integer_value(v);
+                     (uint64_t)json_integer_value(v) == version;
         json_decref(m);
         if (match)
             return x;
@@ -242,7 +240,7 @@ static void record(struct rd_repair *r, const char *reason)
 {
     struct rd_sched *s = r->s;
     const struct rd_fsm *f = s->env.fsm;
-    const struct rd_fault *open = open_fault_of(f, r->task_id, r->bad_version, NULL);
+    const struct rd_fault *open = open_fault_of(f, r->task_id, r->bad_version);
     if (open != NULL) {
         snprintf(r->fault_id, sizeof(r->fault_id), "%s", open->id);
         fault_opened(r, 0, 0);
