@@ -426,15 +426,6 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     };
     rd_sched_init(&eng->sched, &senv);
     rd_cluster_init(&eng->cluster, loop, &eng->cfg, &eng->fsm, &eng->replica, &eng->plugins);
-    struct rd_consistency_env cenv = {
-        .loop = loop,
-        .cfg = &eng->cfg,
-        .fsm = &eng->fsm,
-        .log = rd_replica_proposer(&eng->replica),
-        .replica = &eng->replica,
-        .cluster = &eng->cluster,
-    };
-    rd_consistency_init(&eng->consistency, &cenv);
     struct rd_backup_env benv = {
         .loop = loop,
         .cfg = &eng->cfg,
@@ -447,6 +438,15 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .shutting_down = &eng->shutting_down,
     };
     rd_backup_init(&eng->backups, &benv);
+    struct rd_consistency_env cenv = {
+        .loop = loop,
+        .cfg = &eng->cfg,
+        .fsm = &eng->fsm,
+        .log = rd_replica_proposer(&eng->replica),
+        .replica = &eng->replica,
+        .cluster = &eng->cluster,
+    };
+    rd_consistency_init(&eng->consistency, &cenv);
     eng->replica.on_role = on_role;
     eng->replica.on_role_data = eng;
 

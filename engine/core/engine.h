@@ -33,10 +33,10 @@ struct rd_engine {
     struct rd_plugin_host plugins;
     struct rd_analysis analysis;
     struct rd_sched sched;
-    struct rd_cluster cluster;     /* the other engine replicas, as seen from here */
+    struct rd_cluster cluster;         /* the other engine replicas, as seen from here */
+    struct rd_backups backups;         /* backups, continuous archiving (leader) */
     struct rd_consistency consistency; /* consistency checks and repairs (leader) */
-    struct rd_backups backups;     /* backups, continuous archiving (leader) */
-    struct rd_policy_host *policy; /* the policies in force (never NULL once started) */
+    struct rd_policy_host *policy;     /* the policies in force (never NULL once started) */
     uint64_t policy_reloads_ok;
     uint64_t policy_reloads_failed;
     bool plugins_stopped;

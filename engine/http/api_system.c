@@ -215,8 +215,8 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "1 while in degraded mode (partition suspected or tasks paused).");
     rd_mbuf_printf(&b, "recoveryd_degraded %d\n", rd_sched_degraded(sc, NULL) ? 1 : 0);
     rd_plugin_host_metrics(env->plugins, &b);
-    rd_consistency_metrics(env->consistency, &b);
     rd_backup_metrics(env->backups, &b);
+    rd_consistency_metrics(env->consistency, &b);
 
     if (b.err) {
         rd_mbuf_free(&b);

@@ -319,13 +319,6 @@ static void test_every_documented_operation_answers_as_documented(void **state)
     snprintf(recovery_id, sizeof(recovery_id), "%s",
              json_string_value(rdt_json_path(fr.json, "recovery_id")));
     rdt_resp_free(&fr);
-    /* A consistency check to read back (and this replica's digest at it). */
-    char check_id[64];
-    exchange(&proc, RDT_H1, "POST", "/api/v1/consistency/check", NULL, &fr);
-    assert_int_equal(fr.status, 202);
-    snprintf(check_id, sizeof(check_id), "%s",
-             json_string_value(rdt_json_path(fr.json, "check_id")));
-    rdt_resp_free(&fr);
     /* A completed backup to read back and verify. */
     char backup_id[64];
     exchange(&proc, RDT_H1, "POST", "/api/v1/backup/trigger", "{}", &fr);
@@ -345,6 +338,13 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         assert_true(rdt_now_ms() < until);
         rdt_sleep_ms(10);
     }
+    /* A consistency check to read back (and this replica's digest at it). */
+    char check_id[64];
+    exchange(&proc, RDT_H1, "POST", "/api/v1/consistency/check", NULL, &fr);
+    assert_int_equal(fr.status, 202);
+    snprintf(check_id, sizeof(check_id), "%s",
+             json_string_value(rdt_json_path(fr.json, "check_id")));
+    rdt_resp_free(&fr);
     /* Two passes: DELETE last, so the node is still there for the others. */
     for (int k = 0; k < 2 * n_ops; k++) {
         struct op *o = &ops[k % n_ops];

@@ -410,8 +410,8 @@ static int spawn_daemon(struct rdt_proc *p)
         return -1;
     }
     if (p->netns[0]) {
-        dprintf(log_fd, "rdt: ---- starting %s --listen %s in network namespace %s ----\n",
-                bin, listen_arg, p->netns);
+        dprintf(log_fd, "rdt: ---- starting %s --listen %s in network namespace %s ----\n", bin,
+                listen_arg, p->netns);
     } else {
         dprintf(log_fd, "rdt: ---- starting %s --listen %s ----\n", bin, listen_arg);
     }
