@@ -25,6 +25,7 @@ static void usage(FILE *out)
             "usage: recoveryd [--config PATH] [--listen HOST:PORT] [--data-dir DIR]\n"
             "                 [--node-id ID] [--replica-id N] [--raft-address HOST:PORT] [--join]\n"
             "                 [--plugins-dir DIR] [--check-config] [--version]\n"
+            "                 [--accept-data-loss]\n"
             "\n"
             "  --config PATH       YAML configuration (default: built-in defaults)\n"
             "  --listen HOST:PORT  API address (overrides server.listen)\n"
@@ -37,6 +38,10 @@ static void usage(FILE *out)
             "                      voters, whatever the log says: recovers a data directory\n"
             "                      left without voters or quorum (docs/operations.md); run\n"
             "                      it once, then restart without it\n"
+            "  --accept-data-loss  start even though the data directory is damaged: the\n"
+            "                      damaged files are kept in DATA_DIR/damaged-<time>/, the\n"
+            "                      log is cut where it stops being readable and the loss is\n"
+            "                      logged (docs/operations.md, \"Damaged data directory\")\n"
             "  --peer ID=HOST:PORT[=URL]  an initial voter: raft id, raft address, API URL\n"
             "                      (repeat for each; replaces cluster.peers)\n"
             "  --plugins-dir DIR   where plugins are loaded from (overrides plugins.dir)\n"
@@ -271,11 +276,12 @@ int main(int argc, char **argv)
         {"join", no_argument, NULL, 'j'},
         {"peer", required_argument, NULL, 'e'},
         {"force-new-cluster", no_argument, NULL, 'F'},
+        {"accept-data-loss", no_argument, NULL, 'L'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *listen = NULL, *data_dir = NULL, *node_id = NULL,
                *plugins_dir = NULL, *policies_dir = NULL, *replica_id = NULL, *raft_address = NULL;
-    int check = 0, join = 0, force = 0, c;
+    int check = 0, join = 0, force = 0, accept_loss = 0, c;
     const char *peers[RD_CFG_MAX_PEERS + 1];
     unsigned n_peers = 0;
     if (argc > 1 && strcmp(argv[1], "restore") == 0)
@@ -300,6 +306,9 @@ int main(int argc, char **argv)
             break;
         case 'F':
             force = 1;
+            break;
+        case 'L':
+            accept_loss = 1;
             break;
         case 'c':
             config_path = optarg;
@@ -416,6 +425,8 @@ int main(int argc, char **argv)
         cfg.cluster.join = true;
     if (force)
         cfg.cluster.force_new_cluster = true;
+    if (accept_loss)
+        cfg.storage.accept_data_loss = true;
     if (n_peers > 0) {
         /* --peer ID=HOST:PORT[=URL], the flags replace the file's list. */
         for (unsigned i = 0; i < n_peers; i++) {

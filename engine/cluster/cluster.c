@@ -1,4 +1,5 @@
 /* The engine replicas as this replica sees them (cluster.h). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "common/util.h"
 #include "config/config.h"
 #include "plugin/host.h"
+#include "replica/damage.h"
 #include "replica/replica.h"
 #include "net/httpc.h"
 #include "recoveryd/error.h"
@@ -344,8 +346,17 @@ void rd_cluster_start(struct rd_cluster *c, struct rd_httpc *httpc)
 
 void rd_cluster_stop(struct rd_cluster *c)
 {
-    if (!c->started)
+    if (c->rejoin.timer_on) {
+        uv_timer_stop(&c->rejoin.timer);
+        uv_close((uv_handle_t *)&c->rejoin.timer, NULL);
+        c->rejoin.timer_on = false;
+    }
+    if (c->httpc != NULL)
+        rd_httpc_cancel_owner(c->httpc, &c->rejoin);
+    if (!c->started) {
+        c->httpc = NULL;
         return;
+    }
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, NULL);
     c->started = false;
@@ -478,4 +489,313 @@ json_t *rd_cluster_replicas_json(struct rd_cluster *c)
                                              "api_url", url, "self", me));
     }
     return out;
+}
+
+/* ---- rejoining (issue 11) ----------------------------------------------------- */
+
+#define REJOIN_TICK_MS       200
+#define REJOIN_WARN_EVERY_NS (5ULL * 1000 * 1000 * 1000)
+
+static const char *role_word(int role)
+{
+    return role == RAFT_VOTER     ? "voter"
+           : role == RAFT_STANDBY ? "standby"
+           : role == RAFT_SPARE   ? "spare"
+                                  : "none";
+}
+
+static int role_of_word(const char *s)
+{
+    if (s == NULL)
+        return -1;
+    return strcmp(s, "voter") == 0     ? RAFT_VOTER
+           : strcmp(s, "standby") == 0 ? RAFT_STANDBY
+           : strcmp(s, "spare") == 0   ? RAFT_SPARE
+                                       : -1;
+}
+
+static const char *phase_word(enum rd_rejoin_phase p)
+{
+    switch (p) {
+    case RD_REJOIN_LEAVING:
+        return "leaving";
+    case RD_REJOIN_CATCHING_UP:
+        return "catching_up";
+    case RD_REJOIN_RETURNING:
+        return "returning";
+    case RD_REJOIN_DONE:
+        return "done";
+    default:
+        return "none";
+    }
+}
+
+static void rejoin_add_url(struct rd_rejoin *j, const char *url)
+{
+    if (url == NULL || url[0] == '\0' || j->n_urls == RD_REJOIN_MAX_URLS ||
+        strlen(url) >= RD_CFG_STR)
+        return;
+    for (unsigned i = 0; i < j->n_urls; i++)
+        if (strcmp(j->urls[i], url) == 0)
+            return;
+    snprintf(j->urls[j->n_urls++], RD_CFG_STR, "%s", url);
+}
+
+static void rejoin_wait(struct rd_cluster *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void rejoin_wait(struct rd_cluster *c, const char *fmt, ...)
+{
+    struct rd_rejoin *j = &c->rejoin;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->last_error, sizeof(j->last_error), fmt, ap);
+    va_end(ap);
+    uint64_t now = rd_mono_ns();
+    if (j->last_warn_ns == 0 || now - j->last_warn_ns >= REJOIN_WARN_EVERY_NS) {
+        j->last_warn_ns = now;
+        RD_WARN("cluster", "rejoin_waiting", "phase=%s tries=%llu after_ms=%llu error=\"%s\"",
+                phase_word(j->phase), (unsigned long long)j->tries,
+                (unsigned long long)((now - j->since_ns) / 1000000), j->last_error);
+    }
+    if (j->n_urls > 0)
+        j->next_url = (j->next_url + 1) % j->n_urls;
+}
+
+static void rejoin_finish(struct rd_cluster *c)
+{
+    struct rd_rejoin *j = &c->rejoin;
+    j->phase = RD_REJOIN_DONE;
+    if (rd_rejoin_clear(c->cfg->storage.data_dir) != 0)
+        RD_WARN("cluster", "rejoin_note_left", "dir=%s", c->cfg->storage.data_dir);
+    if (j->timer_on)
+        uv_timer_stop(&j->timer);
+    RD_INFO("cluster", "rejoined", "role=%s applied=%llu after_ms=%llu",
+            j->member ? role_word(j->previous_role) : "none",
+            (unsigned long long)rd_replica_applied_index(c->replica),
+            (unsigned long long)((rd_mono_ns() - j->since_ns) / 1000000));
+}
+
+static void rejoin_send(struct rd_cluster *c);
+
+/* The leader demoted this replica (or does not know it): raft starts here. */
+static void rejoin_left(struct rd_cluster *c)
+{
+    struct rd_rejoin *j = &c->rejoin;
+    j->phase = RD_REJOIN_CATCHING_UP;
+    int rv = j->left(j->left_data);
+    if (rv != 0) {
+        RD_ERROR("cluster", "rejoin_failed", "error=%s detail=\"raft could not start\"",
+                 rd_err_name(rv));
+        j->phase = RD_REJOIN_NONE;
+        if (j->timer_on)
+            uv_timer_stop(&j->timer);
+        return;
+    }
+    if (!j->member)
+        rejoin_finish(c);
+}
+
+static void rejoin_answered(void *data, const struct rd_http_response *resp)
+{
+    struct rd_cluster *c = data;
+    struct rd_rejoin *j = &c->rejoin;
+    j->in_flight = false;
+    if (j->phase != RD_REJOIN_LEAVING && j->phase != RD_REJOIN_RETURNING)
+        return;
+    if (resp->status == 0 && resp->error != NULL && strcmp(resp->error, "cancelled") == 0)
+        return;
+    json_t *body = resp->body_len > 0 ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+    json_t *err = json_object_get(body, "error");
+    const char *message = json_string_value(json_object_get(err, "message"));
+    if (resp->status == 307) {
+        const char *leader =
+            json_string_value(json_object_get(json_object_get(err, "details"), "leader"));
+        bool again = leader != NULL && j->redirect[0] == '\0';
+        if (again)
+            snprintf(j->redirect, sizeof(j->redirect), "%s", leader);
+        json_decref(body);
+        if (again)
+            rejoin_send(c);
+        else
+            rejoin_wait(c, "redirected twice");
+        return;
+    }
+    j->redirect[0] = '\0';
+    if (resp->status == 200 && j->phase == RD_REJOIN_LEAVING) {
+        int prev = role_of_word(json_string_value(json_object_get(body, "previous_role")));
+        json_decref(body);
+        j->member = true;
+        if (j->previous_role < 0 && prev >= 0) {
+            /* Kept in the note: a rejoin resumed later still knows it. */
+            struct rd_rejoin_note note;
+            char why[256];
+            j->previous_role = prev;
+            if (rd_rejoin_load(c->cfg->storage.data_dir, &note) != 0)
+                note = (struct rd_rejoin_note){.moved = true, .since_ms = rd_now_ms()};
+            note.previous_role = prev;
+            if (rd_rejoin_store(c->cfg->storage.data_dir, &note, why, sizeof(why)) != 0)
+                RD_WARN("cluster", "rejoin_note_unwritten", "error=\"%s\"", why);
+        }
+        RD_INFO("cluster", "rejoin_demoted",
+                "previous_role=%s role=standby tries=%llu detail=\"the leader made this replica a "
+                "standby: it starts empty and catches up\"",
+                role_word(j->previous_role), (unsigned long long)j->tries);
+        rejoin_left(c);
+        return;
+    }
+    if (resp->status == 404 && j->phase == RD_REJOIN_LEAVING) {
+        json_decref(body);
+        j->member = false;
+        RD_WARN("cluster", "rejoin_not_member",
+                "detail=\"replica %llu is not a member of the cluster: it starts empty and waits "
+                "to be added (POST /api/v1/cluster/replicas on the leader)\"",
+                (unsigned long long)c->cfg->cluster.replica_id);
+        rejoin_left(c);
+        return;
+    }
+    if (resp->status == 200 && j->phase == RD_REJOIN_RETURNING) {
+        json_decref(body);
+        rejoin_finish(c);
+        return;
+    }
+    if (resp->status != 0)
+        rejoin_wait(c, "status %d: %s", resp->status, message ? message : "(no message)");
+    else
+        rejoin_wait(c, "%s", resp->error ? resp->error : "no answer");
+    json_decref(body);
+}
+
+static void rejoin_send(struct rd_cluster *c)
+{
+    struct rd_rejoin *j = &c->rejoin;
+    const char *base = NULL;
+    if (j->redirect[0] != '\0') {
+        base = j->redirect;
+    } else if (j->phase == RD_REJOIN_RETURNING) {
+        uint64_t leader;
+        const char *addr;
+        rd_replica_leader(c->replica, &leader, &addr);
+        base = leader != 0 ? rd_cluster_api_url(c, leader) : NULL;
+    }
+    if (base == NULL && j->n_urls > 0)
+        base = j->urls[j->next_url % j->n_urls];
+    if (base == NULL || c->httpc == NULL) {
+        rejoin_wait(c, "no peer API URL is known");
+        return;
+    }
+    char url[RD_CFG_STR + 128];
+    snprintf(url, sizeof(url), "%s/api/v1/cluster/replicas/%llu/rejoin", base,
+             (unsigned long long)c->cfg->cluster.replica_id);
+    const char *body = j->phase == RD_REJOIN_LEAVING ? "{\"phase\":\"leave\"}"
+                                                     : "{\"phase\":\"return\",\"role\":\"voter\"}";
+    /* A return waits for the leader to catch this replica up first. */
+    struct rd_http_request req = {.method = "POST",
+                                  .url = url,
+                                  .body = body,
+                                  .body_len = strlen(body),
+                                  .timeout_ms = j->phase == RD_REJOIN_LEAVING ? 5000 : 30000};
+    j->tries++;
+    if (rd_httpc_request(c->httpc, &c->rejoin, &req, rejoin_answered, c) == 0)
+        j->in_flight = true;
+    else
+        rejoin_wait(c, "cannot send to %s", url);
+}
+
+static void rejoin_tick(uv_timer_t *t)
+{
+    struct rd_cluster *c = t->data;
+    struct rd_rejoin *j = &c->rejoin;
+    if (j->in_flight)
+        return;
+    uint64_t commit = 0;
+    switch (j->phase) {
+    case RD_REJOIN_LEAVING:
+    case RD_REJOIN_RETURNING:
+        rejoin_send(c);
+        break;
+    case RD_REJOIN_CATCHING_UP:
+        if (!rd_cluster_caught_up(c, &commit) || commit == 0)
+            break;
+        if (j->previous_role != RAFT_VOTER) {
+            rejoin_finish(c);
+            break;
+        }
+        RD_INFO("cluster", "rejoin_caught_up", "applied=%llu leader_commit=%llu",
+                (unsigned long long)rd_replica_applied_index(c->replica),
+                (unsigned long long)commit);
+        j->phase = RD_REJOIN_RETURNING;
+        rejoin_send(c);
+        break;
+    default:
+        break;
+    }
+}
+
+int rd_cluster_rejoin(struct rd_cluster *c, struct rd_httpc *httpc, const char *reason,
+                      int (*left)(void *data), void *data)
+{
+    struct rd_rejoin *j = &c->rejoin;
+    if (j->phase == RD_REJOIN_LEAVING || j->phase == RD_REJOIN_CATCHING_UP ||
+        j->phase == RD_REJOIN_RETURNING)
+        return RD_EBUSY;
+    bool timer_on = j->timer_on;
+    uv_timer_t timer = j->timer;
+    memset(j, 0, sizeof(*j));
+    j->timer_on = timer_on;
+    j->timer = timer;
+    j->previous_role = -1;
+    j->left = left;
+    j->left_data = data;
+    uint64_t self = c->cfg->cluster.replica_id;
+    for (unsigned i = 0; i < c->cfg->cluster.n_peers; i++)
+        if (c->cfg->cluster.peers[i].id != self)
+            rejoin_add_url(j, c->cfg->cluster.peers[i].api_url);
+    const struct rd_replica *r = c->replica;
+    for (unsigned i = 0; r->has_mark_start && i < r->mark_start.n_members; i++)
+        if (r->mark_start.members[i].id != self)
+            rejoin_add_url(j, r->mark_start.members[i].api_url);
+    const struct raft_configuration *conf = rd_replica_configuration(c->replica);
+    for (unsigned i = 0; i < conf->n; i++)
+        if (conf->servers[i].id != self)
+            rejoin_add_url(j, rd_fsm_replica_url(c->fsm, conf->servers[i].id));
+    if (j->n_urls == 0) {
+        RD_ERROR("cluster", "rejoin_failed",
+                 "detail=\"no other replica's API URL is known (cluster.peers with api_url, or "
+                 "the members in the acknowledged mark): this replica cannot rejoin by itself\"");
+        return RD_EINVAL;
+    }
+    struct rd_rejoin_note note;
+    char why[256];
+    int rv = rd_rejoin_load(c->cfg->storage.data_dir, &note);
+    if (rv == 0) {
+        j->previous_role = note.previous_role;
+    } else {
+        /* A rejoin asked for while running: the note comes first, so that a
+         * crash before the state moved aside still ends in a rejoin. */
+        note =
+            (struct rd_rejoin_note){.moved = false, .previous_role = -1, .since_ms = rd_now_ms()};
+        snprintf(note.reason, sizeof(note.reason), "%s", reason ? reason : "rejoin requested");
+        if (rd_rejoin_store(c->cfg->storage.data_dir, &note, why, sizeof(why)) != 0)
+            RD_WARN("cluster", "rejoin_note_unwritten", "error=\"%s\"", why);
+    }
+    if (c->httpc == NULL)
+        c->httpc = httpc;
+    j->phase = RD_REJOIN_LEAVING;
+    j->since_ns = rd_mono_ns();
+    RD_WARN("cluster", "rejoining",
+            "peers=%u reason=\"%s\" detail=\"asking the leader to demote this replica before "
+            "raft starts here\"",
+            j->n_urls, note.reason);
+    if (!j->timer_on) {
+        uv_timer_init(c->loop, &j->timer);
+        j->timer.data = c;
+        j->timer_on = true;
+    }
+    uv_timer_start(&j->timer, rejoin_tick, 0, REJOIN_TICK_MS);
+    return 0;
+}
+
+enum rd_rejoin_phase rd_cluster_rejoin_phase(const struct rd_cluster *c)
+{
+    return c->rejoin.phase;
 }

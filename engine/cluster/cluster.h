@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "config/config.h"
 #include "fsm/fsm.h"
 
 #define RD_CLUSTER_POLL_MS 500
@@ -48,6 +49,35 @@ struct rd_peer {
     bool fault_proposing;
 };
 
+/* Where a rejoin stands (rd_cluster_rejoin). */
+enum rd_rejoin_phase {
+    RD_REJOIN_NONE = 0,
+    RD_REJOIN_LEAVING,     /* asking the leader to demote this replica (raft not running here) */
+    RD_REJOIN_CATCHING_UP, /* raft runs empty, as a standby: the leader sends the log */
+    RD_REJOIN_RETURNING,   /* caught up: asking the leader to make it a voter again */
+    RD_REJOIN_DONE,
+};
+
+#define RD_REJOIN_MAX_URLS (2 * RD_CFG_MAX_PEERS + 2)
+
+struct rd_rejoin {
+    enum rd_rejoin_phase phase;
+    int previous_role; /* the role before (RAFT_VOTER, ...); -1 until the leader said */
+    bool member;       /* the leader knows this replica (false: it waits to be added) */
+    char urls[RD_REJOIN_MAX_URLS][RD_CFG_STR]; /* the other members' API URLs */
+    unsigned n_urls, next_url;
+    char redirect[RD_CFG_STR + 96]; /* a 307's target, asked next */
+    bool in_flight;
+    bool timer_on;
+    uv_timer_t timer;
+    uint64_t since_ns, last_warn_ns, tries;
+    char last_error[256];
+    /* Told once the leader demoted this replica: starts raft empty (0), or
+     * fails (an RD_E* code: the rejoin stops). */
+    int (*left)(void *data);
+    void *left_data;
+};
+
 struct rd_cluster {
     uv_loop_t *loop;
     const struct rd_config *cfg;
@@ -64,6 +94,7 @@ struct rd_cluster {
     bool resolving_stale; /* a stale replica partition fault's resolve is in flight */
     uint64_t polls_total;
     uint64_t polls_failed;
+    struct rd_rejoin rejoin;
 };
 
 /* Everything it reads or acts through, explicitly; all outlive it. */
@@ -107,6 +138,35 @@ bool rd_cluster_caught_up(struct rd_cluster *c, uint64_t *leader_commit);
  * counts.
  */
 int rd_cluster_check_change(struct rd_cluster *c, uint64_t id, int role, char *why, size_t n);
+
+/*
+ * Rejoins the cluster from the other replicas, safely (issue 11): this
+ * replica's state is (or is about to be) gone, and a voter with an empty
+ * log could elect a leader that lacks committed entries. So:
+ *
+ * 1. leave: POST /api/v1/cluster/replicas/{self}/rejoin {"phase":"leave"}
+ *    to the peers (cluster.peers, the members in the acknowledged mark, the
+ *    URLs in the log), following 307 to the leader, retrying every 300 ms
+ *    until one answers as leader: it demotes this replica to standby (the
+ *    strict reconfiguration check applies) and answers once that committed;
+ * 2. `left(data)` starts raft here, empty and without bootstrap (the caller
+ *    moved the old state aside before, or does it now); a standby never
+ *    votes, and libraft grants no vote from a server that is not a voter;
+ * 3. once applied up to the leader's commit index (rd_cluster_caught_up),
+ *    {"phase":"return","role":"voter"}: the leader catches it up and makes
+ *    it a voter again (only when it was one);
+ * 4. the rejoin note (<data_dir>/rejoin) is removed: done.
+ *
+ * Each step is logged; a rejoin interrupted by a crash resumes at the next
+ * start (the note says so; `reason` goes into a note written here when
+ * there is none yet, before anything moves). `httpc` must outlive it (rd_cluster_stop ends it).
+ * 0, or RD_EBUSY (one is running) / RD_EINVAL (no peer URL known).
+ */
+int rd_cluster_rejoin(struct rd_cluster *c, struct rd_httpc *httpc, const char *reason,
+                      int (*left)(void *data), void *data);
+
+/* The rejoin's phase (RD_REJOIN_NONE when none ran). */
+enum rd_rejoin_phase rd_cluster_rejoin_phase(const struct rd_cluster *c);
 
 /* [{"id","address","role","voter_role","reachable","applied_index","term","api_url"}]. */
 json_t *rd_cluster_replicas_json(struct rd_cluster *c);

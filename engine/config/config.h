@@ -91,6 +91,8 @@ struct rd_config {
         unsigned snapshot_threshold; /* storage.snapshot_threshold, default 8192 entries */
         unsigned snapshot_trailing;  /* storage.snapshot_trailing, default 4096 entries */
         size_t segment_size;         /* storage.segment_size, default 8MiB */
+        bool accept_data_loss;       /* --accept-data-loss only (never from a file): start on a
+                                        damaged data directory with what is left of it */
     } storage;
 
     struct {

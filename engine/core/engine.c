@@ -317,6 +317,89 @@ void rd_engine_shutdown(struct rd_engine *eng)
     uv_timer_start(&eng->shutdown_timer, shutdown_tick, 0, 5);
 }
 
+static void fsm_setup(struct rd_engine *eng)
+{
+    rd_fsm_init(&eng->fsm);
+    eng->fsm.on_node = on_node_change;
+    eng->fsm.on_node_data = eng;
+    eng->fsm.on_fault = on_fault;
+    eng->fsm.on_fault_data = eng;
+    eng->fsm.on_task = on_task;
+    eng->fsm.on_task_data = eng;
+    eng->fsm.on_entry = on_entry;
+    eng->fsm.on_entry_data = eng;
+}
+
+static int rejoin_start_empty(struct rd_engine *eng)
+{
+    eng->replica.rejoin = true;
+    int rv = rd_replica_start(&eng->replica, &eng->fsm);
+    if (rv != 0) {
+        RD_ERROR("engine", "raft_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+                 eng->replica.errmsg);
+        fprintf(stderr, "recoveryd: %s\n", eng->replica.errmsg);
+        eng->exit_code = 1;
+        rd_engine_shutdown(eng);
+        return rv;
+    }
+    rd_cluster_start(&eng->cluster, eng->httpc);
+    return 0;
+}
+
+/* A running replica's raft closed for its rejoin: its state goes aside, the
+ * machine starts over empty, raft starts again without bootstrap. */
+static void rejoin_closed(void *data)
+{
+    struct rd_engine *eng = data;
+    eng->rejoin_restarting = false;
+    if (eng->shutting_down) {
+        eng->raft_closed = true;
+        return;
+    }
+    int rv = rd_replica_set_aside(&eng->replica);
+    if (rv == 0) {
+        rd_fsm_close(&eng->fsm);
+        fsm_setup(eng);
+        rd_replica_reset(&eng->replica);
+        rv = rd_replica_listen(&eng->replica, eng->loop, &eng->cfg);
+    }
+    if (rv == 0) {
+        rejoin_start_empty(eng);
+        return;
+    }
+    RD_ERROR("engine", "rejoin_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+             eng->replica.errmsg);
+    eng->exit_code = 1;
+    eng->raft_closed = true;
+    rd_engine_shutdown(eng);
+}
+
+/*
+ * The leader demoted this replica: raft (re)starts here empty. At start it
+ * never ran; while running (rd_engine_rejoin) it closes first. A start
+ * that fails ends the process as a failed start would have.
+ */
+static int rejoin_left(void *data)
+{
+    struct rd_engine *eng = data;
+    if (eng->shutting_down)
+        return RD_ESHUTDOWN;
+    if (!eng->replica.started)
+        return rejoin_start_empty(eng);
+    eng->rejoin_restarting = true;
+    rd_replica_close(&eng->replica, rejoin_closed, eng);
+    return 0;
+}
+
+int rd_engine_rejoin(struct rd_engine *eng, const char *reason)
+{
+    if (eng->shutting_down || eng->rejoin_restarting)
+        return RD_ESHUTDOWN;
+    if (rd_replica_is_leader(&eng->replica))
+        return RD_ECONFLICT; /* its peers cannot demote it: transfer the leadership first */
+    return rd_cluster_rejoin(&eng->cluster, eng->httpc, reason, rejoin_left, eng);
+}
+
 static void policy_fault_done(void *data, int status, uint64_t value)
 {
     (void)data, (void)status, (void)value;
@@ -396,15 +479,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     eng->started_ns = rd_mono_ns();
     rd_log_set_level(eng->cfg.logging.level);
     signal(SIGPIPE, SIG_IGN);
-    rd_fsm_init(&eng->fsm);
-    eng->fsm.on_node = on_node_change;
-    eng->fsm.on_node_data = eng;
-    eng->fsm.on_fault = on_fault;
-    eng->fsm.on_fault_data = eng;
-    eng->fsm.on_task = on_task;
-    eng->fsm.on_task_data = eng;
-    eng->fsm.on_entry = on_entry;
-    eng->fsm.on_entry_data = eng;
+    fsm_setup(eng);
     rd_registry_init(&eng->registry);
     rd_analysis_init(&eng->analysis, loop, &eng->cfg, &eng->fsm, &eng->registry,
                      rd_replica_proposer(&eng->replica), &eng->plugins);
@@ -466,6 +541,16 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         RD_ERROR("engine", "data_dir_failed", "error=%s detail=\"%s\" origin=\"%s\"",
                  rd_err_name(rv), eng->replica.errmsg, origin);
         fprintf(stderr, "recoveryd: %s (%s)\n", eng->replica.errmsg, origin);
+        eng->exit_code = 1;
+        goto out;
+    }
+    /* Damage on disk is judged before raft reads anything (issue 11). */
+    rv = rd_replica_check_disk(&eng->replica, &eng->cfg);
+    if (rv != 0) {
+        fprintf(stderr, "recoveryd: %s\n", eng->replica.errmsg);
+        if (rv != RD_ECORRUPT)
+            RD_ERROR("engine", "data_dir_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+                     eng->replica.errmsg);
         eng->exit_code = 1;
         goto out;
     }
@@ -554,16 +639,28 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         goto out;
     }
 
-    rv = rd_replica_start(&eng->replica, &eng->fsm);
-    if (rv != 0) {
-        RD_ERROR("engine", "raft_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
-                 eng->replica.errmsg);
-        fprintf(stderr, "recoveryd: %s\n", eng->replica.errmsg);
-        abort_start(eng);
-        goto out;
+    if (eng->replica.rejoin) {
+        /* Raft starts once the leader demoted this replica (rejoin_left). */
+        rv = rd_cluster_rejoin(&eng->cluster, eng->httpc, NULL, rejoin_left, eng);
+        if (rv != 0) {
+            fprintf(stderr,
+                    "recoveryd: this replica must rejoin its cluster (its data directory was "
+                    "damaged) but knows no other replica's API URL: give cluster.peers with "
+                    "api_url (or --peer ID=HOST:PORT=URL)\n");
+            abort_start(eng);
+            goto out;
+        }
+    } else {
+        rv = rd_replica_start(&eng->replica, &eng->fsm);
+        if (rv != 0) {
+            RD_ERROR("engine", "raft_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+                     eng->replica.errmsg);
+            fprintf(stderr, "recoveryd: %s\n", eng->replica.errmsg);
+            abort_start(eng);
+            goto out;
+        }
+        rd_cluster_start(&eng->cluster, eng->httpc);
     }
-
-    rd_cluster_start(&eng->cluster, eng->httpc);
     rd_consistency_start(&eng->consistency, eng->httpc);
     uv_signal_init(loop, &eng->sig_int);
     uv_signal_init(loop, &eng->sig_term);

@@ -47,6 +47,7 @@ struct rd_engine {
     uv_timer_t shutdown_timer;
     bool shutting_down;
     bool raft_closed;
+    bool rejoin_restarting; /* raft closes for a rejoin (rd_engine_rejoin) */
     uint64_t shutdown_started_ns;
     uint64_t drained_ns; /* when the last pending answer went out */
     uint64_t started_ns;
@@ -67,6 +68,17 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
 
 /* Starts the graceful shutdown (what SIGTERM does). */
 void rd_engine_shutdown(struct rd_engine *eng);
+
+/*
+ * This replica's state is not to be trusted (a consistency check found it
+ * diverged): it rejoins from its peers while running (rd_cluster_rejoin):
+ * the leader demotes it, raft closes, the raft directory and the mark move
+ * to <data_dir>/damaged-<UTC time>/, the state machine starts over empty,
+ * raft starts again without bootstrap, catches up, and the leader makes it
+ * a voter again. 0, or RD_ECONFLICT (it leads: transfer the leadership
+ * first), RD_EBUSY (a rejoin runs), RD_EINVAL (no peer URL), RD_ESHUTDOWN.
+ */
+int rd_engine_rejoin(struct rd_engine *eng, const char *reason);
 
 /* Lease handed to agents, in ms. */
 uint64_t rd_engine_lease_ms(const struct rd_engine *eng);

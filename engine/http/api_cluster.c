@@ -1,6 +1,8 @@
 /*
- * Engine membership: GET/POST/DELETE /api/v1/cluster/replicas. Every change
- * is a raft configuration change (committed through the log); a new
+ * Engine membership: GET/POST/DELETE /api/v1/cluster/replicas, and POST
+ * /api/v1/cluster/replicas/{id}/rejoin (a replica whose state is gone leaves
+ * the voters before it starts empty, and returns once caught up). Every
+ * change is a raft configuration change (committed through the log); a new
  * replica's API URL is written to the log first (replica_info), so every
  * replica can redirect to it and poll it.
  */
@@ -18,6 +20,7 @@
 #include "recover/sched.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
+#include "common/log.h"
 #include "http.h"
 #include "recoveryd/error.h"
 
@@ -220,4 +223,113 @@ void rd_api_REPLICA_DELETE(struct rd_http_req *hr)
         rd_http_send_rd_error(&p->hr, rv, NULL);
         rd_http_pending_done(p);
     }
+}
+
+/* ---- rejoin (issue 11) ----------------------------------------------------- */
+
+static const char *role_name(int role)
+{
+    return role == RAFT_VOTER ? "voter" : role == RAFT_STANDBY ? "standby" : "spare";
+}
+
+/* {"id","phase","role","previous_role"}, once the change (or the barrier) committed. */
+static void rejoin_answer(void *data, int status, uint64_t value)
+{
+    struct rd_http_pending *p = data;
+    (void)value;
+    if (rd_http_pending_alive(p)) {
+        /* key: "<phase> <id> <previous role> <role>" */
+        char phase[16] = "";
+        unsigned long long id = 0;
+        int prev = 0, role = 0;
+        sscanf(p->key, "%15s %llu %d %d", phase, &id, &prev, &role);
+        if (status == 0)
+            rd_http_send_json(&p->hr, 200,
+                              json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)id, "phase", phase,
+                                        "role", role_name(role), "previous_role", role_name(prev)));
+        else
+            rd_http_send_rd_error(&p->hr, status, NULL);
+        if (status == 0)
+            RD_INFO("cluster", strcmp(phase, "leave") == 0 ? "replica_left" : "replica_returned",
+                    "id=%llu role=%s previous_role=%s", id, role_name(role), role_name(prev));
+    }
+    rd_http_pending_done(p);
+}
+
+/*
+ * {"phase": "leave"}: the replica's state is gone (damaged, or diverged):
+ * it stops being a voter (standby: it still receives the log) before it
+ * starts empty, so that its empty log can never help elect a leader that
+ * lacks committed entries. {"phase": "return", "role": "voter"}: it caught
+ * up; libraft catches it up to the last entry and makes it a voter again.
+ * Both answer once the configuration committed (a barrier when it already
+ * is in that role), with the role it had before.
+ */
+void rd_api_REPLICA_REJOIN(struct rd_http_req *hr)
+{
+    const struct rd_http_env *env = hr->env;
+    h2o_iovec_t s = hr->params[0];
+    char buf[24];
+    char *end = NULL;
+    unsigned long long id = 0;
+    if (s.len > 0 && s.len < sizeof(buf)) {
+        memcpy(buf, s.base, s.len);
+        buf[s.len] = '\0';
+        id = strtoull(buf, &end, 10);
+    }
+    if (id == 0 || end == NULL || *end != '\0') {
+        rd_http_bad_request(hr, "id", "the path must name the replica's raft server id");
+        return;
+    }
+    json_t *body = rd_http_body_object(hr);
+    if (body == NULL)
+        return;
+    const char *phase = json_string_value(json_object_get(body, "phase"));
+    const char *role_s = json_string_value(json_object_get(body, "role"));
+    int role = parse_role(role_s);
+    bool leave = phase != NULL && strcmp(phase, "leave") == 0;
+    const struct raft_server *m = member(env, id);
+    if (phase == NULL || (!leave && strcmp(phase, "return") != 0)) {
+        rd_http_bad_request(hr, "phase", "phase must be leave or return");
+    } else if (role < 0 || (json_object_get(body, "role") && role_s == NULL)) {
+        rd_http_bad_request(hr, "role", "role must be voter, standby or spare");
+    } else if (m == NULL) {
+        rd_http_send_error(hr, 404, "not_found", NULL,
+                           "replica %llu is not a member: add it with POST "
+                           "/api/v1/cluster/replicas",
+                           id);
+    } else if (leave && id == env->cfg->cluster.replica_id) {
+        rd_http_send_error(hr, 409, "conflict", NULL,
+                           "replica %llu leads the cluster: it cannot rejoin from itself; "
+                           "transfer the leadership first",
+                           id);
+    } else {
+        int prev = m->role, want = leave ? RAFT_STANDBY : role;
+        char why[256];
+        if (leave && prev == RAFT_VOTER &&
+            rd_cluster_check_change(env->cluster, id, RAFT_STANDBY, why, sizeof(why)) != 0) {
+            rd_http_send_error(hr, 409, "conflict", NULL, "%s", why);
+            goto out;
+        }
+        struct rd_http_pending *p = rd_http_defer(hr);
+        if (p == NULL) {
+            rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+            goto out;
+        }
+        snprintf(p->key, sizeof(p->key), "%s %llu %d %d", leave ? "leave" : "return", id, prev,
+                 want);
+        if (leave && prev == RAFT_VOTER)
+            RD_WARN("cluster", "replica_rejoining",
+                    "id=%llu detail=\"its state is gone: demoted to standby until it caught up\"",
+                    id);
+        /* Already in that role: answer once that configuration is committed. */
+        int rv = prev == want ? rd_replica_read_barrier(env->replica, rejoin_answer, p)
+                              : rd_replica_assign(env->replica, id, want, rejoin_answer, p);
+        if (rv != 0) {
+            rd_http_send_rd_error(&p->hr, rv, NULL);
+            rd_http_pending_done(p);
+        }
+    }
+out:
+    json_decref(body);
 }

@@ -93,6 +93,7 @@ struct rd_http_env {
     X(REPLICAS_LIST, "GET", "/api/v1/cluster/replicas", "replicas_list")                           \
     X(REPLICAS_CHANGE, "POST", "/api/v1/cluster/replicas", "replicas_change")                      \
     X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                    \
+    X(REPLICA_REJOIN, "POST", "/api/v1/cluster/replicas/*/rejoin", "replica_rejoin")               \
     X(CONSISTENCY_CHECK, "POST", "/api/v1/consistency/check", "consistency_check")                 \
     X(CONSISTENCY_CHECKS, "GET", "/api/v1/consistency/checks", "consistency_checks")               \
     X(CONSISTENCY_CHECK_GET, "GET", "/api/v1/consistency/checks/*", "consistency_check_get")       \

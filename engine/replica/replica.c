@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -289,6 +290,381 @@ int rd_replica_listen(struct rd_replica *r, uv_loop_t *loop, const struct rd_con
     return 0;
 }
 
+/* ---- damage on disk (damage.h) --------------------------------------------- */
+
+/* Other members this replica could rejoin through: configured peers, or the
+ * members the mark lists. */
+static bool has_peers(const struct rd_replica *r, const struct rd_config *cfg)
+{
+    for (unsigned i = 0; i < cfg->cluster.n_peers; i++)
+        if (cfg->cluster.peers[i].id != cfg->cluster.replica_id)
+            return true;
+    for (unsigned i = 0; r->has_mark_start && i < r->mark_start.n_members; i++)
+        if (r->mark_start.members[i].id != cfg->cluster.replica_id)
+            return true;
+    return false;
+}
+
+/* The single-line advice of a refused start: restore, or accept the loss. */
+static void refuse_message(struct rd_replica *r, const char *dir, const struct rd_damage_verdict *v)
+{
+    snprintf(r->errmsg, sizeof(r->errmsg),
+             "data directory %s is damaged, nothing was changed: %s Restore it from a backup "
+             "into a fresh data directory: recoveryd restore --from <backup target> --data-dir %s "
+             "(docs/backup.md, \"Disaster recovery\"); or start on what is left with "
+             "--accept-data-loss (the damaged files are then kept in %s/damaged-<UTC time>/)",
+             dir, v->report, dir, dir);
+}
+
+/* Moves <data_dir>/raft and the mark into a fresh damaged-<time>/. */
+static int move_state_aside(struct rd_replica *r, const char *dir)
+{
+    char why[512], to[600], from[600];
+    if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        return RD_EIO;
+    }
+    struct stat st;
+    snprintf(to, sizeof(to), "%s/raft", r->damaged_dir);
+    if (stat(r->raft_dir, &st) == 0 && rd_move_aside(r->raft_dir, to, why, sizeof(why)) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        return RD_EIO;
+    }
+    snprintf(from, sizeof(from), "%s/" RD_MARK_FILE, dir);
+    snprintf(to, sizeof(to), "%s/" RD_MARK_FILE, r->damaged_dir);
+    if (stat(from, &st) == 0 && rd_move_aside(from, to, why, sizeof(why)) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        return RD_EIO;
+    }
+    return 0;
+}
+
+/* True when raft/ holds anything. */
+static bool dir_has_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    bool any = false;
+    struct dirent *e;
+    while (!any && (e = readdir(d)) != NULL)
+        any = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return any;
+}
+
+int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
+{
+    const char *dir = cfg->storage.data_dir;
+    char why[512];
+    r->cfg = cfg;
+    snprintf(r->raft_dir, sizeof(r->raft_dir), "%s/raft", dir);
+    int rv = rd_mark_load(dir, &r->mark_start, why, sizeof(why));
+    r->has_mark_start = rv == 0;
+    if (rv != 0 && rv != RD_ENOTFOUND)
+        RD_WARN("raft", "mark_unreadable",
+                "error=\"%s\" detail=\"the acknowledged mark is lost: damage is judged from the "
+                "files alone at this start\"",
+                why);
+
+    /* An interrupted rejoin resumes: the old state (if still here) goes aside. */
+    struct rd_rejoin_note note;
+    rv = rd_rejoin_load(dir, &note);
+    if (rv == 0 || rv == RD_ECORRUPT) {
+        if (!note.moved && dir_has_files(r->raft_dir)) {
+            if ((rv = move_state_aside(r, dir)) != 0)
+                return rv;
+            note.moved = true;
+            if (note.since_ms == 0)
+                note.since_ms = rd_now_ms();
+            if (rd_rejoin_store(dir, &note, why, sizeof(why)) != 0) {
+                snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+                return RD_EIO;
+            }
+            RD_WARN("raft", "state_moved_aside", "to=%s reason=\"%s\"", r->damaged_dir,
+                    note.reason);
+        }
+        RD_WARN("raft", "rejoin_resumed", "since=%lld reason=\"%s\"", (long long)note.since_ms,
+                note.reason);
+        r->rejoin = true;
+    }
+
+    struct rd_scan scan;
+    if ((rv = rd_scan(r->raft_dir, &scan, why, sizeof(why))) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        return rv;
+    }
+    r->corrupt_before = scan.n_corrupt;
+    if (scan.n_corrupt > 0)
+        RD_WARN("raft", "corrupt_files_present",
+                "dir=%s count=%u newest=%s detail=\"libraft set damaged segments aside at an "
+                "earlier start: the entries they held were dropped then\"",
+                r->raft_dir, scan.n_corrupt, scan.corrupt);
+    struct rd_damage_verdict v;
+    rd_judge(&scan, r->has_mark_start && !r->rejoin ? &r->mark_start : NULL, &v);
+    r->expect_last = scan.last_index;
+    if (!v.damaged) {
+        if (v.torn)
+            RD_WARN("raft", "torn_write_dropped",
+                    "file=raft/%s offset=%lld from_index=%llu acknowledged=%llu "
+                    "detail=\"the last write before an unclean stop is incomplete and is cut "
+                    "off; it holds no entry this replica acknowledged\"",
+                    scan.torn_file, scan.torn_offset, (unsigned long long)scan.last_index + 1,
+                    (unsigned long long)(r->has_mark_start ? r->mark_start.applied : 0));
+        if (v.stale) {
+            char aside[600];
+            if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
+                snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+                return RD_EIO;
+            }
+            snprintf(aside, sizeof(aside), "%s/raft", r->damaged_dir);
+            if (rd_repair_stale(r->raft_dir, aside, &scan, why, sizeof(why)) != 0) {
+                snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+                return RD_EIO;
+            }
+            RD_WARN("raft", "damaged_segments_moved",
+                    "file=raft/%s count=%u up_to_index=%llu snapshot_index=%llu moved_to=%s "
+                    "detail=\"damaged log segments the snapshot covers: nothing is lost\"",
+                    scan.stale_bad, scan.n_stale_bad, (unsigned long long)scan.stale_end,
+                    (unsigned long long)scan.snap_index, aside);
+        }
+        return 0;
+    }
+    snprintf(r->damage_report, sizeof(r->damage_report), "%s", v.report);
+    if (cfg->storage.accept_data_loss) {
+        char aside[600];
+        if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+            return RD_EIO;
+        }
+        snprintf(aside, sizeof(aside), "%s/raft", r->damaged_dir);
+        if (rd_repair(r->raft_dir, aside, &scan, r->has_mark_start ? &r->mark_start : NULL, why,
+                      sizeof(why)) != 0) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+            return RD_EIO;
+        }
+        /* The mark describes the log as it was: it goes with the copy. */
+        char from[600], to[600];
+        snprintf(from, sizeof(from), "%s/" RD_MARK_FILE, dir);
+        snprintf(to, sizeof(to), "%s/" RD_MARK_FILE, r->damaged_dir);
+        struct stat st;
+        if (stat(from, &st) == 0 && rd_move_aside(from, to, why, sizeof(why)) != 0) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+            return RD_EIO;
+        }
+        r->has_mark_start = false;
+        RD_ERROR("raft", "data_loss_accepted",
+                 "file=%s lost_first=%llu lost_last=%llu lost=\"%s\" kept=%s report=\"%s\"", v.file,
+                 (unsigned long long)(v.log_lost ? v.lost_first : 0),
+                 (unsigned long long)(v.log_lost ? v.lost_last : 0),
+                 v.log_lost ? v.lost_summary : "the term and vote", aside, v.report);
+        return 0;
+    }
+    if (has_peers(r, cfg)) {
+        note =
+            (struct rd_rejoin_note){.moved = false, .previous_role = -1, .since_ms = rd_now_ms()};
+        snprintf(note.reason, sizeof(note.reason), "damaged %s", v.file);
+        if (rd_rejoin_store(dir, &note, why, sizeof(why)) != 0) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+            return RD_EIO;
+        }
+        if ((rv = move_state_aside(r, dir)) != 0)
+            return rv;
+        note.moved = true;
+        if (rd_rejoin_store(dir, &note, why, sizeof(why)) != 0) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+            return RD_EIO;
+        }
+        RD_ERROR("raft", "data_damaged",
+                 "file=%s action=rejoin moved_to=%s lost_first=%llu lost_last=%llu report=\"%s\" "
+                 "detail=\"the damaged state is kept there; this replica asks the leader to "
+                 "demote it, starts empty, catches up from its peers and becomes a voter again\"",
+                 v.file, r->damaged_dir, (unsigned long long)(v.log_lost ? v.lost_first : 0),
+                 (unsigned long long)(v.log_lost ? v.lost_last : 0), v.report);
+        r->rejoin = true;
+        r->expect_last = 0;
+        return 0;
+    }
+    refuse_message(r, dir, &v);
+    RD_ERROR("raft", "data_damaged",
+             "file=%s action=refused lost_first=%llu lost_last=%llu report=\"%s\"", v.file,
+             (unsigned long long)(v.log_lost ? v.lost_first : 0),
+             (unsigned long long)(v.log_lost ? v.lost_last : 0), v.report);
+    return RD_ECORRUPT;
+}
+
+int rd_replica_set_aside(struct rd_replica *r)
+{
+    if (r->started && !r->closing)
+        return RD_EBUSY;
+    int rv = move_state_aside(r, r->cfg->storage.data_dir);
+    if (rv != 0)
+        return rv;
+    char why[512];
+    struct rd_rejoin_note note;
+    if (rd_rejoin_load(r->cfg->storage.data_dir, &note) != 0)
+        note = (struct rd_rejoin_note){.previous_role = -1, .since_ms = rd_now_ms()};
+    note.moved = true;
+    if (rd_rejoin_store(r->cfg->storage.data_dir, &note, why, sizeof(why)) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        return RD_EIO;
+    }
+    RD_WARN("raft", "state_moved_aside", "to=%s reason=\"%s\"", r->damaged_dir, note.reason);
+    return 0;
+}
+
+void rd_replica_reset(struct rd_replica *r)
+{
+    struct rd_replica keep = *r;
+    memset(r, 0, sizeof(*r));
+    r->loop = keep.loop;
+    r->cfg = keep.cfg;
+    snprintf(r->lock_path, sizeof(r->lock_path), "%s", keep.lock_path);
+    r->lock_fd = keep.lock_fd;
+    r->locked = keep.locked;
+    r->on_role = keep.on_role;
+    r->on_role_data = keep.on_role_data;
+    r->mark_start = keep.mark_start;
+    r->has_mark_start = keep.has_mark_start;
+    snprintf(r->damaged_dir, sizeof(r->damaged_dir), "%s", keep.damaged_dir);
+}
+
+/*
+ * Right after raft_start: libraft must have loaded at least what the scan
+ * found, and set no segment aside (auto recovery is off; this is the net
+ * under both).
+ */
+static int check_loaded(struct rd_replica *r)
+{
+    char newest[RD_SCAN_NAME];
+    unsigned corrupt = rd_corrupt_files(r->raft_dir, newest);
+    uint64_t last = raft_last_index(&r->raft);
+    if (last >= r->expect_last && corrupt <= r->corrupt_before)
+        return 0;
+    snprintf(r->errmsg, sizeof(r->errmsg),
+             "libraft loaded the log of %s up to entry %llu, but %llu entries were found there%s%s",
+             r->raft_dir, (unsigned long long)last, (unsigned long long)r->expect_last,
+             corrupt > r->corrupt_before ? "; it set this segment aside: " : "",
+             corrupt > r->corrupt_before ? newest : "");
+    RD_ERROR("raft", "log_not_loaded", "detail=\"%s\"", r->errmsg);
+    return r->cfg->storage.accept_data_loss ? 0 : RD_ECORRUPT;
+}
+
+/* ---- the acknowledged mark ------------------------------------------------------ */
+
+static const char *member_url(struct rd_replica *r, uint64_t id)
+{
+    const char *url = rd_fsm_replica_url(r->fsm, id);
+    for (unsigned i = 0; url == NULL && i < r->cfg->cluster.n_peers; i++)
+        if (r->cfg->cluster.peers[i].id == id && r->cfg->cluster.peers[i].api_url[0])
+            url = r->cfg->cluster.peers[i].api_url;
+    return url ? url : "";
+}
+
+/* What the mark says now (raft's scalars stay readable after it closed). */
+static void mark_fill(struct rd_replica *r, struct rd_mark *m, bool members)
+{
+    uint64_t applied = raft_last_applied(&r->raft), stored = r->raft.last_stored;
+    m->applied = applied < stored ? applied : stored;
+    m->stored = stored;
+    m->term = raft_current_term(&r->raft);
+    m->vote = raft_voted_for(&r->raft);
+    m->clean = false;
+    if (!members)
+        return;
+    const struct raft_configuration *conf = &r->raft.configuration;
+    m->n_members = 0;
+    for (unsigned i = 0; i < conf->n && m->n_members < RD_MARK_MEMBERS; i++) {
+        m->members[m->n_members].id = conf->servers[i].id;
+        snprintf(m->members[m->n_members].api_url, RD_CFG_STR, "%s",
+                 member_url(r, conf->servers[i].id));
+        m->n_members++;
+    }
+}
+
+static bool mark_same(const struct rd_mark *a, const struct rd_mark *b)
+{
+    if (a->applied != b->applied || a->stored != b->stored || a->term != b->term ||
+        a->vote != b->vote || a->clean != b->clean || a->n_members != b->n_members)
+        return false;
+    for (unsigned i = 0; i < a->n_members; i++)
+        if (a->members[i].id != b->members[i].id ||
+            strcmp(a->members[i].api_url, b->members[i].api_url) != 0)
+            return false;
+    return true;
+}
+
+static void mark_work(uv_work_t *w)
+{
+    struct rd_replica *r = w->data;
+    r->mark.rv =
+        rd_mark_store(r->cfg->storage.data_dir, &r->mark.pending, r->mark.why, sizeof(r->mark.why));
+}
+
+static void mark_start_final(struct rd_replica *r);
+static void mark_after(uv_work_t *w, int status);
+
+static void mark_write(struct rd_replica *r)
+{
+    r->mark.pending.written_ms = rd_now_ms();
+    r->mark.work.data = r;
+    r->mark.busy = true;
+    if (uv_queue_work(r->loop, &r->mark.work, mark_work, mark_after) != 0) {
+        r->mark.busy = false;
+        r->mark.rv = RD_EIO;
+        snprintf(r->mark.why, sizeof(r->mark.why), "cannot queue the write");
+        mark_after(&r->mark.work, 0);
+    }
+}
+
+static void mark_after(uv_work_t *w, int status)
+{
+    struct rd_replica *r = w->data;
+    bool final = r->mark.final;
+    r->mark.busy = false;
+    if (status == 0 && r->mark.rv == 0) {
+        r->mark.written = r->mark.pending;
+        r->mark.writes_total++;
+    } else {
+        if (r->mark.failures_total++ == 0 || final)
+            RD_WARN("raft", "mark_unwritten", "error=\"%s\"",
+                    status ? uv_strerror(status) : r->mark.why);
+    }
+    if (final) {
+        r->mark.final = false;
+        if (r->close_cb)
+            r->close_cb(r->close_data);
+        return;
+    }
+    if (r->mark.final_wanted)
+        mark_start_final(r);
+}
+
+static void mark_tick(uv_timer_t *t)
+{
+    struct rd_replica *r = t->data;
+    if (r->mark.busy || r->closing)
+        return;
+    struct rd_mark m = r->mark.written;
+    mark_fill(r, &m, true);
+    if (r->mark.writes_total > 0 && mark_same(&m, &r->mark.written))
+        return;
+    r->mark.pending = m;
+    mark_write(r);
+}
+
+/* After raft closed at a clean shutdown: the last mark, then close_cb. */
+static void mark_start_final(struct rd_replica *r)
+{
+    r->mark.final_wanted = false;
+    struct rd_mark m = r->mark.written; /* members as last seen: raft's configuration is gone */
+    mark_fill(r, &m, false);
+    m.clean = true;
+    r->mark.pending = m;
+    r->mark.final = true;
+    mark_write(r);
+}
+
 int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
 {
     int rv;
@@ -308,6 +684,9 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
         return RD_EIO;
     }
     raft_uv_set_segment_size(&r->io, cfg->storage.segment_size);
+    /* Damage is judged before raft reads (rd_replica_check_disk), never
+     * "recovered" by renaming segments corrupt-* and dropping them. */
+    raft_uv_set_auto_recovery(&r->io, false);
     if ((rv = raft_init(&r->raft, &r->io, &fsm->raft, cfg->cluster.replica_id,
                         cfg->cluster.raft_address)) != 0) {
         snprintf(r->errmsg, sizeof(r->errmsg), "raft init: %s", raft_errmsg(&r->raft));
@@ -328,8 +707,8 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
 
     struct raft_configuration conf;
     raft_configuration_init(&conf);
-    if (cfg->cluster.join) {
-        rv = 0; /* nothing to bootstrap: the leader adds this replica */
+    if (cfg->cluster.join || r->rejoin) {
+        rv = 0; /* nothing to bootstrap: the leader adds (or returns) this replica */
     } else if (cfg->cluster.n_peers == 0) {
         rv = raft_configuration_add(&conf, cfg->cluster.replica_id, cfg->cluster.raft_address,
                                     RAFT_VOTER);
@@ -339,7 +718,7 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
             rv = raft_configuration_add(&conf, cfg->cluster.peers[i].id,
                                         cfg->cluster.peers[i].address, RAFT_VOTER);
     }
-    if (rv == 0 && !cfg->cluster.join) {
+    if (rv == 0 && !cfg->cluster.join && !r->rejoin) {
         rv = raft_bootstrap(&r->raft, &conf);
         if (rv == RAFT_CANTBOOTSTRAP) /* existing data: a restart, fine */
             rv = 0;
@@ -361,11 +740,17 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
          * the caller runs the loop to finish it. */
         return rv == RAFT_NOSPACE ? RD_ENOSPACE : RD_EIO;
     }
+    if ((rv = check_loaded(r)) != 0)
+        return rv;
     r->started = true;
     r->leader_seen_ns = rd_mono_ns();
     uv_timer_init(r->loop, &r->watch);
     r->watch.data = r;
     uv_timer_start(&r->watch, watch_cb, 0, 10);
+    uv_timer_init(r->loop, &r->mark.timer);
+    r->mark.timer.data = r;
+    r->mark.on = true;
+    uv_timer_start(&r->mark.timer, mark_tick, 0, RD_MARK_PERIOD_MS);
     RD_INFO("raft", "started", "id=%llu address=%s dir=%s applied=%llu",
             (unsigned long long)cfg->cluster.replica_id, cfg->cluster.raft_address, r->raft_dir,
             (unsigned long long)raft_last_applied(&r->raft));
@@ -888,6 +1273,19 @@ static void raft_closed(struct raft *raft)
     raft_uv_tcp_close(&r->transport);
     RD_INFO("raft", "closed", "applied=%llu", (unsigned long long)raft_last_applied(raft));
     rd_fsm_bind_raft(r->fsm, NULL);
+    /* libraft freed its configurations without emptying them: readers
+     * (the cluster's polls, the API) see none from now on. */
+    memset(&r->raft.configuration, 0, sizeof(r->raft.configuration));
+    memset(&r->raft.configuration_committed, 0, sizeof(r->raft.configuration_committed));
+    if (r->mark.on) {
+        /* A clean stop: the mark says so (close_cb once it is written). */
+        r->mark.on = false;
+        if (r->mark.busy)
+            r->mark.final_wanted = true;
+        else
+            mark_start_final(r);
+        return;
+    }
     if (r->close_cb)
         r->close_cb(r->close_data);
 }
@@ -912,6 +1310,10 @@ void rd_replica_close(struct rd_replica *r, void (*cb)(void *data), void *data)
     answer_reads(waiting, RD_ESHUTDOWN); /* the one in flight ends with raft */
     if (r->started)
         uv_close((uv_handle_t *)&r->watch, watch_closed);
+    if (r->mark.on) {
+        uv_timer_stop(&r->mark.timer);
+        uv_close((uv_handle_t *)&r->mark.timer, watch_closed);
+    }
     if (r->inited) {
         raft_close(&r->raft, raft_closed); /* closes the transport too */
         return;

@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "fsm/fsm.h"
 #include "metrics/metrics.h"
+#include "replica/damage.h"
 
 /*
  * Called once a submitted command was applied (status 0, `value` is the
@@ -58,7 +59,30 @@ struct rd_replica {
     struct raft_barrier barrier;
     void (*close_cb)(void *data);
     void *close_data;
-    char errmsg[512];
+    char errmsg[3072];
+    /*
+     * Damage on disk (damage.h), decided by rd_replica_check_disk() before
+     * raft reads anything, and the acknowledged mark kept from then on.
+     */
+    bool rejoin;               /* start empty, without bootstrap: rejoining from the peers */
+    struct rd_mark mark_start; /* the mark found at start (its members: whom to ask) */
+    bool has_mark_start;
+    uint64_t expect_last;     /* raft must load at least up to this entry (the scan's end) */
+    unsigned corrupt_before;  /* corrupt-* files before raft loaded the directory */
+    char damaged_dir[512];    /* where damaged files went at this start ("" when none) */
+    char damage_report[2048]; /* what the start found damaged ("" when nothing) */
+    struct {
+        uv_timer_t timer;
+        uv_work_t work;
+        bool on;    /* the timer runs (raft started) */
+        bool busy;  /* a write is in the thread pool */
+        bool final; /* the write in flight is the clean-shutdown one */
+        bool final_wanted;
+        struct rd_mark pending, written;
+        int rv;
+        char why[256];
+        uint64_t writes_total, failures_total;
+    } mark;
     /*
      * Storage faults: libraft could not persist (an append failed with
      * descriptors exhausted, a full disk, an I/O error). Submissions are
@@ -90,6 +114,39 @@ struct rd_replica {
  * process holds it) or RD_EIO, with r->errmsg set.
  */
 int rd_replica_lock(struct rd_replica *r, const struct rd_config *cfg);
+
+/*
+ * After rd_replica_lock(), before raft reads anything: scans
+ * <data_dir>/raft and compares it with the acknowledged mark (damage.h).
+ * Nothing damaged: 0 (a torn final write outside the mark, or damage the
+ * snapshot covers, is handled and logged as a warning). Damaged:
+ * - storage.accept_data_loss (--accept-data-loss): the files are copied to
+ *   <data_dir>/damaged-<UTC time>/raft, the log is cut where it stops being
+ *   loadable, an error line says what was lost; 0;
+ * - a replica with peers (cluster.peers, or members in the mark): the raft
+ *   directory and the mark move to <data_dir>/damaged-<UTC time>/, a rejoin
+ *   note is written, r->rejoin is set: the caller starts raft only once the
+ *   leader demoted this replica (rd_cluster_rejoin); 0;
+ * - a single replica: RD_ECORRUPT, nothing changed, r->errmsg names the
+ *   file, what is lost and the restore command.
+ * A rejoin note left by an interrupted rejoin sets r->rejoin too.
+ */
+int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg);
+
+/*
+ * A rejoin while running (the engine's rd_engine_rejoin), once raft closed
+ * (rd_replica_close completed): moves <data_dir>/raft and the mark into
+ * <data_dir>/damaged-<UTC time>/ and notes it in the rejoin note. 0, or
+ * RD_EBUSY (raft still runs) / RD_EIO with r->errmsg.
+ */
+int rd_replica_set_aside(struct rd_replica *r);
+
+/*
+ * After rd_replica_close completed: back to the state rd_replica_lock()
+ * left (the lock, the role callback and the start's mark are kept), ready
+ * for rd_replica_listen() and rd_replica_start() again.
+ */
+void rd_replica_reset(struct rd_replica *r);
 
 /*
  * Binds cluster.raft_address and listens on it with libraft's TCP

@@ -384,7 +384,11 @@ static void test_every_documented_operation_answers_as_documented(void **state)
              * (DELETE) its own spare replica, 7 or 8, at a dead address. */
             const char *rid = proto == RDT_H1 ? "7" : "8";
             if (strstr(o->path, "{replica_id}"))
-                snprintf(url, sizeof(url), "%s/api/v1/cluster/replicas/%s", proc.base_url, rid);
+                snprintf(url, sizeof(url), "%s/api/v1/cluster/replicas/%s%s", proc.base_url, rid,
+                         strchr(strstr(o->path, "{replica_id}"), '}') + 1);
+            /* It is a spare: leaving makes it a standby (answered 200). */
+            if (strstr(o->path, "/rejoin"))
+                body = "{\"phase\":\"leave\"}";
             if (strcmp(path, "/api/v1/cluster/replicas") == 0 && body != NULL) {
                 snprintf(put_body, sizeof(put_body),
                          "{\"id\":%s,\"role\":\"spare\",\"address\":\"127.0.0.1:%s\","
@@ -532,6 +536,12 @@ static void test_error_answers_are_documented(void **state)
                404, "not_found");
         expect(&proc, proto, "POST", "/api/v1/backups/7f0c5c2e-0000-4000-8000-000000000004/verify",
                NULL, 404, "not_found");
+        expect(&proc, proto, "POST", "/api/v1/cluster/replicas/99/rejoin", "{\"phase\":\"leave\"}",
+               404, "not_found");
+        expect(&proc, proto, "POST", "/api/v1/cluster/replicas/1/rejoin", "{\"phase\":\"leave\"}",
+               409, "conflict");
+        expect(&proc, proto, "POST", "/api/v1/cluster/replicas/1/rejoin", "{\"phase\":\"stay\"}",
+               400, "bad_request");
         /* Over server.max_body: refused before any handler, whatever the route. */
         memset(body, ' ', MAX_BODY + 1);
         body[0] = '{';
