@@ -39,8 +39,8 @@ enum rd_cmd_type {
     RD_CMD_CHECK = 15,          /* a consistency check: each replica digests its state here */
     RD_CMD_CHECK_RESULT = 16,   /* what the replicas reported for a check, and the verdict */
     RD_CMD_CLUSTER_ID = 17,     /* names the cluster once (backups carry it); later ones refused */
-    RD_CMD_CHECKPOINT_RESTORE =
-        18, /* repairs a task's checkpoints: an older version or a backup's */
+    /* Repairs checkpoints that failed their checksum: an older version, a backup's. */
+    RD_CMD_CHECKPOINT_RESTORE = 18,
     RD_CMD_TYPE_MAX
 };
 
