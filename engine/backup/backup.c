@@ -193,6 +193,7 @@ bool rd_backup_busy(const struct rd_backups *b)
 void rd_backup_close(struct rd_backups *b)
 {
     rd_backup__archive_close(b);
+    rd_backup__ckpt_close(b);
     /* A run or check still alive waits for callbacks that will never come
      * (the loop ended): nothing of it is touched again. */
 }

@@ -143,6 +143,7 @@ struct rd_backup_target {
 
 struct rd_backup_run;
 struct rd_backup_check;
+struct rd_backup_ckpt_read;
 struct rd_archiver;
 
 #define RD_BACKUP_MAX_QUEUE  8 /* triggers waiting for the run in flight */
@@ -175,6 +176,9 @@ struct rd_backups {
     char cleaned[64][RD_UUID_STRLEN]; /* failed backups whose objects this leadership deleted */
     unsigned n_cleaned;
     struct rd_archiver *archiver; /* continuous archiving (archive.c), NULL when off */
+    /* Checkpoints read back for repairs (checkpoints.c): one image at a
+     * time, the others wait in order. */
+    struct rd_backup_ckpt_read *ckpt_reading, *ckpt_head, *ckpt_tail;
     /* This replica's own counts (as leader). */
     uint64_t completed_total;
     uint64_t failed_total;
@@ -257,6 +261,27 @@ int rd_backup_verify(struct rd_backups *b, const char *id, rd_backup_verify_cb c
  */
 void rd_backup_entry(struct rd_backups *b, uint64_t index, int64_t time_ms, const void *buf,
                      size_t len);
+
+/*
+ * A task's checkpoints as completed backup `id` holds them (oldest first;
+ * valid during the call only; n 0 when the backup has no such task or it
+ * had none), or status RD_E* with `detail` saying why they could not be read.
+ */
+typedef void (*rd_backup_ckpts_cb)(void *data, int status, const struct rd_checkpoint *ckpts,
+                                   unsigned n, const char *detail);
+
+/*
+ * For the repair of a checkpoint that failed its checksum (recover/repair.c):
+ * reads backup `id`'s image back from its target, checks its size and
+ * checksum against the record, decodes it into a scratch state machine on
+ * the thread pool and copies task `task_id`'s checkpoints out of it there.
+ * One image is decoded at a time; later calls wait their turn. Returns 0
+ * and `cb` fires once, later, on the loop; or at once RD_ENOTFOUND (no such
+ * backup), RD_ECONFLICT (not completed, or its target is not configured
+ * here), RD_ENOMEM, with b->errmsg.
+ */
+int rd_backup_task_checkpoints(struct rd_backups *b, const char *id, const char *task_id,
+                               rd_backup_ckpts_cb cb, void *data);
 
 /* Prometheus lines: last success, duration, size, counts, archive lag. */
 void rd_backup_metrics(struct rd_backups *b, struct rd_mbuf *m);

@@ -20,6 +20,9 @@ int rd_backup__target_index(const struct rd_backups *b, const char *name);
 int rd_backup__start_bridge(struct rd_backups *b, struct rd_backup_started *st);
 uint64_t rd_backup__run_index(const struct rd_backups *b);
 
+/* checkpoints.c: frees the reads that never started (rd_backup_close). */
+void rd_backup__ckpt_close(struct rd_backups *b);
+
 /* archive.c: continuous archiving on the archive target (off when
  * b->archive_target < 0). */
 int rd_backup__archive_init(struct rd_backups *b, char *err, size_t errlen);

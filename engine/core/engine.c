@@ -249,6 +249,13 @@ static void on_role(void *data, bool leader)
     }
 }
 
+/* Checkpoint repairs read a task's checkpoints back from backups. */
+static int backup_checkpoints(void *data, const char *backup_id, const char *task_id,
+                              rd_sched_backup_cb cb, void *cb_data)
+{
+    return rd_backup_task_checkpoints(data, backup_id, task_id, cb, cb_data);
+}
+
 static uint64_t raft_applied(void *data)
 {
     return rd_replica_applied_index(data);
@@ -556,6 +563,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .policy_error_data = eng,
         .shutting_down = &eng->shutting_down,
         .leader_since_ns = &eng->leader_since_ns,
+        .backup_checkpoints = backup_checkpoints,
+        .backup_data = &eng->backups,
     };
     rd_sched_init(&eng->sched, &senv);
     rd_cluster_init(&eng->cluster, loop, &eng->cfg, &eng->fsm, &eng->replica, &eng->plugins);

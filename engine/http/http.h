@@ -212,8 +212,11 @@ void rd_http_pending_done(struct rd_http_pending *p);
 /* ---- request helpers --------------------------------------------------- */
 
 struct rd_task;
+struct rd_checkpoint;
 /* The API's view of a task (API.md). */
 json_t *rd_api_task_json(const struct rd_task *t);
+/* A checkpoint's version, updated_at, size, checksum (and its data). */
+json_t *rd_api_checkpoint_json(const struct rd_checkpoint *c, bool with_data);
 
 /* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
 int rd_api_list_limit(struct rd_http_req *hr);
