@@ -6,6 +6,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "backup/backup.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "config/config.h"
 #include "core/engine.h"
@@ -45,7 +47,216 @@ static void usage(FILE *out)
             "  --plugins-dir DIR   where plugins are loaded from (overrides plugins.dir)\n"
             "  --policies-dir DIR  where the Lua policies are (overrides policies.dir)\n"
             "  --check-config      validate the configuration and exit 0 or 1\n"
-            "  --version           print the version and exit\n");
+            "  --version           print the version and exit\n"
+            "\n"
+            "       recoveryd restore --from URL ... (recoveryd restore --help)\n");
+}
+
+static void restore_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: recoveryd restore --from URL --data-dir DIR [--backup ID]\n"
+        "                         [--to-index N | --to-time RFC3339] [--replica-id N]\n"
+        "                         [--peer ID=HOST:PORT[=URL] ...] [--raft-address HOST:PORT]\n"
+        "                         [--plugins-dir DIR] [--no-archive]\n"
+        "\n"
+        "Builds a data directory for a new cluster from a backup (and the archive after\n"
+        "it): run it with the same --from and --peer list for every replica, then start\n"
+        "each with its --data-dir and the same peers (docs/backup.md).\n"
+        "\n"
+        "  --from URL          where the backups are: file:///PATH,\n"
+        "                      s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&region=R,\n"
+        "                      postgres://USER@HOST/DB?table=T (or postgresql://)\n"
+        "  --data-dir DIR      the new data directory (must not exist, or be empty)\n"
+        "  --backup ID         this backup (default: the newest complete one)\n"
+        "  --to-index N        replay the archive up to raft index N (point in time)\n"
+        "  --to-time T         replay the archive up to time T (RFC 3339)\n"
+        "                      (default: the newest backup and all the archive after it)\n"
+        "  --no-archive        the backup alone, without the archive after it\n"
+        "  --replica-id N      this replica's raft id (default 1)\n"
+        "  --peer ID=HOST:PORT[=URL]  a voter of the new cluster, this one included\n"
+        "                      (repeat; none: this replica alone)\n"
+        "  --raft-address A    this replica's raft HOST:PORT without --peer\n"
+        "                      (default 127.0.0.1:7080)\n"
+        "  --plugins-dir DIR   where file.so, s3.so, postgres.so are (default build/plugins)\n");
+}
+
+/* Parses ID=HOST:PORT[=URL] into `pe`. 0 or -1. */
+static int parse_peer(const char *arg, struct rd_cfg_peer *pe)
+{
+    memset(pe, 0, sizeof(*pe));
+    char buf[2 * RD_CFG_STR], host[RD_CFG_STR];
+    uint16_t port;
+    snprintf(buf, sizeof(buf), "%s", arg);
+    char *addr = strchr(buf, '='), *url = addr ? strchr(addr + 1, '=') : NULL;
+    if (addr != NULL)
+        *addr++ = '\0';
+    if (url != NULL)
+        *url++ = '\0';
+    char *end = NULL;
+    unsigned long long id = strtoull(buf, &end, 10);
+    if (id == 0 || end == buf || *end != '\0' || addr == NULL ||
+        strlen(addr) >= sizeof(pe->address) || rd_config_parse_hostport(addr, host, &port) != 0 ||
+        (url != NULL && (strlen(url) >= sizeof(pe->api_url) ||
+                         (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))))
+        return -1;
+    pe->id = id;
+    snprintf(pe->address, sizeof(pe->address), "%s", addr);
+    if (url != NULL)
+        snprintf(pe->api_url, sizeof(pe->api_url), "%s", url);
+    return 0;
+}
+
+/* `recoveryd restore ...`: 0, 1 (it failed: one line says why), 2 (usage). */
+static int restore_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"from", required_argument, NULL, 'f'},
+        {"backup", required_argument, NULL, 'b'},
+        {"to-index", required_argument, NULL, 'i'},
+        {"to-time", required_argument, NULL, 't'},
+        {"data-dir", required_argument, NULL, 'd'},
+        {"replica-id", required_argument, NULL, 'r'},
+        {"peer", required_argument, NULL, 'e'},
+        {"raft-address", required_argument, NULL, 'a'},
+        {"plugins-dir", required_argument, NULL, 'p'},
+        {"no-archive", no_argument, NULL, 'N'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static struct rd_restore_opts o;
+    memset(&o, 0, sizeof(o));
+    o.replica_id = 1;
+    o.raft_address = "127.0.0.1:7080";
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "f:b:i:t:d:r:e:a:p:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            o.from = optarg;
+            break;
+        case 'b':
+            if (!rd_uuid_valid(optarg)) {
+                fprintf(stderr,
+                        "recoveryd restore: --backup: expected a backup id (a UUID), got "
+                        "'%s'\n",
+                        optarg);
+                return 2;
+            }
+            o.backup_id = optarg;
+            break;
+        case 'i':
+            o.to_index = strtoull(optarg, &end, 10);
+            if (o.to_index == 0 || end == optarg || *end != '\0') {
+                fprintf(stderr,
+                        "recoveryd restore: --to-index: expected a raft index above 0, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 't':
+            if (rd_time_parse(optarg, &o.to_time_ms) != 0) {
+                fprintf(stderr,
+                        "recoveryd restore: --to-time: expected an RFC 3339 time like "
+                        "2026-11-24T03:04:05Z, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            o.has_to_time = true;
+            break;
+        case 'd':
+            o.data_dir = optarg;
+            break;
+        case 'r':
+            o.replica_id = strtoull(optarg, &end, 10);
+            if (o.replica_id == 0 || end == optarg || *end != '\0') {
+                fprintf(stderr,
+                        "recoveryd restore: --replica-id: expected a raft server id above 0, got "
+                        "'%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'e':
+            if (o.n_peers == RD_CFG_MAX_PEERS) {
+                fprintf(stderr, "recoveryd restore: --peer: at most %d peers\n", RD_CFG_MAX_PEERS);
+                return 2;
+            }
+            if (parse_peer(optarg, &o.peers[o.n_peers]) != 0) {
+                fprintf(stderr,
+                        "recoveryd restore: --peer: expected ID=HOST:PORT[=http://HOST:PORT], got "
+                        "'%s'\n",
+                        optarg);
+                return 2;
+            }
+            for (unsigned i = 0; i < o.n_peers; i++)
+                if (o.peers[i].id == o.peers[o.n_peers].id) {
+                    fprintf(stderr, "recoveryd restore: --peer: id %llu is given twice\n",
+                            (unsigned long long)o.peers[i].id);
+                    return 2;
+                }
+            o.n_peers++;
+            break;
+        case 'a': {
+            char host[RD_CFG_STR];
+            uint16_t port;
+            if (rd_config_parse_hostport(optarg, host, &port) != 0) {
+                fprintf(stderr, "recoveryd restore: --raft-address: expected HOST:PORT, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            o.raft_address = optarg;
+            break;
+        }
+        case 'p':
+            o.plugins_dir = optarg;
+            break;
+        case 'N':
+            o.no_archive = true;
+            break;
+        case 'h':
+            restore_usage(stdout);
+            return 0;
+        default:
+            restore_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "recoveryd restore: unexpected argument '%s'\n", argv[optind]);
+        restore_usage(stderr);
+        return 2;
+    }
+    if (o.from == NULL || o.data_dir == NULL) {
+        fprintf(stderr, "recoveryd restore: %s is required\n",
+                o.from == NULL ? "--from URL" : "--data-dir DIR");
+        restore_usage(stderr);
+        return 2;
+    }
+    if (o.to_index != 0 && o.has_to_time) {
+        fprintf(stderr, "recoveryd restore: give --to-index or --to-time, not both\n");
+        return 2;
+    }
+    bool self = o.n_peers == 0;
+    for (unsigned i = 0; i < o.n_peers; i++)
+        self |= o.peers[i].id == o.replica_id;
+    if (!self) {
+        fprintf(stderr,
+                "recoveryd restore: --peer: no peer has this replica's id %llu (--replica-id): "
+                "list every voter of the new cluster, this one included\n",
+                (unsigned long long)o.replica_id);
+        return 2;
+    }
+    /* The plugins' and the host's info lines are the daemon's business;
+     * the command prints its own progress. */
+    rd_log_set_level(RD_LOG_WARN);
+    char err[1024];
+    if (rd_restore(&o, stdout, err, sizeof(err)) != 0) {
+        fprintf(stderr, "recoveryd restore: %s\n", err);
+        return 1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -73,6 +284,8 @@ int main(int argc, char **argv)
     int check = 0, join = 0, force = 0, accept_loss = 0, c;
     const char *peers[RD_CFG_MAX_PEERS + 1];
     unsigned n_peers = 0;
+    if (argc > 1 && strcmp(argv[1], "restore") == 0)
+        return restore_main(argc - 1, argv + 1);
     while ((c = getopt_long(argc, argv, "c:l:d:n:p:P:kVhr:a:je:", opts, NULL)) != -1) {
         switch (c) {
         case 'e':

@@ -1,10 +1,14 @@
 -- safe_recovery.lua: never run a task twice, never resume from a bad
 -- checkpoint.
 --
--- First a check_consistency for every task that has a checkpoint (the engine
--- verifies its checksums and restores a previous version or a backup when one
--- fails: DESIGN.md decision 9), then a reassign per task in the same order as
--- fast_recovery (critical first, then priority, then as listed). The engine
+-- First a check_consistency for every task that has a checkpoint: the engine
+-- verifies the checksum of its newest checkpoint and, when that fails,
+-- restores the newest older version that verifies, else a good copy from
+-- the newest completed backups, else lets the task start over, recording a
+-- data_corruption fault (DESIGN.md decision 9; policies/README.md,
+-- "Checkpoint repair"). Then a reassign per task in the same order as
+-- fast_recovery (critical first, then priority, then as listed); a task being
+-- repaired moves once its repair committed. The engine
 -- executes safe_recovery reassignments only after the node's lease expired
 -- plus a clock-drift margin (decision 4), so this plan needs no wait actions.
 --

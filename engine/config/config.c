@@ -47,7 +47,9 @@ enum cfg_type {
     CFG_STRING,   /* text into char[size] */
     CFG_PATH,     /* a file or directory into char[size]: text, resolved against the
                      config file's directory when relative (rd_config_load_file) */
-    CFG_NAME,     /* [a-z0-9_-], 1 to size-1 bytes, into char[size] */
+    CFG_NAME,     /* [a-z0-9_-], 1 to size-1 bytes, into char[size] ("" too with empty_ok) */
+    CFG_NAMES,    /* sequence of CFG_NAMEs into char[size / elem_size][elem_size]; the
+                     count goes to `offset2` (unsigned) */
     CFG_ADDR,     /* HOST:PORT, checked, kept as text in char[size] */
     CFG_URL,      /* "" or http(s)://... into char[size] */
     CFG_LISTEN,   /* HOST:PORT split: host into char[size], port into uint16_t at offset2 */
@@ -66,6 +68,7 @@ struct cfg_field {
     size_t n_children;
     uint64_t min, max; /* CFG_UINT; CFG_PERCENT when max > 0 */
     bool required;     /* a mapping without this key is an error (peers) */
+    bool empty_ok;     /* CFG_NAME: "" is a value too (it turns something off) */
     int setting;       /* enum rd_cfg_setting + 1 whose origin the line goes to; 0 = none */
     /* CFG_LIST: bytes of one element, the plural for messages, and a check
      * run on element `i` (item `i` of `seq`) after its mapping is read. */
@@ -108,6 +111,9 @@ _Static_assert(RD_CFG_MAX_PLUGINS * sizeof(struct rd_cfg_plugin) ==
 _Static_assert(RD_CFG_MAX_PLUGIN_KEYS * sizeof(struct rd_cfg_kv) ==
                    sizeof(((struct rd_cfg_plugin *)0)->config),
                "rd_cfg_plugin.config holds RD_CFG_MAX_PLUGIN_KEYS entries");
+_Static_assert(sizeof(((struct rd_config *)0)->fault_tolerance.backup.n_targets) ==
+                   sizeof(unsigned),
+               "fault_tolerance.backup.n_targets is read as unsigned");
 _Static_assert(sizeof(((struct rd_config *)0)->server.listen_port) == sizeof(uint16_t),
                "server.listen_port is a uint16_t");
 _Static_assert(RD_CFG_MAX_PEERS * sizeof(struct rd_cfg_peer) ==
@@ -260,11 +266,32 @@ static const struct cfg_field cfg_strategies[] = {
     CFG_SECT("degraded_service", cfg_degraded_service),
 };
 
+static const struct cfg_field cfg_archive[] = {
+    {.key = "target",
+     .type = CFG_NAME,
+     .offset = CFG_OFF(fault_tolerance.backup.archive.target),
+     .size = CFG_SZ(fault_tolerance.backup.archive.target),
+     .empty_ok = true,
+     .setting = RD_CFG_ARCHIVE_TARGET + 1},
+    CFG_F("max_delay", CFG_DURATION, fault_tolerance.backup.archive.max_delay_ms),
+};
+
 static const struct cfg_field cfg_backup[] = {
     CFG_F("interval", CFG_DURATION, fault_tolerance.backup.interval_ms),
     CFG_F("retention_period", CFG_DURATION, fault_tolerance.backup.retention_period_ms),
     CFG_F("consistency_check_interval", CFG_DURATION,
           fault_tolerance.backup.consistency_check_interval_ms),
+    /* Our additions (docs/backup.md). */
+    {.key = "targets",
+     .type = CFG_NAMES,
+     .offset = CFG_OFF(fault_tolerance.backup.targets),
+     .size = CFG_SZ(fault_tolerance.backup.targets),
+     .offset2 = CFG_OFF(fault_tolerance.backup.n_targets),
+     .elem_size = sizeof(((struct rd_config *)0)->fault_tolerance.backup.targets[0]),
+     .noun = "targets",
+     .setting = RD_CFG_BACKUP_TARGETS + 1},
+    CFG_U("keep_min", fault_tolerance.backup.keep_min, 0, 1000),
+    CFG_SECT("archive", cfg_archive),
 };
 
 static const struct cfg_field cfg_partition[] = {
@@ -710,7 +737,13 @@ static const char *cfg_expected(const struct cfg_field *f, char *buf, size_t len
         snprintf(buf, len, "expected a string of at most %zu bytes", f->size - 1);
         break;
     case CFG_NAME:
-        snprintf(buf, len, "expected 1-%zu characters of a-z 0-9 _ -", f->size - 1);
+        snprintf(buf, len, "expected %s1-%zu characters of a-z 0-9 _ -",
+                 f->empty_ok ? "\"\" or " : "", f->size - 1);
+        break;
+    case CFG_NAMES:
+        snprintf(buf, len,
+                 "expected a sequence of up to %zu names of 1-%zu characters of a-z 0-9 _ -",
+                 f->size / f->elem_size, f->elem_size - 1);
         break;
     case CFG_ADDR:
     case CFG_LISTEN:
@@ -809,6 +842,55 @@ static int cfg_load_list(struct cfg_loader *ld, const struct cfg_field *f, char 
             rc = f->finish(ld, elems, i, v);
         if (rc != 0)
             return rc;
+        count++;
+        memcpy(base + f->offset2, &count, sizeof(count));
+    }
+    return 0;
+}
+
+static bool cfg_name_ok(const char *s, size_t len, size_t max);
+
+/* A sequence of names (fault_tolerance.backup.targets): each one valid,
+ * none twice. The file's list replaces the one already there. */
+static int cfg_load_names(struct cfg_loader *ld, const struct cfg_field *f, char *base,
+                          const yaml_node_t *v)
+{
+    char *elems = base + f->offset;
+    size_t cap = f->size / f->elem_size;
+    unsigned count = 0;
+    memset(elems, 0, f->size);
+    memcpy(base + f->offset2, &count, sizeof(count));
+    if (cfg_is_null(v))
+        return 0;
+    if (v->type != YAML_SEQUENCE_NODE)
+        return cfg_bad_value(ld, f, v);
+    size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = cfg_seq_item(ld, v, i);
+        if (item == NULL)
+            return cfg_fail(ld, v, "internal error: dangling YAML node");
+        if (i >= cap)
+            return cfg_fail(ld, item, "expected at most %zu %s, got %zu", cap, f->noun, n);
+        size_t mark = cfg_path_push_index(ld, i);
+        char shown[CFG_SHOW_LEN];
+        int rc = 0;
+        const char *s = item->type == YAML_SCALAR_NODE ? (const char *)item->data.scalar.value : "";
+        size_t len = item->type == YAML_SCALAR_NODE ? item->data.scalar.length : 0;
+        if (item->type != YAML_SCALAR_NODE || strlen(s) != len ||
+            !cfg_name_ok(s, len, f->elem_size - 1)) {
+            rc = cfg_fail(ld, item, "expected 1-%zu characters of a-z 0-9 _ -, got %s",
+                          f->elem_size - 1, cfg_show(item, shown));
+        } else {
+            for (size_t j = 0; j < i && rc == 0; j++)
+                if (strcmp(elems + j * f->elem_size, s) == 0)
+                    rc = cfg_fail(ld, item,
+                                  "expected a name not listed before, got %s (also item %zu)",
+                                  cfg_show(item, shown), j);
+        }
+        cfg_path_pop(ld, mark);
+        if (rc != 0)
+            return rc;
+        memcpy(elems + i * f->elem_size, s, len + 1);
         count++;
         memcpy(base + f->offset2, &count, sizeof(count));
     }
@@ -1011,6 +1093,8 @@ static int cfg_set_value(struct cfg_loader *ld, const struct cfg_field *f, char 
         return cfg_load_list(ld, f, base, v);
     if (f->type == CFG_KV)
         return cfg_load_kv(ld, f, base, v);
+    if (f->type == CFG_NAMES)
+        return cfg_load_names(ld, f, base, v);
     if (v->type != YAML_SCALAR_NODE)
         return cfg_bad_value(ld, f, v);
 
@@ -1078,6 +1162,10 @@ static int cfg_set_value(struct cfg_loader *ld, const struct cfg_field *f, char 
         memcpy(dst, s, len + 1);
         return 0;
     case CFG_NAME:
+        if (f->empty_ok && (len == 0 || cfg_is_null(v))) {
+            memset(dst, 0, 1);
+            return 0;
+        }
         if (!cfg_name_ok(s, len, f->size - 1))
             return cfg_bad_value(ld, f, v);
         memcpy(dst, s, len + 1);
@@ -1118,6 +1206,7 @@ static int cfg_set_value(struct cfg_loader *ld, const struct cfg_field *f, char 
     case CFG_SECTION:
     case CFG_LIST:
     case CFG_KV:
+    case CFG_NAMES:
         break;
     }
     return cfg_fail(ld, v, "internal error: unhandled field type");
@@ -1341,6 +1430,8 @@ static const struct {
     [RD_CFG_RAFT_ADDRESS] = {"cluster.raft_address", "--raft-address"},
     [RD_CFG_PLUGINS_DIR] = {"plugins.dir", "--plugins-dir"},
     [RD_CFG_POLICIES_DIR] = {"policies.dir", "--policies-dir"},
+    [RD_CFG_BACKUP_TARGETS] = {"fault_tolerance.backup.targets", NULL},
+    [RD_CFG_ARCHIVE_TARGET] = {"fault_tolerance.backup.archive.target", NULL},
 };
 
 const char *rd_config_origin(const struct rd_config *cfg, enum rd_cfg_setting s, char *buf,
@@ -1439,6 +1530,8 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.backup.interval_ms = 5 * 60 * 1000;
     cfg->fault_tolerance.backup.retention_period_ms = UINT64_C(7) * 24 * 3600 * 1000;
     cfg->fault_tolerance.backup.consistency_check_interval_ms = 3600 * 1000;
+    cfg->fault_tolerance.backup.keep_min = 3;
+    cfg->fault_tolerance.backup.archive.max_delay_ms = 1000;
     cfg->fault_tolerance.partition.mass_failure_share = 50;
     cfg->fault_tolerance.partition.mass_failure_window_ms = 10 * 1000;
     cfg->fault_tolerance.partition.min_nodes = 4;
@@ -1524,6 +1617,66 @@ static int cfg_check_plugins(const struct rd_config *cfg, char *err)
             return cfg_errf(err, RD_ECONFIG,
                             "plugins.instances[%u].config: expected at most %d keys, got %u", i,
                             RD_CFG_MAX_PLUGIN_KEYS, p->n_config);
+    }
+    return 0;
+}
+
+/* The plugin instance named `name`, or NULL. */
+static const struct rd_cfg_plugin *cfg_find_instance(const struct rd_config *cfg, const char *name)
+{
+    for (unsigned i = 0; i < cfg->plugins.n_instances && i < RD_CFG_MAX_PLUGINS; i++)
+        if (strcmp(cfg->plugins.instances[i].name, name) == 0)
+            return &cfg->plugins.instances[i];
+    return NULL;
+}
+
+/*
+ * fault_tolerance.backup: the targets name configured instances (whether
+ * each is a backup plugin is known once the .so is loaded: the backup
+ * module checks it at start), and the archive target is one of them.
+ */
+static int cfg_check_backup(const struct rd_config *cfg, char *err)
+{
+    char a[32], where[RD_CFG_STR + 64];
+    const unsigned n = cfg->fault_tolerance.backup.n_targets;
+    const int line = cfg->origin[RD_CFG_BACKUP_TARGETS];
+    if (line > 0)
+        snprintf(where, sizeof(where), " (set at %s:%d)", cfg->path, line);
+    else
+        where[0] = '\0';
+    if (cfg->fault_tolerance.backup.interval_ms < 100) {
+        cfg_format_duration(cfg->fault_tolerance.backup.interval_ms, a, sizeof(a));
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.backup.interval: expected at least 100ms, got '%s'", a);
+    }
+    if (cfg->fault_tolerance.backup.archive.max_delay_ms == 0)
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.backup.archive.max_delay: expected a duration above 0, "
+                        "got '0ms'");
+    if (n > RD_CFG_MAX_PLUGINS)
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.backup.targets: expected at most %d targets, got %u",
+                        RD_CFG_MAX_PLUGINS, n);
+    for (unsigned i = 0; i < n; i++) {
+        const char *t = cfg->fault_tolerance.backup.targets[i];
+        if (cfg_find_instance(cfg, t) == NULL)
+            return cfg_errf(err, RD_ECONFIG,
+                            "fault_tolerance.backup.targets[%u]: '%s' is not a configured plugin "
+                            "instance%s: add it to plugins.instances (plugin: file, s3 or "
+                            "postgres) or remove it from the list",
+                            i, t, where);
+    }
+    const char *arch = cfg->fault_tolerance.backup.archive.target;
+    if (cfg->origin[RD_CFG_ARCHIVE_TARGET] != 0 && arch[0] != '\0') {
+        bool listed = line == 0; /* every backup instance is a target: checked at start */
+        for (unsigned i = 0; i < n && !listed; i++)
+            listed = strcmp(cfg->fault_tolerance.backup.targets[i], arch) == 0;
+        if (!listed || cfg_find_instance(cfg, arch) == NULL)
+            return cfg_errf(err, RD_ECONFIG,
+                            "fault_tolerance.backup.archive.target: '%s' is not one of the backup "
+                            "targets (set at %s:%d): name one of fault_tolerance.backup.targets, "
+                            "or \"\" for no archiving",
+                            arch, cfg->path, cfg->origin[RD_CFG_ARCHIVE_TARGET]);
     }
     return 0;
 }
@@ -1685,7 +1838,7 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
     if (cfg->fault_tolerance.poison.window_ms == 0)
         return cfg_errf(err, RD_ECONFIG,
                         "fault_tolerance.poison.window: expected a duration above 0, got '0ms'");
-    return 0;
+    return cfg_check_backup(cfg, err);
 }
 
 const struct rd_cfg_kv *rd_config_plugin_value(const struct rd_cfg_plugin *p, const char *key)

@@ -58,13 +58,17 @@ struct rd_cfg_plugin {
  * RD_CFG_FROM_FLAG when a command-line flag did (main.c sets that).
  */
 enum rd_cfg_setting {
-    RD_CFG_SERVER_LISTEN, /* server.listen, --listen */
-    RD_CFG_TLS_CERT,      /* server.tls.cert */
-    RD_CFG_TLS_KEY,       /* server.tls.key */
-    RD_CFG_DATA_DIR,      /* storage.data_dir, --data-dir */
-    RD_CFG_RAFT_ADDRESS,  /* cluster.raft_address, --raft-address */
-    RD_CFG_PLUGINS_DIR,   /* plugins.dir, --plugins-dir */
-    RD_CFG_POLICIES_DIR,  /* policies.dir, --policies-dir */
+    RD_CFG_SERVER_LISTEN,  /* server.listen, --listen */
+    RD_CFG_TLS_CERT,       /* server.tls.cert */
+    RD_CFG_TLS_KEY,        /* server.tls.key */
+    RD_CFG_DATA_DIR,       /* storage.data_dir, --data-dir */
+    RD_CFG_RAFT_ADDRESS,   /* cluster.raft_address, --raft-address */
+    RD_CFG_PLUGINS_DIR,    /* plugins.dir, --plugins-dir */
+    RD_CFG_POLICIES_DIR,   /* policies.dir, --policies-dir */
+    RD_CFG_BACKUP_TARGETS, /* fault_tolerance.backup.targets (0: not given, every backup
+                              instance is a target) */
+    RD_CFG_ARCHIVE_TARGET, /* fault_tolerance.backup.archive.target (0: not given, the
+                              first target) */
     RD_CFG_N_SETTINGS
 };
 #define RD_CFG_FROM_FLAG (-1)
@@ -158,6 +162,19 @@ struct rd_config {
             uint64_t interval_ms;                   /* default 5m */
             uint64_t retention_period_ms;           /* default 7d */
             uint64_t consistency_check_interval_ms; /* default 1h */
+            /* Our additions (docs/backup.md). The backup plugin instances
+             * backups go to; when not given (origin[RD_CFG_BACKUP_TARGETS]
+             * == 0) every instance of a backup plugin is one. */
+            unsigned n_targets;
+            char targets[RD_CFG_MAX_PLUGINS][64];
+            unsigned keep_min; /* completed backups kept per target whatever their age,
+                                  0-1000, default 3 */
+            struct {
+                /* The instance committed log entries are archived to; not
+                 * given: the first target; "": no archiving. */
+                char target[64];
+                uint64_t max_delay_ms; /* an applied entry is archived within this, default 1s */
+            } archive;
         } backup;
         /* Our addition: the mass-failure (partition) guard. */
         struct {

@@ -63,13 +63,15 @@ int rd_consistency_decide(const struct rd_digest_answer *a, unsigned n, unsigned
 /* ---- faults of diverged replicas ---------------------------------------- */
 
 /* The replica an open data_corruption fault is about, or 0. */
-static uint64_t fault_replica(const struct rd_fault *x)
+static uint64_t fault_replica(const struct rd_fault *x, uint64_t *index)
 {
     if (x->type != RD_FAULT_DATA_CORRUPTION || x->status != RD_FAULT_OPEN_ST)
         return 0;
     json_t *m = json_loads(x->metadata_json, 0, NULL);
     json_t *id = json_object_get(m, "replica_id");
     uint64_t v = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0;
+    if (index != NULL)
+        *index = (uint64_t)json_integer_value(json_object_get(m, "index"));
     json_decref(m);
     return v;
 }
@@ -78,7 +80,7 @@ static const struct rd_fault *open_fault_of(const struct rd_consistency *c, uint
 {
     const struct rd_fsm *f = c->env.fsm;
     for (size_t i = f->n_faults; i-- > 0;)
-        if (f->faults[i]->status == RD_FAULT_OPEN_ST && fault_replica(f->faults[i]) == id)
+        if (f->faults[i]->status == RD_FAULT_OPEN_ST && fault_replica(f->faults[i], NULL) == id)
             return f->faults[i];
     return NULL;
 }
@@ -151,19 +153,11 @@ static void act(struct rd_consistency *c, int status, uint64_t majority, const u
             rd_replica_hand_over(c->env.replica, "state digest diverged from the majority");
             continue;
         }
-        if (c->env.repair == NULL)
-            continue;
-        int rv = c->env.repair(c->env.repair_data, id);
-        if (rv == 0) {
-            c->repairs_total++;
-            c->repairing = id;
-            c->repair_index = rd_replica_commit_index(c->env.replica);
-        } else {
-            c->repair_errors_total++;
-            RD_WARN("consistency", "repair_refused", "replica=%" PRIu64 " error=%s", id,
-                    rd_err_name(rv));
-        }
+        /* It repairs itself: every replica applies the fault, the one it
+         * names moves its state aside and rejoins (rd_engine_rejoin). */
+        c->repairs_total++;
     }
+    c->recheck_after_ns = rd_mono_ns() + RD_CONSISTENCY_RECHECK_MS * MS_NS;
 }
 
 struct verdict {
@@ -408,18 +402,29 @@ static uint64_t next_due_ns(const struct rd_consistency *c)
     return rd_mono_ns() + (uint64_t)due_in * MS_NS;
 }
 
-/* A repaired replica is back: a voter again, and (by its last answer to a
- * health poll) it has applied what was committed when its repair began. */
-static bool rejoined(struct rd_consistency *c, uint64_t id)
+/* A replica an open data_corruption fault names is back from its repair:
+ * a voter again (it was demoted while it rejoined) that has applied past
+ * the check that found it diverged. Then it is checked again (at most every
+ * RD_CONSISTENCY_RECHECK_MS), so its fault resolves as soon as it matches,
+ * whoever leads by then. */
+static bool recheck_due(struct rd_consistency *c)
 {
-    const struct raft_configuration *conf = rd_replica_configuration(c->env.replica);
-    bool voter = false;
-    for (unsigned i = 0; i < conf->n; i++)
-        voter |= conf->servers[i].id == id && conf->servers[i].role == RAFT_VOTER;
-    if (!voter)
+    if (rd_mono_ns() < c->recheck_after_ns)
         return false;
-    const struct rd_peer *p = rd_cluster_peer(c->env.cluster, id);
-    return p != NULL && p->reachable && p->answered && p->applied_index >= c->repair_index;
+    const struct rd_fsm *f = c->env.fsm;
+    const struct raft_configuration *conf = rd_replica_configuration(c->env.replica);
+    for (size_t i = f->n_faults; i-- > 0;) {
+        uint64_t index = 0, id = fault_replica(f->faults[i], &index);
+        if (id == 0 || id == self_id(c))
+            continue;
+        bool voter = false;
+        for (unsigned k = 0; k < conf->n; k++)
+            voter |= conf->servers[k].id == id && conf->servers[k].role == RAFT_VOTER;
+        const struct rd_peer *p = rd_cluster_peer(c->env.cluster, id);
+        if (voter && p != NULL && p->reachable && p->answered && p->applied_index >= index)
+            return true;
+    }
+    return false;
 }
 
 static void tick(uv_timer_t *t)
@@ -440,13 +445,9 @@ static void tick(uv_timer_t *t)
     if (c->next_check_ns == 0)
         c->next_check_ns = next_due_ns(c);
     uint64_t now = rd_mono_ns();
-    bool repaired = c->repairing != 0 && rejoined(c, c->repairing);
-    if (!c->proposing && (now >= c->next_check_ns || repaired)) {
-        if (rd_consistency_trigger(c, NULL, NULL) == 0) {
-            if (repaired)
-                c->repairing = 0;
+    if (!c->proposing && (now >= c->next_check_ns || recheck_due(c))) {
+        if (rd_consistency_trigger(c, NULL, NULL) == 0)
             c->next_check_ns = 0; /* recomputed from the new record */
-        }
     }
     uint64_t wait = c->next_check_ns > now ? (c->next_check_ns - now) / MS_NS : 0;
     arm(c, wait < RD_CONSISTENCY_POLL_MS * 5 ? (wait ? wait : RD_CONSISTENCY_POLL_MS)
@@ -505,7 +506,7 @@ void rd_consistency_metrics(const struct rd_consistency *c, struct rd_mbuf *b)
     size_t diverged = 0;
     const struct rd_fsm *f = c->env.fsm;
     for (size_t i = f->n_faults; i-- > 0;)
-        diverged += fault_replica(f->faults[i]) != 0;
+        diverged += fault_replica(f->faults[i], NULL) != 0;
     rd_mbuf_printf(b,
                    "# HELP recoveryd_consistency_diverged_replicas Replicas with an open "
                    "data_corruption fault (their state differs from the majority's).\n"

@@ -13,12 +13,13 @@
  *   digest (too few answers, or a split) nothing is judged: "incomplete".
  *   A majority never repairs itself from a minority.
  * - a diverged replica gets a critical `data_corruption` fault
- *   (metadata.replica_id; alert DataInconsistent) and is repaired: the
- *   repair callback moves its state aside and lets it rejoin from the
+ *   (metadata.replica_id; alert DataInconsistent) and is repaired: applying
+ *   that fault, the replica it names moves its state aside and rejoins from the
  *   leader's snapshot. A diverged leader hands its leadership to a replica
  *   of the majority first; the next leader repairs it.
  * - the fault is resolved by the next check in which the replica reports
- *   the majority digest. After a repair the leader checks again at once.
+ *   the majority digest. Once it is back (a voter, caught up) the leader
+ *   checks again.
  *
  * Loop-thread only.
  */
@@ -39,6 +40,8 @@ struct rd_httpc;
 
 /* How long the leader waits for the replicas' digests. */
 #define RD_CONSISTENCY_WAIT_MS 10000
+/* A replica back from its repair is checked again at most this often. */
+#define RD_CONSISTENCY_RECHECK_MS 3000
 /* How often it asks the ones that have not answered yet. */
 #define RD_CONSISTENCY_POLL_MS 200
 
@@ -50,10 +53,6 @@ struct rd_consistency_env {
     struct rd_proposer log;
     struct rd_replica *replica; /* voters, this replica's id, leadership handover */
     struct rd_cluster *cluster; /* the other replicas' API URLs */
-    /* Repairs diverged replica `id` (moves its state aside, rejoins from the
-     * leader). 0 once started, or RD_E*. NULL: detection only. */
-    int (*repair)(void *data, uint64_t id);
-    void *repair_data;
 };
 
 /* One replica's answer for the check being gathered. */
@@ -69,10 +68,9 @@ struct rd_consistency {
     struct rd_httpc *httpc; /* NULL while stopped */
     uv_timer_t timer;       /* the schedule and the gathering */
     bool started;
-    bool proposing;         /* a check (or its verdict) is being committed */
-    uint64_t next_check_ns; /* monotonic; 0 = not scheduled (not leader) */
-    uint64_t repairing;     /* a replica being repaired: checked again once it is back */
-    uint64_t repair_index;  /* ... and has applied up to here (commit index at the repair) */
+    bool proposing;            /* a check (or its verdict) is being committed */
+    uint64_t next_check_ns;    /* monotonic; 0 = not scheduled (not leader) */
+    uint64_t recheck_after_ns; /* no re-check of a repaired replica before (monotonic) */
     struct {
         bool active;
         char id[65];
@@ -82,8 +80,7 @@ struct rd_consistency {
         unsigned n;
     } g;                                          /* the check whose digests are being gathered */
     uint64_t checks_total[RD_CHECK_STATUS_COUNT]; /* verdicts committed by this leader */
-    uint64_t repairs_total;
-    uint64_t repair_errors_total;
+    uint64_t repairs_total; /* diverged replicas named (each then repairs itself) */
     uint64_t last_check_ms; /* wall clock of the last verdict committed here */
 };
 

@@ -76,11 +76,76 @@ static void on_task(void *data, const struct rd_task *t, int old_state, const ch
 
 /* Every fault opens an alert; its resolution resolves it (leader only: the
  * replica that decided sends, once). */
+/* The replica a data_corruption fault of a consistency check names, or 0. */
+static uint64_t diverged_replica(const struct rd_fault *x, char *check, size_t n)
+{
+    if (x->type != RD_FAULT_DATA_CORRUPTION || x->status != RD_FAULT_OPEN_ST)
+        return 0;
+    json_t *m = json_loads(x->metadata_json, 0, NULL);
+    json_t *id = json_object_get(m, "replica_id");
+    const char *c = json_string_value(json_object_get(m, "check_id"));
+    uint64_t v = json_is_integer(id) && c != NULL ? (uint64_t)json_integer_value(id) : 0;
+    snprintf(check, n, "%s", c ? c : "");
+    json_decref(m);
+    return v;
+}
+
+/* An open data_corruption fault of a check names this replica. */
+static bool self_diverged(struct rd_engine *eng)
+{
+    char check[80];
+    for (size_t i = eng->fsm.n_faults; i-- > 0;)
+        if (diverged_replica(eng->fsm.faults[i], check, sizeof(check)) ==
+            eng->cfg.cluster.replica_id)
+            return true;
+    return false;
+}
+
+/* Never inside raft's apply: from a timer. Only once this replica caught
+ * up with the leader, and only while the fault is still open: replaying an
+ * old log at start meets faults that were resolved later in it. */
+static void repair_tick(uv_timer_t *t)
+{
+    struct rd_engine *eng = t->data;
+    if (!eng->repair_wanted || eng->shutting_down)
+        return;
+    uint64_t leader_commit;
+    if (!rd_cluster_caught_up(&eng->cluster, &leader_commit)) {
+        uv_timer_start(&eng->repair_timer, repair_tick, 500, 0);
+        return;
+    }
+    if (!self_diverged(eng)) {
+        eng->repair_wanted = false;
+        return;
+    }
+    int rv = rd_engine_rejoin(eng, eng->repair_reason);
+    if (rv == RD_ECONFLICT) { /* still leads: the handover is under way */
+        uv_timer_start(&eng->repair_timer, repair_tick, 500, 0);
+        return;
+    }
+    eng->repair_wanted = false;
+    if (rv == 0 || rv == RD_EBUSY)
+        RD_WARN("consistency", "repairing_self", "reason=\"%s\"", eng->repair_reason);
+    else
+        RD_ERROR("consistency", "repair_failed", "error=%s reason=\"%s\"", rd_err_name(rv),
+                 eng->repair_reason);
+}
+
 static void on_fault(void *data, const struct rd_fault *x)
 {
     struct rd_engine *eng = data;
     if (x->status == RD_FAULT_OPEN_ST)
         rd_analysis_fault_applied(&eng->analysis, x->type, x->severity);
+    char check[80];
+    if (diverged_replica(x, check, sizeof(check)) == eng->cfg.cluster.replica_id &&
+        eng->repair_timer_inited) {
+        /* Every replica applies the fault; the one it names repairs itself:
+         * its state moves aside and it rejoins from the leader's snapshot. */
+        snprintf(eng->repair_reason, sizeof(eng->repair_reason),
+                 "state digest diverged from the majority at consistency check %s", check);
+        eng->repair_wanted = true;
+        uv_timer_start(&eng->repair_timer, repair_tick, 0, 0);
+    }
     if (eng->leader_since_ns == 0)
         return;
     char summary[512], description[1024];
@@ -161,6 +226,7 @@ static void on_role(void *data, bool leader)
         rd_analysis_reset(&eng->analysis);
         rd_analysis_start(&eng->analysis);
         rd_sched_start(&eng->sched);
+        rd_backup_start(&eng->backups);
         for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
             const struct rd_node *n = eng->fsm.nodes[i];
             if (n->state != RD_NODE_LEFT)
@@ -171,6 +237,7 @@ static void on_role(void *data, bool leader)
         eng->leader_since_ns = 0;
         rd_analysis_stop(&eng->analysis);
         rd_sched_stop(&eng->sched);
+        rd_backup_stop(&eng->backups);
         /* The leader alone detects: detectors forget every agent (no more
          * probes from here) until this replica leads again. */
         for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
@@ -180,6 +247,30 @@ static void on_role(void *data, bool leader)
         }
         RD_INFO("engine", "follower", "%s", "");
     }
+}
+
+/* Checkpoint repairs read a task's checkpoints back from backups. */
+static int backup_checkpoints(void *data, const char *backup_id, const char *task_id,
+                              rd_sched_backup_cb cb, void *cb_data)
+{
+    return rd_backup_task_checkpoints(data, backup_id, task_id, cb, cb_data);
+}
+
+static uint64_t raft_applied(void *data)
+{
+    return rd_replica_applied_index(data);
+}
+
+static uint64_t raft_current(void *data)
+{
+    return rd_replica_term(data);
+}
+
+/* Every applied command, for continuous archiving. */
+static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *buf, size_t len)
+{
+    struct rd_engine *eng = data;
+    rd_backup_entry(&eng->backups, index, time_ms, buf, len);
 }
 
 static void close_handle(uv_handle_t *h)
@@ -242,7 +333,9 @@ static void shutdown_tick(uv_timer_t *t)
             RD_WARN("engine", "shutdown_deadline", "unanswered=%llu",
                     (unsigned long long)eng->http.pending);
     }
-    if (!eng->plugins_stopped || rd_plugin_host_busy(&eng->plugins))
+    rd_backup_stop(&eng->backups);
+    if (!eng->plugins_stopped || rd_plugin_host_busy(&eng->plugins) ||
+        rd_backup_busy(&eng->backups))
         return;
     if (eng->httpc != NULL) {
         if (!eng->httpc_closing) {
@@ -268,6 +361,8 @@ static void shutdown_tick(uv_timer_t *t)
     close_handle((uv_handle_t *)&eng->sig_int);
     close_handle((uv_handle_t *)&eng->sig_term);
     close_handle((uv_handle_t *)&eng->sig_hup);
+    if (eng->repair_timer_inited)
+        close_handle((uv_handle_t *)&eng->repair_timer);
     RD_INFO("engine", "stopped", "commands_applied=%llu", (unsigned long long)eng->fsm.n_applied);
     /* Idle keep-alive connections are still open (h2o 2.2 cannot close them
      * gracefully); the process exits and the kernel closes them. */
@@ -298,6 +393,8 @@ static void fsm_setup(struct rd_engine *eng)
     eng->fsm.on_fault_data = eng;
     eng->fsm.on_task = on_task;
     eng->fsm.on_task_data = eng;
+    eng->fsm.on_entry = on_entry;
+    eng->fsm.on_entry_data = eng;
 }
 
 static int rejoin_start_empty(struct rd_engine *eng)
@@ -466,9 +563,23 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .policy_error_data = eng,
         .shutting_down = &eng->shutting_down,
         .leader_since_ns = &eng->leader_since_ns,
+        .backup_checkpoints = backup_checkpoints,
+        .backup_data = &eng->backups,
     };
     rd_sched_init(&eng->sched, &senv);
     rd_cluster_init(&eng->cluster, loop, &eng->cfg, &eng->fsm, &eng->replica, &eng->plugins);
+    struct rd_backup_env benv = {
+        .loop = loop,
+        .cfg = &eng->cfg,
+        .fsm = &eng->fsm,
+        .log = rd_replica_proposer(&eng->replica),
+        .plugins = &eng->plugins,
+        .applied_index = raft_applied,
+        .term = raft_current,
+        .raft = &eng->replica,
+        .shutting_down = &eng->shutting_down,
+    };
+    rd_backup_init(&eng->backups, &benv);
     struct rd_consistency_env cenv = {
         .loop = loop,
         .cfg = &eng->cfg,
@@ -521,6 +632,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .cluster = &eng->cluster,
         .consistency = &eng->consistency,
         .plugins = &eng->plugins,
+        .backups = &eng->backups,
         .policy = &eng->policy,
         .shutting_down = &eng->shutting_down,
         .started_ns = &eng->started_ns,
@@ -585,6 +697,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     }
     if (rv == 0)
         rv = rd_plugin_host_start(&eng->plugins, perr, sizeof(perr));
+    if (rv == 0)
+        rv = rd_backup_bind(&eng->backups, perr, sizeof(perr));
     if (rv != 0) {
         RD_ERROR("engine", "plugins_failed", "error=%s detail=\"%s\"", rd_err_name(rv), perr);
         fprintf(stderr, "recoveryd: %s\n", perr);
@@ -618,6 +732,9 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     uv_signal_init(loop, &eng->sig_int);
     uv_signal_init(loop, &eng->sig_term);
     uv_signal_init(loop, &eng->sig_hup);
+    uv_timer_init(loop, &eng->repair_timer);
+    eng->repair_timer.data = eng;
+    eng->repair_timer_inited = true;
     eng->sig_int.data = eng->sig_term.data = eng->sig_hup.data = eng;
     uv_signal_start(&eng->sig_int, on_signal, SIGINT);
     uv_signal_start(&eng->sig_term, on_signal, SIGTERM);
@@ -628,6 +745,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
 out:
     rd_policy_free(eng->policy);
     eng->policy = NULL;
+    rd_backup_close(&eng->backups);
     rd_sched_close(&eng->sched);
     rd_analysis_close(&eng->analysis);
     rd_registry_close(&eng->registry);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "backup/backup.h"
 #include "config/config.h"
 #include "consistency/consistency.h"
 #include "detect/analysis.h"
@@ -32,9 +33,10 @@ struct rd_engine {
     struct rd_plugin_host plugins;
     struct rd_analysis analysis;
     struct rd_sched sched;
-    struct rd_cluster cluster;     /* the other engine replicas, as seen from here */
+    struct rd_cluster cluster;         /* the other engine replicas, as seen from here */
+    struct rd_backups backups;         /* backups, continuous archiving (leader) */
     struct rd_consistency consistency; /* consistency checks and repairs (leader) */
-    struct rd_policy_host *policy; /* the policies in force (never NULL once started) */
+    struct rd_policy_host *policy;     /* the policies in force (never NULL once started) */
     uint64_t policy_reloads_ok;
     uint64_t policy_reloads_failed;
     bool plugins_stopped;
@@ -46,6 +48,13 @@ struct rd_engine {
     bool shutting_down;
     bool raft_closed;
     bool rejoin_restarting; /* raft closes for a rejoin (rd_engine_rejoin) */
+    /* A consistency check found this replica diverged (a data_corruption
+     * fault naming it): it rejoins from its peers, retried by this timer
+     * while it still leads (the leadership is being handed over). */
+    uv_timer_t repair_timer;
+    bool repair_timer_inited;
+    bool repair_wanted;
+    char repair_reason[160];
     uint64_t shutdown_started_ns;
     uint64_t drained_ns; /* when the last pending answer went out */
     uint64_t started_ns;

@@ -13,6 +13,7 @@
  *   str cluster_id | str archive target | u64 archive index
  *   | str archive object | i64 archive time | u64 count | count records
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,11 @@ const struct rd_archive_pos *rd_fsm_archive(const struct rd_fsm *f)
 const char *rd_fsm_cluster_id(const struct rd_fsm *f)
 {
     return f->cluster_id;
+}
+
+void rd_fsm_rename_cluster(struct rd_fsm *f, const char *id)
+{
+    snprintf(f->cluster_id, sizeof(f->cluster_id), "%s", id);
 }
 
 static int insert(struct rd_fsm *f, struct rd_backup *b)

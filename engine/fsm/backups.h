@@ -56,4 +56,14 @@ const struct rd_archive_pos *rd_fsm_archive(const struct rd_fsm *f);
 /* The cluster's id (RD_CMD_CLUSTER_ID), "" until one was applied. */
 const char *rd_fsm_cluster_id(const struct rd_fsm *f);
 
+/*
+ * `recoveryd restore` only, on a machine that no raft instance applies to:
+ * the state restored from a backup becomes a new cluster's, with a new id
+ * (as etcdutl snapshot restore gives the restored cluster a new cluster
+ * id), so its backups and archive are told apart from the old cluster's.
+ * Never a log command: a running cluster's id is set once. `id` is at most
+ * 64 bytes. The digest follows (it reads the id as it is).
+ */
+void rd_fsm_rename_cluster(struct rd_fsm *f, const char *id);
+
 #endif

@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "common/util.h"
 #include "recoveryd/error.h"
 
 static const char *const state_names[RD_NODE_STATE_COUNT] = {
@@ -144,6 +145,8 @@ const char *rd_cmd_type_name(int type)
         return "check_result";
     case RD_CMD_CLUSTER_ID:
         return "cluster_id";
+    case RD_CMD_CHECKPOINT_RESTORE:
+        return "checkpoint_restore";
     }
     return "unknown";
 }
@@ -297,6 +300,19 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
     case RD_CMD_CLUSTER_ID:
         rd_w_str(w, cmd->u.cid.id.p, cmd->u.cid.id.len);
         break;
+    case RD_CMD_CHECKPOINT_RESTORE: {
+        const struct rd_cmd_checkpoint_restore *c = &cmd->u.crestore;
+        rd_w_str(w, c->task_id.p, c->task_id.len);
+        rd_w_u64(w, c->bad_version);
+        rd_w_u64(w, c->version);
+        rd_w_u8(w, c->from_backup);
+        rd_w_i64(w, c->at);
+        rd_w_u64(w, c->checksum);
+        rd_w_str(w, c->data_json.p, c->data_json.len);
+        rd_w_str(w, c->source.p, c->source.len);
+        rd_w_str(w, c->fault_id.p, c->fault_id.len);
+        break;
+    }
     default:
         return RD_EINVAL;
     }
@@ -495,6 +511,30 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
         if (!r.err && (cmd->u.cid.id.len == 0 || cmd->u.cid.id.len > 64))
             return RD_EPARSE;
         break;
+    case RD_CMD_CHECKPOINT_RESTORE: {
+        struct rd_cmd_checkpoint_restore *c = &cmd->u.crestore;
+        c->task_id = rd_r_str(&r);
+        c->bad_version = rd_r_u64(&r);
+        c->version = rd_r_u64(&r);
+        c->from_backup = rd_r_u8(&r);
+        c->at = rd_r_i64(&r);
+        c->checksum = rd_r_u64(&r);
+        c->data_json = rd_r_str(&r);
+        c->source = rd_r_str(&r);
+        c->fault_id = rd_r_str(&r);
+        if (r.err)
+            break;
+        /* A held version must be older than the bad one; a backup's may be
+         * the same version (a good copy of it); its data must match its
+         * checksum: the leader checked it, so anything else is damage. */
+        if (c->task_id.len == 0 || c->task_id.len > 64 || c->from_backup > 1 || c->version == 0 ||
+            c->version > c->bad_version || (!c->from_backup && c->version == c->bad_version) ||
+            c->source.len > 255 || c->fault_id.len > 64 ||
+            (c->from_backup &&
+             rd_fnv1a(RD_FNV_INIT, c->data_json.p, c->data_json.len) != c->checksum))
+            return RD_EPARSE;
+        break;
+    }
     default:
         return RD_EUNSUPPORTED;
     }

@@ -39,6 +39,8 @@ enum rd_cmd_type {
     RD_CMD_CHECK = 15,          /* a consistency check: each replica digests its state here */
     RD_CMD_CHECK_RESULT = 16,   /* what the replicas reported for a check, and the verdict */
     RD_CMD_CLUSTER_ID = 17,     /* names the cluster once (backups carry it); later ones refused */
+    /* Repairs checkpoints that failed their checksum: an older version, a backup's. */
+    RD_CMD_CHECKPOINT_RESTORE = 18,
     RD_CMD_TYPE_MAX
 };
 
@@ -277,6 +279,32 @@ struct rd_cmd_cluster_id {
     struct rd_str id; /* UUID chosen by the first leader that finds none */
 };
 
+/*
+ * The repair of a task whose newest checkpoint failed its checksum on the
+ * leader (DESIGN.md decision 9). Applied alike on every replica: apply looks
+ * at versions only, never at checksums, which may differ between replicas
+ * when one copy is damaged. Refused (RD_ECONFLICT) unless `bad_version` is
+ * still the task's newest version: a checkpoint written since, or a repair
+ * committed before, wins.
+ * - from_backup 0: `version` is an older version the task holds (RD_ENOTFOUND
+ *   when it is gone); every version above it goes.
+ * - from_backup 1: every version the task holds goes (none verified on the
+ *   leader) and `version` comes back as a backup held it: at, checksum, data.
+ * With a `fault_id`, the same step resolves that open data_corruption fault,
+ * its resolution naming the source.
+ */
+struct rd_cmd_checkpoint_restore {
+    struct rd_str task_id;
+    uint64_t bad_version; /* the newest version, whose checksum failed */
+    uint64_t version;     /* the newest version after the repair: <= bad_version */
+    uint8_t from_backup;  /* 0: a held version; 1: at, checksum and data below */
+    int64_t at;           /* from_backup: when the version was written (leader time) */
+    uint64_t checksum;    /* from_backup: FNV-1a of data_json (decode checks it) */
+    struct rd_str data_json;
+    struct rd_str source;   /* "version 4" or "backup <id>", for the record */
+    struct rd_str fault_id; /* the fault this repair resolves, "" for none */
+};
+
 struct rd_cmd {
     uint8_t type;
     int64_t time_ms;
@@ -297,6 +325,7 @@ struct rd_cmd {
         struct rd_cmd_check check;
         struct rd_cmd_check_result cresult;
         struct rd_cmd_cluster_id cid;
+        struct rd_cmd_checkpoint_restore crestore;
     } u;
 };
 

@@ -105,6 +105,24 @@ int rd_fsm__faults_resolve_node(struct rd_fsm *f, struct rd_node *n, int64_t t, 
     return 0;
 }
 
+int rd_fsm__fault_resolve(struct rd_fsm *f, struct rd_str id, int64_t t, struct rd_str why)
+{
+    char key[64];
+    if (id.len == 0 || id.len >= sizeof(key))
+        return 0;
+    memcpy(key, id.p, id.len);
+    key[id.len] = '\0';
+    struct rd_fault *x = (struct rd_fault *)rd_fsm_fault(f, key);
+    if (x == NULL || x->status != RD_FAULT_OPEN_ST)
+        return 0;
+    char *w = rd_str_dup(why);
+    if (w == NULL)
+        return RD_ENOMEM;
+    fault_mark_resolved(f, x, t, w);
+    f->result.fault = x;
+    return 0;
+}
+
 /* Drops the oldest resolved records beyond RD_FSM_MAX_FAULTS. */
 static void prune_faults(struct rd_fsm *f)
 {

@@ -75,6 +75,17 @@ static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len,
     case RD_CMD_TASK_FINISH:
         rv = rd_fsm__task_apply(f, &cmd);
         break;
+    case RD_CMD_CHECKPOINT_RESTORE:
+        rv = rd_fsm__task_apply(f, &cmd);
+        /* The repair settles its data_corruption fault in the same step:
+         * the faults' side, applied here so that tasks and faults stay apart. */
+        if (rv == 0 && f->result.status == 0 && cmd.u.crestore.fault_id.len > 0) {
+            char why[320];
+            snprintf(why, sizeof(why), "checkpoint restored from %.*s",
+                     (int)cmd.u.crestore.source.len, cmd.u.crestore.source.p);
+            rv = rd_fsm__fault_resolve(f, cmd.u.crestore.fault_id, cmd.time_ms, RD_STR(why));
+        }
+        break;
     case RD_CMD_REPLICA_INFO:
         rv = rd_fsm__replica_apply(f, &cmd);
         break;

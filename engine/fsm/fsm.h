@@ -146,7 +146,7 @@ struct rd_fsm {
     uint64_t applying_index;
     struct raft *raft_ref; /* the raft instance applying to this machine, or NULL */
     struct rd_fsm_result result;
-    uint64_t restores; /* snapshots restored (local count, not state) */
+    uint64_t restores;           /* snapshots restored (local count, not state) */
     uint64_t digest_audits;      /* rd_fsm_digest_audit() runs (local count) */
     uint64_t digest_audit_fixes; /* records (or sums) they found wrong and corrected */
     rd_fsm_node_cb on_node;

@@ -71,13 +71,17 @@ void rd_fsm__nodes_move(struct rd_fsm *to, struct rd_fsm *from);
 int rd_fsm__fault_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 /* Resolves every open fault of `n` (a node that recovered or left). */
 int rd_fsm__faults_resolve_node(struct rd_fsm *f, struct rd_node *n, int64_t t, struct rd_str why);
+/* Resolves fault `id` with `why` when it is open (a repair that settles its
+ * fault in the same step); nothing when it is missing or resolved. */
+int rd_fsm__fault_resolve(struct rd_fsm *f, struct rd_str id, int64_t t, struct rd_str why);
 void rd_fsm__faults_write(const struct rd_fsm *f, struct rd_wbuf *w);
 void rd_fsm__fault_write_one(struct rd_wbuf *w, const struct rd_fault *x);
 int rd_fsm__faults_read(struct rd_fsm *f, struct rd_rbuf *r);
 void rd_fsm__faults_clear(struct rd_fsm *f);
 void rd_fsm__faults_move(struct rd_fsm *to, struct rd_fsm *from);
 
-/* tasks.c: task_submit, task_assign, task_checkpoint and task_finish. Nodes
+/* tasks.c: task_submit, task_assign, task_checkpoint, task_finish and
+ * checkpoint_restore. Nodes
  * are read before tasks (a placed task counts itself on its node). */
 int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 void rd_fsm__tasks_write(const struct rd_fsm *f, struct rd_wbuf *w);

@@ -68,24 +68,21 @@ static int read_state(struct rd_fsm *f, const void *p, size_t len, unsigned form
     return r.off == r.len ? 0 : RD_ECORRUPT;
 }
 
-int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out)
+int rd_fsm_snapshot_raw(const struct rd_fsm *f, struct rd_wbuf *raw)
 {
-    struct rd_wbuf raw;
-    rd_w_init(&raw);
-    write_state(f, &raw);
-    if (raw.err) {
-        int rv = raw.err;
-        rd_w_free(&raw);
-        return rv;
-    }
-    size_t bound = ZSTD_compressBound(raw.len);
+    write_state(f, raw);
+    return raw->err;
+}
+
+int rd_fsm_snapshot_pack(const void *raw, size_t len, struct rd_wbuf *out)
+{
+    size_t bound = ZSTD_compressBound(len);
     rd_w_bytes(out, SNAP_MAGIC, 8);
     rd_w_u32(out, SNAP_FORMAT);
-    rd_w_u64(out, raw.len);
-    rd_w_u64(out, rd_fnv1a(RD_FNV_INIT, raw.p, raw.len));
+    rd_w_u64(out, len);
+    rd_w_u64(out, rd_fnv1a(RD_FNV_INIT, raw, len));
     size_t hdr = out->len;
     /* Reserve room for the compressed frame, then compress in place. */
-    rd_w_bytes(out, raw.p, 0);
     if (out->err == 0 && out->cap < hdr + bound) {
         uint8_t *np = realloc(out->p, hdr + bound);
         if (np == NULL)
@@ -95,16 +92,24 @@ int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out)
             out->cap = hdr + bound;
         }
     }
-    if (out->err) {
-        rd_w_free(&raw);
+    if (out->err)
         return out->err;
-    }
-    size_t z = ZSTD_compress(out->p + hdr, bound, raw.p, raw.len, 3);
-    rd_w_free(&raw);
+    size_t z = ZSTD_compress(out->p + hdr, bound, raw, len, 3);
     if (ZSTD_isError(z))
         return RD_EINTERNAL;
     out->len = hdr + z;
     return 0;
+}
+
+int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out)
+{
+    struct rd_wbuf raw;
+    rd_w_init(&raw);
+    int rv = rd_fsm_snapshot_raw(f, &raw);
+    if (rv == 0)
+        rv = rd_fsm_snapshot_pack(raw.p, raw.len, out);
+    rd_w_free(&raw);
+    return rv;
 }
 
 int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)

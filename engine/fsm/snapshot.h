@@ -20,6 +20,18 @@ struct rd_fsm;
 int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out);
 
 /*
+ * rd_fsm_snapshot() in two steps, for a caller that must not compress on the
+ * loop (a backup of a large state): rd_fsm_snapshot_raw() serialises the
+ * state into `raw` (initialised by the caller; loop thread, the state at
+ * this one instant), and rd_fsm_snapshot_pack() turns those bytes into the
+ * snapshot rd_fsm_snapshot() would have written, in `out` (initialised by
+ * the caller). Pack touches no machine: any thread may run it. Both return
+ * 0 or an RD_E* code; the caller frees `raw` and `out` either way.
+ */
+int rd_fsm_snapshot_raw(const struct rd_fsm *f, struct rd_wbuf *raw);
+int rd_fsm_snapshot_pack(const void *raw, size_t len, struct rd_wbuf *out);
+
+/*
  * Replaces the state with the one in a snapshot. The new state is built
  * aside and swapped in only when the whole snapshot decoded, so a corrupt
  * snapshot leaves the machine as it was (RD_ECORRUPT / RD_EUNSUPPORTED).

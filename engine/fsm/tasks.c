@@ -369,6 +369,55 @@ static int apply_checkpoint(struct rd_fsm *f, const struct rd_cmd *cmd)
     return 0;
 }
 
+/* The repair of checkpoints that failed their checksum (cmd.h,
+ * rd_cmd_checkpoint_restore): versions only, never checksums, decide. */
+static int apply_ckpt_restore(struct rd_fsm *f, const struct rd_cmd *cmd)
+{
+    const struct rd_cmd_checkpoint_restore *c = &cmd->u.crestore;
+    char id[40];
+    struct rd_task *t = id_of(c->task_id, id) == 0 ? (struct rd_task *)rd_fsm_task(f, id) : NULL;
+    if (t == NULL) {
+        f->result.status = RD_ENOTFOUND;
+        return 0;
+    }
+    f->result.task = t;
+    const struct rd_checkpoint *last = rd_task_checkpoint(t);
+    if (last == NULL || last->version != c->bad_version) {
+        /* Moved on: a newer checkpoint, or the repair was made already. */
+        f->result.status = RD_ECONFLICT;
+        f->result.value = last ? last->version : 0;
+        return 0;
+    }
+    if (!c->from_backup) {
+        unsigned keep = 0;
+        while (keep < t->n_ckpts && t->ckpts[keep].version != c->version)
+            keep++;
+        if (keep == t->n_ckpts) {
+            f->result.status = RD_ENOTFOUND; /* that version is no longer held */
+            return 0;
+        }
+        rd_fsm__dg_touch(f, RD_DG_TASK, t);
+        while (t->n_ckpts > keep + 1)
+            ckpt_free(&t->ckpts[--t->n_ckpts]);
+    } else {
+        char *data = rd_str_dup(c->data_json);
+        if (data == NULL)
+            return RD_ENOMEM;
+        rd_fsm__dg_touch(f, RD_DG_TASK, t);
+        while (t->n_ckpts > 0)
+            ckpt_free(&t->ckpts[--t->n_ckpts]);
+        struct rd_checkpoint *k = &t->ckpts[t->n_ckpts++];
+        k->version = c->version;
+        k->at = c->at;
+        k->checksum = c->checksum;
+        k->size = c->data_json.len;
+        k->data = data;
+    }
+    t->updated_at = cmd->time_ms;
+    f->result.value = c->version;
+    return 0;
+}
+
 static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
 {
     const struct rd_cmd_task_finish *c = &cmd->u.tfinish;
@@ -466,10 +515,11 @@ int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
     int old_state = -1;
     char old_node[RD_NODE_ID_MAX + 1] = "";
     const char *tid = NULL;
-    struct rd_str sid = cmd->type == RD_CMD_TASK_SUBMIT       ? cmd->u.tsubmit.task_id
-                        : cmd->type == RD_CMD_TASK_ASSIGN     ? cmd->u.tassign.task_id
-                        : cmd->type == RD_CMD_TASK_CHECKPOINT ? cmd->u.tckpt.task_id
-                                                              : cmd->u.tfinish.task_id;
+    struct rd_str sid = cmd->type == RD_CMD_TASK_SUBMIT          ? cmd->u.tsubmit.task_id
+                        : cmd->type == RD_CMD_TASK_ASSIGN        ? cmd->u.tassign.task_id
+                        : cmd->type == RD_CMD_TASK_CHECKPOINT    ? cmd->u.tckpt.task_id
+                        : cmd->type == RD_CMD_CHECKPOINT_RESTORE ? cmd->u.crestore.task_id
+                                                                 : cmd->u.tfinish.task_id;
     char id[40];
     if (id_of(sid, id) == 0 && (before = rd_fsm_task(f, id)) != NULL) {
         old_state = before->state;
@@ -487,6 +537,9 @@ int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
         break;
     case RD_CMD_TASK_CHECKPOINT:
         rv = apply_checkpoint(f, cmd);
+        break;
+    case RD_CMD_CHECKPOINT_RESTORE:
+        rv = apply_ckpt_restore(f, cmd);
         break;
     default:
         rv = apply_finish(f, cmd);

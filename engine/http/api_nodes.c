@@ -336,15 +336,16 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     qsort(todo, k_todo, sizeof(*todo), rd_task_cmp_urgency);
     for (size_t i = 0; i < k_todo; i++) {
         const struct rd_task *t = todo[i];
+        /* A checkpoint that fails its checksum is repaired first: the task
+         * waits for a later answer, which carries the repaired one. */
+        const struct rd_checkpoint *c;
+        if (rd_sched_resume_checkpoint(env->sched, t, &c) == RD_EBUSY)
+            continue;
         json_t *a = rd_api_task_json(t);
-        const struct rd_checkpoint *c = rd_task_resume_checkpoint(t);
-        if (a != NULL && c != NULL) {
-            json_t *ck = json_object_get(a, "checkpoint");
-            json_object_set_new(ck, "version", json_integer((json_int_t)c->version));
-            json_object_set_new(ck, "data", json_loads(c->data, JSON_DECODE_ANY, NULL));
-        } else if (a != NULL && t->n_ckpts > 0) {
+        if (a != NULL && c != NULL)
+            json_object_set_new(a, "checkpoint", rd_api_checkpoint_json(c, true));
+        else if (a != NULL && t->n_ckpts > 0)
             json_object_set_new(a, "checkpoint", json_null()); /* none verifies: start over */
-        }
         json_array_append_new(assignments, a);
     }
     free(todo);

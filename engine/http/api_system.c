@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backup/backup.h"
 #include "common/util.h"
 #include "consistency/consistency.h"
 #include "cluster/cluster.h"
@@ -199,6 +200,13 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_metric_header(&b, "recoveryd_poison_tasks_total", "counter",
                      "Tasks quarantined as poison (this leader).");
     rd_mbuf_printf(&b, "recoveryd_poison_tasks_total %llu\n", (unsigned long long)sc->poison_total);
+    rd_metric_header(&b, "recoveryd_checkpoint_repairs_total", "counter",
+                     "Checkpoints that failed their checksum, repaired by this leader, by where "
+                     "the good copy came from (none: the task started over).");
+    static const char *const repair_sources[RD_REPAIR_KINDS] = {"version", "backup", "none"};
+    for (int k = 0; k < RD_REPAIR_KINDS; k++)
+        rd_mbuf_printf(&b, "recoveryd_checkpoint_repairs_total{source=\"%s\"} %llu\n",
+                       repair_sources[k], (unsigned long long)sc->repairs_total[k]);
     rd_metric_header(&b, "recoveryd_scheduler_passes_total", "counter",
                      "Scheduler passes run as leader (recovery, paused tasks, placement).");
     rd_mbuf_printf(&b, "recoveryd_scheduler_passes_total %llu\n",
@@ -207,6 +215,7 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "1 while in degraded mode (partition suspected or tasks paused).");
     rd_mbuf_printf(&b, "recoveryd_degraded %d\n", rd_sched_degraded(sc, NULL) ? 1 : 0);
     rd_plugin_host_metrics(env->plugins, &b);
+    rd_backup_metrics(env->backups, &b);
     rd_consistency_metrics(env->consistency, &b);
 
     if (b.err) {

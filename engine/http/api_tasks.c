@@ -30,20 +30,25 @@ static void checksum_text(uint64_t sum, char out[32])
     snprintf(out, 32, "fnv1a64:%016llx", (unsigned long long)sum);
 }
 
+json_t *rd_api_checkpoint_json(const struct rd_checkpoint *c, bool with_data)
+{
+    char at[RD_TIME_STRLEN], sum[32];
+    rd_time_format(c->at, at);
+    checksum_text(c->checksum, sum);
+    json_t *o = json_pack("{s:I,s:s,s:I,s:s}", "version", (json_int_t)c->version, "updated_at", at,
+                          "size", (json_int_t)c->size, "checksum", sum);
+    if (o != NULL && with_data)
+        json_object_set_new(o, "data", json_or_null(c->data));
+    return o;
+}
+
 json_t *rd_api_task_json(const struct rd_task *t)
 {
     char created[RD_TIME_STRLEN], updated[RD_TIME_STRLEN];
     rd_time_format(t->created_at, created);
     rd_time_format(t->updated_at, updated);
-    json_t *ckpt = json_null();
     const struct rd_checkpoint *c = rd_task_checkpoint(t);
-    if (c != NULL) {
-        char at[RD_TIME_STRLEN], sum[32];
-        rd_time_format(c->at, at);
-        checksum_text(c->checksum, sum);
-        ckpt = json_pack("{s:I,s:s,s:I,s:s}", "version", (json_int_t)c->version, "updated_at", at,
-                         "size", (json_int_t)c->size, "checksum", sum);
-    }
+    json_t *ckpt = c != NULL ? rd_api_checkpoint_json(c, false) : json_null();
     json_t *o = json_pack(
         "{s:s,s:s,s:i,s:b,s:s?,s:I,s:o,s:s,s:s,s:{s:I,s:o},s:o,s:I,s:I}", "task_id", t->id, "state",
         rd_task_state_name(t->state), "priority", t->priority, "critical", t->critical, "node_id",
@@ -374,11 +379,9 @@ out:
     json_decref(body);
 }
 
-void rd_api_TASK_CHECKPOINT_GET(struct rd_http_req *hr)
+/* The task's newest checkpoint, as GET .../checkpoint answers it. */
+static void send_checkpoint(struct rd_http_req *hr, const struct rd_task *t)
 {
-    const struct rd_task *t = path_task(hr);
-    if (t == NULL)
-        return;
     const struct rd_checkpoint *c = rd_task_checkpoint(t);
     if (c == NULL) {
         rd_http_send_error(hr, 404, "not_found", NULL, "task %s has no checkpoint", t->id);
@@ -387,11 +390,55 @@ void rd_api_TASK_CHECKPOINT_GET(struct rd_http_req *hr)
     char at[RD_TIME_STRLEN], sum[32];
     rd_time_format(c->at, at);
     checksum_text(c->checksum, sum);
-    json_t *data = json_loads(c->data, JSON_DECODE_ANY, NULL);
     rd_http_send_json(hr, 200,
                       json_pack("{s:I,s:o,s:s,s:s,s:I}", "version", (json_int_t)c->version, "data",
-                                data ? data : json_null(), "checksum", sum, "updated_at", at,
-                                "attempt", (json_int_t)t->attempt));
+                                json_or_null(c->data), "checksum", sum, "updated_at", at, "attempt",
+                                (json_int_t)t->attempt));
+}
+
+/* The repair of a checkpoint that failed its checksum ended. */
+static void checkpoint_repaired(void *data, int status)
+{
+    struct rd_http_pending *p = data;
+    if (rd_http_pending_alive(p)) {
+        const struct rd_task *t = rd_fsm_task(p->hr.env->fsm, p->key);
+        if (t == NULL)
+            rd_http_send_error(&p->hr, 404, "not_found", NULL, "no task %s", p->key);
+        else if (status == 0 || status == RD_ECONFLICT) /* repaired, or moved on */
+            send_checkpoint(&p->hr, t);
+        else if (status == RD_ECORRUPT)
+            rd_http_send_error(&p->hr, 404, "not_found", NULL,
+                               "task %s has no checkpoint that verifies: version %llu failed its "
+                               "checksum and no older version or backup holds a good copy (a "
+                               "data_corruption fault records it); the task starts over",
+                               t->id, (unsigned long long)rd_task_checkpoint(t)->version);
+        else
+            rd_http_send_rd_error(&p->hr, status, "the damaged checkpoint could not be repaired");
+    }
+    rd_http_pending_done(p);
+}
+
+void rd_api_TASK_CHECKPOINT_GET(struct rd_http_req *hr)
+{
+    const struct rd_task *t = path_task(hr);
+    if (t == NULL)
+        return;
+    const struct rd_checkpoint *c = rd_task_checkpoint(t);
+    /* One that fails its checksum is repaired first (on the leader: a
+     * stale read elsewhere shows what that replica holds). */
+    if (c == NULL || rd_checkpoint_verifies(c) || !rd_replica_is_leader(hr->env->replica)) {
+        send_checkpoint(hr, t);
+        return;
+    }
+    struct rd_http_pending *p = rd_http_defer(hr);
+    if (p == NULL) {
+        rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+        return;
+    }
+    snprintf(p->key, sizeof(p->key), "%s", t->id);
+    int rv = rd_sched_repair_checkpoint(hr->env->sched, t->id, checkpoint_repaired, p);
+    if (rv != 1) /* no repair runs: its outcome now */
+        checkpoint_repaired(p, rv);
 }
 
 /* ---- complete, fail ---------------------------------------------------------- */

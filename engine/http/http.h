@@ -17,6 +17,7 @@
 #include "metrics/metrics.h"
 
 struct rd_analysis;
+struct rd_backups;
 struct rd_cluster;
 struct rd_config;
 struct rd_consistency;
@@ -45,6 +46,7 @@ struct rd_http_env {
     struct rd_cluster *cluster;
     struct rd_consistency *consistency;
     struct rd_plugin_host *plugins;
+    struct rd_backups *backups;           /* backups and their records */
     struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
     struct rd_http *http;                 /* the server itself (pending answers, metrics) */
     const bool *shutting_down;
@@ -95,7 +97,11 @@ struct rd_http_env {
     X(CONSISTENCY_CHECK, "POST", "/api/v1/consistency/check", "consistency_check")                 \
     X(CONSISTENCY_CHECKS, "GET", "/api/v1/consistency/checks", "consistency_checks")               \
     X(CONSISTENCY_CHECK_GET, "GET", "/api/v1/consistency/checks/*", "consistency_check_get")       \
-    X(CONSISTENCY_LOCAL, "GET", "/api/v1/consistency/checks/*/local", "consistency_local")
+    X(CONSISTENCY_LOCAL, "GET", "/api/v1/consistency/checks/*/local", "consistency_local")         \
+    X(BACKUP_TRIGGER, "POST", "/api/v1/backup/trigger", "backup_trigger")                          \
+    X(BACKUPS_LIST, "GET", "/api/v1/backups", "backups_list")                                      \
+    X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get")                                        \
+    X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,
@@ -206,8 +212,11 @@ void rd_http_pending_done(struct rd_http_pending *p);
 /* ---- request helpers --------------------------------------------------- */
 
 struct rd_task;
+struct rd_checkpoint;
 /* The API's view of a task (API.md). */
 json_t *rd_api_task_json(const struct rd_task *t);
+/* A checkpoint's version, updated_at, size, checksum (and its data). */
+json_t *rd_api_checkpoint_json(const struct rd_checkpoint *c, bool with_data);
 
 /* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
 int rd_api_list_limit(struct rd_http_req *hr);

@@ -722,6 +722,44 @@ void rd_plugin_host_close(struct rd_plugin_host *h)
     h->n = 0;
 }
 
+/* ---- backup targets ------------------------------------------------------- */
+
+const char *rd_plugin_host_backup_at(const struct rd_plugin_host *h, unsigned i)
+{
+    for (unsigned k = 0; k < h->n; k++) {
+        const struct rd_plugin_instance *in = &h->insts[k];
+        if (in->desc != NULL && in->desc->kind == RD_PLUGIN_BACKUP && i-- == 0)
+            return in->cfg->name;
+    }
+    return NULL;
+}
+
+int rd_plugin_host_backup(struct rd_plugin_host *h, const char *name,
+                          const struct rd_backup_ops **ops, void **state, const char **why)
+{
+    for (unsigned k = 0; k < h->n; k++) {
+        struct rd_plugin_instance *in = &h->insts[k];
+        if (strcmp(in->cfg->name, name) != 0)
+            continue;
+        if (in->desc == NULL || in->desc->kind != RD_PLUGIN_BACKUP) {
+            *why = in->desc ? kind_name(in->desc->kind) : "not loaded";
+            return RD_EINVAL;
+        }
+        if (in->st != RD_INST_RUNNING || in->stopping) {
+            *why = in->errmsg[0]  ? in->errmsg
+                   : in->stopping ? "it is stopping"
+                                  : "it is not running";
+            return RD_EIO;
+        }
+        *ops = in->desc->ops;
+        *state = in->state;
+        *why = NULL;
+        return 0;
+    }
+    *why = "no such plugin instance";
+    return RD_ENOTFOUND;
+}
+
 /* ---- events --------------------------------------------------------------- */
 
 static bool live(const struct rd_plugin_instance *in, int kind)

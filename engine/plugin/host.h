@@ -132,6 +132,21 @@ bool rd_plugin_host_busy(const struct rd_plugin_host *h);
 /* Destroys the instances (after stop). */
 void rd_plugin_host_close(struct rd_plugin_host *h);
 
+/* ---- backup targets ---- */
+
+/* The name of the i-th configured instance of a backup plugin (in the order
+ * of plugins.instances), or NULL past the last. */
+const char *rd_plugin_host_backup_at(const struct rd_plugin_host *h, unsigned i);
+
+/*
+ * Instance `name` as a backup target: 0 with its ops and state when it runs;
+ * RD_ENOTFOUND when no instance has that name, RD_EINVAL when it is not a
+ * backup plugin, RD_EIO when it is not running (init or start failed, or it
+ * stops); `*why` (static or the instance's error buffer) says which.
+ */
+int rd_plugin_host_backup(struct rd_plugin_host *h, const char *name,
+                          const struct rd_backup_ops **ops, void **state, const char **why);
+
 /* ---- events from the engine (leader only) ---- */
 void rd_plugin_host_node(struct rd_plugin_host *h, int event, const struct rd_node *n);
 void rd_plugin_host_heartbeat(struct rd_plugin_host *h, const struct rd_heartbeat_view *hb);

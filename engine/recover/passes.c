@@ -25,6 +25,7 @@ void rd_sched_pass(struct rd_sched *s)
     rd_sched__labels_reset(s); /* labels are parsed at most once per node per pass */
     /* Counted first: /metrics, on this thread, sees it after the whole pass. */
     s->passes_total++;
+    rd_sched__repair_sweep(s);
     rd_sched__recover(s, extra);
     rd_sched__resume_paused(s);
     rd_sched__place_pending(s, extra);
@@ -36,6 +37,8 @@ void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env)
     memset(s, 0, sizeof(*s));
     s->env = *env;
     rd_map_init(&s->inflight);
+    rd_map_init(&s->repairs);
+    rd_map_init(&s->unrepairable);
 }
 
 void rd_sched_start(struct rd_sched *s)
@@ -57,10 +60,12 @@ void rd_sched_stop(struct rd_sched *s)
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, NULL);
     s->started = false;
+    rd_sched__repair_stop(s);
 }
 
 void rd_sched_close(struct rd_sched *s)
 {
+    rd_sched__repair_close(s);
     rd_sched__labels_reset(s);
     free(s->by_slot);
     s->by_slot = NULL;

@@ -66,12 +66,11 @@ int rd_sched__execute(struct rd_sched *s, const struct rd_node *n, struct rd_tas
                     s->performance_limit = a->percent < 1 ? 1 : a->percent > 100 ? 100 : a->percent;
                     break;
                 case RD_ACT_CHECK_CONSISTENCY:
-                    if (t != NULL) {
-                        const struct rd_checkpoint *c = rd_task_checkpoint(t);
-                        if (c != NULL && !rd_checkpoint_verifies(c))
-                            RD_ERROR("recovery", "checkpoint_corrupt", "task=%s version=%llu",
-                                     t->id, (unsigned long long)c->version);
-                    }
+                    /* Its newest checkpoint must verify before the task
+                     * moves: a repair holds it in flight, so its reassign
+                     * below waits for the repair's commit. */
+                    if (t != NULL && rd_sched_repair_checkpoint(s, t->id, NULL, NULL) == 1)
+                        proposed++;
                     break;
                 default:
                     break;

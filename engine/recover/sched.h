@@ -17,11 +17,18 @@
 #include "replica/replica.h"
 
 struct rd_analysis;
+struct rd_checkpoint;
 struct rd_config;
 struct rd_fsm;
 struct rd_plugin_host;
 struct rd_policy_host;
 struct rd_registry;
+
+/* A task's checkpoints as a backup holds them (oldest first; valid during
+ * the call only), or status != 0 with `detail` saying why it could not be
+ * read. */
+typedef void (*rd_sched_backup_cb)(void *data, int status, const struct rd_checkpoint *ckpts,
+                                   unsigned n, const char *detail);
 
 /* What the scheduler reads and acts through, given at init; all outlive it. */
 struct rd_sched_env {
@@ -38,7 +45,20 @@ struct rd_sched_env {
     void *policy_error_data;
     const bool *shutting_down;       /* no new passes once the engine stops */
     const uint64_t *leader_since_ns; /* when this replica became leader, 0 if not */
+    /* Reads task `task_id`'s checkpoints back from completed backup
+     * `backup_id` (its target, decoded off the loop): 0 and `cb` fires once,
+     * later, or RD_E* at once (`cb` not called). NULL: checkpoint repairs do
+     * not look in backups. */
+    int (*backup_checkpoints)(void *data, const char *backup_id, const char *task_id,
+                              rd_sched_backup_cb cb, void *cb_data);
+    void *backup_data;
 };
+
+/* Checkpoint repairs by where the good copy came from (rd_sched.repairs_total). */
+enum { RD_REPAIR_FROM_VERSION = 0, RD_REPAIR_FROM_BACKUP, RD_REPAIR_NONE, RD_REPAIR_KINDS };
+
+/* Completed backups read, newest first, for a good copy of a checkpoint. */
+#define RD_SCHED_REPAIR_BACKUPS 4
 
 struct rd_sched {
     struct rd_sched_env env;
@@ -67,6 +87,14 @@ struct rd_sched {
         uint64_t replan_at_ns;
     } * by_slot;
     size_t n_by_slot;
+    /* Checkpoint repairs (repair.c): the one running per task, by task id;
+     * the versions this leadership found no good copy of; the sweep of
+     * their faults. */
+    struct rd_map repairs;
+    struct rd_map unrepairable;
+    uint64_t repair_sweep_ns;
+    bool repair_sweeping;
+    uint64_t repairs_total[RD_REPAIR_KINDS]; /* this leader's, by source */
 };
 
 void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env);
@@ -80,6 +108,7 @@ void rd_sched_pass(struct rd_sched *s);
 
 struct rd_node;
 struct rd_recovery;
+struct rd_task;
 
 /* The end of a trigger: status 0 with the run opened, or RD_E*. */
 typedef void (*rd_sched_trigger_cb)(void *data, int status, const struct rd_recovery *run);
@@ -103,6 +132,42 @@ int rd_sched_trigger(struct rd_sched *s, const char *node, const char *strategy,
  * (the degrade action's performance_limit) of its slots.
  */
 bool rd_sched_degraded(const struct rd_sched *s, unsigned *limit_pct);
+
+/*
+ * Checkpoint repair (repair.c; DESIGN.md decision 9), leader only. Task
+ * `task_id`'s newest checkpoint fails its checksum: it is repaired from the
+ * newest older version that verifies, else from the newest completed backup
+ * (of the RD_SCHED_REPAIR_BACKUPS newest) holding a version of it that
+ * verifies, else not at all (the task starts over). The repair is recorded
+ * as a data_corruption fault (major; node_id the task's agent or "";
+ * metadata task_id, version, restored_from) resolved by the commit of the
+ * repair itself (checkpoint_restore), or left open with the reason when no
+ * good copy exists. One repair per task at a time; while it runs the task
+ * does not move.
+ *
+ * Returns 0 when there is nothing to repair (no checkpoint, or the newest
+ * verifies; `cb` not called); 1 when a repair runs, started now or joined:
+ * `cb` (may be NULL) fires once when it ended, possibly before this
+ * returns, with 0 (committed: the newest checkpoint is the repaired one),
+ * RD_ECORRUPT (no good copy: the task starts over, the fault stays open) or
+ * what stopped it (RD_ENOTLEADER, RD_ECONFLICT: the task moved on, ...);
+ * RD_ECORRUPT when this leadership already found no good copy of this
+ * version; RD_ENOTFOUND, RD_ENOTLEADER, RD_ENOMEM (`cb` not called).
+ */
+typedef void (*rd_sched_repair_cb)(void *data, int status);
+int rd_sched_repair_checkpoint(struct rd_sched *s, const char *task_id, rd_sched_repair_cb cb,
+                               void *data);
+
+/*
+ * The checkpoint task `t` resumes from when it is handed over to its agent
+ * (the heartbeat answer): 0 with `*out` its newest checkpoint, or NULL to
+ * start over (none, or no good copy exists); RD_EBUSY while the newest
+ * fails its checksum and its repair runs (started here if need be): hold
+ * the task back, a later answer hands it over with the repaired checkpoint.
+ * Where no repair can run (not leader), the newest version that verifies.
+ */
+int rd_sched_resume_checkpoint(struct rd_sched *s, const struct rd_task *t,
+                               const struct rd_checkpoint **out);
 
 /* True when `task_labels` (a JSON object) is a subset of `node_labels`. */
 bool rd_sched_labels_match(const char *task_labels, const char *node_labels);

@@ -1,9 +1,10 @@
 /*
  * Inside the scheduler (recover/): what its files share. sched.c runs the
  * passes and owns proposing (keyed, in-flight guarded); placement.c puts
- * pending tasks on agents; runs.c moves tasks off lost agents in recovery
- * runs (operator triggers, poison tasks, degraded mode, leases); plan.c
- * carries out a policy's plan. Not for use outside recover/.
+ * pending tasks on agents; repair.c repairs checkpoints that fail their
+ * checksum; runs.c moves tasks off lost agents in recovery runs (operator
+ * triggers, poison tasks, degraded mode, leases); plan.c carries out a
+ * policy's plan. Not for use outside recover/.
  */
 #ifndef RD_SCHED_INT_H
 #define RD_SCHED_INT_H
@@ -48,6 +49,23 @@ void rd_sched__labels_reset(struct rd_sched *s);
  * caps how full a node may get). */
 size_t rd_sched__choose(struct rd_sched *s, const struct rd_task *t, const uint32_t *extra,
                         unsigned limit_pct);
+
+/* ---- repair.c ---- */
+
+struct rd_backup;
+/* The completed backups a repair reads, newest first (by index, then by
+ * completion), at most `max` of them, into `out`; their count. */
+size_t rd_sched__repair_backups(const struct rd_fsm *f, const struct rd_backup **out, size_t max);
+/* Of a task's checkpoints as a backup holds them (oldest first), the newest
+ * no newer than `bad_version` that verifies, or NULL. */
+const struct rd_checkpoint *rd_sched__repair_pick(const struct rd_checkpoint *ckpts, unsigned n,
+                                                  uint64_t bad_version);
+/* Settles the data_corruption faults of checkpoints that moved on, and
+ * takes up repairs a leader did not finish (each pass; once a second). */
+void rd_sched__repair_sweep(struct rd_sched *s);
+/* Leadership lost: forgets what it learnt (the unrepairable versions). */
+void rd_sched__repair_stop(struct rd_sched *s);
+void rd_sched__repair_close(struct rd_sched *s);
 
 /* ---- moves.c ---- */
 

@@ -191,10 +191,25 @@ static void spec_to_pattern(const char *spec, char *out, size_t len)
     out[o] = '\0';
 }
 
+/* config_yaml plus the default plugins and a file backup target under the
+ * daemon's directory, so the backup routes have something to answer. */
+static char backup_yaml[2048];
+
 static int setup(void **state)
 {
     load_spec();
-    if (rdt_proc_start(&proc, config_yaml) != 0)
+    if (rdt_proc_prepare(&proc) != 0)
+        return -1;
+    snprintf(backup_yaml, sizeof(backup_yaml),
+             "%splugins:\n"
+             "  instances:\n"
+             "    - {name: heartbeat, required: true}\n"
+             "    - {name: health_probe}\n"
+             "    - {name: metrics}\n"
+             "    - {name: log}\n"
+             "    - {name: spec-backups, plugin: file, config: {dir: \"%s/backups\"}}\n",
+             config_yaml, proc.dir);
+    if (rdt_proc_start(&proc, backup_yaml) != 0)
         return -1;
     snprintf(exchanges_path, sizeof(exchanges_path), "%s/exchanges.jsonl", proc.dir);
     exchanges = fopen(exchanges_path, "w");
@@ -304,6 +319,25 @@ static void test_every_documented_operation_answers_as_documented(void **state)
     snprintf(recovery_id, sizeof(recovery_id), "%s",
              json_string_value(rdt_json_path(fr.json, "recovery_id")));
     rdt_resp_free(&fr);
+    /* A completed backup to read back and verify. */
+    char backup_id[64];
+    exchange(&proc, RDT_H1, "POST", "/api/v1/backup/trigger", "{}", &fr);
+    assert_int_equal(fr.status, 202);
+    snprintf(backup_id, sizeof(backup_id), "%s",
+             json_string_value(rdt_json_path(fr.json, "backup_id")));
+    rdt_resp_free(&fr);
+    for (int64_t until = rdt_now_ms() + 10000;;) {
+        char bp[96];
+        snprintf(bp, sizeof(bp), "/api/v1/backups/%s", backup_id);
+        exchange(&proc, RDT_H1, "GET", bp, NULL, &fr);
+        const char *st = json_string_value(rdt_json_path(fr.json, "status"));
+        bool done = fr.status == 200 && st != NULL && strcmp(st, "completed") == 0;
+        rdt_resp_free(&fr);
+        if (done)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(10);
+    }
     /* A consistency check to read back (and this replica's digest at it). */
     char check_id[64];
     exchange(&proc, RDT_H1, "POST", "/api/v1/consistency/check", NULL, &fr);
@@ -322,6 +356,7 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         if (brace) {
             const char *close = strchr(brace, '}');
             const char *value = strncmp(brace, "{fault_id}", 10) == 0      ? fault_id
+                                : strncmp(brace, "{backup_id}", 11) == 0   ? backup_id
                                 : strncmp(brace, "{recovery_id}", 13) == 0 ? recovery_id
                                 : strncmp(brace, "{check_id}", 10) == 0    ? check_id
                                 : strncmp(brace, "{task_id}", 9) != 0      ? "spec-node"
@@ -334,11 +369,13 @@ static void test_every_documented_operation_answers_as_documented(void **state)
         }
         const char *body = NULL;
         if (strcmp(o->method, "POST") == 0)
-            body = strstr(path, "heartbeat")   ? "{\"epoch\":1,\"load\":{\"slots_used\":0}}"
-                   : strstr(path, "/complete") ? "{\"attempt\":1,\"result\":{\"ok\":true}}"
-                   : strstr(path, "/fail")     ? "{\"attempt\":1,\"error\":\"spec\"}"
-                   : strstr(path, "/trigger")  ? "{\"node_id\":\"spec-fault\"}"
-                                               : "{\"node_id\":\"spec-node-2\"}";
+            body = strstr(path, "heartbeat")         ? "{\"epoch\":1,\"load\":{\"slots_used\":0}}"
+                   : strstr(path, "/complete")       ? "{\"attempt\":1,\"result\":{\"ok\":true}}"
+                   : strstr(path, "/fail")           ? "{\"attempt\":1,\"error\":\"spec\"}"
+                   : strstr(path, "/backup/trigger") ? "{\"target\":\"spec-backups\"}"
+                   : strstr(path, "/verify")         ? NULL
+                   : strstr(path, "/trigger")        ? "{\"node_id\":\"spec-fault\"}"
+                                                     : "{\"node_id\":\"spec-node-2\"}";
         char url[512];
         snprintf(url, sizeof(url), "%s%s", proc.base_url, path);
         for (int proto = RDT_H1; proto <= RDT_H2; proto++) {
@@ -488,6 +525,17 @@ static void test_error_answers_are_documented(void **state)
         expect(&proc, proto, "POST", "/api/v1/cluster/replicas", "{\"id\":0}", 400, "bad_request");
         expect(&proc, proto, "DELETE", "/api/v1/cluster/replicas/99", NULL, 404, "not_found");
         expect(&proc, proto, "DELETE", "/api/v1/cluster/replicas/abc", NULL, 400, "bad_request");
+        expect(&proc, proto, "POST", "/api/v1/backup/trigger", "{\"target\":\"nowhere\"}", 400,
+               "bad_request");
+        expect(&proc, proto, "POST", "/api/v1/backup/trigger", "{\"target\":7}", 400,
+               "bad_request");
+        expect(&proc, proto, "GET", "/api/v1/backups?status=lost", NULL, 400, "bad_request");
+        expect(&proc, proto, "GET", "/api/v1/backups?limit=0", NULL, 400, "bad_request");
+        expect(&proc, proto, "GET", "/api/v1/backups/not-a-uuid", NULL, 400, "bad_request");
+        expect(&proc, proto, "GET", "/api/v1/backups/7f0c5c2e-0000-4000-8000-000000000004", NULL,
+               404, "not_found");
+        expect(&proc, proto, "POST", "/api/v1/backups/7f0c5c2e-0000-4000-8000-000000000004/verify",
+               NULL, 404, "not_found");
         expect(&proc, proto, "POST", "/api/v1/cluster/replicas/99/rejoin", "{\"phase\":\"leave\"}",
                404, "not_found");
         expect(&proc, proto, "POST", "/api/v1/cluster/replicas/1/rejoin", "{\"phase\":\"leave\"}",

@@ -231,7 +231,20 @@ static void test_second_instance_same_data_dir(void **state)
         fail_msg("the first instance never recorded its API URL (GET /api/v1/cluster/replicas)");
     char raft_dir[400];
     snprintf(raft_dir, sizeof raft_dir, "%s/raft", p->data_dir);
+    /* The first instance writes what a new leader writes (its API URL, the
+     * cluster id): wait until its log is quiet before the second one runs. */
     char *before = dir_state(raft_dir);
+    for (int64_t until = rdt_now_ms() + 5000;;) {
+        rdt_sleep_ms(300);
+        char *again = dir_state(raft_dir);
+        bool quiet = strcmp(before, again) == 0;
+        free(before);
+        before = again;
+        if (quiet)
+            break;
+        if (rdt_now_ms() > until)
+            fail_msg("the first instance kept writing %s for 5 s", raft_dir);
+    }
 
     char listen_arg[32];
     snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%u", (unsigned)p->port);

@@ -7,7 +7,12 @@
  *     timer and every timer of a stopping instance are freed, as plugin.h
  *     says; stopping a freed timer fails the test;
  *   - http_request is recorded; the test answers it (fh_answer);
- *   - observe() and log() are recorded; counters are test-owned uint64_t.
+ *   - observe() and log() are recorded; counters are test-owned uint64_t;
+ *   - queue_work is recorded and returns; the test runs the queued work with
+ *     fh_run_work(): each work function on a thread of its own (as the
+ *     host's pool does, several at once), then every `done` on the test's
+ *     thread (the loop). A host function called from a work thread is
+ *     counted in g_fh.off_loop_calls, which fh_destroy() requires to be 0.
  * One instance at a time (the global g_fh). Include from one test file only.
  */
 #ifndef RD_TEST_FAKE_HOST_H
@@ -17,6 +22,7 @@
 
 #include <dlfcn.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +40,8 @@
 #define FH_MAX_TIMERS   4096
 #define FH_MAX_LOGS     512
 #define FH_MAX_COUNTERS 16
+#define FH_MAX_WORK     256 /* queued and not yet run */
+#define FH_POOL         4   /* work functions run at once (libuv's default pool) */
 
 struct fh_timer {
     bool live;  /* started and not yet freed */
@@ -71,6 +79,12 @@ struct fh_log {
     char msg[1024];
 };
 
+struct fh_work {
+    rd_work_cb work;
+    rd_after_work_cb done;
+    void *data;
+};
+
 struct fake_host {
     struct rd_host_api api;
     const char *(*cfg)[2]; /* {key, value} rows, ended by {NULL, NULL} */
@@ -95,12 +109,24 @@ struct fake_host {
     bool stopping;
     int done_calls;
     int http_reject; /* when not 0, http_request returns it */
+    struct fh_work work[FH_MAX_WORK];
+    size_t n_work;         /* queued, not yet run */
+    size_t work_run;       /* work items run so far */
+    pthread_t loop_thread; /* the thread that called fh_init: "the loop" */
+    int off_loop_calls;    /* host functions called from elsewhere (atomic) */
     char error[512];
     char name[64];
 };
 
 static struct fake_host g_fh;
 #define FH_INST ((rd_plugin_instance_t *)&g_fh)
+
+/* Counts a host function called off the loop (from a work thread). */
+#define FH_ON_LOOP()                                                                               \
+    do {                                                                                           \
+        if (!pthread_equal(pthread_self(), g_fh.loop_thread))                                      \
+            __atomic_add_fetch(&g_fh.off_loop_calls, 1, __ATOMIC_RELAXED);                         \
+    } while (0)
 
 /* When set, the next fh_init() uses these detection params (then clears it). */
 static const struct rd_detection_params *g_fh_next_dp;
@@ -109,6 +135,7 @@ static const struct rd_detection_params *g_fh_next_dp;
 
 static void fh_log(rd_plugin_instance_t *inst, int level, const char *event, const char *fmt, ...)
 {
+    FH_ON_LOOP();
     assert_ptr_equal(inst, FH_INST);
     if (g_fh.n_logs == FH_MAX_LOGS)
         return;
@@ -123,12 +150,14 @@ static void fh_log(rd_plugin_instance_t *inst, int level, const char *event, con
 
 static const char *fh_instance_name(rd_plugin_instance_t *inst)
 {
+    FH_ON_LOOP();
     assert_ptr_equal(inst, FH_INST);
     return g_fh.name;
 }
 
 static void fh_set_error(rd_plugin_instance_t *inst, const char *fmt, ...)
 {
+    FH_ON_LOOP();
     assert_ptr_equal(inst, FH_INST);
     va_list ap;
     va_start(ap, fmt);
@@ -151,12 +180,14 @@ static const char *fh_text(const char *key)
 
 static const char *fh_config_string(rd_plugin_instance_t *inst, const char *key)
 {
+    FH_ON_LOOP();
     (void)inst;
     return fh_text(key);
 }
 
 static int64_t fh_config_int(rd_plugin_instance_t *inst, const char *key)
 {
+    FH_ON_LOOP();
     (void)inst;
     const char *t = fh_text(key);
     return t ? strtoll(t, NULL, 10) : 0;
@@ -164,6 +195,7 @@ static int64_t fh_config_int(rd_plugin_instance_t *inst, const char *key)
 
 static double fh_config_double(rd_plugin_instance_t *inst, const char *key)
 {
+    FH_ON_LOOP();
     (void)inst;
     const char *t = fh_text(key);
     return t ? strtod(t, NULL) : 0;
@@ -171,6 +203,7 @@ static double fh_config_double(rd_plugin_instance_t *inst, const char *key)
 
 static bool fh_config_bool(rd_plugin_instance_t *inst, const char *key)
 {
+    FH_ON_LOOP();
     (void)inst;
     const char *t = fh_text(key);
     return t && strcmp(t, "true") == 0;
@@ -179,6 +212,7 @@ static bool fh_config_bool(rd_plugin_instance_t *inst, const char *key)
 /* Durations ("250ms", "2s", "1m", "1h", "1d") in ms; plain numbers as they are. */
 static uint64_t fh_config_uint(rd_plugin_instance_t *inst, const char *key)
 {
+    FH_ON_LOOP();
     (void)inst;
     const char *t = fh_text(key);
     if (!t)
@@ -207,17 +241,20 @@ static void fh_detection_params(rd_plugin_instance_t *inst, struct rd_detection_
 
 static uint64_t fh_now_ns(void)
 {
+    FH_ON_LOOP();
     return g_fh.now_ns;
 }
 
 static int64_t fh_now_ms(void)
 {
+    FH_ON_LOOP();
     return g_fh.now_ms;
 }
 
 static rd_timer_t *fh_timer_start(rd_plugin_instance_t *inst, uint64_t first_ms, uint64_t repeat_ms,
                                   rd_timer_cb cb, void *data)
 {
+    FH_ON_LOOP();
     assert_ptr_equal(inst, FH_INST);
     assert_non_null(cb);
     if (g_fh.stopping)
@@ -235,6 +272,7 @@ static rd_timer_t *fh_timer_start(rd_plugin_instance_t *inst, uint64_t first_ms,
 
 static void fh_timer_stop(rd_timer_t *timer)
 {
+    FH_ON_LOOP();
     struct fh_timer *t = (struct fh_timer *)timer;
     if (!t)
         return;
@@ -247,16 +285,20 @@ static void fh_timer_stop(rd_timer_t *timer)
 static int fh_queue_work(rd_plugin_instance_t *inst, rd_work_cb work, rd_after_work_cb done,
                          void *data)
 {
-    (void)inst;
-    work(data);
-    if (done)
-        done(data, 0);
+    FH_ON_LOOP();
+    assert_ptr_equal(inst, FH_INST);
+    assert_non_null(work);
+    if (g_fh.stopping)
+        return RD_ESHUTDOWN;
+    assert_true(g_fh.n_work < FH_MAX_WORK);
+    g_fh.work[g_fh.n_work++] = (struct fh_work){work, done, data};
     return 0;
 }
 
 static int fh_http_request(rd_plugin_instance_t *inst, const struct rd_http_request *req,
                            rd_http_cb cb, void *data)
 {
+    FH_ON_LOOP();
     assert_ptr_equal(inst, FH_INST);
     assert_non_null(req);
     assert_non_null(req->url);
@@ -292,6 +334,7 @@ static int fh_http_request(rd_plugin_instance_t *inst, const struct rd_http_requ
 
 static void fh_observe(rd_plugin_instance_t *inst, const struct rd_observation *o)
 {
+    FH_ON_LOOP();
     assert_ptr_equal(inst, FH_INST);
     if (g_fh.n_obs == g_fh.cap_obs) {
         g_fh.cap_obs = g_fh.cap_obs ? g_fh.cap_obs * 2 : 64;
@@ -326,6 +369,7 @@ static int fh_node_at(rd_plugin_instance_t *inst, size_t i, struct rd_node_view 
 
 static uint64_t *fh_counter_api(rd_plugin_instance_t *inst, const char *name, const char *help)
 {
+    FH_ON_LOOP();
     (void)inst;
     (void)help;
     for (size_t i = 0; i < g_fh.n_counters; i++)
@@ -377,6 +421,7 @@ FH_FN void fh_reset(void)
 FH_FN int fh_init(const char *name, const char *inst_name, const char *(*cfg)[2])
 {
     fh_reset();
+    g_fh.loop_thread = pthread_self();
     struct rd_host_api *a = &g_fh.api;
     a->abi_major = RD_PLUGIN_ABI_MAJOR;
     a->abi_minor = RD_PLUGIN_ABI_MINOR;
@@ -485,9 +530,12 @@ FH_FN void fh_stop(bool host_order)
     g_fh.desc->stop(g_fh.state, fh_done);
 }
 
-/* Frees the instance's timers (the host does once stopped), runs destroy(). */
+/* Frees the instance's timers (the host does once stopped), runs destroy().
+ * Work still queued is a failure: the engine waits for it before destroy. */
 FH_FN void fh_destroy(void)
 {
+    assert_int_equal(g_fh.n_work, 0);
+    assert_int_equal(g_fh.off_loop_calls, 0);
     for (size_t i = 0; i < g_fh.n_timers; i++)
         g_fh.timers[i].live = false;
     g_fh.desc->destroy(g_fh.state);
@@ -537,6 +585,42 @@ FH_FN size_t fh_last_live_timer(void)
             return i;
     fail_msg("no live timer");
     return 0;
+}
+
+static void *fh_work_thread(void *arg)
+{
+    struct fh_work *w = arg;
+    w->work(w->data);
+    return NULL;
+}
+
+/*
+ * Runs the queued work as the host's pool would: up to FH_POOL work
+ * functions at once, each on a thread of its own, then their `done`s on
+ * this thread in the order they were queued; again for work queued by those
+ * `done`s, until none is left. Returns how many work items ran.
+ */
+FH_FN size_t fh_run_work(void)
+{
+    size_t ran = 0;
+    while (g_fh.n_work > 0) {
+        size_t n = g_fh.n_work < FH_POOL ? g_fh.n_work : FH_POOL;
+        struct fh_work batch[FH_POOL];
+        memcpy(batch, g_fh.work, n * sizeof *batch);
+        memmove(g_fh.work, g_fh.work + n, (g_fh.n_work - n) * sizeof *g_fh.work);
+        g_fh.n_work -= n;
+        pthread_t th[FH_POOL];
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, fh_work_thread, &batch[i]), 0);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+        for (size_t i = 0; i < n; i++)
+            if (batch[i].done)
+                batch[i].done(batch[i].data, 0);
+        ran += n;
+        g_fh.work_run += n;
+    }
+    return ran;
 }
 
 FH_FN uint64_t fh_counter(const char *name)

@@ -3,8 +3,8 @@
  * applying a command and taking its verdict, and builders for the commands
  * that file lacks (recovery runs, moves that belong to a run, a fully
  * specified registration, replica URLs, backups, the archive position, the
- * cluster id, consistency checks). They could join fsm_cmds.h; they live beside the
- * tests that use them until the test tree settles (issue 10).
+ * cluster id, consistency checks, checkpoint repairs). They could join fsm_cmds.h; they live beside
+ * the tests that use them until the test tree settles (issue 10).
  */
 #ifndef RD_TEST_FSM_TEST_H
 #define RD_TEST_FSM_TEST_H
@@ -177,6 +177,42 @@ static inline struct rd_wbuf cmd_check_result(const char *id, int status, const 
     c.u.cresult.status = (uint8_t)status;
     c.u.cresult.digests_json = RD_STR(digests);
     c.u.cresult.diverged_json = RD_STR(diverged);
+    return fsm_encode(&c);
+}
+
+/* A checkpoint repair that keeps held `version` (newer ones go). */
+static inline struct rd_wbuf cmd_ckpt_keep(const char *task, uint64_t bad, uint64_t version,
+                                           const char *fault_id, int64_t t)
+{
+    char source[32];
+    snprintf(source, sizeof(source), "version %llu", (unsigned long long)version);
+    struct rd_cmd c = {.type = RD_CMD_CHECKPOINT_RESTORE, .time_ms = t};
+    c.u.crestore.task_id = RD_STR(task);
+    c.u.crestore.bad_version = bad;
+    c.u.crestore.version = version;
+    c.u.crestore.data_json = RD_STR("");
+    c.u.crestore.source = RD_STR(source);
+    c.u.crestore.fault_id = RD_STR(fault_id);
+    return fsm_encode(&c);
+}
+
+/* A checkpoint repair that puts `version` back as backup `backup` held it. */
+static inline struct rd_wbuf cmd_ckpt_from_backup(const char *task, uint64_t bad, uint64_t version,
+                                                  int64_t at, const char *data, const char *backup,
+                                                  const char *fault_id, int64_t t)
+{
+    char source[96];
+    snprintf(source, sizeof(source), "backup %s", backup);
+    struct rd_cmd c = {.type = RD_CMD_CHECKPOINT_RESTORE, .time_ms = t};
+    c.u.crestore.task_id = RD_STR(task);
+    c.u.crestore.bad_version = bad;
+    c.u.crestore.version = version;
+    c.u.crestore.from_backup = 1;
+    c.u.crestore.at = at;
+    c.u.crestore.checksum = rd_fnv1a(RD_FNV_INIT, data, strlen(data));
+    c.u.crestore.data_json = RD_STR(data);
+    c.u.crestore.source = RD_STR(source);
+    c.u.crestore.fault_id = RD_STR(fault_id);
     return fsm_encode(&c);
 }
 

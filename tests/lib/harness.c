@@ -410,8 +410,8 @@ static int spawn_daemon(struct rdt_proc *p)
         return -1;
     }
     if (p->netns[0]) {
-        dprintf(log_fd, "rdt: ---- starting %s --listen %s in network namespace %s ----\n",
-                bin, listen_arg, p->netns);
+        dprintf(log_fd, "rdt: ---- starting %s --listen %s in network namespace %s ----\n", bin,
+                listen_arg, p->netns);
     } else {
         dprintf(log_fd, "rdt: ---- starting %s --listen %s ----\n", bin, listen_arg);
     }
@@ -1182,6 +1182,19 @@ bool rdt_is_rfc3339_utc(const char *s)
 /* ---- clusters of daemons ------------------------------------------------------ */
 
 /* rdt_cluster_start(), with replica i in net->ns[i] on net->addr[i] when `net`. */
+/* True when replica `i` shares a port with one before it. */
+static bool port_taken_by(const struct rdt_cluster *c, int i)
+{
+    const struct rdt_proc *p = &c->procs[i];
+    for (int j = 0; j < i; j++) {
+        const struct rdt_proc *q = &c->procs[j];
+        if (p->port == q->port || p->port == q->raft_port || p->raft_port == q->port ||
+            p->raft_port == q->raft_port)
+            return true;
+    }
+    return false;
+}
+
 static int cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
                          const char *cluster_extra, const struct rdt_net *net)
 {
@@ -1201,6 +1214,15 @@ static int cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
         }
         if (rdt_proc_prepare(&c->procs[i]) != 0)
             return -1;
+        /* Each replica's two ports were free when picked, but an earlier
+         * replica's may have been picked again (nothing holds them yet). */
+        for (int tries = 0; tries < 20 && port_taken_by(c, i); tries++)
+            if (rdt_free_ports(&c->procs[i].port, &c->procs[i].raft_port) != 0)
+                return -1;
+        if (port_taken_by(c, i))
+            return -1;
+        snprintf(c->procs[i].base_url, sizeof c->procs[i].base_url, "http://%s:%u",
+                 proc_host(&c->procs[i]), (unsigned)c->procs[i].port);
     }
     for (int i = 0; i < n; i++) {
         struct rdt_proc *p = &c->procs[i];

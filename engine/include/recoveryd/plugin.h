@@ -341,8 +341,8 @@ typedef void (*rd_backup_list_cb)(void *data, int status, const char *const *nam
 struct rd_backup_ops {
     uint32_t version;
     uint32_t size;
-    int (*write)(void *state, const char *name, const void *buf, size_t len,
-                 rd_backup_done_cb done, void *data);
+    int (*write)(void *state, const char *name, const void *buf, size_t len, rd_backup_done_cb done,
+                 void *data);
     int (*read)(void *state, const char *name, rd_backup_read_cb done, void *data);
     int (*remove)(void *state, const char *name, rd_backup_done_cb done, void *data);
     /* Appended in version 2 (ABI minor 1). */

@@ -2081,6 +2081,98 @@ static void test_parse_hostport(void **state)
     assert_int_equal(rd_config_parse_hostport(NULL, host, &port), RD_EINVAL);
 }
 
+/* fault_tolerance.backup's additions: targets, keep_min, archive. */
+static void test_backup_targets(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    /* Defaults: targets not given (every backup instance), keep 3, archive
+     * to the first target within 1 s. */
+    rd_config_defaults(&c);
+    assert_int_equal(c.fault_tolerance.backup.n_targets, 0);
+    assert_int_equal(c.origin[RD_CFG_BACKUP_TARGETS], 0);
+    assert_int_equal(c.fault_tolerance.backup.keep_min, 3);
+    assert_int_equal(c.origin[RD_CFG_ARCHIVE_TARGET], 0);
+    assert_int_equal(c.fault_tolerance.backup.archive.max_delay_ms, 1000);
+
+    static const char yaml[] = "plugins:\n"
+                               "  instances:\n"
+                               "    - name: heartbeat\n"
+                               "    - name: local\n"
+                               "      plugin: file\n"
+                               "      config: {dir: /tmp/x}\n"
+                               "    - name: offsite\n"
+                               "      plugin: s3\n"
+                               "fault_tolerance:\n"
+                               "  backup:\n"
+                               "    interval: 1s\n"
+                               "    targets: [offsite, local]\n"
+                               "    keep_min: 0\n"
+                               "    archive:\n"
+                               "      target: local\n"
+                               "      max_delay: 250ms\n";
+    assert_int_equal(load(&c, yaml, err), 0);
+    assert_int_equal(c.fault_tolerance.backup.n_targets, 2);
+    assert_string_equal(c.fault_tolerance.backup.targets[0], "offsite");
+    assert_string_equal(c.fault_tolerance.backup.targets[1], "local");
+    assert_int_equal(c.origin[RD_CFG_BACKUP_TARGETS], 12);
+    assert_int_equal(c.fault_tolerance.backup.keep_min, 0);
+    assert_string_equal(c.fault_tolerance.backup.archive.target, "local");
+    assert_int_equal(c.origin[RD_CFG_ARCHIVE_TARGET], 15);
+    assert_int_equal(c.fault_tolerance.backup.archive.max_delay_ms, 250);
+    assert_int_equal(c.fault_tolerance.backup.interval_ms, 1000);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+
+    /* An empty list turns backups off; "" turns archiving off. */
+    assert_int_equal(load(&c,
+                          "fault_tolerance:\n  backup:\n    targets: []\n    archive:\n"
+                          "      target: \"\"\n",
+                          err),
+                     0);
+    assert_int_equal(c.fault_tolerance.backup.n_targets, 0);
+    assert_int_equal(c.origin[RD_CFG_BACKUP_TARGETS], 3);
+    assert_string_equal(c.fault_tolerance.backup.archive.target, "");
+    assert_int_equal(c.origin[RD_CFG_ARCHIVE_TARGET], 5);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+
+    /* Loader errors: file, line, key, value. */
+    expect_error("fault_tolerance:\n  backup:\n    targets: local\n", 3,
+                 "fault_tolerance.backup.targets", "'local'");
+    expect_error("fault_tolerance:\n  backup:\n    targets: [local, Bad]\n", 3,
+                 "fault_tolerance.backup.targets[1]", "'Bad'");
+    expect_error("fault_tolerance:\n  backup:\n    targets:\n      - a\n      - a\n", 5,
+                 "fault_tolerance.backup.targets[1]", "'a' (also item 0)");
+    expect_error("fault_tolerance:\n  backup:\n    keep_min: 1001\n", 3,
+                 "fault_tolerance.backup.keep_min", "'1001'");
+    expect_error("fault_tolerance:\n  backup:\n    archive:\n      max_delay: soon\n", 4,
+                 "fault_tolerance.backup.archive.max_delay", "'soon'");
+    expect_error("fault_tolerance:\n  backup:\n    archive:\n      target: A\n", 4,
+                 "fault_tolerance.backup.archive.target", "'A'");
+    expect_error("fault_tolerance:\n  backup:\n    archive:\n      bucket: x\n", 4,
+                 "fault_tolerance.backup.archive.bucket", NULL);
+
+    /* Validation: targets are configured instances, the archive target one of them. */
+    assert_int_equal(load(&c, "fault_tolerance:\n  backup:\n    targets: [nowhere]\n", err), 0);
+    expect_valid_error(&c, "fault_tolerance.backup.targets[0]: 'nowhere' is not a configured "
+                           "plugin instance (set at t.yaml:3): add it to plugins.instances "
+                           "(plugin: file, s3 or postgres) or remove it from the list");
+    assert_int_equal(load(&c,
+                          "fault_tolerance:\n  backup:\n    targets: [heartbeat]\n"
+                          "    archive:\n      target: log\n",
+                          err),
+                     0);
+    expect_valid_error(&c, "fault_tolerance.backup.archive.target: 'log' is not one of the backup "
+                           "targets (set at t.yaml:5): name one of "
+                           "fault_tolerance.backup.targets, or \"\" for no archiving");
+    assert_int_equal(load(&c, "fault_tolerance:\n  backup:\n    interval: 50ms\n", err), 0);
+    expect_valid_error(&c, "fault_tolerance.backup.interval: expected at least 100ms, got '50ms'");
+    assert_int_equal(
+        load(&c, "fault_tolerance:\n  backup:\n    archive:\n      max_delay: 0ms\n", err), 0);
+    expect_valid_error(&c, "fault_tolerance.backup.archive.max_delay: expected a duration above 0, "
+                           "got '0ms'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2117,6 +2209,7 @@ int main(void)
         cmocka_unit_test(test_parse_percent),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_hostport),
+        cmocka_unit_test(test_backup_targets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "fsm/cmd.h"
 #include "recoveryd/error.h"
 
@@ -196,6 +197,71 @@ static void test_bad_state_is_refused(void **state)
     rd_w_free(&w);
 }
 
+/* A checkpoint repair round-trips; one whose versions or data cannot be
+ * right (nothing the leader writes) is refused as malformed, and every
+ * truncation of it too. */
+static void test_checkpoint_restore(void **state)
+{
+    const char *data = "{\"step\":5}";
+    struct rd_cmd c = {.type = RD_CMD_CHECKPOINT_RESTORE, .time_ms = 9};
+    c.u.crestore.task_id = RD_STR("11111111-1111-4111-8111-111111111111");
+    c.u.crestore.bad_version = 5;
+    c.u.crestore.version = 5;
+    c.u.crestore.from_backup = 1;
+    c.u.crestore.at = 1764000000000LL;
+    c.u.crestore.checksum = rd_fnv1a(RD_FNV_INIT, data, strlen(data));
+    c.u.crestore.data_json = RD_STR(data);
+    c.u.crestore.source = RD_STR("backup b-1");
+    c.u.crestore.fault_id = RD_STR("f-1");
+    struct rd_wbuf w;
+    encode(&c, &w);
+    struct rd_cmd d;
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &d), 0);
+    assert_int_equal(d.type, RD_CMD_CHECKPOINT_RESTORE);
+    assert_string_equal(rd_cmd_type_name(d.type), "checkpoint_restore");
+    assert_str(d.u.crestore.task_id, "11111111-1111-4111-8111-111111111111");
+    assert_int_equal(d.u.crestore.bad_version, 5);
+    assert_int_equal(d.u.crestore.version, 5);
+    assert_int_equal(d.u.crestore.from_backup, 1);
+    assert_int_equal(d.u.crestore.at, 1764000000000LL);
+    assert_true(d.u.crestore.checksum == c.u.crestore.checksum);
+    assert_str(d.u.crestore.data_json, data);
+    assert_str(d.u.crestore.source, "backup b-1");
+    assert_str(d.u.crestore.fault_id, "f-1");
+    for (size_t n = 0; n < w.len; n++) {
+        uint8_t *copy = malloc(n ? n : 1);
+        memcpy(copy, w.p, n);
+        assert_int_equal(rd_cmd_decode(copy, n, &d), RD_EPARSE);
+        free(copy);
+    }
+    rd_w_free(&w);
+
+    struct rd_cmd bad[6];
+    for (int i = 0; i < 6; i++)
+        bad[i] = c;
+    bad[0].u.crestore.version = 6;          /* newer than the bad version */
+    bad[1].u.crestore.checksum ^= 1;        /* data that is not what was checked */
+    bad[2].u.crestore.from_backup = 0;      /* a held version that is the bad one */
+    bad[3].u.crestore.version = 0;          /* versions start at 1 */
+    bad[4].u.crestore.task_id = RD_STR(""); /* no task */
+    bad[5].u.crestore.from_backup = 2;      /* neither */
+    for (int i = 0; i < 6; i++) {
+        encode(&bad[i], &w);
+        assert_int_equal(rd_cmd_decode(w.p, w.len, &d), RD_EPARSE);
+        rd_w_free(&w);
+    }
+    /* A held older version: no data, no checksum to check. */
+    c.u.crestore.from_backup = 0;
+    c.u.crestore.version = 4;
+    c.u.crestore.checksum = 0;
+    c.u.crestore.data_json = RD_STR("");
+    encode(&c, &w);
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &d), 0);
+    assert_int_equal(d.u.crestore.version, 4);
+    assert_int_equal(d.u.crestore.from_backup, 0);
+    rd_w_free(&w);
+}
+
 static void test_state_names(void **state)
 {
     for (int s = 0; s < RD_NODE_STATE_COUNT; s++) {
@@ -218,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_unknown_format_and_type),
         cmocka_unit_test(test_bad_state_is_refused),
         cmocka_unit_test(test_state_names),
+        cmocka_unit_test(test_checkpoint_restore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * recomputation: thousands of random commands of every type, valid and
  * refused (stale epochs, wrong attempts, stale checkpoint versions with
  * retention, duplicate ids, verdicts twice, archive positions going back,
- * unreadable bytes), and after every single apply rd_fsm_digest() must equal
+ * checkpoint repairs of versions held, gone or moved on, unreadable bytes),
+ * and after every single apply rd_fsm_digest() must equal
  * rd_fsm_digest_full(). Every few hundred commands the machine is
  * snapshotted and restored into a second one that then applies the same
  * commands: both must agree all along. The caps (faults, recovery runs) are
@@ -120,7 +121,7 @@ random_command(const struct rd_fsm *f, int64_t t)
     struct rd_cmd c = {.time_ms = t};
     const char *node = any_node();
     const char *task = task_ids[pick(N_TASKS)];
-    switch (pick(22)) {
+    switch (pick(23)) {
     case 0:
         c.type = RD_CMD_NOOP;
         break;
@@ -267,13 +268,46 @@ random_command(const struct rd_fsm *f, int64_t t)
         c.type = RD_CMD_CHECK;
         c.u.check.id = S(check_ids[pick(N_CHECKS)]);
         break;
-    default:
+    case 21:
         c.type = RD_CMD_CHECK_RESULT;
         c.u.cresult.id = S(check_ids[pick(N_CHECKS)]);
         c.u.cresult.status = (uint8_t)pick(RD_CHECK_STATUS_COUNT);
         c.u.cresult.digests_json = S(chance(20) ? "" : "{\"1\":\"0000000000000001\"}");
         c.u.cresult.diverged_json = S(chance(20) ? "" : "[]");
         break;
+    default: {
+        /* A repair: mostly aimed at the newest version and a held older one
+         * (or a backup's copy), now and then at what moved on or is gone;
+         * sometimes settling a fault, open, resolved or unknown. */
+        c.type = RD_CMD_CHECKPOINT_RESTORE;
+        const struct rd_task *tk = rd_fsm_task(f, task);
+        const struct rd_checkpoint *last = tk ? rd_task_checkpoint(tk) : NULL;
+        uint64_t bad = last ? last->version : 1 + pick(3);
+        if (bad == 0 || chance(15)) /* a version 0 (taken at first) is never repaired */
+            bad += 1 + pick(2);
+        c.u.crestore.task_id = S(task);
+        c.u.crestore.bad_version = bad;
+        c.u.crestore.from_backup = (uint8_t)chance(40);
+        if (c.u.crestore.from_backup) {
+            const char *data = json(0);
+            c.u.crestore.version = bad - pick(bad < 3 ? (unsigned)bad : 3);
+            c.u.crestore.at = t - (int64_t)pick(100);
+            c.u.crestore.data_json = S(data);
+            c.u.crestore.checksum = rd_fnv1a(RD_FNV_INIT, data, strlen(data));
+        } else {
+            uint64_t v = tk && tk->n_ckpts > 1 && chance(85)
+                             ? tk->ckpts[pick(tk->n_ckpts - 1)].version
+                         : bad > 1 ? bad - 1
+                                   : 0;
+            c.u.crestore.version = v ? v : 1;
+            if (c.u.crestore.version >= bad)
+                c.u.crestore.bad_version = c.u.crestore.version + 1;
+            c.u.crestore.data_json = S("");
+        }
+        c.u.crestore.source = S(c.u.crestore.from_backup ? text(1, "backup") : "version 1");
+        c.u.crestore.fault_id = S(chance(40) ? fault_ids[pick(N_FAULTS)] : "");
+        break;
+    }
     }
     struct rd_wbuf w;
     rd_w_init(&w);
@@ -354,7 +388,7 @@ static void test_incremental_equals_full_under_random_commands(void **state)
         run_seed(seeds[s], steps);
     /* The generator reached both sides of every command type. */
     for (int t = RD_CMD_NOOP; t < RD_CMD_TYPE_MAX; t++) {
-        print_message("%-16s applied %5u refused %5u\n", rd_cmd_type_name(t), outcomes[t][0],
+        print_message("%-18s applied %5u refused %5u\n", rd_cmd_type_name(t), outcomes[t][0],
                       outcomes[t][1]);
         assert_true(outcomes[t][0] > 0);
         if (t != RD_CMD_NOOP && t != RD_CMD_REPLICA_INFO)

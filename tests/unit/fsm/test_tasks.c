@@ -1,5 +1,6 @@
 /* Tasks in the state machine: idempotent submit, placement fenced by
- * attempt, fenced and versioned checkpoints, completion, retries, load. */
+ * attempt, fenced and versioned checkpoints, their repair, completion,
+ * retries, load. */
 #include "cmocka_all.h"
 
 #include <stdio.h>
@@ -281,6 +282,167 @@ static void test_failure_times_are_bounded(void **state)
     rd_fsm_close(&f);
 }
 
+#define FC "fc000001-0000-4000-8000-000000000001"
+
+/* Task T1 running on "a" (attempt 1) with versions 3, 4 and 5 kept, and an
+ * open data_corruption fault FC about it. */
+static const struct rd_task *task_with_versions(struct rd_fsm *f)
+{
+    setup_cluster(f);
+    apply(f, cmd_task_submit(T1, 5, 0, 1, 5, 10));
+    apply(f, cmd_task_assign(T1, 0, "a", 1, 20));
+    for (int v = 1; v <= 5; v++) {
+        char data[32];
+        snprintf(data, sizeof(data), "{\"step\":%d}", v);
+        assert_int_equal(apply(f, cmd_task_ckpt(T1, 1, (uint64_t)v, data, 3, 30 + v))->status, 0);
+    }
+    assert_int_equal(apply(f, cmd_fault_open(FC, "a", RD_FAULT_DATA_CORRUPTION, RD_SEV_MAJOR,
+                                             RD_STATE_ANY, 0, 50))
+                         ->status,
+                     0);
+    const struct rd_task *t = rd_fsm_task(f, T1);
+    assert_int_equal(t->n_ckpts, 3);
+    return t;
+}
+
+/* What a damaged copy looks like: a byte of version 5's data flipped
+ * behind the machine's back (its checksum then fails). */
+static void damage_newest(const struct rd_task *t)
+{
+    struct rd_checkpoint *c = (struct rd_checkpoint *)rd_task_checkpoint(t);
+    c->data[1] ^= 0x01;
+    assert_false(rd_checkpoint_verifies(c));
+}
+
+static void test_restore_keeps_an_older_version(void **state)
+{
+    struct rd_fsm f;
+    const struct rd_task *t = task_with_versions(&f);
+    damage_newest(t);
+    assert_int_equal(rd_task_resume_checkpoint(t)->version, 4);
+    const struct rd_fsm_result *r = apply(&f, cmd_ckpt_keep(T1, 5, 4, FC, 60));
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->value, 4);
+    /* Version 5 went; 3 and 4 stay; the task is otherwise untouched. */
+    assert_int_equal(t->n_ckpts, 2);
+    assert_int_equal(t->ckpts[0].version, 3);
+    assert_int_equal(rd_task_checkpoint(t)->version, 4);
+    assert_string_equal(rd_task_checkpoint(t)->data, "{\"step\":4}");
+    assert_true(rd_checkpoint_verifies(rd_task_checkpoint(t)));
+    assert_int_equal(t->state, RD_TASK_RUNNING);
+    assert_int_equal(t->attempt, 1);
+    assert_string_equal(t->node_id, "a");
+    assert_int_equal(t->updated_at, 60);
+    /* Its fault is settled in the same step, naming the source. */
+    const struct rd_fault *x = rd_fsm_fault(&f, FC);
+    assert_int_equal(x->status, RD_FAULT_RESOLVED);
+    assert_int_equal(x->resolved_at, 60);
+    assert_string_equal(x->resolution, "checkpoint restored from version 4");
+    assert_int_equal(f.open_faults, 0);
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    /* The agent goes on from version 4: version 5 may be written again. */
+    assert_int_equal(apply(&f, cmd_task_ckpt(T1, 1, 5, "{\"step\":55}", 3, 70))->status, 0);
+    assert_string_equal(rd_task_checkpoint(t)->data, "{\"step\":55}");
+    rd_fsm_close(&f);
+}
+
+static void test_restore_from_a_backup(void **state)
+{
+    struct rd_fsm f;
+    const struct rd_task *t = task_with_versions(&f);
+    damage_newest(t);
+    const struct rd_fsm_result *r =
+        apply(&f, cmd_ckpt_from_backup(T1, 5, 5, 35, "{\"step\":5}", "bk-1", FC, 60));
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->value, 5);
+    /* Every held version went; the backup's copy of version 5 is the one. */
+    assert_int_equal(t->n_ckpts, 1);
+    const struct rd_checkpoint *c = rd_task_checkpoint(t);
+    assert_int_equal(c->version, 5);
+    assert_int_equal(c->at, 35);
+    assert_int_equal(c->size, 10);
+    assert_string_equal(c->data, "{\"step\":5}");
+    assert_true(rd_checkpoint_verifies(c));
+    assert_string_equal(rd_fsm_fault(&f, FC)->resolution, "checkpoint restored from backup bk-1");
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    /* An older version from a backup is fine too (after a new bad one). */
+    apply(&f, cmd_task_ckpt(T1, 1, 6, "{\"step\":6}", 3, 70));
+    damage_newest(t);
+    assert_int_equal(
+        apply(&f, cmd_ckpt_from_backup(T1, 6, 2, 32, "{\"step\":2}", "bk-0", "", 80))->status, 0);
+    assert_int_equal(t->n_ckpts, 1);
+    assert_int_equal(rd_task_checkpoint(t)->version, 2);
+    rd_fsm_close(&f);
+}
+
+/* A repair decided on what is no longer so changes nothing. */
+static void test_restore_refusals(void **state)
+{
+    struct rd_fsm f;
+    const struct rd_task *t = task_with_versions(&f);
+    damage_newest(t);
+    rd_fsm_digest_audit(&f); /* the damage is part of the state from here */
+    uint64_t before = rd_fsm_digest(&f);
+    /* Not the newest version (a newer checkpoint was written since). */
+    const struct rd_fsm_result *r = apply(&f, cmd_ckpt_keep(T1, 4, 3, FC, 60));
+    assert_int_equal(r->status, RD_ECONFLICT);
+    assert_int_equal(r->value, 5);
+    /* An older version retention dropped already. */
+    assert_int_equal(apply(&f, cmd_ckpt_keep(T1, 5, 2, FC, 61))->status, RD_ENOTFOUND);
+    /* No such task. */
+    assert_int_equal(apply(&f, cmd_ckpt_keep(T2, 5, 4, FC, 62))->status, RD_ENOTFOUND);
+    assert_int_equal(t->n_ckpts, 3);
+    assert_int_equal(rd_fsm_fault(&f, FC)->status, RD_FAULT_OPEN_ST);
+    /* Refusals count as applied commands; nothing else moved. */
+    assert_int_equal(rd_task_checkpoint(t)->version, 5);
+    assert_true(rd_fsm_digest(&f) != before); /* n_applied moved */
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    /* Once made, the same repair again is refused: it moved on. */
+    assert_int_equal(apply(&f, cmd_ckpt_keep(T1, 5, 4, FC, 63))->status, 0);
+    assert_int_equal(apply(&f, cmd_ckpt_keep(T1, 5, 4, FC, 64))->status, RD_ECONFLICT);
+    assert_int_equal(rd_fsm_fault(&f, FC)->resolved_at, 63);
+    /* A task without checkpoints has nothing to repair. */
+    apply(&f, cmd_task_submit(T2, 5, 0, 1, 5, 70));
+    assert_int_equal(apply(&f, cmd_ckpt_keep(T2, 2, 1, "", 71))->status, RD_ECONFLICT);
+    rd_fsm_close(&f);
+}
+
+/* The fault is optional, and one already resolved (or unknown) stays as it
+ * is: the repair itself still applies. */
+static void test_restore_without_an_open_fault(void **state)
+{
+    struct rd_fsm f;
+    const struct rd_task *t = task_with_versions(&f);
+    apply(&f, cmd_fault_resolve(FC, "", 55));
+    assert_int_equal(apply(&f, cmd_ckpt_keep(T1, 5, 4, FC, 60))->status, 0);
+    assert_int_equal(rd_fsm_fault(&f, FC)->resolved_at, 55);
+    assert_string_equal(rd_fsm_fault(&f, FC)->resolution, "recovered");
+    assert_int_equal(apply(&f, cmd_ckpt_keep(T1, 4, 3, "", 61))->status, 0);
+    assert_int_equal(
+        apply(&f, cmd_ckpt_from_backup(T1, 3, 3, 33, "{}", "b", "f-unknown", 62))->status, 0);
+    assert_int_equal(rd_task_checkpoint(t)->version, 3);
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    rd_fsm_close(&f);
+}
+
+/* Two replicas, one whose copy of version 5 is damaged: the same repair,
+ * decided by versions alone, leaves both with the same state. */
+static void test_restore_is_the_same_on_every_replica(void **state)
+{
+    struct rd_fsm a, b;
+    const struct rd_task *ta = task_with_versions(&a);
+    task_with_versions(&b);
+    damage_newest(ta);
+    rd_fsm_digest_audit(&a);
+    assert_true(rd_fsm_digest(&a) != rd_fsm_digest(&b));
+    assert_int_equal(apply(&a, cmd_ckpt_keep(T1, 5, 4, FC, 60))->status, 0);
+    assert_int_equal(apply(&b, cmd_ckpt_keep(T1, 5, 4, FC, 60))->status, 0);
+    assert_true(rd_fsm_digest(&a) == rd_fsm_digest(&b));
+    assert_true(rd_fsm_digest_full(&a) == rd_fsm_digest_full(&b));
+    rd_fsm_close(&a);
+    rd_fsm_close(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +453,11 @@ int main(void)
         cmocka_unit_test(test_checkpoints_are_fenced_and_versioned),
         cmocka_unit_test(test_completion_and_retries),
         cmocka_unit_test(test_snapshot_keeps_tasks_and_checkpoints),
+        cmocka_unit_test(test_restore_keeps_an_older_version),
+        cmocka_unit_test(test_restore_from_a_backup),
+        cmocka_unit_test(test_restore_refusals),
+        cmocka_unit_test(test_restore_without_an_open_fault),
+        cmocka_unit_test(test_restore_is_the_same_on_every_replica),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,9 @@
  * asks for is what the log gets. Side actions first (pause, isolate,
  * degrade), then the moves in the plan's order; a target the engine cannot
  * use (unknown, not working, no room) is replaced by placement's choice;
- * safe_recovery moves nothing while the lost agent's lease may still run.
+ * safe_recovery moves nothing while the lost agent's lease may still run;
+ * check_consistency repairs a checkpoint that fails its checksum before its
+ * task moves.
  */
 #include "cmocka_all.h"
 
@@ -108,6 +110,56 @@ static void test_safe_recovery_waits_out_the_lease(void **state)
     assert_string_equal(sched_world_get(w, t2)->node_id, "b");
 }
 
+/* check_consistency: a task whose newest checkpoint fails its checksum is
+ * repaired (here from its older version) and moves only after the repair
+ * committed; a task whose checkpoint verifies moves at once. */
+static void test_check_consistency_repairs_before_the_move(void **state)
+{
+    struct sched_world *w = *state;
+    lost_agent_with_tasks(w, 2);
+    sched_world_agent(w, "b", 4, "{}");
+    const char *t1 = "00000000-0000-4000-8000-000000000001";
+    const char *t2 = "00000000-0000-4000-8000-000000000002";
+    for (int v = 1; v <= 2; v++) {
+        for (const char *const *t = (const char *const[]){t1, t2, NULL}; *t; t++) {
+            char data[32];
+            snprintf(data, sizeof(data), "{\"v\":%d}", v);
+            struct rd_cmd c = {.type = RD_CMD_TASK_CHECKPOINT};
+            c.u.tckpt.task_id = RD_STR(*t);
+            c.u.tckpt.attempt = 1;
+            c.u.tckpt.version = (uint64_t)v;
+            c.u.tckpt.data_json = RD_STR(data);
+            c.u.tckpt.checksum = rd_checkpoint_checksum(data, strlen(data));
+            c.u.tckpt.keep = 3;
+            assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
+        }
+    }
+    struct rd_checkpoint *bad = (struct rd_checkpoint *)rd_task_checkpoint(sched_world_get(w, t1));
+    bad->data[2] ^= 0x01;
+    struct rd_action actions[] = {act(RD_ACT_CHECK_CONSISTENCY, t1, NULL),
+                                  act(RD_ACT_CHECK_CONSISTENCY, t2, NULL),
+                                  act(RD_ACT_REASSIGN, t1, "b"), act(RD_ACT_REASSIGN, t2, "b")};
+    struct rd_plan plan = {.strategy = "fast_recovery", .actions = actions, .n = 4};
+    struct rd_task *todo[4];
+    size_t k = todo_of(w, todo, 4);
+    uint32_t extra[4] = {0};
+    const struct rd_node *lost = rd_fsm_node(&w->fsm, "lost", 4);
+    /* The repair of t1 and the move of t2. */
+    assert_int_equal(rd_sched__execute(&w->s, lost, todo, k, &plan, extra), 2);
+    fake_log_step(&w->log);
+    assert_string_equal(sched_world_get(w, t1)->node_id, "lost");
+    assert_string_equal(sched_world_get(w, t2)->node_id, "b");
+    assert_int_equal(rd_task_checkpoint(sched_world_get(w, t1))->version, 1);
+    /* Repaired: the next plan moves t1, with nothing more to repair. */
+    k = todo_of(w, todo, 4);
+    assert_int_equal(k, 1);
+    assert_int_equal(rd_sched__execute(&w->s, lost, todo, k, &plan, extra), 1);
+    fake_log_step(&w->log);
+    assert_string_equal(sched_world_get(w, t1)->node_id, "b");
+    assert_int_equal(w->fsm.n_faults, 1);
+    assert_int_equal(w->fsm.faults[0]->status, RD_FAULT_RESOLVED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -115,6 +167,8 @@ int main(void)
                                         sched_world_teardown),
         cmocka_unit_test_setup_teardown(test_safe_recovery_waits_out_the_lease, sched_world_setup,
                                         sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_check_consistency_repairs_before_the_move,
+                                        sched_world_setup, sched_world_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,385 @@
+/*
+ * The postgres backup target (build/plugins/postgres.so) against a real
+ * PostgreSQL server this test starts: Debian's postgresql package (initdb
+ * and postgres from /usr/lib/postgresql/<version>/bin), a private temporary
+ * data directory and socket directory (no TCP port: nothing to collide
+ * with), run as the postgres user when the test runs as root (PostgreSQL
+ * refuses root). The database collates with ICU's "en", an order that is
+ * not bytewise, so the contract's list order proves the plugin's COLLATE
+ * "C". The plugin runs in the fake host (fake_host.h).
+ *
+ * First the contract every target keeps (backup_contract.h), then what is
+ * the postgres target's own: the table it creates, a schema-qualified table,
+ * a reconnection after the server ended its connection, a server that is
+ * not there, a role without rights, libpq's environment, config errors.
+ *
+ * Without the package (no initdb) the test says so and exits 77 (skipped);
+ * with it, a server that does not start is a failure.
+ */
+#include "backup_contract.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "harness.h"
+#include "rdt_ctest.h"
+#include "rdt_server.h"
+
+#define PG_PORT "5432" /* on a socket in the test's own directory: no collision */
+
+static char bindir[256];
+static char root[512];
+static char sockdir[600];
+static char conninfo[700];
+static struct rdt_server server;
+static uid_t pg_uid = RDT_SAME_USER;
+static gid_t pg_gid;
+static const char *cfg[][2] = {{"conninfo", conninfo}, {"timeout", "30s"}, {NULL, NULL}};
+
+/* ---- the server ---------------------------------------------------------------------- */
+
+/* The newest installed PostgreSQL's bin directory (15 on Debian 12). */
+static bool find_bindir(void)
+{
+    glob_t g;
+    if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) != 0)
+        return false;
+    int best = -1;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        int v = atoi(g.gl_pathv[i] + strlen("/usr/lib/postgresql/"));
+        if (v > best) {
+            best = v;
+            snprintf(bindir, sizeof bindir, "%.*s", (int)(strlen(g.gl_pathv[i]) - 7),
+                     g.gl_pathv[i]); /* without "/initdb" */
+        }
+    }
+    globfree(&g);
+    return best >= 0;
+}
+
+/* A path the server's user owns (as root: chown to postgres). */
+static int own(const char *path)
+{
+    if (pg_uid != RDT_SAME_USER && chown(path, pg_uid, pg_gid) != 0) {
+        fprintf(stderr, "test_backup_postgres: chown %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int start_server(void)
+{
+    if (geteuid() == 0) {
+        struct passwd *pw = getpwnam("postgres");
+        if (!pw) {
+            fprintf(stderr, "test_backup_postgres: FAILED: running as root, PostgreSQL "
+                            "installed, but no postgres user to run it as\n");
+            return -1;
+        }
+        pg_uid = pw->pw_uid;
+        pg_gid = pw->pw_gid;
+    }
+    char data[700], log[700], initdb[300], postgres[300];
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(sockdir, sizeof sockdir, "%s/sock", root);
+    snprintf(log, sizeof log, "%s/postgres.log", root);
+    snprintf(initdb, sizeof initdb, "%s/initdb", bindir);
+    snprintf(postgres, sizeof postgres, "%s/postgres", bindir);
+    if (own(root) != 0 || mkdir(sockdir, 0700) != 0 || own(sockdir) != 0)
+        return -1;
+
+    char *init_argv[] = {initdb,
+                         "-D",
+                         data,
+                         "-U",
+                         "recoveryd",
+                         "-A",
+                         "trust",
+                         "-E",
+                         "UTF8",
+                         "--locale=C.UTF-8",
+                         "--locale-provider=icu",
+                         "--icu-locale=en",
+                         "--no-sync",
+                         "--no-instructions",
+                         NULL};
+    int rc = rdt_server_run(init_argv, NULL, log, pg_uid, pg_gid, rdt_ms(120000));
+    if (rc != 0) {
+        fprintf(stderr, "test_backup_postgres: FAILED: initdb exited %d\n", rc);
+        rdt_server_print_log(log, 30);
+        return -1;
+    }
+    char *argv[] = {
+        postgres, "-D",        data, "-k", sockdir, "-p", PG_PORT, "-c", "listen_addresses=",
+        "-c",     "fsync=off", NULL};
+    if (rdt_server_start(&server, argv, NULL, root, log, pg_uid, pg_gid) != 0)
+        return -1;
+    snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=postgres user=recoveryd", sockdir,
+             PG_PORT);
+    int64_t deadline = rdt_now_ms() + rdt_ms(60000);
+    for (int delay = 5;; delay = delay < 100 ? delay * 2 : 100) {
+        if (PQping(conninfo) == PQPING_OK)
+            return 0;
+        if (!rdt_server_alive(&server)) {
+            fprintf(stderr,
+                    "test_backup_postgres: FAILED: postgres exited (%d) before it "
+                    "accepted connections\n",
+                    server.exit_code);
+            rdt_server_print_log(log, 30);
+            return -1;
+        }
+        if (rdt_now_ms() > deadline) {
+            fprintf(stderr,
+                    "test_backup_postgres: FAILED: postgres did not accept connections "
+                    "within %d ms\n",
+                    rdt_ms(60000));
+            rdt_server_print_log(log, 30);
+            return -1;
+        }
+        rdt_sleep_ms(delay); /* between pings */
+    }
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (rdt_tmpdir(root, sizeof root) != 0)
+        return -1;
+    bc_plugin = "postgres";
+    bc_cfg = cfg;
+    return start_server();
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    rdt_server_stop(&server, SIGINT, 30000); /* fast shutdown */
+    return rdt_rmtree(root);
+}
+
+/* ---- the test's own connection ---------------------------------------------------------- */
+
+static PGconn *db(void)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("connect %s: %s", conninfo, PQerrorMessage(c));
+    return c;
+}
+
+/* Runs `sql` and returns the first column of the first row ("" when none),
+ * in a static buffer. */
+static const char *query(PGconn *c, const char *sql)
+{
+    static char out[1024];
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    snprintf(out, sizeof out, "%s",
+             st == PGRES_TUPLES_OK && PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return out;
+}
+
+static int reinit(const char *(*rows)[2])
+{
+    assert_int_equal(bc_teardown(NULL), 0);
+    int rv = fh_init("postgres", "other", rows);
+    if (rv == 0) {
+        fh_start();
+        fh_run_work();
+    }
+    return rv;
+}
+
+/* ---- postgres's own --------------------------------------------------------------------- */
+
+static void test_table_created(void **state)
+{
+    (void)state;
+    assert_int_equal(bc_write_str("backups/1.json", "{}"), 0);
+    PGconn *c = db();
+    assert_string_equal(
+        query(c, "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable, ', ' "
+                 "ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = "
+                 "'recoveryd_backup_objects'"),
+        "name text NO, data bytea NO, size bigint NO, updated_at timestamp with time zone NO");
+    assert_string_equal(query(c, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
+                                 "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE "
+                                 "i.indrelid = 'recoveryd_backup_objects'::regclass AND "
+                                 "i.indisprimary"),
+                        "name");
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT encode(data, 'escape') || ' ' || size || ' ' || (updated_at > now() - "
+             "interval '1 hour') FROM recoveryd_backup_objects WHERE name = '%sbackups/1.json'",
+             bc_ns);
+    assert_string_equal(query(c, sql), "{} 2 true");
+    PQfinish(c);
+}
+
+static void test_schema_table(void **state)
+{
+    (void)state;
+    PGconn *c = db();
+    query(c, "CREATE SCHEMA IF NOT EXISTS backup_schema");
+    const char *rows[][2] = {{"conninfo", conninfo}, {"table", "backup_schema.objs"}, {NULL, NULL}};
+    assert_int_equal(reinit(rows), 0);
+    assert_int_equal(bc_write_str("x", "in a schema"), 0);
+    bc_assert_object("x", "in a schema", 11);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT size FROM backup_schema.objs WHERE name = '%sx'", bc_ns);
+    assert_string_equal(query(c, sql), "11");
+    PQfinish(c);
+}
+
+static void test_reconnects(void **state)
+{
+    (void)state;
+    assert_int_equal(bc_write_str("a", "1"), 0);
+    PGconn *c = db();
+    const char *pid = query(c, "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE "
+                               "application_name = 'recoveryd'");
+    assert_true(pid[0] != '\0');
+    char before[64];
+    snprintf(before, sizeof before, "%s", pid);
+    /* The server ends the plugin's connection (a restart, an idle timeout). */
+    assert_string_equal(query(c, "SELECT bool_and(pg_terminate_backend(pid)) FROM "
+                                 "pg_stat_activity WHERE application_name = 'recoveryd'"),
+                        "t");
+    assert_int_equal(bc_write_str("b", "2"), 0);
+    bc_assert_object("a", "1", 1);
+    bc_assert_object("b", "2", 1);
+    const char *after = query(c, "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE "
+                                 "application_name = 'recoveryd'");
+    assert_true(after[0] != '\0');
+    assert_string_not_equal(after, before);
+    PQfinish(c);
+}
+
+static void test_server_not_there(void **state)
+{
+    (void)state;
+    char nowhere[800];
+    snprintf(nowhere, sizeof nowhere, "host=%s/none port=%s dbname=postgres user=recoveryd", root,
+             PG_PORT);
+    const char *rows[][2] = {{"conninfo", nowhere}, {NULL, NULL}};
+    assert_int_equal(reinit(rows), 0);
+    struct bc_result r;
+    assert_int_equal(bc_write_full(bc_name("x"), "x", 1, &r), RD_EIO);
+    print_message("detail: %s\n", r.detail);
+    char want[900];
+    snprintf(want, sizeof want,
+             "postgres write %sx: connect to host=%s/none port=%s dbname=postgres "
+             "user=recoveryd: ",
+             bc_ns, root, PG_PORT);
+    assert_memory_equal(r.detail, want, strlen(want));
+    assert_non_null(strstr(r.detail, "No such file or directory"));
+    assert_int_equal(bc_read("x", &r), RD_EIO); /* not "absent": unknown */
+    bc_result_free(&r);
+    assert_int_equal(bc_list("", &r), RD_EIO);
+}
+
+static void test_role_without_rights(void **state)
+{
+    (void)state;
+    PGconn *c = db();
+    query(c, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'reader') THEN "
+             "CREATE ROLE reader LOGIN; END IF; END $$");
+    char ci[800];
+    snprintf(ci, sizeof ci, "host=%s port=%s dbname=postgres user=reader", sockdir, PG_PORT);
+    /* PostgreSQL 15: nobody but the owner may create in schema public. */
+    const char *rows[][2] = {{"conninfo", ci}, {"table", "reader_objects"}, {NULL, NULL}};
+    assert_int_equal(reinit(rows), 0);
+    struct bc_result r;
+    assert_int_equal(bc_write_full(bc_name("x"), "x", 1, &r), RD_EIO);
+    print_message("detail: %s\n", r.detail);
+    assert_non_null(strstr(r.detail, "postgres write "));
+    assert_non_null(strstr(r.detail, "prepare table reader_objects"));
+    assert_non_null(strstr(r.detail, "ERROR 42501: permission denied for schema public"));
+
+    /* A table it may read but not write: the statement's own error. */
+    query(c, "CREATE TABLE IF NOT EXISTS ro_objects (name text PRIMARY KEY, data bytea NOT NULL, "
+             "size bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())");
+    query(c, "GRANT SELECT ON ro_objects TO reader");
+    const char *rows2[][2] = {{"conninfo", ci}, {"table", "ro_objects"}, {NULL, NULL}};
+    assert_int_equal(reinit(rows2), 0);
+    bc_assert_absent("x");
+    assert_int_equal(bc_write_full(bc_name("x"), "x", 1, &r), RD_EIO);
+    print_message("detail: %s\n", r.detail);
+    assert_non_null(strstr(r.detail, "table ro_objects on "));
+    assert_non_null(strstr(r.detail, "ERROR 42501: permission denied for table ro_objects"));
+    PQfinish(c);
+}
+
+static void test_environment(void **state)
+{
+    (void)state;
+    /* conninfo empty: libpq's own environment variables. */
+    setenv("PGHOST", sockdir, 1);
+    setenv("PGPORT", PG_PORT, 1);
+    setenv("PGUSER", "recoveryd", 1);
+    setenv("PGDATABASE", "postgres", 1);
+    const char *rows[][2] = {{"conninfo", ""}, {NULL, NULL}};
+    assert_int_equal(reinit(rows), 0);
+    assert_int_equal(bc_write_str("env", "from PG*"), 0);
+    bc_assert_object("env", "from PG*", 8);
+    char want[800];
+    snprintf(want, sizeof want,
+             "table=recoveryd_backup_objects host=%s port=%s dbname=postgres "
+             "user=recoveryd",
+             sockdir, PG_PORT);
+    assert_string_equal(g_fh.logs[0].msg, want);
+    unsetenv("PGHOST");
+    unsetenv("PGPORT");
+    unsetenv("PGUSER");
+    unsetenv("PGDATABASE");
+}
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    assert_int_equal(bc_teardown(NULL), 0);
+    static const struct {
+        const char *key, *value, *error;
+    } bad[] = {
+        {"table", "Bad-Name", "table"},
+        {"table", "a.b.c", "table"},
+        {"table", "x; DROP TABLE y", "table"},
+        {"table", "", "table"},
+        {"conninfo", "nonsense without equals", "conninfo"},
+        {"conninfo", "postgresql://[bad", "conninfo"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *rows[][2] = {{bad[i].key, bad[i].value}, {"conninfo", conninfo}, {NULL, NULL}};
+        int rv = fh_init("postgres", "bad", rows);
+        if (rv != RD_ECONFIG || !strstr(g_fh.error, bad[i].error))
+            fail_msg("%s='%s': init %d, error '%s' (expected one naming %s)", bad[i].key,
+                     bad[i].value, rv, g_fh.error, bad[i].error);
+        fh_reset();
+    }
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, bc_setup, bc_teardown)
+
+int main(void)
+{
+    if (!find_bindir()) {
+        fprintf(stderr, "SKIPPED test_backup_postgres: PostgreSQL is not installed (no "
+                        "/usr/lib/postgresql/*/bin/initdb): run scripts/bootstrap\n");
+        return RDT_EXIT_SKIP;
+    }
+    const struct CMUnitTest tests[] = {
+        BC_CONTRACT_TESTS,   T(test_table_created),    T(test_schema_table),
+        T(test_reconnects),  T(test_server_not_there), T(test_role_without_rights),
+        T(test_environment), T(test_config_errors),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
