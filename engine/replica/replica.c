@@ -306,14 +306,31 @@ static bool has_peers(const struct rd_replica *r, const struct rd_config *cfg)
 }
 
 /* The single-line advice of a refused start: restore, or accept the loss. */
+/* The URL of a configured backup target restore can read (a `file`
+ * instance's directory), or a placeholder. */
+static void restore_from(const struct rd_config *cfg, char *out, size_t cap)
+{
+    snprintf(out, cap, "<backup target URL>");
+    for (unsigned i = 0; i < cfg->plugins.n_instances; i++) {
+        const struct rd_cfg_plugin *p = &cfg->plugins.instances[i];
+        const struct rd_cfg_kv *dir = rd_config_plugin_value(p, "dir");
+        if (strcmp(p->plugin, "file") == 0 && dir != NULL && dir->value[0] == '/') {
+            snprintf(out, cap, "file://%s", dir->value);
+            return;
+        }
+    }
+}
+
 static void refuse_message(struct rd_replica *r, const char *dir, const struct rd_damage_verdict *v)
 {
+    char from[RD_CFG_STR + 16];
+    restore_from(r->cfg, from, sizeof(from));
     snprintf(r->errmsg, sizeof(r->errmsg),
-             "data directory %s is damaged, nothing was changed: %s Restore it from a backup "
-             "into a fresh data directory: recoveryd restore --from <backup target> --data-dir %s "
-             "(docs/backup.md, \"Disaster recovery\"); or start on what is left with "
+             "data directory %s is damaged, nothing was changed: %s Restore it from a backup: "
+             "move it aside (mv %s %s.damaged), then recoveryd restore --from %s --data-dir %s "
+             "--raft-address %s (docs/backup.md, \"Restore\"); or start on what is left with "
              "--accept-data-loss (the damaged files are then kept in %s/damaged-<UTC time>/)",
-             dir, v->report, dir, dir);
+             dir, v->report, dir, dir, from, dir, r->cfg->cluster.raft_address, dir);
 }
 
 /* Moves <data_dir>/raft and the mark into a fresh damaged-<time>/. */

@@ -292,9 +292,11 @@ static char *expect_refused(struct rdt_proc *p)
     free(err);
     expect_in("the reason", reason, p->data_dir);
     expect_in("the reason", reason, "nothing was changed");
-    char restore[512];
-    snprintf(restore, sizeof(restore), "recoveryd restore --from <backup target> --data-dir %s",
-             p->data_dir);
+    char restore[600];
+    snprintf(restore, sizeof(restore),
+             "move it aside (mv %s %s.damaged), then recoveryd restore --from <backup target URL> "
+             "--data-dir %s --raft-address 127.0.0.1:%u (docs/backup.md, \"Restore\")",
+             p->data_dir, p->data_dir, p->data_dir, (unsigned)p->raft_port);
     expect_in("the reason", reason, restore);
     expect_in("the reason", reason, "--accept-data-loss");
     return reason;
