@@ -17,7 +17,8 @@
 #      HB_SECONDS with backups triggered back to back;
 #   3. POST /api/v1/consistency/check to its verdict on that state, REPS times,
 #      and bench_backup_digest (rd_fsm_digest vs rd_fsm_digest_full at 1k,
-#      100k and 1M records);
+#      100k and 1M records, and the loop-side serialisation and the zstd pack
+#      of a backup of those states);
 #   4. archive lag at ARCH_RATE checkpoint writes/s (h2load --rps, one connection) for ARCH_SECONDS on a
 #      fresh engine with archiving on (max_delay 1 s): recoveryd_archive_lag_seconds
 #      sampled from /metrics every 100 ms, p50/p99/max of the samples.
