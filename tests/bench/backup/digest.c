@@ -91,9 +91,8 @@ static int run(unsigned long n)
         return -1;
     printf("DIGEST records=%lu nodes=%lu tasks=%lu apply_s=%.2f digest_ns=%.1f full_ms=%.3f "
            "equal=%d raw_ms=%.1f raw_mb=%.2f pack_ms=%.1f image_mb=%.2f\n",
-           nodes + tasks, nodes, tasks, t1 - t0, (d1 - d0) * 1e9 / reps,
-           (f1 - f0) * 1e3 / freps, inc == full, (r1 - r0) * 1e3, raw.len / 1e6,
-           (r2 - r1) * 1e3, img.len / 1e6);
+           nodes + tasks, nodes, tasks, t1 - t0, (d1 - d0) * 1e9 / reps, (f1 - f0) * 1e3 / freps,
+           inc == full, (r1 - r0) * 1e3, raw.len / 1e6, (r2 - r1) * 1e3, img.len / 1e6);
     rd_w_free(&raw);
     rd_w_free(&img);
     (void)sink;

@@ -63,6 +63,7 @@ pcts() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (!NR) { print "n/a"; exit }
     printf "p50 %s p99 %s max %s (%d samples)", v[i50], v[i99], v[NR], NR }'; }
 
 # engine_config ARCHIVE_YAML: $WORK/rd.yaml with the file target in $WORK/bk.
+# shellcheck disable=SC2153 # RAFT_PORT is set by bench_free_port
 engine_config() {
     bench_free_port RD_PORT
     bench_free_port RAFT_PORT
@@ -113,7 +114,7 @@ load_tasks() {
         grep -o '"task_id":"[^"]*"' <<<"$page" | cut -d'"' -f4 |
             sed "s|^|$API/api/v1/tasks/|; s|\$|/checkpoint|" >>"$WORK/ck.uris"
         cursor=$(json_field next_cursor "$page")
-        [ -n "$cursor" ] && [ "$cursor" != null ] || break
+        if [ -z "$cursor" ] || [ "$cursor" = null ]; then break; fi
     done
     h2load -n "$(wc -l <"$WORK/ck.uris")" -c 1 -m 32 -d "$2" -H ':method: PUT' \
         -H 'content-type: application/json' -i "$WORK/ck.uris" >"$WORK/ck.out"
@@ -160,7 +161,8 @@ for r in $(seq 1 "$REPS"); do
 done
 IMG=$(tail -1 "$WORK/backups" | cut -d' ' -f2)
 # The state's raw bytes: the image header's u64 raw length (engine/fsm/snapshot.c).
-RAW=$(od -An -tu8 -j12 -N8 "$(ls "$WORK"/bk/backups/*.img | head -1)" | tr -d ' ')
+IMGS=("$WORK"/bk/backups/*.img)
+RAW=$(od -An -tu8 -j12 -N8 "${IMGS[0]}" | tr -d ' ')
 awk -v r="$RAW" -v s="$IMG" 'BEGIN { printf "state %.2f MB raw (the snapshot encoding before zstd), image %.2f MB: %.1fx\n", r / 1e6, s / 1e6, r / s }'
 awk -v r="$RAW" '{ printf "backup %d: %.1f MB/s of raw state\n", NR, r / 1e6 / ($1 / 1000) }' "$WORK/backups"
 echo "-- restore: recoveryd restore --from file://$WORK/bk --data-dir ... --replica-id 1 --"
