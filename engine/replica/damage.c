@@ -1412,6 +1412,82 @@ int rd_repair_unfinalized(const char *raft_dir, const struct rd_scan *s, char *w
     return rv;
 }
 
+/*
+ * libraft closes a full open segment in its thread pool (truncate, rename);
+ * when that fails (open(2) with no descriptor left: EMFILE) it only sets an
+ * internal flag, keeps the entries in memory and writes the next ones to
+ * the next open segment, which is later closed under their real numbers.
+ * The directory then holds closed segments with a gap and, in open-N, the
+ * entries of that gap; libraft refuses it at the next start ("unexpected
+ * closed segment ...: first index should have been ..."). Closing those
+ * open segments the way libraft would have is exactly what was missed.
+ */
+int rd_close_stranded(const char *raft_dir, int *n_closed_out, char *done, size_t cap, char *why,
+                      size_t n)
+{
+    *n_closed_out = 0;
+    crc_init();
+    struct seg *segs;
+    size_t count;
+    if (done != NULL && cap > 0)
+        done[0] = '\0';
+    if (list_segments(raft_dir, &segs, &count) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        say(why, n, "cannot read %s: %s", raft_dir, strerror(errno));
+        return RD_EIO;
+    }
+    size_t n_closed = 0;
+    while (n_closed < count && !segs[n_closed].open)
+        n_closed++;
+    size_t next_open = n_closed; /* the oldest open segment not used yet */
+    int closed = 0, rv = 0;
+    for (size_t i = 1; i < n_closed && next_open < count && rv == 0; i++) {
+        const struct seg *prev = &segs[i - 1], *cur = &segs[i];
+        if (cur->first <= prev->end + 1)
+            continue;
+        uint64_t want = cur->first - prev->end - 1;
+        struct seg_scan before, after, sc;
+        scan_segment(raft_dir, prev, &before);
+        scan_segment(raft_dir, cur, &after);
+        if (before.bad != NULL || after.bad != NULL)
+            break;
+        /* The oldest open segments, all of them intact, must hold exactly
+         * the missing entries, in term and time between their neighbours. */
+        uint64_t got = 0, last_term = before.last_term;
+        int64_t last_ms = before.all.last_ms;
+        size_t j = next_open;
+        bool fits = true;
+        for (; j < count && got < want; j++) {
+            scan_segment(raft_dir, &segs[j], &sc);
+            if (sc.empty || sc.n == 0 || sc.bad != NULL || sc.max_term < last_term ||
+                (last_ms && sc.all.first_ms && sc.all.first_ms < last_ms)) {
+                fits = false;
+                break;
+            }
+            got += sc.n;
+            last_term = sc.last_term;
+            if (sc.all.last_ms)
+                last_ms = sc.all.last_ms;
+        }
+        if (!fits || got != want || last_term > after.max_term ||
+            (last_ms && after.all.first_ms && after.all.first_ms < last_ms))
+            break;
+        rv = finalize_open(raft_dir, segs + next_open, j - next_open, prev->end + 1, why, n);
+        if (rv == 0 && done != NULL) {
+            for (size_t k = next_open; k < j; k++)
+                append(done, cap, "%s%s", done[0] ? " " : "", segs[k].name);
+            append(done, cap, " as entries %llu-%llu", (unsigned long long)prev->end + 1,
+                   (unsigned long long)cur->first - 1);
+        }
+        closed += (int)(j - next_open);
+        next_open = j;
+    }
+    free(segs);
+    *n_closed_out = closed;
+    return rv;
+}
+
 int rd_repair_stale(const char *raft_dir, const char *aside, const struct rd_scan *s, char *why,
                     size_t n)
 {

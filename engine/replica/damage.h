@@ -221,6 +221,18 @@ int rd_repair(const char *raft_dir, const char *aside, const struct rd_scan *s,
               const struct rd_mark *mark, char *why, size_t n);
 
 /*
+ * Before rd_scan(): closes the open segments libraft failed to close while
+ * running (a failed truncate/rename, e.g. no descriptor left), which leaves
+ * a gap between closed segments whose entries sit in the oldest open
+ * segments. Only when those open segments are intact and hold exactly the
+ * gap's entries (terms and command times in order with the neighbours);
+ * anything else is left to the damage check. `*closed` is the number of
+ * segments closed, `done` names them. 0 or RD_EIO with `why`.
+ */
+int rd_close_stranded(const char *raft_dir, int *closed, char *done, size_t cap, char *why,
+                      size_t n);
+
+/*
  * Only the snapshot-covered damage (v->stale without other damage): moves
  * those segments into `aside`. 0 or RD_EIO with `why`.
  */

@@ -404,6 +404,18 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
         r->rejoin = true;
     }
 
+    int n_stranded = 0;
+    char stranded[512];
+    if ((rv = rd_close_stranded(r->raft_dir, &n_stranded, stranded, sizeof(stranded), why,
+                                sizeof(why))) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        return rv;
+    }
+    if (n_stranded > 0)
+        RD_WARN("raft", "open_segments_closed",
+                "dir=%s count=%d closed=\"%s\" detail=\"libraft could not close them while "
+                "running (no descriptor left?) and wrote on in later segments\"",
+                r->raft_dir, n_stranded, stranded);
     struct rd_scan scan;
     if ((rv = rd_scan(r->raft_dir, &scan, why, sizeof(why))) != 0) {
         snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
