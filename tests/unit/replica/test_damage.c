@@ -789,10 +789,8 @@ static void test_open_segment_that_does_not_fill_the_gap(void **state)
     assert_int_equal(rd_close_stranded(d->raft, &closed, done, sizeof(done), why, sizeof(why)), 0);
     assert_int_equal(closed, 0);
     assert_true(exists(d->raft, "open-1"));
-    struct rd_scan s;
-    struct rd_damage_verdict v;
-    judge(d, NULL, &s, &v);
-    assert_true(v.damaged);
+    /* What the scan then makes of it is rd_repair_unfinalized's business
+     * (test_unfinalized_open_segment_is_closed). */
 }
 
 int main(void)
