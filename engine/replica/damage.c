@@ -831,8 +831,10 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
         segs[n_seg++] = sg;
     }
     closedir(d);
-    qsort(segs, n_seg, sizeof(*segs), seg_cmp);
-    qsort(snaps, n_snap, sizeof(*snaps), snap_cmp);
+    if (n_seg > 1)
+        qsort(segs, n_seg, sizeof(*segs), seg_cmp);
+    if (n_snap > 1)
+        qsort(snaps, n_snap, sizeof(*snaps), snap_cmp);
 
     /* The newest snapshot whose .meta holds (libraft skips the others). */
     for (size_t i = n_snap; i-- > 0;) {
@@ -1352,7 +1354,8 @@ static int list_segments(const char *dir, struct seg **out, size_t *count)
         (*out)[(*count)++] = sg;
     }
     closedir(d);
-    qsort(*out, *count, sizeof(**out), seg_cmp);
+    if (*count > 1) /* qsort's array must not be NULL, even for 0 */
+        qsort(*out, *count, sizeof(**out), seg_cmp);
     return 0;
 }
 
