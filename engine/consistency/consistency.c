@@ -63,17 +63,27 @@ int rd_consistency_decide(const struct rd_digest_answer *a, unsigned n, unsigned
 /* ---- faults of diverged replicas ---------------------------------------- */
 
 /* The replica an open data_corruption fault is about, or 0. */
-static uint64_t fault_replica(const struct rd_fault *x, uint64_t *index)
+uint64_t rd_consistency_fault_replica(const struct rd_fault *x, uint64_t *index, char *check,
+                                      size_t n)
 {
     if (x->type != RD_FAULT_DATA_CORRUPTION || x->status != RD_FAULT_OPEN_ST)
         return 0;
     json_t *m = json_loads(x->metadata_json, 0, NULL);
     json_t *id = json_object_get(m, "replica_id");
-    uint64_t v = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0;
+    const char *c = json_string_value(json_object_get(m, "check_id"));
+    /* A checkpoint's repair is a data_corruption fault too: no replica_id. */
+    uint64_t v = json_is_integer(id) && c != NULL ? (uint64_t)json_integer_value(id) : 0;
     if (index != NULL)
         *index = (uint64_t)json_integer_value(json_object_get(m, "index"));
+    if (check != NULL && n > 0)
+        snprintf(check, n, "%s", c ? c : "");
     json_decref(m);
     return v;
+}
+
+static uint64_t fault_replica(const struct rd_fault *x, uint64_t *index)
+{
+    return rd_consistency_fault_replica(x, index, NULL, 0);
 }
 
 static const struct rd_fault *open_fault_of(const struct rd_consistency *c, uint64_t id)

@@ -111,6 +111,15 @@ int rd_consistency_trigger(struct rd_consistency *c, rd_consistency_cb cb, void 
 int rd_consistency_decide(const struct rd_digest_answer *a, unsigned n, unsigned voters,
                           uint64_t *majority, uint64_t *diverged, unsigned *n_diverged);
 
+/*
+ * The replica an open data_corruption fault of a consistency check names
+ * (metadata.replica_id), or 0 for any other fault; with it the check's
+ * index and id (`check`, n bytes) when asked for (NULL: not wanted).
+ */
+struct rd_fault;
+uint64_t rd_consistency_fault_replica(const struct rd_fault *x, uint64_t *index, char *check,
+                                      size_t n);
+
 /* Prometheus lines. */
 void rd_consistency_metrics(const struct rd_consistency *c, struct rd_mbuf *b);
 

@@ -76,26 +76,13 @@ static void on_task(void *data, const struct rd_task *t, int old_state, const ch
 
 /* Every fault opens an alert; its resolution resolves it (leader only: the
  * replica that decided sends, once). */
-/* The replica a data_corruption fault of a consistency check names, or 0. */
-static uint64_t diverged_replica(const struct rd_fault *x, char *check, size_t n)
-{
-    if (x->type != RD_FAULT_DATA_CORRUPTION || x->status != RD_FAULT_OPEN_ST)
-        return 0;
-    json_t *m = json_loads(x->metadata_json, 0, NULL);
-    json_t *id = json_object_get(m, "replica_id");
-    const char *c = json_string_value(json_object_get(m, "check_id"));
-    uint64_t v = json_is_integer(id) && c != NULL ? (uint64_t)json_integer_value(id) : 0;
-    snprintf(check, n, "%s", c ? c : "");
-    json_decref(m);
-    return v;
-}
 
 /* An open data_corruption fault of a check names this replica. */
 static bool self_diverged(struct rd_engine *eng)
 {
     char check[80];
     for (size_t i = eng->fsm.n_faults; i-- > 0;)
-        if (diverged_replica(eng->fsm.faults[i], check, sizeof(check)) ==
+        if (rd_consistency_fault_replica(eng->fsm.faults[i], NULL, check, sizeof(check)) ==
             eng->cfg.cluster.replica_id)
             return true;
     return false;
@@ -137,7 +124,8 @@ static void on_fault(void *data, const struct rd_fault *x)
     if (x->status == RD_FAULT_OPEN_ST)
         rd_analysis_fault_applied(&eng->analysis, x->type, x->severity);
     char check[80];
-    if (diverged_replica(x, check, sizeof(check)) == eng->cfg.cluster.replica_id &&
+    if (rd_consistency_fault_replica(x, NULL, check, sizeof(check)) ==
+            eng->cfg.cluster.replica_id &&
         eng->repair_timer_inited) {
         /* Every replica applies the fault; the one it names repairs itself:
          * its state moves aside and it rejoins from the leader's snapshot. */
