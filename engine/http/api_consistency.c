@@ -19,10 +19,11 @@ static json_t *time_or_null(int64_t ms)
     return json_string(buf);
 }
 
-/* Replicas repaired after this check: its data_corruption faults, resolved. */
-static json_t *repaired_of(const struct rd_fsm *f, const char *check_id)
+/* Replicas repaired after each check: its data_corruption faults, resolved,
+ * by check_id (one scan of the faults for a whole page of checks). */
+static json_t *repaired_by_check(const struct rd_fsm *f)
 {
-    json_t *out = json_array();
+    json_t *out = json_object();
     for (size_t i = 0; i < f->n_faults; i++) {
         const struct rd_fault *x = f->faults[i];
         if (x->type != RD_FAULT_DATA_CORRUPTION || x->status != RD_FAULT_RESOLVED)
@@ -30,23 +31,30 @@ static json_t *repaired_of(const struct rd_fsm *f, const char *check_id)
         json_t *m = json_loads(x->metadata_json, 0, NULL);
         const char *cid = json_string_value(json_object_get(m, "check_id"));
         json_t *rid = json_object_get(m, "replica_id");
-        if (cid != NULL && strcmp(cid, check_id) == 0 && json_is_integer(rid))
-            json_array_append(out, rid);
+        if (cid != NULL && json_is_integer(rid)) {
+            json_t *list = json_object_get(out, cid);
+            if (list == NULL) {
+                list = json_array();
+                json_object_set_new(out, cid, list);
+            }
+            json_array_append(list, rid);
+        }
         json_decref(m);
     }
     return out;
 }
 
-static json_t *check_json(const struct rd_fsm *f, const struct rd_check *c)
+static json_t *check_json(const struct rd_check *c, json_t *repaired)
 {
     json_t *digests = c->digests_json ? json_loads(c->digests_json, 0, NULL) : NULL;
     json_t *diverged = c->diverged_json ? json_loads(c->diverged_json, 0, NULL) : NULL;
+    json_t *mine = json_object_get(repaired, c->id);
     return json_pack("{s:s,s:I,s:s,s:o,s:o,s:o,s:o,s:o}", "check_id", c->id, "index",
                      (json_int_t)c->index, "status", rd_check_status_name(c->status), "started_at",
                      time_or_null(c->started_at_ms), "completed_at",
                      time_or_null(c->completed_at_ms), "digests", digests ? digests : json_object(),
                      "diverged", diverged ? diverged : json_array(), "repaired",
-                     repaired_of(f, c->id));
+                     mine ? json_incref(mine) : json_array());
 }
 
 static void triggered(void *data, int status, const char *id, uint64_t index)
@@ -103,7 +111,7 @@ void rd_api_CONSISTENCY_CHECKS(struct rd_http_req *hr)
             at++;
         i = at < n ? at : 0;
     }
-    json_t *items = json_array();
+    json_t *items = json_array(), *repaired = repaired_by_check(f);
     const char *last = NULL;
     bool more = false;
     while (i-- > 0) {
@@ -113,9 +121,10 @@ void rd_api_CONSISTENCY_CHECKS(struct rd_http_req *hr)
             more = true;
             break;
         }
-        json_array_append_new(items, check_json(f, all[i]));
+        json_array_append_new(items, check_json(all[i], repaired));
         last = all[i]->id;
     }
+    json_decref(repaired);
     rd_http_send_json(hr, 200,
                       json_pack("{s:o,s:o}", "items", items, "next_cursor",
                                 more ? json_string(last) : json_null()));
@@ -144,7 +153,9 @@ void rd_api_CONSISTENCY_CHECK_GET(struct rd_http_req *hr)
         rd_http_send_error(hr, 404, "not_found", NULL, "no consistency check %s", id);
         return;
     }
-    rd_http_send_json(hr, 200, check_json(hr->env->fsm, c));
+    json_t *repaired = repaired_by_check(hr->env->fsm);
+    rd_http_send_json(hr, 200, check_json(c, repaired));
+    json_decref(repaired);
 }
 
 /* Served by every replica from what it applied: its own digest at the
