@@ -1,0 +1,143 @@
+/*
+ * engine/backup/image.c: a backup's image from a forked child. The image is
+ * the state at the fork (whatever the parent applies afterwards), it
+ * decodes to the same state, and a child that dies or is cancelled fails
+ * the job with a reason instead of hanging it.
+ */
+#include "cmocka_all.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backup/image.h"
+#include "fsm_test.h"
+#include "fsm/snapshot.h"
+#include "recoveryd/error.h"
+
+struct done {
+    int calls;
+    int status;
+};
+
+static void on_done(struct rd_image_job *job, int status)
+{
+    struct done *d = job->data;
+    d->calls++;
+    d->status = status;
+}
+
+/* Runs the loop until the job's callback ran. */
+static void await(uv_loop_t *loop, struct done *d)
+{
+    while (d->calls == 0)
+        assert_true(uv_run(loop, UV_RUN_ONCE) != 0 || d->calls > 0);
+}
+
+static void test_image_is_the_state_at_the_fork(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rd_fsm f;
+    rd_fsm_init(&f);
+    fill(&f, 2000);
+    uint64_t digest_at_fork = rd_fsm_digest(&f);
+    size_t nodes_at_fork = f.n_nodes;
+
+    struct rd_wbuf image;
+    rd_w_init(&image);
+    struct rd_image_job job;
+    struct done d = {0};
+    assert_int_equal(rd_image_fork(&loop, &f, &image, &job, on_done, &d), 0);
+    assert_true(job.pid > 0);
+    /* The parent goes on changing the state while the child works. */
+    apply(&f, cmd_register("after-the-fork", 4, 999999));
+    assert_int_not_equal(rd_fsm_digest(&f), digest_at_fork);
+    await(&loop, &d);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.status, 0);
+    assert_true(image.len > 0);
+    assert_true(job.raw_len > image.len / 2);
+    assert_int_equal(job.checksum, rd_fnv1a(RD_FNV_INIT, image.p, image.len));
+
+    struct rd_fsm back;
+    rd_fsm_init(&back);
+    assert_int_equal(rd_fsm_restore(&back, image.p, image.len), 0);
+    assert_int_equal(back.n_nodes, nodes_at_fork);
+    assert_null(rd_fsm_node(&back, "after-the-fork", strlen("after-the-fork")));
+    assert_int_equal(rd_fsm_digest(&back), digest_at_fork);
+
+    rd_fsm_close(&back);
+    rd_fsm_close(&f);
+    rd_w_free(&image);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_killed_child_fails_the_job(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rd_fsm f;
+    rd_fsm_init(&f);
+    fill(&f, 20000);
+    struct rd_wbuf image;
+    rd_w_init(&image);
+    struct rd_image_job job;
+    struct done d = {0};
+    assert_int_equal(rd_image_fork(&loop, &f, &image, &job, on_done, &d), 0);
+    /* Killed before it wrote its image (or while writing it): the job
+     * fails, it never passes for a complete image. */
+    assert_int_equal(kill(job.pid, SIGKILL), 0);
+    await(&loop, &d);
+    assert_int_equal(d.calls, 1);
+    if (d.status == 0) {
+        /* The child had already written everything and exited: then the
+         * image must be whole. */
+        struct rd_fsm back;
+        rd_fsm_init(&back);
+        assert_int_equal(rd_fsm_restore(&back, image.p, image.len), 0);
+        assert_int_equal(rd_fsm_digest(&back), rd_fsm_digest(&f));
+        rd_fsm_close(&back);
+    } else {
+        assert_int_equal(d.status, RD_EIO);
+        assert_non_null(strstr(job.errmsg, "child"));
+    }
+    rd_fsm_close(&f);
+    rd_w_free(&image);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rd_fsm f;
+    rd_fsm_init(&f);
+    fill(&f, 20000);
+    struct rd_wbuf image;
+    rd_w_init(&image);
+    struct rd_image_job job;
+    struct done d = {0};
+    assert_int_equal(rd_image_fork(&loop, &f, &image, &job, on_done, &d), 0);
+    rd_image_cancel(&job);
+    await(&loop, &d);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.status, RD_ESHUTDOWN);
+    assert_non_null(strstr(job.errmsg, "stops"));
+    rd_fsm_close(&f);
+    rd_w_free(&image);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_image_is_the_state_at_the_fork),
+        cmocka_unit_test(test_killed_child_fails_the_job),
+        cmocka_unit_test(test_cancel),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
