@@ -4,9 +4,10 @@
  * retention, verification and the cluster id. docs/backup.md tells the
  * story; backup.h the contract.
  *
- * A run takes one image for every target at one instant on the loop (the
- * serialised state, its raft index and term, its digest), packs it (zstd,
- * checksum) on the thread pool, and writes it to each target as its own
+ * A run takes one image for every target at one instant (the state, its
+ * raft index and term, its digest): a forked child serialises and packs it
+ * (zstd, checksum) from the copy-on-write view the fork gave it, so the loop
+ * pays only the fork (image.h); the run writes it to each target as its own
  * backup (one record each). Only one run is in flight at a time; triggers
  * meanwhile wait in a short queue. A run whose leader lost its leadership is
  * abandoned: the writes under way finish, nothing more is proposed, and the
@@ -22,6 +23,7 @@
 #include "backup.h"
 #include "backup_int.h"
 #include "common/log.h"
+#include "image.h"
 #include "plugin/host.h"
 #include "recoveryd/error.h"
 #include "recoveryd/version.h"
@@ -42,6 +44,8 @@ struct rd_backup_part {
 
 struct rd_backup_run {
     struct rd_backups *b;
+    struct rd_image_job img; /* the image from a forked child (image.h) */
+    bool forked;             /* the image comes from img, not the thread pool */
     uv_work_t work;
     struct rd_wbuf raw;   /* the serialised state, until packed */
     struct rd_wbuf image; /* the snapshot bytes: what backups/<id>.img holds */
@@ -176,8 +180,13 @@ void rd_backup_stop(struct rd_backups *b)
         return;
     b->leading = false;
     uv_timer_stop(&b->timer);
-    if (b->run != NULL)
+    if (b->run != NULL) {
         b->run->abandoned = true;
+        /* No part of an abandoned run writes an object: its image's child
+         * need not finish. */
+        if (b->run->forked && !b->run->packed)
+            rd_image_cancel(&b->run->img);
+    }
     if (b->n_queue > 0)
         RD_WARN("backup", "queue_dropped", "triggers=%u reason=\"no longer the leader\"",
                 b->n_queue);
@@ -449,9 +458,58 @@ static void pack_done(uv_work_t *w, int status)
     maybe_finish(run);
 }
 
+/* The image is in (or its child failed): the parts go on. */
+static void image_done(struct rd_image_job *job, int status)
+{
+    struct rd_backup_run *run = job->data;
+    run->pack_status = status;
+    if (status == 0) {
+        run->checksum = job->checksum;
+        RD_INFO("backup", "image_ready",
+                "index=%llu raw_bytes=%llu image_bytes=%zu fork_us=%llu ms=%llu",
+                (unsigned long long)run->index, (unsigned long long)job->raw_len, run->image.len,
+                (unsigned long long)job->fork_us,
+                (unsigned long long)((rd_mono_ns() - run->started_ns) / 1000000));
+    } else {
+        RD_WARN("backup", "image_failed", "index=%llu error=\"%s\"", (unsigned long long)run->index,
+                job->errmsg);
+    }
+    pack_done(&run->work, 0);
+}
+
+/*
+ * The image of the state at this instant. A forked child takes it (the loop
+ * pays the fork); where the process cannot fork, the loop serialises it and
+ * the thread pool compresses it. 0, or RD_E* (nothing started).
+ */
+static int image_start(struct rd_backups *b, struct rd_backup_run *run)
+{
+    int rv = rd_image_fork(b->env.loop, b->env.fsm, &run->image, &run->img, image_done, run);
+    if (rv == 0) {
+        run->forked = true;
+        RD_INFO("backup", "image_forked", "index=%llu pid=%d fork_us=%llu",
+                (unsigned long long)run->index, (int)run->img.pid,
+                (unsigned long long)run->img.fork_us);
+        return 0;
+    }
+    RD_WARN("backup", "fork_failed",
+            "error=%s detail=\"serialising the state on the loop instead\"", rd_err_name(rv));
+    uint64_t t0 = rd_mono_ns();
+    rv = rd_fsm_snapshot_raw(b->env.fsm, &run->raw);
+    if (rv != 0)
+        return rv;
+    RD_INFO("backup", "image_serialised", "index=%llu raw_bytes=%zu serialise_us=%llu",
+            (unsigned long long)run->index, run->raw.len,
+            (unsigned long long)((rd_mono_ns() - t0) / 1000));
+    run->work.data = run;
+    if (uv_queue_work(b->env.loop, &run->work, pack_work, pack_done) != 0)
+        return RD_EIO;
+    return 0;
+}
+
 /*
  * Starts a run of `n` backups (ids[i] on targets[i]): the image of the state
- * at this instant, a BEGIN per target, the packing on the thread pool.
+ * at this instant (image_start), a BEGIN per target.
  */
 static int run_start(struct rd_backups *b, unsigned n, char ids[][RD_UUID_STRLEN],
                      char targets[][64], bool scheduled)
@@ -464,23 +522,17 @@ static int run_start(struct rd_backups *b, unsigned n, char ids[][RD_UUID_STRLEN
     run->started_ns = rd_mono_ns();
     rd_w_init(&run->raw);
     rd_w_init(&run->image);
+    run->work.data = run;
     /* One instant: the state, its index and term, its digest. */
-    int rv = rd_fsm_snapshot_raw(b->env.fsm, &run->raw);
-    if (rv != 0) {
-        run_free(run);
-        return rv;
-    }
     run->index = b->env.applied_index(b->env.raft);
     run->term = b->env.term(b->env.raft);
     run->digest = rd_fsm_digest(b->env.fsm);
     run->created_at_ms = rd_fsm_stamp(b->env.fsm);
     snprintf(run->cluster_id, sizeof(run->cluster_id), "%s", rd_fsm_cluster_id(b->env.fsm));
-    uint64_t serialised_us = (rd_mono_ns() - run->started_ns) / 1000;
-    size_t raw_bytes = run->raw.len; /* the pool frees raw while it packs */
-    run->work.data = run;
-    if (uv_queue_work(b->env.loop, &run->work, pack_work, pack_done) != 0) {
+    int rv = image_start(b, run);
+    if (rv != 0) {
         run_free(run);
-        return RD_EIO;
+        return rv;
     }
     b->work_inflight++;
     run->outstanding++;
@@ -504,11 +556,9 @@ static int run_start(struct rd_backups *b, unsigned n, char ids[][RD_UUID_STRLEN
                     rd_err_name(rv));
             p->done = true;
         }
-        RD_INFO("backup", "started",
-                "id=%s target=%s index=%llu term=%llu raw_bytes=%zu "
-                "serialise_us=%llu scheduled=%s",
-                p->id, p->target, (unsigned long long)run->index, (unsigned long long)run->term,
-                raw_bytes, (unsigned long long)serialised_us, scheduled ? "true" : "false");
+        RD_INFO("backup", "started", "id=%s target=%s index=%llu term=%llu scheduled=%s", p->id,
+                p->target, (unsigned long long)run->index, (unsigned long long)run->term,
+                scheduled ? "true" : "false");
     }
     return 0;
 }

@@ -141,8 +141,7 @@ static void output_ended(struct rd_image_job *job)
     uv_close((uv_handle_t *)&job->pipe, handle_closed);
     if (job->status == 0 && (job->head_len < HEAD_LEN || job->image->len != job->want))
         fail(job, RD_EIO, "the image's child ended before its image was complete");
-    if (job->status == 0 &&
-        rd_fnv1a(RD_FNV_INIT, job->image->p, job->image->len) != job->checksum)
+    if (job->status == 0 && rd_fnv1a(RD_FNV_INIT, job->image->p, job->image->len) != job->checksum)
         fail(job, RD_ECORRUPT, "the image's checksum does not match what its child computed");
     uv_timer_start(&job->reap, reap_tick, 0, REAP_MS);
 }

@@ -23,7 +23,7 @@ struct rd_image_job;
 typedef void (*rd_image_cb)(struct rd_image_job *job, int status);
 
 struct rd_image_job {
-    uv_pipe_t pipe; /* the child's output */
+    uv_pipe_t pipe;  /* the child's output */
     uv_timer_t reap; /* waits for the child to be gone after its output ended */
     pid_t pid;
     uint8_t head[32]; /* what the child says first: magic, status, image length, checksum */

@@ -112,7 +112,13 @@ int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out)
     return rv;
 }
 
-int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
+/*
+ * The raw state inside an image: header, size, decompression and checksum
+ * checked. 0 with *raw (malloc'd), *raw_len and *format, or RD_E* with the
+ * reason in `why`.
+ */
+static int unpack(const void *buf, size_t len, uint8_t **raw_out, size_t *raw_len_out,
+                  uint32_t *format_out, char *why, size_t n)
 {
     struct rd_rbuf r;
     rd_r_init(&r, buf, len);
@@ -121,31 +127,57 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
     uint64_t raw_len = rd_r_u64(&r);
     uint64_t sum = rd_r_u64(&r);
     if (r.err || memcmp(magic, SNAP_MAGIC, 8) != 0) {
-        snprintf(f->errmsg, sizeof(f->errmsg), "snapshot: bad magic or short header");
+        snprintf(why, n, "snapshot: bad magic or short header");
         return RD_ECORRUPT;
     }
     if (format < 1 || format > SNAP_FORMAT) {
-        snprintf(f->errmsg, sizeof(f->errmsg), "snapshot: format %u, this version reads 1 to %u",
-                 format, SNAP_FORMAT);
+        snprintf(why, n, "snapshot: format %u, this version reads 1 to %u", format, SNAP_FORMAT);
         return RD_EUNSUPPORTED;
     }
     unsigned long long frame = ZSTD_getFrameContentSize(r.p + r.off, r.len - r.off);
     if (frame != raw_len || raw_len > (1ULL << 34)) {
-        snprintf(f->errmsg, sizeof(f->errmsg), "snapshot: size mismatch");
+        snprintf(why, n, "snapshot: size mismatch");
         return RD_ECORRUPT;
     }
     uint8_t *raw = malloc(raw_len ? raw_len : 1);
-    if (raw == NULL)
+    if (raw == NULL) {
+        snprintf(why, n, "snapshot: out of memory for %llu bytes", (unsigned long long)raw_len);
         return RD_ENOMEM;
+    }
     size_t got = ZSTD_decompress(raw, raw_len, r.p + r.off, r.len - r.off);
     if (ZSTD_isError(got) || got != raw_len || rd_fnv1a(RD_FNV_INIT, raw, got) != sum) {
         free(raw);
-        snprintf(f->errmsg, sizeof(f->errmsg), "snapshot: checksum or decompression failed");
+        snprintf(why, n, "snapshot: checksum or decompression failed");
         return RD_ECORRUPT;
     }
+    *raw_out = raw;
+    *raw_len_out = got;
+    *format_out = format;
+    return 0;
+}
+
+int rd_fsm_snapshot_check(const void *buf, size_t len, char *why, size_t n)
+{
+    uint8_t *raw;
+    size_t got;
+    uint32_t format;
+    int rv = unpack(buf, len, &raw, &got, &format, why, n);
+    if (rv == 0)
+        free(raw);
+    return rv;
+}
+
+int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
+{
+    uint8_t *raw;
+    size_t got;
+    uint32_t format;
+    int rv = unpack(buf, len, &raw, &got, &format, f->errmsg, sizeof(f->errmsg));
+    if (rv != 0)
+        return rv;
     struct rd_fsm fresh;
     rd_fsm_init(&fresh);
-    int rv = read_state(&fresh, raw, got, format);
+    rv = read_state(&fresh, raw, got, format);
     free(raw);
     if (rv != 0) {
         rd_fsm__clear(&fresh);

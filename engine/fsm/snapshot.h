@@ -31,6 +31,11 @@ int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out);
 int rd_fsm_snapshot_raw(const struct rd_fsm *f, struct rd_wbuf *raw);
 int rd_fsm_snapshot_pack(const void *raw, size_t len, struct rd_wbuf *out);
 
+/* Checks an image without decoding it: header, size, decompression and
+ * checksum of the raw state. 0, or RD_ECORRUPT / RD_EUNSUPPORTED / RD_ENOMEM
+ * with the reason in `why`. Touches no machine: any thread. */
+int rd_fsm_snapshot_check(const void *buf, size_t len, char *why, size_t n);
+
 /*
  * Replaces the state with the one in a snapshot. The new state is built
  * aside and swapped in only when the whole snapshot decoded, so a corrupt

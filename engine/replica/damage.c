@@ -14,6 +14,7 @@
 #include "common/util.h"
 #include "damage.h"
 #include "fsm/cmd.h"
+#include "fsm/snapshot.h"
 #include "recoveryd/error.h"
 
 /* libraft's on-disk format (src/uv.h, uv_segment.c, uv_metadata.c, uv_snapshot.c, 0.22.1). */
@@ -704,6 +705,24 @@ static bool snapshot_meta_ok(const char *dir, const char *name)
     return ok;
 }
 
+/* A snapshot's data (`meta_name` without ".meta"): the image our state
+ * machine wrote, whole (rd_fsm_snapshot_check). */
+static bool snapshot_data_ok(const char *dir, const char *meta_name, char *why, size_t n)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/%s", dir, meta_name);
+    path[strlen(path) - 5] = '\0';
+    uint8_t *b;
+    size_t len;
+    if (read_file(path, &b, &len) != 0) {
+        say(why, n, "unreadable: %s", strerror(errno));
+        return false;
+    }
+    int rv = rd_fsm_snapshot_check(b, len, why, n);
+    free(b);
+    return rv == 0;
+}
+
 struct snap {
     char name[RD_SCAN_NAME];
     uint64_t term, index, ts;
@@ -843,6 +862,19 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
         if (s->snap_index != 0)
             continue;
         if (snapshot_meta_ok(raft_dir, snaps[i].name)) {
+            char what[160];
+            if (!snapshot_data_ok(raft_dir, snaps[i].name, what, sizeof(what))) {
+                if (s->n_snap_damaged == 0) {
+                    s->snap_damaged_index = snaps[i].index;
+                    snprintf(s->snap_damaged_what, sizeof(s->snap_damaged_what), "%s", what);
+                }
+                if (s->n_snap_damaged < 4) {
+                    char *bad = s->snap_damaged[s->n_snap_damaged++];
+                    snprintf(bad, RD_SCAN_NAME, "%s", snaps[i].name);
+                    bad[strlen(bad) - 5] = '\0';
+                }
+                continue;
+            }
             s->n_snapshots++;
             s->snap_index = snaps[i].index;
             s->snap_term = snaps[i].term;
@@ -854,6 +886,8 @@ int rd_scan(const char *raft_dir, struct rd_scan *s, char *why, size_t n)
     s->last_index = s->snap_index;
     s->last_term = s->snap_term;
     s->disk_last = s->snap_index;
+    if (s->snap_damaged_index > s->disk_last)
+        s->disk_last = s->snap_damaged_index;
 
     /* The chain of entries from the snapshot on, as libraft loads it. */
     /* disk_next numbers what the files hold, whether it chains or not. */
@@ -1120,9 +1154,16 @@ void rd_judge(const struct rd_scan *s, const struct rd_mark *mark, struct rd_dam
     /* The log. */
     uint64_t acked = mark != NULL ? mark->applied : 0;
     uint64_t torn_index = s->torn ? s->last_index + 1 : 0;
+    if (s->n_snap_damaged > 0) {
+        v->log_lost = true;
+        snprintf(v->file, sizeof(v->file), "raft/%s", s->snap_damaged[0]);
+        append(rep, cap,
+               "raft/%s: the snapshot is damaged (%s); it holds the state up to entry %llu. ",
+               s->snap_damaged[0], s->snap_damaged_what, (unsigned long long)s->snap_damaged_index);
+    }
     if (s->damaged) {
         v->log_lost = true;
-        if (s->file[0])
+        if (s->file[0] && s->n_snap_damaged == 0)
             snprintf(v->file, sizeof(v->file), "raft/%s", s->file);
         else if (v->file[0] == '\0')
             snprintf(v->file, sizeof(v->file), "raft");
@@ -1551,6 +1592,14 @@ int rd_repair(const char *raft_dir, const char *aside, const struct rd_scan *s,
               const struct rd_mark *mark, char *why, size_t n)
 {
     int rv = copy_dir(raft_dir, aside, why, n);
+    /* Damaged snapshots go: libraft then loads the older one (or none). */
+    for (unsigned i = 0; i < s->n_snap_damaged && rv == 0; i++) {
+        char meta[RD_SCAN_NAME + 8];
+        snprintf(meta, sizeof(meta), "%s.meta", s->snap_damaged[i]);
+        rv = remove_in(raft_dir, meta, why, n);
+        if (rv == 0)
+            rv = remove_in(raft_dir, s->snap_damaged[i], why, n);
+    }
     if (rv == 0)
         rv = rd_repair_unfinalized(raft_dir, s, why, n);
     if (rv != 0)

@@ -133,6 +133,13 @@ struct rd_scan {
     uint64_t snap_index;  /* the newest one whose .meta is valid (0: none) */
     uint64_t snap_term;
     char snap_bad[RD_SCAN_NAME]; /* a newer snapshot skipped: its .meta is damaged */
+    /* Snapshots whose .meta holds but whose data fails its checks: libraft
+     * would load the newest and fail; rd_repair moves them aside and the
+     * scan reads the log from the older snapshot (or from the start). */
+    unsigned n_snap_damaged;
+    char snap_damaged[4][RD_SCAN_NAME]; /* data files, newest first */
+    uint64_t snap_damaged_index;        /* the newest one's index */
+    char snap_damaged_what[160];        /* why the newest one fails */
 
     unsigned n_closed, n_open;
     uint64_t last_index; /* the loadable log (or the snapshot) ends here */

@@ -201,6 +201,34 @@ static char *state_of(const struct rdt_proc *p)
     return out;
 }
 
+/* The newest snapshot's data file in `raft` (its name without ".meta"),
+ * and its size; fails when there is none. */
+static void newest_snapshot(const char *raft, char name[64], size_t *size)
+{
+    DIR *d = opendir(raft);
+    assert_non_null(d);
+    struct dirent *e;
+    unsigned long long best = 0;
+    name[0] = '\0';
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long t, i, ts;
+        int used = 0;
+        if (sscanf(e->d_name, "snapshot-%llu-%llu-%llu%n", &t, &i, &ts, &used) == 3 &&
+            e->d_name[used] == '\0' && i > best) {
+            best = i;
+            snprintf(name, 64, "%s", e->d_name);
+        }
+    }
+    closedir(d);
+    if (name[0] == '\0')
+        fail_msg("no snapshot in %s", raft);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/%s", raft, name);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    *size = (size_t)st.st_size;
+}
+
 /* The damaged-<time>/ directory of `p` (fails when there is none). */
 static void damaged_dir(const struct rdt_proc *p, char *out, size_t cap)
 {
@@ -470,6 +498,82 @@ static void test_single_flip_in_last_closed_segment(void **state)
     assert_true(has_agent(p, "after"));
 }
 
+/* Snapshots every 64 entries: the tests of a damaged snapshot. */
+static const char *single_snap_yaml = "storage:\n"
+                                      "  snapshot_threshold: 64\n"
+                                      "  snapshot_trailing: 16\n"
+                                      "fault_tolerance:\n"
+                                      "  detection:\n"
+                                      "    heartbeat_interval: 30s\n";
+
+static int single_snap_setup(void **state)
+{
+    struct rdt_proc *p = calloc(1, sizeof(*p));
+    *state = p;
+    if (p == NULL || rdt_proc_start(p, single_snap_yaml) != 0 || rdt_wait_ready(p, 15000) != 0) {
+        if (p)
+            rdt_proc_cleanup(p);
+        free(p);
+        *state = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * 8 bytes flipped in the newest snapshot's data (its .meta intact, so
+ * libraft would load it and fail with "persisted data is corrupted ()"):
+ * the replica refuses, naming the snapshot and the restore; with
+ * --accept-data-loss it starts from what is left (the older snapshot) and
+ * keeps the damaged one aside.
+ */
+static void test_single_flip_in_snapshot(void **state)
+{
+    struct rdt_proc *p = *state;
+    char id[32];
+    for (int i = 1; i <= 300; i++) {
+        snprintf(id, sizeof(id), "s-%d", i);
+        assert_int_equal(rdt_register(p, id, 1, NULL), 0);
+    }
+    int code = -1;
+    assert_int_equal(rdt_proc_stop(p, &code), 0);
+    assert_int_equal(code, 0);
+    char raft[400], name[64], path[600];
+    size_t size;
+    snprintf(raft, sizeof(raft), "%s/raft", p->data_dir);
+    newest_snapshot(raft, name, &size);
+    snprintf(path, sizeof(path), "%s/%s", raft, name);
+    assert_true(size > 64);
+    flip8(path, size / 2);
+
+    char *reason = expect_refused(p);
+    char want[256];
+    snprintf(want, sizeof(want), "raft/%s: the snapshot is damaged (snapshot: checksum", name);
+    expect_in("the reason", reason, want);
+    expect_in("the reason", reason, "acknowledged to clients");
+    expect_in("the reason", reason, "recoveryd restore --from");
+    fprintf(stderr, "refused: %s\n", reason);
+    free(reason);
+
+    char *log = start_accepting_loss(p);
+    snprintf(want, sizeof(want), "event=data_loss_accepted file=raft/%s", name);
+    expect_in("the log", log, want);
+    free(log);
+    char aside[700];
+    damaged_dir(p, aside, sizeof(aside));
+    assert_true(file_exists(aside, "raft", name));
+    /* The oldest agents are in the older snapshot; the damaged one is gone
+     * from the raft directory, and the replica takes writes again. */
+    assert_true(has_agent(p, "s-1"));
+    assert_false(file_exists(p->data_dir, "raft", name));
+    assert_int_equal(rdt_register(p, "after", 1, NULL), 0);
+    assert_int_equal(rdt_proc_stop(p, &code), 0);
+    assert_int_equal(code, 0);
+    assert_int_equal(rdt_proc_restart(p), 0);
+    assert_int_equal(rdt_wait_ready(p, 15000), 0);
+    assert_true(has_agent(p, "after"));
+}
+
 /* A writer of agents in a thread, killed with its daemon. */
 struct writer {
     struct rdt_proc *p;
@@ -607,10 +711,27 @@ static const char cluster_yaml[] = "fault_tolerance:\n"
                                    "    - {name: heartbeat, required: true}\n"
                                    "    - {name: log}\n";
 
+static const char cluster_snap_yaml[] = "storage:\n"
+                                        "  snapshot_threshold: 128\n"
+                                        "  snapshot_trailing: 32\n"
+                                        "fault_tolerance:\n"
+                                        "  partition:\n"
+                                        "    min_nodes: 100\n"
+                                        "plugins:\n"
+                                        "  instances:\n"
+                                        "    - {name: heartbeat, required: true}\n"
+                                        "    - {name: log}\n";
+
 static int cluster_setup(void **state)
 {
     (void)state;
     return rdt_cluster_start(&cl, 3, cluster_yaml, NULL);
+}
+
+static int cluster_snap_setup(void **state)
+{
+    (void)state;
+    return rdt_cluster_start(&cl, 3, cluster_snap_yaml, NULL);
 }
 
 static int cluster_teardown(void **state)
@@ -705,7 +826,7 @@ static const char *voter_role(int leader, int id, char *buf, size_t cap)
     return buf;
 }
 
-enum damage { FLIP_CLOSED, KILL9_FLIP_OPEN, METADATA_DELETED };
+enum damage { FLIP_CLOSED, KILL9_FLIP_OPEN, METADATA_DELETED, FLIP_SNAPSHOT };
 
 static void follower_rejoins(enum damage kind)
 {
@@ -734,7 +855,12 @@ static void follower_rejoins(enum damage kind)
         uint64_t first, end;
         last_closed_segment(raft, name, &first, &end);
     }
-    if (kind == METADATA_DELETED) {
+    if (kind == FLIP_SNAPSHOT) {
+        size_t size;
+        newest_snapshot(raft, name, &size);
+        snprintf(path, sizeof(path), "%s/%s", raft, name);
+        flip8(path, size / 2);
+    } else if (kind == METADATA_DELETED) {
         snprintf(path, sizeof(path), "%s/metadata1", raft);
         unlink(path);
         snprintf(path, sizeof(path), "%s/metadata2", raft);
@@ -826,6 +952,12 @@ static void test_follower_metadata_deleted_rejoins(void **state)
     follower_rejoins(METADATA_DELETED);
 }
 
+static void test_follower_flip_in_snapshot_rejoins(void **state)
+{
+    (void)state;
+    follower_rejoins(FLIP_SNAPSHOT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -835,6 +967,10 @@ int main(void)
                                         single_teardown),
         cmocka_unit_test_setup_teardown(test_single_metadata_deleted_or_zeroed, single_setup,
                                         single_teardown),
+        cmocka_unit_test_setup_teardown(test_single_flip_in_snapshot, single_snap_setup,
+                                        single_teardown),
+        cmocka_unit_test_setup_teardown(test_follower_flip_in_snapshot_rejoins, cluster_snap_setup,
+                                        cluster_teardown),
         cmocka_unit_test_setup_teardown(test_follower_flip_in_last_closed_segment_rejoins,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_follower_kill9_flip_in_open_segment_rejoins,
