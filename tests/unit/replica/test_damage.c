@@ -28,6 +28,7 @@
 #include <raft/uv.h>
 
 #include "fsm/cmd.h"
+#include "fsm/fsm.h"
 #include "harness.h"
 #include "recoveryd/error.h"
 #include "replica/damage.h"
@@ -499,7 +500,15 @@ static void write_snapshot(const char *dir, uint64_t term, uint64_t index)
              (unsigned long long)index);
     write_bytes(dir, name, b, sizeof(b), 0);
     name[strlen(name) - 5] = '\0';
-    write_bytes(dir, name, "data", 4, 0);
+    /* The data: an image of an (empty) state machine, as the engine writes. */
+    struct rd_fsm f;
+    rd_fsm_init(&f);
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    assert_int_equal(rd_fsm_snapshot(&f, &w), 0);
+    write_bytes(dir, name, w.p, w.len, 0);
+    rd_w_free(&w);
+    rd_fsm_close(&f);
 }
 
 static void test_damage_under_the_snapshot_loses_nothing(void **state)
@@ -534,6 +543,30 @@ static void test_damage_under_the_snapshot_loses_nothing(void **state)
     judge(d, &m, &s, &v);
     assert_int_equal(s.snap_index, 45);
     assert_string_equal(s.snap_bad, "snapshot-3-50-1.meta");
+    assert_int_equal(s.n_snap_damaged, 0);
+    /* A newest snapshot whose data is damaged (its .meta intact): libraft
+     * would load it and fail. The scan reads from the older one, and the
+     * verdict names it. */
+    write_snapshot(d->raft, 3, 55);
+    flip(d->raft, "snapshot-3-55-1", 30);
+    judge(d, &m, &s, &v);
+    assert_int_equal(s.snap_index, 45);
+    assert_int_equal(s.n_snap_damaged, 1);
+    assert_string_equal(s.snap_damaged[0], "snapshot-3-55-1");
+    assert_int_equal(s.snap_damaged_index, 55);
+    assert_true(v.damaged);
+    assert_string_equal(v.file, "raft/snapshot-3-55-1");
+    assert_non_null(strstr(v.report, "raft/snapshot-3-55-1: the snapshot is damaged"));
+    /* The repair moves it aside: the older one is what libraft loads. */
+    char aside2[400];
+    snprintf(aside2, sizeof(aside2), "%s/aside2", d->data);
+    assert_int_equal(rd_repair(d->raft, aside2, &s, &m, why, sizeof(why)), 0);
+    assert_false(exists(d->raft, "snapshot-3-55-1"));
+    assert_false(exists(d->raft, "snapshot-3-55-1.meta"));
+    assert_true(exists(aside2, "snapshot-3-55-1"));
+    judge(d, &m, &s, &v);
+    assert_int_equal(s.n_snap_damaged, 0);
+    assert_int_equal(s.snap_index, 45);
 }
 
 static void test_repair_cuts_where_the_log_stops(void **state)
