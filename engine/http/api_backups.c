@@ -7,6 +7,7 @@
 #include "common/util.h"
 #include "fsm/fsm.h"
 #include "http.h"
+#include "input_limits.h"
 #include "recoveryd/error.h"
 
 static json_t *time_or_null(int64_t ms)
@@ -67,8 +68,12 @@ void rd_api_BACKUP_TRIGGER(struct rd_http_req *hr)
         if ((body = rd_http_body_object(hr)) == NULL)
             return;
         json_t *jt = json_object_get(body, "target");
-        if (jt != NULL && !json_is_null(jt) && (target = json_string_value(jt)) == NULL) {
-            rd_http_bad_request(hr, "target", "target must be the name of a backup target");
+        if (jt != NULL && !json_is_null(jt) &&
+            ((target = json_string_value(jt)) == NULL ||
+             json_string_length(jt) > RD_LIMIT_NAME_LEN)) {
+            rd_http_bad_limit(hr, "target", RD_LIMIT_NAME_LEN,
+                              "target must be the name of a backup target (at most %d characters)",
+                              RD_LIMIT_NAME_LEN);
             json_decref(body);
             return;
         }

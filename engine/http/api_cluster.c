@@ -22,6 +22,7 @@
 #include "replica/replica.h"
 #include "common/log.h"
 #include "http.h"
+#include "input_limits.h"
 #include "recoveryd/error.h"
 
 static json_t *replicas_body(const struct rd_http_env *env)
@@ -52,6 +53,20 @@ static int parse_role(const char *s)
     return -1;
 }
 
+/* The replica id from the path (digits only, 1 to RD_LIMIT_INT); answers 400
+ * itself and returns 0. */
+static unsigned long long path_replica_id(struct rd_http_req *hr)
+{
+    h2o_iovec_t s = hr->params[0];
+    uint64_t id = rd_limits_parse_id(s.base, s.len, (uint64_t)RD_LIMIT_INT);
+    if (id == 0)
+        rd_http_bad_limit(hr, "id", RD_LIMIT_INT,
+                          "the replica id in the path must be a raft server id, an integer from 1 "
+                          "to %lld, got '%.32s'",
+                          RD_LIMIT_INT, s.len > 32 ? "(too long)" : s.base);
+    return id;
+}
+
 static const struct raft_server *member(const struct rd_http_env *env, uint64_t id)
 {
     const struct raft_configuration *conf = rd_replica_configuration(env->replica);
@@ -61,14 +76,50 @@ static const struct raft_server *member(const struct rd_http_env *env, uint64_t 
     return NULL;
 }
 
+static void url_forgotten(void *data, int status, uint64_t value)
+{
+    (void)data;
+    (void)status;
+    (void)value;
+}
+
+/* Forgets replica `id`'s API URL (best effort: a stale URL only costs a poll). */
+static void forget_url(const struct rd_http_env *env, uint64_t id)
+{
+    if (!rd_replica_is_leader(env->replica))
+        return;
+    struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO};
+    cmd.u.rinfo.id = id;
+    cmd.u.rinfo.api_url = RD_STR("");
+    rd_replica_propose(env->replica, &cmd, url_forgotten, NULL);
+}
+
 /* The change committed (or failed): answer with the membership now. */
 static void changed(void *data, int status, uint64_t value)
 {
     struct rd_http_pending *p = data;
     (void)value;
+    bool add = p->key[0] == 'a';
+    unsigned long long id = 0;
+    char address[RD_CFG_STR] = "";
+    if (add)
+        sscanf(p->key, "a %llu %*d %255s", &id, address);
+    else
+        id = strtoull(p->key, NULL, 10);
+    /* A new member that never answered was taken out again (replica.c): its URL goes too. */
+    if (add && status == RD_ETIMEOUT)
+        forget_url(p->hr.env, id);
     if (rd_http_pending_alive(p)) {
         if (status == 0)
-            rd_http_send_json(&p->hr, p->key[0] == 'a' ? 201 : 200, replicas_body(p->hr.env));
+            rd_http_send_json(&p->hr, add ? 201 : 200, replicas_body(p->hr.env));
+        else if (status == RD_ETIMEOUT)
+            rd_http_send_error(
+                &p->hr, 504, "replica_unreachable",
+                json_pack("{s:I,s:s?}", "id", (json_int_t)id, "address", add ? address : NULL),
+                add ? "replica %llu at %s did not answer the leader's catch-up: it was not added "
+                      "(the membership is as before); start it and retry"
+                    : "replica %llu%s did not answer the leader's catch-up: its role is unchanged",
+                id, add ? address : "");
         else
             rd_http_send_rd_error(&p->hr, status, NULL);
     }
@@ -114,16 +165,30 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
     int role = parse_role(role_s);
     char host[RD_CFG_STR];
     uint16_t port;
-    if (!json_is_integer(jid) || json_integer_value(jid) <= 0) {
-        rd_http_bad_request(hr, "id", "id must be the replica's raft server id, above 0");
+    json_t *jaddr = json_object_get(body, "address"), *jurl = json_object_get(body, "api_url");
+    if (!rd_limits_int_in(jid, 1, RD_LIMIT_INT)) {
+        rd_http_bad_limit(hr, "id", RD_LIMIT_INT,
+                          "id must be the replica's raft server id, an integer from 1 to %lld",
+                          RD_LIMIT_INT);
     } else if (role < 0 || (json_object_get(body, "role") && role_s == NULL)) {
         rd_http_bad_request(hr, "role", "role must be voter, standby or spare");
-    } else if (address != NULL && (strlen(address) >= RD_CFG_STR ||
-                                   rd_config_parse_hostport(address, host, &port) != 0)) {
-        rd_http_bad_request(hr, "address", "address must be the replica's raft HOST:PORT");
-    } else if (url != NULL && (strlen(url) > 255 || (strncmp(url, "http://", 7) != 0 &&
-                                                     strncmp(url, "https://", 8) != 0))) {
-        rd_http_bad_request(hr, "api_url", "api_url must be http://HOST:PORT or https://HOST:PORT");
+    } else if ((jaddr != NULL && address == NULL) ||
+               (address != NULL && json_string_length(jaddr) > RD_LIMIT_REPLICA_ADDR)) {
+        rd_http_bad_limit(hr, "address", RD_LIMIT_REPLICA_ADDR,
+                          "address must be the replica's raft HOST:PORT, at most %d characters",
+                          RD_LIMIT_REPLICA_ADDR);
+    } else if (address != NULL && rd_config_parse_hostport(address, host, &port) != 0) {
+        rd_http_bad_request(hr, "address",
+                            "address must be the replica's raft HOST:PORT (a host name, an IPv4 "
+                            "address or a [bracketed] IPv6 address, and a port from 1 to 65535)");
+    } else if ((jurl != NULL && url == NULL) ||
+               (url != NULL &&
+                (json_string_length(jurl) > RD_LIMIT_API_URL_LEN ||
+                 (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)))) {
+        rd_http_bad_limit(hr, "api_url", RD_LIMIT_API_URL_LEN,
+                          "api_url must be http://HOST:PORT or https://HOST:PORT, at most %d "
+                          "characters",
+                          RD_LIMIT_API_URL_LEN);
     } else {
         uint64_t id = (uint64_t)json_integer_value(jid);
         const struct raft_server *m = member(env, id);
@@ -141,6 +206,8 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
                 goto out;
             }
             p = rd_http_defer(hr);
+            if (p != NULL)
+                snprintf(p->key, sizeof(p->key), "%llu", (unsigned long long)id);
             rv = p ? rd_replica_assign(env->replica, id, role, changed, p) : RD_ENOMEM;
         } else if (address == NULL || url == NULL) {
             rd_http_bad_request(hr, address == NULL ? "address" : "api_url",
@@ -150,6 +217,10 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
             struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO};
             cmd.u.rinfo.id = id;
             cmd.u.rinfo.api_url = RD_STR(url);
+            /* "a <id> <role> <address>" fits the pending record's key whole. */
+            _Static_assert(2 + 16 + 1 + 1 + 1 + RD_LIMIT_REPLICA_ADDR <
+                               sizeof(((struct rd_http_pending *)0)->key),
+                           "a replica address must fit a pending key");
             char key[RD_CFG_STR + 64];
             int n =
                 snprintf(key, sizeof(key), "a %llu %d %s", (unsigned long long)id, role, address);
@@ -166,43 +237,21 @@ out:
     json_decref(body);
 }
 
-static void url_forgotten(void *data, int status, uint64_t value)
-{
-    (void)data;
-    (void)status;
-    (void)value;
-}
-
 static void removed(void *data, int status, uint64_t value)
 {
     struct rd_http_pending *p = data;
     const struct rd_http_env *env = p->hr.env;
-    if (status == 0 && rd_replica_is_leader(env->replica)) {
-        /* Forget its URL too (best effort: a stale URL only costs a poll). */
-        struct rd_cmd cmd = {.type = RD_CMD_REPLICA_INFO};
-        cmd.u.rinfo.id = strtoull(p->key, NULL, 10);
-        cmd.u.rinfo.api_url = RD_STR("");
-        rd_replica_propose(env->replica, &cmd, url_forgotten, NULL);
-    }
+    if (status == 0) /* forget its URL too */
+        forget_url(env, strtoull(p->key, NULL, 10));
     changed(data, status, value);
 }
 
 void rd_api_REPLICA_DELETE(struct rd_http_req *hr)
 {
     const struct rd_http_env *env = hr->env;
-    h2o_iovec_t s = hr->params[0];
-    char buf[24];
-    char *end = NULL;
-    unsigned long long id = 0;
-    if (s.len > 0 && s.len < sizeof(buf)) {
-        memcpy(buf, s.base, s.len);
-        buf[s.len] = '\0';
-        id = strtoull(buf, &end, 10);
-    }
-    if (id == 0 || end == NULL || *end != '\0') {
-        rd_http_bad_request(hr, "id", "the path must end with the replica's raft server id");
+    unsigned long long id = path_replica_id(hr);
+    if (id == 0)
         return;
-    }
     if (member(env, id) == NULL) {
         rd_http_send_error(hr, 404, "not_found", NULL, "replica %llu is not a member", id);
         return;
@@ -268,19 +317,9 @@ static void rejoin_answer(void *data, int status, uint64_t value)
 void rd_api_REPLICA_REJOIN(struct rd_http_req *hr)
 {
     const struct rd_http_env *env = hr->env;
-    h2o_iovec_t s = hr->params[0];
-    char buf[24];
-    char *end = NULL;
-    unsigned long long id = 0;
-    if (s.len > 0 && s.len < sizeof(buf)) {
-        memcpy(buf, s.base, s.len);
-        buf[s.len] = '\0';
-        id = strtoull(buf, &end, 10);
-    }
-    if (id == 0 || end == NULL || *end != '\0') {
-        rd_http_bad_request(hr, "id", "the path must name the replica's raft server id");
+    unsigned long long id = path_replica_id(hr);
+    if (id == 0)
         return;
-    }
     json_t *body = rd_http_body_object(hr);
     if (body == NULL)
         return;

@@ -16,12 +16,11 @@
 #include "registry/registry.h"
 #include "replica/replica.h"
 #include "http.h"
+#include "input_limits.h"
 #include "recoveryd/error.h"
 
-#define MAX_SLOTS     65536
-#define MAX_LABELS    64
-#define MAX_LABEL_LEN 255
-#define MAX_URL_LEN   1024
+#define MAX_SLOTS   RD_LIMIT_SLOTS
+#define MAX_URL_LEN RD_LIMIT_URL_LEN
 
 /* The node id from the path, validated; answers 400 itself and returns NULL. */
 static const char *path_node_id(struct rd_http_req *hr, size_t *len)
@@ -111,25 +110,10 @@ static bool parse_register(struct rd_http_req *hr, json_t *body, struct reg_inpu
         }
     }
     json_t *labels = json_object_get(body, "labels");
-    if (labels != NULL) {
-        if (!json_is_object(labels) || json_object_size(labels) > MAX_LABELS) {
-            rd_http_bad_request(hr, "labels", "labels must be an object of at most %d strings",
-                                MAX_LABELS);
-            return false;
-        }
-        const char *k;
-        json_t *v;
-        json_object_foreach(labels, k, v)
-        {
-            if (!json_is_string(v) || strlen(k) == 0 || strlen(k) > MAX_LABEL_LEN ||
-                json_string_length(v) > MAX_LABEL_LEN) {
-                rd_http_bad_request(hr, "labels",
-                                    "label '%.64s' must map a 1-255 character key to a string of "
-                                    "at most 255 characters",
-                                    k);
-                return false;
-            }
-        }
+    char why[200];
+    if (labels != NULL && !rd_limits_labels_ok(labels, why, sizeof(why))) {
+        rd_http_bad_limit(hr, "labels", RD_LIMIT_LABELS, "%s", why);
+        return false;
     }
     in->health_url = "";
     json_t *url = json_object_get(body, "health_url");
@@ -138,10 +122,10 @@ static bool parse_register(struct rd_http_req *hr, json_t *body, struct reg_inpu
         if (u == NULL || json_string_length(url) > MAX_URL_LEN ||
             (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0 &&
              strncmp(u, "tcp://", 6) != 0)) {
-            rd_http_bad_request(hr, "health_url",
-                                "health_url must be an http://, https:// or tcp:// URL of at "
-                                "most %d characters",
-                                MAX_URL_LEN);
+            rd_http_bad_limit(hr, "health_url", MAX_URL_LEN,
+                              "health_url must be an http://, https:// or tcp:// URL of at most "
+                              "%d characters",
+                              MAX_URL_LEN);
             return false;
         }
         in->health_url = u;
@@ -149,9 +133,10 @@ static bool parse_register(struct rd_http_req *hr, json_t *body, struct reg_inpu
     in->address = "";
     json_t *addr = json_object_get(body, "address");
     if (addr != NULL && !json_is_null(addr)) {
-        if (!json_is_string(addr) || json_string_length(addr) > MAX_LABEL_LEN) {
-            rd_http_bad_request(hr, "address",
-                                "address must be a string of at most 255 characters");
+        if (!json_is_string(addr) || json_string_length(addr) > RD_LIMIT_ADDRESS_LEN) {
+            rd_http_bad_limit(hr, "address", RD_LIMIT_ADDRESS_LEN,
+                              "address must be a string of at most %d characters",
+                              RD_LIMIT_ADDRESS_LEN);
             return false;
         }
         in->address = json_string_value(addr);
@@ -248,8 +233,10 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     struct rd_node_metrics m = {0};
     double progress = -1;
     bool has_progress = false;
-    if (ep == NULL || !json_is_integer(ep) || json_integer_value(ep) < 1) {
-        rd_http_bad_request(hr, "epoch", "epoch must be the positive integer from registration");
+    if (!rd_limits_int_in(ep, 1, RD_LIMIT_INT)) {
+        rd_http_bad_limit(hr, "epoch", RD_LIMIT_INT,
+                          "epoch must be the positive integer from registration (at most %lld)",
+                          RD_LIMIT_INT);
         goto out;
     }
     if (load != NULL && !json_is_object(load)) {
@@ -478,8 +465,10 @@ static bool operator_reason(struct rd_http_req *hr, char *buf, size_t len, const
     json_t *r = json_object_get(body, "reason");
     bool ok = true;
     if (r != NULL && !json_is_null(r)) {
-        if (!json_is_string(r) || json_string_length(r) > 512) {
-            rd_http_bad_request(hr, "reason", "reason must be a string of at most 512 characters");
+        if (!json_is_string(r) || json_string_length(r) > RD_LIMIT_REASON_LEN) {
+            rd_http_bad_limit(hr, "reason", RD_LIMIT_REASON_LEN,
+                              "reason must be a string of at most %d characters",
+                              RD_LIMIT_REASON_LEN);
             ok = false;
         } else {
             snprintf(buf, len, "%s: %s", dflt, json_string_value(r));

@@ -14,10 +14,11 @@
 #include "registry/registry.h"
 #include "replica/replica.h"
 #include "http.h"
+#include "input_limits.h"
 #include "recoveryd/error.h"
 
-#define MAX_SLOTS      65536
-#define CHECKPOINT_MAX (512 * 1024) /* bytes of checkpoint data, as canonical JSON */
+#define MAX_SLOTS      RD_LIMIT_SLOTS
+#define CHECKPOINT_MAX RD_LIMIT_DOC_BYTES /* bytes of checkpoint data, as canonical JSON */
 
 static json_t *json_or_null(const char *text)
 {
@@ -232,13 +233,14 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
                             "requirements.slots must be an integer from 1 to %d", MAX_SLOTS);
         goto out;
     }
-    if (labels != NULL && !json_is_object(labels)) {
-        rd_http_bad_request(hr, "requirements.labels", "requirements.labels must be an object");
+    char why[200];
+    if (labels != NULL && !rd_limits_labels_ok(labels, why, sizeof(why))) {
+        rd_http_bad_limit(hr, "requirements.labels", RD_LIMIT_LABELS, "requirements.%s", why);
         goto out;
     }
-    if (maxa != NULL && (!json_is_integer(maxa) || json_integer_value(maxa) < 1 ||
-                         json_integer_value(maxa) > 1000)) {
-        rd_http_bad_request(hr, "max_attempts", "max_attempts must be an integer from 1 to 1000");
+    if (maxa != NULL && !rd_limits_int_in(maxa, 1, RD_LIMIT_MAX_ATTEMPTS)) {
+        rd_http_bad_limit(hr, "max_attempts", RD_LIMIT_MAX_ATTEMPTS,
+                          "max_attempts must be an integer from 1 to %d", RD_LIMIT_MAX_ATTEMPTS);
         goto out;
     }
     labels_s = labels ? json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
@@ -246,6 +248,13 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
                         : strdup("{}");
     if (labels_s == NULL || payload_s == NULL) {
         rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
+        goto out;
+    }
+    if (strlen(payload_s) > RD_LIMIT_DOC_BYTES) {
+        rd_http_send_error(hr, 413, "too_large",
+                           json_pack("{s:s,s:i}", "field", "payload", "limit", RD_LIMIT_DOC_BYTES),
+                           "payload of %zu bytes (as compact JSON) is over the limit of %d bytes",
+                           strlen(payload_s), RD_LIMIT_DOC_BYTES);
         goto out;
     }
     struct rd_cmd cmd = {.type = RD_CMD_TASK_SUBMIT};
@@ -318,12 +327,13 @@ void rd_api_TASKS_LIST(struct rd_http_req *hr)
 
 /* ---- checkpoints ------------------------------------------------------------ */
 
-/* A positive integer field; answers 400 itself and returns false. */
-static bool positive(struct rd_http_req *hr, json_t *body, const char *key, uint64_t *out)
+/* A positive integer field up to `max`; answers 400 itself and returns false. */
+static bool positive(struct rd_http_req *hr, json_t *body, const char *key, long long max,
+                     uint64_t *out)
 {
     json_t *v = json_object_get(body, key);
-    if (v == NULL || !json_is_integer(v) || json_integer_value(v) < 1) {
-        rd_http_bad_request(hr, key, "%s must be a positive integer", key);
+    if (!rd_limits_int_in(v, 1, max)) {
+        rd_http_bad_limit(hr, key, max, "%s must be an integer from 1 to %lld", key, max);
         return false;
     }
     *out = (uint64_t)json_integer_value(v);
@@ -341,7 +351,8 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
     uint64_t attempt, version;
     json_t *data = json_object_get(body, "data");
     char *data_s = NULL;
-    if (!positive(hr, body, "attempt", &attempt) || !positive(hr, body, "version", &version))
+    if (!positive(hr, body, "attempt", RD_LIMIT_ATTEMPT, &attempt) ||
+        !positive(hr, body, "version", RD_LIMIT_INT, &version))
         goto out;
     if (data == NULL) {
         rd_http_bad_request(hr, "data", "data is required (any JSON value)");
@@ -355,7 +366,7 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
     size_t len = strlen(data_s);
     if (len > CHECKPOINT_MAX) {
         rd_http_send_error(
-            hr, 413, "too_large", json_pack("{s:I}", "limit", (json_int_t)CHECKPOINT_MAX),
+            hr, 413, "too_large", json_pack("{s:s,s:i}", "field", "data", "limit", CHECKPOINT_MAX),
             "checkpoint data of %zu bytes is over the limit of %d bytes", len, CHECKPOINT_MAX);
         goto out;
     }
@@ -453,7 +464,7 @@ static void finish(struct rd_http_req *hr, bool complete)
         return;
     uint64_t attempt;
     char *text = NULL;
-    if (!positive(hr, body, "attempt", &attempt))
+    if (!positive(hr, body, "attempt", RD_LIMIT_ATTEMPT, &attempt))
         goto out;
     int to;
     if (complete) {
@@ -468,6 +479,11 @@ static void finish(struct rd_http_req *hr, bool complete)
             rd_http_bad_request(hr, "error", "error must be a string saying what went wrong");
             goto out;
         }
+        if (json_string_length(err) > RD_LIMIT_ERROR_LEN) {
+            rd_http_bad_limit(hr, "error", RD_LIMIT_ERROR_LEN,
+                              "error must be at most %d characters", RD_LIMIT_ERROR_LEN);
+            goto out;
+        }
         if (retry != NULL && !json_is_boolean(retry)) {
             rd_http_bad_request(hr, "retryable", "retryable must be true or false");
             goto out;
@@ -476,7 +492,10 @@ static void finish(struct rd_http_req *hr, bool complete)
         to = retry && json_is_true(retry) ? RD_TASK_PENDING : RD_TASK_FAILED;
     }
     if (text == NULL || strlen(text) > CHECKPOINT_MAX) {
-        rd_http_send_error(hr, 413, "too_large", NULL, "the result is too large");
+        rd_http_send_error(hr, 413, "too_large",
+                           json_pack("{s:s,s:i}", "field", "result", "limit", CHECKPOINT_MAX),
+                           "the result is over the limit of %d bytes (as compact JSON)",
+                           CHECKPOINT_MAX);
         goto out;
     }
     struct rd_cmd cmd = {.type = RD_CMD_TASK_FINISH};

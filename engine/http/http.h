@@ -175,6 +175,9 @@ void rd_http_send_error(struct rd_http_req *hr, int status, const char *code, js
 /* 400 bad_request naming `field` in details.field. */
 void rd_http_bad_request(struct rd_http_req *hr, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* 400 bad_request over a limit: details.field and details.limit (input_limits.h). */
+void rd_http_bad_limit(struct rd_http_req *hr, const char *field, long long limit, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
 /* Maps an RD_E* code to its status and error code (503 with Retry-After, ...). */
 void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message);
 

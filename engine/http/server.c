@@ -15,6 +15,7 @@
 #include "registry/registry.h"
 #include "replica/replica.h"
 #include "http.h"
+#include "input_limits.h"
 #include "recoveryd/error.h"
 
 /* h2o buffers a request body up to this many times our limit, so bodies a
@@ -186,6 +187,16 @@ void rd_http_bad_request(struct rd_http_req *hr, const char *field, const char *
     va_list ap;
     va_start(ap, fmt);
     json_t *details = field ? json_pack("{s:s}", "field", field) : NULL;
+    send_error_v(hr, 400, "bad_request", details, fmt, ap);
+    va_end(ap);
+}
+
+void rd_http_bad_limit(struct rd_http_req *hr, const char *field, long long limit, const char *fmt,
+                       ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *details = json_pack("{s:s,s:I}", "field", field, "limit", (json_int_t)limit);
     send_error_v(hr, 400, "bad_request", details, fmt, ap);
     va_end(ap);
 }
@@ -404,22 +415,15 @@ const char *rd_http_query(struct rd_http_req *hr, const char *name)
 json_t *rd_http_body_object(struct rd_http_req *hr)
 {
     h2o_req_t *req = hr->req;
-    if (req->entity.base == NULL || req->entity.len == 0) {
-        rd_http_bad_request(hr, NULL, "request body is empty: a JSON object is required");
-        return NULL;
-    }
-    json_error_t jerr;
-    json_t *obj = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
-    if (obj == NULL) {
-        rd_http_bad_request(hr, NULL, "malformed JSON at line %d column %d: %s", jerr.line,
-                            jerr.column, jerr.text);
-        return NULL;
-    }
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        rd_http_bad_request(hr, NULL, "request body must be a JSON object");
-        return NULL;
-    }
+    enum rd_decode_err err;
+    char why[320];
+    json_t *obj =
+        rd_limits_decode_object(req->entity.base, req->entity.len, &err, why, sizeof(why));
+    if (obj == NULL && err == RD_DECODE_TOO_DEEP)
+        rd_http_send_error(hr, 400, "bad_request", json_pack("{s:i}", "limit", RD_LIMIT_JSON_DEPTH),
+                           "%s", why);
+    else if (obj == NULL)
+        rd_http_bad_request(hr, NULL, "%s", why);
     return obj;
 }
 
@@ -643,11 +647,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         return 0;
     }
-    if (req->entity.len > http->max_body) {
-        rd_http_send_error(&hr, 413, "too_large",
-                           json_pack("{s:I}", "limit", (json_int_t)http->max_body),
-                           "request body of %zu bytes is over the limit of %zu bytes",
-                           req->entity.len, http->max_body);
+    size_t body_max = rd_limits_body_max(hr.route, http->max_body);
+    if (req->entity.len > body_max) {
+        rd_http_send_error(&hr, 413, "too_large", json_pack("{s:I}", "limit", (json_int_t)body_max),
+                           "request body of %zu bytes is over the limit of %zu bytes for %s %s",
+                           req->entity.len, body_max, routes[hr.route].method,
+                           routes[hr.route].pattern);
+        return 0;
+    }
+    if (hr.query.len > RD_LIMIT_QUERY_LEN) {
+        rd_http_bad_limit(&hr, "query", RD_LIMIT_QUERY_LEN,
+                          "query string of %zu bytes is over the limit of %d bytes", hr.query.len,
+                          RD_LIMIT_QUERY_LEN);
         return 0;
     }
     dispatch(&hr);

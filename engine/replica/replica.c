@@ -1050,19 +1050,41 @@ struct change {
     struct raft_change req;
     struct rd_replica *r;
     uint64_t id;
-    int role; /* after an add: the role to assign, or -1 */
+    int role;      /* after an add: the role to assign, or -1 */
+    bool added;    /* this add committed the server (as a spare) */
+    bool removing; /* taking that server out again: the assign failed */
+    int failure;   /* what to report once it is out */
     rd_submit_cb cb;
     void *data;
 };
+
+static int change_rv(int rv);
 
 static void change_cb(struct raft_change *req, int status)
 {
     struct change *c = req->data;
     struct rd_replica *r = c->r;
+    if (c->removing) {
+        /* The spare an add left behind is out again (or could not be taken out). */
+        if (status != 0)
+            RD_WARN("raft", "membership_cleanup_failed",
+                    "id=%llu error=\"%s\" action=\"remove it with DELETE "
+                    "/api/v1/cluster/replicas/%llu\"",
+                    (unsigned long long)c->id, raft_strerror(status), (unsigned long long)c->id);
+        else
+            RD_INFO("raft", "membership_change_undone", "id=%llu", (unsigned long long)c->id);
+        rd_submit_cb cb = c->cb;
+        void *data = c->data;
+        int failure = c->failure;
+        free(c);
+        cb(data, failure, 0);
+        return;
+    }
     if (status == 0 && c->role >= 0 && c->role != RAFT_SPARE && !r->closing) {
         /* An add commits the server as a spare: now its role. */
         int role = c->role;
         c->role = -1;
+        c->added = true;
         memset(&c->req, 0, sizeof(c->req));
         c->req.data = c;
         int rv = raft_assign(&r->raft, &c->req, c->id, role, change_cb);
@@ -1070,12 +1092,25 @@ static void change_cb(struct raft_change *req, int status)
             return;
         status = rv;
     }
-    int st = map_raft_error(status);
-    if (status == RAFT_BADID || status == RAFT_NOTFOUND)
-        st = RD_ENOTFOUND;
-    else if (status == RAFT_DUPLICATEID || status == RAFT_DUPLICATEADDRESS ||
-             status == RAFT_BADROLE || status == RAFT_CANTCHANGE)
-        st = RD_ECONFLICT;
+    int st = status == RAFT_NOCONNECTION ? RD_ETIMEOUT : change_rv(status);
+    if (status != 0 && c->added && !r->closing && raft_state(&r->raft) == RAFT_LEADER) {
+        /* The server was added but cannot take its role (it never answered
+         * the catch-up): take it out again rather than leave a spare
+         * nobody asked for, and report the failure once it is out. */
+        RD_WARN("raft", "membership_change_failed",
+                "id=%llu error=\"%s\" action=\"removing the member just added\"",
+                (unsigned long long)c->id, raft_strerror(status));
+        c->removing = true;
+        c->failure = st;
+        memset(&c->req, 0, sizeof(c->req));
+        c->req.data = c;
+        int rv = raft_remove(&r->raft, &c->req, c->id, change_cb);
+        if (rv == 0)
+            return;
+        c->removing = false;
+        RD_WARN("raft", "membership_cleanup_failed", "id=%llu error=\"%s\"",
+                (unsigned long long)c->id, raft_strerror(rv));
+    }
     if (status != 0)
         RD_WARN("raft", "membership_change_failed", "id=%llu error=\"%s\"",
                 (unsigned long long)c->id, raft_strerror(status));
