@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= deploy/recoveryd.yaml
 
-.PHONY: all bootstrap build run test sanitize format format-check lint-api bench clean
+.PHONY: all bootstrap build run test sanitize format format-check lint-api bench fuzz clean
 
 all: build
 
@@ -53,5 +53,12 @@ bench:
 	@scripts/bootstrap --bench
 	tests/bench/heartbeats/run.sh
 
+# The libFuzzer targets of tests/fuzz/ (clang, build-fuzz), FUZZ_TIME
+# seconds each (docs/fuzzing.md).
+FUZZ_TIME ?= 60
+fuzz:
+	@scripts/bootstrap --fuzz
+	FUZZ_TIME=$(FUZZ_TIME) scripts/fuzz
+
 clean:
-	rm -rf $(BUILD) build-san
+	rm -rf $(BUILD) build-san build-fuzz
