@@ -113,6 +113,59 @@ int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out)
 }
 
 /*
+ * Decompresses the zstd frame [p, p+n) that says it holds `want` bytes into
+ * a buffer that grows as bytes actually come out (*out, *got; the caller
+ * frees it), never past `want`: a corrupt header that claims gigabytes costs
+ * nothing until the frame delivers them (seen while writing tests/fuzz/fuzz_snapshot,
+ * which reports it as out-of-memory: a 44-byte snapshot made the restore
+ * allocate 16 GiB at once). 0,
+ * RD_ECORRUPT (not a frame, truncated, or longer than it said) or RD_ENOMEM.
+ */
+static int inflate_frame(const uint8_t *p, size_t n, size_t want, uint8_t **out, size_t *got)
+{
+    size_t cap = want < (1u << 20) ? want : (1u << 20);
+    uint8_t *buf = malloc(cap ? cap : 1);
+    ZSTD_DCtx *z = ZSTD_createDCtx();
+    int rv = buf && z ? RD_ECORRUPT : RD_ENOMEM;
+    ZSTD_inBuffer in = {p, n, 0};
+    size_t pos = 0;
+    while (rv == RD_ECORRUPT) {
+        if (pos == cap && cap < want) {
+            size_t grown = cap > want / 2 ? want : cap * 2;
+            uint8_t *b = realloc(buf, grown);
+            if (b == NULL) {
+                rv = RD_ENOMEM;
+                break;
+            }
+            buf = b;
+            cap = grown;
+        }
+        ZSTD_outBuffer o = {buf, cap, pos};
+        size_t in_before = in.pos;
+        size_t left = ZSTD_decompressStream(z, &o, &in);
+        if (ZSTD_isError(left))
+            break;
+        bool progress = in.pos != in_before || o.pos != pos;
+        pos = o.pos;
+        if (left == 0 && in.pos == in.size)
+            rv = 0; /* the whole frame, and nothing after it */
+        else if (left == 0)
+            break;
+        else if (!progress)
+            break; /* truncated, or more than it said */
+    }
+    ZSTD_freeDCtx(z);
+    if (rv != 0) {
+        free(buf);
+        buf = NULL;
+        pos = 0;
+    }
+    *out = buf;
+    *got = pos;
+    return rv;
+}
+
+/*
  * The raw state inside an image: header, size, decompression and checksum
  * checked. 0 with *raw (malloc'd), *raw_len and *format, or RD_E* with the
  * reason in `why`.
@@ -139,13 +192,15 @@ static int unpack(const void *buf, size_t len, uint8_t **raw_out, size_t *raw_le
         snprintf(why, n, "snapshot: size mismatch");
         return RD_ECORRUPT;
     }
-    uint8_t *raw = malloc(raw_len ? raw_len : 1);
-    if (raw == NULL) {
-        snprintf(why, n, "snapshot: out of memory for %llu bytes", (unsigned long long)raw_len);
+    uint8_t *raw = NULL;
+    size_t got = 0;
+    int zrv = inflate_frame(r.p + r.off, r.len - r.off, (size_t)raw_len, &raw, &got);
+    if (zrv == RD_ENOMEM) {
+        snprintf(why, n, "snapshot: out of memory decompressing %llu bytes",
+                 (unsigned long long)raw_len);
         return RD_ENOMEM;
     }
-    size_t got = ZSTD_decompress(raw, raw_len, r.p + r.off, r.len - r.off);
-    if (ZSTD_isError(got) || got != raw_len || rd_fnv1a(RD_FNV_INIT, raw, got) != sum) {
+    if (zrv != 0 || got != raw_len || rd_fnv1a(RD_FNV_INIT, raw, got) != sum) {
         free(raw);
         snprintf(why, n, "snapshot: checksum or decompression failed");
         return RD_ECORRUPT;

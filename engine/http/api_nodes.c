@@ -102,8 +102,8 @@ static bool parse_register(struct rd_http_req *hr, json_t *body, struct reg_inpu
         if (slots != NULL) {
             if (!json_is_integer(slots) || json_integer_value(slots) < 1 ||
                 json_integer_value(slots) > MAX_SLOTS) {
-                rd_http_bad_request(hr, "capacity.slots",
-                                    "capacity.slots must be an integer from 1 to %d", MAX_SLOTS);
+                rd_http_bad_limit(hr, "capacity.slots", MAX_SLOTS,
+                                  "capacity.slots must be an integer from 1 to %d", MAX_SLOTS);
                 return false;
             }
             in->slots = (uint32_t)json_integer_value(slots);
@@ -245,8 +245,8 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     }
     if (used != NULL && (!json_is_integer(used) || json_integer_value(used) < 0 ||
                          json_integer_value(used) > MAX_SLOTS)) {
-        rd_http_bad_request(hr, "load.slots_used",
-                            "load.slots_used must be an integer from 0 to %d", MAX_SLOTS);
+        rd_http_bad_limit(hr, "load.slots_used", MAX_SLOTS,
+                          "load.slots_used must be an integer from 0 to %d", MAX_SLOTS);
         goto out;
     }
     if (metrics != NULL && !json_is_null(metrics)) {

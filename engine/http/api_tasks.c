@@ -229,8 +229,8 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
     }
     if (slots != NULL && (!json_is_integer(slots) || json_integer_value(slots) < 1 ||
                           json_integer_value(slots) > MAX_SLOTS)) {
-        rd_http_bad_request(hr, "requirements.slots",
-                            "requirements.slots must be an integer from 1 to %d", MAX_SLOTS);
+        rd_http_bad_limit(hr, "requirements.slots", MAX_SLOTS,
+                          "requirements.slots must be an integer from 1 to %d", MAX_SLOTS);
         goto out;
     }
     char why[200];

@@ -353,7 +353,7 @@ int rd_api_list_limit(struct rd_http_req *hr)
     char *end;
     long v = strtol(s, &end, 10);
     if (*s == '\0' || *end != '\0' || v < 1 || v > LIST_MAX) {
-        rd_http_bad_request(hr, "limit", "limit must be an integer from 1 to %d", LIST_MAX);
+        rd_http_bad_limit(hr, "limit", LIST_MAX, "limit must be an integer from 1 to %d", LIST_MAX);
         return -1;
     }
     return (int)v;

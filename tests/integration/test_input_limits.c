@@ -316,9 +316,9 @@ static void test_numbers_out_of_range(void **state)
     refused_s("POST", "/api/v1/tasks", "{\"max_attempts\":0}", 400, "bad_request", "max_attempts",
               1000);
     refused_s("POST", "/api/v1/nodes", "{\"node_id\":\"n\",\"capacity\":{\"slots\":65537}}", 400,
-              "bad_request", "capacity.slots", 0);
-    refused_s("GET", "/api/v1/tasks?limit=1001", NULL, 400, "bad_request", "limit", 0);
-    refused_s("GET", "/api/v1/tasks?limit=-5", NULL, 400, "bad_request", "limit", 0);
+              "bad_request", "capacity.slots", 65536);
+    refused_s("GET", "/api/v1/tasks?limit=1001", NULL, 400, "bad_request", "limit", 1000);
+    refused_s("GET", "/api/v1/tasks?limit=-5", NULL, 400, "bad_request", "limit", 1000);
     refused_s("POST", "/api/v1/cluster/replicas",
               "{\"id\":9007199254740992,\"role\":\"voter\",\"address\":\"127.0.0.1:1\","
               "\"api_url\":\"http://127.0.0.1:1\"}",

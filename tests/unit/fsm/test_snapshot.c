@@ -41,6 +41,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "fsm/fsm.h"
@@ -871,6 +873,65 @@ static void test_corrupt_snapshot_changes_nothing(void **state)
     rd_fsm_close(&b);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define RDT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RDT_ASAN 1
+#endif
+#endif
+
+/*
+ * A 44-byte snapshot whose header and zstd frame claim 16 GiB: the restore
+ * allocated the claimed size at once (seen reading the decoder for
+ * tests/fuzz/fuzz_snapshot, which reports it as out-of-memory).
+ * It is corrupt, and refusing it costs no more memory than its bytes give:
+ * with the address space capped 1 GiB above what the test uses, the old
+ * code's allocation failed (RD_ENOMEM); now the frame is found short.
+ */
+static void test_snapshot_claiming_gigabytes_costs_nothing(void **state)
+{
+    uint8_t snap[44];
+    uint64_t claim = 1ULL << 34;
+    memcpy(snap, "RDSNAP\0\1", 8);
+    for (int i = 0; i < 4; i++)
+        snap[8 + i] = (uint8_t)(4 >> (8 * i)); /* format 4 */
+    for (int i = 0; i < 8; i++) {
+        snap[12 + i] = (uint8_t)(claim >> (8 * i)); /* raw length */
+        snap[20 + i] = 0;                           /* checksum */
+    }
+    /* zstd: magic, a single-segment header with an 8-byte content size, one empty last block. */
+    static const uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+    memcpy(snap + 28, magic, 4);
+    snap[32] = 0xe0;
+    for (int i = 0; i < 8; i++)
+        snap[33 + i] = (uint8_t)(claim >> (8 * i));
+    snap[41] = 1;
+    snap[42] = snap[43] = 0;
+    struct rd_fsm f;
+    rd_fsm_init(&f);
+    apply(&f, cmd_register("keep-me", 3, 5));
+#ifndef RDT_ASAN
+    struct rlimit old, capped;
+    assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
+    FILE *statm = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    assert_non_null(statm);
+    assert_int_equal(fscanf(statm, "%lu", &pages), 1);
+    fclose(statm);
+    capped = old;
+    capped.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (1ULL << 30);
+    assert_int_equal(setrlimit(RLIMIT_AS, &capped), 0);
+#endif
+    int rv = rd_fsm_restore(&f, snap, 44);
+#ifndef RDT_ASAN
+    assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+#endif
+    assert_int_equal(rv, RD_ECORRUPT);
+    assert_non_null(rd_fsm_node(&f, "keep-me", 7));
+    rd_fsm_close(&f);
+}
+
 static void test_same_log_same_bytes(void **state)
 {
     struct rd_fsm a, b;
@@ -942,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_golden_v4_restores_field_by_field),
         cmocka_unit_test(test_snapshot_restore_round_trip),
         cmocka_unit_test(test_corrupt_snapshot_changes_nothing),
+        cmocka_unit_test(test_snapshot_claiming_gigabytes_costs_nothing),
         cmocka_unit_test(test_same_log_same_bytes),
         cmocka_unit_test(test_snapshot_format_1_still_loads),
     };
