@@ -31,6 +31,7 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "common/util.h"
 #include "backup_int.h"
 #include "common/log.h"
 #include "recoveryd/error.h"
@@ -548,12 +549,14 @@ static int replay_segment(struct rd_fsm *f, const struct seg_name *sn, const uin
         raw_len > ((unsigned long long)1 << 34))
         return fail(err, errlen, RD_ECORRUPT, "archive segment %s is damaged (not a zstd frame)",
                     sn->name);
-    uint8_t *raw = malloc(raw_len ? raw_len : 1);
-    if (raw == NULL)
+    /* Grown as the frame delivers (rd_zstd_inflate), not the size it claims. */
+    uint8_t *raw = NULL;
+    size_t got = 0;
+    int zrv = rd_zstd_inflate(z, zlen, (size_t)raw_len, &raw, &got);
+    if (zrv == RD_ENOMEM)
         return fail(err, errlen, RD_ENOMEM, "out of memory reading %s", sn->name);
-    size_t got = ZSTD_decompress(raw, raw_len, z, zlen);
     int rv = 0;
-    if (ZSTD_isError(got) || got != raw_len) {
+    if (zrv != 0 || got != raw_len) {
         rv = fail(err, errlen, RD_ECORRUPT, "archive segment %s is damaged (decompression failed)",
                   sn->name);
         goto out;

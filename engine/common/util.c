@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <zstd.h>
 
 int64_t rd_now_ms(void)
 {
@@ -151,4 +152,48 @@ char *rd_strndup(const char *s, size_t n)
     memcpy(d, s, n);
     d[n] = '\0';
     return d;
+}
+
+int rd_zstd_inflate(const void *p, size_t n, size_t want, uint8_t **out, size_t *got)
+{
+    size_t cap = want < (1u << 20) ? want : (1u << 20);
+    uint8_t *buf = malloc(cap ? cap : 1);
+    ZSTD_DCtx *z = ZSTD_createDCtx();
+    int rv = buf && z ? RD_ECORRUPT : RD_ENOMEM;
+    ZSTD_inBuffer in = {p, n, 0};
+    size_t pos = 0;
+    while (rv == RD_ECORRUPT) {
+        if (pos == cap && cap < want) {
+            size_t grown = cap > want / 2 ? want : cap * 2;
+            uint8_t *b = realloc(buf, grown);
+            if (b == NULL) {
+                rv = RD_ENOMEM;
+                break;
+            }
+            buf = b;
+            cap = grown;
+        }
+        ZSTD_outBuffer o = {buf, cap, pos};
+        size_t in_before = in.pos;
+        size_t left = ZSTD_decompressStream(z, &o, &in);
+        if (ZSTD_isError(left))
+            break;
+        bool progress = in.pos != in_before || o.pos != pos;
+        pos = o.pos;
+        if (left == 0 && in.pos == in.size)
+            rv = 0; /* the whole frame, and nothing after it */
+        else if (left == 0)
+            break;
+        else if (!progress)
+            break; /* truncated, or more than it said */
+    }
+    ZSTD_freeDCtx(z);
+    if (rv != 0) {
+        free(buf);
+        buf = NULL;
+        pos = 0;
+    }
+    *out = buf;
+    *got = pos;
+    return rv;
 }

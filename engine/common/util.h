@@ -37,6 +37,17 @@ bool rd_uuid_valid(const char *s);
 #define RD_FNV_INIT 0xcbf29ce484222325ULL
 uint64_t rd_fnv1a(uint64_t h, const void *data, size_t len);
 
+/*
+ * Decompresses the one zstd frame [p, p+n) that says it holds `want` bytes
+ * into *out (malloc'd; the caller frees it) and *got, growing the buffer as
+ * bytes actually come out, never past `want`: a damaged header that claims
+ * gigabytes costs nothing until the frame delivers them (a 44-byte snapshot
+ * claiming 16 GiB made the restore allocate it at once; seen while writing
+ * tests/fuzz/fuzz_snapshot). 0, RD_ECORRUPT (not one whole frame: damaged,
+ * truncated, longer than it said, or bytes after it) or RD_ENOMEM.
+ */
+int rd_zstd_inflate(const void *p, size_t n, size_t want, uint8_t **out, size_t *got);
+
 /* strdup that aborts on out-of-memory is not used: callers check NULL. */
 char *rd_strndup(const char *s, size_t n);
 

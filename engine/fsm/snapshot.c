@@ -113,59 +113,6 @@ int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out)
 }
 
 /*
- * Decompresses the zstd frame [p, p+n) that says it holds `want` bytes into
- * a buffer that grows as bytes actually come out (*out, *got; the caller
- * frees it), never past `want`: a corrupt header that claims gigabytes costs
- * nothing until the frame delivers them (seen while writing tests/fuzz/fuzz_snapshot,
- * which reports it as out-of-memory: a 44-byte snapshot made the restore
- * allocate 16 GiB at once). 0,
- * RD_ECORRUPT (not a frame, truncated, or longer than it said) or RD_ENOMEM.
- */
-static int inflate_frame(const uint8_t *p, size_t n, size_t want, uint8_t **out, size_t *got)
-{
-    size_t cap = want < (1u << 20) ? want : (1u << 20);
-    uint8_t *buf = malloc(cap ? cap : 1);
-    ZSTD_DCtx *z = ZSTD_createDCtx();
-    int rv = buf && z ? RD_ECORRUPT : RD_ENOMEM;
-    ZSTD_inBuffer in = {p, n, 0};
-    size_t pos = 0;
-    while (rv == RD_ECORRUPT) {
-        if (pos == cap && cap < want) {
-            size_t grown = cap > want / 2 ? want : cap * 2;
-            uint8_t *b = realloc(buf, grown);
-            if (b == NULL) {
-                rv = RD_ENOMEM;
-                break;
-            }
-            buf = b;
-            cap = grown;
-        }
-        ZSTD_outBuffer o = {buf, cap, pos};
-        size_t in_before = in.pos;
-        size_t left = ZSTD_decompressStream(z, &o, &in);
-        if (ZSTD_isError(left))
-            break;
-        bool progress = in.pos != in_before || o.pos != pos;
-        pos = o.pos;
-        if (left == 0 && in.pos == in.size)
-            rv = 0; /* the whole frame, and nothing after it */
-        else if (left == 0)
-            break;
-        else if (!progress)
-            break; /* truncated, or more than it said */
-    }
-    ZSTD_freeDCtx(z);
-    if (rv != 0) {
-        free(buf);
-        buf = NULL;
-        pos = 0;
-    }
-    *out = buf;
-    *got = pos;
-    return rv;
-}
-
-/*
  * The raw state inside an image: header, size, decompression and checksum
  * checked. 0 with *raw (malloc'd), *raw_len and *format, or RD_E* with the
  * reason in `why`.
@@ -194,7 +141,9 @@ static int unpack(const void *buf, size_t len, uint8_t **raw_out, size_t *raw_le
     }
     uint8_t *raw = NULL;
     size_t got = 0;
-    int zrv = inflate_frame(r.p + r.off, r.len - r.off, (size_t)raw_len, &raw, &got);
+    /* Never the size the header claims up front (rd_zstd_inflate): a 44-byte
+     * snapshot claiming 16 GiB made the restore allocate it at once. */
+    int zrv = rd_zstd_inflate(r.p + r.off, r.len - r.off, (size_t)raw_len, &raw, &got);
     if (zrv == RD_ENOMEM) {
         snprintf(why, n, "snapshot: out of memory decompressing %llu bytes",
                  (unsigned long long)raw_len);
