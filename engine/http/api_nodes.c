@@ -204,7 +204,8 @@ static bool opt_number(struct rd_http_req *hr, json_t *obj, const char *key, con
         return true;
     double d = json_number_value(v);
     if (!json_is_number(v) || !isfinite(d) || d < 0 || d > max) {
-        rd_http_bad_request(hr, field, "%s must be a number from 0 to %g", field, max);
+        rd_http_bad_limit(hr, field, (long long)max, "%s must be a number from 0 to %g", field,
+                          max);
         return false;
     }
     *out = d;
@@ -254,14 +255,16 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
             rd_http_bad_request(hr, "metrics", "metrics must be an object");
             goto out;
         }
-        if (!opt_number(hr, metrics, "error_rate", "metrics.error_rate", 1, &m.error_rate,
+        if (!opt_number(hr, metrics, "error_rate", "metrics.error_rate", RD_LIMIT_METRIC_ERROR_RATE,
+                        &m.error_rate, &m.present) ||
+            !opt_number(hr, metrics, "latency_ms", "metrics.latency_ms", RD_LIMIT_METRIC_LATENCY_MS,
+                        &m.latency_ms, &m.present) ||
+            !opt_number(hr, metrics, "cpu", "metrics.cpu", RD_LIMIT_METRIC_CPU, &m.cpu,
                         &m.present) ||
-            !opt_number(hr, metrics, "latency_ms", "metrics.latency_ms", 1e9, &m.latency_ms,
+            !opt_number(hr, metrics, "mem", "metrics.mem", RD_LIMIT_METRIC_MEM, &m.mem,
                         &m.present) ||
-            !opt_number(hr, metrics, "cpu", "metrics.cpu", 1e6, &m.cpu, &m.present) ||
-            !opt_number(hr, metrics, "mem", "metrics.mem", 1e18, &m.mem, &m.present) ||
-            !opt_number(hr, metrics, "progress", "metrics.progress", 1e18, &progress,
-                        &has_progress))
+            !opt_number(hr, metrics, "progress", "metrics.progress", RD_LIMIT_METRIC_PROGRESS,
+                        &progress, &has_progress))
             goto out;
     }
     struct rd_heartbeat_in in = {

@@ -214,9 +214,9 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
         rd_http_send_rd_error(hr, RD_EIO, "no random source for the task id");
         goto out;
     }
-    if (prio != NULL &&
-        (!json_is_integer(prio) || json_integer_value(prio) < 0 || json_integer_value(prio) > 9)) {
-        rd_http_bad_request(hr, "priority", "priority must be an integer from 0 to 9");
+    if (prio != NULL && !rd_limits_int_in(prio, 0, RD_LIMIT_PRIORITY)) {
+        rd_http_bad_limit(hr, "priority", RD_LIMIT_PRIORITY,
+                          "priority must be an integer from 0 to %d", RD_LIMIT_PRIORITY);
         goto out;
     }
     if (crit != NULL && !json_is_boolean(crit)) {

@@ -46,9 +46,16 @@
 
 /* ---- numbers ------------------------------------------------------------ */
 
-#define RD_LIMIT_SLOTS        65536
-#define RD_LIMIT_MAX_ATTEMPTS 1000
-#define RD_LIMIT_ATTEMPT      UINT32_MAX /* a task's attempt (fencing token) */
+#define RD_LIMIT_SLOTS    65536
+#define RD_LIMIT_PRIORITY 9 /* priorities are 0 (lowest) to 9 */
+/* A heartbeat's metrics: finite numbers from 0 to these. */
+#define RD_LIMIT_METRIC_ERROR_RATE 1.0
+#define RD_LIMIT_METRIC_LATENCY_MS 1e9
+#define RD_LIMIT_METRIC_CPU        1e6
+#define RD_LIMIT_METRIC_MEM        1e18
+#define RD_LIMIT_METRIC_PROGRESS   1e18
+#define RD_LIMIT_MAX_ATTEMPTS      1000
+#define RD_LIMIT_ATTEMPT           UINT32_MAX /* a task's attempt (fencing token) */
 /* Epochs, versions and replica ids: integers a JSON client (a double) can
  * hold exactly, 2^53 - 1. */
 #define RD_LIMIT_INT 9007199254740991LL

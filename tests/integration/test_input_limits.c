@@ -298,6 +298,11 @@ static void test_numbers_out_of_range(void **state)
         refused_s("POST", hb, body, 400, "bad_request", malformed ? NULL : "epoch",
                   malformed ? 0 : max_int);
     }
+    refused_s("POST", hb, "{\"epoch\":1,\"metrics\":{\"cpu\":1e7}}", 400, "bad_request",
+              "metrics.cpu", 1000000);
+    refused_s("POST", hb, "{\"epoch\":1,\"metrics\":{\"error_rate\":-0.5}}", 400, "bad_request",
+              "metrics.error_rate", 1);
+    refused_s("POST", "/api/v1/tasks", "{\"priority\":10}", 400, "bad_request", "priority", 9);
     /* Past int64: malformed JSON for jansson, still a 400. */
     refused_s("POST", hb, "{\"epoch\":99999999999999999999999}", 400, "bad_request", NULL, 0);
 
