@@ -323,7 +323,7 @@ void rd_fsm__backups_write(const struct rd_fsm *f, struct rd_wbuf *w)
 /* Copies `s` into a fixed field of `size` bytes; false when it does not fit. */
 static bool fixed(char *out, size_t size, struct rd_str s)
 {
-    if (s.len >= size)
+    if (s.len >= size || rd_str_has_nul(s))
         return false;
     memcpy(out, s.p, s.len);
     out[s.len] = '\0';

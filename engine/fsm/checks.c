@@ -226,8 +226,8 @@ int rd_fsm__checks_read(struct rd_fsm *f, struct rd_rbuf *r)
         c->completed_at_ms = rd_r_i64(r);
         c->status = rd_r_u8(r);
         struct rd_str digests = rd_r_str(r), diverged = rd_r_str(r);
-        bool bad =
-            r->err || id.len == 0 || id.len >= sizeof(c->id) || c->status >= RD_CHECK_STATUS_COUNT;
+        bool bad = r->err || id.len == 0 || id.len >= sizeof(c->id) || rd_str_has_nul(id) ||
+                   c->status >= RD_CHECK_STATUS_COUNT;
         if (!bad) {
             memcpy(c->id, id.p, id.len);
             c->id[id.len] = '\0';

@@ -7,6 +7,7 @@
 #ifndef RD_CODEC_H
 #define RD_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h> /* RD_STR */
@@ -15,6 +16,13 @@ struct rd_str {
     const char *p; /* not NUL-terminated; points into the decoded buffer */
     uint32_t len;
 };
+
+/* True when `s` holds a NUL byte: an id kept as a C string would be cut
+ * there, and a snapshot of it would not read back (tests/fuzz found it). */
+static inline bool rd_str_has_nul(struct rd_str s)
+{
+    return s.len > 0 && memchr(s.p, '\0', s.len) != NULL;
+}
 
 #define RD_STR(s) ((struct rd_str){(s), (uint32_t)strlen(s)})
 

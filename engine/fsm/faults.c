@@ -168,7 +168,14 @@ static int fault_insert(struct rd_fsm *f, struct rd_fault *x)
 static int apply_fault_open(struct rd_fsm *f, const struct rd_cmd *cmd)
 {
     const struct rd_cmd_fault_open *c = &cmd->u.fopen;
-    char id[64];
+    /* The decoder takes ids of up to 64 bytes; a fault's is a UUID and its
+     * record holds 39 (an entry with a longer one overflowed it: found by
+     * tests/fuzz/fuzz_cmd). */
+    char id[sizeof(((struct rd_fault *)0)->id)];
+    if (c->id.len >= sizeof(id) || rd_str_has_nul(c->id)) {
+        f->result.status = RD_EINVAL;
+        return 0;
+    }
     memcpy(id, c->id.p, c->id.len);
     id[c->id.len] = '\0';
     if (rd_fsm_fault(f, id) != NULL) { /* a retried proposal: once is enough */
@@ -264,7 +271,7 @@ static int apply_fault_resolve(struct rd_fsm *f, const struct rd_cmd *cmd)
         return rd_fsm__faults_resolve_node(f, n, cmd->time_ms, c->note);
     }
     char id[64];
-    if (c->id.len >= sizeof(id)) {
+    if (c->id.len >= sizeof(id) || rd_str_has_nul(c->id)) {
         f->result.status = RD_ENOTFOUND;
         return 0;
     }
@@ -333,8 +340,9 @@ int rd_fsm__faults_read(struct rd_fsm *f, struct rd_rbuf *r)
         x->detected_at = rd_r_i64(r);
         x->resolved_at = rd_r_i64(r);
         struct rd_str action = rd_r_str(r), meta = rd_r_str(r), why = rd_r_str(r);
-        if (r->err || id.len == 0 || id.len >= sizeof(x->id) || x->type >= RD_FAULT_TYPE_COUNT ||
-            x->severity >= RD_SEV_COUNT || x->status >= RD_FAULT_STATUS_COUNT ||
+        if (r->err || id.len == 0 || id.len >= sizeof(x->id) || rd_str_has_nul(id) ||
+            x->type >= RD_FAULT_TYPE_COUNT || x->severity >= RD_SEV_COUNT ||
+            x->status >= RD_FAULT_STATUS_COUNT ||
             (f->n_faults > 0 && f->faults[f->n_faults - 1]->seq >= x->seq)) {
             free(x);
             return RD_ECORRUPT;

@@ -105,7 +105,7 @@ static void prune(struct rd_fsm *f)
 
 static int str_id(struct rd_str s, char out[40])
 {
-    if (s.len == 0 || s.len >= 40)
+    if (s.len == 0 || s.len >= 40 || rd_str_has_nul(s))
         return RD_EINVAL;
     memcpy(out, s.p, s.len);
     out[s.len] = '\0';

@@ -213,7 +213,7 @@ static void set_task_state(struct rd_fsm *f, struct rd_task *t, uint8_t state)
 
 static int id_of(struct rd_str s, char out[40])
 {
-    if (s.len == 0 || s.len >= 40)
+    if (s.len == 0 || s.len >= 40 || rd_str_has_nul(s))
         return RD_ENOTFOUND;
     memcpy(out, s.p, s.len);
     out[s.len] = '\0';

@@ -140,12 +140,50 @@ static void test_snapshot_keeps_faults(void **state)
     rd_fsm_close(&b);
 }
 
+/*
+ * Fault ids the decoder takes (1 to 64 bytes) but a fault record cannot
+ * hold (39), or with a NUL byte inside (a C string cut there, a snapshot that
+ * does not read back): refused, nothing recorded. A 64-byte id overflowed the
+ * record (found by tests/fuzz/fuzz_cmd; corpus seed cmd/regress-fault-id-64).
+ */
+static void test_fault_open_refuses_ids_it_cannot_hold(void **state)
+{
+    struct rd_fsm f;
+    rd_fsm_init(&f);
+    apply(&f, cmd_register("n1", 1, 10));
+    char longest[65];
+    memset(longest, 'a', 64);
+    longest[64] = '\0';
+    const struct rd_fsm_result *r = apply(
+        &f, cmd_fault_open(longest, "n1", RD_FAULT_CRASH, RD_SEV_CRITICAL, RD_NODE_FAILED, 0, 20));
+    assert_int_equal(r->status, RD_EINVAL);
+    longest[39] = '\0'; /* 39 bytes: still fits */
+    struct rd_cmd c = {.type = RD_CMD_FAULT_OPEN, .time_ms = 30};
+    c.u.fopen.id = (struct rd_str){"ab\0cd", 5};
+    c.u.fopen.node_id = RD_STR("n1");
+    c.u.fopen.metadata_json = RD_STR("{}");
+    c.u.fopen.recovery_action_json = RD_STR("{}");
+    c.u.fopen.set_state = RD_STATE_ANY;
+    c.u.fopen.from_state = RD_STATE_ANY;
+    r = apply(&f, fsm_encode(&c));
+    assert_int_equal(r->status, RD_EINVAL);
+    assert_int_equal(f.n_faults, 0);
+    assert_int_equal(f.fault_seq, 0);
+    assert_int_equal(rd_fsm_node(&f, "n1", 2)->state, RD_NODE_ALIVE);
+    r = apply(&f,
+              cmd_fault_open(longest, "n1", RD_FAULT_CRASH, RD_SEV_CRITICAL, RD_STATE_ANY, 0, 40));
+    assert_int_equal(r->status, 0);
+    assert_non_null(rd_fsm_fault(&f, longest));
+    rd_fsm_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fault_open_moves_node_atomically),
         cmocka_unit_test(test_faults_resolve_by_id_and_by_node),
         cmocka_unit_test(test_snapshot_keeps_faults),
+        cmocka_unit_test(test_fault_open_refuses_ids_it_cannot_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -932,6 +932,43 @@ static void test_snapshot_claiming_gigabytes_costs_nothing(void **state)
     rd_fsm_close(&f);
 }
 
+/*
+ * A state whose task id holds a NUL byte: the task was kept under the id cut
+ * at the NUL, and its snapshot wrote that shorter id, which no longer read
+ * back (found by tests/fuzz/fuzz_snapshot; corpus seed
+ * snapshot/regress-task-id-nul). Such a state is corrupt now.
+ */
+static void test_snapshot_with_nul_in_an_id_is_corrupt(void **state)
+{
+    static const char id[] = "0b5e9c1a-2f3d-4e5f-8a9b-0c1d2e3f4a5b";
+    struct rd_fsm a, b;
+    rd_fsm_init(&a);
+    rd_fsm_init(&b);
+    apply(&a, cmd_task_submit(id, 5, 0, 1, 5, 10));
+    struct rd_wbuf raw, packed;
+    rd_w_init(&raw);
+    rd_w_init(&packed);
+    assert_int_equal(rd_fsm_snapshot_raw(&a, &raw), 0);
+    uint8_t *at = memmem(raw.p, raw.len, id, strlen(id));
+    assert_non_null(at);
+    at[0] = '\0';
+    assert_int_equal(rd_fsm_snapshot_pack(raw.p, raw.len, &packed), 0);
+    apply(&b, cmd_register("keep-me", 3, 5));
+    assert_int_equal(rd_fsm_restore(&b, packed.p, packed.len), RD_ECORRUPT);
+    assert_non_null(rd_fsm_node(&b, "keep-me", 7));
+    /* Intact, it restores. */
+    at[0] = '0';
+    rd_w_free(&packed);
+    rd_w_init(&packed);
+    assert_int_equal(rd_fsm_snapshot_pack(raw.p, raw.len, &packed), 0);
+    assert_int_equal(rd_fsm_restore(&b, packed.p, packed.len), 0);
+    assert_non_null(rd_fsm_task(&b, id));
+    rd_w_free(&raw);
+    rd_w_free(&packed);
+    rd_fsm_close(&a);
+    rd_fsm_close(&b);
+}
+
 static void test_same_log_same_bytes(void **state)
 {
     struct rd_fsm a, b;
@@ -1004,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_restore_round_trip),
         cmocka_unit_test(test_corrupt_snapshot_changes_nothing),
         cmocka_unit_test(test_snapshot_claiming_gigabytes_costs_nothing),
+        cmocka_unit_test(test_snapshot_with_nul_in_an_id_is_corrupt),
         cmocka_unit_test(test_same_log_same_bytes),
         cmocka_unit_test(test_snapshot_format_1_still_loads),
     };
