@@ -332,9 +332,9 @@ static bool fixed(char *out, size_t size, struct rd_str s)
 
 int rd_fsm__backups_read(struct rd_fsm *f, struct rd_rbuf *r)
 {
-    struct rd_str cid = rd_r_str(r), target = rd_r_str(r);
+    struct rd_str cid = rd_r_text(r), target = rd_r_text(r);
     f->archive.index = rd_r_u64(r);
-    struct rd_str object = rd_r_str(r);
+    struct rd_str object = rd_r_text(r);
     f->archive.at_ms = rd_r_i64(r);
     uint64_t count = rd_r_u64(r);
     if (r->err || !fixed(f->cluster_id, sizeof(f->cluster_id), cid) ||
@@ -345,7 +345,7 @@ int rd_fsm__backups_read(struct rd_fsm *f, struct rd_rbuf *r)
         struct rd_backup *b = calloc(1, sizeof(*b));
         if (b == NULL)
             return RD_ENOMEM;
-        struct rd_str id = rd_r_str(r), tgt = rd_r_str(r);
+        struct rd_str id = rd_r_text(r), tgt = rd_r_text(r);
         b->status = rd_r_u8(r);
         b->index = rd_r_u64(r);
         b->term = rd_r_u64(r);
@@ -356,7 +356,7 @@ int rd_fsm__backups_read(struct rd_fsm *f, struct rd_rbuf *r)
         b->completed_at_ms = rd_r_i64(r);
         b->verified_at_ms = rd_r_i64(r);
         b->verify_ok = (int8_t)rd_r_u8(r);
-        struct rd_str err = rd_r_str(r);
+        struct rd_str err = rd_r_text(r);
         bool bad = r->err || id.len == 0 || !fixed(b->id, sizeof(b->id), id) ||
                    !fixed(b->target, sizeof(b->target), tgt) ||
                    b->status >= RD_BACKUP_STATUS_COUNT || b->verify_ok < -1 || b->verify_ok > 1 ||

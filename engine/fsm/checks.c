@@ -220,12 +220,12 @@ int rd_fsm__checks_read(struct rd_fsm *f, struct rd_rbuf *r)
         struct rd_check *c = calloc(1, sizeof(*c));
         if (c == NULL)
             return RD_ENOMEM;
-        struct rd_str id = rd_r_str(r);
+        struct rd_str id = rd_r_text(r);
         c->index = rd_r_u64(r);
         c->started_at_ms = rd_r_i64(r);
         c->completed_at_ms = rd_r_i64(r);
         c->status = rd_r_u8(r);
-        struct rd_str digests = rd_r_str(r), diverged = rd_r_str(r);
+        struct rd_str digests = rd_r_text(r), diverged = rd_r_text(r);
         bool bad = r->err || id.len == 0 || id.len >= sizeof(c->id) || rd_str_has_nul(id) ||
                    c->status >= RD_CHECK_STATUS_COUNT;
         if (!bad) {

@@ -144,6 +144,16 @@ struct rd_str rd_r_str(struct rd_rbuf *r)
     return s;
 }
 
+struct rd_str rd_r_text(struct rd_rbuf *r)
+{
+    struct rd_str s = rd_r_str(r);
+    if (rd_str_has_nul(s)) {
+        r->err = RD_EPARSE;
+        s = (struct rd_str){"", 0};
+    }
+    return s;
+}
+
 char *rd_str_dup(struct rd_str s)
 {
     char *d = malloc((size_t)s.len + 1);

@@ -59,6 +59,10 @@ uint64_t rd_r_u64(struct rd_rbuf *r);
 int64_t rd_r_i64(struct rd_rbuf *r);
 const uint8_t *rd_r_bytes(struct rd_rbuf *r, size_t n);
 struct rd_str rd_r_str(struct rd_rbuf *r);
+/* A string the writer wrote from a C string (strlen): one holding a NUL byte
+ * cannot be one, so it is an error (r->err), as a short read is. The
+ * snapshot readers take every such field with it. */
+struct rd_str rd_r_text(struct rd_rbuf *r);
 
 /* NUL-terminated malloc'd copy of `s`, or NULL on ENOMEM. */
 char *rd_str_dup(struct rd_str s);

@@ -333,13 +333,13 @@ int rd_fsm__faults_read(struct rd_fsm *f, struct rd_rbuf *r)
         if (x == NULL)
             return RD_ENOMEM;
         x->seq = rd_r_u64(r);
-        struct rd_str id = rd_r_str(r), node = rd_r_str(r);
+        struct rd_str id = rd_r_text(r), node = rd_r_text(r);
         x->type = rd_r_u8(r);
         x->severity = rd_r_u8(r);
         x->status = rd_r_u8(r);
         x->detected_at = rd_r_i64(r);
         x->resolved_at = rd_r_i64(r);
-        struct rd_str action = rd_r_str(r), meta = rd_r_str(r), why = rd_r_str(r);
+        struct rd_str action = rd_r_text(r), meta = rd_r_text(r), why = rd_r_text(r);
         if (r->err || id.len == 0 || id.len >= sizeof(x->id) || rd_str_has_nul(id) ||
             x->type >= RD_FAULT_TYPE_COUNT || x->severity >= RD_SEV_COUNT ||
             x->status >= RD_FAULT_STATUS_COUNT ||

@@ -273,12 +273,12 @@ int rd_fsm__nodes_read(struct rd_fsm *f, struct rd_rbuf *r)
         struct rd_node *n = calloc(1, sizeof(*n));
         if (n == NULL)
             return RD_ENOMEM;
-        struct rd_str id = rd_r_str(r);
+        struct rd_str id = rd_r_str(r); /* binary-safe: written with its length */
         n->epoch = rd_r_u64(r);
         n->state = rd_r_u8(r);
         n->slots = rd_r_u32(r);
-        struct rd_str labels = rd_r_str(r), url = rd_r_str(r), addr = rd_r_str(r),
-                      reason = rd_r_str(r);
+        struct rd_str labels = rd_r_text(r), url = rd_r_text(r), addr = rd_r_text(r),
+                      reason = rd_r_text(r);
         n->registered_at = rd_r_i64(r);
         n->updated_at = rd_r_i64(r);
         if (r->err || n->state >= RD_NODE_STATE_COUNT || id.len == 0 ||

@@ -273,8 +273,8 @@ int rd_fsm__recoveries_read(struct rd_fsm *f, struct rd_rbuf *rb)
         struct rd_recovery *r = calloc(1, sizeof(*r));
         if (r == NULL)
             return RD_ENOMEM;
-        struct rd_str id = rd_r_str(rb), node = rd_r_str(rb), strategy = rd_r_str(rb),
-                      reason = rd_r_str(rb);
+        struct rd_str id = rd_r_text(rb), node = rd_r_text(rb), strategy = rd_r_text(rb),
+                      reason = rd_r_text(rb);
         r->status = rd_r_u8(rb);
         r->started_at = rd_r_i64(rb);
         r->completed_at = rd_r_i64(rb);
@@ -291,12 +291,12 @@ int rd_fsm__recoveries_read(struct rd_fsm *f, struct rd_rbuf *rb)
         }
         for (uint32_t k = 0; !bad && k < n_items; k++) {
             struct rd_recovery_item *it = &r->items[k];
-            struct rd_str iid = rd_r_str(rb), tid = rd_r_str(rb), fn = rd_r_str(rb),
-                          rn = rd_r_str(rb), st = rd_r_str(rb);
+            struct rd_str iid = rd_r_text(rb), tid = rd_r_text(rb), fn = rd_r_text(rb),
+                          rn = rd_r_text(rb), st = rd_r_text(rb);
             it->started_at = rd_r_i64(rb);
             it->completed_at = rd_r_i64(rb);
             it->success = rd_r_u8(rb);
-            struct rd_str err = rd_r_str(rb);
+            struct rd_str err = rd_r_text(rb);
             if (rb->err || str_id(iid, it->id) != 0 || str_id(tid, it->task_id) != 0) {
                 bad = true;
                 break;

@@ -82,7 +82,7 @@ int rd_fsm__replicas_read(struct rd_fsm *f, struct rd_rbuf *r)
         return RD_ECORRUPT;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t id = rd_r_u64(r);
-        struct rd_str url = rd_r_str(r);
+        struct rd_str url = rd_r_text(r);
         if (r->err || id == 0 || url.len == 0 || url.len > 255 ||
             (i > 0 && id <= f->replicas[i - 1].id))
             return RD_ECORRUPT;

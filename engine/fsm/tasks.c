@@ -598,20 +598,20 @@ int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r, unsigned format)
         struct rd_task *t = calloc(1, sizeof(*t));
         if (t == NULL)
             return RD_ENOMEM;
-        struct rd_str id = rd_r_str(r);
+        struct rd_str id = rd_r_text(r);
         t->state = rd_r_u8(r);
         t->priority = rd_r_u8(r);
         t->critical = rd_r_u8(r);
         t->slots = rd_r_u32(r);
-        struct rd_str labels = rd_r_str(r), payload = rd_r_str(r);
+        struct rd_str labels = rd_r_text(r), payload = rd_r_text(r);
         t->max_attempts = rd_r_u32(r);
         t->attempt = rd_r_u32(r);
         t->failures = rd_r_u32(r);
-        struct rd_str node = rd_r_str(r);
+        struct rd_str node = rd_r_text(r);
         t->node_epoch = rd_r_u64(r);
         t->created_at = rd_r_i64(r);
         t->updated_at = rd_r_i64(r);
-        struct rd_str result = rd_r_str(r);
+        struct rd_str result = rd_r_text(r);
         uint8_t n_ckpts = rd_r_u8(r);
         bool bad = r->err || id_of(id, t->id) != 0 || t->state >= RD_TASK_STATE_COUNT ||
                    n_ckpts > RD_TASK_MAX_KEEP || rd_fsm_task(f, t->id) != NULL;
@@ -620,7 +620,7 @@ int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r, unsigned format)
             c->version = rd_r_u64(r);
             c->at = rd_r_i64(r);
             c->checksum = rd_r_u64(r);
-            struct rd_str data = rd_r_str(r);
+            struct rd_str data = rd_r_str(r); /* written with its size */
             if (r->err) {
                 bad = true;
                 break;
