@@ -90,18 +90,23 @@ YAML
 }
 
 # backup: triggers one, waits for `completed`; "ms size fork_seconds" on stdout.
+# A trigger while a run is in flight waits in the queue: its record appears
+# (404 until then) once it began.
 backup() {
-    local t0 r id st rec
+    local t0 r id st rec code
     t0=$(ms)
-    r=$(curl -sf -XPOST "$API/api/v1/backup/trigger")
+    r=$(curl -s -XPOST "$API/api/v1/backup/trigger")
     id=$(json_field backup_id "$r")
+    [ -n "$id" ] || { echo "bench: trigger refused: $r" >&2; return 1; }
     while :; do
-        rec=$(curl -sf "$API/api/v1/backups/$id")
+        rec=$(curl -s -w '\n%{http_code}' "$API/api/v1/backups/$id")
+        code=${rec##*$'\n'}
+        rec=${rec%$'\n'*}
         st=$(json_field status "$rec")
-        [ "$st" = running ] || break
+        [ "$code" = 404 ] || [ "$st" = running ] || break
         sleep 0.01
     done
-    [ "$st" = completed ] || { echo "bench: backup $id: $rec" >&2; return 1; }
+    [ "$st" = completed ] || { echo "bench: backup $id: $code $rec" >&2; return 1; }
     echo "$(($(ms) - t0)) $(json_field size "$rec")" \
         "$(curl -sf "$API/metrics" | awk '/^recoveryd_backup_fork_seconds / { print $2 }')"
 }
