@@ -492,6 +492,13 @@ static int reload_policies(void *data, char *err, size_t errlen)
 {
     struct rd_engine *eng = data;
     const struct rd_config *c = &eng->cfg;
+    /* The tokens first, on their own: a broken token file keeps the tokens
+     * in force and fails the reload, whatever the policies do. */
+    char terr[512];
+    int trv = rd_http_reload_tokens(&eng->http, terr, sizeof(terr));
+    if (trv != 0)
+        RD_ERROR("http", "tokens_reload_failed", "file=%s error=\"%s\"", c->security.tokens_file,
+                 terr);
     struct rd_policy_host *fresh = NULL;
     uint64_t t0 = rd_mono_ns();
     int rv = rd_policy_load(c->policies.dir, c->policies.budget_ms, c->policies.memory_limit,
@@ -501,7 +508,18 @@ static int reload_policies(void *data, char *err, size_t errlen)
         RD_ERROR("policy", "reload_failed", "dir=%s version_in_force=%s error=\"%s\"",
                  c->policies.dir, rd_policy_version(eng->policy), err);
         policy_error(eng, err);
+        if (trv != 0) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, "; security.tokens_file: %s (the tokens in force stay)",
+                     terr);
+        }
         return rv;
+    }
+    if (trv != 0) {
+        snprintf(err, errlen,
+                 "security.tokens_file: %s (the tokens in force stay; the policies were reloaded)",
+                 terr);
+        rv = trv;
     }
     struct rd_policy_host *old = eng->policy;
     eng->policy = fresh; /* the swap: one pointer, on the loop thread */
@@ -509,7 +527,7 @@ static int reload_policies(void *data, char *err, size_t errlen)
     RD_INFO("policy", "reloaded", "version=%s previous=%s swap_us=%.0f", rd_policy_version(fresh),
             rd_policy_version(old), (double)(rd_mono_ns() - t0) / 1e3);
     rd_policy_free(old);
-    return 0;
+    return rv;
 }
 
 static void on_signal(uv_signal_t *s, int signum)
