@@ -99,16 +99,18 @@ struct rd_config {
     /* Who may call the API (docs/security.md). Authentication is on when
      * tokens_file or client_ca is set. */
     struct rd_cfg_security {
-        char tokens_file[RD_CFG_STR];     /* security.tokens_file ("" = no bearer tokens) */
-        char peer_token_file[RD_CFG_STR]; /* security.peer_token_file: the secret this
-                                             replica presents to the others ("" = none) */
-        char client_ca[RD_CFG_STR];       /* security.client_ca: PEM CA of client
-                                             certificates (needs server.tls) */
-        bool allow_unauthenticated;       /* security.allow_unauthenticated, default false:
-                                             serve a non-loopback address without auth */
-        bool metrics_open;                /* security.metrics_open, default true: /metrics
-                                             needs no token (false: reader) */
-        unsigned n_client_certs;          /* security.client_certs */
+        char tokens_file[RD_CFG_STR];        /* security.tokens_file ("" = no bearer tokens) */
+        char peer_token_file[RD_CFG_STR];    /* security.peer_token_file: the secret this
+                                                replica presents to the others ("" = none) */
+        char client_ca[RD_CFG_STR];          /* security.client_ca: PEM CA of client
+                                                certificates (needs server.tls) */
+        bool allow_unauthenticated;          /* security.allow_unauthenticated, default false:
+                                                serve a non-loopback address without auth */
+        bool metrics_open;                   /* security.metrics_open, default true: /metrics
+                                                needs no token (false: reader) */
+        char peer_authorization[RD_CFG_STR]; /* "Bearer <secret>" read from peer_token_file
+                                                at start (never from the YAML) */
+        unsigned n_client_certs;             /* security.client_certs */
         struct rd_cfg_cert_map client_certs[RD_CFG_MAX_CERT_MAPS];
     } security;
 

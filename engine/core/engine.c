@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "engine.h"
+#include "http/auth.h"
 #include "net/httpc.h"
 #include "recoveryd/error.h"
 #include "recoveryd/version.h"
@@ -626,6 +627,19 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
                      eng->replica.errmsg);
         eng->exit_code = 1;
         goto out;
+    }
+    if (eng->cfg.security.peer_token_file[0] != '\0') {
+        char terr[512];
+        rv = rd_peer_token_read(eng->cfg.security.peer_token_file,
+                                eng->cfg.security.peer_authorization,
+                                sizeof(eng->cfg.security.peer_authorization), terr, sizeof(terr));
+        if (rv != 0) {
+            RD_ERROR("engine", "peer_token_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+                     terr);
+            fprintf(stderr, "recoveryd: security.peer_token_file: %s\n", terr);
+            eng->exit_code = 1;
+            goto out;
+        }
     }
     struct rd_http_env henv = {
         .loop = loop,

@@ -344,3 +344,26 @@ bool rd_nodes_match(const char *patterns, const char *node, size_t len)
     }
     return false;
 }
+
+int rd_peer_token_read(const char *path, char *out, size_t outlen, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return RD_EIO;
+    }
+    char line[512];
+    bool got = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    size_t n = got ? strcspn(line, "\r\n") : 0;
+    line[n] = '\0';
+    bool ok = n > 0;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = line[i] > 0x20 && line[i] < 0x7f;
+    if (!ok || n + 8 > outlen) {
+        snprintf(err, errlen, "%s:1: expected the secret of a token (one line, no spaces)", path);
+        return RD_ECONFIG;
+    }
+    snprintf(out, outlen, "Bearer %s", line);
+    return 0;
+}

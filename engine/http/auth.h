@@ -83,4 +83,11 @@ int rd_token_secret_new(char out[RD_TOKEN_SECRET_LEN + 1]);
 int rd_token_line(const char *id, const char *role, const char *secret, const char *expires,
                   const char *nodes, char *out, size_t outlen);
 
+/*
+ * Reads security.peer_token_file: its first line is the secret this replica
+ * presents to the other replicas' APIs; `out` gets "Bearer <secret>".
+ * 0, RD_EIO or RD_ECONFIG with `err` naming the file.
+ */
+int rd_peer_token_read(const char *path, char *out, size_t outlen, char *err, size_t errlen);
+
 #endif
