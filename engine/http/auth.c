@@ -110,10 +110,10 @@ static int check_nodes(struct parse *p, const char *s)
         const char *comma = strchr(s, ',');
         size_t n = comma ? (size_t)(comma - s) : strlen(s);
         size_t idn = n > 0 && s[n - 1] == '*' ? n - 1 : n;
-        if (n == 0 || (idn > 0 && !rd_node_id_valid(s, idn)))
-            return fail(p, "nodes=: '%.*s' is not a node id or a prefix ending in '*'", (int)n, s);
         if (memchr(s, '*', idn) != NULL)
             return fail(p, "nodes=: '%.*s': '*' may only end a pattern", (int)n, s);
+        if (n == 0 || (idn > 0 && !rd_node_id_valid(s, idn)))
+            return fail(p, "nodes=: '%.*s' is not a node id or a prefix ending in '*'", (int)n, s);
         s += n + (comma ? 1 : 0);
         if (comma && *s == '\0')
             return fail(p, "nodes= ends with ','");
