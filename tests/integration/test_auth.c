@@ -739,6 +739,63 @@ static void test_client_certificates(void **state)
     rdt_proc_cleanup(&tp);
 }
 
+/* ---- replicas ---------------------------------------------------------------------- */
+
+/* The leader asks every replica for its digest with the peer token: a
+ * consistency check on three authenticated replicas hears all three. */
+static void test_replicas_use_the_peer_token(void **state)
+{
+    (void)state;
+    char dir[256], tok[300], peer[300], peer_secret[80], ops[80];
+    assert_int_equal(rdt_tmpdir(dir, sizeof(dir)), 0);
+    snprintf(tok, sizeof(tok), "%s/tokens", dir);
+    snprintf(peer, sizeof(peer), "%s/peer", dir);
+    FILE *f = fopen(tok, "w");
+    assert_non_null(f);
+    assert_int_equal(
+        make_token("replicas", "admin", NULL, NULL, peer_secret, sizeof(peer_secret), f), 0);
+    assert_int_equal(make_token("ops", "operator", NULL, NULL, ops, sizeof(ops), f), 0);
+    fclose(f);
+    char line[100];
+    snprintf(line, sizeof(line), "%s\n", peer_secret);
+    assert_int_equal(write_file(peer, line), 0);
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "security:\n  tokens_file: %s\n  peer_token_file: %s\n"
+             "fault_tolerance:\n  backup:\n    consistency_check_interval: 1h\n",
+             tok, peer);
+    static struct rdt_cluster cl;
+    memset(&cl, 0, sizeof(cl));
+    rdt_bearer = ops;
+    assert_int_equal(rdt_cluster_start(&cl, 3, yaml, NULL), 0);
+    int first = 0;
+    struct rdt_resp r = {0};
+    assert_int_equal(
+        rdt_cluster_request(&cl, &first, "POST", "/api/v1/consistency/check", NULL, 10000, &r), 0);
+    assert_int_equal(r.status, 202);
+    char path[160];
+    snprintf(path, sizeof(path), "/api/v1/consistency/checks/%s",
+             json_string_value(json_object_get(r.json, "check_id")));
+    rdt_resp_free(&r);
+    int64_t until = rdt_now_ms() + 20000;
+    const char *st = "pending";
+    for (;;) {
+        assert_int_equal(rdt_cluster_request(&cl, &first, "GET", path, NULL, 5000, &r), 0);
+        st = json_string_value(json_object_get(r.json, "status"));
+        if (st != NULL && strcmp(st, "pending") != 0)
+            break;
+        rdt_resp_free(&r);
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(50);
+    }
+    if (strcmp(st, "consistent") != 0 || json_object_size(json_object_get(r.json, "digests")) != 3)
+        fail_msg("check answered %s", r.body);
+    rdt_resp_free(&r);
+    rdt_bearer = NULL;
+    rdt_cluster_cleanup(&cl);
+    rdt_rmtree(dir);
+}
+
 /* ---- safe by default ------------------------------------------------------------ */
 
 static void test_open_non_loopback_refused(void **state)
@@ -780,6 +837,7 @@ int main(void)
         cmocka_unit_test(test_token_reload),
         cmocka_unit_test(test_client_certificates),
         cmocka_unit_test(test_open_non_loopback_refused),
+        cmocka_unit_test(test_replicas_use_the_peer_token),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
