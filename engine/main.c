@@ -555,6 +555,14 @@ int main(int argc, char **argv)
             return 1;
         }
         rd_policy_free(pol);
+        if (cfg.security.tokens_file[0] != '\0') {
+            struct rd_tokens *tk = NULL;
+            if (rd_tokens_load(cfg.security.tokens_file, &tk, perr, sizeof(perr)) != 0) {
+                fprintf(stderr, "recoveryd: security.tokens_file: %s\n", perr);
+                return 1;
+            }
+            rd_tokens_free(tk);
+        }
         printf("recoveryd: configuration %s is valid\n", config_path ? config_path : "(defaults)");
         return 0;
     }

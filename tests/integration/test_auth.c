@@ -268,7 +268,7 @@ static void test_every_route_every_role(void **state)
     snprintf(hb_body, sizeof(hb_body), "{\"epoch\":%lld,\"load\":{\"slots_used\":1}}", epoch1);
 
     /* The refusals first, each checked to change nothing. */
-    int refused = 0;
+    int refused = 0, refused_401 = 0;
     for (size_t i = 0; i < RD_ARRAY_SIZE(rows); i++) {
         for (int w = 0; w < W_COUNT; w++) {
             int want = expected(&rows[i], (enum who)w);
@@ -298,9 +298,23 @@ static void test_every_route_every_role(void **state)
                 fail_msg("%s %s as %s was refused but changed the state (applied %lld -> %lld)",
                          rows[i].method, rows[i].path, who_names[w], before.applied, after.applied);
             refused++;
+            refused_401 += want == 401;
         }
     }
     assert_true(refused > 150);
+    /* Each refusal was counted, by kind. */
+    as(W_READER);
+    struct rdt_resp m = {0};
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &m), 0);
+    char want_line[128];
+    snprintf(want_line, sizeof(want_line),
+             "recoveryd_http_auth_denied_total{reason=\"unauthenticated\"} %d\n", refused_401);
+    assert_non_null(strstr(m.body, want_line));
+    snprintf(want_line, sizeof(want_line),
+             "recoveryd_http_auth_denied_total{reason=\"forbidden\"} %d\n", refused - refused_401);
+    assert_non_null(strstr(m.body, want_line));
+    assert_non_null(strstr(m.body, "recoveryd_http_tokens 6\n"));
+    rdt_resp_free(&m);
 
     /* Then everything allowed gets past the check (its own answer may be
      * 404, 400 or 409: the targets mostly do not exist). */
