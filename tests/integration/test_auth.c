@@ -161,13 +161,13 @@ static void snapshot(struct snap *s)
     size_t i;
     json_array_foreach(items, i, n)
     {
-        char *one = json_dumps(
-            json_pack("{s:O,s:O,s:O,s:O,s:O,s:O}", "node_id", json_object_get(n, "node_id"),
-                      "state", json_object_get(n, "state"), "epoch", json_object_get(n, "epoch"),
-                      "updated_at", json_object_get(n, "updated_at"), "last_heartbeat_at",
-                      json_object_get(n, "last_heartbeat_at"), "tasks",
-                      json_object_get(n, "tasks")),
-            JSON_SORT_KEYS | JSON_COMPACT);
+        json_t *kept = json_pack(
+            "{s:O,s:O,s:O,s:O,s:O,s:O}", "node_id", json_object_get(n, "node_id"), "state",
+            json_object_get(n, "state"), "epoch", json_object_get(n, "epoch"), "updated_at",
+            json_object_get(n, "updated_at"), "last_heartbeat_at",
+            json_object_get(n, "last_heartbeat_at"), "tasks", json_object_get(n, "tasks"));
+        char *one = json_dumps(kept, JSON_SORT_KEYS | JSON_COMPACT);
+        json_decref(kept);
         off += (size_t)snprintf(s->nodes + off, sizeof(s->nodes) - off, "%s;", one ? one : "");
         free(one);
         assert_true(off < sizeof(s->nodes));
