@@ -124,6 +124,7 @@ enum rd_access {
     RD_ACCESS_ADMIN,
     RD_ACCESS_AGENT,
     RD_ACCESS_AGENT_READER,
+    RD_ACCESS_ANY, /* any known caller: paths that match no route (404, 405) */
 };
 
 enum rd_route {

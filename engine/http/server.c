@@ -742,6 +742,8 @@ static bool role_allows(enum rd_access acc, enum rd_role r, bool metrics_open)
         return r == RD_ROLE_AGENT || r == RD_ROLE_ADMIN;
     case RD_ACCESS_AGENT_READER:
         return r == RD_ROLE_AGENT || r >= RD_ROLE_READER;
+    case RD_ACCESS_ANY:
+        return r != RD_ROLE_NONE;
     }
     return false;
 }
@@ -762,6 +764,8 @@ static const char *access_needs(enum rd_access acc)
         return "agent";
     case RD_ACCESS_AGENT_READER:
         return "agent or reader";
+    case RD_ACCESS_ANY:
+        return "any";
     }
     return "admin";
 }
@@ -799,7 +803,7 @@ static const char *agent_target(struct rd_http_req *hr, char *buf, size_t len, b
         h2o_req_t *req = hr->req;
         if (req->entity.base == NULL)
             return NULL;
-        json_t *b = json_loadb(req->entity.base, req->entity.len, 0, NULL);
+        json_t *b = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, NULL);
         const char *id = json_string_value(json_object_get(b, "node_id"));
         const char *r = NULL;
         if (id != NULL && strlen(id) < len) {
@@ -830,8 +834,8 @@ static const char *agent_target(struct rd_http_req *hr, char *buf, size_t len, b
  * The one access check, before anything else is done: 401 without valid
  * credentials, 403 when the role (or, for an agent, the node) does not fit
  * the route's row in RD_ROUTE_LIST. `acc` is the route's access (ADMIN for
- * the test build's /debug/ routes and for unmatched paths, which then get
- * their 404 after authentication). True: go on.
+ * the test build's /debug/ routes, ANY for unmatched paths, which then get
+ * their 404 or 405 once the caller is known). True: go on.
  */
 static bool authorize(struct rd_http_req *hr, enum rd_access acc, struct auth *a)
 {
@@ -842,14 +846,19 @@ static bool authorize(struct rd_http_req *hr, enum rd_access acc, struct auth *a
         return true;
     if (!authenticate(hr, a))
         return false;
-    if (hr->route == RD_ROUTE_NONE)
-        return true; /* 404 / 405 to whoever is known */
     if (!role_allows(acc, hr->who.role, metrics_open)) {
         const char *needs = access_needs(acc);
-        send_403(hr, needs, NULL, "%s %s needs the role %s%s; %s has the role %s",
-                 routes[hr->route].method, routes[hr->route].pattern, needs,
-                 acc == RD_ACCESS_ADMIN ? "" : " (or admin)", hr->who.id,
-                 rd_role_name(hr->who.role));
+        h2o_req_t *req = hr->req;
+        size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+        if (hr->route != RD_ROUTE_NONE)
+            send_403(hr, needs, NULL, "%s %s needs the role %s%s; %s has the role %s",
+                     routes[hr->route].method, routes[hr->route].pattern, needs,
+                     acc == RD_ACCESS_ADMIN ? "" : " (or admin)", hr->who.id,
+                     rd_role_name(hr->who.role));
+        else
+            send_403(hr, needs, NULL, "%.*s %.*s needs the role %s; %s has the role %s",
+                     (int)req->method.len, req->method.base, (int)(plen < 200 ? plen : 200),
+                     req->path.base, needs, hr->who.id, rd_role_name(hr->who.role));
         return false;
     }
     return true;
@@ -981,7 +990,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             http->env.debug(&hr, http->env.debug_data);
         return 0;
     }
-    if (!authorize(&hr, hr.route == RD_ROUTE_NONE ? RD_ACCESS_ADMIN : routes[hr.route].access, &a))
+    if (!authorize(&hr, hr.route == RD_ROUTE_NONE ? RD_ACCESS_ANY : routes[hr.route].access, &a))
         return 0;
     if (hr.route == RD_ROUTE_NONE) {
         if (bad_escape) {

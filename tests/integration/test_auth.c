@@ -93,6 +93,8 @@ static int setup(void **state)
              "  backup:\n    interval: 1h\n",
              tokens_path);
     as(W_ADMIN);
+    /* The fault-injection build: its /debug/ routes are admin's only. */
+    snprintf(proc.binary, sizeof(proc.binary), "%s", RD_BINARY_FI);
     if (rdt_proc_start(&proc, yaml) != 0 || rdt_wait_ready(&proc, 15000) != 0)
         return -1;
     /* agent-1 (the agent token's node) runs TASK; agent-2 runs TASK2. */
@@ -458,6 +460,43 @@ static void test_401_kinds_and_request_id(void **state)
             assert_string_equal(r.request_id, "req-42");
         else
             assert_int_equal(strlen(r.request_id), 36); /* a UUID */
+        rdt_resp_free(&r);
+    }
+    rdt_bearer = NULL;
+}
+
+/* Paths that match no route: 404 and 405 only to a known caller; the test
+ * build's /debug/ routes only to admin. */
+static void test_unmatched_and_debug_paths(void **state)
+{
+    (void)state;
+    static const struct {
+        enum who w;
+        const char *method, *path;
+        long status;
+    } cases[] = {
+        {W_NONE, "GET", "/api/v1/nope", 401},
+        {W_UNKNOWN, "GET", "/api/v1/nope", 401},
+        {W_AGENT, "GET", "/api/v1/nope", 404},
+        {W_READER, "GET", "/api/v1/nope", 404},
+        {W_READER, "PATCH", "/api/v1/nodes", 405},
+        {W_NONE, "POST", "/debug/digest_skew", 401},
+        {W_READER, "POST", "/debug/digest_skew", 403},
+        {W_OPERATOR, "POST", "/debug/nothing-here", 403},
+        {W_ADMIN, "POST", "/debug/nothing-here", 404},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        as(cases[i].w);
+        char url[256];
+        snprintf(url, sizeof(url), "%s%s", proc.base_url, cases[i].path);
+        struct rdt_resp r = {0};
+        assert_int_equal(rdt_http(RDT_H1, cases[i].method, url, NULL, 0, &r), 0);
+        if (r.status != cases[i].status)
+            fail_msg("%s %s as %s: %ld, expected %ld (%s)", cases[i].method, cases[i].path,
+                     who_names[cases[i].w], r.status, cases[i].status, r.body ? r.body : "");
+        if (r.status == 403)
+            assert_string_equal(
+                json_string_value(rdt_json_path(r.json, "error.details.required_role")), "admin");
         rdt_resp_free(&r);
     }
     rdt_bearer = NULL;
@@ -847,6 +886,7 @@ int main(void)
         cmocka_unit_test(test_denied_isolate_changes_nothing),
         cmocka_unit_test(test_agent_cannot_act_for_another_node),
         cmocka_unit_test(test_401_kinds_and_request_id),
+        cmocka_unit_test(test_unmatched_and_debug_paths),
         cmocka_unit_test(test_json_required_on_bodies),
         cmocka_unit_test(test_token_reload),
         cmocka_unit_test(test_client_certificates),
