@@ -569,6 +569,18 @@ static bool method_is(h2o_req_t *req, const char *m)
 
 /* ---- who is asking ------------------------------------------------------ */
 
+/* A new request id: this process's random UUID with a counter in its last
+ * 12 hex digits, unique without a system call per request. */
+static void new_request_id(char out[48])
+{
+    static char base[RD_UUID_STRLEN];
+    static uint64_t n;
+    if (base[0] == '\0' && rd_uuid_v4(base) != 0)
+        memcpy(base, "00000000-0000-4000-8000-000000000000", RD_UUID_STRLEN);
+    memcpy(out, base, 24);
+    snprintf(out + 24, 13, "%012llx", (unsigned long long)(++n & 0xffffffffffffULL));
+}
+
 /* The client's address and the request id (the client's X-Request-Id when
  * it is 1-47 printable characters, else a new UUID), echoed in the answer. */
 static void fill_who(struct rd_http_req *hr)
@@ -603,9 +615,8 @@ static void fill_who(struct rd_http_req *hr)
             who->request_id[v.len] = '\0';
         }
     }
-    if (!ok && rd_uuid_v4(who->request_id) != 0)
-        snprintf(who->request_id, sizeof(who->request_id), "%llx",
-                 (unsigned long long)rd_mono_ns());
+    if (!ok)
+        new_request_id(who->request_id);
     size_t n = strlen(who->request_id);
     h2o_iovec_t v = h2o_strdup(&req->pool, who->request_id, n);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,

@@ -443,6 +443,7 @@ static void test_401_kinds_and_request_id(void **state)
 
     /* X-Request-Id: the client's is echoed; a bad one is replaced. */
     as(W_READER);
+    char last_id[64] = "";
     const char *ids[] = {"req-42", "bad id with spaces",
                          "0123456789012345678901234567890123456789012345678"};
     for (size_t i = 0; i < 3; i++) {
@@ -456,10 +457,13 @@ static void test_401_kinds_and_request_id(void **state)
         assert_int_equal(rdt_easy_finish(e, curl_easy_perform(e), &r), 0);
         curl_easy_cleanup(e);
         assert_int_equal(r.status, 200);
-        if (i == 0)
+        if (i == 0) {
             assert_string_equal(r.request_id, "req-42");
-        else
-            assert_int_equal(strlen(r.request_id), 36); /* a UUID */
+        } else {
+            assert_int_equal(strlen(r.request_id), 36); /* a UUID, a new one each time */
+            assert_string_not_equal(r.request_id, last_id);
+        }
+        snprintf(last_id, sizeof(last_id), "%s", r.request_id);
         rdt_resp_free(&r);
     }
     rdt_bearer = NULL;
