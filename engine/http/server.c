@@ -648,7 +648,8 @@ static bool client_cn(struct rd_http_req *hr, char *cn, size_t len)
     if (cert == NULL || SSL_get_verify_result(head->ossl) != X509_V_OK)
         return false;
     int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, (int)len);
-    return n > 0 && (size_t)n < len;
+    /* A CN with a NUL in it would compare as its prefix: no such names. */
+    return n > 0 && (size_t)n < len && memchr(cn, '\0', (size_t)n) == NULL;
 }
 
 struct auth {
