@@ -563,6 +563,12 @@ int main(int argc, char **argv)
             }
             rd_tokens_free(tk);
         }
+        if (cfg.security.peer_token_file[0] != '\0' &&
+            rd_peer_token_read(cfg.security.peer_token_file, cfg.security.peer_authorization,
+                               sizeof(cfg.security.peer_authorization), perr, sizeof(perr)) != 0) {
+            fprintf(stderr, "recoveryd: security.peer_token_file: %s\n", perr);
+            return 1;
+        }
         printf("recoveryd: configuration %s is valid\n", config_path ? config_path : "(defaults)");
         return 0;
     }
