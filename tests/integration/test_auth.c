@@ -796,6 +796,41 @@ static void test_client_certificates(void **state)
     rdt_proc_cleanup(&tp);
 }
 
+/* A broken token file is caught by --check-config and stops a start, both
+ * naming its line. */
+static void test_broken_token_file_at_start(void **state)
+{
+    (void)state;
+    struct rdt_proc bp = {0};
+    assert_int_equal(rdt_proc_prepare(&bp), 0);
+    char tok[400], yaml[600], policies[400];
+    snprintf(tok, sizeof(tok), "%s/tokens", bp.dir);
+    assert_int_equal(write_file(tok, "# ok so far\nops operator sha256:1234\n"), 0);
+    snprintf(yaml, sizeof(yaml), "security:\n  tokens_file: %s\n", tok);
+    snprintf(policies, sizeof(policies), "%s/policies", RD_SOURCE_DIR);
+    char where[420];
+    snprintf(where, sizeof(where), "%s:2: hash of token ops", tok);
+
+    assert_int_not_equal(rdt_proc_start(&bp, yaml), 0);
+    assert_int_equal(bp.exit_code, 1);
+    char *log = rdt_proc_log(&bp);
+    if (strstr(log, where) == NULL)
+        fail_msg("the start did not name %s:\n%s", where, log);
+    free(log);
+
+    char *argv[] = {RD_BINARY,        "--check-config", "--config",
+                    bp.config_path,   "--plugins-dir",  (char *)rdt_plugins_dir(),
+                    "--policies-dir", policies,         NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(rdt_run(argv, 20000, &out, &err), 1);
+    if (err == NULL || strstr(err, where) == NULL)
+        fail_msg("--check-config did not name %s: %s", where, err ? err : "");
+    free(out);
+    free(err);
+    bp.errors_expected = true;
+    rdt_proc_cleanup(&bp);
+}
+
 /* ---- replicas ---------------------------------------------------------------------- */
 
 /* The leader asks every replica for its digest with the peer token: a
@@ -894,6 +929,7 @@ int main(void)
         cmocka_unit_test(test_json_required_on_bodies),
         cmocka_unit_test(test_token_reload),
         cmocka_unit_test(test_client_certificates),
+        cmocka_unit_test(test_broken_token_file_at_start),
         cmocka_unit_test(test_open_non_loopback_refused),
         cmocka_unit_test(test_replicas_use_the_peer_token),
     };
