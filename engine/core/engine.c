@@ -670,7 +670,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         /* An address error says where server.listen was set; a TLS one
          * names its key already. */
         origin[0] = '\0';
-        if (rv == RD_EIO || rv == RD_EINVAL)
+        if (rv == RD_EIO || rv == RD_EINVAL ||
+            strncmp(eng->http.errmsg, "server.listen ", 14) == 0) /* open on a public address */
             rd_config_origin(&eng->cfg, RD_CFG_SERVER_LISTEN, origin, sizeof(origin));
         RD_ERROR("engine", "http_failed", "error=%s detail=\"%s\" origin=\"%s\"", rd_err_name(rv),
                  eng->http.errmsg, origin);

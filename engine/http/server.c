@@ -1130,7 +1130,7 @@ static bool host_is_loopback(const char *host)
 
 /* Authentication at start: the token file must load, and an API others can
  * reach must not be open unless that is asked for explicitly. */
-static int auth_setup(struct rd_http *http, const char *host)
+static int auth_setup(struct rd_http *http, const char *host, uint16_t port)
 {
     const struct rd_config *cfg = http->env.cfg;
     const struct rd_cfg_security *sec = &cfg->security;
@@ -1157,11 +1157,13 @@ static int auth_setup(struct rd_http *http, const char *host)
                 host);
         return 0;
     }
+    char shown[RD_CFG_STR + 16];
+    snprintf(shown, sizeof(shown), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
     snprintf(http->errmsg, sizeof(http->errmsg),
              "server.listen %s is not a loopback address and the API has no authentication: "
              "set security.tokens_file (or security.client_ca), or set "
              "security.allow_unauthenticated: true to serve it open",
-             host);
+             shown);
     return RD_ECONFIG;
 }
 
@@ -1191,7 +1193,7 @@ int rd_http_start(struct rd_http *http, const struct rd_http_env *env, const cha
             return rv;
         http->accept_ctx.ssl_ctx = http->ssl_ctx;
     }
-    int arv = auth_setup(http, host);
+    int arv = auth_setup(http, host, port);
     if (arv != 0)
         return arv;
 
