@@ -99,6 +99,8 @@ struct cfg_field {
     }
 
 /* cfg_load_list and cfg_load_kv store their counts as unsigned. */
+_Static_assert(sizeof(((struct rd_config *)0)->security.n_client_certs) == sizeof(unsigned),
+               "security.n_client_certs is read as unsigned");
 _Static_assert(sizeof(((struct rd_config *)0)->cluster.n_peers) == sizeof(unsigned),
                "cluster.n_peers is read as unsigned");
 _Static_assert(sizeof(((struct rd_config *)0)->plugins.n_instances) == sizeof(unsigned),
@@ -135,6 +137,44 @@ static const struct cfg_field cfg_server[] = {
     CFG_F("max_body", CFG_SIZE, server.max_body_bytes),
     CFG_F("shutdown_timeout", CFG_DURATION, server.shutdown_timeout_ms),
     CFG_SECT("tls", cfg_tls),
+};
+
+static const struct cfg_field cfg_cert_map[] = {
+    {.key = "subject",
+     .type = CFG_STRING,
+     .offset = offsetof(struct rd_cfg_cert_map, subject),
+     .size = sizeof(((struct rd_cfg_cert_map *)0)->subject),
+     .required = true},
+    {.key = "principal",
+     .type = CFG_STRING,
+     .offset = offsetof(struct rd_cfg_cert_map, principal),
+     .size = sizeof(((struct rd_cfg_cert_map *)0)->principal)},
+    {.key = "role",
+     .type = CFG_STRING,
+     .offset = offsetof(struct rd_cfg_cert_map, role),
+     .size = sizeof(((struct rd_cfg_cert_map *)0)->role),
+     .required = true},
+    {.key = "nodes",
+     .type = CFG_STRING,
+     .offset = offsetof(struct rd_cfg_cert_map, nodes),
+     .size = sizeof(((struct rd_cfg_cert_map *)0)->nodes)},
+};
+
+static const struct cfg_field cfg_security[] = {
+    CFG_F("tokens_file", CFG_PATH, security.tokens_file),
+    CFG_F("peer_token_file", CFG_PATH, security.peer_token_file),
+    CFG_F("client_ca", CFG_PATH, security.client_ca),
+    CFG_F("allow_unauthenticated", CFG_BOOL, security.allow_unauthenticated),
+    CFG_F("metrics_open", CFG_BOOL, security.metrics_open),
+    {.key = "client_certs",
+     .type = CFG_LIST,
+     .offset = CFG_OFF(security.client_certs),
+     .size = CFG_SZ(security.client_certs),
+     .offset2 = CFG_OFF(security.n_client_certs),
+     .children = cfg_cert_map,
+     .n_children = RD_ARRAY_SIZE(cfg_cert_map),
+     .elem_size = sizeof(struct rd_cfg_cert_map),
+     .noun = "client_certs"},
 };
 
 static const struct cfg_field cfg_storage[] = {
@@ -326,6 +366,7 @@ static const struct cfg_field cfg_top[] = {
     CFG_SECT("policies", cfg_policies),
     CFG_SECT("logging", cfg_logging),
     CFG_SECT("fault_tolerance", cfg_fault_tolerance),
+    CFG_SECT("security", cfg_security),
 };
 
 /* The whole file is one section whose children are the top-level keys. */
@@ -1476,6 +1517,8 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->server.max_body_bytes = (size_t)1 << 20;
     cfg->server.shutdown_timeout_ms = 10 * 1000;
 
+    cfg->security.metrics_open = true;
+
     cfg_copy(cfg->storage.data_dir, "./var");
     cfg->storage.snapshot_threshold = 8192;
     cfg->storage.snapshot_trailing = 1024;
@@ -1711,6 +1754,32 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
                         "server.tls.cert: expected the certificate for server.tls.key '%s', "
                         "got ''",
                         cfg->server.tls_key);
+
+    if (cfg->security.client_ca[0] != '\0' && cfg->server.tls_cert[0] == '\0')
+        return cfg_errf(err, RD_ECONFIG,
+                        "security.client_ca: client certificates need TLS on the API: set "
+                        "server.tls.cert and server.tls.key");
+    if (cfg->security.n_client_certs > 0 && cfg->security.client_ca[0] == '\0')
+        return cfg_errf(err, RD_ECONFIG,
+                        "security.client_certs: needs security.client_ca, the CA the "
+                        "certificates are checked against");
+    for (unsigned i = 0; i < cfg->security.n_client_certs; i++) {
+        const struct rd_cfg_cert_map *m = &cfg->security.client_certs[i];
+        static const char *const roles[] = {"agent", "reader", "operator", "admin"};
+        bool known = false;
+        for (size_t r = 0; r < RD_ARRAY_SIZE(roles); r++)
+            known |= strcmp(m->role, roles[r]) == 0;
+        if (!known)
+            return cfg_errf(err, RD_ECONFIG,
+                            "security.client_certs[%u].role: expected agent, reader, operator "
+                            "or admin, got '%s'",
+                            i, m->role);
+        bool agent = strcmp(m->role, "agent") == 0;
+        if (agent != (m->nodes[0] != '\0'))
+            return cfg_errf(err, RD_ECONFIG, "security.client_certs[%u].nodes: %s", i,
+                            agent ? "an agent needs the node ids it may act as"
+                                  : "only agents have nodes");
+    }
 
     if (cfg->storage.data_dir[0] == '\0')
         return cfg_errf(err, RD_ECONFIG, "storage.data_dir: expected a directory, got ''");

@@ -23,6 +23,7 @@
 #define RD_CFG_MIN_SEGMENT     ((size_t)4 << 20)
 #define RD_CFG_MAX_PLUGINS     16 /* plugins.instances entries */
 #define RD_CFG_MAX_PLUGIN_KEYS 32 /* keys under one instance's config */
+#define RD_CFG_MAX_CERT_MAPS   32 /* security.client_certs entries */
 
 struct rd_cfg_peer {
     uint64_t id;              /* raft server id, > 0 */
@@ -49,6 +50,15 @@ struct rd_cfg_plugin {
     int line;        /* 1-based line of the entry in the file (0 = built-in default) */
     unsigned n_config;
     struct rd_cfg_kv config[RD_CFG_MAX_PLUGIN_KEYS];
+};
+
+/* One entry of security.client_certs: a client certificate's subject CN
+ * (from security.client_ca) and who it is to the API. */
+struct rd_cfg_cert_map {
+    char subject[RD_CFG_STR]; /* the certificate's subject common name, exactly */
+    char principal[96];       /* principal id; defaults to "cn:" + subject */
+    char role[16];            /* agent, reader, operator or admin */
+    char nodes[RD_CFG_STR];   /* agents: the node ids it may act as, as in the token file */
 };
 
 /*
@@ -85,6 +95,24 @@ struct rd_config {
         char tls_cert[RD_CFG_STR];    /* server.tls.cert ("" = cleartext only) */
         char tls_key[RD_CFG_STR];     /* server.tls.key */
     } server;
+
+    /* Who may call the API (docs/security.md). Authentication is on when
+     * tokens_file or client_ca is set. */
+    struct rd_cfg_security {
+        char tokens_file[RD_CFG_STR];        /* security.tokens_file ("" = no bearer tokens) */
+        char peer_token_file[RD_CFG_STR];    /* security.peer_token_file: the secret this
+                                                replica presents to the others ("" = none) */
+        char client_ca[RD_CFG_STR];          /* security.client_ca: PEM CA of client
+                                                certificates (needs server.tls) */
+        bool allow_unauthenticated;          /* security.allow_unauthenticated, default false:
+                                                serve a non-loopback address without auth */
+        bool metrics_open;                   /* security.metrics_open, default true: /metrics
+                                                needs no token (false: reader) */
+        char peer_authorization[RD_CFG_STR]; /* "Bearer <secret>" read from peer_token_file
+                                                at start (never from the YAML) */
+        unsigned n_client_certs;             /* security.client_certs */
+        struct rd_cfg_cert_map client_certs[RD_CFG_MAX_CERT_MAPS];
+    } security;
 
     struct {
         char data_dir[RD_CFG_STR];   /* storage.data_dir, default ./var */

@@ -289,7 +289,8 @@ static void ask(struct rd_consistency *c, struct rd_digest_answer *r)
     a->id = r->id;
     snprintf(a->check, sizeof(a->check), "%s", c->g.id);
     struct rd_http_request req = {.method = "GET", .url = full, .timeout_ms = 1000};
-    if (rd_httpc_request(c->httpc, c, &req, asked, a) == 0)
+    const char *auth = c->env.cfg->security.peer_authorization;
+    if (rd_httpc_request_auth(c->httpc, c, &req, auth[0] ? auth : NULL, asked, a) == 0)
         r->in_flight = true;
     else
         free(a);

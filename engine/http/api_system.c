@@ -15,6 +15,7 @@
 #include "registry/registry.h"
 #include "replica/replica.h"
 #include "http.h"
+#include "http/auth.h"
 #include "recoveryd/version.h"
 
 /* Liveness, plus what the other replicas poll for their view of this one. */
@@ -141,6 +142,16 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_mbuf_printf(&b, "recoveryd_http_pending_commits %llu\n", (unsigned long long)http->pending);
     rd_metric_header(&b, "recoveryd_http_connections", "gauge", "Open HTTP connections.");
     rd_mbuf_printf(&b, "recoveryd_http_connections %zu\n", rd_http_connections(http));
+    rd_metric_header(&b, "recoveryd_http_auth_denied_total", "counter",
+                     "Requests refused by the access check (docs/security.md): 401 "
+                     "unauthenticated, 403 forbidden.");
+    rd_mbuf_printf(&b, "recoveryd_http_auth_denied_total{reason=\"unauthenticated\"} %llu\n",
+                   (unsigned long long)http->auth_denied[0]);
+    rd_mbuf_printf(&b, "recoveryd_http_auth_denied_total{reason=\"forbidden\"} %llu\n",
+                   (unsigned long long)http->auth_denied[1]);
+    rd_metric_header(&b, "recoveryd_http_tokens", "gauge",
+                     "Tokens in force from security.tokens_file.");
+    rd_mbuf_printf(&b, "recoveryd_http_tokens %zu\n", http->tokens ? http->tokens->n : 0);
 
     rd_metric_header(&b, "recoveryd_heartbeats_total", "counter", "Heartbeats accepted.");
     rd_mbuf_printf(&b, "recoveryd_heartbeats_total %llu\n",

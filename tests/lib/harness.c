@@ -598,6 +598,12 @@ static int write_config(const struct rdt_proc *p)
         return -1;
     }
     size_t extra_len = strlen(p->extra_yaml);
+    /* A daemon on another address (a network namespace) refuses to serve
+     * an open API unless told to (docs/security.md): tests that do not
+     * configure security say so. */
+    bool loopback = strncmp(proc_host(p), "127.", 4) == 0;
+    bool has_security =
+        strncmp(p->extra_yaml, "security:", 9) == 0 || strstr(p->extra_yaml, "\nsecurity:") != NULL;
     fprintf(f,
             "# Written by the integration test harness (tests/lib/harness.c).\n"
             "cluster:\n"
@@ -605,9 +611,10 @@ static int write_config(const struct rdt_proc *p)
             "%s"
             "logging:\n"
             "  level: debug\n"
-            "%s%s",
+            "%s%s%s",
             proc_host(p), (unsigned)p->raft_port, p->cluster_yaml, p->extra_yaml,
-            extra_len && p->extra_yaml[extra_len - 1] != '\n' ? "\n" : "");
+            extra_len && p->extra_yaml[extra_len - 1] != '\n' ? "\n" : "",
+            !loopback && !has_security ? "security:\n  allow_unauthenticated: true\n" : "");
     if (ferror(f) | fclose(f)) {
         fprintf(stderr, "rdt: writing %s failed\n", p->config_path);
         return -1;
@@ -616,6 +623,9 @@ static int write_config(const struct rdt_proc *p)
 }
 
 const char *rdt_tls_ca;
+const char *rdt_bearer;
+const char *rdt_client_cert;
+const char *rdt_client_key;
 
 const char *rdt_plugins_dir(void)
 {
@@ -928,6 +938,8 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
     take_header(line, len, "Location", r->location, sizeof r->location);
     take_header(line, len, "X-Recoveryd-Applied-Index", r->applied_index, sizeof r->applied_index);
     take_header(line, len, "Allow", r->allow, sizeof r->allow);
+    take_header(line, len, "WWW-Authenticate", r->www_authenticate, sizeof r->www_authenticate);
+    take_header(line, len, "X-Request-Id", r->request_id, sizeof r->request_id);
     return len;
 }
 
@@ -961,6 +973,15 @@ CURL *rdt_easy_new(enum rdt_proto proto, const char *method, const char *url, co
         }
         h = h2;
     }
+    if (h && rdt_bearer) {
+        char auth[512];
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", rdt_bearer);
+        struct curl_slist *h2 = curl_slist_append(h, auth);
+        if (!h2) {
+            curl_slist_free_all(h);
+        }
+        h = h2;
+    }
     if (!h) {
         curl_easy_cleanup(e);
         return NULL;
@@ -973,6 +994,10 @@ CURL *rdt_easy_new(enum rdt_proto proto, const char *method, const char *url, co
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, proto == RDT_H2 ? h2 : (long)CURL_HTTP_VERSION_1_1);
     if (https && rdt_tls_ca != NULL)
         curl_easy_setopt(e, CURLOPT_CAINFO, rdt_tls_ca);
+    if (https && rdt_client_cert != NULL) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, rdt_client_cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, rdt_client_key);
+    }
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);

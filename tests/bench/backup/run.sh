@@ -267,7 +267,7 @@ echo
 rm -rf "$WORK/rd-data" "$WORK/bk"
 engine_config '{target: local, max_delay: 1s}'
 bench_start_engine --policies-dir "$ROOT/policies"
-curl -sf -XPOST "$API/api/v1/nodes" -d "{\"node_id\":\"arch\",\"capacity\":{\"slots\":$ARCH_TASKS}}" >/dev/null
+curl -sf -XPOST "$API/api/v1/nodes" -H 'content-type: application/json' -d "{\"node_id\":\"arch\",\"capacity\":{\"slots\":$ARCH_TASKS}}" >/dev/null
 load_tasks "$ARCH_TASKS" "$WORK/ck1.json" >/dev/null
 echo "-- archive lag: $ARCH_RATE checkpoint writes/s (h2load --rps) for ${ARCH_SECONDS} s, $ARCH_TASKS tasks (one h2load per version) --"
 ( while :; do curl -sf "$API/metrics" | awk '/^recoveryd_archive_lag_seconds / { print $2 }'; sleep 0.1; done ) >"$WORK/lag" &

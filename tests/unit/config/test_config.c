@@ -749,7 +749,7 @@ static void test_error_unknown_key(void **state)
                             "shutdown_timeout, tls)");
     expect_exact_error("logging:\n  level: info\ncolour: red\n",
                        NAME ":3: colour: unknown key (expected one of: server, storage, cluster, "
-                            "plugins, policies, logging, fault_tolerance)");
+                            "plugins, policies, logging, fault_tolerance, security)");
     expect_error("fault_tolerance:\n  recovery_strategies:\n    fast_recovery:\n"
                  "      max_tme: 2m\n",
                  4, "fault_tolerance.recovery_strategies.fast_recovery.max_tme", NULL);
@@ -801,8 +801,9 @@ static void test_error_node_kind(void **state)
     struct rd_config c;
     char err[RD_CFG_ERRLEN];
     assert_int_equal(load(&c, "hello\n", err), RD_ECONFIG);
-    assert_string_equal(err, NAME ":1: expected a mapping with keys server, storage, cluster, "
-                                  "plugins, policies, logging, fault_tolerance, got 'hello'");
+    assert_string_equal(err,
+                        NAME ":1: expected a mapping with keys server, storage, cluster, "
+                             "plugins, policies, logging, fault_tolerance, security, got 'hello'");
 }
 
 static void test_error_peers(void **state)
