@@ -1083,9 +1083,3 @@ void rd_raft_tls_free(struct raft_uv_transport *transport)
     free(t);
     transport->impl = NULL;
 }
-
-uint64_t rd_raft_tls_refused(const struct raft_uv_transport *transport)
-{
-    const struct tls *t = transport->impl;
-    return t ? t->refused : 0;
-}

@@ -44,7 +44,4 @@ int rd_raft_tls_init(struct raft_uv_transport *t, uv_loop_t *loop, const struct 
  * or when listen was never called. */
 void rd_raft_tls_free(struct raft_uv_transport *t);
 
-/* Connections refused so far (TLS handshake, certificate or identity). */
-uint64_t rd_raft_tls_refused(const struct raft_uv_transport *t);
-
 #endif
