@@ -4,6 +4,7 @@
  * deploy/make-certs.sh:
  * - three replicas with certificates from one CA elect a leader, replicate
  *   writes and survive kill -9 of the leader;
+ * - a wiped follower catches up over TLS by a snapshot install;
  * - a fourth replica with a certificate from another CA, and a fifth with
  *   no TLS at all, are refused by every member (a peer_refused line naming
  *   the reason), never learn the log, while the cluster keeps writing;
@@ -42,7 +43,10 @@ static struct rdt_cluster cl;
 static char certs[256]; /* <tmp>/cluster (CA + replicas 1-4), <tmp>/other (another CA + 4) */
 static bool skipped;
 
-static const char extra[] = "plugins:\n"
+static const char extra[] = "storage:\n"
+                            "  snapshot_threshold: 256\n"
+                            "  snapshot_trailing: 16\n"
+                            "plugins:\n"
                             "  instances:\n"
                             "    - {name: heartbeat, required: true}\n"
                             "    - {name: log}\n";
@@ -343,6 +347,41 @@ static void test_mtls_cluster_replicates_and_survives_leader_kill(void **state)
     expect_on_members("t-19", rdt_ms(10000));
     expect_on_members("t-after-kill", rdt_ms(10000));
     expect_on_members("t-after-restart", rdt_ms(10000));
+}
+
+/* A wiped follower is brought back over TLS by a snapshot install (one large
+ * message: the pump's reads and writes span many buffers) and the entries
+ * after it. */
+static void test_wiped_follower_catches_up_over_tls(void **state)
+{
+    (void)state;
+    if (skipped)
+        skip();
+    int L = rdt_cluster_leader(&cl, 5000);
+    assert_true(L >= 0);
+    int F = (L + 1) % cl.n;
+    struct rdt_proc *p = &cl.procs[F];
+    assert_int_equal(rdt_proc_kill9(p), 0);
+    first = L;
+    char id[64];
+    for (int k = 0; k < 1000; k++) {
+        /* Long ids: a state of some 100 KiB to ship. */
+        snprintf(id, sizeof id, "catch-up-agent-with-a-long-name-%04d", k);
+        assert_true(register_agent(id, 5000));
+    }
+    assert_int_equal(rdt_rmtree(p->data_dir), 0);
+    assert_int_equal(mkdir(p->data_dir, 0700), 0);
+    assert_int_equal(rdt_proc_restart(p), 0);
+    assert_int_equal(rdt_wait_ready(p, rdt_ms(20000)), 0);
+    assert_true(register_agent("after-catch-up", 5000));
+    for (int k = 0; k < 1000; k += 111) {
+        char path[128];
+        snprintf(path, sizeof path, "/api/v1/nodes/catch-up-agent-with-a-long-name-%04d?stale=true",
+                 k);
+        assert_int_equal(get_status(p, path), 200);
+    }
+    expect_on_members("after-catch-up", rdt_ms(10000));
+    assert_true(log_has_line(p, "event=snapshot_restored", NULL, 1000));
 }
 
 /* Replica 4 with a certificate of another CA; replica 5 without TLS. */
@@ -657,6 +696,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mtls_cluster_replicates_and_survives_leader_kill,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wiped_follower_catches_up_over_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_intruders_refused_cluster_serves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_handshake_gets_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_clients_without_the_right_certificate, setup,
