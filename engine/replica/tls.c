@@ -298,6 +298,11 @@ static void link_fail(struct link *l, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
+    /* A certificate's subject or a claimed address may hold anything: keep
+     * the log line one line of key=value. */
+    for (char *c = why; *c; c++)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
+            *c = '?';
     if (l->state == L_TLS || l->state == L_PREAMBLE)
         log_refused(l, why);
     else if (l->state == L_PUMP)
@@ -527,6 +532,9 @@ static int check_identity(struct link *l)
     }
     char subject[256];
     X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+    for (char *c = subject; *c; c++)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
+            *c = '?';
     bool ok = !l->t->cfg->cluster.tls.check_replica_id || names_replica(cert, l->id);
     X509_free(cert);
     if (!ok) {
