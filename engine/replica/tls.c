@@ -28,9 +28,10 @@
  */
 enum link_state { L_CONNECTING, L_TLS, L_PREAMBLE, L_PUMP, L_CLOSING };
 
-#define HANDSHAKE_TIMEOUT_MS 10000             /* connect + TLS + libraft's handshake */
+#define HANDSHAKE_TIMEOUT_MS 5000              /* connect + TLS + libraft's handshake */
 #define CLOSE_TIMEOUT_MS     2000              /* flushing what is queued at a close */
-#define MAX_HANDSHAKES       64                /* inbound connections not yet handed to raft */
+#define MAX_HANDSHAKES       256               /* inbound connections not yet handed to raft */
+#define MAX_HANDSHAKES_HOST  16                /* ... of them from one address */
 #define HIGH_WATER           ((size_t)4 << 20) /* queued to one side: stop reading the other */
 #define LOW_WATER            ((size_t)1 << 20)
 #define PREAMBLE_LEN         24   /* libraft: protocol, server id, address length (u64 LE) */
@@ -154,6 +155,13 @@ static void peer_name(uv_tcp_t *tcp, char *out, size_t cap)
         port = ntohs(a->sin6_port);
     }
     snprintf(out, cap, "%s:%u", ip, port);
+}
+
+/* "IP:port" strings of one IP. */
+static bool same_host(const char *a, const char *b)
+{
+    const char *ca = strrchr(a, ':'), *cb = strrchr(b, ':');
+    return ca != NULL && cb != NULL && ca - a == cb - b && memcmp(a, b, (size_t)(ca - a)) == 0;
 }
 
 /* A refused peer, with a bound on the lines a flood of attempts can write. */
@@ -804,6 +812,14 @@ static void on_accept(uv_stream_t *server, int status)
     peer_name(&l->tcp, l->peer, sizeof(l->peer));
     if (t->n_handshakes >= MAX_HANDSHAKES || t->closing) {
         link_fail(l, "%u TLS handshakes already in progress", t->n_handshakes);
+        return;
+    }
+    /* One address cannot take every slot: replicas elsewhere still get in. */
+    unsigned same = 0;
+    for (struct link *o = t->links; o != NULL; o = o->next)
+        same += o->counted && same_host(o->peer, l->peer);
+    if (same >= MAX_HANDSHAKES_HOST) {
+        link_fail(l, "%u TLS handshakes already in progress from this address", same);
         return;
     }
     l->counted = true;
