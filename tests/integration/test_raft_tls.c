@@ -4,6 +4,9 @@
  * deploy/make-certs.sh:
  * - three replicas with certificates from one CA elect a leader, replicate
  *   writes and survive kill -9 of the leader;
+ * - a fourth with a certificate of the cluster CA joins (--join, added and
+ *   promoted) and gets the log; a fifth with another CA's is refused by the
+ *   leader that dials it and gets nothing;
  * - a wiped follower catches up over TLS by a snapshot install;
  * - a fourth replica with a certificate from another CA, and a fifth with
  *   no TLS at all, are refused by every member (a peer_refused line naming
@@ -384,6 +387,83 @@ static void test_wiped_follower_catches_up_over_tls(void **state)
     assert_true(log_has_line(p, "event=snapshot_restored", NULL, 1000));
 }
 
+/* Membership over TLS: replica 4 with a certificate of the cluster CA joins
+ * (--join, then added and promoted on the leader) and gets the log; replica
+ * 5 with another CA's certificate, added the same way, is refused by the
+ * leader when it dials it and never gets anything. */
+static void test_join_needs_a_cluster_certificate(void **state)
+{
+    (void)state;
+    if (skipped)
+        skip();
+    int L = rdt_cluster_leader(&cl, 5000);
+    assert_true(L >= 0);
+    first = L;
+    assert_true(register_agent("before-join", 5000));
+    struct rdt_proc *p4 = &cl.procs[3], *p5 = &cl.procs[4];
+    memset(p4, 0, sizeof *p4);
+    memset(p5, 0, sizeof *p5);
+    char ca[400];
+    for (int k = 0; k < 2; k++) {
+        struct rdt_proc *p = k == 0 ? p4 : p5;
+        assert_int_equal(rdt_proc_prepare(p), 0);
+        snprintf(p->cluster_yaml, sizeof p->cluster_yaml, "  replica_id: %d\n  join: true\n%s",
+                 4 + k, tls_yaml);
+        if (k == 0) {
+            snprintf(ca, sizeof ca, "%s/cluster/ca.crt", certs);
+            assert_int_equal(put_certs(p, ca, "cluster", 4), 0);
+        } else {
+            /* Its certificate (the other CA's) names replica-4, not 5: the
+             * id check off so that it starts; the leader refuses its CA. */
+            snprintf(p->cluster_yaml, sizeof p->cluster_yaml,
+                     "  replica_id: 5\n  join: true\n"
+                     "  tls: {ca: ca.crt, cert: replica.crt, key: replica.key, "
+                     "check_replica_id: false}\n");
+            snprintf(ca, sizeof ca, "%s/other/both.crt", certs);
+            assert_int_equal(put_certs(p, ca, "other", 4), 0);
+        }
+        assert_int_equal(rdt_proc_start(p, extra), 0);
+    }
+    cl.n = 5; /* the teardown stops them too */
+    struct rdt_resp r = {0};
+    char body[256];
+    for (int id = 4; id <= 5; id++) {
+        struct rdt_proc *p = id == 4 ? p4 : p5;
+        snprintf(body, sizeof body,
+                 "{\"id\":%d,\"role\":\"standby\",\"address\":\"127.0.0.1:%u\",\"api_url\":\"%s\"}",
+                 id, (unsigned)p->raft_port, p->base_url);
+        assert_int_equal(
+            rdt_cluster_request(&cl, &first, "POST", "/api/v1/cluster/replicas", body, 10000, &r),
+            0);
+        if (r.status != 201)
+            fail_msg("adding replica %d: %ld %s", id, r.status, r.body ? r.body : "");
+        rdt_resp_free(&r);
+        if (id == 4) {
+            assert_int_equal(rdt_cluster_request(&cl, &first, "POST", "/api/v1/cluster/replicas",
+                                                 "{\"id\":4,\"role\":\"voter\"}", 10000, &r),
+                             0);
+            assert_int_equal(r.status, 200);
+            rdt_resp_free(&r);
+        }
+    }
+    assert_true(register_agent("after-join", 5000));
+    /* Replica 4 has the whole log; replica 5 nothing. */
+    int64_t deadline = rdt_now_ms() + rdt_ms(10000);
+    while (get_status(p4, "/api/v1/nodes/after-join?stale=true") != 200) {
+        assert_true(rdt_now_ms() < deadline);
+        rdt_sleep_ms(20);
+    }
+    assert_int_equal(get_status(p4, "/api/v1/nodes/before-join?stale=true"), 200);
+    L = rdt_cluster_leader(&cl, 5000);
+    assert_true(L >= 0 && L < 3);
+    if (!log_has_line(&cl.procs[L], "direction=out", "id=5 reason=\"peer certificate rejected",
+                      rdt_ms(5000)))
+        fail_msg("the leader did not refuse replica 5's certificate");
+    assert_int_equal(get_status(p5, "/api/v1/nodes/before-join?stale=true"), 404);
+    assert_int_equal(get_status(p5, "/api/v1/nodes/after-join?stale=true"), 404);
+    p5->errors_expected = true; /* it never hears from a leader */
+}
+
 /* Replica 4 with a certificate of another CA; replica 5 without TLS. */
 static void test_intruders_refused_cluster_serves(void **state)
 {
@@ -749,6 +829,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mtls_cluster_replicates_and_survives_leader_kill,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_wiped_follower_catches_up_over_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_join_needs_a_cluster_certificate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_intruders_refused_cluster_serves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_handshake_gets_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_connections_from_one_host_are_capped, setup,
