@@ -203,6 +203,14 @@ static const struct cfg_field cfg_peer[] = {
      .size = sizeof(((struct rd_cfg_peer *)0)->api_url)},
 };
 
+static const struct cfg_field cfg_cluster_tls[] = {
+    CFG_T("ca", CFG_PATH, cluster.tls.ca, RD_CFG_CLUSTER_TLS_CA),
+    CFG_T("cert", CFG_PATH, cluster.tls.cert, RD_CFG_CLUSTER_TLS_CERT),
+    CFG_T("key", CFG_PATH, cluster.tls.key, RD_CFG_CLUSTER_TLS_KEY),
+    CFG_F("insecure_plaintext", CFG_BOOL, cluster.tls.insecure_plaintext),
+    CFG_F("check_replica_id", CFG_BOOL, cluster.tls.check_replica_id),
+};
+
 static const struct cfg_field cfg_cluster[] = {
     CFG_F("node_id", CFG_STRING, cluster.node_id),
     CFG_U("replica_id", cluster.replica_id, 1, UINT64_MAX),
@@ -221,6 +229,7 @@ static const struct cfg_field cfg_cluster[] = {
      .n_children = RD_ARRAY_SIZE(cfg_peer),
      .elem_size = sizeof(struct rd_cfg_peer),
      .noun = "peers"},
+    CFG_SECT("tls", cfg_cluster_tls),
 };
 
 static int cfg_finish_instance(struct cfg_loader *ld, char *elems, size_t i,
@@ -467,6 +476,25 @@ static bool cfg_hostname_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || cfg_is_digit(c) || c == '.' ||
            c == '-' || c == '_';
+}
+
+bool rd_config_host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (host == NULL)
+        return false;
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+bool rd_config_cluster_tls(const struct rd_config *cfg)
+{
+    return cfg->cluster.tls.ca[0] != '\0' && cfg->cluster.tls.cert[0] != '\0' &&
+           cfg->cluster.tls.key[0] != '\0';
 }
 
 int rd_config_parse_hostport(const char *s, char host[RD_CFG_STR], uint16_t *port)
@@ -1458,6 +1486,42 @@ int rd_config_load_file(struct rd_config *cfg, const char *path, char err[RD_CFG
     return rc;
 }
 
+/* ---- cluster.tls ------------------------------------------------------------ */
+
+/*
+ * All of ca, cert and key, or none. None on a raft address other than
+ * loopback: refused unless insecure_plaintext says so (docs/security.md).
+ */
+static int cfg_check_cluster_tls(const struct rd_config *cfg, const char *raft_host,
+                                 char err[RD_CFG_ERRLEN])
+{
+    const struct {
+        const char *key;
+        const char *value;
+    } paths[] = {{"cluster.tls.ca", cfg->cluster.tls.ca},
+                 {"cluster.tls.cert", cfg->cluster.tls.cert},
+                 {"cluster.tls.key", cfg->cluster.tls.key}};
+    unsigned set = 0;
+    for (size_t i = 0; i < RD_ARRAY_SIZE(paths); i++)
+        set += paths[i].value[0] != '\0';
+    if (set > 0 && set < RD_ARRAY_SIZE(paths))
+        for (size_t i = 0; i < RD_ARRAY_SIZE(paths); i++)
+            if (paths[i].value[0] == '\0')
+                return cfg_errf(err, RD_ECONFIG,
+                                "%s: expected a PEM file (mutual TLS between replicas needs "
+                                "cluster.tls.ca, cluster.tls.cert and cluster.tls.key), got ''",
+                                paths[i].key);
+    if (set == 0 && !cfg->cluster.tls.insecure_plaintext && !rd_config_host_is_loopback(raft_host))
+        return cfg_errf(err, RD_ECONFIG,
+                        "cluster.raft_address: '%s' is not a loopback address and cluster.tls is "
+                        "not set: any host that reaches this port could join, vote and read the "
+                        "log. Set cluster.tls.ca, cluster.tls.cert and cluster.tls.key "
+                        "(deploy/make-certs.sh makes them; docs/security.md), or "
+                        "cluster.tls.insecure_plaintext: true on a network you trust",
+                        cfg->cluster.raft_address);
+    return 0;
+}
+
 /* ---- where a setting came from ------------------------------------------ */
 
 static const struct {
@@ -1473,6 +1537,9 @@ static const struct {
     [RD_CFG_POLICIES_DIR] = {"policies.dir", "--policies-dir"},
     [RD_CFG_BACKUP_TARGETS] = {"fault_tolerance.backup.targets", NULL},
     [RD_CFG_ARCHIVE_TARGET] = {"fault_tolerance.backup.archive.target", NULL},
+    [RD_CFG_CLUSTER_TLS_CA] = {"cluster.tls.ca", NULL},
+    [RD_CFG_CLUSTER_TLS_CERT] = {"cluster.tls.cert", NULL},
+    [RD_CFG_CLUSTER_TLS_KEY] = {"cluster.tls.key", NULL},
 };
 
 const char *rd_config_origin(const struct rd_config *cfg, enum rd_cfg_setting s, char *buf,
@@ -1530,6 +1597,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->cluster.election_timeout_ms = 300;
     cfg->cluster.heartbeat_timeout_ms = 50;
     cfg->cluster.pre_vote = true;
+    cfg->cluster.tls.check_replica_id = true;
     cfg->cluster.max_inflight = 256;
     cfg->cluster.n_peers = 0;
 
@@ -1822,6 +1890,9 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
         return cfg_errf(err, RD_ECONFIG, "cluster.max_inflight: expected at least 1, got '%u'",
                         cfg->cluster.max_inflight);
     int rc = cfg_check_peers(cfg, err);
+    if (rc != 0)
+        return rc;
+    rc = cfg_check_cluster_tls(cfg, host, err);
     if (rc != 0)
         return rc;
     rc = cfg_check_plugins(cfg, err);

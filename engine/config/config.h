@@ -68,17 +68,20 @@ struct rd_cfg_cert_map {
  * RD_CFG_FROM_FLAG when a command-line flag did (main.c sets that).
  */
 enum rd_cfg_setting {
-    RD_CFG_SERVER_LISTEN,  /* server.listen, --listen */
-    RD_CFG_TLS_CERT,       /* server.tls.cert */
-    RD_CFG_TLS_KEY,        /* server.tls.key */
-    RD_CFG_DATA_DIR,       /* storage.data_dir, --data-dir */
-    RD_CFG_RAFT_ADDRESS,   /* cluster.raft_address, --raft-address */
-    RD_CFG_PLUGINS_DIR,    /* plugins.dir, --plugins-dir */
-    RD_CFG_POLICIES_DIR,   /* policies.dir, --policies-dir */
-    RD_CFG_BACKUP_TARGETS, /* fault_tolerance.backup.targets (0: not given, every backup
-                              instance is a target) */
-    RD_CFG_ARCHIVE_TARGET, /* fault_tolerance.backup.archive.target (0: not given, the
-                              first target) */
+    RD_CFG_SERVER_LISTEN,    /* server.listen, --listen */
+    RD_CFG_TLS_CERT,         /* server.tls.cert */
+    RD_CFG_TLS_KEY,          /* server.tls.key */
+    RD_CFG_DATA_DIR,         /* storage.data_dir, --data-dir */
+    RD_CFG_RAFT_ADDRESS,     /* cluster.raft_address, --raft-address */
+    RD_CFG_PLUGINS_DIR,      /* plugins.dir, --plugins-dir */
+    RD_CFG_POLICIES_DIR,     /* policies.dir, --policies-dir */
+    RD_CFG_BACKUP_TARGETS,   /* fault_tolerance.backup.targets (0: not given, every backup
+                                instance is a target) */
+    RD_CFG_ARCHIVE_TARGET,   /* fault_tolerance.backup.archive.target (0: not given, the
+                                first target) */
+    RD_CFG_CLUSTER_TLS_CA,   /* cluster.tls.ca */
+    RD_CFG_CLUSTER_TLS_CERT, /* cluster.tls.cert */
+    RD_CFG_CLUSTER_TLS_KEY,  /* cluster.tls.key */
     RD_CFG_N_SETTINGS
 };
 #define RD_CFG_FROM_FLAG (-1)
@@ -138,6 +141,21 @@ struct rd_config {
                                           voters, over whatever the log says (raft_recover) */
         unsigned n_peers;              /* cluster.peers: initial voters (empty = just this one) */
         struct rd_cfg_peer peers[RD_CFG_MAX_PEERS];
+        /*
+         * cluster.tls: mutual TLS between replicas (docs/security.md). All
+         * three paths set = on; none = plain TCP, allowed only when
+         * raft_address is a loopback address or insecure_plaintext is set.
+         */
+        struct {
+            char ca[RD_CFG_STR];     /* cluster.tls.ca: PEM CA certificate(s) peers must chain to */
+            char cert[RD_CFG_STR];   /* cluster.tls.cert: this replica's PEM certificate chain */
+            char key[RD_CFG_STR];    /* cluster.tls.key: its PEM private key */
+            bool insecure_plaintext; /* cluster.tls.insecure_plaintext: allow plain TCP on a
+                                        non-loopback raft_address, default false */
+            bool check_replica_id;   /* cluster.tls.check_replica_id: a peer's certificate must
+                                        name `replica-<id>` (CN or DNS SAN) for the raft id it
+                                        claims or is dialled as, default true */
+        } tls;
     } cluster;
 
     struct {
@@ -265,6 +283,13 @@ const char *rd_config_origin(const struct rd_config *cfg, enum rd_cfg_setting s,
  * RD_ECONFIG with a message naming the key.
  */
 int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN]);
+
+/* True when `host` (as split by rd_config_parse_hostport) is a loopback
+ * address: 127.0.0.0/8, ::1 or "localhost". No name is resolved. */
+bool rd_config_host_is_loopback(const char *host);
+
+/* True when cluster.tls.ca, cert and key are set (mutual TLS between replicas). */
+bool rd_config_cluster_tls(const struct rd_config *cfg);
 
 /* Parses "HOST:PORT" ("[::1]:8080" too) for --listen. 0 or RD_EINVAL. */
 int rd_config_parse_hostport(const char *s, char host[RD_CFG_STR], uint16_t *port);

@@ -682,10 +682,14 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     }
     rv = rd_replica_listen(&eng->replica, loop, &eng->cfg);
     if (rv != 0) {
-        rd_config_origin(&eng->cfg, RD_CFG_RAFT_ADDRESS, origin, sizeof(origin));
+        /* A cluster.tls error names its key and file already. */
+        origin[0] = '\0';
+        if (rv != RD_ECONFIG)
+            rd_config_origin(&eng->cfg, RD_CFG_RAFT_ADDRESS, origin, sizeof(origin));
         RD_ERROR("engine", "raft_failed", "error=%s detail=\"%s\" origin=\"%s\"", rd_err_name(rv),
                  eng->replica.errmsg, origin);
-        fprintf(stderr, "recoveryd: %s (%s)\n", eng->replica.errmsg, origin);
+        fprintf(stderr, "recoveryd: %s%s%s%s\n", eng->replica.errmsg, origin[0] ? " (" : "", origin,
+                origin[0] ? ")" : "");
         abort_start(eng);
         goto out;
     }

@@ -38,6 +38,7 @@ struct rd_replica {
     int lock_fd;         /* its descriptor while held (locked) */
     bool locked;
     bool transport_inited;         /* raft_uv_tcp_init succeeded: raft_uv_tcp_close is needed */
+    bool tls;                      /* the transport is mutual TLS (tls.h), not libraft's TCP */
     bool listening;                /* the transport listens on cluster.raft_address */
     raft_uv_accept_cb raft_accept; /* libraft's accept callback, once raft started */
     bool inited;                   /* raft_init succeeded: raft_close is needed */

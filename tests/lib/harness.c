@@ -608,11 +608,17 @@ static int write_config(const struct rdt_proc *p)
             "# Written by the integration test harness (tests/lib/harness.c).\n"
             "cluster:\n"
             "  raft_address: %s:%u\n"
-            "%s"
+            "%s%s"
             "logging:\n"
             "  level: debug\n"
             "%s%s%s",
-            proc_host(p), (unsigned)p->raft_port, p->cluster_yaml, p->extra_yaml,
+            proc_host(p), (unsigned)p->raft_port,
+            /* A replica in a namespace has a non-loopback raft address: plain
+             * TCP there needs the explicit setting (docs/security.md). */
+            p->netns[0] && !strstr(p->cluster_yaml, "  tls:")
+                ? "  tls: {insecure_plaintext: true}\n"
+                : "",
+            p->cluster_yaml, p->extra_yaml,
             extra_len && p->extra_yaml[extra_len - 1] != '\n' ? "\n" : "",
             !loopback && !has_security ? "security:\n  allow_unauthenticated: true\n" : "");
     if (ferror(f) | fclose(f)) {
@@ -1227,9 +1233,11 @@ static int cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
     if (n < 1 || n > RDT_MAX_REPLICAS)
         return -1;
     const char *binary = c->binary;
+    int (*prepare)(struct rdt_proc *, int) = c->prepare;
     memset(c, 0, sizeof(*c));
     c->n = n;
     c->binary = binary;
+    c->prepare = prepare;
     for (int i = 0; i < n; i++) {
         if (binary)
             snprintf(c->procs[i].binary, sizeof c->procs[i].binary, "%s", binary);
@@ -1264,6 +1272,9 @@ static int cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,
         if (off >= sizeof p->cluster_yaml)
             return -1;
     }
+    for (int i = 0; i < n; i++)
+        if (prepare != NULL && prepare(&c->procs[i], i) != 0)
+            return -1;
     for (int i = 0; i < n; i++)
         if (rdt_proc_start(&c->procs[i], extra_yaml) != 0)
             return -1;

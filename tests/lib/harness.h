@@ -258,6 +258,10 @@ struct rdt_cluster {
     int n;
     struct rdt_proc procs[RDT_MAX_REPLICAS];
     const char *binary; /* set before the start: every replica runs it (rdt_proc.binary) */
+    /* Set before the start (or NULL): called for each replica once its
+     * directory exists and before any starts, e.g. to put its certificates
+     * there. 0, or -1 to fail the start. */
+    int (*prepare)(struct rdt_proc *p, int i);
 };
 
 int rdt_cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,

@@ -291,6 +291,9 @@ static void test_deploy_file(void **state)
         {RD_CFG_RAFT_ADDRESS, "  raft_address:"},
         {RD_CFG_PLUGINS_DIR, "  dir: ../build"},
         {RD_CFG_POLICIES_DIR, "  dir: ../policies"},
+        {RD_CFG_CLUSTER_TLS_CA, "    ca: \"\"  "},
+        {RD_CFG_CLUSTER_TLS_CERT, "    cert: \"\"                  # this replica's"},
+        {RD_CFG_CLUSTER_TLS_KEY, "    key: \"\"                   # its PEM"},
     };
     for (size_t i = 0; i < sizeof(origins) / sizeof(origins[0]); i++) {
         const char *hit = strstr(text, origins[i].needle);
@@ -1843,6 +1846,61 @@ static void test_validate_peers(void **state)
     expect_valid_error(&c, "server.max_body: expected a size from 1KiB to 1GiB, got '2GiB'");
 }
 
+/* cluster.tls: all three paths or none; plain TCP only on loopback unless
+ * insecure_plaintext says so. */
+static void test_validate_cluster_tls(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+
+    rd_config_defaults(&c);
+    assert_false(rd_config_cluster_tls(&c));
+    assert_true(c.cluster.tls.check_replica_id);
+    assert_false(c.cluster.tls.insecure_plaintext);
+    const char *loopback[] = {"127.0.0.1:7080", "127.9.8.7:7080", "localhost:7080", "[::1]:7080"};
+    for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+        snprintf(c.cluster.raft_address, sizeof(c.cluster.raft_address), "%s", loopback[i]);
+        assert_int_equal(rd_config_validate(&c, err), 0);
+    }
+    const char *other[] = {"0.0.0.0:7080", "10.0.0.2:7080", "128.0.0.1:7080",
+                           "rd-0.recoveryd-raft:7080", "[::]:7080"};
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        snprintf(c.cluster.raft_address, sizeof(c.cluster.raft_address), "%s", other[i]);
+        assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+        char want[128];
+        snprintf(want, sizeof(want), "cluster.raft_address: '%s' is not a loopback address",
+                 other[i]);
+        if (strstr(err, want) == NULL || strstr(err, "cluster.tls.insecure_plaintext") == NULL)
+            fail_msg("%s: %s", other[i], err);
+    }
+    c.cluster.tls.insecure_plaintext = true;
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    c.cluster.tls.insecure_plaintext = false;
+    snprintf(c.cluster.tls.ca, sizeof(c.cluster.tls.ca), "ca.crt");
+    expect_valid_error(&c, "cluster.tls.cert: expected a PEM file (mutual TLS between replicas "
+                           "needs cluster.tls.ca, cluster.tls.cert and cluster.tls.key), got ''");
+    snprintf(c.cluster.tls.cert, sizeof(c.cluster.tls.cert), "r.crt");
+    expect_valid_error(&c, "cluster.tls.key: expected a PEM file (mutual TLS between replicas "
+                           "needs cluster.tls.ca, cluster.tls.cert and cluster.tls.key), got ''");
+    snprintf(c.cluster.tls.key, sizeof(c.cluster.tls.key), "r.key");
+    assert_true(rd_config_cluster_tls(&c));
+    assert_int_equal(rd_config_validate(&c, err), 0); /* TLS on a public address: fine */
+
+    /* From a file: the paths resolve against its directory, like every path. */
+    assert_int_equal(load(&c,
+                          "cluster:\n  raft_address: 10.0.0.2:7080\n"
+                          "  tls: {ca: ca.crt, cert: /abs/r.crt, key: r.key, "
+                          "check_replica_id: false}\n",
+                          err),
+                     0);
+    assert_string_equal(c.cluster.tls.cert, "/abs/r.crt");
+    assert_false(c.cluster.tls.check_replica_id);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    assert_int_equal(load(&c, "cluster:\n  tls: {insecure_plaintext: maybe}\n", err), RD_ECONFIG);
+    assert_non_null(strstr(err, "cluster.tls.insecure_plaintext"));
+}
+
 static void test_lease(void **state)
 {
     (void)state;
@@ -2205,6 +2263,7 @@ int main(void)
         cmocka_unit_test(test_validate_new_keys),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_validate_peers),
+        cmocka_unit_test(test_validate_cluster_tls),
         cmocka_unit_test(test_lease),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_percent),
