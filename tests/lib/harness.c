@@ -613,9 +613,10 @@ static int write_config(const struct rdt_proc *p)
             "  level: debug\n"
             "%s%s%s",
             proc_host(p), (unsigned)p->raft_port,
-            /* A replica in a namespace has a non-loopback raft address: plain
-             * TCP there needs the explicit setting (docs/security.md). */
-            p->netns[0] && !strstr(p->cluster_yaml, "  tls:")
+            /* A replica in a namespace (or on 0.0.0.0) has a non-loopback
+             * raft address: plain TCP there needs the explicit setting
+             * (docs/security.md). */
+            (p->netns[0] || !loopback) && !strstr(p->cluster_yaml, "  tls:")
                 ? "  tls: {insecure_plaintext: true}\n"
                 : "",
             p->cluster_yaml, p->extra_yaml,
