@@ -193,6 +193,15 @@ struct rd_config {
             uint64_t window_ms;    /* default 10m */
         } poison;
     } fault_tolerance;
+
+    struct {
+        /* The audit trail's retention (docs/security.md): the leader stamps
+         * it into each record's command, every replica prunes alike. */
+        struct {
+            unsigned max_records; /* security.audit.max_records, 1-10000000, default 100000 */
+            uint64_t max_age_ms;  /* security.audit.max_age, 1m to 10 years, default 30d */
+        } audit;
+    } security;
 };
 
 /* Fills `cfg` with the built-in defaults (fast detection; see docs/configuration.md). */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "metrics/metrics.h"
+#include "principal.h"
 
 struct rd_analysis;
 struct rd_backups;
@@ -101,7 +102,8 @@ struct rd_http_env {
     X(BACKUP_TRIGGER, "POST", "/api/v1/backup/trigger", "backup_trigger")                          \
     X(BACKUPS_LIST, "GET", "/api/v1/backups", "backups_list")                                      \
     X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get")                                        \
-    X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify")
+    X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify")                          \
+    X(AUDIT_LIST, "GET", "/api/v1/audit", "audit_list")
 
 enum rd_route {
 #define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,
@@ -122,6 +124,13 @@ struct rd_http_req {
     uint64_t t0;
     h2o_iovec_t params[RD_HTTP_MAX_PARAMS]; /* decoded path segments, on req->pool */
     h2o_iovec_t query;                      /* raw query string without '?' */
+    /* The audit trail (issue 12): true once this request's record is
+     * proposed (with its change, or alone at the answer); the error code of
+     * the answer; what it acted on (the path's id, or what a handler sets). */
+    bool audited;
+    char audit_error[32];
+    char audit_target[128];
+    struct rd_principal who;
 };
 
 struct rd_http {
@@ -136,6 +145,8 @@ struct rd_http {
     size_t max_body;
     uint64_t pending; /* answers waiting for a commit */
     uint64_t requests[RD_ROUTE_COUNT][RD_STATUS_SLOTS];
+    uint64_t audit_proposed; /* records proposed alone (denials, failures, no-log actions) */
+    uint64_t audit_dropped;  /* records that could not be proposed (not the leader, ...) */
     struct rd_hist latency[RD_ROUTE_COUNT];
     char errmsg[256];
 };
@@ -210,6 +221,17 @@ static inline bool rd_http_pending_alive(const struct rd_http_pending *p)
 void rd_http_pending_done(struct rd_http_pending *p);
 
 /* ---- request helpers --------------------------------------------------- */
+
+struct rd_cmd_audit;
+/* Whether a route's requests are audited one by one: every route that
+ * changes something except heartbeats and checkpoint writes (counted in
+ * recoveryd_http_requests_total instead). Denials (401, 403) of any route
+ * are audited too. */
+bool rd_http_route_audited(int route);
+/* Fills `a` with the audit part of `hr`: its principal, the route, `target`
+ * and the success `status` (strings borrowed from `hr`). */
+void rd_http_audit_part(const struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,
+                        int status);
 
 struct rd_task;
 struct rd_checkpoint;

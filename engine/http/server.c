@@ -1,3 +1,5 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +122,89 @@ static const char *reason_phrase(int status)
     }
 }
 
+/* ---- the audit trail ----------------------------------------------------- */
+
+bool rd_http_route_audited(int route)
+{
+    if (route < 0 || route >= (int)RD_ARRAY_SIZE(routes))
+        return false;
+    if (route == RD_ROUTE_NODE_HEARTBEAT || route == RD_ROUTE_TASK_CHECKPOINT_PUT)
+        return false;
+    return strcmp(routes[route].method, "GET") != 0;
+}
+
+/* The status a route answers when its change applied. */
+static int success_status(int route)
+{
+    switch (route) {
+    case RD_ROUTE_NODES_REGISTER:
+    case RD_ROUTE_TASKS_SUBMIT:
+        return 201;
+    case RD_ROUTE_RECOVERY_TRIGGER:
+    case RD_ROUTE_BACKUP_TRIGGER:
+    case RD_ROUTE_CONSISTENCY_CHECK:
+        return 202;
+    default:
+        return 200;
+    }
+}
+
+void rd_http_audit_part(const struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,
+                        int status)
+{
+    size_t tlen = strlen(target);
+    *a = (struct rd_cmd_audit){
+        .present = 1,
+        .principal = RD_STR(hr->who.id[0] ? hr->who.id : "anonymous"),
+        .role = (uint8_t)hr->who.role,
+        .source = RD_STR(hr->who.source),
+        .method = RD_STR(routes[hr->route].method),
+        .action = RD_STR(routes[hr->route].name),
+        .target = {target, (uint32_t)(tlen > RD_AUDIT_TARGET_MAX ? RD_AUDIT_TARGET_MAX : tlen)},
+        .status = (uint16_t)status,
+        .error = RD_STR(hr->audit_error),
+        .request_id = RD_STR(hr->who.request_id),
+        .cause = RD_STR(""),
+    };
+}
+
+static void audit_noted(void *data, int status, uint64_t value)
+{
+    (void)data;
+    (void)status;
+    (void)value;
+}
+
+/*
+ * At the answer: a request whose record did not go with a change (a denial,
+ * a failure, an answer with nothing to change, an action that is no log
+ * command) is recorded alone. Redirects and answers that say this replica
+ * cannot write are not: the leader records the request it serves.
+ */
+static void audit_answer(struct rd_http_req *hr, int status)
+{
+    if (hr->audited || hr->route >= (int)RD_ARRAY_SIZE(routes))
+        return;
+    if (!rd_http_route_audited(hr->route) && status != 401 && status != 403)
+        return;
+    hr->audited = true;
+    if (status == 307 || status == 503 || status == 507)
+        return;
+    struct rd_http *http = hr->env->http;
+    struct rd_cmd cmd = {.type = RD_CMD_AUDIT};
+    rd_http_audit_part(hr, &cmd.audit, hr->audit_target, status);
+    if (!rd_replica_is_leader(hr->env->replica) ||
+        rd_replica_propose(hr->env->replica, &cmd, audit_noted, NULL) != 0) {
+        http->audit_dropped++;
+        RD_WARN("http", "audit_dropped",
+                "route=%s status=%d request_id=%s detail=\"this replica could not propose the "
+                "request's audit record\"",
+                routes[hr->route].name, status, hr->who.request_id);
+        return;
+    }
+    http->audit_proposed++;
+}
+
 /* ---- answering --------------------------------------------------------- */
 
 void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, const char *body,
@@ -129,8 +214,12 @@ void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, con
     struct rd_http *http = hr->env->http;
     http->requests[hr->route][status_slot(status)]++;
     rd_hist_observe(&http->latency[hr->route], (double)(rd_mono_ns() - hr->t0) / 1e9);
+    audit_answer(hr, status);
     if (req == NULL)
         return;
+    if (hr->who.request_id[0] != '\0')
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
+                              hr->who.request_id, strlen(hr->who.request_id));
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
@@ -164,6 +253,7 @@ static void send_error_v(struct rd_http_req *hr, int status, const char *code, j
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    snprintf(hr->audit_error, sizeof(hr->audit_error), "%s", code);
     json_t *err = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", code, "message", msg, "details",
                             details ? details : json_object());
     if (hr->req != NULL && (status == 503 || status == 429))
@@ -293,6 +383,10 @@ struct rd_http_pending *rd_http_defer(struct rd_http_req *hr)
     p->hr = *hr;
     p->guard = h2o_mem_alloc_shared(&hr->req->pool, sizeof(*p->guard), guard_dispose);
     p->guard->p = p;
+    /* A change the handler proposes from here on is the pending's. */
+    struct rd_replica *r = hr->env->replica;
+    if (r != NULL && r->audit_ambient_used == &hr->audited)
+        r->audit_ambient_used = &p->hr.audited;
     hr->env->http->pending++;
     return p;
 }
@@ -322,7 +416,14 @@ void rd_http_propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const cha
     size_t n = key_len < sizeof(p->key) - 1 ? key_len : sizeof(p->key) - 1;
     memcpy(p->key, key, n);
     p->key[n] = '\0';
-    int rv = rd_replica_propose(env->replica, cmd, done, p);
+    /* The change and its audit record commit together (one command). */
+    struct rd_cmd c = *cmd;
+    bool audit = rd_http_route_audited(hr->route) && !p->hr.audited && !c.audit.present;
+    if (audit)
+        rd_http_audit_part(&p->hr, &c.audit, p->key, success_status(hr->route));
+    int rv = rd_replica_propose(env->replica, &c, done, p);
+    if (rv == 0 && audit)
+        p->hr.audited = true;
     if (rv != 0) {
         rd_http_send_rd_error(&p->hr, rv, NULL);
         rd_http_pending_done(p);
@@ -541,9 +642,25 @@ static void dispatch(struct rd_http_req *hr)
         return;
     }
     if (!read || rd_replica_voters(env->replica) <= 1) {
-        if (read)
+        if (read) {
             applied_header(hr);
+            routes[route].fn(hr);
+            return;
+        }
+        /* A change a module proposes while the handler runs carries the
+         * request's audit record (replica.h: audit_ambient). */
+        struct rd_cmd_audit part;
+        bool audit = rd_http_route_audited(route);
+        if (audit) {
+            rd_http_audit_part(hr, &part, hr->audit_target, success_status(route));
+            env->replica->audit_ambient = &part;
+            env->replica->audit_ambient_used = &hr->audited;
+        }
         routes[route].fn(hr);
+        if (audit) {
+            env->replica->audit_ambient = NULL;
+            env->replica->audit_ambient_used = NULL;
+        }
         return;
     }
     struct rd_http_pending *p = rd_http_defer(hr);
@@ -560,11 +677,59 @@ static bool method_is(h2o_req_t *req, const char *m)
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
+static bool request_id_ok(const char *s, size_t n)
+{
+    if (n == 0 || n >= sizeof(((struct rd_principal *)0)->request_id))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/*
+ * Who made the request, until authentication (issue 12) fills it: an
+ * anonymous principal, the peer's address, and the client's X-Request-Id
+ * (printable, at most 47 characters) or a generated one.
+ */
+static void fill_principal(struct rd_http_req *hr)
+{
+    h2o_req_t *req = hr->req;
+    struct rd_principal *who = &hr->who;
+    memset(who, 0, sizeof(*who));
+    snprintf(who->id, sizeof(who->id), "anonymous");
+    who->role = RD_ROLE_NONE;
+    struct sockaddr_storage ss;
+    socklen_t sl = req->conn->callbacks->get_peername != NULL
+                       ? req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss)
+                       : 0;
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (sl > 0 && ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+        snprintf(who->source, sizeof(who->source), "%s:%u", ip, ntohs(a->sin_port));
+    } else if (sl > 0 && ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+        snprintf(who->source, sizeof(who->source), "[%s]:%u", ip, ntohs(a->sin6_port));
+    }
+    ssize_t h = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
+    if (h != -1 &&
+        request_id_ok(req->headers.entries[h].value.base, req->headers.entries[h].value.len)) {
+        memcpy(who->request_id, req->headers.entries[h].value.base,
+               req->headers.entries[h].value.len);
+        who->request_id[req->headers.entries[h].value.len] = '\0';
+    } else {
+        rd_uuid_v4(who->request_id);
+    }
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct rd_http *http = *(struct rd_http **)(self + 1);
     struct rd_http_req hr = {
         .req = req, .env = &http->env, .route = RD_ROUTE_NONE, .t0 = rd_mono_ns()};
+    fill_principal(&hr);
     /* Split the raw path (h2o's normalised one has already decoded %2F). */
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     if (req->query_at != SIZE_MAX)
@@ -643,6 +808,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         return 0;
     }
+    if (hr.params[0].base != NULL)
+        snprintf(hr.audit_target, sizeof(hr.audit_target), "%.*s",
+                 (int)(hr.params[0].len < sizeof(hr.audit_target) - 1
+                           ? hr.params[0].len
+                           : sizeof(hr.audit_target) - 1),
+                 hr.params[0].base);
     if (req->entity.len > http->max_body) {
         rd_http_send_error(&hr, 413, "too_large",
                            json_pack("{s:I}", "limit", (json_int_t)http->max_body),

@@ -741,6 +741,27 @@ static void test_error_string_too_long(void **state)
     expect_error("storage:\n  data_dir: \"a\\0b\"\n", 2, "storage.data_dir", "'a\\x00b'");
 }
 
+/* security.audit: the audit trail's retention, defaults and bounds. */
+static void test_security_audit(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    rd_config_defaults(&c);
+    assert_int_equal(c.security.audit.max_records, 100000);
+    assert_int_equal(c.security.audit.max_age_ms, UINT64_C(30) * 24 * 3600 * 1000);
+    assert_int_equal(load(&c, "security:\n  audit:\n    max_records: 500\n    max_age: 2h\n", err),
+                     0);
+    assert_int_equal(c.security.audit.max_records, 500);
+    assert_int_equal(c.security.audit.max_age_ms, 2 * 3600 * 1000);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    expect_error("security:\n  audit:\n    max_records: 0\n", 3, "security.audit.max_records",
+                 NULL);
+    assert_int_equal(load(&c, "security:\n  audit:\n    max_age: 10s\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    check_contains(err, "security.audit.max_age: expected a duration from 1m to 3650d, got '10s'");
+}
+
 static void test_error_unknown_key(void **state)
 {
     (void)state;
@@ -749,7 +770,7 @@ static void test_error_unknown_key(void **state)
                             "shutdown_timeout, tls)");
     expect_exact_error("logging:\n  level: info\ncolour: red\n",
                        NAME ":3: colour: unknown key (expected one of: server, storage, cluster, "
-                            "plugins, policies, logging, fault_tolerance)");
+                            "plugins, policies, logging, fault_tolerance, security)");
     expect_error("fault_tolerance:\n  recovery_strategies:\n    fast_recovery:\n"
                  "      max_tme: 2m\n",
                  4, "fault_tolerance.recovery_strategies.fast_recovery.max_tme", NULL);
@@ -802,7 +823,8 @@ static void test_error_node_kind(void **state)
     char err[RD_CFG_ERRLEN];
     assert_int_equal(load(&c, "hello\n", err), RD_ECONFIG);
     assert_string_equal(err, NAME ":1: expected a mapping with keys server, storage, cluster, "
-                                  "plugins, policies, logging, fault_tolerance, got 'hello'");
+                                  "plugins, policies, logging, fault_tolerance, security, got "
+                                  "'hello'");
 }
 
 static void test_error_peers(void **state)
@@ -2190,6 +2212,7 @@ int main(void)
         cmocka_unit_test(test_error_hostport),
         cmocka_unit_test(test_error_string_too_long),
         cmocka_unit_test(test_error_unknown_key),
+        cmocka_unit_test(test_security_audit),
         cmocka_unit_test(test_error_node_kind),
         cmocka_unit_test(test_error_peers),
         cmocka_unit_test(test_error_duplicate_and_documents),
