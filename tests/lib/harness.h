@@ -176,6 +176,7 @@ struct rdt_resp {
     char allow[128];
     char location[256];
     char applied_index[32];           /* X-Recoveryd-Applied-Index */
+    char request_id[64];              /* X-Request-Id */
     int curl_code;                    /* CURLcode of the transfer */
     char curl_error[CURL_ERROR_SIZE]; /* curl's message when curl_code != 0 */
     size_t body_cap_;
