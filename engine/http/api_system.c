@@ -146,6 +146,11 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "the leader, or its log refused the write).");
     rd_mbuf_printf(&b, "recoveryd_audit_dropped_total %llu\n",
                    (unsigned long long)http->audit_dropped);
+    rd_metric_header(&b, "recoveryd_audit_denials_suppressed_total", "counter",
+                     "Denied requests (401, 403) beyond 100 a second: counted here, not recorded "
+                     "one by one.");
+    rd_mbuf_printf(&b, "recoveryd_audit_denials_suppressed_total %llu\n",
+                   (unsigned long long)http->audit_denials_suppressed);
     rd_metric_header(&b, "recoveryd_audit_unaudited_requests_total", "counter",
                      "Requests counted here instead of audited one by one (heartbeats, "
                      "checkpoint writes), by route.");

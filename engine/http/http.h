@@ -147,6 +147,11 @@ struct rd_http {
     uint64_t requests[RD_ROUTE_COUNT][RD_STATUS_SLOTS];
     uint64_t audit_proposed; /* records proposed alone (denials, failures, no-log actions) */
     uint64_t audit_dropped;  /* records that could not be proposed (not the leader, ...) */
+    /* Denials (401, 403) recorded alone, per second: beyond the budget they
+     * are counted, not written (a flood of bad tokens must not flood the log). */
+    uint64_t audit_denials_second;
+    unsigned audit_denials_in_second;
+    uint64_t audit_denials_suppressed;
     struct rd_hist latency[RD_ROUTE_COUNT];
     char errmsg[256];
 };

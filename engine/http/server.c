@@ -124,6 +124,9 @@ static const char *reason_phrase(int status)
 
 /* ---- the audit trail ----------------------------------------------------- */
 
+/* Denials recorded alone per second, at most (the rest are counted). */
+#define RD_HTTP_AUDIT_DENIALS_PER_SECOND 100
+
 bool rd_http_route_audited(int route)
 {
     if (route < 0 || route >= (int)RD_ARRAY_SIZE(routes))
@@ -191,6 +194,17 @@ static void audit_answer(struct rd_http_req *hr, int status)
     if (status == 307 || status == 503 || status == 507)
         return;
     struct rd_http *http = hr->env->http;
+    if (status == 401 || status == 403) {
+        uint64_t second = rd_mono_ns() / 1000000000ULL;
+        if (second != http->audit_denials_second) {
+            http->audit_denials_second = second;
+            http->audit_denials_in_second = 0;
+        }
+        if (++http->audit_denials_in_second > RD_HTTP_AUDIT_DENIALS_PER_SECOND) {
+            http->audit_denials_suppressed++;
+            return;
+        }
+    }
     struct rd_cmd cmd = {.type = RD_CMD_AUDIT};
     rd_http_audit_part(hr, &cmd.audit, hr->audit_target, status);
     if (!rd_replica_is_leader(hr->env->replica) ||

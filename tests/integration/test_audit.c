@@ -188,6 +188,12 @@ static void test_incident_trail_survives_failover(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(r.request_id, "hb-1");
     rdt_resp_free(&r);
+    /* An X-Request-Id that is too long (or not printable) is replaced. */
+    request("POST", "/api/v1/nodes/agent-17/heartbeat", hb,
+            "0123456789012345678901234567890123456789-too-long", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(strlen(r.request_id), 36);
+    rdt_resp_free(&r);
     request("POST", "/api/v1/nodes", "{\"node_id\":\"agent-18\",\"capacity\":{\"slots\":2}}", NULL,
             &r);
     assert_int_equal(r.status, 201);
