@@ -126,6 +126,7 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
         rd_http_bad_request(hr, "api_url", "api_url must be http://HOST:PORT or https://HOST:PORT");
     } else {
         uint64_t id = (uint64_t)json_integer_value(jid);
+        snprintf(hr->audit_target, sizeof(hr->audit_target), "%llu", (unsigned long long)id);
         const struct raft_server *m = member(env, id);
         struct rd_http_pending *p = NULL;
         int rv;

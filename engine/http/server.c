@@ -410,6 +410,9 @@ void rd_http_pending_done(struct rd_http_pending *p)
     /* If the pool is gone, so is the guard; otherwise unhook it. */
     if (p->hr.req != NULL)
         p->guard->p = NULL;
+    struct rd_replica *r = p->hr.env->replica;
+    if (r != NULL && r->audit_ambient_used == &p->hr.audited)
+        r->audit_ambient_used = NULL; /* a handler that gave up on its pending at once */
     p->hr.env->http->pending--;
     free(p);
 }
@@ -433,8 +436,9 @@ void rd_http_propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const cha
     /* The change and its audit record commit together (one command). */
     struct rd_cmd c = *cmd;
     bool audit = rd_http_route_audited(hr->route) && !p->hr.audited && !c.audit.present;
-    if (audit)
-        rd_http_audit_part(&p->hr, &c.audit, p->key, success_status(hr->route));
+    if (audit) /* the target: what the handler named, else the key */
+        rd_http_audit_part(&p->hr, &c.audit, p->hr.audit_target[0] ? p->hr.audit_target : p->key,
+                           success_status(hr->route));
     int rv = rd_replica_propose(env->replica, &c, done, p);
     if (rv == 0 && audit)
         p->hr.audited = true;
@@ -669,11 +673,13 @@ static void dispatch(struct rd_http_req *hr)
             rd_http_audit_part(hr, &part, hr->audit_target, success_status(route));
             env->replica->audit_ambient = &part;
             env->replica->audit_ambient_used = &hr->audited;
+            env->replica->audit_ambient_target = hr->audit_target;
         }
         routes[route].fn(hr);
         if (audit) {
             env->replica->audit_ambient = NULL;
             env->replica->audit_ambient_used = NULL;
+            env->replica->audit_ambient_target = NULL;
         }
         return;
     }

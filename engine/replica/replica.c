@@ -1025,6 +1025,8 @@ int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit
         /* The request's record goes with the first change it causes, in
          * place of the engine's own part (whose target fills a gap). */
         struct rd_str target = r->audit_ambient->target;
+        if (target.len == 0 && r->audit_ambient_target != NULL && r->audit_ambient_target[0])
+            target = RD_STR(r->audit_ambient_target);
         if (target.len == 0 && c.audit.present)
             target = c.audit.target;
         c.audit = *r->audit_ambient;

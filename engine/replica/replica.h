@@ -57,6 +57,7 @@ struct rd_replica {
      */
     const struct rd_cmd_audit *audit_ambient;
     bool *audit_ambient_used;
+    const char *audit_ambient_target; /* read at the proposal: what the handler named by then */
     /* Told when this replica becomes or stops being the leader. */
     void (*on_role)(void *data, bool leader);
     void *on_role_data;

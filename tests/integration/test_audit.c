@@ -130,7 +130,7 @@ static json_t *next_record(json_t *items, size_t *at, const char *action, const 
     for (size_t i = *at; i < json_array_size(items); i++) {
         json_t *rec = json_array_get(items, i);
         const char *a = str(rec, "action"), *t = str(rec, "target");
-        if (strcmp(a, action) == 0 && t != NULL && strcmp(t, target) == 0) {
+        if (strcmp(a, action) == 0 && strcmp(t ? t : "", target) == 0) { /* null: "" */
             *at = i + 1;
             return rec;
         }
@@ -220,6 +220,17 @@ static void test_incident_trail_survives_failover(void **state)
     char bpath[128];
     snprintf(bpath, sizeof(bpath), "/api/v1/backups/%s", backup_id);
     await_string(bpath, "status", "completed", 20000);
+    /* Actions through the engine's modules and outside the log. */
+    request("POST", "/api/v1/nodes", "{\"node_id\":\"agent-19\",\"capacity\":{\"slots\":1}}", NULL,
+            &r);
+    assert_int_equal(r.status, 201);
+    rdt_resp_free(&r);
+    request("POST", "/api/v1/recovery/trigger", "{\"node_id\":\"agent-19\"}", "trigger-19", &r);
+    assert_int_equal(r.status, 202);
+    rdt_resp_free(&r);
+    request("POST", "/api/v1/policies/reload", NULL, "reload-1", &r);
+    assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
 
     /* ---- read back, oldest first, in one page ---- */
     json_t *items = trail(NULL, 1000, true);
@@ -261,6 +272,11 @@ static void test_incident_trail_survives_failover(void **state)
     assert_int_equal(json_integer_value(rdt_json_path(trig, "outcome.status")), 202);
     json_t *done = next_record(items, &at, "backup_complete", backup_id);
     assert_string_equal(str(done, "principal"), "recoveryd");
+    json_t *rt = next_record(items, &at, "recovery_trigger", "agent-19");
+    assert_string_equal(str(rt, "request_id"), "trigger-19");
+    assert_int_equal(json_integer_value(rdt_json_path(rt, "outcome.status")), 202);
+    json_t *reload = next_record(items, &at, "policies_reload", "");
+    assert_string_equal(str(reload, "request_id"), "reload-1");
     /* In order: seq up by one, time never back; no heartbeat anywhere. */
     size_t i;
     json_t *rec;

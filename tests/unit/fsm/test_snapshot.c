@@ -8,7 +8,8 @@
  * and closed with their task_recovery records, replica URLs; from format 4
  * on also the cluster id, backups (completed and verified, failed,
  * running), the archive position and consistency checks (decided and
- * pending). Its snapshot
+ * pending); from format 5 on also audit records (alone, with an applied
+ * change, with a refused one). Its snapshot
  * must be the bytes of tests/unit/fsm/data/snapshot-v<format>.bin, and that
  * file, restored into a fresh machine, must give back every field of every
  * record, checked one by one against the values written below (not against
