@@ -128,6 +128,7 @@ struct rd_http_req {
      * proposed (with its change, or alone at the answer); the error code of
      * the answer; what it acted on (the path's id, or what a handler sets). */
     bool audited;
+    bool request_id_given; /* the client sent X-Request-Id: the answer carries the id used */
     char audit_error[32];
     char audit_target[128];
     struct rd_principal who;

@@ -228,10 +228,17 @@ void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, con
     struct rd_http *http = hr->env->http;
     http->requests[hr->route][status_slot(status)]++;
     rd_hist_observe(&http->latency[hr->route], (double)(rd_mono_ns() - hr->t0) / 1e9);
+    bool audited = hr->audited;
     audit_answer(hr, status);
     if (req == NULL)
         return;
-    if (hr->who.request_id[0] != '\0')
+    /* The id is on every answer to a request that sent one (its own, or
+     * the replacement of one too long or not printable); a generated one
+     * otherwise only on answers that were audited (where it finds the
+     * record). A unique
+     * header on every heartbeat would cost HPACK work on both ends for
+     * nothing: h2o 2.2 indexes every non-predefined header it sends. */
+    if (hr->who.request_id[0] != '\0' && (hr->request_id_given || audited || hr->audited))
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
                               hr->who.request_id, strlen(hr->who.request_id));
     req->res.status = status;
@@ -708,6 +715,56 @@ static bool request_id_ok(const char *s, size_t n)
 }
 
 /*
+ * A request id for a request that brought none: UUID-shaped (version 4
+ * bits), a random 64-bit prefix drawn once per process and a counter, so
+ * ids are unique across replicas and restarts without a system call per
+ * request (heartbeats are the bulk of requests). Loop thread only.
+ */
+static void request_id_new(char out[RD_UUID_STRLEN])
+{
+    static uint64_t prefix, counter;
+    static const char hex[] = "0123456789abcdef";
+    if (prefix == 0) {
+        char u[RD_UUID_STRLEN];
+        if (rd_uuid_v4(u) == 0)
+            prefix = rd_fnv1a(RD_FNV_INIT, u, strlen(u));
+        if (prefix == 0)
+            prefix = rd_mono_ns() | 1;
+    }
+    uint64_t c = ++counter;
+    uint8_t b[16];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(prefix >> (56 - 8 * i));
+        b[8 + i] = (uint8_t)(c >> (56 - 8 * i));
+    }
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
+}
+
+/* Writes ":PORT" and a NUL at `p` (at most 7 bytes). */
+static void append_port(char *p, unsigned port)
+{
+    char d[5];
+    int n = 0;
+    do {
+        d[n++] = (char)('0' + port % 10);
+        port /= 10;
+    } while (port > 0 && n < 5);
+    *p++ = ':';
+    while (n > 0)
+        *p++ = d[--n];
+    *p = '\0';
+}
+
+/*
  * Who made the request, until authentication (issue 12) fills it: an
  * anonymous principal, the peer's address, and the client's X-Request-Id
  * (printable, at most 47 characters) or a generated one.
@@ -716,22 +773,40 @@ static void fill_principal(struct rd_http_req *hr)
 {
     h2o_req_t *req = hr->req;
     struct rd_principal *who = &hr->who;
-    memset(who, 0, sizeof(*who));
-    snprintf(who->id, sizeof(who->id), "anonymous");
+    memcpy(who->id, "anonymous", sizeof("anonymous"));
     who->role = RD_ROLE_NONE;
+    who->source[0] = '\0';
+    /* h2o caches the peer's address per connection: no system call here. */
     struct sockaddr_storage ss;
     socklen_t sl = req->conn->callbacks->get_peername != NULL
                        ? req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss)
                        : 0;
-    char ip[INET6_ADDRSTRLEN] = "";
+    char *s = who->source;
     if (sl > 0 && ss.ss_family == AF_INET) {
+        /* By hand: glibc's inet_ntop formats IPv4 through sprintf, a cost
+         * every heartbeat would pay. */
         const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-        snprintf(who->source, sizeof(who->source), "%s:%u", ip, ntohs(a->sin_port));
+        const uint8_t *b = (const uint8_t *)&a->sin_addr;
+        for (int i = 0; i < 4; i++) {
+            if (i > 0)
+                *s++ = '.';
+            if (b[i] >= 100)
+                *s++ = (char)('0' + b[i] / 100);
+            if (b[i] >= 10)
+                *s++ = (char)('0' + b[i] / 10 % 10);
+            *s++ = (char)('0' + b[i] % 10);
+        }
+        append_port(s, ntohs(a->sin_port));
     } else if (sl > 0 && ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-        snprintf(who->source, sizeof(who->source), "[%s]:%u", ip, ntohs(a->sin6_port));
+        s[0] = '[';
+        if (inet_ntop(AF_INET6, &a->sin6_addr, s + 1, INET6_ADDRSTRLEN) != NULL) {
+            size_t n = strlen(s);
+            s[n] = ']';
+            append_port(s + n + 1, ntohs(a->sin6_port));
+        } else {
+            s[0] = '\0';
+        }
     }
     ssize_t h = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
     if (h != -1 &&
@@ -740,8 +815,9 @@ static void fill_principal(struct rd_http_req *hr)
                req->headers.entries[h].value.len);
         who->request_id[req->headers.entries[h].value.len] = '\0';
     } else {
-        rd_uuid_v4(who->request_id);
+        request_id_new(who->request_id);
     }
+    hr->request_id_given = h != -1; /* the answer says which id was used */
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -828,12 +904,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         return 0;
     }
-    if (hr.params[0].base != NULL)
-        snprintf(hr.audit_target, sizeof(hr.audit_target), "%.*s",
-                 (int)(hr.params[0].len < sizeof(hr.audit_target) - 1
-                           ? hr.params[0].len
-                           : sizeof(hr.audit_target) - 1),
-                 hr.params[0].base);
+    if (hr.params[0].base != NULL) {
+        size_t n = hr.params[0].len < sizeof(hr.audit_target) - 1 ? hr.params[0].len
+                                                                  : sizeof(hr.audit_target) - 1;
+        memcpy(hr.audit_target, hr.params[0].base, n);
+        hr.audit_target[n] = '\0';
+    }
     if (req->entity.len > http->max_body) {
         rd_http_send_error(&hr, 413, "too_large",
                            json_pack("{s:I}", "limit", (json_int_t)http->max_body),
