@@ -210,6 +210,8 @@ static void audit_answer(struct rd_http_req *hr, int status)
     if (!rd_replica_is_leader(hr->env->replica) ||
         rd_replica_propose(hr->env->replica, &cmd, audit_noted, NULL) != 0) {
         http->audit_dropped++;
+        if (status == 401 || status == 403) /* a follower's denials: counted, not logged */
+            return;
         RD_WARN("http", "audit_dropped",
                 "route=%s status=%d request_id=%s detail=\"this replica could not propose the "
                 "request's audit record\"",
@@ -228,17 +230,15 @@ void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, con
     struct rd_http *http = hr->env->http;
     http->requests[hr->route][status_slot(status)]++;
     rd_hist_observe(&http->latency[hr->route], (double)(rd_mono_ns() - hr->t0) / 1e9);
-    bool audited = hr->audited;
     audit_answer(hr, status);
     if (req == NULL)
         return;
     /* The id is on every answer to a request that sent one (its own, or
      * the replacement of one too long or not printable); a generated one
      * otherwise only on answers that were audited (where it finds the
-     * record). A unique
-     * header on every heartbeat would cost HPACK work on both ends for
-     * nothing: h2o 2.2 indexes every non-predefined header it sends. */
-    if (hr->who.request_id[0] != '\0' && (hr->request_id_given || audited || hr->audited))
+     * record). A unique header on every heartbeat would cost HPACK work on
+     * both ends for nothing: h2o 2.2 indexes every header it sends. */
+    if (hr->who.request_id[0] != '\0' && (hr->request_id_given || hr->audited))
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
                               hr->who.request_id, strlen(hr->who.request_id));
     req->res.status = status;
