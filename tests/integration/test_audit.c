@@ -9,7 +9,8 @@
  * an operator triggers a backup, which the engine takes. Around it: a
  * failed request (404) is a record too, heartbeats are not (they are
  * counted), the answer echoes X-Request-Id, and the filters and the cursor
- * select and page what they say.
+ * select and page what they say. And the retention the config sets is
+ * what a replica keeps.
  */
 #include "cmocka_all.h"
 
@@ -358,10 +359,52 @@ static void test_incident_trail_survives_failover(void **state)
     assert_int_equal(rdt_wait_ready(&cl.procs[L], 15000), 0);
 }
 
+/* security.audit.max_records, stamped by the leader into each record's
+ * entry, bounds what is kept: with 3, five records leave the newest three,
+ * and the metrics count what was written. */
+static void test_retention_from_the_config(void **state)
+{
+    (void)state;
+    struct rdt_proc p = {0};
+    assert_int_equal(rdt_proc_start(&p, "fault_tolerance:\n"
+                                        "  detection:\n"
+                                        "    heartbeat_interval: 30s\n"
+                                        "security:\n"
+                                        "  audit:\n"
+                                        "    max_records: 3\n"),
+                     0);
+    struct rdt_resp r = {0};
+    for (int i = 1; i <= 5; i++) {
+        char body[96];
+        snprintf(body, sizeof(body), "{\"node_id\":\"keep-%d\",\"capacity\":{\"slots\":1}}", i);
+        assert_int_equal(rdt_post(&p, RDT_H1, "/api/v1/nodes", body, &r), 0);
+        assert_int_equal(r.status, 201);
+        rdt_resp_free(&r);
+    }
+    assert_int_equal(rdt_get(&p, RDT_H2, "/api/v1/audit", &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *items = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(items), 3);
+    for (int k = 0; k < 3; k++) { /* newest first */
+        json_t *rec = json_array_get(items, (size_t)k);
+        assert_int_equal(json_integer_value(json_object_get(rec, "seq")), 5 - k);
+        char want[16];
+        snprintf(want, sizeof(want), "keep-%d", 5 - k);
+        assert_string_equal(str(rec, "target"), want);
+    }
+    rdt_resp_free(&r);
+    assert_int_equal(rdt_get(&p, RDT_H1, "/metrics", &r), 0);
+    assert_non_null(strstr(r.body, "recoveryd_audit_records_written_total 5\n"));
+    assert_non_null(strstr(r.body, "recoveryd_audit_records 3\n"));
+    rdt_resp_free(&r);
+    rdt_proc_cleanup(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_incident_trail_survives_failover, setup, teardown),
+        cmocka_unit_test(test_retention_from_the_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
