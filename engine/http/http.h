@@ -234,6 +234,14 @@ struct rd_cmd_audit;
  * recoveryd_http_requests_total instead). Denials (401, 403) of any route
  * are audited too. */
 bool rd_http_route_audited(int route);
+/*
+ * For a change that is no log command (a membership change): proposes the
+ * request's record now, before the change, with status 202 (the change
+ * follows), so the log never holds the change without its record. A
+ * callback that then answers a failure clears hr->audited first: the
+ * failure is recorded too.
+ */
+void rd_http_audit_ahead(struct rd_http_req *hr);
 /* Fills `a` with the audit part of `hr`: its principal, the route, `target`
  * and the success `status` (strings borrowed from `hr`). */
 void rd_http_audit_part(const struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,

@@ -221,6 +221,18 @@ static void audit_answer(struct rd_http_req *hr, int status)
     http->audit_proposed++;
 }
 
+void rd_http_audit_ahead(struct rd_http_req *hr)
+{
+    if (hr->audited || !rd_http_route_audited(hr->route))
+        return;
+    struct rd_cmd cmd = {.type = RD_CMD_AUDIT};
+    rd_http_audit_part(hr, &cmd.audit, hr->audit_target, 202);
+    if (rd_replica_propose(hr->env->replica, &cmd, audit_noted, NULL) == 0) {
+        hr->audited = true;
+        hr->env->http->audit_proposed++;
+    }
+}
+
 /* ---- answering --------------------------------------------------------- */
 
 void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, const char *body,
