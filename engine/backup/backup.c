@@ -274,6 +274,7 @@ static void fail_part(struct rd_backup_part *p, const char *fmt, ...)
     cmd.u.backup.id = RD_STR(p->id);
     cmd.u.backup.target = RD_STR(p->target);
     cmd.u.backup.error = RD_STR(p->error);
+    rd_cmd_audit_engine(&cmd, "backup_fail", p->id, "");
     struct rd_proposer *log = &run->b->env.log;
     if (log->propose(log->data, &cmd, failed_done, p) != 0) {
         p->done = true; /* the next leader settles the record */
@@ -324,6 +325,7 @@ static void manifest_written(void *data, int status, const char *detail)
         cmd.u.backup.checksum = run->checksum;
         cmd.u.backup.digest = run->digest;
         cmd.u.backup.error = RD_STR("");
+        rd_cmd_audit_engine(&cmd, "backup_complete", p->id, "");
         struct rd_proposer *log = &run->b->env.log;
         if (log->propose(log->data, &cmd, completed_done, p) == 0)
             run->outstanding++;
@@ -549,6 +551,7 @@ static int run_start(struct rd_backups *b, unsigned n, char ids[][RD_UUID_STRLEN
         cmd.u.backup.id = RD_STR(p->id);
         cmd.u.backup.target = RD_STR(p->target);
         cmd.u.backup.error = RD_STR("");
+        rd_cmd_audit_engine(&cmd, "backup_begin", p->id, "");
         rv = b->env.log.propose(b->env.log.data, &cmd, begun, p);
         if (rv == 0) {
             run->outstanding++;

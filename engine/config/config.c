@@ -160,7 +160,13 @@ static const struct cfg_field cfg_cert_map[] = {
      .size = sizeof(((struct rd_cfg_cert_map *)0)->nodes)},
 };
 
+static const struct cfg_field cfg_audit[] = {
+    CFG_U("max_records", security.audit.max_records, 1, 10000000),
+    CFG_F("max_age", CFG_DURATION, security.audit.max_age_ms),
+};
+
 static const struct cfg_field cfg_security[] = {
+    CFG_SECT("audit", cfg_audit),
     CFG_F("tokens_file", CFG_PATH, security.tokens_file),
     CFG_F("peer_token_file", CFG_PATH, security.peer_token_file),
     CFG_F("client_ca", CFG_PATH, security.client_ca),
@@ -1649,6 +1655,8 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.partition.alert_after_ms = 5 * 60 * 1000;
     cfg->fault_tolerance.poison.max_failures = 3;
     cfg->fault_tolerance.poison.window_ms = 10 * 60 * 1000;
+    cfg->security.audit.max_records = 100000;
+    cfg->security.audit.max_age_ms = UINT64_C(30) * 24 * 3600 * 1000;
 }
 
 #define CFG_MIN_HEARTBEAT_MS 10
@@ -1978,6 +1986,14 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
     if (cfg->fault_tolerance.poison.window_ms == 0)
         return cfg_errf(err, RD_ECONFIG,
                         "fault_tolerance.poison.window: expected a duration above 0, got '0ms'");
+    const uint64_t audit_age = cfg->security.audit.max_age_ms;
+    if (audit_age < 60 * 1000 || audit_age > UINT64_C(3650) * 24 * 3600 * 1000) {
+        char age[32];
+        cfg_format_duration(audit_age, age, sizeof(age));
+        return cfg_errf(err, RD_ECONFIG,
+                        "security.audit.max_age: expected a duration from 1m to 3650d, got '%s'",
+                        age);
+    }
     return cfg_check_backup(cfg, err);
 }
 

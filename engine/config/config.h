@@ -115,6 +115,12 @@ struct rd_config {
                                                 at start (never from the YAML) */
         unsigned n_client_certs;             /* security.client_certs */
         struct rd_cfg_cert_map client_certs[RD_CFG_MAX_CERT_MAPS];
+        /* The audit trail's retention (docs/operations.md): the leader stamps
+         * it into each record's command, every replica prunes alike. */
+        struct {
+            unsigned max_records; /* security.audit.max_records, 1-10000000, default 100000 */
+            uint64_t max_age_ms;  /* security.audit.max_age, 1m to 10 years, default 30d */
+        } audit;
     } security;
 
     struct {

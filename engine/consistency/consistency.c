@@ -116,6 +116,11 @@ static void open_fault(struct rd_consistency *c, uint64_t id, uint64_t digest, u
              id, c->g.id, c->g.index, digest, majority);
     struct rd_cmd cmd =
         rd_cmd_cluster_fault(0, fid, RD_FAULT_DATA_CORRUPTION, RD_SEV_CRITICAL, meta, "\"repair\"");
+    /* Audited: the replica that diverged (it repairs itself by rejoining),
+     * the check that found it the cause. */
+    char target[32];
+    snprintf(target, sizeof(target), "replica %" PRIu64, id);
+    rd_cmd_audit_engine(&cmd, "replica_diverged", target, c->g.id);
     c->env.log.propose(c->env.log.data, &cmd, proposed, "data_corruption fault");
     RD_ERROR("consistency", "replica_diverged",
              "replica=%" PRIu64 " check=%s index=%" PRIu64 " digest=%016" PRIx64
@@ -135,6 +140,9 @@ static void resolve_fault(struct rd_consistency *c, uint64_t id)
     cmd.u.fresolve.id = RD_STR(x->id);
     cmd.u.fresolve.node_id = RD_STR("");
     cmd.u.fresolve.note = RD_STR(note);
+    char target[32];
+    snprintf(target, sizeof(target), "replica %" PRIu64, id);
+    rd_cmd_audit_engine(&cmd, "replica_repaired", target, x->id);
     c->env.log.propose(c->env.log.data, &cmd, proposed, "data_corruption resolve");
     RD_INFO("consistency", "replica_repaired", "replica=%" PRIu64 " check=%s", id, c->g.id);
 }

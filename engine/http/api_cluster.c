@@ -67,10 +67,12 @@ static void changed(void *data, int status, uint64_t value)
     struct rd_http_pending *p = data;
     (void)value;
     if (rd_http_pending_alive(p)) {
-        if (status == 0)
+        if (status == 0) {
             rd_http_send_json(&p->hr, p->key[0] == 'a' ? 201 : 200, replicas_body(p->hr.env));
-        else
+        } else {
+            p->hr.audited = false; /* the failure is a record too */
             rd_http_send_rd_error(&p->hr, status, NULL);
+        }
     }
     rd_http_pending_done(p);
 }
@@ -91,6 +93,7 @@ static void url_written(void *data, int status, uint64_t value)
         if (status == 0)
             return;
     }
+    p->hr.audited = false; /* the failure is a record too */
     if (rd_http_pending_alive(p))
         rd_http_send_rd_error(&p->hr, status, NULL);
     rd_http_pending_done(p);
@@ -126,6 +129,7 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
         rd_http_bad_request(hr, "api_url", "api_url must be http://HOST:PORT or https://HOST:PORT");
     } else {
         uint64_t id = (uint64_t)json_integer_value(jid);
+        snprintf(hr->audit_target, sizeof(hr->audit_target), "%llu", (unsigned long long)id);
         const struct raft_server *m = member(env, id);
         struct rd_http_pending *p = NULL;
         int rv;
@@ -141,6 +145,8 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
                 goto out;
             }
             p = rd_http_defer(hr);
+            if (p != NULL)
+                rd_http_audit_ahead(&p->hr);
             rv = p ? rd_replica_assign(env->replica, id, role, changed, p) : RD_ENOMEM;
         } else if (address == NULL || url == NULL) {
             rd_http_bad_request(hr, address == NULL ? "address" : "api_url",
@@ -157,6 +163,8 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
             goto out;
         }
         if (rv != 0) {
+            if (p)
+                p->hr.audited = false; /* the failure is a record too */
             rd_http_send_rd_error(p ? &p->hr : hr, rv, NULL);
             if (p)
                 rd_http_pending_done(p);
@@ -218,8 +226,10 @@ void rd_api_REPLICA_DELETE(struct rd_http_req *hr)
         return;
     }
     snprintf(p->key, sizeof(p->key), "%llu", id);
+    rd_http_audit_ahead(&p->hr);
     int rv = rd_replica_remove(env->replica, id, removed, p);
     if (rv != 0) {
+        p->hr.audited = false; /* the failure is a record too */
         rd_http_send_rd_error(&p->hr, rv, NULL);
         rd_http_pending_done(p);
     }
@@ -243,12 +253,14 @@ static void rejoin_answer(void *data, int status, uint64_t value)
         unsigned long long id = 0;
         int prev = 0, role = 0;
         sscanf(p->key, "%15s %llu %d %d", phase, &id, &prev, &role);
-        if (status == 0)
+        if (status == 0) {
             rd_http_send_json(&p->hr, 200,
                               json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)id, "phase", phase,
                                         "role", role_name(role), "previous_role", role_name(prev)));
-        else
+        } else {
+            p->hr.audited = false; /* the failure is a record too */
             rd_http_send_rd_error(&p->hr, status, NULL);
+        }
         if (status == 0)
             RD_INFO("cluster", strcmp(phase, "leave") == 0 ? "replica_left" : "replica_returned",
                     "id=%llu role=%s previous_role=%s", id, role_name(role), role_name(prev));
@@ -322,10 +334,12 @@ void rd_api_REPLICA_REJOIN(struct rd_http_req *hr)
             RD_WARN("cluster", "replica_rejoining",
                     "id=%llu detail=\"its state is gone: demoted to standby until it caught up\"",
                     id);
+        rd_http_audit_ahead(&p->hr);
         /* Already in that role: answer once that configuration is committed. */
         int rv = prev == want ? rd_replica_read_barrier(env->replica, rejoin_answer, p)
                               : rd_replica_assign(env->replica, id, want, rejoin_answer, p);
         if (rv != 0) {
+            p->hr.audited = false; /* the failure is a record too */
             rd_http_send_rd_error(&p->hr, rv, NULL);
             rd_http_pending_done(p);
         }

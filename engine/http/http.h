@@ -114,7 +114,8 @@ struct rd_http_env {
     X(BACKUP_TRIGGER, "POST", "/api/v1/backup/trigger", "backup_trigger", OPERATOR)                \
     X(BACKUPS_LIST, "GET", "/api/v1/backups", "backups_list", READER)                              \
     X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get", READER)                                \
-    X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify", OPERATOR)
+    X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify", OPERATOR)                \
+    X(AUDIT_LIST, "GET", "/api/v1/audit", "audit_list", READER)
 
 enum rd_access {
     RD_ACCESS_OPEN,
@@ -146,6 +147,13 @@ struct rd_http_req {
     uint64_t t0;
     h2o_iovec_t params[RD_HTTP_MAX_PARAMS]; /* decoded path segments, on req->pool */
     h2o_iovec_t query;                      /* raw query string without '?' */
+    /* The audit trail (issue 12): true once this request's record is
+     * proposed (with its change, or alone at the answer); the error code of
+     * the answer; what it acted on (the path's id, or what a handler sets). */
+    bool audited;
+    bool request_id_given; /* the client sent X-Request-Id: the answer carries the id used */
+    char audit_error[32];
+    char audit_target[128];
     struct rd_principal who;
 };
 
@@ -166,6 +174,13 @@ struct rd_http {
     size_t max_body;
     uint64_t pending; /* answers waiting for a commit */
     uint64_t requests[RD_ROUTE_COUNT][RD_STATUS_SLOTS];
+    uint64_t audit_proposed; /* records proposed alone (denials, failures, no-log actions) */
+    uint64_t audit_dropped;  /* records that could not be proposed (not the leader, ...) */
+    /* Denials (401, 403) recorded alone, per second: beyond the budget they
+     * are counted, not written (a flood of bad tokens must not flood the log). */
+    uint64_t audit_denials_second;
+    unsigned audit_denials_in_second;
+    uint64_t audit_denials_suppressed;
     struct rd_hist latency[RD_ROUTE_COUNT];
     char errmsg[256];
 };
@@ -246,6 +261,25 @@ static inline bool rd_http_pending_alive(const struct rd_http_pending *p)
 void rd_http_pending_done(struct rd_http_pending *p);
 
 /* ---- request helpers --------------------------------------------------- */
+
+struct rd_cmd_audit;
+/* Whether a route's requests are audited one by one: every route that
+ * changes something except heartbeats and checkpoint writes (counted in
+ * recoveryd_http_requests_total instead). Denials (401, 403) of any route
+ * are audited too. */
+bool rd_http_route_audited(int route);
+/*
+ * For a change that is no log command (a membership change): proposes the
+ * request's record now, before the change, with status 202 (the change
+ * follows), so the log never holds the change without its record. A
+ * callback that then answers a failure clears hr->audited first: the
+ * failure is recorded too.
+ */
+void rd_http_audit_ahead(struct rd_http_req *hr);
+/* Fills `a` with the audit part of `hr`: its principal, the route, `target`
+ * and the success `status` (strings borrowed from `hr`). */
+void rd_http_audit_part(const struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,
+                        int status);
 
 struct rd_task;
 struct rd_checkpoint;

@@ -14,7 +14,7 @@ enum rd_role {
 };
 
 struct rd_principal {
-    char id[96];         /* token id, certificate subject, "anonymous" or "recoveryd" */
+    char id[96]; /* token id, certificate subject, "anonymous" or "recoveryd" */
     enum rd_role role;
     char source[64];     /* the client's address "ip:port" ("" for the engine itself) */
     char request_id[48]; /* X-Request-Id: the client's, or generated; echoed in the answer */

@@ -1,4 +1,5 @@
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +128,117 @@ static const char *reason_phrase(int status)
     }
 }
 
+/* ---- the audit trail ----------------------------------------------------- */
+
+/* Denials recorded alone per second, at most (the rest are counted). */
+#define RD_HTTP_AUDIT_DENIALS_PER_SECOND 100
+
+bool rd_http_route_audited(int route)
+{
+    if (route < 0 || route >= (int)RD_ARRAY_SIZE(routes))
+        return false;
+    if (route == RD_ROUTE_NODE_HEARTBEAT || route == RD_ROUTE_TASK_CHECKPOINT_PUT)
+        return false;
+    return strcmp(routes[route].method, "GET") != 0;
+}
+
+/* The status a route answers when its change applied. */
+static int success_status(int route)
+{
+    switch (route) {
+    case RD_ROUTE_NODES_REGISTER:
+    case RD_ROUTE_TASKS_SUBMIT:
+        return 201;
+    case RD_ROUTE_RECOVERY_TRIGGER:
+    case RD_ROUTE_BACKUP_TRIGGER:
+    case RD_ROUTE_CONSISTENCY_CHECK:
+        return 202;
+    default:
+        return 200;
+    }
+}
+
+void rd_http_audit_part(const struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,
+                        int status)
+{
+    size_t tlen = strlen(target);
+    *a = (struct rd_cmd_audit){
+        .present = 1,
+        .principal = RD_STR(hr->who.id[0] ? hr->who.id : "anonymous"),
+        .role = (uint8_t)hr->who.role,
+        .source = RD_STR(hr->who.source),
+        .method = RD_STR(routes[hr->route].method),
+        .action = RD_STR(routes[hr->route].name),
+        .target = {target, (uint32_t)(tlen > RD_AUDIT_TARGET_MAX ? RD_AUDIT_TARGET_MAX : tlen)},
+        .status = (uint16_t)status,
+        .error = RD_STR(hr->audit_error),
+        .request_id = RD_STR(hr->who.request_id),
+        .cause = RD_STR(""),
+    };
+}
+
+static void audit_noted(void *data, int status, uint64_t value)
+{
+    (void)data;
+    (void)status;
+    (void)value;
+}
+
+/*
+ * At the answer: a request whose record did not go with a change (a denial,
+ * a failure, an answer with nothing to change, an action that is no log
+ * command) is recorded alone. Redirects and answers that say this replica
+ * cannot write are not: the leader records the request it serves.
+ */
+static void audit_answer(struct rd_http_req *hr, int status)
+{
+    if (hr->audited || hr->route >= (int)RD_ARRAY_SIZE(routes))
+        return;
+    if (!rd_http_route_audited(hr->route) && status != 401 && status != 403)
+        return;
+    hr->audited = true;
+    if (status == 307 || status == 503 || status == 507)
+        return;
+    struct rd_http *http = hr->env->http;
+    if (status == 401 || status == 403) {
+        uint64_t second = rd_mono_ns() / 1000000000ULL;
+        if (second != http->audit_denials_second) {
+            http->audit_denials_second = second;
+            http->audit_denials_in_second = 0;
+        }
+        if (++http->audit_denials_in_second > RD_HTTP_AUDIT_DENIALS_PER_SECOND) {
+            http->audit_denials_suppressed++;
+            return;
+        }
+    }
+    struct rd_cmd cmd = {.type = RD_CMD_AUDIT};
+    rd_http_audit_part(hr, &cmd.audit, hr->audit_target, status);
+    if (!rd_replica_is_leader(hr->env->replica) ||
+        rd_replica_propose(hr->env->replica, &cmd, audit_noted, NULL) != 0) {
+        http->audit_dropped++;
+        if (status == 401 || status == 403) /* a follower's denials: counted, not logged */
+            return;
+        RD_WARN("http", "audit_dropped",
+                "route=%s status=%d request_id=%s detail=\"this replica could not propose the "
+                "request's audit record\"",
+                routes[hr->route].name, status, hr->who.request_id);
+        return;
+    }
+    http->audit_proposed++;
+}
+
+void rd_http_audit_ahead(struct rd_http_req *hr)
+{
+    if (hr->audited || !rd_http_route_audited(hr->route))
+        return;
+    struct rd_cmd cmd = {.type = RD_CMD_AUDIT};
+    rd_http_audit_part(hr, &cmd.audit, hr->audit_target, 202);
+    if (rd_replica_propose(hr->env->replica, &cmd, audit_noted, NULL) == 0) {
+        hr->audited = true;
+        hr->env->http->audit_proposed++;
+    }
+}
+
 /* ---- answering --------------------------------------------------------- */
 
 void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, const char *body,
@@ -136,8 +248,17 @@ void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, con
     struct rd_http *http = hr->env->http;
     http->requests[hr->route][status_slot(status)]++;
     rd_hist_observe(&http->latency[hr->route], (double)(rd_mono_ns() - hr->t0) / 1e9);
+    audit_answer(hr, status);
     if (req == NULL)
         return;
+    /* The id is on every answer to a request that sent one (its own, or
+     * the replacement of one too long or not printable); a generated one
+     * otherwise only on answers that were audited (where it finds the
+     * record). A unique header on every heartbeat would cost HPACK work on
+     * both ends for nothing: h2o 2.2 indexes every header it sends. */
+    if (hr->who.request_id[0] != '\0' && (hr->request_id_given || hr->audited))
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
+                              hr->who.request_id, strlen(hr->who.request_id));
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
@@ -171,6 +292,7 @@ static void send_error_v(struct rd_http_req *hr, int status, const char *code, j
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    snprintf(hr->audit_error, sizeof(hr->audit_error), "%s", code);
     json_t *err = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", code, "message", msg, "details",
                             details ? details : json_object());
     if (hr->req != NULL && (status == 503 || status == 429))
@@ -300,6 +422,10 @@ struct rd_http_pending *rd_http_defer(struct rd_http_req *hr)
     p->hr = *hr;
     p->guard = h2o_mem_alloc_shared(&hr->req->pool, sizeof(*p->guard), guard_dispose);
     p->guard->p = p;
+    /* A change the handler proposes from here on is the pending's. */
+    struct rd_replica *r = hr->env->replica;
+    if (r != NULL && r->audit_ambient_used == &hr->audited)
+        r->audit_ambient_used = &p->hr.audited;
     hr->env->http->pending++;
     return p;
 }
@@ -309,6 +435,9 @@ void rd_http_pending_done(struct rd_http_pending *p)
     /* If the pool is gone, so is the guard; otherwise unhook it. */
     if (p->hr.req != NULL)
         p->guard->p = NULL;
+    struct rd_replica *r = p->hr.env->replica;
+    if (r != NULL && r->audit_ambient_used == &p->hr.audited)
+        r->audit_ambient_used = NULL; /* a handler that gave up on its pending at once */
     p->hr.env->http->pending--;
     free(p);
 }
@@ -329,7 +458,15 @@ void rd_http_propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const cha
     size_t n = key_len < sizeof(p->key) - 1 ? key_len : sizeof(p->key) - 1;
     memcpy(p->key, key, n);
     p->key[n] = '\0';
-    int rv = rd_replica_propose(env->replica, cmd, done, p);
+    /* The change and its audit record commit together (one command). */
+    struct rd_cmd c = *cmd;
+    bool audit = rd_http_route_audited(hr->route) && !p->hr.audited && !c.audit.present;
+    if (audit) /* the target: what the handler named, else the key */
+        rd_http_audit_part(&p->hr, &c.audit, p->hr.audit_target[0] ? p->hr.audit_target : p->key,
+                           success_status(hr->route));
+    int rv = rd_replica_propose(env->replica, &c, done, p);
+    if (rv == 0 && audit)
+        p->hr.audited = true;
     if (rv != 0) {
         rd_http_send_rd_error(&p->hr, rv, NULL);
         rd_http_pending_done(p);
@@ -548,9 +685,27 @@ static void dispatch(struct rd_http_req *hr)
         return;
     }
     if (!read || rd_replica_voters(env->replica) <= 1) {
-        if (read)
+        if (read) {
             applied_header(hr);
+            routes[route].fn(hr);
+            return;
+        }
+        /* A change a module proposes while the handler runs carries the
+         * request's audit record (replica.h: audit_ambient). */
+        struct rd_cmd_audit part;
+        bool audit = rd_http_route_audited(route);
+        if (audit) {
+            rd_http_audit_part(hr, &part, hr->audit_target, success_status(route));
+            env->replica->audit_ambient = &part;
+            env->replica->audit_ambient_used = &hr->audited;
+            env->replica->audit_ambient_target = hr->audit_target;
+        }
         routes[route].fn(hr);
+        if (audit) {
+            env->replica->audit_ambient = NULL;
+            env->replica->audit_ambient_used = NULL;
+            env->replica->audit_ambient_target = NULL;
+        }
         return;
     }
     struct rd_http_pending *p = rd_http_defer(hr);
@@ -582,7 +737,7 @@ static void new_request_id(char out[48])
 }
 
 /* The client's address and the request id (the client's X-Request-Id when
- * it is 1-47 printable characters, else a new UUID), echoed in the answer. */
+ * it is 1-47 printable characters, else a new UUID). */
 static void fill_who(struct rd_http_req *hr)
 {
     h2o_req_t *req = hr->req;
@@ -617,10 +772,10 @@ static void fill_who(struct rd_http_req *hr)
     }
     if (!ok)
         new_request_id(who->request_id);
-    size_t n = strlen(who->request_id);
-    h2o_iovec_t v = h2o_strdup(&req->pool, who->request_id, n);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
-                          v.base, v.len);
+    /* Echoed (rd_http_send) when the client sent one or the request is
+     * audited: a fresh id on every heartbeat's answer would cost each one a
+     * new HPACK table entry. */
+    hr->request_id_given = i >= 0;
 }
 
 /* h2o 2.2 keeps the SSL of a TLS socket in a private struct that starts
@@ -1021,6 +1176,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (!media_type_ok(&hr))
         return 0;
+    if (hr.params[0].base != NULL) {
+        size_t n = hr.params[0].len < sizeof(hr.audit_target) - 1 ? hr.params[0].len
+                                                                  : sizeof(hr.audit_target) - 1;
+        memcpy(hr.audit_target, hr.params[0].base, n);
+        hr.audit_target[n] = '\0';
+    }
     if (req->entity.len > http->max_body) {
         rd_http_send_error(&hr, 413, "too_large",
                            json_pack("{s:I}", "limit", (json_int_t)http->max_body),

@@ -1061,12 +1061,34 @@ int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit
     struct rd_cmd c = *cmd;
     if (c.time_ms == 0)
         c.time_ms = rd_fsm_stamp(r->fsm);
+    bool ambient = false;
+    if (c.type != RD_CMD_AUDIT && r->audit_ambient != NULL && r->audit_ambient_used != NULL &&
+        !*r->audit_ambient_used) {
+        /* The request's record goes with the first change it causes, in
+         * place of the engine's own part (whose target fills a gap). */
+        struct rd_str target = r->audit_ambient->target;
+        if (target.len == 0 && r->audit_ambient_target != NULL && r->audit_ambient_target[0])
+            target = RD_STR(r->audit_ambient_target);
+        if (target.len == 0 && c.audit.present)
+            target = c.audit.target;
+        c.audit = *r->audit_ambient;
+        c.audit.target = target;
+        ambient = true;
+    }
+    if (c.audit.present || c.type == RD_CMD_AUDIT) {
+        /* The retention every replica prunes by: this leader's config. */
+        c.audit.keep = r->cfg->security.audit.max_records;
+        uint64_t age_s = r->cfg->security.audit.max_age_ms / 1000;
+        c.audit.max_age_s = age_s > UINT32_MAX ? UINT32_MAX : (uint32_t)age_s;
+    }
     struct rd_wbuf w;
     rd_w_init(&w);
     int rv = rd_cmd_encode(&c, &w);
     if (rv == 0)
         rv = submit(r, &w, cb, data);
     rd_w_free(&w);
+    if (rv == 0 && ambient)
+        *r->audit_ambient_used = true;
     return rv;
 }
 

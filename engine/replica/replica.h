@@ -49,6 +49,16 @@ struct rd_replica {
     uint64_t commits_total;
     uint64_t commit_errors_total;
     struct rd_hist commit_latency;
+    /*
+     * The audit part of the API request being handled (issue 12), set by the
+     * API around a handler's synchronous run: the first command proposed
+     * while it is set carries this one (in place of an engine's part: the
+     * request caused it; the change commits with its record), and
+     * *audit_ambient_used becomes true. NULL outside handlers.
+     */
+    const struct rd_cmd_audit *audit_ambient;
+    bool *audit_ambient_used;
+    const char *audit_ambient_target; /* read at the proposal: what the handler named by then */
     /* Told when this replica becomes or stops being the leader. */
     void (*on_role)(void *data, bool leader);
     void *on_role_data;

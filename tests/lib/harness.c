@@ -937,13 +937,14 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
     if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         /* A new response (after a 1xx): forget the previous one's headers. */
         r->content_type[0] = r->retry_after[0] = r->allow[0] = '\0';
-        r->location[0] = r->applied_index[0] = '\0';
+        r->location[0] = r->applied_index[0] = r->request_id[0] = '\0';
         return len;
     }
     take_header(line, len, "Content-Type", r->content_type, sizeof r->content_type);
     take_header(line, len, "Retry-After", r->retry_after, sizeof r->retry_after);
     take_header(line, len, "Location", r->location, sizeof r->location);
     take_header(line, len, "X-Recoveryd-Applied-Index", r->applied_index, sizeof r->applied_index);
+    take_header(line, len, "X-Request-Id", r->request_id, sizeof r->request_id);
     take_header(line, len, "Allow", r->allow, sizeof r->allow);
     take_header(line, len, "WWW-Authenticate", r->www_authenticate, sizeof r->www_authenticate);
     take_header(line, len, "X-Request-Id", r->request_id, sizeof r->request_id);

@@ -744,6 +744,27 @@ static void test_error_string_too_long(void **state)
     expect_error("storage:\n  data_dir: \"a\\0b\"\n", 2, "storage.data_dir", "'a\\x00b'");
 }
 
+/* security.audit: the audit trail's retention, defaults and bounds. */
+static void test_security_audit(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    rd_config_defaults(&c);
+    assert_int_equal(c.security.audit.max_records, 100000);
+    assert_int_equal(c.security.audit.max_age_ms, UINT64_C(30) * 24 * 3600 * 1000);
+    assert_int_equal(load(&c, "security:\n  audit:\n    max_records: 500\n    max_age: 2h\n", err),
+                     0);
+    assert_int_equal(c.security.audit.max_records, 500);
+    assert_int_equal(c.security.audit.max_age_ms, 2 * 3600 * 1000);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    expect_error("security:\n  audit:\n    max_records: 0\n", 3, "security.audit.max_records",
+                 NULL);
+    assert_int_equal(load(&c, "security:\n  audit:\n    max_age: 10s\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    check_contains(err, "security.audit.max_age: expected a duration from 1m to 3650d, got '10s'");
+}
+
 static void test_error_unknown_key(void **state)
 {
     (void)state;
@@ -2249,6 +2270,7 @@ int main(void)
         cmocka_unit_test(test_error_hostport),
         cmocka_unit_test(test_error_string_too_long),
         cmocka_unit_test(test_error_unknown_key),
+        cmocka_unit_test(test_security_audit),
         cmocka_unit_test(test_error_node_kind),
         cmocka_unit_test(test_error_peers),
         cmocka_unit_test(test_error_duplicate_and_documents),
