@@ -13,6 +13,7 @@
 #include "policy/policy.h"
 
 #include "common/log.h"
+#include "policy/bounds.h"
 #include "common/util.h"
 #include "recoveryd/error.h"
 
@@ -22,6 +23,7 @@
 #include <lualib.h>
 
 #include <dirent.h>
+#include <math.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -263,6 +265,186 @@ static int sb_print(lua_State *L)
     return 0;
 }
 
+/*
+ * ---- C library calls under the budget ----------------------------------
+ *
+ * The count hook runs between VM instructions, never inside a C function,
+ * and a pattern with a few quantifiers is exponential: string.find on 400
+ * bytes held the loop for minutes. So the string and table functions whose
+ * work can grow faster than their input, or that could run long, are
+ * replaced in the real library tables (which strings index through their
+ * metatable, and which every environment copies) by wrappers that
+ *  - price the call before it runs (policy/bounds.h) and refuse it when its
+ *    worst case does not fit in the time left in the budget: the refusal
+ *    ends the call like the budget error does (pcall cannot catch it);
+ *  - check the deadline again when the real function returns.
+ * The real function is upvalue 1 of its wrapper, its name upvalue 2.
+ */
+
+/* The budget error raised from a wrapper: "policies/FILE:LINE: why". */
+static int over_budget(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int over_budget(lua_State *L, const char *fmt, ...)
+{
+    struct rd_policy_host *h = host_of(L);
+    char why[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    h->timed_out = true;
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        h->sampled_line = ar.currentline;
+    luaL_where(L, 1);
+    lua_pushstring(L, why);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+static const char *wrapped_name(lua_State *L)
+{
+    return lua_tostring(L, lua_upvalueindex(2));
+}
+
+/* Steps that still fit in the running call's budget (policy/bounds.h). */
+static double steps_left(const struct rd_policy_host *h)
+{
+    if (h->deadline_ns == 0)
+        return HUGE_VAL; /* no call runs: nothing to protect */
+    uint64_t now = rd_mono_ns();
+    return now >= h->deadline_ns ? 0 : (double)(h->deadline_ns - now) / RD_POLICY_NS_PER_STEP;
+}
+
+/* Refuses a call priced at `steps` that the budget cannot afford; `why`
+ * says what is too large ("pattern too complex for a subject of %zu bytes"). */
+static void afford(lua_State *L, double steps, const char *why, size_t n)
+{
+    struct rd_policy_host *h = host_of(L);
+    double left = steps_left(h);
+    if (steps <= left)
+        return;
+    char what[120];
+    snprintf(what, sizeof(what), why, n);
+    over_budget(L, "%s: %s (up to %.3g steps of about %d ns, %.3g left in the %llu ms budget)",
+                wrapped_name(L), what, steps, RD_POLICY_NS_PER_STEP, left,
+                (unsigned long long)h->call_budget_ms);
+}
+
+/* Calls the real function with this call's arguments; checks the deadline
+ * when it returns. */
+static int call_real(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    struct rd_policy_host *h = host_of(L);
+    if (h->deadline_ns != 0 && rd_mono_ns() > h->deadline_ns)
+        over_budget(L, "over the %llu ms budget (in %s)", (unsigned long long)h->call_budget_ms,
+                    wrapped_name(L));
+    return lua_gettop(L);
+}
+
+/* string.find / match / gsub: (s, pattern, ...). */
+static int sb_pattern(lua_State *L)
+{
+    size_t n, plen;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const char *p = luaL_checklstring(L, 2, &plen);
+    bool find = strcmp(wrapped_name(L), "string.find") == 0;
+    double left = steps_left(host_of(L));
+    if (find && (lua_toboolean(L, 4) || rd_pattern_is_plain(p, plen)))
+        afford(L, rd_plain_find_steps(plen, n),
+               "plain text too long to search in a subject of %zu bytes", n);
+    else
+        afford(L, rd_pattern_steps(p, plen, s, n, true, left),
+               "pattern too complex for a subject of %zu bytes", n);
+    return call_real(L);
+}
+
+/* gmatch's iterator: the real one, with the deadline checked after each step. */
+static int sb_gmatch_step(lua_State *L)
+{
+    lua_settop(L, 0);
+    return call_real(L);
+}
+
+/* string.gmatch(s, pattern): the whole iteration is priced at once. */
+static int sb_gmatch(lua_State *L)
+{
+    size_t n, plen;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const char *p = luaL_checklstring(L, 2, &plen);
+    afford(L, rd_pattern_steps(p, plen, s, n, false, steps_left(host_of(L))),
+           "pattern too complex for a subject of %zu bytes", n);
+    call_real(L);
+    lua_settop(L, 1);
+    lua_pushstring(L, "string.gmatch iterator");
+    lua_pushcclosure(L, sb_gmatch_step, 2);
+    return 1;
+}
+
+/* string.rep(s, n [, sep]): at most RD_POLICY_MAX_REP bytes. */
+static int sb_rep(lua_State *L)
+{
+    size_t len, seplen = 0;
+    luaL_checklstring(L, 1, &len);
+    double k = luaL_checknumber(L, 2);
+    luaL_optlstring(L, 3, "", &seplen);
+    double total = k >= 1 ? k * (double)len + (k - 1) * (double)seplen : 0;
+    if (total > (double)RD_POLICY_MAX_REP || k > (double)RD_POLICY_MAX_REP) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "string.rep: a result of %.0f bytes (%.0f copies) is over the limit of %zu bytes",
+                 total, k, RD_POLICY_MAX_REP);
+        return luaL_error(L, "%s", msg);
+    }
+    return call_real(L);
+}
+
+/*
+ * table.sort(t [, comp]): with a Lua comparator the hook runs in it; with
+ * none (or a C one) all of the n log n comparisons are C. A comparison
+ * costs a step or so, more for long strings.
+ */
+static int sb_sort(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_type(L, 2) != LUA_TFUNCTION || lua_iscfunction(L, 2)) {
+        double n = (double)lua_objlen(L, 1);
+        double steps = 2 * n * log2(n + 2);
+        if (steps <= steps_left(host_of(L))) {
+            size_t longest = 0;
+            for (int i = 1; i <= (int)n; i++) {
+                lua_rawgeti(L, 1, i);
+                if (lua_type(L, -1) == LUA_TSTRING && lua_objlen(L, -1) > longest)
+                    longest = lua_objlen(L, -1);
+                lua_pop(L, 1);
+            }
+            steps *= 1 + (double)longest / 256;
+        }
+        afford(L, steps, "%zu values to sort without a Lua comparator", (size_t)n);
+    }
+    return call_real(L);
+}
+
+/* table.concat: linear, but a large one still checks the deadline after. */
+static int sb_plain(lua_State *L)
+{
+    return call_real(L);
+}
+
+/* Replaces lib[name] (a C function) by `fn` with the real one as upvalue. */
+static void wrap(lua_State *L, const char *lib, const char *name, lua_CFunction fn)
+{
+    lua_getglobal(L, lib);
+    lua_getfield(L, -1, name);
+    lua_pushfstring(L, "%s.%s", lib, name);
+    lua_pushcclosure(L, fn, 2);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
 static int panic_handler(lua_State *L)
 {
     const char *msg = lua_tostring(L, -1);
@@ -306,6 +488,14 @@ static int setup_protected(lua_State *L)
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     lua_pop(L, 1);
+    /* The C calls the budget hook cannot interrupt, priced and checked. */
+    wrap(L, LUA_STRLIBNAME, "find", sb_pattern);
+    wrap(L, LUA_STRLIBNAME, "match", sb_pattern);
+    wrap(L, LUA_STRLIBNAME, "gsub", sb_pattern);
+    wrap(L, LUA_STRLIBNAME, "gmatch", sb_gmatch);
+    wrap(L, LUA_STRLIBNAME, "rep", sb_rep);
+    wrap(L, LUA_TABLIBNAME, "sort", sb_sort);
+    wrap(L, LUA_TABLIBNAME, "concat", sb_plain);
 
     lua_newtable(L);
     for (size_t i = 0; i < RD_ARRAY_SIZE(base_allowed); i++) {
@@ -375,6 +565,26 @@ static int throwf(lua_State *L, const char *fmt, ...)
     return lua_error(L);
 }
 
+/*
+ * After policy code returns: a call that ran past its deadline is over
+ * budget even when no hook fired to say so (the time went into C calls, or
+ * the last VM instructions before the return).
+ */
+static void check_returned_in_time(lua_State *L, const char *file, int line, const char *what)
+{
+    struct rd_policy_host *h = host_of(L);
+    uint64_t now = rd_mono_ns();
+    if (h->deadline_ns == 0 || now <= h->deadline_ns)
+        return;
+    h->timed_out = true;
+    double over = (double)(now - h->deadline_ns) / 1e6;
+    if (line > 0)
+        throwf(L, CHUNK_PREFIX "%s:%d: over the %llu ms budget (%s returned %.1f ms late)", file,
+               line, (unsigned long long)h->call_budget_ms, what, over);
+    throwf(L, CHUNK_PREFIX "%s: over the %llu ms budget (%s returned %.1f ms late)", file,
+           (unsigned long long)h->call_budget_ms, what, over);
+}
+
 /* ---- loading ---------------------------------------------------------- */
 
 struct load_ctx {
@@ -416,6 +626,7 @@ static int load_protected(lua_State *L)
     lua_setfenv(L, 2);
     if (lua_pcall(L, 0, 1, 1) != 0)
         return lua_error(L);
+    check_returned_in_time(L, c->file, 0, "the file's top level");
     /* 2: the returned module */
     if (lua_type(L, 2) != LUA_TTABLE)
         return throwf(L, "%s: must return a table { name = \"%s\", ... }, returned %s", src,
@@ -434,11 +645,13 @@ static int load_protected(lua_State *L)
     lua_getfield(L, 2, "self_test"); /* 5 */
     if (lua_type(L, 5) != LUA_TFUNCTION)
         return throwf(L, "%s: the returned table has no self_test function", src);
+    int self_test_line = function_line(L, 5);
     if (lua_pcall(L, 0, 0, 1) != 0) {
         lua_pushstring(L, " (self_test failed)");
         lua_concat(L, 2);
         return lua_error(L);
     }
+    check_returned_in_time(L, c->file, self_test_line, "self_test");
     /* Keep the function itself: later changes to the module table do not matter. */
     c->pf->line = function_line(L, 4);
     lua_pushvalue(L, 4);
@@ -1127,6 +1340,7 @@ static int plan_protected(lua_State *L)
     h->sampled_line = 0;
     if (lua_pcall(L, 2, 1, 1) != 0)
         return lua_error(L);
+    check_returned_in_time(L, "select.lua", h->select.line, "select");
     if (lua_type(L, 4) != LUA_TSTRING)
         return throwf(L, CHUNK_PREFIX "select.lua:%d: select returned %s, expected a strategy name",
                       h->select.line, luaL_typename(L, 4));
@@ -1144,6 +1358,9 @@ static int plan_protected(lua_State *L)
     h->sampled_line = 0;
     if (lua_pcall(L, 2, 1, 1) != 0)
         return lua_error(L);
+    char file[RD_POLICY_MAX_NAME + 8];
+    snprintf(file, sizeof(file), "%s.lua", c->strategy->name);
+    check_returned_in_time(L, file, c->strategy->line, "plan");
     build_plan(L, c, 4);
     return 0;
 }
