@@ -33,7 +33,8 @@
 
 #define COMP          "policy"
 #define CHUNK_PREFIX  "policies/"
-#define HOOK_COUNT    1000 /* VM instructions between two budget checks */
+#define HOOK_COUNT    1000        /* VM instructions between two budget checks */
+#define BIG_BLOCK     (64 * 1024) /* allocations that check the deadline too */
 #define SANDBOX_KEY   "recoveryd.sandbox"
 #define MAX_ID_LEN    255
 #define MAX_TEXT_LEN  1024
@@ -103,6 +104,18 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (nsize > osize && h->mem_used - osize + nsize > h->mem_limit) {
         h->mem_refused = true;
+        return NULL;
+    }
+    /*
+     * A large block is what linear work on a large string or table (a
+     * concatenation, a table growing) allocates, and the budget hook only
+     * fires every HOOK_COUNT instructions: a loop of `s .. "x"` on an 8 MiB
+     * string held the loop ten times its budget before it did. Past the
+     * deadline such an allocation fails, and the call with it, as an overrun.
+     */
+    if (nsize > osize && nsize >= BIG_BLOCK && h->deadline_ns != 0 &&
+        rd_mono_ns() > h->deadline_ns) {
+        h->timed_out = true;
         return NULL;
     }
     void *p = realloc(ptr, nsize);
@@ -791,9 +804,13 @@ static int failure(struct rd_policy_host *h, int status, const char *file, const
     if (h->timed_out) {
         if (msg != NULL && strncmp(msg, CHUNK_PREFIX, strlen(CHUNK_PREFIX)) == 0)
             set_err(err, errlen, "%s", msg);
-        else
+        else if (h->sampled_line > 0 || def_line > 0)
             set_err(err, errlen, CHUNK_PREFIX "%s:%d: over the %llu ms budget", file,
-                    h->sampled_line, (unsigned long long)h->call_budget_ms);
+                    h->sampled_line > 0 ? h->sampled_line : def_line,
+                    (unsigned long long)h->call_budget_ms);
+        else
+            set_err(err, errlen, CHUNK_PREFIX "%s: over the %llu ms budget", file,
+                    (unsigned long long)h->call_budget_ms);
         return RD_ETIMEOUT;
     }
     if (h->mem_refused || status == LUA_ERRMEM) {
