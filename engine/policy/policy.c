@@ -24,12 +24,16 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #define COMP          "policy"
 #define CHUNK_PREFIX  "policies/"
@@ -53,12 +57,14 @@ struct rd_policy_host {
     size_t mem_used;
     size_t mem_limit;
     bool mem_refused; /* an allocation was refused since the flag was reset */
+    bool cleaning;    /* the collection after a failed call: the cap is lifted */
     /* Budget hook. */
-    uint64_t budget_ms;      /* per rd_policy_plan call */
-    uint64_t call_budget_ms; /* budget of the call running now (for messages) */
-    uint64_t deadline_ns;    /* rd_mono_ns() deadline; 0 when no call runs */
-    bool timed_out;          /* the hook raised the budget error */
-    int sampled_line;        /* last line of policy code the hook saw */
+    uint64_t budget_ms;          /* per rd_policy_plan call */
+    uint64_t call_budget_ms;     /* budget of the call running now (for messages) */
+    uint64_t deadline_ns;        /* rd_mono_ns() deadline; 0 when no call runs */
+    bool timed_out;              /* the hook raised the budget error */
+    volatile sig_atomic_t tight; /* the deadline signal set the hook to every instruction */
+    int sampled_line;            /* last line of policy code the hook saw */
     char version[VERSION_CHARS + 1];
     struct policy_file select;
     unsigned n_strategies;
@@ -102,7 +108,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         h->mem_used -= osize;
         return NULL;
     }
-    if (nsize > osize && h->mem_used - osize + nsize > h->mem_limit) {
+    if (nsize > osize && h->mem_used - osize + nsize > h->mem_limit && !h->cleaning) {
         h->mem_refused = true;
         return NULL;
     }
@@ -152,6 +158,90 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
              (unsigned long long)h->call_budget_ms);
     lua_pushstring(L, msg);
     lua_error(L);
+}
+
+/*
+ * The deadline timer. The count hook fires every HOOK_COUNT instructions,
+ * and one instruction can be long work on a large string (`a < b` or
+ * `a .. b` on 8 MiB strings: a thousand of them held the loop for 0.4 s).
+ * So each call also arms a one-shot timer for its deadline whose signal,
+ * delivered to the calling thread, sets the hook to fire at the very next
+ * instruction (lua_sethook may be called from a signal handler: luajit's
+ * own interpreter stops a script on SIGINT that way). The handler touches
+ * only the host this thread is running a call for.
+ */
+#define DEADLINE_SIGNAL (SIGRTMIN + 4)
+
+static _Thread_local struct rd_policy_host *volatile active_host;
+static _Thread_local bool thread_timer_ready;
+static _Thread_local timer_t thread_timer;
+static pthread_once_t signal_once = PTHREAD_ONCE_INIT;
+static bool signal_ready;
+
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+static void deadline_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    struct rd_policy_host *h = active_host;
+    if (h != NULL && !h->tight) {
+        h->tight = 1;
+        lua_sethook(h->L, budget_hook, LUA_MASKCOUNT, 1);
+    }
+    errno = saved;
+}
+
+static void install_signal(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = deadline_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    signal_ready = sigaction(DEADLINE_SIGNAL, &sa, NULL) == 0;
+    if (!signal_ready)
+        RD_WARN(COMP, "deadline_signal", "error=\"%s\" fallback=count_hook_only", strerror(errno));
+}
+
+/* Arms this thread's timer for h's deadline (best effort: without it the
+ * count hook and the checks after C calls still apply). */
+static void arm_deadline(struct rd_policy_host *h)
+{
+    pthread_once(&signal_once, install_signal);
+    if (!signal_ready)
+        return;
+    if (!thread_timer_ready) {
+        struct sigevent sev;
+        memset(&sev, 0, sizeof(sev));
+        sev.sigev_notify = SIGEV_THREAD_ID;
+        sev.sigev_signo = DEADLINE_SIGNAL;
+        sev._sigev_un._tid = gettid();
+        if (timer_create(CLOCK_MONOTONIC, &sev, &thread_timer) != 0)
+            return;
+        thread_timer_ready = true;
+    }
+    h->tight = 0;
+    active_host = h;
+    struct itimerspec its = {
+        .it_value = {(time_t)(h->deadline_ns / 1000000000ull),
+                     (long)(h->deadline_ns % 1000000000ull)},
+    };
+    timer_settime(thread_timer, TIMER_ABSTIME, &its, NULL);
+}
+
+static void disarm_deadline(struct rd_policy_host *h)
+{
+    if (active_host != h)
+        return;
+    active_host = NULL; /* from here on the handler leaves h alone */
+    struct itimerspec off;
+    memset(&off, 0, sizeof(off));
+    timer_settime(thread_timer, 0, &off, NULL);
+    if (h->tight) {
+        lua_sethook(h->L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+        h->tight = 0;
+    }
 }
 
 /* The host has decided this call ends: a policy's pcall must not hide it. */
@@ -840,17 +930,24 @@ static void begin_call(struct rd_policy_host *h, uint64_t budget_ms)
     h->sampled_line = 0;
     h->call_budget_ms = budget_ms;
     h->deadline_ns = rd_mono_ns() + budget_ms * 1000000ull;
+    arm_deadline(h);
 }
 
 /* After a failed call: drop the stack and whatever garbage the call left. */
 static void end_call(struct rd_policy_host *h, bool failed)
 {
+    disarm_deadline(h);
     h->deadline_ns = 0;
     lua_settop(h->L, 0);
     if (failed) {
+        /* A call that filled the state to its cap leaves no room even for
+         * the closure lua_cpcall allocates: without lifting the cap for the
+         * collection, the garbage would stay and every later call fail. */
         h->mem_refused = false;
+        h->cleaning = true;
         if (lua_cpcall(h->L, gc_protected, NULL) != 0)
             lua_settop(h->L, 0);
+        h->cleaning = false;
     }
 }
 
