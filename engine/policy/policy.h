@@ -42,10 +42,16 @@
  *   RD_POLICY_MAX_REP (1 MiB) as an ordinary error. The deadline is checked
  *   again when a wrapped function returns and when select, plan, a file's
  *   top level or self_test return, so time spent where no hook fires still
- *   fails the call.
+ *   fails the call. At the deadline a one-shot timer (a real-time signal to
+ *   the calling thread) sets the hook to fire at the next instruction, and
+ *   allocations of 64 KiB or more past it fail: one VM instruction can be
+ *   long work on a large string. The collection after a failed call runs
+ *   with the memory cap lifted, so a state filled to the cap recovers.
  *
  * Threads: a host is used by one thread at a time (the loop thread); hosts
- * are independent of each other (no global state).
+ * are independent of each other. The only process-wide state is the
+ * deadline timer's signal handler (SIGRTMIN + 4, installed at the first
+ * call) and one POSIX timer per thread that has made a call.
  */
 #ifndef RD_POLICY_H
 #define RD_POLICY_H
