@@ -13,8 +13,8 @@
 #include "policy/policy.h"
 
 #include "common/log.h"
-#include "policy/bounds.h"
 #include "common/util.h"
+#include "policy/bounds.h"
 #include "recoveryd/error.h"
 
 #include <lauxlib.h>
@@ -23,10 +23,10 @@
 #include <lualib.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
