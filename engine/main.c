@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "config/config.h"
 #include "core/engine.h"
+#include "http/auth.h"
 #ifdef RD_FAULT_INJECTION
 #include "http/inject_routes.h"
 #endif
@@ -49,7 +50,79 @@ static void usage(FILE *out)
             "  --check-config      validate the configuration and exit 0 or 1\n"
             "  --version           print the version and exit\n"
             "\n"
-            "       recoveryd restore --from URL ... (recoveryd restore --help)\n");
+            "       recoveryd restore --from URL ... (recoveryd restore --help)\n"
+            "       recoveryd token new --id ID --role ROLE ... (recoveryd token --help)\n");
+}
+
+static void token_usage(FILE *out)
+{
+    fprintf(out, "usage: recoveryd token new --id ID --role agent|reader|operator|admin\n"
+                 "                           [--nodes LIST] [--expires RFC3339]\n"
+                 "\n"
+                 "Makes a new API token: prints the secret once (give it to the client, as\n"
+                 "'Authorization: Bearer SECRET') and the line to add to security.tokens_file,\n"
+                 "which holds only its SHA-256. An agent token needs --nodes: the node ids it\n"
+                 "may act as, comma-separated, each exact or a prefix ending in '*'.\n"
+                 "Reload with SIGHUP or POST /api/v1/policies/reload (docs/security.md).\n");
+}
+
+/* `recoveryd token new ...`: 0, 1 (failed), 2 (usage). */
+static int token_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"id", required_argument, NULL, 'i'},    {"role", required_argument, NULL, 'r'},
+        {"nodes", required_argument, NULL, 'n'}, {"expires", required_argument, NULL, 'x'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+    };
+    const char *id = NULL, *role = NULL, *nodes = NULL, *expires = NULL;
+    if (argc < 2 || strcmp(argv[1], "new") != 0) {
+        bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+        token_usage(help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            id = optarg;
+            break;
+        case 'r':
+            role = optarg;
+            break;
+        case 'n':
+            nodes = optarg;
+            break;
+        case 'x':
+            expires = optarg;
+            break;
+        case 'h':
+            token_usage(stdout);
+            return 0;
+        default:
+            token_usage(stderr);
+            return 2;
+        }
+    }
+    if (id == NULL || role == NULL || optind != argc - 1) {
+        token_usage(stderr);
+        return 2;
+    }
+    char secret[RD_TOKEN_SECRET_LEN + 1], line[2048], err[512] = "";
+    if (rd_token_secret_new(secret) != 0) {
+        fprintf(stderr, "recoveryd token: no random bytes from OpenSSL\n");
+        return 1;
+    }
+    /* The line goes through the file's own parser: what is printed loads. */
+    struct rd_tokens *check = NULL;
+    if (rd_token_line(id, role, secret, expires, nodes, line, sizeof(line)) != 0 ||
+        rd_tokens_parse("token", line, strlen(line), &check, err, sizeof(err)) != 0) {
+        fprintf(stderr, "recoveryd token: %s\n", err[0] ? err + 9 : "the values are too long");
+        return 1;
+    }
+    rd_tokens_free(check);
+    printf("secret: %s\nline:   %s\n", secret, line);
+    return 0;
 }
 
 static void restore_usage(FILE *out)
@@ -286,6 +359,8 @@ int main(int argc, char **argv)
     unsigned n_peers = 0;
     if (argc > 1 && strcmp(argv[1], "restore") == 0)
         return restore_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return token_main(argc - 1, argv + 1);
     while ((c = getopt_long(argc, argv, "c:l:d:n:p:P:kVhr:a:je:", opts, NULL)) != -1) {
         switch (c) {
         case 'e':
@@ -480,6 +555,20 @@ int main(int argc, char **argv)
             return 1;
         }
         rd_policy_free(pol);
+        if (cfg.security.tokens_file[0] != '\0') {
+            struct rd_tokens *tk = NULL;
+            if (rd_tokens_load(cfg.security.tokens_file, &tk, perr, sizeof(perr)) != 0) {
+                fprintf(stderr, "recoveryd: security.tokens_file: %s\n", perr);
+                return 1;
+            }
+            rd_tokens_free(tk);
+        }
+        if (cfg.security.peer_token_file[0] != '\0' &&
+            rd_peer_token_read(cfg.security.peer_token_file, cfg.security.peer_authorization,
+                               sizeof(cfg.security.peer_authorization), perr, sizeof(perr)) != 0) {
+            fprintf(stderr, "recoveryd: security.peer_token_file: %s\n", perr);
+            return 1;
+        }
         printf("recoveryd: configuration %s is valid\n", config_path ? config_path : "(defaults)");
         return 0;
     }

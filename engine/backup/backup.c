@@ -274,6 +274,7 @@ static void fail_part(struct rd_backup_part *p, const char *fmt, ...)
     cmd.u.backup.id = RD_STR(p->id);
     cmd.u.backup.target = RD_STR(p->target);
     cmd.u.backup.error = RD_STR(p->error);
+    rd_cmd_audit_engine(&cmd, "backup_fail", p->id, "");
     struct rd_proposer *log = &run->b->env.log;
     if (log->propose(log->data, &cmd, failed_done, p) != 0) {
         p->done = true; /* the next leader settles the record */
@@ -324,6 +325,7 @@ static void manifest_written(void *data, int status, const char *detail)
         cmd.u.backup.checksum = run->checksum;
         cmd.u.backup.digest = run->digest;
         cmd.u.backup.error = RD_STR("");
+        rd_cmd_audit_engine(&cmd, "backup_complete", p->id, "");
         struct rd_proposer *log = &run->b->env.log;
         if (log->propose(log->data, &cmd, completed_done, p) == 0)
             run->outstanding++;
@@ -487,6 +489,7 @@ static int image_start(struct rd_backups *b, struct rd_backup_run *run)
     int rv = rd_image_fork(b->env.loop, b->env.fsm, &run->image, &run->img, image_done, run);
     if (rv == 0) {
         run->forked = true;
+        b->last_fork_us = run->img.fork_us;
         RD_INFO("backup", "image_forked", "index=%llu pid=%d fork_us=%llu",
                 (unsigned long long)run->index, (int)run->img.pid,
                 (unsigned long long)run->img.fork_us);
@@ -548,6 +551,7 @@ static int run_start(struct rd_backups *b, unsigned n, char ids[][RD_UUID_STRLEN
         cmd.u.backup.id = RD_STR(p->id);
         cmd.u.backup.target = RD_STR(p->target);
         cmd.u.backup.error = RD_STR("");
+        rd_cmd_audit_engine(&cmd, "backup_begin", p->id, "");
         rv = b->env.log.propose(b->env.log.data, &cmd, begun, p);
         if (rv == 0) {
             run->outstanding++;
@@ -1278,6 +1282,10 @@ void rd_backup_metrics(struct rd_backups *b, struct rd_mbuf *m)
                      "How long the newest completed backup took, from BEGIN to COMPLETE.");
     rd_mbuf_printf(m, "recoveryd_backup_duration_seconds %.3f\n",
                    last ? (double)(last->completed_at_ms - last->started_at_ms) / 1000.0 : 0.0);
+    rd_metric_header(m, "recoveryd_backup_fork_seconds", "gauge",
+                     "How long the fork of the newest backup's image held the loop (Redis's "
+                     "latest_fork_usec; 0: none yet).");
+    rd_mbuf_printf(m, "recoveryd_backup_fork_seconds %.6f\n", (double)b->last_fork_us / 1e6);
     rd_metric_header(m, "recoveryd_backup_size_bytes", "gauge",
                      "Bytes of the newest completed backup's image.");
     rd_mbuf_printf(m, "recoveryd_backup_size_bytes %llu\n",

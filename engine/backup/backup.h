@@ -185,7 +185,8 @@ struct rd_backups {
     uint64_t verified_ok_total;
     uint64_t verified_bad_total;
     uint64_t removed_total;
-    uint64_t last_run_ms; /* duration of the last run this replica ended */
+    uint64_t last_run_ms;  /* duration of the last run this replica ended */
+    uint64_t last_fork_us; /* how long the newest image's fork held the loop */
     char errmsg[512];
 };
 

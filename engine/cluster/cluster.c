@@ -695,7 +695,9 @@ static void rejoin_send(struct rd_cluster *c)
                                   .body_len = strlen(body),
                                   .timeout_ms = j->phase == RD_REJOIN_LEAVING ? 5000 : 30000};
     j->tries++;
-    if (rd_httpc_request(c->httpc, &c->rejoin, &req, rejoin_answered, c) == 0)
+    const char *auth = c->cfg->security.peer_authorization;
+    if (rd_httpc_request_auth(c->httpc, &c->rejoin, &req, auth[0] ? auth : NULL, rejoin_answered,
+                              c) == 0)
         j->in_flight = true;
     else
         rejoin_wait(c, "cannot send to %s", url);

@@ -99,6 +99,8 @@ struct cfg_field {
     }
 
 /* cfg_load_list and cfg_load_kv store their counts as unsigned. */
+_Static_assert(sizeof(((struct rd_config *)0)->security.n_client_certs) == sizeof(unsigned),
+               "security.n_client_certs is read as unsigned");
 _Static_assert(sizeof(((struct rd_config *)0)->cluster.n_peers) == sizeof(unsigned),
                "cluster.n_peers is read as unsigned");
 _Static_assert(sizeof(((struct rd_config *)0)->plugins.n_instances) == sizeof(unsigned),
@@ -137,6 +139,50 @@ static const struct cfg_field cfg_server[] = {
     CFG_SECT("tls", cfg_tls),
 };
 
+static const struct cfg_field cfg_cert_map[] = {
+    {.key = "subject",
+     .type = CFG_STRING,
+     .offset = offsetof(struct rd_cfg_cert_map, subject),
+     .size = sizeof(((struct rd_cfg_cert_map *)0)->subject),
+     .required = true},
+    {.key = "principal",
+     .type = CFG_STRING,
+     .offset = offsetof(struct rd_cfg_cert_map, principal),
+     .size = sizeof(((struct rd_cfg_cert_map *)0)->principal)},
+    {.key = "role",
+     .type = CFG_STRING,
+     .offset = offsetof(struct rd_cfg_cert_map, role),
+     .size = sizeof(((struct rd_cfg_cert_map *)0)->role),
+     .required = true},
+    {.key = "nodes",
+     .type = CFG_STRING,
+     .offset = offsetof(struct rd_cfg_cert_map, nodes),
+     .size = sizeof(((struct rd_cfg_cert_map *)0)->nodes)},
+};
+
+static const struct cfg_field cfg_audit[] = {
+    CFG_U("max_records", security.audit.max_records, 1, 10000000),
+    CFG_F("max_age", CFG_DURATION, security.audit.max_age_ms),
+};
+
+static const struct cfg_field cfg_security[] = {
+    CFG_SECT("audit", cfg_audit),
+    CFG_F("tokens_file", CFG_PATH, security.tokens_file),
+    CFG_F("peer_token_file", CFG_PATH, security.peer_token_file),
+    CFG_F("client_ca", CFG_PATH, security.client_ca),
+    CFG_F("allow_unauthenticated", CFG_BOOL, security.allow_unauthenticated),
+    CFG_F("metrics_open", CFG_BOOL, security.metrics_open),
+    {.key = "client_certs",
+     .type = CFG_LIST,
+     .offset = CFG_OFF(security.client_certs),
+     .size = CFG_SZ(security.client_certs),
+     .offset2 = CFG_OFF(security.n_client_certs),
+     .children = cfg_cert_map,
+     .n_children = RD_ARRAY_SIZE(cfg_cert_map),
+     .elem_size = sizeof(struct rd_cfg_cert_map),
+     .noun = "client_certs"},
+};
+
 static const struct cfg_field cfg_storage[] = {
     CFG_T("data_dir", CFG_PATH, storage.data_dir, RD_CFG_DATA_DIR),
     CFG_U("snapshot_threshold", storage.snapshot_threshold, 1, 100000000),
@@ -163,6 +209,14 @@ static const struct cfg_field cfg_peer[] = {
      .size = sizeof(((struct rd_cfg_peer *)0)->api_url)},
 };
 
+static const struct cfg_field cfg_cluster_tls[] = {
+    CFG_T("ca", CFG_PATH, cluster.tls.ca, RD_CFG_CLUSTER_TLS_CA),
+    CFG_T("cert", CFG_PATH, cluster.tls.cert, RD_CFG_CLUSTER_TLS_CERT),
+    CFG_T("key", CFG_PATH, cluster.tls.key, RD_CFG_CLUSTER_TLS_KEY),
+    CFG_F("insecure_plaintext", CFG_BOOL, cluster.tls.insecure_plaintext),
+    CFG_F("check_replica_id", CFG_BOOL, cluster.tls.check_replica_id),
+};
+
 static const struct cfg_field cfg_cluster[] = {
     CFG_F("node_id", CFG_STRING, cluster.node_id),
     CFG_U("replica_id", cluster.replica_id, 1, UINT64_MAX),
@@ -181,6 +235,7 @@ static const struct cfg_field cfg_cluster[] = {
      .n_children = RD_ARRAY_SIZE(cfg_peer),
      .elem_size = sizeof(struct rd_cfg_peer),
      .noun = "peers"},
+    CFG_SECT("tls", cfg_cluster_tls),
 };
 
 static int cfg_finish_instance(struct cfg_loader *ld, char *elems, size_t i,
@@ -326,6 +381,7 @@ static const struct cfg_field cfg_top[] = {
     CFG_SECT("policies", cfg_policies),
     CFG_SECT("logging", cfg_logging),
     CFG_SECT("fault_tolerance", cfg_fault_tolerance),
+    CFG_SECT("security", cfg_security),
 };
 
 /* The whole file is one section whose children are the top-level keys. */
@@ -426,6 +482,25 @@ static bool cfg_hostname_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || cfg_is_digit(c) || c == '.' ||
            c == '-' || c == '_';
+}
+
+bool rd_config_host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (host == NULL)
+        return false;
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+bool rd_config_cluster_tls(const struct rd_config *cfg)
+{
+    return cfg->cluster.tls.ca[0] != '\0' && cfg->cluster.tls.cert[0] != '\0' &&
+           cfg->cluster.tls.key[0] != '\0';
 }
 
 int rd_config_parse_hostport(const char *s, char host[RD_CFG_STR], uint16_t *port)
@@ -1417,6 +1492,42 @@ int rd_config_load_file(struct rd_config *cfg, const char *path, char err[RD_CFG
     return rc;
 }
 
+/* ---- cluster.tls ------------------------------------------------------------ */
+
+/*
+ * All of ca, cert and key, or none. None on a raft address other than
+ * loopback: refused unless insecure_plaintext says so (docs/security.md).
+ */
+static int cfg_check_cluster_tls(const struct rd_config *cfg, const char *raft_host,
+                                 char err[RD_CFG_ERRLEN])
+{
+    const struct {
+        const char *key;
+        const char *value;
+    } paths[] = {{"cluster.tls.ca", cfg->cluster.tls.ca},
+                 {"cluster.tls.cert", cfg->cluster.tls.cert},
+                 {"cluster.tls.key", cfg->cluster.tls.key}};
+    unsigned set = 0;
+    for (size_t i = 0; i < RD_ARRAY_SIZE(paths); i++)
+        set += paths[i].value[0] != '\0';
+    if (set > 0 && set < RD_ARRAY_SIZE(paths))
+        for (size_t i = 0; i < RD_ARRAY_SIZE(paths); i++)
+            if (paths[i].value[0] == '\0')
+                return cfg_errf(err, RD_ECONFIG,
+                                "%s: expected a PEM file (mutual TLS between replicas needs "
+                                "cluster.tls.ca, cluster.tls.cert and cluster.tls.key), got ''",
+                                paths[i].key);
+    if (set == 0 && !cfg->cluster.tls.insecure_plaintext && !rd_config_host_is_loopback(raft_host))
+        return cfg_errf(err, RD_ECONFIG,
+                        "cluster.raft_address: '%s' is not a loopback address and cluster.tls is "
+                        "not set: any host that reaches this port could join, vote and read the "
+                        "log. Set cluster.tls.ca, cluster.tls.cert and cluster.tls.key "
+                        "(deploy/make-certs.sh makes them; docs/security.md), or "
+                        "cluster.tls.insecure_plaintext: true on a network you trust",
+                        cfg->cluster.raft_address);
+    return 0;
+}
+
 /* ---- where a setting came from ------------------------------------------ */
 
 static const struct {
@@ -1432,6 +1543,9 @@ static const struct {
     [RD_CFG_POLICIES_DIR] = {"policies.dir", "--policies-dir"},
     [RD_CFG_BACKUP_TARGETS] = {"fault_tolerance.backup.targets", NULL},
     [RD_CFG_ARCHIVE_TARGET] = {"fault_tolerance.backup.archive.target", NULL},
+    [RD_CFG_CLUSTER_TLS_CA] = {"cluster.tls.ca", NULL},
+    [RD_CFG_CLUSTER_TLS_CERT] = {"cluster.tls.cert", NULL},
+    [RD_CFG_CLUSTER_TLS_KEY] = {"cluster.tls.key", NULL},
 };
 
 const char *rd_config_origin(const struct rd_config *cfg, enum rd_cfg_setting s, char *buf,
@@ -1476,6 +1590,8 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->server.max_body_bytes = (size_t)1 << 20;
     cfg->server.shutdown_timeout_ms = 10 * 1000;
 
+    cfg->security.metrics_open = true;
+
     cfg_copy(cfg->storage.data_dir, "./var");
     cfg->storage.snapshot_threshold = 8192;
     cfg->storage.snapshot_trailing = 1024;
@@ -1487,6 +1603,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->cluster.election_timeout_ms = 300;
     cfg->cluster.heartbeat_timeout_ms = 50;
     cfg->cluster.pre_vote = true;
+    cfg->cluster.tls.check_replica_id = true;
     cfg->cluster.max_inflight = 256;
     cfg->cluster.n_peers = 0;
 
@@ -1538,6 +1655,8 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.partition.alert_after_ms = 5 * 60 * 1000;
     cfg->fault_tolerance.poison.max_failures = 3;
     cfg->fault_tolerance.poison.window_ms = 10 * 60 * 1000;
+    cfg->security.audit.max_records = 100000;
+    cfg->security.audit.max_age_ms = UINT64_C(30) * 24 * 3600 * 1000;
 }
 
 #define CFG_MIN_HEARTBEAT_MS 10
@@ -1712,6 +1831,32 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
                         "got ''",
                         cfg->server.tls_key);
 
+    if (cfg->security.client_ca[0] != '\0' && cfg->server.tls_cert[0] == '\0')
+        return cfg_errf(err, RD_ECONFIG,
+                        "security.client_ca: client certificates need TLS on the API: set "
+                        "server.tls.cert and server.tls.key");
+    if (cfg->security.n_client_certs > 0 && cfg->security.client_ca[0] == '\0')
+        return cfg_errf(err, RD_ECONFIG,
+                        "security.client_certs: needs security.client_ca, the CA the "
+                        "certificates are checked against");
+    for (unsigned i = 0; i < cfg->security.n_client_certs; i++) {
+        const struct rd_cfg_cert_map *m = &cfg->security.client_certs[i];
+        static const char *const roles[] = {"agent", "reader", "operator", "admin"};
+        bool known = false;
+        for (size_t r = 0; r < RD_ARRAY_SIZE(roles); r++)
+            known |= strcmp(m->role, roles[r]) == 0;
+        if (!known)
+            return cfg_errf(err, RD_ECONFIG,
+                            "security.client_certs[%u].role: expected agent, reader, operator "
+                            "or admin, got '%s'",
+                            i, m->role);
+        bool agent = strcmp(m->role, "agent") == 0;
+        if (agent != (m->nodes[0] != '\0'))
+            return cfg_errf(err, RD_ECONFIG, "security.client_certs[%u].nodes: %s", i,
+                            agent ? "an agent needs the node ids it may act as"
+                                  : "only agents have nodes");
+    }
+
     if (cfg->storage.data_dir[0] == '\0')
         return cfg_errf(err, RD_ECONFIG, "storage.data_dir: expected a directory, got ''");
     if (cfg->storage.snapshot_threshold < 1)
@@ -1753,6 +1898,9 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
         return cfg_errf(err, RD_ECONFIG, "cluster.max_inflight: expected at least 1, got '%u'",
                         cfg->cluster.max_inflight);
     int rc = cfg_check_peers(cfg, err);
+    if (rc != 0)
+        return rc;
+    rc = cfg_check_cluster_tls(cfg, host, err);
     if (rc != 0)
         return rc;
     rc = cfg_check_plugins(cfg, err);
@@ -1838,6 +1986,14 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
     if (cfg->fault_tolerance.poison.window_ms == 0)
         return cfg_errf(err, RD_ECONFIG,
                         "fault_tolerance.poison.window: expected a duration above 0, got '0ms'");
+    const uint64_t audit_age = cfg->security.audit.max_age_ms;
+    if (audit_age < 60 * 1000 || audit_age > UINT64_C(3650) * 24 * 3600 * 1000) {
+        char age[32];
+        cfg_format_duration(audit_age, age, sizeof(age));
+        return cfg_errf(err, RD_ECONFIG,
+                        "security.audit.max_age: expected a duration from 1m to 3650d, got '%s'",
+                        age);
+    }
     return cfg_check_backup(cfg, err);
 }
 

@@ -23,6 +23,7 @@
 #define RD_CFG_MIN_SEGMENT     ((size_t)4 << 20)
 #define RD_CFG_MAX_PLUGINS     16 /* plugins.instances entries */
 #define RD_CFG_MAX_PLUGIN_KEYS 32 /* keys under one instance's config */
+#define RD_CFG_MAX_CERT_MAPS   32 /* security.client_certs entries */
 
 struct rd_cfg_peer {
     uint64_t id;              /* raft server id, > 0 */
@@ -51,6 +52,15 @@ struct rd_cfg_plugin {
     struct rd_cfg_kv config[RD_CFG_MAX_PLUGIN_KEYS];
 };
 
+/* One entry of security.client_certs: a client certificate's subject CN
+ * (from security.client_ca) and who it is to the API. */
+struct rd_cfg_cert_map {
+    char subject[RD_CFG_STR]; /* the certificate's subject common name, exactly */
+    char principal[96];       /* principal id; defaults to "cn:" + subject */
+    char role[16];            /* agent, reader, operator or admin */
+    char nodes[RD_CFG_STR];   /* agents: the node ids it may act as, as in the token file */
+};
+
 /*
  * The settings an error message may have to trace back to where they were
  * set (the paths and the listen addresses): cfg->origin[] holds, for each,
@@ -58,17 +68,20 @@ struct rd_cfg_plugin {
  * RD_CFG_FROM_FLAG when a command-line flag did (main.c sets that).
  */
 enum rd_cfg_setting {
-    RD_CFG_SERVER_LISTEN,  /* server.listen, --listen */
-    RD_CFG_TLS_CERT,       /* server.tls.cert */
-    RD_CFG_TLS_KEY,        /* server.tls.key */
-    RD_CFG_DATA_DIR,       /* storage.data_dir, --data-dir */
-    RD_CFG_RAFT_ADDRESS,   /* cluster.raft_address, --raft-address */
-    RD_CFG_PLUGINS_DIR,    /* plugins.dir, --plugins-dir */
-    RD_CFG_POLICIES_DIR,   /* policies.dir, --policies-dir */
-    RD_CFG_BACKUP_TARGETS, /* fault_tolerance.backup.targets (0: not given, every backup
-                              instance is a target) */
-    RD_CFG_ARCHIVE_TARGET, /* fault_tolerance.backup.archive.target (0: not given, the
-                              first target) */
+    RD_CFG_SERVER_LISTEN,    /* server.listen, --listen */
+    RD_CFG_TLS_CERT,         /* server.tls.cert */
+    RD_CFG_TLS_KEY,          /* server.tls.key */
+    RD_CFG_DATA_DIR,         /* storage.data_dir, --data-dir */
+    RD_CFG_RAFT_ADDRESS,     /* cluster.raft_address, --raft-address */
+    RD_CFG_PLUGINS_DIR,      /* plugins.dir, --plugins-dir */
+    RD_CFG_POLICIES_DIR,     /* policies.dir, --policies-dir */
+    RD_CFG_BACKUP_TARGETS,   /* fault_tolerance.backup.targets (0: not given, every backup
+                                instance is a target) */
+    RD_CFG_ARCHIVE_TARGET,   /* fault_tolerance.backup.archive.target (0: not given, the
+                                first target) */
+    RD_CFG_CLUSTER_TLS_CA,   /* cluster.tls.ca */
+    RD_CFG_CLUSTER_TLS_CERT, /* cluster.tls.cert */
+    RD_CFG_CLUSTER_TLS_KEY,  /* cluster.tls.key */
     RD_CFG_N_SETTINGS
 };
 #define RD_CFG_FROM_FLAG (-1)
@@ -85,6 +98,30 @@ struct rd_config {
         char tls_cert[RD_CFG_STR];    /* server.tls.cert ("" = cleartext only) */
         char tls_key[RD_CFG_STR];     /* server.tls.key */
     } server;
+
+    /* Who may call the API (docs/security.md). Authentication is on when
+     * tokens_file or client_ca is set. */
+    struct rd_cfg_security {
+        char tokens_file[RD_CFG_STR];        /* security.tokens_file ("" = no bearer tokens) */
+        char peer_token_file[RD_CFG_STR];    /* security.peer_token_file: the secret this
+                                                replica presents to the others ("" = none) */
+        char client_ca[RD_CFG_STR];          /* security.client_ca: PEM CA of client
+                                                certificates (needs server.tls) */
+        bool allow_unauthenticated;          /* security.allow_unauthenticated, default false:
+                                                serve a non-loopback address without auth */
+        bool metrics_open;                   /* security.metrics_open, default true: /metrics
+                                                needs no token (false: reader) */
+        char peer_authorization[RD_CFG_STR]; /* "Bearer <secret>" read from peer_token_file
+                                                at start (never from the YAML) */
+        unsigned n_client_certs;             /* security.client_certs */
+        struct rd_cfg_cert_map client_certs[RD_CFG_MAX_CERT_MAPS];
+        /* The audit trail's retention (docs/operations.md): the leader stamps
+         * it into each record's command, every replica prunes alike. */
+        struct {
+            unsigned max_records; /* security.audit.max_records, 1-10000000, default 100000 */
+            uint64_t max_age_ms;  /* security.audit.max_age, 1m to 10 years, default 30d */
+        } audit;
+    } security;
 
     struct {
         char data_dir[RD_CFG_STR];   /* storage.data_dir, default ./var */
@@ -110,6 +147,21 @@ struct rd_config {
                                           voters, over whatever the log says (raft_recover) */
         unsigned n_peers;              /* cluster.peers: initial voters (empty = just this one) */
         struct rd_cfg_peer peers[RD_CFG_MAX_PEERS];
+        /*
+         * cluster.tls: mutual TLS between replicas (docs/security.md). All
+         * three paths set = on; none = plain TCP, allowed only when
+         * raft_address is a loopback address or insecure_plaintext is set.
+         */
+        struct {
+            char ca[RD_CFG_STR];     /* cluster.tls.ca: PEM CA certificate(s) peers must chain to */
+            char cert[RD_CFG_STR];   /* cluster.tls.cert: this replica's PEM certificate chain */
+            char key[RD_CFG_STR];    /* cluster.tls.key: its PEM private key */
+            bool insecure_plaintext; /* cluster.tls.insecure_plaintext: allow plain TCP on a
+                                        non-loopback raft_address, default false */
+            bool check_replica_id;   /* cluster.tls.check_replica_id: a peer's certificate must
+                                        name `replica-<id>` (CN or DNS SAN) for the raft id it
+                                        claims or is dialled as, default true */
+        } tls;
     } cluster;
 
     struct {
@@ -237,6 +289,13 @@ const char *rd_config_origin(const struct rd_config *cfg, enum rd_cfg_setting s,
  * RD_ECONFIG with a message naming the key.
  */
 int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN]);
+
+/* True when `host` (as split by rd_config_parse_hostport) is a loopback
+ * address: 127.0.0.0/8, ::1 or "localhost". No name is resolved. */
+bool rd_config_host_is_loopback(const char *host);
+
+/* True when cluster.tls.ca, cert and key are set (mutual TLS between replicas). */
+bool rd_config_cluster_tls(const struct rd_config *cfg);
 
 /* Parses "HOST:PORT" ("[::1]:8080" too) for --listen. 0 or RD_EINVAL. */
 int rd_config_parse_hostport(const char *s, char host[RD_CFG_STR], uint16_t *port);

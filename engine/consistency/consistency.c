@@ -116,6 +116,11 @@ static void open_fault(struct rd_consistency *c, uint64_t id, uint64_t digest, u
              id, c->g.id, c->g.index, digest, majority);
     struct rd_cmd cmd =
         rd_cmd_cluster_fault(0, fid, RD_FAULT_DATA_CORRUPTION, RD_SEV_CRITICAL, meta, "\"repair\"");
+    /* Audited: the replica that diverged (it repairs itself by rejoining),
+     * the check that found it the cause. */
+    char target[32];
+    snprintf(target, sizeof(target), "replica %" PRIu64, id);
+    rd_cmd_audit_engine(&cmd, "replica_diverged", target, c->g.id);
     c->env.log.propose(c->env.log.data, &cmd, proposed, "data_corruption fault");
     RD_ERROR("consistency", "replica_diverged",
              "replica=%" PRIu64 " check=%s index=%" PRIu64 " digest=%016" PRIx64
@@ -135,6 +140,9 @@ static void resolve_fault(struct rd_consistency *c, uint64_t id)
     cmd.u.fresolve.id = RD_STR(x->id);
     cmd.u.fresolve.node_id = RD_STR("");
     cmd.u.fresolve.note = RD_STR(note);
+    char target[32];
+    snprintf(target, sizeof(target), "replica %" PRIu64, id);
+    rd_cmd_audit_engine(&cmd, "replica_repaired", target, x->id);
     c->env.log.propose(c->env.log.data, &cmd, proposed, "data_corruption resolve");
     RD_INFO("consistency", "replica_repaired", "replica=%" PRIu64 " check=%s", id, c->g.id);
 }
@@ -289,7 +297,8 @@ static void ask(struct rd_consistency *c, struct rd_digest_answer *r)
     a->id = r->id;
     snprintf(a->check, sizeof(a->check), "%s", c->g.id);
     struct rd_http_request req = {.method = "GET", .url = full, .timeout_ms = 1000};
-    if (rd_httpc_request(c->httpc, c, &req, asked, a) == 0)
+    const char *auth = c->env.cfg->security.peer_authorization;
+    if (rd_httpc_request_auth(c->httpc, c, &req, auth[0] ? auth : NULL, asked, a) == 0)
         r->in_flight = true;
     else
         free(a);

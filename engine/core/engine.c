@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "engine.h"
+#include "http/auth.h"
 #include "net/httpc.h"
 #include "recoveryd/error.h"
 #include "recoveryd/version.h"
@@ -492,6 +493,13 @@ static int reload_policies(void *data, char *err, size_t errlen)
 {
     struct rd_engine *eng = data;
     const struct rd_config *c = &eng->cfg;
+    /* The tokens first, on their own: a broken token file keeps the tokens
+     * in force and fails the reload, whatever the policies do. */
+    char terr[512];
+    int trv = rd_http_reload_tokens(&eng->http, terr, sizeof(terr));
+    if (trv != 0)
+        RD_ERROR("http", "tokens_reload_failed", "file=%s error=\"%s\"", c->security.tokens_file,
+                 terr);
     struct rd_policy_host *fresh = NULL;
     uint64_t t0 = rd_mono_ns();
     int rv = rd_policy_load(c->policies.dir, c->policies.budget_ms, c->policies.memory_limit,
@@ -501,7 +509,18 @@ static int reload_policies(void *data, char *err, size_t errlen)
         RD_ERROR("policy", "reload_failed", "dir=%s version_in_force=%s error=\"%s\"",
                  c->policies.dir, rd_policy_version(eng->policy), err);
         policy_error(eng, err);
+        if (trv != 0) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, "; security.tokens_file: %s (the tokens in force stay)",
+                     terr);
+        }
         return rv;
+    }
+    if (trv != 0) {
+        snprintf(err, errlen,
+                 "security.tokens_file: %s (the tokens in force stay; the policies were reloaded)",
+                 terr);
+        rv = trv;
     }
     struct rd_policy_host *old = eng->policy;
     eng->policy = fresh; /* the swap: one pointer, on the loop thread */
@@ -509,7 +528,7 @@ static int reload_policies(void *data, char *err, size_t errlen)
     RD_INFO("policy", "reloaded", "version=%s previous=%s swap_us=%.0f", rd_policy_version(fresh),
             rd_policy_version(old), (double)(rd_mono_ns() - t0) / 1e3);
     rd_policy_free(old);
-    return 0;
+    return rv;
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -609,6 +628,19 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         eng->exit_code = 1;
         goto out;
     }
+    if (eng->cfg.security.peer_token_file[0] != '\0') {
+        char terr[512];
+        rv = rd_peer_token_read(eng->cfg.security.peer_token_file,
+                                eng->cfg.security.peer_authorization,
+                                sizeof(eng->cfg.security.peer_authorization), terr, sizeof(terr));
+        if (rv != 0) {
+            RD_ERROR("engine", "peer_token_failed", "error=%s detail=\"%s\"", rd_err_name(rv),
+                     terr);
+            fprintf(stderr, "recoveryd: security.peer_token_file: %s\n", terr);
+            eng->exit_code = 1;
+            goto out;
+        }
+    }
     struct rd_http_env henv = {
         .loop = loop,
         .cfg = &eng->cfg,
@@ -638,7 +670,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         /* An address error says where server.listen was set; a TLS one
          * names its key already. */
         origin[0] = '\0';
-        if (rv == RD_EIO || rv == RD_EINVAL)
+        if (rv == RD_EIO || rv == RD_EINVAL ||
+            strncmp(eng->http.errmsg, "server.listen ", 14) == 0) /* open on a public address */
             rd_config_origin(&eng->cfg, RD_CFG_SERVER_LISTEN, origin, sizeof(origin));
         RD_ERROR("engine", "http_failed", "error=%s detail=\"%s\" origin=\"%s\"", rd_err_name(rv),
                  eng->http.errmsg, origin);
@@ -649,10 +682,14 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     }
     rv = rd_replica_listen(&eng->replica, loop, &eng->cfg);
     if (rv != 0) {
-        rd_config_origin(&eng->cfg, RD_CFG_RAFT_ADDRESS, origin, sizeof(origin));
+        /* A cluster.tls error names its key and file already. */
+        origin[0] = '\0';
+        if (rv != RD_ECONFIG)
+            rd_config_origin(&eng->cfg, RD_CFG_RAFT_ADDRESS, origin, sizeof(origin));
         RD_ERROR("engine", "raft_failed", "error=%s detail=\"%s\" origin=\"%s\"", rd_err_name(rv),
                  eng->replica.errmsg, origin);
-        fprintf(stderr, "recoveryd: %s (%s)\n", eng->replica.errmsg, origin);
+        fprintf(stderr, "recoveryd: %s%s%s%s\n", eng->replica.errmsg, origin[0] ? " (" : "", origin,
+                origin[0] ? ")" : "");
         abort_start(eng);
         goto out;
     }

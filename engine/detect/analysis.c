@@ -390,6 +390,10 @@ static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct
     cmd.u.fopen.set_state = (uint8_t)set_state;
     cmd.u.fopen.epoch = n->epoch;
     cmd.u.fopen.from_state = set_state == RD_STATE_ANY ? RD_STATE_ANY : n->state;
+    /* Taking an agent out of service is an audited engine action; the
+     * fault it opens is the cause (a warning that moves nothing is not). */
+    if (set_state != RD_STATE_ANY)
+        rd_cmd_audit_engine(&cmd, "isolate_by_analysis", n->node_id, id);
     if (propose(a, &cmd, s, set_state == RD_NODE_FAILED ? STAGE_FAILED : STAGE_OTHER, false) &&
         set_state == RD_STATE_ANY)
         s->warn_open = true;

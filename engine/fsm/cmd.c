@@ -1,3 +1,4 @@
+#include <stdbool.h>
 #include <string.h>
 
 #include "cmd.h"
@@ -147,18 +148,67 @@ const char *rd_cmd_type_name(int type)
         return "cluster_id";
     case RD_CMD_CHECKPOINT_RESTORE:
         return "checkpoint_restore";
+    case RD_CMD_AUDIT:
+        return "audit";
     }
     return "unknown";
 }
 
+static void encode_audit(const struct rd_cmd_audit *a, struct rd_wbuf *w)
+{
+    rd_w_str(w, a->principal.p, a->principal.len);
+    rd_w_u8(w, a->role);
+    rd_w_str(w, a->source.p, a->source.len);
+    rd_w_str(w, a->method.p, a->method.len);
+    rd_w_str(w, a->action.p, a->action.len);
+    rd_w_str(w, a->target.p, a->target.len);
+    rd_w_u16(w, a->status);
+    rd_w_str(w, a->error.p, a->error.len);
+    rd_w_str(w, a->request_id.p, a->request_id.len);
+    rd_w_str(w, a->cause.p, a->cause.len);
+    rd_w_u32(w, a->keep);
+    rd_w_u32(w, a->max_age_s);
+}
+
+static int decode_audit(struct rd_rbuf *r, struct rd_cmd_audit *a)
+{
+    a->present = 1;
+    a->principal = rd_r_str(r);
+    a->role = rd_r_u8(r);
+    a->source = rd_r_str(r);
+    a->method = rd_r_str(r);
+    a->action = rd_r_str(r);
+    a->target = rd_r_str(r);
+    a->status = rd_r_u16(r);
+    a->error = rd_r_str(r);
+    a->request_id = rd_r_str(r);
+    a->cause = rd_r_str(r);
+    a->keep = rd_r_u32(r);
+    a->max_age_s = rd_r_u32(r);
+    if (r->err)
+        return RD_EPARSE;
+    if (a->principal.len == 0 || a->principal.len > RD_AUDIT_PRINCIPAL_MAX ||
+        a->role > 4 /* RD_ROLE_ADMIN */ || a->source.len > RD_AUDIT_SOURCE_MAX ||
+        a->method.len > RD_AUDIT_METHOD_MAX || a->action.len == 0 ||
+        a->action.len > RD_AUDIT_ACTION_MAX || a->target.len > RD_AUDIT_TARGET_MAX ||
+        a->error.len > RD_AUDIT_ERROR_MAX || a->request_id.len > RD_AUDIT_REQID_MAX ||
+        a->cause.len > RD_AUDIT_CAUSE_MAX)
+        return RD_EPARSE;
+    return 0;
+}
+
 int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
 {
-    rd_w_u8(w, RD_CMD_FORMAT);
+    bool audit = cmd->audit.present || cmd->type == RD_CMD_AUDIT;
+    rd_w_u8(w, audit ? RD_CMD_FORMAT_AUDIT : RD_CMD_FORMAT);
     rd_w_u8(w, cmd->type);
     rd_w_u16(w, 0);
     rd_w_i64(w, cmd->time_ms);
+    if (audit)
+        encode_audit(&cmd->audit, w);
     switch (cmd->type) {
     case RD_CMD_NOOP:
+    case RD_CMD_AUDIT:
         break;
     case RD_CMD_NODE_REGISTER: {
         const struct rd_cmd_register *c = &cmd->u.reg;
@@ -330,10 +380,16 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
     cmd->time_ms = rd_r_i64(&r);
     if (r.err)
         return RD_EPARSE;
-    if (format != RD_CMD_FORMAT)
+    if (format != RD_CMD_FORMAT && format != RD_CMD_FORMAT_AUDIT)
         return RD_EUNSUPPORTED;
+    if (format == RD_CMD_FORMAT_AUDIT && decode_audit(&r, &cmd->audit) != 0)
+        return RD_EPARSE;
     switch (cmd->type) {
     case RD_CMD_NOOP:
+        break;
+    case RD_CMD_AUDIT:
+        if (!cmd->audit.present) /* a record alone needs its record */
+            return RD_EPARSE;
         break;
     case RD_CMD_NODE_REGISTER: {
         struct rd_cmd_register *c = &cmd->u.reg;

@@ -20,6 +20,11 @@
 
 #define RD_CMD_FORMAT      1
 #define RD_CMD_HEADER_SIZE 12
+/* Format 2: the header, then an audit part (struct rd_cmd_audit), then the
+ * body as in format 1. Written only for a command that carries an audit
+ * part, so every other command stays format 1 (older replicas refuse a
+ * format 2 entry as unknown rather than misread it). */
+#define RD_CMD_FORMAT_AUDIT 2
 
 enum rd_cmd_type {
     RD_CMD_NOOP = 1,            /* barrier; changes nothing but the applied count */
@@ -41,6 +46,9 @@ enum rd_cmd_type {
     RD_CMD_CLUSTER_ID = 17,     /* names the cluster once (backups carry it); later ones refused */
     /* Repairs checkpoints that failed their checksum: an older version, a backup's. */
     RD_CMD_CHECKPOINT_RESTORE = 18,
+    /* An audit record alone (no body): a denied or failed request, or an
+     * action whose change is not a log command (issue 12). */
+    RD_CMD_AUDIT = 19,
     RD_CMD_TYPE_MAX
 };
 
@@ -305,9 +313,43 @@ struct rd_cmd_checkpoint_restore {
     struct rd_str fault_id; /* the fault this repair resolves, "" for none */
 };
 
+/*
+ * Who asked for a command and why (issue 12: the audit trail). Carried by
+ * the command that makes the change (format 2), so the change and its record
+ * commit together in one apply; alone in RD_CMD_AUDIT. The record's outcome
+ * is the apply's: `status` when the command applied (or, for RD_CMD_AUDIT,
+ * always), else the refusal's status and code (rd_audit_outcome).
+ */
+struct rd_cmd_audit {
+    uint8_t present;          /* 0: no audit part (format 1) */
+    struct rd_str principal;  /* token id, certificate subject, "anonymous", "recoveryd" */
+    uint8_t role;             /* enum rd_role (http/principal.h) */
+    struct rd_str source;     /* client "ip:port", "" for the engine */
+    struct rd_str method;     /* HTTP method, "" for the engine */
+    struct rd_str action;     /* the route's name, or the engine's action */
+    struct rd_str target;     /* node, task, replica or backup id ("" when none) */
+    uint16_t status;          /* HTTP status on success (RD_CMD_AUDIT: the outcome) */
+    struct rd_str error;      /* error code ("" when none) */
+    struct rd_str request_id; /* X-Request-Id */
+    struct rd_str cause;      /* the engine's: the fault or run that caused it */
+    uint32_t keep;            /* retention the leader stamps: records kept (0: default) */
+    uint32_t max_age_s;       /* and their age (0: default) */
+};
+
+/* Limits on the audit part's strings (decode refuses longer). */
+#define RD_AUDIT_PRINCIPAL_MAX 95
+#define RD_AUDIT_SOURCE_MAX    63
+#define RD_AUDIT_METHOD_MAX    15
+#define RD_AUDIT_ACTION_MAX    63
+#define RD_AUDIT_TARGET_MAX    255
+#define RD_AUDIT_ERROR_MAX     63
+#define RD_AUDIT_REQID_MAX     47
+#define RD_AUDIT_CAUSE_MAX     64
+
 struct rd_cmd {
     uint8_t type;
     int64_t time_ms;
+    struct rd_cmd_audit audit;
     union {
         struct rd_cmd_register reg;
         struct rd_cmd_transition trans;
@@ -344,6 +386,23 @@ static inline struct rd_cmd rd_cmd_cluster_fault(int64_t time_ms, const char *id
     c.u.fopen.set_state = RD_STATE_ANY;
     c.u.fopen.from_state = RD_STATE_ANY;
     return c;
+}
+
+/* An engine-initiated action's audit part on `c` (strings borrowed):
+ * principal "recoveryd", the action, its target and its cause. */
+static inline void rd_cmd_audit_engine(struct rd_cmd *c, const char *action, const char *target,
+                                       const char *cause)
+{
+    c->audit = (struct rd_cmd_audit){.present = 1,
+                                     .principal = RD_STR("recoveryd"),
+                                     .source = RD_STR(""),
+                                     .method = RD_STR(""),
+                                     .action = RD_STR(action),
+                                     .target = RD_STR(target ? target : ""),
+                                     .status = 200,
+                                     .error = RD_STR(""),
+                                     .request_id = RD_STR(""),
+                                     .cause = RD_STR(cause ? cause : "")};
 }
 
 /*

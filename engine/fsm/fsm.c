@@ -104,7 +104,13 @@ static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len,
     case RD_CMD_CHECK_RESULT:
         rv = rd_fsm__check_apply(f, &cmd);
         break;
+    case RD_CMD_AUDIT:
+        break;
     }
+    /* The record of who asked, in the same apply as the change (or its
+     * refusal): a change is never in the state without its record. */
+    if (rv == 0 && cmd.audit.present)
+        rv = rd_fsm__audit_apply(f, &cmd, f->result.status);
     /* Whatever the command did (a refusal changes nothing; on RD_ENOMEM
      * part of it may have happened), the digest follows the records. */
     rd_fsm__dg_commit(f);
@@ -226,6 +232,7 @@ void rd_fsm__clear(struct rd_fsm *f)
     rd_fsm__replicas_clear(f);
     rd_fsm__backups_clear(f);
     rd_fsm__checks_clear(f);
+    rd_fsm__audits_clear(f);
     rd_fsm__dg_reset(f);
     f->n_applied = 0;
     f->last_time_ms = 0;

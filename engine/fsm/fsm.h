@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "backups.h"
 #include "checks.h"
 #include "cmd.h"
@@ -128,6 +129,14 @@ struct rd_fsm {
     size_t n_checks;
     size_t cap_checks;
     struct rd_map checks_by_id;
+    /* Audit records: audits[audit_head .. audit_head + n_audits), oldest
+     * first (audit.c). */
+    struct rd_audit **audits;
+    size_t audit_head;
+    size_t n_audits;
+    size_t cap_audits;
+    uint64_t audit_seq;      /* last seq handed out */
+    uint64_t audits_written; /* records this replica applied (local count, not state) */
     /* This replica's digests at the checks it applied: a ring, local (not
      * state: kept across restores, never in a snapshot). */
     struct rd_check_local check_local[RD_FSM_CHECK_LOCAL_KEEP];

@@ -139,4 +139,14 @@ int rd_fsm__checks_read(struct rd_fsm *f, struct rd_rbuf *r);
 void rd_fsm__checks_clear(struct rd_fsm *f);
 void rd_fsm__checks_move(struct rd_fsm *to, struct rd_fsm *from);
 
+/* audit.c: a command's audit part (or RD_CMD_AUDIT) becomes a record;
+ * `outcome` is what the command's own apply decided (0 or its refusal).
+ * Section in snapshots of format 5 on. */
+int rd_fsm__audit_apply(struct rd_fsm *f, const struct rd_cmd *cmd, int outcome);
+void rd_fsm__audits_write(const struct rd_fsm *f, struct rd_wbuf *w);
+void rd_fsm__audit_write_one(struct rd_wbuf *w, const struct rd_audit *a);
+int rd_fsm__audits_read(struct rd_fsm *f, struct rd_rbuf *r);
+void rd_fsm__audits_clear(struct rd_fsm *f);
+void rd_fsm__audits_move(struct rd_fsm *to, struct rd_fsm *from);
+
 #endif

@@ -88,6 +88,8 @@ void rd_api_BACKUP_TRIGGER(struct rd_http_req *hr)
     } else if (rv != 0) {
         rd_http_send_rd_error(hr, rv, b->errmsg);
     } else {
+        /* The trail names the backup (when the first BEGIN did not carry it). */
+        snprintf(hr->audit_target, sizeof(hr->audit_target), "%s", st.ids[0]);
         json_t *ids = json_array(), *targets = json_array();
         for (unsigned i = 0; i < st.n; i++) {
             json_array_append_new(ids, json_string(st.ids[i]));

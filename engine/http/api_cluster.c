@@ -110,9 +110,10 @@ static void changed(void *data, int status, uint64_t value)
     if (add && status == RD_ETIMEOUT)
         forget_url(p->hr.env, id);
     if (rd_http_pending_alive(p)) {
-        if (status == 0)
+        if (status == 0) {
             rd_http_send_json(&p->hr, add ? 201 : 200, replicas_body(p->hr.env));
-        else if (status == RD_ETIMEOUT)
+        } else if (status == RD_ETIMEOUT) {
+            p->hr.audited = false; /* the failure is a record too */
             rd_http_send_error(
                 &p->hr, 504, "replica_unreachable",
                 json_pack("{s:I,s:s?}", "id", (json_int_t)id, "address", add ? address : NULL),
@@ -120,8 +121,10 @@ static void changed(void *data, int status, uint64_t value)
                       "(the membership is as before); start it and retry"
                     : "replica %llu%s did not answer the leader's catch-up: its role is unchanged",
                 id, add ? address : "");
-        else
+        } else {
+            p->hr.audited = false; /* the failure is a record too */
             rd_http_send_rd_error(&p->hr, status, NULL);
+        }
     }
     rd_http_pending_done(p);
 }
@@ -142,6 +145,7 @@ static void url_written(void *data, int status, uint64_t value)
         if (status == 0)
             return;
     }
+    p->hr.audited = false; /* the failure is a record too */
     if (rd_http_pending_alive(p))
         rd_http_send_rd_error(&p->hr, status, NULL);
     rd_http_pending_done(p);
@@ -191,6 +195,7 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
                           RD_LIMIT_API_URL_LEN);
     } else {
         uint64_t id = (uint64_t)json_integer_value(jid);
+        snprintf(hr->audit_target, sizeof(hr->audit_target), "%llu", (unsigned long long)id);
         const struct raft_server *m = member(env, id);
         struct rd_http_pending *p = NULL;
         int rv;
@@ -206,8 +211,10 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
                 goto out;
             }
             p = rd_http_defer(hr);
-            if (p != NULL)
+            if (p != NULL) {
                 snprintf(p->key, sizeof(p->key), "%llu", (unsigned long long)id);
+                rd_http_audit_ahead(&p->hr);
+            }
             rv = p ? rd_replica_assign(env->replica, id, role, changed, p) : RD_ENOMEM;
         } else if (address == NULL || url == NULL) {
             rd_http_bad_request(hr, address == NULL ? "address" : "api_url",
@@ -228,6 +235,8 @@ void rd_api_REPLICAS_CHANGE(struct rd_http_req *hr)
             goto out;
         }
         if (rv != 0) {
+            if (p)
+                p->hr.audited = false; /* the failure is a record too */
             rd_http_send_rd_error(p ? &p->hr : hr, rv, NULL);
             if (p)
                 rd_http_pending_done(p);
@@ -267,8 +276,10 @@ void rd_api_REPLICA_DELETE(struct rd_http_req *hr)
         return;
     }
     snprintf(p->key, sizeof(p->key), "%llu", id);
+    rd_http_audit_ahead(&p->hr);
     int rv = rd_replica_remove(env->replica, id, removed, p);
     if (rv != 0) {
+        p->hr.audited = false; /* the failure is a record too */
         rd_http_send_rd_error(&p->hr, rv, NULL);
         rd_http_pending_done(p);
     }
@@ -292,12 +303,14 @@ static void rejoin_answer(void *data, int status, uint64_t value)
         unsigned long long id = 0;
         int prev = 0, role = 0;
         sscanf(p->key, "%15s %llu %d %d", phase, &id, &prev, &role);
-        if (status == 0)
+        if (status == 0) {
             rd_http_send_json(&p->hr, 200,
                               json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)id, "phase", phase,
                                         "role", role_name(role), "previous_role", role_name(prev)));
-        else
+        } else {
+            p->hr.audited = false; /* the failure is a record too */
             rd_http_send_rd_error(&p->hr, status, NULL);
+        }
         if (status == 0)
             RD_INFO("cluster", strcmp(phase, "leave") == 0 ? "replica_left" : "replica_returned",
                     "id=%llu role=%s previous_role=%s", id, role_name(role), role_name(prev));
@@ -361,10 +374,12 @@ void rd_api_REPLICA_REJOIN(struct rd_http_req *hr)
             RD_WARN("cluster", "replica_rejoining",
                     "id=%llu detail=\"its state is gone: demoted to standby until it caught up\"",
                     id);
+        rd_http_audit_ahead(&p->hr);
         /* Already in that role: answer once that configuration is committed. */
         int rv = prev == want ? rd_replica_read_barrier(env->replica, rejoin_answer, p)
                               : rd_replica_assign(env->replica, id, want, rejoin_answer, p);
         if (rv != 0) {
+            p->hr.audited = false; /* the failure is a record too */
             rd_http_send_rd_error(&p->hr, rv, NULL);
             rd_http_pending_done(p);
         }

@@ -172,9 +172,16 @@ void rd_api_POLICIES_RELOAD(struct rd_http_req *hr)
     char before[64];
     snprintf(before, sizeof(before), "%s", rd_policy_version(*hr->env->policy));
     if (hr->env->reload_policies(hr->env->reload_data, err, sizeof(err)) != 0) {
+        /* The token file is reloaded with the policies (docs/security.md). */
+        bool tokens = strncmp(err, "security.tokens_file:", 21) == 0;
         rd_http_send_error(hr, 400, "bad_request",
-                           json_pack("{s:s,s:s}", "field", "policies", "policy_version", before),
-                           "policy reload failed, the previous policies stay in force: %s", err);
+                           json_pack("{s:s,s:s}", "field",
+                                     tokens ? "security.tokens_file" : "policies", "policy_version",
+                                     rd_policy_version(*hr->env->policy)),
+                           "%s%s",
+                           tokens ? "reload failed: "
+                                  : "policy reload failed, the previous policies stay in force: ",
+                           err);
         return;
     }
     rd_http_send_json(hr, 200,

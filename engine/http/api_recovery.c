@@ -146,6 +146,7 @@ void rd_api_RECOVERY_TRIGGER(struct rd_http_req *hr)
                             "node_id is required: 1-255 characters of [A-Za-z0-9._:-]");
         goto out;
     }
+    snprintf(hr->audit_target, sizeof(hr->audit_target), "%s", node); /* the trail's target */
     if (strategy == NULL || (strategy[0] && !rd_policy_has_strategy(*env->policy, strategy))) {
         char names[128] = "";
         for (int i = 0; i < RD_STRATEGY_COUNT; i++)

@@ -15,6 +15,7 @@
 #include "registry/registry.h"
 #include "replica/replica.h"
 #include "http.h"
+#include "http/auth.h"
 #include "recoveryd/version.h"
 
 /* Liveness, plus what the other replicas poll for their view of this one. */
@@ -127,6 +128,42 @@ void rd_api_METRICS(struct rd_http_req *hr)
                     rd_http_route_name(rt), (unsigned long long)v);
         }
     }
+    /* The audit trail (docs/security.md). */
+    rd_metric_header(&b, "recoveryd_audit_records_written_total", "counter",
+                     "Audit records this replica applied to its state (with their change or "
+                     "alone).");
+    rd_mbuf_printf(&b, "recoveryd_audit_records_written_total %llu\n",
+                   (unsigned long long)env->fsm->audits_written);
+    rd_metric_header(&b, "recoveryd_audit_records", "gauge",
+                     "Audit records held (bounded by security.audit.max_records and max_age).");
+    rd_mbuf_printf(&b, "recoveryd_audit_records %zu\n", env->fsm->n_audits);
+    rd_metric_header(&b, "recoveryd_audit_proposed_total", "counter",
+                     "Audit records this replica proposed alone: denials, failures, answers "
+                     "without a log change.");
+    rd_mbuf_printf(&b, "recoveryd_audit_proposed_total %llu\n",
+                   (unsigned long long)http->audit_proposed);
+    rd_metric_header(&b, "recoveryd_audit_dropped_total", "counter",
+                     "Audited requests whose record could not be proposed (this replica was not "
+                     "the leader, or its log refused the write).");
+    rd_mbuf_printf(&b, "recoveryd_audit_dropped_total %llu\n",
+                   (unsigned long long)http->audit_dropped);
+    rd_metric_header(&b, "recoveryd_audit_denials_suppressed_total", "counter",
+                     "Denied requests (401, 403) beyond 100 a second: counted here, not recorded "
+                     "one by one.");
+    rd_mbuf_printf(&b, "recoveryd_audit_denials_suppressed_total %llu\n",
+                   (unsigned long long)http->audit_denials_suppressed);
+    rd_metric_header(&b, "recoveryd_audit_unaudited_requests_total", "counter",
+                     "Requests counted here instead of audited one by one (heartbeats, "
+                     "checkpoint writes), by route.");
+    for (int rt = 0; rt < RD_ROUTE_COUNT; rt++) {
+        if (rt != RD_ROUTE_NODE_HEARTBEAT && rt != RD_ROUTE_TASK_CHECKPOINT_PUT)
+            continue;
+        uint64_t v = 0;
+        for (int s = 0; s < RD_STATUS_SLOTS; s++)
+            v += http->requests[rt][s];
+        rd_mbuf_printf(&b, "recoveryd_audit_unaudited_requests_total{route=\"%s\"} %llu\n",
+                       rd_http_route_name(rt), (unsigned long long)v);
+    }
     rd_metric_header(&b, "recoveryd_http_request_duration_seconds", "histogram",
                      "Time from request to answer, by route (commits included).");
     for (int rt = 0; rt < RD_ROUTE_COUNT; rt++) {
@@ -141,6 +178,16 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_mbuf_printf(&b, "recoveryd_http_pending_commits %llu\n", (unsigned long long)http->pending);
     rd_metric_header(&b, "recoveryd_http_connections", "gauge", "Open HTTP connections.");
     rd_mbuf_printf(&b, "recoveryd_http_connections %zu\n", rd_http_connections(http));
+    rd_metric_header(&b, "recoveryd_http_auth_denied_total", "counter",
+                     "Requests refused by the access check (docs/security.md): 401 "
+                     "unauthenticated, 403 forbidden.");
+    rd_mbuf_printf(&b, "recoveryd_http_auth_denied_total{reason=\"unauthenticated\"} %llu\n",
+                   (unsigned long long)http->auth_denied[0]);
+    rd_mbuf_printf(&b, "recoveryd_http_auth_denied_total{reason=\"forbidden\"} %llu\n",
+                   (unsigned long long)http->auth_denied[1]);
+    rd_metric_header(&b, "recoveryd_http_tokens", "gauge",
+                     "Tokens in force from security.tokens_file.");
+    rd_mbuf_printf(&b, "recoveryd_http_tokens %zu\n", http->tokens ? http->tokens->n : 0);
 
     rd_metric_header(&b, "recoveryd_heartbeats_total", "counter", "Heartbeats accepted.");
     rd_mbuf_printf(&b, "recoveryd_heartbeats_total %llu\n",

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "http/principal.h"
 #include "metrics/metrics.h"
 
 struct rd_analysis;
@@ -29,6 +30,7 @@ struct rd_policy_host;
 struct rd_registry;
 struct rd_replica;
 struct rd_sched;
+struct rd_tokens;
 
 /*
  * What the API serves from and acts through, given at start: the modules
@@ -62,49 +64,72 @@ struct rd_http_env {
     void *debug_data;
 };
 
+/*
+ * Every route: its id, method, path ("*" is one segment), metric name and who
+ * may call it (the one table of access; enum rd_access, docs/security.md):
+ * OPEN anyone; METRICS anyone, or reader when security.metrics_open is
+ * false; READER reader, operator, admin; OPERATOR operator, admin; ADMIN
+ * admin; AGENT an agent token for its own nodes (the node in the path or
+ * body, or the task's assigned node), or admin; AGENT_READER the same
+ * agents, or reader and up.
+ */
 #define RD_ROUTE_LIST(X)                                                                           \
-    X(HEALTH, "GET", "/health", "health")                                                          \
-    X(READY, "GET", "/ready", "ready")                                                             \
-    X(METRICS, "GET", "/metrics", "metrics")                                                       \
-    X(NODES_LIST, "GET", "/api/v1/nodes", "nodes_list")                                            \
-    X(NODES_REGISTER, "POST", "/api/v1/nodes", "nodes_register")                                   \
-    X(NODE_GET, "GET", "/api/v1/nodes/*", "node_get")                                              \
-    X(NODE_DELETE, "DELETE", "/api/v1/nodes/*", "node_delete")                                     \
-    X(NODE_HEARTBEAT, "POST", "/api/v1/nodes/*/heartbeat", "node_heartbeat")                       \
-    X(NODE_DRAIN, "POST", "/api/v1/nodes/*/drain", "node_drain")                                   \
-    X(NODE_ISOLATE, "POST", "/api/v1/nodes/*/isolate", "node_isolate")                             \
-    X(NODE_READMIT, "POST", "/api/v1/nodes/*/readmit", "node_readmit")                             \
-    X(CLUSTER_HEALTH, "GET", "/api/v1/health/cluster", "cluster_health")                           \
-    X(FAULTS_STATUS, "GET", "/api/v1/faults/status", "faults_status")                              \
-    X(FAULTS_RECORDS, "GET", "/api/v1/faults/records", "faults_records")                           \
-    X(FAULT_GET, "GET", "/api/v1/faults/records/*", "fault_get")                                   \
-    X(PLUGINS_LIST, "GET", "/api/v1/plugins", "plugins_list")                                      \
-    X(TASKS_SUBMIT, "POST", "/api/v1/tasks", "tasks_submit")                                       \
-    X(TASKS_LIST, "GET", "/api/v1/tasks", "tasks_list")                                            \
-    X(TASK_GET, "GET", "/api/v1/tasks/*", "task_get")                                              \
-    X(TASK_CHECKPOINT_PUT, "PUT", "/api/v1/tasks/*/checkpoint", "task_checkpoint_put")             \
-    X(TASK_CHECKPOINT_GET, "GET", "/api/v1/tasks/*/checkpoint", "task_checkpoint_get")             \
-    X(TASK_COMPLETE, "POST", "/api/v1/tasks/*/complete", "task_complete")                          \
-    X(TASK_FAIL, "POST", "/api/v1/tasks/*/fail", "task_fail")                                      \
-    X(POLICIES_RELOAD, "POST", "/api/v1/policies/reload", "policies_reload")                       \
-    X(RECOVERY_TRIGGER, "POST", "/api/v1/recovery/trigger", "recovery_trigger")                    \
-    X(RECOVERY_LIST, "GET", "/api/v1/recovery/tasks", "recovery_list")                             \
-    X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get")                             \
-    X(REPLICAS_LIST, "GET", "/api/v1/cluster/replicas", "replicas_list")                           \
-    X(REPLICAS_CHANGE, "POST", "/api/v1/cluster/replicas", "replicas_change")                      \
-    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete")                    \
-    X(REPLICA_REJOIN, "POST", "/api/v1/cluster/replicas/*/rejoin", "replica_rejoin")               \
-    X(CONSISTENCY_CHECK, "POST", "/api/v1/consistency/check", "consistency_check")                 \
-    X(CONSISTENCY_CHECKS, "GET", "/api/v1/consistency/checks", "consistency_checks")               \
-    X(CONSISTENCY_CHECK_GET, "GET", "/api/v1/consistency/checks/*", "consistency_check_get")       \
-    X(CONSISTENCY_LOCAL, "GET", "/api/v1/consistency/checks/*/local", "consistency_local")         \
-    X(BACKUP_TRIGGER, "POST", "/api/v1/backup/trigger", "backup_trigger")                          \
-    X(BACKUPS_LIST, "GET", "/api/v1/backups", "backups_list")                                      \
-    X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get")                                        \
-    X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify")
+    X(HEALTH, "GET", "/health", "health", OPEN)                                                    \
+    X(READY, "GET", "/ready", "ready", OPEN)                                                       \
+    X(METRICS, "GET", "/metrics", "metrics", METRICS)                                              \
+    X(NODES_LIST, "GET", "/api/v1/nodes", "nodes_list", READER)                                    \
+    X(NODES_REGISTER, "POST", "/api/v1/nodes", "nodes_register", AGENT)                            \
+    X(NODE_GET, "GET", "/api/v1/nodes/*", "node_get", READER)                                      \
+    X(NODE_DELETE, "DELETE", "/api/v1/nodes/*", "node_delete", ADMIN)                              \
+    X(NODE_HEARTBEAT, "POST", "/api/v1/nodes/*/heartbeat", "node_heartbeat", AGENT)                \
+    X(NODE_DRAIN, "POST", "/api/v1/nodes/*/drain", "node_drain", OPERATOR)                         \
+    X(NODE_ISOLATE, "POST", "/api/v1/nodes/*/isolate", "node_isolate", OPERATOR)                   \
+    X(NODE_READMIT, "POST", "/api/v1/nodes/*/readmit", "node_readmit", OPERATOR)                   \
+    X(CLUSTER_HEALTH, "GET", "/api/v1/health/cluster", "cluster_health", READER)                   \
+    X(FAULTS_STATUS, "GET", "/api/v1/faults/status", "faults_status", READER)                      \
+    X(FAULTS_RECORDS, "GET", "/api/v1/faults/records", "faults_records", READER)                   \
+    X(FAULT_GET, "GET", "/api/v1/faults/records/*", "fault_get", READER)                           \
+    X(PLUGINS_LIST, "GET", "/api/v1/plugins", "plugins_list", READER)                              \
+    X(TASKS_SUBMIT, "POST", "/api/v1/tasks", "tasks_submit", OPERATOR)                             \
+    X(TASKS_LIST, "GET", "/api/v1/tasks", "tasks_list", READER)                                    \
+    X(TASK_GET, "GET", "/api/v1/tasks/*", "task_get", AGENT_READER)                                \
+    X(TASK_CHECKPOINT_PUT, "PUT", "/api/v1/tasks/*/checkpoint", "task_checkpoint_put", AGENT)      \
+    X(TASK_CHECKPOINT_GET, "GET", "/api/v1/tasks/*/checkpoint", "task_checkpoint_get",             \
+      AGENT_READER)                                                                                \
+    X(TASK_COMPLETE, "POST", "/api/v1/tasks/*/complete", "task_complete", AGENT)                   \
+    X(TASK_FAIL, "POST", "/api/v1/tasks/*/fail", "task_fail", AGENT)                               \
+    X(POLICIES_RELOAD, "POST", "/api/v1/policies/reload", "policies_reload", OPERATOR)             \
+    X(RECOVERY_TRIGGER, "POST", "/api/v1/recovery/trigger", "recovery_trigger", OPERATOR)          \
+    X(RECOVERY_LIST, "GET", "/api/v1/recovery/tasks", "recovery_list", READER)                     \
+    X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get", READER)                     \
+    X(REPLICAS_LIST, "GET", "/api/v1/cluster/replicas", "replicas_list", READER)                   \
+    X(REPLICAS_CHANGE, "POST", "/api/v1/cluster/replicas", "replicas_change", ADMIN)               \
+    X(REPLICA_DELETE, "DELETE", "/api/v1/cluster/replicas/*", "replica_delete", ADMIN)             \
+    X(REPLICA_REJOIN, "POST", "/api/v1/cluster/replicas/*/rejoin", "replica_rejoin", ADMIN)        \
+    X(CONSISTENCY_CHECK, "POST", "/api/v1/consistency/check", "consistency_check", OPERATOR)       \
+    X(CONSISTENCY_CHECKS, "GET", "/api/v1/consistency/checks", "consistency_checks", READER)       \
+    X(CONSISTENCY_CHECK_GET, "GET", "/api/v1/consistency/checks/*", "consistency_check_get",       \
+      READER)                                                                                      \
+    X(CONSISTENCY_LOCAL, "GET", "/api/v1/consistency/checks/*/local", "consistency_local", READER) \
+    X(BACKUP_TRIGGER, "POST", "/api/v1/backup/trigger", "backup_trigger", OPERATOR)                \
+    X(BACKUPS_LIST, "GET", "/api/v1/backups", "backups_list", READER)                              \
+    X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get", READER)                                \
+    X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify", OPERATOR)                \
+    X(AUDIT_LIST, "GET", "/api/v1/audit", "audit_list", READER)
+
+enum rd_access {
+    RD_ACCESS_OPEN,
+    RD_ACCESS_METRICS,
+    RD_ACCESS_READER,
+    RD_ACCESS_OPERATOR,
+    RD_ACCESS_ADMIN,
+    RD_ACCESS_AGENT,
+    RD_ACCESS_AGENT_READER,
+    RD_ACCESS_ANY, /* any known caller: paths that match no route (404, 405) */
+};
 
 enum rd_route {
-#define RD__ROUTE_ENUM(id, method, pattern, name) RD_ROUTE_##id,
+#define RD__ROUTE_ENUM(id, method, pattern, name, access) RD_ROUTE_##id,
     RD_ROUTE_LIST(RD__ROUTE_ENUM)
 #undef RD__ROUTE_ENUM
         RD_ROUTE_NONE, /* unmatched: 404 / 405 */
@@ -112,7 +137,7 @@ enum rd_route {
 };
 
 #define RD_HTTP_MAX_PARAMS 2
-#define RD_STATUS_SLOTS    16
+#define RD_STATUS_SLOTS    17
 
 /* One request while its handler runs (on the stack) or waits (in a pending). */
 struct rd_http_req {
@@ -122,6 +147,14 @@ struct rd_http_req {
     uint64_t t0;
     h2o_iovec_t params[RD_HTTP_MAX_PARAMS]; /* decoded path segments, on req->pool */
     h2o_iovec_t query;                      /* raw query string without '?' */
+    /* The audit trail (issue 12): true once this request's record is
+     * proposed (with its change, or alone at the answer); the error code of
+     * the answer; what it acted on (the path's id, or what a handler sets). */
+    bool audited;
+    bool request_id_given; /* the client sent X-Request-Id: the answer carries the id used */
+    char audit_error[32];
+    char audit_target[128];
+    struct rd_principal who;
 };
 
 struct rd_http {
@@ -133,9 +166,21 @@ struct rd_http {
     bool listening;
     bool ctx_inited;
     SSL_CTX *ssl_ctx; /* NULL for cleartext */
+    /* Authentication (auth.h): on with a token file or a client CA. */
+    bool auth_on;
+    bool client_certs;        /* the TLS context asks for client certificates */
+    struct rd_tokens *tokens; /* the tokens in force (a reload swaps it); may be NULL */
+    uint64_t auth_denied[2];  /* 401s, 403s */
     size_t max_body;
     uint64_t pending; /* answers waiting for a commit */
     uint64_t requests[RD_ROUTE_COUNT][RD_STATUS_SLOTS];
+    uint64_t audit_proposed; /* records proposed alone (denials, failures, no-log actions) */
+    uint64_t audit_dropped;  /* records that could not be proposed (not the leader, ...) */
+    /* Denials (401, 403) recorded alone, per second: beyond the budget they
+     * are counted, not written (a flood of bad tokens must not flood the log). */
+    uint64_t audit_denials_second;
+    unsigned audit_denials_in_second;
+    uint64_t audit_denials_suppressed;
     struct rd_hist latency[RD_ROUTE_COUNT];
     char errmsg[256];
 };
@@ -151,6 +196,12 @@ struct rd_http {
  */
 int rd_http_start(struct rd_http *http, const struct rd_http_env *env, const char *host,
                   uint16_t port, size_t max_body, const char *tls_cert, const char *tls_key);
+/*
+ * Reads security.tokens_file (when set) into a new set and swaps it in; a
+ * file that does not parse keeps the set in force and says why in `err`
+ * ("FILE:LINE: ..."). 0 or RD_E*. rd_http_start() calls it first.
+ */
+int rd_http_reload_tokens(struct rd_http *http, char *err, size_t errlen);
 /* Stops accepting and asks h2o to wind connections down (GOAWAY). */
 void rd_http_begin_shutdown(struct rd_http *http);
 /* Open HTTP/1 and HTTP/2 connections. */
@@ -214,6 +265,25 @@ void rd_http_pending_done(struct rd_http_pending *p);
 
 /* ---- request helpers --------------------------------------------------- */
 
+struct rd_cmd_audit;
+/* Whether a route's requests are audited one by one: every route that
+ * changes something except heartbeats and checkpoint writes (counted in
+ * recoveryd_http_requests_total instead). Denials (401, 403) of any route
+ * are audited too. */
+bool rd_http_route_audited(int route);
+/*
+ * For a change that is no log command (a membership change): proposes the
+ * request's record now, before the change, with status 202 (the change
+ * follows), so the log never holds the change without its record. A
+ * callback that then answers a failure clears hr->audited first: the
+ * failure is recorded too.
+ */
+void rd_http_audit_ahead(struct rd_http_req *hr);
+/* Fills `a` with the audit part of `hr`: its principal, the route, `target`
+ * and the success `status` (strings borrowed from `hr`). */
+void rd_http_audit_part(const struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,
+                        int status);
+
 struct rd_task;
 struct rd_checkpoint;
 /* The API's view of a task (API.md). */
@@ -230,7 +300,7 @@ json_t *rd_http_body_object(struct rd_http_req *hr);
 const char *rd_http_query(struct rd_http_req *hr, const char *name);
 
 /* Handlers, in api_*.c. */
-#define RD__ROUTE_DECL(id, method, pattern, name) void rd_api_##id(struct rd_http_req *hr);
+#define RD__ROUTE_DECL(id, method, pattern, name, access) void rd_api_##id(struct rd_http_req *hr);
 RD_ROUTE_LIST(RD__ROUTE_DECL)
 #undef RD__ROUTE_DECL
 

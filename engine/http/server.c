@@ -1,3 +1,5 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,12 +11,14 @@
 #include "config/config.h"
 #include "detect/analysis.h"
 #include "fsm/fsm.h"
+#include "fsm/tasks.h"
 #include "plugin/host.h"
 #include "policy/policy.h"
 #include "recover/sched.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
 #include "http.h"
+#include "http/auth.h"
 #include "input_limits.h"
 #include "recoveryd/error.h"
 
@@ -28,12 +32,14 @@ struct route_def {
     const char *pattern;
     const char *name;
     void (*fn)(struct rd_http_req *);
+    enum rd_access access;
     const char *segs[8];
     int n_segs;
 };
 
 static struct route_def routes[] = {
-#define RD__ROUTE_DEF(id, method, pattern, name) {method, pattern, name, rd_api_##id, {0}, 0},
+#define RD__ROUTE_DEF(id, method, pattern, name, access)                                           \
+    {method, pattern, name, rd_api_##id, RD_ACCESS_##access, {0}, 0},
     RD_ROUTE_LIST(RD__ROUTE_DEF)
 #undef RD__ROUTE_DEF
 };
@@ -63,7 +69,7 @@ static void routes_init(void)
 }
 
 static const int status_slots[RD_STATUS_SLOTS - 1] = {200, 201, 202, 204, 307, 400, 401, 403,
-                                                      404, 405, 409, 413, 429, 500, 503};
+                                                      404, 405, 409, 413, 415, 429, 500, 503};
 
 static int status_slot(int status)
 {
@@ -110,6 +116,8 @@ static const char *reason_phrase(int status)
         return "Conflict";
     case 413:
         return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
     case 429:
         return "Too Many Requests";
     case 503:
@@ -118,6 +126,117 @@ static const char *reason_phrase(int status)
         return "Insufficient Storage";
     default:
         return "Internal Server Error";
+    }
+}
+
+/* ---- the audit trail ----------------------------------------------------- */
+
+/* Denials recorded alone per second, at most (the rest are counted). */
+#define RD_HTTP_AUDIT_DENIALS_PER_SECOND 100
+
+bool rd_http_route_audited(int route)
+{
+    if (route < 0 || route >= (int)RD_ARRAY_SIZE(routes))
+        return false;
+    if (route == RD_ROUTE_NODE_HEARTBEAT || route == RD_ROUTE_TASK_CHECKPOINT_PUT)
+        return false;
+    return strcmp(routes[route].method, "GET") != 0;
+}
+
+/* The status a route answers when its change applied. */
+static int success_status(int route)
+{
+    switch (route) {
+    case RD_ROUTE_NODES_REGISTER:
+    case RD_ROUTE_TASKS_SUBMIT:
+        return 201;
+    case RD_ROUTE_RECOVERY_TRIGGER:
+    case RD_ROUTE_BACKUP_TRIGGER:
+    case RD_ROUTE_CONSISTENCY_CHECK:
+        return 202;
+    default:
+        return 200;
+    }
+}
+
+void rd_http_audit_part(const struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,
+                        int status)
+{
+    size_t tlen = strlen(target);
+    *a = (struct rd_cmd_audit){
+        .present = 1,
+        .principal = RD_STR(hr->who.id[0] ? hr->who.id : "anonymous"),
+        .role = (uint8_t)hr->who.role,
+        .source = RD_STR(hr->who.source),
+        .method = RD_STR(routes[hr->route].method),
+        .action = RD_STR(routes[hr->route].name),
+        .target = {target, (uint32_t)(tlen > RD_AUDIT_TARGET_MAX ? RD_AUDIT_TARGET_MAX : tlen)},
+        .status = (uint16_t)status,
+        .error = RD_STR(hr->audit_error),
+        .request_id = RD_STR(hr->who.request_id),
+        .cause = RD_STR(""),
+    };
+}
+
+static void audit_noted(void *data, int status, uint64_t value)
+{
+    (void)data;
+    (void)status;
+    (void)value;
+}
+
+/*
+ * At the answer: a request whose record did not go with a change (a denial,
+ * a failure, an answer with nothing to change, an action that is no log
+ * command) is recorded alone. Redirects and answers that say this replica
+ * cannot write are not: the leader records the request it serves.
+ */
+static void audit_answer(struct rd_http_req *hr, int status)
+{
+    if (hr->audited || hr->route >= (int)RD_ARRAY_SIZE(routes))
+        return;
+    if (!rd_http_route_audited(hr->route) && status != 401 && status != 403)
+        return;
+    hr->audited = true;
+    if (status == 307 || status == 503 || status == 507)
+        return;
+    struct rd_http *http = hr->env->http;
+    if (status == 401 || status == 403) {
+        uint64_t second = rd_mono_ns() / 1000000000ULL;
+        if (second != http->audit_denials_second) {
+            http->audit_denials_second = second;
+            http->audit_denials_in_second = 0;
+        }
+        if (++http->audit_denials_in_second > RD_HTTP_AUDIT_DENIALS_PER_SECOND) {
+            http->audit_denials_suppressed++;
+            return;
+        }
+    }
+    struct rd_cmd cmd = {.type = RD_CMD_AUDIT};
+    rd_http_audit_part(hr, &cmd.audit, hr->audit_target, status);
+    if (!rd_replica_is_leader(hr->env->replica) ||
+        rd_replica_propose(hr->env->replica, &cmd, audit_noted, NULL) != 0) {
+        http->audit_dropped++;
+        if (status == 401 || status == 403) /* a follower's denials: counted, not logged */
+            return;
+        RD_WARN("http", "audit_dropped",
+                "route=%s status=%d request_id=%s detail=\"this replica could not propose the "
+                "request's audit record\"",
+                routes[hr->route].name, status, hr->who.request_id);
+        return;
+    }
+    http->audit_proposed++;
+}
+
+void rd_http_audit_ahead(struct rd_http_req *hr)
+{
+    if (hr->audited || !rd_http_route_audited(hr->route))
+        return;
+    struct rd_cmd cmd = {.type = RD_CMD_AUDIT};
+    rd_http_audit_part(hr, &cmd.audit, hr->audit_target, 202);
+    if (rd_replica_propose(hr->env->replica, &cmd, audit_noted, NULL) == 0) {
+        hr->audited = true;
+        hr->env->http->audit_proposed++;
     }
 }
 
@@ -130,8 +249,17 @@ void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, con
     struct rd_http *http = hr->env->http;
     http->requests[hr->route][status_slot(status)]++;
     rd_hist_observe(&http->latency[hr->route], (double)(rd_mono_ns() - hr->t0) / 1e9);
+    audit_answer(hr, status);
     if (req == NULL)
         return;
+    /* The id is on every answer to a request that sent one (its own, or
+     * the replacement of one too long or not printable); a generated one
+     * otherwise only on answers that were audited (where it finds the
+     * record). A unique header on every heartbeat would cost HPACK work on
+     * both ends for nothing: h2o 2.2 indexes every header it sends. */
+    if (hr->who.request_id[0] != '\0' && (hr->request_id_given || hr->audited))
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
+                              hr->who.request_id, strlen(hr->who.request_id));
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
@@ -165,6 +293,7 @@ static void send_error_v(struct rd_http_req *hr, int status, const char *code, j
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    snprintf(hr->audit_error, sizeof(hr->audit_error), "%s", code);
     json_t *err = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", code, "message", msg, "details",
                             details ? details : json_object());
     if (hr->req != NULL && (status == 503 || status == 429))
@@ -304,6 +433,10 @@ struct rd_http_pending *rd_http_defer(struct rd_http_req *hr)
     p->hr = *hr;
     p->guard = h2o_mem_alloc_shared(&hr->req->pool, sizeof(*p->guard), guard_dispose);
     p->guard->p = p;
+    /* A change the handler proposes from here on is the pending's. */
+    struct rd_replica *r = hr->env->replica;
+    if (r != NULL && r->audit_ambient_used == &hr->audited)
+        r->audit_ambient_used = &p->hr.audited;
     hr->env->http->pending++;
     return p;
 }
@@ -313,6 +446,9 @@ void rd_http_pending_done(struct rd_http_pending *p)
     /* If the pool is gone, so is the guard; otherwise unhook it. */
     if (p->hr.req != NULL)
         p->guard->p = NULL;
+    struct rd_replica *r = p->hr.env->replica;
+    if (r != NULL && r->audit_ambient_used == &p->hr.audited)
+        r->audit_ambient_used = NULL; /* a handler that gave up on its pending at once */
     p->hr.env->http->pending--;
     free(p);
 }
@@ -333,7 +469,15 @@ void rd_http_propose(struct rd_http_req *hr, const struct rd_cmd *cmd, const cha
     size_t n = key_len < sizeof(p->key) - 1 ? key_len : sizeof(p->key) - 1;
     memcpy(p->key, key, n);
     p->key[n] = '\0';
-    int rv = rd_replica_propose(env->replica, cmd, done, p);
+    /* The change and its audit record commit together (one command). */
+    struct rd_cmd c = *cmd;
+    bool audit = rd_http_route_audited(hr->route) && !p->hr.audited && !c.audit.present;
+    if (audit) /* the target: what the handler named, else the key */
+        rd_http_audit_part(&p->hr, &c.audit, p->hr.audit_target[0] ? p->hr.audit_target : p->key,
+                           success_status(hr->route));
+    int rv = rd_replica_propose(env->replica, &c, done, p);
+    if (rv == 0 && audit)
+        p->hr.audited = true;
     if (rv != 0) {
         rd_http_send_rd_error(&p->hr, rv, NULL);
         rd_http_pending_done(p);
@@ -545,9 +689,27 @@ static void dispatch(struct rd_http_req *hr)
         return;
     }
     if (!read || rd_replica_voters(env->replica) <= 1) {
-        if (read)
+        if (read) {
             applied_header(hr);
+            routes[route].fn(hr);
+            return;
+        }
+        /* A change a module proposes while the handler runs carries the
+         * request's audit record (replica.h: audit_ambient). */
+        struct rd_cmd_audit part;
+        bool audit = rd_http_route_audited(route);
+        if (audit) {
+            rd_http_audit_part(hr, &part, hr->audit_target, success_status(route));
+            env->replica->audit_ambient = &part;
+            env->replica->audit_ambient_used = &hr->audited;
+            env->replica->audit_ambient_target = hr->audit_target;
+        }
         routes[route].fn(hr);
+        if (audit) {
+            env->replica->audit_ambient = NULL;
+            env->replica->audit_ambient_used = NULL;
+            env->replica->audit_ambient_target = NULL;
+        }
         return;
     }
     struct rd_http_pending *p = rd_http_defer(hr);
@@ -564,11 +726,377 @@ static bool method_is(h2o_req_t *req, const char *m)
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
+/* ---- who is asking ------------------------------------------------------ */
+
+/* A new request id: this process's random UUID with a counter in its last
+ * 12 hex digits, unique without a system call per request. */
+static void new_request_id(char out[48])
+{
+    static char base[RD_UUID_STRLEN];
+    static uint64_t n;
+    if (base[0] == '\0' && rd_uuid_v4(base) != 0)
+        memcpy(base, "00000000-0000-4000-8000-000000000000", RD_UUID_STRLEN);
+    memcpy(out, base, 24);
+    snprintf(out + 24, 13, "%012llx", (unsigned long long)(++n & 0xffffffffffffULL));
+}
+
+/* The client's address and the request id (the client's X-Request-Id when
+ * it is 1-47 printable characters, else a new UUID). */
+static void fill_who(struct rd_http_req *hr)
+{
+    h2o_req_t *req = hr->req;
+    struct rd_principal *who = &hr->who;
+    snprintf(who->id, sizeof(who->id), "anonymous");
+    who->role = RD_ROLE_NONE;
+    struct sockaddr_storage sa;
+    socklen_t sl = req->conn->callbacks->get_peername
+                       ? req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&sa)
+                       : 0;
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (sl > 0 && sa.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(who->source, sizeof(who->source), "%s:%u", ip, (unsigned)ntohs(in->sin_port));
+    } else if (sl > 0 && sa.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(who->source, sizeof(who->source), "[%s]:%u", ip, (unsigned)ntohs(in6->sin6_port));
+    }
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
+    bool ok = false;
+    if (i >= 0) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        ok = v.len > 0 && v.len < sizeof(who->request_id);
+        for (size_t k = 0; ok && k < v.len; k++)
+            ok = v.base[k] > 0x20 && v.base[k] < 0x7f;
+        if (ok) {
+            memcpy(who->request_id, v.base, v.len);
+            who->request_id[v.len] = '\0';
+        }
+    }
+    if (!ok)
+        new_request_id(who->request_id);
+    /* Echoed (rd_http_send) when the client sent one or the request is
+     * audited: a fresh id on every heartbeat's answer would cost each one a
+     * new HPACK table entry. */
+    hr->request_id_given = i >= 0;
+}
+
+/* h2o 2.2 keeps the SSL of a TLS socket in a private struct that starts
+ * with the context and the SSL (lib/common/socket.c); the context is
+ * compared with ours before the SSL is used, so a different layout only
+ * means "no certificate". */
+struct h2o_ssl_head {
+    SSL_CTX *ssl_ctx;
+    SSL *ossl;
+};
+
+/* The verified client certificate's subject CN into `cn`, or false. */
+static bool client_cn(struct rd_http_req *hr, char *cn, size_t len)
+{
+    struct rd_http *http = hr->env->http;
+    if (!http->client_certs || hr->req->conn->callbacks->get_socket == NULL)
+        return false;
+    h2o_socket_t *sock = hr->req->conn->callbacks->get_socket(hr->req->conn);
+    if (sock == NULL || sock->ssl == NULL)
+        return false;
+    const struct h2o_ssl_head *head = (const struct h2o_ssl_head *)(const void *)sock->ssl;
+    if (head->ssl_ctx != http->ssl_ctx || head->ossl == NULL)
+        return false;
+    X509 *cert = SSL_get0_peer_certificate(head->ossl);
+    if (cert == NULL || SSL_get_verify_result(head->ossl) != X509_V_OK)
+        return false;
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, (int)len);
+    /* A CN with a NUL in it would compare as its prefix: no such names. */
+    return n > 0 && (size_t)n < len && memchr(cn, '\0', (size_t)n) == NULL;
+}
+
+struct auth {
+    const char *nodes; /* agents: the node patterns they may act as */
+};
+
+static void send_401(struct rd_http_req *hr, bool invalid, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void send_401(struct rd_http_req *hr, bool invalid, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    h2o_req_t *req = hr->req;
+    const char *hdr = invalid ? "Bearer realm=\"recoveryd\", error=\"invalid_token\""
+                              : "Bearer realm=\"recoveryd\"";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, hdr,
+                   strlen(hdr));
+    hr->env->http->auth_denied[0]++;
+    rd_http_send_error(hr, 401, "unauthorized", NULL, "%s", msg);
+}
+
+/*
+ * Who is asking: a bearer token, else a mapped client certificate. Fills
+ * hr->who and `a`; answers 401 itself and returns false when neither is
+ * there or valid.
+ */
+static bool authenticate(struct rd_http_req *hr, struct auth *a)
+{
+    struct rd_http *http = hr->env->http;
+    const struct rd_config *cfg = hr->env->cfg;
+    h2o_req_t *req = hr->req;
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i >= 0) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        if (v.len < 8 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer "))) {
+            send_401(hr, true, "the Authorization header must be 'Bearer <token>'");
+            return false;
+        }
+        const char *s = v.base + 7;
+        size_t n = v.len - 7;
+        while (n > 0 && *s == ' ')
+            s++, n--;
+        const struct rd_token *t = rd_tokens_find(http->tokens, s, n);
+        if (t == NULL) {
+            send_401(hr, true, "the bearer token is not known");
+            return false;
+        }
+        if (rd_token_expired(t, rd_now_ms())) {
+            char at[RD_TIME_STRLEN];
+            rd_time_format(t->expires_ms, at);
+            send_401(hr, true, "token %s expired at %s", t->id, at);
+            return false;
+        }
+        snprintf(hr->who.id, sizeof(hr->who.id), "%s", t->id);
+        hr->who.role = t->role;
+        a->nodes = t->nodes;
+        return true;
+    }
+    char cn[RD_CFG_STR];
+    if (client_cn(hr, cn, sizeof(cn))) {
+        for (unsigned k = 0; k < cfg->security.n_client_certs; k++) {
+            const struct rd_cfg_cert_map *m = &cfg->security.client_certs[k];
+            if (strcmp(m->subject, cn) != 0)
+                continue;
+            if (m->principal[0])
+                snprintf(hr->who.id, sizeof(hr->who.id), "%s", m->principal);
+            else
+                snprintf(hr->who.id, sizeof(hr->who.id), "cn:%.90s", cn);
+            hr->who.role = (enum rd_role)rd_role_parse(m->role);
+            a->nodes = m->nodes;
+            return true;
+        }
+        send_401(hr, false,
+                 "the client certificate CN=%.100s is not mapped to a role in "
+                 "security.client_certs",
+                 cn);
+        return false;
+    }
+    send_401(hr, false, "authentication required: send 'Authorization: Bearer <token>'%s",
+             http->client_certs ? " or a client certificate" : "");
+    return false;
+}
+
+static bool role_allows(enum rd_access acc, enum rd_role r, bool metrics_open)
+{
+    switch (acc) {
+    case RD_ACCESS_OPEN:
+        return true;
+    case RD_ACCESS_METRICS:
+        return metrics_open || r >= RD_ROLE_READER;
+    case RD_ACCESS_READER:
+        return r >= RD_ROLE_READER;
+    case RD_ACCESS_OPERATOR:
+        return r >= RD_ROLE_OPERATOR;
+    case RD_ACCESS_ADMIN:
+        return r == RD_ROLE_ADMIN;
+    case RD_ACCESS_AGENT:
+        return r == RD_ROLE_AGENT || r == RD_ROLE_ADMIN;
+    case RD_ACCESS_AGENT_READER:
+        return r == RD_ROLE_AGENT || r >= RD_ROLE_READER;
+    case RD_ACCESS_ANY:
+        return r != RD_ROLE_NONE;
+    }
+    return false;
+}
+
+static const char *access_needs(enum rd_access acc)
+{
+    switch (acc) {
+    case RD_ACCESS_OPEN:
+        return "none";
+    case RD_ACCESS_METRICS:
+    case RD_ACCESS_READER:
+        return "reader";
+    case RD_ACCESS_OPERATOR:
+        return "operator";
+    case RD_ACCESS_ADMIN:
+        return "admin";
+    case RD_ACCESS_AGENT:
+        return "agent";
+    case RD_ACCESS_AGENT_READER:
+        return "agent or reader";
+    case RD_ACCESS_ANY:
+        return "any";
+    }
+    return "admin";
+}
+
+static void send_403(struct rd_http_req *hr, const char *needs, json_t *extra, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void send_403(struct rd_http_req *hr, const char *needs, json_t *extra, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *d = json_pack("{s:s,s:s,s:s}", "required_role", needs, "principal", hr->who.id, "role",
+                          rd_role_name(hr->who.role));
+    if (extra != NULL) {
+        json_object_update(d, extra);
+        json_decref(extra);
+    }
+    hr->env->http->auth_denied[1]++;
+    rd_http_send_error(hr, 403, "forbidden", d, "%s", msg);
+}
+
+/* The node an agent's request acts for: the path's node, the body's
+ * node_id, or the task's assigned node. NULL when the request does not
+ * say (the handler answers 400 or 404 then, changing nothing). */
+static const char *agent_target(struct rd_http_req *hr, char *buf, size_t len, bool *task)
+{
+    *task = false;
+    switch (hr->route) {
+    case RD_ROUTE_NODE_HEARTBEAT:
+        return hr->params[0].base;
+    case RD_ROUTE_NODES_REGISTER: {
+        h2o_req_t *req = hr->req;
+        if (req->entity.base == NULL)
+            return NULL;
+        json_t *b = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, NULL);
+        const char *id = json_string_value(json_object_get(b, "node_id"));
+        const char *r = NULL;
+        if (id != NULL && strlen(id) < len) {
+            snprintf(buf, len, "%s", id);
+            r = buf;
+        }
+        json_decref(b);
+        return r;
+    }
+    case RD_ROUTE_TASK_GET:
+    case RD_ROUTE_TASK_CHECKPOINT_GET:
+    case RD_ROUTE_TASK_CHECKPOINT_PUT:
+    case RD_ROUTE_TASK_COMPLETE:
+    case RD_ROUTE_TASK_FAIL: {
+        *task = true;
+        const struct rd_task *t = rd_fsm_task(hr->env->fsm, hr->params[0].base);
+        if (t == NULL)
+            return NULL;
+        snprintf(buf, len, "%s", t->node_id);
+        return buf;
+    }
+    default:
+        return "";
+    }
+}
+
+/*
+ * The one access check, before anything else is done: 401 without valid
+ * credentials, 403 when the role (or, for an agent, the node) does not fit
+ * the route's row in RD_ROUTE_LIST. `acc` is the route's access (ADMIN for
+ * the test build's /debug/ routes, ANY for unmatched paths, which then get
+ * their 404 or 405 once the caller is known). True: go on.
+ */
+static bool authorize(struct rd_http_req *hr, enum rd_access acc, struct auth *a)
+{
+    struct rd_http *http = hr->env->http;
+    bool metrics_open = hr->env->cfg->security.metrics_open;
+    a->nodes = "";
+    if (!http->auth_on || acc == RD_ACCESS_OPEN || (acc == RD_ACCESS_METRICS && metrics_open))
+        return true;
+    if (!authenticate(hr, a))
+        return false;
+    if (!role_allows(acc, hr->who.role, metrics_open)) {
+        const char *needs = access_needs(acc);
+        h2o_req_t *req = hr->req;
+        size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+        if (hr->route != RD_ROUTE_NONE)
+            send_403(hr, needs, NULL, "%s %s needs the role %s%s; %s has the role %s",
+                     routes[hr->route].method, routes[hr->route].pattern, needs,
+                     acc == RD_ACCESS_ADMIN ? "" : " (or admin)", hr->who.id,
+                     rd_role_name(hr->who.role));
+        else
+            send_403(hr, needs, NULL, "%.*s %.*s needs the role %s; %s has the role %s",
+                     (int)req->method.len, req->method.base, (int)(plen < 200 ? plen : 200),
+                     req->path.base, needs, hr->who.id, rd_role_name(hr->who.role));
+        return false;
+    }
+    return true;
+}
+
+/* An agent acts only for its own nodes: the check needs the body (register)
+ * or the task, so it runs after the size and media type checks. */
+static bool agent_allowed(struct rd_http_req *hr, const struct auth *a)
+{
+    if (!hr->env->http->auth_on || hr->who.role != RD_ROLE_AGENT)
+        return true;
+    char buf[RD_NODE_ID_MAX + 1];
+    bool task;
+    const char *node = agent_target(hr, buf, sizeof(buf), &task);
+    if (node == NULL)
+        return true; /* the handler refuses it: 400 / 404 */
+    if (node[0] != '\0' && rd_nodes_match(a->nodes, node, strlen(node)))
+        return true;
+    if (task)
+        send_403(hr, "agent", json_pack("{s:s}", "node", node),
+                 "task %s is %s%s; agent %s may act only as %s", hr->params[0].base,
+                 node[0] ? "assigned to node " : "assigned to no node", node, hr->who.id, a->nodes);
+    else
+        send_403(hr, "agent", json_pack("{s:s}", "node", node),
+                 "agent %s may act only as %s, not as node %s", hr->who.id, a->nodes, node);
+    return false;
+}
+
+/* Cross-site request forgery: a browser sends text/plain, form types or
+ * none without asking; application/json it must ask for (CORS preflight,
+ * which is never granted). So a POST or PUT with a body, or with any
+ * content type, must say application/json. */
+static bool media_type_ok(struct rd_http_req *hr)
+{
+    h2o_req_t *req = hr->req;
+    if (!method_is(req, "POST") && !method_is(req, "PUT"))
+        return true;
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i < 0 && req->entity.len == 0)
+        return true;
+    if (i >= 0) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        size_t n = 0;
+        while (n < v.len && v.base[n] != ';' && v.base[n] != ' ')
+            n++;
+        if (n == 16 && h2o_lcstris(v.base, 16, H2O_STRLIT("application/json")))
+            return true;
+        rd_http_send_error(
+            hr, 415, "unsupported_media_type", json_pack("{s:s}", "expected", "application/json"),
+            "%.*s needs Content-Type: application/json, got '%.*s'", (int)req->method.len,
+            req->method.base, (int)(v.len < 64 ? v.len : 64), v.base);
+        return false;
+    }
+    rd_http_send_error(hr, 415, "unsupported_media_type",
+                       json_pack("{s:s}", "expected", "application/json"),
+                       "%.*s with a body needs Content-Type: application/json, got none",
+                       (int)req->method.len, req->method.base);
+    return false;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct rd_http *http = *(struct rd_http **)(self + 1);
     struct rd_http_req hr = {
         .req = req, .env = &http->env, .route = RD_ROUTE_NONE, .t0 = rd_mono_ns()};
+    fill_who(&hr);
+    struct auth a;
     /* Split the raw path (h2o's normalised one has already decoded %2F). */
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     if (req->query_at != SIZE_MAX)
@@ -629,9 +1157,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     if (hr.route == RD_ROUTE_NONE && http->env.debug != NULL && !bad_escape && n_segs >= 2 &&
         h2o_memis(segs[0].base, segs[0].len, H2O_STRLIT("debug"))) {
-        http->env.debug(&hr, http->env.debug_data);
+        if (authorize(&hr, RD_ACCESS_ADMIN, &a))
+            http->env.debug(&hr, http->env.debug_data);
         return 0;
     }
+    if (!authorize(&hr, hr.route == RD_ROUTE_NONE ? RD_ACCESS_ANY : routes[hr.route].access, &a))
+        return 0;
     if (hr.route == RD_ROUTE_NONE) {
         if (bad_escape) {
             rd_http_bad_request(&hr, "path", "malformed percent-encoding in the path");
@@ -647,6 +1178,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         return 0;
     }
+    if (!media_type_ok(&hr))
+        return 0;
+    if (hr.params[0].base != NULL) {
+        size_t n = hr.params[0].len < sizeof(hr.audit_target) - 1 ? hr.params[0].len
+                                                                  : sizeof(hr.audit_target) - 1;
+        memcpy(hr.audit_target, hr.params[0].base, n);
+        hr.audit_target[n] = '\0';
+    }
     size_t body_max = rd_limits_body_max(hr.route, http->max_body);
     if (req->entity.len > body_max) {
         rd_http_send_error(&hr, 413, "too_large", json_pack("{s:I}", "limit", (json_int_t)body_max),
@@ -661,6 +1200,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                           RD_LIMIT_QUERY_LEN);
         return 0;
     }
+    if (!agent_allowed(&hr, &a))
+        return 0;
     dispatch(&hr);
     return 0;
 }
@@ -685,7 +1226,7 @@ static void on_accept(uv_stream_t *listener, int status)
     h2o_accept(&http->accept_ctx, sock);
 }
 
-static int tls_setup(struct rd_http *http, const char *cert, const char *key)
+static int tls_setup(struct rd_http *http, const char *cert, const char *key, const char *ca)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
@@ -707,9 +1248,95 @@ static int tls_setup(struct rd_http *http, const char *cert, const char *key)
         SSL_CTX_free(ctx);
         return RD_ECONFIG;
     }
+    if (ca != NULL && ca[0] != '\0') {
+        /* Asked for, not required: a client without one may still send a
+         * bearer token. One that sends a certificate the CA did not sign
+         * fails the handshake. */
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
+        if (names == NULL || SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+            if (names != NULL)
+                sk_X509_NAME_pop_free(names, X509_NAME_free);
+            snprintf(http->errmsg, sizeof(http->errmsg),
+                     "security.client_ca: cannot load the PEM CA certificate %s", ca);
+            SSL_CTX_free(ctx);
+            return RD_ECONFIG;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        static const unsigned char sid[] = "recoveryd-api";
+        SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+        http->client_certs = true;
+    }
     h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
     http->ssl_ctx = ctx;
     return 0;
+}
+
+int rd_http_reload_tokens(struct rd_http *http, char *err, size_t errlen)
+{
+    const char *path = http->env.cfg->security.tokens_file;
+    if (path[0] == '\0')
+        return 0;
+    struct rd_tokens *fresh;
+    int rv = rd_tokens_load(path, &fresh, err, errlen);
+    if (rv != 0)
+        return rv;
+    rd_tokens_free(http->tokens);
+    http->tokens = fresh;
+    RD_INFO("http", "tokens_loaded", "file=%s tokens=%zu", path, fresh->n);
+    return 0;
+}
+
+static bool host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+/* Authentication at start: the token file must load, and an API others can
+ * reach must not be open unless that is asked for explicitly. */
+static int auth_setup(struct rd_http *http, const char *host, uint16_t port)
+{
+    const struct rd_config *cfg = http->env.cfg;
+    const struct rd_cfg_security *sec = &cfg->security;
+    char err[512];
+    int rv = rd_http_reload_tokens(http, err, sizeof(err));
+    if (rv != 0) {
+        snprintf(http->errmsg, sizeof(http->errmsg), "security.tokens_file: %s", err);
+        return RD_ECONFIG;
+    }
+    http->auth_on = sec->tokens_file[0] != '\0' || http->client_certs;
+    if (http->auth_on)
+        return 0;
+    if (host_is_loopback(host)) {
+        RD_WARN("http", "unauthenticated",
+                "addr=%s detail=\"no security.tokens_file or security.client_ca: anyone on "
+                "this machine may call every route\"",
+                host);
+        return 0;
+    }
+    if (sec->allow_unauthenticated) {
+        RD_WARN("http", "unauthenticated",
+                "addr=%s detail=\"security.allow_unauthenticated: anyone who reaches this "
+                "address may call every route\"",
+                host);
+        return 0;
+    }
+    char shown[RD_CFG_STR + 16];
+    snprintf(shown, sizeof(shown), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+    snprintf(http->errmsg, sizeof(http->errmsg),
+             "server.listen %s is not a loopback address and the API has no authentication: "
+             "set security.tokens_file (or security.client_ca), or set "
+             "security.allow_unauthenticated: true to serve it open",
+             shown);
+    return RD_ECONFIG;
 }
 
 int rd_http_start(struct rd_http *http, const struct rd_http_env *env, const char *host,
@@ -733,11 +1360,14 @@ int rd_http_start(struct rd_http *http, const struct rd_http_env *env, const cha
     http->accept_ctx.ctx = &http->ctx;
     http->accept_ctx.hosts = http->config.hosts;
     if (tls_cert != NULL && tls_cert[0] != '\0') {
-        int rv = tls_setup(http, tls_cert, tls_key);
+        int rv = tls_setup(http, tls_cert, tls_key, env->cfg->security.client_ca);
         if (rv != 0)
             return rv;
         http->accept_ctx.ssl_ctx = http->ssl_ctx;
     }
+    int arv = auth_setup(http, host, port);
+    if (arv != 0)
+        return arv;
 
     struct sockaddr_storage addr;
     int rv;

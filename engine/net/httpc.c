@@ -384,12 +384,14 @@ static bool method_valid(const char *s)
     return true;
 }
 
-static int http_start(struct req *r, const struct rd_http_request *req)
+static int http_start(struct req *r, const struct rd_http_request *req, const char *authorization)
 {
     const char *method = req->method ? req->method : "GET";
     if (!method_valid(method))
         return RD_EINVAL;
     if (req->content_type && strpbrk(req->content_type, "\r\n"))
+        return RD_EINVAL;
+    if (authorization && strpbrk(authorization, "\r\n"))
         return RD_EINVAL;
 
     /* Refuse a malformed URL now rather than through the callback. */
@@ -436,6 +438,14 @@ static int http_start(struct req *r, const struct rd_http_request *req)
     if (!h)
         return RD_ENOMEM;
     r->headers = h;
+    if (authorization) {
+        char ah[512];
+        snprintf(ah, sizeof ah, "Authorization: %s", authorization);
+        h = curl_slist_append(r->headers, ah);
+        if (!h)
+            return RD_ENOMEM;
+        r->headers = h;
+    }
     if (req->body) {
         char ct[512];
         snprintf(ct, sizeof ct, "Content-Type: %s",
@@ -755,6 +765,12 @@ int rd_httpc_new(uv_loop_t *loop, struct rd_httpc **out)
 int rd_httpc_request(struct rd_httpc *c, void *owner, const struct rd_http_request *req,
                      rd_http_cb cb, void *data)
 {
+    return rd_httpc_request_auth(c, owner, req, NULL, cb, data);
+}
+
+int rd_httpc_request_auth(struct rd_httpc *c, void *owner, const struct rd_http_request *req,
+                          const char *authorization, rd_http_cb cb, void *data)
+{
     if (!c || !req || !req->url || !cb || (req->body == NULL && req->body_len > 0))
         return RD_EINVAL;
     if (c->closing)
@@ -784,7 +800,7 @@ int rd_httpc_request(struct rd_httpc *c, void *owner, const struct rd_http_reque
         c->alive++;
     } else {
         r->kind = REQ_HTTP;
-        rv = http_start(r, req);
+        rv = http_start(r, req, authorization);
         if (rv != 0) {
             http_free(r);
             return rv;

@@ -66,6 +66,14 @@ int rd_httpc_request(struct rd_httpc *c, void *owner, const struct rd_http_reque
                      rd_http_cb cb, void *data);
 
 /*
+ * The same with an Authorization header (`authorization` is its value, for
+ * example "Bearer rdt_...", or NULL for none). For the engine's own calls to
+ * the other replicas' APIs (security.peer_token_file), never for plugins.
+ */
+int rd_httpc_request_auth(struct rd_httpc *c, void *owner, const struct rd_http_request *req,
+                          const char *authorization, rd_http_cb cb, void *data);
+
+/*
  * Ends every request of `owner` pending when called: each callback fires
  * once, synchronously, before this returns, with status 0, cause
  * RD_PROBE_NETWORK and error "cancelled". Requests the callbacks start are

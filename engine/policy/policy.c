@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "policy/bounds.h"
 #include "recoveryd/error.h"
 
 #include <lauxlib.h>
@@ -23,15 +24,21 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #define COMP          "policy"
 #define CHUNK_PREFIX  "policies/"
-#define HOOK_COUNT    1000 /* VM instructions between two budget checks */
+#define HOOK_COUNT    1000        /* VM instructions between two budget checks */
+#define BIG_BLOCK     (64 * 1024) /* allocations that check the deadline too */
 #define SANDBOX_KEY   "recoveryd.sandbox"
 #define MAX_ID_LEN    255
 #define MAX_TEXT_LEN  1024
@@ -50,12 +57,14 @@ struct rd_policy_host {
     size_t mem_used;
     size_t mem_limit;
     bool mem_refused; /* an allocation was refused since the flag was reset */
+    bool cleaning;    /* the collection after a failed call: the cap is lifted */
     /* Budget hook. */
-    uint64_t budget_ms;      /* per rd_policy_plan call */
-    uint64_t call_budget_ms; /* budget of the call running now (for messages) */
-    uint64_t deadline_ns;    /* rd_mono_ns() deadline; 0 when no call runs */
-    bool timed_out;          /* the hook raised the budget error */
-    int sampled_line;        /* last line of policy code the hook saw */
+    uint64_t budget_ms;          /* per rd_policy_plan call */
+    uint64_t call_budget_ms;     /* budget of the call running now (for messages) */
+    uint64_t deadline_ns;        /* rd_mono_ns() deadline; 0 when no call runs */
+    bool timed_out;              /* the hook raised the budget error */
+    volatile sig_atomic_t tight; /* the deadline signal set the hook to every instruction */
+    int sampled_line;            /* last line of policy code the hook saw */
     char version[VERSION_CHARS + 1];
     struct policy_file select;
     unsigned n_strategies;
@@ -99,8 +108,20 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         h->mem_used -= osize;
         return NULL;
     }
-    if (nsize > osize && h->mem_used - osize + nsize > h->mem_limit) {
+    if (nsize > osize && h->mem_used - osize + nsize > h->mem_limit && !h->cleaning) {
         h->mem_refused = true;
+        return NULL;
+    }
+    /*
+     * A large block is what linear work on a large string or table (a
+     * concatenation, a table growing) allocates, and the budget hook only
+     * fires every HOOK_COUNT instructions: a loop of `s .. "x"` on an 8 MiB
+     * string held the loop ten times its budget before it did. Past the
+     * deadline such an allocation fails, and the call with it, as an overrun.
+     */
+    if (nsize > osize && nsize >= BIG_BLOCK && h->deadline_ns != 0 &&
+        rd_mono_ns() > h->deadline_ns) {
+        h->timed_out = true;
         return NULL;
     }
     void *p = realloc(ptr, nsize);
@@ -137,6 +158,107 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
              (unsigned long long)h->call_budget_ms);
     lua_pushstring(L, msg);
     lua_error(L);
+}
+
+/*
+ * The deadline timer. The count hook fires every HOOK_COUNT instructions,
+ * and one instruction can be long work on a large string (`a < b` or
+ * `a .. b` on 8 MiB strings: a thousand of them held the loop for 0.4 s).
+ * So each call also arms a one-shot timer for its deadline whose signal,
+ * delivered to the calling thread, sets the hook to fire at the very next
+ * instruction (lua_sethook may be called from a signal handler: luajit's
+ * own interpreter stops a script on SIGINT that way). The handler touches
+ * only the host this thread is running a call for.
+ */
+#define DEADLINE_SIGNAL (SIGRTMIN + 4)
+
+static _Thread_local struct rd_policy_host *volatile active_host;
+static _Thread_local bool thread_timer_ready;
+static _Thread_local timer_t thread_timer;
+/* When the timer will fire (0: not armed). Arming costs a system call
+ * (about 1.5 us here, as much as a small plan call), so the timer is left
+ * armed after a call, and a call whose deadline is later than that leaves
+ * it alone: when it fires early, the handler arms it again for the running
+ * call's deadline. Only this thread and its signal handler touch it. */
+static _Thread_local volatile uint64_t armed_until;
+static pthread_once_t signal_once = PTHREAD_ONCE_INIT;
+static bool signal_ready;
+
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+static void set_timer(uint64_t at_ns)
+{
+    struct itimerspec its;
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = (time_t)(at_ns / 1000000000ull);
+    its.it_value.tv_nsec = (long)(at_ns % 1000000000ull);
+    armed_until = at_ns;
+    timer_settime(thread_timer, TIMER_ABSTIME, &its, NULL);
+}
+
+static void deadline_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    armed_until = 0;
+    struct rd_policy_host *h = active_host;
+    if (h != NULL && h->deadline_ns != 0 && !h->tight) {
+        if (rd_mono_ns() < h->deadline_ns) {
+            set_timer(h->deadline_ns); /* fired for an earlier call */
+        } else {
+            h->tight = 1;
+            lua_sethook(h->L, budget_hook, LUA_MASKCOUNT, 1);
+        }
+    }
+    errno = saved;
+}
+
+static void install_signal(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = deadline_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    signal_ready = sigaction(DEADLINE_SIGNAL, &sa, NULL) == 0;
+    if (!signal_ready)
+        RD_WARN(COMP, "deadline_signal", "error=\"%s\" fallback=count_hook_only", strerror(errno));
+}
+
+/* Makes sure this thread's timer fires by h's deadline (best effort:
+ * without it the count hook and the checks after C calls still apply). */
+static void arm_deadline(struct rd_policy_host *h)
+{
+    pthread_once(&signal_once, install_signal);
+    if (!signal_ready)
+        return;
+    if (!thread_timer_ready) {
+        struct sigevent sev;
+        memset(&sev, 0, sizeof(sev));
+        sev.sigev_notify = SIGEV_THREAD_ID;
+        sev.sigev_signo = DEADLINE_SIGNAL;
+        sev._sigev_un._tid = gettid();
+        if (timer_create(CLOCK_MONOTONIC, &sev, &thread_timer) != 0)
+            return;
+        thread_timer_ready = true;
+    }
+    h->tight = 0;
+    active_host = h;
+    uint64_t at = armed_until;
+    if (at == 0 || at > h->deadline_ns)
+        set_timer(h->deadline_ns);
+}
+
+/* Ends h's call for the timer: a later signal leaves h alone. */
+static void disarm_deadline(struct rd_policy_host *h)
+{
+    if (active_host != h)
+        return;
+    active_host = NULL;
+    if (h->tight) {
+        lua_sethook(h->L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+        h->tight = 0;
+    }
 }
 
 /* The host has decided this call ends: a policy's pcall must not hide it. */
@@ -263,6 +385,186 @@ static int sb_print(lua_State *L)
     return 0;
 }
 
+/*
+ * ---- C library calls under the budget ----------------------------------
+ *
+ * The count hook runs between VM instructions, never inside a C function,
+ * and a pattern with a few quantifiers is exponential: string.find on 400
+ * bytes held the loop for minutes. So the string and table functions whose
+ * work can grow faster than their input, or that could run long, are
+ * replaced in the real library tables (which strings index through their
+ * metatable, and which every environment copies) by wrappers that
+ *  - price the call before it runs (policy/bounds.h) and refuse it when its
+ *    worst case does not fit in the time left in the budget: the refusal
+ *    ends the call like the budget error does (pcall cannot catch it);
+ *  - check the deadline again when the real function returns.
+ * The real function is upvalue 1 of its wrapper, its name upvalue 2.
+ */
+
+/* The budget error raised from a wrapper: "policies/FILE:LINE: why". */
+static int over_budget(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int over_budget(lua_State *L, const char *fmt, ...)
+{
+    struct rd_policy_host *h = host_of(L);
+    char why[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    h->timed_out = true;
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        h->sampled_line = ar.currentline;
+    luaL_where(L, 1);
+    lua_pushstring(L, why);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+static const char *wrapped_name(lua_State *L)
+{
+    return lua_tostring(L, lua_upvalueindex(2));
+}
+
+/* Steps that still fit in the running call's budget (policy/bounds.h). */
+static double steps_left(const struct rd_policy_host *h)
+{
+    if (h->deadline_ns == 0)
+        return HUGE_VAL; /* no call runs: nothing to protect */
+    uint64_t now = rd_mono_ns();
+    return now >= h->deadline_ns ? 0 : (double)(h->deadline_ns - now) / RD_POLICY_NS_PER_STEP;
+}
+
+/* Refuses a call priced at `steps` that the budget cannot afford; `why`
+ * says what is too large ("pattern too complex for a subject of %zu bytes"). */
+static void afford(lua_State *L, double steps, const char *why, size_t n)
+{
+    struct rd_policy_host *h = host_of(L);
+    double left = steps_left(h);
+    if (steps <= left)
+        return;
+    char what[120];
+    snprintf(what, sizeof(what), why, n);
+    over_budget(L, "%s: %s (up to %.3g steps of about %d ns, %.3g left in the %llu ms budget)",
+                wrapped_name(L), what, steps, RD_POLICY_NS_PER_STEP, left,
+                (unsigned long long)h->call_budget_ms);
+}
+
+/* Calls the real function with this call's arguments; checks the deadline
+ * when it returns. */
+static int call_real(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    struct rd_policy_host *h = host_of(L);
+    if (h->deadline_ns != 0 && rd_mono_ns() > h->deadline_ns)
+        over_budget(L, "over the %llu ms budget (in %s)", (unsigned long long)h->call_budget_ms,
+                    wrapped_name(L));
+    return lua_gettop(L);
+}
+
+/* string.find / match / gsub: (s, pattern, ...). */
+static int sb_pattern(lua_State *L)
+{
+    size_t n, plen;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const char *p = luaL_checklstring(L, 2, &plen);
+    bool find = strcmp(wrapped_name(L), "string.find") == 0;
+    double left = steps_left(host_of(L));
+    if (find && (lua_toboolean(L, 4) || rd_pattern_is_plain(p, plen)))
+        afford(L, rd_plain_find_steps(plen, n),
+               "plain text too long to search in a subject of %zu bytes", n);
+    else
+        afford(L, rd_pattern_steps(p, plen, s, n, true, left),
+               "pattern too complex for a subject of %zu bytes", n);
+    return call_real(L);
+}
+
+/* gmatch's iterator: the real one, with the deadline checked after each step. */
+static int sb_gmatch_step(lua_State *L)
+{
+    lua_settop(L, 0);
+    return call_real(L);
+}
+
+/* string.gmatch(s, pattern): the whole iteration is priced at once. */
+static int sb_gmatch(lua_State *L)
+{
+    size_t n, plen;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const char *p = luaL_checklstring(L, 2, &plen);
+    afford(L, rd_pattern_steps(p, plen, s, n, false, steps_left(host_of(L))),
+           "pattern too complex for a subject of %zu bytes", n);
+    call_real(L);
+    lua_settop(L, 1);
+    lua_pushstring(L, "string.gmatch iterator");
+    lua_pushcclosure(L, sb_gmatch_step, 2);
+    return 1;
+}
+
+/* string.rep(s, n [, sep]): at most RD_POLICY_MAX_REP bytes. */
+static int sb_rep(lua_State *L)
+{
+    size_t len, seplen = 0;
+    luaL_checklstring(L, 1, &len);
+    double k = luaL_checknumber(L, 2);
+    luaL_optlstring(L, 3, "", &seplen);
+    double total = k >= 1 ? k * (double)len + (k - 1) * (double)seplen : 0;
+    if (total > (double)RD_POLICY_MAX_REP || k > (double)RD_POLICY_MAX_REP) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "string.rep: a result of %.0f bytes (%.0f copies) is over the limit of %zu bytes",
+                 total, k, RD_POLICY_MAX_REP);
+        return luaL_error(L, "%s", msg);
+    }
+    return call_real(L);
+}
+
+/*
+ * table.sort(t [, comp]): with a Lua comparator the hook runs in it; with
+ * none (or a C one) all of the n log n comparisons are C. A comparison
+ * costs a step or so, more for long strings.
+ */
+static int sb_sort(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_type(L, 2) != LUA_TFUNCTION || lua_iscfunction(L, 2)) {
+        double n = (double)lua_objlen(L, 1);
+        double steps = 2 * n * log2(n + 2);
+        if (steps <= steps_left(host_of(L))) {
+            size_t longest = 0;
+            for (int i = 1; i <= (int)n; i++) {
+                lua_rawgeti(L, 1, i);
+                if (lua_type(L, -1) == LUA_TSTRING && lua_objlen(L, -1) > longest)
+                    longest = lua_objlen(L, -1);
+                lua_pop(L, 1);
+            }
+            steps *= 1 + (double)longest / 256;
+        }
+        afford(L, steps, "%zu values to sort without a Lua comparator", (size_t)n);
+    }
+    return call_real(L);
+}
+
+/* table.concat: linear, but a large one still checks the deadline after. */
+static int sb_plain(lua_State *L)
+{
+    return call_real(L);
+}
+
+/* Replaces lib[name] (a C function) by `fn` with the real one as upvalue. */
+static void wrap(lua_State *L, const char *lib, const char *name, lua_CFunction fn)
+{
+    lua_getglobal(L, lib);
+    lua_getfield(L, -1, name);
+    lua_pushfstring(L, "%s.%s", lib, name);
+    lua_pushcclosure(L, fn, 2);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
 static int panic_handler(lua_State *L)
 {
     const char *msg = lua_tostring(L, -1);
@@ -306,6 +608,14 @@ static int setup_protected(lua_State *L)
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     lua_pop(L, 1);
+    /* The C calls the budget hook cannot interrupt, priced and checked. */
+    wrap(L, LUA_STRLIBNAME, "find", sb_pattern);
+    wrap(L, LUA_STRLIBNAME, "match", sb_pattern);
+    wrap(L, LUA_STRLIBNAME, "gsub", sb_pattern);
+    wrap(L, LUA_STRLIBNAME, "gmatch", sb_gmatch);
+    wrap(L, LUA_STRLIBNAME, "rep", sb_rep);
+    wrap(L, LUA_TABLIBNAME, "sort", sb_sort);
+    wrap(L, LUA_TABLIBNAME, "concat", sb_plain);
 
     lua_newtable(L);
     for (size_t i = 0; i < RD_ARRAY_SIZE(base_allowed); i++) {
@@ -375,6 +685,26 @@ static int throwf(lua_State *L, const char *fmt, ...)
     return lua_error(L);
 }
 
+/*
+ * After policy code returns: a call that ran past its deadline is over
+ * budget even when no hook fired to say so (the time went into C calls, or
+ * the last VM instructions before the return).
+ */
+static void check_returned_in_time(lua_State *L, const char *file, int line, const char *what)
+{
+    struct rd_policy_host *h = host_of(L);
+    uint64_t now = rd_mono_ns();
+    if (h->deadline_ns == 0 || now <= h->deadline_ns)
+        return;
+    h->timed_out = true;
+    double over = (double)(now - h->deadline_ns) / 1e6;
+    if (line > 0)
+        throwf(L, CHUNK_PREFIX "%s:%d: over the %llu ms budget (%s returned %.1f ms late)", file,
+               line, (unsigned long long)h->call_budget_ms, what, over);
+    throwf(L, CHUNK_PREFIX "%s: over the %llu ms budget (%s returned %.1f ms late)", file,
+           (unsigned long long)h->call_budget_ms, what, over);
+}
+
 /* ---- loading ---------------------------------------------------------- */
 
 struct load_ctx {
@@ -416,6 +746,7 @@ static int load_protected(lua_State *L)
     lua_setfenv(L, 2);
     if (lua_pcall(L, 0, 1, 1) != 0)
         return lua_error(L);
+    check_returned_in_time(L, c->file, 0, "the file's top level");
     /* 2: the returned module */
     if (lua_type(L, 2) != LUA_TTABLE)
         return throwf(L, "%s: must return a table { name = \"%s\", ... }, returned %s", src,
@@ -434,11 +765,13 @@ static int load_protected(lua_State *L)
     lua_getfield(L, 2, "self_test"); /* 5 */
     if (lua_type(L, 5) != LUA_TFUNCTION)
         return throwf(L, "%s: the returned table has no self_test function", src);
+    int self_test_line = function_line(L, 5);
     if (lua_pcall(L, 0, 0, 1) != 0) {
         lua_pushstring(L, " (self_test failed)");
         lua_concat(L, 2);
         return lua_error(L);
     }
+    check_returned_in_time(L, c->file, self_test_line, "self_test");
     /* Keep the function itself: later changes to the module table do not matter. */
     c->pf->line = function_line(L, 4);
     lua_pushvalue(L, 4);
@@ -578,9 +911,13 @@ static int failure(struct rd_policy_host *h, int status, const char *file, const
     if (h->timed_out) {
         if (msg != NULL && strncmp(msg, CHUNK_PREFIX, strlen(CHUNK_PREFIX)) == 0)
             set_err(err, errlen, "%s", msg);
-        else
+        else if (h->sampled_line > 0 || def_line > 0)
             set_err(err, errlen, CHUNK_PREFIX "%s:%d: over the %llu ms budget", file,
-                    h->sampled_line, (unsigned long long)h->call_budget_ms);
+                    h->sampled_line > 0 ? h->sampled_line : def_line,
+                    (unsigned long long)h->call_budget_ms);
+        else
+            set_err(err, errlen, CHUNK_PREFIX "%s: over the %llu ms budget", file,
+                    (unsigned long long)h->call_budget_ms);
         return RD_ETIMEOUT;
     }
     if (h->mem_refused || status == LUA_ERRMEM) {
@@ -610,17 +947,24 @@ static void begin_call(struct rd_policy_host *h, uint64_t budget_ms)
     h->sampled_line = 0;
     h->call_budget_ms = budget_ms;
     h->deadline_ns = rd_mono_ns() + budget_ms * 1000000ull;
+    arm_deadline(h);
 }
 
 /* After a failed call: drop the stack and whatever garbage the call left. */
 static void end_call(struct rd_policy_host *h, bool failed)
 {
+    disarm_deadline(h);
     h->deadline_ns = 0;
     lua_settop(h->L, 0);
     if (failed) {
+        /* A call that filled the state to its cap leaves no room even for
+         * the closure lua_cpcall allocates: without lifting the cap for the
+         * collection, the garbage would stay and every later call fail. */
         h->mem_refused = false;
+        h->cleaning = true;
         if (lua_cpcall(h->L, gc_protected, NULL) != 0)
             lua_settop(h->L, 0);
+        h->cleaning = false;
     }
 }
 
@@ -1127,6 +1471,7 @@ static int plan_protected(lua_State *L)
     h->sampled_line = 0;
     if (lua_pcall(L, 2, 1, 1) != 0)
         return lua_error(L);
+    check_returned_in_time(L, "select.lua", h->select.line, "select");
     if (lua_type(L, 4) != LUA_TSTRING)
         return throwf(L, CHUNK_PREFIX "select.lua:%d: select returned %s, expected a strategy name",
                       h->select.line, luaL_typename(L, 4));
@@ -1144,6 +1489,9 @@ static int plan_protected(lua_State *L)
     h->sampled_line = 0;
     if (lua_pcall(L, 2, 1, 1) != 0)
         return lua_error(L);
+    char file[RD_POLICY_MAX_NAME + 8];
+    snprintf(file, sizeof(file), "%s.lua", c->strategy->name);
+    check_returned_in_time(L, file, c->strategy->line, "plan");
     build_plan(L, c, 4);
     return 0;
 }

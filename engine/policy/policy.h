@@ -31,13 +31,27 @@
  *   index through their metatable, so ("").dump is nil too. print goes to
  *   the engine log at debug level. pcall/xpcall cannot swallow a timeout or
  *   a memory error: they re-raise it.
- * - Known limit: the budget is checked between VM instructions, so a single
- *   long-running C library call is not interrupted. The one found is Lua
- *   pattern matching with many quantifiers, which is exponential
- *   (("a"):rep(24):find(("a?"):rep(24) .. ("a"):rep(24)) takes ~2.5 s).
+ * - C library calls the hook cannot interrupt (issue 12: one string.find
+ *   held the loop for 471 s): string.find/match/gmatch/gsub and table.sort
+ *   are wrapped in the real library tables (so `s:find` is covered too).
+ *   Each call is priced before it runs (policy/bounds.h: an upper bound on
+ *   the matcher's backtracking from the pattern and the subject, or on a
+ *   plain find's memcmp work) and refused when its worst case does not fit
+ *   in the time left; the refusal ends the call like the budget error
+ *   (RD_ETIMEOUT, pcall cannot hide it). string.rep refuses results over
+ *   RD_POLICY_MAX_REP (1 MiB) as an ordinary error. The deadline is checked
+ *   again when a wrapped function returns and when select, plan, a file's
+ *   top level or self_test return, so time spent where no hook fires still
+ *   fails the call. At the deadline a one-shot timer (a real-time signal to
+ *   the calling thread) sets the hook to fire at the next instruction, and
+ *   allocations of 64 KiB or more past it fail: one VM instruction can be
+ *   long work on a large string. The collection after a failed call runs
+ *   with the memory cap lifted, so a state filled to the cap recovers.
  *
  * Threads: a host is used by one thread at a time (the loop thread); hosts
- * are independent of each other (no global state).
+ * are independent of each other. The only process-wide state is the
+ * deadline timer's signal handler (SIGRTMIN + 4, installed at the first
+ * call) and one POSIX timer per thread that has made a call.
  */
 #ifndef RD_POLICY_H
 #define RD_POLICY_H
@@ -150,7 +164,8 @@ json_t *rd_plan_json(const struct rd_plan *p);
  * RD_EINVAL   the policy raised an error, returned a malformed plan (unknown
  *             action or field, missing task_id, wrong type, ...) or select
  *             named an unknown strategy;
- * RD_ETIMEOUT the call ran past budget_ms;
+ * RD_ETIMEOUT the call ran past budget_ms, or a string or table library
+ *             call it made could not fit in what was left of it;
  * RD_ENOMEM   the Lua state hit memory_limit (or a conversion's allocation
  *             failed);
  * with "policies/FILE:LINE: why" in `err` (for memory errors the line is the

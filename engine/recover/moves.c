@@ -128,6 +128,11 @@ void rd_sched__isolate_node(struct rd_sched *s, const char *node, const char *st
     cmd.u.trans.state = RD_NODE_ISOLATED;
     cmd.u.trans.reason = RD_STR(reason);
     cmd.u.trans.from_state = n->state;
+    /* An isolation the policies decided: audited, the policy's strategy its
+     * cause. */
+    char cause[64];
+    snprintf(cause, sizeof(cause), "policy %s", strategy ? strategy : "recovery");
+    rd_cmd_audit_engine(&cmd, "isolate_by_policy", node, cause);
     RD_WARN("recovery", "isolate", "node=%s strategy=%s", node, strategy ? strategy : "-");
     rd_sched__propose_keyed(s, &cmd, key);
 }

@@ -214,6 +214,7 @@ static void propose_restore(struct rd_repair *r)
     c->data_json = (struct rd_str){r->data ? r->data : "", (uint32_t)r->size};
     c->source = RD_STR(r->source);
     c->fault_id = RD_STR(r->fault_id);
+    rd_cmd_audit_engine(&cmd, "checkpoint_repair", r->task_id, r->fault_id);
     int rv = leading(s) ? s->env.log.propose(s->env.log.data, &cmd, restored, r) : RD_ENOTLEADER;
     if (rv != 0)
         finish(r, rv);

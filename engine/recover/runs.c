@@ -29,6 +29,7 @@ static struct rd_cmd ropen_cmd(struct rd_sched *s, const struct rd_node *n, cons
     cmd.u.ropen.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
     cmd.u.ropen.strategy = RD_STR(strategy);
     cmd.u.ropen.reason = RD_STR(reason);
+    rd_cmd_audit_engine(&cmd, "recovery_open", n->node_id, id);
     return cmd;
 }
 
@@ -163,6 +164,7 @@ static void run_close(struct rd_sched *s, const struct rd_recovery *run, int for
                           : run->recovered > 0 ? RD_REC_PARTIAL
                                                : RD_REC_FAILED;
     cmd.u.rclose.strategy = RD_STR("");
+    rd_cmd_audit_engine(&cmd, "recovery_close", run->node_id, run->id);
     rd_sched__propose_keyed(s, &cmd, key);
 }
 

@@ -80,6 +80,10 @@ bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,
     cmd.u.tassign.item_id = RD_STR(item);
     cmd.u.tassign.strategy = RD_STR(strategy ? strategy : "");
     cmd.u.tassign.note = RD_STR(note ? note : "");
+    /* A task moved by a recovery run: an audited engine action, the run its
+     * cause (first placements are not audited one by one). */
+    if (run != NULL)
+        rd_cmd_audit_engine(&cmd, "task_move", t->id, run);
     return rd_sched__propose_keyed(s, &cmd, t->id);
 }
 

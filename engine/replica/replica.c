@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "recoveryd/error.h"
 #include "replica.h"
+#include "tls.h"
 
 struct submit {
     struct raft_apply req;
@@ -252,6 +253,38 @@ static int listen_started(struct raft_uv_transport *t, raft_uv_accept_cb cb)
     return 0;
 }
 
+/* The raft transport in mutual TLS (tls.h), listening at once as below. */
+static int listen_tls(struct rd_replica *r, const char *address)
+{
+    int rv = rd_raft_tls_init(&r->transport, r->loop, r->cfg, r->errmsg, sizeof(r->errmsg));
+    if (rv != 0)
+        return rv;
+    r->tls = true;
+    r->transport_inited = true;
+    rv = r->transport.listen(&r->transport, accept_forward);
+    /* Its listener handle is closed by the transport's close either way. */
+    r->listening = true;
+    if (rv != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "cannot listen on raft address %s: %s", address,
+                 r->transport.errmsg);
+        return RD_EIO;
+    }
+    r->transport.listen = listen_started;
+    RD_INFO("raft", "listening_tls", "address=%s ca=%s cert=%s check_replica_id=%s", address,
+            r->cfg->cluster.tls.ca, r->cfg->cluster.tls.cert,
+            r->cfg->cluster.tls.check_replica_id ? "true" : "false");
+    return 0;
+}
+
+/* Releases the transport's memory once it is closed (or never listened). */
+static void transport_free(struct rd_replica *r)
+{
+    if (r->tls)
+        rd_raft_tls_free(&r->transport);
+    else
+        raft_uv_tcp_close(&r->transport);
+}
+
 int rd_replica_listen(struct rd_replica *r, uv_loop_t *loop, const struct rd_config *cfg)
 {
     int rv;
@@ -263,6 +296,15 @@ int rd_replica_listen(struct rd_replica *r, uv_loop_t *loop, const struct rd_con
     /* libraft's TCP transport needs version 1 set before init (else RAFT_INVALID). */
     r->transport.version = 1;
     r->transport.data = NULL;
+    if (rd_config_cluster_tls(cfg))
+        return listen_tls(r, address);
+    char host[RD_CFG_STR];
+    uint16_t port;
+    if (rd_config_parse_hostport(address, host, &port) == 0 && !rd_config_host_is_loopback(host))
+        RD_WARN("raft", "plaintext_transport",
+                "address=%s detail=\"cluster.tls.insecure_plaintext is set: this replica accepts "
+                "any peer that reaches its raft port (docs/security.md)\"",
+                address);
     if ((rv = raft_uv_tcp_init(&r->transport, loop)) != 0) {
         snprintf(r->errmsg, sizeof(r->errmsg), "raft transport: %s", raft_strerror(rv));
         return RD_EIO;
@@ -1019,12 +1061,34 @@ int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit
     struct rd_cmd c = *cmd;
     if (c.time_ms == 0)
         c.time_ms = rd_fsm_stamp(r->fsm);
+    bool ambient = false;
+    if (c.type != RD_CMD_AUDIT && r->audit_ambient != NULL && r->audit_ambient_used != NULL &&
+        !*r->audit_ambient_used) {
+        /* The request's record goes with the first change it causes, in
+         * place of the engine's own part (whose target fills a gap). */
+        struct rd_str target = r->audit_ambient->target;
+        if (target.len == 0 && r->audit_ambient_target != NULL && r->audit_ambient_target[0])
+            target = RD_STR(r->audit_ambient_target);
+        if (target.len == 0 && c.audit.present)
+            target = c.audit.target;
+        c.audit = *r->audit_ambient;
+        c.audit.target = target;
+        ambient = true;
+    }
+    if (c.audit.present || c.type == RD_CMD_AUDIT) {
+        /* The retention every replica prunes by: this leader's config. */
+        c.audit.keep = r->cfg->security.audit.max_records;
+        uint64_t age_s = r->cfg->security.audit.max_age_ms / 1000;
+        c.audit.max_age_s = age_s > UINT32_MAX ? UINT32_MAX : (uint32_t)age_s;
+    }
     struct rd_wbuf w;
     rd_w_init(&w);
     int rv = rd_cmd_encode(&c, &w);
     if (rv == 0)
         rv = submit(r, &w, cb, data);
     rd_w_free(&w);
+    if (rv == 0 && ambient)
+        *r->audit_ambient_used = true;
     return rv;
 }
 
@@ -1349,7 +1413,7 @@ static void raft_closed(struct raft *raft)
 {
     struct rd_replica *r = raft->data;
     raft_uv_close(&r->io);
-    raft_uv_tcp_close(&r->transport);
+    transport_free(r);
     RD_INFO("raft", "closed", "applied=%llu", (unsigned long long)raft_last_applied(raft));
     rd_fsm_bind_raft(r->fsm, NULL);
     /* libraft freed its configurations without emptying them: readers
@@ -1372,7 +1436,7 @@ static void raft_closed(struct raft *raft)
 static void transport_closed(struct raft_uv_transport *t)
 {
     struct rd_replica *r = of_transport(t);
-    raft_uv_tcp_close(t);
+    transport_free(r);
     if (r->close_cb)
         r->close_cb(r->close_data);
 }
@@ -1403,7 +1467,7 @@ void rd_replica_close(struct rd_replica *r, void (*cb)(void *data), void *data)
         return;
     }
     if (r->transport_inited)
-        raft_uv_tcp_close(&r->transport);
+        transport_free(r);
     if (cb)
         cb(data);
 }

@@ -38,6 +38,7 @@ struct rd_replica {
     int lock_fd;         /* its descriptor while held (locked) */
     bool locked;
     bool transport_inited;         /* raft_uv_tcp_init succeeded: raft_uv_tcp_close is needed */
+    bool tls;                      /* the transport is mutual TLS (tls.h), not libraft's TCP */
     bool listening;                /* the transport listens on cluster.raft_address */
     raft_uv_accept_cb raft_accept; /* libraft's accept callback, once raft started */
     bool inited;                   /* raft_init succeeded: raft_close is needed */
@@ -48,6 +49,16 @@ struct rd_replica {
     uint64_t commits_total;
     uint64_t commit_errors_total;
     struct rd_hist commit_latency;
+    /*
+     * The audit part of the API request being handled (issue 12), set by the
+     * API around a handler's synchronous run: the first command proposed
+     * while it is set carries this one (in place of an engine's part: the
+     * request caused it; the change commits with its record), and
+     * *audit_ambient_used becomes true. NULL outside handlers.
+     */
+    const struct rd_cmd_audit *audit_ambient;
+    bool *audit_ambient_used;
+    const char *audit_ambient_target; /* read at the proposal: what the handler named by then */
     /* Told when this replica becomes or stops being the leader. */
     void (*on_role)(void *data, bool leader);
     void *on_role_data;

@@ -337,6 +337,11 @@ static void test_trigger_verify_and_damage(void **state)
     assert_int_equal(rdt_metric(&p, "recoveryd_backup_verifications_total{result=\"mismatch\"}"),
                      1);
     assert_int_equal(rdt_metric(&p, "recoveryd_backup_records{status=\"running\"}"), 0);
+    /* The image came from a forked child: the loop paid its fork, under a
+     * second even on a loaded machine (the serialising fallback would leave
+     * it at 0). */
+    double fork_s = rdt_metric_f(&p, "recoveryd_backup_fork_seconds");
+    assert_true(fork_s > 0 && fork_s < 1.0);
 
     /* Bad input. */
     struct rdt_resp e = {0};

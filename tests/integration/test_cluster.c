@@ -458,6 +458,20 @@ static void test_add_and_remove_replicas_under_load(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(json_array_size(rdt_json_path(r.json, "replicas")), 2);
     rdt_resp_free(&r);
+    /* The audit trail: the refused removal (409) and the removal, recorded
+     * before the change it describes (202: the change follows). */
+    const int targets[2] = {healthy + 1, down + 1}, statuses[2] = {409, 202};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof(path), "/api/v1/audit?action=replica_delete&target=%d", targets[k]);
+        assert_int_equal(rdt_get(&cl.procs[L], RDT_H1, path, &r), 0);
+        assert_int_equal(r.status, 200);
+        json_t *recs = json_object_get(r.json, "items");
+        assert_int_equal(json_array_size(recs), 1);
+        assert_int_equal(
+            json_integer_value(rdt_json_path(json_array_get(recs, 0), "outcome.status")),
+            statuses[k]);
+        rdt_resp_free(&r);
+    }
     first = L;
     for (int k = 0; k < 5; k++, w++) {
         snprintf(id, sizeof(id), "a-%d", w);

@@ -335,6 +335,24 @@ static void test_corrupted_follower_is_named(void **state)
     json_t *again = check_now();
     assert_all_agree(again);
     json_decref(again);
+    /* The audit trail tells it: the engine named the replica (the check its
+     * cause), then saw it repaired (its fault the cause). */
+    char target[64], path[200];
+    snprintf(target, sizeof(target), "replica%%20%d", victim + 1);
+    const char *actions[] = {"replica_diverged", "replica_repaired"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof(path), "/api/v1/audit?action=%s&target=%s", actions[k], target);
+        assert_int_equal(rdt_cluster_request(&cl, &first, "GET", path, NULL, 5000, &r), 0);
+        assert_int_equal(r.status, 200);
+        json_t *items = json_object_get(r.json, "items");
+        assert_int_equal(json_array_size(items), 1);
+        assert_string_equal(json_string_value(rdt_json_path(json_array_get(items, 0), "principal")),
+                            "recoveryd");
+        if (k == 0)
+            assert_string_equal(json_string_value(rdt_json_path(json_array_get(items, 0), "cause")),
+                                check_id_copy);
+        rdt_resp_free(&r);
+    }
 }
 
 int main(void)

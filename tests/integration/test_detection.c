@@ -249,7 +249,7 @@ static void test_crash_is_detected_and_fenced(void **state)
 {
     char url[64];
     unsigned ep = endpoint(url, sizeof(url));
-    struct agent a[1];
+    struct agent a[1] = {0};
     register_agent(&a[0], "crash-1", url);
     pump_until_state(a, 1, "crash-1", "alive", 2000);
     /* Let the detectors learn the cadence and see the probe answer... */
@@ -289,7 +289,7 @@ static void test_hang_network_and_degraded_are_told_apart(void **state)
     char hang_url[64], ok_url[64];
     unsigned hang_ep = endpoint(hang_url, sizeof(hang_url));
     endpoint(ok_url, sizeof(ok_url));
-    struct agent a[3];
+    struct agent a[3] = {0};
     register_agent(&a[0], "hang-1", hang_url); /* heartbeats go on, the probe hangs */
     register_agent(&a[1], "net-1", ok_url);    /* probe answers, heartbeats stop */
     register_agent(&a[2], "degr-1", NULL);     /* error rate climbs past its limit */
@@ -336,7 +336,7 @@ static void test_overload(void **state)
 {
     char url[64];
     unsigned ep = endpoint(url, sizeof(url));
-    struct agent a[1];
+    struct agent a[1] = {0};
     register_agent(&a[0], "busy-1", url);
     beat_rounds(a, 1, 5);
     /* Busy: the probe times out while the agent reports a saturated CPU. */
@@ -349,7 +349,7 @@ static void test_overload(void **state)
 static void test_mass_failure_is_held_as_partition(void **state)
 {
     enum { N = 8 };
-    struct agent a[N];
+    struct agent a[N] = {0};
     for (int i = 0; i < N; i++) {
         char id[32];
         snprintf(id, sizeof(id), "mass-%d", i);
@@ -428,7 +428,7 @@ static void test_mass_failure_is_held_as_partition(void **state)
 
 static void test_flapping_agent_stays_in_probation(void **state)
 {
-    struct agent a[1];
+    struct agent a[1] = {0};
     register_agent(&a[0], "flap-1", NULL);
     pump_until_state(a, 1, "flap-1", "alive", 2000);
     /* Two pauses long enough to be suspected, short of failing. */
@@ -448,7 +448,7 @@ static void test_flapping_agent_stays_in_probation(void **state)
 
 static void test_operator_isolate_drain_readmit(void **state)
 {
-    struct agent a[1];
+    struct agent a[1] = {0};
     register_agent(&a[0], "ops-1", NULL);
     struct rdt_resp r = {0};
     assert_int_equal(
@@ -485,7 +485,7 @@ static void test_operator_isolate_drain_readmit(void **state)
     assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes/ops-1/readmit", NULL, &r), 0);
     assert_int_equal(r.status, 200);
     rdt_resp_free(&r);
-    struct agent b[1];
+    struct agent b[1] = {0};
     register_agent(&b[0], "ops-2", NULL);
     assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes/ops-2/readmit", NULL, &r), 0);
     assert_int_equal(r.status, 409);

@@ -58,8 +58,9 @@ static int request(int fd, const char *method, const char *path, const char *jso
 {
     char head[256];
     size_t len = json ? strlen(json) : 0;
-    int n = snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, len);
+    int n =
+        snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n%s\r\n",
+                 method, path, len, json ? "Content-Type: application/json\r\n" : "");
     *body = NULL;
     if (write(fd, head, (size_t)n) != n)
         return 0;

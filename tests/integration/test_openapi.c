@@ -234,7 +234,7 @@ static void test_every_served_route_is_documented(void **state)
     struct {
         const char *method, *pattern;
     } served[] = {
-#define RD__ROUTE_ROW(id, method, pattern, name) {method, pattern},
+#define RD__ROUTE_ROW(id, method, pattern, name, access) {method, pattern},
         RD_ROUTE_LIST(RD__ROUTE_ROW)
 #undef RD__ROUTE_ROW
     };

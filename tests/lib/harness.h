@@ -92,6 +92,15 @@ int rdt_proc_prepare(struct rdt_proc *p);
  */
 extern const char *rdt_tls_ca;
 
+/*
+ * Credentials every request of the helpers sends when set: a bearer token
+ * (the secret; NULL: no Authorization header) and, over https://, a client
+ * certificate and its key (PEM paths; NULL: none).
+ */
+extern const char *rdt_bearer;
+extern const char *rdt_client_cert;
+extern const char *rdt_client_key;
+
 /* The build's plugin directory (passed to every daemon as --plugins-dir). */
 const char *rdt_plugins_dir(void);
 
@@ -176,6 +185,8 @@ struct rdt_resp {
     char allow[128];
     char location[256];
     char applied_index[32];           /* X-Recoveryd-Applied-Index */
+    char www_authenticate[128];       /* WWW-Authenticate */
+    char request_id[64];              /* X-Request-Id */
     int curl_code;                    /* CURLcode of the transfer */
     char curl_error[CURL_ERROR_SIZE]; /* curl's message when curl_code != 0 */
     size_t body_cap_;
@@ -247,6 +258,10 @@ struct rdt_cluster {
     int n;
     struct rdt_proc procs[RDT_MAX_REPLICAS];
     const char *binary; /* set before the start: every replica runs it (rdt_proc.binary) */
+    /* Set before the start (or NULL): called for each replica once its
+     * directory exists and before any starts, e.g. to put its certificates
+     * there. 0, or -1 to fail the start. */
+    int (*prepare)(struct rdt_proc *p, int i);
 };
 
 int rdt_cluster_start(struct rdt_cluster *c, int n, const char *extra_yaml,

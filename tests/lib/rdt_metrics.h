@@ -17,12 +17,12 @@
  * exposed, e.g. `recoveryd_nodes{state="alive"}`) in `body`, or -1 when there
  * is no such line. Only sample lines count, never # HELP or # TYPE.
  */
-static inline long long rdt_metric_in(const char *body, const char *series)
+static inline double rdt_metric_in_f(const char *body, const char *series)
 {
     size_t len = strlen(series);
     for (const char *line = body; line != NULL && *line != '\0';) {
         if (strncmp(line, series, len) == 0 && line[len] == ' ')
-            return strtoll(line + len + 1, NULL, 10);
+            return strtod(line + len + 1, NULL);
         line = strchr(line, '\n');
         if (line != NULL)
             line++;
@@ -30,17 +30,28 @@ static inline long long rdt_metric_in(const char *body, const char *series)
     return -1;
 }
 
+/* The same, of a sample whose value is a whole number. */
+static inline long long rdt_metric_in(const char *body, const char *series)
+{
+    return (long long)rdt_metric_in_f(body, series);
+}
+
 /* The sample `series` from `p`'s GET /metrics; fails the test when absent. */
-static inline long long rdt_metric(struct rdt_proc *p, const char *series)
+static inline double rdt_metric_f(struct rdt_proc *p, const char *series)
 {
     struct rdt_resp r = {0};
     assert_int_equal(rdt_get(p, RDT_H1, "/metrics", &r), 0);
     assert_int_equal(r.status, 200);
-    long long v = rdt_metric_in(r.body, series);
+    double v = rdt_metric_in_f(r.body, series);
     rdt_resp_free(&r);
     if (v < 0)
         fail_msg("no %s in /metrics", series);
     return v;
+}
+
+static inline long long rdt_metric(struct rdt_proc *p, const char *series)
+{
+    return (long long)rdt_metric_f(p, series);
 }
 
 #endif

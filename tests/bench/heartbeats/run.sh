@@ -11,6 +11,9 @@
 # tests/bench/lib/common.sh does what every benchmark's script does.
 #
 # Target (issue 2): heartbeat CPU per request <= 1.5x the static file's.
+# Then (issue 12): the same heartbeats on an engine with a token file, each
+# carrying an agent token, against the open engine, in turns: target
+# <= 1.10x the CPU per request.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
@@ -140,3 +143,56 @@ awk '
       printf "%-6s mean: recoveryd %.3f us/req %.0f req/s | h2o %.3f us/req %.0f req/s | CPU ratio %.2fx (target <= 1.50) | throughput ratio %.2f\n", pr, ru, rr, hu, hr, ru / hu, rr / hr
     }
   }' "$WORK/results"
+
+# ---- authentication on versus off (issue 12, docs/security.md) -----------------
+# A second engine with a token file: every heartbeat carries an agent token
+# (nodes=bench-*) that is hashed, looked up and matched against the node in
+# the path. Both engines take turns in the same run; the ratio of their CPU
+# per request is the cost of authentication (target: at most 1.10).
+SECRET=$("$BUILD_DIR/bin/recoveryd" token new --id bench-agents --role agent --nodes 'bench-*' |
+    tee "$WORK/token.out" | sed -n 's/^secret: //p')
+sed -n 's/^line: *//p' "$WORK/token.out" >"$WORK/tokens"
+bench_free_port RD2_PORT
+bench_free_port RAFT2_PORT
+cat >"$WORK/rd2.yaml" <<YAML
+cluster:
+  raft_address: 127.0.0.1:$RAFT2_PORT
+logging:
+  level: warn
+fault_tolerance:
+  detection:
+    heartbeat_interval: 1h
+security:
+  tokens_file: $WORK/tokens
+YAML
+nice -n "$NICE" "$BUILD_DIR/bin/recoveryd" --config "$WORK/rd2.yaml" \
+    --listen "127.0.0.1:$RD2_PORT" --data-dir "$WORK/rd2-data" \
+    --plugins-dir "$BUILD_DIR/plugins" 2>"$WORK/rd2.log" &
+RD2_PID=$!
+bench_track "$RD2_PID"
+bench_wait_http "http://127.0.0.1:$RD2_PORT/ready" "$RD2_PID" "$WORK/rd2.log"
+sed -e "s/:$RD_PORT\//:$RD2_PORT\//" "$WORK/register.curl" |
+    awk -v h="header = \"Authorization: Bearer $SECRET\"" '{print} /^header = "Content-Type/ {print h}' \
+        >"$WORK/register2.curl"
+created=$(curl -s -K "$WORK/register2.curl" | grep -c '^201$' || true)
+if [ "$created" != "$NODES" ]; then
+    echo "bench: registered $created of $NODES agents with a token" >&2
+    exit 1
+fi
+sed "s/:$RD_PORT\//:$RD2_PORT\//" "$WORK/uris" >"$WORK/uris2"
+# The second engine gets the first one's warm-up (20,000 requests and the
+# rounds above) before the two are compared.
+h2load -n "$N" -c "$CLIENTS" -m "$STREAMS" -d "$WORK/hb.json" -H 'content-type: application/json' \
+    -H "authorization: Bearer $SECRET" -i "$WORK/uris2" >/dev/null
+: >"$WORK/results"
+for round in 1 2 3; do
+    run_load "h2c   auth off heartbeat #$round" "$RD_PID" -n "$N" -c "$CLIENTS" -m "$STREAMS" \
+        -d "$WORK/hb.json" -H 'content-type: application/json' -i "$WORK/uris"
+    run_load "h2c   auth on  heartbeat #$round" "$RD2_PID" -n "$N" -c "$CLIENTS" -m "$STREAMS" \
+        -d "$WORK/hb.json" -H 'content-type: application/json' -H "authorization: Bearer $SECRET" \
+        -i "$WORK/uris2"
+done
+awk '{ k = $3; us[k] += $NF; rps[k] += $(NF-1); n[k]++ }
+  END { printf "auth   mean: on %.3f us/req %.0f req/s | off %.3f us/req %.0f req/s | CPU ratio %.2fx (target <= 1.10)\n",
+        us["on"] / n["on"], rps["on"] / n["on"], us["off"] / n["off"], rps["off"] / n["off"],
+        (us["on"] / n["on"]) / (us["off"] / n["off"]) }' "$WORK/results"

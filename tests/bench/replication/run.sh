@@ -22,7 +22,10 @@
 # BUILD (build-bench), KEEP_LOGS (a directory to copy the servers' logs to, and
 # the core file of a replica that crashed: core dumps are enabled with it),
 # RD_CONFIG_EXTRA (YAML appended to every replica's configuration, for
-# experiments: empty by default, the shipped defaults are what is measured).
+# experiments: empty by default, the shipped defaults are what is measured),
+# RD_TLS (1: the replicas talk raft over mutual TLS, certificates from
+# deploy/make-certs.sh; docs/security.md), RD_ONLY (1: recoveryd only, no
+# etcd run and no comparison table: for recoveryd against itself).
 # tests/bench/lib/common.sh does what every benchmark's script does.
 #
 # After the recoveryd run, one line per replica: its peak RSS (VmHWM, read
@@ -115,6 +118,18 @@ echo
 
 # ---- recoveryd: 3 replicas, the shipped defaults -------------------------------------------
 bench_cluster_config 3 "${RD_CONFIG_EXTRA:-}"
+if [ "${RD_TLS:-0}" = 1 ]; then
+    "$ROOT/deploy/make-certs.sh" "$WORK/certs" 1 2 3 >/dev/null
+    for i in 1 2 3; do
+        cp "$WORK/certs/ca.crt" "$WORK/rd$i/ca.crt"
+        cp "$WORK/certs/replica-$i.crt" "$WORK/rd$i/replica.crt"
+        cp "$WORK/certs/replica-$i.key" "$WORK/rd$i/replica.key"
+        sed -i '/^  raft_address:/a\  tls: {ca: ca.crt, cert: replica.crt, key: replica.key}' "$WORK/rd$i/rd.yaml"
+    done
+    echo "raft transport: mutual TLS (cluster.tls, certificates of deploy/make-certs.sh)"
+else
+    echo "raft transport: plain TCP (loopback)"
+fi
 RD_LINES=()
 for i in 1 2 3; do bench_start_replica "$i"; done
 for i in 1 2 3; do bench_wait_replica "$i"; done
@@ -157,6 +172,11 @@ done
 bench_stop "${RD_PIDS[@]}"
 for i in 1 2 3; do log_summary "$WORK/rd$i.log" "${RD_LINES[i]}"; done
 echo
+if [ "${RD_ONLY:-0}" = 1 ]; then
+    echo "load average after: $(bench_loadavg)"
+    grep '^RESULT' "$WORK/rd.out"
+    exit "$rc"
+fi
 
 # ---- etcd: 3 members, its defaults ----------------------------------------------------------
 CL_PORTS=()

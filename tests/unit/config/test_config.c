@@ -291,6 +291,9 @@ static void test_deploy_file(void **state)
         {RD_CFG_RAFT_ADDRESS, "  raft_address:"},
         {RD_CFG_PLUGINS_DIR, "  dir: ../build"},
         {RD_CFG_POLICIES_DIR, "  dir: ../policies"},
+        {RD_CFG_CLUSTER_TLS_CA, "    ca: \"\"  "},
+        {RD_CFG_CLUSTER_TLS_CERT, "    cert: \"\"                  # this replica's"},
+        {RD_CFG_CLUSTER_TLS_KEY, "    key: \"\"                   # its PEM"},
     };
     for (size_t i = 0; i < sizeof(origins) / sizeof(origins[0]); i++) {
         const char *hit = strstr(text, origins[i].needle);
@@ -741,6 +744,27 @@ static void test_error_string_too_long(void **state)
     expect_error("storage:\n  data_dir: \"a\\0b\"\n", 2, "storage.data_dir", "'a\\x00b'");
 }
 
+/* security.audit: the audit trail's retention, defaults and bounds. */
+static void test_security_audit(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    rd_config_defaults(&c);
+    assert_int_equal(c.security.audit.max_records, 100000);
+    assert_int_equal(c.security.audit.max_age_ms, UINT64_C(30) * 24 * 3600 * 1000);
+    assert_int_equal(load(&c, "security:\n  audit:\n    max_records: 500\n    max_age: 2h\n", err),
+                     0);
+    assert_int_equal(c.security.audit.max_records, 500);
+    assert_int_equal(c.security.audit.max_age_ms, 2 * 3600 * 1000);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    expect_error("security:\n  audit:\n    max_records: 0\n", 3, "security.audit.max_records",
+                 NULL);
+    assert_int_equal(load(&c, "security:\n  audit:\n    max_age: 10s\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    check_contains(err, "security.audit.max_age: expected a duration from 1m to 3650d, got '10s'");
+}
+
 static void test_error_unknown_key(void **state)
 {
     (void)state;
@@ -749,7 +773,7 @@ static void test_error_unknown_key(void **state)
                             "shutdown_timeout, tls)");
     expect_exact_error("logging:\n  level: info\ncolour: red\n",
                        NAME ":3: colour: unknown key (expected one of: server, storage, cluster, "
-                            "plugins, policies, logging, fault_tolerance)");
+                            "plugins, policies, logging, fault_tolerance, security)");
     expect_error("fault_tolerance:\n  recovery_strategies:\n    fast_recovery:\n"
                  "      max_tme: 2m\n",
                  4, "fault_tolerance.recovery_strategies.fast_recovery.max_tme", NULL);
@@ -801,8 +825,9 @@ static void test_error_node_kind(void **state)
     struct rd_config c;
     char err[RD_CFG_ERRLEN];
     assert_int_equal(load(&c, "hello\n", err), RD_ECONFIG);
-    assert_string_equal(err, NAME ":1: expected a mapping with keys server, storage, cluster, "
-                                  "plugins, policies, logging, fault_tolerance, got 'hello'");
+    assert_string_equal(err,
+                        NAME ":1: expected a mapping with keys server, storage, cluster, "
+                             "plugins, policies, logging, fault_tolerance, security, got 'hello'");
 }
 
 static void test_error_peers(void **state)
@@ -1842,6 +1867,61 @@ static void test_validate_peers(void **state)
     expect_valid_error(&c, "server.max_body: expected a size from 1KiB to 1GiB, got '2GiB'");
 }
 
+/* cluster.tls: all three paths or none; plain TCP only on loopback unless
+ * insecure_plaintext says so. */
+static void test_validate_cluster_tls(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+
+    rd_config_defaults(&c);
+    assert_false(rd_config_cluster_tls(&c));
+    assert_true(c.cluster.tls.check_replica_id);
+    assert_false(c.cluster.tls.insecure_plaintext);
+    const char *loopback[] = {"127.0.0.1:7080", "127.9.8.7:7080", "localhost:7080", "[::1]:7080"};
+    for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+        snprintf(c.cluster.raft_address, sizeof(c.cluster.raft_address), "%s", loopback[i]);
+        assert_int_equal(rd_config_validate(&c, err), 0);
+    }
+    const char *other[] = {"0.0.0.0:7080", "10.0.0.2:7080", "128.0.0.1:7080",
+                           "rd-0.recoveryd-raft:7080", "[::]:7080"};
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        snprintf(c.cluster.raft_address, sizeof(c.cluster.raft_address), "%s", other[i]);
+        assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+        char want[128];
+        snprintf(want, sizeof(want), "cluster.raft_address: '%s' is not a loopback address",
+                 other[i]);
+        if (strstr(err, want) == NULL || strstr(err, "cluster.tls.insecure_plaintext") == NULL)
+            fail_msg("%s: %s", other[i], err);
+    }
+    c.cluster.tls.insecure_plaintext = true;
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    c.cluster.tls.insecure_plaintext = false;
+    snprintf(c.cluster.tls.ca, sizeof(c.cluster.tls.ca), "ca.crt");
+    expect_valid_error(&c, "cluster.tls.cert: expected a PEM file (mutual TLS between replicas "
+                           "needs cluster.tls.ca, cluster.tls.cert and cluster.tls.key), got ''");
+    snprintf(c.cluster.tls.cert, sizeof(c.cluster.tls.cert), "r.crt");
+    expect_valid_error(&c, "cluster.tls.key: expected a PEM file (mutual TLS between replicas "
+                           "needs cluster.tls.ca, cluster.tls.cert and cluster.tls.key), got ''");
+    snprintf(c.cluster.tls.key, sizeof(c.cluster.tls.key), "r.key");
+    assert_true(rd_config_cluster_tls(&c));
+    assert_int_equal(rd_config_validate(&c, err), 0); /* TLS on a public address: fine */
+
+    /* From a file: the paths resolve against its directory, like every path. */
+    assert_int_equal(load(&c,
+                          "cluster:\n  raft_address: 10.0.0.2:7080\n"
+                          "  tls: {ca: ca.crt, cert: /abs/r.crt, key: r.key, "
+                          "check_replica_id: false}\n",
+                          err),
+                     0);
+    assert_string_equal(c.cluster.tls.cert, "/abs/r.crt");
+    assert_false(c.cluster.tls.check_replica_id);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    assert_int_equal(load(&c, "cluster:\n  tls: {insecure_plaintext: maybe}\n", err), RD_ECONFIG);
+    assert_non_null(strstr(err, "cluster.tls.insecure_plaintext"));
+}
+
 static void test_lease(void **state)
 {
     (void)state;
@@ -2190,6 +2270,7 @@ int main(void)
         cmocka_unit_test(test_error_hostport),
         cmocka_unit_test(test_error_string_too_long),
         cmocka_unit_test(test_error_unknown_key),
+        cmocka_unit_test(test_security_audit),
         cmocka_unit_test(test_error_node_kind),
         cmocka_unit_test(test_error_peers),
         cmocka_unit_test(test_error_duplicate_and_documents),
@@ -2204,6 +2285,7 @@ int main(void)
         cmocka_unit_test(test_validate_new_keys),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_validate_peers),
+        cmocka_unit_test(test_validate_cluster_tls),
         cmocka_unit_test(test_lease),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_percent),

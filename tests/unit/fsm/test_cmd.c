@@ -169,7 +169,7 @@ static void test_unknown_format_and_type(void **state)
     struct rd_wbuf w;
     encode(&c, &w);
     struct rd_cmd d;
-    w.p[0] = RD_CMD_FORMAT + 1;
+    w.p[0] = RD_CMD_FORMAT_AUDIT + 1;
     assert_int_equal(rd_cmd_decode(w.p, w.len, &d), RD_EUNSUPPORTED);
     w.p[0] = RD_CMD_FORMAT;
     w.p[1] = RD_CMD_TYPE_MAX;

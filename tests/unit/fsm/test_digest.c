@@ -121,7 +121,7 @@ random_command(const struct rd_fsm *f, int64_t t)
     struct rd_cmd c = {.time_ms = t};
     const char *node = any_node();
     const char *task = task_ids[pick(N_TASKS)];
-    switch (pick(23)) {
+    switch (pick(24)) {
     case 0:
         c.type = RD_CMD_NOOP;
         break;
@@ -275,6 +275,9 @@ random_command(const struct rd_fsm *f, int64_t t)
         c.u.cresult.digests_json = S(chance(20) ? "" : "{\"1\":\"0000000000000001\"}");
         c.u.cresult.diverged_json = S(chance(20) ? "" : "[]");
         break;
+    case 22:
+        c.type = RD_CMD_AUDIT; /* a record alone (its part below) */
+        break;
     default: {
         /* A repair: mostly aimed at the newest version and a held older one
          * (or a backup's copy), now and then at what moved on or is gone;
@@ -308,6 +311,20 @@ random_command(const struct rd_fsm *f, int64_t t)
         c.u.crestore.fault_id = S(chance(40) ? fault_ids[pick(N_FAULTS)] : "");
         break;
     }
+    }
+    /* Audit records: with a change (applied or refused) or alone, pruned
+     * by count and by age now and then. */
+    if (c.type == RD_CMD_AUDIT || chance(30)) {
+        static char who[32], cause[32];
+        snprintf(who, sizeof(who), "op-%u", pick(5));
+        snprintf(cause, sizeof(cause), "run-%u", pick(1000));
+        rd_cmd_audit_engine(&c, chance(50) ? "node_isolate" : "task_move", chance(50) ? node : task,
+                            chance(50) ? "" : cause);
+        c.audit.principal = S(chance(50) ? "recoveryd" : who);
+        c.audit.role = (uint8_t)pick(5);
+        c.audit.status = (uint16_t)(200 + pick(300));
+        c.audit.keep = pick(40);
+        c.audit.max_age_s = chance(90) ? 0 : 1 + pick(3);
     }
     struct rd_wbuf w;
     rd_w_init(&w);
@@ -391,7 +408,7 @@ static void test_incremental_equals_full_under_random_commands(void **state)
         print_message("%-18s applied %5u refused %5u\n", rd_cmd_type_name(t), outcomes[t][0],
                       outcomes[t][1]);
         assert_true(outcomes[t][0] > 0);
-        if (t != RD_CMD_NOOP && t != RD_CMD_REPLICA_INFO)
+        if (t != RD_CMD_NOOP && t != RD_CMD_REPLICA_INFO && t != RD_CMD_AUDIT)
             assert_true(outcomes[t][1] > 0);
     }
 }

@@ -8,7 +8,8 @@
  * and closed with their task_recovery records, replica URLs; from format 4
  * on also the cluster id, backups (completed and verified, failed,
  * running), the archive position and consistency checks (decided and
- * pending). Its snapshot
+ * pending); from format 5 on also audit records (alone, with an applied
+ * change, with a refused one). Its snapshot
  * must be the bytes of tests/unit/fsm/data/snapshot-v<format>.bin, and that
  * file, restored into a fresh machine, must give back every field of every
  * record, checked one by one against the values written below (not against
@@ -102,6 +103,28 @@ static struct rd_wbuf cmd_transition_why(const char *id, uint64_t epoch, int sta
 
 #define OK(cmd) assert_int_equal(apply(f, (cmd))->status, 0)
 
+/* `c` with an audit part (format 5's records; strings borrowed). */
+static struct rd_wbuf with_audit(struct rd_cmd c, const char *who, int role, const char *source,
+                                 const char *method, const char *action, const char *target,
+                                 int status, const char *error, const char *request_id,
+                                 const char *cause)
+{
+    c.audit = (struct rd_cmd_audit){.present = 1,
+                                    .principal = RD_STR(who),
+                                    .role = (uint8_t)role,
+                                    .source = RD_STR(source),
+                                    .method = RD_STR(method),
+                                    .action = RD_STR(action),
+                                    .target = RD_STR(target),
+                                    .status = (uint16_t)status,
+                                    .error = RD_STR(error),
+                                    .request_id = RD_STR(request_id),
+                                    .cause = RD_STR(cause)};
+    return fsm_encode(&c);
+}
+
+#define F9 "f0000009-0000-4000-8000-000000000009"
+
 /* The known state of snapshot `format` (3 or 4): every command is accepted
  * (a refusal would mean the state is not what the tables below describe). */
 static void build_known_state(struct rd_fsm *f, unsigned format)
@@ -183,10 +206,29 @@ static void build_known_state(struct rd_fsm *f, unsigned format)
     OK(cmd_check(K1, 1088)); /* unbound to raft: index = applied + 1 = 60 */
     OK(cmd_check_result(K1, RD_CHECK_CONSISTENT, DIGESTS, "[]", 1089));
     OK(cmd_check(K2, 1090)); /* index 62, pending */
+    if (format < 5)
+        return;
+    /* Format 5: audit records. A denial alone; an engine action with its
+     * (empty) change; a request whose change was refused (the record shows
+     * the refusal, not the status the proposer expected). */
+    OK(with_audit((struct rd_cmd){.type = RD_CMD_AUDIT, .time_ms = 1091}, "tok-ops", 3,
+                  "10.1.2.3:5555", "POST", "node_isolate", "agent-f", 403, "forbidden", "req-1",
+                  ""));
+    OK(with_audit((struct rd_cmd){.type = RD_CMD_NOOP, .time_ms = 1092}, "recoveryd", 0, "", "",
+                  "recovery_open", "agent-d", 200, "", "", R2));
+    struct rd_cmd res = {.type = RD_CMD_FAULT_RESOLVE, .time_ms = 1093};
+    res.u.fresolve.id = RD_STR(F9);
+    res.u.fresolve.node_id = RD_STR("");
+    res.u.fresolve.note = RD_STR("");
+    assert_int_equal(apply(f, with_audit(res, "anonymous", 0, "127.0.0.1:40000", "POST",
+                                         "fault_resolve", F9, 200, "", "req-3", ""))
+                         ->status,
+                     RD_ENOTFOUND);
 }
 
 #define N_COMMANDS_V3 51
 #define N_COMMANDS_V4 62
+#define N_COMMANDS_V5 65
 
 /* ---- what the known state is, field by field ---------------------------- */
 
@@ -569,6 +611,49 @@ static void assert_opt_string(const char *got, const char *want)
         assert_string_equal(got, want);
 }
 
+static const struct exp_audit {
+    uint64_t seq;
+    int64_t at;
+    int role, status;
+    const char *principal, *source, *method, *action, *target, *error, *request_id, *cause;
+} exp_audits[] = {
+    {1, 1091, 3, 403, "tok-ops", "10.1.2.3:5555", "POST", "node_isolate", "agent-f", "forbidden",
+     "req-1", ""},
+    {2, 1092, 0, 200, "recoveryd", "", "", "recovery_open", "agent-d", "", "", R2},
+    {3, 1093, 0, 404, "anonymous", "127.0.0.1:40000", "POST", "fault_resolve", F9, "not_found",
+     "req-3", ""},
+};
+
+/* Format 5's records: none in a machine restored from an older format. */
+static void check_v5_records(const struct rd_fsm *f, unsigned format)
+{
+    size_t n;
+    const struct rd_audit *const *as = rd_fsm_audits(f, &n);
+    if (format < 5) {
+        assert_int_equal(n, 0);
+        assert_int_equal(f->audit_seq, 0);
+        return;
+    }
+    assert_int_equal(n, COUNT(exp_audits));
+    assert_int_equal(f->audit_seq, 3);
+    for (size_t i = 0; i < COUNT(exp_audits); i++) {
+        const struct exp_audit *e = &exp_audits[i];
+        const struct rd_audit *a = as[i];
+        assert_int_equal(a->seq, e->seq);
+        assert_int_equal(a->at_ms, e->at);
+        assert_int_equal(a->role, e->role);
+        assert_int_equal(a->status, e->status);
+        assert_string_equal(a->principal, e->principal);
+        assert_string_equal(a->source, e->source);
+        assert_string_equal(a->method, e->method);
+        assert_string_equal(a->action, e->action);
+        assert_string_equal(a->target, e->target);
+        assert_string_equal(a->error, e->error);
+        assert_string_equal(a->request_id, e->request_id);
+        assert_string_equal(a->cause, e->cause);
+    }
+}
+
 /* Format 4's records: empty in a machine restored from format 3. */
 static void check_v4_records(const struct rd_fsm *f, unsigned format)
 {
@@ -629,8 +714,10 @@ static void check_v4_records(const struct rd_fsm *f, unsigned format)
 
 static void check_known_state(const struct rd_fsm *f, unsigned format)
 {
-    assert_int_equal(f->n_applied, format >= 4 ? N_COMMANDS_V4 : N_COMMANDS_V3);
-    assert_int_equal(f->last_time_ms, format >= 4 ? 1090 : 1079);
+    assert_int_equal(f->n_applied, format >= 5   ? N_COMMANDS_V5
+                                   : format >= 4 ? N_COMMANDS_V4
+                                                 : N_COMMANDS_V3);
+    assert_int_equal(f->last_time_ms, format >= 5 ? 1093 : format >= 4 ? 1090 : 1079);
     check_nodes(f);
     check_faults(f);
     check_tasks(f);
@@ -641,6 +728,7 @@ static void check_known_state(const struct rd_fsm *f, unsigned format)
     assert_int_equal(f->replicas[1].id, 2);
     assert_string_equal(f->replicas[1].api_url, "http://10.0.1.2:8080");
     check_v4_records(f, format);
+    check_v5_records(f, format);
     /* The incremental digest was rebuilt (restore) or followed (apply). */
     assert_true(rd_fsm_digest(f) == rd_fsm_digest_full(f));
 }
@@ -699,8 +787,8 @@ static void write_golden(const char *path, const struct rd_wbuf *snap)
 static void test_snapshot_matches_the_golden_file(void **state)
 {
     struct rd_fsm f;
-    build_known_state(&f, 4);
-    check_known_state(&f, 4); /* the commands made the state the tables describe */
+    build_known_state(&f, 5);
+    check_known_state(&f, 5); /* the commands made the state the tables describe */
     struct rd_wbuf snap;
     rd_w_init(&snap);
     assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
@@ -771,9 +859,45 @@ static void test_golden_v3_restores_field_by_field(void **state)
     rd_fsm_close(&f);
 }
 
-/* Format 4 (the golden file of the current format) restores field by
- * field, and the machine goes on: backups finish, checks get verdicts,
- * the archive moves on, the cluster id stays. */
+/* Format 5 (the golden file of the current format) restores field by
+ * field, and the machine goes on: new records follow the restored ones'
+ * sequence, and are pruned by count and by age. */
+static void test_golden_v5_restores_field_by_field(void **state)
+{
+    size_t len = 0;
+    uint8_t *golden = read_file(GOLDEN_DIR "snapshot-v5.bin", &len);
+    if (golden == NULL)
+        fail_msg("no %ssnapshot-v5.bin (see the top of %s)", GOLDEN_DIR, __FILE__);
+    assert_int_equal(header_format(golden), 5);
+    struct rd_fsm f, built;
+    rd_fsm_init(&f);
+    assert_int_equal(rd_fsm_restore(&f, golden, len), 0);
+    free(golden);
+    check_known_state(&f, 5);
+    build_known_state(&built, 5);
+    assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
+    rd_fsm_close(&built);
+
+    struct rd_cmd c = {.type = RD_CMD_AUDIT, .time_ms = 2000};
+    c.audit = (struct rd_cmd_audit){.present = 1,
+                                    .principal = RD_STR("tok-admin"),
+                                    .action = RD_STR("replica_delete"),
+                                    .status = 200,
+                                    .keep = 3};
+    assert_int_equal(apply(&f, fsm_encode(&c))->status, 0);
+    size_t n;
+    const struct rd_audit *const *as = rd_fsm_audits(&f, &n);
+    assert_int_equal(n, 3); /* kept 3: the oldest went */
+    assert_int_equal(as[0]->seq, 2);
+    assert_int_equal(as[2]->seq, 4);
+    assert_string_equal(as[2]->principal, "tok-admin");
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    rd_fsm_close(&f);
+}
+
+/* Format 4 restores field by field, and the machine goes on: backups
+ * finish, checks get verdicts, the archive moves on, the cluster id
+ * stays. */
 static void test_golden_v4_restores_field_by_field(void **state)
 {
     size_t len = 0;
@@ -1058,7 +1182,7 @@ static void test_snapshot_format_1_still_loads(void **state)
     /* A format from the future is refused with a clear message. */
     snap.p[8] = 9;
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), RD_EUNSUPPORTED);
-    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 4"));
+    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 5"));
     rd_w_free(&snap);
     rd_fsm_close(&g);
     rd_fsm_close(&f);
@@ -1070,6 +1194,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_matches_the_golden_file),
         cmocka_unit_test(test_golden_v3_restores_field_by_field),
         cmocka_unit_test(test_golden_v4_restores_field_by_field),
+        cmocka_unit_test(test_golden_v5_restores_field_by_field),
         cmocka_unit_test(test_snapshot_restore_round_trip),
         cmocka_unit_test(test_corrupt_snapshot_changes_nothing),
         cmocka_unit_test(test_snapshot_claiming_gigabytes_costs_nothing),

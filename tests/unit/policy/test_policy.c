@@ -28,9 +28,11 @@
 #include <jansson.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <luajit.h>
 #include <lualib.h>
 
 #include "common/util.h"
+#include "policy/bounds.h"
 #include "policy/policy.h"
 #include "rdt_ctest.h"
 #include "recoveryd/error.h"
@@ -950,6 +952,216 @@ static void test_build_new_keeps_old(void **state)
     remove_dir(dir);
 }
 
+/* ---- C library calls the budget hook cannot interrupt (issue 12) ------ */
+
+/*
+ * Issue 12's self_test (an exponential pattern that held the loop for
+ * 471 s, then was accepted): the reload is refused within its budget, the
+ * message names the file, the line and the overrun, and the generation in
+ * force keeps planning.
+ */
+static void test_pattern_self_test_refused(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN], want[80];
+    make_dir(dir);
+    struct rd_policy_host *old = load_ok(dir);
+    char v[17];
+    snprintf(v, sizeof(v), "%s", rd_policy_version(old));
+    install(dir, "pattern_self_test.lua", "fast_recovery.lua");
+    struct rd_policy_host *next = NULL;
+    uint64_t t0 = rd_mono_ns();
+    double c0 = cpu_ms();
+    int rc = rd_policy_load(dir, BUDGET, MEMORY, &next, err, sizeof(err));
+    double ms = (double)(rd_mono_ns() - t0) / 1e6, cpu = cpu_ms() - c0;
+    printf("    issue 12's self_test: %s after %.1f ms (%.1f ms of CPU): %s\n", rd_err_name(rc), ms,
+           cpu, err);
+    assert_int_equal(rc, RD_ECONFIG);
+    assert_null(next);
+    /* Load budget: 10 x 50 ms. Refused before it runs, far inside that. */
+    assert_true(cpu < BUDGET * RD_POLICY_LOAD_FACTOR);
+    assert_true(ms < rdt_ms(2000));
+    snprintf(want, sizeof(want), "policies/fast_recovery.lua:%d: string.find: pattern too complex",
+             marker_line("pattern_self_test.lua", "find"));
+    check_prefix(err, want);
+    check_contains(err, "subject of 400 bytes");
+    check_contains(err, "500 ms budget");
+    check_contains(err, "(self_test failed)");
+    /* The old generation is untouched and plans. */
+    assert_string_equal(rd_policy_version(old), v);
+    json_t *view = make_view(false);
+    json_t *tasks = json_array();
+    json_array_append_new(tasks, make_task("a", 1, false, -1));
+    json_t *event = make_event("node_failed", "crash", NULL, tasks);
+    json_t *plan = plan_ok(old, event, view);
+    expect_plan(plan, "fast_recovery", "reassign:a:1");
+    json_decref(plan);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(old);
+    remove_dir(dir);
+}
+
+/*
+ * The same kind of call in plan, for each function: the call fails within
+ * its budget as an overrun (RD_ETIMEOUT: the engine records a policy_error
+ * and falls back), pcall cannot hide it, and the host plans normally next.
+ * string.rep bombs are refused as errors; a gsub replacement function that
+ * loops is stopped by the hook.
+ */
+static void test_hostile_library_calls(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN];
+    make_dir(dir);
+    install(dir, "hostile.lua", "fast_recovery.lua");
+    struct rd_policy_host *h = NULL;
+    int rc = rd_policy_load(dir, BUDGET, (size_t)64 << 20, &h, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s: %s", rd_err_name(rc), err);
+    json_t *view = make_view(false);
+    const struct {
+        const char *attack;
+        int rc;
+        const char *says;
+    } cases[] = {
+        {"find", RD_ETIMEOUT, "string.find: pattern too complex for a subject of 400 bytes"},
+        {"match", RD_ETIMEOUT, "string.match: pattern too complex"},
+        {"gmatch", RD_ETIMEOUT, "string.gmatch: pattern too complex"},
+        {"gsub", RD_ETIMEOUT, "string.gsub: pattern too complex"},
+        {"optional", RD_ETIMEOUT, "string.find: pattern too complex"},
+        {"plain", RD_ETIMEOUT,
+         "string.find: plain text too long to search in a subject of 1048576"},
+        {"sort", RD_ETIMEOUT, "table.sort: 400000 values to sort without a Lua comparator"},
+        {"pcall", RD_ETIMEOUT, "string.find: pattern too complex"},
+        {"gsub_loop", RD_ETIMEOUT, "over the 50 ms budget"},
+        {"compare", RD_ETIMEOUT, "over the 50 ms budget"},
+        {"concat", RD_ETIMEOUT, "over the 50 ms budget"},
+        {"rep", RD_EINVAL, "string.rep: a result of 1000000000 bytes"},
+        {"rep_sep", RD_EINVAL, "string.rep: a result of 0 bytes (1000000000 copies)"},
+        {"rep_bomb", RD_EINVAL, "string.rep: a result of 2097152 bytes"},
+    };
+    for (size_t i = 0; i < RD_ARRAY_SIZE(cases); i++) {
+        json_t *event = meta_event("attack", cases[i].attack);
+        uint64_t t0 = rd_mono_ns();
+        double c0 = cpu_ms();
+        plan_fails(h, event, view, cases[i].rc, err);
+        double ms = (double)(rd_mono_ns() - t0) / 1e6, cpu = cpu_ms() - c0;
+        printf("    %s: %s after %.1f ms, %.1f ms of CPU: %s\n", cases[i].attack,
+               rd_err_name(cases[i].rc), ms, cpu, err);
+        check_prefix(err, "policies/fast_recovery.lua:");
+        check_contains(err, cases[i].says);
+        /* Within the budget (plus the hook's granularity). The 8 MiB string
+         * loops ran 150-500 ms before the deadline timer (a thousand
+         * instructions between two hook firings). */
+        assert_true(cpu < BUDGET * 3);
+        if (strcmp(cases[i].attack, "compare") == 0 || strcmp(cases[i].attack, "concat") == 0)
+            assert_true(cpu < BUDGET * 1.5);
+        assert_true(ms < rdt_ms(BUDGET * 3));
+        json_decref(event);
+        json_t *calm = meta_event("other", "x");
+        json_t *ok = plan_ok(h, calm, view);
+        expect_plan(ok, "fast_recovery", "reassign:t1:1");
+        json_decref(ok);
+        json_decref(calm);
+    }
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
+/* The patterns policies use (trim, split, key=value, gsub with functions,
+ * tables, %b, %f, sort, concat) pass the limits and give the right answers:
+ * fixtures/patterns.lua checks them in its self_test. */
+static void test_common_patterns_work(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct rd_policy_host *h = load_fixture(dir, "patterns.lua", "patterns.lua");
+    assert_true(rd_policy_has_strategy(h, "patterns"));
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
+/* Runs string.<fn>(subject, pattern) in a plain LuaJIT state with the JIT
+ * off; returns the CPU ms it took. */
+static double real_call_ms(lua_State *L, const char *fn, const char *subject_expr,
+                           const char *pattern)
+{
+    char src[512];
+    snprintf(src, sizeof(src),
+             "local s, p = %s, ... local n = 0 "
+             "if '%s' == 'gmatch' then for _ in s:gmatch(p) do n = n + 1 end "
+             "else n = select('#', string.%s(s, p, %s)) end return n",
+             subject_expr, fn, fn, strcmp(fn, "gsub") == 0 ? "''" : "nil");
+    assert_int_equal(luaL_loadstring(L, src), 0);
+    lua_pushstring(L, pattern);
+    double c0 = cpu_ms();
+    if (lua_pcall(L, 1, 1, 0) != 0)
+        fail_msg("%s: %s", src, lua_tostring(L, -1));
+    double ms = cpu_ms() - c0;
+    lua_settop(L, 0);
+    return ms;
+}
+
+/*
+ * The bound the wrappers price a pattern call with never undercuts the real
+ * work: for backtracking patterns on the subjects that make them slow, the
+ * real call's CPU time stays under steps x RD_POLICY_NS_PER_STEP.
+ */
+static void test_pattern_bounds_cover_real_work(void **state)
+{
+    (void)state;
+    lua_State *L = luaL_newstate();
+    assert_non_null(L);
+    luaL_openlibs(L);
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    const struct {
+        const char *fn, *subject, *pattern;
+    } cases[] = {
+        {"find", "string.rep('a', 60)", "a-a-a-b"},
+        {"find", "string.rep('a', 40)", "a*a*a*b"},
+        {"find", "string.rep('a', 40)", "a+a+a+b"},
+        {"find", "string.rep('a', 16)", "a?a?a?a?a?a?a?a?a?a?a?a?a?a?a?a?aaaaaaaaaaaaaaaa"},
+        {"find", "string.rep('a', 3000)", "(a*)%1x"},
+        {"find", "string.rep('a', 200)", "[%w_]-[%w_]-x"},
+        {"find", "string.rep('ab', 60)", "(.-)b(.-)b(.-)x"},
+        {"match", "string.rep(' ', 300) .. 'x'", "%s*(.-)%s*$"},
+        {"match", "string.rep(' ', 300) .. 'x'", "^%s*(.-)%s*$"},
+        {"gmatch", "string.rep('a', 3000)", "%w+x"},
+        {"gmatch", "string.rep('a', 3000)", "[a][a]*x"},
+        {"gmatch", "string.rep('(', 3000)", "%b()"},
+        {"gmatch", "string.rep('a', 100)", "()a*()a*b"},
+        {"gsub", "string.rep('a', 400)", "a-a-x"},
+        {"gsub", "string.rep('a-b', 300)", "%f[%w]%w+"},
+    };
+    for (size_t i = 0; i < RD_ARRAY_SIZE(cases); i++) {
+        char src[128];
+        snprintf(src, sizeof(src), "return %s", cases[i].subject);
+        assert_int_equal(luaL_dostring(L, src), 0);
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        double steps = rd_pattern_steps(cases[i].pattern, strlen(cases[i].pattern), s, n,
+                                        strcmp(cases[i].fn, "gmatch") != 0, 1e12);
+        lua_settop(L, 0);
+        double ms = real_call_ms(L, cases[i].fn, cases[i].subject, cases[i].pattern);
+        double bound_ms = steps * RD_POLICY_NS_PER_STEP / 1e6;
+        printf("    %s(%s, \"%s\"): %.3g steps (%.3g ms), took %.3f ms\n", cases[i].fn,
+               cases[i].subject, cases[i].pattern, steps, bound_ms, ms);
+        assert_true(ms <= bound_ms * rdt_time_factor() + 0.05);
+    }
+    /* A plain find's bound covers its quadratic worst case too. */
+    const char *plain = "local s = string.rep('a', 200000) "
+                        "return s:find(string.rep('a', 100000) .. 'b', 1, true)";
+    double c0 = cpu_ms();
+    assert_int_equal(luaL_dostring(L, plain), 0);
+    double ms = cpu_ms() - c0;
+    double bound_ms = rd_plain_find_steps(100001, 200000) * RD_POLICY_NS_PER_STEP / 1e6;
+    printf("    plain find of 100 KB in 200 KB: bound %.3g ms, took %.3f ms\n", bound_ms, ms);
+    assert_true(ms <= bound_ms * rdt_time_factor());
+    lua_close(L);
+}
+
 /* ---- cost ------------------------------------------------------------- */
 
 static json_t *big_view(int nodes)
@@ -1154,6 +1366,10 @@ int main(void)
         cmocka_unit_test(test_changes_stay_in_the_call),
         cmocka_unit_test(test_version_changes),
         cmocka_unit_test(test_build_new_keeps_old),
+        cmocka_unit_test(test_pattern_self_test_refused),
+        cmocka_unit_test(test_hostile_library_calls),
+        cmocka_unit_test(test_common_patterns_work),
+        cmocka_unit_test(test_pattern_bounds_cover_real_work),
         cmocka_unit_test(test_cost),
         cmocka_unit_test(test_custom_dir),
     };
