@@ -336,11 +336,12 @@ static const char *single_yaml = "fault_tolerance:\n"
                                  "  detection:\n"
                                  "    heartbeat_interval: 30s\n";
 
-static int single_setup(void **state)
+/* One replica started on `yaml`, in *state. */
+static int start_single(void **state, const char *yaml)
 {
     struct rdt_proc *p = calloc(1, sizeof(*p));
     *state = p;
-    if (p == NULL || rdt_proc_start(p, single_yaml) != 0 || rdt_wait_ready(p, 15000) != 0) {
+    if (p == NULL || rdt_proc_start(p, yaml) != 0 || rdt_wait_ready(p, 15000) != 0) {
         if (p)
             rdt_proc_cleanup(p);
         free(p);
@@ -348,6 +349,11 @@ static int single_setup(void **state)
         return -1;
     }
     return 0;
+}
+
+static int single_setup(void **state)
+{
+    return start_single(state, single_yaml);
 }
 
 static int single_teardown(void **state)
@@ -508,16 +514,7 @@ static const char *single_snap_yaml = "storage:\n"
 
 static int single_snap_setup(void **state)
 {
-    struct rdt_proc *p = calloc(1, sizeof(*p));
-    *state = p;
-    if (p == NULL || rdt_proc_start(p, single_snap_yaml) != 0 || rdt_wait_ready(p, 15000) != 0) {
-        if (p)
-            rdt_proc_cleanup(p);
-        free(p);
-        *state = NULL;
-        return -1;
-    }
-    return 0;
+    return start_single(state, single_snap_yaml);
 }
 
 /*

@@ -74,62 +74,68 @@ static void test_image_is_the_state_at_the_fork(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A job under way on a state large enough that its child takes a while. */
+struct big {
+    uv_loop_t loop;
+    struct rd_fsm f;
+    struct rd_wbuf image;
+    struct rd_image_job job;
+    struct done d;
+};
+
+static void big_start(struct big *b)
+{
+    memset(b, 0, sizeof(*b));
+    uv_loop_init(&b->loop);
+    rd_fsm_init(&b->f);
+    fill(&b->f, 20000);
+    rd_w_init(&b->image);
+    assert_int_equal(rd_image_fork(&b->loop, &b->f, &b->image, &b->job, on_done, &b->d), 0);
+}
+
+static void big_end(struct big *b)
+{
+    rd_fsm_close(&b->f);
+    rd_w_free(&b->image);
+    assert_int_equal(uv_loop_close(&b->loop), 0);
+}
+
 static void test_killed_child_fails_the_job(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct rd_fsm f;
-    rd_fsm_init(&f);
-    fill(&f, 20000);
-    struct rd_wbuf image;
-    rd_w_init(&image);
-    struct rd_image_job job;
-    struct done d = {0};
-    assert_int_equal(rd_image_fork(&loop, &f, &image, &job, on_done, &d), 0);
+    static struct big b;
+    big_start(&b);
     /* Killed before it wrote its image (or while writing it): the job
      * fails, it never passes for a complete image. */
-    assert_int_equal(kill(job.pid, SIGKILL), 0);
-    await(&loop, &d);
-    assert_int_equal(d.calls, 1);
-    if (d.status == 0) {
+    assert_int_equal(kill(b.job.pid, SIGKILL), 0);
+    await(&b.loop, &b.d);
+    assert_int_equal(b.d.calls, 1);
+    if (b.d.status == 0) {
         /* The child had already written everything and exited: then the
          * image must be whole. */
         struct rd_fsm back;
         rd_fsm_init(&back);
-        assert_int_equal(rd_fsm_restore(&back, image.p, image.len), 0);
-        assert_int_equal(rd_fsm_digest(&back), rd_fsm_digest(&f));
+        assert_int_equal(rd_fsm_restore(&back, b.image.p, b.image.len), 0);
+        assert_int_equal(rd_fsm_digest(&back), rd_fsm_digest(&b.f));
         rd_fsm_close(&back);
     } else {
-        assert_int_equal(d.status, RD_EIO);
-        assert_non_null(strstr(job.errmsg, "child"));
+        assert_int_equal(b.d.status, RD_EIO);
+        assert_non_null(strstr(b.job.errmsg, "child"));
     }
-    rd_fsm_close(&f);
-    rd_w_free(&image);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    big_end(&b);
 }
 
 static void test_cancel(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct rd_fsm f;
-    rd_fsm_init(&f);
-    fill(&f, 20000);
-    struct rd_wbuf image;
-    rd_w_init(&image);
-    struct rd_image_job job;
-    struct done d = {0};
-    assert_int_equal(rd_image_fork(&loop, &f, &image, &job, on_done, &d), 0);
-    rd_image_cancel(&job);
-    await(&loop, &d);
-    assert_int_equal(d.calls, 1);
-    assert_int_equal(d.status, RD_ESHUTDOWN);
-    assert_non_null(strstr(job.errmsg, "stops"));
-    rd_fsm_close(&f);
-    rd_w_free(&image);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    static struct big b;
+    big_start(&b);
+    rd_image_cancel(&b.job);
+    await(&b.loop, &b.d);
+    assert_int_equal(b.d.calls, 1);
+    assert_int_equal(b.d.status, RD_ESHUTDOWN);
+    assert_non_null(strstr(b.job.errmsg, "stops"));
+    big_end(&b);
 }
 
 int main(void)
