@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "edge.h"
 #include "metrics/metrics.h"
 
 struct rd_analysis;
@@ -132,7 +133,8 @@ struct rd_http {
     uv_tcp_t listener;
     bool listening;
     bool ctx_inited;
-    SSL_CTX *ssl_ctx; /* NULL for cleartext */
+    SSL_CTX *ssl_ctx;    /* NULL for cleartext */
+    struct rd_edge edge; /* connection caps and HTTP/2 limits (edge.h) */
     size_t max_body;
     uint64_t pending; /* answers waiting for a commit */
     uint64_t requests[RD_ROUTE_COUNT][RD_STATUS_SLOTS];
