@@ -1496,7 +1496,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->server.edge.request_timeout_ms = 10 * 1000;
     cfg->server.edge.max_header_list = (size_t)64 << 10;
     cfg->server.edge.max_body_buffered = (size_t)4 << 20;
-    cfg->server.edge.reset_budget = 100;
+    cfg->server.edge.reset_budget = 20;
     cfg->server.edge.frame_budget = 1000;
     cfg->server.edge.abuse_block_ms = 10 * 1000;
 

