@@ -141,6 +141,7 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_mbuf_printf(&b, "recoveryd_http_pending_commits %llu\n", (unsigned long long)http->pending);
     rd_metric_header(&b, "recoveryd_http_connections", "gauge", "Open HTTP connections.");
     rd_mbuf_printf(&b, "recoveryd_http_connections %zu\n", rd_http_connections(http));
+    rd_edge_metrics(&http->edge, &b);
 
     rd_metric_header(&b, "recoveryd_heartbeats_total", "counter", "Heartbeats accepted.");
     rd_mbuf_printf(&b, "recoveryd_heartbeats_total %llu\n",

@@ -7,10 +7,12 @@
  * afterwards. A cleartext connection starts as HTTP/1.1 and becomes HTTP/2
  * inside that call (h2c prior knowledge), a TLS one inside the handshake's
  * read (ALPN h2): both times h2o installs its HTTP/2 reader while we are on
- * the stack, so we see the change and step in front again. HTTP/2 readers
- * are never replaced after that in h2o 2.2. HTTP/1.1 readers are (after each
- * request): HTTP/1.1 keeps h2o's own limits. The socket's on_close slot,
- * unused by h2o's server side, points back to our record.
+ * the stack, so we see the change and step in front again. An h2c upgrade
+ * switches from a write callback: we step in front at its first request
+ * (rd_edge_h2_request). HTTP/2 readers are never replaced after that in h2o
+ * 2.2. HTTP/1.1 readers are (after each request): HTTP/1.1 keeps h2o's own
+ * limits. The socket's on_close slot, unused by h2o's server side, points
+ * back to our record.
  *
  * Frames are inspected whole, in the order h2o will parse them, before h2o
  * sees them; `off` is how far into the socket's input we have looked (h2o
@@ -32,6 +34,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "metrics/metrics.h"
 #include "recoveryd/error.h"
 
 #define ADDR_BUCKETS 1024
@@ -733,6 +736,30 @@ static void on_sweep(uv_timer_t *t)
             cut(c, why);
     }
     addr_collect(e, now);
+}
+
+/* ---- metrics ------------------------------------------------------------------ */
+
+void rd_edge_metrics(const struct rd_edge *e, struct rd_mbuf *b)
+{
+    rd_metric_header(b, "recoveryd_http_connections_max", "gauge",
+                     "Connections clients may hold (server.edge.max_connections, less the "
+                     "descriptor reserve).");
+    rd_mbuf_printf(b, "recoveryd_http_connections_max %u\n", e->max_total);
+    rd_metric_header(b, "recoveryd_http_connections_refused_total", "counter",
+                     "Connections closed at accept, by reason.");
+    for (int i = 0; i < RD_EDGE_REFUSED_COUNT; i++)
+        rd_mbuf_printf(b, "recoveryd_http_connections_refused_total{reason=\"%s\"} %llu\n",
+                       refusal_names[i], (unsigned long long)e->refused[i]);
+    rd_metric_header(b, "recoveryd_http_connections_cut_total", "counter",
+                     "HTTP/2 connections closed by the edge (GOAWAY), by reason.");
+    for (int i = 0; i < RD_EDGE_CUT_COUNT; i++)
+        rd_mbuf_printf(b, "recoveryd_http_connections_cut_total{reason=\"%s\"} %llu\n",
+                       cut_names[i], (unsigned long long)e->cuts[i]);
+    rd_metric_header(b, "recoveryd_http_accept_errors_total", "counter",
+                     "Connections the listener could not accept (descriptors exhausted).");
+    rd_mbuf_printf(b, "recoveryd_http_accept_errors_total %llu\n",
+                   (unsigned long long)e->accept_errors);
 }
 
 /* ---- setup ---------------------------------------------------------------- */

@@ -80,6 +80,9 @@ void rd_edge_h2_request(h2o_req_t *req);
 /* Stops the edge's timer (at shutdown; connections stay h2o's to wind down;
  * the edge's memory goes with the last of them). */
 void rd_edge_stop(struct rd_edge *e);
+struct rd_mbuf;
+/* The edge's figures in the Prometheus text format (GET /metrics). */
+void rd_edge_metrics(const struct rd_edge *e, struct rd_mbuf *b);
 const char *rd_edge_cut_name(int cut);
 const char *rd_edge_refusal_name(int why);
 

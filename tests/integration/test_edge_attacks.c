@@ -371,6 +371,32 @@ static void test_slowloris_h1(void **state)
     json_decref(res);
 }
 
+/* What the edge did is counted in /metrics, by reason. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
+    assert_int_equal(r.status, 200);
+    static const char *const positive[] = {
+        "recoveryd_http_connections_cut_total{reason=\"stream_resets\"} ",
+        "recoveryd_http_connections_cut_total{reason=\"header_list\"} ",
+        "recoveryd_http_connections_cut_total{reason=\"request_body\"} ",
+        "recoveryd_http_connections_cut_total{reason=\"empty_frames\"} ",
+        "recoveryd_http_connections_cut_total{reason=\"request_timeout\"} ",
+        "recoveryd_http_connections_cut_total{reason=\"idle\"} ",
+        "recoveryd_http_connections_refused_total{reason=\"blocked\"} ",
+        "recoveryd_http_connections_refused_total{reason=\"max_per_address\"} ",
+    };
+    for (size_t i = 0; i < sizeof(positive) / sizeof(positive[0]); i++) {
+        const char *at = strstr(r.body, positive[i]);
+        if (at == NULL || atoll(at + strlen(positive[i])) < 1)
+            fail_msg("/metrics: %s is missing or 0", positive[i]);
+    }
+    assert_non_null(strstr(r.body, "\nrecoveryd_http_connections_max "));
+    rdt_resp_free(&r);
+}
+
 /* ---- setup -------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -414,7 +440,7 @@ int main(void)
         cmocka_unit_test(test_huge_header_list),  cmocka_unit_test(test_hpack_amplification),
         cmocka_unit_test(test_unfinished_bodies), cmocka_unit_test(test_empty_data_flood),
         cmocka_unit_test(test_idle_connections),  cmocka_unit_test(test_slowloris_h2),
-        cmocka_unit_test(test_slowloris_h1),
+        cmocka_unit_test(test_slowloris_h1),      cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
