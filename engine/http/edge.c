@@ -76,9 +76,10 @@ struct edge_conn {
     h2o_linklist_t link;
     struct rd_edge_addr *addr;
     char peer[INET6_ADDRSTRLEN];
-    h2o_socket_t *sock;   /* NULL once h2o disposed of it */
-    h2o_socket_cb inner;  /* h2o's read callback, called after ours */
-    h2o_http2_conn_t *h2; /* once the connection speaks HTTP/2 */
+    h2o_socket_t *sock;        /* NULL once h2o disposed of it */
+    h2o_socket_cb inner;       /* h2o's read callback, called after ours */
+    h2o_socket_cb inner_write; /* h2o's write callback, while a TLS handshake ends */
+    h2o_http2_conn_t *h2;      /* once the connection speaks HTTP/2 */
     bool cut;
     uint64_t cut_ms;
     size_t off;          /* input bytes inspected */
@@ -122,6 +123,7 @@ const char *rd_edge_refusal_name(int why)
 }
 
 static void edge_on_read(h2o_socket_t *sock, const char *err);
+static void edge_on_write(h2o_socket_t *sock, const char *err);
 
 /* The clock itself, not the loop's cached time: one read can take long
  * (a burst of requests), and deadlines must not count that as silence. */
@@ -243,6 +245,8 @@ static void log_refusal(struct rd_edge *e, int why, const char *peer)
             (unsigned long long)(e->refused[0] + e->refused[1] + e->refused[2]));
 }
 
+static void follow(struct edge_conn *c, h2o_socket_t *sock);
+
 void rd_edge_accept(struct rd_edge *e, uv_stream_t *listener, int status)
 {
     if (status != 0) {
@@ -300,8 +304,8 @@ void rd_edge_accept(struct rd_edge *e, uv_stream_t *listener, int status)
     sock->on_close.cb = conn_sock_disposed;
     sock->on_close.data = c;
     h2o_accept(e->accept_ctx, sock);
-    if (c->sock != NULL && sock->_cb.read != NULL)
-        wrap_reader(c, sock);
+    if (c->sock != NULL)
+        follow(c, sock);
 }
 
 /* ---- HTTP/2 ---------------------------------------------------------------- */
@@ -666,6 +670,27 @@ static void finish_cut(struct edge_conn *c)
     c->inner(c->sock, h2o_socket_error_closed);
 }
 
+/*
+ * After h2o's callback: if it installed another reader (the TLS handshake
+ * ended, or the connection became HTTP/2), stand in front of it again. A
+ * TLS handshake that ends with bytes to send (TLS 1.2's last flight, TLS
+ * 1.3's tickets) hands over to HTTP/2 from the write callback: until the
+ * connection is HTTP/2, stand in front of a TLS connection's writes too.
+ */
+static void follow(struct edge_conn *c, h2o_socket_t *sock)
+{
+    if (sock->_cb.read != NULL && sock->_cb.read != edge_on_read) {
+        if (c->h2 == NULL)
+            became_h2(c, sock);
+        wrap_reader(c, sock);
+    }
+    if (c->h2 == NULL && sock->ssl != NULL && sock->_cb.write != NULL &&
+        sock->_cb.write != edge_on_write) {
+        c->inner_write = sock->_cb.write;
+        sock->_cb.write = edge_on_write;
+    }
+}
+
 static void edge_on_read(h2o_socket_t *sock, const char *err)
 {
     struct edge_conn *c = sock->on_close.data;
@@ -691,12 +716,19 @@ static void edge_on_read(h2o_socket_t *sock, const char *err)
         size_t used = before > sock->input->size ? before - sock->input->size : 0;
         c->off = c->off > used ? c->off - used : 0;
     }
-    if (sock->_cb.read != NULL && sock->_cb.read != edge_on_read) {
-        /* h2o changed readers on our stack: TLS handshake done, or HTTP/2. */
-        if (c->h2 == NULL)
-            became_h2(c, sock);
-        wrap_reader(c, sock);
-    }
+    follow(c, sock);
+}
+
+/* A write of a TLS connection not yet HTTP/2 completed (edge_on_read put
+ * us there): h2o may have switched readers in its callback. */
+static void edge_on_write(h2o_socket_t *sock, const char *err)
+{
+    struct edge_conn *c = sock->on_close.data;
+    h2o_socket_cb cb = c->inner_write;
+    c->inner_write = NULL;
+    cb(sock, err);
+    if (c->sock != NULL)
+        follow(c, sock);
 }
 
 /* ---- deadlines -------------------------------------------------------------- */
@@ -800,10 +832,10 @@ int rd_edge_init(struct rd_edge *e, uv_loop_t *loop, const struct rd_config *cfg
         e->lim.max_per_address = e->max_total;
 
     /* h2o's own deadlines: an HTTP/1.1 request's headers and body (and the
-     * keep-alive wait), TLS handshakes, and HTTP/2 silence. */
+     * keep-alive wait), TLS handshakes, and HTTP/2 silence (a backstop). */
     conf->http1.req_timeout = e->lim.request_timeout_ms;
     conf->handshake_timeout = e->lim.request_timeout_ms;
-    conf->http2.idle_timeout = e->lim.idle_timeout_ms;
+    conf->http2.idle_timeout = e->lim.idle_timeout_ms + 1000; /* ours first (it ignores PINGs) */
 
     uv_timer_init(loop, &e->sweep);
     e->sweep.data = e;

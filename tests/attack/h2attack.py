@@ -22,6 +22,7 @@ import argparse
 import http.client
 import json
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -77,10 +78,20 @@ def request_block(method, path, authority="localhost", extra=()):
 class Conn:
     """One HTTP/2 connection; a reader thread notes GOAWAY, close and windows."""
 
+    tls = False  # set from --tls: TLS with ALPN h2, the certificate not checked
+
     def __init__(self, host, port, source=None, timeout=10.0):
         self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if Conn.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(["h2"])
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=host)
+            if self.sock.selected_alpn_protocol() != "h2":
+                raise OSError("the server did not agree to h2 over TLS")
         self.goaway = None
         self.closed = False
         self.closed_at = None
@@ -457,7 +468,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--reconnect", action="store_true",
                     help="rapid_reset: connect again after each cut until --duration is over")
+    ap.add_argument("--tls", action="store_true", help="HTTP/2 attacks over TLS (ALPN h2)")
     a = ap.parse_args()
+    Conn.tls = a.tls
     t0 = time.monotonic()
     if a.attack in OTHER:
         res = OTHER[a.attack](a)

@@ -175,11 +175,11 @@ static double p99(struct agent *ag)
 
 /* ---- the attacker -------------------------------------------------------- */
 
-static json_t *attack(const char *name, const char *const *extra)
+static json_t *attack_on(const struct rdt_proc *target, const char *name, const char *const *extra)
 {
     char script[512], port[16], source[32];
     snprintf(script, sizeof(script), "%s/tests/attack/h2attack.py", RD_SOURCE_DIR);
-    snprintf(port, sizeof(port), "%u", proc.port);
+    snprintf(port, sizeof(port), "%u", target->port);
     snprintf(source, sizeof(source), "127.0.0.%d", next_source++);
     const char *argv[24] = {RD_PYTHON3, script, name, "--port", port, "--source", source};
     int n = 7;
@@ -198,6 +198,11 @@ static json_t *attack(const char *name, const char *const *extra)
     free(out);
     free(err);
     return res;
+}
+
+static json_t *attack(const char *name, const char *const *extra)
+{
+    return attack_on(&proc, name, extra);
 }
 
 /*
@@ -371,6 +376,66 @@ static void test_slowloris_h1(void **state)
     json_decref(res);
 }
 
+/*
+ * Over TLS (ALPN h2) the edge stands in front of h2o's HTTP/2 reader too,
+ * whether the handshake ends in a read or in a write (TLS 1.3 tickets): a
+ * daemon of its own, with a throwaway certificate.
+ */
+static void test_tls(void **state)
+{
+    (void)state;
+    struct rdt_proc tls = {0};
+    assert_int_equal(rdt_proc_prepare(&tls), 0);
+    char cert[400], key[400], conf[1024];
+    snprintf(cert, sizeof(cert), "%s/cert.pem", tls.dir);
+    snprintf(key, sizeof(key), "%s/key.pem", tls.dir);
+    char *argv[] = {"/usr/bin/openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-keyout",
+                    key,
+                    "-out",
+                    cert,
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    NULL};
+    assert_int_equal(rdt_run(argv, 30000, NULL, NULL), 0);
+    rdt_tls_ca = cert; /* the harness's own requests (readiness) go over TLS */
+    snprintf(tls.base_url, sizeof(tls.base_url), "https://127.0.0.1:%u", (unsigned)tls.port);
+    snprintf(conf, sizeof(conf), "server:\n  tls:\n    cert: %s\n    key: %s\n", cert, key);
+    assert_int_equal(rdt_proc_start(&tls, conf), 0);
+    long rss0 = rss_kb(tls.pid);
+    static const struct {
+        const char *attack, *reason;
+    } cases[] = {
+        {"rapid_reset", "reset"},
+        {"hpack_amp", "header list"},
+        {"unfinished_bodies", "request bodies"},
+        {"empty_data", "frames without request data"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *const extra[] = {"--tls", "--duration", "5", "--path", "/health", NULL};
+        json_t *res = attack_on(&tls, cases[i].attack, extra);
+        assert_calmed(res, cases[i].reason);
+        json_decref(res);
+    }
+    long rss = rss_kb(tls.pid);
+    if (rss - rss0 > 64 * 1024)
+        fail_msg("TLS: RSS grew from %ld to %ld kB", rss0, rss);
+    int code = -1;
+    assert_int_equal(rdt_proc_stop(&tls, &code), 0);
+    assert_int_equal(code, 0);
+    rdt_proc_cleanup(&tls);
+    rdt_tls_ca = NULL;
+}
+
 /* What the edge did is counted in /metrics, by reason. */
 static void test_metrics(void **state)
 {
@@ -436,11 +501,17 @@ int main(void)
         return RDT_EXIT_SKIP;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rapid_reset),       cmocka_unit_test(test_continuation_flood),
-        cmocka_unit_test(test_huge_header_list),  cmocka_unit_test(test_hpack_amplification),
-        cmocka_unit_test(test_unfinished_bodies), cmocka_unit_test(test_empty_data_flood),
-        cmocka_unit_test(test_idle_connections),  cmocka_unit_test(test_slowloris_h2),
-        cmocka_unit_test(test_slowloris_h1),      cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_rapid_reset),
+        cmocka_unit_test(test_continuation_flood),
+        cmocka_unit_test(test_huge_header_list),
+        cmocka_unit_test(test_hpack_amplification),
+        cmocka_unit_test(test_unfinished_bodies),
+        cmocka_unit_test(test_empty_data_flood),
+        cmocka_unit_test(test_idle_connections),
+        cmocka_unit_test(test_slowloris_h2),
+        cmocka_unit_test(test_slowloris_h1),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
