@@ -41,8 +41,9 @@ curl -sf -o /dev/null -H 'Content-Type: application/json' \
 # The tasks, over a few kept-alive connections.
 for part in 0 1 2 3; do
     : >"$WORK/tasks$part.curl"
-    for _ in $(seq 1 $((TASKS / 4))); do
-        printf 'url = "http://127.0.0.1:%s/api/v1/tasks"\ndata = "{\\"priority\\":1,\\"payload\\":{\\"n\\":1}}"\nheader = "Content-Type: application/json"\noutput = /dev/null\nnext\n' \
+    for i in $(seq 1 $((TASKS / 4))); do
+        [ "$i" -gt 1 ] && echo next >>"$WORK/tasks$part.curl"
+        printf 'url = "http://127.0.0.1:%s/api/v1/tasks"\ndata = "{\\"priority\\":1,\\"payload\\":{\\"n\\":1}}"\nheader = "Content-Type: application/json"\noutput = /dev/null\n' \
             "$RD_PORT" >>"$WORK/tasks$part.curl"
     done
     curl -s -K "$WORK/tasks$part.curl" &
