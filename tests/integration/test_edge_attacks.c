@@ -455,8 +455,12 @@ static void test_metrics(void **state)
     };
     for (size_t i = 0; i < sizeof(positive) / sizeof(positive[0]); i++) {
         const char *at = strstr(r.body, positive[i]);
-        if (at == NULL || atoll(at + strlen(positive[i])) < 1)
-            fail_msg("/metrics: %s is missing or 0", positive[i]);
+        if (at == NULL || atoll(at + strlen(positive[i])) < 1) {
+            char line[160];
+            snprintf(line, sizeof(line), "%s", at ? at : "(missing)");
+            rdt_resp_free(&r);
+            fail_msg("/metrics: %.100s", line);
+        }
     }
     assert_non_null(strstr(r.body, "\nrecoveryd_http_connections_max "));
     rdt_resp_free(&r);

@@ -39,6 +39,7 @@ bench_start_engine
 curl -sf -o /dev/null -H 'Content-Type: application/json' \
     -d '{"node_id":"legit-1","capacity":{"slots":1}}' "http://127.0.0.1:$RD_PORT/api/v1/nodes"
 # The tasks, over a few kept-alive connections.
+loaders=()
 for part in 0 1 2 3; do
     : >"$WORK/tasks$part.curl"
     for i in $(seq 1 $((TASKS / 4))); do
@@ -47,8 +48,9 @@ for part in 0 1 2 3; do
             "$RD_PORT" >>"$WORK/tasks$part.curl"
     done
     curl -s -K "$WORK/tasks$part.curl" &
+    loaders+=($!)
 done
-wait
+wait "${loaders[@]}" # not a bare wait: the engine is a child too
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$RD_PID/status"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$RD_PID/stat"; }
@@ -66,6 +68,7 @@ for scenario in none rapid_reset continuation huge_headers hpack_amp unfinished_
     cpu0=$(cpu_s)
     peak=$(rss_kb)
     sleep 0.5
+    attacker=""
     case $scenario in
     none) echo '{}' >"$WORK/attack.json" ;;
     rapid_reset) $ATTACK rapid_reset --port "$RD_PORT" --source "127.0.0.$src" --reconnect \
@@ -77,12 +80,14 @@ for scenario in none rapid_reset continuation huge_headers hpack_amp unfinished_
     *) $ATTACK "$scenario" --port "$RD_PORT" --source "127.0.0.$src" \
         --duration $((DURATION - 1)) >"$WORK/attack.json" & ;;
     esac
+    [ "$scenario" = none ] || attacker=$!
     while kill -0 "$legit" 2>/dev/null; do
         r=$(rss_kb)
         [ "$r" -gt "$peak" ] && peak=$r
         sleep 0.1
     done
-    wait
+    wait "$legit"
+    [ -z "$attacker" ] || wait "$attacker"
     cpu=$(awk -v a="$cpu0" -v b="$(cpu_s)" 'BEGIN {printf "%.2f", b - a}')
     python3 - "$WORK/legit.json" "$WORK/attack.json" "$scenario" "$peak" "$cpu" <<'PY'
 import json, sys
