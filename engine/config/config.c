@@ -127,6 +127,19 @@ static const struct cfg_field cfg_tls[] = {
     CFG_T("key", CFG_PATH, server.tls_key, RD_CFG_TLS_KEY),
 };
 
+static const struct cfg_field cfg_edge[] = {
+    CFG_U("max_connections", server.edge.max_connections, 1, 1000000),
+    CFG_U("max_connections_per_address", server.edge.max_per_address, 1, 1000000),
+    CFG_U("reserved_fds", server.edge.reserved_fds, 0, 1000000),
+    CFG_F("idle_timeout", CFG_DURATION, server.edge.idle_timeout_ms),
+    CFG_F("request_timeout", CFG_DURATION, server.edge.request_timeout_ms),
+    CFG_F("max_header_list", CFG_SIZE, server.edge.max_header_list),
+    CFG_F("max_body_buffered", CFG_SIZE, server.edge.max_body_buffered),
+    CFG_U("stream_reset_budget", server.edge.reset_budget, 1, 1000000),
+    CFG_U("empty_frame_budget", server.edge.frame_budget, 1, 1000000),
+    CFG_F("abuse_block", CFG_DURATION, server.edge.abuse_block_ms),
+};
+
 static const struct cfg_field cfg_server[] = {
     {.key = "listen",
      .type = CFG_LISTEN,
@@ -137,6 +150,7 @@ static const struct cfg_field cfg_server[] = {
     CFG_F("max_body", CFG_SIZE, server.max_body_bytes),
     CFG_F("shutdown_timeout", CFG_DURATION, server.shutdown_timeout_ms),
     CFG_SECT("tls", cfg_tls),
+    CFG_SECT("edge", cfg_edge),
 };
 
 static const struct cfg_field cfg_cert_map[] = {
@@ -1589,6 +1603,16 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->server.listen_port = 8080;
     cfg->server.max_body_bytes = (size_t)1 << 20;
     cfg->server.shutdown_timeout_ms = 10 * 1000;
+    cfg->server.edge.max_connections = 1024;
+    cfg->server.edge.max_per_address = 128;
+    cfg->server.edge.reserved_fds = 128;
+    cfg->server.edge.idle_timeout_ms = 30 * 1000;
+    cfg->server.edge.request_timeout_ms = 10 * 1000;
+    cfg->server.edge.max_header_list = (size_t)64 << 10;
+    cfg->server.edge.max_body_buffered = (size_t)4 << 20;
+    cfg->server.edge.reset_budget = 20;
+    cfg->server.edge.frame_budget = 1000;
+    cfg->server.edge.abuse_block_ms = 10 * 1000;
 
     cfg->security.metrics_open = true;
 
@@ -1800,6 +1824,30 @@ static int cfg_check_backup(const struct rd_config *cfg, char *err)
     return 0;
 }
 
+/* server.edge: limits that keep one client from starving the others. */
+static int cfg_validate_edge(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
+{
+    const struct rd_cfg_edge *e = &cfg->server.edge;
+    char a[32];
+    if (e->max_per_address > e->max_connections)
+        return cfg_errf(err, RD_ECONFIG,
+                        "server.edge.max_connections_per_address: expected at most "
+                        "server.edge.max_connections (%u), got '%u'",
+                        e->max_connections, e->max_per_address);
+    if (e->idle_timeout_ms < 100 || e->request_timeout_ms < 100)
+        return cfg_errf(err, RD_ECONFIG, "server.edge.%s: expected at least 100ms, got '%llums'",
+                        e->idle_timeout_ms < 100 ? "idle_timeout" : "request_timeout",
+                        (unsigned long long)(e->idle_timeout_ms < 100 ? e->idle_timeout_ms
+                                                                      : e->request_timeout_ms));
+    if (e->max_header_list < 1024 || e->max_header_list > ((size_t)1 << 20)) {
+        cfg_format_size(e->max_header_list, a, sizeof(a));
+        return cfg_errf(err, RD_ECONFIG,
+                        "server.edge.max_header_list: expected a size from 1KiB to 1MiB, got '%s'",
+                        a);
+    }
+    return 0;
+}
+
 int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
 {
     char a[32], b[32];
@@ -1821,6 +1869,9 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
         return cfg_errf(err, RD_ECONFIG,
                         "server.max_body: expected a size from 1KiB to 1GiB, got '%s'", a);
     }
+    int erv = cfg_validate_edge(cfg, err);
+    if (erv != 0)
+        return erv;
     if (cfg->server.tls_cert[0] != '\0' && cfg->server.tls_key[0] == '\0')
         return cfg_errf(err, RD_ECONFIG,
                         "server.tls.key: expected the key file for server.tls.cert '%s', got ''",

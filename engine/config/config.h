@@ -97,6 +97,20 @@ struct rd_config {
         uint64_t shutdown_timeout_ms; /* server.shutdown_timeout, default 10s */
         char tls_cert[RD_CFG_STR];    /* server.tls.cert ("" = cleartext only) */
         char tls_key[RD_CFG_STR];     /* server.tls.key */
+        struct rd_cfg_edge {          /* server.edge: what one client may hold (docs/security.md) */
+            unsigned max_connections; /* max_connections, default 1024 (fewer when
+                                         RLIMIT_NOFILE - reserved_fds is lower) */
+            unsigned max_per_address; /* max_connections_per_address, default 128 */
+            unsigned reserved_fds;    /* reserved_fds, default 128: never used by clients */
+            uint64_t idle_timeout_ms; /* idle_timeout, default 30s */
+            uint64_t request_timeout_ms; /* request_timeout, default 10s: headers and body */
+            size_t max_header_list;      /* max_header_list, default 64KiB (decoded) */
+            size_t max_body_buffered;    /* max_body_buffered, default 4MiB per connection
+                                            (never less than max_body) */
+            unsigned reset_budget;       /* stream_reset_budget, default 20 per connection */
+            unsigned frame_budget;       /* empty_frame_budget, default 1000 per connection */
+            uint64_t abuse_block_ms;     /* abuse_block, default 10s (0: off) */
+        } edge;
     } server;
 
     /* Who may call the API (docs/security.md). Authentication is on when

@@ -188,6 +188,7 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_metric_header(&b, "recoveryd_http_tokens", "gauge",
                      "Tokens in force from security.tokens_file.");
     rd_mbuf_printf(&b, "recoveryd_http_tokens %zu\n", http->tokens ? http->tokens->n : 0);
+    rd_edge_metrics(&http->edge, &b);
 
     rd_metric_header(&b, "recoveryd_heartbeats_total", "counter", "Heartbeats accepted.");
     rd_mbuf_printf(&b, "recoveryd_heartbeats_total %llu\n",

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "http/edge.h"
 #include "http/principal.h"
 #include "metrics/metrics.h"
 
@@ -165,7 +166,8 @@ struct rd_http {
     uv_tcp_t listener;
     bool listening;
     bool ctx_inited;
-    SSL_CTX *ssl_ctx; /* NULL for cleartext */
+    SSL_CTX *ssl_ctx;    /* NULL for cleartext */
+    struct rd_edge edge; /* connection caps and HTTP/2 limits (edge.h) */
     /* Authentication (auth.h): on with a token file or a client CA. */
     bool auth_on;
     bool client_certs;        /* the TLS context asks for client certificates */

@@ -1093,6 +1093,8 @@ static bool media_type_ok(struct rd_http_req *hr)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct rd_http *http = *(struct rd_http **)(self + 1);
+    if (req->version >= 0x200)
+        rd_edge_h2_request(req);
     struct rd_http_req hr = {
         .req = req, .env = &http->env, .route = RD_ROUTE_NONE, .t0 = rd_mono_ns()};
     fill_who(&hr);
@@ -1211,19 +1213,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 static void on_accept(uv_stream_t *listener, int status)
 {
     struct rd_http *http = listener->data;
-    if (status != 0)
-        return;
-    uv_tcp_t *conn = malloc(sizeof(*conn));
-    if (conn == NULL)
-        return;
-    uv_tcp_init(listener->loop, conn);
-    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
-        return;
-    }
-    uv_tcp_nodelay(conn, 1);
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
-    h2o_accept(&http->accept_ctx, sock);
+    rd_edge_accept(&http->edge, listener, status);
 }
 
 static int tls_setup(struct rd_http *http, const char *cert, const char *key, const char *ca)
@@ -1355,6 +1345,10 @@ int rd_http_start(struct rd_http *http, const struct rd_http_env *env, const cha
     handler->on_req = on_req;
     *(struct rd_http **)(handler + 1) = http;
 
+    if (rd_edge_init(&http->edge, env->loop, env->cfg, &http->config, &http->accept_ctx) != 0) {
+        snprintf(http->errmsg, sizeof(http->errmsg), "out of memory");
+        return RD_ENOMEM;
+    }
     h2o_context_init(&http->ctx, env->loop, &http->config);
     http->ctx_inited = true;
     http->accept_ctx.ctx = &http->ctx;
@@ -1411,6 +1405,7 @@ void rd_http_begin_shutdown(struct rd_http *http)
         http->listening = false;
         uv_close((uv_handle_t *)&http->listener, listener_closed);
     }
+    rd_edge_stop(&http->edge);
     if (http->ctx_inited)
         h2o_context_request_shutdown(&http->ctx);
 }

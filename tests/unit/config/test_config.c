@@ -169,6 +169,16 @@ static void test_defaults(void **state)
     assert_int_equal(c.server.shutdown_timeout_ms, 10000);
     assert_string_equal(c.server.tls_cert, "");
     assert_string_equal(c.server.tls_key, "");
+    assert_int_equal(c.server.edge.max_connections, 1024);
+    assert_int_equal(c.server.edge.max_per_address, 128);
+    assert_int_equal(c.server.edge.reserved_fds, 128);
+    assert_int_equal(c.server.edge.idle_timeout_ms, 30000);
+    assert_int_equal(c.server.edge.request_timeout_ms, 10000);
+    assert_int_equal(c.server.edge.max_header_list, 64 * 1024);
+    assert_int_equal(c.server.edge.max_body_buffered, 4 * 1024 * 1024);
+    assert_int_equal(c.server.edge.reset_budget, 20);
+    assert_int_equal(c.server.edge.frame_budget, 1000);
+    assert_int_equal(c.server.edge.abuse_block_ms, 10000);
 
     assert_string_equal(c.storage.data_dir, "./var");
     assert_int_equal(c.storage.snapshot_threshold, 8192);
@@ -770,7 +780,7 @@ static void test_error_unknown_key(void **state)
     (void)state;
     expect_exact_error("server:\n  listen: 127.0.0.1:8080\n  lisen: 127.0.0.1:8081\n",
                        NAME ":3: server.lisen: unknown key (expected one of: listen, max_body, "
-                            "shutdown_timeout, tls)");
+                            "shutdown_timeout, tls, edge)");
     expect_exact_error("logging:\n  level: info\ncolour: red\n",
                        NAME ":3: colour: unknown key (expected one of: server, storage, cluster, "
                             "plugins, policies, logging, fault_tolerance, security)");
@@ -802,12 +812,60 @@ static void test_error_unknown_key(void **state)
     expect_error("Server:\n  listen: a:1\n", 1, "Server", NULL);
 }
 
+/* server.edge: every key read, and the limits that contradict each other refused. */
+static void test_edge(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    assert_int_equal(load(&c,
+                          "server:\n  edge:\n    max_connections: 50\n"
+                          "    max_connections_per_address: 5\n    reserved_fds: 10\n"
+                          "    idle_timeout: 2s\n    request_timeout: 500ms\n"
+                          "    max_header_list: 8KiB\n    max_body_buffered: 2MiB\n"
+                          "    stream_reset_budget: 7\n    empty_frame_budget: 9\n"
+                          "    abuse_block: 0s\n",
+                          err),
+                     0);
+    assert_int_equal(c.server.edge.max_connections, 50);
+    assert_int_equal(c.server.edge.max_per_address, 5);
+    assert_int_equal(c.server.edge.reserved_fds, 10);
+    assert_int_equal(c.server.edge.idle_timeout_ms, 2000);
+    assert_int_equal(c.server.edge.request_timeout_ms, 500);
+    assert_int_equal(c.server.edge.max_header_list, 8192);
+    assert_int_equal(c.server.edge.max_body_buffered, 2 * 1024 * 1024);
+    assert_int_equal(c.server.edge.reset_budget, 7);
+    assert_int_equal(c.server.edge.frame_budget, 9);
+    assert_int_equal(c.server.edge.abuse_block_ms, 0);
+
+    /* Validation (rd_config_validate) refuses the contradictions. */
+    static const struct {
+        const char *yaml, *message;
+    } bad[] = {
+        {"server:\n  edge:\n    max_connections: 10\n    max_connections_per_address: 11\n",
+         "server.edge.max_connections_per_address: expected at most"},
+        {"server:\n  edge:\n    max_header_list: 512\n",
+         "server.edge.max_header_list: expected a size from 1KiB to 1MiB"},
+        {"server:\n  edge:\n    request_timeout: 10ms\n",
+         "server.edge.request_timeout: expected at least 100ms"},
+        {"server:\n  edge:\n    idle_timeout: 10ms\n",
+         "server.edge.idle_timeout: expected at least 100ms"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(load(&c, bad[i].yaml, err), 0);
+        assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+        check_contains(err, bad[i].message);
+    }
+    expect_error("server:\n  edge:\n    stream_reset_budget: 0\n", 3,
+                 "server.edge.stream_reset_budget", NULL);
+}
+
 static void test_error_node_kind(void **state)
 {
     (void)state;
     expect_exact_error("server: 8080\n",
                        NAME ":1: server: expected a mapping with keys listen, max_body, "
-                            "shutdown_timeout, tls, got '8080'");
+                            "shutdown_timeout, tls, edge, got '8080'");
     expect_error("fault_tolerance:\n  detection: [1, 2]\n", 2, "fault_tolerance.detection",
                  "a sequence");
     expect_error("server:\n  listen:\n    host: 127.0.0.1\n    port: 8080\n", 3, "server.listen",
@@ -2272,6 +2330,7 @@ int main(void)
         cmocka_unit_test(test_error_unknown_key),
         cmocka_unit_test(test_security_audit),
         cmocka_unit_test(test_error_node_kind),
+        cmocka_unit_test(test_edge),
         cmocka_unit_test(test_error_peers),
         cmocka_unit_test(test_error_duplicate_and_documents),
         cmocka_unit_test(test_error_syntax),
