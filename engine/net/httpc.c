@@ -758,6 +758,7 @@ int rd_httpc_new(uv_loop_t *loop, struct rd_httpc **out)
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)RD_HTTPC_MAX_PER_HOST);
     *out = c;
     return 0;
 }

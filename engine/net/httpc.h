@@ -37,6 +37,10 @@
 
 #define RD_HTTPC_BODY_MAX           (1024u * 1024u) /* response bodies are cut here */
 #define RD_HTTPC_DEFAULT_TIMEOUT_MS 10000           /* when a request says 0 */
+/* Connections to one host at once; more requests wait for one (their timeout
+ * runs while they wait). Far below a server's per-address cap (ours:
+ * server.edge.max_per_address, 128), so the engine never trips it. */
+#define RD_HTTPC_MAX_PER_HOST 32
 
 struct rd_httpc; /* opaque */
 
