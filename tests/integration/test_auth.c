@@ -206,8 +206,11 @@ static bool only_refusal_records(const struct snap *before, const struct snap *a
         return true;
     const char *saved = rdt_bearer;
     as(W_ADMIN);
-    char path[64];
-    snprintf(path, sizeof(path), "/api/v1/audit?limit=%lld&stale=true", records);
+    /* The records up to after->seq (the cursor is exclusive): a later
+     * refusal's record may have landed since. */
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/audit?limit=%lld&cursor=%lld&stale=true", records,
+             after->seq + 1);
     struct rdt_resp r = {0};
     assert_int_equal(rdt_get(&proc, RDT_H1, path, &r), 0);
     rdt_bearer = saved;
@@ -221,6 +224,8 @@ static bool only_refusal_records(const struct snap *before, const struct snap *a
         json_int_t seq = json_integer_value(json_object_get(rec, "seq"));
         ok = ok && (st == 401 || st == 403) && seq > before->seq && seq <= after->seq;
     }
+    if (!ok)
+        fprintf(stderr, "audit records of the window: %s\n", r.body);
     rdt_resp_free(&r);
     return ok;
 }
@@ -344,8 +349,11 @@ static void test_every_route_every_role(void **state)
             assert_true(r.request_id[0] != '\0');
             snapshot(&after);
             if (!only_refusal_records(&before, &after))
-                fail_msg("%s %s as %s was refused but changed the state (applied %lld -> %lld)",
-                         rows[i].method, rows[i].path, who_names[w], before.applied, after.applied);
+                fail_msg("%s %s as %s was refused but changed the state (applied %lld -> %lld; "
+                         "entries %lld -> %lld, audit records %lld -> %lld; nodes %s)",
+                         rows[i].method, rows[i].path, who_names[w], before.applied, after.applied,
+                         before.audit_applied, after.audit_applied, before.seq, after.seq,
+                         strcmp(before.nodes, after.nodes) == 0 ? "equal" : "differ");
             rdt_resp_free(&r);
             refused++;
             refused_401 += want == 401;
