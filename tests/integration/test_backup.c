@@ -970,8 +970,13 @@ static void test_archive_disaster_three(void **state)
     static int64_t acked[MAX];
     int n = 0, first = leader;
     /* Longer than the window allowed to be lost (1 s, scaled in slow builds). */
-    int64_t end = rdt_now_ms() + 2000 + 1000 * rdt_time_factor();
+    int64_t start = rdt_now_ms(), end = start + 2000 + 1000 * rdt_time_factor();
     while (rdt_now_ms() < end && n < MAX) {
+        /* Paced to span the whole window (at most MAX writes in it): a fast
+         * build that ran out of MAX early would kill right after, leaving
+         * no write older than the window. */
+        while ((int64_t)n * (end - start) > (rdt_now_ms() - start) * (MAX - 1))
+            rdt_sleep_ms(1);
         char body[96];
         snprintf(body, sizeof(body), "{\"node_id\":\"dis-%04d\",\"capacity\":{\"slots\":1}}", n);
         struct rdt_resp r = {0};
