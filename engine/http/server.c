@@ -674,6 +674,8 @@ static void dispatch(struct rd_http_req *hr)
 {
     const struct rd_http_env *env = hr->env;
     int route = hr->route;
+    if (route < 0 || route >= RD_ROUTE_NONE)
+        return; /* on_req dispatches only matched routes */
     if (route_local(route)) {
         routes[route].fn(hr);
         return;
