@@ -149,7 +149,7 @@ static void output_ended(struct rd_image_job *job)
     uv_close((uv_handle_t *)&job->pipe, handle_closed);
     if (job->status == 0 && (job->head_len < HEAD_LEN || job->image->len != job->want))
         fail(job, RD_EIO, "the image's child ended before its image was complete");
-    if (job->status == 0 && rd_fnv1a(RD_FNV_INIT, job->image->p, job->image->len) != job->checksum)
+    if (job->status == 0 && job->running != job->checksum)
         fail(job, RD_ECORRUPT, "the image's checksum does not match what its child computed");
     uv_timer_start(&job->reap, reap_tick, 0, REAP_MS);
 }
@@ -210,6 +210,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         w->p = p;
         w->cap = job->want > w->cap ? job->want : w->cap;
         w->len = 0;
+        job->running = RD_FNV_INIT;
         return;
     }
     if ((char *)buf->base == (char *)job->head) {
@@ -217,6 +218,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         output_ended(job);
         return;
     }
+    /* Checksummed as it arrives, a read (at most 1 MiB) at a time: the
+     * loop never pays one pass over the whole image. */
+    job->running = rd_fnv1a(job->running, buf->base, (size_t)n);
     job->image->len += (size_t)n;
 }
 
