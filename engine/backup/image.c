@@ -83,17 +83,15 @@ static void child_main(const struct rd_fsm *f, int fd)
     struct sched_param idle = {0};
     if (sched_setscheduler(0, SCHED_IDLE, &idle) != 0)
         (void)setpriority(PRIO_PROCESS, 0, 19);
-    struct rd_wbuf raw, image;
-    rd_w_init(&raw);
+    struct rd_wbuf image;
     rd_w_init(&image);
-    int rv = rd_fsm_snapshot_raw(f, &raw);
-    if (rv == 0)
-        rv = rd_fsm_snapshot_pack(raw.p, raw.len, &image);
+    uint64_t raw_len = 0;
+    int rv = rd_fsm_snapshot_stream(f, &image, &raw_len);
     uint8_t head[HEAD_LEN] = {'R', 'D', 'I', 'M'};
     put_u32(head + 4, (uint32_t)(rv == 0 ? 0 : -rv));
     put_u64(head + 8, rv == 0 ? image.len : 0);
     put_u64(head + 16, rv == 0 ? rd_fnv1a(RD_FNV_INIT, image.p, image.len) : 0);
-    put_u64(head + 24, raw.len);
+    put_u64(head + 24, raw_len);
     if (write_all(fd, head, sizeof(head)) != 0 || (rv == 0 && write_all(fd, image.p, image.len)))
         _exit(2);
     _exit(rv == 0 ? 0 : 1);
