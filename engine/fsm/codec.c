@@ -59,8 +59,18 @@ static int reserve(struct rd_wbuf *w, size_t n)
     return 0;
 }
 
+void rd_w_init_count(struct rd_wbuf *w)
+{
+    rd_w_init(w);
+    w->count_only = true;
+}
+
 void rd_w_bytes(struct rd_wbuf *w, const void *p, size_t n)
 {
+    if (w->count_only) {
+        w->len += n;
+        return;
+    }
     if (n == 0 || reserve(w, n) != 0)
         return;
     memcpy(w->p + w->len, p, n);

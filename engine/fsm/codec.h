@@ -35,6 +35,7 @@ struct rd_wbuf {
      * emptied instead of grown: a stream of any length in `cap` bytes. */
     void (*sink)(struct rd_wbuf *w, void *data);
     void *sink_data;
+    bool count_only; /* rd_w_init_count: len counts the bytes, none are kept */
 };
 
 struct rd_rbuf {
@@ -52,6 +53,8 @@ void rd_w_free(struct rd_wbuf *w);
 int rd_w_init_sink(struct rd_wbuf *w, size_t chunk, void (*sink)(struct rd_wbuf *w, void *data),
                    void *data);
 void rd_w_flush(struct rd_wbuf *w);
+/* A buffer that keeps nothing and only counts, in len, what is written. */
+void rd_w_init_count(struct rd_wbuf *w);
 void rd_w_u8(struct rd_wbuf *w, uint8_t v);
 void rd_w_u16(struct rd_wbuf *w, uint16_t v);
 void rd_w_u32(struct rd_wbuf *w, uint32_t v);

@@ -601,6 +601,9 @@ void rd_replica_reset(struct rd_replica *r)
     r->locked = keep.locked;
     r->on_role = keep.on_role;
     r->on_role_data = keep.on_role_data;
+    r->snap.on_failed = keep.snap.on_failed;
+    r->snap.on_failed_data = keep.snap.on_failed_data;
+    r->snap.fsm_snapshot = keep.snap.fsm_snapshot; /* the machine's own, if it stays attached */
     r->mark_start = keep.mark_start;
     r->has_mark_start = keep.has_mark_start;
     snprintf(r->damaged_dir, sizeof(r->damaged_dir), "%s", keep.damaged_dir);
@@ -778,6 +781,7 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     }
     r->inited = true;
     r->raft.data = r;
+    rd_snapshotter_attach(&r->snap, r->loop, fsm, &r->io);
     /* Apply learns the index of each entry it applies (checks record it,
      * archiving ships it): fsm.h, applying_index. */
     rd_fsm_bind_raft(fsm, &r->raft);

@@ -15,6 +15,7 @@
 #include "fsm/fsm.h"
 #include "metrics/metrics.h"
 #include "replica/damage.h"
+#include "replica/snapshot.h"
 
 /*
  * Called once a submitted command was applied (status 0, `value` is the
@@ -32,7 +33,8 @@ struct rd_replica {
     struct raft raft;
     struct raft_io io;
     struct raft_uv_transport transport;
-    uv_timer_t watch; /* polls role and term: libraft has no leadership callback */
+    struct rd_snapshotter snap; /* raft's snapshots imaged off the loop (snapshot.h) */
+    uv_timer_t watch;           /* polls role and term: libraft has no leadership callback */
     char raft_dir[512];
     char lock_path[512]; /* <data_dir>/recoveryd.lock, held from rd_replica_lock() on */
     int lock_fd;         /* its descriptor while held (locked) */

@@ -131,9 +131,12 @@ static void reap_tick(uv_timer_t *t)
     if (got < 0) {
         fail(job, RD_EINTERNAL, "the image's child could not be reaped");
     } else if (WIFSIGNALED(ws)) {
-        char why[96];
-        snprintf(why, sizeof(why), "the image's child was killed by signal %d", WTERMSIG(ws));
-        fail(job, RD_EIO, why);
+        /* Said over the output's end it cut short: the cause, not the effect. */
+        if (job->status == 0 || job->status == RD_EIO) {
+            job->status = RD_EIO;
+            snprintf(job->errmsg, sizeof(job->errmsg), "the image's child was killed by signal %d",
+                     WTERMSIG(ws));
+        }
     } else if (WEXITSTATUS(ws) != 0 && job->status == 0) {
         fail(job, RD_EIO, "the image's child failed");
     }
