@@ -207,6 +207,21 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "Proposals that failed to commit.");
     rd_mbuf_printf(&b, "recoveryd_raft_commit_errors_total %llu\n",
                    (unsigned long long)r->commit_errors_total);
+    rd_metric_header(&b, "recoveryd_raft_snapshots_total", "counter",
+                     "raft's own snapshots taken, by how: imaged by a forked child, or "
+                     "serialised on the loop because the fork failed.");
+    rd_mbuf_printf(&b, "recoveryd_raft_snapshots_total{how=\"forked\"} %llu\n",
+                   (unsigned long long)r->snap.forked);
+    rd_mbuf_printf(&b, "recoveryd_raft_snapshots_total{how=\"on_loop\"} %llu\n",
+                   (unsigned long long)r->snap.on_loop);
+    rd_metric_header(&b, "recoveryd_raft_snapshot_failures_total", "counter",
+                     "Snapshot children that died (the engine then stops: docs/operations.md).");
+    rd_mbuf_printf(&b, "recoveryd_raft_snapshot_failures_total %llu\n",
+                   (unsigned long long)r->snap.failed);
+    rd_metric_header(&b, "recoveryd_raft_snapshot_fork_seconds", "gauge",
+                     "How long the newest snapshot's fork held the loop.");
+    rd_mbuf_printf(&b, "recoveryd_raft_snapshot_fork_seconds %.6f\n",
+                   (double)r->snap.last_fork_us / 1e6);
     rd_metric_header(&b, "recoveryd_raft_applied_index", "gauge", "Last log index applied.");
     rd_mbuf_printf(&b, "recoveryd_raft_applied_index %llu\n",
                    (unsigned long long)rd_replica_applied_index(r));
