@@ -85,6 +85,172 @@ static const char *state_name(int state)
 
 static void storage_hand_over(struct rd_replica *r);
 
+/* ---- operators' metrics: the log's size, appends and snapshots timed ------- */
+
+/* Watch ticks (10 ms) between measures of the raft directory's size. */
+#define LOG_SIZE_TICKS 500
+
+struct log_size_work {
+    uv_work_t work;
+    struct rd_replica *r;
+    char dir[512];
+    uint64_t bytes;
+    bool ok;
+};
+
+/* Thread pool: the size of every regular file in the raft directory
+ * (segments at their preallocated size, snapshots, metadata). */
+static void log_size_measure(uv_work_t *w)
+{
+    struct log_size_work *lw = w->data;
+    DIR *d = opendir(lw->dir);
+    if (d == NULL)
+        return;
+    int dfd = dirfd(d);
+    struct dirent *e;
+    uint64_t sum = 0;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (e->d_name[0] == '.' || fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (S_ISREG(st.st_mode))
+            sum += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    lw->bytes = sum;
+    lw->ok = true;
+}
+
+static void log_size_done(uv_work_t *w, int status)
+{
+    struct log_size_work *lw = w->data;
+    struct rd_replica *r = lw->r;
+    if (status == 0 && lw->ok) {
+        r->ops.log_size_bytes = lw->bytes;
+        r->ops.log_size_known = true;
+    }
+    r->ops.log_size_busy = false;
+    free(lw);
+}
+
+/* Every LOG_SIZE_TICKS watch ticks (and at the first), one measure in the
+ * thread pool, never two at once: no scan of the directory on the loop. */
+static void log_size_tick(struct rd_replica *r)
+{
+    if (r->ops.log_size_busy || r->closing || (r->ops.log_size_ticks++ % LOG_SIZE_TICKS) != 0)
+        return;
+    struct log_size_work *lw = calloc(1, sizeof(*lw));
+    if (lw == NULL)
+        return;
+    lw->r = r;
+    lw->work.data = lw;
+    snprintf(lw->dir, sizeof(lw->dir), "%s", r->raft_dir);
+    if (uv_queue_work(r->loop, &lw->work, log_size_measure, log_size_done) != 0) {
+        free(lw);
+        return;
+    }
+    r->ops.log_size_busy = true;
+}
+
+static struct rd_replica *of_io(struct raft_io *io)
+{
+    return (struct rd_replica *)(void *)((char *)io - offsetof(struct rd_replica, io));
+}
+
+struct timed_append {
+    struct raft_io_append inner;
+    struct raft_io_append *outer; /* raft's request; NULL once raft gave it up */
+    struct rd_replica *r;
+    uint64_t start_ns;
+};
+
+static void timed_append_cb(struct raft_io_append *inner, int status)
+{
+    struct timed_append *t = inner->data;
+    struct raft_io_append *outer = t->outer;
+    struct rd_replica *r = t->r;
+    if (status == 0)
+        rd_hist_observe(&r->ops.append_latency, (double)(rd_mono_ns() - t->start_ns) / 1e9);
+    else
+        r->ops.append_errors_total++;
+    free(t);
+    if (outer != NULL)
+        outer->cb(outer, status);
+}
+
+/*
+ * raft_io's append, timed: the uv backend's own, with a request of ours
+ * whose callback observes the time and calls raft's. When the backend
+ * refuses, raft frees its request at once, yet the backend may have queued
+ * ours already (a failed segment setup): ours stays until its callback
+ * comes, which then tells raft nothing.
+ */
+static int timed_append(struct raft_io *io, struct raft_io_append *req,
+                        const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    struct rd_replica *r = of_io(io);
+    struct timed_append *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return RAFT_NOMEM;
+    t->outer = req;
+    t->r = r;
+    t->start_ns = rd_mono_ns();
+    t->inner.data = t;
+    req->cb = cb;
+    int rv = r->io_append(io, &t->inner, entries, n, timed_append_cb);
+    if (rv != 0) {
+        t->outer = NULL;
+        r->ops.append_errors_total++;
+    }
+    return rv;
+}
+
+struct timed_put {
+    struct raft_io_snapshot_put inner;
+    struct raft_io_snapshot_put *outer; /* NULL once raft gave it up */
+    struct rd_replica *r;
+    uint64_t start_ns;
+    uint64_t bytes;
+};
+
+static void timed_put_cb(struct raft_io_snapshot_put *inner, int status)
+{
+    struct timed_put *t = inner->data;
+    struct raft_io_snapshot_put *outer = t->outer;
+    struct rd_replica *r = t->r;
+    if (status == 0) {
+        rd_hist_observe(&r->ops.snapshot_latency, (double)(rd_mono_ns() - t->start_ns) / 1e9);
+        r->ops.snapshot_size_bytes = t->bytes;
+        r->ops.snapshots_total++;
+    }
+    free(t);
+    if (outer != NULL)
+        outer->cb(outer, status);
+}
+
+/* raft_io's snapshot_put, timed as timed_append (a snapshot this replica
+ * took, or one the leader sent it: trailing 0). */
+static int timed_snapshot_put(struct raft_io *io, unsigned trailing,
+                              struct raft_io_snapshot_put *req,
+                              const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct rd_replica *r = of_io(io);
+    struct timed_put *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return RAFT_NOMEM;
+    t->outer = req;
+    t->r = r;
+    t->start_ns = rd_mono_ns();
+    for (unsigned i = 0; i < snapshot->n_bufs; i++)
+        t->bytes += snapshot->bufs[i].len;
+    t->inner.data = t;
+    req->cb = cb;
+    int rv = r->io_snapshot_put(io, trailing, &t->inner, snapshot, timed_put_cb);
+    if (rv != 0)
+        t->outer = NULL;
+    return rv;
+}
+
 static void watch_cb(uv_timer_t *t)
 {
     struct rd_replica *r = t->data;
@@ -95,6 +261,14 @@ static void watch_cb(uv_timer_t *t)
     raft_leader(&r->raft, &lid, &laddr);
     if (lid != 0)
         r->leader_seen_ns = rd_mono_ns();
+    if (lid != 0 && lid != r->ops.leader_last) {
+        /* etcd's leader_changes_seen: a leader after none, or another */
+        r->ops.leader_changes_total++;
+        RD_DEBUG("raft", "leader_seen", "leader=%llu term=%llu", (unsigned long long)lid,
+                 (unsigned long long)raft_current_term(&r->raft));
+    }
+    r->ops.leader_last = lid;
+    log_size_tick(r);
     if (state == r->last_state)
         return;
     bool was = r->last_state == RAFT_LEADER, is = state == RAFT_LEADER;
@@ -601,6 +775,7 @@ void rd_replica_reset(struct rd_replica *r)
     r->locked = keep.locked;
     r->on_role = keep.on_role;
     r->on_role_data = keep.on_role_data;
+    r->ops = keep.ops;
     r->mark_start = keep.mark_start;
     r->has_mark_start = keep.has_mark_start;
     snprintf(r->damaged_dir, sizeof(r->damaged_dir), "%s", keep.damaged_dir);
@@ -767,6 +942,10 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
         return RD_EIO;
     }
     raft_uv_set_segment_size(&r->io, cfg->storage.segment_size);
+    r->io_append = r->io.append;
+    r->io.append = timed_append;
+    r->io_snapshot_put = r->io.snapshot_put;
+    r->io.snapshot_put = timed_snapshot_put;
     /* Damage is judged before raft reads (rd_replica_check_disk), never
      * "recovered" by renaming segments corrupt-* and dropping them. */
     raft_uv_set_auto_recovery(&r->io, false);
@@ -1382,6 +1561,14 @@ void rd_replica_leader(struct rd_replica *r, uint64_t *id, const char **address)
         raft_leader(&r->raft, &lid, &addr);
     *id = lid;
     *address = addr;
+}
+
+bool rd_replica_has_leader(struct rd_replica *r)
+{
+    uint64_t id;
+    const char *addr;
+    rd_replica_leader(r, &id, &addr);
+    return id != 0;
 }
 
 uint64_t rd_replica_applied_index(struct rd_replica *r)
