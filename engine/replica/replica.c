@@ -157,34 +157,78 @@ static struct rd_replica *of_io(struct raft_io *io)
     return (struct rd_replica *)(void *)((char *)io - offsetof(struct rd_replica, io));
 }
 
-struct timed_append {
-    struct raft_io_append inner;
-    struct raft_io_append *outer; /* raft's request; NULL once raft gave it up */
+/*
+ * A request of ours in front of raft's, timing it. When the backend refuses
+ * an append or a snapshot_put, raft frees its own request at once, yet the
+ * backend may have queued ours already (a failed segment setup) and call it
+ * back later, or never: ours becomes an orphan, kept on r->io_orphans until
+ * its callback comes (which then tells raft nothing) or raft closed (every
+ * request of the backend ended by then), and freed then.
+ */
+struct rd_timed_io {
+    struct rd_timed_io *prev, *next; /* on r->io_orphans while orphaned */
+    bool orphan;
     struct rd_replica *r;
     uint64_t start_ns;
+};
+
+static void orphan_add(struct rd_timed_io *t)
+{
+    struct rd_replica *r = t->r;
+    t->orphan = true;
+    t->prev = NULL;
+    t->next = r->io_orphans;
+    if (r->io_orphans != NULL)
+        r->io_orphans->prev = t;
+    r->io_orphans = t;
+}
+
+static void orphan_remove(struct rd_timed_io *t)
+{
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        t->r->io_orphans = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+}
+
+/* Once raft closed: nothing calls the orphans back any more. */
+static void orphans_free(struct rd_replica *r)
+{
+    while (r->io_orphans != NULL) {
+        struct rd_timed_io *t = r->io_orphans;
+        r->io_orphans = t->next;
+        free(t); /* first member of its request */
+    }
+}
+
+struct timed_append {
+    struct rd_timed_io io; /* first: freed through it */
+    struct raft_io_append inner;
+    struct raft_io_append *outer;
 };
 
 static void timed_append_cb(struct raft_io_append *inner, int status)
 {
     struct timed_append *t = inner->data;
-    struct raft_io_append *outer = t->outer;
-    struct rd_replica *r = t->r;
+    struct rd_replica *r = t->io.r;
+    if (t->io.orphan) {
+        orphan_remove(&t->io);
+        free(t);
+        return;
+    }
     if (status == 0)
-        rd_hist_observe(&r->ops.append_latency, (double)(rd_mono_ns() - t->start_ns) / 1e9);
+        rd_hist_observe(&r->ops.append_latency, (double)(rd_mono_ns() - t->io.start_ns) / 1e9);
     else
         r->ops.append_errors_total++;
+    struct raft_io_append *outer = t->outer;
     free(t);
-    if (outer != NULL)
-        outer->cb(outer, status);
+    outer->cb(outer, status);
 }
 
-/*
- * raft_io's append, timed: the uv backend's own, with a request of ours
- * whose callback observes the time and calls raft's. When the backend
- * refuses, raft frees its request at once, yet the backend may have queued
- * ours already (a failed segment setup): ours stays until its callback
- * comes, which then tells raft nothing.
- */
+/* raft_io's append, timed: the uv backend's own, with a request of ours
+ * whose callback observes the time (fsync included) and calls raft's. */
 static int timed_append(struct raft_io *io, struct raft_io_append *req,
                         const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
@@ -193,39 +237,42 @@ static int timed_append(struct raft_io *io, struct raft_io_append *req,
     if (t == NULL)
         return RAFT_NOMEM;
     t->outer = req;
-    t->r = r;
-    t->start_ns = rd_mono_ns();
+    t->io.r = r;
+    t->io.start_ns = rd_mono_ns();
     t->inner.data = t;
     req->cb = cb;
     int rv = r->io_append(io, &t->inner, entries, n, timed_append_cb);
     if (rv != 0) {
-        t->outer = NULL;
         r->ops.append_errors_total++;
+        orphan_add(&t->io);
     }
     return rv;
 }
 
 struct timed_put {
+    struct rd_timed_io io; /* first: freed through it */
     struct raft_io_snapshot_put inner;
-    struct raft_io_snapshot_put *outer; /* NULL once raft gave it up */
-    struct rd_replica *r;
-    uint64_t start_ns;
+    struct raft_io_snapshot_put *outer;
     uint64_t bytes;
 };
 
 static void timed_put_cb(struct raft_io_snapshot_put *inner, int status)
 {
     struct timed_put *t = inner->data;
-    struct raft_io_snapshot_put *outer = t->outer;
-    struct rd_replica *r = t->r;
+    struct rd_replica *r = t->io.r;
+    if (t->io.orphan) {
+        orphan_remove(&t->io);
+        free(t);
+        return;
+    }
     if (status == 0) {
-        rd_hist_observe(&r->ops.snapshot_latency, (double)(rd_mono_ns() - t->start_ns) / 1e9);
+        rd_hist_observe(&r->ops.snapshot_latency, (double)(rd_mono_ns() - t->io.start_ns) / 1e9);
         r->ops.snapshot_size_bytes = t->bytes;
         r->ops.snapshots_total++;
     }
+    struct raft_io_snapshot_put *outer = t->outer;
     free(t);
-    if (outer != NULL)
-        outer->cb(outer, status);
+    outer->cb(outer, status);
 }
 
 /* raft_io's snapshot_put, timed as timed_append (a snapshot this replica
@@ -239,15 +286,15 @@ static int timed_snapshot_put(struct raft_io *io, unsigned trailing,
     if (t == NULL)
         return RAFT_NOMEM;
     t->outer = req;
-    t->r = r;
-    t->start_ns = rd_mono_ns();
+    t->io.r = r;
+    t->io.start_ns = rd_mono_ns();
     for (unsigned i = 0; i < snapshot->n_bufs; i++)
         t->bytes += snapshot->bufs[i].len;
     t->inner.data = t;
     req->cb = cb;
     int rv = r->io_snapshot_put(io, trailing, &t->inner, snapshot, timed_put_cb);
     if (rv != 0)
-        t->outer = NULL;
+        orphan_add(&t->io);
     return rv;
 }
 
@@ -1600,6 +1647,7 @@ static void raft_closed(struct raft *raft)
 {
     struct rd_replica *r = raft->data;
     raft_uv_close(&r->io);
+    orphans_free(r);
     transport_free(r);
     RD_INFO("raft", "closed", "applied=%llu", (unsigned long long)raft_last_applied(raft));
     rd_fsm_bind_raft(r->fsm, NULL);

@@ -25,6 +25,8 @@
  */
 typedef void (*rd_submit_cb)(void *data, int status, uint64_t value);
 
+struct rd_timed_io; /* replica.c: a timed append or snapshot_put */
+
 struct rd_replica {
     uv_loop_t *loop;
     const struct rd_config *cfg;
@@ -69,6 +71,7 @@ struct rd_replica {
                      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
     int (*io_snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
                            const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+    struct rd_timed_io *io_orphans; /* ours, of requests the backend refused (replica.c) */
     uint64_t inflight;
     uint64_t commits_total;
     uint64_t commit_errors_total;
