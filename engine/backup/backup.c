@@ -23,7 +23,7 @@
 #include "backup.h"
 #include "backup_int.h"
 #include "common/log.h"
-#include "image.h"
+#include "replica/image.h"
 #include "plugin/host.h"
 #include "recoveryd/error.h"
 #include "recoveryd/version.h"

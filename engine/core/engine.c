@@ -194,6 +194,16 @@ static void announce_replicas(struct rd_engine *eng)
     }
 }
 
+/* raft's snapshot could not be imaged (replica/snapshot.h): the engine
+ * stops cleanly with exit code 1; the log keeps every entry. */
+static void snapshot_failed(void *data, const char *why)
+{
+    struct rd_engine *eng = data;
+    fprintf(stderr, "recoveryd: %s; stopping (the raft log holds every entry: restart me)\n", why);
+    eng->exit_code = 1;
+    rd_engine_shutdown(eng);
+}
+
 static void on_role(void *data, bool leader)
 {
     struct rd_engine *eng = data;
@@ -610,6 +620,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     rd_consistency_init(&eng->consistency, &cenv);
     eng->replica.on_role = on_role;
     eng->replica.on_role_data = eng;
+    eng->replica.snap.on_failed = snapshot_failed;
+    eng->replica.snap.on_failed_data = eng;
 
     RD_INFO("engine", "starting", "version=%s config=%s data_dir=%s replica_id=%llu",
             RD_VERSION_STRING, eng->cfg.path[0] ? eng->cfg.path : "(defaults)",

@@ -15,12 +15,39 @@ void rd_w_free(struct rd_wbuf *w)
     memset(w, 0, sizeof(*w));
 }
 
+int rd_w_init_sink(struct rd_wbuf *w, size_t chunk, void (*sink)(struct rd_wbuf *w, void *data),
+                   void *data)
+{
+    rd_w_init(w);
+    w->p = malloc(chunk);
+    if (w->p == NULL)
+        return w->err = RD_ENOMEM;
+    w->cap = chunk;
+    w->sink = sink;
+    w->sink_data = data;
+    return 0;
+}
+
+void rd_w_flush(struct rd_wbuf *w)
+{
+    if (w->sink != NULL && w->err == 0 && w->len > 0)
+        w->sink(w, w->sink_data);
+    w->len = 0;
+}
+
 static int reserve(struct rd_wbuf *w, size_t n)
 {
     if (w->err)
         return w->err;
     if (w->len + n <= w->cap)
         return 0;
+    if (w->sink != NULL && w->len > 0) {
+        rd_w_flush(w);
+        if (w->err)
+            return w->err;
+        if (n <= w->cap)
+            return 0;
+    }
     size_t ncap = w->cap ? w->cap : 128;
     while (ncap < w->len + n)
         ncap *= 2;
@@ -32,8 +59,18 @@ static int reserve(struct rd_wbuf *w, size_t n)
     return 0;
 }
 
+void rd_w_init_count(struct rd_wbuf *w)
+{
+    rd_w_init(w);
+    w->count_only = true;
+}
+
 void rd_w_bytes(struct rd_wbuf *w, const void *p, size_t n)
 {
+    if (w->count_only) {
+        w->len += n;
+        return;
+    }
     if (n == 0 || reserve(w, n) != 0)
         return;
     memcpy(w->p + w->len, p, n);

@@ -30,7 +30,12 @@ struct rd_wbuf {
     uint8_t *p; /* malloc'd; the owner frees it or hands it on */
     size_t len;
     size_t cap;
-    int err; /* RD_ENOMEM after a failed growth */
+    int err; /* RD_ENOMEM after a failed growth, or the sink's error */
+    /* With a sink (rd_w_init_sink), a full buffer is handed to it and
+     * emptied instead of grown: a stream of any length in `cap` bytes. */
+    void (*sink)(struct rd_wbuf *w, void *data);
+    void *sink_data;
+    bool count_only; /* rd_w_init_count: len counts the bytes, none are kept */
 };
 
 struct rd_rbuf {
@@ -42,6 +47,14 @@ struct rd_rbuf {
 
 void rd_w_init(struct rd_wbuf *w);
 void rd_w_free(struct rd_wbuf *w);
+/* A buffer of `chunk` bytes whose contents go to `sink` (which consumes
+ * w->p[0..w->len) and may set w->err) each time it is full; a write larger
+ * than `chunk` grows it. rd_w_flush hands on what is left. */
+int rd_w_init_sink(struct rd_wbuf *w, size_t chunk, void (*sink)(struct rd_wbuf *w, void *data),
+                   void *data);
+void rd_w_flush(struct rd_wbuf *w);
+/* A buffer that keeps nothing and only counts, in len, what is written. */
+void rd_w_init_count(struct rd_wbuf *w);
 void rd_w_u8(struct rd_wbuf *w, uint8_t v);
 void rd_w_u16(struct rd_wbuf *w, uint16_t v);
 void rd_w_u32(struct rd_wbuf *w, uint32_t v);

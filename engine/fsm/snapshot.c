@@ -106,6 +106,94 @@ int rd_fsm_snapshot_pack(const void *raw, size_t len, struct rd_wbuf *out)
     return 0;
 }
 
+/* ---- streamed (rd_fsm_snapshot_stream) ----------------------------------------------------- */
+
+#define STREAM_CHUNK (256u << 10) /* the walk's buffer: well inside a core's L2 */
+
+struct stream {
+    uint64_t len, sum;
+    ZSTD_CCtx *z;
+    struct rd_wbuf *out;
+};
+
+/* Feeds `n` bytes (or, with ZSTD_e_end, the frame's end) into s->out. */
+static int compress_some(struct stream *s, const void *p, size_t n, ZSTD_EndDirective end)
+{
+    ZSTD_inBuffer in = {p, n, 0};
+    struct rd_wbuf *out = s->out;
+    for (;;) {
+        size_t room = ZSTD_CStreamOutSize();
+        if (out->cap - out->len < room) {
+            size_t ncap = out->cap * 2 > out->len + room ? out->cap * 2 : out->len + room;
+            uint8_t *np = realloc(out->p, ncap);
+            if (np == NULL)
+                return out->err = RD_ENOMEM;
+            out->p = np;
+            out->cap = ncap;
+        }
+        ZSTD_outBuffer o = {out->p, out->cap, out->len};
+        size_t left = ZSTD_compressStream2(s->z, &o, &in, end);
+        if (ZSTD_isError(left))
+            return RD_EINTERNAL;
+        out->len = o.pos;
+        if (end == ZSTD_e_end ? left == 0 : in.pos == in.size)
+            return 0;
+    }
+}
+
+/* A chunk of the walk: into the checksum and the compressor. */
+static void compress_sink(struct rd_wbuf *w, void *data)
+{
+    struct stream *s = data;
+    s->len += w->len;
+    s->sum = rd_fnv1a(s->sum, w->p, w->len);
+    int rv = compress_some(s, w->p, w->len, ZSTD_e_continue);
+    if (rv != 0)
+        w->err = rv;
+}
+
+int rd_fsm_snapshot_stream(const struct rd_fsm *f, struct rd_wbuf *out, uint64_t *raw_len)
+{
+    /* The length first (a walk that keeps nothing): the frame says its
+     * content size, as ZSTD_compress's does, and readers check it against
+     * the header (unpack). */
+    struct rd_wbuf w;
+    rd_w_init_count(&w);
+    write_state(f, &w);
+    uint64_t len = w.len;
+    if (w.err)
+        return w.err;
+    struct stream s = {.sum = RD_FNV_INIT, .out = out};
+    rd_w_bytes(out, SNAP_MAGIC, 8);
+    rd_w_u32(out, SNAP_FORMAT);
+    rd_w_u64(out, len);
+    size_t sum_at = out->len;
+    rd_w_u64(out, 0); /* the checksum, known at the end */
+    int rv = out->err;
+    s.z = rv == 0 ? ZSTD_createCCtx() : NULL;
+    if (rv == 0 &&
+        (s.z == NULL || ZSTD_isError(ZSTD_CCtx_setParameter(s.z, ZSTD_c_compressionLevel, 3)) ||
+         ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(s.z, len))))
+        rv = RD_ENOMEM;
+    if (rv == 0)
+        rv = rd_w_init_sink(&w, STREAM_CHUNK, compress_sink, &s);
+    if (rv == 0) {
+        write_state(f, &w);
+        rd_w_flush(&w);
+        rv = w.err;
+    }
+    if (rv == 0)
+        rv = s.len == len ? compress_some(&s, NULL, 0, ZSTD_e_end) : RD_EINTERNAL;
+    ZSTD_freeCCtx(s.z);
+    rd_w_free(&w);
+    if (rv != 0)
+        return rv;
+    for (int i = 0; i < 8; i++)
+        out->p[sum_at + i] = (uint8_t)(s.sum >> (8 * i));
+    *raw_len = len;
+    return 0;
+}
+
 int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out)
 {
     struct rd_wbuf raw;

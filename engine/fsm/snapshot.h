@@ -31,6 +31,17 @@ int rd_fsm_snapshot(const struct rd_fsm *f, struct rd_wbuf *out);
 int rd_fsm_snapshot_raw(const struct rd_fsm *f, struct rd_wbuf *raw);
 int rd_fsm_snapshot_pack(const void *raw, size_t len, struct rd_wbuf *out);
 
+/*
+ * The same snapshot, streamed: the state is walked twice (once only
+ * counting its length, once through a small buffer into the checksum and
+ * the compressor), so
+ * the whole serialised state is never in memory, only its compressed image.
+ * For a forked child that takes a backup's image (engine/replica/image.c):
+ * its memory and its cache footprint stay small beside the loop's. 0 with
+ * `out` and *raw_len, or RD_E*.
+ */
+int rd_fsm_snapshot_stream(const struct rd_fsm *f, struct rd_wbuf *out, uint64_t *raw_len);
+
 /* Checks an image without decoding it: header, size, decompression and
  * checksum of the raw state. 0, or RD_ECORRUPT / RD_EUNSUPPORTED / RD_ENOMEM
  * with the reason in `why`. Touches no machine: any thread. */

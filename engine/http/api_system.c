@@ -275,8 +275,9 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_mbuf_printf(&b, "recoveryd_raft_append_errors_total %llu\n",
                    (unsigned long long)r->ops.append_errors_total);
     rd_metric_header(&b, "recoveryd_raft_snapshot_duration_seconds", "histogram",
-                     "Time to persist a snapshot, taken here or installed from the leader "
-                     "(libraft's snapshot_put, from the call to its callback).");
+                     "Time to persist a snapshot: taken here (imaged by a forked child, then "
+                     "written) or installed from the leader (libraft's snapshot_put, from the "
+                     "call to its callback).");
     rd_metric_hist(&b, "recoveryd_raft_snapshot_duration_seconds", "", &r->ops.snapshot_latency);
     rd_metric_header(&b, "recoveryd_raft_snapshot_size_bytes", "gauge",
                      "Size of the last snapshot persisted (0 before the first).");

@@ -253,7 +253,7 @@ struct timed_put {
     struct rd_timed_io io; /* first: freed through it */
     struct raft_io_snapshot_put inner;
     struct raft_io_snapshot_put *outer;
-    uint64_t bytes;
+    const struct raft_snapshot *snapshot; /* raft's: alive until raft's callback */
 };
 
 static void timed_put_cb(struct raft_io_snapshot_put *inner, int status)
@@ -267,7 +267,12 @@ static void timed_put_cb(struct raft_io_snapshot_put *inner, int status)
     }
     if (status == 0) {
         rd_hist_observe(&r->ops.snapshot_latency, (double)(rd_mono_ns() - t->io.start_ns) / 1e9);
-        r->ops.snapshot_size_bytes = t->bytes;
+        /* Counted now: the snapshotter puts the image in the placeholder's
+         * place on the way down. */
+        uint64_t bytes = 0;
+        for (unsigned i = 0; i < t->snapshot->n_bufs; i++)
+            bytes += t->snapshot->bufs[i].len;
+        r->ops.snapshot_size_bytes = bytes;
         r->ops.snapshots_total++;
     }
     struct raft_io_snapshot_put *outer = t->outer;
@@ -275,8 +280,9 @@ static void timed_put_cb(struct raft_io_snapshot_put *inner, int status)
     outer->cb(outer, status);
 }
 
-/* raft_io's snapshot_put, timed as timed_append (a snapshot this replica
- * took, or one the leader sent it: trailing 0). */
+/* raft_io's snapshot_put, timed as timed_append: a snapshot this replica
+ * took (imaged by the snapshotter's child, then written), or one the leader
+ * sent it (trailing 0). */
 static int timed_snapshot_put(struct raft_io *io, unsigned trailing,
                               struct raft_io_snapshot_put *req,
                               const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
@@ -286,10 +292,9 @@ static int timed_snapshot_put(struct raft_io *io, unsigned trailing,
     if (t == NULL)
         return RAFT_NOMEM;
     t->outer = req;
+    t->snapshot = snapshot;
     t->io.r = r;
     t->io.start_ns = rd_mono_ns();
-    for (unsigned i = 0; i < snapshot->n_bufs; i++)
-        t->bytes += snapshot->bufs[i].len;
     t->inner.data = t;
     req->cb = cb;
     int rv = r->io_snapshot_put(io, trailing, &t->inner, snapshot, timed_put_cb);
@@ -823,6 +828,9 @@ void rd_replica_reset(struct rd_replica *r)
     r->on_role = keep.on_role;
     r->on_role_data = keep.on_role_data;
     r->ops = keep.ops;
+    r->snap.on_failed = keep.snap.on_failed;
+    r->snap.on_failed_data = keep.snap.on_failed_data;
+    r->snap.fsm_snapshot = keep.snap.fsm_snapshot; /* the machine's own, if it stays attached */
     r->mark_start = keep.mark_start;
     r->has_mark_start = keep.has_mark_start;
     snprintf(r->damaged_dir, sizeof(r->damaged_dir), "%s", keep.damaged_dir);
@@ -991,8 +999,6 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     raft_uv_set_segment_size(&r->io, cfg->storage.segment_size);
     r->io_append = r->io.append;
     r->io.append = timed_append;
-    r->io_snapshot_put = r->io.snapshot_put;
-    r->io.snapshot_put = timed_snapshot_put;
     /* Damage is judged before raft reads (rd_replica_check_disk), never
      * "recovered" by renaming segments corrupt-* and dropping them. */
     raft_uv_set_auto_recovery(&r->io, false);
@@ -1004,6 +1010,11 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     }
     r->inited = true;
     r->raft.data = r;
+    rd_snapshotter_attach(&r->snap, r->loop, fsm, &r->io);
+    /* Timed outside the snapshotter: a snapshot's time is its image's
+     * (a forked child) and its write. */
+    r->io_snapshot_put = r->io.snapshot_put;
+    r->io.snapshot_put = timed_snapshot_put;
     /* Apply learns the index of each entry it applies (checks record it,
      * archiving ships it): fsm.h, applying_index. */
     rd_fsm_bind_raft(fsm, &r->raft);

@@ -15,6 +15,7 @@
 #include "fsm/fsm.h"
 #include "metrics/metrics.h"
 #include "replica/damage.h"
+#include "replica/snapshot.h"
 
 /*
  * Called once a submitted command was applied (status 0, `value` is the
@@ -34,7 +35,8 @@ struct rd_replica {
     struct raft raft;
     struct raft_io io;
     struct raft_uv_transport transport;
-    uv_timer_t watch; /* polls role and term: libraft has no leadership callback */
+    struct rd_snapshotter snap; /* raft's snapshots imaged off the loop (snapshot.h) */
+    uv_timer_t watch;           /* polls role and term: libraft has no leadership callback */
     char raft_dir[512];
     char lock_path[512]; /* <data_dir>/recoveryd.lock, held from rd_replica_lock() on */
     int lock_fd;         /* its descriptor while held (locked) */
@@ -50,9 +52,10 @@ struct rd_replica {
     /*
      * What operators watch (docs/operations.md, "Metrics"): kept across a
      * rejoin's reset, so counters only grow. libraft's append and
-     * snapshot_put are wrapped (io_append, io_snapshot_put: the uv
-     * backend's own) to time each from the call to its callback, on the
-     * loop: an append's time includes its fsync.
+     * snapshot_put are wrapped (io_append: the uv backend's own;
+     * io_snapshot_put: the snapshotter's, which holds a put until its
+     * child's image is in) to time each from the call to its callback, on
+     * the loop: an append's time includes its fsync.
      */
     struct {
         uint64_t leader_changes_total; /* a leader seen after none or another */

@@ -964,6 +964,39 @@ static void test_snapshot_restore_round_trip(void **state)
     rd_fsm_close(&b);
 }
 
+/* A backup's child streams the snapshot through a small buffer (image.c):
+ * the same header and body as rd_fsm_snapshot's, over several chunks. */
+static void test_streamed_snapshot_is_the_same_snapshot(void **state)
+{
+    struct rd_fsm a, b;
+    rd_fsm_init(&a);
+    rd_fsm_init(&b);
+    fill(&a, 30000);
+    struct rd_wbuf raw, snap, streamed;
+    rd_w_init(&raw);
+    rd_w_init(&snap);
+    rd_w_init(&streamed);
+    assert_int_equal(rd_fsm_snapshot_raw(&a, &raw), 0);
+    assert_int_equal(rd_fsm_snapshot(&a, &snap), 0);
+    uint64_t raw_len = 0;
+    assert_int_equal(rd_fsm_snapshot_stream(&a, &streamed, &raw_len), 0);
+    assert_true(raw.len > 3 * (256u << 10)); /* several of the stream's 256 KiB chunks */
+    assert_int_equal(raw_len, raw.len);
+    assert_memory_equal(streamed.p, snap.p, HEADER); /* magic, format, length, checksum */
+    size_t body_len = 0;
+    uint8_t *body = body_of(streamed.p, streamed.len, &body_len);
+    assert_int_equal(body_len, raw.len);
+    assert_memory_equal(body, raw.p, raw.len);
+    assert_int_equal(rd_fsm_restore(&b, streamed.p, streamed.len), 0);
+    assert_true(rd_fsm_digest(&a) == rd_fsm_digest(&b));
+    free(body);
+    rd_w_free(&raw);
+    rd_w_free(&snap);
+    rd_w_free(&streamed);
+    rd_fsm_close(&a);
+    rd_fsm_close(&b);
+}
+
 static void test_corrupt_snapshot_changes_nothing(void **state)
 {
     struct rd_fsm a, b;
@@ -1196,6 +1229,7 @@ int main(void)
         cmocka_unit_test(test_golden_v4_restores_field_by_field),
         cmocka_unit_test(test_golden_v5_restores_field_by_field),
         cmocka_unit_test(test_snapshot_restore_round_trip),
+        cmocka_unit_test(test_streamed_snapshot_is_the_same_snapshot),
         cmocka_unit_test(test_corrupt_snapshot_changes_nothing),
         cmocka_unit_test(test_snapshot_claiming_gigabytes_costs_nothing),
         cmocka_unit_test(test_snapshot_with_nul_in_an_id_is_corrupt),

@@ -32,7 +32,8 @@ struct rd_image_job {
     int status;
     unsigned open_handles;
     struct rd_wbuf *image; /* the caller's, filled */
-    uint64_t checksum;     /* FNV-1a of the image bytes */
+    uint64_t checksum;     /* FNV-1a of the image bytes, as the child says */
+    uint64_t running;      /* FNV-1a of the bytes received so far */
     uint64_t raw_len;      /* the serialised state's length */
     uint64_t fork_us;      /* how long the fork held the loop */
     rd_image_cb cb;

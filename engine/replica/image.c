@@ -83,17 +83,15 @@ static void child_main(const struct rd_fsm *f, int fd)
     struct sched_param idle = {0};
     if (sched_setscheduler(0, SCHED_IDLE, &idle) != 0)
         (void)setpriority(PRIO_PROCESS, 0, 19);
-    struct rd_wbuf raw, image;
-    rd_w_init(&raw);
+    struct rd_wbuf image;
     rd_w_init(&image);
-    int rv = rd_fsm_snapshot_raw(f, &raw);
-    if (rv == 0)
-        rv = rd_fsm_snapshot_pack(raw.p, raw.len, &image);
+    uint64_t raw_len = 0;
+    int rv = rd_fsm_snapshot_stream(f, &image, &raw_len);
     uint8_t head[HEAD_LEN] = {'R', 'D', 'I', 'M'};
     put_u32(head + 4, (uint32_t)(rv == 0 ? 0 : -rv));
     put_u64(head + 8, rv == 0 ? image.len : 0);
     put_u64(head + 16, rv == 0 ? rd_fnv1a(RD_FNV_INIT, image.p, image.len) : 0);
-    put_u64(head + 24, raw.len);
+    put_u64(head + 24, raw_len);
     if (write_all(fd, head, sizeof(head)) != 0 || (rv == 0 && write_all(fd, image.p, image.len)))
         _exit(2);
     _exit(rv == 0 ? 0 : 1);
@@ -133,9 +131,12 @@ static void reap_tick(uv_timer_t *t)
     if (got < 0) {
         fail(job, RD_EINTERNAL, "the image's child could not be reaped");
     } else if (WIFSIGNALED(ws)) {
-        char why[96];
-        snprintf(why, sizeof(why), "the image's child was killed by signal %d", WTERMSIG(ws));
-        fail(job, RD_EIO, why);
+        /* Said over the output's end it cut short: the cause, not the effect. */
+        if (job->status == 0 || job->status == RD_EIO) {
+            job->status = RD_EIO;
+            snprintf(job->errmsg, sizeof(job->errmsg), "the image's child was killed by signal %d",
+                     WTERMSIG(ws));
+        }
     } else if (WEXITSTATUS(ws) != 0 && job->status == 0) {
         fail(job, RD_EIO, "the image's child failed");
     }
@@ -149,7 +150,7 @@ static void output_ended(struct rd_image_job *job)
     uv_close((uv_handle_t *)&job->pipe, handle_closed);
     if (job->status == 0 && (job->head_len < HEAD_LEN || job->image->len != job->want))
         fail(job, RD_EIO, "the image's child ended before its image was complete");
-    if (job->status == 0 && rd_fnv1a(RD_FNV_INIT, job->image->p, job->image->len) != job->checksum)
+    if (job->status == 0 && job->running != job->checksum)
         fail(job, RD_ECORRUPT, "the image's checksum does not match what its child computed");
     uv_timer_start(&job->reap, reap_tick, 0, REAP_MS);
 }
@@ -210,6 +211,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         w->p = p;
         w->cap = job->want > w->cap ? job->want : w->cap;
         w->len = 0;
+        job->running = RD_FNV_INIT;
         return;
     }
     if ((char *)buf->base == (char *)job->head) {
@@ -217,6 +219,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         output_ended(job);
         return;
     }
+    /* Checksummed as it arrives, a read (at most 1 MiB) at a time: the
+     * loop never pays one pass over the whole image. */
+    job->running = rd_fnv1a(job->running, buf->base, (size_t)n);
     job->image->len += (size_t)n;
 }
 

@@ -1,5 +1,5 @@
 /*
- * engine/backup/image.c: a backup's image from a forked child. The image is
+ * engine/replica/image.c: a backup's image from a forked child. The image is
  * the state at the fork (whatever the parent applies afterwards), it
  * decodes to the same state, and a child that dies or is cancelled fails
  * the job with a reason instead of hanging it.
@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backup/image.h"
+#include "replica/image.h"
 #include "fsm_test.h"
 #include "fsm/snapshot.h"
 #include "recoveryd/error.h"

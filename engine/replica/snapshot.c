@@ -1,0 +1,240 @@
+/*
+ * raft's own snapshots taken off the loop (snapshot.h).
+ *
+ * A job's life: the state machine's snapshot callback forks the child and
+ * returns one placeholder buffer (a marker naming the job); libraft calls
+ * snapshot_put with it at once (legacyTakeSnapshot), which holds the request;
+ * the child's image arrives (image.c), replaces the placeholder's bytes, and
+ * the request goes on to libraft's own snapshot_put. A close while a job is
+ * held waits for its child (killed) and answers the request RAFT_CANCELED
+ * first, the one failure libraft takes.
+ */
+#include "snapshot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "fsm/fsm.h"
+#include "image.h"
+#include "recoveryd/error.h"
+#include "replica.h"
+
+#define MARKER_MAGIC "RDSNAPJOB"
+
+struct marker {
+    char magic[sizeof(MARKER_MAGIC)];
+    struct rd_snap_job *job;
+};
+
+struct rd_snap_job {
+    struct rd_snapshotter *s;
+    struct rd_image_job img;
+    struct rd_wbuf image;
+    uint64_t started_ns;
+    bool image_in; /* the child's image is in (or the child failed: status) */
+    int status;
+    /* The held snapshot_put, once libraft called it. */
+    bool put_held;
+    unsigned trailing;
+    struct raft_io_snapshot_put *req;
+    const struct raft_snapshot *snapshot;
+    raft_io_snapshot_put_cb cb;
+};
+
+static struct rd_snapshotter *of_raft(struct raft *raft)
+{
+    struct rd_replica *r = raft != NULL ? raft->data : NULL;
+    return r != NULL && r->snap.attached ? &r->snap : NULL;
+}
+
+static void job_free(struct rd_snap_job *job)
+{
+    rd_w_free(&job->image);
+    free(job);
+}
+
+/* The held request answered RAFT_CANCELED, then the close goes on. */
+static void close_now(struct rd_snapshotter *s)
+{
+    struct rd_snap_job *job = s->job;
+    s->job = NULL;
+    if (job != NULL) {
+        if (job->put_held)
+            job->cb(job->req, RAFT_CANCELED);
+        job_free(job);
+    }
+    raft_io_close_cb cb = s->close_cb;
+    s->close_cb = NULL;
+    s->io_close(s->io, cb);
+}
+
+/* The image is in: into the placeholder's place, and on to libraft's put. */
+static void release(struct rd_snap_job *job)
+{
+    struct rd_snapshotter *s = job->s;
+    if (job->status != 0) {
+        s->failed++;
+        char why[256];
+        snprintf(why, sizeof(why),
+                 "the child imaging raft's snapshot at index %llu failed (%s): that state cannot "
+                 "be imaged any more",
+                 (unsigned long long)job->snapshot->index, job->img.errmsg);
+        RD_ERROR("replica", "snapshot_failed",
+                 "index=%llu error=%s detail=\"%s; the replica stops after a clean close, its "
+                 "log holds every entry (nothing committed is lost) and the next start "
+                 "snapshots again\"",
+                 (unsigned long long)job->snapshot->index, rd_err_name(job->status),
+                 job->img.errmsg);
+        if (s->on_failed != NULL)
+            s->on_failed(s->on_failed_data, why); /* the request stays held until the close */
+        return;
+    }
+    /* raft frees the buffers with raft_free: its default heap is malloc's
+     * (fsm.c hands its buffers over the same way). */
+    struct raft_buffer *buf = (struct raft_buffer *)&job->snapshot->bufs[0];
+    raft_free(buf->base);
+    buf->base = job->image.p;
+    buf->len = job->image.len;
+    rd_w_init(&job->image);
+    s->job = NULL;
+    s->last_image_ms = (rd_mono_ns() - job->started_ns) / 1000000;
+    s->last_bytes = buf->len;
+    RD_INFO("replica", "snapshot_imaged", "index=%llu bytes=%zu ms=%llu fork_us=%llu",
+            (unsigned long long)job->snapshot->index, buf->len,
+            (unsigned long long)s->last_image_ms, (unsigned long long)job->img.fork_us);
+    int rv = s->io_put(s->io, job->trailing, job->req, job->snapshot, job->cb);
+    if (rv != 0) {
+        /* libraft's put refused at once (only while closing: it takes no
+         * other failure); the request is answered as canceled. */
+        RD_WARN("replica", "snapshot_put_refused", "error=\"%s\"", raft_strerror(rv));
+        job->cb(job->req, RAFT_CANCELED);
+    }
+    job_free(job);
+}
+
+static void image_in(struct rd_image_job *img, int status)
+{
+    struct rd_snap_job *job = img->data;
+    struct rd_snapshotter *s = job->s;
+    job->image_in = true;
+    job->status = status;
+    if (s->closing) {
+        close_now(s);
+        return;
+    }
+    if (job->put_held)
+        release(job);
+}
+
+static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigned *n)
+{
+    struct rd_fsm *f = rf->data;
+    struct rd_snapshotter *s = of_raft(f->raft_ref);
+    if (s == NULL || s->job != NULL)
+        return s != NULL ? RAFT_BUSY : RAFT_NOMEM; /* neither happens: one snapshot at a time */
+    struct rd_snap_job *job = calloc(1, sizeof(*job));
+    struct marker *m = raft_malloc(sizeof(*m));
+    *bufs = raft_malloc(sizeof(**bufs));
+    if (job == NULL || m == NULL || *bufs == NULL) {
+        free(job);
+        raft_free(m);
+        raft_free(*bufs);
+        *bufs = NULL;
+        return RAFT_NOMEM;
+    }
+    job->s = s;
+    job->started_ns = rd_mono_ns();
+    rd_w_init(&job->image);
+    int rv = rd_image_fork(s->loop, f, &job->image, &job->img, image_in, job);
+    if (rv != 0) {
+        free(job);
+        raft_free(m);
+        raft_free(*bufs);
+        *bufs = NULL;
+        s->on_loop++;
+        RD_WARN("replica", "snapshot_fork_failed",
+                "error=%s detail=\"serialising raft's snapshot on the loop instead\"",
+                rd_err_name(rv));
+        return s->fsm_snapshot(rf, bufs, n);
+    }
+    memcpy(m->magic, MARKER_MAGIC, sizeof(m->magic));
+    m->job = job;
+    (*bufs)[0].base = m;
+    (*bufs)[0].len = sizeof(*m);
+    *n = 1;
+    s->job = job;
+    s->forked++;
+    s->last_fork_us = job->img.fork_us;
+    RD_DEBUG("replica", "snapshot_forked", "pid=%d fork_us=%llu", (int)job->img.pid,
+             (unsigned long long)job->img.fork_us);
+    return 0;
+}
+
+static struct rd_snap_job *placeholder_of(const struct rd_snapshotter *s,
+                                          const struct raft_snapshot *snapshot)
+{
+    if (s->job == NULL || snapshot->n_bufs != 1 || snapshot->bufs[0].len != sizeof(struct marker))
+        return NULL;
+    const struct marker *m = snapshot->bufs[0].base;
+    if (memcmp(m->magic, MARKER_MAGIC, sizeof(m->magic)) != 0 || m->job != s->job)
+        return NULL;
+    return s->job;
+}
+
+static int io_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                  const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct rd_snapshotter *s = of_raft(io->data);
+    struct rd_snap_job *job = s != NULL ? placeholder_of(s, snapshot) : NULL;
+    if (job == NULL) /* an installed snapshot, or one made on the loop */
+        return s->io_put(io, trailing, req, snapshot, cb);
+    if (job->put_held)
+        return RAFT_BUSY;
+    job->put_held = true;
+    job->trailing = trailing;
+    job->req = req;
+    job->snapshot = snapshot;
+    job->cb = cb;
+    /* The child cannot have answered yet: its image arrives through the
+     * loop, and libraft puts right after it snapshots. */
+    if (job->image_in)
+        RD_WARN("replica", "snapshot_image_early", "detail=\"held until the next read\"");
+    return 0;
+}
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct rd_snapshotter *s = of_raft(io->data);
+    s->closing = true;
+    s->close_cb = cb;
+    if (s->job != NULL && !s->job->image_in) {
+        rd_image_cancel(&s->job->img); /* image_in follows, then the close */
+        return;
+    }
+    close_now(s);
+}
+
+void rd_snapshotter_attach(struct rd_snapshotter *s, uv_loop_t *loop, struct rd_fsm *fsm,
+                           struct raft_io *io)
+{
+    s->loop = loop;
+    s->fsm = fsm;
+    s->io = io;
+    /* A machine attached before (a replica started again on it) already
+     * calls this file's callback: what it wraps stays the machine's own. */
+    if (fsm->raft.snapshot != fsm_snapshot)
+        s->fsm_snapshot = fsm->raft.snapshot;
+    s->io_put = io->snapshot_put;
+    s->io_close = io->close;
+    fsm->raft.snapshot = fsm_snapshot;
+    io->snapshot_put = io_put;
+    io->close = io_close;
+    s->attached = true;
+}
+
+pid_t rd_snapshotter_child(const struct rd_snapshotter *s)
+{
+    return s->job != NULL && !s->job->image_in ? s->job->img.pid : 0;
+}

@@ -1,0 +1,239 @@
+/*
+ * engine/replica/snapshot.c: raft's snapshots imaged by a forked child. The
+ * state machine's callback returns a placeholder at once; the snapshot_put
+ * that follows is held until the child's image is in, and libraft's own put
+ * then receives the state as it was at the snapshot, whatever was applied
+ * since. A child that dies holds the put (libraft takes no failed snapshot
+ * outside a close) and says so; a close answers a held put RAFT_CANCELED
+ * before libraft's own close runs.
+ *
+ * libraft itself is not here: a raft_io whose snapshot_put and close record
+ * what reaches them, and the raft struct only as the replica's pointer
+ * (raft->data), as libraft sets it.
+ */
+#include "cmocka_all.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm/snapshot.h"
+#include "fsm_test.h"
+#include "recoveryd/error.h"
+#include "replica/replica.h"
+
+struct world {
+    uv_loop_t loop;
+    struct rd_replica r;
+    struct rd_fsm f;
+    /* what reached libraft's (fake) put and close */
+    int puts, closes;
+    struct rd_wbuf put_bytes;
+    /* what libraft's callbacks were told */
+    int put_cbs, put_status;
+    int failures;
+    char why[256];
+    struct raft_io_snapshot_put req;
+    struct raft_snapshot snapshot;
+};
+
+static struct world *W;
+
+static int fake_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                    const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    (void)io, (void)trailing;
+    W->puts++;
+    rd_w_bytes(&W->put_bytes, snapshot->bufs[0].base, snapshot->bufs[0].len);
+    cb(req, 0);
+    return 0;
+}
+
+static void fake_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    (void)io, (void)cb;
+    W->closes++;
+}
+
+static void put_cb(struct raft_io_snapshot_put *req, int status)
+{
+    (void)req;
+    W->put_cbs++;
+    W->put_status = status;
+}
+
+static void failed(void *data, const char *why)
+{
+    struct world *w = data;
+    w->failures++;
+    snprintf(w->why, sizeof(w->why), "%s", why);
+}
+
+static struct world *world_new(int nodes)
+{
+    struct world *w = calloc(1, sizeof(*w));
+    W = w;
+    uv_loop_init(&w->loop);
+    rd_fsm_init(&w->f);
+    fill(&w->f, nodes);
+    w->r.loop = &w->loop;
+    w->r.raft.data = &w->r;
+    w->r.raft.io = &w->r.io;
+    w->r.io.data = &w->r.raft;
+    w->r.io.snapshot_put = fake_put;
+    w->r.io.close = fake_close;
+    rd_fsm_bind_raft(&w->f, &w->r.raft);
+    w->r.snap.on_failed = failed;
+    w->r.snap.on_failed_data = w;
+    rd_snapshotter_attach(&w->r.snap, &w->loop, &w->f, &w->r.io);
+    rd_w_init(&w->put_bytes);
+    return w;
+}
+
+static void world_free(struct world *w)
+{
+    for (unsigned i = 0; i < w->snapshot.n_bufs; i++)
+        raft_free(w->snapshot.bufs[i].base);
+    raft_free(w->snapshot.bufs);
+    rd_w_free(&w->put_bytes);
+    rd_fsm_close(&w->f);
+    while (uv_run(&w->loop, UV_RUN_NOWAIT) != 0)
+        ;
+    assert_int_equal(uv_loop_close(&w->loop), 0);
+    free(w);
+}
+
+/* What libraft does: the state machine's snapshot, then the put at once. */
+static void take(struct world *w)
+{
+    w->snapshot.index = 1234;
+    assert_int_equal(w->f.raft.snapshot(&w->f.raft, &w->snapshot.bufs, &w->snapshot.n_bufs), 0);
+    assert_int_equal(w->snapshot.n_bufs, 1);
+    assert_true(w->snapshot.bufs[0].len < 64); /* a placeholder: nothing serialised on the loop */
+    assert_int_equal(w->r.io.snapshot_put(&w->r.io, 16, &w->req, &w->snapshot, put_cb), 0);
+    assert_true(rd_snapshotter_child(&w->r.snap) > 0);
+}
+
+static void run_until(struct world *w, const int *counter)
+{
+    while (*counter == 0)
+        assert_true(uv_run(&w->loop, UV_RUN_ONCE) != 0 || *counter > 0);
+}
+
+static void test_put_gets_the_state_at_the_snapshot(void **state)
+{
+    (void)state;
+    struct world *w = world_new(3000);
+    uint64_t digest = rd_fsm_digest(&w->f);
+    size_t nodes = w->f.n_nodes;
+    take(w);
+    assert_int_equal(w->puts, 0); /* held until the image is in */
+    apply(&w->f, cmd_register("after-the-snapshot", 2, 999999));
+    run_until(w, &w->put_cbs);
+    assert_int_equal(w->puts, 1);
+    assert_int_equal(w->put_status, 0);
+    assert_int_equal(w->r.snap.forked, 1);
+    assert_int_equal(w->r.snap.on_loop, 0);
+    assert_int_equal(rd_snapshotter_child(&w->r.snap), 0);
+
+    /* The bytes libraft writes are a whole snapshot of the state as it was. */
+    struct rd_fsm back;
+    rd_fsm_init(&back);
+    assert_int_equal(rd_fsm_restore(&back, w->put_bytes.p, w->put_bytes.len), 0);
+    assert_int_equal(back.n_nodes, nodes);
+    assert_null(rd_fsm_node(&back, "after-the-snapshot", strlen("after-the-snapshot")));
+    assert_int_equal(rd_fsm_digest(&back), digest);
+    rd_fsm_close(&back);
+
+    /* A second one works the same (the job was released). */
+    rd_w_free(&w->put_bytes);
+    rd_w_init(&w->put_bytes);
+    for (unsigned i = 0; i < w->snapshot.n_bufs; i++)
+        raft_free(w->snapshot.bufs[i].base);
+    raft_free(w->snapshot.bufs);
+    w->snapshot.bufs = NULL;
+    w->snapshot.n_bufs = 0;
+    w->put_cbs = 0;
+    take(w);
+    run_until(w, &w->put_cbs);
+    assert_int_equal(w->puts, 2);
+    assert_int_equal(w->r.snap.forked, 2);
+
+    w->r.io.close(&w->r.io, NULL);
+    assert_int_equal(w->closes, 1);
+    world_free(w);
+}
+
+/* A child killed (the OOM killer, an operator): no put, no answer, the
+ * failure told; the close then answers RAFT_CANCELED before libraft's close. */
+static void test_dead_child_holds_the_put_until_the_close(void **state)
+{
+    (void)state;
+    struct world *w = world_new(20000);
+    take(w);
+    assert_int_equal(kill(rd_snapshotter_child(&w->r.snap), SIGKILL), 0);
+    run_until(w, &w->failures);
+    assert_int_equal(w->failures, 1);
+    assert_non_null(strstr(w->why, "index 1234"));
+    assert_non_null(strstr(w->why, "signal 9"));
+    assert_int_equal(w->r.snap.failed, 1);
+    assert_int_equal(w->puts, 0);
+    assert_int_equal(w->put_cbs, 0);
+    /* Another snapshot meanwhile is refused (libraft skips it), not forked. */
+    struct raft_buffer *bufs = NULL;
+    unsigned n = 0;
+    assert_int_equal(w->f.raft.snapshot(&w->f.raft, &bufs, &n), RAFT_BUSY);
+    assert_int_equal(w->r.snap.forked, 1);
+
+    w->r.io.close(&w->r.io, NULL);
+    assert_int_equal(w->put_cbs, 1);
+    assert_int_equal(w->put_status, RAFT_CANCELED);
+    assert_int_equal(w->closes, 1);
+    assert_int_equal(w->puts, 0);
+    world_free(w);
+}
+
+/* A close while the child works: the child is killed, the put answered
+ * RAFT_CANCELED, then libraft's close runs. */
+static void test_close_while_imaging(void **state)
+{
+    (void)state;
+    struct world *w = world_new(20000);
+    take(w);
+    w->r.io.close(&w->r.io, NULL);
+    assert_int_equal(w->closes, 0); /* waits for the child */
+    run_until(w, &w->closes);
+    assert_int_equal(w->put_cbs, 1);
+    assert_int_equal(w->put_status, RAFT_CANCELED);
+    assert_int_equal(w->puts, 0);
+    assert_int_equal(w->failures, 0); /* a close is not a failure */
+    world_free(w);
+}
+
+/* A snapshot that is not a placeholder (one installed from the leader) goes
+ * straight through. */
+static void test_other_snapshots_pass_through(void **state)
+{
+    (void)state;
+    struct world *w = world_new(10);
+    struct raft_buffer buf = {.base = "not a placeholder", .len = 17};
+    struct raft_snapshot other = {.index = 7, .bufs = &buf, .n_bufs = 1};
+    assert_int_equal(w->r.io.snapshot_put(&w->r.io, 0, &w->req, &other, put_cb), 0);
+    assert_int_equal(w->puts, 1);
+    assert_int_equal(w->put_cbs, 1);
+    assert_int_equal(w->put_bytes.len, 17);
+    w->r.io.close(&w->r.io, NULL);
+    assert_int_equal(w->closes, 1);
+    world_free(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_put_gets_the_state_at_the_snapshot),
+        cmocka_unit_test(test_dead_child_holds_the_put_until_the_close),
+        cmocka_unit_test(test_close_while_imaging),
+        cmocka_unit_test(test_other_snapshots_pass_through),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
