@@ -690,6 +690,9 @@ static void test_error_bool_level_url(void **state)
                        NAME ":2: logging.level: expected a log level (debug, info, warn, error), "
                             "got 'verbose'");
     expect_error("logging:\n  level: INFO\n", 2, "logging.level", "'INFO'");
+    expect_exact_error("logging:\n  level: info\n  format: yaml\n",
+                       NAME ":3: logging.format: expected a log format (logfmt, json), got 'yaml'");
+    expect_error("logging:\n  format: 1\n", 2, "logging.format", "'1'");
     expect_error("cluster:\n  peers:\n    - id: 1\n      address: a:1\n      api_url: ftp://x\n", 5,
                  "cluster.peers[0].api_url", "'ftp://x'");
 }
