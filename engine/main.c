@@ -18,6 +18,7 @@
 #include "plugin/host.h"
 #include "policy/policy.h"
 #include "recoveryd/error.h"
+#include "recoveryd/revision.h"
 #include "recoveryd/version.h"
 
 static void usage(FILE *out)
@@ -407,8 +408,8 @@ int main(int argc, char **argv)
             check = 1;
             break;
         case 'V':
-            printf("recoveryd %s (libuv %s, raft %d)\n", RD_VERSION_STRING, uv_version_string(),
-                   RAFT_VERSION_NUMBER);
+            printf("recoveryd %s (revision %s, libuv %s, raft %d)\n", RD_VERSION_STRING,
+                   RD_GIT_REVISION, uv_version_string(), RAFT_VERSION_NUMBER);
             return 0;
         case 'h':
             usage(stdout);

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "config/config.h"
+#include "metrics/metrics.h"
 #include "plugin/host.h"
 #include "replica/damage.h"
 #include "replica/replica.h"
@@ -20,6 +21,7 @@
 struct poll {
     struct rd_cluster *c;
     uint64_t id;
+    uint64_t sent_ns;
 };
 
 static struct rd_peer *peer_of(struct rd_cluster *c, uint64_t id)
@@ -76,6 +78,7 @@ static void poll_done(void *data, const struct rd_http_response *resp)
     struct poll *p = data;
     struct rd_cluster *c = p->c;
     uint64_t id = p->id;
+    uint64_t sent_ns = p->sent_ns;
     struct rd_peer *peer = peer_of(c, id);
     free(p);
     if (peer == NULL)
@@ -85,6 +88,7 @@ static void poll_done(void *data, const struct rd_http_response *resp)
     json_t *j = resp->status == 200 ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
     if (j != NULL && json_integer_value(json_object_get(j, "replica_id")) == (json_int_t)id) {
         peer->last_ok_ns = rd_mono_ns();
+        peer->rtt_ns = peer->last_ok_ns - sent_ns;
         peer->answered = true;
         if (!peer->reachable)
             RD_INFO("cluster", "replica_reachable", "id=%llu", (unsigned long long)peer->id);
@@ -272,6 +276,7 @@ static void tick(uv_timer_t *t)
             continue;
         pl->c = c;
         pl->id = p->id;
+        pl->sent_ns = rd_mono_ns();
         if (rd_httpc_request(c->httpc, c, &req, poll_done, pl) == 0) {
             p->in_flight = true;
             c->polls_total++;
@@ -800,4 +805,25 @@ int rd_cluster_rejoin(struct rd_cluster *c, struct rd_httpc *httpc, const char *
 enum rd_rejoin_phase rd_cluster_rejoin_phase(const struct rd_cluster *c)
 {
     return c->rejoin.phase;
+}
+
+void rd_cluster_metrics(struct rd_cluster *c, struct rd_mbuf *b)
+{
+    rd_metric_header(b, "recoveryd_peer_up", "gauge",
+                     "1 while the other replica answers this one's GET /health polls (every "
+                     "500 ms; 0 after 1.5 s without an answer, or before its first).");
+    for (unsigned i = 0; i < c->n_peers; i++) {
+        const struct rd_peer *p = &c->peers[i];
+        rd_mbuf_printf(b, "recoveryd_peer_up{peer=\"%llu\"} %d\n", (unsigned long long)p->id,
+                       p->reachable && p->answered ? 1 : 0);
+    }
+    rd_metric_header(b, "recoveryd_peer_rtt_seconds", "gauge",
+                     "Round-trip time of the last answered GET /health poll of the other "
+                     "replica (HTTP over the API address; absent before its first answer).");
+    for (unsigned i = 0; i < c->n_peers; i++) {
+        const struct rd_peer *p = &c->peers[i];
+        if (p->answered)
+            rd_mbuf_printf(b, "recoveryd_peer_rtt_seconds{peer=\"%llu\"} %.6f\n",
+                           (unsigned long long)p->id, (double)p->rtt_ns / 1e9);
+    }
 }

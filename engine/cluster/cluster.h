@@ -40,6 +40,7 @@ struct rd_peer {
     bool in_flight; /* a /health request is out */
     bool reachable; /* the last answer came, and recently */
     uint64_t last_ok_ns;
+    uint64_t rtt_ns;               /* of the last answered poll */
     uint64_t unreachable_since_ns; /* 0 while reachable */
     char role[16];                 /* leader, follower, candidate (its own word) */
     uint64_t term;
@@ -170,5 +171,10 @@ enum rd_rejoin_phase rd_cluster_rejoin_phase(const struct rd_cluster *c);
 
 /* [{"id","address","role","voter_role","reachable","applied_index","term","api_url"}]. */
 json_t *rd_cluster_replicas_json(struct rd_cluster *c);
+
+struct rd_mbuf;
+/* recoveryd_peer_up{peer} and recoveryd_peer_rtt_seconds{peer}: each other
+ * member as the polls see it (docs/operations.md, "Metrics"). */
+void rd_cluster_metrics(struct rd_cluster *c, struct rd_mbuf *b);
 
 #endif

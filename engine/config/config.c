@@ -33,27 +33,28 @@
 #define CFG_EXPECT_LEN 320
 
 enum cfg_type {
-    CFG_SECTION,  /* mapping: `children` apply to the same base */
-    CFG_LIST,     /* sequence of mappings: `children` describe one element of `elem_size`
-                     bytes, at most size / elem_size of them; the count goes to `offset2`
-                     (unsigned); `finish` (if set) checks each element once it is read */
-    CFG_KV,       /* mapping of free-form keys to scalars into struct rd_cfg_kv[]; the
-                     count goes to `offset2` (unsigned) */
-    CFG_DURATION, /* "250ms" etc. into an unsigned integer of `size` bytes, ms */
-    CFG_PERCENT,  /* "80%" into an unsigned integer of `size` bytes; min..max when max > 0 */
-    CFG_SIZE,     /* "8MiB" into an unsigned integer of `size` bytes */
-    CFG_UINT,     /* plain integer min..max into an unsigned integer of `size` bytes */
-    CFG_BOOL,     /* true/false/yes/no/on/off into a bool */
-    CFG_STRING,   /* text into char[size] */
-    CFG_PATH,     /* a file or directory into char[size]: text, resolved against the
-                     config file's directory when relative (rd_config_load_file) */
-    CFG_NAME,     /* [a-z0-9_-], 1 to size-1 bytes, into char[size] ("" too with empty_ok) */
-    CFG_NAMES,    /* sequence of CFG_NAMEs into char[size / elem_size][elem_size]; the
-                     count goes to `offset2` (unsigned) */
-    CFG_ADDR,     /* HOST:PORT, checked, kept as text in char[size] */
-    CFG_URL,      /* "" or http(s)://... into char[size] */
-    CFG_LISTEN,   /* HOST:PORT split: host into char[size], port into uint16_t at offset2 */
-    CFG_LOGLEVEL, /* debug|info|warn|error into enum rd_log_level */
+    CFG_SECTION,   /* mapping: `children` apply to the same base */
+    CFG_LIST,      /* sequence of mappings: `children` describe one element of `elem_size`
+                      bytes, at most size / elem_size of them; the count goes to `offset2`
+                      (unsigned); `finish` (if set) checks each element once it is read */
+    CFG_KV,        /* mapping of free-form keys to scalars into struct rd_cfg_kv[]; the
+                      count goes to `offset2` (unsigned) */
+    CFG_DURATION,  /* "250ms" etc. into an unsigned integer of `size` bytes, ms */
+    CFG_PERCENT,   /* "80%" into an unsigned integer of `size` bytes; min..max when max > 0 */
+    CFG_SIZE,      /* "8MiB" into an unsigned integer of `size` bytes */
+    CFG_UINT,      /* plain integer min..max into an unsigned integer of `size` bytes */
+    CFG_BOOL,      /* true/false/yes/no/on/off into a bool */
+    CFG_STRING,    /* text into char[size] */
+    CFG_PATH,      /* a file or directory into char[size]: text, resolved against the
+                      config file's directory when relative (rd_config_load_file) */
+    CFG_NAME,      /* [a-z0-9_-], 1 to size-1 bytes, into char[size] ("" too with empty_ok) */
+    CFG_NAMES,     /* sequence of CFG_NAMEs into char[size / elem_size][elem_size]; the
+                      count goes to `offset2` (unsigned) */
+    CFG_ADDR,      /* HOST:PORT, checked, kept as text in char[size] */
+    CFG_URL,       /* "" or http(s)://... into char[size] */
+    CFG_LISTEN,    /* HOST:PORT split: host into char[size], port into uint16_t at offset2 */
+    CFG_LOGLEVEL,  /* debug|info|warn|error into enum rd_log_level */
+    CFG_LOGFORMAT, /* logfmt|json into enum rd_log_format */
 };
 
 struct cfg_loader;
@@ -298,6 +299,7 @@ static const struct cfg_field cfg_policies[] = {
 
 static const struct cfg_field cfg_logging[] = {
     CFG_F("level", CFG_LOGLEVEL, logging.level),
+    CFG_F("format", CFG_LOGFORMAT, logging.format),
 };
 
 static const struct cfg_field cfg_detection[] = {
@@ -847,6 +849,9 @@ static const char *cfg_expected(const struct cfg_field *f, char *buf, size_t len
     case CFG_LOGLEVEL:
         snprintf(buf, len, "expected a log level (debug, info, warn, error)");
         break;
+    case CFG_LOGFORMAT:
+        snprintf(buf, len, "expected a log format (logfmt, json)");
+        break;
     }
     return buf;
 }
@@ -1292,6 +1297,13 @@ static int cfg_set_value(struct cfg_loader *ld, const struct cfg_field *f, char 
         memcpy(dst, &level, sizeof(level));
         return 0;
     }
+    case CFG_LOGFORMAT: {
+        enum rd_log_format format;
+        if (rd_log_format_parse(s, &format) != 0)
+            return cfg_bad_value(ld, f, v);
+        memcpy(dst, &format, sizeof(format));
+        return 0;
+    }
     case CFG_SECTION:
     case CFG_LIST:
     case CFG_KV:
@@ -1653,6 +1665,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->policies.memory_limit = (size_t)64 << 20;
 
     cfg->logging.level = RD_LOG_INFO;
+    cfg->logging.format = RD_LOG_LOGFMT;
 
     /* Far below the requirement's 10s x 3: failures are seen in 1.5 s. */
     cfg->fault_tolerance.detection.heartbeat_interval_ms = 500;

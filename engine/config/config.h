@@ -193,7 +193,8 @@ struct rd_config {
     } policies;
 
     struct {
-        enum rd_log_level level; /* logging.level: debug|info|warn|error, default info */
+        enum rd_log_level level;   /* logging.level: debug|info|warn|error, default info */
+        enum rd_log_format format; /* logging.format: logfmt|json, default logfmt */
     } logging;
 
     /* The requirement's block, same names and shape. */

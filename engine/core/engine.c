@@ -360,6 +360,7 @@ static void shutdown_tick(uv_timer_t *t)
     close_handle((uv_handle_t *)&eng->sig_int);
     close_handle((uv_handle_t *)&eng->sig_term);
     close_handle((uv_handle_t *)&eng->sig_hup);
+    close_handle((uv_handle_t *)&eng->sig_usr2);
     if (eng->repair_timer_inited)
         close_handle((uv_handle_t *)&eng->repair_timer);
     RD_INFO("engine", "stopped", "commands_applied=%llu", (unsigned long long)eng->fsm.n_applied);
@@ -551,6 +552,16 @@ static void on_signal(uv_signal_t *s, int signum)
         reload_policies(eng, err, sizeof(err));
         return;
     }
+    if (signum == SIGUSR2) {
+        /* Debug lines on and off (docs/operations.md, "Logs"): to debug,
+         * or back to logging.level when already at debug. */
+        enum rd_log_level base = eng->cfg.logging.level;
+        if (base == RD_LOG_DEBUG)
+            base = RD_LOG_INFO; /* configured at debug: the signal toggles with info */
+        enum rd_log_level to = rd_log_get_level() == RD_LOG_DEBUG ? base : RD_LOG_DEBUG;
+        rd_log_change_level(to, "SIGUSR2");
+        return;
+    }
     RD_INFO("engine", "signal", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
     rd_engine_shutdown(eng);
 }
@@ -562,6 +573,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     eng->cfg = *cfg;
     eng->started_ns = rd_mono_ns();
     rd_log_set_level(eng->cfg.logging.level);
+    rd_log_set_format(eng->cfg.logging.format);
     signal(SIGPIPE, SIG_IGN);
     fsm_setup(eng);
     rd_registry_init(&eng->registry);
@@ -769,13 +781,15 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     uv_signal_init(loop, &eng->sig_int);
     uv_signal_init(loop, &eng->sig_term);
     uv_signal_init(loop, &eng->sig_hup);
+    uv_signal_init(loop, &eng->sig_usr2);
     uv_timer_init(loop, &eng->repair_timer);
     eng->repair_timer.data = eng;
     eng->repair_timer_inited = true;
-    eng->sig_int.data = eng->sig_term.data = eng->sig_hup.data = eng;
+    eng->sig_int.data = eng->sig_term.data = eng->sig_hup.data = eng->sig_usr2.data = eng;
     uv_signal_start(&eng->sig_int, on_signal, SIGINT);
     uv_signal_start(&eng->sig_term, on_signal, SIGTERM);
     uv_signal_start(&eng->sig_hup, on_signal, SIGHUP);
+    uv_signal_start(&eng->sig_usr2, on_signal, SIGUSR2);
 
     uv_run(loop, UV_RUN_DEFAULT);
     rd_plugin_host_close(&eng->plugins);

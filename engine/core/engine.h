@@ -44,6 +44,7 @@ struct rd_engine {
     uv_signal_t sig_int;
     uv_signal_t sig_term;
     uv_signal_t sig_hup;
+    uv_signal_t sig_usr2; /* toggles debug logging */
     uv_timer_t shutdown_timer;
     bool shutting_down;
     bool raft_closed;

@@ -17,6 +17,7 @@
 
 #include "fsm/cmd.h"
 #include "metrics/metrics.h"
+#include "metrics/ops.h"
 #include "recoveryd/plugin.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
@@ -80,8 +81,9 @@ struct rd_analysis {
     size_t guard_bad;          /* agents in trouble at the guard's last count */
     struct rd_detect *by_slot; /* its soft state of each node, by registry slot */
     size_t n_by_slot;
-    struct rd_hist latency_suspect; /* trouble began -> suspect committed */
-    struct rd_hist latency_failed;  /* trouble began -> fault record committed */
+    struct rd_hist latency_suspect;  /* trouble began -> suspect committed */
+    struct rd_hist latency_failed;   /* trouble began -> fault record committed */
+    struct rd_vhist partition_merge; /* partition suspected -> over (this leader) */
     uint64_t faults_opened[RD_FAULT_TYPE_COUNT][RD_SEV_COUNT];
     uint64_t proposals_total;
     uint64_t proposals_refused;

@@ -16,7 +16,10 @@
 #include "replica/replica.h"
 #include "http.h"
 #include "http/auth.h"
+#include "recoveryd/revision.h"
 #include "recoveryd/version.h"
+#include "metrics/ops.h"
+#include "common/log.h"
 
 /* Liveness, plus what the other replicas poll for their view of this one. */
 void rd_api_HEALTH(struct rd_http_req *hr)
@@ -96,6 +99,40 @@ void rd_api_CLUSTER_HEALTH(struct rd_http_req *hr)
     rd_http_send_json(hr, 200, o);
 }
 
+/* The log level in force on this replica (docs/operations.md, "Logs"). */
+static json_t *log_level_json(void)
+{
+    return json_pack("{s:s,s:s}", "level", rd_log_level_name(rd_log_get_level()), "format",
+                     rd_log_format_name(rd_log_get_format()));
+}
+
+void rd_api_LOG_LEVEL_GET(struct rd_http_req *hr)
+{
+    rd_http_send_json(hr, 200, log_level_json());
+}
+
+/* Changes the level of this replica only, until the next change or restart. */
+void rd_api_LOG_LEVEL_SET(struct rd_http_req *hr)
+{
+    json_t *body = rd_http_body_object(hr);
+    if (body == NULL)
+        return;
+    json_t *lv = json_object_get(body, "level");
+    enum rd_log_level level;
+    if (!json_is_string(lv) || rd_log_level_parse(json_string_value(lv), &level) != 0) {
+        rd_http_bad_request(hr, "level",
+                            "level: expected \"debug\", \"info\", \"warn\" or \"error\"");
+        json_decref(body);
+        return;
+    }
+    json_decref(body);
+    snprintf(hr->audit_target, sizeof(hr->audit_target), "%s", rd_log_level_name(level));
+    char by[160];
+    snprintf(by, sizeof(by), "api:%s", hr->who.id[0] ? hr->who.id : "anonymous");
+    rd_log_change_level(level, by);
+    rd_http_send_json(hr, 200, log_level_json());
+}
+
 void rd_api_METRICS(struct rd_http_req *hr)
 {
     const struct rd_http_env *env = hr->env;
@@ -104,8 +141,12 @@ void rd_api_METRICS(struct rd_http_req *hr)
     struct rd_mbuf b;
     rd_mbuf_init(&b);
 
-    rd_metric_header(&b, "recoveryd_build_info", "gauge", "Build information.");
-    rd_mbuf_printf(&b, "recoveryd_build_info{version=\"%s\"} 1\n", RD_VERSION_STRING);
+    rd_metric_header(&b, "recoveryd_build_info", "gauge",
+                     "Build information: the version and the git revision built (\"unknown\" "
+                     "outside a git checkout).");
+    rd_mbuf_printf(&b, "recoveryd_build_info{version=\"%s\",revision=\"%s\"} 1\n",
+                   RD_VERSION_STRING, RD_GIT_REVISION);
+    rd_process_metrics(&b);
     rd_metric_header(&b, "recoveryd_uptime_seconds", "gauge", "Seconds since the engine started.");
     rd_mbuf_printf(&b, "recoveryd_uptime_seconds %.3f\n",
                    (double)(rd_mono_ns() - *env->started_ns) / 1e9);
@@ -232,6 +273,39 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_mbuf_printf(&b, "recoveryd_raft_term %llu\n", (unsigned long long)rd_replica_term(r));
     rd_metric_header(&b, "recoveryd_raft_is_leader", "gauge", "1 on the leader.");
     rd_mbuf_printf(&b, "recoveryd_raft_is_leader %d\n", rd_replica_is_leader(r) ? 1 : 0);
+    rd_metric_header(&b, "recoveryd_raft_has_leader", "gauge",
+                     "1 while this replica knows a leader.");
+    rd_mbuf_printf(&b, "recoveryd_raft_has_leader %d\n", rd_replica_has_leader(r) ? 1 : 0);
+    rd_metric_header(&b, "recoveryd_raft_leader_changes_total", "counter",
+                     "Leader changes this replica saw (a leader after none or another, the "
+                     "first included; polled every 10 ms).");
+    rd_mbuf_printf(&b, "recoveryd_raft_leader_changes_total %llu\n",
+                   (unsigned long long)r->ops.leader_changes_total);
+    rd_metric_header(&b, "recoveryd_raft_append_duration_seconds", "histogram",
+                     "Time to persist a batch of log entries, fsync included (libraft's "
+                     "append, from the call to its callback).");
+    rd_metric_hist(&b, "recoveryd_raft_append_duration_seconds", "", &r->ops.append_latency);
+    rd_metric_header(&b, "recoveryd_raft_append_errors_total", "counter",
+                     "Log appends that failed.");
+    rd_mbuf_printf(&b, "recoveryd_raft_append_errors_total %llu\n",
+                   (unsigned long long)r->ops.append_errors_total);
+    rd_metric_header(&b, "recoveryd_raft_snapshot_duration_seconds", "histogram",
+                     "Time to persist a snapshot: taken here (imaged by a forked child, then "
+                     "written) or installed from the leader (libraft's snapshot_put, from the "
+                     "call to its callback).");
+    rd_metric_hist(&b, "recoveryd_raft_snapshot_duration_seconds", "", &r->ops.snapshot_latency);
+    rd_metric_header(&b, "recoveryd_raft_snapshot_size_bytes", "gauge",
+                     "Size of the last snapshot persisted (0 before the first).");
+    rd_mbuf_printf(&b, "recoveryd_raft_snapshot_size_bytes %llu\n",
+                   (unsigned long long)r->ops.snapshot_size_bytes);
+    if (r->ops.log_size_known) {
+        rd_metric_header(&b, "recoveryd_raft_log_size_bytes", "gauge",
+                         "Bytes of the files in <data_dir>/raft (segments at their preallocated "
+                         "size, snapshots, metadata), measured every 5 s off the loop.");
+        rd_mbuf_printf(&b, "recoveryd_raft_log_size_bytes %llu\n",
+                       (unsigned long long)r->ops.log_size_bytes);
+    }
+    rd_cluster_metrics(env->cluster, &b);
 
     rd_analysis_metrics(env->analysis, &b);
     rd_metric_header(&b, "recoveryd_policy_info", "gauge",

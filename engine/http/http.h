@@ -100,6 +100,8 @@ struct rd_http_env {
     X(TASK_COMPLETE, "POST", "/api/v1/tasks/*/complete", "task_complete", AGENT)                   \
     X(TASK_FAIL, "POST", "/api/v1/tasks/*/fail", "task_fail", AGENT)                               \
     X(POLICIES_RELOAD, "POST", "/api/v1/policies/reload", "policies_reload", OPERATOR)             \
+    X(LOG_LEVEL_GET, "GET", "/api/v1/system/log-level", "log_level_get", READER)                   \
+    X(LOG_LEVEL_SET, "PUT", "/api/v1/system/log-level", "log_level_set", ADMIN)                    \
     X(RECOVERY_TRIGGER, "POST", "/api/v1/recovery/trigger", "recovery_trigger", OPERATOR)          \
     X(RECOVERY_LIST, "GET", "/api/v1/recovery/tasks", "recovery_list", READER)                     \
     X(RECOVERY_GET, "GET", "/api/v1/recovery/tasks/*", "recovery_get", READER)                     \

@@ -586,6 +586,8 @@ static bool route_local(int route)
     case RD_ROUTE_CLUSTER_HEALTH:
     case RD_ROUTE_PLUGINS_LIST:
     case RD_ROUTE_POLICIES_RELOAD:
+    case RD_ROUTE_LOG_LEVEL_GET:
+    case RD_ROUTE_LOG_LEVEL_SET:
     case RD_ROUTE_REPLICAS_LIST:
     case RD_ROUTE_CONSISTENCY_LOCAL:
         return true;

@@ -85,6 +85,224 @@ static const char *state_name(int state)
 
 static void storage_hand_over(struct rd_replica *r);
 
+/* ---- operators' metrics: the log's size, appends and snapshots timed ------- */
+
+/* Watch ticks (10 ms) between measures of the raft directory's size. */
+#define LOG_SIZE_TICKS 500
+
+struct log_size_work {
+    uv_work_t work;
+    struct rd_replica *r;
+    char dir[512];
+    uint64_t bytes;
+    bool ok;
+};
+
+/* Thread pool: the size of every regular file in the raft directory
+ * (segments at their preallocated size, snapshots, metadata). */
+static void log_size_measure(uv_work_t *w)
+{
+    struct log_size_work *lw = w->data;
+    DIR *d = opendir(lw->dir);
+    if (d == NULL)
+        return;
+    int dfd = dirfd(d);
+    struct dirent *e;
+    uint64_t sum = 0;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (e->d_name[0] == '.' || fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (S_ISREG(st.st_mode))
+            sum += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    lw->bytes = sum;
+    lw->ok = true;
+}
+
+static void log_size_done(uv_work_t *w, int status)
+{
+    struct log_size_work *lw = w->data;
+    struct rd_replica *r = lw->r;
+    if (status == 0 && lw->ok) {
+        r->ops.log_size_bytes = lw->bytes;
+        r->ops.log_size_known = true;
+    }
+    r->ops.log_size_busy = false;
+    free(lw);
+}
+
+/* Every LOG_SIZE_TICKS watch ticks (and at the first), one measure in the
+ * thread pool, never two at once: no scan of the directory on the loop. */
+static void log_size_tick(struct rd_replica *r)
+{
+    if (r->ops.log_size_busy || r->closing || (r->ops.log_size_ticks++ % LOG_SIZE_TICKS) != 0)
+        return;
+    struct log_size_work *lw = calloc(1, sizeof(*lw));
+    if (lw == NULL)
+        return;
+    lw->r = r;
+    lw->work.data = lw;
+    snprintf(lw->dir, sizeof(lw->dir), "%s", r->raft_dir);
+    if (uv_queue_work(r->loop, &lw->work, log_size_measure, log_size_done) != 0) {
+        free(lw);
+        return;
+    }
+    r->ops.log_size_busy = true;
+}
+
+static struct rd_replica *of_io(struct raft_io *io)
+{
+    return (struct rd_replica *)(void *)((char *)io - offsetof(struct rd_replica, io));
+}
+
+/*
+ * A request of ours in front of raft's, timing it. When the backend refuses
+ * an append or a snapshot_put, raft frees its own request at once, yet the
+ * backend may have queued ours already (a failed segment setup) and call it
+ * back later, or never: ours becomes an orphan, kept on r->io_orphans until
+ * its callback comes (which then tells raft nothing) or raft closed (every
+ * request of the backend ended by then), and freed then.
+ */
+struct rd_timed_io {
+    struct rd_timed_io *prev, *next; /* on r->io_orphans while orphaned */
+    bool orphan;
+    struct rd_replica *r;
+    uint64_t start_ns;
+};
+
+static void orphan_add(struct rd_timed_io *t)
+{
+    struct rd_replica *r = t->r;
+    t->orphan = true;
+    t->prev = NULL;
+    t->next = r->io_orphans;
+    if (r->io_orphans != NULL)
+        r->io_orphans->prev = t;
+    r->io_orphans = t;
+}
+
+static void orphan_remove(struct rd_timed_io *t)
+{
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        t->r->io_orphans = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+}
+
+/* Once raft closed: nothing calls the orphans back any more. */
+static void orphans_free(struct rd_replica *r)
+{
+    while (r->io_orphans != NULL) {
+        struct rd_timed_io *t = r->io_orphans;
+        r->io_orphans = t->next;
+        free(t); /* first member of its request */
+    }
+}
+
+struct timed_append {
+    struct rd_timed_io io; /* first: freed through it */
+    struct raft_io_append inner;
+    struct raft_io_append *outer;
+};
+
+static void timed_append_cb(struct raft_io_append *inner, int status)
+{
+    struct timed_append *t = inner->data;
+    struct rd_replica *r = t->io.r;
+    if (t->io.orphan) {
+        orphan_remove(&t->io);
+        free(t);
+        return;
+    }
+    if (status == 0)
+        rd_hist_observe(&r->ops.append_latency, (double)(rd_mono_ns() - t->io.start_ns) / 1e9);
+    else
+        r->ops.append_errors_total++;
+    struct raft_io_append *outer = t->outer;
+    free(t);
+    outer->cb(outer, status);
+}
+
+/* raft_io's append, timed: the uv backend's own, with a request of ours
+ * whose callback observes the time (fsync included) and calls raft's. */
+static int timed_append(struct raft_io *io, struct raft_io_append *req,
+                        const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    struct rd_replica *r = of_io(io);
+    struct timed_append *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return RAFT_NOMEM;
+    t->outer = req;
+    t->io.r = r;
+    t->io.start_ns = rd_mono_ns();
+    t->inner.data = t;
+    req->cb = cb;
+    int rv = r->io_append(io, &t->inner, entries, n, timed_append_cb);
+    if (rv != 0) {
+        r->ops.append_errors_total++;
+        orphan_add(&t->io);
+    }
+    return rv;
+}
+
+struct timed_put {
+    struct rd_timed_io io; /* first: freed through it */
+    struct raft_io_snapshot_put inner;
+    struct raft_io_snapshot_put *outer;
+    const struct raft_snapshot *snapshot; /* raft's: alive until raft's callback */
+};
+
+static void timed_put_cb(struct raft_io_snapshot_put *inner, int status)
+{
+    struct timed_put *t = inner->data;
+    struct rd_replica *r = t->io.r;
+    if (t->io.orphan) {
+        orphan_remove(&t->io);
+        free(t);
+        return;
+    }
+    if (status == 0) {
+        rd_hist_observe(&r->ops.snapshot_latency, (double)(rd_mono_ns() - t->io.start_ns) / 1e9);
+        /* Counted now: the snapshotter puts the image in the placeholder's
+         * place on the way down. */
+        uint64_t bytes = 0;
+        for (unsigned i = 0; i < t->snapshot->n_bufs; i++)
+            bytes += t->snapshot->bufs[i].len;
+        r->ops.snapshot_size_bytes = bytes;
+        r->ops.snapshots_total++;
+    }
+    struct raft_io_snapshot_put *outer = t->outer;
+    free(t);
+    outer->cb(outer, status);
+}
+
+/* raft_io's snapshot_put, timed as timed_append: a snapshot this replica
+ * took (imaged by the snapshotter's child, then written), or one the leader
+ * sent it (trailing 0). */
+static int timed_snapshot_put(struct raft_io *io, unsigned trailing,
+                              struct raft_io_snapshot_put *req,
+                              const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct rd_replica *r = of_io(io);
+    struct timed_put *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return RAFT_NOMEM;
+    t->outer = req;
+    t->snapshot = snapshot;
+    t->io.r = r;
+    t->io.start_ns = rd_mono_ns();
+    t->inner.data = t;
+    req->cb = cb;
+    int rv = r->io_snapshot_put(io, trailing, &t->inner, snapshot, timed_put_cb);
+    if (rv != 0)
+        orphan_add(&t->io);
+    return rv;
+}
+
 static void watch_cb(uv_timer_t *t)
 {
     struct rd_replica *r = t->data;
@@ -95,6 +313,14 @@ static void watch_cb(uv_timer_t *t)
     raft_leader(&r->raft, &lid, &laddr);
     if (lid != 0)
         r->leader_seen_ns = rd_mono_ns();
+    if (lid != 0 && lid != r->ops.leader_last) {
+        /* etcd's leader_changes_seen: a leader after none, or another */
+        r->ops.leader_changes_total++;
+        RD_DEBUG("raft", "leader_seen", "leader=%llu term=%llu", (unsigned long long)lid,
+                 (unsigned long long)raft_current_term(&r->raft));
+    }
+    r->ops.leader_last = lid;
+    log_size_tick(r);
     if (state == r->last_state)
         return;
     bool was = r->last_state == RAFT_LEADER, is = state == RAFT_LEADER;
@@ -601,6 +827,7 @@ void rd_replica_reset(struct rd_replica *r)
     r->locked = keep.locked;
     r->on_role = keep.on_role;
     r->on_role_data = keep.on_role_data;
+    r->ops = keep.ops;
     r->snap.on_failed = keep.snap.on_failed;
     r->snap.on_failed_data = keep.snap.on_failed_data;
     r->snap.fsm_snapshot = keep.snap.fsm_snapshot; /* the machine's own, if it stays attached */
@@ -770,6 +997,8 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
         return RD_EIO;
     }
     raft_uv_set_segment_size(&r->io, cfg->storage.segment_size);
+    r->io_append = r->io.append;
+    r->io.append = timed_append;
     /* Damage is judged before raft reads (rd_replica_check_disk), never
      * "recovered" by renaming segments corrupt-* and dropping them. */
     raft_uv_set_auto_recovery(&r->io, false);
@@ -782,6 +1011,10 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     r->inited = true;
     r->raft.data = r;
     rd_snapshotter_attach(&r->snap, r->loop, fsm, &r->io);
+    /* Timed outside the snapshotter: a snapshot's time is its image's
+     * (a forked child) and its write. */
+    r->io_snapshot_put = r->io.snapshot_put;
+    r->io.snapshot_put = timed_snapshot_put;
     /* Apply learns the index of each entry it applies (checks record it,
      * archiving ships it): fsm.h, applying_index. */
     rd_fsm_bind_raft(fsm, &r->raft);
@@ -1388,6 +1621,14 @@ void rd_replica_leader(struct rd_replica *r, uint64_t *id, const char **address)
     *address = addr;
 }
 
+bool rd_replica_has_leader(struct rd_replica *r)
+{
+    uint64_t id;
+    const char *addr;
+    rd_replica_leader(r, &id, &addr);
+    return id != 0;
+}
+
 uint64_t rd_replica_applied_index(struct rd_replica *r)
 {
     return r->started ? raft_last_applied(&r->raft) : 0;
@@ -1417,6 +1658,7 @@ static void raft_closed(struct raft *raft)
 {
     struct rd_replica *r = raft->data;
     raft_uv_close(&r->io);
+    orphans_free(r);
     transport_free(r);
     RD_INFO("raft", "closed", "applied=%llu", (unsigned long long)raft_last_applied(raft));
     rd_fsm_bind_raft(r->fsm, NULL);

@@ -26,6 +26,8 @@
  */
 typedef void (*rd_submit_cb)(void *data, int status, uint64_t value);
 
+struct rd_timed_io; /* replica.c: a timed append or snapshot_put */
+
 struct rd_replica {
     uv_loop_t *loop;
     const struct rd_config *cfg;
@@ -47,6 +49,32 @@ struct rd_replica {
     bool started;
     bool closing;
     int last_state; /* last observed enum raft_state */
+    /*
+     * What operators watch (docs/operations.md, "Metrics"): kept across a
+     * rejoin's reset, so counters only grow. libraft's append and
+     * snapshot_put are wrapped (io_append: the uv backend's own;
+     * io_snapshot_put: the snapshotter's, which holds a put until its
+     * child's image is in) to time each from the call to its callback, on
+     * the loop: an append's time includes its fsync.
+     */
+    struct {
+        uint64_t leader_changes_total; /* a leader seen after none or another */
+        uint64_t leader_last;          /* the leader at the last watch tick, 0 none */
+        struct rd_hist append_latency; /* entries persisted (fsync included) */
+        uint64_t append_errors_total;
+        struct rd_hist snapshot_latency; /* snapshots persisted (taken or installed) */
+        uint64_t snapshot_size_bytes;    /* of the last one persisted */
+        uint64_t snapshots_total;
+        uint64_t log_size_bytes; /* files in <data_dir>/raft, measured off the loop */
+        bool log_size_known;
+        bool log_size_busy;
+        unsigned log_size_ticks;
+    } ops;
+    int (*io_append)(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+    int (*io_snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+    struct rd_timed_io *io_orphans; /* ours, of requests the backend refused (replica.c) */
     uint64_t inflight;
     uint64_t commits_total;
     uint64_t commit_errors_total;
@@ -243,6 +271,9 @@ unsigned rd_replica_voters(struct rd_replica *r);
  * share a barrier (never one started before they called). 0 or RD_E*.
  */
 int rd_replica_read_barrier(struct rd_replica *r, rd_submit_cb cb, void *data);
+
+/* Whether a leader is known here now. */
+bool rd_replica_has_leader(struct rd_replica *r);
 
 /* Monotonic ns since a leader was last known here (0 while one is). */
 uint64_t rd_replica_leaderless_ns(struct rd_replica *r);

@@ -271,6 +271,9 @@ static const struct row rows[] = {
     {RD_ROUTE_TASK_FAIL, "POST", "/api/v1/tasks/" TASK "/fail", "{\"attempt\":99,\"error\":\"x\"}",
      "ga"},
     {RD_ROUTE_POLICIES_RELOAD, "POST", "/api/v1/policies/reload", NULL, "oa"},
+    {RD_ROUTE_LOG_LEVEL_GET, "GET", "/api/v1/system/log-level", NULL, "roa"},
+    /* the harness's level: allowed, it changes nothing */
+    {RD_ROUTE_LOG_LEVEL_SET, "PUT", "/api/v1/system/log-level", "{\"level\":\"debug\"}", "a"},
     {RD_ROUTE_RECOVERY_TRIGGER, "POST", "/api/v1/recovery/trigger", "{}", "oa"},
     {RD_ROUTE_RECOVERY_LIST, "GET", "/api/v1/recovery/tasks", NULL, "roa"},
     {RD_ROUTE_RECOVERY_GET, "GET", "/api/v1/recovery/tasks/" NOID, NULL, "roa"},

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "recoveryd/revision.h"
 #include "recoveryd/version.h"
 
 #define RUN_TIMEOUT_MS 15000
@@ -100,6 +101,8 @@ static void test_version(void **state)
         print_message("--version printed \"%s\", want %s in it\n", out, RD_VERSION_STRING);
     }
     assert_non_null(strstr(out, RD_VERSION_STRING));
+    /* and the git revision, as recoveryd_build_info says it */
+    assert_non_null(strstr(out, "(revision " RD_GIT_REVISION ","));
     free(out);
     free(err);
 }

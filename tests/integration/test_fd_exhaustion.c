@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "rdt_metrics.h"
 
 #define MAX_FILES 128
 #define N_IDLE    200
@@ -260,6 +261,10 @@ static void test_descriptors_exhausted(void **state)
     assert_non_null(strstr(log, "event=storage_failed"));
     assert_non_null(strstr(log, "event=storage_recovered"));
     free(log);
+    /* The failed appends are counted (docs/operations.md, "Metrics operators
+     * expect"); the ones that went through were timed. */
+    assert_true(rdt_metric(&proc, "recoveryd_raft_append_errors_total") > 0);
+    assert_true(rdt_metric(&proc, "recoveryd_raft_append_duration_seconds_count") > 0);
 
     /* Every acknowledged write is there after a restart; a clean exit. */
     int code = -1;

@@ -272,6 +272,10 @@ static bool is_error_line(const char *line, size_t len)
     if (strncmp(buf, "level=error", 11) == 0 || strstr(buf, " level=error")) {
         return true;
     }
+    /* The same in JSON lines (logging.format: json). */
+    if (strncmp(buf, "{\"ts\":", 6) == 0 && strstr(buf, ",\"level\":\"error\",")) {
+        return true;
+    }
     if (strstr(buf, "ERROR: AddressSanitizer") || strstr(buf, "ERROR: LeakSanitizer")) {
         return true;
     }
@@ -610,8 +614,7 @@ static int write_config(const struct rdt_proc *p)
             "  raft_address: %s:%u\n"
             "%s%s"
             "logging:\n"
-            "  level: debug\n"
-            "%s%s%s",
+            "%s%s%s%s%s",
             proc_host(p), (unsigned)p->raft_port,
             /* A replica in a namespace (or on 0.0.0.0) has a non-loopback
              * raft address: plain TCP there needs the explicit setting
@@ -619,7 +622,8 @@ static int write_config(const struct rdt_proc *p)
             (p->netns[0] || !loopback) && !strstr(p->cluster_yaml, "  tls:")
                 ? "  tls: {insecure_plaintext: true}\n"
                 : "",
-            p->cluster_yaml, p->extra_yaml,
+            p->cluster_yaml, strstr(p->logging_yaml, "level:") ? "" : "  level: debug\n",
+            p->logging_yaml, p->extra_yaml,
             extra_len && p->extra_yaml[extra_len - 1] != '\n' ? "\n" : "",
             !loopback && !has_security ? "security:\n  allow_unauthenticated: true\n" : "");
     if (ferror(f) | fclose(f)) {
@@ -701,7 +705,9 @@ static char *bad_line(const struct rdt_proc *p, const char *log)
         size_t len = nl ? (size_t)(nl - line) : strlen(line);
         if (is_error_line(line, len) &&
             !(p->errors_expected &&
-              (strncmp(line, "ts=", 3) == 0 && memmem(line, len, " level=error", 12) != NULL)))
+              ((strncmp(line, "ts=", 3) == 0 && memmem(line, len, " level=error", 12) != NULL) ||
+               (strncmp(line, "{\"ts\":", 6) == 0 &&
+                memmem(line, len, ",\"level\":\"error\",", 17) != NULL))))
             return strndup(line, len);
         line = nl ? nl + 1 : NULL;
     }

@@ -62,6 +62,8 @@ struct rdt_proc {
                                 them pass (sanitizer reports never pass) */
     char binary[300];        /* the daemon to run; "" = RD_BINARY (recoveryd). RD_BINARY_FI is
                                 the fault-injection build with its /debug/ routes */
+    char logging_yaml[256];  /* lines under `logging:` ("  format: json\n"), each indented two
+                                spaces; `level: debug` unless they set the level */
 };
 
 /*

@@ -200,6 +200,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.policies.budget_ms, 50);
     assert_int_equal(c.policies.memory_limit, 64 * 1024 * 1024);
     assert_int_equal(c.logging.level, RD_LOG_INFO);
+    assert_int_equal(c.logging.format, RD_LOG_LOGFMT);
 
     assert_int_equal(c.fault_tolerance.detection.heartbeat_interval_ms, 500);
     assert_int_equal(c.fault_tolerance.detection.health_check_timeout_ms, 1000);
@@ -444,6 +445,7 @@ static void test_all_types_good(void **state)
                        "  memory_limit: 1G\n"
                        "logging:\n"
                        "  level: warn\n"
+                       "  format: json\n"
                        "fault_tolerance:\n"
                        "  detection:\n"
                        "    heartbeat_interval: \"250ms\"\n"
@@ -495,6 +497,7 @@ static void test_all_types_good(void **state)
     assert_int_equal(c.policies.budget_ms, 250);
     assert_int_equal(c.policies.memory_limit, 1 << 30);
     assert_int_equal(c.logging.level, RD_LOG_WARN);
+    assert_int_equal(c.logging.format, RD_LOG_JSON);
     assert_int_equal(c.fault_tolerance.detection.heartbeat_interval_ms, 250);
     assert_int_equal(c.fault_tolerance.detection.health_check_timeout_ms, 2000);
     assert_int_equal(c.fault_tolerance.detection.failure_threshold, 1000);
@@ -575,6 +578,8 @@ static void test_error_duration(void **state)
         expect_error(yaml, 3, "server.shutdown_timeout", NULL);
     }
     expect_error("cluster:\n  election_timeout: 10sec\n", 2, "cluster.election_timeout", "'10sec'");
+    expect_error("logging:\n  format: xml\n", 2, "logging.format", "'xml'");
+    expect_error("logging:\n  format: JSON\n", 2, "logging.format", "'JSON'");
     expect_error("policies:\n\n\n  budget: -5ms\n", 4, "policies.budget", "'-5ms'");
     expect_error("fault_tolerance:\n  backup:\n    interval: 5m\n    retention_period: 7 d\n", 4,
                  "fault_tolerance.backup.retention_period", "'7 d'");
@@ -685,6 +690,9 @@ static void test_error_bool_level_url(void **state)
                        NAME ":2: logging.level: expected a log level (debug, info, warn, error), "
                             "got 'verbose'");
     expect_error("logging:\n  level: INFO\n", 2, "logging.level", "'INFO'");
+    expect_exact_error("logging:\n  level: info\n  format: yaml\n",
+                       NAME ":3: logging.format: expected a log format (logfmt, json), got 'yaml'");
+    expect_error("logging:\n  format: 1\n", 2, "logging.format", "'1'");
     expect_error("cluster:\n  peers:\n    - id: 1\n      address: a:1\n      api_url: ftp://x\n", 5,
                  "cluster.peers[0].api_url", "'ftp://x'");
 }

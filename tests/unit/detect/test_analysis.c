@@ -230,6 +230,8 @@ static void test_guard_holds_half_the_fleet(void **state)
     assert_int_equal(state_of(w, "g3"), RD_NODE_SUSPECT);
     assert_true(w->a.partition_suspected);
     assert_true(w->a.guard_blocked_total >= 2);
+    uint64_t suspected_at = w->a.partition_since_ns;
+    assert_int_equal(w->a.partition_merge.count, 0);
     /* The partition is on record, naming the agents that tripped it. */
     const struct rd_fault *p = fault_of(w, "");
     assert_non_null(p);
@@ -249,6 +251,11 @@ static void test_guard_holds_half_the_fleet(void **state)
     step(&w->log);
     assert_false(w->a.partition_suspected);
     assert_int_not_equal(state_of(w, "g2"), RD_NODE_FAILED);
+    /* Its merge time, from suspected to over, by the analysis's clock. */
+    assert_int_equal(w->a.partition_merge.count, 1);
+    double took = (double)(fake_now - suspected_at) / 1e9;
+    assert_true(took > 5.0);
+    assert_true(w->a.partition_merge.sum > took - 1e-6 && w->a.partition_merge.sum < took + 1e-6);
 }
 
 /* ---- flap damping ---------------------------------------------------------------------- */
