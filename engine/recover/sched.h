@@ -73,8 +73,8 @@ struct rd_sched {
     uint64_t refused_total;    /* proposals the state machine refused (decided on stale state) */
     uint64_t recoveries_total; /* tasks moved off failed, departed or draining agents */
     uint64_t policy_errors_total;
-    uint64_t poison_total;      /* tasks quarantined as poison */
-    uint64_t runs_timed_out;    /* runs closed partial at their strategy's max_time */
+    uint64_t poison_total;   /* tasks quarantined as poison */
+    uint64_t runs_timed_out; /* runs closed partial at their strategy's max_time */
     /* Recovery runs this replica closed as leader, counted when the commit
      * of their recovery_close answers it: by outcome (enum
      * rd_recovery_status: succeeded, partial, failed), and how long each

@@ -89,7 +89,8 @@ static void test_a_run_that_succeeds_is_counted(void **state)
     free(text);
 
     until_runs_closed(w);
-    const struct rd_recovery *run = rd_fsm_recovery(&w->fsm, "11111111-2222-4333-8444-555555555555");
+    const struct rd_recovery *run =
+        rd_fsm_recovery(&w->fsm, "11111111-2222-4333-8444-555555555555");
     assert_non_null(run);
     assert_int_equal(run->status, RD_REC_SUCCEEDED);
     assert_string_equal(sched_world_get(w, t)->node_id, "ok");
