@@ -624,6 +624,10 @@ void rd_analysis_init(struct rd_analysis *a, uv_loop_t *loop, const struct rd_co
     a->log = log;
     a->clock = rd_mono_ns;
     rd_vhist_init(&a->partition_merge, rd_vhist_long_bounds, rd_vhist_long_n);
+    /* The duration scale: the detection-latency rule compares the p99 with
+     * 30 s, which the latency scale (up to 10 s) could never exceed. */
+    a->latency_suspect.bounds = rd_hist_bounds_long;
+    a->latency_failed.bounds = rd_hist_bounds_long;
 }
 
 int rd_analysis_take_heartbeat(struct rd_analysis *a, const struct rd_heartbeat_in *hb,

@@ -81,6 +81,7 @@ struct rd_analysis {
     size_t guard_bad;          /* agents in trouble at the guard's last count */
     struct rd_detect *by_slot; /* its soft state of each node, by registry slot */
     size_t n_by_slot;
+    /* On the duration scale (rd_hist_bounds_long, 100 ms to 30 min). */
     struct rd_hist latency_suspect;  /* trouble began -> suspect committed */
     struct rd_hist latency_failed;   /* trouble began -> fault record committed */
     struct rd_vhist partition_merge; /* partition suspected -> over (this leader) */

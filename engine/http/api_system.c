@@ -334,6 +334,7 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "Recovery runs closed partial at their strategy's max_time.");
     rd_mbuf_printf(&b, "recoveryd_recovery_runs_timed_out_total %llu\n",
                    (unsigned long long)sc->runs_timed_out);
+    rd_sched_run_metrics(sc, &b);
     rd_metric_header(&b, "recoveryd_poison_tasks_total", "counter",
                      "Tasks quarantined as poison (this leader).");
     rd_mbuf_printf(&b, "recoveryd_poison_tasks_total %llu\n", (unsigned long long)sc->poison_total);
@@ -351,6 +352,12 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_metric_header(&b, "recoveryd_degraded", "gauge",
                      "1 while in degraded mode (partition suspected or tasks paused).");
     rd_mbuf_printf(&b, "recoveryd_degraded %d\n", rd_sched_degraded(sc, NULL) ? 1 : 0);
+    /* The NoQuorum alert rule's input (what GET /api/v1/health/cluster
+     * calls quorum.has_quorum). */
+    rd_metric_header(&b, "recoveryd_quorum", "gauge",
+                     "1 while this replica knows a leader and reaches a majority of the voters "
+                     "(commits can go through), else 0.");
+    rd_mbuf_printf(&b, "recoveryd_quorum %d\n", rd_cluster_has_quorum(env->cluster) ? 1 : 0);
     rd_plugin_host_metrics(env->plugins, &b);
     rd_backup_metrics(env->backups, &b);
     rd_consistency_metrics(env->consistency, &b);

@@ -140,7 +140,10 @@ enum rd_route {
 };
 
 #define RD_HTTP_MAX_PARAMS 2
-#define RD_STATUS_SLOTS    17
+/* Statuses counted by their code (server.c's status_slots), one slot for
+ * the others: every 5xx the engine answers has its own, so the
+ * availability alert rule (status=~"5..") sees them all. */
+#define RD_STATUS_SLOTS 19
 
 /* One request while its handler runs (on the stack) or waits (in a pending). */
 struct rd_http_req {

@@ -68,8 +68,8 @@ static void routes_init(void)
     }
 }
 
-static const int status_slots[RD_STATUS_SLOTS - 1] = {200, 201, 202, 204, 307, 400, 401, 403,
-                                                      404, 405, 409, 413, 415, 429, 500, 503};
+static const int status_slots[RD_STATUS_SLOTS - 1] = {200, 201, 202, 204, 307, 400, 401, 403, 404,
+                                                      405, 409, 413, 415, 429, 500, 503, 504, 507};
 
 static int status_slot(int status)
 {

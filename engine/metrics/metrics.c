@@ -11,12 +11,22 @@ const double rd_hist_bounds[RD_HIST_BUCKETS] = {
     0.025,   0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   10.0,
 };
 
+const double rd_hist_bounds_long[RD_HIST_BUCKETS] = {
+    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60, 120, 300, 600, 1800,
+};
+
+const double *rd_hist_bounds_of(const struct rd_hist *h)
+{
+    return h->bounds ? h->bounds : rd_hist_bounds;
+}
+
 void rd_hist_observe(struct rd_hist *h, double seconds)
 {
+    const double *bounds = rd_hist_bounds_of(h);
     h->count++;
     h->sum += seconds;
     for (int i = 0; i < RD_HIST_BUCKETS; i++) {
-        if (seconds <= rd_hist_bounds[i]) {
+        if (seconds <= bounds[i]) {
             h->counts[i]++;
             return;
         }
@@ -42,24 +52,25 @@ bool rd_hist_quantile_capped(const struct rd_hist *h, double q)
 
 double rd_hist_quantile(const struct rd_hist *h, double q)
 {
+    const double *bounds = rd_hist_bounds_of(h);
     if (h->count == 0)
         return 0;
     if (rd_hist_quantile_capped(h, q))
-        return rd_hist_bounds[RD_HIST_BUCKETS - 1];
+        return bounds[RD_HIST_BUCKETS - 1];
     double rank = rank_of(h, q);
     uint64_t seen = 0;
     for (int i = 0; i < RD_HIST_BUCKETS; i++) {
         if (h->counts[i] == 0)
             continue;
-        double lo = i ? rd_hist_bounds[i - 1] : 0;
+        double lo = i ? bounds[i - 1] : 0;
         if ((double)(seen + h->counts[i]) >= rank) {
             double frac = (rank - (double)seen) / (double)h->counts[i];
-            return lo + (rd_hist_bounds[i] - lo) * frac;
+            return lo + (bounds[i] - lo) * frac;
         }
         seen += h->counts[i];
     }
     /* Not reached: not capped means the finite buckets hold the rank. */
-    return rd_hist_bounds[RD_HIST_BUCKETS - 1];
+    return bounds[RD_HIST_BUCKETS - 1];
 }
 
 void rd_mbuf_init(struct rd_mbuf *b)
@@ -112,11 +123,12 @@ void rd_metric_header(struct rd_mbuf *b, const char *name, const char *type, con
 void rd_metric_hist(struct rd_mbuf *b, const char *name, const char *labels,
                     const struct rd_hist *h)
 {
+    const double *bounds = rd_hist_bounds_of(h);
     const char *sep = labels[0] ? "," : "";
     uint64_t cum = 0;
     for (int i = 0; i < RD_HIST_BUCKETS; i++) {
         cum += h->counts[i];
-        rd_mbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, rd_hist_bounds[i],
+        rd_mbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, bounds[i],
                        (unsigned long long)cum);
     }
     rd_mbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,

@@ -12,8 +12,17 @@
 
 #define RD_HIST_BUCKETS 16
 
-/* Latency histogram in seconds, buckets from 50 us to 10 s. */
+/*
+ * Histogram in seconds with RD_HIST_BUCKETS fixed buckets, on one of two
+ * scales: latencies (rd_hist_bounds, 50 us to 10 s; the default, what a
+ * zeroed struct uses) or durations (rd_hist_bounds_long, 100 ms to 30 min)
+ * for times an alert rule compares with thresholds of seconds to minutes
+ * (detection within 30 s, recovery within 5 minutes, partition merge within
+ * 10 minutes): a bucket must reach past every such threshold, or
+ * histogram_quantile() can never exceed it.
+ */
 struct rd_hist {
+    const double *bounds;             /* NULL: rd_hist_bounds; else rd_hist_bounds_long */
     uint64_t counts[RD_HIST_BUCKETS]; /* non-cumulative per bucket */
     uint64_t inf;                     /* above the last bound */
     uint64_t count;
@@ -21,6 +30,10 @@ struct rd_hist {
 };
 
 extern const double rd_hist_bounds[RD_HIST_BUCKETS];
+extern const double rd_hist_bounds_long[RD_HIST_BUCKETS];
+
+/* The bounds `h` uses. */
+const double *rd_hist_bounds_of(const struct rd_hist *h);
 
 void rd_hist_observe(struct rd_hist *h, double seconds);
 
@@ -31,11 +44,11 @@ void rd_hist_observe(struct rd_hist *h, double seconds);
  * inside its bucket (the first bucket starts at 0). The result is an
  * estimate, anywhere inside that bucket, not an observed value.
  *
- * When the rank falls in the +Inf bucket (above the last bound, 10 s) there
- * is nothing to interpolate: like Prometheus, it returns the last bound,
- * rd_hist_bounds[RD_HIST_BUCKETS - 1]. That is a floor, not an estimate:
+ * When the rank falls in the +Inf bucket (above the last bound: 10 s, or
+ * 30 min on the duration scale) there is nothing to interpolate: like
+ * Prometheus, it returns the last bound. That is a floor, not an estimate:
  * the quantile is only known to be larger. rd_hist_quantile_capped() tells
- * the two apart; whoever shows the figure must say "above 10 s" then.
+ * the two apart; whoever shows the figure must say "above" then.
  * Returns 0 for an empty histogram.
  */
 double rd_hist_quantile(const struct rd_hist *h, double q);

@@ -36,6 +36,7 @@ void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env)
 {
     memset(s, 0, sizeof(*s));
     s->env = *env;
+    s->run_duration.bounds = rd_hist_bounds_long;
     rd_map_init(&s->inflight);
     rd_map_init(&s->repairs);
     rd_map_init(&s->unrepairable);

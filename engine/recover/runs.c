@@ -151,12 +151,45 @@ static void run_open(struct rd_sched *s, const struct rd_node *n, const char *st
     rd_sched__propose_keyed(s, &cmd, key);
 }
 
+#define CLOSE_KEY "close:"
+
+/* The commit of a run's close answered this leader: counted by its
+ * outcome, with its duration. Counting here, on the proposer, and not in
+ * the state machine (which every replica applies, and replays after a
+ * restart) keeps each run counted once in the sum over the replicas, and
+ * no replay at start looks like a burst of fresh runs. A close committed
+ * while its proposer lost leadership is not counted (rare: an election in
+ * that instant). */
+static void run_closed(struct rd_sched *s, const char *key)
+{
+    const struct rd_recovery *run = rd_fsm_recovery(s->env.fsm, key + strlen(CLOSE_KEY));
+    if (run == NULL || run->status < RD_REC_SUCCEEDED || run->status >= RD_REC_STATUS_COUNT)
+        return;
+    s->runs_closed[run->status]++;
+    int64_t ms = run->completed_at - run->started_at;
+    rd_hist_observe(&s->run_duration, ms > 0 ? (double)ms / 1000 : 0);
+}
+
+void rd_sched_run_metrics(const struct rd_sched *s, struct rd_mbuf *b)
+{
+    rd_metric_header(b, "recoveryd_recovery_runs_total", "counter",
+                     "Recovery runs ended, by outcome, counted by the leader that closed them "
+                     "(sum over the replicas: each run counts once).");
+    for (int st = RD_REC_SUCCEEDED; st < RD_REC_STATUS_COUNT; st++)
+        rd_mbuf_printf(b, "recoveryd_recovery_runs_total{outcome=\"%s\"} %llu\n",
+                       rd_recovery_status_name(st), (unsigned long long)s->runs_closed[st]);
+    rd_metric_header(b, "recoveryd_recovery_duration_seconds", "histogram",
+                     "Time from a recovery run's start to its end, counted by the leader that "
+                     "closed it.");
+    rd_metric_hist(b, "recoveryd_recovery_duration_seconds", "", &s->run_duration);
+}
+
 /* The run ends: its agent holds no more tasks, came back, or the run
  * passed its strategy's max_time (`forced` RD_REC_PARTIAL, else -1). */
 static void run_close(struct rd_sched *s, const struct rd_recovery *run, int forced)
 {
     char key[64];
-    snprintf(key, sizeof(key), "close:%s", run->id);
+    snprintf(key, sizeof(key), CLOSE_KEY "%s", run->id);
     struct rd_cmd cmd = {.type = RD_CMD_RECOVERY_CLOSE};
     cmd.u.rclose.id = RD_STR(run->id);
     cmd.u.rclose.status = forced >= 0          ? (uint8_t)forced
@@ -165,7 +198,7 @@ static void run_close(struct rd_sched *s, const struct rd_recovery *run, int for
                                                : RD_REC_FAILED;
     cmd.u.rclose.strategy = RD_STR("");
     rd_cmd_audit_engine(&cmd, "recovery_close", run->node_id, run->id);
-    rd_sched__propose_keyed(s, &cmd, key);
+    rd_sched__propose_keyed_then(s, &cmd, key, run_closed);
 }
 
 static const char *event_kind(const struct rd_node *n)
@@ -290,7 +323,7 @@ static bool run_timed_out(struct rd_sched *s, const struct rd_recovery *run,
         left++;
     }
     char key[64];
-    snprintf(key, sizeof(key), "close:%s", run->id);
+    snprintf(key, sizeof(key), CLOSE_KEY "%s", run->id);
     if (rd_map_get(&s->inflight, key, strlen(key)))
         return true;
     run_close(s, run, RD_REC_PARTIAL);

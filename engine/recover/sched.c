@@ -17,6 +17,7 @@
 struct keyed_op {
     struct rd_sched *s;
     char *key;
+    void (*committed)(struct rd_sched *s, const char *key); /* or NULL */
 };
 
 static void keyed_done(void *data, int status, uint64_t value)
@@ -28,6 +29,8 @@ static void keyed_done(void *data, int status, uint64_t value)
     if (status != 0) {
         s->refused_total++; /* a fenced or stale decision: the next pass decides again */
         RD_DEBUG("sched", "proposal_refused", "key=%s error=%s", op->key, rd_err_name(status));
+    } else if (op->committed != NULL) {
+        op->committed(s, op->key);
     }
     free(op->key);
     free(op);
@@ -38,12 +41,19 @@ static void keyed_done(void *data, int status, uint64_t value)
  * not be proposed (the pass should stop). */
 bool rd_sched__propose_keyed(struct rd_sched *s, const struct rd_cmd *cmd, const char *key)
 {
+    return rd_sched__propose_keyed_then(s, cmd, key, NULL);
+}
+
+bool rd_sched__propose_keyed_then(struct rd_sched *s, const struct rd_cmd *cmd, const char *key,
+                                  void (*committed)(struct rd_sched *s, const char *key))
+{
     if (rd_map_get(&s->inflight, key, strlen(key)))
         return true;
     struct keyed_op *op = calloc(1, sizeof(*op));
     bool ok = false;
     if (op != NULL && (op->key = strdup(key)) != NULL) {
         op->s = s;
+        op->committed = committed;
         if (s->env.log.propose(s->env.log.data, cmd, keyed_done, op) == 0) {
             rd_map_put(&s->inflight, op->key, strlen(op->key), op->key);
             ok = true;

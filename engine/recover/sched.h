@@ -14,6 +14,8 @@
 #include <uv.h>
 
 #include "common/map.h"
+#include "fsm/fsm.h"
+#include "metrics/metrics.h"
 #include "replica/replica.h"
 
 struct rd_analysis;
@@ -71,8 +73,16 @@ struct rd_sched {
     uint64_t refused_total;    /* proposals the state machine refused (decided on stale state) */
     uint64_t recoveries_total; /* tasks moved off failed, departed or draining agents */
     uint64_t policy_errors_total;
-    uint64_t poison_total;      /* tasks quarantined as poison */
-    uint64_t runs_timed_out;    /* runs closed partial at their strategy's max_time */
+    uint64_t poison_total;   /* tasks quarantined as poison */
+    uint64_t runs_timed_out; /* runs closed partial at their strategy's max_time */
+    /* Recovery runs this replica closed as leader, counted when the commit
+     * of their recovery_close answers it: by outcome (enum
+     * rd_recovery_status: succeeded, partial, failed), and how long each
+     * took (started_at to completed_at, as the log stamped them; on the
+     * duration scale). Only the proposer counts, so summed over the replicas
+     * every run counts once (rd_sched_run_metrics). */
+    uint64_t runs_closed[RD_REC_STATUS_COUNT];
+    struct rd_hist run_duration;
     uint64_t passes_total;      /* passes run as leader (recovery, resumes, placement) */
     unsigned performance_limit; /* degraded mode's share of capacity, from the last degrade */
     double partition_tokens;    /* moves allowed while a partition is suspected */
@@ -168,6 +178,10 @@ int rd_sched_repair_checkpoint(struct rd_sched *s, const char *task_id, rd_sched
  */
 int rd_sched_resume_checkpoint(struct rd_sched *s, const struct rd_task *t,
                                const struct rd_checkpoint **out);
+
+/* recoveryd_recovery_runs_total{outcome} and
+ * recoveryd_recovery_duration_seconds, this replica's (see runs_closed). */
+void rd_sched_run_metrics(const struct rd_sched *s, struct rd_mbuf *b);
 
 /* True when `task_labels` (a JSON object) is a subset of `node_labels`. */
 bool rd_sched_labels_match(const char *task_labels, const char *node_labels);

@@ -28,6 +28,10 @@
 /* Proposes `cmd` unless `key` is in flight already. False when it could
  * not be proposed (the pass should stop). */
 bool rd_sched__propose_keyed(struct rd_sched *s, const struct rd_cmd *cmd, const char *key);
+/* The same, and `committed(s, key)` once the state machine accepted it
+ * (not called when it was refused, or leadership was lost first). */
+bool rd_sched__propose_keyed_then(struct rd_sched *s, const struct rd_cmd *cmd, const char *key,
+                                  void (*committed)(struct rd_sched *s, const char *key));
 /* Assigns `t` to `nd` (NULL: back to pending) in `state`; within recovery
  * run `run` (NULL: none) by `strategy`, with `note` on its item. */
 bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,

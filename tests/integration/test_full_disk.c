@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "rdt_metrics.h"
 #include "rdt_ctest.h"
 
 #define MAX_NODES 4000
@@ -163,6 +164,10 @@ static void test_full_disk_refuses_writes_and_loses_nothing(void **state)
     assert_int_equal(rdt_get(&proc, RDT_H2, "/health", &h), 0);
     assert_int_equal(h.status, 200);
     rdt_resp_free(&h);
+    /* Counted as what they were, server errors (the availability alert rule
+     * reads status=~"5.."): at least the 20 refusals. */
+    assert_true(rdt_metric(&proc, "recoveryd_http_requests_total{route=\"nodes_register\","
+                                  "status=\"507\"}") >= 20);
 
     /* Free the space: writes resume (await it, bounded). */
     assert_int_equal(unlink(filler), 0);

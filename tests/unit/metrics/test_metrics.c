@@ -143,6 +143,47 @@ static void test_quantile_of_the_detection_benchmark(void **state)
     assert_true(rd_hist_quantile_capped(&slow, 0.99));
 }
 
+/*
+ * The duration scale reaches past the thresholds the alert rules compare
+ * with (deploy/prometheus-rules.yaml): a detection p99 of 40 s reads above
+ * 30 s, where the latency scale could only say 10 s; a 6-minute recovery
+ * reads above 5 minutes. Rendered, its buckets are the long bounds.
+ */
+static void test_duration_scale_reaches_past_the_rules(void **state)
+{
+    struct rd_hist h = {.bounds = rd_hist_bounds_long};
+    for (int i = 0; i < 100; i++)
+        rd_hist_observe(&h, 40);
+    assert_int_equal(h.inf, 0);
+    assert_float_equal(rd_hist_quantile(&h, 0.99), 30 + 15 * 0.99, 1e-9);
+    assert_true(rd_hist_quantile(&h, 0.99) > 30);
+    assert_false(rd_hist_quantile_capped(&h, 0.99));
+
+    struct rd_hist latency = {0};
+    for (int i = 0; i < 100; i++)
+        rd_hist_observe(&latency, 40);
+    assert_true(rd_hist_quantile(&latency, 0.99) == TOP); /* 10 s: never above 30 */
+
+    struct rd_hist runs = {.bounds = rd_hist_bounds_long};
+    for (int i = 0; i < 10; i++)
+        rd_hist_observe(&runs, 360);
+    assert_true(rd_hist_quantile(&runs, 0.5) > 300);
+    rd_hist_observe(&runs, 7200);
+    assert_true(rd_hist_quantile(&runs, 1) == 1800);
+    assert_true(rd_hist_quantile_capped(&runs, 1));
+
+    struct rd_mbuf b;
+    rd_mbuf_init(&b);
+    rd_metric_hist(&b, "r_seconds", "", &h);
+    assert_int_equal(b.err, 0);
+    assert_non_null(strstr(b.p, "r_seconds_bucket{le=\"0.1\"} 0\n"));
+    assert_non_null(strstr(b.p, "r_seconds_bucket{le=\"30\"} 0\n"));
+    assert_non_null(strstr(b.p, "r_seconds_bucket{le=\"45\"} 100\n"));
+    assert_non_null(strstr(b.p, "r_seconds_bucket{le=\"1800\"} 100\n"));
+    assert_null(strstr(b.p, "le=\"5e-05\""));
+    rd_mbuf_free(&b);
+}
+
 static void test_text_format(void **state)
 {
     struct rd_hist h = {0};
@@ -180,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_quantile_in_inf_is_floored_and_says_so),
         cmocka_unit_test(test_quantile_at_the_last_bound),
         cmocka_unit_test(test_quantile_of_the_detection_benchmark),
+        cmocka_unit_test(test_duration_scale_reaches_past_the_rules),
         cmocka_unit_test(test_text_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
