@@ -90,8 +90,9 @@ static int start_alertmanager(void)
     snprintf(am_url, sizeof am_url, "http://127.0.0.1:%u", port);
     snprintf(conf_arg, sizeof conf_arg, "--config.file=%s", cfg);
     snprintf(storage_arg, sizeof storage_arg, "--storage.path=%s", storage);
-    char *const argv[] = {AM_BIN, conf_arg, storage_arg, listen, "--cluster.listen-address=",
-                          "--log.level=info", NULL};
+    char *const argv[] = {
+        AM_BIN, conf_arg, storage_arg, listen, "--cluster.listen-address=", "--log.level=info",
+        NULL};
     if (rdt_server_start(&am, argv, NULL, NULL, log, RDT_SAME_USER, 0) != 0)
         return -1;
     char ready[128];
@@ -185,8 +186,9 @@ static int setup(void **state)
 {
     (void)state;
     if (access(AM_BIN, X_OK) != 0) {
-        fprintf(stderr, "%s not found (Debian's prometheus-alertmanager, scripts/bootstrap): "
-                        "skipped\n",
+        fprintf(stderr,
+                "%s not found (Debian's prometheus-alertmanager, scripts/bootstrap): "
+                "skipped\n",
                 AM_BIN);
         exit(77);
     }
@@ -320,8 +322,8 @@ static void test_failed_agent_alert_reaches_alertmanager(void **state)
     assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/faults/records?node_id=lone-1&limit=1", &r),
                      0);
     snprintf(lone_fault, sizeof lone_fault, "%s",
-             json_string_value(json_object_get(json_array_get(rdt_json_path(r.json, "items"), 0),
-                                               "id")));
+             json_string_value(
+                 json_object_get(json_array_get(rdt_json_path(r.json, "items"), 0), "id")));
     rdt_resp_free(&r);
     assert_true(lone_fault[0] != '\0');
 
@@ -343,7 +345,8 @@ static void test_failed_agent_alert_reaches_alertmanager(void **state)
     int64_t ends = time_of(a, "endsAt");
     assert_true(ends > rd_now_ms() + resend_ms);
     if (ends > rd_now_ms() + 4 * resend_ms + 1000)
-        fail_msg("endsAt %s is more than 4 re-sends (%d ms) ahead", json_string_value(json_object_get(a, "endsAt")), 4 * resend_ms);
+        fail_msg("endsAt %s is more than 4 re-sends (%d ms) ahead",
+                 json_string_value(json_object_get(a, "endsAt")), 4 * resend_ms);
     json_decref(a);
     int64_t deadline = rdt_now_ms() + 4 * resend_ms + rdt_ms(5000);
     for (;;) {
@@ -488,8 +491,7 @@ static void test_partition_inhibits_per_agent_alerts(void **state)
     json_array_foreach(all, i, al)
     {
         if (label(al, "node_id"))
-            assert_string_not_equal(json_string_value(rdt_json_path(al, "status.state")),
-                                    "active");
+            assert_string_not_equal(json_string_value(rdt_json_path(al, "status.state")), "active");
     }
     json_decref(all);
     /* Grouped by cluster and alertname. */
