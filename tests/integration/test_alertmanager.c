@@ -13,7 +13,11 @@
  *     it was last sent with) when the agent returns;
  *   - while a partition is suspected (a mass failure), the per-agent alerts
  *     of the cluster are inhibited by PartitionSuspected, and the alerts are
- *     grouped by cluster and alertname.
+ *     grouped by cluster and alertname;
+ *   - in a 3-replica cluster whose leader stops, the new leader raises the
+ *     open faults again (the same alerts, not second ones), and the old
+ *     one, woken, stops re-sending them: a fault resolved meanwhile stays
+ *     resolved.
  * Without Alertmanager installed the test exits 77 (skipped).
  * Intervals and time limits scale with rdt_time_factor().
  */
@@ -238,9 +242,12 @@ static int setup(void **state)
     return rdt_wait_ready(&proc, 15000);
 }
 
+static struct rdt_cluster cl;
+
 static int teardown(void **state)
 {
     (void)state;
+    rdt_cluster_cleanup(&cl);
     rdt_proc_cleanup(&proc);
     if (am.pid > 0)
         rdt_server_stop(&am, SIGTERM, 5000);
@@ -511,6 +518,198 @@ static void test_partition_inhibits_per_agent_alerts(void **state)
     json_decref(p);
 }
 
+/* ---- leadership moves ------------------------------------------------------------- */
+
+/* Each replica its own name (cluster.node_id rd1, rd2, rd3). */
+static int name_replica(struct rdt_proc *p, int i)
+{
+    size_t off = strlen(p->cluster_yaml);
+    int n =
+        snprintf(p->cluster_yaml + off, sizeof p->cluster_yaml - off, "  node_id: rd%d\n", i + 1);
+    return n > 0 && (size_t)n < sizeof p->cluster_yaml - off ? 0 : -1;
+}
+
+static long long cl_register(int L, const char *id)
+{
+    long long epoch = 0;
+    assert_int_equal(rdt_register(&cl.procs[L], id, 1, &epoch), 0);
+    return epoch;
+}
+
+static void cl_beat(int L, const struct agent *a, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct rdt_resp r = {0};
+        assert_int_equal(rdt_heartbeat(&cl.procs[L], RDT_H1, a[i].id, a[i].epoch, 0, &r), 0);
+        rdt_resp_free(&r);
+    }
+    rdt_sleep_ms(hb_ms);
+}
+
+static const char *cl_state(int L, const char *id, char *buf, size_t len)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s", id);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&cl.procs[L], RDT_H1, path, &r), 0);
+    snprintf(buf, len, "%s", json_string_value(rdt_json_path(r.json, "state")) ?: "");
+    rdt_resp_free(&r);
+    return buf;
+}
+
+/* The alerts of cluster `name` for agent `node` in Alertmanager (a count). */
+static int count_alerts(const char *name, const char *node)
+{
+    json_t *all = am_get("/api/v2/alerts");
+    int n = 0;
+    size_t i;
+    json_t *a;
+    json_array_foreach(all, i, a)
+    {
+        const char *c = label(a, "cluster"), *nd = label(a, "node_id");
+        n += c && nd && strcmp(c, name) == 0 && strcmp(nd, node) == 0;
+    }
+    json_decref(all);
+    return n;
+}
+
+/* The active AgentFault alert of failover-c for `node`, raised by `replica`. */
+static json_t *await_raised_by(const char *node, const char *replica)
+{
+    int64_t deadline = rdt_now_ms() + rdt_ms(20000);
+    for (;;) {
+        json_t *all = am_get("/api/v2/alerts");
+        size_t i;
+        json_t *a;
+        json_array_foreach(all, i, a)
+        {
+            const char *c = label(a, "cluster"), *nd = label(a, "node_id");
+            const char *by = json_string_value(rdt_json_path(a, "annotations.replica"));
+            if (c && nd && by && strcmp(c, "failover-c") == 0 && strcmp(nd, node) == 0 &&
+                strcmp(by, replica) == 0) {
+                json_t *copy = json_deep_copy(a);
+                json_decref(all);
+                return copy;
+            }
+        }
+        json_decref(all);
+        if (rdt_now_ms() > deadline)
+            fail_msg("no alert for %s raised by %s within 20 s", node, replica);
+        rdt_sleep_ms(50);
+    }
+}
+
+/* The replica other than `L` (stopped: it would hold every request up) that
+ * says it leads, within 15 s (scaled). */
+static int other_leader(int L)
+{
+    int64_t deadline = rdt_now_ms() + rdt_ms(15000);
+    for (;;) {
+        for (int i = 0; i < cl.n; i++) {
+            if (i == L)
+                continue;
+            struct rdt_resp r = {0};
+            bool leads =
+                rdt_get(&cl.procs[i], RDT_H1, "/health", &r) == 0 && r.status == 200 &&
+                strcmp(json_string_value(rdt_json_path(r.json, "role")) ?: "", "leader") == 0;
+            rdt_resp_free(&r);
+            if (leads)
+                return i;
+        }
+        assert_true(rdt_now_ms() < deadline);
+        rdt_sleep_ms(50);
+    }
+}
+
+static void test_new_leader_takes_the_alerts_over(void **state)
+{
+    (void)state;
+    char yaml[1024], extra[64];
+    snprintf(yaml, sizeof(yaml),
+             "fault_tolerance:\n"
+             "  detection:\n"
+             "    heartbeat_interval: %dms\n"
+             "    failure_threshold: 3\n"
+             "    recovery_threshold: 2\n"
+             "  partition:\n"
+             "    min_nodes: 100\n"
+             "plugins:\n"
+             "  instances:\n"
+             "    - {name: heartbeat, required: true}\n"
+             "    - name: alertmanager\n"
+             "      plugin: webhook\n"
+             "      required: true\n"
+             "      config:\n"
+             "        url: %s\n"
+             "        resend_interval: %dms\n",
+             hb_ms, am_url, resend_ms);
+    snprintf(extra, sizeof extra, "  name: failover-c\n");
+    cl.prepare = name_replica;
+    assert_int_equal(rdt_cluster_start(&cl, 3, yaml, extra), 0);
+    int L = rdt_cluster_leader(&cl, 10000);
+    assert_true(L >= 0);
+    struct agent a[2] = {{"fo-1", cl_register(L, "fo-1")}, {"fo-2", cl_register(L, "fo-2")}};
+    for (int i = 0; i < 8; i++)
+        cl_beat(L, a, 2);
+    char buf[32], by[8];
+    int64_t deadline = rdt_now_ms() + rdt_ms(10000);
+    while (strcmp(cl_state(L, "fo-1", buf, sizeof buf), "failed") != 0 ||
+           strcmp(cl_state(L, "fo-2", buf, sizeof buf), "failed") != 0) {
+        assert_true(rdt_now_ms() < deadline);
+        rdt_sleep_ms(20);
+    }
+    snprintf(by, sizeof by, "rd%d", L + 1);
+    json_decref(await_raised_by("fo-1", by));
+    json_decref(await_raised_by("fo-2", by));
+
+    /* The leader stops; another takes over and raises the open faults
+     * again: the same alerts (one each), now raised by it. */
+    assert_int_equal(rdt_proc_signal(&cl.procs[L], SIGSTOP), 0);
+    int M = other_leader(L);
+    snprintf(by, sizeof by, "rd%d", M + 1);
+    json_decref(await_raised_by("fo-1", by));
+    json_decref(await_raised_by("fo-2", by));
+    assert_int_equal(count_alerts("failover-c", "fo-1"), 1);
+    assert_int_equal(count_alerts("failover-c", "fo-2"), 1);
+
+    /* The old leader wakes, steps down and lets go of the faults' alerts. */
+    assert_int_equal(rdt_proc_signal(&cl.procs[L], SIGCONT), 0);
+    deadline = rdt_now_ms() + rdt_ms(10000);
+    for (;;) {
+        char *log = rdt_proc_log(&cl.procs[L]);
+        bool released = strstr(log, "event=not_leader") != NULL;
+        free(log);
+        if (released)
+            break;
+        assert_true(rdt_now_ms() < deadline);
+        rdt_sleep_ms(50);
+    }
+    /* fo-1 comes back through the new leader: its alert resolves, and stays
+     * resolved while fo-2's is re-sent twice more (nobody re-fires it). */
+    a[0].epoch = cl_register(M, "fo-1");
+    deadline = rdt_now_ms() + rdt_ms(10000);
+    while (count_alerts("failover-c", "fo-1") != 0) {
+        assert_true(rdt_now_ms() < deadline);
+        cl_beat(M, a, 1);
+    }
+    json_t *x = await_raised_by("fo-2", by);
+    int64_t ends = time_of(x, "endsAt");
+    json_decref(x);
+    for (int moved = 0; moved < 2;) {
+        cl_beat(M, a, 1);
+        assert_int_equal(count_alerts("failover-c", "fo-1"), 0);
+        assert_true(rdt_now_ms() < deadline + 4 * resend_ms + rdt_ms(10000));
+        x = await_raised_by("fo-2", by);
+        int64_t e = time_of(x, "endsAt");
+        json_decref(x);
+        if (e > ends) {
+            moved++;
+            ends = e;
+        }
+    }
+    rdt_cluster_cleanup(&cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -518,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_refused_alerts_are_not_retried),
         cmocka_unit_test(test_alert_resolves_when_agent_returns),
         cmocka_unit_test(test_partition_inhibits_per_agent_alerts),
+        cmocka_unit_test(test_new_leader_takes_the_alerts_over),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
