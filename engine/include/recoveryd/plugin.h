@@ -329,7 +329,7 @@ struct rd_dead_letter {
     int64_t at_ms;          /* wall clock of the refusal */
     int status;             /* the receiver's HTTP status */
     const char *answer;     /* the start of the receiver's answer (bounded), or "" */
-    const char *alert_json; /* the alert as it was sent: one JSON object */
+    const char *alert_json; /* the alert, one JSON object (one element of the request) */
 };
 
 #define RD_ALERT_OPS_VERSION 2
