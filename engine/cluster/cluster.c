@@ -125,7 +125,8 @@ static void alert_no_quorum(struct rd_cluster *c, bool resolved)
                          .summary = summary,
                          .description = summary,
                          .starts_at_ms = rd_now_ms(),
-                         .ends_at_ms = resolved ? rd_now_ms() : 0};
+                         .ends_at_ms = resolved ? rd_now_ms() : 0,
+                         .scope = RD_ALERT_REPLICA};
     rd_plugin_host_alert(c->alerts, &a);
 }
 

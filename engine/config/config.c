@@ -233,6 +233,7 @@ static const struct cfg_field cfg_cluster_tls[] = {
 };
 
 static const struct cfg_field cfg_cluster[] = {
+    CFG_F("name", CFG_STRING, cluster.name),
     CFG_F("node_id", CFG_STRING, cluster.node_id),
     CFG_U("replica_id", cluster.replica_id, 1, UINT64_MAX),
     CFG_T("raft_address", CFG_ADDR, cluster.raft_address, RD_CFG_RAFT_ADDRESS),
@@ -1633,6 +1634,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->storage.snapshot_trailing = 1024;
     cfg->storage.segment_size = (size_t)8 << 20;
 
+    cfg_copy(cfg->cluster.name, "recoveryd");
     cfg_copy(cfg->cluster.node_id, "rd1");
     cfg->cluster.replica_id = 1;
     cfg_copy(cfg->cluster.raft_address, "127.0.0.1:7080");
@@ -1935,6 +1937,10 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
                         "writes with smaller segments), got '%zu'",
                         cfg->storage.segment_size);
 
+    if (!rd_node_id_valid(cfg->cluster.name, strlen(cfg->cluster.name)))
+        return cfg_errf(err, RD_ECONFIG,
+                        "cluster.name: expected 1-%d characters of A-Z a-z 0-9 . _ : -, got '%s'",
+                        RD_NODE_ID_MAX, cfg->cluster.name);
     if (!rd_node_id_valid(cfg->cluster.node_id, strlen(cfg->cluster.node_id)))
         return cfg_errf(err, RD_ECONFIG,
                         "cluster.node_id: expected 1-%d characters of A-Z a-z 0-9 . _ : -, got "

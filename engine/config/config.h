@@ -147,6 +147,8 @@ struct rd_config {
     } storage;
 
     struct {
+        char name[RD_CFG_STR];         /* cluster.name: the cluster's name in alerts' `cluster`
+                                          label, default "recoveryd" */
         char node_id[RD_CFG_STR];      /* cluster.node_id: this replica's name, default "rd1" */
         uint64_t replica_id;           /* cluster.replica_id, default 1 */
         char raft_address[RD_CFG_STR]; /* cluster.raft_address, default 127.0.0.1:7080 */

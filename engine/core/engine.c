@@ -119,6 +119,8 @@ static void repair_tick(uv_timer_t *t)
                  eng->repair_reason);
 }
 
+static void alert_fault(struct rd_engine *eng, const struct rd_fault *x);
+
 static void on_fault(void *data, const struct rd_fault *x)
 {
     struct rd_engine *eng = data;
@@ -135,8 +137,14 @@ static void on_fault(void *data, const struct rd_fault *x)
         eng->repair_wanted = true;
         uv_timer_start(&eng->repair_timer, repair_tick, 0, 0);
     }
-    if (eng->leader_since_ns == 0)
-        return;
+    if (eng->leader_since_ns != 0)
+        alert_fault(eng, x);
+}
+
+/* A fault's alert (the leader's: raised when the fault opens or resolves,
+ * and for every open fault when this replica takes the lead). */
+static void alert_fault(struct rd_engine *eng, const struct rd_fault *x)
+{
     char summary[512], description[1024];
     bool cluster = x->node_id[0] == '\0';
     snprintf(summary, sizeof(summary), "%s%s%s (%s)", cluster ? "cluster: " : "agent ",
@@ -162,6 +170,7 @@ static void on_fault(void *data, const struct rd_fault *x)
         .starts_at_ms = x->detected_at,
         .ends_at_ms = x->resolved_at,
         .labels_json = NULL,
+        .scope = RD_ALERT_LEADER,
     };
     rd_plugin_host_alert(&eng->plugins, &a);
 }
@@ -232,6 +241,12 @@ static void on_role(void *data, bool leader)
                 rd_plugin_host_node(&eng->plugins, RD_NODE_EV_ADDED, n);
         }
         announce_replicas(eng);
+        /* Alert plugins hold (re-send) the open faults' alerts from here on:
+         * a new leader raises them all again, as firing. */
+        rd_plugin_host_leadership(&eng->plugins, true);
+        for (size_t i = 0; i < eng->fsm.n_faults; i++)
+            if (eng->fsm.faults[i]->status == RD_FAULT_OPEN_ST)
+                alert_fault(eng, eng->fsm.faults[i]);
     } else {
         eng->leader_since_ns = 0;
         rd_analysis_stop(&eng->analysis);
@@ -244,6 +259,7 @@ static void on_role(void *data, bool leader)
             if (n->state != RD_NODE_LEFT)
                 rd_plugin_host_node(&eng->plugins, RD_NODE_EV_REMOVED, n);
         }
+        rd_plugin_host_leadership(&eng->plugins, false);
         RD_INFO("engine", "follower", "%s", "");
     }
 }

@@ -18,6 +18,7 @@
 static const size_t descriptor_size_by_minor[] = {
     sizeof(struct rd_plugin_descriptor), /* 1.0 */
     sizeof(struct rd_plugin_descriptor), /* 1.1: backup ops version 2, descriptor unchanged */
+    sizeof(struct rd_plugin_descriptor), /* 1.2: alert ops version 2, descriptor unchanged */
 };
 
 static const char *kind_name(int kind)
@@ -99,9 +100,14 @@ int rd_plugin_check(const struct rd_plugin_descriptor *d, const char *file, char
         }
         break;
     case RD_PLUGIN_ALERT:
-        if (ops[0] < 1 || ops[1] < sizeof(struct rd_alert_ops)) {
-            snprintf(err, errlen, "%s: alert ops version %u size %u, host needs version 1 size %zu",
-                     file, ops[0], ops[1], sizeof(struct rd_alert_ops));
+        /* Version 1 (send only) still loads: a plugin built before ABI 1.2. */
+        if (ops[0] < 1 || ops[1] < offsetof(struct rd_alert_ops, leadership) ||
+            (ops[0] >= 2 && ops[1] < sizeof(struct rd_alert_ops))) {
+            snprintf(err, errlen,
+                     "%s: alert ops version %u size %u, host needs version 1 size %zu or "
+                     "version 2 size %zu",
+                     file, ops[0], ops[1], offsetof(struct rd_alert_ops, leadership),
+                     sizeof(struct rd_alert_ops));
             return RD_EUNSUPPORTED;
         }
         break;
@@ -793,16 +799,64 @@ void rd_plugin_host_heartbeat(struct rd_plugin_host *h, const struct rd_heartbea
     }
 }
 
+/* The alert ops of an instance that provides version 2's functions. */
+static const struct rd_alert_ops *alert_ops_v2(const struct rd_plugin_instance *in)
+{
+    const struct rd_alert_ops *ops = in->desc->ops;
+    return ops->version >= 2 && ops->size >= sizeof(struct rd_alert_ops) ? ops : NULL;
+}
+
 void rd_plugin_host_alert(struct rd_plugin_host *h, const struct rd_alert *a)
 {
+    /* Every alert names its cluster and the replica that raised it. */
+    struct rd_alert full = *a;
+    const struct rd_config *cfg = h->env.cfg;
+    if (full.cluster == NULL)
+        full.cluster = cfg ? cfg->cluster.name : "";
+    if (full.replica == NULL)
+        full.replica = cfg ? cfg->cluster.node_id : "";
     for (unsigned i = 0; i < h->n; i++) {
         struct rd_plugin_instance *in = &h->insts[i];
         if (!live(in, RD_PLUGIN_ALERT))
             continue;
         const struct rd_alert_ops *ops = in->desc->ops;
         if (ops->send)
-            ops->send(in->state, a);
+            ops->send(in->state, &full);
     }
+}
+
+void rd_plugin_host_leadership(struct rd_plugin_host *h, bool leader)
+{
+    for (unsigned i = 0; i < h->n; i++) {
+        struct rd_plugin_instance *in = &h->insts[i];
+        if (!live(in, RD_PLUGIN_ALERT))
+            continue;
+        const struct rd_alert_ops *ops = alert_ops_v2(in);
+        if (ops && ops->leadership)
+            ops->leadership(in->state, leader);
+    }
+}
+
+/* The dead letters of an alert instance as JSON, or NULL when it keeps none. */
+static json_t *dead_letters_json(const struct rd_plugin_instance *in)
+{
+    if (in->desc == NULL || in->desc->kind != RD_PLUGIN_ALERT || in->st == RD_INST_FAILED ||
+        in->state == NULL)
+        return NULL;
+    const struct rd_alert_ops *ops = alert_ops_v2(in);
+    if (ops == NULL || ops->dead_letter_at == NULL)
+        return NULL;
+    json_t *arr = json_array();
+    struct rd_dead_letter dl;
+    for (size_t i = 0; arr && i < 100000 && ops->dead_letter_at(in->state, i, &dl) == 0; i++) {
+        char at[RD_TIME_STRLEN];
+        rd_time_format(dl.at_ms, at);
+        json_t *alert = json_loads(dl.alert_json ? dl.alert_json : "", JSON_DECODE_ANY, NULL);
+        json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:o}", "at", at, "status", dl.status,
+                                             "answer", dl.answer ? dl.answer : "", "alert",
+                                             alert ? alert : json_null()));
+    }
+    return arr;
 }
 
 void rd_plugin_host_metrics(struct rd_plugin_host *h, struct rd_mbuf *b)
@@ -848,12 +902,17 @@ json_t *rd_plugin_host_json(struct rd_plugin_host *h)
     json_t *arr = json_array();
     for (unsigned i = 0; i < h->n; i++) {
         const struct rd_plugin_instance *in = &h->insts[i];
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s?}", "name",
-                                             in->cfg->name, "plugin", in->desc->name, "kind",
-                                             kind_name(in->desc->kind), "version",
-                                             in->desc->version ? in->desc->version : "", "state",
-                                             inst_state_name(in->st), "required", in->cfg->required,
-                                             "error", in->errmsg[0] ? in->errmsg : NULL));
+        json_t *item =
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s?}", "name", in->cfg->name, "plugin",
+                      in->desc->name, "kind", kind_name(in->desc->kind), "version",
+                      in->desc->version ? in->desc->version : "", "state", inst_state_name(in->st),
+                      "required", in->cfg->required, "error", in->errmsg[0] ? in->errmsg : NULL);
+        json_t *dead = dead_letters_json(in);
+        if (item && dead)
+            json_object_set_new(item, "dead_letters", dead);
+        else
+            json_decref(dead);
+        json_array_append_new(arr, item);
     }
     return arr;
 }

@@ -150,11 +150,17 @@ int rd_plugin_host_backup(struct rd_plugin_host *h, const char *name,
 /* ---- events from the engine (leader only) ---- */
 void rd_plugin_host_node(struct rd_plugin_host *h, int event, const struct rd_node *n);
 void rd_plugin_host_heartbeat(struct rd_plugin_host *h, const struct rd_heartbeat_view *hb);
+/* An alert for every alert instance; the host names the cluster and this
+ * replica in it (cluster.name, cluster.node_id) unless the caller did. */
 void rd_plugin_host_alert(struct rd_plugin_host *h, const struct rd_alert *a);
+/* This replica became the leader or stopped leading (alert ops version 2). */
+void rd_plugin_host_leadership(struct rd_plugin_host *h, bool leader);
 
 /* Prometheus lines for instances and their counters. */
 void rd_plugin_host_metrics(struct rd_plugin_host *h, struct rd_mbuf *b);
-/* [{"name","plugin","kind","version","state","required","error"}] */
+/* [{"name","plugin","kind","version","state","required","error"}], alert
+ * instances that keep dead letters with "dead_letters":[{"at","status",
+ * "answer","alert"}] */
 json_t *rd_plugin_host_json(struct rd_plugin_host *h);
 
 #endif

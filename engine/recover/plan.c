@@ -48,7 +48,8 @@ int rd_sched__execute(struct rd_sched *s, const struct rd_node *n, struct rd_tas
                                           .severity = a->severity,
                                           .summary = a->text,
                                           .description = strategy,
-                                          .starts_at_ms = rd_now_ms()};
+                                          .starts_at_ms = rd_now_ms(),
+                                          .scope = RD_ALERT_EVENT};
                     rd_plugin_host_alert(s->env.alerts, &al);
                     break;
                 }

@@ -343,7 +343,8 @@ static bool run_timed_out(struct rd_sched *s, const struct rd_recovery *run,
                           .severity = "major",
                           .summary = summary,
                           .description = st,
-                          .starts_at_ms = rd_now_ms()};
+                          .starts_at_ms = rd_now_ms(),
+                          .scope = RD_ALERT_EVENT};
     rd_plugin_host_alert(s->env.alerts, &al);
     return true;
 }

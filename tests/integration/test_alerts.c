@@ -51,6 +51,7 @@ static int setup(void **state)
              "      required: true\n"
              "      config:\n"
              "        url: http://127.0.0.1:%u/alerts\n"
+             "        format: webhook\n"
              "        timeout: " HANG_TIMEOUT "\n"
              "        max_backoff: %dms\n",
              hb_ms, rdt_httpd_port(receiver, 0), rdt_ms(200));

@@ -124,6 +124,12 @@ static void test_instance_config_is_validated_against_declared_keys(void **state
     assert_true(up);
     assert_int_equal(code, 0);
     free(log);
+    /* An alert plugin built against ABI 1.1 (alert ops version 1) loads. */
+    log = start_with("alert_v1", true, NULL, &up, &code);
+    assert_true(up);
+    assert_int_equal(code, 0);
+    assert_null(strstr(log, "level=error"));
+    free(log);
     /* Only the configured directory: no path in a plugin name. */
     log = start_with("../plugins/heartbeat", true, NULL, &up, &code);
     assert_false(up);

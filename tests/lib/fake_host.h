@@ -484,6 +484,24 @@ FH_FN size_t fh_open(void)
     return n;
 }
 
+/* Answers request `i` (once) with a status and a body. */
+FH_FN void fh_answer_body(size_t i, int status, const char *body)
+{
+    assert_true(i < g_fh.n_http);
+    struct fh_http *h = &g_fh.http[i];
+    assert_true(h->open);
+    h->open = false;
+    struct rd_http_response r = {
+        .status = status,
+        .cause = RD_PROBE_STATUS,
+        .error = "",
+        .body = body,
+        .body_len = strlen(body),
+        .elapsed_ns = 1000000ull,
+    };
+    h->cb(h->data, &r);
+}
+
 /* Answers request `i` (once). `error` may be NULL for a status answer. */
 FH_FN void fh_answer(size_t i, int status, int cause, const char *error, uint64_t elapsed_ms)
 {

@@ -7,7 +7,9 @@
  *   BAD_OPS    detector ops of version 0
  *   FAIL_INIT  init() fails with a message
  *   NO_ENTRY   no rd_plugin_entry symbol at all
- * A well-formed build (no define) is the control.
+ * A well-formed build (no define) is the control; ALERT_V1 is a well-formed
+ * alert plugin built against ABI 1.1 (alert ops version 1, send only), which
+ * a newer host must still load.
  */
 #include <stddef.h>
 
@@ -60,6 +62,20 @@ static void stop(void *state, void (*done)(rd_plugin_instance_t *))
     done(((struct state *)state)->inst);
 }
 
+#ifdef ALERT_V1
+static void send(void *state, const struct rd_alert *a)
+{
+    struct state *st = state;
+    st->host->log(st->inst, RD_PLOG_INFO, "v1_alert", "alertname=%s", a->alertname);
+}
+
+/* Version 1 of the alert ops: what a plugin built against ABI 1.1 had. */
+static const struct {
+    uint32_t version;
+    uint32_t size;
+    void (*send)(void *state, const struct rd_alert *alert);
+} ops = {.version = 1, .size = offsetof(struct rd_alert_ops, leadership), .send = send};
+#else
 static const struct rd_detector_ops ops = {
 #ifdef BAD_OPS
     .version = 0,
@@ -68,6 +84,7 @@ static const struct rd_detector_ops ops = {
 #endif
     .size = sizeof(struct rd_detector_ops),
 };
+#endif
 
 static const struct rd_plugin_key keys[] = {
     {"level", RD_KEY_INT, "1", 1, 10, "a knob"},
@@ -82,6 +99,8 @@ static const struct rd_plugin_descriptor descriptor = {
 #endif
 #ifdef BAD_MINOR
     .abi_minor = 99,
+#elif defined(ALERT_V1)
+    .abi_minor = 1,
 #else
     .abi_minor = RD_PLUGIN_ABI_MINOR,
 #endif
@@ -97,7 +116,11 @@ static const struct rd_plugin_descriptor descriptor = {
 #endif
     .name = "bad_plugin",
     .version = "0.0.1",
+#ifdef ALERT_V1
+    .kind = RD_PLUGIN_ALERT,
+#else
     .kind = RD_PLUGIN_DETECTOR,
+#endif
     .keys = keys,
     .state_size = sizeof(struct state),
     .init = init,

@@ -49,7 +49,9 @@ extern "C" {
 #endif
 
 #define RD_PLUGIN_ABI_MAJOR 1
-#define RD_PLUGIN_ABI_MINOR 1 /* 1: backup ops version 2 (list) */
+/* 1: backup ops version 2 (list). 2: struct rd_alert's cluster, replica and
+ * scope; alert ops version 2 (leadership, dead_letter_at). */
+#define RD_PLUGIN_ABI_MINOR 2
 
 /* What must match between host and plugin beyond the version numbers:
  * the data model and the compiler family's layout rules. */
@@ -187,6 +189,23 @@ struct rd_observation {
 
 /* ---- alerts ------------------------------------------------------------ */
 
+/* What an alert is about, so a plugin knows whether to hold it (re-send it
+ * while it fires, as Alertmanager expects) and for how long. */
+enum rd_alert_scope {
+    /* The cluster's replicated state (a fault record): firing until the
+     * leader resolves it. Only the leader raises these; when this replica
+     * stops leading a plugin stops re-sending them (the new leader raises
+     * every open one again when it takes over). */
+    RD_ALERT_LEADER = 0,
+    /* This replica itself (NoQuorum): firing until this replica resolves it,
+     * whoever leads. */
+    RD_ALERT_REPLICA = 1,
+    /* A one-off notice (a recovery run passed its max_time, a policy's
+     * alert action): never resolved; not re-sent (Alertmanager lets it end
+     * after its resolve_timeout). */
+    RD_ALERT_EVENT = 2,
+};
+
 struct rd_alert {
     const char *fingerprint; /* stable id (the fault record's id) */
     bool resolved;           /* false: firing */
@@ -199,6 +218,10 @@ struct rd_alert {
     int64_t starts_at_ms;    /* wall clock */
     int64_t ends_at_ms;      /* 0 while firing */
     const char *labels_json; /* extra labels as a JSON object, or NULL */
+    /* Appended in ABI minor 2 (the host fills cluster and replica). */
+    const char *cluster; /* cluster.name */
+    const char *replica; /* cluster.node_id of the replica that raised it */
+    int scope;           /* enum rd_alert_scope */
 };
 
 /* ---- the host API -------------------------------------------------------- */
@@ -299,12 +322,28 @@ struct rd_detector_ops {
     void (*on_heartbeat)(void *state, const struct rd_heartbeat_view *hb);
 };
 
-#define RD_ALERT_OPS_VERSION 1
+/* An alert its receiver refused for good (a 4xx answer other than 408 and
+ * 429): not retried, kept for operators (GET /api/v1/plugins). The strings
+ * stay valid until the plugin's next callback. */
+struct rd_dead_letter {
+    int64_t at_ms;          /* wall clock of the refusal */
+    int status;             /* the receiver's HTTP status */
+    const char *answer;     /* the start of the receiver's answer (bounded), or "" */
+    const char *alert_json; /* the alert, one JSON object (one element of the request) */
+};
+
+#define RD_ALERT_OPS_VERSION 2
 struct rd_alert_ops {
     uint32_t version;
     uint32_t size;
     /* Deliver (or queue) one alert; must not block. */
     void (*send)(void *state, const struct rd_alert *alert);
+    /* Appended in version 2 (ABI minor 2); either may be NULL. */
+    /* This replica became the leader (true: the open faults' alerts follow)
+     * or stopped leading (false: stop re-sending RD_ALERT_LEADER alerts). */
+    void (*leadership)(void *state, bool leader);
+    /* The i-th dead letter, oldest first: 0, or RD_ENOTFOUND past the last. */
+    int (*dead_letter_at)(void *state, size_t i, struct rd_dead_letter *out);
 };
 
 /*

@@ -185,6 +185,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.storage.snapshot_trailing, 1024);
     assert_int_equal(c.storage.segment_size, 8 * 1024 * 1024);
 
+    assert_string_equal(c.cluster.name, "recoveryd");
     assert_string_equal(c.cluster.node_id, "rd1");
     assert_int_equal(c.cluster.replica_id, 1);
     assert_string_equal(c.cluster.raft_address, "127.0.0.1:7080");
@@ -422,6 +423,7 @@ static void test_all_types_good(void **state)
                        "  snapshot_trailing: 0\n"
                        "  segment_size: 16M\n"
                        "cluster:\n"
+                       "  name: prod-eu_1\n"
                        "  node_id: node-2.eu\n"
                        "  replica_id: 2\n"
                        "  raft_address: \"[::1]:7081\"\n"
@@ -475,6 +477,7 @@ static void test_all_types_good(void **state)
     assert_int_equal(c.storage.snapshot_threshold, 1);
     assert_int_equal(c.storage.snapshot_trailing, 0);
     assert_int_equal(c.storage.segment_size, 16 << 20);
+    assert_string_equal(c.cluster.name, "prod-eu_1");
     assert_string_equal(c.cluster.node_id, "node-2.eu");
     assert_int_equal(c.cluster.replica_id, 2);
     assert_string_equal(c.cluster.raft_address, "[::1]:7081");
@@ -1834,6 +1837,10 @@ static void test_validate(void **state)
     expect_valid_error(&c, "storage.segment_size: expected at least 4MiB (libraft refuses writes "
                            "with smaller segments), got '0'");
 
+    rd_config_defaults(&c);
+    strcpy(c.cluster.name, "prod eu");
+    expect_valid_error(&c, "cluster.name: expected 1-255 characters of A-Z a-z 0-9 . _ : -, "
+                           "got 'prod eu'");
     rd_config_defaults(&c);
     strcpy(c.cluster.node_id, "rd 1");
     expect_valid_error(&c, "cluster.node_id: expected 1-255 characters of A-Z a-z 0-9 . _ : -, "

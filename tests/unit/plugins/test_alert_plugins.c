@@ -88,8 +88,10 @@ static void test_log_lines(void **state)
 
 /* ---- webhook --------------------------------------------------------------------- */
 
+/* The generic webhook format (Alertmanager's webhook receiver body). */
 static const char *cfg_wh[][2] = {
     {"url", "http://127.0.0.1:9093/hook"},
+    {"format", "webhook"},
     {NULL, NULL},
 };
 
@@ -140,6 +142,8 @@ static void test_webhook_body_format(void **state)
     struct rd_alert a = alert("fp-1", false);
     a.labels_json = "{\"team\":\"ml\",\"zone\":3,\"canary\":true,\"alertname\":\"no\","
                     "\"nested\":{\"x\":1}}";
+    a.cluster = "prod-eu";
+    a.replica = "rd2";
     deliver(&a);
     assert_int_equal(g_fh.n_http, 1);
     const struct fh_http *h = &g_fh.http[0];
@@ -174,8 +178,10 @@ static void test_webhook_body_format(void **state)
     assert_string_equal(sget(x, "labels.team"), "ml");
     assert_string_equal(sget(x, "labels.zone"), "3");
     assert_string_equal(sget(x, "labels.canary"), "true");
+    assert_string_equal(sget(x, "labels.cluster"), "prod-eu");
+    assert_string_equal(sget(x, "labels.replica"), "rd2");
     assert_null(json_object_get(json_object_get(x, "labels"), "nested"));
-    assert_int_equal(json_object_size(json_object_get(x, "labels")), 7);
+    assert_int_equal(json_object_size(json_object_get(x, "labels")), 9);
     assert_string_equal(sget(x, "annotations.summary"), "agent a-1 stopped answering");
     assert_string_equal(sget(x, "annotations.description"), "no heartbeat for 5s; probe refused");
     assert_int_equal(json_object_size(json_object_get(x, "annotations")), 2);
@@ -237,6 +243,7 @@ static void test_webhook_retry_backoff(void **state)
     (void)state;
     static const char *cfg[][2] = {
         {"url", "https://hooks.example/alert"},
+        {"format", "webhook"},
         {"max_backoff", "1s"},
         {"timeout", "500ms"},
         {NULL, NULL},
@@ -308,6 +315,7 @@ static void test_webhook_batches(void **state)
     (void)state;
     static const char *cfg[][2] = {
         {"url", "http://127.0.0.1:9/x"},
+        {"format", "webhook"},
         {"batch", "3"},
         {NULL, NULL},
     };
@@ -339,6 +347,7 @@ static void test_webhook_overflow(void **state)
     (void)state;
     static const char *cfg[][2] = {
         {"url", "http://127.0.0.1:9/x"},
+        {"format", "webhook"},
         {"queue_size", "3"},
         {"batch", "2"},
         {NULL, NULL},
@@ -440,11 +449,317 @@ static void test_webhook_config(void **state)
     fh_reset();
     /* Declared keys, required url. */
     const struct rd_plugin_descriptor *d = fh_load("webhook");
-    const char *names[] = {"url", "timeout", "queue_size", "max_backoff", "batch"};
-    for (int i = 0; i < 5; i++)
+    const char *names[] = {"url",    "timeout",         "queue_size",   "max_backoff", "batch",
+                           "format", "resend_interval", "dead_letters", "external_url"};
+    for (int i = 0; i < 9; i++)
         assert_string_equal(d->keys[i].name, names[i]);
     assert_null(d->keys[0].default_value);
-    assert_null(d->keys[5].name);
+    assert_string_equal(d->keys[5].default_value, "alertmanager");
+    assert_string_equal(d->keys[6].default_value, "1m");
+    assert_null(d->keys[9].name);
+}
+
+/* ---- webhook, alertmanager format (the default) ----------------------------------- */
+
+static const struct rd_alert_ops *aops(void)
+{
+    return g_fh.desc->ops;
+}
+
+/* The request `i`'s body as a JSON array (Alertmanager's POST /api/v2/alerts). */
+static json_t *am_body(size_t i)
+{
+    json_t *j = body_of(i);
+    if (!json_is_array(j))
+        fail_msg("request %zu: not a JSON array: %s", i, g_fh.http[i].body);
+    return j;
+}
+
+/* The alert_id annotations of request `i`'s alerts, comma-separated. */
+static void am_ids(size_t i, char *out, size_t len)
+{
+    json_t *j = am_body(i);
+    size_t o = 0, k;
+    json_t *a;
+    out[0] = '\0';
+    json_array_foreach(j, k, a)
+    {
+        o += (size_t)snprintf(out + o, len - o, "%s%s", k ? "," : "",
+                              sget(a, "annotations.alert_id"));
+    }
+    json_decref(j);
+}
+
+static struct rd_alert am_alert(const char *fp, bool resolved, int scope)
+{
+    struct rd_alert a = alert(fp, resolved);
+    a.cluster = "prod";
+    a.replica = "rd1";
+    a.scope = scope;
+    return a;
+}
+
+static void am_send(const char *fp, bool resolved, int scope)
+{
+    struct rd_alert a = am_alert(fp, resolved, scope);
+    deliver(&a);
+}
+
+static void test_am_body(void **state)
+{
+    (void)state;
+    static const char *cfg[][2] = {
+        {"url", "http://127.0.0.1:9093/"},
+        {"external_url", "https://rd.example:8080/"},
+        {"resend_interval", "30s"},
+        {NULL, NULL},
+    };
+    assert_int_equal(fh_init("webhook", "am", cfg), 0);
+    fh_start();
+    struct rd_alert a = am_alert("fp-1", false, RD_ALERT_LEADER);
+    a.labels_json = "{\"team\":\"ml\",\"bad-name\":\"x\",\"0x\":\"y\",\"empty\":\"\"}";
+    deliver(&a);
+    assert_int_equal(g_fh.n_http, 1);
+    /* Alertmanager's URL alone: its intake path is added. */
+    assert_string_equal(g_fh.http[0].url, "http://127.0.0.1:9093/api/v2/alerts");
+    assert_string_equal(g_fh.http[0].content_type, "application/json");
+    json_t *j = am_body(0);
+    assert_int_equal(json_array_size(j), 1);
+    json_t *x = json_array_get(j, 0);
+    assert_string_equal(sget(x, "labels.alertname"), "AgentFault");
+    assert_string_equal(sget(x, "labels.severity"), "critical");
+    assert_string_equal(sget(x, "labels.cluster"), "prod");
+    assert_string_equal(sget(x, "labels.node_id"), "a-1");
+    assert_string_equal(sget(x, "labels.fault_type"), "crash");
+    assert_string_equal(sget(x, "labels.team"), "ml");
+    /* A fault's replica (whoever leads) is an annotation, not a label;
+     * names Alertmanager refuses and empty values are left out. */
+    assert_int_equal(json_object_size(json_object_get(x, "labels")), 6);
+    assert_string_equal(sget(x, "annotations.summary"), "agent a-1 stopped answering");
+    assert_string_equal(sget(x, "annotations.description"), "no heartbeat for 5s; probe refused");
+    assert_string_equal(sget(x, "annotations.alert_id"), "fp-1");
+    assert_string_equal(sget(x, "annotations.replica"), "rd1");
+    assert_int_equal(json_object_size(json_object_get(x, "annotations")), 4);
+    assert_string_equal(sget(x, "startsAt"), "2026-01-02T03:04:05.678Z");
+    /* Firing: ends 4 re-sends from now unless sent again (now = 2026-01-01). */
+    assert_string_equal(sget(x, "endsAt"), "2026-01-01T00:02:00.000Z");
+    assert_string_equal(sget(x, "generatorURL"),
+                        "https://rd.example:8080/api/v1/faults/records/fp-1");
+    assert_int_equal(json_object_size(x), 5);
+    json_decref(j);
+    fh_answer(0, 200, RD_PROBE_NONE, NULL, 1);
+
+    /* A cluster-wide alert about this replica: no node_id, replica a label. */
+    struct rd_alert q = am_alert("nq-1", false, RD_ALERT_REPLICA);
+    q.alertname = "NoQuorum";
+    q.node_id = "";
+    deliver(&q);
+    j = am_body(1);
+    x = json_array_get(j, 0);
+    assert_null(json_object_get(json_object_get(x, "labels"), "node_id"));
+    assert_string_equal(sget(x, "labels.replica"), "rd1");
+    assert_null(json_object_get(json_object_get(x, "annotations"), "replica"));
+    assert_string_equal(sget(x, "generatorURL"), "https://rd.example:8080");
+    json_decref(j);
+    fh_answer(1, 200, RD_PROBE_NONE, NULL, 1);
+
+    /* Resolved: its end time. */
+    am_send("fp-1", true, RD_ALERT_LEADER);
+    j = am_body(2);
+    assert_string_equal(sget(json_array_get(j, 0), "endsAt"), "2026-01-02T03:05:06.678Z");
+    json_decref(j);
+    fh_answer(2, 200, RD_PROBE_NONE, NULL, 1);
+    assert_int_equal(fh_counter("alerts_sent"), 3);
+    fh_stop(true);
+    fh_destroy();
+
+    /* A URL with a path is used as it is. */
+    static const char *cfg2[][2] = {{"url", "http://am:9093/custom/path"}, {NULL, NULL}};
+    assert_int_equal(fh_init("webhook", "am", cfg2), 0);
+    fh_start();
+    send_fp("z");
+    assert_string_equal(g_fh.http[0].url, "http://am:9093/custom/path");
+    fh_answer(0, 200, RD_PROBE_NONE, NULL, 1);
+    fh_stop(true);
+    fh_destroy();
+}
+
+static void test_am_resend(void **state)
+{
+    (void)state;
+    static const char *cfg[][2] = {
+        {"url", "http://127.0.0.1:9093/api/v2/alerts"},
+        {"resend_interval", "1s"},
+        {NULL, NULL},
+    };
+    assert_int_equal(fh_init("webhook", "am", cfg), 0);
+    fh_start();
+    /* A repeating timer of resend_interval. */
+    assert_int_equal(fh_live_timers(), 1);
+    size_t rt = fh_last_live_timer();
+    assert_int_equal(g_fh.timers[rt].first_ms, 1000);
+    assert_int_equal(g_fh.timers[rt].repeat_ms, 1000);
+    fh_fire(rt); /* nothing held: nothing sent */
+    assert_int_equal(g_fh.n_http, 0);
+
+    am_send("f1", false, RD_ALERT_LEADER);
+    am_send("f2", false, RD_ALERT_REPLICA);
+    am_send("e1", false, RD_ALERT_EVENT); /* a notice: not held */
+    am_send("f3", false, RD_ALERT_LEADER);
+    char ids[256];
+    am_ids(0, ids, sizeof ids);
+    assert_string_equal(ids, "f1");
+    /* While alerts wait in the queue, no re-send is added behind them. */
+    fh_fire(rt);
+    fh_answer(0, 200, RD_PROBE_NONE, NULL, 1);
+    am_ids(1, ids, sizeof ids);
+    assert_string_equal(ids, "f2,e1,f3");
+    fh_answer(1, 200, RD_PROBE_NONE, NULL, 1);
+    assert_int_equal(g_fh.n_http, 2);
+
+    /* The receiver is idle: every held alert again, with a fresh endsAt. */
+    g_fh.now_ms += 5000;
+    fh_fire(rt);
+    assert_int_equal(g_fh.n_http, 3);
+    json_t *j = am_body(2);
+    assert_int_equal(json_array_size(j), 3);
+    size_t k;
+    json_t *a;
+    json_array_foreach(j, k, a)
+    {
+        assert_string_equal(sget(a, "endsAt"), "2026-01-01T00:00:09.000Z");
+        assert_string_equal(sget(a, "startsAt"), "2026-01-02T03:04:05.678Z");
+        assert_string_not_equal(sget(a, "annotations.alert_id"), "e1");
+    }
+    json_decref(j);
+    fh_answer(2, 200, RD_PROBE_NONE, NULL, 1);
+    assert_int_equal(fh_counter("alerts_sent"), 7);
+
+    /* Resolved: sent once, no longer held. */
+    am_send("f1", true, RD_ALERT_LEADER);
+    fh_answer(3, 200, RD_PROBE_NONE, NULL, 1);
+    fh_fire(rt);
+    am_ids(4, ids, sizeof ids);
+    assert_true(strcmp(ids, "f2,f3") == 0 || strcmp(ids, "f3,f2") == 0);
+    fh_answer(4, 200, RD_PROBE_NONE, NULL, 1);
+
+    /* No longer the leader: the faults' alerts are the new leader's to send;
+     * this replica's own alert stays held. */
+    aops()->leadership(g_fh.state, false);
+    fh_fire(rt);
+    am_ids(5, ids, sizeof ids);
+    assert_string_equal(ids, "f2");
+    fh_answer(5, 200, RD_PROBE_NONE, NULL, 1);
+    aops()->leadership(g_fh.state, true);
+    fh_fire(rt);
+    am_ids(6, ids, sizeof ids);
+    assert_string_equal(ids, "f2");
+    fh_answer(6, 200, RD_PROBE_NONE, NULL, 1);
+
+    /* While a re-send fails, the retry carries it; the timer adds nothing. */
+    fh_fire(rt);
+    fh_answer(7, 503, RD_PROBE_STATUS, NULL, 1);
+    fh_fire(rt);
+    assert_int_equal(g_fh.n_http, 8);
+    fh_fire(fh_last_live_timer()); /* the retry */
+    assert_int_equal(g_fh.n_http, 9);
+    am_ids(8, ids, sizeof ids);
+    assert_string_equal(ids, "f2");
+    fh_answer(8, 200, RD_PROBE_NONE, NULL, 1);
+    fh_stop(true);
+    fh_destroy();
+}
+
+static void test_am_rejected(void **state)
+{
+    (void)state;
+    static const char *cfg[][2] = {
+        {"url", "http://127.0.0.1:9093/api/v2/alerts"},
+        {"batch", "2"},
+        {"dead_letters", "3"},
+        {NULL, NULL},
+    };
+    assert_int_equal(fh_init("webhook", "am", cfg), 0);
+    fh_start();
+    size_t rt = fh_last_live_timer();
+    am_send("r1", false, RD_ALERT_LEADER);
+    am_send("r2", false, RD_ALERT_LEADER);
+    am_send("r3", false, RD_ALERT_LEADER);
+    /* 400 with a long answer: not retried, logged once, dead letters. */
+    char answer[1024];
+    memset(answer, 'x', sizeof answer - 1);
+    answer[sizeof answer - 1] = '\0';
+    const char *head = "{\"code\":400,\"message\":\"bad \\\"alert\\\"\n";
+    memcpy(answer, head, strlen(head));
+    size_t logs = g_fh.n_logs;
+    fh_answer_body(0, 400, answer);
+    assert_int_equal(fh_counter("alerts_rejected"), 1);
+    assert_int_equal(fh_counter("alerts_failed"), 0);
+    assert_int_equal(g_fh.n_logs, logs + 1);
+    assert_int_equal(g_fh.logs[logs].level, RD_PLOG_ERROR);
+    assert_string_equal(g_fh.logs[logs].event, "delivery_rejected");
+    assert_non_null(strstr(g_fh.logs[logs].msg, "status=400 alerts=1 answer=\"{ code :400"));
+    assert_true(strlen(g_fh.logs[logs].msg) < 512); /* the answer is bounded */
+    /* The next batch goes at once; no retry timer. */
+    assert_int_equal(g_fh.n_http, 2);
+    assert_int_equal(fh_live_timers(), 1);
+    char ids[256];
+    am_ids(1, ids, sizeof ids);
+    assert_string_equal(ids, "r2,r3");
+    /* 408 and 429 are retried; then 422 refuses the whole batch. */
+    fh_answer(1, 429, RD_PROBE_STATUS, NULL, 1);
+    fh_fire(fh_last_live_timer());
+    fh_answer(2, 408, RD_PROBE_STATUS, NULL, 1);
+    fh_fire(fh_last_live_timer());
+    assert_int_equal(fh_counter("alerts_failed"), 2);
+    fh_answer_body(3, 422, "nope");
+    assert_int_equal(fh_counter("alerts_rejected"), 3);
+
+    struct rd_dead_letter dl;
+    assert_int_equal(aops()->dead_letter_at(g_fh.state, 0, &dl), 0);
+    assert_int_equal(dl.status, 400);
+    assert_int_equal(strlen(dl.answer), 256);
+    assert_int_equal(dl.at_ms, g_fh.now_ms);
+    json_t *a = json_loads(dl.alert_json, 0, NULL);
+    assert_non_null(a);
+    assert_string_equal(sget(a, "annotations.alert_id"), "r1");
+    json_decref(a);
+    assert_int_equal(aops()->dead_letter_at(g_fh.state, 2, &dl), 0);
+    assert_int_equal(dl.status, 422);
+    assert_string_equal(dl.answer, "nope");
+    assert_int_equal(aops()->dead_letter_at(g_fh.state, 3, &dl), RD_ENOTFOUND);
+
+    /* Refused alerts are no longer held: a re-send carries none of them. */
+    size_t n = g_fh.n_http;
+    fh_fire(rt);
+    assert_int_equal(g_fh.n_http, n);
+
+    /* The list is bounded: the oldest goes. */
+    am_send("r4", false, RD_ALERT_LEADER);
+    fh_answer_body(fh_last(), 400, "");
+    assert_int_equal(aops()->dead_letter_at(g_fh.state, 0, &dl), 0);
+    a = json_loads(dl.alert_json, 0, NULL);
+    assert_string_equal(sget(a, "annotations.alert_id"), "r2");
+    json_decref(a);
+    assert_int_equal(aops()->dead_letter_at(g_fh.state, 2, &dl), 0);
+    assert_string_equal(dl.answer, "");
+    assert_int_equal(fh_counter("alerts_rejected"), 4);
+    assert_int_equal(fh_counter("alerts_sent"), 0);
+    fh_stop(true);
+    fh_destroy(); /* frees the dead letters (LeakSanitizer checks) */
+}
+
+static void test_am_config(void **state)
+{
+    (void)state;
+    static const char *bad_fmt[][2] = {{"url", "http://x:1"}, {"format", "slack"}, {NULL, NULL}};
+    assert_int_equal(fh_init("webhook", "am", bad_fmt), RD_ECONFIG);
+    assert_non_null(strstr(g_fh.error, "format must be alertmanager or webhook, got 'slack'"));
+    static const char *bad_ext[][2] = {
+        {"url", "http://x:1"}, {"external_url", "rd.example"}, {NULL, NULL}};
+    assert_int_equal(fh_init("webhook", "am", bad_ext), RD_ECONFIG);
+    assert_non_null(strstr(g_fh.error, "external_url"));
+    fh_reset();
 }
 
 int main(void)
@@ -454,6 +769,8 @@ int main(void)
         cmocka_unit_test(test_webhook_resolved), cmocka_unit_test(test_webhook_retry_backoff),
         cmocka_unit_test(test_webhook_batches),  cmocka_unit_test(test_webhook_overflow),
         cmocka_unit_test(test_webhook_stop),     cmocka_unit_test(test_webhook_config),
+        cmocka_unit_test(test_am_body),          cmocka_unit_test(test_am_resend),
+        cmocka_unit_test(test_am_rejected),      cmocka_unit_test(test_am_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
