@@ -7,7 +7,9 @@
  * front), their sequence numbers contiguous. Retention: after each insert,
  * the oldest go while there are more than the command's `keep`, or while
  * they are older than its `max_age_s` before the command's time (both
- * stamped by the leader, so every replica prunes alike).
+ * stamped by the leader, so every replica prunes alike); while export to
+ * PostgreSQL is on, a record not exported yet stays up to its hard bound
+ * (export.h).
  *
  * Section (snapshot format 5 on): u64 last seq | u64 count | count records
  * (u64 seq, i64 at, u8 role, u16 status, strings principal, source, method,
@@ -147,6 +149,14 @@ static void prune(struct rd_fsm *f, int64_t now_ms, uint32_t keep, uint32_t max_
         struct rd_audit *a = f->audits[f->audit_head];
         if (f->n_audits <= keep && a->at_ms >= oldest)
             break;
+        /* Not exported yet (export.h): it waits, up to the hard bound. The
+         * records after it were written later: none of them is exported
+         * either. */
+        if (!rd_fsm_export_done(f, a->changed)) {
+            if (f->n_audits <= rd_fsm_export_bound(f, keep))
+                break;
+            rd_fsm__export_lost(f, RD_EXPORT_AUDITS);
+        }
         rd_fsm__dg_remove(f, RD_DG_AUDIT, a);
         free(a);
         f->audits[f->audit_head] = NULL;

@@ -21,8 +21,9 @@ struct rd_audit {
     uint8_t role;  /* enum rd_role (http/principal.h) */
     uint16_t status;
     const char *principal, *source, *method, *action, *target, *error, *request_id, *cause;
-    struct rd_dg dg; /* local: its term of the digest (digest.h) */
-    char strings[];  /* the eight strings above, NUL-terminated, one after another */
+    uint64_t changed; /* raft index of the apply that wrote it (export.h) */
+    struct rd_dg dg;  /* local: its term of the digest (digest.h) */
+    char strings[];   /* the eight strings above, NUL-terminated, one after another */
 };
 
 /* Retention when the command does not say (the leader stamps its config,
