@@ -61,6 +61,19 @@ size_t rd_fsm_audit_index(const struct rd_fsm *f, uint64_t seq)
     return seq - first >= f->n_audits ? f->n_audits : (size_t)(seq - first);
 }
 
+size_t rd_fsm_audit_first_after(const struct rd_fsm *f, uint64_t index)
+{
+    size_t lo = 0, hi = f->n_audits;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->audits[f->audit_head + mid]->changed <= index)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 int rd_audit_outcome(int err, const char **code)
 {
     switch (err) {

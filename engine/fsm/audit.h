@@ -39,6 +39,10 @@ const struct rd_audit *const *rd_fsm_audits(const struct rd_fsm *f, size_t *n);
  * the first one after it (n when none). */
 size_t rd_fsm_audit_index(const struct rd_fsm *f, uint64_t seq);
 
+/* The position in rd_fsm_audits() of the first record written after raft
+ * index `index` (n when none): records are written in index order. */
+size_t rd_fsm_audit_first_after(const struct rd_fsm *f, uint64_t index);
+
 /* The HTTP status and error code of a refusal RD_E* `err` as the API answers
  * it (the outcome a record of a refused command shows). */
 int rd_audit_outcome(int err, const char **code);
