@@ -369,6 +369,68 @@ static void test_rows_hold_what_the_api_shows(void **state)
     rdt_proc_cleanup(&p);
 }
 
+/* Backup records: a completed backup's row holds what the API shows. */
+static void test_backup_records(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_int_equal(rdt_tmpdir(dir, sizeof dir), 0);
+    char yaml[3072];
+    snprintf(yaml, sizeof yaml,
+             "%s"
+             "  backup:\n"
+             "    archive: {target: \"\"}\n"
+             "plugins:\n"
+             "  instances:\n"
+             "    - {name: heartbeat, required: true}\n"
+             "    - {name: local, plugin: file, config: {dir: \"%s\"}}\n",
+             yaml_for("bk", 500), dir);
+    struct rdt_proc p = {0};
+    if (rdt_proc_start(&p, yaml) != 0)
+        fail_msg("recoveryd did not start");
+    assert_int_equal(rdt_wait_ready(&p, 15000), 0);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&p, RDT_H1, "/api/v1/backup/trigger", NULL, &r), 0);
+    assert_int_equal(r.status, 202);
+    char id[80], path[160];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(r.json, "backup_id")));
+    rdt_resp_free(&r);
+    snprintf(path, sizeof path, "/api/v1/backups/%s", id);
+    json_t *rec = NULL;
+    int64_t deadline = rdt_now_ms() + rdt_ms(15000);
+    for (;;) {
+        assert_int_equal(rdt_get(&p, RDT_H1, path, &r), 0);
+        const char *st = json_string_value(json_object_get(r.json, "status"));
+        if (r.status == 200 && st != NULL && strcmp(st, "running") != 0) {
+            rec = json_incref(r.json);
+            rdt_resp_free(&r);
+            break;
+        }
+        rdt_resp_free(&r);
+        assert_true(rdt_now_ms() < deadline);
+        rdt_sleep_ms(20); /* until the backup ended */
+    }
+    assert_string_equal(json_string_value(json_object_get(rec, "status")), "completed");
+    wait_exported(&p, 20000);
+    PGconn *c = db();
+    char sql[512], want[512];
+    snprintf(sql, sizeof sql,
+             "SELECT target || ' ' || status || ' ' || raft_index || ' ' || size_bytes || ' ' || "
+             "checksum || ' ' || digest || ' ' || (completed_at >= started_at) || ' ' || "
+             "(verify_ok IS NULL) FROM bk.backup_records WHERE id = '%s'",
+             id);
+    snprintf(want, sizeof want, "local completed %lld %lld %s %s true true",
+             (long long)json_integer_value(json_object_get(rec, "index")),
+             (long long)json_integer_value(json_object_get(rec, "size")),
+             json_string_value(json_object_get(rec, "checksum")),
+             json_string_value(json_object_get(rec, "digest")));
+    assert_string_equal(query(c, sql), want);
+    PQfinish(c);
+    json_decref(rec);
+    rdt_proc_cleanup(&p);
+    rdt_rmtree(dir);
+}
+
 /* ---- PostgreSQL away -------------------------------------------------------------------- */
 
 static void test_postgres_stopped_and_started_again(void **state)
@@ -662,6 +724,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_config_values),
         cmocka_unit_test(test_rows_hold_what_the_api_shows),
+        cmocka_unit_test(test_backup_records),
         cmocka_unit_test(test_postgres_stopped_and_started_again),
         cmocka_unit_test(test_hung_postgres_never_holds_the_loop),
         cmocka_unit_test(test_migrations_on_an_older_schema),
