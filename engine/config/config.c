@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1877,6 +1878,24 @@ static int cfg_check_records(const struct rd_config *cfg, char *err)
                         "fault_tolerance.records.schema: expected a PostgreSQL schema name of "
                         "1-63 characters a-z 0-9 _ not starting with a digit, got '%s'",
                         schema);
+    const char *conninfo = cfg->fault_tolerance.records.conninfo;
+    if (conninfo[0] != '\0') {
+        char *why = NULL;
+        PQconninfoOption *opts = PQconninfoParse(conninfo, &why);
+        if (opts == NULL) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "%s", why ? why : "out of memory");
+            PQfreemem(why);
+            size_t n = strlen(msg);
+            while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+                msg[--n] = '\0';
+            return cfg_errf(err, RD_ECONFIG,
+                            "fault_tolerance.records.conninfo: not a libpq connection string or "
+                            "URI: %s",
+                            msg);
+        }
+        PQconninfoFree(opts);
+    }
     const uint64_t timeout = cfg->fault_tolerance.records.timeout_ms;
     if (timeout < 1000 || timeout > 10 * 60 * 1000) {
         char t[32];

@@ -852,11 +852,28 @@ static void connect_step(struct rd_records *r, PostgresPollingStatusType st)
     }
 }
 
+/* Records the state pruned unexported past the hard bound since the last
+ * look: said once, by the leader (every replica counts them alike). */
+static void note_lost(struct rd_records *r)
+{
+    const struct rd_export_pos *e = rd_fsm_export(r->env.fsm);
+    for (int k = 0; k < RD_EXPORT_KINDS; k++) {
+        if (e->lost[k] > r->lost_seen[k])
+            RD_WARN("records", "records_lost",
+                    "table=%s count=%" PRIu64 " total=%" PRIu64 " max_retained=%" PRIu64
+                    " detail=\"pruned before they were exported: PostgreSQL was away longer "
+                    "than the state could hold them\"",
+                    tables[k], e->lost[k] - r->lost_seen[k], e->lost[k], e->max_retained);
+        r->lost_seen[k] = e->lost[k];
+    }
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct rd_records *r = t->data;
     if (!r->leading || !r->enabled)
         return;
+    note_lost(r);
     if (r->phase == RD_RECORDS_WAIT || r->phase == RD_RECORDS_OFF) {
         start_connect(r);
         return;
@@ -916,6 +933,7 @@ void rd_records_start(struct rd_records *r)
 {
     r->leading = true;
     const struct rd_export_pos *e = rd_fsm_export(r->env.fsm);
+    memcpy(r->lost_seen, e->lost, sizeof(r->lost_seen));
     if (!r->enabled) {
         if (e->enabled) /* export was on: the usual bounds again */
             propose(r, false, e->index);

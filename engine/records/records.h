@@ -83,6 +83,7 @@ struct rd_records {
     bool proposing;
     unsigned backoff_ms;
     uint64_t connected_ns;
+    uint64_t lost_seen[4]; /* the state's lost counts this leader already logged */
     /* This replica's counts (as leader). */
     uint64_t exported_total[4]; /* rows, by table */
     uint64_t errors_total;

@@ -712,6 +712,7 @@ static void test_bad_config_values(void **state)
     check_config_fails("    timeout: 0s\n", "fault_tolerance.records.timeout");
     check_config_fails("    export: maybe\n", "fault_tolerance.records.export");
     check_config_fails("    table: x\n", "table");
+    check_config_fails("    conninfo: \"dbname\"\n", "fault_tolerance.records.conninfo");
 }
 
 int main(void)

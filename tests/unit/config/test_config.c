@@ -818,6 +818,14 @@ static void test_records(void **state)
         check_contains(err, "fault_tolerance.records.schema: expected a PostgreSQL schema name");
     }
     rd_config_defaults(&c);
+    assert_int_equal(load(&c, "fault_tolerance:\n  records:\n    conninfo: \"host\"\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    check_contains(err, "fault_tolerance.records.conninfo: not a libpq connection string or URI: "
+                        "missing \"=\" after \"host\"");
+    assert_int_equal(
+        load(&c, "fault_tolerance:\n  records:\n    conninfo: \"postgresql://u@h/db\"\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    rd_config_defaults(&c);
     assert_int_equal(load(&c, "fault_tolerance:\n  records:\n    timeout: 500ms\n", err), 0);
     assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
     check_contains(err, "fault_tolerance.records.timeout: expected a duration from 1s to 10m");
