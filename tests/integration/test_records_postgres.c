@@ -629,6 +629,44 @@ static void test_migrations_on_an_older_schema(void **state)
     PQfinish(c);
 }
 
+/* A migration that fails rolls back every one of that start: nothing is
+ * half-applied; once the cause is gone the next try applies them all. */
+static void test_failed_migration_changes_nothing(void **state)
+{
+    (void)state;
+    PGconn *c = db();
+    query(c, "CREATE SCHEMA broken");
+    /* 003 cannot apply here: audit_log is a view (CREATE TABLE IF NOT
+     * EXISTS leaves it; the index on it fails). */
+    query(c, "CREATE VIEW broken.audit_log AS SELECT 1 AS x");
+    struct rdt_proc p = {0};
+    start_daemon(&p, "broken", 500);
+    int64_t deadline = rdt_now_ms() + rdt_ms(10000);
+    for (;;) {
+        char *log = rdt_proc_log(&p);
+        bool said = log && strstr(log, "error=\"migrating: ERROR") != NULL;
+        free(log);
+        if (said)
+            break;
+        assert_true(rdt_now_ms() < deadline);
+        rdt_sleep_ms(20); /* until the first try failed */
+    }
+    assert_string_equal(query(c, "SELECT coalesce(to_regclass('broken.schema_migrations')::text, "
+                                 "'') || coalesce(to_regclass('broken.fault_records')::text, '') "
+                                 "|| coalesce(to_regclass('broken.export_position')::text, '')"),
+                        "");
+    assert_int_equal(rdt_metric(&p, "recoveryd_records_export_up"), 0);
+    assert_int_equal(rdt_register(&p, "agent-1", 1, NULL), 0); /* the engine works on */
+    query(c, "DROP VIEW broken.audit_log");
+    wait_exported(&p, 20000);
+    assert_string_equal(query(c, "SELECT string_agg(version::text, ',' ORDER BY version) FROM "
+                                 "broken.schema_migrations"),
+                        "1,2,3,4");
+    assert_int_equal(count(c, "SELECT count(*) FROM broken.audit_log"), api_audit_count(&p));
+    PQfinish(c);
+    rdt_proc_cleanup(&p);
+}
+
 /* ---- a leader killed mid-export --------------------------------------------------------- */
 
 static void test_new_leader_resumes(void **state)
@@ -729,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_postgres_stopped_and_started_again),
         cmocka_unit_test(test_hung_postgres_never_holds_the_loop),
         cmocka_unit_test(test_migrations_on_an_older_schema),
+        cmocka_unit_test(test_failed_migration_changes_nothing),
         cmocka_unit_test(test_new_leader_resumes),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
