@@ -843,11 +843,12 @@ static void connect_step(struct rd_records *r, PostgresPollingStatusType st)
     case PGRES_POLLING_FAILED:
         fail(r, "connect: %s", PQerrorMessage(r->conn));
         return;
-    case PGRES_POLLING_READING:
-        watch(r, UV_READABLE);
-        return;
     default:
-        watch(r, UV_WRITABLE);
+        /* While connecting libpq may close its socket and open another
+         * (the next address of a host, the next host) that gets the same
+         * descriptor number: a fresh watch each time, never a stale one. */
+        unwatch(r);
+        watch(r, st == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE);
         return;
     }
 }
