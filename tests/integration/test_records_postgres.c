@@ -84,7 +84,14 @@ static long long count(PGconn *c, const char *sql)
 
 /* ---- the daemon ------------------------------------------------------------------------ */
 
+static const char *yaml_conninfo(const char *schema, unsigned batch, const char *ci);
+
 static const char *yaml_for(const char *schema, unsigned batch)
+{
+    return yaml_conninfo(schema, batch, conninfo);
+}
+
+static const char *yaml_conninfo(const char *schema, unsigned batch, const char *ci)
 {
     static char yaml[2048];
     snprintf(yaml, sizeof yaml,
@@ -100,7 +107,7 @@ static const char *yaml_for(const char *schema, unsigned batch)
              "    batch_size: %u\n"
              "    interval: 20ms\n"
              "    timeout: 2s\n",
-             conninfo, schema, batch);
+             ci, schema, batch);
     return yaml;
 }
 
@@ -367,6 +374,43 @@ static void test_rows_hold_what_the_api_shows(void **state)
     assert_true(rdt_metric(&p, "recoveryd_records_exported_total{table=\"fault_records\"}") >= 2);
     PQfinish(c);
     rdt_proc_cleanup(&p);
+}
+
+/* An empty conninfo: libpq takes everything from PG* variables, as for any
+ * libpq client; and a list of hosts, the first of which is not there. */
+static void test_pg_environment_and_hosts(void **state)
+{
+    (void)state;
+    setenv("PGHOST", sockdir, 1);
+    setenv("PGPORT", PG_PORT, 1);
+    setenv("PGUSER", "recoveryd", 1);
+    setenv("PGDATABASE", "postgres", 1);
+    struct rdt_proc p = {0};
+    if (rdt_proc_start(&p, yaml_conninfo("envs", 500, "")) != 0)
+        fail_msg("recoveryd did not start");
+    unsetenv("PGHOST");
+    unsetenv("PGPORT");
+    unsetenv("PGUSER");
+    unsetenv("PGDATABASE");
+    assert_int_equal(rdt_wait_ready(&p, 15000), 0);
+    assert_int_equal(rdt_register(&p, "agent-1", 1, NULL), 0);
+    wait_exported(&p, 20000);
+    PGconn *c = db();
+    assert_int_equal(count(c, "SELECT count(*) FROM envs.audit_log"), api_audit_count(&p));
+    rdt_proc_cleanup(&p);
+
+    char hosts[1024];
+    snprintf(hosts, sizeof hosts, "host=%s/none,%s port=%s dbname=postgres user=recoveryd", root,
+             sockdir, PG_PORT);
+    struct rdt_proc q = {0};
+    if (rdt_proc_start(&q, yaml_conninfo("hosts", 500, hosts)) != 0)
+        fail_msg("recoveryd did not start");
+    assert_int_equal(rdt_wait_ready(&q, 15000), 0);
+    assert_int_equal(rdt_register(&q, "agent-1", 1, NULL), 0);
+    wait_exported(&q, 20000);
+    assert_int_equal(count(c, "SELECT count(*) FROM hosts.audit_log"), api_audit_count(&q));
+    PQfinish(c);
+    rdt_proc_cleanup(&q);
 }
 
 /* Backup records: a completed backup's row holds what the API shows. */
@@ -764,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_bad_config_values),
         cmocka_unit_test(test_rows_hold_what_the_api_shows),
         cmocka_unit_test(test_backup_records),
+        cmocka_unit_test(test_pg_environment_and_hosts),
         cmocka_unit_test(test_postgres_stopped_and_started_again),
         cmocka_unit_test(test_hung_postgres_never_holds_the_loop),
         cmocka_unit_test(test_migrations_on_an_older_schema),
