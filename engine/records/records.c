@@ -448,6 +448,39 @@ static int by_changed(const void *a, const void *b)
     return x->changed < y->changed ? -1 : x->changed > y->changed;
 }
 
+/* The k-th smallest (from 0) `changed` of v[0..n), n > k; reorders v
+ * (Hoare's selection). */
+static uint64_t kth_changed(struct pend *v, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        uint64_t pivot = v[lo + (hi - lo) / 2].changed;
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i].changed < pivot)
+                i++;
+            while (v[j].changed > pivot)
+                j--;
+            if (i <= j) {
+                struct pend t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j && j < hi)
+            hi = j;
+        else if (k >= i && i > lo)
+            lo = i;
+        else
+            return v[k].changed;
+    }
+    return v[k].changed;
+}
+
 static int64_t run_time(const struct rd_recovery *run)
 {
     return run->completed_at ? run->completed_at : run->started_at;
@@ -671,9 +704,21 @@ static int build_batch(struct rd_records *r)
         free(c.v);
         return RD_ENOTFOUND;
     }
-    qsort(c.v, c.n, sizeof(*c.v), by_changed);
     size_t limit = r->env.cfg->fault_tolerance.records.batch_size, rows = 0, take = 0;
-    while (take < c.n && (rows < limit || c.v[take].changed == c.v[take - 1].changed))
+    size_t pending = c.n, n = c.n;
+    if (n > 2 * limit) {
+        /* A backlog: only the records up to the limit-th oldest change
+         * (and its ties) can be in this batch; sort those alone, so a batch
+         * costs the loop O(backlog), not O(backlog log backlog). */
+        uint64_t cut = kth_changed(c.v, n, limit - 1);
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (c.v[i].changed <= cut)
+                c.v[m++] = c.v[i];
+        n = m;
+    }
+    qsort(c.v, n, sizeof(*c.v), by_changed);
+    while (take < n && (rows < limit || c.v[take].changed == c.v[take - 1].changed))
         rows += c.v[take++].rows;
     json_t *arr[RD_EXPORT_KINDS];
     for (int k = 0; k < RD_EXPORT_KINDS; k++)
@@ -684,7 +729,7 @@ static int build_batch(struct rd_records *r)
         if (arr[c.v[i].kind] != NULL)
             add_rows(r, arr[c.v[i].kind], &c.v[i], &oom);
     r->batch_to = c.v[take - 1].changed;
-    r->batch_more = take < c.n;
+    r->batch_more = take < pending;
     free(c.v);
     for (int k = 0; k < RD_EXPORT_KINDS; k++) {
         if (arr[k] == NULL) {
