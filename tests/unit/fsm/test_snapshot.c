@@ -899,7 +899,7 @@ static void test_golden_v3_restores_field_by_field(void **state)
     rd_fsm_close(&f);
 }
 
-/* Format 5 (the golden file of the current format) restores field by
+/* Format 5 (the golden file of issue 12's format) restores field by
  * field, and the machine goes on: new records follow the restored ones'
  * sequence, and are pruned by count and by age. */
 static void test_golden_v5_restores_field_by_field(void **state)
