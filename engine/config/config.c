@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,11 +384,21 @@ static const struct cfg_field cfg_poison[] = {
     CFG_F("window", CFG_DURATION, fault_tolerance.poison.window_ms),
 };
 
+static const struct cfg_field cfg_records[] = {
+    CFG_F("export", CFG_BOOL, fault_tolerance.records.enabled),
+    CFG_F("conninfo", CFG_STRING, fault_tolerance.records.conninfo),
+    CFG_F("schema", CFG_STRING, fault_tolerance.records.schema),
+    CFG_U("batch_size", fault_tolerance.records.batch_size, 1, 10000),
+    CFG_U("max_retained", fault_tolerance.records.max_retained, 10000, 10000000),
+    CFG_F("timeout", CFG_DURATION, fault_tolerance.records.timeout_ms),
+    CFG_F("interval", CFG_DURATION, fault_tolerance.records.interval_ms),
+};
+
 /* New sections go last so the key lists in existing messages keep their order. */
 static const struct cfg_field cfg_fault_tolerance[] = {
     CFG_SECT("detection", cfg_detection), CFG_SECT("recovery_strategies", cfg_strategies),
     CFG_SECT("backup", cfg_backup),       CFG_SECT("partition", cfg_partition),
-    CFG_SECT("poison", cfg_poison),
+    CFG_SECT("poison", cfg_poison),       CFG_SECT("records", cfg_records),
 };
 
 static const struct cfg_field cfg_top[] = {
@@ -1694,6 +1705,12 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.partition.alert_after_ms = 5 * 60 * 1000;
     cfg->fault_tolerance.poison.max_failures = 3;
     cfg->fault_tolerance.poison.window_ms = 10 * 60 * 1000;
+    snprintf(cfg->fault_tolerance.records.schema, sizeof(cfg->fault_tolerance.records.schema),
+             "public");
+    cfg->fault_tolerance.records.batch_size = 500;
+    cfg->fault_tolerance.records.max_retained = 200000;
+    cfg->fault_tolerance.records.timeout_ms = 10 * 1000;
+    cfg->fault_tolerance.records.interval_ms = 100;
     cfg->security.audit.max_records = 100000;
     cfg->security.audit.max_age_ms = UINT64_C(30) * 24 * 3600 * 1000;
 }
@@ -1859,6 +1876,58 @@ static int cfg_validate_edge(const struct rd_config *cfg, char err[RD_CFG_ERRLEN
         return cfg_errf(err, RD_ECONFIG,
                         "server.edge.max_header_list: expected a size from 1KiB to 1MiB, got '%s'",
                         a);
+    }
+    return 0;
+}
+
+/* fault_tolerance.records (docs/records.md): what the range checks of the
+ * keys themselves do not say. */
+static int cfg_check_records(const struct rd_config *cfg, char *err)
+{
+    const char *schema = cfg->fault_tolerance.records.schema;
+    bool ok = schema[0] != '\0' && !(schema[0] >= '0' && schema[0] <= '9');
+    for (const char *p = schema; ok && *p; p++)
+        ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+    if (!ok)
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.records.schema: expected a PostgreSQL schema name of "
+                        "1-63 characters a-z 0-9 _ not starting with a digit, got '%s'",
+                        schema);
+    const char *conninfo = cfg->fault_tolerance.records.conninfo;
+    if (conninfo[0] != '\0') {
+        char *why = NULL;
+        PQconninfoOption *opts = PQconninfoParse(conninfo, &why);
+        if (opts == NULL) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "%s", why ? why : "out of memory");
+            PQfreemem(why);
+            size_t n = strlen(msg);
+            while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+                msg[--n] = '\0';
+            return cfg_errf(err, RD_ECONFIG,
+                            "fault_tolerance.records.conninfo: not a libpq connection string or "
+                            "URI: %s",
+                            msg);
+        }
+        PQconninfoFree(opts);
+    }
+    const uint64_t timeout = cfg->fault_tolerance.records.timeout_ms;
+    if (timeout < 1000 || timeout > 10 * 60 * 1000) {
+        char t[32];
+        cfg_format_duration(timeout, t, sizeof(t));
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.records.timeout: expected a duration from 1s to 10m, got "
+                        "'%s'",
+                        t);
+    }
+    const uint64_t interval = cfg->fault_tolerance.records.interval_ms;
+    if (interval < 10 || interval > 60 * 1000) {
+        char t[32];
+        cfg_format_duration(interval, t, sizeof(t));
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.records.interval: expected a duration from 10ms to 1m, "
+                        "got '%s'",
+                        t);
     }
     return 0;
 }
@@ -2056,6 +2125,9 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
     if (cfg->fault_tolerance.poison.window_ms == 0)
         return cfg_errf(err, RD_ECONFIG,
                         "fault_tolerance.poison.window: expected a duration above 0, got '0ms'");
+    int rv = cfg_check_records(cfg, err);
+    if (rv != 0)
+        return rv;
     const uint64_t audit_age = cfg->security.audit.max_age_ms;
     if (audit_age < 60 * 1000 || audit_age > UINT64_C(3650) * 24 * 3600 * 1000) {
         char age[32];

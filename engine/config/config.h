@@ -261,6 +261,18 @@ struct rd_config {
             unsigned max_failures; /* 1-16, default 3 */
             uint64_t window_ms;    /* default 10m */
         } poison;
+        /* Our addition: fault, task_recovery, audit and backup records
+         * exported to PostgreSQL by the leader (docs/records.md). */
+        struct {
+            bool enabled;          /* records.export, default false */
+            char conninfo[1024];   /* libpq connection string; "" or missing fields: PG* env */
+            char schema[64];       /* the tables' schema, [a-z_][a-z0-9_]*, default "public" */
+            unsigned batch_size;   /* rows per transaction, 1-10000, default 500 */
+            uint64_t max_retained; /* records of one kind kept while not exported,
+                                      10000-10000000, default 200000 */
+            uint64_t timeout_ms;   /* connecting or one statement, 1s-10m, default 10s */
+            uint64_t interval_ms;  /* between two exports when idle, 10ms-1m, default 100ms */
+        } records;
     } fault_tolerance;
 };
 

@@ -235,6 +235,7 @@ static void on_role(void *data, bool leader)
         rd_analysis_start(&eng->analysis);
         rd_sched_start(&eng->sched);
         rd_backup_start(&eng->backups);
+        rd_records_start(&eng->records);
         for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
             const struct rd_node *n = eng->fsm.nodes[i];
             if (n->state != RD_NODE_LEFT)
@@ -252,6 +253,7 @@ static void on_role(void *data, bool leader)
         rd_analysis_stop(&eng->analysis);
         rd_sched_stop(&eng->sched);
         rd_backup_stop(&eng->backups);
+        rd_records_stop(&eng->records);
         /* The leader alone detects: detectors forget every agent (no more
          * probes from here) until this replica leads again. */
         for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
@@ -349,6 +351,7 @@ static void shutdown_tick(uv_timer_t *t)
                     (unsigned long long)eng->http.pending);
     }
     rd_backup_stop(&eng->backups);
+    rd_records_stop(&eng->records);
     if (!eng->plugins_stopped || rd_plugin_host_busy(&eng->plugins) ||
         rd_backup_busy(&eng->backups))
         return;
@@ -625,6 +628,15 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .shutting_down = &eng->shutting_down,
     };
     rd_backup_init(&eng->backups, &benv);
+    struct rd_records_env renv = {
+        .loop = loop,
+        .cfg = &eng->cfg,
+        .fsm = &eng->fsm,
+        .log = rd_replica_proposer(&eng->replica),
+        .term = raft_current,
+        .raft = &eng->replica,
+    };
+    rd_records_init(&eng->records, &renv);
     struct rd_consistency_env cenv = {
         .loop = loop,
         .cfg = &eng->cfg,
@@ -693,6 +705,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .consistency = &eng->consistency,
         .plugins = &eng->plugins,
         .backups = &eng->backups,
+        .records = &eng->records,
         .policy = &eng->policy,
         .shutting_down = &eng->shutting_down,
         .started_ns = &eng->started_ns,
@@ -813,6 +826,7 @@ out:
     rd_policy_free(eng->policy);
     eng->policy = NULL;
     rd_backup_close(&eng->backups);
+    rd_records_close(&eng->records);
     rd_sched_close(&eng->sched);
     rd_analysis_close(&eng->analysis);
     rd_registry_close(&eng->registry);

@@ -17,6 +17,7 @@
 #include "http/http.h"
 #include "plugin/host.h"
 #include "policy/policy.h"
+#include "records/records.h"
 #include "cluster/cluster.h"
 #include "recover/sched.h"
 #include "registry/registry.h"
@@ -36,6 +37,7 @@ struct rd_engine {
     struct rd_cluster cluster;         /* the other engine replicas, as seen from here */
     struct rd_backups backups;         /* backups, continuous archiving (leader) */
     struct rd_consistency consistency; /* consistency checks and repairs (leader) */
+    struct rd_records records;         /* records exported to PostgreSQL (leader) */
     struct rd_policy_host *policy;     /* the policies in force (never NULL once started) */
     uint64_t policy_reloads_ok;
     uint64_t policy_reloads_failed;

@@ -7,7 +7,9 @@
  * front), their sequence numbers contiguous. Retention: after each insert,
  * the oldest go while there are more than the command's `keep`, or while
  * they are older than its `max_age_s` before the command's time (both
- * stamped by the leader, so every replica prunes alike).
+ * stamped by the leader, so every replica prunes alike); while export to
+ * PostgreSQL is on, a record not exported yet stays up to its hard bound
+ * (export.h).
  *
  * Section (snapshot format 5 on): u64 last seq | u64 count | count records
  * (u64 seq, i64 at, u8 role, u16 status, strings principal, source, method,
@@ -57,6 +59,19 @@ size_t rd_fsm_audit_index(const struct rd_fsm *f, uint64_t seq)
     if (seq <= first)
         return 0;
     return seq - first >= f->n_audits ? f->n_audits : (size_t)(seq - first);
+}
+
+size_t rd_fsm_audit_first_after(const struct rd_fsm *f, uint64_t index)
+{
+    size_t lo = 0, hi = f->n_audits;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->audits[f->audit_head + mid]->changed <= index)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 int rd_audit_outcome(int err, const char **code)
@@ -147,6 +162,14 @@ static void prune(struct rd_fsm *f, int64_t now_ms, uint32_t keep, uint32_t max_
         struct rd_audit *a = f->audits[f->audit_head];
         if (f->n_audits <= keep && a->at_ms >= oldest)
             break;
+        /* Not exported yet (export.h): it waits, up to the hard bound. The
+         * records after it were written later: none of them is exported
+         * either. */
+        if (!rd_fsm_export_done(f, a->changed)) {
+            if (f->n_audits <= rd_fsm_export_bound(f, keep))
+                break;
+            rd_fsm__export_lost(f, RD_EXPORT_AUDITS);
+        }
         rd_fsm__dg_remove(f, RD_DG_AUDIT, a);
         free(a);
         f->audits[f->audit_head] = NULL;

@@ -21,8 +21,9 @@ struct rd_audit {
     uint8_t role;  /* enum rd_role (http/principal.h) */
     uint16_t status;
     const char *principal, *source, *method, *action, *target, *error, *request_id, *cause;
-    struct rd_dg dg; /* local: its term of the digest (digest.h) */
-    char strings[];  /* the eight strings above, NUL-terminated, one after another */
+    uint64_t changed; /* raft index of the apply that wrote it (export.h) */
+    struct rd_dg dg;  /* local: its term of the digest (digest.h) */
+    char strings[];   /* the eight strings above, NUL-terminated, one after another */
 };
 
 /* Retention when the command does not say (the leader stamps its config,
@@ -37,6 +38,10 @@ const struct rd_audit *const *rd_fsm_audits(const struct rd_fsm *f, size_t *n);
 /* The position in rd_fsm_audits() of the record with sequence `seq`, or of
  * the first one after it (n when none). */
 size_t rd_fsm_audit_index(const struct rd_fsm *f, uint64_t seq);
+
+/* The position in rd_fsm_audits() of the first record written after raft
+ * index `index` (n when none): records are written in index order. */
+size_t rd_fsm_audit_first_after(const struct rd_fsm *f, uint64_t index);
 
 /* The HTTP status and error code of a refusal RD_E* `err` as the API answers
  * it (the outcome a record of a refused command shows). */

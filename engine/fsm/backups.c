@@ -98,19 +98,28 @@ static int insert(struct rd_fsm *f, struct rd_backup *b)
     return 0;
 }
 
-/* Drops the oldest records that are not running beyond RD_FSM_MAX_BACKUPS. */
+/* Drops the oldest records that are not running beyond RD_FSM_MAX_BACKUPS
+ * and are exported (all of them when export is off), and beyond the
+ * export's hard bound the oldest that are not running whatever they are
+ * (export.h). */
 static void prune(struct rd_fsm *f)
 {
     if (f->n_backups <= RD_FSM_MAX_BACKUPS)
         return;
     size_t excess = f->n_backups - RD_FSM_MAX_BACKUPS, kept = 0;
+    size_t bound = rd_fsm_export_bound(f, RD_FSM_MAX_BACKUPS);
+    size_t forced = f->n_backups > bound ? f->n_backups - bound : 0;
     for (size_t i = 0; i < f->n_backups; i++) {
         struct rd_backup *b = f->backups[i];
-        if (excess > 0 && b->status != RD_BACKUP_RUNNING) {
+        bool done = rd_fsm_export_done(f, b->changed);
+        if (b->status != RD_BACKUP_RUNNING && ((excess > 0 && done) || forced > 0)) {
+            if (!done)
+                rd_fsm__export_lost(f, RD_EXPORT_BACKUPS);
             rd_map_del(&f->backups_by_id, b->id, strlen(b->id));
             rd_fsm__dg_remove(f, RD_DG_BACKUP, b);
             backup_free(b);
-            excess--;
+            excess -= excess > 0;
+            forced -= forced > 0;
         } else {
             f->backups[kept++] = b;
         }

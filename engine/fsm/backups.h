@@ -27,6 +27,7 @@ struct rd_backup {
     int64_t verified_at_ms;  /* 0 when never verified */
     int8_t verify_ok;        /* -1 never verified, 0 failed, 1 matched */
     char *error;             /* NULL when none */
+    uint64_t changed;        /* raft index of its last change (export.h) */
     struct rd_dg dg;         /* local: its term of the digest (digest.h) */
 };
 

@@ -150,6 +150,8 @@ const char *rd_cmd_type_name(int type)
         return "checkpoint_restore";
     case RD_CMD_AUDIT:
         return "audit";
+    case RD_CMD_RECORDS_EXPORT:
+        return "records_export";
     }
     return "unknown";
 }
@@ -329,6 +331,11 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_str(w, c->error.p, c->error.len);
         break;
     }
+    case RD_CMD_RECORDS_EXPORT:
+        rd_w_u8(w, cmd->u.rexport.enabled);
+        rd_w_u64(w, cmd->u.rexport.index);
+        rd_w_u64(w, cmd->u.rexport.max_retained);
+        break;
     case RD_CMD_ARCHIVE: {
         const struct rd_cmd_archive *c = &cmd->u.archive;
         rd_w_str(w, c->target.p, c->target.len);
@@ -547,6 +554,13 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
             return RD_EPARSE;
         break;
     }
+    case RD_CMD_RECORDS_EXPORT:
+        cmd->u.rexport.enabled = rd_r_u8(&r);
+        cmd->u.rexport.index = rd_r_u64(&r);
+        cmd->u.rexport.max_retained = rd_r_u64(&r);
+        if (!r.err && cmd->u.rexport.enabled > 1)
+            return RD_EPARSE;
+        break;
     case RD_CMD_CHECK:
         cmd->u.check.id = rd_r_str(&r);
         if (!r.err && (cmd->u.check.id.len == 0 || cmd->u.check.id.len > 64))

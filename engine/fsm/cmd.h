@@ -49,6 +49,8 @@ enum rd_cmd_type {
     /* An audit record alone (no body): a denied or failed request, or an
      * action whose change is not a log command (issue 12). */
     RD_CMD_AUDIT = 19,
+    /* PostgreSQL holds every record changed up to an index (docs/records.md). */
+    RD_CMD_RECORDS_EXPORT = 20,
     RD_CMD_TYPE_MAX
 };
 
@@ -260,6 +262,15 @@ struct rd_cmd_archive {
     struct rd_str object; /* the last object written ("" when none) */
 };
 
+/* The export of records to PostgreSQL (export.h): on, and where it stands.
+ * Proposed by the leader when it starts leading (on or off, as its config
+ * says) and after each transaction PostgreSQL committed. */
+struct rd_cmd_records_export {
+    uint8_t enabled;       /* 1: records wait for export before they are pruned */
+    uint64_t index;        /* PostgreSQL holds every record changed up to here */
+    uint64_t max_retained; /* the hard bound per kind (0: the default) */
+};
+
 /* A consistency check: applying it, every replica computes its state digest
  * at this very index (DESIGN.md decision 9) and keeps it locally. */
 struct rd_cmd_check {
@@ -368,6 +379,7 @@ struct rd_cmd {
         struct rd_cmd_check_result cresult;
         struct rd_cmd_cluster_id cid;
         struct rd_cmd_checkpoint_restore crestore;
+        struct rd_cmd_records_export rexport;
     } u;
 };
 

@@ -104,6 +104,7 @@ static void push(struct rd_fsm *f, int kind, void *rec)
 
 void rd_fsm__dg_touch(struct rd_fsm *f, int kind, void *rec)
 {
+    rd_fsm__export_changed(f, kind, rec);
     struct rd_dg *g = dg_of(kind, rec);
     if (g->touched)
         return;
@@ -114,6 +115,7 @@ void rd_fsm__dg_touch(struct rd_fsm *f, int kind, void *rec)
 
 void rd_fsm__dg_add(struct rd_fsm *f, int kind, void *rec)
 {
+    rd_fsm__export_changed(f, kind, rec);
     struct rd_dg *g = dg_of(kind, rec);
     g->hash = 0;
     g->touched = 0;
@@ -261,6 +263,11 @@ static uint64_t combine(const struct rd_fsm *f, const uint64_t sum[RD_DG_KINDS])
     rd_w_init(&w);
     rd_fsm__replicas_write(f, &w);
     rd_fsm__archive_write(f, &w);
+    /* The export position counts once it was ever set (a state without it
+     * digests as it did before it existed). The records' changed indexes
+     * are not in their hashes. */
+    if (f->exp.enabled || f->exp.index != 0 || f->exp.at_ms != 0)
+        rd_fsm__export_write_scalars(f, &w);
     if (w.err)
         h = rd_fnv1a(h, "\xff\xff", 2);
     h = rd_fnv1a(h, w.p, w.len);

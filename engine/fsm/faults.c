@@ -123,19 +123,27 @@ int rd_fsm__fault_resolve(struct rd_fsm *f, struct rd_str id, int64_t t, struct 
     return 0;
 }
 
-/* Drops the oldest resolved records beyond RD_FSM_MAX_FAULTS. */
+/* Drops the oldest resolved records beyond RD_FSM_MAX_FAULTS that are
+ * exported (all of them when export is off), and beyond the export's hard
+ * bound the oldest resolved ones whatever they are (export.h). */
 static void prune_faults(struct rd_fsm *f)
 {
     if (f->n_faults <= RD_FSM_MAX_FAULTS)
         return;
     size_t excess = f->n_faults - RD_FSM_MAX_FAULTS, kept = 0;
+    size_t bound = rd_fsm_export_bound(f, RD_FSM_MAX_FAULTS);
+    size_t forced = f->n_faults > bound ? f->n_faults - bound : 0;
     for (size_t i = 0; i < f->n_faults; i++) {
         struct rd_fault *x = f->faults[i];
-        if (excess > 0 && x->status == RD_FAULT_RESOLVED) {
+        bool done = rd_fsm_export_done(f, x->changed);
+        if (x->status == RD_FAULT_RESOLVED && ((excess > 0 && done) || forced > 0)) {
+            if (!done)
+                rd_fsm__export_lost(f, RD_EXPORT_FAULTS);
             rd_map_del(&f->faults_by_id, x->id, strlen(x->id));
             rd_fsm__dg_remove(f, RD_DG_FAULT, x);
             fault_free(x);
-            excess--;
+            excess -= excess > 0;
+            forced -= forced > 0;
         } else {
             f->faults[kept++] = x;
         }

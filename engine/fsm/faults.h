@@ -28,6 +28,7 @@ struct rd_fault {
     char *recovery_action_json;
     char *metadata_json;
     char *resolution; /* why it was resolved ("" while open) */
+    uint64_t changed; /* raft index of its last change (export.h) */
     struct rd_dg dg;  /* local: its term of the digest (digest.h) */
 };
 

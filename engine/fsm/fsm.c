@@ -104,6 +104,9 @@ static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len,
     case RD_CMD_CHECK_RESULT:
         rv = rd_fsm__check_apply(f, &cmd);
         break;
+    case RD_CMD_RECORDS_EXPORT:
+        rv = rd_fsm__export_apply(f, &cmd);
+        break;
     case RD_CMD_AUDIT:
         break;
     }
@@ -233,6 +236,7 @@ void rd_fsm__clear(struct rd_fsm *f)
     rd_fsm__backups_clear(f);
     rd_fsm__checks_clear(f);
     rd_fsm__audits_clear(f);
+    rd_fsm__export_clear(f);
     rd_fsm__dg_reset(f);
     f->n_applied = 0;
     f->last_time_ms = 0;

@@ -19,6 +19,7 @@
 #include "cmd.h"
 #include "common/map.h"
 #include "digest.h"
+#include "export.h"
 /* The records, one header per kind (and its .c file). */
 #include "faults.h"
 #include "nodes.h"
@@ -124,6 +125,7 @@ struct rd_fsm {
     size_t cap_backups;
     struct rd_map backups_by_id;
     struct rd_archive_pos archive;
+    struct rd_export_pos exp; /* the export of records to PostgreSQL (export.h) */
     char cluster_id[65];      /* "" until RD_CMD_CLUSTER_ID */
     struct rd_check **checks; /* in order of application (oldest first) */
     size_t n_checks;

@@ -149,4 +149,19 @@ int rd_fsm__audits_read(struct rd_fsm *f, struct rd_rbuf *r);
 void rd_fsm__audits_clear(struct rd_fsm *f);
 void rd_fsm__audits_move(struct rd_fsm *to, struct rd_fsm *from);
 
+/* export.c: records_export; the records' changed index (called by
+ * rd_fsm__dg_touch and rd_fsm__dg_add, so every change sets it); a record a
+ * prune dropped before it was exported; the export section (format 6 on;
+ * read after every other section) and its scalars (the digest's). */
+int rd_fsm__export_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
+void rd_fsm__export_changed(struct rd_fsm *f, int kind, void *rec);
+void rd_fsm__export_lost(struct rd_fsm *f, int kind);
+void rd_fsm__export_write(const struct rd_fsm *f, struct rd_wbuf *w);
+void rd_fsm__export_write_scalars(const struct rd_fsm *f, struct rd_wbuf *w);
+int rd_fsm__export_read(struct rd_fsm *f, struct rd_rbuf *r);
+/* An older snapshot: every record read as changed at index 1. */
+void rd_fsm__export_read_old(struct rd_fsm *f);
+void rd_fsm__export_clear(struct rd_fsm *f);
+void rd_fsm__export_move(struct rd_fsm *to, struct rd_fsm *from);
+
 #endif

@@ -84,18 +84,27 @@ static int insert(struct rd_fsm *f, struct rd_recovery *r)
     return 0;
 }
 
+/* Drops the oldest finished runs beyond RD_FSM_MAX_RECOVERIES that are
+ * exported (all of them when export is off), and beyond the export's hard
+ * bound the oldest finished ones whatever they are (export.h). */
 static void prune(struct rd_fsm *f)
 {
     if (f->n_recoveries <= RD_FSM_MAX_RECOVERIES)
         return;
     size_t excess = f->n_recoveries - RD_FSM_MAX_RECOVERIES, kept = 0;
+    size_t bound = rd_fsm_export_bound(f, RD_FSM_MAX_RECOVERIES);
+    size_t forced = f->n_recoveries > bound ? f->n_recoveries - bound : 0;
     for (size_t i = 0; i < f->n_recoveries; i++) {
         struct rd_recovery *r = f->recoveries[i];
-        if (excess > 0 && !open_status(r->status)) {
+        bool done = rd_fsm_export_done(f, r->changed);
+        if (!open_status(r->status) && ((excess > 0 && done) || forced > 0)) {
+            if (!done)
+                rd_fsm__export_lost(f, RD_EXPORT_RECOVERIES);
             rd_map_del(&f->recoveries_by_id, r->id, strlen(r->id));
             rd_fsm__dg_remove(f, RD_DG_RECOVERY, r);
             run_free(r);
-            excess--;
+            excess -= excess > 0;
+            forced -= forced > 0;
         } else {
             f->recoveries[kept++] = r;
         }

@@ -36,7 +36,8 @@ struct rd_recovery {
     uint32_t total, recovered, failed;
     struct rd_recovery_item *items;
     uint32_t n_items, cap_items;
-    struct rd_dg dg; /* local: its term of the digest (digest.h) */
+    uint64_t changed; /* raft index of its last change (export.h) */
+    struct rd_dg dg;  /* local: its term of the digest (digest.h) */
 };
 
 #define RD_FSM_MAX_RECOVERIES 1000 /* finished runs beyond this are pruned, oldest first */

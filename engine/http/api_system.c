@@ -11,6 +11,7 @@
 #include "fsm/fsm.h"
 #include "plugin/host.h"
 #include "policy/policy.h"
+#include "records/records.h"
 #include "recover/sched.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
@@ -361,6 +362,8 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_plugin_host_metrics(env->plugins, &b);
     rd_backup_metrics(env->backups, &b);
     rd_consistency_metrics(env->consistency, &b);
+    if (env->records != NULL)
+        rd_records_metrics(env->records, &b);
 
     if (b.err) {
         rd_mbuf_free(&b);

@@ -28,6 +28,7 @@ struct rd_http;
 struct rd_http_req;
 struct rd_plugin_host;
 struct rd_policy_host;
+struct rd_records;
 struct rd_registry;
 struct rd_replica;
 struct rd_sched;
@@ -50,6 +51,7 @@ struct rd_http_env {
     struct rd_consistency *consistency;
     struct rd_plugin_host *plugins;
     struct rd_backups *backups;           /* backups and their records */
+    struct rd_records *records;           /* the export to PostgreSQL (metrics) */
     struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
     struct rd_http *http;                 /* the server itself (pending answers, metrics) */
     const bool *shutting_down;

@@ -155,6 +155,16 @@ static inline struct rd_wbuf cmd_archive(const char *target, uint64_t index, con
     return fsm_encode(&c);
 }
 
+static inline struct rd_wbuf cmd_records_export(int enabled, uint64_t index, uint64_t max_retained,
+                                                int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_RECORDS_EXPORT, .time_ms = t};
+    c.u.rexport.enabled = (uint8_t)enabled;
+    c.u.rexport.index = index;
+    c.u.rexport.max_retained = max_retained;
+    return fsm_encode(&c);
+}
+
 static inline struct rd_wbuf cmd_cluster_id(const char *id, int64_t t)
 {
     struct rd_cmd c = {.type = RD_CMD_CLUSTER_ID, .time_ms = t};

@@ -8,7 +8,8 @@
  *
  * The test fills `root` (rdt_tmpdir), calls find_bindir() (false: no
  * package, the test skips), start_server(), and stops `server` at the end;
- * `conninfo`, `sockdir` and PG_PORT say where it listens.
+ * `conninfo`, `sockdir` and PG_PORT say where it listens. A test that
+ * stopped the server starts it again on the same data with launch_server().
  */
 #ifndef RDT_PG_H
 #define RDT_PG_H
@@ -70,6 +71,8 @@ static int own(const char *path)
     return 0;
 }
 
+static int launch_server(void);
+
 static int start_server(void)
 {
     if (geteuid() == 0) {
@@ -82,12 +85,11 @@ static int start_server(void)
         pg_uid = pw->pw_uid;
         pg_gid = pw->pw_gid;
     }
-    char data[700], log[700], initdb[300], postgres[300];
+    char data[700], log[700], initdb[300];
     snprintf(data, sizeof data, "%s/data", root);
     snprintf(sockdir, sizeof sockdir, "%s/sock", root);
     snprintf(log, sizeof log, "%s/postgres.log", root);
     snprintf(initdb, sizeof initdb, "%s/initdb", bindir);
-    snprintf(postgres, sizeof postgres, "%s/postgres", bindir);
     if (own(root) != 0 || mkdir(sockdir, 0700) != 0 || own(sockdir) != 0)
         return -1;
 
@@ -112,6 +114,17 @@ static int start_server(void)
         rdt_server_print_log(log, 30);
         return -1;
     }
+    return launch_server();
+}
+
+/* Starts postgres on the data directory initdb made (again, after a stop),
+ * and waits until it accepts connections. */
+static int launch_server(void)
+{
+    char data[700], log[700], postgres[300];
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(log, sizeof log, "%s/postgres.log", root);
+    snprintf(postgres, sizeof postgres, "%s/postgres", bindir);
     char *argv[] = {
         postgres, "-D",        data, "-k", sockdir, "-p", PG_PORT, "-c", "listen_addresses=",
         "-c",     "fsync=off", NULL};

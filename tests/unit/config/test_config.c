@@ -786,6 +786,62 @@ static void test_security_audit(void **state)
     check_contains(err, "security.audit.max_age: expected a duration from 1m to 3650d, got '10s'");
 }
 
+/* fault_tolerance.records (docs/records.md). */
+static void test_records(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    rd_config_defaults(&c);
+    assert_false(c.fault_tolerance.records.enabled);
+    assert_string_equal(c.fault_tolerance.records.conninfo, "");
+    assert_string_equal(c.fault_tolerance.records.schema, "public");
+    assert_int_equal(c.fault_tolerance.records.batch_size, 500);
+    assert_int_equal(c.fault_tolerance.records.max_retained, 200000);
+    assert_int_equal(c.fault_tolerance.records.timeout_ms, 10000);
+    assert_int_equal(c.fault_tolerance.records.interval_ms, 100);
+    assert_int_equal(load(&c,
+                          "fault_tolerance:\n  records:\n    export: true\n"
+                          "    conninfo: \"host=/run/pg dbname=ops\"\n    schema: rd_prod\n"
+                          "    batch_size: 1000\n    max_retained: 50000\n    timeout: 3s\n",
+                          err),
+                     0);
+    assert_true(c.fault_tolerance.records.enabled);
+    assert_string_equal(c.fault_tolerance.records.conninfo, "host=/run/pg dbname=ops");
+    assert_string_equal(c.fault_tolerance.records.schema, "rd_prod");
+    assert_int_equal(c.fault_tolerance.records.batch_size, 1000);
+    assert_int_equal(c.fault_tolerance.records.max_retained, 50000);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    expect_error("fault_tolerance:\n  records:\n    batch_size: 0\n", 3,
+                 "fault_tolerance.records.batch_size", NULL);
+    expect_error("fault_tolerance:\n  records:\n    max_retained: 999\n", 3,
+                 "fault_tolerance.records.max_retained", NULL);
+    expect_error("fault_tolerance:\n  records:\n    export: sometimes\n", 3,
+                 "fault_tolerance.records.export", NULL);
+    static const char *const bad_schemas[] = {"Prod", "1st", "a-b", "\"\"", "x;drop"};
+    for (size_t i = 0; i < sizeof(bad_schemas) / sizeof(bad_schemas[0]); i++) {
+        char yaml[128];
+        snprintf(yaml, sizeof(yaml), "fault_tolerance:\n  records:\n    schema: %s\n",
+                 bad_schemas[i]);
+        rd_config_defaults(&c);
+        assert_int_equal(load(&c, yaml, err), 0);
+        assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+        check_contains(err, "fault_tolerance.records.schema: expected a PostgreSQL schema name");
+    }
+    rd_config_defaults(&c);
+    assert_int_equal(load(&c, "fault_tolerance:\n  records:\n    conninfo: \"host\"\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    check_contains(err, "fault_tolerance.records.conninfo: not a libpq connection string or URI: "
+                        "missing \"=\" after \"host\"");
+    assert_int_equal(
+        load(&c, "fault_tolerance:\n  records:\n    conninfo: \"postgresql://u@h/db\"\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    rd_config_defaults(&c);
+    assert_int_equal(load(&c, "fault_tolerance:\n  records:\n    timeout: 500ms\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    check_contains(err, "fault_tolerance.records.timeout: expected a duration from 1s to 10m");
+}
+
 static void test_error_unknown_key(void **state)
 {
     (void)state;
@@ -809,7 +865,7 @@ static void test_error_unknown_key(void **state)
                                   "flap_threshold, flap_penalty)");
     expect_exact_error("fault_tolerance:\n  partitions: {}\n",
                        NAME ":2: fault_tolerance.partitions: unknown key (expected one of: "
-                            "detection, recovery_strategies, backup, partition, poison)");
+                            "detection, recovery_strategies, backup, partition, poison, records)");
     expect_exact_error("fault_tolerance:\n  partition:\n    share: 50%\n",
                        NAME ":3: fault_tolerance.partition.share: unknown key (expected one of: "
                             "mass_failure_share, mass_failure_window, min_nodes, alert_after)");
@@ -2342,6 +2398,7 @@ int main(void)
         cmocka_unit_test(test_error_bool_level_url),
         cmocka_unit_test(test_error_hostport),
         cmocka_unit_test(test_error_string_too_long),
+        cmocka_unit_test(test_records),
         cmocka_unit_test(test_error_unknown_key),
         cmocka_unit_test(test_security_audit),
         cmocka_unit_test(test_error_node_kind),

@@ -224,11 +224,16 @@ static void build_known_state(struct rd_fsm *f, unsigned format)
                                          "fault_resolve", F9, 200, "", "req-3", ""))
                          ->status,
                      RD_ENOTFOUND);
+    if (format < 6)
+        return;
+    /* Format 6: the export position (and every record's changed index). */
+    OK(cmd_records_export(1, 40, 5000, 1094));
 }
 
 #define N_COMMANDS_V3 51
 #define N_COMMANDS_V4 62
 #define N_COMMANDS_V5 65
+#define N_COMMANDS_V6 66
 
 /* ---- what the known state is, field by field ---------------------------- */
 
@@ -712,12 +717,46 @@ static void check_v4_records(const struct rd_fsm *f, unsigned format)
     }
 }
 
+/* Format 6: the export position, and the raft index (unbound: the applied
+ * count) at which each record last changed. An older format's records read
+ * as changed at index 1. */
+static void check_v6_export(const struct rd_fsm *f, unsigned format)
+{
+    const struct rd_export_pos *e = rd_fsm_export(f);
+    size_t n;
+    const struct rd_audit *const *as = rd_fsm_audits(f, &n);
+    const struct rd_backup *bk1 = rd_fsm_backup_find(f, BK1);
+    if (format < 6) {
+        assert_int_equal(e->enabled, 0);
+        assert_int_equal(e->index, 0);
+        return;
+    }
+    assert_int_equal(e->enabled, 1);
+    assert_int_equal(e->index, 40);
+    assert_int_equal(e->max_retained, 5000);
+    assert_int_equal(e->at_ms, 1094);
+    for (int k = 0; k < RD_EXPORT_KINDS; k++)
+        assert_int_equal(e->lost[k], 0);
+    assert_int_equal(rd_fsm_fault(f, F2)->changed, 35); /* resolved by command 35 */
+    assert_int_equal(rd_fsm_fault(f, F3)->changed, 37);
+    assert_int_equal(rd_fsm_recovery(f, R1)->changed, 45); /* closed */
+    assert_int_equal(rd_fsm_recovery(f, R3)->changed, 49); /* opened */
+    assert_int_equal(bk1->changed, 55);                    /* verified */
+    assert_int_equal(n, 3);
+    assert_int_equal(as[0]->changed, 63);
+    assert_int_equal(as[2]->changed, 65);
+}
+
 static void check_known_state(const struct rd_fsm *f, unsigned format)
 {
-    assert_int_equal(f->n_applied, format >= 5   ? N_COMMANDS_V5
+    assert_int_equal(f->n_applied, format >= 6   ? N_COMMANDS_V6
+                                   : format >= 5 ? N_COMMANDS_V5
                                    : format >= 4 ? N_COMMANDS_V4
                                                  : N_COMMANDS_V3);
-    assert_int_equal(f->last_time_ms, format >= 5 ? 1093 : format >= 4 ? 1090 : 1079);
+    assert_int_equal(f->last_time_ms, format >= 6   ? 1094
+                                      : format >= 5 ? 1093
+                                      : format >= 4 ? 1090
+                                                    : 1079);
     check_nodes(f);
     check_faults(f);
     check_tasks(f);
@@ -729,6 +768,7 @@ static void check_known_state(const struct rd_fsm *f, unsigned format)
     assert_string_equal(f->replicas[1].api_url, "http://10.0.1.2:8080");
     check_v4_records(f, format);
     check_v5_records(f, format);
+    check_v6_export(f, format);
     /* The incremental digest was rebuilt (restore) or followed (apply). */
     assert_true(rd_fsm_digest(f) == rd_fsm_digest_full(f));
 }
@@ -787,8 +827,8 @@ static void write_golden(const char *path, const struct rd_wbuf *snap)
 static void test_snapshot_matches_the_golden_file(void **state)
 {
     struct rd_fsm f;
-    build_known_state(&f, 5);
-    check_known_state(&f, 5); /* the commands made the state the tables describe */
+    build_known_state(&f, 6);
+    check_known_state(&f, 6); /* the commands made the state the tables describe */
     struct rd_wbuf snap;
     rd_w_init(&snap);
     assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
@@ -859,7 +899,7 @@ static void test_golden_v3_restores_field_by_field(void **state)
     rd_fsm_close(&f);
 }
 
-/* Format 5 (the golden file of the current format) restores field by
+/* Format 5 (the golden file of issue 12's format) restores field by
  * field, and the machine goes on: new records follow the restored ones'
  * sequence, and are pruned by count and by age. */
 static void test_golden_v5_restores_field_by_field(void **state)
@@ -892,6 +932,37 @@ static void test_golden_v5_restores_field_by_field(void **state)
     assert_int_equal(as[2]->seq, 4);
     assert_string_equal(as[2]->principal, "tok-admin");
     assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    rd_fsm_close(&f);
+}
+
+/* Format 6 (the golden file of the current format) restores field by
+ * field, changed indexes and export position included; an older format
+ * reads every record as changed at index 1. */
+static void test_golden_v6_restores_field_by_field(void **state)
+{
+    size_t len = 0;
+    uint8_t *golden = read_file(GOLDEN_DIR "snapshot-v6.bin", &len);
+    if (golden == NULL)
+        fail_msg("no %ssnapshot-v6.bin (see the top of %s)", GOLDEN_DIR, __FILE__);
+    assert_int_equal(header_format(golden), 6);
+    struct rd_fsm f, built;
+    rd_fsm_init(&f);
+    assert_int_equal(rd_fsm_restore(&f, golden, len), 0);
+    free(golden);
+    check_known_state(&f, 6);
+    build_known_state(&built, 6);
+    assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
+    rd_fsm_close(&built);
+    rd_fsm_close(&f);
+
+    golden = read_file(GOLDEN_DIR "snapshot-v5.bin", &len);
+    assert_non_null(golden);
+    rd_fsm_init(&f);
+    assert_int_equal(rd_fsm_restore(&f, golden, len), 0);
+    free(golden);
+    assert_int_equal(rd_fsm_fault(&f, F2)->changed, 1);
+    size_t n;
+    assert_int_equal(rd_fsm_audits(&f, &n)[0]->changed, 1);
     rd_fsm_close(&f);
 }
 
@@ -1215,7 +1286,7 @@ static void test_snapshot_format_1_still_loads(void **state)
     /* A format from the future is refused with a clear message. */
     snap.p[8] = 9;
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), RD_EUNSUPPORTED);
-    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 5"));
+    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 6"));
     rd_w_free(&snap);
     rd_fsm_close(&g);
     rd_fsm_close(&f);
@@ -1228,6 +1299,7 @@ int main(void)
         cmocka_unit_test(test_golden_v3_restores_field_by_field),
         cmocka_unit_test(test_golden_v4_restores_field_by_field),
         cmocka_unit_test(test_golden_v5_restores_field_by_field),
+        cmocka_unit_test(test_golden_v6_restores_field_by_field),
         cmocka_unit_test(test_snapshot_restore_round_trip),
         cmocka_unit_test(test_streamed_snapshot_is_the_same_snapshot),
         cmocka_unit_test(test_corrupt_snapshot_changes_nothing),
