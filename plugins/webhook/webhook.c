@@ -67,6 +67,7 @@ enum format { FMT_ALERTMANAGER = 0, FMT_WEBHOOK };
 struct entry {
     json_t *alert; /* one element of "alerts" */
     bool firing;
+    bool leader; /* a fault's alert (RD_ALERT_LEADER): only the leader sends it */
 };
 
 struct dead {
@@ -105,6 +106,7 @@ struct wh {
      * when this replica stops leading). */
     json_t *held;
     bool held_full_logged;
+    bool follower; /* told this replica stopped leading (and not told since that it leads) */
     rd_timer_t *resend;
 
     struct dead *dead; /* ring of dead_cap dead letters */
@@ -324,7 +326,7 @@ static void pop_front(struct wh *w)
 }
 
 /* Appends an alert to the queue (the oldest makes room when it is full). */
-static void push(struct wh *w, json_t *alert, bool firing)
+static void push(struct wh *w, json_t *alert, bool firing, bool leader)
 {
     if (w->count == w->cap) {
         if (w->head_n > 0) {
@@ -341,7 +343,34 @@ static void push(struct wh *w, json_t *alert, bool firing)
     struct entry *e = &w->ring[(w->head + w->count) % w->cap];
     e->alert = alert;
     e->firing = firing;
+    e->leader = leader;
     w->count++;
+}
+
+/*
+ * After this replica stopped leading: its queued firing fault alerts go (the
+ * new leader raises them again). Sent later, a retried one could fire again
+ * an alert the new leader has resolved meanwhile. Never the batch in flight.
+ */
+static void drop_stale(struct wh *w)
+{
+    if (!w->follower || w->in_flight)
+        return;
+    size_t kept = 0, kept_in_batch = 0;
+    for (size_t i = 0; i < w->count; i++) {
+        struct entry e = w->ring[(w->head + i) % w->cap];
+        if (e.leader && e.firing) {
+            json_decref(e.alert);
+            continue;
+        }
+        w->ring[(w->head + kept) % w->cap] = e;
+        kept_in_batch += i < w->head_n;
+        kept++;
+    }
+    for (size_t i = kept; i < w->count; i++)
+        w->ring[(w->head + i) % w->cap].alert = NULL;
+    w->count = kept;
+    w->head_n = kept_in_batch;
 }
 
 /* Holds a firing alert for re-sending, or lets go of a resolved one. */
@@ -540,6 +569,7 @@ static void dispatch(struct wh *w)
 {
     if (!w->started || w->stopping || w->in_flight || w->retry)
         return;
+    drop_stale(w);
     if (w->head_n == 0)
         w->head_n = w->count < w->batch ? w->count : w->batch;
     if (w->head_n == 0)
@@ -586,7 +616,7 @@ static void send_alert(void *state, const struct rd_alert *a)
         return;
     }
     hold(w, a, j);
-    push(w, j, !a->resolved);
+    push(w, j, !a->resolved, scope_of(a) == RD_ALERT_LEADER);
     dispatch(w);
 }
 
@@ -603,7 +633,7 @@ static void on_resend(void *data)
     {
         if (w->count == w->cap)
             break;
-        push(w, json_incref(json_array_get(h, 0)), true);
+        push(w, json_incref(json_array_get(h, 0)), true, json_is_true(json_array_get(h, 1)));
     }
     dispatch(w);
 }
@@ -611,6 +641,7 @@ static void on_resend(void *data)
 static void leadership(void *state, bool leader)
 {
     struct wh *w = state;
+    w->follower = !leader;
     if (leader)
         return; /* the engine raises every open fault's alert again */
     const char *fp;
