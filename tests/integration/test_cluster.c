@@ -189,11 +189,20 @@ static void test_kill9_leader_new_leader_commits(void **state)
     assert_true(L2 >= 0 && L2 != L);
     /* By the engine's clock, not this thread's: when the new leader took
      * over (its event=leader line) and when it stamped the first write. */
-    char *log = rdt_proc_log(&cl.procs[L2]);
-    assert_non_null(log);
-    int64_t t_leader = rdt_log_time(log, " event=leader ", t_kill);
-    bool led_before = t_leader < 0 && strstr(log, " event=leader ") != NULL;
-    free(log);
+    /* /health can say "leader" before the role watch (every 10 ms) logs
+     * event=leader: wait for the line (seen missing in fresh-clone CI). */
+    int64_t t_leader = -1;
+    bool led_before = false;
+    for (int64_t until = rdt_now_ms() + rdt_ms(5000);;) {
+        char *log = rdt_proc_log(&cl.procs[L2]);
+        assert_non_null(log);
+        t_leader = rdt_log_time(log, " event=leader ", t_kill);
+        led_before = t_leader < 0 && strstr(log, " event=leader ") != NULL;
+        free(log);
+        if (t_leader >= 0 || led_before || rdt_now_ms() >= until)
+            break;
+        rdt_sleep_ms(20);
+    }
     if (led_before) {
         /* Leadership had moved to L2 before the kill (an election under a
          * loaded sanitizer build; the leader we asked was behind): there
