@@ -96,8 +96,8 @@ static void test_snapshots_forked_and_restored(void **state)
     rdt_proc_cleanup(&p);
 }
 
-/* Kills every child of `pid` it sees (the snapshot children: nothing else
- * forks here) until told to stop. */
+/* Kills the first child of `pid` it sees (a snapshot child: nothing else
+ * forks here), then stops. */
 struct reaper {
     pid_t pid;
     volatile bool stop;
@@ -117,9 +117,14 @@ static void *reap_children(void *arg)
         size_t n = fread(buf, 1, sizeof(buf) - 1, f);
         fclose(f);
         buf[n] = '\0';
-        for (char *tok = strtok(buf, " \n"); tok != NULL; tok = strtok(NULL, " \n"))
-            if (kill((pid_t)atoi(tok), SIGKILL) == 0)
-                r->killed++;
+        /* One kill: after it the engine stops, and a sanitizer's leak check
+         * at its exit runs in a child of its own (killing that one too kept
+         * an ASan build from ever exiting). */
+        char *tok = strtok(buf, " \n");
+        if (tok != NULL && kill((pid_t)atoi(tok), SIGKILL) == 0) {
+            r->killed++;
+            break;
+        }
         rdt_sleep_ms(1);
     }
     return NULL;
