@@ -486,7 +486,8 @@ static void image_done(struct rd_image_job *job, int status)
  */
 static int image_start(struct rd_backups *b, struct rd_backup_run *run)
 {
-    int rv = rd_image_fork(b->env.loop, b->env.fsm, &run->image, &run->img, image_done, run);
+    int rv = rd_image_fork(b->env.loop, b->env.fsm, b->env.cfg->fault_tolerance.backup.cpu_share,
+                           &run->image, &run->img, image_done, run);
     if (rv == 0) {
         run->forked = true;
         b->last_fork_us = run->img.fork_us;

@@ -364,6 +364,12 @@ static const struct cfg_field cfg_backup[] = {
      .noun = "targets",
      .setting = RD_CFG_BACKUP_TARGETS + 1},
     CFG_U("keep_min", fault_tolerance.backup.keep_min, 0, 1000),
+    {.key = "cpu_share",
+     .type = CFG_PERCENT,
+     .offset = CFG_OFF(fault_tolerance.backup.cpu_share),
+     .size = CFG_SZ(fault_tolerance.backup.cpu_share),
+     .min = 1,
+     .max = 100},
     CFG_SECT("archive", cfg_archive),
 };
 
@@ -1698,6 +1704,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.backup.retention_period_ms = UINT64_C(7) * 24 * 3600 * 1000;
     cfg->fault_tolerance.backup.consistency_check_interval_ms = 3600 * 1000;
     cfg->fault_tolerance.backup.keep_min = 3;
+    cfg->fault_tolerance.backup.cpu_share = 10;
     cfg->fault_tolerance.backup.archive.max_delay_ms = 1000;
     cfg->fault_tolerance.partition.mass_failure_share = 50;
     cfg->fault_tolerance.partition.mass_failure_window_ms = 10 * 1000;

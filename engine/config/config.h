@@ -236,8 +236,10 @@ struct rd_config {
              * == 0) every instance of a backup plugin is one. */
             unsigned n_targets;
             char targets[RD_CFG_MAX_PLUGINS][64];
-            unsigned keep_min; /* completed backups kept per target whatever their age,
-                                  0-1000, default 3 */
+            unsigned keep_min;  /* completed backups kept per target whatever their age,
+                                   0-1000, default 3 */
+            unsigned cpu_share; /* percent of a CPU the child imaging the state (backups,
+                                   raft snapshots) may use, 1-100, default 10 */
             struct {
                 /* The instance committed log entries are archived to; not
                  * given: the first target; "": no archiving. */

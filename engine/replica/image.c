@@ -20,7 +20,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -73,8 +75,50 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/* The pause after each slice of the child's CPU time (pace_child). */
+static struct timespec pace_rest;
+
+static void pace_tick(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    struct timespec left = pace_rest;
+    while (nanosleep(&left, &left) != 0 && errno == EINTR)
+        ;
+    errno = saved;
+}
+
+/*
+ * Paces the child to `cpu_share` percent of a CPU: every RD_IMAGE_SLICE_US of
+ * CPU time it spends (ITIMER_PROF), it sleeps as long as keeps it within
+ * the share. SCHED_IDLE already gives the loop the CPU whenever it wants it;
+ * what it cannot stop is the child, running beside the loop on the other
+ * core, taking the shared cache and memory bandwidth the whole time it runs.
+ * Paced, the loop shares them only a fraction of the time (at the price of
+ * a longer image: 100 / cpu_share times the unpaced one at most).
+ */
+static void pace_child(unsigned cpu_share)
+{
+    if (cpu_share == 0 || cpu_share >= 100)
+        return;
+    uint64_t rest_us = (uint64_t)RD_IMAGE_SLICE_US * (100 - cpu_share) / cpu_share;
+    pace_rest.tv_sec = (time_t)(rest_us / 1000000);
+    pace_rest.tv_nsec = (long)(rest_us % 1000000) * 1000;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = pace_tick;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigset_t prof;
+    sigemptyset(&prof);
+    sigaddset(&prof, SIGPROF);
+    struct itimerval slice = {{0, RD_IMAGE_SLICE_US}, {0, RD_IMAGE_SLICE_US}};
+    if (sigaction(SIGPROF, &sa, NULL) == 0 && sigprocmask(SIG_UNBLOCK, &prof, NULL) == 0)
+        (void)setitimer(ITIMER_PROF, &slice, NULL);
+}
+
 /* The child: the image of the state it was born with, onto `fd`. */
-static void child_main(const struct rd_fsm *f, int fd)
+static void child_main(const struct rd_fsm *f, int fd, unsigned cpu_share)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     /* Background work: the child runs only on CPU the engine leaves idle
@@ -83,6 +127,7 @@ static void child_main(const struct rd_fsm *f, int fd)
     struct sched_param idle = {0};
     if (sched_setscheduler(0, SCHED_IDLE, &idle) != 0)
         (void)setpriority(PRIO_PROCESS, 0, 19);
+    pace_child(cpu_share);
     struct rd_wbuf image;
     rd_w_init(&image);
     uint64_t raw_len = 0;
@@ -225,8 +270,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     job->image->len += (size_t)n;
 }
 
-int rd_image_fork(uv_loop_t *loop, const struct rd_fsm *f, struct rd_wbuf *image,
-                  struct rd_image_job *job, rd_image_cb cb, void *data)
+int rd_image_fork(uv_loop_t *loop, const struct rd_fsm *f, unsigned cpu_share,
+                  struct rd_wbuf *image, struct rd_image_job *job, rd_image_cb cb, void *data)
 {
     memset(job, 0, sizeof(*job));
     job->image = image;
@@ -244,7 +289,7 @@ int rd_image_fork(uv_loop_t *loop, const struct rd_fsm *f, struct rd_wbuf *image
     }
     if (pid == 0) {
         close(fds[0]);
-        child_main(f, fds[1]);
+        child_main(f, fds[1], cpu_share);
     }
     job->fork_us = (rd_mono_ns() - t0) / 1000;
     close(fds[1]);

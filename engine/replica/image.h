@@ -41,14 +41,19 @@ struct rd_image_job {
     char errmsg[160];
 };
 
+/* The child's slice of CPU time between pauses when it is paced. */
+#define RD_IMAGE_SLICE_US 2000
+
 /*
  * Forks a child that writes the image of `f` as it is now into `image`
  * (rd_fsm_snapshot's bytes); `cb` runs on the loop when it is in (or the
- * child failed). 0, or RD_E* when the fork or the pipe could not be made
- * (nothing started: the caller serialises on the loop instead).
+ * child failed). The child uses at most `cpu_share` percent of a CPU
+ * (1-99; 0 or 100: as much as the scheduler gives it). 0, or RD_E* when the
+ * fork or the pipe could not be made (nothing started: the caller
+ * serialises on the loop instead).
  */
-int rd_image_fork(uv_loop_t *loop, const struct rd_fsm *f, struct rd_wbuf *image,
-                  struct rd_image_job *job, rd_image_cb cb, void *data);
+int rd_image_fork(uv_loop_t *loop, const struct rd_fsm *f, unsigned cpu_share,
+                  struct rd_wbuf *image, struct rd_image_job *job, rd_image_cb cb, void *data);
 
 /* Kills the child of a job still running (the engine stops); its callback
  * still runs, with RD_ESHUTDOWN. */

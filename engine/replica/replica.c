@@ -1011,6 +1011,7 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     r->inited = true;
     r->raft.data = r;
     rd_snapshotter_attach(&r->snap, r->loop, fsm, &r->io);
+    r->snap.cpu_share = cfg->fault_tolerance.backup.cpu_share;
     /* Timed outside the snapshotter: a snapshot's time is its image's
      * (a forked child) and its write. */
     r->io_snapshot_put = r->io.snapshot_put;

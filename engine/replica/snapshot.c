@@ -147,7 +147,7 @@ static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigne
     job->s = s;
     job->started_ns = rd_mono_ns();
     rd_w_init(&job->image);
-    int rv = rd_image_fork(s->loop, f, &job->image, &job->img, image_in, job);
+    int rv = rd_image_fork(s->loop, f, s->cpu_share, &job->image, &job->img, image_in, job);
     if (rv != 0) {
         free(job);
         raft_free(m);

@@ -37,6 +37,7 @@ struct rd_snapshotter {
     struct rd_fsm *fsm;
     struct raft_io *io;
     bool attached;
+    unsigned cpu_share; /* the imaging child's share of a CPU (rd_image_fork) */
     /* What was wrapped: the state machine's snapshot (on the loop) and
      * libraft's snapshot_put and close. */
     int (*fsm_snapshot)(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs);

@@ -31,6 +31,7 @@
 # ARCH_TASKS (ARCH_SECONDS x ARCH_RATE: one round),
 # DIGEST_SIZES ("1000 100000 1000000"), ETCD_BYTES (raw: etcd's values add up
 # to the engine's raw state bytes; image: to its zstd image's bytes),
+# CPU_SHARE (10: fault_tolerance.backup.cpu_share, the engine's default),
 # NICE, BUILD. Targets: heartbeat p99 during backups within 2x of without;
 # archive lag p99 <= 1 s. Exit status 0 when the run took place.
 set -euo pipefail
@@ -46,6 +47,7 @@ ARCH_RATE=${ARCH_RATE:-1000}
 ARCH_SECONDS=${ARCH_SECONDS:-30}
 DIGEST_SIZES=${DIGEST_SIZES:-1000 100000 1000000}
 ETCD_BYTES=${ETCD_BYTES:-raw}
+CPU_SHARE=${CPU_SHARE:-10}
 # One h2load over as many tasks as the run writes: no pause between rounds.
 ARCH_TASKS=${ARCH_TASKS:-$((ARCH_SECONDS * ARCH_RATE))}
 
@@ -81,6 +83,7 @@ fault_tolerance:
   backup:
     interval: 24h
     consistency_check_interval: 24h
+    cpu_share: $CPU_SHARE%
     archive: $1
 plugins:
   instances:

@@ -219,6 +219,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.fault_tolerance.backup.interval_ms, 300000);
     assert_int_equal(c.fault_tolerance.backup.retention_period_ms, 7ULL * 24 * 3600 * 1000);
     assert_int_equal(c.fault_tolerance.backup.consistency_check_interval_ms, 3600000);
+    assert_int_equal(c.fault_tolerance.backup.cpu_share, 10);
     assert_int_equal(c.fault_tolerance.partition.mass_failure_share, 50);
     assert_int_equal(c.fault_tolerance.partition.mass_failure_window_ms, 10000);
     assert_int_equal(c.fault_tolerance.partition.min_nodes, 4);
@@ -1710,6 +1711,11 @@ static void test_flap_and_partition(void **state)
         snprintf(got, sizeof(got), "'%s'", bad_share[i]);
         expect_error(text, 4, "fault_tolerance.partition.mass_failure_share", got);
     }
+    expect_exact_error("fault_tolerance:\n  backup:\n    cpu_share: 0%\n",
+                       NAME ":3: fault_tolerance.backup.cpu_share: expected a percentage from 1% "
+                            "to 100%, got '0%'");
+    expect_error("fault_tolerance:\n  backup:\n    cpu_share: 10\n", 3,
+                 "fault_tolerance.backup.cpu_share", "'10'");
     expect_exact_error("fault_tolerance:\n  partition:\n    mass_failure_window: 10\n",
                        NAME ":3: fault_tolerance.partition.mass_failure_window: expected a "
                             "duration like 250ms, 10s, 2m, got '10'");

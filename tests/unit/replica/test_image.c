@@ -49,7 +49,7 @@ static void test_image_is_the_state_at_the_fork(void **state)
     rd_w_init(&image);
     struct rd_image_job job;
     struct done d = {0};
-    assert_int_equal(rd_image_fork(&loop, &f, &image, &job, on_done, &d), 0);
+    assert_int_equal(rd_image_fork(&loop, &f, 100, &image, &job, on_done, &d), 0);
     assert_true(job.pid > 0);
     /* The parent goes on changing the state while the child works. */
     apply(&f, cmd_register("after-the-fork", 4, 999999));
@@ -74,6 +74,40 @@ static void test_image_is_the_state_at_the_fork(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/*
+ * A paced child (a few percent of a CPU: SIGPROF every slice of its CPU
+ * time, a sleep in the handler) writes the very bytes an unpaced one does:
+ * the signals that interrupt its walk, its allocations and its writes to
+ * the pipe change nothing in the image.
+ */
+static void test_paced_child_writes_the_same_image(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rd_fsm f;
+    rd_fsm_init(&f);
+    fill(&f, 20000);
+    struct rd_wbuf fast, paced;
+    rd_w_init(&fast);
+    rd_w_init(&paced);
+    struct rd_image_job job;
+    struct done d = {0};
+    assert_int_equal(rd_image_fork(&loop, &f, 100, &fast, &job, on_done, &d), 0);
+    await(&loop, &d);
+    assert_int_equal(d.status, 0);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(rd_image_fork(&loop, &f, 5, &paced, &job, on_done, &d), 0);
+    await(&loop, &d);
+    assert_int_equal(d.status, 0);
+    assert_int_equal(paced.len, fast.len);
+    assert_memory_equal(paced.p, fast.p, fast.len);
+    rd_fsm_close(&f);
+    rd_w_free(&fast);
+    rd_w_free(&paced);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* A job under way on a state large enough that its child takes a while. */
 struct big {
     uv_loop_t loop;
@@ -90,7 +124,7 @@ static void big_start(struct big *b)
     rd_fsm_init(&b->f);
     fill(&b->f, 20000);
     rd_w_init(&b->image);
-    assert_int_equal(rd_image_fork(&b->loop, &b->f, &b->image, &b->job, on_done, &b->d), 0);
+    assert_int_equal(rd_image_fork(&b->loop, &b->f, 100, &b->image, &b->job, on_done, &b->d), 0);
 }
 
 static void big_end(struct big *b)
@@ -142,6 +176,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_image_is_the_state_at_the_fork),
+        cmocka_unit_test(test_paced_child_writes_the_same_image),
         cmocka_unit_test(test_killed_child_fails_the_job),
         cmocka_unit_test(test_cancel),
     };
