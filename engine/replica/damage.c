@@ -1401,6 +1401,30 @@ static int list_segments(const char *dir, struct seg **out, size_t *count)
 }
 
 /*
+ * Closes the open segment `name` as libraft would have: truncated after its
+ * last good batch (`good_end`), fsynced, renamed first-last. The caller
+ * fsyncs the directory. 0 or RD_EIO with `why`.
+ */
+static int close_segment(const char *raft_dir, const char *name, uint64_t first, uint64_t last,
+                         uint64_t good_end, char *why, size_t n)
+{
+    char path[600], closed[600];
+    snprintf(path, sizeof(path), "%s/%s", raft_dir, name);
+    snprintf(closed, sizeof(closed), "%s/%016llu-%016llu", raft_dir, (unsigned long long)first,
+             (unsigned long long)last);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)good_end) != 0 || fsync(fd) != 0 ||
+        rename(path, closed) != 0) {
+        say(why, n, "cannot close %s as %s: %s", path, closed, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return RD_EIO;
+    }
+    close(fd);
+    return 0;
+}
+
+/*
  * libraft numbers the entries of open segments on from the last closed
  * segment: before that one goes, each open segment with entries becomes the
  * closed segment it would have become at load (truncated after its last
@@ -1416,19 +1440,9 @@ static int finalize_open(const char *raft_dir, const struct seg *segs, size_t co
         scan_segment(raft_dir, &segs[i], &sc);
         if (sc.empty || sc.n == 0)
             continue;
-        char path[600], closed[600];
-        snprintf(path, sizeof(path), "%s/%s", raft_dir, segs[i].name);
-        snprintf(closed, sizeof(closed), "%s/%016llu-%016llu", raft_dir, (unsigned long long)first,
-                 (unsigned long long)(first + sc.n - 1));
-        int fd = open(path, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ftruncate(fd, (off_t)sc.good_end) != 0 || fsync(fd) != 0 ||
-            rename(path, closed) != 0) {
-            say(why, n, "cannot close %s as %s: %s", path, closed, strerror(errno));
-            if (fd >= 0)
-                close(fd);
+        if (close_segment(raft_dir, segs[i].name, first, first + sc.n - 1, sc.good_end, why, n) !=
+            0)
             return RD_EIO;
-        }
-        close(fd);
         first += sc.n;
         if (sc.bad != NULL)
             break; /* a torn final write: what follows it is not loaded either */
@@ -1440,20 +1454,10 @@ int rd_repair_unfinalized(const char *raft_dir, const struct rd_scan *s, char *w
 {
     if (s->unfinalized[0] == '\0')
         return 0;
-    char path[600], closed[600];
-    snprintf(path, sizeof(path), "%s/%s", raft_dir, s->unfinalized);
-    snprintf(closed, sizeof(closed), "%s/%016llu-%016llu", raft_dir,
-             (unsigned long long)s->unfinalized_first, (unsigned long long)s->unfinalized_last);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    int rv = fd >= 0 && ftruncate(fd, (off_t)s->unfinalized_end) == 0 && fsync(fd) == 0 &&
-                     rename(path, closed) == 0 && fsync_dir(raft_dir) == 0
-                 ? 0
-                 : RD_EIO;
-    if (rv != 0)
-        say(why, n, "cannot close %s as %s: %s", path, closed, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return rv;
+    if (close_segment(raft_dir, s->unfinalized, s->unfinalized_first, s->unfinalized_last,
+                      s->unfinalized_end, why, n) != 0)
+        return RD_EIO;
+    return fsync_dir(raft_dir) == 0 ? 0 : RD_EIO;
 }
 
 /*
