@@ -36,44 +36,9 @@ static const char *cfg[][2] = {{"conninfo", conninfo}, {"timeout", "30s"}, {NULL
 
 static int group_setup(void **state)
 {
-    (void)state;
-    if (rdt_tmpdir(root, sizeof root) != 0)
-        return -1;
     bc_plugin = "postgres";
     bc_cfg = cfg;
-    return start_server();
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    rdt_server_stop(&server, SIGINT, 30000); /* fast shutdown */
-    return rdt_rmtree(root);
-}
-
-/* ---- the test's own connection ---------------------------------------------------------- */
-
-static PGconn *db(void)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("connect %s: %s", conninfo, PQerrorMessage(c));
-    return c;
-}
-
-/* Runs `sql` and returns the first column of the first row ("" when none),
- * in a static buffer. */
-static const char *query(PGconn *c, const char *sql)
-{
-    static char out[1024];
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    snprintf(out, sizeof out, "%s",
-             st == PGRES_TUPLES_OK && PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
-    PQclear(r);
-    return out;
+    return rdt_pg_group_setup(state);
 }
 
 static int reinit(const char *(*rows)[2])
@@ -93,38 +58,40 @@ static void test_table_created(void **state)
 {
     (void)state;
     assert_int_equal(bc_write_str("backups/1.json", "{}"), 0);
-    PGconn *c = db();
+    PGconn *c = rdt_pg_db();
     assert_string_equal(
-        query(c, "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable, ', ' "
-                 "ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = "
-                 "'recoveryd_backup_objects'"),
+        rdt_pg_query(
+            c, "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable, ', ' "
+               "ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = "
+               "'recoveryd_backup_objects'"),
         "name text NO, data bytea NO, size bigint NO, updated_at timestamp with time zone NO");
-    assert_string_equal(query(c, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
-                                 "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE "
-                                 "i.indrelid = 'recoveryd_backup_objects'::regclass AND "
-                                 "i.indisprimary"),
+    assert_string_equal(rdt_pg_query(c,
+                                     "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
+                                     "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE "
+                                     "i.indrelid = 'recoveryd_backup_objects'::regclass AND "
+                                     "i.indisprimary"),
                         "name");
     char sql[256];
     snprintf(sql, sizeof sql,
              "SELECT encode(data, 'escape') || ' ' || size || ' ' || (updated_at > now() - "
              "interval '1 hour') FROM recoveryd_backup_objects WHERE name = '%sbackups/1.json'",
              bc_ns);
-    assert_string_equal(query(c, sql), "{} 2 true");
+    assert_string_equal(rdt_pg_query(c, sql), "{} 2 true");
     PQfinish(c);
 }
 
 static void test_schema_table(void **state)
 {
     (void)state;
-    PGconn *c = db();
-    query(c, "CREATE SCHEMA IF NOT EXISTS backup_schema");
+    PGconn *c = rdt_pg_db();
+    rdt_pg_query(c, "CREATE SCHEMA IF NOT EXISTS backup_schema");
     const char *rows[][2] = {{"conninfo", conninfo}, {"table", "backup_schema.objs"}, {NULL, NULL}};
     assert_int_equal(reinit(rows), 0);
     assert_int_equal(bc_write_str("x", "in a schema"), 0);
     bc_assert_object("x", "in a schema", 11);
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT size FROM backup_schema.objs WHERE name = '%sx'", bc_ns);
-    assert_string_equal(query(c, sql), "11");
+    assert_string_equal(rdt_pg_query(c, sql), "11");
     PQfinish(c);
 }
 
@@ -132,21 +99,23 @@ static void test_reconnects(void **state)
 {
     (void)state;
     assert_int_equal(bc_write_str("a", "1"), 0);
-    PGconn *c = db();
-    const char *pid = query(c, "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE "
-                               "application_name = 'recoveryd'");
+    PGconn *c = rdt_pg_db();
+    const char *pid =
+        rdt_pg_query(c, "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE "
+                        "application_name = 'recoveryd'");
     assert_true(pid[0] != '\0');
     char before[64];
     snprintf(before, sizeof before, "%s", pid);
     /* The server ends the plugin's connection (a restart, an idle timeout). */
-    assert_string_equal(query(c, "SELECT bool_and(pg_terminate_backend(pid)) FROM "
-                                 "pg_stat_activity WHERE application_name = 'recoveryd'"),
+    assert_string_equal(rdt_pg_query(c, "SELECT bool_and(pg_terminate_backend(pid)) FROM "
+                                        "pg_stat_activity WHERE application_name = 'recoveryd'"),
                         "t");
     assert_int_equal(bc_write_str("b", "2"), 0);
     bc_assert_object("a", "1", 1);
     bc_assert_object("b", "2", 1);
-    const char *after = query(c, "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE "
-                                 "application_name = 'recoveryd'");
+    const char *after =
+        rdt_pg_query(c, "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE "
+                        "application_name = 'recoveryd'");
     assert_true(after[0] != '\0');
     assert_string_not_equal(after, before);
     PQfinish(c);
@@ -178,9 +147,10 @@ static void test_server_not_there(void **state)
 static void test_role_without_rights(void **state)
 {
     (void)state;
-    PGconn *c = db();
-    query(c, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'reader') THEN "
-             "CREATE ROLE reader LOGIN; END IF; END $$");
+    PGconn *c = rdt_pg_db();
+    rdt_pg_query(c,
+                 "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'reader') THEN "
+                 "CREATE ROLE reader LOGIN; END IF; END $$");
     char ci[800];
     snprintf(ci, sizeof ci, "host=%s port=%s dbname=postgres user=reader", sockdir, PG_PORT);
     /* PostgreSQL 15: nobody but the owner may create in schema public. */
@@ -194,9 +164,10 @@ static void test_role_without_rights(void **state)
     assert_non_null(strstr(r.detail, "ERROR 42501: permission denied for schema public"));
 
     /* A table it may read but not write: the statement's own error. */
-    query(c, "CREATE TABLE IF NOT EXISTS ro_objects (name text PRIMARY KEY, data bytea NOT NULL, "
-             "size bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())");
-    query(c, "GRANT SELECT ON ro_objects TO reader");
+    rdt_pg_query(
+        c, "CREATE TABLE IF NOT EXISTS ro_objects (name text PRIMARY KEY, data bytea NOT NULL, "
+           "size bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())");
+    rdt_pg_query(c, "GRANT SELECT ON ro_objects TO reader");
     const char *rows2[][2] = {{"conninfo", ci}, {"table", "ro_objects"}, {NULL, NULL}};
     assert_int_equal(reinit(rows2), 0);
     bc_assert_absent("x");
@@ -269,5 +240,5 @@ int main(void)
         T(test_reconnects),  T(test_server_not_there), T(test_role_without_rights),
         T(test_environment), T(test_config_errors),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, rdt_pg_group_teardown);
 }

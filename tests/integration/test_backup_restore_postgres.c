@@ -29,21 +29,6 @@
 
 #define READY_MS 20000
 
-static int group_setup(void **state)
-{
-    (void)state;
-    if (rdt_tmpdir(root, sizeof root) != 0)
-        return -1;
-    return start_server();
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    rdt_server_stop(&server, SIGINT, 30000); /* fast shutdown */
-    return rdt_rmtree(root);
-}
-
 static void wait_metric(struct rdt_proc *p, const char *series, long long at_least)
 {
     for (int64_t until = rdt_now_ms() + rdt_ms(20000);;) {
@@ -158,5 +143,5 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backup_archive_restore_on_postgres),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, rdt_pg_group_setup, rdt_pg_group_teardown);
 }

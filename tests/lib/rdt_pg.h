@@ -7,9 +7,12 @@
  * database collates with ICU's "en", an order that is not bytewise.
  *
  * The test fills `root` (rdt_tmpdir), calls find_bindir() (false: no
- * package, the test skips), start_server(), and stops `server` at the end;
- * `conninfo`, `sockdir` and PG_PORT say where it listens. A test that
- * stopped the server starts it again on the same data with launch_server().
+ * package, the test skips), start_server(), and stops `server` at the end
+ * (rdt_pg_group_setup and rdt_pg_group_teardown do the first and the last
+ * for a cmocka group); `conninfo`, `sockdir` and PG_PORT say where it
+ * listens. A test that stopped the server starts it again on the same data
+ * with launch_server(). rdt_pg_db() and rdt_pg_query() are the test's own
+ * connection and queries.
  */
 #ifndef RDT_PG_H
 #define RDT_PG_H
@@ -154,6 +157,46 @@ static int launch_server(void)
         }
         rdt_sleep_ms(delay); /* between pings */
     }
+}
+
+/* A cmocka group's setup and teardown: a private root and the server in it. */
+static inline int rdt_pg_group_setup(void **state)
+{
+    (void)state;
+    if (rdt_tmpdir(root, sizeof root) != 0)
+        return -1;
+    return start_server();
+}
+
+static inline int rdt_pg_group_teardown(void **state)
+{
+    (void)state;
+    rdt_server_stop(&server, SIGINT, 30000); /* fast shutdown */
+    return rdt_rmtree(root);
+}
+
+/* The test's own connection (fails the test when it cannot connect). */
+static inline PGconn *rdt_pg_db(void)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("connect %s: %s", conninfo, PQerrorMessage(c));
+    return c;
+}
+
+/* Runs `sql` (failing the test on an error) and returns the first column of
+ * the first row ("" when none), in a static buffer. */
+static inline const char *rdt_pg_query(PGconn *c, const char *sql)
+{
+    static char out[4096];
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    snprintf(out, sizeof out, "%s",
+             st == PGRES_TUPLES_OK && PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return out;
 }
 
 #endif
