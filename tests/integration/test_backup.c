@@ -624,6 +624,25 @@ static void test_restore_bad_input(void **state)
         fail_msg("damaged backup: exit %d, stderr %s", rc, err ? err : "");
     free(out);
     free(err);
+    /* A manifest whose state digest is not the image's (the image's bytes
+     * intact): the state it decodes to is refused. */
+    snprintf(path, sizeof(path), "%s/backups/%s.json", dir, id);
+    json_error_t jerr;
+    json_t *man = json_load_file(path, 0, &jerr);
+    assert_non_null(man);
+    char real[17];
+    snprintf(real, sizeof(real), "%s", json_string_value(json_object_get(man, "digest")));
+    json_object_set_new(man, "digest",
+                        json_string(real[0] == '0' ? "1111111111111111" : "0000000000000000"));
+    assert_int_equal(json_dump_file(man, path, 0), 0);
+    rc = restore(&out, &err, "--from", url, "--data-dir", fresh, "--backup", id, NULL);
+    if (rc != 1 || strstr(err, "its state digests to") == NULL || strstr(err, real) == NULL)
+        fail_msg("wrong digest in the manifest: exit %d, stderr %s", rc, err ? err : "");
+    free(out);
+    free(err);
+    json_object_set_new(man, "digest", json_string(real));
+    assert_int_equal(json_dump_file(man, path, 0), 0);
+    json_decref(man);
     /* The older one still restores. */
     rc = restore(&out, &err, "--from", url, "--data-dir", fresh, "--backup", id, NULL);
     if (rc != 0)
