@@ -326,7 +326,7 @@ static void partition_open(struct rd_analysis *a, uint64_t now)
 static void partition_close(struct rd_analysis *a)
 {
     a->partition_suspected = false;
-    rd_vhist_observe(&a->partition_merge, (double)(a->clock() - a->partition_since_ns) / 1e9);
+    rd_hist_observe(&a->partition_merge, (double)(a->clock() - a->partition_since_ns) / 1e9);
     struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE};
     cmd.u.fresolve.id = RD_STR(a->partition_fault_id);
     cmd.u.fresolve.node_id = RD_STR("");
@@ -623,7 +623,7 @@ void rd_analysis_init(struct rd_analysis *a, uv_loop_t *loop, const struct rd_co
     a->registry = registry;
     a->log = log;
     a->clock = rd_mono_ns;
-    rd_vhist_init(&a->partition_merge, rd_vhist_long_bounds, rd_vhist_long_n);
+    a->partition_merge.bounds = rd_hist_bounds_long;
     /* The duration scale: the detection-latency rule compares the p99 with
      * 30 s, which the latency scale (up to 10 s) could never exceed. */
     a->latency_suspect.bounds = rd_hist_bounds_long;
@@ -731,7 +731,7 @@ void rd_analysis_metrics(struct rd_analysis *a, struct rd_mbuf *b)
                      "Time from a partition suspected (the mass-failure guard tripped) to its "
                      "end (the share of agents in trouble back under the threshold), on this "
                      "leader.");
-    rd_metric_vhist(b, "recoveryd_partition_merge_duration_seconds", "", &a->partition_merge);
+    rd_metric_hist(b, "recoveryd_partition_merge_duration_seconds", "", &a->partition_merge);
     rd_metric_header(b, "recoveryd_guard_blocked_total", "counter",
                      "Failures the mass-failure guard held back as suspect.");
     rd_mbuf_printf(b, "recoveryd_guard_blocked_total %llu\n",

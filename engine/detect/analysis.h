@@ -17,7 +17,6 @@
 
 #include "fsm/cmd.h"
 #include "metrics/metrics.h"
-#include "metrics/ops.h"
 #include "recoveryd/plugin.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
@@ -82,9 +81,9 @@ struct rd_analysis {
     struct rd_detect *by_slot; /* its soft state of each node, by registry slot */
     size_t n_by_slot;
     /* On the duration scale (rd_hist_bounds_long, 100 ms to 30 min). */
-    struct rd_hist latency_suspect;  /* trouble began -> suspect committed */
-    struct rd_hist latency_failed;   /* trouble began -> fault record committed */
-    struct rd_vhist partition_merge; /* partition suspected -> over (this leader) */
+    struct rd_hist latency_suspect; /* trouble began -> suspect committed */
+    struct rd_hist latency_failed;  /* trouble began -> fault record committed */
+    struct rd_hist partition_merge; /* partition suspected -> over (this leader) */
     uint64_t faults_opened[RD_FAULT_TYPE_COUNT][RD_SEV_COUNT];
     uint64_t proposals_total;
     uint64_t proposals_refused;

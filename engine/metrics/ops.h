@@ -32,26 +32,4 @@ struct rd_process_stats {
 };
 void rd_process_stats_read(struct rd_process_stats *s);
 
-#define RD_VHIST_MAX 24
-
-/* A histogram with its own bounds (seconds, ascending, at most RD_VHIST_MAX). */
-struct rd_vhist {
-    const double *bounds;
-    unsigned n;
-    uint64_t counts[RD_VHIST_MAX]; /* non-cumulative per bucket */
-    uint64_t inf;
-    uint64_t count;
-    double sum;
-};
-
-void rd_vhist_init(struct rd_vhist *h, const double *bounds, unsigned n);
-void rd_vhist_observe(struct rd_vhist *h, double v);
-/* One series, as rd_metric_hist(); `labels` is "" or `key="v"`. */
-void rd_metric_vhist(struct rd_mbuf *b, const char *name, const char *labels,
-                     const struct rd_vhist *h);
-
-/* Bounds for long durations: 1 s to 2 h. */
-extern const double rd_vhist_long_bounds[];
-extern const unsigned rd_vhist_long_n;
-
 #endif

@@ -78,34 +78,11 @@ static void test_process_metrics_exposed(void **state)
     rd_mbuf_free(&b);
 }
 
-static void test_vhist(void **state)
-{
-    (void)state;
-    struct rd_vhist h;
-    rd_vhist_init(&h, rd_vhist_long_bounds, rd_vhist_long_n);
-    rd_vhist_observe(&h, 0.5);
-    rd_vhist_observe(&h, 45);
-    rd_vhist_observe(&h, 100000);
-    struct rd_mbuf b;
-    rd_mbuf_init(&b);
-    rd_metric_vhist(&b, "m", "", &h);
-    rd_mbuf_printf(&b, "%c", '\0');
-    assert_non_null(strstr(b.p, "m_bucket{le=\"1\"} 1\n"));
-    assert_non_null(strstr(b.p, "m_bucket{le=\"30\"} 1\n"));
-    assert_non_null(strstr(b.p, "m_bucket{le=\"60\"} 2\n"));
-    assert_non_null(strstr(b.p, "m_bucket{le=\"7200\"} 2\n"));
-    assert_non_null(strstr(b.p, "m_bucket{le=\"+Inf\"} 3\n"));
-    assert_non_null(strstr(b.p, "m_count 3\n"));
-    assert_non_null(strstr(b.p, "m_sum 100045.5\n"));
-    rd_mbuf_free(&b);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_process_stats_are_this_process),
         cmocka_unit_test(test_process_metrics_exposed),
-        cmocka_unit_test(test_vhist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
