@@ -67,9 +67,9 @@ static int teardown(void **state)
     return 0;
 }
 
-#define FAILED  "recoveryd_plugin_alerts_failed_total{instance=\"ops-webhook\"} "
-#define SENT    "recoveryd_plugin_alerts_sent_total{instance=\"ops-webhook\"} "
-#define DROPPED "recoveryd_plugin_alerts_dropped_total{instance=\"ops-webhook\"} "
+#define FAILED  "recoveryd_plugin_alerts_failed_total{plugin_instance=\"ops-webhook\"} "
+#define SENT    "recoveryd_plugin_alerts_sent_total{plugin_instance=\"ops-webhook\"} "
+#define DROPPED "recoveryd_plugin_alerts_dropped_total{plugin_instance=\"ops-webhook\"} "
 
 static long long metric(const char *name)
 {

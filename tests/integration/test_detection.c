@@ -561,7 +561,7 @@ static void test_records_status_and_alerts(void **state)
     assert_non_null(strstr(r.body, "recoveryd_detection_latency_seconds_bucket{stage=\"failed\""));
     assert_non_null(
         strstr(r.body, "recoveryd_faults_total{fault_type=\"crash\",severity=\"critical\"}"));
-    assert_non_null(strstr(r.body, "recoveryd_plugin_up{instance=\"heartbeat\""));
+    assert_non_null(strstr(r.body, "recoveryd_plugin_up{plugin_instance=\"heartbeat\""));
     rdt_resp_free(&r);
 }
 

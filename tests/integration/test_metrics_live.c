@@ -381,8 +381,8 @@ static void test_rules_name_real_metrics(void **state)
         RUNS_OK,
         RUNS_FAILED,
         RUNS_PART,
-        "recoveryd_plugin_up{instance=\"ops-webhook\",plugin=\"webhook\",kind=\"alert\"}",
-        "recoveryd_plugin_alerts_dropped_total{instance=\"ops-webhook\"}",
+        "recoveryd_plugin_up{plugin_instance=\"ops-webhook\",plugin=\"webhook\",kind=\"alert\"}",
+        "recoveryd_plugin_alerts_dropped_total{plugin_instance=\"ops-webhook\"}",
         "recoveryd_http_requests_total{route=\"tasks_submit\",status=\"201\"}",
     };
     for (size_t s = 0; s < sizeof(series) / sizeof(series[0]); s++) {

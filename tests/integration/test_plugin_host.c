@@ -161,9 +161,9 @@ static void test_failed_instance_is_reported(void **state)
     assert_int_equal(rdt_get(&p, RDT_H1, "/metrics", &r), 0);
     assert_non_null(strstr(
         r.body,
-        "recoveryd_plugin_up{instance=\"broken\",plugin=\"bad_plugin\",kind=\"detector\"} 0"));
+        "recoveryd_plugin_up{plugin_instance=\"broken\",plugin=\"bad_plugin\",kind=\"detector\"} 0"));
     assert_non_null(strstr(
-        r.body, "recoveryd_plugin_up{instance=\"ok\",plugin=\"bad_plugin\",kind=\"detector\"} 1"));
+        r.body, "recoveryd_plugin_up{plugin_instance=\"ok\",plugin=\"bad_plugin\",kind=\"detector\"} 1"));
     rdt_resp_free(&r);
     /* Its start() queued blocking work: it ran off the loop, done came back on it. */
     int64_t deadline = rdt_now_ms() + 5000;
