@@ -311,7 +311,8 @@ static void await_state(const struct agent *a, int n, const char *id, const char
 static long long plugin_counter(const char *name, const char *instance)
 {
     char metric[160];
-    snprintf(metric, sizeof metric, "recoveryd_plugin_%s_total{plugin_instance=\"%s\"}", name, instance);
+    snprintf(metric, sizeof metric, "recoveryd_plugin_%s_total{plugin_instance=\"%s\"}", name,
+             instance);
     return rdt_metric(&proc, metric);
 }
 

@@ -11,6 +11,7 @@
 
 #include "cmocka_all.h"
 #include "harness.h"
+#include "rdt_ctest.h"
 
 /*
  * The value of the sample `series` (a metric name with its labels exactly as
@@ -52,6 +53,21 @@ static inline double rdt_metric_f(struct rdt_proc *p, const char *series)
 static inline long long rdt_metric(struct rdt_proc *p, const char *series)
 {
     return (long long)rdt_metric_f(p, series);
+}
+
+/* Waits up to `ms` (scaled by the time factor) until `series` from `p`'s
+ * GET /metrics is at least `at_least`; its value then, or the test fails. */
+static inline long long rdt_wait_metric(struct rdt_proc *p, const char *series, long long at_least,
+                                        int ms)
+{
+    for (int64_t until = rdt_now_ms() + rdt_ms(ms);;) {
+        long long v = rdt_metric(p, series);
+        if (v >= at_least)
+            return v;
+        if (rdt_now_ms() >= until)
+            fail_msg("%s stayed below %lld (%lld)", series, at_least, v);
+        rdt_sleep_ms(20);
+    }
 }
 
 #endif
