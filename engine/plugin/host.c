@@ -865,7 +865,8 @@ void rd_plugin_host_metrics(struct rd_plugin_host *h, struct rd_mbuf *b)
                      "1 when a configured plugin instance runs, 0 when it failed.");
     for (unsigned i = 0; i < h->n; i++) {
         const struct rd_plugin_instance *in = &h->insts[i];
-        rd_mbuf_printf(b, "recoveryd_plugin_up{plugin_instance=\"%s\",plugin=\"%s\",kind=\"%s\"} %d\n",
+        rd_mbuf_printf(b,
+                       "recoveryd_plugin_up{plugin_instance=\"%s\",plugin=\"%s\",kind=\"%s\"} %d\n",
                        in->cfg->name, in->desc->name, kind_name(in->desc->kind),
                        in->st == RD_INST_RUNNING ? 1 : 0);
     }
@@ -890,7 +891,8 @@ void rd_plugin_host_metrics(struct rd_plugin_host *h, struct rd_mbuf *b)
             for (unsigned j = i; j < h->n; j++)
                 for (unsigned k = 0; k < h->insts[j].n_counters; k++)
                     if (strcmp(h->insts[j].counters[k].name, ct->name) == 0)
-                        rd_mbuf_printf(b, "recoveryd_plugin_%s_total{plugin_instance=\"%s\"} %llu\n",
+                        rd_mbuf_printf(b,
+                                       "recoveryd_plugin_%s_total{plugin_instance=\"%s\"} %llu\n",
                                        ct->name, h->insts[j].cfg->name,
                                        (unsigned long long)h->insts[j].counters[k].value);
         }
