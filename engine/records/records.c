@@ -133,6 +133,13 @@ static void free_batch(struct rd_records *r)
 
 static void disconnect(struct rd_records *r)
 {
+    if (r->resolving != NULL) {
+        /* Its callback still runs (cancelled, or with an answer no one
+         * wants) and frees it. */
+        r->resolving->data = NULL;
+        uv_cancel((uv_req_t *)r->resolving);
+        r->resolving = NULL;
+    }
     unwatch(r); /* before the socket closes */
     if (r->conn != NULL) {
         PQfinish(r->conn);
@@ -177,7 +184,9 @@ static void on_deadline(uv_timer_t *t)
 {
     struct rd_records *r = t->data;
     fail(r, "no answer within %" PRIu64 " ms (%s)", r->env.cfg->fault_tolerance.records.timeout_ms,
-         r->phase == RD_RECORDS_CONNECTING ? "connecting" : "statement");
+         r->resolving != NULL                ? "resolving the host's name"
+         : r->phase == RD_RECORDS_CONNECTING ? "connecting"
+                                             : "statement");
 }
 
 static void arm_deadline(struct rd_records *r)
@@ -187,13 +196,16 @@ static void arm_deadline(struct rd_records *r)
 
 static void connect_step(struct rd_records *r, PostgresPollingStatusType st);
 
-static void start_connect(struct rd_records *r)
+/* Connects; `hostaddr` ("" for none) is the address resolve() found for the
+ * conninfo's host, so that libpq makes no name lookup of its own. */
+static void connect_to(struct rd_records *r, const char *hostaddr)
 {
     const struct rd_config *c = r->env.cfg;
     /* Defaults first: the expanded conninfo (dbname) overrides them; what
-     * it leaves out libpq takes from PG* variables and ~/.pgpass. */
-    const char *k[] = {"application_name", "dbname", NULL};
-    const char *v[] = {"recoveryd", c->fault_tolerance.records.conninfo, NULL};
+     * it leaves out libpq takes from PG* variables and ~/.pgpass. Then the
+     * address, over whatever the conninfo said (it said none: resolve()). */
+    const char *k[] = {"application_name", "dbname", hostaddr[0] ? "hostaddr" : NULL, NULL};
+    const char *v[] = {"recoveryd", c->fault_tolerance.records.conninfo, hostaddr, NULL};
     r->conn = PQconnectStartParams(k, v, 1);
     if (r->conn == NULL) {
         fail(r, "connect: out of memory");
@@ -208,6 +220,102 @@ static void start_connect(struct rd_records *r)
     arm_deadline(r);
     /* As if PQconnectPoll had said "writing" (libpq's documented start). */
     connect_step(r, PGRES_POLLING_WRITING);
+}
+
+static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct rd_records *r = req->data;
+    free(req);
+    if (r == NULL) { /* given up on (disconnect) */
+        uv_freeaddrinfo(res);
+        return;
+    }
+    r->resolving = NULL;
+    char ip[64] = "";
+    if (status == 0 && res != NULL)
+        uv_ip_name(res->ai_addr, ip, sizeof(ip));
+    uv_freeaddrinfo(res);
+    if (ip[0] == '\0') {
+        fail(r, "cannot resolve host %s: %s", r->host, status ? uv_strerror(status) : "no address");
+        return;
+    }
+    connect_to(r, ip);
+}
+
+/*
+ * The host libpq would look up by name, into r->host: the conninfo's (or
+ * PGHOST's) when it is one name and no hostaddr is given. libpq's lookup
+ * is a blocking getaddrinfo on the calling thread (its documentation says
+ * so of PQconnectStart): made on the loop, a slow or absent DNS server would
+ * hold it for seconds. False when there is no name to look up (a socket
+ * directory, an address given) or libpq must (several hosts, a service
+ * file): then it connects as it would.
+ */
+static bool name_to_resolve(struct rd_records *r)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(r->env.cfg->fault_tolerance.records.conninfo, &err);
+    if (opts == NULL) {
+        PQfreemem(err); /* libpq says what is wrong when it connects */
+        return false;
+    }
+    const char *host = NULL, *hostaddr = NULL, *service = NULL;
+    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            hostaddr = o->val;
+        else if (strcmp(o->keyword, "service") == 0)
+            service = o->val;
+    }
+    if (host == NULL || host[0] == '\0')
+        host = getenv("PGHOST");
+    if (hostaddr == NULL || hostaddr[0] == '\0')
+        hostaddr = getenv("PGHOSTADDR");
+    if (service == NULL || service[0] == '\0')
+        service = getenv("PGSERVICE");
+    bool name = host != NULL && host[0] != '\0' && host[0] != '/' && host[0] != '@' &&
+                strchr(host, ',') == NULL && strlen(host) < sizeof(r->host) &&
+                (hostaddr == NULL || hostaddr[0] == '\0') &&
+                (service == NULL || service[0] == '\0');
+    if (name)
+        snprintf(r->host, sizeof(r->host), "%s", host);
+    else if (host != NULL && strchr(host, ',') != NULL && !r->warned_hosts) {
+        r->warned_hosts = true;
+        RD_WARN("records", "hosts_resolved_by_libpq",
+                "detail=\"conninfo names several hosts: libpq looks their names up itself, on the "
+                "loop; give their addresses in hostaddr to spare it\"");
+    }
+    PQconninfoFree(opts);
+    return name;
+}
+
+static void start_connect(struct rd_records *r)
+{
+    if (!name_to_resolve(r)) {
+        connect_to(r, "");
+        return;
+    }
+    /* The lookup on libuv's thread pool; the statement timeout bounds it. */
+    uv_getaddrinfo_t *req = malloc(sizeof(*req));
+    if (req == NULL) {
+        fail(r, "connect: out of memory");
+        return;
+    }
+    req->data = r;
+    r->resolving = req;
+    r->phase = RD_RECORDS_CONNECTING;
+    arm_deadline(r);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rv = uv_getaddrinfo(r->env.loop, req, resolved, r->host, NULL, &hints);
+    if (rv != 0) {
+        r->resolving = NULL;
+        free(req);
+        fail(r, "cannot resolve host %s: %s", r->host, uv_strerror(rv));
+    }
 }
 
 /* ---- statements ------------------------------------------------------------------- */

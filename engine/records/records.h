@@ -59,6 +59,11 @@ struct rd_records {
     bool leading;
     int phase;
     PGconn *conn;
+    /* The host's name looked up on the thread pool before libpq connects
+     * (malloc'd; one given up on frees itself). */
+    uv_getaddrinfo_t *resolving;
+    char host[256];
+    bool warned_hosts;
     uv_poll_t *poll; /* on PQsocket(conn) (malloc'd: a closing one frees itself) */
     int fd;
     uv_timer_t timer;    /* the next try, the next batch */
