@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= deploy/recoveryd.yaml
 
-.PHONY: all bootstrap build run test sanitize format format-check lint-api bench fuzz clean
+.PHONY: all bootstrap build run test sanitize format format-check lint-api bench fuzz clean install deb
 
 all: build
 
@@ -34,6 +34,14 @@ sanitize:
 	cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=address,undefined $(CMAKE_FLAGS)
 	cmake --build build-san -j $(JOBS)
 	cd build-san && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+# The daemon, its plugins, policies, config, systemd unit and man page, the
+# plugin header and recoveryd-plugin.pc (cmake/RecoverydInstall.cmake), and
+# the client library and recoveryctl (api/c), under PREFIX (DESTDIR for
+# staging). The config and the unit are made for the prefix given here.
+PREFIX ?= /usr/local
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix $(PREFIX)
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
