@@ -43,6 +43,17 @@ PREFIX ?= /usr/local
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix $(PREFIX)
 
+# The Debian package (cmake/RecoverydPackage.cmake): a Release build for
+# prefix /usr in build-deb, without the tests, packed by CPack into
+# build-deb/recoveryd_VERSION-1_ARCH.deb. Install it with
+#   apt-get install ./build-deb/recoveryd_*.deb
+deb:
+	@scripts/bootstrap
+	cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DRD_TESTS=OFF $(CMAKE_FLAGS)
+	cmake --build build-deb -j $(JOBS)
+	cd build-deb && cpack -G DEB
+	@ls build-deb/recoveryd_*.deb
+
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
 format:
@@ -69,4 +80,4 @@ fuzz:
 	FUZZ_TIME=$(FUZZ_TIME) scripts/fuzz
 
 clean:
-	rm -rf $(BUILD) build-san build-fuzz
+	rm -rf $(BUILD) build-san build-fuzz build-deb
