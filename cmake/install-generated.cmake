@@ -27,6 +27,11 @@ function(rd_abs out dir special)
   set(${out} "${p}" PARENT_SCOPE)
 endfunction()
 
+# Made in a directory of this destination's own: two installs of one build
+# at once (the tests' cmake --install and cpack) do not share a file.
+string(MD5 RD_DEST_HASH "$ENV{DESTDIR}|${CMAKE_INSTALL_PREFIX}")
+set(RD_GEN "${RD_GEN}/${RD_DEST_HASH}")
+
 rd_abs(RD_ETC "${RD_SYSCONFDIR}" ON)
 rd_abs(RD_VAR "${RD_LOCALSTATEDIR}" ON)
 rd_abs(RD_BINDIR_ABS "${RD_BINDIR}" OFF)

@@ -433,7 +433,7 @@ static int rejoin_start_empty(struct rd_engine *eng)
         return rv;
     }
     rd_cluster_start(&eng->cluster, eng->httpc);
-    rd_notify_ready(&eng->notify, eng->loop, "rejoined");
+    rd_notify_ready(&eng->notify, eng->loop, "follower (rejoining)");
     return 0;
 }
 
@@ -827,7 +827,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     /* The API listens and raft runs (a rejoining replica's starts later, in
      * rejoin_start_empty): systemd's Type=notify may count it started. */
     if (!eng->replica.rejoin)
-        rd_notify_ready(&eng->notify, loop, "started");
+        rd_notify_ready(&eng->notify, loop,
+                        rd_replica_is_leader(&eng->replica) ? "leader" : "follower");
 
     uv_run(loop, UV_RUN_DEFAULT);
     rd_plugin_host_close(&eng->plugins);
