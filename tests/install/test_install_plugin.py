@@ -5,13 +5,16 @@ Installs the build into a fresh prefix and checks what lands there; builds
 examples/plugin (copied out of the tree) with its Makefile, which takes the
 header and the plugin directory from `pkg-config recoveryd-plugin` alone;
 starts the installed daemon with the installed config (its plugins and
-policies found at the installed paths) plus one instance of the new plugin;
-and shows the plugin runs: its verdict on an agent's heartbeats opens a
+policies found at the installed paths) plus one instance of the new plugin,
+under the kernel's deny-write-execute switch (the unit's
+MemoryDenyWriteExecute=yes: the Lua policies, the plugins); and shows the
+plugin runs: its verdict on an agent's heartbeats opens a
 fault that only it could have raised.
 
 usage: test_install_plugin.py CMAKE BUILD_DIR SOURCE_DIR
 Exits 77 (skipped) when cc, make or pkg-config is missing.
 """
+import ctypes
 import glob
 import json
 import os
@@ -40,6 +43,17 @@ def run(argv: List[str], **kw: Any) -> str:
     if p.returncode != 0:
         fail(f"{' '.join(argv)} exited {p.returncode}:\n{p.stdout}")
     return p.stdout
+
+
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+
+
+def deny_write_execute() -> None:
+    """What the unit's MemoryDenyWriteExecute=yes does, with the kernel's own
+    switch (Linux 6.3+, kept across execve): no mapping ever becomes
+    executable after it was writable. Older kernels: the daemon runs without."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0)
 
 
 def free_port() -> int:
@@ -145,7 +159,8 @@ def main() -> None:
         log = open(os.path.join(tmp, "recoveryd.log"), "wb")
         daemon = subprocess.Popen([binary, "--config", conf, "--listen", f"127.0.0.1:{port}",
                                    "--raft-address", f"127.0.0.1:{raft}"],
-                                  cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+                                  cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
+                                  preexec_fn=deny_write_execute)
         deadline = time.monotonic() + 15
         while True:
             try:
