@@ -69,6 +69,11 @@ sort "$ctrl/conffiles" >"$tmp/conffiles.list"
 cmp -s "$tmp/etc.list" "$tmp/conffiles.list" ||
     fail "conffiles differ from the files under /etc: $(diff "$tmp/etc.list" "$tmp/conffiles.list")"
 
+# A shared library in the package (the client library) gets ldconfig run.
+if find "$root/usr/lib" -name 'lib*.so.*' | grep -q .; then
+    grep -qx 'activate-noawait ldconfig' "$ctrl/triggers" || fail "shared libraries but no ldconfig trigger"
+fi
+
 # Maintainer scripts: valid sh, executable; postinst makes the system user.
 for s in postinst prerm postrm; do
     [ -x "$ctrl/$s" ] || fail "no executable $s"
