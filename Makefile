@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= deploy/recoveryd.yaml
 
-.PHONY: all bootstrap build run test sanitize format format-check lint-api bench fuzz clean
+.PHONY: all bootstrap build run test sanitize format format-check lint-api bench fuzz clean install deb
 
 all: build
 
@@ -35,6 +35,25 @@ sanitize:
 	cmake --build build-san -j $(JOBS)
 	cd build-san && ctest --output-on-failure -j $(JOBS) --timeout 600
 
+# The daemon, its plugins, policies, config, systemd unit and man page, the
+# plugin header and recoveryd-plugin.pc (cmake/RecoverydInstall.cmake), and
+# the client library and recoveryctl (api/c), under PREFIX (DESTDIR for
+# staging). The config and the unit are made for the prefix given here.
+PREFIX ?= /usr/local
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix $(PREFIX)
+
+# The Debian package (cmake/RecoverydPackage.cmake): a Release build for
+# prefix /usr in build-deb, without the tests, packed by CPack into
+# build-deb/recoveryd_VERSION-1_ARCH.deb. Install it with
+#   apt-get install ./build-deb/recoveryd_*.deb
+deb:
+	@scripts/bootstrap
+	cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DRD_TESTS=OFF $(CMAKE_FLAGS)
+	cmake --build build-deb -j $(JOBS)
+	cd build-deb && cpack -G DEB
+	@ls build-deb/recoveryd_*.deb
+
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
 format:
@@ -61,4 +80,4 @@ fuzz:
 	FUZZ_TIME=$(FUZZ_TIME) scripts/fuzz
 
 clean:
-	rm -rf $(BUILD) build-san build-fuzz
+	rm -rf $(BUILD) build-san build-fuzz build-deb

@@ -221,6 +221,7 @@ static void on_role(void *data, bool leader)
          * than its start: operators (and test_grace) measure from it. */
         RD_INFO("engine", "leader", "nodes=%zu grace_ms=%llu", eng->fsm.n_nodes,
                 (unsigned long long)rd_engine_lease_ms(eng));
+        rd_notify_status(&eng->notify, "leader");
         /* Soft state is rebuilt from scratch: every node gets one full lease
          * of grace before anything judges it (DESIGN.md decision 2). */
         eng->leader_since_ns = rd_mono_ns();
@@ -263,6 +264,7 @@ static void on_role(void *data, bool leader)
         }
         rd_plugin_host_leadership(&eng->plugins, false);
         RD_INFO("engine", "follower", "%s", "");
+        rd_notify_status(&eng->notify, "follower");
     }
 }
 
@@ -380,6 +382,7 @@ static void shutdown_tick(uv_timer_t *t)
     close_handle((uv_handle_t *)&eng->sig_term);
     close_handle((uv_handle_t *)&eng->sig_hup);
     close_handle((uv_handle_t *)&eng->sig_usr2);
+    rd_notify_close(&eng->notify);
     if (eng->repair_timer_inited)
         close_handle((uv_handle_t *)&eng->repair_timer);
     RD_INFO("engine", "stopped", "commands_applied=%llu", (unsigned long long)eng->fsm.n_applied);
@@ -394,6 +397,7 @@ void rd_engine_shutdown(struct rd_engine *eng)
         return;
     eng->shutting_down = true;
     eng->shutdown_started_ns = rd_mono_ns();
+    rd_notify_stopping(&eng->notify);
     RD_INFO("engine", "shutdown", "pending=%llu connections=%zu",
             (unsigned long long)eng->http.pending, rd_http_connections(&eng->http));
     rd_http_begin_shutdown(&eng->http);
@@ -429,6 +433,7 @@ static int rejoin_start_empty(struct rd_engine *eng)
         return rv;
     }
     rd_cluster_start(&eng->cluster, eng->httpc);
+    rd_notify_ready(&eng->notify, eng->loop, "follower (rejoining)");
     return 0;
 }
 
@@ -819,6 +824,11 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     uv_signal_start(&eng->sig_term, on_signal, SIGTERM);
     uv_signal_start(&eng->sig_hup, on_signal, SIGHUP);
     uv_signal_start(&eng->sig_usr2, on_signal, SIGUSR2);
+    /* The API listens and raft runs (a rejoining replica's starts later, in
+     * rejoin_start_empty): systemd's Type=notify may count it started. */
+    if (!eng->replica.rejoin)
+        rd_notify_ready(&eng->notify, loop,
+                        rd_replica_is_leader(&eng->replica) ? "leader" : "follower");
 
     uv_run(loop, UV_RUN_DEFAULT);
     rd_plugin_host_close(&eng->plugins);
