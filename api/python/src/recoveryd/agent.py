@@ -1,0 +1,632 @@
+"""The agent SDK: run tasks the engine assigns, with checkpoints and a lease.
+
+An agent author writes a handler::
+
+    from recoveryd.agent import Agent
+
+    agent = Agent("worker-1", capacity=4, labels={"gpu": "a100"})
+
+    @agent.handler
+    def run(ctx):
+        step = ctx.checkpoint_data["step"] if ctx.checkpoint_data else 0
+        while step < ctx.payload["steps"]:
+            do_step(step)
+            step += 1
+            ctx.checkpoint({"step": step})  # raises Fenced/Revoked once stopped
+        return {"steps": step}              # completes the task
+
+    agent.run_forever()
+
+The SDK registers, heartbeats in a background thread (with the metrics the
+detectors read), starts one thread per assigned task, numbers checkpoint
+versions, completes or fails each task with its attempt as the fencing token,
+and stops a task (the handler sees :class:`Fenced` or :class:`Revoked` at its
+next checkpoint, and ``ctx.cancelled`` turns true) when its lease was not
+renewed within ``lease_ms``, when the engine answers ``fenced``, or when a
+revocation names the attempt it runs. A stopped attempt is never written
+with again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ._http import Transport
+from .config import endpoints_from_env
+from .errors import (
+    ApiError,
+    Conflict,
+    Fenced,
+    NotFound,
+    RecoverydError,
+    Revoked,
+    TaskFailed,
+    TaskStopped,
+)
+
+log = logging.getLogger("recoveryd.agent")
+
+Handler = Callable[["TaskContext"], Any]
+
+
+def _json_copy(v: Any) -> Any:
+    """``v`` as the engine will hand it back (a JSON round trip)."""
+    import json
+
+    return json.loads(json.dumps(v))
+
+
+class TaskContext:
+    """One attempt of one task, handed to the handler."""
+
+    def __init__(self, agent: "Agent", task: Mapping[str, Any]) -> None:
+        self._agent = agent
+        self.task: Dict[str, Any] = dict(task)
+        self.task_id: str = str(task["task_id"])
+        self.attempt: int = int(task["attempt"])
+        self.payload: Any = task.get("payload")
+        ckpt = task.get("checkpoint")
+        self.checkpoint_version: int = 0
+        self.checkpoint_data: Any = None
+        if isinstance(ckpt, dict):
+            self.checkpoint_version = int(ckpt.get("version", 0))
+            self.checkpoint_data = ckpt.get("data")
+        self.resumed_from: Optional[int] = self.checkpoint_version or None
+        req = task.get("requirements")
+        self.slots: int = int(req.get("slots", 1)) if isinstance(req, dict) else 1
+        self._stop: Optional[TaskStopped] = None
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()  # one checkpoint write at a time
+
+    # ---- cancellation -----------------------------------------------------
+
+    @property
+    def cancelled(self) -> bool:
+        """True once this attempt is stopped (lease lost, fenced, revoked)."""
+        if not self._stopped.is_set():
+            self._agent._check_lease()
+        return self._stopped.is_set()
+
+    @property
+    def stop_reason(self) -> Optional[TaskStopped]:
+        return self._stop if self.cancelled else None
+
+    def raise_if_cancelled(self) -> None:
+        """Raises :class:`Fenced` or :class:`Revoked` once stopped."""
+        if self.cancelled and self._stop is not None:
+            raise self._stop
+
+    def wait(self, seconds: float) -> bool:
+        """Sleeps up to ``seconds``; returns True at once when stopped."""
+        end = time.monotonic() + seconds
+        while not self.cancelled:
+            now = time.monotonic()
+            if now >= end:
+                return False
+            step = end - now
+            lease_end = self._agent._lease_deadline
+            if lease_end:
+                step = min(step, max(0.001, lease_end - now))
+            self._stopped.wait(step)
+        return True
+
+    def _halt(self, why: TaskStopped) -> bool:
+        """Stops the attempt; False when it was stopped already."""
+        if self._stopped.is_set():
+            return False
+        self._stop = why
+        self._stopped.set()
+        return True
+
+    # ---- writes -----------------------------------------------------------
+
+    def checkpoint(self, data: Any) -> int:
+        """Stores ``data`` (any JSON) as the next checkpoint version.
+
+        Returns the version once the engine committed it. Raises
+        :class:`Fenced` or :class:`Revoked` when the attempt was stopped
+        (nothing is written then), and :class:`RecoverydError` when the
+        engine could not be reached in time.
+        """
+        with self._lock:
+            self.raise_if_cancelled()
+            version = self.checkpoint_version + 1
+            self._agent._put_checkpoint(self, version, data)
+            self.checkpoint_version = version
+            self.checkpoint_data = data
+            self._agent._add_progress(1.0)
+            return version
+
+    def progress(self, amount: float = 1.0) -> None:
+        """Reports progress without a checkpoint (the stall detector reads it).
+
+        Raises :class:`TaskStopped` once the attempt was stopped.
+        """
+        self.raise_if_cancelled()
+        self._agent._add_progress(amount)
+
+
+class _Metrics:
+    """What the heartbeat reports: latency and errors of the agent's engine
+    calls and task runs over a sliding window, CPU share, memory share and a
+    progress counter."""
+
+    WINDOW = 50
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies: Deque[float] = deque(maxlen=self.WINDOW)
+        self.outcomes: Deque[bool] = deque(maxlen=self.WINDOW)  # True = error
+        self.progress = 0.0
+        self._cpu_at = (time.monotonic(), sum(os.times()[:2]))
+
+    def call(self, seconds: float, error: bool) -> None:
+        with self.lock:
+            self.latencies.append(seconds * 1000.0)
+            self.outcomes.append(error)
+
+    def snapshot(self) -> Dict[str, float]:
+        with self.lock:
+            m: Dict[str, float] = {"progress": self.progress}
+            if self.latencies:
+                m["latency_ms"] = round(sum(self.latencies) / len(self.latencies), 3)
+            if self.outcomes:
+                m["error_rate"] = round(sum(self.outcomes) / len(self.outcomes), 4)
+        now, cpu = time.monotonic(), sum(os.times()[:2])
+        then, cpu0 = self._cpu_at
+        if now - then > 0.05:
+            m["cpu"] = round(max(0.0, (cpu - cpu0) / (now - then)), 4)
+            self._cpu_at = (now, cpu)
+        mem = _mem_share()
+        if mem is not None:
+            m["mem"] = mem
+        return m
+
+
+def _mem_share() -> Optional[float]:
+    """Resident memory over physical memory (Linux), else None."""
+    try:
+        with open("/proc/self/statm") as f:
+            rss_pages = int(f.read().split()[1])
+        total = os.sysconf("SC_PHYS_PAGES")
+        return round(rss_pages / total, 6) if total > 0 else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Run:
+    def __init__(self, ctx: TaskContext, thread: threading.Thread) -> None:
+        self.ctx = ctx
+        self.thread = thread
+
+
+class Agent:
+    """An agent process: registration, heartbeats, task threads.
+
+    ``endpoints``: base URLs of the engine replicas (default
+    ``RECOVERYD_ENDPOINTS``); ``token`` (default ``RECOVERYD_TOKEN``) is
+    sent as ``Authorization: Bearer``; ``cafile`` (default
+    ``RECOVERYD_CACERT``) verifies https:// replicas. ``request_timeout``
+    bounds one try of one request (default: a third of ``lease_ms``).
+    ``metrics`` may return extra heartbeat metrics (``cpu``, ``mem``,
+    ``latency_ms``, ``error_rate``) that replace the measured ones.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        endpoints: Optional[Sequence[str]] = None,
+        *,
+        capacity: int = 1,
+        labels: Optional[Mapping[str, str]] = None,
+        handler: Optional[Handler] = None,
+        token: Optional[str] = None,
+        cafile: Optional[str] = None,
+        certfile: Optional[str] = None,
+        keyfile: Optional[str] = None,
+        health_url: Optional[str] = None,
+        address: Optional[str] = None,
+        request_timeout: Optional[float] = None,
+        metrics: Optional[Callable[[], Mapping[str, float]]] = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1 slot, not {capacity}")
+        self.node_id = node_id
+        self.capacity = capacity
+        self.labels = dict(labels or {})
+        self.health_url = health_url
+        self.address = address
+        self._handler = handler
+        self._user_metrics = metrics
+        self._fixed_timeout = request_timeout
+        self._http = Transport(
+            endpoints if endpoints is not None else endpoints_from_env(),
+            token=token if token is not None else os.environ.get("RECOVERYD_TOKEN") or None,
+            cafile=cafile if cafile is not None else os.environ.get("RECOVERYD_CACERT") or None,
+            certfile=certfile,
+            keyfile=keyfile,
+            timeout=request_timeout or 1.0,
+        )
+        self._lock = threading.Lock()
+        self._runs: Dict[str, _Run] = {}
+        # Attempts that ran here and ended (finished or stopped): never again.
+        self._ended: Dict[Tuple[str, int], None] = {}
+        self._metrics = _Metrics()
+        self._closing = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.epoch: Optional[int] = None
+        self.state: Optional[str] = None
+        self.heartbeat_interval = 0.5
+        self.lease = 1.5
+        self._lease_deadline = 0.0  # monotonic; 0 = no lease held
+        self._need_register = True
+        self._listeners: List[Callable[[str, Dict[str, Any]], None]] = []
+
+    # ---- public -----------------------------------------------------------
+
+    def handler(self, fn: Handler) -> Handler:
+        """Decorator: the function run for every task assigned here."""
+        self._handler = fn
+        return fn
+
+    def on_event(self, fn: Callable[[str, Dict[str, Any]], None]) -> None:
+        """Calls ``fn(kind, fields)`` on: registered, started, stopped,
+        completed, failed, lease_lost (from the SDK's threads)."""
+        self._listeners.append(fn)
+
+    def start(self) -> "Agent":
+        """Starts the heartbeat thread (registration happens there)."""
+        if self._handler is None:
+            raise ValueError("no handler: pass handler= or decorate one with @agent.handler")
+        if self._thread is None:
+            self._closing.clear()
+            self._thread = threading.Thread(
+                target=self._loop, name=f"recoveryd-heartbeat-{self.node_id}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stops heartbeats and waits up to ``timeout`` for task threads.
+
+        Running tasks are not completed: their attempts are stopped and the
+        engine moves them once the lease runs out.
+        """
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._fence_all(Fenced, "agent stopping")
+        end = time.monotonic() + timeout
+        for run in self._running():
+            run.thread.join(max(0.0, end - time.monotonic()))
+
+    def run_forever(self) -> None:
+        """start(), then blocks until KeyboardInterrupt; stop() on the way out."""
+        self.start()
+        try:
+            while not self._closing.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> "Agent":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def registered(self) -> bool:
+        return self.epoch is not None and not self._need_register
+
+    def running_tasks(self) -> Dict[str, int]:
+        """task_id -> attempt of the attempts running now."""
+        return {tid: r.ctx.attempt for tid, r in self._running_items()}
+
+    @property
+    def lease_remaining(self) -> float:
+        """Seconds left on the lease (0 when none is held)."""
+        return max(0.0, self._lease_deadline - time.monotonic())
+
+    # ---- internals: bookkeeping ---------------------------------------------
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        for fn in self._listeners:
+            try:
+                fn(kind, dict(fields, node_id=self.node_id))
+            except Exception:  # a listener's bug must not stop the SDK
+                log.exception("recoveryd: event listener failed")
+
+    def _running(self) -> List[_Run]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def _running_items(self) -> List[Tuple[str, _Run]]:
+        with self._lock:
+            return list(self._runs.items())
+
+    def _add_progress(self, amount: float) -> None:
+        with self._metrics.lock:
+            self._metrics.progress += amount
+
+    def _request_timeout(self) -> float:
+        return self._fixed_timeout or max(0.05, self.lease / 3.0)
+
+    def _halt(self, ctx: TaskContext, why: TaskStopped) -> None:
+        if ctx._halt(why):
+            with self._lock:
+                self._ended[(ctx.task_id, ctx.attempt)] = None
+                while len(self._ended) > 10000:
+                    self._ended.pop(next(iter(self._ended)))
+            log.warning("recoveryd: %s", why)
+            self._emit("stopped", task_id=ctx.task_id, attempt=ctx.attempt, reason=why.reason,
+                       kind=type(why).__name__)
+
+    def _fence_all(self, cls: type, reason: str) -> int:
+        n = 0
+        for run in self._running():
+            if not run.ctx._stopped.is_set():
+                self._halt(run.ctx, cls(run.ctx.task_id, run.ctx.attempt, reason))
+                n += 1
+        return n
+
+    def _check_lease(self) -> None:
+        """Stops every attempt once the lease ran out (cheap; any thread)."""
+        if self._lease_deadline and time.monotonic() >= self._lease_deadline:
+            with self._lock:
+                if not self._lease_deadline:
+                    return
+                self._lease_deadline = 0.0
+                # The engine may have moved our tasks: come back with a new
+                # epoch, which fences the old one.
+                self._need_register = True
+            n = self._fence_all(Fenced, f"lease of {self.lease * 1000:.0f} ms not renewed")
+            log.warning("recoveryd: %s: lease lost, %d task(s) stopped", self.node_id, n)
+            self._emit("lease_lost", stopped=n)
+
+    # ---- internals: the heartbeat thread ------------------------------------
+
+    def _loop(self) -> None:
+        backoff = 0.1
+        while not self._closing.is_set():
+            if self._need_register:
+                if self._register():
+                    backoff = 0.1
+                else:
+                    self._closing.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+            t0 = time.monotonic()
+            self._heartbeat(t0)
+            self._check_lease()
+            self._closing.wait(max(0.0, t0 + self.heartbeat_interval - time.monotonic()))
+
+    def _register(self) -> bool:
+        self._fence_all(Fenced, "registering again (new epoch)")
+        body: Dict[str, Any] = {
+            "node_id": self.node_id,
+            "capacity": {"slots": self.capacity},
+            "labels": self.labels,
+        }
+        if self.health_url:
+            body["health_url"] = self.health_url
+        if self.address:
+            body["address"] = self.address
+        t0 = time.monotonic()
+        try:
+            # A repeat only bumps the epoch again: we use the newest answer.
+            r = self._http.request(
+                "POST", "/api/v1/nodes", body, idempotent=True,
+                timeout=self._request_timeout(), deadline=t0 + 5.0,
+            )
+        except RecoverydError as e:
+            log.warning("recoveryd: %s: registration failed: %s", self.node_id, e)
+            return False
+        b = r.body
+        self.epoch = int(b["epoch"])
+        self.heartbeat_interval = max(0.01, int(b["heartbeat_interval_ms"]) / 1000.0)
+        self.lease = max(0.03, int(b["lease_ms"]) / 1000.0)
+        self._lease_deadline = t0 + self.lease
+        self._need_register = False
+        log.info("recoveryd: %s registered, epoch %d, lease %.0f ms", self.node_id, self.epoch,
+                 self.lease * 1000)
+        self._emit("registered", epoch=self.epoch)
+        return True
+
+    def _heartbeat(self, t0: float) -> None:
+        used = sum(r.ctx.slots for r in self._running() if not r.ctx._stopped.is_set())
+        metrics = self._metrics.snapshot()
+        if self._user_metrics is not None:
+            try:
+                metrics.update(self._user_metrics())
+            except Exception:
+                log.exception("recoveryd: metrics callback failed")
+        body = {"epoch": self.epoch, "load": {"slots_used": used}, "metrics": metrics}
+        timeout = self._request_timeout()
+        try:
+            r = self._http.request(
+                "POST", f"/api/v1/nodes/{self.node_id}/heartbeat", body, idempotent=True,
+                timeout=timeout, deadline=t0 + max(self.heartbeat_interval, 2 * timeout),
+            )
+        except Conflict as e:  # fenced: the epoch is over (failed, isolated, re-registered)
+            log.warning("recoveryd: %s: heartbeat fenced: %s", self.node_id, e.message)
+            self._fence_all(Fenced, f"engine fenced epoch {self.epoch}: {e.message}")
+            self._need_register = True
+            return
+        except NotFound:
+            self._fence_all(Fenced, "node unknown to the engine")
+            self._need_register = True
+            return
+        except RecoverydError as e:
+            log.info("recoveryd: %s: heartbeat failed: %s", self.node_id, e)
+            return
+        b = r.body if isinstance(r.body, dict) else {}
+        lease_ms = b.get("lease_ms")
+        if isinstance(lease_ms, int) and lease_ms > 0:
+            self.lease = lease_ms / 1000.0
+        self.state = b.get("state")
+        with self._lock:
+            if self._need_register:
+                return  # the lease ran out meanwhile: register again first
+            # Renewed from when the heartbeat was sent, not answered.
+            self._lease_deadline = t0 + self.lease
+        self._apply(b)
+
+    def _apply(self, b: Mapping[str, Any]) -> None:
+        assignments = [a for a in b.get("assignments") or [] if isinstance(a, dict)]
+        assigned = {str(a.get("task_id")): a for a in assignments}
+        revs: List[Tuple[str, Optional[int]]] = []
+        if isinstance(b.get("revocations"), list):
+            for rv in b["revocations"]:
+                if isinstance(rv, dict) and "task_id" in rv:
+                    att = rv.get("attempt")
+                    revs.append((str(rv["task_id"]), int(att) if isinstance(att, int) else None))
+        else:
+            revs = [(str(t), None) for t in b.get("revoked") or []]
+        with self._lock:
+            runs = dict(self._runs)
+        for tid, att in revs:
+            run = runs.get(tid)
+            if run is None:
+                continue
+            if att is None:
+                # `revoked` names no attempt: when the same answer assigns
+                # the attempt we run, the revocation was of an older one.
+                a = assigned.get(tid)
+                if a is not None and a.get("attempt") == run.ctx.attempt:
+                    continue
+            elif att != run.ctx.attempt:
+                continue
+            self._halt(run.ctx, Revoked(tid, run.ctx.attempt, "revoked by the engine"))
+        for a in assignments:
+            tid, att = str(a.get("task_id")), a.get("attempt")
+            if not isinstance(att, int):
+                continue
+            run = runs.get(tid)
+            if run is not None and run.ctx.attempt >= att:
+                continue  # sent again until its first checkpoint
+            if (tid, att) in self._ended:
+                continue
+            if run is not None:
+                self._halt(run.ctx, Fenced(tid, run.ctx.attempt, f"attempt {att} assigned since"))
+            self._start_task(a)
+
+    # ---- internals: task threads --------------------------------------------
+
+    def _start_task(self, task: Mapping[str, Any]) -> None:
+        ctx = TaskContext(self, task)
+        t = threading.Thread(target=self._run_task, args=(ctx,),
+                             name=f"recoveryd-task-{ctx.task_id[:8]}", daemon=True)
+        with self._lock:
+            self._runs[ctx.task_id] = _Run(ctx, t)
+        log.info("recoveryd: %s: task %s attempt %d started%s", self.node_id, ctx.task_id,
+                 ctx.attempt, f" from checkpoint {ctx.checkpoint_version}" if ctx.resumed_from else "")
+        self._emit("started", task_id=ctx.task_id, attempt=ctx.attempt,
+                   checkpoint_version=ctx.checkpoint_version)
+        t.start()
+
+    def _run_task(self, ctx: TaskContext) -> None:
+        assert self._handler is not None
+        try:
+            try:
+                result = self._handler(ctx)
+            except TaskStopped:
+                return
+            except TaskFailed as e:
+                self._metrics.call(0.0, True)
+                self._finish(ctx, "fail", {"attempt": ctx.attempt, "error": str(e)[:4096],
+                                           "retryable": e.retryable})
+            except Exception as e:
+                log.exception("recoveryd: task %s attempt %d: handler raised", ctx.task_id,
+                              ctx.attempt)
+                self._metrics.call(0.0, True)
+                self._finish(ctx, "fail", {"attempt": ctx.attempt,
+                                           "error": f"{type(e).__name__}: {e}"[:4096],
+                                           "retryable": True})
+            else:
+                self._finish(ctx, "complete", {"attempt": ctx.attempt,
+                                               "result": {} if result is None else result})
+        finally:
+            with self._lock:
+                run = self._runs.get(ctx.task_id)
+                if run is not None and run.ctx is ctx:
+                    del self._runs[ctx.task_id]
+                self._ended[(ctx.task_id, ctx.attempt)] = None
+
+    def _write(self, ctx: TaskContext, method: str, path: str, body: Any) -> Any:
+        """One idempotent write with ctx's attempt, never after the lease.
+
+        Raises TaskStopped when the attempt is (or turns out) stopped.
+        """
+        ctx.raise_if_cancelled()
+        t0 = time.monotonic()
+        try:
+            r = self._http.request(method, path, body, idempotent=True,
+                                   timeout=self._request_timeout(),
+                                   deadline=self._lease_deadline or t0)
+        except Conflict as e:
+            self._metrics.call(time.monotonic() - t0, True)
+            if e.code == "fenced":
+                self._halt(ctx, Fenced(ctx.task_id, ctx.attempt, f"engine answered: {e.message}"))
+                ctx.raise_if_cancelled()
+            raise
+        except RecoverydError:
+            self._metrics.call(time.monotonic() - t0, True)
+            ctx.raise_if_cancelled()  # the lease ran out while we tried
+            raise
+        self._metrics.call(time.monotonic() - t0, False)
+        return r.body
+
+    def _put_checkpoint(self, ctx: TaskContext, version: int, data: Any) -> None:
+        path = f"/api/v1/tasks/{ctx.task_id}/checkpoint"
+        body = {"attempt": ctx.attempt, "version": version, "data": data}
+        try:
+            self._write(ctx, "PUT", path, body)
+        except Conflict as e:
+            # A retry of a write that landed: the engine before idempotent
+            # checkpoints answers stale_version; what it stores decides.
+            if e.code == "stale_version" and self._stored_is(ctx, version, data):
+                return
+            raise
+
+    def _stored_is(self, ctx: TaskContext, version: int, data: Any) -> bool:
+        try:
+            r = self._http.request("GET", f"/api/v1/tasks/{ctx.task_id}/checkpoint",
+                                   idempotent=True, timeout=self._request_timeout(),
+                                   deadline=self._lease_deadline or time.monotonic())
+        except RecoverydError:
+            return False
+        b = r.body if isinstance(r.body, dict) else {}
+        return (b.get("version") == version and b.get("attempt") == ctx.attempt
+                and b.get("data") == _json_copy(data))
+
+    def _finish(self, ctx: TaskContext, what: str, body: Dict[str, Any]) -> None:
+        if ctx.cancelled:
+            return
+        try:
+            self._write(ctx, "POST", f"/api/v1/tasks/{ctx.task_id}/{what}", body)
+        except TaskStopped:
+            return
+        except ApiError as e:
+            # conflict: the task ended otherwise (cancelled, or our own
+            # earlier try of this very call landed).
+            log.warning("recoveryd: task %s attempt %d: %s refused: %s", ctx.task_id,
+                        ctx.attempt, what, e)
+            self._emit("refused", task_id=ctx.task_id, attempt=ctx.attempt, what=what,
+                       code=e.code)
+            return
+        except RecoverydError as e:
+            log.error("recoveryd: task %s attempt %d: %s not reported: %s", ctx.task_id,
+                      ctx.attempt, what, e)
+            return
+        ctx._halt(TaskStopped(ctx.task_id, ctx.attempt, f"{what}d"))
+        self._emit("completed" if what == "complete" else "failed", task_id=ctx.task_id,
+                   attempt=ctx.attempt, **({"error": body["error"]} if what == "fail" else {}))

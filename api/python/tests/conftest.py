@@ -1,0 +1,62 @@
+"""Fixtures: real engines on loopback (tests/engine.py), the package from src/."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Iterator, List
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+sys.path.insert(0, os.path.dirname(__file__))
+
+import engine as eng  # noqa: E402
+
+logging.getLogger("recoveryd").setLevel(logging.DEBUG)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    if eng.binary() is None:
+        skip = pytest.mark.skip(reason="RECOVERYD_BINARY (the built recoveryd) is not set")
+        for item in items:
+            if "needs_engine" in item.keywords:
+                item.add_marker(skip)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_engine: starts real recoveryd processes")
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest) -> Iterator[eng.Engine]:
+    e = eng.Engine(getattr(request, "param", ""))
+    e.start()
+    eng.wait_for(e.ready, 15, "the engine ready")
+    yield e
+    failed = getattr(request.node, "rep_call", None)
+    keep = bool(failed is not None and failed.failed)
+    if keep:
+        print(f"---- engine log tail ----\n{e.log_tail(60)}")
+    e.cleanup(keep)
+
+
+@pytest.fixture
+def cluster3(request: pytest.FixtureRequest) -> Iterator[eng.Cluster]:
+    c = eng.Cluster(3, getattr(request, "param", ""))
+    c.start()
+    yield c
+    failed = getattr(request.node, "rep_call", None)
+    keep = bool(failed is not None and failed.failed)
+    if keep:
+        for e in c.engines:
+            print(f"---- {e.url} log tail ----\n{e.log_tail(40)}")
+    c.cleanup(keep)
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
