@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import pytest
 
 import engine as eng
-from recoveryd import Agent, Client, TaskContext
+from recoveryd import Agent, Client, TaskContext, TaskStopped
 
 pytestmark = pytest.mark.needs_engine
 
@@ -38,3 +38,144 @@ def test_task_runs_to_completion_with_checkpoints(engine: eng.Engine) -> None:
     assert seen == [{"attempt": 1, "from": 0}]
     node = client.node("py-a1")
     assert node.labels == {"zone": "a"} and node.capacity["slots"] == 2
+
+
+class Recorder:
+    """Events of in-process agents, in the order they happened."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: List[Dict[str, Any]] = []
+
+    def add(self, kind: str, **fields: Any) -> None:
+        with self.lock:
+            self.events.append(dict(fields, event=kind, at=time.monotonic()))
+
+    def listener(self, kind: str, fields: Dict[str, Any]) -> None:
+        self.add(kind, **fields)
+
+    def find(self, kind: str, **match: Any) -> Any:
+        with self.lock:
+            for e in self.events:
+                if e["event"] == kind and all(e.get(k) == v for k, v in match.items()):
+                    return e
+        return None
+
+
+def stepping_handler(node_id: str, rec: Recorder, step_s: float) -> Any:
+    """One step every step_s, a checkpoint after each; records when it
+    starts and when it learns it was stopped (at a wait or a checkpoint)."""
+
+    def run(ctx: TaskContext) -> Any:
+        rec.add("handler_started", node_id=node_id, task_id=ctx.task_id, attempt=ctx.attempt,
+                from_version=ctx.checkpoint_version, data=ctx.checkpoint_data)
+        step = ctx.checkpoint_data["step"] if ctx.checkpoint_data else 0
+        try:
+            while step < ctx.payload["steps"]:
+                if ctx.wait(step_s):
+                    ctx.raise_if_cancelled()
+                step += 1
+                ctx.checkpoint({"step": step, "by": node_id})
+                rec.add("checkpoint", node_id=node_id, task_id=ctx.task_id, attempt=ctx.attempt,
+                        step=step)
+        except TaskStopped as e:
+            rec.add("handler_cancelled", node_id=node_id, task_id=ctx.task_id,
+                    attempt=ctx.attempt, reason=type(e).__name__)
+            # Stopped for good: a checkpoint now raises without writing.
+            with pytest.raises(TaskStopped):
+                ctx.checkpoint({"step": -1, "by": node_id})
+            raise
+        return {"steps": step, "by": node_id}
+
+    return run
+
+
+def test_killed_agent_resumes_on_another_from_its_checkpoint(engine: eng.Engine) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    client = Client([engine.url])
+    script = os.path.join(os.path.dirname(__file__), "agent_proc.py")
+    proc = subprocess.Popen([sys.executable, script, "py-victim", engine.url, "0.1"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        eng.wait_for(lambda: client.nodes(), 10, "the agent process registered")
+        task = client.submit({"steps": 12})
+        # Read its events until its third checkpoint, then kill -9 it.
+        assert proc.stdout is not None
+        while True:
+            line = proc.stdout.readline()
+            assert line, "the agent process ended early"
+            ev = json.loads(line)
+            if ev["event"] == "checkpoint" and ev["step"] == 3:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stored = client.checkpoint(task.task_id)
+    assert stored.version >= 3 and stored.data["by"] == "py-victim"
+    rec = Recorder()
+    with Agent("py-heir", [engine.url], handler=stepping_handler("py-heir", rec, 0.01)):
+        done = client.wait_task(task.task_id, timeout=20)
+    assert done.state == "completed" and done.result == {"steps": 12, "by": "py-heir"}
+    assert done.attempt == 2
+    start = rec.find("handler_started", node_id="py-heir")
+    # It resumed from the newest checkpoint the victim stored, not from zero.
+    assert start["from_version"] == stored.version
+    assert start["data"] == stored.data
+    steps = [e["step"] for e in rec.events if e["event"] == "checkpoint"]
+    assert steps == list(range(stored.data["step"] + 1, 13))
+
+
+def test_partitioned_agent_stops_before_the_engine_moves_its_task(engine: eng.Engine) -> None:
+    """Lease self-fencing (DESIGN.md decision 4): an agent cut from the engine
+    stops its handler by itself, before safe_recovery hands the task on."""
+    client = Client([engine.url])
+    proxy = eng.Proxy(engine.port)
+    rec = Recorder()
+    cut_at = 0.0
+    a = Agent("py-cut", [proxy.url], handler=stepping_handler("py-cut", rec, 0.05))
+    a.on_event(rec.listener)
+    b = Agent("py-other", [engine.url], handler=stepping_handler("py-other", rec, 0.005))
+    b.on_event(rec.listener)
+    try:
+        a.start()
+        eng.wait_for(lambda: a.registered, 10, "py-cut registered")
+        # Critical: a lost agent's critical task moves by safe_recovery,
+        # which waits for the agent's lease to run out (policies/select.lua).
+        task = client.submit({"steps": 60}, critical=True)
+        eng.wait_for(lambda: rec.find("checkpoint", node_id="py-cut"), 10, "py-cut's checkpoint")
+        b.start()
+        eng.wait_for(lambda: b.registered, 10, "py-other registered")
+        cut_at = time.monotonic()
+        proxy.set_cut(True)
+        moved = eng.wait_for(lambda: rec.find("handler_started", node_id="py-other"), 20,
+                             "the task moved to py-other")
+        stopped = rec.find("handler_cancelled", node_id="py-cut")
+        assert stopped is not None, "py-cut's handler was not stopped"
+        assert stopped["reason"] == "Fenced"
+        assert cut_at < stopped["at"] < moved["at"], (cut_at, stopped, moved)
+        sdk_stop = rec.find("stopped", node_id="py-cut", task_id=task.task_id)
+        assert sdk_stop["error"] == "Fenced" and "lease" in sdk_stop["reason"]
+        assert moved["attempt"] == 2 and moved["data"]["by"] == "py-cut"
+        done = client.wait_task(task.task_id, timeout=20)
+        assert done.state == "completed" and done.result == {"steps": 60, "by": "py-other"}
+        # Healed, py-cut comes back with a new epoch and writes nothing
+        # more with its old attempt.
+        proxy.set_cut(False)
+        eng.wait_for(lambda: len([e for e in rec.events if e["event"] == "registered"
+                                  and e["node_id"] == "py-cut"]) >= 2, 10,
+                     "py-cut registered again")
+        late = [line for at, line in proxy.requests if at > cut_at and "/tasks/" in line]
+        assert late == [], late
+        assert a.running_tasks() == {}
+    finally:
+        a.stop()
+        b.stop()
+        proxy.close()

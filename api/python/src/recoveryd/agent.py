@@ -338,10 +338,10 @@ class Agent:
 
     # ---- internals: bookkeeping ---------------------------------------------
 
-    def _emit(self, kind: str, **fields: Any) -> None:
+    def _emit(self, event: str, **fields: Any) -> None:
         for fn in self._listeners:
             try:
-                fn(kind, dict(fields, node_id=self.node_id))
+                fn(event, dict(fields, node_id=self.node_id))
             except Exception:  # a listener's bug must not stop the SDK
                 log.exception("recoveryd: event listener failed")
 
@@ -368,7 +368,7 @@ class Agent:
                     self._ended.pop(next(iter(self._ended)))
             log.warning("recoveryd: %s", why)
             self._emit("stopped", task_id=ctx.task_id, attempt=ctx.attempt, reason=why.reason,
-                       kind=type(why).__name__)
+                       error=type(why).__name__)
 
     def _fence_all(self, cls: type, reason: str) -> int:
         n = 0
@@ -395,6 +395,14 @@ class Agent:
     # ---- internals: the heartbeat thread ------------------------------------
 
     def _loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self._loop_once()
+            except Exception:  # the heartbeat thread must outlive any bug
+                log.exception("recoveryd: %s: heartbeat loop", self.node_id)
+                self._closing.wait(self.heartbeat_interval)
+
+    def _loop_once(self) -> None:
         backoff = 0.1
         while not self._closing.is_set():
             if self._need_register:
