@@ -26,8 +26,11 @@ import urllib.request
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-# Slower builds (sanitizers) stretch every wait: RD_TEST_TIME_FACTOR as the C tests.
-TIME_FACTOR = float(os.environ.get("RD_TEST_TIME_FACTOR", "1") or 1)
+# Slower builds (sanitizers) stretch every wait and the agents' heartbeat
+# cadence, as tests/lib/rdt_ctest.h does for the C tests: RD_TEST_TIME_FACTOR,
+# else the build's default (RDT_DEFAULT_TIME_FACTOR, set by ctest).
+TIME_FACTOR = float(os.environ.get("RD_TEST_TIME_FACTOR")
+                    or os.environ.get("RDT_DEFAULT_TIME_FACTOR") or 1)
 
 
 def binary() -> Optional[str]:
@@ -120,6 +123,9 @@ class Engine:
             f.write("# Written by api/python/tests/engine.py\n")
             f.write(f"cluster:\n  raft_address: 127.0.0.1:{self.raft_port}\n{self.cluster_yaml}")
             f.write("logging:\n  level: info\n")
+            if TIME_FACTOR != 1 and "fault_tolerance:" not in self.extra_yaml:
+                f.write("fault_tolerance:\n  detection:\n"
+                        f"    heartbeat_interval: {int(500 * TIME_FACTOR)}ms\n")
             f.write(self.extra_yaml)
 
     def start(self) -> None:
@@ -319,3 +325,4 @@ def register_raw(url: str, node_id: str, slots: int = 1) -> Dict[str, Any]:
                            {"node_id": node_id, "capacity": {"slots": slots}})
     assert code == 201, body
     return body
+

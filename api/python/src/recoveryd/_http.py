@@ -31,7 +31,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from .errors import ApiError, ConnectionFailed, OutcomeUnknown, api_error
+from .errors import ApiError, ConnectionFailed, OutcomeUnknown, Unavailable, api_error
 
 log = logging.getLogger("recoveryd")
 
@@ -39,6 +39,8 @@ USER_AGENT = "recoveryd-python/0.1"
 # 503 codes after which nothing was done: try another replica.
 _MOVE_ON = {"not_leader", "no_quorum", "not_ready"}
 _MAX_REDIRECTS = 5
+# How long a replica that refused or timed out is not chased through redirects.
+_DOWN_FOR = 2.0
 
 
 @dataclass
@@ -105,6 +107,11 @@ class Transport:
                 self._ssl.load_cert_chain(certfile, keyfile)
         self._lock = threading.Lock()
         self._current = 0
+        # Base URL -> monotonic time until which it counts as down: a
+        # replica that just timed out or refused is not chased again
+        # through a redirect (a SIGSTOPped leader still accepts
+        # connections, and the followers name it until they elect another).
+        self._down: Dict[str, float] = {}
 
     # ---- one try ---------------------------------------------------------
 
@@ -202,40 +209,49 @@ class Transport:
                 resp = self._once(url, method, payload, min(per_try, remaining), request_id)
             except _NotSent as e:
                 last = e
+                self._mark_down(url)
             except _Ambiguous as e:
+                self._mark_down(url)
                 if not idempotent:
                     raise OutcomeUnknown(f"{method} {path}: outcome unknown ({e})") from e
                 last = e
             else:
+                status = resp.status
                 location = resp.headers.get("location")
-                if resp.status in (307, 308) and location and redirects < _MAX_REDIRECTS:
-                    redirects += 1
-                    override = urllib.parse.urljoin(url, location)
-                    continue
-                if resp.status == 429:
+                if status in (307, 308) and location and redirects < _MAX_REDIRECTS:
+                    target = urllib.parse.urljoin(url, location)
+                    if not self._is_down(target):
+                        redirects += 1
+                        override = target
+                        continue
+                if status == 429:
                     time.sleep(min(_retry_after(resp, 1.0), max(0.0, deadline - time.monotonic())))
                     continue
-                if 200 <= resp.status < 300:
+                if 200 <= status < 300:
                     self._remember(url)
                     return resp
                 err = _error_of(resp)
-                if resp.status != 503:
+                if status in (307, 308):
+                    # Redirected in circles (a leader this replica knows of
+                    # but that is gone): as not_leader, the next replica.
+                    last = Unavailable(status, "not_leader", err.message, err.details)
+                elif status == 503 and (err.code in _MOVE_ON or err.code == "outcome_unknown"):
+                    if err.code == "outcome_unknown" and not idempotent:
+                        raise OutcomeUnknown(f"{method} {path}: {err.message}") from err
+                    last = err
+                    leader = err.details.get("leader")
+                    if (
+                        isinstance(leader, str)
+                        and leader.startswith("http")
+                        and leader != _base_of(url)
+                        and not self._is_down(leader)
+                        and redirects < _MAX_REDIRECTS
+                    ):
+                        redirects += 1
+                        override = leader.rstrip("/") + path
+                        continue
+                else:
                     raise err
-                if err.code == "outcome_unknown" and not idempotent:
-                    raise OutcomeUnknown(f"{method} {path}: {err.message}") from err
-                if err.code not in _MOVE_ON and err.code != "outcome_unknown":
-                    raise err
-                last = err
-                leader = err.details.get("leader")
-                if (
-                    isinstance(leader, str)
-                    and leader.startswith("http")
-                    and leader != _base_of(url)
-                    and redirects < _MAX_REDIRECTS
-                ):
-                    redirects += 1
-                    override = leader.rstrip("/") + path
-                    continue
             # On to the next endpoint (the next request starts there too, so
             # a replica that hangs costs one timeout, not one per request);
             # a pause after each full round.
@@ -247,6 +263,16 @@ class Transport:
                 log.debug("recoveryd: %s %s: retrying in %.3fs (%s)", method, path, pause, last)
                 time.sleep(pause)
                 backoff = min(backoff * 2, 1.0)
+                redirects = 0
+
+    def _mark_down(self, url: str) -> None:
+        with self._lock:
+            self._down[_base_of(url)] = time.monotonic() + _DOWN_FOR
+
+    def _is_down(self, url: str) -> bool:
+        with self._lock:
+            until = self._down.get(_base_of(url))
+            return until is not None and time.monotonic() < until
 
     def _skip(self, idx: int) -> None:
         with self._lock:
@@ -255,6 +281,8 @@ class Transport:
 
     def _remember(self, url: str) -> None:
         base = _base_of(url)
+        with self._lock:
+            self._down.pop(base, None)
         if base in self.endpoints:
             with self._lock:
                 self._current = self.endpoints.index(base)

@@ -1,0 +1,97 @@
+"""The operator client against a real engine, and bearer tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from typing import Any, Iterator
+
+import pytest
+
+import engine as eng
+from recoveryd import Agent, Client, Conflict, NotFound, TaskContext
+from recoveryd.client import ClusterHealth, FaultStatus, Node, Recovery, Task
+from recoveryd.errors import Forbidden, Unauthorized
+
+pytestmark = pytest.mark.needs_engine
+
+
+def test_operator_calls_return_dataclasses(engine: eng.Engine) -> None:
+    c = Client([engine.url])
+    eng.register_raw(engine.url, "py-op-1", slots=3)
+    nodes = c.nodes()
+    assert [type(n) for n in nodes] == [Node] and nodes[0].node_id == "py-op-1"
+    assert nodes[0].capacity == {"slots": 3} and nodes[0].epoch == 1
+
+    t = c.submit({"k": "v"}, priority=9, critical=True, max_attempts=2)
+    assert isinstance(t, Task) and t.priority == 9 and t.critical and t.max_attempts == 2
+    # Submitting the same id again is idempotent: the same task comes back.
+    again = c.submit({"other": 1}, task_id=t.task_id)
+    assert again.task_id == t.task_id and again.payload == {"k": "v"}
+    assert [x.task_id for x in c.tasks()] == [t.task_id]
+    assert c.task(t.task_id).payload == {"k": "v"}
+    with pytest.raises(NotFound):
+        c.task("00000000-0000-4000-8000-000000000000")
+    with pytest.raises(NotFound):
+        c.checkpoint(t.task_id)  # none yet
+
+    assert c.drain("py-op-1", reason="maintenance").state == "draining"
+    assert c.readmit("py-op-1").state in ("alive", "probation")
+    assert c.isolate("py-op-1", reason="test").state == "isolated"
+    with pytest.raises(Conflict) as refused:
+        c.drain("py-op-1")  # an isolated agent cannot be drained
+    assert refused.value.code == "conflict" and refused.value.status == 409
+    assert c.readmit("py-op-1").state != "isolated"
+
+    status = c.fault_status()
+    assert isinstance(status, FaultStatus) and status.mode in ("normal", "degraded")
+    run = c.trigger_recovery("py-op-1", "safe_recovery")
+    assert isinstance(run, Recovery) and run.recovery_id
+    assert c.recovery(run.recovery_id).node_id == "py-op-1"
+    assert run.recovery_id in [r.recovery_id for r in c.recoveries()]
+    assert all(f.node_id == "py-op-1" for f in c.faults(node_id="py-op-1"))
+
+    h = c.cluster_health()
+    assert isinstance(h, ClusterHealth) and h.has_quorum and h.total_nodes == 1
+    assert [r.id for r in c.replicas()] == [1]
+    assert c.backups() == []
+    removed = c.remove("py-op-1")
+    assert removed.state == "left"
+
+
+@pytest.fixture
+def secured() -> Iterator[Any]:
+    """An engine that wants tokens: an admin's and an agent's for py-*."""
+    toks = {name: "rdt_" + secrets.token_hex(32) for name in ("admin", "agent")}
+    e = eng.Engine()
+    path = os.path.join(e.dir, "tokens")
+    with open(path, "w") as f:
+        for role, secret in toks.items():
+            digest = hashlib.sha256(secret.encode()).hexdigest()
+            f.write(f"py-{role} {role} sha256:{digest}"
+                    + (" nodes=py-*\n" if role == "agent" else "\n"))
+    e.extra_yaml = f"security:\n  tokens_file: {path}\n"
+    e.start()
+    eng.wait_for(e.ready, 15, "the engine ready")
+    yield e, toks
+    e.cleanup()
+
+
+def test_bearer_tokens(secured: Any) -> None:
+    e, toks = secured
+    with pytest.raises(Unauthorized):
+        Client([e.url], token="").nodes()
+    admin = Client([e.url], token=toks["admin"])
+    assert admin.nodes() == []
+    with pytest.raises(Forbidden):
+        Client([e.url], token=toks["agent"]).submit({})
+
+    def handler(ctx: TaskContext) -> Any:
+        ctx.checkpoint({"half": True})
+        return {"ok": True}
+
+    with Agent("py-tok", [e.url], token=toks["agent"], handler=handler) as a:
+        eng.wait_for(lambda: a.registered, 10, "registration with the agent's token")
+        t = admin.submit({})
+        assert admin.wait_task(t.task_id, timeout=15).result == {"ok": True}
