@@ -17,6 +17,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -74,13 +75,15 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port")
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 2.0) -> Tuple[int, Any]:
+def http_json(method: str, url: str, body: Any = None, timeout: float = 2.0,
+              cafile: Optional[str] = None) -> Tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    ctx = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
             return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         raw = e.read()
@@ -117,6 +120,19 @@ class Engine:
         self.extra_yaml = extra_yaml
         self.cluster_yaml = ""
         self.proc: Optional[subprocess.Popen] = None
+        self.cafile: Optional[str] = None
+
+    def use_tls(self) -> None:
+        """A self-signed certificate for 127.0.0.1 (openssl): the API speaks
+        TLS, self.cafile verifies it."""
+        cert, key = os.path.join(self.dir, "cert.pem"), os.path.join(self.dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                        "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        self.extra_yaml += f"server:\n  tls:\n    cert: {cert}\n    key: {key}\n"
+        self.cafile = cert
+        self.url = f"https://127.0.0.1:{self.port}"
 
     def write_config(self) -> None:
         with open(self.config_path, "w") as f:
@@ -148,13 +164,13 @@ class Engine:
         if self.proc is None or self.proc.poll() is not None:
             raise AssertionError(f"recoveryd exited: {self.log_tail()}")
         try:
-            return http_json("GET", self.url + "/health", timeout=0.5)[0] == 200
+            return http_json("GET", self.url + "/health", timeout=0.5, cafile=self.cafile)[0] == 200
         except OSError:
             return False
 
     def ready(self) -> bool:
         try:
-            return http_json("GET", self.url + "/ready", timeout=0.5)[0] == 200
+            return http_json("GET", self.url + "/ready", timeout=0.5, cafile=self.cafile)[0] == 200
         except OSError:
             return False
 

@@ -179,3 +179,36 @@ def test_partitioned_agent_stops_before_the_engine_moves_its_task(engine: eng.En
         a.stop()
         b.stop()
         proxy.close()
+
+
+def test_asyncio_agent_and_client(engine: eng.Engine) -> None:
+    import asyncio
+
+    from recoveryd.asyncio import AsyncAgent, AsyncClient, AsyncTaskContext
+
+    async def main() -> Any:
+        client = AsyncClient([engine.url])
+        agent = AsyncAgent("py-async", [engine.url], capacity=2)
+        loop_thread: List[Any] = []
+
+        @agent.handler
+        async def run(ctx: AsyncTaskContext) -> Any:
+            loop_thread.append(threading.get_ident())
+            for i in range(1, 4):
+                await asyncio.sleep(0.01)
+                assert await ctx.checkpoint({"i": i}) == i
+            return {"sum": ctx.payload["a"] + ctx.payload["b"]}
+
+        async with agent:
+            await asyncio.sleep(0)
+            t1 = await client.submit({"a": 1, "b": 2})
+            t2 = await client.submit({"a": 3, "b": 4})
+            done = await asyncio.gather(client.wait_task(t1.task_id, timeout=15),
+                                        client.wait_task(t2.task_id, timeout=15))
+        return done, loop_thread, threading.get_ident()
+
+    done, threads, loop_ident = asyncio.run(main())
+    assert [d.result for d in done] == [{"sum": 3}, {"sum": 7}]
+    assert all(d.checkpoint.version == 3 for d in done)
+    # The coroutines ran on the program's own event loop.
+    assert threads == [loop_ident, loop_ident]

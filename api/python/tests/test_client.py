@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 import engine as eng
-from recoveryd import Agent, Client, Conflict, NotFound, TaskContext
+from recoveryd import Agent, Client, Conflict, ConnectionFailed, NotFound, TaskContext
 from recoveryd.client import ClusterHealth, FaultStatus, Node, Recovery, Task
 from recoveryd.errors import Forbidden, Unauthorized
 
@@ -95,3 +95,30 @@ def test_bearer_tokens(secured: Any) -> None:
         eng.wait_for(lambda: a.registered, 10, "registration with the agent's token")
         t = admin.submit({})
         assert admin.wait_task(t.task_id, timeout=15).result == {"ok": True}
+
+
+def test_tls_with_a_ca_file(tmp_path: Any) -> None:
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make a certificate")
+    e = eng.Engine()
+    e.use_tls()
+    e.start()
+    try:
+        eng.wait_for(e.ready, 15, "the engine ready")
+        assert e.url.startswith("https://")
+        c = Client([e.url], cafile=e.cafile)
+        assert c.cluster_health().has_quorum
+
+        def handler(ctx: TaskContext) -> Any:
+            return {"v": ctx.checkpoint({"tls": True})}
+
+        with Agent("py-tls", [e.url], cafile=e.cafile, handler=handler):
+            t = c.submit({})
+            assert c.wait_task(t.task_id, timeout=15).result == {"v": 1}
+        # Without the CA the certificate is refused, never trusted blindly.
+        with pytest.raises(ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            Client([e.url], timeout=0.5, retry_for=0.5).nodes()
+    finally:
+        e.cleanup()

@@ -206,3 +206,38 @@ def test_not_leader_hint_and_timeouts(fake: FakeEngine) -> None:
     finally:
         leader.close()
         slow.close()
+
+
+def test_asyncio_handler_is_cancelled_when_its_attempt_is_revoked(fake: FakeEngine) -> None:
+    import asyncio
+
+    from recoveryd.asyncio import AsyncAgent, AsyncTaskContext
+
+    s = Script(fake)
+    seen: List[str] = []
+
+    async def main() -> None:
+        agent = AsyncAgent("py-f", [fake.url])
+
+        @agent.handler
+        async def run(ctx: AsyncTaskContext) -> Any:
+            seen.append("started")
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+        async with agent:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: s.then(assignments=[task(2)]))
+            await loop.run_in_executor(None, lambda: s.then(
+                revocations=[{"task_id": TID, "attempt": 2}]))
+            for _ in range(250):
+                if "cancelled" in seen:
+                    break
+                await asyncio.sleep(0.02)
+
+    asyncio.run(main())
+    assert seen == ["started", "cancelled"]
+    assert fake.count("POST", f"/api/v1/tasks/{TID}/") == 0
