@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 
@@ -57,6 +57,6 @@ def cluster3(request: pytest.FixtureRequest) -> Iterator[eng.Cluster]:
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    outcome = yield
+    outcome: Any = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)

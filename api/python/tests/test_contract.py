@@ -190,8 +190,13 @@ def test_not_leader_hint_and_timeouts(fake: FakeEngine) -> None:
         assert leader.count("GET", "/api/v1/nodes") == 1
 
         gate = threading.Event()
-        slow.route("POST", "/api/v1/backup/trigger", lambda b: gate.wait(2) and None)
-        slow.route("GET", "/api/v1/nodes", lambda b: gate.wait(2) and None)
+
+        def hang(body: Any) -> Answer:
+            gate.wait(2)
+            return None
+
+        slow.route("POST", "/api/v1/backup/trigger", hang)
+        slow.route("GET", "/api/v1/nodes", hang)
         c = Client([slow.url, leader.url], timeout=0.2)
         # A read that times out moves on to the next replica ...
         t0 = time.monotonic()

@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type, TypeVar
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type, TypeVar, cast
 
 from ._http import Transport
 from .config import endpoints_from_env
@@ -28,10 +28,10 @@ def _make(cls: Type[T], obj: Any) -> T:
     """``cls`` from a JSON object: known fields by name, the rest in ``extra``."""
     if not isinstance(obj, dict):
         raise TypeError(f"expected a JSON object for {cls.__name__}, got {type(obj).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cast(Any, cls))}
     known = {k: v for k, v in obj.items() if k in names and k != "extra"}
     extra = {k: v for k, v in obj.items() if k not in names}
-    inst = cls(**known)  # type: ignore[call-arg]
+    inst = cls(**known)
     if "extra" in names:
         setattr(inst, "extra", extra)
     return inst
