@@ -101,7 +101,8 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, step: float = 0
         if v:
             return v
         if time.monotonic() >= end:
-            raise AssertionError(f"timed out after {timeout * TIME_FACTOR:.1f} s waiting for {what}")
+            waited = timeout * TIME_FACTOR
+            raise AssertionError(f"timed out after {waited:.1f} s waiting for {what}")
         time.sleep(step)
 
 

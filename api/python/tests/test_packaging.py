@@ -37,7 +37,8 @@ def test_wheel_holds_the_package_and_imports(tmp_path: Path) -> None:
     assert all(n in record for n in names)
     # A pure-Python wheel imports from the zip itself: no other dependency.
     out = subprocess.run(
-        [sys.executable, "-c", "import recoveryd.agent, recoveryd.asyncio; print(recoveryd.__version__)"],
+        [sys.executable, "-c",
+         "import recoveryd.agent, recoveryd.asyncio; print(recoveryd.__version__)"],
         env={"PYTHONPATH": str(wheel), "PATH": os.environ.get("PATH", "")},
         cwd=str(tmp_path), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0.1.0"

@@ -125,7 +125,9 @@ class Transport:
         conn: http.client.HTTPConnection
         if u.scheme == "https":
             ctx = self._ssl or ssl.create_default_context()
-            conn = http.client.HTTPSConnection(u.hostname or "", u.port, timeout=timeout, context=ctx)
+            conn = http.client.HTTPSConnection(
+                u.hostname or "", u.port, timeout=timeout, context=ctx
+            )
         else:
             conn = http.client.HTTPConnection(u.hostname or "", u.port, timeout=timeout)
         headers = {
@@ -259,7 +261,8 @@ class Transport:
             idx = (idx + 1) % n
             tries += 1
             if tries % n == 0:
-                pause = min(backoff * (0.5 + random.random()), max(0.0, deadline - time.monotonic()))
+                left = max(0.0, deadline - time.monotonic())
+                pause = min(backoff * (0.5 + random.random()), left)
                 log.debug("recoveryd: %s %s: retrying in %.3fs (%s)", method, path, pause, last)
                 time.sleep(pause)
                 backoff = min(backoff * 2, 1.0)
@@ -308,5 +311,6 @@ def _error_of(resp: Response) -> ApiError:
             rid,
         )
     text = resp.body if isinstance(resp.body, str) else ""
-    return api_error(resp.status, f"http_{resp.status}", text.strip()[:200] or "no error body", None, rid)
+    message = text.strip()[:200] or "no error body"
+    return api_error(resp.status, f"http_{resp.status}", message, None, rid)
 

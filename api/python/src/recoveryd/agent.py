@@ -535,8 +535,9 @@ class Agent:
                              name=f"recoveryd-task-{ctx.task_id[:8]}", daemon=True)
         with self._lock:
             self._runs[ctx.task_id] = _Run(ctx, t)
+        origin = f" from checkpoint {ctx.checkpoint_version}" if ctx.resumed_from else ""
         log.info("recoveryd: %s: task %s attempt %d started%s", self.node_id, ctx.task_id,
-                 ctx.attempt, f" from checkpoint {ctx.checkpoint_version}" if ctx.resumed_from else "")
+                 ctx.attempt, origin)
         self._emit("started", task_id=ctx.task_id, attempt=ctx.attempt,
                    checkpoint_version=ctx.checkpoint_version)
         t.start()
