@@ -29,17 +29,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_engine: starts real recoveryd processes")
 
 
+def _finish(request: pytest.FixtureRequest, engines: List[eng.Engine]) -> None:
+    """Stops the engines; keeps their directories (and prints their logs'
+    tails) when the test failed or an engine did not end cleanly."""
+    problems = [p for p in (e.stop_and_check() for e in engines) if p]
+    failed = getattr(request.node, "rep_call", None)
+    keep = bool(problems) or bool(failed is not None and failed.failed)
+    if keep:
+        for e in engines:
+            print(f"---- {e.url} log tail ----\n{e.log_tail(40)}")
+    for e in engines:
+        e.cleanup(keep)
+    if problems:
+        pytest.fail("; ".join(problems))
+
+
 @pytest.fixture
 def engine(request: pytest.FixtureRequest) -> Iterator[eng.Engine]:
     e = eng.Engine(getattr(request, "param", ""))
     e.start()
     eng.wait_for(e.ready, 15, "the engine ready")
     yield e
-    failed = getattr(request.node, "rep_call", None)
-    keep = bool(failed is not None and failed.failed)
-    if keep:
-        print(f"---- engine log tail ----\n{e.log_tail(60)}")
-    e.cleanup(keep)
+    _finish(request, [e])
 
 
 @pytest.fixture
@@ -47,12 +58,7 @@ def cluster3(request: pytest.FixtureRequest) -> Iterator[eng.Cluster]:
     c = eng.Cluster(3, getattr(request, "param", ""))
     c.start()
     yield c
-    failed = getattr(request.node, "rep_call", None)
-    keep = bool(failed is not None and failed.failed)
-    if keep:
-        for e in c.engines:
-            print(f"---- {e.url} log tail ----\n{e.log_tail(40)}")
-    c.cleanup(keep)
+    _finish(request, c.engines)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -122,6 +122,7 @@ class Engine:
         self.cluster_yaml = ""
         self.proc: Optional[subprocess.Popen] = None
         self.cafile: Optional[str] = None
+        self.killed = False  # by the test (kill -9): its exit says nothing
 
     def use_tls(self) -> None:
         """A self-signed certificate for 127.0.0.1 (openssl): the API speaks
@@ -140,10 +141,15 @@ class Engine:
             f.write("# Written by api/python/tests/engine.py\n")
             f.write(f"cluster:\n  raft_address: 127.0.0.1:{self.raft_port}\n{self.cluster_yaml}")
             f.write("logging:\n  level: info\n")
-            if TIME_FACTOR != 1 and "fault_tolerance:" not in self.extra_yaml:
-                f.write("fault_tolerance:\n  detection:\n"
-                        f"    heartbeat_interval: {int(500 * TIME_FACTOR)}ms\n")
-            f.write(self.extra_yaml)
+            extra = self.extra_yaml
+            if TIME_FACTOR != 1:
+                hb = f"    heartbeat_interval: {int(500 * TIME_FACTOR)}ms\n"
+                if "fault_tolerance:\n  detection:\n" in extra:
+                    extra = extra.replace("fault_tolerance:\n  detection:\n",
+                                          "fault_tolerance:\n  detection:\n" + hb, 1)
+                else:
+                    extra = "fault_tolerance:\n  detection:\n" + hb + extra
+            f.write(extra)
 
     def start(self) -> None:
         b = binary()
@@ -190,6 +196,7 @@ class Engine:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+            self.killed = True
 
     def stop(self) -> Optional[int]:
         """SIGTERM (after SIGCONT, in case a test stopped it), then SIGKILL."""
@@ -203,6 +210,23 @@ class Engine:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             return None
+
+    def stop_and_check(self) -> Optional[str]:
+        """Stops it (SIGTERM); what went wrong, as tests/lib/harness.c's
+        rdt_proc_cleanup() judges: a non-zero exit at SIGTERM, or a
+        sanitizer's report in its log. None when it ended cleanly."""
+        rc = self.stop()
+        try:
+            with open(self.log_path, errors="replace") as f:
+                log = f.read()
+        except OSError:
+            log = ""
+        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: "):
+            if mark in log:
+                return f"{self.url}: {mark.strip(': ')} in {self.log_path}"
+        if not self.killed and rc != 0:
+            return f"{self.url}: exit code {rc} at SIGTERM ({self.log_path})"
+        return None
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -75,7 +75,9 @@ def secured() -> Iterator[Any]:
     e.start()
     eng.wait_for(e.ready, 15, "the engine ready")
     yield e, toks
-    e.cleanup()
+    problem = e.stop_and_check()
+    e.cleanup(keep=bool(problem))
+    assert problem is None, problem
 
 
 def test_bearer_tokens(secured: Any) -> None:
@@ -121,4 +123,6 @@ def test_tls_with_a_ca_file(tmp_path: Any) -> None:
         with pytest.raises(ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED"):
             Client([e.url], timeout=0.5, retry_for=0.5).nodes()
     finally:
-        e.cleanup()
+        problem = e.stop_and_check()
+        e.cleanup(keep=bool(problem))
+    assert problem is None, problem
