@@ -18,6 +18,9 @@ logging.getLogger("recoveryd").setLevel(logging.DEBUG)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    named = os.environ.get("RECOVERYD_BINARY")
+    if named and eng.binary() is None:  # ctest names it: not built is a failure, not a skip
+        raise pytest.UsageError(f"RECOVERYD_BINARY={named} is not an executable: build it first")
     if eng.binary() is None:
         skip = pytest.mark.skip(reason="RECOVERYD_BINARY (the built recoveryd) is not set")
         for item in items:

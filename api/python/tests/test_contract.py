@@ -246,3 +246,34 @@ def test_asyncio_handler_is_cancelled_when_its_attempt_is_revoked(fake: FakeEngi
     asyncio.run(main())
     assert seen == ["started", "cancelled"]
     assert fake.count("POST", f"/api/v1/tasks/{TID}/") == 0
+
+
+def test_heartbeats_carry_load_and_the_metrics_detectors_read(fake: FakeEngine) -> None:
+    s = Script(fake)
+    gate = threading.Event()
+
+    def handler(ctx: TaskContext) -> Any:
+        ctx.checkpoint({"i": 1})
+        ctx.checkpoint({"i": 2})
+        ctx.progress(0.5)
+        gate.wait(5)
+        return {}
+
+    fake.route("PUT", f"/api/v1/tasks/{TID}/checkpoint", lambda b: (200, {"version": b["version"]}))
+    fake.route("POST", f"/api/v1/tasks/{TID}/complete", lambda b: (200, task(1)))
+    with Agent("py-f", [fake.url], capacity=3, handler=handler):
+        s.then(assignments=[task(1)])
+        eng.wait_for(lambda: fake.count("PUT", f"/api/v1/tasks/{TID}/checkpoint") == 2, 5,
+                     "two checkpoints")
+        s.then()
+        s.then()
+        beats = [b for m, p, b in fake.calls if p.endswith("/heartbeat")]
+        gate.set()
+    last = beats[-1]
+    assert last["epoch"] == 1 and last["load"] == {"slots_used": 1}
+    m = last["metrics"]
+    assert m["progress"] == 2.5  # two checkpoints and ctx.progress(0.5)
+    assert 0 <= m["error_rate"] <= 1 and m["error_rate"] == 0
+    assert m["latency_ms"] > 0
+    assert 0 <= m["cpu"] and 0 < m["mem"] < 1
+    assert beats[0]["load"] == {"slots_used": 0}

@@ -164,6 +164,7 @@ class _Metrics:
         self.outcomes: Deque[bool] = deque(maxlen=self.WINDOW)  # True = error
         self.progress = 0.0
         self._cpu_at = (time.monotonic(), sum(os.times()[:2]))
+        self._cpu: Optional[float] = None
 
     def call(self, seconds: float, error: bool) -> None:
         with self.lock:
@@ -177,11 +178,14 @@ class _Metrics:
                 m["latency_ms"] = round(sum(self.latencies) / len(self.latencies), 3)
             if self.outcomes:
                 m["error_rate"] = round(sum(self.outcomes) / len(self.outcomes), 4)
+        # CPU share over at least 50 ms (heartbeats may come faster).
         now, cpu = time.monotonic(), sum(os.times()[:2])
         then, cpu0 = self._cpu_at
-        if now - then > 0.05:
-            m["cpu"] = round(max(0.0, (cpu - cpu0) / (now - then)), 4)
+        if now - then >= 0.05:
+            self._cpu = round(max(0.0, (cpu - cpu0) / (now - then)), 4)
             self._cpu_at = (now, cpu)
+        if self._cpu is not None:
+            m["cpu"] = self._cpu
         mem = _mem_share()
         if mem is not None:
             m["mem"] = mem
@@ -215,6 +219,10 @@ class Agent:
     bounds one try of one request (default: a third of ``lease_ms``).
     ``metrics`` may return extra heartbeat metrics (``cpu``, ``mem``,
     ``latency_ms``, ``error_rate``) that replace the measured ones.
+    ``report_progress=False`` leaves ``progress`` out of heartbeats, and with
+    it the engine's stall detection (tasks in hand and no progress for
+    ``stall_samples`` heartbeats): for handlers that work longer than that
+    between checkpoints and cannot call ``ctx.progress()``.
     """
 
     def __init__(
@@ -233,6 +241,7 @@ class Agent:
         address: Optional[str] = None,
         request_timeout: Optional[float] = None,
         metrics: Optional[Callable[[], Mapping[str, float]]] = None,
+        report_progress: bool = True,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1 slot, not {capacity}")
@@ -243,6 +252,7 @@ class Agent:
         self.address = address
         self._handler = handler
         self._user_metrics = metrics
+        self._report_progress = report_progress
         self._fixed_timeout = request_timeout
         self._http = Transport(
             endpoints if endpoints is not None else endpoints_from_env(),
@@ -452,6 +462,8 @@ class Agent:
     def _heartbeat(self, t0: float) -> None:
         used = sum(r.ctx.slots for r in self._running() if not r.ctx._stopped.is_set())
         metrics = self._metrics.snapshot()
+        if not self._report_progress:
+            del metrics["progress"]
         if self._user_metrics is not None:
             try:
                 metrics.update(self._user_metrics())
