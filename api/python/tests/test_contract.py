@@ -277,3 +277,21 @@ def test_heartbeats_carry_load_and_the_metrics_detectors_read(fake: FakeEngine) 
     assert m["latency_ms"] > 0
     assert 0 <= m["cpu"] and 0 < m["mem"] < 1
     assert beats[0]["load"] == {"slots_used": 0}
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="node_id 'a b'"):
+        Agent("a b", ["http://127.0.0.1:8080"])
+    with pytest.raises(ValueError, match="capacity"):
+        Agent("ok", ["http://127.0.0.1:8080"], capacity=0)
+    with pytest.raises(ValueError, match="endpoint 'ftp://x'"):
+        Client(["ftp://x"])
+    with pytest.raises(ValueError, match="no endpoint"):
+        Client([" "])
+    with pytest.raises(ValueError, match="no handler"):
+        Agent("ok", ["http://127.0.0.1:8080"]).start()
+
+
+def test_ids_are_one_path_segment(fake: FakeEngine) -> None:
+    fake.route("GET", "/api/v1/nodes/a%2F..%2Fb", lambda b: (200, {"node_id": "a/../b"}))
+    assert Client([fake.url]).node("a/../b").node_id == "a/../b"

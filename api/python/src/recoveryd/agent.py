@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -52,6 +53,7 @@ from .errors import (
 log = logging.getLogger("recoveryd.agent")
 
 Handler = Callable[["TaskContext"], Any]
+_NODE_ID = re.compile(r"[A-Za-z0-9._:-]{1,255}")
 
 
 def _json_copy(v: Any) -> Any:
@@ -243,8 +245,10 @@ class Agent:
         metrics: Optional[Callable[[], Mapping[str, float]]] = None,
         report_progress: bool = True,
     ) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1 slot, not {capacity}")
+        if not _NODE_ID.fullmatch(node_id):
+            raise ValueError(f"node_id {node_id!r} must be 1-255 characters of [A-Za-z0-9._:-]")
+        if not 1 <= capacity <= 65536:
+            raise ValueError(f"capacity must be from 1 to 65536 slots, not {capacity}")
         self.node_id = node_id
         self.capacity = capacity
         self.labels = dict(labels or {})
@@ -452,8 +456,9 @@ class Agent:
         self.epoch = int(b["epoch"])
         self.heartbeat_interval = max(0.01, int(b["heartbeat_interval_ms"]) / 1000.0)
         self.lease = max(0.03, int(b["lease_ms"]) / 1000.0)
-        self._lease_deadline = t0 + self.lease
-        self._need_register = False
+        with self._lock:
+            self._lease_deadline = t0 + self.lease
+            self._need_register = False
         log.info("recoveryd: %s registered, epoch %d, lease %.0f ms", self.node_id, self.epoch,
                  self.lease * 1000)
         self._emit("registered", epoch=self.epoch)

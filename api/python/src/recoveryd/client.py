@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type, TypeVar, cast
@@ -198,6 +199,11 @@ class ClusterHealth:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
+def _q(segment: str) -> str:
+    """One path segment, percent-encoded (an id never reaches another route)."""
+    return urllib.parse.quote(str(segment), safe="")
+
+
 def _task(obj: Any) -> Task:
     t = _make(Task, obj)
     if isinstance(t.checkpoint, dict):
@@ -263,23 +269,23 @@ class Client:
         return [_make(Node, n) for n in self._pages("/api/v1/nodes", state=state)]
 
     def node(self, node_id: str) -> Node:
-        return _make(Node, self._get(f"/api/v1/nodes/{node_id}"))
+        return _make(Node, self._get(f"/api/v1/nodes/{_q(node_id)}"))
 
     def drain(self, node_id: str, reason: Optional[str] = None) -> Node:
-        return _make(Node, self._write("POST", f"/api/v1/nodes/{node_id}/drain",
+        return _make(Node, self._write("POST", f"/api/v1/nodes/{_q(node_id)}/drain",
                                        {"reason": reason}, idempotent=True))
 
     def isolate(self, node_id: str, reason: Optional[str] = None) -> Node:
-        return _make(Node, self._write("POST", f"/api/v1/nodes/{node_id}/isolate",
+        return _make(Node, self._write("POST", f"/api/v1/nodes/{_q(node_id)}/isolate",
                                        {"reason": reason}, idempotent=True))
 
     def readmit(self, node_id: str, reason: Optional[str] = None) -> Node:
-        return _make(Node, self._write("POST", f"/api/v1/nodes/{node_id}/readmit",
+        return _make(Node, self._write("POST", f"/api/v1/nodes/{_q(node_id)}/readmit",
                                        {"reason": reason}, idempotent=True))
 
     def remove(self, node_id: str) -> Node:
         """Graceful leave: the node's tasks are reassigned at once."""
-        return _make(Node, self._write("DELETE", f"/api/v1/nodes/{node_id}", idempotent=True))
+        return _make(Node, self._write("DELETE", f"/api/v1/nodes/{_q(node_id)}", idempotent=True))
 
     # ---- tasks ------------------------------------------------------------
 
@@ -309,10 +315,10 @@ class Client:
         return [_task(t) for t in self._pages("/api/v1/tasks", state=state, node_id=node_id)]
 
     def task(self, task_id: str) -> Task:
-        return _task(self._get(f"/api/v1/tasks/{task_id}"))
+        return _task(self._get(f"/api/v1/tasks/{_q(task_id)}"))
 
     def checkpoint(self, task_id: str) -> Checkpoint:
-        return _make(Checkpoint, self._get(f"/api/v1/tasks/{task_id}/checkpoint"))
+        return _make(Checkpoint, self._get(f"/api/v1/tasks/{_q(task_id)}/checkpoint"))
 
     def wait_task(self, task_id: str, states: Sequence[str] = ("completed", "failed", "cancelled"),
                   timeout: float = 60.0, interval: float = 0.1) -> Task:
@@ -338,7 +344,7 @@ class Client:
             severity_level=severity_level, since=since)]
 
     def fault(self, fault_id: str) -> Fault:
-        return _make(Fault, self._get(f"/api/v1/faults/records/{fault_id}"))
+        return _make(Fault, self._get(f"/api/v1/faults/records/{_q(fault_id)}"))
 
     def trigger_recovery(self, node_id: str, strategy: str = "fast_recovery") -> Recovery:
         """Starts a recovery run (not idempotent: OutcomeUnknown when unsure)."""
@@ -350,7 +356,7 @@ class Client:
         return [_recovery(r) for r in self._pages("/api/v1/recovery/tasks")]
 
     def recovery(self, recovery_id: str) -> Recovery:
-        return _recovery(self._get(f"/api/v1/recovery/tasks/{recovery_id}"))
+        return _recovery(self._get(f"/api/v1/recovery/tasks/{_q(recovery_id)}"))
 
     # ---- backups ----------------------------------------------------------
 
@@ -364,10 +370,10 @@ class Client:
         return [_make(Backup, b) for b in self._pages("/api/v1/backups")]
 
     def backup(self, backup_id: str) -> Backup:
-        return _make(Backup, self._get(f"/api/v1/backups/{backup_id}"))
+        return _make(Backup, self._get(f"/api/v1/backups/{_q(backup_id)}"))
 
     def verify_backup(self, backup_id: str) -> Backup:
-        return _make(Backup, self._write("POST", f"/api/v1/backups/{backup_id}/verify",
+        return _make(Backup, self._write("POST", f"/api/v1/backups/{_q(backup_id)}/verify",
                                          {}, idempotent=True))
 
     # ---- cluster ----------------------------------------------------------
