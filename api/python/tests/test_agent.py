@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import pytest
 
 import engine as eng
-from recoveryd import Agent, Client, TaskContext, TaskStopped
+from recoveryd import Agent, Client, Revoked, TaskContext, TaskStopped
 
 pytestmark = pytest.mark.needs_engine
 
@@ -248,3 +248,52 @@ def test_asyncio_agent_and_client(engine: eng.Engine) -> None:
     assert all(d.checkpoint.version == 3 for d in done)
     # The coroutines ran on the program's own event loop.
     assert threads == [loop_ident, loop_ident]
+
+
+def test_revoked_task_stops_and_its_old_attempt_is_fenced(engine: eng.Engine) -> None:
+    """An operator's fast_recovery of a working agent moves its task: the
+    heartbeat answer revokes it there and the handler stops with Revoked
+    (it writes nothing meanwhile, so only the revocation can tell it); the
+    old attempt's late write is fenced; the new attempt finishes it."""
+    client = Client([engine.url])
+    rec = Recorder()
+    late: List[Any] = []
+
+    def quiet(ctx: TaskContext) -> Any:
+        ctx.checkpoint({"step": 1, "by": "py-x"})
+        rec.add("checkpoint", node_id="py-x", step=1)
+        while not ctx.wait(0.02):
+            ctx.progress()
+        rec.add("handler_cancelled", node_id="py-x", reason=type(ctx.stop_reason).__name__)
+        # The SDK refuses to write with the stopped attempt ...
+        with pytest.raises(Revoked):
+            ctx.checkpoint({"step": 2, "by": "py-x"})
+        # ... and the engine would too.
+        code, body = eng.http_json("PUT", f"{engine.url}/api/v1/tasks/{ctx.task_id}/checkpoint",
+                                   {"attempt": ctx.attempt, "version": 9, "data": {}})
+        late.append((code, body["error"]["code"]))
+        ctx.raise_if_cancelled()
+
+    x = Agent("py-x", [engine.url], handler=quiet)
+    y = Agent("py-y", [engine.url], handler=stepping_handler("py-y", rec, 0.01))
+    try:
+        x.start()
+        eng.wait_for(lambda: x.registered, 10, "py-x registered")
+        task = client.submit({"steps": 5})
+        eng.wait_for(lambda: rec.find("checkpoint", node_id="py-x"), 10, "py-x working")
+        y.start()
+        eng.wait_for(lambda: y.registered, 10, "py-y registered")
+        client.trigger_recovery("py-x", "fast_recovery")
+        stopped = eng.wait_for(lambda: rec.find("handler_cancelled", node_id="py-x"), 10,
+                               "py-x's handler stopped")
+        assert stopped["reason"] == "Revoked"
+        done = client.wait_task(task.task_id, timeout=20)
+        assert done.state == "completed" and done.result == {"steps": 5, "by": "py-y"}
+        assert done.attempt == 2
+        start = rec.find("handler_started", node_id="py-y")
+        assert start["attempt"] == 2 and start["data"] == {"step": 1, "by": "py-x"}
+        eng.wait_for(lambda: late, 5, "the late write")
+        assert late == [(409, "fenced")]
+    finally:
+        x.stop()
+        y.stop()
