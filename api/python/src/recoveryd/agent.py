@@ -479,7 +479,8 @@ class Agent:
         try:
             r = self._http.request(
                 "POST", f"/api/v1/nodes/{self.node_id}/heartbeat", body, idempotent=True,
-                timeout=timeout, deadline=t0 + max(self.heartbeat_interval, 2 * timeout),
+                timeout=timeout,
+                deadline=t0 + min(self.lease, max(self.heartbeat_interval, 2 * timeout)),
             )
         except Conflict as e:  # fenced: the epoch is over (failed, isolated, re-registered)
             log.warning("recoveryd: %s: heartbeat fenced: %s", self.node_id, e.message)
