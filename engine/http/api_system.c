@@ -327,6 +327,11 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "Tasks moved off failed, departed or draining agents (this leader).");
     rd_mbuf_printf(&b, "recoveryd_recovery_tasks_moved_total %llu\n",
                    (unsigned long long)sc->recoveries_total);
+    rd_metric_header(&b, "recoveryd_tasks_reclaimed_total", "counter",
+                     "Tasks assigned again, as a new attempt, after the agent running them "
+                     "registered again (this leader).");
+    rd_mbuf_printf(&b, "recoveryd_tasks_reclaimed_total %llu\n",
+                   (unsigned long long)sc->reclaimed_total);
     rd_metric_header(&b, "recoveryd_recovery_policy_errors_total", "counter",
                      "Policy calls that failed; the built-in default acted.");
     rd_mbuf_printf(&b, "recoveryd_recovery_policy_errors_total %llu\n",

@@ -27,6 +27,7 @@ void rd_sched_pass(struct rd_sched *s)
     s->passes_total++;
     rd_sched__repair_sweep(s);
     rd_sched__recover(s, extra);
+    rd_sched__reclaim_stranded(s);
     rd_sched__resume_paused(s);
     rd_sched__place_pending(s, extra);
     free(extra);

@@ -98,8 +98,8 @@ bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,
 }
 
 /* The scheduler's soft state of a node (its registry slot, this generation):
- * NULL when it cannot be kept (ENOMEM: the node is then replanned each pass). */
-uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft)
+ * NULL when it cannot be kept (ENOMEM). */
+static struct rd_sched_soft *soft_of(struct rd_sched *s, const struct rd_soft *soft)
 {
     if (soft->slot >= s->n_by_slot) {
         size_t n = soft->slot + 16;
@@ -114,8 +114,64 @@ uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft)
     if (x->generation != soft->generation) {
         x->generation = soft->generation;
         x->replan_at_ns = 0;
+        x->epoch_clean = 0;
     }
-    return &x->replan_at_ns;
+    return x;
+}
+
+/* When the node is next replanned: NULL when it cannot be kept (the node is
+ * then replanned each pass). */
+uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft)
+{
+    struct rd_sched_soft *x = soft_of(s, soft);
+    return x != NULL ? &x->replan_at_ns : NULL;
+}
+
+/*
+ * Tasks stranded by a registration: an agent that registers again while it
+ * still holds tasks (a process restarted at once, before its lease ran out,
+ * or an SDK that fenced itself while the engine saw nothing wrong) gets a
+ * new epoch, and heartbeat answers only hand over tasks placed under the
+ * current one. Its old attempts died with the old process: each such task
+ * is assigned again, as a new attempt (which fences the old one) with its
+ * newest checkpoint, to the same agent when it works (its slot was held for
+ * it), else back to pending. Tasks are only ever placed under a node's
+ * current epoch, so once a node's list holds none of an older epoch it stays
+ * clean until the next registration: the walk is paid per registration,
+ * not per pass.
+ */
+void rd_sched__reclaim_stranded(struct rd_sched *s)
+{
+    const struct rd_fsm *f = s->env.fsm;
+    for (size_t i = 0; i < f->n_nodes; i++) {
+        const struct rd_node *n = f->nodes[i];
+        if (n->tasks == NULL || n->state == RD_NODE_FAILED || n->state == RD_NODE_LEFT ||
+            n->state == RD_NODE_ISOLATED || n->state == RD_NODE_DRAINING)
+            continue; /* recovery moves a gone node's tasks (runs.c) */
+        struct rd_soft *soft = rd_registry_get(s->env.registry, n->node_id, n->id_len);
+        struct rd_sched_soft *x = soft != NULL ? soft_of(s, soft) : NULL;
+        if (x != NULL && x->epoch_clean == n->epoch)
+            continue;
+        bool works = n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION;
+        bool clean = true;
+        for (struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node) {
+            if (t->node_epoch == n->epoch)
+                continue;
+            clean = false;
+            if (rd_map_get(&s->inflight, t->id, strlen(t->id)))
+                continue;
+            RD_INFO("sched", "task_reclaimed",
+                    "task=%s node=%s attempt=%u epoch=%llu node_epoch=%llu to=%s", t->id,
+                    n->node_id, t->attempt + 1, (unsigned long long)t->node_epoch,
+                    (unsigned long long)n->epoch, works ? n->node_id : "(pending)");
+            if (!rd_sched__propose_assign(s, t, works ? n : NULL,
+                                          works ? RD_TASK_ASSIGNED : RD_TASK_PENDING))
+                return;
+            s->reclaimed_total++;
+        }
+        if (clean && x != NULL)
+            x->epoch_clean = n->epoch;
+    }
 }
 
 /* The pass timer fires: the pass itself lives above (passes.c). */

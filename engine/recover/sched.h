@@ -72,6 +72,7 @@ struct rd_sched {
     uint64_t placements_total;
     uint64_t refused_total;    /* proposals the state machine refused (decided on stale state) */
     uint64_t recoveries_total; /* tasks moved off failed, departed or draining agents */
+    uint64_t reclaimed_total;  /* tasks assigned again after their agent registered again */
     uint64_t policy_errors_total;
     uint64_t poison_total;   /* tasks quarantined as poison */
     uint64_t runs_timed_out; /* runs closed partial at their strategy's max_time */
@@ -95,6 +96,7 @@ struct rd_sched {
     struct rd_sched_soft {
         uint64_t generation; /* rd_soft.generation it belongs to */
         uint64_t replan_at_ns;
+        uint64_t epoch_clean; /* the node's epoch once no task of an older one was left */
     } * by_slot;
     size_t n_by_slot;
     /* Checkpoint repairs (repair.c): the one running per task, by task id;

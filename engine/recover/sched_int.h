@@ -41,6 +41,8 @@ bool rd_sched__propose_assign(struct rd_sched *s, const struct rd_task *t, const
                               int state);
 /* The scheduler's replan time for a node (its own table by registry slot). */
 uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft);
+/* Tasks left under an older epoch of a working agent, assigned again. */
+void rd_sched__reclaim_stranded(struct rd_sched *s);
 /* Starts the pass timer: first after `first_ms`, then every RD_SCHED_PASS_MS
  * (each firing calls s->run_pass). */
 void rd_sched__arm(struct rd_sched *s, uint64_t first_ms);

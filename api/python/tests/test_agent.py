@@ -146,12 +146,11 @@ def test_killed_agent_resumes_on_another_from_its_checkpoint(engine: eng.Engine)
     assert steps == list(range(stored.data["step"] + 1, 13))
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a re-registration (new epoch) leaves the old "
-                   "epoch's running tasks on the node, never handed over nor moved")
 def test_agent_restarted_within_its_lease_gets_its_task_back(engine: eng.Engine) -> None:
     """An agent process restarted at once (systemd Restart=) registers again
     before its lease ran out: its task must come back (a new attempt, from
-    the newest checkpoint), here or elsewhere."""
+    the newest checkpoint), here or elsewhere (the scheduler reclaims tasks
+    left under an older epoch: engine/recover/sched.c)."""
     client = Client([engine.url])
     first = AgentProcess("py-phoenix", engine.url, 0.05)
     try:
