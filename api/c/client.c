@@ -440,7 +440,10 @@ int rdc_request(rdc_client *c, const char *method, const char *path, const json_
                           path, why);
                 goto done;
             }
-            dead_in_round++;
+            /* A replica that redirected us to a dead leader did answer: only
+             * the listed endpoints themselves count as dead. */
+            if (!redirected)
+                dead_in_round++;
         } else if (a.status == 307 && a.location[0] != '\0') {
             if (++redirects > MAX_REDIRECTS) {
                 rc = fail(c, RDC_EPROTO, "not_leader", "%s %s: more than %d redirects (last: %s)",
