@@ -2,7 +2,7 @@
  * recoveryctl (api/c/recoveryctl) through real processes: the built CLI run
  * against real daemons on loopback. Every command family once with --json
  * parsed and checked, tables, colour, --watch, exit codes, bad input,
- * unreachable endpoints, the config file, and failover between replicas
+ * unreachable endpoints, the config file, bearer tokens, and failover between replicas
  * (a dead first endpoint, a follower's 307, a killed leader).
  */
 #include <stdarg.h>
@@ -576,6 +576,79 @@ static void test_watch_color_config(void **state)
     run_free(&r);
 }
 
+/* ---- tokens ------------------------------------------------------------------------ */
+
+/* `recoveryd token new --id ID --role ROLE`: the secret into `sec`, the line into `f`. */
+static void make_token(const char *id, const char *role, char *sec, size_t len, FILE *f)
+{
+    char *const argv[] = {(char *)RD_BINARY, (char *)"token",  (char *)"new", (char *)"--id",
+                          (char *)id,        (char *)"--role", (char *)role,  NULL};
+    char *out = NULL;
+    assert_int_equal(rdt_run(argv, 10000, &out, NULL), 0);
+    const char *s = strstr(out, "secret: "), *l = strstr(out, "line:   ");
+    assert_non_null(s);
+    assert_non_null(l);
+    snprintf(sec, len, "%.*s", (int)strcspn(s + 8, "\n"), s + 8);
+    fprintf(f, "%.*s\n", (int)strcspn(l + 8, "\n"), l + 8);
+    free(out);
+}
+
+/* Bearer tokens from --token, RECOVERYD_TOKEN and the config file's token_file;
+ * 401 and 403 exit 5 and say which. */
+static void test_tokens(void **state)
+{
+    struct rdt_proc p = {0};
+    assert_int_equal(rdt_proc_prepare(&p), 0);
+    char tokens[400], reader[128], operator[128], yaml[1024];
+    snprintf(tokens, sizeof tokens, "%s/tokens", p.dir);
+    FILE *f = fopen(tokens, "w");
+    assert_non_null(f);
+    make_token("ctl-reader", "reader", reader, sizeof reader, f);
+    make_token("ctl-operator", "operator", operator, sizeof operator, f);
+    fclose(f);
+    snprintf(yaml, sizeof yaml, "security:\n  tokens_file: %s\n%s", tokens, base_yaml);
+    assert_int_equal(rdt_proc_start(&p, yaml), 0);
+    assert_int_equal(rdt_wait_ready(&p, rdt_ms(20000)), 0);
+    setenv("RECOVERYD_ENDPOINTS", p.base_url, 1);
+
+    struct run r = ctl("nodes", "list", NULL);
+    expect_code(&r, 5, "no token");
+    expect_in(r.err, "(unauthorized)", "401");
+    run_free(&r);
+
+    setenv("RECOVERYD_TOKEN", reader, 1);
+    r = ctl("nodes", "list", "--json", NULL);
+    expect_code(&r, 0, "reader token from the environment");
+    run_free(&r);
+    r = ctl("tasks", "submit", NULL);
+    expect_code(&r, 5, "reader submits");
+    expect_in(r.err, "(forbidden)", "403");
+    run_free(&r);
+    r = ctl("--token", operator, "tasks", "submit", "--json", NULL);
+    expect_code(&r, 0, "--token wins over RECOVERYD_TOKEN");
+    run_free(&r);
+    unsetenv("RECOVERYD_TOKEN");
+
+    /* token_file in the config file. */
+    char cfg[450], secret_file[450];
+    snprintf(secret_file, sizeof secret_file, "%s/operator.secret", p.dir);
+    f = fopen(secret_file, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", operator);
+    fclose(f);
+    snprintf(cfg, sizeof cfg, "%s/client.yaml", p.dir);
+    f = fopen(cfg, "w");
+    assert_non_null(f);
+    fprintf(f, "endpoints: %s\ntoken_file: %s\n", p.base_url, secret_file);
+    fclose(f);
+    unsetenv("RECOVERYD_ENDPOINTS");
+    r = ctl("--config", cfg, "tasks", "list", "--json", NULL);
+    expect_code(&r, 0, "token_file of the config file");
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    run_free(&r);
+    rdt_proc_cleanup(&p);
+}
+
 /* ---- three replicas: 307 and a killed leader --------------------------------------- */
 
 static void test_three_replicas_failover(void **state)
@@ -616,6 +689,7 @@ int main(void)
     const struct CMUnitTest alone[] = {
         cmocka_unit_test(test_usage_and_bad_input),
         cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_three_replicas_failover),
     };
     const struct CMUnitTest engine[] = {
