@@ -40,6 +40,7 @@ struct rdc_client {
     int64_t call_start_ms;
     int64_t progress_last_ms;
     long status;
+    json_t *err_body; /* the last error answer's JSON, NULL when none */
     char errmsg[1024];
     char errcode[64];
     char endpoint[256];
@@ -101,6 +102,11 @@ __attribute__((format(printf, 4, 5))) static int fail(rdc_client *c, int err, co
 const char *rdc_errmsg(const rdc_client *c)
 {
     return c->errmsg;
+}
+
+const json_t *rdc_error_body(const rdc_client *c)
+{
+    return c->err_body;
 }
 
 const char *rdc_errcode(const rdc_client *c)
@@ -246,6 +252,7 @@ void rdc_client_free(rdc_client *c)
     free(c->hint);
     free(c->token);
     free(c->ca_file);
+    json_decref(c->err_body);
     if (c->curl != NULL)
         curl_easy_cleanup(c->curl);
     free(c);
@@ -409,6 +416,8 @@ int rdc_request(rdc_client *c, const char *method, const char *path, const json_
         *out = NULL;
     c->status = 0;
     c->errmsg[0] = c->errcode[0] = '\0';
+    json_decref(c->err_body);
+    c->err_body = NULL;
     if (method == NULL || path == NULL || path[0] != '/')
         return fail(c, RDC_EINVAL, NULL, "a method and a path starting with / are required");
     bool idempotent = (flags & RDC_IDEMPOTENT) || strcmp(method, "GET") == 0;
@@ -549,6 +558,8 @@ int rdc_request(rdc_client *c, const char *method, const char *path, const json_
         if (msg[0] == '\0')
             snprintf(msg, sizeof msg, "%s %s: HTTP %ld", method, path, a.status);
         rc = fail(c, status_error(a.status, code), code, "%s", msg);
+        c->err_body = doc;
+        doc = NULL;
     }
     if (out != NULL)
         *out = doc;
@@ -724,10 +735,6 @@ int rdc_task_cancel(rdc_client *c, const char *task_id, json_t **out)
         return rc;
     /* 404 is either no such task or no such route: ask for the task. */
     json_t *task = NULL;
-    if (out != NULL) {
-        json_decref(*out);
-        *out = NULL;
-    }
     int grc = rdc_task_get(c, task_id, &task);
     json_decref(task);
     if (grc != 0)

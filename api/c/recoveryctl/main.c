@@ -1860,6 +1860,7 @@ int main(int argc, char **argv)
     struct ctl_config cfg = {0};
     char err[1024];
     if (ctl_config_load(x.o.config, &cfg, err, sizeof err) != 0) {
+        ctl_config_free(&cfg);
         free(sub);
         fprintf(stderr, "recoveryctl: %s\n", err);
         return EX_USAGE;

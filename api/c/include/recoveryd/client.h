@@ -11,12 +11,13 @@
  *     rdc_status();
  *   - a function that answers a document stores it in `*out` (a jansson value
  *     the caller owns and releases with json_decref()); on error `*out` is
- *     NULL, except for RDC_EHTTP-class errors where it holds the engine's
- *     error body when there was one (also the caller's). `out` may be NULL
- *     when the caller does not want the answer;
+ *     NULL (the engine's error answer, when there was one, is
+ *     rdc_error_body()'s). `out` may be NULL when the caller does not want
+ *     the answer;
  *   - JSON arguments are borrowed: the library never keeps or releases them;
- *   - strings returned by rdc_errmsg(), rdc_errcode(), rdc_endpoint() belong
- *     to the client and live until its next call or rdc_client_free().
+ *   - what rdc_errmsg(), rdc_errcode(), rdc_endpoint() and rdc_error_body()
+ *     return belongs to the client and lives until its next call or
+ *     rdc_client_free().
  *
  * Threads: a client is used by one thread at a time; use one client per
  * thread. curl_global_init() is called by rdc_client_new() (libcurl 7.84 and
@@ -118,6 +119,9 @@ RDC_API void rdc_client_free(rdc_client *c);
 RDC_API const char *rdc_errmsg(const rdc_client *c);
 /* The engine's error code of the last failure ("fenced"; "" when none). Owned by the client. */
 RDC_API const char *rdc_errcode(const rdc_client *c);
+/* The last error answer's JSON ({"error": {"code", "message", "details"}}),
+ * borrowed from the client; NULL when the last call got none. */
+RDC_API const json_t *rdc_error_body(const rdc_client *c);
 /* The HTTP status of the last answer; 0 when none arrived. */
 RDC_API long rdc_status(const rdc_client *c);
 /* The base URL the last answer came from ("" before any). Owned by the client. */
