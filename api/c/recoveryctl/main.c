@@ -271,7 +271,7 @@ static int cmd_status(struct ctx *x, char **args, int nargs)
     if (rc == 0 && (what = "agents", rc = count_agents(x, agents)) == 0 &&
         (what = "faults", rc = rdc_faults_status(x->c, &faults)) == 0) {
         rdc_params po = {"status", "open", "limit", "5", NULL};
-        rdc_params pr = {"status", "running", "limit", "20", NULL};
+        rdc_params pr = {"limit", "100", NULL};
         rdc_params pb = {"limit", "1", NULL};
         if ((rc = rdc_faults_list(x->c, po, &open)) == 0 &&
             (what = "recoveries", rc = rdc_recoveries_list(x->c, pr, &recs)) == 0)
@@ -283,6 +283,17 @@ static int cmd_status(struct ctx *x, char **args, int nargs)
         json_decref(backups), json_decref(agents);
         return ex;
     }
+    /* Running recoveries: those initiated or running (newest first, the last 100). */
+    json_t *running = json_array();
+    size_t ri;
+    json_t *rr;
+    json_array_foreach(json_object_get(recs, "items"), ri, rr)
+    {
+        const char *st = str(rr, "status");
+        if (st != NULL && (strcmp(st, "initiated") == 0 || strcmp(st, "running") == 0))
+            json_array_append(running, rr);
+    }
+    json_object_set_new(recs, "items", running);
     json_t *quorum = json_object_get(health, "quorum");
     json_t *last = json_array_get(json_object_get(backups, "items"), 0);
     json_t *doc =

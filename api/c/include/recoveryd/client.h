@@ -249,7 +249,12 @@ RDC_API int rdc_agent_register(rdc_client *c, const char *node_id, int slots, co
  * POST /api/v1/nodes/{id}/heartbeat {"epoch", "load": {"slots_used"},
  * "metrics"} (`metrics` borrowed, may be NULL). On 0 `*out` holds
  * {"state", "lease_ms", "assignments", "revoked"[, "revocations"]}. A
- * fenced epoch is RDC_EFENCED: drop every task and register again.
+ * fenced epoch is RDC_EFENCED: drop every task and register again. An
+ * agent drops a running task on a revocation only when the attempt it names
+ * ("revocations": [{"task_id", "attempt"}]) is the attempt it runs, and
+ * stops writing for a task once it could not renew its lease within
+ * lease_ms (DESIGN.md decision 4): this library does not run tasks, so
+ * that is the caller's to do.
  */
 RDC_API int rdc_agent_heartbeat(rdc_client *c, const char *node_id, int64_t epoch, int slots_used,
                                 const json_t *metrics, json_t **out);
