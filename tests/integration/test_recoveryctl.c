@@ -2,7 +2,7 @@
  * recoveryctl (api/c/recoveryctl) through real processes: the built CLI run
  * against real daemons on loopback. Every command family once with --json
  * parsed and checked, tables, colour, --watch, exit codes, bad input,
- * unreachable endpoints, the config file, bearer tokens, and failover between replicas
+ * unreachable endpoints, the config file, bearer tokens, a CA file, and failover between replicas
  * (a dead first endpoint, a follower's 307, a killed leader).
  */
 #include <stdarg.h>
@@ -649,6 +649,63 @@ static void test_tokens(void **state)
     rdt_proc_cleanup(&p);
 }
 
+/* ---- TLS ---------------------------------------------------------------------------- */
+
+/* https:// with the engine's self-signed certificate: refused without the CA
+ * (a clear error, exit 4), served with --cacert or RECOVERYD_CACERT. */
+static void test_tls_cacert(void **state)
+{
+    struct rdt_proc p = {0};
+    assert_int_equal(rdt_proc_prepare(&p), 0);
+    char cert[400], key[400];
+    snprintf(cert, sizeof cert, "%s/cert.pem", p.dir);
+    snprintf(key, sizeof key, "%s/key.pem", p.dir);
+    char *const argv[] = {(char *)"/usr/bin/openssl",
+                          (char *)"req",
+                          (char *)"-x509",
+                          (char *)"-newkey",
+                          (char *)"ec",
+                          (char *)"-pkeyopt",
+                          (char *)"ec_paramgen_curve:P-256",
+                          (char *)"-nodes",
+                          (char *)"-keyout",
+                          key,
+                          (char *)"-out",
+                          cert,
+                          (char *)"-days",
+                          (char *)"2",
+                          (char *)"-subj",
+                          (char *)"/CN=127.0.0.1",
+                          (char *)"-addext",
+                          (char *)"subjectAltName=IP:127.0.0.1",
+                          NULL};
+    assert_int_equal(rdt_run(argv, 30000, NULL, NULL), 0);
+    rdt_tls_ca = cert;
+    snprintf(p.base_url, sizeof p.base_url, "https://127.0.0.1:%u", (unsigned)p.port);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, "server:\n  tls:\n    cert: %s\n    key: %s\n", cert, key);
+    assert_int_equal(rdt_proc_start(&p, yaml), 0);
+    assert_int_equal(rdt_wait_ready(&p, rdt_ms(20000)), 0);
+    setenv("RECOVERYD_ENDPOINTS", p.base_url, 1);
+
+    struct run r = ctl("nodes", "list", NULL);
+    expect_code(&r, 4, "https without the CA");
+    expect_in(r.err, "certificate", "TLS error named");
+    run_free(&r);
+    r = ctl("--cacert", cert, "status", "--json", NULL);
+    expect_code(&r, 0, "--cacert");
+    assert_true(json_is_true(rdt_json_path(r.json, "quorum.has_quorum")));
+    run_free(&r);
+    setenv("RECOVERYD_CACERT", cert, 1);
+    r = ctl("tasks", "submit", "--json", NULL);
+    expect_code(&r, 0, "RECOVERYD_CACERT");
+    run_free(&r);
+    unsetenv("RECOVERYD_CACERT");
+    unsetenv("RECOVERYD_ENDPOINTS");
+    rdt_tls_ca = NULL;
+    rdt_proc_cleanup(&p);
+}
+
 /* ---- three replicas: 307 and a killed leader --------------------------------------- */
 
 static void test_three_replicas_failover(void **state)
@@ -690,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_usage_and_bad_input),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_tls_cacert),
         cmocka_unit_test(test_three_replicas_failover),
     };
     const struct CMUnitTest engine[] = {
