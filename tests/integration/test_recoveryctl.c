@@ -738,6 +738,24 @@ static void test_three_replicas_failover(void **state)
     expect_code(&r, 0, "replicas after the leader died");
     assert_true(json_integer_value(json_object_get(r.json, "leader")) != leader + 1);
     run_free(&r);
+
+    /* One replica left: no quorum, and status still says what it knows. */
+    int last = (leader + 2) % 3;
+    assert_int_equal(rdt_proc_kill9(&c.procs[(leader + 1) % 3]), 0);
+    int64_t end = rdt_now_ms() + rdt_ms(15000);
+    for (;;) {
+        r = ctl("--endpoints", c.procs[last].base_url, "status", "--json", NULL);
+        expect_code(&r, 0, "status without a quorum");
+        if (!json_is_true(rdt_json_path(r.json, "quorum.has_quorum")))
+            break;
+        if (rdt_now_ms() > end)
+            fail_msg("the last replica still reports a quorum:\n%s", r.out);
+        run_free(&r);
+        rdt_sleep_ms(200);
+    }
+    assert_string_equal(jstr(r.json, "overall_health"), "critical");
+    assert_int_equal(json_integer_value(rdt_json_path(r.json, "agents.alive")), 0);
+    run_free(&r);
     rdt_cluster_cleanup(&c);
 }
 

@@ -236,6 +236,7 @@ static int count_agents(struct ctx *x, json_t *counts)
     for (int page = 0; page < 100; page++) {
         struct params p = {0};
         param(&p, "limit", "1000");
+        param(&p, "stale", "true");
         if (cursor[0])
             param(&p, "cursor", cursor);
         json_t *doc = NULL;
@@ -260,6 +261,9 @@ static int count_agents(struct ctx *x, json_t *counts)
     return 0;
 }
 
+/* The cluster at a glance. Every read is a stale one (?stale=true), from the
+ * replica that answers: status shows what it can during an election or
+ * without a quorum (which it then says) instead of waiting for a leader. */
 static int cmd_status(struct ctx *x, char **args, int nargs)
 {
     json_t *health = NULL, *faults = NULL, *open = NULL, *recs = NULL, *backups = NULL;
@@ -269,10 +273,11 @@ static int cmd_status(struct ctx *x, char **args, int nargs)
     int rc = rdc_cluster_health(x->c, &health);
     const char *what = "cluster health";
     if (rc == 0 && (what = "agents", rc = count_agents(x, agents)) == 0 &&
-        (what = "faults", rc = rdc_faults_status(x->c, &faults)) == 0) {
-        rdc_params po = {"status", "open", "limit", "5", NULL};
-        rdc_params pr = {"limit", "100", NULL};
-        rdc_params pb = {"limit", "1", NULL};
+        (what = "faults", rc = rdc_request(x->c, "GET", "/api/v1/faults/status?stale=true", NULL, 0,
+                                           &faults)) == 0) {
+        rdc_params po = {"status", "open", "limit", "5", "stale", "true", NULL};
+        rdc_params pr = {"limit", "100", "stale", "true", NULL};
+        rdc_params pb = {"limit", "1", "stale", "true", NULL};
         if ((rc = rdc_faults_list(x->c, po, &open)) == 0 &&
             (what = "recoveries", rc = rdc_recoveries_list(x->c, pr, &recs)) == 0)
             what = "backups", rc = rdc_backups_list(x->c, pb, &backups);
