@@ -391,6 +391,25 @@ static void test_agent_timeout_from_lease(void **state)
     fake_stop(a);
 }
 
+/* recoveryctl on the same rules: an unknown outcome is exit 7 and says to look first. */
+static void test_recoveryctl_outcome_unknown(void **state)
+{
+    struct fake *a = fake_start(1, UNKNOWN), *b = fake_start(1, ACCEPTED);
+    char eps[128];
+    snprintf(eps, sizeof eps, "http://127.0.0.1:%u,http://127.0.0.1:%u", a->port, b->port);
+    char *const argv[] = {(char *)RD_RECOVERYCTL, (char *)"--endpoints", eps,
+                          (char *)"backups",      (char *)"create",      NULL};
+    char *out = NULL, *err = NULL;
+    int code = rdt_run(argv, 30000, &out, &err);
+    if (code != 7 || strstr(err, "may or may not have been made") == NULL)
+        fail_msg("exit %d, stderr: %s", code, err ? err : "");
+    assert_int_equal(fake_hits(b), 0);
+    free(out);
+    free(err);
+    fake_stop(a);
+    fake_stop(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_rate_limited_waits),
         cmocka_unit_test(test_errors_mapped),
         cmocka_unit_test(test_agent_timeout_from_lease),
+        cmocka_unit_test(test_recoveryctl_outcome_unknown),
     };
     unsetenv("RECOVERYD_ENDPOINTS");
     unsetenv("RECOVERYD_TOKEN");
