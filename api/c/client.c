@@ -898,6 +898,32 @@ int rdc_agent_heartbeat(rdc_client *c, const char *node_id, int64_t epoch, int s
                      RDC_IDEMPOTENT | AGENT_CALL, out);
 }
 
+int rdc_heartbeat_revokes(const json_t *hb, const char *task_id, int64_t attempt)
+{
+    if (hb == NULL || task_id == NULL)
+        return 0;
+    json_t *revs = json_object_get(hb, "revocations");
+    size_t i;
+    json_t *e;
+    if (json_is_array(revs)) {
+        json_array_foreach(revs, i, e)
+        {
+            const char *id = json_string_value(json_object_get(e, "task_id"));
+            if (id != NULL && strcmp(id, task_id) == 0 &&
+                json_integer_value(json_object_get(e, "attempt")) == attempt)
+                return 1;
+        }
+        return 0;
+    }
+    json_array_foreach(json_object_get(hb, "revoked"), i, e)
+    {
+        const char *id = json_string_value(e);
+        if (id != NULL && strcmp(id, task_id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int rdc_agent_checkpoint(rdc_client *c, const char *task_id, int64_t attempt, int64_t version,
                          const json_t *data, json_t **out)
 {

@@ -391,6 +391,25 @@ static void test_agent_timeout_from_lease(void **state)
     fake_stop(a);
 }
 
+/* Revocations name the attempt: only the attempt run is dropped. */
+static void test_heartbeat_revokes(void **state)
+{
+    json_t *hb = json_loads("{\"assignments\":[],\"revoked\":[\"t1\",\"t2\"],"
+                            "\"revocations\":[{\"task_id\":\"t1\",\"attempt\":3},"
+                            "{\"task_id\":\"t2\",\"attempt\":1}]}",
+                            0, NULL);
+    assert_non_null(hb);
+    assert_int_equal(rdc_heartbeat_revokes(hb, "t1", 3), 1);
+    assert_int_equal(rdc_heartbeat_revokes(hb, "t2", 2), 0); /* placed back: attempt 2 runs */
+    assert_int_equal(rdc_heartbeat_revokes(hb, "t3", 1), 0);
+    json_decref(hb);
+    /* An engine without "revocations": "revoked" alone decides. */
+    hb = json_loads("{\"assignments\":[],\"revoked\":[\"t1\"]}", 0, NULL);
+    assert_int_equal(rdc_heartbeat_revokes(hb, "t1", 7), 1);
+    assert_int_equal(rdc_heartbeat_revokes(hb, "t2", 7), 0);
+    json_decref(hb);
+}
+
 /* recoveryctl on the same rules: an unknown outcome is exit 7 and says to look first. */
 static void test_recoveryctl_outcome_unknown(void **state)
 {
@@ -421,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_rate_limited_waits),
         cmocka_unit_test(test_errors_mapped),
         cmocka_unit_test(test_agent_timeout_from_lease),
+        cmocka_unit_test(test_heartbeat_revokes),
         cmocka_unit_test(test_recoveryctl_outcome_unknown),
     };
     unsetenv("RECOVERYD_ENDPOINTS");

@@ -251,13 +251,23 @@ RDC_API int rdc_agent_register(rdc_client *c, const char *node_id, int slots, co
  * {"state", "lease_ms", "assignments", "revoked"[, "revocations"]}. A
  * fenced epoch is RDC_EFENCED: drop every task and register again. An
  * agent drops a running task on a revocation only when the attempt it names
- * ("revocations": [{"task_id", "attempt"}]) is the attempt it runs, and
+ * ("revocations": [{"task_id", "attempt"}]) is the attempt it runs
+ * (rdc_heartbeat_revokes() decides), and
  * stops writing for a task once it could not renew its lease within
  * lease_ms (DESIGN.md decision 4): this library does not run tasks, so
  * that is the caller's to do.
  */
 RDC_API int rdc_agent_heartbeat(rdc_client *c, const char *node_id, int64_t epoch, int slots_used,
                                 const json_t *metrics, json_t **out);
+
+/*
+ * Whether the heartbeat answer `hb` (borrowed) revokes `task_id` as run in
+ * `attempt`: 1 when a "revocations" entry names that task and attempt (an
+ * entry for another attempt is about an older placement: keep running), or,
+ * from an engine that sends no "revocations", when "revoked" lists the
+ * task; else 0.
+ */
+RDC_API int rdc_heartbeat_revokes(const json_t *hb, const char *task_id, int64_t attempt);
 
 /*
  * PUT /api/v1/tasks/{id}/checkpoint {"attempt", "version", "data"} (`data`
