@@ -725,6 +725,32 @@ static void test_three_replicas_failover(void **state)
     assert_string_equal(jstr(r.json, "state"), "pending");
     run_free(&r);
 
+    /* Roles: a follower demoted to standby and promoted back to voter. */
+    char fid[16];
+    snprintf(fid, sizeof fid, "%d", follower + 1);
+    r = ctl("--endpoints", c.procs[follower].base_url, "cluster", "replicas", "promote", fid,
+            "--role", "standby", "--json", NULL);
+    expect_code(&r, 0, "demote to standby");
+    json_t *rep;
+    size_t i;
+    bool seen = false;
+    json_array_foreach(json_object_get(r.json, "replicas"), i, rep)
+    {
+        if (json_integer_value(json_object_get(rep, "id")) == follower + 1) {
+            assert_string_equal(jstr(rep, "voter_role"), "standby");
+            seen = true;
+        }
+    }
+    assert_true(seen);
+    run_free(&r);
+    r = ctl("--endpoints", c.procs[leader].base_url, "cluster", "replicas", "promote", fid, NULL);
+    expect_code(&r, 0, "promote back to voter");
+    expect_in(r.out, "voter", "replicas table");
+    run_free(&r);
+    r = ctl("--endpoints", c.procs[leader].base_url, "cluster", "replicas", "promote", fid, NULL);
+    expect_code(&r, 6, "promote a voter");
+    run_free(&r);
+
     /* The leader killed: the other replicas elect another and answer. */
     char eps[512];
     snprintf(eps, sizeof eps, "%s,%s,%s", c.procs[leader].base_url,

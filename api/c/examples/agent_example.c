@@ -38,7 +38,6 @@ int main(int argc, char **argv)
     if (rc != 0)
         return die(c, "register", rc);
     json_int_t epoch = json_integer_value(json_object_get(reg, "epoch"));
-    json_int_t interval = json_integer_value(json_object_get(reg, "heartbeat_interval_ms"));
     json_decref(reg);
     printf("registered %s with epoch %lld\n", node, (long long)epoch);
 
@@ -53,7 +52,8 @@ int main(int argc, char **argv)
     json_decref(task);
     printf("submitted task %s\n", task_id);
 
-    /* Heartbeats until the task is assigned to us (10 s at most). */
+    /* Heartbeats until the task is assigned to us: every 100 ms (well inside
+     * the engine's heartbeat_interval_ms), 10 s at most. */
     json_int_t attempt = 0;
     for (int i = 0; i < 100 && attempt == 0; i++) {
         json_t *hb = NULL;
@@ -67,8 +67,9 @@ int main(int argc, char **argv)
                 attempt = json_integer_value(json_object_get(a, "attempt"));
         }
         json_decref(hb);
-        struct timespec ts = {0, (long)(interval > 0 ? interval : 100) * 1000000L / 5};
-        nanosleep(&ts, NULL);
+        struct timespec ts = {0, 100 * 1000000L};
+        if (attempt == 0)
+            nanosleep(&ts, NULL);
     }
     if (attempt == 0) {
         fprintf(stderr, "agent_example: task %s was never assigned\n", task_id);
