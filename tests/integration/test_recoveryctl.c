@@ -139,6 +139,11 @@ static void test_usage_and_bad_input(void **state)
     expect_in(r.err, "--limit: expected a whole number from 1 to 1000, got '0'", "bad value");
     run_free(&r);
 
+    r = ctl("nodes", "list", "--payload", "{}", NULL);
+    expect_code(&r, 2, "an option of another command");
+    expect_in(r.err, "nodes list: --payload does not apply", "option of another command");
+    run_free(&r);
+
     r = ctl("nodes", "get", "x", "--watch", NULL);
     expect_code(&r, 2, "get --watch");
     expect_in(r.err, "--watch is for status and lists", "watch on a get");

@@ -45,6 +45,8 @@ struct opts {
     int priority, slots, max_attempts;
     const char *labels[64];
     int nlabels;
+    const char *used[64]; /* command options given, by long name */
+    int nused;
 };
 
 struct ctx {
@@ -62,6 +64,7 @@ struct cmd {
     int min_args, max_args;
     bool watch; /* --watch allowed */
     const char *usage;
+    const char *opts; /* its own options, space-separated ("state limit cursor") */
 };
 
 static volatile sig_atomic_t interrupted;
@@ -1416,45 +1419,57 @@ static int cmd_consistency_list(struct ctx *x, char **args, int nargs)
 /* ---- the command table and main ------------------------------------------------------ */
 
 static const struct cmd cmds[] = {
-    {"status", NULL, cmd_status, 0, 0, true, "status"},
-    {"nodes", "list", cmd_nodes_list, 0, 0, true, "nodes list [--state S]"},
-    {"nodes", "get", cmd_node_get, 1, 1, false, "nodes get NODE"},
-    {"nodes", "drain", cmd_node_drain, 1, 1, false, "nodes drain NODE [--reason R] [--wait]"},
-    {"nodes", "isolate", cmd_node_isolate, 1, 1, false, "nodes isolate NODE [--reason R]"},
-    {"nodes", "readmit", cmd_node_readmit, 1, 1, false, "nodes readmit NODE [--reason R]"},
-    {"nodes", "remove", cmd_node_remove, 1, 1, false, "nodes remove NODE"},
-    {"tasks", "list", cmd_tasks_list, 0, 0, true, "tasks list [--state S] [--node N]"},
-    {"tasks", "get", cmd_task_get, 1, 1, false, "tasks get TASK"},
+    {"status", NULL, cmd_status, 0, 0, true, "status", ""},
+    {"nodes", "list", cmd_nodes_list, 0, 0, true, "nodes list [--state S]", "state limit cursor"},
+    {"nodes", "get", cmd_node_get, 1, 1, false, "nodes get NODE", ""},
+    {"nodes", "drain", cmd_node_drain, 1, 1, false, "nodes drain NODE [--reason R] [--wait]",
+     "reason wait"},
+    {"nodes", "isolate", cmd_node_isolate, 1, 1, false, "nodes isolate NODE [--reason R]",
+     "reason"},
+    {"nodes", "readmit", cmd_node_readmit, 1, 1, false, "nodes readmit NODE [--reason R]",
+     "reason"},
+    {"nodes", "remove", cmd_node_remove, 1, 1, false, "nodes remove NODE", ""},
+    {"tasks", "list", cmd_tasks_list, 0, 0, true, "tasks list [--state S] [--node N]",
+     "state node limit cursor"},
+    {"tasks", "get", cmd_task_get, 1, 1, false, "tasks get TASK", ""},
     {"tasks", "submit", cmd_task_submit, 0, 0, false,
      "tasks submit [--payload JSON] [--priority 0-9] [--critical] [--slots N] [--label K=V] "
-     "[--max-attempts N] [--task-id UUID]"},
-    {"tasks", "cancel", cmd_task_cancel, 1, 1, false, "tasks cancel TASK"},
+     "[--max-attempts N] [--task-id UUID]",
+     "payload priority critical slots label max-attempts task-id"},
+    {"tasks", "cancel", cmd_task_cancel, 1, 1, false, "tasks cancel TASK", ""},
     {"faults", "list", cmd_faults_list, 0, 0, true,
-     "faults list [--status open|resolved] [--node N] [--severity S] [--type T] [--since TIME]"},
-    {"faults", "get", cmd_fault_get, 1, 1, false, "faults get FAULT"},
+     "faults list [--status open|resolved] [--node N] [--severity S] [--type T] [--since TIME]",
+     "status node severity type since limit cursor"},
+    {"faults", "get", cmd_fault_get, 1, 1, false, "faults get FAULT", ""},
     {"recoveries", "list", cmd_recoveries_list, 0, 0, true,
-     "recoveries list [--status S] [--node N]"},
-    {"recoveries", "get", cmd_recovery_get, 1, 1, false, "recoveries get RECOVERY"},
+     "recoveries list [--status S] [--node N]", "status node limit cursor"},
+    {"recoveries", "get", cmd_recovery_get, 1, 1, false, "recoveries get RECOVERY", ""},
     {"recoveries", "trigger", cmd_recovery_trigger, 1, 1, false,
-     "recoveries trigger NODE [--strategy S] [--wait]"},
-    {"backups", "create", cmd_backup_create, 0, 0, false, "backups create [--target T] [--wait]"},
-    {"backups", "list", cmd_backups_list, 0, 0, true, "backups list [--status S] [--target T]"},
-    {"backups", "get", cmd_backup_get, 1, 1, false, "backups get BACKUP"},
-    {"backups", "verify", cmd_backup_verify, 1, 1, false, "backups verify BACKUP"},
+     "recoveries trigger NODE [--strategy S] [--wait]", "strategy wait"},
+    {"backups", "create", cmd_backup_create, 0, 0, false, "backups create [--target T] [--wait]",
+     "target wait"},
+    {"backups", "list", cmd_backups_list, 0, 0, true, "backups list [--status S] [--target T]",
+     "status target limit cursor"},
+    {"backups", "get", cmd_backup_get, 1, 1, false, "backups get BACKUP", ""},
+    {"backups", "verify", cmd_backup_verify, 1, 1, false, "backups verify BACKUP", ""},
     {"restore", NULL, cmd_restore, 0, 1000, false,
-     "restore --from URL --data-dir DIR [...]   (recoveryd restore --help)"},
-    {"policies", "reload", cmd_policies_reload, 0, 0, false, "policies reload"},
-    {"cluster replicas", "list", cmd_replicas_list, 0, 0, true, "cluster replicas list"},
+     "restore --from URL --data-dir DIR [...]   (recoveryd restore --help)", ""},
+    {"policies", "reload", cmd_policies_reload, 0, 0, false, "policies reload", ""},
+    {"cluster replicas", "list", cmd_replicas_list, 0, 0, true, "cluster replicas list", ""},
     {"cluster replicas", "add", cmd_replica_add, 1, 1, false,
-     "cluster replicas add ID --address HOST:PORT --api-url URL [--role voter|standby|spare]"},
+     "cluster replicas add ID --address HOST:PORT --api-url URL [--role voter|standby|spare]",
+     "address api-url role"},
     {"cluster replicas", "promote", cmd_replica_promote, 1, 1, false,
-     "cluster replicas promote ID [--role voter|standby|spare]"},
-    {"cluster replicas", "remove", cmd_replica_remove, 1, 1, false, "cluster replicas remove ID"},
+     "cluster replicas promote ID [--role voter|standby|spare]", "role"},
+    {"cluster replicas", "remove", cmd_replica_remove, 1, 1, false, "cluster replicas remove ID",
+     ""},
     {"audit", NULL, cmd_audit, 0, 0, true,
-     "audit [--principal P] [--action A] [--target T] [--since T] [--until T] [--order asc]"},
-    {"consistency", "check", cmd_consistency_check, 0, 0, false, "consistency check"},
-    {"consistency", "list", cmd_consistency_list, 0, 0, true, "consistency list [--status S]"},
-    {"consistency", "get", cmd_consistency_get, 1, 1, false, "consistency get CHECK"},
+     "audit [--principal P] [--action A] [--target T] [--since T] [--until T] [--order asc]",
+     "principal action target since until order limit cursor"},
+    {"consistency", "check", cmd_consistency_check, 0, 0, false, "consistency check", ""},
+    {"consistency", "list", cmd_consistency_list, 0, 0, true, "consistency list [--status S]",
+     "status limit cursor"},
+    {"consistency", "get", cmd_consistency_get, 1, 1, false, "consistency get CHECK", ""},
 };
 #define N_CMDS (sizeof cmds / sizeof cmds[0])
 
@@ -1588,7 +1603,11 @@ static int parse_opts(int argc, char **argv, bool stop_at_word, struct opts *o)
     const char *spec = stop_at_word ? "+:e:wh" : ":e:wh";
     int ch;
     long v;
-    while ((ch = getopt_long(argc, argv, spec, long_opts, NULL)) != -1) {
+    int li = -1;
+    while ((ch = getopt_long(argc, argv, spec, long_opts, &li)) != -1) {
+        if (ch >= OPT_WAIT && ch <= OPT_API_URL && li >= 0 && o->nused < 64)
+            o->used[o->nused++] = long_opts[li].name;
+        li = -1;
         switch (ch) {
         case 'e':
             o->endpoints = optarg;
@@ -1866,6 +1885,18 @@ int main(int argc, char **argv)
     if (nrest < cmd->min_args || nrest > cmd->max_args) {
         free(sub);
         return usage_error("%s: expected 'recoveryctl %s'", line, cmd->usage);
+    }
+    for (int i = 0; i < x.o.nused; i++) {
+        size_t n = strlen(x.o.used[i]);
+        const char *at = cmd->opts;
+        while ((at = strstr(at, x.o.used[i])) != NULL &&
+               !((at == cmd->opts || at[-1] == ' ') && (at[n] == ' ' || at[n] == '\0')))
+            at += n;
+        if (at == NULL) {
+            free(sub);
+            return usage_error("%s: --%s does not apply (usage: recoveryctl %s)", line, x.o.used[i],
+                               cmd->usage);
+        }
     }
     if (x.o.watch && !cmd->watch) {
         free(sub);
