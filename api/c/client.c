@@ -459,7 +459,10 @@ int rdc_request(rdc_client *c, const char *method, const char *path, const json_
                           method, path, MAX_REDIRECTS, a.location);
                 goto done;
             }
-            if (!location_base(a.location, path, base, sizeof base)) {
+            /* Never from https to http: the token would then cross in clear text. */
+            bool downgrade =
+                strncmp(base, "https://", 8) == 0 && strncmp(a.location, "https://", 8) != 0;
+            if (downgrade || !location_base(a.location, path, base, sizeof base)) {
                 rc = fail(c, RDC_EPROTO, "not_leader", "%s %s: a redirect to an unexpected URL %s",
                           method, path, a.location);
                 goto done;
