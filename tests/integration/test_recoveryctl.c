@@ -362,6 +362,28 @@ static void test_tasks_and_recoveries(void **state)
     expect_in(row, "8!", "priority and critical");
     run_free(&r);
 
+    /* Paging: one page of one, the cursor of the next said; --all has them all. */
+    r = ctl("tasks", "submit", NULL);
+    expect_code(&r, 0, "a second task");
+    run_free(&r);
+    r = ctl("tasks", "list", "--limit", "1", "--json", NULL);
+    expect_code(&r, 0, "a page of one");
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    assert_non_null(jstr(r.json, "next_cursor"));
+    run_free(&r);
+    r = ctl("tasks", "list", "--limit", "1", NULL);
+    expect_code(&r, 0, "a page of one, as a table");
+    expect_in(r.err, "(more: --cursor ", "next page hint");
+    run_free(&r);
+    r = ctl("tasks", "list", "--limit", "1", "--all", "--json", NULL);
+    expect_code(&r, 0, "--all");
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 2);
+    assert_true(json_is_null(json_object_get(r.json, "next_cursor")));
+    run_free(&r);
+    r = ctl("tasks", "list", "--all", "--cursor", "x", NULL);
+    expect_code(&r, 2, "--all with --cursor");
+    run_free(&r);
+
     r = ctl("tasks", "get", "00000000-0000-4000-8000-000000000000", NULL);
     expect_code(&r, 3, "tasks get missing");
     run_free(&r);

@@ -36,7 +36,7 @@ enum {
 
 struct opts {
     const char *endpoints, *token, *cacert, *config, *color;
-    bool json, watch, wait, critical, help;
+    bool json, watch, wait, critical, help, all;
     double interval;
     long count, timeout_ms;
     const char *state, *node, *status, *target, *principal, *action, *since, *until, *order,
@@ -165,6 +165,37 @@ static void more_hint(struct ctx *x, const json_t *page)
     const char *next = str(page, "next_cursor");
     if (next != NULL && !x->o.json)
         fprintf(stderr, "(more: --cursor %s)\n", next);
+}
+
+typedef int (*list_fn)(rdc_client *c, const char *const *params, json_t **out);
+
+/* One page of a list, or with --all every page (1000 at most) in one document. */
+static int list_pages(struct ctx *x, list_fn fn, const struct params *p, json_t **out)
+{
+    int rc = fn(x->c, p->kv, out);
+    if (rc != 0 || !x->o.all)
+        return rc;
+    json_t *items = json_object_get(*out, "items");
+    for (int page = 1; page < 1000 && rc == 0; page++) {
+        const char *next = str(*out, "next_cursor");
+        if (next == NULL)
+            break;
+        char cursor[256];
+        snprintf(cursor, sizeof cursor, "%s", next);
+        struct params q = *p;
+        param(&q, "cursor", cursor);
+        json_t *more = NULL;
+        if ((rc = fn(x->c, q.kv, &more)) == 0) {
+            json_array_extend(items, json_object_get(more, "items"));
+            json_object_set(*out, "next_cursor", json_object_get(more, "next_cursor"));
+        }
+        json_decref(more);
+    }
+    if (rc != 0) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 /* Prints an object as aligned "key  value" lines; times get their age. */
@@ -395,7 +426,7 @@ static int cmd_nodes_list(struct ctx *x, char **args, int nargs)
     param(&p, "state", x->o.state);
     page_params(x, &p);
     json_t *doc = NULL;
-    int rc = rdc_nodes_list(x->c, p.kv, &doc);
+    int rc = list_pages(x, rdc_nodes_list, &p, &doc);
     if (rc != 0)
         return api_error(x, rc, "nodes list");
     if (x->o.json) {
@@ -539,7 +570,7 @@ static int cmd_tasks_list(struct ctx *x, char **args, int nargs)
     param(&p, "node_id", x->o.node);
     page_params(x, &p);
     json_t *doc = NULL;
-    int rc = rdc_tasks_list(x->c, p.kv, &doc);
+    int rc = list_pages(x, rdc_tasks_list, &p, &doc);
     if (rc != 0)
         return api_error(x, rc, "tasks list");
     if (x->o.json) {
@@ -669,7 +700,7 @@ static int cmd_faults_list(struct ctx *x, char **args, int nargs)
     param(&p, "since", x->o.since);
     page_params(x, &p);
     json_t *doc = NULL;
-    int rc = rdc_faults_list(x->c, p.kv, &doc);
+    int rc = list_pages(x, rdc_faults_list, &p, &doc);
     if (rc != 0)
         return api_error(x, rc, "faults list");
     if (x->o.json) {
@@ -723,7 +754,7 @@ static int cmd_recoveries_list(struct ctx *x, char **args, int nargs)
     param(&p, "status", x->o.status);
     page_params(x, &p);
     json_t *doc = NULL;
-    int rc = rdc_recoveries_list(x->c, p.kv, &doc);
+    int rc = list_pages(x, rdc_recoveries_list, &p, &doc);
     if (rc != 0)
         return api_error(x, rc, "recoveries list");
     if (x->o.json) {
@@ -855,7 +886,7 @@ static int cmd_backups_list(struct ctx *x, char **args, int nargs)
     param(&p, "target", x->o.target);
     page_params(x, &p);
     json_t *doc = NULL;
-    int rc = rdc_backups_list(x->c, p.kv, &doc);
+    int rc = list_pages(x, rdc_backups_list, &p, &doc);
     if (rc != 0)
         return api_error(x, rc, "backups list");
     if (x->o.json) {
@@ -1263,7 +1294,7 @@ static int cmd_audit(struct ctx *x, char **args, int nargs)
     param(&p, "order", x->o.order);
     page_params(x, &p);
     json_t *doc = NULL;
-    int rc = rdc_audit_list(x->c, p.kv, &doc);
+    int rc = list_pages(x, rdc_audit_list, &p, &doc);
     if (rc != 0)
         return api_error(x, rc, "audit");
     if (x->o.json) {
@@ -1388,7 +1419,7 @@ static int cmd_consistency_list(struct ctx *x, char **args, int nargs)
     param(&p, "status", x->o.status);
     page_params(x, &p);
     json_t *doc = NULL;
-    int rc = rdc_consistency_list(x->c, p.kv, &doc);
+    int rc = list_pages(x, rdc_consistency_list, &p, &doc);
     if (rc != 0)
         return api_error(x, rc, "consistency list");
     if (x->o.json) {
@@ -1420,7 +1451,8 @@ static int cmd_consistency_list(struct ctx *x, char **args, int nargs)
 
 static const struct cmd cmds[] = {
     {"status", NULL, cmd_status, 0, 0, true, "status", ""},
-    {"nodes", "list", cmd_nodes_list, 0, 0, true, "nodes list [--state S]", "state limit cursor"},
+    {"nodes", "list", cmd_nodes_list, 0, 0, true, "nodes list [--state S]",
+     "state limit cursor all"},
     {"nodes", "get", cmd_node_get, 1, 1, false, "nodes get NODE", ""},
     {"nodes", "drain", cmd_node_drain, 1, 1, false, "nodes drain NODE [--reason R] [--wait]",
      "reason wait"},
@@ -1430,7 +1462,7 @@ static const struct cmd cmds[] = {
      "reason"},
     {"nodes", "remove", cmd_node_remove, 1, 1, false, "nodes remove NODE", ""},
     {"tasks", "list", cmd_tasks_list, 0, 0, true, "tasks list [--state S] [--node N]",
-     "state node limit cursor"},
+     "state node limit cursor all"},
     {"tasks", "get", cmd_task_get, 1, 1, false, "tasks get TASK", ""},
     {"tasks", "submit", cmd_task_submit, 0, 0, false,
      "tasks submit [--payload JSON] [--priority 0-9] [--critical] [--slots N] [--label K=V] "
@@ -1439,17 +1471,17 @@ static const struct cmd cmds[] = {
     {"tasks", "cancel", cmd_task_cancel, 1, 1, false, "tasks cancel TASK", ""},
     {"faults", "list", cmd_faults_list, 0, 0, true,
      "faults list [--status open|resolved] [--node N] [--severity S] [--type T] [--since TIME]",
-     "status node severity type since limit cursor"},
+     "status node severity type since limit cursor all"},
     {"faults", "get", cmd_fault_get, 1, 1, false, "faults get FAULT", ""},
     {"recoveries", "list", cmd_recoveries_list, 0, 0, true,
-     "recoveries list [--status S] [--node N]", "status node limit cursor"},
+     "recoveries list [--status S] [--node N]", "status node limit cursor all"},
     {"recoveries", "get", cmd_recovery_get, 1, 1, false, "recoveries get RECOVERY", ""},
     {"recoveries", "trigger", cmd_recovery_trigger, 1, 1, false,
      "recoveries trigger NODE [--strategy S] [--wait]", "strategy wait"},
     {"backups", "create", cmd_backup_create, 0, 0, false, "backups create [--target T] [--wait]",
      "target wait"},
     {"backups", "list", cmd_backups_list, 0, 0, true, "backups list [--status S] [--target T]",
-     "status target limit cursor"},
+     "status target limit cursor all"},
     {"backups", "get", cmd_backup_get, 1, 1, false, "backups get BACKUP", ""},
     {"backups", "verify", cmd_backup_verify, 1, 1, false, "backups verify BACKUP", ""},
     {"restore", NULL, cmd_restore, 0, 1000, false,
@@ -1465,10 +1497,10 @@ static const struct cmd cmds[] = {
      ""},
     {"audit", NULL, cmd_audit, 0, 0, true,
      "audit [--principal P] [--action A] [--target T] [--since T] [--until T] [--order asc]",
-     "principal action target since until order limit cursor"},
+     "principal action target since until order limit cursor all"},
     {"consistency", "check", cmd_consistency_check, 0, 0, false, "consistency check", ""},
     {"consistency", "list", cmd_consistency_list, 0, 0, true, "consistency list [--status S]",
-     "status limit cursor"},
+     "status limit cursor all"},
     {"consistency", "get", cmd_consistency_get, 1, 1, false, "consistency get CHECK", ""},
 };
 #define N_CMDS (sizeof cmds / sizeof cmds[0])
@@ -1492,7 +1524,8 @@ static void usage(FILE *f)
             "      --color WHEN      auto (a terminal, no NO_COLOR), always or never\n"
             "      --wait            wait for drain, backups create, recoveries trigger, with a "
             "progress bar\n"
-            "      --limit N, --cursor C   paging of lists\n"
+            "      --limit N, --cursor C   paging of lists (--limit: items a page)\n"
+            "      --all             every page of a list\n"
             "  -h, --help, --version\n"
             "\nexit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 unavailable (no endpoint "
             "answered,\nno leader or no quorum), 5 not authorized, 6 conflict, 7 outcome unknown, "
@@ -1510,6 +1543,7 @@ enum {
     OPT_COUNT,
     OPT_TIMEOUT,
     OPT_WAIT,
+    OPT_ALL,
     OPT_STATE,
     OPT_NODE,
     OPT_STATUS,
@@ -1551,6 +1585,7 @@ static const struct option long_opts[] = {
     {"count", required_argument, NULL, OPT_COUNT},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"wait", no_argument, NULL, OPT_WAIT},
+    {"all", no_argument, NULL, OPT_ALL},
     {"state", required_argument, NULL, OPT_STATE},
     {"node", required_argument, NULL, OPT_NODE},
     {"status", required_argument, NULL, OPT_STATUS},
@@ -1655,6 +1690,9 @@ static int parse_opts(int argc, char **argv, bool stop_at_word, struct opts *o)
             break;
         case OPT_WAIT:
             o->wait = true;
+            break;
+        case OPT_ALL:
+            o->all = true;
             break;
         case OPT_STATE:
             o->state = optarg;
@@ -1897,6 +1935,10 @@ int main(int argc, char **argv)
             return usage_error("%s: --%s does not apply (usage: recoveryctl %s)", line, x.o.used[i],
                                cmd->usage);
         }
+    }
+    if (x.o.all && x.o.cursor != NULL) {
+        free(sub);
+        return usage_error("%s: --all starts at the first page: give --all or --cursor", line);
     }
     if (x.o.watch && !cmd->watch) {
         free(sub);
