@@ -773,7 +773,8 @@ int rdc_recovery_get(rdc_client *c, const char *recovery_id, json_t **out)
     return get(c, "/api/v1/recovery/tasks/", recovery_id, NULL, NULL, out);
 }
 
-/* One run per agent at a time: a repeat answers the open run. */
+/* Not retried after an unknown outcome: a repeat answers the open run, but
+ * once that run closed it would open another. */
 int rdc_recovery_trigger(rdc_client *c, const char *node_id, const char *strategy, json_t **out)
 {
     if (node_id == NULL || node_id[0] == '\0')
@@ -781,7 +782,7 @@ int rdc_recovery_trigger(rdc_client *c, const char *node_id, const char *strateg
     json_t *body = json_pack("{s:s}", "node_id", node_id);
     if (strategy != NULL)
         json_object_set_new(body, "strategy", json_string(strategy));
-    return send_json(c, "POST", "/api/v1/recovery/trigger", NULL, NULL, body, RDC_IDEMPOTENT, out);
+    return send_json(c, "POST", "/api/v1/recovery/trigger", NULL, NULL, body, 0, out);
 }
 
 int rdc_backup_trigger(rdc_client *c, const char *target, json_t **out)

@@ -35,7 +35,10 @@
  *     connection lost after the request was sent) is retried only when it is
  *     idempotent: reads, heartbeats, checkpoint writes, completion and
  *     failure reports of an attempt, task submission with a task_id (the
- *     library chooses one when the caller did not), backup verification.
+ *     library chooses one when the caller did not), drain, isolate, readmit
+ *     and remove of a node (the engine answers a node already in that state
+ *     unchanged), backup verification and consistency checks (which change
+ *     nothing but their record).
  *     Anything else answers RDC_EUNKNOWN: it may or may not have happened.
  */
 #ifndef RECOVERYD_CLIENT_H
