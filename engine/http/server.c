@@ -391,6 +391,22 @@ void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message)
         rd_http_send_error(hr, 503, "not_leader", d, "%s", msg);
         break;
     }
+    case RD_EOUTCOME_UNKNOWN: {
+        /* Proposed, then leadership was lost (or raft stopped): the change
+         * may still commit. Only idempotent writes are safe to send again. */
+        uint64_t id;
+        const char *addr;
+        rd_replica_leader(hr->env->replica, &id, &addr);
+        const char *url = id != 0 && id != hr->env->cfg->cluster.replica_id
+                              ? rd_cluster_api_url(hr->env->cluster, id)
+                              : NULL;
+        rd_http_send_error(hr, 503, "outcome_unknown", json_pack("{s:s?}", "leader", url),
+                           "%s%sthe change was proposed, then this replica stopped leading: it "
+                           "may still commit; read the state before writing again (checkpoint, "
+                           "complete and fail repeat safely)",
+                           message ? message : "", message ? ": " : "");
+        break;
+    }
     case RD_ENOQUORUM:
         rd_http_send_error(hr, 503, "no_quorum", NULL, "%s", msg);
         break;

@@ -1227,6 +1227,11 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     r->inflight--;
     if (status != 0) {
         st = map_raft_error(status);
+        /* The entry was in the log and maybe sent when leadership was lost
+         * (or raft stopped): another leader may still commit it. A failed
+         * append is different: those entries were never sent (patch 0002). */
+        if (st == RD_ENOTLEADER || st == RD_ESHUTDOWN)
+            st = RD_EOUTCOME_UNKNOWN;
         r->commit_errors_total++;
         RD_WARN("raft", "commit_failed", "error=%s", raft_strerror(status));
         if (is_storage_error(status))
@@ -1395,6 +1400,10 @@ static void change_cb(struct raft_change *req, int status)
         status = rv;
     }
     int st = status == RAFT_NOCONNECTION ? RD_ETIMEOUT : change_rv(status);
+    /* Lost leadership with the change (or the add before its role) in the
+     * log: it may still commit. */
+    if (st == RD_ENOTLEADER && (status == RAFT_LEADERSHIPLOST || c->added))
+        st = RD_EOUTCOME_UNKNOWN;
     if (status != 0 && c->added && !r->closing && raft_state(&r->raft) == RAFT_LEADER) {
         /* The server was added but cannot take its role (it never answered
          * the catch-up): take it out again rather than leave a spare

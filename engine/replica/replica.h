@@ -20,9 +20,11 @@
 /*
  * Called once a submitted command was applied (status 0, `value` is the
  * command's answer: see rd_fsm_result) or refused by the machine (status is
- * the refusal, e.g. RD_EFENCED), or could not be committed (RD_ENOTLEADER
- * when leadership was lost and the outcome is unknown, RD_ESHUTDOWN,
- * RD_EIO, RD_ENOSPACE).
+ * the refusal, e.g. RD_EFENCED), or its outcome is unknown
+ * (RD_EOUTCOME_UNKNOWN: leadership was lost, or raft stopped, with the entry
+ * in the log; another leader may still commit it), or it was not written
+ * (RD_EIO, RD_ENOSPACE: a failed append is never sent). RD_ENOTLEADER and
+ * RD_ESHUTDOWN only come from the call itself: nothing was proposed.
  */
 typedef void (*rd_submit_cb)(void *data, int status, uint64_t value);
 
@@ -279,7 +281,8 @@ bool rd_replica_has_leader(struct rd_replica *r);
 uint64_t rd_replica_leaderless_ns(struct rd_replica *r);
 
 /*
- * Closes raft and its I/O; pending submissions fire with RD_ESHUTDOWN.
+ * Closes raft and its I/O; pending submissions fire with RD_EOUTCOME_UNKNOWN
+ * (read barriers with RD_ESHUTDOWN).
  * `cb` runs once everything was released.
  */
 void rd_replica_close(struct rd_replica *r, void (*cb)(void *data), void *data);
