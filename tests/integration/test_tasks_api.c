@@ -108,6 +108,10 @@ static void test_task_lifecycle(void **state)
     assert_int_equal(json_integer_value(rdt_json_path(r.json, "version")), 1);
     rdt_resp_free(&r);
     await_task_state(TASK, "running");
+    /* The same write again (a retry after a timeout): answered as the first. */
+    assert_int_equal(put_checkpoint(1, 1, "{\"step\":1}", &r), 200);
+    assert_int_equal(json_integer_value(rdt_json_path(r.json, "version")), 1);
+    rdt_resp_free(&r);
     assert_int_equal(put_checkpoint(1, 1, "{\"step\":99}", &r), 409);
     assert_string_equal(rdt_err_code(&r), "stale_version");
     rdt_resp_free(&r);
@@ -279,6 +283,75 @@ static void test_assignments_most_urgent_first(void **state)
     rdt_resp_free(&r);
 }
 
+/* Issue 14: a task taken from an agent and placed back on it (here its
+ * retryable failure; a pause and resume takes the same path) was listed in
+ * one heartbeat answer both as assigned and as revoked; an agent applying
+ * the revocation last dropped the live attempt. The answer names the
+ * attempt revoked and never lists the task in both. */
+static void test_task_placed_back_is_not_revoked(void **state)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes",
+                              "{\"node_id\":\"worker-d\",\"capacity\":{\"slots\":1},"
+                              "\"labels\":{\"pool\":\"d\"}}",
+                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    long long epoch = json_integer_value(rdt_json_path(r.json, "epoch"));
+    rdt_resp_free(&r);
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks",
+                              "{\"payload\":{},\"requirements\":{\"labels\":{\"pool\":\"d\"}}}",
+                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    char id[64], path[160];
+    snprintf(id, sizeof(id), "%s", json_string_value(rdt_json_path(r.json, "task_id")));
+    rdt_resp_free(&r);
+    await_task_state(id, "assigned");
+    assert_int_equal(rdt_heartbeat(&proc, RDT_H1, "worker-d", epoch, 1, &r), 0);
+    assert_int_equal(json_array_size(rdt_json_path(r.json, "assignments")), 1);
+    assert_int_equal(json_array_size(rdt_json_path(r.json, "revoked")), 0);
+    assert_int_equal(json_array_size(rdt_json_path(r.json, "revocations")), 0);
+    rdt_resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s/fail", id);
+    assert_int_equal(rdt_post(&proc, RDT_H1, path,
+                              "{\"attempt\":1,\"error\":\"gpu lost\",\"retryable\":true}", &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
+    /* Placed back on worker-d (the only agent of pool d) as attempt 2. */
+    int64_t deadline = rdt_now_ms() + 5000;
+    for (;;) {
+        json_t *t = get_task(id);
+        bool back = json_integer_value(json_object_get(t, "attempt")) == 2 &&
+                    strcmp(json_string_value(json_object_get(t, "state")), "assigned") == 0;
+        json_decref(t);
+        if (back)
+            break;
+        assert_true(rdt_now_ms() < deadline);
+        rdt_sleep_ms(10);
+    }
+    assert_int_equal(rdt_heartbeat(&proc, RDT_H1, "worker-d", epoch, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *as = rdt_json_path(r.json, "assignments");
+    assert_int_equal(json_array_size(as), 1);
+    assert_string_equal(json_string_value(rdt_json_path(json_array_get(as, 0), "task_id")), id);
+    assert_int_equal(json_integer_value(rdt_json_path(json_array_get(as, 0), "attempt")), 2);
+    json_t *rv = rdt_json_path(r.json, "revoked");
+    for (size_t i = 0; i < json_array_size(rv); i++)
+        if (strcmp(json_string_value(json_array_get(rv, i)), id) == 0)
+            fail_msg("task %s is both assigned and revoked: %s", id, r.body);
+    json_t *rvs = rdt_json_path(r.json, "revocations");
+    assert_int_equal(json_array_size(rvs), 1);
+    assert_string_equal(json_string_value(rdt_json_path(json_array_get(rvs, 0), "task_id")), id);
+    assert_int_equal(json_integer_value(rdt_json_path(json_array_get(rvs, 0), "attempt")), 1);
+    rdt_resp_free(&r);
+    /* Told once. */
+    assert_int_equal(rdt_heartbeat(&proc, RDT_H1, "worker-d", epoch, 1, &r), 0);
+    assert_int_equal(json_array_size(rdt_json_path(r.json, "revocations")), 0);
+    rdt_resp_free(&r);
+}
+
 static void test_bad_task_input(void **state)
 {
     struct rdt_resp r = {0};
@@ -334,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_retryable_failure_goes_back_to_pending),
         cmocka_unit_test(test_fenced_answer_says_where_the_task_is),
         cmocka_unit_test(test_assignments_most_urgent_first),
+        cmocka_unit_test(test_task_placed_back_is_not_revoked),
         cmocka_unit_test(test_bad_task_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
