@@ -15,6 +15,7 @@
 #include "fsm/fsm.h"
 #include "metrics/metrics.h"
 #include "replica/damage.h"
+#include "replica/gate.h"
 #include "replica/snapshot.h"
 
 /*
@@ -100,6 +101,10 @@ struct rd_replica {
     struct rd_read_wait *reads_next, *reads_inflight;
     bool barrier_busy;
     struct raft_barrier barrier;
+    /* A new leader's state is current once a barrier of its term was
+     * applied (gate.h); requests wait for it in `gate_waiting`. */
+    struct rd_leader_gate gate;
+    struct rd_read_wait *gate_waiting;
     void (*close_cb)(void *data);
     void *close_data;
     char errmsg[3072];
@@ -273,6 +278,22 @@ unsigned rd_replica_voters(struct rd_replica *r);
  * share a barrier (never one started before they called). 0 or RD_E*.
  */
 int rd_replica_read_barrier(struct rd_replica *r, rd_submit_cb cb, void *data);
+
+/*
+ * True when this replica leads and its state is current: it has applied an
+ * entry of its own term (gate.h), so everything any leader acknowledged is
+ * in its state machine. Handlers that answer from local state (404, 409
+ * fenced) before proposing wait for it.
+ */
+bool rd_replica_current(struct rd_replica *r);
+/*
+ * Calls `cb` once this replica's state is current (status 0), or once it
+ * stopped leading first (RD_ENOTLEADER: nothing was proposed) or stops
+ * (RD_ESHUTDOWN). 0 (`cb` will be called, never before this returns), or an
+ * error (RD_ENOTLEADER, RD_ESHUTDOWN, a storage fault, RD_ENOMEM) and `cb`
+ * will not be called.
+ */
+int rd_replica_await_current(struct rd_replica *r, rd_submit_cb cb, void *data);
 
 /* Whether a leader is known here now. */
 bool rd_replica_has_leader(struct rd_replica *r);
