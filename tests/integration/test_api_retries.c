@@ -26,8 +26,12 @@ static int first;
 static int setup(void **state)
 {
     (void)state;
-    return rdt_cluster_start(&cl, 3,
-                             "fault_tolerance:\n  detection:\n    heartbeat_interval: 30s\n", NULL);
+    /* Elections of 1 s (scaled): the write below reaches the leader well
+     * before it can step down, even on a loaded machine. */
+    char cluster_extra[64];
+    snprintf(cluster_extra, sizeof(cluster_extra), "  election_timeout: %dms\n", rdt_ms(1000));
+    return rdt_cluster_start(
+        &cl, 3, "fault_tolerance:\n  detection:\n    heartbeat_interval: 30s\n", cluster_extra);
 }
 
 static int teardown(void **state)
