@@ -69,6 +69,52 @@ static long put_checkpoint(long long attempt, long long version, const char *dat
     return r->status;
 }
 
+/* `n` identical checkpoint writes in flight at once (the retries of a
+ * client that timed out twice): every one is answered 200 with the version. */
+static void concurrent_identical_checkpoints(int n, const char *body, long long version)
+{
+    char url[160];
+    snprintf(url, sizeof(url), "%s/api/v1/tasks/%s/checkpoint", proc.base_url, TASK);
+    CURLM *multi = curl_multi_init();
+    assert_non_null(multi);
+    CURL *easy[8];
+    struct rdt_resp resp[8];
+    memset(resp, 0, sizeof(resp));
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++) {
+        easy[i] =
+            rdt_easy_new(i % 2 ? RDT_H2 : RDT_H1, "PUT", url, body, strlen(body), 10000, &resp[i]);
+        assert_non_null(easy[i]);
+        assert_int_equal(curl_multi_add_handle(multi, easy[i]), CURLM_OK);
+    }
+    int running = n;
+    int64_t deadline = rdt_now_ms() + 10000;
+    while (running > 0) {
+        assert_int_equal(curl_multi_perform(multi, &running), CURLM_OK);
+        if (running > 0)
+            assert_int_equal(curl_multi_poll(multi, NULL, 0, 10, NULL), CURLM_OK);
+        assert_true(rdt_now_ms() < deadline);
+    }
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        for (int i = 0; i < n; i++)
+            if (easy[i] == msg->easy_handle)
+                assert_int_equal(rdt_easy_finish(easy[i], msg->data.result, &resp[i]), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        if (resp[i].status != 200)
+            fail_msg("identical write %d of %d: %ld %s", i + 1, n, resp[i].status, resp[i].body);
+        assert_int_equal(json_integer_value(rdt_json_path(resp[i].json, "version")), version);
+        curl_multi_remove_handle(multi, easy[i]);
+        curl_easy_cleanup(easy[i]);
+        rdt_resp_free(&resp[i]);
+    }
+    curl_multi_cleanup(multi);
+}
+
 static void test_task_lifecycle(void **state)
 {
     struct rdt_resp r = {0};
@@ -130,6 +176,12 @@ static void test_task_lifecycle(void **state)
     rdt_resp_free(&r);
     t = get_task(TASK);
     assert_int_equal(json_integer_value(rdt_json_path(t, "checkpoint.version")), 2);
+    json_decref(t);
+    /* Identical writes of a new version in flight together: the first
+     * applied stores it, the others are the same write again. */
+    concurrent_identical_checkpoints(4, "{\"attempt\":1,\"version\":3,\"data\":{\"step\":3}}", 3);
+    t = get_task(TASK);
+    assert_int_equal(json_integer_value(rdt_json_path(t, "checkpoint.version")), 3);
     json_decref(t);
 
     /* Completion: a stale attempt is fenced, the current one completes, twice is fine. */
