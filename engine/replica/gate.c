@@ -11,10 +11,22 @@ void rd_leader_gate_init(struct rd_leader_gate *g, struct raft *raft,
     g->data = data;
 }
 
+/* The only voter: libraft counts everything it stored committed when it
+ * takes over and applies it in the same step; nothing can be committed
+ * that it does not hold. */
+static bool sole_voter(struct raft *r)
+{
+    unsigned voters = 0;
+    for (unsigned i = 0; i < r->configuration.n; i++)
+        voters += r->configuration.servers[i].role == RAFT_VOTER;
+    return voters == 1 && raft_last_applied(r) >= r->commit_index;
+}
+
 bool rd_leader_gate_open(const struct rd_leader_gate *g)
 {
-    return raft_state(g->raft) == RAFT_LEADER && g->open_term != 0 &&
-           g->open_term == raft_current_term(g->raft);
+    if (raft_state(g->raft) != RAFT_LEADER)
+        return false;
+    return (g->open_term != 0 && g->open_term == raft_current_term(g->raft)) || sole_voter(g->raft);
 }
 
 bool rd_leader_gate_busy(const struct rd_leader_gate *g)

@@ -9,7 +9,9 @@
  *
  * The gate appends a barrier of the leader's term and opens once libraft
  * applied it (everything before it is then applied too). It stays open for
- * that term only. Loop-thread only.
+ * that term only. The sole voter of a cluster of one needs no barrier: it
+ * counts everything it stored committed when it takes over, and has
+ * applied it (a full disk must not stop its reads). Loop-thread only.
  */
 #ifndef RD_GATE_H
 #define RD_GATE_H

@@ -119,6 +119,33 @@ static void test_gate_stays_closed_when_leadership_is_lost(void **state)
     assert_false(rd_leader_gate_open(&g));
 }
 
+/* The sole voter holds everything committed once it leads: open at once,
+ * no barrier (its reads go on with a full disk). */
+static void test_sole_voter_is_current_at_once(void **state)
+{
+    (void)state;
+    struct raft_fixture f;
+    struct rd_fsm fsm;
+    assert_int_equal(raft_fixture_initialize(&f), 0);
+    rd_fsm_init(&fsm);
+    assert_int_equal(raft_fixture_grow(&f, &fsm.raft), 0);
+    rd_fsm_bind_raft(&fsm, raft_fixture_get(&f, 0));
+    raft_fixture_get(&f, 0)->tracer = NULL;
+    struct raft_configuration conf;
+    assert_int_equal(raft_fixture_configuration(&f, 1, &conf), 0);
+    assert_int_equal(raft_fixture_bootstrap(&f, &conf), 0);
+    raft_configuration_close(&conf);
+    assert_int_equal(raft_fixture_start(&f), 0);
+    assert_true(raft_fixture_step_until_has_leader(&f, 10000));
+    struct rd_leader_gate g;
+    rd_leader_gate_init(&g, raft_fixture_get(&f, 0), gate_done, NULL);
+    assert_true(rd_leader_gate_open(&g));
+    assert_int_equal(rd_leader_gate_kick(&g), 0);
+    assert_false(rd_leader_gate_busy(&g)); /* nothing to wait for */
+    raft_fixture_close(&f);
+    rd_fsm_close(&fsm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +153,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gate_is_for_one_term, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_stays_closed_when_leadership_is_lost, setup,
                                         teardown),
+        cmocka_unit_test(test_sole_voter_is_current_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
