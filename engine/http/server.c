@@ -402,8 +402,8 @@ void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message)
                               : NULL;
         rd_http_send_error(hr, 503, "outcome_unknown", json_pack("{s:s?}", "leader", url),
                            "%s%sthe change was proposed, then this replica stopped leading: it "
-                           "may still commit; read the state before writing again (checkpoint, "
-                           "complete and fail repeat safely)",
+                           "may still commit; read the state before writing again (a checkpoint, "
+                           "complete, fail, or a submit naming its task_id repeats safely)",
                            message ? message : "", message ? ": " : "");
         break;
     }
