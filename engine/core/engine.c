@@ -71,8 +71,10 @@ static void on_task(void *data, const struct rd_task *t, int old_state, const ch
         (held && strcmp(old_node, t->node_id) == 0))
         return;
     struct rd_soft *s = rd_registry_get(&eng->registry, old_node, strlen(old_node));
+    /* The attempt the agent ran: a placement elsewhere made a new one. */
+    uint32_t ran = held && t->attempt > 0 ? t->attempt - 1 : t->attempt;
     if (s != NULL)
-        rd_registry_revoke(&eng->registry, s, t->id);
+        rd_registry_revoke(&eng->registry, s, t->id, ran);
 }
 
 /* Every fault opens an alert; its resolution resolves it (leader only: the

@@ -339,6 +339,16 @@ static int apply_checkpoint(struct rd_fsm *f, const struct rd_cmd *cmd)
         return 0;
     }
     const struct rd_checkpoint *last = rd_task_checkpoint(t);
+    /* The same write again from the current attempt (a retry after a
+     * timeout, or an answer lost with a leader): answered as the first was.
+     * The stored bytes decide, never the checksum alone. */
+    if (last != NULL && c->version == last->version && c->checksum == last->checksum &&
+        c->data_json.len == last->size &&
+        (last->size == 0 || memcmp(c->data_json.p, last->data, last->size) == 0)) {
+        f->result.value = last->version;
+        f->result.task = NULL; /* nothing changed: no observer call */
+        return 0;
+    }
     if (last != NULL && c->version <= last->version) {
         f->result.status = RD_ESTALE_VERSION;
         f->result.value = last->version;
@@ -418,6 +428,11 @@ static int apply_ckpt_restore(struct rd_fsm *f, const struct rd_cmd *cmd)
     return 0;
 }
 
+static bool same_text(const char *stored, struct rd_str s)
+{
+    return strlen(stored) == s.len && (s.len == 0 || memcmp(stored, s.p, s.len) == 0);
+}
+
 static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
 {
     const struct rd_cmd_task_finish *c = &cmd->u.tfinish;
@@ -432,9 +447,17 @@ static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
         f->result.status = RD_EFENCED;
         return 0;
     }
-    /* The same outcome again from the same attempt: idempotent. */
-    if (terminal(t->state)) {
-        f->result.status = t->state == c->state ? 0 : RD_ECONFLICT;
+    /* The same outcome again from the same attempt: idempotent. A retryable
+     * failure is the same one while the task still waits under that attempt
+     * with the same words (it must not count twice). */
+    bool again = t->state == RD_TASK_PENDING && c->state == RD_TASK_PENDING && c->attempt != 0 &&
+                 t->attempt != 0 && same_text(t->result_json, c->result_json);
+    /* A retryable failure past max_attempts failed the task for good. */
+    bool same =
+        t->state == c->state || (t->state == RD_TASK_FAILED && c->state == RD_TASK_PENDING &&
+                                 c->attempt != 0 && same_text(t->result_json, c->result_json));
+    if (terminal(t->state) || again) {
+        f->result.status = same ? 0 : RD_ECONFLICT;
         f->result.value = t->attempt;
         if (f->result.status == 0)
             f->result.task = NULL; /* nothing changed: no observer call */

@@ -303,7 +303,8 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
         /* The hot path: nothing to hand over. */
         char buf[160];
         int len = snprintf(buf, sizeof(buf),
-                           "{\"state\":\"%s\",\"lease_ms\":%llu,\"assignments\":[],\"revoked\":[]}",
+                           "{\"state\":\"%s\",\"lease_ms\":%llu,\"assignments\":[],\"revoked\":[],"
+                           "\"revocations\":[]}",
                            rd_node_state_name(n->state),
                            (unsigned long long)rd_config_lease_ms(env->cfg));
         rd_http_send_raw(hr, 200, "application/json", buf, (size_t)len);
@@ -339,14 +340,32 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
         json_array_append_new(assignments, a);
     }
     free(todo);
-    char gone[RD_REVOKED_MAX][40];
+    /* Revocations name the attempt taken away. `revoked` (task ids only)
+     * leaves out a task this agent holds again under a new attempt (paused
+     * or failed, then placed back here): an agent that applied it after the
+     * assignment would drop the live attempt. */
+    struct rd_revocation gone[RD_REVOKED_MAX];
     unsigned n_gone = rd_registry_take_revoked(env->registry, s, gone);
-    for (unsigned i = 0; i < n_gone; i++)
-        json_array_append_new(revoked, json_string(gone[i]));
+    json_t *revocations = json_array();
+    for (unsigned i = 0; i < n_gone; i++) {
+        json_array_append_new(revocations, json_pack("{s:s,s:I}", "task_id", gone[i].task_id,
+                                                     "attempt", (json_int_t)gone[i].attempt));
+        const struct rd_task *t = rd_fsm_task(env->fsm, gone[i].task_id);
+        bool held_here = t != NULL && t->node_epoch == n->epoch &&
+                         strncmp(t->node_id, n->node_id, n->id_len) == 0 &&
+                         t->node_id[n->id_len] == '\0' &&
+                         (t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RUNNING ||
+                          t->state == RD_TASK_RECOVERING);
+        bool listed = false;
+        for (size_t k = 0; k < json_array_size(revoked) && !listed; k++)
+            listed = strcmp(json_string_value(json_array_get(revoked, k)), gone[i].task_id) == 0;
+        if (!held_here && !listed)
+            json_array_append_new(revoked, json_string(gone[i].task_id));
+    }
     rd_http_send_json(hr, 200,
-                      json_pack("{s:s,s:I,s:o,s:o}", "state", rd_node_state_name(n->state),
+                      json_pack("{s:s,s:I,s:o,s:o,s:o}", "state", rd_node_state_name(n->state),
                                 "lease_ms", (json_int_t)rd_config_lease_ms(env->cfg), "assignments",
-                                assignments, "revoked", revoked));
+                                assignments, "revoked", revoked, "revocations", revocations));
 out:
     json_decref(body);
 }

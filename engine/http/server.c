@@ -391,6 +391,22 @@ void rd_http_send_rd_error(struct rd_http_req *hr, int err, const char *message)
         rd_http_send_error(hr, 503, "not_leader", d, "%s", msg);
         break;
     }
+    case RD_EOUTCOME_UNKNOWN: {
+        /* Proposed, then leadership was lost (or raft stopped): the change
+         * may still commit. Only idempotent writes are safe to send again. */
+        uint64_t id;
+        const char *addr;
+        rd_replica_leader(hr->env->replica, &id, &addr);
+        const char *url = id != 0 && id != hr->env->cfg->cluster.replica_id
+                              ? rd_cluster_api_url(hr->env->cluster, id)
+                              : NULL;
+        rd_http_send_error(hr, 503, "outcome_unknown", json_pack("{s:s?}", "leader", url),
+                           "%s%sthe change was proposed, then this replica stopped leading: it "
+                           "may still commit; read the state before writing again (a checkpoint, "
+                           "complete, fail, or a submit naming its task_id repeats safely)",
+                           message ? message : "", message ? ": " : "");
+        break;
+    }
     case RD_ENOQUORUM:
         rd_http_send_error(hr, 503, "no_quorum", NULL, "%s", msg);
         break;
@@ -625,6 +641,59 @@ static void read_confirmed(void *data, int status, uint64_t value)
     rd_http_pending_done(p);
 }
 
+/* Runs a write's handler on the leader. A change a module proposes while the
+ * handler runs carries the request's audit record (replica.h:
+ * audit_ambient). */
+static void run_write(struct rd_http_req *hr)
+{
+    const struct rd_http_env *env = hr->env;
+    int route = hr->route;
+    if (route < 0 || route >= RD_ROUTE_NONE)
+        return; /* only matched routes get here */
+    struct rd_cmd_audit part;
+    bool audit = rd_http_route_audited(route);
+    if (audit) {
+        rd_http_audit_part(hr, &part, hr->audit_target, success_status(route));
+        env->replica->audit_ambient = &part;
+        env->replica->audit_ambient_used = &hr->audited;
+        env->replica->audit_ambient_target = hr->audit_target;
+    }
+    routes[route].fn(hr);
+    if (audit) {
+        env->replica->audit_ambient = NULL;
+        env->replica->audit_ambient_used = NULL;
+        env->replica->audit_ambient_target = NULL;
+    }
+}
+
+/* A new leader's state became current (or it stopped leading first). */
+static void state_current(void *data, int status, uint64_t value)
+{
+    struct rd_http_pending *p = data;
+    (void)value;
+    bool read = strcmp(routes[p->hr.route].method, "GET") == 0;
+    if (rd_http_pending_alive(p) && status == 0 && read &&
+        rd_replica_voters(p->hr.env->replica) > 1) {
+        /* A consistent read still waits for a barrier appended after it. */
+        status = rd_replica_read_barrier(p->hr.env->replica, read_confirmed, p);
+        if (status == 0)
+            return;
+    }
+    if (rd_http_pending_alive(p)) {
+        if (status == 0 && read) {
+            applied_header(&p->hr);
+            routes[p->hr.route].fn(&p->hr);
+        } else if (status == 0) {
+            run_write(&p->hr);
+        } else {
+            rd_http_send_rd_error(&p->hr, status,
+                                  "this replica stopped leading before its state was current: "
+                                  "nothing was proposed; retry at the leader");
+        }
+    }
+    rd_http_pending_done(p);
+}
+
 /* This replica is not the leader: send the client to it (307, same method
  * and body), or say why there is none to send it to. */
 static void not_here(struct rd_http_req *hr)
@@ -692,28 +761,25 @@ static void dispatch(struct rd_http_req *hr)
         not_here(hr);
         return;
     }
+    /* A new leader answers only from current state: handlers answer 404 or
+     * 409 fenced from it before proposing (replica.h, rd_replica_current). */
+    if (!rd_replica_current(env->replica)) {
+        struct rd_http_pending *p = rd_http_defer(hr);
+        int rv = p ? rd_replica_await_current(env->replica, state_current, p) : RD_ENOMEM;
+        if (rv != 0) {
+            rd_http_send_rd_error(p ? &p->hr : hr, rv, NULL);
+            if (p)
+                rd_http_pending_done(p);
+        }
+        return;
+    }
     if (!read || rd_replica_voters(env->replica) <= 1) {
         if (read) {
             applied_header(hr);
             routes[route].fn(hr);
             return;
         }
-        /* A change a module proposes while the handler runs carries the
-         * request's audit record (replica.h: audit_ambient). */
-        struct rd_cmd_audit part;
-        bool audit = rd_http_route_audited(route);
-        if (audit) {
-            rd_http_audit_part(hr, &part, hr->audit_target, success_status(route));
-            env->replica->audit_ambient = &part;
-            env->replica->audit_ambient_used = &hr->audited;
-            env->replica->audit_ambient_target = hr->audit_target;
-        }
-        routes[route].fn(hr);
-        if (audit) {
-            env->replica->audit_ambient = NULL;
-            env->replica->audit_ambient_used = NULL;
-            env->replica->audit_ambient_target = NULL;
-        }
+        run_write(hr);
         return;
     }
     struct rd_http_pending *p = rd_http_defer(hr);

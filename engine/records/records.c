@@ -509,7 +509,7 @@ static void proposed(void *data, int status, uint64_t value)
     struct rd_records *r = data;
     (void)value;
     r->proposing = false;
-    if (status != 0 && status != RD_ENOTLEADER)
+    if (status != 0 && status != RD_ENOTLEADER && status != RD_EOUTCOME_UNKNOWN)
         RD_WARN("records", "position_refused", "error=%s", rd_err_name(status));
 }
 

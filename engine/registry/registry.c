@@ -101,15 +101,22 @@ void rd_registry_state_entered(struct rd_registry *r, struct rd_soft *s)
     s->heartbeats_at_state = s->heartbeats;
 }
 
-void rd_registry_revoke(struct rd_registry *r, struct rd_soft *s, const char *task_id)
+void rd_registry_revoke(struct rd_registry *r, struct rd_soft *s, const char *task_id,
+                        uint32_t attempt)
 {
     (void)r;
-    if (s->n_revoked < RD_REVOKED_MAX)
-        snprintf(s->revoked[s->n_revoked++], sizeof(s->revoked[0]), "%s", task_id);
+    for (unsigned i = 0; i < s->n_revoked; i++)
+        if (s->revoked[i].attempt == attempt && strcmp(s->revoked[i].task_id, task_id) == 0)
+            return;
+    if (s->n_revoked < RD_REVOKED_MAX) {
+        struct rd_revocation *v = &s->revoked[s->n_revoked++];
+        snprintf(v->task_id, sizeof(v->task_id), "%s", task_id);
+        v->attempt = attempt;
+    }
 }
 
 unsigned rd_registry_take_revoked(struct rd_registry *r, struct rd_soft *s,
-                                  char out[RD_REVOKED_MAX][40])
+                                  struct rd_revocation out[RD_REVOKED_MAX])
 {
     (void)r;
     unsigned n = s->n_revoked;

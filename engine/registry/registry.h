@@ -23,6 +23,12 @@ struct rd_node_metrics {
 
 #define RD_REVOKED_MAX 16
 
+/* A task taken from an agent: the attempt it ran there is fenced. */
+struct rd_revocation {
+    char task_id[40];
+    uint32_t attempt;
+};
+
 struct rd_soft {
     char *node_id;
     size_t id_len;
@@ -40,7 +46,7 @@ struct rd_soft {
     struct rd_node_metrics metrics;
     /* Tasks moved off this agent, told in its next heartbeat answer
      * (rd_registry_revoke, rd_registry_take_revoked). */
-    char revoked[RD_REVOKED_MAX][40];
+    struct rd_revocation revoked[RD_REVOKED_MAX];
     uint8_t n_revoked;
     /* Other modules keep their own soft state of the node in tables by
      * `slot`, reset when `generation` changes: the analysis's verdicts, the
@@ -77,14 +83,16 @@ void rd_registry_heartbeat(struct rd_registry *r, struct rd_soft *s, uint64_t no
 /* The node entered a new state: probation counts heartbeats from here. */
 void rd_registry_state_entered(struct rd_registry *r, struct rd_soft *s);
 
-/* Task `task_id` moved off the agent: told in its next heartbeat answer
- * (the oldest RD_REVOKED_MAX are kept). */
-void rd_registry_revoke(struct rd_registry *r, struct rd_soft *s, const char *task_id);
+/* Attempt `attempt` of task `task_id` was taken off the agent: told in its
+ * next heartbeat answer (the oldest RD_REVOKED_MAX are kept; the same
+ * revocation twice is kept once). */
+void rd_registry_revoke(struct rd_registry *r, struct rd_soft *s, const char *task_id,
+                        uint32_t attempt);
 
-/* The tasks revoked since the last call, into `out` (at most RD_REVOKED_MAX),
+/* The revocations since the last call, into `out` (at most RD_REVOKED_MAX),
  * forgotten here: their count. */
 unsigned rd_registry_take_revoked(struct rd_registry *r, struct rd_soft *s,
-                                  char out[RD_REVOKED_MAX][40]);
+                                  struct rd_revocation out[RD_REVOKED_MAX]);
 
 /* Forgets `id` (the node left). */
 void rd_registry_forget(struct rd_registry *r, const char *id, size_t len);

@@ -84,6 +84,8 @@ static const char *state_name(int state)
 }
 
 static void storage_hand_over(struct rd_replica *r);
+static void gate_done(void *data, int status);
+static void gate_kick(struct rd_replica *r);
 
 /* ---- operators' metrics: the log's size, appends and snapshots timed ------- */
 
@@ -321,6 +323,10 @@ static void watch_cb(uv_timer_t *t)
     }
     r->ops.leader_last = lid;
     log_size_tick(r);
+    /* A new leader commits a barrier of its term at once: the first
+     * requests then find its state current. */
+    if (state == RAFT_LEADER && !r->closing)
+        gate_kick(r);
     if (state == r->last_state)
         return;
     bool was = r->last_state == RAFT_LEADER, is = state == RAFT_LEADER;
@@ -1010,6 +1016,7 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     }
     r->inited = true;
     r->raft.data = r;
+    rd_leader_gate_init(&r->gate, &r->raft, gate_done, r);
     rd_snapshotter_attach(&r->snap, r->loop, fsm, &r->io);
     r->snap.cpu_share = cfg->fault_tolerance.backup.cpu_share;
     /* Timed outside the snapshotter: a snapshot's time is its image's
@@ -1227,6 +1234,11 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     r->inflight--;
     if (status != 0) {
         st = map_raft_error(status);
+        /* The entry was in the log and maybe sent when leadership was lost
+         * (or raft stopped): another leader may still commit it. A failed
+         * append is different: those entries were never sent (patch 0002). */
+        if (st == RD_ENOTLEADER || st == RD_ESHUTDOWN)
+            st = RD_EOUTCOME_UNKNOWN;
         r->commit_errors_total++;
         RD_WARN("raft", "commit_failed", "error=%s", raft_strerror(status));
         if (is_storage_error(status))
@@ -1395,6 +1407,10 @@ static void change_cb(struct raft_change *req, int status)
         status = rv;
     }
     int st = status == RAFT_NOCONNECTION ? RD_ETIMEOUT : change_rv(status);
+    /* Lost leadership with the change (or the add before its role) in the
+     * log: it may still commit. */
+    if (st == RD_ENOTLEADER && (status == RAFT_LEADERSHIPLOST || c->added))
+        st = RD_EOUTCOME_UNKNOWN;
     if (status != 0 && c->added && !r->closing && raft_state(&r->raft) == RAFT_LEADER) {
         /* The server was added but cannot take its role (it never answered
          * the catch-up): take it out again rather than leave a spare
@@ -1612,6 +1628,88 @@ bool rd_replica_is_leader(struct rd_replica *r)
     return r->started && !r->closing && raft_state(&r->raft) == RAFT_LEADER;
 }
 
+/* ---- a new leader's state: current once a barrier of its term applied -------- */
+
+bool rd_replica_current(struct rd_replica *r)
+{
+    return rd_replica_is_leader(r) && rd_leader_gate_open(&r->gate);
+}
+
+/* Starts the gate's barrier unless it is open or one runs; a storage fault
+ * waits for its next try (the watch tick kicks again). */
+static void gate_kick(struct rd_replica *r)
+{
+    if (!rd_replica_is_leader(r) || rd_leader_gate_open(&r->gate) ||
+        rd_leader_gate_busy(&r->gate) || storage_gate(r) != 0)
+        return;
+    int rv = rd_leader_gate_kick(&r->gate);
+    if (is_storage_error(rv))
+        storage_failed(r, rv);
+    if (rv != 0 && r->gate_waiting != NULL && !is_storage_error(rv)) {
+        struct rd_read_wait *w = r->gate_waiting;
+        r->gate_waiting = NULL;
+        answer_reads(w, RD_ENOTLEADER);
+    }
+}
+
+static void gate_done(void *data, int status)
+{
+    struct rd_replica *r = data;
+    if (is_storage_error(status))
+        storage_failed(r, status);
+    else if (status == 0)
+        storage_ok(r);
+    if (rd_replica_current(r)) {
+        struct rd_read_wait *w = r->gate_waiting;
+        r->gate_waiting = NULL;
+        answer_reads(w, 0);
+        return;
+    }
+    if (r->closing || !rd_replica_is_leader(r) || is_storage_error(status)) {
+        /* Lost leadership (or stopping, or the log cannot be written)
+         * before the state was current: the waiting requests proposed
+         * nothing. */
+        struct rd_read_wait *w = r->gate_waiting;
+        r->gate_waiting = NULL;
+        answer_reads(w, r->closing                 ? RD_ESHUTDOWN
+                        : is_storage_error(status) ? map_raft_error(status)
+                                                   : RD_ENOTLEADER);
+        return;
+    }
+    /* Still leading but not current: a barrier of an earlier term, or one
+     * that failed on storage. The next one (now, or from the watch tick
+     * once a storage fault's retry time came) opens it. */
+    gate_kick(r);
+}
+
+int rd_replica_await_current(struct rd_replica *r, rd_submit_cb cb, void *data)
+{
+    if (r->closing || !r->started)
+        return RD_ESHUTDOWN;
+    if (raft_state(&r->raft) != RAFT_LEADER)
+        return RD_ENOTLEADER;
+    if (rd_leader_gate_open(&r->gate)) /* current already: after a barrier all the same */
+        return rd_replica_read_barrier(r, cb, data);
+    if (!rd_leader_gate_busy(&r->gate)) {
+        int gate = storage_gate(r);
+        if (gate != 0)
+            return gate;
+        int rv = rd_leader_gate_kick(&r->gate);
+        if (is_storage_error(rv))
+            storage_failed(r, rv);
+        if (rv != 0)
+            return map_raft_error(rv);
+    }
+    struct rd_read_wait *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return RD_ENOMEM;
+    w->cb = cb;
+    w->data = data;
+    w->next = r->gate_waiting;
+    r->gate_waiting = w;
+    return 0;
+}
+
 void rd_replica_leader(struct rd_replica *r, uint64_t *id, const char **address)
 {
     raft_id lid = 0;
@@ -1698,6 +1796,9 @@ void rd_replica_close(struct rd_replica *r, void (*cb)(void *data), void *data)
     struct rd_read_wait *waiting = r->reads_next;
     r->reads_next = NULL;
     answer_reads(waiting, RD_ESHUTDOWN); /* the one in flight ends with raft */
+    waiting = r->gate_waiting;
+    r->gate_waiting = NULL;
+    answer_reads(waiting, RD_ESHUTDOWN);
     if (r->started)
         uv_close((uv_handle_t *)&r->watch, watch_closed);
     if (r->mark.on) {

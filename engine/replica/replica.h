@@ -15,14 +15,17 @@
 #include "fsm/fsm.h"
 #include "metrics/metrics.h"
 #include "replica/damage.h"
+#include "replica/gate.h"
 #include "replica/snapshot.h"
 
 /*
  * Called once a submitted command was applied (status 0, `value` is the
  * command's answer: see rd_fsm_result) or refused by the machine (status is
- * the refusal, e.g. RD_EFENCED), or could not be committed (RD_ENOTLEADER
- * when leadership was lost and the outcome is unknown, RD_ESHUTDOWN,
- * RD_EIO, RD_ENOSPACE).
+ * the refusal, e.g. RD_EFENCED), or its outcome is unknown
+ * (RD_EOUTCOME_UNKNOWN: leadership was lost, or raft stopped, with the entry
+ * in the log; another leader may still commit it), or it was not written
+ * (RD_EIO, RD_ENOSPACE: a failed append is never sent). RD_ENOTLEADER and
+ * RD_ESHUTDOWN only come from the call itself: nothing was proposed.
  */
 typedef void (*rd_submit_cb)(void *data, int status, uint64_t value);
 
@@ -98,6 +101,10 @@ struct rd_replica {
     struct rd_read_wait *reads_next, *reads_inflight;
     bool barrier_busy;
     struct raft_barrier barrier;
+    /* A new leader's state is current once a barrier of its term was
+     * applied (gate.h); requests wait for it in `gate_waiting`. */
+    struct rd_leader_gate gate;
+    struct rd_read_wait *gate_waiting;
     void (*close_cb)(void *data);
     void *close_data;
     char errmsg[3072];
@@ -272,6 +279,22 @@ unsigned rd_replica_voters(struct rd_replica *r);
  */
 int rd_replica_read_barrier(struct rd_replica *r, rd_submit_cb cb, void *data);
 
+/*
+ * True when this replica leads and its state is current: it has applied an
+ * entry of its own term (gate.h), so everything any leader acknowledged is
+ * in its state machine. Handlers that answer from local state (404, 409
+ * fenced) before proposing wait for it.
+ */
+bool rd_replica_current(struct rd_replica *r);
+/*
+ * Calls `cb` once this replica's state is current (status 0), or once it
+ * stopped leading first (RD_ENOTLEADER: nothing was proposed) or stops
+ * (RD_ESHUTDOWN). 0 (`cb` will be called, never before this returns), or an
+ * error (RD_ENOTLEADER, RD_ESHUTDOWN, a storage fault, RD_ENOMEM) and `cb`
+ * will not be called.
+ */
+int rd_replica_await_current(struct rd_replica *r, rd_submit_cb cb, void *data);
+
 /* Whether a leader is known here now. */
 bool rd_replica_has_leader(struct rd_replica *r);
 
@@ -279,7 +302,8 @@ bool rd_replica_has_leader(struct rd_replica *r);
 uint64_t rd_replica_leaderless_ns(struct rd_replica *r);
 
 /*
- * Closes raft and its I/O; pending submissions fire with RD_ESHUTDOWN.
+ * Closes raft and its I/O; pending submissions fire with RD_EOUTCOME_UNKNOWN
+ * (read barriers with RD_ESHUTDOWN).
  * `cb` runs once everything was released.
  */
 void rd_replica_close(struct rd_replica *r, void (*cb)(void *data), void *data);

@@ -69,6 +69,52 @@ static long put_checkpoint(long long attempt, long long version, const char *dat
     return r->status;
 }
 
+/* `n` identical checkpoint writes in flight at once (the retries of a
+ * client that timed out twice): every one is answered 200 with the version. */
+static void concurrent_identical_checkpoints(int n, const char *body, long long version)
+{
+    char url[160];
+    snprintf(url, sizeof(url), "%s/api/v1/tasks/%s/checkpoint", proc.base_url, TASK);
+    CURLM *multi = curl_multi_init();
+    assert_non_null(multi);
+    CURL *easy[8];
+    struct rdt_resp resp[8];
+    memset(resp, 0, sizeof(resp));
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++) {
+        easy[i] =
+            rdt_easy_new(i % 2 ? RDT_H2 : RDT_H1, "PUT", url, body, strlen(body), 10000, &resp[i]);
+        assert_non_null(easy[i]);
+        assert_int_equal(curl_multi_add_handle(multi, easy[i]), CURLM_OK);
+    }
+    int running = n;
+    int64_t deadline = rdt_now_ms() + 10000;
+    while (running > 0) {
+        assert_int_equal(curl_multi_perform(multi, &running), CURLM_OK);
+        if (running > 0)
+            assert_int_equal(curl_multi_poll(multi, NULL, 0, 10, NULL), CURLM_OK);
+        assert_true(rdt_now_ms() < deadline);
+    }
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        for (int i = 0; i < n; i++)
+            if (easy[i] == msg->easy_handle)
+                assert_int_equal(rdt_easy_finish(easy[i], msg->data.result, &resp[i]), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        if (resp[i].status != 200)
+            fail_msg("identical write %d of %d: %ld %s", i + 1, n, resp[i].status, resp[i].body);
+        assert_int_equal(json_integer_value(rdt_json_path(resp[i].json, "version")), version);
+        curl_multi_remove_handle(multi, easy[i]);
+        curl_easy_cleanup(easy[i]);
+        rdt_resp_free(&resp[i]);
+    }
+    curl_multi_cleanup(multi);
+}
+
 static void test_task_lifecycle(void **state)
 {
     struct rdt_resp r = {0};
@@ -108,6 +154,10 @@ static void test_task_lifecycle(void **state)
     assert_int_equal(json_integer_value(rdt_json_path(r.json, "version")), 1);
     rdt_resp_free(&r);
     await_task_state(TASK, "running");
+    /* The same write again (a retry after a timeout): answered as the first. */
+    assert_int_equal(put_checkpoint(1, 1, "{\"step\":1}", &r), 200);
+    assert_int_equal(json_integer_value(rdt_json_path(r.json, "version")), 1);
+    rdt_resp_free(&r);
     assert_int_equal(put_checkpoint(1, 1, "{\"step\":99}", &r), 409);
     assert_string_equal(rdt_err_code(&r), "stale_version");
     rdt_resp_free(&r);
@@ -126,6 +176,12 @@ static void test_task_lifecycle(void **state)
     rdt_resp_free(&r);
     t = get_task(TASK);
     assert_int_equal(json_integer_value(rdt_json_path(t, "checkpoint.version")), 2);
+    json_decref(t);
+    /* Identical writes of a new version in flight together: the first
+     * applied stores it, the others are the same write again. */
+    concurrent_identical_checkpoints(4, "{\"attempt\":1,\"version\":3,\"data\":{\"step\":3}}", 3);
+    t = get_task(TASK);
+    assert_int_equal(json_integer_value(rdt_json_path(t, "checkpoint.version")), 3);
     json_decref(t);
 
     /* Completion: a stale attempt is fenced, the current one completes, twice is fine. */
@@ -279,6 +335,75 @@ static void test_assignments_most_urgent_first(void **state)
     rdt_resp_free(&r);
 }
 
+/* Issue 14: a task taken from an agent and placed back on it (here its
+ * retryable failure; a pause and resume takes the same path) was listed in
+ * one heartbeat answer both as assigned and as revoked; an agent applying
+ * the revocation last dropped the live attempt. The answer names the
+ * attempt revoked and never lists the task in both. */
+static void test_task_placed_back_is_not_revoked(void **state)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes",
+                              "{\"node_id\":\"worker-d\",\"capacity\":{\"slots\":1},"
+                              "\"labels\":{\"pool\":\"d\"}}",
+                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    long long epoch = json_integer_value(rdt_json_path(r.json, "epoch"));
+    rdt_resp_free(&r);
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks",
+                              "{\"payload\":{},\"requirements\":{\"labels\":{\"pool\":\"d\"}}}",
+                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    char id[64], path[160];
+    snprintf(id, sizeof(id), "%s", json_string_value(rdt_json_path(r.json, "task_id")));
+    rdt_resp_free(&r);
+    await_task_state(id, "assigned");
+    assert_int_equal(rdt_heartbeat(&proc, RDT_H1, "worker-d", epoch, 1, &r), 0);
+    assert_int_equal(json_array_size(rdt_json_path(r.json, "assignments")), 1);
+    assert_int_equal(json_array_size(rdt_json_path(r.json, "revoked")), 0);
+    assert_int_equal(json_array_size(rdt_json_path(r.json, "revocations")), 0);
+    rdt_resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s/fail", id);
+    assert_int_equal(rdt_post(&proc, RDT_H1, path,
+                              "{\"attempt\":1,\"error\":\"gpu lost\",\"retryable\":true}", &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
+    /* Placed back on worker-d (the only agent of pool d) as attempt 2. */
+    int64_t deadline = rdt_now_ms() + 5000;
+    for (;;) {
+        json_t *t = get_task(id);
+        bool back = json_integer_value(json_object_get(t, "attempt")) == 2 &&
+                    strcmp(json_string_value(json_object_get(t, "state")), "assigned") == 0;
+        json_decref(t);
+        if (back)
+            break;
+        assert_true(rdt_now_ms() < deadline);
+        rdt_sleep_ms(10);
+    }
+    assert_int_equal(rdt_heartbeat(&proc, RDT_H1, "worker-d", epoch, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *as = rdt_json_path(r.json, "assignments");
+    assert_int_equal(json_array_size(as), 1);
+    assert_string_equal(json_string_value(rdt_json_path(json_array_get(as, 0), "task_id")), id);
+    assert_int_equal(json_integer_value(rdt_json_path(json_array_get(as, 0), "attempt")), 2);
+    json_t *rv = rdt_json_path(r.json, "revoked");
+    for (size_t i = 0; i < json_array_size(rv); i++)
+        if (strcmp(json_string_value(json_array_get(rv, i)), id) == 0)
+            fail_msg("task %s is both assigned and revoked: %s", id, r.body);
+    json_t *rvs = rdt_json_path(r.json, "revocations");
+    assert_int_equal(json_array_size(rvs), 1);
+    assert_string_equal(json_string_value(rdt_json_path(json_array_get(rvs, 0), "task_id")), id);
+    assert_int_equal(json_integer_value(rdt_json_path(json_array_get(rvs, 0), "attempt")), 1);
+    rdt_resp_free(&r);
+    /* Told once. */
+    assert_int_equal(rdt_heartbeat(&proc, RDT_H1, "worker-d", epoch, 1, &r), 0);
+    assert_int_equal(json_array_size(rdt_json_path(r.json, "revocations")), 0);
+    rdt_resp_free(&r);
+}
+
 static void test_bad_task_input(void **state)
 {
     struct rdt_resp r = {0};
@@ -334,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_retryable_failure_goes_back_to_pending),
         cmocka_unit_test(test_fenced_answer_says_where_the_task_is),
         cmocka_unit_test(test_assignments_most_urgent_first),
+        cmocka_unit_test(test_task_placed_back_is_not_revoked),
         cmocka_unit_test(test_bad_task_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

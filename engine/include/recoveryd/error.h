@@ -33,7 +33,8 @@ extern "C" {
     X(UNSUPPORTED, -17, "unsupported version or operation")                                        \
     X(NOSPACE, -18, "no space left on device")                                                     \
     X(TIMEOUT, -19, "timed out")                                                                   \
-    X(INTERNAL, -20, "internal error")
+    X(INTERNAL, -20, "internal error")                                                             \
+    X(OUTCOME_UNKNOWN, -21, "proposed, then leadership was lost: the change may still commit")
 
 enum rd_errno {
     RD_OK = 0,

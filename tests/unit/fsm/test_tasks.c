@@ -146,6 +146,85 @@ static void test_completion_and_retries(void **state)
     rd_fsm_close(&f);
 }
 
+/* A retried checkpoint write (same attempt, version and bytes) answers what
+ * the first did: at apply, so two identical retries in flight, or one
+ * arriving at another leader, both succeed. Anything else stays refused. */
+static void test_checkpoint_retry_is_idempotent(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_task_submit(T1, 5, 0, 1, 5, 10));
+    apply(&f, cmd_task_assign(T1, 0, "a", 1, 20)); /* attempt 1 */
+    assert_int_equal(apply(&f, cmd_task_ckpt(T1, 1, 1, "{\"step\":1}", 3, 30))->status, 0);
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    for (int i = 0; i < 2; i++) { /* the retry, and a second one in flight with it */
+        const struct rd_fsm_result *r = apply(&f, cmd_task_ckpt(T1, 1, 1, "{\"step\":1}", 3, 40));
+        assert_int_equal(r->status, 0);
+        assert_int_equal(r->value, 1);
+    }
+    assert_int_equal(t->n_ckpts, 1);
+    assert_int_equal(rd_task_checkpoint(t)->at, 30); /* the first write's, untouched */
+    assert_int_equal(t->updated_at, 30);
+    /* The same version with other data is a real conflict. */
+    const struct rd_fsm_result *r = apply(&f, cmd_task_ckpt(T1, 1, 1, "{\"step\":2}", 3, 41));
+    assert_int_equal(r->status, RD_ESTALE_VERSION);
+    assert_int_equal(r->value, 1);
+    /* A forged checksum that matches does not make other bytes the same write. */
+    struct rd_cmd c = {.type = RD_CMD_TASK_CHECKPOINT, .time_ms = 42};
+    c.u.tckpt.task_id = RD_STR(T1);
+    c.u.tckpt.attempt = 1;
+    c.u.tckpt.version = 1;
+    c.u.tckpt.data_json = RD_STR("{\"step\":7}");
+    c.u.tckpt.checksum = rd_task_checkpoint(t)->checksum;
+    c.u.tckpt.keep = 3;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    rd_cmd_encode(&c, &w);
+    assert_int_equal(apply(&f, w)->status, RD_ESTALE_VERSION);
+    /* Only the newest counts: version 1 again after version 2 is stale. */
+    assert_int_equal(apply(&f, cmd_task_ckpt(T1, 1, 2, "{\"step\":2}", 3, 43))->status, 0);
+    assert_int_equal(apply(&f, cmd_task_ckpt(T1, 1, 1, "{\"step\":1}", 3, 44))->status,
+                     RD_ESTALE_VERSION);
+    /* Once the task moved, the old attempt's retry is fenced. */
+    apply(&f, cmd_task_assign(T1, 1, "b", 1, 50));
+    assert_int_equal(apply(&f, cmd_task_ckpt(T1, 1, 2, "{\"step\":2}", 3, 51))->status, RD_EFENCED);
+    rd_fsm_close(&f);
+}
+
+/* A completion or failure repeated by the same attempt answers as the first
+ * did, and a retryable failure is not counted twice. */
+static void test_finish_retry_is_idempotent(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_task_submit(T1, 5, 0, 1, 5, 10));
+    apply(&f, cmd_task_assign(T1, 0, "a", 1, 20));
+    assert_int_equal(apply(&f, cmd_task_finish(T1, 1, RD_TASK_PENDING, "oom", 30))->status, 0);
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    assert_int_equal(t->failures, 1);
+    const struct rd_fsm_result *r = apply(&f, cmd_task_finish(T1, 1, RD_TASK_PENDING, "oom", 31));
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->value, 1);
+    assert_int_equal(t->failures, 1); /* counted once */
+    assert_int_equal(t->n_fail_at, 1);
+    assert_int_equal(t->updated_at, 30);
+    /* Placed again (attempt 2), the last attempt's failure is final
+     * (max_attempts 2 below); its retry answers the same. */
+    apply(&f, cmd_task_submit(T2, 5, 0, 1, 2, 40));
+    apply(&f, cmd_task_assign(T2, 0, "a", 1, 41));
+    apply(&f, cmd_task_finish(T2, 1, RD_TASK_PENDING, "oom", 42));
+    apply(&f, cmd_task_assign(T2, 1, "b", 1, 43));
+    assert_int_equal(apply(&f, cmd_task_finish(T2, 2, RD_TASK_PENDING, "oom", 44))->status, 0);
+    const struct rd_task *t2 = rd_fsm_task(&f, T2);
+    assert_int_equal(t2->state, RD_TASK_FAILED);
+    assert_int_equal(apply(&f, cmd_task_finish(T2, 2, RD_TASK_PENDING, "oom", 45))->status, 0);
+    assert_int_equal(t2->failures, 2);
+    /* Another text is not the same failure: it conflicts with the final one. */
+    assert_int_equal(apply(&f, cmd_task_finish(T2, 2, RD_TASK_PENDING, "disk", 46))->status,
+                     RD_ECONFLICT);
+    rd_fsm_close(&f);
+}
+
 static void test_snapshot_keeps_tasks_and_checkpoints(void **state)
 {
     struct rd_fsm a, b;
@@ -449,6 +528,8 @@ int main(void)
         cmocka_unit_test(test_failures_and_quarantine),
         cmocka_unit_test(test_failure_times_are_bounded),
         cmocka_unit_test(test_submit_is_idempotent),
+        cmocka_unit_test(test_checkpoint_retry_is_idempotent),
+        cmocka_unit_test(test_finish_retry_is_idempotent),
         cmocka_unit_test(test_placement_is_fenced_by_attempt_and_epoch),
         cmocka_unit_test(test_checkpoints_are_fenced_and_versioned),
         cmocka_unit_test(test_completion_and_retries),

@@ -85,6 +85,36 @@ static void test_forget_and_many_nodes(void **state)
     rd_registry_close(&r);
 }
 
+/* Revocations name the attempt taken away; the same one twice (a pause,
+ * then the resume back to pending) is told once, another attempt apart. */
+static void test_revocations_name_the_attempt(void **state)
+{
+    struct rd_registry r;
+    rd_registry_init(&r);
+    struct rd_soft *s = rd_registry_touch(&r, "a", 1, 1, 0, 0);
+    rd_registry_revoke(&r, s, "t-1", 3);
+    rd_registry_revoke(&r, s, "t-1", 3);
+    rd_registry_revoke(&r, s, "t-1", 4);
+    rd_registry_revoke(&r, s, "t-2", 1);
+    struct rd_revocation out[RD_REVOKED_MAX];
+    assert_int_equal(rd_registry_take_revoked(&r, s, out), 3);
+    assert_string_equal(out[0].task_id, "t-1");
+    assert_int_equal(out[0].attempt, 3);
+    assert_string_equal(out[1].task_id, "t-1");
+    assert_int_equal(out[1].attempt, 4);
+    assert_string_equal(out[2].task_id, "t-2");
+    assert_int_equal(out[2].attempt, 1);
+    assert_int_equal(rd_registry_take_revoked(&r, s, out), 0); /* told once */
+    for (unsigned i = 0; i < RD_REVOKED_MAX + 4; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "t-%u", i);
+        rd_registry_revoke(&r, s, id, 1);
+    }
+    assert_int_equal(rd_registry_take_revoked(&r, s, out), RD_REVOKED_MAX);
+    assert_string_equal(out[0].task_id, "t-0"); /* the oldest are kept */
+    rd_registry_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -92,6 +122,7 @@ int main(void)
         cmocka_unit_test(test_heartbeat_records_load_and_metrics),
         cmocka_unit_test(test_new_epoch_resets_soft_state),
         cmocka_unit_test(test_forget_and_many_nodes),
+        cmocka_unit_test(test_revocations_name_the_attempt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
