@@ -235,6 +235,20 @@ static int show(struct ctx *x, json_t *doc)
     return EX_OK;
 }
 
+/* One record by id: `get` it, then `then` (show, check_verdict) or the
+ * engine's error naming the id. */
+static int get_one(struct ctx *x, int (*get)(rdc_client *, const char *, json_t **), const char *id,
+                   int (*then)(struct ctx *, json_t *))
+{
+    json_t *doc = NULL;
+    int rc = get(x->c, id, &doc);
+    if (rc != 0) {
+        json_decref(doc);
+        return api_error(x, rc, id);
+    }
+    return then(x, doc);
+}
+
 static void sleep_interruptible(double seconds)
 {
     int64_t end = out_now_ms() + (int64_t)(seconds * 1000);
@@ -465,13 +479,7 @@ static int cmd_nodes_list(struct ctx *x, char **args, int nargs)
 
 static int cmd_node_get(struct ctx *x, char **args, int nargs)
 {
-    json_t *doc = NULL;
-    int rc = rdc_node_get(x->c, args[0], &doc);
-    if (rc != 0) {
-        json_decref(doc);
-        return api_error(x, rc, args[0]);
-    }
-    return show(x, doc);
+    return get_one(x, rdc_node_get, args[0], show);
 }
 
 /* Polls the node until its tasks moved off (drain --wait). */
@@ -608,13 +616,7 @@ static int cmd_tasks_list(struct ctx *x, char **args, int nargs)
 
 static int cmd_task_get(struct ctx *x, char **args, int nargs)
 {
-    json_t *doc = NULL;
-    int rc = rdc_task_get(x->c, args[0], &doc);
-    if (rc != 0) {
-        json_decref(doc);
-        return api_error(x, rc, args[0]);
-    }
-    return show(x, doc);
+    return get_one(x, rdc_task_get, args[0], show);
 }
 
 static int cmd_task_submit(struct ctx *x, char **args, int nargs)
@@ -738,13 +740,7 @@ static int cmd_faults_list(struct ctx *x, char **args, int nargs)
 
 static int cmd_fault_get(struct ctx *x, char **args, int nargs)
 {
-    json_t *doc = NULL;
-    int rc = rdc_fault_get(x->c, args[0], &doc);
-    if (rc != 0) {
-        json_decref(doc);
-        return api_error(x, rc, args[0]);
-    }
-    return show(x, doc);
+    return get_one(x, rdc_fault_get, args[0], show);
 }
 
 static int cmd_recoveries_list(struct ctx *x, char **args, int nargs)
@@ -790,13 +786,7 @@ static int cmd_recoveries_list(struct ctx *x, char **args, int nargs)
 
 static int cmd_recovery_get(struct ctx *x, char **args, int nargs)
 {
-    json_t *doc = NULL;
-    int rc = rdc_recovery_get(x->c, args[0], &doc);
-    if (rc != 0) {
-        json_decref(doc);
-        return api_error(x, rc, args[0]);
-    }
-    return show(x, doc);
+    return get_one(x, rdc_recovery_get, args[0], show);
 }
 
 static bool recovery_done(const char *s)
@@ -907,13 +897,7 @@ static int cmd_backups_list(struct ctx *x, char **args, int nargs)
 
 static int cmd_backup_get(struct ctx *x, char **args, int nargs)
 {
-    json_t *doc = NULL;
-    int rc = rdc_backup_get(x->c, args[0], &doc);
-    if (rc != 0) {
-        json_decref(doc);
-        return api_error(x, rc, args[0]);
-    }
-    return show(x, doc);
+    return get_one(x, rdc_backup_get, args[0], show);
 }
 
 /* Backup create --wait: polls each backup until none runs. */
@@ -1404,13 +1388,7 @@ static int cmd_consistency_check(struct ctx *x, char **args, int nargs)
 
 static int cmd_consistency_get(struct ctx *x, char **args, int nargs)
 {
-    json_t *doc = NULL;
-    int rc = rdc_consistency_get(x->c, args[0], &doc);
-    if (rc != 0) {
-        json_decref(doc);
-        return api_error(x, rc, args[0]);
-    }
-    return check_verdict(x, doc);
+    return get_one(x, rdc_consistency_get, args[0], check_verdict);
 }
 
 static int cmd_consistency_list(struct ctx *x, char **args, int nargs)
