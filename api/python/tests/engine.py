@@ -292,6 +292,8 @@ class Proxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.cut = False
         self.requests: List[Tuple[float, str]] = []
+        # (substring of a request line, answers left to lose): drop_answers()
+        self._drops: List[List[Any]] = []
         self._lock = threading.Lock()
         self._socks: List[socket.socket] = []
         self._srv = socket.socket()
@@ -320,20 +322,40 @@ class Proxy:
                 c.close()
                 continue
             self._track(u)
-            threading.Thread(target=self._pipe, args=(c, u, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, False), daemon=True).start()
+            lose = [False]  # this connection's next answer is lost
+            threading.Thread(target=self._pipe, args=(c, u, True, lose), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c, False, lose), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
-        first = upstream
+    def drop_answers(self, what: str, n: int = 1) -> None:
+        """Loses the answers to the next ``n`` requests whose first line
+        contains ``what``: the request reaches the engine (and takes effect),
+        the client's connection is closed before the answer comes back."""
+        with self._lock:
+            self._drops.append([what, n])
+
+    def _loses(self, line: str) -> bool:
+        with self._lock:
+            for d in self._drops:
+                if d[1] > 0 and d[0] in line:
+                    d[1] -= 1
+                    return True
+        return False
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, upstream: bool,
+              lose: List[bool]) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data or self.cut:
                     break
-                if first:
+                if upstream and data[:8].split(b" ", 1)[0] in (b"GET", b"PUT", b"POST",
+                                                                b"DELETE"):
                     line = data.split(b"\r\n", 1)[0].decode("latin-1")
                     self.requests.append((time.monotonic(), line))
-                    first = False
+                    if self._loses(line):
+                        lose[0] = True
+                if not upstream and lose[0]:
+                    break  # the answer never reaches the client
                 dst.sendall(data)
         except OSError:
             pass

@@ -40,6 +40,40 @@ def test_task_runs_to_completion_with_checkpoints(engine: eng.Engine) -> None:
     assert node.labels == {"zone": "a"} and node.capacity["slots"] == 2
 
 
+def test_lost_answers_are_retried_and_accepted(engine: eng.Engine) -> None:
+    """The answers to a checkpoint and to the completion are lost on the way
+    back (the writes landed): the SDK sends the same writes again and the
+    engine takes a repeat of the same attempt, version and data as the
+    success it was (no stale_version, no read-back), so the task completes
+    once, as attempt 1, with its checkpoints in order."""
+    proxy = eng.Proxy(engine.port)
+    proxy.drop_answers("/checkpoint", 1)
+    proxy.drop_answers("/complete", 1)
+    client = Client([engine.url])
+
+    def handler(ctx: TaskContext) -> Any:
+        for step in range(1, ctx.payload["steps"] + 1):
+            assert ctx.checkpoint({"step": step}) == step
+        return {"done": ctx.payload["steps"]}
+
+    try:
+        with Agent("py-lossy", [proxy.url], handler=handler) as agent:
+            eng.wait_for(lambda: agent.registered, 10, "registration")
+            task = client.submit({"steps": 3})
+            done = client.wait_task(task.task_id, timeout=15)
+    finally:
+        proxy.close()
+    assert done.state == "completed" and done.attempt == 1, done
+    assert done.result == {"done": 3}
+    assert done.checkpoint is not None and done.checkpoint.version == 3
+    lines = [line for _, line in proxy.requests if task.task_id in line]
+    puts = [line for line in lines if line.startswith("PUT ")]
+    completes = [line for line in lines if line.endswith("/complete HTTP/1.1")]
+    assert len(puts) == 4, lines  # three versions, the first one twice
+    assert len(completes) == 2, lines  # the lost one and its repeat
+    assert not any(line.startswith("GET ") for line in lines), lines  # no read-back
+
+
 class Recorder:
     """Events of in-process agents, in the order they happened."""
 
