@@ -128,8 +128,12 @@ void rd_events_entry(struct rd_events *ev, const struct rd_fsm *f, uint64_t inde
     /* A snapshot restored since the last entry: what it covered was never
      * seen here as events. */
     rd_events_note_restores(ev, f->restores, index > 0 ? index - 1 : 0);
+    /* Decoded again only for the kinds that say more than their observers. */
+    uint8_t t = f->result.type;
+    bool more = t == RD_CMD_RECOVERY_OPEN || t == RD_CMD_RECOVERY_CLOSE || t == RD_CMD_BACKUP ||
+                t == RD_CMD_CHECK_RESULT || (t == RD_CMD_TASK_ASSIGN && ev->n_pend > 0);
     struct rd_cmd cmd;
-    if (f->result.status == 0 && rd_cmd_decode(buf, len, &cmd) == 0) {
+    if (more && f->result.status == 0 && rd_cmd_decode(buf, len, &cmd) == 0) {
         switch (cmd.type) {
         case RD_CMD_RECOVERY_OPEN:
         case RD_CMD_RECOVERY_CLOSE: {

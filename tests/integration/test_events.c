@@ -10,6 +10,7 @@
 #include "cmocka_all.h"
 
 #include <curl/curl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -809,7 +810,8 @@ static void test_caps_and_roles(void **state)
     rdt_bearer = NULL;
 }
 
-/* Idle streams get keepalive comments. */
+/* Idle streams get keepalive comments; at shutdown they end with one last
+ * event. */
 static void test_keepalive(void **state)
 {
     (void)state;
@@ -825,7 +827,14 @@ static void test_keepalive(void **state)
         while (rdt_sse_take(&st, &e) == 1)
             rdt_sse_event_free(&e);
     }
+    assert_int_equal(rdt_proc_signal(&p, SIGTERM), 0);
+    assert_int_equal(rdt_sse_next(&st, &e, 10000), 1);
+    assert_string_equal(e.kind, "shutdown");
+    assert_string_equal(field(&e, "reason"), "shutdown");
+    rdt_sse_event_free(&e);
+    assert_int_equal(rdt_sse_next(&st, &e, 10000), -1);
     rdt_sse_close(&st);
+    assert_int_equal(rdt_proc_wait(&p, 20000, NULL), 0);
     rdt_proc_cleanup(&p);
 }
 
