@@ -50,6 +50,9 @@ for i in $(seq 1 "$AGENTS"); do
         -d "{\"node_id\":\"bench-agent-$i\",\"capacity\":{\"slots\":1}}"
 done
 
+sleep 1
+rss0=$(rss_kib "$RD_PID")
+
 # The streams: one process holding them all, counting each one's events.
 cat >"$WORK/streams.py" <<'PY'
 import os, selectors, socket, sys, time
@@ -84,8 +87,6 @@ bench_track "$PY_PID"
 
 echo "recoveryd event streams benchmark: $STREAMS streams, $EVENTS events, $(bench_cores), $(bench_now)"
 echo "commit $(bench_commit); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-sleep 1
-rss0=$(rss_kib "$RD_PID")
 for _ in $(seq 1 300); do [ -e "$WORK/open" ] && break; sleep 0.1; done
 [ -e "$WORK/open" ] || { echo "bench: the streams did not all open" >&2; exit 1; }
 sleep 1
