@@ -53,6 +53,26 @@ done
 sleep 1
 rss0=$(rss_kib "$RD_PID")
 
+# For comparison: as many bare HTTP/1.1 connections (h2o's own cost of a
+# connection that has sent no request yet), held for a second.
+python3 - "$RD_PORT" "$STREAMS" "$WORK" <<'PY' &
+import os, socket, sys, time
+port, n, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+open(work + "/bare", "w").close()
+while not os.path.exists(work + "/bare-stop"):
+    time.sleep(0.05)
+PY
+BARE_PID=$!
+bench_track "$BARE_PID"
+for _ in $(seq 1 300); do [ -e "$WORK/bare" ] && break; sleep 0.1; done
+sleep 1
+rss_bare=$(rss_kib "$RD_PID")
+touch "$WORK/bare-stop"
+wait "$BARE_PID"
+bench_forget "$BARE_PID"
+sleep 1
+
 # The streams: one process holding them all, counting each one's events.
 cat >"$WORK/streams.py" <<'PY'
 import os, selectors, socket, sys, time
@@ -92,8 +112,10 @@ for _ in $(seq 1 300); do [ -e "$WORK/open" ] && break; sleep 0.1; done
 sleep 1
 rss1=$(rss_kib "$RD_PID")
 echo "open streams (engine): $(metric recoveryd_events_streams)"
-printf 'engine RSS: %s KiB without streams, %s KiB with %s idle streams (%s bytes a stream)\n' \
-    "$rss0" "$rss1" "$STREAMS" "$(((rss1 - rss0) * 1024 / STREAMS))"
+printf 'engine RSS: %s KiB without streams, %s KiB with %s bare connections (%s bytes each)\n' \
+    "$rss0" "$rss_bare" "$STREAMS" "$(((rss_bare - rss0) * 1024 / STREAMS))"
+printf 'engine RSS: %s KiB with %s idle streams (%s bytes a stream, its connection included)\n' \
+    "$rss1" "$STREAMS" "$(((rss1 - rss0) * 1024 / STREAMS))"
 
 # Events flowing: EVENTS operator actions over one keep-alive connection.
 : >"$WORK/actions.curl"
