@@ -361,6 +361,11 @@ void rd_api_EVENTS(struct rd_http_req *hr)
                           "node: expected a node id of 1 to %d bytes", RD_EVENTS_NODE_MAX);
         return;
     }
+    /* HEAD: the headers a stream would have, and no stream. */
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        rd_http_send_raw(hr, 200, "text/event-stream", "", 0);
+        return;
+    }
     const char *since = rd_http_query(hr, "since");
     h2o_iovec_t last = {NULL, 0};
     ssize_t hi = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);

@@ -389,7 +389,16 @@ static void test_filters(void **state)
     seen_free(&s);
     (void)last;
 
+    /* HEAD: the headers, no stream. */
     struct rdt_resp r = {0};
+    char url[128];
+    snprintf(url, sizeof(url), "%s/api/v1/events", proc.base_url);
+    for (int proto = RDT_H1; proto <= RDT_H2; proto++) {
+        assert_int_equal(rdt_http((enum rdt_proto)proto, "HEAD", url, NULL, 0, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.content_type, "text/event-stream");
+        rdt_resp_free(&r);
+    }
     assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/events?kind=node,nodes", &r), 0);
     assert_int_equal(r.status, 400);
     assert_string_equal(rdt_err_code(&r), "bad_request");
