@@ -142,6 +142,14 @@ static const struct cfg_field cfg_edge[] = {
     CFG_F("abuse_block", CFG_DURATION, server.edge.abuse_block_ms),
 };
 
+static const struct cfg_field cfg_events[] = {
+    CFG_U("ring_size", server.events.ring_size, 16, 1000000),
+    CFG_U("max_streams", server.events.max_streams, 1, 100000),
+    CFG_U("max_streams_per_principal", server.events.max_per_principal, 1, 100000),
+    CFG_F("keepalive", CFG_DURATION, server.events.keepalive_ms),
+    CFG_F("stall_timeout", CFG_DURATION, server.events.stall_timeout_ms),
+};
+
 static const struct cfg_field cfg_server[] = {
     {.key = "listen",
      .type = CFG_LISTEN,
@@ -153,6 +161,7 @@ static const struct cfg_field cfg_server[] = {
     CFG_F("shutdown_timeout", CFG_DURATION, server.shutdown_timeout_ms),
     CFG_SECT("tls", cfg_tls),
     CFG_SECT("edge", cfg_edge),
+    CFG_SECT("events", cfg_events),
 };
 
 static const struct cfg_field cfg_cert_map[] = {
@@ -1643,6 +1652,11 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->server.edge.reset_budget = 20;
     cfg->server.edge.frame_budget = 1000;
     cfg->server.edge.abuse_block_ms = 10 * 1000;
+    cfg->server.events.ring_size = 4096;
+    cfg->server.events.max_streams = 256;
+    cfg->server.events.max_per_principal = 16;
+    cfg->server.events.keepalive_ms = 15 * 1000;
+    cfg->server.events.stall_timeout_ms = 10 * 1000;
 
     cfg->security.metrics_open = true;
 
@@ -1963,6 +1977,22 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
     int erv = cfg_validate_edge(cfg, err);
     if (erv != 0)
         return erv;
+    const struct rd_cfg_events *evc = &cfg->server.events;
+    if (evc->keepalive_ms < 100 || evc->keepalive_ms > 3600 * 1000)
+        return cfg_errf(err, RD_ECONFIG,
+                        "server.events.keepalive: expected a duration from 100ms to 1h, got "
+                        "'%llums'",
+                        (unsigned long long)evc->keepalive_ms);
+    if (evc->stall_timeout_ms < 100 || evc->stall_timeout_ms > 3600 * 1000)
+        return cfg_errf(err, RD_ECONFIG,
+                        "server.events.stall_timeout: expected a duration from 100ms to 1h, got "
+                        "'%llums'",
+                        (unsigned long long)evc->stall_timeout_ms);
+    if (evc->max_per_principal > evc->max_streams)
+        return cfg_errf(err, RD_ECONFIG,
+                        "server.events.max_streams_per_principal: expected at most "
+                        "server.events.max_streams (%u), got %u",
+                        evc->max_streams, evc->max_per_principal);
     if (cfg->server.tls_cert[0] != '\0' && cfg->server.tls_key[0] == '\0')
         return cfg_errf(err, RD_ECONFIG,
                         "server.tls.key: expected the key file for server.tls.cert '%s', got ''",

@@ -111,6 +111,14 @@ struct rd_config {
             unsigned frame_budget;       /* empty_frame_budget, default 1000 per connection */
             uint64_t abuse_block_ms;     /* abuse_block, default 10s (0: off) */
         } edge;
+        struct rd_cfg_events {          /* server.events: the event stream (docs/events.md) */
+            unsigned ring_size;         /* ring_size, default 4096 events held per replica */
+            unsigned max_streams;       /* max_streams, default 256 open streams in all */
+            unsigned max_per_principal; /* max_streams_per_principal, default 16 */
+            uint64_t keepalive_ms;      /* keepalive, default 15s: a comment on an idle stream */
+            uint64_t stall_timeout_ms;  /* stall_timeout, default 10s: a stream behind the ring
+                                           whose client reads nothing this long is closed */
+        } events;
     } server;
 
     /* Who may call the API (docs/security.md). Authentication is on when

@@ -30,6 +30,7 @@ static bool observe(void *data, const char *detector, const struct rd_observatio
 static void on_node_change(void *data, const struct rd_node *node, int old_state)
 {
     struct rd_engine *eng = data;
+    rd_events_node(&eng->events, eng->fsm.applying_index, node, old_state);
     bool leader = eng->leader_since_ns != 0;
     /* Soft state follows the durable state: a new epoch starts afresh, a
      * node that left is forgotten (after the detectors heard of it). */
@@ -62,7 +63,7 @@ static void on_node_change(void *data, const struct rd_node *node, int old_state
 static void on_task(void *data, const struct rd_task *t, int old_state, const char *old_node)
 {
     struct rd_engine *eng = data;
-    (void)old_state;
+    rd_events_task(&eng->events, eng->fsm.applying_index, t, old_state, old_node);
     bool held = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RUNNING ||
                 t->state == RD_TASK_RECOVERING;
     /* Revoked from an agent when it moved, or stopped being held there
@@ -123,9 +124,18 @@ static void repair_tick(uv_timer_t *t)
 
 static void alert_fault(struct rd_engine *eng, const struct rd_fault *x);
 
+/* A local event (events.h): now, at the index this replica applied (after
+ * the entry's own events when raised during its apply). */
+static void local_event(struct rd_engine *eng, int kind, const char *node, json_t *fields)
+{
+    rd_events_local(&eng->events, rd_replica_applied_index(&eng->replica), eng->fsm.applying_index,
+                    rd_now_ms(), kind, node, fields);
+}
+
 static void on_fault(void *data, const struct rd_fault *x)
 {
     struct rd_engine *eng = data;
+    rd_events_fault(&eng->events, eng->fsm.applying_index, x);
     if (x->status == RD_FAULT_OPEN_ST)
         rd_analysis_fault_applied(&eng->analysis, x->type, x->severity);
     char check[80];
@@ -175,6 +185,10 @@ static void alert_fault(struct rd_engine *eng, const struct rd_fault *x)
         .scope = RD_ALERT_LEADER,
     };
     rd_plugin_host_alert(&eng->plugins, &a);
+    local_event(eng, RD_EV_ALERT, x->node_id,
+                json_pack("{s:s,s:s,s:b,s:s,s:s,s:s}", "fingerprint", x->id, "alertname",
+                          a.alertname, "resolved", a.resolved, "fault_type", a.fault_type,
+                          "severity", a.severity, "summary", summary));
 }
 
 static void announced(void *data, int status, uint64_t value)
@@ -213,6 +227,16 @@ static void snapshot_failed(void *data, const char *why)
     fprintf(stderr, "recoveryd: %s; stopping (the raft log holds every entry: restart me)\n", why);
     eng->exit_code = 1;
     rd_engine_shutdown(eng);
+}
+
+/* Every replica tells its streams who leads, as it learns it. */
+static void on_leader(void *data, uint64_t leader_id, uint64_t term)
+{
+    struct rd_engine *eng = data;
+    local_event(eng, RD_EV_LEADER, NULL,
+                json_pack("{s:I,s:I,s:I,s:b}", "leader_id", (json_int_t)leader_id, "term",
+                          (json_int_t)term, "replica_id", (json_int_t)eng->cfg.cluster.replica_id,
+                          "self", leader_id == eng->cfg.cluster.replica_id));
 }
 
 static void on_role(void *data, bool leader)
@@ -292,6 +316,7 @@ static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *bu
 {
     struct rd_engine *eng = data;
     rd_backup_entry(&eng->backups, index, time_ms, buf, len);
+    rd_events_entry(&eng->events, &eng->fsm, index, time_ms, buf, len);
 }
 
 static void close_handle(uv_handle_t *h)
@@ -546,6 +571,9 @@ static int reload_policies(void *data, char *err, size_t errlen)
         RD_ERROR("policy", "reload_failed", "dir=%s version_in_force=%s error=\"%s\"",
                  c->policies.dir, rd_policy_version(eng->policy), err);
         policy_error(eng, err);
+        local_event(eng, RD_EV_POLICY_RELOAD, NULL,
+                    json_pack("{s:b,s:s,s:s}", "ok", 0, "version", rd_policy_version(eng->policy),
+                              "error", err));
         if (trv != 0) {
             size_t n = strlen(err);
             snprintf(err + n, errlen - n, "; security.tokens_file: %s (the tokens in force stay)",
@@ -564,6 +592,9 @@ static int reload_policies(void *data, char *err, size_t errlen)
     eng->policy_reloads_ok++;
     RD_INFO("policy", "reloaded", "version=%s previous=%s swap_us=%.0f", rd_policy_version(fresh),
             rd_policy_version(old), (double)(rd_mono_ns() - t0) / 1e3);
+    local_event(eng, RD_EV_POLICY_RELOAD, NULL,
+                json_pack("{s:b,s:s,s:s}", "ok", 1, "version", rd_policy_version(fresh), "previous",
+                          rd_policy_version(old)));
     rd_policy_free(old);
     return rv;
 }
@@ -601,6 +632,11 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     rd_log_set_level(eng->cfg.logging.level);
     rd_log_set_format(eng->cfg.logging.format);
     signal(SIGPIPE, SIG_IGN);
+    if (rd_events_init(&eng->events, eng->cfg.server.events.ring_size) != 0) {
+        fprintf(stderr, "recoveryd: out of memory for server.events.ring_size %u\n",
+                eng->cfg.server.events.ring_size);
+        return 1;
+    }
     fsm_setup(eng);
     rd_registry_init(&eng->registry);
     rd_analysis_init(&eng->analysis, loop, &eng->cfg, &eng->fsm, &eng->registry,
@@ -654,6 +690,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     };
     rd_consistency_init(&eng->consistency, &cenv);
     eng->replica.on_role = on_role;
+    eng->replica.on_leader = on_leader;
     eng->replica.on_role_data = eng;
     eng->replica.snap.on_failed = snapshot_failed;
     eng->replica.snap.on_failed_data = eng;
@@ -713,6 +750,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .plugins = &eng->plugins,
         .backups = &eng->backups,
         .records = &eng->records,
+        .events = &eng->events,
         .policy = &eng->policy,
         .shutting_down = &eng->shutting_down,
         .started_ns = &eng->started_ns,
@@ -843,5 +881,6 @@ out:
     rd_analysis_close(&eng->analysis);
     rd_registry_close(&eng->registry);
     rd_fsm_close(&eng->fsm);
+    rd_events_close(&eng->events);
     return eng->exit_code;
 }

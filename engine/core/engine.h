@@ -12,6 +12,7 @@
 #include "backup/backup.h"
 #include "config/config.h"
 #include "consistency/consistency.h"
+#include "events/events.h"
 #include "detect/analysis.h"
 #include "fsm/fsm.h"
 #include "http/http.h"
@@ -31,7 +32,8 @@ struct rd_engine {
     struct rd_replica replica;
     struct rd_registry registry;
     struct rd_http http;
-    struct rd_httpc *httpc; /* outgoing HTTP for plugins (probes, webhooks) */
+    struct rd_events events; /* the event stream's ring (events.h) */
+    struct rd_httpc *httpc;  /* outgoing HTTP for plugins (probes, webhooks) */
     struct rd_plugin_host plugins;
     struct rd_analysis analysis;
     struct rd_sched sched;

@@ -19,6 +19,7 @@
 #include "http/auth.h"
 #include "recoveryd/revision.h"
 #include "recoveryd/version.h"
+#include "events/events.h"
 #include "metrics/ops.h"
 #include "common/log.h"
 
@@ -134,6 +135,52 @@ void rd_api_LOG_LEVEL_SET(struct rd_http_req *hr)
     rd_http_send_json(hr, 200, log_level_json());
 }
 
+/* The event stream (docs/events.md). */
+static void streams_metrics(const struct rd_http_env *env, struct rd_mbuf *b)
+{
+    const struct rd_http_streams *st = &env->http->streams;
+    rd_metric_header(b, "recoveryd_events_streams", "gauge", "Event streams open on this replica.");
+    rd_mbuf_printf(b, "recoveryd_events_streams %u\n", st->n);
+    rd_metric_header(b, "recoveryd_events_streams_opened_total", "counter",
+                     "Event streams opened on this replica.");
+    rd_mbuf_printf(b, "recoveryd_events_streams_opened_total %llu\n",
+                   (unsigned long long)st->opened);
+    rd_metric_header(b, "recoveryd_events_streams_ended_total", "counter",
+                     "Event streams ended, by why: client (it went away), behind (it fell behind "
+                     "the ring: dropped), stalled (behind and reading nothing: closed), "
+                     "shutdown.");
+    for (int i = 0; i < RD_STREAM_END_COUNT; i++)
+        rd_mbuf_printf(b, "recoveryd_events_streams_ended_total{reason=\"%s\"} %llu\n",
+                       rd_http_stream_end_name(i), (unsigned long long)st->ended[i]);
+    rd_metric_header(b, "recoveryd_events_streams_refused_total", "counter",
+                     "Event streams refused over server.events.max_streams_per_principal (429) "
+                     "or max_streams (503).");
+    rd_mbuf_printf(b, "recoveryd_events_streams_refused_total{limit=\"principal\"} %llu\n",
+                   (unsigned long long)st->refused[0]);
+    rd_mbuf_printf(b, "recoveryd_events_streams_refused_total{limit=\"total\"} %llu\n",
+                   (unsigned long long)st->refused[1]);
+    rd_metric_header(b, "recoveryd_events_sent_total", "counter",
+                     "Events sent on all streams (resync and dropped included).");
+    rd_mbuf_printf(b, "recoveryd_events_sent_total %llu\n", (unsigned long long)st->sent);
+    rd_metric_header(b, "recoveryd_events_keepalives_total", "counter",
+                     "Keepalive comments sent on idle event streams.");
+    rd_mbuf_printf(b, "recoveryd_events_keepalives_total %llu\n",
+                   (unsigned long long)st->keepalives);
+    const struct rd_events *ev = env->events;
+    if (ev == NULL)
+        return;
+    rd_metric_header(b, "recoveryd_events_total", "counter",
+                     "Events this replica put in its ring (log-derived and local).");
+    rd_mbuf_printf(b, "recoveryd_events_total %llu\n", (unsigned long long)ev->pushed);
+    rd_metric_header(b, "recoveryd_events_ring_events", "gauge",
+                     "Events held in the ring (at most server.events.ring_size).");
+    rd_mbuf_printf(b, "recoveryd_events_ring_events %llu\n",
+                   (unsigned long long)(ev->next - ev->head));
+    rd_metric_header(b, "recoveryd_events_ring_bytes", "gauge",
+                     "Bytes of the events held in the ring.");
+    rd_mbuf_printf(b, "recoveryd_events_ring_bytes %zu\n", ev->bytes);
+}
+
 void rd_api_METRICS(struct rd_http_req *hr)
 {
     const struct rd_http_env *env = hr->env;
@@ -231,6 +278,7 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "Tokens in force from security.tokens_file.");
     rd_mbuf_printf(&b, "recoveryd_http_tokens %zu\n", http->tokens ? http->tokens->n : 0);
     rd_edge_metrics(&http->edge, &b);
+    streams_metrics(env, &b);
 
     rd_metric_header(&b, "recoveryd_heartbeats_total", "counter", "Heartbeats accepted.");
     rd_mbuf_printf(&b, "recoveryd_heartbeats_total %llu\n",

@@ -23,6 +23,7 @@ struct rd_backups;
 struct rd_cluster;
 struct rd_config;
 struct rd_consistency;
+struct rd_events;
 struct rd_fsm;
 struct rd_http;
 struct rd_http_req;
@@ -52,6 +53,7 @@ struct rd_http_env {
     struct rd_plugin_host *plugins;
     struct rd_backups *backups;           /* backups and their records */
     struct rd_records *records;           /* the export to PostgreSQL (metrics) */
+    struct rd_events *events;             /* the event ring GET /api/v1/events streams */
     struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
     struct rd_http *http;                 /* the server itself (pending answers, metrics) */
     const bool *shutting_down;
@@ -120,7 +122,8 @@ struct rd_http_env {
     X(BACKUPS_LIST, "GET", "/api/v1/backups", "backups_list", READER)                              \
     X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get", READER)                                \
     X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify", OPERATOR)                \
-    X(AUDIT_LIST, "GET", "/api/v1/audit", "audit_list", READER)
+    X(AUDIT_LIST, "GET", "/api/v1/audit", "audit_list", READER)                                    \
+    X(EVENTS, "GET", "/api/v1/events", "events", READER)
 
 enum rd_access {
     RD_ACCESS_OPEN,
@@ -165,6 +168,28 @@ struct rd_http_req {
     struct rd_principal who;
 };
 
+/* Why an event stream ended (metric label: rd_http_stream_end_name). */
+enum rd_stream_end {
+    RD_STREAM_END_CLIENT,   /* the client went away */
+    RD_STREAM_END_BEHIND,   /* it fell behind the ring: final `dropped` event */
+    RD_STREAM_END_STALLED,  /* behind, and it read nothing for stall_timeout: closed */
+    RD_STREAM_END_SHUTDOWN, /* the engine is stopping */
+    RD_STREAM_END_COUNT
+};
+
+/* The open event streams (api_events.c). */
+struct rd_http_streams {
+    h2o_linklist_t list; /* struct rd_stream, oldest first */
+    unsigned n;
+    uv_timer_t timer; /* keepalives and stalled streams */
+    bool timer_on;
+    uint64_t opened;                     /* streams opened */
+    uint64_t refused[2];                 /* over the cap per principal, in total */
+    uint64_t ended[RD_STREAM_END_COUNT]; /* streams ended, by why */
+    uint64_t sent;                       /* events sent (resync and dropped included) */
+    uint64_t keepalives;                 /* keepalive comments sent */
+};
+
 struct rd_http {
     struct rd_http_env env;
     h2o_globalconf_t config;
@@ -191,6 +216,7 @@ struct rd_http {
     unsigned audit_denials_in_second;
     uint64_t audit_denials_suppressed;
     struct rd_hist latency[RD_ROUTE_COUNT];
+    struct rd_http_streams streams;
     char errmsg[256];
 };
 
@@ -220,6 +246,15 @@ const char *rd_http_route_name(int route);
 int rd_http_status_of_slot(int slot);
 
 /* ---- answering --------------------------------------------------------- */
+
+/* Counts an answer of `status` (metrics, audit) without sending anything:
+ * for answers h2o streams (the event stream). */
+void rd_http_count_answer(struct rd_http_req *hr, int status);
+
+/* The event streams: started by rd_http_start, ended at shutdown. */
+void rd_http_streams_init(struct rd_http *http);
+void rd_http_streams_shutdown(struct rd_http *http);
+const char *rd_http_stream_end_name(int why);
 
 /* Sends `body` (stolen) as JSON with `status`. */
 void rd_http_send_json(struct rd_http_req *hr, int status, json_t *body);

@@ -242,6 +242,12 @@ void rd_http_audit_ahead(struct rd_http_req *hr)
 
 /* ---- answering --------------------------------------------------------- */
 
+void rd_http_count_answer(struct rd_http_req *hr, int status)
+{
+    hr->env->http->requests[hr->route][status_slot(status)]++;
+    audit_answer(hr, status);
+}
+
 void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, const char *body,
                       size_t len)
 {
@@ -606,6 +612,7 @@ static bool route_local(int route)
     case RD_ROUTE_LOG_LEVEL_SET:
     case RD_ROUTE_REPLICAS_LIST:
     case RD_ROUTE_CONSISTENCY_LOCAL:
+    case RD_ROUTE_EVENTS: /* every replica streams the events it applied */
         return true;
     default:
         return false;
@@ -1459,6 +1466,7 @@ int rd_http_start(struct rd_http *http, const struct rd_http_env *env, const cha
                      shown, uv_strerror(rv));
         return RD_EIO;
     }
+    rd_http_streams_init(http);
     RD_INFO("http", "listening", "addr=%s:%u protocols=%s max_body=%zu", host, port,
             http->ssl_ctx ? "tls(h2,http/1.1)" : "http/1.1,h2c", max_body);
     return 0;
@@ -1476,6 +1484,7 @@ void rd_http_begin_shutdown(struct rd_http *http)
         uv_close((uv_handle_t *)&http->listener, listener_closed);
     }
     rd_edge_stop(&http->edge);
+    rd_http_streams_shutdown(http);
     if (http->ctx_inited)
         h2o_context_request_shutdown(&http->ctx);
 }

@@ -320,6 +320,8 @@ static void watch_cb(uv_timer_t *t)
         r->ops.leader_changes_total++;
         RD_DEBUG("raft", "leader_seen", "leader=%llu term=%llu", (unsigned long long)lid,
                  (unsigned long long)raft_current_term(&r->raft));
+        if (r->on_leader != NULL)
+            r->on_leader(r->on_role_data, lid, raft_current_term(&r->raft));
     }
     r->ops.leader_last = lid;
     log_size_tick(r);
@@ -833,6 +835,7 @@ void rd_replica_reset(struct rd_replica *r)
     r->locked = keep.locked;
     r->on_role = keep.on_role;
     r->on_role_data = keep.on_role_data;
+    r->on_leader = keep.on_leader;
     r->ops = keep.ops;
     r->snap.on_failed = keep.snap.on_failed;
     r->snap.on_failed_data = keep.snap.on_failed_data;

@@ -94,7 +94,9 @@ struct rd_replica {
     const char *audit_ambient_target; /* read at the proposal: what the handler named by then */
     /* Told when this replica becomes or stops being the leader. */
     void (*on_role)(void *data, bool leader);
-    void *on_role_data;
+    void *on_role_data; /* also on_leader's */
+    /* Told when this replica sees a leader after none, or another one. */
+    void (*on_leader)(void *data, uint64_t leader_id, uint64_t term);
     uint64_t leader_seen_ns; /* last watch tick that knew a leader */
     /* Read barriers: callers waiting for the one in flight's successor,
      * and the batch the barrier in flight answers. */

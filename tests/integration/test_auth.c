@@ -291,6 +291,8 @@ static const struct row rows[] = {
     {RD_ROUTE_BACKUP_GET, "GET", "/api/v1/backups/" NOID, NULL, "roa"},
     {RD_ROUTE_BACKUP_VERIFY, "POST", "/api/v1/backups/" NOID "/verify", NULL, "oa"},
     {RD_ROUTE_AUDIT_LIST, "GET", "/api/v1/audit", NULL, "roa"},
+    /* a bad filter: the check passed, the stream is refused at once (400) */
+    {RD_ROUTE_EVENTS, "GET", "/api/v1/events?kind=bogus", NULL, "roa"},
 };
 
 static const char role_letter[W_COUNT] = {0, 0, 0, 'g', 'r', 'o', 'a'};

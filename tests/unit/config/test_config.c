@@ -848,7 +848,7 @@ static void test_error_unknown_key(void **state)
     (void)state;
     expect_exact_error("server:\n  listen: 127.0.0.1:8080\n  lisen: 127.0.0.1:8081\n",
                        NAME ":3: server.lisen: unknown key (expected one of: listen, max_body, "
-                            "shutdown_timeout, tls, edge)");
+                            "shutdown_timeout, tls, edge, events)");
     expect_exact_error("logging:\n  level: info\ncolour: red\n",
                        NAME ":3: colour: unknown key (expected one of: server, storage, cluster, "
                             "plugins, policies, logging, fault_tolerance, security)");
@@ -928,12 +928,57 @@ static void test_edge(void **state)
                  "server.edge.stream_reset_budget", NULL);
 }
 
+/* server.events: the event stream's ring, caps and timers. */
+static void test_events(void **state)
+{
+    (void)state;
+    struct rd_config c;
+    char err[RD_CFG_ERRLEN];
+    rd_config_defaults(&c);
+    assert_int_equal(c.server.events.ring_size, 4096);
+    assert_int_equal(c.server.events.max_streams, 256);
+    assert_int_equal(c.server.events.max_per_principal, 16);
+    assert_int_equal(c.server.events.keepalive_ms, 15000);
+    assert_int_equal(c.server.events.stall_timeout_ms, 10000);
+    assert_int_equal(load(&c,
+                          "server:\n  events:\n    ring_size: 100\n    max_streams: 9\n"
+                          "    max_streams_per_principal: 3\n    keepalive: 2s\n"
+                          "    stall_timeout: 250ms\n",
+                          err),
+                     0);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    assert_int_equal(c.server.events.ring_size, 100);
+    assert_int_equal(c.server.events.max_streams, 9);
+    assert_int_equal(c.server.events.max_per_principal, 3);
+    assert_int_equal(c.server.events.keepalive_ms, 2000);
+    assert_int_equal(c.server.events.stall_timeout_ms, 250);
+    static const struct {
+        const char *yaml, *message;
+    } bad[] = {
+        {"server:\n  events:\n    max_streams: 4\n    max_streams_per_principal: 5\n",
+         "server.events.max_streams_per_principal: expected at most server.events.max_streams "
+         "(4), got 5"},
+        {"server:\n  events:\n    keepalive: 10ms\n",
+         "server.events.keepalive: expected a duration from 100ms to 1h"},
+        {"server:\n  events:\n    stall_timeout: 2h\n",
+         "server.events.stall_timeout: expected a duration from 100ms to 1h"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(load(&c, bad[i].yaml, err), 0);
+        assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+        check_contains(err, bad[i].message);
+    }
+    expect_error("server:\n  events:\n    ring_size: 8\n", 3, "server.events.ring_size", NULL);
+    expect_error("server:\n  events:\n    max_streams: 0\n", 3, "server.events.max_streams", NULL);
+    expect_error("server:\n  events:\n    rings: 5\n", 3, "server.events.rings", NULL);
+}
+
 static void test_error_node_kind(void **state)
 {
     (void)state;
     expect_exact_error("server: 8080\n",
                        NAME ":1: server: expected a mapping with keys listen, max_body, "
-                            "shutdown_timeout, tls, edge, got '8080'");
+                            "shutdown_timeout, tls, edge, events, got '8080'");
     expect_error("fault_tolerance:\n  detection: [1, 2]\n", 2, "fault_tolerance.detection",
                  "a sequence");
     expect_error("server:\n  listen:\n    host: 127.0.0.1\n    port: 8080\n", 3, "server.listen",
@@ -2409,6 +2454,7 @@ int main(void)
         cmocka_unit_test(test_security_audit),
         cmocka_unit_test(test_error_node_kind),
         cmocka_unit_test(test_edge),
+        cmocka_unit_test(test_events),
         cmocka_unit_test(test_error_peers),
         cmocka_unit_test(test_error_duplicate_and_documents),
         cmocka_unit_test(test_error_syntax),
