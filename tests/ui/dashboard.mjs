@@ -328,6 +328,20 @@ try {
   await shot(page, 'overview');
   await axeCheck(page, 'overview');
 
+  // No polling storm: over 4 quiet seconds on the overview, no request at
+  // all with the event stream (nothing changed), at most two refreshes of
+  // the view (6 requests each) without it.
+  const mode = await page.locator('#live-status').getAttribute('data-mode');
+  check(mode === (live ? 'live' : 'polling'), `the page says it is ${mode}`);
+  let calls = 0;
+  const count = (r) => {
+    if (r.url().includes('/api/v1/') && !r.url().endsWith('/api/v1/events')) calls++;
+  };
+  page.on('request', count);
+  await sleep(4000);
+  page.off('request', count);
+  check(live ? calls === 0 : calls <= 12, `${calls} API requests in 4 quiet seconds on the overview`);
+
   // Agents: stop one; the page shows it failed, no reload.
   await page.click('nav.main a[href="#/agents"]');
   const row = (id) => page.locator(`#agents tr[data-node="${id}"]`);
