@@ -17,7 +17,7 @@ export class ApiError extends Error {
 export const api = {
   follower: false, // set from /api/v1/cluster/replicas
   leaderUrl: null,
-  onUnauthorized: null, // called on a 401
+  onUnauthorized: null, // called on a 401 to the token in use
 
   get token() {
     return sessionStorage.getItem(TOKEN_KEY) || '';
@@ -37,6 +37,7 @@ export const api = {
     let url = path;
     if (method === 'GET' && this.follower && !local)
       url += (url.includes('?') ? '&' : '?') + 'stale=true';
+    const sent = this.token;
     const init = { method, headers: this.headers(), redirect: 'error', cache: 'no-store' };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
@@ -61,7 +62,9 @@ export const api = {
     }
     if (!res.ok) {
       const err = (doc && doc.error) || {};
-      if (res.status === 401 && this.onUnauthorized) this.onUnauthorized(err.message);
+      // Only a 401 to the token in use asks for another (an answer to the
+      // token just replaced must not reopen the dialog).
+      if (res.status === 401 && this.onUnauthorized && sent === this.token) this.onUnauthorized(err.message);
       throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || `${res.status} ${res.statusText}`, err.details);
     }
     return doc;

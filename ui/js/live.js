@@ -64,7 +64,7 @@ export class Live {
       return this.later(60000, gen);
     }
     if (res.status === 401) {
-      if (api.onUnauthorized) api.onUnauthorized('the event stream needs a token');
+      if (api.onUnauthorized && headers.Authorization === api.headers().Authorization) api.onUnauthorized('the event stream needs a token');
       this.setMode('polling', 'not signed in');
       return;
     }
