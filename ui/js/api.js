@@ -77,6 +77,18 @@ export const api = {
     return this.request('POST', path, body === undefined ? {} : body);
   },
 
+  // Counts by state of this replica's applied state, from /metrics (one
+  // small request instead of listing every task or agent):
+  // {nodes: {alive: 3, ...}, tasks: {pending: 1, ...}}.
+  async stateCounts() {
+    const res = await fetch('/metrics', { headers: this.headers({ Accept: 'text/plain' }), cache: 'no-store', redirect: 'error' });
+    if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, `/metrics: ${res.status} ${res.statusText}`);
+    const text = await res.text();
+    const out = { nodes: {}, tasks: {} };
+    for (const m of text.matchAll(/^recoveryd_(nodes|tasks)\{state="([a-z_]+)"\} (\d+)$/gm)) out[m[1]][m[2]] = Number(m[3]);
+    return out;
+  },
+
   // Every page of a list route (limit 1000 each), up to `max` items.
   async all(path, max = 100000) {
     const items = [];

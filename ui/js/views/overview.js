@@ -15,15 +15,15 @@ export default {
   mount(root) {
     return {
       async refresh() {
-        const [replicas, status, nodes, faults, runs, backups] = await Promise.all([
+        const [replicas, status, nodes, faults, runs, backups, counts] = await Promise.all([
           api.get('/api/v1/cluster/replicas', { local: true }),
           api.get('/api/v1/faults/status'),
           api.get('/api/v1/health/cluster', { local: true }),
           api.get('/api/v1/faults/records?status=open&limit=10'),
           api.get('/api/v1/recovery/tasks?limit=20'),
           api.get('/api/v1/backups?limit=1'),
+          api.stateCounts().then((c) => c.nodes),
         ]);
-        const counts = agentCounts(nodes);
         const running = runs.items.filter((r) => r.status === 'initiated' || r.status === 'running');
         const leader = replicas.replicas.find((r) => r.id === replicas.leader);
         const last = backups.items[0];
@@ -77,7 +77,7 @@ export default {
             section(
               'Agents',
               h('p', { class: 'big' }, h('a', { href: '#/agents' }, `${nodes.total_nodes} agents`), ` · ${nodes.overall_health}`),
-              stateBar('Agents by state', counts, ['healthy', 'suspect', 'failed', 'isolated']),
+              stateBar('Agents by state', counts, NODE_STATES),
             ),
             section(
               `Open faults (${status.active_faults})`,
@@ -123,14 +123,3 @@ export default {
     };
   },
 };
-
-// Agents by state, from the cluster health's counts (healthy: alive,
-// probation and draining; left agents are not counted).
-function agentCounts(health) {
-  return {
-    healthy: health.healthy_nodes,
-    suspect: health.suspect_nodes,
-    failed: health.failed_nodes,
-    isolated: health.isolated_nodes,
-  };
-}

@@ -16,12 +16,10 @@ export default {
     return {
       async refresh() {
         const cur = cursors[cursors.length - 1];
-        const [page, all] = await Promise.all([
+        const [page, counts] = await Promise.all([
           api.get(`/api/v1/tasks?limit=100${state ? `&state=${state}` : ''}${cur ? `&cursor=${encodeURIComponent(cur)}` : ''}`),
-          api.all('/api/v1/tasks', 20000),
+          api.stateCounts().then((c) => c.tasks),
         ]);
-        const counts = {};
-        for (const t of all) counts[t.state] = (counts[t.state] || 0) + 1;
         const sel = h(
           'select',
           {
