@@ -78,7 +78,7 @@ async function refresh(c) {
 // A refresh soon, but not more than one per MIN_GAP_MS.
 function schedule(c) {
   if (c !== cur || c.timer) return;
-  const wait = Math.max(50, c.last + MIN_GAP_MS - Date.now());
+  const wait = Math.max(50, c.last + (c.view.minGap || MIN_GAP_MS) - Date.now());
   c.timer = setTimeout(() => {
     c.timer = null;
     refresh(c);

@@ -62,6 +62,20 @@ export default {
       h('option', { value: '' }, 'every state'),
       NODE_STATES.map((s) => h('option', { value: s }, s)),
     );
+    // The column headers sort too; this is for a phone, where they are hidden.
+    const sortSelect = h(
+      'select',
+      {
+        id: 'agent-sort',
+        onchange: (e) => {
+          const [key, dir] = e.target.value.split(':');
+          v.sort = key;
+          v.dir = Number(dir);
+          draw();
+        },
+      },
+      COLUMNS.flatMap((c) => [h('option', { value: `${c.key}:1` }, `${c.label} ↑`), h('option', { value: `${c.key}:-1` }, `${c.label} ↓`)]),
+    );
     const count = h('p', { class: 'muted', 'aria-live': 'polite' });
     const body = h('tbody');
     const head = h('tr');
@@ -79,6 +93,8 @@ export default {
           filterInput,
           h('label', { for: 'agent-state' }, 'State'),
           stateSelect,
+          h('label', { for: 'agent-sort' }, 'Sort'),
+          sortSelect,
         ),
         count,
         h('div', { class: 'scroll' }, h('table', { id: 'agents' }, h('caption', { class: 'sr-only' }, 'Agents'), h('thead', {}, head), body)),
@@ -128,6 +144,7 @@ export default {
         ),
         h('th', { scope: 'col' }, 'Actions'),
       );
+      sortSelect.value = `${v.sort}:${v.dir}`;
       const list = rows();
       const pages = Math.max(1, Math.ceil(list.length / PAGE));
       v.page = Math.min(v.page, pages - 1);
