@@ -182,6 +182,17 @@ export default {
     }
     draw();
 
+    // Events redraw at most five times a second: a mass failure sends an
+    // event per agent, and each draw filters and sorts every agent.
+    let pending = null;
+    function redraw() {
+      if (pending === null)
+        pending = setTimeout(() => {
+          pending = null;
+          draw();
+        }, 200);
+    }
+
     return {
       // Large fleets refresh less often when polling (one page per 1000).
       get pollEvery() {
@@ -202,13 +213,13 @@ export default {
           n.state = d.state;
           if (d.epoch) n.epoch = d.epoch;
           if (d.reason !== undefined) n.reason = d.reason;
-          draw();
+          redraw();
           return false;
         }
         if (kind === 'fault_opened' || kind === 'fault_resolved') {
           const c = (v.faults.get(d.node_id) || 0) + (kind === 'fault_opened' ? 1 : -1);
           v.faults.set(d.node_id, Math.max(0, c));
-          draw();
+          redraw();
           return false;
         }
         if (kind === 'task') {
@@ -220,7 +231,7 @@ export default {
           if (from && (d.old_node_id !== d.node_id || ended) && d.old_state && !['pending', 'completed', 'failed', 'cancelled'].includes(d.old_state))
             from.tasks = Math.max(0, from.tasks - 1);
           if (to && !ended && (d.old_node_id !== d.node_id || ['pending', null, undefined].includes(d.old_state))) to.tasks += 1;
-          draw();
+          redraw();
         }
         return false;
       },
