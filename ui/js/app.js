@@ -32,8 +32,16 @@ let cur = null; // {name, inst, last, busy, again, timer}
 function route() {
   const parts = (location.hash.replace(/^#\/?/, '') || 'overview').split('/');
   const name = parts[0];
-  if (name === 'agents' && parts[1]) return { name: 'agent', view: agent, param: decodeURIComponent(parts.slice(1).join('/')) };
-  return { name: VIEWS[name] ? name : 'overview', view: VIEWS[name] || overview, param: null };
+  if (name === 'agents' && parts[1]) {
+    let id = parts.slice(1).join('/');
+    try {
+      id = decodeURIComponent(id);
+    } catch {
+      /* shown as typed */
+    }
+    return { name: 'agent', view: agent, param: id };
+  }
+  return Object.hasOwn(VIEWS, name) ? { name, view: VIEWS[name], param: null } : { name: 'overview', view: overview, param: null };
 }
 
 function show() {
@@ -87,7 +95,9 @@ function schedule(c) {
 
 // This replica's place in the cluster: a follower serves stale reads and
 // sends writes to the leader, whose dashboard the header links.
+let whereAt = 0;
 async function whereAmI() {
+  whereAt = Date.now();
   try {
     const r = await api.get('/api/v1/cluster/replicas', { local: true });
     const self = r.replicas.find((x) => x.id === r.self);
@@ -124,6 +134,8 @@ const live = new Live({
 });
 
 setInterval(() => {
+  // Without the stream no leader event says the leader moved: look again.
+  if (live.mode !== 'live' && !document.hidden && Date.now() - whereAt > 10000) whereAmI();
   if (!cur || document.hidden || cur.busy || cur.timer) return;
   const every = live.mode === 'live' ? RECONCILE_MS : cur.inst.pollEvery || POLL_MS;
   if (Date.now() - cur.last >= every) refresh(cur);
