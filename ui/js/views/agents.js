@@ -185,12 +185,17 @@ export default {
     // Events redraw at most five times a second: a mass failure sends an
     // event per agent, and each draw filters and sorts every agent.
     let pending = null;
+    let drawn = 0;
     function redraw() {
-      if (pending === null)
-        pending = setTimeout(() => {
-          pending = null;
-          draw();
-        }, 200);
+      if (pending !== null) return;
+      const wait = drawn + 200 - Date.now();
+      const run = () => {
+        pending = null;
+        drawn = Date.now();
+        draw();
+      };
+      if (wait <= 0) run(); // the first event draws at once
+      else pending = setTimeout(run, wait);
     }
 
     return {
