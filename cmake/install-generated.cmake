@@ -4,7 +4,8 @@
 # install time (`cmake --install build --prefix DIR` works as the configured
 # prefix does):
 #   SYSCONFDIR/recoveryd/recoveryd.yaml   deploy/recoveryd.yaml with
-#       storage.data_dir, plugins.dir and policies.dir set to the installed paths
+#       storage.data_dir, plugins.dir, policies.dir and server.ui_dir set to
+#       the installed paths
 #   SYSCONFDIR/recoveryd/policies/*.lua   the Lua policies (editable; SIGHUP reloads)
 #   RD_UNIT_DIR/recoveryd.service         deploy/recoveryd.service.in, paths filled in
 # SYSCONFDIR and LOCALSTATEDIR follow GNUInstallDirs: /etc and /var for the
@@ -42,6 +43,8 @@ set(RD_CONFDIR "${RD_ETC}/recoveryd")
 set(RD_BIN "${RD_BINDIR_ABS}/recoveryd")
 set(RD_SYSUSERS_FILE "${RD_SYSUSERS_ABS}/recoveryd.conf")
 set(RD_DATA_DIR "${RD_VAR}/lib/recoveryd")
+# The dashboard's files: the top CMakeLists.txt installs ui/ there.
+rd_abs(RD_UI_ABS "share/recoveryd/ui" OFF)
 
 # The config: every replacement must hit, or deploy/recoveryd.yaml changed
 # under this script and the install stops saying which.
@@ -50,7 +53,8 @@ foreach(pair
     "\n  data_dir: \\.\\./var( +)#[^\n]*|\n  data_dir: ${RD_DATA_DIR}\\1# raft log, snapshots and checkpoints live here"
     "\n  dir: \\.\\./build/plugins( +)#|\n  dir: ${RD_PLUGINS_ABS}\\1#"
     "file stem: \\.\\./build/plugins/|file stem: ${RD_PLUGINS_ABS}/"
-    "\n  dir: \\.\\./policies( +)#|\n  dir: ${RD_CONFDIR}/policies\\1#")
+    "\n  dir: \\.\\./policies( +)#|\n  dir: ${RD_CONFDIR}/policies\\1#"
+    "\n  ui_dir: \\.\\./ui( +)#|\n  ui_dir: ${RD_UI_ABS}\\1#")
   string(FIND "${pair}" "|" bar)
   string(SUBSTRING "${pair}" 0 ${bar} from)
   math(EXPR bar "${bar} + 1")
@@ -62,8 +66,8 @@ foreach(pair
   string(REGEX REPLACE "${from}" "${to}" yaml "${yaml}")
 endforeach()
 set(header "# Installed by `cmake --install` (make install, the Debian package):
-# deploy/recoveryd.yaml with storage.data_dir, plugins.dir and policies.dir
-# set to the installed paths (the systemd unit passes --data-dir
+# deploy/recoveryd.yaml with storage.data_dir, plugins.dir, policies.dir and
+# server.ui_dir set to the installed paths (the systemd unit passes --data-dir
 # /var/lib/recoveryd, its StateDirectory). recoveryd(8); every key:
 # docs/configuration.md.
 #

@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "core/engine.h"
 #include "http/auth.h"
+#include "http/http.h"
 #ifdef RD_FAULT_INJECTION
 #include "http/inject_routes.h"
 #endif
@@ -556,6 +557,11 @@ int main(int argc, char **argv)
             return 1;
         }
         rd_policy_free(pol);
+        bool ui_on;
+        if (rd_http_ui_check(&cfg, &ui_on, perr, sizeof(perr)) != 0) {
+            fprintf(stderr, "recoveryd: %s\n", perr);
+            return 1;
+        }
         if (cfg.security.tokens_file[0] != '\0') {
             struct rd_tokens *tk = NULL;
             if (rd_tokens_load(cfg.security.tokens_file, &tk, perr, sizeof(perr)) != 0) {

@@ -162,6 +162,7 @@ static const struct cfg_field cfg_server[] = {
     CFG_SECT("tls", cfg_tls),
     CFG_SECT("edge", cfg_edge),
     CFG_SECT("events", cfg_events),
+    CFG_T("ui_dir", CFG_PATH, server.ui_dir, RD_CFG_UI_DIR),
 };
 
 static const struct cfg_field cfg_cert_map[] = {
@@ -1599,6 +1600,7 @@ static const struct {
     [RD_CFG_CLUSTER_TLS_CA] = {"cluster.tls.ca", NULL},
     [RD_CFG_CLUSTER_TLS_CERT] = {"cluster.tls.cert", NULL},
     [RD_CFG_CLUSTER_TLS_KEY] = {"cluster.tls.key", NULL},
+    [RD_CFG_UI_DIR] = {"server.ui_dir", NULL},
 };
 
 const char *rd_config_origin(const struct rd_config *cfg, enum rd_cfg_setting s, char *buf,
@@ -1642,6 +1644,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->server.listen_port = 8080;
     cfg->server.max_body_bytes = (size_t)1 << 20;
     cfg->server.shutdown_timeout_ms = 10 * 1000;
+    cfg_copy(cfg->server.ui_dir, "ui");
     cfg->server.edge.max_connections = 1024;
     cfg->server.edge.max_per_address = 128;
     cfg->server.edge.reserved_fds = 128;

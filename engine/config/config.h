@@ -82,6 +82,7 @@ enum rd_cfg_setting {
     RD_CFG_CLUSTER_TLS_CA,   /* cluster.tls.ca */
     RD_CFG_CLUSTER_TLS_CERT, /* cluster.tls.cert */
     RD_CFG_CLUSTER_TLS_KEY,  /* cluster.tls.key */
+    RD_CFG_UI_DIR,           /* server.ui_dir (0: the built-in default, served only if there) */
     RD_CFG_N_SETTINGS
 };
 #define RD_CFG_FROM_FLAG (-1)
@@ -97,6 +98,7 @@ struct rd_config {
         uint64_t shutdown_timeout_ms; /* server.shutdown_timeout, default 10s */
         char tls_cert[RD_CFG_STR];    /* server.tls.cert ("" = cleartext only) */
         char tls_key[RD_CFG_STR];     /* server.tls.key */
+        char ui_dir[RD_CFG_STR];      /* server.ui_dir: the dashboard's files at /ui/ ("" = off) */
         struct rd_cfg_edge {          /* server.edge: what one client may hold (docs/security.md) */
             unsigned max_connections; /* max_connections, default 1024 (fewer when
                                          RLIMIT_NOFILE - reserved_fds is lower) */

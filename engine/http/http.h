@@ -200,6 +200,7 @@ struct rd_http {
     bool ctx_inited;
     SSL_CTX *ssl_ctx;    /* NULL for cleartext */
     struct rd_edge edge; /* connection caps and HTTP/2 limits (edge.h) */
+    bool ui_on;          /* the dashboard is served at /ui/ (server.ui_dir) */
     /* Authentication (auth.h): on with a token file or a client CA. */
     bool auth_on;
     bool client_certs;        /* the TLS context asks for client certificates */
@@ -219,6 +220,14 @@ struct rd_http {
     struct rd_http_streams streams;
     char errmsg[256];
 };
+
+/*
+ * server.ui_dir: 0 with `on` set when it holds the dashboard (index.html),
+ * 0 with `on` clear when it is empty or the built-in default is missing,
+ * RD_ECONFIG with `err` (the key, the directory, where it was set) when a
+ * directory the config or a flag names has no index.html.
+ */
+int rd_http_ui_check(const struct rd_config *cfg, bool *on, char *err, size_t errlen);
 
 /*
  * Binds host:port and starts serving. With `tls_cert` and `tls_key` (PEM

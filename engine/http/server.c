@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -1201,6 +1203,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         p = slash ? slash + 1 : end;
     }
 
+    /* /ui without its slash: to the dashboard, whose links are relative. */
+    if (http->ui_on && h2o_memis(req->path.base, plen, H2O_STRLIT("/ui"))) {
+        h2o_send_redirect(req, 301, "Moved Permanently", H2O_STRLIT("/ui/"));
+        return 0;
+    }
+
     bool is_head = method_is(req, "HEAD");
     char allow[64] = "";
     if (!bad_escape && !too_deep) {
@@ -1406,6 +1414,83 @@ static int auth_setup(struct rd_http *http, const char *host, uint16_t port)
     return RD_ECONFIG;
 }
 
+/* ---- the dashboard's files ------------------------------------------------ */
+
+/* Every file under /ui/: revalidated on each load (the ETag and
+ * Last-Modified h2o's file handler sends make that a 304), read as the type
+ * h2o names, and loaded only as the page itself (no framing, no scripts or
+ * connections from elsewhere). */
+static h2o_iovec_t ui_csp_name = {H2O_STRLIT("content-security-policy")};
+static h2o_iovec_t ui_nosniff_name = {H2O_STRLIT("x-content-type-options")};
+static h2o_iovec_t ui_referrer_name = {H2O_STRLIT("referrer-policy")};
+static h2o_headers_command_t ui_headers[] = {
+    {H2O_HEADERS_CMD_SET, &H2O_TOKEN_CACHE_CONTROL->buf, {H2O_STRLIT("no-cache")}},
+    {H2O_HEADERS_CMD_SET, &ui_nosniff_name, {H2O_STRLIT("nosniff")}},
+    {H2O_HEADERS_CMD_SET, &ui_referrer_name, {H2O_STRLIT("no-referrer")}},
+    {H2O_HEADERS_CMD_SET,
+     &ui_csp_name,
+     {H2O_STRLIT("default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                 "frame-ancestors 'none'; form-action 'none'; base-uri 'none'")}},
+    {H2O_HEADERS_CMD_NULL, NULL, {NULL, 0}},
+};
+
+/*
+ * server.ui_dir: h2o's file handler serves its files at /ui/ with no token
+ * (the page asks for one and sends it on every API call). h2o normalises the
+ * path before the handler sees it ("..", "%2e%2e" and "//" cannot climb out
+ * of the directory). The directory must hold index.html; the built-in
+ * default may be missing (a daemon run outside the tree serves no UI), a
+ * directory named in the config may not.
+ */
+int rd_http_ui_check(const struct rd_config *cfg, bool *on, char *err, size_t errlen)
+{
+    const char *dir = cfg->server.ui_dir;
+    *on = false;
+    if (dir[0] == '\0')
+        return 0;
+    char index[RD_CFG_STR + 16];
+    snprintf(index, sizeof(index), "%s/index.html", dir);
+    struct stat st;
+    if (stat(index, &st) == 0 && S_ISREG(st.st_mode) && access(index, R_OK) == 0) {
+        *on = true;
+        return 0;
+    }
+    if (cfg->origin[RD_CFG_UI_DIR] == 0)
+        return 0; /* the built-in default, not there: no dashboard */
+    char origin[RD_CFG_ERRLEN];
+    snprintf(err, errlen,
+             "server.ui_dir: %s has no readable index.html (the dashboard's files; empty turns "
+             "the dashboard off) (%s)",
+             dir, rd_config_origin(cfg, RD_CFG_UI_DIR, origin, sizeof(origin)));
+    return RD_ECONFIG;
+}
+
+static int ui_setup(struct rd_http *http, h2o_hostconf_t *hostconf)
+{
+    const struct rd_config *cfg = http->env.cfg;
+    const char *dir = cfg->server.ui_dir;
+    bool on;
+    int rv = rd_http_ui_check(cfg, &on, http->errmsg, sizeof(http->errmsg));
+    http->ui_on = false;
+    if (rv != 0)
+        return rv;
+    if (!on) {
+        RD_INFO("http", "ui_off", "dir=%s detail=\"%s: no dashboard at /ui/\"", dir,
+                dir[0] ? "no index.html there (the built-in default)" : "server.ui_dir is empty");
+        return 0;
+    }
+    h2o_pathconf_t *ui = h2o_config_register_path(hostconf, "/ui/", 0);
+    h2o_headers_register(ui, ui_headers);
+    static const char *index_files[] = {"index.html", NULL};
+    if (h2o_file_register(ui, dir, index_files, NULL, 0) == NULL) {
+        snprintf(http->errmsg, sizeof(http->errmsg), "out of memory");
+        return RD_ENOMEM;
+    }
+    http->ui_on = true;
+    RD_INFO("http", "ui_on", "dir=%s path=/ui/", dir);
+    return 0;
+}
+
 int rd_http_start(struct rd_http *http, const struct rd_http_env *env, const char *host,
                   uint16_t port, size_t max_body, const char *tls_cert, const char *tls_key)
 {
@@ -1417,6 +1502,10 @@ int rd_http_start(struct rd_http *http, const struct rd_http_env *env, const cha
     http->config.max_request_entity_size = max_body * H2O_BODY_FACTOR;
     h2o_hostconf_t *hostconf =
         h2o_config_register_host(&http->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    /* h2o takes the first path that matches: /ui/ before the API's "/". */
+    int urv = ui_setup(http, hostconf);
+    if (urv != 0)
+        return urv;
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof(*handler) + sizeof(http));
     handler->on_req = on_req;

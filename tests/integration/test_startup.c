@@ -622,6 +622,57 @@ static void test_relative_paths_errors(void **state)
     free(err);
 }
 
+/*
+ * server.ui_dir: a directory the config names must hold the dashboard
+ * (index.html), resolved like the other paths against the config's
+ * directory; the error names the key, the directory and the line. The
+ * tree's ui/ passes, and so does "" (no dashboard).
+ */
+static void test_ui_dir(void **state)
+{
+    const char *dir = *state;
+    char rel[64], cwd[300], path[400], yaml[1024];
+    uint16_t api, raft;
+    assert_int_equal(rdt_free_ports(&api, &raft), 0);
+    make_conf(dir, "policies", "plugins", api, raft, rel, sizeof rel);
+    snprintf(cwd, sizeof cwd, "%s/elsewhere", dir);
+    snprintf(path, sizeof path, "%s/conf/recoveryd.yaml", dir);
+    char *const args[] = {(char *)"--check-config", (char *)"--config", rel, NULL};
+    const char *const dirs[] = {"no-ui", "\"\"", RD_SOURCE_DIR "/ui"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(yaml, sizeof yaml,
+                 "server:\n"                      /* 1 */
+                 "  listen: 127.0.0.1:%u\n"       /* 2 */
+                 "  ui_dir: %s\n"                 /* 3 */
+                 "storage:\n"                     /* 4 */
+                 "  data_dir: data\n"             /* 5 */
+                 "cluster:\n"                     /* 6 */
+                 "  raft_address: 127.0.0.1:%u\n" /* 7 */
+                 "plugins:\n"                     /* 8 */
+                 "  dir: plugins\n"               /* 9 */
+                 "policies:\n"                    /* 10 */
+                 "  dir: policies\n",             /* 11 */
+                 (unsigned)api, dirs[i], (unsigned)raft);
+        write_file(path, yaml);
+        char *out = NULL, *err = NULL;
+        int code = run_in(cwd, args, &out, &err);
+        if (i == 0) {
+            assert_int_equal(code, 1);
+            char *reason = the_reason(err);
+            expect_in("the reason", reason, "server.ui_dir");
+            expect_in("the reason", reason, "../conf/no-ui has no readable index.html");
+            expect_in("the reason", reason, "recoveryd.yaml:3");
+            free(reason);
+        } else {
+            if (code != 0)
+                print_message("ui_dir %s: exit %d\nstderr:\n%s\n", dirs[i], code, err);
+            assert_int_equal(code, 0);
+        }
+        free(out);
+        free(err);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -634,6 +685,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_relative_paths_check_config, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_relative_paths_start, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_relative_paths_errors, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_ui_dir, dir_setup, dir_teardown),
     };
     return cmocka_run_group_tests_name("startup", tests, NULL, NULL);
 }

@@ -198,6 +198,7 @@ static void test_defaults(void **state)
     assert_string_equal(c.plugins.dir, "build/plugins");
     check_default_instances(&c);
     assert_string_equal(c.policies.dir, "policies");
+    assert_string_equal(c.server.ui_dir, "ui");
     assert_int_equal(c.policies.budget_ms, 50);
     assert_int_equal(c.policies.memory_limit, 64 * 1024 * 1024);
     assert_int_equal(c.logging.level, RD_LOG_INFO);
@@ -307,6 +308,7 @@ static void test_deploy_file(void **state)
         {RD_CFG_CLUSTER_TLS_CA, "    ca: \"\"  "},
         {RD_CFG_CLUSTER_TLS_CERT, "    cert: \"\"                  # this replica's"},
         {RD_CFG_CLUSTER_TLS_KEY, "    key: \"\"                   # its PEM"},
+        {RD_CFG_UI_DIR, "  ui_dir:"},
     };
     for (size_t i = 0; i < sizeof(origins) / sizeof(origins[0]); i++) {
         const char *hit = strstr(text, origins[i].needle);
@@ -323,6 +325,9 @@ static void test_deploy_file(void **state)
     assert_string_equal(d.storage.data_dir, "./var");
     assert_string_equal(d.plugins.dir, "build/plugins");
     assert_string_equal(d.policies.dir, "policies");
+    assert_string_equal(d.server.ui_dir, "ui");
+    assert_string_equal(c.server.ui_dir, RD_SOURCE_DIR "/deploy/../ui");
+    memcpy(c.server.ui_dir, d.server.ui_dir, sizeof(c.server.ui_dir));
     memcpy(c.storage.data_dir, d.storage.data_dir, sizeof(c.storage.data_dir));
     memcpy(c.plugins.dir, d.plugins.dir, sizeof(c.plugins.dir));
     memcpy(c.policies.dir, d.policies.dir, sizeof(c.policies.dir));
@@ -848,7 +853,7 @@ static void test_error_unknown_key(void **state)
     (void)state;
     expect_exact_error("server:\n  listen: 127.0.0.1:8080\n  lisen: 127.0.0.1:8081\n",
                        NAME ":3: server.lisen: unknown key (expected one of: listen, max_body, "
-                            "shutdown_timeout, tls, edge, events)");
+                            "shutdown_timeout, tls, edge, events, ui_dir)");
     expect_exact_error("logging:\n  level: info\ncolour: red\n",
                        NAME ":3: colour: unknown key (expected one of: server, storage, cluster, "
                             "plugins, policies, logging, fault_tolerance, security)");
@@ -978,7 +983,7 @@ static void test_error_node_kind(void **state)
     (void)state;
     expect_exact_error("server: 8080\n",
                        NAME ":1: server: expected a mapping with keys listen, max_body, "
-                            "shutdown_timeout, tls, edge, events, got '8080'");
+                            "shutdown_timeout, tls, edge, events, ui_dir, got '8080'");
     expect_error("fault_tolerance:\n  detection: [1, 2]\n", 2, "fault_tolerance.detection",
                  "a sequence");
     expect_error("server:\n  listen:\n    host: 127.0.0.1\n    port: 8080\n", 3, "server.listen",
