@@ -49,6 +49,7 @@ static void usage(FILE *out)
             "                      (repeat for each; replaces cluster.peers)\n"
             "  --plugins-dir DIR   where plugins are loaded from (overrides plugins.dir)\n"
             "  --policies-dir DIR  where the Lua policies are (overrides policies.dir)\n"
+            "  --ui-dir DIR        the dashboard's files (overrides server.ui_dir; \"\" = off)\n"
             "  --check-config      validate the configuration and exit 0 or 1\n"
             "  --version           print the version and exit\n"
             "\n"
@@ -345,6 +346,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {"plugins-dir", required_argument, NULL, 'p'},
         {"policies-dir", required_argument, NULL, 'P'},
+        {"ui-dir", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {"replica-id", required_argument, NULL, 'r'},
         {"raft-address", required_argument, NULL, 'a'},
@@ -355,7 +357,8 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *listen = NULL, *data_dir = NULL, *node_id = NULL,
-               *plugins_dir = NULL, *policies_dir = NULL, *replica_id = NULL, *raft_address = NULL;
+               *plugins_dir = NULL, *policies_dir = NULL, *ui_dir = NULL, *replica_id = NULL,
+               *raft_address = NULL;
     int check = 0, join = 0, force = 0, accept_loss = 0, c;
     const char *peers[RD_CFG_MAX_PEERS + 1];
     unsigned n_peers = 0;
@@ -363,7 +366,7 @@ int main(int argc, char **argv)
         return restore_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return token_main(argc - 1, argv + 1);
-    while ((c = getopt_long(argc, argv, "c:l:d:n:p:P:kVhr:a:je:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:d:n:p:P:U:kVhr:a:je:", opts, NULL)) != -1) {
         switch (c) {
         case 'e':
             if (n_peers == RD_CFG_MAX_PEERS) {
@@ -404,6 +407,9 @@ int main(int argc, char **argv)
             break;
         case 'P':
             policies_dir = optarg;
+            break;
+        case 'U':
+            ui_dir = optarg;
             break;
         case 'k':
             check = 1;
@@ -464,6 +470,14 @@ int main(int argc, char **argv)
         }
         snprintf(cfg.policies.dir, sizeof(cfg.policies.dir), "%s", policies_dir);
         cfg.origin[RD_CFG_POLICIES_DIR] = RD_CFG_FROM_FLAG;
+    }
+    if (ui_dir != NULL) {
+        if (strlen(ui_dir) >= sizeof(cfg.server.ui_dir)) {
+            fprintf(stderr, "recoveryd: --ui-dir: path too long\n");
+            return 1;
+        }
+        snprintf(cfg.server.ui_dir, sizeof(cfg.server.ui_dir), "%s", ui_dir);
+        cfg.origin[RD_CFG_UI_DIR] = RD_CFG_FROM_FLAG;
     }
     if (node_id != NULL) {
         if (!rd_node_id_valid(node_id, strlen(node_id))) {

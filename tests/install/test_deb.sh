@@ -91,8 +91,11 @@ conf=$root/etc/recoveryd/recoveryd.yaml
 grep -q "^  dir: /$plugins " "$conf" || fail "plugins.dir is not /$plugins"
 grep -q "^  dir: /etc/recoveryd/policies " "$conf" || fail "policies.dir is not /etc/recoveryd/policies"
 grep -q "^  data_dir: /var/lib/recoveryd " "$conf" || fail "storage.data_dir is not /var/lib/recoveryd"
+grep -q "^  ui_dir: /usr/share/recoveryd/ui " "$conf" || fail "server.ui_dir is not /usr/share/recoveryd/ui"
+[ -r "$root/usr/share/recoveryd/ui/index.html" ] || fail "the dashboard's files are not in the package"
 "$root/usr/bin/recoveryd" --check-config --config "$conf" --plugins-dir "$root/$plugins" \
-    --policies-dir "$root/etc/recoveryd/policies" >"$tmp/check.log" 2>&1 ||
+    --policies-dir "$root/etc/recoveryd/policies" --ui-dir "$root/usr/share/recoveryd/ui" \
+    >"$tmp/check.log" 2>&1 ||
     { cat "$tmp/check.log" >&2; fail "the packaged daemon rejects the packaged config"; }
 
 # The unit: systemd-analyze verify prints nothing (it warns about a bad
