@@ -108,6 +108,17 @@ static json_t *log_level_json(void)
                      rd_log_format_name(rd_log_get_format()));
 }
 
+/* Who the caller is to this replica: its principal and role, so that a
+ * client (the dashboard) offers only what the role may do. */
+void rd_api_WHOAMI(struct rd_http_req *hr)
+{
+    /* Without authentication every caller may do everything: admin. */
+    enum rd_role role = hr->env->http->auth_on ? hr->who.role : RD_ROLE_ADMIN;
+    rd_http_send_json(hr, 200,
+                      json_pack("{s:s,s:s}", "principal", hr->who.id[0] ? hr->who.id : "anonymous",
+                                "role", rd_role_name(role)));
+}
+
 void rd_api_LOG_LEVEL_GET(struct rd_http_req *hr)
 {
     rd_http_send_json(hr, 200, log_level_json());

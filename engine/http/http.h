@@ -123,7 +123,8 @@ struct rd_http_env {
     X(BACKUP_GET, "GET", "/api/v1/backups/*", "backup_get", READER)                                \
     X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify", OPERATOR)                \
     X(AUDIT_LIST, "GET", "/api/v1/audit", "audit_list", READER)                                    \
-    X(EVENTS, "GET", "/api/v1/events", "events", READER)
+    X(EVENTS, "GET", "/api/v1/events", "events", READER)                                           \
+    X(WHOAMI, "GET", "/api/v1/auth/whoami", "whoami", ANY)
 
 enum rd_access {
     RD_ACCESS_OPEN,

@@ -615,6 +615,7 @@ static bool route_local(int route)
     case RD_ROUTE_REPLICAS_LIST:
     case RD_ROUTE_CONSISTENCY_LOCAL:
     case RD_ROUTE_EVENTS: /* every replica streams the events it applied */
+    case RD_ROUTE_WHOAMI:
         return true;
     default:
         return false;
@@ -1118,8 +1119,8 @@ static bool authorize(struct rd_http_req *hr, enum rd_access acc, struct auth *a
  * or the task, so it runs after the size and media type checks. */
 static bool agent_allowed(struct rd_http_req *hr, const struct auth *a)
 {
-    if (!hr->env->http->auth_on || hr->who.role != RD_ROLE_AGENT)
-        return true;
+    if (!hr->env->http->auth_on || hr->who.role != RD_ROLE_AGENT || hr->route == RD_ROUTE_WHOAMI)
+        return true; /* whoami acts for no node */
     char buf[RD_NODE_ID_MAX + 1];
     bool task;
     const char *node = agent_target(hr, buf, sizeof(buf), &task);

@@ -293,6 +293,7 @@ static const struct row rows[] = {
     {RD_ROUTE_AUDIT_LIST, "GET", "/api/v1/audit", NULL, "roa"},
     /* a bad filter: the check passed, the stream is refused at once (400) */
     {RD_ROUTE_EVENTS, "GET", "/api/v1/events?kind=bogus", NULL, "roa"},
+    {RD_ROUTE_WHOAMI, "GET", "/api/v1/auth/whoami", NULL, "groa"},
 };
 
 static const char role_letter[W_COUNT] = {0, 0, 0, 'g', 'r', 'o', 'a'};
@@ -425,6 +426,35 @@ static void test_denied_isolate_changes_nothing(void **state)
     rdt_resp_free(&r);
     assert_int_equal(rdt_post(&proc, RDT_H2, "/api/v1/nodes/agent-1x7/readmit", "{}", &r), 0);
     assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
+    rdt_bearer = NULL;
+}
+
+/* whoami names each token's principal and role; no token is 401. */
+static void test_whoami(void **state)
+{
+    (void)state;
+    static const struct {
+        enum who w;
+        const char *principal, *role;
+    } cases[] = {{W_AGENT, "t-agent", "agent"},
+                 {W_READER, "t-reader", "reader"},
+                 {W_OPERATOR, "t-operator", "operator"},
+                 {W_ADMIN, "t-admin", "admin"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct rdt_resp r = {0};
+        as(cases[i].w);
+        assert_int_equal(rdt_get(&proc, RDT_H2, "/api/v1/auth/whoami", &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(json_string_value(rdt_json_path(r.json, "principal")),
+                            cases[i].principal);
+        assert_string_equal(json_string_value(rdt_json_path(r.json, "role")), cases[i].role);
+        rdt_resp_free(&r);
+    }
+    struct rdt_resp r = {0};
+    as(W_NONE);
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/auth/whoami", &r), 0);
+    assert_int_equal(r.status, 401);
     rdt_resp_free(&r);
     rdt_bearer = NULL;
 }
@@ -982,6 +1012,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_route_every_role),
         cmocka_unit_test(test_denied_isolate_changes_nothing),
+        cmocka_unit_test(test_whoami),
         cmocka_unit_test(test_agent_cannot_act_for_another_node),
         cmocka_unit_test(test_401_kinds_and_request_id),
         cmocka_unit_test(test_unmatched_and_debug_paths),

@@ -328,6 +328,8 @@ try {
   const leaderId = reps.find((r) => url(r) === leaderUrl).id;
   check((await page.locator('#quorum').innerText()).includes(`leader: replica ${leaderId}`), `the overview names replica ${leaderId} the leader`);
   await until('live status', async () => (await page.locator('#live-status').getAttribute('data-mode')) !== 'connecting');
+  await until('who', async () => (await page.locator('#who').innerText()).trim() === 'ui-reader (reader)');
+  check((await page.locator('#who').innerText()).trim() === 'ui-reader (reader)', 'the header names the token and its role (ui-reader, reader)');
   await shot(page, 'overview');
   await axeCheck(page, 'overview');
 
@@ -396,6 +398,7 @@ try {
 
   // As the operator: done.
   await signIn(page, tok.operator, true);
+  await until('who', async () => (await page.locator('#who').innerText()).trim() === 'ui-operator (operator)');
   await row('agent-2').waitFor();
   text = await actAndConfirm(page, row('agent-2').locator('button', { hasText: 'Drain' }));
   check(/Drained agent-2: now draining/.test(text), `the operator's drain is done: "${text.trim()}"`);

@@ -70,7 +70,7 @@ export const nodeActions = {
   drain: (id) =>
     act({
       title: `Drain ${id}`,
-      message: `Drain agent ${id}? It keeps its tasks but gets no new work.`,
+      message: `Drain agent ${id}? It gets no new work and its tasks move to other agents.`,
       fields: [reasonField],
       path: `/api/v1/nodes/${encodeURIComponent(id)}/drain`,
       body: withReason,

@@ -172,8 +172,20 @@ document.getElementById('sign-out').addEventListener('click', () => {
   askToken('Signed out. Enter a token to go on.');
 });
 
+// Who the token is: shown beside the replica, so an operator sees at once
+// whether the actions offered will be allowed (the API decides all the same).
+async function whoAmI() {
+  try {
+    const me = await api.get('/api/v1/auth/whoami', { local: true });
+    replace(document.getElementById('who'), `${me.principal} (${me.role})`);
+  } catch {
+    replace(document.getElementById('who'), '');
+  }
+}
+
 function start() {
   whereAmI();
+  whoAmI();
   live.restart();
   show();
 }
