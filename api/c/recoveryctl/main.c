@@ -434,47 +434,58 @@ static int cmd_status(struct ctx *x, char **args, int nargs)
 
 /* ---- nodes ---------------------------------------------------------------------------- */
 
-static int cmd_nodes_list(struct ctx *x, char **args, int nargs)
+/* A list: every page asked for (--all), then the engine's JSON (--json) or a
+ * table of `ncols` columns, one row per item by `row`, and a hint when more
+ * pages follow. */
+static int show_list(struct ctx *x, list_fn fn, struct params *p, const char *what, int ncols,
+                     const char *const *cols, void (*row)(struct table *t, const json_t *item))
 {
-    struct params p = {0};
-    param(&p, "state", x->o.state);
-    page_params(x, &p);
+    page_params(x, p);
     json_t *doc = NULL;
-    int rc = list_pages(x, rdc_nodes_list, &p, &doc);
+    int rc = list_pages(x, fn, p, &doc);
     if (rc != 0)
-        return api_error(x, rc, "nodes list");
+        return api_error(x, rc, what);
     if (x->o.json) {
         out_json(doc, x->compact);
     } else {
         struct table t;
-        table_init(&t, 8,
-                   (const char *[]){"NODE", "STATE", "EPOCH", "SLOTS", "TASKS", "HEARTBEAT", "PHI",
-                                    "REASON"});
+        table_init(&t, ncols, cols);
         size_t i;
         json_t *n;
-        json_array_foreach(json_object_get(doc, "items"), i, n)
-        {
-            char b[64];
-            table_add(&t, str(n, "node_id"), NULL);
-            table_add(&t, str(n, "state"), out_state_color(str(n, "state")));
-            table_addf(&t, NULL, "%lld", num(n, "epoch"));
-            table_addf(&t, NULL, "%lld/%lld", num(json_object_get(n, "load"), "slots_used"),
-                       num(json_object_get(n, "capacity"), "slots"));
-            table_addf(&t, NULL, "%lld", num(n, "tasks"));
-            table_add(&t, reltime(n, "last_heartbeat_at", b, sizeof b), NULL);
-            json_t *phi = json_object_get(n, "phi");
-            if (json_is_number(phi))
-                table_addf(&t, NULL, "%.1f", json_number_value(phi));
-            else
-                table_add(&t, NULL, NULL);
-            table_add(&t, str(n, "reason"), NULL);
-        }
+        json_array_foreach(json_object_get(doc, "items"), i, n) row(&t, n);
         table_print(&t, stdout);
         table_free(&t);
         more_hint(x, doc);
     }
     json_decref(doc);
     return EX_OK;
+}
+
+static void nodes_list_row(struct table *t, const json_t *n)
+{
+    char b[64];
+    table_add(t, str(n, "node_id"), NULL);
+    table_add(t, str(n, "state"), out_state_color(str(n, "state")));
+    table_addf(t, NULL, "%lld", num(n, "epoch"));
+    table_addf(t, NULL, "%lld/%lld", num(json_object_get(n, "load"), "slots_used"),
+               num(json_object_get(n, "capacity"), "slots"));
+    table_addf(t, NULL, "%lld", num(n, "tasks"));
+    table_add(t, reltime(n, "last_heartbeat_at", b, sizeof b), NULL);
+    json_t *phi = json_object_get(n, "phi");
+    if (json_is_number(phi))
+        table_addf(t, NULL, "%.1f", json_number_value(phi));
+    else
+        table_add(t, NULL, NULL);
+    table_add(t, str(n, "reason"), NULL);
+}
+
+static int cmd_nodes_list(struct ctx *x, char **args, int nargs)
+{
+    struct params p = {0};
+    param(&p, "state", x->o.state);
+    static const char *const cols[] = {"NODE",  "STATE",     "EPOCH", "SLOTS",
+                                       "TASKS", "HEARTBEAT", "PHI",   "REASON"};
+    return show_list(x, rdc_nodes_list, &p, "nodes list", 8, cols, nodes_list_row);
 }
 
 static int cmd_node_get(struct ctx *x, char **args, int nargs)
@@ -571,47 +582,31 @@ static int cmd_node_remove(struct ctx *x, char **args, int nargs)
 
 /* ---- tasks ---------------------------------------------------------------------------- */
 
+static void tasks_list_row(struct table *t, const json_t *n)
+{
+    char b[64];
+    table_add(t, str(n, "task_id"), NULL);
+    table_add(t, str(n, "state"), out_state_color(str(n, "state")));
+    table_addf(t, NULL, "%lld%s", num(n, "priority"),
+               json_is_true(json_object_get(n, "critical")) ? "!" : "");
+    table_add(t, str(n, "node_id"), NULL);
+    table_addf(t, NULL, "%lld", num(n, "attempt"));
+    json_t *cp = json_object_get(n, "checkpoint");
+    if (json_is_object(cp))
+        table_addf(t, NULL, "v%lld", num(cp, "version"));
+    else
+        table_add(t, NULL, NULL);
+    table_add(t, reltime(n, "updated_at", b, sizeof b), NULL);
+}
+
 static int cmd_tasks_list(struct ctx *x, char **args, int nargs)
 {
     struct params p = {0};
     param(&p, "state", x->o.state);
     param(&p, "node_id", x->o.node);
-    page_params(x, &p);
-    json_t *doc = NULL;
-    int rc = list_pages(x, rdc_tasks_list, &p, &doc);
-    if (rc != 0)
-        return api_error(x, rc, "tasks list");
-    if (x->o.json) {
-        out_json(doc, x->compact);
-    } else {
-        struct table t;
-        table_init(
-            &t, 7,
-            (const char *[]){"TASK", "STATE", "PRIO", "NODE", "ATTEMPT", "CHECKPOINT", "UPDATED"});
-        size_t i;
-        json_t *n;
-        json_array_foreach(json_object_get(doc, "items"), i, n)
-        {
-            char b[64];
-            table_add(&t, str(n, "task_id"), NULL);
-            table_add(&t, str(n, "state"), out_state_color(str(n, "state")));
-            table_addf(&t, NULL, "%lld%s", num(n, "priority"),
-                       json_is_true(json_object_get(n, "critical")) ? "!" : "");
-            table_add(&t, str(n, "node_id"), NULL);
-            table_addf(&t, NULL, "%lld", num(n, "attempt"));
-            json_t *cp = json_object_get(n, "checkpoint");
-            if (json_is_object(cp))
-                table_addf(&t, NULL, "v%lld", num(cp, "version"));
-            else
-                table_add(&t, NULL, NULL);
-            table_add(&t, reltime(n, "updated_at", b, sizeof b), NULL);
-        }
-        table_print(&t, stdout);
-        table_free(&t);
-        more_hint(x, doc);
-    }
-    json_decref(doc);
-    return EX_OK;
+    static const char *const cols[] = {"TASK",    "STATE",      "PRIO",   "NODE",
+                                       "ATTEMPT", "CHECKPOINT", "UPDATED"};
+    return show_list(x, rdc_tasks_list, &p, "tasks list", 7, cols, tasks_list_row);
 }
 
 static int cmd_task_get(struct ctx *x, char **args, int nargs)
@@ -692,6 +687,21 @@ static int cmd_task_cancel(struct ctx *x, char **args, int nargs)
 
 /* ---- faults, recoveries ------------------------------------------------------------ */
 
+static void faults_list_row(struct table *t, const json_t *n)
+{
+    char b1[64], b2[64];
+    const char *sev = str(n, "severity_level");
+    table_add(t, str(n, "id"), NULL);
+    table_add(t, str(n, "node_id"), NULL);
+    table_add(t, str(n, "fault_type"), NULL);
+    table_add(t, sev,
+              sev && (strcmp(sev, "critical") == 0 || strcmp(sev, "major") == 0) ? C_RED
+                                                                                 : C_YELLOW);
+    table_add(t, str(n, "status"), out_state_color(str(n, "status")));
+    table_add(t, reltime(n, "detected_at", b1, sizeof b1), NULL);
+    table_add(t, str(n, "resolved_at") ? reltime(n, "resolved_at", b2, sizeof b2) : NULL, NULL);
+}
+
 static int cmd_faults_list(struct ctx *x, char **args, int nargs)
 {
     struct params p = {0};
@@ -700,42 +710,9 @@ static int cmd_faults_list(struct ctx *x, char **args, int nargs)
     param(&p, "severity_level", x->o.severity);
     param(&p, "fault_type", x->o.type);
     param(&p, "since", x->o.since);
-    page_params(x, &p);
-    json_t *doc = NULL;
-    int rc = list_pages(x, rdc_faults_list, &p, &doc);
-    if (rc != 0)
-        return api_error(x, rc, "faults list");
-    if (x->o.json) {
-        out_json(doc, x->compact);
-    } else {
-        struct table t;
-        table_init(&t, 7,
-                   (const char *[]){"FAULT", "NODE", "TYPE", "SEVERITY", "STATUS", "DETECTED",
-                                    "RESOLVED"});
-        size_t i;
-        json_t *n;
-        json_array_foreach(json_object_get(doc, "items"), i, n)
-        {
-            char b1[64], b2[64];
-            const char *sev = str(n, "severity_level");
-            table_add(&t, str(n, "id"), NULL);
-            table_add(&t, str(n, "node_id"), NULL);
-            table_add(&t, str(n, "fault_type"), NULL);
-            table_add(&t, sev,
-                      sev && (strcmp(sev, "critical") == 0 || strcmp(sev, "major") == 0)
-                          ? C_RED
-                          : C_YELLOW);
-            table_add(&t, str(n, "status"), out_state_color(str(n, "status")));
-            table_add(&t, reltime(n, "detected_at", b1, sizeof b1), NULL);
-            table_add(&t, str(n, "resolved_at") ? reltime(n, "resolved_at", b2, sizeof b2) : NULL,
-                      NULL);
-        }
-        table_print(&t, stdout);
-        table_free(&t);
-        more_hint(x, doc);
-    }
-    json_decref(doc);
-    return EX_OK;
+    static const char *const cols[] = {"FAULT",  "NODE",     "TYPE",    "SEVERITY",
+                                       "STATUS", "DETECTED", "RESOLVED"};
+    return show_list(x, rdc_faults_list, &p, "faults list", 7, cols, faults_list_row);
 }
 
 static int cmd_fault_get(struct ctx *x, char **args, int nargs)
@@ -743,45 +720,28 @@ static int cmd_fault_get(struct ctx *x, char **args, int nargs)
     return get_one(x, rdc_fault_get, args[0], show);
 }
 
+static void recoveries_list_row(struct table *t, const json_t *n)
+{
+    char b1[64], b2[64];
+    table_add(t, str(n, "recovery_id"), NULL);
+    table_add(t, str(n, "node_id"), NULL);
+    table_add(t, str(n, "strategy"), NULL);
+    table_add(t, str(n, "status"), out_state_color(str(n, "status")));
+    table_addf(t, NULL, "%lld/%lld", num(n, "tasks_recovered"), num(n, "tasks_total"));
+    table_add(t, reltime(n, "started_at", b1, sizeof b1), NULL);
+    int64_t s = out_parse_time(str(n, "started_at"));
+    int64_t e = out_parse_time(str(n, "completed_at"));
+    table_add(t, s >= 0 && e >= 0 ? out_duration((double)(e - s), b2, sizeof b2) : NULL, NULL);
+}
+
 static int cmd_recoveries_list(struct ctx *x, char **args, int nargs)
 {
     struct params p = {0};
     param(&p, "node_id", x->o.node);
     param(&p, "status", x->o.status);
-    page_params(x, &p);
-    json_t *doc = NULL;
-    int rc = list_pages(x, rdc_recoveries_list, &p, &doc);
-    if (rc != 0)
-        return api_error(x, rc, "recoveries list");
-    if (x->o.json) {
-        out_json(doc, x->compact);
-    } else {
-        struct table t;
-        table_init(
-            &t, 7,
-            (const char *[]){"RECOVERY", "NODE", "STRATEGY", "STATUS", "TASKS", "STARTED", "TOOK"});
-        size_t i;
-        json_t *n;
-        json_array_foreach(json_object_get(doc, "items"), i, n)
-        {
-            char b1[64], b2[64];
-            table_add(&t, str(n, "recovery_id"), NULL);
-            table_add(&t, str(n, "node_id"), NULL);
-            table_add(&t, str(n, "strategy"), NULL);
-            table_add(&t, str(n, "status"), out_state_color(str(n, "status")));
-            table_addf(&t, NULL, "%lld/%lld", num(n, "tasks_recovered"), num(n, "tasks_total"));
-            table_add(&t, reltime(n, "started_at", b1, sizeof b1), NULL);
-            int64_t s = out_parse_time(str(n, "started_at"));
-            int64_t e = out_parse_time(str(n, "completed_at"));
-            table_add(&t, s >= 0 && e >= 0 ? out_duration((double)(e - s), b2, sizeof b2) : NULL,
-                      NULL);
-        }
-        table_print(&t, stdout);
-        table_free(&t);
-        more_hint(x, doc);
-    }
-    json_decref(doc);
-    return EX_OK;
+    static const char *const cols[] = {"RECOVERY", "NODE",    "STRATEGY", "STATUS",
+                                       "TASKS",    "STARTED", "TOOK"};
+    return show_list(x, rdc_recoveries_list, &p, "recoveries list", 7, cols, recoveries_list_row);
 }
 
 static int cmd_recovery_get(struct ctx *x, char **args, int nargs)
@@ -874,25 +834,7 @@ static int cmd_backups_list(struct ctx *x, char **args, int nargs)
     struct params p = {0};
     param(&p, "status", x->o.status);
     param(&p, "target", x->o.target);
-    page_params(x, &p);
-    json_t *doc = NULL;
-    int rc = list_pages(x, rdc_backups_list, &p, &doc);
-    if (rc != 0)
-        return api_error(x, rc, "backups list");
-    if (x->o.json) {
-        out_json(doc, x->compact);
-    } else {
-        struct table t;
-        table_init(&t, 7, backup_heads);
-        size_t i;
-        json_t *n;
-        json_array_foreach(json_object_get(doc, "items"), i, n) backup_row(&t, n);
-        table_print(&t, stdout);
-        table_free(&t);
-        more_hint(x, doc);
-    }
-    json_decref(doc);
-    return EX_OK;
+    return show_list(x, rdc_backups_list, &p, "backups list", 7, backup_heads, backup_row);
 }
 
 static int cmd_backup_get(struct ctx *x, char **args, int nargs)
@@ -1267,6 +1209,21 @@ static int cmd_replica_remove(struct ctx *x, char **args, int nargs)
     return print_replicas(x, doc);
 }
 
+static void audit_row(struct table *t, const json_t *n)
+{
+    char b[64];
+    json_t *oc = json_object_get(n, "outcome");
+    long long st = num(oc, "status");
+    table_addf(t, NULL, "%lld", num(n, "seq"));
+    table_add(t, reltime(n, "time", b, sizeof b), NULL);
+    table_add(t, str(n, "principal"), NULL);
+    table_add(t, str(n, "role"), NULL);
+    table_add(t, str(n, "action"), NULL);
+    table_add(t, str(n, "target"), NULL);
+    table_addf(t, st >= 400 ? C_RED : NULL, "%lld%s%s", st, str(oc, "error") ? " " : "",
+               str(oc, "error") ? str(oc, "error") : "");
+}
+
 static int cmd_audit(struct ctx *x, char **args, int nargs)
 {
     struct params p = {0};
@@ -1276,40 +1233,9 @@ static int cmd_audit(struct ctx *x, char **args, int nargs)
     param(&p, "since", x->o.since);
     param(&p, "until", x->o.until);
     param(&p, "order", x->o.order);
-    page_params(x, &p);
-    json_t *doc = NULL;
-    int rc = list_pages(x, rdc_audit_list, &p, &doc);
-    if (rc != 0)
-        return api_error(x, rc, "audit");
-    if (x->o.json) {
-        out_json(doc, x->compact);
-    } else {
-        struct table t;
-        table_init(
-            &t, 7,
-            (const char *[]){"SEQ", "TIME", "PRINCIPAL", "ROLE", "ACTION", "TARGET", "OUTCOME"});
-        size_t i;
-        json_t *n;
-        json_array_foreach(json_object_get(doc, "items"), i, n)
-        {
-            char b[64];
-            json_t *oc = json_object_get(n, "outcome");
-            long long st = num(oc, "status");
-            table_addf(&t, NULL, "%lld", num(n, "seq"));
-            table_add(&t, reltime(n, "time", b, sizeof b), NULL);
-            table_add(&t, str(n, "principal"), NULL);
-            table_add(&t, str(n, "role"), NULL);
-            table_add(&t, str(n, "action"), NULL);
-            table_add(&t, str(n, "target"), NULL);
-            table_addf(&t, st >= 400 ? C_RED : NULL, "%lld%s%s", st, str(oc, "error") ? " " : "",
-                       str(oc, "error") ? str(oc, "error") : "");
-        }
-        table_print(&t, stdout);
-        table_free(&t);
-        more_hint(x, doc);
-    }
-    json_decref(doc);
-    return EX_OK;
+    static const char *const cols[] = {"SEQ",    "TIME",   "PRINCIPAL", "ROLE",
+                                       "ACTION", "TARGET", "OUTCOME"};
+    return show_list(x, rdc_audit_list, &p, "audit", 7, cols, audit_row);
 }
 
 /* The verdict of a check: 0 consistent, EX_CHECK otherwise. */
@@ -1391,38 +1317,24 @@ static int cmd_consistency_get(struct ctx *x, char **args, int nargs)
     return get_one(x, rdc_consistency_get, args[0], check_verdict);
 }
 
+static void consistency_list_row(struct table *t, const json_t *n)
+{
+    char b[64], d[256];
+    table_add(t, str(n, "check_id"), NULL);
+    table_addf(t, NULL, "%lld", num(n, "index"));
+    table_add(t, str(n, "status"), out_state_color(str(n, "status")));
+    table_add(t, reltime(n, "started_at", b, sizeof b), NULL);
+    json_t *dv = json_object_get(n, "diverged");
+    table_add(t, json_array_size(dv) ? out_value(dv, d, sizeof d) : NULL, NULL);
+}
+
 static int cmd_consistency_list(struct ctx *x, char **args, int nargs)
 {
     struct params p = {0};
     param(&p, "status", x->o.status);
-    page_params(x, &p);
-    json_t *doc = NULL;
-    int rc = list_pages(x, rdc_consistency_list, &p, &doc);
-    if (rc != 0)
-        return api_error(x, rc, "consistency list");
-    if (x->o.json) {
-        out_json(doc, x->compact);
-    } else {
-        struct table t;
-        table_init(&t, 5, (const char *[]){"CHECK", "INDEX", "STATUS", "STARTED", "DIVERGED"});
-        size_t i;
-        json_t *n;
-        json_array_foreach(json_object_get(doc, "items"), i, n)
-        {
-            char b[64], d[256];
-            table_add(&t, str(n, "check_id"), NULL);
-            table_addf(&t, NULL, "%lld", num(n, "index"));
-            table_add(&t, str(n, "status"), out_state_color(str(n, "status")));
-            table_add(&t, reltime(n, "started_at", b, sizeof b), NULL);
-            json_t *dv = json_object_get(n, "diverged");
-            table_add(&t, json_array_size(dv) ? out_value(dv, d, sizeof d) : NULL, NULL);
-        }
-        table_print(&t, stdout);
-        table_free(&t);
-        more_hint(x, doc);
-    }
-    json_decref(doc);
-    return EX_OK;
+    static const char *const cols[] = {"CHECK", "INDEX", "STATUS", "STARTED", "DIVERGED"};
+    return show_list(x, rdc_consistency_list, &p, "consistency list", 5, cols,
+                     consistency_list_row);
 }
 
 /* ---- the command table and main ------------------------------------------------------ */
