@@ -117,10 +117,33 @@ static void pace_child(unsigned cpu_share)
         (void)setitimer(ITIMER_PROF, &slice, NULL);
 }
 
+/*
+ * The child keeps nothing of the engine's but `keep` (its pipe) and the
+ * standard streams. Above all not the data directory's lock: a flock belongs
+ * to the open file the child shares with the parent, so a child still alive
+ * when the engine is killed would hold it, and the engine started again at
+ * once would find its data directory "in use" (seen in CI: a paced child
+ * outlives its parent by the time SIGKILL takes).
+ */
+static void close_inherited(int keep)
+{
+    bool ok = (keep <= 3 || close_range(3, (unsigned)keep - 1, 0) == 0) &&
+              close_range((unsigned)keep + 1, ~0U, 0) == 0;
+    if (ok)
+        return;
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long i = 3; i < (max > 0 ? max : 1024); i++)
+        if (i != keep)
+            (void)close((int)i);
+}
+
 /* The child: the image of the state it was born with, onto `fd`. */
-static void child_main(const struct rd_fsm *f, int fd, unsigned cpu_share)
+static void child_main(const struct rd_fsm *f, int fd, unsigned cpu_share, pid_t parent)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(3); /* the engine died before the line above: nobody wants the image */
+    close_inherited(fd);
     /* Background work: the child runs only on CPU the engine leaves idle
      * (SCHED_IDLE, else the lowest nice), so a backup slows down under load
      * instead of the heartbeats. */
@@ -281,6 +304,7 @@ int rd_image_fork(uv_loop_t *loop, const struct rd_fsm *f, unsigned cpu_share,
     if (pipe2(fds, O_CLOEXEC) != 0)
         return RD_EIO;
     uint64_t t0 = rd_mono_ns();
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
@@ -289,7 +313,7 @@ int rd_image_fork(uv_loop_t *loop, const struct rd_fsm *f, unsigned cpu_share,
     }
     if (pid == 0) {
         close(fds[0]);
-        child_main(f, fds[1], cpu_share);
+        child_main(f, fds[1], cpu_share, parent);
     }
     job->fork_us = (rd_mono_ns() - t0) / 1000;
     close(fds[1]);

@@ -6,8 +6,12 @@
  */
 #include "cmocka_all.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "replica/image.h"
@@ -108,6 +112,52 @@ static void test_paced_child_writes_the_same_image(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/*
+ * The child holds none of the parent's descriptors but its pipe. The one
+ * that matters: the data directory's lock, a flock on an open file the
+ * child would share. Here the parent locks a file, forks a slow (paced)
+ * child, and lets go of its own descriptor, as a killed engine does: the
+ * lock must be free at once, while the child still runs.
+ */
+static void test_child_keeps_no_lock(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/rd-image-lock-XXXXXX";
+    int lock = mkstemp(path);
+    assert_true(lock >= 0);
+    assert_int_equal(flock(lock, LOCK_EX | LOCK_NB), 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rd_fsm f;
+    rd_fsm_init(&f);
+    fill(&f, 20000);
+    struct rd_wbuf image;
+    rd_w_init(&image);
+    struct rd_image_job job;
+    struct done d = {0};
+    assert_int_equal(rd_image_fork(&loop, &f, 1, &image, &job, on_done, &d), 0);
+    close(lock);
+    int again = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(again >= 0);
+    bool free_now = false;
+    /* The child may need a moment to close what it inherited, never more
+     * than its first steps (it is paced to 1%, far from done). */
+    for (int i = 0; i < 200 && !free_now; i++) {
+        free_now = flock(again, LOCK_EX | LOCK_NB) == 0;
+        if (!free_now)
+            usleep(5000);
+    }
+    assert_int_equal(kill(job.pid, 0), 0); /* still imaging */
+    assert_true(free_now);
+    close(again);
+    unlink(path);
+    rd_image_cancel(&job);
+    await(&loop, &d);
+    rd_fsm_close(&f);
+    rd_w_free(&image);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* A job under way on a state large enough that its child takes a while. */
 struct big {
     uv_loop_t loop;
@@ -177,6 +227,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_image_is_the_state_at_the_fork),
         cmocka_unit_test(test_paced_child_writes_the_same_image),
+        cmocka_unit_test(test_child_keeps_no_lock),
         cmocka_unit_test(test_killed_child_fails_the_job),
         cmocka_unit_test(test_cancel),
     };
