@@ -451,11 +451,17 @@ try {
     const fctx = await browser.newContext({ viewport: { width: 1366, height: 900 } });
     const fp = await fctx.newPage();
     fp.on('pageerror', (e) => pageErrors.push(`pageerror (follower): ${e.message}`));
+    // The leader of now: on a loaded machine leadership may have moved since
+    // the start (seen in CI), and the follower's page names today's leader.
+    leaderUrl = await findLeader();
     const follower = reps.find((r) => url(r) !== leaderUrl);
     const other = agents.find((a) => a.id !== victim && a.id !== 'agent-2').id; // alive
     await fp.goto(`${url(follower)}/ui/#/agents`);
     await signIn(fp, tok.operator);
     await fp.locator(`#agents tr[data-node="${other}"]`).waitFor();
+    // The header is redrawn when the page looks at who leads (every 10 s):
+    // wait for it to name the leader found above.
+    await until('the follower names the leader', async () => ((await fp.locator('#replica a').getAttribute('href')) || '').startsWith(`${leaderUrl}/ui/`), 15000);
     const hdr = await fp.locator('#replica').innerText();
     const link = await fp.locator('#replica a').getAttribute('href');
     check(hdr.includes(`replica ${follower.id} (follower)`) && link.startsWith(`${leaderUrl}/ui/`), `a follower's header: "${hdr}", linking ${link}`);
