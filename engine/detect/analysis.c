@@ -674,6 +674,12 @@ void rd_analysis_reset(struct rd_analysis *a)
     a->partition_proposing = false;
     a->n_events = 0;
     a->failing_suspect = 0;
+    /* The detectors start afresh with a new leadership and report only
+     * changes: a verdict kept from this replica's previous leadership (a
+     * node left suspect) would never be cleared by them, and the node would
+     * stay suspect, counted by the guard, however well it heartbeats. */
+    if (a->by_slot != NULL)
+        memset(a->by_slot, 0, a->n_by_slot * sizeof(*a->by_slot));
 }
 
 void rd_analysis_left_suspect(struct rd_analysis *a, struct rd_soft *soft)

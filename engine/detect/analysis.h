@@ -133,7 +133,8 @@ void rd_analysis_close(struct rd_analysis *a);
 /* Starts the periodic evaluation (leader only). */
 void rd_analysis_start(struct rd_analysis *a);
 void rd_analysis_stop(struct rd_analysis *a);
-/* Forgets the guard's state (a new leader starts afresh). */
+/* Forgets the guard's state and every node's verdicts (a new leader starts
+ * afresh, as its detectors do). */
 void rd_analysis_reset(struct rd_analysis *a);
 
 /*

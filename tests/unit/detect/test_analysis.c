@@ -308,6 +308,37 @@ static void test_flapping_agent_goes_to_probation(void **state)
     assert_int_equal(state_of(w, "flappy"), RD_NODE_ALIVE);
 }
 
+/* A replica that leads again forgets the verdicts of its previous
+ * leadership, as its detectors do (they start afresh and report only
+ * changes): a node it left suspect comes back with its heartbeats instead
+ * of staying suspect, counted by the guard, for good. Found by the
+ * deterministic simulation (tests/sim, seed 92 before the fix). */
+static void test_new_leadership_forgets_old_verdicts(void **state)
+{
+    struct world *w = *state;
+    char id[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof(id), "fine-%02d", i);
+        agent(w, id, false);
+    }
+    agent(w, "late", false);
+    observe(w, "late", RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    step(&w->log);
+    assert_int_equal(state_of(w, "late"), RD_NODE_SUSPECT);
+    /* Leadership lost, then won again: engine/core's on_role resets and
+     * starts the analysis. */
+    rd_analysis_reset(&w->a);
+    rd_analysis_start(&w->a);
+    /* Its heartbeats arrive; the new detectors see nothing to report. */
+    fake_now += 100 * MS;
+    struct rd_heartbeat_in hb = {.node_id = "late", .id_len = 4, .epoch = 1, .progress = -1};
+    const struct rd_node *n;
+    struct rd_soft *s;
+    assert_int_equal(rd_analysis_take_heartbeat(&w->a, &hb, &n, &s), 0);
+    step(&w->log);
+    assert_int_equal(state_of(w, "late"), RD_NODE_ALIVE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -316,6 +347,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_guard_holds_half_the_fleet, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flapping_agent_goes_to_probation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_leadership_forgets_old_verdicts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
