@@ -583,6 +583,21 @@ static char *read_source(const char *rel)
     return buf;
 }
 
+/* Waits (10 s at most, scaled) until `p`'s log holds `needle`. */
+static void await_log(struct rdt_proc *p, const char *needle)
+{
+    for (int64_t deadline = rdt_now_ms() + rdt_ms(10000);;) {
+        char *log = rdt_proc_log(p);
+        bool said = log && strstr(log, needle) != NULL;
+        free(log);
+        if (said)
+            return;
+        if (rdt_now_ms() >= deadline)
+            fail_msg("no \"%s\" in the engine's log", needle);
+        rdt_sleep_ms(20);
+    }
+}
+
 static void test_migrations_on_an_older_schema(void **state)
 {
     (void)state;
@@ -624,16 +639,7 @@ static void test_migrations_on_an_older_schema(void **state)
     rdt_pg_query(c, "INSERT INTO old.schema_migrations (version, name) VALUES (99, '099_future')");
     struct rdt_proc f = {0};
     start_daemon(&f, "old", 500);
-    int64_t deadline = rdt_now_ms() + rdt_ms(10000);
-    for (;;) {
-        char *log = rdt_proc_log(&f);
-        bool said = log && strstr(log, "newer than this recoveryd knows") != NULL;
-        free(log);
-        if (said)
-            break;
-        assert_true(rdt_now_ms() < deadline);
-        rdt_sleep_ms(20);
-    }
+    await_log(&f, "newer than this recoveryd knows");
     assert_int_equal(rdt_metric(&f, "recoveryd_records_export_up"), 0);
     assert_int_equal(count(c, "SELECT count(*) FROM old.schema_migrations"), 5);
     rdt_proc_cleanup(&f);
@@ -652,16 +658,7 @@ static void test_failed_migration_changes_nothing(void **state)
     rdt_pg_query(c, "CREATE VIEW broken.audit_log AS SELECT 1 AS x");
     struct rdt_proc p = {0};
     start_daemon(&p, "broken", 500);
-    int64_t deadline = rdt_now_ms() + rdt_ms(10000);
-    for (;;) {
-        char *log = rdt_proc_log(&p);
-        bool said = log && strstr(log, "error=\"migrating: ERROR") != NULL;
-        free(log);
-        if (said)
-            break;
-        assert_true(rdt_now_ms() < deadline);
-        rdt_sleep_ms(20); /* until the first try failed */
-    }
+    await_log(&p, "error=\"migrating: ERROR"); /* until the first try failed */
     assert_string_equal(
         rdt_pg_query(c, "SELECT coalesce(to_regclass('broken.schema_migrations')::text, "
                         "'') || coalesce(to_regclass('broken.fault_records')::text, '') "
