@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= deploy/recoveryd.yaml
 
-.PHONY: all bootstrap build run test sanitize format format-check lint-api bench fuzz clean install deb
+.PHONY: all bootstrap build run test sim sanitize format format-check lint-api bench fuzz clean install deb
 
 all: build
 
@@ -25,6 +25,13 @@ run: bootstrap build
 
 test: bootstrap build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# The deterministic simulation over many seeds (docs/testing.md):
+# make sim SEEDS=5000 [SEED=1]; one seed's trace: make sim SEED=42 SEEDS=1 VERBOSE=1
+SEEDS ?= 1000
+SEED ?= 1
+sim: build
+	DSIM_VERBOSE=$(VERBOSE) $(BUILD)/bin/dsim $(SEED) $(SEEDS)
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer. Its
 # tests' time limits are 3x (tests/CMakeLists.txt; RD_TEST_TIME_FACTOR
