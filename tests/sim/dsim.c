@@ -44,6 +44,7 @@
 #define N_TASKS        12
 #define AGENT_SLOTS    2
 #define TICK_MS        10
+#define MAX_DEAD       2     /* agents that may crash for good */
 #define PASS_MS        100   /* the analysis's and the scheduler's timers */
 #define FAULT_MS       40000 /* faults are drawn until then */
 #define SETTLE_MS      90000 /* then every task must end within this */
@@ -110,7 +111,8 @@ struct agent {
     uint64_t incarnation; /* bumped at each crash: late answers to the old one are ignored */
     uint64_t epoch;       /* 0 while not registered */
     bool registering;
-    bool cut; /* its link to the engine drops everything */
+    bool cut;    /* its link to the engine drops everything */
+    bool hb_cut; /* only its heartbeats are lost: it works on, a zombie once its tasks move */
     uint64_t until_ms;
     uint64_t next_hb_ms;
     uint64_t next_work_ms;
@@ -144,6 +146,7 @@ struct world {
     bool killed[N_REPLICAS];
     bool cut[N_REPLICAS][N_REPLICAS];
     bool faults_on;
+    unsigned dead; /* agents crashed for good */
     uint64_t uuid_counter;
     uint64_t hash; /* of the trace: a replay must give the same */
     char *trace[TRACE_KEEP];
@@ -788,11 +791,20 @@ static void agents_step(void)
             }
             continue;
         }
+        /* Work before the heartbeat now and then: an agent back from a
+         * pause or a cut writes with what it held before it learns of
+         * what changed meanwhile. */
+        bool work_first = rng_chance(500);
+        if (work_first && now >= g->next_work_ms) {
+            agent_work(e, a);
+            g->next_work_ms = now + 100 + rng_below(400);
+        }
         if (now >= g->next_hb_ms) {
-            agent_heartbeat(e, a);
+            if (!g->hb_cut)
+                agent_heartbeat(e, a);
             g->next_hb_ms = now + interval - 50 + rng_below(100);
         }
-        if (g->epoch != 0 && now >= g->next_work_ms) {
+        if (!work_first && g->epoch != 0 && now >= g->next_work_ms) {
             agent_work(e, a);
             g->next_work_ms = now + 100 + rng_below(400);
         }
@@ -827,7 +839,7 @@ static void fault_step(void)
 {
     if (!rng_chance(15)) /* a fault drawn about every 0.7 s (some are no-ops) */
         return;
-    unsigned kind = rng_below(7);
+    unsigned kind = rng_below(8);
     unsigned i = rng_below(N_REPLICAS), j = rng_below(N_REPLICAS);
     int a = (int)rng_below(N_AGENTS);
     struct agent *g = &W->ag[a];
@@ -877,6 +889,13 @@ static void fault_step(void)
             return;
         g->state = AG_DOWN;
         g->incarnation++;
+        /* Some never come back (at most MAX_DEAD): their tasks must move. */
+        if (W->dead < MAX_DEAD && rng_chance(300)) {
+            W->dead++;
+            g->until_ms = UINT64_MAX;
+            trace("FAULT crash %s for good", g->id);
+            break;
+        }
         g->until_ms = now_ms() + 500 + rng_below(8000);
         trace("FAULT crash %s for %" PRIu64 " ms", g->id, g->until_ms - now_ms());
         break;
@@ -890,6 +909,10 @@ static void fault_step(void)
     case 5: /* an agent's link to the engine cut, or healed */
         g->cut = !g->cut;
         trace("FAULT %s %s", g->cut ? "cut" : "uncut", g->id);
+        break;
+    case 7: /* an agent's heartbeats lost (its writes still arrive), or back */
+        g->hb_cut = !g->hb_cut;
+        trace("FAULT %s %s", g->hb_cut ? "heartbeats lost from" : "heartbeats back from", g->id);
         break;
     case 6: { /* half the agents cut at once (a partition of the fleet), or all healed */
         bool any = false;
@@ -924,7 +947,7 @@ static void heal(void)
         raft_fixture_set_network_latency(&W->f, i, 15);
     }
     for (int a = 0; a < N_AGENTS; a++)
-        W->ag[a].cut = false;
+        W->ag[a].cut = W->ag[a].hb_cut = false;
     W->faults_on = false;
     trace("FAULT heal: no more faults");
 }
@@ -1114,6 +1137,15 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
         out.completed += k && k->state == RD_TASK_COMPLETED;
         out.failed += k && k->state == RD_TASK_FAILED;
     }
+    if (w->failed && e != NULL) {
+        for (size_t k = 0; k < e->fsm.n_nodes; k++) {
+            const struct rd_node *n = e->fsm.nodes[k];
+            trace("end: node %s epoch %" PRIu64 " %s tasks %u", n->node_id, n->epoch,
+                  rd_node_state_name(n->state), n->n_tasks);
+        }
+        trace("end: leader r%u partition_suspected %d open faults %zu", e->i,
+              e->analysis.partition_suspected, e->fsm.open_faults);
+    }
     if (w->failed)
         print_failure();
     raft_fixture_close(&w->f); /* answers what is still in flight */
@@ -1140,10 +1172,10 @@ int main(int argc, char **argv)
     rd_log_set_level(RD_LOG_ERROR);
     /* The first seed twice: the same trace, or the simulation is not
      * deterministic and no failure could be replayed. */
-    struct outcome a = run_seed(seed, false);
-    if (a.ok) {
-        struct outcome b = run_seed(seed, false);
-        if (b.hash != a.hash) {
+    struct outcome first = run_seed(seed, verbose);
+    if (first.ok && !verbose) {
+        struct outcome again = run_seed(seed, false);
+        if (again.hash != first.hash) {
             printf("dsim: seed %" PRIu64 " is not deterministic: two runs, two traces\n", seed);
             return 1;
         }
@@ -1151,11 +1183,14 @@ int main(int argc, char **argv)
     unsigned failures = 0, completed = 0, failed_tasks = 0;
     uint64_t sim_ms = 0;
     for (uint64_t s = seed; s < seed + count; s++) {
-        struct outcome o = s == seed && !verbose ? a : run_seed(s, verbose);
+        struct outcome o = s == seed ? first : run_seed(s, verbose);
         failures += !o.ok;
         completed += o.completed;
         failed_tasks += o.failed;
         sim_ms += o.end_ms;
+        if (env_u64("DSIM_LIST", 0))
+            printf("seed %" PRIu64 ": %s, tasks completed %u, failed %u, %.1f simulated s\n", s,
+                   o.ok ? "ok" : "FAILED", o.completed, o.failed, (double)o.end_ms / 1000);
         if (!o.ok && failures >= 3)
             break;
     }
