@@ -54,6 +54,12 @@
 #define WALL_EPOCH_MS  1767225600000LL /* 2026-01-01T00:00:00Z */
 #define MONO_OFFSET_NS 1000000000ULL
 
+static uint64_t env_u64(const char *name, uint64_t dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? strtoull(v, NULL, 10) : dflt;
+}
+
 /* ---- the seeded random source -------------------------------------------- */
 
 static uint64_t rng_state;
@@ -146,6 +152,8 @@ struct world {
     bool killed[N_REPLICAS];
     bool cut[N_REPLICAS][N_REPLICAS];
     bool faults_on;
+    bool reorder;  /* DSIM_REORDER: latency changes, so messages overtake others */
+    bool closing;  /* raft is closing: nothing proposes (the replica's r->closing) */
     unsigned dead; /* agents crashed for good */
     uint64_t uuid_counter;
     uint64_t hash; /* of the trace: a replay must give the same */
@@ -253,7 +261,7 @@ struct submit {
 
 static bool alive(unsigned i)
 {
-    return !W->killed[i];
+    return !W->killed[i] && !W->closing;
 }
 
 static bool eng_is_leader(void *data)
@@ -280,6 +288,8 @@ static void submit_done(struct raft_apply *req, int status, void *result)
 static int eng_propose(void *data, const struct rd_cmd *cmd, rd_submit_cb cb, void *cb_data)
 {
     struct engine *e = data;
+    if (W->closing)
+        return RD_ESHUTDOWN;
     if (!eng_is_leader(e))
         return RD_ENOTLEADER;
     struct rd_cmd c = *cmd;
@@ -850,9 +860,12 @@ static void fault_step(void)
             W->killed[i] = false;
             trace("FAULT revive r%u", i);
         } else {
+            /* One replica down at a time, and only one whose links are all
+             * up: the fixture's kill saturates them, which its debug build
+             * asserts is done on connected links only. */
             unsigned dead = 0;
             for (unsigned k = 0; k < N_REPLICAS; k++)
-                dead += W->killed[k];
+                dead += W->killed[k] + W->cut[i][k];
             if (dead > 0)
                 return;
             raft_fixture_kill(&W->f, i);
@@ -864,7 +877,7 @@ static void fault_step(void)
         break;
     }
     case 1: /* a link between two replicas cut, both ways, or healed */
-        if (i == j)
+        if (i == j || W->killed[i] || W->killed[j]) /* see the kill above */
             return;
         if (W->cut[i][j]) {
             raft_fixture_reconnect(&W->f, i, j);
@@ -877,8 +890,15 @@ static void fault_step(void)
         }
         W->cut[i][j] = W->cut[j][i] = !W->cut[i][j];
         break;
-    case 2: { /* network latency between replicas */
+    case 2: { /* network latency between replicas changes */
+        /* A lower latency delivers later messages before earlier ones, which
+         * TCP never does and which trips libraft: a delayed AppendEntries
+         * lowers a follower's commit index (replication.c, docs/testing.md).
+         * Only with DSIM_REORDER=1; otherwise each run keeps the latency it
+         * drew at its start. */
         unsigned ms = 5 + rng_below(200);
+        if (!W->reorder)
+            return;
         for (unsigned k = 0; k < N_REPLICAS; k++)
             raft_fixture_set_network_latency(&W->f, k, ms);
         trace("FAULT latency %ums", ms);
@@ -933,18 +953,20 @@ static void fault_step(void)
 
 static void heal(void)
 {
+    /* Links first: a revive desaturates them, which needs them connected. */
     for (unsigned i = 0; i < N_REPLICAS; i++) {
-        if (W->killed[i]) {
-            raft_fixture_revive(&W->f, i);
-            W->killed[i] = false;
-        }
         for (unsigned j = 0; j < N_REPLICAS; j++) {
             if (W->cut[i][j]) {
                 raft_fixture_reconnect(&W->f, i, j);
                 W->cut[i][j] = false;
             }
         }
-        raft_fixture_set_network_latency(&W->f, i, 15);
+    }
+    for (unsigned i = 0; i < N_REPLICAS; i++) {
+        if (W->killed[i]) {
+            raft_fixture_revive(&W->f, i);
+            W->killed[i] = false;
+        }
     }
     for (int a = 0; a < N_AGENTS; a++)
         W->ag[a].cut = W->ag[a].hb_cut = false;
@@ -1041,7 +1063,7 @@ static void step(uint64_t tick)
         rd_analysis_tick(&e->analysis);
         rd_sched_pass(&e->sched);
     }
-    if (getenv("DSIM_RAFT") && tick % 100 == 0)
+    if (getenv("DSIM_RAFT") && (tick % 100 == 0 || now_ms() >= env_u64("DSIM_RAFT", 0)))
         for (unsigned i = 0; i < N_REPLICAS; i++) {
             struct raft *r = raft_fixture_get(&W->f, i);
             trace("raft r%u %s term %" PRIu64 " voted %" PRIu64 " last %" PRIu64 " commit %" PRIu64,
@@ -1062,6 +1084,7 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
     w->seed = seed;
     w->verbose = verbose;
     w->fail_task = -1;
+    w->reorder = env_u64("DSIM_REORDER", 0) != 0;
     w->hash = RD_FNV_INIT;
     rng_state = seed;
     rd_config_defaults(&w->cfg);
@@ -1073,8 +1096,10 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
         raft_fixture_get(&w->f, i)->tracer = NULL;
         /* Election timeouts from the seed, so who leads first varies. */
         raft_fixture_set_randomized_election_timeout(&w->f, i, 1000 + rng_below(1000));
-        raft_fixture_set_network_latency(&w->f, i, 15);
     }
+    unsigned latency = 5 + rng_below(100);
+    for (unsigned i = 0; i < N_REPLICAS; i++)
+        raft_fixture_set_network_latency(&w->f, i, latency);
     raft_fixture_configuration(&w->f, N_REPLICAS, &w->conf);
     raft_fixture_bootstrap(&w->f, &w->conf);
     raft_configuration_close(&w->conf);
@@ -1148,6 +1173,7 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
     }
     if (w->failed)
         print_failure();
+    w->closing = true;
     raft_fixture_close(&w->f); /* answers what is still in flight */
     for (unsigned i = 0; i < N_REPLICAS; i++)
         engine_close(&w->eng[i]);
@@ -1156,12 +1182,6 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
     W = NULL;
     free(w);
     return out;
-}
-
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-    const char *v = getenv(name);
-    return v && *v ? strtoull(v, NULL, 10) : dflt;
 }
 
 int main(int argc, char **argv)
