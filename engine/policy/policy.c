@@ -35,6 +35,18 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The budget's clock: the kernel's monotonic clock, which the deadline
+ * timer below runs on. Read here rather than through rd_mono_ns, so a
+ * program that gives the engine another clock (tests/sim) keeps budgets in
+ * real time and the deadline and its timer on the same clock. The same
+ * clock as rd_mono_ns in the engine; async-signal-safe. */
+static uint64_t budget_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 #define COMP          "policy"
 #define CHUNK_PREFIX  "policies/"
 #define HOOK_COUNT    1000        /* VM instructions between two budget checks */
@@ -61,7 +73,7 @@ struct rd_policy_host {
     /* Budget hook. */
     uint64_t budget_ms;          /* per rd_policy_plan call */
     uint64_t call_budget_ms;     /* budget of the call running now (for messages) */
-    uint64_t deadline_ns;        /* rd_mono_ns() deadline; 0 when no call runs */
+    uint64_t deadline_ns;        /* budget_now_ns() deadline; 0 when no call runs */
     bool timed_out;              /* the hook raised the budget error */
     volatile sig_atomic_t tight; /* the deadline signal set the hook to every instruction */
     int sampled_line;            /* last line of policy code the hook saw */
@@ -120,7 +132,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
      * deadline such an allocation fails, and the call with it, as an overrun.
      */
     if (nsize > osize && nsize >= BIG_BLOCK && h->deadline_ns != 0 &&
-        rd_mono_ns() > h->deadline_ns) {
+        budget_now_ns() > h->deadline_ns) {
         h->timed_out = true;
         return NULL;
     }
@@ -147,7 +159,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     struct rd_policy_host *h = host_of(L);
     if (lua_getinfo(L, "l", ar) && ar->currentline > 0)
         h->sampled_line = ar->currentline;
-    if (h->deadline_ns == 0 || rd_mono_ns() <= h->deadline_ns)
+    if (h->deadline_ns == 0 || budget_now_ns() <= h->deadline_ns)
         return;
     h->timed_out = true;
     char msg[200];
@@ -203,7 +215,7 @@ static void deadline_signal(int sig)
     armed_until = 0;
     struct rd_policy_host *h = active_host;
     if (h != NULL && h->deadline_ns != 0 && !h->tight) {
-        if (rd_mono_ns() < h->deadline_ns) {
+        if (budget_now_ns() < h->deadline_ns) {
             set_timer(h->deadline_ns); /* fired for an earlier call */
         } else {
             h->tight = 1;
@@ -432,7 +444,7 @@ static double steps_left(const struct rd_policy_host *h)
 {
     if (h->deadline_ns == 0)
         return HUGE_VAL; /* no call runs: nothing to protect */
-    uint64_t now = rd_mono_ns();
+    uint64_t now = budget_now_ns();
     return now >= h->deadline_ns ? 0 : (double)(h->deadline_ns - now) / RD_POLICY_NS_PER_STEP;
 }
 
@@ -459,7 +471,7 @@ static int call_real(lua_State *L)
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
     struct rd_policy_host *h = host_of(L);
-    if (h->deadline_ns != 0 && rd_mono_ns() > h->deadline_ns)
+    if (h->deadline_ns != 0 && budget_now_ns() > h->deadline_ns)
         over_budget(L, "over the %llu ms budget (in %s)", (unsigned long long)h->call_budget_ms,
                     wrapped_name(L));
     return lua_gettop(L);
@@ -693,7 +705,7 @@ static int throwf(lua_State *L, const char *fmt, ...)
 static void check_returned_in_time(lua_State *L, const char *file, int line, const char *what)
 {
     struct rd_policy_host *h = host_of(L);
-    uint64_t now = rd_mono_ns();
+    uint64_t now = budget_now_ns();
     if (h->deadline_ns == 0 || now <= h->deadline_ns)
         return;
     h->timed_out = true;
@@ -946,7 +958,7 @@ static void begin_call(struct rd_policy_host *h, uint64_t budget_ms)
     h->mem_refused = false;
     h->sampled_line = 0;
     h->call_budget_ms = budget_ms;
-    h->deadline_ns = rd_mono_ns() + budget_ms * 1000000ull;
+    h->deadline_ns = budget_now_ns() + budget_ms * 1000000ull;
     arm_deadline(h);
 }
 

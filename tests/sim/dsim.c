@@ -36,12 +36,13 @@
 #include "detect/analysis.h"
 #include "fsm/fsm.h"
 #include "plugin/host.h"
+#include "policy/policy.h"
 #include "recover/sched.h"
 #include "registry/registry.h"
 
 #define N_REPLICAS     3
-#define N_AGENTS       6
-#define N_TASKS        12
+#define N_AGENTS       10
+#define N_TASKS        16
 #define AGENT_SLOTS    2
 #define TICK_MS        10
 #define MAX_DEAD       2     /* agents that may crash for good */
@@ -92,7 +93,6 @@ struct engine { /* one replica's leader modules, wired as engine/core does */
     struct rd_registry registry;
     struct rd_analysis analysis;
     struct rd_plugin_host alerts; /* zeroed: no alert instance */
-    struct rd_policy_host *policy;
     struct rd_sched sched;
     bool leader;
     bool shutting_down;
@@ -152,7 +152,8 @@ struct world {
     bool killed[N_REPLICAS];
     bool cut[N_REPLICAS][N_REPLICAS];
     bool faults_on;
-    bool reorder;  /* DSIM_REORDER: latency changes, so messages overtake others */
+    struct rd_policy_host *policy; /* policies/ (the shipped Lua), or NULL: DSIM_POLICY=0 */
+    bool reorder;                  /* DSIM_REORDER: latency changes, so messages overtake others */
     bool closing;  /* raft is closing: nothing proposes (the replica's r->closing) */
     unsigned dead; /* agents crashed for good */
     uint64_t uuid_counter;
@@ -388,8 +389,11 @@ static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *bu
     int drc = rd_cmd_decode(buf, len, &c);
     if (drc == 0 && e->leader && c.type != RD_CMD_TASK_CHECKPOINT && c.type != RD_CMD_TASK_FINISH &&
         c.type != RD_CMD_TASK_ASSIGN && c.type != RD_CMD_NODE_REGISTER)
-        trace("r%u applied %s at %" PRIu64 ": %s", e->i, rd_cmd_type_name(c.type), index,
-              rd_strerror(e->fsm.result.status));
+        trace("r%u applied %s at %" PRIu64 ": %s%s%.*s", e->i, rd_cmd_type_name(c.type), index,
+              rd_strerror(e->fsm.result.status),
+              c.type == RD_CMD_RECOVERY_CLOSE ? " strategy " : "",
+              c.type == RD_CMD_RECOVERY_CLOSE ? (int)c.u.rclose.strategy.len : 0,
+              c.type == RD_CMD_RECOVERY_CLOSE ? c.u.rclose.strategy.p : "");
     if (drc == 0 && accepted &&
         (c.type == RD_CMD_TASK_CHECKPOINT || c.type == RD_CMD_TASK_FINISH)) {
         char id[40];
@@ -448,7 +452,7 @@ static void engine_init(struct engine *e, unsigned i)
         .log = eng_proposer(e),
         .analysis = &e->analysis,
         .alerts = &e->alerts,
-        .policy = &e->policy,
+        .policy = &W->policy,
         .policy_error = policy_error,
         .policy_error_data = e,
         .shutting_down = &e->shutting_down,
@@ -1085,9 +1089,19 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
     w->verbose = verbose;
     w->fail_task = -1;
     w->reorder = env_u64("DSIM_REORDER", 0) != 0;
+    rd_config_defaults(&w->cfg);
+    /* The policies the engine ships (select.lua and the strategies): the
+     * scheduler asks them for every plan, as in the engine. */
+    if (env_u64("DSIM_POLICY", 1)) {
+        char err[512];
+        if (rd_policy_load(RD_SOURCE_DIR "/policies", w->cfg.policies.budget_ms,
+                           w->cfg.policies.memory_limit, &w->policy, err, sizeof err) != 0) {
+            fprintf(stderr, "dsim: policies: %s\n", err);
+            exit(2);
+        }
+    }
     w->hash = RD_FNV_INIT;
     rng_state = seed;
-    rd_config_defaults(&w->cfg);
     raft_fixture_initialize(&w->f);
     for (unsigned i = 0; i < N_REPLICAS; i++) {
         engine_init(&w->eng[i], i);
@@ -1177,6 +1191,7 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
     raft_fixture_close(&w->f); /* answers what is still in flight */
     for (unsigned i = 0; i < N_REPLICAS; i++)
         engine_close(&w->eng[i]);
+    rd_policy_free(w->policy);
     for (unsigned k = 0; k < TRACE_KEEP; k++)
         free(w->trace[k]);
     W = NULL;
