@@ -156,6 +156,7 @@ struct world {
     bool reorder;                  /* DSIM_REORDER: latency changes, so messages overtake others */
     bool closing;  /* raft is closing: nothing proposes (the replica's r->closing) */
     unsigned dead; /* agents crashed for good */
+    uint64_t n_faults, n_leaderships, n_refused; /* counted for the summary */
     uint64_t uuid_counter;
     uint64_t hash; /* of the trace: a replay must give the same */
     char *trace[TRACE_KEEP];
@@ -209,6 +210,8 @@ __attribute__((format(printf, 1, 2))) static void trace(const char *fmt, ...)
     vsnprintf(line + k, sizeof line - (size_t)k, fmt, ap);
     va_end(ap);
     W->hash = rd_fnv1a(W->hash, line, strlen(line));
+    if (strncmp(line + k, "FAULT ", 6) == 0 && strncmp(line + k, "FAULT heal", 10) != 0)
+        W->n_faults++;
     unsigned slot = W->n_trace++ % TRACE_KEEP;
     free(W->trace[slot]);
     W->trace[slot] = strdup(line);
@@ -488,6 +491,7 @@ static void engine_role(struct engine *e, bool lead)
         }
         rd_analysis_reset(&e->analysis);
         rd_analysis_start(&e->analysis); /* its timer never fires: the loop is not run */
+        W->n_leaderships++;
         struct raft *r = raft_fixture_get(&W->f, e->i);
         trace("leader r%u term %" PRIu64, e->i, (uint64_t)r->current_term);
     } else {
@@ -624,6 +628,8 @@ static void op_done(void *data, int status, uint64_t value)
     case OP_CHECKPOINT:
     case OP_COMPLETE: {
         bool complete = o->kind == OP_COMPLETE;
+        if (status != 0 && status != RD_EOUTCOME_UNKNOWN)
+            W->n_refused++;
         trace("%s %s %s attempt %u v%" PRIu64 " -> %s", g->id, complete ? "complete" : "checkpoint",
               tid, o->attempt, o->version, rd_strerror(status));
         if (status == 0) {
@@ -1047,6 +1053,10 @@ struct outcome {
     uint64_t hash;
     uint64_t end_ms;
     unsigned completed, failed;
+    /* What the seed exercised: faults drawn, leaderships, writes refused
+     * (fenced, stale), tasks moved off lost agents, recovery runs closed,
+     * policy errors (summed over the replicas). */
+    uint64_t faults, leaderships, refused, moves, runs, policy_errors;
 };
 
 static void step(uint64_t tick)
@@ -1171,7 +1181,19 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
             violation(-1, "I6 the replicas did not converge to one digest:%s", d);
         }
     }
-    struct outcome out = {.ok = !w->failed, .hash = w->hash, .end_ms = now_ms()};
+    struct outcome out = {.ok = !w->failed,
+                          .hash = w->hash,
+                          .end_ms = now_ms(),
+                          .faults = w->n_faults,
+                          .leaderships = w->n_leaderships,
+                          .refused = w->n_refused};
+    for (unsigned i = 0; i < N_REPLICAS; i++) {
+        const struct rd_sched *sc = &w->eng[i].sched;
+        out.moves += sc->recoveries_total;
+        out.policy_errors += sc->policy_errors_total;
+        for (int k = 0; k < RD_REC_STATUS_COUNT; k++)
+            out.runs += sc->runs_closed[k];
+    }
     struct engine *e = leader();
     for (int t = 0; t < N_TASKS && e != NULL; t++) {
         const struct rd_task *k = rd_fsm_task(&e->fsm, w->task_ids[t]);
@@ -1219,12 +1241,19 @@ int main(int argc, char **argv)
     }
     unsigned failures = 0, completed = 0, failed_tasks = 0;
     uint64_t sim_ms = 0;
+    struct outcome sum = {0};
     for (uint64_t s = seed; s < seed + count; s++) {
         struct outcome o = s == seed ? first : run_seed(s, verbose);
         failures += !o.ok;
         completed += o.completed;
         failed_tasks += o.failed;
         sim_ms += o.end_ms;
+        sum.faults += o.faults;
+        sum.leaderships += o.leaderships;
+        sum.refused += o.refused;
+        sum.moves += o.moves;
+        sum.runs += o.runs;
+        sum.policy_errors += o.policy_errors;
         if (env_u64("DSIM_LIST", 0))
             printf("seed %" PRIu64 ": %s, tasks completed %u, failed %u, %.1f simulated s\n", s,
                    o.ok ? "ok" : "FAILED", o.completed, o.failed, (double)o.end_ms / 1000);
@@ -1234,5 +1263,9 @@ int main(int argc, char **argv)
     printf("dsim: seeds %" PRIu64 "..%" PRIu64 ": %u failed; tasks completed %u, failed %u; "
            "%.0f simulated seconds\n",
            seed, seed + count - 1, failures, completed, failed_tasks, (double)sim_ms / 1000);
+    printf("dsim: exercised: %" PRIu64 " faults, %" PRIu64 " leaderships, %" PRIu64
+           " writes refused, %" PRIu64 " tasks moved off lost agents, %" PRIu64
+           " recovery runs, %" PRIu64 " policy errors\n",
+           sum.faults, sum.leaderships, sum.refused, sum.moves, sum.runs, sum.policy_errors);
     return failures ? 1 : 0;
 }
