@@ -397,6 +397,10 @@ static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *bu
               c.type == RD_CMD_RECOVERY_CLOSE ? " strategy " : "",
               c.type == RD_CMD_RECOVERY_CLOSE ? (int)c.u.rclose.strategy.len : 0,
               c.type == RD_CMD_RECOVERY_CLOSE ? c.u.rclose.strategy.p : "");
+    if (drc == 0 && e->leader && c.type == RD_CMD_TASK_ASSIGN && c.u.tassign.strategy.len > 0)
+        trace("r%u applied task_assign at %" PRIu64 ": %s by %.*s", e->i, index,
+              rd_strerror(e->fsm.result.status), (int)c.u.tassign.strategy.len,
+              c.u.tassign.strategy.p);
     if (drc == 0 && accepted &&
         (c.type == RD_CMD_TASK_CHECKPOINT || c.type == RD_CMD_TASK_FINISH)) {
         char id[40];
