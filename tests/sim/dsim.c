@@ -1,11 +1,12 @@
 /*
  * Deterministic simulation (issue 16): three replicas of the state machine
  * on libraft's in-memory fixture (raft/fixture.h), each with the engine's
- * leader modules (registry, analysis, scheduler) wired as engine/core does,
- * simulated agents (register, heartbeat, checkpoint, complete, crash, pause,
- * come back) and random faults drawn from one seed. Every clock the engine
- * reads is the fixture's (the link wraps rd_mono_ns, rd_now_ms and
- * rd_uuid_v4, tests/CMakeLists.txt), so a seed replays exactly.
+ * leader modules (registry, analysis, scheduler, the shipped policies) wired
+ * as engine/core does, simulated agents (register, heartbeat, checkpoint,
+ * complete, crash, pause, come back) and random faults drawn from one seed.
+ * Every clock the engine reads is the fixture's (the link wraps rd_mono_ns,
+ * rd_now_ms and rd_uuid_v4, tests/CMakeLists.txt), so a seed replays
+ * exactly. docs/testing.md says what runs and what is next.
  *
  * After every step the invariants of the chaos checker are checked:
  *   I1 no acknowledged checkpoint is lost (on any replica that applied it);
@@ -21,6 +22,7 @@
  *
  *   dsim [SEED] [COUNT]     run COUNT seeds from SEED (env SEED, SEEDS too)
  *   DSIM_VERBOSE=1 dsim S 1 print the whole trace of seed S
+ *   DSIM_LIST, DSIM_RAFT, DSIM_POLICY=0, DSIM_REORDER: docs/testing.md
  */
 #include <inttypes.h>
 #include <raft.h>
