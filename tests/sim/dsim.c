@@ -155,6 +155,7 @@ struct world {
     bool cut[N_REPLICAS][N_REPLICAS];
     bool faults_on;
     struct rd_policy_host *policy; /* policies/ (the shipped Lua), or NULL: DSIM_POLICY=0 */
+    unsigned snapshot_every;       /* DSIM_SNAPSHOT: raft's snapshot threshold, 0: its default */
     bool reorder;                  /* DSIM_REORDER: latency changes, so messages overtake others */
     bool closing;  /* raft is closing: nothing proposes (the replica's r->closing) */
     unsigned dead; /* agents crashed for good */
@@ -1062,7 +1063,7 @@ struct outcome {
     /* What the seed exercised: faults drawn, leaderships, writes refused
      * (fenced, stale), tasks moved off lost agents, recovery runs closed,
      * policy errors (summed over the replicas). */
-    uint64_t faults, leaderships, refused, moves, runs, policy_errors;
+    uint64_t faults, leaderships, refused, moves, runs, policy_errors, restores;
 };
 
 static void step(uint64_t tick)
@@ -1107,6 +1108,7 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
     w->verbose = verbose;
     w->fail_task = -1;
     w->reorder = env_u64("DSIM_REORDER", 0) != 0;
+    w->snapshot_every = (unsigned)env_u64("DSIM_SNAPSHOT", 0);
     rd_config_defaults(&w->cfg);
     /* The policies the engine ships (select.lua and the strategies): the
      * scheduler asks them for every plan, as in the engine. */
@@ -1126,6 +1128,12 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
         raft_fixture_grow(&w->f, &w->eng[i].fsm.raft);
         rd_fsm_bind_raft(&w->eng[i].fsm, raft_fixture_get(&w->f, i));
         raft_fixture_get(&w->f, i)->tracer = NULL;
+        /* Snapshots often (DSIM_SNAPSHOT=<entries>, 0: libraft's default),
+         * so lagging replicas catch up by snapshot installs. */
+        if (w->snapshot_every) {
+            raft_set_snapshot_threshold(raft_fixture_get(&w->f, i), w->snapshot_every);
+            raft_set_snapshot_trailing(raft_fixture_get(&w->f, i), w->snapshot_every / 4);
+        }
         /* Election timeouts from the seed, so who leads first varies. */
         raft_fixture_set_randomized_election_timeout(&w->f, i, 1000 + rng_below(1000));
     }
@@ -1197,6 +1205,7 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
         const struct rd_sched *sc = &w->eng[i].sched;
         out.moves += sc->recoveries_total;
         out.policy_errors += sc->policy_errors_total;
+        out.restores += w->eng[i].fsm.restores;
         for (int k = 0; k < RD_REC_STATUS_COUNT; k++)
             out.runs += sc->runs_closed[k];
     }
@@ -1260,6 +1269,7 @@ int main(int argc, char **argv)
         sum.moves += o.moves;
         sum.runs += o.runs;
         sum.policy_errors += o.policy_errors;
+        sum.restores += o.restores;
         if (env_u64("DSIM_LIST", 0))
             printf("seed %" PRIu64 ": %s, tasks completed %u, failed %u, %.1f simulated s\n", s,
                    o.ok ? "ok" : "FAILED", o.completed, o.failed, (double)o.end_ms / 1000);
@@ -1271,7 +1281,8 @@ int main(int argc, char **argv)
            seed, seed + count - 1, failures, completed, failed_tasks, (double)sim_ms / 1000);
     printf("dsim: exercised: %" PRIu64 " faults, %" PRIu64 " leaderships, %" PRIu64
            " writes refused, %" PRIu64 " tasks moved off lost agents, %" PRIu64
-           " recovery runs, %" PRIu64 " policy errors\n",
-           sum.faults, sum.leaderships, sum.refused, sum.moves, sum.runs, sum.policy_errors);
+           " recovery runs, %" PRIu64 " policy errors, %" PRIu64 " snapshot restores\n",
+           sum.faults, sum.leaderships, sum.refused, sum.moves, sum.runs, sum.policy_errors,
+           sum.restores);
     return failures ? 1 : 0;
 }
