@@ -16,7 +16,9 @@
  *   I5 at most one leader per term;
  *   I6 once faults stop, every task ends (completed, or failed by the
  *      engine's own rules) within a bounded simulated time, and the
- *      replicas converge to one digest.
+ *      replicas converge to one digest;
+ *   I7 a replica's commit index never goes down (libraft's, below the
+ *      engine: DSIM_REORDER=1 reaches the case patch 0006 fixes).
  * A failing seed prints the seed, the violation and the trace of what led
  * to it (the task's events and the last steps), and exits 1.
  *
@@ -150,7 +152,8 @@ struct world {
     uint64_t ckpt_index[N_REPLICAS][N_TASKS][MAX_VERSION];
     uint32_t max_attempt[N_REPLICAS][N_TASKS];
     bool done_on[N_REPLICAS][N_TASKS];
-    uint64_t leader_of_term[256]; /* I5: server id + 1 by term (terms < 256) */
+    uint64_t leader_of_term[256];     /* I5: server id + 1 by term (terms < 256) */
+    uint64_t commit_seen[N_REPLICAS]; /* I7 */
     bool killed[N_REPLICAS];
     bool cut[N_REPLICAS][N_REPLICAS];
     bool faults_on;
@@ -1010,6 +1013,11 @@ static void check_step(void)
                           " and server %" PRIu64,
                           (uint64_t)r->current_term, *who, (uint64_t)r->id);
         }
+        /* I7: the commit index only grows (a killed replica keeps its own). */
+        if (r->commit_index < W->commit_seen[i])
+            violation(-1, "I7 r%u's commit index went down from %" PRIu64 " to %" PRIu64, i,
+                      W->commit_seen[i], (uint64_t)r->commit_index);
+        W->commit_seen[i] = r->commit_index;
         uint64_t applied = raft_last_applied(r);
         for (int t = 0; t < N_TASKS; t++) {
             const struct rd_task *k = rd_fsm_task(&W->eng[i].fsm, W->task_ids[t]);
