@@ -160,6 +160,7 @@ struct world {
     struct rd_policy_host *policy; /* policies/ (the shipped Lua), or NULL: DSIM_POLICY=0 */
     unsigned snapshot_every;       /* DSIM_SNAPSHOT: raft's snapshot threshold, 0: its default */
     bool reorder;                  /* DSIM_REORDER: latency changes, so messages overtake others */
+    bool io_faults;                /* DSIM_IO_FAULTS: failed disk writes (libraft's io_fault) */
     bool closing;  /* raft is closing: nothing proposes (the replica's r->closing) */
     unsigned dead; /* agents crashed for good */
     uint64_t n_faults, n_leaderships, n_refused; /* counted for the summary */
@@ -569,7 +570,7 @@ static void detect(struct engine *e)
 
 /* ---- agents ---------------------------------------------------------------- */
 
-enum op_kind { OP_REGISTER, OP_CHECKPOINT, OP_COMPLETE, OP_SUBMIT };
+enum op_kind { OP_REGISTER, OP_CHECKPOINT, OP_COMPLETE, OP_SUBMIT, OP_OPERATOR };
 
 struct op {
     enum op_kind kind;
@@ -634,6 +635,10 @@ static void op_done(void *data, int status, uint64_t value)
             }
         }
         trace("%s register -> %s epoch %" PRIu64, g->id, rd_strerror(status), value);
+        break;
+    case OP_OPERATOR:
+        trace("operator %s %s -> %s", o->version ? "drain" : "readmit", W->ag[o->agent].id,
+              rd_strerror(status));
         break;
     case OP_CHECKPOINT:
     case OP_COMPLETE: {
@@ -865,11 +870,43 @@ static void client_step(void)
 
 /* ---- faults --------------------------------------------------------------- */
 
+/* An operator drains a working agent or readmits a draining one, as
+ * api_nodes.c's handlers do (at most MAX_DRAINED draining at once, so the
+ * fleet keeps capacity for I6). */
+#define MAX_DRAINED 2
+static void operator_step(int a, bool readmit_only)
+{
+    struct engine *e = leader();
+    if (e == NULL)
+        return;
+    unsigned draining = 0;
+    for (int k = 0; k < N_AGENTS; k++) {
+        const struct rd_node *m = rd_fsm_node(&e->fsm, W->ag[k].id, strlen(W->ag[k].id));
+        draining += m != NULL && m->state == RD_NODE_DRAINING;
+    }
+    const char *id = W->ag[a].id;
+    const struct rd_node *n = rd_fsm_node(&e->fsm, id, strlen(id));
+    if (n == NULL)
+        return;
+    bool drain = n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION;
+    if (drain ? readmit_only || draining >= MAX_DRAINED : n->state != RD_NODE_DRAINING)
+        return;
+    struct rd_cmd c = {.type = RD_CMD_NODE_TRANSITION};
+    c.u.trans.node_id = RD_STR(id);
+    c.u.trans.state = drain ? RD_NODE_DRAINING : RD_NODE_PROBATION;
+    c.u.trans.reason = RD_STR(drain ? "drained by an operator" : "readmitted by an operator");
+    c.u.trans.from_state = n->state;
+    c.u.trans.resolve_faults = !drain;
+    struct op *o = new_op(OP_OPERATOR, a, -1);
+    o->version = drain;
+    send_op(e, o, &c);
+}
+
 static void fault_step(void)
 {
     if (!rng_chance(15)) /* a fault drawn about every 0.7 s (some are no-ops) */
         return;
-    unsigned kind = rng_below(8);
+    unsigned kind = rng_below(11);
     unsigned i = rng_below(N_REPLICAS), j = rng_below(N_REPLICAS);
     int a = (int)rng_below(N_AGENTS);
     struct agent *g = &W->ag[a];
@@ -954,6 +991,21 @@ static void fault_step(void)
         g->hb_cut = !g->hb_cut;
         trace("FAULT %s %s", g->hb_cut ? "heartbeats lost from" : "heartbeats back from", g->id);
         break;
+    case 8: { /* a replica's disk becomes slower or faster (fsync of 1-120 ms) */
+        unsigned ms = 1 + rng_below(120);
+        raft_fixture_set_disk_latency(&W->f, i, ms);
+        trace("FAULT disk latency r%u %ums", i, ms);
+        break;
+    }
+    case 9: /* a replica's next disk write fails (EIO; libraft's fixture) */
+        if (W->killed[i] || !W->io_faults)
+            return;
+        raft_fixture_io_fault(&W->f, i, (int)rng_below(3), 1);
+        trace("FAULT io error r%u", i);
+        break;
+    case 10: /* an operator drains an agent, or readmits a drained one */
+        operator_step(a, false);
+        break;
     case 6: { /* half the agents cut at once (a partition of the fleet), or all healed */
         bool any = false;
         for (int k = 0; k < N_AGENTS; k++)
@@ -989,7 +1041,11 @@ static void heal(void)
         }
         if (W->reorder) /* back to a short latency: what is sent now overtakes */
             raft_fixture_set_network_latency(&W->f, i, 15);
+        raft_fixture_set_disk_latency(&W->f, i, 10); /* the fixture's default */
     }
+    /* The operator readmits every agent it drained. */
+    for (int a = 0; a < N_AGENTS; a++)
+        operator_step(a, true);
     for (int a = 0; a < N_AGENTS; a++)
         W->ag[a].cut = W->ag[a].hb_cut = false;
     W->faults_on = false;
@@ -1116,6 +1172,7 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
     w->verbose = verbose;
     w->fail_task = -1;
     w->reorder = env_u64("DSIM_REORDER", 0) != 0;
+    w->io_faults = env_u64("DSIM_IO_FAULTS", 0) != 0;
     w->snapshot_every = (unsigned)env_u64("DSIM_SNAPSHOT", 0);
     rd_config_defaults(&w->cfg);
     /* The policies the engine ships (select.lua and the strategies): the
