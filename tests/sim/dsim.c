@@ -161,6 +161,7 @@ struct world {
     unsigned snapshot_every;       /* DSIM_SNAPSHOT: raft's snapshot threshold, 0: its default */
     bool reorder;                  /* DSIM_REORDER: latency changes, so messages overtake others */
     bool io_faults;                /* DSIM_IO_FAULTS: failed disk writes (libraft's io_fault) */
+    unsigned disk_ms[N_REPLICAS];  /* each replica's disk latency: only grows */
     bool closing;  /* raft is closing: nothing proposes (the replica's r->closing) */
     unsigned dead; /* agents crashed for good */
     uint64_t n_faults, n_leaderships, n_refused; /* counted for the summary */
@@ -991,8 +992,15 @@ static void fault_step(void)
         g->hb_cut = !g->hb_cut;
         trace("FAULT %s %s", g->hb_cut ? "heartbeats lost from" : "heartbeats back from", g->id);
         break;
-    case 8: { /* a replica's disk becomes slower or faster (fsync of 1-120 ms) */
-        unsigned ms = 1 + rng_below(120);
+    case 8: { /* a replica's disk becomes slower (fsync of up to 120 ms) */
+        /* Only slower: the fixture completes each write after its own
+         * latency, so a faster disk would finish a later append before an
+         * earlier one, which libraft's libuv backend never does (it writes
+         * one segment in order). */
+        unsigned ms = W->disk_ms[i] + 1 + rng_below(40);
+        if (ms > 120)
+            return;
+        W->disk_ms[i] = ms;
         raft_fixture_set_disk_latency(&W->f, i, ms);
         trace("FAULT disk latency r%u %ums", i, ms);
         break;
@@ -1041,7 +1049,6 @@ static void heal(void)
         }
         if (W->reorder) /* back to a short latency: what is sent now overtakes */
             raft_fixture_set_network_latency(&W->f, i, 15);
-        raft_fixture_set_disk_latency(&W->f, i, 10); /* the fixture's default */
     }
     /* The operator readmits every agent it drained. */
     for (int a = 0; a < N_AGENTS; a++)
@@ -1173,6 +1180,8 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
     w->fail_task = -1;
     w->reorder = env_u64("DSIM_REORDER", 0) != 0;
     w->io_faults = env_u64("DSIM_IO_FAULTS", 0) != 0;
+    for (unsigned i = 0; i < N_REPLICAS; i++)
+        w->disk_ms[i] = 10; /* the fixture's default */
     w->snapshot_every = (unsigned)env_u64("DSIM_SNAPSHOT", 0);
     rd_config_defaults(&w->cfg);
     /* The policies the engine ships (select.lua and the strategies): the
