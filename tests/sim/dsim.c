@@ -18,7 +18,8 @@
  *      engine's own rules) within a bounded simulated time, and the
  *      replicas converge to one digest;
  *   I7 a replica's commit index never goes down (libraft's, below the
- *      engine: DSIM_REORDER=1 reaches the case patch 0006 fixes).
+ *      engine: DSIM_REORDER=1 reaches the case patch 0006 fixes);
+ *   I8 every replica applies the same command at each index.
  * A failing seed prints the seed, the violation and the trace of what led
  * to it (the task's events and the last steps), and exits 1.
  *
@@ -90,6 +91,8 @@ static bool rng_chance(unsigned per_mille)
 
 /* ---- the world ----------------------------------------------------------- */
 
+#define MAX_INDEX 16384 /* I8 checks indexes below this (runs stay far under) */
+
 struct engine { /* one replica's leader modules, wired as engine/core does */
     unsigned i;
     uv_loop_t loop; /* never run but to close the analysis's timer (never fired) */
@@ -154,6 +157,8 @@ struct world {
     bool done_on[N_REPLICAS][N_TASKS];
     uint64_t leader_of_term[256];     /* I5: server id + 1 by term (terms < 256) */
     uint64_t commit_seen[N_REPLICAS]; /* I7 */
+    uint64_t entry_hash[MAX_INDEX];   /* I8: the command applied at each index (hash | 1) */
+    unsigned entry_by[MAX_INDEX];     /* the replica that applied it first */
     bool killed[N_REPLICAS];
     bool cut[N_REPLICAS][N_REPLICAS];
     bool faults_on;
@@ -162,6 +167,7 @@ struct world {
     bool reorder;                  /* DSIM_REORDER: latency changes, so messages overtake others */
     bool io_faults;                /* DSIM_IO_FAULTS: failed disk writes (libraft's io_fault) */
     unsigned disk_ms[N_REPLICAS];  /* each replica's disk latency: only grows */
+    struct raft_tracer tracer[N_REPLICAS]; /* DSIM_LIBRAFT: libraft's own diagnostics */
     bool closing;  /* raft is closing: nothing proposes (the replica's r->closing) */
     unsigned dead; /* agents crashed for good */
     uint64_t n_faults, n_leaderships, n_refused; /* counted for the summary */
@@ -395,6 +401,17 @@ static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *bu
 {
     struct engine *e = data;
     (void)time_ms;
+    /* I8: every replica applies the same command at each index. */
+    if (index < MAX_INDEX) {
+        uint64_t h = rd_fnv1a(RD_FNV_INIT, buf, len) | 1;
+        if (W->entry_hash[index] == 0) {
+            W->entry_hash[index] = h;
+            W->entry_by[index] = e->i;
+        } else if (W->entry_hash[index] != h) {
+            violation(-1, "I8 index %" PRIu64 ": r%u applied another command than r%u did", index,
+                      e->i, W->entry_by[index]);
+        }
+    }
     struct rd_cmd c;
     bool accepted = e->fsm.result.status == 0;
     int drc = rd_cmd_decode(buf, len, &c);
@@ -1171,6 +1188,17 @@ static void step(uint64_t tick)
     check_step();
 }
 
+/* DSIM_LIBRAFT=1: libraft's own diagnostics (its infof lines) in the trace,
+ * named by replica. */
+static void libraft_trace(struct raft_tracer *t, int type, const void *data)
+{
+    const struct raft_tracer_info *info = data;
+    const struct engine *e = t->impl;
+    if (type == RAFT_TRACER_DIAGNOSTIC && info->diagnostic.level <= 3)
+        trace("libraft r%u %s:%d %s", e->i, info->diagnostic.file, info->diagnostic.line,
+              info->diagnostic.message);
+}
+
 static struct outcome run_seed(uint64_t seed, bool verbose)
 {
     struct world *w = calloc(1, sizeof(*w));
@@ -1188,7 +1216,11 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
      * scheduler asks them for every plan, as in the engine. */
     if (env_u64("DSIM_POLICY", 1)) {
         char err[512];
-        if (rd_policy_load(RD_SOURCE_DIR "/policies", w->cfg.policies.budget_ms,
+        /* Budgets run on real time (policy.c), which the simulation does
+         * not control: a loaded machine (CI under the sanitizers) must not
+         * turn a call's overrun into a failed or diverging seed, so the
+         * budget here is ten seconds, not the engine's 500 ms. */
+        if (rd_policy_load(RD_SOURCE_DIR "/policies", 10000,
                            w->cfg.policies.memory_limit, &w->policy, err, sizeof err) != 0) {
             fprintf(stderr, "dsim: policies: %s\n", err);
             exit(2);
@@ -1201,7 +1233,8 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
         engine_init(&w->eng[i], i);
         raft_fixture_grow(&w->f, &w->eng[i].fsm.raft);
         rd_fsm_bind_raft(&w->eng[i].fsm, raft_fixture_get(&w->f, i));
-        raft_fixture_get(&w->f, i)->tracer = NULL;
+        raft_fixture_get(&w->f, i)->tracer = getenv("DSIM_LIBRAFT") ? &w->tracer[i] : NULL;
+        w->tracer[i] = (struct raft_tracer){.impl = &w->eng[i], .version = 2, .emit = libraft_trace};
         /* Snapshots often (DSIM_SNAPSHOT=<entries>, 0: libraft's default),
          * so lagging replicas catch up by snapshot installs. */
         if (w->snapshot_every) {
