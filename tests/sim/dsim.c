@@ -1220,8 +1220,8 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
          * not control: a loaded machine (CI under the sanitizers) must not
          * turn a call's overrun into a failed or diverging seed, so the
          * budget here is ten seconds, not the engine's 500 ms. */
-        if (rd_policy_load(RD_SOURCE_DIR "/policies", 10000,
-                           w->cfg.policies.memory_limit, &w->policy, err, sizeof err) != 0) {
+        if (rd_policy_load(RD_SOURCE_DIR "/policies", 10000, w->cfg.policies.memory_limit,
+                           &w->policy, err, sizeof err) != 0) {
             fprintf(stderr, "dsim: policies: %s\n", err);
             exit(2);
         }
@@ -1234,7 +1234,8 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
         raft_fixture_grow(&w->f, &w->eng[i].fsm.raft);
         rd_fsm_bind_raft(&w->eng[i].fsm, raft_fixture_get(&w->f, i));
         raft_fixture_get(&w->f, i)->tracer = getenv("DSIM_LIBRAFT") ? &w->tracer[i] : NULL;
-        w->tracer[i] = (struct raft_tracer){.impl = &w->eng[i], .version = 2, .emit = libraft_trace};
+        w->tracer[i] =
+            (struct raft_tracer){.impl = &w->eng[i], .version = 2, .emit = libraft_trace};
         /* Snapshots often (DSIM_SNAPSHOT=<entries>, 0: libraft's default),
          * so lagging replicas catch up by snapshot installs. */
         if (w->snapshot_every) {
