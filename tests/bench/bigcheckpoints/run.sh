@@ -20,7 +20,8 @@
 # heartbeats a second), STREAMS (4 writes per HTTP/2 connection at most: the
 # engine cuts a connection buffering more than server.edge.max_body_buffered,
 # 4 MiB, of request bodies), DD_COUNT (200 writes of 512 KiB per dd run), NICE,
-# BUILD (build-bench), RD_CONFIG_EXTRA (YAML appended to every replica's
+# BUILD (build-bench), KEEP_LOGS (a directory to copy the replicas' logs,
+# the load generator's and heartbeats' output and rss.tsv to), RD_CONFIG_EXTRA (YAML appended to every replica's
 # configuration). Run it under `flock /tmp/rd-bench.lock`.
 # tests/bench/lib/common.sh does what every benchmark's script does.
 #
@@ -44,6 +45,13 @@ RSS_LIMIT_MIB=512
 scripts/bootstrap --bench
 bench_build recoveryd heartbeat health_probe metrics log bench_replication_loadgen
 bench_workdir bigckpt disk
+# shellcheck disable=SC2317 # run at exit by common.sh
+bench_on_exit() {
+    if [ -n "${KEEP_LOGS:-}" ]; then
+        mkdir -p "$KEEP_LOGS"
+        cp "$WORK"/*.log "$WORK"/*.out "$WORK"/rss.tsv "$KEEP_LOGS"/ 2>/dev/null || true
+    fi
+}
 
 # dd_rate: one fsync'd sequential write of DD_COUNT x 512 KiB in WORK:
 # "writes/s MB/s".
