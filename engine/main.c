@@ -594,10 +594,14 @@ int main(int argc, char **argv)
         return 0;
     }
     /* Every request allocates and frees small JSON values: keep glibc from
-     * giving the heap back and asking for it again (brk) on each burst. */
+     * giving the heap back and asking for it again (brk) on each burst.
+     * Large buffers (checkpoints of up to 512 KiB, their raft entries, request
+     * bodies) are mapped on their own instead, and given back when freed: in
+     * the heap, the log entries a snapshot freed stayed resident as free
+     * chunks (74-91 MB of a 135-152 MB heap after 200 such checkpoints). */
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     mallopt(M_TOP_PAD, 16 << 20);
-    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_MMAP_THRESHOLD, 256 << 10);
     static struct rd_engine eng;
 #ifdef RD_FAULT_INJECTION
     eng.debug = rd_inject_debug_route; /* recoveryd-fi only: tests corrupt state on purpose */

@@ -213,6 +213,8 @@ static const struct cfg_field cfg_storage[] = {
     CFG_T("data_dir", CFG_PATH, storage.data_dir, RD_CFG_DATA_DIR),
     CFG_U("snapshot_threshold", storage.snapshot_threshold, 1, 100000000),
     CFG_U("snapshot_trailing", storage.snapshot_trailing, 0, 100000000),
+    CFG_F("snapshot_threshold_bytes", CFG_SIZE, storage.snapshot_threshold_bytes),
+    CFG_F("snapshot_trailing_bytes", CFG_SIZE, storage.snapshot_trailing_bytes),
     CFG_F("segment_size", CFG_SIZE, storage.segment_size),
 };
 
@@ -1666,6 +1668,8 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg_copy(cfg->storage.data_dir, "./var");
     cfg->storage.snapshot_threshold = 8192;
     cfg->storage.snapshot_trailing = 1024;
+    cfg->storage.snapshot_threshold_bytes = (uint64_t)64 << 20;
+    cfg->storage.snapshot_trailing_bytes = (uint64_t)16 << 20;
     cfg->storage.segment_size = (size_t)8 << 20;
 
     cfg_copy(cfg->cluster.name, "recoveryd");
@@ -2038,6 +2042,22 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
         return cfg_errf(err, RD_ECONFIG,
                         "storage.snapshot_threshold: expected at least 1 entry, got '%u'",
                         cfg->storage.snapshot_threshold);
+    if (cfg->storage.snapshot_threshold_bytes != 0 &&
+        (cfg->storage.snapshot_threshold_bytes < RD_CFG_MIN_SNAPSHOT_BYTES ||
+         cfg->storage.snapshot_threshold_bytes > RD_CFG_MAX_SNAPSHOT_BYTES)) {
+        cfg_format_size(cfg->storage.snapshot_threshold_bytes, a, sizeof(a));
+        return cfg_errf(err, RD_ECONFIG,
+                        "storage.snapshot_threshold_bytes: expected 0 (entries only) or a size "
+                        "from 1MiB to 64GiB, got '%s'",
+                        a);
+    }
+    if (cfg->storage.snapshot_trailing_bytes > RD_CFG_MAX_SNAPSHOT_BYTES) {
+        cfg_format_size(cfg->storage.snapshot_trailing_bytes, a, sizeof(a));
+        return cfg_errf(err, RD_ECONFIG,
+                        "storage.snapshot_trailing_bytes: expected a size up to 64GiB (0: the "
+                        "entry count alone), got '%s'",
+                        a);
+    }
     /* libraft 0.22 refuses every entry (RAFT_NOSPACE) with segments of 1MiB
      * or less, however much disk is free: measured, see docs/configuration.md. */
     if (cfg->storage.segment_size < RD_CFG_MIN_SEGMENT)

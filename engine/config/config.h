@@ -17,13 +17,16 @@
 
 #include "../common/log.h"
 
-#define RD_CFG_STR             256
-#define RD_CFG_ERRLEN          512
-#define RD_CFG_MAX_PEERS       7
-#define RD_CFG_MIN_SEGMENT     ((size_t)4 << 20)
-#define RD_CFG_MAX_PLUGINS     16 /* plugins.instances entries */
-#define RD_CFG_MAX_PLUGIN_KEYS 32 /* keys under one instance's config */
-#define RD_CFG_MAX_CERT_MAPS   32 /* security.client_certs entries */
+#define RD_CFG_STR         256
+#define RD_CFG_ERRLEN      512
+#define RD_CFG_MAX_PEERS   7
+#define RD_CFG_MIN_SEGMENT ((size_t)4 << 20)
+/* storage.snapshot_threshold_bytes (when not 0) and snapshot_trailing_bytes */
+#define RD_CFG_MIN_SNAPSHOT_BYTES ((uint64_t)1 << 20)
+#define RD_CFG_MAX_SNAPSHOT_BYTES ((uint64_t)64 << 30)
+#define RD_CFG_MAX_PLUGINS        16 /* plugins.instances entries */
+#define RD_CFG_MAX_PLUGIN_KEYS    32 /* keys under one instance's config */
+#define RD_CFG_MAX_CERT_MAPS      32 /* security.client_certs entries */
 
 struct rd_cfg_peer {
     uint64_t id;              /* raft server id, > 0 */
@@ -148,12 +151,18 @@ struct rd_config {
     } security;
 
     struct {
-        char data_dir[RD_CFG_STR];   /* storage.data_dir, default ./var */
-        unsigned snapshot_threshold; /* storage.snapshot_threshold, default 8192 entries */
-        unsigned snapshot_trailing;  /* storage.snapshot_trailing, default 4096 entries */
-        size_t segment_size;         /* storage.segment_size, default 8MiB */
-        bool accept_data_loss;       /* --accept-data-loss only (never from a file): start on a
-                                        damaged data directory with what is left of it */
+        char data_dir[RD_CFG_STR];         /* storage.data_dir, default ./var */
+        unsigned snapshot_threshold;       /* storage.snapshot_threshold, default 8192 entries */
+        unsigned snapshot_trailing;        /* storage.snapshot_trailing, default 4096 entries */
+        uint64_t snapshot_threshold_bytes; /* storage.snapshot_threshold_bytes: a snapshot once
+                                              the log since the last one holds this much as
+                                              well, 0 or 1MiB-64GiB, default 64MiB */
+        uint64_t snapshot_trailing_bytes;  /* storage.snapshot_trailing_bytes: the trailing
+                                              entries' bytes at most, 0 or up to 64GiB,
+                                              default 16MiB */
+        size_t segment_size;               /* storage.segment_size, default 8MiB */
+        bool accept_data_loss; /* --accept-data-loss only (never from a file): start on a
+                                  damaged data directory with what is left of it */
     } storage;
 
     struct {

@@ -319,6 +319,18 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "Snapshot children that died (the engine then stops: docs/operations.md).");
     rd_mbuf_printf(&b, "recoveryd_raft_snapshot_failures_total %llu\n",
                    (unsigned long long)r->snap.failed);
+    rd_metric_u64(&b, "recoveryd_raft_snapshots_on_bytes_total", "counter",
+                  "raft's own snapshots asked for by storage.snapshot_threshold_bytes (the log "
+                  "since the last snapshot held that many bytes).",
+                  r->snap.on_bytes);
+    rd_metric_u64(&b, "recoveryd_raft_log_bytes_since_snapshot", "gauge",
+                  "Bytes of the entries applied since the newest snapshot started (held in "
+                  "memory by libraft until the next one).",
+                  r->snap.since_bytes);
+    rd_metric_u64(&b, "recoveryd_raft_snapshot_trailing_entries", "gauge",
+                  "Entries the newest snapshot kept behind it (storage.snapshot_trailing, fewer "
+                  "when storage.snapshot_trailing_bytes holds less).",
+                  r->snap.last_trailing);
     rd_metric_header(&b, "recoveryd_raft_snapshot_fork_seconds", "gauge",
                      "How long the newest snapshot's fork held the loop.");
     rd_mbuf_printf(&b, "recoveryd_raft_snapshot_fork_seconds %.6f\n",

@@ -839,7 +839,10 @@ void rd_replica_reset(struct rd_replica *r)
     r->ops = keep.ops;
     r->snap.on_failed = keep.snap.on_failed;
     r->snap.on_failed_data = keep.snap.on_failed_data;
-    r->snap.fsm_snapshot = keep.snap.fsm_snapshot; /* the machine's own, if it stays attached */
+    /* The machine's own callbacks, if it stays attached. */
+    r->snap.fsm_snapshot = keep.snap.fsm_snapshot;
+    r->snap.fsm_apply = keep.snap.fsm_apply;
+    r->snap.fsm_restore = keep.snap.fsm_restore;
     r->mark_start = keep.mark_start;
     r->has_mark_start = keep.has_mark_start;
     snprintf(r->damaged_dir, sizeof(r->damaged_dir), "%s", keep.damaged_dir);
@@ -1033,8 +1036,12 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     raft_set_heartbeat_timeout(&r->raft, (unsigned)cfg->cluster.heartbeat_timeout_ms);
     raft_set_pre_vote(&r->raft, cfg->cluster.pre_vote);
     raft_set_max_inflight_entries(&r->raft, cfg->cluster.max_inflight);
-    raft_set_snapshot_threshold(&r->raft, cfg->storage.snapshot_threshold);
-    raft_set_snapshot_trailing(&r->raft, cfg->storage.snapshot_trailing);
+    if (rd_snapshotter_bound(&r->snap, &r->raft, cfg->storage.snapshot_threshold,
+                             cfg->storage.snapshot_trailing, cfg->storage.snapshot_threshold_bytes,
+                             cfg->storage.snapshot_trailing_bytes) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "no memory for the snapshot's byte bound");
+        return RD_ENOMEM;
+    }
 
     struct raft_configuration conf;
     raft_configuration_init(&conf);
@@ -1762,6 +1769,7 @@ static void raft_closed(struct raft *raft)
     raft_uv_close(&r->io);
     orphans_free(r);
     transport_free(r);
+    rd_snapshotter_free(&r->snap);
     RD_INFO("raft", "closed", "applied=%llu", (unsigned long long)raft_last_applied(raft));
     rd_fsm_bind_raft(r->fsm, NULL);
     /* libraft freed its configurations without emptying them: readers

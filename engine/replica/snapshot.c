@@ -8,6 +8,10 @@
  * the request goes on to libraft's own snapshot_put. A close while a job is
  * held waits for its child (killed) and answers the request RAFT_CANCELED
  * first, the one failure libraft takes.
+ *
+ * The byte bound (snapshot.h) rides on the same wrapping: apply counts, the
+ * snapshot callback (libraft calls it at the index it snapshots, right after
+ * the apply that reached it) starts the count again.
  */
 #include "snapshot.h"
 
@@ -128,12 +132,133 @@ static void image_in(struct rd_image_job *img, int status)
         release(job);
 }
 
+/* ---- the log bounded by bytes ----------------------------------------------- */
+
+static void bytes_applied(struct rd_snapshotter *s, size_t len)
+{
+    if (s->raft == NULL)
+        return;
+    s->since_bytes += len;
+    if (s->sizes_cap > 0) {
+        s->sizes[s->sizes_head] = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+        s->sizes_head = (s->sizes_head + 1) % s->sizes_cap;
+        if (s->sizes_n < s->sizes_cap)
+            s->sizes_n++;
+    }
+    if (s->threshold_bytes == 0 || s->armed || s->since_bytes < s->threshold_bytes)
+        return;
+    /* libraft snapshots once commit - last snapshot reaches its threshold,
+     * checked after this apply's step: 1 takes one now (or as soon as the one
+     * in flight is done). */
+    s->armed = true;
+    raft_set_snapshot_threshold(s->raft, 1);
+    RD_DEBUG("replica", "snapshot_on_bytes", "bytes=%llu threshold_bytes=%llu",
+             (unsigned long long)s->since_bytes, (unsigned long long)s->threshold_bytes);
+}
+
+/* The newest entries, at most `trailing`, whose bytes fit in trailing_bytes. */
+static unsigned trailing_fit(const struct rd_snapshotter *s)
+{
+    if (s->trailing_bytes == 0)
+        return s->trailing;
+    uint64_t sum = 0;
+    unsigned k = 0;
+    while (k < s->trailing && k < s->sizes_n) {
+        unsigned at = (s->sizes_head + s->sizes_cap - 1 - k) % s->sizes_cap;
+        if (sum + s->sizes[at] > s->trailing_bytes)
+            break;
+        sum += s->sizes[at];
+        k++;
+    }
+    return k;
+}
+
+/* libraft takes a snapshot at the last applied index: the count starts
+ * again, the entry threshold is put back, the trailing entries fitted. */
+static void bytes_snapshot(struct rd_snapshotter *s)
+{
+    if (s->raft == NULL)
+        return;
+    if (s->armed) {
+        s->on_bytes++;
+        s->armed = false;
+        raft_set_snapshot_threshold(s->raft, s->threshold);
+        RD_INFO("replica", "snapshot_on_bytes", "bytes=%llu threshold_bytes=%llu",
+                (unsigned long long)s->since_bytes, (unsigned long long)s->threshold_bytes);
+    }
+    s->since_bytes = 0;
+    s->last_trailing = trailing_fit(s);
+    raft_set_snapshot_trailing(s->raft, s->last_trailing);
+}
+
+static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **result)
+{
+    struct rd_fsm *f = rf->data;
+    struct rd_snapshotter *s = of_raft(f->raft_ref);
+    if (s == NULL)
+        return RAFT_NOMEM; /* never: raft applies only while the machine is bound to it */
+    int rv = s->fsm_apply(rf, buf, result);
+    bytes_applied(s, buf->len);
+    return rv;
+}
+
+/* An installed snapshot (or the one loaded at start): the log before it is
+ * gone, the count starts again; the entries replayed after it count. */
+static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
+{
+    struct rd_fsm *f = rf->data;
+    struct rd_snapshotter *s = of_raft(f->raft_ref);
+    if (s == NULL)
+        return RAFT_NOMEM; /* never, as apply */
+    int rv = s->fsm_restore(rf, buf);
+    if (rv == 0) {
+        s->since_bytes = 0;
+        s->sizes_n = 0;
+    }
+    return rv;
+}
+
+int rd_snapshotter_bound(struct rd_snapshotter *s, struct raft *raft, unsigned threshold,
+                         unsigned trailing, uint64_t threshold_bytes, uint64_t trailing_bytes)
+{
+    unsigned cap = trailing_bytes == 0            ? 0
+                   : trailing < RD_SNAP_SIZES_MAX ? trailing
+                                                  : RD_SNAP_SIZES_MAX;
+    uint32_t *sizes = NULL;
+    if (cap > 0 && (sizes = calloc(cap, sizeof(*sizes))) == NULL)
+        return RD_ENOMEM;
+    rd_snapshotter_free(s);
+    s->sizes = sizes;
+    s->sizes_cap = cap;
+    s->raft = raft;
+    s->threshold = threshold;
+    s->trailing = trailing;
+    s->threshold_bytes = threshold_bytes;
+    s->trailing_bytes = trailing_bytes;
+    s->since_bytes = 0;
+    s->armed = false;
+    s->last_trailing = trailing;
+    raft_set_snapshot_threshold(raft, threshold);
+    raft_set_snapshot_trailing(raft, trailing);
+    return 0;
+}
+
+void rd_snapshotter_free(struct rd_snapshotter *s)
+{
+    free(s->sizes);
+    s->sizes = NULL;
+    s->sizes_cap = s->sizes_head = s->sizes_n = 0;
+}
+
+/* ---- the snapshot imaged by a child ---------------------------------------- */
+
 static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigned *n)
 {
     struct rd_fsm *f = rf->data;
     struct rd_snapshotter *s = of_raft(f->raft_ref);
     if (s == NULL || s->job != NULL)
         return s != NULL ? RAFT_BUSY : RAFT_NOMEM; /* neither happens: one snapshot at a time */
+    bytes_snapshot(s);
     struct rd_snap_job *job = calloc(1, sizeof(*job));
     struct marker *m = raft_malloc(sizeof(*m));
     *bufs = raft_malloc(sizeof(**bufs));
@@ -226,9 +351,15 @@ void rd_snapshotter_attach(struct rd_snapshotter *s, uv_loop_t *loop, struct rd_
      * calls this file's callback: what it wraps stays the machine's own. */
     if (fsm->raft.snapshot != fsm_snapshot)
         s->fsm_snapshot = fsm->raft.snapshot;
+    if (fsm->raft.apply != fsm_apply)
+        s->fsm_apply = fsm->raft.apply;
+    if (fsm->raft.restore != fsm_restore)
+        s->fsm_restore = fsm->raft.restore;
     s->io_put = io->snapshot_put;
     s->io_close = io->close;
     fsm->raft.snapshot = fsm_snapshot;
+    fsm->raft.apply = fsm_apply;
+    fsm->raft.restore = fsm_restore;
     io->snapshot_put = io_put;
     io->close = io_close;
     s->attached = true;

@@ -19,6 +19,18 @@
  * the engine stops after a clean close with exit code 1. The raft log still
  * holds every entry since the previous snapshot: nothing committed is lost,
  * and the next start snapshots again. Loop-thread only.
+ *
+ * The log bounded by bytes (rd_snapshotter_bound): libraft keeps every entry
+ * since its last snapshot, and `trailing` entries before it, in memory, and
+ * counts both in entries only: at 512-KiB checkpoints its defaults held
+ * gigabytes. The snapshotter also wraps the machine's apply and counts the
+ * bytes applied since the last snapshot; past `threshold_bytes` it lowers
+ * libraft's entry threshold to 1, so libraft snapshots right after that
+ * apply (it reads the threshold after every step), and puts the threshold
+ * back when the snapshot starts. When a snapshot starts it also lowers the
+ * trailing entries to those of the newest entries that fit in
+ * `trailing_bytes` (never more than the configured count). Every replica
+ * does this alike: followers hold the same log.
  */
 #ifndef RD_REPLICA_SNAPSHOT_H
 #define RD_REPLICA_SNAPSHOT_H
@@ -31,6 +43,9 @@
 
 struct rd_fsm;
 struct rd_snap_job;
+
+/* The newest entries whose sizes are kept to bound the trailing ones. */
+#define RD_SNAP_SIZES_MAX 65536u
 
 struct rd_snapshotter {
     uv_loop_t *loop;
@@ -56,6 +71,20 @@ struct rd_snapshotter {
     uint64_t last_fork_us; /* how long the newest fork held the loop */
     uint64_t last_image_ms;
     uint64_t last_bytes;
+    int (*fsm_apply)(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result);
+    int (*fsm_restore)(struct raft_fsm *fsm, struct raft_buffer *buf);
+    /* The log bounded by bytes (above; 0: by entries only). */
+    struct raft *raft;
+    uint64_t threshold_bytes; /* storage.snapshot_threshold_bytes */
+    uint64_t trailing_bytes;  /* storage.snapshot_trailing_bytes */
+    unsigned threshold;       /* storage.snapshot_threshold: libraft's own, in entries */
+    unsigned trailing;        /* storage.snapshot_trailing: at most this many entries */
+    uint64_t since_bytes;     /* applied since the newest snapshot started */
+    bool armed;               /* libraft's threshold is lowered: it snapshots next */
+    uint32_t *sizes;          /* the newest applied entries' sizes, a ring */
+    unsigned sizes_cap, sizes_head, sizes_n;
+    uint64_t on_bytes;      /* snapshots the byte threshold asked for */
+    unsigned last_trailing; /* the trailing entries the newest snapshot kept */
 };
 
 /*
@@ -64,6 +93,21 @@ struct rd_snapshotter {
  */
 void rd_snapshotter_attach(struct rd_snapshotter *s, uv_loop_t *loop, struct rd_fsm *fsm,
                            struct raft_io *io);
+
+/*
+ * Bounds the log kept in memory by bytes as well as entries (above): sets
+ * libraft's threshold and trailing entries and arms the byte threshold.
+ * After rd_snapshotter_attach. threshold_bytes 0: the entry threshold alone;
+ * trailing_bytes 0: the trailing count alone. Bytes are counted over the
+ * newest RD_SNAP_SIZES_MAX entries at most: with more trailing entries than
+ * that, no more are kept. RD_ENOMEM when the ring of entry sizes cannot be
+ * allocated.
+ */
+int rd_snapshotter_bound(struct rd_snapshotter *s, struct raft *raft, unsigned threshold,
+                         unsigned trailing, uint64_t threshold_bytes, uint64_t trailing_bytes);
+
+/* Frees the ring of entry sizes (the replica's close). */
+void rd_snapshotter_free(struct rd_snapshotter *s);
 
 /* The child imaging the snapshot in flight, or 0 (its logs, tests). */
 pid_t rd_snapshotter_child(const struct rd_snapshotter *s);

@@ -56,6 +56,7 @@
 #define MAX_LEVELS   8
 #define MAX_PIDS     16
 #define MAX_SLOTS    4096
+#define MAX_SIZE     (512 * 1024) /* the API's checkpoint limit (docs/api-limits.md) */
 #define MAX_STATUS   600
 #define RESP_MAX     1024
 #define TASK_PREFIX  "00000000-0000-4000-8000-"
@@ -124,7 +125,7 @@ struct bench {
     const char *base; /* the URL written to: the leader */
     struct key *keys;
     unsigned n_keys;
-    char value[8192]; /* the payload as it goes in the body */
+    char *value; /* the payload as it goes in the body */
     struct curl_slist *hdrs;
     pthread_barrier_t ready, go;
     int64_t t_start, t_end; /* monotonic ns of the measured window */
@@ -209,7 +210,7 @@ static void usage(FILE *f)
                "  --levels    writes kept in flight, one level after the other (default 1,16,256)\n"
                "  --duration  measured seconds per level (default 10)\n"
                "  --warmup    seconds per level before the measurement (default 1)\n"
-               "  --size      bytes of the stored value (default 256)\n"
+               "  --size      bytes of the stored value, 16-524288 (default 256)\n"
                "  --proto     h2: HTTP/2 (default); h1: HTTP/1.1, one connection per slot\n"
                "  --streams   slots per connection (h2) or per thread (h1) (default 64)\n"
                "  --pid       a server process whose CPU time is reported (repeatable)\n");
@@ -275,7 +276,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             ok = rdb_parse_uint(optarg, 0, 3600, &o->warmup_s);
             break;
         case 's':
-            ok = rdb_parse_uint(optarg, 16, 4096, &o->size);
+            ok = rdb_parse_uint(optarg, 16, MAX_SIZE, &o->size);
             break;
         case 'p':
             ok = strcmp(optarg, "h2") == 0 || strcmp(optarg, "h1") == 0;
@@ -509,17 +510,25 @@ static int verify_recoveryd(struct bench *b)
 
 /* The payload: recoveryd's checkpoint data {"blob":"..."} is exactly --size
  * bytes of canonical JSON; etcd's value is --size bytes (base64 in the body). */
-static void make_value(struct bench *b)
+static int make_value(struct bench *b)
 {
-    unsigned char raw[4096];
+    size_t cap = (size_t)b->o.size / 3 * 4 + 64; /* base64's, or the JSON's */
+    unsigned char *raw = malloc(b->o.size);
+    b->value = malloc(cap);
+    if (raw == NULL || b->value == NULL) {
+        free(raw);
+        return -1;
+    }
     for (unsigned i = 0; i < b->o.size; i++)
         raw[i] = (unsigned char)('a' + (i * 7 + 3) % 26);
     if (b->o.target == T_RECOVERYD) {
         unsigned pad = b->o.size - 11; /* {"blob":""} */
-        snprintf(b->value, sizeof(b->value), "{\"blob\":\"%.*s\"}", (int)pad, (const char *)raw);
+        snprintf(b->value, cap, "{\"blob\":\"%.*s\"}", (int)pad, (const char *)raw);
     } else {
         base64(raw, b->o.size, b->value);
     }
+    free(raw);
+    return 0;
 }
 
 static int slot_init(struct worker *w, struct slot *s, unsigned key)
@@ -910,15 +919,19 @@ static int run(struct bench *b)
     b->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
     if (b->keys == NULL || b->hdrs == NULL)
         return 1;
-    make_value(b);
+    if (make_value(b) != 0)
+        return 1;
     if (b->o.target == T_RECOVERYD) {
         if (setup_recoveryd(b) != 0)
             return 1;
     } else {
         b->base = b->o.urls[0];
     }
-    char sample[8448];
-    format_body(b, 0, 1, 1, sample, sizeof(sample));
+    size_t sample_len = strlen(b->value) + 256;
+    char *sample = malloc(sample_len);
+    if (sample == NULL)
+        return 1;
+    format_body(b, 0, 1, 1, sample, sample_len);
     printf("%s: %u-byte values (request bodies of %zu bytes), %s, %u s per level after %u s of "
            "warm-up, at most %u %s\n",
            target_name(b), b->o.size, strlen(sample),
@@ -927,6 +940,7 @@ static int run(struct bench *b)
                                       : "HTTP/2 (h2c upgrade)",
            b->o.duration_s, b->o.warmup_s, b->o.streams,
            b->o.h1 ? "connections per thread" : "streams per connection");
+    free(sample);
     int rc = 0;
     for (unsigned i = 0; i < b->o.n_levels && !rdb_interrupted; i++) {
         if (run_level(b, b->o.levels[i]) != 0) {

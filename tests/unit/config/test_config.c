@@ -183,6 +183,8 @@ static void test_defaults(void **state)
     assert_string_equal(c.storage.data_dir, "./var");
     assert_int_equal(c.storage.snapshot_threshold, 8192);
     assert_int_equal(c.storage.snapshot_trailing, 1024);
+    assert_int_equal(c.storage.snapshot_threshold_bytes, 64 * 1024 * 1024);
+    assert_int_equal(c.storage.snapshot_trailing_bytes, 16 * 1024 * 1024);
     assert_int_equal(c.storage.segment_size, 8 * 1024 * 1024);
 
     assert_string_equal(c.cluster.name, "recoveryd");
@@ -427,6 +429,8 @@ static void test_all_types_good(void **state)
                        "  data_dir: /srv/recoveryd\n"
                        "  snapshot_threshold: 1\n"
                        "  snapshot_trailing: 0\n"
+                       "  snapshot_threshold_bytes: 1GiB\n"
+                       "  snapshot_trailing_bytes: 0\n"
                        "  segment_size: 16M\n"
                        "cluster:\n"
                        "  name: prod-eu_1\n"
@@ -482,6 +486,8 @@ static void test_all_types_good(void **state)
     assert_string_equal(c.storage.data_dir, "/srv/recoveryd");
     assert_int_equal(c.storage.snapshot_threshold, 1);
     assert_int_equal(c.storage.snapshot_trailing, 0);
+    assert_int_equal(c.storage.snapshot_threshold_bytes, 1ULL << 30);
+    assert_int_equal(c.storage.snapshot_trailing_bytes, 0);
     assert_int_equal(c.storage.segment_size, 16 << 20);
     assert_string_equal(c.cluster.name, "prod-eu_1");
     assert_string_equal(c.cluster.node_id, "node-2.eu");
@@ -668,6 +674,10 @@ static void test_error_uint(void **state)
     expect_error("cluster:\n  max_inflight: 65537\n", 2, "cluster.max_inflight", "'65537'");
     expect_error("storage:\n  snapshot_threshold: 0\n", 2, "storage.snapshot_threshold", "'0'");
     expect_error("storage:\n  snapshot_trailing: 0x10\n", 2, "storage.snapshot_trailing", "'0x10'");
+    expect_error("storage:\n  snapshot_threshold_bytes: lots\n", 2,
+                 "storage.snapshot_threshold_bytes", "'lots'");
+    expect_error("storage:\n  snapshot_trailing_bytes: -1MiB\n", 2,
+                 "storage.snapshot_trailing_bytes", "'-1MiB'");
     expect_error("cluster:\n  replica_id: 18446744073709551616\n", 2, "cluster.replica_id",
                  "'18446744073709551616'");
     expect_error("cluster:\n  replica_id: 0\n", 2, "cluster.replica_id", "'0'");
@@ -1914,6 +1924,23 @@ static void test_validate(void **state)
     rd_config_defaults(&c);
     c.storage.snapshot_threshold = 0;
     expect_valid_error(&c, "storage.snapshot_threshold: expected at least 1 entry, got '0'");
+
+    rd_config_defaults(&c);
+    c.storage.snapshot_threshold_bytes = 512 * 1024;
+    expect_valid_error(&c, "storage.snapshot_threshold_bytes: expected 0 (entries only) or a size "
+                           "from 1MiB to 64GiB, got '512KiB'");
+    c.storage.snapshot_threshold_bytes = (64ULL << 30) + 1;
+    expect_valid_error(&c, "storage.snapshot_threshold_bytes: expected 0 (entries only) or a size "
+                           "from 1MiB to 64GiB, got '68719476737'");
+    c.storage.snapshot_threshold_bytes = 0;
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    c.storage.snapshot_threshold_bytes = 1 << 20;
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    c.storage.snapshot_trailing_bytes = 65ULL << 30;
+    expect_valid_error(&c, "storage.snapshot_trailing_bytes: expected a size up to 64GiB (0: the "
+                           "entry count alone), got '65GiB'");
+    c.storage.snapshot_trailing_bytes = 0;
+    assert_int_equal(rd_config_validate(&c, err), 0);
 
     rd_config_defaults(&c);
     c.server.max_body_bytes = 1023;

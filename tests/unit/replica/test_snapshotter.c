@@ -7,6 +7,11 @@
  * outside a close) and says so; a close answers a held put RAFT_CANCELED
  * before libraft's own close runs.
  *
+ * The log bounded by bytes: the machine's apply counts the bytes since the
+ * last snapshot; past the byte threshold libraft's entry threshold drops to
+ * 1 (libraft snapshots after that apply), the snapshot puts it back and
+ * keeps as trailing entries only the newest that fit in the trailing bytes.
+ *
  * libraft itself is not here: a raft_io whose snapshot_put and close record
  * what reaches them, and the raft struct only as the replica's pointer
  * (raft->data), as libraft sets it.
@@ -227,6 +232,66 @@ static void test_other_snapshots_pass_through(void **state)
     world_free(w);
 }
 
+/* One entry of `n` bytes through the (wrapped) apply, as libraft applies it:
+ * not a command the machine reads, which it refuses for that entry only. */
+static void apply_bytes(struct world *w, size_t n)
+{
+    struct raft_buffer b = {calloc(1, n), n};
+    void *result = NULL;
+    assert_non_null(b.base);
+    assert_int_equal(w->f.raft.apply(&w->f.raft, &b, &result), 0);
+    free(b.base);
+}
+
+static void test_bytes_bound(void **state)
+{
+    (void)state;
+    struct world *w = world_new(10);
+    struct raft *raft = &w->r.raft;
+    assert_int_equal(rd_snapshotter_bound(&w->r.snap, raft, 8192, 1024, 1000, 300), 0);
+    assert_int_equal(raft->legacy.snapshot_threshold, 8192);
+    assert_int_equal(raft->legacy.snapshot_trailing, 1024);
+    for (int i = 0; i < 9; i++)
+        apply_bytes(w, 100);
+    assert_int_equal(raft->legacy.snapshot_threshold, 8192); /* 900 bytes: not yet */
+    apply_bytes(w, 100);
+    assert_int_equal(raft->legacy.snapshot_threshold, 1); /* 1000: the next check takes one */
+    apply_bytes(w, 50);
+    assert_int_equal(raft->legacy.snapshot_threshold, 1);
+    assert_int_equal(w->r.snap.since_bytes, 1050);
+
+    take(w);
+    assert_int_equal(w->r.snap.on_bytes, 1);
+    assert_int_equal(raft->legacy.snapshot_threshold, 8192);
+    assert_int_equal(w->r.snap.since_bytes, 0);
+    /* 50 + 100 + 100 fit in 300 bytes, one more 100 would not. */
+    assert_int_equal(raft->legacy.snapshot_trailing, 3);
+    run_until(w, &w->put_cbs);
+    assert_int_equal(w->put_status, 0);
+
+    /* Entries smaller than the trailing bytes allow: the count decides. */
+    assert_int_equal(rd_snapshotter_bound(&w->r.snap, raft, 8192, 2, 1000, 300), 0);
+    for (int i = 0; i < 5; i++)
+        apply_bytes(w, 10);
+    assert_int_equal(raft->legacy.snapshot_threshold, 8192);
+    for (unsigned i = 0; i < w->snapshot.n_bufs; i++)
+        raft_free(w->snapshot.bufs[i].base);
+    raft_free(w->snapshot.bufs);
+    w->put_cbs = 0;
+    take(w);
+    assert_int_equal(w->r.snap.on_bytes, 1); /* the entry count's snapshot, not the bytes' */
+    assert_int_equal(raft->legacy.snapshot_trailing, 2);
+    run_until(w, &w->put_cbs);
+
+    /* Both byte bounds off: libraft's counts alone, and no ring kept. */
+    assert_int_equal(rd_snapshotter_bound(&w->r.snap, raft, 64, 16, 0, 0), 0);
+    assert_null(w->r.snap.sizes);
+    apply_bytes(w, 100000);
+    assert_int_equal(raft->legacy.snapshot_threshold, 64);
+    rd_snapshotter_free(&w->r.snap);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_dead_child_holds_the_put_until_the_close),
         cmocka_unit_test(test_close_while_imaging),
         cmocka_unit_test(test_other_snapshots_pass_through),
+        cmocka_unit_test(test_bytes_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
