@@ -120,6 +120,13 @@ void rd_metric_header(struct rd_mbuf *b, const char *name, const char *type, con
     rd_mbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+void rd_metric_u64(struct rd_mbuf *b, const char *name, const char *type, const char *help,
+                   uint64_t value)
+{
+    rd_metric_header(b, name, type, help);
+    rd_mbuf_printf(b, "%s %llu\n", name, (unsigned long long)value);
+}
+
 void rd_metric_hist(struct rd_mbuf *b, const char *name, const char *labels,
                     const struct rd_hist *h)
 {

@@ -75,6 +75,10 @@ void rd_mbuf_printf(struct rd_mbuf *b, const char *fmt, ...) __attribute__((form
 /* "# HELP name help\n# TYPE name type\n" */
 void rd_metric_header(struct rd_mbuf *b, const char *name, const char *type, const char *help);
 
+/* The header and one unlabelled series of `value`. */
+void rd_metric_u64(struct rd_mbuf *b, const char *name, const char *type, const char *help,
+                   uint64_t value);
+
 /* One histogram series; `labels` is "" or `key="v",key2="w"`. */
 void rd_metric_hist(struct rd_mbuf *b, const char *name, const char *labels,
                     const struct rd_hist *h);
