@@ -135,6 +135,21 @@ func level(cli *clientv3.Client, n int, warmup, duration time.Duration, value st
 		errs.Load(), cpuUs)
 }
 
+// positiveInts: a comma-separated list of positive integers, or exit 2
+// naming the flag and the bad item.
+func positiveInts(flagName, list string) []int {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "etcdput: bad item %q in %s\n", f, flagName)
+			os.Exit(2)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 func main() {
 	endpoint := flag.String("endpoint", "", "etcd client URL (the leader's), e.g. http://127.0.0.1:2379")
 	levels := flag.String("levels", "1,16,256", "puts in flight, comma-separated")
@@ -147,24 +162,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "etcdput: -endpoint is required; -size and -duration must be positive")
 		os.Exit(2)
 	}
-	var ns, pids []int
-	for _, f := range strings.Split(*levels, ",") {
-		n, err := strconv.Atoi(f)
-		if err != nil || n <= 0 {
-			fmt.Fprintf(os.Stderr, "etcdput: bad level %q in -levels\n", f)
-			os.Exit(2)
-		}
-		ns = append(ns, n)
-	}
+	ns := positiveInts("-levels", *levels)
+	var pids []int
 	if *pidList != "" {
-		for _, f := range strings.Split(*pidList, ",") {
-			p, err := strconv.Atoi(f)
-			if err != nil || p <= 0 {
-				fmt.Fprintf(os.Stderr, "etcdput: bad pid %q in -pids\n", f)
-				os.Exit(2)
-			}
-			pids = append(pids, p)
-		}
+		pids = positiveInts("-pids", *pidList)
 	}
 	b := make([]byte, *size)
 	for i := range b {

@@ -142,8 +142,8 @@ static void report(void)
     double cpu = g.n_lat ? (double)(cpu_us() - g.cpu0_us) / (double)g.n_lat : 0;
     printf("libraft alone, %u in flight: %zu commits in %.2f s, %.1f/s, p50 %.2f ms, p99 %.2f ms, "
            "max %.2f ms, %llu errors, leader CPU %.1f us per commit\n",
-           g.depth, g.n_lat, secs, rate, (double)p50 / 1000, (double)p99 / 1000,
-           (double)max / 1000, (unsigned long long)g.errors, cpu);
+           g.depth, g.n_lat, secs, rate, (double)p50 / 1000, (double)p99 / 1000, (double)max / 1000,
+           (unsigned long long)g.errors, cpu);
     printf("RESULT target=libraft inflight=%u ok=%zu secs=%.3f rate=%.1f p50_us=%llu p99_us=%llu "
            "mean_us=%.0f max_us=%llu other=0 errors=%llu leader_cpu_us=%.1f\n",
            g.depth, g.n_lat, secs, rate, (unsigned long long)p50, (unsigned long long)p99,
@@ -205,8 +205,7 @@ static int send_one(unsigned k)
     int rv = raft_apply(&g.raft, &s->req, &buf, 1, apply_cb);
     if (rv != 0) {
         raft_free(buf.base);
-        fprintf(stderr, "rawraft: raft_apply: %s (%s)\n", raft_strerror(rv),
-                raft_errmsg(&g.raft));
+        fprintf(stderr, "rawraft: raft_apply: %s (%s)\n", raft_strerror(rv), raft_errmsg(&g.raft));
     }
     return rv;
 }
@@ -281,10 +280,10 @@ int main(int argc, char **argv)
     g.warmup = 1;
     g.size = 256;
     static const struct option opts[] = {
-        {"id", required_argument, NULL, 'i'},     {"dir", required_argument, NULL, 'd'},
-        {"peer", required_argument, NULL, 'p'},   {"levels", required_argument, NULL, 'l'},
+        {"id", required_argument, NULL, 'i'},       {"dir", required_argument, NULL, 'd'},
+        {"peer", required_argument, NULL, 'p'},     {"levels", required_argument, NULL, 'l'},
         {"duration", required_argument, NULL, 't'}, {"warmup", required_argument, NULL, 'w'},
-        {"size", required_argument, NULL, 's'},   {NULL, 0, NULL, 0}};
+        {"size", required_argument, NULL, 's'},     {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
