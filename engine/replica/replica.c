@@ -51,9 +51,16 @@ struct rd_submit {
 
 /* Above this many bytes waiting, the group goes to raft before more join. */
 #define RD_GROUP_MAX_BYTES (1024 * 1024)
+/* Entries of commands this leader keeps in flight (proposed, not yet
+ * answered) before the writes of later turns wait for one of them: while
+ * raft is busy with those, what arrives meanwhile grows the next entry
+ * instead of becoming entries of its own. A write arriving with nothing in
+ * flight goes at once. */
+#define RD_GROUP_PIPELINE 2
 
 static void watch_closed(uv_handle_t *h);
 static int group_init(struct rd_replica *r);
+static void group_idle_cb(uv_idle_t *h);
 
 static int map_raft_error(int rv)
 {
@@ -1301,6 +1308,10 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     int st = 0;
     uint64_t value = 0;
     r->inflight -= s->n;
+    r->group.entries_inflight--;
+    /* Writes held for the pipeline go at this turn's check phase. */
+    if (r->group.n > 0 && r->group.on)
+        uv_idle_start(&r->group.idle, group_idle_cb);
     if (s->batch)
         batch_unlink(r, s);
     if (status != 0) {
@@ -1379,6 +1390,7 @@ static int submit(struct rd_replica *r, struct rd_wbuf *w, struct rd_submit *s)
         return map_raft_error(rv);
     }
     r->inflight += s->n;
+    r->group.entries_inflight++;
     r->group.entries_total++;
     r->group.commands_total += s->n;
     if (s->batch) {
@@ -1461,10 +1473,18 @@ static void group_flush(struct rd_replica *r)
         copy[i].cb(copy[i].data, rv, 0);
 }
 
-/* The loop's check phase, right after it handled the I/O of its turn. */
+/* The loop's check phase, right after it handled the I/O of its turn: what
+ * waits goes to raft, unless raft already has RD_GROUP_PIPELINE entries of
+ * ours in flight; then the loop may block (no idle) until one is answered
+ * (apply_cb), and this runs again after it. */
 static void group_check_cb(uv_check_t *h)
 {
-    group_flush(h->data);
+    struct rd_replica *r = h->data;
+    if (r->group.entries_inflight >= RD_GROUP_PIPELINE && r->group.n < RD_CMD_BATCH_MAX) {
+        uv_idle_stop(&r->group.idle);
+        return;
+    }
+    group_flush(r);
 }
 
 /* Only there so that the loop polls without blocking while commands wait. */

@@ -85,8 +85,9 @@ struct rd_replica {
      * proposed during one turn of the loop wait in `q` (encoded) and go to
      * raft together at its check phase, as one batch entry (cmd.h, format
      * 3) when more than one is waiting; `idle` keeps the loop from blocking
-     * while any wait. Batches in flight are listed (oldest first) so that
-     * apply can hand each write its own result (fsm.h, on_item).
+     * while any wait. While raft has two entries of ours in flight, what
+     * arrives waits for one of them to be answered and joins the next. Batches in flight are listed
+     * (oldest first) so that apply can hand each write its own result (fsm.h, on_item).
      */
     struct {
         struct rd_group_cmd *q; /* RD_CMD_BATCH_MAX slots, from the start */
@@ -96,8 +97,9 @@ struct rd_replica {
         uv_idle_t idle;
         bool on; /* the handles were initialised (raft started) */
         struct rd_submit *batches, *batches_tail, *hit;
-        uint64_t entries_total;  /* raft entries proposed with commands */
-        uint64_t commands_total; /* commands in them */
+        unsigned entries_inflight; /* proposed, not yet answered */
+        uint64_t entries_total;    /* raft entries proposed with commands */
+        uint64_t commands_total;   /* commands in them */
     } group;
     uint64_t inflight;
     uint64_t commits_total;

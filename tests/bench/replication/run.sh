@@ -370,8 +370,9 @@ if [ -f "$WORK/rd-nogroup.out" ]; then
         o=$(grep "^RESULT target=recoveryd inflight=$n " "$WORK/rd-nogroup.out" || true)
         awk -v n="$n" -v rr="$(field rate "$r")" -v orr="$(field rate "$o")" -v r99="$(field p99_us "$r")" \
             -v o99="$(field p99_us "$o")" -v rc="$(field cpu_us "$r")" -v oc="$(field cpu_us "$o")" 'BEGIN {
+            x = orr + 0 > 0 ? rr / orr : 0
             printf "%-4s in flight: %9.1f writes/s (p99 %.2f ms, %.1f us CPU/write) grouped, %9.1f (p99 %.2f ms, %.1f us) one entry per write: x%.2f\n",
-                n, rr, r99 / 1000, rc, orr, o99 / 1000, oc, orr + 0 > 0 ? rr / orr : 0
+                n, rr, r99 / 1000, rc, orr, o99 / 1000, oc, x
         }'
     done
 fi
