@@ -24,6 +24,7 @@ struct rd_group_cmd {
     uint8_t *p; /* encoded (rd_cmd_encode), unpadded; ours */
     size_t len;
     int64_t time_ms;
+    uint64_t t0; /* rd_mono_ns() at the proposal */
     rd_submit_cb cb;
     void *data;
 };
@@ -33,6 +34,7 @@ struct rd_group_cmd {
 struct rd_submit_item {
     rd_submit_cb cb;
     void *data;
+    uint64_t t0; /* rd_mono_ns() at the proposal (commit latency) */
     int status;
     uint64_t value;
     bool applied;
@@ -43,7 +45,6 @@ struct rd_submit {
     struct raft_apply req;
     struct rd_replica *r;
     struct rd_submit *next; /* r->group.batches (batches only) */
-    uint64_t t0;
     bool batch;
     unsigned n;
     struct rd_submit_item items[];
@@ -1332,9 +1333,9 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
          * the answer of the commands apply never reached (cut short). */
         rd_fsm_unpack(result, &st, &value);
         r->commits_total += s->n;
-        double secs = (double)(rd_mono_ns() - s->t0) / 1e9;
+        uint64_t now = rd_mono_ns();
         for (unsigned i = 0; i < s->n; i++)
-            rd_hist_observe(&r->commit_latency, secs);
+            rd_hist_observe(&r->commit_latency, (double)(now - s->items[i].t0) / 1e9);
     }
     for (unsigned i = 0; i < s->n; i++) {
         struct rd_submit_item *it = &s->items[i];
@@ -1365,7 +1366,6 @@ static int submit(struct rd_replica *r, struct rd_wbuf *w, struct rd_submit *s)
     if (w->err)
         return w->err;
     s->r = r;
-    s->t0 = rd_mono_ns();
     s->next = NULL;
     s->req.data = s;
     /* libraft wants entry lengths in multiples of 8; decoders ignore the
@@ -1459,6 +1459,7 @@ static void group_flush(struct rd_replica *r)
         for (unsigned i = 0; i < n; i++) {
             s->items[i].cb = q[i].cb;
             s->items[i].data = q[i].data;
+            s->items[i].t0 = q[i].t0;
         }
         rv = submit(r, &w, s);
     }
@@ -1504,8 +1505,8 @@ static int group_add(struct rd_replica *r, struct rd_wbuf *w, int64_t time_ms, r
     if (r->group.n == RD_CMD_BATCH_MAX || r->group.bytes + w->len > RD_GROUP_MAX_BYTES)
         group_flush(r);
     struct rd_group_cmd *c = &r->group.q[r->group.n++];
-    *c =
-        (struct rd_group_cmd){.p = w->p, .len = w->len, .time_ms = time_ms, .cb = cb, .data = data};
+    *c = (struct rd_group_cmd){
+        .p = w->p, .len = w->len, .time_ms = time_ms, .t0 = rd_mono_ns(), .cb = cb, .data = data};
     w->p = NULL;
     w->len = w->cap = 0;
     r->group.bytes += c->len;
@@ -1588,6 +1589,7 @@ int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit
         if (s != NULL) {
             s->items[0].cb = cb;
             s->items[0].data = data;
+            s->items[0].t0 = rd_mono_ns();
             rv = submit(r, &w, s);
             if (rv != 0)
                 free(s);
