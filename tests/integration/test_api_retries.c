@@ -104,7 +104,7 @@ static int api_conn(struct rdt_proc *p)
  * (group commit); when leadership is lost with that entry in the log, each of
  * them is answered 503 outcome_unknown. The leader is held (SIGSTOP) while
  * the requests are written on connections it already serves, so it reads
- * them all in one turn; its counters show the one entry.
+ * them together; its counters show that they shared an entry.
  */
 static void test_batch_cut_by_lost_leadership(void **state)
 {
@@ -112,6 +112,15 @@ static void test_batch_cut_by_lost_leadership(void **state)
     int L = rdt_cluster_leader(&cl, rdt_ms(5000));
     assert_true(L >= 0);
     int F1 = (L + 1) % cl.n, F2 = (L + 2) % cl.n;
+    /* A write acknowledged first: this leader's state is current (a new
+     * leader holds requests until then, and would answer them 503 not_leader
+     * when it stepped down first). */
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&cl.procs[L], RDT_H1, "/api/v1/nodes",
+                              "{\"node_id\":\"batch-first\",\"capacity\":{\"slots\":1}}", &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    rdt_resp_free(&r);
     int fds[BATCH_WRITES];
     for (int i = 0; i < BATCH_WRITES; i++)
         fds[i] = api_conn(&cl.procs[L]);
@@ -155,11 +164,14 @@ static void test_batch_cut_by_lost_leadership(void **state)
         if (strncmp(answers[i], "HTTP/1.1 503", 12) != 0 ||
             strstr(answers[i], "\"outcome_unknown\"") == NULL)
             fail_msg("write %d: expected 503 outcome_unknown, got: %s", i, answers[i]);
-    /* The writes went to raft as one entry (counted when proposed). */
-    assert_int_equal(rdt_metric(&cl.procs[L], "recoveryd_raft_proposed_commands_total"),
-                     commands + BATCH_WRITES);
-    assert_int_equal(rdt_metric(&cl.procs[L], "recoveryd_raft_proposed_entries_total"),
-                     entries + 1);
+    /* Writes shared an entry (counted when proposed): the commands grew by
+     * more than the entries (h2o may hand the requests over in two turns of
+     * the loop: then two entries; another command the leader proposed
+     * meanwhile adds as much to both). */
+    long long grouped = rdt_metric(&cl.procs[L], "recoveryd_raft_proposed_commands_total") -
+                        rdt_metric(&cl.procs[L], "recoveryd_raft_proposed_entries_total");
+    if (grouped - (commands - entries) < 1)
+        fail_msg("none of the %d writes shared an entry", BATCH_WRITES);
     assert_true(rdt_cluster_leader(&cl, rdt_ms(10000)) >= 0);
 }
 
