@@ -253,6 +253,7 @@ static const struct cfg_field cfg_cluster[] = {
     CFG_F("election_timeout", CFG_DURATION, cluster.election_timeout_ms),
     CFG_F("heartbeat_timeout", CFG_DURATION, cluster.heartbeat_timeout_ms),
     CFG_F("pre_vote", CFG_BOOL, cluster.pre_vote),
+    CFG_F("group_commit", CFG_BOOL, cluster.group_commit),
     CFG_U("max_inflight", cluster.max_inflight, 1, 65536),
     CFG_F("join", CFG_BOOL, cluster.join),
     {.key = "peers",
@@ -1679,6 +1680,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->cluster.election_timeout_ms = 300;
     cfg->cluster.heartbeat_timeout_ms = 50;
     cfg->cluster.pre_vote = true;
+    cfg->cluster.group_commit = true;
     cfg->cluster.tls.check_replica_id = true;
     cfg->cluster.max_inflight = 256;
     cfg->cluster.n_peers = 0;

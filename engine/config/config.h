@@ -174,6 +174,7 @@ struct rd_config {
         uint64_t election_timeout_ms;  /* cluster.election_timeout, default 300ms */
         uint64_t heartbeat_timeout_ms; /* cluster.heartbeat_timeout, default 50ms */
         bool pre_vote;                 /* cluster.pre_vote, default true */
+        bool group_commit;             /* cluster.group_commit, default true */
         unsigned max_inflight;         /* cluster.max_inflight, default 256 */
         bool join;                     /* cluster.join: start empty and wait to be added (POST
                                           /api/v1/cluster/replicas on the leader); no bootstrap */

@@ -610,3 +610,78 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
     }
     return r.err ? RD_EPARSE : 0;
 }
+
+/* ---- batches (format 3) -------------------------------------------------- */
+
+bool rd_cmd_batchable(uint8_t type)
+{
+    switch (type) {
+    case RD_CMD_NOOP:
+    case RD_CMD_NODE_REGISTER:
+    case RD_CMD_NODE_TRANSITION:
+    case RD_CMD_FAULT_OPEN:
+    case RD_CMD_FAULT_RESOLVE:
+    case RD_CMD_TASK_SUBMIT:
+    case RD_CMD_TASK_CHECKPOINT:
+    case RD_CMD_TASK_FINISH:
+    case RD_CMD_REPLICA_INFO:
+    case RD_CMD_AUDIT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool rd_cmd_is_batch(const void *p, size_t len)
+{
+    return len > 0 && ((const uint8_t *)p)[0] == RD_CMD_FORMAT_BATCH;
+}
+
+void rd_cmd_batch_begin(struct rd_wbuf *w, uint32_t count, int64_t time_ms)
+{
+    rd_w_u8(w, RD_CMD_FORMAT_BATCH);
+    rd_w_u8(w, 0);
+    rd_w_u16(w, 0);
+    rd_w_i64(w, time_ms);
+    rd_w_u32(w, count);
+}
+
+void rd_cmd_batch_add(struct rd_wbuf *w, const void *cmd, size_t len)
+{
+    if (len > UINT32_MAX) {
+        w->err = RD_ETOOLARGE;
+        return;
+    }
+    rd_w_u32(w, (uint32_t)len);
+    rd_w_bytes(w, cmd, len);
+}
+
+int rd_cmd_batch_open(struct rd_cmd_batch *b, const void *p, size_t len)
+{
+    memset(b, 0, sizeof(*b));
+    rd_r_init(&b->r, p, len);
+    uint8_t format = rd_r_u8(&b->r);
+    (void)rd_r_u8(&b->r);
+    (void)rd_r_u16(&b->r);
+    b->time_ms = rd_r_i64(&b->r);
+    b->count = rd_r_u32(&b->r);
+    if (b->r.err)
+        return RD_EPARSE;
+    if (format != RD_CMD_FORMAT_BATCH || b->count > RD_CMD_BATCH_MAX)
+        return RD_EUNSUPPORTED;
+    return 0;
+}
+
+int rd_cmd_batch_next(struct rd_cmd_batch *b, const uint8_t **cmd, size_t *len)
+{
+    if (b->next >= b->count)
+        return 0;
+    uint32_t n = rd_r_u32(&b->r);
+    const uint8_t *p = rd_r_bytes(&b->r, n);
+    if (b->r.err)
+        return RD_EPARSE;
+    b->next++;
+    *cmd = p;
+    *len = n;
+    return 1;
+}

@@ -14,6 +14,7 @@
 #ifndef RD_CMD_H
 #define RD_CMD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "codec.h"
@@ -25,6 +26,23 @@
  * part, so every other command stays format 1 (older replicas refuse a
  * format 2 entry as unknown rather than misread it). */
 #define RD_CMD_FORMAT_AUDIT 2
+/*
+ * Format 3: a batch (group commit: docs/architecture.md, "The write path"),
+ * many commands in one raft entry:
+ *
+ *   u8 format (3) | u8 type (0) | u16 flags (0) | i64 time_ms | u32 count |
+ *   count x (u32 length | one command, format 1 or 2, unpadded)
+ *
+ * `time_ms` is the newest of its commands' stamps. The machine applies the
+ * commands in order, each exactly as if it were an entry of its own, at the
+ * entry's raft index; each has its own result. Only the types
+ * rd_cmd_batchable() accepts go in one. Replicas older than the format refuse
+ * a batch as unknown (RD_EUNSUPPORTED) rather than misread it; a log without
+ * batches reads as before.
+ */
+#define RD_CMD_FORMAT_BATCH      3
+#define RD_CMD_BATCH_HEADER_SIZE 16
+#define RD_CMD_BATCH_MAX         256 /* commands in one batch */
 
 enum rd_cmd_type {
     RD_CMD_NOOP = 1,            /* barrier; changes nothing but the applied count */
@@ -431,5 +449,38 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w);
 int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd);
 
 const char *rd_cmd_type_name(int type);
+
+/*
+ * Whether a command of `type` may share a raft entry with others: the
+ * commands whose effects (observers, events, archive) are the same at any
+ * position in an entry. The others (task placement, recoveries, backups,
+ * checks, archive and export marks, the cluster id) keep an entry each.
+ */
+bool rd_cmd_batchable(uint8_t type);
+
+/* True when the `len` bytes at `p` start a batch (format 3). */
+bool rd_cmd_is_batch(const void *p, size_t len);
+
+/*
+ * Writing a batch: rd_cmd_batch_begin with the number of commands that
+ * follow and the newest stamp among them, then rd_cmd_batch_add once per
+ * command (its encoded bytes, rd_cmd_encode's output). Errors land in w->err.
+ */
+void rd_cmd_batch_begin(struct rd_wbuf *w, uint32_t count, int64_t time_ms);
+void rd_cmd_batch_add(struct rd_wbuf *w, const void *cmd, size_t len);
+
+/* Reading one: rd_cmd_batch_open (0, RD_EPARSE, RD_EUNSUPPORTED: not a
+ * batch, or more than RD_CMD_BATCH_MAX commands), then rd_cmd_batch_next
+ * until it returns 0 (the end) or RD_EPARSE (cut short: the commands read so
+ * far stand). The bytes point into the batch. */
+struct rd_cmd_batch {
+    struct rd_rbuf r;
+    uint32_t count;
+    uint32_t next; /* commands read so far */
+    int64_t time_ms;
+};
+int rd_cmd_batch_open(struct rd_cmd_batch *b, const void *p, size_t len);
+/* 1 with the next command in *cmd / *len, 0 at the end, RD_EPARSE. */
+int rd_cmd_batch_next(struct rd_cmd_batch *b, const uint8_t **cmd, size_t *len);
 
 #endif

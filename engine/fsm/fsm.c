@@ -22,25 +22,83 @@ static uint64_t index_being_applied(const struct rd_fsm *f)
     return f->n_applied + 1;
 }
 
-static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len,
-                     const struct rd_fsm_result **out);
+static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len, int64_t *time_ms);
+
+/* A batch entry (cmd.h, format 3): its commands in order, each answered
+ * through on_item. A command that cannot be read is refused alone, as an
+ * entry of its own would be; RD_ENOMEM stops the entry (raft retries it). */
+static int apply_batch(struct rd_fsm *f, const void *buf, size_t len, int64_t *time_ms,
+                       bool *decoded)
+{
+    struct rd_cmd_batch b;
+    int rv = rd_cmd_batch_open(&b, buf, len);
+    if (rv != 0) {
+        memset(&f->result, 0, sizeof(f->result));
+        f->result.old_state = -1;
+        f->result.status = rv;
+        snprintf(f->errmsg, sizeof(f->errmsg), "cannot apply batch (%zu bytes): %s", len,
+                 rd_strerror(rv));
+        return rv;
+    }
+    *time_ms = b.time_ms;
+    *decoded = true;
+    int first_err = 0;
+    const uint8_t *cmd;
+    size_t n;
+    uint32_t pos = 0;
+    while ((rv = rd_cmd_batch_next(&b, &cmd, &n)) == 1) {
+        int64_t t;
+        int crv = apply_cmd(f, cmd, n, &t);
+        if (crv == RD_ENOMEM) {
+            *decoded = false;
+            return crv;
+        }
+        if (crv != 0 && first_err == 0)
+            first_err = crv;
+        if (f->on_item != NULL)
+            f->on_item(f->on_item_data, f->applying_index, pos, f->result.status, f->result.value);
+        pos++;
+    }
+    if (rv != 0) {
+        /* Cut short: the commands before the cut stand; those after it are
+         * refused (their writers hear RD_EPARSE from the entry's result). */
+        f->result.status = rv;
+        snprintf(f->errmsg, sizeof(f->errmsg), "batch cut short after %u of %u commands: %s", pos,
+                 b.count, rd_strerror(rv));
+        return rv;
+    }
+    return first_err;
+}
 
 int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_fsm_result **out)
 {
     f->applying_index = index_being_applied(f);
-    int rv = apply_cmd(f, buf, len, out);
+    if (out)
+        *out = &f->result;
+    int64_t time_ms = 0;
+    bool decoded = false;
+    int rv;
+    if (rd_cmd_is_batch(buf, len)) {
+        rv = apply_batch(f, buf, len, &time_ms, &decoded);
+    } else {
+        rv = apply_cmd(f, buf, len, &time_ms);
+        decoded = rv == 0;
+    }
+    /* Every entry that decoded, refused commands included (replaying them
+     * gives the same state): a batch once, whole. */
+    if (decoded && f->on_entry != NULL)
+        f->on_entry(f->on_entry_data, f->applying_index, time_ms, buf, len);
     f->applying_index = 0;
     return rv;
 }
 
-static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len,
-                     const struct rd_fsm_result **out)
+/* One command (not a batch): decode, apply, count. *time_ms is its stamp
+ * once it decoded. */
+static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len, int64_t *time_ms)
 {
     struct rd_cmd cmd;
     memset(&f->result, 0, sizeof(f->result));
     f->result.old_state = -1;
-    if (out)
-        *out = &f->result;
     int rv = rd_cmd_decode(buf, len, &cmd);
     if (rv != 0) {
         snprintf(f->errmsg, sizeof(f->errmsg),
@@ -51,6 +109,7 @@ static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len,
         return rv;
     }
     f->result.type = cmd.type;
+    *time_ms = cmd.time_ms;
     switch (cmd.type) {
     case RD_CMD_NOOP:
         break;
@@ -131,8 +190,6 @@ static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len,
         f->result.value = f->result.node->epoch;
     if (f->result.status == 0 && f->result.node != NULL && f->on_node != NULL)
         f->on_node(f->on_node_data, f->result.node, f->result.old_state);
-    if (f->on_entry != NULL)
-        f->on_entry(f->on_entry_data, f->applying_index, cmd.time_ms, buf, len);
     return 0;
 }
 

@@ -77,6 +77,15 @@ typedef void (*rd_fsm_task_cb)(void *data, const struct rd_task *task, int old_s
  */
 typedef void (*rd_fsm_entry_cb)(void *data, uint64_t index, int64_t time_ms, const void *buf,
                                 size_t len);
+/*
+ * Observer called after each command of a batch entry (cmd.h, format 3) was
+ * applied or refused, with the entry's raft index, the command's position in
+ * the batch and its result (as rd_fsm_pack would carry it for an entry of
+ * its own). The leader answers each write of a batch with it (replica.c).
+ * Same rules as above.
+ */
+typedef void (*rd_fsm_item_cb)(void *data, uint64_t index, uint32_t pos, int status,
+                               uint64_t value);
 /* Observer called when this replica applied a consistency check, with the
  * digest it computed (same rules). */
 typedef void (*rd_fsm_check_cb)(void *data, const struct rd_check_local *local);
@@ -170,6 +179,8 @@ struct rd_fsm {
     void *on_entry_data;
     rd_fsm_check_cb on_check;
     void *on_check_data;
+    rd_fsm_item_cb on_item;
+    void *on_item_data;
     struct raft_fsm raft; /* handed to raft_init; raft.data = this */
     char errmsg[256];
 };
@@ -185,10 +196,14 @@ void rd_fsm_close(struct rd_fsm *f);
 void rd_fsm_bind_raft(struct rd_fsm *f, struct raft *raft);
 
 /*
- * Applies one encoded command. Returns 0 when the command was applied or
- * refused (see result->status), RD_EUNSUPPORTED / RD_EPARSE for a command
- * this version cannot read (errmsg says why) and RD_ENOMEM. `out` may be NULL.
- * The digest follows every change (digest.h).
+ * Applies one log entry: an encoded command, or a batch of them (cmd.h,
+ * format 3) applied in order, each as if it were an entry of its own (at the
+ * same raft index), its result told to on_item. Returns 0 when the command
+ * was applied or refused (see result->status; for a batch, its last
+ * command's), RD_EUNSUPPORTED / RD_EPARSE for a command or batch this
+ * version cannot read (errmsg says why; a batch's other commands still
+ * apply) and RD_ENOMEM. `out` may be NULL. The digest follows every change
+ * (digest.h). The entry observer sees the entry once, whole.
  */
 int rd_fsm_apply(struct rd_fsm *f, const void *buf, size_t len, const struct rd_fsm_result **out);
 

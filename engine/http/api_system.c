@@ -302,12 +302,16 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_metric_header(&b, "recoveryd_raft_commit_duration_seconds", "histogram",
                      "Time from proposing a command to its apply on this leader.");
     rd_metric_hist(&b, "recoveryd_raft_commit_duration_seconds", "", &r->commit_latency);
-    rd_metric_header(&b, "recoveryd_raft_commits_total", "counter", "Commands committed.");
-    rd_mbuf_printf(&b, "recoveryd_raft_commits_total %llu\n", (unsigned long long)r->commits_total);
-    rd_metric_header(&b, "recoveryd_raft_commit_errors_total", "counter",
-                     "Proposals that failed to commit.");
-    rd_mbuf_printf(&b, "recoveryd_raft_commit_errors_total %llu\n",
-                   (unsigned long long)r->commit_errors_total);
+    rd_metric_u64(&b, "recoveryd_raft_commits_total", "counter", "Commands committed.",
+                  r->commits_total);
+    rd_metric_u64(&b, "recoveryd_raft_proposed_entries_total", "counter",
+                  "raft entries this replica proposed with commands (group commit: one entry "
+                  "carries the commands proposed in one turn of the loop).",
+                  r->group.entries_total);
+    rd_metric_u64(&b, "recoveryd_raft_proposed_commands_total", "counter",
+                  "Commands in those entries.", r->group.commands_total);
+    rd_metric_u64(&b, "recoveryd_raft_commit_errors_total", "counter",
+                  "Proposals that failed to commit.", r->commit_errors_total);
     rd_metric_header(&b, "recoveryd_raft_snapshots_total", "counter",
                      "raft's own snapshots taken, by how: imaged by a forked child, or "
                      "serialised on the loop because the fork failed.");

@@ -19,13 +19,49 @@
 #include "replica.h"
 #include "tls.h"
 
-struct submit {
-    struct raft_apply req;
-    struct rd_replica *r;
+/* A command waiting in the group for the next entry (replica.h, group). */
+struct rd_group_cmd {
+    uint8_t *p; /* encoded (rd_cmd_encode), unpadded; ours */
+    size_t len;
+    int64_t time_ms;
+    uint64_t t0; /* rd_mono_ns() at the proposal */
     rd_submit_cb cb;
     void *data;
-    uint64_t t0;
 };
+
+/* One write of an entry proposed: who hears its outcome, and (batches) its
+ * result once the machine applied it (on_item). */
+struct rd_submit_item {
+    rd_submit_cb cb;
+    void *data;
+    uint64_t t0; /* rd_mono_ns() at the proposal (commit latency) */
+    int status;
+    uint64_t value;
+    bool applied;
+};
+
+/* An entry proposed: one command, or a batch of `n`. */
+struct rd_submit {
+    struct raft_apply req;
+    struct rd_replica *r;
+    struct rd_submit *next; /* r->group.batches (batches only) */
+    bool batch;
+    unsigned n;
+    struct rd_submit_item items[];
+};
+
+/* Above this many bytes waiting, the group goes to raft before more join. */
+#define RD_GROUP_MAX_BYTES (1024 * 1024)
+/* Entries of commands this leader keeps in flight (proposed, not yet
+ * answered) before the writes of later turns wait for one of them: while
+ * raft is busy with those, what arrives meanwhile grows the next entry
+ * instead of becoming entries of its own. A write arriving with nothing in
+ * flight goes at once. */
+#define RD_GROUP_PIPELINE 2
+
+static void watch_closed(uv_handle_t *h);
+static int group_init(struct rd_replica *r);
+static void group_idle_cb(uv_idle_t *h);
 
 static int map_raft_error(int rv)
 {
@@ -1082,6 +1118,8 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
         return rv;
     r->started = true;
     r->leader_seen_ns = rd_mono_ns();
+    if (cfg->cluster.group_commit && group_init(r) != 0)
+        RD_WARN("raft", "group_commit_off", "error=out_of_memory");
     uv_timer_init(r->loop, &r->watch);
     r->watch.data = r;
     uv_timer_start(&r->watch, watch_cb, 0, 10);
@@ -1235,85 +1273,286 @@ static int storage_gate(struct rd_replica *r)
     return r->storage.code != 0 && rd_mono_ns() < r->storage.retry_at_ns ? r->storage.code : 0;
 }
 
+/* A batch leaves the list of those in flight (its callback fired). */
+static void batch_unlink(struct rd_replica *r, struct rd_submit *s)
+{
+    struct rd_submit **pp = &r->group.batches, *prev = NULL;
+    while (*pp != NULL && *pp != s) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = s->next;
+    if (r->group.batches_tail == s)
+        r->group.batches_tail = prev;
+    if (r->group.hit == s)
+        r->group.hit = NULL;
+}
+
+/* fsm.h on_item: the result of one command of the batch entry at `index`.
+ * Only the leader that proposed it has the batch; followers and replays
+ * find none. */
+static void on_item(void *data, uint64_t index, uint32_t pos, int status, uint64_t value)
+{
+    struct rd_replica *r = data;
+    struct rd_submit *s = r->group.hit;
+    if (s == NULL || s->req.index != index) {
+        for (s = r->group.batches; s != NULL && s->req.index != index; s = s->next)
+            ;
+        r->group.hit = s;
+    }
+    if (s == NULL || pos >= s->n)
+        return;
+    s->items[pos].status = status;
+    s->items[pos].value = value;
+    s->items[pos].applied = true;
+}
+
 static void apply_cb(struct raft_apply *req, int status, void *result)
 {
-    struct submit *s = req->data;
+    struct rd_submit *s = req->data;
     struct rd_replica *r = s->r;
-    int st;
+    int st = 0;
     uint64_t value = 0;
-    r->inflight--;
+    r->inflight -= s->n;
+    r->group.entries_inflight--;
+    /* Writes held for the pipeline go at this turn's check phase. */
+    if (r->group.n > 0 && r->group.on)
+        uv_idle_start(&r->group.idle, group_idle_cb);
+    if (s->batch)
+        batch_unlink(r, s);
     if (status != 0) {
         st = map_raft_error(status);
         /* The entry was in the log and maybe sent when leadership was lost
          * (or raft stopped): another leader may still commit it. A failed
-         * append is different: those entries were never sent (patch 0002). */
+         * append is different: those entries were never sent (patch 0002).
+         * A batch's writes all share their entry's fate. */
         if (st == RD_ENOTLEADER || st == RD_ESHUTDOWN)
             st = RD_EOUTCOME_UNKNOWN;
-        r->commit_errors_total++;
-        RD_WARN("raft", "commit_failed", "error=%s", raft_strerror(status));
+        r->commit_errors_total += s->n;
+        RD_WARN("raft", "commit_failed", "error=%s commands=%u", raft_strerror(status), s->n);
         if (is_storage_error(status))
             storage_failed(r, status);
     } else {
         storage_ok(r);
+        /* The entry's own result: a single command's answer; for a batch,
+         * the answer of the commands apply never reached (cut short). */
         rd_fsm_unpack(result, &st, &value);
-        r->commits_total++;
-        rd_hist_observe(&r->commit_latency, (double)(rd_mono_ns() - s->t0) / 1e9);
+        r->commits_total += s->n;
+        uint64_t now = rd_mono_ns();
+        for (unsigned i = 0; i < s->n; i++)
+            rd_hist_observe(&r->commit_latency, (double)(now - s->items[i].t0) / 1e9);
     }
-    rd_submit_cb cb = s->cb;
-    void *data = s->data;
+    for (unsigned i = 0; i < s->n; i++) {
+        struct rd_submit_item *it = &s->items[i];
+        bool own = status == 0 && s->batch && it->applied;
+        it->cb(it->data, own ? it->status : st, own ? it->value : value);
+    }
     free(s);
-    cb(data, st, value);
 }
 
-/* Proposes the encoded command in `w` (padded here to libraft's 8-byte
- * multiple). On 0 raft owns the bytes (w is reset); on an error they are
- * still the caller's. */
-static int submit(struct rd_replica *r, struct rd_wbuf *w, rd_submit_cb cb, void *data)
+/* Whether a command may be proposed now: 0 or the refusal. */
+static int propose_gate(struct rd_replica *r)
 {
     if (r->closing || !r->started)
         return RD_ESHUTDOWN;
     if (raft_state(&r->raft) != RAFT_LEADER)
         return RD_ENOTLEADER;
+    return storage_gate(r);
+}
+
+/* Proposes the entry in `w` (padded here to libraft's 8-byte multiple) for
+ * the writes in `s`. On 0 raft owns the bytes (w is reset) and `s`; on an
+ * error both are still the caller's. */
+static int submit(struct rd_replica *r, struct rd_wbuf *w, struct rd_submit *s)
+{
+    int rv = propose_gate(r);
+    if (rv != 0)
+        return rv;
     if (w->err)
         return w->err;
-    int gate = storage_gate(r);
-    if (gate != 0)
-        return gate;
-    struct submit *s = malloc(sizeof(*s));
-    if (s == NULL)
-        return RD_ENOMEM;
     s->r = r;
-    s->cb = cb;
-    s->data = data;
-    s->t0 = rd_mono_ns();
+    s->next = NULL;
     s->req.data = s;
     /* libraft wants entry lengths in multiples of 8; decoders ignore the
-     * zero padding (a body only grows by appending fields). */
+     * zero padding (a body only grows by appending fields; a batch ends
+     * at its count). */
     static const uint8_t zeros[8];
     if (w->len % 8 != 0)
         rd_w_bytes(w, zeros, 8 - w->len % 8);
-    if (w->err) {
-        free(s);
+    if (w->err)
         return w->err;
-    }
     /* raft's default heap is malloc: the writer's buffer passes over as is. */
     struct raft_buffer buf = {.base = w->p, .len = w->len};
-    int rv = raft_apply(&r->raft, &s->req, &buf, 1, apply_cb);
+    rv = raft_apply(&r->raft, &s->req, &buf, 1, apply_cb);
     if (rv != 0) {
         if (is_storage_error(rv))
             storage_failed(r, rv); /* logs once per fault */
         else
-            RD_WARN("raft", "propose_failed", "error=\"%s\" detail=\"%s\"", raft_strerror(rv),
-                    raft_errmsg(&r->raft));
-        free(s);
+            RD_WARN("raft", "propose_failed", "error=\"%s\" detail=\"%s\" commands=%u",
+                    raft_strerror(rv), raft_errmsg(&r->raft), s->n);
         /* Refused: the buffer is still ours (raft.h's promise, which
          * deps/libraft/patches/0002 restores); the caller frees it. */
         return map_raft_error(rv);
     }
-    r->inflight++;
+    r->inflight += s->n;
+    r->group.entries_inflight++;
+    r->group.entries_total++;
+    r->group.commands_total += s->n;
+    if (s->batch) {
+        if (r->group.batches_tail != NULL)
+            r->group.batches_tail->next = s;
+        else
+            r->group.batches = s;
+        r->group.batches_tail = s;
+    }
     w->p = NULL;
     w->len = w->cap = 0;
     return 0;
+}
+
+static struct rd_submit *submit_new(unsigned n)
+{
+    struct rd_submit *s = calloc(1, sizeof(*s) + n * sizeof(s->items[0]));
+    if (s != NULL)
+        s->n = n;
+    return s;
+}
+
+/* The commands waiting go to raft: one entry, a batch when more than one
+ * waits. When raft refuses it, each hears the refusal (nothing was
+ * proposed), here: at the check phase, or within a later proposal that
+ * found the group full or must follow it. */
+static void group_flush(struct rd_replica *r)
+{
+    unsigned n = r->group.n;
+    if (n == 0)
+        return;
+    r->group.n = 0;
+    r->group.bytes = 0;
+    uv_idle_stop(&r->group.idle);
+    uv_check_stop(&r->group.check);
+    struct rd_group_cmd *q = r->group.q;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    if (n == 1) {
+        /* Alone: the entry is the command itself, as without grouping. */
+        w.p = q[0].p;
+        w.len = w.cap = q[0].len;
+        q[0].p = NULL;
+    } else {
+        int64_t newest = 0;
+        size_t bytes = RD_CMD_BATCH_HEADER_SIZE;
+        for (unsigned i = 0; i < n; i++) {
+            newest = q[i].time_ms > newest ? q[i].time_ms : newest;
+            bytes += 4 + q[i].len;
+        }
+        w.p = malloc(bytes + 8);
+        w.cap = w.p != NULL ? bytes + 8 : 0;
+        if (w.p == NULL)
+            w.err = RD_ENOMEM;
+        rd_cmd_batch_begin(&w, n, newest);
+        for (unsigned i = 0; i < n; i++) {
+            rd_cmd_batch_add(&w, q[i].p, q[i].len);
+            free(q[i].p);
+            q[i].p = NULL;
+        }
+    }
+    struct rd_submit *s = submit_new(n);
+    int rv = s != NULL ? 0 : RD_ENOMEM;
+    if (s != NULL) {
+        s->batch = n > 1;
+        for (unsigned i = 0; i < n; i++) {
+            s->items[i].cb = q[i].cb;
+            s->items[i].data = q[i].data;
+            s->items[i].t0 = q[i].t0;
+        }
+        rv = submit(r, &w, s);
+    }
+    rd_w_free(&w);
+    if (rv == 0)
+        return;
+    free(s);
+    /* Copied first: a callback may propose again (into the emptied q). */
+    struct rd_group_cmd copy[RD_CMD_BATCH_MAX];
+    memcpy(copy, q, n * sizeof(*q));
+    for (unsigned i = 0; i < n; i++)
+        copy[i].cb(copy[i].data, rv, 0);
+}
+
+/* The loop's check phase, right after it handled the I/O of its turn: what
+ * waits goes to raft, unless raft already has RD_GROUP_PIPELINE entries of
+ * ours in flight; then the loop may block (no idle) until one is answered
+ * (apply_cb), and this runs again after it. */
+static void group_check_cb(uv_check_t *h)
+{
+    struct rd_replica *r = h->data;
+    if (r->group.entries_inflight >= RD_GROUP_PIPELINE && r->group.n < RD_CMD_BATCH_MAX) {
+        uv_idle_stop(&r->group.idle);
+        return;
+    }
+    group_flush(r);
+}
+
+/* Only there so that the loop polls without blocking while commands wait. */
+static void group_idle_cb(uv_idle_t *h)
+{
+    (void)h;
+}
+
+/* `w`'s command joins the group (which takes its bytes), or goes to raft
+ * with it when the group is full. */
+static int group_add(struct rd_replica *r, struct rd_wbuf *w, int64_t time_ms, rd_submit_cb cb,
+                     void *data)
+{
+    if (w->err)
+        return w->err;
+    /* Full: what waits goes first (this one opens the next entry). */
+    if (r->group.n == RD_CMD_BATCH_MAX || r->group.bytes + w->len > RD_GROUP_MAX_BYTES)
+        group_flush(r);
+    struct rd_group_cmd *c = &r->group.q[r->group.n++];
+    *c = (struct rd_group_cmd){
+        .p = w->p, .len = w->len, .time_ms = time_ms, .t0 = rd_mono_ns(), .cb = cb, .data = data};
+    w->p = NULL;
+    w->len = w->cap = 0;
+    r->group.bytes += c->len;
+    if (r->group.n == 1) {
+        uv_check_start(&r->group.check, group_check_cb);
+        uv_idle_start(&r->group.idle, group_idle_cb);
+    }
+    return 0;
+}
+
+/* At raft's start: the group's slots and handles. */
+static int group_init(struct rd_replica *r)
+{
+    r->group.q = calloc(RD_CMD_BATCH_MAX, sizeof(*r->group.q));
+    if (r->group.q == NULL)
+        return RD_ENOMEM;
+    uv_check_init(r->loop, &r->group.check);
+    uv_idle_init(r->loop, &r->group.idle);
+    r->group.check.data = r->group.idle.data = r;
+    r->group.on = true;
+    r->fsm->on_item = on_item;
+    r->fsm->on_item_data = r;
+    return 0;
+}
+
+/* At close: what waits goes to raft first (raft's close then answers it
+ * like every entry in flight), then the handles close. */
+static void group_close(struct rd_replica *r)
+{
+    if (!r->group.on)
+        return;
+    group_flush(r);
+    r->group.on = false;
+    uv_close((uv_handle_t *)&r->group.check, watch_closed);
+    uv_close((uv_handle_t *)&r->group.idle, watch_closed);
+    free(r->group.q);
+    r->group.q = NULL;
+    if (r->fsm->on_item_data == r)
+        r->fsm->on_item = NULL;
 }
 
 int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit_cb cb, void *data)
@@ -1321,6 +1560,9 @@ int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit
     struct rd_cmd c = *cmd;
     if (c.time_ms == 0)
         c.time_ms = rd_fsm_stamp(r->fsm);
+    int rv = propose_gate(r);
+    if (rv != 0)
+        return rv;
     bool ambient = false;
     if (c.type != RD_CMD_AUDIT && r->audit_ambient != NULL && r->audit_ambient_used != NULL &&
         !*r->audit_ambient_used) {
@@ -1343,9 +1585,23 @@ int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit
     }
     struct rd_wbuf w;
     rd_w_init(&w);
-    int rv = rd_cmd_encode(&c, &w);
-    if (rv == 0)
-        rv = submit(r, &w, cb, data);
+    rv = rd_cmd_encode(&c, &w);
+    if (rv == 0 && r->group.on && rd_cmd_batchable(c.type)) {
+        rv = group_add(r, &w, c.time_ms, cb, data);
+    } else if (rv == 0) {
+        /* An entry of its own, after what waits (the order is kept). */
+        group_flush(r);
+        struct rd_submit *s = submit_new(1);
+        rv = s != NULL ? 0 : RD_ENOMEM;
+        if (s != NULL) {
+            s->items[0].cb = cb;
+            s->items[0].data = data;
+            s->items[0].t0 = rd_mono_ns();
+            rv = submit(r, &w, s);
+            if (rv != 0)
+                free(s);
+        }
+    }
     rd_w_free(&w);
     if (rv == 0 && ambient)
         *r->audit_ambient_used = true;
@@ -1803,6 +2059,7 @@ void rd_replica_close(struct rd_replica *r, void (*cb)(void *data), void *data)
     r->close_data = data;
     if (r->closing)
         return;
+    group_close(r);
     r->closing = true;
     struct rd_read_wait *waiting = r->reads_next;
     r->reads_next = NULL;

@@ -29,7 +29,9 @@
  */
 typedef void (*rd_submit_cb)(void *data, int status, uint64_t value);
 
-struct rd_timed_io; /* replica.c: a timed append or snapshot_put */
+struct rd_timed_io;  /* replica.c: a timed append or snapshot_put */
+struct rd_group_cmd; /* replica.c: a command waiting for the next entry */
+struct rd_submit;    /* replica.c: an entry proposed, and its writes */
 
 struct rd_replica {
     uv_loop_t *loop;
@@ -78,6 +80,27 @@ struct rd_replica {
     int (*io_snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
                            const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
     struct rd_timed_io *io_orphans; /* ours, of requests the backend refused (replica.c) */
+    /*
+     * Group commit (docs/architecture.md, "The write path"): commands
+     * proposed during one turn of the loop wait in `q` (encoded) and go to
+     * raft together at its check phase, as one batch entry (cmd.h, format
+     * 3) when more than one is waiting; `idle` keeps the loop from blocking
+     * while any wait. While raft has two entries of ours in flight, what
+     * arrives waits for one of them to be answered and joins the next. Batches in flight are listed
+     * (oldest first) so that apply can hand each write its own result (fsm.h, on_item).
+     */
+    struct {
+        struct rd_group_cmd *q; /* RD_CMD_BATCH_MAX slots, from the start */
+        unsigned n;
+        size_t bytes;
+        uv_check_t check;
+        uv_idle_t idle;
+        bool on; /* the handles were initialised (raft started) */
+        struct rd_submit *batches, *batches_tail, *hit;
+        unsigned entries_inflight; /* proposed, not yet answered */
+        uint64_t entries_total;    /* raft entries proposed with commands */
+        uint64_t commands_total;   /* commands in them */
+    } group;
     uint64_t inflight;
     uint64_t commits_total;
     uint64_t commit_errors_total;
@@ -223,6 +246,11 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm);
  * later, with the machine's answer (rd_fsm_result) or the raft error; on an
  * error (RD_ENOTLEADER, RD_ESHUTDOWN, a storage fault, RD_ENOMEM) `cb` will
  * not fire. `cmd` and its strings are only read during the call.
+ * Commands proposed in one turn of the loop share a raft entry (group
+ * commit, cmd.h rd_cmd_batchable) and keep their order; each hears its own
+ * result. One that was waiting when raft refused the entry (leadership lost
+ * within the turn) hears RD_ENOTLEADER or RD_ESHUTDOWN through `cb`:
+ * nothing was proposed.
  */
 int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit_cb cb, void *data);
 

@@ -2,7 +2,9 @@
  * What a client needs to retry safely (issue 14), on three real replicas:
  * - a write proposed by a leader that then loses leadership (both
  *   followers stopped) is answered 503 outcome_unknown, not not_leader
- *   (which means nothing was proposed);
+ *   (which means nothing was proposed); so is every write of a batch
+ *   (group commit: writes that reach the leader in one turn of its loop
+ *   share a raft entry) when leadership is lost with it;
  * - a checkpoint retried at the next leader after kill -9 of the one that
  *   acknowledged it answers 200 with its version, as the first did, and a
  *   complete repeated there answers as the first; other data under the
@@ -14,13 +16,19 @@
  */
 #include "cmocka_all.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "rdt_ctest.h"
+#include "rdt_metrics.h"
 
 static struct rdt_cluster cl;
 static int first;
@@ -68,6 +76,102 @@ static void test_lost_leadership_is_outcome_unknown(void **state)
     assert_true(r.retry_after[0] != '\0');
     rdt_resp_free(&r);
     /* The cluster elects a leader again (the entry commits or is dropped). */
+    assert_true(rdt_cluster_leader(&cl, rdt_ms(10000)) >= 0);
+}
+
+#define BATCH_WRITES 8
+
+/* A connection to replica `p`'s API, past a first request answered (h2o
+ * accepted it and waits for the next one). */
+static int api_conn(struct rdt_proc *p)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(p->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    const char *get = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(write(fd, get, strlen(get)), (ssize_t)strlen(get));
+    char buf[4096];
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, (int)rdt_ms(5000)), 1);
+    assert_true(read(fd, buf, sizeof(buf)) > 0);
+    return fd;
+}
+
+/*
+ * Writes that reach the leader in one turn of its loop share one raft entry
+ * (group commit); when leadership is lost with that entry in the log, each of
+ * them is answered 503 outcome_unknown. The leader is held (SIGSTOP) while
+ * the requests are written on connections it already serves, so it reads
+ * them together; its counters show that they shared an entry.
+ */
+static void test_batch_cut_by_lost_leadership(void **state)
+{
+    (void)state;
+    int L = rdt_cluster_leader(&cl, rdt_ms(5000));
+    assert_true(L >= 0);
+    int F1 = (L + 1) % cl.n, F2 = (L + 2) % cl.n;
+    /* A write acknowledged first: this leader's state is current (a new
+     * leader holds requests until then, and would answer them 503 not_leader
+     * when it stepped down first). */
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&cl.procs[L], RDT_H1, "/api/v1/nodes",
+                              "{\"node_id\":\"batch-first\",\"capacity\":{\"slots\":1}}", &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    rdt_resp_free(&r);
+    int fds[BATCH_WRITES];
+    for (int i = 0; i < BATCH_WRITES; i++)
+        fds[i] = api_conn(&cl.procs[L]);
+    long long entries = rdt_metric(&cl.procs[L], "recoveryd_raft_proposed_entries_total");
+    long long commands = rdt_metric(&cl.procs[L], "recoveryd_raft_proposed_commands_total");
+    assert_int_equal(rdt_proc_signal(&cl.procs[L], SIGSTOP), 0);
+    assert_int_equal(rdt_proc_signal(&cl.procs[F1], SIGSTOP), 0);
+    assert_int_equal(rdt_proc_signal(&cl.procs[F2], SIGSTOP), 0);
+    for (int i = 0; i < BATCH_WRITES; i++) {
+        char body[128], req[512];
+        int n = snprintf(body, sizeof(body),
+                         "{\"node_id\":\"batch-%d\",\"capacity\":{\"slots\":1}}", i);
+        int m = snprintf(req, sizeof(req),
+                         "POST /api/v1/nodes HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                         "application/json\r\nContent-Length: %d\r\n\r\n%s",
+                         n, body);
+        assert_int_equal(write(fds[i], req, (size_t)m), m);
+    }
+    assert_int_equal(rdt_proc_signal(&cl.procs[L], SIGCONT), 0);
+    /* Proposed in one entry, never committed: the leader steps down. */
+    char answers[BATCH_WRITES][4096];
+    for (int i = 0; i < BATCH_WRITES; i++) {
+        size_t got = 0;
+        answers[i][0] = '\0';
+        int64_t until = rdt_now_ms() + rdt_ms(15000);
+        while (strstr(answers[i], "\r\n\r\n") == NULL || strstr(answers[i], "}") == NULL) {
+            struct pollfd pfd = {.fd = fds[i], .events = POLLIN};
+            int64_t left = until - rdt_now_ms();
+            if (left <= 0 || poll(&pfd, 1, (int)left) != 1)
+                fail_msg("write %d: no answer within 15 s (so far: %s)", i, answers[i]);
+            ssize_t k = read(fds[i], answers[i] + got, sizeof(answers[i]) - 1 - got);
+            assert_true(k > 0);
+            got += (size_t)k;
+            answers[i][got] = '\0';
+        }
+        close(fds[i]);
+    }
+    assert_int_equal(rdt_proc_signal(&cl.procs[F1], SIGCONT), 0);
+    assert_int_equal(rdt_proc_signal(&cl.procs[F2], SIGCONT), 0);
+    for (int i = 0; i < BATCH_WRITES; i++)
+        if (strncmp(answers[i], "HTTP/1.1 503", 12) != 0 ||
+            strstr(answers[i], "\"outcome_unknown\"") == NULL)
+            fail_msg("write %d: expected 503 outcome_unknown, got: %s", i, answers[i]);
+    /* Writes shared an entry (counted when proposed): the commands grew by
+     * more than the entries (h2o may hand the requests over in two turns of
+     * the loop: then two entries; another command the leader proposed
+     * meanwhile adds as much to both). */
+    long long grouped = rdt_metric(&cl.procs[L], "recoveryd_raft_proposed_commands_total") -
+                        rdt_metric(&cl.procs[L], "recoveryd_raft_proposed_entries_total");
+    if (grouped - (commands - entries) < 1)
+        fail_msg("none of the %d writes shared an entry", BATCH_WRITES);
     assert_true(rdt_cluster_leader(&cl, rdt_ms(10000)) >= 0);
 }
 
@@ -203,6 +307,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lost_leadership_is_outcome_unknown),
+        cmocka_unit_test(test_batch_cut_by_lost_leadership),
         cmocka_unit_test(test_retries_reach_the_next_leader),
         cmocka_unit_test(test_new_leader_never_answers_from_older_state),
     };

@@ -194,6 +194,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.cluster.election_timeout_ms, 300);
     assert_int_equal(c.cluster.heartbeat_timeout_ms, 50);
     assert_true(c.cluster.pre_vote);
+    assert_true(c.cluster.group_commit);
     assert_int_equal(c.cluster.max_inflight, 256);
     assert_int_equal(c.cluster.n_peers, 0);
 
@@ -695,6 +696,9 @@ static void test_error_uint(void **state)
 static void test_error_bool_level_url(void **state)
 {
     (void)state;
+    expect_exact_error("cluster:\n  group_commit: 2\n",
+                       NAME ":2: cluster.group_commit: expected true or false (or yes/no, on/off), "
+                            "got '2'");
     expect_exact_error("cluster:\n  pre_vote: maybe\n",
                        NAME ":2: cluster.pre_vote: expected true or false (or yes/no, on/off), "
                             "got 'maybe'");
