@@ -258,7 +258,13 @@ static int apply_fault_open(struct rd_fsm *f, const struct rd_cmd *cmd)
         f->on_fault(f->on_fault_data, x);
     if (c->task_id.len > 0) {
         char why[96];
-        snprintf(why, sizeof(why), "quarantined as a poison task (fault %s)", x->id);
+        /* A task's fault is a poison task's quarantine, or (hang) its
+         * deadline passing (tasks.h: deadline_ms). */
+        if (x->type == RD_FAULT_POISON_TASK)
+            snprintf(why, sizeof(why), "quarantined as a poison task (fault %s)", x->id);
+        else
+            snprintf(why, sizeof(why), "deadline passed: failed with %s fault %s",
+                     rd_fault_type_name(x->type), x->id);
         int rv = rd_fsm__task_quarantine(f, c->task_id, why, cmd->time_ms);
         if (rv != 0)
             return rv;

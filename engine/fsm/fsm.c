@@ -73,6 +73,7 @@ static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len,
     case RD_CMD_TASK_ASSIGN:
     case RD_CMD_TASK_CHECKPOINT:
     case RD_CMD_TASK_FINISH:
+    case RD_CMD_TASK_LIFECYCLE:
         rv = rd_fsm__task_apply(f, &cmd);
         break;
     case RD_CMD_CHECKPOINT_RESTORE:

@@ -103,6 +103,8 @@ struct rd_http_env {
       AGENT_READER)                                                                                \
     X(TASK_COMPLETE, "POST", "/api/v1/tasks/*/complete", "task_complete", AGENT)                   \
     X(TASK_FAIL, "POST", "/api/v1/tasks/*/fail", "task_fail", AGENT)                               \
+    X(TASK_CANCEL, "POST", "/api/v1/tasks/*/cancel", "task_cancel", OPERATOR)                      \
+    X(TASK_RETRY, "POST", "/api/v1/tasks/*/retry", "task_retry", OPERATOR)                         \
     X(POLICIES_RELOAD, "POST", "/api/v1/policies/reload", "policies_reload", OPERATOR)             \
     X(LOG_LEVEL_GET, "GET", "/api/v1/system/log-level", "log_level_get", READER)                   \
     X(LOG_LEVEL_SET, "PUT", "/api/v1/system/log-level", "log_level_set", ADMIN)                    \
@@ -348,6 +350,9 @@ json_t *rd_api_checkpoint_json(const struct rd_checkpoint *c, bool with_data);
 /* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
 int rd_api_list_limit(struct rd_http_req *hr);
 
+/* An operator action's optional {"reason": "..."} body into `buf`: "dflt"
+ * or "dflt: reason"; false (400 sent) when malformed (api_nodes.c). */
+bool rd_api_operator_reason(struct rd_http_req *hr, char *buf, size_t len, const char *dflt);
 /* Parses the body as a JSON object; answers 400/413 itself and returns NULL. */
 json_t *rd_http_body_object(struct rd_http_req *hr);
 /* Value of query parameter `name` (percent-decoded, on the pool) or NULL. */
