@@ -569,7 +569,8 @@ static int cancel(struct rd_fsm *f, struct rd_task *t, const struct rd_cmd *cmd)
 
 /* A failed task (a quarantined poison task too) waits to be placed again:
  * a new attempt fences every earlier one, max_attempts counts afresh, the
- * poison window forgets its failures, its checkpoints stay (it resumes). */
+ * poison window forgets its failures, its checkpoints stay (it resumes), a
+ * deadline that passed is dropped. */
 static int retry(struct rd_fsm *f, struct rd_task *t, const struct rd_cmd *cmd)
 {
     char *none = rd_str_dup(RD_STR(""));
@@ -583,6 +584,8 @@ static int retry(struct rd_fsm *f, struct rd_task *t, const struct rd_cmd *cmd)
     t->n_fail_at = 0;
     memset(t->fail_at, 0, sizeof(t->fail_at));
     t->finished = 0;
+    if (t->deadline_ms != 0 && t->deadline_ms <= cmd->time_ms)
+        t->deadline_ms = 0; /* a deadline that passed would fail it again at once */
     set_task_state(f, t, RD_TASK_PENDING);
     t->updated_at = cmd->time_ms;
     return 0;

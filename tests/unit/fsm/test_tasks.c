@@ -680,6 +680,14 @@ static void test_deadline_fault_fails_and_unplaces_the_task(void **state)
     const struct rd_fault *x = rd_fsm_fault(&f, "f0000003-0000-4000-8000-000000000003");
     assert_non_null(x);
     assert_int_equal(x->type, RD_FAULT_HANG);
+    /* A retry drops the deadline that passed (it would fail again at once). */
+    assert_int_equal(apply(&f, cmd_life(RD_TASK_OP_RETRY, T1, "", 0, 0, 700))->status, 0);
+    assert_int_equal(t->deadline_ms, 0);
+    assert_int_equal(t->state, RD_TASK_PENDING);
+    apply(&f, cmd_submit_deadline(T2, 5000, 710));
+    apply(&f, cmd_task_finish(T2, 0, RD_TASK_FAILED, "operator", 720));
+    assert_int_equal(apply(&f, cmd_life(RD_TASK_OP_RETRY, T2, "", 0, 0, 730))->status, 0);
+    assert_int_equal(rd_fsm_task(&f, T2)->deadline_ms, 5000); /* still ahead: kept */
     /* The deadline survives a snapshot. */
     struct rd_wbuf snap;
     rd_w_init(&snap);
@@ -687,7 +695,7 @@ static void test_deadline_fault_fails_and_unplaces_the_task(void **state)
     struct rd_fsm g;
     rd_fsm_init(&g);
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
-    assert_int_equal(rd_fsm_task(&g, T1)->deadline_ms, 500);
+    assert_int_equal(rd_fsm_task(&g, T2)->deadline_ms, 5000);
     assert_int_equal(rd_fsm_task(&g, T1)->finished, t->finished);
     assert_true(rd_fsm_digest(&g) == rd_fsm_digest(&f));
     rd_w_free(&snap);
