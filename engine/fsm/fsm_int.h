@@ -74,6 +74,10 @@ int rd_fsm__faults_resolve_node(struct rd_fsm *f, struct rd_node *n, int64_t t, 
 /* Resolves fault `id` with `why` when it is open (a repair that settles its
  * fault in the same step); nothing when it is missing or resolved. */
 int rd_fsm__fault_resolve(struct rd_fsm *f, struct rd_str id, int64_t t, struct rd_str why);
+/* Resolves the open cluster-wide faults of task `task_id` (a poison task's
+ * quarantine, a passed deadline: metadata.task_id names it) with `why`. */
+int rd_fsm__faults_resolve_task(struct rd_fsm *f, struct rd_str task_id, int64_t t,
+                                struct rd_str why);
 void rd_fsm__faults_write(const struct rd_fsm *f, struct rd_wbuf *w);
 void rd_fsm__fault_write_one(struct rd_wbuf *w, const struct rd_fault *x);
 int rd_fsm__faults_read(struct rd_fsm *f, struct rd_rbuf *r);

@@ -200,6 +200,20 @@ static void test_retry_of_a_poison_task_resumes_and_completes(void **state)
 
     assert_int_equal(task_post(id, "retry", "", &r), 200);
     rdt_resp_free(&r);
+    /* Its poison_task fault is resolved by the retry. */
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/api/v1/faults/records?fault_type=poison_task", &r),
+                     0);
+    json_t *items = rdt_json_path(r.json, "items");
+    bool resolved = false;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *x = json_array_get(items, i);
+        const char *tid = json_string_value(rdt_json_path(x, "metadata.task_id"));
+        if (tid != NULL && strcmp(tid, id) == 0)
+            resolved = strcmp(json_string_value(rdt_json_path(x, "status")), "resolved") == 0;
+    }
+    if (!resolved)
+        fail_msg("the poison_task fault of %s is not resolved: %s", id, r.body);
+    rdt_resp_free(&r);
     /* Placed again on a fresh attempt (3 fenced the old ones, 4 is its
      * placement), with its checkpoint, and not quarantined again. */
     json_decref(await_task(id, "assigned", 4));

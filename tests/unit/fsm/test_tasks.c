@@ -553,7 +553,9 @@ static struct rd_wbuf cmd_submit_deadline(const char *id, int64_t deadline, int6
 static struct rd_wbuf cmd_task_fault(const char *fid, const char *task, uint32_t attempt, int type,
                                      int64_t t)
 {
-    struct rd_cmd c = rd_cmd_cluster_fault(t, fid, type, RD_SEV_MINOR, "{}", "null");
+    static char meta[128];
+    snprintf(meta, sizeof(meta), "{\"reason\":\"test\",\"task_id\":\"%s\"}", task);
+    struct rd_cmd c = rd_cmd_cluster_fault(t, fid, type, RD_SEV_MINOR, meta, "null");
     c.u.fopen.task_id = RD_STR(task);
     c.u.fopen.task_attempt = attempt;
     return fsm_encode(&c);
@@ -640,6 +642,11 @@ static void test_retry_requeues_a_poison_task_with_a_new_budget(void **state)
     assert_string_equal(t->result_json, "");
     assert_int_equal(t->n_ckpts, 1); /* it resumes from its checkpoint */
     assert_int_equal(rd_task_checkpoint(t)->version, 4);
+    /* Its quarantine fault (metadata names the task) is resolved with it. */
+    const struct rd_fault *q = rd_fsm_fault(&f, "f0000001-0000-4000-8000-000000000001");
+    assert_int_equal(q->status, RD_FAULT_RESOLVED);
+    assert_string_equal(q->resolution, "task retried by an operator");
+    assert_int_equal(q->resolved_at, 30);
     assert_int_equal(apply(&f, cmd_task_finish(T1, 2, RD_TASK_COMPLETED, "{}", 31))->status,
                      RD_EFENCED);
     /* A new budget of max_attempts: a retryable failure of the next attempt
