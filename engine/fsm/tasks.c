@@ -502,6 +502,29 @@ static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
     return 0;
 }
 
+/* Ends `t` in the finished `state` with `why` as its error, off its agent
+ * (the task observer revokes the attempt there). On RD_ENOMEM nothing changed. */
+static int end_task(struct rd_fsm *f, struct rd_task *t, uint8_t state, struct rd_str why,
+                    int64_t time_ms)
+{
+    char *res = rd_str_dup(why), *none = rd_str_dup(RD_STR(""));
+    if (res == NULL || none == NULL) {
+        free(res);
+        free(none);
+        return RD_ENOMEM;
+    }
+    rd_fsm__dg_touch(f, RD_DG_TASK, t);
+    unplace(f, t);
+    free(t->result_json);
+    t->result_json = res;
+    free(t->node_id);
+    t->node_id = none;
+    t->node_epoch = 0;
+    set_task_state(f, t, state);
+    t->updated_at = time_ms;
+    return 0;
+}
+
 int rd_fsm__task_quarantine_check(const struct rd_fsm *f, struct rd_str task_id, uint32_t attempt)
 {
     char id[40];
@@ -518,23 +541,12 @@ int rd_fsm__task_quarantine(struct rd_fsm *f, struct rd_str task_id, const char 
 {
     char id[40], old_node[RD_NODE_ID_MAX + 1];
     struct rd_task *t = id_of(task_id, id) == 0 ? (struct rd_task *)rd_fsm_task(f, id) : NULL;
-    char *res = rd_str_dup(RD_STR(why)), *none = rd_str_dup(RD_STR(""));
-    if (t == NULL || res == NULL || none == NULL) {
-        free(res);
-        free(none);
-        return t == NULL ? 0 : RD_ENOMEM;
-    }
+    if (t == NULL)
+        return 0;
     int old_state = t->state;
     snprintf(old_node, sizeof(old_node), "%s", t->node_id);
-    rd_fsm__dg_touch(f, RD_DG_TASK, t);
-    unplace(f, t);
-    free(t->result_json);
-    t->result_json = res;
-    free(t->node_id);
-    t->node_id = none;
-    t->node_epoch = 0;
-    set_task_state(f, t, RD_TASK_FAILED);
-    t->updated_at = time_ms;
+    if (end_task(f, t, RD_TASK_FAILED, RD_STR(why), time_ms) != 0)
+        return RD_ENOMEM;
     f->result.task = t;
     if (f->on_task != NULL)
         f->on_task(f->on_task_data, t, old_state, old_node);
@@ -548,23 +560,8 @@ int rd_fsm__task_quarantine(struct rd_fsm *f, struct rd_str task_id, const char 
 static int cancel(struct rd_fsm *f, struct rd_task *t, const struct rd_cmd *cmd)
 {
     const struct rd_cmd_task_lifecycle *c = &cmd->u.tlife;
-    char *res = rd_str_dup(c->reason.len ? c->reason : RD_STR("cancelled"));
-    char *none = rd_str_dup(RD_STR(""));
-    if (res == NULL || none == NULL) {
-        free(res);
-        free(none);
-        return RD_ENOMEM;
-    }
-    rd_fsm__dg_touch(f, RD_DG_TASK, t);
-    unplace(f, t);
-    free(t->result_json);
-    t->result_json = res;
-    free(t->node_id);
-    t->node_id = none;
-    t->node_epoch = 0;
-    set_task_state(f, t, RD_TASK_CANCELLED);
-    t->updated_at = cmd->time_ms;
-    return 0;
+    return end_task(f, t, RD_TASK_CANCELLED, c->reason.len ? c->reason : RD_STR("cancelled"),
+                    cmd->time_ms);
 }
 
 /* A failed task (a quarantined poison task too) waits to be placed again:
