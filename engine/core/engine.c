@@ -755,6 +755,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .registry = &eng->registry,
         .analysis = &eng->analysis,
         .sched = &eng->sched,
+        .task_deadlines_total = &eng->lifecycle.deadlines_total,
+        .tasks_pruned_total = &eng->lifecycle.pruned_total,
         .cluster = &eng->cluster,
         .consistency = &eng->consistency,
         .plugins = &eng->plugins,

@@ -21,9 +21,23 @@ static void done(void *data, int status, uint64_t value)
     (void)value;
     if (lc->outstanding > 0)
         lc->outstanding--;
+    if (status == 0)
+        lc->deadlines_total++;
     if (status != 0 && status != RD_EFENCED && status != RD_ECONFLICT && status != RD_ENOTFOUND &&
         status != RD_ESHUTDOWN)
         RD_WARN("lifecycle", "proposal_failed", "error=%s", rd_err_name(status));
+}
+
+/* A prune committed: `value` is how many tasks it dropped. */
+static void pruned(void *data, int status, uint64_t value)
+{
+    struct rd_lifecycle *lc = data;
+    if (lc->outstanding > 0)
+        lc->outstanding--;
+    if (status == 0)
+        lc->pruned_total += value;
+    else if (status != RD_ESHUTDOWN)
+        RD_WARN("lifecycle", "prune_failed", "error=%s", rd_err_name(status));
 }
 
 /* Fails `t` with a hang fault: its deadline passed (attempt-fenced, so a
@@ -47,7 +61,6 @@ static void deadline_passed(struct rd_lifecycle *lc, const struct rd_task *t)
     rd_cmd_audit_engine(&cmd, "task_deadline", t->id, id);
     if (lc->env.log.propose(lc->env.log.data, &cmd, done, lc) == 0) {
         lc->outstanding++;
-        lc->deadlines_total++;
         RD_WARN("lifecycle", "task_deadline", "task=%s deadline=%s node=%s fault=%s", t->id,
                 deadline, t->node_id, id);
     }
@@ -80,9 +93,8 @@ void rd_lifecycle_tick(struct rd_lifecycle *lc)
     cmd.u.tlife.reason = RD_STR("");
     cmd.u.tlife.retention_ms = keep;
     cmd.u.tlife.max = RD_LIFECYCLE_PRUNE_MAX;
-    if (lc->env.log.propose(lc->env.log.data, &cmd, done, lc) == 0) {
+    if (lc->env.log.propose(lc->env.log.data, &cmd, pruned, lc) == 0) {
         lc->outstanding++;
-        lc->pruned_total += n;
         RD_INFO("lifecycle", "tasks_pruned", "count=%zu retention_ms=%lld", n, (long long)keep);
         if (n == RD_LIFECYCLE_PRUNE_MAX)
             lc->next_prune_ms = 0; /* more wait: the next tick goes on */
@@ -103,6 +115,7 @@ void rd_lifecycle_start(struct rd_lifecycle *lc)
     uv_timer_init(lc->env.loop, &lc->timer);
     lc->timer.data = lc;
     lc->started = true;
+    lc->outstanding = 0; /* a proposal of an earlier leadership answered or not */
     lc->next_prune_ms = 0;
     uv_timer_start(&lc->timer, tick, RD_LIFECYCLE_TICK_MS, RD_LIFECYCLE_TICK_MS);
 }

@@ -34,8 +34,8 @@ struct rd_lifecycle {
     bool started;
     unsigned outstanding;     /* proposals not answered yet: no new ones until they are */
     uint64_t next_prune_ms;   /* leader time of the next look for prunable tasks */
-    uint64_t deadlines_total; /* tasks failed at their deadline (this leader) */
-    uint64_t pruned_total;    /* finished tasks pruned (commands this leader proposed) */
+    uint64_t deadlines_total; /* tasks failed at their deadline (committed, this leader's) */
+    uint64_t pruned_total;    /* finished tasks pruned (committed, this leader's) */
 };
 
 void rd_lifecycle_init(struct rd_lifecycle *lc, const struct rd_lifecycle_env *env);

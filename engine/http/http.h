@@ -51,8 +51,11 @@ struct rd_http_env {
     struct rd_cluster *cluster;
     struct rd_consistency *consistency;
     struct rd_plugin_host *plugins;
-    struct rd_backups *backups;           /* backups and their records */
-    struct rd_records *records;           /* the export to PostgreSQL (metrics) */
+    struct rd_backups *backups; /* backups and their records */
+    struct rd_records *records; /* the export to PostgreSQL (metrics) */
+    /* The task life cycle's counters (core/lifecycle.h), for /metrics. */
+    const uint64_t *task_deadlines_total;
+    const uint64_t *tasks_pruned_total;
     struct rd_events *events;             /* the event ring GET /api/v1/events streams */
     struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
     struct rd_http *http;                 /* the server itself (pending answers, metrics) */

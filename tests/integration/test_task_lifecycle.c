@@ -282,6 +282,9 @@ static void test_deadline_fails_the_task_with_a_fault(void **state)
     assert_string_equal(json_string_value(rdt_json_path((json_t *)fault, "metadata.reason")),
                         "deadline_exceeded");
     rdt_resp_free(&r);
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
+    assert_non_null(strstr(r.body, "\nrecoveryd_task_deadlines_total 1\n"));
+    rdt_resp_free(&r);
 }
 
 /* The ids of the listed tasks at `query`, through every page of 2. */
@@ -424,6 +427,16 @@ static void test_retention_prunes_alike_on_every_replica(void **state)
         assert_true(rdt_now_ms() < until);
         rdt_sleep_ms(100);
     }
+    /* The leader counted what its prunes dropped: the three tasks, once. */
+    long long pruned = 0;
+    for (int k = 0; k < cl.n; k++) {
+        assert_int_equal(rdt_get(&cl.procs[k], RDT_H1, "/metrics", &r), 0);
+        const char *m = strstr(r.body, "\nrecoveryd_tasks_pruned_total ");
+        assert_non_null(m);
+        pruned += atoll(m + strlen("\nrecoveryd_tasks_pruned_total "));
+        rdt_resp_free(&r);
+    }
+    assert_int_equal(pruned, 3);
     rdt_cluster_cleanup(&cl);
 }
 
