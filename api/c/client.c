@@ -730,9 +730,15 @@ int rdc_task_submit(rdc_client *c, const json_t *spec, json_t **out)
     return send_json(c, "POST", "/api/v1/tasks", NULL, NULL, body, RDC_IDEMPOTENT, out);
 }
 
-int rdc_task_cancel(rdc_client *c, const char *task_id, json_t **out)
+/* POST /api/v1/tasks/{id}/<verb> (cancel, retry): neither is idempotent (a
+ * second one answers 409). An engine without the route answers 404 or 405:
+ * said so, unless the task itself is missing. */
+static int task_action(rdc_client *c, const char *task_id, const char *verb, json_t *body,
+                       json_t **out)
 {
-    int rc = send_json(c, "POST", "/api/v1/tasks/", task_id, "/cancel", json_object(), 0, out);
+    char suffix[16];
+    snprintf(suffix, sizeof suffix, "/%s", verb);
+    int rc = send_json(c, "POST", "/api/v1/tasks/", task_id, suffix, body, 0, out);
     long status = c->status;
     if (rc != RDC_ENOTFOUND && !(rc == RDC_EHTTP && status == 405))
         return rc;
@@ -744,8 +750,23 @@ int rdc_task_cancel(rdc_client *c, const char *task_id, json_t **out)
         return grc;
     c->status = status;
     return fail(c, RDC_EHTTP, "unsupported",
-                "this engine cannot cancel tasks (POST /api/v1/tasks/%s/cancel answered %ld)",
-                task_id, status);
+                "this engine cannot %s tasks (POST /api/v1/tasks/%s/%s answered %ld)", verb,
+                task_id, verb, status);
+}
+
+int rdc_task_cancel(rdc_client *c, const char *task_id, json_t **out)
+{
+    return rdc_task_cancel_reason(c, task_id, NULL, out);
+}
+
+int rdc_task_cancel_reason(rdc_client *c, const char *task_id, const char *reason, json_t **out)
+{
+    return task_action(c, task_id, "cancel", reason_body(reason), out);
+}
+
+int rdc_task_retry(rdc_client *c, const char *task_id, json_t **out)
+{
+    return task_action(c, task_id, "retry", json_object(), out);
 }
 
 int rdc_faults_status(rdc_client *c, json_t **out)

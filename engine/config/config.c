@@ -413,11 +413,16 @@ static const struct cfg_field cfg_records[] = {
     CFG_F("interval", CFG_DURATION, fault_tolerance.records.interval_ms),
 };
 
+static const struct cfg_field cfg_tasks[] = {
+    CFG_F("retention", CFG_DURATION, fault_tolerance.tasks.retention_ms),
+};
+
 /* New sections go last so the key lists in existing messages keep their order. */
 static const struct cfg_field cfg_fault_tolerance[] = {
     CFG_SECT("detection", cfg_detection), CFG_SECT("recovery_strategies", cfg_strategies),
     CFG_SECT("backup", cfg_backup),       CFG_SECT("partition", cfg_partition),
     CFG_SECT("poison", cfg_poison),       CFG_SECT("records", cfg_records),
+    CFG_SECT("tasks", cfg_tasks),
 };
 
 static const struct cfg_field cfg_top[] = {
@@ -1735,6 +1740,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.partition.alert_after_ms = 5 * 60 * 1000;
     cfg->fault_tolerance.poison.max_failures = 3;
     cfg->fault_tolerance.poison.window_ms = 10 * 60 * 1000;
+    cfg->fault_tolerance.tasks.retention_ms = UINT64_C(7) * 24 * 3600 * 1000;
     snprintf(cfg->fault_tolerance.records.schema, sizeof(cfg->fault_tolerance.records.schema),
              "public");
     cfg->fault_tolerance.records.batch_size = 500;
@@ -2196,6 +2202,15 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
         cfg_format_duration(audit_age, age, sizeof(age));
         return cfg_errf(err, RD_ECONFIG,
                         "security.audit.max_age: expected a duration from 1m to 3650d, got '%s'",
+                        age);
+    }
+    const uint64_t task_age = cfg->fault_tolerance.tasks.retention_ms;
+    if (task_age < 1000 || task_age > UINT64_C(3650) * 24 * 3600 * 1000) {
+        char age[32];
+        cfg_format_duration(task_age, age, sizeof(age));
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.tasks.retention: expected a duration from 1s to 3650d, "
+                        "got '%s'",
                         age);
     }
     return cfg_check_backup(cfg, err);

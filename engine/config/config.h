@@ -295,6 +295,12 @@ struct rd_config {
             uint64_t timeout_ms;   /* connecting or one statement, 1s-10m, default 10s */
             uint64_t interval_ms;  /* between two exports when idle, 10ms-1m, default 100ms */
         } records;
+        /* Our addition: finished tasks (completed, failed, cancelled) are
+         * pruned from the state this long after they finished (once their
+         * records are exported, where export is on). */
+        struct {
+            uint64_t retention_ms; /* 1s-3650d, default 7d */
+        } tasks;
     } fault_tolerance;
 };
 

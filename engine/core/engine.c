@@ -263,6 +263,7 @@ static void on_role(void *data, bool leader)
         rd_sched_start(&eng->sched);
         rd_backup_start(&eng->backups);
         rd_records_start(&eng->records);
+        rd_lifecycle_start(&eng->lifecycle);
         for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
             const struct rd_node *n = eng->fsm.nodes[i];
             if (n->state != RD_NODE_LEFT)
@@ -281,6 +282,7 @@ static void on_role(void *data, bool leader)
         rd_sched_stop(&eng->sched);
         rd_backup_stop(&eng->backups);
         rd_records_stop(&eng->records);
+        rd_lifecycle_stop(&eng->lifecycle);
         /* The leader alone detects: detectors forget every agent (no more
          * probes from here) until this replica leads again. */
         for (size_t i = 0; i < eng->fsm.n_nodes; i++) {
@@ -398,6 +400,7 @@ static void shutdown_tick(uv_timer_t *t)
             return;
         rd_analysis_stop(&eng->analysis);
         rd_sched_stop(&eng->sched);
+        rd_lifecycle_stop(&eng->lifecycle);
         rd_replica_close(&eng->replica, on_raft_closed, eng);
         return;
     }
@@ -680,6 +683,13 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .raft = &eng->replica,
     };
     rd_records_init(&eng->records, &renv);
+    struct rd_lifecycle_env lenv = {
+        .loop = loop,
+        .cfg = &eng->cfg,
+        .fsm = &eng->fsm,
+        .log = rd_replica_proposer(&eng->replica),
+    };
+    rd_lifecycle_init(&eng->lifecycle, &lenv);
     struct rd_consistency_env cenv = {
         .loop = loop,
         .cfg = &eng->cfg,
@@ -745,6 +755,8 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
         .registry = &eng->registry,
         .analysis = &eng->analysis,
         .sched = &eng->sched,
+        .task_deadlines_total = &eng->lifecycle.deadlines_total,
+        .tasks_pruned_total = &eng->lifecycle.pruned_total,
         .cluster = &eng->cluster,
         .consistency = &eng->consistency,
         .plugins = &eng->plugins,

@@ -20,6 +20,7 @@
 #include "policy/policy.h"
 #include "records/records.h"
 #include "cluster/cluster.h"
+#include "core/lifecycle.h"
 #include "core/notify.h"
 #include "recover/sched.h"
 #include "registry/registry.h"
@@ -41,6 +42,7 @@ struct rd_engine {
     struct rd_backups backups;         /* backups, continuous archiving (leader) */
     struct rd_consistency consistency; /* consistency checks and repairs (leader) */
     struct rd_records records;         /* records exported to PostgreSQL (leader) */
+    struct rd_lifecycle lifecycle;     /* task deadlines and pruning (leader) */
     struct rd_policy_host *policy;     /* the policies in force (never NULL once started) */
     struct rd_notify notify;           /* systemd's READY=1, STOPPING=1, watchdog (notify.h) */
     uint64_t policy_reloads_ok;

@@ -152,6 +152,8 @@ const char *rd_cmd_type_name(int type)
         return "audit";
     case RD_CMD_RECORDS_EXPORT:
         return "records_export";
+    case RD_CMD_TASK_LIFECYCLE:
+        return "task_lifecycle";
     }
     return "unknown";
 }
@@ -264,6 +266,17 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_str(w, c->labels_json.p, c->labels_json.len);
         rd_w_str(w, c->payload_json.p, c->payload_json.len);
         rd_w_u32(w, c->max_attempts);
+        if (c->deadline_ms != 0)
+            rd_w_i64(w, c->deadline_ms);
+        break;
+    }
+    case RD_CMD_TASK_LIFECYCLE: {
+        const struct rd_cmd_task_lifecycle *c = &cmd->u.tlife;
+        rd_w_u8(w, c->op);
+        rd_w_str(w, c->task_id.p, c->task_id.len);
+        rd_w_str(w, c->reason.p, c->reason.len);
+        rd_w_i64(w, c->retention_ms);
+        rd_w_u32(w, c->max);
         break;
     }
     case RD_CMD_TASK_ASSIGN: {
@@ -462,7 +475,23 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
         c->labels_json = rd_r_str(&r);
         c->payload_json = rd_r_str(&r);
         c->max_attempts = rd_r_u32(&r);
-        if (!r.err && (c->task_id.len == 0 || c->task_id.len > 64 || c->priority > 9))
+        c->deadline_ms = 0;
+        if (!r.err && r.len - r.off >= 8) /* appended; zero padding reads as none */
+            c->deadline_ms = rd_r_i64(&r);
+        if (!r.err &&
+            (c->task_id.len == 0 || c->task_id.len > 64 || c->priority > 9 || c->deadline_ms < 0))
+            return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_TASK_LIFECYCLE: {
+        struct rd_cmd_task_lifecycle *c = &cmd->u.tlife;
+        c->op = rd_r_u8(&r);
+        c->task_id = rd_r_str(&r);
+        c->reason = rd_r_str(&r);
+        c->retention_ms = rd_r_i64(&r);
+        c->max = rd_r_u32(&r);
+        if (!r.err && (c->op >= RD_TASK_OP_COUNT || c->task_id.len > 64 || c->reason.len > 1024 ||
+                       c->retention_ms < 0 || (c->op != RD_TASK_OP_PRUNE && c->task_id.len == 0)))
             return RD_EPARSE;
         break;
     }

@@ -69,6 +69,9 @@ enum rd_cmd_type {
     RD_CMD_AUDIT = 19,
     /* PostgreSQL holds every record changed up to an index (docs/records.md). */
     RD_CMD_RECORDS_EXPORT = 20,
+    /* An operator's cancel or retry of a task, or the prune of finished
+     * tasks past their retention (struct rd_cmd_task_lifecycle). */
+    RD_CMD_TASK_LIFECYCLE = 21,
     RD_CMD_TYPE_MAX
 };
 
@@ -180,6 +183,9 @@ struct rd_cmd_task_submit {
     struct rd_str labels_json;  /* requirements.labels, canonical JSON */
     struct rd_str payload_json; /* canonical JSON */
     uint32_t max_attempts;
+    /* Appended (older entries end before it: 0): leader time after which
+     * the task fails with a fault; 0 for none. */
+    int64_t deadline_ms;
 };
 
 struct rd_cmd_task_assign {
@@ -233,6 +239,23 @@ struct rd_cmd_task_finish {
     uint32_t attempt;          /* 0 = operator or engine action on any attempt */
     uint8_t state;             /* COMPLETED, FAILED, CANCELLED, PAUSED or PENDING (retry) */
     struct rd_str result_json; /* result, or the error text */
+};
+
+/* What RD_CMD_TASK_LIFECYCLE does. */
+enum rd_task_op {
+    RD_TASK_OP_CANCEL = 0, /* revoke and cancel a task that has not finished */
+    RD_TASK_OP_RETRY,      /* a failed task back to pending: a new attempt budget and poison
+                              window, resuming from its last checkpoint */
+    RD_TASK_OP_PRUNE,      /* drop finished tasks older than retention_ms (once exported) */
+    RD_TASK_OP_COUNT
+};
+
+struct rd_cmd_task_lifecycle {
+    uint8_t op;            /* enum rd_task_op */
+    struct rd_str task_id; /* CANCEL, RETRY */
+    struct rd_str reason;  /* CANCEL: the task's error text ("" for the default) */
+    int64_t retention_ms;  /* PRUNE: finished at least this long before the command's time */
+    uint32_t max;          /* PRUNE: at most this many tasks go */
 };
 
 struct rd_cmd_replica_info {
@@ -398,6 +421,7 @@ struct rd_cmd {
         struct rd_cmd_cluster_id cid;
         struct rd_cmd_checkpoint_restore crestore;
         struct rd_cmd_records_export rexport;
+        struct rd_cmd_task_lifecycle tlife;
     } u;
 };
 

@@ -61,6 +61,26 @@ void rd_fsm__export_changed(struct rd_fsm *f, int kind, void *rec)
     }
 }
 
+uint64_t rd_fsm__export_pending_from(const struct rd_fsm *f)
+{
+    uint64_t low = UINT64_MAX, done = f->exp.index;
+#define RD__PENDING(c)                                                                             \
+    do {                                                                                           \
+        if ((c) > done && (c) < low)                                                               \
+            low = (c);                                                                             \
+    } while (0)
+    for (size_t i = 0; i < f->n_faults; i++)
+        RD__PENDING(f->faults[i]->changed);
+    for (size_t i = 0; i < f->n_recoveries; i++)
+        RD__PENDING(f->recoveries[i]->changed);
+    for (size_t i = 0; i < f->n_audits; i++)
+        RD__PENDING(f->audits[f->audit_head + i]->changed);
+    for (size_t i = 0; i < f->n_backups; i++)
+        RD__PENDING(f->backups[i]->changed);
+#undef RD__PENDING
+    return low;
+}
+
 void rd_fsm__export_lost(struct rd_fsm *f, int kind)
 {
     f->exp.lost[kind]++;

@@ -123,6 +123,28 @@ int rd_fsm__fault_resolve(struct rd_fsm *f, struct rd_str id, int64_t t, struct 
     return 0;
 }
 
+int rd_fsm__faults_resolve_task(struct rd_fsm *f, struct rd_str task_id, int64_t t,
+                                struct rd_str why)
+{
+    /* metadata is canonical compact JSON: the member reads "task_id":"<id>". */
+    char needle[96];
+    if (task_id.len == 0 || task_id.len > 64 || rd_str_has_nul(task_id))
+        return 0;
+    snprintf(needle, sizeof(needle), "\"task_id\":\"%.*s\"", (int)task_id.len, task_id.p);
+    for (size_t i = 0; i < f->n_faults && f->open_faults > 0; i++) {
+        struct rd_fault *x = f->faults[i];
+        if (x->status != RD_FAULT_OPEN_ST || x->node_id[0] != '\0' ||
+            (x->type != RD_FAULT_POISON_TASK && x->type != RD_FAULT_HANG) ||
+            strstr(x->metadata_json, needle) == NULL)
+            continue;
+        char *w = rd_str_dup(why);
+        if (w == NULL)
+            return RD_ENOMEM;
+        fault_mark_resolved(f, x, t, w);
+    }
+    return 0;
+}
+
 /* Drops the oldest resolved records beyond RD_FSM_MAX_FAULTS that are
  * exported (all of them when export is off), and beyond the export's hard
  * bound the oldest resolved ones whatever they are (export.h). */
@@ -258,7 +280,13 @@ static int apply_fault_open(struct rd_fsm *f, const struct rd_cmd *cmd)
         f->on_fault(f->on_fault_data, x);
     if (c->task_id.len > 0) {
         char why[96];
-        snprintf(why, sizeof(why), "quarantined as a poison task (fault %s)", x->id);
+        /* A task's fault is a poison task's quarantine, or (hang) its
+         * deadline passing (tasks.h: deadline_ms). */
+        if (x->type == RD_FAULT_POISON_TASK)
+            snprintf(why, sizeof(why), "quarantined as a poison task (fault %s)", x->id);
+        else
+            snprintf(why, sizeof(why), "deadline passed: failed with %s fault %s",
+                     rd_fault_type_name(x->type), x->id);
         int rv = rd_fsm__task_quarantine(f, c->task_id, why, cmd->time_ms);
         if (rv != 0)
             return rv;

@@ -134,6 +134,14 @@ static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len, int64_t *tim
     case RD_CMD_TASK_FINISH:
         rv = rd_fsm__task_apply(f, &cmd);
         break;
+    case RD_CMD_TASK_LIFECYCLE:
+        rv = rd_fsm__task_apply(f, &cmd);
+        /* A retried task's quarantine or deadline fault is over: the
+         * faults' side, applied here so that tasks and faults stay apart. */
+        if (rv == 0 && f->result.status == 0 && cmd.u.tlife.op == RD_TASK_OP_RETRY)
+            rv = rd_fsm__faults_resolve_task(f, cmd.u.tlife.task_id, cmd.time_ms,
+                                             RD_STR("task retried by an operator"));
+        break;
     case RD_CMD_CHECKPOINT_RESTORE:
         rv = rd_fsm__task_apply(f, &cmd);
         /* The repair settles its data_corruption fault in the same step:

@@ -74,14 +74,18 @@ int rd_fsm__faults_resolve_node(struct rd_fsm *f, struct rd_node *n, int64_t t, 
 /* Resolves fault `id` with `why` when it is open (a repair that settles its
  * fault in the same step); nothing when it is missing or resolved. */
 int rd_fsm__fault_resolve(struct rd_fsm *f, struct rd_str id, int64_t t, struct rd_str why);
+/* Resolves the open cluster-wide faults of task `task_id` (a poison task's
+ * quarantine, a passed deadline: metadata.task_id names it) with `why`. */
+int rd_fsm__faults_resolve_task(struct rd_fsm *f, struct rd_str task_id, int64_t t,
+                                struct rd_str why);
 void rd_fsm__faults_write(const struct rd_fsm *f, struct rd_wbuf *w);
 void rd_fsm__fault_write_one(struct rd_wbuf *w, const struct rd_fault *x);
 int rd_fsm__faults_read(struct rd_fsm *f, struct rd_rbuf *r);
 void rd_fsm__faults_clear(struct rd_fsm *f);
 void rd_fsm__faults_move(struct rd_fsm *to, struct rd_fsm *from);
 
-/* tasks.c: task_submit, task_assign, task_checkpoint, task_finish and
- * checkpoint_restore. Nodes
+/* tasks.c: task_submit, task_assign, task_checkpoint, task_finish,
+ * checkpoint_restore and task_lifecycle (cancel, retry, prune). Nodes
  * are read before tasks (a placed task counts itself on its node). */
 int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 void rd_fsm__tasks_write(const struct rd_fsm *f, struct rd_wbuf *w);
@@ -156,6 +160,9 @@ void rd_fsm__audits_move(struct rd_fsm *to, struct rd_fsm *from);
 int rd_fsm__export_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 void rd_fsm__export_changed(struct rd_fsm *f, int kind, void *rec);
 void rd_fsm__export_lost(struct rd_fsm *f, int kind);
+/* The lowest `changed` of a record not exported yet (UINT64_MAX: none):
+ * every record changed before it is in PostgreSQL (a finished task's prune). */
+uint64_t rd_fsm__export_pending_from(const struct rd_fsm *f);
 void rd_fsm__export_write(const struct rd_fsm *f, struct rd_wbuf *w);
 void rd_fsm__export_write_scalars(const struct rd_fsm *f, struct rd_wbuf *w);
 int rd_fsm__export_read(struct rd_fsm *f, struct rd_rbuf *r);

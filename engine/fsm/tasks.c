@@ -18,6 +18,11 @@ static bool terminal(uint8_t state)
     return state == RD_TASK_COMPLETED || state == RD_TASK_FAILED || state == RD_TASK_CANCELLED;
 }
 
+bool rd_task_finished(const struct rd_task *t)
+{
+    return terminal(t->state);
+}
+
 static bool placed(uint8_t state)
 {
     return state == RD_TASK_ASSIGNED || state == RD_TASK_RUNNING || state == RD_TASK_RECOVERING;
@@ -206,6 +211,8 @@ static void place(struct rd_fsm *f, struct rd_task *t)
 
 static void set_task_state(struct rd_fsm *f, struct rd_task *t, uint8_t state)
 {
+    if (terminal(state) && !terminal(t->state))
+        t->finished = f->applying_index; /* when its records must be exported by (prune) */
     f->tasks_by_state[t->state]--;
     t->state = state;
     f->tasks_by_state[state]++;
@@ -251,6 +258,7 @@ static int apply_submit(struct rd_fsm *f, const struct rd_cmd *cmd)
     t->critical = c->critical ? 1 : 0;
     t->slots = c->slots;
     t->max_attempts = c->max_attempts;
+    t->deadline_ms = c->deadline_ms;
     t->created_at = t->updated_at = cmd->time_ms;
     if (task_insert(f, t) != 0) {
         rd_map_del(&f->tasks_by_id, t->id, strlen(t->id));
@@ -443,7 +451,8 @@ static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
         return 0;
     }
     f->result.task = t;
-    if (c->attempt != 0 && c->attempt != t->attempt) {
+    /* A cancelled task fences every attempt: its agent must drop it. */
+    if (c->attempt != 0 && (c->attempt != t->attempt || t->state == RD_TASK_CANCELLED)) {
         f->result.status = RD_EFENCED;
         return 0;
     }
@@ -474,7 +483,7 @@ static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
         note_failure(t, cmd->time_ms);
     uint8_t to = c->state;
     /* A retry past max_attempts fails the task for good. */
-    if (to == RD_TASK_PENDING && t->max_attempts && t->attempt >= t->max_attempts)
+    if (to == RD_TASK_PENDING && t->max_attempts && t->attempt - t->attempt_base >= t->max_attempts)
         to = RD_TASK_FAILED;
     /* A paused task keeps the agent it was paused on (not placed there: it
      * holds no slots) so the engine knows when its fault is over. */
@@ -490,6 +499,29 @@ static int apply_finish(struct rd_fsm *f, const struct rd_cmd *cmd)
     place(f, t);
     t->updated_at = cmd->time_ms;
     f->result.value = t->attempt;
+    return 0;
+}
+
+/* Ends `t` in the finished `state` with `why` as its error, off its agent
+ * (the task observer revokes the attempt there). On RD_ENOMEM nothing changed. */
+static int end_task(struct rd_fsm *f, struct rd_task *t, uint8_t state, struct rd_str why,
+                    int64_t time_ms)
+{
+    char *res = rd_str_dup(why), *none = rd_str_dup(RD_STR(""));
+    if (res == NULL || none == NULL) {
+        free(res);
+        free(none);
+        return RD_ENOMEM;
+    }
+    rd_fsm__dg_touch(f, RD_DG_TASK, t);
+    unplace(f, t);
+    free(t->result_json);
+    t->result_json = res;
+    free(t->node_id);
+    t->node_id = none;
+    t->node_epoch = 0;
+    set_task_state(f, t, state);
+    t->updated_at = time_ms;
     return 0;
 }
 
@@ -509,27 +541,124 @@ int rd_fsm__task_quarantine(struct rd_fsm *f, struct rd_str task_id, const char 
 {
     char id[40], old_node[RD_NODE_ID_MAX + 1];
     struct rd_task *t = id_of(task_id, id) == 0 ? (struct rd_task *)rd_fsm_task(f, id) : NULL;
-    char *res = rd_str_dup(RD_STR(why)), *none = rd_str_dup(RD_STR(""));
-    if (t == NULL || res == NULL || none == NULL) {
-        free(res);
-        free(none);
-        return t == NULL ? 0 : RD_ENOMEM;
-    }
+    if (t == NULL)
+        return 0;
     int old_state = t->state;
     snprintf(old_node, sizeof(old_node), "%s", t->node_id);
-    rd_fsm__dg_touch(f, RD_DG_TASK, t);
-    unplace(f, t);
-    free(t->result_json);
-    t->result_json = res;
-    free(t->node_id);
-    t->node_id = none;
-    t->node_epoch = 0;
-    set_task_state(f, t, RD_TASK_FAILED);
-    t->updated_at = time_ms;
+    if (end_task(f, t, RD_TASK_FAILED, RD_STR(why), time_ms) != 0)
+        return RD_ENOMEM;
     f->result.task = t;
     if (f->on_task != NULL)
         f->on_task(f->on_task_data, t, old_state, old_node);
     return 0;
+}
+
+/* ---- cancel, retry, prune (RD_CMD_TASK_LIFECYCLE) ------------------------ */
+
+/* Ends `t` as cancelled: off its agent (the observer revokes it there), its
+ * reason as its error. */
+static int cancel(struct rd_fsm *f, struct rd_task *t, const struct rd_cmd *cmd)
+{
+    const struct rd_cmd_task_lifecycle *c = &cmd->u.tlife;
+    return end_task(f, t, RD_TASK_CANCELLED, c->reason.len ? c->reason : RD_STR("cancelled"),
+                    cmd->time_ms);
+}
+
+/* A failed task (a quarantined poison task too) waits to be placed again:
+ * a new attempt fences every earlier one, max_attempts counts afresh, the
+ * poison window forgets its failures, its checkpoints stay (it resumes), a
+ * deadline that passed is dropped. */
+static int retry(struct rd_fsm *f, struct rd_task *t, const struct rd_cmd *cmd)
+{
+    char *none = rd_str_dup(RD_STR(""));
+    if (none == NULL)
+        return RD_ENOMEM;
+    rd_fsm__dg_touch(f, RD_DG_TASK, t);
+    free(t->result_json);
+    t->result_json = none;
+    t->attempt++;
+    t->attempt_base = t->attempt;
+    t->n_fail_at = 0;
+    memset(t->fail_at, 0, sizeof(t->fail_at));
+    t->finished = 0;
+    if (t->deadline_ms != 0 && t->deadline_ms <= cmd->time_ms)
+        t->deadline_ms = 0; /* a deadline that passed would fail it again at once */
+    set_task_state(f, t, RD_TASK_PENDING);
+    t->updated_at = cmd->time_ms;
+    return 0;
+}
+
+/* True when the records of a task that finished at raft index `finished`
+ * are in PostgreSQL (or export is off): every record changed up to that
+ * index is exported. `pending_from`: rd_fsm__export_pending_from(). */
+static bool exported(const struct rd_fsm *f, uint64_t finished, uint64_t pending_from)
+{
+    return !f->exp.enabled || finished < pending_from;
+}
+
+static bool prunable(const struct rd_fsm *f, const struct rd_task *t, int64_t now_ms,
+                     int64_t retention_ms, uint64_t pending_from)
+{
+    return terminal(t->state) && now_ms - t->updated_at >= retention_ms &&
+           exported(f, t->finished, pending_from);
+}
+
+size_t rd_fsm_tasks_prunable(const struct rd_fsm *f, int64_t now_ms, int64_t retention_ms,
+                             size_t max)
+{
+    size_t n = 0;
+    uint64_t from = rd_fsm__export_pending_from(f);
+    for (size_t i = 0; i < f->n_tasks && n < max; i++)
+        n += prunable(f, f->tasks[i], now_ms, retention_ms, from);
+    return n;
+}
+
+/* Drops up to c->max finished tasks past their retention, in id order: the
+ * same ones on every replica (only the state and the command decide). */
+static void prune(struct rd_fsm *f, const struct rd_cmd *cmd)
+{
+    const struct rd_cmd_task_lifecycle *c = &cmd->u.tlife;
+    uint64_t from = rd_fsm__export_pending_from(f);
+    size_t kept = 0, gone = 0;
+    for (size_t i = 0; i < f->n_tasks; i++) {
+        struct rd_task *t = f->tasks[i];
+        if (gone < c->max && prunable(f, t, cmd->time_ms, c->retention_ms, from)) {
+            rd_fsm__dg_remove(f, RD_DG_TASK, t);
+            rd_map_del(&f->tasks_by_id, t->id, strlen(t->id));
+            f->tasks_by_state[t->state]--;
+            task_free(t);
+            gone++;
+            continue;
+        }
+        f->tasks[kept++] = t;
+    }
+    f->n_tasks = kept;
+    f->result.value = gone;
+}
+
+static int apply_lifecycle(struct rd_fsm *f, const struct rd_cmd *cmd)
+{
+    const struct rd_cmd_task_lifecycle *c = &cmd->u.tlife;
+    if (c->op == RD_TASK_OP_PRUNE) {
+        prune(f, cmd);
+        return 0;
+    }
+    char id[40];
+    struct rd_task *t = id_of(c->task_id, id) == 0 ? (struct rd_task *)rd_fsm_task(f, id) : NULL;
+    if (t == NULL) {
+        f->result.status = RD_ENOTFOUND;
+        return 0;
+    }
+    f->result.task = t;
+    /* Cancel: anything not finished. Retry: failed tasks only. */
+    if (c->op == RD_TASK_OP_CANCEL ? terminal(t->state) : t->state != RD_TASK_FAILED) {
+        f->result.status = RD_ECONFLICT;
+        f->result.value = t->attempt;
+        return 0;
+    }
+    int rv = c->op == RD_TASK_OP_CANCEL ? cancel(f, t, cmd) : retry(f, t, cmd);
+    f->result.value = t->attempt;
+    return rv;
 }
 
 int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
@@ -542,6 +671,7 @@ int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
                         : cmd->type == RD_CMD_TASK_ASSIGN        ? cmd->u.tassign.task_id
                         : cmd->type == RD_CMD_TASK_CHECKPOINT    ? cmd->u.tckpt.task_id
                         : cmd->type == RD_CMD_CHECKPOINT_RESTORE ? cmd->u.crestore.task_id
+                        : cmd->type == RD_CMD_TASK_LIFECYCLE     ? cmd->u.tlife.task_id
                                                                  : cmd->u.tfinish.task_id;
     char id[40];
     if (id_of(sid, id) == 0 && (before = rd_fsm_task(f, id)) != NULL) {
@@ -563,6 +693,9 @@ int rd_fsm__task_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
         break;
     case RD_CMD_CHECKPOINT_RESTORE:
         rv = apply_ckpt_restore(f, cmd);
+        break;
+    case RD_CMD_TASK_LIFECYCLE:
+        rv = apply_lifecycle(f, cmd);
         break;
     default:
         rv = apply_finish(f, cmd);
@@ -603,6 +736,9 @@ void rd_fsm__task_write_one(struct rd_wbuf *w, const struct rd_task *t)
     rd_w_u8(w, t->n_fail_at);
     for (unsigned k = 0; k < t->n_fail_at; k++)
         rd_w_i64(w, t->fail_at[k]);
+    rd_w_u32(w, t->attempt_base); /* format 7 on */
+    rd_w_i64(w, t->deadline_ms);
+    rd_w_u64(w, t->finished);
 }
 
 void rd_fsm__tasks_write(const struct rd_fsm *f, struct rd_wbuf *w)
@@ -659,6 +795,14 @@ int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r, unsigned format)
             for (unsigned k = 0; !bad && k < n_fail; k++)
                 t->fail_at[t->n_fail_at++] = rd_r_i64(r);
             bad = bad || r->err;
+        }
+        if (!bad && format >= 7) {
+            t->attempt_base = rd_r_u32(r);
+            t->deadline_ms = rd_r_i64(r);
+            t->finished = rd_r_u64(r);
+            bad = r->err || t->attempt_base > t->attempt;
+        } else if (!bad && terminal(t->state)) {
+            t->finished = 1; /* an older snapshot: before anything was exported */
         }
         if (!bad) {
             t->labels_json = rd_str_dup(labels);

@@ -36,7 +36,10 @@ struct rd_task {
     char *payload_json;
     uint32_t max_attempts;
     uint32_t attempt; /* fencing token: only this attempt may write; 0 before the first placement */
-    uint32_t failures;                  /* attempts that failed or were moved off a failed agent */
+    uint32_t attempt_base; /* `attempt` at the last retry: max_attempts counts from here */
+    int64_t deadline_ms;   /* leader time after which it fails with a fault; 0: none */
+    uint64_t finished;     /* raft index at which it finished (completed, failed, cancelled) */
+    uint32_t failures;     /* attempts that failed or were moved off a failed agent */
     int64_t fail_at[RD_TASK_FAIL_KEEP]; /* leader times of the newest failures, oldest first */
     uint8_t n_fail_at;
     char *node_id; /* "" when not placed */
@@ -66,6 +69,13 @@ const struct rd_checkpoint *rd_task_resume_checkpoint(const struct rd_task *t);
 /* qsort() comparator over `const struct rd_task *`: most urgent first
  * (critical, then higher priority, then older, then by id). */
 int rd_task_cmp_urgency(const void *a, const void *b);
+/* True for completed, failed and cancelled tasks. */
+bool rd_task_finished(const struct rd_task *t);
+/* Finished tasks rd_fsm's prune would drop at leader time `now_ms` with
+ * `retention_ms` (finished that long ago, and exported where export is on),
+ * counting at most `max`. */
+size_t rd_fsm_tasks_prunable(const struct rd_fsm *f, int64_t now_ms, int64_t retention_ms,
+                             size_t max);
 /* Failures of `t` at or after `since_ms` (leader time), up to RD_TASK_FAIL_KEEP. */
 unsigned rd_task_failures_since(const struct rd_task *t, int64_t since_ms);
 

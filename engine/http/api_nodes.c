@@ -475,8 +475,7 @@ void rd_api_NODE_DELETE(struct rd_http_req *hr)
 
 /* ---- operator actions: drain, isolate, readmit ------------------------- */
 
-/* The optional {"reason": "..."} body; false (400 sent) when malformed. */
-static bool operator_reason(struct rd_http_req *hr, char *buf, size_t len, const char *dflt)
+bool rd_api_operator_reason(struct rd_http_req *hr, char *buf, size_t len, const char *dflt)
 {
     snprintf(buf, len, "%s", dflt);
     if (hr->req->entity.base == NULL || hr->req->entity.len == 0)
@@ -526,7 +525,7 @@ void rd_api_NODE_DRAIN(struct rd_http_req *hr)
     size_t id_len;
     const struct rd_node *n = path_node(hr, &id, &id_len);
     char reason[600];
-    if (n == NULL || !operator_reason(hr, reason, sizeof(reason), "drained by an operator"))
+    if (n == NULL || !rd_api_operator_reason(hr, reason, sizeof(reason), "drained by an operator"))
         return;
     if (n->state == RD_NODE_DRAINING) {
         rd_http_send_json(hr, 200, node_json(hr->env, n));
@@ -550,7 +549,7 @@ void rd_api_NODE_ISOLATE(struct rd_http_req *hr)
     size_t id_len;
     const struct rd_node *n = path_node(hr, &id, &id_len);
     char reason[600];
-    if (n == NULL || !operator_reason(hr, reason, sizeof(reason), "isolated by an operator"))
+    if (n == NULL || !rd_api_operator_reason(hr, reason, sizeof(reason), "isolated by an operator"))
         return;
     if (n->state == RD_NODE_ISOLATED) {
         rd_http_send_json(hr, 200, node_json(hr->env, n));
@@ -590,7 +589,8 @@ void rd_api_NODE_READMIT(struct rd_http_req *hr)
     size_t id_len;
     const struct rd_node *n = path_node(hr, &id, &id_len);
     char reason[600];
-    if (n == NULL || !operator_reason(hr, reason, sizeof(reason), "readmitted by an operator"))
+    if (n == NULL ||
+        !rd_api_operator_reason(hr, reason, sizeof(reason), "readmitted by an operator"))
         return;
     if (n->state == RD_NODE_PROBATION) { /* readmitted already */
         rd_http_send_json(hr, 200, node_json(hr->env, n));

@@ -419,6 +419,16 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_metric_header(&b, "recoveryd_poison_tasks_total", "counter",
                      "Tasks quarantined as poison (this leader).");
     rd_mbuf_printf(&b, "recoveryd_poison_tasks_total %llu\n", (unsigned long long)sc->poison_total);
+    if (env->task_deadlines_total != NULL && env->tasks_pruned_total != NULL) {
+        rd_metric_header(&b, "recoveryd_task_deadlines_total", "counter",
+                         "Tasks failed with a fault at their deadline (proposed by this leader).");
+        rd_mbuf_printf(&b, "recoveryd_task_deadlines_total %llu\n",
+                       (unsigned long long)*env->task_deadlines_total);
+        rd_metric_header(&b, "recoveryd_tasks_pruned_total", "counter",
+                         "Finished tasks pruned after their retention (proposed by this leader).");
+        rd_mbuf_printf(&b, "recoveryd_tasks_pruned_total %llu\n",
+                       (unsigned long long)*env->tasks_pruned_total);
+    }
     rd_metric_header(&b, "recoveryd_checkpoint_repairs_total", "counter",
                      "Checkpoints that failed their checksum, repaired by this leader, by where "
                      "the good copy came from (none: the task started over).");

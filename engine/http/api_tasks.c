@@ -57,6 +57,11 @@ json_t *rd_api_task_json(const struct rd_task *t)
         "created_at", created, "updated_at", updated, "requirements", "slots", (json_int_t)t->slots,
         "labels", json_or_null(t->labels_json), "payload", json_or_null(t->payload_json),
         "max_attempts", (json_int_t)t->max_attempts, "failures", (json_int_t)t->failures);
+    if (o != NULL && t->deadline_ms != 0) {
+        char deadline[RD_TIME_STRLEN];
+        rd_time_format(t->deadline_ms, deadline);
+        json_object_set_new(o, "deadline", json_string(deadline));
+    }
     if (o != NULL && t->result_json[0] && t->state == RD_TASK_COMPLETED) {
         json_t *r = json_loads(t->result_json, JSON_DECODE_ANY, NULL);
         json_object_set_new(o, "result", r ? r : json_string(t->result_json));
@@ -198,6 +203,8 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
     json_t *payload = json_object_get(body, "payload");
     json_t *req = json_object_get(body, "requirements");
     json_t *maxa = json_object_get(body, "max_attempts");
+    json_t *jdeadline = json_object_get(body, "deadline");
+    int64_t deadline = 0;
     json_t *slots = req ? json_object_get(req, "slots") : NULL;
     json_t *labels = req ? json_object_get(req, "labels") : NULL;
     char *labels_s = NULL, *payload_s = NULL;
@@ -243,6 +250,13 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
                           "max_attempts must be an integer from 1 to %d", RD_LIMIT_MAX_ATTEMPTS);
         goto out;
     }
+    if (jdeadline != NULL && !json_is_null(jdeadline) &&
+        (!json_is_string(jdeadline) ||
+         rd_time_parse(json_string_value(jdeadline), &deadline) != 0 || deadline <= 0)) {
+        rd_http_bad_request(hr, "deadline",
+                            "deadline must be an RFC 3339 time (2026-11-24T03:04:05Z), or null");
+        goto out;
+    }
     labels_s = labels ? json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
     payload_s = payload ? json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
                         : strdup("{}");
@@ -265,6 +279,7 @@ void rd_api_TASKS_SUBMIT(struct rd_http_req *hr)
     cmd.u.tsubmit.labels_json = RD_STR(labels_s);
     cmd.u.tsubmit.payload_json = RD_STR(payload_s);
     cmd.u.tsubmit.max_attempts = (uint32_t)(maxa ? json_integer_value(maxa) : 5);
+    cmd.u.tsubmit.deadline_ms = deadline;
     rd_http_propose(hr, &cmd, id, strlen(id), submit_done);
 out:
     free(labels_s);
@@ -281,15 +296,50 @@ void rd_api_TASK_GET(struct rd_http_req *hr)
         rd_http_send_json(hr, 200, rd_api_task_json(t));
 }
 
+/* The filter `label=KEY=VALUE` as the text its pair is in a task's
+ * canonical labels ("KEY":"VALUE"), malloc'd; NULL when malformed. */
+static char *label_needle(const char *q)
+{
+    const char *eq = strchr(q, '=');
+    if (eq == NULL || eq == q || eq - q > RD_LIMIT_LABEL_LEN || strlen(eq + 1) > RD_LIMIT_LABEL_LEN)
+        return NULL;
+    json_t *o = json_object();
+    char key[RD_LIMIT_LABEL_LEN + 1];
+    snprintf(key, sizeof(key), "%.*s", (int)(eq - q), q);
+    json_object_set_new(o, key, json_string(eq + 1));
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL; /* {"KEY":"VALUE"} */
+    json_decref(o);
+    if (text == NULL)
+        return NULL;
+    size_t n = strlen(text);
+    memmove(text, text + 1, n - 2);
+    text[n - 2] = '\0';
+    return text;
+}
+
+/* True when the canonical labels object `labels` holds the pair `needle`
+ * (a whole member: strings in it are escaped, so a match that starts after
+ * '{' or ',' and ends before ',' or '}' is one). */
+static bool has_label(const char *labels, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (const char *p = strstr(labels, needle); p != NULL; p = strstr(p + 1, needle))
+        if (p > labels && (p[-1] == '{' || p[-1] == ',') && (p[n] == ',' || p[n] == '}'))
+            return true;
+    return false;
+}
+
 void rd_api_TASKS_LIST(struct rd_http_req *hr)
 {
     const struct rd_fsm *f = hr->env->fsm;
     int limit = rd_api_list_limit(hr);
     if (limit < 0)
         return;
-    int state = -1;
+    int state = -1, prio = -1;
     const char *st = rd_http_query(hr, "state");
     const char *node = rd_http_query(hr, "node_id");
+    const char *pq = rd_http_query(hr, "priority");
+    const char *lq = rd_http_query(hr, "label");
     const char *cursor = rd_http_query(hr, "cursor");
     if (st != NULL && (state = rd_task_state_parse(st)) < 0) {
         rd_http_bad_request(hr, "state",
@@ -301,7 +351,25 @@ void rd_api_TASKS_LIST(struct rd_http_req *hr)
         rd_http_bad_request(hr, "node_id", "node_id must be 1-255 characters of [A-Za-z0-9._:-]");
         return;
     }
+    if (pq != NULL) {
+        char *end;
+        long v = strtol(pq, &end, 10);
+        if (*pq == '\0' || *end != '\0' || v < 0 || v > RD_LIMIT_PRIORITY) {
+            rd_http_bad_request(hr, "priority", "priority must be an integer from 0 to 9");
+            return;
+        }
+        prio = (int)v;
+    }
+    char *needle = NULL;
+    if (lq != NULL && (needle = label_needle(lq)) == NULL) {
+        rd_http_bad_request(hr, "label",
+                            "label must be KEY=VALUE (a 1-%d character key, a value of at most "
+                            "%d characters)",
+                            RD_LIMIT_LABEL_LEN, RD_LIMIT_LABEL_LEN);
+        return;
+    }
     if (cursor != NULL && cursor[0] && !rd_uuid_valid(cursor)) {
+        free(needle);
         rd_http_bad_request(hr, "cursor", "cursor is not one this server returned");
         return;
     }
@@ -311,7 +379,8 @@ void rd_api_TASKS_LIST(struct rd_http_req *hr)
     bool more = false;
     for (; i < f->n_tasks; i++) {
         const struct rd_task *t = f->tasks[i];
-        if ((state >= 0 && t->state != state) || (node && strcmp(node, t->node_id) != 0))
+        if ((state >= 0 && t->state != state) || (node && strcmp(node, t->node_id) != 0) ||
+            (prio >= 0 && t->priority != prio) || (needle && !has_label(t->labels_json, needle)))
             continue;
         if ((int)json_array_size(items) == limit) {
             more = true;
@@ -320,6 +389,7 @@ void rd_api_TASKS_LIST(struct rd_http_req *hr)
         json_array_append_new(items, rd_api_task_json(t));
         last = t;
     }
+    free(needle);
     rd_http_send_json(hr, 200,
                       json_pack("{s:o,s:o}", "items", items, "next_cursor",
                                 more && last ? json_string(last->id) : json_null()));
@@ -517,4 +587,60 @@ void rd_api_TASK_COMPLETE(struct rd_http_req *hr)
 void rd_api_TASK_FAIL(struct rd_http_req *hr)
 {
     finish(hr, false);
+}
+
+/* ---- cancel, retry (operators) ---------------------------------------------- */
+
+static void lifecycle_done(void *data, int status, uint64_t value)
+{
+    struct rd_http_pending *p = data;
+    (void)value;
+    if (rd_http_pending_alive(p)) {
+        const struct rd_task *t = rd_fsm_task(p->hr.env->fsm, p->key);
+        bool retry = p->hr.route == RD_ROUTE_TASK_RETRY;
+        if (status == RD_ECONFLICT && t != NULL) {
+            const char *state = rd_task_state_name(t->state);
+            json_t *d = json_pack("{s:s}", "state", state);
+            if (retry)
+                rd_http_send_error(&p->hr, 409, "conflict", d,
+                                   "task %s is %s: only a failed task (a quarantined poison task "
+                                   "too) can be retried",
+                                   t->id, state);
+            else
+                rd_http_send_error(&p->hr, 409, "conflict", d,
+                                   "task %s is already %s: a finished task cannot be cancelled",
+                                   t->id, state);
+        } else {
+            answer_task(p, status, 200);
+        }
+    }
+    if (status == 0)
+        rd_sched_kick(p->hr.env->sched);
+    rd_http_pending_done(p);
+}
+
+static void lifecycle(struct rd_http_req *hr, int op)
+{
+    const struct rd_task *t = path_task(hr);
+    if (t == NULL)
+        return;
+    char reason[700] = "", dflt[160];
+    snprintf(dflt, sizeof(dflt), "cancelled by %s", hr->who.id[0] ? hr->who.id : "an operator");
+    if (op == RD_TASK_OP_CANCEL && !rd_api_operator_reason(hr, reason, sizeof(reason), dflt))
+        return;
+    struct rd_cmd cmd = {.type = RD_CMD_TASK_LIFECYCLE};
+    cmd.u.tlife.op = (uint8_t)op;
+    cmd.u.tlife.task_id = RD_STR(t->id);
+    cmd.u.tlife.reason = RD_STR(reason);
+    rd_http_propose(hr, &cmd, t->id, strlen(t->id), lifecycle_done);
+}
+
+void rd_api_TASK_CANCEL(struct rd_http_req *hr)
+{
+    lifecycle(hr, RD_TASK_OP_CANCEL);
+}
+
+void rd_api_TASK_RETRY(struct rd_http_req *hr)
+{
+    lifecycle(hr, RD_TASK_OP_RETRY);
 }

@@ -51,8 +51,11 @@ struct rd_http_env {
     struct rd_cluster *cluster;
     struct rd_consistency *consistency;
     struct rd_plugin_host *plugins;
-    struct rd_backups *backups;           /* backups and their records */
-    struct rd_records *records;           /* the export to PostgreSQL (metrics) */
+    struct rd_backups *backups; /* backups and their records */
+    struct rd_records *records; /* the export to PostgreSQL (metrics) */
+    /* The task life cycle's counters (core/lifecycle.h), for /metrics. */
+    const uint64_t *task_deadlines_total;
+    const uint64_t *tasks_pruned_total;
     struct rd_events *events;             /* the event ring GET /api/v1/events streams */
     struct rd_policy_host *const *policy; /* the policies in force (reloads swap it) */
     struct rd_http *http;                 /* the server itself (pending answers, metrics) */
@@ -103,6 +106,8 @@ struct rd_http_env {
       AGENT_READER)                                                                                \
     X(TASK_COMPLETE, "POST", "/api/v1/tasks/*/complete", "task_complete", AGENT)                   \
     X(TASK_FAIL, "POST", "/api/v1/tasks/*/fail", "task_fail", AGENT)                               \
+    X(TASK_CANCEL, "POST", "/api/v1/tasks/*/cancel", "task_cancel", OPERATOR)                      \
+    X(TASK_RETRY, "POST", "/api/v1/tasks/*/retry", "task_retry", OPERATOR)                         \
     X(POLICIES_RELOAD, "POST", "/api/v1/policies/reload", "policies_reload", OPERATOR)             \
     X(LOG_LEVEL_GET, "GET", "/api/v1/system/log-level", "log_level_get", READER)                   \
     X(LOG_LEVEL_SET, "PUT", "/api/v1/system/log-level", "log_level_set", ADMIN)                    \
@@ -348,6 +353,9 @@ json_t *rd_api_checkpoint_json(const struct rd_checkpoint *c, bool with_data);
 /* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
 int rd_api_list_limit(struct rd_http_req *hr);
 
+/* An operator action's optional {"reason": "..."} body into `buf`: "dflt"
+ * or "dflt: reason"; false (400 sent) when malformed (api_nodes.c). */
+bool rd_api_operator_reason(struct rd_http_req *hr, char *buf, size_t len, const char *dflt);
 /* Parses the body as a JSON object; answers 400/413 itself and returns NULL. */
 json_t *rd_http_body_object(struct rd_http_req *hr);
 /* Value of query parameter `name` (percent-decoded, on the pool) or NULL. */

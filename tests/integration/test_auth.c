@@ -270,6 +270,8 @@ static const struct row rows[] = {
      "{\"attempt\":99,\"result\":{}}", "ga"},
     {RD_ROUTE_TASK_FAIL, "POST", "/api/v1/tasks/" TASK "/fail", "{\"attempt\":99,\"error\":\"x\"}",
      "ga"},
+    {RD_ROUTE_TASK_CANCEL, "POST", "/api/v1/tasks/" NOID "/cancel", "{}", "oa"},
+    {RD_ROUTE_TASK_RETRY, "POST", "/api/v1/tasks/" NOID "/retry", NULL, "oa"},
     {RD_ROUTE_POLICIES_RELOAD, "POST", "/api/v1/policies/reload", NULL, "oa"},
     {RD_ROUTE_LOG_LEVEL_GET, "GET", "/api/v1/system/log-level", NULL, "roa"},
     /* the harness's level: allowed, it changes nothing */

@@ -402,8 +402,8 @@ static void test_every_documented_operation_answers_as_documented(void **state)
                                 : strncmp(brace, "{recovery_id}", 13) == 0 ? recovery_id
                                 : strncmp(brace, "{check_id}", 10) == 0    ? check_id
                                 : strncmp(brace, "{task_id}", 9) != 0      ? "spec-node"
-                                : strstr(o->path, "/fail")                 ? task2
-                                                                           : task;
+                                : strstr(o->path, "/fail") || strstr(o->path, "/retry") ? task2
+                                                                                        : task;
             snprintf(path, sizeof(path), "%.*s%s%s", (int)(brace - o->path), o->path, value,
                      close + 1);
         } else {
@@ -451,6 +451,30 @@ static void test_every_documented_operation_answers_as_documented(void **state)
                                                : "{\"attempt\":%lld,\"result\":{\"ok\":true}}",
                          current_attempt(path));
                 body = put_body;
+            }
+            if (strstr(path, "/cancel")) { /* each protocol cancels a task of its own */
+                exchange(&proc, RDT_H1, "POST", "/api/v1/tasks", "{\"payload\":{}}", &fr);
+                assert_int_equal(fr.status, 201);
+                snprintf(url, sizeof(url), "%s/api/v1/tasks/%s/cancel", proc.base_url,
+                         json_string_value(rdt_json_path(fr.json, "task_id")));
+                rdt_resp_free(&fr);
+            } else if (strstr(path, "/retry")) { /* failed (again) first: only that retries */
+                char fp[160];
+                snprintf(fp, sizeof(fp), "/api/v1/tasks/%s/fail", task2);
+                /* The retried task may be placed again between the read of
+                 * its attempt and the fail (409 fenced): read it again. */
+                for (int64_t until = rdt_now_ms() + 10000;;) {
+                    snprintf(put_body, sizeof(put_body), "{\"attempt\":%lld,\"error\":\"spec\"}",
+                             current_attempt(path));
+                    exchange(&proc, RDT_H1, "POST", fp, put_body, &fr);
+                    long st = fr.status;
+                    rdt_resp_free(&fr);
+                    if (st == 200)
+                        break;
+                    assert_int_equal(st, 409);
+                    assert_true(rdt_now_ms() < until);
+                }
+                body = NULL;
             }
             struct rdt_resp r = {0};
             if (strcmp(path, "/api/v1/events") == 0)

@@ -388,17 +388,68 @@ static void test_tasks_and_recoveries(void **state)
     expect_code(&r, 3, "tasks get missing");
     run_free(&r);
 
-    /* Cancel: the engine's answer, whichever it is, said clearly. */
+    /* List filters: priority and one label, combined with the state. */
+    r = ctl("tasks", "list", "--priority", "8", "--label", "zone=a", "--json", NULL);
+    expect_code(&r, 0, "tasks list --priority --label");
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    assert_non_null(find_item(r.json, "task_id", tid));
+    run_free(&r);
+    r = ctl("tasks", "list", "--label", "zone=b", "--json", NULL);
+    expect_code(&r, 0, "tasks list --label none");
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    run_free(&r);
+    r = ctl("tasks", "list", "--label", "zone=a", "--label", "x=y", NULL);
+    expect_code(&r, 2, "two labels");
+    expect_in(r.err, "one --label at a time", "two labels");
+    run_free(&r);
+    r = ctl("tasks", "list", "--priority", "11", NULL);
+    expect_code(&r, 2, "a bad priority");
+    run_free(&r);
+
+    /* Retry: only a failed task; cancel: a finished one is a conflict. */
+    r = ctl("tasks", "retry", tid, NULL);
+    expect_code(&r, 6, "retry a task that did not fail");
+    expect_in(r.err, "only a failed task", "retry refused");
+    run_free(&r);
+    r = ctl("tasks", "cancel", tid, "--reason", "no longer needed", "--json", NULL);
+    expect_code(&r, 0, "tasks cancel");
+    assert_string_equal(jstr(r.json, "state"), "cancelled");
+    expect_in(jstr(r.json, "error"), "no longer needed", "the reason kept");
+    run_free(&r);
     r = ctl("tasks", "cancel", tid, NULL);
-    if (r.code == 0)
-        expect_in(r.out, "cancelled", "cancel");
-    else {
-        expect_code(&r, 1, "tasks cancel");
-        expect_in(r.err, "this engine cannot cancel tasks", "cancel unsupported");
-    }
+    expect_code(&r, 6, "cancel twice");
+    expect_in(r.err, "already cancelled", "cancel twice");
     run_free(&r);
     r = ctl("tasks", "cancel", "00000000-0000-4000-8000-000000000000", NULL);
     expect_code(&r, 3, "cancel a missing task");
+    run_free(&r);
+    r = ctl("tasks", "retry", "00000000-0000-4000-8000-000000000000", NULL);
+    expect_code(&r, 3, "retry a missing task");
+    run_free(&r);
+    /* A task that failed for good is retried: pending again on a new attempt. */
+    r = ctl("tasks", "submit", "--label", "zone=nowhere", "--deadline", "2000-01-01T00:00:00Z",
+            "--json", NULL);
+    expect_code(&r, 0, "a task due long ago");
+    char late[64];
+    snprintf(late, sizeof late, "%s", jstr(r.json, "task_id"));
+    run_free(&r);
+    int64_t until = rdt_now_ms() + 10000;
+    for (;;) {
+        r = ctl("tasks", "get", late, "--json", NULL);
+        bool failed = r.json && strcmp(jstr(r.json, "state"), "failed") == 0;
+        run_free(&r);
+        if (failed)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(20);
+    }
+    r = ctl("tasks", "retry", late, NULL);
+    expect_code(&r, 0, "tasks retry");
+    expect_in(r.out, "pending", "retried");
+    run_free(&r);
+    r = ctl("tasks", "submit", "--deadline", "tomorrow", NULL);
+    expect_code(&r, 1, "a bad deadline");
+    expect_in(r.err, "deadline", "a bad deadline");
     run_free(&r);
 
     /* A recovery run of the agent holding the task. */

@@ -35,6 +35,7 @@ check() { # WANT WORDS...
 }
 check "nodes" recoveryctl no
 check "drain" recoveryctl nodes dr
+check "retry" recoveryctl tasks ret
 check "replicas" recoveryctl cluster rep
 check "promote" recoveryctl cluster replicas pro
 check "verify" recoveryctl --endpoints http://x:1 backups ver

@@ -41,7 +41,7 @@ struct opts {
     long count, timeout_ms;
     const char *state, *node, *status, *target, *principal, *action, *since, *until, *order,
         *severity, *type, *cursor, *limit, *reason, *payload, *strategy, *role, *address, *api_url,
-        *task_id;
+        *task_id, *deadline;
     int priority, slots, max_attempts;
     const char *labels[64];
     int nlabels;
@@ -602,8 +602,14 @@ static void tasks_list_row(struct table *t, const json_t *n)
 static int cmd_tasks_list(struct ctx *x, char **args, int nargs)
 {
     struct params p = {0};
+    char prio[8];
+    if (x->o.nlabels > 1)
+        return usage_error("tasks list: one --label at a time");
+    snprintf(prio, sizeof prio, "%d", x->o.priority);
     param(&p, "state", x->o.state);
     param(&p, "node_id", x->o.node);
+    param(&p, "priority", x->o.priority >= 0 ? prio : NULL);
+    param(&p, "label", x->o.nlabels > 0 ? x->o.labels[0] : NULL);
     static const char *const cols[] = {"TASK",    "STATE",      "PRIO",   "NODE",
                                        "ATTEMPT", "CHECKPOINT", "UPDATED"};
     return show_list(x, rdc_tasks_list, &p, "tasks list", 7, cols, tasks_list_row);
@@ -634,6 +640,8 @@ static int cmd_task_submit(struct ctx *x, char **args, int nargs)
         json_object_set_new(spec, "critical", json_true());
     if (x->o.max_attempts > 0)
         json_object_set_new(spec, "max_attempts", json_integer(x->o.max_attempts));
+    if (x->o.deadline != NULL)
+        json_object_set_new(spec, "deadline", json_string(x->o.deadline));
     if (x->o.slots > 0 || x->o.nlabels > 0) {
         json_t *req = json_object();
         if (x->o.slots > 0)
@@ -667,22 +675,35 @@ static int cmd_task_submit(struct ctx *x, char **args, int nargs)
     return EX_OK;
 }
 
-static int cmd_task_cancel(struct ctx *x, char **args, int nargs)
+/* tasks cancel and tasks retry: the task as the engine answers it. */
+static int task_action(struct ctx *x, char **args, bool cancel)
 {
     json_t *doc = NULL;
-    int rc = rdc_task_cancel(x->c, args[0], &doc);
+    int rc = cancel ? rdc_task_cancel_reason(x->c, args[0], x->o.reason, &doc)
+                    : rdc_task_retry(x->c, args[0], &doc);
     if (rc != 0) {
         json_decref(doc);
         char what[300];
-        snprintf(what, sizeof what, "cancel %s", args[0]);
+        snprintf(what, sizeof what, "%s %s", cancel ? "cancel" : "retry", args[0]);
         return api_error(x, rc, what);
     }
     if (x->o.json)
         out_json(doc, x->compact);
     else
-        printf("%s %s\n", args[0], str(doc, "state") ? str(doc, "state") : "cancelled");
+        printf("%s %s%s%s (attempt %lld)\n", args[0], out_color(out_state_color(str(doc, "state"))),
+               str(doc, "state"), out_color(C_RESET), num(doc, "attempt"));
     json_decref(doc);
     return EX_OK;
+}
+
+static int cmd_task_cancel(struct ctx *x, char **args, int nargs)
+{
+    return task_action(x, args, true);
+}
+
+static int cmd_task_retry(struct ctx *x, char **args, int nargs)
+{
+    return task_action(x, args, false);
 }
 
 /* ---- faults, recoveries ------------------------------------------------------------ */
@@ -1351,14 +1372,16 @@ static const struct cmd cmds[] = {
     {"nodes", "readmit", cmd_node_readmit, 1, 1, false, "nodes readmit NODE [--reason R]",
      "reason"},
     {"nodes", "remove", cmd_node_remove, 1, 1, false, "nodes remove NODE", ""},
-    {"tasks", "list", cmd_tasks_list, 0, 0, true, "tasks list [--state S] [--node N]",
-     "state node limit cursor all"},
+    {"tasks", "list", cmd_tasks_list, 0, 0, true,
+     "tasks list [--state S] [--node N] [--priority 0-9] [--label K=V]",
+     "state node priority label limit cursor all"},
     {"tasks", "get", cmd_task_get, 1, 1, false, "tasks get TASK", ""},
     {"tasks", "submit", cmd_task_submit, 0, 0, false,
      "tasks submit [--payload JSON] [--priority 0-9] [--critical] [--slots N] [--label K=V] "
-     "[--max-attempts N] [--task-id UUID]",
-     "payload priority critical slots label max-attempts task-id"},
-    {"tasks", "cancel", cmd_task_cancel, 1, 1, false, "tasks cancel TASK", ""},
+     "[--max-attempts N] [--deadline TIME] [--task-id UUID]",
+     "payload priority critical slots label max-attempts deadline task-id"},
+    {"tasks", "cancel", cmd_task_cancel, 1, 1, false, "tasks cancel TASK [--reason R]", "reason"},
+    {"tasks", "retry", cmd_task_retry, 1, 1, false, "tasks retry TASK", ""},
     {"faults", "list", cmd_faults_list, 0, 0, true,
      "faults list [--status open|resolved] [--node N] [--severity S] [--type T] [--since TIME]",
      "status node severity type since limit cursor all"},
@@ -1455,6 +1478,7 @@ enum {
     OPT_LABEL,
     OPT_MAX_ATTEMPTS,
     OPT_TASK_ID,
+    OPT_DEADLINE,
     OPT_STRATEGY,
     OPT_ROLE,
     OPT_ADDRESS,
@@ -1497,6 +1521,7 @@ static const struct option long_opts[] = {
     {"label", required_argument, NULL, OPT_LABEL},
     {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
     {"task-id", required_argument, NULL, OPT_TASK_ID},
+    {"deadline", required_argument, NULL, OPT_DEADLINE},
     {"strategy", required_argument, NULL, OPT_STRATEGY},
     {"role", required_argument, NULL, OPT_ROLE},
     {"address", required_argument, NULL, OPT_ADDRESS},
@@ -1658,6 +1683,9 @@ static int parse_opts(int argc, char **argv, bool stop_at_word, struct opts *o)
             break;
         case OPT_TASK_ID:
             o->task_id = optarg;
+            break;
+        case OPT_DEADLINE:
+            o->deadline = optarg;
             break;
         case OPT_STRATEGY:
             o->strategy = optarg;

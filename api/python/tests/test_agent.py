@@ -330,3 +330,40 @@ def test_revoked_task_stops_and_its_old_attempt_is_fenced(engine: eng.Engine) ->
     finally:
         x.stop()
         y.stop()
+
+
+def test_cancelled_task_stops_its_handler_as_a_revocation(engine: eng.Engine) -> None:
+    """An operator cancels a running task: the heartbeat answer revokes it,
+    the handler stops with Revoked, and the attempt's late completion is
+    fenced; the task stays cancelled."""
+    client = Client([engine.url])
+    rec = Recorder()
+    late: List[Any] = []
+
+    def quiet(ctx: TaskContext) -> Any:
+        ctx.checkpoint({"step": 1})
+        rec.add("checkpoint", node_id="py-c", step=1)
+        while not ctx.wait(0.02):
+            ctx.progress()
+        rec.add("handler_cancelled", node_id="py-c", reason=type(ctx.stop_reason).__name__)
+        code, body = eng.http_json("POST", f"{engine.url}/api/v1/tasks/{ctx.task_id}/complete",
+                                   {"attempt": ctx.attempt, "result": {}})
+        late.append((code, body["error"]["code"]))
+        ctx.raise_if_cancelled()
+
+    a = Agent("py-c", [engine.url], handler=quiet)
+    try:
+        a.start()
+        eng.wait_for(lambda: a.registered, 10, "py-c registered")
+        task = client.submit({"steps": 5})
+        eng.wait_for(lambda: rec.find("checkpoint", node_id="py-c"), 10, "py-c working")
+        assert client.cancel(task.task_id, reason="operator test").state == "cancelled"
+        stopped = eng.wait_for(lambda: rec.find("handler_cancelled", node_id="py-c"), 10,
+                               "py-c's handler stopped")
+        assert stopped["reason"] == "Revoked"
+        eng.wait_for(lambda: late, 5, "the late completion")
+        assert late == [(409, "fenced")]
+        t = client.task(task.task_id)
+        assert t.state == "cancelled" and "operator test" in (t.error or "")
+    finally:
+        a.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import secrets
@@ -58,6 +59,45 @@ def test_operator_calls_return_dataclasses(engine: eng.Engine) -> None:
     assert c.backups() == []
     removed = c.remove("py-op-1")
     assert removed.state == "left"
+
+
+def test_task_cancel_retry_filters_and_deadline(engine: eng.Engine) -> None:
+    """No agent has these labels: the tasks stay pending until acted on."""
+    c = Client([engine.url])
+    a = c.submit({"n": 1}, priority=7, labels={"zone": "x", "tier": "gold"})
+    b = c.submit({"n": 2}, priority=2, labels={"zone": "x"})
+    z = c.submit({"n": 3}, priority=7, labels={"zone": "xy"})
+    assert {t.task_id for t in c.tasks(label=("zone", "x"))} == {a.task_id, b.task_id}
+    assert [t.task_id for t in c.tasks(label=("zone", "x"), priority=7)] == [a.task_id]
+    assert [t.task_id for t in c.tasks(state="pending", priority=7, label=("zone", "xy"))] == [
+        z.task_id]
+    assert c.tasks(state="running", label=("zone", "x")) == []
+
+    done = c.cancel(a.task_id, reason="not needed")
+    assert done.state == "cancelled" and "not needed" in (done.error or "")
+    with pytest.raises(Conflict) as again:
+        c.cancel(a.task_id)
+    assert again.value.code == "conflict" and "already cancelled" in again.value.message
+    with pytest.raises(Conflict):
+        c.retry(b.task_id)  # pending: only a failed task retries
+    with pytest.raises(NotFound):
+        c.cancel("00000000-0000-4000-8000-000000000000")
+    assert [t.task_id for t in c.tasks(state="cancelled")] == [a.task_id]
+
+    # A deadline a moment away fails the task with a fault; a retry drops
+    # the deadline that passed and queues it again.
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(milliseconds=300)
+    d = c.submit({"n": 4}, labels={"zone": "nowhere"}, deadline=soon)
+    assert d.deadline is not None and d.deadline.endswith("Z")
+    failed = c.wait_task(d.task_id, states=("failed",), timeout=10)
+    assert "deadline passed" in (failed.error or "")
+    assert any(f.metadata.get("task_id") == d.task_id and f.fault_type == "hang"
+               for f in c.faults())
+    again_pending = c.retry(d.task_id)
+    assert again_pending.state == "pending" and again_pending.deadline is None
+    assert again_pending.attempt == failed.attempt + 1
+    with pytest.raises(ValueError):
+        c.submit({}, deadline=datetime.datetime.now())  # naive: refused here
 
 
 @pytest.fixture

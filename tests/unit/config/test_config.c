@@ -883,9 +883,10 @@ static void test_error_unknown_key(void **state)
                                   "one of: heartbeat_interval, health_check_timeout, "
                                   "failure_threshold, recovery_threshold, flap_window, "
                                   "flap_threshold, flap_penalty)");
-    expect_exact_error("fault_tolerance:\n  partitions: {}\n",
-                       NAME ":2: fault_tolerance.partitions: unknown key (expected one of: "
-                            "detection, recovery_strategies, backup, partition, poison, records)");
+    expect_exact_error(
+        "fault_tolerance:\n  partitions: {}\n",
+        NAME ":2: fault_tolerance.partitions: unknown key (expected one of: "
+             "detection, recovery_strategies, backup, partition, poison, records, tasks)");
     expect_exact_error("fault_tolerance:\n  partition:\n    share: 50%\n",
                        NAME ":3: fault_tolerance.partition.share: unknown key (expected one of: "
                             "mass_failure_share, mass_failure_window, min_nodes, alert_after)");
@@ -1749,6 +1750,17 @@ static void test_flap_and_partition(void **state)
     assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
     assert_string_equal(err,
                         "fault_tolerance.poison.window: expected a duration above 0, got '0ms'");
+
+    /* Finished tasks' retention (issue 17). */
+    assert_int_equal(load(&c, "fault_tolerance:\n  tasks: {retention: 90s}\n", err), 0);
+    assert_int_equal(c.fault_tolerance.tasks.retention_ms, 90000);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    assert_int_equal(load(&c, "fault_tolerance:\n  tasks: {retention: 500ms}\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    assert_string_equal(err, "fault_tolerance.tasks.retention: expected a duration from 1s to "
+                             "3650d, got '500ms'");
+    expect_error("fault_tolerance:\n  tasks:\n    retention: forever\n", 3,
+                 "fault_tolerance.tasks.retention", "'forever'");
 
     /* Errors: file, line, key, value. */
     expect_exact_error("fault_tolerance:\n  detection:\n    flap_window: often\n",

@@ -121,7 +121,7 @@ random_command(const struct rd_fsm *f, int64_t t)
     struct rd_cmd c = {.time_ms = t};
     const char *node = any_node();
     const char *task = task_ids[pick(N_TASKS)];
-    switch (pick(25)) {
+    switch (pick(27)) {
     case 0:
         c.type = RD_CMD_NOOP;
         break;
@@ -175,6 +175,7 @@ random_command(const struct rd_fsm *f, int64_t t)
         c.u.tsubmit.labels_json = S("{}");
         c.u.tsubmit.payload_json = S(json(0));
         c.u.tsubmit.max_attempts = pick(5);
+        c.u.tsubmit.deadline_ms = chance(30) ? t + (int64_t)pick(100) : 0;
         break;
     case 9:
     case 10: {
@@ -284,6 +285,16 @@ random_command(const struct rd_fsm *f, int64_t t)
         c.u.rexport.enabled = (uint8_t)chance(80);
         c.u.rexport.index = f->n_applied > 5 ? f->n_applied - pick(5) : 0;
         c.u.rexport.max_retained = chance(50) ? 0 : 1 + pick(50);
+        break;
+    case 24:
+    case 25:
+        /* Cancel, retry, or a prune of finished tasks (some long finished). */
+        c.type = RD_CMD_TASK_LIFECYCLE;
+        c.u.tlife.op = (uint8_t)pick(RD_TASK_OP_COUNT);
+        c.u.tlife.task_id = S(c.u.tlife.op == RD_TASK_OP_PRUNE && chance(80) ? "" : task);
+        c.u.tlife.reason = S(chance(50) ? "" : text(0, "why"));
+        c.u.tlife.retention_ms = (int64_t)pick(200);
+        c.u.tlife.max = pick(4);
         break;
     default: {
         /* A repair: mostly aimed at the newest version and a held older one

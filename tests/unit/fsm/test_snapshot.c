@@ -747,6 +747,38 @@ static void check_v6_export(const struct rd_fsm *f, unsigned format)
     assert_int_equal(as[2]->changed, 65);
 }
 
+/* A machine built by commands as a format before 7 reads back: its
+ * finished tasks finished at index 1 (the digest follows). */
+static void finished_as_before_v7(struct rd_fsm *f)
+{
+    for (size_t i = 0; i < f->n_tasks; i++)
+        if (f->tasks[i]->finished != 0)
+            f->tasks[i]->finished = 1;
+    rd_fsm_digest_audit(f);
+}
+
+/* Format 7: each task's attempt base, deadline and the index (unbound: the
+ * applied count) at which it finished; an older format's finished tasks
+ * read as finished at index 1. */
+static void check_v7_tasks(const struct rd_fsm *f, unsigned format)
+{
+    static const struct {
+        const char *id;
+        uint64_t finished;
+    } done[] = {{T4, 24}, {T6, 26}, {T9, 30}};
+    for (size_t i = 0; i < f->n_tasks; i++) {
+        const struct rd_task *t = f->tasks[i];
+        assert_int_equal(t->attempt_base, 0);
+        assert_int_equal(t->deadline_ms, 0);
+        uint64_t want = 0;
+        for (size_t k = 0; k < COUNT(done); k++)
+            if (strcmp(t->id, done[k].id) == 0)
+                want = format >= 7 ? done[k].finished : 1;
+        assert_int_equal(t->finished, want);
+        assert_int_equal(rd_task_finished(t), want != 0);
+    }
+}
+
 static void check_known_state(const struct rd_fsm *f, unsigned format)
 {
     assert_int_equal(f->n_applied, format >= 6   ? N_COMMANDS_V6
@@ -769,6 +801,7 @@ static void check_known_state(const struct rd_fsm *f, unsigned format)
     check_v4_records(f, format);
     check_v5_records(f, format);
     check_v6_export(f, format);
+    check_v7_tasks(f, format);
     /* The incremental digest was rebuilt (restore) or followed (apply). */
     assert_true(rd_fsm_digest(f) == rd_fsm_digest_full(f));
 }
@@ -827,8 +860,8 @@ static void write_golden(const char *path, const struct rd_wbuf *snap)
 static void test_snapshot_matches_the_golden_file(void **state)
 {
     struct rd_fsm f;
-    build_known_state(&f, 6);
-    check_known_state(&f, 6); /* the commands made the state the tables describe */
+    build_known_state(&f, 7);
+    check_known_state(&f, 7); /* the commands made the state the tables describe */
     struct rd_wbuf snap;
     rd_w_init(&snap);
     assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
@@ -884,6 +917,7 @@ static void test_golden_v3_restores_field_by_field(void **state)
     /* It is the same state as the one this version builds for format 3. */
     struct rd_fsm built;
     build_known_state(&built, 3);
+    finished_as_before_v7(&built);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
 
@@ -915,6 +949,7 @@ static void test_golden_v5_restores_field_by_field(void **state)
     free(golden);
     check_known_state(&f, 5);
     build_known_state(&built, 5);
+    finished_as_before_v7(&built);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
 
@@ -935,9 +970,9 @@ static void test_golden_v5_restores_field_by_field(void **state)
     rd_fsm_close(&f);
 }
 
-/* Format 6 (the golden file of the current format) restores field by
- * field, changed indexes and export position included; an older format
- * reads every record as changed at index 1. */
+/* Format 6 (issue 15's) restores field by field, changed indexes and
+ * export position included; an older format reads every record as changed
+ * at index 1. Keep it: replicas of that version wrote it. */
 static void test_golden_v6_restores_field_by_field(void **state)
 {
     size_t len = 0;
@@ -951,6 +986,7 @@ static void test_golden_v6_restores_field_by_field(void **state)
     free(golden);
     check_known_state(&f, 6);
     build_known_state(&built, 6);
+    finished_as_before_v7(&built);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
     rd_fsm_close(&f);
@@ -963,6 +999,26 @@ static void test_golden_v6_restores_field_by_field(void **state)
     assert_int_equal(rd_fsm_fault(&f, F2)->changed, 1);
     size_t n;
     assert_int_equal(rd_fsm_audits(&f, &n)[0]->changed, 1);
+    rd_fsm_close(&f);
+}
+
+/* Format 7 (the golden file of the current format: tasks carry their
+ * attempt base, deadline and finishing index) restores field by field. */
+static void test_golden_v7_restores_field_by_field(void **state)
+{
+    size_t len = 0;
+    uint8_t *golden = read_file(GOLDEN_DIR "snapshot-v7.bin", &len);
+    if (golden == NULL)
+        fail_msg("no %ssnapshot-v7.bin (see the top of %s)", GOLDEN_DIR, __FILE__);
+    assert_int_equal(header_format(golden), 7);
+    struct rd_fsm f, built;
+    rd_fsm_init(&f);
+    assert_int_equal(rd_fsm_restore(&f, golden, len), 0);
+    free(golden);
+    check_known_state(&f, 7);
+    build_known_state(&built, 7);
+    assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
+    rd_fsm_close(&built);
     rd_fsm_close(&f);
 }
 
@@ -984,6 +1040,7 @@ static void test_golden_v4_restores_field_by_field(void **state)
     assert_null(rd_fsm_backup_find(&f, "replaced"));
     check_known_state(&f, 4);
     build_known_state(&built, 4);
+    finished_as_before_v7(&built);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
 
@@ -1286,7 +1343,7 @@ static void test_snapshot_format_1_still_loads(void **state)
     /* A format from the future is refused with a clear message. */
     snap.p[8] = 9;
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), RD_EUNSUPPORTED);
-    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 6"));
+    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 7"));
     rd_w_free(&snap);
     rd_fsm_close(&g);
     rd_fsm_close(&f);
@@ -1300,6 +1357,7 @@ int main(void)
         cmocka_unit_test(test_golden_v4_restores_field_by_field),
         cmocka_unit_test(test_golden_v5_restores_field_by_field),
         cmocka_unit_test(test_golden_v6_restores_field_by_field),
+        cmocka_unit_test(test_golden_v7_restores_field_by_field),
         cmocka_unit_test(test_snapshot_restore_round_trip),
         cmocka_unit_test(test_streamed_snapshot_is_the_same_snapshot),
         cmocka_unit_test(test_corrupt_snapshot_changes_nothing),

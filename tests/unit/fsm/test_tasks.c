@@ -522,6 +522,307 @@ static void test_restore_is_the_same_on_every_replica(void **state)
     rd_fsm_close(&b);
 }
 
+/* ---- cancel, retry, prune, deadline (issue 17) ----------------------------- */
+
+static struct rd_wbuf cmd_life(int op, const char *id, const char *reason, int64_t retention,
+                               uint32_t max, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_TASK_LIFECYCLE, .time_ms = t};
+    c.u.tlife.op = (uint8_t)op;
+    c.u.tlife.task_id = RD_STR(id);
+    c.u.tlife.reason = RD_STR(reason);
+    c.u.tlife.retention_ms = retention;
+    c.u.tlife.max = max;
+    return fsm_encode(&c);
+}
+
+static struct rd_wbuf cmd_submit_deadline(const char *id, int64_t deadline, int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_TASK_SUBMIT, .time_ms = t};
+    c.u.tsubmit.task_id = RD_STR(id);
+    c.u.tsubmit.priority = 5;
+    c.u.tsubmit.slots = 1;
+    c.u.tsubmit.labels_json = RD_STR("{}");
+    c.u.tsubmit.payload_json = RD_STR("{}");
+    c.u.tsubmit.max_attempts = 5;
+    c.u.tsubmit.deadline_ms = deadline;
+    return fsm_encode(&c);
+}
+
+/* A task's fault (fault_open with the task, fenced by its attempt). */
+static struct rd_wbuf cmd_task_fault(const char *fid, const char *task, uint32_t attempt, int type,
+                                     int64_t t)
+{
+    static char meta[128];
+    snprintf(meta, sizeof(meta), "{\"reason\":\"test\",\"task_id\":\"%s\"}", task);
+    struct rd_cmd c = rd_cmd_cluster_fault(t, fid, type, RD_SEV_MINOR, meta, "null");
+    c.u.fopen.task_id = RD_STR(task);
+    c.u.fopen.task_attempt = attempt;
+    return fsm_encode(&c);
+}
+
+static void test_cancel_fences_the_attempt_and_frees_the_agent(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_task_submit(T1, 5, 0, 2, 5, 10));
+    apply(&f, cmd_task_assign(T1, 0, "a", 1, 20));
+    apply(&f, cmd_task_ckpt(T1, 1, 1, "{\"step\":1}", 3, 30));
+    const struct rd_fsm_result *r =
+        apply(&f, cmd_life(RD_TASK_OP_CANCEL, T1, "cancelled by ops: wrong input", 0, 0, 40));
+    assert_int_equal(r->status, 0);
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    assert_int_equal(t->state, RD_TASK_CANCELLED);
+    assert_string_equal(t->node_id, "");
+    assert_string_equal(t->result_json, "cancelled by ops: wrong input");
+    assert_int_equal(t->updated_at, 40);
+    assert_int_equal(t->finished, f.n_applied); /* unbound: the applied count */
+    assert_int_equal(rd_fsm_node(&f, "a", 1)->slots_in_use, 0);
+    assert_int_equal(rd_fsm_node(&f, "a", 1)->n_tasks, 0);
+    assert_int_equal(f.tasks_by_state[RD_TASK_CANCELLED], 1);
+    /* The agent's later writes of that attempt are fenced, not conflicts. */
+    assert_int_equal(apply(&f, cmd_task_ckpt(T1, 1, 2, "{\"step\":2}", 3, 50))->status, RD_EFENCED);
+    assert_int_equal(apply(&f, cmd_task_finish(T1, 1, RD_TASK_COMPLETED, "{}", 50))->status,
+                     RD_EFENCED);
+    assert_int_equal(apply(&f, cmd_task_finish(T1, 1, RD_TASK_FAILED, "x", 50))->status,
+                     RD_EFENCED);
+    assert_int_equal(t->state, RD_TASK_CANCELLED);
+    /* Cancelling a finished task is a conflict; an unknown one is not found. */
+    assert_int_equal(apply(&f, cmd_life(RD_TASK_OP_CANCEL, T1, "", 0, 0, 60))->status,
+                     RD_ECONFLICT);
+    apply(&f, cmd_task_submit(T2, 5, 0, 1, 5, 70));
+    apply(&f, cmd_task_assign(T2, 0, "b", 1, 71));
+    apply(&f, cmd_task_finish(T2, 1, RD_TASK_COMPLETED, "{}", 72));
+    assert_int_equal(apply(&f, cmd_life(RD_TASK_OP_CANCEL, T2, "", 0, 0, 73))->status,
+                     RD_ECONFLICT);
+    assert_int_equal(rd_fsm_task(&f, T2)->state, RD_TASK_COMPLETED);
+    assert_int_equal(
+        apply(&f, cmd_life(RD_TASK_OP_CANCEL, "99999999-9999-4999-8999-999999999999", "", 0, 0, 74))
+            ->status,
+        RD_ENOTFOUND);
+    /* A pending task cancels too (nothing to revoke); the default reason. */
+    apply(&f, cmd_task_submit("33333333-3333-4333-8333-333333333333", 5, 0, 1, 5, 80));
+    assert_int_equal(
+        apply(&f, cmd_life(RD_TASK_OP_CANCEL, "33333333-3333-4333-8333-333333333333", "", 0, 0, 81))
+            ->status,
+        0);
+    assert_string_equal(rd_fsm_task(&f, "33333333-3333-4333-8333-333333333333")->result_json,
+                        "cancelled");
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    rd_fsm_close(&f);
+}
+
+static void test_retry_requeues_a_poison_task_with_a_new_budget(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_task_submit(T1, 5, 0, 1, 2, 10)); /* max_attempts 2 */
+    apply(&f, cmd_task_assign(T1, 0, "a", 1, 20));
+    apply(&f, cmd_task_ckpt(T1, 1, 4, "{\"step\":4}", 3, 21));
+    apply(&f, cmd_task_finish(T1, 1, RD_TASK_PENDING, "oom", 22));
+    apply(&f, cmd_task_assign(T1, 1, "b", 1, 23));
+    /* Quarantined as poison: failed, with its failure times. */
+    assert_int_equal(apply(&f, cmd_task_fault("f0000001-0000-4000-8000-000000000001", T1, 2,
+                                              RD_FAULT_POISON_TASK, 24))
+                         ->status,
+                     0);
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    assert_int_equal(t->state, RD_TASK_FAILED);
+    assert_int_equal(t->n_fail_at, 1);
+    /* Retry is refused for anything but a failed task. */
+    apply(&f, cmd_task_submit(T2, 5, 0, 1, 5, 25));
+    assert_int_equal(apply(&f, cmd_life(RD_TASK_OP_RETRY, T2, "", 0, 0, 26))->status, RD_ECONFLICT);
+    const struct rd_fsm_result *r = apply(&f, cmd_life(RD_TASK_OP_RETRY, T1, "", 0, 0, 30));
+    assert_int_equal(r->status, 0);
+    assert_int_equal(t->state, RD_TASK_PENDING);
+    assert_int_equal(t->attempt, 3); /* attempt 2 (and every earlier one) is fenced */
+    assert_int_equal(t->attempt_base, 3);
+    assert_int_equal(t->n_fail_at, 0); /* the poison window starts afresh */
+    assert_int_equal(t->finished, 0);
+    assert_string_equal(t->result_json, "");
+    assert_int_equal(t->n_ckpts, 1); /* it resumes from its checkpoint */
+    assert_int_equal(rd_task_checkpoint(t)->version, 4);
+    /* Its quarantine fault (metadata names the task) is resolved with it. */
+    const struct rd_fault *q = rd_fsm_fault(&f, "f0000001-0000-4000-8000-000000000001");
+    assert_int_equal(q->status, RD_FAULT_RESOLVED);
+    assert_string_equal(q->resolution, "task retried by an operator");
+    assert_int_equal(q->resolved_at, 30);
+    assert_int_equal(apply(&f, cmd_task_finish(T1, 2, RD_TASK_COMPLETED, "{}", 31))->status,
+                     RD_EFENCED);
+    /* A new budget of max_attempts: a retryable failure of the next attempt
+     * requeues it instead of failing it for good. */
+    assert_int_equal(apply(&f, cmd_task_assign(T1, 3, "a", 1, 40))->status, 0);
+    assert_int_equal(apply(&f, cmd_task_finish(T1, 4, RD_TASK_PENDING, "flaky", 41))->status, 0);
+    assert_int_equal(t->state, RD_TASK_PENDING);
+    assert_int_equal(apply(&f, cmd_task_assign(T1, 4, "b", 1, 42))->status, 0);
+    assert_int_equal(apply(&f, cmd_task_finish(T1, 5, RD_TASK_PENDING, "flaky", 43))->status, 0);
+    assert_int_equal(t->state, RD_TASK_FAILED); /* the second attempt since the retry */
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    rd_fsm_close(&f);
+}
+
+static void test_deadline_fault_fails_and_unplaces_the_task(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_submit_deadline(T1, 500, 10));
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    assert_int_equal(t->deadline_ms, 500);
+    apply(&f, cmd_task_assign(T1, 0, "a", 1, 20));
+    /* Decided on attempt 0 but the task moved on: fenced, nothing changes. */
+    assert_int_equal(
+        apply(&f, cmd_task_fault("f0000002-0000-4000-8000-000000000002", T1, 0, RD_FAULT_HANG, 600))
+            ->status,
+        RD_EFENCED);
+    assert_int_equal(t->state, RD_TASK_ASSIGNED);
+    assert_int_equal(
+        apply(&f, cmd_task_fault("f0000003-0000-4000-8000-000000000003", T1, 1, RD_FAULT_HANG, 601))
+            ->status,
+        0);
+    assert_int_equal(t->state, RD_TASK_FAILED);
+    assert_string_equal(t->node_id, "");
+    assert_non_null(strstr(t->result_json, "deadline passed"));
+    assert_non_null(strstr(t->result_json, "f0000003-0000-4000-8000-000000000003"));
+    assert_int_equal(rd_fsm_node(&f, "a", 1)->slots_in_use, 0);
+    const struct rd_fault *x = rd_fsm_fault(&f, "f0000003-0000-4000-8000-000000000003");
+    assert_non_null(x);
+    assert_int_equal(x->type, RD_FAULT_HANG);
+    /* A retry drops the deadline that passed (it would fail again at once). */
+    assert_int_equal(apply(&f, cmd_life(RD_TASK_OP_RETRY, T1, "", 0, 0, 700))->status, 0);
+    assert_int_equal(t->deadline_ms, 0);
+    assert_int_equal(t->state, RD_TASK_PENDING);
+    apply(&f, cmd_submit_deadline(T2, 5000, 710));
+    apply(&f, cmd_task_finish(T2, 0, RD_TASK_FAILED, "operator", 720));
+    assert_int_equal(apply(&f, cmd_life(RD_TASK_OP_RETRY, T2, "", 0, 0, 730))->status, 0);
+    assert_int_equal(rd_fsm_task(&f, T2)->deadline_ms, 5000); /* still ahead: kept */
+    /* The deadline survives a snapshot. */
+    struct rd_wbuf snap;
+    rd_w_init(&snap);
+    assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
+    struct rd_fsm g;
+    rd_fsm_init(&g);
+    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
+    assert_int_equal(rd_fsm_task(&g, T2)->deadline_ms, 5000);
+    assert_int_equal(rd_fsm_task(&g, T1)->finished, t->finished);
+    assert_true(rd_fsm_digest(&g) == rd_fsm_digest(&f));
+    rd_w_free(&snap);
+    rd_fsm_close(&g);
+    rd_fsm_close(&f);
+}
+
+/* An entry written before deadlines existed (no appended field) reads as
+ * none; so do the log's zero padding bytes after it. */
+static void test_submit_without_deadline_replays(void **state)
+{
+    struct rd_wbuf w = cmd_task_submit(T1, 5, 0, 1, 5, 10); /* no deadline: not written */
+    struct rd_cmd c;
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &c), 0);
+    assert_int_equal(c.u.tsubmit.deadline_ms, 0);
+    uint8_t padded[512];
+    assert_true(w.len + 7 <= sizeof(padded));
+    memcpy(padded, w.p, w.len);
+    memset(padded + w.len, 0, 7);
+    assert_int_equal(rd_cmd_decode(padded, w.len + 7, &c), 0);
+    assert_int_equal(c.u.tsubmit.deadline_ms, 0);
+    rd_w_free(&w);
+    w = cmd_submit_deadline(T1, 12345, 10);
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &c), 0);
+    assert_int_equal(c.u.tsubmit.deadline_ms, 12345);
+    rd_w_free(&w);
+    /* A lifecycle command this version does not know the op of is refused. */
+    w = cmd_life(RD_TASK_OP_COUNT, T1, "", 0, 0, 10);
+    assert_int_equal(rd_cmd_decode(w.p, w.len, &c), RD_EPARSE);
+    rd_w_free(&w);
+}
+
+static void test_prune_drops_old_finished_tasks_once_exported(void **state)
+{
+    struct rd_fsm f;
+    setup_cluster(&f);
+    const char *ids[] = {T1, T2, "33333333-3333-4333-8333-333333333333",
+                         "44444444-4444-4444-8444-444444444444"};
+    for (int i = 0; i < 4; i++)
+        apply(&f, cmd_task_submit(ids[i], 5, 0, 1, 5, 10));
+    apply(&f, cmd_task_assign(T1, 0, "a", 1, 20));
+    apply(&f, cmd_task_finish(T1, 1, RD_TASK_COMPLETED, "{}", 100)); /* finished at 100 */
+    apply(&f, cmd_life(RD_TASK_OP_CANCEL, T2, "", 0, 0, 200));       /* at 200 */
+    apply(&f, cmd_life(RD_TASK_OP_CANCEL, ids[2], "", 0, 0, 300));   /* at 300 */
+    /* ids[3] stays pending: never pruned. */
+    assert_int_equal(rd_fsm_tasks_prunable(&f, 350, 100, 10), 2);
+    assert_int_equal(rd_fsm_tasks_prunable(&f, 350, 100, 1), 1);
+    /* Retention 100 at 250: only T1 (finished 150 ago). */
+    const struct rd_fsm_result *r = apply(&f, cmd_life(RD_TASK_OP_PRUNE, "", "", 100, 10, 250));
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->value, 1);
+    assert_null(rd_fsm_task(&f, T1));
+    assert_int_equal(f.n_tasks, 3);
+    assert_int_equal(f.tasks_by_state[RD_TASK_COMPLETED], 0);
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    /* With export on, a task waits until every record changed up to its
+     * finishing is exported: the audit record of a later cancel is not. */
+    apply(&f, cmd_records_export(1, 0, 0, 260));
+    struct rd_cmd c = {.type = RD_CMD_AUDIT, .time_ms = 270};
+    rd_cmd_audit_engine(&c, "task_cancel", T2, "");
+    apply(&f, fsm_encode(&c)); /* an audit record changed at this index */
+    uint64_t audit_at = f.n_applied;
+    /* T2 and ids[2] finished before it: their records are exported. */
+    assert_int_equal(rd_fsm_tasks_prunable(&f, 1000, 100, 10), 2);
+    apply(&f, cmd_life(RD_TASK_OP_CANCEL, ids[3], "", 0, 0, 280)); /* after it: waits */
+    assert_int_equal(rd_fsm_tasks_prunable(&f, 1000, 100, 10), 2);
+    apply(&f, cmd_records_export(1, audit_at, 0, 290));
+    assert_int_equal(rd_fsm_tasks_prunable(&f, 1000, 100, 10), 3);
+    r = apply(&f, cmd_life(RD_TASK_OP_PRUNE, "", "", 100, 2, 1000)); /* at most 2 */
+    assert_int_equal(r->value, 2);
+    assert_int_equal(f.n_tasks, 1);
+    r = apply(&f, cmd_life(RD_TASK_OP_PRUNE, "", "", 100, 2, 1000));
+    assert_int_equal(r->value, 1);
+    assert_int_equal(f.n_tasks, 0);
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    rd_fsm_close(&f);
+}
+
+/* The same log on two machines, one restored from a snapshot half way:
+ * cancel, retry, deadline faults and prunes leave byte-identical states. */
+static void test_lifecycle_replays_identically(void **state)
+{
+    struct rd_fsm a, b;
+    setup_cluster(&a);
+    rd_fsm_init(&b);
+    struct rd_wbuf log[64];
+    int n = 0;
+    log[n++] = cmd_submit_deadline(T1, 300, 10);
+    log[n++] = cmd_task_submit(T2, 5, 0, 1, 1, 11);
+    log[n++] = cmd_task_assign(T1, 0, "a", 1, 20);
+    log[n++] = cmd_task_assign(T2, 0, "b", 1, 21);
+    log[n++] = cmd_task_finish(T2, 1, RD_TASK_FAILED, "boom", 22);
+    log[n++] = cmd_life(RD_TASK_OP_RETRY, T2, "", 0, 0, 30);
+    log[n++] = cmd_task_assign(T2, 2, "a", 1, 31);
+    log[n++] = cmd_life(RD_TASK_OP_CANCEL, T2, "by test", 0, 0, 40);
+    log[n++] = cmd_task_fault("f0000004-0000-4000-8000-000000000004", T1, 1, RD_FAULT_HANG, 301);
+    log[n++] = cmd_life(RD_TASK_OP_PRUNE, "", "", 50, 10, 400);
+    /* setup_cluster applied two registrations on a: replay them on b. */
+    apply(&b, cmd_register("a", 4, 1));
+    apply(&b, cmd_register("b", 4, 1));
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(rd_fsm_apply(&a, log[i].p, log[i].len, NULL), 0);
+        if (i == 5) { /* b: from a snapshot of a, then the rest */
+            struct rd_wbuf snap;
+            rd_w_init(&snap);
+            assert_int_equal(rd_fsm_snapshot(&a, &snap), 0);
+            assert_int_equal(rd_fsm_restore(&b, snap.p, snap.len), 0);
+            rd_w_free(&snap);
+        } else if (i > 5) {
+            assert_int_equal(rd_fsm_apply(&b, log[i].p, log[i].len, NULL), 0);
+        }
+        rd_w_free(&log[i]);
+    }
+    assert_int_equal(a.n_tasks, 0); /* both finished, both pruned */
+    assert_true(rd_fsm_digest(&a) == rd_fsm_digest(&b));
+    assert_true(rd_fsm_digest(&a) == rd_fsm_digest_full(&a));
+    rd_fsm_close(&a);
+    rd_fsm_close(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +840,12 @@ int main(void)
         cmocka_unit_test(test_restore_refusals),
         cmocka_unit_test(test_restore_without_an_open_fault),
         cmocka_unit_test(test_restore_is_the_same_on_every_replica),
+        cmocka_unit_test(test_cancel_fences_the_attempt_and_frees_the_agent),
+        cmocka_unit_test(test_retry_requeues_a_poison_task_with_a_new_budget),
+        cmocka_unit_test(test_deadline_fault_fails_and_unplaces_the_task),
+        cmocka_unit_test(test_submit_without_deadline_replays),
+        cmocka_unit_test(test_prune_drops_old_finished_tasks_once_exported),
+        cmocka_unit_test(test_lifecycle_replays_identically),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -179,18 +179,24 @@ RDC_API int rdc_node_readmit(rdc_client *c, const char *node_id, const char *rea
 /* DELETE /api/v1/nodes/{id}: graceful leave, its tasks move at once. */
 RDC_API int rdc_node_remove(rdc_client *c, const char *node_id, json_t **out);
 
-/* GET /api/v1/tasks (params: state, node_id, limit, cursor). */
+/* GET /api/v1/tasks (params: state, node_id, priority, label (KEY=VALUE), limit, cursor). */
 RDC_API int rdc_tasks_list(rdc_client *c, const char *const *params, json_t **out);
 RDC_API int rdc_task_get(rdc_client *c, const char *task_id, json_t **out);
 /*
  * POST /api/v1/tasks with `spec` (borrowed: priority, critical, payload,
- * requirements, max_attempts, task_id). Without a task_id the library adds a
+ * requirements, max_attempts, deadline, task_id). Without a task_id the library adds a
  * random one to a copy, so that a retry cannot submit the task twice.
  */
 RDC_API int rdc_task_submit(rdc_client *c, const json_t *spec, json_t **out);
 /* POST /api/v1/tasks/{id}/cancel. An engine without that route answers
  * RDC_EHTTP with rdc_errcode() "unsupported" and a message saying so. */
 RDC_API int rdc_task_cancel(rdc_client *c, const char *task_id, json_t **out);
+/* The same with the operator's `reason` (NULL: none), kept in the task's error. */
+RDC_API int rdc_task_cancel_reason(rdc_client *c, const char *task_id, const char *reason,
+                                   json_t **out);
+/* POST /api/v1/tasks/{id}/retry: a failed (or quarantined poison) task back
+ * to pending on a new attempt; another state answers RDC_ECONFLICT (409). */
+RDC_API int rdc_task_retry(rdc_client *c, const char *task_id, json_t **out);
 
 /* GET /api/v1/faults/status. */
 RDC_API int rdc_faults_status(rdc_client *c, json_t **out);

@@ -4,7 +4,7 @@ Every call returns plain dataclasses built from the engine's JSON (fields
 the engine adds later land in ``extra``); errors are the exceptions of
 :mod:`recoveryd.errors`. Reads and idempotent writes fail over between
 replicas and are tried again; a write that is not idempotent (a recovery or
-backup trigger, a consistency check) raises :class:`OutcomeUnknown` when its
+backup trigger, a consistency check, a task's cancel or retry) raises :class:`OutcomeUnknown` when its
 outcome cannot be known. A task submitted without a ``task_id`` gets one
 chosen here, so its submission is idempotent too.
 """
@@ -12,12 +12,14 @@ chosen here, so its submission is idempotent too.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type, TypeVar, cast
+from typing import (Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar,
+                    Union, cast)
 
 from ._http import Transport
 from .config import endpoints_from_env
@@ -83,6 +85,7 @@ class Task:
     failures: int = 0
     result: Any = None
     error: Optional[str] = None
+    deadline: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -299,9 +302,14 @@ class Client:
         slots: int = 1,
         labels: Optional[Mapping[str, str]] = None,
         max_attempts: int = 5,
+        deadline: Union[None, str, datetime.datetime] = None,
     ) -> Task:
-        """Submits a task (idempotent: the id is chosen here when not given)."""
-        body = {
+        """Submits a task (idempotent: the id is chosen here when not given).
+
+        ``deadline``: an RFC 3339 time, or an aware datetime; a task not
+        finished by then fails with a fault and is revoked from its agent.
+        """
+        body: Dict[str, Any] = {
             "task_id": task_id or str(uuid.uuid4()),
             "priority": priority,
             "critical": critical,
@@ -309,10 +317,38 @@ class Client:
             "requirements": {"slots": slots, "labels": dict(labels or {})},
             "max_attempts": max_attempts,
         }
+        if isinstance(deadline, datetime.datetime):
+            if deadline.tzinfo is None:
+                raise ValueError("deadline: a datetime with a time zone (UTC), not a naive one")
+            utc = deadline.astimezone(datetime.timezone.utc)
+            body["deadline"] = utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+        elif deadline is not None:
+            body["deadline"] = deadline
         return _task(self._write("POST", "/api/v1/tasks", body, idempotent=True))
 
-    def tasks(self, state: Optional[str] = None, node_id: Optional[str] = None) -> List[Task]:
-        return [_task(t) for t in self._pages("/api/v1/tasks", state=state, node_id=node_id)]
+    def tasks(self, state: Optional[str] = None, node_id: Optional[str] = None,
+              priority: Optional[int] = None,
+              label: Optional[Tuple[str, str]] = None) -> List[Task]:
+        """Every task, filtered (the filters combine): by state, by the
+        node it is placed on, by priority, by one (key, value) label of its
+        requirements."""
+        return [_task(t) for t in self._pages(
+            "/api/v1/tasks", state=state, node_id=node_id, priority=priority,
+            label=f"{label[0]}={label[1]}" if label is not None else None)]
+
+    def cancel(self, task_id: str, reason: Optional[str] = None) -> Task:
+        """Cancels a task that has not finished (operator): it is revoked
+        from its agent, whose attempt is fenced. A finished task raises
+        Conflict."""
+        return _task(self._write("POST", f"/api/v1/tasks/{_q(task_id)}/cancel",
+                                 {"reason": reason}, idempotent=False))
+
+    def retry(self, task_id: str) -> Task:
+        """Re-queues a failed or quarantined (poison) task (operator): a new
+        attempt with a fresh max_attempts budget and poison window, resuming
+        from its newest checkpoint. Any other state raises Conflict."""
+        return _task(self._write("POST", f"/api/v1/tasks/{_q(task_id)}/retry", None,
+                                 idempotent=False))
 
     def task(self, task_id: str) -> Task:
         return _task(self._get(f"/api/v1/tasks/{_q(task_id)}"))
