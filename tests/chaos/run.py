@@ -240,7 +240,11 @@ def main() -> int:
     hist = os.path.join(out, "history.jsonl")
     if os.path.exists(hist):
         os.unlink(hist)
-    replay = f"make chaos SEED={args.seed} DURATION={args.duration:g}"
+    # The schedule is a function of the seed, the duration and the counts.
+    replay = (f"make chaos SEED={args.seed} DURATION={args.duration:g} "
+              f"CHAOS_AGENTS={args.agents} CHAOS_RATE={args.rate:g}")
+    if args.replicas != 3:
+        replay += f" (and --replicas {args.replicas})"
     faults = nemesis.schedule(args.seed, args.duration, args.replicas, args.agents, kinds)
     with open(os.path.join(out, "schedule.json"), "w") as f:
         json.dump({"seed": args.seed, "args": vars(args),
