@@ -15,6 +15,8 @@ Safety (every ``ok`` is an acknowledgement the engine gave an agent):
   in what the new one gets).
 - ``stale-write-accepted``: a write (checkpoint, completion) of attempt a was
   invoked after attempt b > a had started somewhere, and was acknowledged.
+- ``two-leaders``: two replicas were seen leading in the same term (run.py
+  polls every replica's /health: role and term).
 - ``double-completion``: two attempts of one task were acknowledged as
   completing it, or the final read names another attempt than the one
   acknowledged, or a completed task's checkpoint is not at its last step.
@@ -71,6 +73,17 @@ def check(ops: List[Op], faults: List[Fault], healed_at: Optional[float] = None,
     v: List[Violation] = []
     for task, tops in sorted(by_task.items()):
         v.extend(_check_task(task, tops))
+    # At most one leader per term (the replicas' roles as polled).
+    leaders: Dict[int, List[Op]] = defaultdict(list)
+    for o in ops:
+        if o.op == "role" and o.fields.get("role") == "leader":
+            leaders[int(o.fields.get("term") or 0)].append(o)
+    for term, los in sorted(leaders.items()):
+        who = sorted({str(o.fields.get("replica")) for o in los})
+        if len(who) > 1:
+            v.append(Violation("two-leaders", "", f"term {term} had leaders {who}",
+                               [next(o for o in los if o.fields.get("replica") == w)
+                                for w in who]))
     # Liveness.
     if not any(o.op == "checkpoint" and o.outcome == "ok" for o in ops):
         v.append(Violation("no-work", "", "no checkpoint was acknowledged in the whole run", []))
@@ -229,7 +242,8 @@ def excerpt(result: Dict[str, Any], limit: int = 5) -> str:
         lines.append(f"  {x['kind']} task={x['task']}: {x['message']}")
         for o in x["ops"]:
             c = "-" if o["complete"] is None else f"{o['complete'] - t0:.3f}"
-            extra = {k: o["fields"][k] for k in ("data", "state", "checkpoint_version", "error")
+            extra = {k: o["fields"][k] for k in ("data", "state", "checkpoint_version", "error",
+                                                 "replica", "role", "term")
                      if k in o["fields"]}
             lines.append(f"    {o['process']:<14} {o['op']:<10} {o['outcome']:<7} "
                          f"invoke={o['invoke'] - t0:.3f} complete={c} attempt={o['attempt']} "

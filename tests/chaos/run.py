@@ -176,6 +176,42 @@ class Submitter:
                 self.rec.done(op, "ok")
 
 
+class RolePoller:
+    """Polls every replica's /health (directly, not through a proxy) and
+    records each change of its role or term: the checker's evidence for at
+    most one leader per term."""
+
+    def __init__(self, engines: List[eng.Engine], rec: Recorder, every: float = 0.1) -> None:
+        self.engines = engines
+        self.rec = rec
+        self.every = every
+        self._stop = threading.Event()
+        self._seen: dict = {}
+        self._thread = threading.Thread(target=self._run, name="roles", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            for i, e in enumerate(self.engines):
+                try:
+                    code, body = eng.http_json("GET", e.url + "/health", timeout=0.3)
+                except OSError:
+                    continue
+                if code != 200 or not isinstance(body, dict) or "term" not in body:
+                    continue
+                now = (body.get("role"), body.get("term"))
+                if self._seen.get(i) != now:
+                    self._seen[i] = now
+                    self.rec.event("role", replica=f"replica-{i + 1}", role=now[0],
+                                   term=now[1])
+
+
 def final_read(client: Client, rec: Recorder, ids: List[str], steps: int) -> None:
     for tid in ids:
         try:
@@ -258,9 +294,12 @@ def main() -> int:
     links: List[Links] = []
     nem: Optional[nemesis.Nemesis] = None
     sub: Optional[Submitter] = None
+    roles: Optional[RolePoller] = None
     broke: Optional[str] = None
     try:
         cluster.start()
+        roles = RolePoller(cluster.engines, rec)
+        roles.start()
         ports = [e.port for e in cluster.engines]
         for i in range(args.agents):
             ln = Links(ports, seed=args.seed * 100 + i)
@@ -297,6 +336,8 @@ def main() -> int:
             nem.stop_and_heal()
         if sub is not None:
             sub.stop()
+        if roles is not None:
+            roles.stop()
         for a in agents:
             a.stop()
         for ln in links:

@@ -120,6 +120,27 @@ class CheckerTest(unittest.TestCase):
         self.assertTrue(res["valid"], res["violations"])
         self.assertEqual(res["stats"]["checkpoints"]["unknown"], 1)
 
+    def test_writes_stuck_long_after_the_heal_are_reported(self) -> None:
+        heal = dict(type="event", p="runner", t=4.0, op="heal")
+        fast = self.clean()[:-1] + [heal] + ckpt("b.1", 8, 4.5, 5.0, 2, 3) + [
+            read(9.0, 2, 3, 3, "b.1")]
+        self.assertNotIn("no-progress-after-heal", kinds(run(fast)))
+        slow = self.clean()[:-1] + [heal] + ckpt("b.1", 8, 4.5, 20.0, 2, 3) + [
+            read(21.0, 2, 3, 3, "b.1")]
+        self.assertIn("no-progress-after-heal", kinds(run(slow)))
+
+    def test_two_leaders_in_one_term_are_reported(self) -> None:
+        def role(t: float, r: str, role: str, term: int) -> Dict[str, Any]:
+            return dict(type="event", p="runner", t=t, op="role", replica=r, role=role,
+                        term=term)
+
+        ok = self.clean() + [role(0.1, "replica-1", "leader", 2),
+                             role(0.2, "replica-2", "follower", 2),
+                             role(5.0, "replica-2", "leader", 3)]
+        self.assertTrue(run(ok)["valid"])
+        self.assertEqual(kinds(run(ok + [role(6.0, "replica-3", "leader", 3)])),
+                         ["two-leaders"])
+
     def test_the_recorder_writes_what_load_reads(self) -> None:
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "h.jsonl")
