@@ -14,6 +14,9 @@ Faults (kind, target, duration):
   it wakes up with attempts the engine has moved.
 - ``delay`` / ``loss`` / ``cut``: an agent's links to every replica through
   netproxy.NetProxy (seconds per chunk, reset probability, no answer).
+- ``stall``: 2-4 s of delay for a short while: what the agent sends then
+  (a checkpoint, a completion) reaches the engine after its lease ran out
+  and its task may have moved, the classic stale write a fence must refuse.
 
 At most one replica fault is active at a time, so a majority stays up and
 the availability seen by agents is the majority side's. An agent has one
@@ -30,9 +33,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 REPLICA_KINDS = ("kill_replica", "pause_replica")
-AGENT_KINDS = ("kill_agent", "pause_agent", "delay", "loss", "cut")
+AGENT_KINDS = ("kill_agent", "pause_agent", "delay", "loss", "cut", "stall")
 WEIGHTS = {"kill_replica": 2, "pause_replica": 2, "kill_agent": 2, "pause_agent": 2,
-           "delay": 2, "loss": 2, "cut": 2}
+           "delay": 2, "loss": 2, "cut": 2, "stall": 2}
 
 
 @dataclass
@@ -65,6 +68,8 @@ def schedule(seed: int, duration: float, replicas: int, agents: int,
         params: Dict[str, float] = {}
         if kind == "delay":
             params["delay"] = round(rng.uniform(0.05, 0.6), 3)
+        elif kind == "stall":
+            params["delay"] = round(rng.uniform(2.0, 4.0), 3)
         elif kind == "loss":
             params["loss"] = round(rng.uniform(0.05, 0.3), 3)
         if kind in REPLICA_KINDS:
@@ -89,6 +94,7 @@ _DURATIONS: Dict[str, Tuple[float, float]] = {
     "delay": (1.0, 6.0),
     "loss": (1.0, 6.0),
     "cut": (0.5, 4.0),
+    "stall": (0.3, 1.5),
 }
 
 
@@ -136,7 +142,7 @@ class Nemesis:
             tg.kill9()
         elif f.kind in ("pause_replica", "pause_agent"):
             tg.pause()
-        elif f.kind == "delay":
+        elif f.kind in ("delay", "stall"):
             tg.links(delay=f.params["delay"])
         elif f.kind == "loss":
             tg.links(loss=f.params["loss"])

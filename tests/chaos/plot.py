@@ -15,7 +15,8 @@ from typing import Any, Dict, List
 from history import Fault, load
 
 COLORS = {"kill_replica": "#d62728", "pause_replica": "#ff7f0e", "kill_agent": "#9467bd",
-          "pause_agent": "#8c564b", "delay": "#17becf", "loss": "#bcbd22", "cut": "#7f7f7f"}
+          "pause_agent": "#8c564b", "delay": "#17becf", "loss": "#bcbd22", "cut": "#7f7f7f",
+          "stall": "#e377c2"}
 W, H, LEFT, RIGHT, TOP = 960, 600, 60, 20, 30
 PANEL = 200
 
