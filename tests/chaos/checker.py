@@ -14,7 +14,8 @@ Safety (every ``ok`` is an acknowledgement the engine gave an agent):
   it assigns the next, so every write it accepted from the old one must be
   in what the new one gets).
 - ``stale-write-accepted``: a write (checkpoint, completion) of attempt a was
-  invoked after attempt b > a had started somewhere, and was acknowledged.
+  invoked after attempt b > a had started somewhere (or was observed
+  through the API: run.py's zombie writer), and was acknowledged.
 - ``two-leaders``: two replicas were seen leading in the same term (run.py
   polls every replica's /health: role and term).
 - ``double-completion``: two attempts of one task were acknowledged as
@@ -112,6 +113,7 @@ def _check_task(task: str, tops: List[Op]) -> List[Violation]:
     out: List[Violation] = []
     acks = [o for o in tops if o.op == "checkpoint" and o.outcome == "ok"]
     starts = [o for o in tops if o.op == "start"]
+    observed = starts + [o for o in tops if o.op == "observe"]
     done = [o for o in tops if o.op == "complete" and o.outcome == "ok"]
     reads = [o for o in tops if o.op == "read"]
     # Versions never backwards (real-time order of acknowledgements).
@@ -132,11 +134,11 @@ def _check_task(task: str, tops: List[Op]) -> List[Violation]:
                                  f"was acknowledged", [worst, s]))
     # No write of an attempt acknowledged once a newer attempt was running.
     for w in acks + done:
-        newer = [s for s in starts if s.attempt > w.attempt and s.complete < w.invoke]
+        newer = [s for s in observed if s.attempt > w.attempt and s.complete < w.invoke]
         if newer:
             out.append(Violation("stale-write-accepted", task,
                                  f"{w.op} of attempt {w.attempt} acknowledged, invoked after "
-                                 f"attempt {newer[0].attempt} started", [newer[0], w]))
+                                 f"attempt {newer[0].attempt} existed", [newer[0], w]))
     # One completion.
     attempts = sorted({o.attempt for o in done})
     if len(attempts) > 1:
@@ -183,7 +185,9 @@ def _check_task(task: str, tops: List[Op]) -> List[Violation]:
 
 def _stats(ops: List[Op], faults: List[Fault], healed_at: Optional[float],
            recovery: Optional[float]) -> Dict[str, Any]:
-    writes = [o for o in ops if o.op == "checkpoint"]
+    # The agents' writes (the runner's zombie writes are refused on purpose).
+    writes = [o for o in ops if o.op == "checkpoint" and o.process != "runner"]
+    zombie = [o for o in ops if o.op == "checkpoint" and o.process == "runner"]
     t0 = min((o.invoke for o in ops), default=0.0)
 
     def faulty(t: float) -> bool:
@@ -220,6 +224,8 @@ def _stats(ops: List[Op], faults: List[Fault], healed_at: Optional[float],
                          "during_faults": avail([o for o in writes if faulty(o.invoke)]),
                          "without_faults": avail([o for o in writes if not faulty(o.invoke)])},
         "tasks_completed": len({o.task for o in completions}),
+        "zombie_writes": {"tried": len(zombie), "refused": sum(o.outcome == "fail" for o in zombie),
+                          "accepted": sum(o.outcome == "ok" for o in zombie)},
         "faults": len(faults),
         "healed_at": None if healed_at is None else round(healed_at - t0, 3),
         "recovery_after_heal_s": _round(recovery, 3),

@@ -18,8 +18,9 @@ Faults (kind, target, duration):
   (a checkpoint, a completion) reaches the engine after its lease ran out
   and its task may have moved, the classic stale write a fence must refuse.
 
-At most one replica fault is active at a time, so a majority stays up and
-the availability seen by agents is the majority side's. An agent has one
+By default at most one replica fault is active at a time, so a majority
+stays up and the availability seen by agents is the majority side's
+(``replica_faults`` allows more: the quorum goes away for a while). An agent has one
 fault at a time.
 """
 
@@ -51,12 +52,13 @@ class Fault:
 
 
 def schedule(seed: int, duration: float, replicas: int, agents: int,
-             kinds: Tuple[str, ...] = tuple(WEIGHTS)) -> List[Fault]:
-    """Faults starting within [0, duration), every one over by duration."""
+             kinds: Tuple[str, ...] = tuple(WEIGHTS), replica_faults: int = 1) -> List[Fault]:
+    """Faults starting within [0, duration), every one over by duration;
+    at most ``replica_faults`` replicas faulty at once (1 keeps a majority
+    of three up; 2 takes the quorum away for a while)."""
     rng = random.Random(seed)
     out: List[Fault] = []
     busy_until: Dict[Tuple[str, int], float] = {}  # ("replica"|"agent", i) -> end
-    replica_free_at = 0.0
     names = [k for k in kinds if WEIGHTS.get(k)]
     weights = [WEIGHTS[k] for k in names]
     t = rng.uniform(0.5, 2.0)
@@ -74,9 +76,10 @@ def schedule(seed: int, duration: float, replicas: int, agents: int,
             params["loss"] = round(rng.uniform(0.05, 0.3), 3)
         if kind in REPLICA_KINDS:
             target = rng.randrange(replicas)
-            if t >= replica_free_at:
+            active = sum(1 for (k, _), end in busy_until.items() if k == "replica" and end > t)
+            if active < replica_faults and busy_until.get(("replica", target), 0.0) <= t:
                 out.append(Fault(round(t, 2), kind, target, d, params))
-                replica_free_at = t + d + 0.5
+                busy_until[("replica", target)] = t + d + 0.5
         else:
             target = rng.randrange(agents)
             if busy_until.get(("agent", target), 0.0) <= t:

@@ -176,6 +176,55 @@ class Submitter:
                 self.rec.done(op, "ok")
 
 
+class Zombie:
+    """A writer from the past: for every task seen on attempt b >= 2, one
+    checkpoint write with attempt b-1 (the engine must answer 409 fenced).
+    The agents' SDK never sends such a write (it stops an attempt at its
+    lease), so this is what tests the engine's fence itself. Each write is
+    recorded after an ``observe`` event (what the engine said the attempt
+    was), which the checker's stale-write rule reads like a start."""
+
+    def __init__(self, client: Client, rec: Recorder, every: float = 0.5) -> None:
+        self.client = client
+        self.rec = rec
+        self.every = every
+        self.done: set = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zombie", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                tasks = self.client.tasks()
+            except RecoverydError:
+                continue
+            for t in tasks:
+                if t.attempt < 2 or t.task_id in self.done or t.state == "completed":
+                    continue
+                self.done.add(t.task_id)
+                v = t.checkpoint.version if t.checkpoint else 0
+                self.rec.event("observe", task=t.task_id, attempt=t.attempt, version=v)
+                body = {"attempt": t.attempt - 1, "version": v + 1000, "data": {"zombie": True}}
+                op = self.rec.invoke("checkpoint", task=t.task_id, attempt=t.attempt - 1,
+                                     version=v + 1000, data=body["data"])
+                try:
+                    self.client._write("PUT", f"/api/v1/tasks/{t.task_id}/checkpoint", body,
+                                       idempotent=True)
+                except Conflict as e:
+                    self.rec.done(op, "fail", error=f"{e.code}: {e.message}")
+                except RecoverydError as e:
+                    self.rec.done(op, "unknown", error=f"{type(e).__name__}: {e}")
+                else:
+                    self.rec.done(op, "ok")
+
+
 class RolePoller:
     """Polls every replica's /health (directly, not through a proxy) and
     records each change of its role or term: the checker's evidence for at
@@ -259,8 +308,13 @@ def main() -> int:
                     help="seconds after the heal for every task to complete")
     ap.add_argument("--recover-within", type=float, default=10,
                     help="seconds after the heal for the first acknowledged write")
-    ap.add_argument("--faults", default=",".join(nemesis.WEIGHTS),
+    default_faults = ",".join(nemesis.WEIGHTS)
+    ap.add_argument("--faults", default=default_faults,
                     help="comma-separated fault kinds (default: all)")
+    ap.add_argument("--replica-faults", type=int, default=1,
+                    help="replicas faulty at once at most (2 of 3: no quorum for a while)")
+    ap.add_argument("--no-zombie", dest="zombie", action="store_false",
+                    help="no writes with superseded attempts (on by default)")
     ap.add_argument("--out", help="directory for the results (default: a new one in /tmp)")
     args = ap.parse_args()
 
@@ -279,9 +333,12 @@ def main() -> int:
     # The schedule is a function of the seed, the duration and the counts.
     replay = (f"make chaos SEED={args.seed} DURATION={args.duration:g} "
               f"CHAOS_AGENTS={args.agents} CHAOS_RATE={args.rate:g}")
-    if args.replicas != 3:
-        replay += f" (and --replicas {args.replicas})"
-    faults = nemesis.schedule(args.seed, args.duration, args.replicas, args.agents, kinds)
+    if args.replicas != 3 or args.replica_faults != 1 or args.faults != default_faults:
+        replay = (f"tests/chaos/run.py --seed {args.seed} --duration {args.duration:g} "
+                  f"--agents {args.agents} --rate {args.rate:g} --replicas {args.replicas} "
+                  f"--replica-faults {args.replica_faults} --faults {args.faults}")
+    faults = nemesis.schedule(args.seed, args.duration, args.replicas, args.agents, kinds,
+                              args.replica_faults)
     with open(os.path.join(out, "schedule.json"), "w") as f:
         json.dump({"seed": args.seed, "args": vars(args),
                    "faults": [x.describe() for x in faults]}, f, indent=1)
@@ -295,6 +352,7 @@ def main() -> int:
     nem: Optional[nemesis.Nemesis] = None
     sub: Optional[Submitter] = None
     roles: Optional[RolePoller] = None
+    zombie: Optional[Zombie] = None
     broke: Optional[str] = None
     try:
         cluster.start()
@@ -312,6 +370,9 @@ def main() -> int:
                      == args.agents, 30, "every agent registered")
         sub = Submitter(client, rec, args.rate, args.steps, args.step_ms)
         sub.start()
+        if args.zombie:
+            zombie = Zombie(Client(cluster.urls, timeout=1.0, retry_for=2.0), rec)
+            zombie.start()
         time.sleep(2.0)  # a steady state before the first fault
         nem = nemesis.Nemesis(faults, [Replica(e, i) for i, e in enumerate(cluster.engines)],
                               agents,  # type: ignore[arg-type]
@@ -319,6 +380,8 @@ def main() -> int:
         nem.start()
         time.sleep(args.duration)
         nem.stop_and_heal()
+        if zombie is not None:
+            zombie.stop()
         for ln in links:
             ln.heal()
         sub.stop()
@@ -338,6 +401,8 @@ def main() -> int:
             sub.stop()
         if roles is not None:
             roles.stop()
+        if zombie is not None:
+            zombie.stop()
         for a in agents:
             a.stop()
         for ln in links:
@@ -369,7 +434,7 @@ def main() -> int:
         f"acknowledged (p50 {st['checkpoints']['p50_ms']} ms, p99 "
         f"{st['checkpoints']['p99_ms']} ms), availability {st['availability']}, "
         f"{st['tasks_completed']} tasks completed, first write {st['recovery_after_heal_s']} s "
-        f"after the heal; {out}/result.json, {out}/run.svg")
+        f"after the heal, zombie writes {st['zombie_writes']}; {out}/result.json, {out}/run.svg")
     if problems:
         log("chaos: replica problems: " + "; ".join(problems))
     if not res["valid"]:

@@ -99,6 +99,14 @@ class CheckerTest(unittest.TestCase):
              + ckpt("a.1", 1, 2.5, 2.6, 1, 1))
         self.assertIn("stale-write-accepted", kinds(run(h)))
 
+    def test_a_zombie_write_accepted_after_the_newer_attempt_was_observed_is_stale(
+            self) -> None:
+        obs = dict(type="event", p="runner", t=2.0, op="observe", task=T, attempt=2, version=1)
+        h = [start("a.1", 1.0, 1, 0), obs] + ckpt("runner", 1, 2.1, 2.2, 1, 1001)
+        self.assertIn("stale-write-accepted", kinds(run(h)))
+        refused = [start("a.1", 1.0, 1, 0), obs] + ckpt("runner", 1, 2.1, 2.2, 1, 1001, "fail")
+        self.assertNotIn("stale-write-accepted", kinds(run(refused)))
+
     def test_two_acknowledged_completions_are_a_double_completion(self) -> None:
         h = self.clean() + complete("a.1", 9, 3.5, 3.6, 1)
         self.assertIn("double-completion", kinds(run(h)))
