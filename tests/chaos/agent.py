@@ -73,6 +73,9 @@ def main() -> int:
                     raise
                 except RecoverydError as e:
                     rec.done(op, "unknown", error=f"{type(e).__name__}: {e}")
+                    # Not at once: just after a lease ran out the SDK fails
+                    # writes immediately for a moment before it stops them.
+                    ctx.wait(0.05)
                     continue
                 rec.done(op, "ok")
                 break
