@@ -280,6 +280,19 @@ def final_read(client: Client, rec: Recorder, ids: List[str], steps: int) -> Non
                   checkpoint_data=data)
 
 
+def dump_state(client: Client, path: str) -> None:
+    """The nodes and the tasks not completed, for a look at a stuck run."""
+    try:
+        state = {"fault_status": client.fault_status().__dict__,
+                 "nodes": [n.__dict__ for n in client.nodes()],
+                 "tasks_not_completed": [t.__dict__ for t in client.tasks()
+                                         if t.state != "completed"]}
+    except RecoverydError as e:
+        state = {"error": str(e)}
+    with open(path, "w") as f:
+        json.dump(state, f, indent=1, default=str)
+
+
 def settle(client: Client, ids: List[str], timeout: float) -> float:
     """Waits until every task that exists is completed; the time it took."""
     t0 = time.monotonic()
@@ -390,6 +403,7 @@ def main() -> int:
         took = settle(client, sub.ids, args.settle * eng.TIME_FACTOR)
         log(f"chaos: settled after {took:.1f} s")
         final_read(client, rec, sub.ids, args.steps)
+        dump_state(client, os.path.join(out, "final-state.json"))
         if nem.errors:
             broke = "; ".join(nem.errors)
     except Exception as e:  # the run broke (not the system under test's verdict)
