@@ -326,18 +326,21 @@ def main() -> int:
                     help="comma-separated fault kinds (default: all)")
     ap.add_argument("--replica-faults", type=int, default=1,
                     help="replicas faulty at once at most (2 of 3: no quorum for a while)")
+    ap.add_argument("--keep", metavar="I,J,...",
+                    help="run only these faults of the schedule (indices in schedule.json, "
+                         "from 0): to narrow a failing seed down by hand")
     ap.add_argument("--no-zombie", dest="zombie", action="store_false",
                     help="no writes with superseded attempts (on by default)")
     ap.add_argument("--out", help="directory for the results (default: a new one in /tmp)")
     args = ap.parse_args()
 
-    if not eng.binary():
-        print("chaos: RECOVERYD_BINARY is not set to an executable recoveryd: skipped")
-        return 77
     kinds = tuple(k for k in args.faults.split(",") if k)
     bad = [k for k in kinds if k not in nemesis.WEIGHTS]
     if bad:
         ap.error(f"unknown fault kind(s) {bad}; known: {', '.join(nemesis.WEIGHTS)}")
+    if not eng.binary():
+        print("chaos: RECOVERYD_BINARY is not set to an executable recoveryd: skipped")
+        return 77
     out = args.out or tempfile.mkdtemp(prefix=f"chaos-{args.seed}-")
     os.makedirs(out, exist_ok=True)
     hist = os.path.join(out, "history.jsonl")
@@ -352,6 +355,16 @@ def main() -> int:
                   f"--replica-faults {args.replica_faults} --faults {args.faults}")
     faults = nemesis.schedule(args.seed, args.duration, args.replicas, args.agents, kinds,
                               args.replica_faults)
+    if args.keep is not None:
+        try:
+            keep = {int(x) for x in args.keep.split(",") if x.strip()}
+        except ValueError:
+            ap.error(f"--keep {args.keep!r}: expected comma-separated fault indices")
+        if any(k < 0 or k >= len(faults) for k in keep):
+            ap.error(f"--keep {args.keep!r}: the schedule has faults 0 to {len(faults) - 1}")
+        faults = [f for i, f in enumerate(faults) if i in keep]
+        replay += f" --keep {args.keep}" if replay.startswith("tests/") else \
+            f" (run.py's --keep {args.keep})"
     with open(os.path.join(out, "schedule.json"), "w") as f:
         json.dump({"seed": args.seed, "args": vars(args),
                    "faults": [x.describe() for x in faults]}, f, indent=1)
