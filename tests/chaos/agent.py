@@ -22,6 +22,7 @@ import sys
 from typing import Any, Dict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(HERE, "..", "..", "api", "python", "src"))
 sys.path.insert(0, HERE)
 

@@ -41,7 +41,8 @@ import sys
 from collections import defaultdict
 from typing import Any, Dict, List, Optional
 
-from history import Fault, Op, load
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from history import Fault, Op, load  # noqa: E402
 
 
 class Violation:

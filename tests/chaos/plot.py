@@ -12,7 +12,8 @@ import sys
 from html import escape
 from typing import Any, Dict, List
 
-from history import Fault, load
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from history import Fault, load  # noqa: E402
 
 COLORS = {"kill_replica": "#d62728", "pause_replica": "#ff7f0e", "kill_agent": "#9467bd",
           "pause_agent": "#8c564b", "delay": "#17becf", "loss": "#bcbd22", "cut": "#7f7f7f",

@@ -34,6 +34,7 @@ from typing import Any, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(REPO, "api", "python", "src"))
 sys.path.insert(0, os.path.join(REPO, "api", "python", "tests"))
 sys.path.insert(0, HERE)

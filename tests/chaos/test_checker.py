@@ -12,6 +12,7 @@ import tempfile
 import unittest
 from typing import Any, Dict, List
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import checker  # noqa: E402
