@@ -188,7 +188,7 @@ def _stats(ops: List[Op], faults: List[Fault], healed_at: Optional[float],
            recovery: Optional[float]) -> Dict[str, Any]:
     # The agents' writes (the runner's zombie writes are refused on purpose).
     writes = [o for o in ops if o.op == "checkpoint" and o.process != "runner"]
-    zombie = [o for o in ops if o.op == "checkpoint" and o.process == "runner"]
+    zombie = [o for o in ops if o.op in ("checkpoint", "complete") and o.process == "runner"]
     t0 = min((o.invoke for o in ops), default=0.0)
 
     def faulty(t: float) -> bool:

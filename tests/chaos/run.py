@@ -179,7 +179,8 @@ class Submitter:
 
 class Zombie:
     """A writer from the past: for every task seen on attempt b >= 2, one
-    checkpoint write with attempt b-1 (the engine must answer 409 fenced).
+    checkpoint write and one completion with attempt b-1 (the engine must
+    answer 409 to both).
     The agents' SDK never sends such a write (it stops an attempt at its
     lease), so this is what tests the engine's fence itself. Each write is
     recorded after an ``observe`` event (what the engine said the attempt
@@ -215,15 +216,22 @@ class Zombie:
                 body = {"attempt": t.attempt - 1, "version": v + 1000, "data": {"zombie": True}}
                 op = self.rec.invoke("checkpoint", task=t.task_id, attempt=t.attempt - 1,
                                      version=v + 1000, data=body["data"])
-                try:
-                    self.client._write("PUT", f"/api/v1/tasks/{t.task_id}/checkpoint", body,
-                                       idempotent=True)
-                except Conflict as e:
-                    self.rec.done(op, "fail", error=f"{e.code}: {e.message}")
-                except RecoverydError as e:
-                    self.rec.done(op, "unknown", error=f"{type(e).__name__}: {e}")
-                else:
-                    self.rec.done(op, "ok")
+                self._try(op, "PUT", f"/api/v1/tasks/{t.task_id}/checkpoint", body)
+                # And a completion from the past, which must not end the task.
+                op = self.rec.invoke("complete", task=t.task_id, attempt=t.attempt - 1,
+                                     version=v + 1000)
+                self._try(op, "POST", f"/api/v1/tasks/{t.task_id}/complete",
+                          {"attempt": t.attempt - 1, "result": {"zombie": True}})
+
+    def _try(self, op: int, method: str, path: str, body: Any) -> None:
+        try:
+            self.client._write(method, path, body, idempotent=True)
+        except Conflict as e:
+            self.rec.done(op, "fail", error=f"{e.code}: {e.message}")
+        except RecoverydError as e:
+            self.rec.done(op, "unknown", error=f"{type(e).__name__}: {e}")
+        else:
+            self.rec.done(op, "ok")
 
 
 class RolePoller:
