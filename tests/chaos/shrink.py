@@ -57,13 +57,18 @@ def main() -> int:
     with open(os.path.join(first, "schedule.json")) as f:
         keep = list(range(len(json.load(f)["faults"])))
     chunk = max(1, len(keep) // 2)
+    passed: set = set()  # subsets seen passing: not run again
     while chunk >= 1 and keep:
         i, shrunk = 0, False
         while i < len(keep):
             candidate = keep[:i] + keep[i + chunk:]
+            if tuple(candidate) in passed:
+                i += chunk
+                continue
             if fails(run_args, candidate, args.tries, out):
                 keep, shrunk = candidate, True
             else:
+                passed.add(tuple(candidate))
                 i += chunk
         if not shrunk:
             chunk //= 2
