@@ -87,11 +87,13 @@ SEED ?=
 DURATION ?= 120
 CHAOS_AGENTS ?= 4
 CHAOS_RATE ?= 3
+CHAOS_REPLICAS ?= 3
 CHAOS_OUT ?= $(BUILD)/chaos
 chaos: build
 	RECOVERYD_BINARY=$(abspath $(BUILD))/bin/recoveryd python3 tests/chaos/run.py \
 		$(if $(SEED),--seed $(SEED)) --duration $(DURATION) \
-		--agents $(CHAOS_AGENTS) --rate $(CHAOS_RATE) --out $(CHAOS_OUT)
+		--agents $(CHAOS_AGENTS) --rate $(CHAOS_RATE) --replicas $(CHAOS_REPLICAS) \
+		--out $(CHAOS_OUT)
 
 # The libFuzzer targets of tests/fuzz/ (clang, build-fuzz), FUZZ_TIME
 # seconds each (docs/fuzzing.md).

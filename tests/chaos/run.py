@@ -358,7 +358,9 @@ def main() -> int:
     # The schedule is a function of the seed, the duration and the counts.
     replay = (f"make chaos SEED={args.seed} DURATION={args.duration:g} "
               f"CHAOS_AGENTS={args.agents} CHAOS_RATE={args.rate:g}")
-    if args.replicas != 3 or args.replica_faults != 1 or args.faults != default_faults:
+    if args.replicas != 3:
+        replay += f" CHAOS_REPLICAS={args.replicas}"
+    if args.replica_faults != 1 or args.faults != default_faults:
         replay = (f"tests/chaos/run.py --seed {args.seed} --duration {args.duration:g} "
                   f"--agents {args.agents} --rate {args.rate:g} --replicas {args.replicas} "
                   f"--replica-faults {args.replica_faults} --faults {args.faults}")
