@@ -350,11 +350,6 @@ def main() -> int:
     if not eng.binary():
         print("chaos: RECOVERYD_BINARY is not set to an executable recoveryd: skipped")
         return 77
-    out = args.out or tempfile.mkdtemp(prefix=f"chaos-{args.seed}-")
-    os.makedirs(out, exist_ok=True)
-    hist = os.path.join(out, "history.jsonl")
-    if os.path.exists(hist):
-        os.unlink(hist)
     # The schedule is a function of the seed, the duration and the counts.
     replay = (f"make chaos SEED={args.seed} DURATION={args.duration:g} "
               f"CHAOS_AGENTS={args.agents} CHAOS_RATE={args.rate:g}")
@@ -376,6 +371,11 @@ def main() -> int:
         faults = [f for i, f in enumerate(faults) if i in keep]
         replay += f" --keep {args.keep}" if replay.startswith("tests/") else \
             f" (run.py's --keep {args.keep})"
+    out = args.out or tempfile.mkdtemp(prefix=f"chaos-{args.seed}-")
+    os.makedirs(out, exist_ok=True)
+    hist = os.path.join(out, "history.jsonl")
+    if os.path.exists(hist):
+        os.unlink(hist)
     with open(os.path.join(out, "schedule.json"), "w") as f:
         json.dump({"seed": args.seed, "args": vars(args),
                    "faults": [x.describe() for x in faults]}, f, indent=1)
