@@ -524,7 +524,7 @@ int rd_replica_listen(struct rd_replica *r, uv_loop_t *loop, const struct rd_con
     int rv;
     r->loop = loop;
     r->cfg = cfg;
-    const char *address = cfg->cluster.raft_address;
+    const char *address = rd_config_raft_bind(cfg);
     if ((rv = probe_address(r, address)) != 0)
         return rv;
     /* libraft's TCP transport needs version 1 set before init (else RAFT_INVALID). */
