@@ -29,7 +29,9 @@ Liveness (after ``healed_at``, when the nemesis stopped and healed):
   ``recover_within`` seconds of the heal.
 
 It also measures the availability seen by agents: acknowledged checkpoint
-writes over all tried, with and without an active fault, per second.
+writes over all tried, with and without an active fault, per second, and
+during partitions on the majority side and on the minority side (agents
+whose replica reaches no majority: ``minority_agents`` of the fault).
 """
 
 from __future__ import annotations
@@ -197,6 +199,16 @@ def _stats(ops: List[Op], faults: List[Fault], healed_at: Optional[float],
     def avail(xs: List[Op]) -> Optional[float]:
         return round(sum(o.outcome == "ok" for o in xs) / len(xs), 4) if xs else None
 
+    # During partitions: the agents next to a majority, and the others.
+    sides: Dict[str, List[Op]] = {"majority": [], "minority": []}
+    for f in faults:
+        if f.kind != "partition":
+            continue
+        cut_off = set(f.fields.get("minority_agents") or [])
+        for o in writes:
+            if f.start <= o.invoke < f.end:
+                node = o.process.rsplit(".", 1)[0]  # agent-2.3 -> agent-2
+                sides["minority" if node in cut_off else "majority"].append(o)
     lat = [(o.complete - o.invoke) * 1000 for o in writes if o.outcome == "ok"]
     per_s: Dict[int, Dict[str, Any]] = {}
     for o in writes:
@@ -223,7 +235,9 @@ def _stats(ops: List[Op], faults: List[Fault], healed_at: Optional[float],
                         "p50_ms": _round(_pct(lat, 0.5)), "p99_ms": _round(_pct(lat, 0.99))},
         "availability": {"all": avail(writes),
                          "during_faults": avail([o for o in writes if faulty(o.invoke)]),
-                         "without_faults": avail([o for o in writes if not faulty(o.invoke)])},
+                         "without_faults": avail([o for o in writes if not faulty(o.invoke)]),
+                         "partition_majority_side": avail(sides["majority"]),
+                         "partition_minority_side": avail(sides["minority"])},
         "tasks_completed": len({o.task for o in completions}),
         "zombie_writes": {"tried": len(zombie), "refused": sum(o.outcome == "fail" for o in zombie),
                           "accepted": sum(o.outcome == "ok" for o in zombie)},

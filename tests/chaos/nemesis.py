@@ -17,6 +17,16 @@ Faults (kind, target, duration):
 - ``stall``: 2-4 s of delay for a short while: what the agent sends then
   (a checkpoint, a completion) reaches the engine after its lease ran out
   and its task may have moved, the classic stale write a fence must refuse.
+- ``replica_delay`` / ``replica_loss``: every raft link from and to one
+  replica slowed (20-250 ms per chunk, around the 50 ms heartbeat and the
+  300 ms election timeout) or lossy (a connection reset at a chunk).
+- ``oneway``: what one replica sends the others is lost (``outgoing`` 1)
+  or what they send it (``outgoing`` 0); the other direction works.
+- ``partition``: the replicas split (``shape``): ``leader`` (the leader of
+  the moment alone), ``majority`` (a minority of n // 2 replicas apart),
+  ``bridge`` (two sides that each see one replica in the middle but not
+  each other); each agent sits next to one replica (``homes``, drawn from
+  the seed) and reaches only the replicas that replica reaches both ways.
 
 By default at most one replica fault is active at a time, so a majority
 stays up and the availability seen by agents is the majority side's
@@ -33,19 +43,46 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
-REPLICA_KINDS = ("kill_replica", "pause_replica")
+REPLICA_KINDS = ("kill_replica", "pause_replica", "replica_delay", "replica_loss", "oneway")
+CLUSTER_KINDS = ("partition",)  # every replica involved: no other replica fault meanwhile
 AGENT_KINDS = ("kill_agent", "pause_agent", "delay", "loss", "cut", "stall")
 WEIGHTS = {"kill_replica": 2, "pause_replica": 2, "kill_agent": 2, "pause_agent": 2,
-           "delay": 2, "loss": 2, "cut": 2, "stall": 2}
+           "delay": 2, "loss": 2, "cut": 2, "stall": 2, "replica_delay": 1,
+           "replica_loss": 1, "oneway": 1, "partition": 2}
+SHAPES = ("leader", "majority", "bridge")
+
+
+def reachable(shape: str, n: int, order: List[int], leader: Optional[int]) -> List[List[bool]]:
+    """conn[i][j]: replica i's messages reach replica j under a partition.
+    ``order`` is a permutation of the replicas (from the seed) that picks
+    the sides; ``leader`` is the leader of the moment (``leader`` shape)."""
+    conn = [[True] * n for _ in range(n)]
+
+    def split(a: List[int]) -> None:
+        for i in a:
+            for j in range(n):
+                if j not in a:
+                    conn[i][j] = conn[j][i] = False
+
+    if shape == "leader":
+        split([order[0] if leader is None else leader])
+    elif shape == "majority":
+        split(order[:n // 2])
+    elif shape == "bridge":  # order[0] | order[1] in the middle | the rest
+        for j in order[2:]:
+            conn[order[0]][j] = conn[j][order[0]] = False
+    else:
+        raise ValueError(f"unknown partition shape {shape!r}")
+    return conn
 
 
 @dataclass
 class Fault:
     at: float  # seconds after the nemesis starts
     kind: str
-    target: int  # replica or agent index
+    target: int  # replica or agent index (a partition: 0, the leader is found then)
     duration: float
-    params: Dict[str, float]
+    params: Dict[str, Any]
 
     def describe(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -67,14 +104,28 @@ def schedule(seed: int, duration: float, replicas: int, agents: int,
         d = round(rng.uniform(*_DURATIONS[kind]), 2)
         if t + d > duration:
             break
-        params: Dict[str, float] = {}
+        params: Dict[str, Any] = {}
         if kind == "delay":
             params["delay"] = round(rng.uniform(0.05, 0.6), 3)
         elif kind == "stall":
             params["delay"] = round(rng.uniform(2.0, 4.0), 3)
-        elif kind == "loss":
+        elif kind in ("loss", "replica_loss"):
             params["loss"] = round(rng.uniform(0.05, 0.3), 3)
-        if kind in REPLICA_KINDS:
+        elif kind == "replica_delay":
+            params["delay"] = round(rng.uniform(0.02, 0.25), 3)
+        elif kind == "oneway":
+            params["outgoing"] = rng.randrange(2)
+        elif kind == "partition":
+            params["shape"] = rng.choice(SHAPES)
+            params["order"] = rng.sample(range(replicas), replicas)
+            params["homes"] = [rng.randrange(replicas) for _ in range(agents)]
+        if kind in CLUSTER_KINDS:
+            active = any(k == "replica" and end > t for (k, _), end in busy_until.items())
+            if not active:
+                out.append(Fault(round(t, 2), kind, 0, d, params))
+                for r in range(replicas):
+                    busy_until[("replica", r)] = t + d + 0.5
+        elif kind in REPLICA_KINDS:
             target = rng.randrange(replicas)
             active = sum(1 for (k, _), end in busy_until.items() if k == "replica" and end > t)
             if active < replica_faults and busy_until.get(("replica", target), 0.0) <= t:
@@ -98,6 +149,10 @@ _DURATIONS: Dict[str, Tuple[float, float]] = {
     "loss": (1.0, 6.0),
     "cut": (0.5, 4.0),
     "stall": (0.3, 1.5),
+    "replica_delay": (1.0, 5.0),
+    "replica_loss": (1.0, 5.0),
+    "oneway": (1.0, 4.0),
+    "partition": (1.0, 6.0),
 }
 
 
@@ -117,19 +172,31 @@ class Target(Protocol):
     def links(self, **kw: Any) -> None: ...
 
 
+class Network(Protocol):
+    """The raft links and the partitions (run.py's Network)."""
+
+    def replica_links(self, k: int, outgoing: Optional[bool] = None, **kw: Any) -> None: ...
+
+    def partition(self, shape: str, order: List[int], homes: List[int]) -> Dict[str, Any]: ...
+
+    def heal_partition(self) -> None: ...
+
+
 class Nemesis:
     """Runs a schedule in a thread; every fault goes to the history when it
     ends (with the times it really started and ended)."""
 
     def __init__(self, faults: List[Fault], replicas: List[Target], agents: List[Target],
-                 record: Callable[..., None], log: Callable[[str], None] = print) -> None:
+                 record: Callable[..., None], log: Callable[[str], None] = print,
+                 net: Optional[Network] = None) -> None:
         self.faults = faults
+        self.net = net
         self.replicas = replicas
         self.agents = agents
         self.record = record
         self.log = log
         self._stop = threading.Event()
-        self._active: List[Tuple[Fault, float]] = []  # (fault, real start)
+        self._active: List[Tuple[Fault, float, Dict[str, Any]]] = []  # (fault, start, what)
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._idle = threading.Event()  # the schedule is over or stopped
@@ -137,11 +204,27 @@ class Nemesis:
         self.errors: List[str] = []
 
     def _target(self, f: Fault) -> Target:
-        return (self.replicas if f.kind in REPLICA_KINDS else self.agents)[f.target]
+        return (self.agents if f.kind in AGENT_KINDS else self.replicas)[f.target]
 
-    def _begin(self, f: Fault) -> None:
+    def _network(self) -> Network:
+        if self.net is None:
+            raise RuntimeError("no network to act on (replica links are not proxied)")
+        return self.net
+
+    def _begin(self, f: Fault) -> Dict[str, Any]:
+        """Starts a fault; what it was in fact (a partition's sides)."""
         tg = self._target(f)
-        if f.kind in ("kill_replica", "kill_agent"):
+        if f.kind == "partition":
+            return self._network().partition(f.params["shape"], f.params["order"],
+                                             f.params["homes"])
+        if f.kind == "replica_delay":
+            self._network().replica_links(f.target, delay=f.params["delay"])
+        elif f.kind == "replica_loss":
+            self._network().replica_links(f.target, loss=f.params["loss"])
+        elif f.kind == "oneway":
+            self._network().replica_links(f.target, outgoing=bool(f.params["outgoing"]),
+                                          cut=True)
+        elif f.kind in ("kill_replica", "kill_agent"):
             tg.kill9()
         elif f.kind in ("pause_replica", "pause_agent"):
             tg.pause()
@@ -151,10 +234,15 @@ class Nemesis:
             tg.links(loss=f.params["loss"])
         elif f.kind == "cut":
             tg.links(cut=True)
+        return {}
 
     def _end(self, f: Fault) -> None:
         tg = self._target(f)
-        if f.kind in ("kill_replica", "kill_agent"):
+        if f.kind == "partition":
+            self._network().heal_partition()
+        elif f.kind in ("replica_delay", "replica_loss", "oneway"):
+            self._network().replica_links(f.target, delay=0.0, loss=0.0, cut=False)
+        elif f.kind in ("kill_replica", "kill_agent"):
             tg.restart()
         elif f.kind in ("pause_replica", "pause_agent"):
             tg.resume()
@@ -185,11 +273,12 @@ class Nemesis:
                 return
             try:
                 if is_start:
-                    with self._lock:
-                        self._active.append((f, time.monotonic()))
                     self.log(f"nemesis: +{f.kind} {self._target(f).name} "
                              f"for {f.duration}s {f.params or ''}")
-                    self._begin(f)
+                    seen: Dict[str, Any] = {}
+                    with self._lock:  # healed at the end even if it fails half-way
+                        self._active.append((f, time.monotonic(), seen))
+                    seen.update(self._begin(f))
                 else:
                     self._finish(f)
             except Exception as e:  # a fault that could not be applied or healed
@@ -203,8 +292,10 @@ class Nemesis:
                 return
             self._active.remove(found[0])
         self._end(f)
-        self.record(f.kind, found[0][1], time.monotonic(), target=self._target(f).name,
-                    **f.params)
+        what = dict(f.params)
+        what.update(found[0][2])
+        target = what.pop("target", self._target(f).name)
+        self.record(f.kind, found[0][1], time.monotonic(), target=target, **what)
 
     def stop_and_heal(self) -> None:
         """Stops the schedule and ends every active fault."""

@@ -17,7 +17,9 @@ from history import Fault, load  # noqa: E402
 
 COLORS = {"kill_replica": "#d62728", "pause_replica": "#ff7f0e", "kill_agent": "#9467bd",
           "pause_agent": "#8c564b", "delay": "#17becf", "loss": "#bcbd22", "cut": "#7f7f7f",
-          "stall": "#e377c2"}
+          "stall": "#e377c2", "replica_delay": "#1f77b4", "replica_loss": "#aec7e8",
+          "oneway": "#2ca02c", "partition": "#000000", "disk_full": "#c49c94",
+          "damage": "#f7b6d2", "clock_jump": "#dbdb8d"}
 W, H, LEFT, RIGHT, TOP = 960, 600, 60, 20, 30
 PANEL = 200
 

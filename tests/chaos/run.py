@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -44,7 +44,7 @@ import checker  # noqa: E402
 import nemesis  # noqa: E402
 import plot  # noqa: E402
 from history import Recorder, load  # noqa: E402
-from netproxy import Links  # noqa: E402
+from netproxy import Links, RaftNet  # noqa: E402
 from recoveryd import Client, Conflict, NotFound, RecoverydError
 from recoveryd.errors import BadRequest  # noqa: E402
 
@@ -136,6 +136,72 @@ class AgentProc:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill9()
+
+
+class Network:
+    """The nemesis's hands on the network: the raft links between replicas
+    (RaftNet) and the agents' links (Links), for replica link faults and
+    partitions (nemesis.reachable says who reaches whom)."""
+
+    def __init__(self, raft: RaftNet, agents: List[Links], engines: List[eng.Engine]) -> None:
+        self.raft = raft
+        self.agents = agents
+        self.engines = engines
+
+    def replica_links(self, k: int, outgoing: Optional[bool] = None, **kw: Any) -> None:
+        for j in range(self.raft.n):
+            if j != k and outgoing in (None, True):
+                self.raft.set(k, j, **kw)
+            if j != k and outgoing in (None, False):
+                self.raft.set(j, k, **kw)
+
+    def _leader(self) -> Optional[int]:
+        for i, e in enumerate(self.engines):
+            if e.role() == "leader":
+                return i
+        return None
+
+    def partition(self, shape: str, order: List[int], homes: List[int]) -> Dict[str, Any]:
+        n = self.raft.n
+        leader = self._leader() if shape == "leader" else None
+        conn = nemesis.reachable(shape, n, order, leader)
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    self.raft.set(i, j, blocked=not conn[i][j])
+        cut_off = []
+        for a, links in enumerate(self.agents):
+            h = homes[a]
+            sees = [r == h or (conn[h][r] and conn[r][h]) for r in range(n)]
+            for r in range(n):
+                links.block(r, not sees[r])
+            if sum(sees) <= n // 2:
+                cut_off.append(f"agent-{a + 1}")
+        if shape == "leader":
+            who = f"leader replica-{(order[0] if leader is None else leader) + 1}"
+        elif shape == "majority":
+            who = "minority " + ",".join(f"replica-{i + 1}" for i in sorted(order[:n // 2]))
+        else:
+            who = (f"bridge replica-{order[0] + 1} | replica-{order[1] + 1} | "
+                   + ",".join(f"replica-{i + 1}" for i in sorted(order[2:])))
+        return {"target": who, "minority_agents": cut_off,
+                "cut": [[i + 1, j + 1] for i in range(n) for j in range(n)
+                        if i != j and not conn[i][j]]}
+
+    def heal_partition(self) -> None:
+        for i in range(self.raft.n):
+            for j in range(self.raft.n):
+                if i != j:
+                    self.raft.set(i, j, blocked=False)
+        for links in self.agents:
+            for r in range(self.raft.n):
+                links.block(r, False)
+
+    def heal(self) -> None:
+        self.heal_partition()
+        self.raft.heal()
+        for links in self.agents:
+            links.heal()
 
 
 class Submitter:
@@ -383,7 +449,8 @@ def main() -> int:
         f"{args.replicas} replicas, {args.agents} agents, results in {out}")
 
     rec = Recorder(hist, "runner")
-    cluster = eng.Cluster(args.replicas, ENGINE_YAML)
+    raft = RaftNet(args.replicas, seed=args.seed)  # every raft link through a proxy
+    cluster = eng.Cluster(args.replicas, ENGINE_YAML, raft_via=raft.port)
     agents: List[AgentProc] = []
     links: List[Links] = []
     nem: Optional[nemesis.Nemesis] = None
@@ -411,16 +478,16 @@ def main() -> int:
             zombie = Zombie(Client(cluster.urls, timeout=1.0, retry_for=2.0), rec)
             zombie.start()
         time.sleep(2.0)  # a steady state before the first fault
+        net = Network(raft, links, cluster.engines)
         nem = nemesis.Nemesis(faults, [Replica(e, i) for i, e in enumerate(cluster.engines)],
                               agents,  # type: ignore[arg-type]
-                              lambda kind, s, e, **kw: rec.nemesis(kind, s, e, **kw), log)
+                              lambda kind, s, e, **kw: rec.nemesis(kind, s, e, **kw), log, net)
         nem.start()
         time.sleep(args.duration)
         nem.stop_and_heal()
         if zombie is not None:
             zombie.stop()
-        for ln in links:
-            ln.heal()
+        net.heal()
         sub.stop()
         rec.event("heal")
         log(f"chaos: faults over, {len(sub.ids)} tasks submitted; settling")
@@ -452,6 +519,7 @@ def main() -> int:
                 pass
         problems = [p for p in (e.stop_and_check() for e in cluster.engines) if p]
         cluster.cleanup()
+        raft.close()
         if nem is not None:
             nem.close()
         rec.close()

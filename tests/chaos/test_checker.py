@@ -150,6 +150,19 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual(kinds(run(ok + [role(6.0, "replica-3", "leader", 3)])),
                          ["two-leaders"])
 
+    def test_availability_is_split_by_partition_side(self) -> None:
+        part = dict(type="nemesis", t=4.0, end=5.0, kind="partition", target="minority x",
+                    minority_agents=["agent-2"])
+        h = (self.clean()[:-1] + [part] + ckpt("agent-1.1", 11, 4.1, 4.2, 2, 9, "unknown")
+             + ckpt("agent-1.2", 12, 4.3, 4.4, 2, 9, "ok")
+             + ckpt("agent-2.1", 13, 4.5, 4.6, 2, 9, "unknown")
+             + ckpt("agent-1.2", 14, 5.1, 5.2, 2, 9, "fail")  # after it
+             + [read(9.0, 2, 9, 2, "b.1")])
+        res = run(h)
+        av = res["stats"]["availability"]
+        self.assertEqual(av["partition_majority_side"], 0.5)
+        self.assertEqual(av["partition_minority_side"], 0.0)
+
     def test_the_recorder_writes_what_load_reads(self) -> None:
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "h.jsonl")

@@ -115,6 +115,7 @@ class Engine:
         os.mkdir(self.data_dir)
         self.port = free_port()
         self.raft_port = free_port()
+        self.raft_advertised = self.raft_port  # what peers dial (a proxy's port: raft_bind)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(self.dir, "recoveryd.log")
         self.config_path = os.path.join(self.dir, "config.yaml")
@@ -139,7 +140,10 @@ class Engine:
     def write_config(self) -> None:
         with open(self.config_path, "w") as f:
             f.write("# Written by api/python/tests/engine.py\n")
-            f.write(f"cluster:\n  raft_address: 127.0.0.1:{self.raft_port}\n{self.cluster_yaml}")
+            f.write(f"cluster:\n  raft_address: 127.0.0.1:{self.raft_advertised}\n")
+            if self.raft_advertised != self.raft_port:
+                f.write(f"  raft_bind: 127.0.0.1:{self.raft_port}\n")
+            f.write(self.cluster_yaml)
             f.write("logging:\n  level: info\n")
             extra = self.extra_yaml
             if TIME_FACTOR != 1:
@@ -244,12 +248,19 @@ class Engine:
 
 
 class Cluster:
-    """``n`` replicas that bootstrap one raft cluster (ids 1..n)."""
+    """``n`` replicas that bootstrap one raft cluster (ids 1..n).
 
-    def __init__(self, n: int, extra_yaml: str = "", cluster_extra: str = "") -> None:
+    ``raft_via(i, port)``, when given, returns the port replica i's peers
+    dial instead of its raft port (a proxy in front of it: cluster.raft_bind)."""
+
+    def __init__(self, n: int, extra_yaml: str = "", cluster_extra: str = "",
+                 raft_via: Optional[Callable[[int, int], int]] = None) -> None:
         self.engines = [Engine(extra_yaml) for _ in range(n)]
+        if raft_via is not None:
+            for k, e in enumerate(self.engines):
+                e.raft_advertised = raft_via(k, e.raft_port)
         peers = "".join(
-            f"    - {{id: {k + 1}, address: 127.0.0.1:{e.raft_port}, api_url: {e.url}}}\n"
+            f"    - {{id: {k + 1}, address: 127.0.0.1:{e.raft_advertised}, api_url: {e.url}}}\n"
             for k, e in enumerate(self.engines))
         for i, e in enumerate(self.engines):
             e.cluster_yaml = f"  replica_id: {i + 1}\n{cluster_extra}  peers:\n{peers}"
