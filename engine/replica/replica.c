@@ -719,13 +719,28 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
                     scan.unfinalized, (unsigned long long)scan.unfinalized_first,
                     (unsigned long long)scan.unfinalized_last);
         }
+        if (v.torn && scan.torn_offset == 0) {
+            /* Its header tore: libraft would refuse the file, not cut it off. */
+            char aside[600];
+            if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
+                snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+                return RD_EIO;
+            }
+            snprintf(aside, sizeof(aside), "%s/raft", r->damaged_dir);
+            if (rd_repair_torn_header(r->raft_dir, aside, &scan, why, sizeof(why)) != 0) {
+                snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+                return RD_EIO;
+            }
+        }
         if (v.torn)
             RD_WARN("raft", "torn_write_dropped",
-                    "file=raft/%s offset=%lld from_index=%llu acknowledged=%llu "
+                    "file=raft/%s offset=%lld from_index=%llu acknowledged=%llu%s%s "
                     "detail=\"the last write before an unclean stop is incomplete and is cut "
                     "off; it holds no entry this replica acknowledged\"",
                     scan.torn_file, scan.torn_offset, (unsigned long long)scan.last_index + 1,
-                    (unsigned long long)(r->has_mark_start ? r->mark_start.applied : 0));
+                    (unsigned long long)(r->has_mark_start ? r->mark_start.applied : 0),
+                    scan.torn_offset == 0 ? " moved_to=" : "",
+                    scan.torn_offset == 0 ? r->damaged_dir : "");
         if (v.stale) {
             char aside[600];
             if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
