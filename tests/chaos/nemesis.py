@@ -22,6 +22,10 @@ Faults (kind, target, duration):
   300 ms election timeout) or lossy (a connection reset at a chunk).
 - ``oneway``: what one replica sends the others is lost (``outgoing`` 1)
   or what they send it (``outgoing`` 0); the other direction works.
+- ``damage``: kill -9 of a replica, 8 bytes flipped in a raft segment,
+  a snapshot or libraft's metadata (``what``; the file and offset hit go
+  into the history), and a restart: the engine must find it and rejoin
+  from the others (docs/operations.md, "Damaged data directory").
 - ``partition``: the replicas split (``shape``): ``leader`` (the leader of
   the moment alone), ``majority`` (a minority of n // 2 replicas apart),
   ``bridge`` (two sides that each see one replica in the middle but not
@@ -43,12 +47,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
-REPLICA_KINDS = ("kill_replica", "pause_replica", "replica_delay", "replica_loss", "oneway")
+REPLICA_KINDS = ("kill_replica", "pause_replica", "replica_delay", "replica_loss", "oneway",
+                 "damage")
 CLUSTER_KINDS = ("partition",)  # every replica involved: no other replica fault meanwhile
 AGENT_KINDS = ("kill_agent", "pause_agent", "delay", "loss", "cut", "stall")
 WEIGHTS = {"kill_replica": 2, "pause_replica": 2, "kill_agent": 2, "pause_agent": 2,
            "delay": 2, "loss": 2, "cut": 2, "stall": 2, "replica_delay": 1,
-           "replica_loss": 1, "oneway": 1, "partition": 2}
+           "replica_loss": 1, "oneway": 1, "partition": 2, "damage": 1}
+DAMAGED = ("segment", "snapshot", "metadata")
 SHAPES = ("leader", "majority", "bridge")
 
 
@@ -115,6 +121,9 @@ def schedule(seed: int, duration: float, replicas: int, agents: int,
             params["delay"] = round(rng.uniform(0.02, 0.25), 3)
         elif kind == "oneway":
             params["outgoing"] = rng.randrange(2)
+        elif kind == "damage":
+            params["what"] = rng.choice(DAMAGED)
+            params["pick"] = round(rng.random(), 4)
         elif kind == "partition":
             params["shape"] = rng.choice(SHAPES)
             params["order"] = rng.sample(range(replicas), replicas)
@@ -153,6 +162,7 @@ _DURATIONS: Dict[str, Tuple[float, float]] = {
     "replica_loss": (1.0, 5.0),
     "oneway": (1.0, 4.0),
     "partition": (1.0, 6.0),
+    "damage": (0.5, 3.0),
 }
 
 
@@ -170,6 +180,8 @@ class Target(Protocol):
     def resume(self) -> None: ...
 
     def links(self, **kw: Any) -> None: ...
+
+    def damage(self, what: str, pick: float) -> Dict[str, Any]: ...
 
 
 class Network(Protocol):
@@ -224,6 +236,9 @@ class Nemesis:
         elif f.kind == "oneway":
             self._network().replica_links(f.target, outgoing=bool(f.params["outgoing"]),
                                           cut=True)
+        elif f.kind == "damage":
+            tg.kill9()
+            return tg.damage(f.params["what"], f.params["pick"])
         elif f.kind in ("kill_replica", "kill_agent"):
             tg.kill9()
         elif f.kind in ("pause_replica", "pause_agent"):
@@ -242,7 +257,7 @@ class Nemesis:
             self._network().heal_partition()
         elif f.kind in ("replica_delay", "replica_loss", "oneway"):
             self._network().replica_links(f.target, delay=0.0, loss=0.0, cut=False)
-        elif f.kind in ("kill_replica", "kill_agent"):
+        elif f.kind in ("kill_replica", "kill_agent", "damage"):
             tg.restart()
         elif f.kind in ("pause_replica", "pause_agent"):
             tg.resume()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,7 +57,11 @@ from recoveryd.errors import BadRequest  # noqa: E402
 # this suite checks. The detection block must be first (engine.py stretches
 # the heartbeat there for sanitizer builds).
 ENGINE_YAML = ("fault_tolerance:\n  detection:\n    failure_threshold: 3\n"
-               "  poison:\n    max_failures: 16\n    window: 1s\n")
+               "  poison:\n    max_failures: 16\n    window: 1s\n"
+               # Snapshots, snapshot installs and closed segments within a
+               # short run (a damage fault has them to hit).
+               "storage:\n  segment_size: 4MiB\n  snapshot_threshold: 512\n"
+               "  snapshot_trailing: 128\n")
 
 
 def log(msg: str) -> None:
@@ -82,7 +87,35 @@ class Replica:
         self.e.signal(signal.SIGCONT)
 
     def links(self, **kw: Any) -> None:
-        raise NotImplementedError("replica links are not proxied yet")
+        raise NotImplementedError("a replica's links are the Network's")
+
+    def damage(self, what: str, pick: float) -> Dict[str, Any]:
+        """Flips 8 bytes of one file of its raft directory (it is down):
+        ``what`` is segment, snapshot or metadata; a segment when there is
+        none of that kind. ``pick`` (0-1, from the seed) picks the file and
+        where in its written part. What was hit goes into the history."""
+        raft = os.path.join(self.e.data_dir, "raft")
+        if not os.path.isdir(raft):  # moved aside by a rejoin that has not started raft yet
+            return {"file": None}
+        files = sorted(os.listdir(raft))
+        kinds = {
+            "segment": [f for f in files if re.fullmatch(r"\d{16}-\d{16}|open-\d+", f)],
+            "snapshot": [f for f in files if f.startswith("snapshot-")],
+            "metadata": [f for f in files if f in ("metadata1", "metadata2")],
+        }
+        hit = what if kinds.get(what) else "segment"
+        names = [f for f in kinds[hit] if os.path.getsize(os.path.join(raft, f)) > 64]
+        if not names:
+            return {"file": None}
+        name = names[int(pick * len(names)) % len(names)]
+        path = os.path.join(raft, name)
+        with open(path, "r+b") as f:
+            data = f.read()
+            end = len(data.rstrip(b"\0"))  # an open segment: its written part
+            at = 8 + int(pick * max(1, end - 24))
+            f.seek(at)
+            f.write(bytes(b ^ 0xFF for b in data[at:at + 8]))
+        return {"damaged": hit, "file": f"raft/{name}", "offset": at}
 
 
 class AgentProc:
