@@ -104,7 +104,7 @@ class Replica:
             "metadata": [f for f in files if f in ("metadata1", "metadata2")],
         }
         hit = what if kinds.get(what) else "segment"
-        names = [f for f in kinds[hit] if os.path.getsize(os.path.join(raft, f)) > 64]
+        names = [f for f in kinds[hit] if os.path.getsize(os.path.join(raft, f)) >= 16]
         if not names:
             return {"file": None}
         name = names[int(pick * len(names)) % len(names)]
