@@ -26,6 +26,10 @@ Faults (kind, target, duration):
   a snapshot or libraft's metadata (``what``; the file and offset hit go
   into the history), and a restart: the engine must find it and rejoin
   from the others (docs/operations.md, "Damaged data directory").
+- ``disk_full``: the small ext4 filesystem under one replica's data
+  directory (run.py's LoopDisk, root only, else the kind is skipped and
+  said so) is filled to the last block, then freed: the engine answers
+  507 no_space and must neither lose an acknowledged write nor exit.
 - ``partition``: the replicas split (``shape``): ``leader`` (the leader of
   the moment alone), ``majority`` (a minority of n // 2 replicas apart),
   ``bridge`` (two sides that each see one replica in the middle but not
@@ -48,12 +52,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 REPLICA_KINDS = ("kill_replica", "pause_replica", "replica_delay", "replica_loss", "oneway",
-                 "damage")
+                 "damage", "disk_full")
 CLUSTER_KINDS = ("partition",)  # every replica involved: no other replica fault meanwhile
 AGENT_KINDS = ("kill_agent", "pause_agent", "delay", "loss", "cut", "stall")
 WEIGHTS = {"kill_replica": 2, "pause_replica": 2, "kill_agent": 2, "pause_agent": 2,
            "delay": 2, "loss": 2, "cut": 2, "stall": 2, "replica_delay": 1,
-           "replica_loss": 1, "oneway": 1, "partition": 2, "damage": 1}
+           "replica_loss": 1, "oneway": 1, "partition": 2, "damage": 1,
+           "disk_full": 1}
 DAMAGED = ("segment", "snapshot", "metadata")
 SHAPES = ("leader", "majority", "bridge")
 
@@ -163,6 +168,7 @@ _DURATIONS: Dict[str, Tuple[float, float]] = {
     "oneway": (1.0, 4.0),
     "partition": (1.0, 6.0),
     "damage": (0.5, 3.0),
+    "disk_full": (3.0, 12.0),  # long enough for a snapshot or a new segment to need space
 }
 
 
@@ -182,6 +188,10 @@ class Target(Protocol):
     def links(self, **kw: Any) -> None: ...
 
     def damage(self, what: str, pick: float) -> Dict[str, Any]: ...
+
+    def fill_disk(self) -> Dict[str, Any]: ...
+
+    def free_disk(self) -> None: ...
 
 
 class Network(Protocol):
@@ -236,6 +246,8 @@ class Nemesis:
         elif f.kind == "oneway":
             self._network().replica_links(f.target, outgoing=bool(f.params["outgoing"]),
                                           cut=True)
+        elif f.kind == "disk_full":
+            return tg.fill_disk()
         elif f.kind == "damage":
             tg.kill9()
             return tg.damage(f.params["what"], f.params["pick"])
@@ -257,6 +269,8 @@ class Nemesis:
             self._network().heal_partition()
         elif f.kind in ("replica_delay", "replica_loss", "oneway"):
             self._network().replica_links(f.target, delay=0.0, loss=0.0, cut=False)
+        elif f.kind == "disk_full":
+            tg.free_disk()
         elif f.kind in ("kill_replica", "kill_agent", "damage"):
             tg.restart()
         elif f.kind in ("pause_replica", "pause_agent"):

@@ -69,9 +69,21 @@ def log(msg: str) -> None:
 
 
 class Replica:
-    def __init__(self, e: eng.Engine, index: int) -> None:
+    def __init__(self, e: eng.Engine, index: int, disk: Optional[LoopDisk] = None) -> None:
         self.e = e
         self.name = f"replica-{index + 1}"
+        self.disk = disk
+
+    def fill_disk(self) -> Dict[str, Any]:
+        assert self.disk is not None, "disk_full without a loop disk"
+        return self.disk.fill_up()
+
+    def free_disk(self) -> None:
+        assert self.disk is not None
+        self.disk.free()
+        if self.e.proc is not None and self.e.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with its disk full "
+                               f"(status {self.e.proc.returncode}): {self.e.log_tail(5)}")
 
     def kill9(self) -> None:
         self.e.kill9()
@@ -116,6 +128,63 @@ class Replica:
             f.seek(at)
             f.write(bytes(b ^ 0xFF for b in data[at:at + 8]))
         return {"damaged": hit, "file": f"raft/{name}", "offset": at}
+
+
+def may_mount() -> Optional[str]:
+    """None when this process can mount loop filesystems, else why not."""
+    if os.geteuid() != 0:
+        return "not root (mounting a small filesystem under a replica needs CAP_SYS_ADMIN)"
+    try:
+        with open("/proc/self/status") as f:
+            caps = next(int(ln.split()[1], 16) for ln in f if ln.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        caps = 1 << 21
+    if not (caps >> 21) & 1:
+        return "root without CAP_SYS_ADMIN (a container): no mount"
+    if not shutil.which("mkfs.ext4"):
+        return "no mkfs.ext4 (e2fsprogs)"
+    return None
+
+
+class LoopDisk:
+    """A small ext4 image mounted on a replica's data directory, which
+    disk_full fills (the engine answers 507 no_space and goes on)."""
+
+    def __init__(self, e: eng.Engine, mib: int = 96) -> None:
+        self.dir = e.data_dir
+        self.image = os.path.join(e.dir, "disk.img")
+        with open(self.image, "wb") as f:
+            f.truncate(mib << 20)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", self.image], check=True,
+                       capture_output=True)
+        subprocess.run(["mount", "-o", "loop", self.image, self.dir], check=True,
+                       capture_output=True)
+        self.fill = os.path.join(self.dir, "chaos-fill")
+
+    def fill_up(self) -> Dict[str, Any]:
+        """Takes every free block; how much that was."""
+        st = os.statvfs(self.dir)
+        free = st.f_bavail * st.f_frsize
+        taken = 0
+        with open(self.fill, "wb", buffering=0) as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, max(free - (1 << 20), 4096))
+                taken = os.fstat(f.fileno()).st_size
+                f.seek(taken)
+                while True:  # the last blocks, until ENOSPC
+                    taken += f.write(b"\0" * 65536) or 0
+            except OSError:
+                pass
+        return {"filled_mib": round(taken / (1 << 20), 1)}
+
+    def free(self) -> None:
+        try:
+            os.unlink(self.fill)
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        subprocess.run(["umount", self.dir], capture_output=True)
 
 
 class AgentProc:
@@ -470,14 +539,22 @@ def main() -> int:
         faults = [f for i, f in enumerate(faults) if i in keep]
         replay += f" --keep {args.keep}" if replay.startswith("tests/") else \
             f" (run.py's --keep {args.keep})"
+    # Kinds this machine cannot do: their faults are dropped from the run
+    # (the schedule stays the seed's) and said so, never passed silently.
+    cannot = {"disk_full": may_mount()}
+    skipped = {k: {"reason": why, "faults": sum(f.kind == k for f in faults)}
+               for k, why in cannot.items() if why and k in kinds}
+    faults = [f for f in faults if f.kind not in skipped]
     out = args.out or tempfile.mkdtemp(prefix=f"chaos-{args.seed}-")
     os.makedirs(out, exist_ok=True)
     hist = os.path.join(out, "history.jsonl")
     if os.path.exists(hist):
         os.unlink(hist)
     with open(os.path.join(out, "schedule.json"), "w") as f:
-        json.dump({"seed": args.seed, "args": vars(args),
+        json.dump({"seed": args.seed, "args": vars(args), "skipped": skipped,
                    "faults": [x.describe() for x in faults]}, f, indent=1)
+    for k, sk in skipped.items():
+        log(f"chaos: SKIPPED {sk['faults']} {k} fault(s): {sk['reason']}")
     log(f"chaos: seed {args.seed}, {len(faults)} faults over {args.duration:g} s, "
         f"{args.replicas} replicas, {args.agents} agents, results in {out}")
 
@@ -491,7 +568,11 @@ def main() -> int:
     roles: Optional[RolePoller] = None
     zombie: Optional[Zombie] = None
     broke: Optional[str] = None
+    disks: List[Optional[LoopDisk]] = [None] * args.replicas
     try:
+        if "disk_full" in kinds and "disk_full" not in skipped:
+            for i, e in enumerate(cluster.engines):
+                disks[i] = LoopDisk(e)
         cluster.start()
         roles = RolePoller(cluster.engines, rec)
         roles.start()
@@ -512,7 +593,8 @@ def main() -> int:
             zombie.start()
         time.sleep(2.0)  # a steady state before the first fault
         net = Network(raft, links, cluster.engines)
-        nem = nemesis.Nemesis(faults, [Replica(e, i) for i, e in enumerate(cluster.engines)],
+        nem = nemesis.Nemesis(faults, [Replica(e, i, disks[i])
+                                       for i, e in enumerate(cluster.engines)],
                               agents,  # type: ignore[arg-type]
                               lambda kind, s, e, **kw: rec.nemesis(kind, s, e, **kw), log, net)
         nem.start()
@@ -551,6 +633,9 @@ def main() -> int:
             except OSError:
                 pass
         problems = [p for p in (e.stop_and_check() for e in cluster.engines) if p]
+        for d in disks:
+            if d is not None:
+                d.close()
         cluster.cleanup()
         raft.close()
         if nem is not None:
@@ -564,6 +649,7 @@ def main() -> int:
     res["seed"] = args.seed
     res["replay"] = replay
     res["engine_problems"] = problems
+    res["skipped"] = skipped
     with open(os.path.join(out, "result.json"), "w") as f:
         json.dump(res, f, indent=1)
     plot.write_svg(os.path.join(out, "run.svg"), res["stats"], hfaults,
