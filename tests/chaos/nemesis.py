@@ -30,6 +30,11 @@ Faults (kind, target, duration):
   directory (run.py's LoopDisk, root only, else the kind is skipped and
   said so) is filled to the last block, then freed: the engine answers
   507 no_space and must neither lose an acknowledged write nor exit.
+- ``replica_clock``: one replica's wall clock jumps ``offset`` seconds
+  (30 s to an hour, forwards or backwards) and back at the end, through
+  libfaketime (every replica runs under it when the kind is on; without
+  Debian's faketime the kind is skipped and said so). The monotonic clock
+  is left alone, as an NTP step would.
 - ``partition``: the replicas split (``shape``): ``leader`` (the leader of
   the moment alone), ``majority`` (a minority of n // 2 replicas apart),
   ``bridge`` (two sides that each see one replica in the middle but not
@@ -52,13 +57,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 REPLICA_KINDS = ("kill_replica", "pause_replica", "replica_delay", "replica_loss", "oneway",
-                 "damage", "disk_full")
+                 "damage", "disk_full", "replica_clock")
 CLUSTER_KINDS = ("partition",)  # every replica involved: no other replica fault meanwhile
 AGENT_KINDS = ("kill_agent", "pause_agent", "delay", "loss", "cut", "stall")
 WEIGHTS = {"kill_replica": 2, "pause_replica": 2, "kill_agent": 2, "pause_agent": 2,
            "delay": 2, "loss": 2, "cut": 2, "stall": 2, "replica_delay": 1,
            "replica_loss": 1, "oneway": 1, "partition": 2, "damage": 1,
-           "disk_full": 1}
+           "disk_full": 1, "replica_clock": 1}
 DAMAGED = ("segment", "snapshot", "metadata")
 SHAPES = ("leader", "majority", "bridge")
 
@@ -126,6 +131,8 @@ def schedule(seed: int, duration: float, replicas: int, agents: int,
             params["delay"] = round(rng.uniform(0.02, 0.25), 3)
         elif kind == "oneway":
             params["outgoing"] = rng.randrange(2)
+        elif kind == "replica_clock":  # seconds, either way, then back
+            params["offset"] = rng.choice((-1, 1)) * round(rng.uniform(30, 3600))
         elif kind == "damage":
             params["what"] = rng.choice(DAMAGED)
             params["pick"] = round(rng.random(), 4)
@@ -168,6 +175,7 @@ _DURATIONS: Dict[str, Tuple[float, float]] = {
     "oneway": (1.0, 4.0),
     "partition": (1.0, 6.0),
     "damage": (0.5, 3.0),
+    "replica_clock": (2.0, 10.0),
     "disk_full": (3.0, 12.0),  # long enough for a snapshot or a new segment to need space
 }
 
@@ -192,6 +200,8 @@ class Target(Protocol):
     def fill_disk(self) -> Dict[str, Any]: ...
 
     def free_disk(self) -> None: ...
+
+    def jump_clock(self, offset: float) -> Dict[str, Any]: ...
 
 
 class Network(Protocol):
@@ -248,6 +258,8 @@ class Nemesis:
                                           cut=True)
         elif f.kind == "disk_full":
             return tg.fill_disk()
+        elif f.kind == "replica_clock":
+            return tg.jump_clock(f.params["offset"])
         elif f.kind == "damage":
             tg.kill9()
             return tg.damage(f.params["what"], f.params["pick"])
@@ -271,6 +283,8 @@ class Nemesis:
             self._network().replica_links(f.target, delay=0.0, loss=0.0, cut=False)
         elif f.kind == "disk_full":
             tg.free_disk()
+        elif f.kind == "replica_clock":
+            tg.jump_clock(0)
         elif f.kind in ("kill_replica", "kill_agent", "damage"):
             tg.restart()
         elif f.kind in ("pause_replica", "pause_agent"):

@@ -21,6 +21,7 @@ printed), 2 the run itself broke, 77 no recoveryd binary.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -69,10 +70,33 @@ def log(msg: str) -> None:
 
 
 class Replica:
-    def __init__(self, e: eng.Engine, index: int, disk: Optional[LoopDisk] = None) -> None:
+    def __init__(self, e: eng.Engine, index: int, disk: Optional[LoopDisk] = None,
+                 clock: Optional[FakeClock] = None) -> None:
         self.e = e
         self.name = f"replica-{index + 1}"
         self.disk = disk
+        self.clock = clock
+
+    def jump_clock(self, offset: float) -> Dict[str, Any]:
+        """Sets the offset; what the replica's own clock then says
+        (last_updated of its /api/v1/health/cluster, answered by the
+        replica asked), as evidence that it jumped."""
+        assert self.clock is not None, "a clock jump without libfaketime"
+        self.clock.set(offset)
+        seen = None
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            try:
+                code, body = eng.http_json("GET", self.e.url + "/api/v1/health/cluster",
+                                           timeout=0.5)
+                stamp = datetime.datetime.strptime(body["last_updated"], "%Y-%m-%dT%H:%M:%S.%fZ")
+                seen = stamp.replace(tzinfo=datetime.timezone.utc).timestamp() - time.time()
+            except (OSError, KeyError, TypeError, ValueError):
+                pass
+            if seen is not None and abs(seen - offset) < 5:
+                break
+            time.sleep(0.2)
+        return {"seen_offset": None if seen is None else round(seen)}
 
     def fill_disk(self) -> Dict[str, Any]:
         assert self.disk is not None, "disk_full without a loop disk"
@@ -144,6 +168,37 @@ def may_mount() -> Optional[str]:
     if not shutil.which("mkfs.ext4"):
         return "no mkfs.ext4 (e2fsprogs)"
     return None
+
+
+FAKETIME_LIBS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+                 "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+                 "/usr/lib/faketime/libfaketimeMT.so.1")
+
+
+def faketime_lib() -> Optional[str]:
+    return next((p for p in FAKETIME_LIBS if os.path.exists(p)), None)
+
+
+class FakeClock:
+    """A replica's wall clock under libfaketime (Debian's faketime): the
+    offset in a file it rereads every second; CLOCK_MONOTONIC stays real
+    (an NTP step moves only the wall clock, and the history's times are
+    monotonic)."""
+
+    def __init__(self, e: eng.Engine, lib: str) -> None:
+        self.path = os.path.join(e.dir, "faketime.rc")
+        self.set(0)
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        e.env.update({"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": self.path,
+                      "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                      # a sanitizer build: libfaketime comes before its runtime
+                      "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"})
+
+    def set(self, offset: float) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{offset:+.0f}\n")
+        os.replace(tmp, self.path)
 
 
 class LoopDisk:
@@ -541,7 +596,8 @@ def main() -> int:
             f" (run.py's --keep {args.keep})"
     # Kinds this machine cannot do: their faults are dropped from the run
     # (the schedule stays the seed's) and said so, never passed silently.
-    cannot = {"disk_full": may_mount()}
+    cannot = {"disk_full": may_mount(),
+              "replica_clock": None if faketime_lib() else "no libfaketime (Debian's faketime)"}
     skipped = {k: {"reason": why, "faults": sum(f.kind == k for f in faults)}
                for k, why in cannot.items() if why and k in kinds}
     faults = [f for f in faults if f.kind not in skipped]
@@ -569,7 +625,11 @@ def main() -> int:
     zombie: Optional[Zombie] = None
     broke: Optional[str] = None
     disks: List[Optional[LoopDisk]] = [None] * args.replicas
+    clocks: List[Optional[FakeClock]] = [None] * args.replicas
     try:
+        lib = faketime_lib()
+        if "replica_clock" in kinds and lib and "replica_clock" not in skipped:
+            clocks = [FakeClock(e, lib) for e in cluster.engines]
         if "disk_full" in kinds and "disk_full" not in skipped:
             for i, e in enumerate(cluster.engines):
                 disks[i] = LoopDisk(e)
@@ -593,7 +653,7 @@ def main() -> int:
             zombie.start()
         time.sleep(2.0)  # a steady state before the first fault
         net = Network(raft, links, cluster.engines)
-        nem = nemesis.Nemesis(faults, [Replica(e, i, disks[i])
+        nem = nemesis.Nemesis(faults, [Replica(e, i, disks[i], clocks[i])
                                        for i, e in enumerate(cluster.engines)],
                               agents,  # type: ignore[arg-type]
                               lambda kind, s, e, **kw: rec.nemesis(kind, s, e, **kw), log, net)

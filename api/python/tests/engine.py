@@ -124,6 +124,7 @@ class Engine:
         self.proc: Optional[subprocess.Popen] = None
         self.cafile: Optional[str] = None
         self.killed = False  # by the test (kill -9): its exit says nothing
+        self.env: Dict[str, str] = {}  # added to the environment it starts in
 
     def use_tls(self) -> None:
         """A self-signed certificate for 127.0.0.1 (openssl): the API speaks
@@ -166,7 +167,8 @@ class Engine:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(argv, cwd=self.dir, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, preexec_fn=_pdeathsig)
+                                         stdout=log, stderr=log, preexec_fn=_pdeathsig,
+                                         env={**os.environ, **self.env} if self.env else None)
         finally:
             log.close()
         wait_for(self.healthy, 15, f"{self.url}/health")
