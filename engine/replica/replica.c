@@ -610,6 +610,18 @@ static void refuse_message(struct rd_replica *r, const char *dir, const struct r
 }
 
 /* Moves <data_dir>/raft and the mark into a fresh damaged-<time>/. */
+/* A new damaged-<time> directory for this start; `aside` its raft/. */
+static int damaged_raft_dir(struct rd_replica *r, const char *dir, char *aside, size_t cap)
+{
+    char why[512];
+    if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        return RD_EIO;
+    }
+    snprintf(aside, cap, "%s/raft", r->damaged_dir);
+    return 0;
+}
+
 static int move_state_aside(struct rd_replica *r, const char *dir)
 {
     char why[512], to[600];
@@ -722,11 +734,8 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
         if (v.torn && scan.torn_offset == 0) {
             /* Its header tore: libraft would refuse the file, not cut it off. */
             char aside[600];
-            if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
-                snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+            if (damaged_raft_dir(r, dir, aside, sizeof(aside)) != 0)
                 return RD_EIO;
-            }
-            snprintf(aside, sizeof(aside), "%s/raft", r->damaged_dir);
             if (rd_repair_torn_header(r->raft_dir, aside, &scan, why, sizeof(why)) != 0) {
                 snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
                 return RD_EIO;
@@ -743,11 +752,8 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
                     scan.torn_offset == 0 ? r->damaged_dir : "");
         if (v.stale) {
             char aside[600];
-            if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
-                snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+            if (damaged_raft_dir(r, dir, aside, sizeof(aside)) != 0)
                 return RD_EIO;
-            }
-            snprintf(aside, sizeof(aside), "%s/raft", r->damaged_dir);
             if (rd_repair_stale(r->raft_dir, aside, &scan, why, sizeof(why)) != 0) {
                 snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
                 return RD_EIO;
@@ -763,11 +769,8 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
     snprintf(r->damage_report, sizeof(r->damage_report), "%s", v.report);
     if (cfg->storage.accept_data_loss) {
         char aside[600];
-        if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
-            snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        if (damaged_raft_dir(r, dir, aside, sizeof(aside)) != 0)
             return RD_EIO;
-        }
-        snprintf(aside, sizeof(aside), "%s/raft", r->damaged_dir);
         if (rd_repair(r->raft_dir, aside, &scan, r->has_mark_start ? &r->mark_start : NULL, why,
                       sizeof(why)) != 0) {
             snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);

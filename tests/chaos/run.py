@@ -361,18 +361,15 @@ class Network:
             links.heal()
 
 
-class Submitter:
-    """Submits tasks at a steady rate, each submission in the history."""
+class Background:
+    """A thread running ``_run`` until stop()."""
 
-    def __init__(self, client: Client, rec: Recorder, rate: float, steps: int,
-                 step_ms: int) -> None:
-        self.client = client
-        self.rec = rec
-        self.rate = rate
-        self.payload = {"steps": steps, "step_ms": step_ms}
-        self.ids: List[str] = []
+    def __init__(self, name: str) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="submitter", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
 
     def start(self) -> None:
         self._thread.start()
@@ -380,6 +377,19 @@ class Submitter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(30)
+
+
+class Submitter(Background):
+    """Submits tasks at a steady rate, each submission in the history."""
+
+    def __init__(self, client: Client, rec: Recorder, rate: float, steps: int,
+                 step_ms: int) -> None:
+        super().__init__("submitter")
+        self.client = client
+        self.rec = rec
+        self.rate = rate
+        self.payload = {"steps": steps, "step_ms": step_ms}
+        self.ids: List[str] = []
 
     def _run(self) -> None:
         t0 = time.monotonic()
@@ -400,7 +410,7 @@ class Submitter:
                 self.rec.done(op, "ok")
 
 
-class Zombie:
+class Zombie(Background):
     """A writer from the past: for every task seen on attempt b >= 2, one
     checkpoint write and one completion with attempt b-1 (the engine must
     answer 409 to both).
@@ -410,19 +420,11 @@ class Zombie:
     was), which the checker's stale-write rule reads like a start."""
 
     def __init__(self, client: Client, rec: Recorder, every: float = 0.5) -> None:
+        super().__init__("zombie")
         self.client = client
         self.rec = rec
         self.every = every
         self.done: set = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="zombie", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -457,25 +459,17 @@ class Zombie:
             self.rec.done(op, "ok")
 
 
-class RolePoller:
+class RolePoller(Background):
     """Polls every replica's /health (directly, not through a proxy) and
     records each change of its role or term: the checker's evidence for at
     most one leader per term."""
 
     def __init__(self, engines: List[eng.Engine], rec: Recorder, every: float = 0.1) -> None:
+        super().__init__("roles")
         self.engines = engines
         self.rec = rec
         self.every = every
-        self._stop = threading.Event()
         self._seen: dict = {}
-        self._thread = threading.Thread(target=self._run, name="roles", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
