@@ -31,7 +31,7 @@ Liveness (after ``healed_at``, when the nemesis stopped and healed):
 It also measures the availability seen by agents: acknowledged checkpoint
 writes over all tried, with and without an active fault, per second, and
 during partitions on the majority side and on the minority side (agents
-whose replica reaches no majority: ``minority_agents`` of the fault).
+that reach no replica which sees a majority: ``minority_agents``).
 """
 
 from __future__ import annotations
@@ -242,6 +242,8 @@ def _stats(ops: List[Op], faults: List[Fault], healed_at: Optional[float],
         "zombie_writes": {"tried": len(zombie), "refused": sum(o.outcome == "fail" for o in zombie),
                           "accepted": sum(o.outcome == "ok" for o in zombie)},
         "faults": len(faults),
+        "faults_by_kind": {k: sum(f.kind == k for f in faults)
+                           for k in sorted({f.kind for f in faults})},
         "healed_at": None if healed_at is None else round(healed_at - t0, 3),
         "recovery_after_heal_s": _round(recovery, 3),
         "last_completion_after_heal_s": _round(

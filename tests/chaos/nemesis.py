@@ -176,7 +176,7 @@ _DURATIONS: Dict[str, Tuple[float, float]] = {
     "partition": (1.0, 6.0),
     "damage": (0.5, 3.0),
     "replica_clock": (2.0, 10.0),
-    "disk_full": (3.0, 12.0),  # long enough for a snapshot or a new segment to need space
+    "disk_full": (8.0, 30.0),  # long enough for a snapshot or a new segment to need space
 }
 
 

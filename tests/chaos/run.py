@@ -326,13 +326,17 @@ class Network:
             for j in range(n):
                 if i != j:
                     self.raft.set(i, j, blocked=not conn[i][j])
+        def sees(h: int) -> List[bool]:  # both ways
+            return [r == h or (conn[h][r] and conn[r][h]) for r in range(n)]
+
+        # A replica that sees a majority can lead one (a bridge's middle).
+        quorate = [sum(sees(r)) > n // 2 for r in range(n)]
         cut_off = []
         for a, links in enumerate(self.agents):
-            h = homes[a]
-            sees = [r == h or (conn[h][r] and conn[r][h]) for r in range(n)]
+            reach = sees(homes[a])
             for r in range(n):
-                links.block(r, not sees[r])
-            if sum(sees) <= n // 2:
+                links.block(r, not reach[r])
+            if not any(reach[r] and quorate[r] for r in range(n)):
                 cut_off.append(f"agent-{a + 1}")
         if shape == "leader":
             who = f"leader replica-{(order[0] if leader is None else leader) + 1}"

@@ -162,6 +162,7 @@ class CheckerTest(unittest.TestCase):
         av = res["stats"]["availability"]
         self.assertEqual(av["partition_majority_side"], 0.5)
         self.assertEqual(av["partition_minority_side"], 0.0)
+        self.assertEqual(res["stats"]["faults_by_kind"], {"partition": 1})
 
     def test_the_recorder_writes_what_load_reads(self) -> None:
         with tempfile.TemporaryDirectory() as d:
