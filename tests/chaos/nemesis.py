@@ -65,6 +65,7 @@ WEIGHTS = {"kill_replica": 2, "pause_replica": 2, "kill_agent": 2, "pause_agent"
            "replica_loss": 1, "oneway": 1, "partition": 2, "damage": 1,
            "disk_full": 1, "replica_clock": 1}
 DAMAGED = ("segment", "snapshot", "metadata")
+DAMAGE_REJOIN = 20.0  # seconds after a damage before the next: time to rejoin
 SHAPES = ("leader", "majority", "bridge")
 
 
@@ -149,9 +150,16 @@ def schedule(seed: int, duration: float, replicas: int, agents: int,
         elif kind in REPLICA_KINDS:
             target = rng.randrange(replicas)
             active = sum(1 for (k, _), end in busy_until.items() if k == "replica" and end > t)
-            if active < replica_faults and busy_until.get(("replica", target), 0.0) <= t:
+            # A damaged replica rejoins from the others: never two at once
+            # (two of three emptied leave no majority with the data, which
+            # no engine may recover by itself).
+            rejoining = kind == "damage" and t < busy_until.get(("damage", 0), 0.0)
+            if (active < replica_faults and busy_until.get(("replica", target), 0.0) <= t
+                    and not rejoining):
                 out.append(Fault(round(t, 2), kind, target, d, params))
                 busy_until[("replica", target)] = t + d + 0.5
+                if kind == "damage":
+                    busy_until[("damage", 0)] = t + d + DAMAGE_REJOIN
         else:
             target = rng.randrange(agents)
             if busy_until.get(("agent", target), 0.0) <= t:

@@ -99,6 +99,19 @@ class ScheduleTest(unittest.TestCase):
         self.assertGreater(drawn, 30)  # about two per seed: the rule was tested
 
 
+class DamageTest(unittest.TestCase):
+    def test_damages_are_apart_even_with_two_replica_faults(self) -> None:
+        n = 0
+        for seed in range(30):
+            fs = [f for f in nemesis.schedule(seed, 300, 3, 3, replica_faults=2)
+                  if f.kind == "damage"]
+            n += len(fs)
+            for a, b in zip(fs, fs[1:]):
+                self.assertGreaterEqual(b.at, a.at + a.duration + nemesis.DAMAGE_REJOIN,
+                                        f"seed {seed}: {a} then {b}")
+        self.assertGreater(n, 30)
+
+
 class ShapeTest(unittest.TestCase):
     @staticmethod
     def cut(conn: List[List[bool]]) -> List[List[int]]:
