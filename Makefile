@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= deploy/recoveryd.yaml
 
-.PHONY: all bootstrap build run test sim sanitize format format-check lint-api bench fuzz clean install deb
+.PHONY: all bootstrap build run test sim sanitize format format-check lint-api bench fuzz chaos clean install deb
 
 all: build
 
@@ -78,6 +78,22 @@ lint-api:
 bench:
 	@scripts/bootstrap --bench
 	tests/bench/heartbeats/run.sh
+
+# A chaos run (tests/chaos, docs/chaos.md): DURATION seconds of faults drawn
+# from SEED (a new seed each run unless given; a failing run prints its
+# own), then the checker. Results in CHAOS_OUT (result.json, run.svg,
+# history.jsonl, logs). `make chaos SEED=1234 DURATION=600` replays a schedule.
+SEED ?=
+DURATION ?= 120
+CHAOS_AGENTS ?= 4
+CHAOS_RATE ?= 3
+CHAOS_REPLICAS ?= 3
+CHAOS_OUT ?= $(BUILD)/chaos
+chaos: build
+	RECOVERYD_BINARY=$(abspath $(BUILD))/bin/recoveryd python3 tests/chaos/run.py \
+		$(if $(SEED),--seed $(SEED)) --duration $(DURATION) \
+		--agents $(CHAOS_AGENTS) --rate $(CHAOS_RATE) --replicas $(CHAOS_REPLICAS) \
+		--out $(CHAOS_OUT)
 
 # The libFuzzer targets of tests/fuzz/ (clang, build-fuzz), FUZZ_TIME
 # seconds each (docs/fuzzing.md).

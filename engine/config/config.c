@@ -250,6 +250,7 @@ static const struct cfg_field cfg_cluster[] = {
     CFG_F("node_id", CFG_STRING, cluster.node_id),
     CFG_U("replica_id", cluster.replica_id, 1, UINT64_MAX),
     CFG_T("raft_address", CFG_ADDR, cluster.raft_address, RD_CFG_RAFT_ADDRESS),
+    CFG_F("raft_bind", CFG_ADDR, cluster.raft_bind),
     CFG_F("election_timeout", CFG_DURATION, cluster.election_timeout_ms),
     CFG_F("heartbeat_timeout", CFG_DURATION, cluster.heartbeat_timeout_ms),
     CFG_F("pre_vote", CFG_BOOL, cluster.pre_vote),
@@ -553,6 +554,11 @@ bool rd_config_cluster_tls(const struct rd_config *cfg)
 {
     return cfg->cluster.tls.ca[0] != '\0' && cfg->cluster.tls.cert[0] != '\0' &&
            cfg->cluster.tls.key[0] != '\0';
+}
+
+const char *rd_config_raft_bind(const struct rd_config *cfg)
+{
+    return cfg->cluster.raft_bind[0] != '\0' ? cfg->cluster.raft_bind : cfg->cluster.raft_address;
 }
 
 int rd_config_parse_hostport(const char *s, char host[RD_CFG_STR], uint16_t *port)
@@ -2110,6 +2116,19 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
     rc = cfg_check_cluster_tls(cfg, host, err);
     if (rc != 0)
         return rc;
+    if (cfg->cluster.raft_bind[0] != '\0') {
+        if (rd_config_parse_hostport(cfg->cluster.raft_bind, host, &port) != 0)
+            return cfg_errf(err, RD_ECONFIG,
+                            "cluster.raft_bind: expected \"\" or HOST:PORT like 127.0.0.1:7080, "
+                            "got '%s'",
+                            cfg->cluster.raft_bind);
+        if (!rd_config_cluster_tls(cfg) && !cfg->cluster.tls.insecure_plaintext &&
+            !rd_config_host_is_loopback(host))
+            return cfg_errf(err, RD_ECONFIG,
+                            "cluster.raft_bind: '%s' is not a loopback address and cluster.tls "
+                            "is not set (as for cluster.raft_address: docs/security.md)",
+                            cfg->cluster.raft_bind);
+    }
     rc = cfg_check_plugins(cfg, err);
     if (rc != 0)
         return rc;

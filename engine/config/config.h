@@ -171,6 +171,9 @@ struct rd_config {
         char node_id[RD_CFG_STR];      /* cluster.node_id: this replica's name, default "rd1" */
         uint64_t replica_id;           /* cluster.replica_id, default 1 */
         char raft_address[RD_CFG_STR]; /* cluster.raft_address, default 127.0.0.1:7080 */
+        char raft_bind[RD_CFG_STR];    /* cluster.raft_bind: where the transport listens when
+                                          peers reach raft_address through a proxy or NAT;
+                                          empty (default) = raft_address */
         uint64_t election_timeout_ms;  /* cluster.election_timeout, default 300ms */
         uint64_t heartbeat_timeout_ms; /* cluster.heartbeat_timeout, default 50ms */
         bool pre_vote;                 /* cluster.pre_vote, default true */
@@ -353,6 +356,9 @@ bool rd_config_host_is_loopback(const char *host);
 
 /* True when cluster.tls.ca, cert and key are set (mutual TLS between replicas). */
 bool rd_config_cluster_tls(const struct rd_config *cfg);
+
+/* Where the raft transport listens: cluster.raft_bind, else cluster.raft_address. */
+const char *rd_config_raft_bind(const struct rd_config *cfg);
 
 /* Parses "HOST:PORT" ("[::1]:8080" too) for --listen. 0 or RD_EINVAL. */
 int rd_config_parse_hostport(const char *s, char host[RD_CFG_STR], uint16_t *port);

@@ -1450,6 +1450,21 @@ static int finalize_open(const char *raft_dir, const struct seg *segs, size_t co
     return fsync_dir(raft_dir) == 0 ? 0 : RD_EIO;
 }
 
+int rd_repair_torn_header(const char *raft_dir, const char *aside, const struct rd_scan *s,
+                          char *why, size_t n)
+{
+    if (!s->torn || s->torn_offset != 0)
+        return 0;
+    if (mkdir(aside, 0755) != 0 && errno != EEXIST) {
+        say(why, n, "cannot create %s: %s", aside, strerror(errno));
+        return RD_EIO;
+    }
+    char from[600], to[600];
+    snprintf(from, sizeof(from), "%s/%s", raft_dir, s->torn_file);
+    snprintf(to, sizeof(to), "%s/%s", aside, s->torn_file);
+    return rd_move_aside(from, to, why, n);
+}
+
 int rd_repair_unfinalized(const char *raft_dir, const struct rd_scan *s, char *why, size_t n)
 {
     if (s->unfinalized[0] == '\0')

@@ -246,6 +246,16 @@ int rd_close_stranded(const char *raft_dir, int *closed, char *done, size_t cap,
 int rd_repair_stale(const char *raft_dir, const char *aside, const struct rd_scan *s, char *why,
                     size_t n);
 
+/*
+ * A torn write at byte 0 of an open segment (its format header is not
+ * libraft's, a preallocated segment whose first write tore): libraft would
+ * refuse the file ("unexpected format version") instead of cutting it off
+ * as it does a torn batch, so it is moved into `aside` (it holds no entry
+ * libraft could load). Nothing to do otherwise. 0 or RD_EIO with `why`.
+ */
+int rd_repair_torn_header(const char *raft_dir, const char *aside, const struct rd_scan *s,
+                          char *why, size_t n);
+
 /* Closes s->unfinalized as the segment it should have become. 0 or RD_EIO. */
 int rd_repair_unfinalized(const char *raft_dir, const struct rd_scan *s, char *why, size_t n);
 

@@ -560,7 +560,7 @@ int rd_replica_listen(struct rd_replica *r, uv_loop_t *loop, const struct rd_con
     int rv;
     r->loop = loop;
     r->cfg = cfg;
-    const char *address = cfg->cluster.raft_address;
+    const char *address = rd_config_raft_bind(cfg);
     if ((rv = probe_address(r, address)) != 0)
         return rv;
     /* libraft's TCP transport needs version 1 set before init (else RAFT_INVALID). */
@@ -646,6 +646,18 @@ static void refuse_message(struct rd_replica *r, const char *dir, const struct r
 }
 
 /* Moves <data_dir>/raft and the mark into a fresh damaged-<time>/. */
+/* A new damaged-<time> directory for this start; `aside` its raft/. */
+static int damaged_raft_dir(struct rd_replica *r, const char *dir, char *aside, size_t cap)
+{
+    char why[512];
+    if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        return RD_EIO;
+    }
+    snprintf(aside, cap, "%s/raft", r->damaged_dir);
+    return 0;
+}
+
 static int move_state_aside(struct rd_replica *r, const char *dir)
 {
     char why[512], to[600];
@@ -755,20 +767,29 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
                     scan.unfinalized, (unsigned long long)scan.unfinalized_first,
                     (unsigned long long)scan.unfinalized_last);
         }
-        if (v.torn)
-            RD_WARN("raft", "torn_write_dropped",
-                    "file=raft/%s offset=%lld from_index=%llu acknowledged=%llu "
-                    "detail=\"the last write before an unclean stop is incomplete and is cut "
-                    "off; it holds no entry this replica acknowledged\"",
-                    scan.torn_file, scan.torn_offset, (unsigned long long)scan.last_index + 1,
-                    (unsigned long long)(r->has_mark_start ? r->mark_start.applied : 0));
-        if (v.stale) {
+        if (v.torn && scan.torn_offset == 0) {
+            /* Its header tore: libraft would refuse the file, not cut it off. */
             char aside[600];
-            if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
+            if (damaged_raft_dir(r, dir, aside, sizeof(aside)) != 0)
+                return RD_EIO;
+            if (rd_repair_torn_header(r->raft_dir, aside, &scan, why, sizeof(why)) != 0) {
                 snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
                 return RD_EIO;
             }
-            snprintf(aside, sizeof(aside), "%s/raft", r->damaged_dir);
+        }
+        if (v.torn)
+            RD_WARN("raft", "torn_write_dropped",
+                    "file=raft/%s offset=%lld from_index=%llu acknowledged=%llu%s%s "
+                    "detail=\"the last write before an unclean stop is incomplete and is cut "
+                    "off; it holds no entry this replica acknowledged\"",
+                    scan.torn_file, scan.torn_offset, (unsigned long long)scan.last_index + 1,
+                    (unsigned long long)(r->has_mark_start ? r->mark_start.applied : 0),
+                    scan.torn_offset == 0 ? " moved_to=" : "",
+                    scan.torn_offset == 0 ? r->damaged_dir : "");
+        if (v.stale) {
+            char aside[600];
+            if (damaged_raft_dir(r, dir, aside, sizeof(aside)) != 0)
+                return RD_EIO;
             if (rd_repair_stale(r->raft_dir, aside, &scan, why, sizeof(why)) != 0) {
                 snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
                 return RD_EIO;
@@ -784,11 +805,8 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
     snprintf(r->damage_report, sizeof(r->damage_report), "%s", v.report);
     if (cfg->storage.accept_data_loss) {
         char aside[600];
-        if (rd_damage_dir(dir, r->damaged_dir, sizeof(r->damaged_dir), why, sizeof(why)) != 0) {
-            snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        if (damaged_raft_dir(r, dir, aside, sizeof(aside)) != 0)
             return RD_EIO;
-        }
-        snprintf(aside, sizeof(aside), "%s/raft", r->damaged_dir);
         if (rd_repair(r->raft_dir, aside, &scan, r->has_mark_start ? &r->mark_start : NULL, why,
                       sizeof(why)) != 0) {
             snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);

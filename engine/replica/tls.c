@@ -832,7 +832,7 @@ static void on_accept(uv_stream_t *server, int status)
 static int tls_listen(struct raft_uv_transport *transport, raft_uv_accept_cb cb)
 {
     struct tls *t = transport->impl;
-    const char *address = t->cfg->cluster.raft_address;
+    const char *address = rd_config_raft_bind(t->cfg);
     char host[RD_CFG_STR], service[8];
     uint16_t port;
     t->accept_cb = cb;

@@ -115,6 +115,7 @@ class Engine:
         os.mkdir(self.data_dir)
         self.port = free_port()
         self.raft_port = free_port()
+        self.raft_advertised = self.raft_port  # what peers dial (a proxy's port: raft_bind)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(self.dir, "recoveryd.log")
         self.config_path = os.path.join(self.dir, "config.yaml")
@@ -123,6 +124,7 @@ class Engine:
         self.proc: Optional[subprocess.Popen] = None
         self.cafile: Optional[str] = None
         self.killed = False  # by the test (kill -9): its exit says nothing
+        self.env: Dict[str, str] = {}  # added to the environment it starts in
 
     def use_tls(self) -> None:
         """A self-signed certificate for 127.0.0.1 (openssl): the API speaks
@@ -139,7 +141,10 @@ class Engine:
     def write_config(self) -> None:
         with open(self.config_path, "w") as f:
             f.write("# Written by api/python/tests/engine.py\n")
-            f.write(f"cluster:\n  raft_address: 127.0.0.1:{self.raft_port}\n{self.cluster_yaml}")
+            f.write(f"cluster:\n  raft_address: 127.0.0.1:{self.raft_advertised}\n")
+            if self.raft_advertised != self.raft_port:
+                f.write(f"  raft_bind: 127.0.0.1:{self.raft_port}\n")
+            f.write(self.cluster_yaml)
             f.write("logging:\n  level: info\n")
             extra = self.extra_yaml
             if TIME_FACTOR != 1:
@@ -162,7 +167,8 @@ class Engine:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(argv, cwd=self.dir, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, preexec_fn=_pdeathsig)
+                                         stdout=log, stderr=log, preexec_fn=_pdeathsig,
+                                         env={**os.environ, **self.env} if self.env else None)
         finally:
             log.close()
         wait_for(self.healthy, 15, f"{self.url}/health")
@@ -244,12 +250,19 @@ class Engine:
 
 
 class Cluster:
-    """``n`` replicas that bootstrap one raft cluster (ids 1..n)."""
+    """``n`` replicas that bootstrap one raft cluster (ids 1..n).
 
-    def __init__(self, n: int, extra_yaml: str = "", cluster_extra: str = "") -> None:
+    ``raft_via(i, port)``, when given, returns the port replica i's peers
+    dial instead of its raft port (a proxy in front of it: cluster.raft_bind)."""
+
+    def __init__(self, n: int, extra_yaml: str = "", cluster_extra: str = "",
+                 raft_via: Optional[Callable[[int, int], int]] = None) -> None:
         self.engines = [Engine(extra_yaml) for _ in range(n)]
+        if raft_via is not None:
+            for k, e in enumerate(self.engines):
+                e.raft_advertised = raft_via(k, e.raft_port)
         peers = "".join(
-            f"    - {{id: {k + 1}, address: 127.0.0.1:{e.raft_port}, api_url: {e.url}}}\n"
+            f"    - {{id: {k + 1}, address: 127.0.0.1:{e.raft_advertised}, api_url: {e.url}}}\n"
             for k, e in enumerate(self.engines))
         for i, e in enumerate(self.engines):
             e.cluster_yaml = f"  replica_id: {i + 1}\n{cluster_extra}  peers:\n{peers}"

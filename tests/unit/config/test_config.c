@@ -730,6 +730,7 @@ static void test_error_hostport(void **state)
     expect_error("server:\n  listen: \"::1:8080\"\n", 2, "server.listen", "'::1:8080'");
     expect_error("server:\n  listen: localhost:65536\n", 2, "server.listen", "'localhost:65536'");
     expect_error("cluster:\n  raft_address: host:http\n", 2, "cluster.raft_address", "'host:http'");
+    expect_error("cluster:\n  raft_bind: 127.0.0.1\n", 2, "cluster.raft_bind", "'127.0.0.1'");
     expect_error("cluster:\n  peers:\n    - id: 1\n      address: 300.0.0.1:7080\n", 4,
                  "cluster.peers[0].address", "'300.0.0.1:7080'");
     /* A failed value leaves the old one in place. */
@@ -2010,6 +2011,18 @@ static void test_validate(void **state)
     strcpy(c.cluster.raft_address, "127.0.0.1");
     expect_valid_error(&c, "cluster.raft_address: expected HOST:PORT like 127.0.0.1:7080, got "
                            "'127.0.0.1'");
+    /* cluster.raft_bind: where the transport listens, else raft_address. */
+    rd_config_defaults(&c);
+    assert_string_equal(rd_config_raft_bind(&c), "127.0.0.1:7080");
+    strcpy(c.cluster.raft_bind, "127.0.0.1:7090");
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    assert_string_equal(rd_config_raft_bind(&c), "127.0.0.1:7090");
+    strcpy(c.cluster.raft_bind, "10.0.0.1:7080");
+    expect_valid_error(&c, "cluster.raft_bind: '10.0.0.1:7080' is not a loopback address and "
+                           "cluster.tls is not set (as for cluster.raft_address: "
+                           "docs/security.md)");
+    c.cluster.tls.insecure_plaintext = true;
+    assert_int_equal(rd_config_validate(&c, err), 0);
     rd_config_defaults(&c);
     c.cluster.max_inflight = 0;
     expect_valid_error(&c, "cluster.max_inflight: expected at least 1, got '0'");

@@ -382,6 +382,46 @@ static void test_torn_final_write(void **state)
     assert_true(v.damaged);
 }
 
+/* A preallocated open segment whose first write tore so that its header
+ * stayed zero and later bytes did not (found by tests/chaos, a flip in a
+ * zeroed open segment): libraft refuses such a file ("unexpected format
+ * version 0") rather than cutting it off, so the repair moves it aside and
+ * the directory then scans clean. */
+static void test_torn_write_over_a_zero_header(void **state)
+{
+    struct dirs *d = *state;
+    usual(d);
+    flip(d->raft, "open-2", 4096);
+    struct rd_scan s;
+    struct rd_damage_verdict v;
+    struct rd_mark m = mark_at(55, false);
+    judge(d, &m, &s, &v);
+    assert_true(s.torn);
+    assert_string_equal(s.torn_file, "open-2");
+    assert_int_equal(s.torn_offset, 0);
+    assert_false(v.damaged);
+    assert_true(v.torn);
+    char aside[600], why[256];
+    snprintf(aside, sizeof(aside), "%s/aside", d->data);
+    assert_int_equal(rd_repair_torn_header(d->raft, aside, &s, why, sizeof(why)), 0);
+    char moved[700];
+    snprintf(moved, sizeof(moved), "%s/open-2", aside);
+    assert_int_equal(access(moved, F_OK), 0);
+    judge(d, &m, &s, &v);
+    assert_false(s.torn);
+    assert_false(v.torn);
+    assert_false(v.damaged);
+    assert_int_equal(s.last_index, 60);
+    /* A torn batch after a good header is libraft's to cut: left alone. */
+    usual(d);
+    flip(d->raft, "open-1", open_seg.batch_at[4] + 20);
+    judge(d, &m, &s, &v);
+    assert_true(v.torn);
+    assert_int_equal(rd_repair_torn_header(d->raft, aside, &s, why, sizeof(why)), 0);
+    judge(d, &m, &s, &v);
+    assert_true(v.torn);
+}
+
 static void test_log_shorter_than_acknowledged(void **state)
 {
     struct dirs *d = *state;
@@ -838,6 +878,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flip_in_the_middle_of_the_open_segment_is_damage,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_final_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_write_over_a_zero_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_shorter_than_acknowledged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gap_between_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metadata_missing_zeroed_short_or_behind, setup,
