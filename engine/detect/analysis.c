@@ -210,8 +210,10 @@ static char *fault_metadata(const struct rd_node *n, const struct rd_detect *s, 
     if (s->bad_since_ns != 0 && now > s->bad_since_ns)
         json_object_set_new(m, "detection_latency_ms",
                             json_integer((json_int_t)((now - s->bad_since_ns) / 1000000)));
-    if (predicted)
+    if (predicted) {
         json_object_set_new(m, "eta_ms", json_integer((json_int_t)s->predicted_eta_ms));
+        json_object_set_new(m, "trend", json_real(s->predicted_trend));
+    }
     if (s->metric[0])
         json_object_set_new(m, "metric", json_string(s->metric));
     if (s->detail[0])
@@ -553,6 +555,7 @@ bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
         s->metrics_verdict = (int8_t)v;
         s->predicted = obs->predicted;
         s->predicted_eta_ms = obs->eta_ms;
+        s->predicted_trend = obs->trend;
         snprintf(s->metric, sizeof(s->metric), "%s", obs->metric ? obs->metric : "");
         break;
     default:
