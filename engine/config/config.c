@@ -444,6 +444,7 @@ static const struct cfg_field cfg_rebalance[] = {
     CFG_U("moves_per_minute", fault_tolerance.rebalance.moves_per_minute, 1, 100000),
     CFG_F("cooldown", CFG_DURATION, fault_tolerance.rebalance.cooldown_ms),
     CFG_F("checkpoint_wait", CFG_DURATION, fault_tolerance.rebalance.checkpoint_wait_ms),
+    CFG_F("settle", CFG_DURATION, fault_tolerance.rebalance.settle_ms),
 };
 
 /* New sections go last so the key lists in existing messages keep their order. */
@@ -1784,6 +1785,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.rebalance.moves_per_minute = 60;
     cfg->fault_tolerance.rebalance.cooldown_ms = 5 * 60 * 1000;
     cfg->fault_tolerance.rebalance.checkpoint_wait_ms = 30 * 1000;
+    cfg->fault_tolerance.rebalance.settle_ms = 2000;
     cfg->security.audit.max_records = 100000;
     cfg->security.audit.max_age_ms = UINT64_C(30) * 24 * 3600 * 1000;
 }
@@ -1971,6 +1973,14 @@ static int cfg_check_rebalance(const struct rd_config *cfg, char *err)
         return cfg_errf(err, RD_ECONFIG,
                         "fault_tolerance.rebalance.checkpoint_wait: expected a duration from "
                         "100ms to 1h, got '%s'",
+                        t);
+    }
+    const uint64_t settle = cfg->fault_tolerance.rebalance.settle_ms;
+    if (settle > 10 * 60 * 1000) {
+        cfg_format_duration(settle, t, sizeof(t));
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.rebalance.settle: expected a duration from 0s to 10m, "
+                        "got '%s'",
                         t);
     }
     return 0;

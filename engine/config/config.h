@@ -318,6 +318,7 @@ struct rd_config {
             unsigned moves_per_minute;   /* 1-100000, default 60 */
             uint64_t cooldown_ms;        /* a task moved is not moved again within this, 5m */
             uint64_t checkpoint_wait_ms; /* a running task waits this for its next checkpoint */
+            uint64_t settle_ms; /* agents joined: wait until the fleet is unchanged this long */
         } rebalance;
     } fault_tolerance;
 };

@@ -22,6 +22,7 @@ void rd_sched_pass(struct rd_sched *s)
     uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
     if (extra == NULL)
         return;
+    rd_sched__inflight_load(s, extra);
     rd_sched__labels_reset(s); /* labels are parsed at most once per node per pass */
     /* Counted first: /metrics, on this thread, sees it after the whole pass. */
     s->passes_total++;
@@ -41,6 +42,7 @@ void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env)
     s->env = *env;
     s->run_duration.bounds = rd_hist_bounds_long;
     rd_map_init(&s->inflight);
+    rd_map_init(&s->assigning);
     rd_map_init(&s->repairs);
     rd_map_init(&s->unrepairable);
     rd_map_init(&s->predicted);
@@ -88,6 +90,7 @@ void rd_sched_close(struct rd_sched *s)
         if (s->inflight.slots && s->inflight.slots[i].value)
             free(s->inflight.slots[i].value);
     rd_map_free(&s->inflight);
+    rd_sched__assigning_free(s);
 }
 
 /* Places the pending tasks, most urgent first, on the working agents with

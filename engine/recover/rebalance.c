@@ -105,6 +105,14 @@ size_t rd_sched__rb_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_
         if (tasks[j].movable && tasks[j].node < n_nodes)
             order[n_order++] = &tasks[j];
     qsort(order, n_order, sizeof(*order), offer_cmp);
+    /* The fleet's mean share of slots used (moves do not change it): a
+     * target above it takes nothing, so no agent is filled past the mean
+     * (one that would be emptied again when the next agent joins). */
+    uint64_t sum_used = 0, sum_slots = 0;
+    for (size_t i = 0; i < n_nodes; i++)
+        if (nodes[i].slots > 0)
+            sum_used += nodes[i].used, sum_slots += nodes[i].slots;
+    double mean = sum_slots ? (double)sum_used / (double)sum_slots : 0;
     while (made < max_moves) {
         /* The best single move: from the most loaded node that has one, to
          * the node that takes it and ends least loaded, no more loaded than
@@ -121,6 +129,7 @@ size_t rd_sched__rb_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_
             for (size_t r = 0; r < n_nodes; r++) {
                 struct rd_rb_node *to = &nodes[r];
                 if (r == t->node || to->slots == 0 || to->used + t->slots > to->limit ||
+                    (double)to->used / to->slots > mean + 1e-9 ||
                     (t->fits != NULL && !t->fits(t->fits_data, t->index, r)))
                     continue;
                 double after_to = load_of(to, to->used + t->slots);
@@ -262,7 +271,7 @@ static bool move(struct rd_sched *s, const struct rd_task *t, const struct rd_no
     cmd.u.tassign.strategy = RD_STR("rebalance");
     cmd.u.tassign.note = RD_STR(note);
     rd_cmd_audit_engine(&cmd, "task_rebalance", t->id, why);
-    if (!rd_sched__propose_keyed(s, &cmd, t->id))
+    if (!rd_sched__propose_assign_cmd(s, &cmd, t, to))
         return false;
     RD_INFO("rebalance", "task_moved", "task=%s from=%s to=%s attempt=%u state=%s priority=%u",
             t->id, t->node_id, to->node_id, t->attempt + 1, rd_task_state_name(t->state),
@@ -291,6 +300,8 @@ static void pending_pass(struct rd_sched *s, uint32_t *extra, uint64_t now)
             drop = "the task moved on";
         else if (nd == NULL || !working(nd) || nd->epoch != p->to_epoch)
             drop = "the target stopped working";
+        else if (nd->slots_in_use + extra[to] + t->slots > nd->slots)
+            drop = "the target has no room any more";
         else if (c != NULL && c->version > p->version && rd_checkpoint_verifies(c) &&
                  !rd_map_get(&s->inflight, t->id, strlen(t->id))) {
             if (move(s, t, nd, "at its next checkpoint")) {
@@ -496,26 +507,42 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
         return;
     double cpu_skew = 0, skew = rd_sched__rb_skew(fl.nodes, f->n_nodes, &cpu_skew);
     s->rb_skew_pct = skew * 100;
-    const char *why = NULL;
     if (fl.working_slots > s->rb_working_slots && s->rb_working_slots != 0)
+        s->rb_joined = true;
+    if (fl.working_slots != s->rb_working_slots)
+        s->rb_changed_ns = now;
+    s->rb_working_slots = fl.working_slots;
+    /* Agents come back in bursts after a storm: wait until the fleet stops
+     * changing, or the first to return would be filled alone. A plan that
+     * found nothing to move is not made again before the backoff (unless
+     * agents joined since). */
+    if (now - s->rb_changed_ns < c->fault_tolerance.rebalance.settle_ms * 1000000ULL ||
+        (now < s->rb_quiet_until_ns && !s->rb_joined)) {
+        fleet_free(&fl);
+        return;
+    }
+    const char *why = NULL;
+    if (s->rb_joined)
         why = "agents joined or returned";
     else if (skew * 100 > c->fault_tolerance.rebalance.skew_threshold)
         why = "slots used skewed";
     else if (c->fault_tolerance.rebalance.cpu_threshold > 0 &&
              cpu_skew * 100 > c->fault_tolerance.rebalance.cpu_threshold)
         why = "cpu skewed";
-    s->rb_working_slots = fl.working_slots;
+    s->rb_joined = false;
     if (why != NULL && !s->rb_balancing) {
         s->rb_balancing = true;
         s->rb_episodes++;
         snprintf(s->rb_why, sizeof(s->rb_why), "%s", why);
-        RD_INFO("rebalance", "start", "why=\"%s\" skew_pct=%.1f cpu_skew_pct=%.1f", why, skew * 100,
-                cpu_skew * 100);
+        RD_DEBUG("rebalance", "start", "why=\"%s\" skew_pct=%.1f cpu_skew_pct=%.1f", why,
+                 skew * 100, cpu_skew * 100);
     }
     size_t budget = (size_t)s->rb_tokens;
     if (!s->rb_balancing || now < s->rb_backoff_until_ns || budget == 0 || fl.n_tasks == 0) {
-        if (s->rb_balancing && fl.n_tasks == 0 && s->rb_pending.len == 0)
+        if (s->rb_balancing && fl.n_tasks == 0 && s->rb_pending.len == 0) {
             s->rb_balancing = false;
+            s->rb_quiet_until_ns = now + RD_SCHED_REPLAN_BACKOFF_MS * 1000000ULL;
+        }
         fleet_free(&fl);
         return;
     }
@@ -532,7 +559,9 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
     if (n == 0) {
         if (s->rb_pending.len == 0) {
             s->rb_balancing = false;
-            RD_INFO("rebalance", "balanced", "skew_pct=%.1f", skew * 100);
+            s->rb_quiet_until_ns = now + RD_SCHED_REPLAN_BACKOFF_MS * 1000000ULL;
+            RD_INFO("rebalance", "done", "skew_pct=%.1f: no move left that evens the load",
+                    skew * 100);
         }
         free(mv);
         fleet_free(&fl);
@@ -562,8 +591,10 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
         done++;
     }
     /* Nothing allowed of what was planned: done until the load changes. */
-    if (ids != NULL && done == 0 && s->rb_pending.len == 0)
+    if (ids != NULL && done == 0 && s->rb_pending.len == 0) {
         s->rb_balancing = false;
+        s->rb_quiet_until_ns = now + RD_SCHED_REPLAN_BACKOFF_MS * 1000000ULL;
+    }
     json_decref(ids);
     free(mv);
     fleet_free(&fl);
@@ -580,6 +611,7 @@ void rd_sched__rebalance_stop(struct rd_sched *s)
     rd_map_free(&s->rb_pending);
     rd_map_init(&s->rb_pending);
     s->rb_balancing = false;
+    s->rb_joined = false;
     s->rb_working_slots = 0;
 }
 

@@ -82,7 +82,8 @@ struct rd_sched {
     void (*run_pass)(struct rd_sched *s); /* what the timer runs: rd_sched_pass */
     bool started;
     bool kicked;
-    struct rd_map inflight; /* task id (or op key) -> itself while its proposal is committed */
+    struct rd_map inflight;  /* task id (or op key) -> itself while its proposal is committed */
+    struct rd_map assigning; /* task id -> where its placement in flight goes (sched.c) */
     uint64_t placements_total;
     uint64_t refused_total;    /* proposals the state machine refused (decided on stale state) */
     uint64_t recoveries_total; /* tasks moved off failed, departed or draining agents */
@@ -136,7 +137,10 @@ struct rd_sched {
     uint64_t rb_tokens_ns;
     uint64_t rb_prune_ns;
     uint64_t rb_backoff_until_ns; /* after a failed rebalance hook */
+    uint64_t rb_quiet_until_ns;   /* after a plan with nothing to move */
+    uint64_t rb_changed_ns;       /* when the working agents' slots last changed */
     bool rb_balancing;
+    bool rb_joined; /* agents joined since rebalancing last started */
     char rb_why[64];
     uint64_t rb_working_slots; /* at the last pass: more means agents joined */
     double rb_skew_pct;

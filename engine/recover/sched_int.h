@@ -39,6 +39,15 @@ bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,
                                  const char *strategy, const char *note);
 bool rd_sched__propose_assign(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
                               int state);
+/* Proposes task_assign `cmd` of `t` to `nd` (NULL: back to pending), keyed
+ * by the task: until its commit the slots count against `nd`. */
+bool rd_sched__propose_assign_cmd(struct rd_sched *s, const struct rd_cmd *cmd,
+                                  const struct rd_task *t, const struct rd_node *nd);
+/* Adds the slots of placements still on their way through the log to
+ * `extra` (by node index): a pass that runs before they commit must not
+ * fill their nodes again. */
+void rd_sched__inflight_load(struct rd_sched *s, uint32_t *extra);
+void rd_sched__assigning_free(struct rd_sched *s);
 /* The scheduler's replan time for a node (its own table by registry slot). */
 uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft);
 /* Tasks left under an older epoch of a working agent, assigned again. */
@@ -157,8 +166,9 @@ struct rd_rb_move {
 /*
  * Plans up to `max_moves` moves toward even load, the best first: each
  * takes a task off a node to the node that ends least loaded, only when the
- * target stays within its limit and ends no more loaded than the source
- * (so no move undoes another). A node's load is its share of slots used,
+ * target stays within its limit, is at or below the fleet's mean share of
+ * slots used before the move, and ends no more loaded than the source (so
+ * no move undoes another). A node's load is its share of slots used,
  * or its reported cpu scaled by the slots in use when that is higher.
  * Updates `nodes` and `tasks` as if the moves were made; returns the
  * number of moves written to `out`.

@@ -1772,11 +1772,12 @@ static void test_flap_and_partition(void **state)
     assert_int_equal(c.fault_tolerance.rebalance.moves_per_minute, 60);
     assert_int_equal(c.fault_tolerance.rebalance.cooldown_ms, 300000);
     assert_int_equal(c.fault_tolerance.rebalance.checkpoint_wait_ms, 30000);
+    assert_int_equal(c.fault_tolerance.rebalance.settle_ms, 2000);
     assert_int_equal(load(&c,
                           "fault_tolerance:\n  prediction: {drains_per_minute: 0, "
                           "min_healthy_capacity: 75%}\n  rebalance: {enabled: false, "
                           "skew_threshold: 10%, cpu_threshold: 30%, moves_per_minute: 600, "
-                          "cooldown: 1m, checkpoint_wait: 5s}\n",
+                          "cooldown: 1m, checkpoint_wait: 5s, settle: 0s}\n",
                           err),
                      0);
     assert_int_equal(rd_config_validate(&c, err), 0);
@@ -1788,6 +1789,11 @@ static void test_flap_and_partition(void **state)
     assert_int_equal(c.fault_tolerance.rebalance.moves_per_minute, 600);
     assert_int_equal(c.fault_tolerance.rebalance.cooldown_ms, 60000);
     assert_int_equal(c.fault_tolerance.rebalance.checkpoint_wait_ms, 5000);
+    assert_int_equal(c.fault_tolerance.rebalance.settle_ms, 0);
+    assert_int_equal(load(&c, "fault_tolerance:\n  rebalance: {settle: 11m}\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    assert_string_equal(err, "fault_tolerance.rebalance.settle: expected a duration from 0s to "
+                             "10m, got '11m'");
     expect_error("fault_tolerance:\n  prediction:\n    drains_per_minute: 1001\n", 3,
                  "fault_tolerance.prediction.drains_per_minute", "'1001'");
     expect_error("fault_tolerance:\n  prediction:\n    min_healthy_capacity: 101%\n", 3,

@@ -155,6 +155,7 @@ static int setup(void **state)
     sched_world_setup(state);
     struct sched_world *w = *state;
     w->cfg.fault_tolerance.rebalance.moves_per_minute = 6000; /* no rate limit unless set */
+    w->cfg.fault_tolerance.rebalance.settle_ms = 0;
     return 0;
 }
 
@@ -273,6 +274,7 @@ static void test_running_task_moves_at_its_next_checkpoint(void **state)
 
     load_policy(w, SHIPPED);
     w->s.rb_balancing = true; /* as a skew would (0 vs 100%) */
+    w->s.rb_quiet_until_ns = 0;
     rd_sched_pass(&w->s);
     fake_log_step(&w->log);
     assert_int_equal(w->s.rb_pending.len, 1); /* held for its next checkpoint */
