@@ -446,8 +446,11 @@ static int fleet_of(struct rd_sched *s, const uint32_t *extra, uint64_t now, str
         if (cpu && soft != NULL && soft->epoch == n->epoch && soft->metrics.present)
             x->cpu = soft->metrics.cpu;
         for (struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node) {
-            /* Leaving at its next checkpoint: counted where it goes. */
-            if (rd_map_get(&s->rb_pending, t->id, strlen(t->id)) && x->used >= t->slots)
+            /* Leaving (at its next checkpoint, or its move is on its way
+             * through the log): counted where it goes. */
+            if ((rd_map_get(&s->rb_pending, t->id, strlen(t->id)) ||
+                 rd_sched__assigning_elsewhere(s, t)) &&
+                x->used >= t->slots)
                 x->used -= t->slots;
             bool queued = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RECOVERING;
             if (t->node_epoch != n->epoch || (!queued && t->state != RD_TASK_RUNNING) ||
@@ -533,6 +536,7 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
     if (why != NULL && !s->rb_balancing) {
         s->rb_balancing = true;
         s->rb_episodes++;
+        s->rb_episode_moves = 0;
         snprintf(s->rb_why, sizeof(s->rb_why), "%s", why);
         RD_DEBUG("rebalance", "start", "why=\"%s\" skew_pct=%.1f cpu_skew_pct=%.1f", why,
                  skew * 100, cpu_skew * 100);
@@ -560,8 +564,14 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
         if (s->rb_pending.len == 0) {
             s->rb_balancing = false;
             s->rb_quiet_until_ns = now + RD_SCHED_REPLAN_BACKOFF_MS * 1000000ULL;
-            RD_INFO("rebalance", "done", "skew_pct=%.1f: no move left that evens the load",
-                    skew * 100);
+            /* Said once per episode that moved something; a skew nothing
+             * can even (tasks cooling down, labels) is not news each second. */
+            if (s->rb_episode_moves > 0)
+                RD_INFO("rebalance", "done",
+                        "skew_pct=%.1f moves=%llu: no move left that evens "
+                        "the load",
+                        skew * 100, (unsigned long long)s->rb_episode_moves);
+            s->rb_episode_moves = 0;
         }
         free(mv);
         fleet_free(&fl);
@@ -589,6 +599,7 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
             break;
         }
         done++;
+        s->rb_episode_moves++;
     }
     /* Nothing allowed of what was planned: done until the load changes. */
     if (ids != NULL && done == 0 && s->rb_pending.len == 0) {

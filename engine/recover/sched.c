@@ -108,6 +108,12 @@ void rd_sched__inflight_load(struct rd_sched *s, uint32_t *extra)
     }
 }
 
+bool rd_sched__assigning_elsewhere(struct rd_sched *s, const struct rd_task *t)
+{
+    const struct assigning *a = rd_map_get(&s->assigning, t->id, strlen(t->id));
+    return a != NULL && strcmp(a->node_id, t->node_id) != 0;
+}
+
 void rd_sched__assigning_free(struct rd_sched *s)
 {
     for (size_t i = 0; i < s->assigning.cap; i++)

@@ -146,6 +146,7 @@ struct rd_sched {
     double rb_skew_pct;
     uint64_t rb_moves[RD_RB_KINDS];
     uint64_t rb_refused, rb_expired, rb_policy_errors, rb_episodes;
+    uint64_t rb_episode_moves; /* moves decided since rebalancing last started */
 };
 
 void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env);

@@ -47,6 +47,8 @@ bool rd_sched__propose_assign_cmd(struct rd_sched *s, const struct rd_cmd *cmd,
  * `extra` (by node index): a pass that runs before they commit must not
  * fill their nodes again. */
 void rd_sched__inflight_load(struct rd_sched *s, uint32_t *extra);
+/* True when a placement of `t` on another node than its own is in flight. */
+bool rd_sched__assigning_elsewhere(struct rd_sched *s, const struct rd_task *t);
 void rd_sched__assigning_free(struct rd_sched *s);
 /* The scheduler's replan time for a node (its own table by registry slot). */
 uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft);
