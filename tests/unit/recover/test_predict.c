@@ -40,18 +40,6 @@ static int teardown(void **state)
     return sched_world_teardown(state);
 }
 
-static void settle(struct sched_world *w)
-{
-    for (int i = 0; i < 50; i++) {
-        unsigned before = w->log.proposals;
-        rd_sched_pass(&w->s);
-        fake_log_step(&w->log);
-        if (w->log.proposals == before)
-            return;
-    }
-    fail_msg("the scheduler did not settle");
-}
-
 static const struct rd_node *node(struct sched_world *w, const char *id)
 {
     return rd_fsm_node(&w->fsm, id, strlen(id));
@@ -77,19 +65,6 @@ static void resolve_faults_of(struct sched_world *w, const char *node_id)
     assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
 }
 
-static void checkpoint(struct sched_world *w, const char *id, uint64_t version)
-{
-    const struct rd_task *t = sched_world_get(w, id);
-    struct rd_cmd c = {.type = RD_CMD_TASK_CHECKPOINT};
-    c.u.tckpt.task_id = RD_STR(id);
-    c.u.tckpt.attempt = t->attempt;
-    c.u.tckpt.version = version;
-    c.u.tckpt.data_json = RD_STR("{\"step\":7}");
-    c.u.tckpt.checksum = rd_checkpoint_checksum("{\"step\":7}", 10);
-    c.u.tckpt.keep = 3;
-    assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
-}
-
 #define F1 "11111111-1111-4111-8111-111111111111"
 #define F2 "22222222-2222-4222-8222-222222222222"
 
@@ -102,13 +77,13 @@ static void test_prediction_drains_and_tasks_move(void **state)
     sched_world_agent(w, "sick", 2, "{}");
     const char *t1 = sched_world_task(w, 1, 5, false, 1, "{}");
     const char *t2 = sched_world_task(w, 2, 5, false, 1, "{}");
-    settle(w);
+    sched_world_settle(w);
     sched_world_agent(w, "ok1", 4, "{}");
     sched_world_agent(w, "ok2", 4, "{}");
-    checkpoint(w, t1, 3);
-    checkpoint(w, t2, 5);
+    sched_world_checkpoint(w, t1, 3);
+    sched_world_checkpoint(w, t2, 5);
     open_fault(w, F1, "sick", PREDICTED_META);
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(node(w, "sick")->state, RD_NODE_DRAINING);
     assert_non_null(strstr(node(w, "sick")->reason, "draining: failure predicted (latency_ms"));
     assert_int_equal(w->s.predicted_total[RD_PREDICTED_DRAINED], 1);
@@ -141,8 +116,8 @@ static void test_drains_are_rate_limited(void **state)
         sched_world_agent(w, agents[i], 4, "{}");
     open_fault(w, F1, "a", PREDICTED_META);
     open_fault(w, F2, "b", PREDICTED_META);
-    settle(w);
-    settle(w);
+    sched_world_settle(w);
+    sched_world_settle(w);
     unsigned draining =
         (node(w, "a")->state == RD_NODE_DRAINING) + (node(w, "b")->state == RD_NODE_DRAINING);
     assert_int_equal(draining, 1);
@@ -158,12 +133,12 @@ static void test_minimum_healthy_capacity_holds(void **state)
     sched_world_agent(w, "a", 4, "{}");
     sched_world_agent(w, "b", 4, "{}");
     open_fault(w, F1, "a", PREDICTED_META);
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(node(w, "a")->state, RD_NODE_ALIVE);
     assert_int_equal(w->s.predicted_total[RD_PREDICTED_NO_CAPACITY], 1);
     /* A third agent makes room: the held drain goes ahead. */
     sched_world_agent(w, "c", 4, "{}");
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
 }
 
@@ -176,7 +151,7 @@ static void test_no_prediction_or_no_hook_watches(void **state)
     sched_world_agent(w, "b", 4, "{}");
     sched_world_agent(w, "c", 4, "{}");
     open_fault(w, F1, "a", "{\"predicted\":false,\"metric\":\"cpu\"}");
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(node(w, "a")->state, RD_NODE_ALIVE);
 
     char dir[] = "/tmp/rd_predict_policy_XXXXXX", cmd[512], err[RD_POLICY_ERRLEN];
@@ -190,7 +165,7 @@ static void test_no_prediction_or_no_hook_watches(void **state)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
     open_fault(w, F2, "b", PREDICTED_META);
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(node(w, "b")->state, RD_NODE_ALIVE);
     assert_int_equal(w->s.predicted_total[RD_PREDICTED_WATCHED], 1);
 }
@@ -206,10 +181,10 @@ static void test_withdrawn_prediction_readmits(void **state)
     sched_world_move(w, "c", RD_NODE_DRAINING); /* an operator's */
     sched_world_agent(w, "d", 4, "{}");
     open_fault(w, F1, "a", PREDICTED_META);
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
     resolve_faults_of(w, "a");
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(node(w, "a")->state, RD_NODE_PROBATION);
     assert_int_equal(node(w, "c")->state, RD_NODE_DRAINING);
     assert_int_equal(w->s.predicted_total[RD_PREDICTED_READMITTED], 1);

@@ -175,19 +175,6 @@ static void load_policy(struct sched_world *w, const char *dir)
         fail_msg("loading %s: %s", dir, err);
 }
 
-/* Passes, each committing what it proposed, until nothing more is proposed. */
-static void settle(struct sched_world *w)
-{
-    for (int i = 0; i < 50; i++) {
-        unsigned before = w->log.proposals;
-        rd_sched_pass(&w->s);
-        fake_log_step(&w->log);
-        if (w->log.proposals == before)
-            return;
-    }
-    fail_msg("the scheduler did not settle");
-}
-
 static uint32_t used_on(struct sched_world *w, const char *node)
 {
     return rd_fsm_node(&w->fsm, node, strlen(node))->slots_in_use;
@@ -211,12 +198,12 @@ static void test_fleet_evens_out_after_a_storm(void **state)
         sched_world_agent(w, agents[i], 4, "{}");
     for (int n = 1; n <= 8; n++)
         sched_world_task(w, n, 5, false, 1, "{}");
-    settle(w);
+    sched_world_settle(w);
     for (int i = 0; i < 4; i++)
         assert_int_equal(used_on(w, agents[i]), 2);
     sched_world_move(w, "c", RD_NODE_FAILED);
     sched_world_move(w, "d", RD_NODE_FAILED);
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(used_on(w, "a"), 4);
     assert_int_equal(used_on(w, "b"), 4);
     uint32_t after_storm[9];
@@ -224,7 +211,7 @@ static void test_fleet_evens_out_after_a_storm(void **state)
         after_storm[n] = attempt_of(w, n);
     sched_world_agent(w, "c", 4, "{}"); /* registered again: probation, working */
     sched_world_agent(w, "d", 4, "{}");
-    settle(w);
+    sched_world_settle(w);
     for (int i = 0; i < 4; i++)
         assert_int_equal(used_on(w, agents[i]), 2);
     /* Each task moved at most once in all: by recovery or by rebalancing. */
@@ -238,20 +225,12 @@ static void test_fleet_evens_out_after_a_storm(void **state)
     assert_false(w->s.rb_balancing);
 }
 
-/* Writes checkpoint `version` of task `n` from its current attempt. */
+/* Writes checkpoint `version` of task number `n`. */
 static void checkpoint(struct sched_world *w, int n, uint64_t version)
 {
     char id[40];
     snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012d", n);
-    const struct rd_task *t = sched_world_get(w, id);
-    struct rd_cmd c = {.type = RD_CMD_TASK_CHECKPOINT};
-    c.u.tckpt.task_id = RD_STR(id);
-    c.u.tckpt.attempt = t->attempt;
-    c.u.tckpt.version = version;
-    c.u.tckpt.data_json = RD_STR("{\"step\":1}");
-    c.u.tckpt.checksum = rd_checkpoint_checksum("{\"step\":1}", 10);
-    c.u.tckpt.keep = 3;
-    assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
+    sched_world_checkpoint(w, id, version);
 }
 
 /* A running task moves at its next checkpoint, and only where the hook
@@ -264,11 +243,11 @@ static void test_running_task_moves_at_its_next_checkpoint(void **state)
     sched_world_agent(w, "a", 2, "{}");
     sched_world_task(w, 1, 2, false, 1, "{}");
     sched_world_task(w, 2, 2, false, 1, "{}");
-    settle(w);
+    sched_world_settle(w);
     checkpoint(w, 1, 1);
     checkpoint(w, 2, 1);
     sched_world_agent(w, "b", 2, "{}");
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(used_on(w, "a"), 2); /* no hook: running tasks stay */
     assert_int_equal(w->s.rb_moves[RD_RB_RUNNING], 0);
 
@@ -279,11 +258,11 @@ static void test_running_task_moves_at_its_next_checkpoint(void **state)
     fake_log_step(&w->log);
     assert_int_equal(w->s.rb_pending.len, 1); /* held for its next checkpoint */
     assert_int_equal(used_on(w, "a"), 2);
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(used_on(w, "a"), 2); /* still waiting */
     int which = rd_map_get(&w->s.rb_pending, "00000000-0000-4000-8000-000000000001", 36) ? 1 : 2;
     checkpoint(w, which, 2);
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(used_on(w, "a"), 1);
     assert_int_equal(used_on(w, "b"), 1);
     assert_int_equal(w->s.rb_moves[RD_RB_RUNNING], 1);
@@ -310,9 +289,9 @@ static void test_broken_hook_moves_nothing(void **state)
     sched_world_agent(w, "a", 4, "{}");
     for (int n = 1; n <= 4; n++)
         sched_world_task(w, n, 5, false, 1, "{}");
-    settle(w);
+    sched_world_settle(w);
     sched_world_agent(w, "b", 4, "{}");
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(used_on(w, "a"), 4);
     assert_int_equal(w->s.rb_policy_errors, 1); /* then paused: not once a pass */
     struct rd_mbuf b;
@@ -331,9 +310,9 @@ static void test_moves_are_rate_limited(void **state)
     sched_world_agent(w, "a", 4, "{}");
     for (int n = 1; n <= 4; n++)
         sched_world_task(w, n, 5, false, 1, "{}");
-    settle(w);
+    sched_world_settle(w);
     sched_world_agent(w, "b", 4, "{}");
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(w->s.rb_moves[RD_RB_QUEUED], 1);
     assert_int_equal(used_on(w, "b"), 1);
     assert_true(w->s.rb_balancing); /* still to do, when the bucket refills */
@@ -347,9 +326,9 @@ static void test_disabled_moves_nothing(void **state)
     sched_world_agent(w, "a", 4, "{}");
     for (int n = 1; n <= 4; n++)
         sched_world_task(w, n, 5, false, 1, "{}");
-    settle(w);
+    sched_world_settle(w);
     sched_world_agent(w, "b", 4, "{}");
-    settle(w);
+    sched_world_settle(w);
     assert_int_equal(used_on(w, "a"), 4);
 }
 
