@@ -51,6 +51,7 @@ struct rd_detect {
     uint64_t bad_since_ns;  /* start of the current episode of trouble, 0 = none */
     bool proposing;         /* a proposal for this node is being committed */
     bool warn_open;         /* a fault that leaves the node's state alone is open */
+    bool warn_predicted;    /* ... and one of them records a prediction */
     uint8_t n_flaps;        /* entries into suspect/failed in flap_times */
     uint64_t flap_times[16];
     char detail[160];     /* the last detector's human line */

@@ -1,8 +1,9 @@
 #!/bin/bash
-# Predicted faults act (part of the detection benchmark): 100 agents of 4
+# Predicted faults act (part of the detection benchmark): 40 agents of 4
 # slots with 2 tasks each, heartbeating every 500 ms with metrics and
-# writing a checkpoint of every task each second (fleet.py, standard-library
-# Python over HTTP/1.1 keep-alive). After the warm-up 5% degrade: latency_ms
+# writing a checkpoint of every task every 2 s (fleet.py, standard-library
+# Python over HTTP/1.1 keep-alive, one thread: about 120 requests a second,
+# what it keeps up with on a busy 2-core machine). After the warm-up 10% degrade: latency_ms
 # ramps by 40 ms per heartbeat from 20 ms past the metrics plugin's 5000 ms
 # limit. The metrics trend predicts each failure, select.lua's predicted hook
 # drains the agent, and its tasks move with their checkpoints before it
@@ -11,13 +12,13 @@
 #
 #   tests/bench/detection/predicted.sh          (under flock /tmp/rd-bench.lock)
 #
-# Environment: AGENTS (100), SHARE (5, percent degrading), WARMUP (20 s),
+# Environment: AGENTS (40), SHARE (10, percent degrading), WARMUP (20 s),
 # DRAINS (prediction.drains_per_minute, 10), NICE, BUILD (build-bench).
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
-AGENTS=${AGENTS:-100}
-SHARE=${SHARE:-5}
+AGENTS=${AGENTS:-40}
+SHARE=${SHARE:-10}
 WARMUP=${WARMUP:-20}
 DRAINS=${DRAINS:-10}
 
@@ -51,7 +52,7 @@ echo "load average before: $(bench_loadavg)"
 rc=0
 bench_run - timeout -k 10 400 python3 tests/bench/detection/fleet.py --scenario predicted \
     --url "http://127.0.0.1:$RD_PORT" --agents "$AGENTS" --share "$SHARE" \
-    --warmup "$WARMUP" --duration 240 "$@" || rc=$?
+    --warmup "$WARMUP" --checkpoint-s 2 --duration 240 "$@" || rc=$?
 echo "load average after: $(bench_loadavg)"
 bench_stop "$RD_PID"
 echo "engine log: $(grep -c 'event=predicted_drain ' "$WORK/rd.log" || true) predicted drains," \

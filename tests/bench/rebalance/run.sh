@@ -1,6 +1,6 @@
 #!/bin/bash
-# Dynamic rebalancing: 60 agents of 10 slots with 5 low-priority tasks each,
-# heartbeating every 500 ms and checkpointing every task each second
+# Dynamic rebalancing: 30 agents of 10 slots with 5 low-priority tasks each,
+# heartbeating every 500 ms and checkpointing every task every 2 s
 # (tests/bench/detection/fleet.py). After the warm-up a third of the agents
 # crash; once their tasks run elsewhere they register again, empty. Measures
 # the time from their return until every agent holds within 10% of its slots
@@ -10,12 +10,12 @@
 #
 #   tests/bench/rebalance/run.sh          (under flock /tmp/rd-bench.lock)
 #
-# Environment: AGENTS (60), SLOTS (10), PER_AGENT (5), SHARE (33, percent
+# Environment: AGENTS (30), SLOTS (10), PER_AGENT (5), SHARE (33, percent
 # crashing), MOVES (rebalance.moves_per_minute, 600), NICE, BUILD.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
-AGENTS=${AGENTS:-60}
+AGENTS=${AGENTS:-30}
 SLOTS=${SLOTS:-10}
 PER_AGENT=${PER_AGENT:-5}
 SHARE=${SHARE:-33}
@@ -51,7 +51,7 @@ echo "load average before: $(bench_loadavg)"
 rc=0
 bench_run - timeout -k 10 400 python3 tests/bench/detection/fleet.py --scenario storm \
     --url "http://127.0.0.1:$RD_PORT" --agents "$AGENTS" --slots "$SLOTS" \
-    --tasks-per-agent "$PER_AGENT" --share "$SHARE" --warmup 10 --duration 120 "$@" || rc=$?
+    --tasks-per-agent "$PER_AGENT" --share "$SHARE" --warmup 10 --checkpoint-s 2 --duration 120 "$@" || rc=$?
 echo "load average after: $(bench_loadavg)"
 bench_stop "$RD_PID"
 echo "engine log: $(grep -c 'comp=rebalance event=task_moved' "$WORK/rd.log" || true) queued moves," \

@@ -1,10 +1,16 @@
 /*
- * Dynamic rebalancing end to end: one real engine (shipped policies) and six
- * agents simulated here over HTTP, each heartbeating, taking its
- * assignments, writing a checkpoint of every task it runs every few
- * heartbeats, and dropping what the engine revokes.
+ * Work that moves while its agents live, end to end: one real engine
+ * (shipped policies) and six agents simulated here over HTTP, each
+ * heartbeating (with metrics), taking its assignments, writing a checkpoint
+ * of every task it runs every few heartbeats, and dropping what the engine
+ * revokes; an agent the engine fences (409) is dead.
  *
- * 30 low-priority tasks spread over 6 agents of 10 slots; a storm takes 3
+ * Predicted faults: one agent's latency_ms ramps toward the metrics
+ * plugin's limit; the trend predicts it, select.lua's predicted hook drains
+ * the agent, and every task it held moves, with the last checkpoint it
+ * wrote, before the engine fails it.
+ *
+ * Rebalancing: 30 low-priority tasks spread over 6 agents of 10 slots; a storm takes 3
  * agents down (their heartbeats stop) and their tasks recover onto the other
  * three, which end full; the three register again, empty. Rebalancing
  * (running tasks move at their next checkpoint, as the shipped rebalance
@@ -38,9 +44,12 @@ static const char yaml_1x[] = "fault_tolerance:\n"
                               "    moves_per_minute: 600\n"
                               "    cooldown: 1m\n"
                               "    checkpoint_wait: 5s\n"
+                              "  prediction:\n"
+                              "    drains_per_minute: 10\n"
                               "plugins:\n"
                               "  instances:\n"
-                              "    - {name: heartbeat, required: true}\n";
+                              "    - {name: heartbeat, required: true}\n"
+                              "    - {name: metrics, config: {predict_window: 10}}\n";
 
 static char yaml[1024];
 static struct rdt_proc proc;
@@ -55,6 +64,9 @@ struct agent {
     char id[16];
     long long epoch;
     bool up;
+    double latency_ms; /* reported in its heartbeats' metrics */
+    double ramp;       /* added to latency_ms at each heartbeat */
+    int64_t fenced_at; /* when the engine fenced it, 0 before */
     struct held tasks[SLOTS * 2];
     unsigned n;
 };
@@ -64,6 +76,7 @@ struct task {
     long long last_version; /* the last checkpoint the engine accepted */
     long long last_attempt;
     unsigned interruptions; /* attempts taken away: revoked, or died with their agent */
+    int64_t revoked_at;     /* the last revocation's time */
     bool lost_checkpoint;   /* a new attempt resumed from an older version */
 };
 
@@ -74,6 +87,8 @@ static int hb_ms;
 static int setup(void **state)
 {
     (void)state;
+    memset(agents, 0, sizeof(agents));
+    memset(tasks, 0, sizeof(tasks));
     rdt_scale_durations(yaml_1x, yaml, sizeof(yaml));
     hb_ms = rdt_ms(100); /* a round: every agent's heartbeat and checkpoints, then this */
     if (rdt_proc_start(&proc, yaml) != 0)
@@ -125,8 +140,24 @@ static void checkpoint(struct held *h)
  * handed over), revoked attempts stop. */
 static void heartbeat(struct agent *a)
 {
+    a->latency_ms += a->ramp;
+    char path[64], body[256];
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s/heartbeat", a->id);
+    snprintf(body, sizeof(body),
+             "{\"epoch\":%lld,\"load\":{\"slots_used\":%u},\"metrics\":{\"error_rate\":0.01,"
+             "\"latency_ms\":%.1f,\"cpu\":0.3,\"mem\":0.4}}",
+             a->epoch, a->n, a->latency_ms > 0 ? a->latency_ms : 20.0);
     struct rdt_resp r = {0};
-    assert_int_equal(rdt_heartbeat(&proc, RDT_H2, a->id, a->epoch, (int)a->n, &r), 0);
+    assert_int_equal(rdt_post(&proc, RDT_H2, path, body, &r), 0);
+    if (r.status == 409 && a->ramp > 0) { /* the degrading agent is failed: it dies */
+        a->up = false;
+        a->fenced_at = rdt_now_ms();
+        for (unsigned k = 0; k < a->n; k++)
+            task_of(a->tasks[k].id)->interruptions++;
+        a->n = 0;
+        rdt_resp_free(&r);
+        return;
+    }
     if (r.status != 200) {
         rdt_proc_print_log_tail(&proc, 40);
         fail_msg("heartbeat of %s: %ld %s", a->id, r.status, r.body ? r.body : "");
@@ -140,6 +171,7 @@ static void heartbeat(struct agent *a)
         for (unsigned k = 0; k < a->n; k++)
             if (strcmp(a->tasks[k].id, id) == 0 && a->tasks[k].attempt == attempt) {
                 task_of(id)->interruptions++;
+                task_of(id)->revoked_at = rdt_now_ms();
                 drop(a, k);
                 break;
             }
@@ -206,11 +238,11 @@ static bool rounds_until(unsigned *n, int timeout_ms, bool (*done)(void))
 {
     for (int64_t until = rdt_now_ms() + rdt_ms(timeout_ms); rdt_now_ms() < until;) {
         round_of((*n)++);
-        if (*n % 5 == 0 && done())
+        if (done != NULL && *n % 5 == 0 && done())
             return true;
         rdt_sleep_ms(hb_ms);
     }
-    return false;
+    return done == NULL;
 }
 
 static bool all_placed(void)
@@ -250,9 +282,9 @@ static void report_failure(void)
              used[4], used[5]);
 }
 
-static void test_fleet_converges_after_a_storm(void **state)
+/* Six agents registered and heartbeating, 30 tasks spread 5 per agent. */
+static void start_fleet(unsigned *n)
 {
-    (void)state;
     for (int i = 0; i < AGENTS; i++) {
         snprintf(agents[i].id, sizeof(agents[i].id), "agent-%d", i);
         assert_int_equal(rdt_register(&proc, agents[i].id, SLOTS, &agents[i].epoch), 0);
@@ -268,10 +300,62 @@ static void test_fleet_converges_after_a_storm(void **state)
         assert_int_equal(r.status, 201);
         rdt_resp_free(&r);
     }
-    unsigned n = 0;
-    /* Placement spreads them: 5 each. */
-    if (!rounds_until(&n, 10000, balanced))
+    if (!rounds_until(n, 10000, balanced))
         report_failure();
+}
+
+static struct agent *sick;
+
+static bool sick_gone(void)
+{
+    return !sick->up;
+}
+
+/* Agent 2's latency ramps by 100 ms a heartbeat past the 5000 ms limit: its
+ * five tasks move with their checkpoints before the engine fails it. */
+static void test_predicted_fault_moves_tasks_first(void **state)
+{
+    (void)state;
+    unsigned n = 0;
+    start_fleet(&n);
+    rounds_until(&n, 1000, NULL); /* baselines: at least min_samples each */
+    sick = &agents[2];
+    char held[SLOTS][40];
+    unsigned n_held = sick->n;
+    for (unsigned k = 0; k < n_held; k++)
+        snprintf(held[k], sizeof(held[k]), "%s", sick->tasks[k].id);
+    sick->latency_ms = 20;
+    sick->ramp = 100;
+    if (!rounds_until(&n, 30000, sick_gone))
+        fail_msg("the degrading agent was not failed (latency %.0f ms)", sick->latency_ms);
+    for (int i = 0; i < 10; i++, n++) {
+        round_of(n);
+        rdt_sleep_ms(hb_ms);
+    }
+    assert_int_equal(n_held, 5);
+    for (unsigned k = 0; k < n_held; k++) {
+        const struct task *t = task_of(held[k]);
+        if (t->revoked_at == 0 || t->revoked_at >= sick->fenced_at || t->lost_checkpoint ||
+            t->interruptions != 1)
+            fail_msg("task %s: revoked at %lld, agent failed at %lld, interruptions %u, "
+                     "checkpoint lost %d",
+                     t->id, (long long)t->revoked_at, (long long)sick->fenced_at, t->interruptions,
+                     t->lost_checkpoint);
+    }
+    fprintf(stderr, "the degrading agent's tasks moved %lld ms before it failed\n",
+            (long long)(sick->fenced_at - task_of(held[0])->revoked_at));
+    assert_true(all_placed());
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
+    assert_non_null(strstr(r.body, "recoveryd_predicted_faults_total{outcome=\"drained\"} 1\n"));
+    rdt_resp_free(&r);
+}
+
+static void test_fleet_converges_after_a_storm(void **state)
+{
+    (void)state;
+    unsigned n = 0;
+    start_fleet(&n);
 
     /* The storm: agents 3-5 stop; their tasks recover onto 0-2. */
     for (int i = 3; i < AGENTS; i++) {
@@ -314,6 +398,7 @@ static void test_fleet_converges_after_a_storm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_predicted_fault_moves_tasks_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_converges_after_a_storm, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
