@@ -93,13 +93,47 @@ static int offer_cmp(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
+/* The best move off `from` (the offered tasks on it, in offer order), to
+ * the receiver that ends least loaded, no more loaded than the source:
+ * true with `*task` (index into `order`) and `*to`. */
+static bool best_move_off(struct rd_rb_node *nodes, size_t from, struct rd_rb_task **order,
+                          size_t n_order, const size_t *recv, size_t n_recv, size_t *task,
+                          size_t *to)
+{
+    double best_after = INFINITY;
+    for (size_t k = 0; k < n_order; k++) {
+        struct rd_rb_task *t = order[k];
+        if (!t->movable || t->node != from)
+            continue;
+        double after_from = load_of(&nodes[from], nodes[from].used - t->slots);
+        for (size_t j = 0; j < n_recv; j++) {
+            size_t r = recv[j];
+            struct rd_rb_node *x = &nodes[r];
+            if (r == from || x->used + t->slots > x->limit ||
+                (t->fits != NULL && !t->fits(t->fits_data, t->index, r)))
+                continue;
+            double after_to = load_of(x, x->used + t->slots);
+            if (after_to <= after_from + 1e-9 && after_to < best_after - 1e-9) {
+                best_after = after_to;
+                *task = k;
+                *to = r;
+            }
+        }
+    }
+    return best_after < INFINITY;
+}
+
 size_t rd_sched__rb_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_task *tasks,
                          size_t n_tasks, size_t max_moves, struct rd_rb_move *out)
 {
     size_t made = 0;
     struct rd_rb_task **order = malloc((n_tasks ? n_tasks : 1) * sizeof(*order));
-    if (order == NULL)
+    size_t *recv = malloc((n_nodes ? n_nodes : 1) * sizeof(*recv));
+    bool *tried = malloc(n_nodes ? n_nodes : 1);
+    if (order == NULL || recv == NULL || tried == NULL) {
+        free(order), free(recv), free(tried);
         return 0;
+    }
     size_t n_order = 0;
     for (size_t j = 0; j < n_tasks; j++)
         if (tasks[j].movable && tasks[j].node < n_nodes)
@@ -114,51 +148,45 @@ size_t rd_sched__rb_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_
             sum_used += nodes[i].used, sum_slots += nodes[i].slots;
     double mean = sum_slots ? (double)sum_used / (double)sum_slots : 0;
     while (made < max_moves) {
-        /* The best single move: from the most loaded node that has one, to
-         * the node that takes it and ends least loaded, no more loaded than
-         * the source. */
-        size_t best_task = SIZE_MAX, best_to = SIZE_MAX;
-        double best_from = -1, best_after = INFINITY;
-        for (size_t k = 0; k < n_order; k++) {
-            struct rd_rb_task *t = order[k];
-            if (!t->movable)
-                continue;
-            struct rd_rb_node *from = &nodes[t->node];
-            double before = load_of(from, from->used);
-            double after_from = load_of(from, from->used - t->slots);
-            for (size_t r = 0; r < n_nodes; r++) {
-                struct rd_rb_node *to = &nodes[r];
-                if (r == t->node || to->slots == 0 || to->used + t->slots > to->limit ||
-                    (double)to->used / to->slots > mean + 1e-9 ||
-                    (t->fits != NULL && !t->fits(t->fits_data, t->index, r)))
-                    continue;
-                double after_to = load_of(to, to->used + t->slots);
-                if (after_to > after_from + 1e-9)
-                    continue;
-                /* From the most loaded source, to the target that ends
-                 * least loaded. */
-                if (before > best_from + 1e-9 ||
-                    (before > best_from - 1e-9 && after_to < best_after - 1e-9)) {
-                    best_from = before;
-                    best_after = after_to;
-                    best_task = k;
-                    best_to = r;
-                }
-            }
+        /* Receivers: at or below the mean. Sources: the most loaded first;
+         * the first with a move gives it (per move: nodes + tasks + that
+         * source's tasks x receivers, not every task x every node). */
+        size_t n_recv = 0;
+        for (size_t i = 0; i < n_nodes; i++) {
+            tried[i] = nodes[i].slots == 0;
+            if (nodes[i].slots > 0 && (double)nodes[i].used / nodes[i].slots <= mean + 1e-9)
+                recv[n_recv++] = i;
         }
-        if (best_task == SIZE_MAX)
+        size_t task = SIZE_MAX, to = SIZE_MAX, from = SIZE_MAX;
+        for (;;) {
+            from = SIZE_MAX;
+            double top = -1;
+            for (size_t i = 0; i < n_nodes; i++) {
+                double l = tried[i] ? -1 : load_of(&nodes[i], nodes[i].used);
+                if (!tried[i] && l > top)
+                    top = l, from = i;
+            }
+            if (from == SIZE_MAX)
+                break;
+            tried[from] = true;
+            if (best_move_off(nodes, from, order, n_order, recv, n_recv, &task, &to))
+                break;
+        }
+        if (from == SIZE_MAX)
             break;
-        struct rd_rb_task *t = order[best_task];
+        struct rd_rb_task *t = order[task];
         out[made].task = t->index;
         out[made].from = t->node;
-        out[made].to = best_to;
+        out[made].to = to;
         made++;
         nodes[t->node].used -= t->slots;
-        nodes[best_to].used += t->slots;
-        t->node = best_to;
+        nodes[to].used += t->slots;
+        t->node = to;
         t->movable = false; /* once per plan */
     }
     free(order);
+    free(recv);
+    free(tried);
     return made;
 }
 
@@ -325,17 +353,24 @@ static void pending_pass(struct rd_sched *s, uint32_t *extra, uint64_t now)
     }
 }
 
-/* A task's labels fit node `i` (the planner's callback). */
+/* A task's labels fit node `i` (the planner's callback): each task's
+ * labels parsed once, each node's once per pass. */
 struct fit_ctx {
     struct rd_sched *s;
-    struct rd_task **tasks;
+    json_t **want; /* by task index; NULL: no labels */
 };
 
 static bool fits(void *data, size_t task, size_t node)
 {
     struct fit_ctx *c = data;
-    const struct rd_task *t = c->tasks[task];
-    return rd_sched_labels_match(t->labels_json, c->s->env.fsm->nodes[node]->labels_json);
+    return c->want[task] == NULL || rd_sched__node_fits(c->s, c->want[task], node);
+}
+
+static void wants_free(struct fit_ctx *c, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        json_decref(c->want[j]);
+    free(c->want);
 }
 
 static json_t *move_json(const struct rd_task *t, const struct rd_node *from,
@@ -550,13 +585,21 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
         fleet_free(&fl);
         return;
     }
-    struct fit_ctx fc = {s, fl.task_of};
-    for (size_t j = 0; j < fl.n_tasks; j++) {
+    struct fit_ctx fc = {s, calloc(fl.n_tasks, sizeof(json_t *))};
+    for (size_t j = 0; fc.want != NULL && j < fl.n_tasks; j++) {
         const char *labels = fl.task_of[j]->labels_json;
         if (labels != NULL && strcmp(labels, "{}") != 0) {
+            /* Unparsable labels fit nowhere (as placement has it). */
+            fc.want[j] = json_loads(labels, 0, NULL);
+            if (fc.want[j] == NULL)
+                fl.tasks[j].movable = false;
             fl.tasks[j].fits = fits;
             fl.tasks[j].fits_data = &fc;
         }
+    }
+    if (fc.want == NULL) {
+        fleet_free(&fl);
+        return;
     }
     struct rd_rb_move *mv = calloc(budget, sizeof(*mv));
     size_t n = mv ? rd_sched__rb_plan(fl.nodes, f->n_nodes, fl.tasks, fl.n_tasks, budget, mv) : 0;
@@ -574,6 +617,7 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
             s->rb_episode_moves = 0;
         }
         free(mv);
+        wants_free(&fc, fl.n_tasks);
         fleet_free(&fl);
         return;
     }
@@ -608,6 +652,7 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
     }
     json_decref(ids);
     free(mv);
+    wants_free(&fc, fl.n_tasks);
     fleet_free(&fl);
 }
 

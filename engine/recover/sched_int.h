@@ -60,6 +60,8 @@ void rd_sched__arm(struct rd_sched *s, uint64_t first_ms);
 
 /* ---- placement.c ---- */
 
+/* True when node `i`'s labels (parsed once per pass) include `want`. */
+bool rd_sched__node_fits(struct rd_sched *s, json_t *want, size_t i);
 /* Forgets the nodes' labels parsed in the last pass. */
 void rd_sched__labels_reset(struct rd_sched *s);
 /* The working agent with the most room for `t`, or SIZE_MAX (`limit_pct`
