@@ -30,7 +30,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 
 @dataclass
@@ -177,7 +177,7 @@ class Fleet:
                     for tid, h in list(a.tasks.items()):
                         self.checkpoint(tid, h)
 
-    def run_for(self, seconds: float, until=None) -> bool:
+    def run_for(self, seconds: float, until: Optional[Callable[[], bool]] = None) -> bool:
         end = time.monotonic() + seconds
         n = 0
         while time.monotonic() < end:
@@ -197,15 +197,15 @@ class Fleet:
             self.tasks[tid] = Task(tid)
 
     def held_by_live(self) -> Dict[str, str]:
-        held = {}
+        held: Dict[str, str] = {}
         for a in self.agents:
             if a.up:
                 for tid in a.tasks:
                     held[tid] = a.node_id
         return held
 
-    def engine_counts(self) -> Dict[str, int]:
-        counts: Dict[str, int] = {}
+    def engine_counts(self) -> Dict[str, Tuple[int, str]]:
+        counts: Dict[str, Tuple[int, str]] = {}
         after = ""
         while True:
             st, j = self.e.call("GET", "/api/v1/nodes?limit=1000" +

@@ -11,7 +11,8 @@
 #   tests/bench/rebalance/run.sh          (under flock /tmp/rd-bench.lock)
 #
 # Environment: AGENTS (30), SLOTS (10), PER_AGENT (5), SHARE (33, percent
-# crashing), MOVES (rebalance.moves_per_minute, 600), NICE, BUILD.
+# crashing), MOVES (rebalance.moves_per_minute, 600), ENABLED (rebalance.enabled,
+# true; false is the reference: what the engine did before), NICE, BUILD.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
@@ -20,6 +21,7 @@ SLOTS=${SLOTS:-10}
 PER_AGENT=${PER_AGENT:-5}
 SHARE=${SHARE:-33}
 MOVES=${MOVES:-600}
+ENABLED=${ENABLED:-true}
 
 bench_build recoveryd heartbeat metrics
 bench_workdir rebalance
@@ -41,11 +43,12 @@ fault_tolerance:
   partition:
     min_nodes: 1000             # a third of the fleet down at once is the storm, not a partition
   rebalance:
+    enabled: $ENABLED
     moves_per_minute: $MOVES
 YAML
 bench_start_engine
 echo "recoveryd rebalancing after a storm: $AGENTS agents x $SLOTS slots, $PER_AGENT tasks each," \
-    "${SHARE}% crash and return, moves_per_minute $MOVES; $(bench_cores), $(bench_now)"
+    "${SHARE}% crash and return, rebalance.enabled $ENABLED, moves_per_minute $MOVES; $(bench_cores), $(bench_now)"
 echo "engine built from $(bench_commit)"
 echo "load average before: $(bench_loadavg)"
 rc=0
