@@ -680,23 +680,27 @@ void rd_sched_rebalance_metrics(const struct rd_sched *s, struct rd_mbuf *b)
                    (unsigned long long)s->rb_moves[RD_RB_QUEUED]);
     rd_mbuf_printf(b, "recoveryd_rebalance_moves_total{kind=\"running\"} %llu\n",
                    (unsigned long long)s->rb_moves[RD_RB_RUNNING]);
-    rd_metric_header(b, "recoveryd_rebalance_refused_total", "counter",
-                     "Moves the planner proposed that the rebalance hook did not allow.");
-    rd_mbuf_printf(b, "recoveryd_rebalance_refused_total %llu\n",
-                   (unsigned long long)s->rb_refused);
-    rd_metric_header(b, "recoveryd_rebalance_expired_total", "counter",
-                     "Running tasks picked to move that wrote no checkpoint within "
-                     "rebalance.checkpoint_wait (they stayed).");
-    rd_mbuf_printf(b, "recoveryd_rebalance_expired_total %llu\n",
-                   (unsigned long long)s->rb_expired);
-    rd_metric_header(b, "recoveryd_rebalance_policy_errors_total", "counter",
-                     "Rebalance hook calls that failed (nothing moved, rebalancing paused 10 s).");
-    rd_mbuf_printf(b, "recoveryd_rebalance_policy_errors_total %llu\n",
-                   (unsigned long long)s->rb_policy_errors);
-    rd_metric_header(b, "recoveryd_rebalance_episodes_total", "counter",
-                     "Times rebalancing started (a skew past the threshold, or agents joined).");
-    rd_mbuf_printf(b, "recoveryd_rebalance_episodes_total %llu\n",
-                   (unsigned long long)s->rb_episodes);
+    const struct {
+        const char *name, *help;
+        uint64_t value;
+    } counters[] = {
+        {"recoveryd_rebalance_refused_total",
+         "Moves the planner proposed that the rebalance hook did not allow.", s->rb_refused},
+        {"recoveryd_rebalance_expired_total",
+         "Running tasks picked to move that wrote no checkpoint within "
+         "rebalance.checkpoint_wait (they stayed).",
+         s->rb_expired},
+        {"recoveryd_rebalance_policy_errors_total",
+         "Rebalance hook calls that failed (nothing moved, rebalancing paused 10 s).",
+         s->rb_policy_errors},
+        {"recoveryd_rebalance_episodes_total",
+         "Times rebalancing started (a skew past the threshold, or agents joined).",
+         s->rb_episodes},
+    };
+    for (size_t i = 0; i < RD_ARRAY_SIZE(counters); i++) {
+        rd_metric_header(b, counters[i].name, "counter", counters[i].help);
+        rd_mbuf_printf(b, "%s %llu\n", counters[i].name, (unsigned long long)counters[i].value);
+    }
     rd_metric_header(b, "recoveryd_rebalance_skew_percent", "gauge",
                      "Spread of slots used over the working agents at the last pass, max - min, "
                      "in percent.");
