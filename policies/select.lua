@@ -15,6 +15,16 @@
 --      tasks, a node that left or drained)     -> fast_recovery
 -- A request never overrides rules 1 and 2: those protect against split brain
 -- and against resuming from a corrupt checkpoint.
+--
+-- Two hooks (policies/README.md, "Hooks"):
+--   predicted  a trend says a working agent will fail: "drain" it now, so its
+--              tasks move with their checkpoints while it still runs (the
+--              engine rate-limits drains and keeps a minimum of healthy
+--              capacity), unless a partition is suspected ("watch").
+--   rebalance  the scheduler proposes moves toward spare capacity: queued
+--              tasks may always move; running ones only when not critical,
+--              of priority LOW_PRIORITY or below, and with a checkpoint to
+--              resume from.
 
 local M = { name = "select" }
 
@@ -54,6 +64,32 @@ function M.select(event, view)
     return "safe_recovery"
   end
   return "fast_recovery"
+end
+
+-- Running tasks of this priority or below may be moved to even the load.
+local LOW_PRIORITY = 4
+
+function M.predicted(event, view)
+  if view.partition_suspected then
+    return "watch"
+  end
+  local state = event.node and event.node.state
+  if state ~= "alive" and state ~= "probation" then
+    return "watch"
+  end
+  return "drain"
+end
+
+function M.rebalance(event, view)
+  local allow = {}
+  for _, move in ipairs(event.moves or {}) do
+    local queued = move.state == "assigned"
+    local low = not move.critical and (move.priority or 9) <= LOW_PRIORITY and move.checkpoint ~= nil
+    if queued or low then
+      allow[#allow + 1] = move.task_id
+    end
+  end
+  return allow
 end
 
 -- ---- self_test: runs at every load; an error() refuses the whole load ----
@@ -110,6 +146,33 @@ function M.self_test()
     if got ~= case[4] then
       error(string.format("self_test: %s: selected %s, expected %s", case[1], tostring(got), case[4]))
     end
+  end
+  local function predicted(state)
+    return { kind = "predicted", node = { node_id = "n1", state = state },
+             prediction = { metric = "latency_ms", trend = 40, eta_ms = 20000 }, tasks = {} }
+  end
+  local answers = {
+    { "alive agent", predicted("alive"), view(), "drain" },
+    { "agent on probation", predicted("probation"), view(), "drain" },
+    { "agent already draining", predicted("draining"), view(), "watch" },
+    { "partition", predicted("alive"), view(true), "watch" },
+  }
+  for _, case in ipairs(answers) do
+    local got = M.predicted(case[2], case[3])
+    if got ~= case[4] then
+      error(string.format("self_test: predicted, %s: %s, expected %s", case[1], tostring(got), case[4]))
+    end
+  end
+  local ck = { version = 2, age_ms = 10 }
+  local allowed = M.rebalance({ kind = "rebalance", moves = {
+    { task_id = "queued", state = "assigned", priority = 9, critical = false },
+    { task_id = "low", state = "running", priority = 2, critical = false, checkpoint = ck },
+    { task_id = "low-no-checkpoint", state = "running", priority = 2, critical = false },
+    { task_id = "high", state = "running", priority = 8, critical = false, checkpoint = ck },
+    { task_id = "critical", state = "running", priority = 0, critical = true, checkpoint = ck },
+  } }, view())
+  if #allowed ~= 2 or allowed[1] ~= "queued" or allowed[2] ~= "low" then
+    error("self_test: rebalance allowed " .. table.concat(allowed, ",") .. ", expected queued,low")
   end
 end
 

@@ -418,12 +418,43 @@ static const struct cfg_field cfg_tasks[] = {
     CFG_F("retention", CFG_DURATION, fault_tolerance.tasks.retention_ms),
 };
 
+static const struct cfg_field cfg_prediction[] = {
+    CFG_U("drains_per_minute", fault_tolerance.prediction.drains_per_minute, 0, 1000),
+    {.key = "min_healthy_capacity",
+     .type = CFG_PERCENT,
+     .offset = CFG_OFF(fault_tolerance.prediction.min_healthy_capacity),
+     .size = CFG_SZ(fault_tolerance.prediction.min_healthy_capacity),
+     .min = 0,
+     .max = 100},
+};
+
+static const struct cfg_field cfg_rebalance[] = {
+    CFG_F("enabled", CFG_BOOL, fault_tolerance.rebalance.enabled),
+    {.key = "skew_threshold",
+     .type = CFG_PERCENT,
+     .offset = CFG_OFF(fault_tolerance.rebalance.skew_threshold),
+     .size = CFG_SZ(fault_tolerance.rebalance.skew_threshold),
+     .min = 1,
+     .max = 100},
+    {.key = "cpu_threshold",
+     .type = CFG_PERCENT,
+     .offset = CFG_OFF(fault_tolerance.rebalance.cpu_threshold),
+     .size = CFG_SZ(fault_tolerance.rebalance.cpu_threshold),
+     .min = 0,
+     .max = 100},
+    CFG_U("moves_per_minute", fault_tolerance.rebalance.moves_per_minute, 1, 100000),
+    CFG_F("cooldown", CFG_DURATION, fault_tolerance.rebalance.cooldown_ms),
+    CFG_F("checkpoint_wait", CFG_DURATION, fault_tolerance.rebalance.checkpoint_wait_ms),
+    CFG_F("settle", CFG_DURATION, fault_tolerance.rebalance.settle_ms),
+};
+
 /* New sections go last so the key lists in existing messages keep their order. */
 static const struct cfg_field cfg_fault_tolerance[] = {
     CFG_SECT("detection", cfg_detection), CFG_SECT("recovery_strategies", cfg_strategies),
     CFG_SECT("backup", cfg_backup),       CFG_SECT("partition", cfg_partition),
     CFG_SECT("poison", cfg_poison),       CFG_SECT("records", cfg_records),
-    CFG_SECT("tasks", cfg_tasks),
+    CFG_SECT("tasks", cfg_tasks),         CFG_SECT("prediction", cfg_prediction),
+    CFG_SECT("rebalance", cfg_rebalance),
 };
 
 static const struct cfg_field cfg_top[] = {
@@ -1753,6 +1784,14 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.records.max_retained = 200000;
     cfg->fault_tolerance.records.timeout_ms = 10 * 1000;
     cfg->fault_tolerance.records.interval_ms = 100;
+    cfg->fault_tolerance.prediction.drains_per_minute = 2;
+    cfg->fault_tolerance.prediction.min_healthy_capacity = 50;
+    cfg->fault_tolerance.rebalance.enabled = true;
+    cfg->fault_tolerance.rebalance.skew_threshold = 20;
+    cfg->fault_tolerance.rebalance.moves_per_minute = 60;
+    cfg->fault_tolerance.rebalance.cooldown_ms = 5 * 60 * 1000;
+    cfg->fault_tolerance.rebalance.checkpoint_wait_ms = 30 * 1000;
+    cfg->fault_tolerance.rebalance.settle_ms = 2000;
     cfg->security.audit.max_records = 100000;
     cfg->security.audit.max_age_ms = UINT64_C(30) * 24 * 3600 * 1000;
 }
@@ -1918,6 +1957,37 @@ static int cfg_validate_edge(const struct rd_config *cfg, char err[RD_CFG_ERRLEN
         return cfg_errf(err, RD_ECONFIG,
                         "server.edge.max_header_list: expected a size from 1KiB to 1MiB, got '%s'",
                         a);
+    }
+    return 0;
+}
+
+/* fault_tolerance.rebalance's durations (docs/configuration.md). */
+static int cfg_check_rebalance(const struct rd_config *cfg, char *err)
+{
+    const uint64_t cooldown = cfg->fault_tolerance.rebalance.cooldown_ms;
+    const uint64_t wait = cfg->fault_tolerance.rebalance.checkpoint_wait_ms;
+    char t[32];
+    if (cooldown < 1000 || cooldown > UINT64_C(24) * 3600 * 1000) {
+        cfg_format_duration(cooldown, t, sizeof(t));
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.rebalance.cooldown: expected a duration from 1s to 1d "
+                        "(a task moved is not moved again within it), got '%s'",
+                        t);
+    }
+    if (wait < 100 || wait > 60 * 60 * 1000) {
+        cfg_format_duration(wait, t, sizeof(t));
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.rebalance.checkpoint_wait: expected a duration from "
+                        "100ms to 1h, got '%s'",
+                        t);
+    }
+    const uint64_t settle = cfg->fault_tolerance.rebalance.settle_ms;
+    if (settle > 10 * 60 * 1000) {
+        cfg_format_duration(settle, t, sizeof(t));
+        return cfg_errf(err, RD_ECONFIG,
+                        "fault_tolerance.rebalance.settle: expected a duration from 0s to 10m, "
+                        "got '%s'",
+                        t);
     }
     return 0;
 }
@@ -2213,6 +2283,9 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
         return cfg_errf(err, RD_ECONFIG,
                         "fault_tolerance.poison.window: expected a duration above 0, got '0ms'");
     int rv = cfg_check_records(cfg, err);
+    if (rv != 0)
+        return rv;
+    rv = cfg_check_rebalance(cfg, err);
     if (rv != 0)
         return rv;
     const uint64_t audit_age = cfg->security.audit.max_age_ms;

@@ -304,6 +304,25 @@ struct rd_config {
         struct {
             uint64_t retention_ms; /* 1s-3650d, default 7d */
         } tasks;
+        /* Our addition: predicted faults. select.lua's predicted hook may
+         * drain an agent a trend says will fail; the engine allows at most
+         * drains_per_minute such drains (0: none) and none that would leave
+         * less than min_healthy_capacity percent of the fleet's slots on
+         * working agents (alive or probation, not draining). */
+        struct {
+            unsigned drains_per_minute;    /* 0-1000, default 2 */
+            unsigned min_healthy_capacity; /* percent 0-100, default 50 */
+        } prediction;
+        /* Our addition: dynamic rebalancing (engine/recover/rebalance.c). */
+        struct {
+            bool enabled;                /* default true */
+            unsigned skew_threshold;     /* percent 1-100 of slots used, max - min, default 20 */
+            unsigned cpu_threshold;      /* percent 0-100 of reported cpu, max - min; 0 off */
+            unsigned moves_per_minute;   /* 1-100000, default 60 */
+            uint64_t cooldown_ms;        /* a task moved is not moved again within this, 5m */
+            uint64_t checkpoint_wait_ms; /* a running task waits this for its next checkpoint */
+            uint64_t settle_ms; /* agents joined: wait until the fleet is unchanged this long */
+        } rebalance;
     } fault_tolerance;
 };
 

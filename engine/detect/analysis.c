@@ -210,8 +210,10 @@ static char *fault_metadata(const struct rd_node *n, const struct rd_detect *s, 
     if (s->bad_since_ns != 0 && now > s->bad_since_ns)
         json_object_set_new(m, "detection_latency_ms",
                             json_integer((json_int_t)((now - s->bad_since_ns) / 1000000)));
-    if (predicted)
+    if (predicted) {
         json_object_set_new(m, "eta_ms", json_integer((json_int_t)s->predicted_eta_ms));
+        json_object_set_new(m, "trend", json_real(s->predicted_trend));
+    }
     if (s->metric[0])
         json_object_set_new(m, "metric", json_string(s->metric));
     if (s->detail[0])
@@ -396,8 +398,10 @@ static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct
     if (set_state != RD_STATE_ANY)
         rd_cmd_audit_engine(&cmd, "isolate_by_analysis", n->node_id, id);
     if (propose(a, &cmd, s, set_state == RD_NODE_FAILED ? STAGE_FAILED : STAGE_OTHER, false) &&
-        set_state == RD_STATE_ANY)
+        set_state == RD_STATE_ANY) {
         s->warn_open = true;
+        s->warn_predicted |= predicted;
+    }
     free(meta);
 }
 
@@ -409,7 +413,7 @@ static void propose_resolve_warnings(struct rd_analysis *a, const struct rd_node
     cmd.u.fresolve.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
     cmd.u.fresolve.note = RD_STR("signals back to normal");
     if (propose(a, &cmd, s, STAGE_OTHER, false))
-        s->warn_open = false;
+        s->warn_open = s->warn_predicted = false;
 }
 
 static unsigned probation_needed(struct rd_analysis *a, const struct rd_detect *s, uint64_t now)
@@ -449,7 +453,9 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_d
         }
         /* Metrics anomalies and predictions: a record, the node keeps working. */
         bool warn = s->metrics_verdict == RD_VERDICT_SUSPECT || s->predicted;
-        if (warn && !s->warn_open && !in_grace) {
+        /* A prediction that comes while an anomaly's record is open gets a
+         * record of its own: policies act on predicted records. */
+        if (warn && (!s->warn_open || (s->predicted && !s->warn_predicted)) && !in_grace) {
             int type, sev;
             classify(n, s, &type, &sev);
             if (s->metrics_verdict == RD_VERDICT_OK && s->predicted)
@@ -553,6 +559,7 @@ bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
         s->metrics_verdict = (int8_t)v;
         s->predicted = obs->predicted;
         s->predicted_eta_ms = obs->eta_ms;
+        s->predicted_trend = obs->trend;
         snprintf(s->metric, sizeof(s->metric), "%s", obs->metric ? obs->metric : "");
         break;
     default:

@@ -46,11 +46,13 @@ struct rd_detect {
     uint8_t probe_cause; /* enum rd_probe_cause of the last failed probe */
     bool predicted;      /* the metrics detector predicts a failure */
     double predicted_eta_ms;
-    double phi;            /* last value the heartbeat detector reported */
-    uint64_t bad_since_ns; /* start of the current episode of trouble, 0 = none */
-    bool proposing;        /* a proposal for this node is being committed */
-    bool warn_open;        /* a fault that leaves the node's state alone is open */
-    uint8_t n_flaps;       /* entries into suspect/failed in flap_times */
+    double predicted_trend; /* the predicting metric's rise per second */
+    double phi;             /* last value the heartbeat detector reported */
+    uint64_t bad_since_ns;  /* start of the current episode of trouble, 0 = none */
+    bool proposing;         /* a proposal for this node is being committed */
+    bool warn_open;         /* a fault that leaves the node's state alone is open */
+    bool warn_predicted;    /* ... and one of them records a prediction */
+    uint8_t n_flaps;        /* entries into suspect/failed in flap_times */
     uint64_t flap_times[16];
     char detail[160];     /* the last detector's human line */
     char metric[32];      /* the metric behind a metrics verdict */

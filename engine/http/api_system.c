@@ -416,6 +416,8 @@ void rd_api_METRICS(struct rd_http_req *hr)
     rd_mbuf_printf(&b, "recoveryd_recovery_runs_timed_out_total %llu\n",
                    (unsigned long long)sc->runs_timed_out);
     rd_sched_run_metrics(sc, &b);
+    rd_sched_predict_metrics(sc, &b);
+    rd_sched_rebalance_metrics(sc, &b);
     rd_metric_header(&b, "recoveryd_poison_tasks_total", "counter",
                      "Tasks quarantined as poison (this leader).");
     rd_mbuf_printf(&b, "recoveryd_poison_tasks_total %llu\n", (unsigned long long)sc->poison_total);

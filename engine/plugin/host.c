@@ -19,6 +19,7 @@ static const size_t descriptor_size_by_minor[] = {
     sizeof(struct rd_plugin_descriptor), /* 1.0 */
     sizeof(struct rd_plugin_descriptor), /* 1.1: backup ops version 2, descriptor unchanged */
     sizeof(struct rd_plugin_descriptor), /* 1.2: alert ops version 2, descriptor unchanged */
+    sizeof(struct rd_plugin_descriptor), /* 1.3: rd_observation's trend, descriptor unchanged */
 };
 
 static const char *kind_name(int kind)
@@ -474,6 +475,13 @@ static void api_observe(rd_plugin_instance_t *inst, const struct rd_observation 
 {
     struct rd_plugin_host *h = inst->host;
     h->observations_total++;
+    /* A plugin built before minor 3 hands a shorter struct: no trend. */
+    struct rd_observation old;
+    if (obs != NULL && inst->desc->abi_minor < 3) {
+        memset(&old, 0, sizeof(old));
+        memcpy(&old, obs, offsetof(struct rd_observation, trend));
+        obs = &old;
+    }
     if (inst->desc->kind != RD_PLUGIN_DETECTOR || obs == NULL || obs->node_id == NULL ||
         !h->env.observe(h->env.observe_data, inst->cfg->name, obs))
         h->observations_ignored++;

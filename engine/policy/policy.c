@@ -79,6 +79,7 @@ struct rd_policy_host {
     int sampled_line;            /* last line of policy code the hook saw */
     char version[VERSION_CHARS + 1];
     struct policy_file select;
+    struct policy_file hooks[RD_HOOK_COUNT]; /* select.lua's optional hooks (LUA_NOREF: none) */
     unsigned n_strategies;
     struct policy_file strategies[RD_POLICY_MAX_FILES];
 };
@@ -719,6 +720,8 @@ static void check_returned_in_time(lua_State *L, const char *file, int line, con
 
 /* ---- loading ---------------------------------------------------------- */
 
+static const char *const hook_names[RD_HOOK_COUNT] = {"predicted", "rebalance"};
+
 struct load_ctx {
     struct rd_policy_host *h;
     const char *file; /* "fast_recovery.lua" */
@@ -784,6 +787,19 @@ static int load_protected(lua_State *L)
         return lua_error(L);
     }
     check_returned_in_time(L, c->file, self_test_line, "self_test");
+    /* select.lua's optional hooks: functions, or absent. */
+    for (int k = 0; c->is_select && k < RD_HOOK_COUNT; k++) {
+        lua_getfield(L, 2, hook_names[k]);
+        if (lua_type(L, -1) == LUA_TFUNCTION) {
+            c->h->hooks[k].line = function_line(L, lua_gettop(L));
+            c->h->hooks[k].fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        } else if (lua_type(L, -1) != LUA_TNIL) {
+            return throwf(L, "%s: %s must be a function (a hook), is a %s", src, hook_names[k],
+                          luaL_typename(L, -1));
+        } else {
+            lua_pop(L, 1);
+        }
+    }
     /* Keep the function itself: later changes to the module table do not matter. */
     c->pf->line = function_line(L, 4);
     lua_pushvalue(L, 4);
@@ -1011,6 +1027,10 @@ int rd_policy_load(const char *dir, uint64_t budget_ms, size_t memory_limit,
     h->mem_limit = memory_limit;
     h->budget_ms = budget_ms;
     h->select.fn_ref = LUA_NOREF;
+    for (int k = 0; k < RD_HOOK_COUNT; k++) {
+        h->hooks[k].fn_ref = LUA_NOREF;
+        snprintf(h->hooks[k].name, sizeof(h->hooks[k].name), "select");
+    }
 
     uint64_t hash = RD_FNV_INIT;
     for (unsigned i = 0; i < n; i++) {
@@ -1634,5 +1654,135 @@ int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, struct
     end_call(h, true);
     json_decref(c.plan);
     RD_DEBUG(COMP, "call_failed", "version=%s code=%s", h->version, rd_err_name(rc));
+    return rc;
+}
+
+/* ---- select.lua's hooks ----------------------------------------------- */
+
+bool rd_policy_has_hook(const struct rd_policy_host *h, enum rd_policy_hook hook)
+{
+    return h != NULL && hook < RD_HOOK_COUNT && h->hooks[hook].fn_ref != LUA_NOREF;
+}
+
+struct hook_ctx {
+    struct rd_policy_host *h;
+    enum rd_policy_hook hook;
+    json_t *event, *view;
+    json_t *answer; /* built here; the caller frees it on error */
+    bool json_oom;
+};
+
+static int bad_answer(lua_State *L, const struct hook_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int bad_answer(lua_State *L, const struct hook_ctx *c, const char *fmt, ...)
+{
+    char why[RD_POLICY_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    return throwf(L, CHUNK_PREFIX "select.lua:%d: %s returned %s", c->h->hooks[c->hook].line,
+                  hook_names[c->hook], why);
+}
+
+/* predicted: "drain" or "watch". */
+static void predicted_answer(lua_State *L, struct hook_ctx *c, int idx)
+{
+    const char *a = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
+    if (a == NULL || (strcmp(a, "drain") != 0 && strcmp(a, "watch") != 0))
+        bad_answer(L, c, "%s%.64s%s, expected \"drain\" or \"watch\"", a ? "'" : "a ",
+                   a ? a : luaL_typename(L, idx), a ? "'" : "");
+    c->answer = json_string(a);
+    c->json_oom = c->answer == NULL;
+}
+
+/* rebalance: a list of task ids. */
+static void rebalance_answer(lua_State *L, struct hook_ctx *c, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        bad_answer(L, c, "a %s, expected a list of task ids", luaL_typename(L, idx));
+    size_t n = lua_objlen(L, idx);
+    if (n > RD_POLICY_MAX_ACTIONS)
+        bad_answer(L, c, "%zu task ids, more than %d", n, RD_POLICY_MAX_ACTIONS);
+    c->answer = json_array();
+    if (c->answer == NULL) {
+        c->json_oom = true;
+        throwf(L, "out of memory");
+    }
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        size_t len = 0;
+        const char *id = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (id == NULL || len == 0 || len > MAX_ID_LEN || !printable(id, len))
+            bad_answer(L, c, "[%zu]: %s, expected a task id (1-%d printable bytes)", i,
+                       id ? "a malformed string" : luaL_typename(L, -1), MAX_ID_LEN);
+        if (json_array_append_new(c->answer, json_stringn(id, len)) != 0) {
+            c->json_oom = true;
+            throwf(L, "out of memory");
+        }
+        lua_pop(L, 1);
+    }
+    /* A list only: no other keys (a typo such as { alow = ... } must not pass). */
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        bool ok = lua_type(L, -2) == LUA_TNUMBER && lua_tonumber(L, -2) >= 1 &&
+                  lua_tonumber(L, -2) <= (lua_Number)n &&
+                  lua_tonumber(L, -2) == (lua_Number)(long long)lua_tonumber(L, -2);
+        if (!ok)
+            bad_answer(L, c, "a table with key %s, expected a list of task ids", short_str(L, -2));
+        lua_pop(L, 1);
+    }
+}
+
+static int hook_protected(lua_State *L)
+{
+    struct hook_ctx *c = lua_touserdata(L, 1);
+    struct rd_policy_host *h = c->h;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, msgh); /* 1 */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks[c->hook].fn_ref);
+    push_json(L, c->event, "event", 0);
+    push_json(L, c->view, "view", 0);
+    h->sampled_line = 0;
+    if (lua_pcall(L, 2, 1, 1) != 0)
+        return lua_error(L);
+    check_returned_in_time(L, "select.lua", h->hooks[c->hook].line, hook_names[c->hook]);
+    if (c->hook == RD_HOOK_PREDICTED)
+        predicted_answer(L, c, 2);
+    else
+        rebalance_answer(L, c, 2);
+    return 0;
+}
+
+int rd_policy_hook(struct rd_policy_host *h, enum rd_policy_hook hook, json_t *event, json_t *view,
+                   json_t **answer, char *err, size_t errlen)
+{
+    set_err(err, errlen, "%s", "");
+    if (h == NULL || answer == NULL || hook >= RD_HOOK_COUNT || !json_is_object(event) ||
+        !json_is_object(view)) {
+        set_err(err, errlen, "policy host: bad hook call");
+        return RD_EINVAL;
+    }
+    if (h->hooks[hook].fn_ref == LUA_NOREF)
+        return RD_ENOTFOUND;
+    struct hook_ctx c = {.h = h, .hook = hook, .event = event, .view = view};
+    begin_call(h, h->budget_ms);
+    int status = lua_cpcall(h->L, hook_protected, &c);
+    if (status == 0) {
+        end_call(h, false);
+        *answer = c.answer;
+        return 0;
+    }
+    int rc = c.json_oom ? RD_ENOMEM
+                        : failure(h, status, "select.lua", hook_names[hook], h->hooks[hook].line,
+                                  RD_EINVAL, err, errlen);
+    if (c.json_oom)
+        set_err(err, errlen, "policy host: out of memory reading select.lua's %s answer",
+                hook_names[hook]);
+    end_call(h, true);
+    json_decref(c.answer);
+    RD_DEBUG(COMP, "hook_failed", "version=%s hook=%s code=%s", h->version, hook_names[hook],
+             rd_err_name(rc));
     return rc;
 }

@@ -175,4 +175,29 @@ json_t *rd_plan_json(const struct rd_plan *p);
 int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, struct rd_plan *plan_out,
                    char *err, size_t errlen);
 
+/*
+ * The optional hooks of select.lua, besides select (policies/README.md,
+ * "Hooks"): `predicted(event, view)` answers a predicted fault with "drain"
+ * or "watch"; `rebalance(event, view)` returns the list of the proposed
+ * moves' task ids it allows. A hook that select.lua defines is loaded with
+ * it (a value that is not a function refuses the load).
+ */
+enum rd_policy_hook { RD_HOOK_PREDICTED = 0, RD_HOOK_REBALANCE, RD_HOOK_COUNT };
+
+/* True when this generation's select.lua defines `hook`. */
+bool rd_policy_has_hook(const struct rd_policy_host *h, enum rd_policy_hook hook);
+
+/*
+ * Calls select.lua's `hook(event, view)` under the budget and the memory
+ * cap, as rd_policy_plan does. Its answer, validated, in `*answer` (a new
+ * reference): RD_HOOK_PREDICTED a JSON string "drain" or "watch";
+ * RD_HOOK_REBALANCE a JSON array of task ids (strings of 1-255 printable
+ * bytes, at most RD_POLICY_MAX_ACTIONS). Returns 0; RD_ENOTFOUND when
+ * select.lua has no such hook (nothing called); RD_EINVAL (an error raised,
+ * or an answer of the wrong shape), RD_ETIMEOUT, RD_ENOMEM with
+ * "policies/select.lua:LINE: why" in `err`.
+ */
+int rd_policy_hook(struct rd_policy_host *h, enum rd_policy_hook hook, json_t *event, json_t *view,
+                   json_t **answer, char *err, size_t errlen);
+
 #endif

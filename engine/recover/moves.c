@@ -92,6 +92,7 @@ int rd_sched__move_task(struct rd_sched *s, struct rd_task *t, const struct rd_n
     if (to != NULL)
         extra[best] += t->slots;
     s->recoveries_total++;
+    rd_sched__note_moved(s, t->id); /* rebalancing leaves it alone for a while */
     RD_INFO("recovery", "task_moved",
             "task=%s from=%s to=%s attempt=%u critical=%d priority=%u strategy=%s", t->id,
             from->node_id, to ? to->node_id : "(pending)", t->attempt + (to ? 1 : 0), t->critical,

@@ -22,14 +22,17 @@ void rd_sched_pass(struct rd_sched *s)
     uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
     if (extra == NULL)
         return;
+    rd_sched__inflight_load(s, extra);
     rd_sched__labels_reset(s); /* labels are parsed at most once per node per pass */
     /* Counted first: /metrics, on this thread, sees it after the whole pass. */
     s->passes_total++;
     rd_sched__repair_sweep(s);
     rd_sched__recover(s, extra);
+    rd_sched__predicted(s);
     rd_sched__reclaim_stranded(s);
     rd_sched__resume_paused(s);
     rd_sched__place_pending(s, extra);
+    rd_sched__rebalance(s, extra);
     free(extra);
 }
 
@@ -39,8 +42,12 @@ void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env)
     s->env = *env;
     s->run_duration.bounds = rd_hist_bounds_long;
     rd_map_init(&s->inflight);
+    rd_map_init(&s->assigning);
     rd_map_init(&s->repairs);
     rd_map_init(&s->unrepairable);
+    rd_map_init(&s->predicted);
+    rd_map_init(&s->moved);
+    rd_map_init(&s->rb_pending);
 }
 
 void rd_sched_start(struct rd_sched *s)
@@ -63,11 +70,18 @@ void rd_sched_stop(struct rd_sched *s)
     uv_close((uv_handle_t *)&s->timer, NULL);
     s->started = false;
     rd_sched__repair_stop(s);
+    rd_sched__predicted_stop(s);
+    rd_sched__rebalance_stop(s);
 }
 
 void rd_sched_close(struct rd_sched *s)
 {
     rd_sched__repair_close(s);
+    rd_sched__predicted_stop(s);
+    rd_map_free(&s->predicted);
+    rd_sched__rebalance_stop(s);
+    rd_map_free(&s->moved);
+    rd_map_free(&s->rb_pending);
     rd_sched__labels_reset(s);
     free(s->by_slot);
     s->by_slot = NULL;
@@ -76,6 +90,7 @@ void rd_sched_close(struct rd_sched *s)
         if (s->inflight.slots && s->inflight.slots[i].value)
             free(s->inflight.slots[i].value);
     rd_map_free(&s->inflight);
+    rd_sched__assigning_free(s);
 }
 
 /* Places the pending tasks, most urgent first, on the working agents with

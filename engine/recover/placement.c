@@ -57,6 +57,11 @@ static json_t *node_labels(struct rd_sched *s, size_t i)
     return s->labels[i];
 }
 
+bool rd_sched__node_fits(struct rd_sched *s, json_t *want, size_t i)
+{
+    return labels_subset(want, node_labels(s, i));
+}
+
 /* Forgets the parsed labels (the node table may change between passes). */
 void rd_sched__labels_reset(struct rd_sched *s)
 {

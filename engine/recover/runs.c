@@ -238,8 +238,8 @@ static json_t *fault_of(const struct rd_fsm *f, const struct rd_node *n)
 }
 
 /* What happened and to which tasks (policies/README.md has the shape). */
-static json_t *build_event(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo,
-                           size_t k)
+json_t *rd_sched__event(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo,
+                        size_t k)
 {
     int64_t now = rd_now_ms();
     json_t *tasks = json_array();
@@ -266,7 +266,7 @@ static json_t *build_event(struct rd_sched *s, const struct rd_node *n, struct r
 }
 
 /* The cluster as the policy may see it, read-only. */
-static json_t *build_view(struct rd_sched *s)
+json_t *rd_sched__view(struct rd_sched *s)
 {
     const struct rd_fsm *f = s->env.fsm;
     const struct rd_config *c = s->env.cfg;
@@ -410,8 +410,8 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra)
             /* One view per pass, whatever the number of lost agents (the
              * policy host converts it per call and never changes it). */
             if (view == NULL)
-                view = build_view(s);
-            json_t *event = build_event(s, n, todo, k);
+                view = rd_sched__view(s);
+            json_t *event = rd_sched__event(s, n, todo, k);
             int rv = rd_policy_plan(*s->env.policy, event, view, &plan, err, sizeof(err));
             planned = rv == 0;
             json_decref(event);

@@ -20,12 +20,22 @@ struct keyed_op {
     void (*committed)(struct rd_sched *s, const char *key); /* or NULL */
 };
 
+/* A task's placement on its way through the log: the slots it takes on
+ * `node_id` count against the node until the commit shows them (each pass
+ * adds them to its tentative load: rd_sched__inflight_load). */
+struct assigning {
+    char task_id[40];
+    char node_id[RD_NODE_ID_MAX + 1];
+    uint32_t slots;
+};
+
 static void keyed_done(void *data, int status, uint64_t value)
 {
     struct keyed_op *op = data;
     struct rd_sched *s = op->s;
     (void)value;
     rd_map_del(&s->inflight, op->key, strlen(op->key));
+    free(rd_map_del(&s->assigning, op->key, strlen(op->key)));
     if (status != 0) {
         s->refused_total++; /* a fenced or stale decision: the next pass decides again */
         RD_DEBUG("sched", "proposal_refused", "key=%s error=%s", op->key, rd_err_name(status));
@@ -67,6 +77,50 @@ bool rd_sched__propose_keyed_then(struct rd_sched *s, const struct rd_cmd *cmd, 
     return ok;
 }
 
+bool rd_sched__propose_assign_cmd(struct rd_sched *s, const struct rd_cmd *cmd,
+                                  const struct rd_task *t, const struct rd_node *nd)
+{
+    if (!rd_sched__propose_keyed(s, cmd, t->id))
+        return false;
+    struct assigning *a = nd != NULL ? calloc(1, sizeof(*a)) : NULL;
+    if (a == NULL)
+        return true;
+    snprintf(a->task_id, sizeof(a->task_id), "%s", t->id);
+    snprintf(a->node_id, sizeof(a->node_id), "%s", nd->node_id);
+    a->slots = t->slots;
+    free(rd_map_del(&s->assigning, a->task_id, strlen(a->task_id)));
+    if (rd_map_put(&s->assigning, a->task_id, strlen(a->task_id), a) != 0)
+        free(a);
+    return true;
+}
+
+void rd_sched__inflight_load(struct rd_sched *s, uint32_t *extra)
+{
+    const struct rd_fsm *f = s->env.fsm;
+    for (size_t i = 0; i < s->assigning.cap && s->assigning.len > 0; i++) {
+        const struct assigning *a = s->assigning.slots[i].value;
+        if (a == NULL)
+            continue;
+        size_t len = strlen(a->node_id);
+        size_t k = rd_fsm_node_after(f, a->node_id, len);
+        if (k > 0 && strcmp(f->nodes[k - 1]->node_id, a->node_id) == 0)
+            extra[k - 1] += a->slots;
+    }
+}
+
+bool rd_sched__assigning_elsewhere(struct rd_sched *s, const struct rd_task *t)
+{
+    const struct assigning *a = rd_map_get(&s->assigning, t->id, strlen(t->id));
+    return a != NULL && strcmp(a->node_id, t->node_id) != 0;
+}
+
+void rd_sched__assigning_free(struct rd_sched *s)
+{
+    for (size_t i = 0; i < s->assigning.cap; i++)
+        free(s->assigning.slots[i].value); /* NULL in empty and deleted slots */
+    rd_map_free(&s->assigning);
+}
+
 bool rd_sched__propose_assign(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
                               int state)
 {
@@ -94,7 +148,7 @@ bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,
      * cause (first placements are not audited one by one). */
     if (run != NULL)
         rd_cmd_audit_engine(&cmd, "task_move", t->id, run);
-    return rd_sched__propose_keyed(s, &cmd, t->id);
+    return rd_sched__propose_assign_cmd(s, &cmd, t, nd);
 }
 
 /* The scheduler's soft state of a node (its registry slot, this generation):

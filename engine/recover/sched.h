@@ -59,6 +59,20 @@ struct rd_sched_env {
 /* Checkpoint repairs by where the good copy came from (rd_sched.repairs_total). */
 enum { RD_REPAIR_FROM_VERSION = 0, RD_REPAIR_FROM_BACKUP, RD_REPAIR_NONE, RD_REPAIR_KINDS };
 
+/* What became of predicted faults (recoveryd_predicted_faults_total). */
+enum {
+    RD_PREDICTED_DRAINED = 0,
+    RD_PREDICTED_WATCHED,
+    RD_PREDICTED_RATE_LIMITED,
+    RD_PREDICTED_NO_CAPACITY,
+    RD_PREDICTED_ERROR,
+    RD_PREDICTED_READMITTED,
+    RD_PREDICTED_KINDS
+};
+
+/* Rebalancing moves by kind (recoveryd_rebalance_moves_total). */
+enum { RD_RB_QUEUED = 0, RD_RB_RUNNING, RD_RB_KINDS };
+
 /* Completed backups read, newest first, for a good copy of a checkpoint. */
 #define RD_SCHED_REPAIR_BACKUPS 4
 
@@ -68,7 +82,8 @@ struct rd_sched {
     void (*run_pass)(struct rd_sched *s); /* what the timer runs: rd_sched_pass */
     bool started;
     bool kicked;
-    struct rd_map inflight; /* task id (or op key) -> itself while its proposal is committed */
+    struct rd_map inflight;  /* task id (or op key) -> itself while its proposal is committed */
+    struct rd_map assigning; /* task id -> where its placement in flight goes (sched.c) */
     uint64_t placements_total;
     uint64_t refused_total;    /* proposals the state machine refused (decided on stale state) */
     uint64_t recoveries_total; /* tasks moved off failed, departed or draining agents */
@@ -107,6 +122,31 @@ struct rd_sched {
     uint64_t repair_sweep_ns;
     bool repair_sweeping;
     uint64_t repairs_total[RD_REPAIR_KINDS]; /* this leader's, by source */
+    /* Predicted faults (predict.c): the answers of this leadership, by
+     * fault id; the drain bucket; what became of predictions. */
+    struct rd_map predicted;
+    double drain_tokens;
+    uint64_t drain_tokens_ns;
+    uint64_t predicted_total[RD_PREDICTED_KINDS];
+    /* Rebalancing (rebalance.c): when tasks last moved, by task id; running
+     * tasks waiting for their next checkpoint to move, by task id; the move
+     * bucket; whether balancing is on, and why. */
+    struct rd_map moved;
+    struct rd_map rb_pending;
+    double rb_tokens;
+    uint64_t rb_tokens_ns;
+    uint64_t rb_prune_ns;
+    uint64_t rb_backoff_until_ns; /* after a failed rebalance hook */
+    uint64_t rb_quiet_until_ns;   /* after a plan with nothing to move */
+    uint64_t rb_changed_ns;       /* when the working agents' slots last changed */
+    bool rb_balancing;
+    bool rb_joined; /* agents joined since rebalancing last started */
+    char rb_why[64];
+    uint64_t rb_working_slots; /* at the last pass: more means agents joined */
+    double rb_skew_pct;
+    uint64_t rb_moves[RD_RB_KINDS];
+    uint64_t rb_refused, rb_expired, rb_policy_errors, rb_episodes;
+    uint64_t rb_episode_moves; /* moves decided since rebalancing last started */
 };
 
 void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env);
@@ -184,6 +224,11 @@ int rd_sched_resume_checkpoint(struct rd_sched *s, const struct rd_task *t,
 /* recoveryd_recovery_runs_total{outcome} and
  * recoveryd_recovery_duration_seconds, this replica's (see runs_closed). */
 void rd_sched_run_metrics(const struct rd_sched *s, struct rd_mbuf *b);
+
+/* recoveryd_predicted_faults_total{outcome}, and the rebalancing metrics
+ * (recoveryd_rebalance_*): this replica's. */
+void rd_sched_predict_metrics(const struct rd_sched *s, struct rd_mbuf *b);
+void rd_sched_rebalance_metrics(const struct rd_sched *s, struct rd_mbuf *b);
 
 /* True when `task_labels` (a JSON object) is a subset of `node_labels`. */
 bool rd_sched_labels_match(const char *task_labels, const char *node_labels);

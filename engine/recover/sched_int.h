@@ -39,6 +39,17 @@ bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,
                                  const char *strategy, const char *note);
 bool rd_sched__propose_assign(struct rd_sched *s, const struct rd_task *t, const struct rd_node *nd,
                               int state);
+/* Proposes task_assign `cmd` of `t` to `nd` (NULL: back to pending), keyed
+ * by the task: until its commit the slots count against `nd`. */
+bool rd_sched__propose_assign_cmd(struct rd_sched *s, const struct rd_cmd *cmd,
+                                  const struct rd_task *t, const struct rd_node *nd);
+/* Adds the slots of placements still on their way through the log to
+ * `extra` (by node index): a pass that runs before they commit must not
+ * fill their nodes again. */
+void rd_sched__inflight_load(struct rd_sched *s, uint32_t *extra);
+/* True when a placement of `t` on another node than its own is in flight. */
+bool rd_sched__assigning_elsewhere(struct rd_sched *s, const struct rd_task *t);
+void rd_sched__assigning_free(struct rd_sched *s);
 /* The scheduler's replan time for a node (its own table by registry slot). */
 uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft);
 /* Tasks left under an older epoch of a working agent, assigned again. */
@@ -49,6 +60,8 @@ void rd_sched__arm(struct rd_sched *s, uint64_t first_ms);
 
 /* ---- placement.c ---- */
 
+/* True when node `i`'s labels (parsed once per pass) include `want`. */
+bool rd_sched__node_fits(struct rd_sched *s, json_t *want, size_t i);
 /* Forgets the nodes' labels parsed in the last pass. */
 void rd_sched__labels_reset(struct rd_sched *s);
 /* The working agent with the most room for `t`, or SIZE_MAX (`limit_pct`
@@ -102,10 +115,78 @@ int rd_sched__execute(struct rd_sched *s, const struct rd_node *n, struct rd_tas
 
 /* Moves tasks off lost agents (and ends runs): one pass. */
 void rd_sched__recover(struct rd_sched *s, uint32_t *extra);
+/* A policy event about node `n` and its tasks `todo` (kind from the node's
+ * state; callers may change it), and the view of the cluster
+ * (policies/README.md has both shapes). New references. */
+json_t *rd_sched__event(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo,
+                        size_t k);
+json_t *rd_sched__view(struct rd_sched *s);
+
+/* ---- predict.c ---- */
+
+/* The reason a drain on a prediction writes (the readmit looks for it). */
+#define RD_SCHED_PREDICTED_REASON "draining: failure predicted"
+/* Open predicted faults of working agents go to select.lua's predicted hook
+ * (drains rate-limited, never below the minimum of healthy capacity);
+ * agents drained on a prediction that did not come are readmitted. */
+void rd_sched__predicted(struct rd_sched *s);
+/* Leadership lost: forgets which predictions were answered. */
+void rd_sched__predicted_stop(struct rd_sched *s);
 
 /* ---- passes.c ---- */
 
 /* Places the pending tasks, most urgent first (the pass's second half). */
 void rd_sched__place_pending(struct rd_sched *s, uint32_t *extra);
+
+/* ---- rebalance.c ---- */
+
+/* The planner's view of a working agent (by node index; slots 0: not
+ * working, never a target). */
+struct rd_rb_node {
+    uint32_t slots;
+    uint32_t used;  /* slots in use, counting moves planned */
+    uint32_t used0; /* slots in use when `cpu` was reported */
+    uint32_t limit; /* most slots a move may fill (resource_limit) */
+    double cpu;     /* reported cpu share, or -1: load by slots only */
+};
+
+/* A task the planner may offer. */
+struct rd_rb_task {
+    size_t index; /* the caller's */
+    size_t node;  /* where it is (node index) */
+    uint32_t slots;
+    uint8_t priority;
+    bool running; /* else queued: offered first */
+    bool movable; /* false once moved in this plan */
+    /* Whether the task may go to node `node` (its labels); NULL: anywhere. */
+    bool (*fits)(void *data, size_t task, size_t node);
+    void *fits_data;
+};
+
+struct rd_rb_move {
+    size_t task, from, to;
+};
+
+/*
+ * Plans up to `max_moves` moves toward even load, the best first: each
+ * takes a task off a node to the node that ends least loaded, only when the
+ * target stays within its limit, is at or below the fleet's mean share of
+ * slots used before the move, and ends no more loaded than the source (so
+ * no move undoes another). A node's load is its share of slots used,
+ * or its reported cpu scaled by the slots in use when that is higher.
+ * Updates `nodes` and `tasks` as if the moves were made; returns the
+ * number of moves written to `out`.
+ */
+size_t rd_sched__rb_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_task *tasks,
+                         size_t n_tasks, size_t max_moves, struct rd_rb_move *out);
+/* Max - min share of slots used over the nodes with slots, and of their
+ * reported cpu (`cpu_skew`, may be NULL). */
+double rd_sched__rb_skew(const struct rd_rb_node *nodes, size_t n, double *cpu_skew);
+/* Moves work toward spare capacity (the pass's last step). */
+void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra);
+/* Leadership lost: forgets moves and pending moves. */
+void rd_sched__rebalance_stop(struct rd_sched *s);
+/* Task `task_id` moved now: not moved again within rebalance.cooldown. */
+void rd_sched__note_moved(struct rd_sched *s, const char *task_id);
 
 #endif

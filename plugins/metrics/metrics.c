@@ -233,7 +233,7 @@ static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
     }
     int verdict = 0, why = -1;
     bool predicted = false;
-    double eta_ms = 0;
+    double eta_ms = 0, slope = 0;
     for (int m = 0; hb->has_metrics && m < M_COUNT; m++) {
         struct series *s = &n->m[m];
         double z_own = ewma_push(s, x[m], st->alpha, min_sd[m]);
@@ -265,6 +265,7 @@ static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
             if (eta <= st->horizon_s && (!predicted || eta * 1000 < eta_ms)) {
                 predicted = true;
                 eta_ms = eta * 1000;
+                slope = k;
                 if (why < 0)
                     why = m;
             }
@@ -320,6 +321,7 @@ static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
                                 : 0,
         .predicted = predicted,
         .eta_ms = eta_ms,
+        .trend = slope,
         .metric = mn,
         .detail = detail,
     };

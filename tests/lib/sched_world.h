@@ -134,4 +134,32 @@ static inline const struct rd_task *sched_world_get(struct sched_world *w, const
     return t;
 }
 
+/* Passes, each committing what it proposed, until one proposes nothing. */
+static inline void sched_world_settle(struct sched_world *w)
+{
+    for (int i = 0; i < 50; i++) {
+        unsigned before = w->log.proposals;
+        rd_sched_pass(&w->s);
+        fake_log_step(&w->log);
+        if (w->log.proposals == before)
+            return;
+    }
+    fail_msg("the scheduler did not settle");
+}
+
+/* Writes checkpoint `version` of task `id` from its current attempt. */
+static inline void sched_world_checkpoint(struct sched_world *w, const char *id, uint64_t version)
+{
+    const struct rd_task *t = sched_world_get(w, id);
+    static const char data[] = "{\"step\":7}";
+    struct rd_cmd c = {.type = RD_CMD_TASK_CHECKPOINT};
+    c.u.tckpt.task_id = RD_STR(id);
+    c.u.tckpt.attempt = t->attempt;
+    c.u.tckpt.version = version;
+    c.u.tckpt.data_json = RD_STR(data);
+    c.u.tckpt.checksum = rd_checkpoint_checksum(data, sizeof(data) - 1);
+    c.u.tckpt.keep = 3;
+    assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
+}
+
 #endif

@@ -50,8 +50,9 @@ extern "C" {
 
 #define RD_PLUGIN_ABI_MAJOR 1
 /* 1: backup ops version 2 (list). 2: struct rd_alert's cluster, replica and
- * scope; alert ops version 2 (leadership, dead_letter_at). */
-#define RD_PLUGIN_ABI_MINOR 2
+ * scope; alert ops version 2 (leadership, dead_letter_at). 3: struct
+ * rd_observation's trend. */
+#define RD_PLUGIN_ABI_MINOR 3
 
 /* What must match between host and plugin beyond the version numbers:
  * the data model and the compiler family's layout rules. */
@@ -185,6 +186,9 @@ struct rd_observation {
     const char *metric; /* with RD_SIG_METRICS: which metric, or NULL */
     uint64_t since_ns;  /* monotonic time the trouble began (last good sign), 0 = now */
     const char *detail; /* one human line, or NULL */
+    /* Appended in ABI minor 3 (the host reads it only from plugins of minor
+     * 3 or later): with predicted, the metric's trend, its rise per second. */
+    double trend;
 };
 
 /* ---- alerts ------------------------------------------------------------ */

@@ -884,10 +884,10 @@ static void test_error_unknown_key(void **state)
                                   "one of: heartbeat_interval, health_check_timeout, "
                                   "failure_threshold, recovery_threshold, flap_window, "
                                   "flap_threshold, flap_penalty)");
-    expect_exact_error(
-        "fault_tolerance:\n  partitions: {}\n",
-        NAME ":2: fault_tolerance.partitions: unknown key (expected one of: "
-             "detection, recovery_strategies, backup, partition, poison, records, tasks)");
+    expect_exact_error("fault_tolerance:\n  partitions: {}\n",
+                       NAME ":2: fault_tolerance.partitions: unknown key (expected one of: "
+                            "detection, recovery_strategies, backup, partition, poison, records, "
+                            "tasks, prediction, rebalance)");
     expect_exact_error("fault_tolerance:\n  partition:\n    share: 50%\n",
                        NAME ":3: fault_tolerance.partition.share: unknown key (expected one of: "
                             "mass_failure_share, mass_failure_window, min_nodes, alert_after)");
@@ -1762,6 +1762,59 @@ static void test_flap_and_partition(void **state)
                              "3650d, got '500ms'");
     expect_error("fault_tolerance:\n  tasks:\n    retention: forever\n", 3,
                  "fault_tolerance.tasks.retention", "'forever'");
+
+    /* Predicted faults and rebalancing: defaults, values, refusals. */
+    assert_int_equal(load(&c, "", err), 0);
+    assert_int_equal(c.fault_tolerance.prediction.drains_per_minute, 2);
+    assert_int_equal(c.fault_tolerance.prediction.min_healthy_capacity, 50);
+    assert_true(c.fault_tolerance.rebalance.enabled);
+    assert_int_equal(c.fault_tolerance.rebalance.skew_threshold, 20);
+    assert_int_equal(c.fault_tolerance.rebalance.cpu_threshold, 0);
+    assert_int_equal(c.fault_tolerance.rebalance.moves_per_minute, 60);
+    assert_int_equal(c.fault_tolerance.rebalance.cooldown_ms, 300000);
+    assert_int_equal(c.fault_tolerance.rebalance.checkpoint_wait_ms, 30000);
+    assert_int_equal(c.fault_tolerance.rebalance.settle_ms, 2000);
+    assert_int_equal(load(&c,
+                          "fault_tolerance:\n  prediction: {drains_per_minute: 0, "
+                          "min_healthy_capacity: 75%}\n  rebalance: {enabled: false, "
+                          "skew_threshold: 10%, cpu_threshold: 30%, moves_per_minute: 600, "
+                          "cooldown: 1m, checkpoint_wait: 5s, settle: 0s}\n",
+                          err),
+                     0);
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    assert_int_equal(c.fault_tolerance.prediction.drains_per_minute, 0);
+    assert_int_equal(c.fault_tolerance.prediction.min_healthy_capacity, 75);
+    assert_false(c.fault_tolerance.rebalance.enabled);
+    assert_int_equal(c.fault_tolerance.rebalance.skew_threshold, 10);
+    assert_int_equal(c.fault_tolerance.rebalance.cpu_threshold, 30);
+    assert_int_equal(c.fault_tolerance.rebalance.moves_per_minute, 600);
+    assert_int_equal(c.fault_tolerance.rebalance.cooldown_ms, 60000);
+    assert_int_equal(c.fault_tolerance.rebalance.checkpoint_wait_ms, 5000);
+    assert_int_equal(c.fault_tolerance.rebalance.settle_ms, 0);
+    assert_int_equal(load(&c, "fault_tolerance:\n  rebalance: {settle: 11m}\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    assert_string_equal(err, "fault_tolerance.rebalance.settle: expected a duration from 0s to "
+                             "10m, got '11m'");
+    expect_error("fault_tolerance:\n  prediction:\n    drains_per_minute: 1001\n", 3,
+                 "fault_tolerance.prediction.drains_per_minute", "'1001'");
+    expect_error("fault_tolerance:\n  prediction:\n    min_healthy_capacity: 101%\n", 3,
+                 "fault_tolerance.prediction.min_healthy_capacity", "'101%'");
+    expect_error("fault_tolerance:\n  rebalance:\n    skew_threshold: 0%\n", 3,
+                 "fault_tolerance.rebalance.skew_threshold", "'0%'");
+    expect_error("fault_tolerance:\n  rebalance:\n    cpu_threshold: 20\n", 3,
+                 "fault_tolerance.rebalance.cpu_threshold", "'20'");
+    expect_error("fault_tolerance:\n  rebalance:\n    moves_per_minute: 0\n", 3,
+                 "fault_tolerance.rebalance.moves_per_minute", "'0'");
+    expect_error("fault_tolerance:\n  rebalance:\n    enabled: maybe\n", 3,
+                 "fault_tolerance.rebalance.enabled", "'maybe'");
+    assert_int_equal(load(&c, "fault_tolerance:\n  rebalance: {cooldown: 500ms}\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    assert_string_equal(err, "fault_tolerance.rebalance.cooldown: expected a duration from 1s to "
+                             "1d (a task moved is not moved again within it), got '500ms'");
+    assert_int_equal(load(&c, "fault_tolerance:\n  rebalance: {checkpoint_wait: 0ms}\n", err), 0);
+    assert_int_equal(rd_config_validate(&c, err), RD_ECONFIG);
+    assert_string_equal(err, "fault_tolerance.rebalance.checkpoint_wait: expected a duration from "
+                             "100ms to 1h, got '0ms'");
 
     /* Errors: file, line, key, value. */
     expect_exact_error("fault_tolerance:\n  detection:\n    flap_window: often\n",

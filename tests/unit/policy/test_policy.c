@@ -1259,6 +1259,118 @@ static void test_cost(void **state)
  * action for each of the event's tasks (a user's plan may leave a task for
  * the next pass).
  */
+
+/* ---- select.lua's hooks ------------------------------------------------ */
+
+/* The shipped hooks: a prediction on a working agent drains it, not during a
+ * partition; rebalancing allows queued and low-priority checkpointed tasks. */
+static void test_hooks_shipped(void **state)
+{
+    (void)state;
+    char err[RD_POLICY_ERRLEN];
+    struct rd_policy_host *h = load_ok(SHIPPED);
+    assert_true(rd_policy_has_hook(h, RD_HOOK_PREDICTED));
+    assert_true(rd_policy_has_hook(h, RD_HOOK_REBALANCE));
+    json_t *event = parse("{\"kind\": \"predicted\", \"node\": {\"node_id\": \"n1\","
+                          " \"state\": \"alive\"}, \"prediction\": {\"metric\": \"latency_ms\","
+                          " \"trend\": 80.0, \"eta_ms\": 30000}, \"tasks\": []}");
+    json_t *view = make_view(false), *partition = make_view(true), *answer = NULL;
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_PREDICTED, event, view, &answer, err, sizeof(err)),
+                     0);
+    assert_string_equal(json_string_value(answer), "drain");
+    json_decref(answer);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_PREDICTED, event, partition, &answer, err, sizeof(err)), 0);
+    assert_string_equal(json_string_value(answer), "watch");
+    json_decref(answer);
+    json_decref(event);
+    event = parse("{\"kind\": \"rebalance\", \"reason\": \"slots used skewed\", \"moves\": ["
+                  " {\"task_id\": \"q\", \"state\": \"assigned\", \"priority\": 9,"
+                  "  \"critical\": false},"
+                  " {\"task_id\": \"r\", \"state\": \"running\", \"priority\": 9,"
+                  "  \"critical\": false, \"checkpoint\": {\"version\": 3, \"age_ms\": 5}},"
+                  " {\"task_id\": \"l\", \"state\": \"running\", \"priority\": 1,"
+                  "  \"critical\": false, \"checkpoint\": {\"version\": 3, \"age_ms\": 5}}]}");
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
+                     0);
+    assert_int_equal(json_array_size(answer), 2);
+    assert_string_equal(json_string_value(json_array_get(answer, 0)), "q");
+    assert_string_equal(json_string_value(json_array_get(answer, 1)), "l");
+    json_decref(answer);
+    json_decref(event);
+    json_decref(view);
+    json_decref(partition);
+    rd_policy_free(h);
+}
+
+/* Hooks that fail: a wrong answer, an error, a runaway loop, a table that
+ * is not a list. Each fails with the file and line; the host stays usable. */
+static void test_hooks_broken(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN];
+    struct rd_policy_host *h = load_fixture(dir, "hooks_broken.lua", "select.lua");
+    json_t *view = make_view(false), *answer = NULL;
+    json_t *event = parse("{\"kind\": \"predicted\", \"reason\": \"error\", \"moves\": []}");
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_PREDICTED, event, view, &answer, err, sizeof(err)),
+                     RD_EINVAL);
+    check_prefix(err, "policies/select.lua:");
+    check_contains(err, "predicted returned a number, expected \"drain\" or \"watch\"");
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
+                     RD_EINVAL);
+    check_prefix(err, "policies/select.lua:");
+    check_contains(err, "rebalance is broken");
+    json_decref(event);
+    event = parse("{\"kind\": \"rebalance\", \"reason\": \"shape\", \"moves\": []}");
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
+                     RD_EINVAL);
+    check_contains(err, "a table with key allow, expected a list of task ids");
+    json_decref(event);
+    event = parse("{\"kind\": \"rebalance\", \"reason\": \"loop\", \"moves\": []}");
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
+                     RD_ETIMEOUT);
+    check_prefix(err, "policies/select.lua:");
+    assert_null(answer);
+    /* Still usable. */
+    json_t *crash = make_event("node_failed", "crash", NULL, json_array());
+    json_t *plan = plan_ok(h, crash, view);
+    assert_string_equal(strategy_of(plan), "fast_recovery");
+    json_decref(plan);
+    json_decref(crash);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
+/* A hook that is not a function refuses the load; a select.lua without
+ * hooks has none (rd_policy_hook: RD_ENOTFOUND, nothing called). */
+static void test_hooks_absent_or_not_functions(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN];
+    make_dir(dir);
+    install(dir, "hook_not_function.lua", "select.lua");
+    struct rd_policy_host *h = NULL;
+    assert_int_equal(rd_policy_load(dir, BUDGET, MEMORY, &h, err, sizeof(err)), RD_ECONFIG);
+    assert_null(h);
+    assert_string_equal(err,
+                        "policies/select.lua: rebalance must be a function (a hook), is a string");
+    remove_dir(dir);
+    h = load_fixture(dir, "select_no_hooks.lua", "select.lua");
+    assert_false(rd_policy_has_hook(h, RD_HOOK_PREDICTED));
+    assert_false(rd_policy_has_hook(h, RD_HOOK_REBALANCE));
+    json_t *view = make_view(false), *answer = NULL;
+    json_t *event = parse("{\"kind\": \"rebalance\", \"moves\": []}");
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
+                     RD_ENOTFOUND);
+    assert_null(answer);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
 static void test_custom_dir(void **state)
 {
     (void)state;
@@ -1378,6 +1490,9 @@ int main(void)
         cmocka_unit_test(test_pattern_bounds_cover_real_work),
         cmocka_unit_test(test_cost),
         cmocka_unit_test(test_custom_dir),
+        cmocka_unit_test(test_hooks_shipped),
+        cmocka_unit_test(test_hooks_broken),
+        cmocka_unit_test(test_hooks_absent_or_not_functions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

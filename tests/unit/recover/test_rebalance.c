@@ -1,0 +1,352 @@
+/*
+ * Dynamic rebalancing (recover/rebalance.c). The planner on its own: it
+ * evens the load, moves nothing on an even fleet, keeps targets within their
+ * limit and the tasks' labels, offers queued tasks before running ones and
+ * low priorities first, follows reported cpu, and stops at its budget.
+ * Then the scheduler on a fake log: a fleet whose agents come back after a
+ * storm is evened out with queued tasks, no task moved twice (the ones
+ * recovery moved stay); a running task moves only at its next checkpoint and
+ * only when the hook allows; a failing hook moves nothing and is counted;
+ * the rate limit holds.
+ */
+#include "cmocka_all.h"
+
+#include "common/util.h"
+#include "policy/policy.h"
+#include "sched_world.h"
+
+#define SHIPPED  RD_SOURCE_DIR "/policies"
+#define FIXTURES RD_SOURCE_DIR "/tests/unit/policy/fixtures"
+
+/* ---- the planner ------------------------------------------------------------ */
+
+static void nodes_init(struct rd_rb_node *nodes, size_t n, uint32_t slots, const uint32_t *used)
+{
+    for (size_t i = 0; i < n; i++)
+        nodes[i] = (struct rd_rb_node){
+            .slots = slots, .used = used[i], .used0 = used[i], .limit = slots, .cpu = -1};
+}
+
+/* One 1-slot queued task per used slot, node by node. */
+static size_t tasks_init(struct rd_rb_task *tasks, const struct rd_rb_node *nodes, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t u = 0; u < nodes[i].used; u++, k++)
+            tasks[k] = (struct rd_rb_task){
+                .index = k, .node = i, .slots = 1, .priority = 5, .movable = true};
+    return k;
+}
+
+static void test_plan_evens_the_load(void **state)
+{
+    (void)state;
+    struct rd_rb_node nodes[3];
+    struct rd_rb_task tasks[20];
+    struct rd_rb_move out[64];
+    nodes_init(nodes, 3, 10, (const uint32_t[]){10, 10, 0});
+    size_t n = tasks_init(tasks, nodes, 3);
+    size_t made = rd_sched__rb_plan(nodes, 3, tasks, n, 64, out);
+    /* 20 over 3: 7, 7, 6 is even; it takes 6 moves, all to the empty node. */
+    assert_int_equal(made, 6);
+    bool moved[20] = {false};
+    for (size_t i = 0; i < made; i++) {
+        assert_int_equal(out[i].to, 2);
+        assert_false(moved[out[i].task]); /* never twice */
+        moved[out[i].task] = true;
+    }
+    assert_true(rd_sched__rb_skew(nodes, 3, NULL) <= 0.1 + 1e-9);
+    /* Even already: nothing more to do. */
+    assert_int_equal(rd_sched__rb_plan(nodes, 3, tasks, n, 64, out), 0);
+}
+
+static void test_plan_leaves_even_fleets_alone(void **state)
+{
+    (void)state;
+    struct rd_rb_node nodes[3];
+    struct rd_rb_task tasks[16];
+    struct rd_rb_move out[8];
+    nodes_init(nodes, 3, 4, (const uint32_t[]){3, 2, 3}); /* a slot apart: as even as it gets */
+    size_t n = tasks_init(tasks, nodes, 3);
+    assert_int_equal(rd_sched__rb_plan(nodes, 3, tasks, n, 8, out), 0);
+}
+
+static bool not_node_1(void *data, size_t task, size_t node)
+{
+    (void)data;
+    (void)task;
+    return node != 1;
+}
+
+static void test_plan_respects_limits_and_labels(void **state)
+{
+    (void)state;
+    struct rd_rb_node nodes[3];
+    struct rd_rb_task tasks[16];
+    struct rd_rb_move out[16];
+    nodes_init(nodes, 3, 8, (const uint32_t[]){8, 0, 0});
+    nodes[2].limit = 2; /* resource_limit: at most 2 of its 8 slots */
+    size_t n = tasks_init(tasks, nodes, 3);
+    tasks[0].fits = not_node_1; /* its labels do not fit node 1 */
+    size_t made = rd_sched__rb_plan(nodes, 3, tasks, n, 16, out);
+    unsigned to[3] = {0};
+    for (size_t i = 0; i < made; i++) {
+        to[out[i].to]++;
+        if (out[i].task == 0)
+            assert_int_not_equal(out[i].to, 1);
+    }
+    assert_int_equal(to[2], 2);
+    assert_int_equal(nodes[2].used, 2);
+    assert_int_equal(nodes[0].used, 3); /* 8 - 2 - 3: node 1 ends at 3, the source at 3 */
+    assert_int_equal(nodes[1].used, 3);
+}
+
+static void test_plan_offers_queued_then_low_priority(void **state)
+{
+    (void)state;
+    struct rd_rb_node nodes[2];
+    struct rd_rb_task tasks[4];
+    struct rd_rb_move out[4];
+    nodes_init(nodes, 2, 4, (const uint32_t[]){4, 0});
+    tasks_init(tasks, nodes, 2);
+    tasks[0].running = true, tasks[0].priority = 1;
+    tasks[1].running = true, tasks[1].priority = 7;
+    tasks[2].running = false, tasks[2].priority = 9;
+    tasks[3].running = true, tasks[3].priority = 3;
+    assert_int_equal(rd_sched__rb_plan(nodes, 2, tasks, 4, 4, out), 2);
+    assert_int_equal(out[0].task, 2); /* queued first, whatever its priority */
+    assert_int_equal(out[1].task, 0); /* then the lowest priority */
+}
+
+static void test_plan_follows_cpu(void **state)
+{
+    (void)state;
+    struct rd_rb_node nodes[2];
+    struct rd_rb_task tasks[10];
+    struct rd_rb_move out[10];
+    nodes_init(nodes, 2, 10, (const uint32_t[]){5, 5}); /* even by slots */
+    nodes[0].cpu = 0.9, nodes[1].cpu = 0.1;
+    size_t n = tasks_init(tasks, nodes, 2);
+    double cpu_skew;
+    assert_true(rd_sched__rb_skew(nodes, 2, &cpu_skew) < 1e-9);
+    assert_true(cpu_skew > 0.79);
+    size_t made = rd_sched__rb_plan(nodes, 2, tasks, n, 10, out);
+    assert_true(made >= 1);
+    for (size_t i = 0; i < made; i++)
+        assert_int_equal(out[i].from, 0); /* off the hot one only */
+}
+
+static void test_plan_stops_at_its_budget(void **state)
+{
+    (void)state;
+    struct rd_rb_node nodes[2];
+    struct rd_rb_task tasks[10];
+    struct rd_rb_move out[10];
+    nodes_init(nodes, 2, 10, (const uint32_t[]){10, 0});
+    size_t n = tasks_init(tasks, nodes, 2);
+    assert_int_equal(rd_sched__rb_plan(nodes, 2, tasks, n, 3, out), 3);
+    assert_int_equal(rd_sched__rb_plan(nodes, 2, tasks, n, 10, out), 2); /* 5 and 5 */
+}
+
+/* ---- the scheduler ------------------------------------------------------ */
+
+static int setup(void **state)
+{
+    sched_world_setup(state);
+    struct sched_world *w = *state;
+    w->cfg.fault_tolerance.rebalance.moves_per_minute = 6000; /* no rate limit unless set */
+    w->cfg.fault_tolerance.rebalance.settle_ms = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct sched_world *w = *state;
+    rd_policy_free(w->policy);
+    return sched_world_teardown(state);
+}
+
+static void load_policy(struct sched_world *w, const char *dir)
+{
+    char err[RD_POLICY_ERRLEN];
+    rd_policy_free(w->policy);
+    w->policy = NULL;
+    if (rd_policy_load(dir, 50, 16u << 20, &w->policy, err, sizeof(err)) != 0)
+        fail_msg("loading %s: %s", dir, err);
+}
+
+static uint32_t used_on(struct sched_world *w, const char *node)
+{
+    return rd_fsm_node(&w->fsm, node, strlen(node))->slots_in_use;
+}
+
+static uint32_t attempt_of(struct sched_world *w, int n)
+{
+    char id[40];
+    snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012d", n);
+    return sched_world_get(w, id)->attempt;
+}
+
+/* Four agents of 4 slots, 8 tasks: two agents fail, their tasks recover to
+ * the other two (full), the two register again: rebalancing moves queued
+ * tasks back until every agent runs 2, and moves none of the recovered ones. */
+static void test_fleet_evens_out_after_a_storm(void **state)
+{
+    struct sched_world *w = *state;
+    const char *agents[] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++)
+        sched_world_agent(w, agents[i], 4, "{}");
+    for (int n = 1; n <= 8; n++)
+        sched_world_task(w, n, 5, false, 1, "{}");
+    sched_world_settle(w);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(used_on(w, agents[i]), 2);
+    sched_world_move(w, "c", RD_NODE_FAILED);
+    sched_world_move(w, "d", RD_NODE_FAILED);
+    sched_world_settle(w);
+    assert_int_equal(used_on(w, "a"), 4);
+    assert_int_equal(used_on(w, "b"), 4);
+    uint32_t after_storm[9];
+    for (int n = 1; n <= 8; n++)
+        after_storm[n] = attempt_of(w, n);
+    sched_world_agent(w, "c", 4, "{}"); /* registered again: probation, working */
+    sched_world_agent(w, "d", 4, "{}");
+    sched_world_settle(w);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(used_on(w, agents[i]), 2);
+    /* Each task moved at most once in all: by recovery or by rebalancing. */
+    for (int n = 1; n <= 8; n++)
+        assert_true(attempt_of(w, n) - 1 <= 1);
+    unsigned moved = 0;
+    for (int n = 1; n <= 8; n++)
+        moved += attempt_of(w, n) != after_storm[n];
+    assert_int_equal(moved, 4);
+    assert_int_equal(w->s.rb_moves[RD_RB_QUEUED], 4);
+    assert_false(w->s.rb_balancing);
+}
+
+/* Writes checkpoint `version` of task number `n`. */
+static void checkpoint(struct sched_world *w, int n, uint64_t version)
+{
+    char id[40];
+    snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012d", n);
+    sched_world_checkpoint(w, id, version);
+}
+
+/* A running task moves at its next checkpoint, and only where the hook
+ * allows it: without a hook it stays; with the shipped one (priority 2,
+ * a checkpoint to resume from) it is held until a newer checkpoint commits,
+ * then moved with it. */
+static void test_running_task_moves_at_its_next_checkpoint(void **state)
+{
+    struct sched_world *w = *state;
+    sched_world_agent(w, "a", 2, "{}");
+    sched_world_task(w, 1, 2, false, 1, "{}");
+    sched_world_task(w, 2, 2, false, 1, "{}");
+    sched_world_settle(w);
+    checkpoint(w, 1, 1);
+    checkpoint(w, 2, 1);
+    sched_world_agent(w, "b", 2, "{}");
+    sched_world_settle(w);
+    assert_int_equal(used_on(w, "a"), 2); /* no hook: running tasks stay */
+    assert_int_equal(w->s.rb_moves[RD_RB_RUNNING], 0);
+
+    load_policy(w, SHIPPED);
+    w->s.rb_balancing = true; /* as a skew would (0 vs 100%) */
+    w->s.rb_quiet_until_ns = 0;
+    rd_sched_pass(&w->s);
+    fake_log_step(&w->log);
+    assert_int_equal(w->s.rb_pending.len, 1); /* held for its next checkpoint */
+    assert_int_equal(used_on(w, "a"), 2);
+    sched_world_settle(w);
+    assert_int_equal(used_on(w, "a"), 2); /* still waiting */
+    int which = rd_map_get(&w->s.rb_pending, "00000000-0000-4000-8000-000000000001", 36) ? 1 : 2;
+    checkpoint(w, which, 2);
+    sched_world_settle(w);
+    assert_int_equal(used_on(w, "a"), 1);
+    assert_int_equal(used_on(w, "b"), 1);
+    assert_int_equal(w->s.rb_moves[RD_RB_RUNNING], 1);
+    assert_int_equal(w->s.rb_pending.len, 0);
+    char id[40];
+    snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012d", which);
+    const struct rd_task *t = sched_world_get(w, id);
+    assert_string_equal(t->node_id, "b");
+    assert_int_equal(rd_task_checkpoint(t)->version, 2); /* carried over */
+}
+
+/* A rebalance hook that fails moves nothing; it is logged and counted. */
+static void test_broken_hook_moves_nothing(void **state)
+{
+    struct sched_world *w = *state;
+    char dir[] = "/tmp/rd_rb_policy_XXXXXX", cmd[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), "cp %s/*.lua %s/ && cp %s/hooks_broken.lua %s/select.lua", SHIPPED,
+             dir, FIXTURES, dir);
+    assert_int_equal(system(cmd), 0);
+    load_policy(w, dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    sched_world_agent(w, "a", 4, "{}");
+    for (int n = 1; n <= 4; n++)
+        sched_world_task(w, n, 5, false, 1, "{}");
+    sched_world_settle(w);
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_settle(w);
+    assert_int_equal(used_on(w, "a"), 4);
+    assert_int_equal(w->s.rb_policy_errors, 1); /* then paused: not once a pass */
+    struct rd_mbuf b;
+    rd_mbuf_init(&b);
+    rd_sched_rebalance_metrics(&w->s, &b);
+    assert_non_null(strstr(b.p, "recoveryd_rebalance_policy_errors_total 1\n"));
+    assert_non_null(strstr(b.p, "recoveryd_rebalance_moves_total{kind=\"queued\"} 0\n"));
+    rd_mbuf_free(&b);
+}
+
+/* moves_per_minute 6: a burst of one, then nothing for ten seconds. */
+static void test_moves_are_rate_limited(void **state)
+{
+    struct sched_world *w = *state;
+    w->cfg.fault_tolerance.rebalance.moves_per_minute = 6;
+    sched_world_agent(w, "a", 4, "{}");
+    for (int n = 1; n <= 4; n++)
+        sched_world_task(w, n, 5, false, 1, "{}");
+    sched_world_settle(w);
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_settle(w);
+    assert_int_equal(w->s.rb_moves[RD_RB_QUEUED], 1);
+    assert_int_equal(used_on(w, "b"), 1);
+    assert_true(w->s.rb_balancing); /* still to do, when the bucket refills */
+}
+
+/* Disabled, or while degraded: nothing moves. */
+static void test_disabled_moves_nothing(void **state)
+{
+    struct sched_world *w = *state;
+    w->cfg.fault_tolerance.rebalance.enabled = false;
+    sched_world_agent(w, "a", 4, "{}");
+    for (int n = 1; n <= 4; n++)
+        sched_world_task(w, n, 5, false, 1, "{}");
+    sched_world_settle(w);
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_settle(w);
+    assert_int_equal(used_on(w, "a"), 4);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plan_evens_the_load),
+        cmocka_unit_test(test_plan_leaves_even_fleets_alone),
+        cmocka_unit_test(test_plan_respects_limits_and_labels),
+        cmocka_unit_test(test_plan_offers_queued_then_low_priority),
+        cmocka_unit_test(test_plan_follows_cpu),
+        cmocka_unit_test(test_plan_stops_at_its_budget),
+        cmocka_unit_test_setup_teardown(test_fleet_evens_out_after_a_storm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_running_task_moves_at_its_next_checkpoint, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_broken_hook_moves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_moves_are_rate_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disabled_moves_nothing, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
