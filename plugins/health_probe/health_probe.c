@@ -1,9 +1,9 @@
 /*
  * health_probe: an active health-check detector.
  *
- * Every agent registered with a health_url is probed every `interval` with
- * host->http_request (GET for http:// and https://, a bare connect for
- * tcp://), at most one probe in flight per agent. What a probe says goes to
+ * Every agent registered with a health_url is probed with host->http_request
+ * (GET for http:// and https://, a bare connect for tcp://), at most one
+ * probe in flight per agent. What a probe says goes to
  * host->observe() as RD_SIG_PROBE, with the probe's cause, so the engine can
  * tell an agent whose process is alive while its heartbeats do not arrive
  * (probe OK) from one whose process is gone (RD_PROBE_REFUSED: nothing
@@ -16,6 +16,23 @@
  *   FAILED   once failures_to_fail consecutive probes failed;
  * and again when the cause of an ongoing failure changes (a hung process
  * that then dies: TIMEOUT, then REFUSED).
+ *
+ * Adaptive probing. A probe mostly repeats what the agent's heartbeats
+ * already say, and at 1,000 agents probing each every 500 ms was most of
+ * the engine's CPU. Each agent's timer ticks every `interval`, but a tick
+ * sends a probe only when the agent is under watch:
+ *   - its heartbeat is overdue by `late_after` (the heartbeat detector's
+ *     phi is climbing: a crash or a network fault is starting);
+ *   - its state is not "alive" (suspect, probation, failed ...);
+ *   - its last heartbeat's metrics look wrong (cpu, mem or error rate at
+ *     the watch_* shares, or tasks in hand and no progress for
+ *     `watch_stall` heartbeats: the mark of a hang whose heartbeat thread
+ *     lives on);
+ *   - its last probe failed, or it has not been probed in this epoch;
+ * and otherwise only every `idle_interval`, which is what finds a hang that
+ * heartbeats and metrics hide. An agent entering one of the first three
+ * conditions is probed at once, not at its next tick. `idle_interval: 0ms`
+ * probes every agent every interval (the behaviour before).
  *
  * Written only against recoveryd/plugin.h. Everything runs on the loop.
  */
@@ -49,14 +66,28 @@ struct pnode {
     int last_verdict;   /* -1: nothing observed yet in this epoch */
     int last_cause;
     uint64_t last_ok_ns; /* monotonic time of the last success, 0 = none */
+    /* What decides whether a tick probes (see due()). */
+    uint32_t slot;         /* the host's dense number, for on_heartbeat */
+    uint64_t last_hb_ns;   /* last heartbeat of this epoch, or when it began */
+    uint64_t last_sent_ns; /* last probe sent, 0 = none in this epoch */
+    bool not_alive;        /* the node's state is not "alive" */
+    bool bad_metrics;      /* its last heartbeat's metrics look wrong */
+    double progress;       /* last reported progress counter, -1 = none */
+    unsigned stalled;      /* heartbeats with slots busy and no progress */
 };
 
 struct hp {
     rd_plugin_instance_t *inst;
     const struct rd_host_api *host;
     uint64_t interval_ms;
+    uint64_t idle_ms; /* 0: every interval */
+    uint64_t late_ms;
     uint64_t timeout_ms;
     unsigned failures_to_fail;
+    double watch_cpu, watch_mem, watch_error_rate;
+    unsigned watch_stall;
+    struct pnode **by_slot; /* on_heartbeat's index; the hash is the truth */
+    uint32_t slot_cap;
     struct pnode **buckets;
     size_t nbuckets; /* a power of two */
     size_t count;
@@ -64,12 +95,26 @@ struct hp {
     unsigned in_flight;
     bool started, stopping;
     void (*done)(rd_plugin_instance_t *inst);
-    uint64_t *probes, *probe_failures;
+    uint64_t *probes, *probe_failures, *idle_skips;
     uint64_t dummy_counter;
 };
 
 static const struct rd_plugin_key keys[] = {
-    {"interval", RD_KEY_DURATION, "1s", 10, 86400000, "time between two probes of one agent"},
+    {"interval", RD_KEY_DURATION, "1s", 10, 86400000,
+     "time between two probes of an agent under watch (late heartbeats, not alive, bad metrics, "
+     "a failed probe)"},
+    {"idle_interval", RD_KEY_DURATION, "10s", 0, 86400000,
+     "time between two probes of an agent whose heartbeats and metrics are fine; at least "
+     "interval; 0ms: every interval"},
+    {"late_after", RD_KEY_DURATION, "0ms", 0, 3600000,
+     "a heartbeat this overdue puts the agent under watch; 0ms: 1.5 x "
+     "detection.heartbeat_interval"},
+    {"watch_cpu", RD_KEY_DOUBLE, "0.9", 0, 1, "reported cpu share that puts an agent under watch"},
+    {"watch_mem", RD_KEY_DOUBLE, "0.95", 0, 1, "reported mem share that puts an agent under watch"},
+    {"watch_error_rate", RD_KEY_DOUBLE, "0.5", 0, 1,
+     "reported error rate that puts an agent under watch"},
+    {"watch_stall", RD_KEY_INT, "3", 0, 1000,
+     "heartbeats with tasks in hand and no progress that put an agent under watch; 0: off"},
     {"timeout", RD_KEY_DURATION, "0ms", 0, 3600000,
      "how long one probe may take; 0ms: detection.health_check_timeout"},
     {"failures_to_fail", RD_KEY_INT, "0", 0, 1000,
@@ -218,10 +263,9 @@ static void on_probe(void *data, const struct rd_http_response *resp)
     maybe_done(hp);
 }
 
-static void on_tick(void *data)
+/* Sends one probe of `n` now (none when one is in flight). */
+static void send_probe(struct hp *hp, struct pnode *n)
 {
-    struct pnode *n = data;
-    struct hp *hp = n->hp;
     if (hp->stopping || n->removed || n->in_flight)
         return; /* at most one probe in flight per agent */
     bool tcp = strncmp(n->url, "tcp://", 6) == 0;
@@ -232,6 +276,7 @@ static void on_tick(void *data)
     };
     n->in_flight = true;
     n->probe_gen = n->gen;
+    n->last_sent_ns = hp->host->now_ns();
     hp->in_flight++;
     (*hp->probes)++;
     int rv = hp->host->http_request(hp->inst, &req, on_probe, n);
@@ -245,6 +290,40 @@ static void on_tick(void *data)
      * this agent's health check all the same. */
     struct rd_http_response r = {.status = 0, .cause = RD_PROBE_NETWORK, .error = "probe not sent"};
     judge(hp, n, &r);
+}
+
+static uint64_t ms_ns(uint64_t ms)
+{
+    return ms * 1000000ull;
+}
+
+/* Under watch: probed every interval (the header comment says why). */
+static bool watched(const struct hp *hp, const struct pnode *n, uint64_t now)
+{
+    return n->not_alive || n->bad_metrics || n->last_verdict != RD_VERDICT_OK || n->failures > 0 ||
+           (now > n->last_hb_ns && now - n->last_hb_ns > ms_ns(hp->late_ms));
+}
+
+/* Whether a tick at `now` probes `n`. An idle agent is probed once its last
+ * probe is idle_interval old, give or take half a tick (timers drift). */
+static bool due(const struct hp *hp, const struct pnode *n, uint64_t now)
+{
+    if (hp->idle_ms == 0 || n->last_sent_ns == 0 || watched(hp, n, now))
+        return true;
+    return now - n->last_sent_ns + ms_ns(hp->interval_ms) / 2 >= ms_ns(hp->idle_ms);
+}
+
+static void on_tick(void *data)
+{
+    struct pnode *n = data;
+    struct hp *hp = n->hp;
+    if (hp->stopping || n->removed || n->in_flight)
+        return;
+    if (!due(hp, n, hp->host->now_ns())) {
+        (*hp->idle_skips)++;
+        return;
+    }
+    send_probe(hp, n);
 }
 
 static void node_start_timer(struct hp *hp, struct pnode *n)
@@ -264,6 +343,8 @@ static void node_remove(struct hp *hp, struct pnode **pp)
     struct pnode *n = *pp;
     *pp = n->next;
     hp->count--;
+    if (n->slot < hp->slot_cap && hp->by_slot[n->slot] == n)
+        hp->by_slot[n->slot] = NULL;
     if (n->timer)
         hp->host->timer_stop(n->timer);
     n->timer = NULL;
@@ -284,6 +365,48 @@ static void node_reset(struct pnode *n)
     n->last_verdict = -1;
     n->last_cause = RD_PROBE_NONE;
     n->last_ok_ns = 0;
+    /* A new epoch gets a full heartbeat lateness allowance, as it gets a
+     * lease from the engine, and a probe at its next tick. */
+    n->last_hb_ns = n->hp->host->now_ns();
+    n->last_sent_ns = 0;
+    n->bad_metrics = false;
+    n->progress = -1;
+    n->stalled = 0;
+}
+
+/* Indexes `n` by the host's slot (best effort: without room, on_heartbeat
+ * falls back to the hash). */
+static void index_slot(struct hp *hp, struct pnode *n, uint32_t slot)
+{
+    if (n->slot < hp->slot_cap && hp->by_slot[n->slot] == n)
+        hp->by_slot[n->slot] = NULL;
+    n->slot = slot;
+    if (slot >= hp->slot_cap) {
+        uint32_t cap = hp->slot_cap ? hp->slot_cap : 64;
+        while (cap <= slot && cap < UINT32_MAX / 2)
+            cap *= 2;
+        if (cap <= slot)
+            return;
+        struct pnode **b = realloc(hp->by_slot, cap * sizeof *b);
+        if (!b)
+            return;
+        memset(b + hp->slot_cap, 0, (cap - hp->slot_cap) * sizeof *b);
+        hp->by_slot = b;
+        hp->slot_cap = cap;
+    }
+    hp->by_slot[slot] = n;
+}
+
+/* The node's state: anything but "alive" puts it under watch, and entering
+ * such a state probes at once (the heartbeat detector or the metrics one
+ * made it suspect: the probe tells a crash from a hang from the network). */
+static void set_state(struct hp *hp, struct pnode *n, const char *state)
+{
+    bool not_alive = state && strcmp(state, "alive") != 0;
+    bool entered = not_alive && !n->not_alive;
+    n->not_alive = not_alive;
+    if (entered && n->timer)
+        send_probe(hp, n);
 }
 
 static void on_node(void *state, int event, const struct rd_node_view *v)
@@ -312,6 +435,8 @@ static void on_node(void *state, int event, const struct rd_node_view *v)
             n->url = url;
             node_reset(n);
         }
+        index_slot(hp, n, v->slot);
+        set_state(hp, n, v->state);
         return;
     }
     if (hp->count + 1 > hp->nbuckets && grow(hp) != 0)
@@ -330,13 +455,43 @@ static void on_node(void *state, int event, const struct rd_node_view *v)
     n->next = *pp;
     *pp = n;
     hp->count++;
+    index_slot(hp, n, v->slot);
+    n->not_alive = v->state && strcmp(v->state, "alive") != 0;
     node_start_timer(hp, n);
+}
+
+/* Whether a heartbeat's metrics look wrong (and the stall count it leaves). */
+static bool metrics_wrong(const struct hp *hp, struct pnode *n, const struct rd_heartbeat_view *hb)
+{
+    if (hb->progress >= 0) {
+        if (n->progress >= 0 && hb->progress <= n->progress && hb->slots_used > 0)
+            n->stalled++;
+        else
+            n->stalled = 0;
+        n->progress = hb->progress;
+    }
+    if (hp->watch_stall > 0 && n->stalled >= hp->watch_stall)
+        return true;
+    return hb->has_metrics && (hb->cpu >= hp->watch_cpu || hb->mem >= hp->watch_mem ||
+                               hb->error_rate >= hp->watch_error_rate);
 }
 
 static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
 {
-    (void)state;
-    (void)hb;
+    struct hp *hp = state;
+    if (!hb || !hb->node_id)
+        return;
+    struct pnode *n = hb->slot < hp->slot_cap ? hp->by_slot[hb->slot] : NULL;
+    if (!n || strcmp(n->id, hb->node_id) != 0)
+        n = *slot_of(hp, hb->node_id);
+    if (!n || n->epoch != hb->epoch)
+        return;
+    n->last_hb_ns = hb->arrival_ns ? hb->arrival_ns : hp->host->now_ns();
+    bool bad = metrics_wrong(hp, n, hb);
+    bool entered = bad && !n->bad_metrics;
+    n->bad_metrics = bad;
+    if (entered && n->timer)
+        send_probe(hp, n);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -349,6 +504,16 @@ static int hp_init(rd_plugin_instance_t *inst, const struct rd_host_api *host, v
     struct rd_detection_params dp = {0};
     host->detection_params(inst, &dp);
     hp->interval_ms = host->config_uint(inst, "interval");
+    hp->idle_ms = host->config_uint(inst, "idle_interval");
+    hp->late_ms = host->config_uint(inst, "late_after");
+    if (hp->late_ms == 0)
+        hp->late_ms = dp.heartbeat_interval_ms + dp.heartbeat_interval_ms / 2;
+    if (hp->late_ms == 0)
+        hp->late_ms = 1500;
+    hp->watch_cpu = host->config_double(inst, "watch_cpu");
+    hp->watch_mem = host->config_double(inst, "watch_mem");
+    hp->watch_error_rate = host->config_double(inst, "watch_error_rate");
+    hp->watch_stall = (unsigned)host->config_int(inst, "watch_stall");
     hp->timeout_ms = host->config_uint(inst, "timeout");
     if (hp->timeout_ms == 0)
         hp->timeout_ms = dp.health_check_timeout_ms;
@@ -362,12 +527,24 @@ static int hp_init(rd_plugin_instance_t *inst, const struct rd_host_api *host, v
         host->set_error(inst, "interval must be at least 1ms");
         return RD_ECONFIG;
     }
+    if (hp->idle_ms != 0 && hp->idle_ms < hp->interval_ms) {
+        host->set_error(inst,
+                        "idle_interval (%llums) must be 0ms (probe every agent every interval) or "
+                        "at least interval (%llums)",
+                        (unsigned long long)hp->idle_ms, (unsigned long long)hp->interval_ms);
+        return RD_ECONFIG;
+    }
     hp->probes = host->counter(inst, "probes", "Health probes sent.");
     hp->probe_failures = host->counter(inst, "probe_failures", "Health probes that failed.");
+    hp->idle_skips = host->counter(inst, "idle_skips",
+                                   "Probe ticks that sent nothing: the agent's heartbeats and "
+                                   "metrics were fine and its last probe recent.");
     if (!hp->probes)
         hp->probes = &hp->dummy_counter;
     if (!hp->probe_failures)
         hp->probe_failures = &hp->dummy_counter;
+    if (!hp->idle_skips)
+        hp->idle_skips = &hp->dummy_counter;
     if (grow(hp) != 0) {
         host->set_error(inst, "out of memory");
         return RD_ENOMEM;
@@ -383,8 +560,10 @@ static int hp_start(void *state)
         for (struct pnode *n = hp->buckets[i]; n; n = n->next)
             node_start_timer(hp, n);
     hp->host->log(hp->inst, RD_PLOG_INFO, "started",
-                  "interval_ms=%llu timeout_ms=%llu failures_to_fail=%u",
-                  (unsigned long long)hp->interval_ms, (unsigned long long)hp->timeout_ms,
+                  "interval_ms=%llu idle_interval_ms=%llu late_after_ms=%llu timeout_ms=%llu "
+                  "failures_to_fail=%u",
+                  (unsigned long long)hp->interval_ms, (unsigned long long)hp->idle_ms,
+                  (unsigned long long)hp->late_ms, (unsigned long long)hp->timeout_ms,
                   hp->failures_to_fail);
     return 0;
 }
@@ -420,7 +599,10 @@ static void hp_destroy(void *state)
         node_free(n);
     }
     free(hp->buckets);
+    free(hp->by_slot);
     hp->buckets = NULL;
+    hp->by_slot = NULL;
+    hp->slot_cap = 0;
     hp->orphans = NULL;
 }
 
