@@ -23,7 +23,7 @@
  * sends a probe only when the agent is under watch:
  *   - its heartbeat is overdue by `late_after` (the heartbeat detector's
  *     phi is climbing: a crash or a network fault is starting);
- *   - its state is not "alive" (suspect, probation, failed ...);
+ *   - its state is suspect or probation (another detector is in doubt);
  *   - its last heartbeat's metrics look wrong (cpu, mem or error rate at
  *     the watch_* shares, or tasks in hand and no progress for
  *     `watch_stall` heartbeats: the mark of a hang whose heartbeat thread
@@ -31,8 +31,11 @@
  *   - its last probe failed, or it has not been probed in this epoch;
  * and otherwise only every `idle_interval`, which is what finds a hang that
  * heartbeats and metrics hide. An agent entering one of the first three
- * conditions is probed at once, not at its next tick. `idle_interval: 0ms`
- * probes every agent every interval (the behaviour before).
+ * conditions is probed at once, not at its next tick. A fenced agent
+ * (failed, isolated, left: the engine ignores its probes until it registers
+ * again) is probed every `idle_interval` whatever its probes say.
+ * `idle_interval: 0ms` probes every agent every interval (the behaviour
+ * before).
  *
  * Written only against recoveryd/plugin.h. Everything runs on the loop.
  */
@@ -70,7 +73,8 @@ struct pnode {
     uint32_t slot;         /* the host's dense number, for on_heartbeat */
     uint64_t last_hb_ns;   /* last heartbeat of this epoch, or when it began */
     uint64_t last_sent_ns; /* last probe sent, 0 = none in this epoch */
-    bool not_alive;        /* the node's state is not "alive" */
+    bool not_alive;        /* suspect, probation: another detector is in doubt */
+    bool fenced;           /* failed, isolated, left: the engine ignores probes */
     bool bad_metrics;      /* its last heartbeat's metrics look wrong */
     double progress;       /* last reported progress counter, -1 = none */
     unsigned stalled;      /* heartbeats with slots busy and no progress */
@@ -183,6 +187,12 @@ static void maybe_done(struct hp *hp)
 static void observe(struct hp *hp, struct pnode *n, int verdict, int cause, double ms,
                     const char *detail)
 {
+    /* When the trouble began: after the last good probe, which may be an
+     * idle_interval old; a refused connection (the process is gone) also
+     * after its last heartbeat. */
+    uint64_t since = n->last_ok_ns;
+    if (cause == RD_PROBE_REFUSED && n->last_hb_ns > since)
+        since = n->last_hb_ns;
     struct rd_observation o = {
         .node_id = n->id,
         .epoch = n->epoch,
@@ -190,7 +200,7 @@ static void observe(struct hp *hp, struct pnode *n, int verdict, int cause, doub
         .verdict = verdict,
         .value = ms,
         .probe_cause = cause,
-        .since_ns = n->last_ok_ns,
+        .since_ns = since,
         .detail = detail,
     };
     hp->host->observe(hp->inst, &o);
@@ -263,6 +273,11 @@ static void on_probe(void *data, const struct rd_http_response *resp)
     maybe_done(hp);
 }
 
+static uint64_t ms_ns(uint64_t ms)
+{
+    return ms * 1000000ull;
+}
+
 /* Sends one probe of `n` now (none when one is in flight). */
 static void send_probe(struct hp *hp, struct pnode *n)
 {
@@ -276,7 +291,17 @@ static void send_probe(struct hp *hp, struct pnode *n)
     };
     n->in_flight = true;
     n->probe_gen = n->gen;
-    n->last_sent_ns = hp->host->now_ns();
+    uint64_t now = hp->host->now_ns();
+    if (n->last_sent_ns == 0 && hp->idle_ms > hp->interval_ms) {
+        /* The first probe of an epoch. Agents registered together would
+         * keep probing together every idle_interval (a burst the size of the
+         * fleet): the next idle probe comes between interval and
+         * idle_interval from now, by the agent's slot. */
+        uint64_t back = ms_ns(((uint64_t)n->slot * 2654435761u) % (hp->idle_ms - hp->interval_ms));
+        n->last_sent_ns = now > back + 1 ? now - back : 1;
+    } else {
+        n->last_sent_ns = now;
+    }
     hp->in_flight++;
     (*hp->probes)++;
     int rv = hp->host->http_request(hp->inst, &req, on_probe, n);
@@ -292,11 +317,6 @@ static void send_probe(struct hp *hp, struct pnode *n)
     judge(hp, n, &r);
 }
 
-static uint64_t ms_ns(uint64_t ms)
-{
-    return ms * 1000000ull;
-}
-
 /* Under watch: probed every interval (the header comment says why). */
 static bool watched(const struct hp *hp, const struct pnode *n, uint64_t now)
 {
@@ -305,10 +325,12 @@ static bool watched(const struct hp *hp, const struct pnode *n, uint64_t now)
 }
 
 /* Whether a tick at `now` probes `n`. An idle agent is probed once its last
- * probe is idle_interval old, give or take half a tick (timers drift). */
+ * probe is idle_interval old, give or take half a tick (timers drift). A
+ * fenced agent (failed, isolated, left) must register again, and until it
+ * does the engine ignores what its probes say: the idle cycle is enough. */
 static bool due(const struct hp *hp, const struct pnode *n, uint64_t now)
 {
-    if (hp->idle_ms == 0 || n->last_sent_ns == 0 || watched(hp, n, now))
+    if (hp->idle_ms == 0 || n->last_sent_ns == 0 || (!n->fenced && watched(hp, n, now)))
         return true;
     return now - n->last_sent_ns + ms_ns(hp->interval_ms) / 2 >= ms_ns(hp->idle_ms);
 }
@@ -397,12 +419,17 @@ static void index_slot(struct hp *hp, struct pnode *n, uint32_t slot)
     hp->by_slot[slot] = n;
 }
 
-/* The node's state: anything but "alive" puts it under watch, and entering
+/* The node's state. Suspect or probation puts it under watch, and entering
  * such a state probes at once (the heartbeat detector or the metrics one
- * made it suspect: the probe tells a crash from a hang from the network). */
+ * made it suspect: the probe tells a crash from a hang from the network).
+ * Alive and draining are judged by heartbeats and metrics; failed, isolated
+ * and left are fenced. */
 static void set_state(struct hp *hp, struct pnode *n, const char *state)
 {
-    bool not_alive = state && strcmp(state, "alive") != 0;
+    n->fenced = state && (strcmp(state, "failed") == 0 || strcmp(state, "isolated") == 0 ||
+                          strcmp(state, "left") == 0);
+    bool not_alive =
+        state && !n->fenced && strcmp(state, "alive") != 0 && strcmp(state, "draining") != 0;
     bool entered = not_alive && !n->not_alive;
     n->not_alive = not_alive;
     if (entered && n->timer)
@@ -456,7 +483,7 @@ static void on_node(void *state, int event, const struct rd_node_view *v)
     *pp = n;
     hp->count++;
     index_slot(hp, n, v->slot);
-    n->not_alive = v->state && strcmp(v->state, "alive") != 0;
+    set_state(hp, n, v->state); /* no timer yet: no probe from here */
     node_start_timer(hp, n);
 }
 

@@ -480,6 +480,9 @@ static void test_state_change_probes_at_once(void **state)
     assert_int_equal(g_fh.n_http, before + 1);
     fh_answer(fh_last(), 0, RD_PROBE_REFUSED, "connection refused", 0);
     check_obs(1, RD_VERDICT_SUSPECT, RD_PROBE_REFUSED, NULL);
+    /* Refused: the process went away after its last heartbeat (2 s), later
+     * than the last good probe (1 s). */
+    assert_int_equal(g_fh.obs[1].since_ns, 2 * SEC);
     /* Not alive: every tick, even with heartbeats on time. */
     for (uint64_t t = 21; t <= 22; t++) {
         g_fh.now_ns = t * (SEC / 10);
@@ -488,15 +491,32 @@ static void test_state_change_probes_at_once(void **state)
         fh_answer(fh_last(), 0, RD_PROBE_REFUSED, "connection refused", 0);
     }
     check_obs(2, RD_VERDICT_FAILED, RD_PROBE_REFUSED, NULL);
+    /* Failed (fenced): the engine ignores its probes until it registers
+     * again, so only the idle cycle probes it, failing or not. */
+    before = g_fh.n_http;
+    state_event("a", 1, "http://a/health", "failed");
+    assert_int_equal(g_fh.n_http, before);
+    for (uint64_t t = 3; t <= 11; t++)
+        assert_false(tick_at(t * 10));
+    assert_true(tick_at(120)); /* 9.8 s after the last probe (2.2 s): due */
+    fh_answer(fh_last(), 0, RD_PROBE_REFUSED, "connection refused", 0);
+    assert_false(tick_at(130));
+    assert_false(tick_at(140));
     /* A new epoch: alive again, probed at its first tick, then idle. */
+    g_fh.now_ns = 145 * (SEC / 10);
     node_event(RD_NODE_EV_EPOCH, "a", 2, "http://a/health");
     state_event("a", 2, "http://a/health", "alive");
-    g_fh.now_ns = 25 * (SEC / 10);
     heartbeat("a", 2, 0.3, 0.01, -1);
-    assert_true(tick_at(25));
+    assert_true(tick_at(150));
     fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
     heartbeat("a", 2, 0.3, 0.01, -1);
-    assert_false(tick_at(26));
+    assert_false(tick_at(160));
+    /* Draining is judged by heartbeats and metrics: no probe at once. */
+    before = g_fh.n_http;
+    state_event("a", 2, "http://a/health", "draining");
+    assert_int_equal(g_fh.n_http, before);
+    heartbeat("a", 2, 0.3, 0.01, -1);
+    assert_false(tick_at(165));
     fh_stop(true);
     fh_destroy();
 }
@@ -565,6 +585,50 @@ static void test_hang_found_by_idle_cycle(void **state)
     fh_destroy();
 }
 
+/* Agents registered together do not probe together every idle_interval:
+ * after its first probe, each agent's next idle probe comes between
+ * interval and idle_interval later, by its slot. */
+static void test_idle_probes_spread(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    assert_int_equal(fh_init("health_probe", "probe", cfg_adaptive), 0);
+    fh_start();
+    const struct rd_detector_ops *ops = g_fh.desc->ops;
+    char id[N][16];
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(id[i], sizeof id[i], "s-%u", i);
+        struct rd_node_view v = node(id[i], 1, "http://s/health");
+        v.slot = i;
+        ops->on_node(g_fh.state, RD_NODE_EV_ADDED, &v);
+    }
+    g_fh.now_ns = 100 * SEC;
+    fh_fire_all();
+    assert_int_equal(g_fh.n_http, N);
+    for (size_t r = 0; r < N; r++)
+        fh_answer(r, 200, RD_PROBE_NONE, NULL, 1);
+    unsigned per_tick[10] = {0}, busiest = 0;
+    for (unsigned t = 1; t <= 10; t++) {
+        g_fh.now_ns = (100 + t) * SEC;
+        for (unsigned i = 0; i < N; i++) {
+            struct rd_heartbeat_view hb = {
+                .node_id = id[i], .epoch = 1, .slot = i, .arrival_ns = g_fh.now_ns, .progress = -1};
+            ops->on_heartbeat(g_fh.state, &hb);
+        }
+        size_t before = g_fh.n_http;
+        fh_fire_all();
+        per_tick[t - 1] = (unsigned)(g_fh.n_http - before);
+        for (size_t r = before; r < g_fh.n_http; r++)
+            fh_answer(r, 200, RD_PROBE_NONE, NULL, 1);
+        busiest = per_tick[t - 1] > busiest ? per_tick[t - 1] : busiest;
+    }
+    /* Each probed once more within the idle interval, none in a burst. */
+    assert_int_equal(g_fh.n_http, 2 * N);
+    assert_true(busiest <= N / 4);
+    fh_stop(true);
+    fh_destroy();
+}
+
 static void test_bad_idle_interval(void **state)
 {
     (void)state;
@@ -591,6 +655,7 @@ int main(void)
         cmocka_unit_test(test_state_change_probes_at_once),
         cmocka_unit_test(test_bad_metrics_probe_at_once),
         cmocka_unit_test(test_hang_found_by_idle_cycle),
+        cmocka_unit_test(test_idle_probes_spread),
         cmocka_unit_test(test_bad_idle_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
