@@ -32,12 +32,14 @@
 #define FAILURE_THRESHOLD 5
 /* Agents whose heartbeats and metrics are fine are probed every this many
  * heartbeat intervals (health_probe's idle_interval): a hung agent that
- * heartbeats on is found by that slow cycle. */
+ * heartbeats on is found by that slow cycle. A heartbeat 3 intervals late
+ * (late_after; this thread's cadence slips on a busy machine) puts an agent
+ * under watch; crashes are probed when the heartbeat detector suspects. */
 #define IDLE_PROBES 10
 
 /* The heartbeat interval: 100 ms, scaled by rdt_time_factor(). */
 static int hb_ms;
-static char yaml[1024];
+static char yaml[2048];
 
 static void make_config(void)
 {
@@ -65,6 +67,7 @@ static void make_config(void)
              "      config:\n"
              "        interval: %dms\n"
              "        idle_interval: %dms\n"
+             "        late_after: %dms\n"
              "    - name: metrics\n"
              "      config:\n"
              "        min_samples: 3\n"
@@ -73,7 +76,7 @@ static void make_config(void)
              "        error_rate_limit: 0.5\n"
              "    - name: log\n",
              hb_ms, 2 * hb_ms, FAILURE_THRESHOLD, 30 * f, 5 * f, hb_ms, IDLE_PROBES * hb_ms,
-             30 * f);
+             3 * hb_ms, 30 * f);
 }
 
 static struct rdt_proc proc;

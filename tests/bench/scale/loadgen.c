@@ -58,7 +58,7 @@ struct agent {
     char body[224];
     struct rdb_buf resp;
     char resp_mem[RESP_MAX];
-    bool registered, in_flight;
+    bool registered, in_flight, stopped;
     int64_t due_ms; /* monotonic */
 };
 
@@ -85,7 +85,8 @@ struct bench {
     uint64_t rng;
     unsigned reg_next, reg_done, reg_failed;
     int64_t measure_from, measure_to; /* monotonic ms; 0 until registered */
-    uint64_t sent, ok, other, errors, skipped;
+    uint64_t sent, ok, fenced, other, errors, skipped;
+    unsigned errors_printed;
     struct hist rtt, lag;
     struct window win[MAX_WINDOWS];
     long rss_first, rss_max, rss_last; /* KiB, while measuring */
@@ -255,7 +256,7 @@ static void on_heartbeat_done(struct bench *b, struct agent *a, CURLcode rc, lon
             b->errors++;
             w->errors++;
         }
-        if (b->errors < 5)
+        if (b->errors_printed++ < 5)
             fprintf(stderr, "loadgen: heartbeat of %s: %s\n", a->id, curl_easy_strerror(rc));
         return;
     }
@@ -268,6 +269,9 @@ static void on_heartbeat_done(struct bench *b, struct agent *a, CURLcode rc, lon
     if (status == 200) {
         b->ok++;
         w->ok++;
+    } else if (status == 409) {
+        b->fenced++; /* failed by the engine: it stops (it would register again) */
+        a->stopped = true;
     } else if (b->other++ < 5) {
         fprintf(stderr, "loadgen: heartbeat of %s: HTTP %ld %.200s\n", a->id, status, a->resp.p);
     }
@@ -318,6 +322,8 @@ static int64_t send_due(struct bench *b)
         if (a->due_ms > now)
             return a->due_ms - now;
         unsigned idx = heap_pop(b);
+        if (a->stopped)
+            continue; /* out of the heap for good */
         struct window *w = window_at(b, now);
         if (a->in_flight) {
             if (w)
@@ -440,11 +446,12 @@ static void report(struct bench *b)
            rdb_h2_conns(N_CONNS) > 1 ? "s" : "", b->o.url, b->o.warmup_s, b->o.duration_s,
            rdb_interrupted ? " (interrupted early)" : "");
     double want = (double)b->o.agents * 1000.0 / b->o.interval_ms;
-    printf("heartbeats: %llu sent (%.0f/s of %.0f/s scheduled), %llu answered 200, %llu other, "
-           "%llu transport errors, %llu skipped (previous one still in flight)\n",
+    printf("heartbeats: %llu sent (%.0f/s of %.0f/s scheduled), %llu answered 200, %llu answered "
+           "409 (the agent was failed: it stops), %llu other, %llu transport errors, %llu skipped "
+           "(previous one still in flight)\n",
            (unsigned long long)b->sent, (double)b->sent / secs, want, (unsigned long long)b->ok,
-           (unsigned long long)b->other, (unsigned long long)b->errors,
-           (unsigned long long)b->skipped);
+           (unsigned long long)b->fenced, (unsigned long long)b->other,
+           (unsigned long long)b->errors, (unsigned long long)b->skipped);
     printf("heartbeat round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms; send lateness p99 %lld "
            "ms, max %lld ms\n",
            (double)hist_q(&b->rtt, 0.50) / 1000, (double)hist_q(&b->rtt, 0.99) / 1000,
@@ -467,10 +474,12 @@ static void report(struct bench *b)
                b->rss_max > 0 && b->rss_max < RSS_LIMIT_KIB ? "PASS" : "FAIL",
                (double)b->rss_max / 1024);
     int64_t p99 = hist_q(&b->rtt, 0.99);
-    bool all = b->sent > 0 && b->ok + b->other + b->errors >= b->sent * 99 / 100;
+    bool all = b->sent > 0 && b->ok + b->fenced + b->other + b->errors >= b->sent * 99 / 100;
     printf("%s heartbeat p99 under 50 ms: %.2f ms (%llu answered of %llu sent)\n",
            all && p99 < P99_LIMIT_US ? "PASS" : "FAIL", (double)p99 / 1000,
            (unsigned long long)b->ok, (unsigned long long)b->sent);
+    printf("%s no healthy agent failed: %llu heartbeats answered 409\n",
+           b->fenced == 0 ? "PASS" : "FAIL", (unsigned long long)b->fenced);
     rdb_print_self_cpu();
 }
 

@@ -36,7 +36,16 @@ bench_raise_nofile
 
 bench_free_port RD_PORT
 bench_free_port RAFT_PORT
+# One load generator multiplexes the whole fleet on one HTTP/2 connection
+# (libcurl 7.88: tests/bench/lib/bench.h), so the edge's per-connection
+# budgets are scaled to the agents behind it and an abuse cut does not block
+# the fleet's only address: a stream reset per heartbeat that times out
+# would otherwise cut it after 20 (docs/security.md, "HTTP edge").
 cat >"$WORK/rd.yaml" <<YAML
+server:
+  edge:
+    stream_reset_budget: 100000
+    abuse_block: 0s
 cluster:
   raft_address: 127.0.0.1:$RAFT_PORT
 logging:
