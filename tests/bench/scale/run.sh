@@ -10,6 +10,9 @@
 #   tests/bench/scale/run.sh [LOADGEN OPTIONS...]
 #   AGENTS=3000 WARMUP=20 DURATION=60 tests/bench/scale/run.sh
 #
+# The load generator splits the agents among --threads workers (4), each
+# with its own HTTP/2 connection.
+#
 # Environment: AGENTS (10000), WARMUP (20), DURATION (60; seconds), NICE
 # (0; -10 as root runs the engine and the load generator ahead of everything
 # else on a shared machine), BUILD (build-bench), ENGINE_LOG (a file to keep
