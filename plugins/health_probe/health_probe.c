@@ -78,6 +78,10 @@ struct pnode {
     bool bad_metrics;      /* its last heartbeat's metrics look wrong */
     double progress;       /* last reported progress counter, -1 = none */
     unsigned stalled;      /* heartbeats with slots busy and no progress */
+    /* The lateness list: agents by last heartbeat, oldest first (see
+     * on_late_check). Out of it once found late, until the next heartbeat. */
+    struct pnode *lprev, *lnext;
+    bool listed;
 };
 
 struct hp {
@@ -92,6 +96,9 @@ struct hp {
     unsigned watch_stall;
     struct pnode **by_slot; /* on_heartbeat's index; the hash is the truth */
     uint32_t slot_cap;
+    struct pnode *lhead, *ltail; /* the lateness list */
+    uint64_t late_check_ms;
+    rd_timer_t *late_timer;
     struct pnode **buckets;
     size_t nbuckets; /* a power of two */
     size_t count;
@@ -111,7 +118,7 @@ static const struct rd_plugin_key keys[] = {
      "time between two probes of an agent whose heartbeats and metrics are fine; at least "
      "interval; 0ms: every interval"},
     {"late_after", RD_KEY_DURATION, "0ms", 0, 3600000,
-     "a heartbeat this overdue puts the agent under watch; 0ms: 1.5 x "
+     "a heartbeat this overdue puts the agent under watch and probes it at once; 0ms: 1.25 x "
      "detection.heartbeat_interval"},
     {"watch_cpu", RD_KEY_DOUBLE, "0.9", 0, 1, "reported cpu share that puts an agent under watch"},
     {"watch_mem", RD_KEY_DOUBLE, "0.95", 0, 1, "reported mem share that puts an agent under watch"},
@@ -171,6 +178,37 @@ static void node_free(struct pnode *n)
     free(n->id);
     free(n->url);
     free(n);
+}
+
+/* The lateness list. Heartbeats arrive in time order, so appending on each
+ * keeps it sorted by last heartbeat. */
+static void late_unlink(struct hp *hp, struct pnode *n)
+{
+    if (!n->listed)
+        return;
+    if (n->lprev)
+        n->lprev->lnext = n->lnext;
+    else
+        hp->lhead = n->lnext;
+    if (n->lnext)
+        n->lnext->lprev = n->lprev;
+    else
+        hp->ltail = n->lprev;
+    n->lprev = n->lnext = NULL;
+    n->listed = false;
+}
+
+static void late_append(struct hp *hp, struct pnode *n)
+{
+    late_unlink(hp, n);
+    n->lprev = hp->ltail;
+    n->lnext = NULL;
+    if (hp->ltail)
+        hp->ltail->lnext = n;
+    else
+        hp->lhead = n;
+    hp->ltail = n;
+    n->listed = true;
 }
 
 /* ---- probing ---------------------------------------------------------------- */
@@ -278,11 +316,24 @@ static uint64_t ms_ns(uint64_t ms)
     return ms * 1000000ull;
 }
 
-/* Sends one probe of `n` now (none when one is in flight). */
+/* Whether `n` was probed less than 3/4 of an interval ago: consecutive
+ * failures then stay about an interval apart whatever sent them (ticks,
+ * lateness, a state change), as failures_to_fail assumes; three refusals
+ * within 100 ms would fail a crashed agent as "degraded" before its
+ * heartbeats say anything. */
+static bool too_soon(const struct hp *hp, const struct pnode *n, uint64_t now)
+{
+    return n->last_sent_ns != 0 && now > n->last_sent_ns &&
+           now - n->last_sent_ns < ms_ns(hp->interval_ms) * 3 / 4;
+}
+
+/* Sends one probe of `n` now (none when one is in flight or too soon). */
 static void send_probe(struct hp *hp, struct pnode *n)
 {
     if (hp->stopping || n->removed || n->in_flight)
         return; /* at most one probe in flight per agent */
+    if (hp->idle_ms != 0 && too_soon(hp, n, hp->host->now_ns()))
+        return;
     bool tcp = strncmp(n->url, "tcp://", 6) == 0;
     struct rd_http_request req = {
         .method = tcp ? NULL : "GET",
@@ -365,6 +416,7 @@ static void node_remove(struct hp *hp, struct pnode **pp)
     struct pnode *n = *pp;
     *pp = n->next;
     hp->count--;
+    late_unlink(hp, n);
     if (n->slot < hp->slot_cap && hp->by_slot[n->slot] == n)
         hp->by_slot[n->slot] = NULL;
     if (n->timer)
@@ -390,6 +442,7 @@ static void node_reset(struct pnode *n)
     /* A new epoch gets a full heartbeat lateness allowance, as it gets a
      * lease from the engine, and a probe at its next tick. */
     n->last_hb_ns = n->hp->host->now_ns();
+    late_append(n->hp, n);
     n->last_sent_ns = 0;
     n->bad_metrics = false;
     n->progress = -1;
@@ -514,11 +567,35 @@ static void on_heartbeat(void *state, const struct rd_heartbeat_view *hb)
     if (!n || n->epoch != hb->epoch)
         return;
     n->last_hb_ns = hb->arrival_ns ? hb->arrival_ns : hp->host->now_ns();
+    late_append(hp, n);
     bool bad = metrics_wrong(hp, n, hb);
     bool entered = bad && !n->bad_metrics;
     n->bad_metrics = bad;
     if (entered && n->timer)
         send_probe(hp, n);
+}
+
+/*
+ * Every late_check_ms: the agents whose last heartbeat is more than
+ * late_after old are probed now rather than at their next tick (a crashed
+ * agent is then suspected by its refused probe before phi says so, and the
+ * scheduler stops placing tasks on it). Only the head of the list is looked
+ * at: the cost is the late agents, not the fleet. A late agent leaves the
+ * list until its next heartbeat; its ticks keep probing it meanwhile.
+ */
+static void on_late_check(void *data)
+{
+    struct hp *hp = data;
+    if (hp->stopping)
+        return;
+    uint64_t now = hp->host->now_ns();
+    while (hp->lhead && now > hp->lhead->last_hb_ns &&
+           now - hp->lhead->last_hb_ns > ms_ns(hp->late_ms)) {
+        struct pnode *n = hp->lhead;
+        late_unlink(hp, n);
+        if (!n->fenced && n->timer)
+            send_probe(hp, n);
+    }
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -534,9 +611,12 @@ static int hp_init(rd_plugin_instance_t *inst, const struct rd_host_api *host, v
     hp->idle_ms = host->config_uint(inst, "idle_interval");
     hp->late_ms = host->config_uint(inst, "late_after");
     if (hp->late_ms == 0)
-        hp->late_ms = dp.heartbeat_interval_ms + dp.heartbeat_interval_ms / 2;
+        hp->late_ms = dp.heartbeat_interval_ms + dp.heartbeat_interval_ms / 4;
     if (hp->late_ms == 0)
-        hp->late_ms = 1500;
+        hp->late_ms = 1250;
+    hp->late_check_ms = dp.heartbeat_interval_ms / 5;
+    if (hp->late_check_ms < 10)
+        hp->late_check_ms = 10;
     hp->watch_cpu = host->config_double(inst, "watch_cpu");
     hp->watch_mem = host->config_double(inst, "watch_mem");
     hp->watch_error_rate = host->config_double(inst, "watch_error_rate");
@@ -583,6 +663,12 @@ static int hp_start(void *state)
 {
     struct hp *hp = state;
     hp->started = true;
+    if (hp->idle_ms != 0) {
+        hp->late_timer = hp->host->timer_start(hp->inst, hp->late_check_ms, hp->late_check_ms,
+                                               on_late_check, hp);
+        if (!hp->late_timer)
+            hp->host->log(hp->inst, RD_PLOG_ERROR, "timer_failed", "late_check");
+    }
     for (size_t i = 0; i < hp->nbuckets; i++)
         for (struct pnode *n = hp->buckets[i]; n; n = n->next)
             node_start_timer(hp, n);
@@ -606,6 +692,7 @@ static void hp_stop(void *state, void (*done)(rd_plugin_instance_t *inst))
     struct hp *hp = state;
     hp->stopping = true;
     hp->done = done;
+    hp->late_timer = NULL;
     for (size_t i = 0; i < hp->nbuckets; i++)
         for (struct pnode *n = hp->buckets[i]; n; n = n->next)
             n->timer = NULL;

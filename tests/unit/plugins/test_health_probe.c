@@ -15,7 +15,7 @@ static const char *cfg_basic[][2] = {
 };
 
 /* Adaptive: idle agents every 10 s, watched ones every second; with the
- * fake host's heartbeat_interval of 1 s, late_after is 1.5 s. */
+ * fake host's heartbeat_interval of 1 s, late_after is 1.25 s. */
 static const char *cfg_adaptive[][2] = {
     {"interval", "1s"},
     {"idle_interval", "10s"},
@@ -108,8 +108,11 @@ static void start_one_ok(void)
     assert_int_equal(fh_init("health_probe", "probe", cfg_adaptive), 0);
     fh_start();
     node_event(RD_NODE_EV_ADDED, "a", 1, "http://a/health");
-    assert_int_equal(fh_live_timers(), 1);
-    assert_int_equal(g_fh.timers[0].repeat_ms, 1000);
+    /* The agent's tick, every interval, and the lateness check, every
+     * fifth of the heartbeat interval. */
+    assert_int_equal(fh_live_timers(), 2);
+    assert_int_equal(g_fh.timers[0].repeat_ms, 200);
+    assert_int_equal(g_fh.timers[1].repeat_ms, 1000);
     /* Nothing known of this epoch yet: the first tick probes. */
     assert_true(tick_at(10));
     fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
@@ -228,8 +231,8 @@ static void test_defaults_from_detection_params(void **state)
     assert_int_equal(g_fh.obs[0].since_ns, 0); /* never succeeded */
     fh_answer(probe(), 0, RD_PROBE_TIMEOUT, "x", 250);
     check_obs(1, RD_VERDICT_FAILED, RD_PROBE_TIMEOUT, NULL);
-    /* The default interval is 1s. */
-    assert_int_equal(g_fh.timers[0].repeat_ms, 1000);
+    /* The default interval is 1s (timer 0 is the lateness check). */
+    assert_int_equal(g_fh.timers[1].repeat_ms, 1000);
     fh_stop(true);
     fh_destroy();
 }
@@ -445,23 +448,35 @@ static void test_late_heartbeat_probes_every_interval(void **state)
     start_one_ok();
     g_fh.now_ns = 3 * SEC;
     heartbeat("a", 1, 0.3, 0.01, -1); /* the last one for a while */
-    assert_false(tick_at(44));        /* 1.4 s late: within late_after (1.5 s) */
-    assert_true(tick_at(46));         /* 1.6 s late */
+    assert_false(tick_at(42));        /* 1.2 s late: within late_after (1.25 s) */
+    /* 1.3 s late: the lateness check (timer 0) probes it at once, without
+     * waiting for the agent's own tick; once, not at every check. */
+    g_fh.now_ns = 43 * (SEC / 10);
+    size_t before = g_fh.n_http;
+    fh_fire(0);
+    assert_int_equal(g_fh.n_http, before + 1);
+    fh_fire(0);
+    assert_int_equal(g_fh.n_http, before + 1);
     fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    g_fh.now_ns = 44 * (SEC / 10);
+    fh_fire(0); /* answered, still late, out of the list: the ticks probe it */
+    assert_int_equal(g_fh.n_http, before + 1);
     assert_true(tick_at(53)); /* still late: every tick */
     fh_answer(fh_last(), 0, RD_PROBE_REFUSED, "connection refused", 0);
     check_obs(1, RD_VERDICT_SUSPECT, RD_PROBE_REFUSED, NULL);
-    /* Heartbeats of another epoch or another agent change nothing. */
-    g_fh.now_ns = 55 * (SEC / 10);
+    /* Heartbeats of another epoch or another agent change nothing; probes
+     * stay 3/4 of an interval apart at least. */
+    g_fh.now_ns = 58 * (SEC / 10);
     heartbeat("a", 0, 0.3, 0.01, -1);
     heartbeat("zz", 1, 0.3, 0.01, -1);
-    assert_true(tick_at(56));
+    assert_false(tick_at(59)); /* 0.6 s after the last probe */
+    assert_true(tick_at(63));
     fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
     check_obs(2, RD_VERDICT_OK, RD_PROBE_NONE, NULL);
     /* Its heartbeats are back and the probe is fine: idle again. */
-    g_fh.now_ns = 60 * (SEC / 10);
+    g_fh.now_ns = 65 * (SEC / 10);
     heartbeat("a", 1, 0.3, 0.01, -1);
-    assert_false(tick_at(66));
+    assert_false(tick_at(74));
     fh_stop(true);
     fh_destroy();
 }
@@ -483,8 +498,12 @@ static void test_state_change_probes_at_once(void **state)
     /* Refused: the process went away after its last heartbeat (2 s), later
      * than the last good probe (1 s). */
     assert_int_equal(g_fh.obs[1].since_ns, 2 * SEC);
-    /* Not alive: every tick, even with heartbeats on time. */
-    for (uint64_t t = 21; t <= 22; t++) {
+    /* Not alive: every tick, even with heartbeats on time; never sooner
+     * than 3/4 of an interval after the last probe. */
+    g_fh.now_ns = 25 * (SEC / 10);
+    heartbeat("a", 1, 0.3, 0.01, -1);
+    assert_false(tick_at(25));
+    for (uint64_t t = 30; t <= 40; t += 10) {
         g_fh.now_ns = t * (SEC / 10);
         heartbeat("a", 1, 0.3, 0.01, -1);
         assert_true(tick_at(t));
@@ -496,27 +515,27 @@ static void test_state_change_probes_at_once(void **state)
     before = g_fh.n_http;
     state_event("a", 1, "http://a/health", "failed");
     assert_int_equal(g_fh.n_http, before);
-    for (uint64_t t = 3; t <= 11; t++)
+    for (uint64_t t = 5; t <= 13; t++)
         assert_false(tick_at(t * 10));
-    assert_true(tick_at(120)); /* 9.8 s after the last probe (2.2 s): due */
+    assert_true(tick_at(140)); /* 10 s after the last probe (4 s): due */
     fh_answer(fh_last(), 0, RD_PROBE_REFUSED, "connection refused", 0);
-    assert_false(tick_at(130));
-    assert_false(tick_at(140));
+    assert_false(tick_at(150));
+    assert_false(tick_at(160));
     /* A new epoch: alive again, probed at its first tick, then idle. */
-    g_fh.now_ns = 145 * (SEC / 10);
+    g_fh.now_ns = 165 * (SEC / 10);
     node_event(RD_NODE_EV_EPOCH, "a", 2, "http://a/health");
     state_event("a", 2, "http://a/health", "alive");
     heartbeat("a", 2, 0.3, 0.01, -1);
-    assert_true(tick_at(150));
+    assert_true(tick_at(170));
     fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
     heartbeat("a", 2, 0.3, 0.01, -1);
-    assert_false(tick_at(160));
+    assert_false(tick_at(180));
     /* Draining is judged by heartbeats and metrics: no probe at once. */
     before = g_fh.n_http;
     state_event("a", 2, "http://a/health", "draining");
     assert_int_equal(g_fh.n_http, before);
     heartbeat("a", 2, 0.3, 0.01, -1);
-    assert_false(tick_at(165));
+    assert_false(tick_at(185));
     fh_stop(true);
     fh_destroy();
 }
@@ -525,20 +544,20 @@ static void test_bad_metrics_probe_at_once(void **state)
 {
     (void)state;
     start_one_ok();
-    g_fh.now_ns = 15 * (SEC / 10);
+    g_fh.now_ns = 20 * (SEC / 10);
     size_t before = g_fh.n_http;
     heartbeat("a", 1, 0.95, 0.01, -1); /* cpu at the watch share */
     assert_int_equal(g_fh.n_http, before + 1);
     fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
     heartbeat("a", 1, 0.95, 0.01, -1); /* still busy: no second probe at once */
     assert_int_equal(g_fh.n_http, before + 1);
-    assert_true(tick_at(16)); /* but every tick */
+    assert_true(tick_at(30)); /* but every tick */
     fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
     heartbeat("a", 1, 0.3, 0.6, -1); /* error rate over 0.5 */
-    assert_true(tick_at(17));
+    assert_true(tick_at(40));
     fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
     heartbeat("a", 1, 0.3, 0.01, -1); /* fine again */
-    assert_false(tick_at(18));
+    assert_false(tick_at(50));
 
     /* Tasks in hand and no progress for watch_stall (3) heartbeats: the
      * hang whose heartbeat thread lives on is probed at once. */
