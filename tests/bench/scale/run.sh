@@ -19,11 +19,14 @@
 # the engine's log in). tests/bench/lib/common.sh does what every
 # benchmark's script does.
 #
-# Not yet (issue 16): 100,000 tasks with checkpoints, the failure storm,
-# three replicas, health endpoints for the agents.
+# The engine's configuration is tests/bench/scale/engine.sh (shared with
+# tests/bench/soak). Not yet (issue 16): 100,000 tasks with checkpoints, the
+# failure storm, three replicas, health endpoints for the agents.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=SCRIPTDIR/engine.sh
+. tests/bench/scale/engine.sh
 AGENTS=${AGENTS:-10000}
 WARMUP=${WARMUP:-20}
 DURATION=${DURATION:-60}
@@ -39,40 +42,15 @@ bench_raise_nofile
 
 bench_free_port RD_PORT
 bench_free_port RAFT_PORT
-# One load generator multiplexes the whole fleet on one HTTP/2 connection
-# (libcurl 7.88: tests/bench/lib/bench.h), so the edge's per-connection
-# budgets are scaled to the agents behind it and an abuse cut does not block
-# the fleet's only address: a stream reset per heartbeat that times out
-# would otherwise cut it after 20 (docs/security.md, "HTTP edge").
-cat >"$WORK/rd.yaml" <<YAML
-server:
-  edge:
-    stream_reset_budget: 100000
-    abuse_block: 0s
-cluster:
-  raft_address: 127.0.0.1:$RAFT_PORT
-logging:
-  level: warn
-plugins:
-  instances:
-    - name: heartbeat
-      required: true
-    - name: health_probe
-    - name: metrics
-    - name: log
-fault_tolerance:
-  detection:
-    heartbeat_interval: 500ms
-    health_check_timeout: 1s
-    failure_threshold: 3
-    recovery_threshold: 2
-YAML
+# shellcheck disable=SC2153 # RAFT_PORT is set by bench_free_port
+scale_engine_yaml "$WORK/rd.yaml" "$RAFT_PORT"
+# shellcheck disable=SC2119 # the engine takes no arguments here
 bench_start_engine
 
 echo "recoveryd scale benchmark: $AGENTS agents, warm-up ${WARMUP} s, ${DURATION} s measured," \
     "nice $NICE; $(bench_cores), $(bench_now)"
 echo "engine built from $(bench_commit)"
-echo "load average before: $(bench_loadavg)"
+echo "load average before: $(bench_loadavg); scheduling group: $(cat /proc/self/autogroup 2>/dev/null || echo none)"
 bench_cpu_start "$RD_PID"
 rc=0
 bench_run - timeout -k 10 $((WARMUP + DURATION + 240)) "$BUILD_DIR/bin/bench_scale_loadgen" \
