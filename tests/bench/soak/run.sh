@@ -11,7 +11,11 @@
 #   RSS     under RSS_MAX_MIB_H   MiB per hour (16)
 #   fds     under FDS_MAX_H       descriptors per hour (8)
 #   disk    under DISK_MAX_MIB_H  MiB per hour (64)
-#   p99     under P99_MAX_MS_H    ms per hour (10)
+#
+# The heartbeat p99 of a 10-s window jumps with the machine's other work, so
+# a line through it extrapolates noise: instead the median of the windows'
+# p99 in the last third of the run must stay under 1.5 times that of the
+# first third plus 5 ms.
 #
 # PASS/FAIL per series and in all; exit 1 on any FAIL. `make soak` runs it
 # (DURATION=3600 unless given). The samples are kept in SAMPLES (a file) if
@@ -33,7 +37,6 @@ SAMPLE=${SAMPLE:-10}
 RSS_MAX_MIB_H=${RSS_MAX_MIB_H:-16}
 FDS_MAX_H=${FDS_MAX_H:-8}
 DISK_MAX_MIB_H=${DISK_MAX_MIB_H:-64}
-P99_MAX_MS_H=${P99_MAX_MS_H:-10}
 
 scripts/bootstrap --bench
 bench_build recoveryd heartbeat health_probe metrics log webhook bench_scale_loadgen
@@ -125,7 +128,21 @@ check "data directory" MiB "$DISK_MAX_MIB_H" "$(fit 4 0.00000095367431640625 "$f
 # The load generator's window lines: "  0-10  sent/s ok/s p99 max RSS".
 awk '$1 ~ /^[0-9]+-[0-9]+$/ { split($1, w, "-"); print w[1], $4 }' "$WORK/loadgen.out" \
     >"$WORK/p99"
-check "heartbeat p99" ms "$P99_MAX_MS_H" "$(fit 2 1 0 <"$WORK/p99")" || ok=1
+# p99 of the windows: medians of the first and the last third.
+median() { sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : 0 }'; }
+n=$(wc -l <"$WORK/p99")
+third=$((n / 3))
+p1=$(head -n "$third" "$WORK/p99" | cut -d' ' -f2 | median)
+p3=$(tail -n "$third" "$WORK/p99" | cut -d' ' -f2 | median)
+if [ "$third" -lt 1 ]; then
+    echo "FAIL heartbeat p99: too few windows ($n)"
+    ok=1
+elif awk -v a="$p1" -v b="$p3" 'BEGIN { exit !(b <= 1.5 * a + 5) }'; then
+    echo "PASS heartbeat p99 flat: median of the window p99s $p1 ms in the first third, $p3 ms in the last ($n windows; limit 1.5 x + 5 ms)"
+else
+    echo "FAIL heartbeat p99 grows: median of the window p99s $p1 ms in the first third, $p3 ms in the last ($n windows; limit 1.5 x + 5 ms)"
+    ok=1
+fi
 echo "engine log: $(grep -c 'node_failed' "$WORK/rd.log" || true) node_failed lines," \
     "$(grep -c 'level=error' "$WORK/rd.log" || true) errors; warnings: $(bench_log_events "$WORK/rd.log")"
 if [ "$ok" -eq 0 ]; then echo "PASS soak"; else echo "FAIL soak"; fi
