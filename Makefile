@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= deploy/recoveryd.yaml
 
-.PHONY: all bootstrap build run test sim sanitize format format-check lint-api bench fuzz chaos clean install deb
+.PHONY: all bootstrap build run test sim sanitize format format-check lint-api bench soak fuzz chaos clean install deb
 
 all: build
 
@@ -94,6 +94,15 @@ chaos: build
 		$(if $(SEED),--seed $(SEED)) --duration $(DURATION) \
 		--agents $(CHAOS_AGENTS) --rate $(CHAOS_RATE) --replicas $(CHAOS_REPLICAS) \
 		--out $(CHAOS_OUT)
+# An hour (DURATION seconds) of a heartbeating fleet; PASS/FAIL on the slope
+# of the engine's RSS, descriptors, data directory and heartbeat p99
+# (tests/bench/soak/run.sh, docs/benchmarks.md "Soak").
+# (DURATION given on the command line or in the environment wins over the
+# hour; the chaos target's own default does not apply here.)
+SOAK_DURATION = $(if $(filter-out file default undefined,$(origin DURATION)),$(DURATION),3600)
+soak:
+	@scripts/bootstrap --bench
+	DURATION=$(SOAK_DURATION) tests/bench/soak/run.sh
 
 # The libFuzzer targets of tests/fuzz/ (clang, build-fuzz), FUZZ_TIME
 # seconds each (docs/fuzzing.md).

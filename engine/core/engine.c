@@ -52,6 +52,8 @@ static void on_node_change(void *data, const struct rd_node *node, int old_state
         else if (eng->fsm.result.type == RD_CMD_NODE_REGISTER)
             event = old_state < 0 ? RD_NODE_EV_ADDED : RD_NODE_EV_EPOCH;
         rd_plugin_host_node(&eng->plugins, event, node);
+        if (event == RD_NODE_EV_EPOCH)
+            rd_sched_node_registered(&eng->sched, node->node_id, node->id_len);
         /* New capacity for pending work, or tasks to move off a lost agent. */
         rd_sched_kick(&eng->sched);
     }

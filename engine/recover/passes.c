@@ -48,6 +48,7 @@ void rd_sched_init(struct rd_sched *s, const struct rd_sched_env *env)
     rd_map_init(&s->predicted);
     rd_map_init(&s->moved);
     rd_map_init(&s->rb_pending);
+    s->reclaim_all = true;
 }
 
 void rd_sched_start(struct rd_sched *s)
@@ -57,6 +58,7 @@ void rd_sched_start(struct rd_sched *s)
     uv_timer_init(s->env.loop, &s->timer);
     s->timer.data = s;
     s->run_pass = rd_sched_pass;
+    s->reclaim_all = true; /* a new leadership looks at every node once */
     rd_sched__arm(s, RD_SCHED_PASS_MS);
     s->started = true;
     rd_sched_kick(s);
@@ -86,6 +88,11 @@ void rd_sched_close(struct rd_sched *s)
     free(s->by_slot);
     s->by_slot = NULL;
     s->n_by_slot = 0;
+    for (size_t i = 0; i < s->n_reclaim; i++)
+        free(s->reclaim[i]);
+    free(s->reclaim);
+    s->reclaim = NULL;
+    s->n_reclaim = s->cap_reclaim = 0;
     for (size_t i = 0; i < s->inflight.cap; i++)
         if (s->inflight.slots && s->inflight.slots[i].value)
             free(s->inflight.slots[i].value);

@@ -191,41 +191,106 @@ uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft)
  * newest checkpoint, to the same agent when it works (its slot was held for
  * it), else back to pending. Tasks are only ever placed under a node's
  * current epoch, so once a node's list holds none of an older epoch it stays
- * clean until the next registration: the walk is paid per registration,
- * not per pass.
+ * clean until the next registration: the nodes to look at are those that
+ * registered again since (rd_sched_node_registered), not the whole fleet
+ * every pass (10,000 agents holding tasks: 10,000 registry look-ups a pass).
  */
+enum reclaim_result { RECLAIM_CLEAN, RECLAIM_KEEP, RECLAIM_STOP };
+
+static enum reclaim_result reclaim_node(struct rd_sched *s, const struct rd_node *n)
+{
+    if (n->tasks == NULL)
+        return RECLAIM_CLEAN;
+    if (n->state == RD_NODE_FAILED || n->state == RD_NODE_LEFT || n->state == RD_NODE_ISOLATED ||
+        n->state == RD_NODE_DRAINING)
+        return RECLAIM_KEEP; /* recovery moves a gone node's tasks (runs.c); looked at again */
+    struct rd_soft *soft = rd_registry_get(s->env.registry, n->node_id, n->id_len);
+    struct rd_sched_soft *x = soft != NULL ? soft_of(s, soft) : NULL;
+    if (x != NULL && x->epoch_clean == n->epoch)
+        return RECLAIM_CLEAN;
+    bool works = n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION;
+    bool clean = true;
+    for (struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node) {
+        if (t->node_epoch == n->epoch)
+            continue;
+        clean = false;
+        if (rd_map_get(&s->inflight, t->id, strlen(t->id)))
+            continue;
+        RD_INFO("sched", "task_reclaimed",
+                "task=%s node=%s attempt=%u epoch=%llu node_epoch=%llu to=%s", t->id, n->node_id,
+                t->attempt + 1, (unsigned long long)t->node_epoch, (unsigned long long)n->epoch,
+                works ? n->node_id : "(pending)");
+        if (!rd_sched__propose_assign(s, t, works ? n : NULL,
+                                      works ? RD_TASK_ASSIGNED : RD_TASK_PENDING))
+            return RECLAIM_STOP;
+        s->reclaimed_total++;
+    }
+    if (!clean)
+        return RECLAIM_KEEP; /* its proposals commit, then it is clean */
+    if (x != NULL)
+        x->epoch_clean = n->epoch;
+    return RECLAIM_CLEAN;
+}
+
+void rd_sched_node_registered(struct rd_sched *s, const char *id, size_t len)
+{
+    if (s->n_reclaim == s->cap_reclaim) {
+        size_t cap = s->cap_reclaim ? 2 * s->cap_reclaim : 16;
+        char **r = realloc(s->reclaim, cap * sizeof(*r));
+        if (r == NULL) {
+            s->reclaim_all = true; /* no room to remember it: look at them all */
+            return;
+        }
+        s->reclaim = r;
+        s->cap_reclaim = cap;
+    }
+    char *copy = strndup(id, len);
+    if (copy == NULL) {
+        s->reclaim_all = true;
+        return;
+    }
+    s->reclaim[s->n_reclaim++] = copy;
+}
+
 void rd_sched__reclaim_stranded(struct rd_sched *s)
 {
     const struct rd_fsm *f = s->env.fsm;
-    for (size_t i = 0; i < f->n_nodes; i++) {
-        const struct rd_node *n = f->nodes[i];
-        if (n->tasks == NULL || n->state == RD_NODE_FAILED || n->state == RD_NODE_LEFT ||
-            n->state == RD_NODE_ISOLATED || n->state == RD_NODE_DRAINING)
-            continue; /* recovery moves a gone node's tasks (runs.c) */
-        struct rd_soft *soft = rd_registry_get(s->env.registry, n->node_id, n->id_len);
-        struct rd_sched_soft *x = soft != NULL ? soft_of(s, soft) : NULL;
-        if (x != NULL && x->epoch_clean == n->epoch)
-            continue;
-        bool works = n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION;
-        bool clean = true;
-        for (struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node) {
-            if (t->node_epoch == n->epoch)
-                continue;
-            clean = false;
-            if (rd_map_get(&s->inflight, t->id, strlen(t->id)))
-                continue;
-            RD_INFO("sched", "task_reclaimed",
-                    "task=%s node=%s attempt=%u epoch=%llu node_epoch=%llu to=%s", t->id,
-                    n->node_id, t->attempt + 1, (unsigned long long)t->node_epoch,
-                    (unsigned long long)n->epoch, works ? n->node_id : "(pending)");
-            if (!rd_sched__propose_assign(s, t, works ? n : NULL,
-                                          works ? RD_TASK_ASSIGNED : RD_TASK_PENDING))
-                return;
-            s->reclaimed_total++;
+    if (s->reclaim_all) {
+        /* Every node once; those not clean yet are remembered. */
+        for (size_t i = 0; i < s->n_reclaim; i++)
+            free(s->reclaim[i]);
+        s->n_reclaim = 0;
+        bool complete = true;
+        for (size_t i = 0; i < f->n_nodes && complete; i++) {
+            const struct rd_node *n = f->nodes[i];
+            enum reclaim_result r = reclaim_node(s, n);
+            if (r == RECLAIM_STOP)
+                complete = false;
+            else if (r == RECLAIM_KEEP)
+                rd_sched_node_registered(s, n->node_id, n->id_len);
         }
-        if (clean && x != NULL)
-            x->epoch_clean = n->epoch;
+        if (complete)
+            s->reclaim_all = false;
+        return;
     }
+    size_t kept = 0, i = 0;
+    for (; i < s->n_reclaim; i++) {
+        char *id = s->reclaim[i];
+        const struct rd_node *n = rd_fsm_node(f, id, strlen(id));
+        enum reclaim_result r = n != NULL ? reclaim_node(s, n) : RECLAIM_CLEAN;
+        if (r == RECLAIM_CLEAN) {
+            free(id);
+            continue;
+        }
+        s->reclaim[kept++] = id;
+        if (r == RECLAIM_STOP) {
+            i++;
+            break;
+        }
+    }
+    while (i < s->n_reclaim)
+        s->reclaim[kept++] = s->reclaim[i++];
+    s->n_reclaim = kept;
 }
 
 /* The pass timer fires: the pass itself lives above (passes.c). */

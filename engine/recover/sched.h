@@ -114,6 +114,13 @@ struct rd_sched {
         uint64_t epoch_clean; /* the node's epoch once no task of an older one was left */
     } * by_slot;
     size_t n_by_slot;
+    /* Nodes whose tasks may be stranded by a registration (their ids, in the
+     * order they registered again; rd_sched_node_registered), walked by the
+     * reclaim instead of the whole fleet; every node once after init and at
+     * each start of a leadership (reclaim_all). */
+    char **reclaim;
+    size_t n_reclaim, cap_reclaim;
+    bool reclaim_all;
     /* Checkpoint repairs (repair.c): the one running per task, by task id;
      * the versions this leadership found no good copy of; the sweep of
      * their faults. */
@@ -157,6 +164,9 @@ void rd_sched_close(struct rd_sched *s);
 void rd_sched_kick(struct rd_sched *s);
 /* One pass now (what the timer runs; a unit test calls it itself). */
 void rd_sched_pass(struct rd_sched *s);
+/* Node `id` registered again (a new epoch): its tasks of the older one are
+ * looked at by the next pass (reclaimed). */
+void rd_sched_node_registered(struct rd_sched *s, const char *id, size_t len);
 
 struct rd_node;
 struct rd_recovery;

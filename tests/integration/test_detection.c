@@ -30,10 +30,16 @@
 #include "rdt_metrics.h"
 
 #define FAILURE_THRESHOLD 5
+/* Agents whose heartbeats and metrics are fine are probed every this many
+ * heartbeat intervals (health_probe's idle_interval): a hung agent that
+ * heartbeats on is found by that slow cycle. A heartbeat 3 intervals late
+ * (late_after; this thread's cadence slips on a busy machine) puts an agent
+ * under watch; crashes are probed when the heartbeat detector suspects. */
+#define IDLE_PROBES 10
 
 /* The heartbeat interval: 100 ms, scaled by rdt_time_factor(). */
 static int hb_ms;
-static char yaml[1024];
+static char yaml[2048];
 
 static void make_config(void)
 {
@@ -60,6 +66,8 @@ static void make_config(void)
              "    - name: health_probe\n"
              "      config:\n"
              "        interval: %dms\n"
+             "        idle_interval: %dms\n"
+             "        late_after: %dms\n"
              "    - name: metrics\n"
              "      config:\n"
              "        min_samples: 3\n"
@@ -67,7 +75,8 @@ static void make_config(void)
              "        predict_horizon: %ds\n"
              "        error_rate_limit: 0.5\n"
              "    - name: log\n",
-             hb_ms, 2 * hb_ms, FAILURE_THRESHOLD, 30 * f, 5 * f, hb_ms, 30 * f);
+             hb_ms, 2 * hb_ms, FAILURE_THRESHOLD, 30 * f, 5 * f, hb_ms, IDLE_PROBES * hb_ms,
+             3 * hb_ms, 30 * f);
 }
 
 static struct rdt_proc proc;
@@ -243,6 +252,24 @@ static void test_bystanders(void **state)
     }
     have_bystanders = true;
     beat_rounds(NULL, 0, 5);
+
+    /* Healthy agents are probed on the slow cycle (about one probe each per
+     * IDLE_PROBES intervals), not every interval: 2 x IDLE_PROBES rounds
+     * cost about 2 probes each, where probing every interval would cost 20.
+     * Half of that is the bound (late heartbeats on a busy machine put an
+     * agent under watch for a while). */
+    const char *probes = "recoveryd_plugin_probes_total{plugin_instance=\"health_probe\"}";
+    const char *skips = "recoveryd_plugin_idle_skips_total{plugin_instance=\"health_probe\"}";
+    long long p0 = rdt_metric(&proc, probes), s0 = rdt_metric(&proc, skips);
+    assert_true(p0 >= N_BYSTANDERS); /* each probed once at least */
+    beat_rounds(NULL, 0, 2 * IDLE_PROBES);
+    long long sent = rdt_metric(&proc, probes) - p0, skipped = rdt_metric(&proc, skips) - s0;
+    fprintf(stderr,
+            "idle probing: %lld probes and %lld idle ticks for %d agents over %d intervals\n", sent,
+            skipped, N_BYSTANDERS, 2 * IDLE_PROBES);
+    assert_true(sent >= 1);
+    assert_true(sent < N_BYSTANDERS * 2 * IDLE_PROBES / 2);
+    assert_true(skipped > sent);
 }
 
 static void test_crash_is_detected_and_fenced(void **state)

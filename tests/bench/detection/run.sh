@@ -11,7 +11,9 @@
 #   WARMUP=30 DURATION=600 tests/bench/detection/run.sh     (the defaults)
 #
 # Environment: WARMUP, DURATION (seconds), AGENTS (1000), PROBE_INTERVAL
-# (the health_probe plugin's interval, 500ms), NICE (0; -10 as root runs the
+# (the health_probe plugin's interval, 500ms), IDLE_INTERVAL (its
+# idle_interval, unset: the plugin's default; 0ms probes every agent every
+# interval), NICE (0; -10 as root runs the
 # engine and the load generator ahead of everything else on a shared
 # machine), BUILD (build-bench), DUMP (a file for one line per agent),
 # ENGINE_LOG (a file to keep the engine's log in). tests/bench/lib/common.sh
@@ -39,6 +41,8 @@ bench_on_exit() {
 # One agent per port, plus the probes' connections.
 bench_raise_nofile
 
+IDLE_LINE=""
+if [ -n "${IDLE_INTERVAL:-}" ]; then printf -v IDLE_LINE '\n        idle_interval: %s' "$IDLE_INTERVAL"; fi
 bench_free_port RD_PORT
 bench_free_port RAFT_PORT
 cat >"$WORK/rd.yaml" <<YAML
@@ -52,7 +56,7 @@ plugins:
       required: true
     - name: health_probe
       config:
-        interval: $PROBE_INTERVAL
+        interval: $PROBE_INTERVAL$IDLE_LINE
     - name: metrics
     - name: log
 fault_tolerance:
@@ -65,18 +69,32 @@ YAML
 bench_start_engine
 
 echo "recoveryd fault detection benchmark: $AGENTS agents, warm-up ${WARMUP} s, ${DURATION} s" \
-    "after the faults, health probes every $PROBE_INTERVAL, nice $NICE; $(bench_cores), $(bench_now)"
+    "after the faults, health probes every $PROBE_INTERVAL (idle agents: ${IDLE_INTERVAL:-default})," \
+    "nice $NICE; $(bench_cores), $(bench_now)"
 LG_ARGS=(--url "http://127.0.0.1:$RD_PORT" --agents "$AGENTS" --warmup "$WARMUP"
     --duration "$DURATION")
 [ -n "${DUMP:-}" ] && LG_ARGS+=(--dump "$DUMP")
 echo "engine built from $(bench_commit)"
 echo "load average before: $(bench_loadavg)"
+# The health_probe plugin's counters (probes sent; ticks that sent nothing).
+probe_counters() {
+    curl -sf --max-time 5 "http://127.0.0.1:$RD_PORT/metrics" |
+        awk '/^recoveryd_plugin_probes_total\{plugin_instance="health_probe"\}/ { p = $2 }
+             /^recoveryd_plugin_idle_skips_total\{plugin_instance="health_probe"\}/ { s = $2 }
+             END { printf "%d %d\n", p, s }'
+}
+read -r PROBES0 SKIPS0 < <(probe_counters || echo "0 0")
+PROBE_T0=$SECONDS
 bench_cpu_start "$RD_PID"
 # Bounded: the run itself plus three minutes for registration and the report.
 rc=0
 bench_run - timeout -k 10 $((WARMUP + DURATION + 180)) "$BUILD_DIR/bin/bench_detection_loadgen" \
     "${LG_ARGS[@]}" "$@" || rc=$?
 bench_cpu_report "$RD_PID"
+read -r PROBES1 SKIPS1 < <(probe_counters || echo "0 0")
+echo "health probes during the run: $((PROBES1 - PROBES0)) sent" \
+    "($(((PROBES1 - PROBES0) / (SECONDS - PROBE_T0 > 0 ? SECONDS - PROBE_T0 : 1)))/s)," \
+    "$((SKIPS1 - SKIPS0)) idle ticks skipped"
 echo "load average after: $(bench_loadavg)"
 
 # Stop the engine (bounded), then look at what it logged.

@@ -5,11 +5,25 @@
  */
 #include "fake_host.h"
 
+/* Every agent probed every interval (adaptive probing off): the verdict
+ * logic on its own. */
 static const char *cfg_basic[][2] = {
     {"interval", "1s"},
+    {"idle_interval", "0ms"},
     {"failures_to_fail", "3"},
     {NULL, NULL},
 };
+
+/* Adaptive: idle agents every 10 s, watched ones every second; with the
+ * fake host's heartbeat_interval of 1 s, late_after is 1.25 s. */
+static const char *cfg_adaptive[][2] = {
+    {"interval", "1s"},
+    {"idle_interval", "10s"},
+    {"failures_to_fail", "3"},
+    {NULL, NULL},
+};
+
+#define SEC 1000000000ull
 
 static struct rd_node_view node(const char *id, uint64_t epoch, const char *url)
 {
@@ -48,6 +62,61 @@ static void check_obs(size_t i, int verdict, int cause, const char *detail)
     assert_int_equal(o->probe_cause, cause);
     if (detail)
         assert_string_equal(o->detail, detail);
+}
+
+static void state_event(const char *id, uint64_t epoch, const char *url, const char *st)
+{
+    const struct rd_detector_ops *ops = g_fh.desc->ops;
+    struct rd_node_view v = node(id, epoch, url);
+    v.state = st;
+    ops->on_node(g_fh.state, RD_NODE_EV_STATE, &v);
+}
+
+/* A heartbeat of `id` arriving now, with metrics (cpu, error rate) and a
+ * progress counter (-1: none) with one slot busy. */
+static void heartbeat(const char *id, uint64_t epoch, double cpu, double err, double progress)
+{
+    const struct rd_detector_ops *ops = g_fh.desc->ops;
+    struct rd_heartbeat_view hb = {
+        .node_id = id,
+        .epoch = epoch,
+        .arrival_ns = g_fh.now_ns,
+        .slots_used = 1,
+        .has_metrics = true,
+        .error_rate = err,
+        .latency_ms = 10,
+        .cpu = cpu,
+        .mem = 0.2,
+        .progress = progress,
+    };
+    ops->on_heartbeat(g_fh.state, &hb);
+}
+
+/* Fires the (one) timer at time `t` seconds (x 10: tenths) and says whether
+ * that tick sent a probe. */
+static bool tick_at(uint64_t tenths)
+{
+    g_fh.now_ns = tenths * (SEC / 10);
+    size_t before = g_fh.n_http;
+    fh_fire_all();
+    return g_fh.n_http > before;
+}
+
+/* One agent "a" probed OK at 1 s: what the adaptive tests start from. */
+static void start_one_ok(void)
+{
+    assert_int_equal(fh_init("health_probe", "probe", cfg_adaptive), 0);
+    fh_start();
+    node_event(RD_NODE_EV_ADDED, "a", 1, "http://a/health");
+    /* The agent's tick, every interval, and the lateness check, every
+     * fifth of the heartbeat interval. */
+    assert_int_equal(fh_live_timers(), 2);
+    assert_int_equal(g_fh.timers[0].repeat_ms, 200);
+    assert_int_equal(g_fh.timers[1].repeat_ms, 1000);
+    /* Nothing known of this epoch yet: the first tick probes. */
+    assert_true(tick_at(10));
+    fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    check_obs(0, RD_VERDICT_OK, RD_PROBE_NONE, NULL);
 }
 
 static void test_descriptor(void **state)
@@ -162,8 +231,8 @@ static void test_defaults_from_detection_params(void **state)
     assert_int_equal(g_fh.obs[0].since_ns, 0); /* never succeeded */
     fh_answer(probe(), 0, RD_PROBE_TIMEOUT, "x", 250);
     check_obs(1, RD_VERDICT_FAILED, RD_PROBE_TIMEOUT, NULL);
-    /* The default interval is 1s. */
-    assert_int_equal(g_fh.timers[0].repeat_ms, 1000);
+    /* The default interval is 1s (timer 0 is the lateness check). */
+    assert_int_equal(g_fh.timers[1].repeat_ms, 1000);
     fh_stop(true);
     fh_destroy();
 }
@@ -335,6 +404,260 @@ static void test_unsendable_probe(void **state)
     fh_destroy();
 }
 
+static void test_idle_agent_probed_every_idle_interval(void **state)
+{
+    (void)state;
+    start_one_ok();
+    /* Heartbeats on time, metrics fine: the ticks of the next 9.4 s send
+     * nothing; the one at 11 s (idle_interval after 1 s) probes. */
+    for (uint64_t t = 15; t <= 105; t += 5) {
+        g_fh.now_ns = t * (SEC / 10);
+        heartbeat("a", 1, 0.3, 0.01, -1);
+        if (t % 10 == 0)
+            assert_false(tick_at(t));
+    }
+    assert_int_equal(fh_counter("idle_skips"), 9);
+    assert_int_equal(fh_counter("probes"), 1);
+    heartbeat("a", 1, 0.3, 0.01, -1);
+    assert_true(tick_at(110));
+    fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    g_fh.now_ns = 115 * (SEC / 10);
+    heartbeat("a", 1, 0.3, 0.01, -1);
+    assert_false(tick_at(120));
+    assert_int_equal(g_fh.n_obs, 1); /* still OK: nothing new said */
+
+    /* Off: every tick probes, heartbeats or not. */
+    fh_stop(true);
+    fh_destroy();
+    assert_int_equal(fh_init("health_probe", "probe", cfg_basic), 0);
+    fh_start();
+    node_event(RD_NODE_EV_ADDED, "a", 1, "http://a/health");
+    for (uint64_t t = 10; t < 20; t++) {
+        g_fh.now_ns = t * (SEC / 10);
+        heartbeat("a", 1, 0.3, 0.01, -1);
+        assert_true(tick_at(t));
+        fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    }
+    fh_stop(true);
+    fh_destroy();
+}
+
+static void test_late_heartbeat_probes_every_interval(void **state)
+{
+    (void)state;
+    start_one_ok();
+    g_fh.now_ns = 3 * SEC;
+    heartbeat("a", 1, 0.3, 0.01, -1); /* the last one for a while */
+    assert_false(tick_at(42));        /* 1.2 s late: within late_after (1.25 s) */
+    /* 1.3 s late: the lateness check (timer 0) probes it at once, without
+     * waiting for the agent's own tick; once, not at every check. */
+    g_fh.now_ns = 43 * (SEC / 10);
+    size_t before = g_fh.n_http;
+    fh_fire(0);
+    assert_int_equal(g_fh.n_http, before + 1);
+    fh_fire(0);
+    assert_int_equal(g_fh.n_http, before + 1);
+    fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    g_fh.now_ns = 44 * (SEC / 10);
+    fh_fire(0); /* answered, still late, out of the list: the ticks probe it */
+    assert_int_equal(g_fh.n_http, before + 1);
+    assert_true(tick_at(53)); /* still late: every tick */
+    fh_answer(fh_last(), 0, RD_PROBE_REFUSED, "connection refused", 0);
+    check_obs(1, RD_VERDICT_SUSPECT, RD_PROBE_REFUSED, NULL);
+    /* Heartbeats of another epoch or another agent change nothing; probes
+     * stay 3/4 of an interval apart at least. */
+    g_fh.now_ns = 58 * (SEC / 10);
+    heartbeat("a", 0, 0.3, 0.01, -1);
+    heartbeat("zz", 1, 0.3, 0.01, -1);
+    assert_false(tick_at(59)); /* 0.6 s after the last probe */
+    assert_true(tick_at(63));
+    fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    check_obs(2, RD_VERDICT_OK, RD_PROBE_NONE, NULL);
+    /* Its heartbeats are back and the probe is fine: idle again. */
+    g_fh.now_ns = 65 * (SEC / 10);
+    heartbeat("a", 1, 0.3, 0.01, -1);
+    assert_false(tick_at(74));
+    fh_stop(true);
+    fh_destroy();
+}
+
+static void test_state_change_probes_at_once(void **state)
+{
+    (void)state;
+    start_one_ok();
+    g_fh.now_ns = 20 * (SEC / 10);
+    heartbeat("a", 1, 0.3, 0.01, -1);
+    /* Made suspect by another detector: probed now, not at the next tick. */
+    size_t before = g_fh.n_http;
+    state_event("a", 1, "http://a/health", "suspect");
+    assert_int_equal(g_fh.n_http, before + 1);
+    state_event("a", 1, "http://a/health", "suspect"); /* in flight: nothing more */
+    assert_int_equal(g_fh.n_http, before + 1);
+    fh_answer(fh_last(), 0, RD_PROBE_REFUSED, "connection refused", 0);
+    check_obs(1, RD_VERDICT_SUSPECT, RD_PROBE_REFUSED, NULL);
+    /* Refused: the process went away after its last heartbeat (2 s), later
+     * than the last good probe (1 s). */
+    assert_int_equal(g_fh.obs[1].since_ns, 2 * SEC);
+    /* Not alive: every tick, even with heartbeats on time; never sooner
+     * than 3/4 of an interval after the last probe. */
+    g_fh.now_ns = 25 * (SEC / 10);
+    heartbeat("a", 1, 0.3, 0.01, -1);
+    assert_false(tick_at(25));
+    for (uint64_t t = 30; t <= 40; t += 10) {
+        g_fh.now_ns = t * (SEC / 10);
+        heartbeat("a", 1, 0.3, 0.01, -1);
+        assert_true(tick_at(t));
+        fh_answer(fh_last(), 0, RD_PROBE_REFUSED, "connection refused", 0);
+    }
+    check_obs(2, RD_VERDICT_FAILED, RD_PROBE_REFUSED, NULL);
+    /* Failed (fenced): the engine ignores its probes until it registers
+     * again, so only the idle cycle probes it, failing or not. */
+    before = g_fh.n_http;
+    state_event("a", 1, "http://a/health", "failed");
+    assert_int_equal(g_fh.n_http, before);
+    for (uint64_t t = 5; t <= 13; t++)
+        assert_false(tick_at(t * 10));
+    assert_true(tick_at(140)); /* 10 s after the last probe (4 s): due */
+    fh_answer(fh_last(), 0, RD_PROBE_REFUSED, "connection refused", 0);
+    assert_false(tick_at(150));
+    assert_false(tick_at(160));
+    /* A new epoch: alive again, probed at its first tick, then idle. */
+    g_fh.now_ns = 165 * (SEC / 10);
+    node_event(RD_NODE_EV_EPOCH, "a", 2, "http://a/health");
+    state_event("a", 2, "http://a/health", "alive");
+    heartbeat("a", 2, 0.3, 0.01, -1);
+    assert_true(tick_at(170));
+    fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    heartbeat("a", 2, 0.3, 0.01, -1);
+    assert_false(tick_at(180));
+    /* Draining is judged by heartbeats and metrics: no probe at once. */
+    before = g_fh.n_http;
+    state_event("a", 2, "http://a/health", "draining");
+    assert_int_equal(g_fh.n_http, before);
+    heartbeat("a", 2, 0.3, 0.01, -1);
+    assert_false(tick_at(185));
+    fh_stop(true);
+    fh_destroy();
+}
+
+static void test_bad_metrics_probe_at_once(void **state)
+{
+    (void)state;
+    start_one_ok();
+    g_fh.now_ns = 20 * (SEC / 10);
+    size_t before = g_fh.n_http;
+    heartbeat("a", 1, 0.95, 0.01, -1); /* cpu at the watch share */
+    assert_int_equal(g_fh.n_http, before + 1);
+    fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    heartbeat("a", 1, 0.95, 0.01, -1); /* still busy: no second probe at once */
+    assert_int_equal(g_fh.n_http, before + 1);
+    assert_true(tick_at(30)); /* but every tick */
+    fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    heartbeat("a", 1, 0.3, 0.6, -1); /* error rate over 0.5 */
+    assert_true(tick_at(40));
+    fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    heartbeat("a", 1, 0.3, 0.01, -1); /* fine again */
+    assert_false(tick_at(50));
+
+    /* Tasks in hand and no progress for watch_stall (3) heartbeats: the
+     * hang whose heartbeat thread lives on is probed at once. */
+    before = g_fh.n_http;
+    heartbeat("a", 1, 0.3, 0.01, 7);
+    heartbeat("a", 1, 0.3, 0.01, 8);
+    heartbeat("a", 1, 0.3, 0.01, 8);
+    heartbeat("a", 1, 0.3, 0.01, 8);
+    assert_int_equal(g_fh.n_http, before);
+    heartbeat("a", 1, 0.3, 0.01, 8);
+    assert_int_equal(g_fh.n_http, before + 1);
+    fh_answer(fh_last(), 0, RD_PROBE_TIMEOUT, "x", 1000);
+    check_obs(1, RD_VERDICT_SUSPECT, RD_PROBE_TIMEOUT, NULL);
+    fh_stop(true);
+    fh_destroy();
+}
+
+/* A hung agent whose heartbeats and metrics stay fine is found by the idle
+ * cycle, then watched until it fails. */
+static void test_hang_found_by_idle_cycle(void **state)
+{
+    (void)state;
+    start_one_ok();
+    size_t probes = 1;
+    int obs_failed = -1;
+    for (uint64_t sec = 2; sec <= 20 && obs_failed < 0; sec++) {
+        g_fh.now_ns = sec * SEC;
+        heartbeat("a", 1, 0.3, 0.01, -1);
+        if (!tick_at(sec * 10))
+            continue;
+        probes++;
+        fh_answer(fh_last(), 0, RD_PROBE_TIMEOUT, "x", 1000);
+        for (size_t i = 0; i < g_fh.n_obs; i++)
+            if (g_fh.obs[i].verdict == RD_VERDICT_FAILED)
+                obs_failed = (int)sec;
+    }
+    /* The idle probe at 11 s times out (suspect), then one a tick: failed
+     * at the third, 13 s. */
+    assert_int_equal(obs_failed, 13);
+    assert_int_equal(probes, 4);
+    check_obs(1, RD_VERDICT_SUSPECT, RD_PROBE_TIMEOUT, NULL);
+    check_obs(2, RD_VERDICT_FAILED, RD_PROBE_TIMEOUT, NULL);
+    fh_stop(true);
+    fh_destroy();
+}
+
+/* Agents registered together do not probe together every idle_interval:
+ * after its first probe, each agent's next idle probe comes between
+ * interval and idle_interval later, by its slot. */
+static void test_idle_probes_spread(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    assert_int_equal(fh_init("health_probe", "probe", cfg_adaptive), 0);
+    fh_start();
+    const struct rd_detector_ops *ops = g_fh.desc->ops;
+    char id[N][16];
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(id[i], sizeof id[i], "s-%u", i);
+        struct rd_node_view v = node(id[i], 1, "http://s/health");
+        v.slot = i;
+        ops->on_node(g_fh.state, RD_NODE_EV_ADDED, &v);
+    }
+    g_fh.now_ns = 100 * SEC;
+    fh_fire_all();
+    assert_int_equal(g_fh.n_http, N);
+    for (size_t r = 0; r < N; r++)
+        fh_answer(r, 200, RD_PROBE_NONE, NULL, 1);
+    unsigned per_tick[10] = {0}, busiest = 0;
+    for (unsigned t = 1; t <= 10; t++) {
+        g_fh.now_ns = (100 + t) * SEC;
+        for (unsigned i = 0; i < N; i++) {
+            struct rd_heartbeat_view hb = {
+                .node_id = id[i], .epoch = 1, .slot = i, .arrival_ns = g_fh.now_ns, .progress = -1};
+            ops->on_heartbeat(g_fh.state, &hb);
+        }
+        size_t before = g_fh.n_http;
+        fh_fire_all();
+        per_tick[t - 1] = (unsigned)(g_fh.n_http - before);
+        for (size_t r = before; r < g_fh.n_http; r++)
+            fh_answer(r, 200, RD_PROBE_NONE, NULL, 1);
+        busiest = per_tick[t - 1] > busiest ? per_tick[t - 1] : busiest;
+    }
+    /* Each probed once more within the idle interval, none in a burst. */
+    assert_int_equal(g_fh.n_http, 2 * N);
+    assert_true(busiest <= N / 4);
+    fh_stop(true);
+    fh_destroy();
+}
+
+static void test_bad_idle_interval(void **state)
+{
+    (void)state;
+    static const char *cfg[][2] = {{"interval", "1s"}, {"idle_interval", "500ms"}, {NULL, NULL}};
+    assert_int_equal(fh_init("health_probe", "probe", cfg), RD_ECONFIG);
+    assert_non_null(strstr(g_fh.error, "idle_interval (500ms) must be 0ms"));
+    assert_non_null(strstr(g_fh.error, "at least interval (1000ms)"));
+    fh_destroy();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +669,13 @@ int main(void)
         cmocka_unit_test(test_stop_with_probe_in_flight),
         cmocka_unit_test(test_many_nodes),
         cmocka_unit_test(test_unsendable_probe),
+        cmocka_unit_test(test_idle_agent_probed_every_idle_interval),
+        cmocka_unit_test(test_late_heartbeat_probes_every_interval),
+        cmocka_unit_test(test_state_change_probes_at_once),
+        cmocka_unit_test(test_bad_metrics_probe_at_once),
+        cmocka_unit_test(test_hang_found_by_idle_cycle),
+        cmocka_unit_test(test_idle_probes_spread),
+        cmocka_unit_test(test_bad_idle_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
