@@ -368,6 +368,11 @@ static void on_node(void *data, const struct rd_node *node, int old_state)
         if (s != NULL && (int)node->state != old_state)
             rd_registry_state_entered(&e->registry, s);
     }
+    /* A new epoch: the scheduler looks at the node's older tasks (reclaim),
+     * as engine.c's node hook tells it. */
+    if (e->leader && old_state >= 0 && node->state != RD_NODE_LEFT &&
+        e->fsm.result.type == RD_CMD_NODE_REGISTER)
+        rd_sched_node_registered(&e->sched, node->node_id, node->id_len);
     if (e->leader)
         trace("r%u node %s epoch %" PRIu64 " %s -> %s", e->i, node->node_id, node->epoch,
               old_state < 0 ? "new" : rd_node_state_name(old_state),
