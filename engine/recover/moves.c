@@ -111,7 +111,9 @@ void rd_sched__pause_task(struct rd_sched *s, struct rd_task *t)
 }
 
 /* A policy's isolate action: the node is fenced off like an operator's
- * isolate (any epoch); unknown or departed nodes are refused in apply. */
+ * isolate (any epoch, any state: the detector may move it between this
+ * plan and the commit, and the isolation must not be dropped for that);
+ * unknown or departed nodes are refused in apply. */
 void rd_sched__isolate_node(struct rd_sched *s, const char *node, const char *strategy)
 {
     char key[RD_NODE_ID_MAX + 16], reason[96];
@@ -128,7 +130,7 @@ void rd_sched__isolate_node(struct rd_sched *s, const char *node, const char *st
     cmd.u.trans.epoch = 0;
     cmd.u.trans.state = RD_NODE_ISOLATED;
     cmd.u.trans.reason = RD_STR(reason);
-    cmd.u.trans.from_state = n->state;
+    cmd.u.trans.from_state = RD_STATE_ANY;
     /* An isolation the policies decided: audited, the policy's strategy its
      * cause. */
     char cause[64];

@@ -160,6 +160,29 @@ static void test_check_consistency_repairs_before_the_move(void **state)
     assert_int_equal(w->fsm.faults[0]->status, RD_FAULT_RESOLVED);
 }
 
+/* A policy's isolate holds whatever the node's state is when it applies:
+ * the detector moving the node (alive -> suspect -> failed) between the
+ * plan and the commit does not drop the isolation (CI 2026-12-03: a
+ * registered agent that never beat went suspect in between and stayed
+ * un-isolated). */
+static void test_isolate_survives_a_state_change_before_commit(void **state)
+{
+    struct sched_world *w = *state;
+    lost_agent_with_tasks(w, 1);
+    sched_world_agent(w, "accomplice", 2, "{}");
+    struct rd_action actions[] = {act(RD_ACT_ISOLATE, NULL, "accomplice")};
+    struct rd_plan plan = {.strategy = "isolator", .actions = actions, .n = 1};
+    struct rd_task *todo[2];
+    size_t k = todo_of(w, todo, 2);
+    uint32_t extra[2] = {0};
+    const struct rd_node *lost = rd_fsm_node(&w->fsm, "lost", 4);
+    assert_true(rd_sched__execute(&w->s, lost, todo, k, &plan, extra) >= 1);
+    /* The detector's transition commits first. */
+    sched_world_move(w, "accomplice", RD_NODE_SUSPECT);
+    fake_log_step(&w->log);
+    assert_int_equal(rd_fsm_node(&w->fsm, "accomplice", 10)->state, RD_NODE_ISOLATED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +191,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_safe_recovery_waits_out_the_lease, sched_world_setup,
                                         sched_world_teardown),
         cmocka_unit_test_setup_teardown(test_check_consistency_repairs_before_the_move,
+                                        sched_world_setup, sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_isolate_survives_a_state_change_before_commit,
                                         sched_world_setup, sched_world_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
