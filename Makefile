@@ -88,12 +88,13 @@ DURATION ?= 120
 CHAOS_AGENTS ?= 4
 CHAOS_RATE ?= 3
 CHAOS_REPLICAS ?= 3
+CHAOS_NET ?= proxy
 CHAOS_OUT ?= $(BUILD)/chaos
 chaos: build
 	RECOVERYD_BINARY=$(abspath $(BUILD))/bin/recoveryd python3 tests/chaos/run.py \
 		$(if $(SEED),--seed $(SEED)) --duration $(DURATION) \
 		--agents $(CHAOS_AGENTS) --rate $(CHAOS_RATE) --replicas $(CHAOS_REPLICAS) \
-		--out $(CHAOS_OUT)
+		--net $(CHAOS_NET) --out $(CHAOS_OUT)
 # An hour (DURATION seconds) of a heartbeating fleet; PASS/FAIL on the slope
 # of the engine's RSS, descriptors, data directory and heartbeat p99
 # (tests/bench/soak/run.sh, docs/benchmarks.md "Soak").

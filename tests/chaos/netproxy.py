@@ -211,15 +211,17 @@ class Links:
     """One client's links to every replica: a proxy per replica whose
     answers point redirects at this client's other proxies."""
 
-    def __init__(self, replica_ports: List[int], seed: int = 0) -> None:
-        self.proxies = [NetProxy(("127.0.0.1", p), seed=seed * 1000 + i)
+    def __init__(self, replica_ports: List[int], seed: int = 0,
+                 hosts: Optional[List[str]] = None) -> None:
+        self.hosts = hosts or ["127.0.0.1"] * len(replica_ports)
+        self.proxies = [NetProxy((self.hosts[i], p), seed=seed * 1000 + i)
                         for i, p in enumerate(replica_ports)]
         self.set_ports(replica_ports)
 
     def set_ports(self, replica_ports: List[int]) -> None:
         rw = {}
-        for p, px in zip(replica_ports, self.proxies):
-            old, new = f"127.0.0.1:{p}".encode(), f"127.0.0.1:{px.port}".encode()
+        for h, p, px in zip(self.hosts, replica_ports, self.proxies):
+            old, new = f"{h}:{p}".encode(), f"127.0.0.1:{px.port}".encode()
             if len(old) == len(new):
                 rw[old] = new
         for px in self.proxies:

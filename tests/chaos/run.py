@@ -46,6 +46,7 @@ import checker  # noqa: E402
 import nemesis  # noqa: E402
 import plot  # noqa: E402
 from history import Recorder, load  # noqa: E402
+from netns import NetnsNet  # noqa: E402
 from netproxy import Links, RaftNet  # noqa: E402
 from recoveryd import Client, Conflict, NotFound, RecoverydError
 from recoveryd.errors import BadRequest  # noqa: E402
@@ -561,6 +562,9 @@ def main() -> int:
                          "from 0): to narrow a failing seed down by hand")
     ap.add_argument("--no-zombie", dest="zombie", action="store_false",
                     help="no writes with superseded attempts (on by default)")
+    ap.add_argument("--net", choices=("proxy", "netns"), default="proxy",
+                    help="replica links through proxies (default), or replicas in network "
+                         "namespaces with partitions as routes (root; netns.py)")
     ap.add_argument("--out", help="directory for the results (default: a new one in /tmp)")
     args = ap.parse_args()
 
@@ -576,10 +580,17 @@ def main() -> int:
               f"CHAOS_AGENTS={args.agents} CHAOS_RATE={args.rate:g}")
     if args.replicas != 3:
         replay += f" CHAOS_REPLICAS={args.replicas}"
+    if args.net != "proxy":
+        replay += f" CHAOS_NET={args.net}"
+        why = NetnsNet.unavailable()
+        if why:
+            print(f"chaos: --net netns needs network namespaces ({why}): skipped")
+            return 77
     if args.replica_faults != 1 or args.faults != default_faults:
         replay = (f"tests/chaos/run.py --seed {args.seed} --duration {args.duration:g} "
                   f"--agents {args.agents} --rate {args.rate:g} --replicas {args.replicas} "
-                  f"--replica-faults {args.replica_faults} --faults {args.faults}")
+                  f"--replica-faults {args.replica_faults} --faults {args.faults} "
+                  f"--net {args.net}")
     faults = nemesis.schedule(args.seed, args.duration, args.replicas, args.agents, kinds,
                               args.replica_faults)
     if args.keep is not None:
@@ -596,6 +607,9 @@ def main() -> int:
     # (the schedule stays the seed's) and said so, never passed silently.
     cannot = {"disk_full": may_mount(),
               "replica_clock": None if faketime_lib() else "no libfaketime (Debian's faketime)"}
+    if args.net == "netns":  # routes cut; they neither delay nor lose part, nor cut one way
+        for k in ("replica_delay", "replica_loss", "oneway"):
+            cannot[k] = "not with --net netns (no queueing disciplines here: --net proxy)"
     skipped = {k: {"reason": why, "faults": sum(f.kind == k for f in faults)}
                for k, why in cannot.items() if why and k in kinds}
     faults = [f for f in faults if f.kind not in skipped]
@@ -613,8 +627,20 @@ def main() -> int:
         f"{args.replicas} replicas, {args.agents} agents, results in {out}")
 
     rec = Recorder(hist, "runner")
-    raft = RaftNet(args.replicas, seed=args.seed)  # every raft link through a proxy
-    cluster = eng.Cluster(args.replicas, ENGINE_YAML, raft_via=raft.port)
+    hosts: Optional[List[str]] = None
+    if args.net == "netns":
+        raft: Any = NetnsNet(args.replicas, tag=7)
+        raft.setup()
+        hosts = [raft.host(i) for i in range(args.replicas)]
+        # Plain raft and an open API on the bridge this run made (nothing
+        # else is on it), as on loopback in the proxy mode.
+        cluster = eng.Cluster(args.replicas,
+                              ENGINE_YAML + "security:\n  allow_unauthenticated: true\n",
+                              cluster_extra="  tls:\n    insecure_plaintext: true\n",
+                              hosts=hosts, wraps=[raft.wrap(i) for i in range(args.replicas)])
+    else:
+        raft = RaftNet(args.replicas, seed=args.seed)  # every raft link through a proxy
+        cluster = eng.Cluster(args.replicas, ENGINE_YAML, raft_via=raft.port)
     agents: List[AgentProc] = []
     links: List[Links] = []
     nem: Optional[nemesis.Nemesis] = None
@@ -636,7 +662,7 @@ def main() -> int:
         roles.start()
         ports = [e.port for e in cluster.engines]
         for i in range(args.agents):
-            ln = Links(ports, seed=args.seed * 100 + i)
+            ln = Links(ports, seed=args.seed * 100 + i, hosts=hosts)
             links.append(ln)
             a = AgentProc(i, ln, hist, out)
             agents.append(a)

@@ -109,14 +109,17 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, step: float = 0
 class Engine:
     """One recoveryd process (one replica)."""
 
-    def __init__(self, extra_yaml: str = "") -> None:
+    def __init__(self, extra_yaml: str = "", host: str = "127.0.0.1",
+                 wrap: Optional[List[str]] = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="rdpy-")
+        self.host = host  # its API and raft addresses (a namespace's, with `wrap`)
+        self.wrap = wrap or []  # argv prefix it runs under (ip netns exec NS)
         self.data_dir = os.path.join(self.dir, "data")
         os.mkdir(self.data_dir)
         self.port = free_port()
         self.raft_port = free_port()
         self.raft_advertised = self.raft_port  # what peers dial (a proxy's port: raft_bind)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.log_path = os.path.join(self.dir, "recoveryd.log")
         self.config_path = os.path.join(self.dir, "config.yaml")
         self.extra_yaml = extra_yaml
@@ -141,9 +144,9 @@ class Engine:
     def write_config(self) -> None:
         with open(self.config_path, "w") as f:
             f.write("# Written by api/python/tests/engine.py\n")
-            f.write(f"cluster:\n  raft_address: 127.0.0.1:{self.raft_advertised}\n")
+            f.write(f"cluster:\n  raft_address: {self.host}:{self.raft_advertised}\n")
             if self.raft_advertised != self.raft_port:
-                f.write(f"  raft_bind: 127.0.0.1:{self.raft_port}\n")
+                f.write(f"  raft_bind: {self.host}:{self.raft_port}\n")
             f.write(self.cluster_yaml)
             f.write("logging:\n  level: info\n")
             extra = self.extra_yaml
@@ -161,7 +164,7 @@ class Engine:
         assert b, "RECOVERYD_BINARY is not set"
         self.write_config()
         plugins = os.path.join(os.path.dirname(os.path.dirname(b)), "plugins")
-        argv = [b, "--config", self.config_path, "--listen", f"127.0.0.1:{self.port}",
+        argv = [*self.wrap, b, "--config", self.config_path, "--listen", f"{self.host}:{self.port}",
                 "--data-dir", self.data_dir, "--plugins-dir", plugins,
                 "--policies-dir", os.path.join(REPO, "policies")]
         log = open(self.log_path, "ab")
@@ -256,13 +259,16 @@ class Cluster:
     dial instead of its raft port (a proxy in front of it: cluster.raft_bind)."""
 
     def __init__(self, n: int, extra_yaml: str = "", cluster_extra: str = "",
-                 raft_via: Optional[Callable[[int, int], int]] = None) -> None:
-        self.engines = [Engine(extra_yaml) for _ in range(n)]
+                 raft_via: Optional[Callable[[int, int], int]] = None,
+                 hosts: Optional[List[str]] = None,
+                 wraps: Optional[List[List[str]]] = None) -> None:
+        self.engines = [Engine(extra_yaml, hosts[k] if hosts else "127.0.0.1",
+                               wraps[k] if wraps else None) for k in range(n)]
         if raft_via is not None:
             for k, e in enumerate(self.engines):
                 e.raft_advertised = raft_via(k, e.raft_port)
         peers = "".join(
-            f"    - {{id: {k + 1}, address: 127.0.0.1:{e.raft_advertised}, api_url: {e.url}}}\n"
+            f"    - {{id: {k + 1}, address: {e.host}:{e.raft_advertised}, api_url: {e.url}}}\n"
             for k, e in enumerate(self.engines))
         for i, e in enumerate(self.engines):
             e.cluster_yaml = f"  replica_id: {i + 1}\n{cluster_extra}  peers:\n{peers}"
