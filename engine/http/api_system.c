@@ -365,6 +365,15 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "Log appends that failed.");
     rd_mbuf_printf(&b, "recoveryd_raft_append_errors_total %llu\n",
                    (unsigned long long)r->ops.append_errors_total);
+    rd_metric_u64(&b, "recoveryd_raft_storage_fault", "gauge",
+                  "1 while this replica refuses writes because its log cannot be written (an I/O "
+                  "error, a full disk, exhausted descriptors, a log write that has not "
+                  "completed for 3 s).",
+                  rd_replica_storage_fault(r, NULL, NULL) != 0);
+    rd_metric_u64(&b, "recoveryd_raft_storage_faults_total", "counter",
+                  "Storage faults this replica has had (each ends at its first write that "
+                  "goes through).",
+                  r->storage.faults_total);
     rd_metric_header(&b, "recoveryd_raft_snapshot_duration_seconds", "histogram",
                      "Time to persist a snapshot: taken here (imaged by a forked child, then "
                      "written) or installed from the leader (libraft's snapshot_put, from the "

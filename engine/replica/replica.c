@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -120,6 +121,8 @@ static const char *state_name(int state)
 }
 
 static void storage_hand_over(struct rd_replica *r);
+static void storage_ok(struct rd_replica *r);
+static void append_stall_check(struct rd_replica *r);
 static void gate_done(void *data, int status);
 static void gate_kick(struct rd_replica *r);
 
@@ -190,6 +193,8 @@ static void log_size_tick(struct rd_replica *r)
     r->ops.log_size_busy = true;
 }
 
+#define DISK_RETRY_MS 250
+
 static struct rd_replica *of_io(struct raft_io *io)
 {
     return (struct rd_replica *)(void *)((char *)io - offsetof(struct rd_replica, io));
@@ -231,6 +236,28 @@ static void orphan_remove(struct rd_timed_io *t)
         t->next->prev = t->prev;
 }
 
+/* The appends in flight, on r->appends (the same links: an append is either
+ * in flight or an orphan). */
+static void inflight_add(struct rd_timed_io *t)
+{
+    struct rd_replica *r = t->r;
+    t->prev = NULL;
+    t->next = r->appends;
+    if (r->appends != NULL)
+        r->appends->prev = t;
+    r->appends = t;
+}
+
+static void inflight_remove(struct rd_timed_io *t)
+{
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        t->r->appends = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+}
+
 /* Once raft closed: nothing calls the orphans back any more. */
 static void orphans_free(struct rd_replica *r)
 {
@@ -247,6 +274,27 @@ struct timed_append {
     struct raft_io_append *outer;
 };
 
+/*
+ * An append the backend had queued failed (EIO from the disk, ENOSPC past
+ * libraft's own capacity check): libraft 0.22 cannot go on from there (its
+ * core counts the entries as in its log while the backend rolled its next
+ * index back: docs/libraft.md, "appends that fail after they were queued";
+ * with assertions on it aborts). The replica stops at once, before libraft
+ * sees the failure, with a line naming it and exit status EX_IOERR: every
+ * acknowledged write is on disk already (acknowledged means committed, and
+ * committed means persisted on a majority), and a restart replays the log
+ * and catches up from the others. systemd restarts it (Restart=always).
+ */
+static void append_failed_stop(struct rd_replica *r, int status)
+{
+    RD_ERROR("replica", "append_failed_stop",
+             "status=%d error=\"%s\" raft_dir=%s detail=\"a log append the disk had accepted "
+             "failed; the replica stops so that its log stays sound (acknowledged writes are on "
+             "disk); check the disk and restart it: it replays its log and catches up\"",
+             status, raft_strerror(status), r->raft_dir);
+    _exit(EX_IOERR);
+}
+
 static void timed_append_cb(struct raft_io_append *inner, int status)
 {
     struct timed_append *t = inner->data;
@@ -256,10 +304,18 @@ static void timed_append_cb(struct raft_io_append *inner, int status)
         free(t);
         return;
     }
-    if (status == 0)
+    inflight_remove(&t->io);
+    if (status != 0 && status != RAFT_CANCELED && !r->closing)
+        append_failed_stop(r, status);
+    if (status == 0) {
         rd_hist_observe(&r->ops.append_latency, (double)(rd_mono_ns() - t->io.start_ns) / 1e9);
-    else
+        if (r->storage.stalled) {
+            r->storage.stalled = false;
+            storage_ok(r);
+        }
+    } else {
         r->ops.append_errors_total++;
+    }
     struct raft_io_append *outer = t->outer;
     free(t);
     outer->cb(outer, status);
@@ -283,6 +339,8 @@ static int timed_append(struct raft_io *io, struct raft_io_append *req,
     if (rv != 0) {
         r->ops.append_errors_total++;
         orphan_add(&t->io);
+    } else {
+        inflight_add(&t->io);
     }
     return rv;
 }
@@ -344,6 +402,7 @@ static int timed_snapshot_put(struct raft_io *io, unsigned trailing,
 static void watch_cb(uv_timer_t *t)
 {
     struct rd_replica *r = t->data;
+    append_stall_check(r);
     storage_hand_over(r);
     int state = raft_state(&r->raft);
     raft_id lid = 0;
@@ -1068,6 +1127,10 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     /* Damage is judged before raft reads (rd_replica_check_disk), never
      * "recovered" by renaming segments corrupt-* and dropping them. */
     raft_uv_set_auto_recovery(&r->io, false);
+    /* A log write that fails (EIO) is written again after this delay until
+     * it succeeds (patch 0010): the default 5 s is five times the longest
+     * pause our writers otherwise see. */
+    raft_uv_set_disk_retry(&r->io, DISK_RETRY_MS);
     if ((rv = raft_init(&r->raft, &r->io, &fsm->raft, cfg->cluster.replica_id,
                         cfg->cluster.raft_address)) != 0) {
         snprintf(r->errmsg, sizeof(r->errmsg), "raft init: %s", raft_errmsg(&r->raft));
@@ -1265,9 +1328,47 @@ int rd_replica_hand_over(struct rd_replica *r, const char *why)
     return 0;
 }
 
+/*
+ * An append the backend took long ago and has not answered: the disk fails
+ * its writes (libraft writes them again every DISK_RETRY_MS, patch 0010) or
+ * hangs. A storage fault like the others: new submissions are refused with
+ * 503 storage_unavailable (those in flight wait for the disk), a leader with
+ * other voters hands over, /health and the metrics say so; the append's
+ * completion clears it.
+ */
+#define APPEND_STALL_MS 3000
+
+static void append_stall_check(struct rd_replica *r)
+{
+    if (r->appends == NULL || r->closing)
+        return;
+    const struct rd_timed_io *oldest = r->appends;
+    while (oldest->next != NULL)
+        oldest = oldest->next;
+    uint64_t now = rd_mono_ns(), age_ms = (now - oldest->start_ns) / 1000000;
+    if (age_ms < APPEND_STALL_MS)
+        return;
+    if (!r->storage.stalled) {
+        if (r->storage.code == 0) {
+            r->storage.handed_over = false;
+            r->storage.since_ns = now;
+            r->storage.faults_total++;
+        }
+        r->storage.stalled = true;
+        r->storage.code = RD_EIO;
+        snprintf(r->storage.cause, sizeof(r->storage.cause),
+                 "a log write in %s has not completed for %llu ms: the disk fails it (it is "
+                 "written again every %d ms) or hangs",
+                 r->raft_dir, (unsigned long long)age_ms, DISK_RETRY_MS);
+        RD_WARN("raft", "storage_stalled", "after_ms=%llu raft_dir=%s action=\"writes refused\"",
+                (unsigned long long)age_ms, r->raft_dir);
+    }
+    r->storage.retry_at_ns = now + 500 * 1000000ull;
+}
+
 static void storage_ok(struct rd_replica *r)
 {
-    if (r->storage.code == 0)
+    if (r->storage.code == 0 || r->storage.stalled)
         return;
     RD_INFO("raft", "storage_recovered", "after_ms=%llu cause=\"%s\"",
             (unsigned long long)((rd_mono_ns() - r->storage.since_ns) / 1000000), r->storage.cause);

@@ -80,6 +80,8 @@ struct rd_replica {
     int (*io_snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
                            const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
     struct rd_timed_io *io_orphans; /* ours, of requests the backend refused (replica.c) */
+    struct rd_timed_io *appends;    /* appends the backend has taken and not answered, newest
+                                       first: the oldest tells a stalled disk (replica.c) */
     /*
      * Group commit (docs/architecture.md, "The write path"): commands
      * proposed during one turn of the loop wait in `q` (encoded) and go to
@@ -174,6 +176,7 @@ struct rd_replica {
         uint64_t faults_total;
         bool transferring;
         bool handed_over; /* a handover was tried for this fault */
+        bool stalled;     /* the fault is an append the disk has not finished (replica.c) */
         struct raft_transfer transfer;
     } storage;
 };

@@ -1,0 +1,226 @@
+/*
+ * A log disk that fails writes for a while (EIO from io_submit: tests/preload/
+ * failio.c, preloaded, fails every log write while DIR/fail-io exists).
+ * libraft retries a failed log write (patch 0010): a write that arrives while
+ * the disk fails waits and is acknowledged once the disk works again, later
+ * writes go through, nothing acknowledged is lost across a kill -9, and in a
+ * cluster the replica whose disk failed catches up. Before patch 0010 one
+ * failed write left the replica unable to write anything again, every
+ * request held open, until it was restarted.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmocka_all.h"
+#include "harness.h"
+#include "rdt_ctest.h"
+#include "rdt_metrics.h"
+
+static void setenv_appended(const char *name, const char *value)
+{
+    const char *old = getenv(name);
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s%s%s", old ? old : "", old && old[0] ? ":" : "", value);
+    setenv(name, buf, 1);
+}
+
+/* The preload is set for every daemon this test starts (and, in a sanitizer
+ * build, allowed to come before the sanitizer's runtime). */
+static int preload(void **state)
+{
+    (void)state;
+    setenv("LD_PRELOAD", RDT_FAILIO_SO, 1);
+    setenv_appended("ASAN_OPTIONS", "verify_asan_link_order=0");
+    return 0;
+}
+
+static void fail_path(const struct rdt_proc *p, char *out, size_t n)
+{
+    snprintf(out, n, "%s/fail-io", p->dir);
+}
+
+static void disk_fails(const struct rdt_proc *p)
+{
+    char path[320];
+    fail_path(p, path, sizeof(path));
+    int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+static void disk_works(const struct rdt_proc *p)
+{
+    char path[320];
+    fail_path(p, path, sizeof(path));
+    assert_int_equal(unlink(path), 0);
+}
+
+/* Log writes that failed since disk_fails() (the preload counts them). */
+static long failed_writes(const struct rdt_proc *p)
+{
+    char path[320];
+    struct stat st;
+    fail_path(p, path, sizeof(path));
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void await_failed_write(const struct rdt_proc *p, int timeout_ms)
+{
+    for (int64_t until = rdt_now_ms() + rdt_ms(timeout_ms); failed_writes(p) < 1;) {
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(10);
+    }
+}
+
+struct writer {
+    struct rdt_proc *p;
+    char node[32];
+    long status;
+    int64_t ms;
+};
+
+static void *register_node(void *arg)
+{
+    struct writer *w = arg;
+    char body[128];
+    snprintf(body, sizeof(body), "{\"node_id\":\"%s\",\"capacity\":{\"slots\":1}}", w->node);
+    struct rdt_resp r = {0};
+    int64_t t0 = rdt_now_ms();
+    w->status = rdt_post(w->p, RDT_H1, "/api/v1/nodes", body, &r) == 0 ? r.status : 0;
+    w->ms = rdt_now_ms() - t0;
+    rdt_resp_free(&r);
+    return NULL;
+}
+
+static long post_node(struct rdt_proc *p, const char *node)
+{
+    struct writer w = {.p = p};
+    snprintf(w.node, sizeof(w.node), "%s", node);
+    register_node(&w);
+    return w.status;
+}
+
+static bool has_node(struct rdt_proc *p, const char *node)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s?stale=true", node); /* what it holds */
+    struct rdt_resp r = {0};
+    bool ok = rdt_get(p, RDT_H1, path, &r) == 0 && r.status == 200;
+    rdt_resp_free(&r);
+    return ok;
+}
+
+static void test_single_replica_waits_out_a_failing_disk(void **state)
+{
+    (void)state;
+    struct rdt_proc p = {0};
+    assert_int_equal(rdt_proc_start(&p, ""), 0);
+    assert_int_equal(rdt_wait_ready(&p, rdt_ms(10000)), 0);
+    assert_int_equal(post_node(&p, "d-before"), 201);
+
+    disk_fails(&p);
+    struct writer w = {.p = &p, .node = "d-during"};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, register_node, &w), 0);
+    await_failed_write(&p, 10000);
+    /* Reads go on while the write waits for the disk. */
+    assert_true(has_node(&p, "d-before"));
+    /* Once the write has waited 3 s the replica says so, and refuses new
+     * writes at once instead of holding them. */
+    rdt_wait_metric(&p, "recoveryd_raft_storage_fault", 1, 15000);
+    struct rdt_resp r = {0};
+    int64_t t0 = rdt_now_ms();
+    assert_int_equal(rdt_post(&p, RDT_H1, "/api/v1/nodes",
+                              "{\"node_id\":\"d-refused\",\"capacity\":{\"slots\":1}}", &r),
+                     0);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(json_string_value(rdt_json_path(r.json, "error.code")),
+                        "storage_unavailable");
+    assert_non_null(strstr(r.body, "has not completed"));
+    assert_true(rdt_now_ms() - t0 < rdt_ms(2000));
+    rdt_resp_free(&r);
+    assert_true(pthread_tryjoin_np(t, NULL) != 0); /* still waiting */
+    disk_works(&p);
+    pthread_join(t, NULL);
+    assert_int_equal(w.status, 201);
+    /* And the replica writes again. */
+    assert_int_equal(rdt_metric(&p, "recoveryd_raft_storage_fault"), 0);
+    assert_int_equal(post_node(&p, "d-after"), 201);
+    assert_true(rdt_metric(&p, "recoveryd_raft_storage_faults_total") >= 1);
+    assert_false(has_node(&p, "d-refused"));
+
+    /* Everything acknowledged is on disk. */
+    assert_int_equal(rdt_proc_kill9(&p), 0);
+    assert_int_equal(rdt_proc_restart(&p), 0);
+    assert_int_equal(rdt_wait_ready(&p, rdt_ms(10000)), 0);
+    for (const char *const *n = (const char *const[]){"d-before", "d-during", "d-after", NULL}; *n;
+         n++)
+        assert_true(has_node(&p, *n));
+    rdt_proc_cleanup(&p);
+}
+
+/* The disk of one replica (a follower, then the leader) fails while writes
+ * go on: every write is acknowledged (a majority still writes), the replica
+ * catches up once its disk works, and all three hold every write after they
+ * are all killed and restarted. */
+static void test_cluster_rides_out_one_failing_disk(void **state)
+{
+    (void)state;
+    struct rdt_cluster cl = {0};
+    assert_int_equal(rdt_cluster_start(&cl, 3, "", NULL), 0);
+    int first = 0, n = 0;
+    char node[32];
+    for (int round = 0; round < 2; round++) {
+        int L = rdt_cluster_leader(&cl, rdt_ms(10000));
+        assert_true(L >= 0);
+        int victim = round == 0 ? (L + 1) % 3 : L;
+        disk_fails(&cl.procs[victim]);
+        for (int i = 0; i < 10; i++, n++) {
+            snprintf(node, sizeof(node), "c-%02d", n);
+            char body[96];
+            snprintf(body, sizeof(body), "{\"node_id\":\"%s\",\"capacity\":{\"slots\":1}}", node);
+            struct rdt_resp r = {0};
+            assert_int_equal(
+                rdt_cluster_request(&cl, &first, "POST", "/api/v1/nodes", body, rdt_ms(20000), &r),
+                0);
+            assert_int_equal(r.status, 201);
+            rdt_resp_free(&r);
+        }
+        await_failed_write(&cl.procs[victim], 10000);
+        disk_works(&cl.procs[victim]);
+        /* It catches up: it holds the last write. */
+        for (int64_t until = rdt_now_ms() + rdt_ms(15000); !has_node(&cl.procs[victim], node);) {
+            assert_true(rdt_now_ms() < until);
+            rdt_sleep_ms(20);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rdt_proc_kill9(&cl.procs[i]), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rdt_proc_restart(&cl.procs[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rdt_wait_ready(&cl.procs[i], rdt_ms(20000)), 0);
+        for (int k = 0; k < n; k++) {
+            snprintf(node, sizeof(node), "c-%02d", k);
+            for (int64_t until = rdt_now_ms() + rdt_ms(15000); !has_node(&cl.procs[i], node);) {
+                assert_true(rdt_now_ms() < until);
+                rdt_sleep_ms(20);
+            }
+        }
+    }
+    rdt_cluster_cleanup(&cl);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_single_replica_waits_out_a_failing_disk),
+        cmocka_unit_test(test_cluster_rides_out_one_failing_disk),
+    };
+    return cmocka_run_group_tests(tests, preload, NULL);
+}
