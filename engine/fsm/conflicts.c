@@ -69,7 +69,7 @@ const struct rd_conflict *rd_fsm_conflict_find(const struct rd_fsm *f, const cha
     return rd_map_get(&f->conflicts_by_id, id, strlen(id));
 }
 
-const struct rd_conflict *rd_fsm_conflict_by_seq(const struct rd_fsm *f, uint64_t seq)
+size_t rd_fsm_conflict_index(const struct rd_fsm *f, uint64_t seq)
 {
     size_t lo = 0, hi = f->n_conflicts;
     while (lo < hi) {
@@ -79,7 +79,13 @@ const struct rd_conflict *rd_fsm_conflict_by_seq(const struct rd_fsm *f, uint64_
         else
             hi = mid;
     }
-    return lo < f->n_conflicts && f->conflicts[lo]->seq == seq ? f->conflicts[lo] : NULL;
+    return lo;
+}
+
+const struct rd_conflict *rd_fsm_conflict_by_seq(const struct rd_fsm *f, uint64_t seq)
+{
+    size_t i = rd_fsm_conflict_index(f, seq);
+    return i < f->n_conflicts && f->conflicts[i]->seq == seq ? f->conflicts[i] : NULL;
 }
 
 const struct rd_conflict *rd_fsm_conflict_same(const struct rd_fsm *f, const char *task_id,

@@ -48,6 +48,8 @@ struct rd_conflict {
 const struct rd_conflict *const *rd_fsm_conflicts(const struct rd_fsm *f, size_t *n);
 /* The record `id`, or NULL. */
 const struct rd_conflict *rd_fsm_conflict_find(const struct rd_fsm *f, const char *id);
+/* The position of the first record whose seq is `seq` or above (paging). */
+size_t rd_fsm_conflict_index(const struct rd_fsm *f, uint64_t seq);
 /* The record with sequence number `seq`, or NULL. */
 const struct rd_conflict *rd_fsm_conflict_by_seq(const struct rd_fsm *f, uint64_t seq);
 /* The record of the same write (task, attempt, kind, version), or NULL: a

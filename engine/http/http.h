@@ -129,6 +129,8 @@ struct rd_http_env {
     X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify", OPERATOR)                \
     X(AUDIT_LIST, "GET", "/api/v1/audit", "audit_list", READER)                                    \
     X(EVENTS, "GET", "/api/v1/events", "events", READER)                                           \
+    X(CONFLICTS_LIST, "GET", "/api/v1/conflicts", "conflicts_list", READER)                        \
+    X(CONFLICT_GET, "GET", "/api/v1/conflicts/*", "conflict_get", READER)                          \
     X(WHOAMI, "GET", "/api/v1/auth/whoami", "whoami", ANY)
 
 enum rd_access {
@@ -347,6 +349,9 @@ struct rd_task;
 struct rd_checkpoint;
 /* The API's view of a task (API.md). */
 json_t *rd_api_task_json(const struct rd_task *t);
+struct rd_conflict;
+/* The API's view of a conflict record (GET /api/v1/conflicts). */
+json_t *rd_api_conflict_json(const struct rd_conflict *c);
 /* A checkpoint's version, updated_at, size, checksum (and its data). */
 json_t *rd_api_checkpoint_json(const struct rd_checkpoint *c, bool with_data);
 
