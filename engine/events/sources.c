@@ -121,10 +121,10 @@ static void conflict_event(struct rd_events *ev, uint64_t index, const struct rd
     json_t *o = json_pack(
         "{s:s,s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:s,s:s,s:b,s:s,s:s}", "conflict_id", x->id, "task_id",
         x->task_id, "attempt", (json_int_t)x->attempt, "task_attempt", (json_int_t)x->task_attempt,
-        "kind", rd_conflict_kind_name(x->kind), "version", (json_int_t)x->version, "stored_version",
-        (json_int_t)x->stored_version, "node_id", x->node_id, "task_node_id", x->task_node_id,
-        "resolution", rd_conflict_res_name(x->resolution), "adopted", x->adopted, "resolved_by",
-        rd_conflict_by_name(x->resolved_by), "reason", x->reason);
+        "write_kind", rd_conflict_kind_name(x->kind), "version", (json_int_t)x->version,
+        "stored_version", (json_int_t)x->stored_version, "node_id", x->node_id, "task_node_id",
+        x->task_node_id, "resolution", rd_conflict_res_name(x->resolution), "adopted", x->adopted,
+        "resolved_by", rd_conflict_by_name(x->resolved_by), "reason", x->reason);
     rd_events_log(ev, index, RD_EV_CONFLICT, x->node_id[0] ? x->node_id : NULL, o);
 }
 

@@ -270,6 +270,22 @@ static void propose_conflict(struct rd_http_req *hr, const struct rd_task *t, in
     rd_http_propose(hr, &cmd, t->id, strlen(t->id), conflict_done);
 }
 
+/* An agent let through only for a conflict (http.h: conflict_only) whose
+ * write is none: 403, as for any task not on its nodes. True: answered. */
+static bool refused_unless_conflict(struct rd_http_req *hr, const struct rd_task *t, bool conflict)
+{
+    if (!hr->conflict_only || conflict)
+        return false;
+    rd_http_send_error(hr, 403, "forbidden",
+                       json_pack("{s:s,s:s,s:s,s:s}", "required_role", "agent", "principal",
+                                 hr->who.id, "role", "agent", "node", t->node_id),
+                       "task %s is %s%s; agent %s may write to it only as a superseded attempt "
+                       "(a conflict)",
+                       t->id, t->node_id[0] ? "assigned to node " : "assigned to no node",
+                       t->node_id, hr->who.id);
+    return true;
+}
+
 /* The optional "node_id" of an agent's write (who wrote it, for a conflict
  * record): "" when absent; answers 400 itself and returns NULL. */
 static const char *writer_of(struct rd_http_req *hr, json_t *body)
@@ -585,6 +601,8 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
     /* Answer fencing at once when it is already clear; the log re-checks. */
     bool live = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RUNNING ||
                 t->state == RD_TASK_RECOVERING;
+    if (refused_unless_conflict(hr, t, is_conflict(hr->env, t, attempt)))
+        goto out;
     if (attempt != t->attempt || !live) {
         if (is_conflict(hr->env, t, attempt))
             propose_conflict(hr, t, RD_CONFLICT_CHECKPOINT, attempt, version, data_s, len, writer);
@@ -719,8 +737,11 @@ static void finish(struct rd_http_req *hr, bool complete)
      * superseded attempt, a cancelled task) is a conflict; an attempt the
      * task never had is fenced at once, so that one the log fences later
      * can only have moved meanwhile (moved_meanwhile). */
-    if (is_conflict(hr->env, t, attempt) &&
-        (attempt < t->attempt || t->state == RD_TASK_CANCELLED)) {
+    bool conflict =
+        is_conflict(hr->env, t, attempt) && (attempt < t->attempt || t->state == RD_TASK_CANCELLED);
+    if (refused_unless_conflict(hr, t, conflict))
+        goto out;
+    if (conflict) {
         propose_conflict(hr, t, complete ? RD_CONFLICT_COMPLETE : RD_CONFLICT_FAIL, attempt, 0,
                          text, strlen(text), writer);
         goto out;

@@ -171,6 +171,11 @@ struct rd_http_req {
      * the answer; what it acted on (the path's id, or what a handler sets). */
     bool audited;
     bool request_id_given; /* the client sent X-Request-Id: the answer carries the id used */
+    /* An agent whose token does not cover the task's node, let through as
+     * the node its write names (availability mode): only a conflict (a
+     * write of a superseded attempt) may come of it, never a write to the
+     * live attempt. */
+    bool conflict_only;
     char audit_error[32];
     char audit_target[128];
     struct rd_principal who;
