@@ -10,6 +10,7 @@
  *   from it), an older one adopts nothing, a completion completes the task;
  *   the same write again answers its record; records, metric, audit;
  * - consistency mode: the same write is 409 fenced, nothing recorded;
+ * - a hook that fails: a policy_error fault, the config's on_conflict;
  * - three replicas in availability mode agree on the records after the
  *   leader is killed and the write replayed to the new leader.
  *
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 #include "rdt_ctest.h"
@@ -32,12 +34,65 @@
     "  partition:\n"                                                                               \
     "    mode: availability\n"
 
-static struct rdt_proc avail, consist;
+static struct rdt_proc avail, consist, fallback;
+
+/* `name` of policies/ into `dir`, with `from` replaced by `to` (NULL: as it
+ * is). 0 or -1. */
+static int copy_policy(const char *dir, const char *name, const char *from, const char *to)
+{
+    char src[600], dst[600], buf[65536];
+    snprintf(src, sizeof(src), "%s/policies/%s", RD_SOURCE_DIR, name);
+    snprintf(dst, sizeof(dst), "%s/%s", dir, name);
+    FILE *in = fopen(src, "rb");
+    if (in == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, in);
+    fclose(in);
+    buf[n] = '\0';
+    char *at = from ? strstr(buf, from) : NULL;
+    if (from != NULL && at == NULL)
+        return -1;
+    FILE *out = fopen(dst, "wb");
+    if (out == NULL)
+        return -1;
+    if (at != NULL) {
+        fwrite(buf, 1, (size_t)(at - buf), out);
+        fputs(to, out);
+        fputs(at + strlen(from), out);
+    } else {
+        fputs(buf, out);
+    }
+    return fclose(out);
+}
+
+/* An engine whose select.lua's on_conflict answers nonsense for real tasks
+ * (its self_test's task still gets keep_progress): the config's
+ * on_conflict (fail_task) decides. */
+static int start_fallback(void)
+{
+    if (rdt_proc_prepare(&fallback) != 0)
+        return -1;
+    fallback.errors_expected = true; /* the hook's failure is logged as an error */
+    snprintf(fallback.policies_dir, sizeof(fallback.policies_dir), "%s/policies", fallback.dir);
+    if (mkdir(fallback.policies_dir, 0755) != 0)
+        return -1;
+    static const char *const files[] = {"fast_recovery.lua", "safe_recovery.lua",
+                                        "degraded_service.lua"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+        if (copy_policy(fallback.policies_dir, files[i], NULL, NULL) != 0)
+            return -1;
+    if (copy_policy(fallback.policies_dir, "select.lua", "function M.on_conflict(event, view)\n",
+                    "function M.on_conflict(event, view)\n"
+                    "  if event.task_id ~= \"t\" then return \"keep_older\" end\n") != 0)
+        return -1;
+    return rdt_proc_start(&fallback, CONFIG_AVAILABILITY "    on_conflict: fail_task\n");
+}
 
 static int setup(void **state)
 {
     (void)state;
-    if (rdt_proc_start(&avail, CONFIG_AVAILABILITY) != 0 ||
+    if (start_fallback() != 0 || rdt_wait_ready(&fallback, rdt_ms(15000)) != 0 ||
+        rdt_proc_start(&avail, CONFIG_AVAILABILITY) != 0 ||
         rdt_proc_start(&consist, "fault_tolerance:\n  detection:\n    heartbeat_interval: 30s\n") !=
             0 ||
         rdt_wait_ready(&avail, rdt_ms(15000)) != 0 || rdt_wait_ready(&consist, rdt_ms(15000)) != 0)
@@ -52,6 +107,7 @@ static int teardown(void **state)
         rdt_proc_print_log_tail(&avail, 60);
     rdt_proc_cleanup(&avail);
     rdt_proc_cleanup(&consist);
+    rdt_proc_cleanup(&fallback);
     return 0;
 }
 
@@ -377,6 +433,43 @@ static void test_consistency_still_fences(void **state)
     json_decref(task);
 }
 
+/* The hook fails: a policy_error fault, and the config's on_conflict
+ * (fail_task) resolves it. */
+static void test_a_failing_hook_falls_back_to_the_config(void **state)
+{
+    (void)state;
+    struct target t = {.p = &fallback};
+    char id[64], path[128];
+    moved_task(&t, "pf", "a4", "b4", "availability", id);
+    struct rdt_resp r = {0};
+    checkpoint(&t, id, 1, 5, "a4", &r);
+    expect_conflict(&r, "fail_task", false);
+    assert_string_equal(json_string_value(json_object_get(details_of(&r), "state")), "failed");
+    rdt_resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/conflicts?task_id=%s", id);
+    json_t *page = get_json(&t, path);
+    assert_string_equal(json_string_value(rdt_json_path(page, "items.0.resolved_by")), "config");
+    assert_non_null(
+        strstr(json_string_value(rdt_json_path(page, "items.0.reason")), "on_conflict failed"));
+    json_decref(page);
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s", id);
+    json_t *task = get_json(&t, path);
+    assert_string_equal(json_string_value(json_object_get(task, "state")), "failed");
+    assert_non_null(strstr(json_string_value(json_object_get(task, "error")), "conflict "));
+    json_decref(task);
+    page = get_json(&t, "/api/v1/faults/records?limit=1000");
+    bool found = false;
+    json_t *x;
+    size_t i;
+    json_array_foreach(json_object_get(page, "items"), i, x)
+    {
+        const char *type = json_string_value(json_object_get(x, "fault_type"));
+        found = found || (type != NULL && strcmp(type, "policy_error") == 0);
+    }
+    json_decref(page);
+    assert_true(found);
+}
+
 /* ---- three replicas --------------------------------------------------------- */
 
 /* Replica `i`'s records (its own state: a stale read), once it holds `n`. */
@@ -458,6 +551,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_availability_records_and_resolves_conflicts),
         cmocka_unit_test(test_consistency_still_fences),
+        cmocka_unit_test(test_a_failing_hook_falls_back_to_the_config),
     };
     const struct CMUnitTest cluster_tests[] = {
         cmocka_unit_test(test_three_replicas_agree_after_a_leader_change),
