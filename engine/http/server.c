@@ -1136,10 +1136,12 @@ static bool agent_allowed(struct rd_http_req *hr, const struct auth *a)
     /* Availability mode: an agent cut off while its task moved replays the
      * writes of its old attempt as the node it names in the body; only a
      * conflict may come of them (conflict_only; the handler checks). */
+    char named_buf[RD_NODE_ID_MAX + 1];
+    const char *named = NULL;
     if (task && hr->route != RD_ROUTE_TASK_GET && hr->route != RD_ROUTE_TASK_CHECKPOINT_GET &&
         hr->env->cfg->fault_tolerance.partition.mode == RD_PARTITION_AVAILABILITY &&
-        (node = body_node(hr, buf, sizeof(buf))) != NULL && node[0] != '\0' &&
-        rd_nodes_match(a->nodes, node, strlen(node))) {
+        (named = body_node(hr, named_buf, sizeof(named_buf))) != NULL && named[0] != '\0' &&
+        rd_nodes_match(a->nodes, named, strlen(named))) {
         hr->conflict_only = true;
         return true;
     }

@@ -127,7 +127,10 @@ static long request(struct target *t, const char *method, const char *path, cons
     } else {
         char url[512];
         snprintf(url, sizeof(url), "%s%s", t->p->base_url, path);
-        assert_int_equal(rdt_http(RDT_H1, method, url, body, body ? strlen(body) : 0, r), 0);
+        if (rdt_http(RDT_H1, method, url, body, body ? strlen(body) : 0, r) != 0) {
+            rdt_proc_print_log_tail(t->p, 30);
+            fail_msg("%s %s: %s", method, url, r->curl_error);
+        }
     }
     return r->status;
 }
@@ -470,6 +473,97 @@ static void test_a_failing_hook_falls_back_to_the_config(void **state)
     assert_true(found);
 }
 
+/* ---- authentication ---------------------------------------------------------- */
+
+/* A token of `role` (for `nodes`, or NULL) into the tokens file; its
+ * secret in `sec`. 0 or -1. */
+static int make_token(const char *id, const char *role, const char *nodes, char sec[160],
+                      FILE *file)
+{
+    char *argv[] = {RD_BINARY,     "token",  "new",        "--id",
+                    (char *)id,    "--role", (char *)role, nodes ? "--nodes" : NULL,
+                    (char *)nodes, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = rdt_run(argv, 10000, &out, &err);
+    const char *sp = out ? strstr(out, "secret: ") : NULL;
+    const char *lp = out ? strstr(out, "line:   ") : NULL;
+    int ok = -1;
+    if (rc == 0 && sp != NULL && lp != NULL) {
+        snprintf(sec, 160, "%.*s", (int)strcspn(sp + 8, "\n"), sp + 8);
+        fprintf(file, "%.*s\n", (int)strcspn(lp + 8, "\n"), lp + 8);
+        ok = 0;
+    }
+    free(out);
+    free(err);
+    return ok;
+}
+
+/* With authentication on, agent a5's token may send its old attempt's
+ * writes to the task that moved to b5 when it names itself (only a
+ * conflict comes of it), never a write to the live attempt. */
+static void test_an_agent_token_may_send_only_conflicts_for_other_nodes(void **state)
+{
+    (void)state;
+    struct rdt_proc p = {0};
+    char admin[160], ta[160], tb[160], tokens[400], yaml[800];
+    assert_int_equal(rdt_proc_prepare(&p), 0);
+    snprintf(tokens, sizeof(tokens), "%s/tokens", p.dir);
+    FILE *f = fopen(tokens, "w");
+    assert_non_null(f);
+    assert_int_equal(make_token("t-admin", "admin", NULL, admin, f) |
+                         make_token("t-a5", "agent", "a5", ta, f) |
+                         make_token("t-b5", "agent", "b5", tb, f),
+                     0);
+    fclose(f);
+    snprintf(yaml, sizeof(yaml), "security:\n  tokens_file: %s\n" CONFIG_AVAILABILITY, tokens);
+    assert_int_equal(rdt_proc_start(&p, yaml), 0);
+    rdt_bearer = admin;
+    assert_int_equal(rdt_wait_ready(&p, rdt_ms(15000)), 0);
+    struct target t = {.p = &p};
+    rdt_bearer = ta;
+    long long ea = agent(&t, "a5", "p5", "availability");
+    rdt_bearer = admin;
+    struct rdt_resp r = {0};
+    assert_int_equal(request(&t, "POST", "/api/v1/tasks",
+                             "{\"requirements\":{\"labels\":{\"pool\":\"p5\"}}}", &r),
+                     201);
+    char id[64];
+    snprintf(id, sizeof(id), "%s", json_string_value(rdt_json_path(r.json, "task_id")));
+    rdt_resp_free(&r);
+    rdt_bearer = ta;
+    json_decref(await_assignment(&t, "a5", ea, id, "availability"));
+    checkpoint_ok(&t, id, 1, 1, "a5");
+    rdt_bearer = tb;
+    long long eb = agent(&t, "b5", "p5", "availability");
+    rdt_bearer = admin;
+    assert_int_equal(request(&t, "POST", "/api/v1/nodes/a5/drain", NULL, &r), 200);
+    rdt_resp_free(&r);
+    rdt_bearer = tb;
+    json_decref(await_assignment(&t, "b5", eb, id, "availability"));
+    checkpoint_ok(&t, id, 2, 2, "b5");
+
+    rdt_bearer = ta;
+    checkpoint(&t, id, 1, 5, "a5", &r); /* its old attempt, naming itself: a conflict */
+    expect_conflict(&r, "keep_progress", true);
+    rdt_resp_free(&r);
+    /* The live attempt (now 2, taken back: placed again as 3) is not a5's to
+     * write, named or not; nor may it claim to be b5. */
+    rdt_bearer = admin;
+    json_decref(await_task_int(&t, id, "attempt", 3));
+    rdt_bearer = ta;
+    assert_int_equal(checkpoint(&t, id, 3, 9, "a5", &r), 403);
+    rdt_resp_free(&r);
+    assert_int_equal(checkpoint(&t, id, 1, 9, "b5", &r), 403);
+    rdt_resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tasks/%s/checkpoint", id);
+    assert_int_equal(request(&t, "PUT", path, "{\"attempt\":1,\"version\":9,\"data\":{}}", &r),
+                     403);
+    rdt_resp_free(&r);
+    rdt_bearer = NULL;
+    rdt_proc_cleanup(&p);
+}
+
 /* ---- three replicas --------------------------------------------------------- */
 
 /* Replica `i`'s records (its own state: a stale read), once it holds `n`. */
@@ -554,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_a_failing_hook_falls_back_to_the_config),
     };
     const struct CMUnitTest cluster_tests[] = {
+        cmocka_unit_test(test_an_agent_token_may_send_only_conflicts_for_other_nodes),
         cmocka_unit_test(test_three_replicas_agree_after_a_leader_change),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
