@@ -49,7 +49,6 @@ void rd_api_CONFLICTS_LIST(struct rd_http_req *hr)
     const char *task = rd_http_query(hr, "task_id");
     const char *rq = rd_http_query(hr, "resolution");
     const char *sq = rd_http_query(hr, "since");
-    const char *cursor = rd_http_query(hr, "cursor");
     int res = -1;
     int64_t since = INT64_MIN;
     if (task != NULL && !rd_uuid_valid(task)) {
@@ -66,17 +65,13 @@ void rd_api_CONFLICTS_LIST(struct rd_http_req *hr)
                             "since must be an RFC 3339 time like 2026-11-24T03:04:05Z");
         return;
     }
-    size_t n, i = 0;
+    uint64_t seq;
+    if (!rd_api_seq_cursor(hr, &seq))
+        return;
+    size_t n;
     const struct rd_conflict *const *cs = rd_fsm_conflicts(f, &n);
-    if (cursor != NULL && cursor[0] != '\0') {
-        char *end;
-        unsigned long long seq = strtoull(cursor, &end, 10);
-        if (*end != '\0' || seq == 0 || cursor[0] == '-') {
-            rd_http_bad_request(hr, "cursor", "cursor is not one this server returned");
-            return;
-        }
-        i = rd_fsm_conflict_index(f, seq + 1); /* records pruned since: from the oldest left */
-    }
+    /* After the cursor's record (pruned since: from the oldest left). */
+    size_t i = seq ? rd_fsm_conflict_index(f, seq + 1) : 0;
     json_t *items = json_array();
     uint64_t last = 0;
     bool more = false;
@@ -92,11 +87,7 @@ void rd_api_CONFLICTS_LIST(struct rd_http_req *hr)
         json_array_append_new(items, rd_api_conflict_json(c));
         last = c->seq;
     }
-    char next[32];
-    snprintf(next, sizeof(next), "%llu", (unsigned long long)last);
-    rd_http_send_json(hr, 200,
-                      json_pack("{s:o,s:o}", "items", items, "next_cursor",
-                                more ? json_string(next) : json_null()));
+    rd_api_send_seq_page(hr, items, more, last);
 }
 
 void rd_api_CONFLICT_GET(struct rd_http_req *hr)

@@ -362,6 +362,12 @@ json_t *rd_api_checkpoint_json(const struct rd_checkpoint *c, bool with_data);
 
 /* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
 int rd_api_list_limit(struct rd_http_req *hr);
+/* ?cursor= of a list paged by record seq (audit, conflicts): 0 when absent
+ * or empty; answers 400 itself and returns false when it is not one. */
+bool rd_api_seq_cursor(struct rd_http_req *hr, uint64_t *seq);
+/* Answers a page of such a list: {"items", "next_cursor": `last`'s seq as
+ * a string when `more`, else null}. */
+void rd_api_send_seq_page(struct rd_http_req *hr, json_t *items, bool more, uint64_t last);
 
 /* An operator action's optional {"reason": "..."} body into `buf`: "dflt"
  * or "dflt: reason"; false (400 sent) when malformed (api_nodes.c). */

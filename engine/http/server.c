@@ -527,6 +527,31 @@ int rd_api_list_limit(struct rd_http_req *hr)
     return (int)v;
 }
 
+bool rd_api_seq_cursor(struct rd_http_req *hr, uint64_t *seq)
+{
+    const char *cursor = rd_http_query(hr, "cursor");
+    *seq = 0;
+    if (cursor == NULL || cursor[0] == '\0')
+        return true;
+    char *end;
+    unsigned long long v = strtoull(cursor, &end, 10);
+    if (*end != '\0' || v == 0 || cursor[0] == '-') {
+        rd_http_bad_request(hr, "cursor", "cursor is not one this server returned");
+        return false;
+    }
+    *seq = v;
+    return true;
+}
+
+void rd_api_send_seq_page(struct rd_http_req *hr, json_t *items, bool more, uint64_t last)
+{
+    char next[32];
+    snprintf(next, sizeof(next), "%llu", (unsigned long long)last);
+    rd_http_send_json(hr, 200,
+                      json_pack("{s:o,s:o}", "items", items, "next_cursor",
+                                more ? json_string(next) : json_null()));
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
