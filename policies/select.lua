@@ -16,7 +16,7 @@
 -- A request never overrides rules 1 and 2: those protect against split brain
 -- and against resuming from a corrupt checkpoint.
 --
--- Two hooks (policies/README.md, "Hooks"):
+-- Three hooks (policies/README.md, "Hooks"):
 --   predicted  a trend says a working agent will fail: "drain" it now, so its
 --              tasks move with their checkpoints while it still runs (the
 --              engine rate-limits drains and keeps a minimum of healthy
@@ -25,6 +25,10 @@
 --              tasks may always move; running ones only when not critical,
 --              of priority LOW_PRIORITY or below, and with a checkpoint to
 --              resume from.
+--   on_conflict  availability mode: an agent cut off from the majority kept
+--              running and replayed writes of an attempt that was moved
+--              meanwhile: "keep_progress" (a newer checkpoint becomes the
+--              task's and it resumes from it; a result completes it).
 
 local M = { name = "select" }
 
@@ -90,6 +94,10 @@ function M.rebalance(event, view)
     end
   end
   return allow
+end
+
+function M.on_conflict(event, view)
+  return "keep_progress"
 end
 
 -- ---- self_test: runs at every load; an error() refuses the whole load ----
@@ -173,6 +181,11 @@ function M.self_test()
   } }, view())
   if #allowed ~= 2 or allowed[1] ~= "queued" or allowed[2] ~= "low" then
     error("self_test: rebalance allowed " .. table.concat(allowed, ",") .. ", expected queued,low")
+  end
+  local conflict = M.on_conflict({ kind = "checkpoint", task_id = "t", attempt = 1,
+    task_attempt = 2, version = 9, stored_version = 4 }, view())
+  if conflict ~= "keep_progress" then
+    error("self_test: on_conflict answered " .. tostring(conflict) .. ", expected keep_progress")
   end
 end
 

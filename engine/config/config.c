@@ -56,6 +56,7 @@ enum cfg_type {
     CFG_LISTEN,    /* HOST:PORT split: host into char[size], port into uint16_t at offset2 */
     CFG_LOGLEVEL,  /* debug|info|warn|error into enum rd_log_level */
     CFG_LOGFORMAT, /* logfmt|json into enum rd_log_format */
+    CFG_CHOICE,    /* one of `choices` (n_choices of them) into an unsigned: its index */
 };
 
 struct cfg_loader;
@@ -77,6 +78,8 @@ struct cfg_field {
     size_t elem_size;
     const char *noun;
     int (*finish)(struct cfg_loader *ld, char *elems, size_t i, const yaml_node_t *seq);
+    const char *const *choices; /* CFG_CHOICE */
+    size_t n_choices;
 };
 
 #define CFG_OFF(m) offsetof(struct rd_config, m)
@@ -387,6 +390,21 @@ static const struct cfg_field cfg_backup[] = {
     CFG_SECT("archive", cfg_archive),
 };
 
+static const char *const partition_modes[] = {"consistency", "availability"};
+/* In the order of enum rd_cfg_conflict. */
+static const char *const conflict_choices[] = {"keep_newer", "keep_progress", "fail_task"};
+
+const char *rd_partition_mode_name(unsigned mode)
+{
+    return mode < RD_ARRAY_SIZE(partition_modes) ? partition_modes[mode] : "unknown";
+}
+
+#define CFG_C(k, m, names)                                                                         \
+    {                                                                                              \
+        .key = (k), .type = CFG_CHOICE, .offset = CFG_OFF(m), .size = CFG_SZ(m),                   \
+        .choices = (names), .n_choices = RD_ARRAY_SIZE(names)                                      \
+    }
+
 static const struct cfg_field cfg_partition[] = {
     {.key = "mass_failure_share",
      .type = CFG_PERCENT,
@@ -397,6 +415,8 @@ static const struct cfg_field cfg_partition[] = {
     CFG_F("mass_failure_window", CFG_DURATION, fault_tolerance.partition.mass_failure_window_ms),
     CFG_U("min_nodes", fault_tolerance.partition.min_nodes, 1, 1000000),
     CFG_F("alert_after", CFG_DURATION, fault_tolerance.partition.alert_after_ms),
+    CFG_C("mode", fault_tolerance.partition.mode, partition_modes),
+    CFG_C("on_conflict", fault_tolerance.partition.on_conflict, conflict_choices),
 };
 
 static const struct cfg_field cfg_poison[] = {
@@ -925,6 +945,16 @@ static const char *cfg_expected(const struct cfg_field *f, char *buf, size_t len
     case CFG_LOGFORMAT:
         snprintf(buf, len, "expected a log format (logfmt, json)");
         break;
+    case CFG_CHOICE: {
+        size_t off = (size_t)snprintf(buf, len, "expected ");
+        for (size_t i = 0; i < f->n_choices && off < len; i++)
+            off += (size_t)snprintf(buf + off, len - off, "%s%s",
+                                    i == 0                  ? ""
+                                    : i + 1 == f->n_choices ? " or "
+                                                            : ", ",
+                                    f->choices[i]);
+        break;
+    }
     }
     return buf;
 }
@@ -1377,6 +1407,14 @@ static int cfg_set_value(struct cfg_loader *ld, const struct cfg_field *f, char 
         memcpy(dst, &format, sizeof(format));
         return 0;
     }
+    case CFG_CHOICE:
+        for (unsigned i = 0; i < f->n_choices; i++) {
+            if (strcmp(s, f->choices[i]) == 0) {
+                memcpy(dst, &i, sizeof(i));
+                return 0;
+            }
+        }
+        return cfg_bad_value(ld, f, v);
     case CFG_SECTION:
     case CFG_LIST:
     case CFG_KV:
@@ -1775,6 +1813,8 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->fault_tolerance.partition.mass_failure_window_ms = 10 * 1000;
     cfg->fault_tolerance.partition.min_nodes = 4;
     cfg->fault_tolerance.partition.alert_after_ms = 5 * 60 * 1000;
+    cfg->fault_tolerance.partition.mode = RD_PARTITION_CONSISTENCY;
+    cfg->fault_tolerance.partition.on_conflict = RD_CFG_KEEP_PROGRESS;
     cfg->fault_tolerance.poison.max_failures = 3;
     cfg->fault_tolerance.poison.window_ms = 10 * 60 * 1000;
     cfg->fault_tolerance.tasks.retention_ms = UINT64_C(7) * 24 * 3600 * 1000;

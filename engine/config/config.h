@@ -28,6 +28,14 @@
 #define RD_CFG_MAX_PLUGIN_KEYS    32 /* keys under one instance's config */
 #define RD_CFG_MAX_CERT_MAPS      32 /* security.client_certs entries */
 
+/* fault_tolerance.partition.mode */
+enum rd_partition_mode { RD_PARTITION_CONSISTENCY = 0, RD_PARTITION_AVAILABILITY };
+/* fault_tolerance.partition.on_conflict: the same values, in the same order,
+ * as the state machine's enum rd_conflict_res (fsm/cmd.h). */
+enum rd_cfg_conflict { RD_CFG_KEEP_NEWER = 0, RD_CFG_KEEP_PROGRESS, RD_CFG_FAIL_TASK };
+/* "consistency" / "availability" */
+const char *rd_partition_mode_name(unsigned mode);
+
 struct rd_cfg_peer {
     uint64_t id;              /* raft server id, > 0 */
     char address[RD_CFG_STR]; /* raft HOST:PORT */
@@ -277,6 +285,12 @@ struct rd_config {
             unsigned min_nodes;              /* guard applies from this many non-left nodes,
                                                 1-1000000, default 4 */
             uint64_t alert_after_ms;         /* a partition lasting longer alerts, default 5m */
+            /* The CAP setting (docs/operations.md, "Partitions: consistency or
+             * availability"): enum rd_partition_mode, default consistency. */
+            unsigned mode;
+            /* The resolution of a conflict when select.lua's on_conflict hook
+             * is missing or fails: enum rd_cfg_conflict, default keep_progress. */
+            unsigned on_conflict;
         } partition;
         /* Our addition: poison tasks. A task whose attempts fail (fail API)
          * or die with their agent (moved off a failed or isolated agent)

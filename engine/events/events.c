@@ -11,7 +11,7 @@ static const char *const kind_names[RD_EV_KIND_COUNT] = {
     "node",          "fault_opened",    "fault_resolved",
     "task",          "recovery_opened", "recovery_closed",
     "backup",        "consistency",     "leader",
-    "policy_reload", "alert",
+    "policy_reload", "alert",           "conflict",
 };
 
 const char *rd_event_kind_name(int kind)

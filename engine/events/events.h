@@ -39,6 +39,7 @@ enum rd_event_kind {
     RD_EV_LEADER,          /* local: this replica's view of the leader changed */
     RD_EV_POLICY_RELOAD,   /* local: a policy reload succeeded or failed */
     RD_EV_ALERT,           /* local: this replica raised or resolved an alert */
+    RD_EV_CONFLICT,        /* availability mode: a write of a superseded attempt was recorded */
     RD_EV_KIND_COUNT
 };
 

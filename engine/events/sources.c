@@ -106,6 +106,28 @@ static void check_event(struct rd_events *ev, uint64_t index, const struct rd_fs
     rd_events_log(ev, index, RD_EV_CONSISTENCY, NULL, o);
 }
 
+/* A conflict recorded by this entry (not the same write again, which
+ * finds the record of an earlier one): the record without its data. */
+static void conflict_event(struct rd_events *ev, uint64_t index, const struct rd_fsm *f,
+                           const struct rd_cmd_conflict *c)
+{
+    char id[40];
+    size_t n = c->id.len < sizeof(id) - 1 ? c->id.len : sizeof(id) - 1;
+    memcpy(id, c->id.p, n);
+    id[n] = '\0';
+    const struct rd_conflict *x = rd_fsm_conflict_by_seq(f, f->result.value);
+    if (x == NULL || strcmp(x->id, id) != 0)
+        return;
+    json_t *o = json_pack(
+        "{s:s,s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:s,s:s,s:b,s:s,s:s}", "conflict_id", x->id, "task_id",
+        x->task_id, "attempt", (json_int_t)x->attempt, "task_attempt", (json_int_t)x->task_attempt,
+        "write_kind", rd_conflict_kind_name(x->kind), "version", (json_int_t)x->version,
+        "stored_version", (json_int_t)x->stored_version, "node_id", x->node_id, "task_node_id",
+        x->task_node_id, "resolution", rd_conflict_res_name(x->resolution), "adopted", x->adopted,
+        "resolved_by", rd_conflict_by_name(x->resolved_by), "reason", x->reason);
+    rd_events_log(ev, index, RD_EV_CONFLICT, x->node_id[0] ? x->node_id : NULL, o);
+}
+
 /* A task moved by a recovery run: its events name the run and strategy. */
 static void note_recovery_move(struct rd_events *ev, uint64_t index,
                                const struct rd_cmd_task_assign *c)
@@ -131,7 +153,8 @@ void rd_events_entry(struct rd_events *ev, const struct rd_fsm *f, uint64_t inde
     /* Decoded again only for the kinds that say more than their observers. */
     uint8_t t = f->result.type;
     bool more = t == RD_CMD_RECOVERY_OPEN || t == RD_CMD_RECOVERY_CLOSE || t == RD_CMD_BACKUP ||
-                t == RD_CMD_CHECK_RESULT || (t == RD_CMD_TASK_ASSIGN && ev->n_pend > 0);
+                t == RD_CMD_CHECK_RESULT || t == RD_CMD_CONFLICT ||
+                (t == RD_CMD_TASK_ASSIGN && ev->n_pend > 0);
     struct rd_cmd cmd;
     if (more && f->result.status == 0 && rd_cmd_decode(buf, len, &cmd) == 0) {
         switch (cmd.type) {
@@ -156,6 +179,9 @@ void rd_events_entry(struct rd_events *ev, const struct rd_fsm *f, uint64_t inde
             break;
         case RD_CMD_CHECK_RESULT:
             check_event(ev, index, f, &cmd.u.cresult);
+            break;
+        case RD_CMD_CONFLICT:
+            conflict_event(ev, index, f, &cmd.u.conflict);
             break;
         default:
             break;

@@ -109,6 +109,33 @@ const char *rd_check_status_name(int s)
     return s >= 0 && s < RD_CHECK_STATUS_COUNT ? check_status_names[s] : "unknown";
 }
 
+static const char *const conflict_kind_names[RD_CONFLICT_KIND_COUNT] = {"checkpoint", "complete",
+                                                                        "fail"};
+static const char *const conflict_res_names[RD_CONFLICT_RES_COUNT] = {"keep_newer", "keep_progress",
+                                                                      "fail_task"};
+static const char *const conflict_by_names[RD_CONFLICT_BY_COUNT] = {"policy", "config", "engine"};
+
+const char *rd_conflict_kind_name(int k)
+{
+    return k >= 0 && k < RD_CONFLICT_KIND_COUNT ? conflict_kind_names[k] : "unknown";
+}
+const char *rd_conflict_res_name(int r)
+{
+    return r >= 0 && r < RD_CONFLICT_RES_COUNT ? conflict_res_names[r] : "unknown";
+}
+const char *rd_conflict_by_name(int b)
+{
+    return b >= 0 && b < RD_CONFLICT_BY_COUNT ? conflict_by_names[b] : "unknown";
+}
+int rd_conflict_kind_parse(const char *name)
+{
+    return lookup(conflict_kind_names, RD_CONFLICT_KIND_COUNT, name);
+}
+int rd_conflict_res_parse(const char *name)
+{
+    return lookup(conflict_res_names, RD_CONFLICT_RES_COUNT, name);
+}
+
 const char *rd_cmd_type_name(int type)
 {
     switch (type) {
@@ -154,6 +181,8 @@ const char *rd_cmd_type_name(int type)
         return "records_export";
     case RD_CMD_TASK_LIFECYCLE:
         return "task_lifecycle";
+    case RD_CMD_CONFLICT:
+        return "conflict";
     }
     return "unknown";
 }
@@ -277,6 +306,22 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_str(w, c->reason.p, c->reason.len);
         rd_w_i64(w, c->retention_ms);
         rd_w_u32(w, c->max);
+        break;
+    }
+    case RD_CMD_CONFLICT: {
+        const struct rd_cmd_conflict *c = &cmd->u.conflict;
+        rd_w_str(w, c->id.p, c->id.len);
+        rd_w_str(w, c->task_id.p, c->task_id.len);
+        rd_w_u32(w, c->attempt);
+        rd_w_u8(w, c->kind);
+        rd_w_u64(w, c->version);
+        rd_w_u64(w, c->checksum);
+        rd_w_str(w, c->data_json.p, c->data_json.len);
+        rd_w_str(w, c->node_id.p, c->node_id.len);
+        rd_w_u8(w, c->resolution);
+        rd_w_u8(w, c->resolved_by);
+        rd_w_str(w, c->reason.p, c->reason.len);
+        rd_w_u8(w, c->keep);
         break;
     }
     case RD_CMD_TASK_ASSIGN: {
@@ -492,6 +537,28 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
         c->max = rd_r_u32(&r);
         if (!r.err && (c->op >= RD_TASK_OP_COUNT || c->task_id.len > 64 || c->reason.len > 1024 ||
                        c->retention_ms < 0 || (c->op != RD_TASK_OP_PRUNE && c->task_id.len == 0)))
+            return RD_EPARSE;
+        break;
+    }
+    case RD_CMD_CONFLICT: {
+        struct rd_cmd_conflict *c = &cmd->u.conflict;
+        c->id = rd_r_str(&r);
+        c->task_id = rd_r_str(&r);
+        c->attempt = rd_r_u32(&r);
+        c->kind = rd_r_u8(&r);
+        c->version = rd_r_u64(&r);
+        c->checksum = rd_r_u64(&r);
+        c->data_json = rd_r_str(&r);
+        c->node_id = rd_r_str(&r);
+        c->resolution = rd_r_u8(&r);
+        c->resolved_by = rd_r_u8(&r);
+        c->reason = rd_r_str(&r);
+        c->keep = rd_r_u8(&r);
+        if (!r.err &&
+            (c->id.len == 0 || c->id.len > 39 || c->task_id.len == 0 || c->task_id.len > 39 ||
+             c->kind >= RD_CONFLICT_KIND_COUNT || c->resolution >= RD_CONFLICT_RES_COUNT ||
+             c->resolved_by >= RD_CONFLICT_BY_COUNT || c->node_id.len > 255 ||
+             c->reason.len > 1024 || (c->kind == RD_CONFLICT_CHECKPOINT) != (c->version != 0)))
             return RD_EPARSE;
         break;
     }

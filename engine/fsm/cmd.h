@@ -72,6 +72,10 @@ enum rd_cmd_type {
     /* An operator's cancel or retry of a task, or the prune of finished
      * tasks past their retention (struct rd_cmd_task_lifecycle). */
     RD_CMD_TASK_LIFECYCLE = 21,
+    /* Availability mode: a write of a superseded attempt, recorded with the
+     * resolution the leader chose and carried out in the same step
+     * (struct rd_cmd_conflict). */
+    RD_CMD_CONFLICT = 22,
     RD_CMD_TYPE_MAX
 };
 
@@ -258,6 +262,64 @@ struct rd_cmd_task_lifecycle {
     uint32_t max;          /* PRUNE: at most this many tasks go */
 };
 
+/* What a conflicting write was (RD_CMD_CONFLICT). */
+enum rd_conflict_kind {
+    RD_CONFLICT_CHECKPOINT = 0,
+    RD_CONFLICT_COMPLETE,
+    RD_CONFLICT_FAIL,
+    RD_CONFLICT_KIND_COUNT
+};
+
+/* How a conflict is resolved: the same values, in the same order, as the
+ * config's enum rd_cfg_conflict (fault_tolerance.partition.on_conflict). */
+enum rd_conflict_res {
+    RD_CONFLICT_KEEP_NEWER = 0, /* the record only: the task is untouched */
+    RD_CONFLICT_KEEP_PROGRESS,  /* the further progress wins (a newer checkpoint, a result) */
+    RD_CONFLICT_FAIL_TASK,      /* the task fails, its running attempt fenced */
+    RD_CONFLICT_RES_COUNT
+};
+
+/* Who chose the resolution. */
+enum rd_conflict_by {
+    RD_CONFLICT_BY_POLICY = 0, /* select.lua's on_conflict */
+    RD_CONFLICT_BY_CONFIG,     /* partition.on_conflict: no hook, or it failed */
+    RD_CONFLICT_BY_ENGINE,     /* the task had finished: recorded, nothing to resolve */
+    RD_CONFLICT_BY_COUNT
+};
+
+const char *rd_conflict_kind_name(int k);
+const char *rd_conflict_res_name(int r);
+const char *rd_conflict_by_name(int b);
+/* Name -> value; -1 when unknown. */
+int rd_conflict_kind_parse(const char *name);
+int rd_conflict_res_parse(const char *name);
+
+/*
+ * A write of attempt `attempt` that its task no longer accepts from it (the
+ * attempt was superseded, taken back, or the task finished after it), in
+ * availability mode. Apply records it (struct rd_conflict) and carries out
+ * `resolution` on the task in the same step; a task that finished by then
+ * is recorded with keep_newer whatever the command says (resolved_by
+ * engine). The same write again (task, attempt, kind, version) finds its
+ * record and changes nothing. Refused: RD_ENOTFOUND (no task), RD_EFENCED
+ * (attempt 0 or above the task's: not a conflict), RD_ECONFLICT (the
+ * attempt may still write: not a conflict either).
+ */
+struct rd_cmd_conflict {
+    struct rd_str id; /* UUID chosen by the leader */
+    struct rd_str task_id;
+    uint32_t attempt;        /* the writer's (stale) attempt */
+    uint8_t kind;            /* enum rd_conflict_kind */
+    uint64_t version;        /* CHECKPOINT: its version; else 0 */
+    uint64_t checksum;       /* CHECKPOINT: FNV-1a of data_json, computed by the leader */
+    struct rd_str data_json; /* the checkpoint data, the result, or the error text */
+    struct rd_str node_id;   /* the writer, as it named itself ("" when it did not) */
+    uint8_t resolution;      /* enum rd_conflict_res */
+    uint8_t resolved_by;     /* enum rd_conflict_by */
+    struct rd_str reason;    /* why (the policy's hook, or the fallback and its error) */
+    uint8_t keep;            /* CHECKPOINT adopted: versions kept (the leader's config) */
+};
+
 struct rd_cmd_replica_info {
     uint64_t id;           /* raft server id */
     struct rd_str api_url; /* http(s)://HOST:PORT; "" forgets the replica */
@@ -422,6 +484,7 @@ struct rd_cmd {
         struct rd_cmd_checkpoint_restore crestore;
         struct rd_cmd_records_export rexport;
         struct rd_cmd_task_lifecycle tlife;
+        struct rd_cmd_conflict conflict;
     } u;
 };
 

@@ -40,6 +40,8 @@ static struct rd_dg *dg_of(int kind, void *rec)
         return &((struct rd_backup *)rec)->dg;
     case RD_DG_AUDIT:
         return &((struct rd_audit *)rec)->dg;
+    case RD_DG_CONFLICT:
+        return &((struct rd_conflict *)rec)->dg;
     default:
         return &((struct rd_check *)rec)->dg;
     }
@@ -67,6 +69,9 @@ uint64_t rd_fsm__dg_hash(int kind, const void *rec, struct rd_wbuf *w)
         break;
     case RD_DG_AUDIT:
         rd_fsm__audit_write_one(w, rec);
+        break;
+    case RD_DG_CONFLICT:
+        rd_fsm__conflict_write_one(w, rec);
         break;
     default:
         rd_fsm__check_write_one(w, rec);
@@ -184,6 +189,8 @@ static void each_record(const struct rd_fsm *f, void (*fn)(void *arg, int kind, 
         fn(arg, RD_DG_CHECK, f->checks[i]);
     for (size_t i = 0; i < f->n_audits; i++)
         fn(arg, RD_DG_AUDIT, f->audits[f->audit_head + i]);
+    for (size_t i = 0; i < f->n_conflicts; i++)
+        fn(arg, RD_DG_CONFLICT, f->conflicts[i]);
 }
 
 struct summer {
@@ -244,18 +251,23 @@ static uint64_t fnv_u64(uint64_t h, uint64_t v)
  * hashed whole: bounded, so still O(1). */
 static uint64_t combine(const struct rd_fsm *f, const uint64_t sum[RD_DG_KINDS])
 {
-    const uint64_t counts[RD_DG_KINDS] = {f->n_nodes,   f->n_faults, f->n_tasks, f->n_recoveries,
-                                          f->n_backups, f->n_checks, f->n_audits};
+    const uint64_t counts[RD_DG_KINDS] = {f->n_nodes,   f->n_faults, f->n_tasks,  f->n_recoveries,
+                                          f->n_backups, f->n_checks, f->n_audits, f->n_conflicts};
     uint64_t h = rd_fnv1a(RD_FNV_INIT, "rd-digest-1", 11);
     h = fnv_u64(h, f->n_applied);
     h = fnv_u64(h, (uint64_t)f->last_time_ms);
     h = fnv_u64(h, f->fault_seq);
-    /* Audit records (issue 12) count only once there were any: a state
-     * without them digests as it did before they existed. */
-    int kinds = f->audit_seq > 0 ? RD_DG_KINDS : RD_DG_AUDIT;
+    /* Audit records (issue 12) and conflict records (issue 17) count only
+     * once there were any: a state without them digests as it did before
+     * they existed. */
     if (f->audit_seq > 0)
         h = fnv_u64(h, f->audit_seq);
-    for (int k = 0; k < kinds; k++) {
+    if (f->conflict_seq > 0)
+        h = fnv_u64(h, f->conflict_seq);
+    for (int k = 0; k < RD_DG_KINDS; k++) {
+        if ((k == RD_DG_AUDIT && f->audit_seq == 0) ||
+            (k == RD_DG_CONFLICT && f->conflict_seq == 0))
+            continue;
         h = fnv_u64(h, counts[k]);
         h = fnv_u64(h, mix64(sum[k] ^ (uint64_t)(k + 1)));
     }

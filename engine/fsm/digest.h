@@ -37,6 +37,7 @@ enum rd_dg_kind {
     RD_DG_BACKUP,
     RD_DG_CHECK,
     RD_DG_AUDIT,
+    RD_DG_CONFLICT,
     RD_DG_KINDS
 };
 

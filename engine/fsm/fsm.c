@@ -174,6 +174,9 @@ static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len, int64_t *tim
     case RD_CMD_RECORDS_EXPORT:
         rv = rd_fsm__export_apply(f, &cmd);
         break;
+    case RD_CMD_CONFLICT:
+        rv = rd_fsm__conflict_apply(f, &cmd);
+        break;
     case RD_CMD_AUDIT:
         break;
     }
@@ -283,6 +286,7 @@ int rd_fsm_init(struct rd_fsm *f)
     rd_map_init(&f->recoveries_by_id);
     rd_map_init(&f->backups_by_id);
     rd_map_init(&f->checks_by_id);
+    rd_map_init(&f->conflicts_by_id);
     f->raft.version = 1;
     f->raft.data = f;
     f->raft.apply = fsm_apply_cb;
@@ -301,6 +305,7 @@ void rd_fsm__clear(struct rd_fsm *f)
     rd_fsm__backups_clear(f);
     rd_fsm__checks_clear(f);
     rd_fsm__audits_clear(f);
+    rd_fsm__conflicts_clear(f);
     rd_fsm__export_clear(f);
     rd_fsm__dg_reset(f);
     f->n_applied = 0;

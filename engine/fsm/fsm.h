@@ -18,6 +18,7 @@
 #include "checks.h"
 #include "cmd.h"
 #include "common/map.h"
+#include "conflicts.h"
 #include "digest.h"
 #include "export.h"
 /* The records, one header per kind (and its .c file). */
@@ -148,6 +149,14 @@ struct rd_fsm {
     size_t cap_audits;
     uint64_t audit_seq;      /* last seq handed out */
     uint64_t audits_written; /* records this replica applied (local count, not state) */
+    /* Conflict records (conflicts.c), oldest first. */
+    struct rd_conflict **conflicts;
+    size_t n_conflicts;
+    size_t cap_conflicts;
+    struct rd_map conflicts_by_id;
+    uint64_t conflict_seq; /* last seq handed out */
+    /* Records this replica applied, by kind and resolution (local count). */
+    uint64_t conflicts_written[RD_CONFLICT_KIND_COUNT][RD_CONFLICT_RES_COUNT];
     /* This replica's digests at the checks it applied: a ring, local (not
      * state: kept across restores, never in a snapshot). */
     struct rd_check_local check_local[RD_FSM_CHECK_LOCAL_KEEP];

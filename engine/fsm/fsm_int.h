@@ -103,6 +103,27 @@ void rd_fsm__tasks_clear(struct rd_fsm *f);
 /* Moves the task table of `from` into `to` (restore's swap). */
 void rd_fsm__tasks_move(struct rd_fsm *to, struct rd_fsm *from);
 
+/* tasks.c, for conflicts.c: true when `attempt` (at most the task's) may no
+ * longer write to `t` (superseded, taken back, or the task finished). */
+bool rd_fsm__task_superseded(const struct rd_task *t, uint32_t attempt);
+/* Carries out resolution `res` of the conflict `cmd` on `t` (keep_newer:
+ * nothing; keep_progress: a newer checkpoint becomes the task's and a
+ * placed task is taken back, or a result completes it; fail_task: it
+ * fails). *adopted: the write's data became the task's; *changed: the task
+ * changed. On RD_ENOMEM nothing changed. */
+int rd_fsm__task_conflict(struct rd_fsm *f, struct rd_task *t, const struct rd_cmd *cmd,
+                          uint8_t res, bool *adopted, bool *changed);
+
+/* conflicts.c: RD_CMD_CONFLICT. Section in snapshots of format 8 on. */
+int rd_fsm__conflict_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
+/* Drops the records of tasks that are gone (after a prune). */
+void rd_fsm__conflicts_drop_pruned(struct rd_fsm *f);
+void rd_fsm__conflicts_write(const struct rd_fsm *f, struct rd_wbuf *w);
+void rd_fsm__conflict_write_one(struct rd_wbuf *w, const struct rd_conflict *c);
+int rd_fsm__conflicts_read(struct rd_fsm *f, struct rd_rbuf *r);
+void rd_fsm__conflicts_clear(struct rd_fsm *f);
+void rd_fsm__conflicts_move(struct rd_fsm *to, struct rd_fsm *from);
+
 /* recovery.c: recovery_open and recovery_close. */
 int rd_fsm__recovery_apply(struct rd_fsm *f, const struct rd_cmd *cmd);
 /* Records a move of `t` (from `old_node`) in run `rid` as item `iid`. */

@@ -9,7 +9,8 @@
  *            | recovery runs | replicas (format 3 on)
  *            | backups and the archive position | checks (format 4 on)
  *            | audit records (format 5 on) | the export position and the
- *            records' changed indexes (format 6 on)
+ *            records' changed indexes (format 6 on) | conflict records
+ *            (format 8 on)
  *
  * The header's checksum is FNV-1a over the raw bytes (it checks the
  * transfer); the state digest is another thing (digest.h).
@@ -17,7 +18,7 @@
  * Formats only grow by appending (docs/architecture.md): 2 added failure
  * times to each task, 3 the replicas section, 4 backups, the archive and
  * checks, 5 audit records, 6 the export section, 7 each task's attempt
- * base, deadline and finishing index; every older format still
+ * base, deadline and finishing index, 8 conflict records; every older format still
  * reads. tests/unit/fsm/test_snapshot.c holds the current format to a
  * golden file.
  */
@@ -31,10 +32,10 @@
 #include "recoveryd/error.h"
 
 #define SNAP_MAGIC "RDSNAP\0\1"
-/* 7: tasks carry attempt_base, deadline_ms, finished; 6: the export section; 5: audit records; 4:
- * backups, archive and checks; 3: replica API URLs; 2: tasks carry failure times; 1 to 3 are still
- * read */
-#define SNAP_FORMAT 7
+/* 8: conflict records; 7: tasks carry attempt_base, deadline_ms, finished; 6: the export section;
+ * 5: audit records; 4: backups, archive and checks; 3: replica API URLs; 2: tasks carry failure
+ * times; 1 to 3 are still read */
+#define SNAP_FORMAT 8
 
 static void write_state(const struct rd_fsm *f, struct rd_wbuf *w)
 {
@@ -49,6 +50,7 @@ static void write_state(const struct rd_fsm *f, struct rd_wbuf *w)
     rd_fsm__checks_write(f, w);
     rd_fsm__audits_write(f, w);
     rd_fsm__export_write(f, w);
+    rd_fsm__conflicts_write(f, w);
 }
 
 static int read_state(struct rd_fsm *f, const void *p, size_t len, unsigned format)
@@ -76,6 +78,8 @@ static int read_state(struct rd_fsm *f, const void *p, size_t len, unsigned form
         rv = rd_fsm__export_read(f, &r);
     else if (rv == 0)
         rd_fsm__export_read_old(f);
+    if (rv == 0 && format >= 8)
+        rv = rd_fsm__conflicts_read(f, &r);
     if (rv != 0)
         return rv;
     return r.off == r.len ? 0 : RD_ECORRUPT;
@@ -300,6 +304,7 @@ int rd_fsm_restore(struct rd_fsm *f, const void *buf, size_t len)
     rd_fsm__backups_move(f, &fresh);
     rd_fsm__checks_move(f, &fresh);
     rd_fsm__audits_move(f, &fresh);
+    rd_fsm__conflicts_move(f, &fresh);
     rd_fsm__export_move(f, &fresh);
     f->n_applied = fresh.n_applied;
     f->last_time_ms = fresh.last_time_ms;

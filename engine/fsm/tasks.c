@@ -332,6 +332,31 @@ static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
     return 0;
 }
 
+/* Stores version `version` of `t`'s checkpoint (newer than any it holds),
+ * keeping `keep` versions. On RD_ENOMEM nothing changed. */
+static int add_checkpoint(struct rd_fsm *f, struct rd_task *t, uint64_t version, uint64_t checksum,
+                          struct rd_str data_json, uint8_t keep_n, int64_t at)
+{
+    char *data = rd_str_dup(data_json);
+    if (data == NULL)
+        return RD_ENOMEM;
+    rd_fsm__dg_touch(f, RD_DG_TASK, t);
+    unsigned keep = keep_n < 1 ? 1 : keep_n > RD_TASK_MAX_KEEP ? RD_TASK_MAX_KEEP : keep_n;
+    while (t->n_ckpts >= keep) {
+        ckpt_free(&t->ckpts[0]);
+        memmove(&t->ckpts[0], &t->ckpts[1], (t->n_ckpts - 1) * sizeof(t->ckpts[0]));
+        t->n_ckpts--;
+        memset(&t->ckpts[t->n_ckpts], 0, sizeof(t->ckpts[0]));
+    }
+    struct rd_checkpoint *k = &t->ckpts[t->n_ckpts++];
+    k->version = version;
+    k->at = at;
+    k->checksum = checksum;
+    k->size = data_json.len;
+    k->data = data;
+    return 0;
+}
+
 static int apply_checkpoint(struct rd_fsm *f, const struct rd_cmd *cmd)
 {
     const struct rd_cmd_task_checkpoint *c = &cmd->u.tckpt;
@@ -362,23 +387,8 @@ static int apply_checkpoint(struct rd_fsm *f, const struct rd_cmd *cmd)
         f->result.value = last->version;
         return 0;
     }
-    char *data = rd_str_dup(c->data_json);
-    if (data == NULL)
+    if (add_checkpoint(f, t, c->version, c->checksum, c->data_json, c->keep, cmd->time_ms) != 0)
         return RD_ENOMEM;
-    rd_fsm__dg_touch(f, RD_DG_TASK, t);
-    unsigned keep = c->keep < 1 ? 1 : c->keep > RD_TASK_MAX_KEEP ? RD_TASK_MAX_KEEP : c->keep;
-    while (t->n_ckpts >= keep) {
-        ckpt_free(&t->ckpts[0]);
-        memmove(&t->ckpts[0], &t->ckpts[1], (t->n_ckpts - 1) * sizeof(t->ckpts[0]));
-        t->n_ckpts--;
-        memset(&t->ckpts[t->n_ckpts], 0, sizeof(t->ckpts[0]));
-    }
-    struct rd_checkpoint *k = &t->ckpts[t->n_ckpts++];
-    k->version = c->version;
-    k->at = cmd->time_ms;
-    k->checksum = c->checksum;
-    k->size = c->data_json.len;
-    k->data = data;
     /* The first checkpoint of an attempt says the agent works on it. */
     if (t->state != RD_TASK_RUNNING)
         set_task_state(f, t, RD_TASK_RUNNING);
@@ -553,6 +563,69 @@ int rd_fsm__task_quarantine(struct rd_fsm *f, struct rd_str task_id, const char 
     return 0;
 }
 
+/* ---- conflicts (RD_CMD_CONFLICT, conflicts.c) ----------------------------- */
+
+bool rd_fsm__task_superseded(const struct rd_task *t, uint32_t attempt)
+{
+    return attempt < t->attempt || !placed(t->state);
+}
+
+/* A placed task off its agent and back to pending under the same attempt
+ * (which may then no longer write): the scheduler places it again, a new
+ * attempt resuming from the newest checkpoint. `none`: "" to own. */
+static void take_back(struct rd_fsm *f, struct rd_task *t, char *none)
+{
+    rd_fsm__dg_touch(f, RD_DG_TASK, t);
+    unplace(f, t);
+    free(t->node_id);
+    t->node_id = none;
+    t->node_epoch = 0;
+    set_task_state(f, t, RD_TASK_PENDING);
+}
+
+int rd_fsm__task_conflict(struct rd_fsm *f, struct rd_task *t, const struct rd_cmd *cmd,
+                          uint8_t res, bool *adopted, bool *changed)
+{
+    const struct rd_cmd_conflict *c = &cmd->u.conflict;
+    *adopted = *changed = false;
+    if (res == RD_CONFLICT_KEEP_NEWER || terminal(t->state))
+        return 0;
+    if (res == RD_CONFLICT_FAIL_TASK) {
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "conflict %.*s: a %s of superseded attempt %u (the task was at attempt %u)",
+                 (int)c->id.len, c->id.p, rd_conflict_kind_name(c->kind), c->attempt, t->attempt);
+        if (end_task(f, t, RD_TASK_FAILED, RD_STR(why), cmd->time_ms) != 0)
+            return RD_ENOMEM;
+        *changed = true;
+        return 0;
+    }
+    /* keep_progress */
+    if (c->kind == RD_CONFLICT_COMPLETE) {
+        if (end_task(f, t, RD_TASK_COMPLETED, c->data_json, cmd->time_ms) != 0)
+            return RD_ENOMEM;
+        *adopted = *changed = true;
+        return 0;
+    }
+    const struct rd_checkpoint *last = rd_task_checkpoint(t);
+    if (c->kind != RD_CONFLICT_CHECKPOINT || (last != NULL && c->version <= last->version))
+        return 0;
+    /* Room first, so that an ENOMEM leaves the task as it was. */
+    char *none = rd_str_dup(RD_STR(""));
+    if (none == NULL ||
+        add_checkpoint(f, t, c->version, c->checksum, c->data_json, c->keep, cmd->time_ms) != 0) {
+        free(none);
+        return RD_ENOMEM;
+    }
+    if (placed(t->state))
+        take_back(f, t, none);
+    else
+        free(none);
+    t->updated_at = cmd->time_ms;
+    *adopted = *changed = true;
+    return 0;
+}
+
 /* ---- cancel, retry, prune (RD_CMD_TASK_LIFECYCLE) ------------------------ */
 
 /* Ends `t` as cancelled: off its agent (the observer revokes it there), its
@@ -634,6 +707,8 @@ static void prune(struct rd_fsm *f, const struct rd_cmd *cmd)
     }
     f->n_tasks = kept;
     f->result.value = gone;
+    if (gone > 0) /* a task's conflict records go with it */
+        rd_fsm__conflicts_drop_pruned(f);
 }
 
 static int apply_lifecycle(struct rd_fsm *f, const struct rd_cmd *cmd)

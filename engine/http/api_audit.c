@@ -89,18 +89,13 @@ void rd_api_AUDIT_LIST(struct rd_http_req *hr)
     const struct rd_audit *const *recs = rd_fsm_audits(f, &n);
     /* i: the next position to look at (asc), or one past it (desc). */
     size_t i = asc ? 0 : n;
-    const char *cursor = rd_http_query(hr, "cursor");
-    if (cursor != NULL && cursor[0] != '\0') {
-        char *end;
-        unsigned long long seq = strtoull(cursor, &end, 10);
-        if (*end != '\0' || seq == 0 || cursor[0] == '-') {
-            rd_http_bad_request(hr, "cursor", "cursor is not one this server returned");
-            return;
-        }
-        /* Records pruned since the cursor was handed out: the page starts
-         * at the oldest left (asc) or ends there (desc). */
+    uint64_t seq;
+    if (!rd_api_seq_cursor(hr, &seq))
+        return;
+    /* Records pruned since the cursor was handed out: the page starts at
+     * the oldest left (asc) or ends there (desc). */
+    if (seq != 0)
         i = asc ? rd_fsm_audit_index(f, seq + 1) : rd_fsm_audit_index(f, seq);
-    }
     json_t *items = json_array();
     uint64_t last = 0;
     bool more = false;
@@ -117,9 +112,5 @@ void rd_api_AUDIT_LIST(struct rd_http_req *hr)
         json_array_append_new(items, audit_json(a));
         last = a->seq;
     }
-    char next[32];
-    snprintf(next, sizeof(next), "%llu", (unsigned long long)last);
-    rd_http_send_json(hr, 200,
-                      json_pack("{s:o,s:o}", "items", items, "next_cursor",
-                                more ? json_string(next) : json_null()));
+    rd_api_send_seq_page(hr, items, more, last);
 }

@@ -157,10 +157,11 @@ static void register_done(void *data, int status, uint64_t epoch)
         const struct rd_http_env *env = p->hr.env;
         if (status == 0) {
             json_t *o =
-                json_pack("{s:s,s:I,s:I,s:I}", "node_id", p->key, "epoch", (json_int_t)epoch,
+                json_pack("{s:s,s:I,s:I,s:I,s:s}", "node_id", p->key, "epoch", (json_int_t)epoch,
                           "heartbeat_interval_ms",
                           (json_int_t)env->cfg->fault_tolerance.detection.heartbeat_interval_ms,
-                          "lease_ms", (json_int_t)rd_config_lease_ms(env->cfg));
+                          "lease_ms", (json_int_t)rd_config_lease_ms(env->cfg), "partition_mode",
+                          rd_partition_mode_name(env->cfg->fault_tolerance.partition.mode));
             rd_http_send_json(&p->hr, 201, o);
         } else if (status == RD_ECONFLICT) {
             rd_http_send_error(&p->hr, 409, "conflict", json_pack("{s:s}", "state", "isolated"),
@@ -301,12 +302,13 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     }
     if (n->tasks == NULL && s->n_revoked == 0) {
         /* The hot path: nothing to hand over. */
-        char buf[160];
-        int len = snprintf(buf, sizeof(buf),
-                           "{\"state\":\"%s\",\"lease_ms\":%llu,\"assignments\":[],\"revoked\":[],"
-                           "\"revocations\":[]}",
-                           rd_node_state_name(n->state),
-                           (unsigned long long)rd_config_lease_ms(env->cfg));
+        char buf[224];
+        int len =
+            snprintf(buf, sizeof(buf),
+                     "{\"state\":\"%s\",\"lease_ms\":%llu,\"partition_mode\":\"%s\","
+                     "\"assignments\":[],\"revoked\":[],\"revocations\":[]}",
+                     rd_node_state_name(n->state), (unsigned long long)rd_config_lease_ms(env->cfg),
+                     rd_partition_mode_name(env->cfg->fault_tolerance.partition.mode));
         rd_http_send_raw(hr, 200, "application/json", buf, (size_t)len);
         goto out;
     }
@@ -362,10 +364,12 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
         if (!held_here && !listed)
             json_array_append_new(revoked, json_string(gone[i].task_id));
     }
-    rd_http_send_json(hr, 200,
-                      json_pack("{s:s,s:I,s:o,s:o,s:o}", "state", rd_node_state_name(n->state),
-                                "lease_ms", (json_int_t)rd_config_lease_ms(env->cfg), "assignments",
-                                assignments, "revoked", revoked, "revocations", revocations));
+    rd_http_send_json(
+        hr, 200,
+        json_pack("{s:s,s:I,s:s,s:o,s:o,s:o}", "state", rd_node_state_name(n->state), "lease_ms",
+                  (json_int_t)rd_config_lease_ms(env->cfg), "partition_mode",
+                  rd_partition_mode_name(env->cfg->fault_tolerance.partition.mode), "assignments",
+                  assignments, "revoked", revoked, "revocations", revocations));
 out:
     json_decref(body);
 }

@@ -228,6 +228,18 @@ void rd_api_METRICS(struct rd_http_req *hr)
                     rd_http_route_name(rt), (unsigned long long)v);
         }
     }
+    /* Conflicts (availability mode; docs/operations.md). */
+    rd_metric_header(&b, "recoveryd_conflicts_total", "counter",
+                     "Writes of superseded attempts recorded as conflicts (availability mode) that "
+                     "this replica applied, by what was written and how it was resolved.");
+    for (int k = 0; k < RD_CONFLICT_KIND_COUNT; k++)
+        for (int res = 0; res < RD_CONFLICT_RES_COUNT; res++)
+            rd_mbuf_printf(&b, "recoveryd_conflicts_total{kind=\"%s\",resolution=\"%s\"} %llu\n",
+                           rd_conflict_kind_name(k), rd_conflict_res_name(res),
+                           (unsigned long long)env->fsm->conflicts_written[k][res]);
+    rd_metric_header(&b, "recoveryd_conflicts", "gauge",
+                     "Conflict records held (at most 10,000; pruned with their task).");
+    rd_mbuf_printf(&b, "recoveryd_conflicts %zu\n", env->fsm->n_conflicts);
     /* The audit trail (docs/security.md). */
     rd_metric_header(&b, "recoveryd_audit_records_written_total", "counter",
                      "Audit records this replica applied to its state (with their change or "

@@ -145,6 +145,162 @@ static void answer_task(struct rd_http_pending *p, int status, int ok_code)
     }
 }
 
+/* ---- availability mode: conflicts ------------------------------------------ */
+
+static bool availability(const struct rd_http_env *env)
+{
+    return env->cfg->fault_tolerance.partition.mode == RD_PARTITION_AVAILABILITY;
+}
+
+static bool placed_state(int state)
+{
+    return state == RD_TASK_ASSIGNED || state == RD_TASK_RUNNING || state == RD_TASK_RECOVERING;
+}
+
+/*
+ * In availability mode, a write the task refuses from `attempt` because the
+ * attempt was superseded (a later one exists, or it was taken back, or the
+ * task finished) is a conflict. Not one: an attempt the task never had.
+ */
+static bool is_conflict(const struct rd_http_env *env, const struct rd_task *t, uint64_t attempt)
+{
+    return availability(env) && attempt >= 1 && attempt <= t->attempt &&
+           (attempt < t->attempt || !placed_state(t->state));
+}
+
+/* In availability mode a write the log refused as fenced after the handler
+ * let it through (the task moved meanwhile) is answered "send it again":
+ * the SDK keeps it buffered and its replay becomes a conflict. */
+static bool moved_meanwhile(struct rd_http_pending *p, int status)
+{
+    if (status != RD_EFENCED || !availability(p->hr.env))
+        return false;
+    rd_http_send_error(&p->hr, 503, "unavailable", json_pack("{s:b}", "retry", 1),
+                       "task %s moved while this write was committing; send it again (it is "
+                       "then recorded as a conflict)",
+                       p->key);
+    return true;
+}
+
+static void conflict_done(void *data, int status, uint64_t seq)
+{
+    struct rd_http_pending *p = data;
+    const struct rd_fsm *f = p->hr.env->fsm;
+    if (rd_http_pending_alive(p)) {
+        const struct rd_task *t = rd_fsm_task(f, p->key);
+        const struct rd_conflict *c = status == 0 ? rd_fsm_conflict_by_seq(f, seq) : NULL;
+        if (c != NULL && t != NULL) {
+            const char *state = rd_task_state_name(t->state);
+            json_t *d = json_pack("{s:s,s:s,s:b,s:I,s:s}", "conflict_id", c->id, "resolution",
+                                  rd_conflict_res_name(c->resolution), "adopted", c->adopted,
+                                  "attempt", (json_int_t)t->attempt, "state", state);
+            rd_http_send_error(&p->hr, 409, "conflict", d,
+                               "attempt %u of task %s was superseded (the task is attempt %u, "
+                               "%s): this %s is conflict %s, resolved %s by %s%s; drop the "
+                               "attempt",
+                               c->attempt, t->id, t->attempt, state, rd_conflict_kind_name(c->kind),
+                               c->id, rd_conflict_res_name(c->resolution),
+                               rd_conflict_by_name(c->resolved_by),
+                               c->adopted ? " (its data was adopted)" : "");
+        } else if (status == RD_EFENCED && t != NULL) {
+            send_fenced(&p->hr, t, 0);
+        } else if (status == 0 || status == RD_ECONFLICT) {
+            /* The record went already (pruned), or the attempt may write
+             * again (cannot happen: attempts only grow): try again. */
+            rd_http_send_error(&p->hr, 503, "unavailable", json_pack("{s:b}", "retry", 1),
+                               "task %s changed while this write was committing; send it again",
+                               p->key);
+        } else {
+            rd_http_send_rd_error(&p->hr, status, NULL);
+        }
+    }
+    if (status == 0)
+        rd_sched_kick(p->hr.env->sched);
+    rd_http_pending_done(p);
+}
+
+/* Proposes the conflict of a write of `attempt` to `t` with the resolution
+ * the leader decides now (a follower answers not_leader on proposing). */
+static void propose_conflict(struct rd_http_req *hr, const struct rd_task *t, int kind,
+                             uint64_t attempt, uint64_t version, const char *data, size_t len,
+                             const char *node_id)
+{
+    char id[RD_UUID_STRLEN];
+    if (rd_uuid_v4(id) != 0) {
+        rd_http_send_rd_error(hr, RD_EIO, "no random source for the conflict id");
+        return;
+    }
+    struct rd_conflict_write w = {.conflict_id = id,
+                                  .kind = kind,
+                                  .attempt = (uint32_t)attempt,
+                                  .version = version,
+                                  .node_id = node_id};
+    struct rd_conflict_decision d;
+    /* The same write again: its record answers (no second record, no
+     * second question to the policy). */
+    const struct rd_conflict *same =
+        rd_fsm_conflict_same(hr->env->fsm, t->id, (uint32_t)attempt, kind, version);
+    if (same != NULL) {
+        d.resolution = same->resolution;
+        d.resolved_by = same->resolved_by;
+        snprintf(d.reason, sizeof(d.reason), "%s", same->reason);
+    } else {
+        rd_sched_conflict_decide(hr->env->sched, t, &w, &d);
+    }
+    struct rd_cmd cmd = {.type = RD_CMD_CONFLICT};
+    struct rd_cmd_conflict *c = &cmd.u.conflict;
+    c->id = RD_STR(id);
+    c->task_id = RD_STR(t->id);
+    c->attempt = (uint32_t)attempt;
+    c->kind = (uint8_t)kind;
+    c->version = version;
+    c->data_json = (struct rd_str){data, (uint32_t)len};
+    c->checksum = rd_checkpoint_checksum(data, len);
+    c->node_id = RD_STR(node_id);
+    c->resolution = d.resolution;
+    c->resolved_by = d.resolved_by;
+    c->reason = RD_STR(d.reason);
+    c->keep = RD_TASK_KEEP;
+    /* The audit trail names it: the route, the task, the conflict. */
+    rd_http_audit_part(hr, &cmd.audit, t->id, 409);
+    cmd.audit.action = RD_STR("task_conflict");
+    cmd.audit.error = RD_STR("conflict");
+    cmd.audit.cause = RD_STR(id);
+    hr->audited = true;
+    rd_http_propose(hr, &cmd, t->id, strlen(t->id), conflict_done);
+}
+
+/* An agent let through only for a conflict (http.h: conflict_only) whose
+ * write is none: 403, as for any task not on its nodes. True: answered. */
+static bool refused_unless_conflict(struct rd_http_req *hr, const struct rd_task *t, bool conflict)
+{
+    if (!hr->conflict_only || conflict)
+        return false;
+    rd_http_send_error(hr, 403, "forbidden",
+                       json_pack("{s:s,s:s,s:s,s:s}", "required_role", "agent", "principal",
+                                 hr->who.id, "role", "agent", "node", t->node_id),
+                       "task %s is %s%s; agent %s may write to it only as a superseded attempt "
+                       "(a conflict)",
+                       t->id, t->node_id[0] ? "assigned to node " : "assigned to no node",
+                       t->node_id, hr->who.id);
+    return true;
+}
+
+/* The optional "node_id" of an agent's write (who wrote it, for a conflict
+ * record): "" when absent; answers 400 itself and returns NULL. */
+static const char *writer_of(struct rd_http_req *hr, json_t *body)
+{
+    json_t *v = json_object_get(body, "node_id");
+    if (v == NULL || json_is_null(v))
+        return "";
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    if (s == NULL || !rd_node_id_valid(s, strlen(s))) {
+        rd_http_bad_request(hr, "node_id", "node_id must be 1-255 characters of [A-Za-z0-9._:-]");
+        return NULL;
+    }
+    return s;
+}
+
 static void submit_done(void *data, int status, uint64_t value)
 {
     struct rd_http_pending *p = data;
@@ -165,7 +321,7 @@ static void finish_done(void *data, int status, uint64_t value)
 {
     struct rd_http_pending *p = data;
     (void)value;
-    if (rd_http_pending_alive(p))
+    if (rd_http_pending_alive(p) && !moved_meanwhile(p, status))
         answer_task(p, status, 200);
     if (status == 0)
         rd_sched_kick(p->hr.env->sched);
@@ -175,7 +331,7 @@ static void finish_done(void *data, int status, uint64_t value)
 static void checkpoint_done(void *data, int status, uint64_t value)
 {
     struct rd_http_pending *p = data;
-    if (rd_http_pending_alive(p)) {
+    if (rd_http_pending_alive(p) && !moved_meanwhile(p, status)) {
         if (status == 0)
             rd_http_send_json(&p->hr, 200, json_pack("{s:I}", "version", (json_int_t)value));
         else if (status == RD_ESTALE_VERSION)
@@ -421,8 +577,10 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
     uint64_t attempt, version;
     json_t *data = json_object_get(body, "data");
     char *data_s = NULL;
+    const char *writer;
     if (!positive(hr, body, "attempt", RD_LIMIT_ATTEMPT, &attempt) ||
-        !positive(hr, body, "version", RD_LIMIT_INT, &version))
+        !positive(hr, body, "version", RD_LIMIT_INT, &version) ||
+        (writer = writer_of(hr, body)) == NULL)
         goto out;
     if (data == NULL) {
         rd_http_bad_request(hr, "data", "data is required (any JSON value)");
@@ -443,8 +601,13 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
     /* Answer fencing at once when it is already clear; the log re-checks. */
     bool live = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RUNNING ||
                 t->state == RD_TASK_RECOVERING;
+    if (refused_unless_conflict(hr, t, is_conflict(hr->env, t, attempt)))
+        goto out;
     if (attempt != t->attempt || !live) {
-        send_fenced(hr, t, (unsigned long long)attempt);
+        if (is_conflict(hr->env, t, attempt))
+            propose_conflict(hr, t, RD_CONFLICT_CHECKPOINT, attempt, version, data_s, len, writer);
+        else
+            send_fenced(hr, t, (unsigned long long)attempt);
         goto out;
     }
     struct rd_cmd cmd = {.type = RD_CMD_TASK_CHECKPOINT};
@@ -534,7 +697,9 @@ static void finish(struct rd_http_req *hr, bool complete)
         return;
     uint64_t attempt;
     char *text = NULL;
-    if (!positive(hr, body, "attempt", RD_LIMIT_ATTEMPT, &attempt))
+    const char *writer;
+    if (!positive(hr, body, "attempt", RD_LIMIT_ATTEMPT, &attempt) ||
+        (writer = writer_of(hr, body)) == NULL)
         goto out;
     int to;
     if (complete) {
@@ -566,6 +731,23 @@ static void finish(struct rd_http_req *hr, bool complete)
                            json_pack("{s:s,s:i}", "field", "result", "limit", CHECKPOINT_MAX),
                            "the result is over the limit of %d bytes (as compact JSON)",
                            CHECKPOINT_MAX);
+        goto out;
+    }
+    /* Availability mode: what consistency would refuse as fenced (a
+     * superseded attempt, a cancelled task) is a conflict; an attempt the
+     * task never had is fenced at once, so that one the log fences later
+     * can only have moved meanwhile (moved_meanwhile). */
+    bool conflict =
+        is_conflict(hr->env, t, attempt) && (attempt < t->attempt || t->state == RD_TASK_CANCELLED);
+    if (refused_unless_conflict(hr, t, conflict))
+        goto out;
+    if (conflict) {
+        propose_conflict(hr, t, complete ? RD_CONFLICT_COMPLETE : RD_CONFLICT_FAIL, attempt, 0,
+                         text, strlen(text), writer);
+        goto out;
+    }
+    if (availability(hr->env) && attempt > t->attempt) {
+        send_fenced(hr, t, (unsigned long long)attempt);
         goto out;
     }
     struct rd_cmd cmd = {.type = RD_CMD_TASK_FINISH};

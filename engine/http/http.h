@@ -129,6 +129,8 @@ struct rd_http_env {
     X(BACKUP_VERIFY, "POST", "/api/v1/backups/*/verify", "backup_verify", OPERATOR)                \
     X(AUDIT_LIST, "GET", "/api/v1/audit", "audit_list", READER)                                    \
     X(EVENTS, "GET", "/api/v1/events", "events", READER)                                           \
+    X(CONFLICTS_LIST, "GET", "/api/v1/conflicts", "conflicts_list", READER)                        \
+    X(CONFLICT_GET, "GET", "/api/v1/conflicts/*", "conflict_get", READER)                          \
     X(WHOAMI, "GET", "/api/v1/auth/whoami", "whoami", ANY)
 
 enum rd_access {
@@ -169,6 +171,11 @@ struct rd_http_req {
      * the answer; what it acted on (the path's id, or what a handler sets). */
     bool audited;
     bool request_id_given; /* the client sent X-Request-Id: the answer carries the id used */
+    /* An agent whose token does not cover the task's node, let through as
+     * the node its write names (availability mode): only a conflict (a
+     * write of a superseded attempt) may come of it, never a write to the
+     * live attempt. */
+    bool conflict_only;
     char audit_error[32];
     char audit_target[128];
     struct rd_principal who;
@@ -347,11 +354,20 @@ struct rd_task;
 struct rd_checkpoint;
 /* The API's view of a task (API.md). */
 json_t *rd_api_task_json(const struct rd_task *t);
+struct rd_conflict;
+/* The API's view of a conflict record (GET /api/v1/conflicts). */
+json_t *rd_api_conflict_json(const struct rd_conflict *c);
 /* A checkpoint's version, updated_at, size, checksum (and its data). */
 json_t *rd_api_checkpoint_json(const struct rd_checkpoint *c, bool with_data);
 
 /* Parses ?limit= (default 100, 1-1000); answers 400 itself and returns -1. */
 int rd_api_list_limit(struct rd_http_req *hr);
+/* ?cursor= of a list paged by record seq (audit, conflicts): 0 when absent
+ * or empty; answers 400 itself and returns false when it is not one. */
+bool rd_api_seq_cursor(struct rd_http_req *hr, uint64_t *seq);
+/* Answers a page of such a list: {"items", "next_cursor": `last`'s seq as
+ * a string when `more`, else null}. */
+void rd_api_send_seq_page(struct rd_http_req *hr, json_t *items, bool more, uint64_t last);
 
 /* An operator action's optional {"reason": "..."} body into `buf`: "dflt"
  * or "dflt: reason"; false (400 sent) when malformed (api_nodes.c). */

@@ -527,6 +527,31 @@ int rd_api_list_limit(struct rd_http_req *hr)
     return (int)v;
 }
 
+bool rd_api_seq_cursor(struct rd_http_req *hr, uint64_t *seq)
+{
+    const char *cursor = rd_http_query(hr, "cursor");
+    *seq = 0;
+    if (cursor == NULL || cursor[0] == '\0')
+        return true;
+    char *end;
+    unsigned long long v = strtoull(cursor, &end, 10);
+    if (*end != '\0' || v == 0 || cursor[0] == '-') {
+        rd_http_bad_request(hr, "cursor", "cursor is not one this server returned");
+        return false;
+    }
+    *seq = v;
+    return true;
+}
+
+void rd_api_send_seq_page(struct rd_http_req *hr, json_t *items, bool more, uint64_t last)
+{
+    char next[32];
+    snprintf(next, sizeof(next), "%llu", (unsigned long long)last);
+    rd_http_send_json(hr, 200,
+                      json_pack("{s:o,s:o}", "items", items, "next_cursor",
+                                more ? json_string(next) : json_null()));
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -1044,26 +1069,31 @@ static void send_403(struct rd_http_req *hr, const char *needs, json_t *extra, c
 /* The node an agent's request acts for: the path's node, the body's
  * node_id, or the task's assigned node. NULL when the request does not
  * say (the handler answers 400 or 404 then, changing nothing). */
+/* The body's "node_id" into `buf`, or NULL. */
+static const char *body_node(struct rd_http_req *hr, char *buf, size_t len)
+{
+    h2o_req_t *req = hr->req;
+    if (req->entity.base == NULL)
+        return NULL;
+    json_t *b = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, NULL);
+    const char *id = json_string_value(json_object_get(b, "node_id"));
+    const char *r = NULL;
+    if (id != NULL && strlen(id) < len) {
+        snprintf(buf, len, "%s", id);
+        r = buf;
+    }
+    json_decref(b);
+    return r;
+}
+
 static const char *agent_target(struct rd_http_req *hr, char *buf, size_t len, bool *task)
 {
     *task = false;
     switch (hr->route) {
     case RD_ROUTE_NODE_HEARTBEAT:
         return hr->params[0].base;
-    case RD_ROUTE_NODES_REGISTER: {
-        h2o_req_t *req = hr->req;
-        if (req->entity.base == NULL)
-            return NULL;
-        json_t *b = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, NULL);
-        const char *id = json_string_value(json_object_get(b, "node_id"));
-        const char *r = NULL;
-        if (id != NULL && strlen(id) < len) {
-            snprintf(buf, len, "%s", id);
-            r = buf;
-        }
-        json_decref(b);
-        return r;
-    }
+    case RD_ROUTE_NODES_REGISTER:
+        return body_node(hr, buf, len);
     case RD_ROUTE_TASK_GET:
     case RD_ROUTE_TASK_CHECKPOINT_GET:
     case RD_ROUTE_TASK_CHECKPOINT_PUT:
@@ -1128,6 +1158,18 @@ static bool agent_allowed(struct rd_http_req *hr, const struct auth *a)
         return true; /* the handler refuses it: 400 / 404 */
     if (node[0] != '\0' && rd_nodes_match(a->nodes, node, strlen(node)))
         return true;
+    /* Availability mode: an agent cut off while its task moved replays the
+     * writes of its old attempt as the node it names in the body; only a
+     * conflict may come of them (conflict_only; the handler checks). */
+    char named_buf[RD_NODE_ID_MAX + 1];
+    const char *named = NULL;
+    if (task && hr->route != RD_ROUTE_TASK_GET && hr->route != RD_ROUTE_TASK_CHECKPOINT_GET &&
+        hr->env->cfg->fault_tolerance.partition.mode == RD_PARTITION_AVAILABILITY &&
+        (named = body_node(hr, named_buf, sizeof(named_buf))) != NULL && named[0] != '\0' &&
+        rd_nodes_match(a->nodes, named, strlen(named))) {
+        hr->conflict_only = true;
+        return true;
+    }
     if (task)
         send_403(hr, "agent", json_pack("{s:s}", "node", node),
                  "task %s is %s%s; agent %s may act only as %s", hr->params[0].base,

@@ -720,7 +720,7 @@ static void check_returned_in_time(lua_State *L, const char *file, int line, con
 
 /* ---- loading ---------------------------------------------------------- */
 
-static const char *const hook_names[RD_HOOK_COUNT] = {"predicted", "rebalance"};
+static const char *const hook_names[RD_HOOK_COUNT] = {"predicted", "rebalance", "on_conflict"};
 
 struct load_ctx {
     struct rd_policy_host *h;
@@ -1697,6 +1697,18 @@ static void predicted_answer(lua_State *L, struct hook_ctx *c, int idx)
     c->json_oom = c->answer == NULL;
 }
 
+/* on_conflict: "keep_newer", "keep_progress" or "fail_task". */
+static void on_conflict_answer(lua_State *L, struct hook_ctx *c, int idx)
+{
+    const char *a = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
+    if (a == NULL || (strcmp(a, "keep_newer") != 0 && strcmp(a, "keep_progress") != 0 &&
+                      strcmp(a, "fail_task") != 0))
+        bad_answer(L, c, "%s%.64s%s, expected \"keep_newer\", \"keep_progress\" or \"fail_task\"",
+                   a ? "'" : "a ", a ? a : luaL_typename(L, idx), a ? "'" : "");
+    c->answer = json_string(a);
+    c->json_oom = c->answer == NULL;
+}
+
 /* rebalance: a list of task ids. */
 static void rebalance_answer(lua_State *L, struct hook_ctx *c, int idx)
 {
@@ -1750,6 +1762,8 @@ static int hook_protected(lua_State *L)
     check_returned_in_time(L, "select.lua", h->hooks[c->hook].line, hook_names[c->hook]);
     if (c->hook == RD_HOOK_PREDICTED)
         predicted_answer(L, c, 2);
+    else if (c->hook == RD_HOOK_ON_CONFLICT)
+        on_conflict_answer(L, c, 2);
     else
         rebalance_answer(L, c, 2);
     return 0;

@@ -179,10 +179,17 @@ int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, struct
  * The optional hooks of select.lua, besides select (policies/README.md,
  * "Hooks"): `predicted(event, view)` answers a predicted fault with "drain"
  * or "watch"; `rebalance(event, view)` returns the list of the proposed
- * moves' task ids it allows. A hook that select.lua defines is loaded with
- * it (a value that is not a function refuses the load).
+ * moves' task ids it allows; `on_conflict(event, view)` answers a conflict
+ * (availability mode: a write of a superseded attempt) with "keep_newer",
+ * "keep_progress" or "fail_task". A hook that select.lua defines is loaded
+ * with it (a value that is not a function refuses the load).
  */
-enum rd_policy_hook { RD_HOOK_PREDICTED = 0, RD_HOOK_REBALANCE, RD_HOOK_COUNT };
+enum rd_policy_hook {
+    RD_HOOK_PREDICTED = 0,
+    RD_HOOK_REBALANCE,
+    RD_HOOK_ON_CONFLICT,
+    RD_HOOK_COUNT
+};
 
 /* True when this generation's select.lua defines `hook`. */
 bool rd_policy_has_hook(const struct rd_policy_host *h, enum rd_policy_hook hook);
@@ -190,7 +197,8 @@ bool rd_policy_has_hook(const struct rd_policy_host *h, enum rd_policy_hook hook
 /*
  * Calls select.lua's `hook(event, view)` under the budget and the memory
  * cap, as rd_policy_plan does. Its answer, validated, in `*answer` (a new
- * reference): RD_HOOK_PREDICTED a JSON string "drain" or "watch";
+ * reference): RD_HOOK_PREDICTED a JSON string "drain" or "watch"; RD_HOOK_ON_CONFLICT
+ * a JSON string "keep_newer", "keep_progress" or "fail_task";
  * RD_HOOK_REBALANCE a JSON array of task ids (strings of 1-255 printable
  * bytes, at most RD_POLICY_MAX_ACTIONS). Returns 0; RD_ENOTFOUND when
  * select.lua has no such hook (nothing called); RD_EINVAL (an error raised,

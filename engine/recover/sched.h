@@ -240,6 +240,32 @@ void rd_sched_run_metrics(const struct rd_sched *s, struct rd_mbuf *b);
 void rd_sched_predict_metrics(const struct rd_sched *s, struct rd_mbuf *b);
 void rd_sched_rebalance_metrics(const struct rd_sched *s, struct rd_mbuf *b);
 
+/* A write of a superseded attempt (availability mode), as the leader sees
+ * it before it proposes RD_CMD_CONFLICT. */
+struct rd_conflict_write {
+    const char *conflict_id; /* the UUID the record will have */
+    int kind;                /* enum rd_conflict_kind */
+    uint32_t attempt;        /* the writer's */
+    uint64_t version;        /* checkpoints */
+    const char *node_id;     /* the writer, as it named itself ("" when it did not) */
+};
+
+/* What the leader proposes for it. */
+struct rd_conflict_decision {
+    uint8_t resolution;  /* enum rd_conflict_res */
+    uint8_t resolved_by; /* enum rd_conflict_by */
+    char reason[200];
+};
+
+/*
+ * Resolves a conflict on task `t` (conflict.c): a finished task is recorded
+ * (keep_newer, the engine's); else select.lua's on_conflict hook decides,
+ * or the config's partition.on_conflict when there is no hook or it fails
+ * (a policy_error fault). Loop thread, leader.
+ */
+void rd_sched_conflict_decide(struct rd_sched *s, const struct rd_task *t,
+                              const struct rd_conflict_write *w, struct rd_conflict_decision *out);
+
 /* True when `task_labels` (a JSON object) is a subset of `node_labels`. */
 bool rd_sched_labels_match(const char *task_labels, const char *node_labels);
 

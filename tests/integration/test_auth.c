@@ -298,6 +298,8 @@ static const struct row rows[] = {
     {RD_ROUTE_AUDIT_LIST, "GET", "/api/v1/audit", NULL, "roa"},
     /* a bad filter: the check passed, the stream is refused at once (400) */
     {RD_ROUTE_EVENTS, "GET", "/api/v1/events?kind=bogus", NULL, "roa"},
+    {RD_ROUTE_CONFLICTS_LIST, "GET", "/api/v1/conflicts", NULL, "roa"},
+    {RD_ROUTE_CONFLICT_GET, "GET", "/api/v1/conflicts/" NOID, NULL, "roa"},
     {RD_ROUTE_WHOAMI, "GET", "/api/v1/auth/whoami", NULL, "groa"},
 };
 

@@ -32,6 +32,9 @@ struct op {
 static struct op ops[MAX_OPS];
 static int n_ops;
 static struct rdt_proc proc;
+/* An engine in partition.mode availability: the conflict records' routes
+ * are read there (the main one fences instead). */
+static struct rdt_proc avail;
 
 /* Small limits the error cases reach cheaply; a heartbeat interval long
  * enough that no task moves while the test holds its attempt. */
@@ -211,6 +214,11 @@ static int setup(void **state)
              config_yaml, proc.dir);
     if (rdt_proc_start(&proc, backup_yaml) != 0)
         return -1;
+    char avail_yaml[512];
+    snprintf(avail_yaml, sizeof(avail_yaml), "%s  partition:\n    mode: availability\n",
+             config_yaml);
+    if (rdt_proc_start(&avail, avail_yaml) != 0 || rdt_wait_ready(&avail, 10000) != 0)
+        return -1;
     snprintf(exchanges_path, sizeof(exchanges_path), "%s/exchanges.jsonl", proc.dir);
     exchanges = fopen(exchanges_path, "w");
     if (exchanges == NULL) {
@@ -226,6 +234,7 @@ static int teardown(void **state)
         fclose(exchanges);
     exchanges = NULL;
     rdt_proc_cleanup(&proc);
+    rdt_proc_cleanup(&avail);
     return 0;
 }
 
@@ -387,6 +396,36 @@ static void test_every_documented_operation_answers_as_documented(void **state)
     snprintf(check_id, sizeof(check_id), "%s",
              json_string_value(rdt_json_path(fr.json, "check_id")));
     rdt_resp_free(&fr);
+    /* A conflict record to read back (on the availability engine): a
+     * checkpoint of a task's attempt after the task was cancelled. */
+    char conflict_id[64];
+    const char *ctask = "0d5e5a4f-3c1b-4d2e-8f70-1a2b3c4d5e71";
+    assert_int_equal(rdt_register(&avail, "spec-cap", 2, &epoch), 0);
+    snprintf(tb, sizeof(tb), "{\"task_id\":\"%s\"}", ctask);
+    exchange(&avail, RDT_H1, "POST", "/api/v1/tasks", tb, &fr);
+    assert_int_equal(fr.status, 201);
+    rdt_resp_free(&fr);
+    snprintf(tb, sizeof(tb), "/api/v1/tasks/%s", ctask);
+    for (int64_t until = rdt_now_ms() + 5000;; rdt_sleep_ms(10)) {
+        exchange(&avail, RDT_H1, "GET", tb, NULL, &fr);
+        long long at = json_integer_value(rdt_json_path(fr.json, "attempt"));
+        rdt_resp_free(&fr);
+        if (at == 1)
+            break;
+        assert_true(rdt_now_ms() < until);
+    }
+    snprintf(tb, sizeof(tb), "/api/v1/tasks/%s/cancel", ctask);
+    exchange(&avail, RDT_H1, "POST", tb, NULL, &fr);
+    assert_int_equal(fr.status, 200);
+    rdt_resp_free(&fr);
+    snprintf(tb, sizeof(tb), "/api/v1/tasks/%s/checkpoint", ctask);
+    exchange(&avail, RDT_H1, "PUT", tb,
+             "{\"attempt\":1,\"version\":1,\"data\":{},\"node_id\":\"spec-cap\"}", &fr);
+    assert_int_equal(fr.status, 409);
+    assert_string_equal(rdt_err_code(&fr), "conflict");
+    snprintf(conflict_id, sizeof(conflict_id), "%s",
+             json_string_value(rdt_json_path(fr.json, "error.details.conflict_id")));
+    rdt_resp_free(&fr);
     /* Two passes: DELETE last, so the node is still there for the others. */
     for (int k = 0; k < 2 * n_ops; k++) {
         struct op *o = &ops[k % n_ops];
@@ -401,6 +440,7 @@ static void test_every_documented_operation_answers_as_documented(void **state)
                                 : strncmp(brace, "{backup_id}", 11) == 0   ? backup_id
                                 : strncmp(brace, "{recovery_id}", 13) == 0 ? recovery_id
                                 : strncmp(brace, "{check_id}", 10) == 0    ? check_id
+                                : strncmp(brace, "{conflict_id}", 13) == 0 ? conflict_id
                                 : strncmp(brace, "{task_id}", 9) != 0      ? "spec-node"
                                 : strstr(o->path, "/fail") || strstr(o->path, "/retry") ? task2
                                                                                         : task;
@@ -419,7 +459,9 @@ static void test_every_documented_operation_answers_as_documented(void **state)
                    : strstr(path, "/trigger")        ? "{\"node_id\":\"spec-fault\"}"
                                                      : "{\"node_id\":\"spec-node-2\"}";
         char url[512];
-        snprintf(url, sizeof(url), "%s%s", proc.base_url, path);
+        const char *base =
+            strncmp(path, "/api/v1/conflicts", 17) == 0 ? avail.base_url : proc.base_url;
+        snprintf(url, sizeof(url), "%s%s", base, path);
         for (int proto = RDT_H1; proto <= RDT_H2; proto++) {
             char put_body[160];
             /* Membership: each protocol adds (POST) and later removes
@@ -483,7 +525,7 @@ static void test_every_documented_operation_answers_as_documented(void **state)
                 assert_int_equal(rdt_http((enum rdt_proto)proto, o->method, url, body,
                                           body ? strlen(body) : 0, &r),
                                  0);
-            record(o->method, url + strlen(proc.base_url), (enum rdt_proto)proto, &r);
+            record(o->method, url + strlen(base), (enum rdt_proto)proto, &r);
             bool documented = false;
             for (int c = 0; c < o->n_codes; c++)
                 documented |= o->codes[c] == r.status;

@@ -128,4 +128,30 @@ static inline struct rd_wbuf cmd_task_finish(const char *id, uint32_t attempt, i
     return w;
 }
 
+/* A conflict (availability mode) of `kind` from `attempt`, resolved as `res`
+ * by `by`: `data` is the checkpoint data (version > 0), result or error. */
+static inline struct rd_wbuf cmd_conflict(const char *cid, const char *task, uint32_t attempt,
+                                          int kind, uint64_t version, const char *data,
+                                          const char *node, int res, int by, const char *reason,
+                                          int64_t t)
+{
+    struct rd_cmd c = {.type = RD_CMD_CONFLICT, .time_ms = t};
+    c.u.conflict.id = RD_STR(cid);
+    c.u.conflict.task_id = RD_STR(task);
+    c.u.conflict.attempt = attempt;
+    c.u.conflict.kind = (uint8_t)kind;
+    c.u.conflict.version = version;
+    c.u.conflict.checksum = rd_fnv1a(RD_FNV_INIT, data, strlen(data));
+    c.u.conflict.data_json = RD_STR(data);
+    c.u.conflict.node_id = RD_STR(node);
+    c.u.conflict.resolution = (uint8_t)res;
+    c.u.conflict.resolved_by = (uint8_t)by;
+    c.u.conflict.reason = RD_STR(reason);
+    c.u.conflict.keep = 3;
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    rd_cmd_encode(&c, &w);
+    return w;
+}
+
 #endif

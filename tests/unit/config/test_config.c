@@ -890,7 +890,8 @@ static void test_error_unknown_key(void **state)
                             "tasks, prediction, rebalance)");
     expect_exact_error("fault_tolerance:\n  partition:\n    share: 50%\n",
                        NAME ":3: fault_tolerance.partition.share: unknown key (expected one of: "
-                            "mass_failure_share, mass_failure_window, min_nodes, alert_after)");
+                            "mass_failure_share, mass_failure_window, min_nodes, alert_after, "
+                            "mode, on_conflict)");
     expect_exact_error("plugins:\n  instance: []\n",
                        NAME ":2: plugins.instance: unknown key (expected one of: dir, instances)");
     expect_error("server:\n  tls:\n    certificate: x\n", 3, "server.tls.certificate", NULL);
@@ -1736,6 +1737,22 @@ static void test_flap_and_partition(void **state)
     /* An empty partition section keeps the defaults. */
     assert_int_equal(load(&c, "fault_tolerance:\n  partition:\n", err), 0);
     assert_int_equal(c.fault_tolerance.partition.min_nodes, 4);
+    /* The CAP setting: consistency and keep_progress unless told. */
+    assert_int_equal(c.fault_tolerance.partition.mode, RD_PARTITION_CONSISTENCY);
+    assert_int_equal(c.fault_tolerance.partition.on_conflict, RD_CFG_KEEP_PROGRESS);
+    assert_int_equal(
+        load(&c, "fault_tolerance:\n  partition: {mode: availability, on_conflict: fail_task}\n",
+             err),
+        0);
+    assert_int_equal(c.fault_tolerance.partition.mode, RD_PARTITION_AVAILABILITY);
+    assert_int_equal(c.fault_tolerance.partition.on_conflict, RD_CFG_FAIL_TASK);
+    assert_string_equal(rd_partition_mode_name(c.fault_tolerance.partition.mode), "availability");
+    assert_int_equal(
+        load(&c, "fault_tolerance:\n  partition: {mode: consistency, on_conflict: keep_newer}\n",
+             err),
+        0);
+    assert_int_equal(c.fault_tolerance.partition.mode, RD_PARTITION_CONSISTENCY);
+    assert_int_equal(c.fault_tolerance.partition.on_conflict, RD_CFG_KEEP_NEWER);
 
     /* Poison tasks. */
     assert_int_equal(load(&c, "fault_tolerance:\n  poison: {max_failures: 16, window: 30s}\n", err),
@@ -1833,6 +1850,14 @@ static void test_flap_and_partition(void **state)
     expect_exact_error("fault_tolerance:\n  partition:\n    mass_failure_share: 0%\n",
                        NAME ":3: fault_tolerance.partition.mass_failure_share: expected a "
                             "percentage from 1% to 100%, got '0%'");
+    expect_exact_error("fault_tolerance:\n  partition:\n    mode: available\n",
+                       NAME ":3: fault_tolerance.partition.mode: expected consistency or "
+                            "availability, got 'available'");
+    expect_exact_error("fault_tolerance:\n  partition:\n    on_conflict: newest\n",
+                       NAME ":3: fault_tolerance.partition.on_conflict: expected keep_newer, "
+                            "keep_progress or fail_task, got 'newest'");
+    expect_error("fault_tolerance:\n  partition:\n    mode: [consistency]\n", 3,
+                 "fault_tolerance.partition.mode", "a sequence");
     static const char *const bad_share[] = {"101%", "50", "half", "-1%", "5.5%"};
     for (size_t i = 0; i < sizeof(bad_share) / sizeof(bad_share[0]); i++) {
         char text[128], got[32];
@@ -1859,8 +1884,8 @@ static void test_flap_and_partition(void **state)
                             "250ms, 10s, 2m, got '5 m'");
     expect_exact_error("fault_tolerance:\n  partition: 50%\n",
                        NAME ":2: fault_tolerance.partition: expected a mapping with keys "
-                            "mass_failure_share, mass_failure_window, min_nodes, alert_after, got "
-                            "'50%'");
+                            "mass_failure_share, mass_failure_window, min_nodes, alert_after, "
+                            "mode, on_conflict, got '50%'");
 
     /* Zero windows load (valid durations) but do not validate. */
     assert_int_equal(load(&c, "fault_tolerance:\n  detection:\n    flap_window: 0ms\n", err), 0);

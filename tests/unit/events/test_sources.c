@@ -193,6 +193,43 @@ static void test_refusals_and_checkpoints_are_silent(void **state)
     world_free(w);
 }
 
+/* A conflict (availability mode): one event with the record's fields, the
+ * task's event when the resolution moved it; the same write again: none. */
+static void test_conflict_events(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    apply(&w->fsm, cmd_register("agent-1", 2, 1000));
+    apply(&w->fsm, cmd_register("agent-2", 2, 1001));
+    apply(&w->fsm, cmd_task_submit(T1, 5, 0, 1, 3, 1002));
+    apply(&w->fsm, cmd_task_assign(T1, 0, "agent-1", 1, 1003));
+    apply(&w->fsm, cmd_task_assign(T1, 1, "agent-2", 1, 1004));
+    uint64_t before = w->ev.next;
+    const char *cid = "c0c0c0c0-0000-4000-8000-00000000000c";
+    apply(&w->fsm, cmd_conflict(cid, T1, 1, RD_CONFLICT_CHECKPOINT, 4, "{\"step\":4}", "agent-1",
+                                RD_CONFLICT_KEEP_PROGRESS, RD_CONFLICT_BY_POLICY, "hook", 1005));
+    assert_int_equal(w->ev.next, before + 2);
+    assert_string_equal(rd_event_kind_name(rd_events_at(&w->ev, before)->kind), "task");
+    const struct rd_event *e = rd_events_at(&w->ev, before + 1);
+    assert_string_equal(rd_event_kind_name(e->kind), "conflict");
+    assert_string_equal(e->node, "agent-1");
+    json_t *j = data_of(e);
+    assert_string_equal(str(j, "conflict_id"), cid);
+    assert_string_equal(str(j, "task_id"), T1);
+    assert_string_equal(str(j, "kind"), "conflict");
+    assert_string_equal(str(j, "write_kind"), "checkpoint");
+    assert_string_equal(str(j, "resolution"), "keep_progress");
+    assert_string_equal(str(j, "task_node_id"), "agent-2");
+    assert_true(json_is_true(json_object_get(j, "adopted")));
+    assert_null(json_object_get(j, "data"));
+    json_decref(j);
+    apply(&w->fsm, cmd_conflict("c0c0c0c0-0000-4000-8000-00000000000d", T1, 1,
+                                RD_CONFLICT_CHECKPOINT, 4, "{\"step\":4}", "agent-1",
+                                RD_CONFLICT_KEEP_PROGRESS, RD_CONFLICT_BY_POLICY, "hook", 1006));
+    assert_int_equal(w->ev.next, before + 2);
+    world_free(w);
+}
+
 /* Two replicas applying the same log: the same events, byte for byte. */
 static void test_replicas_agree(void **state)
 {
@@ -224,6 +261,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_incident_events),
         cmocka_unit_test(test_refusals_and_checkpoints_are_silent),
+        cmocka_unit_test(test_conflict_events),
         cmocka_unit_test(test_replicas_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -121,7 +121,7 @@ random_command(const struct rd_fsm *f, int64_t t)
     struct rd_cmd c = {.time_ms = t};
     const char *node = any_node();
     const char *task = task_ids[pick(N_TASKS)];
-    switch (pick(27)) {
+    switch (pick(28)) {
     case 0:
         c.type = RD_CMD_NOOP;
         break;
@@ -296,6 +296,34 @@ random_command(const struct rd_fsm *f, int64_t t)
         c.u.tlife.retention_ms = (int64_t)pick(200);
         c.u.tlife.max = pick(4);
         break;
+    case 26: {
+        /* A conflict (availability mode): mostly of an older attempt, now
+         * and then of the live one or one never seen (refused); the same
+         * write twice sometimes (its record answers). */
+        static const char *const cids[] = {"cf-1", "cf-2", "cf-3", "cf-4", "cf-5", "cf-6"};
+        static char cid[40];
+        snprintf(cid, sizeof(cid), "%s-%u", cids[pick(6)], pick(50));
+        const struct rd_task *tk = rd_fsm_task(f, task);
+        uint32_t a = tk ? tk->attempt : 0;
+        c.type = RD_CMD_CONFLICT;
+        c.u.conflict.id = S(cid);
+        c.u.conflict.task_id = S(task);
+        c.u.conflict.attempt = chance(75) && a > 1 ? 1 + pick(a - 1) : a + pick(2);
+        c.u.conflict.kind = (uint8_t)pick(RD_CONFLICT_KIND_COUNT);
+        const struct rd_checkpoint *last = tk ? rd_task_checkpoint(tk) : NULL;
+        c.u.conflict.version = c.u.conflict.kind != RD_CONFLICT_CHECKPOINT ? 0
+                               : last && chance(30)                        ? last->version
+                                                    : 1 + pick(8) + (last ? last->version : 0);
+        const char *data = json(0);
+        c.u.conflict.data_json = S(data);
+        c.u.conflict.checksum = rd_fnv1a(RD_FNV_INIT, data, strlen(data));
+        c.u.conflict.node_id = S(chance(70) ? node : "");
+        c.u.conflict.resolution = (uint8_t)pick(RD_CONFLICT_RES_COUNT);
+        c.u.conflict.resolved_by = (uint8_t)pick(2);
+        c.u.conflict.reason = S(chance(50) ? "" : text(1, "why"));
+        c.u.conflict.keep = (uint8_t)pick(5);
+        break;
+    }
     default: {
         /* A repair: mostly aimed at the newest version and a held older one
          * (or a backup's copy), now and then at what moved on or is gone;

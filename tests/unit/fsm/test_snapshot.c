@@ -9,7 +9,7 @@
  * on also the cluster id, backups (completed and verified, failed,
  * running), the archive position and consistency checks (decided and
  * pending); from format 5 on also audit records (alone, with an applied
- * change, with a refused one). Its snapshot
+ * change, with a refused one); from format 8 on also conflict records. Its snapshot
  * must be the bytes of tests/unit/fsm/data/snapshot-v<format>.bin, and that
  * file, restored into a fresh machine, must give back every field of every
  * record, checked one by one against the values written below (not against
@@ -54,6 +54,8 @@
 #define GOLDEN_DIR RD_SOURCE_DIR "/tests/unit/fsm/data/"
 #define HEADER     28 /* magic 8, format 4, raw length 8, checksum 8 */
 
+#define X1      "c1c1c1c1-0000-4000-8000-000000000001"
+#define X2      "c1c1c1c1-0000-4000-8000-000000000002"
 #define T1      "11111111-1111-4111-8111-111111111111"
 #define T2      "22222222-2222-4222-8222-222222222222"
 #define T3      "33333333-3333-4333-8333-333333333333"
@@ -228,12 +230,22 @@ static void build_known_state(struct rd_fsm *f, unsigned format)
         return;
     /* Format 6: the export position (and every record's changed index). */
     OK(cmd_records_export(1, 40, 5000, 1094));
+    if (format < 8)
+        return;
+    /* Format 8: conflict records. agent-b replays a checkpoint of T2's
+     * attempt 1 (T2 moved to agent-a as attempt 2), kept as a record only;
+     * a checkpoint of T4's attempt 1 after T4 completed (the engine's). */
+    OK(cmd_conflict(X1, T2, 1, RD_CONFLICT_CHECKPOINT, 9, "{\"tokens\":900}", "agent-b",
+                    RD_CONFLICT_KEEP_NEWER, RD_CONFLICT_BY_POLICY, "policy: keep_newer", 1095));
+    OK(cmd_conflict(X2, T4, 1, RD_CONFLICT_CHECKPOINT, 5, "{\"late\":1}", "", RD_CONFLICT_FAIL_TASK,
+                    RD_CONFLICT_BY_CONFIG, "no on_conflict hook", 1096));
 }
 
 #define N_COMMANDS_V3 51
 #define N_COMMANDS_V4 62
 #define N_COMMANDS_V5 65
 #define N_COMMANDS_V6 66
+#define N_COMMANDS_V8 68
 
 /* ---- what the known state is, field by field ---------------------------- */
 
@@ -779,13 +791,59 @@ static void check_v7_tasks(const struct rd_fsm *f, unsigned format)
     }
 }
 
+/* Format 8: conflict records, field by field; none before. */
+static void check_v8_conflicts(const struct rd_fsm *f, unsigned format)
+{
+    size_t n;
+    const struct rd_conflict *const *cs = rd_fsm_conflicts(f, &n);
+    if (format < 8) {
+        assert_int_equal(n, 0);
+        assert_int_equal(f->conflict_seq, 0);
+        return;
+    }
+    assert_int_equal(n, 2);
+    assert_int_equal(f->conflict_seq, 2);
+    const struct rd_conflict *a = cs[0], *b = cs[1];
+    assert_ptr_equal(rd_fsm_conflict_find(f, X1), a);
+    assert_ptr_equal(rd_fsm_conflict_by_seq(f, 2), b);
+    assert_string_equal(a->id, X1);
+    assert_int_equal(a->seq, 1);
+    assert_string_equal(a->task_id, T2);
+    assert_int_equal(a->attempt, 1);
+    assert_int_equal(a->task_attempt, 2);
+    assert_int_equal(a->kind, RD_CONFLICT_CHECKPOINT);
+    assert_int_equal(a->resolution, RD_CONFLICT_KEEP_NEWER);
+    assert_int_equal(a->resolved_by, RD_CONFLICT_BY_POLICY);
+    assert_int_equal(a->adopted, 0);
+    assert_int_equal(a->version, 9);
+    assert_int_equal(a->stored_version, 7);
+    assert_string_equal(a->node_id, "agent-b");
+    assert_string_equal(a->task_node_id, "agent-a");
+    assert_string_equal(a->reason, "policy: keep_newer");
+    assert_string_equal(a->data, "{\"tokens\":900}");
+    assert_int_equal(a->data_size, strlen(a->data));
+    assert_int_equal(a->at, 1095);
+    /* T4 had completed: the engine records it, whatever was asked. */
+    assert_string_equal(b->task_id, T4);
+    assert_int_equal(b->seq, 2);
+    assert_int_equal(b->resolution, RD_CONFLICT_KEEP_NEWER);
+    assert_int_equal(b->resolved_by, RD_CONFLICT_BY_ENGINE);
+    assert_string_equal(b->reason, "task finished");
+    assert_string_equal(b->node_id, "");
+    assert_string_equal(b->task_node_id, "");
+    assert_int_equal(b->stored_version, 0);
+    assert_int_equal(b->at, 1096);
+}
+
 static void check_known_state(const struct rd_fsm *f, unsigned format)
 {
-    assert_int_equal(f->n_applied, format >= 6   ? N_COMMANDS_V6
+    assert_int_equal(f->n_applied, format >= 8   ? N_COMMANDS_V8
+                                   : format >= 6 ? N_COMMANDS_V6
                                    : format >= 5 ? N_COMMANDS_V5
                                    : format >= 4 ? N_COMMANDS_V4
                                                  : N_COMMANDS_V3);
-    assert_int_equal(f->last_time_ms, format >= 6   ? 1094
+    assert_int_equal(f->last_time_ms, format >= 8   ? 1096
+                                      : format >= 6 ? 1094
                                       : format >= 5 ? 1093
                                       : format >= 4 ? 1090
                                                     : 1079);
@@ -802,6 +860,7 @@ static void check_known_state(const struct rd_fsm *f, unsigned format)
     check_v5_records(f, format);
     check_v6_export(f, format);
     check_v7_tasks(f, format);
+    check_v8_conflicts(f, format);
     /* The incremental digest was rebuilt (restore) or followed (apply). */
     assert_true(rd_fsm_digest(f) == rd_fsm_digest_full(f));
 }
@@ -860,8 +919,8 @@ static void write_golden(const char *path, const struct rd_wbuf *snap)
 static void test_snapshot_matches_the_golden_file(void **state)
 {
     struct rd_fsm f;
-    build_known_state(&f, 7);
-    check_known_state(&f, 7); /* the commands made the state the tables describe */
+    build_known_state(&f, 8);
+    check_known_state(&f, 8); /* the commands made the state the tables describe */
     struct rd_wbuf snap;
     rd_w_init(&snap);
     assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
@@ -1002,8 +1061,9 @@ static void test_golden_v6_restores_field_by_field(void **state)
     rd_fsm_close(&f);
 }
 
-/* Format 7 (the golden file of the current format: tasks carry their
- * attempt base, deadline and finishing index) restores field by field. */
+/* Format 7 (tasks carry their attempt base, deadline and finishing index)
+ * restores field by field, without conflict records. Keep it: replicas of
+ * that version wrote it. */
 static void test_golden_v7_restores_field_by_field(void **state)
 {
     size_t len = 0;
@@ -1017,6 +1077,26 @@ static void test_golden_v7_restores_field_by_field(void **state)
     free(golden);
     check_known_state(&f, 7);
     build_known_state(&built, 7);
+    assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
+    rd_fsm_close(&built);
+    rd_fsm_close(&f);
+}
+
+/* Format 8 (the golden file of the current format: conflict records)
+ * restores field by field. */
+static void test_golden_v8_restores_field_by_field(void **state)
+{
+    size_t len = 0;
+    uint8_t *golden = read_file(GOLDEN_DIR "snapshot-v8.bin", &len);
+    if (golden == NULL)
+        fail_msg("no %ssnapshot-v8.bin (see the top of %s)", GOLDEN_DIR, __FILE__);
+    assert_int_equal(header_format(golden), 8);
+    struct rd_fsm f, built;
+    rd_fsm_init(&f);
+    assert_int_equal(rd_fsm_restore(&f, golden, len), 0);
+    free(golden);
+    check_known_state(&f, 8);
+    build_known_state(&built, 8);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
     rd_fsm_close(&f);
@@ -1343,7 +1423,7 @@ static void test_snapshot_format_1_still_loads(void **state)
     /* A format from the future is refused with a clear message. */
     snap.p[8] = 9;
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), RD_EUNSUPPORTED);
-    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 7"));
+    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 8"));
     rd_w_free(&snap);
     rd_fsm_close(&g);
     rd_fsm_close(&f);
@@ -1358,6 +1438,7 @@ int main(void)
         cmocka_unit_test(test_golden_v5_restores_field_by_field),
         cmocka_unit_test(test_golden_v6_restores_field_by_field),
         cmocka_unit_test(test_golden_v7_restores_field_by_field),
+        cmocka_unit_test(test_golden_v8_restores_field_by_field),
         cmocka_unit_test(test_snapshot_restore_round_trip),
         cmocka_unit_test(test_streamed_snapshot_is_the_same_snapshot),
         cmocka_unit_test(test_corrupt_snapshot_changes_nothing),

@@ -1298,6 +1298,16 @@ static void test_hooks_shipped(void **state)
     assert_string_equal(json_string_value(json_array_get(answer, 1)), "l");
     json_decref(answer);
     json_decref(event);
+    /* A conflict: the further progress is kept. */
+    assert_true(rd_policy_has_hook(h, RD_HOOK_ON_CONFLICT));
+    event = parse("{\"kind\": \"checkpoint\", \"conflict_id\": \"c1\", \"task_id\": \"t1\","
+                  " \"attempt\": 1, \"task_attempt\": 2, \"version\": 9, \"stored_version\": 4,"
+                  " \"priority\": 5, \"critical\": false, \"labels\": {}}");
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err)),
+                     0);
+    assert_string_equal(json_string_value(answer), "keep_progress");
+    json_decref(answer);
+    json_decref(event);
     json_decref(view);
     json_decref(partition);
     rd_policy_free(h);
@@ -1325,6 +1335,20 @@ static void test_hooks_broken(void **state)
     assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
                      RD_EINVAL);
     check_contains(err, "a table with key allow, expected a list of task ids");
+    json_decref(event);
+    /* on_conflict: an answer that is none of the three, an error. */
+    event = parse("{\"kind\": \"checkpoint\", \"task_id\": \"t1\"}");
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err)),
+                     RD_EINVAL);
+    check_prefix(err, "policies/select.lua:");
+    check_contains(err, "on_conflict returned 'keep_older', expected \"keep_newer\", "
+                        "\"keep_progress\" or \"fail_task\"");
+    json_decref(event);
+    event = parse("{\"kind\": \"fail\", \"task_id\": \"t1\"}");
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err)),
+                     RD_EINVAL);
+    check_contains(err, "on_conflict is broken");
+    assert_null(answer);
     json_decref(event);
     event = parse("{\"kind\": \"rebalance\", \"reason\": \"loop\", \"moves\": []}");
     assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
@@ -1360,6 +1384,7 @@ static void test_hooks_absent_or_not_functions(void **state)
     h = load_fixture(dir, "select_no_hooks.lua", "select.lua");
     assert_false(rd_policy_has_hook(h, RD_HOOK_PREDICTED));
     assert_false(rd_policy_has_hook(h, RD_HOOK_REBALANCE));
+    assert_false(rd_policy_has_hook(h, RD_HOOK_ON_CONFLICT));
     json_t *view = make_view(false), *answer = NULL;
     json_t *event = parse("{\"kind\": \"rebalance\", \"moves\": []}");
     assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
