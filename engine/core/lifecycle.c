@@ -73,18 +73,18 @@ void rd_lifecycle_tick(struct rd_lifecycle *lc)
     if (!lc->env.log.is_leader(lc->env.log.data) || lc->outstanding > 0)
         return;
     int64_t now = rd_fsm_stamp(f);
-    for (size_t i = 0; i < f->n_tasks && lc->outstanding < 64; i++) {
-        const struct rd_task *t = f->tasks[i];
-        if (t->deadline_ms != 0 && t->deadline_ms <= now && !rd_task_finished(t))
-            deadline_passed(lc, t);
-    }
+    /* The passed deadlines from the FSM's heap: no walk over every task. */
+    const struct rd_task *passed[RD_LIFECYCLE_DEADLINES_MAX];
+    size_t n = rd_fsm_deadlines_passed(f, now, passed, RD_LIFECYCLE_DEADLINES_MAX);
+    for (size_t i = 0; i < n; i++)
+        deadline_passed(lc, passed[i]);
     if (lc->outstanding > 0 || (uint64_t)now < lc->next_prune_ms)
         return;
     /* Finished tasks are looked at every quarter of the retention (1s to 1m). */
     int64_t keep = (int64_t)lc->env.cfg->fault_tolerance.tasks.retention_ms;
     int64_t every = keep / 4 < 1000 ? 1000 : keep / 4 > 60000 ? 60000 : keep / 4;
     lc->next_prune_ms = (uint64_t)(now + every);
-    size_t n = rd_fsm_tasks_prunable(f, now, keep, RD_LIFECYCLE_PRUNE_MAX);
+    n = rd_fsm_tasks_prunable(f, now, keep, RD_LIFECYCLE_PRUNE_MAX);
     if (n == 0)
         return;
     struct rd_cmd cmd = {.type = RD_CMD_TASK_LIFECYCLE};

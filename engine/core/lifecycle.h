@@ -25,8 +25,9 @@ struct rd_lifecycle_env {
     struct rd_proposer log;
 };
 
-#define RD_LIFECYCLE_TICK_MS   250  /* how often deadlines are looked at */
-#define RD_LIFECYCLE_PRUNE_MAX 1000 /* tasks one prune command drops, at most */
+#define RD_LIFECYCLE_TICK_MS       250  /* how often deadlines are looked at */
+#define RD_LIFECYCLE_PRUNE_MAX     1000 /* tasks one prune command drops, at most */
+#define RD_LIFECYCLE_DEADLINES_MAX 64   /* deadline faults one tick proposes, at most */
 
 struct rd_lifecycle {
     struct rd_lifecycle_env env;

@@ -47,11 +47,104 @@ static void task_free(struct rd_task *t)
     free(t);
 }
 
+/* ---- the deadline heap: unfinished tasks with a deadline, earliest on top ----
+ * Its room is the task table's (task_insert grows both), so keeping it never
+ * allocates: set_task_state, submit, retry and snapshot reads keep it in step
+ * through deadline_sync. */
+
+static bool dl_less(const struct rd_fsm *f, size_t a, size_t b)
+{
+    return f->deadlines[a]->deadline_ms < f->deadlines[b]->deadline_ms;
+}
+
+static void dl_swap(struct rd_fsm *f, size_t a, size_t b)
+{
+    struct rd_task *t = f->deadlines[a];
+    f->deadlines[a] = f->deadlines[b];
+    f->deadlines[b] = t;
+    f->deadlines[a]->deadline_pos = a + 1;
+    f->deadlines[b]->deadline_pos = b + 1;
+}
+
+static void dl_up(struct rd_fsm *f, size_t i)
+{
+    while (i > 0 && dl_less(f, i, (i - 1) / 2)) {
+        dl_swap(f, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void dl_down(struct rd_fsm *f, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < f->n_deadlines && dl_less(f, l, m))
+            m = l;
+        if (r < f->n_deadlines && dl_less(f, r, m))
+            m = r;
+        if (m == i)
+            return;
+        dl_swap(f, i, m);
+        i = m;
+    }
+}
+
+static void dl_remove(struct rd_fsm *f, struct rd_task *t)
+{
+    size_t i = t->deadline_pos - 1, last = --f->n_deadlines;
+    t->deadline_pos = 0;
+    if (i == last)
+        return;
+    f->deadlines[i] = f->deadlines[last];
+    f->deadlines[i]->deadline_pos = i + 1;
+    dl_up(f, i);
+    dl_down(f, f->deadlines[i]->deadline_pos - 1);
+}
+
+/* In the heap exactly when it has a deadline and is not finished. */
+static void deadline_sync(struct rd_fsm *f, struct rd_task *t)
+{
+    bool want = t->deadline_ms != 0 && !terminal(t->state);
+    if (want && t->deadline_pos == 0) {
+        f->deadlines[f->n_deadlines] = t;
+        t->deadline_pos = ++f->n_deadlines;
+        dl_up(f, f->n_deadlines - 1);
+    } else if (!want && t->deadline_pos != 0) {
+        dl_remove(f, t);
+    }
+}
+
+/* The heap's entries at or below `now_ms` from position `i` down: a child
+ * is never earlier than its parent, so a later entry ends its subtree. */
+static size_t dl_collect(const struct rd_fsm *f, size_t i, int64_t now_ms,
+                         const struct rd_task **out, size_t n, size_t max)
+{
+    if (i >= f->n_deadlines || n >= max || f->deadlines[i]->deadline_ms > now_ms)
+        return n;
+    out[n++] = f->deadlines[i];
+    n = dl_collect(f, 2 * i + 1, now_ms, out, n, max);
+    return dl_collect(f, 2 * i + 2, now_ms, out, n, max);
+}
+
+size_t rd_fsm_deadlines_passed(const struct rd_fsm *f, int64_t now_ms, const struct rd_task **out,
+                               size_t max)
+{
+    return dl_collect(f, 0, now_ms, out, 0, max);
+}
+
+size_t rd_fsm_deadlines_pending(const struct rd_fsm *f)
+{
+    return f->n_deadlines;
+}
+
 void rd_fsm__tasks_clear(struct rd_fsm *f)
 {
     for (size_t i = 0; i < f->n_tasks; i++)
         task_free(f->tasks[i]);
     free(f->tasks);
+    free(f->deadlines);
+    f->deadlines = NULL;
+    f->n_deadlines = 0;
     rd_map_free(&f->tasks_by_id);
     rd_map_init(&f->tasks_by_id);
     f->tasks = NULL;
@@ -66,7 +159,11 @@ void rd_fsm__tasks_move(struct rd_fsm *to, struct rd_fsm *from)
     to->cap_tasks = from->cap_tasks;
     to->tasks_by_id = from->tasks_by_id;
     memcpy(to->tasks_by_state, from->tasks_by_state, sizeof(to->tasks_by_state));
+    to->deadlines = from->deadlines;
+    to->n_deadlines = from->n_deadlines;
     from->tasks = NULL;
+    from->deadlines = NULL;
+    from->n_deadlines = 0;
     from->n_tasks = from->cap_tasks = 0;
     rd_map_init(&from->tasks_by_id);
 }
@@ -160,6 +257,10 @@ static int task_insert(struct rd_fsm *f, struct rd_task *t)
         if (nt == NULL)
             return RD_ENOMEM;
         f->tasks = nt;
+        struct rd_task **nd = realloc(f->deadlines, ncap * sizeof(*nd));
+        if (nd == NULL)
+            return RD_ENOMEM; /* the table grew, its count did not: consistent */
+        f->deadlines = nd;
         f->cap_tasks = ncap;
     }
     if (rd_map_put(&f->tasks_by_id, t->id, strlen(t->id), t) != 0)
@@ -169,6 +270,7 @@ static int task_insert(struct rd_fsm *f, struct rd_task *t)
     f->tasks[i] = t;
     f->n_tasks++;
     f->tasks_by_state[t->state]++;
+    deadline_sync(f, t);
     return 0;
 }
 
@@ -216,6 +318,7 @@ static void set_task_state(struct rd_fsm *f, struct rd_task *t, uint8_t state)
     f->tasks_by_state[t->state]--;
     t->state = state;
     f->tasks_by_state[state]++;
+    deadline_sync(f, t);
 }
 
 static int id_of(struct rd_str s, char out[40])
@@ -681,6 +784,10 @@ size_t rd_fsm_tasks_prunable(const struct rd_fsm *f, int64_t now_ms, int64_t ret
 {
     size_t n = 0;
     uint64_t from = rd_fsm__export_pending_from(f);
+    if (f->tasks_by_state[RD_TASK_COMPLETED] + f->tasks_by_state[RD_TASK_FAILED] +
+            f->tasks_by_state[RD_TASK_CANCELLED] ==
+        0)
+        return 0; /* nothing finished: no walk */
     for (size_t i = 0; i < f->n_tasks && n < max; i++)
         n += prunable(f, f->tasks[i], now_ms, retention_ms, from);
     return n;
@@ -699,6 +806,8 @@ static void prune(struct rd_fsm *f, const struct rd_cmd *cmd)
             rd_fsm__dg_remove(f, RD_DG_TASK, t);
             rd_map_del(&f->tasks_by_id, t->id, strlen(t->id));
             f->tasks_by_state[t->state]--;
+            if (t->deadline_pos != 0) /* finished: never in it; kept safe all the same */
+                dl_remove(f, t);
             task_free(t);
             gone++;
             continue;

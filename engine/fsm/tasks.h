@@ -50,7 +50,8 @@ struct rd_task {
     struct rd_checkpoint ckpts[RD_TASK_MAX_KEEP]; /* oldest first */
     uint8_t n_ckpts;
     struct rd_task *next_on_node, *prev_on_node; /* derived: the node's task list */
-    struct rd_dg dg;                             /* local: its term of the digest (digest.h) */
+    size_t deadline_pos; /* derived: 1 + its place in the deadline heap, 0 when not in it */
+    struct rd_dg dg;     /* local: its term of the digest (digest.h) */
 };
 
 const struct rd_task *rd_fsm_task(const struct rd_fsm *f, const char *id);
@@ -76,6 +77,14 @@ bool rd_task_finished(const struct rd_task *t);
  * counting at most `max`. */
 size_t rd_fsm_tasks_prunable(const struct rd_fsm *f, int64_t now_ms, int64_t retention_ms,
                              size_t max);
+/* Up to `max` unfinished tasks whose deadline is at or before `now_ms` into
+ * `out` (earliest first is not promised); returns how many. The tasks with a
+ * deadline are kept in a min-heap, so this costs the passed ones, not the
+ * task table. */
+size_t rd_fsm_deadlines_passed(const struct rd_fsm *f, int64_t now_ms, const struct rd_task **out,
+                               size_t max);
+/* Unfinished tasks with a deadline (the heap's size). */
+size_t rd_fsm_deadlines_pending(const struct rd_fsm *f);
 /* Failures of `t` at or after `since_ms` (leader time), up to RD_TASK_FAIL_KEEP. */
 unsigned rd_task_failures_since(const struct rd_task *t, int64_t since_ms);
 

@@ -710,6 +710,110 @@ static void test_deadline_fault_fails_and_unplaces_the_task(void **state)
     rd_fsm_close(&f);
 }
 
+/* The deadline heap (rd_fsm_deadlines_passed) against a walk over every
+ * task: after each submit, placement, completion, failure, cancel, retry
+ * and a snapshot's restore it names exactly the unfinished tasks whose
+ * deadline passed, and counts exactly those with one. */
+static size_t walk_passed(const struct rd_fsm *f, int64_t now, char *seen)
+{
+    size_t n = 0;
+    memset(seen, 0, f->n_tasks);
+    for (size_t i = 0; i < f->n_tasks; i++) {
+        const struct rd_task *t = f->tasks[i];
+        if (t->deadline_ms != 0 && t->deadline_ms <= now && !rd_task_finished(t)) {
+            seen[i] = 1;
+            n++;
+        }
+    }
+    return n;
+}
+
+static void assert_heap_matches_walk(const struct rd_fsm *f, int64_t now)
+{
+    enum { N = 400 };
+    const struct rd_task *got[N];
+    char seen[N];
+    size_t want = walk_passed(f, now, seen), pending = 0;
+    size_t n = rd_fsm_deadlines_passed(f, now, got, N);
+    assert_int_equal(n, want);
+    for (size_t i = 0; i < n; i++) {
+        size_t at = rd_fsm_task_after(f, got[i]->id) - 1;
+        assert_ptr_equal(f->tasks[at], got[i]);
+        assert_int_equal(seen[at], 1); /* passed, unfinished, and named once */
+        seen[at] = 2;
+    }
+    for (size_t i = 0; i < f->n_tasks; i++)
+        pending += f->tasks[i]->deadline_ms != 0 && !rd_task_finished(f->tasks[i]);
+    assert_int_equal(rd_fsm_deadlines_pending(f), pending);
+    /* A bound is kept: at most `max`, all of them passed. */
+    if (want > 3) {
+        assert_int_equal(rd_fsm_deadlines_passed(f, now, got, 3), 3);
+        for (size_t i = 0; i < 3; i++)
+            assert_true(got[i]->deadline_ms <= now && !rd_task_finished(got[i]));
+    }
+}
+
+static void test_deadline_heap_names_the_passed_deadlines(void **state)
+{
+    enum { TASKS = 300 };
+    struct rd_fsm f;
+    setup_cluster(&f);
+    uint64_t rng = 12345;
+    char id[40];
+    int64_t now = 10;
+    for (unsigned i = 0; i < TASKS; i++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        int64_t deadline = (rng >> 33) % 4 == 0 ? 0 : 1000 + (int64_t)((rng >> 20) % 9000);
+        snprintf(id, sizeof(id), "%08x-0000-4000-8000-000000000000", i);
+        apply(&f, cmd_submit_deadline(id, deadline, now++));
+    }
+    assert_heap_matches_walk(&f, 0);
+    assert_heap_matches_walk(&f, 5000);
+    for (unsigned step = 0; step < 600; step++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        const struct rd_task *t = f.tasks[(rng >> 33) % TASKS];
+        uint32_t attempt = t->attempt;
+        snprintf(id, sizeof(id), "%s", t->id);
+        switch ((rng >> 20) % 5) {
+        case 0:
+            apply(&f, cmd_task_assign(id, attempt, (rng >> 40) % 2 ? "a" : "b", 1, now++));
+            break;
+        case 1:
+            apply(&f, cmd_task_finish(id, attempt, RD_TASK_COMPLETED, "{}", now++));
+            break;
+        case 2:
+            apply(&f, cmd_task_finish(id, attempt, RD_TASK_FAILED, "x", now++));
+            break;
+        case 3:
+            apply(&f, cmd_life(RD_TASK_OP_CANCEL, id, "", 0, 0, now++));
+            break;
+        default: /* some retries come after their deadline passed: dropped */
+            now += (rng >> 44) % 50;
+            apply(&f, cmd_life(RD_TASK_OP_RETRY, id, "", 0, 0, now++));
+        }
+        assert_heap_matches_walk(&f, now);
+        assert_heap_matches_walk(&f, now + 3000);
+    }
+    assert_true(rd_fsm_deadlines_pending(&f) > 0); /* the run left some to compare */
+    /* Rebuilt alike from a snapshot. */
+    struct rd_wbuf snap;
+    rd_w_init(&snap);
+    assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
+    struct rd_fsm g;
+    rd_fsm_init(&g);
+    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
+    assert_int_equal(rd_fsm_deadlines_pending(&g), rd_fsm_deadlines_pending(&f));
+    assert_heap_matches_walk(&g, now);
+    assert_heap_matches_walk(&g, 20000);
+    /* Pruning the finished tasks leaves the heap whole. */
+    apply(&g, cmd_life(RD_TASK_OP_PRUNE, "", "", 0, 1000, now + 100000));
+    assert_true(g.n_tasks < TASKS);
+    assert_heap_matches_walk(&g, 20000);
+    rd_w_free(&snap);
+    rd_fsm_close(&g);
+    rd_fsm_close(&f);
+}
+
 /* An entry written before deadlines existed (no appended field) reads as
  * none; so do the log's zero padding bytes after it. */
 static void test_submit_without_deadline_replays(void **state)
@@ -843,6 +947,7 @@ int main(void)
         cmocka_unit_test(test_cancel_fences_the_attempt_and_frees_the_agent),
         cmocka_unit_test(test_retry_requeues_a_poison_task_with_a_new_budget),
         cmocka_unit_test(test_deadline_fault_fails_and_unplaces_the_task),
+        cmocka_unit_test(test_deadline_heap_names_the_passed_deadlines),
         cmocka_unit_test(test_submit_without_deadline_replays),
         cmocka_unit_test(test_prune_drops_old_finished_tasks_once_exported),
         cmocka_unit_test(test_lifecycle_replays_identically),
