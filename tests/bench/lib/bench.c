@@ -362,3 +362,61 @@ int rdb_find_leader(CURL *e, const char *const *urls, unsigned n, long request_m
     }
     return -1;
 }
+
+/* ---- a queue of due times ------------------------------------------------------- */
+
+int rdb_dueq_init(struct rdb_dueq *q, size_t cap)
+{
+    q->v = calloc(cap ? cap : 1, sizeof(*q->v));
+    q->n = 0;
+    q->cap = cap;
+    return q->v ? 0 : -1;
+}
+
+void rdb_dueq_free(struct rdb_dueq *q)
+{
+    free(q->v);
+    memset(q, 0, sizeof(*q));
+}
+
+static void dueq_swap(struct rdb_dueq *q, size_t a, size_t b)
+{
+    struct rdb_due t = q->v[a];
+    q->v[a] = q->v[b];
+    q->v[b] = t;
+}
+
+bool rdb_dueq_push(struct rdb_dueq *q, int64_t due, unsigned idx)
+{
+    if (q->n == q->cap)
+        return false;
+    size_t i = q->n++;
+    q->v[i] = (struct rdb_due){due, idx};
+    while (i > 0 && q->v[i].due < q->v[(i - 1) / 2].due) {
+        dueq_swap(q, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    return true;
+}
+
+bool rdb_dueq_pop_due(struct rdb_dueq *q, int64_t now, struct rdb_due *out)
+{
+    if (q->n == 0)
+        return false;
+    *out = q->v[0];
+    if (out->due > now)
+        return false;
+    q->v[0] = q->v[--q->n];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < q->n && q->v[l].due < q->v[m].due)
+            m = l;
+        if (r < q->n && q->v[r].due < q->v[m].due)
+            m = r;
+        if (m == i)
+            break;
+        dueq_swap(q, i, m);
+        i = m;
+    }
+    return true;
+}

@@ -101,6 +101,32 @@ struct rdb_lat {
  * when n is 0). */
 struct rdb_lat rdb_lat_of(int64_t *v, size_t n, size_t of);
 
+/* ---- a queue of due times ------------------------------------------------------- */
+
+/*
+ * What is due next among many (agents' heartbeats, tasks' checkpoints): a
+ * binary min-heap of (due, index), so a load generator's cost per event does
+ * not grow with the fleet (a walk over every agent per loop turn does).
+ */
+struct rdb_due {
+    int64_t due;
+    unsigned idx;
+};
+
+struct rdb_dueq {
+    struct rdb_due *v;
+    size_t n, cap;
+};
+
+/* Room for `cap` entries (it never grows): 0, or -1 when out of memory. */
+int rdb_dueq_init(struct rdb_dueq *q, size_t cap);
+void rdb_dueq_free(struct rdb_dueq *q);
+/* Adds `idx` due at `due`; false when full. */
+bool rdb_dueq_push(struct rdb_dueq *q, int64_t due, unsigned idx);
+/* The earliest entry into *out, taken out when its due is at or before
+ * `now`: true then; false (and *out the earliest, if any) otherwise. */
+bool rdb_dueq_pop_due(struct rdb_dueq *q, int64_t now, struct rdb_due *out);
+
 /* ---- response buffers ---------------------------------------------------------- */
 
 /*

@@ -28,6 +28,37 @@ static void test_parse_uint(void **state)
     assert_int_equal(v, 4294967295u);
 }
 
+static void test_due_queue(void **state)
+{
+    struct rdb_dueq q;
+    struct rdb_due d = {0};
+    assert_int_equal(rdb_dueq_init(&q, 64), 0);
+    assert_false(rdb_dueq_pop_due(&q, 1000, &d)); /* empty */
+    uint64_t rng = rdb_seed(7);
+    for (unsigned i = 0; i < 64; i++)
+        assert_true(rdb_dueq_push(&q, (int64_t)rdb_uniform(&rng, 0, 500), i));
+    assert_false(rdb_dueq_push(&q, 1, 64)); /* full */
+    /* Nothing is taken before it is due; then in due order, each once. */
+    assert_false(rdb_dueq_pop_due(&q, -1, &d));
+    assert_int_equal(q.n, 64);
+    int64_t last = -1, first = d.due;
+    bool seen[64] = {false};
+    for (unsigned k = 0; k < 64; k++) {
+        assert_true(rdb_dueq_pop_due(&q, 500, &d));
+        assert_true(d.due >= last);
+        assert_false(seen[d.idx]);
+        seen[d.idx] = true;
+        last = d.due;
+    }
+    assert_true(first <= last);
+    assert_false(rdb_dueq_pop_due(&q, 500, &d));
+    assert_true(rdb_dueq_push(&q, 300, 9));
+    assert_false(rdb_dueq_pop_due(&q, 299, &d));
+    assert_int_equal(d.idx, 9); /* the earliest, left in place */
+    assert_true(rdb_dueq_pop_due(&q, 300, &d));
+    rdb_dueq_free(&q);
+}
+
 static void test_times(void **state)
 {
     int64_t ms = 0;
@@ -180,7 +211,7 @@ int main(void)
         cmocka_unit_test(test_parse_uint),   cmocka_unit_test(test_times),
         cmocka_unit_test(test_statistics),   cmocka_unit_test(test_random_is_reproducible),
         cmocka_unit_test(test_buffers),      cmocka_unit_test(test_sleep_ends_on_interrupt),
-        cmocka_unit_test(test_http_helpers),
+        cmocka_unit_test(test_http_helpers), cmocka_unit_test(test_due_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,27 +1,44 @@
 /*
  * bench_scale_loadgen: the scale benchmark's load generator
- * (tests/bench/scale/run.sh starts the engine and runs this).
+ * (tests/bench/scale/run.sh and storm.sh start the engine and run this).
  *
  * One process simulates a large fleet against a running recoveryd: the
  * agents are split among --threads workers, each with its own libcurl multi
  * handle and HTTP/2 connection (see rdb_h2_prior_knowledge in
  * tests/bench/lib/bench.h for libcurl 7.88). A worker registers its agents
- * (16 at a time), then heartbeats each every interval +/- uniform jitter.
- * Due heartbeats are kept in a binary heap per worker, so the cost per
- * heartbeat does not grow with the fleet. An agent whose previous heartbeat
- * is still in flight when the next is due skips it (counted).
+ * (REG_IN_FLIGHT at a time), then heartbeats each every interval +/- uniform
+ * jitter. Due heartbeats (and, in the storm, due checkpoints) are kept in a
+ * queue of due times per worker (rdb_dueq), so the cost per request does not
+ * grow with the fleet. An agent whose previous heartbeat is still in flight
+ * when the next is due skips it (counted); an agent the engine declared
+ * failed (409) registers again and goes on, as a real agent does, so the
+ * offered load stays the wanted one (before, it stopped for good: a
+ * registration burst that failed 4,000 agents left 6,000 heartbeating and
+ * the run offered 12,000 of the 20,000 heartbeats/s wanted).
  *
- * Once every agent is registered and the warm-up is over, it measures for
- * the duration: heartbeat round trips (p50, p99, max), how late the sends
- * were, and, once a second, the engine's resident memory (VmRSS of
- * --engine-pid). It prints a line per 10-second window, the totals and
- * PASS/FAIL against the targets of issue 16 (engine RSS under 512 MiB,
- * heartbeat p99 under 50 ms). It exits 0 when the run took place, whatever
- * the figures; 1 on a setup error, 2 on bad usage.
+ * With --tasks N it runs the failure storm of issue 16 instead of a steady
+ * fleet: it submits N tasks once the fleet is registered; an agent takes the
+ * `assignments` of its heartbeat answers, drops the `revoked` ones and
+ * checkpoints each task at once and then every --ckpt-ms. Once every task
+ * runs and the warm-up passed, --crash-share of the agents crash one after
+ * the other over --crash-spread seconds (no more heartbeats nor
+ * checkpoints); 10 s later --partition-share of the agents go silent for
+ * --partition seconds (alive, but they reach nothing: a partition as the
+ * engine sees it) and then come back with their epoch and tasks. It measures
+ * the time from each crash to each of the agent's tasks reaching its new
+ * agent (and to its first checkpoint there), the tasks of partitioned agents
+ * moved while the partition lasted, the partitioned agents failed, and the
+ * checkpoint throughput of the agents that neither crash nor are
+ * partitioned (on tasks that never moved) during the storm as a share of
+ * before.
  *
- * What it does not do yet (issue 16): tasks and checkpoints, the failure
- * storm, three replicas, health endpoints for the agents (the probes' cost
- * at this size).
+ * It measures heartbeat round trips (p50, p99, max), the heartbeats offered
+ * against those due, how late the sends were, and once a second the engine's
+ * resident memory (VmRSS of --engine-pid). It prints a line per 10-second
+ * window, the totals and PASS/FAIL against the targets of issue 16 (engine
+ * RSS under 512 MiB, heartbeat p99 under 50 ms; in the storm: recovery p99
+ * within 3 s, healthy throughput at 90% or more). It exits 0 when the run
+ * took place, whatever the figures; 1 on a setup error, 2 on bad usage.
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -38,31 +55,88 @@
 #include "bench.h"
 #include "harness.h"
 
-#define REG_IN_FLIGHT 16 /* per worker */
-#define MAX_THREADS   32
-#define RESP_MAX      256
-#define HIST_SLOTS    40000 /* of 50 us: 2 s; beyond counts as over */
-#define WIN_S         10
-#define MAX_WINDOWS   1024
-#define RSS_LIMIT_KIB (512 * 1024)
-#define P99_LIMIT_US  50000
+#define REG_IN_FLIGHT  64  /* registrations per worker at a time */
+#define SUB_IN_FLIGHT  64  /* task submissions per worker at a time */
+#define POOL           512 /* requests per worker besides heartbeats (submits, checkpoints) */
+#define MAX_HOLDS      32  /* tasks one agent holds at once */
+#define MAX_THREADS    32
+#define RESP_MAX       512
+#define HIST_SLOTS     40000 /* of 50 us: 2 s; beyond counts as over */
+#define WIN_S          10
+#define MAX_WINDOWS    1024
+#define MAX_SECS       (MAX_WINDOWS * WIN_S)
+#define RSS_LIMIT_KIB  (512 * 1024)
+#define P99_LIMIT_US   50000
+#define TASK_PREFIX    "00000000-0000-4000-8000-"
+#define SETUP_MS       300000 /* for the fleet to register and every task to run */
+#define STORM_GAP_MS   10000  /* from the last crash to the partition */
+#define AFTER_MS       20000  /* measured after the heal */
+#define BASE_MS        20000  /* the baseline: the warm-up's last 20 s (or all of it) */
+#define TARGET_MOVE_MS 3000
+#define TARGET_SHARE   90.0
 
 struct opts {
     const char *url;
     unsigned agents, interval_ms, jitter_ms, warmup_s, duration_s, engine_pid, threads;
+    unsigned tasks, ckpt_ms, crash_share, crash_spread_s, partition_share, partition_s, slots;
     uint64_t seed;
 };
 
+enum role { HEALTHY, DOOMED, PARTED };
+enum tag { T_AGENT = 1, T_REQ };
+enum cause { C_NONE, C_CRASH, C_PARTITION };
+
+/* A task as one agent holds it: the attempt it was handed is its fencing token. */
+struct hold {
+    unsigned task;
+    uint32_t attempt;
+    uint64_t version; /* the last acknowledged (or handed over) version */
+    int64_t due;      /* next checkpoint (its entry in the queue has this due) */
+    bool active, in_flight;
+};
+
 struct agent {
+    uint8_t tag; /* T_AGENT: CURLOPT_PRIVATE points at an agent or a req */
+    uint8_t role;
     char id[24];
     long long epoch;
     CURL *easy;
     char url[192];
     char body[224];
+    struct rdb_buf resp; /* grows: assignments can be long */
+    bool registered, in_flight, in_queue, crashed, parted_now, reregistering;
+    int64_t crash_off; /* DOOMED: ms after the storm's start */
+    unsigned n_holds;
+    struct hold *holds; /* MAX_HOLDS, storm only */
+};
+
+enum rkind { K_SUBMIT, K_CKPT };
+
+struct req {
+    uint8_t tag; /* T_REQ */
+    uint8_t kind;
+    struct req *next_free;
+    CURL *easy;
+    unsigned agent, slot, task;
+    uint32_t attempt;
+    uint64_t version;
+    int64_t sent_ms;
+    char url[192], body[256];
     struct rdb_buf resp;
     char resp_mem[RESP_MAX];
-    bool registered, in_flight, stopped;
-    int64_t due_ms; /* monotonic */
+};
+
+/* What the storm knows about one task (written by the workers of the agents
+ * that hold it: atomics). */
+struct task {
+    _Atomic int64_t lost_at;         /* monotonic ms its agent crashed or was cut off; 0: never */
+    _Atomic uint32_t lost_attempt;   /* the attempt it held then */
+    _Atomic uint8_t cause;           /* enum cause */
+    _Atomic int64_t moved_ms;        /* lost_at to a newer attempt reaching another agent */
+    _Atomic int64_t first_ckpt_ms;   /* lost_at to that attempt's first acknowledged checkpoint */
+    _Atomic bool running;            /* some checkpoint was acknowledged */
+    _Atomic bool moved_in_partition; /* cause C_PARTITION, moved before the heal */
+    _Atomic bool moved_after_heal;   /* cause C_PARTITION, moved after it (released) */
 };
 
 struct hist {
@@ -79,18 +153,21 @@ struct window {
 
 struct bench;
 
-/* One worker: its agents (every threads-th), its connection, its figures. */
+/* One worker: its agents (a contiguous share), its connection, its figures. */
 struct worker {
     struct bench *b;
     pthread_t thread;
+    unsigned index;
     struct agent *agents;
-    unsigned n;
-    unsigned *heap; /* agent indices by due_ms */
-    unsigned heap_n;
+    unsigned n, first;      /* its agents are first..first+n-1 of the fleet */
+    struct rdb_dueq hb, ck; /* heartbeats by agent; checkpoints by agent * MAX_HOLDS + slot */
+    struct req *reqs, *free_reqs;
     CURLM *multi;
     uint64_t rng;
     unsigned reg_next, reg_done, reg_failed;
-    uint64_t sent, ok, fenced, other, errors, skipped;
+    unsigned sub_next, sub_in_flight; /* its tasks: index % threads == its index */
+    uint64_t due, sent, ok, fenced, other, errors, skipped, reregistered, parted_fenced;
+    uint64_t ck_sent, ck_ok, ck_fenced, ck_other, ck_errors, ck_deferred, hold_overflow;
     unsigned errors_printed;
     struct hist rtt, lag;
     struct window win[MAX_WINDOWS];
@@ -101,12 +178,18 @@ struct bench {
     struct opts o;
     struct worker *w;
     struct curl_slist *hdrs;
-    atomic_uint registered, failed_reg, workers_done;
-    _Atomic int64_t measure_from; /* monotonic ms; 0 until all registered */
-    int64_t measure_to;
+    struct task *tasks;
+    atomic_uint registered, failed_reg, workers_done, submitted, sub_failed, running;
+    atomic_bool submit;
+    _Atomic int64_t measure_from; /* monotonic ms; 0 until all registered (and running) */
+    _Atomic int64_t measure_to;
+    /* the storm (monotonic ms; 0 until set up) */
+    _Atomic int64_t storm_at, part_from, part_to;
+    _Atomic uint32_t hacks[MAX_SECS];  /* healthy agents' acknowledged checkpoints per second */
+    int64_t origin;                    /* hacks[0]'s second */
     long rss_first, rss_max, rss_last; /* KiB, while measuring (worker 0) */
     long rss_win[MAX_WINDOWS];
-    int64_t next_rss_ms, reg_start;
+    int64_t next_rss_ms, reg_start, reg_end, sub_end, run_end;
 };
 
 /* ---- histograms (50 us slots) -------------------------------------------- */
@@ -140,55 +223,13 @@ static int64_t hist_q(const struct hist *h, double q)
     return h->max_us;
 }
 
-/* ---- the heap of due heartbeats (per worker) -------------------------------- */
-
-static bool heap_less(const struct worker *w, unsigned x, unsigned y)
-{
-    return w->agents[w->heap[x]].due_ms < w->agents[w->heap[y]].due_ms;
-}
-
-static void heap_swap(struct worker *w, unsigned x, unsigned y)
-{
-    unsigned t = w->heap[x];
-    w->heap[x] = w->heap[y];
-    w->heap[y] = t;
-}
-
-static void heap_push(struct worker *w, unsigned agent)
-{
-    unsigned i = w->heap_n++;
-    w->heap[i] = agent;
-    while (i > 0 && heap_less(w, i, (i - 1) / 2)) {
-        heap_swap(w, i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
-}
-
-static unsigned heap_pop(struct worker *w)
-{
-    unsigned top = w->heap[0];
-    w->heap[0] = w->heap[--w->heap_n];
-    for (unsigned i = 0;;) {
-        unsigned l = 2 * i + 1, r = l + 1, m = i;
-        if (l < w->heap_n && heap_less(w, l, m))
-            m = l;
-        if (r < w->heap_n && heap_less(w, r, m))
-            m = r;
-        if (m == i)
-            break;
-        heap_swap(w, i, m);
-        i = m;
-    }
-    return top;
-}
-
 /* ---- windows and the engine's memory ---------------------------------------- */
 
 /* The window `now` falls in, or -1 outside the measurement. */
 static int window_index(const struct bench *b, int64_t now)
 {
     int64_t from = atomic_load(&b->measure_from);
-    if (from == 0 || now < from || now >= b->measure_to)
+    if (from == 0 || now < from || now >= atomic_load(&b->measure_to))
         return -1;
     int64_t i = (now - from) / (WIN_S * 1000);
     return i < MAX_WINDOWS ? (int)i : -1;
@@ -241,26 +282,171 @@ static void sample_rss(struct bench *b, int64_t now)
 
 /* ---- transfers ------------------------------------------------------------- */
 
+static bool storm(const struct bench *b)
+{
+    return b->o.tasks > 0;
+}
+
+static void start_on(struct worker *w, CURL *e, struct rdb_buf *resp, const char *url,
+                     const char *body, bool put)
+{
+    rdb_buf_clear(resp);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, put ? "PUT" : NULL);
+}
+
 static void start_transfer(struct worker *w, struct agent *a, const char *body)
 {
-    rdb_buf_clear(&a->resp);
-    curl_easy_setopt(a->easy, CURLOPT_URL, a->url);
-    curl_easy_setopt(a->easy, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(a->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    start_on(w, a->easy, &a->resp, a->url, body, false);
     a->in_flight = curl_multi_add_handle(w->multi, a->easy) == CURLM_OK;
+}
+
+static void start_register(struct worker *w, struct agent *a)
+{
+    snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes", w->b->o.url);
+    snprintf(a->body, sizeof(a->body), "{\"node_id\":\"%s\",\"capacity\":{\"slots\":%u}}", a->id,
+             w->b->o.slots);
+    a->registered = false;
+    start_transfer(w, a, a->body);
+}
+
+static struct req *req_get(struct worker *w)
+{
+    struct req *r = w->free_reqs;
+    if (r != NULL)
+        w->free_reqs = r->next_free;
+    return r;
+}
+
+static void req_put(struct worker *w, struct req *r)
+{
+    r->next_free = w->free_reqs;
+    w->free_reqs = r;
+}
+
+static bool req_start(struct worker *w, struct req *r, bool put)
+{
+    start_on(w, r->easy, &r->resp, r->url, r->body, put);
+    r->sent_ms = rdt_now_ms();
+    if (curl_multi_add_handle(w->multi, r->easy) == CURLM_OK)
+        return true;
+    req_put(w, r);
+    return false;
+}
+
+static unsigned task_index(const struct bench *b, const char *id)
+{
+    size_t pl = strlen(TASK_PREFIX);
+    if (id == NULL || strncmp(id, TASK_PREFIX, pl) != 0)
+        return UINT32_MAX;
+    unsigned long long n = strtoull(id + pl, NULL, 10);
+    return n < b->o.tasks ? (unsigned)n : UINT32_MAX;
+}
+
+static void second_add(struct bench *b, int64_t now)
+{
+    int64_t s = (now - b->origin) / 1000;
+    if (s >= 0 && s < MAX_SECS)
+        atomic_fetch_add(&b->hacks[s], 1);
+}
+
+static void ck_schedule(struct worker *w, struct agent *a, unsigned slot, int64_t due)
+{
+    a->holds[slot].due = due;
+    rdb_dueq_push(&w->ck, due, (unsigned)(a - w->agents) * MAX_HOLDS + slot);
+}
+
+/* A task of an agent that crashed or was cut off: from then on a newer
+ * attempt on another agent is its recovery. */
+static void mark_lost(struct bench *b, struct agent *a, int64_t at, enum cause c)
+{
+    for (unsigned i = 0; i < a->n_holds; i++) {
+        struct hold *h = &a->holds[i];
+        if (!h->active)
+            continue;
+        struct task *t = &b->tasks[h->task];
+        atomic_store(&t->lost_attempt, h->attempt);
+        atomic_store(&t->cause, (uint8_t)c);
+        atomic_store(&t->lost_at, at);
+    }
+}
+
+/* One entry of a heartbeat answer's `assignments`. */
+static void take(struct worker *w, struct agent *a, json_t *item, int64_t now)
+{
+    struct bench *b = w->b;
+    unsigned ti = task_index(b, json_string_value(json_object_get(item, "task_id")));
+    json_int_t attempt = json_integer_value(json_object_get(item, "attempt"));
+    uint64_t version = (uint64_t)json_integer_value(
+        json_object_get(json_object_get(item, "checkpoint"), "version"));
+    if (ti == UINT32_MAX || attempt < 1)
+        return;
+    int slot = -1;
+    for (unsigned i = 0; i < a->n_holds && slot < 0; i++) {
+        struct hold *x = &a->holds[i];
+        if (x->active && x->task == ti) {
+            if (x->attempt >= (uint32_t)attempt)
+                return; /* handed over again until its first checkpoint commits */
+            slot = (int)i;
+        }
+    }
+    for (unsigned i = 0; i < a->n_holds && slot < 0; i++)
+        if (!a->holds[i].active && !a->holds[i].in_flight)
+            slot = (int)i;
+    if (slot < 0 && a->n_holds < MAX_HOLDS)
+        slot = (int)a->n_holds++;
+    if (slot < 0) {
+        w->hold_overflow++;
+        return;
+    }
+    struct hold *h = &a->holds[slot];
+    bool busy = h->in_flight && h->task == ti;
+    *h = (struct hold){.task = ti,
+                       .attempt = (uint32_t)attempt,
+                       .version = version,
+                       .active = true,
+                       .in_flight = busy};
+    ck_schedule(w, a, (unsigned)slot, now); /* it checkpoints at once when it starts a task */
+    struct task *t = &b->tasks[ti];
+    int64_t lost = atomic_load(&t->lost_at), zero = 0;
+    if (lost != 0 && (uint32_t)attempt > atomic_load(&t->lost_attempt) &&
+        atomic_compare_exchange_strong(&t->moved_ms, &zero, now > lost ? now - lost : 1) &&
+        atomic_load(&t->cause) == C_PARTITION)
+        atomic_store(now < atomic_load(&b->part_to) ? &t->moved_in_partition : &t->moved_after_heal,
+                     true);
+}
+
+static void drop(struct worker *w, struct agent *a, const char *task_id)
+{
+    unsigned ti = task_index(w->b, task_id);
+    for (unsigned i = 0; ti != UINT32_MAX && i < a->n_holds; i++)
+        if (a->holds[i].task == ti)
+            a->holds[i].active = false;
 }
 
 static void on_registered(struct worker *w, struct agent *a, CURLcode rc, long status)
 {
     struct bench *b = w->b;
     json_t *j = status == 201 ? json_loads(a->resp.p, 0, NULL) : NULL;
-    w->reg_done++;
     a->epoch = json_integer_value(json_object_get(j, "epoch"));
     json_decref(j);
+    if (a->reregistering) {
+        if (a->epoch <= 0) { /* tried again at its next heartbeat */
+            w->errors_printed++;
+            return;
+        }
+        a->reregistering = false;
+        a->registered = true;
+        snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes/%s/heartbeat", b->o.url, a->id);
+        return;
+    }
+    w->reg_done++;
     if (a->epoch <= 0) {
         if (w->reg_failed++ < 3)
             fprintf(stderr, "loadgen: registering %s: %s, HTTP %ld: %.200s\n", a->id,
-                    curl_easy_strerror(rc), status, a->resp.p);
+                    curl_easy_strerror(rc), status, a->resp.p ? a->resp.p : "");
         atomic_fetch_add(&b->failed_reg, 1);
         return;
     }
@@ -268,14 +454,16 @@ static void on_registered(struct worker *w, struct agent *a, CURLcode rc, long s
     a->registered = true;
     snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes/%s/heartbeat", b->o.url, a->id);
     /* The first heartbeat at a random point of its first interval. */
-    a->due_ms = rdt_now_ms() + (int64_t)rdb_uniform(&w->rng, 0, b->o.interval_ms);
-    heap_push(w, (unsigned)(a - w->agents));
+    a->in_queue = true;
+    rdb_dueq_push(&w->hb, rdt_now_ms() + (int64_t)rdb_uniform(&w->rng, 0, b->o.interval_ms),
+                  (unsigned)(a - w->agents));
 }
 
 static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, long status,
                               int64_t us)
 {
-    struct window *win = window_at(w, rdt_now_ms());
+    int64_t now = rdt_now_ms();
+    struct window *win = window_at(w, now);
     if (rc != CURLE_OK) {
         if (win) {
             w->errors++;
@@ -286,22 +474,91 @@ static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, lo
         return;
     }
     if (status == 409) {
-        a->stopped = true; /* failed by the engine: it stops (it would register again) */
+        /* Declared failed while it runs: it drops its tasks and registers
+         * again (a new epoch), as an agent does. */
         if (win)
             w->fenced++;
+        if (a->role == PARTED && atomic_load(&w->b->part_from) != 0)
+            w->parted_fenced++;
+        for (unsigned i = 0; i < a->n_holds; i++)
+            a->holds[i].active = false;
+        w->reregistered++;
+        a->reregistering = true;
+        start_register(w, a);
         return;
     }
-    if (win == NULL)
+    if (win) {
+        hist_add(&w->rtt, us);
+        hist_add(win->h, us);
+        if (us > win->max_us)
+            win->max_us = us;
+        if (status == 200) {
+            w->ok++;
+            win->ok++;
+        } else if (w->other++ < 3) {
+            fprintf(stderr, "loadgen: heartbeat of %s: HTTP %ld %.200s\n", a->id, status,
+                    a->resp.p ? a->resp.p : "");
+        }
+    }
+    if (!storm(w->b) || status != 200 || a->resp.p == NULL || a->crashed)
         return;
-    hist_add(&w->rtt, us);
-    hist_add(win->h, us);
-    if (us > win->max_us)
-        win->max_us = us;
+    /* The hot path: nothing handed over, nothing taken away. */
+    if (strstr(a->resp.p, "\"assignments\":[]") && strstr(a->resp.p, "\"revoked\":[]"))
+        return;
+    json_t *j = json_loads(a->resp.p, 0, NULL), *item;
+    size_t i;
+    json_array_foreach(json_object_get(j, "assignments"), i, item) take(w, a, item, now);
+    json_array_foreach(json_object_get(j, "revoked"), i, item) drop(w, a, json_string_value(item));
+    json_decref(j);
+}
+
+static void on_submitted(struct worker *w, struct req *r, CURLcode rc, long status)
+{
+    w->sub_in_flight--;
+    if (rc == CURLE_OK && (status == 201 || status == 200)) {
+        atomic_fetch_add(&w->b->submitted, 1);
+        return;
+    }
+    if (atomic_fetch_add(&w->b->sub_failed, 1) < 3)
+        fprintf(stderr, "loadgen: submitting task %u: %s, HTTP %ld: %.200s\n", r->task,
+                curl_easy_strerror(rc), status, r->resp.p ? r->resp.p : "");
+}
+
+static void on_checkpoint(struct worker *w, struct req *r, CURLcode rc, long status)
+{
+    struct bench *b = w->b;
+    struct agent *a = &w->agents[r->agent];
+    struct hold *h = &a->holds[r->slot];
+    struct task *t = &b->tasks[r->task];
+    bool mine = h->active && h->task == r->task && h->attempt == r->attempt;
+    if (h->task == r->task)
+        h->in_flight = false;
+    int64_t now = rdt_now_ms();
+    if (rc != CURLE_OK) {
+        w->ck_errors++;
+        return;
+    }
     if (status == 200) {
-        w->ok++;
-        win->ok++;
-    } else if (w->other++ < 3) {
-        fprintf(stderr, "loadgen: heartbeat of %s: HTTP %ld %.200s\n", a->id, status, a->resp.p);
+        w->ck_ok++;
+        if (mine)
+            h->version = r->version;
+        bool was = false;
+        if (atomic_compare_exchange_strong(&t->running, &was, true))
+            atomic_fetch_add(&b->running, 1);
+        if (a->role == HEALTHY && atomic_load(&t->lost_at) == 0)
+            second_add(b, now);
+        int64_t lost = atomic_load(&t->lost_at), zero = 0;
+        if (lost != 0 && r->attempt > atomic_load(&t->lost_attempt))
+            atomic_compare_exchange_strong(&t->first_ckpt_ms, &zero, now > lost ? now - lost : 1);
+    } else if (status == 409) {
+        w->ck_fenced++;
+        if (mine && strstr(r->resp.p ? r->resp.p : "", "stale_version"))
+            h->version += 100; /* someone wrote above it: write above that */
+        else if (mine)
+            h->active = false; /* moved away: fenced */
+    } else if (w->ck_other++ < 3) {
+        fprintf(stderr, "loadgen: checkpoint of task %u: HTTP %ld %.200s\n", r->task, status,
+                r->resp.p ? r->resp.p : "");
     }
 }
 
@@ -321,24 +578,81 @@ static void drain(struct worker *w)
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &us);
         curl_multi_remove_handle(w->multi, e);
+        status = rc == CURLE_OK ? status : 0;
+        if ((uint8_t)priv[0] == T_REQ) {
+            struct req *r = (struct req *)priv;
+            if (r->kind == K_SUBMIT)
+                on_submitted(w, r, rc, status);
+            else
+                on_checkpoint(w, r, rc, status);
+            req_put(w, r);
+            continue;
+        }
         struct agent *a = (struct agent *)priv;
         a->in_flight = false;
         if (a->registered)
-            on_heartbeat_done(w, a, rc, rc == CURLE_OK ? status : 0, (int64_t)us);
+            on_heartbeat_done(w, a, rc, status, (int64_t)us);
         else
-            on_registered(w, a, rc, rc == CURLE_OK ? status : 0);
+            on_registered(w, a, rc, status);
     }
 }
 
 static void register_more(struct worker *w)
 {
-    while (w->reg_next < w->n && w->reg_next - w->reg_done < REG_IN_FLIGHT) {
-        struct agent *a = &w->agents[w->reg_next++];
-        snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes", w->b->o.url);
-        snprintf(a->body, sizeof(a->body), "{\"node_id\":\"%s\",\"capacity\":{\"slots\":4}}",
-                 a->id);
-        start_transfer(w, a, a->body);
+    while (w->reg_next < w->n && w->reg_next - w->reg_done < REG_IN_FLIGHT)
+        start_register(w, &w->agents[w->reg_next++]);
+}
+
+/* This worker's share of the tasks (index % threads == its index). */
+static void submit_more(struct worker *w)
+{
+    struct bench *b = w->b;
+    unsigned nt = b->o.threads;
+    while (atomic_load(&b->submit) && w->sub_in_flight < SUB_IN_FLIGHT) {
+        unsigned ti = w->sub_next * nt + w->index;
+        if (ti >= b->o.tasks)
+            return;
+        struct req *r = req_get(w);
+        if (r == NULL)
+            return;
+        w->sub_next++;
+        r->kind = K_SUBMIT;
+        r->task = ti;
+        snprintf(r->url, sizeof(r->url), "%s/api/v1/tasks", b->o.url);
+        snprintf(r->body, sizeof(r->body),
+                 "{\"task_id\":\"" TASK_PREFIX "%012u\",\"priority\":%u,\"payload\":{\"n\":%u},"
+                 "\"requirements\":{\"slots\":1}}",
+                 ti, ti % 10, ti);
+        if (req_start(w, r, false))
+            w->sub_in_flight++;
     }
+}
+
+/* The storm's events for agent `a` at its due heartbeat: its crash, the
+ * partition's start and heal. False when it sends nothing now. */
+static bool storm_allows(struct worker *w, struct agent *a, int64_t now)
+{
+    struct bench *b = w->b;
+    int64_t at = atomic_load(&b->storm_at);
+    if (at == 0 || now < at)
+        return true;
+    if (a->role == DOOMED && now >= at + a->crash_off) {
+        if (!a->crashed) {
+            a->crashed = true;
+            mark_lost(b, a, at + a->crash_off, C_CRASH);
+        }
+        return false;
+    }
+    int64_t from = atomic_load(&b->part_from), to = atomic_load(&b->part_to);
+    if (a->role == PARTED && from != 0 && now >= from && now < to) {
+        if (!a->parted_now) {
+            a->parted_now = true;
+            mark_lost(b, a, from, C_PARTITION);
+        }
+        return false;
+    }
+    a->parted_now = false; /* healed (its tasks keep their marks: moved or not) */
+    return true;
 }
 
 /* Sends every heartbeat that is due; returns ms until the next one. */
@@ -346,65 +660,154 @@ static int64_t send_due(struct worker *w)
 {
     const struct opts *o = &w->b->o;
     int64_t now = rdt_now_ms();
-    while (w->heap_n > 0) {
-        struct agent *a = &w->agents[w->heap[0]];
-        if (a->due_ms > now)
-            return a->due_ms - now;
-        unsigned idx = heap_pop(w);
-        if (a->stopped)
-            continue; /* out of the heap for good */
+    struct rdb_due d = {0};
+    while (rdb_dueq_pop_due(&w->hb, now, &d)) {
+        struct agent *a = &w->agents[d.idx];
+        int64_t next = d.due + rdb_jittered_ms(&w->rng, o->interval_ms, o->jitter_ms);
+        if (next < now - (int64_t)o->interval_ms)
+            next = now; /* fell far behind: no catching up in a burst */
+        bool live = storm_allows(w, a, now);
+        if (a->crashed)
+            continue; /* out of the queue for good */
+        rdb_dueq_push(&w->hb, next, d.idx);
+        if (!live || a->reregistering) {
+            if (a->reregistering && !a->in_flight)
+                start_register(w, a); /* the last try failed: again */
+            continue;
+        }
         struct window *win = window_at(w, now);
+        if (win)
+            w->due++;
         if (a->in_flight) {
             if (win)
                 w->skipped++;
-        } else {
-            if (win) {
-                hist_add(&w->lag, (now - a->due_ms) * 1000);
-                w->sent++;
-                win->sent++;
-            }
-            double cpu = 0.30 + rdb_uniform(&w->rng, -0.03, 0.03);
-            snprintf(a->body, sizeof(a->body),
-                     "{\"epoch\":%lld,\"load\":{\"slots_used\":0},\"metrics\":{\"error_rate\":"
-                     "0.01,\"latency_ms\":20,\"cpu\":%.3f,\"mem\":0.4}}",
-                     a->epoch, cpu);
-            start_transfer(w, a, a->body);
+            continue;
         }
-        a->due_ms += rdb_jittered_ms(&w->rng, o->interval_ms, o->jitter_ms);
-        if (a->due_ms < now - (int64_t)o->interval_ms)
-            a->due_ms = now; /* fell far behind: no catching up in a burst */
-        heap_push(w, idx);
+        if (win) {
+            hist_add(&w->lag, (now - d.due) * 1000);
+            w->sent++;
+            win->sent++;
+        }
+        double cpu = 0.30 + rdb_uniform(&w->rng, -0.03, 0.03);
+        unsigned used = 0;
+        for (unsigned i = 0; i < a->n_holds; i++)
+            used += a->holds[i].active;
+        snprintf(a->body, sizeof(a->body),
+                 "{\"epoch\":%lld,\"load\":{\"slots_used\":%u},\"metrics\":{\"error_rate\":"
+                 "0.01,\"latency_ms\":20,\"cpu\":%.3f,\"mem\":0.4}}",
+                 a->epoch, used, cpu);
+        start_transfer(w, a, a->body);
     }
-    return 100;
+    return d.due > now ? d.due - now : 100;
+}
+
+/* Sends every checkpoint that is due. */
+static void send_checkpoints(struct worker *w)
+{
+    struct bench *b = w->b;
+    int64_t now = rdt_now_ms(), at = atomic_load(&b->storm_at);
+    int64_t from = atomic_load(&b->part_from), to = atomic_load(&b->part_to);
+    struct rdb_due d;
+    while (rdb_dueq_pop_due(&w->ck, now, &d)) {
+        struct agent *a = &w->agents[d.idx / MAX_HOLDS];
+        unsigned slot = d.idx % MAX_HOLDS;
+        struct hold *h = &a->holds[slot];
+        if (!h->active || h->due != d.due || a->crashed || !a->registered ||
+            (a->role == DOOMED && at != 0 && now >= at + a->crash_off))
+            continue; /* stale, dropped or dead: out of the queue */
+        int64_t next = now + rdb_jittered_ms(&w->rng, b->o.ckpt_ms, b->o.ckpt_ms / 10);
+        bool cut = a->role == PARTED && from != 0 && now >= from && now < to;
+        if (cut || h->in_flight) {
+            ck_schedule(w, a, slot, next);
+            continue;
+        }
+        struct req *r = req_get(w);
+        if (r == NULL) {
+            w->ck_deferred++;
+            ck_schedule(w, a, slot, now + 20);
+            return;
+        }
+        r->kind = K_CKPT;
+        r->agent = d.idx / MAX_HOLDS;
+        r->slot = slot;
+        r->task = h->task;
+        r->attempt = h->attempt;
+        r->version = h->version + 1;
+        snprintf(r->url, sizeof(r->url), "%s/api/v1/tasks/" TASK_PREFIX "%012u/checkpoint",
+                 b->o.url, h->task);
+        snprintf(r->body, sizeof(r->body),
+                 "{\"attempt\":%u,\"version\":%llu,\"data\":{\"n\":%llu}}", h->attempt,
+                 (unsigned long long)r->version, (unsigned long long)r->version);
+        if (!req_start(w, r, true))
+            continue;
+        h->in_flight = true;
+        w->ck_sent++;
+        ck_schedule(w, a, slot, next);
+    }
 }
 
 /* ---- the workers ---------------------------------------------------------------- */
+
+static void easy_setup(struct bench *b, CURL *e, void *priv, struct rdb_buf *resp)
+{
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, rdb_h2_version());
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, priv);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
+}
+
+/* Who crashes and who is partitioned: a share of the fleet each, spread
+ * over it by the seed. */
+static enum role role_of(struct bench *b, uint64_t *rng)
+{
+    double x = rdb_uniform(rng, 0, 100);
+    if (!storm(b))
+        return HEALTHY;
+    if (x < b->o.crash_share)
+        return DOOMED;
+    return x < b->o.crash_share + b->o.partition_share ? PARTED : HEALTHY;
+}
 
 static int worker_init(struct bench *b, struct worker *w, unsigned first, unsigned n, unsigned t)
 {
     w->b = b;
     w->n = n;
+    w->first = first;
+    w->index = t;
     w->rng = rdb_seed(b->o.seed + t);
     w->agents = calloc(n, sizeof(*w->agents));
-    w->heap = calloc(n ? n : 1, sizeof(*w->heap));
     w->multi = rdb_h2_multi(1);
-    if (!w->agents || !w->heap || !w->multi)
+    if (!w->agents || !w->multi || rdb_dueq_init(&w->hb, n) != 0)
         return -1;
+    if (storm(b)) {
+        w->reqs = calloc(POOL, sizeof(*w->reqs));
+        if (w->reqs == NULL || rdb_dueq_init(&w->ck, (size_t)n * MAX_HOLDS * 4) != 0)
+            return -1;
+        for (unsigned i = 0; i < POOL; i++) {
+            struct req *r = &w->reqs[i];
+            r->tag = T_REQ;
+            if ((r->easy = curl_easy_init()) == NULL)
+                return -1;
+            rdb_buf_fixed(&r->resp, r->resp_mem, sizeof(r->resp_mem));
+            easy_setup(b, r->easy, r, &r->resp);
+            req_put(w, r);
+        }
+    }
     for (unsigned i = 0; i < n; i++) {
         struct agent *a = &w->agents[i];
+        a->tag = T_AGENT;
         snprintf(a->id, sizeof(a->id), "scale-%05u", first + i + 1);
-        a->easy = curl_easy_init();
-        if (a->easy == NULL)
+        a->role = (uint8_t)role_of(b, &w->rng);
+        a->crash_off = (int64_t)rdb_uniform(&w->rng, 0, b->o.crash_spread_s * 1000.0);
+        if (storm(b) && (a->holds = calloc(MAX_HOLDS, sizeof(*a->holds))) == NULL)
             return -1;
-        curl_easy_setopt(a->easy, CURLOPT_HTTP_VERSION, rdb_h2_version());
-        curl_easy_setopt(a->easy, CURLOPT_HTTPHEADER, b->hdrs);
-        curl_easy_setopt(a->easy, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(a->easy, CURLOPT_TIMEOUT_MS, 5000L);
-        curl_easy_setopt(a->easy, CURLOPT_PIPEWAIT, 1L);
-        curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
-        curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, rdb_buf_write);
-        curl_easy_setopt(a->easy, CURLOPT_WRITEDATA, &a->resp);
-        rdb_buf_fixed(&a->resp, a->resp_mem, sizeof(a->resp_mem));
+        if ((a->easy = curl_easy_init()) == NULL)
+            return -1;
+        easy_setup(b, a->easy, a, &a->resp);
     }
     return 0;
 }
@@ -417,18 +820,83 @@ static void worker_free(struct worker *w)
             curl_multi_remove_handle(w->multi, a->easy);
         if (a->easy)
             curl_easy_cleanup(a->easy);
+        rdb_buf_free(&a->resp);
+        free(a->holds);
+    }
+    for (unsigned i = 0; w->reqs && i < POOL; i++) {
+        if (w->reqs[i].easy) {
+            curl_multi_remove_handle(w->multi, w->reqs[i].easy); /* harmless when not added */
+            curl_easy_cleanup(w->reqs[i].easy);
+        }
     }
     if (w->multi)
         curl_multi_cleanup(w->multi);
     for (unsigned i = 0; i < MAX_WINDOWS; i++)
         free(w->win[i].h);
-    free(w->heap);
+    rdb_dueq_free(&w->hb);
+    rdb_dueq_free(&w->ck);
+    free(w->reqs);
     free(w->agents);
 }
 
-/* Registers this worker's agents and heartbeats until the measurement ends.
- * Worker 0 also starts the measurement once every agent is registered and
- * samples the engine's RSS. */
+/* Worker 0's steps from one phase to the next. True to go on, false when
+ * the run cannot take place. */
+static bool coordinate(struct bench *b, int64_t now)
+{
+    const struct opts *o = &b->o;
+    unsigned done = atomic_load(&b->registered) + atomic_load(&b->failed_reg);
+    if (b->reg_end == 0 && done == o->agents) {
+        b->reg_end = now;
+        if (atomic_load(&b->failed_reg) > 0) {
+            fprintf(stderr, "loadgen: %u of %u agents could not register\n",
+                    atomic_load(&b->failed_reg), o->agents);
+            return false;
+        }
+        fprintf(stderr, "loadgen: %u agents registered in %.1f s\n", o->agents,
+                (double)(now - b->reg_start) / 1000);
+        if (!storm(b)) {
+            atomic_store(&b->measure_to, now + ((int64_t)o->warmup_s + o->duration_s) * 1000);
+            atomic_store(&b->measure_from, now + (int64_t)o->warmup_s * 1000);
+            return true;
+        }
+        atomic_store(&b->submit, true);
+    }
+    if (b->reg_end == 0) {
+        if (now - b->reg_start > 120000) {
+            fprintf(stderr, "loadgen: registrations did not finish within 120 s\n");
+            return false;
+        }
+        return true;
+    }
+    if (!storm(b) || b->run_end != 0)
+        return true;
+    unsigned sub = atomic_load(&b->submitted), bad = atomic_load(&b->sub_failed);
+    if (b->sub_end == 0 && sub + bad == o->tasks) {
+        b->sub_end = now;
+        fprintf(stderr, "loadgen: %u tasks submitted (%u failed) in %.1f s\n", sub, bad,
+                (double)(now - b->reg_end) / 1000);
+    }
+    bool all = b->sub_end != 0 && atomic_load(&b->running) >= sub;
+    if (!all && now - b->reg_end < SETUP_MS)
+        return true;
+    b->run_end = now;
+    int64_t at = now + (int64_t)o->warmup_s * 1000;
+    int64_t base = (int64_t)o->warmup_s * 1000 < BASE_MS ? (int64_t)o->warmup_s * 1000 : BASE_MS;
+    int64_t from = at + (int64_t)o->crash_spread_s * 1000 + STORM_GAP_MS;
+    fprintf(stderr,
+            "loadgen: %u of %u tasks running %.1f s after the fleet registered; storm in %u s\n",
+            atomic_load(&b->running), sub, (double)(now - b->reg_end) / 1000, o->warmup_s);
+    atomic_store(&b->part_to, from + (int64_t)o->partition_s * 1000);
+    atomic_store(&b->part_from, from);
+    atomic_store(&b->storm_at, at);
+    atomic_store(&b->measure_to, atomic_load(&b->part_to) + AFTER_MS);
+    atomic_store(&b->measure_from, at - base);
+    return true;
+}
+
+/* Registers this worker's agents (and submits its share of the tasks) and
+ * runs them until the measurement ends. Worker 0 also moves the run from
+ * phase to phase and samples the engine's RSS. */
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -437,41 +905,31 @@ static void *worker_main(void *arg)
     w->rc = -1;
     if (rdb_h2_open(w->multi, b->o.url, 1) != 1)
         return NULL;
-    int64_t reg_deadline = rdt_now_ms() + 120000;
     for (;;) {
         int running;
         curl_multi_perform(w->multi, &running);
         drain(w);
         register_more(w);
+        submit_more(w);
         int64_t now = rdt_now_ms();
-        int64_t from = atomic_load(&b->measure_from);
-        unsigned done = atomic_load(&b->registered) + atomic_load(&b->failed_reg);
-        if (from == 0 && first && done == b->o.agents) {
-            if (atomic_load(&b->failed_reg) > 0) {
-                fprintf(stderr, "loadgen: %u of %u agents could not register\n",
-                        atomic_load(&b->failed_reg), b->o.agents);
-                b->measure_to = now; /* ends the run */
-            } else {
-                b->measure_to = now + ((int64_t)b->o.warmup_s + b->o.duration_s) * 1000;
-                fprintf(stderr,
-                        "loadgen: %u agents registered in %.1f s; warm-up %u s, then %u s of "
-                        "measurement\n",
-                        b->o.agents, (double)(now - b->reg_start) / 1000, b->o.warmup_s,
-                        b->o.duration_s);
-            }
-            atomic_store(&b->measure_from, now + (int64_t)b->o.warmup_s * 1000);
-        } else if (from == 0 && now > reg_deadline) {
-            fprintf(stderr, "loadgen: registrations did not finish within 120 s\n");
+        if (first && !coordinate(b, now)) {
+            atomic_store(&b->measure_to, -1); /* ends every worker */
             return NULL;
         }
-        if ((from != 0 && now >= b->measure_to) || rdb_interrupted)
+        int64_t from = atomic_load(&b->measure_from), to = atomic_load(&b->measure_to);
+        if (to < 0 || (from != 0 && now >= to) || rdb_interrupted)
             break;
         if (first)
             sample_rss(b, now);
         int64_t wait = send_due(w);
-        curl_multi_poll(w->multi, NULL, 0, (int)(wait > 100 ? 100 : wait), NULL);
+        if (storm(b)) {
+            send_checkpoints(w);
+            int64_t ck = w->ck.n ? w->ck.v[0].due - rdt_now_ms() : 100;
+            wait = ck < wait ? ck : wait;
+        }
+        curl_multi_poll(w->multi, NULL, 0, (int)(wait < 0 ? 0 : wait > 100 ? 100 : wait), NULL);
     }
-    w->rc = atomic_load(&b->failed_reg) == 0 ? 0 : -1;
+    w->rc = atomic_load(&b->measure_to) < 0 ? -1 : 0;
     return NULL;
 }
 
@@ -487,31 +945,155 @@ static void hist_merge(struct hist *to, const struct hist *from)
         to->slot[i] += from->slot[i];
 }
 
+/* Healthy agents' acknowledged checkpoints per second over [from, to). */
+static double ack_rate(const struct bench *b, int64_t from, int64_t to)
+{
+    int64_t s0 = (from - b->origin) / 1000, s1 = (to - b->origin) / 1000;
+    uint64_t n = 0;
+    if (s0 < 0 || s1 > MAX_SECS || s1 <= s0)
+        return 0;
+    for (int64_t s = s0; s < s1; s++)
+        n += atomic_load(&b->hacks[s]);
+    return (double)n / (double)(s1 - s0);
+}
+
+/* The lowest rate over 5-second steps in [from, to). */
+static double ack_rate_min(const struct bench *b, int64_t from, int64_t to)
+{
+    double lo = -1;
+    for (int64_t t = from; t + 5000 <= to; t += 5000) {
+        double r = ack_rate(b, t, t + 5000);
+        lo = lo < 0 || r < lo ? r : lo;
+    }
+    return lo < 0 ? 0 : lo;
+}
+
+static void print_lat(const char *what, int64_t *v, size_t n, size_t of)
+{
+    struct rdb_lat l = rdb_lat_of(v, n, of);
+    printf("%s: %zu of %zu; p50 %lld ms, p99 %lld ms, max %lld ms\n", what, l.n, l.of,
+           (long long)l.p50, (long long)l.p99, (long long)l.max);
+}
+
+/* The storm's figures; true when its targets were met. */
+static bool report_storm(struct bench *b)
+{
+    const struct opts *o = &b->o;
+    size_t nt = o->tasks, crashed = 0, n_move = 0, n_ck = 0, parted = 0, parted_moved = 0;
+    size_t released = 0;
+    int64_t *move = calloc(nt ? nt : 1, sizeof(*move)), *ck = calloc(nt ? nt : 1, sizeof(*ck));
+    if (move == NULL || ck == NULL) {
+        free(move);
+        free(ck);
+        return false;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        struct task *t = &b->tasks[i];
+        uint8_t c = atomic_load(&t->cause);
+        if (c == C_CRASH) {
+            crashed++;
+            int64_t m = atomic_load(&t->moved_ms), f = atomic_load(&t->first_ckpt_ms);
+            if (m > 0)
+                move[n_move++] = m;
+            if (f > 0)
+                ck[n_ck++] = f;
+        } else if (c == C_PARTITION) {
+            parted++;
+            parted_moved += atomic_load(&t->moved_in_partition);
+            released += atomic_load(&t->moved_after_heal);
+        }
+    }
+    unsigned doomed = 0, cut = 0;
+    uint64_t ck_sent = 0, ck_ok = 0, ck_fenced = 0, ck_err = 0, deferred = 0, overflow = 0;
+    uint64_t rereg = 0, pf = 0;
+    for (unsigned t = 0; t < o->threads; t++) {
+        const struct worker *w = &b->w[t];
+        for (unsigned i = 0; i < w->n; i++) {
+            doomed += w->agents[i].role == DOOMED;
+            cut += w->agents[i].role == PARTED;
+        }
+        ck_sent += w->ck_sent, ck_ok += w->ck_ok, ck_fenced += w->ck_fenced;
+        ck_err += w->ck_errors, deferred += w->ck_deferred, overflow += w->hold_overflow;
+        rereg += w->reregistered, pf += w->parted_fenced;
+    }
+    int64_t at = atomic_load(&b->storm_at), from = atomic_load(&b->part_from);
+    int64_t to = atomic_load(&b->part_to), end = atomic_load(&b->measure_to);
+    int64_t base_from = atomic_load(&b->measure_from);
+    printf("\n== failure storm ==\n");
+    printf("setup: %u agents registered in %.1f s, %u tasks submitted in %.1f s (%u failed), %u "
+           "running %.1f s after registration; %u agents x %u slots\n",
+           o->agents, (double)(b->reg_end - b->reg_start) / 1000, atomic_load(&b->submitted),
+           (double)(b->sub_end - b->reg_end) / 1000, atomic_load(&b->sub_failed),
+           atomic_load(&b->running), (double)(b->run_end - b->reg_end) / 1000, o->agents, o->slots);
+    printf("storm: %u agents (%u%%) crash over %u s, then %u (%u%%) cut off for %u s from +%.0f s, "
+           "healed at +%.0f s, measured until +%.0f s\n",
+           doomed, o->crash_share, o->crash_spread_s, cut, o->partition_share, o->partition_s,
+           (double)(from - at) / 1000, (double)(to - at) / 1000, (double)(end - at) / 1000);
+    printf("checkpoints (every %u ms per task): %llu sent, %llu acknowledged, %llu fenced, %llu "
+           "transport errors, %llu deferred (pool of %u per worker busy), %llu assignments over "
+           "%u held tasks; %llu re-registrations after a 409\n",
+           o->ckpt_ms, (unsigned long long)ck_sent, (unsigned long long)ck_ok,
+           (unsigned long long)ck_fenced, (unsigned long long)ck_err, (unsigned long long)deferred,
+           POOL, (unsigned long long)overflow, MAX_HOLDS, (unsigned long long)rereg);
+    print_lat("crashed agents' tasks: crash to the task's assignment reaching another agent", move,
+              n_move, crashed);
+    print_lat("crashed agents' tasks: crash to its first checkpoint acknowledged there", ck, n_ck,
+              crashed);
+    struct rdb_lat lm = rdb_lat_of(move, n_move, crashed);
+    printf("partitioned agents' tasks: %zu; moved while the partition lasted: %zu, after the heal: "
+           "%zu; partitioned agents answered 409 (failed) after the heal: %llu of %u\n",
+           parted, parted_moved, released, (unsigned long long)pf, cut);
+    double before = ack_rate(b, base_from, at), crash = ack_rate(b, at, from);
+    double part = ack_rate(b, from, to), after = ack_rate(b, to, end);
+    double low = ack_rate_min(b, at, end);
+    double share = before > 0 ? 100.0 * (crash < part ? crash : part) / before : 0;
+    printf("healthy agents' checkpoints/s on tasks that never moved: before %.0f; crashes %.0f "
+           "(%.0f%%); partition %.0f (%.0f%%); after the heal %.0f (%.0f%%); lowest 5 s of the "
+           "storm %.0f (%.0f%%)\n",
+           before, crash, before > 0 ? 100 * crash / before : 0, part,
+           before > 0 ? 100 * part / before : 0, after, before > 0 ? 100 * after / before : 0, low,
+           before > 0 ? 100 * low / before : 0);
+    printf("\n");
+    bool ok_move = lm.n == lm.of && lm.of > 0 && lm.p99 <= TARGET_MOVE_MS;
+    printf(
+        "%s crashed agents' tasks running elsewhere within 3 s p99: %lld ms (%zu of %zu moved)\n",
+        ok_move ? "PASS" : "FAIL", (long long)lm.p99, lm.n, lm.of);
+    printf("%s healthy throughput during the storm at 90%% or more of before: %.0f%% (the lower "
+           "of the two phases' averages)\n",
+           share >= TARGET_SHARE ? "PASS" : "FAIL", share);
+    printf("%s the partition guard held the partitioned agents' tasks: %zu of %zu moved\n",
+           parted_moved == 0 ? "PASS" : "FAIL", parted_moved, parted);
+    free(move);
+    free(ck);
+    return ok_move && share >= TARGET_SHARE && parted_moved == 0;
+}
+
 static void report(struct bench *b)
 {
     static struct hist rtt, lag, wh;
-    uint64_t sent = 0, ok = 0, fenced = 0, other = 0, errors = 0, skipped = 0;
+    uint64_t due = 0, sent = 0, ok = 0, fenced = 0, other = 0, errors = 0, skipped = 0;
     for (unsigned t = 0; t < b->o.threads; t++) {
         const struct worker *w = &b->w[t];
-        sent += w->sent, ok += w->ok, fenced += w->fenced, other += w->other;
+        due += w->due, sent += w->sent, ok += w->ok, fenced += w->fenced, other += w->other;
         errors += w->errors, skipped += w->skipped;
         hist_merge(&rtt, &w->rtt);
         hist_merge(&lag, &w->lag);
     }
-    double secs = (double)b->o.duration_s;
+    double secs = (double)(atomic_load(&b->measure_to) - atomic_load(&b->measure_from)) / 1000.0;
     printf("\n== scale benchmark ==\n");
     printf("%u agents heartbeating every %u +/- %u ms over HTTP/2 (%s, %u workers with one "
-           "connection each, %s); warm-up %u s, measured %u s%s\n",
+           "connection each, %s); measured %.0f s%s\n",
            b->o.agents, b->o.interval_ms, b->o.jitter_ms,
            rdb_h2_prior_knowledge() ? "prior knowledge" : "h2c upgrade", b->o.threads, b->o.url,
-           b->o.warmup_s, b->o.duration_s, rdb_interrupted ? " (interrupted early)" : "");
+           secs, rdb_interrupted ? " (interrupted early)" : "");
     double want = (double)b->o.agents * 1000.0 / b->o.interval_ms;
-    printf("heartbeats: %llu sent (%.0f/s of %.0f/s scheduled), %llu answered 200, %llu answered "
-           "409 (the agent was failed: it stops), %llu other, %llu transport errors, %llu skipped "
-           "(previous one still in flight)\n",
-           (unsigned long long)sent, (double)sent / secs, want, (unsigned long long)ok,
-           (unsigned long long)fenced, (unsigned long long)other, (unsigned long long)errors,
-           (unsigned long long)skipped);
+    printf("heartbeats offered: %.0f/s sent of %.0f/s due (the live agents' schedule; %.0f/s "
+           "wanted for the whole fleet), %llu skipped (previous one still in flight)\n",
+           (double)sent / secs, (double)due / secs, want, (unsigned long long)skipped);
+    printf("heartbeats achieved: %.0f/s answered 200; %llu answered 409 (the agent was failed: it "
+           "registers again), %llu other, %llu transport errors\n",
+           (double)ok / secs, (unsigned long long)fenced, (unsigned long long)other,
+           (unsigned long long)errors);
     printf("heartbeat round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms; send lateness p99 %lld "
            "ms, max %lld ms\n",
            (double)hist_q(&rtt, 0.50) / 1000, (double)hist_q(&rtt, 0.99) / 1000,
@@ -521,7 +1103,9 @@ static void report(struct bench *b)
         printf("engine RSS: %.1f MiB at the start of the measurement, %.1f MiB at the end, %.1f "
                "MiB max\n",
                (double)b->rss_first / 1024, (double)b->rss_last / 1024, (double)b->rss_max / 1024);
-    printf("\nwindow (s)  sent/s   ok/s    p99 ms   max ms   RSS MiB\n");
+    printf("\nwindow (s)  sent/s   ok/s    p99 ms   max ms   RSS MiB%s\n",
+           storm(b) ? "  healthy ckpt/s" : "");
+    int64_t mfrom = atomic_load(&b->measure_from);
     for (unsigned i = 0; i < MAX_WINDOWS; i++) {
         uint64_t ws = 0, wo = 0;
         int64_t wmax = 0;
@@ -538,11 +1122,17 @@ static void report(struct bench *b)
         }
         if (!any)
             break;
-        printf("%4u-%-4u  %7.0f  %7.0f  %7.2f  %7.2f  %8.1f\n", i * WIN_S, (i + 1) * WIN_S,
+        printf("%4u-%-4u  %7.0f  %7.0f  %7.2f  %7.2f  %8.1f", i * WIN_S, (i + 1) * WIN_S,
                (double)ws / WIN_S, (double)wo / WIN_S, (double)hist_q(&wh, 0.99) / 1000,
                (double)wmax / 1000, (double)b->rss_win[i] / 1024);
+        if (storm(b))
+            printf("  %8.0f", ack_rate(b, mfrom + (int64_t)i * WIN_S * 1000,
+                                       mfrom + (int64_t)(i + 1) * WIN_S * 1000));
+        printf("\n");
     }
-    printf("\n");
+    bool storm_ok = storm(b) ? report_storm(b) : true;
+    if (!storm(b))
+        printf("\n");
     if (b->o.engine_pid)
         printf("%s engine RSS under 512 MiB: max %.1f MiB\n",
                b->rss_max > 0 && b->rss_max < RSS_LIMIT_KIB ? "PASS" : "FAIL",
@@ -552,8 +1142,13 @@ static void report(struct bench *b)
     printf("%s heartbeat p99 under 50 ms: %.2f ms (%llu answered of %llu sent)\n",
            all && p99 < P99_LIMIT_US ? "PASS" : "FAIL", (double)p99 / 1000, (unsigned long long)ok,
            (unsigned long long)sent);
-    printf("%s no healthy agent failed: %llu heartbeats answered 409\n",
-           fenced == 0 ? "PASS" : "FAIL", (unsigned long long)fenced);
+    printf("%s offered load: %.1f%% of the due heartbeats sent\n",
+           due > 0 && sent * 100 >= due * 99 ? "PASS" : "FAIL",
+           due > 0 ? 100.0 * (double)sent / (double)due : 0);
+    if (!storm(b))
+        printf("%s no healthy agent failed: %llu heartbeats answered 409\n",
+               fenced == 0 ? "PASS" : "FAIL", (unsigned long long)fenced);
+    (void)storm_ok;
     rdb_print_self_cpu();
 }
 
@@ -569,6 +1164,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"engine-pid", required_argument, NULL, 'p'},
         {"threads", required_argument, NULL, 't'},
         {"seed", required_argument, NULL, 's'},
+        {"tasks", required_argument, NULL, 'T'},
+        {"ckpt-ms", required_argument, NULL, 'c'},
+        {"crash-share", required_argument, NULL, 'C'},
+        {"crash-spread", required_argument, NULL, 'S'},
+        {"partition-share", required_argument, NULL, 'P'},
+        {"partition", required_argument, NULL, 'D'},
+        {"slots", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -579,6 +1181,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .warmup_s = 20,
                        .duration_s = 60,
                        .threads = 4,
+                       .ckpt_ms = 30000,
+                       .crash_share = 20,
+                       .crash_spread_s = 60,
+                       .partition_share = 30,
+                       .partition_s = 20,
+                       .slots = 32,
                        .seed = 42};
     unsigned seed = 42;
     bool ok = true;
@@ -612,18 +1220,45 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 's':
             ok = rdb_parse_uint(optarg, 1, UINT32_MAX, &seed);
             break;
+        case 'T':
+            ok = rdb_parse_uint(optarg, 0, 10000000, &o->tasks);
+            break;
+        case 'c':
+            ok = rdb_parse_uint(optarg, 100, 3600000, &o->ckpt_ms);
+            break;
+        case 'C':
+            ok = rdb_parse_uint(optarg, 0, 100, &o->crash_share);
+            break;
+        case 'S':
+            ok = rdb_parse_uint(optarg, 0, 3600, &o->crash_spread_s);
+            break;
+        case 'P':
+            ok = rdb_parse_uint(optarg, 0, 100, &o->partition_share);
+            break;
+        case 'D':
+            ok = rdb_parse_uint(optarg, 1, 3600, &o->partition_s);
+            break;
+        case 'L':
+            ok = rdb_parse_uint(optarg, 1, MAX_HOLDS, &o->slots);
+            break;
         default:
             ok = false;
         }
     }
-    if (ok && (o->jitter_ms >= o->interval_ms || o->threads > o->agents))
+    if (ok && (o->jitter_ms >= o->interval_ms || o->threads > o->agents ||
+               o->crash_share + o->partition_share > 100))
         ok = false;
     if (!ok || optind != argc) {
         fprintf(stderr,
                 "usage: bench_scale_loadgen [--url URL] [--agents N (10000)] [--interval-ms MS "
                 "(500)] [--jitter-ms MS (100, less than the interval)] [--warmup S (20)] "
                 "[--duration S (60)] [--engine-pid PID (its RSS)] [--threads N (4, at most the "
-                "agents)] [--seed N (42)]\n");
+                "agents)] [--seed N (42)]\n"
+                "  the failure storm: --tasks N (0: none, a steady fleet) [--ckpt-ms MS (30000)] "
+                "[--crash-share PCT (20)] [--crash-spread S (60)] [--partition-share PCT (30; "
+                "with the crash share at most 100)] [--partition S (20)] [--slots N (32, at most "
+                "%d)]\n",
+                MAX_HOLDS);
         return -1;
     }
     o->seed = seed;
@@ -640,8 +1275,9 @@ int main(int argc, char **argv)
     int rc = 1;
     unsigned nt = b.o.threads, started = 0;
     b.w = calloc(nt, sizeof(*b.w)); /* large (histograms): on the heap */
+    b.tasks = calloc(b.o.tasks ? b.o.tasks : 1, sizeof(*b.tasks));
     b.hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    bool ok = b.w != NULL && b.hdrs != NULL;
+    bool ok = b.w != NULL && b.tasks != NULL && b.hdrs != NULL;
     for (unsigned t = 0, first = 0; ok && t < nt; t++) {
         unsigned n = b.o.agents / nt + (t < b.o.agents % nt);
         ok = worker_init(&b, &b.w[t], first, n, t) == 0;
@@ -649,7 +1285,7 @@ int main(int argc, char **argv)
     }
     if (!ok)
         fprintf(stderr, "loadgen: cannot set up %u agents\n", b.o.agents);
-    b.reg_start = rdt_now_ms();
+    b.reg_start = b.origin = rdt_now_ms();
     for (; ok && started < nt; started++)
         ok = pthread_create(&b.w[started].thread, NULL, worker_main, &b.w[started]) == 0;
     bool all_ran = ok;
@@ -664,6 +1300,7 @@ int main(int argc, char **argv)
     for (unsigned t = 0; b.w && t < nt; t++)
         worker_free(&b.w[t]);
     free(b.w);
+    free(b.tasks);
     curl_slist_free_all(b.hdrs);
     rdb_end();
     return rc;
