@@ -222,16 +222,22 @@ void rd_sched__predicted(struct rd_sched *s)
         struct answer *a = rd_map_get(&s->predicted, x->id, idlen);
         if ((a != NULL && a->what == ANSWERED) || x->node_id[0] == '\0')
             continue;
-        const struct rd_node *n = rd_fsm_node(f, x->node_id, strlen(x->node_id));
-        char key[RD_NODE_ID_MAX + 16];
-        if (n != NULL)
-            snprintf(key, sizeof(key), "drain:%s", n->node_id);
-        if (n == NULL || !working(n) || rd_map_get(&s->inflight, key, strlen(key)))
-            continue;
+        /* Whether it is a prediction is decided once per fault (its metadata
+         * never changes): after a mass failure thousands of open faults are
+         * not, and each pass looks at each of them again. */
         json_t *meta = NULL;
         int rv = ANSWERED;
-        if (is_prediction(x, &meta))
+        if (is_prediction(x, &meta)) {
+            const struct rd_node *n = rd_fsm_node(f, x->node_id, strlen(x->node_id));
+            char key[RD_NODE_ID_MAX + 16];
+            if (n != NULL)
+                snprintf(key, sizeof(key), "drain:%s", n->node_id);
+            if (n == NULL || !working(n) || rd_map_get(&s->inflight, key, strlen(key))) {
+                json_decref(meta);
+                continue;
+            }
             rv = ask(s, n, x, meta, a != NULL, &view);
+        }
         json_decref(meta);
         if (rv == 0)
             continue;
