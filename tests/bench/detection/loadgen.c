@@ -52,9 +52,13 @@ static const char *const kind_names[N_KINDS] = {"healthy", "crash", "hang", "deg
 #define RESP_MAX      512
 #define N_CONNS       4 /* connections to the engine with prior knowledge (bench.h) */
 #define REG_IN_FLIGHT 64
-#define TL_SLOT_MS    10000 /* the stall timeline: 10-second windows */
-#define TL_SLOTS      1024
-#define STALL_MS      500
+/* Transfers in flight on the connection, below h2o's 100 streams (libcurl
+ * 7.88 parks the rest as pending and walks them at every step: the
+ * scale benchmark's load generator, tests/bench/scale/loadgen.c). */
+#define MAX_STREAMS 96
+#define TL_SLOT_MS  10000 /* the stall timeline: 10-second windows */
+#define TL_SLOTS    1024
+#define STALL_MS    500
 
 struct opts {
     const char *url;
@@ -126,6 +130,9 @@ struct bench {
     CURLM *multi;
     struct curl_slist *hdrs;
     uint64_t rng;
+    unsigned streams;    /* transfers in flight on the connection */
+    struct rdb_dueq due; /* registered agents by due_ms (a walk over 10,000 per loop turn starved
+                          * the registrations: issue 16) */
     int64_t inject_mono_ms, end_mono_ms, start_wall_ms;
     _Atomic int64_t inject_wall_ms; /* 0 until the faults are injected */
     int64_t inject_apply_ms;        /* how long changing the endpoints took */
@@ -328,7 +335,8 @@ static int fleet_init(struct bench *b)
     b->httpd = rdt_httpd_start(n);
     b->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
     b->multi = rdb_h2_multi(N_CONNS);
-    if (b->agents == NULL || b->httpd == NULL || b->hdrs == NULL || b->multi == NULL)
+    if (b->agents == NULL || b->httpd == NULL || b->hdrs == NULL || b->multi == NULL ||
+        rdb_dueq_init(&b->due, n) != 0)
         return -1;
     for (unsigned i = 0; i < n; i++) {
         struct agent *a = &b->agents[i];
@@ -361,6 +369,7 @@ static void fleet_free(struct bench *b)
         curl_multi_cleanup(b->multi);
     curl_slist_free_all(b->hdrs);
     rdt_httpd_stop(b->httpd);
+    rdb_dueq_free(&b->due);
     free(b->agents);
 }
 
@@ -382,6 +391,7 @@ static void start_transfer(struct bench *b, struct agent *a, const char *url, co
     curl_easy_setopt(a->easy, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(a->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     a->in_flight = curl_multi_add_handle(b->multi, a->easy) == CURLM_OK;
+    b->streams += a->in_flight;
 }
 
 typedef void (*done_fn)(struct bench *b, struct agent *a, CURLcode rc, long status, int64_t us);
@@ -408,6 +418,7 @@ static void drain(struct bench *b, done_fn done)
         b->c.connects += (uint64_t)connects;
         curl_multi_remove_handle(b->multi, e);
         a->in_flight = false;
+        b->streams--;
         done(b, a, rc, rc == CURLE_OK ? status : 0, (int64_t)us);
     }
 }
@@ -431,6 +442,7 @@ static void on_registered(struct bench *b, struct agent *a, CURLcode rc, long st
     a->registered = true;
     snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes/%s/heartbeat", b->o.url, a->id);
     a->due_ms = rdt_now_ms() + (int64_t)rdb_uniform(&b->rng, 0, b->o.interval_ms);
+    rdb_dueq_push(&b->due, a->due_ms, (unsigned)(a - b->agents));
 }
 
 static void start_registration(struct bench *b, unsigned i)
@@ -447,7 +459,8 @@ static void start_registration(struct bench *b, unsigned i)
 /* Starts registrations, at most REG_IN_FLIGHT at a time. */
 static void register_more(struct bench *b)
 {
-    while (b->reg_next < b->o.agents && b->reg_next - b->reg_done < REG_IN_FLIGHT)
+    while (b->reg_next < b->o.agents && b->reg_next - b->reg_done < REG_IN_FLIGHT &&
+           b->streams < MAX_STREAMS - 32)
         start_registration(b, b->reg_next++);
 }
 
@@ -508,20 +521,28 @@ static void on_heartbeat_done(struct bench *b, struct agent *a, CURLcode rc, lon
     }
 }
 
-/* Sends what is due; returns the monotonic time of the next heartbeat. */
+/* Sends what is due; returns the monotonic time of the next heartbeat. An
+ * agent whose previous heartbeat is still in flight sends as soon as it is
+ * answered (looked at again every 5 ms); a stopped one leaves the queue. */
 static int64_t send_due(struct bench *b)
 {
-    int64_t now = rdt_now_ms(), next = now + 100;
-    for (unsigned i = 0; i < b->o.agents; i++) {
-        struct agent *a = &b->agents[i];
-        if (a->in_flight || a->stopped || !a->registered)
+    int64_t now = rdt_now_ms();
+    struct rdb_due d = {0};
+    while (b->streams < MAX_STREAMS && rdb_dueq_pop_due(&b->due, now, &d)) {
+        struct agent *a = &b->agents[d.idx];
+        if (a->stopped)
             continue;
-        if (a->due_ms <= now)
-            send_heartbeat(b, a, now);
-        if (!a->stopped && a->due_ms < next)
-            next = a->due_ms;
+        if (a->in_flight) {
+            rdb_dueq_push(&b->due, now + 5, d.idx);
+            continue;
+        }
+        send_heartbeat(b, a, now);
+        if (!a->stopped)
+            rdb_dueq_push(&b->due, a->due_ms, d.idx);
     }
-    return next;
+    if (b->streams >= MAX_STREAMS)
+        return now + 1; /* full: look again soon */
+    return b->due.n > 0 ? b->due.v[0].due : now + 100;
 }
 
 static void on_done(struct bench *b, struct agent *a, CURLcode rc, long status, int64_t us)

@@ -55,10 +55,18 @@
 #include "bench.h"
 #include "harness.h"
 
-#define REG_IN_FLIGHT  64  /* registrations per worker at a time */
-#define SUB_IN_FLIGHT  64  /* task submissions per worker at a time */
-#define POOL           512 /* requests per worker besides heartbeats (submits, checkpoints) */
-#define MAX_HOLDS      32  /* tasks one agent holds at once */
+#define REG_IN_FLIGHT 64  /* registrations per worker at a time */
+#define SUB_IN_FLIGHT 64  /* task submissions per worker at a time */
+#define POOL          512 /* requests per worker besides heartbeats (submits, checkpoints) */
+/* Transfers in flight per worker (its connection), below h2o's 100 concurrent
+ * streams: beyond them libcurl 7.88 parks transfers as pending and walks them
+ * all at every add, removal and completion; with thousands parked when the
+ * engine fell behind, the load generator spent its time in
+ * curl_multi_remove_handle and curl_multi_perform and sent almost nothing.
+ * What waits here instead is due and late (the lateness figure shows it). */
+#define MAX_STREAMS    96
+#define HB_RESERVE     32 /* of them for heartbeats only */
+#define MAX_HOLDS      32 /* tasks one agent holds at once */
 #define MAX_THREADS    32
 #define RESP_MAX       512
 #define HIST_SLOTS     40000 /* of 50 us: 2 s; beyond counts as over */
@@ -106,6 +114,7 @@ struct agent {
     struct rdb_buf resp; /* grows: assignments can be long */
     bool registered, in_flight, in_queue, crashed, parted_now, reregistering;
     int64_t crash_off; /* DOOMED: ms after the storm's start */
+    unsigned reg_tries;
     unsigned n_holds;
     struct hold *holds; /* MAX_HOLDS, storm only */
 };
@@ -163,6 +172,7 @@ struct worker {
     struct rdb_dueq hb, ck; /* heartbeats by agent; checkpoints by agent * MAX_HOLDS + slot */
     struct req *reqs, *free_reqs;
     CURLM *multi;
+    unsigned streams; /* transfers in flight */
     uint64_t rng;
     unsigned reg_next, reg_done, reg_failed;
     unsigned sub_next, sub_in_flight; /* its tasks: index % threads == its index */
@@ -301,6 +311,7 @@ static void start_transfer(struct worker *w, struct agent *a, const char *body)
 {
     start_on(w, a->easy, &a->resp, a->url, body, false);
     a->in_flight = curl_multi_add_handle(w->multi, a->easy) == CURLM_OK;
+    w->streams += a->in_flight;
 }
 
 static void start_register(struct worker *w, struct agent *a)
@@ -330,8 +341,10 @@ static bool req_start(struct worker *w, struct req *r, bool put)
 {
     start_on(w, r->easy, &r->resp, r->url, r->body, put);
     r->sent_ms = rdt_now_ms();
-    if (curl_multi_add_handle(w->multi, r->easy) == CURLM_OK)
+    if (curl_multi_add_handle(w->multi, r->easy) == CURLM_OK) {
+        w->streams++;
         return true;
+    }
     req_put(w, r);
     return false;
 }
@@ -442,6 +455,10 @@ static void on_registered(struct worker *w, struct agent *a, CURLcode rc, long s
         snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes/%s/heartbeat", b->o.url, a->id);
         return;
     }
+    if (a->epoch <= 0 && (status == 503 || status == 429 || status == 0) && a->reg_tries++ < 20) {
+        start_register(w, a); /* an election or a busy edge: again */
+        return;
+    }
     w->reg_done++;
     if (a->epoch <= 0) {
         if (w->reg_failed++ < 3)
@@ -512,16 +529,29 @@ static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, lo
     json_decref(j);
 }
 
-static void on_submitted(struct worker *w, struct req *r, CURLcode rc, long status)
+/* True when it sent the submission again (an election, a busy engine:
+ * submitting is idempotent by task_id). */
+static bool on_submitted(struct worker *w, struct req *r, CURLcode rc, long status)
 {
-    w->sub_in_flight--;
     if (rc == CURLE_OK && (status == 201 || status == 200)) {
+        w->sub_in_flight--;
         atomic_fetch_add(&w->b->submitted, 1);
-        return;
+        return false;
     }
-    if (atomic_fetch_add(&w->b->sub_failed, 1) < 3)
-        fprintf(stderr, "loadgen: submitting task %u: %s, HTTP %ld: %.200s\n", r->task,
-                curl_easy_strerror(rc), status, r->resp.p ? r->resp.p : "");
+    bool again = status == 0 || status == 429 || status >= 500;
+    if (w->errors_printed++ < 3)
+        fprintf(stderr, "loadgen: submitting task %u: %s, HTTP %ld: %.200s%s\n", r->task,
+                curl_easy_strerror(rc), status, r->resp.p ? r->resp.p : "",
+                again && r->version < 20 ? " (again)" : "");
+    if (again && r->version++ < 20) {
+        w->streams++; /* still this worker's: counted again as it goes out */
+        if (curl_multi_add_handle(w->multi, r->easy) == CURLM_OK)
+            return true;
+        w->streams--;
+    }
+    w->sub_in_flight--;
+    atomic_fetch_add(&w->b->sub_failed, 1);
+    return false;
 }
 
 static void on_checkpoint(struct worker *w, struct req *r, CURLcode rc, long status)
@@ -578,12 +608,13 @@ static void drain(struct worker *w)
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &us);
         curl_multi_remove_handle(w->multi, e);
+        w->streams--;
         status = rc == CURLE_OK ? status : 0;
         if ((uint8_t)priv[0] == T_REQ) {
             struct req *r = (struct req *)priv;
-            if (r->kind == K_SUBMIT)
-                on_submitted(w, r, rc, status);
-            else
+            if (r->kind == K_SUBMIT && on_submitted(w, r, rc, status))
+                continue;
+            if (r->kind == K_CKPT)
                 on_checkpoint(w, r, rc, status);
             req_put(w, r);
             continue;
@@ -599,7 +630,8 @@ static void drain(struct worker *w)
 
 static void register_more(struct worker *w)
 {
-    while (w->reg_next < w->n && w->reg_next - w->reg_done < REG_IN_FLIGHT)
+    while (w->reg_next < w->n && w->reg_next - w->reg_done < REG_IN_FLIGHT &&
+           w->streams < MAX_STREAMS - HB_RESERVE)
         start_register(w, &w->agents[w->reg_next++]);
 }
 
@@ -608,7 +640,8 @@ static void submit_more(struct worker *w)
 {
     struct bench *b = w->b;
     unsigned nt = b->o.threads;
-    while (atomic_load(&b->submit) && w->sub_in_flight < SUB_IN_FLIGHT) {
+    while (atomic_load(&b->submit) && w->sub_in_flight < SUB_IN_FLIGHT &&
+           w->streams < MAX_STREAMS - HB_RESERVE) {
         unsigned ti = w->sub_next * nt + w->index;
         if (ti >= b->o.tasks)
             return;
@@ -618,6 +651,7 @@ static void submit_more(struct worker *w)
         w->sub_next++;
         r->kind = K_SUBMIT;
         r->task = ti;
+        r->version = 0; /* here: the tries */
         snprintf(r->url, sizeof(r->url), "%s/api/v1/tasks", b->o.url);
         snprintf(r->body, sizeof(r->body),
                  "{\"task_id\":\"" TASK_PREFIX "%012u\",\"priority\":%u,\"payload\":{\"n\":%u},"
@@ -661,7 +695,7 @@ static int64_t send_due(struct worker *w)
     const struct opts *o = &w->b->o;
     int64_t now = rdt_now_ms();
     struct rdb_due d = {0};
-    while (rdb_dueq_pop_due(&w->hb, now, &d)) {
+    while (w->streams < MAX_STREAMS && rdb_dueq_pop_due(&w->hb, now, &d)) {
         struct agent *a = &w->agents[d.idx];
         int64_t next = d.due + rdb_jittered_ms(&w->rng, o->interval_ms, o->jitter_ms);
         if (next < now - (int64_t)o->interval_ms)
@@ -698,6 +732,8 @@ static int64_t send_due(struct worker *w)
                  a->epoch, used, cpu);
         start_transfer(w, a, a->body);
     }
+    if (w->streams >= MAX_STREAMS)
+        return 1; /* full: look again soon */
     return d.due > now ? d.due - now : 100;
 }
 
@@ -721,7 +757,7 @@ static void send_checkpoints(struct worker *w)
             ck_schedule(w, a, slot, next);
             continue;
         }
-        struct req *r = req_get(w);
+        struct req *r = w->streams < MAX_STREAMS - HB_RESERVE ? req_get(w) : NULL;
         if (r == NULL) {
             w->ck_deferred++;
             ck_schedule(w, a, slot, now + 20);
@@ -1030,7 +1066,8 @@ static bool report_storm(struct bench *b)
            doomed, o->crash_share, o->crash_spread_s, cut, o->partition_share, o->partition_s,
            (double)(from - at) / 1000, (double)(to - at) / 1000, (double)(end - at) / 1000);
     printf("checkpoints (every %u ms per task): %llu sent, %llu acknowledged, %llu fenced, %llu "
-           "transport errors, %llu deferred (pool of %u per worker busy), %llu assignments over "
+           "transport errors, %llu deferred (connection or pool of %u per worker busy), %llu "
+           "assignments over "
            "%u held tasks; %llu re-registrations after a 409\n",
            o->ckpt_ms, (unsigned long long)ck_sent, (unsigned long long)ck_ok,
            (unsigned long long)ck_fenced, (unsigned long long)ck_err, (unsigned long long)deferred,
@@ -1180,7 +1217,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .jitter_ms = 100,
                        .warmup_s = 20,
                        .duration_s = 60,
-                       .threads = 4,
+                       .threads = 8,
                        .ckpt_ms = 30000,
                        .crash_share = 20,
                        .crash_spread_s = 60,
@@ -1252,7 +1289,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         fprintf(stderr,
                 "usage: bench_scale_loadgen [--url URL] [--agents N (10000)] [--interval-ms MS "
                 "(500)] [--jitter-ms MS (100, less than the interval)] [--warmup S (20)] "
-                "[--duration S (60)] [--engine-pid PID (its RSS)] [--threads N (4, at most the "
+                "[--duration S (60)] [--engine-pid PID (its RSS)] [--threads N (8, at most the "
                 "agents)] [--seed N (42)]\n"
                 "  the failure storm: --tasks N (0: none, a steady fleet) [--ckpt-ms MS (30000)] "
                 "[--crash-share PCT (20)] [--crash-spread S (60)] [--partition-share PCT (30; "
