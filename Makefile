@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= deploy/recoveryd.yaml
 
-.PHONY: all bootstrap build run test sim sanitize format format-check lint-api bench soak fuzz chaos clean install deb
+.PHONY: all bootstrap build run test sim sanitize format format-check lint-api bench soak storm fuzz chaos clean install deb
 
 all: build
 
@@ -104,6 +104,13 @@ SOAK_DURATION = $(if $(filter-out file default undefined,$(origin DURATION)),$(D
 soak:
 	@scripts/bootstrap --bench
 	DURATION=$(SOAK_DURATION) tests/bench/soak/run.sh
+
+# The failure storm of issue 16: 10,000 agents, 100,000 tasks, three
+# replicas, 20% crash then 30% partitioned (tests/bench/scale/storm.sh,
+# docs/benchmarks.md "Failure storm"; AGENTS, TASKS, ... from the environment).
+storm:
+	@scripts/bootstrap --bench
+	tests/bench/scale/storm.sh
 
 # The libFuzzer targets of tests/fuzz/ (clang, build-fuzz), FUZZ_TIME
 # seconds each (docs/fuzzing.md).

@@ -55,8 +55,8 @@
 #include "bench.h"
 #include "harness.h"
 
-#define REG_IN_FLIGHT 64  /* registrations per worker at a time */
-#define SUB_IN_FLIGHT 64  /* task submissions per worker at a time */
+#define REG_IN_FLIGHT 32  /* registrations per worker at a time */
+#define SUB_IN_FLIGHT 16  /* task submissions per worker at a time */
 #define POOL          512 /* requests per worker besides heartbeats (submits, checkpoints) */
 /* Transfers in flight per worker (its connection), below h2o's 100 concurrent
  * streams: beyond them libcurl 7.88 parks transfers as pending and walks them
@@ -76,7 +76,7 @@
 #define RSS_LIMIT_KIB  (512 * 1024)
 #define P99_LIMIT_US   50000
 #define TASK_PREFIX    "00000000-0000-4000-8000-"
-#define SETUP_MS       300000 /* for the fleet to register and every task to run */
+#define SETUP_MS       240000 /* for the fleet to register and every task to run */
 #define STORM_GAP_MS   10000  /* from the last crash to the partition */
 #define AFTER_MS       20000  /* measured after the heal */
 #define BASE_MS        20000  /* the baseline: the warm-up's last 20 s (or all of it) */
@@ -733,7 +733,7 @@ static int64_t send_due(struct worker *w)
         start_transfer(w, a, a->body);
     }
     if (w->streams >= MAX_STREAMS)
-        return 1; /* full: look again soon */
+        return 100; /* full: a completion wakes the poll */
     return d.due > now ? d.due - now : 100;
 }
 
@@ -916,6 +916,7 @@ static bool coordinate(struct bench *b, int64_t now)
     if (!all && now - b->reg_end < SETUP_MS)
         return true;
     b->run_end = now;
+    atomic_store(&b->submit, false); /* what did not get in by now stays out of the storm */
     int64_t at = now + (int64_t)o->warmup_s * 1000;
     int64_t base = (int64_t)o->warmup_s * 1000 < BASE_MS ? (int64_t)o->warmup_s * 1000 : BASE_MS;
     int64_t from = at + (int64_t)o->crash_spread_s * 1000 + STORM_GAP_MS;
@@ -1217,7 +1218,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .jitter_ms = 100,
                        .warmup_s = 20,
                        .duration_s = 60,
-                       .threads = 8,
+                       .threads = 16,
                        .ckpt_ms = 30000,
                        .crash_share = 20,
                        .crash_spread_s = 60,
@@ -1289,7 +1290,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         fprintf(stderr,
                 "usage: bench_scale_loadgen [--url URL] [--agents N (10000)] [--interval-ms MS "
                 "(500)] [--jitter-ms MS (100, less than the interval)] [--warmup S (20)] "
-                "[--duration S (60)] [--engine-pid PID (its RSS)] [--threads N (8, at most the "
+                "[--duration S (60)] [--engine-pid PID (its RSS)] [--threads N (16, at most the "
                 "agents)] [--seed N (42)]\n"
                 "  the failure storm: --tasks N (0: none, a steady fleet) [--ckpt-ms MS (30000)] "
                 "[--crash-share PCT (20)] [--crash-spread S (60)] [--partition-share PCT (30; "

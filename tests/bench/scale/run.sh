@@ -10,8 +10,8 @@
 #   tests/bench/scale/run.sh [LOADGEN OPTIONS...]
 #   AGENTS=3000 WARMUP=20 DURATION=60 tests/bench/scale/run.sh
 #
-# The load generator splits the agents among --threads workers (4), each
-# with its own HTTP/2 connection.
+# The load generator splits the agents among --threads workers (16), each
+# with its own HTTP/2 connection and at most 96 transfers in flight on it.
 #
 # Environment: AGENTS (10000), WARMUP (20), DURATION (60; seconds), NICE
 # (0; -10 as root runs the engine and the load generator ahead of everything
@@ -20,8 +20,9 @@
 # benchmark's script does.
 #
 # The engine's configuration is tests/bench/scale/engine.sh (shared with
-# tests/bench/soak). Not yet (issue 16): 100,000 tasks with checkpoints, the
-# failure storm, three replicas, health endpoints for the agents.
+# tests/bench/soak). The failure storm (100,000 tasks with checkpoints, three
+# replicas, crashes and a partition) is tests/bench/scale/storm.sh; not yet
+# (issue 16): health endpoints for the agents.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
