@@ -917,6 +917,8 @@ static bool coordinate(struct bench *b, int64_t now)
         return true;
     b->run_end = now;
     atomic_store(&b->submit, false); /* what did not get in by now stays out of the storm */
+    if (b->sub_end == 0)
+        b->sub_end = now;
     int64_t at = now + (int64_t)o->warmup_s * 1000;
     int64_t base = (int64_t)o->warmup_s * 1000 < BASE_MS ? (int64_t)o->warmup_s * 1000 : BASE_MS;
     int64_t from = at + (int64_t)o->crash_spread_s * 1000 + STORM_GAP_MS;
