@@ -737,13 +737,15 @@ static int64_t send_due(struct worker *w)
     return d.due > now ? d.due - now : 100;
 }
 
-/* Sends every checkpoint that is due. */
-static void send_checkpoints(struct worker *w)
+/* Sends every checkpoint that is due; returns ms until it should look
+ * again (while the connection or the pool is full, overdue entries stay on
+ * top: waiting for them by their due time would spin). */
+static int64_t send_checkpoints(struct worker *w)
 {
     struct bench *b = w->b;
     int64_t now = rdt_now_ms(), at = atomic_load(&b->storm_at);
     int64_t from = atomic_load(&b->part_from), to = atomic_load(&b->part_to);
-    struct rdb_due d;
+    struct rdb_due d = {0};
     while (rdb_dueq_pop_due(&w->ck, now, &d)) {
         struct agent *a = &w->agents[d.idx / MAX_HOLDS];
         unsigned slot = d.idx % MAX_HOLDS;
@@ -761,7 +763,7 @@ static void send_checkpoints(struct worker *w)
         if (r == NULL) {
             w->ck_deferred++;
             ck_schedule(w, a, slot, now + 20);
-            return;
+            return 20;
         }
         r->kind = K_CKPT;
         r->agent = d.idx / MAX_HOLDS;
@@ -780,6 +782,7 @@ static void send_checkpoints(struct worker *w)
         w->ck_sent++;
         ck_schedule(w, a, slot, next);
     }
+    return w->ck.n > 0 && d.due > now ? d.due - now : 100;
 }
 
 /* ---- the workers ---------------------------------------------------------------- */
@@ -962,8 +965,7 @@ static void *worker_main(void *arg)
             sample_rss(b, now);
         int64_t wait = send_due(w);
         if (storm(b)) {
-            send_checkpoints(w);
-            int64_t ck = w->ck.n ? w->ck.v[0].due - rdt_now_ms() : 100;
+            int64_t ck = send_checkpoints(w);
             wait = ck < wait ? ck : wait;
         }
         curl_multi_poll(w->multi, NULL, 0, (int)(wait < 0 ? 0 : wait > 100 ? 100 : wait), NULL);
