@@ -1184,9 +1184,13 @@ static void report(struct bench *b)
     printf("%s heartbeat p99 under 50 ms: %.2f ms (%llu answered of %llu sent)\n",
            all && p99 < P99_LIMIT_US ? "PASS" : "FAIL", (double)p99 / 1000, (unsigned long long)ok,
            (unsigned long long)sent);
-    printf("%s offered load: %.1f%% of the due heartbeats sent\n",
-           due > 0 && sent * 100 >= due * 99 ? "PASS" : "FAIL",
-           due > 0 ? 100.0 * (double)sent / (double)due : 0);
+    /* A heartbeat waiting for a free stream is not counted due until it
+     * goes: the lateness tells the backlog. */
+    int64_t late = hist_q(&lag, 0.99) / 1000;
+    printf("%s offered load: %.1f%% of the due heartbeats sent, send lateness p99 %lld ms (under "
+           "one interval wanted)\n",
+           due > 0 && sent * 100 >= due * 99 && late < b->o.interval_ms ? "PASS" : "FAIL",
+           due > 0 ? 100.0 * (double)sent / (double)due : 0, (long long)late);
     if (!storm(b))
         printf("%s no healthy agent failed: %llu heartbeats answered 409\n",
                fenced == 0 ? "PASS" : "FAIL", (unsigned long long)fenced);
