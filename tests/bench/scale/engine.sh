@@ -1,24 +1,21 @@
 # shellcheck shell=bash
-# The engine configuration of the scale and soak benchmarks, sourced by their
-# run.sh after tests/bench/lib/common.sh.
+# The engine configuration of the scale, storm and soak benchmarks, sourced
+# by their scripts after tests/bench/lib/common.sh.
 #
-# scale_engine_yaml FILE RAFT_PORT: one recoveryd with the default detectors
-# (heartbeat, health_probe, metrics) and the log plugin, heartbeats every
-# 500 ms. One load generator multiplexes the whole fleet on a few HTTP/2
-# connections (libcurl 7.88: tests/bench/lib/bench.h), so the edge's
-# per-connection budgets are scaled to the agents behind it and an abuse cut
-# does not block the fleet's only address: a stream reset per heartbeat that
-# times out would otherwise cut it after 20 (docs/security.md, "HTTP edge").
-scale_engine_yaml() {
-    cat >"$1" <<YAML
+# scale_engine_common: the default detectors (heartbeat, health_probe,
+# metrics) and the log plugin, heartbeats every 500 ms, `fault_tolerance`
+# last (a caller may add to it). One load generator multiplexes the whole
+# fleet on a few HTTP/2 connections (libcurl 7.88: tests/bench/lib/bench.h),
+# so the edge's per-connection budgets are scaled to the agents behind it and
+# an abuse cut does not block the fleet's only address: a stream reset per
+# heartbeat that times out would otherwise cut it after 20 (docs/security.md,
+# "HTTP edge").
+scale_engine_common() {
+    cat <<YAML
 server:
   edge:
     stream_reset_budget: 100000
     abuse_block: 0s
-cluster:
-  raft_address: 127.0.0.1:$2
-logging:
-  level: warn
 plugins:
   instances:
     - name: heartbeat
@@ -33,4 +30,12 @@ fault_tolerance:
     failure_threshold: 3
     recovery_threshold: 2
 YAML
+}
+
+# scale_engine_yaml FILE RAFT_PORT: one recoveryd, warnings logged.
+scale_engine_yaml() {
+    {
+        printf 'cluster:\n  raft_address: 127.0.0.1:%s\nlogging:\n  level: warn\n' "$2"
+        scale_engine_common
+    } >"$1"
 }

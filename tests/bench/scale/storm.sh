@@ -30,6 +30,8 @@
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=SCRIPTDIR/engine.sh
+. tests/bench/scale/engine.sh
 AGENTS=${AGENTS:-10000}
 TASKS=${TASKS:-100000}
 WARMUP=${WARMUP:-40}
@@ -57,31 +59,10 @@ bench_raise_nofile
 # from it in time); the first two lines continue bench_cluster_config's
 # `cluster:` block.
 bench_cluster_config 3 "$(
-    cat <<YAML
-  election_timeout: $ELECTION
-  heartbeat_timeout: $((${ELECTION%ms} / 10))ms
-server:
-  edge:
-    stream_reset_budget: 100000
-    abuse_block: 0s
-logging:
-  level: info
-plugins:
-  instances:
-    - name: heartbeat
-      required: true
-    - name: health_probe
-    - name: metrics
-    - name: log
-fault_tolerance:
-  detection:
-    heartbeat_interval: 500ms
-    health_check_timeout: 1s
-    failure_threshold: 3
-    recovery_threshold: 2
-  partition:
-    mass_failure_share: $GUARD_SHARE
-YAML
+    printf '  election_timeout: %s\n  heartbeat_timeout: %sms\nlogging:\n  level: info\n' \
+        "$ELECTION" "$((${ELECTION%ms} / 10))"
+    scale_engine_common
+    printf '  partition:\n    mass_failure_share: %s\n' "$GUARD_SHARE"
 )"
 for i in 1 2 3; do bench_start_replica "$i"; done
 for i in 1 2 3; do bench_wait_replica "$i"; done
