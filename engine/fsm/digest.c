@@ -7,6 +7,13 @@
  * its snapshot section holds for it), through a 64-bit finaliser (MurmurHash3's
  * fmix64): FNV-1a alone mixes its last bytes poorly into the high bits, and
  * the sums add hashes, so every bit of each should depend on every byte.
+ *
+ * A changed record's new hash is taken lazily: it waits on the pending list
+ * (out of the sums) until more than pending_max records wait, a digest is
+ * audited, or the state is rebuilt; a digest counts what waits as it is
+ * then. A record changed again while it waits costs nothing more, so a hot
+ * record (a task checkpointing many times a second) is hashed once per
+ * flush rather than once per write. The value is the same either way.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +103,7 @@ static void push(struct rd_fsm *f, int kind, void *rec)
         size_t ncap = d->cap_touched ? d->cap_touched * 2 : 16;
         struct rd_fsm_dg_touch *nt = realloc(d->touched, ncap * sizeof(*nt));
         if (nt == NULL) {
-            /* Cannot follow this record: the commit rebuilds everything. */
+            /* Cannot follow this record: the next commit rebuilds everything. */
             d->lost = true;
             return;
         }
@@ -104,7 +111,7 @@ static void push(struct rd_fsm *f, int kind, void *rec)
         d->cap_touched = ncap;
     }
     d->touched[d->n_touched++] = (struct rd_fsm_dg_touch){.kind = (uint8_t)kind, .rec = rec};
-    dg_of(kind, rec)->touched = 1;
+    dg_of(kind, rec)->touched = (uint32_t)d->n_touched;
 }
 
 void rd_fsm__dg_touch(struct rd_fsm *f, int kind, void *rec)
@@ -135,19 +142,19 @@ void rd_fsm__dg_remove(struct rd_fsm *f, int kind, void *rec)
         g->hash = 0;
         return;
     }
-    /* Touched in this apply: its hash is out of the sums already; drop it
-     * from the list so the commit does not read freed memory. */
+    /* Pending: its hash is out of the sums already; it leaves the list (the
+     * last one takes its place) so no flush reads freed memory. */
     struct rd_fsm_dg *d = &f->dg;
-    for (size_t i = d->n_touched; i-- > 0;) {
-        if (d->touched[i].rec == rec) {
-            d->touched[i] = d->touched[--d->n_touched];
-            break;
-        }
+    size_t i = g->touched - 1;
+    if (i < d->n_touched && d->touched[i].rec == rec) {
+        d->touched[i] = d->touched[--d->n_touched];
+        if (i < d->n_touched)
+            dg_of(d->touched[i].kind, d->touched[i].rec)->touched = (uint32_t)(i + 1);
     }
     g->touched = 0;
 }
 
-void rd_fsm__dg_commit(struct rd_fsm *f)
+void rd_fsm__dg_flush(struct rd_fsm *f)
 {
     struct rd_fsm_dg *d = &f->dg;
     if (d->n_touched == 0 && !d->lost)
@@ -167,6 +174,12 @@ void rd_fsm__dg_commit(struct rd_fsm *f)
         d->lost = false;
         rd_fsm__dg_rebuild(f);
     }
+}
+
+void rd_fsm__dg_commit(struct rd_fsm *f)
+{
+    if (f->dg.lost || f->dg.n_touched > f->dg.pending_max)
+        rd_fsm__dg_flush(f);
 }
 
 /* ---- sums ---------------------------------------------------------------- */
@@ -289,9 +302,9 @@ static uint64_t combine(const struct rd_fsm *f, const uint64_t sum[RD_DG_KINDS])
 
 uint64_t rd_fsm_digest(const struct rd_fsm *f)
 {
-    /* Inside an apply (an observer, or a check taking its digest) some
-     * records are out of the sums until the commit: count them as they are
-     * now. Outside an apply the list is empty. */
+    /* The records pending (changed since their hashes were last taken, at
+     * most pending_max + what one command touches) are out of the sums: count
+     * them as they are now. */
     uint64_t sum[RD_DG_KINDS];
     memcpy(sum, f->dg.sum, sizeof(sum));
     if (f->dg.n_touched > 0 || f->dg.lost) {
@@ -338,8 +351,9 @@ static void audit_one(void *arg, int kind, void *rec)
 
 size_t rd_fsm_digest_audit(struct rd_fsm *f)
 {
-    if (f->dg.n_touched != 0)
+    if (f->applying_index != 0)
         return 0; /* inside an apply: never */
+    rd_fsm__dg_flush(f);
     struct auditor a = {.wrong = 0};
     rd_w_init(&a.w);
     each_record(f, audit_one, &a);

@@ -10,9 +10,10 @@
  * digest mixes the sums and counts with the scalar state (applied count,
  * newest time, fault sequence, replica URLs, cluster id, archive position).
  * A command that changes a record takes the record's hash out of the sum
- * before it changes it and puts the new one in after the apply
- * (rd_fsm__dg_touch, rd_fsm__dg_commit in fsm_int.h), so a digest never
- * walks the state. rd_fsm_digest_full() computes the same value from
+ * before it changes it; its new hash goes in later, once for all the
+ * changes made meanwhile (rd_fsm__dg_touch, rd_fsm__dg_commit in
+ * fsm_int.h: when more than RD_DG_PENDING_MAX records wait), so a digest
+ * never walks the state. rd_fsm_digest_full() computes the same value from
  * scratch: it catches a record changed without its hash following (a bug
  * in apply, memory corruption) that the incremental digest cannot see.
  *
@@ -41,14 +42,21 @@ enum rd_dg_kind {
     RD_DG_KINDS
 };
 
+/* Changed records whose new hashes may wait before they are taken (the
+ * bound on what a digest hashes on the spot: about a millisecond of work). */
+#define RD_DG_PENDING_MAX 1024
+
 /* In every record: its term of the digest (local bookkeeping, not state;
  * never serialised). */
 struct rd_dg {
-    uint64_t hash;   /* the record's hash as the sums hold it */
-    uint8_t touched; /* 1 while the current apply has it on the touch list */
+    uint64_t hash;    /* the record's hash as the sums hold it */
+    uint32_t touched; /* its place on the pending list + 1; 0 when not on it */
 };
 
-/* The digest of the state: O(1), maintained on every apply and restore. */
+/* The digest of the state: maintained on every apply and restore; costs
+ * the hashes of the records changed since the last flush (at most
+ * RD_DG_PENDING_MAX, plus what the current command touched), never a walk
+ * of the state. */
 uint64_t rd_fsm_digest(const struct rd_fsm *f);
 
 /* The same digest recomputed from every record's bytes: O(state). Equal to

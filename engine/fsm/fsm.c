@@ -292,11 +292,13 @@ int rd_fsm_init(struct rd_fsm *f)
     f->raft.apply = fsm_apply_cb;
     f->raft.snapshot = fsm_snapshot_cb;
     f->raft.restore = fsm_restore_cb;
+    f->dg.pending_max = RD_DG_PENDING_MAX;
     return 0;
 }
 
 void rd_fsm__clear(struct rd_fsm *f)
 {
+    rd_fsm__dg_reset(f); /* first: the pending list points at the records */
     rd_fsm__nodes_clear(f);
     rd_fsm__faults_clear(f);
     rd_fsm__tasks_clear(f);
@@ -307,7 +309,6 @@ void rd_fsm__clear(struct rd_fsm *f)
     rd_fsm__audits_clear(f);
     rd_fsm__conflicts_clear(f);
     rd_fsm__export_clear(f);
-    rd_fsm__dg_reset(f);
     f->n_applied = 0;
     f->last_time_ms = 0;
 }

@@ -99,10 +99,11 @@ struct rd_fsm_dg_touch {
 
 struct rd_fsm_dg {
     uint64_t sum[RD_DG_KINDS];       /* per kind: sum of the records' hashes */
-    struct rd_fsm_dg_touch *touched; /* records the current apply changes */
+    struct rd_fsm_dg_touch *touched; /* records changed, their hashes not yet taken */
     size_t n_touched;
     size_t cap_touched;
-    bool lost; /* the touch list could not grow: rebuild after this apply */
+    size_t pending_max; /* flush past this many (RD_DG_PENDING_MAX; 0: after every command) */
+    bool lost;          /* the touch list could not grow: rebuild at the next commit */
 };
 
 struct rd_fsm {

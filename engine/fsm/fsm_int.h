@@ -21,7 +21,8 @@
  * apply goes through the touch list: rd_fsm__dg_touch(f, kind, rec) before
  * the first change to a record (a new record: right after it joined the
  * machine), rd_fsm__dg_remove(f, kind, rec) before a record is freed.
- * rd_fsm_apply() commits the list (rd_fsm__dg_commit) after each command.
+ * rd_fsm_apply() commits the list (rd_fsm__dg_commit) after each command:
+ * the new hashes are taken once more than dg.pending_max records wait.
  * A change without its touch is a bug rd_fsm_digest_full() catches and
  * tests/unit/fsm/test_digest.c hunts for.
  */
@@ -34,16 +35,20 @@
 void rd_fsm__clear(struct rd_fsm *f);
 
 /* digest.c: the touch list. `rec` is the record of `kind` (struct rd_node *
- * for RD_DG_NODE, ...). Touch takes its hash out of the sums until the
- * commit puts its new hash in (again and again in one apply: once). */
+ * for RD_DG_NODE, ...). Touch takes its hash out of the sums until a flush
+ * puts its new hash in (again and again until then: once). */
 void rd_fsm__dg_touch(struct rd_fsm *f, int kind, void *rec);
 /* A record that joins the machine in this apply (its hash is not in the
  * sums): call after it is in the machine. */
 void rd_fsm__dg_add(struct rd_fsm *f, int kind, void *rec);
 /* A record that leaves the machine: its hash goes; call before freeing it. */
 void rd_fsm__dg_remove(struct rd_fsm *f, int kind, void *rec);
-/* Hashes the touched records into the sums and empties the list. */
+/* After each command: flushes when more than dg.pending_max records wait
+ * (or the list was lost). */
 void rd_fsm__dg_commit(struct rd_fsm *f);
+/* Hashes the touched records into the sums and empties the list. Never in
+ * the middle of a command (what it changes after would not follow). */
+void rd_fsm__dg_flush(struct rd_fsm *f);
 /* Recomputes every record's hash and the sums (after a restore). */
 void rd_fsm__dg_rebuild(struct rd_fsm *f);
 /* Zeroes the sums and forgets the list (every record is gone). */

@@ -410,11 +410,16 @@ static void restore_copy(const struct rd_fsm *from, struct rd_fsm *to)
     assert_true(rd_fsm_digest(to) == rd_fsm_digest(from));
 }
 
-static void run_seed(uint64_t seed, int steps)
+/* `f` takes its records' new hashes after more than `f_pending` wait, its
+ * restored shadow `g` after more than `g_pending` (0: after every command):
+ * when the hashes are taken never changes a digest. */
+static void run_seed(uint64_t seed, int steps, size_t f_pending, size_t g_pending)
 {
     struct rd_fsm f, g;
     rd_fsm_init(&f);
     rd_fsm_init(&g);
+    f.dg.pending_max = f_pending;
+    g.dg.pending_max = g_pending;
     rng_state = seed;
     bool shadow = false;
     for (int i = 0; i < steps; i++) {
@@ -447,8 +452,10 @@ static void test_incremental_equals_full_under_random_commands(void **state)
     make_ids();
     memset(outcomes, 0, sizeof(outcomes));
     const uint64_t seeds[] = {1, 42, 20261202};
-    for (size_t s = 0; s < sizeof(seeds) / sizeof(seeds[0]); s++)
-        run_seed(seeds[s], steps);
+    for (size_t s = 0; s < sizeof(seeds) / sizeof(seeds[0]); s++) {
+        run_seed(seeds[s], steps, 0, RD_DG_PENDING_MAX); /* eager, then lazy after restore */
+        run_seed(seeds[s], steps, 5, 0);                 /* flushes often, from a full list */
+    }
     /* The generator reached both sides of every command type. */
     for (int t = RD_CMD_NOOP; t < RD_CMD_TYPE_MAX; t++) {
         print_message("%-18s applied %5u refused %5u\n", rd_cmd_type_name(t), outcomes[t][0],
@@ -592,6 +599,59 @@ static void test_digest_inside_an_apply(void **state)
     rd_fsm_close(&f);
 }
 
+/* The pending list: a record changed again and again waits once; a machine
+ * that takes its hashes late digests like one that takes them after every
+ * command; past pending_max, and at an audit, the list is flushed. */
+static void test_pending_hashes(void **state)
+{
+    struct rd_fsm lazy, eager;
+    rd_fsm_init(&lazy);
+    rd_fsm_init(&eager);
+    eager.dg.pending_max = 0;
+    struct rd_fsm *both[] = {&lazy, &eager};
+    for (int m = 0; m < 2; m++) {
+        struct rd_fsm *f = both[m];
+        apply(f, cmd_register("n", 4, 1));
+        apply(f, cmd_task_submit("t", 1, 0, 1, 3, 2));
+        apply(f, cmd_task_assign("t", 0, "n", 1, 3));
+        for (uint64_t v = 1; v <= 200; v++)
+            assert_int_equal(
+                apply(f, cmd_task_ckpt("t", 1, v, "{\"step\":1}", 3, 3 + (int64_t)v))->status, 0);
+        assert_true(rd_fsm_digest(f) == rd_fsm_digest_full(f));
+    }
+    assert_true(rd_fsm_digest(&lazy) == rd_fsm_digest(&eager));
+    assert_int_equal(eager.dg.n_touched, 0);
+    assert_int_equal(lazy.dg.n_touched, 2); /* the node and the task, once each */
+
+    /* New records join the list, changed ones wait once. (Records leaving
+     * it from the middle: the audit records the random commands prune,
+     * test_incremental_equals_full_under_random_commands.) */
+    for (int m = 0; m < 2; m++) {
+        struct rd_fsm *f = both[m];
+        apply(f, cmd_fault_open("x", "n", RD_FAULT_HANG, RD_SEV_MINOR, RD_STATE_ANY, 0, 300));
+        apply(f, cmd_fault_open("y", "n", RD_FAULT_HANG, RD_SEV_MINOR, RD_STATE_ANY, 0, 301));
+        apply(f, cmd_fault_resolve("x", "", 302));
+        assert_true(rd_fsm_digest(f) == rd_fsm_digest_full(f));
+    }
+    assert_true(rd_fsm_digest(&lazy) == rd_fsm_digest(&eager));
+
+    /* Past pending_max the list is flushed at the end of the command. */
+    lazy.dg.pending_max = 3;
+    apply(&lazy, cmd_register("m", 1, 400));
+    assert_int_equal(lazy.dg.n_touched, 0);
+    apply(&eager, cmd_register("m", 1, 400));
+    assert_true(rd_fsm_digest(&lazy) == rd_fsm_digest(&eager));
+    assert_true(rd_fsm_digest(&lazy) == rd_fsm_digest_full(&lazy));
+
+    /* The audit flushes first: nothing waits after it, nothing was wrong. */
+    apply(&lazy, cmd_task_ckpt("t", 1, 201, "{}", 3, 401));
+    assert_int_equal(lazy.dg.n_touched, 1);
+    assert_int_equal(rd_fsm_digest_audit(&lazy), 0);
+    assert_int_equal(lazy.dg.n_touched, 0);
+    rd_fsm_close(&lazy);
+    rd_fsm_close(&eager);
+}
+
 /* A record changed behind the digest's back (memory corruption, a bug in
  * apply) is invisible to the incremental digest until the audit (run at
  * every snapshot) recomputes it; then the digest covers it, so the next
@@ -632,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_digest_through_recovery_pruning),
         cmocka_unit_test(test_digest_covers_every_kind),
         cmocka_unit_test(test_digest_inside_an_apply),
+        cmocka_unit_test(test_pending_hashes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
