@@ -752,6 +752,52 @@ void rd_cmd_batch_add(struct rd_wbuf *w, const void *cmd, size_t len)
     rd_w_bytes(w, cmd, len);
 }
 
+int rd_cmd_batch_append(struct rd_wbuf *w, const struct rd_cmd *cmd)
+{
+    if (w->err)
+        return w->err;
+    size_t was = w->len;
+    if (was == 0) {
+        static const uint8_t head[RD_CMD_BATCH_HEADER_SIZE];
+        rd_w_bytes(w, head, sizeof(head));
+    }
+    size_t at = w->len;
+    rd_w_u32(w, 0);
+    int rv = w->err ? w->err : rd_cmd_encode(cmd, w);
+    if (rv == 0 && w->len - at - 4 > UINT32_MAX)
+        rv = RD_ETOOLARGE;
+    if (rv != 0) {
+        /* A failed growth leaves the bytes before it as they were. */
+        w->len = was;
+        w->err = 0;
+        return rv;
+    }
+    uint32_t len = (uint32_t)(w->len - at - 4);
+    for (int i = 0; i < 4; i++)
+        w->p[at + (size_t)i] = (uint8_t)(len >> (8 * i));
+    return 0;
+}
+
+void rd_cmd_batch_seal(struct rd_wbuf *w, uint32_t count, int64_t time_ms)
+{
+    if (w->err)
+        return;
+    if (count == 0 || w->len < RD_CMD_BATCH_HEADER_SIZE + 4) {
+        w->err = RD_EINVAL;
+        return;
+    }
+    if (count == 1) {
+        size_t at = RD_CMD_BATCH_HEADER_SIZE + 4;
+        memmove(w->p, w->p + at, w->len - at);
+        w->len -= at;
+        return;
+    }
+    size_t len = w->len;
+    w->len = 0;
+    rd_cmd_batch_begin(w, count, time_ms); /* over the room left for it */
+    w->len = len;
+}
+
 int rd_cmd_batch_open(struct rd_cmd_batch *b, const void *p, size_t len)
 {
     memset(b, 0, sizeof(*b));

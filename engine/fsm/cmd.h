@@ -556,6 +556,17 @@ bool rd_cmd_is_batch(const void *p, size_t len);
 void rd_cmd_batch_begin(struct rd_wbuf *w, uint32_t count, int64_t time_ms);
 void rd_cmd_batch_add(struct rd_wbuf *w, const void *cmd, size_t len);
 
+/*
+ * Or in place, each command encoded once, straight into the entry (group
+ * commit): rd_cmd_batch_append per command into an empty or appended-to
+ * writer (the first leaves room for the header), then rd_cmd_batch_seal
+ * with the count and the newest stamp: the batch, or for one command that
+ * command alone (format 1 or 2, as if never batched). Append returns 0 or
+ * the error, and then leaves `w` as it was; seal's errors land in w->err.
+ */
+int rd_cmd_batch_append(struct rd_wbuf *w, const struct rd_cmd *cmd);
+void rd_cmd_batch_seal(struct rd_wbuf *w, uint32_t count, int64_t time_ms);
+
 /* Reading one: rd_cmd_batch_open (0, RD_EPARSE, RD_EUNSUPPORTED: not a
  * batch, or more than RD_CMD_BATCH_MAX commands), then rd_cmd_batch_next
  * until it returns 0 (the end) or RD_EPARSE (cut short: the commands read so

@@ -20,10 +20,9 @@
 #include "replica.h"
 #include "tls.h"
 
-/* A command waiting in the group for the next entry (replica.h, group). */
+/* A command waiting in the group for the next entry (replica.h, group):
+ * its bytes are in the group's batch buffer. */
 struct rd_group_cmd {
-    uint8_t *p; /* encoded (rd_cmd_encode), unpadded; ours */
-    size_t len;
     int64_t time_ms;
     uint64_t t0; /* rd_mono_ns() at the proposal */
     rd_submit_cb cb;
@@ -582,6 +581,34 @@ static int listen_started(struct raft_uv_transport *t, raft_uv_accept_cb cb)
     return 0;
 }
 
+/*
+ * libraft's TCP transport leaves Nagle's algorithm on: an AppendEntries
+ * written while the previous one is unacknowledged waits for that ACK (the
+ * follower's answer after its fsync, or its delayed ACK: up to 40 ms), which
+ * serialised the pipeline at 16 writes in flight (p99 47 ms;
+ * docs/benchmarks.md). A server sends its messages on the connections it
+ * opened (what it accepts it only reads), so those get TCP_NODELAY, as the
+ * TLS transport's do (tls.c). raft's connect callback is one function of
+ * libraft's for every request and replica, kept here to be called on.
+ */
+static raft_uv_connect_cb raft_connect_cb;
+static int (*tcp_connect)(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
+                          const char *address, raft_uv_connect_cb cb);
+
+static void connected_nodelay(struct raft_uv_connect *req, struct uv_stream_s *stream, int status)
+{
+    if (status == 0 && stream != NULL && stream->type == UV_TCP)
+        uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+    raft_connect_cb(req, stream, status);
+}
+
+static int connect_nodelay(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
+                           const char *address, raft_uv_connect_cb cb)
+{
+    raft_connect_cb = cb;
+    return tcp_connect(t, req, id, address, connected_nodelay);
+}
+
 /* The raft transport in mutual TLS (tls.h), listening at once as below. */
 static int listen_tls(struct rd_replica *r, const char *address)
 {
@@ -639,6 +666,8 @@ int rd_replica_listen(struct rd_replica *r, uv_loop_t *loop, const struct rd_con
         return RD_EIO;
     }
     r->transport_inited = true;
+    tcp_connect = r->transport.connect;
+    r->transport.connect = connect_nodelay;
     /*
      * Listen now, not in raft_start(): there a failed listen comes after
      * the start event, when a single voter has already elected itself and
@@ -1549,35 +1578,17 @@ static void group_flush(struct rd_replica *r)
     if (n == 0)
         return;
     r->group.n = 0;
-    r->group.bytes = 0;
     uv_idle_stop(&r->group.idle);
     uv_check_stop(&r->group.check);
     struct rd_group_cmd *q = r->group.q;
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    if (n == 1) {
-        /* Alone: the entry is the command itself, as without grouping. */
-        w.p = q[0].p;
-        w.len = w.cap = q[0].len;
-        q[0].p = NULL;
-    } else {
-        int64_t newest = 0;
-        size_t bytes = RD_CMD_BATCH_HEADER_SIZE;
-        for (unsigned i = 0; i < n; i++) {
-            newest = q[i].time_ms > newest ? q[i].time_ms : newest;
-            bytes += 4 + q[i].len;
-        }
-        w.p = malloc(bytes + 8);
-        w.cap = w.p != NULL ? bytes + 8 : 0;
-        if (w.p == NULL)
-            w.err = RD_ENOMEM;
-        rd_cmd_batch_begin(&w, n, newest);
-        for (unsigned i = 0; i < n; i++) {
-            rd_cmd_batch_add(&w, q[i].p, q[i].len);
-            free(q[i].p);
-            q[i].p = NULL;
-        }
-    }
+    /* The entry is the batch buffer the commands were encoded into. */
+    struct rd_wbuf w = r->group.buf;
+    rd_w_init(&r->group.buf);
+    /* Alone, the entry is the command itself, as without grouping. */
+    int64_t newest = 0;
+    for (unsigned i = 0; i < n; i++)
+        newest = q[i].time_ms > newest ? q[i].time_ms : newest;
+    rd_cmd_batch_seal(&w, n, newest);
     struct rd_submit *s = submit_new(n);
     int rv = s != NULL ? 0 : RD_ENOMEM;
     if (s != NULL) {
@@ -1620,22 +1631,19 @@ static void group_idle_cb(uv_idle_t *h)
     (void)h;
 }
 
-/* `w`'s command joins the group (which takes its bytes), or goes to raft
- * with it when the group is full. */
-static int group_add(struct rd_replica *r, struct rd_wbuf *w, int64_t time_ms, rd_submit_cb cb,
-                     void *data)
+/* `c` joins the group, encoded straight into its batch buffer
+ * (rd_cmd_batch_append), or goes to raft with it when the group is full. On
+ * an error the group is as it was. */
+static int group_add(struct rd_replica *r, const struct rd_cmd *c, rd_submit_cb cb, void *data)
 {
-    if (w->err)
-        return w->err;
     /* Full: what waits goes first (this one opens the next entry). */
-    if (r->group.n == RD_CMD_BATCH_MAX || r->group.bytes + w->len > RD_GROUP_MAX_BYTES)
+    if (r->group.n == RD_CMD_BATCH_MAX || r->group.buf.len >= RD_GROUP_MAX_BYTES)
         group_flush(r);
-    struct rd_group_cmd *c = &r->group.q[r->group.n++];
-    *c = (struct rd_group_cmd){
-        .p = w->p, .len = w->len, .time_ms = time_ms, .t0 = rd_mono_ns(), .cb = cb, .data = data};
-    w->p = NULL;
-    w->len = w->cap = 0;
-    r->group.bytes += c->len;
+    int rv = rd_cmd_batch_append(&r->group.buf, c);
+    if (rv != 0)
+        return rv;
+    r->group.q[r->group.n++] =
+        (struct rd_group_cmd){.time_ms = c->time_ms, .t0 = rd_mono_ns(), .cb = cb, .data = data};
     if (r->group.n == 1) {
         uv_check_start(&r->group.check, group_check_cb);
         uv_idle_start(&r->group.idle, group_idle_cb);
@@ -1649,6 +1657,7 @@ static int group_init(struct rd_replica *r)
     r->group.q = calloc(RD_CMD_BATCH_MAX, sizeof(*r->group.q));
     if (r->group.q == NULL)
         return RD_ENOMEM;
+    rd_w_init(&r->group.buf);
     uv_check_init(r->loop, &r->group.check);
     uv_idle_init(r->loop, &r->group.idle);
     r->group.check.data = r->group.idle.data = r;
@@ -1670,6 +1679,7 @@ static void group_close(struct rd_replica *r)
     uv_close((uv_handle_t *)&r->group.idle, watch_closed);
     free(r->group.q);
     r->group.q = NULL;
+    rd_w_free(&r->group.buf);
     if (r->fsm->on_item_data == r)
         r->fsm->on_item = NULL;
 }
@@ -1702,16 +1712,17 @@ int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit
         uint64_t age_s = r->cfg->security.audit.max_age_ms / 1000;
         c.audit.max_age_s = age_s > UINT32_MAX ? UINT32_MAX : (uint32_t)age_s;
     }
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    rv = rd_cmd_encode(&c, &w);
-    if (rv == 0 && r->group.on && rd_cmd_batchable(c.type)) {
-        rv = group_add(r, &w, c.time_ms, cb, data);
-    } else if (rv == 0) {
+    if (r->group.on && rd_cmd_batchable(c.type)) {
+        rv = group_add(r, &c, cb, data);
+    } else {
         /* An entry of its own, after what waits (the order is kept). */
         group_flush(r);
-        struct rd_submit *s = submit_new(1);
-        rv = s != NULL ? 0 : RD_ENOMEM;
+        struct rd_wbuf w;
+        rd_w_init(&w);
+        rv = rd_cmd_encode(&c, &w);
+        struct rd_submit *s = rv == 0 ? submit_new(1) : NULL;
+        if (rv == 0 && s == NULL)
+            rv = RD_ENOMEM;
         if (s != NULL) {
             s->items[0].cb = cb;
             s->items[0].data = data;
@@ -1720,8 +1731,8 @@ int rd_replica_propose(struct rd_replica *r, const struct rd_cmd *cmd, rd_submit
             if (rv != 0)
                 free(s);
         }
+        rd_w_free(&w);
     }
-    rd_w_free(&w);
     if (rv == 0 && ambient)
         *r->audit_ambient_used = true;
     return rv;

@@ -84,7 +84,8 @@ struct rd_replica {
                                        first: the oldest tells a stalled disk (replica.c) */
     /*
      * Group commit (docs/architecture.md, "The write path"): commands
-     * proposed during one turn of the loop wait in `q` (encoded) and go to
+     * proposed during one turn of the loop wait in `q` (encoded into `buf`, the
+     * batch entry to be: no copy at the flush) and go to
      * raft together at its check phase, as one batch entry (cmd.h, format
      * 3) when more than one is waiting; `idle` keeps the loop from blocking
      * while any wait. While raft has two entries of ours in flight, what
@@ -94,7 +95,7 @@ struct rd_replica {
     struct {
         struct rd_group_cmd *q; /* RD_CMD_BATCH_MAX slots, from the start */
         unsigned n;
-        size_t bytes;
+        struct rd_wbuf buf; /* the batch: header room, then (u32 length, command) each */
         uv_check_t check;
         uv_idle_t idle;
         bool on; /* the handles were initialised (raft started) */

@@ -1,6 +1,7 @@
 /* Log command encoding: round trips, truncation, unknown formats and types. */
 #include "cmocka_all.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,6 +263,95 @@ static void test_checkpoint_restore(void **state)
     rd_w_free(&w);
 }
 
+/* A checkpoint command of task `i`, as group commit encodes them. */
+static struct rd_cmd ckpt_cmd(int i, char *id, size_t idlen)
+{
+    snprintf(id, idlen, "task-%04d", i);
+    struct rd_cmd c = {.type = RD_CMD_TASK_CHECKPOINT, .time_ms = 1000 + (i * 37) % 11};
+    c.u.tckpt.task_id = RD_STR(id);
+    c.u.tckpt.attempt = 1;
+    c.u.tckpt.version = (uint64_t)i + 1;
+    c.u.tckpt.data_json = RD_STR("{\"blob\":\"0123456789abcdef\"}");
+    c.u.tckpt.checksum = 7;
+    c.u.tckpt.keep = 3;
+    if (i % 5 == 4) { /* now and then one with an audit part (format 2) */
+        c.audit.present = 1;
+        c.audit.principal = RD_STR("tok-1");
+        c.audit.action = RD_STR("task_checkpoint");
+    }
+    return c;
+}
+
+/* Batches built in place (rd_cmd_batch_append, rd_cmd_batch_seal: group
+ * commit) are byte for byte the ones built from separately encoded commands
+ * (rd_cmd_batch_begin, rd_cmd_batch_add), read back command by command; one
+ * command alone is that command as if never batched; a command that cannot
+ * be encoded leaves the batch as it was. */
+static void test_batch_in_place_round_trip(void **state)
+{
+    const uint32_t counts[] = {1, 2, 3, 17, RD_CMD_BATCH_MAX};
+    for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+        uint32_t n = counts[k];
+        struct rd_wbuf in_place, old, one[RD_CMD_BATCH_MAX];
+        rd_w_init(&in_place);
+        int64_t newest = 0;
+        char id[32];
+        for (uint32_t i = 0; i < n; i++) {
+            struct rd_cmd c = ckpt_cmd((int)i, id, sizeof(id));
+            newest = c.time_ms > newest ? c.time_ms : newest;
+            rd_w_init(&one[i]);
+            assert_int_equal(rd_cmd_encode(&c, &one[i]), 0);
+            assert_int_equal(rd_cmd_batch_append(&in_place, &c), 0);
+            /* An unknown type between two: refused, nothing written. */
+            size_t len = in_place.len;
+            struct rd_cmd bad = {.type = 250, .time_ms = 1};
+            assert_int_equal(rd_cmd_batch_append(&in_place, &bad), RD_EINVAL);
+            assert_int_equal(in_place.len, len);
+            assert_int_equal(in_place.err, 0);
+        }
+        rd_cmd_batch_seal(&in_place, n, newest);
+        assert_int_equal(in_place.err, 0);
+        if (n == 1) {
+            assert_int_equal(in_place.len, one[0].len);
+            assert_memory_equal(in_place.p, one[0].p, one[0].len);
+            assert_false(rd_cmd_is_batch(in_place.p, in_place.len));
+        } else {
+            rd_w_init(&old);
+            rd_cmd_batch_begin(&old, n, newest);
+            for (uint32_t i = 0; i < n; i++)
+                rd_cmd_batch_add(&old, one[i].p, one[i].len);
+            assert_int_equal(in_place.len, old.len);
+            assert_memory_equal(in_place.p, old.p, old.len);
+            rd_w_free(&old);
+            assert_true(rd_cmd_is_batch(in_place.p, in_place.len));
+            struct rd_cmd_batch b;
+            assert_int_equal(rd_cmd_batch_open(&b, in_place.p, in_place.len), 0);
+            assert_int_equal(b.count, n);
+            assert_int_equal(b.time_ms, newest);
+            const uint8_t *p;
+            size_t len;
+            for (uint32_t i = 0; i < n; i++) {
+                assert_int_equal(rd_cmd_batch_next(&b, &p, &len), 1);
+                assert_int_equal(len, one[i].len);
+                assert_memory_equal(p, one[i].p, len);
+                struct rd_cmd got;
+                assert_int_equal(rd_cmd_decode(p, len, &got), 0);
+                assert_int_equal(got.u.tckpt.version, i + 1);
+            }
+            assert_int_equal(rd_cmd_batch_next(&b, &p, &len), 0);
+        }
+        for (uint32_t i = 0; i < n; i++)
+            rd_w_free(&one[i]);
+        rd_w_free(&in_place);
+    }
+    /* Sealing nothing is an error, not a batch of none. */
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    rd_cmd_batch_seal(&w, 0, 0);
+    assert_int_equal(w.err, RD_EINVAL);
+    rd_w_free(&w);
+}
+
 static void test_state_names(void **state)
 {
     for (int s = 0; s < RD_NODE_STATE_COUNT; s++) {
@@ -285,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_bad_state_is_refused),
         cmocka_unit_test(test_state_names),
         cmocka_unit_test(test_checkpoint_restore),
+        cmocka_unit_test(test_batch_in_place_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
