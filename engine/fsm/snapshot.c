@@ -18,7 +18,8 @@
  * Formats only grow by appending (docs/architecture.md): 2 added failure
  * times to each task, 3 the replicas section, 4 backups, the archive and
  * checks, 5 audit records, 6 the export section, 7 each task's attempt
- * base, deadline and finishing index, 8 conflict records; every older format still
+ * base, deadline and finishing index, 8 conflict records, 9 the time each
+ * task last left an agent; every older format still
  * reads. tests/unit/fsm/test_snapshot.c holds the current format to a
  * golden file.
  */
@@ -32,10 +33,10 @@
 #include "recoveryd/error.h"
 
 #define SNAP_MAGIC "RDSNAP\0\1"
-/* 8: conflict records; 7: tasks carry attempt_base, deadline_ms, finished; 6: the export section;
- * 5: audit records; 4: backups, archive and checks; 3: replica API URLs; 2: tasks carry failure
- * times; 1 to 3 are still read */
-#define SNAP_FORMAT 8
+/* 9: tasks carry moved_at; 8: conflict records; 7: tasks carry attempt_base, deadline_ms, finished;
+ * 6: the export section; 5: audit records; 4: backups, archive and checks; 3: replica API URLs; 2:
+ * tasks carry failure times; 1 to 3 are still read */
+#define SNAP_FORMAT 9
 
 static void write_state(const struct rd_fsm *f, struct rd_wbuf *w)
 {

@@ -413,6 +413,10 @@ static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
         (lost->state == RD_NODE_FAILED || lost->state == RD_NODE_ISOLATED))
         note_failure(t, cmd->time_ms);
     snprintf(f->result.old_node, sizeof(f->result.old_node), "%s", t->node_id);
+    /* Taken off an agent (a move, a revocation): rebalancing's cooldown
+     * counts from here, on any leader (rebalance.c). */
+    if (t->node_id[0] != '\0')
+        t->moved_at = cmd->time_ms;
     unplace(f, t);
     free(t->node_id);
     t->node_id = node;
@@ -923,6 +927,7 @@ void rd_fsm__task_write_one(struct rd_wbuf *w, const struct rd_task *t)
     rd_w_u32(w, t->attempt_base); /* format 7 on */
     rd_w_i64(w, t->deadline_ms);
     rd_w_u64(w, t->finished);
+    rd_w_i64(w, t->moved_at); /* format 9 on */
 }
 
 void rd_fsm__tasks_write(const struct rd_fsm *f, struct rd_wbuf *w)
@@ -987,6 +992,10 @@ int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r, unsigned format)
             bad = r->err || t->attempt_base > t->attempt;
         } else if (!bad && terminal(t->state)) {
             t->finished = 1; /* an older snapshot: before anything was exported */
+        }
+        if (!bad && format >= 9) {
+            t->moved_at = rd_r_i64(r);
+            bad = r->err;
         }
         if (!bad) {
             t->labels_json = rd_str_dup(labels);

@@ -39,7 +39,8 @@ struct rd_task {
     uint32_t attempt_base; /* `attempt` at the last retry: max_attempts counts from here */
     int64_t deadline_ms;   /* leader time after which it fails with a fault; 0: none */
     uint64_t finished;     /* raft index at which it finished (completed, failed, cancelled) */
-    uint32_t failures;     /* attempts that failed or were moved off a failed agent */
+    int64_t moved_at;  /* leader time it last left an agent (moved, revoked); 0: never (format 9) */
+    uint32_t failures; /* attempts that failed or were moved off a failed agent */
     int64_t fail_at[RD_TASK_FAIL_KEEP]; /* leader times of the newest failures, oldest first */
     uint8_t n_fail_at;
     char *node_id; /* "" when not placed */

@@ -74,6 +74,10 @@ void rd_sched_stop(struct rd_sched *s)
     rd_sched__repair_stop(s);
     rd_sched__predicted_stop(s);
     rd_sched__rebalance_stop(s);
+    /* The next leadership's rate limits start from the audit records (the
+     * drains and moves of the leaders in between are there). */
+    s->drain_tokens_ns = 0;
+    s->rb_tokens_ns = 0;
 }
 
 void rd_sched_close(struct rd_sched *s)

@@ -8,7 +8,9 @@
  * (a node_transition through the log, audited, the fault its cause): its
  * tasks then move with their checkpoints as any drained agent's do, while
  * it still runs. The engine allows at most prediction.drains_per_minute
- * such drains (a token bucket, burst as many) and none that would leave
+ * such drains (a token bucket, burst as many; a new leader's starts from
+ * the drains the audit records show, so the limit holds across leader
+ * changes) and none that would leave
  * less than prediction.min_healthy_capacity of the fleet's slots on working
  * agents; a drain held back by either is tried again each pass while the
  * prediction stands. "watch", no hook, or a failing hook (a policy_error
@@ -28,6 +30,8 @@
 #include "policy/policy.h"
 #include "recoveryd/error.h"
 #include "sched_int.h"
+
+#define PREDICTED_AUDIT_ACTION "drain_by_prediction"
 
 /* What this leadership did with a prediction (the map's values, keyed by
  * the fault id they hold). */
@@ -51,7 +55,8 @@ static bool drain_allowed(struct rd_sched *s)
         return false;
     uint64_t now = rd_mono_ns();
     if (s->drain_tokens_ns == 0)
-        s->drain_tokens = rate;
+        s->drain_tokens =
+            rd_sched__bucket_seed(s->env.fsm, PREDICTED_AUDIT_ACTION, rate / 60, rate, rd_now_ms());
     else
         s->drain_tokens += (double)(now - s->drain_tokens_ns) / 60e9 * rate;
     if (s->drain_tokens > rate)
@@ -114,7 +119,7 @@ static void drain(struct rd_sched *s, const struct rd_node *n, const struct rd_f
     cmd.u.trans.state = RD_NODE_DRAINING;
     cmd.u.trans.reason = RD_STR(reason);
     cmd.u.trans.from_state = n->state;
-    rd_cmd_audit_engine(&cmd, "drain_by_prediction", n->node_id, x->id);
+    rd_cmd_audit_engine(&cmd, PREDICTED_AUDIT_ACTION, n->node_id, x->id);
     if (rd_sched__propose_keyed(s, &cmd, key)) {
         s->drain_tokens -= 1.0;
         s->predicted_total[RD_PREDICTED_DRAINED]++;

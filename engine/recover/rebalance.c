@@ -11,7 +11,12 @@
  * the target and the task's labels; it balances until no such move is
  * left. Moves are rate-limited (rebalance.moves_per_minute, a token bucket
  * of ten seconds' worth) and a task moved (by rebalancing or by recovery)
- * is not moved again within rebalance.cooldown.
+ * is not moved again within rebalance.cooldown. Both hold across leader
+ * changes: the cooldown counts from the task's moved_at (the leader time
+ * its last move applied, in the state machine) and a new leader's bucket
+ * starts from the moves the audit records show (rd_sched__bucket_seed).
+ * What only this leader decided (a running task held for its checkpoint, a
+ * move the hook refused) it alone remembers (`moved`).
  *
  * What may move is select.lua's rebalance hook's call: it gets the proposed
  * moves and returns the task ids it allows. Without a hook only queued
@@ -43,6 +48,7 @@
 
 #define REBALANCE_ERROR_BACKOFF_MS 10000
 #define REBALANCE_BURST_S          10.0
+#define REBALANCE_AUDIT_ACTION     "task_rebalance"
 
 /* ---- the planner ----------------------------------------------------------- */
 
@@ -202,7 +208,8 @@ struct pending {
     uint64_t decided_ns;
 };
 
-/* When a task last moved (by task id). */
+/* When this leader last decided about a task (by task id): held for its
+ * checkpoint, moved, or refused by the hook. */
 struct moved {
     char task_id[40];
     uint64_t at_ns;
@@ -229,11 +236,19 @@ void rd_sched__note_moved(struct rd_sched *s, const char *task_id)
     m->at_ns = rd_mono_ns();
 }
 
-static bool cooling(struct rd_sched *s, const char *task_id, uint64_t now)
+static bool decided_lately(struct rd_sched *s, const char *task_id, uint64_t now)
 {
     const struct moved *m = rd_map_get(&s->moved, task_id, strlen(task_id));
     return m != NULL &&
            now - m->at_ns < s->env.cfg->fault_tolerance.rebalance.cooldown_ms * 1000000;
+}
+
+/* Moved within the cooldown (by any leader: moved_at is replicated, leader
+ * time `now_ms`), or decided about lately by this one (`now`). */
+static bool cooling(struct rd_sched *s, const struct rd_task *t, uint64_t now, int64_t now_ms)
+{
+    int64_t cooldown = (int64_t)s->env.cfg->fault_tolerance.rebalance.cooldown_ms;
+    return (t->moved_at != 0 && now_ms - t->moved_at < cooldown) || decided_lately(s, t->id, now);
 }
 
 /* Forgets moves older than the cooldown (now and then). */
@@ -244,20 +259,22 @@ static void prune_moved(struct rd_sched *s, uint64_t now)
     s->rb_prune_ns = now + 10 * 1000000000ULL;
     for (size_t i = 0; i < s->moved.cap; i++) {
         struct moved *m = s->moved.slots[i].value;
-        if (m != NULL && !cooling(s, m->task_id, now)) {
+        if (m != NULL && !decided_lately(s, m->task_id, now)) {
             rd_map_del(&s->moved, m->task_id, strlen(m->task_id));
             free(m);
         }
     }
 }
 
-/* One move from the bucket, if any. */
+/* One move from the bucket, if any (a new leadership's bucket starts from
+ * the moves of the last ones). */
 static bool take_token(struct rd_sched *s, uint64_t now)
 {
     double rate = s->env.cfg->fault_tolerance.rebalance.moves_per_minute / 60.0;
     double burst = rate * REBALANCE_BURST_S < 1 ? 1 : rate * REBALANCE_BURST_S;
     if (s->rb_tokens_ns == 0)
-        s->rb_tokens = burst;
+        s->rb_tokens =
+            rd_sched__bucket_seed(s->env.fsm, REBALANCE_AUDIT_ACTION, rate, burst, rd_now_ms());
     else
         s->rb_tokens += (double)(now - s->rb_tokens_ns) / 1e9 * rate;
     if (s->rb_tokens > burst)
@@ -298,7 +315,7 @@ static bool move(struct rd_sched *s, const struct rd_task *t, const struct rd_no
     cmd.u.tassign.item_id = RD_STR("");
     cmd.u.tassign.strategy = RD_STR("rebalance");
     cmd.u.tassign.note = RD_STR(note);
-    rd_cmd_audit_engine(&cmd, "task_rebalance", t->id, why);
+    rd_cmd_audit_engine(&cmd, REBALANCE_AUDIT_ACTION, t->id, why);
     if (!rd_sched__propose_assign_cmd(s, &cmd, t, to))
         return false;
     RD_INFO("rebalance", "task_moved", "task=%s from=%s to=%s attempt=%u state=%s priority=%u",
@@ -447,7 +464,8 @@ static void fleet_free(struct fleet *fl)
     free(fl->task_of);
 }
 
-static int fleet_of(struct rd_sched *s, const uint32_t *extra, uint64_t now, struct fleet *fl)
+static int fleet_of(struct rd_sched *s, const uint32_t *extra, uint64_t now, int64_t now_ms,
+                    struct fleet *fl)
 {
     const struct rd_fsm *f = s->env.fsm;
     const struct rd_config *c = s->env.cfg;
@@ -490,7 +508,7 @@ static int fleet_of(struct rd_sched *s, const uint32_t *extra, uint64_t now, str
             bool queued = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RECOVERING;
             if (t->node_epoch != n->epoch || (!queued && t->state != RD_TASK_RUNNING) ||
                 t->critical || rd_map_get(&s->inflight, t->id, strlen(t->id)) ||
-                rd_map_get(&s->rb_pending, t->id, strlen(t->id)) || cooling(s, t->id, now))
+                rd_map_get(&s->rb_pending, t->id, strlen(t->id)) || cooling(s, t, now, now_ms))
                 continue;
             struct rd_rb_task *y = &fl->tasks[fl->n_tasks];
             y->index = fl->n_tasks;
@@ -541,7 +559,7 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
     pending_pass(s, extra, now);
     tokens_refill(s, now);
     struct fleet fl;
-    if (fleet_of(s, extra, now, &fl) != 0)
+    if (fleet_of(s, extra, now, rd_now_ms(), &fl) != 0)
         return;
     double cpu_skew = 0, skew = rd_sched__rb_skew(fl.nodes, f->n_nodes, &cpu_skew);
     s->rb_skew_pct = skew * 100;

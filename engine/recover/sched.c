@@ -312,3 +312,29 @@ void rd_sched_kick(struct rd_sched *s)
     s->kicked = true;
     rd_sched__arm(s, 0);
 }
+
+double rd_sched__bucket_seed(const struct rd_fsm *f, const char *action, double rate, double burst,
+                             int64_t now_ms)
+{
+    if (rate <= 0)
+        return 0;
+    int64_t since = now_ms - (int64_t)(burst / rate * 1000);
+    size_t n = 0;
+    const struct rd_audit *const *a = rd_fsm_audits(f, &n);
+    size_t first = n;
+    while (first > 0 && a[first - 1]->at_ms >= since)
+        first--;
+    double level = 0;
+    int64_t at = since;
+    for (size_t i = first; i < n; i++) {
+        if (a[i]->status != 200 || strcmp(a[i]->action, action) != 0 ||
+            strcmp(a[i]->principal, "recoveryd") != 0)
+            continue;
+        level += (double)(a[i]->at_ms - at) / 1000 * rate;
+        level = level > burst ? burst : level;
+        level = level > 1 ? level - 1 : 0;
+        at = a[i]->at_ms;
+    }
+    level += (double)(now_ms - at) / 1000 * rate;
+    return level > burst ? burst : level;
+}

@@ -54,6 +54,14 @@ void rd_sched__assigning_free(struct rd_sched *s);
 uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft);
 /* Tasks left under an older epoch of a working agent, assigned again. */
 void rd_sched__reclaim_stranded(struct rd_sched *s);
+/* A token bucket filled at `rate` a second up to `burst`, as a leader that
+ * takes over at `now_ms` (leader time) finds it: the engine's own actions
+ * named `action` that applied (audit records, replicated) over the last
+ * burst / rate seconds are replayed into a bucket empty before them. Never
+ * fuller than the bucket of the leader that took them; full when there
+ * were none. Rate limits thus hold across leader changes. */
+double rd_sched__bucket_seed(const struct rd_fsm *f, const char *action, double rate, double burst,
+                             int64_t now_ms);
 /* Starts the pass timer: first after `first_ms`, then every RD_SCHED_PASS_MS
  * (each firing calls s->run_pass). */
 void rd_sched__arm(struct rd_sched *s, uint64_t first_ms);

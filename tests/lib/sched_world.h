@@ -134,6 +134,15 @@ static inline const struct rd_task *sched_world_get(struct sched_world *w, const
     return t;
 }
 
+/* Another replica takes over: a scheduler of its own (nothing of the old
+ * one's memory), the same replicated state. */
+static inline void sched_world_new_leader(struct sched_world *w)
+{
+    struct rd_sched_env env = w->s.env;
+    rd_sched_close(&w->s);
+    rd_sched_init(&w->s, &env);
+}
+
 /* Passes, each committing what it proposed, until one proposes nothing. */
 static inline void sched_world_settle(struct sched_world *w)
 {

@@ -759,13 +759,17 @@ static void check_v6_export(const struct rd_fsm *f, unsigned format)
     assert_int_equal(as[2]->changed, 65);
 }
 
-/* A machine built by commands as a format before 7 reads back: its
- * finished tasks finished at index 1 (the digest follows). */
-static void finished_as_before_v7(struct rd_fsm *f)
+/* A machine built by commands as a snapshot of `format` reads back: before
+ * 7 its finished tasks finished at index 1, before 9 no task ever moved
+ * (the digest follows). */
+static void as_read_from(struct rd_fsm *f, unsigned format)
 {
-    for (size_t i = 0; i < f->n_tasks; i++)
-        if (f->tasks[i]->finished != 0)
+    for (size_t i = 0; i < f->n_tasks; i++) {
+        if (format < 7 && f->tasks[i]->finished != 0)
             f->tasks[i]->finished = 1;
+        if (format < 9)
+            f->tasks[i]->moved_at = 0;
+    }
     rd_fsm_digest_audit(f);
 }
 
@@ -788,6 +792,23 @@ static void check_v7_tasks(const struct rd_fsm *f, unsigned format)
                 want = format >= 7 ? done[k].finished : 1;
         assert_int_equal(t->finished, want);
         assert_int_equal(rd_task_finished(t), want != 0);
+    }
+}
+
+/* Format 9: the leader time each task last left an agent (T2 moved and T3
+ * revoked by R1, T7 moved by R2); an older format's tasks never moved. */
+static void check_v9_tasks(const struct rd_fsm *f, unsigned format)
+{
+    static const struct {
+        const char *id;
+        int64_t at;
+    } moved[] = {{T2, 1071}, {T3, 1072}, {T7, 1075}};
+    for (size_t i = 0; i < f->n_tasks; i++) {
+        int64_t want = 0;
+        for (size_t k = 0; k < COUNT(moved); k++)
+            if (format >= 9 && strcmp(f->tasks[i]->id, moved[k].id) == 0)
+                want = moved[k].at;
+        assert_int_equal(f->tasks[i]->moved_at, want);
     }
 }
 
@@ -861,6 +882,7 @@ static void check_known_state(const struct rd_fsm *f, unsigned format)
     check_v6_export(f, format);
     check_v7_tasks(f, format);
     check_v8_conflicts(f, format);
+    check_v9_tasks(f, format);
     /* The incremental digest was rebuilt (restore) or followed (apply). */
     assert_true(rd_fsm_digest(f) == rd_fsm_digest_full(f));
 }
@@ -919,8 +941,8 @@ static void write_golden(const char *path, const struct rd_wbuf *snap)
 static void test_snapshot_matches_the_golden_file(void **state)
 {
     struct rd_fsm f;
-    build_known_state(&f, 8);
-    check_known_state(&f, 8); /* the commands made the state the tables describe */
+    build_known_state(&f, 9);
+    check_known_state(&f, 9); /* the commands made the state the tables describe */
     struct rd_wbuf snap;
     rd_w_init(&snap);
     assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
@@ -976,7 +998,7 @@ static void test_golden_v3_restores_field_by_field(void **state)
     /* It is the same state as the one this version builds for format 3. */
     struct rd_fsm built;
     build_known_state(&built, 3);
-    finished_as_before_v7(&built);
+    as_read_from(&built, 3);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
 
@@ -1008,7 +1030,7 @@ static void test_golden_v5_restores_field_by_field(void **state)
     free(golden);
     check_known_state(&f, 5);
     build_known_state(&built, 5);
-    finished_as_before_v7(&built);
+    as_read_from(&built, 5);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
 
@@ -1045,7 +1067,7 @@ static void test_golden_v6_restores_field_by_field(void **state)
     free(golden);
     check_known_state(&f, 6);
     build_known_state(&built, 6);
-    finished_as_before_v7(&built);
+    as_read_from(&built, 6);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
     rd_fsm_close(&f);
@@ -1077,13 +1099,14 @@ static void test_golden_v7_restores_field_by_field(void **state)
     free(golden);
     check_known_state(&f, 7);
     build_known_state(&built, 7);
+    as_read_from(&built, 7);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
     rd_fsm_close(&f);
 }
 
-/* Format 8 (the golden file of the current format: conflict records)
- * restores field by field. */
+/* Format 8 (conflict records) restores field by field; its tasks never
+ * moved. Keep it: replicas of that version wrote it. */
 static void test_golden_v8_restores_field_by_field(void **state)
 {
     size_t len = 0;
@@ -1097,6 +1120,27 @@ static void test_golden_v8_restores_field_by_field(void **state)
     free(golden);
     check_known_state(&f, 8);
     build_known_state(&built, 8);
+    as_read_from(&built, 8);
+    assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
+    rd_fsm_close(&built);
+    rd_fsm_close(&f);
+}
+
+/* Format 9 (the golden file of the current format: tasks carry the time
+ * they last left an agent) restores field by field. */
+static void test_golden_v9_restores_field_by_field(void **state)
+{
+    size_t len = 0;
+    uint8_t *golden = read_file(GOLDEN_DIR "snapshot-v9.bin", &len);
+    if (golden == NULL)
+        fail_msg("no %ssnapshot-v9.bin (see the top of %s)", GOLDEN_DIR, __FILE__);
+    assert_int_equal(header_format(golden), 9);
+    struct rd_fsm f, built;
+    rd_fsm_init(&f);
+    assert_int_equal(rd_fsm_restore(&f, golden, len), 0);
+    free(golden);
+    check_known_state(&f, 9);
+    build_known_state(&built, 9);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
     rd_fsm_close(&f);
@@ -1120,7 +1164,7 @@ static void test_golden_v4_restores_field_by_field(void **state)
     assert_null(rd_fsm_backup_find(&f, "replaced"));
     check_known_state(&f, 4);
     build_known_state(&built, 4);
-    finished_as_before_v7(&built);
+    as_read_from(&built, 4);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
 
@@ -1421,9 +1465,9 @@ static void test_snapshot_format_1_still_loads(void **state)
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
     assert_true(rd_fsm_digest(&f) == rd_fsm_digest(&g));
     /* A format from the future is refused with a clear message. */
-    snap.p[8] = 9;
+    snap.p[8] = 10;
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), RD_EUNSUPPORTED);
-    assert_non_null(strstr(g.errmsg, "format 9, this version reads 1 to 8"));
+    assert_non_null(strstr(g.errmsg, "format 10, this version reads 1 to 9"));
     rd_w_free(&snap);
     rd_fsm_close(&g);
     rd_fsm_close(&f);
@@ -1439,6 +1483,7 @@ int main(void)
         cmocka_unit_test(test_golden_v6_restores_field_by_field),
         cmocka_unit_test(test_golden_v7_restores_field_by_field),
         cmocka_unit_test(test_golden_v8_restores_field_by_field),
+        cmocka_unit_test(test_golden_v9_restores_field_by_field),
         cmocka_unit_test(test_snapshot_restore_round_trip),
         cmocka_unit_test(test_streamed_snapshot_is_the_same_snapshot),
         cmocka_unit_test(test_corrupt_snapshot_changes_nothing),

@@ -4,9 +4,9 @@
  * fault its cause) and its tasks move with their checkpoints while it is
  * still alive; drains are rate-limited and never leave less than the
  * minimum of healthy capacity (held, tried again while the prediction
- * stands); a fault that is not a prediction, or a select.lua without the
- * hook, drains nothing; an agent drained on a prediction that was
- * withdrawn goes back through probation.
+ * stands), the rate limit across a leader change too; a fault that is not a prediction, or a
+ * select.lua without the hook, drains nothing; an agent drained on a prediction that was withdrawn
+ * goes back through probation.
  */
 #include "cmocka_all.h"
 
@@ -125,6 +125,27 @@ static void test_drains_are_rate_limited(void **state)
     assert_int_equal(w->s.predicted_total[RD_PREDICTED_RATE_LIMITED], 1);
 }
 
+/* drains_per_minute 1 holds across a leader change: the new leader's
+ * bucket starts from the drain the audit records show, so a second
+ * prediction right after it is held, not drained. */
+static void test_drain_rate_limit_holds_across_a_leader_change(void **state)
+{
+    struct sched_world *w = *state;
+    w->cfg.fault_tolerance.prediction.drains_per_minute = 1;
+    const char *agents[] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++)
+        sched_world_agent(w, agents[i], 4, "{}");
+    open_fault(w, F1, "a", PREDICTED_META);
+    sched_world_settle(w);
+    assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
+    sched_world_new_leader(w);
+    open_fault(w, F2, "b", PREDICTED_META);
+    sched_world_settle(w);
+    assert_int_equal(node(w, "b")->state, RD_NODE_ALIVE);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_DRAINED], 0);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_RATE_LIMITED], 1);
+}
+
 /* Two agents, min_healthy_capacity 60%: draining either would leave 50%. */
 static void test_minimum_healthy_capacity_holds(void **state)
 {
@@ -195,6 +216,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_prediction_drains_and_tasks_move, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drains_are_rate_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_rate_limit_holds_across_a_leader_change, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_minimum_healthy_capacity_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_prediction_or_no_hook_watches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_withdrawn_prediction_readmits, setup, teardown),

@@ -7,7 +7,8 @@
  * storm is evened out with queued tasks, no task moved twice (the ones
  * recovery moved stay); a running task moves only at its next checkpoint and
  * only when the hook allows; a failing hook moves nothing and is counted;
- * the rate limit holds.
+ * the rate limit holds; the cooldown and the rate limit hold across a
+ * leader change (the state machine's moved_at, the audited moves).
  */
 #include "cmocka_all.h"
 
@@ -318,6 +319,83 @@ static void test_moves_are_rate_limited(void **state)
     assert_true(w->s.rb_balancing); /* still to do, when the bucket refills */
 }
 
+/* Four agents' worth of tasks on "a"; "b" joins and takes two. After a
+ * leader change "c" and "d" join: the new leader moves one of a's, none of
+ * the two that moved to "b" (their cooldown is in the state machine, not in
+ * the old leader's memory). */
+static void test_cooldown_holds_across_a_leader_change(void **state)
+{
+    struct sched_world *w = *state;
+    sched_world_agent(w, "a", 4, "{}");
+    for (int n = 1; n <= 4; n++)
+        sched_world_task(w, n, 5, false, 1, "{}");
+    sched_world_settle(w);
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_settle(w);
+    assert_int_equal(used_on(w, "b"), 2);
+    sched_world_new_leader(w);
+    sched_world_settle(w);
+    sched_world_agent(w, "c", 4, "{}");
+    sched_world_agent(w, "d", 4, "{}");
+    sched_world_settle(w);
+    assert_int_equal(w->s.rb_moves[RD_RB_QUEUED], 1);
+    assert_int_equal(used_on(w, "a"), 1);
+    assert_int_equal(used_on(w, "b"), 2);
+    for (int n = 1; n <= 4; n++)
+        assert_true(attempt_of(w, n) <= 2); /* none moved twice */
+}
+
+/* moves_per_minute 6 (a burst of one) holds across a leader change: the
+ * new leader's bucket starts from the move the audit records show. */
+static void test_rate_limit_holds_across_a_leader_change(void **state)
+{
+    struct sched_world *w = *state;
+    w->cfg.fault_tolerance.rebalance.moves_per_minute = 6;
+    sched_world_agent(w, "a", 4, "{}");
+    for (int n = 1; n <= 4; n++)
+        sched_world_task(w, n, 5, false, 1, "{}");
+    sched_world_settle(w);
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_settle(w);
+    assert_int_equal(used_on(w, "b"), 1);
+    sched_world_new_leader(w);
+    sched_world_settle(w);
+    sched_world_agent(w, "c", 4, "{}");
+    sched_world_settle(w);
+    assert_int_equal(w->s.rb_moves[RD_RB_QUEUED], 0);
+    assert_int_equal(used_on(w, "b") + used_on(w, "c"), 1);
+}
+
+/* Audits an engine action `action` (status `status`) at leader time `at`. */
+static void audit_at(struct sched_world *w, const char *action, int status, int64_t at)
+{
+    struct rd_cmd c = {.type = RD_CMD_AUDIT, .time_ms = at};
+    rd_cmd_audit_engine(&c, action, "x", "");
+    c.audit.status = (uint16_t)status;
+    assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
+}
+
+/* The seed of a new leader's bucket (1 a second, burst 3): full without
+ * moves; each move of the last three seconds counts, from an empty bucket
+ * refilled since; other actions and refused moves do not count. */
+static void test_bucket_seed_replays_the_audited_moves(void **state)
+{
+    struct sched_world *w = *state;
+    int64_t t0 = 1000000;
+    assert_true(rd_sched__bucket_seed(&w->fsm, "task_rebalance", 1, 3, t0) == 3);
+    audit_at(w, "task_rebalance", 200, t0 - 5000); /* older than burst / rate */
+    audit_at(w, "task_rebalance", 200, t0 - 2000);
+    audit_at(w, "task_rebalance", 200, t0 - 2000);
+    audit_at(w, "task_recover", 200, t0 - 1500);
+    audit_at(w, "task_rebalance", 409, t0 - 1500);
+    audit_at(w, "task_rebalance", 200, t0 - 1000);
+    /* Empty at t0 - 3 s; 1 at t0 - 2 s, spent twice (0); 1 at t0 - 1 s,
+     * spent (0); 1 at t0. */
+    double level = rd_sched__bucket_seed(&w->fsm, "task_rebalance", 1, 3, t0);
+    assert_true(level > 0.999 && level < 1.001);
+    assert_true(rd_sched__bucket_seed(&w->fsm, "task_rebalance", 1, 3, t0 + 10000) == 3);
+}
+
 /* Disabled, or while degraded: nothing moves. */
 static void test_disabled_moves_nothing(void **state)
 {
@@ -346,6 +424,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_broken_hook_moves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_moves_are_rate_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cooldown_holds_across_a_leader_change, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limit_holds_across_a_leader_change, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bucket_seed_replays_the_audited_moves, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_disabled_moves_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
