@@ -19,12 +19,22 @@
  * interrupted more than once in all (the storm's move or the rebalance's),
  * and each moved task resumes from the last checkpoint its previous attempt
  * wrote (none lost). Times scale with rdt_time_factor().
+ *
+ * Both again on three replicas, the agents talking to whichever answers
+ * (following redirects to the leader), with the leader killed while the
+ * work moves: the new leader finishes the rebalancing with still no task
+ * interrupted twice and no checkpoint lost, and the rebalancing rate limit
+ * holds across the change (the audited moves of both leaders fit one token
+ * bucket); a second prediction right after the first drain is held by the
+ * new leader (drains_per_minute 1 holds across the change: one drain in
+ * all), and that agent's tasks recover when it fails, none lost.
  */
 #include "cmocka_all.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "rdt_ctest.h"
@@ -33,6 +43,7 @@
 #define SLOTS  10
 #define TASKS  30
 
+/* A format: the rebalancing rate, its checkpoint wait, the drain rate. */
 static const char yaml_1x[] = "fault_tolerance:\n"
                               "  detection:\n"
                               "    heartbeat_interval: 200ms\n"
@@ -43,19 +54,26 @@ static const char yaml_1x[] = "fault_tolerance:\n"
                               "  partition:\n"
                               "    min_nodes: 100\n"
                               "  rebalance:\n"
-                              "    skew_threshold: 20%\n"
-                              "    moves_per_minute: 600\n"
+                              "    skew_threshold: 20%%\n"
+                              "    moves_per_minute: %d\n"
                               "    cooldown: 1m\n"
-                              "    checkpoint_wait: 5s\n"
+                              "    checkpoint_wait: %dms\n"
                               "  prediction:\n"
-                              "    drains_per_minute: 10\n"
+                              "    drains_per_minute: %d\n"
                               "plugins:\n"
                               "  instances:\n"
                               "    - {name: heartbeat, required: true}\n"
                               "    - {name: metrics, config: {predict_window: 10}}\n";
 
-static char yaml[1024];
-static struct rdt_proc proc;
+/* On three replicas the rate limits are low enough that a leader change in
+ * the middle of the moves shows whether they hold across it. */
+#define CLUSTER_MOVES_PER_MINUTE 30
+#define CLUSTER_CHECKPOINT_WAIT  3000
+
+static char yaml[2048];
+static struct rdt_proc proc;       /* one engine, */
+static struct rdt_cluster cluster; /* or three replicas (cluster.n == 3) */
+static int first_replica;          /* the replica that answered last */
 
 struct held {
     char id[40];
@@ -78,9 +96,10 @@ struct task {
     char id[40];
     long long last_version; /* the last checkpoint the engine accepted */
     long long last_attempt;
-    unsigned interruptions; /* attempts taken away: revoked, or died with their agent */
-    int64_t revoked_at;     /* the last revocation's time */
-    bool lost_checkpoint;   /* a new attempt resumed from an older version */
+    unsigned interruptions;   /* attempts taken away: revoked, or died with their agent */
+    int64_t revoked_at;       /* the last revocation's time */
+    int64_t first_revoked_at; /* the first one's */
+    bool lost_checkpoint;     /* a new attempt resumed from an older version */
 };
 
 static struct agent agents[AGENTS];
@@ -92,7 +111,9 @@ static int setup(void **state)
     (void)state;
     memset(agents, 0, sizeof(agents));
     memset(tasks, 0, sizeof(tasks));
-    rdt_scale_durations(yaml_1x, yaml, sizeof(yaml));
+    char text[2048];
+    snprintf(text, sizeof(text), yaml_1x, 600, 5000, 10);
+    rdt_scale_durations(text, yaml, sizeof(yaml));
     hb_ms = rdt_ms(100); /* a round: every agent's heartbeat and checkpoints, then this */
     if (rdt_proc_start(&proc, yaml) != 0)
         return -1;
@@ -104,6 +125,75 @@ static int teardown(void **state)
     (void)state;
     rdt_proc_cleanup(&proc);
     return 0;
+}
+
+/* Three replicas, with the cluster's rate limits. */
+static int setup_cluster(void **state)
+{
+    (void)state;
+    memset(agents, 0, sizeof(agents));
+    memset(tasks, 0, sizeof(tasks));
+    char text[2048];
+    snprintf(text, sizeof(text), yaml_1x, CLUSTER_MOVES_PER_MINUTE, CLUSTER_CHECKPOINT_WAIT, 1);
+    rdt_scale_durations(text, yaml, sizeof(yaml));
+    hb_ms = rdt_ms(100);
+    first_replica = 0;
+    return rdt_cluster_start(&cluster, 3, yaml, NULL);
+}
+
+static int teardown_cluster(void **state)
+{
+    (void)state;
+    rdt_cluster_cleanup(&cluster);
+    memset(&cluster, 0, sizeof(cluster));
+    return 0;
+}
+
+/* A request as an agent makes it: to the engine, or to the replicas
+ * (redirected to the leader, another tried while there is none). */
+static void call(const char *method, const char *path, const char *body, struct rdt_resp *r)
+{
+    if (cluster.n > 0) {
+        assert_int_equal(
+            rdt_cluster_request(&cluster, &first_replica, method, path, body, rdt_ms(20000), r), 0);
+        return;
+    }
+    char url[256];
+    snprintf(url, sizeof(url), "%s%s", proc.base_url, path);
+    assert_int_equal(rdt_http(RDT_H2, method, url, body, body ? strlen(body) : 0, r), 0);
+}
+
+/* The leader's /metrics (its own counters). */
+static void leader_metrics(struct rdt_resp *r)
+{
+    struct rdt_proc *p = &proc;
+    if (cluster.n > 0) {
+        int i = rdt_cluster_leader(&cluster, rdt_ms(20000));
+        assert_true(i >= 0);
+        p = &cluster.procs[i];
+    }
+    assert_int_equal(rdt_get(p, RDT_H1, "/metrics", r), 0);
+    assert_int_equal(r->status, 200);
+}
+
+static void register_agent(struct agent *a)
+{
+    char body[128];
+    snprintf(body, sizeof(body), "{\"node_id\":\"%s\",\"capacity\":{\"slots\":%d}}", a->id, SLOTS);
+    struct rdt_resp r = {0};
+    call("POST", "/api/v1/nodes", body, &r);
+    assert_int_equal(r.status, 201);
+    a->epoch = json_integer_value(json_object_get(r.json, "epoch"));
+    a->up = true;
+    rdt_resp_free(&r);
+}
+
+static void print_logs(void)
+{
+    if (cluster.n == 0)
+        rdt_proc_print_log_tail(&proc, 40);
+    for (int i = 0; i < cluster.n; i++)
+        rdt_proc_print_log_tail(&cluster.procs[i], 40);
 }
 
 static struct task *task_of(const char *id)
@@ -123,11 +213,11 @@ static void drop(struct agent *a, unsigned k)
 static void checkpoint(struct held *h)
 {
     char url[160], body[160];
-    snprintf(url, sizeof(url), "%s/api/v1/tasks/%s/checkpoint", proc.base_url, h->id);
+    snprintf(url, sizeof(url), "/api/v1/tasks/%s/checkpoint", h->id);
     snprintf(body, sizeof(body), "{\"attempt\":%lld,\"version\":%lld,\"data\":{\"v\":%lld}}",
              h->attempt, h->version + 1, h->version + 1);
     struct rdt_resp r = {0};
-    assert_int_equal(rdt_http(RDT_H2, "PUT", url, body, strlen(body), &r), 0);
+    call("PUT", url, body, &r);
     if (r.status == 200) {
         h->version++;
         struct task *t = task_of(h->id);
@@ -151,7 +241,7 @@ static void heartbeat(struct agent *a)
              "\"latency_ms\":%.1f,\"cpu\":0.3,\"mem\":0.4}}",
              a->epoch, a->n, a->latency_ms > 0 ? a->latency_ms : 20.0);
     struct rdt_resp r = {0};
-    assert_int_equal(rdt_post(&proc, RDT_H2, path, body, &r), 0);
+    call("POST", path, body, &r);
     if (r.status == 409 && a->ramp > 0) { /* the degrading agent is failed: it dies */
         a->up = false;
         a->fenced_at = rdt_now_ms();
@@ -162,7 +252,7 @@ static void heartbeat(struct agent *a)
         return;
     }
     if (r.status != 200) {
-        rdt_proc_print_log_tail(&proc, 40);
+        print_logs();
         fail_msg("heartbeat of %s: %ld %s", a->id, r.status, r.body ? r.body : "");
     }
     json_t *rev;
@@ -175,6 +265,8 @@ static void heartbeat(struct agent *a)
             if (strcmp(a->tasks[k].id, id) == 0 && a->tasks[k].attempt == attempt) {
                 task_of(id)->interruptions++;
                 task_of(id)->revoked_at = rdt_now_ms();
+                if (task_of(id)->first_revoked_at == 0)
+                    task_of(id)->first_revoked_at = task_of(id)->revoked_at;
                 drop(a, k);
                 break;
             }
@@ -221,7 +313,7 @@ static void used_by_agent(int used[AGENTS])
         char path[64];
         snprintf(path, sizeof(path), "/api/v1/nodes/%s", agents[i].id);
         struct rdt_resp r = {0};
-        assert_int_equal(rdt_get(&proc, RDT_H1, path, &r), 0);
+        call("GET", path, NULL, &r);
         assert_int_equal(r.status, 200);
         used[i] = (int)json_integer_value(json_object_get(r.json, "tasks")); /* 1 slot each */
         rdt_resp_free(&r);
@@ -275,12 +367,15 @@ static void report_failure(void)
 {
     int used[AGENTS];
     used_by_agent(used);
-    char *log = rdt_proc_log(&proc);
-    for (char *line = log ? strtok(log, "\n") : NULL; line != NULL; line = strtok(NULL, "\n"))
-        if (strstr(line, "comp=rebalance") != NULL || strstr(line, "comp=recovery") != NULL ||
-            strstr(line, "level=warn") != NULL)
-            fprintf(stderr, "%s\n", line);
-    free(log);
+    int n = cluster.n > 0 ? cluster.n : 1;
+    for (int i = 0; i < n; i++) {
+        char *log = rdt_proc_log(cluster.n > 0 ? &cluster.procs[i] : &proc);
+        for (char *line = log ? strtok(log, "\n") : NULL; line != NULL; line = strtok(NULL, "\n"))
+            if (strstr(line, "comp=rebalance") != NULL || strstr(line, "comp=recovery") != NULL ||
+                strstr(line, "level=warn") != NULL)
+                fprintf(stderr, "[%d] %s\n", i + 1, line);
+        free(log);
+    }
     fail_msg("not balanced: slots used %d %d %d %d %d %d", used[0], used[1], used[2], used[3],
              used[4], used[5]);
 }
@@ -290,8 +385,7 @@ static void start_fleet(unsigned *n)
 {
     for (int i = 0; i < AGENTS; i++) {
         snprintf(agents[i].id, sizeof(agents[i].id), "agent-%d", i);
-        assert_int_equal(rdt_register(&proc, agents[i].id, SLOTS, &agents[i].epoch), 0);
-        agents[i].up = true;
+        register_agent(&agents[i]);
     }
     round_of(1);
     for (int i = 0; i < TASKS; i++) {
@@ -299,7 +393,7 @@ static void start_fleet(unsigned *n)
         char body[128];
         snprintf(body, sizeof(body), "{\"task_id\":\"%s\",\"priority\":3}", tasks[i].id);
         struct rdt_resp r = {0};
-        assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks", body, &r), 0);
+        call("POST", "/api/v1/tasks", body, &r);
         assert_int_equal(r.status, 201);
         rdt_resp_free(&r);
     }
@@ -312,6 +406,18 @@ static struct agent *sick;
 static bool sick_gone(void)
 {
     return !sick->up;
+}
+
+/* The degrading agent's tasks are being taken away (it is drained). */
+static bool sick_revoked(void)
+{
+    return sick->n < TASKS / AGENTS;
+}
+
+/* Both degrading agents (2 and 4) were failed. */
+static bool both_gone(void)
+{
+    return !agents[2].up && !agents[4].up;
 }
 
 /* Agent 2's latency ramps by 100 ms a heartbeat past the 5000 ms limit: its
@@ -349,7 +455,7 @@ static void test_predicted_fault_moves_tasks_first(void **state)
             (long long)(sick->fenced_at - task_of(held[0])->revoked_at));
     assert_true(all_placed());
     struct rdt_resp r = {0};
-    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
+    leader_metrics(&r);
     assert_non_null(strstr(r.body, "recoveryd_predicted_faults_total{outcome=\"drained\"} 1\n"));
     rdt_resp_free(&r);
 }
@@ -371,10 +477,8 @@ static void test_fleet_converges_after_a_storm(void **state)
 
     /* They come back, empty: rebalancing evens the fleet out. */
     int64_t back = rdt_now_ms();
-    for (int i = 3; i < AGENTS; i++) {
-        assert_int_equal(rdt_register(&proc, agents[i].id, SLOTS, &agents[i].epoch), 0);
-        agents[i].up = true;
-    }
+    for (int i = 3; i < AGENTS; i++)
+        register_agent(&agents[i]);
     if (!rounds_until(&n, 30000, balanced))
         report_failure();
     fprintf(stderr, "balanced %lld ms after the agents came back\n",
@@ -390,11 +494,182 @@ static void test_fleet_converges_after_a_storm(void **state)
                      tasks[i].interruptions, tasks[i].lost_checkpoint);
     }
     struct rdt_resp r = {0};
-    assert_int_equal(rdt_get(&proc, RDT_H1, "/metrics", &r), 0);
+    leader_metrics(&r);
     const char *m = r.body;
     assert_non_null(strstr(m, "recoveryd_rebalance_moves_total{kind=\"running\"}"));
     assert_null(strstr(m, "recoveryd_rebalance_moves_total{kind=\"running\"} 0\n"));
     assert_non_null(strstr(m, "recoveryd_rebalance_policy_errors_total 0\n"));
+    rdt_resp_free(&r);
+}
+
+/* ---- on three replicas, the leader killed in the middle ------------------ */
+
+/* Kills the leader (SIGKILL); the agents go on with the other two. */
+static void kill_leader(void)
+{
+    int i = rdt_cluster_leader(&cluster, rdt_ms(20000));
+    assert_true(i >= 0);
+    assert_int_equal(rdt_proc_kill9(&cluster.procs[i]), 0);
+    fprintf(stderr, "killed the leader, replica %d\n", i + 1);
+}
+
+/* "2026-12-03T13:40:01.123Z" in ms since the epoch. */
+static int64_t time_ms(const char *rfc3339)
+{
+    struct tm tm = {0};
+    const char *rest = strptime(rfc3339, "%Y-%m-%dT%H:%M:%S", &tm);
+    assert_non_null(rest);
+    int64_t ms = (int64_t)timegm(&tm) * 1000;
+    if (*rest == '.')
+        ms += (int64_t)(strtod(rest, NULL) * 1000 + 0.5);
+    return ms;
+}
+
+/* The leader times of the engine's `action` records that applied, oldest
+ * first (at most 1000); their count. */
+static size_t audited(const char *action, int64_t *at, size_t max)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/audit?action=%s&principal=recoveryd&order=asc&limit=1000",
+             action);
+    struct rdt_resp r = {0};
+    call("GET", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    size_t n = 0, i;
+    json_t *rec;
+    json_array_foreach(json_object_get(r.json, "items"), i, rec)
+    {
+        if (json_integer_value(rdt_json_path(rec, "outcome.status")) == 200 && n < max)
+            at[n++] = time_ms(json_string_value(json_object_get(rec, "time")));
+    }
+    rdt_resp_free(&r);
+    return n;
+}
+
+/* Some task was revoked (moved by rebalancing) after `since`. */
+static bool moving_since(int64_t since)
+{
+    for (int i = 0; i < TASKS; i++)
+        if (tasks[i].revoked_at > since)
+            return true;
+    return false;
+}
+
+/* The storm and the return on three replicas; once the first task moves,
+ * the leader is killed. The new leader finishes: balanced, no task
+ * interrupted twice, no checkpoint lost, and the moves of both leaders fit
+ * one token bucket (moves_per_minute, ten seconds' burst): in any stretch
+ * of time at most burst + rate x (its length + checkpoint_wait + 1 s) moves
+ * (a move's record is stamped when it commits, at most checkpoint_wait
+ * after its token was taken). */
+static void test_rebalancing_survives_a_leader_change(void **state)
+{
+    (void)state;
+    unsigned n = 0;
+    start_fleet(&n);
+    for (int i = 3; i < AGENTS; i++) {
+        for (unsigned k = 0; k < agents[i].n; k++)
+            task_of(agents[i].tasks[k].id)->interruptions++;
+        agents[i].up = false;
+        agents[i].n = 0;
+    }
+    assert_true(rounds_until(&n, 30000, survivors_full));
+    int64_t back = rdt_now_ms();
+    for (int i = 3; i < AGENTS; i++)
+        register_agent(&agents[i]);
+    for (int64_t until = rdt_now_ms() + rdt_ms(30000); !moving_since(back); n++) {
+        if (rdt_now_ms() > until)
+            report_failure();
+        round_of(n);
+        rdt_sleep_ms(hb_ms);
+    }
+    kill_leader();
+    if (!rounds_until(&n, 90000, balanced))
+        report_failure();
+    fprintf(stderr, "balanced %lld ms after the agents came back\n",
+            (long long)(rdt_now_ms() - back));
+    for (int i = 0; i < 10; i++, n++) {
+        round_of(n);
+        rdt_sleep_ms(hb_ms);
+    }
+    for (int i = 0; i < TASKS; i++)
+        if (tasks[i].interruptions > 1 || tasks[i].lost_checkpoint)
+            fail_msg("task %s: interrupted %u times, checkpoint lost: %d", tasks[i].id,
+                     tasks[i].interruptions, tasks[i].lost_checkpoint);
+    int64_t at[1000];
+    size_t moves = audited("task_rebalance", at, 1000);
+    if (moves < 12) /* 10, 10, 10, 0, 0, 0 to at least 4 each */
+        fail_msg("%zu rebalancing moves audited", moves);
+    double rate = CLUSTER_MOVES_PER_MINUTE / 60.0, burst = rate * 10;
+    double slack_s = rdt_ms(CLUSTER_CHECKPOINT_WAIT) / 1000.0 + rdt_ms(1000) / 1000.0;
+    for (size_t i = 0; i < moves; i++)
+        for (size_t j = i; j < moves; j++)
+            if ((double)(j - i + 1) > burst + rate * ((at[j] - at[i]) / 1000.0 + slack_s))
+                fail_msg("%zu moves in %lld ms: more than moves_per_minute %d allows", j - i + 1,
+                         (long long)(at[j] - at[i]), CLUSTER_MOVES_PER_MINUTE);
+}
+
+/* Agent 2's latency ramps: the leader drains it on the prediction and is
+ * killed as its tasks start to move; they all move, with their checkpoints,
+ * before the agent fails (some may land on agent 4 and move again when it
+ * fails). Agent 4's latency then ramps too: within the minute of
+ * drains_per_minute 1 the new leader holds that drain back, so agent 4's
+ * tasks move only when it fails, none lost. */
+static void test_predicted_drain_survives_a_leader_change(void **state)
+{
+    (void)state;
+    unsigned n = 0;
+    start_fleet(&n);
+    rounds_until(&n, 1000, NULL); /* baselines */
+    sick = &agents[2];
+    char held[SLOTS][40];
+    unsigned n_held = sick->n;
+    for (unsigned k = 0; k < n_held; k++)
+        snprintf(held[k], sizeof(held[k]), "%s", sick->tasks[k].id);
+    sick->latency_ms = 20;
+    sick->ramp = 100;
+    if (!rounds_until(&n, 30000, sick_revoked))
+        fail_msg("the degrading agent was not drained (latency %.0f ms)", sick->latency_ms);
+    kill_leader();
+    struct agent *first = sick;
+    sick = &agents[4];
+    char held2[SLOTS][40];
+    unsigned n_held2 = sick->n;
+    for (unsigned k = 0; k < n_held2; k++)
+        snprintf(held2[k], sizeof(held2[k]), "%s", sick->tasks[k].id);
+    sick->latency_ms = 20;
+    sick->ramp = 100;
+    sick = first;
+    int64_t ramp2_at = rdt_now_ms();
+    if (!rounds_until(&n, 60000, both_gone))
+        fail_msg("the degrading agents were not failed");
+    for (int i = 0; i < 10; i++, n++) {
+        round_of(n);
+        rdt_sleep_ms(hb_ms);
+    }
+    assert_int_equal(n_held, 5);
+    for (unsigned k = 0; k < n_held; k++) {
+        const struct task *t = task_of(held[k]);
+        if (t->first_revoked_at == 0 || t->first_revoked_at >= first->fenced_at ||
+            t->lost_checkpoint)
+            fail_msg("task %s: revoked at %lld, agent failed at %lld, checkpoint lost %d", t->id,
+                     (long long)t->first_revoked_at, (long long)first->fenced_at,
+                     t->lost_checkpoint);
+    }
+    for (unsigned k = 0; k < n_held2; k++) {
+        const struct task *t = task_of(held2[k]);
+        if (t->revoked_at >= ramp2_at || t->lost_checkpoint)
+            fail_msg("task %s of the second agent: revoked %lld ms after its ramp began "
+                     "(drained: the rate limit did not hold), checkpoint lost %d",
+                     t->id, (long long)(t->revoked_at - ramp2_at), t->lost_checkpoint);
+    }
+    assert_true(all_placed());
+    int64_t at[16];
+    assert_int_equal(audited("drain_by_prediction", at, 16), 1);
+    struct rdt_resp r = {0};
+    leader_metrics(&r);
+    assert_non_null(
+        strstr(r.body, "recoveryd_predicted_faults_total{outcome=\"rate_limited\"} 1\n"));
     rdt_resp_free(&r);
 }
 
@@ -403,6 +678,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_predicted_fault_moves_tasks_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_converges_after_a_storm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebalancing_survives_a_leader_change, setup_cluster,
+                                        teardown_cluster),
+        cmocka_unit_test_setup_teardown(test_predicted_drain_survives_a_leader_change,
+                                        setup_cluster, teardown_cluster),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
