@@ -265,6 +265,31 @@ json_t *rd_sched__event(struct rd_sched *s, const struct rd_node *n, struct rd_t
                      tasks);
 }
 
+/* The settings beside the strategies a policy may weigh (policies/README.md,
+ * "The view"): fault_tolerance's prediction, rebalance, tasks and poison. */
+static void view_settings(json_t *view, const struct rd_config *c)
+{
+#define FT c->fault_tolerance
+    json_object_set_new(view, "prediction",
+                        json_pack("{s:i,s:i}", "drains_per_minute",
+                                  (int)FT.prediction.drains_per_minute, "min_healthy_capacity",
+                                  (int)FT.prediction.min_healthy_capacity));
+    json_object_set_new(view, "rebalance",
+                        json_pack("{s:b,s:i,s:i,s:i,s:I,s:I,s:I}", "enabled", FT.rebalance.enabled,
+                                  "skew_threshold", (int)FT.rebalance.skew_threshold,
+                                  "cpu_threshold", (int)FT.rebalance.cpu_threshold,
+                                  "moves_per_minute", (int)FT.rebalance.moves_per_minute,
+                                  "cooldown_ms", (json_int_t)FT.rebalance.cooldown_ms,
+                                  "checkpoint_wait_ms", (json_int_t)FT.rebalance.checkpoint_wait_ms,
+                                  "settle_ms", (json_int_t)FT.rebalance.settle_ms));
+    json_object_set_new(view, "tasks",
+                        json_pack("{s:I}", "retention_ms", (json_int_t)FT.tasks.retention_ms));
+    json_object_set_new(view, "poison",
+                        json_pack("{s:i,s:I}", "max_failures", (int)FT.poison.max_failures,
+                                  "window_ms", (json_int_t)FT.poison.window_ms));
+#undef FT
+}
+
 /* The cluster as the policy may see it, read-only. */
 json_t *rd_sched__view(struct rd_sched *s)
 {
@@ -284,7 +309,7 @@ json_t *rd_sched__view(struct rd_sched *s)
                       "load", "slots_used", (json_int_t)n->slots_in_use));
     }
 #define RS c->fault_tolerance.recovery_strategies
-    return json_pack(
+    json_t *view = json_pack(
         "{s:o,s:s,s:b,s:{s:{s:I,s:i},s:{s:I,s:b},s:{s:b,s:i}},s:I}", "nodes", nodes, "mode",
         rd_sched_degraded(s, NULL) ? "degraded" : "normal", "partition_suspected",
         s->env.analysis->partition_suspected, "strategies", rd_strategy_names[RD_STRATEGY_FAST],
@@ -295,6 +320,9 @@ json_t *rd_sched__view(struct rd_sched *s)
         "essential_services_only", RS.degraded_service.essential_services_only, "performance_limit",
         (int)RS.degraded_service.performance_limit, "now_ms", (json_int_t)rd_now_ms());
 #undef RS
+    if (view != NULL)
+        view_settings(view, c);
+    return view;
 }
 
 /* A run that passed its strategy's max_time ends partial and alerts; what

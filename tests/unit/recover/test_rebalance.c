@@ -176,6 +176,19 @@ static void load_policy(struct sched_world *w, const char *dir)
         fail_msg("loading %s: %s", dir, err);
 }
 
+/* The shipped policies with fixtures/<fixture> as select.lua. */
+static void load_select(struct sched_world *w, const char *fixture)
+{
+    char dir[] = "/tmp/rd_rb_policy_XXXXXX", cmd[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), "cp %s/*.lua %s/ && cp %s/%s %s/select.lua", SHIPPED, dir, FIXTURES,
+             fixture, dir);
+    assert_int_equal(system(cmd), 0);
+    load_policy(w, dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static uint32_t used_on(struct sched_world *w, const char *node)
 {
     return rd_fsm_node(&w->fsm, node, strlen(node))->slots_in_use;
@@ -279,14 +292,7 @@ static void test_running_task_moves_at_its_next_checkpoint(void **state)
 static void test_broken_hook_moves_nothing(void **state)
 {
     struct sched_world *w = *state;
-    char dir[] = "/tmp/rd_rb_policy_XXXXXX", cmd[512];
-    assert_non_null(mkdtemp(dir));
-    snprintf(cmd, sizeof(cmd), "cp %s/*.lua %s/ && cp %s/hooks_broken.lua %s/select.lua", SHIPPED,
-             dir, FIXTURES, dir);
-    assert_int_equal(system(cmd), 0);
-    load_policy(w, dir);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    load_select(w, "hooks_broken.lua");
     sched_world_agent(w, "a", 4, "{}");
     for (int n = 1; n <= 4; n++)
         sched_world_task(w, n, 5, false, 1, "{}");
@@ -396,6 +402,51 @@ static void test_bucket_seed_replays_the_audited_moves(void **state)
     assert_true(rd_sched__bucket_seed(&w->fsm, "task_rebalance", 1, 3, t0 + 10000) == 3);
 }
 
+/* Sets the settings the view shows beside the strategies. */
+static void configure(struct sched_world *w)
+{
+    w->cfg.fault_tolerance.prediction.drains_per_minute = 7;
+    w->cfg.fault_tolerance.prediction.min_healthy_capacity = 40;
+    w->cfg.fault_tolerance.rebalance.skew_threshold = 15;
+    w->cfg.fault_tolerance.rebalance.cooldown_ms = 90000;
+    w->cfg.fault_tolerance.rebalance.checkpoint_wait_ms = 12000;
+    w->cfg.fault_tolerance.tasks.retention_ms = 3600000;
+    w->cfg.fault_tolerance.poison.max_failures = 5;
+    w->cfg.fault_tolerance.poison.window_ms = 120000;
+}
+
+/* The policies' view carries fault_tolerance's prediction, rebalance,
+ * tasks and poison settings (policies/README.md, "The view"): as JSON, and
+ * as a hook sees them (it allows the moves only when they are all there). */
+static void test_view_carries_the_settings(void **state)
+{
+    struct sched_world *w = *state;
+    configure(w);
+    json_t *view = rd_sched__view(&w->s);
+    assert_non_null(view);
+    char *text = json_dumps(view, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(view);
+    assert_non_null(strstr(text, "\"prediction\":{\"drains_per_minute\":7,"
+                                 "\"min_healthy_capacity\":40}"));
+    assert_non_null(strstr(text, "\"rebalance\":{\"checkpoint_wait_ms\":12000,"
+                                 "\"cooldown_ms\":90000,\"cpu_threshold\":0,"
+                                 "\"enabled\":true,\"moves_per_minute\":6000,"
+                                 "\"settle_ms\":0,\"skew_threshold\":15}"));
+    assert_non_null(strstr(text, "\"tasks\":{\"retention_ms\":3600000}"));
+    assert_non_null(strstr(text, "\"poison\":{\"max_failures\":5,\"window_ms\":120000}"));
+    free(text);
+
+    load_select(w, "hooks_settings.lua");
+    sched_world_agent(w, "a", 4, "{}");
+    for (int n = 1; n <= 4; n++)
+        sched_world_task(w, n, 5, false, 1, "{}");
+    sched_world_settle(w);
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_settle(w);
+    assert_int_equal(w->s.rb_moves[RD_RB_QUEUED], 2); /* the hook saw them all */
+    assert_int_equal(w->s.rb_refused, 0);
+}
+
 /* Disabled, or while degraded: nothing moves. */
 static void test_disabled_moves_nothing(void **state)
 {
@@ -430,6 +481,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bucket_seed_replays_the_audited_moves, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_view_carries_the_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabled_moves_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
