@@ -403,6 +403,53 @@ static void start_fleet(unsigned *n)
 
 static struct agent *sick;
 
+/* Agent `a`'s latency starts to ramp, by 100 ms a heartbeat from 20 ms, past
+ * the metrics plugin's 5000 ms limit; the tasks it holds now go to `held`:
+ * their count. */
+static unsigned start_degrading(struct agent *a, char held[SLOTS][40])
+{
+    assert_true(a->n <= SLOTS);
+    for (unsigned k = 0; k < a->n; k++)
+        snprintf(held[k], sizeof(held[k]), "%s", a->tasks[k].id);
+    a->latency_ms = 20;
+    a->ramp = 100;
+    return a->n;
+}
+
+/* The storm: agents 3-5 stop, their tasks recover onto 0-2 (which end
+ * full); then the three register again, empty. When they came back. */
+static int64_t storm_and_return(unsigned *n)
+{
+    for (int i = 3; i < AGENTS; i++) {
+        for (unsigned k = 0; k < agents[i].n; k++)
+            task_of(agents[i].tasks[k].id)->interruptions++; /* died with its agent */
+        agents[i].up = false;
+        agents[i].n = 0;
+    }
+    assert_true(rounds_until(n, 30000, survivors_full));
+    int64_t back = rdt_now_ms();
+    for (int i = 3; i < AGENTS; i++)
+        register_agent(&agents[i]);
+    return back;
+}
+
+/* Ten more rounds. */
+static void some_more_rounds(unsigned *n)
+{
+    for (int i = 0; i < 10; i++, (*n)++) {
+        round_of(*n);
+        rdt_sleep_ms(hb_ms);
+    }
+}
+
+static void no_task_interrupted_twice(void)
+{
+    for (int i = 0; i < TASKS; i++)
+        if (tasks[i].interruptions > 1 || tasks[i].lost_checkpoint)
+            fail_msg("task %s: interrupted %u times, checkpoint lost: %d", tasks[i].id,
+                     tasks[i].interruptions, tasks[i].lost_checkpoint);
+}
+
 static bool sick_gone(void)
 {
     return !sick->up;
@@ -430,17 +477,10 @@ static void test_predicted_fault_moves_tasks_first(void **state)
     rounds_until(&n, 1000, NULL); /* baselines: at least min_samples each */
     sick = &agents[2];
     char held[SLOTS][40];
-    unsigned n_held = sick->n;
-    for (unsigned k = 0; k < n_held; k++)
-        snprintf(held[k], sizeof(held[k]), "%s", sick->tasks[k].id);
-    sick->latency_ms = 20;
-    sick->ramp = 100;
+    unsigned n_held = start_degrading(sick, held);
     if (!rounds_until(&n, 30000, sick_gone))
         fail_msg("the degrading agent was not failed (latency %.0f ms)", sick->latency_ms);
-    for (int i = 0; i < 10; i++, n++) {
-        round_of(n);
-        rdt_sleep_ms(hb_ms);
-    }
+    some_more_rounds(&n);
     assert_int_equal(n_held, 5);
     for (unsigned k = 0; k < n_held; k++) {
         const struct task *t = task_of(held[k]);
@@ -466,33 +506,13 @@ static void test_fleet_converges_after_a_storm(void **state)
     unsigned n = 0;
     start_fleet(&n);
 
-    /* The storm: agents 3-5 stop; their tasks recover onto 0-2. */
-    for (int i = 3; i < AGENTS; i++) {
-        for (unsigned k = 0; k < agents[i].n; k++)
-            task_of(agents[i].tasks[k].id)->interruptions++; /* died with its agent */
-        agents[i].up = false;
-        agents[i].n = 0;
-    }
-    assert_true(rounds_until(&n, 20000, survivors_full));
-
-    /* They come back, empty: rebalancing evens the fleet out. */
-    int64_t back = rdt_now_ms();
-    for (int i = 3; i < AGENTS; i++)
-        register_agent(&agents[i]);
+    int64_t back = storm_and_return(&n);
     if (!rounds_until(&n, 30000, balanced))
         report_failure();
     fprintf(stderr, "balanced %lld ms after the agents came back\n",
             (long long)(rdt_now_ms() - back));
-    /* A few more rounds: any late move would show in the counts below. */
-    for (int i = 0; i < 10; i++, n++) {
-        round_of(n);
-        rdt_sleep_ms(hb_ms);
-    }
-    for (int i = 0; i < TASKS; i++) {
-        if (tasks[i].interruptions > 1 || tasks[i].lost_checkpoint)
-            fail_msg("task %s: interrupted %u times, checkpoint lost: %d", tasks[i].id,
-                     tasks[i].interruptions, tasks[i].lost_checkpoint);
-    }
+    some_more_rounds(&n); /* any late move would show in the counts below */
+    no_task_interrupted_twice();
     struct rdt_resp r = {0};
     leader_metrics(&r);
     const char *m = r.body;
@@ -567,16 +587,7 @@ static void test_rebalancing_survives_a_leader_change(void **state)
     (void)state;
     unsigned n = 0;
     start_fleet(&n);
-    for (int i = 3; i < AGENTS; i++) {
-        for (unsigned k = 0; k < agents[i].n; k++)
-            task_of(agents[i].tasks[k].id)->interruptions++;
-        agents[i].up = false;
-        agents[i].n = 0;
-    }
-    assert_true(rounds_until(&n, 30000, survivors_full));
-    int64_t back = rdt_now_ms();
-    for (int i = 3; i < AGENTS; i++)
-        register_agent(&agents[i]);
+    int64_t back = storm_and_return(&n);
     for (int64_t until = rdt_now_ms() + rdt_ms(30000); !moving_since(back); n++) {
         if (rdt_now_ms() > until)
             report_failure();
@@ -588,14 +599,8 @@ static void test_rebalancing_survives_a_leader_change(void **state)
         report_failure();
     fprintf(stderr, "balanced %lld ms after the agents came back\n",
             (long long)(rdt_now_ms() - back));
-    for (int i = 0; i < 10; i++, n++) {
-        round_of(n);
-        rdt_sleep_ms(hb_ms);
-    }
-    for (int i = 0; i < TASKS; i++)
-        if (tasks[i].interruptions > 1 || tasks[i].lost_checkpoint)
-            fail_msg("task %s: interrupted %u times, checkpoint lost: %d", tasks[i].id,
-                     tasks[i].interruptions, tasks[i].lost_checkpoint);
+    some_more_rounds(&n);
+    no_task_interrupted_twice();
     int64_t at[1000];
     size_t moves = audited("task_rebalance", at, 1000);
     if (moves < 12) /* 10, 10, 10, 0, 0, 0 to at least 4 each */
@@ -623,30 +628,17 @@ static void test_predicted_drain_survives_a_leader_change(void **state)
     rounds_until(&n, 1000, NULL); /* baselines */
     sick = &agents[2];
     char held[SLOTS][40];
-    unsigned n_held = sick->n;
-    for (unsigned k = 0; k < n_held; k++)
-        snprintf(held[k], sizeof(held[k]), "%s", sick->tasks[k].id);
-    sick->latency_ms = 20;
-    sick->ramp = 100;
+    unsigned n_held = start_degrading(sick, held);
     if (!rounds_until(&n, 30000, sick_revoked))
         fail_msg("the degrading agent was not drained (latency %.0f ms)", sick->latency_ms);
     kill_leader();
     struct agent *first = sick;
-    sick = &agents[4];
     char held2[SLOTS][40];
-    unsigned n_held2 = sick->n;
-    for (unsigned k = 0; k < n_held2; k++)
-        snprintf(held2[k], sizeof(held2[k]), "%s", sick->tasks[k].id);
-    sick->latency_ms = 20;
-    sick->ramp = 100;
-    sick = first;
+    unsigned n_held2 = start_degrading(&agents[4], held2);
     int64_t ramp2_at = rdt_now_ms();
     if (!rounds_until(&n, 60000, both_gone))
         fail_msg("the degrading agents were not failed");
-    for (int i = 0; i < 10; i++, n++) {
-        round_of(n);
-        rdt_sleep_ms(hb_ms);
-    }
+    some_more_rounds(&n);
     assert_int_equal(n_held, 5);
     for (unsigned k = 0; k < n_held; k++) {
         const struct task *t = task_of(held[k]);

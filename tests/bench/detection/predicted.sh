@@ -23,20 +23,8 @@ SHARE=${SHARE:-10}
 WARMUP=${WARMUP:-20}
 DRAINS=${DRAINS:-10}
 
-bench_build recoveryd heartbeat metrics
-bench_workdir predicted
-bench_free_port RD_PORT
-bench_free_port RAFT_PORT
-cat >"$WORK/rd.yaml" <<YAML
-cluster:
-  raft_address: 127.0.0.1:$RAFT_PORT
-logging:
-  level: info
-plugins:
-  instances:
-    - name: heartbeat
-      required: true
-    - name: metrics
+bench_fleet_setup predicted metrics
+cat >>"$WORK/rd.yaml" <<YAML
 fault_tolerance:
   detection:
     heartbeat_interval: 500ms
@@ -46,18 +34,10 @@ fault_tolerance:
     drains_per_minute: $DRAINS
     min_healthy_capacity: 50%
 YAML
-bench_start_engine
-echo "recoveryd predicted faults (detection benchmark): $AGENTS agents, ${SHARE}% degrading," \
-    "drains_per_minute $DRAINS, warm-up ${WARMUP} s; $(bench_cores), $(bench_now)"
-echo "engine built from $(bench_commit)"
-echo "load average before: $(bench_loadavg)"
-rc=0
-bench_run - timeout -k 10 400 python3 tests/bench/detection/fleet.py --scenario predicted \
-    --url "http://127.0.0.1:$RD_PORT" --agents "$AGENTS" --share "$SHARE" \
-    --warmup "$WARMUP" --checkpoint-s 2 --duration 240 "$@" || rc=$?
-echo "load average after: $(bench_loadavg)"
-bench_stop "$RD_PID"
+bench_fleet_run "recoveryd predicted faults (detection benchmark): $AGENTS agents, ${SHARE}% degrading, drains_per_minute $DRAINS, warm-up ${WARMUP} s" \
+    --scenario predicted --agents "$AGENTS" --share "$SHARE" --warmup "$WARMUP" \
+    --checkpoint-s 2 --duration 240 "$@"
 echo "engine log: $(grep -c 'event=predicted_drain ' "$WORK/rd.log" || true) predicted drains," \
     "$(grep -c 'event=node_failed' "$WORK/rd.log" || true) node_failed," \
     "$(grep -c 'level=error' "$WORK/rd.log" || true) errors"
-exit "$rc"
+exit "$FLEET_RC"

@@ -16,6 +16,7 @@
 #                   is stopped
 #   ports, engines  bench_free_port, bench_wait_http, bench_start_engine,
 #                   bench_cluster_config, bench_start_replica, bench_raise_nofile
+#   fleet.py runs   bench_fleet_setup, bench_fleet_run
 #   the record      bench_cores, bench_commit, bench_raft_version, bench_now,
 #                   bench_loadavg, bench_cpu_start / bench_cpu_report,
 #                   bench_log_events
@@ -209,6 +210,50 @@ bench_start_engine() {
     RD_PID=$!
     bench_track "$RD_PID"
     bench_wait_http "http://127.0.0.1:$RD_PORT/ready" "$RD_PID" "$WORK/rd.log"
+}
+
+# ---- the fleet benchmarks (tests/bench/detection/fleet.py on one engine) -----
+
+# bench_fleet_setup NAME [PLUGIN...]: builds recoveryd with the heartbeat
+# plugin and the PLUGINs, a work directory NAME, the engine's ports, and the
+# head of $WORK/rd.yaml (cluster, logging, the plugins: heartbeat required);
+# the script appends its fault_tolerance section, then bench_fleet_run.
+bench_fleet_setup() {
+    local name=$1 p
+    shift
+    bench_build recoveryd heartbeat "$@"
+    bench_workdir "$name"
+    bench_free_port RD_PORT
+    bench_free_port RAFT_PORT
+    cat >"$WORK/rd.yaml" <<YAML
+cluster:
+  raft_address: 127.0.0.1:$RAFT_PORT
+logging:
+  level: info
+plugins:
+  instances:
+    - name: heartbeat
+      required: true
+YAML
+    for p in "$@"; do echo "    - name: $p" >>"$WORK/rd.yaml"; done
+}
+
+# bench_fleet_run TITLE ARG...: starts the engine, prints TITLE with the
+# machine and the time, the commit and the load average, runs fleet.py with
+# the ARGs against it (400 s at most), prints the load average again and
+# stops the engine; FLEET_RC is fleet.py's exit status.
+bench_fleet_run() {
+    local title=$1
+    shift
+    bench_start_engine
+    echo "$title; $(bench_cores), $(bench_now)"
+    echo "engine built from $(bench_commit)"
+    echo "load average before: $(bench_loadavg)"
+    FLEET_RC=0
+    bench_run - timeout -k 10 400 python3 tests/bench/detection/fleet.py \
+        --url "http://127.0.0.1:$RD_PORT" "$@" || FLEET_RC=$?
+    echo "load average after: $(bench_loadavg)"
+    bench_stop "$RD_PID"
 }
 
 # bench_cluster_config N [YAML]: N replicas' ports (RD_PORTS[i], RAFT_PORTS[i],

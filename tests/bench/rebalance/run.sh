@@ -23,19 +23,8 @@ SHARE=${SHARE:-33}
 MOVES=${MOVES:-600}
 ENABLED=${ENABLED:-true}
 
-bench_build recoveryd heartbeat metrics
-bench_workdir rebalance
-bench_free_port RD_PORT
-bench_free_port RAFT_PORT
-cat >"$WORK/rd.yaml" <<YAML
-cluster:
-  raft_address: 127.0.0.1:$RAFT_PORT
-logging:
-  level: info
-plugins:
-  instances:
-    - name: heartbeat
-      required: true
+bench_fleet_setup rebalance
+cat >>"$WORK/rd.yaml" <<YAML
 fault_tolerance:
   detection:
     heartbeat_interval: 500ms
@@ -46,18 +35,10 @@ fault_tolerance:
     enabled: $ENABLED
     moves_per_minute: $MOVES
 YAML
-bench_start_engine
-echo "recoveryd rebalancing after a storm: $AGENTS agents x $SLOTS slots, $PER_AGENT tasks each," \
-    "${SHARE}% crash and return, rebalance.enabled $ENABLED, moves_per_minute $MOVES; $(bench_cores), $(bench_now)"
-echo "engine built from $(bench_commit)"
-echo "load average before: $(bench_loadavg)"
-rc=0
-bench_run - timeout -k 10 400 python3 tests/bench/detection/fleet.py --scenario storm \
-    --url "http://127.0.0.1:$RD_PORT" --agents "$AGENTS" --slots "$SLOTS" \
-    --tasks-per-agent "$PER_AGENT" --share "$SHARE" --warmup 10 --checkpoint-s 2 --duration 120 "$@" || rc=$?
-echo "load average after: $(bench_loadavg)"
-bench_stop "$RD_PID"
+bench_fleet_run "recoveryd rebalancing after a storm: $AGENTS agents x $SLOTS slots, $PER_AGENT tasks each, ${SHARE}% crash and return, rebalance.enabled $ENABLED, moves_per_minute $MOVES" \
+    --scenario storm --agents "$AGENTS" --slots "$SLOTS" --tasks-per-agent "$PER_AGENT" \
+    --share "$SHARE" --warmup 10 --checkpoint-s 2 --duration 120 "$@"
 echo "engine log: $(grep -c 'comp=rebalance event=task_moved' "$WORK/rd.log" || true) queued moves," \
     "$(grep -c 'event=move_at_checkpoint' "$WORK/rd.log" || true) moves at a checkpoint," \
     "$(grep -c 'level=error' "$WORK/rd.log" || true) errors"
-exit "$rc"
+exit "$FLEET_RC"

@@ -105,16 +105,22 @@ static void test_prediction_drains_and_tasks_move(void **state)
     assert_true(audited);
 }
 
-/* drains_per_minute 1: of two predictions, one drains, the other is held
- * and counted once. */
-static void test_drains_are_rate_limited(void **state)
+/* drains_per_minute 1, agents "a" to "d" of 4 slots, a prediction for "a". */
+static void one_drain_a_minute(struct sched_world *w)
 {
-    struct sched_world *w = *state;
     w->cfg.fault_tolerance.prediction.drains_per_minute = 1;
     const char *agents[] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++)
         sched_world_agent(w, agents[i], 4, "{}");
     open_fault(w, F1, "a", PREDICTED_META);
+}
+
+/* drains_per_minute 1: of two predictions, one drains, the other is held
+ * and counted once. */
+static void test_drains_are_rate_limited(void **state)
+{
+    struct sched_world *w = *state;
+    one_drain_a_minute(w);
     open_fault(w, F2, "b", PREDICTED_META);
     sched_world_settle(w);
     sched_world_settle(w);
@@ -131,11 +137,7 @@ static void test_drains_are_rate_limited(void **state)
 static void test_drain_rate_limit_holds_across_a_leader_change(void **state)
 {
     struct sched_world *w = *state;
-    w->cfg.fault_tolerance.prediction.drains_per_minute = 1;
-    const char *agents[] = {"a", "b", "c", "d"};
-    for (int i = 0; i < 4; i++)
-        sched_world_agent(w, agents[i], 4, "{}");
-    open_fault(w, F1, "a", PREDICTED_META);
+    one_drain_a_minute(w);
     sched_world_settle(w);
     assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
     sched_world_new_leader(w);

@@ -189,6 +189,17 @@ static void load_select(struct sched_world *w, const char *fixture)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Agent "a" of 4 slots runs tasks 1 to 4; then "b" of 4 slots joins. */
+static void four_on_a_then_b_joins(struct sched_world *w)
+{
+    sched_world_agent(w, "a", 4, "{}");
+    for (int n = 1; n <= 4; n++)
+        sched_world_task(w, n, 5, false, 1, "{}");
+    sched_world_settle(w);
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_settle(w);
+}
+
 static uint32_t used_on(struct sched_world *w, const char *node)
 {
     return rd_fsm_node(&w->fsm, node, strlen(node))->slots_in_use;
@@ -293,12 +304,7 @@ static void test_broken_hook_moves_nothing(void **state)
 {
     struct sched_world *w = *state;
     load_select(w, "hooks_broken.lua");
-    sched_world_agent(w, "a", 4, "{}");
-    for (int n = 1; n <= 4; n++)
-        sched_world_task(w, n, 5, false, 1, "{}");
-    sched_world_settle(w);
-    sched_world_agent(w, "b", 4, "{}");
-    sched_world_settle(w);
+    four_on_a_then_b_joins(w);
     assert_int_equal(used_on(w, "a"), 4);
     assert_int_equal(w->s.rb_policy_errors, 1); /* then paused: not once a pass */
     struct rd_mbuf b;
@@ -314,12 +320,7 @@ static void test_moves_are_rate_limited(void **state)
 {
     struct sched_world *w = *state;
     w->cfg.fault_tolerance.rebalance.moves_per_minute = 6;
-    sched_world_agent(w, "a", 4, "{}");
-    for (int n = 1; n <= 4; n++)
-        sched_world_task(w, n, 5, false, 1, "{}");
-    sched_world_settle(w);
-    sched_world_agent(w, "b", 4, "{}");
-    sched_world_settle(w);
+    four_on_a_then_b_joins(w);
     assert_int_equal(w->s.rb_moves[RD_RB_QUEUED], 1);
     assert_int_equal(used_on(w, "b"), 1);
     assert_true(w->s.rb_balancing); /* still to do, when the bucket refills */
@@ -332,12 +333,7 @@ static void test_moves_are_rate_limited(void **state)
 static void test_cooldown_holds_across_a_leader_change(void **state)
 {
     struct sched_world *w = *state;
-    sched_world_agent(w, "a", 4, "{}");
-    for (int n = 1; n <= 4; n++)
-        sched_world_task(w, n, 5, false, 1, "{}");
-    sched_world_settle(w);
-    sched_world_agent(w, "b", 4, "{}");
-    sched_world_settle(w);
+    four_on_a_then_b_joins(w);
     assert_int_equal(used_on(w, "b"), 2);
     sched_world_new_leader(w);
     sched_world_settle(w);
@@ -357,12 +353,7 @@ static void test_rate_limit_holds_across_a_leader_change(void **state)
 {
     struct sched_world *w = *state;
     w->cfg.fault_tolerance.rebalance.moves_per_minute = 6;
-    sched_world_agent(w, "a", 4, "{}");
-    for (int n = 1; n <= 4; n++)
-        sched_world_task(w, n, 5, false, 1, "{}");
-    sched_world_settle(w);
-    sched_world_agent(w, "b", 4, "{}");
-    sched_world_settle(w);
+    four_on_a_then_b_joins(w);
     assert_int_equal(used_on(w, "b"), 1);
     sched_world_new_leader(w);
     sched_world_settle(w);
@@ -437,12 +428,7 @@ static void test_view_carries_the_settings(void **state)
     free(text);
 
     load_select(w, "hooks_settings.lua");
-    sched_world_agent(w, "a", 4, "{}");
-    for (int n = 1; n <= 4; n++)
-        sched_world_task(w, n, 5, false, 1, "{}");
-    sched_world_settle(w);
-    sched_world_agent(w, "b", 4, "{}");
-    sched_world_settle(w);
+    four_on_a_then_b_joins(w);
     assert_int_equal(w->s.rb_moves[RD_RB_QUEUED], 2); /* the hook saw them all */
     assert_int_equal(w->s.rb_refused, 0);
 }
@@ -452,12 +438,7 @@ static void test_disabled_moves_nothing(void **state)
 {
     struct sched_world *w = *state;
     w->cfg.fault_tolerance.rebalance.enabled = false;
-    sched_world_agent(w, "a", 4, "{}");
-    for (int n = 1; n <= 4; n++)
-        sched_world_task(w, n, 5, false, 1, "{}");
-    sched_world_settle(w);
-    sched_world_agent(w, "b", 4, "{}");
-    sched_world_settle(w);
+    four_on_a_then_b_joins(w);
     assert_int_equal(used_on(w, "a"), 4);
 }
 
