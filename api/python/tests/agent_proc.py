@@ -1,6 +1,6 @@
 """An agent in a process of its own, for tests that kill it.
 
-    python3 agent_proc.py NODE_ID ENDPOINTS STEP_SECONDS
+    python3 agent_proc.py NODE_ID ENDPOINTS STEP_SECONDS [BUFFER_DIR]
 
 Runs tasks whose payload is {"steps": N}: one step every STEP_SECONDS, a
 checkpoint {"step": i, "by": NODE_ID} after each. Prints one JSON line per
@@ -30,7 +30,7 @@ def emit(**fields: Any) -> None:
 
 def main() -> None:
     node_id, endpoints, step_s = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3])
-    agent = Agent(node_id, endpoints)
+    agent = Agent(node_id, endpoints, buffer_dir=sys.argv[4] if len(sys.argv) > 4 else None)
 
     @agent.handler
     def run(ctx: TaskContext) -> Any:

@@ -4,7 +4,8 @@ proposal, a lost answer, revocations naming attempts).
 
 ``FakeEngine.route(method, path_prefix, fn)``: ``fn(body) -> (status, json)``,
 or ``None`` to drop the connection without an answer. Every request is
-recorded in ``calls`` as (method, path, body).
+recorded in ``calls`` as (method, path, body). ``set_down(True)`` closes
+the listening socket (connections are refused) until ``set_down(False)``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class FakeEngine:
         self.routes: List[Tuple[str, str, Callable[[Any], Answer]]] = []
         self.lock = threading.Lock()
         fake = self
+        self._down = False
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -55,10 +57,27 @@ class FakeEngine:
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._handler = Handler
+        self._serve(0)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _serve(self, port: int) -> None:
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.port = int(self.server.server_address[1])
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def set_down(self, down: bool) -> None:
+        """Down: nothing listens on the port any more (refused); up: again."""
+        if down == self._down:
+            return
+        self._down = down
+        if down:
+            self.server.shutdown()
+            self.server.server_close()
+        else:
+            self._serve(self.port)
 
     def route(self, method: str, prefix: str, fn: Callable[[Any], Answer]) -> None:
         with self.lock:
@@ -69,8 +88,9 @@ class FakeEngine:
             return sum(1 for m, p, _ in self.calls if m == method and p.startswith(prefix))
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if not self._down:
+            self.server.shutdown()
+            self.server.server_close()
 
 
 def error(status: int, code: str, **details: Any) -> Tuple[int, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -128,14 +128,16 @@ class AgentProcess:
     """tests/agent_proc.py in a process of its own; its JSON event lines
     are read by a thread into ``events``."""
 
-    def __init__(self, node_id: str, url: str, step_s: float) -> None:
+    def __init__(self, node_id: str, url: str, step_s: float,
+                 buffer_dir: Optional[str] = None) -> None:
         import json
         import os
         import subprocess
         import sys
 
         script = os.path.join(os.path.dirname(__file__), "agent_proc.py")
-        self.proc = subprocess.Popen([sys.executable, script, node_id, url, str(step_s)],
+        argv = [sys.executable, script, node_id, url, str(step_s)]
+        self.proc = subprocess.Popen(argv + ([buffer_dir] if buffer_dir else []),
                                      stdout=subprocess.PIPE, text=True)
         self.events: List[Dict[str, Any]] = []
 

@@ -31,18 +31,21 @@ def task(attempt: int, checkpoint: Optional[Dict[str, Any]] = None) -> Dict[str,
 
 
 class Script:
-    """Heartbeat answers: queued ones first, then an empty one."""
+    """Heartbeat answers: queued ones first, then an empty one. ``extra``
+    goes into the registration's and every heartbeat's answer."""
 
-    def __init__(self, fake: FakeEngine) -> None:
+    def __init__(self, fake: FakeEngine, node_id: str = "py-f", **extra: Any) -> None:
         self.queue: Deque[Dict[str, Any]] = deque()
         self.served = 0
+        self.extra = extra
         fake.route("POST", "/api/v1/nodes", lambda b: (201, {
-            "node_id": b["node_id"], "epoch": 1, "heartbeat_interval_ms": 20, "lease_ms": 900}))
-        fake.route("POST", "/api/v1/nodes/py-f/heartbeat", self.answer)
+            "node_id": b["node_id"], "epoch": 1, "heartbeat_interval_ms": 20, "lease_ms": 900,
+            **self.extra}))
+        fake.route("POST", f"/api/v1/nodes/{node_id}/heartbeat", self.answer)
 
     def answer(self, body: Any) -> Answer:
         self.served += 1
-        a = {"state": "alive", "lease_ms": 900, "assignments": [], "revoked": []}
+        a = {"state": "alive", "lease_ms": 900, "assignments": [], "revoked": [], **self.extra}
         if self.queue:
             a.update(self.queue.popleft())
         return 200, a

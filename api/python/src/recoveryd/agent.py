@@ -25,25 +25,37 @@ next checkpoint, and ``ctx.cancelled`` turns true) when its lease was not
 renewed within ``lease_ms``, when the engine answers ``fenced``, or when a
 revocation names the attempt it runs. A stopped attempt is never written
 with again.
+
+When the engine runs in availability mode (``partition_mode`` in its
+registration and heartbeat answers), a lost lease stops nothing: writes
+that cannot reach the engine wait in a buffer (on disk in ``buffer_dir``)
+and are replayed in order once it answers again; a replayed write of an
+attempt the engine superseded meanwhile comes back as a conflict record
+(event ``conflict``) and stops that attempt.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import threading
 import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ._buffer import Entry, WriteBuffer
 from ._http import Transport
 from .config import endpoints_from_env
 from .errors import (
     ApiError,
+    BufferFull,
     Conflict,
+    ConnectionFailed,
     Fenced,
     NotFound,
+    OutcomeUnknown,
     RecoverydError,
     Revoked,
     TaskFailed,
@@ -54,6 +66,16 @@ log = logging.getLogger("recoveryd.agent")
 
 Handler = Callable[["TaskContext"], Any]
 _NODE_ID = re.compile(r"[A-Za-z0-9._:-]{1,255}")
+CONSISTENCY, AVAILABILITY = "consistency", "availability"
+DEFAULT_BUFFER_MAX_BYTES = 64 << 20
+
+
+def _unreachable(e: RecoverydError) -> bool:
+    """The write did not reach a majority (or may not have): no replica
+    answered, 503 after every retry, an unknown outcome, a 5xx of a proxy."""
+    if isinstance(e, (ConnectionFailed, OutcomeUnknown)):
+        return True
+    return isinstance(e, ApiError) and e.status >= 500
 
 
 def _json_copy(v: Any) -> Any:
@@ -130,10 +152,12 @@ class TaskContext:
     def checkpoint(self, data: Any) -> int:
         """Stores ``data`` (any JSON) as the next checkpoint version.
 
-        Returns the version once the engine committed it. Raises
-        :class:`Fenced` or :class:`Revoked` when the attempt was stopped
-        (nothing is written then), and :class:`RecoverydError` when the
-        engine could not be reached in time.
+        Returns the version once the engine committed it (in availability
+        mode: or once it is buffered, when the engine cannot be reached).
+        Raises :class:`Fenced` or :class:`Revoked` when the attempt was
+        stopped (nothing is written then), :class:`BufferFull` when it had to
+        be buffered and the buffer has no room, and :class:`RecoverydError`
+        when the engine could not be reached in time (consistency mode).
         """
         with self._lock:
             self.raise_if_cancelled()
@@ -225,6 +249,10 @@ class Agent:
     it the engine's stall detection (tasks in hand and no progress for
     ``stall_samples`` heartbeats): for handlers that work longer than that
     between checkpoints and cannot call ``ctx.progress()``.
+    ``buffer_dir``: where writes wait while the engine (in availability
+    mode) cannot be reached, at most ``buffer_max_bytes``; one file per
+    node id, replayed at the next start. Without it the buffer is in
+    memory only (a warning says so when the engine is in that mode).
     """
 
     def __init__(
@@ -244,6 +272,8 @@ class Agent:
         request_timeout: Optional[float] = None,
         metrics: Optional[Callable[[], Mapping[str, float]]] = None,
         report_progress: bool = True,
+        buffer_dir: Optional[str] = None,
+        buffer_max_bytes: int = DEFAULT_BUFFER_MAX_BYTES,
     ) -> None:
         if not _NODE_ID.fullmatch(node_id):
             raise ValueError(f"node_id {node_id!r} must be 1-255 characters of [A-Za-z0-9._:-]")
@@ -280,6 +310,13 @@ class Agent:
         self._lease_deadline = 0.0  # monotonic; 0 = no lease held
         self._need_register = True
         self._listeners: List[Callable[[str, Dict[str, Any]], None]] = []
+        self.partition_mode = CONSISTENCY  # until the engine says otherwise
+        self.buffer_dir = buffer_dir
+        path = os.path.join(buffer_dir, f"recoveryd-{node_id}.jsonl") if buffer_dir else None
+        self._buffer = WriteBuffer(path, buffer_max_bytes)
+        self._replay_wake = threading.Event()
+        self._replay_stop = threading.Event()
+        self._replayer: Optional[threading.Thread] = None
 
     # ---- public -----------------------------------------------------------
 
@@ -290,7 +327,9 @@ class Agent:
 
     def on_event(self, fn: Callable[[str, Dict[str, Any]], None]) -> None:
         """Calls ``fn(kind, fields)`` on: registered, started, stopped,
-        completed, failed, lease_lost (from the SDK's threads)."""
+        completed, failed, refused, lease_lost, partition_mode, and for the
+        buffer (availability mode): buffered, replayed, conflict, dropped,
+        buffer_full (from the SDK's threads)."""
         self._listeners.append(fn)
 
     def start(self) -> "Agent":
@@ -303,22 +342,45 @@ class Agent:
                 target=self._loop, name=f"recoveryd-heartbeat-{self.node_id}", daemon=True
             )
             self._thread.start()
+        self._buffer.reopen()  # started again after stop()
+        if self._replayer is None:
+            self._replay_stop.clear()
+            self._replayer = threading.Thread(
+                target=self._replay_loop, name=f"recoveryd-replay-{self.node_id}", daemon=True
+            )
+            self._replayer.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stops heartbeats and waits up to ``timeout`` for task threads.
 
         Running tasks are not completed: their attempts are stopped and the
-        engine moves them once the lease runs out.
+        engine moves them once the lease runs out. Buffered writes get what
+        is left of ``timeout`` to be replayed; those left stay in
+        ``buffer_dir`` for the next start (in memory: lost, with a warning).
         """
+        end = time.monotonic() + timeout
         self._closing.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
         self._fence_all(Fenced, "agent stopping")
-        end = time.monotonic() + timeout
         for run in self._running():
             run.thread.join(max(0.0, end - time.monotonic()))
+        if self._replayer is not None:
+            while len(self._buffer) and time.monotonic() < end:
+                self._replay_wake.set()
+                time.sleep(0.01)
+            self._replay_stop.set()
+            self._replay_wake.set()
+            self._replayer.join(max(0.1, end - time.monotonic()))
+            self._replayer = None
+        self._buffer.close()
+        left = len(self._buffer)
+        if left:
+            where = f"kept in {self.buffer_dir}" if self.buffer_dir else "lost (no buffer_dir)"
+            log.warning("recoveryd: %s: %d buffered write(s) not replayed: %s", self.node_id,
+                        left, where)
 
     def run_forever(self) -> None:
         """start(), then blocks until KeyboardInterrupt; stop() on the way out."""
@@ -344,6 +406,16 @@ class Agent:
     def running_tasks(self) -> Dict[str, int]:
         """task_id -> attempt of the attempts running now."""
         return {tid: r.ctx.attempt for tid, r in self._running_items()}
+
+    @property
+    def buffered(self) -> int:
+        """Writes waiting in the buffer to be replayed."""
+        return len(self._buffer)
+
+    @property
+    def available(self) -> bool:
+        """True while the engine runs in availability mode."""
+        return self.partition_mode == AVAILABILITY
 
     @property
     def lease_remaining(self) -> float:
@@ -395,13 +467,20 @@ class Agent:
     def _check_lease(self) -> None:
         """Stops every attempt once the lease ran out (cheap; any thread)."""
         if self._lease_deadline and time.monotonic() >= self._lease_deadline:
+            available = self.available
             with self._lock:
                 if not self._lease_deadline:
                     return
                 self._lease_deadline = 0.0
                 # The engine may have moved our tasks: come back with a new
                 # epoch, which fences the old one.
-                self._need_register = True
+                self._need_register = not available
+            if available:
+                # Tasks go on; what they write waits in the buffer.
+                log.warning("recoveryd: %s: lease lost, tasks keep running (availability mode)",
+                            self.node_id)
+                self._emit("lease_lost", stopped=0)
+                return
             n = self._fence_all(Fenced, f"lease of {self.lease * 1000:.0f} ms not renewed")
             log.warning("recoveryd: %s: lease lost, %d task(s) stopped", self.node_id, n)
             self._emit("lease_lost", stopped=n)
@@ -432,7 +511,8 @@ class Agent:
             self._closing.wait(max(0.0, t0 + self.heartbeat_interval - time.monotonic()))
 
     def _register(self) -> bool:
-        self._fence_all(Fenced, "registering again (new epoch)")
+        if not self.available:  # availability: the engine's answers stop what moved
+            self._fence_all(Fenced, "registering again (new epoch)")
         body: Dict[str, Any] = {
             "node_id": self.node_id,
             "capacity": {"slots": self.capacity},
@@ -456,6 +536,7 @@ class Agent:
         self.epoch = int(b["epoch"])
         self.heartbeat_interval = max(0.01, int(b["heartbeat_interval_ms"]) / 1000.0)
         self.lease = max(0.03, int(b["lease_ms"]) / 1000.0)
+        self._set_mode(b)
         with self._lock:
             self._lease_deadline = t0 + self.lease
             self._need_register = False
@@ -484,12 +565,16 @@ class Agent:
             )
         except Conflict as e:  # fenced: the epoch is over (failed, isolated, re-registered)
             log.warning("recoveryd: %s: heartbeat fenced: %s", self.node_id, e.message)
-            self._fence_all(Fenced, f"engine fenced epoch {self.epoch}: {e.message}")
+            if not self.available:
+                self._fence_all(Fenced, f"engine fenced epoch {self.epoch}: {e.message}")
             self._need_register = True
+            self._replay_wake.set()
             return
         except NotFound:
-            self._fence_all(Fenced, "node unknown to the engine")
+            if not self.available:
+                self._fence_all(Fenced, "node unknown to the engine")
             self._need_register = True
+            self._replay_wake.set()
             return
         except RecoverydError as e:
             log.info("recoveryd: %s: heartbeat failed: %s", self.node_id, e)
@@ -499,6 +584,9 @@ class Agent:
         if isinstance(lease_ms, int) and lease_ms > 0:
             self.lease = lease_ms / 1000.0
         self.state = b.get("state")
+        self._set_mode(b)
+        if len(self._buffer):
+            self._replay_wake.set()  # the engine answers again
         with self._lock:
             if self._need_register:
                 return  # the lease ran out meanwhile: register again first
@@ -588,22 +676,27 @@ class Agent:
                     del self._runs[ctx.task_id]
                 self._ended[(ctx.task_id, ctx.attempt)] = None
 
-    def _write(self, ctx: TaskContext, method: str, path: str, body: Any) -> Any:
-        """One idempotent write with ctx's attempt, never after the lease.
+    def _write(self, ctx: TaskContext, kind: str, body: Dict[str, Any]) -> Any:
+        """One idempotent write with ctx's attempt, never after the lease
+        (availability mode: for up to a lease).
 
-        Raises TaskStopped when the attempt is (or turns out) stopped.
+        Raises TaskStopped when the attempt is (or turns out) stopped: the
+        engine answered fenced, or (availability mode) a conflict record.
         """
         ctx.raise_if_cancelled()
         t0 = time.monotonic()
+        deadline = t0 + self.lease if self.available else self._lease_deadline or t0
+        method, path = _route(ctx.task_id, kind)
         try:
             r = self._http.request(method, path, body, idempotent=True,
-                                   timeout=self._request_timeout(),
-                                   deadline=self._lease_deadline or t0)
+                                   timeout=self._request_timeout(), deadline=deadline)
         except Conflict as e:
             self._metrics.call(time.monotonic() - t0, True)
             if e.code == "fenced":
                 self._halt(ctx, Fenced(ctx.task_id, ctx.attempt, f"engine answered: {e.message}"))
-                ctx.raise_if_cancelled()
+            elif e.record_id is not None:
+                self._conflicted(ctx.task_id, ctx.attempt, kind, body.get("version"), e)
+            ctx.raise_if_cancelled()
             raise
         except RecoverydError:
             self._metrics.call(time.monotonic() - t0, True)
@@ -613,16 +706,22 @@ class Agent:
         return r.body
 
     def _put_checkpoint(self, ctx: TaskContext, version: int, data: Any) -> None:
-        path = f"/api/v1/tasks/{ctx.task_id}/checkpoint"
         body = {"attempt": ctx.attempt, "version": version, "data": data}
+        if self.available and self._buffer.has_task(ctx.task_id):
+            self._buffer_write(ctx, "checkpoint", body)  # behind the task's buffered writes
+            return
         try:
-            self._write(ctx, "PUT", path, body)
+            self._write(ctx, "checkpoint", body)
         except Conflict as e:
             # A retry of a write that landed: the engine before idempotent
             # checkpoints answers stale_version; what it stores decides.
             if e.code == "stale_version" and self._stored_is(ctx, version, data):
                 return
             raise
+        except RecoverydError as e:
+            if not (self.available and _unreachable(e)):
+                raise
+            self._buffer_write(ctx, "checkpoint", body)
 
     def _stored_is(self, ctx: TaskContext, version: int, data: Any) -> bool:
         try:
@@ -639,8 +738,22 @@ class Agent:
         if ctx.cancelled:
             return
         try:
-            self._write(ctx, "POST", f"/api/v1/tasks/{ctx.task_id}/{what}", body)
+            if self.available and self._buffer.has_task(ctx.task_id):
+                self._buffer_write(ctx, what, body)
+                return
+            try:
+                self._write(ctx, what, body)
+            except RecoverydError as e:
+                if not (self.available and _unreachable(e)):
+                    raise
+                self._buffer_write(ctx, what, body)
+                return
         except TaskStopped:
+            return
+        except BufferFull as e:
+            log.error("recoveryd: task %s attempt %d: %s lost: %s", ctx.task_id, ctx.attempt,
+                      what, e)
+            self._emit("buffer_full", task_id=ctx.task_id, attempt=ctx.attempt, what=what)
             return
         except ApiError as e:
             # conflict: the task ended otherwise (cancelled, or our own
@@ -655,5 +768,117 @@ class Agent:
                       ctx.attempt, what, e)
             return
         ctx._halt(TaskStopped(ctx.task_id, ctx.attempt, f"{what}d"))
-        self._emit("completed" if what == "complete" else "failed", task_id=ctx.task_id,
-                   attempt=ctx.attempt, **({"error": body["error"]} if what == "fail" else {}))
+        self._finished(ctx.task_id, ctx.attempt, what, body)
+
+    def _finished(self, task_id: str, attempt: int, what: str, body: Mapping[str, Any]) -> None:
+        self._emit("completed" if what == "complete" else "failed", task_id=task_id,
+                   attempt=attempt, **({"error": body["error"]} if what == "fail" else {}))
+
+    # ---- internals: availability mode ---------------------------------------
+
+    def _set_mode(self, b: Mapping[str, Any]) -> None:
+        mode = b.get("partition_mode")
+        if mode not in (CONSISTENCY, AVAILABILITY) or mode == self.partition_mode:
+            return
+        self.partition_mode = str(mode)
+        log.info("recoveryd: %s: the engine runs in %s mode", self.node_id, mode)
+        if mode == AVAILABILITY and self.buffer_dir is None:
+            log.warning("recoveryd: %s: availability mode without buffer_dir: writes that "
+                        "cannot reach the engine are buffered in memory only (lost if this "
+                        "process ends)", self.node_id)
+        self._emit("partition_mode", mode=mode)
+
+    def _buffer_write(self, ctx: TaskContext, kind: str, body: Mapping[str, Any]) -> None:
+        """Buffers a write of ctx's attempt; raises BufferFull."""
+        fields = {k: v for k, v in body.items() if k not in ("attempt", "version")}
+        e = self._buffer.append(ctx.task_id, ctx.attempt, kind, body.get("version"), fields)
+        if kind != "checkpoint":
+            ctx._halt(TaskStopped(ctx.task_id, ctx.attempt, f"{kind} buffered"))
+        log.info("recoveryd: task %s attempt %d: %s buffered (seq %d, %d waiting)", ctx.task_id,
+                 ctx.attempt, kind, e["seq"], len(self._buffer))
+        self._emit("buffered", task_id=ctx.task_id, attempt=ctx.attempt, what=kind,
+                   version=e["version"], seq=e["seq"])
+        self._replay_wake.set()
+
+    def _halt_attempt(self, task_id: str, attempt: int, why: TaskStopped) -> None:
+        with self._lock:
+            run = self._runs.get(task_id)
+        if run is not None and run.ctx.attempt == attempt:
+            self._halt(run.ctx, why)
+
+    def _conflicted(self, task_id: str, attempt: int, kind: str, version: Optional[int],
+                    e: Conflict) -> None:
+        """A write of a superseded attempt became a conflict record: that
+        attempt stops (its later buffered writes still go, each recorded)."""
+        d = e.details
+        log.warning("recoveryd: task %s attempt %d: %s is conflict %s, resolved %s", task_id,
+                    attempt, kind, e.record_id, d.get("resolution"))
+        self._emit("conflict", task_id=task_id, attempt=attempt, what=kind, version=version,
+                   conflict_id=e.record_id, resolution=d.get("resolution"),
+                   adopted=d.get("adopted"), task_attempt=d.get("attempt"), state=d.get("state"))
+        self._halt_attempt(task_id, attempt, Fenced(
+            task_id, attempt, f"conflict {e.record_id}: resolved {d.get('resolution')}"))
+
+    def _replay_loop(self) -> None:
+        backoff = 0.05
+        while not self._replay_stop.is_set():
+            entry = self._buffer.head()
+            if entry is None:
+                self._replay_wake.wait(1.0)
+                self._replay_wake.clear()
+                continue
+            try:
+                answered = self._replay(entry)
+            except Exception:  # the replay thread must outlive any bug
+                log.exception("recoveryd: %s: replay", self.node_id)
+                answered = False
+            if answered:
+                self._buffer.done(entry["seq"])
+                backoff = 0.05
+                continue
+            # Unreachable still: again after a pause, or once a heartbeat
+            # or registration is answered.
+            self._replay_wake.wait(backoff * (0.5 + random.random()))
+            self._replay_wake.clear()
+            backoff = min(backoff * 2, 1.0)
+
+    def _replay(self, entry: Entry) -> bool:
+        """Sends one buffered write; False when it did not reach the engine."""
+        tid, att, kind = str(entry["task_id"]), int(entry["attempt"]), str(entry["kind"])
+        body = {k: v for k, v in entry.items() if k not in ("seq", "task_id", "kind")}
+        if kind != "checkpoint":
+            del body["version"]
+        method, path = _route(tid, kind)
+        t0 = time.monotonic()
+        fields: Dict[str, Any] = dict(task_id=tid, attempt=att, what=kind,
+                                      version=entry.get("version"), seq=entry["seq"])
+        try:
+            self._http.request(method, path, body, idempotent=True,
+                               timeout=self._request_timeout(), deadline=t0 + self.lease)
+        except RecoverydError as e:
+            self._metrics.call(time.monotonic() - t0, True)
+            if _unreachable(e) or not isinstance(e, ApiError):
+                return False
+            if isinstance(e, Conflict) and e.record_id is not None:
+                self._conflicted(tid, att, kind, entry.get("version"), e)
+                return True
+            # stale_version, fenced, a finished task's conflict, 4xx: answered,
+            # and never applied by repeating it.
+            log.warning("recoveryd: task %s attempt %d: buffered %s (seq %d) dropped: %s", tid,
+                        att, kind, entry["seq"], e)
+            self._emit("dropped", code=e.code, status=e.status, **fields)
+            if e.code == "fenced":
+                self._halt_attempt(tid, att, Fenced(tid, att, f"engine answered: {e.message}"))
+            return True
+        self._metrics.call(time.monotonic() - t0, False)
+        self._emit("replayed", **fields)
+        if kind != "checkpoint":
+            self._finished(tid, att, kind, body)
+        return True
+
+
+def _route(task_id: str, kind: str) -> Tuple[str, str]:
+    """The method and path of a task write of ``kind``."""
+    if kind == "checkpoint":
+        return "PUT", f"/api/v1/tasks/{task_id}/checkpoint"
+    return "POST", f"/api/v1/tasks/{task_id}/{kind}"

@@ -100,6 +100,29 @@ class Checkpoint:
 
 
 @dataclass
+class ConflictRecord:
+    """A write of a superseded attempt (availability mode) and how it was
+    resolved; ``data`` holds what was written, so nothing is lost."""
+
+    conflict_id: str
+    task_id: str = ""
+    attempt: int = 0
+    task_attempt: int = 0
+    kind: str = ""
+    version: Optional[int] = None
+    stored_version: Optional[int] = None
+    node_id: Optional[str] = None
+    task_node_id: Optional[str] = None
+    resolution: str = ""
+    adopted: bool = False
+    reason: str = ""
+    resolved_by: str = ""
+    data: Any = None
+    at: Optional[str] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Fault:
     id: str
     node_id: Optional[str] = None
@@ -367,6 +390,17 @@ class Client:
             if time.monotonic() >= end:
                 raise TimeoutError(f"task {task_id} still {t.state} after {timeout} s")
             time.sleep(interval)
+
+    def conflicts(self, task_id: Optional[str] = None, resolution: Optional[str] = None,
+                  since: Optional[str] = None) -> List[ConflictRecord]:
+        """Conflict records (availability mode), oldest first, filtered by
+        task, by resolution (keep_newer, keep_progress, fail_task) and by
+        time (``since``: RFC 3339)."""
+        return [_make(ConflictRecord, c) for c in self._pages(
+            "/api/v1/conflicts", task_id=task_id, resolution=resolution, since=since)]
+
+    def conflict(self, conflict_id: str) -> ConflictRecord:
+        return _make(ConflictRecord, self._get(f"/api/v1/conflicts/{_q(conflict_id)}"))
 
     # ---- faults and recoveries ----------------------------------------------
 

@@ -50,7 +50,17 @@ class NotFound(ApiError):
 
 
 class Conflict(ApiError):
-    """409: ``fenced``, ``conflict`` or ``stale_version`` (see ``code``)."""
+    """409: ``fenced``, ``conflict`` or ``stale_version`` (see ``code``).
+
+    A write of a superseded attempt in availability mode answers ``conflict``
+    with ``details.conflict_id`` (the conflict record, :meth:`record_id`).
+    """
+
+    @property
+    def record_id(self) -> Optional[str]:
+        """The conflict record's id when this answer recorded one, else None."""
+        cid = self.details.get("conflict_id") if self.code == "conflict" else None
+        return cid if isinstance(cid, str) else None
 
 
 class Unavailable(ApiError):
@@ -91,6 +101,23 @@ class Fenced(TaskStopped):
 
 class Revoked(TaskStopped):
     """The engine revoked this attempt (the task moved, was paused or cancelled)."""
+
+
+class BufferFull(RecoverydError):
+    """Availability mode: a write could not reach the engine and the agent's
+    buffer (``buffer_max_bytes``) has no room for it; nothing was stored.
+
+    Raised by :meth:`TaskContext.checkpoint`; the checkpoint version is not
+    used up, so the handler may call it again once the engine is reachable.
+    """
+
+    def __init__(self, entries: int, used: int, limit: int, needed: int) -> None:
+        super().__init__(f"write buffer full: {entries} write(s), {used} of {limit} bytes used, "
+                         f"{needed} more needed (buffer_max_bytes)")
+        self.entries = entries
+        self.used = used
+        self.limit = limit
+        self.needed = needed
 
 
 class TaskFailed(RecoverydError):
