@@ -4,7 +4,8 @@
 
 Runs tasks whose payload is {"steps": N}: one step every STEP_SECONDS, a
 checkpoint {"step": i, "by": NODE_ID} after each. Prints one JSON line per
-event on stdout: the SDK's events and {"event": "checkpoint", "step": i}.
+event on stdout: the SDK's events and {"event": "checkpoint", "step": i},
+each with ``at``: time.monotonic() (one clock for every process here).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
@@ -24,7 +26,7 @@ _out = threading.Lock()
 
 def emit(**fields: Any) -> None:
     with _out:
-        sys.stdout.write(json.dumps(fields) + "\n")
+        sys.stdout.write(json.dumps(dict(fields, at=time.monotonic())) + "\n")
         sys.stdout.flush()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import pytest
 
@@ -129,14 +129,14 @@ class AgentProcess:
     are read by a thread into ``events``."""
 
     def __init__(self, node_id: str, url: str, step_s: float,
-                 buffer_dir: Optional[str] = None) -> None:
+                 buffer_dir: Optional[str] = None, prefix: Sequence[str] = ()) -> None:
         import json
         import os
         import subprocess
         import sys
 
         script = os.path.join(os.path.dirname(__file__), "agent_proc.py")
-        argv = [sys.executable, script, node_id, url, str(step_s)]
+        argv = [*prefix, sys.executable, script, node_id, url, str(step_s)]
         self.proc = subprocess.Popen(argv + ([buffer_dir] if buffer_dir else []),
                                      stdout=subprocess.PIPE, text=True)
         self.events: List[Dict[str, Any]] = []
