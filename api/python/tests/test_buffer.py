@@ -440,3 +440,22 @@ def test_client_lists_conflict_records(fake: FakeEngine) -> None:
     assert one.adopted and one.data == {"step": 4} and one.extra == {"new_field": 1}
     paths = [p for m, p, _ in fake.calls]
     assert paths[0] == f"/api/v1/conflicts?limit=1000&task_id={TID}&resolution=keep_progress"
+
+
+def test_answered_entries_are_compacted(tmp_path: Any) -> None:
+    """A buffer that never drains is rewritten with what is left once the
+    answered entries take more than buffer_max_bytes: the file stays
+    bounded and loads the same entries."""
+    path = os.path.join(str(tmp_path), "b.jsonl")
+    b = WriteBuffer(path, 2048)
+    b.append(TID, 1, "checkpoint", 1, {"data": "x" * 100})
+    for v in range(2, 200):
+        b.append(TID, 1, "checkpoint", v, {"data": "x" * 100})
+        head = b.head()
+        assert head is not None and head["version"] == v - 1
+        b.done(head["seq"])
+        assert os.path.getsize(path) <= 2 * 2048 + 400
+    b.close()
+    b = WriteBuffer(path, 2048)
+    assert len(b) == 1 and b.head() == {"seq": 199, "task_id": TID, "attempt": 1,
+                                        "kind": "checkpoint", "version": 199, "data": "x" * 100}
