@@ -784,6 +784,16 @@ int rdc_fault_get(rdc_client *c, const char *fault_id, json_t **out)
     return get(c, "/api/v1/faults/records/", fault_id, NULL, NULL, out);
 }
 
+int rdc_conflicts_list(rdc_client *c, const char *const *params, json_t **out)
+{
+    return get(c, "/api/v1/conflicts", NULL, NULL, params, out);
+}
+
+int rdc_conflict_get(rdc_client *c, const char *conflict_id, json_t **out)
+{
+    return get(c, "/api/v1/conflicts/", conflict_id, NULL, NULL, out);
+}
+
 int rdc_recoveries_list(rdc_client *c, const char *const *params, json_t **out)
 {
     return get(c, "/api/v1/recovery/tasks", NULL, NULL, params, out);

@@ -36,6 +36,8 @@ check() { # WANT WORDS...
 check "nodes" recoveryctl no
 check "drain" recoveryctl nodes dr
 check "retry" recoveryctl tasks ret
+check "conflicts" recoveryctl confl
+check "keep_progress" recoveryctl conflicts list --resolution keep_p
 check "replicas" recoveryctl cluster rep
 check "promote" recoveryctl cluster replicas pro
 check "verify" recoveryctl --endpoints http://x:1 backups ver

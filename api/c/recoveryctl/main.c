@@ -41,7 +41,7 @@ struct opts {
     long count, timeout_ms;
     const char *state, *node, *status, *target, *principal, *action, *since, *until, *order,
         *severity, *type, *cursor, *limit, *reason, *payload, *strategy, *role, *address, *api_url,
-        *task_id, *deadline;
+        *task_id, *deadline, *resolution;
     int priority, slots, max_attempts;
     const char *labels[64];
     int nlabels;
@@ -741,6 +741,43 @@ static int cmd_fault_get(struct ctx *x, char **args, int nargs)
     return get_one(x, rdc_fault_get, args[0], show);
 }
 
+/* ---- conflicts (availability mode) ------------------------------------------------ */
+
+static void conflicts_list_row(struct table *t, const json_t *n)
+{
+    char b[64];
+    json_t *v = json_object_get(n, "version");
+    table_add(t, str(n, "conflict_id"), NULL);
+    table_add(t, str(n, "task_id"), NULL);
+    table_add(t, str(n, "kind"), NULL);
+    table_addf(t, NULL, "%lld/%lld", num(n, "attempt"), num(n, "task_attempt"));
+    if (json_is_integer(v))
+        table_addf(t, NULL, "%lld", (long long)json_integer_value(v));
+    else
+        table_add(t, NULL, NULL);
+    table_add(t, str(n, "node_id"), NULL);
+    table_add(t, str(n, "resolution"), NULL);
+    table_add(t, json_is_true(json_object_get(n, "adopted")) ? "yes" : "no", NULL);
+    table_add(t, str(n, "resolved_by"), NULL);
+    table_add(t, reltime(n, "at", b, sizeof b), NULL);
+}
+
+static int cmd_conflicts_list(struct ctx *x, char **args, int nargs)
+{
+    struct params p = {0};
+    param(&p, "task_id", x->o.task_id);
+    param(&p, "resolution", x->o.resolution);
+    param(&p, "since", x->o.since);
+    static const char *const cols[] = {"CONFLICT", "TASK",     "KIND",    "ATTEMPT/NOW", "VERSION",
+                                       "NODE",     "RESOLVED", "ADOPTED", "BY",          "AT"};
+    return show_list(x, rdc_conflicts_list, &p, "conflicts list", 10, cols, conflicts_list_row);
+}
+
+static int cmd_conflict_get(struct ctx *x, char **args, int nargs)
+{
+    return get_one(x, rdc_conflict_get, args[0], show);
+}
+
 static void recoveries_list_row(struct table *t, const json_t *n)
 {
     char b1[64], b2[64];
@@ -1386,6 +1423,11 @@ static const struct cmd cmds[] = {
      "faults list [--status open|resolved] [--node N] [--severity S] [--type T] [--since TIME]",
      "status node severity type since limit cursor all"},
     {"faults", "get", cmd_fault_get, 1, 1, false, "faults get FAULT", ""},
+    {"conflicts", "list", cmd_conflicts_list, 0, 0, true,
+     "conflicts list [--task-id TASK] [--resolution keep_newer|keep_progress|fail_task] "
+     "[--since TIME]",
+     "task-id resolution since limit cursor all"},
+    {"conflicts", "get", cmd_conflict_get, 1, 1, false, "conflicts get CONFLICT", ""},
     {"recoveries", "list", cmd_recoveries_list, 0, 0, true,
      "recoveries list [--status S] [--node N]", "status node limit cursor all"},
     {"recoveries", "get", cmd_recovery_get, 1, 1, false, "recoveries get RECOVERY", ""},
@@ -1479,6 +1521,7 @@ enum {
     OPT_MAX_ATTEMPTS,
     OPT_TASK_ID,
     OPT_DEADLINE,
+    OPT_RESOLUTION,
     OPT_STRATEGY,
     OPT_ROLE,
     OPT_ADDRESS,
@@ -1522,6 +1565,7 @@ static const struct option long_opts[] = {
     {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
     {"task-id", required_argument, NULL, OPT_TASK_ID},
     {"deadline", required_argument, NULL, OPT_DEADLINE},
+    {"resolution", required_argument, NULL, OPT_RESOLUTION},
     {"strategy", required_argument, NULL, OPT_STRATEGY},
     {"role", required_argument, NULL, OPT_ROLE},
     {"address", required_argument, NULL, OPT_ADDRESS},
@@ -1686,6 +1730,14 @@ static int parse_opts(int argc, char **argv, bool stop_at_word, struct opts *o)
             break;
         case OPT_DEADLINE:
             o->deadline = optarg;
+            break;
+        case OPT_RESOLUTION:
+            if (strcmp(optarg, "keep_newer") != 0 && strcmp(optarg, "keep_progress") != 0 &&
+                strcmp(optarg, "fail_task") != 0)
+                return usage_error(
+                    "--resolution: expected keep_newer, keep_progress or fail_task, got '%s'",
+                    optarg);
+            o->resolution = optarg;
             break;
         case OPT_STRATEGY:
             o->strategy = optarg;

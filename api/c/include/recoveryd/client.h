@@ -204,6 +204,11 @@ RDC_API int rdc_faults_status(rdc_client *c, json_t **out);
 RDC_API int rdc_faults_list(rdc_client *c, const char *const *params, json_t **out);
 RDC_API int rdc_fault_get(rdc_client *c, const char *fault_id, json_t **out);
 
+/* GET /api/v1/conflicts (params: task_id, resolution, since, limit, cursor): the
+ * writes of superseded attempts in availability mode and their resolutions. */
+RDC_API int rdc_conflicts_list(rdc_client *c, const char *const *params, json_t **out);
+RDC_API int rdc_conflict_get(rdc_client *c, const char *conflict_id, json_t **out);
+
 /* GET /api/v1/recovery/tasks (params: node_id, status, limit, cursor). */
 RDC_API int rdc_recoveries_list(rdc_client *c, const char *const *params, json_t **out);
 RDC_API int rdc_recovery_get(rdc_client *c, const char *recovery_id, json_t **out);
