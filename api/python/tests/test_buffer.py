@@ -154,6 +154,22 @@ def started(fake: FakeEngine, script: Script, h: Stepper, rec: Recorder, steps: 
     return a
 
 
+def broken_after_one(store: Store, h: Stepper, how: str, steps: int) -> None:
+    """Checkpoint 1 applied; then the store broken ``how`` and ``steps``
+    more steps given."""
+    h.give(1)
+    eng.wait_for(lambda: store.versions() == [1], 5, "checkpoint 1 applied")
+    store.break_(how)
+    h.give(steps)
+
+
+def three_buffered(store: Store, h: Stepper, rec: Recorder, how: str) -> None:
+    """Checkpoint 1 applied; then the store broken ``how`` and checkpoints
+    2 to 4 buffered."""
+    broken_after_one(store, h, how, 3)
+    eng.wait_for(lambda: len(events(rec, "buffered")) == 3, 10, "three writes buffered")
+
+
 @pytest.mark.parametrize("how", ["refused", "dropped", "no_quorum", "not_leader", "timeout"])
 def test_unreachable_writes_are_buffered_and_replayed_in_order(fake: FakeEngine, tmp_path: Any,
                                                                how: str) -> None:
@@ -164,11 +180,7 @@ def test_unreachable_writes_are_buffered_and_replayed_in_order(fake: FakeEngine,
     s, store, h, rec = Script(fake, **AVAILABLE), Store(fake), Stepper(), Recorder()
     a = started(fake, s, h, rec, 5, buffer_dir=str(tmp_path))
     try:
-        h.give(1)
-        eng.wait_for(lambda: store.versions() == [1], 5, "checkpoint 1 applied")
-        store.break_(how)
-        h.give(3)
-        eng.wait_for(lambda: len(events(rec, "buffered")) == 3, 10, "three writes buffered")
+        three_buffered(store, h, rec, how)
         if how == "refused":  # heartbeats fail too
             eng.wait_for(lambda: events(rec, "lease_lost"), 5, "the lease run out")
         assert h.versions == [1, 2, 3, 4] and h.errors == []
@@ -202,10 +214,7 @@ def test_consistency_mode_buffers_nothing(fake: FakeEngine, tmp_path: Any,
     s, store, h, rec = Script(fake, **mode), Store(fake), Stepper(), Recorder()
     a = started(fake, s, h, rec, 5, buffer_dir=str(tmp_path))
     try:
-        h.give(1)
-        eng.wait_for(lambda: store.versions() == [1], 5, "checkpoint 1 applied")
-        store.break_("no_quorum")
-        h.give(1)
+        broken_after_one(store, h, "no_quorum", 1)
         eng.wait_for(lambda: h.errors, 5, "the write failed")
     finally:
         a.stop()
@@ -263,10 +272,7 @@ def test_full_buffer_raises_buffer_full(fake: FakeEngine, tmp_path: Any) -> None
     s, store, h, rec = Script(fake, **AVAILABLE), Store(fake), Stepper(pad=300), Recorder()
     a = started(fake, s, h, rec, 5, buffer_dir=str(tmp_path), buffer_max_bytes=1024)
     try:
-        h.give(1)
-        eng.wait_for(lambda: store.versions() == [1], 5, "checkpoint 1 applied")
-        store.break_("no_quorum")
-        h.give(3)
+        broken_after_one(store, h, "no_quorum", 3)
         eng.wait_for(lambda: h.errors, 10, "the buffer full")
         assert isinstance(h.errors[0], BufferFull) and h.errors[0].limit == 1024
         assert h.versions == [1, 2, 3] and a.buffered == 2
@@ -295,11 +301,7 @@ def test_conflict_answers_stop_the_attempt_and_every_write_is_sent(fake: FakeEng
                      adopted=b["version"] == 4, attempt=2, state="running")
 
     try:
-        h.give(1)
-        eng.wait_for(lambda: store.versions() == [1], 5, "checkpoint 1 applied")
-        store.break_("refused")
-        h.give(3)
-        eng.wait_for(lambda: len(events(rec, "buffered")) == 3, 10, "three writes buffered")
+        three_buffered(store, h, rec, "refused")
         store.answer = moved
         store.heal()
         eng.wait_for(lambda: len(events(rec, "conflict")) == 3, 10, "three conflicts")
@@ -348,11 +350,7 @@ def test_stale_and_fenced_replays_are_dropped_with_an_event(fake: FakeEngine,
         return error(409, "fenced", attempt=3) if b["version"] > 2 else None
 
     try:
-        h.give(1)
-        eng.wait_for(lambda: store.versions() == [1], 5, "checkpoint 1 applied")
-        store.break_("dropped")
-        h.give(3)
-        eng.wait_for(lambda: len(events(rec, "buffered")) == 3, 10, "three writes buffered")
+        three_buffered(store, h, rec, "dropped")
         store.answer = refuse
         store.heal()
         eng.wait_for(lambda: a.buffered == 0, 10, "the buffer replayed")
