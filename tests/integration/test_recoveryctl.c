@@ -144,6 +144,13 @@ static void test_usage_and_bad_input(void **state)
     expect_in(r.err, "nodes list: --payload does not apply", "option of another command");
     run_free(&r);
 
+    r = ctl("conflicts", "list", "--resolution", "keep_both", NULL);
+    expect_code(&r, 2, "--resolution keep_both");
+    expect_in(r.err,
+              "--resolution: expected keep_newer, keep_progress or fail_task, got 'keep_both'",
+              "bad resolution");
+    run_free(&r);
+
     r = ctl("nodes", "get", "x", "--watch", NULL);
     expect_code(&r, 2, "get --watch");
     expect_in(r.err, "--watch is for status and lists", "watch on a get");
