@@ -203,6 +203,8 @@ def test_unreachable_writes_are_buffered_and_replayed_in_order(fake: FakeEngine,
     assert [e["version"] for e in events(rec, "replayed")][:3] == [2, 3, 4]
     assert events(rec, "stopped") == [] and h.errors == []
     assert events(rec, "completed")[0]["attempt"] == 1
+    # Each write names its writer (a conflict record's node_id).
+    assert {b["node_id"] for _, b in store.sent} == {"py-f"}
     assert os.path.getsize(buffer_file(tmp_path)) == 0
 
 

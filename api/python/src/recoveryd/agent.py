@@ -691,7 +691,9 @@ class Agent:
             r = self._http.request(method, path, body, idempotent=True,
                                    timeout=self._request_timeout(), deadline=deadline)
         except Conflict as e:
-            self._metrics.call(time.monotonic() - t0, True)
+            # A conflict record is the engine's answer to a superseded
+            # attempt, not a fault of this agent (see _replay).
+            self._metrics.call(time.monotonic() - t0, e.record_id is None)
             if e.code == "fenced":
                 self._halt(ctx, Fenced(ctx.task_id, ctx.attempt, f"engine answered: {e.message}"))
             elif e.record_id is not None:
@@ -706,7 +708,8 @@ class Agent:
         return r.body
 
     def _put_checkpoint(self, ctx: TaskContext, version: int, data: Any) -> None:
-        body = {"attempt": ctx.attempt, "version": version, "data": data}
+        body = {"attempt": ctx.attempt, "version": version, "data": data,
+                "node_id": self.node_id}
         if self.available and self._buffer.has_task(ctx.task_id):
             self._buffer_write(ctx, "checkpoint", body)  # behind the task's buffered writes
             return
@@ -737,6 +740,7 @@ class Agent:
     def _finish(self, ctx: TaskContext, what: str, body: Dict[str, Any]) -> None:
         if ctx.cancelled:
             return
+        body["node_id"] = self.node_id  # the writer, for a conflict record
         try:
             if self.available and self._buffer.has_task(ctx.task_id):
                 self._buffer_write(ctx, what, body)
@@ -846,17 +850,21 @@ class Agent:
         """Sends one buffered write; False when it did not reach the engine."""
         tid, att, kind = str(entry["task_id"]), int(entry["attempt"]), str(entry["kind"])
         body = {k: v for k, v in entry.items() if k not in ("seq", "task_id", "kind")}
+        body.setdefault("node_id", self.node_id)
         if kind != "checkpoint":
             del body["version"]
         method, path = _route(tid, kind)
-        t0 = time.monotonic()
         fields: Dict[str, Any] = dict(task_id=tid, attempt=att, what=kind,
                                       version=entry.get("version"), seq=entry["seq"])
+        # Not in the heartbeat's metrics: failures here are the partition's,
+        # and the answers to a superseded attempt's writes (409) are no
+        # fault of this agent (an error rate that stays high after a heal
+        # would get it failed again and again by the metrics detector).
         try:
             self._http.request(method, path, body, idempotent=True,
-                               timeout=self._request_timeout(), deadline=t0 + self.lease)
+                               timeout=self._request_timeout(),
+                               deadline=time.monotonic() + self.lease)
         except RecoverydError as e:
-            self._metrics.call(time.monotonic() - t0, True)
             if _unreachable(e) or not isinstance(e, ApiError):
                 return False
             if isinstance(e, Conflict) and e.record_id is not None:
@@ -870,7 +878,6 @@ class Agent:
             if e.code == "fenced":
                 self._halt_attempt(tid, att, Fenced(tid, att, f"engine answered: {e.message}"))
             return True
-        self._metrics.call(time.monotonic() - t0, False)
         self._emit("replayed", **fields)
         if kind != "checkpoint":
             self._finished(tid, att, kind, body)
