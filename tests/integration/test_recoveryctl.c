@@ -578,6 +578,20 @@ static void test_cluster_policies_audit_consistency(void **state)
     expect_in(r.out, "agrees", "verdict table");
     run_free(&r);
 
+    /* Conflict records come from availability mode only (tests/integration/
+     * test_conflicts.c, api/python/tests/test_partition.py): none here. */
+    r = ctl("conflicts", "list", "--json", NULL);
+    expect_code(&r, 0, "conflicts list");
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    run_free(&r);
+    r = ctl("conflicts", "list", "--resolution", "keep_progress", NULL);
+    expect_code(&r, 0, "conflicts table");
+    expect_in(r.out, "CONFLICT", "conflicts table header");
+    run_free(&r);
+    r = ctl("conflicts", "get", "0b7f3b9e-58a5-4a51-9d1c-3c1f1a6b2a10", NULL);
+    expect_code(&r, 3, "conflicts get an unknown id");
+    run_free(&r);
+
     r = ctl("audit", "--json", "--limit", "200", NULL);
     expect_code(&r, 0, "audit");
     json_t *rec = find_item(r.json, "action", "consistency_check");
