@@ -155,6 +155,9 @@ class Engine:
                 if "fault_tolerance:\n  detection:\n" in extra:
                     extra = extra.replace("fault_tolerance:\n  detection:\n",
                                           "fault_tolerance:\n  detection:\n" + hb, 1)
+                elif "fault_tolerance:\n" in extra:  # another section of it: one key only
+                    extra = extra.replace("fault_tolerance:\n",
+                                          "fault_tolerance:\n  detection:\n" + hb, 1)
                 else:
                     extra = "fault_tolerance:\n  detection:\n" + hb + extra
             f.write(extra)

@@ -1,6 +1,6 @@
 """A network namespace joined to the host by a veth pair, for partition tests.
 
-    ns = Netns()           # rdt-<pid><n>: the host side gets 10.231.X.Y/30 (.host),
+    ns = Netns()           # rdt-<pid>-<n>: the host side gets 10.231.X.Y/30 (.host),
     ns.create()            # the namespace side the next address
     ns.popen([...])        # a process inside (ip netns exec)
     ns.cut(); ns.heal()    # the host side of the link down / up
@@ -8,7 +8,8 @@
 
 Needs root and iproute2; ``unavailable()`` says why not (tests skip then).
 Names carry the ``rdt-`` prefix and the test's PID, so they never clash with
-another test's and a leftover one is easy to find.
+another test's; ``sweep()`` removes those of test processes that are gone
+(killed by ctest's timeout before they could clean up).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import shutil
 import subprocess
 from typing import Any, List, Optional, Sequence
 
 _count = itertools.count()
+_OURS = re.compile(r"rdt-(\d+)-(\d+)")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -41,6 +44,17 @@ def unavailable() -> Optional[str]:
     return None
 
 
+def sweep() -> None:
+    """Removes the namespaces (and links) this module made in processes
+    that no longer exist."""
+    for line in _ip("netns", "list", check=False).stdout.splitlines():
+        m = _OURS.fullmatch(line.split(" ", 1)[0])
+        if m is None or os.path.exists(f"/proc/{m.group(1)}"):
+            continue
+        _ip("link", "del", f"{m.group(0)}h", check=False)
+        _ip("netns", "del", m.group(0), check=False)
+
+
 def _free_subnet() -> int:
     """A /30 in 10.231.0.0/16 no interface here uses: its first host address."""
     used = _ip("-o", "-4", "addr").stdout
@@ -54,10 +68,10 @@ def _free_subnet() -> int:
 
 class Netns:
     def __init__(self) -> None:
-        tag = f"{os.getpid()}{next(_count)}"
-        self.name = f"rdt-{tag}"
-        self.host_if = f"rdt-{tag}h"[:15]
-        self.ns_if = f"rdt-{tag}n"[:15]
+        self.name = f"rdt-{os.getpid()}-{next(_count)}"
+        self.host_if = f"{self.name}h"
+        self.ns_if = f"{self.name}n"
+        assert len(self.host_if) <= 15, self.host_if  # IFNAMSIZ
         base = _free_subnet()
         self.host = f"10.231.{base >> 8}.{(base & 255) + 1}"
         self.peer = f"10.231.{base >> 8}.{(base & 255) + 2}"

@@ -45,6 +45,7 @@ def ns() -> Iterator[netns.Netns]:
     why = netns.unavailable()
     if why:
         pytest.skip(why)
+    netns.sweep()
     n = netns.Netns()
     try:
         n.create()
