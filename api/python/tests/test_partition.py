@@ -57,6 +57,8 @@ def ns() -> Iterator[netns.Netns]:
 def start_engine(request: pytest.FixtureRequest, host: str, yaml: str) -> eng.Engine:
     """An engine listening on ``host``, stopped (and judged) at the test's end."""
     e = eng.Engine(yaml, host=host)
+    # Its raft port is on that address too: one replica, nobody to trust.
+    e.cluster_yaml = "  tls:\n    insecure_plaintext: true\n"
     request.addfinalizer(lambda: _finish(request, [e]))
     try:
         e.start()
