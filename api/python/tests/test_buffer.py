@@ -292,7 +292,9 @@ def test_conflict_answers_stop_the_attempt_and_every_write_is_sent(fake: FakeEng
     """The task moved on while the agent was cut off: each replayed write
     of the old attempt comes back as a conflict record (an event each), the
     attempt stops as fenced at the first, and the rest are still sent (each
-    is a record, nothing is lost); nothing more is written."""
+    is a record, nothing is lost); nothing more is written. After the first
+    conflict the attempt's newest write goes out of turn (so that only it
+    can adopt under keep_progress), and is not sent again in its turn."""
     s, store, h, rec = Script(fake, **AVAILABLE), Store(fake), Stepper(), Recorder()
     a = started(fake, s, h, rec, 10, buffer_dir=str(tmp_path))
 
@@ -312,12 +314,12 @@ def test_conflict_answers_stop_the_attempt_and_every_write_is_sent(fake: FakeEng
         a.stop()
     got = [(e["version"], e["conflict_id"], e["resolution"], e["adopted"], e["task_attempt"])
            for e in events(rec, "conflict")]
-    assert got == [(2, "c-2", "keep_progress", False, 2), (3, "c-3", "keep_progress", False, 2),
-                   (4, "c-4", "keep_progress", True, 2)]
+    assert got == [(2, "c-2", "keep_progress", False, 2), (4, "c-4", "keep_progress", True, 2),
+                   (3, "c-3", "keep_progress", False, 2)]
     assert isinstance(h.errors[0], Fenced) and "conflict c-2" in h.errors[0].reason
     stopped = events(rec, "stopped")
     assert len(stopped) == 1 and stopped[0]["error"] == "Fenced"
-    assert [(k, b["version"]) for k, b in store.sent] == [("checkpoint", v) for v in (1, 2, 3, 4)]
+    assert [(k, b["version"]) for k, b in store.sent] == [("checkpoint", v) for v in (1, 2, 4, 3)]
     assert a.buffered == 0
 
 

@@ -175,6 +175,14 @@ class WriteBuffer:
             else:
                 self._append_line(_line({"done": seq}), sync=False)
 
+    def newest_of(self, task_id: str, attempt: int) -> Optional[Entry]:
+        """The last buffered write of one attempt of a task, or None."""
+        with self._lock:
+            for e, _ in reversed(self._entries):
+                if e["task_id"] == task_id and e["attempt"] == attempt:
+                    return e
+            return None
+
     def has_task(self, task_id: str) -> bool:
         with self._lock:
             return any(e["task_id"] == task_id for e, _ in self._entries)

@@ -43,7 +43,7 @@ import re
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ._buffer import Entry, WriteBuffer
 from ._http import Transport
@@ -316,6 +316,11 @@ class Agent:
         self._buffer = WriteBuffer(path, buffer_max_bytes)
         self._replay_wake = threading.Event()
         self._replay_stop = threading.Event()
+        # Superseded attempts whose newest write went ahead of the others,
+        # and the buffered writes already answered that way (their turn in
+        # the buffer only takes them out).
+        self._hurried: Set[Tuple[str, int]] = set()
+        self._answered_early: Set[int] = set()
         self._replayer: Optional[threading.Thread] = None
 
     # ---- public -----------------------------------------------------------
@@ -823,6 +828,23 @@ class Agent:
         self._halt_attempt(task_id, attempt, Fenced(
             task_id, attempt, f"conflict {e.record_id}: resolved {d.get('resolution')}"))
 
+    def _hurry_newest(self, task_id: str, attempt: int) -> None:
+        """The attempt is superseded: its newest buffered write goes next,
+        out of turn. Under keep_progress a checkpoint above the stored one
+        places the task again; sent in order, each of the cut-off agent's
+        newer checkpoints would do so once more (10 attempts in a second
+        after a 3.5 s cut); the newest first makes the older ones conflicts
+        that adopt nothing. Each is still sent (and recorded) in its turn;
+        the newest is only taken out then, never sent twice."""
+        if (task_id, attempt) in self._hurried:
+            return
+        self._hurried.add((task_id, attempt))
+        head, newest = self._buffer.head(), self._buffer.newest_of(task_id, attempt)
+        if newest is None or head is None or newest["seq"] == head["seq"]:
+            return
+        if self._replay(newest):
+            self._answered_early.add(int(newest["seq"]))
+
     def _replay_loop(self) -> None:
         backoff = 0.05
         while not self._replay_stop.is_set():
@@ -832,7 +854,9 @@ class Agent:
                 self._replay_wake.clear()
                 continue
             try:
-                answered = self._replay(entry)
+                answered = (int(entry["seq"]) in self._answered_early
+                            or self._replay(entry))
+                self._answered_early.discard(int(entry["seq"]))
             except Exception:  # the replay thread must outlive any bug
                 log.exception("recoveryd: %s: replay", self.node_id)
                 answered = False
@@ -869,6 +893,7 @@ class Agent:
                 return False
             if isinstance(e, Conflict) and e.record_id is not None:
                 self._conflicted(tid, att, kind, entry.get("version"), e)
+                self._hurry_newest(tid, att)  # the replay thread's own
                 return True
             # stale_version, fenced, a finished task's conflict, 4xx: answered,
             # and never applied by repeating it.
