@@ -19,7 +19,8 @@
  * times to each task, 3 the replicas section, 4 backups, the archive and
  * checks, 5 audit records, 6 the export section, 7 each task's attempt
  * base, deadline and finishing index, 8 conflict records, 9 the time each
- * task last left an agent; every older format still
+ * task last left an agent, 10 the nodes of each task's newest attempts;
+ * every older format still
  * reads. tests/unit/fsm/test_snapshot.c holds the current format to a
  * golden file.
  */
@@ -33,10 +34,11 @@
 #include "recoveryd/error.h"
 
 #define SNAP_MAGIC "RDSNAP\0\1"
-/* 9: tasks carry moved_at; 8: conflict records; 7: tasks carry attempt_base, deadline_ms, finished;
- * 6: the export section; 5: audit records; 4: backups, archive and checks; 3: replica API URLs; 2:
- * tasks carry failure times; 1 to 3 are still read */
-#define SNAP_FORMAT 9
+/* 10: tasks carry the nodes of their newest attempts; 9: tasks carry moved_at; 8: conflict records;
+ * 7: tasks carry attempt_base, deadline_ms, finished; 6: the export section; 5: audit records; 4:
+ * backups, archive and checks; 3: replica API URLs; 2: tasks carry failure times; 1 to 3 are still
+ * read */
+#define SNAP_FORMAT 10
 
 static void write_state(const struct rd_fsm *f, struct rd_wbuf *w)
 {

@@ -173,6 +173,14 @@ const struct rd_task *rd_fsm_task(const struct rd_fsm *f, const char *id)
     return rd_map_get(&f->tasks_by_id, id, strlen(id));
 }
 
+int rd_task_ran_on(const struct rd_task *t, uint32_t attempt, const char *node)
+{
+    for (unsigned i = 0; i < RD_TASK_RAN_KEEP && t->ran_attempt[i] != 0; i++)
+        if (t->ran_attempt[i] == attempt)
+            return t->ran_node[i] == rd_fnv1a(RD_FNV_INIT, node, strlen(node));
+    return -1;
+}
+
 const struct rd_checkpoint *rd_task_checkpoint(const struct rd_task *t)
 {
     return t->n_ckpts ? &t->ckpts[t->n_ckpts - 1] : NULL;
@@ -423,6 +431,11 @@ static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
     t->node_epoch = n ? c->node_epoch : 0;
     if (n != NULL) {
         t->attempt++;
+        memmove(t->ran_attempt + 1, t->ran_attempt,
+                (RD_TASK_RAN_KEEP - 1) * sizeof(t->ran_attempt[0]));
+        memmove(t->ran_node + 1, t->ran_node, (RD_TASK_RAN_KEEP - 1) * sizeof(t->ran_node[0]));
+        t->ran_attempt[0] = t->attempt;
+        t->ran_node[0] = rd_fnv1a(RD_FNV_INIT, node, strlen(node));
         set_task_state(f, t,
                        c->state == RD_TASK_RECOVERING ? RD_TASK_RECOVERING : RD_TASK_ASSIGNED);
     } else {
@@ -927,7 +940,11 @@ void rd_fsm__task_write_one(struct rd_wbuf *w, const struct rd_task *t)
     rd_w_u32(w, t->attempt_base); /* format 7 on */
     rd_w_i64(w, t->deadline_ms);
     rd_w_u64(w, t->finished);
-    rd_w_i64(w, t->moved_at); /* format 9 on */
+    rd_w_i64(w, t->moved_at);                         /* format 9 on */
+    for (unsigned i = 0; i < RD_TASK_RAN_KEEP; i++) { /* format 10 on */
+        rd_w_u32(w, t->ran_attempt[i]);
+        rd_w_u64(w, t->ran_node[i]);
+    }
 }
 
 void rd_fsm__tasks_write(const struct rd_fsm *f, struct rd_wbuf *w)
@@ -996,6 +1013,11 @@ int rd_fsm__tasks_read(struct rd_fsm *f, struct rd_rbuf *r, unsigned format)
         if (!bad && format >= 9) {
             t->moved_at = rd_r_i64(r);
             bad = r->err;
+        }
+        for (unsigned k = 0; !bad && format >= 10 && k < RD_TASK_RAN_KEEP; k++) {
+            t->ran_attempt[k] = rd_r_u32(r);
+            t->ran_node[k] = rd_r_u64(r);
+            bad = r->err || t->ran_attempt[k] > t->attempt;
         }
         if (!bad) {
             t->labels_json = rd_str_dup(labels);

@@ -16,6 +16,7 @@ struct rd_fsm;
 #define RD_TASK_MAX_KEEP  16 /* checkpoint versions kept per task, at most */
 #define RD_TASK_KEEP      3  /* checkpoint versions a new checkpoint keeps (retention) */
 #define RD_TASK_FAIL_KEEP 16 /* failure times kept per task (poison detection) */
+#define RD_TASK_RAN_KEEP  4  /* attempts whose node a task remembers */
 
 struct rd_checkpoint {
     uint64_t version;
@@ -39,8 +40,13 @@ struct rd_task {
     uint32_t attempt_base; /* `attempt` at the last retry: max_attempts counts from here */
     int64_t deadline_ms;   /* leader time after which it fails with a fault; 0: none */
     uint64_t finished;     /* raft index at which it finished (completed, failed, cancelled) */
-    int64_t moved_at;  /* leader time it last left an agent (moved, revoked); 0: never (format 9) */
-    uint32_t failures; /* attempts that failed or were moved off a failed agent */
+    int64_t moved_at; /* leader time it last left an agent (moved, revoked); 0: never (format 9) */
+    /* The newest attempts placed on a node, newest first (0: none), and
+     * the FNV-1a of that node's id: who may send a superseded attempt's
+     * writes as conflicts (format 10; an older snapshot knows none). */
+    uint32_t ran_attempt[RD_TASK_RAN_KEEP];
+    uint64_t ran_node[RD_TASK_RAN_KEEP];
+    uint32_t failures;                  /* attempts that failed or were moved off a failed agent */
     int64_t fail_at[RD_TASK_FAIL_KEEP]; /* leader times of the newest failures, oldest first */
     uint8_t n_fail_at;
     char *node_id; /* "" when not placed */
@@ -56,6 +62,10 @@ struct rd_task {
 };
 
 const struct rd_task *rd_fsm_task(const struct rd_fsm *f, const char *id);
+/* Whether attempt `attempt` of `t` ran on node `node`: 1 yes, 0 on another
+ * node, -1 not known (older than the RD_TASK_RAN_KEEP newest attempts, or
+ * placed before format 10). */
+int rd_task_ran_on(const struct rd_task *t, uint32_t attempt, const char *node);
 /* Index of the first task whose id sorts strictly after `id` (paging). */
 size_t rd_fsm_task_after(const struct rd_fsm *f, const char *id);
 /* The newest checkpoint of `t`, or NULL. */

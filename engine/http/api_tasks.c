@@ -271,11 +271,25 @@ static void propose_conflict(struct rd_http_req *hr, const struct rd_task *t, in
 }
 
 /* An agent let through only for a conflict (http.h: conflict_only) whose
- * write is none: 403, as for any task not on its nodes. True: answered. */
-static bool refused_unless_conflict(struct rd_http_req *hr, const struct rd_task *t, bool conflict)
+ * write is none, or of an attempt that did not run on the node it names (or
+ * whose node the task no longer knows): 403, as for any task not on its
+ * nodes. True: answered. */
+static bool refused_unless_conflict(struct rd_http_req *hr, const struct rd_task *t, bool conflict,
+                                    uint64_t attempt, const char *writer)
 {
-    if (!hr->conflict_only || conflict)
+    if (!hr->conflict_only)
         return false;
+    if (conflict && rd_task_ran_on(t, (uint32_t)attempt, writer) == 1)
+        return false;
+    if (conflict) {
+        rd_http_send_error(hr, 403, "forbidden",
+                           json_pack("{s:s,s:s,s:s,s:s}", "required_role", "agent", "principal",
+                                     hr->who.id, "role", "agent", "node", writer),
+                           "attempt %llu of task %s did not run on node %s (or is too old for "
+                           "the engine to know where it ran): agent %s may not send its writes",
+                           (unsigned long long)attempt, t->id, writer, hr->who.id);
+        return true;
+    }
     rd_http_send_error(hr, 403, "forbidden",
                        json_pack("{s:s,s:s,s:s,s:s}", "required_role", "agent", "principal",
                                  hr->who.id, "role", "agent", "node", t->node_id),
@@ -601,7 +615,7 @@ void rd_api_TASK_CHECKPOINT_PUT(struct rd_http_req *hr)
     /* Answer fencing at once when it is already clear; the log re-checks. */
     bool live = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RUNNING ||
                 t->state == RD_TASK_RECOVERING;
-    if (refused_unless_conflict(hr, t, is_conflict(hr->env, t, attempt)))
+    if (refused_unless_conflict(hr, t, is_conflict(hr->env, t, attempt), attempt, writer))
         goto out;
     if (attempt != t->attempt || !live) {
         if (is_conflict(hr->env, t, attempt))
@@ -739,7 +753,7 @@ static void finish(struct rd_http_req *hr, bool complete)
      * can only have moved meanwhile (moved_meanwhile). */
     bool conflict =
         is_conflict(hr->env, t, attempt) && (attempt < t->attempt || t->state == RD_TASK_CANCELLED);
-    if (refused_unless_conflict(hr, t, conflict))
+    if (refused_unless_conflict(hr, t, conflict, attempt, writer))
         goto out;
     if (conflict) {
         propose_conflict(hr, t, complete ? RD_CONFLICT_COMPLETE : RD_CONFLICT_FAIL, attempt, 0,

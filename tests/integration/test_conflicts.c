@@ -505,15 +505,15 @@ static void test_an_agent_token_may_send_only_conflicts_for_other_nodes(void **s
 {
     (void)state;
     struct rdt_proc p = {0};
-    char admin[160], ta[160], tb[160], tokens[400], yaml[800];
+    char admin[160], ta[160], tb[160], tc[160], tokens[400], yaml[800];
     assert_int_equal(rdt_proc_prepare(&p), 0);
     snprintf(tokens, sizeof(tokens), "%s/tokens", p.dir);
     FILE *f = fopen(tokens, "w");
     assert_non_null(f);
-    assert_int_equal(make_token("t-admin", "admin", NULL, admin, f) |
-                         make_token("t-a5", "agent", "a5", ta, f) |
-                         make_token("t-b5", "agent", "b5", tb, f),
-                     0);
+    assert_int_equal(
+        make_token("t-admin", "admin", NULL, admin, f) | make_token("t-a5", "agent", "a5", ta, f) |
+            make_token("t-b5", "agent", "b5", tb, f) | make_token("t-c5", "agent", "c5", tc, f),
+        0);
     fclose(f);
     snprintf(yaml, sizeof(yaml), "security:\n  tokens_file: %s\n" CONFIG_AVAILABILITY, tokens);
     assert_int_equal(rdt_proc_start(&p, yaml), 0);
@@ -555,6 +555,15 @@ static void test_an_agent_token_may_send_only_conflicts_for_other_nodes(void **s
     rdt_resp_free(&r);
     assert_int_equal(checkpoint(&t, id, 1, 9, "b5", &r), 403);
     rdt_resp_free(&r);
+    /* Nor may it send writes of b5's superseded attempt 2 as itself (the
+     * engine knows attempt 2 ran on b5), nor may c5, which ran none. */
+    assert_int_equal(checkpoint(&t, id, 2, 9, "a5", &r), 403);
+    assert_non_null(strstr(r.body, "did not run on node a5"));
+    rdt_resp_free(&r);
+    rdt_bearer = tc;
+    assert_int_equal(checkpoint(&t, id, 1, 9, "c5", &r), 403);
+    rdt_resp_free(&r);
+    rdt_bearer = ta;
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/tasks/%s/checkpoint", id);
     assert_int_equal(request(&t, "PUT", path, "{\"attempt\":1,\"version\":9,\"data\":{}}", &r),

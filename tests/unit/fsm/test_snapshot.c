@@ -760,8 +760,8 @@ static void check_v6_export(const struct rd_fsm *f, unsigned format)
 }
 
 /* A machine built by commands as a snapshot of `format` reads back: before
- * 7 its finished tasks finished at index 1, before 9 no task ever moved
- * (the digest follows). */
+ * 7 its finished tasks finished at index 1, before 9 no task ever moved,
+ * before 10 no task knows where its attempts ran (the digest follows). */
 static void as_read_from(struct rd_fsm *f, unsigned format)
 {
     for (size_t i = 0; i < f->n_tasks; i++) {
@@ -769,6 +769,10 @@ static void as_read_from(struct rd_fsm *f, unsigned format)
             f->tasks[i]->finished = 1;
         if (format < 9)
             f->tasks[i]->moved_at = 0;
+        if (format < 10) {
+            memset(f->tasks[i]->ran_attempt, 0, sizeof(f->tasks[i]->ran_attempt));
+            memset(f->tasks[i]->ran_node, 0, sizeof(f->tasks[i]->ran_node));
+        }
     }
     rd_fsm_digest_audit(f);
 }
@@ -810,6 +814,27 @@ static void check_v9_tasks(const struct rd_fsm *f, unsigned format)
                 want = moved[k].at;
         assert_int_equal(f->tasks[i]->moved_at, want);
     }
+}
+
+/* Format 10: each task knows the node of its newest attempts (the one it
+ * is placed on for the current one); an older format's tasks know none. */
+static void check_v10_tasks(const struct rd_fsm *f, unsigned format)
+{
+    size_t known = 0;
+    for (size_t i = 0; i < f->n_tasks; i++) {
+        const struct rd_task *t = f->tasks[i];
+        if (format < 10) {
+            for (unsigned k = 0; k < RD_TASK_RAN_KEEP; k++)
+                assert_int_equal(t->ran_attempt[k], 0);
+            continue;
+        }
+        if (t->attempt > 0 && t->node_id[0] != '\0') {
+            assert_int_equal(rd_task_ran_on(t, t->attempt, t->node_id), 1);
+            assert_int_equal(rd_task_ran_on(t, t->attempt, "no-such-node"), 0);
+            known++;
+        }
+    }
+    assert_true(format < 10 || known > 0);
 }
 
 /* Format 8: conflict records, field by field; none before. */
@@ -883,6 +908,7 @@ static void check_known_state(const struct rd_fsm *f, unsigned format)
     check_v7_tasks(f, format);
     check_v8_conflicts(f, format);
     check_v9_tasks(f, format);
+    check_v10_tasks(f, format);
     /* The incremental digest was rebuilt (restore) or followed (apply). */
     assert_true(rd_fsm_digest(f) == rd_fsm_digest_full(f));
 }
@@ -941,8 +967,8 @@ static void write_golden(const char *path, const struct rd_wbuf *snap)
 static void test_snapshot_matches_the_golden_file(void **state)
 {
     struct rd_fsm f;
-    build_known_state(&f, 9);
-    check_known_state(&f, 9); /* the commands made the state the tables describe */
+    build_known_state(&f, 10);
+    check_known_state(&f, 10); /* the commands made the state the tables describe */
     struct rd_wbuf snap;
     rd_w_init(&snap);
     assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
@@ -1126,8 +1152,8 @@ static void test_golden_v8_restores_field_by_field(void **state)
     rd_fsm_close(&f);
 }
 
-/* Format 9 (the golden file of the current format: tasks carry the time
- * they last left an agent) restores field by field. */
+/* Format 9 (tasks carry the time they last left an agent) restores field
+ * by field. */
 static void test_golden_v9_restores_field_by_field(void **state)
 {
     size_t len = 0;
@@ -1141,6 +1167,7 @@ static void test_golden_v9_restores_field_by_field(void **state)
     free(golden);
     check_known_state(&f, 9);
     build_known_state(&built, 9);
+    as_read_from(&built, 9);
     assert_true(rd_fsm_digest(&built) == rd_fsm_digest(&f));
     rd_fsm_close(&built);
     rd_fsm_close(&f);
@@ -1465,9 +1492,9 @@ static void test_snapshot_format_1_still_loads(void **state)
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
     assert_true(rd_fsm_digest(&f) == rd_fsm_digest(&g));
     /* A format from the future is refused with a clear message. */
-    snap.p[8] = 10;
+    snap.p[8] = 11;
     assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), RD_EUNSUPPORTED);
-    assert_non_null(strstr(g.errmsg, "format 10, this version reads 1 to 9"));
+    assert_non_null(strstr(g.errmsg, "format 11, this version reads 1 to 10"));
     rd_w_free(&snap);
     rd_fsm_close(&g);
     rd_fsm_close(&f);
