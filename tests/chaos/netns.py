@@ -25,6 +25,8 @@ import shutil
 import subprocess
 from typing import List, Optional, Set, Tuple
 
+from netproxy import RaftNet
+
 DEAD_NEIGHBOUR = 200
 
 
@@ -99,11 +101,7 @@ class NetnsNet:
             f"10.66.{self.tag}.{DEAD_NEIGHBOUR}")
         (self.cut.add if blocked else self.cut.discard)((src, dst))
 
-    def set_replica(self, k: int, **kw: object) -> None:
-        for j in range(self.n):
-            if j != k:
-                self.set(k, j, **kw)
-                self.set(j, k, **kw)
+    set_replica = RaftNet.set_replica  # every link from and to replica k
 
     def heal(self) -> None:
         for src, dst in sorted(self.cut):
