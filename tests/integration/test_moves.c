@@ -210,8 +210,25 @@ static void drop(struct agent *a, unsigned k)
     a->tasks[k] = a->tasks[--a->n];
 }
 
-static void checkpoint(struct held *h)
+/* Attempt `k` of agent `a` was taken away: it stops. */
+static void interrupted(struct agent *a, unsigned k)
 {
+    struct task *t = task_of(a->tasks[k].id);
+    t->interruptions++;
+    t->revoked_at = rdt_now_ms();
+    if (t->first_revoked_at == 0)
+        t->first_revoked_at = t->revoked_at;
+    drop(a, k);
+}
+
+/* A checkpoint of the task agent `a` holds at `k`. A fenced answer (409)
+ * means the task moved: an agent learns it from its heartbeat answer's
+ * revocations, or, when that answer was lost (a leader killed after it
+ * committed the move and before it told the agent), from here; it stops the
+ * attempt, as the SDK does. */
+static bool checkpoint(struct agent *a, unsigned k)
+{
+    struct held *h = &a->tasks[k];
     char url[160], body[160];
     snprintf(url, sizeof(url), "/api/v1/tasks/%s/checkpoint", h->id);
     snprintf(body, sizeof(body), "{\"attempt\":%lld,\"version\":%lld,\"data\":{\"v\":%lld}}",
@@ -223,10 +240,15 @@ static void checkpoint(struct held *h)
         struct task *t = task_of(h->id);
         t->last_version = h->version;
         t->last_attempt = h->attempt;
-    } else {
-        assert_int_equal(r.status, 409); /* fenced: moved meanwhile; the answer says */
+        rdt_resp_free(&r);
+        return true;
     }
+    assert_int_equal(r.status, 409);
+    bool fenced = strcmp(json_string_value(rdt_json_path(r.json, "error.code")), "fenced") == 0;
+    if (fenced)
+        interrupted(a, k);
     rdt_resp_free(&r);
+    return !fenced;
 }
 
 /* One heartbeat of agent `a`: new assignments start (from the checkpoint
@@ -263,11 +285,7 @@ static void heartbeat(struct agent *a)
         long long attempt = json_integer_value(json_object_get(rev, "attempt"));
         for (unsigned k = 0; k < a->n; k++)
             if (strcmp(a->tasks[k].id, id) == 0 && a->tasks[k].attempt == attempt) {
-                task_of(id)->interruptions++;
-                task_of(id)->revoked_at = rdt_now_ms();
-                if (task_of(id)->first_revoked_at == 0)
-                    task_of(id)->first_revoked_at = task_of(id)->revoked_at;
-                drop(a, k);
+                interrupted(a, k);
                 break;
             }
     }
@@ -301,8 +319,8 @@ static void round_of(unsigned n)
         if (!agents[i].up)
             continue;
         heartbeat(&agents[i]);
-        for (unsigned k = 0; n % 3 == 0 && k < agents[i].n; k++)
-            checkpoint(&agents[i].tasks[k]);
+        for (unsigned k = 0; n % 3 == 0 && k < agents[i].n;)
+            k += checkpoint(&agents[i], k); /* a fenced one is dropped: k is the next */
     }
 }
 
@@ -382,8 +400,10 @@ static void report_failure(void)
     int used[AGENTS];
     used_by_agent(used);
     print_engine_events();
-    fail_msg("not balanced: slots used %d %d %d %d %d %d", used[0], used[1], used[2], used[3],
-             used[4], used[5]);
+    fail_msg("not balanced: slots used %d %d %d %d %d %d, tasks held by the agents %u %u %u %u "
+             "%u %u",
+             used[0], used[1], used[2], used[3], used[4], used[5], agents[0].n, agents[1].n,
+             agents[2].n, agents[3].n, agents[4].n, agents[5].n);
 }
 
 /* Six agents registered and heartbeating, 30 tasks spread 5 per agent. */
