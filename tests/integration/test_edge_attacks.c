@@ -442,9 +442,11 @@ static void test_tls(void **state)
              * the closed connection and the engine's count of the reason. */
             assert_true(json_is_true(json_object_get(res, "cut_off")));
             assert_true(json_is_true(json_object_get(res, "closed")));
-            if (rdt_metric(&tls, series) <= cuts)
+            if (rdt_metric(&tls, series) <= cuts) {
+                rdt_proc_print_log_tail(&tls, 30);
                 fail_msg("%s over TLS: closed without a GOAWAY and no cut counted for %s",
                          cases[i].attack, cases[i].cut);
+            }
         }
         json_decref(res);
     }
