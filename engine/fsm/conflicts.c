@@ -124,25 +124,14 @@ const struct rd_conflict *rd_fsm_conflict_same(const struct rd_fsm *f, const cha
 }
 
 /* Appends `c` (its seq set): seq only grows, so the array stays in seq
- * order. When the array is full and half or more of it is space the oldest
- * left, the live part slides down (once per as many inserts: O(1) each). */
+ * order. */
 static int insert(struct rd_fsm *f, struct rd_conflict *c)
 {
-    size_t end = f->conflict_head + f->n_conflicts;
-    if (end == f->cap_conflicts) {
-        if (f->conflict_head > 0 && f->conflict_head >= f->n_conflicts) {
-            memmove(f->conflicts, live(f), f->n_conflicts * sizeof(*f->conflicts));
-            f->conflict_head = 0;
-        } else {
-            size_t ncap = f->cap_conflicts ? f->cap_conflicts * 2 : 16;
-            struct rd_conflict **nc = realloc(f->conflicts, ncap * sizeof(*nc));
-            if (nc == NULL)
-                return RD_ENOMEM;
-            f->conflicts = nc;
-            f->cap_conflicts = ncap;
-        }
-        end = f->conflict_head + f->n_conflicts;
-    }
+    struct rd_conflict **nc = rd_array_room(f->conflicts, sizeof(*nc), &f->conflict_head,
+                                            f->n_conflicts, &f->cap_conflicts, 16);
+    if (nc == NULL)
+        return RD_ENOMEM;
+    f->conflicts = nc;
     c->write_key_len =
         (uint8_t)write_key(c->write_key, c->task_id, c->attempt, c->kind, c->version);
     if (rd_map_put(&f->conflicts_by_id, c->id, strlen(c->id), c) != 0)
@@ -153,8 +142,7 @@ static int insert(struct rd_fsm *f, struct rd_conflict *c)
         rd_map_del(&f->conflicts_by_id, c->id, strlen(c->id));
         return RD_ENOMEM;
     }
-    f->conflicts[end] = c;
-    f->n_conflicts++;
+    f->conflicts[f->conflict_head + f->n_conflicts++] = c;
     return 0;
 }
 
