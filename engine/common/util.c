@@ -154,6 +154,22 @@ char *rd_strndup(const char *s, size_t n)
     return d;
 }
 
+void *rd_array_room(void *arr, size_t size, size_t *head, size_t n, size_t *cap, size_t first_cap)
+{
+    if (*head + n < *cap)
+        return arr;
+    if (*head > 0 && *head >= n) {
+        memmove(arr, (char *)arr + *head * size, n * size);
+        *head = 0;
+        return arr;
+    }
+    size_t ncap = *cap ? *cap * 2 : first_cap;
+    void *na = realloc(arr, ncap * size);
+    if (na != NULL)
+        *cap = ncap;
+    return na;
+}
+
 int rd_zstd_inflate(const void *p, size_t n, size_t want, uint8_t **out, size_t *got)
 {
     size_t cap = want < (1u << 20) ? want : (1u << 20);

@@ -51,4 +51,15 @@ int rd_zstd_inflate(const void *p, size_t n, size_t want, uint8_t **out, size_t 
 /* strdup that aborts on out-of-memory is not used: callers check NULL. */
 char *rd_strndup(const char *s, size_t n);
 
+/*
+ * Room for one more element after the live part [*head, *head + n) of the
+ * array `arr` of *cap elements of `size` bytes, whose front is dropped from
+ * (records kept oldest first, the oldest going first). When the array is
+ * full, the live part slides down to the front if half or more of it is
+ * space left by dropped elements (once per as many appends: O(1) each),
+ * else the array doubles (to `first_cap` at first). Returns the array,
+ * perhaps moved; NULL on ENOMEM, when it is unchanged.
+ */
+void *rd_array_room(void *arr, size_t size, size_t *head, size_t n, size_t *cap, size_t first_cap);
+
 #endif

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -15,6 +17,13 @@
 /* After the last in-flight answer, give h2o this long to flush its writes
  * (HTTP/2 frames go out on the next loop turn) before raft closes. */
 #define FLUSH_GRACE_NS (100ULL * 1000 * 1000)
+/* How long raft may take to close at shutdown before the process stops
+ * without it (docs/operations.md, "Signals"): 3 s while a log write waits
+ * (the disk has not finished it; it waited out shutdown_timeout already),
+ * 10 s else (a snapshot being written, say). With the default 10 s
+ * shutdown_timeout both end before systemd's TimeoutStopSec=30. */
+#define RAFT_CLOSE_GRACE_MS 3000
+#define RAFT_CLOSE_MAX_MS   10000
 
 uint64_t rd_engine_lease_ms(const struct rd_engine *eng)
 {
@@ -369,6 +378,30 @@ static void abort_start(struct rd_engine *eng)
     rd_plugin_host_close(&eng->plugins);
 }
 
+/*
+ * Raft has not closed in time (RAFT_CLOSE_GRACE_MS, or RAFT_CLOSE_MAX_MS
+ * when no log write waits): a write the disk never finishes (a hung disk)
+ * holds it, and would hold the process until systemd kills it. Its requests were answered when the
+ * close began (503), nothing it acknowledged is pending (acknowledged means committed, on a
+ * majority's disks), and so the process stops here, with EX_IOERR: the log
+ * was not closed, its end is replayed at the next start. _exit: libuv's
+ * exit handler would wait for the write too.
+ */
+static void raft_close_wait(struct rd_engine *eng, uint64_t now)
+{
+    uint64_t oldest_ms = 0, waited_ms = (now - eng->raft_closing_ns) / 1000000;
+    unsigned appends = rd_replica_appends_waiting(&eng->replica, &oldest_ms);
+    if (waited_ms <= (appends > 0 ? RAFT_CLOSE_GRACE_MS : RAFT_CLOSE_MAX_MS))
+        return;
+    RD_ERROR("engine", "raft_close_abandoned",
+             "after_ms=%llu appends_waiting=%u oldest_ms=%llu raft_dir=%s detail=\"raft did not "
+             "close: a write the disk has not finished holds it (a hung disk?); the requests "
+             "were answered and nothing acknowledged is lost; the process stops without it\"",
+             (unsigned long long)waited_ms, appends, (unsigned long long)oldest_ms,
+             eng->replica.raft_dir);
+    _exit(EX_IOERR);
+}
+
 static void shutdown_tick(uv_timer_t *t)
 {
     struct rd_engine *eng = t->data;
@@ -403,11 +436,16 @@ static void shutdown_tick(uv_timer_t *t)
         rd_analysis_stop(&eng->analysis);
         rd_sched_stop(&eng->sched);
         rd_lifecycle_stop(&eng->lifecycle);
+        eng->raft_closing_ns = now;
         rd_replica_close(&eng->replica, on_raft_closed, eng);
         return;
     }
-    if (!eng->raft_closed)
+    if (!eng->raft_closed) {
+        if (eng->raft_closing_ns == 0) /* a rejoin began to close it */
+            eng->raft_closing_ns = now;
+        raft_close_wait(eng, now);
         return;
+    }
     uv_timer_stop(t);
     close_handle((uv_handle_t *)&eng->shutdown_timer);
     close_handle((uv_handle_t *)&eng->sig_int);

@@ -65,7 +65,8 @@ struct rd_engine {
     bool repair_wanted;
     char repair_reason[160];
     uint64_t shutdown_started_ns;
-    uint64_t drained_ns; /* when the last pending answer went out */
+    uint64_t drained_ns;      /* when the last pending answer went out */
+    uint64_t raft_closing_ns; /* when the shutdown began to close raft */
     uint64_t started_ns;
     uint64_t leader_since_ns; /* 0 while not leader */
     size_t nodes_by_state[RD_NODE_STATE_COUNT];

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "fsm_int.h"
 #include "recoveryd/error.h"
 
@@ -130,24 +131,12 @@ static struct rd_audit *audit_new(const struct rd_str s[N_STRINGS])
 
 static int append(struct rd_fsm *f, struct rd_audit *a)
 {
-    size_t end = f->audit_head + f->n_audits;
-    if (end == f->cap_audits) {
-        if (f->audit_head > 0 && f->audit_head >= f->n_audits) {
-            /* Half or more of the array is pruned space: slide down. */
-            memmove(f->audits, f->audits + f->audit_head, f->n_audits * sizeof(*f->audits));
-            f->audit_head = 0;
-        } else {
-            size_t ncap = f->cap_audits ? f->cap_audits * 2 : 64;
-            struct rd_audit **na = realloc(f->audits, ncap * sizeof(*na));
-            if (na == NULL)
-                return RD_ENOMEM;
-            f->audits = na;
-            f->cap_audits = ncap;
-        }
-        end = f->audit_head + f->n_audits;
-    }
-    f->audits[end] = a;
-    f->n_audits++;
+    struct rd_audit **na =
+        rd_array_room(f->audits, sizeof(*na), &f->audit_head, f->n_audits, &f->cap_audits, 64);
+    if (na == NULL)
+        return RD_ENOMEM;
+    f->audits = na;
+    f->audits[f->audit_head + f->n_audits++] = a;
     return 0;
 }
 

@@ -8,9 +8,11 @@
  * (recorded with keep_newer by the engine), the write was recorded before
  * (its record answers) and whether a checkpoint is newer than the stored
  * one (adopted or not). The resolution's effect on the task is tasks.c's
- * (rd_fsm__task_conflict). Records are kept in order of seq with a map by
- * id, at most RD_FSM_MAX_CONFLICTS (the oldest goes), and go with their
- * task when it is pruned.
+ * (rd_fsm__task_conflict). Records are kept in order of seq in an array
+ * whose live part starts at `conflict_head` (the oldest goes from the
+ * front, in O(1)), with a map by id and one by the write they record (the
+ * same write again is found in O(1), in apply and in the HTTP handler), at
+ * most RD_FSM_MAX_CONFLICTS, and go with their task when it is pruned.
  *
  * Section (snapshot format 8 on): u64 last seq | u64 count | count records.
  */
@@ -33,35 +35,46 @@ static void conflict_free(struct rd_conflict *c)
     free(c);
 }
 
+/* The live records, oldest first. */
+static struct rd_conflict **live(const struct rd_fsm *f)
+{
+    return f->conflicts ? f->conflicts + f->conflict_head : NULL;
+}
+
 void rd_fsm__conflicts_clear(struct rd_fsm *f)
 {
     for (size_t i = 0; i < f->n_conflicts; i++)
-        conflict_free(f->conflicts[i]);
+        conflict_free(live(f)[i]);
     free(f->conflicts);
     rd_map_free(&f->conflicts_by_id);
     rd_map_init(&f->conflicts_by_id);
+    rd_map_free(&f->conflicts_by_write);
+    rd_map_init(&f->conflicts_by_write);
     f->conflicts = NULL;
-    f->n_conflicts = f->cap_conflicts = 0;
+    f->n_conflicts = f->cap_conflicts = f->conflict_head = 0;
     f->conflict_seq = 0;
 }
 
 void rd_fsm__conflicts_move(struct rd_fsm *to, struct rd_fsm *from)
 {
     to->conflicts = from->conflicts;
+    to->conflict_head = from->conflict_head;
     to->n_conflicts = from->n_conflicts;
     to->cap_conflicts = from->cap_conflicts;
     to->conflicts_by_id = from->conflicts_by_id;
+    to->conflicts_by_write = from->conflicts_by_write;
     to->conflict_seq = from->conflict_seq;
     from->conflicts = NULL;
-    from->n_conflicts = from->cap_conflicts = 0;
+    from->n_conflicts = from->cap_conflicts = from->conflict_head = 0;
     from->conflict_seq = 0;
     rd_map_init(&from->conflicts_by_id);
+    rd_map_init(&from->conflicts_by_write);
 }
 
 const struct rd_conflict *const *rd_fsm_conflicts(const struct rd_fsm *f, size_t *n)
 {
     *n = f->n_conflicts;
-    return (const struct rd_conflict *const *)f->conflicts;
+    return (const struct rd_conflict *const *)live(f);
 }
 
 const struct rd_conflict *rd_fsm_conflict_find(const struct rd_fsm *f, const char *id)
@@ -74,7 +87,7 @@ size_t rd_fsm_conflict_index(const struct rd_fsm *f, uint64_t seq)
     size_t lo = 0, hi = f->n_conflicts;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (f->conflicts[mid]->seq < seq)
+        if (live(f)[mid]->seq < seq)
             lo = mid + 1;
         else
             hi = mid;
@@ -85,81 +98,95 @@ size_t rd_fsm_conflict_index(const struct rd_fsm *f, uint64_t seq)
 const struct rd_conflict *rd_fsm_conflict_by_seq(const struct rd_fsm *f, uint64_t seq)
 {
     size_t i = rd_fsm_conflict_index(f, seq);
-    return i < f->n_conflicts && f->conflicts[i]->seq == seq ? f->conflicts[i] : NULL;
+    return i < f->n_conflicts && live(f)[i]->seq == seq ? live(f)[i] : NULL;
+}
+
+/* The key of a write in conflicts_by_write, into `out`; its length. */
+static size_t write_key(char out[RD_CONFLICT_WRITE_KEY_MAX], const char *task_id, uint32_t attempt,
+                        int kind, uint64_t version)
+{
+    size_t n = strnlen(task_id, 39);
+    memcpy(out, task_id, n);
+    out[n++] = '\0';
+    memcpy(out + n, &attempt, sizeof(attempt));
+    n += sizeof(attempt);
+    out[n++] = (char)(uint8_t)kind;
+    memcpy(out + n, &version, sizeof(version));
+    return n + sizeof(version);
 }
 
 const struct rd_conflict *rd_fsm_conflict_same(const struct rd_fsm *f, const char *task_id,
                                                uint32_t attempt, int kind, uint64_t version)
 {
-    for (size_t i = f->n_conflicts; i-- > 0;) {
-        const struct rd_conflict *c = f->conflicts[i];
-        if (c->attempt == attempt && c->kind == kind && c->version == version &&
-            strcmp(c->task_id, task_id) == 0)
-            return c;
-    }
-    return NULL;
+    char key[RD_CONFLICT_WRITE_KEY_MAX];
+    size_t n = write_key(key, task_id, attempt, kind, version);
+    return rd_map_get(&f->conflicts_by_write, key, n);
 }
 
-/* Appends `c` (its seq set), dropping the oldest beyond the bound. */
+/* Appends `c` (its seq set): seq only grows, so the array stays in seq
+ * order. */
 static int insert(struct rd_fsm *f, struct rd_conflict *c)
 {
-    if (f->n_conflicts == f->cap_conflicts) {
-        size_t ncap = f->cap_conflicts ? f->cap_conflicts * 2 : 16;
-        struct rd_conflict **nc = realloc(f->conflicts, ncap * sizeof(*nc));
-        if (nc == NULL)
-            return RD_ENOMEM;
-        f->conflicts = nc;
-        f->cap_conflicts = ncap;
-    }
+    struct rd_conflict **nc = rd_array_room(f->conflicts, sizeof(*nc), &f->conflict_head,
+                                            f->n_conflicts, &f->cap_conflicts, 16);
+    if (nc == NULL)
+        return RD_ENOMEM;
+    f->conflicts = nc;
+    c->write_key_len =
+        (uint8_t)write_key(c->write_key, c->task_id, c->attempt, c->kind, c->version);
     if (rd_map_put(&f->conflicts_by_id, c->id, strlen(c->id), c) != 0)
         return RD_ENOMEM;
-    f->conflicts[f->n_conflicts++] = c; /* seq only grows: the array stays in seq order */
+    /* The newest record of a write answers for it (only a snapshot could
+     * hold two). */
+    if (rd_map_put(&f->conflicts_by_write, c->write_key, c->write_key_len, c) != 0) {
+        rd_map_del(&f->conflicts_by_id, c->id, strlen(c->id));
+        return RD_ENOMEM;
+    }
+    f->conflicts[f->conflict_head + f->n_conflicts++] = c;
     return 0;
 }
 
-/* Removes the records at positions where `drop` says so, keeping the order. */
-static size_t remove_where(struct rd_fsm *f, bool (*drop)(const struct rd_fsm *, size_t, void *),
-                           void *arg)
+/* Takes `c` out of both maps (not out of the array). */
+static void unmap(struct rd_fsm *f, const struct rd_conflict *c)
 {
-    size_t kept = 0, gone = 0;
-    for (size_t i = 0; i < f->n_conflicts; i++) {
-        struct rd_conflict *c = f->conflicts[i];
-        if (drop(f, i, arg)) {
-            rd_fsm__dg_remove(f, RD_DG_CONFLICT, c);
-            rd_map_del(&f->conflicts_by_id, c->id, strlen(c->id));
-            conflict_free(c);
-            gone++;
-            continue;
-        }
-        f->conflicts[kept++] = c;
-    }
-    f->n_conflicts = kept;
-    return gone;
+    rd_map_del(&f->conflicts_by_id, c->id, strlen(c->id));
+    if (rd_map_get(&f->conflicts_by_write, c->write_key, c->write_key_len) == c)
+        rd_map_del(&f->conflicts_by_write, c->write_key, c->write_key_len);
 }
 
-static bool over_bound(const struct rd_fsm *f, size_t i, void *arg)
+/* Drops the record `c` from the machine (digest, maps) and frees it. */
+static void drop(struct rd_fsm *f, struct rd_conflict *c)
 {
-    return i < *(const size_t *)arg;
-}
-
-static bool task_gone(const struct rd_fsm *f, size_t i, void *arg)
-{
-    (void)arg;
-    return rd_fsm_task(f, f->conflicts[i]->task_id) == NULL;
+    rd_fsm__dg_remove(f, RD_DG_CONFLICT, c);
+    unmap(f, c);
+    conflict_free(c);
 }
 
 void rd_fsm__conflicts_drop_pruned(struct rd_fsm *f)
 {
-    if (f->n_conflicts > 0)
-        remove_where(f, task_gone, NULL);
+    struct rd_conflict **cs = live(f);
+    size_t kept = 0;
+    for (size_t i = 0; i < f->n_conflicts; i++) {
+        if (rd_fsm_task(f, cs[i]->task_id) == NULL)
+            drop(f, cs[i]);
+        else
+            cs[kept++] = cs[i];
+    }
+    f->n_conflicts = kept;
+    if (kept == 0)
+        f->conflict_head = 0;
 }
 
+/* The oldest go beyond the bound: from the front, in O(1) each. */
 static void trim(struct rd_fsm *f)
 {
-    if (f->n_conflicts <= RD_FSM_MAX_CONFLICTS)
-        return;
-    size_t excess = f->n_conflicts - RD_FSM_MAX_CONFLICTS;
-    remove_where(f, over_bound, &excess);
+    while (f->n_conflicts > RD_FSM_MAX_CONFLICTS) {
+        drop(f, f->conflicts[f->conflict_head]);
+        f->conflicts[f->conflict_head++] = NULL;
+        f->n_conflicts--;
+    }
+    if (f->n_conflicts == 0)
+        f->conflict_head = 0;
 }
 
 /* A new record of `cmd` for `t` as it is before the resolution (nothing in
@@ -257,7 +284,7 @@ int rd_fsm__conflict_apply(struct rd_fsm *f, const struct rd_cmd *cmd)
     int rv = rd_fsm__task_conflict(f, t, cmd, res, &adopted, &changed);
     if (rv != 0) { /* the task is as it was: so is the record list */
         f->n_conflicts--;
-        rd_map_del(&f->conflicts_by_id, r->id, strlen(r->id));
+        unmap(f, r);
         conflict_free(r);
         return rv;
     }
@@ -301,7 +328,7 @@ void rd_fsm__conflicts_write(const struct rd_fsm *f, struct rd_wbuf *w)
     rd_w_u64(w, f->conflict_seq);
     rd_w_u64(w, f->n_conflicts);
     for (size_t i = 0; i < f->n_conflicts; i++)
-        rd_fsm__conflict_write_one(w, f->conflicts[i]);
+        rd_fsm__conflict_write_one(w, live(f)[i]);
 }
 
 /* `s` into `out` (a text of 1-39 bytes); false when it is not one. */

@@ -21,6 +21,9 @@ struct rd_fsm;
  * its task (the task lifecycle's prune). */
 #define RD_FSM_MAX_CONFLICTS 10000
 
+/* A write's key: its task id, NUL, attempt (4 bytes), kind (1), version (8). */
+#define RD_CONFLICT_WRITE_KEY_MAX (40 + 4 + 1 + 8)
+
 struct rd_conflict {
     char id[40];  /* UUID chosen by the leader */
     uint64_t seq; /* order of recording, from 1 */
@@ -41,6 +44,9 @@ struct rd_conflict {
     uint32_t data_size;
     int64_t at;      /* leader time it was recorded */
     struct rd_dg dg; /* local: its term of the digest (digest.h) */
+    /* local: its key in the map of writes (task, attempt, kind, version) */
+    uint8_t write_key_len;
+    char write_key[RD_CONFLICT_WRITE_KEY_MAX];
 };
 
 /* Every record, oldest first; `*n` gets their count. Valid until the next

@@ -203,7 +203,7 @@ static void each_record(const struct rd_fsm *f, void (*fn)(void *arg, int kind, 
     for (size_t i = 0; i < f->n_audits; i++)
         fn(arg, RD_DG_AUDIT, f->audits[f->audit_head + i]);
     for (size_t i = 0; i < f->n_conflicts; i++)
-        fn(arg, RD_DG_CONFLICT, f->conflicts[i]);
+        fn(arg, RD_DG_CONFLICT, f->conflicts[f->conflict_head + i]);
 }
 
 struct summer {

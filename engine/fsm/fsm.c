@@ -287,6 +287,7 @@ int rd_fsm_init(struct rd_fsm *f)
     rd_map_init(&f->backups_by_id);
     rd_map_init(&f->checks_by_id);
     rd_map_init(&f->conflicts_by_id);
+    rd_map_init(&f->conflicts_by_write);
     f->raft.version = 1;
     f->raft.data = f;
     f->raft.apply = fsm_apply_cb;

@@ -153,11 +153,15 @@ struct rd_fsm {
     size_t cap_audits;
     uint64_t audit_seq;      /* last seq handed out */
     uint64_t audits_written; /* records this replica applied (local count, not state) */
-    /* Conflict records (conflicts.c), oldest first. */
+    /* Conflict records (conflicts.c): conflicts[conflict_head ..
+     * conflict_head + n_conflicts), oldest first, by id and by the write
+     * they record (task, attempt, kind, version: rd_fsm_conflict_same). */
     struct rd_conflict **conflicts;
+    size_t conflict_head;
     size_t n_conflicts;
     size_t cap_conflicts;
     struct rd_map conflicts_by_id;
+    struct rd_map conflicts_by_write;
     uint64_t conflict_seq; /* last seq handed out */
     /* Records this replica applied, by kind and resolution (local count). */
     uint64_t conflicts_written[RD_CONFLICT_KIND_COUNT][RD_CONFLICT_RES_COUNT];

@@ -63,7 +63,9 @@ void rd_sched_conflict_decide(struct rd_sched *s, const struct rd_task *t,
                  "select.lua has no on_conflict hook: fault_tolerance.partition.on_conflict");
         return;
     }
-    json_t *event = conflict_event(t, w), *view = rd_sched__view(s), *answer = NULL;
+    /* The view without the nodes: building and converting those for
+     * every conflict would cost in proportion to the fleet. */
+    json_t *event = conflict_event(t, w), *view = rd_sched__view_settings(s), *answer = NULL;
     char err[RD_POLICY_ERRLEN] = "";
     int rv = event && view
                  ? rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err))

@@ -290,12 +290,38 @@ static void view_settings(json_t *view, const struct rd_config *c)
 #undef FT
 }
 
+/* The view without its nodes: the mode and the settings, whatever the
+ * fleet's size. */
+json_t *rd_sched__view_settings(struct rd_sched *s)
+{
+    const struct rd_config *c = s->env.cfg;
+#define RS c->fault_tolerance.recovery_strategies
+    json_t *view = json_pack(
+        "{s:s,s:b,s:{s:{s:I,s:i},s:{s:I,s:b},s:{s:b,s:i}},s:I}", "mode",
+        rd_sched_degraded(s, NULL) ? "degraded" : "normal", "partition_suspected",
+        s->env.analysis->partition_suspected, "strategies", rd_strategy_names[RD_STRATEGY_FAST],
+        "max_time_ms", (json_int_t)RS.fast_recovery.max_time_ms, "resource_limit",
+        (int)RS.fast_recovery.resource_limit, rd_strategy_names[RD_STRATEGY_SAFE], "max_time_ms",
+        (json_int_t)RS.safe_recovery.max_time_ms, "consistency_check",
+        RS.safe_recovery.consistency_check, rd_strategy_names[RD_STRATEGY_DEGRADED],
+        "essential_services_only", RS.degraded_service.essential_services_only, "performance_limit",
+        (int)RS.degraded_service.performance_limit, "now_ms", (json_int_t)rd_now_ms());
+#undef RS
+    if (view != NULL)
+        view_settings(view, c);
+    return view;
+}
+
 /* The cluster as the policy may see it, read-only. */
 json_t *rd_sched__view(struct rd_sched *s)
 {
     const struct rd_fsm *f = s->env.fsm;
-    const struct rd_config *c = s->env.cfg;
+    json_t *view = rd_sched__view_settings(s);
     json_t *nodes = json_array();
+    if (view == NULL || nodes == NULL || json_object_set_new(view, "nodes", nodes) != 0) {
+        json_decref(view);
+        return NULL;
+    }
     for (size_t i = 0; i < f->n_nodes; i++) {
         const struct rd_node *n = f->nodes[i];
         if (n->state == RD_NODE_LEFT)
@@ -308,20 +334,6 @@ json_t *rd_sched__view(struct rd_sched *s)
                       (json_int_t)(n->slots > n->slots_in_use ? n->slots - n->slots_in_use : 0),
                       "load", "slots_used", (json_int_t)n->slots_in_use));
     }
-#define RS c->fault_tolerance.recovery_strategies
-    json_t *view = json_pack(
-        "{s:o,s:s,s:b,s:{s:{s:I,s:i},s:{s:I,s:b},s:{s:b,s:i}},s:I}", "nodes", nodes, "mode",
-        rd_sched_degraded(s, NULL) ? "degraded" : "normal", "partition_suspected",
-        s->env.analysis->partition_suspected, "strategies", rd_strategy_names[RD_STRATEGY_FAST],
-        "max_time_ms", (json_int_t)RS.fast_recovery.max_time_ms, "resource_limit",
-        (int)RS.fast_recovery.resource_limit, rd_strategy_names[RD_STRATEGY_SAFE], "max_time_ms",
-        (json_int_t)RS.safe_recovery.max_time_ms, "consistency_check",
-        RS.safe_recovery.consistency_check, rd_strategy_names[RD_STRATEGY_DEGRADED],
-        "essential_services_only", RS.degraded_service.essential_services_only, "performance_limit",
-        (int)RS.degraded_service.performance_limit, "now_ms", (json_int_t)rd_now_ms());
-#undef RS
-    if (view != NULL)
-        view_settings(view, c);
     return view;
 }
 

@@ -129,6 +129,8 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra);
 json_t *rd_sched__event(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo,
                         size_t k);
 json_t *rd_sched__view(struct rd_sched *s);
+/* The view without `nodes` (on_conflict's: a conflict is about one task). */
+json_t *rd_sched__view_settings(struct rd_sched *s);
 
 /* ---- predict.c ---- */
 

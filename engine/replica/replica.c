@@ -235,8 +235,9 @@ static void orphan_remove(struct rd_timed_io *t)
         t->next->prev = t->prev;
 }
 
-/* The appends in flight, on r->appends (the same links: an append is either
- * in flight or an orphan). */
+/* The appends in flight, on r->appends, newest first, the oldest at
+ * r->appends_oldest (the same links: an append is either in flight or an
+ * orphan). */
 static void inflight_add(struct rd_timed_io *t)
 {
     struct rd_replica *r = t->r;
@@ -244,17 +245,32 @@ static void inflight_add(struct rd_timed_io *t)
     t->next = r->appends;
     if (r->appends != NULL)
         r->appends->prev = t;
+    else
+        r->appends_oldest = t;
     r->appends = t;
+    r->n_appends++;
 }
 
 static void inflight_remove(struct rd_timed_io *t)
 {
+    struct rd_replica *r = t->r;
     if (t->prev != NULL)
         t->prev->next = t->next;
     else
-        t->r->appends = t->next;
+        r->appends = t->next;
     if (t->next != NULL)
         t->next->prev = t->prev;
+    else
+        r->appends_oldest = t->prev;
+    r->n_appends--;
+}
+
+unsigned rd_replica_appends_waiting(const struct rd_replica *r, uint64_t *oldest_ms)
+{
+    if (oldest_ms != NULL)
+        *oldest_ms =
+            r->appends_oldest != NULL ? (rd_mono_ns() - r->appends_oldest->start_ns) / 1000000 : 0;
+    return r->n_appends;
 }
 
 /* Once raft closed: nothing calls the orphans back any more. */
@@ -1369,12 +1385,9 @@ int rd_replica_hand_over(struct rd_replica *r, const char *why)
 
 static void append_stall_check(struct rd_replica *r)
 {
-    if (r->appends == NULL || r->closing)
+    if (r->appends_oldest == NULL || r->closing)
         return;
-    const struct rd_timed_io *oldest = r->appends;
-    while (oldest->next != NULL)
-        oldest = oldest->next;
-    uint64_t now = rd_mono_ns(), age_ms = (now - oldest->start_ns) / 1000000;
+    uint64_t now = rd_mono_ns(), age_ms = (now - r->appends_oldest->start_ns) / 1000000;
     if (age_ms < APPEND_STALL_MS)
         return;
     if (!r->storage.stalled) {

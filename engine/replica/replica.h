@@ -80,8 +80,12 @@ struct rd_replica {
     int (*io_snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
                            const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
     struct rd_timed_io *io_orphans; /* ours, of requests the backend refused (replica.c) */
-    struct rd_timed_io *appends;    /* appends the backend has taken and not answered, newest
-                                       first: the oldest tells a stalled disk (replica.c) */
+    /* Appends the backend has taken and not answered, newest first from
+     * `appends`, oldest at `appends_oldest`: its age tells a stalled disk
+     * (replica.c). */
+    struct rd_timed_io *appends;
+    struct rd_timed_io *appends_oldest;
+    unsigned n_appends;
     /*
      * Group commit (docs/architecture.md, "The write path"): commands
      * proposed during one turn of the loop wait in `q` (encoded into `buf`, the
@@ -277,6 +281,10 @@ struct rd_proposer rd_replica_proposer(struct rd_replica *r);
  * the cause and the ms until the next try in `cause` / `retry_ms`.
  */
 int rd_replica_storage_fault(struct rd_replica *r, const char **cause, uint64_t *retry_ms);
+
+/* Log appends the backend has taken and not finished, and in `*oldest_ms`
+ * (when not NULL) how long the oldest has waited (0 when none). */
+unsigned rd_replica_appends_waiting(const struct rd_replica *r, uint64_t *oldest_ms);
 
 bool rd_replica_is_leader(struct rd_replica *r);
 /* Leader's id and raft address (0 / NULL when unknown). */

@@ -6,10 +6,13 @@
  * writes go through, nothing acknowledged is lost across a kill -9, and in a
  * cluster the replica whose disk failed catches up. Before patch 0010 one
  * failed write left the replica unable to write anything again, every
- * request held open, until it was restarted.
+ * request held open, until it was restarted. A disk that hangs (DIR/hang-io:
+ * writes that never finish) does not hold a SIGTERM's shutdown for longer
+ * than server.shutdown_timeout and 3 s.
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +45,29 @@ static int preload(void **state)
 static void fail_path(const struct rdt_proc *p, char *out, size_t n)
 {
     snprintf(out, n, "%s/fail-io", p->dir);
+}
+
+/* A hung disk: log writes that never finish while DIR/hang-io exists. */
+static void disk_hangs(const struct rdt_proc *p, bool on)
+{
+    char path[320];
+    snprintf(path, sizeof(path), "%s/hang-io", p->dir);
+    if (on) {
+        int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+    } else {
+        assert_int_equal(unlink(path), 0);
+    }
+}
+
+/* Log writes waiting for the hung disk (the preload counts them). */
+static long hung_writes(const struct rdt_proc *p)
+{
+    char path[320];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/hang-io", p->dir);
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
 static void disk_fails(const struct rdt_proc *p)
@@ -81,6 +107,7 @@ struct writer {
     struct rdt_proc *p;
     char node[32];
     long status;
+    char code[32]; /* error.code of an error answer */
     int64_t ms;
 };
 
@@ -92,6 +119,8 @@ static void *register_node(void *arg)
     struct rdt_resp r = {0};
     int64_t t0 = rdt_now_ms();
     w->status = rdt_post(w->p, RDT_H1, "/api/v1/nodes", body, &r) == 0 ? r.status : 0;
+    const char *code = w->status >= 400 ? rdt_err_code(&r) : NULL;
+    snprintf(w->code, sizeof(w->code), "%s", code ? code : "");
     w->ms = rdt_now_ms() - t0;
     rdt_resp_free(&r);
     return NULL;
@@ -216,11 +245,80 @@ static void test_cluster_rides_out_one_failing_disk(void **state)
     rdt_cluster_cleanup(&cl);
 }
 
+/* SIGTERM while writes wait for a disk that never finishes them: the
+ * waiting clients are answered 503 once server.shutdown_timeout has passed,
+ * and the daemon exits soon after with a line naming the log writes it gave
+ * up on, instead of waiting for the disk until systemd kills it. */
+static void test_shutdown_is_bounded_while_the_disk_hangs(void **state)
+{
+    (void)state;
+    struct rdt_proc p = {.errors_expected = true};
+    assert_int_equal(rdt_proc_start(&p, "server:\n  shutdown_timeout: 2s\n"), 0);
+    assert_int_equal(rdt_wait_ready(&p, rdt_ms(10000)), 0);
+    assert_int_equal(post_node(&p, "h-before"), 201);
+
+    disk_hangs(&p, true);
+    struct writer w[3];
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = (struct writer){.p = &p};
+        snprintf(w[i].node, sizeof(w[i].node), "h-stuck-%d", i);
+        assert_int_equal(pthread_create(&t[i], NULL, register_node, &w[i]), 0);
+    }
+    for (int64_t until = rdt_now_ms() + rdt_ms(10000); hung_writes(&p) < 1;) {
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(10);
+    }
+    rdt_wait_metric(&p, "recoveryd_http_pending_commits", 3, 10000);
+    int64_t t0 = rdt_now_ms();
+    assert_int_equal(rdt_proc_signal(&p, SIGTERM), 0);
+    int status = -1;
+    if (rdt_proc_wait(&p, rdt_ms(30000), &status) < 0) {
+        rdt_proc_print_log_tail(&p, 30);
+        rdt_proc_kill9(&p);
+        fail_msg("no exit 30 s after SIGTERM while the disk hangs");
+    }
+    /* 2 s for the requests, 3 s for the log to close, and some slack. */
+    int64_t took = rdt_now_ms() - t0;
+    assert_true(took < 2000 + 3000 + rdt_ms(2000));
+    assert_int_equal(status, 74); /* EX_IOERR: it did not close its log */
+    /* Each was answered: its write may be in the log (written once the
+     * disk answers), so its outcome is unknown. */
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].status, 503);
+        assert_string_equal(w[i].code, "outcome_unknown");
+    }
+    /* The line names the write it gave up on, waiting since before the
+     * SIGTERM. */
+    char *log = rdt_proc_log(&p);
+    assert_non_null(log);
+    const char *line = strstr(log, "event=raft_close_abandoned");
+    assert_non_null(line);
+    unsigned waiting = 0;
+    unsigned long long oldest = 0;
+    const char *a = strstr(line, "appends_waiting="), *o = strstr(line, "oldest_ms=");
+    assert_true(a != NULL && sscanf(a, "appends_waiting=%u", &waiting) == 1);
+    assert_true(o != NULL && sscanf(o, "oldest_ms=%llu", &oldest) == 1);
+    assert_true(waiting >= 1);
+    assert_true(oldest >= 2000);
+    free(log);
+
+    /* What was acknowledged is there after a restart on a working disk. */
+    disk_hangs(&p, false);
+    assert_int_equal(rdt_proc_restart(&p), 0);
+    assert_int_equal(rdt_wait_ready(&p, rdt_ms(10000)), 0);
+    assert_true(has_node(&p, "h-before"));
+    assert_int_equal(post_node(&p, "h-after"), 201);
+    rdt_proc_cleanup(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_replica_waits_out_a_failing_disk),
         cmocka_unit_test(test_cluster_rides_out_one_failing_disk),
+        cmocka_unit_test(test_shutdown_is_bounded_while_the_disk_hangs),
     };
     return cmocka_run_group_tests(tests, preload, NULL);
 }

@@ -33,6 +33,20 @@ static inline struct rd_wbuf fsm_encode(const struct rd_cmd *c)
     return w;
 }
 
+/* Snapshots `f`, restores it into a fresh machine `g` and checks they
+ * agree. */
+static inline void round_trip(const struct rd_fsm *f, struct rd_fsm *g)
+{
+    struct rd_wbuf snap;
+    rd_w_init(&snap);
+    assert_int_equal(rd_fsm_snapshot(f, &snap), 0);
+    rd_fsm_init(g);
+    assert_int_equal(rd_fsm_restore(g, snap.p, snap.len), 0);
+    rd_w_free(&snap);
+    assert_true(rd_fsm_digest(f) == rd_fsm_digest(g));
+    assert_true(rd_fsm_digest_full(g) == rd_fsm_digest(g));
+}
+
 /* Registers `n` agents in a scrambled order, a third of them then suspect or
  * left: a state of some size for the snapshot tests. */
 static inline void fill(struct rd_fsm *f, int n)

@@ -8,6 +8,13 @@
  * calls "appends that fail after they were queued". Snapshots, metadata and
  * segment preparation (write, fallocate) go on working. Each failure adds
  * a byte to `fail-io`, so a test can await that the disk was hit.
+ *
+ * A hung disk: while a file named `hang-io` exists, a log write does not
+ * finish. As the kernel does for a disk that stops answering, a write asked
+ * not to wait (RWF_NOWAIT: libraft's first try, in the loop) is refused
+ * with EAGAIN, and one that may wait (libraft's second try, in a threadpool
+ * worker) waits, here until `hang-io` is gone, then is written. Each write
+ * that starts waiting adds a byte to `hang-io`.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* RTLD_NEXT */
@@ -15,11 +22,37 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
+#include <linux/fs.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef long (*syscall_fn)(long, ...);
+
+/* Adds a byte to `path`; false when it does not exist. */
+static bool mark(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t w = write(fd, "x", 1);
+    (void)w;
+    close(fd);
+    return true;
+}
+
+/* True when any of the `n` writes was asked not to wait. */
+static bool nowait(long n, struct iocb **iocbs)
+{
+    for (long i = 0; i < n; i++)
+        if (iocbs[i]->aio_rw_flags & RWF_NOWAIT)
+            return true;
+    return false;
+}
 
 long syscall(long number, ...)
 {
@@ -30,13 +63,20 @@ long syscall(long number, ...)
         a[i] = va_arg(ap, long);
     va_end(ap);
     if (number == SYS_io_submit) {
-        int fd = open("fail-io", O_WRONLY | O_APPEND | O_CLOEXEC);
-        if (fd >= 0) {
-            ssize_t w = write(fd, "x", 1);
-            (void)w;
-            close(fd);
+        if (mark("fail-io")) {
             errno = EIO;
             return -1;
+        }
+        struct stat st;
+        if (stat("hang-io", &st) == 0) {
+            if (nowait(a[1], (struct iocb **)a[2])) {
+                errno = EAGAIN;
+                return -1;
+            }
+            mark("hang-io");
+            struct timespec ms10 = {0, 10 * 1000 * 1000};
+            while (stat("hang-io", &st) == 0)
+                nanosleep(&ms10, NULL);
         }
     }
     syscall_fn real = (syscall_fn)dlsym(RTLD_NEXT, "syscall");

@@ -107,12 +107,45 @@ static void test_log_levels_and_quoting(void **state)
     assert_string_equal(rd_log_quote(buf, sizeof(buf), ""), "\"\"");
 }
 
+/* An array dropped from the front: it grows while full of live elements,
+ * and slides its live part down (keeping it in order, never growing) once
+ * half of it is space left at the front. */
+static void test_array_room_slides_or_grows(void **state)
+{
+    (void)state;
+    int *a = NULL;
+    size_t head = 0, n = 0, cap = 0;
+    for (int i = 0; i < 4; i++) {
+        a = rd_array_room(a, sizeof(*a), &head, n, &cap, 4);
+        assert_non_null(a);
+        a[head + n++] = i;
+    }
+    assert_int_equal(cap, 4);
+    a = rd_array_room(a, sizeof(*a), &head, n, &cap, 4); /* full, nothing dropped: grows */
+    assert_int_equal(cap, 8);
+    for (int i = 4; i < 8; i++)
+        a[head + n++] = i;
+    head += 5, n -= 5; /* 0..4 dropped: 5, 6, 7 left at the end */
+    a = rd_array_room(a, sizeof(*a), &head, n, &cap, 4);
+    assert_int_equal(cap, 8);
+    assert_int_equal(head, 0);
+    assert_int_equal(a[0], 5);
+    assert_int_equal(a[2], 7);
+    a[head + n++] = 8;
+    assert_ptr_equal(rd_array_room(a, sizeof(*a), &head, n, &cap, 4), a); /* room left */
+    assert_int_equal(head, 0);
+    free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_map_put_get_del_grow),   cmocka_unit_test(test_time_format_and_parse),
-        cmocka_unit_test(test_node_ids_and_uuids),     cmocka_unit_test(test_error_table),
+        cmocka_unit_test(test_map_put_get_del_grow),
+        cmocka_unit_test(test_time_format_and_parse),
+        cmocka_unit_test(test_node_ids_and_uuids),
+        cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_log_levels_and_quoting),
+        cmocka_unit_test(test_array_room_slides_or_grows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

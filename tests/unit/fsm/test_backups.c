@@ -20,19 +20,6 @@ static int status_of(struct rd_fsm *f, struct rd_wbuf w)
     return apply(f, w)->status;
 }
 
-/* Snapshots `f`, restores it into a fresh machine and checks they agree. */
-static void round_trip(struct rd_fsm *f, struct rd_fsm *g)
-{
-    struct rd_wbuf snap;
-    rd_w_init(&snap);
-    assert_int_equal(rd_fsm_snapshot(f, &snap), 0);
-    rd_fsm_init(g);
-    assert_int_equal(rd_fsm_restore(g, snap.p, snap.len), 0);
-    rd_w_free(&snap);
-    assert_true(rd_fsm_digest(f) == rd_fsm_digest(g));
-    assert_true(rd_fsm_digest_full(g) == rd_fsm_digest(g));
-}
-
 static void test_backup_life_cycle(void **state)
 {
     struct rd_fsm f, g;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fsm/fsm.h"
 #include "fsm_cmds.h"
@@ -333,6 +334,139 @@ static void test_records_are_bounded_and_go_with_their_task(void **state)
     rd_fsm_close(&f);
 }
 
+/* Record `i` of the bound test: a checkpoint write of T1's attempt 1 at
+ * version i + 1, its id from i. */
+static const struct rd_fsm_result *write_at(struct rd_fsm *f, unsigned i)
+{
+    char id[40];
+    snprintf(id, sizeof(id), "d0000000-0000-4000-8000-%012u", i);
+    return apply(f, cmd_conflict(id, T1, 1, RD_CONFLICT_CHECKPOINT, i + 1, "{}", "",
+                                 RD_CONFLICT_KEEP_NEWER, RD_CONFLICT_BY_POLICY, "", 100 + i));
+}
+
+/* At the bound, through two and a half times the bound (the array's live
+ * part slides down along the way): the oldest go first, in order; a write
+ * whose record went is neither found by id nor as the same write, and
+ * written again is a new record; one whose record stays answers with it; a
+ * snapshot holds the same records and finds the same writes. */
+static void test_bound_evicts_oldest_first_and_lookups_follow(void **state)
+{
+    struct rd_fsm f;
+    moved_task(&f);
+    const unsigned total = RD_FSM_MAX_CONFLICTS * 5 / 2;
+    for (unsigned i = 0; i < total; i++) {
+        assert_int_equal(write_at(&f, i)->value, i + 1);
+        if (i % 997 != 0) /* the checks below, now and then along the way */
+            continue;
+        size_t n;
+        const struct rd_conflict *const *cs = rd_fsm_conflicts(&f, &n);
+        unsigned first = i + 1 > RD_FSM_MAX_CONFLICTS ? i + 1 - RD_FSM_MAX_CONFLICTS : 0;
+        assert_int_equal(n, i + 1 - first);
+        assert_int_equal(cs[0]->seq, first + 1);
+        assert_int_equal(cs[n - 1]->seq, i + 1);
+        assert_ptr_equal(rd_fsm_conflict_by_seq(&f, first + 1), cs[0]);
+        if (first > 0) {
+            assert_null(rd_fsm_conflict_by_seq(&f, first));
+            assert_null(rd_fsm_conflict_same(&f, T1, 1, RD_CONFLICT_CHECKPOINT, first));
+        }
+        assert_ptr_equal(rd_fsm_conflict_same(&f, T1, 1, RD_CONFLICT_CHECKPOINT, first + 1), cs[0]);
+    }
+    size_t n;
+    const struct rd_conflict *const *cs = rd_fsm_conflicts(&f, &n);
+    assert_int_equal(n, RD_FSM_MAX_CONFLICTS);
+    uint64_t first = total - RD_FSM_MAX_CONFLICTS + 1; /* the oldest seq kept */
+    for (size_t i = 0; i < n; i++) {                   /* in order, none missing */
+        assert_int_equal(cs[i]->seq, first + i);
+        assert_int_equal(cs[i]->version, first + i);
+        assert_ptr_equal(rd_fsm_conflict_find(&f, cs[i]->id), cs[i]);
+        assert_ptr_equal(rd_fsm_conflict_same(&f, T1, 1, RD_CONFLICT_CHECKPOINT, cs[i]->version),
+                         cs[i]);
+    }
+    /* Gone: not by id, not as the same write, not by seq. */
+    char id[40];
+    snprintf(id, sizeof(id), "d0000000-0000-4000-8000-%012u", 0u);
+    assert_null(rd_fsm_conflict_find(&f, id));
+    assert_null(rd_fsm_conflict_same(&f, T1, 1, RD_CONFLICT_CHECKPOINT, 1));
+    assert_null(rd_fsm_conflict_same(&f, T1, 1, RD_CONFLICT_CHECKPOINT, first - 1));
+    /* Another attempt, kind or task is another write. */
+    assert_null(rd_fsm_conflict_same(&f, T1, 2, RD_CONFLICT_CHECKPOINT, first));
+    assert_null(rd_fsm_conflict_same(&f, T1, 1, RD_CONFLICT_COMPLETE, first));
+    assert_null(rd_fsm_conflict_same(&f, T2, 1, RD_CONFLICT_CHECKPOINT, first));
+    /* A kept write again answers with its record; nothing is added. */
+    const struct rd_fsm_result *r =
+        apply(&f, cmd_conflict("e0000000-0000-4000-8000-000000000001", T1, 1,
+                               RD_CONFLICT_CHECKPOINT, first, "{}", "", RD_CONFLICT_KEEP_NEWER,
+                               RD_CONFLICT_BY_POLICY, "", 900000));
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->value, first);
+    assert_int_equal(f.conflict_seq, total);
+    /* The oldest write's record went: written again, it is a new record,
+     * which pushes the oldest kept one out. */
+    r = apply(&f,
+              cmd_conflict("e0000000-0000-4000-8000-000000000002", T1, 1, RD_CONFLICT_CHECKPOINT, 1,
+                           "{}", "", RD_CONFLICT_KEEP_NEWER, RD_CONFLICT_BY_POLICY, "", 900001));
+    assert_int_equal(r->status, 0);
+    assert_int_equal(r->value, total + 1);
+    assert_null(rd_fsm_conflict_same(&f, T1, 1, RD_CONFLICT_CHECKPOINT, first));
+    assert_int_equal(rd_fsm_conflict_same(&f, T1, 1, RD_CONFLICT_CHECKPOINT, 1)->seq, total + 1);
+    assert_true(rd_fsm_digest(&f) == rd_fsm_digest_full(&f));
+    /* A snapshot holds the same and finds the same. */
+    struct rd_fsm c;
+    round_trip(&f, &c);
+    cs = rd_fsm_conflicts(&c, &n);
+    assert_int_equal(n, RD_FSM_MAX_CONFLICTS);
+    assert_int_equal(cs[0]->seq, first + 1);
+    assert_int_equal(rd_fsm_conflict_same(&c, T1, 1, RD_CONFLICT_CHECKPOINT, 1)->seq, total + 1);
+    assert_ptr_equal(rd_fsm_conflict_same(&c, T1, 1, RD_CONFLICT_CHECKPOINT, first + 1), cs[0]);
+    assert_null(rd_fsm_conflict_same(&c, T1, 1, RD_CONFLICT_CHECKPOINT, first));
+    rd_fsm_close(&c);
+    rd_fsm_close(&f);
+}
+
+/* CPU time of this thread in ns (what other processes do does not count). */
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time of writes `from` .. `from + n` (new records) and as many
+ * lookups of a write never recorded, the least of three tries. */
+static uint64_t cost_of(struct rd_fsm *f, unsigned from, unsigned n)
+{
+    uint64_t best = UINT64_MAX;
+    for (int round = 0; round < 3; round++, from += n) {
+        uint64_t t0 = cpu_ns();
+        for (unsigned i = from; i < from + n; i++) {
+            assert_int_equal(write_at(f, i)->status, 0);
+            assert_null(rd_fsm_conflict_same(f, T1, 1, RD_CONFLICT_CHECKPOINT, 0));
+        }
+        uint64_t t = cpu_ns() - t0;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+/* A write and a lookup cost the same with 10,000 records (each write then
+ * also drops the oldest) as with a few hundred: no walk over the records.
+ * A walk over them made it 30 to 45 times the cost at the bound. */
+static void test_costs_do_not_grow_with_the_records(void **state)
+{
+    struct rd_fsm f;
+    moved_task(&f);
+    enum { N = 300 };
+    uint64_t few = cost_of(&f, 0, N); /* 0 to 900 records */
+    for (unsigned i = 3 * N; i < RD_FSM_MAX_CONFLICTS; i++)
+        write_at(&f, i);
+    uint64_t full = cost_of(&f, RD_FSM_MAX_CONFLICTS, N); /* at the bound */
+    print_message("conflicts: %u writes and lookups: %.2f ms with up to %u records, %.2f ms at "
+                  "%u\n",
+                  N, few / 1e6, 3 * N, full / 1e6, RD_FSM_MAX_CONFLICTS);
+    assert_true(full < 8 * few);
+    rd_fsm_close(&f);
+}
+
 /* Snapshots carry the records; a replica fed the same log (or a snapshot
  * of it) holds the same state. */
 static void test_snapshot_round_trip_and_same_log_same_state(void **state)
@@ -444,6 +578,8 @@ int main(void)
         cmocka_unit_test(test_what_is_not_a_conflict_is_refused),
         cmocka_unit_test(test_the_same_write_again_finds_its_record),
         cmocka_unit_test(test_records_are_bounded_and_go_with_their_task),
+        cmocka_unit_test(test_bound_evicts_oldest_first_and_lookups_follow),
+        cmocka_unit_test(test_costs_do_not_grow_with_the_records),
         cmocka_unit_test(test_snapshot_round_trip_and_same_log_same_state),
         cmocka_unit_test(test_digest_without_records_is_unchanged),
         cmocka_unit_test(test_codec_refuses_bad_commands),

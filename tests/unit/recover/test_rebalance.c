@@ -433,6 +433,29 @@ static void test_view_carries_the_settings(void **state)
     assert_int_equal(w->s.rb_refused, 0);
 }
 
+/* on_conflict's view is the view's settings without the nodes (building
+ * and converting the fleet for every conflict costs in proportion to it):
+ * the hook answers keep_newer only when it sees just that. */
+static void test_on_conflict_view_is_the_settings_without_nodes(void **state)
+{
+    struct sched_world *w = *state;
+    configure(w);
+    load_select(w, "hooks_conflict_view.lua");
+    sched_world_agent(w, "a", 4, "{}");
+    const char *id = sched_world_task(w, 1, 5, false, 1, "{}");
+    sched_world_settle(w);
+    struct rd_conflict_write cw = {.conflict_id = "c0000000-0000-4000-8000-000000000001",
+                                   .kind = RD_CONFLICT_CHECKPOINT,
+                                   .attempt = 1,
+                                   .version = 3,
+                                   .node_id = "a"};
+    struct rd_conflict_decision d;
+    rd_sched_conflict_decide(&w->s, sched_world_get(w, id), &cw, &d);
+    assert_int_equal(d.resolved_by, RD_CONFLICT_BY_POLICY);
+    assert_int_equal(d.resolution, RD_CONFLICT_KEEP_NEWER);
+    assert_int_equal(w->policy_errors, 0);
+}
+
 /* Disabled, or while degraded: nothing moves. */
 static void test_disabled_moves_nothing(void **state)
 {
@@ -463,6 +486,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bucket_seed_replays_the_audited_moves, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_view_carries_the_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_on_conflict_view_is_the_settings_without_nodes, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_disabled_moves_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
