@@ -710,6 +710,52 @@ static void test_deadline_fault_fails_and_unplaces_the_task(void **state)
     rd_fsm_close(&f);
 }
 
+/* One random operation on a random task of `f`, as the heap tests drive
+ * them: a placement, a move back to pending (no room), a retryable failure
+ * (pending again until max_attempts), a completion, a failure, a cancel, a
+ * retry (some after their deadline passed: it is dropped). */
+static void random_task_op(struct rd_fsm *f, uint64_t *rng, int64_t *now)
+{
+    *rng = *rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    const struct rd_task *t = f->tasks[(*rng >> 33) % f->n_tasks];
+    uint32_t attempt = t->attempt;
+    char id[40];
+    snprintf(id, sizeof(id), "%s", t->id);
+    switch ((*rng >> 20) % 8) {
+    case 0:
+    case 1:
+        apply(f, cmd_task_assign(id, attempt, (*rng >> 40) % 2 ? "a" : "b", 1, (*now)++));
+        break;
+    case 2:
+        apply(f, cmd_task_assign(id, attempt, "", 0, (*now)++));
+        break;
+    case 3:
+        apply(f, cmd_task_finish(id, attempt, RD_TASK_PENDING, "x", (*now)++));
+        break;
+    case 4:
+        apply(f, cmd_task_finish(id, attempt, RD_TASK_COMPLETED, "{}", (*now)++));
+        break;
+    case 5:
+        apply(f, cmd_task_finish(id, attempt, RD_TASK_FAILED, "x", (*now)++));
+        break;
+    case 6:
+        apply(f, cmd_life(RD_TASK_OP_CANCEL, id, "", 0, 0, (*now)++));
+        break;
+    default:
+        *now += (int64_t)((*rng >> 44) % 50);
+        apply(f, cmd_life(RD_TASK_OP_RETRY, id, "", 0, 0, (*now)++));
+    }
+}
+
+/* `g` restored from a snapshot of `f` (`snap` holds it; the caller frees). */
+static void restore_copy(const struct rd_fsm *f, struct rd_fsm *g, struct rd_wbuf *snap)
+{
+    rd_w_init(snap);
+    assert_int_equal(rd_fsm_snapshot(f, snap), 0);
+    rd_fsm_init(g);
+    assert_int_equal(rd_fsm_restore(g, snap->p, snap->len), 0);
+}
+
 /* The deadline heap (rd_fsm_deadlines_passed) against a walk over every
  * task: after each submit, placement, completion, failure, cancel, retry
  * and a snapshot's restore it names exactly the unfinished tasks whose
@@ -770,38 +816,15 @@ static void test_deadline_heap_names_the_passed_deadlines(void **state)
     assert_heap_matches_walk(&f, 0);
     assert_heap_matches_walk(&f, 5000);
     for (unsigned step = 0; step < 600; step++) {
-        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-        const struct rd_task *t = f.tasks[(rng >> 33) % TASKS];
-        uint32_t attempt = t->attempt;
-        snprintf(id, sizeof(id), "%s", t->id);
-        switch ((rng >> 20) % 5) {
-        case 0:
-            apply(&f, cmd_task_assign(id, attempt, (rng >> 40) % 2 ? "a" : "b", 1, now++));
-            break;
-        case 1:
-            apply(&f, cmd_task_finish(id, attempt, RD_TASK_COMPLETED, "{}", now++));
-            break;
-        case 2:
-            apply(&f, cmd_task_finish(id, attempt, RD_TASK_FAILED, "x", now++));
-            break;
-        case 3:
-            apply(&f, cmd_life(RD_TASK_OP_CANCEL, id, "", 0, 0, now++));
-            break;
-        default: /* some retries come after their deadline passed: dropped */
-            now += (rng >> 44) % 50;
-            apply(&f, cmd_life(RD_TASK_OP_RETRY, id, "", 0, 0, now++));
-        }
+        random_task_op(&f, &rng, &now);
         assert_heap_matches_walk(&f, now);
         assert_heap_matches_walk(&f, now + 3000);
     }
     assert_true(rd_fsm_deadlines_pending(&f) > 0); /* the run left some to compare */
     /* Rebuilt alike from a snapshot. */
     struct rd_wbuf snap;
-    rd_w_init(&snap);
-    assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
     struct rd_fsm g;
-    rd_fsm_init(&g);
-    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
+    restore_copy(&f, &g, &snap);
     assert_int_equal(rd_fsm_deadlines_pending(&g), rd_fsm_deadlines_pending(&f));
     assert_heap_matches_walk(&g, now);
     assert_heap_matches_walk(&g, 20000);
@@ -864,40 +887,14 @@ static void test_pending_heap_hands_out_the_most_urgent_first(void **state)
     }
     assert_pending_matches_walk(&f);
     for (unsigned step = 0; step < 600; step++) {
-        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-        const struct rd_task *t = f.tasks[(rng >> 33) % f.n_tasks];
-        uint32_t attempt = t->attempt;
-        snprintf(id, sizeof(id), "%s", t->id);
-        switch ((rng >> 20) % 7) {
-        case 0:
-        case 1:
-            apply(&f, cmd_task_assign(id, attempt, (rng >> 40) % 2 ? "a" : "b", 1, now++));
-            break;
-        case 2: /* back to pending (a move that found no room) */
-            apply(&f, cmd_task_assign(id, attempt, "", 0, now++));
-            break;
-        case 3: /* retryable failure: pending again, until max_attempts */
-            apply(&f, cmd_task_finish(id, attempt, RD_TASK_PENDING, "x", now++));
-            break;
-        case 4:
-            apply(&f, cmd_task_finish(id, attempt, RD_TASK_COMPLETED, "{}", now++));
-            break;
-        case 5:
-            apply(&f, cmd_life(RD_TASK_OP_CANCEL, id, "", 0, 0, now++));
-            break;
-        default:
-            apply(&f, cmd_life(RD_TASK_OP_RETRY, id, "", 0, 0, now++));
-        }
+        random_task_op(&f, &rng, &now);
         assert_pending_matches_walk(&f);
     }
     assert_true(rd_fsm_pending_count(&f) > 10); /* the run left some to compare */
     assert_true(f.tasks_by_state[RD_TASK_COMPLETED] > 0);
     struct rd_wbuf snap;
-    rd_w_init(&snap);
-    assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
     struct rd_fsm g;
-    rd_fsm_init(&g);
-    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
+    restore_copy(&f, &g, &snap);
     assert_pending_matches_walk(&g);
     apply(&g, cmd_life(RD_TASK_OP_PRUNE, "", "", 0, 1000, now + 100000));
     assert_true(g.n_tasks < f.n_tasks);
