@@ -355,9 +355,30 @@ static void partition_open(struct rd_analysis *a, uint64_t now)
     propose(a, &cmd, NULL, STAGE_OTHER, true);
 }
 
+/* The agents the guard held come back one heartbeat at a time when a
+ * partition heals, and the share drops below the threshold while the last
+ * of them are still silent: judged at once they would all be failed in the
+ * closing tick (the storm: 71 of 143). Each held agent gets one lease of
+ * grace, as a new leader gives every agent: back within it, it is alive
+ * again; still silent after it, it is judged (and counted) as usual. */
+static void partition_grace(struct rd_analysis *a, uint64_t now)
+{
+    const struct rd_fsm *f = a->fsm;
+    uint64_t until = now + rd_config_lease_ms(a->cfg) * 1000000ULL;
+    for (size_t i = 0; i < f->n_nodes && f->count_by_state[RD_NODE_SUSPECT] > 0; i++) {
+        const struct rd_node *n = f->nodes[i];
+        struct rd_soft *soft = n->state == RD_NODE_SUSPECT
+                                   ? rd_registry_get(a->registry, n->node_id, n->id_len)
+                                   : NULL;
+        if (soft != NULL && soft->grace_until_ns < until)
+            soft->grace_until_ns = until;
+    }
+}
+
 static void partition_close(struct rd_analysis *a)
 {
     a->partition_suspected = false;
+    partition_grace(a, a->clock());
     rd_hist_observe(&a->partition_merge, (double)(a->clock() - a->partition_since_ns) / 1e9);
     struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE};
     cmd.u.fresolve.id = RD_STR(a->partition_fault_id);

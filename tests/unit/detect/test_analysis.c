@@ -295,6 +295,52 @@ static void test_guard_trips_before_suspects_commit(void **state)
     assert_int_equal(w->fsm.count_by_state[RD_NODE_SUSPECT], 5);
 }
 
+/* A partition heals one agent at a time: once enough are back the share
+ * drops below the threshold and the guard lets go while the last held
+ * agents are still silent. They get one lease of grace (they used to be
+ * failed in the closing tick: 71 of 143 in the storm); one that stays
+ * silent past it is failed. */
+static void test_partition_heal_gives_held_agents_a_lease(void **state)
+{
+    struct world *w = *state;
+    const char *ids[] = {"h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7"};
+    for (int i = 0; i < 8; i++)
+        agent(w, ids[i], false);
+    for (int i = 0; i < 4; i++)
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    step(&w->log);
+    for (int i = 0; i < 4; i++)
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    step(&w->log);
+    assert_true(w->a.partition_suspected);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(state_of(w, ids[i]), RD_NODE_SUSPECT);
+    /* The heal: h0 heartbeats first; 3 of 8 is below the share. */
+    fake_now += 8000 * MS;
+    observe(w, "h0", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    step(&w->log);
+    fake_now += w->cfg.fault_tolerance.partition.mass_failure_window_ms * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_false(w->a.partition_suspected);
+    for (int i = 1; i < 4; i++) /* still silent, not failed */
+        assert_int_equal(state_of(w, ids[i]), RD_NODE_SUSPECT);
+    observe(w, "h1", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    observe(w, "h2", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    step(&w->log);
+    fake_now += rd_config_lease_ms(&w->cfg) * MS / 2;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_int_equal(state_of(w, "h1"), RD_NODE_ALIVE);
+    assert_int_equal(state_of(w, "h2"), RD_NODE_ALIVE);
+    assert_int_equal(state_of(w, "h3"), RD_NODE_SUSPECT);
+    /* h3 stays silent past its lease: judged as usual. */
+    fake_now += rd_config_lease_ms(&w->cfg) * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_int_equal(state_of(w, "h3"), RD_NODE_FAILED);
+}
+
 /* The count of troubled working agents follows the verdicts and the
  * state: an agent that heartbeats again, or whose failure is a guard event,
  * or that failed, is not counted (else the guard would never lift). */
@@ -418,6 +464,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_guard_holds_half_the_fleet, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guard_trips_before_suspects_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guard_troubled_count_follows_the_agents, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_partition_heal_gives_held_agents_a_lease, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_flapping_agent_goes_to_probation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_leadership_forgets_old_verdicts, setup, teardown),
