@@ -43,9 +43,9 @@ static void on_node_change(void *data, const struct rd_node *node, int old_state
     bool leader = eng->leader_since_ns != 0;
     /* Soft state follows the durable state: a new epoch starts afresh, a
      * node that left is forgotten (after the detectors heard of it). */
-    if (old_state == RD_NODE_SUSPECT && node->state != RD_NODE_SUSPECT)
-        rd_analysis_left_suspect(&eng->analysis,
-                                 rd_registry_get(&eng->registry, node->node_id, node->id_len));
+    rd_analysis_node_changed(&eng->analysis,
+                             rd_registry_get(&eng->registry, node->node_id, node->id_len), node,
+                             old_state);
     if (leader && node->state != RD_NODE_LEFT) {
         uint64_t grace = rd_engine_lease_ms(eng) * 1000000ULL;
         struct rd_soft *s = rd_registry_touch(&eng->registry, node->node_id, node->id_len,

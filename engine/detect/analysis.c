@@ -37,6 +37,7 @@ struct proposal {
 };
 
 static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s);
+static void trouble_sync(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s);
 
 /* The analysis's soft state of the node whose registry part is `soft`
  * (afresh for a new node or epoch); NULL on ENOMEM (the node then waits for
@@ -56,6 +57,8 @@ static struct rd_detect *det(struct rd_analysis *a, struct rd_soft *soft)
     }
     struct rd_detect *d = &a->by_slot[soft->slot];
     if (d->generation != soft->generation) {
+        if (d->troubled && a->troubled > 0)
+            a->troubled--;
         memset(d, 0, sizeof(*d));
         d->generation = soft->generation;
     }
@@ -88,6 +91,8 @@ static void proposal_done(void *data, int status, uint64_t value)
         }
         /* The state may call for another step (suspect -> failed). */
         const struct rd_node *n = rd_fsm_node(a->fsm, p->node_id, strlen(p->node_id));
+        if (s != NULL)
+            trouble_sync(a, n != NULL && n->state != RD_NODE_LEFT ? n : NULL, s);
         if (s != NULL && n != NULL && a->log.is_leader(a->log.data))
             evaluate(a, n, s);
     }
@@ -231,6 +236,29 @@ static char *fault_metadata(const struct rd_node *n, const struct rd_detect *s, 
 
 /* ---- flap damping and the mass-failure guard ----------------------------- */
 
+static bool any_bad(const struct rd_detect *s)
+{
+    return s->hb != RD_VERDICT_OK || s->probe != RD_VERDICT_OK;
+}
+
+/* Keeps `s` counted in a->troubled exactly while node `n` (NULL: gone)
+ * works by the state machine under the epoch the verdicts are about, a
+ * detector says it is in trouble, and its failure is not a guard event yet
+ * (a committed suspect is counted by the state machine's count instead). */
+static void trouble_sync(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s)
+{
+    bool working = n != NULL && (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION) &&
+                   s->soft->epoch == n->epoch;
+    if (!working || !any_bad(s))
+        s->failing_working = false; /* a later episode counts afresh */
+    bool want = working && any_bad(s) && !s->failing_working;
+    if (want && !s->troubled)
+        a->troubled++;
+    else if (!want && s->troubled && a->troubled > 0)
+        a->troubled--;
+    s->troubled = want;
+}
+
 static void record_flap(struct rd_analysis *a, struct rd_detect *s, uint64_t now)
 {
     uint64_t window = ms_ns(cfg_of(a)->fault_tolerance.detection.flap_window_ms);
@@ -293,9 +321,11 @@ static bool guard_tripped(struct rd_analysis *a, uint64_t now, unsigned extra)
     size_t total = live_nodes(a);
     if (total < c->fault_tolerance.partition.min_nodes)
         return false;
-    /* In trouble now: suspected, or failed within the window. Agents that
-     * came back do not count, so the guard lifts as soon as they do. */
-    size_t bad = a->fsm->count_by_state[RD_NODE_SUSPECT] + extra + guard_recent(a, now);
+    /* In trouble now: suspected (committed, or as the detectors see it),
+     * or failed within the window. Agents that came back do not count, so
+     * the guard lifts as soon as they do. */
+    size_t bad =
+        a->fsm->count_by_state[RD_NODE_SUSPECT] + a->troubled + extra + guard_recent(a, now);
     /* A failure proposed but not applied yet is both an event and a suspect. */
     bad -= a->failing_suspect < bad ? a->failing_suspect : bad;
     a->guard_bad = bad;
@@ -325,9 +355,30 @@ static void partition_open(struct rd_analysis *a, uint64_t now)
     propose(a, &cmd, NULL, STAGE_OTHER, true);
 }
 
+/* The agents the guard held come back one heartbeat at a time when a
+ * partition heals, and the share drops below the threshold while the last
+ * of them are still silent: judged at once they would all be failed in the
+ * closing tick (the storm: 71 of 143). Each held agent gets one lease of
+ * grace, as a new leader gives every agent: back within it, it is alive
+ * again; still silent after it, it is judged (and counted) as usual. */
+static void partition_grace(struct rd_analysis *a, uint64_t now)
+{
+    const struct rd_fsm *f = a->fsm;
+    uint64_t until = now + rd_config_lease_ms(a->cfg) * 1000000ULL;
+    for (size_t i = 0; i < f->n_nodes && f->count_by_state[RD_NODE_SUSPECT] > 0; i++) {
+        const struct rd_node *n = f->nodes[i];
+        struct rd_soft *soft = n->state == RD_NODE_SUSPECT
+                                   ? rd_registry_get(a->registry, n->node_id, n->id_len)
+                                   : NULL;
+        if (soft != NULL && soft->grace_until_ns < until)
+            soft->grace_until_ns = until;
+    }
+}
+
 static void partition_close(struct rd_analysis *a)
 {
     a->partition_suspected = false;
+    partition_grace(a, a->clock());
     rd_hist_observe(&a->partition_merge, (double)(a->clock() - a->partition_since_ns) / 1e9);
     struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE};
     cmd.u.fresolve.id = RD_STR(a->partition_fault_id);
@@ -338,11 +389,6 @@ static void partition_close(struct rd_analysis *a)
 }
 
 /* ---- the decision -------------------------------------------------------- */
-
-static bool any_bad(const struct rd_detect *s)
-{
-    return s->hb != RD_VERDICT_OK || s->probe != RD_VERDICT_OK;
-}
 
 /* A node fails on a signal at its full threshold, or on two signals. */
 static bool failing(const struct rd_detect *s)
@@ -425,8 +471,16 @@ static unsigned probation_needed(struct rd_analysis *a, const struct rd_detect *
     return need;
 }
 
+/* 1 when the guard must add the agent being judged to its count (neither
+ * a committed suspect nor a troubled working agent), else 0. */
+static unsigned uncounted(const struct rd_node *n, const struct rd_detect *s)
+{
+    return n->state == RD_NODE_SUSPECT || s->troubled ? 0 : 1;
+}
+
 static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s)
 {
+    trouble_sync(a, n, s);
     if (s->proposing || s->soft->epoch != n->epoch || !a->log.is_leader(a->log.data))
         return;
     uint64_t now = a->clock();
@@ -483,7 +537,7 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_d
             s->metrics_verdict != RD_VERDICT_FAILED && n->health_url[0] != '\0' &&
             s->hb_failed_ns != 0 && now - s->hb_failed_ns < hold && state == RD_NODE_SUSPECT)
             return;
-        if (a->partition_suspected || guard_tripped(a, now, state == RD_NODE_SUSPECT ? 0 : 1)) {
+        if (a->partition_suspected || guard_tripped(a, now, uncounted(n, s))) {
             a->guard_blocked_total++;
             if (!a->partition_suspected && !a->partition_proposing)
                 partition_open(a, now);
@@ -498,10 +552,15 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_d
         classify(n, s, &type, &sev);
         if (state != RD_NODE_SUSPECT)
             record_flap(a, s, now);
+        /* Counted once: as a guard event from here (not as a suspect, or
+         * a troubled working agent, until its failure applies). */
         guard_record(a, now);
         if (state == RD_NODE_SUSPECT && !s->failing_counted) {
             s->failing_counted = true;
             a->failing_suspect++;
+        } else if (state != RD_NODE_SUSPECT) {
+            s->failing_working = true;
+            trouble_sync(a, n, s);
         }
         RD_WARN("analysis", "node_failed",
                 "node=%s epoch=%llu type=%s severity=%s hb=%s probe=%s/%s", n->node_id,
@@ -515,7 +574,8 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_d
         propose_transition(a, n, s, RD_NODE_SUSPECT, false,
                            s->hb != RD_VERDICT_OK ? "heartbeats late" : "probe failed",
                            STAGE_SUSPECT);
-        if (!a->partition_suspected && !a->partition_proposing && guard_tripped(a, now, 1))
+        if (!a->partition_suspected && !a->partition_proposing &&
+            guard_tripped(a, now, uncounted(n, s)))
             partition_open(a, now);
     }
 }
@@ -565,6 +625,7 @@ bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
     default:
         return false;
     }
+    trouble_sync(a, n, s); /* before any judging: the guard counts it from here */
     if (v != RD_VERDICT_OK || obs->predicted) {
         snprintf(s->detail, sizeof(s->detail), "%s: %s", detector,
                  obs->detail ? obs->detail : verdict_name(v));
@@ -611,6 +672,8 @@ void rd_analysis_tick(struct rd_analysis *a)
         if (n->state == RD_NODE_FAILED || n->state == RD_NODE_ISOLATED || n->state == RD_NODE_LEFT)
             continue;
         struct rd_detect *s = det(a, rd_registry_get(a->registry, n->node_id, n->id_len));
+        if (s != NULL)
+            trouble_sync(a, n, s);
         if (s != NULL && !s->proposing &&
             (any_bad(s) || s->metrics_verdict != RD_VERDICT_OK || s->predicted || s->warn_open ||
              n->state == RD_NODE_SUSPECT))
@@ -681,6 +744,7 @@ void rd_analysis_reset(struct rd_analysis *a)
     a->partition_proposing = false;
     a->n_events = 0;
     a->failing_suspect = 0;
+    a->troubled = 0;
     /* The detectors start afresh with a new leadership and report only
      * changes: a verdict kept from this replica's previous leadership (a
      * node left suspect) would never be cleared by them, and the node would
@@ -689,10 +753,14 @@ void rd_analysis_reset(struct rd_analysis *a)
         memset(a->by_slot, 0, a->n_by_slot * sizeof(*a->by_slot));
 }
 
-void rd_analysis_left_suspect(struct rd_analysis *a, struct rd_soft *soft)
+void rd_analysis_node_changed(struct rd_analysis *a, struct rd_soft *soft, const struct rd_node *n,
+                              int old_state)
 {
     struct rd_detect *s = det(a, soft);
-    if (s == NULL || !s->failing_counted)
+    if (s == NULL)
+        return;
+    trouble_sync(a, n->state == RD_NODE_LEFT ? NULL : n, s);
+    if (old_state != RD_NODE_SUSPECT || n->state == RD_NODE_SUSPECT || !s->failing_counted)
         return;
     s->failing_counted = false;
     if (a->failing_suspect > 0)

@@ -57,6 +57,11 @@ struct rd_detect {
     char detail[160];     /* the last detector's human line */
     char metric[32];      /* the metric behind a metrics verdict */
     bool failing_counted; /* its failure is a guard event while it is still suspect */
+    /* Counted in rd_analysis.troubled: working (alive or on probation) by
+     * the state machine, but a detector's verdict is not ok, and no failure
+     * of it is a guard event yet. */
+    bool troubled;
+    bool failing_working; /* its failure is a guard event while it is still working */
 };
 
 struct rd_analysis {
@@ -79,6 +84,11 @@ struct rd_analysis {
     /* Agents whose failure is in `events` but whose failed transition has
      * not applied yet: still counted as suspect, so not counted twice. */
     unsigned failing_suspect;
+    /* Working agents the detectors see in trouble (rd_detect.troubled):
+     * suspects whose transition is not proposed or not committed yet. The
+     * guard counts them, so it trips on what the detectors see, before the
+     * log has caught up (a mass event is one commit per agent). */
+    size_t troubled;
     size_t guard_bad;          /* agents in trouble at the guard's last count */
     struct rd_detect *by_slot; /* its soft state of each node, by registry slot */
     size_t n_by_slot;
@@ -121,10 +131,12 @@ struct rd_heartbeat_in {
  */
 int rd_analysis_take_heartbeat(struct rd_analysis *a, const struct rd_heartbeat_in *hb,
                                const struct rd_node **node, struct rd_soft **soft);
-/* A node left the suspect state (apply time, any cause): its failure, if
- * already recorded for the guard, no longer needs discounting. */
+/* Node `n` changed state from `old_state` (apply time, any cause; `s` its
+ * soft state, may be NULL): a failure it left suspect with no longer needs
+ * discounting, and it counts as a troubled working agent or not. */
 struct rd_soft;
-void rd_analysis_left_suspect(struct rd_analysis *a, struct rd_soft *s);
+void rd_analysis_node_changed(struct rd_analysis *a, struct rd_soft *s, const struct rd_node *n,
+                              int old_state);
 
 /* The heartbeat detector's last phi for the node while its heartbeats are
  * not on time: true and *phi, else false (on time, or nothing known). */

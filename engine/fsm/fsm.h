@@ -125,9 +125,11 @@ struct rd_fsm {
     size_t cap_tasks;
     struct rd_map tasks_by_id;
     size_t tasks_by_state[RD_TASK_STATE_COUNT];
-    struct rd_task **deadlines; /* derived: min-heap by deadline_ms of the unfinished tasks
-                                 * with one; as large as `tasks` (never grows on its own) */
-    size_t n_deadlines;
+    /* derived, each as large as `tasks` (never grows on its own): a
+     * min-heap by deadline_ms of the unfinished tasks with one, and one in
+     * urgency order (rd_task_cmp_urgency) of the pending tasks */
+    struct rd_task_heap deadlines;
+    struct rd_task_heap pending;
     struct rd_recovery **recoveries; /* in order of opening */
     size_t n_recoveries;
     size_t cap_recoveries;

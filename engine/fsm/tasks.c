@@ -47,71 +47,102 @@ static void task_free(struct rd_task *t)
     free(t);
 }
 
-/* ---- the deadline heap: unfinished tasks with a deadline, earliest on top ----
- * Its room is the task table's (task_insert grows both), so keeping it never
- * allocates: set_task_state, submit, retry and snapshot reads keep it in step
- * through deadline_sync. */
+/* ---- the task heaps: unfinished tasks with a deadline, earliest on top,
+ * and pending tasks, most urgent on top ----
+ * Their room is the task table's (task_insert grows all three), so keeping
+ * them never allocates: set_task_state, submit, retry, prune and snapshot
+ * reads keep them in step through heaps_sync. */
 
-static bool dl_less(const struct rd_fsm *f, size_t a, size_t b)
+enum heap_kind { HEAP_DEADLINE, HEAP_PENDING };
+
+static struct rd_task_heap *heap_of(struct rd_fsm *f, enum heap_kind k)
 {
-    return f->deadlines[a]->deadline_ms < f->deadlines[b]->deadline_ms;
+    return k == HEAP_DEADLINE ? &f->deadlines : &f->pending;
 }
 
-static void dl_swap(struct rd_fsm *f, size_t a, size_t b)
+static size_t *pos_of(struct rd_task *t, enum heap_kind k)
 {
-    struct rd_task *t = f->deadlines[a];
-    f->deadlines[a] = f->deadlines[b];
-    f->deadlines[b] = t;
-    f->deadlines[a]->deadline_pos = a + 1;
-    f->deadlines[b]->deadline_pos = b + 1;
+    return k == HEAP_DEADLINE ? &t->deadline_pos : &t->pending_pos;
 }
 
-static void dl_up(struct rd_fsm *f, size_t i)
+/* Whether `x` goes above `y` in heap `k`: a strict order for the pending
+ * heap (urgency ends on the id), so its order is the same on every replica. */
+static bool task_above(enum heap_kind k, const struct rd_task *x, const struct rd_task *y)
 {
-    while (i > 0 && dl_less(f, i, (i - 1) / 2)) {
-        dl_swap(f, i, (i - 1) / 2);
+    if (k == HEAP_DEADLINE)
+        return x->deadline_ms < y->deadline_ms;
+    return rd_task_cmp_urgency(&x, &y) < 0;
+}
+
+static bool h_less(const struct rd_task_heap *h, enum heap_kind k, size_t a, size_t b)
+{
+    return task_above(k, h->at[a], h->at[b]);
+}
+
+static void h_swap(struct rd_task_heap *h, enum heap_kind k, size_t a, size_t b)
+{
+    struct rd_task *t = h->at[a];
+    h->at[a] = h->at[b];
+    h->at[b] = t;
+    *pos_of(h->at[a], k) = a + 1;
+    *pos_of(h->at[b], k) = b + 1;
+}
+
+static void h_up(struct rd_task_heap *h, enum heap_kind k, size_t i)
+{
+    while (i > 0 && h_less(h, k, i, (i - 1) / 2)) {
+        h_swap(h, k, i, (i - 1) / 2);
         i = (i - 1) / 2;
     }
 }
 
-static void dl_down(struct rd_fsm *f, size_t i)
+static void h_down(struct rd_task_heap *h, enum heap_kind k, size_t i)
 {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < f->n_deadlines && dl_less(f, l, m))
+        if (l < h->n && h_less(h, k, l, m))
             m = l;
-        if (r < f->n_deadlines && dl_less(f, r, m))
+        if (r < h->n && h_less(h, k, r, m))
             m = r;
         if (m == i)
             return;
-        dl_swap(f, i, m);
+        h_swap(h, k, i, m);
         i = m;
     }
 }
 
-static void dl_remove(struct rd_fsm *f, struct rd_task *t)
+static void h_remove(struct rd_fsm *f, enum heap_kind k, struct rd_task *t)
 {
-    size_t i = t->deadline_pos - 1, last = --f->n_deadlines;
-    t->deadline_pos = 0;
+    struct rd_task_heap *h = heap_of(f, k);
+    size_t i = *pos_of(t, k) - 1, last = --h->n;
+    *pos_of(t, k) = 0;
     if (i == last)
         return;
-    f->deadlines[i] = f->deadlines[last];
-    f->deadlines[i]->deadline_pos = i + 1;
-    dl_up(f, i);
-    dl_down(f, f->deadlines[i]->deadline_pos - 1);
+    h->at[i] = h->at[last];
+    *pos_of(h->at[i], k) = i + 1;
+    h_up(h, k, i);
+    h_down(h, k, *pos_of(h->at[i], k) - 1);
 }
 
-/* In the heap exactly when it has a deadline and is not finished. */
-static void deadline_sync(struct rd_fsm *f, struct rd_task *t)
+/* `t` in heap `k` exactly when `want`. */
+static void h_sync(struct rd_fsm *f, enum heap_kind k, struct rd_task *t, bool want)
 {
-    bool want = t->deadline_ms != 0 && !terminal(t->state);
-    if (want && t->deadline_pos == 0) {
-        f->deadlines[f->n_deadlines] = t;
-        t->deadline_pos = ++f->n_deadlines;
-        dl_up(f, f->n_deadlines - 1);
-    } else if (!want && t->deadline_pos != 0) {
-        dl_remove(f, t);
+    struct rd_task_heap *h = heap_of(f, k);
+    if (want && *pos_of(t, k) == 0) {
+        h->at[h->n] = t;
+        *pos_of(t, k) = ++h->n;
+        h_up(h, k, h->n - 1);
+    } else if (!want && *pos_of(t, k) != 0) {
+        h_remove(f, k, t);
     }
+}
+
+/* In the deadline heap exactly when it has a deadline and is not finished;
+ * in the pending heap exactly when pending. */
+static void heaps_sync(struct rd_fsm *f, struct rd_task *t)
+{
+    h_sync(f, HEAP_DEADLINE, t, t->deadline_ms != 0 && !terminal(t->state));
+    h_sync(f, HEAP_PENDING, t, t->state == RD_TASK_PENDING);
 }
 
 /* The heap's entries at or below `now_ms` from position `i` down: a child
@@ -119,9 +150,9 @@ static void deadline_sync(struct rd_fsm *f, struct rd_task *t)
 static size_t dl_collect(const struct rd_fsm *f, size_t i, int64_t now_ms,
                          const struct rd_task **out, size_t n, size_t max)
 {
-    if (i >= f->n_deadlines || n >= max || f->deadlines[i]->deadline_ms > now_ms)
+    if (i >= f->deadlines.n || n >= max || f->deadlines.at[i]->deadline_ms > now_ms)
         return n;
-    out[n++] = f->deadlines[i];
+    out[n++] = f->deadlines.at[i];
     n = dl_collect(f, 2 * i + 1, now_ms, out, n, max);
     return dl_collect(f, 2 * i + 2, now_ms, out, n, max);
 }
@@ -134,7 +165,84 @@ size_t rd_fsm_deadlines_passed(const struct rd_fsm *f, int64_t now_ms, const str
 
 size_t rd_fsm_deadlines_pending(const struct rd_fsm *f)
 {
-    return f->n_deadlines;
+    return f->deadlines.n;
+}
+
+size_t rd_fsm_pending_count(const struct rd_fsm *f)
+{
+    return f->pending.n;
+}
+
+struct rd_task *rd_fsm_pending_at(const struct rd_fsm *f, size_t i)
+{
+    return i < f->pending.n ? f->pending.at[i] : NULL;
+}
+
+/* The frontier holds positions of the pending heap whose parents were
+ * taken; its top is the most urgent task not taken yet. */
+static bool it_less(const struct rd_pending_iter *it, size_t a, size_t b)
+{
+    return task_above(HEAP_PENDING, it->f->pending.at[it->q[a]], it->f->pending.at[it->q[b]]);
+}
+
+static bool it_push(struct rd_pending_iter *it, size_t pos)
+{
+    if (pos >= it->f->pending.n)
+        return true;
+    if (it->n == it->cap) {
+        size_t ncap = it->cap ? it->cap * 2 : 64;
+        size_t *nq = realloc(it->q, ncap * sizeof(*nq));
+        if (nq == NULL)
+            return false;
+        it->q = nq;
+        it->cap = ncap;
+    }
+    size_t i = it->n++;
+    it->q[i] = pos;
+    while (i > 0 && it_less(it, i, (i - 1) / 2)) {
+        size_t p = (i - 1) / 2, x = it->q[i];
+        it->q[i] = it->q[p];
+        it->q[p] = x;
+        i = p;
+    }
+    return true;
+}
+
+void rd_fsm_pending_begin(const struct rd_fsm *f, struct rd_pending_iter *it)
+{
+    memset(it, 0, sizeof(*it));
+    it->f = f;
+    it_push(it, 0);
+}
+
+struct rd_task *rd_fsm_pending_next(struct rd_pending_iter *it)
+{
+    if (it->n == 0)
+        return NULL;
+    size_t top = it->q[0];
+    it->q[0] = it->q[--it->n];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < it->n && it_less(it, l, m))
+            m = l;
+        if (r < it->n && it_less(it, r, m))
+            m = r;
+        if (m == i)
+            break;
+        size_t x = it->q[i];
+        it->q[i] = it->q[m];
+        it->q[m] = x;
+        i = m;
+    }
+    if (!it_push(it, 2 * top + 1) || !it_push(it, 2 * top + 2))
+        it->n = 0; /* out of memory: this one is the last (a later pass goes on) */
+    return it->f->pending.at[top];
+}
+
+void rd_fsm_pending_end(struct rd_pending_iter *it)
+{
+    free(it->q);
+    memset(it, 0, sizeof(*it));
 }
 
 void rd_fsm__tasks_clear(struct rd_fsm *f)
@@ -142,9 +250,10 @@ void rd_fsm__tasks_clear(struct rd_fsm *f)
     for (size_t i = 0; i < f->n_tasks; i++)
         task_free(f->tasks[i]);
     free(f->tasks);
-    free(f->deadlines);
-    f->deadlines = NULL;
-    f->n_deadlines = 0;
+    free(f->deadlines.at);
+    free(f->pending.at);
+    memset(&f->deadlines, 0, sizeof(f->deadlines));
+    memset(&f->pending, 0, sizeof(f->pending));
     rd_map_free(&f->tasks_by_id);
     rd_map_init(&f->tasks_by_id);
     f->tasks = NULL;
@@ -160,10 +269,10 @@ void rd_fsm__tasks_move(struct rd_fsm *to, struct rd_fsm *from)
     to->tasks_by_id = from->tasks_by_id;
     memcpy(to->tasks_by_state, from->tasks_by_state, sizeof(to->tasks_by_state));
     to->deadlines = from->deadlines;
-    to->n_deadlines = from->n_deadlines;
+    to->pending = from->pending;
     from->tasks = NULL;
-    from->deadlines = NULL;
-    from->n_deadlines = 0;
+    memset(&from->deadlines, 0, sizeof(from->deadlines));
+    memset(&from->pending, 0, sizeof(from->pending));
     from->n_tasks = from->cap_tasks = 0;
     rd_map_init(&from->tasks_by_id);
 }
@@ -265,10 +374,14 @@ static int task_insert(struct rd_fsm *f, struct rd_task *t)
         if (nt == NULL)
             return RD_ENOMEM;
         f->tasks = nt;
-        struct rd_task **nd = realloc(f->deadlines, ncap * sizeof(*nd));
+        struct rd_task **nd = realloc(f->deadlines.at, ncap * sizeof(*nd));
         if (nd == NULL)
             return RD_ENOMEM; /* the table grew, its count did not: consistent */
-        f->deadlines = nd;
+        f->deadlines.at = nd;
+        struct rd_task **np = realloc(f->pending.at, ncap * sizeof(*np));
+        if (np == NULL)
+            return RD_ENOMEM;
+        f->pending.at = np;
         f->cap_tasks = ncap;
     }
     if (rd_map_put(&f->tasks_by_id, t->id, strlen(t->id), t) != 0)
@@ -278,7 +391,7 @@ static int task_insert(struct rd_fsm *f, struct rd_task *t)
     f->tasks[i] = t;
     f->n_tasks++;
     f->tasks_by_state[t->state]++;
-    deadline_sync(f, t);
+    heaps_sync(f, t);
     return 0;
 }
 
@@ -326,7 +439,7 @@ static void set_task_state(struct rd_fsm *f, struct rd_task *t, uint8_t state)
     f->tasks_by_state[t->state]--;
     t->state = state;
     f->tasks_by_state[state]++;
-    deadline_sync(f, t);
+    heaps_sync(f, t);
 }
 
 static int id_of(struct rd_str s, char out[40])
@@ -823,8 +936,10 @@ static void prune(struct rd_fsm *f, const struct rd_cmd *cmd)
             rd_fsm__dg_remove(f, RD_DG_TASK, t);
             rd_map_del(&f->tasks_by_id, t->id, strlen(t->id));
             f->tasks_by_state[t->state]--;
-            if (t->deadline_pos != 0) /* finished: never in it; kept safe all the same */
-                dl_remove(f, t);
+            if (t->deadline_pos != 0) /* finished: in neither; kept safe all the same */
+                h_remove(f, HEAP_DEADLINE, t);
+            if (t->pending_pos != 0)
+                h_remove(f, HEAP_PENDING, t);
             task_free(t);
             gone++;
             continue;

@@ -58,6 +58,7 @@ struct rd_task {
     uint8_t n_ckpts;
     struct rd_task *next_on_node, *prev_on_node; /* derived: the node's task list */
     size_t deadline_pos; /* derived: 1 + its place in the deadline heap, 0 when not in it */
+    size_t pending_pos;  /* derived: 1 + its place in the pending heap, 0 when not in it */
     struct rd_dg dg;     /* local: its term of the digest (digest.h) */
 };
 
@@ -96,6 +97,37 @@ size_t rd_fsm_deadlines_passed(const struct rd_fsm *f, int64_t now_ms, const str
                                size_t max);
 /* Unfinished tasks with a deadline (the heap's size). */
 size_t rd_fsm_deadlines_pending(const struct rd_fsm *f);
+
+/* A heap of tasks (the state machine keeps two: fsm.h). */
+struct rd_task_heap {
+    struct rd_task **at;
+    size_t n;
+};
+
+/*
+ * The pending tasks, most urgent first (rd_task_cmp_urgency), from the
+ * state machine's pending heap: each step costs O(log k) after k steps, so
+ * a pass that stops early never pays for the whole queue. Valid while the
+ * machine does not change (a pass proposes; the commits apply later):
+ *
+ *   struct rd_pending_iter it;
+ *   rd_fsm_pending_begin(f, &it);
+ *   for (struct rd_task *t; (t = rd_fsm_pending_next(&it)) != NULL;) ...
+ *   rd_fsm_pending_end(&it);
+ *
+ * rd_fsm_pending_next returns NULL at the end, and early when out of memory.
+ */
+struct rd_pending_iter {
+    const struct rd_fsm *f;
+    size_t *q; /* a min-heap of positions in the pending heap: the frontier */
+    size_t n, cap;
+};
+void rd_fsm_pending_begin(const struct rd_fsm *f, struct rd_pending_iter *it);
+struct rd_task *rd_fsm_pending_next(struct rd_pending_iter *it);
+void rd_fsm_pending_end(struct rd_pending_iter *it);
+/* The pending tasks in no particular order: `i` from 0 below the count. */
+size_t rd_fsm_pending_count(const struct rd_fsm *f);
+struct rd_task *rd_fsm_pending_at(const struct rd_fsm *f, size_t i);
 /* Failures of `t` at or after `since_ms` (leader time), up to RD_TASK_FAIL_KEEP. */
 unsigned rd_task_failures_since(const struct rd_task *t, int64_t since_ms);
 

@@ -90,7 +90,7 @@ int rd_sched__move_task(struct rd_sched *s, struct rd_task *t, const struct rd_n
                                      run ? run->id : NULL, why, NULL))
         return -1;
     if (to != NULL)
-        extra[best] += t->slots;
+        rd_sched__add_load(s, extra, best, t->slots);
     s->recoveries_total++;
     rd_sched__note_moved(s, t->id); /* rebalancing leaves it alone for a while */
     RD_INFO("recovery", "task_moved",

@@ -105,30 +105,33 @@ void rd_sched_close(struct rd_sched *s)
 }
 
 /* Places the pending tasks, most urgent first, on the working agents with
- * room (`extra`: load this pass already added per node index). */
+ * room (`extra`: load this pass already added per node index). They come
+ * from the state machine's pending heap in urgency order, so a pass costs
+ * the tasks it looks at: it ends when no agent has a free slot left. */
 void rd_sched__place_pending(struct rd_sched *s, uint32_t *extra)
 {
     const struct rd_fsm *f = s->env.fsm;
-    if (f->tasks_by_state[RD_TASK_PENDING] == 0)
+    size_t n = rd_fsm_pending_count(f);
+    if (n == 0)
         return;
-    size_t n = 0;
-    struct rd_task **todo = malloc(f->tasks_by_state[RD_TASK_PENDING] * sizeof(*todo));
-    if (todo == NULL)
-        return;
-    for (size_t i = 0; i < f->n_tasks && n < f->tasks_by_state[RD_TASK_PENDING]; i++) {
-        struct rd_task *t = f->tasks[i];
-        if (t->state != RD_TASK_PENDING || rd_map_get(&s->inflight, t->id, strlen(t->id)))
-            continue;
-        if (rd_sched__poisoned(s, t, 0))
+    /* Poison tasks are quarantined wherever they are in the queue. */
+    unsigned max_failures = s->env.cfg->fault_tolerance.poison.max_failures;
+    for (size_t i = 0; i < n; i++) {
+        struct rd_task *t = rd_fsm_pending_at(f, i);
+        if (t->n_fail_at >= max_failures && rd_sched__poisoned(s, t, 0))
             rd_sched__quarantine(s, t, 0);
-        else
-            todo[n++] = t;
     }
-    qsort(todo, n, sizeof(*todo), rd_task_cmp_urgency);
     unsigned degraded_limit = 100;
     bool degraded = rd_sched_degraded(s, &degraded_limit);
-    for (size_t k = 0; k < n; k++) {
-        struct rd_task *t = todo[k];
+    struct rd_pending_iter it;
+    rd_fsm_pending_begin(f, &it);
+    for (struct rd_task *t; (t = rd_fsm_pending_next(&it)) != NULL;) {
+        int64_t room = rd_sched__most_room(s, extra);
+        if (room < 1)
+            break; /* every agent is full (a task asks for a slot at least) */
+        if ((int64_t)t->slots > room || rd_map_get(&s->inflight, t->id, strlen(t->id)) ||
+            rd_sched__poisoned(s, t, 0))
+            continue;
         /* Degraded: non-critical work only up to performance_limit. */
         size_t best =
             rd_sched__choose(s, t, extra, degraded && !t->critical ? degraded_limit : 100);
@@ -136,8 +139,8 @@ void rd_sched__place_pending(struct rd_sched *s, uint32_t *extra)
             continue; /* waits for capacity */
         if (!rd_sched__propose_assign(s, t, f->nodes[best], RD_TASK_ASSIGNED))
             break;
-        extra[best] += t->slots;
+        rd_sched__add_load(s, extra, best, t->slots);
         s->placements_total++;
     }
-    free(todo);
+    rd_fsm_pending_end(&it);
 }

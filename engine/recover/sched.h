@@ -105,6 +105,25 @@ struct rd_sched {
     uint64_t partition_tokens_ns;
     json_t **labels; /* nodes' labels parsed this pass, by node index */
     size_t n_labels;
+    /* Placement's index of the agents for this pass (placement.c): a
+     * tournament tree over the node indices whose inner entries hold the
+     * most free slots (at 100 % of capacity) and the least share of slots
+     * used below them, so rd_sched__choose finds its node without scoring
+     * every agent. Rebuilt at the first choice of a pass, and whenever the
+     * state machine or the pass's load array changed under it; the pass's
+     * placements update it on the way (rd_sched__add_load). */
+    struct rd_place_ix {
+        size_t width;          /* leaves: a power of two >= n_nodes (0: not built) */
+        size_t n_nodes;        /* the machine's nodes when built */
+        uint64_t applied;      /* the machine's n_applied when built */
+        const uint32_t *extra; /* the pass's load it was built with */
+        int64_t *room;         /* by tree entry; -1: no working agent below */
+        double *load;          /* by tree entry; 2.0: no working agent below */
+    } ix;
+    /* What found no room this pass, by "limit:labels": the fewest slots
+     * that found none (load only grows within a pass, so a task as large
+     * or larger with the same labels and limit fits nowhere either). */
+    struct rd_map place_fail;
     /* A plan that moved nothing is not asked again before replan_at_ns
      * (waiting for a lease to run out, or for room): the scheduler's own
      * soft state per node, by registry slot (rd_soft.generation). */

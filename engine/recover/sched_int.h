@@ -70,12 +70,27 @@ void rd_sched__arm(struct rd_sched *s, uint64_t first_ms);
 
 /* True when node `i`'s labels (parsed once per pass) include `want`. */
 bool rd_sched__node_fits(struct rd_sched *s, json_t *want, size_t i);
-/* Forgets the nodes' labels parsed in the last pass. */
+/* Forgets what the last pass learnt of the nodes: their parsed labels,
+ * the placement index and the failed placements. */
 void rd_sched__labels_reset(struct rd_sched *s);
 /* The working agent with the most room for `t`, or SIZE_MAX (`limit_pct`
- * caps how full a node may get). */
+ * caps how full a node may get): the least share of its slots used (the
+ * first by node index on a tie) among the working agents whose labels match
+ * and where the task's slots fit under the cap. Through the placement
+ * index (rd_sched.ix); `extra` may only grow within a pass, best through
+ * rd_sched__add_load. */
 size_t rd_sched__choose(struct rd_sched *s, const struct rd_task *t, const uint32_t *extra,
                         unsigned limit_pct);
+/* The same choice by scoring every node (the reference the index is tested
+ * against; used for a limit above 100 %). */
+size_t rd_sched__choose_scan(struct rd_sched *s, const struct rd_task *t, const uint32_t *extra,
+                             unsigned limit_pct);
+/* Adds `slots` placed this pass on node `i` to `extra` (and the index). */
+void rd_sched__add_load(struct rd_sched *s, uint32_t *extra, size_t i, uint32_t slots);
+/* The most free slots of any working agent at 100 % of capacity with the
+ * pass's load (`extra`), or -1 when no agent works: a task larger than
+ * this fits nowhere. */
+int64_t rd_sched__most_room(struct rd_sched *s, const uint32_t *extra);
 
 /* ---- repair.c ---- */
 

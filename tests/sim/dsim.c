@@ -358,9 +358,8 @@ static int task_index(const char *id);
 static void on_node(void *data, const struct rd_node *node, int old_state)
 {
     struct engine *e = data;
-    if (old_state == RD_NODE_SUSPECT && node->state != RD_NODE_SUSPECT)
-        rd_analysis_left_suspect(&e->analysis,
-                                 rd_registry_get(&e->registry, node->node_id, node->id_len));
+    rd_analysis_node_changed(
+        &e->analysis, rd_registry_get(&e->registry, node->node_id, node->id_len), node, old_state);
     if (e->leader && node->state != RD_NODE_LEFT) {
         struct rd_soft *s =
             rd_registry_touch(&e->registry, node->node_id, node->id_len, node->epoch, rd_mono_ns(),

@@ -258,6 +258,122 @@ static void test_guard_holds_half_the_fleet(void **state)
     assert_true(w->a.partition_merge.sum > took - 1e-6 && w->a.partition_merge.sum < took + 1e-6);
 }
 
+/* A partition as the storm saw it (issue 16): eight agents go silent at
+ * once; the log commits slowly, so none of their `suspect` transitions has
+ * committed when the heartbeat detector already says failed. The guard
+ * counts what the detectors see: it trips on the fourth agent in trouble
+ * (50 %) with no transition committed, and none of them is failed. It used
+ * to count committed suspects only: agents went from alive to failed, one
+ * guard event each, and half the fleet was failed before it tripped. */
+static void test_guard_trips_before_suspects_commit(void **state)
+{
+    struct world *w = *state;
+    const char *ids[] = {"r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"};
+    for (int i = 0; i < 8; i++)
+        agent(w, ids[i], false);
+    for (int i = 0; i < 3; i++)
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    assert_false(w->a.partition_suspected); /* 3 of 8: below the share */
+    assert_int_equal(w->a.troubled, 3);
+    observe(w, ids[3], RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    assert_int_equal(w->fsm.count_by_state[RD_NODE_SUSPECT], 0); /* nothing committed */
+    assert_true(w->a.partition_suspected);
+    /* An agent the detector fails outright, before any suspect committed. */
+    observe(w, ids[4], RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    step(&w->log);
+    for (int i = 0; i < 4; i++)
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    step(&w->log);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(state_of(w, ids[i]), RD_NODE_SUSPECT);
+    const struct rd_fault *p = fault_of(w, "");
+    assert_non_null(p);
+    assert_int_equal(p->type, RD_FAULT_PARTITION);
+    assert_non_null(strstr(p->metadata_json, "\"affected_nodes\":4"));
+    /* Committed suspects are the state machine's count, not also troubled. */
+    assert_int_equal(w->a.troubled, 0);
+    assert_int_equal(w->fsm.count_by_state[RD_NODE_SUSPECT], 5);
+}
+
+/* A partition heals one agent at a time: once enough are back the share
+ * drops below the threshold and the guard lets go while the last held
+ * agents are still silent. They get one lease of grace (they used to be
+ * failed in the closing tick: 71 of 143 in the storm); one that stays
+ * silent past it is failed. */
+static void test_partition_heal_gives_held_agents_a_lease(void **state)
+{
+    struct world *w = *state;
+    const char *ids[] = {"h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7"};
+    for (int i = 0; i < 8; i++)
+        agent(w, ids[i], false);
+    for (int i = 0; i < 4; i++)
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    step(&w->log);
+    for (int i = 0; i < 4; i++)
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    step(&w->log);
+    assert_true(w->a.partition_suspected);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(state_of(w, ids[i]), RD_NODE_SUSPECT);
+    /* The heal: h0 heartbeats first; 3 of 8 is below the share. */
+    fake_now += 8000 * MS;
+    observe(w, "h0", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    step(&w->log);
+    fake_now += w->cfg.fault_tolerance.partition.mass_failure_window_ms * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_false(w->a.partition_suspected);
+    for (int i = 1; i < 4; i++) /* still silent, not failed */
+        assert_int_equal(state_of(w, ids[i]), RD_NODE_SUSPECT);
+    observe(w, "h1", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    observe(w, "h2", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    step(&w->log);
+    fake_now += rd_config_lease_ms(&w->cfg) * MS / 2;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_int_equal(state_of(w, "h1"), RD_NODE_ALIVE);
+    assert_int_equal(state_of(w, "h2"), RD_NODE_ALIVE);
+    assert_int_equal(state_of(w, "h3"), RD_NODE_SUSPECT);
+    /* h3 stays silent past its lease: judged as usual. */
+    fake_now += rd_config_lease_ms(&w->cfg) * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_int_equal(state_of(w, "h3"), RD_NODE_FAILED);
+}
+
+/* The count of troubled working agents follows the verdicts and the
+ * state: an agent that heartbeats again, or whose failure is a guard event,
+ * or that failed, is not counted (else the guard would never lift). */
+static void test_guard_troubled_count_follows_the_agents(void **state)
+{
+    struct world *w = *state;
+    w->cfg.fault_tolerance.partition.min_nodes = 100; /* the guard stays out of it */
+    const char *ids[] = {"t0", "t1", "t2"};
+    for (int i = 0; i < 3; i++)
+        agent(w, ids[i], false);
+    observe(w, "t0", RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    observe(w, "t1", RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    assert_int_equal(w->a.troubled, 2);
+    observe(w, "t0", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0); /* before its suspect commits */
+    step(&w->log);
+    assert_int_equal(w->a.troubled, 0);
+    assert_int_equal(w->fsm.count_by_state[RD_NODE_SUSPECT], 1); /* t1 */
+    /* Failed outright from alive: one guard event, no longer troubled. */
+    observe(w, "t2", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    assert_int_equal(w->a.troubled, 0);
+    assert_int_equal(w->a.n_events, 1);
+    step(&w->log);
+    assert_int_equal(state_of(w, "t2"), RD_NODE_FAILED);
+    assert_int_equal(w->a.troubled, 0);
+    /* A new leadership starts afresh. */
+    observe(w, "t0", RD_SIG_PROBE, RD_VERDICT_SUSPECT, RD_PROBE_TIMEOUT);
+    assert_int_equal(w->a.troubled, 1);
+    rd_analysis_reset(&w->a);
+    assert_int_equal(w->a.troubled, 0);
+    step(&w->log); /* its suspect commits, then (verdicts forgotten) it is ok again */
+    assert_int_equal(w->a.troubled, 0);
+}
+
 /* ---- flap damping ---------------------------------------------------------------------- */
 
 /* An agent that goes suspect and back flap_threshold times within the
@@ -346,6 +462,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_probe_gets_a_round_before_a_network_fault, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_guard_holds_half_the_fleet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guard_trips_before_suspects_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guard_troubled_count_follows_the_agents, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_partition_heal_gives_held_agents_a_lease, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_flapping_agent_goes_to_probation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_leadership_forgets_old_verdicts, setup, teardown),
     };

@@ -710,6 +710,52 @@ static void test_deadline_fault_fails_and_unplaces_the_task(void **state)
     rd_fsm_close(&f);
 }
 
+/* One random operation on a random task of `f`, as the heap tests drive
+ * them: a placement, a move back to pending (no room), a retryable failure
+ * (pending again until max_attempts), a completion, a failure, a cancel, a
+ * retry (some after their deadline passed: it is dropped). */
+static void random_task_op(struct rd_fsm *f, uint64_t *rng, int64_t *now)
+{
+    *rng = *rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    const struct rd_task *t = f->tasks[(*rng >> 33) % f->n_tasks];
+    uint32_t attempt = t->attempt;
+    char id[40];
+    snprintf(id, sizeof(id), "%s", t->id);
+    switch ((*rng >> 20) % 8) {
+    case 0:
+    case 1:
+        apply(f, cmd_task_assign(id, attempt, (*rng >> 40) % 2 ? "a" : "b", 1, (*now)++));
+        break;
+    case 2:
+        apply(f, cmd_task_assign(id, attempt, "", 0, (*now)++));
+        break;
+    case 3:
+        apply(f, cmd_task_finish(id, attempt, RD_TASK_PENDING, "x", (*now)++));
+        break;
+    case 4:
+        apply(f, cmd_task_finish(id, attempt, RD_TASK_COMPLETED, "{}", (*now)++));
+        break;
+    case 5:
+        apply(f, cmd_task_finish(id, attempt, RD_TASK_FAILED, "x", (*now)++));
+        break;
+    case 6:
+        apply(f, cmd_life(RD_TASK_OP_CANCEL, id, "", 0, 0, (*now)++));
+        break;
+    default:
+        *now += (int64_t)((*rng >> 44) % 50);
+        apply(f, cmd_life(RD_TASK_OP_RETRY, id, "", 0, 0, (*now)++));
+    }
+}
+
+/* `g` restored from a snapshot of `f` (`snap` holds it; the caller frees). */
+static void restore_copy(const struct rd_fsm *f, struct rd_fsm *g, struct rd_wbuf *snap)
+{
+    rd_w_init(snap);
+    assert_int_equal(rd_fsm_snapshot(f, snap), 0);
+    rd_fsm_init(g);
+    assert_int_equal(rd_fsm_restore(g, snap->p, snap->len), 0);
+}
+
 /* The deadline heap (rd_fsm_deadlines_passed) against a walk over every
  * task: after each submit, placement, completion, failure, cancel, retry
  * and a snapshot's restore it names exactly the unfinished tasks whose
@@ -770,38 +816,15 @@ static void test_deadline_heap_names_the_passed_deadlines(void **state)
     assert_heap_matches_walk(&f, 0);
     assert_heap_matches_walk(&f, 5000);
     for (unsigned step = 0; step < 600; step++) {
-        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-        const struct rd_task *t = f.tasks[(rng >> 33) % TASKS];
-        uint32_t attempt = t->attempt;
-        snprintf(id, sizeof(id), "%s", t->id);
-        switch ((rng >> 20) % 5) {
-        case 0:
-            apply(&f, cmd_task_assign(id, attempt, (rng >> 40) % 2 ? "a" : "b", 1, now++));
-            break;
-        case 1:
-            apply(&f, cmd_task_finish(id, attempt, RD_TASK_COMPLETED, "{}", now++));
-            break;
-        case 2:
-            apply(&f, cmd_task_finish(id, attempt, RD_TASK_FAILED, "x", now++));
-            break;
-        case 3:
-            apply(&f, cmd_life(RD_TASK_OP_CANCEL, id, "", 0, 0, now++));
-            break;
-        default: /* some retries come after their deadline passed: dropped */
-            now += (rng >> 44) % 50;
-            apply(&f, cmd_life(RD_TASK_OP_RETRY, id, "", 0, 0, now++));
-        }
+        random_task_op(&f, &rng, &now);
         assert_heap_matches_walk(&f, now);
         assert_heap_matches_walk(&f, now + 3000);
     }
     assert_true(rd_fsm_deadlines_pending(&f) > 0); /* the run left some to compare */
     /* Rebuilt alike from a snapshot. */
     struct rd_wbuf snap;
-    rd_w_init(&snap);
-    assert_int_equal(rd_fsm_snapshot(&f, &snap), 0);
     struct rd_fsm g;
-    rd_fsm_init(&g);
-    assert_int_equal(rd_fsm_restore(&g, snap.p, snap.len), 0);
+    restore_copy(&f, &g, &snap);
     assert_int_equal(rd_fsm_deadlines_pending(&g), rd_fsm_deadlines_pending(&f));
     assert_heap_matches_walk(&g, now);
     assert_heap_matches_walk(&g, 20000);
@@ -809,6 +832,73 @@ static void test_deadline_heap_names_the_passed_deadlines(void **state)
     apply(&g, cmd_life(RD_TASK_OP_PRUNE, "", "", 0, 1000, now + 100000));
     assert_true(g.n_tasks < TASKS);
     assert_heap_matches_walk(&g, 20000);
+    rd_w_free(&snap);
+    rd_fsm_close(&g);
+    rd_fsm_close(&f);
+}
+
+/* The pending heap (rd_fsm_pending_next) against a walk over every task
+ * sorted by urgency: after each submit, placement, move back to pending,
+ * retryable failure, completion, cancel, retry, a snapshot's restore and a
+ * prune it hands out exactly the pending tasks, most urgent first. */
+static void assert_pending_matches_walk(const struct rd_fsm *f)
+{
+    enum { N = 400 };
+    const struct rd_task *want[N];
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_tasks; i++)
+        if (f->tasks[i]->state == RD_TASK_PENDING)
+            want[n++] = f->tasks[i];
+    qsort(want, n, sizeof(*want), rd_task_cmp_urgency);
+    assert_int_equal(rd_fsm_pending_count(f), n);
+    assert_int_equal(f->tasks_by_state[RD_TASK_PENDING], n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rd_fsm_pending_at(f, i)->state, RD_TASK_PENDING);
+    assert_null(rd_fsm_pending_at(f, n));
+    struct rd_pending_iter it;
+    rd_fsm_pending_begin(f, &it);
+    for (size_t i = 0; i < n; i++)
+        assert_ptr_equal(rd_fsm_pending_next(&it), want[i]);
+    assert_null(rd_fsm_pending_next(&it));
+    rd_fsm_pending_end(&it);
+    /* Stopped early: the most urgent ones, nothing leaks. */
+    rd_fsm_pending_begin(f, &it);
+    for (size_t i = 0; i < n && i < 3; i++)
+        assert_ptr_equal(rd_fsm_pending_next(&it), want[i]);
+    rd_fsm_pending_end(&it);
+}
+
+static void test_pending_heap_hands_out_the_most_urgent_first(void **state)
+{
+    enum { TASKS = 300 };
+    struct rd_fsm f;
+    setup_cluster(&f);
+    uint64_t rng = 777;
+    char id[40];
+    int64_t now = 10;
+    assert_pending_matches_walk(&f); /* empty */
+    for (unsigned i = 0; i < TASKS; i++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        /* Few priorities and shared submit times: the tie-breaks decide. */
+        snprintf(id, sizeof(id), "%08x-0000-4000-8000-000000000000", (unsigned)(rng >> 32));
+        apply(&f, cmd_task_submit(id, (int)((rng >> 20) % 3) * 4, (rng >> 30) % 7 == 0, 1, 3,
+                                  now + (int64_t)((rng >> 40) % 5)));
+        now += (rng >> 50) % 2;
+    }
+    assert_pending_matches_walk(&f);
+    for (unsigned step = 0; step < 600; step++) {
+        random_task_op(&f, &rng, &now);
+        assert_pending_matches_walk(&f);
+    }
+    assert_true(rd_fsm_pending_count(&f) > 10); /* the run left some to compare */
+    assert_true(f.tasks_by_state[RD_TASK_COMPLETED] > 0);
+    struct rd_wbuf snap;
+    struct rd_fsm g;
+    restore_copy(&f, &g, &snap);
+    assert_pending_matches_walk(&g);
+    apply(&g, cmd_life(RD_TASK_OP_PRUNE, "", "", 0, 1000, now + 100000));
+    assert_true(g.n_tasks < f.n_tasks);
+    assert_pending_matches_walk(&g);
     rd_w_free(&snap);
     rd_fsm_close(&g);
     rd_fsm_close(&f);
@@ -948,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_retry_requeues_a_poison_task_with_a_new_budget),
         cmocka_unit_test(test_deadline_fault_fails_and_unplaces_the_task),
         cmocka_unit_test(test_deadline_heap_names_the_passed_deadlines),
+        cmocka_unit_test(test_pending_heap_hands_out_the_most_urgent_first),
         cmocka_unit_test(test_submit_without_deadline_replays),
         cmocka_unit_test(test_prune_drops_old_finished_tasks_once_exported),
         cmocka_unit_test(test_lifecycle_replays_identically),

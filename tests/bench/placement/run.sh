@@ -1,0 +1,35 @@
+#!/bin/bash
+# The scheduler's placement pass at scale (issue 16): rd_sched__place_pending
+# on a state machine of NODES agents and TASKS tasks against the pass it
+# replaced (a walk over the task table, a sort, a score of every agent per
+# task), the same state, the same run: initial placement of every task, a
+# trickle of 100 pending, a storm (a fifth of the agents failed, their tasks
+# pending) and a saturated fleet (every slot taken, a fifth more waiting).
+# Both passes must make the same placements (exit 1 when not).
+#
+#   tests/bench/placement/run.sh
+#   NODES=2000 TASKS=20000 REPS=5 tests/bench/placement/run.sh
+#
+# Environment: NODES (10000), TASKS (100000), REPS (5 passes per case, the
+# median reported), OLD_MAX_S (30: the old pass of a case runs once more
+# only while it took less), BUILD (build-bench). tests/bench/lib/common.sh
+# does what every benchmark's script does.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+. "$(dirname "$0")/../lib/common.sh"
+NODES=${NODES:-10000}
+TASKS=${TASKS:-100000}
+REPS=${REPS:-5}
+OLD_MAX_S=${OLD_MAX_S:-30}
+
+bench_build bench_placement
+
+echo "recoveryd placement pass benchmark: $NODES agents, $TASKS tasks, $REPS passes a case;" \
+    "$(bench_cores), $(bench_now)"
+echo "engine built from $(bench_commit)"
+echo "load average before: $(bench_loadavg)"
+rc=0
+nice -n "$NICE" "$BUILD_DIR/bin/bench_placement" --nodes "$NODES" --tasks "$TASKS" --reps "$REPS" \
+    --old-max-s "$OLD_MAX_S" || rc=$?
+echo "load average after: $(bench_loadavg)"
+exit "$rc"
