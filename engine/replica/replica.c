@@ -1346,8 +1346,12 @@ static void storage_failed(struct rd_replica *r, int rv)
 /* From the watch timer, never inside a libraft call or callback. */
 static void storage_hand_over(struct rd_replica *r)
 {
-    if (r->storage.code == 0 || r->storage.handed_over || rd_replica_voters(r) <= 1 ||
-        raft_state(&r->raft) != RAFT_LEADER)
+    /* Never while a transfer is on its way (a digest divergence's, or an
+     * earlier fault's whose callback has not come): libraft holds
+     * r->storage.transfer until it calls back, and the memset below would
+     * clear its queue links. */
+    if (r->storage.code == 0 || r->storage.handed_over || r->storage.transferring ||
+        rd_replica_voters(r) <= 1 || raft_state(&r->raft) != RAFT_LEADER)
         return;
     r->storage.handed_over = true;
     memset(&r->storage.transfer, 0, sizeof(r->storage.transfer));
