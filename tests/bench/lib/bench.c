@@ -489,6 +489,20 @@ unsigned rdb_task_index(const char *id)
     return rdb_parse_uint(id + pl, 0, UINT32_MAX - 1, &i) ? i : UINT32_MAX;
 }
 
+int rdb_hold_slot(struct rdb_hold *holds, unsigned *n, unsigned cap, unsigned task,
+                  uint32_t attempt)
+{
+    for (unsigned i = 0; i < *n; i++) {
+        if (holds[i].active && holds[i].task == task)
+            return holds[i].attempt >= attempt ? -1
+                                               : (int)i; /* a newer attempt of a task it held */
+    }
+    for (unsigned i = 0; i < *n; i++)
+        if (!holds[i].active && !holds[i].in_flight)
+            return (int)i;
+    return *n < cap ? (int)(*n)++ : -2;
+}
+
 long long rdb_epoch_of(long status, const char *body)
 {
     json_t *j = status == 201 && body ? json_loads(body, 0, NULL) : NULL;

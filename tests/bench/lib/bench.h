@@ -285,6 +285,26 @@ void rdb_task_id(unsigned i, char *out, size_t len);
  * NULL or not one. */
 unsigned rdb_task_index(const char *id);
 
+/* A task as a simulated agent holds it: the attempt it was handed is its
+ * fencing token. */
+struct rdb_hold {
+    unsigned task; /* its index (rdb_task_index) */
+    uint32_t attempt;
+    uint64_t version; /* the last acknowledged (or handed over) version */
+    int64_t due;      /* its next write, monotonic ms */
+    bool active, in_flight, completing;
+};
+
+/*
+ * Where an agent holding holds[0..*n) (room for `cap`) keeps a newly handed
+ * (task, attempt): the slot of that task's older attempt, else a slot
+ * neither active nor in flight, else a new one (*n grows). -1 when it holds
+ * that attempt or a newer one already (handed over again until its first
+ * checkpoint commits: nothing to do), -2 when every slot is taken.
+ */
+int rdb_hold_slot(struct rdb_hold *holds, unsigned *n, unsigned cap, unsigned task,
+                  uint32_t attempt);
+
 /* The epoch of a registration's answer: its "epoch" when `status` is 201
  * with JSON, else 0. */
 long long rdb_epoch_of(long status, const char *body);

@@ -152,6 +152,28 @@ static void test_agent_answers(void **state)
     assert_int_equal(n_dropped, 1);
 }
 
+/* A handed task takes its older attempt's slot, else a free one, else a
+ * new one; the attempt held (or an older one) again changes nothing. */
+static void test_hold_slots(void **state)
+{
+    struct rdb_hold h[3] = {{0}};
+    unsigned n = 0;
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 7, 1), 0);
+    h[0] = (struct rdb_hold){.task = 7, .attempt = 1, .active = true};
+    assert_int_equal(n, 1);
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 7, 1), -1);
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 7, 2), 0); /* a newer attempt of it */
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 8, 1), 1);
+    h[1] = (struct rdb_hold){.task = 8, .attempt = 1, .active = true};
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 9, 1), 2);
+    h[2] = (struct rdb_hold){.task = 9, .attempt = 1, .in_flight = true}; /* dropped, busy */
+    assert_int_equal(n, 3);
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 10, 1), -2); /* full */
+    h[1].active = false;
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 10, 1), 1); /* a free slot again */
+    assert_int_equal(n, 3);
+}
+
 static void test_due_queue(void **state)
 {
     struct rdb_dueq q;
@@ -386,7 +408,7 @@ int main(void)
         cmocka_unit_test(test_buffers),       cmocka_unit_test(test_sleep_ends_on_interrupt),
         cmocka_unit_test(test_http_helpers),  cmocka_unit_test(test_due_queue),
         cmocka_unit_test(test_options),       cmocka_unit_test(test_histogram),
-        cmocka_unit_test(test_agent_answers),
+        cmocka_unit_test(test_agent_answers), cmocka_unit_test(test_hold_slots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

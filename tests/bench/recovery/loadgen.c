@@ -68,15 +68,6 @@ struct opts {
     uint64_t seed;
 };
 
-/* A task as one agent holds it: the attempt it was handed is its fencing token. */
-struct hold {
-    unsigned task;
-    uint32_t attempt;
-    uint64_t version; /* the last acknowledged (or handed over) version */
-    int64_t due_ms;   /* next write */
-    bool active, in_flight, completing;
-};
-
 struct agent {
     char id[32];
     bool doomed;  /* crashes at the crash */
@@ -85,7 +76,7 @@ struct agent {
     bool registered, hb_in_flight;
     int64_t hb_due;
     unsigned n_holds; /* holds[] used so far (inactive ones are reused) */
-    struct hold holds[MAX_HOLDS];
+    struct rdb_hold holds[MAX_HOLDS];
 };
 
 struct task {
@@ -371,7 +362,7 @@ static void start_heartbeat(struct bench *b, struct agent *a)
 }
 
 /* A checkpoint (or at the end a completion) of hold h of agent a. */
-static void start_write(struct bench *b, struct agent *a, struct hold *h, bool complete)
+static void start_write(struct bench *b, struct agent *a, struct rdb_hold *h, bool complete)
 {
     struct req *r = req_new(b, complete ? R_COMPLETE : R_CKPT);
     if (r == NULL)
@@ -419,31 +410,20 @@ static void take(void *ctx, const struct rdb_assignment *as)
         b->unknown_tasks++;
         return;
     }
-    struct hold *h = NULL;
-    for (unsigned i = 0; i < a->n_holds && h == NULL; i++) {
-        struct hold *x = &a->holds[i];
-        if (x->active && x->task == (unsigned)(t - b->tasks)) {
-            if (x->attempt >= (uint32_t)attempt)
-                return; /* handed over again until its first checkpoint commits */
-            h = x;      /* a newer attempt of a task it held */
-        }
-    }
-    for (unsigned i = 0; i < a->n_holds && h == NULL; i++)
-        if (!a->holds[i].active && !a->holds[i].in_flight)
-            h = &a->holds[i];
-    if (h == NULL && a->n_holds < MAX_HOLDS)
-        h = &a->holds[a->n_holds++];
-    if (h == NULL) {
+    int slot = rdb_hold_slot(a->holds, &a->n_holds, MAX_HOLDS, (unsigned)(t - b->tasks),
+                             (uint32_t)attempt);
+    if (slot == -2)
         b->hold_overflow++;
+    if (slot < 0)
         return;
-    }
-    *h = (struct hold){.task = (unsigned)(t - b->tasks),
-                       .attempt = (uint32_t)attempt,
-                       .version = version,
-                       .due_ms = now, /* it checkpoints at once when it resumes a task */
-                       .active = true,
-                       .in_flight = h->in_flight,
-                       .completing = b->phase >= P_COMPLETE};
+    struct rdb_hold *h = &a->holds[slot];
+    *h = (struct rdb_hold){.task = (unsigned)(t - b->tasks),
+                           .attempt = (uint32_t)attempt,
+                           .version = version,
+                           .due = now, /* it checkpoints at once when it resumes a task */
+                           .active = true,
+                           .in_flight = h->in_flight,
+                           .completing = b->phase >= P_COMPLETE};
     if (t->crash_attempt != 0 && (uint32_t)attempt > t->crash_attempt && t->assigned_ms == 0) {
         t->assigned_ms = now > b->crash_ms ? now - b->crash_ms : 1;
         t->handed_version = version;
@@ -498,7 +478,7 @@ static void note_ack(struct bench *b, const struct task *t, int64_t now, int64_t
 static void on_checkpoint(struct bench *b, struct req *r, CURLcode rc, long status, int64_t now)
 {
     struct agent *a = &b->agents[r->agent];
-    struct hold *h = &a->holds[r->hold];
+    struct rdb_hold *h = &a->holds[r->hold];
     struct task *t = &b->tasks[r->task];
     bool mine = h->active && h->task == r->task && h->attempt == r->attempt;
     bool zombie = a->crashed && b->crash_ms != 0 && r->sent_ms >= b->crash_ms;
@@ -545,7 +525,7 @@ static void on_checkpoint(struct bench *b, struct req *r, CURLcode rc, long stat
 static void on_complete(struct bench *b, struct req *r, CURLcode rc, long status)
 {
     struct agent *a = &b->agents[r->agent];
-    struct hold *h = &a->holds[r->hold];
+    struct rdb_hold *h = &a->holds[r->hold];
     struct task *t = &b->tasks[r->task];
     bool mine = h->active && h->task == r->task && h->attempt == r->attempt;
     h->in_flight = false;
@@ -561,7 +541,7 @@ static void on_complete(struct bench *b, struct req *r, CURLcode rc, long status
     if (mine && (a->crashed || (rc == CURLE_OK && status < 500)))
         h->active = false;
     else if (mine)
-        h->due_ms = rdt_now_ms() + 200;
+        h->due = rdt_now_ms() + 200;
 }
 
 static void on_registered(struct bench *b, struct req *r, CURLcode rc, long status)
@@ -686,15 +666,15 @@ static int64_t send_due(struct bench *b, int64_t now)
             next = a->hb_due < next ? a->hb_due : next;
         }
         for (unsigned k = 0; writes && k < a->n_holds; k++) {
-            struct hold *h = &a->holds[k];
+            struct rdb_hold *h = &a->holds[k];
             if (!h->active || h->in_flight)
                 continue;
-            if (h->due_ms <= now) {
+            if (h->due <= now) {
                 start_write(b, a, h, h->completing);
-                int64_t due = h->due_ms + b->o.ckpt_ms;
-                h->due_ms = due < now ? now : due;
+                int64_t due = h->due + b->o.ckpt_ms;
+                h->due = due < now ? now : due;
             }
-            next = h->due_ms < next ? h->due_ms : next;
+            next = h->due < next ? h->due : next;
         }
     }
     return next;
@@ -724,7 +704,7 @@ static void crash(struct bench *b, int64_t now)
             continue;
         a->crashed = true;
         for (unsigned k = 0; k < a->n_holds; k++) {
-            struct hold *h = &a->holds[k];
+            struct rdb_hold *h = &a->holds[k];
             if (h->active && b->tasks[h->task].crash_attempt == 0) {
                 b->tasks[h->task].crash_attempt = h->attempt;
                 b->tasks[h->task].crash_agent = i;
@@ -744,11 +724,11 @@ static void start_complete(struct bench *b, int64_t now)
     for (unsigned i = 0; i < b->o.agents; i++) {
         struct agent *a = &b->agents[i];
         for (unsigned k = 0; k < a->n_holds; k++) {
-            struct hold *h = &a->holds[k];
+            struct rdb_hold *h = &a->holds[k];
             if (!h->active)
                 continue;
             h->completing = true;
-            h->due_ms = now;
+            h->due = now;
             if (a->crashed && !h->in_flight)
                 start_write(b, a, h, true); /* zombies first */
         }

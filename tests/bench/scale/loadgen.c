@@ -92,15 +92,6 @@ enum role { HEALTHY, DOOMED, PARTED };
 enum tag { T_AGENT = 1, T_REQ };
 enum cause { C_NONE, C_CRASH, C_PARTITION };
 
-/* A task as one agent holds it: the attempt it was handed is its fencing token. */
-struct hold {
-    unsigned task;
-    uint32_t attempt;
-    uint64_t version; /* the last acknowledged (or handed over) version */
-    int64_t due;      /* next checkpoint (its entry in the queue has this due) */
-    bool active, in_flight;
-};
-
 struct agent {
     uint8_t tag; /* T_AGENT: CURLOPT_PRIVATE points at an agent or a req */
     uint8_t role;
@@ -114,7 +105,7 @@ struct agent {
     int64_t crash_off; /* DOOMED: ms after the storm's start */
     unsigned reg_tries;
     unsigned n_holds;
-    struct hold *holds; /* MAX_HOLDS, storm only */
+    struct rdb_hold *holds; /* MAX_HOLDS, storm only */
 };
 
 enum rkind { K_SUBMIT, K_CKPT };
@@ -334,7 +325,7 @@ static void ck_schedule(struct worker *w, struct agent *a, unsigned slot, int64_
 static void mark_lost(struct bench *b, struct agent *a, int64_t at, enum cause c)
 {
     for (unsigned i = 0; i < a->n_holds; i++) {
-        struct hold *h = &a->holds[i];
+        struct rdb_hold *h = &a->holds[i];
         if (!h->active)
             continue;
         struct task *t = &b->tasks[h->task];
@@ -364,31 +355,18 @@ static void take(void *ctx, const struct rdb_assignment *as)
     uint64_t version = as->version;
     if (ti == UINT32_MAX || attempt < 1)
         return;
-    int slot = -1;
-    for (unsigned i = 0; i < a->n_holds && slot < 0; i++) {
-        struct hold *x = &a->holds[i];
-        if (x->active && x->task == ti) {
-            if (x->attempt >= (uint32_t)attempt)
-                return; /* handed over again until its first checkpoint commits */
-            slot = (int)i;
-        }
-    }
-    for (unsigned i = 0; i < a->n_holds && slot < 0; i++)
-        if (!a->holds[i].active && !a->holds[i].in_flight)
-            slot = (int)i;
-    if (slot < 0 && a->n_holds < MAX_HOLDS)
-        slot = (int)a->n_holds++;
-    if (slot < 0) {
+    int slot = rdb_hold_slot(a->holds, &a->n_holds, MAX_HOLDS, ti, (uint32_t)attempt);
+    if (slot == -2)
         w->hold_overflow++;
+    if (slot < 0)
         return;
-    }
-    struct hold *h = &a->holds[slot];
+    struct rdb_hold *h = &a->holds[slot];
     bool busy = h->in_flight && h->task == ti;
-    *h = (struct hold){.task = ti,
-                       .attempt = (uint32_t)attempt,
-                       .version = version,
-                       .active = true,
-                       .in_flight = busy};
+    *h = (struct rdb_hold){.task = ti,
+                           .attempt = (uint32_t)attempt,
+                           .version = version,
+                           .active = true,
+                           .in_flight = busy};
     ck_schedule(w, a, (unsigned)slot, now); /* it checkpoints at once when it starts a task */
     struct task *t = &b->tasks[ti];
     int64_t lost = atomic_load(&t->lost_at), zero = 0;
@@ -519,7 +497,7 @@ static void on_checkpoint(struct worker *w, struct req *r, CURLcode rc, long sta
 {
     struct bench *b = w->b;
     struct agent *a = &w->agents[r->agent];
-    struct hold *h = &a->holds[r->slot];
+    struct rdb_hold *h = &a->holds[r->slot];
     struct task *t = &b->tasks[r->task];
     bool mine = h->active && h->task == r->task && h->attempt == r->attempt;
     if (h->task == r->task)
@@ -698,7 +676,7 @@ static int64_t send_checkpoints(struct worker *w)
     while (rdb_dueq_pop_due(&w->ck, now, &d)) {
         struct agent *a = &w->agents[d.idx / MAX_HOLDS];
         unsigned slot = d.idx % MAX_HOLDS;
-        struct hold *h = &a->holds[slot];
+        struct rdb_hold *h = &a->holds[slot];
         if (!h->active || h->due != d.due || a->crashed || !a->registered ||
             (a->role == DOOMED && at != 0 && now >= at + a->crash_off))
             continue; /* stale, dropped or dead: out of the queue */
