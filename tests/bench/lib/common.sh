@@ -216,8 +216,9 @@ bench_start_engine() {
 
 # bench_fleet_setup NAME [PLUGIN...] [-- TARGET...]: builds recoveryd with the
 # heartbeat plugin, the PLUGINs and the TARGETs, a work directory NAME, the
-# engine's ports, and the head of $WORK/rd.yaml (cluster, info logging, the
-# plugins: heartbeat required, then each PLUGIN, written NAME or
+# engine's ports, and the head of $WORK/rd.yaml (cluster, logging at
+# BENCH_LOG_LEVEL, info unless set, the plugins: heartbeat required, then
+# each PLUGIN, written NAME or
 # NAME:KEY=VALUE[,KEY=VALUE...] for its config); the script appends its
 # fault_tolerance section, then bench_fleet_run (or starts the engine itself).
 bench_fleet_setup() {
@@ -236,7 +237,7 @@ bench_fleet_setup() {
 cluster:
   raft_address: 127.0.0.1:$RAFT_PORT
 logging:
-  level: info
+  level: ${BENCH_LOG_LEVEL:-info}
 plugins:
   instances:
     - name: heartbeat
