@@ -34,11 +34,6 @@ scripts/bootstrap --bench
 BENCH_LOG_LEVEL=warn bench_fleet_setup det \
     "health_probe:interval=$PROBE_INTERVAL${IDLE_INTERVAL:+,idle_interval=$IDLE_INTERVAL}" metrics log \
     -- webhook bench_detection_loadgen
-# shellcheck disable=SC2317 # run at exit by common.sh
-bench_on_exit() {
-    if [ -n "${ENGINE_LOG:-}" ] && [ -f "$WORK/rd.log" ]; then cp "$WORK/rd.log" "$ENGINE_LOG"; fi
-}
-
 # One agent per port, plus the probes' connections.
 bench_raise_nofile
 

@@ -69,9 +69,12 @@ bench_workdir() {
     WORK=$(mktemp -d "$base/rd-bench-$1.XXXXXX")
 }
 
-# Runs at exit, after the processes are stopped and before WORK is removed: a
-# script redefines it to keep logs (ENGINE_LOG, KEEP_LOGS).
-bench_on_exit() { :; }
+# Runs at exit, after the processes are stopped and before WORK is removed:
+# keeps the engine's log ($WORK/rd.log) in the file ENGINE_LOG when that is
+# set; a script redefines it to keep other logs (KEEP_LOGS).
+bench_on_exit() {
+    if [ -n "${ENGINE_LOG:-}" ] && [ -f "$WORK/rd.log" ]; then cp "$WORK/rd.log" "$ENGINE_LOG"; fi
+}
 
 bench_cleanup() {
     bench_stop "${BENCH_PIDS[@]}"

@@ -43,11 +43,6 @@ scripts/bootstrap --bench
 # its own ports, probes every PROBE_INTERVAL, and info logging for the
 # task_moved lines counted at the end.
 bench_fleet_setup rec "health_probe:interval=$PROBE_INTERVAL" metrics log -- bench_recovery_loadgen
-# shellcheck disable=SC2317 # run at exit by common.sh
-bench_on_exit() {
-    if [ -n "${ENGINE_LOG:-}" ] && [ -f "$WORK/rd.log" ]; then cp "$WORK/rd.log" "$ENGINE_LOG"; fi
-}
-
 # One health endpoint (port) per agent, plus the probes' connections.
 bench_raise_nofile
 
