@@ -112,7 +112,7 @@ int rdb_parse_opts(int argc, char **argv, const struct rdb_opt *opts, void *ctx,
     }
     longs[n] = (struct option){"help", no_argument, NULL, HELP};
     int c;
-    optind = 1;
+    optind = 0; /* glibc: starts afresh, also after an earlier parse stopped half-way */
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         if (c == HELP) {
             usage(stdout);
