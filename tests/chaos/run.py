@@ -6,7 +6,7 @@
 
 Starts ``--replicas`` recoveryd processes on loopback (one raft cluster) and
 ``--agents`` agent processes (agent.py, the Python SDK), each reaching every
-replica through a proxy of its own (netproxy.py). A submitter adds tasks at
+replica through a proxy of its own (api/python/tests/netproxy.py). A submitter adds tasks at
 ``--rate`` per second while the nemesis (nemesis.py) runs the schedule drawn
 from ``--seed`` for ``--duration`` seconds; then every fault is healed,
 submissions stop, and the run waits up to ``--settle`` seconds for every

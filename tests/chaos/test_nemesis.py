@@ -16,7 +16,9 @@ import unittest
 from typing import List
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "api", "python", "tests"))  # netproxy
+sys.path.insert(0, HERE)
 
 import nemesis  # noqa: E402
 from netproxy import NetProxy, RaftNet  # noqa: E402

@@ -233,27 +233,12 @@ static void test_get_answers_the_previous_good_version(void **state)
 /* Heartbeats `node` until it is handed task `id`; that assignment. */
 static json_t *await_assignment(const char *node, long long epoch, const char *id)
 {
-    int64_t deadline = rdt_now_ms() + rdt_ms(10000);
-    for (;;) {
-        struct rdt_resp r = {0};
-        assert_int_equal(rdt_heartbeat(&proc, RDT_H1, node, epoch, 0, &r), 0);
-        assert_int_equal(r.status, 200);
-        json_t *a;
-        size_t i;
-        json_array_foreach(json_object_get(r.json, "assignments"), i, a)
-        {
-            const char *tid = json_string_value(json_object_get(a, "task_id"));
-            if (tid != NULL && strcmp(tid, id) == 0) {
-                json_t *found = json_incref(a);
-                rdt_resp_free(&r);
-                return found;
-            }
-        }
-        rdt_resp_free(&r);
-        if (rdt_now_ms() > deadline)
-            fail_msg("agent %s was never handed task %s", node, id);
-        rdt_sleep_ms(20);
-    }
+    struct rdt_target t = {.p = &proc};
+    char why[320];
+    json_t *a = rdt_await_assignment(&t, node, epoch, id, rdt_ms(10000), NULL, why, sizeof why);
+    if (a == NULL)
+        fail_msg("agent %s was never handed task %s: %s", node, id, why);
+    return a;
 }
 
 static void drain(const char *node)

@@ -112,30 +112,18 @@ static int teardown(void **state)
 }
 
 /* Any request to one engine: `p`, or through the cluster (`cl`). */
-struct target {
-    struct rdt_proc *p;
-    struct rdt_cluster *cl;
-    int first;
-};
-
-static long request(struct target *t, const char *method, const char *path, const char *body,
+static long request(struct rdt_target *t, const char *method, const char *path, const char *body,
                     struct rdt_resp *r)
 {
-    if (t->cl != NULL) {
-        assert_int_equal(
-            rdt_cluster_request(t->cl, &t->first, method, path, body, rdt_ms(10000), r), 0);
-    } else {
-        char url[512];
-        snprintf(url, sizeof(url), "%s%s", t->p->base_url, path);
-        if (rdt_http(RDT_H1, method, url, body, body ? strlen(body) : 0, r) != 0) {
+    if (rdt_target_request(t, method, path, body, rdt_ms(10000), r) != 0) {
+        if (t->p != NULL)
             rdt_proc_print_log_tail(t->p, 30);
-            fail_msg("%s %s: %s", method, url, r->curl_error);
-        }
+        fail_msg("%s %s: %s", method, path, r->curl_error);
     }
     return r->status;
 }
 
-static json_t *get_json(struct target *t, const char *path)
+static json_t *get_json(struct rdt_target *t, const char *path)
 {
     struct rdt_resp r = {0};
     if (request(t, "GET", path, NULL, &r) != 200)
@@ -147,7 +135,7 @@ static json_t *get_json(struct target *t, const char *path)
 
 /* Registers agent `id` in pool `pool`; its epoch. `mode`: the
  * partition_mode the answer must carry. */
-static long long agent(struct target *t, const char *id, const char *pool, const char *mode)
+static long long agent(struct rdt_target *t, const char *id, const char *pool, const char *mode)
 {
     char body[160];
     snprintf(body, sizeof(body),
@@ -161,38 +149,23 @@ static long long agent(struct target *t, const char *id, const char *pool, const
     return epoch;
 }
 
-/* Heartbeats `node` until it is handed task `id`; that assignment. */
-static json_t *await_assignment(struct target *t, const char *node, long long epoch, const char *id,
-                                const char *mode)
+/* Heartbeats `node` until it is handed task `id`; that assignment. The
+ * answer must carry `mode` as its partition_mode. */
+static json_t *await_assignment(struct rdt_target *t, const char *node, long long epoch,
+                                const char *id, const char *mode)
 {
-    char path[128], body[96];
-    snprintf(path, sizeof(path), "/api/v1/nodes/%s/heartbeat", node);
-    snprintf(body, sizeof(body), "{\"epoch\":%lld,\"load\":{\"slots_used\":0}}", epoch);
-    int64_t deadline = rdt_now_ms() + rdt_ms(10000);
-    for (;;) {
-        struct rdt_resp r = {0};
-        assert_int_equal(request(t, "POST", path, body, &r), 200);
-        assert_string_equal(json_string_value(rdt_json_path(r.json, "partition_mode")), mode);
-        json_t *a;
-        size_t i;
-        json_array_foreach(json_object_get(r.json, "assignments"), i, a)
-        {
-            const char *tid = json_string_value(json_object_get(a, "task_id"));
-            if (tid != NULL && strcmp(tid, id) == 0) {
-                json_t *found = json_incref(a);
-                rdt_resp_free(&r);
-                return found;
-            }
-        }
-        rdt_resp_free(&r);
-        if (rdt_now_ms() > deadline)
-            fail_msg("agent %s was never handed task %s", node, id);
-        rdt_sleep_ms(20);
-    }
+    json_t *answer = NULL;
+    char why[320];
+    json_t *a = rdt_await_assignment(t, node, epoch, id, rdt_ms(10000), &answer, why, sizeof why);
+    if (a == NULL)
+        fail_msg("agent %s was never handed task %s: %s", node, id, why);
+    assert_string_equal(json_string_value(json_object_get(answer, "partition_mode")), mode);
+    json_decref(answer);
+    return a;
 }
 
 /* PUT a checkpoint {"step": version} of `attempt` from `node`; the status. */
-static long checkpoint(struct target *t, const char *id, long long attempt, int version,
+static long checkpoint(struct rdt_target *t, const char *id, long long attempt, int version,
                        const char *node, struct rdt_resp *r)
 {
     char path[128], body[160];
@@ -203,7 +176,7 @@ static long checkpoint(struct target *t, const char *id, long long attempt, int 
     return request(t, "PUT", path, body, r);
 }
 
-static void checkpoint_ok(struct target *t, const char *id, long long attempt, int version,
+static void checkpoint_ok(struct rdt_target *t, const char *id, long long attempt, int version,
                           const char *node)
 {
     struct rdt_resp r = {0};
@@ -216,7 +189,7 @@ static void checkpoint_ok(struct target *t, const char *id, long long attempt, i
  * checkpoints 1 and 2 of attempt 1; then agent `b` joins the pool and `a`
  * is drained: the task moves to `b` (attempt 2), which writes version 3.
  * The task id in `id`; `b`'s epoch. */
-static long long moved_task(struct target *t, const char *pool, const char *a, const char *b,
+static long long moved_task(struct rdt_target *t, const char *pool, const char *a, const char *b,
                             const char *mode, char id[64])
 {
     long long ea = agent(t, a, pool, mode);
@@ -270,7 +243,8 @@ static const char *conflict_id(const struct rdt_resp *r)
 }
 
 /* Waits until task `id`'s `field` (an integer) is `want`; the task. */
-static json_t *await_task_int(struct target *t, const char *id, const char *field, long long want)
+static json_t *await_task_int(struct rdt_target *t, const char *id, const char *field,
+                              long long want)
 {
     char path[96];
     snprintf(path, sizeof(path), "/api/v1/tasks/%s", id);
@@ -290,7 +264,7 @@ static json_t *await_task_int(struct target *t, const char *id, const char *fiel
 static void test_availability_records_and_resolves_conflicts(void **state)
 {
     (void)state;
-    struct target t = {.p = &avail};
+    struct rdt_target t = {.p = &avail};
     char id[64], path[256];
     long long eb = moved_task(&t, "pa", "a1", "b1", "availability", id);
 
@@ -415,7 +389,7 @@ static void test_availability_records_and_resolves_conflicts(void **state)
 static void test_consistency_still_fences(void **state)
 {
     (void)state;
-    struct target t = {.p = &consist};
+    struct rdt_target t = {.p = &consist};
     char id[64];
     moved_task(&t, "pc", "a2", "b2", "consistency", id);
     struct rdt_resp r = {0};
@@ -441,7 +415,7 @@ static void test_consistency_still_fences(void **state)
 static void test_a_failing_hook_falls_back_to_the_config(void **state)
 {
     (void)state;
-    struct target t = {.p = &fallback};
+    struct rdt_target t = {.p = &fallback};
     char id[64], path[128];
     moved_task(&t, "pf", "a4", "b4", "availability", id);
     struct rdt_resp r = {0};
@@ -519,7 +493,7 @@ static void test_an_agent_token_may_send_only_conflicts_for_other_nodes(void **s
     assert_int_equal(rdt_proc_start(&p, yaml), 0);
     rdt_bearer = admin;
     assert_int_equal(rdt_wait_ready(&p, rdt_ms(15000)), 0);
-    struct target t = {.p = &p};
+    struct rdt_target t = {.p = &p};
     rdt_bearer = ta;
     long long ea = agent(&t, "a5", "p5", "availability");
     rdt_bearer = admin;
@@ -578,7 +552,7 @@ static void test_an_agent_token_may_send_only_conflicts_for_other_nodes(void **s
 /* Replica `i`'s records (its own state: a stale read), once it holds `n`. */
 static json_t *records_on(struct rdt_cluster *cl, int i, size_t n)
 {
-    struct target t = {.p = &cl->procs[i]};
+    struct rdt_target t = {.p = &cl->procs[i]};
     int64_t deadline = rdt_now_ms() + rdt_ms(15000);
     for (;;) {
         struct rdt_resp r = {0};
@@ -604,7 +578,7 @@ static void test_three_replicas_agree_after_a_leader_change(void **state)
     (void)state;
     struct rdt_cluster cl = {0};
     assert_int_equal(rdt_cluster_start(&cl, 3, CONFIG_AVAILABILITY, NULL), 0);
-    struct target t = {.cl = &cl};
+    struct rdt_target t = {.c = &cl};
     char id[64];
     moved_task(&t, "p3", "a3", "b3", "availability", id);
     struct rdt_resp r = {0};

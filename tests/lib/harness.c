@@ -1375,6 +1375,64 @@ int rdt_cluster_request(struct rdt_cluster *c, int *first, const char *method, c
     }
 }
 
+int rdt_target_request(struct rdt_target *t, const char *method, const char *path, const char *body,
+                       int timeout_ms, struct rdt_resp *out)
+{
+    if (t->c != NULL)
+        return rdt_cluster_request(t->c, &t->first, method, path, body, timeout_ms, out);
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", t->p->base_url, path);
+    return rdt_http(RDT_H1, method, url, body, body ? strlen(body) : 0, out);
+}
+
+json_t *rdt_assignment_of(json_t *answer, const char *task_id)
+{
+    json_t *a;
+    size_t i;
+    json_array_foreach(json_object_get(answer, "assignments"), i, a)
+    {
+        const char *id = json_string_value(json_object_get(a, "task_id"));
+        if (id != NULL && strcmp(id, task_id) == 0)
+            return a;
+    }
+    return NULL;
+}
+
+json_t *rdt_await_assignment(struct rdt_target *t, const char *node_id, long long epoch,
+                             const char *task_id, int timeout_ms, json_t **answer, char *why,
+                             size_t why_len)
+{
+    char path[320], body[96], none[1];
+    snprintf(path, sizeof path, "/api/v1/nodes/%s/heartbeat", node_id);
+    snprintf(body, sizeof body, "{\"epoch\":%lld,\"load\":{\"slots_used\":0}}", epoch);
+    if (why == NULL) {
+        why = none;
+        why_len = sizeof none;
+    }
+    int64_t deadline = rdt_now_ms() + timeout_ms;
+    for (;;) {
+        struct rdt_resp r = {0};
+        int rc = rdt_target_request(t, "POST", path, body, timeout_ms, &r);
+        json_t *found = rc == 0 && r.status == 200 ? rdt_assignment_of(r.json, task_id) : NULL;
+        bool over = rdt_now_ms() > deadline;
+        if (rc != 0)
+            snprintf(why, why_len, "POST %s: %s", path, r.curl_error);
+        else if (r.status != 200)
+            snprintf(why, why_len, "POST %s: %ld %.200s", path, r.status, r.body ? r.body : "");
+        else if (found == NULL && over)
+            snprintf(why, why_len, "not handed task %s within %d ms", task_id, timeout_ms);
+        if (found != NULL || rc != 0 || r.status != 200 || over) {
+            if (answer != NULL)
+                *answer = json_incref(r.json);
+            json_incref(found);
+            rdt_resp_free(&r);
+            return found;
+        }
+        rdt_resp_free(&r);
+        rdt_sleep_ms(20);
+    }
+}
+
 /* ---- replicas in network namespaces ---------------------------------------------- */
 
 #define RDT_NET_CMD_TIMEOUT_MS 10000

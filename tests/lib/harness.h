@@ -281,6 +281,37 @@ int rdt_cluster_leader(struct rdt_cluster *c, int timeout_ms);
 int rdt_cluster_request(struct rdt_cluster *c, int *first, const char *method, const char *path,
                         const char *body, int timeout_ms, struct rdt_resp *out);
 
+/*
+ * Where a test's requests go: one daemon (`p`, over HTTP/1.1), or a cluster
+ * (`c`, as rdt_cluster_request() sends them, from replica `first`).
+ */
+struct rdt_target {
+    struct rdt_proc *p;
+    struct rdt_cluster *c;
+    int first;
+};
+
+/* `method` on `path` with the JSON `body` (or NULL) to `t`; on a cluster
+ * within `timeout_ms`. rdt_http()'s result, the answer in `out`. */
+int rdt_target_request(struct rdt_target *t, const char *method, const char *path, const char *body,
+                       int timeout_ms, struct rdt_resp *out);
+
+/* The entry of a heartbeat answer's "assignments" for `task_id` (borrowed
+ * from `answer`), or NULL. */
+json_t *rdt_assignment_of(json_t *answer, const char *task_id);
+
+/*
+ * What an agent waiting for a task does: heartbeats `node_id` (`epoch`, no
+ * slot used) through `t` every 20 ms until an answer hands it `task_id`, for
+ * `timeout_ms` at most. That assignment (a new reference), or NULL when a
+ * request failed, an answer was not 200 or time ran out; `why` (may be NULL)
+ * says which. The last answer's JSON goes to `*answer` when not NULL (a new
+ * reference; NULL when it had none).
+ */
+json_t *rdt_await_assignment(struct rdt_target *t, const char *node_id, long long epoch,
+                             const char *task_id, int timeout_ms, json_t **answer, char *why,
+                             size_t why_len);
+
 /* ---- replicas in network namespaces ------------------------------------------ */
 
 /*

@@ -20,11 +20,12 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from netproxy import NetProxy  # the TCP proxy shared with the chaos suite
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 # Slower builds (sanitizers) stretch every wait and the agents' heartbeat
@@ -299,110 +300,15 @@ class Cluster:
             e.cleanup(keep)
 
 
-class Proxy:
-    """A TCP proxy on loopback whose link can be cut: a partition of one
-    client from the engine that leaves the engine and everyone else alone.
-
-    Cut, it closes what it carries and holds new connections open without
-    an answer (a peer that vanished: clients learn of it only by timing
-    out). ``requests`` records (time, first line) of every request carried.
-    """
+class Proxy(NetProxy):
+    """A TCP proxy on loopback to an engine's port whose link can be cut
+    (``set_cut``): a partition of one client from the engine that leaves the
+    engine and everyone else alone. ``requests`` records (time, first line)
+    of every request carried; ``drop_answers`` loses chosen answers
+    (netproxy.NetProxy, shared with the chaos suite)."""
 
     def __init__(self, target_port: int) -> None:
-        self.target = ("127.0.0.1", target_port)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.cut = False
-        self.requests: List[Tuple[float, str]] = []
-        # (substring of a request line, answers left to lose): drop_answers()
-        self._drops: List[List[Any]] = []
-        self._lock = threading.Lock()
-        self._socks: List[socket.socket] = []
-        self._srv = socket.socket()
-        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._srv.bind(("127.0.0.1", self.port))
-        self._srv.listen(64)
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _track(self, s: socket.socket) -> None:
-        with self._lock:
-            self._socks.append(s)
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                c, _ = self._srv.accept()
-            except OSError:
-                return
-            self._track(c)
-            if self.cut:
-                continue  # held open, never answered
-            try:
-                u = socket.create_connection(self.target, timeout=2)
-            except OSError:
-                c.close()
-                continue
-            self._track(u)
-            lose = [False]  # this connection's next answer is lost
-            threading.Thread(target=self._pipe, args=(c, u, True, lose), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, False, lose), daemon=True).start()
-
-    def drop_answers(self, what: str, n: int = 1) -> None:
-        """Loses the answers to the next ``n`` requests whose first line
-        contains ``what``: the request reaches the engine (and takes effect),
-        the client's connection is closed before the answer comes back."""
-        with self._lock:
-            self._drops.append([what, n])
-
-    def _loses(self, line: str) -> bool:
-        with self._lock:
-            for d in self._drops:
-                if d[1] > 0 and d[0] in line:
-                    d[1] -= 1
-                    return True
-        return False
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, upstream: bool,
-              lose: List[bool]) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data or self.cut:
-                    break
-                if upstream and data[:8].split(b" ", 1)[0] in (b"GET", b"PUT", b"POST",
-                                                                b"DELETE"):
-                    line = data.split(b"\r\n", 1)[0].decode("latin-1")
-                    self.requests.append((time.monotonic(), line))
-                    if self._loses(line):
-                        lose[0] = True
-                if not upstream and lose[0]:
-                    break  # the answer never reaches the client
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def set_cut(self, cut: bool) -> None:
-        self.cut = cut
-        if cut:
-            with self._lock:
-                socks, self._socks = self._socks, []
-            for s in socks:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-
-    def close(self) -> None:
-        self._closed = True
-        self._srv.close()
-        self.set_cut(True)
+        super().__init__(("127.0.0.1", target_port))
 
 
 def register_raw(url: str, node_id: str, slots: int = 1) -> Dict[str, Any]:

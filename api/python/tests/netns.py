@@ -1,4 +1,7 @@
-"""A network namespace joined to the host by a veth pair, for partition tests.
+"""Network namespaces for partition tests: the kernel's own TCP sees the cut.
+
+``Netns``: one namespace joined to the host by a veth pair (the SDK's
+partition test: one agent behind it).
 
     ns = Netns()           # rdt-<pid>-<n>: the host side gets 10.231.X.Y/30 (.host),
     ns.create()            # the namespace side the next address
@@ -6,10 +9,27 @@
     ns.cut(); ns.heal()    # the host side of the link down / up
     ns.remove()            # the namespace and the link (always: finally)
 
-Needs root and iproute2; ``unavailable()`` says why not (tests skip then).
 Names carry the ``rdt-`` prefix and the test's PID, so they never clash with
 another test's; ``sweep()`` removes those of test processes that are gone
 (killed by ctest's timeout before they could clean up).
+
+``NetnsNet``: replicas in namespaces on a bridge (``tests/chaos/run.py --net
+netns``). Each replica runs in a namespace ``rdt-c<tag>-<i>`` with one end of
+a veth pair; the other ends join a bridge ``rdt-cb<tag>`` in the host
+namespace, which has the address 10.66.<tag>.254 (agents and the runner
+reach the replicas through it). Replica i has 10.66.<tag>.<i+1>: the same
+length as 127.0.0.1, so the agents' proxies can rewrite redirects in place.
+A cut link i -> j is a route in i's namespace sending j's address to a
+neighbour that does not exist (10.66.<tag>.200): packets on established
+connections vanish without an error (TCP retransmits into the void, as
+behind a dead switch) and a new connection fails after the kernel's ARP
+attempts (about 3 s, EHOSTUNREACH). This machine's kernel has no queueing
+disciplines (no netem, no tc filters) and no iptables: delay, loss and
+one-way cuts at the packet level stay the proxies' (``--net proxy``), and a
+route cut in one direction stops TCP both ways (no acknowledgements come
+back).
+
+Both need root and iproute2; ``unavailable()`` says why not (tests skip then).
 """
 
 from __future__ import annotations
@@ -20,7 +40,9 @@ import random
 import re
 import shutil
 import subprocess
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Set, Tuple
+
+from netproxy import RaftNet
 
 _count = itertools.count()
 _OURS = re.compile(r"rdt-(\d+)-(\d+)")
@@ -55,6 +77,17 @@ def sweep() -> None:
         _ip("netns", "del", m.group(0), check=False)
 
 
+def _veth_ns(ns: str, outer: str, inner: str, addr: str) -> None:
+    """Namespace ``ns`` holding the ``inner`` end of a veth pair, up with
+    ``addr`` (CIDR) and its loopback; ``outer`` stays here for the caller."""
+    _ip("netns", "add", ns)
+    _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+    _ip("link", "set", inner, "netns", ns)
+    _ip("-n", ns, "addr", "add", addr, "dev", inner)
+    _ip("-n", ns, "link", "set", inner, "up")
+    _ip("-n", ns, "link", "set", "lo", "up")
+
+
 def _free_subnet() -> int:
     """A /30 in 10.231.0.0/16 no interface here uses: its first host address."""
     used = _ip("-o", "-4", "addr").stdout
@@ -78,16 +111,10 @@ class Netns:
         self._made: List[str] = []
 
     def create(self) -> None:
-        _ip("netns", "add", self.name)
-        self._made.append("netns")
-        _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
-        self._made.append("link")
-        _ip("link", "set", self.ns_if, "netns", self.name)
+        self._made = ["netns", "link"]  # remove() takes away what of them exists
+        _veth_ns(self.name, self.host_if, self.ns_if, f"{self.peer}/30")
         _ip("addr", "add", f"{self.host}/30", "dev", self.host_if)
         _ip("link", "set", self.host_if, "up")
-        self.exec_ip("addr", "add", f"{self.peer}/30", "dev", self.ns_if)
-        self.exec_ip("link", "set", self.ns_if, "up")
-        self.exec_ip("link", "set", "lo", "up")
 
     def exec_ip(self, *args: str) -> None:
         _ip("-n", self.name, *args)
@@ -111,3 +138,72 @@ class Netns:
         if "netns" in self._made:
             _ip("netns", "del", self.name, check=False)
         self._made = []
+
+
+DEAD_NEIGHBOUR = 200
+
+
+class NetnsNet:
+    """``n`` replica namespaces on one bridge; ``set(i, j, blocked=)`` cuts
+    or restores what replica i sends replica j (indices from 0)."""
+
+    unavailable = staticmethod(unavailable)
+
+    def __init__(self, n: int, tag: int) -> None:
+        assert 1 <= n <= 9 and 0 <= tag <= 9, "addresses must keep 127.0.0.1's length"
+        self.n = n
+        self.tag = tag
+        self.bridge = f"rdt-cb{tag}"
+        self.cut: Set[Tuple[int, int]] = set()
+
+    def ns(self, i: int) -> str:
+        return f"rdt-c{self.tag}-{i}"
+
+    def host(self, i: int) -> str:
+        return f"10.66.{self.tag}.{i + 1}"
+
+    def wrap(self, i: int) -> List[str]:
+        """The argv prefix that runs a command in replica i's namespace."""
+        return ["ip", "netns", "exec", self.ns(i)]
+
+    def setup(self) -> None:
+        self.close()  # what a killed earlier run with this tag left behind
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> None:
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"10.66.{self.tag}.254/24", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        for i in range(self.n):
+            outer = f"rdt-c{self.tag}h{i}"
+            _veth_ns(self.ns(i), outer, f"rdt-c{self.tag}n{i}", f"{self.host(i)}/24")
+            _ip("link", "set", outer, "master", self.bridge, "up")
+
+    def set(self, src: int, dst: int, blocked: Optional[bool] = None, **kw: object) -> None:
+        if kw and any(kw.values()):
+            raise ValueError(f"--net netns cannot {sorted(kw)} (no queueing disciplines here)")
+        if blocked is None or blocked == ((src, dst) in self.cut):
+            return
+        verb = "add" if blocked else "del"
+        _ip("-n", self.ns(src), "route", verb, f"{self.host(dst)}/32", "via",
+            f"10.66.{self.tag}.{DEAD_NEIGHBOUR}")
+        (self.cut.add if blocked else self.cut.discard)((src, dst))
+
+    set_replica = RaftNet.set_replica  # every link from and to replica k
+
+    def heal(self) -> None:
+        for src, dst in sorted(self.cut):
+            self.set(src, dst, blocked=False)
+
+    def close(self) -> None:
+        """Removes every namespace and link of this tag (also those of an
+        earlier run that was killed before its own close)."""
+        for i in range(9):
+            _ip("netns", "del", self.ns(i), check=False)
+            _ip("link", "del", f"rdt-c{self.tag}h{i}", check=False)
+        _ip("link", "del", self.bridge, check=False)
+        self.cut.clear()

@@ -27,7 +27,6 @@
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -48,7 +47,6 @@ enum kind { HEALTHY = 0, CRASH, HANG, DEGRADE, N_KINDS };
 static const char *const kind_names[N_KINDS] = {"healthy", "crash", "hang", "degrading"};
 
 #define MAX_TALLY     24
-#define HIST_SLOTS    20000
 #define RESP_MAX      512
 #define N_CONNS       4 /* connections to the engine with prior knowledge (bench.h) */
 #define REG_IN_FLIGHT 64
@@ -108,13 +106,6 @@ struct tally {
     unsigned n;
 };
 
-struct hist {
-    unsigned width_us;
-    uint64_t n, over;
-    int64_t max_us;
-    uint32_t slot[HIST_SLOTS];
-};
-
 struct counters {
     uint64_t sent, ok, fenced, other, errors, crash_stopped, connects;
 };
@@ -138,7 +129,7 @@ struct bench {
     int64_t inject_apply_ms;        /* how long changing the endpoints took */
     atomic_bool stop;               /* heartbeats end */
     struct counters c;
-    struct hist rtt, lag;
+    struct rdb_hist rtt, lag;
     int64_t loop_gap_ms, loop_gap_at; /* longest pause of the heartbeat loop */
     int64_t rtt_max_at, poll_max_at;
     uint32_t tl_rtt_ms[TL_SLOTS], tl_poll_ms[TL_SLOTS]; /* worst per window, by thread */
@@ -176,38 +167,6 @@ static void tl_note(const struct bench *b, uint32_t *tl, int64_t now_wall, int64
         tl[i] = (uint32_t)(ms > UINT32_MAX ? UINT32_MAX : ms);
 }
 
-static void hist_init(struct hist *h, unsigned width_us)
-{
-    memset(h, 0, sizeof(*h));
-    h->width_us = width_us;
-}
-
-static void hist_add(struct hist *h, int64_t us)
-{
-    if (us < 0)
-        us = 0;
-    uint64_t i = (uint64_t)us / h->width_us;
-    if (i < HIST_SLOTS)
-        h->slot[i]++;
-    else
-        h->over++;
-    h->n++;
-    if (us > h->max_us)
-        h->max_us = us;
-}
-
-/* Upper edge of the slot holding quantile q, in microseconds. */
-static int64_t hist_quantile(const struct hist *h, double q)
-{
-    uint64_t want = (uint64_t)ceil(q * (double)h->n), seen = 0;
-    for (unsigned i = 0; i < HIST_SLOTS; i++) {
-        seen += h->slot[i];
-        if (seen >= want && want > 0)
-            return (int64_t)(i + 1) * h->width_us;
-    }
-    return h->max_us;
-}
-
 /* ---- options --------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -230,72 +189,30 @@ static void usage(FILE *f)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    static const struct option longs[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"agents", required_argument, NULL, 'a'},
-        {"warmup", required_argument, NULL, 'w'},
-        {"duration", required_argument, NULL, 'd'},
-        {"interval-ms", required_argument, NULL, 'i'},
-        {"jitter-ms", required_argument, NULL, 'j'},
-        {"poll-ms", required_argument, NULL, 'p'},
-        {"seed", required_argument, NULL, 's'},
-        {"dump", required_argument, NULL, 'D'},
-        {"poll-all", no_argument, NULL, 'A'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     *o = (struct opts){.url = "http://127.0.0.1:8080",
                        .agents = 1000,
                        .warmup_s = 30,
                        .duration_s = 600,
                        .interval_ms = 500,
                        .jitter_ms = 100,
-                       .poll_ms = 100,
-                       .seed = 42};
-    int c;
+                       .poll_ms = 100};
     unsigned seed = 42;
-    bool ok = true;
-    while (ok && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        switch (c) {
-        case 'u':
-            o->url = optarg;
-            break;
-        case 'a':
-            ok = rdb_parse_uint(optarg, 20, 100000, &o->agents);
-            break;
-        case 'w':
-            ok = rdb_parse_uint(optarg, 1, 86400, &o->warmup_s);
-            break;
-        case 'd':
-            ok = rdb_parse_uint(optarg, 1, 86400, &o->duration_s);
-            break;
-        case 'i':
-            ok = rdb_parse_uint(optarg, 10, 600000, &o->interval_ms);
-            break;
-        case 'j':
-            ok = rdb_parse_uint(optarg, 0, 600000, &o->jitter_ms);
-            break;
-        case 'p':
-            ok = rdb_parse_uint(optarg, 10, 60000, &o->poll_ms);
-            break;
-        case 's':
-            ok = rdb_parse_uint(optarg, 1, UINT32_MAX, &seed);
-            break;
-        case 'D':
-            o->dump = optarg;
-            break;
-        case 'A':
-            o->poll_all = true;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            ok = false;
-        }
-    }
+    const struct rdb_opt opts[] = {
+        {"url", .str = &o->url},
+        {"agents", .num = &o->agents, .min = 20, .max = 100000},
+        {"warmup", .num = &o->warmup_s, .min = 1, .max = 86400},
+        {"duration", .num = &o->duration_s, .min = 1, .max = 86400},
+        {"interval-ms", .num = &o->interval_ms, .min = 10, .max = 600000},
+        {"jitter-ms", .num = &o->jitter_ms, .min = 0, .max = 600000},
+        {"poll-ms", .num = &o->poll_ms, .min = 10, .max = 60000},
+        {"seed", .num = &seed, .min = 1, .max = UINT32_MAX},
+        {"dump", .str = &o->dump},
+        {"poll-all", .flag = &o->poll_all},
+        {NULL},
+    };
+    int rc = rdb_parse_opts(argc, argv, opts, NULL, usage);
     o->seed = seed;
-    if (!ok || optind != argc || o->jitter_ms >= o->interval_ms) {
+    if (rc != 0 || o->jitter_ms >= o->interval_ms) {
         usage(stderr);
         return -1;
     }
@@ -320,14 +237,6 @@ static enum kind kind_of(unsigned i)
     }
 }
 
-static void easy_common(struct bench *b, CURL *e)
-{
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, rdb_h2_version());
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
-}
-
 static int fleet_init(struct bench *b)
 {
     unsigned n = b->o.agents;
@@ -343,15 +252,10 @@ static int fleet_init(struct bench *b)
         snprintf(a->id, sizeof(a->id), "agent-%05u", i + 1);
         a->kind = kind_of(i);
         b->n_kind[a->kind]++;
-        a->easy = curl_easy_init();
+        rdb_buf_fixed(&a->resp, a->resp_mem, sizeof(a->resp_mem));
+        a->easy = rdb_easy_new(rdb_h2_version(), b->hdrs, 5000L, a, &a->resp);
         if (a->easy == NULL)
             return -1;
-        easy_common(b, a->easy);
-        rdb_buf_fixed(&a->resp, a->resp_mem, sizeof(a->resp_mem));
-        curl_easy_setopt(a->easy, CURLOPT_PIPEWAIT, 1L);
-        curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
-        curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, rdb_buf_write);
-        curl_easy_setopt(a->easy, CURLOPT_WRITEDATA, &a->resp);
     }
     return 0;
 }
@@ -399,27 +303,15 @@ typedef void (*done_fn)(struct bench *b, struct agent *a, CURLcode rc, long stat
 /* Hands every finished transfer to `done`. */
 static void drain(struct bench *b, done_fn done)
 {
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(b->multi, &left)) != NULL) {
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        CURL *e = m->easy_handle;
-        CURLcode rc = m->data.result;
-        char *priv = NULL;
-        long status = 0;
-        curl_off_t us = 0;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
-        struct agent *a = (struct agent *)priv;
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &us);
+    struct rdb_done d;
+    while (rdb_next_done(b->multi, &d)) {
+        struct agent *a = d.priv;
         long connects = 0;
-        curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
+        curl_easy_getinfo(d.easy, CURLINFO_NUM_CONNECTS, &connects);
         b->c.connects += (uint64_t)connects;
-        curl_multi_remove_handle(b->multi, e);
         a->in_flight = false;
         b->streams--;
-        done(b, a, rc, rc == CURLE_OK ? status : 0, (int64_t)us);
+        done(b, a, d.rc, d.status, d.us);
     }
 }
 
@@ -429,10 +321,8 @@ static void drain(struct bench *b, done_fn done)
  * random point of its first interval (as agents starting one by one would). */
 static void on_registered(struct bench *b, struct agent *a, CURLcode rc, long status)
 {
-    json_t *j = status == 201 ? json_loads(a->resp.p, 0, NULL) : NULL;
     b->reg_done++;
-    a->epoch = json_integer_value(json_object_get(j, "epoch"));
-    json_decref(j);
+    a->epoch = rdb_epoch_of(status, a->resp.p);
     if (a->epoch <= 0) {
         if (b->reg_failed++ < 5)
             fprintf(stderr, "loadgen: registering %s: %s, HTTP %ld: %.200s\n", a->id,
@@ -488,7 +378,7 @@ static void send_heartbeat(struct bench *b, struct agent *a, int64_t now)
         b->c.crash_stopped++;
         return;
     }
-    hist_add(&b->lag, (now - a->due_ms) * 1000);
+    rdb_hist_add(&b->lag, (now - a->due_ms) * 1000);
     heartbeat_body(b, a, injected);
     start_transfer(b, a, a->url, a->body);
     b->c.sent++;
@@ -509,7 +399,7 @@ static void on_heartbeat_done(struct bench *b, struct agent *a, CURLcode rc, lon
     if (us > b->rtt.max_us)
         b->rtt_max_at = now;
     tl_note(b, b->tl_rtt_ms, now, us / 1000);
-    hist_add(&b->rtt, us);
+    rdb_hist_add(&b->rtt, us);
     if (status == 200) {
         b->c.ok++;
     } else if (status == 409) {
@@ -899,16 +789,13 @@ static void *poller_main(void *arg)
 
 static int poller_init(struct bench *b)
 {
-    b->poll_easy = curl_easy_init();
+    /* HTTP/1.1 keep-alive without prior knowledge: on an upgraded h2c
+     * connection, libcurl 7.88's easy interface sits a full second on
+     * answers over 16 KiB. */
+    long version = rdb_h2_prior_knowledge() ? rdb_h2_version() : (long)CURL_HTTP_VERSION_1_1;
+    b->poll_easy = rdb_easy_new(version, b->hdrs, 5000L, NULL, &b->poll);
     if (b->poll_easy == NULL)
         return -1;
-    easy_common(b, b->poll_easy);
-    /* HTTP/1.1 keep-alive: on an upgraded h2c connection, libcurl 7.88's
-     * easy interface sits a full second on answers over 16 KiB. */
-    if (!rdb_h2_prior_knowledge())
-        curl_easy_setopt(b->poll_easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(b->poll_easy, CURLOPT_WRITEFUNCTION, rdb_buf_write);
-    curl_easy_setopt(b->poll_easy, CURLOPT_WRITEDATA, &b->poll);
     b->fault_since_ms = b->start_wall_ms - 1000;
     return 0;
 }
@@ -1005,9 +892,9 @@ static void report_heartbeats(struct bench *b)
     int64_t inj = injected_at(b);
     printf("heartbeat round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms (at %+.1f s); send "
            "lateness (behind schedule, waits included): p99 %lld ms, max %lld ms\n",
-           hist_quantile(&b->rtt, 0.5) / 1000.0, hist_quantile(&b->rtt, 0.99) / 1000.0,
+           rdb_hist_quantile(&b->rtt, 0.5) / 1000.0, rdb_hist_quantile(&b->rtt, 0.99) / 1000.0,
            b->rtt.max_us / 1000.0, (double)(b->rtt_max_at - inj) / 1000,
-           (long long)(hist_quantile(&b->lag, 0.99) / 1000), (long long)(b->lag.max_us / 1000));
+           (long long)(rdb_hist_quantile(&b->lag, 0.99) / 1000), (long long)(b->lag.max_us / 1000));
     printf("longest pause of the load generator's heartbeat loop: %lld ms (at %+.1f s)\n",
            (long long)b->loop_gap_ms, (double)(b->loop_gap_at - inj) / 1000);
     printf("engine polled %u times (every %u ms: %s nodes and the new fault records; slowest poll "
@@ -1286,8 +1173,8 @@ int main(int argc, char **argv)
     if (parse_opts(argc, argv, &b.o) != 0)
         return 2;
     b.rng = rdb_seed(b.o.seed);
-    hist_init(&b.rtt, 50);
-    hist_init(&b.lag, 1000);
+    rdb_hist_init(&b.rtt, 50);
+    rdb_hist_init(&b.lag, 1000);
     if (rdb_init() != 0)
         return 1;
     int rc = run(&b);

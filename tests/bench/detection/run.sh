@@ -31,34 +31,13 @@ AGENTS=${AGENTS:-1000}
 PROBE_INTERVAL=${PROBE_INTERVAL:-500ms}
 
 scripts/bootstrap --bench
-bench_build recoveryd heartbeat health_probe metrics log webhook bench_detection_loadgen
-bench_workdir det
-# shellcheck disable=SC2317 # run at exit by common.sh
-bench_on_exit() {
-    if [ -n "${ENGINE_LOG:-}" ] && [ -f "$WORK/rd.log" ]; then cp "$WORK/rd.log" "$ENGINE_LOG"; fi
-}
-
+BENCH_LOG_LEVEL=warn bench_fleet_setup det \
+    "health_probe:interval=$PROBE_INTERVAL${IDLE_INTERVAL:+,idle_interval=$IDLE_INTERVAL}" metrics log \
+    -- webhook bench_detection_loadgen
 # One agent per port, plus the probes' connections.
 bench_raise_nofile
 
-IDLE_LINE=""
-if [ -n "${IDLE_INTERVAL:-}" ]; then printf -v IDLE_LINE '\n        idle_interval: %s' "$IDLE_INTERVAL"; fi
-bench_free_port RD_PORT
-bench_free_port RAFT_PORT
-cat >"$WORK/rd.yaml" <<YAML
-cluster:
-  raft_address: 127.0.0.1:$RAFT_PORT
-logging:
-  level: warn
-plugins:
-  instances:
-    - name: heartbeat
-      required: true
-    - name: health_probe
-      config:
-        interval: $PROBE_INTERVAL$IDLE_LINE
-    - name: metrics
-    - name: log
+cat >>"$WORK/rd.yaml" <<YAML
 fault_tolerance:
   detection:
     heartbeat_interval: 500ms

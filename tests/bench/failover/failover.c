@@ -27,7 +27,6 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -93,8 +92,9 @@ static void usage(FILE *f)
                "(default 20)\n");
 }
 
-static bool parse_replica(const char *s, struct opts *o)
+static bool parse_replica(const char *s, void *ctx)
 {
+    struct opts *o = ctx;
     const char *eq = strrchr(s, '=');
     unsigned pid;
     if (o->n == MAX_REPLICAS || eq == NULL || (size_t)(eq - s) >= sizeof(o->r[0].url) || eq == s ||
@@ -109,70 +109,22 @@ static bool parse_replica(const char *s, struct opts *o)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    static const struct option longs[] = {
-        {"replica", required_argument, NULL, 'r'},
-        {"trial", required_argument, NULL, 'n'},
-        {"warmup-ms", required_argument, NULL, 'w'},
-        {"jitter-ms", required_argument, NULL, 'j'},
-        {"timeout-ms", required_argument, NULL, 't'},
-        {"give-up-s", required_argument, NULL, 'g'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     *o = (struct opts){
         .trial = 1, .warmup_ms = 500, .jitter_ms = 200, .timeout_ms = 1000, .give_up_s = 20};
-    bool ok = true;
-    int c;
-    while (ok && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            ok = parse_replica(optarg, o);
-            break;
-        case 'n':
-            ok = rdb_parse_uint(optarg, 1, 1000000, &o->trial);
-            break;
-        case 'w':
-            ok = rdb_parse_uint(optarg, 0, 600000, &o->warmup_ms);
-            break;
-        case 'j':
-            ok = rdb_parse_uint(optarg, 0, 600000, &o->jitter_ms);
-            break;
-        case 't':
-            ok = rdb_parse_uint(optarg, 10, 600000, &o->timeout_ms);
-            break;
-        case 'g':
-            ok = rdb_parse_uint(optarg, 1, 3600, &o->give_up_s);
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            ok = false;
-        }
-    }
-    if (!ok || optind != argc || o->n < 2) {
+    const struct rdb_opt opts[] = {
+        {"replica", .fn = parse_replica},
+        {"trial", .num = &o->trial, .min = 1, .max = 1000000},
+        {"warmup-ms", .num = &o->warmup_ms, .min = 0, .max = 600000},
+        {"jitter-ms", .num = &o->jitter_ms, .min = 0, .max = 600000},
+        {"timeout-ms", .num = &o->timeout_ms, .min = 10, .max = 600000},
+        {"give-up-s", .num = &o->give_up_s, .min = 1, .max = 3600},
+        {NULL},
+    };
+    if (rdb_parse_opts(argc, argv, opts, o, usage) != 0 || o->n < 2) {
         usage(stderr);
         return -1;
     }
     return 0;
-}
-
-/* ---- HTTP ---------------------------------------------------------------------- */
-
-static CURL *easy_new(long timeout_ms, struct rdb_buf *bf, struct curl_slist *hdrs)
-{
-    CURL *e = curl_easy_init();
-    if (e == NULL)
-        return NULL;
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, bf);
-    if (hdrs)
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-    return e;
 }
 
 /* ---- the writer ------------------------------------------------------------------- */
@@ -196,9 +148,9 @@ static void *writer_main(void *arg)
     rdb_buf_fixed(&bf, mem, sizeof(mem));
     CURL *easy[MAX_REPLICAS] = {0};
     for (unsigned i = 0; i < b->o.n; i++) {
-        easy[i] = easy_new((long)b->o.timeout_ms, &bf, hdrs);
-        if (easy[i] == NULL)
+        if ((easy[i] = curl_easy_init()) == NULL)
             goto out;
+        rdb_easy_blocking(easy[i], (long)b->o.timeout_ms, hdrs, &bf);
         char url[256];
         snprintf(url, sizeof(url), "%s/api/v1/nodes", b->o.r[i].url);
         curl_easy_setopt(easy[i], CURLOPT_URL, url);

@@ -2,6 +2,7 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,44 @@ bool rdb_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
     return true;
 }
 
+int rdb_parse_opts(int argc, char **argv, const struct rdb_opt *opts, void *ctx,
+                   void (*usage)(FILE *f))
+{
+    enum { MAX_OPTS = 32, HELP = 1000 };
+    struct option longs[MAX_OPTS + 2] = {{0}};
+    size_t n = 0;
+    for (; opts[n].name != NULL; n++) {
+        if (n == MAX_OPTS)
+            return -1;
+        longs[n] = (struct option){opts[n].name, opts[n].flag ? no_argument : required_argument,
+                                   NULL, (int)n};
+    }
+    longs[n] = (struct option){"help", no_argument, NULL, HELP};
+    int c;
+    optind = 0; /* glibc: starts afresh, also after an earlier parse stopped half-way */
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        if (c == HELP) {
+            usage(stdout);
+            exit(0);
+        }
+        if (c < 0 || (size_t)c >= n)
+            return -1; /* getopt_long said what was wrong */
+        const struct rdb_opt *o = &opts[c];
+        bool ok = true;
+        if (o->num)
+            ok = rdb_parse_uint(optarg, o->min, o->max, o->num);
+        else if (o->str)
+            *o->str = optarg;
+        else if (o->flag)
+            *o->flag = true;
+        else
+            ok = o->fn(optarg, ctx);
+        if (!ok)
+            return -1;
+    }
+    return optind == argc ? 0 : -1;
+}
+
 uint64_t rdb_seed(uint64_t seed)
 {
     uint64_t s = seed * 0x9E3779B97F4A7C15ULL;
@@ -184,6 +223,49 @@ struct rdb_lat rdb_lat_of(int64_t *v, size_t n, size_t of)
     return s;
 }
 
+void rdb_hist_init(struct rdb_hist *h, unsigned width_us)
+{
+    memset(h, 0, sizeof(*h));
+    h->width_us = width_us;
+}
+
+void rdb_hist_add(struct rdb_hist *h, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    uint64_t i = (uint64_t)us / h->width_us;
+    if (i < RDB_HIST_SLOTS)
+        h->slot[i]++;
+    else
+        h->over++;
+    h->n++;
+    if (us > h->max_us)
+        h->max_us = us;
+}
+
+int64_t rdb_hist_quantile(const struct rdb_hist *h, double q)
+{
+    uint64_t want = (uint64_t)ceil(q * (double)h->n), seen = 0;
+    if (want == 0)
+        return 0;
+    for (unsigned i = 0; i < RDB_HIST_SLOTS; i++) {
+        seen += h->slot[i];
+        if (seen >= want)
+            return (int64_t)(i + 1) * h->width_us;
+    }
+    return h->max_us;
+}
+
+void rdb_hist_merge(struct rdb_hist *to, const struct rdb_hist *from)
+{
+    to->n += from->n;
+    to->over += from->over;
+    if (from->max_us > to->max_us)
+        to->max_us = from->max_us;
+    for (unsigned i = 0; i < RDB_HIST_SLOTS; i++)
+        to->slot[i] += from->slot[i];
+}
+
 /* ---- response buffers ---------------------------------------------------------- */
 
 void rdb_buf_fixed(struct rdb_buf *b, char *storage, size_t size)
@@ -234,6 +316,80 @@ void rdb_buf_free(struct rdb_buf *b)
     }
     free(b->p);
     *b = (struct rdb_buf){0};
+}
+
+/* ---- HTTP handles ------------------------------------------------------------- */
+
+CURL *rdb_easy_new(long version, struct curl_slist *hdrs, long timeout_ms, void *priv,
+                   struct rdb_buf *resp)
+{
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, version);
+    if (hdrs)
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (version != (long)CURL_HTTP_VERSION_1_1)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, priv);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
+    return e;
+}
+
+void rdb_easy_blocking(CURL *e, long timeout_ms, struct curl_slist *hdrs, struct rdb_buf *resp)
+{
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
+    if (hdrs)
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+}
+
+long rdb_request(CURL *e, const char *method, const char *url, const char *body,
+                 struct curl_slist *hdrs, long timeout_ms, struct rdb_buf *resp)
+{
+    curl_easy_reset(e);
+    rdb_easy_blocking(e, timeout_ms, hdrs, resp);
+    rdb_buf_clear(resp);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    if (strcmp(method, "GET") != 0) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, body ? (long)strlen(body) : 0L);
+        if (strcmp(method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    }
+    long status = -1;
+    if (curl_easy_perform(e) == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    return status;
+}
+
+bool rdb_next_done(CURLM *multi, struct rdb_done *d)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        char *priv = NULL;
+        curl_off_t us = 0;
+        *d = (struct rdb_done){.easy = m->easy_handle, .rc = m->data.result};
+        curl_easy_getinfo(d->easy, CURLINFO_PRIVATE, &priv);
+        curl_easy_getinfo(d->easy, CURLINFO_TOTAL_TIME_T, &us);
+        if (d->rc == CURLE_OK)
+            curl_easy_getinfo(d->easy, CURLINFO_RESPONSE_CODE, &d->status);
+        d->priv = priv;
+        d->us = (int64_t)us;
+        curl_multi_remove_handle(multi, d->easy); /* m is gone from here on */
+        return true;
+    }
+    return false;
 }
 
 /* ---- HTTP/2 -------------------------------------------------------------------- */
@@ -317,6 +473,65 @@ int rdb_h2_open(CURLM *multi, const char *base_url, int n)
     return opened;
 }
 
+/* ---- what an agent reads ----------------------------------------------------- */
+
+void rdb_task_id(unsigned i, char *out, size_t len)
+{
+    snprintf(out, len, RDB_TASK_PREFIX "%012u", i);
+}
+
+unsigned rdb_task_index(const char *id)
+{
+    size_t pl = strlen(RDB_TASK_PREFIX);
+    if (id == NULL || strlen(id) != pl + 12 || strncmp(id, RDB_TASK_PREFIX, pl) != 0)
+        return UINT32_MAX;
+    unsigned i;
+    return rdb_parse_uint(id + pl, 0, UINT32_MAX - 1, &i) ? i : UINT32_MAX;
+}
+
+int rdb_hold_slot(struct rdb_hold *holds, unsigned *n, unsigned cap, unsigned task,
+                  uint32_t attempt)
+{
+    for (unsigned i = 0; i < *n; i++) {
+        if (holds[i].active && holds[i].task == task)
+            return holds[i].attempt >= attempt ? -1
+                                               : (int)i; /* a newer attempt of a task it held */
+    }
+    for (unsigned i = 0; i < *n; i++)
+        if (!holds[i].active && !holds[i].in_flight)
+            return (int)i;
+    return *n < cap ? (int)(*n)++ : -2;
+}
+
+long long rdb_epoch_of(long status, const char *body)
+{
+    json_t *j = status == 201 && body ? json_loads(body, 0, NULL) : NULL;
+    long long epoch = json_integer_value(json_object_get(j, "epoch"));
+    json_decref(j);
+    return epoch;
+}
+
+void rdb_heartbeat_answer(const char *body, void (*take)(void *ctx, const struct rdb_assignment *a),
+                          void (*drop)(void *ctx, const char *task_id), void *ctx)
+{
+    if (body == NULL || (strstr(body, "\"assignments\":[]") && strstr(body, "\"revoked\":[]")))
+        return;
+    json_t *j = json_loads(body, 0, NULL), *item;
+    size_t i;
+    json_array_foreach(json_object_get(j, "assignments"), i, item)
+    {
+        json_t *ck = json_object_get(item, "checkpoint");
+        struct rdb_assignment a = {
+            .task_id = json_string_value(json_object_get(item, "task_id")),
+            .attempt = json_integer_value(json_object_get(item, "attempt")),
+            .version = (uint64_t)json_integer_value(json_object_get(ck, "version")),
+        };
+        take(ctx, &a);
+    }
+    json_array_foreach(json_object_get(j, "revoked"), i, item) drop(ctx, json_string_value(item));
+    json_decref(j);
+}
+
 /* ---- replicas --------------------------------------------------------------- */
 
 int rdb_health(CURL *e, const char *base_url, long timeout_ms, struct rdb_health *out)
@@ -325,17 +540,7 @@ int rdb_health(CURL *e, const char *base_url, long timeout_ms, struct rdb_health
     struct rdb_buf bf = {0};
     snprintf(url, sizeof(url), "%s/health", base_url);
     *out = (struct rdb_health){.role = "?"};
-    curl_easy_reset(e);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &bf);
-    long status = 0;
-    if (curl_easy_perform(e) == CURLE_OK)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    long status = rdb_request(e, "GET", url, NULL, NULL, timeout_ms, &bf);
     json_t *j = status == 200 && bf.p ? json_loads(bf.p, 0, NULL) : NULL;
     rdb_buf_free(&bf);
     if (j == NULL)

@@ -1,8 +1,10 @@
 /*
  * What the benchmarks' load generators (tests/bench/<name>/) have in common:
  * process set-up, clocks, option parsing, a reproducible random source,
- * RFC 3339 times, nearest-rank statistics, response buffers for libcurl, and
- * opening HTTP/2 connections with the libcurl 7.88 workaround. Prefix rdb_.
+ * RFC 3339 times, nearest-rank statistics and histograms, response buffers
+ * for libcurl, HTTP handles and their finished transfers, opening HTTP/2
+ * connections with the libcurl 7.88 workaround, and what an agent reads in
+ * the engine's answers. Prefix rdb_.
  * Monotonic milliseconds come from rdtestlib: rdt_now_ms() (tests/lib/harness.h).
  *
  * Not thread-safe unless said otherwise; the clocks, rdb_sleep_*, rdb_uniform
@@ -15,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -64,6 +67,29 @@ void rdb_sleep_ms(int64_t ms);
 /* A decimal in [min, max] filling the whole of `s`; false otherwise. */
 bool rdb_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
 
+/*
+ * One long option of a load generator, for rdb_parse_opts(); exactly one of
+ * num (a decimal in [min, max]), str (the argument as given), flag (no
+ * argument: set to true) and fn (false when the argument is bad; given the
+ * ctx of rdb_parse_opts) is set. A list of them ends with a NULL name.
+ */
+struct rdb_opt {
+    const char *name; /* without the leading "--" */
+    unsigned *num;
+    unsigned min, max;
+    const char **str;
+    bool *flag;
+    bool (*fn)(const char *arg, void *ctx);
+};
+
+/*
+ * Parses the long options in argv by `opts`. --help prints usage(stdout) and
+ * exits 0. 0, or -1 on an unknown option, a missing or bad value or an
+ * argument that is not an option (the caller prints usage(stderr) and exits 2).
+ */
+int rdb_parse_opts(int argc, char **argv, const struct rdb_opt *opts, void *ctx,
+                   void (*usage)(FILE *f));
+
 /* The state of rdb_uniform() for a given seed (never 0). */
 uint64_t rdb_seed(uint64_t seed);
 
@@ -100,6 +126,29 @@ struct rdb_lat {
 /* Sorts v[0..n) in place and takes its nearest-rank p50, p99 and max (all 0
  * when n is 0). */
 struct rdb_lat rdb_lat_of(int64_t *v, size_t n, size_t of);
+
+/*
+ * A histogram of microseconds in RDB_HIST_SLOTS slots of width_us each;
+ * what lies beyond them counts in `over` (and max_us). Zeroed, then width_us
+ * set (rdb_hist_init).
+ */
+#define RDB_HIST_SLOTS 40000
+
+struct rdb_hist {
+    unsigned width_us;
+    uint64_t n, over;
+    int64_t max_us;
+    uint32_t slot[RDB_HIST_SLOTS];
+};
+
+void rdb_hist_init(struct rdb_hist *h, unsigned width_us);
+/* Adds one value (a negative one as 0). */
+void rdb_hist_add(struct rdb_hist *h, int64_t us);
+/* The upper edge of the slot holding nearest-rank quantile q (0-1); the max
+ * when it lies beyond the last slot; 0 when empty. */
+int64_t rdb_hist_quantile(const struct rdb_hist *h, double q);
+/* Adds `from` to `to` (of the same width). */
+void rdb_hist_merge(struct rdb_hist *to, const struct rdb_hist *from);
 
 /* ---- a queue of due times ------------------------------------------------------- */
 
@@ -149,6 +198,47 @@ void rdb_buf_clear(struct rdb_buf *b);
 /* Frees what a growing buffer holds and zeroes it; a fixed one is only emptied. */
 void rdb_buf_free(struct rdb_buf *b);
 
+/* ---- HTTP handles ------------------------------------------------------------- */
+
+/*
+ * A handle for a multi loop: HTTP `version` (rdb_h2_version() or
+ * CURL_HTTP_VERSION_1_1), the headers `hdrs` (may be NULL), no signals,
+ * `timeout_ms` per transfer, CURLOPT_PRIVATE `priv`, the answer into `resp`
+ * (rdb_buf_write), and over HTTP/2 waiting for a multiplexed connection
+ * rather than opening another (PIPEWAIT). NULL when out of memory.
+ */
+CURL *rdb_easy_new(long version, struct curl_slist *hdrs, long timeout_ms, void *priv,
+                   struct rdb_buf *resp);
+
+/*
+ * A handle for blocking requests: HTTP/1.1, no signals, `timeout_ms` for the
+ * whole request and for connecting, the headers `hdrs` (may be NULL), the
+ * answer into `resp`.
+ */
+void rdb_easy_blocking(CURL *e, long timeout_ms, struct curl_slist *hdrs, struct rdb_buf *resp);
+
+/*
+ * One blocking request on `e`, reset first (its connection is kept) and set
+ * up by rdb_easy_blocking(): `method` (GET, POST, PUT...) on `url` with the
+ * JSON `body` (NULL: none), the answer in `resp` (emptied first). The HTTP
+ * status, or -1 when no answer came.
+ */
+long rdb_request(CURL *e, const char *method, const char *url, const char *body,
+                 struct curl_slist *hdrs, long timeout_ms, struct rdb_buf *resp);
+
+/* A finished transfer of a multi handle. */
+struct rdb_done {
+    CURL *easy;
+    void *priv;  /* its CURLOPT_PRIVATE */
+    CURLcode rc; /* the transfer's result */
+    long status; /* the HTTP status; 0 unless rc is CURLE_OK */
+    int64_t us;  /* its total time */
+};
+
+/* The next finished transfer of `multi`, removed from it: true with `d`
+ * filled, false when none is left. */
+bool rdb_next_done(CURLM *multi, struct rdb_done *d);
+
 /* ---- HTTP/2 -------------------------------------------------------------------- */
 
 /*
@@ -182,6 +272,57 @@ CURLM *rdb_h2_multi(int want);
  * before any other transfer is added to `multi` (it reads its messages).
  */
 int rdb_h2_open(CURLM *multi, const char *base_url, int n);
+
+/* ---- what an agent reads ----------------------------------------------------- */
+
+/* The tasks the benchmarks submit are named by index: TASK_PREFIX and 12 digits. */
+#define RDB_TASK_PREFIX "00000000-0000-4000-8000-"
+
+/* Task `i`'s id into `out` (37 bytes are enough). */
+void rdb_task_id(unsigned i, char *out, size_t len);
+
+/* The index in a task id made by rdb_task_id, or UINT32_MAX when `id` is
+ * NULL or not one. */
+unsigned rdb_task_index(const char *id);
+
+/* A task as a simulated agent holds it: the attempt it was handed is its
+ * fencing token. */
+struct rdb_hold {
+    unsigned task; /* its index (rdb_task_index) */
+    uint32_t attempt;
+    uint64_t version; /* the last acknowledged (or handed over) version */
+    int64_t due;      /* its next write, monotonic ms */
+    bool active, in_flight, completing;
+};
+
+/*
+ * Where an agent holding holds[0..*n) (room for `cap`) keeps a newly handed
+ * (task, attempt): the slot of that task's older attempt, else a slot
+ * neither active nor in flight, else a new one (*n grows). -1 when it holds
+ * that attempt or a newer one already (handed over again until its first
+ * checkpoint commits: nothing to do), -2 when every slot is taken.
+ */
+int rdb_hold_slot(struct rdb_hold *holds, unsigned *n, unsigned cap, unsigned task,
+                  uint32_t attempt);
+
+/* The epoch of a registration's answer: its "epoch" when `status` is 201
+ * with JSON, else 0. */
+long long rdb_epoch_of(long status, const char *body);
+
+/* One entry of a heartbeat answer's "assignments". */
+struct rdb_assignment {
+    const char *task_id;
+    long long attempt;
+    uint64_t version; /* of its checkpoint; 0 when it has none */
+};
+
+/*
+ * A heartbeat's 200 answer `body`: hands each of its "assignments" to
+ * take() and each task id in "revoked" to drop(), with `ctx`. When both are
+ * empty, as in almost every answer, nothing is parsed.
+ */
+void rdb_heartbeat_answer(const char *body, void (*take)(void *ctx, const struct rdb_assignment *a),
+                          void (*drop)(void *ctx, const char *task_id), void *ctx);
 
 /* ---- replicas --------------------------------------------------------------- */
 

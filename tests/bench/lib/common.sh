@@ -16,7 +16,7 @@
 #                   is stopped
 #   ports, engines  bench_free_port, bench_wait_http, bench_start_engine,
 #                   bench_cluster_config, bench_start_replica, bench_raise_nofile
-#   fleet.py runs   bench_fleet_setup, bench_fleet_run
+#   one engine      bench_fleet_setup, bench_fleet_run (fleet.py)
 #   the record      bench_cores, bench_commit, bench_raft_version, bench_now,
 #                   bench_loadavg, bench_cpu_start / bench_cpu_report,
 #                   bench_log_events
@@ -69,9 +69,12 @@ bench_workdir() {
     WORK=$(mktemp -d "$base/rd-bench-$1.XXXXXX")
 }
 
-# Runs at exit, after the processes are stopped and before WORK is removed: a
-# script redefines it to keep logs (ENGINE_LOG, KEEP_LOGS).
-bench_on_exit() { :; }
+# Runs at exit, after the processes are stopped and before WORK is removed:
+# keeps the engine's log ($WORK/rd.log) in the file ENGINE_LOG when that is
+# set; a script redefines it to keep other logs (KEEP_LOGS).
+bench_on_exit() {
+    if [ -n "${ENGINE_LOG:-}" ] && [ -f "$WORK/rd.log" ]; then cp "$WORK/rd.log" "$ENGINE_LOG"; fi
+}
 
 bench_cleanup() {
     bench_stop "${BENCH_PIDS[@]}"
@@ -212,16 +215,24 @@ bench_start_engine() {
     bench_wait_http "http://127.0.0.1:$RD_PORT/ready" "$RD_PID" "$WORK/rd.log"
 }
 
-# ---- the fleet benchmarks (tests/bench/detection/fleet.py on one engine) -----
+# ---- one engine and a fleet (fleet.py, or a load generator of its own) -------
 
-# bench_fleet_setup NAME [PLUGIN...]: builds recoveryd with the heartbeat
-# plugin and the PLUGINs, a work directory NAME, the engine's ports, and the
-# head of $WORK/rd.yaml (cluster, logging, the plugins: heartbeat required);
-# the script appends its fault_tolerance section, then bench_fleet_run.
+# bench_fleet_setup NAME [PLUGIN...] [-- TARGET...]: builds recoveryd with the
+# heartbeat plugin, the PLUGINs and the TARGETs, a work directory NAME, the
+# engine's ports, and the head of $WORK/rd.yaml (cluster, logging at
+# BENCH_LOG_LEVEL, info unless set, the plugins: heartbeat required, then
+# each PLUGIN, written NAME or
+# NAME:KEY=VALUE[,KEY=VALUE...] for its config); the script appends its
+# fault_tolerance section, then bench_fleet_run (or starts the engine itself).
 bench_fleet_setup() {
-    local name=$1 p
+    local name=$1 p kv plugins=() targets=() kvs
     shift
-    bench_build recoveryd heartbeat "$@"
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        plugins+=("$1")
+        shift
+    done
+    [ $# -gt 0 ] && shift && targets=("$@")
+    bench_build recoveryd heartbeat "${plugins[@]%%:*}" "${targets[@]}"
     bench_workdir "$name"
     bench_free_port RD_PORT
     bench_free_port RAFT_PORT
@@ -229,13 +240,19 @@ bench_fleet_setup() {
 cluster:
   raft_address: 127.0.0.1:$RAFT_PORT
 logging:
-  level: info
+  level: ${BENCH_LOG_LEVEL:-info}
 plugins:
   instances:
     - name: heartbeat
       required: true
 YAML
-    for p in "$@"; do echo "    - name: $p" >>"$WORK/rd.yaml"; done
+    for p in "${plugins[@]}"; do
+        echo "    - name: ${p%%:*}" >>"$WORK/rd.yaml"
+        [ "$p" = "${p%%:*}" ] && continue
+        echo "      config:" >>"$WORK/rd.yaml"
+        IFS=, read -ra kvs <<<"${p#*:}"
+        for kv in "${kvs[@]}"; do echo "        ${kv%%=*}: ${kv#*=}" >>"$WORK/rd.yaml"; done
+    done
 }
 
 # bench_fleet_run TITLE ARG...: starts the engine, prints TITLE with the

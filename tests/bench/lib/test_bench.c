@@ -2,6 +2,7 @@
 #include "cmocka_all.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
@@ -26,6 +27,151 @@ static void test_parse_uint(void **state)
     assert_int_equal(v, 7); /* untouched on failure */
     assert_true(rdb_parse_uint("4294967295", 1, 4294967295u, &v));
     assert_int_equal(v, 4294967295u);
+}
+
+static bool take_even(const char *arg, void *ctx)
+{
+    unsigned v;
+    if (!rdb_parse_uint(arg, 0, 100, &v) || v % 2 != 0)
+        return false;
+    *(unsigned *)ctx = v;
+    return true;
+}
+
+static void no_usage(FILE *f)
+{
+    (void)f;
+}
+
+static int parse(int argc, const char **argv, const struct rdb_opt *opts, void *ctx)
+{
+    return rdb_parse_opts(argc, (char **)argv, opts, ctx, no_usage);
+}
+
+/* Numbers in their range, strings, flags and options of the caller's own;
+ * anything else is refused, and parsing again starts afresh. */
+static void test_options(void **state)
+{
+    unsigned n = 7, even = 0;
+    const char *s = "default";
+    bool f = false;
+    const struct rdb_opt opts[] = {
+        {"n", .num = &n, .min = 1, .max = 10},
+        {"s", .str = &s},
+        {"f", .flag = &f},
+        {"even", .fn = take_even},
+        {NULL},
+    };
+    const char *ok[] = {"prog", "--n", "10", "--s=x", "--f", "--even", "4"};
+    assert_int_equal(parse(7, ok, opts, &even), 0);
+    assert_int_equal(n, 10);
+    assert_string_equal(s, "x");
+    assert_true(f);
+    assert_int_equal(even, 4);
+    const char *none[] = {"prog"};
+    assert_int_equal(parse(1, none, opts, &even), 0);
+    const char *range[] = {"prog", "--n", "11"};
+    assert_int_equal(parse(3, range, opts, &even), -1);
+    const char *odd[] = {"prog", "--even", "3"};
+    assert_int_equal(parse(3, odd, opts, &even), -1);
+    const char *unknown[] = {"prog", "--m", "1"};
+    assert_int_equal(parse(3, unknown, opts, &even), -1);
+    const char *missing[] = {"prog", "--n"};
+    assert_int_equal(parse(2, missing, opts, &even), -1);
+    const char *stray[] = {"prog", "--n", "2", "extra"};
+    assert_int_equal(parse(4, stray, opts, &even), -1);
+    assert_int_equal(n, 2); /* what came before it was taken */
+}
+
+static void test_histogram(void **state)
+{
+    static struct rdb_hist h, g;
+    rdb_hist_init(&h, 50);
+    assert_int_equal(rdb_hist_quantile(&h, 0.99), 0);
+    for (int i = 1; i <= 100; i++)
+        rdb_hist_add(&h, i * 100); /* 100 us .. 10 ms */
+    rdb_hist_add(&h, -5);          /* as 0 */
+    assert_int_equal(h.n, 101);
+    assert_int_equal(h.max_us, 10000);
+    assert_int_equal(rdb_hist_quantile(&h, 0), 0);
+    assert_int_equal(rdb_hist_quantile(&h, 0.005), 50); /* the first, 0: slot 0's upper edge */
+    assert_int_equal(rdb_hist_quantile(&h, 0.5), 5050); /* the 51st, 5000 us: slot 100 */
+    assert_int_equal(rdb_hist_quantile(&h, 1), 10050);  /* the upper edge of 10000's slot */
+    rdb_hist_init(&g, 50);
+    rdb_hist_add(&g, (int64_t)50 * RDB_HIST_SLOTS * 3); /* beyond the last slot */
+    rdb_hist_merge(&h, &g);
+    assert_int_equal(h.n, 102);
+    assert_int_equal(h.over, 1);
+    assert_int_equal(rdb_hist_quantile(&h, 1), (int64_t)50 * RDB_HIST_SLOTS * 3); /* the max */
+}
+
+static size_t n_taken, n_dropped;
+
+static void take(void *ctx, const struct rdb_assignment *a)
+{
+    assert_ptr_equal(ctx, &n_taken);
+    assert_int_equal(rdb_task_index(a->task_id), 12 + n_taken);
+    assert_int_equal(a->attempt, 2);
+    assert_int_equal(a->version, n_taken == 0 ? 7 : 0); /* the second has no checkpoint */
+    n_taken++;
+}
+
+static void drop(void *ctx, const char *task_id)
+{
+    assert_ptr_equal(ctx, &n_taken);
+    assert_string_equal(task_id, "t-9");
+    n_dropped++;
+}
+
+/* Task ids by index, a registration's epoch, a heartbeat's assignments. */
+static void test_agent_answers(void **state)
+{
+    char id[40];
+    rdb_task_id(12, id, sizeof(id));
+    assert_string_equal(id, "00000000-0000-4000-8000-000000000012");
+    assert_int_equal(rdb_task_index(id), 12);
+    assert_int_equal(rdb_task_index("00000000-0000-4000-8000-00000000012"), UINT32_MAX);
+    assert_int_equal(rdb_task_index("00000000-0000-4000-8000-00000000001x"), UINT32_MAX);
+    assert_int_equal(rdb_task_index("10000000-0000-4000-8000-000000000012"), UINT32_MAX);
+    assert_int_equal(rdb_task_index(NULL), UINT32_MAX);
+
+    assert_int_equal(rdb_epoch_of(201, "{\"node_id\":\"a\",\"epoch\":3}"), 3);
+    assert_int_equal(rdb_epoch_of(200, "{\"epoch\":3}"), 0);
+    assert_int_equal(rdb_epoch_of(201, "not json"), 0);
+    assert_int_equal(rdb_epoch_of(0, NULL), 0);
+
+    rdb_heartbeat_answer("{\"assignments\":[],\"revoked\":[]}", take, drop, &n_taken);
+    rdb_heartbeat_answer(NULL, take, drop, &n_taken);
+    assert_int_equal(n_taken + n_dropped, 0);
+    rdb_heartbeat_answer("{\"assignments\":[{\"task_id\":\"00000000-0000-4000-8000-000000000012\","
+                         "\"attempt\":2,\"checkpoint\":{\"version\":7}},{\"task_id\":"
+                         "\"00000000-0000-4000-8000-000000000013\",\"attempt\":2}],"
+                         "\"revoked\":[\"t-9\"]}",
+                         take, drop, &n_taken);
+    assert_int_equal(n_taken, 2);
+    assert_int_equal(n_dropped, 1);
+}
+
+/* A handed task takes its older attempt's slot, else a free one, else a
+ * new one; the attempt held (or an older one) again changes nothing. */
+static void test_hold_slots(void **state)
+{
+    struct rdb_hold h[3] = {{0}};
+    unsigned n = 0;
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 7, 1), 0);
+    h[0] = (struct rdb_hold){.task = 7, .attempt = 1, .active = true};
+    assert_int_equal(n, 1);
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 7, 1), -1);
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 7, 2), 0); /* a newer attempt of it */
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 8, 1), 1);
+    h[1] = (struct rdb_hold){.task = 8, .attempt = 1, .active = true};
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 9, 1), 2);
+    h[2] = (struct rdb_hold){.task = 9, .attempt = 1, .in_flight = true}; /* dropped, busy */
+    assert_int_equal(n, 3);
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 10, 1), -2); /* full */
+    h[1].active = false;
+    assert_int_equal(rdb_hold_slot(h, &n, 3, 10, 1), 1); /* a free slot again */
+    assert_int_equal(n, 3);
 }
 
 static void test_due_queue(void **state)
@@ -200,7 +346,56 @@ static void test_http_helpers(void **state)
     assert_int_equal(rdb_health(e, url, 1000, &h), -1);
     const char *urls[] = {up, url};
     assert_int_equal(rdb_find_leader(e, urls, 2, 1000, 0, &h), -1);
+
+    /* A blocking POST carries its body; a refused port is no answer. */
+    struct rdb_buf bf = {0};
+    char path[96];
+    snprintf(path, sizeof(path), "%s/api/v1/x", up);
+    assert_int_equal(rdb_request(e, "POST", path, "{\"a\":1}", NULL, 1000, &bf), 200);
+    assert_true(rdt_httpd_bodies(s, 0) >= 1);
+    char *last = rdt_httpd_body(s, 0, rdt_httpd_bodies(s, 0) - 1);
+    assert_string_equal(last, "{\"a\":1}");
+    free(last);
+    assert_int_equal(rdb_request(e, "GET", url, NULL, NULL, 1000, &bf), -1);
+    rdb_buf_free(&bf);
     curl_easy_cleanup(e);
+
+    /* Transfers of a multi handle come back finished, each once, with
+     * their handle's private pointer; a refused one with status 0. */
+    multi = rdb_h2_multi(1);
+    struct rdb_buf r1 = {0}, r2 = {0};
+    CURL *ok = rdb_easy_new(rdb_h2_version(), NULL, 2000, &r1, &r1);
+    CURL *refused = rdb_easy_new((long)CURL_HTTP_VERSION_1_1, NULL, 2000, &r2, &r2);
+    curl_easy_setopt(ok, CURLOPT_URL, path);
+    curl_easy_setopt(refused, CURLOPT_URL, url);
+    curl_multi_add_handle(multi, ok);
+    curl_multi_add_handle(multi, refused);
+    struct rdb_done d;
+    int done = 0, running = 1;
+    for (int64_t end = rdt_now_ms() + 5000; done < 2 && rdt_now_ms() < end;) {
+        curl_multi_perform(multi, &running);
+        while (rdb_next_done(multi, &d)) {
+            done++;
+            if (d.priv == &r1) {
+                assert_ptr_equal(d.easy, ok);
+                assert_int_equal(d.rc, CURLE_OK);
+                assert_int_equal(d.status, 200);
+                assert_true(d.us > 0);
+            } else {
+                assert_ptr_equal(d.priv, &r2);
+                assert_int_not_equal(d.rc, CURLE_OK);
+                assert_int_equal(d.status, 0);
+            }
+        }
+        curl_multi_poll(multi, NULL, 0, 50, NULL);
+    }
+    assert_int_equal(done, 2);
+    assert_false(rdb_next_done(multi, &d));
+    curl_easy_cleanup(ok);
+    curl_easy_cleanup(refused);
+    curl_multi_cleanup(multi);
+    rdb_buf_free(&r1);
+    rdb_buf_free(&r2);
     rdt_httpd_stop(s);
     rdb_end();
 }
@@ -208,10 +403,12 @@ static void test_http_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_uint),   cmocka_unit_test(test_times),
-        cmocka_unit_test(test_statistics),   cmocka_unit_test(test_random_is_reproducible),
-        cmocka_unit_test(test_buffers),      cmocka_unit_test(test_sleep_ends_on_interrupt),
-        cmocka_unit_test(test_http_helpers), cmocka_unit_test(test_due_queue),
+        cmocka_unit_test(test_parse_uint),    cmocka_unit_test(test_times),
+        cmocka_unit_test(test_statistics),    cmocka_unit_test(test_random_is_reproducible),
+        cmocka_unit_test(test_buffers),       cmocka_unit_test(test_sleep_ends_on_interrupt),
+        cmocka_unit_test(test_http_helpers),  cmocka_unit_test(test_due_queue),
+        cmocka_unit_test(test_options),       cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_agent_answers), cmocka_unit_test(test_hold_slots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,42 +21,20 @@
 #include <string.h>
 
 #include "bench.h"
-
-/* The value of sample `series` in a /metrics body, or -1. */
-static double metric(const char *body, const char *series)
-{
-    size_t len = strlen(series);
-    for (const char *line = body; line != NULL && *line != '\0';) {
-        if (strncmp(line, series, len) == 0 && line[len] == ' ')
-            return strtod(line + len + 1, NULL);
-        line = strchr(line, '\n');
-        if (line != NULL)
-            line++;
-    }
-    return -1;
-}
+#include "rdt_metrics.h"
 
 static CURL *easy;
 static char base[256];
 static struct rdb_buf body;
+
+static struct curl_slist *hdrs;
 
 /* One request on the kept-alive connection; the HTTP status, or -1. */
 static long request(const char *method, const char *path, const char *json)
 {
     char url[512];
     snprintf(url, sizeof url, "%s%s", base, path);
-    rdb_buf_clear(&body);
-    curl_easy_setopt(easy, CURLOPT_URL, url);
-    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, json);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, json ? (long)strlen(json) : 0L);
-    if (strcmp(method, "GET") == 0)
-        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-    if (curl_easy_perform(easy) != CURLE_OK)
-        return -1;
-    long status = 0;
-    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-    return status;
+    return rdb_request(easy, method, url, json, hdrs, 10000L, &body);
 }
 
 struct sample {
@@ -76,8 +54,8 @@ static bool scrape(int64_t t0_ns)
     const char *m = body.p;
     struct sample s = {
         .at_ms = (rdb_now_ns() - t0_ns) / 1000000,
-        .lag_rows = (long long)metric(m, "recoveryd_records_export_lag_records"),
-        .lag_s = metric(m, "recoveryd_records_export_lag_seconds"),
+        .lag_rows = (long long)rdt_metric_in_f(m, "recoveryd_records_export_lag_records"),
+        .lag_s = rdt_metric_in_f(m, "recoveryd_records_export_lag_seconds"),
         .exported = 0,
     };
     static const char *const tables[] = {"fault_records", "task_recovery", "audit_log",
@@ -86,7 +64,7 @@ static bool scrape(int64_t t0_ns)
         char series[128];
         snprintf(series, sizeof series, "recoveryd_records_exported_total{table=\"%s\"}",
                  tables[k]);
-        s.exported += (long long)metric(m, series);
+        s.exported += (long long)rdt_metric_in_f(m, series);
     }
     if (n_samples == cap_samples) {
         cap_samples = cap_samples ? cap_samples * 2 : 1024;
@@ -121,43 +99,36 @@ static long long api_faults(void)
     }
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bench_records_loadgen --url URL [--conninfo C] [--schema S] "
+               "[--faults N] [--seconds S] [--agents A]\n");
+}
+
 int main(int argc, char **argv)
 {
     const char *url = NULL, *conninfo = "", *schema = "public";
     unsigned faults = 10000, seconds = 60, agents = 100;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--url") == 0)
-            url = argv[i + 1];
-        else if (strcmp(argv[i], "--conninfo") == 0)
-            conninfo = argv[i + 1];
-        else if (strcmp(argv[i], "--schema") == 0)
-            schema = argv[i + 1];
-        else if (strcmp(argv[i], "--faults") == 0 &&
-                 rdb_parse_uint(argv[i + 1], 1, 10000000, &faults))
-            ;
-        else if (strcmp(argv[i], "--seconds") == 0 &&
-                 rdb_parse_uint(argv[i + 1], 1, 3600, &seconds))
-            ;
-        else if (strcmp(argv[i], "--agents") == 0 &&
-                 rdb_parse_uint(argv[i + 1], 1, 100000, &agents))
-            ;
-        else {
-            fprintf(stderr, "bench_records_loadgen: bad argument %s\n", argv[i]);
-            return 2;
-        }
-    }
-    if (url == NULL || rdb_init() != 0) {
-        fprintf(stderr, "usage: bench_records_loadgen --url URL [--conninfo C] [--schema S] "
-                        "[--faults N] [--seconds S] [--agents A]\n");
+    const struct rdb_opt opts[] = {
+        {"url", .str = &url},
+        {"conninfo", .str = &conninfo},
+        {"schema", .str = &schema},
+        {"faults", .num = &faults, .min = 1, .max = 10000000},
+        {"seconds", .num = &seconds, .min = 1, .max = 3600},
+        {"agents", .num = &agents, .min = 1, .max = 100000},
+        {NULL},
+    };
+    if (rdb_parse_opts(argc, argv, opts, NULL, usage) != 0 || url == NULL) {
+        usage(stderr);
         return 2;
     }
+    if (rdb_init() != 0)
+        return 1;
     snprintf(base, sizeof base, "%s", url);
     easy = curl_easy_init();
-    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, rdb_buf_write);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 10000L);
+    hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (easy == NULL || hdrs == NULL)
+        return 1;
 
     for (unsigned a = 0; a < agents; a++) {
         char json[128];
@@ -271,7 +242,7 @@ int main(int argc, char **argv)
     free(rows);
     free(ages);
     free(samples);
-    curl_slist_free_all(hdr);
+    curl_slist_free_all(hdrs);
     curl_easy_cleanup(easy);
     rdb_print_self_cpu();
     rdb_end();

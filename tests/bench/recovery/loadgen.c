@@ -33,7 +33,6 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -53,7 +52,6 @@
 #define N_CONNS        4  /* connections with prior knowledge (bench.h) */
 #define SETUP_INFLIGHT 64 /* registrations, submissions and reads at a time */
 #define MAX_HOLDS      64 /* tasks one agent can hold at once */
-#define TASK_PREFIX    "00000000-0000-4000-8000-"
 #define TARGET_ASSIGN  2000
 #define TARGET_CKPT    2500
 #define TARGET_SHARE   90.0
@@ -70,15 +68,6 @@ struct opts {
     uint64_t seed;
 };
 
-/* A task as one agent holds it: the attempt it was handed is its fencing token. */
-struct hold {
-    unsigned task;
-    uint32_t attempt;
-    uint64_t version; /* the last acknowledged (or handed over) version */
-    int64_t due_ms;   /* next write */
-    bool active, in_flight, completing;
-};
-
 struct agent {
     char id[32];
     bool doomed;  /* crashes at the crash */
@@ -87,7 +76,7 @@ struct agent {
     bool registered, hb_in_flight;
     int64_t hb_due;
     unsigned n_holds; /* holds[] used so far (inactive ones are reused) */
-    struct hold holds[MAX_HOLDS];
+    struct rdb_hold holds[MAX_HOLDS];
 };
 
 struct task {
@@ -207,21 +196,6 @@ static void usage(FILE *f)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    static const struct option longs[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"agents", required_argument, NULL, 'a'},
-        {"tasks-per-agent", required_argument, NULL, 't'},
-        {"crash-share", required_argument, NULL, 'c'},
-        {"slots", required_argument, NULL, 'S'},
-        {"warmup", required_argument, NULL, 'w'},
-        {"duration", required_argument, NULL, 'd'},
-        {"interval-ms", required_argument, NULL, 'i'},
-        {"jitter-ms", required_argument, NULL, 'j'},
-        {"checkpoint-ms", required_argument, NULL, 'k'},
-        {"seed", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     *o = (struct opts){.url = "http://127.0.0.1:8080",
                        .agents = 200,
                        .per_agent = 10,
@@ -232,54 +206,25 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .jitter_ms = 100,
                        .ckpt_ms = 1000};
     unsigned seed = 42;
-    bool ok = true;
-    int c;
-    while (ok && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        switch (c) {
-        case 'u':
-            o->url = optarg;
-            break;
-        case 'a':
-            ok = rdb_parse_uint(optarg, 2, 20000, &o->agents);
-            break;
-        case 't':
-            ok = rdb_parse_uint(optarg, 1, MAX_HOLDS / 4, &o->per_agent);
-            break;
-        case 'c':
-            ok = rdb_parse_uint(optarg, 1, 99, &o->crash_share);
-            break;
-        case 'S':
-            ok = rdb_parse_uint(optarg, 1, MAX_HOLDS / 2, &o->slots);
-            break;
-        case 'w':
-            ok = rdb_parse_uint(optarg, 1, 86400, &o->warmup_s);
-            break;
-        case 'd':
-            ok = rdb_parse_uint(optarg, 5, 86400, &o->duration_s);
-            break;
-        case 'i':
-            ok = rdb_parse_uint(optarg, 10, 600000, &o->interval_ms);
-            break;
-        case 'j':
-            ok = rdb_parse_uint(optarg, 0, 600000, &o->jitter_ms);
-            break;
-        case 'k':
-            ok = rdb_parse_uint(optarg, 10, 600000, &o->ckpt_ms);
-            break;
-        case 's':
-            ok = rdb_parse_uint(optarg, 1, UINT32_MAX, &seed);
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            ok = false;
-        }
-    }
+    const struct rdb_opt opts[] = {
+        {"url", .str = &o->url},
+        {"agents", .num = &o->agents, .min = 2, .max = 20000},
+        {"tasks-per-agent", .num = &o->per_agent, .min = 1, .max = MAX_HOLDS / 4},
+        {"crash-share", .num = &o->crash_share, .min = 1, .max = 99},
+        {"slots", .num = &o->slots, .min = 1, .max = MAX_HOLDS / 2},
+        {"warmup", .num = &o->warmup_s, .min = 1, .max = 86400},
+        {"duration", .num = &o->duration_s, .min = 5, .max = 86400},
+        {"interval-ms", .num = &o->interval_ms, .min = 10, .max = 600000},
+        {"jitter-ms", .num = &o->jitter_ms, .min = 0, .max = 600000},
+        {"checkpoint-ms", .num = &o->ckpt_ms, .min = 10, .max = 600000},
+        {"seed", .num = &seed, .min = 1, .max = UINT32_MAX},
+        {NULL},
+    };
+    int rc = rdb_parse_opts(argc, argv, opts, NULL, usage);
     o->seed = seed;
     if (o->slots == 0)
         o->slots = 2 * o->per_agent;
-    if (!ok || optind != argc || o->jitter_ms >= o->interval_ms || o->slots < o->per_agent) {
+    if (rc != 0 || o->jitter_ms >= o->interval_ms || o->slots < o->per_agent) {
         usage(stderr);
         return -1;
     }
@@ -295,17 +240,11 @@ static struct req *req_new(struct bench *b, enum rkind kind)
         b->free_reqs = r->next_free;
     } else {
         r = calloc(1, sizeof(*r));
-        if (r == NULL || (r->easy = curl_easy_init()) == NULL) {
+        if (r == NULL ||
+            (r->easy = rdb_easy_new(rdb_h2_version(), b->hdrs, 5000L, r, &r->resp)) == NULL) {
             free(r);
             return NULL;
         }
-        curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION, rdb_h2_version());
-        curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, b->hdrs);
-        curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, 5000L);
-        curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-        curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, rdb_buf_write);
-        curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, &r->resp);
     }
     r->kind = kind;
     r->agent = r->task = r->hold = 0;
@@ -323,13 +262,10 @@ static bool req_start(struct bench *b, struct req *r, const char *method)
     if (method == NULL) {
         curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, NULL);
         curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
-        /* Every connection is open already (rdb_h2_open). */
-        curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L);
     } else {
         curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
         curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
         curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, strcmp(method, "PUT") == 0 ? "PUT" : NULL);
-        curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L);
     }
     r->sent_ms = rdt_now_ms();
     if (curl_multi_add_handle(b->multi, r->easy) != CURLM_OK) {
@@ -386,11 +322,8 @@ static void count(struct counts *c, CURLcode rc, long status, const struct req *
 
 static struct task *task_by_id(struct bench *b, const char *id)
 {
-    size_t plen = strlen(TASK_PREFIX);
-    if (id == NULL || strlen(id) != 36 || strncmp(id, TASK_PREFIX, plen) != 0)
-        return NULL;
-    unsigned long i = strtoul(id + plen, NULL, 10);
-    return i < b->n_tasks && strcmp(b->tasks[i].id, id) == 0 ? &b->tasks[i] : NULL;
+    unsigned i = rdb_task_index(id);
+    return i < b->n_tasks ? &b->tasks[i] : NULL;
 }
 
 static unsigned holds_active(const struct agent *a)
@@ -429,7 +362,7 @@ static void start_heartbeat(struct bench *b, struct agent *a)
 }
 
 /* A checkpoint (or at the end a completion) of hold h of agent a. */
-static void start_write(struct bench *b, struct agent *a, struct hold *h, bool complete)
+static void start_write(struct bench *b, struct agent *a, struct rdb_hold *h, bool complete)
 {
     struct req *r = req_new(b, complete ? R_COMPLETE : R_CKPT);
     if (r == NULL)
@@ -456,42 +389,41 @@ static void start_write(struct bench *b, struct agent *a, struct hold *h, bool c
     c->sent += h->in_flight;
 }
 
+/* A heartbeat answer being read: the agent it answered, and when. */
+struct answer {
+    struct bench *b;
+    struct agent *a;
+    int64_t now;
+};
+
 /* An assignment from a heartbeat answer: the agent holds the task from now on. */
-static void take(struct bench *b, struct agent *a, json_t *item, int64_t now)
+static void take(void *ctx, const struct rdb_assignment *as)
 {
-    struct task *t = task_by_id(b, json_string_value(json_object_get(item, "task_id")));
-    json_int_t attempt = json_integer_value(json_object_get(item, "attempt"));
-    json_t *ck = json_object_get(item, "checkpoint");
-    uint64_t version = (uint64_t)json_integer_value(json_object_get(ck, "version"));
+    struct answer *ans = ctx;
+    struct bench *b = ans->b;
+    struct agent *a = ans->a;
+    int64_t now = ans->now;
+    struct task *t = task_by_id(b, as->task_id);
+    long long attempt = as->attempt;
+    uint64_t version = as->version;
     if (t == NULL || attempt < 1) {
         b->unknown_tasks++;
         return;
     }
-    struct hold *h = NULL;
-    for (unsigned i = 0; i < a->n_holds && h == NULL; i++) {
-        struct hold *x = &a->holds[i];
-        if (x->active && x->task == (unsigned)(t - b->tasks)) {
-            if (x->attempt >= (uint32_t)attempt)
-                return; /* handed over again until its first checkpoint commits */
-            h = x;      /* a newer attempt of a task it held */
-        }
-    }
-    for (unsigned i = 0; i < a->n_holds && h == NULL; i++)
-        if (!a->holds[i].active && !a->holds[i].in_flight)
-            h = &a->holds[i];
-    if (h == NULL && a->n_holds < MAX_HOLDS)
-        h = &a->holds[a->n_holds++];
-    if (h == NULL) {
+    int slot = rdb_hold_slot(a->holds, &a->n_holds, MAX_HOLDS, (unsigned)(t - b->tasks),
+                             (uint32_t)attempt);
+    if (slot == -2)
         b->hold_overflow++;
+    if (slot < 0)
         return;
-    }
-    *h = (struct hold){.task = (unsigned)(t - b->tasks),
-                       .attempt = (uint32_t)attempt,
-                       .version = version,
-                       .due_ms = now, /* it checkpoints at once when it resumes a task */
-                       .active = true,
-                       .in_flight = h->in_flight,
-                       .completing = b->phase >= P_COMPLETE};
+    struct rdb_hold *h = &a->holds[slot];
+    *h = (struct rdb_hold){.task = (unsigned)(t - b->tasks),
+                           .attempt = (uint32_t)attempt,
+                           .version = version,
+                           .due = now, /* it checkpoints at once when it resumes a task */
+                           .active = true,
+                           .in_flight = h->in_flight,
+                           .completing = b->phase >= P_COMPLETE};
     if (t->crash_attempt != 0 && (uint32_t)attempt > t->crash_attempt && t->assigned_ms == 0) {
         t->assigned_ms = now > b->crash_ms ? now - b->crash_ms : 1;
         t->handed_version = version;
@@ -500,8 +432,11 @@ static void take(struct bench *b, struct agent *a, json_t *item, int64_t now)
     }
 }
 
-static void drop(struct bench *b, struct agent *a, const char *task_id)
+static void drop(void *ctx, const char *task_id)
 {
+    struct answer *ans = ctx;
+    struct bench *b = ans->b;
+    struct agent *a = ans->a;
     struct task *t = task_by_id(b, task_id);
     for (unsigned i = 0; t && i < a->n_holds; i++)
         if (a->holds[i].task == (unsigned)(t - b->tasks))
@@ -522,16 +457,9 @@ static void on_heartbeat(struct bench *b, struct req *r, CURLcode rc, long statu
         start_register(b, r->agent);
         return;
     }
-    if (rc != CURLE_OK || status != 200 || a->crashed || r->resp.p == NULL)
+    if (rc != CURLE_OK || status != 200 || a->crashed)
         return;
-    /* The hot path: nothing handed over, nothing taken away. */
-    if (strstr(r->resp.p, "\"assignments\":[]") && strstr(r->resp.p, "\"revoked\":[]"))
-        return;
-    json_t *j = json_loads(r->resp.p, 0, NULL), *item;
-    size_t i;
-    json_array_foreach(json_object_get(j, "assignments"), i, item) take(b, a, item, now);
-    json_array_foreach(json_object_get(j, "revoked"), i, item) drop(b, a, json_string_value(item));
-    json_decref(j);
+    rdb_heartbeat_answer(r->resp.p, take, drop, &(struct answer){b, a, now});
 }
 
 static void note_ack(struct bench *b, const struct task *t, int64_t now, int64_t rtt)
@@ -550,7 +478,7 @@ static void note_ack(struct bench *b, const struct task *t, int64_t now, int64_t
 static void on_checkpoint(struct bench *b, struct req *r, CURLcode rc, long status, int64_t now)
 {
     struct agent *a = &b->agents[r->agent];
-    struct hold *h = &a->holds[r->hold];
+    struct rdb_hold *h = &a->holds[r->hold];
     struct task *t = &b->tasks[r->task];
     bool mine = h->active && h->task == r->task && h->attempt == r->attempt;
     bool zombie = a->crashed && b->crash_ms != 0 && r->sent_ms >= b->crash_ms;
@@ -597,7 +525,7 @@ static void on_checkpoint(struct bench *b, struct req *r, CURLcode rc, long stat
 static void on_complete(struct bench *b, struct req *r, CURLcode rc, long status)
 {
     struct agent *a = &b->agents[r->agent];
-    struct hold *h = &a->holds[r->hold];
+    struct rdb_hold *h = &a->holds[r->hold];
     struct task *t = &b->tasks[r->task];
     bool mine = h->active && h->task == r->task && h->attempt == r->attempt;
     h->in_flight = false;
@@ -613,15 +541,13 @@ static void on_complete(struct bench *b, struct req *r, CURLcode rc, long status
     if (mine && (a->crashed || (rc == CURLE_OK && status < 500)))
         h->active = false;
     else if (mine)
-        h->due_ms = rdt_now_ms() + 200;
+        h->due = rdt_now_ms() + 200;
 }
 
 static void on_registered(struct bench *b, struct req *r, CURLcode rc, long status)
 {
     struct agent *a = &b->agents[r->agent];
-    json_t *j = rc == CURLE_OK && status == 201 ? json_loads(r->resp.p, 0, NULL) : NULL;
-    a->epoch = json_integer_value(json_object_get(j, "epoch"));
-    json_decref(j);
+    a->epoch = rdb_epoch_of(status, r->resp.p);
     if (b->phase == P_REGISTER) {
         b->setup_inflight--;
         b->setup_done++;
@@ -692,21 +618,12 @@ static void on_setup(struct bench *b, struct req *r, CURLcode rc, long status)
 /* Hands every finished transfer to its handler and recycles it. */
 static void drain(struct bench *b)
 {
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(b->multi, &left)) != NULL) {
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        CURLcode rc = m->data.result;
-        char *priv = NULL;
-        long status = 0;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
-        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-        struct req *r = (struct req *)priv;
-        curl_multi_remove_handle(b->multi, r->easy);
+    struct rdb_done d;
+    while (rdb_next_done(b->multi, &d)) {
+        CURLcode rc = d.rc;
+        long status = d.status;
+        struct req *r = d.priv;
         int64_t now = rdt_now_ms();
-        if (rc != CURLE_OK)
-            status = 0;
         switch (r->kind) {
         case R_REGISTER:
             on_registered(b, r, rc, status);
@@ -749,15 +666,15 @@ static int64_t send_due(struct bench *b, int64_t now)
             next = a->hb_due < next ? a->hb_due : next;
         }
         for (unsigned k = 0; writes && k < a->n_holds; k++) {
-            struct hold *h = &a->holds[k];
+            struct rdb_hold *h = &a->holds[k];
             if (!h->active || h->in_flight)
                 continue;
-            if (h->due_ms <= now) {
+            if (h->due <= now) {
                 start_write(b, a, h, h->completing);
-                int64_t due = h->due_ms + b->o.ckpt_ms;
-                h->due_ms = due < now ? now : due;
+                int64_t due = h->due + b->o.ckpt_ms;
+                h->due = due < now ? now : due;
             }
-            next = h->due_ms < next ? h->due_ms : next;
+            next = h->due < next ? h->due : next;
         }
     }
     return next;
@@ -787,7 +704,7 @@ static void crash(struct bench *b, int64_t now)
             continue;
         a->crashed = true;
         for (unsigned k = 0; k < a->n_holds; k++) {
-            struct hold *h = &a->holds[k];
+            struct rdb_hold *h = &a->holds[k];
             if (h->active && b->tasks[h->task].crash_attempt == 0) {
                 b->tasks[h->task].crash_attempt = h->attempt;
                 b->tasks[h->task].crash_agent = i;
@@ -807,11 +724,11 @@ static void start_complete(struct bench *b, int64_t now)
     for (unsigned i = 0; i < b->o.agents; i++) {
         struct agent *a = &b->agents[i];
         for (unsigned k = 0; k < a->n_holds; k++) {
-            struct hold *h = &a->holds[k];
+            struct rdb_hold *h = &a->holds[k];
             if (!h->active)
                 continue;
             h->completing = true;
-            h->due_ms = now;
+            h->due = now;
             if (a->crashed && !h->in_flight)
                 start_write(b, a, h, true); /* zombies first */
         }
@@ -1209,7 +1126,7 @@ static int setup(struct bench *b)
         b->detected_ms[i] = -1;
     }
     for (unsigned i = 0; i < b->n_tasks; i++)
-        snprintf(b->tasks[i].id, sizeof(b->tasks[i].id), TASK_PREFIX "%012u", i);
+        rdb_task_id(i, b->tasks[i].id, sizeof(b->tasks[i].id));
     b->engine_p50 = b->engine_p99 = -1;
     b->httpd = rdt_httpd_start(n);
     return b->httpd ? 0 : -1;

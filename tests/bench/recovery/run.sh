@@ -39,35 +39,14 @@ DURATION=${DURATION:-30}
 PROBE_INTERVAL=${PROBE_INTERVAL:-500ms}
 
 scripts/bootstrap --bench
-bench_build recoveryd heartbeat health_probe metrics log bench_recovery_loadgen
-bench_workdir rec
-# shellcheck disable=SC2317 # run at exit by common.sh
-bench_on_exit() {
-    if [ -n "${ENGINE_LOG:-}" ] && [ -f "$WORK/rd.log" ]; then cp "$WORK/rd.log" "$ENGINE_LOG"; fi
-}
-
-# One health endpoint (port) per agent, plus the probes' connections.
-bench_raise_nofile
-
-bench_free_port RD_PORT
-bench_free_port RAFT_PORT
 # The shipped defaults (deploy/recoveryd.yaml), with what a benchmark needs:
 # its own ports, probes every PROBE_INTERVAL, and info logging for the
 # task_moved lines counted at the end.
-cat >"$WORK/rd.yaml" <<YAML
-cluster:
-  raft_address: 127.0.0.1:$RAFT_PORT
-logging:
-  level: info
-plugins:
-  instances:
-    - name: heartbeat
-      required: true
-    - name: health_probe
-      config:
-        interval: $PROBE_INTERVAL
-    - name: metrics
-    - name: log
+bench_fleet_setup rec "health_probe:interval=$PROBE_INTERVAL" metrics log -- bench_recovery_loadgen
+# One health endpoint (port) per agent, plus the probes' connections.
+bench_raise_nofile
+
+cat >>"$WORK/rd.yaml" <<YAML
 fault_tolerance:
   detection:
     heartbeat_interval: 500ms

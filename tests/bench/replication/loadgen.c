@@ -35,7 +35,6 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -59,7 +58,6 @@
 #define MAX_SIZE     (512 * 1024) /* the API's checkpoint limit (docs/api-limits.md) */
 #define MAX_STATUS   600
 #define RESP_MAX     1024
-#define TASK_PREFIX  "00000000-0000-4000-8000-"
 #define AGENT_ID     "bench-replication-agent"
 #define HB_EVERY_MS  500
 #define DRAIN_MS     5000 /* for the writes in flight at a level's end */
@@ -72,6 +70,7 @@ enum target { T_RECOVERYD, T_ETCD };
 
 struct opts {
     enum target target;
+    bool have_target;
     const char *urls[MAX_URLS];
     unsigned n_urls;
     unsigned levels[MAX_LEVELS];
@@ -216,8 +215,12 @@ static void usage(FILE *f)
                "  --pid       a server process whose CPU time is reported (repeatable)\n");
 }
 
-static bool parse_levels(char *s, struct opts *o)
+static bool parse_levels(const char *arg, void *ctx)
 {
+    struct opts *o = ctx;
+    char s[128];
+    if (snprintf(s, sizeof(s), "%s", arg) >= (int)sizeof(s))
+        return false;
     o->n_levels = 0;
     for (char *save = NULL, *tok = strtok_r(s, ",", &save); tok != NULL;
          tok = strtok_r(NULL, ",", &save)) {
@@ -229,75 +232,57 @@ static bool parse_levels(char *s, struct opts *o)
     return o->n_levels > 0;
 }
 
+static bool parse_target(const char *arg, void *ctx)
+{
+    struct opts *o = ctx;
+    o->have_target = true;
+    o->target = strcmp(arg, "etcd") == 0 ? T_ETCD : T_RECOVERYD;
+    return strcmp(arg, "recoveryd") == 0 || strcmp(arg, "etcd") == 0;
+}
+
+static bool parse_url(const char *arg, void *ctx)
+{
+    struct opts *o = ctx;
+    if (o->n_urls == MAX_URLS || strlen(arg) >= 200)
+        return false;
+    o->urls[o->n_urls++] = arg;
+    return true;
+}
+
+static bool parse_proto(const char *arg, void *ctx)
+{
+    struct opts *o = ctx;
+    o->h1 = strcmp(arg, "h1") == 0;
+    return strcmp(arg, "h2") == 0 || strcmp(arg, "h1") == 0;
+}
+
+static bool parse_pid(const char *arg, void *ctx)
+{
+    struct opts *o = ctx;
+    unsigned pid;
+    if (o->n_pids == MAX_PIDS || !rdb_parse_uint(arg, 1, 1u << 30, &pid))
+        return false;
+    o->pids[o->n_pids++] = (pid_t)pid;
+    return true;
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    static const struct option longs[] = {
-        {"target", required_argument, NULL, 't'},
-        {"url", required_argument, NULL, 'u'},
-        {"levels", required_argument, NULL, 'l'},
-        {"duration", required_argument, NULL, 'd'},
-        {"warmup", required_argument, NULL, 'w'},
-        {"size", required_argument, NULL, 's'},
-        {"proto", required_argument, NULL, 'p'},
-        {"streams", required_argument, NULL, 'n'},
-        {"pid", required_argument, NULL, 'P'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    static char default_levels[] = "1,16,256";
     *o = (struct opts){.duration_s = 10, .warmup_s = 1, .size = 256, .streams = H2_DEFAULT_N};
-    parse_levels(default_levels, o);
-    bool ok = true, have_target = false;
-    unsigned pid;
-    int c;
-    while (ok && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        switch (c) {
-        case 't':
-            have_target = true;
-            if (strcmp(optarg, "recoveryd") == 0)
-                o->target = T_RECOVERYD;
-            else if (strcmp(optarg, "etcd") == 0)
-                o->target = T_ETCD;
-            else
-                ok = false;
-            break;
-        case 'u':
-            ok = o->n_urls < MAX_URLS && strlen(optarg) < 200;
-            if (ok)
-                o->urls[o->n_urls++] = optarg;
-            break;
-        case 'l':
-            ok = parse_levels(optarg, o);
-            break;
-        case 'd':
-            ok = rdb_parse_uint(optarg, 1, 86400, &o->duration_s);
-            break;
-        case 'w':
-            ok = rdb_parse_uint(optarg, 0, 3600, &o->warmup_s);
-            break;
-        case 's':
-            ok = rdb_parse_uint(optarg, 16, MAX_SIZE, &o->size);
-            break;
-        case 'p':
-            ok = strcmp(optarg, "h2") == 0 || strcmp(optarg, "h1") == 0;
-            o->h1 = strcmp(optarg, "h1") == 0;
-            break;
-        case 'n':
-            ok = rdb_parse_uint(optarg, 1, 256, &o->streams);
-            break;
-        case 'P':
-            ok = o->n_pids < MAX_PIDS && rdb_parse_uint(optarg, 1, 1u << 30, &pid);
-            if (ok)
-                o->pids[o->n_pids++] = (pid_t)pid;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            ok = false;
-        }
-    }
-    if (!ok || !have_target || o->n_urls == 0 || optind != argc ||
+    parse_levels("1,16,256", o);
+    const struct rdb_opt opts[] = {
+        {"target", .fn = parse_target},
+        {"url", .fn = parse_url},
+        {"levels", .fn = parse_levels},
+        {"duration", .num = &o->duration_s, .min = 1, .max = 86400},
+        {"warmup", .num = &o->warmup_s, .min = 0, .max = 3600},
+        {"size", .num = &o->size, .min = 16, .max = MAX_SIZE},
+        {"proto", .fn = parse_proto},
+        {"streams", .num = &o->streams, .min = 1, .max = 256},
+        {"pid", .fn = parse_pid},
+        {NULL},
+    };
+    if (rdb_parse_opts(argc, argv, opts, o, usage) != 0 || !o->have_target || o->n_urls == 0 ||
         (o->target == T_ETCD && o->n_urls != 1)) {
         usage(stderr);
         return -1;
@@ -318,27 +303,13 @@ static long http_version(const struct bench *b)
     return b->o.h1 ? (long)CURL_HTTP_VERSION_1_1 : rdb_h2_version();
 }
 
-/* One blocking request over HTTP/1.1 (setup and checks). The status, or -1. */
+/* One blocking request over HTTP/1.1 (setup and checks): the status, or -1;
+ * the answer's JSON in `*out` when not NULL (NULL when it had none). */
 static long http_do(struct bench *b, CURL *e, const char *method, const char *url, const char *body,
                     json_t **out, long timeout_ms)
 {
     struct rdb_buf bf = {0};
-    curl_easy_reset(e);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &bf);
-    if (body != NULL) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    long status = -1;
-    if (curl_easy_perform(e) == CURLE_OK)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    long status = rdb_request(e, method, url, body, b->hdrs, timeout_ms, &bf);
     if (out != NULL)
         *out = bf.p ? json_loads(bf.p, 0, NULL) : NULL;
     rdb_buf_free(&bf);
@@ -394,11 +365,6 @@ static void *hb_main(void *arg)
     return NULL;
 }
 
-static void task_id(unsigned i, char *out, size_t len)
-{
-    snprintf(out, len, TASK_PREFIX "%012u", i);
-}
-
 static int setup_recoveryd(struct bench *b)
 {
     CURL *e = curl_easy_init();
@@ -422,7 +388,7 @@ static int setup_recoveryd(struct bench *b)
     snprintf(url, sizeof(url), "%s/api/v1/tasks", b->base);
     for (unsigned i = 0; i < b->n_keys; i++) {
         char id[40];
-        task_id(i, id, sizeof(id));
+        rdb_task_id(i, id, sizeof(id));
         snprintf(body, sizeof(body),
                  "{\"task_id\":\"%s\",\"priority\":5,\"payload\":{\"bench\":\"replication\"},"
                  "\"requirements\":{\"slots\":1}}",
@@ -437,7 +403,7 @@ static int setup_recoveryd(struct bench *b)
     unsigned placed = 0;
     for (int64_t end = rdb_now_ns() + (int64_t)SETUP_MS * 1000000; placed < b->n_keys;) {
         char id[40];
-        task_id(placed, id, sizeof(id));
+        rdb_task_id(placed, id, sizeof(id));
         snprintf(url, sizeof(url), "%s/api/v1/tasks/%s", b->base, id);
         st = http_do(b, e, "GET", url, NULL, &j, 5000);
         const char *state = json_string_value(json_object_get(j, "state"));
@@ -480,7 +446,7 @@ static int verify_recoveryd(struct bench *b)
     for (unsigned i = 0; e != NULL && i < b->n_keys; i++) {
         char id[40], url[320];
         json_t *j = NULL;
-        task_id(i, id, sizeof(id));
+        rdb_task_id(i, id, sizeof(id));
         snprintf(url, sizeof(url), "%s/api/v1/tasks/%s", b->base, id);
         long st = http_do(b, e, "GET", url, NULL, &j, 5000);
         const struct key *k = &b->keys[i];
@@ -536,30 +502,21 @@ static int slot_init(struct worker *w, struct slot *s, unsigned key)
     struct bench *b = w->b;
     s->w = w;
     s->key = key;
-    s->easy = curl_easy_init();
+    rdb_buf_fixed(&s->resp, s->resp_mem, sizeof(s->resp_mem));
+    s->easy = rdb_easy_new(http_version(b), b->hdrs, REQ_TIMEOUT, s, &s->resp);
     s->body = malloc(strlen(b->value) + 256);
     if (s->easy == NULL || s->body == NULL)
         return -1;
     if (b->o.target == T_RECOVERYD) {
         char id[40];
-        task_id(key, id, sizeof(id));
+        rdb_task_id(key, id, sizeof(id));
         snprintf(s->url, sizeof(s->url), "%s/api/v1/tasks/%s/checkpoint", b->base, id);
     } else {
         snprintf(s->url, sizeof(s->url), "%s/v3/kv/put", b->base);
     }
-    CURL *e = s->easy;
-    curl_easy_setopt(e, CURLOPT_URL, s->url);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, http_version(b));
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, REQ_TIMEOUT);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, s);
-    rdb_buf_fixed(&s->resp, s->resp_mem, sizeof(s->resp_mem));
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &s->resp);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, b->o.h1 ? 0L : 1L);
+    curl_easy_setopt(s->easy, CURLOPT_URL, s->url);
     if (b->o.target == T_RECOVERYD)
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+        curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, "PUT");
     return 0;
 }
 
@@ -623,12 +580,9 @@ static void on_conflict(struct worker *w, struct slot *s)
     json_decref(j);
 }
 
-static void on_done(struct worker *w, struct slot *s, CURLcode rc, int64_t now)
+static void on_done(struct worker *w, struct slot *s, CURLcode rc, long status, int64_t now)
 {
     struct bench *b = w->b;
-    long status = 0;
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
     bool counted = now >= b->t_start && now <= b->t_end;
     if (status == 200 && s->version > b->keys[s->key].acked)
         b->keys[s->key].acked = s->version;
@@ -689,19 +643,12 @@ static void *worker_main(void *arg)
     while (in_flight > 0) {
         int running;
         curl_multi_perform(w->multi, &running);
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(w->multi, &left)) != NULL) {
-            if (m->msg != CURLMSG_DONE)
-                continue;
+        struct rdb_done d;
+        while (rdb_next_done(w->multi, &d)) {
             int64_t now = rdb_now_ns();
-            char *priv = NULL;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
-            struct slot *s = (struct slot *)priv;
-            CURLcode rc = m->data.result;
-            curl_multi_remove_handle(w->multi, s->easy);
+            struct slot *s = d.priv;
             in_flight--;
-            on_done(w, s, rc, now);
+            on_done(w, s, d.rc, d.status, now);
             if (now < b->t_end && !rdb_interrupted && !atomic_load(&b->abort))
                 in_flight += slot_send(s);
         }

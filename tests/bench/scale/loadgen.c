@@ -41,7 +41,6 @@
  * took place, whatever the figures; 1 on a setup error, 2 on bad usage.
  */
 #include <curl/curl.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -69,13 +68,12 @@
 #define MAX_HOLDS      32 /* tasks one agent holds at once */
 #define MAX_THREADS    32
 #define RESP_MAX       512
-#define HIST_SLOTS     40000 /* of 50 us: 2 s; beyond counts as over */
+#define HIST_US        50 /* histogram slots of 50 us: 2 s (RDB_HIST_SLOTS); beyond counts as over */
 #define WIN_S          10
 #define MAX_WINDOWS    1024
 #define MAX_SECS       (MAX_WINDOWS * WIN_S)
 #define RSS_LIMIT_KIB  (512 * 1024)
 #define P99_LIMIT_US   50000
-#define TASK_PREFIX    "00000000-0000-4000-8000-"
 #define SETUP_MS       240000 /* for the fleet to register and every task to run */
 #define STORM_GAP_MS   10000  /* from the last crash to the partition */
 #define AFTER_MS       20000  /* measured after the heal */
@@ -94,15 +92,6 @@ enum role { HEALTHY, DOOMED, PARTED };
 enum tag { T_AGENT = 1, T_REQ };
 enum cause { C_NONE, C_CRASH, C_PARTITION };
 
-/* A task as one agent holds it: the attempt it was handed is its fencing token. */
-struct hold {
-    unsigned task;
-    uint32_t attempt;
-    uint64_t version; /* the last acknowledged (or handed over) version */
-    int64_t due;      /* next checkpoint (its entry in the queue has this due) */
-    bool active, in_flight;
-};
-
 struct agent {
     uint8_t tag; /* T_AGENT: CURLOPT_PRIVATE points at an agent or a req */
     uint8_t role;
@@ -116,7 +105,7 @@ struct agent {
     int64_t crash_off; /* DOOMED: ms after the storm's start */
     unsigned reg_tries;
     unsigned n_holds;
-    struct hold *holds; /* MAX_HOLDS, storm only */
+    struct rdb_hold *holds; /* MAX_HOLDS, storm only */
 };
 
 enum rkind { K_SUBMIT, K_CKPT };
@@ -148,16 +137,10 @@ struct task {
     _Atomic bool moved_after_heal;   /* cause C_PARTITION, moved after it (released) */
 };
 
-struct hist {
-    uint64_t n, over;
-    int64_t max_us;
-    uint32_t slot[HIST_SLOTS];
-};
-
 struct window {
     uint64_t sent, ok, errors;
     int64_t max_us;
-    struct hist *h; /* this window's round trips */
+    struct rdb_hist *h; /* this window's round trips */
 };
 
 struct bench;
@@ -179,7 +162,7 @@ struct worker {
     uint64_t due, sent, ok, fenced, other, errors, skipped, reregistered, parted_fenced;
     uint64_t ck_sent, ck_ok, ck_fenced, ck_other, ck_errors, ck_deferred, hold_overflow;
     unsigned errors_printed;
-    struct hist rtt, lag;
+    struct rdb_hist rtt, lag;
     struct window win[MAX_WINDOWS];
     int rc;
 };
@@ -202,37 +185,6 @@ struct bench {
     int64_t next_rss_ms, reg_start, reg_end, sub_end, run_end;
 };
 
-/* ---- histograms (50 us slots) -------------------------------------------- */
-
-static void hist_add(struct hist *h, int64_t us)
-{
-    if (us < 0)
-        us = 0;
-    uint64_t i = (uint64_t)us / 50;
-    if (i < HIST_SLOTS)
-        h->slot[i]++;
-    else
-        h->over++;
-    h->n++;
-    if (us > h->max_us)
-        h->max_us = us;
-}
-
-/* Upper edge of the slot holding quantile q, in microseconds (the max when
- * it lies beyond the last slot). */
-static int64_t hist_q(const struct hist *h, double q)
-{
-    uint64_t want = (uint64_t)ceil(q * (double)h->n), seen = 0;
-    if (want == 0)
-        return 0;
-    for (unsigned i = 0; i < HIST_SLOTS; i++) {
-        seen += h->slot[i];
-        if (seen >= want)
-            return (int64_t)(i + 1) * 50;
-    }
-    return h->max_us;
-}
-
 /* ---- windows and the engine's memory ---------------------------------------- */
 
 /* The window `now` falls in, or -1 outside the measurement. */
@@ -251,8 +203,8 @@ static struct window *window_at(struct worker *w, int64_t now)
     if (i < 0)
         return NULL;
     struct window *win = &w->win[i];
-    if (win->h == NULL)
-        win->h = calloc(1, sizeof(*win->h));
+    if (win->h == NULL && (win->h = malloc(sizeof(*win->h))) != NULL)
+        rdb_hist_init(win->h, HIST_US);
     return win->h ? win : NULL;
 }
 
@@ -351,11 +303,8 @@ static bool req_start(struct worker *w, struct req *r, bool put)
 
 static unsigned task_index(const struct bench *b, const char *id)
 {
-    size_t pl = strlen(TASK_PREFIX);
-    if (id == NULL || strncmp(id, TASK_PREFIX, pl) != 0)
-        return UINT32_MAX;
-    unsigned long long n = strtoull(id + pl, NULL, 10);
-    return n < b->o.tasks ? (unsigned)n : UINT32_MAX;
+    unsigned i = rdb_task_index(id);
+    return i < b->o.tasks ? i : UINT32_MAX;
 }
 
 static void second_add(struct bench *b, int64_t now)
@@ -376,7 +325,7 @@ static void ck_schedule(struct worker *w, struct agent *a, unsigned slot, int64_
 static void mark_lost(struct bench *b, struct agent *a, int64_t at, enum cause c)
 {
     for (unsigned i = 0; i < a->n_holds; i++) {
-        struct hold *h = &a->holds[i];
+        struct rdb_hold *h = &a->holds[i];
         if (!h->active)
             continue;
         struct task *t = &b->tasks[h->task];
@@ -386,41 +335,38 @@ static void mark_lost(struct bench *b, struct agent *a, int64_t at, enum cause c
     }
 }
 
+/* A heartbeat answer being read: the worker and agent it answered, and when. */
+struct answer {
+    struct worker *w;
+    struct agent *a;
+    int64_t now;
+};
+
 /* One entry of a heartbeat answer's `assignments`. */
-static void take(struct worker *w, struct agent *a, json_t *item, int64_t now)
+static void take(void *ctx, const struct rdb_assignment *as)
 {
+    struct answer *ans = ctx;
+    struct worker *w = ans->w;
+    struct agent *a = ans->a;
+    int64_t now = ans->now;
     struct bench *b = w->b;
-    unsigned ti = task_index(b, json_string_value(json_object_get(item, "task_id")));
-    json_int_t attempt = json_integer_value(json_object_get(item, "attempt"));
-    uint64_t version = (uint64_t)json_integer_value(
-        json_object_get(json_object_get(item, "checkpoint"), "version"));
+    unsigned ti = task_index(b, as->task_id);
+    long long attempt = as->attempt;
+    uint64_t version = as->version;
     if (ti == UINT32_MAX || attempt < 1)
         return;
-    int slot = -1;
-    for (unsigned i = 0; i < a->n_holds && slot < 0; i++) {
-        struct hold *x = &a->holds[i];
-        if (x->active && x->task == ti) {
-            if (x->attempt >= (uint32_t)attempt)
-                return; /* handed over again until its first checkpoint commits */
-            slot = (int)i;
-        }
-    }
-    for (unsigned i = 0; i < a->n_holds && slot < 0; i++)
-        if (!a->holds[i].active && !a->holds[i].in_flight)
-            slot = (int)i;
-    if (slot < 0 && a->n_holds < MAX_HOLDS)
-        slot = (int)a->n_holds++;
-    if (slot < 0) {
+    int slot = rdb_hold_slot(a->holds, &a->n_holds, MAX_HOLDS, ti, (uint32_t)attempt);
+    if (slot == -2)
         w->hold_overflow++;
+    if (slot < 0)
         return;
-    }
-    struct hold *h = &a->holds[slot];
+    struct rdb_hold *h = &a->holds[slot];
     bool busy = h->in_flight && h->task == ti;
-    *h = (struct hold){.task = ti,
-                       .attempt = (uint32_t)attempt,
-                       .version = version,
-                       .active = true,
-                       .in_flight = busy};
+    *h = (struct rdb_hold){.task = ti,
+                           .attempt = (uint32_t)attempt,
+                           .version = version,
+                           .active = true,
+                           .in_flight = busy};
     ck_schedule(w, a, (unsigned)slot, now); /* it checkpoints at once when it starts a task */
     struct task *t = &b->tasks[ti];
     int64_t lost = atomic_load(&t->lost_at), zero = 0;
@@ -431,9 +377,11 @@ static void take(struct worker *w, struct agent *a, json_t *item, int64_t now)
                      true);
 }
 
-static void drop(struct worker *w, struct agent *a, const char *task_id)
+static void drop(void *ctx, const char *task_id)
 {
-    unsigned ti = task_index(w->b, task_id);
+    struct answer *ans = ctx;
+    struct agent *a = ans->a;
+    unsigned ti = task_index(ans->w->b, task_id);
     for (unsigned i = 0; ti != UINT32_MAX && i < a->n_holds; i++)
         if (a->holds[i].task == ti)
             a->holds[i].active = false;
@@ -442,9 +390,7 @@ static void drop(struct worker *w, struct agent *a, const char *task_id)
 static void on_registered(struct worker *w, struct agent *a, CURLcode rc, long status)
 {
     struct bench *b = w->b;
-    json_t *j = status == 201 ? json_loads(a->resp.p, 0, NULL) : NULL;
-    a->epoch = json_integer_value(json_object_get(j, "epoch"));
-    json_decref(j);
+    a->epoch = rdb_epoch_of(status, a->resp.p);
     if (a->reregistering) {
         if (a->epoch <= 0) { /* tried again at its next heartbeat */
             w->errors_printed++;
@@ -505,8 +451,8 @@ static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, lo
         return;
     }
     if (win) {
-        hist_add(&w->rtt, us);
-        hist_add(win->h, us);
+        rdb_hist_add(&w->rtt, us);
+        rdb_hist_add(win->h, us);
         if (us > win->max_us)
             win->max_us = us;
         if (status == 200) {
@@ -517,16 +463,9 @@ static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, lo
                     a->resp.p ? a->resp.p : "");
         }
     }
-    if (!storm(w->b) || status != 200 || a->resp.p == NULL || a->crashed)
+    if (!storm(w->b) || status != 200 || a->crashed)
         return;
-    /* The hot path: nothing handed over, nothing taken away. */
-    if (strstr(a->resp.p, "\"assignments\":[]") && strstr(a->resp.p, "\"revoked\":[]"))
-        return;
-    json_t *j = json_loads(a->resp.p, 0, NULL), *item;
-    size_t i;
-    json_array_foreach(json_object_get(j, "assignments"), i, item) take(w, a, item, now);
-    json_array_foreach(json_object_get(j, "revoked"), i, item) drop(w, a, json_string_value(item));
-    json_decref(j);
+    rdb_heartbeat_answer(a->resp.p, take, drop, &(struct answer){w, a, now});
 }
 
 /* True when it sent the submission again (an election, a busy engine:
@@ -558,7 +497,7 @@ static void on_checkpoint(struct worker *w, struct req *r, CURLcode rc, long sta
 {
     struct bench *b = w->b;
     struct agent *a = &w->agents[r->agent];
-    struct hold *h = &a->holds[r->slot];
+    struct rdb_hold *h = &a->holds[r->slot];
     struct task *t = &b->tasks[r->task];
     bool mine = h->active && h->task == r->task && h->attempt == r->attempt;
     if (h->task == r->task)
@@ -594,37 +533,25 @@ static void on_checkpoint(struct worker *w, struct req *r, CURLcode rc, long sta
 
 static void drain(struct worker *w)
 {
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(w->multi, &left)) != NULL) {
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        CURL *e = m->easy_handle;
-        CURLcode rc = m->data.result;
-        char *priv = NULL;
-        long status = 0;
-        curl_off_t us = 0;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &us);
-        curl_multi_remove_handle(w->multi, e);
+    struct rdb_done d;
+    while (rdb_next_done(w->multi, &d)) {
+        char *priv = d.priv;
         w->streams--;
-        status = rc == CURLE_OK ? status : 0;
         if ((uint8_t)priv[0] == T_REQ) {
             struct req *r = (struct req *)priv;
-            if (r->kind == K_SUBMIT && on_submitted(w, r, rc, status))
+            if (r->kind == K_SUBMIT && on_submitted(w, r, d.rc, d.status))
                 continue;
             if (r->kind == K_CKPT)
-                on_checkpoint(w, r, rc, status);
+                on_checkpoint(w, r, d.rc, d.status);
             req_put(w, r);
             continue;
         }
         struct agent *a = (struct agent *)priv;
         a->in_flight = false;
         if (a->registered)
-            on_heartbeat_done(w, a, rc, status, (int64_t)us);
+            on_heartbeat_done(w, a, d.rc, d.status, d.us);
         else
-            on_registered(w, a, rc, status);
+            on_registered(w, a, d.rc, d.status);
     }
 }
 
@@ -654,7 +581,7 @@ static void submit_more(struct worker *w)
         r->version = 0; /* here: the tries */
         snprintf(r->url, sizeof(r->url), "%s/api/v1/tasks", b->o.url);
         snprintf(r->body, sizeof(r->body),
-                 "{\"task_id\":\"" TASK_PREFIX "%012u\",\"priority\":%u,\"payload\":{\"n\":%u},"
+                 "{\"task_id\":\"" RDB_TASK_PREFIX "%012u\",\"priority\":%u,\"payload\":{\"n\":%u},"
                  "\"requirements\":{\"slots\":1}}",
                  ti, ti % 10, ti);
         if (req_start(w, r, false))
@@ -718,7 +645,7 @@ static int64_t send_due(struct worker *w)
             continue;
         }
         if (win) {
-            hist_add(&w->lag, (now - d.due) * 1000);
+            rdb_hist_add(&w->lag, (now - d.due) * 1000);
             w->sent++;
             win->sent++;
         }
@@ -749,7 +676,7 @@ static int64_t send_checkpoints(struct worker *w)
     while (rdb_dueq_pop_due(&w->ck, now, &d)) {
         struct agent *a = &w->agents[d.idx / MAX_HOLDS];
         unsigned slot = d.idx % MAX_HOLDS;
-        struct hold *h = &a->holds[slot];
+        struct rdb_hold *h = &a->holds[slot];
         if (!h->active || h->due != d.due || a->crashed || !a->registered ||
             (a->role == DOOMED && at != 0 && now >= at + a->crash_off))
             continue; /* stale, dropped or dead: out of the queue */
@@ -771,7 +698,7 @@ static int64_t send_checkpoints(struct worker *w)
         r->task = h->task;
         r->attempt = h->attempt;
         r->version = h->version + 1;
-        snprintf(r->url, sizeof(r->url), "%s/api/v1/tasks/" TASK_PREFIX "%012u/checkpoint",
+        snprintf(r->url, sizeof(r->url), "%s/api/v1/tasks/" RDB_TASK_PREFIX "%012u/checkpoint",
                  b->o.url, h->task);
         snprintf(r->body, sizeof(r->body),
                  "{\"attempt\":%u,\"version\":%llu,\"data\":{\"n\":%llu}}", h->attempt,
@@ -786,18 +713,6 @@ static int64_t send_checkpoints(struct worker *w)
 }
 
 /* ---- the workers ---------------------------------------------------------------- */
-
-static void easy_setup(struct bench *b, CURL *e, void *priv, struct rdb_buf *resp)
-{
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, rdb_h2_version());
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->hdrs);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, priv);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, rdb_buf_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
-}
 
 /* Who crashes and who is partitioned: a share of the fleet each, spread
  * over it by the seed. */
@@ -818,6 +733,8 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
     w->first = first;
     w->index = t;
     w->rng = rdb_seed(b->o.seed + t);
+    rdb_hist_init(&w->rtt, HIST_US);
+    rdb_hist_init(&w->lag, HIST_US);
     w->agents = calloc(n, sizeof(*w->agents));
     w->multi = rdb_h2_multi(1);
     if (!w->agents || !w->multi || rdb_dueq_init(&w->hb, n) != 0)
@@ -829,10 +746,9 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
         for (unsigned i = 0; i < POOL; i++) {
             struct req *r = &w->reqs[i];
             r->tag = T_REQ;
-            if ((r->easy = curl_easy_init()) == NULL)
-                return -1;
             rdb_buf_fixed(&r->resp, r->resp_mem, sizeof(r->resp_mem));
-            easy_setup(b, r->easy, r, &r->resp);
+            if ((r->easy = rdb_easy_new(rdb_h2_version(), b->hdrs, 5000L, r, &r->resp)) == NULL)
+                return -1;
             req_put(w, r);
         }
     }
@@ -844,9 +760,8 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
         a->crash_off = (int64_t)rdb_uniform(&w->rng, 0, b->o.crash_spread_s * 1000.0);
         if (storm(b) && (a->holds = calloc(MAX_HOLDS, sizeof(*a->holds))) == NULL)
             return -1;
-        if ((a->easy = curl_easy_init()) == NULL)
+        if ((a->easy = rdb_easy_new(rdb_h2_version(), b->hdrs, 5000L, a, &a->resp)) == NULL)
             return -1;
-        easy_setup(b, a->easy, a, &a->resp);
     }
     return 0;
 }
@@ -976,16 +891,6 @@ static void *worker_main(void *arg)
 
 /* ---- the report ------------------------------------------------------------------ */
 
-static void hist_merge(struct hist *to, const struct hist *from)
-{
-    to->n += from->n;
-    to->over += from->over;
-    if (from->max_us > to->max_us)
-        to->max_us = from->max_us;
-    for (unsigned i = 0; i < HIST_SLOTS; i++)
-        to->slot[i] += from->slot[i];
-}
-
 /* Healthy agents' acknowledged checkpoints per second over [from, to). */
 static double ack_rate(const struct bench *b, int64_t from, int64_t to)
 {
@@ -1112,14 +1017,16 @@ static bool report_storm(struct bench *b)
 
 static void report(struct bench *b)
 {
-    static struct hist rtt, lag, wh;
+    static struct rdb_hist rtt, lag, wh;
+    rdb_hist_init(&rtt, HIST_US);
+    rdb_hist_init(&lag, HIST_US);
     uint64_t due = 0, sent = 0, ok = 0, fenced = 0, other = 0, errors = 0, skipped = 0;
     for (unsigned t = 0; t < b->o.threads; t++) {
         const struct worker *w = &b->w[t];
         due += w->due, sent += w->sent, ok += w->ok, fenced += w->fenced, other += w->other;
         errors += w->errors, skipped += w->skipped;
-        hist_merge(&rtt, &w->rtt);
-        hist_merge(&lag, &w->lag);
+        rdb_hist_merge(&rtt, &w->rtt);
+        rdb_hist_merge(&lag, &w->lag);
     }
     double secs = (double)(atomic_load(&b->measure_to) - atomic_load(&b->measure_from)) / 1000.0;
     printf("\n== scale benchmark ==\n");
@@ -1138,9 +1045,9 @@ static void report(struct bench *b)
            (unsigned long long)errors);
     printf("heartbeat round trip: p50 %.2f ms, p99 %.2f ms, max %.2f ms; send lateness p99 %lld "
            "ms, max %lld ms\n",
-           (double)hist_q(&rtt, 0.50) / 1000, (double)hist_q(&rtt, 0.99) / 1000,
-           (double)rtt.max_us / 1000, (long long)(hist_q(&lag, 0.99) / 1000),
-           (long long)(lag.max_us / 1000));
+           (double)rdb_hist_quantile(&rtt, 0.50) / 1000,
+           (double)rdb_hist_quantile(&rtt, 0.99) / 1000, (double)rtt.max_us / 1000,
+           (long long)(rdb_hist_quantile(&lag, 0.99) / 1000), (long long)(lag.max_us / 1000));
     if (b->o.engine_pid)
         printf("engine RSS: %.1f MiB at the start of the measurement, %.1f MiB at the end, %.1f "
                "MiB max\n",
@@ -1152,7 +1059,7 @@ static void report(struct bench *b)
         uint64_t ws = 0, wo = 0;
         int64_t wmax = 0;
         bool any = false;
-        memset(&wh, 0, sizeof(wh));
+        rdb_hist_init(&wh, HIST_US);
         for (unsigned t = 0; t < b->o.threads; t++) {
             const struct window *w = &b->w[t].win[i];
             if (w->h == NULL)
@@ -1160,12 +1067,12 @@ static void report(struct bench *b)
             any = true;
             ws += w->sent, wo += w->ok;
             wmax = w->max_us > wmax ? w->max_us : wmax;
-            hist_merge(&wh, w->h);
+            rdb_hist_merge(&wh, w->h);
         }
         if (!any)
             break;
         printf("%4u-%-4u  %7.0f  %7.0f  %7.2f  %7.2f  %8.1f", i * WIN_S, (i + 1) * WIN_S,
-               (double)ws / WIN_S, (double)wo / WIN_S, (double)hist_q(&wh, 0.99) / 1000,
+               (double)ws / WIN_S, (double)wo / WIN_S, (double)rdb_hist_quantile(&wh, 0.99) / 1000,
                (double)wmax / 1000, (double)b->rss_win[i] / 1024);
         if (storm(b))
             printf("  %8.0f", ack_rate(b, mfrom + (int64_t)i * WIN_S * 1000,
@@ -1179,14 +1086,14 @@ static void report(struct bench *b)
         printf("%s engine RSS under 512 MiB: max %.1f MiB\n",
                b->rss_max > 0 && b->rss_max < RSS_LIMIT_KIB ? "PASS" : "FAIL",
                (double)b->rss_max / 1024);
-    int64_t p99 = hist_q(&rtt, 0.99);
+    int64_t p99 = rdb_hist_quantile(&rtt, 0.99);
     bool all = sent > 0 && ok + fenced + other + errors >= sent * 99 / 100;
     printf("%s heartbeat p99 under 50 ms: %.2f ms (%llu answered of %llu sent)\n",
            all && p99 < P99_LIMIT_US ? "PASS" : "FAIL", (double)p99 / 1000, (unsigned long long)ok,
            (unsigned long long)sent);
     /* A heartbeat waiting for a free stream is not counted due until it
      * goes: the lateness tells the backlog. */
-    int64_t late = hist_q(&lag, 0.99) / 1000;
+    int64_t late = rdb_hist_quantile(&lag, 0.99) / 1000;
     printf("%s offered load: %.1f%% of the due heartbeats sent, send lateness p99 %lld ms (under "
            "one interval wanted)\n",
            due > 0 && sent * 100 >= due * 99 && late < b->o.interval_ms ? "PASS" : "FAIL",
@@ -1198,28 +1105,22 @@ static void report(struct bench *b)
     rdb_print_self_cpu();
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bench_scale_loadgen [--url URL] [--agents N (10000)] [--interval-ms MS "
+            "(500)] [--jitter-ms MS (100, less than the interval)] [--warmup S (20)] "
+            "[--duration S (60)] [--engine-pid PID (its RSS)] [--threads N (16, at most the "
+            "agents)] [--seed N (42)]\n"
+            "  the failure storm: --tasks N (0: none, a steady fleet) [--ckpt-ms MS (30000)] "
+            "[--crash-share PCT (20)] [--crash-spread S (60)] [--partition-share PCT (30; "
+            "with the crash share at most 100)] [--partition S (20)] [--slots N (32, at most "
+            "%d)]\n",
+            MAX_HOLDS);
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    static const struct option longs[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"agents", required_argument, NULL, 'a'},
-        {"interval-ms", required_argument, NULL, 'i'},
-        {"jitter-ms", required_argument, NULL, 'j'},
-        {"warmup", required_argument, NULL, 'w'},
-        {"duration", required_argument, NULL, 'd'},
-        {"engine-pid", required_argument, NULL, 'p'},
-        {"threads", required_argument, NULL, 't'},
-        {"seed", required_argument, NULL, 's'},
-        {"tasks", required_argument, NULL, 'T'},
-        {"ckpt-ms", required_argument, NULL, 'c'},
-        {"crash-share", required_argument, NULL, 'C'},
-        {"crash-spread", required_argument, NULL, 'S'},
-        {"partition-share", required_argument, NULL, 'P'},
-        {"partition", required_argument, NULL, 'D'},
-        {"slots", required_argument, NULL, 'L'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     *o = (struct opts){.url = "http://127.0.0.1:8080",
                        .agents = 10000,
                        .interval_ms = 500,
@@ -1232,79 +1133,30 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .crash_spread_s = 60,
                        .partition_share = 30,
                        .partition_s = 20,
-                       .slots = 32,
-                       .seed = 42};
+                       .slots = 32};
     unsigned seed = 42;
-    bool ok = true;
-    int c;
-    while (ok && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        switch (c) {
-        case 'u':
-            o->url = optarg;
-            break;
-        case 'a':
-            ok = rdb_parse_uint(optarg, 1, 200000, &o->agents);
-            break;
-        case 'i':
-            ok = rdb_parse_uint(optarg, 10, 600000, &o->interval_ms);
-            break;
-        case 'j':
-            ok = rdb_parse_uint(optarg, 0, 600000, &o->jitter_ms);
-            break;
-        case 'w':
-            ok = rdb_parse_uint(optarg, 0, 86400, &o->warmup_s);
-            break;
-        case 'd':
-            ok = rdb_parse_uint(optarg, 1, (MAX_WINDOWS - 1) * WIN_S, &o->duration_s);
-            break;
-        case 'p':
-            ok = rdb_parse_uint(optarg, 1, 4194304, &o->engine_pid);
-            break;
-        case 't':
-            ok = rdb_parse_uint(optarg, 1, MAX_THREADS, &o->threads);
-            break;
-        case 's':
-            ok = rdb_parse_uint(optarg, 1, UINT32_MAX, &seed);
-            break;
-        case 'T':
-            ok = rdb_parse_uint(optarg, 0, 10000000, &o->tasks);
-            break;
-        case 'c':
-            ok = rdb_parse_uint(optarg, 100, 3600000, &o->ckpt_ms);
-            break;
-        case 'C':
-            ok = rdb_parse_uint(optarg, 0, 100, &o->crash_share);
-            break;
-        case 'S':
-            ok = rdb_parse_uint(optarg, 0, 3600, &o->crash_spread_s);
-            break;
-        case 'P':
-            ok = rdb_parse_uint(optarg, 0, 100, &o->partition_share);
-            break;
-        case 'D':
-            ok = rdb_parse_uint(optarg, 1, 3600, &o->partition_s);
-            break;
-        case 'L':
-            ok = rdb_parse_uint(optarg, 1, MAX_HOLDS, &o->slots);
-            break;
-        default:
-            ok = false;
-        }
-    }
-    if (ok && (o->jitter_ms >= o->interval_ms || o->threads > o->agents ||
-               o->crash_share + o->partition_share > 100))
-        ok = false;
-    if (!ok || optind != argc) {
-        fprintf(stderr,
-                "usage: bench_scale_loadgen [--url URL] [--agents N (10000)] [--interval-ms MS "
-                "(500)] [--jitter-ms MS (100, less than the interval)] [--warmup S (20)] "
-                "[--duration S (60)] [--engine-pid PID (its RSS)] [--threads N (16, at most the "
-                "agents)] [--seed N (42)]\n"
-                "  the failure storm: --tasks N (0: none, a steady fleet) [--ckpt-ms MS (30000)] "
-                "[--crash-share PCT (20)] [--crash-spread S (60)] [--partition-share PCT (30; "
-                "with the crash share at most 100)] [--partition S (20)] [--slots N (32, at most "
-                "%d)]\n",
-                MAX_HOLDS);
+    const struct rdb_opt opts[] = {
+        {"url", .str = &o->url},
+        {"agents", .num = &o->agents, .min = 1, .max = 200000},
+        {"interval-ms", .num = &o->interval_ms, .min = 10, .max = 600000},
+        {"jitter-ms", .num = &o->jitter_ms, .min = 0, .max = 600000},
+        {"warmup", .num = &o->warmup_s, .min = 0, .max = 86400},
+        {"duration", .num = &o->duration_s, .min = 1, .max = (MAX_WINDOWS - 1) * WIN_S},
+        {"engine-pid", .num = &o->engine_pid, .min = 1, .max = 4194304},
+        {"threads", .num = &o->threads, .min = 1, .max = MAX_THREADS},
+        {"seed", .num = &seed, .min = 1, .max = UINT32_MAX},
+        {"tasks", .num = &o->tasks, .min = 0, .max = 10000000},
+        {"ckpt-ms", .num = &o->ckpt_ms, .min = 100, .max = 3600000},
+        {"crash-share", .num = &o->crash_share, .min = 0, .max = 100},
+        {"crash-spread", .num = &o->crash_spread_s, .min = 0, .max = 3600},
+        {"partition-share", .num = &o->partition_share, .min = 0, .max = 100},
+        {"partition", .num = &o->partition_s, .min = 1, .max = 3600},
+        {"slots", .num = &o->slots, .min = 1, .max = MAX_HOLDS},
+        {NULL},
+    };
+    if (rdb_parse_opts(argc, argv, opts, NULL, usage) != 0 || o->jitter_ms >= o->interval_ms ||
+        o->threads > o->agents || o->crash_share + o->partition_share > 100) {
+        usage(stderr);
         return -1;
     }
     o->seed = seed;

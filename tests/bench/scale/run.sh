@@ -35,10 +35,6 @@ DURATION=${DURATION:-60}
 scripts/bootstrap --bench
 bench_build recoveryd heartbeat health_probe metrics log webhook bench_scale_loadgen
 bench_workdir scale
-# shellcheck disable=SC2317 # run at exit by common.sh
-bench_on_exit() {
-    if [ -n "${ENGINE_LOG:-}" ] && [ -f "$WORK/rd.log" ]; then cp "$WORK/rd.log" "$ENGINE_LOG"; fi
-}
 bench_raise_nofile
 
 bench_free_port RD_PORT

@@ -2,7 +2,9 @@
 
 No netem here (no root, no qdisc): faults on a link between a client and a
 server are injected by putting this proxy in between. Standard library
-only, one thread per direction of each connection.
+only, one thread per direction of each connection. The one proxy of the
+SDK's tests (engine.Proxy) and of the chaos suite (tests/chaos: each client's
+links to the replicas, the links between replicas).
 
 - ``delay``: seconds added before each chunk is passed on (both ways).
 - ``loss``: probability that a connection is reset at a chunk (TCP hides
@@ -16,6 +18,10 @@ only, one thread per direction of each connection.
 - ``blocked``: a cut of its own, set and healed by partitions apart from the
   faults above (a link cut by a fault and a partition stays cut until both
   are over).
+- ``requests``: (monotonic time, first line) of every HTTP request carried;
+  ``drop_answers(what, n)`` loses the answers to the next ``n`` requests
+  whose first line contains ``what`` (the request takes effect, the client
+  never hears of it).
 
 ``RaftProxy`` sits in front of one replica's raft port (its peers dial the
 proxy: cluster.raft_bind) and tells its callers apart by libraft's TCP
@@ -31,7 +37,9 @@ import socket
 import struct
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+_METHODS = (b"GET", b"PUT", b"POST", b"DELETE")
 
 
 class Link:
@@ -100,6 +108,10 @@ class NetProxy:
         self.link = Link(seed)
         self.rewrite: Dict[bytes, bytes] = {}
         self.seed = seed
+        self.requests: List[Tuple[float, str]] = []
+        # (substring of a request line, answers left to lose): drop_answers()
+        self._drops: List[List[Any]] = []
+        self._drops_lock = threading.Lock()
         self._srv = socket.socket()
         self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._srv.bind(("127.0.0.1", port))
@@ -114,6 +126,36 @@ class NetProxy:
 
     def heal(self) -> None:
         self.link.heal()
+
+    def set_cut(self, cut: bool) -> None:
+        """Cut: what it carries is closed, new connections are held open
+        unanswered; uncut: those die too and clients connect again."""
+        self.link.set(cut=cut)
+
+    def drop_answers(self, what: str, n: int = 1) -> None:
+        """Loses the answers to the next ``n`` requests whose first line
+        contains ``what``: the request reaches the server (and takes effect),
+        the client's connection is closed before the answer comes back."""
+        with self._drops_lock:
+            self._drops.append([what, n])
+
+    def _loses(self, line: str) -> bool:
+        with self._drops_lock:
+            for d in self._drops:
+                if d[1] > 0 and d[0] in line:
+                    d[1] -= 1
+                    return True
+        return False
+
+    def _note_request(self, data: bytes, lose: List[bool]) -> None:
+        """Records a request that starts in this chunk; marks its answer
+        lost when drop_answers() asked for it."""
+        if data[:8].split(b" ", 1)[0] not in _METHODS:
+            return
+        line = data.split(b"\r\n", 1)[0].decode("latin-1")
+        self.requests.append((time.monotonic(), line))
+        if self._loses(line):
+            lose[0] = True
 
     def close(self) -> None:
         self._closed = True
@@ -148,15 +190,21 @@ class NetProxy:
             c.close()
             return
         link.track(u)
-        threading.Thread(target=self._pipe, args=(link, c, u, False), daemon=True).start()
-        self._pipe(link, u, c, True)
+        lose = [False]  # this connection's next answer is lost
+        threading.Thread(target=self._pipe, args=(link, c, u, False, lose), daemon=True).start()
+        self._pipe(link, u, c, True, lose)
 
-    def _pipe(self, link: Link, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+    def _pipe(self, link: Link, src: socket.socket, dst: socket.socket, answers: bool,
+              lose: List[bool]) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data or link.down:
                     break
+                if not answers:
+                    self._note_request(data, lose)
+                elif lose[0]:
+                    break  # the answer never reaches the client
                 if link.delay > 0:
                     time.sleep(link.delay)
                 if link.down or link.lose():
