@@ -1589,11 +1589,11 @@ static struct rd_submit *submit_new(unsigned n)
  * waits. When raft refuses it, each hears the refusal (nothing was
  * proposed), here: at the check phase, or within a later proposal that
  * found the group full or must follow it. */
-static void group_flush(struct rd_replica *r)
+static int group_flush(struct rd_replica *r)
 {
     unsigned n = r->group.n;
     if (n == 0)
-        return;
+        return 0;
     r->group.n = 0;
     uv_idle_stop(&r->group.idle);
     uv_check_stop(&r->group.check);
@@ -1619,13 +1619,19 @@ static void group_flush(struct rd_replica *r)
     }
     rd_w_free(&w);
     if (rv == 0)
-        return;
+        return 0;
     free(s);
     /* Copied first: a callback may propose again (into the emptied q). */
     struct rd_group_cmd copy[RD_CMD_BATCH_MAX];
     memcpy(copy, q, n * sizeof(*q));
     for (unsigned i = 0; i < n; i++)
         copy[i].cb(copy[i].data, rv, 0);
+    return rv;
+}
+
+static bool group_full(const struct rd_replica *r)
+{
+    return r->group.n >= RD_CMD_BATCH_MAX || r->group.buf.len >= RD_GROUP_MAX_BYTES;
 }
 
 /* The loop's check phase, right after it handled the I/O of its turn: what
@@ -1653,9 +1659,17 @@ static void group_idle_cb(uv_idle_t *h)
  * an error the group is as it was. */
 static int group_add(struct rd_replica *r, const struct rd_cmd *c, rd_submit_cb cb, void *data)
 {
-    /* Full: what waits goes first (this one opens the next entry). */
-    if (r->group.n == RD_CMD_BATCH_MAX || r->group.buf.len >= RD_GROUP_MAX_BYTES)
-        group_flush(r);
+    /* Full: what waits goes first (this one opens the next entry). When
+     * raft refuses it, the refused commands' callbacks may propose again
+     * and fill the group anew (the analysis re-evaluates an agent whose
+     * transition was refused, during a leadership transfer): this one is
+     * refused with them, never written past the group's end (it was, by
+     * an equality test, in a 10,000-agent storm: a heap overrun). */
+    if (group_full(r)) {
+        int refused = group_flush(r);
+        if (group_full(r))
+            return refused != 0 ? refused : RD_EBUSY;
+    }
     int rv = rd_cmd_batch_append(&r->group.buf, c);
     if (rv != 0)
         return rv;
