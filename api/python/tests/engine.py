@@ -314,7 +314,9 @@ class Proxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.cut = False
         self.requests: List[Tuple[float, str]] = []
-        # (substring of a request line, answers left to lose): drop_answers()
+        self.lost: List[Tuple[float, str]] = []  # answers lost by content (drop_answers)
+        # [substring of a request line, answers left to lose, substring the
+        # answer must hold or None]: drop_answers()
         self._drops: List[List[Any]] = []
         self._lock = threading.Lock()
         self._socks: List[socket.socket] = []
@@ -344,27 +346,35 @@ class Proxy:
                 c.close()
                 continue
             self._track(u)
-            lose = [False]  # this connection's next answer is lost
-            threading.Thread(target=self._pipe, args=(c, u, True, lose), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, False, lose), daemon=True).start()
+            # This connection's last request line, and whether its answer is lost.
+            conn: Dict[str, Any] = {"line": "", "lose": False}
+            threading.Thread(target=self._pipe, args=(c, u, True, conn), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c, False, conn), daemon=True).start()
 
-    def drop_answers(self, what: str, n: int = 1) -> None:
+    def drop_answers(self, what: str, n: int = 1, containing: Optional[str] = None) -> None:
         """Loses the answers to the next ``n`` requests whose first line
-        contains ``what``: the request reaches the engine (and takes effect),
-        the client's connection is closed before the answer comes back."""
+        contains ``what`` (and, with ``containing``, whose answer holds that
+        text within one read): the request reaches the engine (and takes
+        effect), the client's connection is closed before the answer (or the
+        rest of it) comes back."""
         with self._lock:
-            self._drops.append([what, n])
+            self._drops.append([what, n, containing])
 
-    def _loses(self, line: str) -> bool:
+    def _loses(self, line: str, answer: Optional[bytes]) -> bool:
+        """Whether the answer to ``line`` is lost: decided at the request
+        (answer None) by the drops without ``containing``, at each read of
+        the answer by the others."""
         with self._lock:
             for d in self._drops:
-                if d[1] > 0 and d[0] in line:
+                if d[1] <= 0 or d[0] not in line or (d[2] is None) != (answer is None):
+                    continue
+                if answer is None or d[2].encode() in answer:
                     d[1] -= 1
                     return True
         return False
 
     def _pipe(self, src: socket.socket, dst: socket.socket, upstream: bool,
-              lose: List[bool]) -> None:
+              conn: Dict[str, Any]) -> None:
         try:
             while True:
                 data = src.recv(65536)
@@ -374,9 +384,14 @@ class Proxy:
                                                                 b"DELETE"):
                     line = data.split(b"\r\n", 1)[0].decode("latin-1")
                     self.requests.append((time.monotonic(), line))
-                    if self._loses(line):
-                        lose[0] = True
-                if not upstream and lose[0]:
+                    conn["line"] = line
+                    if self._loses(line, None):
+                        conn["lose"] = True
+                if not upstream and not conn["lose"]:
+                    if self._loses(conn["line"], data):
+                        conn["lose"] = True
+                        self.lost.append((time.monotonic(), conn["line"]))
+                if not upstream and conn["lose"]:
                     break  # the answer never reaches the client
                 dst.sendall(data)
         except OSError:
