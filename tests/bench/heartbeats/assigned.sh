@@ -30,8 +30,6 @@ scripts/bootstrap --bench
 bench_build recoveryd heartbeat health_probe metrics log
 bench_workdir hbassigned
 
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
-
 bench_free_port RD_PORT
 bench_free_port RAFT_PORT
 cat >"$WORK/rd.yaml" <<YAML
@@ -43,6 +41,7 @@ fault_tolerance:
   detection:
     heartbeat_interval: 1h
 YAML
+# shellcheck disable=SC2119 # the engine takes no arguments here
 bench_start_engine
 URL="http://127.0.0.1:$RD_PORT"
 
@@ -95,10 +94,10 @@ echo "load average before: $(bench_loadavg)"
 # run GROUP ROUND: one h2load round over GROUP's agents, one result line.
 run() {
     local before after out ok bytes
-    before=$(cpu_ns "$RD_PID")
+    before=$(bench_cpu_ns "$RD_PID")
     out=$(h2load -n "$N" -c "$CLIENTS" -m "$STREAMS" -d "$WORK/hb.json" \
         -H 'content-type: application/json' -i "$WORK/$1.uris" 2>&1)
-    after=$(cpu_ns "$RD_PID")
+    after=$(bench_cpu_ns "$RD_PID")
     ok=$(echo "$out" | awk '/^status codes:/ {print $3}')
     bytes=$(echo "$out" | awk '/^traffic:/ {gsub(/[()]/, "", $3); print $3}')
     if [ "${ok:-0}" != "$N" ]; then
