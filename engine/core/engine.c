@@ -269,6 +269,7 @@ static void on_role(void *data, bool leader)
                 rd_registry_touch(&eng->registry, n->node_id, n->id_len, n->epoch,
                                   eng->leader_since_ns, grace);
         }
+        rd_registry_untell_all(&eng->registry);
         rd_analysis_reset(&eng->analysis);
         rd_analysis_start(&eng->analysis);
         rd_sched_start(&eng->sched);

@@ -214,6 +214,21 @@ static bool opt_number(struct rd_http_req *hr, json_t *obj, const char *key, con
     return true;
 }
 
+/* The answer of a heartbeat with nothing to hand over or take away: no
+ * JSON built (most heartbeats of a fleet). */
+static void send_idle_answer(struct rd_http_req *hr, const struct rd_node *n)
+{
+    const struct rd_http_env *env = hr->env;
+    char buf[224];
+    int len =
+        snprintf(buf, sizeof(buf),
+                 "{\"state\":\"%s\",\"lease_ms\":%llu,\"partition_mode\":\"%s\","
+                 "\"assignments\":[],\"revoked\":[],\"revocations\":[]}",
+                 rd_node_state_name(n->state), (unsigned long long)rd_config_lease_ms(env->cfg),
+                 rd_partition_mode_name(env->cfg->fault_tolerance.partition.mode));
+    rd_http_send_raw(hr, 200, "application/json", buf, (size_t)len);
+}
+
 void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
 {
     const struct rd_http_env *env = hr->env;
@@ -302,46 +317,39 @@ void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)
     }
     if (n->tasks == NULL && s->n_revoked == 0) {
         /* The hot path: nothing to hand over. */
-        char buf[224];
-        int len =
-            snprintf(buf, sizeof(buf),
-                     "{\"state\":\"%s\",\"lease_ms\":%llu,\"partition_mode\":\"%s\","
-                     "\"assignments\":[],\"revoked\":[],\"revocations\":[]}",
-                     rd_node_state_name(n->state), (unsigned long long)rd_config_lease_ms(env->cfg),
-                     rd_partition_mode_name(env->cfg->fault_tolerance.partition.mode));
-        rd_http_send_raw(hr, 200, "application/json", buf, (size_t)len);
+        send_idle_answer(hr, n);
         goto out;
     }
     /* Tasks placed on this epoch and not yet started, most urgent first (an
      * agent that starts them in the order given starts the critical ones
-     * first), and tasks moved away. */
-    const struct rd_task **todo = calloc(n->n_tasks ? n->n_tasks : 1, sizeof(*todo));
-    if (todo == NULL) {
+     * first), each told once and again only after a while without a start
+     * (rd_sched_handover), and tasks moved away. */
+    struct rd_handover few[64], *todo = few;
+    if (n->n_tasks > sizeof(few) / sizeof(few[0]) &&
+        (todo = calloc(n->n_tasks, sizeof(*todo))) == NULL) {
         rd_http_send_rd_error(hr, RD_ENOMEM, NULL);
         goto out;
     }
+    /* s->last_mono_ns: this heartbeat's arrival. */
+    size_t k_todo = rd_sched_handover(env->sched, n, s, s->last_mono_ns, todo);
+    if (k_todo == 0 && s->n_revoked == 0) {
+        if (todo != few)
+            free(todo);
+        send_idle_answer(hr, n);
+        goto out;
+    }
     json_t *assignments = json_array(), *revoked = json_array();
-    size_t k_todo = 0;
-    for (const struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node)
-        if (t->node_epoch == n->epoch &&
-            (t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RECOVERING) && k_todo < n->n_tasks)
-            todo[k_todo++] = t;
-    qsort(todo, k_todo, sizeof(*todo), rd_task_cmp_urgency);
     for (size_t i = 0; i < k_todo; i++) {
-        const struct rd_task *t = todo[i];
-        /* A checkpoint that fails its checksum is repaired first: the task
-         * waits for a later answer, which carries the repaired one. */
-        const struct rd_checkpoint *c;
-        if (rd_sched_resume_checkpoint(env->sched, t, &c) == RD_EBUSY)
-            continue;
+        const struct rd_task *t = todo[i].task;
         json_t *a = rd_api_task_json(t);
-        if (a != NULL && c != NULL)
-            json_object_set_new(a, "checkpoint", rd_api_checkpoint_json(c, true));
+        if (a != NULL && todo[i].ckpt != NULL)
+            json_object_set_new(a, "checkpoint", rd_api_checkpoint_json(todo[i].ckpt, true));
         else if (a != NULL && t->n_ckpts > 0)
             json_object_set_new(a, "checkpoint", json_null()); /* none verifies: start over */
         json_array_append_new(assignments, a);
     }
-    free(todo);
+    if (todo != few)
+        free(todo);
     /* Revocations name the attempt taken away. `revoked` (task ids only)
      * leaves out a task this agent holds again under a new attempt (paused
      * or failed, then placed back here): an agent that applied it after the

@@ -25,6 +25,7 @@ struct rd_fsm;
 struct rd_plugin_host;
 struct rd_policy_host;
 struct rd_registry;
+struct rd_soft;
 
 /* A task's checkpoints as a backup holds them (oldest first; valid during
  * the call only), or status != 0 with `detail` saying why it could not be
@@ -249,6 +250,27 @@ int rd_sched_repair_checkpoint(struct rd_sched *s, const char *task_id, rd_sched
  */
 int rd_sched_resume_checkpoint(struct rd_sched *s, const struct rd_task *t,
                                const struct rd_checkpoint **out);
+
+/* A task a heartbeat answer hands over, with the checkpoint it resumes
+ * from (NULL: start over). */
+struct rd_handover {
+    const struct rd_task *task;
+    const struct rd_checkpoint *ckpt;
+};
+
+/*
+ * What the heartbeat answer of node `n` (soft state `soft`, arriving at
+ * `now_ns`) hands over, most urgent first, into `out` (room for
+ * n->n_tasks): the tasks placed on its current epoch and not started yet
+ * (assigned, recovering), each told once and again only when it has not
+ * started one lease later, then 2, 4 and 8 leases later (rd_told: an answer
+ * can be lost; a slow first checkpoint must not make every heartbeat carry
+ * the same tasks). A task whose checkpoint is under repair is held back
+ * (rd_sched_resume_checkpoint). Records what it returns as told: their
+ * number. Leader, loop thread.
+ */
+size_t rd_sched_handover(struct rd_sched *s, const struct rd_node *n, struct rd_soft *soft,
+                         uint64_t now_ns, struct rd_handover *out);
 
 /* recoveryd_recovery_runs_total{outcome} and
  * recoveryd_recovery_duration_seconds, this replica's (see runs_closed). */

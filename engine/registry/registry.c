@@ -17,6 +17,7 @@ void rd_registry_close(struct rd_registry *r)
         struct rd_map_slot *s = &r->by_id.slots[i];
         if (s->value != NULL) {
             struct rd_soft *soft = s->value;
+            free(soft->told);
             free(soft->node_id);
             free(soft);
         }
@@ -72,9 +73,13 @@ struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t 
     if (s->epoch != epoch) {
         char *keep = s->node_id;
         uint32_t slot = s->slot;
+        struct rd_told *told = s->told; /* kept for the new epoch, emptied */
+        uint32_t cap_told = s->cap_told;
         memset(s, 0, sizeof(*s));
         s->node_id = keep;
         s->slot = slot;
+        s->told = told;
+        s->cap_told = cap_told;
         s->id_len = len;
         s->epoch = epoch;
         s->grace_until_ns = now_ns + grace_ns;
@@ -125,11 +130,111 @@ unsigned rd_registry_take_revoked(struct rd_registry *r, struct rd_soft *s,
     return n;
 }
 
+static int told_key_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct rd_told *)elem)->task_id);
+}
+
+static int told_cmp(const void *a, const void *b)
+{
+    return told_key_cmp(((const struct rd_told *)a)->task_id, b);
+}
+
+/* The entry of `task_id` among those sorted before this answer, or NULL. */
+static struct rd_told *told_find(struct rd_soft *s, const char *task_id)
+{
+    if (s->n_told_sorted == 0)
+        return NULL;
+    return bsearch(task_id, s->told, s->n_told_sorted, sizeof(*s->told), told_key_cmp);
+}
+
+void rd_registry_tell_begin(struct rd_soft *s)
+{
+    for (uint32_t i = 0; i < s->n_told; i++)
+        s->told[i].seen = false;
+    s->n_told_sorted = s->n_told;
+}
+
+bool rd_registry_tell_due(struct rd_soft *s, const char *task_id, uint32_t attempt, uint64_t now_ns)
+{
+    struct rd_told *e = told_find(s, task_id);
+    if (e == NULL)
+        return true;
+    e->seen = true;
+    if (e->attempt != attempt) { /* placed here again: a new assignment */
+        e->attempt = attempt;
+        e->times = 0;
+        e->due_ns = 0;
+    }
+    return now_ns >= e->due_ns;
+}
+
+void rd_registry_told(struct rd_soft *s, const char *task_id, uint32_t attempt, uint64_t now_ns,
+                      uint64_t resend_ns)
+{
+    struct rd_told *e = told_find(s, task_id);
+    if (e == NULL) {
+        if (s->n_told == s->cap_told) {
+            uint32_t ncap = s->cap_told ? s->cap_told * 2 : 8;
+            struct rd_told *n = realloc(s->told, ncap * sizeof(*n));
+            if (n == NULL)
+                return; /* not recorded: told again in the next answer */
+            s->told = n;
+            s->cap_told = ncap;
+        }
+        e = &s->told[s->n_told++]; /* sorted in at rd_registry_tell_end */
+        memset(e, 0, sizeof(*e));
+        snprintf(e->task_id, sizeof(e->task_id), "%s", task_id);
+        e->attempt = attempt;
+    }
+    if (e->attempt != attempt) {
+        e->attempt = attempt;
+        e->times = 0;
+    }
+    e->seen = true;
+    if (e->times < UINT32_MAX)
+        e->times++;
+    uint64_t factor = 1; /* 1, 2, 4 ... RD_TOLD_BACKOFF_MAX for the 1st, 2nd, 3rd ... time */
+    for (uint32_t i = 1; i < e->times && factor < RD_TOLD_BACKOFF_MAX; i++)
+        factor *= 2;
+    /* Saturating: an absurd lease must not wrap into an early resend. */
+    e->due_ns =
+        resend_ns > (UINT64_MAX - now_ns) / factor ? UINT64_MAX : now_ns + resend_ns * factor;
+}
+
+void rd_registry_tell_end(struct rd_soft *s)
+{
+    bool appended = s->n_told > s->n_told_sorted;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < s->n_told; i++)
+        if (s->told[i].seen)
+            s->told[k++] = s->told[i];
+    s->n_told = k;
+    s->n_told_sorted = 0;
+    if (appended)
+        qsort(s->told, s->n_told, sizeof(*s->told), told_cmp);
+    if (s->n_told == 0 && s->cap_told > 64) { /* a big node emptied: give the memory back */
+        free(s->told);
+        s->told = NULL;
+        s->cap_told = 0;
+    }
+}
+
+void rd_registry_untell_all(struct rd_registry *r)
+{
+    for (size_t i = 0; i < r->by_id.cap; i++) {
+        struct rd_soft *soft = r->by_id.slots[i].value;
+        if (soft != NULL)
+            soft->n_told = 0;
+    }
+}
+
 void rd_registry_forget(struct rd_registry *r, const char *id, size_t len)
 {
     struct rd_soft *s = rd_map_del(&r->by_id, id, len);
     if (s != NULL) {
         slot_give(r, s->slot);
+        free(s->told);
         free(s->node_id);
         free(s);
     }

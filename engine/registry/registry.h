@@ -29,6 +29,23 @@ struct rd_revocation {
     uint32_t attempt;
 };
 
+/* An assignment told to the agent in a heartbeat answer and not started
+ * there yet as far as the engine knows (the task is still assigned or
+ * recovering under that attempt: its first checkpoint has not committed).
+ * An answer can be lost (a client timeout, a connection cut), so it is told
+ * again, first after one resend interval, then after twice as long and so
+ * on up to RD_TOLD_BACKOFF_MAX intervals: a slow commit (a loaded leader)
+ * does not make every heartbeat encode the same tasks again. */
+struct rd_told {
+    char task_id[40];
+    uint32_t attempt;
+    uint32_t times;  /* answers it went out in */
+    uint64_t due_ns; /* when it is told again */
+    bool seen;       /* still to tell in the current answer (rd_registry_tell_*) */
+};
+
+#define RD_TOLD_BACKOFF_MAX 8
+
 struct rd_soft {
     char *node_id;
     size_t id_len;
@@ -48,6 +65,10 @@ struct rd_soft {
      * (rd_registry_revoke, rd_registry_take_revoked). */
     struct rd_revocation revoked[RD_REVOKED_MAX];
     uint8_t n_revoked;
+    /* Assignments told, sorted by task id (rd_registry_tell_begin ...). */
+    struct rd_told *told;
+    uint32_t n_told, cap_told;
+    uint32_t n_told_sorted; /* during an answer: the sorted prefix, the rest appended */
     /* Other modules keep their own soft state of the node in tables by
      * `slot`, reset when `generation` changes: the analysis's verdicts, the
      * scheduler's replan time, the plugins' state. */
@@ -93,6 +114,34 @@ void rd_registry_revoke(struct rd_registry *r, struct rd_soft *s, const char *ta
  * forgotten here: their count. */
 unsigned rd_registry_take_revoked(struct rd_registry *r, struct rd_soft *s,
                                   struct rd_revocation out[RD_REVOKED_MAX]);
+
+/*
+ * The assignments of one heartbeat answer, between rd_registry_tell_begin
+ * and rd_registry_tell_end: rd_registry_tell_due for every task the node
+ * holds assigned or recovering (each task once), rd_registry_told for each
+ * one the answer carries. What tell_due was not asked about in the round
+ * (the task started, finished or moved) is forgotten at the end.
+ */
+void rd_registry_tell_begin(struct rd_soft *s);
+
+/* Whether attempt `attempt` of `task_id` goes out in the answer at
+ * `now_ns`: never told (or an older attempt was), or its resend time has
+ * come. */
+bool rd_registry_tell_due(struct rd_soft *s, const char *task_id, uint32_t attempt,
+                          uint64_t now_ns);
+
+/* The answer at `now_ns` carries attempt `attempt` of `task_id`: told again
+ * after `resend_ns` x 1, 2, 4 ... RD_TOLD_BACKOFF_MAX (one more answer
+ * telling it at once on ENOMEM). */
+void rd_registry_told(struct rd_soft *s, const char *task_id, uint32_t attempt, uint64_t now_ns,
+                      uint64_t resend_ns);
+
+void rd_registry_tell_end(struct rd_soft *s);
+
+/* Forgets every assignment told (this replica leads again: what it told in
+ * an earlier leadership may never have arrived, and nobody else's answers
+ * are known): each is told in the node's next answer. */
+void rd_registry_untell_all(struct rd_registry *r);
 
 /* Forgets `id` (the node left). */
 void rd_registry_forget(struct rd_registry *r, const char *id, size_t len);

@@ -286,6 +286,74 @@ static void test_task_survives_its_agent(void **state)
 }
 
 /*
+ * A heartbeat answer that hands a task over is lost (the agent's request
+ * timed out, its connection was cut): the assignment must still reach the
+ * agent. The engine tells an assignment in one answer and again only when
+ * it has not started (no first checkpoint) a lease later, then after 2, 4
+ * and 8 leases (engine/registry: rd_told): the answers in between carry
+ * nothing, so a slow commit does not make every heartbeat encode the same
+ * tasks again. The test plays an agent whose answers are lost until the
+ * third one that carries the assignment.
+ */
+static void test_lost_assignment_is_told_again(void **state)
+{
+    const char *tid = "7a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d";
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/nodes",
+                              "{\"node_id\":\"agent-deaf\",\"capacity\":{\"slots\":1},"
+                              "\"labels\":{\"pool\":\"deaf\"}}",
+                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    long long ep = json_integer_value(rdt_json_path(r.json, "epoch"));
+    long long lease = json_integer_value(rdt_json_path(r.json, "lease_ms"));
+    rdt_resp_free(&r);
+    assert_true(lease > 0);
+    assert_int_equal(rdt_post(&proc, RDT_H1, "/api/v1/tasks",
+                              "{\"task_id\":\"7a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d\","
+                              "\"requirements\":{\"labels\":{\"pool\":\"deaf\"}}}",
+                              &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    rdt_resp_free(&r);
+    /* Heartbeats every half interval, noting when an answer carries it. */
+    int64_t told[3];
+    int n_told = 0, between = 0;
+    for (int64_t until = rdt_now_ms() + rdt_ms(5000) + 8 * lease; n_told < 3;) {
+        long st;
+        int64_t sent = rdt_now_ms();
+        json_t *hb = heartbeat("agent-deaf", ep, &st);
+        assert_int_equal(st, 200);
+        json_t *as = json_object_get(hb, "assignments");
+        if (json_array_size(as) > 0) {
+            assert_int_equal(json_array_size(as), 1);
+            assert_string_equal(json_string_value(rdt_json_path(as, "0.task_id")), tid);
+            assert_int_equal(json_integer_value(rdt_json_path(as, "0.attempt")), 1);
+            told[n_told++] = sent;
+        } else if (n_told > 0) {
+            between++;
+        }
+        json_decref(hb);
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(hb_ms / 2);
+    }
+    fprintf(stderr,
+            "assignment told again %lld ms and %lld ms later (lease %lld ms), %d answers "
+            "without it between\n",
+            (long long)(told[1] - told[0]), (long long)(told[2] - told[1]), lease, between);
+    assert_true(told[1] - told[0] >= lease / 2);     /* not in the answers right after */
+    assert_true(told[2] - told[1] >= lease * 3 / 2); /* then twice as long */
+    assert_true(between >= 2);
+    /* The agent runs it at last. */
+    char url[160];
+    snprintf(url, sizeof(url), "%s/api/v1/tasks/%s/complete", proc.base_url, tid);
+    const char *done = "{\"attempt\":1,\"result\":{}}";
+    assert_int_equal(rdt_http(RDT_H1, "POST", url, done, strlen(done), &r), 0);
+    assert_int_equal(r.status, 200);
+    rdt_resp_free(&r);
+}
+
+/*
  * A policy that runs away on a real event is stopped within its budget,
  * recorded as a policy_error fault, and the built-in default moves the task.
  */
@@ -386,6 +454,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_task_survives_its_agent),
+        cmocka_unit_test(test_lost_assignment_is_told_again),
         cmocka_unit_test(test_runaway_policy_falls_back_to_the_default),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -731,9 +731,11 @@ static void agent_register(struct engine *e, int a)
         g->registering = true;
 }
 
-/* The heartbeat handler (http/api_nodes.c) and the agent's reading of its
- * answer: fenced drops everything and registers again; assignments are
- * taken with the checkpoint to resume from; revocations are dropped. */
+/* The heartbeat handler (http/api_nodes.c, with its rd_sched_handover) and
+ * the agent's reading of its answer: fenced drops everything and registers
+ * again; assignments are taken with the checkpoint to resume from (an
+ * assignment is told once, and again only after a lease without a start);
+ * revocations are dropped. */
 static void agent_heartbeat(struct engine *e, int a)
 {
     struct agent *g = &W->ag[a];
@@ -752,13 +754,11 @@ static void agent_heartbeat(struct engine *e, int a)
     }
     if (rv != 0)
         return;
-    for (const struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node) {
-        if (t->node_epoch != n->epoch ||
-            (t->state != RD_TASK_ASSIGNED && t->state != RD_TASK_RECOVERING))
-            continue;
-        const struct rd_checkpoint *c;
-        if (rd_sched_resume_checkpoint(&e->sched, t, &c) == RD_EBUSY)
-            continue;
+    struct rd_handover *todo = calloc(n->n_tasks ? n->n_tasks : 1, sizeof(*todo));
+    size_t k_todo = todo != NULL ? rd_sched_handover(&e->sched, n, s, s->last_mono_ns, todo) : 0;
+    for (size_t i = 0; i < k_todo; i++) {
+        const struct rd_task *t = todo[i].task;
+        const struct rd_checkpoint *c = todo[i].ckpt;
         int ti = task_index(t->id);
         struct held *h = holding(g, ti);
         if (ti < 0 || (h != NULL && h->attempt == t->attempt))
@@ -771,6 +771,7 @@ static void agent_heartbeat(struct engine *e, int a)
         *h = (struct held){.task = ti, .attempt = t->attempt, .version = c ? c->version + 1 : 1};
         trace("%s takes %s attempt %u from v%" PRIu64, g->id, t->id, t->attempt, h->version - 1);
     }
+    free(todo);
     struct rd_revocation gone[RD_REVOKED_MAX];
     unsigned n_gone = rd_registry_take_revoked(&e->registry, s, gone);
     for (unsigned k = 0; k < n_gone; k++) {

@@ -109,9 +109,12 @@ class NetProxy:
         self.rewrite: Dict[bytes, bytes] = {}
         self.seed = seed
         self.requests: List[Tuple[float, str]] = []
-        # (substring of a request line, answers left to lose): drop_answers()
+        self.lost: List[Tuple[float, str]] = []  # answers lost by content (drop_answers)
+        # [substring of a request line, answers left to lose, substring the
+        # answer must hold or None]: drop_answers()
         self._drops: List[List[Any]] = []
         self._drops_lock = threading.Lock()
+        self._line: Dict[int, str] = {}  # a connection's last request line, by its lose flag
         self._srv = socket.socket()
         self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._srv.bind(("127.0.0.1", port))
@@ -132,17 +135,24 @@ class NetProxy:
         unanswered; uncut: those die too and clients connect again."""
         self.link.set(cut=cut)
 
-    def drop_answers(self, what: str, n: int = 1) -> None:
+    def drop_answers(self, what: str, n: int = 1, containing: Optional[str] = None) -> None:
         """Loses the answers to the next ``n`` requests whose first line
-        contains ``what``: the request reaches the server (and takes effect),
-        the client's connection is closed before the answer comes back."""
+        contains ``what`` (and, with ``containing``, whose answer holds that
+        text within one read): the request reaches the server (and takes
+        effect), the client's connection is closed before the answer (or the
+        rest of it) comes back."""
         with self._drops_lock:
-            self._drops.append([what, n])
+            self._drops.append([what, n, containing])
 
-    def _loses(self, line: str) -> bool:
+    def _loses(self, line: str, answer: Optional[bytes] = None) -> bool:
+        """Whether the answer to ``line`` is lost: decided at the request
+        (answer None) by the drops without ``containing``, at each read of
+        the answer by the others."""
         with self._drops_lock:
             for d in self._drops:
-                if d[1] > 0 and d[0] in line:
+                if d[1] <= 0 or d[0] not in line or (d[2] is None) != (answer is None):
+                    continue
+                if answer is None or d[2].encode() in answer:
                     d[1] -= 1
                     return True
         return False
@@ -154,6 +164,7 @@ class NetProxy:
             return
         line = data.split(b"\r\n", 1)[0].decode("latin-1")
         self.requests.append((time.monotonic(), line))
+        self._line[id(lose)] = line
         if self._loses(line):
             lose[0] = True
 
@@ -193,6 +204,7 @@ class NetProxy:
         lose = [False]  # this connection's next answer is lost
         threading.Thread(target=self._pipe, args=(link, c, u, False, lose), daemon=True).start()
         self._pipe(link, u, c, True, lose)
+        self._line.pop(id(lose), None)
 
     def _pipe(self, link: Link, src: socket.socket, dst: socket.socket, answers: bool,
               lose: List[bool]) -> None:
@@ -203,7 +215,12 @@ class NetProxy:
                     break
                 if not answers:
                     self._note_request(data, lose)
-                elif lose[0]:
+                elif not lose[0]:
+                    line = self._line.get(id(lose), "")
+                    if self._loses(line, data):
+                        lose[0] = True
+                        self.lost.append((time.monotonic(), line))
+                if answers and lose[0]:
                     break  # the answer never reaches the client
                 if link.delay > 0:
                     time.sleep(link.delay)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any, Dict, List, Optional, Sequence
 
 import pytest
@@ -72,6 +73,41 @@ def test_lost_answers_are_retried_and_accepted(engine: eng.Engine) -> None:
     assert len(puts) == 4, lines  # three versions, the first one twice
     assert len(completes) == 2, lines  # the lost one and its repeat
     assert not any(line.startswith("GET ") for line in lines), lines  # no read-back
+
+
+def test_lost_assignment_is_handed_over_again(engine: eng.Engine) -> None:
+    """The heartbeat answer that hands a task over is lost on the way back
+    (the engine answered; the connection was cut). The engine tells an
+    assignment in one answer and again only after a resend interval (the
+    lease) without a start (engine/registry: rd_told), so the answers in
+    between do not carry it; the resend does, and the agent runs the task
+    as attempt 1: it was not moved, and ran once."""
+    proxy = eng.Proxy(engine.port)
+    client = Client([engine.url])
+    task_id = str(uuid.uuid4())
+    proxy.drop_answers("/heartbeat", 1, containing=task_id)
+    started: List[float] = []
+
+    def handler(ctx: TaskContext) -> Any:
+        started.append(time.monotonic())
+        assert ctx.checkpoint({"step": 1}) == 1
+        return {"attempt": ctx.attempt}
+
+    try:
+        with Agent("py-deaf", [proxy.url], handler=handler) as agent:
+            eng.wait_for(lambda: agent.registered, 10, "registration")
+            client.submit({"steps": 1}, task_id=task_id)
+            done = client.wait_task(task_id, timeout=20)
+            lease = agent.lease
+    finally:
+        proxy.close()
+    assert done.state == "completed" and done.attempt == 1, done
+    assert done.result == {"attempt": 1}
+    assert len(proxy.lost) == 1 and "/heartbeat" in proxy.lost[0][1], proxy.lost
+    assert len(started) == 1, started
+    # Handed over by the resend, not by the answers right after the loss.
+    waited = started[0] - proxy.lost[0][0]
+    assert waited >= 0.5 * lease, (waited, lease)
 
 
 class Recorder:

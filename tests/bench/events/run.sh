@@ -41,7 +41,6 @@ YAML
 bench_start_engine
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
 metric() { curl -s "http://127.0.0.1:$RD_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 J='Content-Type: application/json'
@@ -128,7 +127,7 @@ for i in $(seq 1 "$EVENTS"); do
     [ "$i" -lt "$EVENTS" ] && echo next >>"$WORK/actions.curl"
 done
 sent0=$(metric recoveryd_events_sent_total)
-cpu0=$(cpu_ns "$RD_PID")
+cpu0=$(bench_cpu_ns "$RD_PID")
 t0=$(date +%s.%N)
 ok=$(curl -s -K "$WORK/actions.curl" | grep -c '^200$' || true)
 t1=$(date +%s.%N)
@@ -136,7 +135,7 @@ t1=$(date +%s.%N)
 # Until every stream has every event (the engine's count of frames sent).
 want=$((sent0 + EVENTS * STREAMS))
 for _ in $(seq 1 600); do [ "$(metric recoveryd_events_sent_total)" -ge "$want" ] && break; sleep 0.1; done
-cpu1=$(cpu_ns "$RD_PID")
+cpu1=$(bench_cpu_ns "$RD_PID")
 rss2=$(rss_kib "$RD_PID")
 touch "$WORK/stop"
 wait "$PY_PID"

@@ -26,17 +26,14 @@ scripts/bootstrap --bench
 bench_build recoveryd heartbeat health_probe metrics log
 bench_workdir hb
 
-# CPU time of every thread of the process, in ns.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
-
 # run_load NAME PID ARGS... : runs h2load, prints one result line
 run_load() {
     local name=$1 pid=$2
     shift 2
     local before after out
-    before=$(cpu_ns "$pid")
+    before=$(bench_cpu_ns "$pid")
     out=$(h2load "$@" 2>&1)
-    after=$(cpu_ns "$pid")
+    after=$(bench_cpu_ns "$pid")
     local rps ok
     rps=$(echo "$out" | awk '/^finished in/ {gsub(",","",$4); print $4}')
     ok=$(echo "$out" | awk '/^status codes:/ {print $3}')

@@ -348,6 +348,10 @@ _bench_cpu_s() {
 # Busy and total jiffies of the whole machine (all cores), from /proc/stat.
 _bench_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 
+# bench_cpu_ns PID: the CPU time of every thread of the process, in ns
+# (/proc/PID/task/*/schedstat: nanosecond resolution).
+bench_cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
+
 # bench_cpu_start PID, then bench_cpu_report PID: the process's CPU time and
 # how busy the whole machine was in between (it is shared: recoveryd, the
 # load generator and anything else that ran meanwhile), two lines.
