@@ -522,7 +522,13 @@ static void test_predicted_fault_moves_tasks_first(void **state)
     assert_true(all_placed());
     struct rdt_resp r = {0};
     leader_metrics(&r);
-    assert_non_null(strstr(r.body, "recoveryd_predicted_faults_total{outcome=\"drained\"} 1\n"));
+    if (strstr(r.body, "recoveryd_predicted_faults_total{outcome=\"drained\"} 1\n") == NULL) {
+        for (char *l = strtok(r.body, "\n"); l != NULL; l = strtok(NULL, "\n"))
+            if (strncmp(l, "recoveryd_predicted_faults_total{", 33) == 0)
+                fprintf(stderr, "%s\n", l);
+        print_engine_events();
+        fail_msg("not one drain on a prediction (the counters above)");
+    }
     rdt_resp_free(&r);
 }
 
