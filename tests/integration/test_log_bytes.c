@@ -74,7 +74,8 @@ static void start(struct world *w, const char *storage_yaml)
                  json_string_value(rdt_json_path(r.json, "task_id")));
         rdt_resp_free(&r);
     }
-    /* The heartbeat's answer hands out the attempts once all are placed. */
+    /* Heartbeat answers hand out the attempts as the tasks are placed, each
+     * once (told again only a lease later). */
     int64_t deadline = rdt_now_ms() + rdt_ms(10000);
     int found = 0;
     while (found < TASKS) {
@@ -82,13 +83,13 @@ static void start(struct world *w, const char *storage_yaml)
         assert_int_equal(rdt_heartbeat(&w->p, RDT_H1, "big-1", epoch, 0, &r), 0);
         assert_int_equal(r.status, 200);
         json_t *as = json_object_get(r.json, "assignments");
-        found = 0;
         for (int i = 0; i < TASKS; i++) {
             size_t k;
             json_t *a;
             json_array_foreach(as, k, a)
             {
-                if (strcmp(json_string_value(json_object_get(a, "task_id")), w->ids[i]) == 0) {
+                if (w->attempts[i] == 0 &&
+                    strcmp(json_string_value(json_object_get(a, "task_id")), w->ids[i]) == 0) {
                     w->attempts[i] = json_integer_value(json_object_get(a, "attempt"));
                     found++;
                 }
