@@ -1019,7 +1019,18 @@ static void test_hostile_library_calls(void **state)
     make_dir(dir);
     install(dir, "hostile.lua", "fast_recovery.lua");
     struct rd_policy_host *h = NULL;
-    int rc = rd_policy_load(dir, BUDGET, (size_t)64 << 20, &h, err, sizeof(err));
+    /* The fixture builds its ammunition at load (a 400,000-number table,
+     * two 8-MiB strings): on a loaded machine under ASan that has taken
+     * over the 500-ms load budget (wall clock) once. What is tested here
+     * is the plan calls; an overrun at load is tried again, twice. */
+    int rc = RD_ECONFIG;
+    for (int attempt = 0; attempt < 3 && rc != 0; attempt++) {
+        rc = rd_policy_load(dir, BUDGET, (size_t)64 << 20, &h, err, sizeof(err));
+        if (rc != 0 && strstr(err, "ms budget") == NULL)
+            break;
+        if (rc != 0)
+            fprintf(stderr, "    load over its budget, tried again: %s\n", err);
+    }
     if (rc != 0)
         fail_msg("%s: %s", rd_err_name(rc), err);
     json_t *view = make_view(false);
