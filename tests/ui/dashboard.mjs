@@ -308,11 +308,12 @@ try {
   const page = await ctx.newPage();
   page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {
-    // The API's refusals (401, 403, 409, and 404 of the event stream on an
-    // engine without one) are answers the page shows; any other failed
-    // load (a file of the dashboard) is an error.
+    // The API's refusals (401, 403, 409, 404 of the event stream on an
+    // engine without one, and 503 while no leader is known) are answers the
+    // page shows; any other failed load (a file of the dashboard, a 500) is
+    // an error.
     const from = (m.location() && m.location().url) || '';
-    if (m.type() === 'error' && !(/^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text()) && from.includes('/api/v1/')))
+    if (m.type() === 'error' && !(/^Failed to load resource: the server responded with a status of (4\d\d|503)/.test(m.text()) && from.includes('/api/v1/')))
       pageErrors.push(`console: ${m.text()} (${from})`);
   });
 
@@ -425,6 +426,44 @@ try {
   check(/ui-reader[\s\S]*403/.test(audit) && /ui-operator[\s\S]*200/.test(audit), 'the audit page shows the refused and the done drain');
   await shot(page, 'audit');
   await axeCheck(page, 'audit');
+
+  // A view whose requests fail (a leader change: the replica answers 503
+  // while a new leader is elected) shows the error and loads by itself
+  // within seconds, without an event or a reload (before, it waited for the
+  // minute's reconciliation).
+  let failed = 0;
+  await page.route(/\/api\/v1\/backups\?/, (r) => {
+    if (failed < 2) {
+      failed++;
+      r.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { code: 'no_leader', message: 'no leader (test)' } }) });
+    } else r.continue();
+  });
+  await page.click('nav.main a[href="#/backups"]');
+  await page.locator('#error:not(.hidden)').waitFor({ timeout: 5000 });
+  const errText = await page.locator('#error').innerText();
+  check(/Could not load backups: no leader \(test\)/.test(errText), `a failed view says why: "${errText.trim()}"`);
+  const t0 = Date.now();
+  await page.locator('#view-backups .card').first().waitFor({ timeout: 10000 });
+  check(failed === 2 && (await page.locator('#error').isHidden()), `the view loads by itself ${Date.now() - t0} ms after the error, after ${failed} failed tries, and the error is gone`);
+  await page.unroute(/\/api\/v1\/backups\?/);
+
+  // A cluster-wide fault (a partition: node_id null, as the API documents)
+  // has its own lane and row (it once broke the whole page).
+  await page.route(/\/api\/v1\/faults\/records\?/, async (r) => {
+    const res = await r.fetch();
+    const doc = await res.json();
+    const at = new Date(Date.now() - 60000).toISOString();
+    doc.items.unshift({ id: '00000000-0000-4000-8000-000000000001', node_id: null, fault_type: 'partition', severity_level: 'major', detected_at: at, resolved_at: null, recovery_action: null, status: 'open', metadata: {}, seq: 1 });
+    r.fulfill({ response: res, json: doc });
+  });
+  await page.click('nav.main a[href="#/faults"]');
+  await page.locator('#view-faults .card').first().waitFor({ timeout: 10000 });
+  const clusterRow = page.locator('#view-faults tbody tr', { hasText: 'partition' }).first();
+  await clusterRow.waitFor({ timeout: 5000 });
+  check(/\(cluster\)/.test(await clusterRow.innerText()) && (await page.locator('#view-faults svg text', { hasText: '(cluster)' }).count()) === 1, 'a cluster-wide fault (no agent) has a row and a lane named (cluster)');
+  await page.unroute(/\/api\/v1\/faults\/records\?/);
+  await page.click('nav.main a[href="#/overview"]');
+  await page.locator('#view-overview .card').first().waitFor();
 
   for (const v of ['faults', 'tasks', 'backups']) {
     await page.click(`nav.main a[href="#/${v}"]`);

@@ -21,6 +21,7 @@ const VIEWS = { overview, agents, faults, recoveries, tasks, backups, audit };
 const POLL_MS = 3000; // without an event stream
 const RECONCILE_MS = 60000; // with one: a full refresh now and then anyway
 const MIN_GAP_MS = 1000; // between two refreshes of a view
+const RETRY_MS = [1000, 2000, 4000, 8000]; // after a failed refresh (a leader change, a restart)
 
 const main = document.getElementById('main');
 const errorBox = document.getElementById('error');
@@ -68,11 +69,18 @@ async function refresh(c) {
   c.last = Date.now();
   try {
     await c.inst.refresh();
+    c.failures = 0;
     if (c === cur) errorBox.classList.add('hidden');
   } catch (e) {
+    c.failures = (c.failures || 0) + 1;
     if (c === cur) {
       replace(errorBox, `Could not load ${c.view.title.toLowerCase()}: ${e.message}${e.code ? ` (${e.code})` : ''}`);
       errorBox.classList.remove('hidden');
+      // The leader may have moved (this replica now a follower): look
+      // again, and try the view again soon rather than at the next event
+      // or reconciliation (a minute with a live stream).
+      whereAmI();
+      retry(c);
     }
   } finally {
     c.busy = false;
@@ -81,6 +89,15 @@ async function refresh(c) {
     c.again = false;
     schedule(c);
   }
+}
+
+function retry(c) {
+  if (c !== cur || c.timer) return;
+  const wait = RETRY_MS[Math.min(c.failures, RETRY_MS.length) - 1];
+  c.timer = setTimeout(() => {
+    c.timer = null;
+    refresh(c);
+  }, wait);
 }
 
 // A refresh soon, but not more than one per MIN_GAP_MS.

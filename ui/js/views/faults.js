@@ -4,6 +4,8 @@ import { api } from '../api.js';
 import { h, replace, section, table, when, badge } from '../dom.js';
 import { timeline } from '../chart.js';
 
+const CLUSTER = '(cluster)'; // the lane and agent of a cluster-wide fault
+
 export default {
   title: 'Faults',
   kinds: ['fault_opened', 'fault_resolved'],
@@ -17,8 +19,10 @@ export default {
         const from = Math.min(now - 10 * 60000, ...items.map((f) => Date.parse(f.detected_at)));
         const byNode = new Map();
         for (const f of items) {
-          if (!byNode.has(f.node_id)) byNode.set(f.node_id, []);
-          byNode.get(f.node_id).push({ start: Date.parse(f.detected_at), end: f.resolved_at ? Date.parse(f.resolved_at) : null, cls: `f-${f.status === 'open' ? f.severity_level : 'completed'}`, title: `${f.node_id}: ${f.fault_type} (${f.severity_level}) ${f.status}` });
+          // A cluster-wide fault (a partition) has no agent: its own lane.
+          const lane = f.node_id === null ? CLUSTER : f.node_id;
+          if (!byNode.has(lane)) byNode.set(lane, []);
+          byNode.get(lane).push({ start: Date.parse(f.detected_at), end: f.resolved_at ? Date.parse(f.resolved_at) : null, cls: `f-${f.status === 'open' ? f.severity_level : 'completed'}`, title: `${lane}: ${f.fault_type} (${f.severity_level}) ${f.status}` });
         }
         const lanes = [...byNode.entries()].slice(0, 30).map(([label, spans]) => ({ label, spans }));
         const sel = h(
@@ -45,7 +49,7 @@ export default {
               'Fault records',
               [
                 { label: 'Detected', cell: (f) => when(f.detected_at) },
-                { label: 'Agent', cell: (f) => h('a', { href: `#/agents/${encodeURIComponent(f.node_id)}` }, f.node_id) },
+                { label: 'Agent', cell: (f) => (f.node_id === null ? h('span', { class: 'muted' }, CLUSTER) : h('a', { href: `#/agents/${encodeURIComponent(f.node_id)}` }, f.node_id)) },
                 { label: 'Type', cell: (f) => f.fault_type },
                 { label: 'Severity', cell: (f) => badge(f.severity_level) },
                 { label: 'Status', cell: (f) => badge(f.status) },
