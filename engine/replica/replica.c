@@ -796,6 +796,51 @@ static bool dir_has_files(const char *dir)
     return any;
 }
 
+/*
+ * Accepting the loss may leave nothing: no snapshot and no entry, so no
+ * configuration either. libraft would keep the term and vote of its
+ * metadata, refuse to bootstrap over them and start as a follower of
+ * nobody. A replica that makes its cluster itself (no peers, or
+ * --force-new-cluster) starts over: the metadata goes (its copy is in the
+ * damaged directory) and the configured cluster is bootstrapped. A member
+ * of a cluster keeps its term and vote and catches up from the leader.
+ */
+static int start_over_if_empty(struct rd_replica *r, const struct rd_config *cfg, bool peers)
+{
+    if (cfg->cluster.join || (peers && !cfg->cluster.force_new_cluster))
+        return 0;
+    struct rd_scan s;
+    char why[512];
+    if (rd_scan(r->raft_dir, &s, why, sizeof(why)) != 0) {
+        snprintf(r->errmsg, sizeof(r->errmsg), "%s", why);
+        return RD_EIO;
+    }
+    if (s.any_data)
+        return 0;
+    static const char *const meta[] = {"metadata1", "metadata2"};
+    for (size_t i = 0; i < sizeof(meta) / sizeof(meta[0]); i++) {
+        char path[600];
+        snprintf(path, sizeof(path), "%s/%s", r->raft_dir, meta[i]);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            snprintf(r->errmsg, sizeof(r->errmsg), "cannot remove %s: %s", path, strerror(errno));
+            return RD_EIO;
+        }
+    }
+    RD_WARN("raft", "started_over",
+            "dir=%s term_was=%llu kept=%s/raft detail=\"nothing of the log is left, its "
+            "configuration neither: the configured cluster is bootstrapped again, empty\"",
+            r->raft_dir, (unsigned long long)s.term, r->damaged_dir);
+    return 0;
+}
+
+/* No segment and no snapshot in the raft directory (metadata only, or nothing). */
+static bool log_empty(struct rd_replica *r)
+{
+    struct rd_scan s;
+    char why[512];
+    return rd_scan(r->raft_dir, &s, why, sizeof(why)) == 0 && !s.any_data;
+}
+
 int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
 {
     const char *dir = cfg->storage.data_dir;
@@ -909,6 +954,7 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
     snprintf(r->damage_report, sizeof(r->damage_report), "%s", v.report);
     if (cfg->storage.accept_data_loss) {
         char aside[600];
+        bool peers = has_peers(r, cfg); /* before the mark goes */
         if (damaged_raft_dir(r, dir, aside, sizeof(aside)) != 0)
             return RD_EIO;
         if (rd_repair(r->raft_dir, aside, &scan, r->has_mark_start ? &r->mark_start : NULL, why,
@@ -927,7 +973,7 @@ int rd_replica_check_disk(struct rd_replica *r, const struct rd_config *cfg)
                  (unsigned long long)(v.log_lost ? v.lost_first : 0),
                  (unsigned long long)(v.log_lost ? v.lost_last : 0),
                  v.log_lost ? v.lost_summary : "the term and vote", aside, v.report);
-        return 0;
+        return start_over_if_empty(r, cfg, peers);
     }
     if (has_peers(r, cfg)) {
         note =
@@ -1218,10 +1264,21 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
             rv = raft_configuration_add(&conf, cfg->cluster.peers[i].id,
                                         cfg->cluster.peers[i].address, RAFT_VOTER);
     }
+    bool bootstrapped = false;
     if (rv == 0 && !cfg->cluster.join && !r->rejoin) {
         rv = raft_bootstrap(&r->raft, &conf);
+        bootstrapped = rv == 0;
         if (rv == RAFT_CANTBOOTSTRAP) /* existing data: a restart, fine */
             rv = 0;
+    }
+    if (rv == 0 && cfg->cluster.force_new_cluster && !bootstrapped && log_empty(r)) {
+        /* libraft's recover needs an entry to append after (it would abort). */
+        snprintf(r->errmsg, sizeof(r->errmsg),
+                 "--force-new-cluster: %s holds a term and vote but no log entry or snapshot: "
+                 "nothing to recover; move that directory aside to start this replica empty",
+                 r->raft_dir);
+        raft_configuration_close(&conf);
+        return RD_EINVAL;
     }
     if (rv == 0 && cfg->cluster.force_new_cluster) {
         /* The operator's last resort (docs/operations.md): a configuration

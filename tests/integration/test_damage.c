@@ -229,6 +229,44 @@ static void newest_snapshot(const char *raft, char name[64], size_t *size)
     *size = (size_t)st.st_size;
 }
 
+/* How many snapshots (data files with their .meta) `raft` holds. */
+static unsigned count_snapshots(const char *raft)
+{
+    DIR *d = opendir(raft);
+    assert_non_null(d);
+    struct dirent *e;
+    unsigned n = 0;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long t, i, ts;
+        int used = 0;
+        if (sscanf(e->d_name, "snapshot-%llu-%llu-%llu%n", &t, &i, &ts, &used) == 3 &&
+            strcmp(e->d_name + used, ".meta") == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/*
+ * Agents s-1, s-2, ... registered until `raft` holds `want` snapshots (at
+ * least `min` agents): snapshots are taken by a forked child, later on a
+ * loaded machine, so the count of writes alone does not say how many exist.
+ */
+static int register_until_snapshots(struct rdt_proc *p, int min, unsigned want)
+{
+    char raft[400], id[32];
+    snprintf(raft, sizeof(raft), "%s/raft", p->data_dir);
+    int i = 0;
+    while (i < min || count_snapshots(raft) < want) {
+        if (i >= 5000)
+            fail_msg("%u snapshots wanted in %s, %u after %d writes", want, raft,
+                     count_snapshots(raft), i);
+        snprintf(id, sizeof(id), "s-%d", ++i);
+        assert_int_equal(rdt_register(p, id, 1, NULL), 0);
+    }
+    return i;
+}
+
 /* The damaged-<time>/ directory of `p` (fails when there is none). */
 static void damaged_dir(const struct rdt_proc *p, char *out, size_t cap)
 {
@@ -532,11 +570,8 @@ static int single_snap_setup(void **state)
 static void test_single_flip_in_snapshot(void **state)
 {
     struct rdt_proc *p = *state;
-    char id[32];
-    for (int i = 1; i <= 300; i++) {
-        snprintf(id, sizeof(id), "s-%d", i);
-        assert_int_equal(rdt_register(p, id, 1, NULL), 0);
-    }
+    /* Two snapshots: the test is about starting from the older one. */
+    register_until_snapshots(p, 300, 2);
     int code = -1;
     assert_int_equal(rdt_proc_stop(p, &code), 0);
     assert_int_equal(code, 0);
@@ -574,6 +609,130 @@ static void test_single_flip_in_snapshot(void **state)
     assert_int_equal(rdt_proc_restart(p), 0);
     assert_int_equal(rdt_wait_ready(p, 15000), 0);
     assert_true(has_agent(p, "after"));
+}
+
+/*
+ * The only snapshot damaged, and the log before it already compacted away:
+ * nothing can be rebuilt, the configuration included. With
+ * --accept-data-loss the single replica starts over from its configured
+ * cluster (it is the only voter): it becomes leader, empty, and takes
+ * writes (before, it came up as a follower of nobody, never ready).
+ */
+static void test_single_flip_in_only_snapshot(void **state)
+{
+    struct rdt_proc *p = *state;
+    register_until_snapshots(p, 200, 1);
+    int code = -1;
+    assert_int_equal(rdt_proc_stop(p, &code), 0);
+    assert_int_equal(code, 0);
+    char raft[400], name[64], path[600];
+    size_t size;
+    snprintf(raft, sizeof(raft), "%s/raft", p->data_dir);
+    /* Only the newest snapshot stays; the segments it covers are removed
+     * as a compaction would have (those before its index). */
+    newest_snapshot(raft, name, &size);
+    unsigned long long t, snap_index, ts;
+    assert_int_equal(sscanf(name, "snapshot-%llu-%llu-%llu", &t, &snap_index, &ts), 3);
+    DIR *d = opendir(raft);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long a, b;
+        int used = 0;
+        bool older_snap =
+            strncmp(e->d_name, "snapshot-", 9) == 0 && strncmp(e->d_name, name, strlen(name)) != 0;
+        bool covered = sscanf(e->d_name, "%llu-%llu%n", &a, &b, &used) == 2 &&
+                       e->d_name[used] == '\0' && b <= snap_index;
+        if (older_snap || covered) {
+            snprintf(path, sizeof(path), "%s/%s", raft, e->d_name);
+            assert_int_equal(unlink(path), 0);
+        }
+    }
+    closedir(d);
+    assert_int_equal(count_snapshots(raft), 1);
+    snprintf(path, sizeof(path), "%s/%s", raft, name);
+    flip8(path, size / 2);
+
+    char *reason = expect_refused(p);
+    expect_in("the reason", reason, "the snapshot is damaged");
+    free(reason);
+
+    char *log = start_accepting_loss(p);
+    char want[256];
+    snprintf(want, sizeof(want), "event=data_loss_accepted file=raft/%s", name);
+    expect_in("the log", log, want);
+    expect_in("the log", log, "event=started_over");
+    free(log);
+    assert_false(has_agent(p, "s-1"));
+    assert_int_equal(rdt_register(p, "after", 1, NULL), 0);
+    assert_int_equal(rdt_proc_stop(p, &code), 0);
+    assert_int_equal(code, 0);
+    assert_int_equal(rdt_proc_restart(p), 0);
+    assert_int_equal(rdt_wait_ready(p, 15000), 0);
+    assert_true(has_agent(p, "after"));
+}
+
+/*
+ * --force-new-cluster on a raft directory with a term and vote but no entry
+ * and no snapshot (what is left when every file of the log was lost):
+ * nothing to recover, said so, exit 1 (libraft's recover would abort on an
+ * empty log), nothing changed.
+ */
+static void test_single_force_new_cluster_on_empty_log(void **state)
+{
+    struct rdt_proc *p = *state;
+    assert_int_equal(rdt_register(p, "gone", 1, NULL), 0);
+    int code = -1;
+    assert_int_equal(rdt_proc_stop(p, &code), 0);
+    assert_int_equal(code, 0);
+    char raft[400], path[600];
+    snprintf(raft, sizeof(raft), "%s/raft", p->data_dir);
+    DIR *d = opendir(raft);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || strncmp(e->d_name, "metadata", 8) == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", raft, e->d_name);
+        assert_int_equal(unlink(path), 0);
+    }
+    closedir(d);
+    /* The acknowledged mark lost too (else it names the lost entries). */
+    for (int i = 1; i <= 2; i++) {
+        snprintf(path, sizeof(path), "%s/acked%d", p->data_dir, i);
+        assert_true(unlink(path) == 0 || errno == ENOENT);
+    }
+    char *before = state_of(p);
+    char listen_arg[32];
+    snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%u", (unsigned)p->port);
+    char *const argv[] = {(char *)RD_BINARY,
+                          (char *)"--config",
+                          p->config_path,
+                          (char *)"--listen",
+                          listen_arg,
+                          (char *)"--data-dir",
+                          p->data_dir,
+                          (char *)"--plugins-dir",
+                          (char *)rdt_plugins_dir(),
+                          (char *)"--policies-dir",
+                          (char *)RD_SOURCE_DIR "/policies",
+                          (char *)"--force-new-cluster",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    code = rdt_run(argv, rdt_ms(RUN_TIMEOUT_MS), &out, &err);
+    if (code != 1)
+        fail_msg("--force-new-cluster on an empty log: exit %d, want 1\nstderr:\n%s", code,
+                 err ? err : "");
+    expect_in("stderr", err, "holds a term and vote but no log entry or snapshot");
+    expect_in("stderr", err, "nothing to recover");
+    char *after = state_of(p);
+    if (strcmp(before, after) != 0)
+        fail_msg("the refused start changed %s:\nbefore:\n%safter:\n%s", p->data_dir, before,
+                 after);
+    free(before);
+    free(after);
+    free(out);
+    free(err);
 }
 
 /* A writer of agents in a thread, killed with its daemon. */
@@ -985,6 +1144,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_single_metadata_deleted_or_zeroed, single_setup,
                                         single_teardown),
         cmocka_unit_test_setup_teardown(test_single_flip_in_snapshot, single_snap_setup,
+                                        single_teardown),
+        cmocka_unit_test_setup_teardown(test_single_flip_in_only_snapshot, single_snap_setup,
+                                        single_teardown),
+        cmocka_unit_test_setup_teardown(test_single_force_new_cluster_on_empty_log, single_setup,
                                         single_teardown),
         cmocka_unit_test_setup_teardown(test_follower_flip_in_snapshot_rejoins, cluster_snap_setup,
                                         cluster_teardown),
