@@ -324,22 +324,8 @@ static char *the_reason(const char *err)
 static char *expect_refused(struct rdt_proc *p)
 {
     char *before = state_of(p);
-    char listen_arg[32];
-    snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%u", (unsigned)p->port);
-    char *const argv[] = {(char *)RD_BINARY,
-                          (char *)"--config",
-                          p->config_path,
-                          (char *)"--listen",
-                          listen_arg,
-                          (char *)"--data-dir",
-                          p->data_dir,
-                          (char *)"--plugins-dir",
-                          (char *)rdt_plugins_dir(),
-                          (char *)"--policies-dir",
-                          (char *)RD_SOURCE_DIR "/policies",
-                          NULL};
     char *out = NULL, *err = NULL;
-    int code = rdt_run(argv, rdt_ms(RUN_TIMEOUT_MS), &out, &err);
+    int code = rdt_proc_run_once(p, NULL, rdt_ms(RUN_TIMEOUT_MS), &out, &err);
     if (code != 1)
         fail_msg("a damaged single replica started: exit %d, want 1\nstderr:\n%s", code,
                  err ? err : "");
@@ -484,6 +470,18 @@ static char *start_accepting_loss(struct rdt_proc *p)
     return log;
 }
 
+/* The replica takes a write, and still holds it after a clean restart. */
+static void takes_writes_and_restarts(struct rdt_proc *p)
+{
+    int code = -1;
+    assert_int_equal(rdt_register(p, "after", 1, NULL), 0);
+    assert_int_equal(rdt_proc_stop(p, &code), 0);
+    assert_int_equal(code, 0);
+    assert_int_equal(rdt_proc_restart(p), 0);
+    assert_int_equal(rdt_wait_ready(p, 15000), 0);
+    assert_true(has_agent(p, "after"));
+}
+
 static void test_single_flip_in_last_closed_segment(void **state)
 {
     struct rdt_proc *p = *state;
@@ -534,12 +532,7 @@ static void test_single_flip_in_last_closed_segment(void **state)
     assert_true(has_agent(p, "d-1"));
     assert_false(has_agent(p, "d-40"));
     /* Started again without the flag: nothing to complain about. */
-    assert_int_equal(rdt_register(p, "after", 1, NULL), 0);
-    assert_int_equal(rdt_proc_stop(p, &code), 0);
-    assert_int_equal(code, 0);
-    assert_int_equal(rdt_proc_restart(p), 0);
-    assert_int_equal(rdt_wait_ready(p, 15000), 0);
-    assert_true(has_agent(p, "after"));
+    takes_writes_and_restarts(p);
 }
 
 /* Snapshots every 64 entries: the tests of a damaged snapshot. */
@@ -571,7 +564,7 @@ static void test_single_flip_in_snapshot(void **state)
 {
     struct rdt_proc *p = *state;
     /* Two snapshots: the test is about starting from the older one. */
-    register_until_snapshots(p, 300, 2);
+    int written = register_until_snapshots(p, 300, 2);
     int code = -1;
     assert_int_equal(rdt_proc_stop(p, &code), 0);
     assert_int_equal(code, 0);
@@ -587,7 +580,11 @@ static void test_single_flip_in_snapshot(void **state)
     char want[256];
     snprintf(want, sizeof(want), "raft/%s: the snapshot is damaged (snapshot: checksum", name);
     expect_in("the reason", reason, want);
-    expect_in("the reason", reason, "acknowledged to clients");
+    /* Whether entries after the older snapshot were compacted away depends
+     * on when the forked snapshots finished: the report says which. */
+    bool lossless = strstr(reason, "no entry would be lost") != NULL;
+    if (!lossless)
+        expect_in("the reason", reason, "acknowledged to clients");
     expect_in("the reason", reason, "recoveryd restore --from");
     fprintf(stderr, "refused: %s\n", reason);
     free(reason);
@@ -599,16 +596,14 @@ static void test_single_flip_in_snapshot(void **state)
     char aside[700];
     damaged_dir(p, aside, sizeof(aside));
     assert_true(file_exists(aside, "raft", name));
-    /* The oldest agents are in the older snapshot; the damaged one is gone
-     * from the raft directory, and the replica takes writes again. */
+    /* The oldest agents are in the older snapshot (and, when the log after
+     * it was whole, the newest too); the damaged one is gone from the raft
+     * directory, and the replica takes writes again. */
     assert_true(has_agent(p, "s-1"));
+    snprintf(want, sizeof(want), "s-%d", written);
+    assert_true(has_agent(p, want) == lossless);
     assert_false(file_exists(p->data_dir, "raft", name));
-    assert_int_equal(rdt_register(p, "after", 1, NULL), 0);
-    assert_int_equal(rdt_proc_stop(p, &code), 0);
-    assert_int_equal(code, 0);
-    assert_int_equal(rdt_proc_restart(p), 0);
-    assert_int_equal(rdt_wait_ready(p, 15000), 0);
-    assert_true(has_agent(p, "after"));
+    takes_writes_and_restarts(p);
 }
 
 /*
@@ -664,12 +659,7 @@ static void test_single_flip_in_only_snapshot(void **state)
     expect_in("the log", log, "event=started_over");
     free(log);
     assert_false(has_agent(p, "s-1"));
-    assert_int_equal(rdt_register(p, "after", 1, NULL), 0);
-    assert_int_equal(rdt_proc_stop(p, &code), 0);
-    assert_int_equal(code, 0);
-    assert_int_equal(rdt_proc_restart(p), 0);
-    assert_int_equal(rdt_wait_ready(p, 15000), 0);
-    assert_true(has_agent(p, "after"));
+    takes_writes_and_restarts(p);
 }
 
 /*
@@ -703,23 +693,8 @@ static void test_single_force_new_cluster_on_empty_log(void **state)
         assert_true(unlink(path) == 0 || errno == ENOENT);
     }
     char *before = state_of(p);
-    char listen_arg[32];
-    snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%u", (unsigned)p->port);
-    char *const argv[] = {(char *)RD_BINARY,
-                          (char *)"--config",
-                          p->config_path,
-                          (char *)"--listen",
-                          listen_arg,
-                          (char *)"--data-dir",
-                          p->data_dir,
-                          (char *)"--plugins-dir",
-                          (char *)rdt_plugins_dir(),
-                          (char *)"--policies-dir",
-                          (char *)RD_SOURCE_DIR "/policies",
-                          (char *)"--force-new-cluster",
-                          NULL};
     char *out = NULL, *err = NULL;
-    code = rdt_run(argv, rdt_ms(RUN_TIMEOUT_MS), &out, &err);
+    code = rdt_proc_run_once(p, "--force-new-cluster", rdt_ms(RUN_TIMEOUT_MS), &out, &err);
     if (code != 1)
         fail_msg("--force-new-cluster on an empty log: exit %d, want 1\nstderr:\n%s", code,
                  err ? err : "");
@@ -1017,6 +992,14 @@ static void follower_rejoins(enum damage kind)
 
     char raft[400], name[64] = "", path[600];
     snprintf(raft, sizeof(raft), "%s/raft", f->data_dir);
+    /* The follower's snapshots are taken by a forked child, later on a
+     * loaded machine: the writes go on until it holds one. */
+    for (int64_t until = rdt_now_ms() + rdt_ms(30000);
+         kind == FLIP_SNAPSHOT && count_snapshots(raft) == 0;) {
+        if (rdt_now_ms() > until)
+            fail_msg("replica %d took no snapshot in 30 s", F + 1);
+        bg_progress(20);
+    }
     if (kind == KILL9_FLIP_OPEN) {
         assert_int_equal(rdt_proc_kill9(f), 0); /* during writes */
         open_segment_with_data(raft, name);

@@ -246,22 +246,8 @@ static void test_second_instance_same_data_dir(void **state)
             fail_msg("the first instance kept writing %s for 5 s", raft_dir);
     }
 
-    char listen_arg[32];
-    snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%u", (unsigned)p->port);
-    char *const argv[] = {(char *)RD_BINARY,
-                          (char *)"--config",
-                          p->config_path,
-                          (char *)"--listen",
-                          listen_arg,
-                          (char *)"--data-dir",
-                          p->data_dir,
-                          (char *)"--plugins-dir",
-                          (char *)rdt_plugins_dir(),
-                          (char *)"--policies-dir",
-                          (char *)RD_SOURCE_DIR "/policies",
-                          NULL};
     char *out = NULL, *err = NULL;
-    int code = rdt_run(argv, RUN_TIMEOUT_MS, &out, &err);
+    int code = rdt_proc_run_once(p, NULL, RUN_TIMEOUT_MS, &out, &err);
     if (code != 1)
         print_message("second instance: exit %d, want 1\nstderr:\n%s\n", code, err ? err : "");
     assert_int_equal(code, 1);

@@ -375,24 +375,41 @@ static int open_netns(const char *name)
     return fd;
 }
 
+/* The daemon's command line for `p` (with `extra`, or none when NULL or ""). */
+#define PROC_ARGC 13
+static void proc_argv(struct rdt_proc *p, const char *extra, char listen_arg[80],
+                      char *argv[PROC_ARGC])
+{
+    snprintf(listen_arg, 80, "%s:%u", proc_host(p), (unsigned)p->port);
+    char *const a[PROC_ARGC] = {p->binary[0] ? p->binary : (char *)RD_BINARY,
+                                (char *)"--config",
+                                p->config_path,
+                                (char *)"--listen",
+                                listen_arg,
+                                (char *)"--data-dir",
+                                p->data_dir,
+                                (char *)"--plugins-dir",
+                                p->plugins_dir[0] ? p->plugins_dir : (char *)rdt_plugins_dir(),
+                                (char *)"--policies-dir",
+                                p->policies_dir[0] ? p->policies_dir
+                                                   : (char *)RD_SOURCE_DIR "/policies",
+                                extra && extra[0] ? (char *)extra : NULL,
+                                NULL};
+    memcpy(argv, a, sizeof(a));
+}
+
+int rdt_proc_run_once(struct rdt_proc *p, const char *extra, int timeout_ms, char **out, char **err)
+{
+    char listen_arg[80], *argv[PROC_ARGC];
+    proc_argv(p, extra, listen_arg, argv);
+    return rdt_run(argv, timeout_ms, out, err);
+}
+
 static int spawn_daemon(struct rdt_proc *p)
 {
-    char listen_arg[80];
-    snprintf(listen_arg, sizeof listen_arg, "%s:%u", proc_host(p), (unsigned)p->port);
-    const char *bin = p->binary[0] ? p->binary : RD_BINARY;
-    char *argv[] = {(char *)bin,
-                    (char *)"--config",
-                    p->config_path,
-                    (char *)"--listen",
-                    listen_arg,
-                    (char *)"--data-dir",
-                    p->data_dir,
-                    (char *)"--plugins-dir",
-                    p->plugins_dir[0] ? p->plugins_dir : (char *)rdt_plugins_dir(),
-                    (char *)"--policies-dir",
-                    p->policies_dir[0] ? p->policies_dir : (char *)RD_SOURCE_DIR "/policies",
-                    p->extra_arg[0] ? p->extra_arg : NULL,
-                    NULL};
+    char listen_arg[80], *argv[PROC_ARGC];
+    proc_argv(p, p->extra_arg, listen_arg, argv);
+    const char *bin = argv[0];
 
     int netns_fd = -1;
     if (p->netns[0] && (netns_fd = open_netns(p->netns)) < 0) {

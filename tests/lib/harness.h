@@ -422,4 +422,12 @@ int rdt_free_ports(uint16_t *a, uint16_t *b);
  */
 int rdt_run(char *const argv[], int timeout_ms, char **out, char **err);
 
+/*
+ * Runs `p`'s daemon in the foreground (its config, address, data, plugin
+ * and policy directories, and `extra` when not NULL) as rdt_run does: for
+ * starts that must be refused.
+ */
+int rdt_proc_run_once(struct rdt_proc *p, const char *extra, int timeout_ms, char **out,
+                      char **err);
+
 #endif
