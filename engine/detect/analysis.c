@@ -66,6 +66,25 @@ static struct rd_detect *det(struct rd_analysis *a, struct rd_soft *soft)
     return d;
 }
 
+/* Refused by the log, not by the machine: nothing was applied, the state is
+ * what the proposal was judged on (a leadership transfer, which refuses
+ * every proposal for up to an election timeout; leadership lost; a storage
+ * fault). */
+static bool log_refused(int status)
+{
+    switch (status) {
+    case RD_ENOTLEADER:
+    case RD_ESHUTDOWN:
+    case RD_EOUTCOME_UNKNOWN:
+    case RD_EIO:
+    case RD_ENOSPACE:
+    case RD_ENOMEM:
+    case RD_EBUSY:
+        return true;
+    }
+    return false;
+}
+
 static void proposal_done(void *data, int status, uint64_t value)
 {
     struct proposal *p = data;
@@ -89,11 +108,17 @@ static void proposal_done(void *data, int status, uint64_t value)
             RD_DEBUG("analysis", "proposal_refused", "node=%s error=%s", p->node_id,
                      rd_err_name(status));
         }
-        /* The state may call for another step (suspect -> failed). */
+        /* The state may call for another step (suspect -> failed). Not
+         * after the log refused the proposal: judged again at once it would
+         * be proposed again into the same refusal, within this turn of the
+         * loop (a leadership transfer's refused group of 256 refilled
+         * itself every turn, and once overran: 14c1099). The next tick
+         * judges the agent again (it still looks bad, or is suspect), or
+         * its next heartbeat does (on probation). */
         const struct rd_node *n = rd_fsm_node(a->fsm, p->node_id, strlen(p->node_id));
         if (s != NULL)
             trouble_sync(a, n != NULL && n->state != RD_NODE_LEFT ? n : NULL, s);
-        if (s != NULL && n != NULL && a->log.is_leader(a->log.data))
+        if (s != NULL && n != NULL && !log_refused(status) && a->log.is_leader(a->log.data))
             evaluate(a, n, s);
     }
     free(p);
