@@ -190,6 +190,18 @@ static void suspect_events(struct rdt_proc *p, int *counts)
     rdt_sse_close(&s);
 }
 
+/* Open partition records on `p`. */
+static size_t open_partitions(struct rdt_proc *p)
+{
+    struct rdt_resp r = {0};
+    assert_int_equal(
+        rdt_get(p, RDT_H1, "/api/v1/faults/records?fault_type=partition&status=open", &r), 0);
+    assert_int_equal(r.status, 200);
+    size_t n = json_array_size(json_object_get(r.json, "items"));
+    rdt_resp_free(&r);
+    return n;
+}
+
 static void test_silent_fleet_during_a_transfer(void **state)
 {
     (void)state;
@@ -272,6 +284,11 @@ static void test_silent_fleet_during_a_transfer(void **state)
     for (int i = 0; i < N_AGENTS; i++)
         if (counts[i] != 1)
             fail_msg("fleet-%03d: %d transitions to suspect", i, counts[i]);
+    /* Half the fleet silent is a partition: the guard held them as suspect
+     * (none failed), and its record, refused during the transfer too, is
+     * on file. */
+    assert_int_equal(rdt_metric(leader, "recoveryd_partition_suspected"), 1);
+    assert_int_equal(open_partitions(leader), 1);
     for (int i = 0; i < 3; i++)
         assert_true(rdt_proc_alive(&cl.procs[i]));
     rdt_cluster_cleanup(&cl);

@@ -502,6 +502,57 @@ static void test_refused_transitions_wait_for_the_next_tick(void **state)
     }
 }
 
+/* The partition's record during a leadership transfer: its open and its
+ * resolve are refused like every entry, and proposed again by the ticks
+ * after the transfer (the guard held the agents all along). The refused
+ * open was lost: the guard held them, with no record on file. */
+static void test_partition_record_outlasts_a_transfer(void **state)
+{
+    struct world *w = *state;
+    const char *ids[] = {"p0", "p1", "p2", "p3", "p4", "p5"};
+    for (int i = 0; i < 6; i++)
+        agent(w, ids[i], false);
+    w->log.refusing = true;
+    for (int i = 0; i < 4; i++)
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    assert_true(w->a.partition_suspected);
+    step(&w->log);
+    fake_now += 100 * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_null(fault_of(w, ""));
+    /* The transfer is over: the next tick files the partition (its
+     * transitions too, held as suspect). */
+    w->log.refusing = false;
+    fake_now += 100 * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    const struct rd_fault *p = fault_of(w, "");
+    assert_non_null(p);
+    assert_int_equal(p->type, RD_FAULT_PARTITION);
+    assert_int_equal(p->status, RD_FAULT_OPEN_ST);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(state_of(w, ids[i]), RD_NODE_SUSPECT);
+    /* They come back during another transfer: the record's resolve is
+     * refused, then proposed again. */
+    for (int i = 0; i < 4; i++)
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    step(&w->log);
+    w->log.refusing = true;
+    fake_now += w->cfg.fault_tolerance.partition.mass_failure_window_ms * MS + MS;
+    rd_analysis_tick(&w->a);
+    assert_false(w->a.partition_suspected);
+    step(&w->log);
+    w->log.refusing = false;
+    fake_now += 100 * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    p = fault_of(w, "");
+    assert_non_null(p);
+    assert_int_not_equal(p->status, RD_FAULT_OPEN_ST);
+    assert_int_equal(w->a.partition_merge.count, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -518,6 +569,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_new_leadership_forgets_old_verdicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_transitions_wait_for_the_next_tick, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_partition_record_outlasts_a_transfer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
