@@ -18,50 +18,26 @@
  * agent's transition at most once per tick during the transfer, and after
  * it every agent's transition commits, once.
  */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cmocka_all.h"
 #include "harness.h"
 #include "rdt_ctest.h"
 #include "rdt_metrics.h"
+#include "rdt_preload.h"
 #include "rdt_sse.h"
 
 #define N_AGENTS 600 /* more than two groups' worth (256 commands each) */
-
-static void setenv_appended(const char *name, const char *value)
-{
-    const char *old = getenv(name);
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s%s%s", old ? old : "", old && old[0] ? ":" : "", value);
-    setenv(name, buf, 1);
-}
 
 /* The preload is set for every daemon this test starts (and, in a sanitizer
  * build, allowed to come before the sanitizer's runtime). */
 static int preload(void **state)
 {
     (void)state;
-    setenv("LD_PRELOAD", RDT_FAILIO_SO, 1);
-    setenv_appended("ASAN_OPTIONS", "verify_asan_link_order=0");
+    rdt_preload(RDT_FAILIO_SO);
     return 0;
-}
-
-/* A hung disk: log writes that never finish while DIR/hang-io exists. */
-static void disk_hangs(const struct rdt_proc *p, bool on)
-{
-    char path[320];
-    snprintf(path, sizeof(path), "%s/hang-io", p->dir);
-    if (on) {
-        int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
-        assert_true(fd >= 0);
-        close(fd);
-    } else {
-        assert_int_equal(unlink(path), 0);
-    }
 }
 
 /* Info, not debug: the refused proposals log a debug line each. */
@@ -241,7 +217,7 @@ static void test_silent_fleet_during_a_transfer(void **state)
     /* The disk of `hung` hangs from here: it falls behind from the next
      * entry on (the new leader's first). Then `next` leads: its lease of
      * grace starts for every agent at once. */
-    disk_hangs(&cl.procs[hung], true);
+    rdt_disk_hangs(&cl.procs[hung], true);
     hand_over(&cl.procs[old], next);
     for (int64_t until = rdt_now_ms() + rdt_ms(10000); !leads(leader);) {
         assert_true(rdt_now_ms() < until);
@@ -277,7 +253,7 @@ static void test_silent_fleet_during_a_transfer(void **state)
     assert_true(leads(leader));
 
     /* The disk works again; every agent's transition commits, once. */
-    disk_hangs(&cl.procs[hung], false);
+    rdt_disk_hangs(&cl.procs[hung], false);
     rdt_wait_metric(leader, "recoveryd_nodes{state=\"suspect\"}", N_AGENTS, 20000);
     int counts[N_AGENTS] = {0};
     suspect_events(leader, counts);
