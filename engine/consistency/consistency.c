@@ -168,7 +168,7 @@ static void act(struct rd_consistency *c, int status, uint64_t majority, const u
         if (id == self_id(c)) {
             /* The leader is the odd one out: a replica of the majority
              * leads from here and repairs this one. */
-            rd_replica_hand_over(c->env.replica, "state digest diverged from the majority");
+            rd_replica_hand_over(c->env.replica, 0, "state digest diverged from the majority");
             continue;
         }
         /* It repairs itself: every replica applies the fault, the one it

@@ -28,12 +28,15 @@ static const struct rd_config *cfg_of(struct rd_analysis *a)
 
 enum stage { STAGE_NONE = 0, STAGE_SUSPECT, STAGE_FAILED, STAGE_OTHER };
 
+/* A proposal about an agent, or the partition's record. */
+enum part { PART_NONE = 0, PART_OPEN, PART_RESOLVE };
+
 struct proposal {
     struct rd_analysis *a;
-    char node_id[RD_NODE_ID_MAX + 1];
+    char node_id[RD_NODE_ID_MAX + 1]; /* the agent, or the partition's record */
     enum stage stage;
     uint64_t since_ns;
-    bool partition;
+    enum part partition;
 };
 
 static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s);
@@ -66,13 +69,38 @@ static struct rd_detect *det(struct rd_analysis *a, struct rd_soft *soft)
     return d;
 }
 
+/* Refused by the log, not by the machine: nothing was applied, the state is
+ * what the proposal was judged on (a leadership transfer, which refuses
+ * every proposal for up to an election timeout; leadership lost; a storage
+ * fault). */
+static bool log_refused(int status)
+{
+    switch (status) {
+    case RD_ENOTLEADER:
+    case RD_ESHUTDOWN:
+    case RD_EOUTCOME_UNKNOWN:
+    case RD_EIO:
+    case RD_ENOSPACE:
+    case RD_ENOMEM:
+    case RD_EBUSY:
+        return true;
+    }
+    return false;
+}
+
 static void proposal_done(void *data, int status, uint64_t value)
 {
     struct proposal *p = data;
     struct rd_analysis *a = p->a;
     (void)value;
-    if (p->partition) {
+    if (p->partition != PART_NONE) {
         a->partition_proposing = false;
+        /* Not on record: the next tick proposes it again. */
+        if (log_refused(status) && p->partition == PART_OPEN && a->partition_suspected &&
+            strcmp(p->node_id, a->partition_fault_id) == 0)
+            a->partition_unfiled = true;
+        else if (log_refused(status) && p->partition == PART_RESOLVE)
+            snprintf(a->partition_unresolved, sizeof(a->partition_unresolved), "%s", p->node_id);
     } else {
         struct rd_detect *s = det(a, rd_registry_get(a->registry, p->node_id, strlen(p->node_id)));
         if (s != NULL)
@@ -89,18 +117,24 @@ static void proposal_done(void *data, int status, uint64_t value)
             RD_DEBUG("analysis", "proposal_refused", "node=%s error=%s", p->node_id,
                      rd_err_name(status));
         }
-        /* The state may call for another step (suspect -> failed). */
+        /* The state may call for another step (suspect -> failed). Not
+         * after the log refused the proposal: judged again at once it would
+         * be proposed again into the same refusal, within this turn of the
+         * loop (a leadership transfer's refused group of 256 refilled
+         * itself every turn, and once overran: 14c1099). The next tick
+         * judges the agent again (it still looks bad, or is suspect), or
+         * its next heartbeat does (on probation). */
         const struct rd_node *n = rd_fsm_node(a->fsm, p->node_id, strlen(p->node_id));
         if (s != NULL)
             trouble_sync(a, n != NULL && n->state != RD_NODE_LEFT ? n : NULL, s);
-        if (s != NULL && n != NULL && a->log.is_leader(a->log.data))
+        if (s != NULL && n != NULL && !log_refused(status) && a->log.is_leader(a->log.data))
             evaluate(a, n, s);
     }
     free(p);
 }
 
 static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_detect *s,
-                    enum stage stage, bool partition)
+                    enum stage stage, enum part partition)
 {
     struct proposal *p = calloc(1, sizeof(*p));
     if (p == NULL)
@@ -111,6 +145,11 @@ static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_d
     if (s != NULL) {
         snprintf(p->node_id, sizeof(p->node_id), "%s", s->soft->node_id);
         p->since_ns = s->bad_since_ns;
+    } else if (partition == PART_OPEN) {
+        snprintf(p->node_id, sizeof(p->node_id), "%s", a->partition_fault_id);
+    } else if (partition == PART_RESOLVE) {
+        snprintf(p->node_id, sizeof(p->node_id), "%.*s", (int)cmd->u.fresolve.id.len,
+                 cmd->u.fresolve.id.p);
     }
     int rv = a->log.propose(a->log.data, cmd, proposal_done, p);
     if (rv != 0) {
@@ -120,7 +159,7 @@ static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_d
     a->proposals_total++;
     if (s != NULL)
         s->proposing = true;
-    if (partition)
+    if (partition != PART_NONE)
         a->partition_proposing = true;
     return true;
 }
@@ -332,27 +371,45 @@ static bool guard_tripped(struct rd_analysis *a, uint64_t now, unsigned extra)
     return bad * 100 >= (size_t)c->fault_tolerance.partition.mass_failure_share * total;
 }
 
+/* The partition's record (what tripped the guard: suspects, failures
+ * within its window and the agent being judged; the suspect count alone is
+ * often 0 here, their transitions still on their way through the log). One
+ * the log refuses is proposed again by the next tick, with the same id. */
+static void partition_file(struct rd_analysis *a)
+{
+    char meta[256];
+    snprintf(meta, sizeof(meta),
+             "{\"affected_nodes\":%zu,\"total_nodes\":%zu,\"share_threshold\":%u,"
+             "\"detail\":\"mass failure: agents are assumed cut off, not dead\"}",
+             a->guard_bad, live_nodes(a), cfg_of(a)->fault_tolerance.partition.mass_failure_share);
+    struct rd_cmd cmd = rd_cmd_cluster_fault(
+        0, a->partition_fault_id, RD_FAULT_PARTITION, RD_SEV_CRITICAL, meta,
+        "{\"action\":\"hold\",\"detail\":\"no agent is failed while the partition lasts\"}");
+    a->partition_unfiled = !propose(a, &cmd, NULL, STAGE_OTHER, PART_OPEN);
+}
+
 static void partition_open(struct rd_analysis *a, uint64_t now)
 {
     a->partition_suspected = true;
     a->partition_since_ns = now;
     rd_uuid_v4(a->partition_fault_id);
-    size_t total = live_nodes(a);
-    /* What tripped the guard: suspects, failures within its window and the
-     * agent being judged (the suspect count alone is often 0 here: their
-     * transitions are still on their way through the log). */
-    size_t affected = a->guard_bad;
-    char meta[256];
-    snprintf(meta, sizeof(meta),
-             "{\"affected_nodes\":%zu,\"total_nodes\":%zu,\"share_threshold\":%u,"
-             "\"detail\":\"mass failure: agents are assumed cut off, not dead\"}",
-             affected, total, cfg_of(a)->fault_tolerance.partition.mass_failure_share);
-    struct rd_cmd cmd = rd_cmd_cluster_fault(
-        0, a->partition_fault_id, RD_FAULT_PARTITION, RD_SEV_CRITICAL, meta,
-        "{\"action\":\"hold\",\"detail\":\"no agent is failed while the partition lasts\"}");
-    RD_WARN("analysis", "partition_suspected", "affected=%zu suspect=%zu total=%zu", affected,
-            a->fsm->count_by_state[RD_NODE_SUSPECT], total);
-    propose(a, &cmd, NULL, STAGE_OTHER, true);
+    RD_WARN("analysis", "partition_suspected", "affected=%zu suspect=%zu total=%zu", a->guard_bad,
+            a->fsm->count_by_state[RD_NODE_SUSPECT], live_nodes(a));
+    partition_file(a);
+}
+
+/* The end of the record `id`; one the log refuses is proposed again by the
+ * next tick. */
+static void partition_resolve(struct rd_analysis *a, const char *id)
+{
+    char keep[sizeof(a->partition_unresolved)];
+    snprintf(keep, sizeof(keep), "%s", id); /* `id` may be partition_unresolved */
+    struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE};
+    cmd.u.fresolve.id = RD_STR(keep);
+    cmd.u.fresolve.node_id = RD_STR("");
+    cmd.u.fresolve.note = RD_STR("the share of agents in trouble dropped below the threshold");
+    bool proposed = propose(a, &cmd, NULL, STAGE_OTHER, PART_RESOLVE);
+    snprintf(a->partition_unresolved, sizeof(a->partition_unresolved), "%s", proposed ? "" : keep);
 }
 
 /* The agents the guard held come back one heartbeat at a time when a
@@ -380,12 +437,11 @@ static void partition_close(struct rd_analysis *a)
     a->partition_suspected = false;
     partition_grace(a, a->clock());
     rd_hist_observe(&a->partition_merge, (double)(a->clock() - a->partition_since_ns) / 1e9);
-    struct rd_cmd cmd = {.type = RD_CMD_FAULT_RESOLVE};
-    cmd.u.fresolve.id = RD_STR(a->partition_fault_id);
-    cmd.u.fresolve.node_id = RD_STR("");
-    cmd.u.fresolve.note = RD_STR("the share of agents in trouble dropped below the threshold");
     RD_INFO("analysis", "partition_over", "suspect=%zu", a->fsm->count_by_state[RD_NODE_SUSPECT]);
-    propose(a, &cmd, NULL, STAGE_OTHER, true);
+    if (a->partition_unfiled)
+        a->partition_unfiled = false; /* never on record: nothing to resolve */
+    else
+        partition_resolve(a, a->partition_fault_id);
 }
 
 /* ---- the decision -------------------------------------------------------- */
@@ -408,7 +464,7 @@ static void propose_transition(struct rd_analysis *a, const struct rd_node *n, s
     cmd.u.trans.reason = RD_STR(reason);
     cmd.u.trans.from_state = n->state;
     cmd.u.trans.resolve_faults = resolve;
-    propose(a, &cmd, s, stage, false);
+    propose(a, &cmd, s, stage, PART_NONE);
 }
 
 static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s,
@@ -443,7 +499,7 @@ static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct
      * fault it opens is the cause (a warning that moves nothing is not). */
     if (set_state != RD_STATE_ANY)
         rd_cmd_audit_engine(&cmd, "isolate_by_analysis", n->node_id, id);
-    if (propose(a, &cmd, s, set_state == RD_NODE_FAILED ? STAGE_FAILED : STAGE_OTHER, false) &&
+    if (propose(a, &cmd, s, set_state == RD_NODE_FAILED ? STAGE_FAILED : STAGE_OTHER, PART_NONE) &&
         set_state == RD_STATE_ANY) {
         s->warn_open = true;
         s->warn_predicted |= predicted;
@@ -458,7 +514,7 @@ static void propose_resolve_warnings(struct rd_analysis *a, const struct rd_node
     cmd.u.fresolve.id = RD_STR("");
     cmd.u.fresolve.node_id = (struct rd_str){n->node_id, (uint32_t)n->id_len};
     cmd.u.fresolve.note = RD_STR("signals back to normal");
-    if (propose(a, &cmd, s, STAGE_OTHER, false))
+    if (propose(a, &cmd, s, STAGE_OTHER, PART_NONE))
         s->warn_open = s->warn_predicted = false;
 }
 
@@ -665,6 +721,10 @@ void rd_analysis_tick(struct rd_analysis *a)
         return;
     a->passes_total++; /* counted first: /metrics, on this thread, sees it after the pass */
     uint64_t now = a->clock();
+    if (!a->partition_proposing && a->partition_suspected && a->partition_unfiled)
+        partition_file(a);
+    else if (!a->partition_proposing && a->partition_unresolved[0] != '\0')
+        partition_resolve(a, a->partition_unresolved);
     if (a->partition_suspected && !a->partition_proposing && !guard_tripped(a, now, 0))
         partition_close(a);
     for (size_t i = 0; i < a->fsm->n_nodes; i++) {
@@ -742,6 +802,8 @@ void rd_analysis_reset(struct rd_analysis *a)
 {
     a->partition_suspected = false;
     a->partition_proposing = false;
+    a->partition_unfiled = false;
+    a->partition_unresolved[0] = '\0';
     a->n_events = 0;
     a->failing_suspect = 0;
     a->troubled = 0;

@@ -78,6 +78,11 @@ struct rd_analysis {
     bool partition_proposing;
     char partition_fault_id[40];
     uint64_t partition_since_ns;
+    /* The log refused the partition's record (a leadership transfer
+     * refuses every entry for a while): its open, or the resolve of the
+     * record named here (""). The next tick proposes it again. */
+    bool partition_unfiled;
+    char partition_unresolved[40];
     /* Times agents went bad (suspect or failed), newest last, for the guard. */
     uint64_t events[RD_GUARD_EVENTS];
     unsigned n_events;

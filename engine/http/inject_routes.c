@@ -5,16 +5,41 @@
  *
  *   POST /debug/corrupt?what=node|checkpoint&id=ID   rd_fsm_inject_corrupt()
  *   POST /debug/digest_skew                          rd_fsm_inject_digest_skew()
+ *   POST /debug/hand_over?to=ID                      rd_replica_hand_over()
+ *
+ * The handover is the raft leadership transfer that a storage fault or a
+ * diverged digest starts, to the voter a test names (one whose disk hangs
+ * never catches up, so the transfer holds for an election timeout): raft
+ * refuses every proposal meanwhile.
  */
 #ifdef RD_FAULT_INJECTION
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fsm/fsm.h"
 #include "http.h"
 #include "inject_routes.h"
 #include "recoveryd/error.h"
+#include "replica/replica.h"
+
+static void hand_over(struct rd_http_req *hr)
+{
+    const char *to = rd_http_query(hr, "to");
+    char *end = NULL;
+    unsigned long long id = to != NULL ? strtoull(to, &end, 10) : 0;
+    if (to != NULL && (end == to || *end != '\0')) {
+        rd_http_bad_request(hr, "to", "to must be a replica id");
+        return;
+    }
+    int rv = rd_replica_hand_over(hr->env->replica, id, "debug route");
+    if (rv != 0) {
+        rd_http_send_rd_error(hr, rv, "handover refused");
+        return;
+    }
+    rd_http_send_json(hr, 200, json_pack("{s:b,s:I}", "handing_over", 1, "to", (json_int_t)id));
+}
 
 void rd_inject_debug_route(struct rd_http_req *hr, void *data)
 {
@@ -30,7 +55,10 @@ void rd_inject_debug_route(struct rd_http_req *hr, void *data)
         rv = rd_fsm_inject_corrupt(f, rd_http_query(hr, "what"), rd_http_query(hr, "id"));
     else if (h2o_memis(req->path.base, plen, H2O_STRLIT("/debug/digest_skew")))
         rv = rd_fsm_inject_digest_skew(f);
-    else {
+    else if (h2o_memis(req->path.base, plen, H2O_STRLIT("/debug/hand_over"))) {
+        hand_over(hr);
+        return;
+    } else {
         rd_http_send_error(hr, 404, "not_found", NULL, "no debug route %.*s", (int)plen,
                            req->path.base);
         return;

@@ -1419,7 +1419,7 @@ static void storage_hand_over(struct rd_replica *r)
     }
 }
 
-int rd_replica_hand_over(struct rd_replica *r, const char *why)
+int rd_replica_hand_over(struct rd_replica *r, uint64_t to, const char *why)
 {
     if (!r->started || raft_state(&r->raft) != RAFT_LEADER)
         return RD_ENOTLEADER;
@@ -1427,10 +1427,11 @@ int rd_replica_hand_over(struct rd_replica *r, const char *why)
         return RD_ECONFLICT;
     memset(&r->storage.transfer, 0, sizeof(r->storage.transfer));
     r->storage.transfer.data = r;
-    if (raft_transfer(&r->raft, &r->storage.transfer, 0, transfer_cb) != 0)
-        return RD_ECONFLICT;
+    int rv = raft_transfer(&r->raft, &r->storage.transfer, to, transfer_cb);
+    if (rv != 0)
+        return rv == RAFT_BADID ? RD_EINVAL : RD_ECONFLICT;
     r->storage.transferring = true;
-    RD_WARN("raft", "leadership_handover", "reason=\"%s\"", why);
+    RD_WARN("raft", "leadership_handover", "reason=\"%s\" to=%llu", why, (unsigned long long)to);
     return 0;
 }
 

@@ -295,11 +295,14 @@ uint64_t rd_replica_term(struct rd_replica *r);
 const char *rd_replica_role_name(struct rd_replica *r);
 
 /*
- * Hands leadership to the most up-to-date voter (leader with other voters
- * only), logging `why`. 0, RD_ENOTLEADER, RD_ECONFLICT (no other voter, or a
- * handover already running).
+ * Hands leadership to voter `to`, or to the most up-to-date voter when `to`
+ * is 0 (leader with other voters only), logging `why`. Until it is done
+ * (or, when `to` does not catch up, given up after an election timeout),
+ * raft refuses every proposal. 0, RD_ENOTLEADER, RD_EINVAL (`to` is not
+ * another voter), RD_ECONFLICT (no other voter, or a handover already
+ * running).
  */
-int rd_replica_hand_over(struct rd_replica *r, const char *why);
+int rd_replica_hand_over(struct rd_replica *r, uint64_t to, const char *why);
 
 /* Membership (leader only): add (as spare, then `role`), assign a role
  * (RAFT_VOTER, RAFT_STANDBY, RAFT_SPARE), remove. `cb` fires once the new

@@ -23,42 +23,20 @@
 #include "harness.h"
 #include "rdt_ctest.h"
 #include "rdt_metrics.h"
-
-static void setenv_appended(const char *name, const char *value)
-{
-    const char *old = getenv(name);
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s%s%s", old ? old : "", old && old[0] ? ":" : "", value);
-    setenv(name, buf, 1);
-}
+#include "rdt_preload.h"
 
 /* The preload is set for every daemon this test starts (and, in a sanitizer
  * build, allowed to come before the sanitizer's runtime). */
 static int preload(void **state)
 {
     (void)state;
-    setenv("LD_PRELOAD", RDT_FAILIO_SO, 1);
-    setenv_appended("ASAN_OPTIONS", "verify_asan_link_order=0");
+    rdt_preload(RDT_FAILIO_SO);
     return 0;
 }
 
 static void fail_path(const struct rdt_proc *p, char *out, size_t n)
 {
     snprintf(out, n, "%s/fail-io", p->dir);
-}
-
-/* A hung disk: log writes that never finish while DIR/hang-io exists. */
-static void disk_hangs(const struct rdt_proc *p, bool on)
-{
-    char path[320];
-    snprintf(path, sizeof(path), "%s/hang-io", p->dir);
-    if (on) {
-        int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
-        assert_true(fd >= 0);
-        close(fd);
-    } else {
-        assert_int_equal(unlink(path), 0);
-    }
 }
 
 /* Log writes waiting for the hung disk (the preload counts them). */
@@ -257,7 +235,7 @@ static void test_shutdown_is_bounded_while_the_disk_hangs(void **state)
     assert_int_equal(rdt_wait_ready(&p, rdt_ms(10000)), 0);
     assert_int_equal(post_node(&p, "h-before"), 201);
 
-    disk_hangs(&p, true);
+    rdt_disk_hangs(&p, true);
     struct writer w[3];
     pthread_t t[3];
     for (int i = 0; i < 3; i++) {
@@ -305,7 +283,7 @@ static void test_shutdown_is_bounded_while_the_disk_hangs(void **state)
     free(log);
 
     /* What was acknowledged is there after a restart on a working disk. */
-    disk_hangs(&p, false);
+    rdt_disk_hangs(&p, false);
     assert_int_equal(rdt_proc_restart(&p), 0);
     assert_int_equal(rdt_wait_ready(&p, rdt_ms(10000)), 0);
     assert_true(has_node(&p, "h-before"));

@@ -17,14 +17,7 @@
 #include "harness.h"
 #include "rdt_ctest.h"
 #include "rdt_metrics.h"
-
-static void setenv_appended(const char *name, const char *value)
-{
-    const char *old = getenv(name);
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s%s%s", old ? old : "", old && old[0] ? ":" : "", value);
-    setenv(name, buf, 1);
-}
+#include "rdt_preload.h"
 
 static bool log_has(struct rdt_proc *p, const char *needle)
 {
@@ -50,9 +43,8 @@ static void test_slow_dns_never_holds_the_loop(void **state)
     /* Only the daemon gets the slow resolver (and, in a sanitizer build,
      * leave for the preload to come before the sanitizer's runtime). */
     char *saved_asan = getenv("ASAN_OPTIONS") ? strdup(getenv("ASAN_OPTIONS")) : NULL;
-    setenv("LD_PRELOAD", RDT_SLOWDNS_SO, 1);
+    rdt_preload(RDT_SLOWDNS_SO);
     setenv("RDT_SLOW_DNS_MS", ms, 1);
-    setenv_appended("ASAN_OPTIONS", "verify_asan_link_order=0");
     int started = rdt_proc_start(&p, yaml);
     unsetenv("LD_PRELOAD");
     unsetenv("RDT_SLOW_DNS_MS");

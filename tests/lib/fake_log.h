@@ -22,6 +22,10 @@ struct fake_queued {
 struct fake_log {
     struct rd_fsm *fsm;
     bool follower; /* true: not the leader, proposals refused */
+    /* true: proposals are taken, then refused (RD_ENOTLEADER) by the next
+     * step, nothing applied: a leader whose raft refuses the group's entry
+     * during a leadership transfer. */
+    bool refusing;
     struct fake_queued q[512];
     size_t n;
     unsigned proposals;
@@ -61,9 +65,21 @@ static inline struct rd_proposer fake_log_proposer(struct fake_log *l)
 }
 
 /* Commits what was proposed, in order (and what that proposes in turn),
- * answering each proposer with the machine's verdict. */
+ * answering each proposer with the machine's verdict. While `refusing`, one
+ * turn of the loop instead: what was proposed before the step is answered
+ * RD_ENOTLEADER; what those answers propose waits for the next step. */
 static inline void fake_log_step(struct fake_log *l)
 {
+    if (l->refusing) {
+        for (size_t turn = l->n; turn > 0 && l->n > 0; turn--) {
+            struct fake_queued x = l->q[0];
+            memmove(l->q, l->q + 1, (l->n - 1) * sizeof(l->q[0]));
+            l->n--;
+            rd_w_free(&x.w);
+            x.cb(x.data, RD_ENOTLEADER, 0);
+        }
+        return;
+    }
     while (l->n > 0) {
         struct fake_queued x = l->q[0];
         memmove(l->q, l->q + 1, (l->n - 1) * sizeof(l->q[0]));

@@ -27,16 +27,8 @@ CLIENTS=${CLIENTS:-20}
 STREAMS=${STREAMS:-10}
 
 scripts/bootstrap --bench
-bench_build recoveryd heartbeat health_probe metrics log
-bench_workdir hbassigned
-
-bench_free_port RD_PORT
-bench_free_port RAFT_PORT
-cat >"$WORK/rd.yaml" <<YAML
-cluster:
-  raft_address: 127.0.0.1:$RAFT_PORT
-logging:
-  level: warn
+BENCH_LOG_LEVEL=warn bench_fleet_setup hbassigned health_probe metrics log
+cat >>"$WORK/rd.yaml" <<YAML
 fault_tolerance:
   detection:
     heartbeat_interval: 1h

@@ -455,6 +455,104 @@ static void test_new_leadership_forgets_old_verdicts(void **state)
     assert_int_equal(state_of(w, "late"), RD_NODE_ALIVE);
 }
 
+/* A leadership transfer (issue 16's storm): raft refuses every entry for up
+ * to an election timeout while the leader still leads, so a turn of the
+ * loop answers each waiting proposal "not the leader". A refused transition
+ * is judged again by the next tick, not proposed again from its refusal:
+ * the refused group of 256 used to refill itself in the same turn, every
+ * turn of the transfer (and once overran the group: 14c1099). */
+static void test_refused_transitions_wait_for_the_next_tick(void **state)
+{
+    struct world *w = *state;
+    enum { N = 300 };
+    w->cfg.fault_tolerance.partition.min_nodes = 1000; /* the guard stays out of the count */
+    char id[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "t-%03d", i);
+        agent(w, id, false);
+    }
+    w->log.refusing = true;
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "t-%03d", i);
+        observe(w, id, RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    }
+    assert_int_equal(w->log.proposals, N);
+    /* Turns of the loop go by: each proposal is refused once, none again. */
+    for (int turn = 0; turn < 3; turn++)
+        step(&w->log);
+    assert_int_equal(w->a.proposals_refused, N);
+    assert_int_equal(w->log.proposals, N);
+    assert_int_equal(w->log.n, 0);
+    /* Each tick of the transfer judges each agent once. */
+    fake_now += 100 * MS;
+    rd_analysis_tick(&w->a);
+    assert_int_equal(w->log.proposals, 2 * N);
+    step(&w->log);
+    assert_int_equal(w->log.proposals, 2 * N);
+    /* The transfer ends (given up: this replica still leads): the next
+     * tick's transitions commit, every agent's once. */
+    w->log.refusing = false;
+    fake_now += 100 * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_int_equal(w->log.proposals, 3 * N);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "t-%03d", i);
+        assert_int_equal(state_of(w, id), RD_NODE_SUSPECT);
+    }
+}
+
+/* The partition's record during a leadership transfer: its open and its
+ * resolve are refused like every entry, and proposed again by the ticks
+ * after the transfer (the guard held the agents all along). The refused
+ * open was lost: the guard held them, with no record on file. */
+static void test_partition_record_outlasts_a_transfer(void **state)
+{
+    struct world *w = *state;
+    const char *ids[] = {"p0", "p1", "p2", "p3", "p4", "p5"};
+    for (int i = 0; i < 6; i++)
+        agent(w, ids[i], false);
+    w->log.refusing = true;
+    for (int i = 0; i < 4; i++)
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    assert_true(w->a.partition_suspected);
+    step(&w->log);
+    fake_now += 100 * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    assert_null(fault_of(w, ""));
+    /* The transfer is over: the next tick files the partition (its
+     * transitions too, held as suspect). */
+    w->log.refusing = false;
+    fake_now += 100 * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    const struct rd_fault *p = fault_of(w, "");
+    assert_non_null(p);
+    assert_int_equal(p->type, RD_FAULT_PARTITION);
+    assert_int_equal(p->status, RD_FAULT_OPEN_ST);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(state_of(w, ids[i]), RD_NODE_SUSPECT);
+    /* They come back during another transfer: the record's resolve is
+     * refused, then proposed again. */
+    for (int i = 0; i < 4; i++)
+        observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    step(&w->log);
+    w->log.refusing = true;
+    fake_now += w->cfg.fault_tolerance.partition.mass_failure_window_ms * MS + MS;
+    rd_analysis_tick(&w->a);
+    assert_false(w->a.partition_suspected);
+    step(&w->log);
+    w->log.refusing = false;
+    fake_now += 100 * MS;
+    rd_analysis_tick(&w->a);
+    step(&w->log);
+    p = fault_of(w, "");
+    assert_non_null(p);
+    assert_int_not_equal(p->status, RD_FAULT_OPEN_ST);
+    assert_int_equal(w->a.partition_merge.count, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,6 +567,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_flapping_agent_goes_to_probation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_leadership_forgets_old_verdicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_transitions_wait_for_the_next_tick, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_partition_record_outlasts_a_transfer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
