@@ -411,10 +411,9 @@ static void rb_case(const char *name, struct world *w, int reps, bool cooling)
     qsort(ns, (size_t)reps, sizeof(ns[0]), cmp_u64);
     printf("%-16s nodes=%zu tasks=%zu moves_per_minute=%u: %.3f ms CPU (median of %d, min "
            "%.3f, max %.3f); %zu moves, digest %016llx%s\n",
-           name, w->fsm.n_nodes, w->fsm.n_tasks,
-           w->cfg.fault_tolerance.rebalance.moves_per_minute, (double)ns[reps / 2] / 1e6, reps,
-           (double)ns[0] / 1e6, (double)ns[reps - 1] / 1e6, moved, (unsigned long long)digest,
-           stable ? "" : " (DIFFERENT moves between passes)");
+           name, w->fsm.n_nodes, w->fsm.n_tasks, w->cfg.fault_tolerance.rebalance.moves_per_minute,
+           (double)ns[reps / 2] / 1e6, reps, (double)ns[0] / 1e6, (double)ns[reps - 1] / 1e6, moved,
+           (unsigned long long)digest, stable ? "" : " (DIFFERENT moves between passes)");
     fflush(stdout);
 }
 
