@@ -184,7 +184,7 @@ static bool plan_tasks_of(struct plan *p, size_t i, struct rd_rb_task ***seg, si
     if (p->first[i] == SIZE_MAX) {
         size_t k = 0;
         struct rd_rb_task *const *got = p->offer->tasks_of(p->offer->data, i, &k);
-        if (p->n_pool + k > p->cap_pool) {
+        if (p->pool == NULL || p->n_pool + k > p->cap_pool) {
             size_t cap = p->cap_pool ? p->cap_pool : 256;
             while (cap < p->n_pool + k)
                 cap *= 2;
@@ -198,7 +198,8 @@ static bool plan_tasks_of(struct plan *p, size_t i, struct rd_rb_task ***seg, si
         for (size_t j = 0; j < k; j++)
             if (got[j]->movable && got[j]->node == i)
                 p->pool[p->n_pool + m++] = got[j];
-        qsort(p->pool + p->n_pool, m, sizeof(*p->pool), offer_cmp);
+        if (m > 1)
+            qsort(p->pool + p->n_pool, m, sizeof(*p->pool), offer_cmp);
         p->first[i] = p->n_pool;
         p->count[i] = m;
         p->n_pool += m;
