@@ -29,6 +29,7 @@ struct rd_node {
     uint32_t open_faults;  /* derived: open fault records of this node */
     uint32_t slots_in_use; /* derived: slots of the tasks placed on this node */
     uint32_t n_tasks;      /* derived: tasks placed on this node */
+    uint32_t n_unstarted;  /* derived: of those, assigned or recovering (not started) */
     struct rd_task *tasks; /* derived: those tasks, a list through rd_task.next_on_node */
     struct rd_dg dg;       /* local: its term of the digest (digest.h) */
 };

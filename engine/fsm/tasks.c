@@ -28,6 +28,11 @@ static bool placed(uint8_t state)
     return state == RD_TASK_ASSIGNED || state == RD_TASK_RUNNING || state == RD_TASK_RECOVERING;
 }
 
+static bool unstarted(uint8_t state)
+{
+    return state == RD_TASK_ASSIGNED || state == RD_TASK_RECOVERING;
+}
+
 static void ckpt_free(struct rd_checkpoint *c)
 {
     free(c->data);
@@ -408,6 +413,8 @@ static void unplace(struct rd_fsm *f, struct rd_task *t)
         n->slots_in_use -= n->slots_in_use >= t->slots ? t->slots : n->slots_in_use;
         if (n->n_tasks > 0)
             n->n_tasks--;
+        if (unstarted(t->state) && n->n_unstarted > 0)
+            n->n_unstarted--;
         if (t->prev_on_node)
             t->prev_on_node->next_on_node = t->next_on_node;
         else if (n->tasks == t)
@@ -424,6 +431,7 @@ static void place(struct rd_fsm *f, struct rd_task *t)
     if (n != NULL && placed(t->state)) {
         n->slots_in_use += t->slots;
         n->n_tasks++;
+        n->n_unstarted += unstarted(t->state);
         t->prev_on_node = NULL;
         t->next_on_node = n->tasks;
         if (n->tasks)
@@ -434,6 +442,15 @@ static void place(struct rd_fsm *f, struct rd_task *t)
 
 static void set_task_state(struct rd_fsm *f, struct rd_task *t, uint8_t state)
 {
+    /* A task that changes state on its node's list (its first checkpoint:
+     * assigned to running) keeps the node's count of unstarted tasks. */
+    struct rd_node *n = unstarted(state) != unstarted(t->state) ? node_of(f, t->node_id) : NULL;
+    if (n != NULL && (n->tasks == t || t->prev_on_node != NULL)) {
+        if (unstarted(state))
+            n->n_unstarted++;
+        else if (n->n_unstarted > 0)
+            n->n_unstarted--;
+    }
     if (terminal(state) && !terminal(t->state))
         t->finished = f->applying_index; /* when its records must be exported by (prune) */
     f->tasks_by_state[t->state]--;

@@ -77,6 +77,11 @@ struct rd_policy_host {
     bool timed_out;              /* the hook raised the budget error */
     volatile sig_atomic_t tight; /* the deadline signal set the hook to every instruction */
     int sampled_line;            /* last line of policy code the hook saw */
+    /* The view's nodes of the call running now, converted when a policy
+     * first reads view.nodes (push_view); `call_seq` tells a view kept
+     * from an earlier call, whose nodes are gone. */
+    json_t *view_nodes;
+    double call_seq;
     char version[VERSION_CHARS + 1];
     struct policy_file select;
     struct policy_file hooks[RD_HOOK_COUNT]; /* select.lua's optional hooks (LUA_NOREF: none) */
@@ -983,6 +988,7 @@ static void end_call(struct rd_policy_host *h, bool failed)
 {
     disarm_deadline(h);
     h->deadline_ns = 0;
+    h->view_nodes = NULL; /* the caller's, freed after the call */
     lua_settop(h->L, 0);
     if (failed) {
         /* A call that filled the state to its cap leaves no room even for
@@ -1189,6 +1195,59 @@ static int push_json(lua_State *L, json_t *j, const char *what, int depth)
         break;
     }
     return 0;
+}
+
+/* view.nodes read for the first time in a call (the view's __index; upvalue
+ * 1: the call's sequence number): converted then and kept in the view. */
+static int view_index(lua_State *L)
+{
+    struct rd_policy_host *h = host_of(L);
+    if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "nodes") != 0 ||
+        h->view_nodes == NULL || lua_tonumber(L, lua_upvalueindex(1)) != h->call_seq) {
+        lua_pushnil(L); /* not nodes, or a view kept past its call */
+        return 1;
+    }
+    push_json(L, h->view_nodes, "view", 1);
+    lua_pushstring(L, "nodes");
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+/*
+ * Pushes the view as push_json does, but for its `nodes`, converted only
+ * when the policy reads view.nodes (then once per call): a view of 10,000
+ * agents took tens of ms to convert, once per lost agent in a storm, and
+ * the shipped policies never read it. `pairs(view)` lists `nodes` only once
+ * read (the sandbox has no rawget or getmetatable that would tell).
+ */
+static void push_view(lua_State *L, struct rd_policy_host *h, json_t *view)
+{
+    json_t *nodes = json_object_get(view, "nodes");
+    h->call_seq++;
+    h->view_nodes = NULL;
+    if (!json_is_array(nodes)) {
+        push_json(L, view, "view", 0);
+        return;
+    }
+    luaL_checkstack(L, 6, "view");
+    lua_createtable(L, 0, (int)json_object_size(view));
+    const char *key;
+    json_t *v;
+    json_object_foreach(view, key, v)
+    {
+        if (json_is_null(v) || v == nodes)
+            continue;
+        lua_pushstring(L, key);
+        push_json(L, v, "view", 1);
+        lua_rawset(L, -3);
+    }
+    lua_createtable(L, 0, 1);
+    lua_pushnumber(L, h->call_seq);
+    lua_pushcclosure(L, view_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    h->view_nodes = nodes;
 }
 
 /* Raises "policies/FILE:LINE: plan returned ...: why" for a malformed plan. */
@@ -1493,7 +1552,7 @@ static int plan_protected(lua_State *L)
      * a policy changes in them outlives the call or reaches the engine.
      */
     push_json(L, c->event, "event", 0);
-    push_json(L, c->view, "view", 0);
+    push_view(L, h, c->view);
 
     c->pf = &h->select;
     c->what = "select";
@@ -1755,7 +1814,7 @@ static int hook_protected(lua_State *L)
     lua_pushcfunction(L, msgh); /* 1 */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks[c->hook].fn_ref);
     push_json(L, c->event, "event", 0);
-    push_json(L, c->view, "view", 0);
+    push_view(L, h, c->view);
     h->sampled_line = 0;
     if (lua_pcall(L, 2, 1, 1) != 0)
         return lua_error(L);

@@ -32,6 +32,14 @@
  * new agent resumes from that checkpoint while the old attempt is revoked.
  * With no checkpoint within rebalance.checkpoint_wait it stays. Every move
  * goes through the log, fenced by the attempt it was decided on.
+ *
+ * A pass costs the working agents, not the placed tasks (100,000 at the
+ * storm's scale, walked at every pass before): the agents' load comes from
+ * the state machine's per-node counts, less the tasks leaving them (found
+ * from the pending moves and placements in flight), and the planner asks
+ * for a node's offered tasks (`offered`) only when it tries the node as a
+ * source, which it skips when even its smallest move could not leave it
+ * no less loaded than the least loaded receiver.
  */
 #include <jansson.h>
 #include <math.h>
@@ -99,16 +107,16 @@ static int offer_cmp(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* The best move off `from` (the offered tasks on it, in offer order), to
+/* The best move off `from` (its offered tasks `seg`, in offer order), to
  * the receiver that ends least loaded, no more loaded than the source:
- * true with `*task` (index into `order`) and `*to`. */
-static bool best_move_off(struct rd_rb_node *nodes, size_t from, struct rd_rb_task **order,
-                          size_t n_order, const size_t *recv, size_t n_recv, size_t *task,
+ * true with `*task` and `*to`. */
+static bool best_move_off(struct rd_rb_node *nodes, size_t from, struct rd_rb_task **seg,
+                          size_t n_seg, const size_t *recv, size_t n_recv, struct rd_rb_task **task,
                           size_t *to)
 {
     double best_after = INFINITY;
-    for (size_t k = 0; k < n_order; k++) {
-        struct rd_rb_task *t = order[k];
+    for (size_t k = 0; k < n_seg; k++) {
+        struct rd_rb_task *t = seg[k];
         if (!t->movable || t->node != from)
             continue;
         double after_from = load_of(&nodes[from], nodes[from].used - t->slots);
@@ -121,7 +129,7 @@ static bool best_move_off(struct rd_rb_node *nodes, size_t from, struct rd_rb_ta
             double after_to = load_of(x, x->used + t->slots);
             if (after_to <= after_from + 1e-9 && after_to < best_after - 1e-9) {
                 best_after = after_to;
-                *task = k;
+                *task = t;
                 *to = r;
             }
         }
@@ -129,22 +137,93 @@ static bool best_move_off(struct rd_rb_node *nodes, size_t from, struct rd_rb_ta
     return best_after < INFINITY;
 }
 
-size_t rd_sched__rb_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_task *tasks,
-                         size_t n_tasks, size_t max_moves, struct rd_rb_move *out)
+/* A source to try: its load, the most loaded first, then by index (the
+ * order of a scan for the most loaded untried node). */
+struct source {
+    double load;
+    size_t node;
+};
+
+static bool source_before(const struct source *a, const struct source *b)
+{
+    return a->load > b->load || (a->load == b->load && a->node < b->node);
+}
+
+static void source_down(struct source *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < n && source_before(&h[l], &h[top]))
+            top = l;
+        if (r < n && source_before(&h[r], &h[top]))
+            top = r;
+        if (top == i)
+            return;
+        struct source x = h[i];
+        h[i] = h[top];
+        h[top] = x;
+        i = top;
+    }
+}
+
+/* The planner's working memory: each source's offered tasks, asked of the
+ * caller the first time the source is tried and kept for the plan. */
+struct plan {
+    struct rd_rb_node *nodes;
+    size_t n_nodes;
+    const struct rd_rb_offer *offer;
+    size_t *first; /* by node: its tasks' start in `pool`, SIZE_MAX: not asked yet */
+    size_t *count;
+    struct rd_rb_task **pool;
+    size_t n_pool, cap_pool;
+};
+
+/* Node `i`'s offered tasks in offer order: true with `*seg` and `*n`. */
+static bool plan_tasks_of(struct plan *p, size_t i, struct rd_rb_task ***seg, size_t *n)
+{
+    if (p->first[i] == SIZE_MAX) {
+        size_t k = 0;
+        struct rd_rb_task *const *got = p->offer->tasks_of(p->offer->data, i, &k);
+        if (p->pool == NULL || p->n_pool + k > p->cap_pool) {
+            size_t cap = p->cap_pool ? p->cap_pool : 256;
+            while (cap < p->n_pool + k)
+                cap *= 2;
+            struct rd_rb_task **pool = realloc(p->pool, cap * sizeof(*pool));
+            if (pool == NULL)
+                return false;
+            p->pool = pool;
+            p->cap_pool = cap;
+        }
+        size_t m = 0;
+        for (size_t j = 0; j < k; j++)
+            if (got[j]->movable && got[j]->node == i)
+                p->pool[p->n_pool + m++] = got[j];
+        if (m > 1)
+            qsort(p->pool + p->n_pool, m, sizeof(*p->pool), offer_cmp);
+        p->first[i] = p->n_pool;
+        p->count[i] = m;
+        p->n_pool += m;
+    }
+    *seg = p->pool + p->first[i];
+    *n = p->count[i];
+    return true;
+}
+
+size_t rd_sched__rb_plan_offered(struct rd_rb_node *nodes, size_t n_nodes,
+                                 const struct rd_rb_offer *offer, size_t max_moves,
+                                 struct rd_rb_move *out)
 {
     size_t made = 0;
-    struct rd_rb_task **order = malloc((n_tasks ? n_tasks : 1) * sizeof(*order));
-    size_t *recv = malloc((n_nodes ? n_nodes : 1) * sizeof(*recv));
-    bool *tried = malloc(n_nodes ? n_nodes : 1);
-    if (order == NULL || recv == NULL || tried == NULL) {
-        free(order), free(recv), free(tried);
-        return 0;
-    }
-    size_t n_order = 0;
-    for (size_t j = 0; j < n_tasks; j++)
-        if (tasks[j].movable && tasks[j].node < n_nodes)
-            order[n_order++] = &tasks[j];
-    qsort(order, n_order, sizeof(*order), offer_cmp);
+    size_t n1 = n_nodes ? n_nodes : 1;
+    struct plan p = {.nodes = nodes, .n_nodes = n_nodes, .offer = offer};
+    p.first = malloc(n1 * sizeof(*p.first));
+    p.count = malloc(n1 * sizeof(*p.count));
+    size_t *recv = malloc(n1 * sizeof(*recv));
+    struct source *heap = malloc(n1 * sizeof(*heap));
+    if (p.first == NULL || p.count == NULL || recv == NULL || heap == NULL)
+        goto out;
+    for (size_t i = 0; i < n_nodes; i++)
+        p.first[i] = SIZE_MAX;
     /* The fleet's mean share of slots used (moves do not change it): a
      * target above it takes nothing, so no agent is filled past the mean
      * (one that would be emptied again when the next agent joins). */
@@ -153,34 +232,50 @@ size_t rd_sched__rb_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_
         if (nodes[i].slots > 0)
             sum_used += nodes[i].used, sum_slots += nodes[i].slots;
     double mean = sum_slots ? (double)sum_used / (double)sum_slots : 0;
+    uint32_t s = offer->min_slots;
     while (made < max_moves) {
-        /* Receivers: at or below the mean. Sources: the most loaded first;
-         * the first with a move gives it (per move: nodes + tasks + that
-         * source's tasks x receivers, not every task x every node). */
+        /* Receivers: at or below the mean. `least`: no receiver ends below
+         * it with a task of `s` slots or more (where it fits). */
         size_t n_recv = 0;
+        double least = INFINITY;
         for (size_t i = 0; i < n_nodes; i++) {
-            tried[i] = nodes[i].slots == 0;
-            if (nodes[i].slots > 0 && (double)nodes[i].used / nodes[i].slots <= mean + 1e-9)
-                recv[n_recv++] = i;
-        }
-        size_t task = SIZE_MAX, to = SIZE_MAX, from = SIZE_MAX;
-        for (;;) {
-            from = SIZE_MAX;
-            double top = -1;
-            for (size_t i = 0; i < n_nodes; i++) {
-                double l = tried[i] ? -1 : load_of(&nodes[i], nodes[i].used);
-                if (!tried[i] && l > top)
-                    top = l, from = i;
+            struct rd_rb_node *x = &nodes[i];
+            if (x->slots == 0 || (double)x->used / x->slots > mean + 1e-9)
+                continue;
+            recv[n_recv++] = i;
+            if (x->used + s <= x->limit) {
+                double l = load_of(x, x->used + s);
+                least = l < least ? l : least;
             }
-            if (from == SIZE_MAX)
-                break;
-            tried[from] = true;
-            if (best_move_off(nodes, from, order, n_order, recv, n_recv, &task, &to))
-                break;
         }
-        if (from == SIZE_MAX)
+        /* Sources: the most loaded first; the first with a move gives it.
+         * A node that ends above every receiver's `least` even after
+         * giving up `s` slots has no move (a load only grows with the
+         * slots used), so neither it nor its tasks are looked at. */
+        size_t n_heap = 0;
+        for (size_t i = 0; i < n_nodes; i++) {
+            struct rd_rb_node *x = &nodes[i];
+            if (x->slots == 0 || (x->used >= s && least > load_of(x, x->used - s) + 1e-9))
+                continue;
+            heap[n_heap++] = (struct source){load_of(x, x->used), i};
+        }
+        for (size_t i = n_heap / 2; i-- > 0;)
+            source_down(heap, n_heap, i);
+        struct rd_rb_task *t = NULL;
+        size_t to = SIZE_MAX;
+        bool found = false;
+        while (n_heap > 0 && !found) {
+            size_t from = heap[0].node;
+            heap[0] = heap[--n_heap];
+            source_down(heap, n_heap, 0);
+            struct rd_rb_task **seg;
+            size_t n_seg;
+            if (!plan_tasks_of(&p, from, &seg, &n_seg))
+                goto out;
+            found = best_move_off(nodes, from, seg, n_seg, recv, n_recv, &t, &to);
+        }
+        if (!found)
             break;
-        struct rd_rb_task *t = order[task];
         out[made].task = t->index;
         out[made].from = t->node;
         out[made].to = to;
@@ -190,9 +285,56 @@ size_t rd_sched__rb_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_
         t->node = to;
         t->movable = false; /* once per plan */
     }
-    free(order);
+out:
+    free(p.first);
+    free(p.count);
+    free(p.pool);
     free(recv);
-    free(tried);
+    free(heap);
+    return made;
+}
+
+/* rd_sched__rb_plan's offer: the given tasks by node. */
+struct by_node {
+    struct rd_rb_task **sorted; /* grouped by node */
+    size_t *first;              /* by node, n_nodes + 1 */
+};
+
+static struct rd_rb_task *const *by_node_tasks(void *data, size_t node, size_t *n)
+{
+    struct by_node *b = data;
+    *n = b->first[node + 1] - b->first[node];
+    return b->sorted + b->first[node];
+}
+
+size_t rd_sched__rb_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_task *tasks,
+                         size_t n_tasks, size_t max_moves, struct rd_rb_move *out)
+{
+    struct by_node b = {malloc((n_tasks ? n_tasks : 1) * sizeof(*b.sorted)),
+                        calloc(n_nodes + 2, sizeof(*b.first))};
+    size_t made = 0;
+    if (b.sorted == NULL || b.first == NULL)
+        goto out;
+    /* Counting sort by node; the least slots of a movable task bound the
+     * planner's look at the sources. */
+    uint32_t min_slots = UINT32_MAX;
+    for (size_t j = 0; j < n_tasks; j++)
+        if (tasks[j].movable && tasks[j].node < n_nodes) {
+            b.first[tasks[j].node + 2]++;
+            min_slots = tasks[j].slots < min_slots ? tasks[j].slots : min_slots;
+        }
+    if (min_slots == UINT32_MAX)
+        goto out; /* nothing to move */
+    for (size_t i = 0; i < n_nodes; i++)
+        b.first[i + 2] += b.first[i + 1];
+    for (size_t j = 0; j < n_tasks; j++)
+        if (tasks[j].movable && tasks[j].node < n_nodes)
+            b.sorted[b.first[tasks[j].node + 1]++] = &tasks[j];
+    struct rd_rb_offer offer = {.tasks_of = by_node_tasks, .data = &b, .min_slots = min_slots};
+    made = rd_sched__rb_plan_offered(nodes, n_nodes, &offer, max_moves, out);
+out:
+    free(b.sorted);
+    free(b.first);
     return made;
 }
 
@@ -292,14 +434,6 @@ static void tokens_refill(struct rd_sched *s, uint64_t now)
         s->rb_tokens += 1; /* only refilled: nothing taken */
 }
 
-static size_t node_index(const struct rd_fsm *f, const char *id)
-{
-    for (size_t i = 0; i < f->n_nodes; i++)
-        if (strcmp(f->nodes[i]->node_id, id) == 0)
-            return i;
-    return SIZE_MAX;
-}
-
 static bool move(struct rd_sched *s, const struct rd_task *t, const struct rd_node *to,
                  const char *why)
 {
@@ -337,7 +471,7 @@ static void pending_pass(struct rd_sched *s, uint32_t *extra, uint64_t now)
         if (p == NULL)
             continue;
         const struct rd_task *t = rd_fsm_task(f, p->task_id);
-        size_t to = node_index(f, p->to);
+        size_t to = rd_sched__node_index(f, p->to);
         const struct rd_node *nd = to != SIZE_MAX ? f->nodes[to] : NULL;
         const struct rd_checkpoint *c = t ? rd_task_checkpoint(t) : NULL;
         const char *drop = NULL;
@@ -368,26 +502,6 @@ static void pending_pass(struct rd_sched *s, uint32_t *extra, uint64_t now)
         rd_map_del(&s->rb_pending, p->task_id, strlen(p->task_id));
         free(p);
     }
-}
-
-/* A task's labels fit node `i` (the planner's callback): each task's
- * labels parsed once, each node's once per pass. */
-struct fit_ctx {
-    struct rd_sched *s;
-    json_t **want; /* by task index; NULL: no labels */
-};
-
-static bool fits(void *data, size_t task, size_t node)
-{
-    struct fit_ctx *c = data;
-    return c->want[task] == NULL || rd_sched__node_fits(c->s, c->want[task], node);
-}
-
-static void wants_free(struct fit_ctx *c, size_t n)
-{
-    for (size_t j = 0; j < n; j++)
-        json_decref(c->want[j]);
-    free(c->want);
 }
 
 static json_t *move_json(const struct rd_task *t, const struct rd_node *from,
@@ -448,22 +562,44 @@ static bool id_in(json_t *ids, const char *id)
     return false;
 }
 
-/* The planner's view of the working agents and of the tasks it may offer. */
+/* The planner's view of the working agents, and of the tasks it may offer
+ * from the nodes it tries as sources (asked node by node: a pass that does
+ * not plan, or plans a few moves, never walks every placed task). */
 struct fleet {
+    struct rd_sched *s;
+    uint64_t now;
+    int64_t now_ms;
     struct rd_rb_node *nodes; /* by node index; slots 0: not working */
+    uint64_t working_slots;
+    size_t cap_tasks; /* tasks placed on working agents: the most offered */
+    /* What was offered (stable until the fleet is freed), by task index. */
     struct rd_rb_task *tasks;
     struct rd_task **task_of;
+    json_t **want; /* parsed labels; NULL: none */
     size_t n_tasks;
-    uint64_t working_slots;
+    struct rd_rb_task **last; /* the last node's offer (rd_rb_offer's array) */
 };
 
 static void fleet_free(struct fleet *fl)
 {
+    for (size_t j = 0; fl->want != NULL && j < fl->n_tasks; j++)
+        json_decref(fl->want[j]);
+    free(fl->want);
     free(fl->nodes);
     free(fl->tasks);
     free(fl->task_of);
+    free(fl->last);
 }
 
+/* True when `t` is leaving its node `n` (at its next checkpoint, or its
+ * move is on its way through the log): counted where it goes. */
+static bool leaving(struct rd_sched *s, const struct rd_task *t)
+{
+    return rd_map_get(&s->rb_pending, t->id, strlen(t->id)) || rd_sched__assigning_elsewhere(s, t);
+}
+
+/* The working agents' load (nodes only, and the tasks of the few holding
+ * a task that is leaving). */
 static int fleet_of(struct rd_sched *s, const uint32_t *extra, uint64_t now, int64_t now_ms,
                     struct fleet *fl)
 {
@@ -472,16 +608,25 @@ static int fleet_of(struct rd_sched *s, const uint32_t *extra, uint64_t now, int
     unsigned limit = c->fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
     bool cpu = c->fault_tolerance.rebalance.cpu_threshold > 0;
     memset(fl, 0, sizeof(*fl));
-    size_t cap = 0;
-    for (size_t i = 0; i < f->n_nodes; i++)
-        if (working(f->nodes[i]))
-            cap += f->nodes[i]->n_tasks;
+    fl->s = s;
+    fl->now = now;
+    fl->now_ms = now_ms;
     fl->nodes = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*fl->nodes));
-    fl->tasks = calloc(cap ? cap : 1, sizeof(*fl->tasks));
-    fl->task_of = calloc(cap ? cap : 1, sizeof(*fl->task_of));
-    if (fl->nodes == NULL || fl->tasks == NULL || fl->task_of == NULL) {
+    bool *mark = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*mark));
+    if (fl->nodes == NULL || mark == NULL) {
+        free(mark);
         fleet_free(fl);
         return RD_ENOMEM;
+    }
+    /* The nodes that may hold a leaving task: from the few pending moves
+     * and placements in flight, not from a walk over every task. */
+    rd_sched__assigning_mark(s, mark);
+    for (size_t i = 0; i < s->rb_pending.cap && s->rb_pending.len > 0; i++) {
+        const struct pending *p = s->rb_pending.slots[i].value;
+        const struct rd_task *t = p != NULL ? rd_fsm_task(f, p->task_id) : NULL;
+        size_t k = t != NULL && t->node_id[0] ? rd_sched__node_index(f, t->node_id) : SIZE_MAX;
+        if (k != SIZE_MAX)
+            mark[k] = true;
     }
     for (size_t i = 0; i < f->n_nodes; i++) {
         const struct rd_node *n = f->nodes[i];
@@ -490,37 +635,85 @@ static int fleet_of(struct rd_sched *s, const uint32_t *extra, uint64_t now, int
         if (!working(n) || n->slots == 0)
             continue;
         fl->working_slots += n->slots;
+        fl->cap_tasks += n->n_tasks;
         x->slots = n->slots;
         x->used = n->slots_in_use + extra[i];
         x->used0 = n->slots_in_use;
         uint64_t lim = (uint64_t)n->slots * (limit ? limit : 100) / 100;
         x->limit = (uint32_t)(lim < 1 ? 1 : lim);
-        struct rd_soft *soft = rd_registry_get(s->env.registry, n->node_id, n->id_len);
-        if (cpu && soft != NULL && soft->epoch == n->epoch && soft->metrics.present)
-            x->cpu = soft->metrics.cpu;
-        for (struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node) {
-            /* Leaving (at its next checkpoint, or its move is on its way
-             * through the log): counted where it goes. */
-            if ((rd_map_get(&s->rb_pending, t->id, strlen(t->id)) ||
-                 rd_sched__assigning_elsewhere(s, t)) &&
-                x->used >= t->slots)
+        if (cpu) {
+            struct rd_soft *soft = rd_registry_get(s->env.registry, n->node_id, n->id_len);
+            if (soft != NULL && soft->epoch == n->epoch && soft->metrics.present)
+                x->cpu = soft->metrics.cpu;
+        }
+        for (struct rd_task *t = mark[i] ? n->tasks : NULL; t != NULL; t = t->next_on_node)
+            if (leaving(s, t) && x->used >= t->slots)
                 x->used -= t->slots;
-            bool queued = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RECOVERING;
-            if (t->node_epoch != n->epoch || (!queued && t->state != RD_TASK_RUNNING) ||
-                t->critical || rd_map_get(&s->inflight, t->id, strlen(t->id)) ||
-                rd_map_get(&s->rb_pending, t->id, strlen(t->id)) || cooling(s, t, now, now_ms))
-                continue;
-            struct rd_rb_task *y = &fl->tasks[fl->n_tasks];
-            y->index = fl->n_tasks;
-            y->node = i;
-            y->slots = t->slots;
-            y->priority = t->priority;
-            y->running = !queued;
-            y->movable = true;
-            fl->task_of[fl->n_tasks++] = t;
+    }
+    free(mark);
+    return 0;
+}
+
+/* A task's labels fit node `i` (the planner's callback): each task's
+ * labels parsed once, each node's once per pass. */
+static bool fits(void *data, size_t task, size_t node)
+{
+    struct fleet *fl = data;
+    return fl->want[task] == NULL || rd_sched__node_fits(fl->s, fl->want[task], node);
+}
+
+/* The tasks node `i` offers (rd_rb_offer): placed under its epoch, queued
+ * or running, not critical, not on their way anywhere, not cooling down;
+ * none of 0 slots (the API refuses them; moving one evens nothing). */
+static struct rd_rb_task *const *offered(void *data, size_t i, size_t *n_out)
+{
+    struct fleet *fl = data;
+    struct rd_sched *s = fl->s;
+    const struct rd_node *n = s->env.fsm->nodes[i];
+    *n_out = 0;
+    if (fl->tasks == NULL) {
+        size_t cap = fl->cap_tasks ? fl->cap_tasks : 1;
+        fl->tasks = malloc(cap * sizeof(*fl->tasks));
+        fl->task_of = malloc(cap * sizeof(*fl->task_of));
+        fl->want = malloc(cap * sizeof(*fl->want));
+        fl->last = malloc(cap * sizeof(*fl->last));
+        if (fl->tasks == NULL || fl->task_of == NULL || fl->want == NULL || fl->last == NULL) {
+            free(fl->tasks), free(fl->task_of), free(fl->want), free(fl->last);
+            fl->tasks = NULL, fl->task_of = NULL, fl->want = NULL, fl->last = NULL;
+            return NULL; /* nothing offered */
         }
     }
-    return 0;
+    size_t k = 0;
+    for (struct rd_task *t = n->tasks; t != NULL && fl->n_tasks < fl->cap_tasks;
+         t = t->next_on_node) {
+        bool queued = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RECOVERING;
+        if (t->node_epoch != n->epoch || (!queued && t->state != RD_TASK_RUNNING) || t->critical ||
+            t->slots == 0 || rd_map_get(&s->inflight, t->id, strlen(t->id)) ||
+            rd_map_get(&s->rb_pending, t->id, strlen(t->id)) || cooling(s, t, fl->now, fl->now_ms))
+            continue;
+        size_t j = fl->n_tasks++;
+        struct rd_rb_task *y = &fl->tasks[j];
+        *y = (struct rd_rb_task){.index = j,
+                                 .node = i,
+                                 .slots = t->slots,
+                                 .priority = t->priority,
+                                 .running = !queued,
+                                 .movable = true};
+        fl->task_of[j] = t;
+        fl->want[j] = NULL;
+        const char *labels = t->labels_json;
+        if (labels != NULL && strcmp(labels, "{}") != 0) {
+            /* Unparsable labels fit nowhere (as placement has it). */
+            fl->want[j] = json_loads(labels, 0, NULL);
+            if (fl->want[j] == NULL)
+                y->movable = false;
+            y->fits = fits;
+            y->fits_data = fl;
+        }
+        fl->last[k++] = y;
+    }
+    *n_out = k;
+    return fl->last;
 }
 
 /* Running tasks picked to move wait for their next checkpoint. */
@@ -595,32 +788,14 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
                  skew * 100, cpu_skew * 100);
     }
     size_t budget = (size_t)s->rb_tokens;
-    if (!s->rb_balancing || now < s->rb_backoff_until_ns || budget == 0 || fl.n_tasks == 0) {
-        if (s->rb_balancing && fl.n_tasks == 0 && s->rb_pending.len == 0) {
-            s->rb_balancing = false;
-            s->rb_quiet_until_ns = now + RD_SCHED_REPLAN_BACKOFF_MS * 1000000ULL;
-        }
+    if (!s->rb_balancing || now < s->rb_backoff_until_ns || budget == 0) {
         fleet_free(&fl);
         return;
     }
-    struct fit_ctx fc = {s, calloc(fl.n_tasks, sizeof(json_t *))};
-    for (size_t j = 0; fc.want != NULL && j < fl.n_tasks; j++) {
-        const char *labels = fl.task_of[j]->labels_json;
-        if (labels != NULL && strcmp(labels, "{}") != 0) {
-            /* Unparsable labels fit nowhere (as placement has it). */
-            fc.want[j] = json_loads(labels, 0, NULL);
-            if (fc.want[j] == NULL)
-                fl.tasks[j].movable = false;
-            fl.tasks[j].fits = fits;
-            fl.tasks[j].fits_data = &fc;
-        }
-    }
-    if (fc.want == NULL) {
-        fleet_free(&fl);
-        return;
-    }
+    /* Nothing to offer ends the episode as a plan without a move does. */
     struct rd_rb_move *mv = calloc(budget, sizeof(*mv));
-    size_t n = mv ? rd_sched__rb_plan(fl.nodes, f->n_nodes, fl.tasks, fl.n_tasks, budget, mv) : 0;
+    struct rd_rb_offer offer = {.tasks_of = offered, .data = &fl, .min_slots = 1};
+    size_t n = mv ? rd_sched__rb_plan_offered(fl.nodes, f->n_nodes, &offer, budget, mv) : 0;
     if (n == 0) {
         if (s->rb_pending.len == 0) {
             s->rb_balancing = false;
@@ -635,7 +810,6 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
             s->rb_episode_moves = 0;
         }
         free(mv);
-        wants_free(&fc, fl.n_tasks);
         fleet_free(&fl);
         return;
     }
@@ -670,7 +844,6 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
     }
     json_decref(ids);
     free(mv);
-    wants_free(&fc, fl.n_tasks);
     fleet_free(&fl);
 }
 

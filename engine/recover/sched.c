@@ -108,6 +108,26 @@ void rd_sched__inflight_load(struct rd_sched *s, uint32_t *extra)
     }
 }
 
+size_t rd_sched__node_index(const struct rd_fsm *f, const char *id)
+{
+    size_t k = rd_fsm_node_after(f, id, strlen(id));
+    return k > 0 && strcmp(f->nodes[k - 1]->node_id, id) == 0 ? k - 1 : SIZE_MAX;
+}
+
+void rd_sched__assigning_mark(struct rd_sched *s, bool *mark)
+{
+    const struct rd_fsm *f = s->env.fsm;
+    for (size_t i = 0; i < s->assigning.cap && s->assigning.len > 0; i++) {
+        const struct assigning *a = s->assigning.slots[i].value;
+        const struct rd_task *t = a != NULL ? rd_fsm_task(f, a->task_id) : NULL;
+        if (t == NULL || t->node_id[0] == '\0' || strcmp(a->node_id, t->node_id) == 0)
+            continue;
+        size_t k = rd_sched__node_index(f, t->node_id);
+        if (k != SIZE_MAX)
+            mark[k] = true;
+    }
+}
+
 bool rd_sched__assigning_elsewhere(struct rd_sched *s, const struct rd_task *t)
 {
     const struct assigning *a = rd_map_get(&s->assigning, t->id, strlen(t->id));

@@ -49,7 +49,13 @@ bool rd_sched__propose_assign_cmd(struct rd_sched *s, const struct rd_cmd *cmd,
 void rd_sched__inflight_load(struct rd_sched *s, uint32_t *extra);
 /* True when a placement of `t` on another node than its own is in flight. */
 bool rd_sched__assigning_elsewhere(struct rd_sched *s, const struct rd_task *t);
+/* Sets `mark[i]` (by node index) for each node holding a task whose
+ * placement on another node is in flight (a superset of those for which
+ * rd_sched__assigning_elsewhere holds): in-flight placements, not tasks. */
+void rd_sched__assigning_mark(struct rd_sched *s, bool *mark);
 void rd_sched__assigning_free(struct rd_sched *s);
+/* The index of node `id` in the state machine's nodes, or SIZE_MAX. */
+size_t rd_sched__node_index(const struct rd_fsm *f, const char *id);
 /* The scheduler's replan time for a node (its own table by registry slot). */
 uint64_t *rd_sched__replan_at_of(struct rd_sched *s, const struct rd_soft *soft);
 /* Tasks left under an older epoch of a working agent, assigned again. */
@@ -204,6 +210,24 @@ struct rd_rb_move {
  */
 size_t rd_sched__rb_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_task *tasks,
                          size_t n_tasks, size_t max_moves, struct rd_rb_move *out);
+/* Where the planner gets the tasks it may offer from a node. */
+struct rd_rb_offer {
+    /* The tasks node `node` offers (its movable ones), `*n` of them: asked
+     * once per node and plan, the first time the node is a source (the
+     * most loaded first), never for a node that cannot give a move. The
+     * array is the caller's and need last only until the next call; the
+     * tasks it points to, until the plan returns (the planner updates them
+     * as rd_sched__rb_plan does). */
+    struct rd_rb_task *const *(*tasks_of)(void *data, size_t node, size_t *n);
+    void *data;
+    /* No offered task takes fewer slots (what bounds the sources tried). */
+    uint32_t min_slots;
+};
+/* The same plan, with the tasks asked of `offer` node by node: a pass
+ * costs the nodes, and the tasks of the sources tried, not every task. */
+size_t rd_sched__rb_plan_offered(struct rd_rb_node *nodes, size_t n_nodes,
+                                 const struct rd_rb_offer *offer, size_t max_moves,
+                                 struct rd_rb_move *out);
 /* Max - min share of slots used over the nodes with slots, and of their
  * reported cpu (`cpu_skew`, may be NULL). */
 double rd_sched__rb_skew(const struct rd_rb_node *nodes, size_t n, double *cpu_skew);

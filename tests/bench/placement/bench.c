@@ -20,6 +20,18 @@
  * Each prints the pass's CPU time (the thread's), old and new, the placements (both must make
  * the same ones: exit 1 when they differ) and the speed-up. The old pass of
  * a case is skipped once one took longer than --old-max-s (reported).
+ *
+ * Then (first, and alone with --pass rebalance) the rebalancing pass,
+ * rd_sched__rebalance, on agents of 32 slots (the storm's), each pass from
+ * a fresh leadership's state:
+ *   rb-steady       every task placed evenly: nothing to balance
+ *   rb-joined       a fifth of the agents empty (joined, or back after a
+ *                   storm): the pass plans its bucket's moves (10 at the
+ *                   default 60 a minute; rb-joined-1000 at 6,000 a minute)
+ *   rb-cooling      the same, every task moved lately: nothing may move
+ * Each prints the pass's CPU time and a digest of the moves it decided (the
+ * proposals and where the held ones go), to compare builds: the moves must
+ * be the same in every pass of a case (exit 1 when not).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,7 +196,7 @@ static const char *submit(struct world *w, size_t i)
     return id;
 }
 
-static void place(struct world *w, const char *task, size_t node)
+static void place_as(struct world *w, const char *task, size_t node, uint8_t state)
 {
     char id[32];
     node_id(id, sizeof(id), node);
@@ -195,8 +207,13 @@ static void place(struct world *w, const char *task, size_t node)
     c.u.tassign.attempt = t->attempt;
     c.u.tassign.node_id = RD_STR(id);
     c.u.tassign.node_epoch = n->epoch;
-    c.u.tassign.state = RD_TASK_RUNNING;
+    c.u.tassign.state = state;
     apply(w, c);
+}
+
+static void place(struct world *w, const char *task, size_t node)
+{
+    place_as(w, task, node, RD_TASK_RUNNING);
 }
 
 static void fail_node(struct world *w, size_t node)
@@ -331,11 +348,111 @@ static void run_case(const char *name, struct world *w, int reps, double old_max
     fflush(stdout);
 }
 
+/* ---- the rebalancing pass ------------------------------------------------- */
+
+/* One rebalancing pass (rd_sched__rebalance) from a fresh leadership's
+ * state (nothing moved, a full bucket, no quiet time): its CPU time in ns;
+ * `moved` gets the moves it decided (proposed for queued tasks, held for
+ * their next checkpoint for running ones) and `digest` hashes them: the
+ * proposals in order and the slots the pass added to each node (where the
+ * held ones go). With `cooling`, every task was moved lately (noted before
+ * the timing): nothing may move. */
+static uint64_t rb_pass(struct world *w, bool cooling, size_t *moved, uint64_t *digest)
+{
+    const struct rd_fsm *f = &w->fsm;
+    struct rd_sched *s = &w->s;
+    rd_sched__rebalance_stop(s);
+    s->rb_tokens_ns = 0;
+    s->rb_quiet_until_ns = s->rb_backoff_until_ns = s->rb_changed_ns = 0;
+    if (cooling)
+        for (size_t i = 0; i < f->n_tasks; i++)
+            rd_sched__note_moved(s, f->tasks[i]->id);
+    uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
+    if (extra == NULL)
+        exit(2);
+    rd_sched__labels_reset(s);
+    uint64_t t0 = cpu_ns();
+    rd_sched__rebalance(s, extra);
+    uint64_t ns = cpu_ns() - t0;
+    uint64_t h = RD_FNV_INIT;
+    *moved = s->rb_pending.len;
+    for (size_t i = 0; i < w->log.n; i++) {
+        if (w->log.q[i].task[0] == '\0')
+            continue;
+        h = rd_fnv1a(h, w->log.q[i].task, strlen(w->log.q[i].task));
+        h = rd_fnv1a(h, w->log.q[i].node, strlen(w->log.q[i].node));
+        (*moved)++;
+    }
+    for (size_t i = 0; i < f->n_nodes; i++)
+        if (extra[i] != 0) {
+            h = rd_fnv1a(h, (const char *)&i, sizeof(i));
+            h = rd_fnv1a(h, (const char *)&extra[i], sizeof(extra[i]));
+        }
+    *digest = h;
+    refuse_all(&w->log);
+    rd_sched__labels_reset(s);
+    free(extra);
+    return ns;
+}
+
+static void rb_case(const char *name, struct world *w, int reps, bool cooling)
+{
+    uint64_t ns[64], digest = 0, first = 0;
+    size_t moved = 0;
+    bool stable = true;
+    for (int r = 0; r < reps; r++) {
+        ns[r] = rb_pass(w, cooling, &moved, &digest);
+        if (r == 0)
+            first = digest;
+        stable = stable && digest == first;
+    }
+    if (!stable)
+        failures++;
+    qsort(ns, (size_t)reps, sizeof(ns[0]), cmp_u64);
+    printf("%-16s nodes=%zu tasks=%zu moves_per_minute=%u: %.3f ms CPU (median of %d, min "
+           "%.3f, max %.3f); %zu moves, digest %016llx%s\n",
+           name, w->fsm.n_nodes, w->fsm.n_tasks, w->cfg.fault_tolerance.rebalance.moves_per_minute,
+           (double)ns[reps / 2] / 1e6, reps, (double)ns[0] / 1e6, (double)ns[reps - 1] / 1e6, moved,
+           (unsigned long long)digest, stable ? "" : " (DIFFERENT moves between passes)");
+    fflush(stdout);
+}
+
+/* 32 slots an agent (the storm's), every task placed (a third of them
+ * queued, the rest running) over the first `busy` agents round robin. */
+static void rb_world(struct world *w, size_t nodes, size_t tasks, size_t busy)
+{
+    world_init(w, nodes, 32);
+    w->cfg.fault_tolerance.rebalance.settle_ms = 0; /* each pass may plan */
+    for (size_t i = 0; i < tasks; i++) {
+        char id[40];
+        snprintf(id, sizeof(id), "%s", submit(w, i));
+        place_as(w, id, i % busy, i % 3 == 0 ? RD_TASK_ASSIGNED : RD_TASK_RUNNING);
+    }
+}
+
+static void rebalance_cases(struct world *w, size_t nodes, size_t tasks, int reps)
+{
+    /* Even: nothing to balance (every pass of a steady fleet). */
+    rb_world(w, nodes, tasks, nodes);
+    rb_case("rb-steady", w, reps, false);
+    world_close(w);
+    /* A fifth of the agents joined empty (or came back after a storm). */
+    rb_world(w, nodes, tasks, nodes - nodes / 5);
+    rb_case("rb-joined", w, reps, false);
+    w->cfg.fault_tolerance.rebalance.moves_per_minute = 6000;
+    rb_case("rb-joined-1000", w, reps, false);
+    w->cfg.fault_tolerance.rebalance.moves_per_minute = 60;
+    /* The same, every task moved lately: nothing may move. */
+    rb_case("rb-cooling", w, reps, true);
+    world_close(w);
+}
+
 int main(int argc, char **argv)
 {
     size_t nodes = 10000, tasks = 100000;
     int reps = 5;
     double old_max_s = 30;
+    const char *pass = "all";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--nodes") == 0)
             nodes = strtoul(argv[i + 1], NULL, 10);
@@ -345,9 +462,11 @@ int main(int argc, char **argv)
             reps = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--old-max-s") == 0)
             old_max_s = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--pass") == 0)
+            pass = argv[i + 1];
         else {
             fprintf(stderr, "usage: bench_placement [--nodes N] [--tasks N] [--reps N] "
-                            "[--old-max-s S]\n");
+                            "[--old-max-s S] [--pass placement|rebalance|all]\n");
             return 2;
         }
     }
@@ -361,6 +480,13 @@ int main(int argc, char **argv)
     struct world *w = malloc(sizeof(*w));
     if (w == NULL)
         return 2;
+    if (strcmp(pass, "placement") != 0) {
+        rebalance_cases(w, nodes, tasks, reps);
+        if (strcmp(pass, "rebalance") == 0) {
+            free(w);
+            return failures ? 1 : 0;
+        }
+    }
 
     world_init(w, nodes, slots);
     for (size_t i = 0; i < tasks; i++)

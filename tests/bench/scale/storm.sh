@@ -11,7 +11,9 @@
 # agents' checkpoint throughput during the storm as a share of before; this
 # script adds the leader's RSS and CPU, its snapshots (the forked child's
 # imaging time, from its log) and the restart of a follower on that state
-# (snapshot load and log replay until it answers /ready).
+# (snapshot load and log replay until it answers /ready). A replica that
+# died during the storm is named (and its core file, if the system wrote
+# one in its directory, is kept with the logs in KEEP_LOGS).
 #
 #   tests/bench/scale/storm.sh [LOADGEN OPTIONS...]
 #   AGENTS=1000 TASKS=10000 WARMUP=10 tests/bench/scale/storm.sh     (a smaller storm)
@@ -47,9 +49,15 @@ bench_on_exit() {
     if [ -n "${KEEP_LOGS:-}" ]; then
         mkdir -p "$KEEP_LOGS"
         cp "$WORK"/*.log "$KEEP_LOGS"/ 2>/dev/null || true
+        for i in 1 2 3; do
+            for c in "$WORK/rd$i"/core*; do
+                if [ -f "$c" ]; then cp "$c" "$KEEP_LOGS/rd$i-$(basename "$c")"; fi
+            done
+        done
     fi
 }
 bench_raise_nofile
+ulimit -c unlimited 2>/dev/null || true # a replica that crashes leaves its core (KEEP_LOGS)
 
 # As the scale benchmark (engine.sh: the edge's budgets scaled to a load
 # generator that multiplexes the fleet), three replicas, info logging for the
@@ -79,7 +87,7 @@ FOLLOWER=$((LEADER % 3 + 1))
 echo "recoveryd failure storm: $AGENTS agents, $TASKS tasks (a checkpoint every $CKPT_MS ms each)," \
     "3 replicas (leader rd$LEADER), warm-up ${WARMUP} s, guard at $GUARD_SHARE, nice $NICE;" \
     "$(bench_cores), $(bench_now)"
-echo "engine built from $(bench_commit)"
+echo "engine built from $(bench_commit); leader's PID ${RD_PIDS[LEADER]}"
 echo "load average before: $(bench_loadavg); scheduling group: $(cat /proc/self/autogroup 2>/dev/null || echo none)"
 bench_cpu_start "${RD_PIDS[LEADER]}"
 rc=0
@@ -88,6 +96,13 @@ bench_run - timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
     --warmup "$WARMUP" --engine-pid "${RD_PIDS[LEADER]}" "$@" || rc=$?
 bench_cpu_report "${RD_PIDS[LEADER]}"
 echo "load average after the storm: $(bench_loadavg)"
+for i in 1 2 3; do
+    st=$(sed 's/.*) //' "/proc/${RD_PIDS[i]}/stat" 2>/dev/null | cut -d' ' -f1 || true)
+    if [ -z "$st" ] || [ "$st" = Z ]; then # gone, or dead and not yet reaped
+        echo "storm: FAIL replica rd$i (PID ${RD_PIDS[i]}) died during the run: $(tail -n 3 "$WORK/rd$i.log" | tr '\n' ' ')"
+        rc=1
+    fi
+done
 log="$WORK/rd$LEADER.log"
 echo "leader's log: $(grep -c 'event=node_failed' "$log" || true) node_failed," \
     "$(grep -c 'event=partition_suspected' "$log" || true) partition_suspected," \

@@ -721,7 +721,14 @@ static void random_task_op(struct rd_fsm *f, uint64_t *rng, int64_t *now)
     uint32_t attempt = t->attempt;
     char id[40];
     snprintf(id, sizeof(id), "%s", t->id);
-    switch ((*rng >> 20) % 8) {
+    switch ((*rng >> 20) % 10) {
+    case 8: /* the first checkpoint of an attempt: assigned or recovering to running */
+        apply(f, cmd_task_ckpt(id, attempt, 1 + (*rng >> 50) % 4, "{}", 0, (*now)++));
+        break;
+    case 9:
+        apply(f, cmd_recovery_move(id, attempt, (*rng >> 40) % 2 ? "a" : "b", 1, "", "", "", "",
+                                   (*now)++));
+        break;
     case 0:
     case 1:
         apply(f, cmd_task_assign(id, attempt, (*rng >> 40) % 2 ? "a" : "b", 1, (*now)++));
@@ -774,8 +781,22 @@ static size_t walk_passed(const struct rd_fsm *f, int64_t now, char *seen)
     return n;
 }
 
+/* Each node's count of unstarted tasks (rd_node.n_unstarted, which a
+ * heartbeat's handover trusts to skip its walk) against its list. */
+static void assert_unstarted_matches_walk(const struct rd_fsm *f)
+{
+    for (size_t i = 0; i < f->n_nodes; i++) {
+        const struct rd_node *n = f->nodes[i];
+        uint32_t want = 0;
+        for (const struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node)
+            want += t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RECOVERING;
+        assert_int_equal(n->n_unstarted, want);
+    }
+}
+
 static void assert_heap_matches_walk(const struct rd_fsm *f, int64_t now)
 {
+    assert_unstarted_matches_walk(f);
     enum { N = 400 };
     const struct rd_task *got[N];
     char seen[N];

@@ -12,6 +12,8 @@
  */
 #include "cmocka_all.h"
 
+#include <math.h>
+
 #include "common/util.h"
 #include "policy/policy.h"
 #include "sched_world.h"
@@ -147,6 +149,229 @@ static void test_plan_stops_at_its_budget(void **state)
     size_t n = tasks_init(tasks, nodes, 2);
     assert_int_equal(rd_sched__rb_plan(nodes, 2, tasks, n, 3, out), 3);
     assert_int_equal(rd_sched__rb_plan(nodes, 2, tasks, n, 10, out), 2); /* 5 and 5 */
+}
+
+/* ---- the planner against the one it replaced -------------------------------- */
+
+/* The planner as it was before it asked for tasks node by node (it sorted
+ * every task and scanned every task for each source tried, and every node
+ * for each source): the reference the new one must agree with, move for
+ * move. */
+static double ref_load_of(const struct rd_rb_node *n, uint32_t used)
+{
+    double l = (double)used / (double)n->slots;
+    if (n->cpu >= 0) {
+        double c = n->used0 > 0 ? n->cpu * used / n->used0 : n->cpu;
+        if (c > l)
+            l = c;
+    }
+    return l;
+}
+
+static int ref_offer_cmp(const void *a, const void *b)
+{
+    const struct rd_rb_task *x = *(const struct rd_rb_task *const *)a;
+    const struct rd_rb_task *y = *(const struct rd_rb_task *const *)b;
+    if (x->running != y->running)
+        return x->running ? 1 : -1;
+    if (x->priority != y->priority)
+        return x->priority < y->priority ? -1 : 1;
+    if (x->slots != y->slots)
+        return x->slots > y->slots ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static bool ref_best_move_off(struct rd_rb_node *nodes, size_t from, struct rd_rb_task **order,
+                              size_t n_order, const size_t *recv, size_t n_recv, size_t *task,
+                              size_t *to)
+{
+    double best_after = INFINITY;
+    for (size_t k = 0; k < n_order; k++) {
+        struct rd_rb_task *t = order[k];
+        if (!t->movable || t->node != from)
+            continue;
+        double after_from = ref_load_of(&nodes[from], nodes[from].used - t->slots);
+        for (size_t j = 0; j < n_recv; j++) {
+            size_t r = recv[j];
+            struct rd_rb_node *x = &nodes[r];
+            if (r == from || x->used + t->slots > x->limit ||
+                (t->fits != NULL && !t->fits(t->fits_data, t->index, r)))
+                continue;
+            double after_to = ref_load_of(x, x->used + t->slots);
+            if (after_to <= after_from + 1e-9 && after_to < best_after - 1e-9) {
+                best_after = after_to;
+                *task = k;
+                *to = r;
+            }
+        }
+    }
+    return best_after < INFINITY;
+}
+
+static size_t ref_plan(struct rd_rb_node *nodes, size_t n_nodes, struct rd_rb_task *tasks,
+                       size_t n_tasks, size_t max_moves, struct rd_rb_move *out)
+{
+    size_t made = 0;
+    struct rd_rb_task **order = malloc((n_tasks ? n_tasks : 1) * sizeof(*order));
+    size_t *recv = malloc((n_nodes ? n_nodes : 1) * sizeof(*recv));
+    bool *tried = malloc(n_nodes ? n_nodes : 1);
+    assert_non_null(order);
+    assert_non_null(recv);
+    assert_non_null(tried);
+    size_t n_order = 0;
+    for (size_t j = 0; j < n_tasks; j++)
+        if (tasks[j].movable && tasks[j].node < n_nodes)
+            order[n_order++] = &tasks[j];
+    qsort(order, n_order, sizeof(*order), ref_offer_cmp);
+    uint64_t sum_used = 0, sum_slots = 0;
+    for (size_t i = 0; i < n_nodes; i++)
+        if (nodes[i].slots > 0)
+            sum_used += nodes[i].used, sum_slots += nodes[i].slots;
+    double mean = sum_slots ? (double)sum_used / (double)sum_slots : 0;
+    while (made < max_moves) {
+        size_t n_recv = 0;
+        for (size_t i = 0; i < n_nodes; i++) {
+            tried[i] = nodes[i].slots == 0;
+            if (nodes[i].slots > 0 && (double)nodes[i].used / nodes[i].slots <= mean + 1e-9)
+                recv[n_recv++] = i;
+        }
+        size_t task = SIZE_MAX, to = SIZE_MAX, from = SIZE_MAX;
+        for (;;) {
+            from = SIZE_MAX;
+            double top = -1;
+            for (size_t i = 0; i < n_nodes; i++) {
+                double l = tried[i] ? -1 : ref_load_of(&nodes[i], nodes[i].used);
+                if (!tried[i] && l > top)
+                    top = l, from = i;
+            }
+            if (from == SIZE_MAX)
+                break;
+            tried[from] = true;
+            if (ref_best_move_off(nodes, from, order, n_order, recv, n_recv, &task, &to))
+                break;
+        }
+        if (from == SIZE_MAX)
+            break;
+        struct rd_rb_task *t = order[task];
+        out[made].task = t->index;
+        out[made].from = t->node;
+        out[made].to = to;
+        made++;
+        nodes[t->node].used -= t->slots;
+        nodes[to].used += t->slots;
+        t->node = to;
+        t->movable = false;
+    }
+    free(order);
+    free(recv);
+    free(tried);
+    return made;
+}
+
+static uint64_t rnd_state;
+
+static uint32_t rnd(uint32_t n)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return (uint32_t)(rnd_state % n);
+}
+
+/* Labels that fit some nodes only, the same in both plans. */
+static bool fits_some(void *data, size_t task, size_t node)
+{
+    return (task * 31 + node * 17 + (uintptr_t)data) % 5 != 0;
+}
+
+#define RND_NODES 40
+#define RND_TASKS 400
+
+/* A random fleet: agents of 0 (not working) to 12 slots, some with a
+ * lower limit or a reported cpu, their tasks of 1 to 3 slots (now and
+ * then 0) in random order, queued or running, of any priority, some with
+ * labels; each agent's used slots count its tasks (and at times more: the
+ * pass's placements, tasks not offered). */
+static void random_fleet(struct rd_rb_node *nodes, size_t *n_nodes, struct rd_rb_task *tasks,
+                         size_t *n_tasks)
+{
+    *n_nodes = 1 + rnd(RND_NODES);
+    *n_tasks = 0;
+    for (size_t i = 0; i < *n_nodes; i++) {
+        uint32_t slots = rnd(10) == 0 ? 0 : 1 + rnd(12);
+        nodes[i] = (struct rd_rb_node){.slots = slots, .limit = slots, .cpu = -1};
+        if (slots > 0 && rnd(4) == 0)
+            nodes[i].limit = 1 + rnd(slots);
+        uint32_t k = rnd(3) == 0 ? 0 : rnd(slots + 4);
+        for (uint32_t j = 0; j < k && *n_tasks < RND_TASKS; j++) {
+            uint32_t size = rnd(20) == 0 ? 0 : 1 + rnd(rnd(3) == 0 ? 3 : 1);
+            tasks[(*n_tasks)++] = (struct rd_rb_task){.node = i,
+                                                      .slots = size,
+                                                      .priority = (uint8_t)rnd(10),
+                                                      .running = rnd(2) == 0,
+                                                      .movable = rnd(8) != 0,
+                                                      .fits = rnd(3) == 0 ? fits_some : NULL,
+                                                      .fits_data = (void *)(uintptr_t)rnd(5)};
+            nodes[i].used += size;
+        }
+        if (rnd(4) == 0)
+            nodes[i].used += rnd(4);
+        nodes[i].used0 = nodes[i].used;
+        if (rnd(4) == 0) {
+            nodes[i].cpu = rnd(101) / 100.0;
+            nodes[i].used0 = rnd(3) == 0 ? 0 : nodes[i].used;
+        }
+    }
+    /* Shuffled: the planner groups them by node itself. */
+    for (size_t j = *n_tasks; j > 1; j--) {
+        size_t r = rnd((uint32_t)j);
+        struct rd_rb_task x = tasks[j - 1];
+        tasks[j - 1] = tasks[r];
+        tasks[r] = x;
+    }
+    for (size_t j = 0; j < *n_tasks; j++)
+        tasks[j].index = j;
+}
+
+/* The planner makes the moves the one it replaced made, in the same order,
+ * on 3,000 random fleets (and again on each fleet it left). */
+static void test_plan_agrees_with_the_old_planner(void **state)
+{
+    (void)state;
+    static struct rd_rb_node nodes[RND_NODES], ref_nodes[RND_NODES];
+    static struct rd_rb_task tasks[RND_TASKS], ref_tasks[RND_TASKS];
+    static struct rd_rb_move out[64], ref_out[64];
+    size_t moves = 0;
+    for (uint64_t seed = 1; seed <= 3000; seed++) {
+        rnd_state = seed * 0x9E3779B97F4A7C15ULL;
+        size_t n_nodes, n_tasks;
+        random_fleet(nodes, &n_nodes, tasks, &n_tasks);
+        memcpy(ref_nodes, nodes, sizeof(nodes));
+        memcpy(ref_tasks, tasks, sizeof(tasks));
+        for (int round = 0; round < 2; round++) {
+            size_t max = 1 + rnd(40);
+            size_t made = rd_sched__rb_plan(nodes, n_nodes, tasks, n_tasks, max, out);
+            size_t ref = ref_plan(ref_nodes, n_nodes, ref_tasks, n_tasks, max, ref_out);
+            if (made != ref)
+                fail_msg("seed %llu round %d: %zu moves, the old planner %zu",
+                         (unsigned long long)seed, round, made, ref);
+            for (size_t i = 0; i < made; i++)
+                if (out[i].task != ref_out[i].task || out[i].from != ref_out[i].from ||
+                    out[i].to != ref_out[i].to)
+                    fail_msg("seed %llu round %d move %zu: task %zu %zu->%zu, the old planner "
+                             "task %zu %zu->%zu",
+                             (unsigned long long)seed, round, i, out[i].task, out[i].from,
+                             out[i].to, ref_out[i].task, ref_out[i].from, ref_out[i].to);
+            for (size_t i = 0; i < n_nodes; i++)
+                assert_int_equal(nodes[i].used, ref_nodes[i].used);
+            for (size_t j = 0; j < n_tasks; j++) {
+                assert_int_equal(tasks[j].node, ref_tasks[j].node);
+                assert_int_equal(tasks[j].movable, ref_tasks[j].movable);
+            }
+            moves += made;
+        }
+    }
+    assert_true(moves > 3000); /* the fleets gave it something to decide */
 }
 
 /* ---- the scheduler ------------------------------------------------------ */
@@ -474,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_plan_offers_queued_then_low_priority),
         cmocka_unit_test(test_plan_follows_cpu),
         cmocka_unit_test(test_plan_stops_at_its_budget),
+        cmocka_unit_test(test_plan_agrees_with_the_old_planner),
         cmocka_unit_test_setup_teardown(test_fleet_evens_out_after_a_storm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_running_task_moves_at_its_next_checkpoint, setup,
                                         teardown),
