@@ -719,6 +719,47 @@ static void test_engine_stall_is_forgiven(void **state)
     teardown();
 }
 
+/*
+ * A check that finds many agents failed at once (a loop that fell behind,
+ * not a stall: stall_threshold off) reports every one of them in trouble
+ * before it reports any failure, so the engine's mass-failure guard has
+ * counted them all when it judges the first (it failed 73 of 647 cut-off
+ * agents in a 2,000-agent storm, one round of reports judging as it went).
+ */
+static const char *cfg_no_stall[][2] = {{"stall_threshold", "0ms"}, {NULL, NULL}};
+
+static void test_mass_failure_reported_in_trouble_first(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    setup(N, cfg_no_stall, 0x5eed0007);
+    char id[32];
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "cut-%02u", i);
+        sim_add(&g_sim.nodes[i], id, i, S_GAP, g_fh.now_ns + (100 + 11 * i) * MS);
+    }
+    run_until(g_fh.now_ns + 20000 * MS);
+    assert_int_equal(g_fh.n_obs, 0);
+    for (uint32_t i = 0; i < N; i++) {
+        g_sim.nodes[i].stop_after = g_sim.nodes[i].sent;
+        g_sim.nodes[i].next_ns = NEVER;
+    }
+    engine_stall(4000); /* one check, 4 s on: every agent past failure */
+    assert_int_equal(g_fh.n_obs, 2 * N);
+    size_t idx[8];
+    for (uint32_t i = 0; i < N; i++) {
+        assert_int_equal(obs_of(g_sim.nodes[i].id, idx, 8), 2);
+        /* In trouble (as suspect) in the first N reports, failed after. */
+        assert_int_equal(g_fh.obs[idx[0]].verdict, RD_VERDICT_SUSPECT);
+        assert_true(idx[0] < N);
+        assert_int_equal(g_fh.obs[idx[1]].verdict, RD_VERDICT_FAILED);
+        assert_true(idx[1] >= N);
+        assert_true(g_fh.obs[idx[1]].value >= FAILURE_PHI);
+    }
+    check_counter();
+    teardown();
+}
+
 /* ---- (f) config validation ----------------------------------------------------- */
 
 static void test_config_validation(void **state)
@@ -763,6 +804,7 @@ int main(void)
         cmocka_unit_test_teardown(test_late_heartbeat_never_fails, cleanup),
         cmocka_unit_test_teardown(test_epoch_resets_history_and_removed_stops, cleanup),
         cmocka_unit_test_teardown(test_engine_stall_is_forgiven, cleanup),
+        cmocka_unit_test_teardown(test_mass_failure_reported_in_trouble_first, cleanup),
         cmocka_unit_test_teardown(test_config_validation, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
