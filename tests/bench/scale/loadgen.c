@@ -183,7 +183,7 @@ struct worker {
     unsigned sub_next, sub_in_flight; /* its tasks: index % threads == its index */
     uint64_t due, sent, ok, fenced, other, errors, skipped, reregistered, parted_fenced;
     uint64_t ck_sent, ck_ok, ck_fenced, ck_other, ck_errors, ck_deferred, hold_overflow;
-    uint64_t ck_stale, done_sent, done_ok, done_fenced, done_errors, resubmitted, lost;
+    uint64_t ck_stale, done_sent, done_ok, done_refused, done_errors, resubmitted, lost;
     unsigned *resub; /* churn: completed tasks' next ids waiting to be submitted (a ring) */
     size_t resub_head, resub_n, resub_cap;
     uint32_t status[S_KINDS][STATUS_MAX]; /* answers by status; [0]: no answer */
@@ -647,8 +647,7 @@ static void on_completed(struct worker *w, struct req *r, CURLcode rc, long stat
     }
     bool again = rc != CURLE_OK || status == 429 || status >= 500;
     if (!again) { /* 409: fenced (moved on) or ended otherwise; 404: gone */
-        w->done_fenced += status == 409;
-        if (w->other++ < 3)
+        if (w->done_refused++ < 3)
             fprintf(stderr, "loadgen: completing task %u: HTTP %ld %.200s\n", r->task, status,
                     r->resp.p ? r->resp.p : "");
         if (mine)
@@ -1203,7 +1202,7 @@ static bool report_tasks(struct bench *b)
         ck_sent += w->ck_sent, ck_ok += w->ck_ok, ck_fenced += w->ck_fenced;
         ck_stale += w->ck_stale, ck_err += w->ck_errors, deferred += w->ck_deferred;
         overflow += w->hold_overflow, rereg += w->reregistered;
-        d_sent += w->done_sent, d_ok += w->done_ok, d_fenced += w->done_fenced;
+        d_sent += w->done_sent, d_ok += w->done_ok, d_fenced += w->done_refused;
         d_err += w->done_errors, resub += w->resubmitted, lost += w->lost;
         waiting += w->resub_n;
         rdb_hist_merge(&ck, &w->ck_rtt);
@@ -1233,15 +1232,16 @@ static bool report_tasks(struct bench *b)
            (double)rdb_hist_quantile(&ck, 0.50) / 1000, (double)rdb_hist_quantile(&ck, 0.99) / 1000,
            (double)ck.max_us / 1000);
     if (o->task_steps > 0) {
-        printf("completions (after %u checkpoints): %llu sent, %llu completed (%llu in the "
-               "measurement: %.1f/s), %llu refused (409 fenced or ended otherwise, 404), %llu "
-               "tried again (no answer, 429, 5xx); round trip p50 %.2f ms, p99 %.2f ms, max %.2f "
-               "ms\n",
-               o->task_steps, (unsigned long long)d_sent, (unsigned long long)d_ok,
-               (unsigned long long)win_done, secs > 0 ? (double)win_done / secs : 0,
-               (unsigned long long)d_fenced, (unsigned long long)d_err,
-               (double)rdb_hist_quantile(&done, 0.50) / 1000,
-               (double)rdb_hist_quantile(&done, 0.99) / 1000, (double)done.max_us / 1000);
+        printf(
+            "completions (after %u checkpoints): %llu sent, %llu completed (%llu in the "
+            "measurement: %.1f/s), %llu refused (409 fenced or ended otherwise, other 4xx), "
+            "%llu tried again (no answer, 429, 5xx); round trip p50 %.2f ms, p99 %.2f ms, max %.2f "
+            "ms\n",
+            o->task_steps, (unsigned long long)d_sent, (unsigned long long)d_ok,
+            (unsigned long long)win_done, secs > 0 ? (double)win_done / secs : 0,
+            (unsigned long long)d_fenced, (unsigned long long)d_err,
+            (double)rdb_hist_quantile(&done, 0.50) / 1000,
+            (double)rdb_hist_quantile(&done, 0.99) / 1000, (double)done.max_us / 1000);
         printf("successors submitted: %llu, %u failed, %llu waiting at the end (live tasks "
                "wanted: %u)\n",
                (unsigned long long)resub, atomic_load(&b->resub_failed),
