@@ -108,7 +108,7 @@ echo "load average before: $(bench_loadavg); scheduling group: $(cat /proc/self/
 # ones, the raft log's bytes since the newest snapshot, the tasks pruned, the
 # snapshots taken ("- - - - -" when it did not answer).
 metrics() {
-    curl -s --max-time 5 "http://127.0.0.1:$RD_PORT/metrics" 2>/dev/null | awk '
+    { curl -s --max-time 5 "http://127.0.0.1:$RD_PORT/metrics" 2>/dev/null || true; } | awk '
         /^recoveryd_tasks\{/ { all += $2; if ($1 !~ /completed|failed|cancelled/) live += $2; n++ }
         /^recoveryd_raft_log_bytes_since_snapshot / { lb = $2 }
         /^recoveryd_tasks_pruned_total / { pruned = $2 }
@@ -117,13 +117,16 @@ metrics() {
 }
 
 # One line per sample: seconds since the start, RSS KiB, open fds, data
-# bytes; then the five figures of metrics() when there are tasks.
+# bytes; then the five figures of metrics() when there are tasks. Every
+# command may fail (errexit and pipefail hold here too): du when a snapshot
+# replaces a file under it, curl when the engine does not answer within 5 s
+# (a storage stall); before, either ended the sampler for the rest of the run.
 sampler() {
     local t0=$SECONDS rss fds disk more
     while kill -0 "$RD_PID" 2>/dev/null; do
-        rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$RD_PID/status" 2>/dev/null || echo "")
-        fds=$(find "/proc/$RD_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-        disk=$(du -sb "$WORK/rd-data" 2>/dev/null | cut -f1)
+        rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$RD_PID/status" 2>/dev/null || true)
+        fds=$(find "/proc/$RD_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l || true)
+        disk=$({ du -sb "$WORK/rd-data" 2>/dev/null || true; } | cut -f1)
         more=""
         if [ "$TASKS" -gt 0 ]; then more=" $(metrics)"; fi
         if [ -n "$rss" ]; then
