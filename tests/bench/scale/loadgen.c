@@ -36,7 +36,8 @@
  * steady instead (the soak, tests/bench/soak/run.sh): the tasks run and
  * checkpoint for --warmup and then --duration seconds and nothing fails.
  * With --task-steps S tasks also churn: an agent completes a task (POST
- * .../complete with its attempt) once its checkpoint version reaches S, and
+ * .../complete with its attempt) once its checkpoint version reaches S (1
+ * to S for the first N, spread so that they do not all end together), and
  * its worker submits the task's successor (task number n + N), so N tasks
  * stay live. Each window line then carries the acknowledged checkpoints/s,
  * the completions/s and the checkpoints' mean round trip; the report counts
@@ -351,6 +352,19 @@ static unsigned task_index(const struct bench *b, const char *id)
     return i < b->o.tasks || (b->o.task_steps > 0 && i != UINT32_MAX) ? i : UINT32_MAX;
 }
 
+/*
+ * With churn, whether task number n has taken its steps at `version`: the
+ * first --tasks take 1 to --task-steps of them (n % steps + 1), their
+ * successors all of them. Otherwise the first tasks, submitted together,
+ * would end together and so would their successors: completions and
+ * submissions in waves, all within a few seconds of each cycle.
+ */
+static bool steps_done(const struct bench *b, unsigned n, uint64_t version)
+{
+    unsigned s = b->o.task_steps;
+    return s > 0 && version >= (n < b->o.tasks ? n % s + 1 : s);
+}
+
 /* What the run knows of task number n (shared by its successors). */
 static struct task *task_of(struct bench *b, unsigned n)
 {
@@ -587,7 +601,7 @@ static void on_checkpoint(struct worker *w, struct req *r, CURLcode rc, long sta
             ;
         if (mine)
             h->version = r->version;
-        if (mine && b->o.task_steps > 0 && h->version >= b->o.task_steps)
+        if (mine && steps_done(b, r->task, h->version))
             ck_schedule(w, a, r->slot, now); /* its last step: it completes at once */
         bool was = false;
         if (atomic_compare_exchange_strong(&t->running, &was, true))
@@ -833,7 +847,7 @@ static int64_t send_checkpoints(struct worker *w)
         r->slot = slot;
         r->task = h->task;
         r->attempt = h->attempt;
-        if (b->o.task_steps > 0 && h->version >= b->o.task_steps) {
+        if (steps_done(b, h->task, h->version)) {
             /* Its steps are done: it completes (not scheduled again; a
              * failed try is, by on_completed). */
             r->kind = K_COMPLETE;
