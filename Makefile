@@ -97,7 +97,10 @@ chaos: build
 		--net $(CHAOS_NET) --out $(CHAOS_OUT)
 # An hour (DURATION seconds) of a heartbeating fleet; PASS/FAIL on the slope
 # of the engine's RSS, descriptors, data directory and heartbeat p99
-# (tests/bench/soak/run.sh, docs/benchmarks.md "Soak").
+# (tests/bench/soak/run.sh, docs/benchmarks.md "Soak"). With TASKS=N (and
+# CKPT_MS, STEPS, RETENTION) the fleet also runs N tasks that checkpoint,
+# complete and are replaced, and the task table, the raft log, pruning and
+# completions are checked too.
 # (DURATION given on the command line or in the environment wins over the
 # hour; the chaos target's own default does not apply here.)
 SOAK_DURATION = $(if $(filter-out file default undefined,$(origin DURATION)),$(DURATION),3600)

@@ -32,6 +32,19 @@
  * partitioned (on tasks that never moved) during the storm as a share of
  * before.
  *
+ * With --tasks N and both --crash-share and --partition-share 0 the run is
+ * steady instead (the soak, tests/bench/soak/run.sh): the tasks run and
+ * checkpoint for --warmup and then --duration seconds and nothing fails.
+ * With --task-steps S tasks also churn: an agent completes a task (POST
+ * .../complete with its attempt) once its checkpoint version reaches S (1
+ * to S for the first N, spread so that they do not all end together), and
+ * its worker submits the task's successor (task number n + N), so N tasks
+ * stay live. Each window line then carries the acknowledged checkpoints/s,
+ * the completions/s and the checkpoints' mean round trip; the report counts
+ * every answer that was not 2xx by request and status, and the checkpoints
+ * lost: an assignment that hands a task over (by rebalancing) at a version
+ * below one acknowledged before.
+ *
  * It measures heartbeat round trips (p50, p99, max), the heartbeats offered
  * against those due, how late the sends were, and once a second the engine's
  * resident memory (VmRSS of --engine-pid). It prints a line per 10-second
@@ -85,6 +98,7 @@ struct opts {
     const char *url;
     unsigned agents, interval_ms, jitter_ms, warmup_s, duration_s, engine_pid, threads;
     unsigned tasks, ckpt_ms, crash_share, crash_spread_s, partition_share, partition_s, slots;
+    unsigned task_steps;
     uint64_t seed;
 };
 
@@ -108,7 +122,13 @@ struct agent {
     struct rdb_hold *holds; /* MAX_HOLDS, storm only */
 };
 
-enum rkind { K_SUBMIT, K_CKPT };
+enum rkind { K_SUBMIT, K_CKPT, K_COMPLETE };
+
+/* The requests whose answers are counted by status (non-2xx ones reported). */
+enum skind { S_REGISTER, S_HEARTBEAT, S_SUBMIT, S_CKPT, S_COMPLETE, S_KINDS };
+static const char *const skind_name[S_KINDS] = {"registration", "heartbeat", "submission",
+                                                "checkpoint", "completion"};
+#define STATUS_MAX 600
 
 struct req {
     uint8_t tag; /* T_REQ */
@@ -135,10 +155,13 @@ struct task {
     _Atomic bool running;            /* some checkpoint was acknowledged */
     _Atomic bool moved_in_partition; /* cause C_PARTITION, moved before the heal */
     _Atomic bool moved_after_heal;   /* cause C_PARTITION, moved after it (released) */
+    _Atomic uint64_t acked;          /* the highest acknowledged version of its current id */
 };
 
 struct window {
     uint64_t sent, ok, errors;
+    uint64_t ck_ok, done; /* acknowledged checkpoints, completed tasks */
+    int64_t ck_us;        /* their checkpoints' round trips, summed */
     int64_t max_us;
     struct rdb_hist *h; /* this window's round trips */
 };
@@ -161,8 +184,12 @@ struct worker {
     unsigned sub_next, sub_in_flight; /* its tasks: index % threads == its index */
     uint64_t due, sent, ok, fenced, other, errors, skipped, reregistered, parted_fenced;
     uint64_t ck_sent, ck_ok, ck_fenced, ck_other, ck_errors, ck_deferred, hold_overflow;
+    uint64_t ck_stale, done_sent, done_ok, done_refused, done_errors, resubmitted, lost;
+    unsigned *resub; /* churn: completed tasks' next ids waiting to be submitted (a ring) */
+    size_t resub_head, resub_n, resub_cap;
+    uint32_t status[S_KINDS][STATUS_MAX]; /* answers by status; [0]: no answer */
     unsigned errors_printed;
-    struct rdb_hist rtt, lag;
+    struct rdb_hist rtt, lag, ck_rtt, done_rtt;
     struct window win[MAX_WINDOWS];
     int rc;
 };
@@ -173,6 +200,7 @@ struct bench {
     struct curl_slist *hdrs;
     struct task *tasks;
     atomic_uint registered, failed_reg, workers_done, submitted, sub_failed, running;
+    atomic_uint resub_failed;
     atomic_bool submit;
     _Atomic int64_t measure_from; /* monotonic ms; 0 until all registered (and running) */
     _Atomic int64_t measure_to;
@@ -244,9 +272,24 @@ static void sample_rss(struct bench *b, int64_t now)
 
 /* ---- transfers ------------------------------------------------------------- */
 
+/* A run with tasks (the storm's or the steady one's). */
 static bool storm(const struct bench *b)
 {
     return b->o.tasks > 0;
+}
+
+/* Tasks without a storm (no agent crashes nor is cut off): a steady fleet
+ * with tasks, measured for --duration, as the soak runs it. */
+static bool steady(const struct bench *b)
+{
+    return b->o.tasks > 0 && b->o.crash_share + b->o.partition_share == 0;
+}
+
+/* Counts an answer of kind `k` by its HTTP status (0: none came). */
+static void count_status(struct worker *w, enum skind k, CURLcode rc, long status)
+{
+    long s = rc != CURLE_OK || status < 0 || status >= STATUS_MAX ? 0 : status;
+    w->status[k][s]++;
 }
 
 static void start_on(struct worker *w, CURL *e, struct rdb_buf *resp, const char *url,
@@ -301,10 +344,31 @@ static bool req_start(struct worker *w, struct req *r, bool put)
     return false;
 }
 
+/* The number in a task id: below --tasks, or (with churn) any, task n
+ * being the (n / tasks)-th successor of task n % tasks. */
 static unsigned task_index(const struct bench *b, const char *id)
 {
     unsigned i = rdb_task_index(id);
-    return i < b->o.tasks ? i : UINT32_MAX;
+    return i < b->o.tasks || (b->o.task_steps > 0 && i != UINT32_MAX) ? i : UINT32_MAX;
+}
+
+/*
+ * With churn, whether task number n has taken its steps at `version`: the
+ * first --tasks take 1 to --task-steps of them (n % steps + 1), their
+ * successors all of them. Otherwise the first tasks, submitted together,
+ * would end together and so would their successors: completions and
+ * submissions in waves, all within a few seconds of each cycle.
+ */
+static bool steps_done(const struct bench *b, unsigned n, uint64_t version)
+{
+    unsigned s = b->o.task_steps;
+    return s > 0 && version >= (n < b->o.tasks ? n % s + 1 : s);
+}
+
+/* What the run knows of task number n (shared by its successors). */
+static struct task *task_of(struct bench *b, unsigned n)
+{
+    return &b->tasks[n % b->o.tasks];
 }
 
 static void second_add(struct bench *b, int64_t now)
@@ -328,7 +392,7 @@ static void mark_lost(struct bench *b, struct agent *a, int64_t at, enum cause c
         struct rdb_hold *h = &a->holds[i];
         if (!h->active)
             continue;
-        struct task *t = &b->tasks[h->task];
+        struct task *t = task_of(b, h->task);
         atomic_store(&t->lost_attempt, h->attempt);
         atomic_store(&t->cause, (uint8_t)c);
         atomic_store(&t->lost_at, at);
@@ -362,13 +426,20 @@ static void take(void *ctx, const struct rdb_assignment *as)
         return;
     struct rdb_hold *h = &a->holds[slot];
     bool busy = h->in_flight && h->task == ti;
+    struct task *t = task_of(b, ti);
+    /* Handed over below a version acknowledged before: a checkpoint lost. */
+    if (version < atomic_load(&t->acked) && w->lost++ < 3)
+        fprintf(stderr,
+                "loadgen: task %u handed to %s (attempt %lld) at version %llu, below the "
+                "acknowledged %llu\n",
+                ti, a->id, attempt, (unsigned long long)version,
+                (unsigned long long)atomic_load(&t->acked));
     *h = (struct rdb_hold){.task = ti,
                            .attempt = (uint32_t)attempt,
                            .version = version,
                            .active = true,
                            .in_flight = busy};
     ck_schedule(w, a, (unsigned)slot, now); /* it checkpoints at once when it starts a task */
-    struct task *t = &b->tasks[ti];
     int64_t lost = atomic_load(&t->lost_at), zero = 0;
     if (lost != 0 && (uint32_t)attempt > atomic_load(&t->lost_attempt) &&
         atomic_compare_exchange_strong(&t->moved_ms, &zero, now > lost ? now - lost : 1) &&
@@ -390,6 +461,7 @@ static void drop(void *ctx, const char *task_id)
 static void on_registered(struct worker *w, struct agent *a, CURLcode rc, long status)
 {
     struct bench *b = w->b;
+    count_status(w, S_REGISTER, rc, status);
     a->epoch = rdb_epoch_of(status, a->resp.p);
     if (a->reregistering) {
         if (a->epoch <= 0) { /* tried again at its next heartbeat */
@@ -427,6 +499,7 @@ static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, lo
 {
     int64_t now = rdt_now_ms();
     struct window *win = window_at(w, now);
+    count_status(w, S_HEARTBEAT, rc, status);
     if (rc != CURLE_OK) {
         if (win) {
             w->errors++;
@@ -472,9 +545,15 @@ static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, lo
  * submitting is idempotent by task_id). */
 static bool on_submitted(struct worker *w, struct req *r, CURLcode rc, long status)
 {
+    struct bench *b = w->b;
+    bool first = r->task < b->o.tasks; /* else a completed task's successor */
+    count_status(w, S_SUBMIT, rc, status);
     if (rc == CURLE_OK && (status == 201 || status == 200)) {
         w->sub_in_flight--;
-        atomic_fetch_add(&w->b->submitted, 1);
+        if (first)
+            atomic_fetch_add(&b->submitted, 1);
+        else
+            w->resubmitted++;
         return false;
     }
     bool again = status == 0 || status == 429 || status >= 500;
@@ -489,7 +568,7 @@ static bool on_submitted(struct worker *w, struct req *r, CURLcode rc, long stat
         w->streams--;
     }
     w->sub_in_flight--;
-    atomic_fetch_add(&w->b->sub_failed, 1);
+    atomic_fetch_add(first ? &b->sub_failed : &b->resub_failed, 1);
     return false;
 }
 
@@ -498,19 +577,32 @@ static void on_checkpoint(struct worker *w, struct req *r, CURLcode rc, long sta
     struct bench *b = w->b;
     struct agent *a = &w->agents[r->agent];
     struct rdb_hold *h = &a->holds[r->slot];
-    struct task *t = &b->tasks[r->task];
+    struct task *t = task_of(b, r->task);
     bool mine = h->active && h->task == r->task && h->attempt == r->attempt;
     if (h->task == r->task)
         h->in_flight = false;
     int64_t now = rdt_now_ms();
+    count_status(w, S_CKPT, rc, status);
     if (rc != CURLE_OK) {
         w->ck_errors++;
         return;
     }
     if (status == 200) {
         w->ck_ok++;
+        int64_t us = (now - r->sent_ms) * 1000;
+        rdb_hist_add(&w->ck_rtt, us);
+        struct window *win = window_at(w, now);
+        if (win) {
+            win->ck_ok++;
+            win->ck_us += us;
+        }
+        uint64_t acked = atomic_load(&t->acked);
+        while (r->version > acked && !atomic_compare_exchange_weak(&t->acked, &acked, r->version))
+            ;
         if (mine)
             h->version = r->version;
+        if (mine && steps_done(b, r->task, h->version))
+            ck_schedule(w, a, r->slot, now); /* its last step: it completes at once */
         bool was = false;
         if (atomic_compare_exchange_strong(&t->running, &was, true))
             atomic_fetch_add(&b->running, 1);
@@ -521,14 +613,64 @@ static void on_checkpoint(struct worker *w, struct req *r, CURLcode rc, long sta
             atomic_compare_exchange_strong(&t->first_ckpt_ms, &zero, now > lost ? now - lost : 1);
     } else if (status == 409) {
         w->ck_fenced++;
-        if (mine && strstr(r->resp.p ? r->resp.p : "", "stale_version"))
+        if (mine && strstr(r->resp.p ? r->resp.p : "", "stale_version")) {
+            w->ck_stale++;
             h->version += 100; /* someone wrote above it: write above that */
-        else if (mine)
+        } else if (mine)
             h->active = false; /* moved away: fenced */
     } else if (w->ck_other++ < 3) {
         fprintf(stderr, "loadgen: checkpoint of task %u: HTTP %ld %.200s\n", r->task, status,
                 r->resp.p ? r->resp.p : "");
     }
+}
+
+/* Task number n completed: its successor n + tasks waits to be submitted,
+ * so that --tasks stay live. */
+static void resubmit_later(struct worker *w, unsigned n)
+{
+    struct bench *b = w->b;
+    atomic_store(&task_of(b, n)->acked, 0);
+    if (w->resub_n == w->resub_cap || n > UINT32_MAX - 1 - b->o.tasks) {
+        atomic_fetch_add(&b->resub_failed, 1);
+        return;
+    }
+    w->resub[(w->resub_head + w->resub_n++) % w->resub_cap] = n + b->o.tasks;
+}
+
+static void on_completed(struct worker *w, struct req *r, CURLcode rc, long status)
+{
+    struct agent *a = &w->agents[r->agent];
+    struct rdb_hold *h = &a->holds[r->slot];
+    bool mine = h->active && h->task == r->task && h->attempt == r->attempt;
+    int64_t now = rdt_now_ms();
+    count_status(w, S_COMPLETE, rc, status);
+    if (h->task == r->task) {
+        h->in_flight = false;
+        h->completing = false;
+    }
+    if (rc == CURLE_OK && status == 200) {
+        w->done_ok++;
+        rdb_hist_add(&w->done_rtt, (now - r->sent_ms) * 1000);
+        struct window *win = window_at(w, now);
+        if (win)
+            win->done++;
+        if (mine)
+            h->active = false;
+        resubmit_later(w, r->task);
+        return;
+    }
+    bool again = rc != CURLE_OK || status == 429 || status >= 500;
+    if (!again) { /* 409: fenced (moved on) or ended otherwise; 404: gone */
+        if (w->done_refused++ < 3)
+            fprintf(stderr, "loadgen: completing task %u: HTTP %ld %.200s\n", r->task, status,
+                    r->resp.p ? r->resp.p : "");
+        if (mine)
+            h->active = false;
+        return;
+    }
+    w->done_errors++;
+    if (mine)
+        ck_schedule(w, a, r->slot, now + 1000); /* the same attempt again: idempotent */
 }
 
 static void drain(struct worker *w)
@@ -543,6 +685,8 @@ static void drain(struct worker *w)
                 continue;
             if (r->kind == K_CKPT)
                 on_checkpoint(w, r, d.rc, d.status);
+            if (r->kind == K_COMPLETE)
+                on_completed(w, r, d.rc, d.status);
             req_put(w, r);
             continue;
         }
@@ -570,12 +714,19 @@ static void submit_more(struct worker *w)
     while (atomic_load(&b->submit) && w->sub_in_flight < SUB_IN_FLIGHT &&
            w->streams < MAX_STREAMS - HB_RESERVE) {
         unsigned ti = w->sub_next * nt + w->index;
-        if (ti >= b->o.tasks)
+        bool again = ti >= b->o.tasks; /* its share went out: completed tasks' successors */
+        if (again && w->resub_n == 0)
             return;
         struct req *r = req_get(w);
         if (r == NULL)
             return;
-        w->sub_next++;
+        if (again) {
+            ti = w->resub[w->resub_head];
+            w->resub_head = (w->resub_head + 1) % w->resub_cap;
+            w->resub_n--;
+        } else {
+            w->sub_next++;
+        }
         r->kind = K_SUBMIT;
         r->task = ti;
         r->version = 0; /* here: the tries */
@@ -692,11 +843,27 @@ static int64_t send_checkpoints(struct worker *w)
             ck_schedule(w, a, slot, now + 20);
             return 20;
         }
-        r->kind = K_CKPT;
         r->agent = d.idx / MAX_HOLDS;
         r->slot = slot;
         r->task = h->task;
         r->attempt = h->attempt;
+        if (steps_done(b, h->task, h->version)) {
+            /* Its steps are done: it completes (not scheduled again; a
+             * failed try is, by on_completed). */
+            r->kind = K_COMPLETE;
+            r->version = h->version;
+            snprintf(r->url, sizeof(r->url), "%s/api/v1/tasks/" RDB_TASK_PREFIX "%012u/complete",
+                     b->o.url, h->task);
+            snprintf(r->body, sizeof(r->body),
+                     "{\"attempt\":%u,\"result\":{\"steps\":%llu},\"node_id\":\"%s\"}", h->attempt,
+                     (unsigned long long)h->version, a->id);
+            if (req_start(w, r, false)) {
+                h->in_flight = h->completing = true;
+                w->done_sent++;
+            }
+            continue;
+        }
+        r->kind = K_CKPT;
         r->version = h->version + 1;
         snprintf(r->url, sizeof(r->url), "%s/api/v1/tasks/" RDB_TASK_PREFIX "%012u/checkpoint",
                  b->o.url, h->task);
@@ -735,6 +902,8 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
     w->rng = rdb_seed(b->o.seed + t);
     rdb_hist_init(&w->rtt, HIST_US);
     rdb_hist_init(&w->lag, HIST_US);
+    rdb_hist_init(&w->ck_rtt, HIST_US);
+    rdb_hist_init(&w->done_rtt, HIST_US);
     w->agents = calloc(n, sizeof(*w->agents));
     w->multi = rdb_h2_multi(1);
     if (!w->agents || !w->multi || rdb_dueq_init(&w->hb, n) != 0)
@@ -742,6 +911,9 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
     if (storm(b)) {
         w->reqs = calloc(POOL, sizeof(*w->reqs));
         if (w->reqs == NULL || rdb_dueq_init(&w->ck, (size_t)n * MAX_HOLDS * 4) != 0)
+            return -1;
+        w->resub_cap = b->o.tasks;
+        if (b->o.task_steps > 0 && (w->resub = calloc(w->resub_cap, sizeof(*w->resub))) == NULL)
             return -1;
         for (unsigned i = 0; i < POOL; i++) {
             struct req *r = &w->reqs[i];
@@ -790,6 +962,7 @@ static void worker_free(struct worker *w)
     rdb_dueq_free(&w->hb);
     rdb_dueq_free(&w->ck);
     free(w->reqs);
+    free(w->resub);
     free(w->agents);
 }
 
@@ -825,7 +998,7 @@ static bool coordinate(struct bench *b, int64_t now)
     if (!storm(b) || b->run_end != 0)
         return true;
     unsigned sub = atomic_load(&b->submitted), bad = atomic_load(&b->sub_failed);
-    if (b->sub_end == 0 && sub + bad == o->tasks) {
+    if (b->sub_end == 0 && sub + bad >= o->tasks) {
         b->sub_end = now;
         fprintf(stderr, "loadgen: %u tasks submitted (%u failed) in %.1f s\n", sub, bad,
                 (double)(now - b->reg_end) / 1000);
@@ -834,9 +1007,18 @@ static bool coordinate(struct bench *b, int64_t now)
     if (!all && now - b->reg_end < SETUP_MS)
         return true;
     b->run_end = now;
-    atomic_store(&b->submit, false); /* what did not get in by now stays out of the storm */
     if (b->sub_end == 0)
         b->sub_end = now;
+    if (steady(b)) {
+        fprintf(stderr,
+                "loadgen: %u of %u tasks running %.1f s after the fleet registered; measured "
+                "after %u s of warm-up\n",
+                atomic_load(&b->running), sub, (double)(now - b->reg_end) / 1000, o->warmup_s);
+        atomic_store(&b->measure_to, now + ((int64_t)o->warmup_s + o->duration_s) * 1000);
+        atomic_store(&b->measure_from, now + (int64_t)o->warmup_s * 1000);
+        return true;
+    }
+    atomic_store(&b->submit, false); /* what did not get in by now stays out of the storm */
     int64_t at = now + (int64_t)o->warmup_s * 1000;
     int64_t base = (int64_t)o->warmup_s * 1000 < BASE_MS ? (int64_t)o->warmup_s * 1000 : BASE_MS;
     int64_t from = at + (int64_t)o->crash_spread_s * 1000 + STORM_GAP_MS;
@@ -1015,6 +1197,90 @@ static bool report_storm(struct bench *b)
     return ok_move && share >= TARGET_SHARE && parted_moved == 0;
 }
 
+/* The steady run's tasks: checkpoints, completions and their successors
+ * (with --task-steps), answers that were not 2xx, lost checkpoints; true
+ * when none was lost and no answer was a 5xx. */
+static bool report_tasks(struct bench *b)
+{
+    const struct opts *o = &b->o;
+    static struct rdb_hist ck, done;
+    rdb_hist_init(&ck, HIST_US);
+    rdb_hist_init(&done, HIST_US);
+    uint64_t ck_sent = 0, ck_ok = 0, ck_fenced = 0, ck_stale = 0, ck_err = 0, deferred = 0;
+    uint64_t overflow = 0, rereg = 0, d_sent = 0, d_ok = 0, d_fenced = 0, d_err = 0, resub = 0;
+    uint64_t lost = 0, fives = 0, waiting = 0, win_done = 0;
+    static uint64_t status[S_KINDS][STATUS_MAX];
+    memset(status, 0, sizeof(status));
+    for (unsigned t = 0; t < o->threads; t++) {
+        const struct worker *w = &b->w[t];
+        ck_sent += w->ck_sent, ck_ok += w->ck_ok, ck_fenced += w->ck_fenced;
+        ck_stale += w->ck_stale, ck_err += w->ck_errors, deferred += w->ck_deferred;
+        overflow += w->hold_overflow, rereg += w->reregistered;
+        d_sent += w->done_sent, d_ok += w->done_ok, d_fenced += w->done_refused;
+        d_err += w->done_errors, resub += w->resubmitted, lost += w->lost;
+        waiting += w->resub_n;
+        rdb_hist_merge(&ck, &w->ck_rtt);
+        rdb_hist_merge(&done, &w->done_rtt);
+        for (unsigned i = 0; i < MAX_WINDOWS; i++)
+            win_done += w->win[i].done;
+        for (int k = 0; k < S_KINDS; k++)
+            for (int c = 0; c < STATUS_MAX; c++)
+                status[k][c] += w->status[k][c];
+    }
+    double secs = (double)(atomic_load(&b->measure_to) - atomic_load(&b->measure_from)) / 1000.0;
+    printf("\n== tasks ==\n");
+    printf("setup: %u agents registered in %.1f s, %u tasks submitted in %.1f s (%u failed), %u "
+           "running %.1f s after registration; %u agents x %u slots\n",
+           o->agents, (double)(b->reg_end - b->reg_start) / 1000, atomic_load(&b->submitted),
+           (double)(b->sub_end - b->reg_end) / 1000, atomic_load(&b->sub_failed),
+           atomic_load(&b->running), (double)(b->run_end - b->reg_end) / 1000, o->agents, o->slots);
+    printf("checkpoints (every %u ms per task): %llu sent, %llu acknowledged, %llu fenced (%llu "
+           "stale_version), %llu transport errors, %llu deferred (connection or pool of %u per "
+           "worker busy), %llu assignments over %u held tasks; %llu re-registrations after a "
+           "409\n",
+           o->ckpt_ms, (unsigned long long)ck_sent, (unsigned long long)ck_ok,
+           (unsigned long long)ck_fenced, (unsigned long long)ck_stale, (unsigned long long)ck_err,
+           (unsigned long long)deferred, POOL, (unsigned long long)overflow, MAX_HOLDS,
+           (unsigned long long)rereg);
+    printf("checkpoint round trip (whole run): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+           (double)rdb_hist_quantile(&ck, 0.50) / 1000, (double)rdb_hist_quantile(&ck, 0.99) / 1000,
+           (double)ck.max_us / 1000);
+    if (o->task_steps > 0) {
+        printf(
+            "completions (after %u checkpoints): %llu sent, %llu completed (%llu in the "
+            "measurement: %.1f/s), %llu refused (409 fenced or ended otherwise, other 4xx), "
+            "%llu tried again (no answer, 429, 5xx); round trip p50 %.2f ms, p99 %.2f ms, max %.2f "
+            "ms\n",
+            o->task_steps, (unsigned long long)d_sent, (unsigned long long)d_ok,
+            (unsigned long long)win_done, secs > 0 ? (double)win_done / secs : 0,
+            (unsigned long long)d_fenced, (unsigned long long)d_err,
+            (double)rdb_hist_quantile(&done, 0.50) / 1000,
+            (double)rdb_hist_quantile(&done, 0.99) / 1000, (double)done.max_us / 1000);
+        printf("successors submitted: %llu, %u failed, %llu waiting at the end (live tasks "
+               "wanted: %u)\n",
+               (unsigned long long)resub, atomic_load(&b->resub_failed),
+               (unsigned long long)waiting, o->tasks);
+    }
+    printf("answers other than 2xx (whole run, by request and status; 0: no answer):");
+    bool any = false;
+    for (int k = 0; k < S_KINDS; k++)
+        for (int c = 0; c < STATUS_MAX; c++) {
+            if (status[k][c] == 0 || (c >= 200 && c < 300))
+                continue;
+            printf("%s %s %d x %llu", any ? ";" : "", skind_name[k], c,
+                   (unsigned long long)status[k][c]);
+            any = true;
+            fives += c >= 500 ? status[k][c] : 0;
+        }
+    printf("%s\n", any ? "" : " none");
+    printf("\n");
+    printf("%s no acknowledged checkpoint lost: %llu tasks handed over below a version "
+           "acknowledged before\n",
+           lost == 0 ? "PASS" : "FAIL", (unsigned long long)lost);
+    printf("%s no 5xx answer: %llu\n", fives == 0 ? "PASS" : "FAIL", (unsigned long long)fives);
+    return lost == 0 && fives == 0;
+}
+
 static void report(struct bench *b)
 {
     static struct rdb_hist rtt, lag, wh;
@@ -1053,11 +1319,13 @@ static void report(struct bench *b)
                "MiB max\n",
                (double)b->rss_first / 1024, (double)b->rss_last / 1024, (double)b->rss_max / 1024);
     printf("\nwindow (s)  sent/s   ok/s    p99 ms   max ms   RSS MiB%s\n",
-           storm(b) ? "  healthy ckpt/s" : "");
+           steady(b)  ? "   ckpt/s  done/s  ckpt ms"
+           : storm(b) ? "  healthy ckpt/s"
+                      : "");
     int64_t mfrom = atomic_load(&b->measure_from);
     for (unsigned i = 0; i < MAX_WINDOWS; i++) {
-        uint64_t ws = 0, wo = 0;
-        int64_t wmax = 0;
+        uint64_t ws = 0, wo = 0, wck = 0, wdone = 0;
+        int64_t wmax = 0, wck_us = 0;
         bool any = false;
         rdb_hist_init(&wh, HIST_US);
         for (unsigned t = 0; t < b->o.threads; t++) {
@@ -1066,6 +1334,7 @@ static void report(struct bench *b)
                 continue;
             any = true;
             ws += w->sent, wo += w->ok;
+            wck += w->ck_ok, wdone += w->done, wck_us += w->ck_us;
             wmax = w->max_us > wmax ? w->max_us : wmax;
             rdb_hist_merge(&wh, w->h);
         }
@@ -1074,12 +1343,15 @@ static void report(struct bench *b)
         printf("%4u-%-4u  %7.0f  %7.0f  %7.2f  %7.2f  %8.1f", i * WIN_S, (i + 1) * WIN_S,
                (double)ws / WIN_S, (double)wo / WIN_S, (double)rdb_hist_quantile(&wh, 0.99) / 1000,
                (double)wmax / 1000, (double)b->rss_win[i] / 1024);
-        if (storm(b))
+        if (steady(b))
+            printf("  %7.0f  %6.1f  %7.2f", (double)wck / WIN_S, (double)wdone / WIN_S,
+                   wck ? (double)wck_us / (double)wck / 1000 : 0);
+        else if (storm(b))
             printf("  %8.0f", ack_rate(b, mfrom + (int64_t)i * WIN_S * 1000,
                                        mfrom + (int64_t)(i + 1) * WIN_S * 1000));
         printf("\n");
     }
-    bool storm_ok = storm(b) ? report_storm(b) : true;
+    bool storm_ok = steady(b) ? report_tasks(b) : storm(b) ? report_storm(b) : true;
     if (!storm(b))
         printf("\n");
     if (b->o.engine_pid)
@@ -1098,7 +1370,7 @@ static void report(struct bench *b)
            "one interval wanted)\n",
            due > 0 && sent * 100 >= due * 99 && late < b->o.interval_ms ? "PASS" : "FAIL",
            due > 0 ? 100.0 * (double)sent / (double)due : 0, (long long)late);
-    if (!storm(b))
+    if (!storm(b) || steady(b))
         printf("%s no healthy agent failed: %llu heartbeats answered 409\n",
                fenced == 0 ? "PASS" : "FAIL", (unsigned long long)fenced);
     (void)storm_ok;
@@ -1115,7 +1387,10 @@ static void usage(FILE *f)
             "  the failure storm: --tasks N (0: none, a steady fleet) [--ckpt-ms MS (30000)] "
             "[--crash-share PCT (20)] [--crash-spread S (60)] [--partition-share PCT (30; "
             "with the crash share at most 100)] [--partition S (20)] [--slots N (32, at most "
-            "%d)]\n",
+            "%d)]\n"
+            "  steady tasks (the soak): --tasks N --crash-share 0 --partition-share 0 [--ckpt-ms "
+            "MS] [--task-steps N (0: tasks never end; else each completes after N checkpoints "
+            "and a new one is submitted)]\n",
             MAX_HOLDS);
 }
 
@@ -1152,10 +1427,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"partition-share", .num = &o->partition_share, .min = 0, .max = 100},
         {"partition", .num = &o->partition_s, .min = 1, .max = 3600},
         {"slots", .num = &o->slots, .min = 1, .max = MAX_HOLDS},
+        {"task-steps", .num = &o->task_steps, .min = 0, .max = 1000000},
         {NULL},
     };
     if (rdb_parse_opts(argc, argv, opts, NULL, usage) != 0 || o->jitter_ms >= o->interval_ms ||
-        o->threads > o->agents || o->crash_share + o->partition_share > 100) {
+        o->threads > o->agents || o->crash_share + o->partition_share > 100 ||
+        (o->task_steps > 0 && (o->tasks == 0 || o->crash_share + o->partition_share > 0))) {
         usage(stderr);
         return -1;
     }
