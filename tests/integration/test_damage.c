@@ -321,6 +321,17 @@ static char *the_reason(const char *err)
  * refuse) and returns its reason line; the data directory must be as it
  * was, to the byte.
  */
+/* `p`'s data directory is as state_of() saw it in `before` (freed). */
+static void expect_unchanged(const struct rdt_proc *p, char *before)
+{
+    char *after = state_of(p);
+    if (strcmp(before, after) != 0)
+        fail_msg("the refused start changed %s:\nbefore:\n%safter:\n%s", p->data_dir, before,
+                 after);
+    free(before);
+    free(after);
+}
+
 static char *expect_refused(struct rdt_proc *p)
 {
     char *before = state_of(p);
@@ -334,12 +345,7 @@ static char *expect_refused(struct rdt_proc *p)
     expect_in("stderr", err, "action=refused");
     if (strstr(err, "event=started") != NULL)
         fail_msg("raft started on a damaged directory:\n%s", err);
-    char *after = state_of(p);
-    if (strcmp(before, after) != 0)
-        fail_msg("the refused start changed %s:\nbefore:\n%safter:\n%s", p->data_dir, before,
-                 after);
-    free(before);
-    free(after);
+    expect_unchanged(p, before);
     free(out);
     free(err);
     expect_in("the reason", reason, p->data_dir);
@@ -700,12 +706,7 @@ static void test_single_force_new_cluster_on_empty_log(void **state)
                  err ? err : "");
     expect_in("stderr", err, "holds a term and vote but no log entry or snapshot");
     expect_in("stderr", err, "nothing to recover");
-    char *after = state_of(p);
-    if (strcmp(before, after) != 0)
-        fail_msg("the refused start changed %s:\nbefore:\n%safter:\n%s", p->data_dir, before,
-                 after);
-    free(before);
-    free(after);
+    expect_unchanged(p, before);
     free(out);
     free(err);
 }
