@@ -1143,26 +1143,33 @@ struct plan_ctx {
     bool json_oom; /* a jansson allocation failed */
 };
 
+static int push_json(lua_State *L, json_t *j, const char *what, int depth);
+
+/* Object `j` as a table, its nulls and member `skip` (if any) left out. */
+static void push_object(lua_State *L, json_t *j, const char *what, int depth, const json_t *skip)
+{
+    lua_createtable(L, 0, (int)json_object_size(j));
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v)
+    {
+        if (json_is_null(v) || v == skip)
+            continue;
+        lua_pushstring(L, key);
+        push_json(L, v, what, depth + 1);
+        lua_rawset(L, -3);
+    }
+}
+
 static int push_json(lua_State *L, json_t *j, const char *what, int depth)
 {
     if (depth > RD_POLICY_JSON_DEPTH)
         return throwf(L, "%s nests deeper than %d levels", what, RD_POLICY_JSON_DEPTH);
     luaL_checkstack(L, 4, what);
     switch (json_typeof(j)) {
-    case JSON_OBJECT: {
-        lua_createtable(L, 0, (int)json_object_size(j));
-        const char *key;
-        json_t *v;
-        json_object_foreach(j, key, v)
-        {
-            if (json_is_null(v))
-                continue;
-            lua_pushstring(L, key);
-            push_json(L, v, what, depth + 1);
-            lua_rawset(L, -3);
-        }
+    case JSON_OBJECT:
+        push_object(L, j, what, depth, NULL);
         break;
-    }
     case JSON_ARRAY: {
         size_t n = json_array_size(j);
         lua_createtable(L, (int)n, 0);
@@ -1231,17 +1238,7 @@ static void push_view(lua_State *L, struct rd_policy_host *h, json_t *view)
         return;
     }
     luaL_checkstack(L, 6, "view");
-    lua_createtable(L, 0, (int)json_object_size(view));
-    const char *key;
-    json_t *v;
-    json_object_foreach(view, key, v)
-    {
-        if (json_is_null(v) || v == nodes)
-            continue;
-        lua_pushstring(L, key);
-        push_json(L, v, "view", 1);
-        lua_rawset(L, -3);
-    }
+    push_object(L, view, "view", 0, nodes);
     lua_createtable(L, 0, 1);
     lua_pushnumber(L, h->call_seq);
     lua_pushcclosure(L, view_index, 1);
