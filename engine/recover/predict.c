@@ -104,6 +104,21 @@ static json_t *predicted_event(struct rd_sched *s, const struct rd_node *n, json
     return event;
 }
 
+/* Counted when the log took it: a transition refused (the agent changed
+ * state on the way, a new leader) is asked about again, and counting the
+ * proposal would count one drain twice. */
+static void drained(struct rd_sched *s, const char *key)
+{
+    (void)key;
+    s->predicted_total[RD_PREDICTED_DRAINED]++;
+}
+
+static void readmitted(struct rd_sched *s, const char *key)
+{
+    (void)key;
+    s->predicted_total[RD_PREDICTED_READMITTED]++;
+}
+
 static void drain(struct rd_sched *s, const struct rd_node *n, const struct rd_fault *x,
                   json_t *meta)
 {
@@ -120,9 +135,8 @@ static void drain(struct rd_sched *s, const struct rd_node *n, const struct rd_f
     cmd.u.trans.reason = RD_STR(reason);
     cmd.u.trans.from_state = n->state;
     rd_cmd_audit_engine(&cmd, PREDICTED_AUDIT_ACTION, n->node_id, x->id);
-    if (rd_sched__propose_keyed(s, &cmd, key)) {
+    if (rd_sched__propose_keyed_then(s, &cmd, key, drained)) {
         s->drain_tokens -= 1.0;
-        s->predicted_total[RD_PREDICTED_DRAINED]++;
         RD_WARN("recovery", "predicted_drain", "node=%s fault=%s metric=%s eta_ms=%.0f", n->node_id,
                 x->id, metric ? metric : "-", json_is_number(eta) ? json_number_value(eta) : 0);
     }
@@ -193,8 +207,7 @@ static void readmit(struct rd_sched *s, const struct rd_node *n)
     cmd.u.trans.reason = RD_STR("the predicted failure did not come: back through probation");
     cmd.u.trans.from_state = RD_NODE_DRAINING;
     rd_cmd_audit_engine(&cmd, "readmit_after_prediction", n->node_id, "prediction withdrawn");
-    if (rd_sched__propose_keyed(s, &cmd, key)) {
-        s->predicted_total[RD_PREDICTED_READMITTED]++;
+    if (rd_sched__propose_keyed_then(s, &cmd, key, readmitted)) {
         RD_INFO("recovery", "predicted_readmit", "node=%s", n->node_id);
     }
 }

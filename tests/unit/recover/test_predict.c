@@ -105,6 +105,29 @@ static void test_prediction_drains_and_tasks_move(void **state)
     assert_true(audited);
 }
 
+/* The drain's transition is refused once (a leadership transfer): the
+ * prediction is asked about again and drains the agent, and the drain is
+ * counted once, when the log took it. */
+static void test_refused_drain_counts_once(void **state)
+{
+    struct sched_world *w = *state;
+    const char *agents[] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++)
+        sched_world_agent(w, agents[i], 4, "{}");
+    open_fault(w, F1, "a", PREDICTED_META);
+    w->log.refusing = true;
+    unsigned before = w->log.proposals;
+    rd_sched_pass(&w->s);
+    assert_true(w->log.proposals > before);
+    fake_log_step(&w->log);
+    assert_int_equal(node(w, "a")->state, RD_NODE_ALIVE);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_DRAINED], 0);
+    w->log.refusing = false;
+    sched_world_settle(w);
+    assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_DRAINED], 1);
+}
+
 /* drains_per_minute 1, agents "a" to "d" of 4 slots, a prediction for "a". */
 static void one_drain_a_minute(struct sched_world *w)
 {
@@ -217,6 +240,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_prediction_drains_and_tasks_move, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_drain_counts_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drains_are_rate_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_rate_limit_holds_across_a_leader_change, setup,
                                         teardown),
