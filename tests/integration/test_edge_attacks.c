@@ -189,8 +189,10 @@ static json_t *attack_on(const struct rdt_proc *target, const char *name, const 
     argv[n] = NULL;
     char *out = NULL, *err = NULL;
     int rc = rdt_run((char *const *)argv, 120000, &out, &err);
-    if (rc != 0)
+    if (rc != 0) {
+        rdt_proc_print_log_tail(target, 40);
         fail_msg("%s: exit %d\n%s\n%s", name, rc, out ? out : "", err ? err : "");
+    }
     json_error_t je;
     json_t *res = json_loads(out, 0, &je);
     if (res == NULL)
@@ -213,6 +215,10 @@ static json_t *attack(const char *name, const char *const *extra)
  */
 static json_t *under_attack(const char *name, const char *const *extra)
 {
+    /* The agent (re)registers first: the setup's thousand submissions, or
+     * a slow previous case on a loaded machine, can outlast its lease, and
+     * what is measured is whether it stays alive under the attack. */
+    assert_int_equal(rdt_register(&proc, "agent-1", 1, &epoch), 0);
     long rss0 = rss_kb(proc.pid);
     struct agent *ag = calloc(1, sizeof(*ag));
     assert_non_null(ag);

@@ -38,6 +38,7 @@
 
 #include "harness.h"
 #include "rdt_ctest.h"
+#include "rdt_metrics.h"
 
 #define AGENTS 6
 #define SLOTS  10
@@ -696,10 +697,21 @@ static void test_predicted_drain_survives_a_leader_change(void **state)
                     t->id, (long long)(t->revoked_at - ramp2_at));
     }
     assert_true(all_placed());
+    /* The new leader held the second agent's prediction: counted once per
+     * predicted record, and an agent whose latency was an anomaly before
+     * the trend window filled has two (docs/architecture.md, "Predicted
+     * faults"). */
     struct rdt_resp r = {0};
     leader_metrics(&r);
-    assert_non_null(
-        strstr(r.body, "recoveryd_predicted_faults_total{outcome=\"rate_limited\"} 1\n"));
+    long long held_back =
+        rdt_metric_in(r.body, "recoveryd_predicted_faults_total{outcome=\"rate_limited\"}");
+    if (held_back < 1 || held_back > 2) {
+        for (char *l = strtok(r.body, "\n"); l != NULL; l = strtok(NULL, "\n"))
+            if (strncmp(l, "recoveryd_predicted_faults_total{", 33) == 0)
+                fprintf(stderr, "%s\n", l);
+        print_engine_events();
+        fail_msg("the new leader held %lld predictions back (1 or 2 expected)", held_back);
+    }
     rdt_resp_free(&r);
 }
 
