@@ -68,7 +68,7 @@ void rd_sched_conflict_decide(struct rd_sched *s, const struct rd_task *t,
     json_t *event = conflict_event(t, w), *view = rd_sched__view_settings(s), *answer = NULL;
     char err[RD_POLICY_ERRLEN] = "";
     int rv = event && view
-                 ? rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err))
+                 ? rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, NULL, &answer, err, sizeof(err))
                  : RD_ENOMEM;
     json_decref(event);
     json_decref(view);

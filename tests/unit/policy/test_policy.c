@@ -252,7 +252,7 @@ static json_t *plan_ok(struct rd_policy_host *h, json_t *event, json_t *view)
 {
     struct rd_plan typed = {0};
     char err[RD_POLICY_ERRLEN];
-    int rc = rd_policy_plan(h, event, view, &typed, err, sizeof(err));
+    int rc = rd_policy_plan(h, event, view, NULL, &typed, err, sizeof(err));
     if (rc != 0)
         fail_msg("plan failed: %s: %s", rd_err_name(rc), err);
     /* The typed plan, seen as JSON (rd_plan_json) for the assertions. */
@@ -267,7 +267,7 @@ static void plan_fails(struct rd_policy_host *h, json_t *event, json_t *view, in
                        char err[RD_POLICY_ERRLEN])
 {
     struct rd_plan plan = {.n = 7}; /* must stay untouched */
-    int rc = rd_policy_plan(h, event, view, &plan, err, RD_POLICY_ERRLEN);
+    int rc = rd_policy_plan(h, event, view, NULL, &plan, err, RD_POLICY_ERRLEN);
     if (rc != want)
         fail_msg("expected %s, got %s: %s", rd_err_name(want), rd_err_name(rc), err);
     assert_int_equal(plan.n, 7);
@@ -499,8 +499,8 @@ static void test_bad_arguments(void **state)
     json_t *view = make_view(false);
     struct rd_plan plan = {0};
     json_t *array = json_array();
-    assert_int_equal(rd_policy_plan(h, array, view, &plan, err, sizeof(err)), RD_EINVAL);
-    assert_int_equal(rd_policy_plan(h, view, NULL, &plan, err, sizeof(err)), RD_EINVAL);
+    assert_int_equal(rd_policy_plan(h, array, view, NULL, &plan, err, sizeof(err)), RD_EINVAL);
+    assert_int_equal(rd_policy_plan(h, view, NULL, NULL, &plan, err, sizeof(err)), RD_EINVAL);
     assert_null(plan.actions);
 
     /* Absurd nesting is refused, not recursed into. */
@@ -627,7 +627,7 @@ static void test_memory_bomb(void **state)
         uint64_t t0 = rd_mono_ns();
         int rc;
         struct rd_plan plan = {0};
-        rc = rd_policy_plan(h, bomb, view, &plan, err, sizeof(err));
+        rc = rd_policy_plan(h, bomb, view, NULL, &plan, err, sizeof(err));
         double ms = (double)(rd_mono_ns() - t0) / 1e6;
         printf("    memory bomb (%s): %s after %.1f ms: %s\n", kinds[i], rd_err_name(rc), ms, err);
         json_decref(bomb);
@@ -1349,12 +1349,12 @@ static void test_hooks_shipped(void **state)
                           " \"state\": \"alive\"}, \"prediction\": {\"metric\": \"latency_ms\","
                           " \"trend\": 80.0, \"eta_ms\": 30000}, \"tasks\": []}");
     json_t *view = make_view(false), *partition = make_view(true), *answer = NULL;
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_PREDICTED, event, view, &answer, err, sizeof(err)),
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_PREDICTED, event, view, NULL, &answer, err, sizeof(err)),
                      0);
     assert_string_equal(json_string_value(answer), "drain");
     json_decref(answer);
     assert_int_equal(
-        rd_policy_hook(h, RD_HOOK_PREDICTED, event, partition, &answer, err, sizeof(err)), 0);
+        rd_policy_hook(h, RD_HOOK_PREDICTED, event, partition, NULL, &answer, err, sizeof(err)), 0);
     assert_string_equal(json_string_value(answer), "watch");
     json_decref(answer);
     json_decref(event);
@@ -1365,7 +1365,7 @@ static void test_hooks_shipped(void **state)
                   "  \"critical\": false, \"checkpoint\": {\"version\": 3, \"age_ms\": 5}},"
                   " {\"task_id\": \"l\", \"state\": \"running\", \"priority\": 1,"
                   "  \"critical\": false, \"checkpoint\": {\"version\": 3, \"age_ms\": 5}}]}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, NULL, &answer, err, sizeof(err)),
                      0);
     assert_int_equal(json_array_size(answer), 2);
     assert_string_equal(json_string_value(json_array_get(answer, 0)), "q");
@@ -1377,7 +1377,7 @@ static void test_hooks_shipped(void **state)
     event = parse("{\"kind\": \"checkpoint\", \"conflict_id\": \"c1\", \"task_id\": \"t1\","
                   " \"attempt\": 1, \"task_attempt\": 2, \"version\": 9, \"stored_version\": 4,"
                   " \"priority\": 5, \"critical\": false, \"labels\": {}}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err)),
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, NULL, &answer, err, sizeof(err)),
                      0);
     assert_string_equal(json_string_value(answer), "keep_progress");
     json_decref(answer);
@@ -1396,36 +1396,36 @@ static void test_hooks_broken(void **state)
     struct rd_policy_host *h = load_fixture(dir, "hooks_broken.lua", "select.lua");
     json_t *view = make_view(false), *answer = NULL;
     json_t *event = parse("{\"kind\": \"predicted\", \"reason\": \"error\", \"moves\": []}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_PREDICTED, event, view, &answer, err, sizeof(err)),
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_PREDICTED, event, view, NULL, &answer, err, sizeof(err)),
                      RD_EINVAL);
     check_prefix(err, "policies/select.lua:");
     check_contains(err, "predicted returned a number, expected \"drain\" or \"watch\"");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, NULL, &answer, err, sizeof(err)),
                      RD_EINVAL);
     check_prefix(err, "policies/select.lua:");
     check_contains(err, "rebalance is broken");
     json_decref(event);
     event = parse("{\"kind\": \"rebalance\", \"reason\": \"shape\", \"moves\": []}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, NULL, &answer, err, sizeof(err)),
                      RD_EINVAL);
     check_contains(err, "a table with key allow, expected a list of task ids");
     json_decref(event);
     /* on_conflict: an answer that is none of the three, an error. */
     event = parse("{\"kind\": \"checkpoint\", \"task_id\": \"t1\"}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err)),
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, NULL, &answer, err, sizeof(err)),
                      RD_EINVAL);
     check_prefix(err, "policies/select.lua:");
     check_contains(err, "on_conflict returned 'keep_older', expected \"keep_newer\", "
                         "\"keep_progress\" or \"fail_task\"");
     json_decref(event);
     event = parse("{\"kind\": \"fail\", \"task_id\": \"t1\"}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err)),
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, NULL, &answer, err, sizeof(err)),
                      RD_EINVAL);
     check_contains(err, "on_conflict is broken");
     assert_null(answer);
     json_decref(event);
     event = parse("{\"kind\": \"rebalance\", \"reason\": \"loop\", \"moves\": []}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, NULL, &answer, err, sizeof(err)),
                      RD_ETIMEOUT);
     check_prefix(err, "policies/select.lua:");
     assert_null(answer);
@@ -1461,7 +1461,7 @@ static void test_hooks_absent_or_not_functions(void **state)
     assert_false(rd_policy_has_hook(h, RD_HOOK_ON_CONFLICT));
     json_t *view = make_view(false), *answer = NULL;
     json_t *event = parse("{\"kind\": \"rebalance\", \"moves\": []}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
+    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, NULL, &answer, err, sizeof(err)),
                      RD_ENOTFOUND);
     assert_null(answer);
     json_decref(event);
@@ -1508,7 +1508,7 @@ static void test_custom_dir(void **state)
         }
         json_t *event = make_event("node_failed", samples[i].fault, NULL, tasks);
         struct rd_plan typed = {0};
-        rc = rd_policy_plan(h, event, view, &typed, err, sizeof(err));
+        rc = rd_policy_plan(h, event, view, NULL, &typed, err, sizeof(err));
         if (rc != 0) {
             printf("    %s: %s: %s\n", samples[i].what, rd_err_name(rc), err);
             failures++;

@@ -638,7 +638,7 @@ static void test_view_carries_the_settings(void **state)
 {
     struct sched_world *w = *state;
     configure(w);
-    json_t *view = rd_sched__view(&w->s);
+    json_t *view = rd_sched__view_settings(&w->s);
     assert_non_null(view);
     char *text = json_dumps(view, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(view);
