@@ -1156,9 +1156,9 @@ struct plan_ctx {
     json_t *event;
     json_t *view;
     struct rd_policy_nodes *nodes; /* NULL: the view's own */
-    json_t *plan;                 /* built here; the caller frees it on error */
-    const struct policy_file *pf; /* the file running now */
-    const char *what;             /* "select" or "plan" */
+    json_t *plan;                  /* built here; the caller frees it on error */
+    const struct policy_file *pf;  /* the file running now */
+    const char *what;              /* "select" or "plan" */
     const struct policy_file *strategy;
     bool json_oom; /* a jansson allocation failed */
 };
@@ -1246,8 +1246,8 @@ static int view_index(lua_State *L)
 {
     struct rd_policy_host *h = host_of(L);
     struct rd_policy_nodes *src = h->view_nodes;
-    if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "nodes") != 0 ||
-        src == NULL || lua_tonumber(L, lua_upvalueindex(1)) != h->call_seq) {
+    if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "nodes") != 0 || src == NULL ||
+        lua_tonumber(L, lua_upvalueindex(1)) != h->call_seq) {
         lua_pushnil(L); /* not nodes, or a view kept past its call */
         return 1;
     }
@@ -1907,10 +1907,9 @@ int rd_policy_hook(struct rd_policy_host *h, enum rd_policy_hook hook, json_t *e
         *answer = c.answer;
         return 0;
     }
-    int rc = c.json_oom || h->nodes_oom
-                 ? RD_ENOMEM
-                 : failure(h, status, "select.lua", hook_names[hook], h->hooks[hook].line,
-                           RD_EINVAL, err, errlen);
+    int rc = c.json_oom || h->nodes_oom ? RD_ENOMEM
+                                        : failure(h, status, "select.lua", hook_names[hook],
+                                                  h->hooks[hook].line, RD_EINVAL, err, errlen);
     if (h->nodes_oom)
         set_err(err, errlen, "policy host: out of memory building view.nodes for select.lua's %s",
                 hook_names[hook]);

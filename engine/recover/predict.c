@@ -143,10 +143,9 @@ static int ask(struct rd_sched *s, const struct rd_node *n, const struct rd_faul
             *view = rd_sched__view_settings(s);
         json_t *event = predicted_event(s, n, meta), *answer = NULL;
         char err[RD_POLICY_ERRLEN] = "";
-        int rv = event && *view
-                     ? rd_policy_hook(h, RD_HOOK_PREDICTED, event, *view, nodes, &answer, err,
-                                      sizeof(err))
-                     : RD_ENOMEM;
+        int rv = event && *view ? rd_policy_hook(h, RD_HOOK_PREDICTED, event, *view, nodes, &answer,
+                                                 err, sizeof(err))
+                                : RD_ENOMEM;
         json_decref(event);
         if (rv != 0) {
             s->policy_errors_total++;

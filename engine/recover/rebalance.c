@@ -540,9 +540,9 @@ static json_t *allowed(struct rd_sched *s, struct rd_task **tasks, const struct 
     json_t *view = rd_sched__view_settings(s), *ids = NULL;
     struct rd_policy_nodes nodes = {.build = rd_sched__view_nodes, .data = s};
     char err[RD_POLICY_ERRLEN] = "";
-    int rv = event && view ? rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &nodes, &ids, err,
-                                            sizeof(err))
-                           : RD_ENOMEM;
+    int rv = event && view
+                 ? rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &nodes, &ids, err, sizeof(err))
+                 : RD_ENOMEM;
     json_decref(event);
     json_decref(view);
     rd_policy_nodes_release(&nodes);

@@ -523,8 +523,8 @@ static void recover_case(const char *name, struct world *w, int reps)
     printf("%-16s nodes=%zu tasks=%zu policies=%s: %.3f ms CPU (median of %d, min %.3f, max "
            "%.3f); %zu moves, digest %016llx%s%s\n",
            name, w->fsm.n_nodes, w->fsm.n_tasks, w->policy ? "shipped" : "none (built-in)",
-           (double)ns[reps / 2] / 1e6, reps, (double)ns[0] / 1e6, (double)ns[reps - 1] / 1e6,
-           moved, (unsigned long long)digest, stable ? "" : " (DIFFERENT moves between passes)",
+           (double)ns[reps / 2] / 1e6, reps, (double)ns[0] / 1e6, (double)ns[reps - 1] / 1e6, moved,
+           (unsigned long long)digest, stable ? "" : " (DIFFERENT moves between passes)",
            w->s.policy_errors_total ? " (POLICY ERRORS)" : "");
     fflush(stdout);
 }
