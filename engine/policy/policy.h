@@ -220,13 +220,15 @@ bool rd_policy_has_hook(const struct rd_policy_host *h, enum rd_policy_hook hook
 
 /*
  * Calls select.lua's `hook(event, view)` under the budget and the memory
- * cap, as rd_policy_plan does (view.nodes too: from `nodes`, when not NULL). Its answer, validated,
- * in `*answer` (a new reference): RD_HOOK_PREDICTED a JSON string "drain" or "watch";
- * RD_HOOK_ON_CONFLICT a JSON string "keep_newer", "keep_progress" or "fail_task"; RD_HOOK_REBALANCE
- * a JSON array of task ids (strings of 1-255 printable bytes, at most RD_POLICY_MAX_ACTIONS).
- * Returns 0; RD_ENOTFOUND when select.lua has no such hook (nothing called); RD_EINVAL (an error
- * raised, or an answer of the wrong shape), RD_ETIMEOUT, RD_ENOMEM with "policies/select.lua:LINE:
- * why" in `err`.
+ * cap, as rd_policy_plan does (view.nodes too: from `nodes` when not NULL).
+ * Its answer, validated, in `*answer` (a new reference): RD_HOOK_PREDICTED a
+ * JSON string "drain" or "watch"; RD_HOOK_ON_CONFLICT a JSON string
+ * "keep_newer", "keep_progress" or "fail_task"; RD_HOOK_REBALANCE a JSON
+ * array of task ids (strings of 1-255 printable bytes, at most
+ * RD_POLICY_MAX_ACTIONS). Returns 0; RD_ENOTFOUND when select.lua has no
+ * such hook (nothing called); RD_EINVAL (an error raised, or an answer of
+ * the wrong shape), RD_ETIMEOUT, RD_ENOMEM with
+ * "policies/select.lua:LINE: why" in `err`.
  */
 int rd_policy_hook(struct rd_policy_host *h, enum rd_policy_hook hook, json_t *event, json_t *view,
                    struct rd_policy_nodes *nodes, json_t **answer, char *err, size_t errlen);
