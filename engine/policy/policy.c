@@ -77,10 +77,13 @@ struct rd_policy_host {
     bool timed_out;              /* the hook raised the budget error */
     volatile sig_atomic_t tight; /* the deadline signal set the hook to every instruction */
     int sampled_line;            /* last line of policy code the hook saw */
-    /* The view's nodes of the call running now, converted when a policy
-     * first reads view.nodes (push_view); `call_seq` tells a view kept
-     * from an earlier call, whose nodes are gone. */
-    json_t *view_nodes;
+    /* Where the view's nodes of the call running now come from, built and
+     * converted when a policy first reads view.nodes (push_view);
+     * `call_seq` tells a view kept from an earlier call, whose nodes are
+     * gone. `view_own` is the source of a view that holds its nodes. */
+    struct rd_policy_nodes *view_nodes;
+    struct rd_policy_nodes view_own;
+    bool nodes_oom; /* building view.nodes failed in the call running now */
     double call_seq;
     char version[VERSION_CHARS + 1];
     struct policy_file select;
@@ -279,11 +282,25 @@ static void disarm_deadline(struct rd_policy_host *h)
     }
 }
 
+/* Moves the running call's deadline `ns` later: time the host spent for the
+ * call (building view.nodes), not the policy's. */
+static void extend_deadline(struct rd_policy_host *h, uint64_t ns)
+{
+    if (h->deadline_ns == 0)
+        return;
+    h->deadline_ns += ns;
+    if (h->tight) { /* the old deadline's signal came meanwhile */
+        h->tight = 0;
+        lua_sethook(h->L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+    }
+    arm_deadline(h);
+}
+
 /* The host has decided this call ends: a policy's pcall must not hide it. */
 static bool aborting(lua_State *L)
 {
     struct rd_policy_host *h = host_of(L);
-    return h->timed_out || h->mem_refused;
+    return h->timed_out || h->mem_refused || h->nodes_oom;
 }
 
 /*
@@ -977,6 +994,7 @@ static void begin_call(struct rd_policy_host *h, uint64_t budget_ms)
 {
     h->timed_out = false;
     h->mem_refused = false;
+    h->nodes_oom = false;
     h->sampled_line = 0;
     h->call_budget_ms = budget_ms;
     h->deadline_ns = budget_now_ns() + budget_ms * 1000000ull;
@@ -989,6 +1007,7 @@ static void end_call(struct rd_policy_host *h, bool failed)
     disarm_deadline(h);
     h->deadline_ns = 0;
     h->view_nodes = NULL; /* the caller's, freed after the call */
+    h->view_own.built = NULL;
     lua_settop(h->L, 0);
     if (failed) {
         /* A call that filled the state to its cap leaves no room even for
@@ -1136,9 +1155,10 @@ struct plan_ctx {
     struct rd_policy_host *h;
     json_t *event;
     json_t *view;
-    json_t *plan;                 /* built here; the caller frees it on error */
-    const struct policy_file *pf; /* the file running now */
-    const char *what;             /* "select" or "plan" */
+    struct rd_policy_nodes *nodes; /* NULL: the view's own */
+    json_t *plan;                  /* built here; the caller frees it on error */
+    const struct policy_file *pf;  /* the file running now */
+    const char *what;              /* "select" or "plan" */
     const struct policy_file *strategy;
     bool json_oom; /* a jansson allocation failed */
 };
@@ -1204,17 +1224,40 @@ static int push_json(lua_State *L, json_t *j, const char *what, int depth)
     return 0;
 }
 
+/* Builds the view's nodes from `src` for the call running now, outside its
+ * budget; raises (past the policy's pcall) when that fails. */
+static void build_nodes(lua_State *L, struct rd_policy_host *h, struct rd_policy_nodes *src)
+{
+    uint64_t t0 = budget_now_ns();
+    json_t *nodes = src->build(src->data);
+    extend_deadline(h, budget_now_ns() - t0);
+    if (!json_is_array(nodes)) {
+        json_decref(nodes);
+        h->nodes_oom = true;
+        throwf(L, "out of memory building view.nodes");
+    }
+    src->built = nodes;
+}
+
 /* view.nodes read for the first time in a call (the view's __index; upvalue
- * 1: the call's sequence number): converted then and kept in the view. */
+ * 1: the call's sequence number): built if no call built them yet,
+ * converted and kept in the view. */
 static int view_index(lua_State *L)
 {
     struct rd_policy_host *h = host_of(L);
-    if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "nodes") != 0 ||
-        h->view_nodes == NULL || lua_tonumber(L, lua_upvalueindex(1)) != h->call_seq) {
+    struct rd_policy_nodes *src = h->view_nodes;
+    if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "nodes") != 0 || src == NULL ||
+        lua_tonumber(L, lua_upvalueindex(1)) != h->call_seq) {
         lua_pushnil(L); /* not nodes, or a view kept past its call */
         return 1;
     }
-    push_json(L, h->view_nodes, "view", 1);
+    if (src->built == NULL && src->build != NULL)
+        build_nodes(L, h, src);
+    if (src->built == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    push_json(L, src->built, "view", 1);
     lua_pushstring(L, "nodes");
     lua_pushvalue(L, -2);
     lua_rawset(L, 1);
@@ -1222,20 +1265,26 @@ static int view_index(lua_State *L)
 }
 
 /*
- * Pushes the view as push_json does, but for its `nodes`, converted only
- * when the policy reads view.nodes (then once per call): a view of 10,000
- * agents took tens of ms to convert, once per lost agent in a storm, and
+ * Pushes the view as push_json does, but for its `nodes` (from `src`, else
+ * the view's own array), built and converted only when the policy reads
+ * view.nodes (then once per call): a view of 10,000 agents took tens of ms
+ * to convert, once per lost agent in a storm, and milliseconds to build, and
  * the shipped policies never read it. `pairs(view)` lists `nodes` only once
  * read (the sandbox has no rawget or getmetatable that would tell).
  */
-static void push_view(lua_State *L, struct rd_policy_host *h, json_t *view)
+static void push_view(lua_State *L, struct rd_policy_host *h, json_t *view,
+                      struct rd_policy_nodes *src)
 {
     json_t *nodes = json_object_get(view, "nodes");
     h->call_seq++;
     h->view_nodes = NULL;
-    if (!json_is_array(nodes)) {
+    if (src == NULL && !json_is_array(nodes)) {
         push_json(L, view, "view", 0);
         return;
+    }
+    if (src == NULL) {
+        h->view_own = (struct rd_policy_nodes){.built = nodes}; /* borrowed */
+        src = &h->view_own;
     }
     luaL_checkstack(L, 6, "view");
     push_object(L, view, "view", 0, nodes);
@@ -1244,7 +1293,7 @@ static void push_view(lua_State *L, struct rd_policy_host *h, json_t *view)
     lua_pushcclosure(L, view_index, 1);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2);
-    h->view_nodes = nodes;
+    h->view_nodes = src;
 }
 
 /* Raises "policies/FILE:LINE: plan returned ...: why" for a malformed plan. */
@@ -1549,7 +1598,7 @@ static int plan_protected(lua_State *L)
      * a policy changes in them outlives the call or reaches the engine.
      */
     push_json(L, c->event, "event", 0);
-    push_view(L, h, c->view);
+    push_view(L, h, c->view, c->nodes);
 
     c->pf = &h->select;
     c->what = "select";
@@ -1678,8 +1727,17 @@ json_t *rd_plan_json(const struct rd_plan *p)
     return j;
 }
 
-int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, struct rd_plan *plan_out,
-                   char *err, size_t errlen)
+void rd_policy_nodes_release(struct rd_policy_nodes *n)
+{
+    if (n == NULL)
+        return;
+    json_decref(n->built);
+    n->built = NULL;
+}
+
+int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view,
+                   struct rd_policy_nodes *nodes, struct rd_plan *plan_out, char *err,
+                   size_t errlen)
 {
     set_err(err, errlen, "%s", "");
     if (h == NULL || plan_out == NULL) {
@@ -1690,7 +1748,8 @@ int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, struct
         set_err(err, errlen, "policy host: event and view must be JSON objects");
         return RD_EINVAL;
     }
-    struct plan_ctx c = {.h = h, .event = event, .view = view, .pf = &h->select, .what = "select"};
+    struct plan_ctx c = {
+        .h = h, .event = event, .view = view, .nodes = nodes, .pf = &h->select, .what = "select"};
     begin_call(h, h->budget_ms);
     int status = lua_cpcall(h->L, plan_protected, &c);
     if (status == 0) {
@@ -1703,9 +1762,12 @@ int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, struct
     }
     char file[RD_POLICY_MAX_NAME + 8];
     snprintf(file, sizeof(file), "%s.lua", c.pf->name);
-    int rc = c.json_oom ? RD_ENOMEM
-                        : failure(h, status, file, c.what, c.pf->line, RD_EINVAL, err, errlen);
-    if (c.json_oom)
+    int rc = c.json_oom || h->nodes_oom
+                 ? RD_ENOMEM
+                 : failure(h, status, file, c.what, c.pf->line, RD_EINVAL, err, errlen);
+    if (h->nodes_oom)
+        set_err(err, errlen, "policy host: out of memory building view.nodes for %s", file);
+    else if (c.json_oom)
         set_err(err, errlen, "policy host: out of memory building the plan of %s", file);
     end_call(h, true);
     json_decref(c.plan);
@@ -1724,7 +1786,8 @@ struct hook_ctx {
     struct rd_policy_host *h;
     enum rd_policy_hook hook;
     json_t *event, *view;
-    json_t *answer; /* built here; the caller frees it on error */
+    struct rd_policy_nodes *nodes; /* NULL: the view's own */
+    json_t *answer;                /* built here; the caller frees it on error */
     bool json_oom;
 };
 
@@ -1811,7 +1874,7 @@ static int hook_protected(lua_State *L)
     lua_pushcfunction(L, msgh); /* 1 */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->hooks[c->hook].fn_ref);
     push_json(L, c->event, "event", 0);
-    push_view(L, h, c->view);
+    push_view(L, h, c->view, c->nodes);
     h->sampled_line = 0;
     if (lua_pcall(L, 2, 1, 1) != 0)
         return lua_error(L);
@@ -1826,7 +1889,7 @@ static int hook_protected(lua_State *L)
 }
 
 int rd_policy_hook(struct rd_policy_host *h, enum rd_policy_hook hook, json_t *event, json_t *view,
-                   json_t **answer, char *err, size_t errlen)
+                   struct rd_policy_nodes *nodes, json_t **answer, char *err, size_t errlen)
 {
     set_err(err, errlen, "%s", "");
     if (h == NULL || answer == NULL || hook >= RD_HOOK_COUNT || !json_is_object(event) ||
@@ -1836,7 +1899,7 @@ int rd_policy_hook(struct rd_policy_host *h, enum rd_policy_hook hook, json_t *e
     }
     if (h->hooks[hook].fn_ref == LUA_NOREF)
         return RD_ENOTFOUND;
-    struct hook_ctx c = {.h = h, .hook = hook, .event = event, .view = view};
+    struct hook_ctx c = {.h = h, .hook = hook, .event = event, .view = view, .nodes = nodes};
     begin_call(h, h->budget_ms);
     int status = lua_cpcall(h->L, hook_protected, &c);
     if (status == 0) {
@@ -1844,10 +1907,13 @@ int rd_policy_hook(struct rd_policy_host *h, enum rd_policy_hook hook, json_t *e
         *answer = c.answer;
         return 0;
     }
-    int rc = c.json_oom ? RD_ENOMEM
-                        : failure(h, status, "select.lua", hook_names[hook], h->hooks[hook].line,
-                                  RD_EINVAL, err, errlen);
-    if (c.json_oom)
+    int rc = c.json_oom || h->nodes_oom ? RD_ENOMEM
+                                        : failure(h, status, "select.lua", hook_names[hook],
+                                                  h->hooks[hook].line, RD_EINVAL, err, errlen);
+    if (h->nodes_oom)
+        set_err(err, errlen, "policy host: out of memory building view.nodes for select.lua's %s",
+                hook_names[hook]);
+    else if (c.json_oom)
         set_err(err, errlen, "policy host: out of memory reading select.lua's %s answer",
                 hook_names[hook]);
     end_call(h, true);

@@ -149,11 +149,34 @@ void rd_plan_free(struct rd_plan *p);
 json_t *rd_plan_json(const struct rd_plan *p);
 
 /*
+ * The view's `nodes` (one object per agent, policies/README.md), built only
+ * when a policy reads view.nodes: the JSON of a fleet of 10,000 agents costs
+ * milliseconds to build, and the shipped policies never read it. The host
+ * calls `build(data)` the first time a call reads view.nodes while `built`
+ * is NULL, and keeps the array it returns (a new reference; NULL when out of
+ * memory) in `built`: every later call given the same source uses it, so a
+ * pass that makes several calls builds it at most once. The time `build`
+ * takes does not count against the call's budget. The caller releases what
+ * was built with rd_policy_nodes_release after its last call.
+ */
+struct rd_policy_nodes {
+    json_t *(*build)(void *data);
+    void *data;
+    json_t *built; /* NULL until a policy read view.nodes */
+};
+
+/* Frees what `n` built (the source can build again); NULL is a no-op. */
+void rd_policy_nodes_release(struct rd_policy_nodes *n);
+
+/*
  * Calls select(event, view), then the chosen strategy's plan(event, view),
  * under one budget and the memory cap. `event` and `view` are JSON objects
  * (policies/README.md has their shape), borrowed; each Lua call gets its own
  * freshly converted tables, so what one call changes in them is seen by
  * nobody else (JSON null becomes nil; numbers become Lua numbers).
+ * view.nodes is converted to Lua only when the policy reads it (then once
+ * per call); it comes from `nodes` when that is not NULL (a `nodes` member
+ * of `view` is then left out), else from the view's own `nodes` array.
  *
  * The returned plan is validated against the action schema and typed into
  * `*plan_out` (released with rd_plan_free); a reassign always has an order
@@ -167,13 +190,14 @@ json_t *rd_plan_json(const struct rd_plan *p);
  * RD_ETIMEOUT the call ran past budget_ms, or a string or table library
  *             call it made could not fit in what was left of it;
  * RD_ENOMEM   the Lua state hit memory_limit (or a conversion's allocation
- *             failed);
+ *             failed, or `nodes` could not build them);
  * with "policies/FILE:LINE: why" in `err` (for memory errors the line is the
  * last one the budget hook sampled, "near line N"). The host stays usable
  * after any failure.
  */
-int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view, struct rd_plan *plan_out,
-                   char *err, size_t errlen);
+int rd_policy_plan(struct rd_policy_host *h, json_t *event, json_t *view,
+                   struct rd_policy_nodes *nodes, struct rd_plan *plan_out, char *err,
+                   size_t errlen);
 
 /*
  * The optional hooks of select.lua, besides select (policies/README.md,
@@ -196,16 +220,17 @@ bool rd_policy_has_hook(const struct rd_policy_host *h, enum rd_policy_hook hook
 
 /*
  * Calls select.lua's `hook(event, view)` under the budget and the memory
- * cap, as rd_policy_plan does. Its answer, validated, in `*answer` (a new
- * reference): RD_HOOK_PREDICTED a JSON string "drain" or "watch"; RD_HOOK_ON_CONFLICT
- * a JSON string "keep_newer", "keep_progress" or "fail_task";
- * RD_HOOK_REBALANCE a JSON array of task ids (strings of 1-255 printable
- * bytes, at most RD_POLICY_MAX_ACTIONS). Returns 0; RD_ENOTFOUND when
- * select.lua has no such hook (nothing called); RD_EINVAL (an error raised,
- * or an answer of the wrong shape), RD_ETIMEOUT, RD_ENOMEM with
+ * cap, as rd_policy_plan does (view.nodes too: from `nodes` when not NULL).
+ * Its answer, validated, in `*answer` (a new reference): RD_HOOK_PREDICTED a
+ * JSON string "drain" or "watch"; RD_HOOK_ON_CONFLICT a JSON string
+ * "keep_newer", "keep_progress" or "fail_task"; RD_HOOK_REBALANCE a JSON
+ * array of task ids (strings of 1-255 printable bytes, at most
+ * RD_POLICY_MAX_ACTIONS). Returns 0; RD_ENOTFOUND when select.lua has no
+ * such hook (nothing called); RD_EINVAL (an error raised, or an answer of
+ * the wrong shape), RD_ETIMEOUT, RD_ENOMEM with
  * "policies/select.lua:LINE: why" in `err`.
  */
 int rd_policy_hook(struct rd_policy_host *h, enum rd_policy_hook hook, json_t *event, json_t *view,
-                   json_t **answer, char *err, size_t errlen);
+                   struct rd_policy_nodes *nodes, json_t **answer, char *err, size_t errlen);
 
 #endif

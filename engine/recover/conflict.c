@@ -67,9 +67,9 @@ void rd_sched_conflict_decide(struct rd_sched *s, const struct rd_task *t,
      * every conflict would cost in proportion to the fleet. */
     json_t *event = conflict_event(t, w), *view = rd_sched__view_settings(s), *answer = NULL;
     char err[RD_POLICY_ERRLEN] = "";
-    int rv = event && view
-                 ? rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err))
-                 : RD_ENOMEM;
+    int rv = event && view ? rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, NULL, &answer, err,
+                                            sizeof(err))
+                           : RD_ENOMEM;
     json_decref(event);
     json_decref(view);
     int res = rv == 0 ? rd_conflict_res_parse(json_string_value(answer)) : -1;

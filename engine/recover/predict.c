@@ -145,7 +145,7 @@ static void drain(struct rd_sched *s, const struct rd_node *n, const struct rd_f
 /* Asks the hook about one prediction: ANSWERED (watch, no hook, an error),
  * HELD (drain wanted, not allowed yet), or 0 (drained, or proposing). */
 static int ask(struct rd_sched *s, const struct rd_node *n, const struct rd_fault *x, json_t *meta,
-               bool asked_before, json_t **view)
+               bool asked_before, json_t **view, struct rd_policy_nodes *nodes)
 {
     struct rd_policy_host *h = *s->env.policy;
     if (!asked_before) {
@@ -154,12 +154,12 @@ static int ask(struct rd_sched *s, const struct rd_node *n, const struct rd_faul
             return ANSWERED;
         }
         if (*view == NULL)
-            *view = rd_sched__view(s);
+            *view = rd_sched__view_settings(s);
         json_t *event = predicted_event(s, n, meta), *answer = NULL;
         char err[RD_POLICY_ERRLEN] = "";
-        int rv = event && *view
-                     ? rd_policy_hook(h, RD_HOOK_PREDICTED, event, *view, &answer, err, sizeof(err))
-                     : RD_ENOMEM;
+        int rv = event && *view ? rd_policy_hook(h, RD_HOOK_PREDICTED, event, *view, nodes, &answer,
+                                                 err, sizeof(err))
+                                : RD_ENOMEM;
         json_decref(event);
         if (rv != 0) {
             s->policy_errors_total++;
@@ -229,7 +229,8 @@ void rd_sched__predicted(struct rd_sched *s)
      * answer is only needed while it is open). */
     if (s->predicted.len > 2 * f->open_faults + 256)
         rd_sched__predicted_stop(s);
-    json_t *view = NULL;
+    json_t *view = NULL; /* one per pass, its nodes built only if the hook reads them */
+    struct rd_policy_nodes nodes = {.build = rd_sched__view_nodes, .data = s};
     size_t seen = 0;
     for (size_t i = f->n_faults; i-- > 0 && seen < f->open_faults;) {
         const struct rd_fault *x = f->faults[i];
@@ -254,7 +255,7 @@ void rd_sched__predicted(struct rd_sched *s)
                 json_decref(meta);
                 continue;
             }
-            rv = ask(s, n, x, meta, a != NULL, &view);
+            rv = ask(s, n, x, meta, a != NULL, &view, &nodes);
         }
         json_decref(meta);
         if (rv == 0)
@@ -270,6 +271,7 @@ void rd_sched__predicted(struct rd_sched *s)
             a->what = rv;
     }
     json_decref(view);
+    rd_policy_nodes_release(&nodes);
     /* Drained on a prediction that no longer stands: readmit. */
     if (f->count_by_state[RD_NODE_DRAINING] == 0)
         return;

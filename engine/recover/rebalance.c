@@ -537,13 +537,15 @@ static json_t *allowed(struct rd_sched *s, struct rd_task **tasks, const struct 
         json_array_append_new(
             moves, move_json(tasks[mv[i].task], f->nodes[mv[i].from], f->nodes[mv[i].to]));
     json_t *event = json_pack("{s:s,s:s,s:o}", "kind", "rebalance", "reason", why, "moves", moves);
-    json_t *view = rd_sched__view(s), *ids = NULL;
+    json_t *view = rd_sched__view_settings(s), *ids = NULL;
+    struct rd_policy_nodes nodes = {.build = rd_sched__view_nodes, .data = s};
     char err[RD_POLICY_ERRLEN] = "";
     int rv = event && view
-                 ? rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &ids, err, sizeof(err))
+                 ? rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &nodes, &ids, err, sizeof(err))
                  : RD_ENOMEM;
     json_decref(event);
     json_decref(view);
+    rd_policy_nodes_release(&nodes);
     if (rv == 0)
         return ids;
     s->rb_policy_errors++;

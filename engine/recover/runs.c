@@ -312,29 +312,29 @@ json_t *rd_sched__view_settings(struct rd_sched *s)
     return view;
 }
 
-/* The cluster as the policy may see it, read-only. */
-json_t *rd_sched__view(struct rd_sched *s)
+/* The cluster's agents as the policy may see them, read-only: every one
+ * but those that left. */
+json_t *rd_sched__view_nodes(void *data)
 {
+    struct rd_sched *s = data;
     const struct rd_fsm *f = s->env.fsm;
-    json_t *view = rd_sched__view_settings(s);
     json_t *nodes = json_array();
-    if (view == NULL || nodes == NULL || json_object_set_new(view, "nodes", nodes) != 0) {
-        json_decref(view);
-        return NULL;
-    }
-    for (size_t i = 0; i < f->n_nodes; i++) {
+    for (size_t i = 0; nodes != NULL && i < f->n_nodes; i++) {
         const struct rd_node *n = f->nodes[i];
         if (n->state == RD_NODE_LEFT)
             continue;
-        json_array_append_new(
-            nodes,
+        json_t *o =
             json_pack("{s:s,s:s,s:o,s:{s:I},s:I,s:{s:I}}", "node_id", n->node_id, "state",
                       rd_node_state_name(n->state), "labels", labels_of(n->labels_json), "capacity",
                       "slots", (json_int_t)n->slots, "free_slots",
                       (json_int_t)(n->slots > n->slots_in_use ? n->slots - n->slots_in_use : 0),
-                      "load", "slots_used", (json_int_t)n->slots_in_use));
+                      "load", "slots_used", (json_int_t)n->slots_in_use);
+        if (o == NULL || json_array_append_new(nodes, o) != 0) {
+            json_decref(nodes);
+            nodes = NULL;
+        }
     }
-    return view;
+    return nodes;
 }
 
 /* A run that passed its strategy's max_time ends partial and alerts; what
@@ -401,6 +401,7 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra)
     const struct rd_fsm *f = s->env.fsm;
     unsigned limit = s->env.cfg->fault_tolerance.recovery_strategies.fast_recovery.resource_limit;
     json_t *view = NULL;
+    struct rd_policy_nodes nodes = {.build = rd_sched__view_nodes, .data = s};
     uint64_t now_ns = rd_mono_ns();
     /* Runs end when their agent holds no more tasks or is working again,
      * or when they pass their max_time. */
@@ -448,11 +449,12 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra)
         char err[RD_POLICY_ERRLEN] = "";
         if (*s->env.policy != NULL) {
             /* One view per pass, whatever the number of lost agents (the
-             * policy host converts it per call and never changes it). */
+             * policy host converts it per call and never changes it); its
+             * nodes built only if a policy reads them, then once. */
             if (view == NULL)
-                view = rd_sched__view(s);
+                view = rd_sched__view_settings(s);
             json_t *event = rd_sched__event(s, n, todo, k);
-            int rv = rd_policy_plan(*s->env.policy, event, view, &plan, err, sizeof(err));
+            int rv = rd_policy_plan(*s->env.policy, event, view, &nodes, &plan, err, sizeof(err));
             planned = rv == 0;
             json_decref(event);
             if (rv != 0) {
@@ -485,4 +487,5 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra)
         }
     }
     json_decref(view); /* NULL when no policy ran */
+    rd_policy_nodes_release(&nodes);
 }

@@ -149,9 +149,14 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra);
  * (policies/README.md has both shapes). New references. */
 json_t *rd_sched__event(struct rd_sched *s, const struct rd_node *n, struct rd_task **todo,
                         size_t k);
-json_t *rd_sched__view(struct rd_sched *s);
-/* The view without `nodes` (on_conflict's: a conflict is about one task). */
+/* The view without `nodes`: the mode and the settings (all on_conflict
+ * gets: a conflict is about one task). */
 json_t *rd_sched__view_settings(struct rd_sched *s);
+/* The view's `nodes` (a JSON array, NULL on ENOMEM), `data` the scheduler:
+ * the build of a struct rd_policy_nodes, which the policy host calls only
+ * when a policy reads view.nodes, so the calls that give the whole view
+ * pass {.build = rd_sched__view_nodes, .data = s} beside the settings. */
+json_t *rd_sched__view_nodes(void *data);
 
 /* ---- predict.c ---- */
 

@@ -32,6 +32,18 @@
  * Each prints the pass's CPU time and a digest of the moves it decided (the
  * proposals and where the held ones go), to compare builds: the moves must
  * be the same in every pass of a case (exit 1 when not).
+ *
+ * With --pass policy (and --policies DIR, the shipped policies/), the
+ * passes that call the Lua policies with the whole view, on the same fleet:
+ *   recover-N       N agents failed (10 tasks each, a recovery run open for
+ *                   each): one rd_sched__recover pass, select + plan once
+ *                   per lost agent; beside it the same pass with no
+ *                   policies (the built-in fast recovery) as the reference
+ *   rb-hook         rb-joined with the policies: one rebalancing pass, the
+ *                   `rebalance` hook called once
+ * Each prints the pass's CPU time and a digest of what it proposed (the
+ * same in every pass, exit 1 when not; the same in two builds when they
+ * plan alike).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +56,7 @@
 #include "detect/analysis.h"
 #include "fsm/fsm.h"
 #include "plugin/host.h"
+#include "policy/policy.h"
 #include "recover/sched.h"
 #include "recover/sched_int.h"
 #include "registry/registry.h"
@@ -132,6 +145,13 @@ static void apply(struct world *w, struct rd_cmd c)
     rd_w_free(&b);
 }
 
+/* A policy's failure, counted by the scheduler (and reported by the case). */
+static void policy_error(void *data, const char *msg)
+{
+    (void)data;
+    fprintf(stderr, "bench: policy error: %s\n", msg);
+}
+
 static void node_id(char *out, size_t len, size_t i)
 {
     snprintf(out, len, "agent-%06zu", i);
@@ -165,6 +185,7 @@ static void world_init(struct world *w, size_t nodes, uint32_t slots)
         .analysis = &w->analysis,
         .alerts = &w->alerts,
         .policy = &w->policy,
+        .policy_error = policy_error,
         .shutting_down = &w->shutting_down,
         .leader_since_ns = &w->leader_since_ns,
     };
@@ -447,12 +468,123 @@ static void rebalance_cases(struct world *w, size_t nodes, size_t tasks, int rep
     world_close(w);
 }
 
+/* ---- the passes that call the policies with the whole view --------------- */
+
+static void load_policies(struct world *w, const char *dir)
+{
+    char err[RD_POLICY_ERRLEN];
+    if (rd_policy_load(dir, 50, (size_t)64 << 20, &w->policy, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bench: loading %s: %s\n", dir, err);
+        exit(2);
+    }
+}
+
+/* One recovery pass: its CPU time; the moves it proposed, counted and hashed. */
+static uint64_t recover_pass(struct world *w, size_t *moved, uint64_t *digest)
+{
+    const struct rd_fsm *f = &w->fsm;
+    uint32_t *extra = calloc(f->n_nodes ? f->n_nodes : 1, sizeof(*extra));
+    if (extra == NULL)
+        exit(2);
+    rd_sched__labels_reset(&w->s);
+    uint64_t t0 = cpu_ns();
+    rd_sched__recover(&w->s, extra);
+    uint64_t ns = cpu_ns() - t0;
+    uint64_t h = RD_FNV_INIT;
+    *moved = 0;
+    for (size_t i = 0; i < w->log.n; i++) {
+        if (w->log.q[i].task[0] == '\0')
+            continue;
+        h = rd_fnv1a(h, w->log.q[i].task, strlen(w->log.q[i].task));
+        h = rd_fnv1a(h, w->log.q[i].node, strlen(w->log.q[i].node));
+        (*moved)++;
+    }
+    *digest = h;
+    refuse_all(&w->log);
+    rd_sched__labels_reset(&w->s);
+    free(extra);
+    return ns;
+}
+
+static void recover_case(const char *name, struct world *w, int reps)
+{
+    uint64_t ns[64], digest = 0, first = 0;
+    size_t moved = 0;
+    bool stable = true;
+    for (int r = 0; r < reps; r++) {
+        ns[r] = recover_pass(w, &moved, &digest);
+        if (r == 0)
+            first = digest;
+        stable = stable && digest == first;
+    }
+    if (!stable || w->s.policy_errors_total != 0)
+        failures++;
+    qsort(ns, (size_t)reps, sizeof(ns[0]), cmp_u64);
+    printf("%-16s nodes=%zu tasks=%zu policies=%s: %.3f ms CPU (median of %d, min %.3f, max "
+           "%.3f); %zu moves, digest %016llx%s%s\n",
+           name, w->fsm.n_nodes, w->fsm.n_tasks, w->policy ? "shipped" : "none (built-in)",
+           (double)ns[reps / 2] / 1e6, reps, (double)ns[0] / 1e6, (double)ns[reps - 1] / 1e6, moved,
+           (unsigned long long)digest, stable ? "" : " (DIFFERENT moves between passes)",
+           w->s.policy_errors_total ? " (POLICY ERRORS)" : "");
+    fflush(stdout);
+}
+
+/* `lost` agents failed, each with the tasks placed on it, a run open for each. */
+static void recover_world(struct world *w, size_t nodes, size_t tasks, size_t lost)
+{
+    world_init(w, nodes, 32);
+    for (size_t i = 0; i < tasks; i++) {
+        char id[40];
+        snprintf(id, sizeof(id), "%s", submit(w, i));
+        place(w, id, i % nodes);
+    }
+    for (size_t k = 0; k < lost; k++) {
+        size_t i = k * (nodes / lost);
+        fail_node(w, i);
+        char node[32], run[40];
+        node_id(node, sizeof(node), i);
+        snprintf(run, sizeof(run), "00000000-0000-4000-8000-%012zu", k);
+        struct rd_cmd c = {.type = RD_CMD_RECOVERY_OPEN};
+        c.u.ropen.id = RD_STR(run);
+        c.u.ropen.node_id = RD_STR(node);
+        c.u.ropen.strategy = RD_STR("");
+        c.u.ropen.reason = RD_STR("node_failed");
+        apply(w, c);
+    }
+}
+
+static void policy_cases(struct world *w, size_t nodes, size_t tasks, int reps, const char *dir)
+{
+    static const size_t lost[] = {1, 20};
+    for (size_t i = 0; i < RD_ARRAY_SIZE(lost); i++) {
+        char name[32];
+        recover_world(w, nodes, tasks, lost[i]);
+        snprintf(name, sizeof(name), "recover-%zu", lost[i]);
+        recover_case(name, w, reps);
+        load_policies(w, dir);
+        recover_case(name, w, reps);
+        rd_policy_free(w->policy);
+        w->policy = NULL;
+        world_close(w);
+    }
+    rb_world(w, nodes, tasks, nodes - nodes / 5);
+    load_policies(w, dir);
+    rb_case("rb-hook", w, reps, false);
+    if (w->s.rb_policy_errors != 0) {
+        printf("rb-hook: %llu policy errors\n", (unsigned long long)w->s.rb_policy_errors);
+        failures++;
+    }
+    rd_policy_free(w->policy);
+    w->policy = NULL;
+    world_close(w);
+}
+
 int main(int argc, char **argv)
 {
     size_t nodes = 10000, tasks = 100000;
     int reps = 5;
     double old_max_s = 30;
-    const char *pass = "all";
+    const char *pass = "all", *policies = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--nodes") == 0)
             nodes = strtoul(argv[i + 1], NULL, 10);
@@ -464,9 +596,12 @@ int main(int argc, char **argv)
             old_max_s = atof(argv[i + 1]);
         else if (strcmp(argv[i], "--pass") == 0)
             pass = argv[i + 1];
+        else if (strcmp(argv[i], "--policies") == 0)
+            policies = argv[i + 1];
         else {
             fprintf(stderr, "usage: bench_placement [--nodes N] [--tasks N] [--reps N] "
-                            "[--old-max-s S] [--pass placement|rebalance|all]\n");
+                            "[--old-max-s S] [--pass placement|rebalance|policy|all] "
+                            "[--policies DIR]\n");
             return 2;
         }
     }
@@ -480,6 +615,16 @@ int main(int argc, char **argv)
     struct world *w = malloc(sizeof(*w));
     if (w == NULL)
         return 2;
+    if (strcmp(pass, "policy") == 0) {
+        if (policies == NULL) {
+            fprintf(stderr, "bench_placement: --pass policy needs --policies DIR\n");
+            free(w);
+            return 2;
+        }
+        policy_cases(w, nodes, tasks, reps, policies);
+        free(w);
+        return failures ? 1 : 0;
+    }
     if (strcmp(pass, "placement") != 0) {
         rebalance_cases(w, nodes, tasks, reps);
         if (strcmp(pass, "rebalance") == 0) {

@@ -182,7 +182,7 @@ static uint64_t plan_once(struct rd_policy_host *h, const struct one_case *c)
     struct rd_plan plan = {0};
     char err[RD_POLICY_ERRLEN];
     uint64_t t0 = rd_mono_ns();
-    int rc = rd_policy_plan(h, c->event, c->view, &plan, err, sizeof(err));
+    int rc = rd_policy_plan(h, c->event, c->view, NULL, &plan, err, sizeof(err));
     uint64_t ns = rd_mono_ns() - t0;
     if (rc != 0) {
         if (failures++ < 10)

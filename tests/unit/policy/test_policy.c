@@ -252,7 +252,7 @@ static json_t *plan_ok(struct rd_policy_host *h, json_t *event, json_t *view)
 {
     struct rd_plan typed = {0};
     char err[RD_POLICY_ERRLEN];
-    int rc = rd_policy_plan(h, event, view, &typed, err, sizeof(err));
+    int rc = rd_policy_plan(h, event, view, NULL, &typed, err, sizeof(err));
     if (rc != 0)
         fail_msg("plan failed: %s: %s", rd_err_name(rc), err);
     /* The typed plan, seen as JSON (rd_plan_json) for the assertions. */
@@ -267,7 +267,7 @@ static void plan_fails(struct rd_policy_host *h, json_t *event, json_t *view, in
                        char err[RD_POLICY_ERRLEN])
 {
     struct rd_plan plan = {.n = 7}; /* must stay untouched */
-    int rc = rd_policy_plan(h, event, view, &plan, err, RD_POLICY_ERRLEN);
+    int rc = rd_policy_plan(h, event, view, NULL, &plan, err, RD_POLICY_ERRLEN);
     if (rc != want)
         fail_msg("expected %s, got %s: %s", rd_err_name(want), rd_err_name(rc), err);
     assert_int_equal(plan.n, 7);
@@ -499,8 +499,8 @@ static void test_bad_arguments(void **state)
     json_t *view = make_view(false);
     struct rd_plan plan = {0};
     json_t *array = json_array();
-    assert_int_equal(rd_policy_plan(h, array, view, &plan, err, sizeof(err)), RD_EINVAL);
-    assert_int_equal(rd_policy_plan(h, view, NULL, &plan, err, sizeof(err)), RD_EINVAL);
+    assert_int_equal(rd_policy_plan(h, array, view, NULL, &plan, err, sizeof(err)), RD_EINVAL);
+    assert_int_equal(rd_policy_plan(h, view, NULL, NULL, &plan, err, sizeof(err)), RD_EINVAL);
     assert_null(plan.actions);
 
     /* Absurd nesting is refused, not recursed into. */
@@ -627,7 +627,7 @@ static void test_memory_bomb(void **state)
         uint64_t t0 = rd_mono_ns();
         int rc;
         struct rd_plan plan = {0};
-        rc = rd_policy_plan(h, bomb, view, &plan, err, sizeof(err));
+        rc = rd_policy_plan(h, bomb, view, NULL, &plan, err, sizeof(err));
         double ms = (double)(rd_mono_ns() - t0) / 1e6;
         printf("    memory bomb (%s): %s after %.1f ms: %s\n", kinds[i], rd_err_name(rc), ms, err);
         json_decref(bomb);
@@ -1321,6 +1321,199 @@ static void test_unread_nodes_cost_nothing(void **state)
     rd_policy_free(h);
 }
 
+/* ---- view.nodes from the engine's builder (struct rd_policy_nodes) ------ */
+
+/* A builder of big_view(3)'s nodes that counts its builds; it fails when
+ * `fail`, and takes `delay_ms` of wall time first. */
+struct counted_nodes {
+    int builds;
+    bool fail;
+    int delay_ms;
+};
+
+static json_t *build_counted(void *data)
+{
+    struct counted_nodes *c = data;
+    c->builds++;
+    if (c->delay_ms > 0) {
+        struct timespec ts = {.tv_sec = c->delay_ms / 1000,
+                              .tv_nsec = (long)(c->delay_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0) {
+        }
+    }
+    if (c->fail)
+        return NULL;
+    json_t *v = big_view(3);
+    json_t *nodes = json_incref(json_object_get(v, "nodes"));
+    json_decref(v);
+    return nodes;
+}
+
+/* The alert summary of a plan from fixtures/view_nodes.lua. */
+static void summary_of(json_t *plan, char *out, size_t len)
+{
+    json_t *alert = json_array_get(json_object_get(plan, "actions"), 0);
+    snprintf(out, len, "%s", json_string_value(json_object_get(alert, "summary")));
+}
+
+/*
+ * view.nodes from a builder: built only when a policy reads it, at most once
+ * for every call given the same source, and seen by the policy exactly as
+ * the same nodes given in the view (every field); a `nodes` member of the
+ * view is then left out. The hooks take a source too; the shipped policies
+ * never read view.nodes, so they never build it.
+ */
+static void test_view_nodes_from_a_builder(void **state)
+{
+    (void)state;
+    char dir[64], inline_dump[1024], built_dump[1024];
+    struct rd_policy_host *h = load_fixture(dir, "view_nodes.lua", "fast_recovery.lua");
+    json_t *dump = meta_event("mode", "dump"), *none = meta_event("mode", "none");
+
+    /* The reference: the same nodes held by the view. */
+    json_t *full = big_view(3);
+    json_t *plan = plan_ok(h, dump, full);
+    summary_of(plan, inline_dump, sizeof(inline_dump));
+    json_decref(plan);
+    check_contains(inline_dump, "{1={capacity={slots=16},free_slots=16,labels={gpu=a100,zone=b},"
+                                "load={slots_used=0},node_id=node-000,state=alive},");
+    check_contains(inline_dump, "node_id=node-002");
+
+    /* From a builder, over a view whose own (other) nodes are left out. */
+    struct counted_nodes counted = {0};
+    struct rd_policy_nodes nodes = {.build = build_counted, .data = &counted};
+    json_t *view = make_view(false);
+    struct rd_plan typed = {0};
+    char err[RD_POLICY_ERRLEN];
+    assert_int_equal(rd_policy_plan(h, none, view, &nodes, &typed, err, sizeof(err)), 0);
+    rd_plan_free(&typed);
+    assert_int_equal(counted.builds, 0); /* not read: not built */
+    assert_null(nodes.built);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rd_policy_plan(h, dump, view, &nodes, &typed, err, sizeof(err)), 0);
+        plan = rd_plan_json(&typed);
+        rd_plan_free(&typed);
+        summary_of(plan, built_dump, sizeof(built_dump));
+        json_decref(plan);
+        assert_string_equal(built_dump, inline_dump);
+        assert_int_equal(counted.builds, 1); /* once for every call */
+    }
+    assert_non_null(nodes.built);
+    rd_policy_nodes_release(&nodes);
+    assert_null(nodes.built);
+    rd_policy_nodes_release(NULL);
+    rd_policy_free(h);
+    remove_dir(dir);
+
+    /* The shipped policies, their plans and every hook: never built. */
+    h = load_ok(SHIPPED);
+    json_t *answer = NULL;
+    assert_int_equal(rd_policy_plan(h, none, view, &nodes, &typed, err, sizeof(err)), 0);
+    rd_plan_free(&typed);
+    json_t *moves = parse("{\"kind\": \"rebalance\", \"moves\": []}");
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_REBALANCE, moves, view, &nodes, &answer, err, sizeof(err)), 0);
+    json_decref(answer);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_PREDICTED, none, view, &nodes, &answer, err, sizeof(err)), 0);
+    json_decref(answer);
+    assert_int_equal(counted.builds, 1);
+    assert_null(nodes.built);
+    json_decref(moves);
+    json_decref(view);
+    json_decref(full);
+    json_decref(dump);
+    json_decref(none);
+    rd_policy_free(h);
+}
+
+/* A view kept from an earlier call shows no nodes with a builder either
+ * (what was built is the caller's, freed after its calls). */
+static void test_view_kept_shows_no_built_nodes(void **state)
+{
+    (void)state;
+    char dir[64];
+    struct rd_policy_host *h = load_fixture(dir, "view_kept.lua", "fast_recovery.lua");
+    json_t *tasks = json_array();
+    json_array_append_new(tasks, make_task("a", 1, false, -1));
+    json_t *event = make_event("node_failed", "crash", NULL, tasks);
+    const char *want[] = {"kept", "kept=gone nodes=3 same=true listed=1"};
+    for (int i = 0; i < 2; i++) {
+        struct counted_nodes counted = {0};
+        struct rd_policy_nodes nodes = {.build = build_counted, .data = &counted};
+        json_t *view = make_view(false);
+        struct rd_plan typed = {0};
+        char err[RD_POLICY_ERRLEN];
+        assert_int_equal(rd_policy_plan(h, event, view, &nodes, &typed, err, sizeof(err)), 0);
+        json_decref(view);
+        rd_policy_nodes_release(&nodes); /* as the engine does after its calls */
+        assert_int_equal(typed.n, 1);
+        assert_string_equal(typed.actions[0].text, want[i]);
+        assert_int_equal(counted.builds, i);
+        rd_plan_free(&typed);
+    }
+    json_decref(event);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
+/*
+ * A builder that fails (out of memory) fails the call that read view.nodes
+ * with RD_ENOMEM, even under the policy's pcall, and the host stays usable.
+ * The time a build takes does not count against the call's budget (it was
+ * the engine's before the call, and is not the policy's): a build of twice
+ * the budget leaves the call its whole budget, which still holds after it.
+ */
+static void test_view_nodes_build_failure_and_budget(void **state)
+{
+    (void)state;
+    char dir[64], err[RD_POLICY_ERRLEN];
+    struct rd_policy_host *h = load_fixture(dir, "view_nodes.lua", "fast_recovery.lua");
+    json_t *view = make_view(false);
+    const char *modes[] = {"dump", "pcall"};
+    struct rd_plan typed = {.n = 7};
+    for (size_t i = 0; i < RD_ARRAY_SIZE(modes); i++) {
+        struct counted_nodes counted = {.fail = true};
+        struct rd_policy_nodes nodes = {.build = build_counted, .data = &counted};
+        json_t *event = meta_event("mode", modes[i]);
+        assert_int_equal(rd_policy_plan(h, event, view, &nodes, &typed, err, sizeof(err)),
+                         RD_ENOMEM);
+        check_prefix(err, "policy host: out of memory building view.nodes for fast_recovery.lua");
+        assert_int_equal(typed.n, 7);
+        assert_int_equal(counted.builds, 1);
+        assert_null(nodes.built);
+        /* Usable: the same call, the build working. */
+        counted.fail = false;
+        typed.n = 0;
+        assert_int_equal(rd_policy_plan(h, event, view, &nodes, &typed, err, sizeof(err)), 0);
+        check_prefix(typed.actions[0].text, i == 0 ? "{1={capacity" : "read");
+        rd_plan_free(&typed);
+        typed.n = 7;
+        rd_policy_nodes_release(&nodes);
+        json_decref(event);
+    }
+
+    struct counted_nodes slow = {.delay_ms = 2 * BUDGET};
+    struct rd_policy_nodes nodes = {.build = build_counted, .data = &slow};
+    json_t *event = meta_event("mode", "pcall");
+    typed.n = 0;
+    assert_int_equal(rd_policy_plan(h, event, view, &nodes, &typed, err, sizeof(err)), 0);
+    assert_string_equal(typed.actions[0].text, "read");
+    rd_plan_free(&typed);
+    rd_policy_nodes_release(&nodes);
+    json_decref(event);
+    event = meta_event("mode", "spin");
+    typed.n = 7;
+    assert_int_equal(rd_policy_plan(h, event, view, &nodes, &typed, err, sizeof(err)), RD_ETIMEOUT);
+    check_contains(err, "over the 50 ms budget");
+    assert_int_equal(slow.builds, 2);
+    rd_policy_nodes_release(&nodes);
+    json_decref(event);
+    json_decref(view);
+    rd_policy_free(h);
+    remove_dir(dir);
+}
+
 /* ---- a custom directory (RD_POLICY_DIR) -------------------------------- */
 
 /*
@@ -1349,12 +1542,12 @@ static void test_hooks_shipped(void **state)
                           " \"state\": \"alive\"}, \"prediction\": {\"metric\": \"latency_ms\","
                           " \"trend\": 80.0, \"eta_ms\": 30000}, \"tasks\": []}");
     json_t *view = make_view(false), *partition = make_view(true), *answer = NULL;
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_PREDICTED, event, view, &answer, err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_PREDICTED, event, view, NULL, &answer, err, sizeof(err)), 0);
     assert_string_equal(json_string_value(answer), "drain");
     json_decref(answer);
     assert_int_equal(
-        rd_policy_hook(h, RD_HOOK_PREDICTED, event, partition, &answer, err, sizeof(err)), 0);
+        rd_policy_hook(h, RD_HOOK_PREDICTED, event, partition, NULL, &answer, err, sizeof(err)), 0);
     assert_string_equal(json_string_value(answer), "watch");
     json_decref(answer);
     json_decref(event);
@@ -1365,8 +1558,8 @@ static void test_hooks_shipped(void **state)
                   "  \"critical\": false, \"checkpoint\": {\"version\": 3, \"age_ms\": 5}},"
                   " {\"task_id\": \"l\", \"state\": \"running\", \"priority\": 1,"
                   "  \"critical\": false, \"checkpoint\": {\"version\": 3, \"age_ms\": 5}}]}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, NULL, &answer, err, sizeof(err)), 0);
     assert_int_equal(json_array_size(answer), 2);
     assert_string_equal(json_string_value(json_array_get(answer, 0)), "q");
     assert_string_equal(json_string_value(json_array_get(answer, 1)), "l");
@@ -1377,8 +1570,8 @@ static void test_hooks_shipped(void **state)
     event = parse("{\"kind\": \"checkpoint\", \"conflict_id\": \"c1\", \"task_id\": \"t1\","
                   " \"attempt\": 1, \"task_attempt\": 2, \"version\": 9, \"stored_version\": 4,"
                   " \"priority\": 5, \"critical\": false, \"labels\": {}}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, NULL, &answer, err, sizeof(err)), 0);
     assert_string_equal(json_string_value(answer), "keep_progress");
     json_decref(answer);
     json_decref(event);
@@ -1396,37 +1589,43 @@ static void test_hooks_broken(void **state)
     struct rd_policy_host *h = load_fixture(dir, "hooks_broken.lua", "select.lua");
     json_t *view = make_view(false), *answer = NULL;
     json_t *event = parse("{\"kind\": \"predicted\", \"reason\": \"error\", \"moves\": []}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_PREDICTED, event, view, &answer, err, sizeof(err)),
-                     RD_EINVAL);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_PREDICTED, event, view, NULL, &answer, err, sizeof(err)),
+        RD_EINVAL);
     check_prefix(err, "policies/select.lua:");
     check_contains(err, "predicted returned a number, expected \"drain\" or \"watch\"");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
-                     RD_EINVAL);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, NULL, &answer, err, sizeof(err)),
+        RD_EINVAL);
     check_prefix(err, "policies/select.lua:");
     check_contains(err, "rebalance is broken");
     json_decref(event);
     event = parse("{\"kind\": \"rebalance\", \"reason\": \"shape\", \"moves\": []}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
-                     RD_EINVAL);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, NULL, &answer, err, sizeof(err)),
+        RD_EINVAL);
     check_contains(err, "a table with key allow, expected a list of task ids");
     json_decref(event);
     /* on_conflict: an answer that is none of the three, an error. */
     event = parse("{\"kind\": \"checkpoint\", \"task_id\": \"t1\"}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err)),
-                     RD_EINVAL);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, NULL, &answer, err, sizeof(err)),
+        RD_EINVAL);
     check_prefix(err, "policies/select.lua:");
     check_contains(err, "on_conflict returned 'keep_older', expected \"keep_newer\", "
                         "\"keep_progress\" or \"fail_task\"");
     json_decref(event);
     event = parse("{\"kind\": \"fail\", \"task_id\": \"t1\"}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, &answer, err, sizeof(err)),
-                     RD_EINVAL);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_ON_CONFLICT, event, view, NULL, &answer, err, sizeof(err)),
+        RD_EINVAL);
     check_contains(err, "on_conflict is broken");
     assert_null(answer);
     json_decref(event);
     event = parse("{\"kind\": \"rebalance\", \"reason\": \"loop\", \"moves\": []}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
-                     RD_ETIMEOUT);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, NULL, &answer, err, sizeof(err)),
+        RD_ETIMEOUT);
     check_prefix(err, "policies/select.lua:");
     assert_null(answer);
     /* Still usable. */
@@ -1461,8 +1660,9 @@ static void test_hooks_absent_or_not_functions(void **state)
     assert_false(rd_policy_has_hook(h, RD_HOOK_ON_CONFLICT));
     json_t *view = make_view(false), *answer = NULL;
     json_t *event = parse("{\"kind\": \"rebalance\", \"moves\": []}");
-    assert_int_equal(rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, &answer, err, sizeof(err)),
-                     RD_ENOTFOUND);
+    assert_int_equal(
+        rd_policy_hook(h, RD_HOOK_REBALANCE, event, view, NULL, &answer, err, sizeof(err)),
+        RD_ENOTFOUND);
     assert_null(answer);
     json_decref(event);
     json_decref(view);
@@ -1508,7 +1708,7 @@ static void test_custom_dir(void **state)
         }
         json_t *event = make_event("node_failed", samples[i].fault, NULL, tasks);
         struct rd_plan typed = {0};
-        rc = rd_policy_plan(h, event, view, &typed, err, sizeof(err));
+        rc = rd_policy_plan(h, event, view, NULL, &typed, err, sizeof(err));
         if (rc != 0) {
             printf("    %s: %s: %s\n", samples[i].what, rd_err_name(rc), err);
             failures++;
@@ -1590,6 +1790,9 @@ int main(void)
         cmocka_unit_test(test_cost),
         cmocka_unit_test(test_view_nodes_converted_when_read),
         cmocka_unit_test(test_unread_nodes_cost_nothing),
+        cmocka_unit_test(test_view_nodes_from_a_builder),
+        cmocka_unit_test(test_view_kept_shows_no_built_nodes),
+        cmocka_unit_test(test_view_nodes_build_failure_and_budget),
         cmocka_unit_test(test_custom_dir),
         cmocka_unit_test(test_hooks_shipped),
         cmocka_unit_test(test_hooks_broken),

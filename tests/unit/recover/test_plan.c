@@ -12,6 +12,9 @@
 #include "policy/policy.h"
 #include "sched_world.h"
 
+#define SHIPPED  RD_SOURCE_DIR "/policies"
+#define FIXTURES RD_SOURCE_DIR "/tests/unit/policy/fixtures"
+
 /* Agent "lost" holds tasks 1..n (placed while it worked), then fails. */
 static void lost_agent_with_tasks(struct sched_world *w, int n)
 {
@@ -183,6 +186,48 @@ static void test_isolate_survives_a_state_change_before_commit(void **state)
     assert_int_equal(rd_fsm_node(&w->fsm, "accomplice", 10)->state, RD_NODE_ISOLATED);
 }
 
+/* The shipped policies with fixtures/<fixture> as fast_recovery.lua. */
+static void load_strategy(struct sched_world *w, const char *fixture)
+{
+    char dir[] = "/tmp/rd_plan_policy_XXXXXX", cmd[512], err[RD_POLICY_ERRLEN];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), "cp %s/*.lua %s/ && cp %s/%s %s/fast_recovery.lua", SHIPPED, dir,
+             FIXTURES, fixture, dir);
+    assert_int_equal(system(cmd), 0);
+    if (rd_policy_load(dir, 50, 16u << 20, &w->policy, err, sizeof(err)) != 0)
+        fail_msg("loading %s: %s", dir, err);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The recovery pass gives the strategy view.nodes when it reads them (built
+ * then, once for the pass's two calls): every task of the two lost agents
+ * goes where the policy chose from them, the agent labelled pick=yes, not
+ * where placement would (the larger, emptier "x"). */
+static void test_recovery_pass_reads_the_view_nodes(void **state)
+{
+    struct sched_world *w = *state;
+    load_strategy(w, "pick_from_nodes.lua");
+    sched_world_agent(w, "lost1", 2, "{}");
+    sched_world_agent(w, "lost2", 2, "{}");
+    for (int i = 1; i <= 4; i++)
+        sched_world_task(w, i, 5, false, 1, "{}");
+    sched_world_settle(w);
+    sched_world_move(w, "lost1", RD_NODE_FAILED);
+    sched_world_move(w, "lost2", RD_NODE_FAILED);
+    sched_world_agent(w, "x", 16, "{}");
+    sched_world_agent(w, "pick", 4, "{\"pick\":\"yes\"}");
+    sched_world_settle(w);
+    for (int i = 1; i <= 4; i++) {
+        char id[40];
+        snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012d", i);
+        assert_string_equal(sched_world_get(w, id)->node_id, "pick");
+    }
+    assert_int_equal(w->policy_errors, 0);
+    rd_policy_free(w->policy);
+    w->policy = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +239,8 @@ int main(void)
                                         sched_world_setup, sched_world_teardown),
         cmocka_unit_test_setup_teardown(test_isolate_survives_a_state_change_before_commit,
                                         sched_world_setup, sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_pass_reads_the_view_nodes, sched_world_setup,
+                                        sched_world_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

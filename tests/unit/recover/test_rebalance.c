@@ -638,7 +638,7 @@ static void test_view_carries_the_settings(void **state)
 {
     struct sched_world *w = *state;
     configure(w);
-    json_t *view = rd_sched__view(&w->s);
+    json_t *view = rd_sched__view_settings(&w->s);
     assert_non_null(view);
     char *text = json_dumps(view, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(view);
@@ -656,6 +656,55 @@ static void test_view_carries_the_settings(void **state)
     four_on_a_then_b_joins(w);
     assert_int_equal(w->s.rb_moves[RD_RB_QUEUED], 2); /* the hook saw them all */
     assert_int_equal(w->s.rb_refused, 0);
+}
+
+/* The fleet of the view.nodes tests: "gone" left, "down" failed (2 slots,
+ * zone z), "a" (4 slots, zone x) runs tasks 1 to 4. */
+static void fleet_for_the_view(struct sched_world *w)
+{
+    sched_world_agent(w, "gone", 4, "{}");
+    sched_world_move(w, "gone", RD_NODE_LEFT);
+    sched_world_agent(w, "down", 2, "{\"zone\":\"z\"}");
+    sched_world_move(w, "down", RD_NODE_FAILED);
+    sched_world_agent(w, "a", 4, "{\"zone\":\"x\"}");
+    for (int n = 1; n <= 4; n++)
+        sched_world_task(w, n, 5, false, 1, "{}");
+    sched_world_settle(w);
+}
+
+/* The view's nodes (built only when a policy reads them): every agent but
+ * those that left, with the fields of policies/README.md ("The view"). */
+static void test_view_nodes_are_the_fleet(void **state)
+{
+    struct sched_world *w = *state;
+    fleet_for_the_view(w);
+    json_t *nodes = rd_sched__view_nodes(&w->s);
+    assert_non_null(nodes);
+    char *text = json_dumps(nodes, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(nodes);
+    assert_string_equal(text, "[{\"capacity\":{\"slots\":4},\"free_slots\":0,"
+                              "\"labels\":{\"zone\":\"x\"},\"load\":{\"slots_used\":4},"
+                              "\"node_id\":\"a\",\"state\":\"alive\"},"
+                              "{\"capacity\":{\"slots\":2},\"free_slots\":2,"
+                              "\"labels\":{\"zone\":\"z\"},\"load\":{\"slots_used\":0},"
+                              "\"node_id\":\"down\",\"state\":\"failed\"}]");
+    free(text);
+}
+
+/* A hook that reads view.nodes gets them, built from the fleet when read:
+ * it allows the moves only when it sees every agent but the one that left,
+ * each with its fields (fixtures/hooks_view_nodes.lua). */
+static void test_hook_reads_the_view_nodes(void **state)
+{
+    struct sched_world *w = *state;
+    load_select(w, "hooks_view_nodes.lua");
+    fleet_for_the_view(w);
+    sched_world_agent(w, "b", 4, "{\"zone\":\"y\"}");
+    sched_world_settle(w);
+    assert_int_equal(w->s.rb_moves[RD_RB_QUEUED], 2); /* the hook saw them as they are */
+    assert_int_equal(w->s.rb_policy_errors, 0);
+    assert_int_equal(used_on(w, "a"), 2);
+    assert_int_equal(used_on(w, "b"), 2);
 }
 
 /* on_conflict's view is the view's settings without the nodes (building
@@ -712,6 +761,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bucket_seed_replays_the_audited_moves, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_view_carries_the_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_nodes_are_the_fleet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hook_reads_the_view_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_conflict_view_is_the_settings_without_nodes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_disabled_moves_nothing, setup, teardown),
