@@ -636,6 +636,97 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_d
     }
 }
 
+/* ---- the batch ----------------------------------------------------------- */
+
+/*
+ * Observations are judged in batches (issue 16). A detector's check may
+ * report many agents at once (a partition cuts off a third of the fleet, and
+ * one heartbeat check finds them all failed); judged one by one as they came,
+ * the first were failed before the others were counted by the guard, and it
+ * tripped late (73 of 647 cut-off agents failed in a 2,000-agent storm). So
+ * an observation records its verdict, and the guard counts the agent, at
+ * once; the agent is judged when the batch is flushed, after every report
+ * of the batch is in. The loop flushes in the turn of the observations: a
+ * check handle after its callbacks, and an idle handle so that the poll in
+ * between does not wait (no added latency).
+ */
+
+static void flush_check_cb(uv_check_t *h)
+{
+    rd_analysis_flush(h->data);
+}
+
+static void flush_idle_cb(uv_idle_t *h)
+{
+    (void)h; /* only there so that the loop's poll does not wait for I/O */
+}
+
+static void batch_arm(struct rd_analysis *a, bool on)
+{
+    if (!a->started || a->flush_armed == on)
+        return;
+    if (on) {
+        uv_check_start(&a->flush_check, flush_check_cb);
+        uv_idle_start(&a->flush_idle, flush_idle_cb);
+    } else {
+        uv_check_stop(&a->flush_check);
+        uv_idle_stop(&a->flush_idle);
+    }
+    a->flush_armed = on;
+}
+
+/* Queues node `n` (its soft state `s`) to be judged at the flush. False
+ * when it cannot (ENOMEM): the caller judges it at once instead. */
+static bool batch_add(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s)
+{
+    if (s->queued)
+        return true;
+    size_t need = a->batch_len + n->id_len + 1;
+    if (need > a->batch_cap) {
+        size_t cap = a->batch_cap != 0 ? a->batch_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        char *b = realloc(a->batch, cap);
+        if (b == NULL)
+            return false;
+        a->batch = b;
+        a->batch_cap = cap;
+    }
+    memcpy(a->batch + a->batch_len, n->node_id, n->id_len);
+    a->batch[need - 1] = '\0';
+    a->batch_len = need;
+    s->queued = true;
+    batch_arm(a, true);
+    return true;
+}
+
+/* Walks the batch: each queued agent still known (the same node and epoch
+ * as when it was observed) is taken out of it and, with `judge`, judged.
+ * Agents queued meanwhile (by a synchronous callback of a proposal) are
+ * walked too. */
+static void batch_walk(struct rd_analysis *a, bool judge)
+{
+    for (size_t off = 0; off < a->batch_len;) {
+        const char *id = a->batch + off;
+        size_t len = strlen(id);
+        off += len + 1;
+        const struct rd_node *n = rd_fsm_node(a->fsm, id, len);
+        struct rd_detect *s = det(a, rd_registry_get(a->registry, id, len));
+        if (s == NULL || !s->queued)
+            continue; /* forgotten, or a new epoch since: nothing to judge */
+        s->queued = false;
+        if (judge && n != NULL && n->state != RD_NODE_LEFT)
+            evaluate(a, n, s); /* `id` may be gone from here (the batch grew) */
+    }
+    a->batch_len = 0;
+    batch_arm(a, false);
+}
+
+void rd_analysis_flush(struct rd_analysis *a)
+{
+    batch_walk(a, true);
+}
+
 /* ---- inputs -------------------------------------------------------------- */
 
 bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
@@ -689,7 +780,10 @@ bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
         if (!was_bad || s->bad_since_ns == 0 || since < s->bad_since_ns)
             s->bad_since_ns = since;
     }
-    evaluate(a, n, s);
+    /* Judged with the rest of its batch, once the guard has counted them
+     * all (counted already: trouble_sync above). */
+    if (!batch_add(a, n, s))
+        evaluate(a, n, s);
     return true;
 }
 
@@ -717,6 +811,7 @@ static void tick(uv_timer_t *t)
 
 void rd_analysis_tick(struct rd_analysis *a)
 {
+    rd_analysis_flush(a); /* what was observed before this pass is judged first */
     if (!a->log.is_leader(a->log.data))
         return;
     a->passes_total++; /* counted first: /metrics, on this thread, sees it after the pass */
@@ -807,6 +902,8 @@ void rd_analysis_reset(struct rd_analysis *a)
     a->n_events = 0;
     a->failing_suspect = 0;
     a->troubled = 0;
+    a->batch_len = 0; /* the verdicts it named are forgotten below */
+    batch_arm(a, false);
     /* The detectors start afresh with a new leadership and report only
      * changes: a verdict kept from this replica's previous leadership (a
      * node left suspect) would never be cleared by them, and the node would
@@ -836,6 +933,10 @@ void rd_analysis_start(struct rd_analysis *a)
     uv_timer_init(a->loop, &a->tick);
     a->tick.data = a;
     uv_timer_start(&a->tick, tick, TICK_MS, TICK_MS);
+    uv_check_init(a->loop, &a->flush_check);
+    a->flush_check.data = a;
+    uv_idle_init(a->loop, &a->flush_idle);
+    a->flush_idle.data = a;
     a->started = true;
 }
 
@@ -845,6 +946,9 @@ void rd_analysis_stop(struct rd_analysis *a)
         return;
     uv_timer_stop(&a->tick);
     uv_close((uv_handle_t *)&a->tick, NULL);
+    batch_walk(a, false); /* not the leader any more: nothing is judged */
+    uv_close((uv_handle_t *)&a->flush_check, NULL);
+    uv_close((uv_handle_t *)&a->flush_idle, NULL);
     a->started = false;
 }
 
@@ -902,5 +1006,8 @@ void rd_analysis_close(struct rd_analysis *a)
 {
     free(a->by_slot);
     a->by_slot = NULL;
+    free(a->batch);
+    a->batch = NULL;
+    a->batch_len = a->batch_cap = 0;
     a->n_by_slot = 0;
 }

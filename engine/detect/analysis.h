@@ -4,7 +4,9 @@
  * signals into a state (alive -> suspect -> failed; probation back to
  * alive), a fault_type and a severity_level, with flap damping, and guards
  * against mass failure: when a large share of agents goes bad at once it
- * assumes a partition and stops failing more of them. Leader only;
+ * assumes a partition and stops failing more of them. Observations are
+ * judged in batches (all those of one loop turn), so that the guard has
+ * counted every agent a detector reported before it judges any. Leader only;
  * loop-thread only. Every decision is a log command, fenced by the epoch and
  * the state it was decided on.
  */
@@ -62,6 +64,7 @@ struct rd_detect {
      * of it is a guard event yet. */
     bool troubled;
     bool failing_working; /* its failure is a guard event while it is still working */
+    bool queued;          /* observed in this batch, not judged yet (rd_analysis_flush) */
 };
 
 struct rd_analysis {
@@ -106,6 +109,15 @@ struct rd_analysis {
     uint64_t proposals_refused;
     uint64_t guard_blocked_total; /* failures held back by the mass-failure guard */
     uint64_t passes_total;        /* periodic passes over the agents (ticks as leader) */
+    /* The batch: agents observed since the last flush, not judged yet (their
+     * verdicts are recorded, and counted by the guard, at once). Their ids,
+     * each ending in '\0', in observation order; an agent is in it once
+     * (rd_detect.queued). */
+    char *batch;
+    size_t batch_len, batch_cap;
+    uv_check_t flush_check; /* flushes the batch after the loop turn's callbacks */
+    uv_idle_t flush_idle;   /* while a batch waits: the loop's poll does not block */
+    bool flush_armed;       /* both are active */
 };
 
 /* Everything it reads or proposes through, explicitly; all outlive it. */
@@ -158,10 +170,23 @@ void rd_analysis_reset(struct rd_analysis *a);
 
 /*
  * One detector observation. Returns false when it was ignored: unknown
- * node, stale epoch, node fenced or left, or not the leader.
+ * node, stale epoch, node fenced or left, or not the leader. The verdict is
+ * recorded, and counted by the mass-failure guard, at once; the agent is
+ * judged at the end of the batch (rd_analysis_flush), so that when one
+ * detector check reports many agents at once every one of them is counted
+ * before any is failed.
  */
 bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
                          const struct rd_observation *obs);
+
+/*
+ * Judges the agents observed since the last flush (the batch). The loop
+ * flushes by itself, in the same turn as the observations (a uv_check
+ * handle, with a uv_idle handle so the poll does not wait meanwhile), and
+ * rd_analysis_tick flushes first; a driver that does not run the loop (a
+ * unit test, the deterministic simulation) calls it after each batch.
+ */
+void rd_analysis_flush(struct rd_analysis *a);
 
 /* An accepted heartbeat: probation and suspect nodes may move on. */
 void rd_analysis_heartbeat(struct rd_analysis *a, const struct rd_node *n, struct rd_soft *s);

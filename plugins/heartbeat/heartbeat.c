@@ -206,11 +206,14 @@ static void check(void *data)
      * Worse verdicts (better ones only come with a heartbeat) in two
      * rounds: first every agent in trouble, one that went from ok straight
      * to failed reported as suspect, then the failures. The engine's
-     * mass-failure guard counts agents in trouble as they are reported and
-     * judges a failure when it comes: in one round, a loop that fell behind
-     * (every silent agent failed at one check) had its first failures
-     * judged before the others were counted, and failed them (73 of 647
-     * cut-off agents in a 2,000-agent storm) before the guard tripped.
+     * mass-failure guard counted agents in trouble as they were reported
+     * and judged a failure when it came: in one round, a loop that fell
+     * behind (every silent agent failed at one check) had its first
+     * failures judged before the others were counted, and failed them (73
+     * of 647 cut-off agents in a 2,000-agent storm) before the guard
+     * tripped. The engine now counts a whole batch (one loop turn's
+     * reports) before it judges any of it, so the order no longer matters
+     * to the guard; the rounds are kept, reports in order of severity.
      */
     double interval = (double)st->p.heartbeat_interval_ms;
     double fail_after = interval * st->p.failure_threshold;

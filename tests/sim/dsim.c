@@ -588,6 +588,8 @@ static void detect(struct engine *e)
         };
         rd_analysis_observe(&e->analysis, "heartbeat", &o);
     }
+    /* One check is one batch: the loop is not run, so it is flushed here. */
+    rd_analysis_flush(&e->analysis);
 }
 
 /* ---- agents ---------------------------------------------------------------- */

@@ -90,11 +90,13 @@ static void agent(struct world *w, const char *id, bool probe)
     assert_non_null(rd_registry_touch(&w->registry, id, strlen(id), 1, fake_now, 0));
 }
 
+/* One observation, in a batch of its own (judged at once). */
 static void observe(struct world *w, const char *id, int signal, int verdict, int cause)
 {
     struct rd_observation o = {
         .node_id = id, .epoch = 1, .signal = signal, .verdict = verdict, .probe_cause = cause};
     assert_true(rd_analysis_observe(&w->a, "test", &o));
+    rd_analysis_flush(&w->a);
 }
 
 static int state_of(struct world *w, const char *id)
@@ -293,6 +295,105 @@ static void test_guard_trips_before_suspects_commit(void **state)
     /* Committed suspects are the state machine's count, not also troubled. */
     assert_int_equal(w->a.troubled, 0);
     assert_int_equal(w->fsm.count_by_state[RD_NODE_SUSPECT], 5);
+}
+
+/* A detector check that finds many agents failed at once (issue 16: a
+ * partition cuts off more than the guard's share of the fleet, and one
+ * heartbeat check reports them all failed, none suspect first). The guard
+ * counts the whole batch before any of it is judged: it trips on the first
+ * agent judged, and none is failed. Judged as each report came, the guard
+ * counted one more agent per report and the first 9 were failed (73 of 647
+ * in a 2,000-agent storm). */
+enum { FLEET = 20, CUT = 12 }; /* 60 %: above the 50 % share */
+
+static void cut_off_report(struct world *w)
+{
+    char id[16];
+    for (int i = 0; i < CUT; i++) {
+        snprintf(id, sizeof(id), "cut-%02d", i);
+        struct rd_observation o = {
+            .node_id = id, .epoch = 1, .signal = RD_SIG_HEARTBEAT, .verdict = RD_VERDICT_FAILED};
+        assert_true(rd_analysis_observe(&w->a, "test", &o));
+    }
+}
+
+static void cut_off_fleet(struct world *w)
+{
+    char id[16];
+    for (int i = 0; i < FLEET; i++) {
+        snprintf(id, sizeof(id), "cut-%02d", i);
+        agent(w, id, false);
+    }
+}
+
+/* No agent failed, each held as suspect, the partition on record. */
+static void assert_cut_off_held(struct world *w)
+{
+    char id[16];
+    step(&w->log);
+    for (int i = 0; i < CUT; i++) {
+        snprintf(id, sizeof(id), "cut-%02d", i);
+        assert_int_equal(state_of(w, id), RD_NODE_SUSPECT);
+    }
+    assert_int_equal(w->fsm.count_by_state[RD_NODE_FAILED], 0);
+    assert_true(w->a.partition_suspected);
+    assert_true(w->a.guard_blocked_total >= CUT);
+    const struct rd_fault *p = fault_of(w, "");
+    assert_non_null(p);
+    assert_int_equal(p->type, RD_FAULT_PARTITION);
+    assert_non_null(strstr(p->metadata_json, "\"affected_nodes\":12"));
+}
+
+static void test_guard_counts_a_batch_before_judging_it(void **state)
+{
+    struct world *w = *state;
+    cut_off_fleet(w);
+    cut_off_report(w);
+    /* Counted, not judged yet. */
+    assert_int_equal(w->a.troubled, CUT);
+    assert_int_equal(w->log.proposals, 0);
+    rd_analysis_flush(&w->a);
+    assert_cut_off_held(w);
+}
+
+/* The same batch reported by a detector's check on the loop (a timer's
+ * callback): the loop flushes it in the same turn, after the callback, with
+ * no wait for the analysis's tick or any I/O. */
+struct check {
+    struct world *w;
+    bool fired;
+    uint64_t proposals_in_cb;
+};
+
+static void check_cb(uv_timer_t *t)
+{
+    struct check *c = t->data;
+    cut_off_report(c->w);
+    c->proposals_in_cb = c->w->log.proposals;
+    c->fired = true;
+}
+
+static void test_loop_flushes_a_batch_in_its_turn(void **state)
+{
+    struct world *w = *state;
+    cut_off_fleet(w);
+    uv_update_time(&w->loop);
+    uv_timer_again(&w->a.tick); /* its tick is 100 ms from now */
+    static struct check c;
+    static uv_timer_t t; /* outlives a failed assertion: teardown closes the loop */
+    c = (struct check){.w = w};
+    uv_timer_init(&w->loop, &t);
+    t.data = &c;
+    uv_timer_start(&t, check_cb, 0, 0);
+    /* One turn, which must not wait (the tick would judge them 100 ms on). */
+    uv_run(&w->loop, UV_RUN_ONCE);
+    assert_true(c.fired);
+    assert_true(w->log.proposals > 0);
+    assert_cut_off_held(w);
+    assert_int_equal(c.proposals_in_cb, 0); /* judged after the callback, not in it */
+    assert_int_equal(w->a.passes_total, 0); /* in that turn, not by the tick */
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
 }
 
 /* A partition heals one agent at a time: once enough are back the share
@@ -561,6 +662,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_guard_holds_half_the_fleet, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guard_trips_before_suspects_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guard_counts_a_batch_before_judging_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loop_flushes_a_batch_in_its_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guard_troubled_count_follows_the_agents, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_partition_heal_gives_held_agents_a_lease, setup,
