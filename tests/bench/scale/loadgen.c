@@ -45,6 +45,15 @@
  * lost: an assignment that hands a task over (by rebalancing) at a version
  * below one acknowledged before.
  *
+ * --url takes the replicas (comma-separated; it starts on the first) and it
+ * follows the leader (rdb_leader, tests/bench/lib/bench.h): on a 307, a 503
+ * not_leader or no_quorum, or a leader that is gone, every worker reopens
+ * its connection to the leader named (or the next replica) and sends the
+ * refused requests again, those of agents that crashed or are cut off
+ * meanwhile excepted; the report counts the switches and the time without a
+ * leader. --engine-pids gives the replicas' PIDs in the same order: the RSS
+ * sampled is the current leader's.
+ *
  * It measures heartbeat round trips (p50, p99, max), the heartbeats offered
  * against those due, how late the sends were, and once a second the engine's
  * resident memory (VmRSS of --engine-pid). It prints a line per 10-second
@@ -743,10 +752,42 @@ static bool refused(struct worker *w, const struct rdb_done *d, unsigned gen, co
     return true;
 }
 
+/* Whether agent `a` reaches nothing at `now`: it crashed, or the partition
+ * cuts it off. */
+static bool silent(struct bench *b, const struct agent *a, int64_t now)
+{
+    int64_t at = atomic_load(&b->storm_at);
+    int64_t from = atomic_load(&b->part_from), to = atomic_load(&b->part_to);
+    return at != 0 && ((a->role == DOOMED && now >= at + a->crash_off) ||
+                       (a->role == PARTED && from != 0 && now >= from && now < to));
+}
+
+/* A parked request of an agent that went silent meanwhile: it sends
+ * nothing again (its checkpoint is no longer in flight); true then. */
+static bool drop_silent(struct worker *w, char *priv, int64_t now)
+{
+    if ((uint8_t)priv[0] != T_REQ) {
+        struct agent *a = (struct agent *)priv;
+        if (!silent(w->b, a, now))
+            return false;
+        a->in_flight = false;
+        return true;
+    }
+    struct req *r = (struct req *)priv;
+    if (r->kind == K_SUBMIT || !silent(w->b, &w->agents[r->agent], now))
+        return false;
+    struct rdb_hold *h = &w->agents[r->agent].holds[r->slot];
+    if (h->task == r->task)
+        h->in_flight = h->completing = false;
+    req_put(w, r);
+    return true;
+}
+
 /* Sends parked requests again on the connection in use, as many as there
  * are free streams. */
 static void resend_parked(struct worker *w)
 {
+    int64_t now = rdt_now_ms();
     while (w->n_parked > 0 && w->streams < MAX_STREAMS) {
         char *priv = w->parked[--w->n_parked];
         CURL *e;
@@ -754,6 +795,8 @@ static void resend_parked(struct worker *w)
         struct rdb_buf *resp;
         bool *added;
         unsigned *gen;
+        if (drop_silent(w, priv, now))
+            continue;
         if ((uint8_t)priv[0] == T_REQ) {
             struct req *r = (struct req *)priv;
             e = r->easy, url = r->url, resp = &r->resp, added = &r->added, gen = &r->gen;
