@@ -94,19 +94,19 @@ echo "engine built from $(bench_commit); leader's PID ${RD_PIDS[LEADER]}"
 echo "load average before: $(bench_loadavg); scheduling group: $(cat /proc/self/autogroup 2>/dev/null || echo none)"
 # The load generator starts on the leader and knows the others (it follows
 # the leader when that changes), with their PIDs for the leader's RSS.
-urls=${RD_URLS[LEADER]}
-pids=${RD_PIDS[LEADER]}
+replica_urls=${RD_URLS[LEADER]}
+replica_pids=${RD_PIDS[LEADER]}
 for i in 1 2 3; do
     if [ "$i" != "$LEADER" ]; then
-        urls+=",${RD_URLS[i]}"
-        pids+=",${RD_PIDS[i]}"
+        replica_urls+=",${RD_URLS[i]}"
+        replica_pids+=",${RD_PIDS[i]}"
     fi
 done
 FIRST_LEADER=$LEADER
 bench_cpu_start "${RD_PIDS[LEADER]}"
 rc=0
 nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
-    --url "$urls" --engine-pids "$pids" --agents "$AGENTS" --tasks "$TASKS" --ckpt-ms "$CKPT_MS" \
+    --url "$replica_urls" --engine-pids "$replica_pids" --agents "$AGENTS" --tasks "$TASKS" --ckpt-ms "$CKPT_MS" \
     --warmup "$WARMUP" "$@" &
 LOADGEN=$!
 bench_track "$LOADGEN"
