@@ -625,3 +625,181 @@ bool rdb_dueq_pop_due(struct rdb_dueq *q, int64_t now, struct rdb_due *out)
     }
     return true;
 }
+
+/* ---- following the leader ------------------------------------------------------ */
+
+int rdb_leader_init(struct rdb_leader *l, const char *list, int64_t now_ms)
+{
+    *l = (struct rdb_leader){.idx = 0, .gen = 1, .last_ok = now_ms};
+    pthread_mutex_init(&l->mu, NULL);
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n > 0 && p[n - 1] == '/')
+            n--;
+        if (n == 0 || n >= RDB_URL_MAX || l->n == RDB_MAX_REPLICAS)
+            return -1;
+        memcpy(l->urls[l->n], p, n);
+        l->urls[l->n++][n] = '\0';
+        p = comma ? comma + 1 : NULL;
+    }
+    if (l->n == 0)
+        return -1;
+    snprintf(l->url, sizeof(l->url), "%s", l->urls[0]);
+    return 0;
+}
+
+void rdb_leader_free(struct rdb_leader *l)
+{
+    pthread_mutex_destroy(&l->mu);
+}
+
+unsigned rdb_leader_get(struct rdb_leader *l, char *url, size_t len)
+{
+    pthread_mutex_lock(&l->mu);
+    unsigned gen = atomic_load(&l->gen);
+    snprintf(url, len, "%s", l->url);
+    pthread_mutex_unlock(&l->mu);
+    return gen;
+}
+
+unsigned rdb_leader_gen(struct rdb_leader *l)
+{
+    return atomic_load(&l->gen);
+}
+
+bool rdb_not_leader(long status, const char *body, char *leader, size_t len)
+{
+    if (len > 0)
+        leader[0] = '\0';
+    body = body ? body : "";
+    if (status != 307 && !(status == 503 && (strstr(body, "\"not_leader\"") != NULL ||
+                                             strstr(body, "\"no_quorum\"") != NULL)))
+        return false;
+    /* Read by hand: a body kept in a fixed buffer may be cut short. */
+    const char *p = strstr(body, "\"leader\":");
+    if (p == NULL)
+        return true;
+    p += strlen("\"leader\":");
+    while (*p == ' ')
+        p++;
+    const char *end = *p == '"' ? strchr(p + 1, '"') : NULL;
+    size_t n = end ? (size_t)(end - p - 1) : 0;
+    while (n > 0 && p[n] == '/')
+        n--;
+    if (end != NULL && n > 0 && n < len && memchr(p + 1, '\\', n) == NULL) {
+        memcpy(leader, p + 1, n);
+        leader[n] = '\0';
+    }
+    return true;
+}
+
+/* Under l->mu: the switch to `url` (index `idx` in the list, or -1). */
+static void leader_switch(struct rdb_leader *l, const char *url, int idx, int64_t now_ms)
+{
+    snprintf(l->url, sizeof(l->url), "%s", url);
+    l->idx = idx;
+    l->last_switch = now_ms;
+    l->switches++;
+    atomic_fetch_add(&l->gen, 1);
+}
+
+/* rdb_leader_refused; `unreachable` when the one in use could not be reached. */
+static bool leader_refused(struct rdb_leader *l, unsigned gen, const char *leader, int64_t now_ms,
+                           bool unreachable)
+{
+    bool switched = false;
+    pthread_mutex_lock(&l->mu);
+    if (gen != atomic_load(&l->gen))
+        goto out; /* refused by one left already */
+    int64_t zero = 0;
+    if (atomic_compare_exchange_strong(&l->down_since, &zero, now_ms))
+        l->outages++;
+    if (unreachable) {
+        snprintf(l->dead, sizeof(l->dead), "%s", l->url);
+        l->dead_at = now_ms;
+    }
+    /* Followers name the old leader until they elect another: not the one
+     * just found unreachable. */
+    if (leader != NULL && strcmp(leader, l->dead) == 0 && now_ms - l->dead_at < RDB_LEADER_DEAD_MS)
+        leader = NULL;
+    if (leader != NULL && leader[0] != '\0') {
+        if (strcmp(leader, l->url) == 0)
+            goto out; /* it names the one refusing: sent again later */
+        int idx = -1;
+        for (unsigned i = 0; i < l->n; i++)
+            if (strcmp(l->urls[i], leader) == 0)
+                idx = (int)i;
+        leader_switch(l, leader, idx, now_ms);
+        l->named++;
+        switched = true;
+    } else if (l->switches == 0 || now_ms - l->last_switch >= RDB_LEADER_RETRY_MS) {
+        if (l->n < 2 && l->idx == 0)
+            goto out; /* nowhere else to go */
+        unsigned next = l->idx < 0 ? 0 : ((unsigned)l->idx + 1) % l->n;
+        leader_switch(l, l->urls[next], (int)next, now_ms);
+        l->tried++;
+        switched = true;
+    }
+out:
+    pthread_mutex_unlock(&l->mu);
+    return switched;
+}
+
+bool rdb_leader_refused(struct rdb_leader *l, unsigned gen, const char *leader, int64_t now_ms)
+{
+    return leader_refused(l, gen, leader, now_ms, false);
+}
+
+bool rdb_leader_failed(struct rdb_leader *l, unsigned gen, CURLcode rc, int64_t now_ms)
+{
+    if (rc == CURLE_COULDNT_CONNECT || now_ms - atomic_load(&l->last_ok) >= RDB_LEADER_STALL_MS)
+        leader_refused(l, gen, NULL, now_ms, true);
+    return gen != rdb_leader_gen(l);
+}
+
+void rdb_leader_ok(struct rdb_leader *l, int64_t now_ms)
+{
+    if (atomic_load(&l->last_ok) < now_ms)
+        atomic_store(&l->last_ok, now_ms);
+    if (atomic_load(&l->down_since) == 0)
+        return;
+    pthread_mutex_lock(&l->mu);
+    int64_t since = atomic_load(&l->down_since);
+    if (since != 0) {
+        int64_t d = now_ms > since ? now_ms - since : 0;
+        l->leaderless_ms += d;
+        l->longest_ms = d > l->longest_ms ? d : l->longest_ms;
+        atomic_store(&l->down_since, 0);
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+void rdb_leader_print(struct rdb_leader *l, int64_t now_ms)
+{
+    pthread_mutex_lock(&l->mu);
+    int64_t since = atomic_load(&l->down_since), open = since ? now_ms - since : 0;
+    printf("leader: %u switches (%u to the leader a replica named, %u tries of the next "
+           "replica), now %s; time without a leader: %lld ms in %u outages (longest %lld "
+           "ms)%s\n",
+           l->switches, l->named, l->tried, l->url, (long long)(l->leaderless_ms + open),
+           l->outages, (long long)(open > l->longest_ms ? open : l->longest_ms),
+           since ? ", one still open at the end" : "");
+    pthread_mutex_unlock(&l->mu);
+}
+
+int rdb_rebase_url(char *url, size_t len, const char *base)
+{
+    char tmp[1024];
+    const char *path = strstr(url, "/api/");
+    if (path == NULL) {
+        const char *host = strstr(url, "://");
+        path = host ? strchr(host + 3, '/') : NULL;
+        path = path ? path : "";
+    }
+    int n = snprintf(tmp, sizeof(tmp), "%s%s", base, path);
+    if (n < 0 || (size_t)n >= len || (size_t)n >= sizeof(tmp))
+        return -1;
+    memcpy(url, tmp, (size_t)n + 1);
+    return 0;
+}

@@ -13,7 +13,9 @@
 #ifndef RDB_BENCH_H
 #define RDB_BENCH_H
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -347,5 +349,95 @@ int rdb_health(CURL *e, const char *base_url, long timeout_ms, struct rdb_health
  */
 int rdb_find_leader(CURL *e, const char *const *urls, unsigned n, long request_ms,
                     int64_t timeout_ms, struct rdb_health *out);
+
+/* ---- following the leader ------------------------------------------------------ */
+
+/*
+ * Where a load generator sends its writes when the cluster's leader changes
+ * under it: a follower answers 307 (Location and details.leader name the
+ * leader), 503 not_leader during an election (details.leader when known) and
+ * 503 no_quorum when it cannot reach a majority; a killed leader refuses
+ * connections, a stopped one never answers. The load generator asks
+ * rdb_not_leader() of each answer and tells rdb_leader_refused() or
+ * rdb_leader_failed(); the base URL moves to the leader named, or else to the
+ * next replica of its list (no more than once per RDB_LEADER_RETRY_MS), and
+ * the generation goes up: each worker then reopens its connections to the
+ * new base URL and sends again what was refused. The time without a leader
+ * runs from the first refusal (or failure) to the next answer that is not
+ * one (rdb_leader_ok). Thread-safe (one mutex; rdb_leader_ok and
+ * rdb_leader_gen take it only during an outage).
+ */
+#define RDB_URL_MAX         256
+#define RDB_MAX_REPLICAS    16
+#define RDB_LEADER_RETRY_MS 200  /* between two tries of the next replica */
+#define RDB_LEADER_STALL_MS 2000 /* without an answer before a timeout means a lost leader */
+#define RDB_LEADER_DEAD_MS  1000 /* a replica found unreachable is not taken back for this long */
+
+struct rdb_leader {
+    pthread_mutex_t mu;
+    char urls[RDB_MAX_REPLICAS][RDB_URL_MAX]; /* the replicas given */
+    unsigned n;
+    char url[RDB_URL_MAX];      /* the base URL in use */
+    int idx;                    /* its index in urls; -1 when named and not among them */
+    _Atomic unsigned gen;       /* goes up at each switch; starts at 1 */
+    _Atomic int64_t down_since; /* monotonic ms of the outage's first refusal; 0: none */
+    _Atomic int64_t last_ok;    /* monotonic ms of the last answer from a leader */
+    int64_t last_switch;
+    char dead[RDB_URL_MAX]; /* the last one found unreachable, and when */
+    int64_t dead_at;
+    unsigned switches, named, tried, outages;
+    int64_t leaderless_ms, longest_ms; /* the outages' total and longest */
+};
+
+/* From a comma-separated list of base URLs (the first is where it starts;
+ * a trailing "/" is dropped). 0, or -1 when the list is empty, too long or
+ * holds an empty or overlong URL (rdb_leader_free it all the same). */
+int rdb_leader_init(struct rdb_leader *l, const char *list, int64_t now_ms);
+void rdb_leader_free(struct rdb_leader *l);
+
+/* The generation in use and its base URL into `url`. */
+unsigned rdb_leader_get(struct rdb_leader *l, char *url, size_t len);
+unsigned rdb_leader_gen(struct rdb_leader *l);
+
+/*
+ * Whether an answer (HTTP `status`, `body` possibly cut short) refuses for
+ * want of a leader: 307, 503 not_leader or 503 no_quorum. The leader's base
+ * URL it names (details.leader) into `leader` ("" when none or unreadable).
+ */
+bool rdb_not_leader(long status, const char *body, char *leader, size_t len);
+
+/*
+ * A request sent on generation `gen` was refused by rdb_not_leader(), naming
+ * `leader` (NULL or "": none). Starts an outage, and moves to the leader
+ * named (unless that one was found unreachable in the last
+ * RDB_LEADER_DEAD_MS: followers name their old leader until they elect
+ * another) or else to the next replica, unless `gen` is no longer the one in
+ * use or the last try of a replica was less than RDB_LEADER_RETRY_MS ago.
+ * True when it switched now.
+ */
+bool rdb_leader_refused(struct rdb_leader *l, unsigned gen, const char *leader, int64_t now_ms);
+
+/*
+ * A request sent on generation `gen` got no answer (transport result `rc`):
+ * a refused connection, or any other failure once no answer came for
+ * RDB_LEADER_STALL_MS, counts as rdb_leader_refused() without a name; other
+ * failures (one timeout on a busy leader) change nothing. True when the
+ * request should be sent again: `gen` is no longer (or now not) the one in
+ * use.
+ */
+bool rdb_leader_failed(struct rdb_leader *l, unsigned gen, CURLcode rc, int64_t now_ms);
+
+/* An answer that is no refusal came (any status below 500): ends the outage. */
+void rdb_leader_ok(struct rdb_leader *l, int64_t now_ms);
+
+/* Prints "leader: ..." with the switches and the time without a leader. */
+void rdb_leader_print(struct rdb_leader *l, int64_t now_ms);
+
+/*
+ * Puts `url`'s path from "/api/" on (its whole path when it has no "/api/")
+ * behind `base`, in place (`len` bytes). 0, or -1 when it would not fit
+ * (unchanged then).
+ */
+int rdb_rebase_url(char *url, size_t len, const char *base);
 
 #endif

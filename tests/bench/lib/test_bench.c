@@ -400,6 +400,106 @@ static void test_http_helpers(void **state)
     rdb_end();
 }
 
+/* rdb_not_leader reads a follower's refusals (cut short too); rdb_leader
+ * moves to the leader named, else to the next replica at most once per
+ * RDB_LEADER_RETRY_MS, ignores refusals of a generation left already, and
+ * counts the time without a leader; rdb_rebase_url moves a request. */
+static void test_leader(void **state)
+{
+    (void)state;
+    char name[RDB_URL_MAX];
+    const char *redirect =
+        "{\"error\":{\"code\":\"not_leader\",\"message\":\"this replica is a follower: the "
+        "leader is replica 2 at http://127.0.0.1:8082\",\"details\":{\"leader\":"
+        "\"http://127.0.0.1:8082/\",\"leader_id\":2}}}";
+    assert_true(rdb_not_leader(307, redirect, name, sizeof(name)));
+    assert_string_equal(name, "http://127.0.0.1:8082");
+    assert_true(rdb_not_leader(307, NULL, name, sizeof(name)));
+    assert_string_equal(name, "");
+    assert_true(rdb_not_leader(503, "{\"error\":{\"code\":\"not_leader\",\"details\":{}}}", name,
+                               sizeof(name)));
+    assert_string_equal(name, "");
+    assert_true(rdb_not_leader(503, "{\"error\":{\"code\":\"no_quorum\"}}", name, sizeof(name)));
+    /* cut short in the middle of the leader's URL: none named */
+    assert_true(rdb_not_leader(503,
+                               "{\"error\":{\"code\":\"not_leader\",\"details\":{\"leader\": "
+                               "\"http://127.0",
+                               name, sizeof(name)));
+    assert_string_equal(name, "");
+    assert_false(rdb_not_leader(503, "{\"error\":{\"code\":\"not_ready\"}}", name, sizeof(name)));
+    assert_false(rdb_not_leader(200, redirect, name, sizeof(name)));
+    assert_false(rdb_not_leader(409, "{\"error\":{\"code\":\"fenced\"}}", name, sizeof(name)));
+    assert_true(rdb_not_leader(307, redirect, name, 8)); /* no room: none named */
+    assert_string_equal(name, "");
+
+    struct rdb_leader l;
+    assert_int_equal(rdb_leader_init(&l, "", 0), -1);
+    rdb_leader_free(&l);
+    assert_int_equal(rdb_leader_init(&l, "http://a:1,,http://b:2", 0), -1);
+    rdb_leader_free(&l);
+    assert_int_equal(rdb_leader_init(&l, "http://a:1/,http://b:2,http://c:3", 1000), 0);
+    char url[RDB_URL_MAX];
+    assert_int_equal(rdb_leader_get(&l, url, sizeof(url)), 1);
+    assert_string_equal(url, "http://a:1");
+    rdb_leader_ok(&l, 1100);
+    /* a follower names the leader: there at once */
+    assert_true(rdb_leader_refused(&l, 1, "http://c:3", 1200));
+    assert_int_equal(rdb_leader_get(&l, url, sizeof(url)), 2);
+    assert_string_equal(url, "http://c:3");
+    /* the other refusals of generation 1 change nothing */
+    assert_false(rdb_leader_refused(&l, 1, "http://b:2", 1201));
+    assert_false(rdb_leader_refused(&l, 1, NULL, 1500));
+    assert_true(rdb_leader_failed(&l, 1, CURLE_COULDNT_CONNECT, 1500)); /* send it again */
+    assert_int_equal(rdb_leader_gen(&l), 2);
+    /* one timeout on a leader that answered lately changes nothing */
+    rdb_leader_ok(&l, 1300);
+    assert_false(rdb_leader_failed(&l, 2, CURLE_OPERATION_TIMEDOUT, 1400));
+    assert_int_equal(rdb_leader_gen(&l), 2);
+    /* nobody named during an election: the next replica, not more than
+     * once per RDB_LEADER_RETRY_MS */
+    assert_true(rdb_leader_refused(&l, 2, "", 2000));
+    assert_int_equal(rdb_leader_get(&l, url, sizeof(url)), 3);
+    assert_string_equal(url, "http://a:1");
+    assert_false(rdb_leader_refused(&l, 3, NULL, 2000 + RDB_LEADER_RETRY_MS - 1));
+    assert_true(rdb_leader_failed(&l, 3, CURLE_COULDNT_CONNECT, 2000 + RDB_LEADER_RETRY_MS));
+    assert_int_equal(rdb_leader_get(&l, url, sizeof(url)), 4);
+    assert_string_equal(url, "http://b:2");
+    /* a follower naming the replica just found unreachable (its old
+     * leader): not taken back for RDB_LEADER_DEAD_MS */
+    assert_false(rdb_leader_refused(&l, 4, "http://a:1", 2000 + RDB_LEADER_RETRY_MS + 10));
+    assert_int_equal(rdb_leader_gen(&l), 4);
+    /* a replica naming itself while it refuses: stays (sent again later) */
+    assert_false(rdb_leader_refused(&l, 4, "http://b:2", 3000));
+    /* no answer for RDB_LEADER_STALL_MS: a timeout moves on */
+    assert_true(rdb_leader_failed(&l, 4, CURLE_OPERATION_TIMEDOUT, 1300 + RDB_LEADER_STALL_MS));
+    assert_int_equal(rdb_leader_get(&l, url, sizeof(url)), 5);
+    assert_string_equal(url, "http://c:3");
+    rdb_leader_ok(&l, 4000);
+    assert_int_equal(l.switches, 4);
+    assert_int_equal(l.named, 1);
+    assert_int_equal(l.tried, 3);
+    /* outages: 1200-1300 and 2000-4000 */
+    assert_int_equal(l.outages, 2);
+    assert_int_equal(l.leaderless_ms, 2100);
+    assert_int_equal(l.longest_ms, 2000);
+    /* a leader outside the list, then the next of the list is its first */
+    assert_true(rdb_leader_refused(&l, 5, "http://d:4", 5000));
+    assert_int_equal(l.idx, -1);
+    assert_true(rdb_leader_refused(&l, 6, NULL, 6000));
+    assert_int_equal(rdb_leader_get(&l, url, sizeof(url)), 7);
+    assert_string_equal(url, "http://a:1");
+    rdb_leader_free(&l);
+
+    char u[64] = "http://a:1/api/v1/nodes/x/heartbeat";
+    assert_int_equal(rdb_rebase_url(u, sizeof(u), "http://127.0.0.1:8082"), 0);
+    assert_string_equal(u, "http://127.0.0.1:8082/api/v1/nodes/x/heartbeat");
+    char h[32] = "http://a:1/health";
+    assert_int_equal(rdb_rebase_url(h, sizeof(h), "http://b:22"), 0);
+    assert_string_equal(h, "http://b:22/health");
+    assert_int_equal(rdb_rebase_url(h, sizeof(h), "http://a-very-long-host-name:2"), -1);
+    assert_string_equal(h, "http://b:22/health");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_http_helpers),  cmocka_unit_test(test_due_queue),
         cmocka_unit_test(test_options),       cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_agent_answers), cmocka_unit_test(test_hold_slots),
+        cmocka_unit_test(test_leader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,8 +23,11 @@
 # mass-failure guard's threshold, below the 30% cut off and far above the
 # crashes' share of any 10 s), ELECTION (raft's election timeout, 1500ms), NICE (0; -10 as root runs the benchmark ahead
 # of everything else on a shared machine), BUILD (build-bench), KEEP_LOGS (a
-# directory to copy the replicas' logs to). tests/bench/lib/common.sh does
-# what every benchmark's script does.
+# directory to copy the replicas' logs to), KILL_LEADER_AT (seconds after the
+# load generator starts: the leader is killed with SIGKILL then and started
+# again; the load generator follows the new leader and reports the switches
+# and the time without one). tests/bench/lib/common.sh does what every
+# benchmark's script does.
 #
 # Targets (issue 16): engine RSS under 512 MiB, heartbeat p99 under 50 ms,
 # the crashed agents' tasks running elsewhere within 3 s p99, healthy
@@ -89,12 +92,49 @@ echo "recoveryd failure storm: $AGENTS agents, $TASKS tasks (a checkpoint every 
     "$(bench_cores), $(bench_now)"
 echo "engine built from $(bench_commit); leader's PID ${RD_PIDS[LEADER]}"
 echo "load average before: $(bench_loadavg); scheduling group: $(cat /proc/self/autogroup 2>/dev/null || echo none)"
+# The load generator starts on the leader and knows the others (it follows
+# the leader when that changes), with their PIDs for the leader's RSS.
+replica_urls=${RD_URLS[LEADER]}
+replica_pids=${RD_PIDS[LEADER]}
+for i in 1 2 3; do
+    if [ "$i" != "$LEADER" ]; then
+        replica_urls+=",${RD_URLS[i]}"
+        replica_pids+=",${RD_PIDS[i]}"
+    fi
+done
+FIRST_LEADER=$LEADER
 bench_cpu_start "${RD_PIDS[LEADER]}"
 rc=0
-bench_run - timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
-    --url "${RD_URLS[LEADER]}" --agents "$AGENTS" --tasks "$TASKS" --ckpt-ms "$CKPT_MS" \
-    --warmup "$WARMUP" --engine-pid "${RD_PIDS[LEADER]}" "$@" || rc=$?
-bench_cpu_report "${RD_PIDS[LEADER]}"
+nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
+    --url "$replica_urls" --engine-pids "$replica_pids" --agents "$AGENTS" --tasks "$TASKS" --ckpt-ms "$CKPT_MS" \
+    --warmup "$WARMUP" "$@" &
+LOADGEN=$!
+bench_track "$LOADGEN"
+if [ -n "${KILL_LEADER_AT:-}" ]; then
+    for _ in $(seq 1 "$KILL_LEADER_AT"); do
+        kill -0 "$LOADGEN" 2>/dev/null || break
+        sleep 1
+    done
+    if kill -0 "$LOADGEN" 2>/dev/null; then
+        echo "storm: $(bench_now) kill -9 of the leader rd$LEADER (PID ${RD_PIDS[LEADER]})" \
+            "${KILL_LEADER_AT} s after the load generator started; started again at once" >&2
+        bench_cpu_report "${RD_PIDS[LEADER]}"
+        kill -9 "${RD_PIDS[LEADER]}"
+        bench_wait "${RD_PIDS[LEADER]}" || true
+        bench_start_replica "$LEADER"
+    fi
+fi
+bench_wait "$LOADGEN" || rc=$?
+# The leader at the end (another one after a kill or an election).
+for i in 1 2 3; do
+    if curl -sf --max-time 2 "${RD_URLS[i]}/health" | grep -q '"role":"leader"'; then LEADER=$i; fi
+done
+FOLLOWER=$((LEADER % 3 + 1))
+if [ "$LEADER" != "$FIRST_LEADER" ]; then
+    echo "the leader at the end: rd$LEADER (PID ${RD_PIDS[LEADER]}); rd$FIRST_LEADER led at the start"
+else
+    bench_cpu_report "${RD_PIDS[LEADER]}"
+fi
 echo "load average after the storm: $(bench_loadavg)"
 for i in 1 2 3; do
     st=$(sed 's/.*) //' "/proc/${RD_PIDS[i]}/stat" 2>/dev/null | cut -d' ' -f1 || true)
