@@ -386,6 +386,10 @@ void rd_api_METRICS(struct rd_http_req *hr)
                   "Storage faults this replica has had (each ends at its first write that "
                   "goes through).",
                   r->storage.faults_total);
+    rd_metric_u64(&b, "recoveryd_raft_handovers_withheld_total", "counter",
+                  "Storage stalls during which this leader kept its leadership because the other "
+                  "voters had not stored the stalled entries either (their disks stall too).",
+                  r->storage.withheld_total);
     rd_metric_header(&b, "recoveryd_raft_snapshot_duration_seconds", "histogram",
                      "Time to persist a snapshot: taken here (imaged by a forked child, then "
                      "written) or installed from the leader (libraft's snapshot_put, from the "

@@ -212,6 +212,7 @@ struct rd_timed_io {
     bool orphan;
     struct rd_replica *r;
     uint64_t start_ns;
+    raft_index last_index; /* an append's: raft's last index when it was issued */
 };
 
 static void orphan_add(struct rd_timed_io *t)
@@ -348,6 +349,7 @@ static int timed_append(struct raft_io *io, struct raft_io_append *req,
     t->outer = req;
     t->io.r = r;
     t->io.start_ns = rd_mono_ns();
+    t->io.last_index = raft_last_index(&r->raft); /* the entries are in raft's log by now */
     t->inner.data = t;
     req->cb = cb;
     int rv = r->io_append(io, &t->inner, entries, n, timed_append_cb);
@@ -1400,6 +1402,32 @@ static void storage_failed(struct rd_replica *r, int rv)
                 raft_strerror(rv), r->storage.cause, r->storage.backoff_ms);
 }
 
+/*
+ * A stalled disk is worth a handover only if the other voters' disks work:
+ * then they commit, without this replica's disk, the entries it cannot
+ * write. When the commit index has not reached the oldest stalled append's
+ * entries, a majority has not stored them either (the disk under every
+ * replica is held: a shared disk, a stalled journal) and a new leader's
+ * writes would stall just the same, after an election and its grace: the
+ * leader stays, and asks again at the next watch tick.
+ */
+static bool others_store(struct rd_replica *r)
+{
+    if (!r->storage.stalled || r->appends_oldest == NULL ||
+        raft_commit_index(&r->raft) >= r->appends_oldest->last_index)
+        return true;
+    if (!r->storage.withheld) {
+        r->storage.withheld = true;
+        r->storage.withheld_total++;
+        RD_WARN("raft", "handover_withheld",
+                "commit_index=%llu stalled_index=%llu reason=\"the other voters have not stored "
+                "the stalled entries either: a new leader's disk would stall the same\"",
+                (unsigned long long)raft_commit_index(&r->raft),
+                (unsigned long long)r->appends_oldest->last_index);
+    }
+    return false;
+}
+
 /* From the watch timer, never inside a libraft call or callback. */
 static void storage_hand_over(struct rd_replica *r)
 {
@@ -1408,7 +1436,7 @@ static void storage_hand_over(struct rd_replica *r)
      * r->storage.transfer until it calls back, and the memset below would
      * clear its queue links. */
     if (r->storage.code == 0 || r->storage.handed_over || r->storage.transferring ||
-        rd_replica_voters(r) <= 1 || raft_state(&r->raft) != RAFT_LEADER)
+        rd_replica_voters(r) <= 1 || raft_state(&r->raft) != RAFT_LEADER || !others_store(r))
         return;
     r->storage.handed_over = true;
     memset(&r->storage.transfer, 0, sizeof(r->storage.transfer));
@@ -1455,6 +1483,7 @@ static void append_stall_check(struct rd_replica *r)
     if (!r->storage.stalled) {
         if (r->storage.code == 0) {
             r->storage.handed_over = false;
+            r->storage.withheld = false;
             r->storage.since_ns = now;
             r->storage.faults_total++;
         }

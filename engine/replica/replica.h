@@ -182,6 +182,8 @@ struct rd_replica {
         bool transferring;
         bool handed_over; /* a handover was tried for this fault */
         bool stalled;     /* the fault is an append the disk has not finished (replica.c) */
+        bool withheld;    /* a handover was held back: the other voters' disks stall too */
+        uint64_t withheld_total;
         struct raft_transfer transfer;
     } storage;
 };

@@ -291,12 +291,88 @@ static void test_shutdown_is_bounded_while_the_disk_hangs(void **state)
     rdt_proc_cleanup(&p);
 }
 
+/*
+ * The leader's disk hangs and the followers' do not: it hands its
+ * leadership over (a storage fault: a log write unfinished for 3 s), and
+ * the write it was waiting on is stored by the others.
+ */
+static void test_leader_with_a_hung_disk_hands_over(void **state)
+{
+    (void)state;
+    struct rdt_cluster cl = {0};
+    assert_int_equal(rdt_cluster_start(&cl, 3, "", NULL), 0);
+    int L = rdt_cluster_leader(&cl, rdt_ms(10000));
+    assert_true(L >= 0);
+    struct rdt_proc *leader = &cl.procs[L];
+    rdt_disk_hangs(leader, true);
+    struct writer w = {.p = leader};
+    snprintf(w.node, sizeof(w.node), "one-hung");
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, register_node, &w), 0);
+    assert_int_equal(rdt_await_log(leader, "event=leadership_handover", rdt_ms(20000)), 0);
+    int first = (L + 1) % 3;
+    for (int64_t until = rdt_now_ms() + rdt_ms(20000);; rdt_sleep_ms(50)) {
+        int now = rdt_cluster_leader(&cl, rdt_ms(5000));
+        if (now >= 0 && now != L) {
+            first = now;
+            break;
+        }
+        assert_true(rdt_now_ms() < until);
+    }
+    /* The new leader holds the write the old one could not store. */
+    for (int64_t until = rdt_now_ms() + rdt_ms(15000); !has_node(&cl.procs[first], "one-hung");) {
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(20);
+    }
+    rdt_disk_hangs(leader, false);
+    pthread_join(t, NULL);
+    rdt_cluster_cleanup(&cl);
+}
+
+/*
+ * Every replica's disk hangs (one disk under them all, a stalled journal):
+ * a handover cannot help, since the new leader's writes would stall the same
+ * after an election, so the leader keeps its leadership (event=
+ * handover_withheld). Once the disks answer, the write that waited is
+ * acknowledged.
+ */
+static void test_leader_stays_when_every_disk_hangs(void **state)
+{
+    (void)state;
+    struct rdt_cluster cl = {0};
+    assert_int_equal(rdt_cluster_start(&cl, 3, "", NULL), 0);
+    int L = rdt_cluster_leader(&cl, rdt_ms(10000));
+    assert_true(L >= 0);
+    struct rdt_proc *leader = &cl.procs[L];
+    for (int i = 0; i < 3; i++)
+        rdt_disk_hangs(&cl.procs[i], true);
+    struct writer w = {.p = leader};
+    snprintf(w.node, sizeof(w.node), "all-hung");
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, register_node, &w), 0);
+    assert_int_equal(rdt_await_log(leader, "event=handover_withheld", rdt_ms(20000)), 0);
+    assert_int_equal(rdt_metric(leader, "recoveryd_raft_handovers_withheld_total"), 1);
+    for (int i = 0; i < 3; i++)
+        rdt_disk_hangs(&cl.procs[i], false);
+    pthread_join(t, NULL);
+    assert_int_equal(w.status, 201);
+    char *log = rdt_proc_log(leader);
+    assert_non_null(log);
+    bool handed_over = strstr(log, "event=leadership_handover") != NULL;
+    free(log);
+    assert_false(handed_over);
+    assert_int_equal(rdt_cluster_leader(&cl, rdt_ms(10000)), L);
+    rdt_cluster_cleanup(&cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_replica_waits_out_a_failing_disk),
         cmocka_unit_test(test_cluster_rides_out_one_failing_disk),
         cmocka_unit_test(test_shutdown_is_bounded_while_the_disk_hangs),
+        cmocka_unit_test(test_leader_with_a_hung_disk_hands_over),
+        cmocka_unit_test(test_leader_stays_when_every_disk_hangs),
     };
     return cmocka_run_group_tests(tests, preload, NULL);
 }

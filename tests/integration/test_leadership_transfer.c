@@ -131,17 +131,8 @@ static long log_count(const struct rdt_proc *p, const char *needle, const char *
 
 static void await_log(struct rdt_proc *p, const char *needle, int timeout_ms)
 {
-    for (int64_t until = rdt_now_ms() + rdt_ms(timeout_ms); log_count(p, needle, NULL) == 0;) {
-        if (!rdt_proc_alive(p)) {
-            rdt_proc_print_log_tail(p, 40);
-            fail_msg("%s exited (%d) before \"%s\"", p->dir, p->exit_code, needle);
-        }
-        if (rdt_now_ms() >= until) {
-            rdt_proc_print_log_tail(p, 40);
-            fail_msg("no \"%s\" in the log of %s", needle, p->dir);
-        }
-        rdt_sleep_ms(20);
-    }
+    if (rdt_await_log(p, needle, rdt_ms(timeout_ms)) != 0)
+        fail_msg("no \"%s\" in the log of %s", needle, p->dir);
 }
 
 /* Each agent's node events on `p`'s stream, from the oldest held: how many

@@ -238,6 +238,24 @@ char *rdt_proc_log(const struct rdt_proc *p)
     return read_file(p->log_path);
 }
 
+int rdt_await_log(struct rdt_proc *p, const char *needle, int timeout_ms)
+{
+    for (int64_t until = rdt_now_ms() + timeout_ms;;) {
+        char *log = rdt_proc_log(p);
+        bool found = log != NULL && strstr(log, needle) != NULL;
+        free(log);
+        if (found)
+            return 0;
+        if (!rdt_proc_alive(p) || rdt_now_ms() >= until) {
+            fprintf(stderr, "no \"%s\" in the log of %s%s\n", needle, p->dir,
+                    rdt_proc_alive(p) ? "" : " (it exited)");
+            rdt_proc_print_log_tail(p, 40);
+            return -1;
+        }
+        rdt_sleep_ms(20);
+    }
+}
+
 void rdt_proc_print_log_tail(const struct rdt_proc *p, int lines)
 {
     char *log = rdt_proc_log(p);

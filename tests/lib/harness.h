@@ -147,6 +147,10 @@ char *rdt_proc_log(const struct rdt_proc *p);
 
 /* Prints the last `lines` lines of the daemon's log on stderr. */
 void rdt_proc_print_log_tail(const struct rdt_proc *p, int lines);
+/* Waits (up to timeout_ms: callers scale it, rdt_ms) until a line of p's log
+ * contains `needle`: 0, or -1 with the log's tail printed when it never
+ * came or the daemon exited first. */
+int rdt_await_log(struct rdt_proc *p, const char *needle, int timeout_ms);
 
 /*
  * A cmocka setup's daemon: a new rdt_proc in *state, started with `yaml` and
