@@ -296,19 +296,33 @@ static void test_shutdown_is_bounded_while_the_disk_hangs(void **state)
  * leadership over (a storage fault: a log write unfinished for 3 s), and
  * the write it was waiting on is stored by the others.
  */
+/* Three replicas; the disks of the leader (its index in *L) and, with
+ * `all`, of the followers hang; a registration of `node` waits on the
+ * leader (thread `t`). */
+static struct rdt_proc *hang_under_a_write(struct rdt_cluster *cl, int *L, bool all,
+                                           struct writer *w, const char *node, pthread_t *t)
+{
+    assert_int_equal(rdt_cluster_start(cl, 3, "", NULL), 0);
+    *L = rdt_cluster_leader(cl, rdt_ms(10000));
+    assert_true(*L >= 0);
+    struct rdt_proc *leader = &cl->procs[*L];
+    for (int i = 0; i < 3; i++)
+        if (all || i == *L)
+            rdt_disk_hangs(&cl->procs[i], true);
+    *w = (struct writer){.p = leader};
+    snprintf(w->node, sizeof(w->node), "%s", node);
+    assert_int_equal(pthread_create(t, NULL, register_node, w), 0);
+    return leader;
+}
+
 static void test_leader_with_a_hung_disk_hands_over(void **state)
 {
     (void)state;
     struct rdt_cluster cl = {0};
-    assert_int_equal(rdt_cluster_start(&cl, 3, "", NULL), 0);
-    int L = rdt_cluster_leader(&cl, rdt_ms(10000));
-    assert_true(L >= 0);
-    struct rdt_proc *leader = &cl.procs[L];
-    rdt_disk_hangs(leader, true);
-    struct writer w = {.p = leader};
-    snprintf(w.node, sizeof(w.node), "one-hung");
+    struct writer w;
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, register_node, &w), 0);
+    int L;
+    struct rdt_proc *leader = hang_under_a_write(&cl, &L, false, &w, "one-hung", &t);
     assert_int_equal(rdt_await_log(leader, "event=leadership_handover", rdt_ms(20000)), 0);
     int first = (L + 1) % 3;
     for (int64_t until = rdt_now_ms() + rdt_ms(20000);; rdt_sleep_ms(50)) {
@@ -340,16 +354,10 @@ static void test_leader_stays_when_every_disk_hangs(void **state)
 {
     (void)state;
     struct rdt_cluster cl = {0};
-    assert_int_equal(rdt_cluster_start(&cl, 3, "", NULL), 0);
-    int L = rdt_cluster_leader(&cl, rdt_ms(10000));
-    assert_true(L >= 0);
-    struct rdt_proc *leader = &cl.procs[L];
-    for (int i = 0; i < 3; i++)
-        rdt_disk_hangs(&cl.procs[i], true);
-    struct writer w = {.p = leader};
-    snprintf(w.node, sizeof(w.node), "all-hung");
+    struct writer w;
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, register_node, &w), 0);
+    int L;
+    struct rdt_proc *leader = hang_under_a_write(&cl, &L, true, &w, "all-hung", &t);
     assert_int_equal(rdt_await_log(leader, "event=handover_withheld", rdt_ms(20000)), 0);
     assert_int_equal(rdt_metric(leader, "recoveryd_raft_handovers_withheld_total"), 1);
     for (int i = 0; i < 3; i++)
