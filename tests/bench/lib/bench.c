@@ -427,22 +427,69 @@ static size_t discard(char *p, size_t size, size_t n, void *data)
     return size * n;
 }
 
+/* A GET of base_url/health that opens an HTTP/2 connection (without
+ * PIPEWAIT: a connection of its own); NULL on failure. */
+static CURL *h2_health(const char *base_url, long timeout_ms)
+{
+    char url[512];
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        return NULL;
+    snprintf(url, sizeof(url), "%s/health", base_url);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, rdb_h2_version());
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+    return e;
+}
+
+int rdb_h2_opening_start(struct rdb_h2_opening *o, CURLM *multi, const char *base_url,
+                         long timeout_ms)
+{
+    o->easy = h2_health(base_url, timeout_ms);
+    if (o->easy == NULL)
+        return -1;
+    curl_easy_setopt(o->easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     timeout_ms < RDB_H2_CONNECT_MS ? timeout_ms : (long)RDB_H2_CONNECT_MS);
+    if (curl_multi_add_handle(multi, o->easy) != CURLM_OK) {
+        curl_easy_cleanup(o->easy);
+        o->easy = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+bool rdb_h2_opening_done(struct rdb_h2_opening *o, const struct rdb_done *d)
+{
+    long version = 0;
+    curl_easy_getinfo(d->easy, CURLINFO_HTTP_VERSION, &version);
+    bool ok = d->rc == CURLE_OK && version == CURL_HTTP_VERSION_2_0;
+    if (d->easy == o->easy) {
+        curl_easy_cleanup(o->easy);
+        o->easy = NULL;
+    }
+    return ok;
+}
+
+void rdb_h2_opening_cancel(struct rdb_h2_opening *o, CURLM *multi)
+{
+    if (o->easy == NULL)
+        return;
+    curl_multi_remove_handle(multi, o->easy);
+    curl_easy_cleanup(o->easy);
+    o->easy = NULL;
+}
+
 int rdb_h2_open(CURLM *multi, const char *base_url, int n)
 {
     enum { MAX_OPEN = 64 };
     CURL *e[MAX_OPEN] = {0};
-    char url[512];
-    snprintf(url, sizeof(url), "%s/health", base_url);
     n = n < MAX_OPEN ? n : MAX_OPEN;
     int added = 0, opened = 0, running = 1;
     for (; added < n; added++) {
-        if ((e[added] = curl_easy_init()) == NULL)
+        if ((e[added] = h2_health(base_url, 5000L)) == NULL)
             break;
-        curl_easy_setopt(e[added], CURLOPT_URL, url);
-        curl_easy_setopt(e[added], CURLOPT_HTTP_VERSION, rdb_h2_version());
-        curl_easy_setopt(e[added], CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e[added], CURLOPT_TIMEOUT_MS, 5000L);
-        curl_easy_setopt(e[added], CURLOPT_WRITEFUNCTION, discard);
         curl_multi_add_handle(multi, e[added]);
     }
     for (int64_t end = rdb_now_ns() + 10000000000LL; running > 0 && rdb_now_ns() < end;) {

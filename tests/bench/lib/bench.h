@@ -275,6 +275,29 @@ CURLM *rdb_h2_multi(int want);
  */
 int rdb_h2_open(CURLM *multi, const char *base_url, int n);
 
+/*
+ * The same for one connection without waiting, for a loop that drives
+ * `multi` itself (a load generator that reopens its connection while it
+ * runs): rdb_h2_opening_start adds the GET of base_url/health to `multi`
+ * (nothing else may be in it until the opening is done, as above), to be
+ * connected within RDB_H2_CONNECT_MS and answered within `timeout_ms`; 0, or
+ * -1 when it could not be added. The caller hands the finished transfer it
+ * reads (rdb_next_done, d->easy == o->easy) to rdb_h2_opening_done: true when
+ * the connection speaks HTTP/2 (the transfer's resources are freed either
+ * way). rdb_h2_opening_cancel takes an opening still under way out of
+ * `multi` (nothing when none is).
+ */
+#define RDB_H2_CONNECT_MS 1000
+
+struct rdb_h2_opening {
+    CURL *easy; /* NULL: none under way */
+};
+
+int rdb_h2_opening_start(struct rdb_h2_opening *o, CURLM *multi, const char *base_url,
+                         long timeout_ms);
+bool rdb_h2_opening_done(struct rdb_h2_opening *o, const struct rdb_done *d);
+void rdb_h2_opening_cancel(struct rdb_h2_opening *o, CURLM *multi);
+
 /* ---- what an agent reads ----------------------------------------------------- */
 
 /* The tasks the benchmarks submit are named by index: TASK_PREFIX and 12 digits. */

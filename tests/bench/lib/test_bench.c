@@ -316,6 +316,91 @@ static void test_sleep_ends_on_interrupt(void **state)
     rdb_interrupted = 0;
 }
 
+/* Drives `multi` until opening `o` finishes (5 s at most): its rdb_done,
+ * the loop's turns meanwhile and how long it took. */
+static bool drive_opening(CURLM *multi, struct rdb_h2_opening *o, struct rdb_done *out, int *turns,
+                          int64_t *ms)
+{
+    int64_t t0 = rdt_now_ms();
+    *turns = 0;
+    for (int running = 1; rdt_now_ms() < t0 + 5000; (*turns)++) {
+        curl_multi_perform(multi, &running);
+        struct rdb_done d;
+        while (rdb_next_done(multi, &d)) {
+            assert_ptr_equal(d.easy, o->easy);
+            *out = d;
+            *ms = rdt_now_ms() - t0;
+            return true;
+        }
+        curl_multi_poll(multi, NULL, 0, 20, NULL);
+    }
+    return false;
+}
+
+/* Opening a connection without waiting (the scale load generator's
+ * reconnection): an answering server opens one HTTP/2 connection; one that
+ * accepts and never answers gives the caller's loop its turns and fails
+ * after the timeout (not the 5 s of rdb_h2_open); a refused port fails at
+ * once; an opening under way can be cancelled, and the multi handle opens
+ * again afterwards. */
+static void test_h2_opening(void **state)
+{
+    (void)state;
+    assert_int_equal(rdb_init(), 0);
+    struct rdt_httpd *s = rdt_httpd_start(3);
+    assert_non_null(s);
+    assert_int_equal(rdt_httpd_set(s, 1, RDT_EP_HANG, 0), 0);
+    assert_int_equal(rdt_httpd_set(s, 2, RDT_EP_DOWN, 0), 0);
+    char ok[64], hang[64], down[64];
+    snprintf(ok, sizeof(ok), "http://127.0.0.1:%u", rdt_httpd_port(s, 0));
+    snprintf(hang, sizeof(hang), "http://127.0.0.1:%u", rdt_httpd_port(s, 1));
+    snprintf(down, sizeof(down), "http://127.0.0.1:%u", rdt_httpd_port(s, 2));
+    CURLM *multi = rdb_h2_multi(1);
+    assert_non_null(multi);
+    struct rdb_h2_opening o = {0};
+    struct rdb_done d;
+    int turns;
+    int64_t ms;
+
+    assert_int_equal(rdb_h2_opening_start(&o, multi, ok, 2000), 0);
+    assert_true(drive_opening(multi, &o, &d, &turns, &ms));
+    assert_true(rdb_h2_opening_done(&o, &d));
+    assert_null(o.easy);
+    assert_int_equal(rdt_httpd_hits(s, 0), 1);
+
+    assert_int_equal(rdb_h2_opening_start(&o, multi, hang, 300), 0);
+    assert_true(drive_opening(multi, &o, &d, &turns, &ms));
+    assert_false(rdb_h2_opening_done(&o, &d));
+    assert_null(o.easy);
+    assert_int_equal(d.rc, CURLE_OPERATION_TIMEDOUT);
+    assert_true(ms >= 290 && ms < 2000);
+    assert_true(turns >= 5); /* the loop kept running while it waited */
+
+    assert_int_equal(rdb_h2_opening_start(&o, multi, down, 2000), 0);
+    assert_true(drive_opening(multi, &o, &d, &turns, &ms));
+    assert_false(rdb_h2_opening_done(&o, &d));
+    assert_int_equal(d.rc, CURLE_COULDNT_CONNECT);
+    assert_true(ms < 1000);
+
+    assert_int_equal(rdb_h2_opening_start(&o, multi, hang, 2000), 0);
+    int running = 0;
+    curl_multi_perform(multi, &running);
+    assert_int_equal(running, 1);
+    rdb_h2_opening_cancel(&o, multi);
+    assert_null(o.easy);
+    curl_multi_perform(multi, &running);
+    assert_int_equal(running, 0);
+    rdb_h2_opening_cancel(&o, multi); /* none under way: nothing */
+
+    unsigned hits = rdt_httpd_hits(s, 0);
+    assert_int_equal(rdb_h2_opening_start(&o, multi, ok, 2000), 0);
+    assert_true(drive_opening(multi, &o, &d, &turns, &ms));
+    assert_true(rdb_h2_opening_done(&o, &d));
+    assert_int_equal(rdt_httpd_hits(s, 0), hits + 1);
+    curl_multi_cleanup(multi);
+    rdt_httpd_stop(s);
+}
+
 /* Against a real h2o server (rdt_httpd): rdb_h2_open's connections all speak
  * HTTP/2 and a refused port opens none; rdb_health reads a 200 JSON answer
  * (no role in it: "?") and fails on a refused port; rdb_find_leader finds
@@ -503,13 +588,13 @@ static void test_leader(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_uint),    cmocka_unit_test(test_times),
-        cmocka_unit_test(test_statistics),    cmocka_unit_test(test_random_is_reproducible),
-        cmocka_unit_test(test_buffers),       cmocka_unit_test(test_sleep_ends_on_interrupt),
-        cmocka_unit_test(test_http_helpers),  cmocka_unit_test(test_due_queue),
-        cmocka_unit_test(test_options),       cmocka_unit_test(test_histogram),
-        cmocka_unit_test(test_agent_answers), cmocka_unit_test(test_hold_slots),
-        cmocka_unit_test(test_leader),
+        cmocka_unit_test(test_parse_uint),   cmocka_unit_test(test_times),
+        cmocka_unit_test(test_statistics),   cmocka_unit_test(test_random_is_reproducible),
+        cmocka_unit_test(test_buffers),      cmocka_unit_test(test_sleep_ends_on_interrupt),
+        cmocka_unit_test(test_http_helpers), cmocka_unit_test(test_h2_opening),
+        cmocka_unit_test(test_due_queue),    cmocka_unit_test(test_options),
+        cmocka_unit_test(test_histogram),    cmocka_unit_test(test_agent_answers),
+        cmocka_unit_test(test_hold_slots),   cmocka_unit_test(test_leader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

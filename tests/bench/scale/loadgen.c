@@ -48,11 +48,13 @@
  * --url takes the replicas (comma-separated; it starts on the first) and it
  * follows the leader (rdb_leader, tests/bench/lib/bench.h): on a 307, a 503
  * not_leader or no_quorum, or a leader that is gone, every worker reopens
- * its connection to the leader named (or the next replica) and sends the
- * refused requests again, those of agents that crashed or are cut off
- * meanwhile excepted; the report counts the switches and the time without a
- * leader. --engine-pids gives the replicas' PIDs in the same order: the RSS
- * sampled is the current leader's.
+ * its connection to the leader named (or the next replica) within its loop
+ * (an opening is given OPEN_MS; the loop, and its coordination of the
+ * run, goes on meanwhile) and sends the refused requests again, those of
+ * agents that crashed or are cut off meanwhile excepted; the report counts
+ * the switches, the time without a leader and the openings that failed.
+ * --engine-pids gives the replicas' PIDs in the same order: the RSS sampled
+ * is the current leader's.
  *
  * It measures heartbeat round trips (p50, p99, max), the heartbeats offered
  * against those due, how late the sends were, and once a second the engine's
@@ -103,6 +105,8 @@
 #define BASE_MS        20000  /* the baseline: the warm-up's last 20 s at least (base_ms()) */
 #define TARGET_MOVE_MS 3000
 #define TARGET_SHARE   90.0
+/* For a worker's connection to open (a replica that does not answer). */
+#define OPEN_MS RDB_LEADER_STALL_MS
 
 struct opts {
     const char *url, *engine_pids;
@@ -198,10 +202,12 @@ struct worker {
      * for want of a leader waiting to go again (agents and reqs) */
     char base[RDB_URL_MAX];
     unsigned gen;
+    struct rdb_h2_opening open; /* its connection being opened, for open_gen */
+    unsigned open_gen;
     int64_t reopen_at, resend_at;
     char **parked;
     size_t n_parked, parked_cap;
-    uint64_t refused_307, refused_503, failed_resent, resent, reopened;
+    uint64_t refused_307, refused_503, failed_resent, resent, reopened, open_failed;
     uint64_t rng;
     unsigned reg_next, reg_done, reg_failed;
     unsigned sub_next, sub_in_flight; /* its tasks: index % threads == its index */
@@ -818,12 +824,16 @@ static void resend_parked(struct worker *w)
     }
 }
 
+static void opened(struct worker *w, bool ok);
+
 /*
  * The leader moved (or the connection never opened): every transfer still
- * in the multi handle is parked, a connection to the new base URL opened
- * and the parked requests sent there. When it cannot be opened the next
- * replica is tried (rdb_leader_failed) and the worker tries again 100 ms
- * later.
+ * in the multi handle is parked and a connection to the new base URL is
+ * opened, within the worker's loop (rdb_h2_opening: the loop goes on
+ * meanwhile, and an opening overtaken by another switch is dropped for the
+ * newer one); once it is open (opened()) the parked requests are sent
+ * there. When it cannot be opened within OPEN_MS the next replica is tried
+ * (rdb_leader_failed) and the worker tries again 100 ms later.
  */
 static void reconnect(struct worker *w)
 {
@@ -846,16 +856,29 @@ static void reconnect(struct worker *w)
             park(w, (char *)r);
         }
     }
-    unsigned gen = rdb_leader_get(&b->leader, w->base, sizeof(w->base));
-    if (rdb_h2_open(w->multi, w->base, 1) != 1) {
-        int64_t now = rdt_now_ms();
-        rdb_leader_failed(&b->leader, gen, CURLE_COULDNT_CONNECT, now);
-        w->gen = 0;
+    rdb_h2_opening_cancel(&w->open, w->multi);
+    w->gen = 0;
+    w->open_gen = rdb_leader_get(&b->leader, w->base, sizeof(w->base));
+    if (rdb_h2_opening_start(&w->open, w->multi, w->base, OPEN_MS) != 0)
+        opened(w, false);
+}
+
+/* The opening of the worker's connection finished (`ok`: it speaks
+ * HTTP/2), or could not start. */
+static void opened(struct worker *w, bool ok)
+{
+    struct rdb_leader *l = &w->b->leader;
+    int64_t now = rdt_now_ms();
+    if (!ok) {
+        w->open_failed++;
+        rdb_leader_failed(l, w->open_gen, CURLE_COULDNT_CONNECT, now);
         w->reopen_at = now + 100;
         return;
     }
-    w->gen = gen;
     w->reopened++;
+    if (w->open_gen != rdb_leader_gen(l))
+        return; /* the leader moved meanwhile: the loop reconnects */
+    w->gen = w->open_gen;
     resend_parked(w);
 }
 
@@ -864,6 +887,10 @@ static void drain(struct worker *w)
     struct rdb_done d;
     while (rdb_next_done(w->multi, &d)) {
         char *priv = d.priv;
+        if (d.easy == w->open.easy) {
+            opened(w, rdb_h2_opening_done(&w->open, &d));
+            continue;
+        }
         w->streams--;
         if ((uint8_t)priv[0] == T_REQ) {
             struct req *r = (struct req *)priv;
@@ -1153,6 +1180,7 @@ static void worker_free(struct worker *w)
             curl_easy_cleanup(w->reqs[i].easy);
         }
     }
+    rdb_h2_opening_cancel(&w->open, w->multi);
     if (w->multi)
         curl_multi_cleanup(w->multi);
     for (unsigned i = 0; i < MAX_WINDOWS; i++)
@@ -1263,7 +1291,8 @@ static void *worker_main(void *arg)
         curl_multi_perform(w->multi, &running);
         drain(w);
         int64_t now = rdt_now_ms();
-        if (w->gen != rdb_leader_gen(&b->leader) && now >= w->reopen_at)
+        unsigned lgen = rdb_leader_gen(&b->leader);
+        if (w->gen != lgen && now >= w->reopen_at && (w->open.easy == NULL || w->open_gen != lgen))
             reconnect(w);
         bool up = w->gen != 0 && w->gen == rdb_leader_gen(&b->leader);
         if (up && w->n_parked > 0 && now >= w->resend_at)
@@ -1537,18 +1566,20 @@ static void report(struct bench *b)
            (double)rdb_hist_quantile(&rtt, 0.50) / 1000,
            (double)rdb_hist_quantile(&rtt, 0.99) / 1000, (double)rtt.max_us / 1000,
            (long long)(rdb_hist_quantile(&lag, 0.99) / 1000), (long long)(lag.max_us / 1000));
-    uint64_t r307 = 0, r503 = 0, failed = 0, resent = 0, reopened = 0;
+    uint64_t r307 = 0, r503 = 0, failed = 0, resent = 0, reopened = 0, open_failed = 0;
     for (unsigned t = 0; t < b->o.threads; t++) {
         const struct worker *w = &b->w[t];
         r307 += w->refused_307, r503 += w->refused_503, failed += w->failed_resent;
-        resent += w->resent, reopened += w->reopened;
+        resent += w->resent, reopened += w->reopened, open_failed += w->open_failed;
     }
     rdb_leader_print(&b->leader, rdt_now_ms());
     printf("refused for want of a leader: %llu answers 307, %llu 503 not_leader or no_quorum, "
            "%llu without an answer from a leader that was gone; %llu requests sent again, %llu "
-           "connections opened (%u workers)\n",
+           "connections opened, %llu openings failed (refused, or no answer within %d ms; "
+           "%u workers)\n",
            (unsigned long long)r307, (unsigned long long)r503, (unsigned long long)failed,
-           (unsigned long long)resent, (unsigned long long)reopened, b->o.threads);
+           (unsigned long long)resent, (unsigned long long)reopened,
+           (unsigned long long)open_failed, OPEN_MS, b->o.threads);
     if (b->o.engine_pid || b->n_pids)
         printf("engine RSS: %.1f MiB at the start of the measurement, %.1f MiB at the end, %.1f "
                "MiB max\n",
