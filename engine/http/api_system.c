@@ -369,6 +369,10 @@ void rd_api_METRICS(struct rd_http_req *hr)
                      "first included; polled every 10 ms).");
     rd_mbuf_printf(&b, "recoveryd_raft_leader_changes_total %llu\n",
                    (unsigned long long)r->ops.leader_changes_total);
+    rd_metric_header(&b, "recoveryd_loop_lag_seconds", "histogram",
+                     "How late the event loop ran a 10-ms timer: time it spent on other work or "
+                     "waiting for a CPU.");
+    rd_metric_hist(&b, "recoveryd_loop_lag_seconds", "", &r->ops.loop_lag);
     rd_metric_header(&b, "recoveryd_raft_append_duration_seconds", "histogram",
                      "Time to persist a batch of log entries, fsync included (libraft's "
                      "append, from the call to its callback).");

@@ -419,6 +419,15 @@ static int timed_snapshot_put(struct raft_io *io, unsigned trailing,
 static void watch_cb(uv_timer_t *t)
 {
     struct rd_replica *r = t->data;
+    /* The loop's own lag: how late this 10-ms timer ran, the time the loop
+     * spent on other work or waiting for a CPU (a stall shows here before
+     * it shows as agents' late heartbeats). */
+    uint64_t now_ns = rd_mono_ns();
+    if (r->ops.watch_due_ns != 0)
+        rd_hist_observe(&r->ops.loop_lag, now_ns > r->ops.watch_due_ns
+                                              ? (double)(now_ns - r->ops.watch_due_ns) / 1e9
+                                              : 0.0);
+    r->ops.watch_due_ns = now_ns + 10 * 1000000ull;
     append_stall_check(r);
     storage_hand_over(r);
     int state = raft_state(&r->raft);

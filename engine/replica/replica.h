@@ -66,6 +66,8 @@ struct rd_replica {
         uint64_t leader_changes_total; /* a leader seen after none or another */
         uint64_t leader_last;          /* the leader at the last watch tick, 0 none */
         struct rd_hist append_latency; /* entries persisted (fsync included) */
+        struct rd_hist loop_lag;       /* how late the 10-ms watch timer ran */
+        uint64_t watch_due_ns;         /* when the next watch tick is due, 0 before the first */
         uint64_t append_errors_total;
         struct rd_hist snapshot_latency; /* snapshots persisted (taken or installed) */
         uint64_t snapshot_size_bytes;    /* of the last one persisted */

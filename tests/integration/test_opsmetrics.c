@@ -233,6 +233,29 @@ static void test_single_metrics(void **state)
     wait_metric(&single, "recoveryd_raft_log_size_bytes", ">=", 4096, 10000);
 }
 
+/* The loop's lag: a stopped daemon (SIGSTOP for 600 ms) ran its 10-ms
+ * timer over half a second late, and the histogram has that observation
+ * above its 0.5 s bound. */
+static void test_single_loop_lag(void **state)
+{
+    (void)state;
+    wait_metric(&single, "recoveryd_loop_lag_seconds_count", ">=", 10, 10000);
+    char *m = scrape(&single);
+    assert_non_null(strstr(m, "# TYPE recoveryd_loop_lag_seconds histogram\n"));
+    double count = metric_in(m, "recoveryd_loop_lag_seconds_count");
+    double late = count - metric_in(m, "recoveryd_loop_lag_seconds_bucket{le=\"0.5\"}");
+    free(m);
+    assert_int_equal(rdt_proc_signal(&single, SIGSTOP), 0);
+    rdt_sleep_ms(600); /* the stall itself */
+    assert_int_equal(rdt_proc_signal(&single, SIGCONT), 0);
+    wait_metric(&single, "recoveryd_loop_lag_seconds_count", ">=", count + 1, 10000);
+    m = scrape(&single);
+    double late2 = metric_in(m, "recoveryd_loop_lag_seconds_count") -
+                   metric_in(m, "recoveryd_loop_lag_seconds_bucket{le=\"0.5\"}");
+    free(m);
+    assert_true(late2 >= late + 1);
+}
+
 static void test_single_log_level_at_run_time(void **state)
 {
     (void)state;
@@ -387,6 +410,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_single_metrics, setup_single, teardown_single),
+        cmocka_unit_test_setup_teardown(test_single_loop_lag, setup_single, teardown_single),
         cmocka_unit_test_setup_teardown(test_single_log_level_at_run_time, setup_single,
                                         teardown_single),
         cmocka_unit_test_setup_teardown(test_cluster_peers_and_leader_changes, setup_cluster,
