@@ -372,6 +372,22 @@ bench_cpu_report() {
         printf "machine CPU during the run: %.2f of %d cores busy on average\n", n * (b1 - b0) / (a1 - a0), n }'
 }
 
+# bench_loop_lag URL: how late the replica's event loop ran its 10-ms watch
+# timer since it started (recoveryd_loop_lag_seconds from URL/metrics): a
+# loop busy or starved of CPU against senders that are late themselves.
+bench_loop_lag() {
+    curl -sf --max-time 5 "$1/metrics" | awk '
+        /^recoveryd_loop_lag_seconds_bucket/ {
+            match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); b[le] = $2 }
+        /^recoveryd_loop_lag_seconds_sum/ { sum = $2 }
+        /^recoveryd_loop_lag_seconds_count/ { n = $2 }
+        END {
+            if (n == 0) { print "loop lag: no figure (no /metrics answer)"; exit }
+            printf "loop lag (the 10-ms timer, %d runs): mean %.1f ms; later than 100 ms %d, 500 ms %d, 1 s %d\n",
+                n, 1000 * sum / n, n - b["0.1"], n - b["0.5"], n - b["1"] }' ||
+        echo "loop lag: no figure (no /metrics answer)"
+}
+
 # bench_log_events FILE [LINES]: the warnings and errors among the first
 # LINES lines of FILE (all by default), counted by event (recoveryd) or
 # message (etcd): "3 x commit_failed, 1 x ..."; nothing when there is none.

@@ -1650,7 +1650,7 @@ static void usage(FILE *f)
             "first and follows the leader)] [--engine-pids PID,... (the replicas' by --url: "
             "the leader's RSS)] [--agents N (10000)] [--interval-ms MS "
             "(500)] [--jitter-ms MS (100, less than the interval)] [--warmup S (20)] "
-            "[--duration S (60)] [--engine-pid PID (its RSS)] [--threads N (16, at most the "
+            "[--duration S (60)] [--engine-pid PID (its RSS)] [--threads N (4, at most the "
             "agents)] [--seed N (42)]\n"
             "  the failure storm: --tasks N (0: none, a steady fleet) [--ckpt-ms MS (30000)] "
             "[--crash-share PCT (20)] [--crash-spread S (60)] [--partition-share PCT (30; "
@@ -1670,7 +1670,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .jitter_ms = 100,
                        .warmup_s = 20,
                        .duration_s = 60,
-                       .threads = 16,
+                       .threads = 4,
                        .ckpt_ms = 30000,
                        .crash_share = 20,
                        .crash_spread_s = 60,

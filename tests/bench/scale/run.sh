@@ -5,12 +5,12 @@
 # generator (loadgen.c) registers them, warms up, then measures heartbeat
 # round trips and the engine's RSS and prints PASS/FAIL against issue 16's
 # targets (RSS under 512 MiB, heartbeat p99 under 50 ms). This script prints
-# the engine's CPU time on top.
+# the engine's CPU time and its loop's lag (bench_loop_lag) on top.
 #
 #   tests/bench/scale/run.sh [LOADGEN OPTIONS...]
 #   AGENTS=3000 WARMUP=20 DURATION=60 tests/bench/scale/run.sh
 #
-# The load generator splits the agents among --threads workers (16), each
+# The load generator splits the agents among --threads workers (4), each
 # with its own HTTP/2 connection and at most 96 transfers in flight on it.
 #
 # Environment: AGENTS (10000), WARMUP (20), DURATION (60; seconds), NICE
@@ -54,6 +54,7 @@ bench_run - timeout -k 10 $((WARMUP + DURATION + 240)) "$BUILD_DIR/bin/bench_sca
     --url "http://127.0.0.1:$RD_PORT" --agents "$AGENTS" --warmup "$WARMUP" \
     --duration "$DURATION" --engine-pid "$RD_PID" "$@" || rc=$?
 bench_cpu_report "$RD_PID"
+bench_loop_lag "http://127.0.0.1:$RD_PORT"
 echo "load average after: $(bench_loadavg)"
 bench_stop "$RD_PID"
 echo "engine log: $(grep -c 'node_failed' "$WORK/rd.log" || true) node_failed lines," \

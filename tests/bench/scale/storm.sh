@@ -10,8 +10,9 @@
 # the partition guard held the partitioned agents' tasks, and the healthy
 # agents' checkpoint throughput during the storm as a share of before; this
 # script adds the leader's RSS and CPU, its snapshots (the forked child's
-# imaging time, from its log) and the restart of a follower on that state
-# (snapshot load and log replay until it answers /ready). A replica that
+# imaging time, from its log), each replica's loop lag (bench_loop_lag) and
+# the restart of a follower on that state (snapshot load and log replay
+# until it answers /ready). A replica that
 # died during the storm is named (and its core file, if the system wrote
 # one in its directory, is kept with the logs in KEEP_LOGS).
 #
@@ -136,6 +137,7 @@ else
     bench_cpu_report "${RD_PIDS[LEADER]}"
 fi
 echo "load average after the storm: $(bench_loadavg)"
+for i in 1 2 3; do echo "rd$i $(bench_loop_lag "${RD_URLS[i]}")"; done
 for i in 1 2 3; do
     st=$(sed 's/.*) //' "/proc/${RD_PIDS[i]}/stat" 2>/dev/null | cut -d' ' -f1 || true)
     if [ -z "$st" ] || [ "$st" = Z ]; then # gone, or dead and not yet reaped
