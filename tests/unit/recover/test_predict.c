@@ -172,6 +172,16 @@ static void test_drain_rate_limit_holds_across_a_leader_change(void **state)
     assert_int_equal(w->s.predicted_total[RD_PREDICTED_RATE_LIMITED], 1);
 }
 
+/* The prediction for "a", asked about again, drains it at once: not held
+ * by the rate limit, counted once. */
+static void drains_at_once(struct sched_world *w)
+{
+    sched_world_settle(w);
+    assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_RATE_LIMITED], 0);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_DRAINED], 1);
+}
+
 /* drains_per_minute 1: a drain the log refused (a leadership transfer)
  * drained nothing and gives its token back, so the prediction, asked about
  * again, drains the agent at once instead of being held for a minute. */
@@ -184,10 +194,7 @@ static void test_drain_refused_by_the_log_gives_its_token_back(void **state)
     fake_log_step(&w->log);
     assert_int_equal(node(w, "a")->state, RD_NODE_ALIVE);
     w->log.refusing = false;
-    sched_world_settle(w);
-    assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
-    assert_int_equal(w->s.predicted_total[RD_PREDICTED_RATE_LIMITED], 0);
-    assert_int_equal(w->s.predicted_total[RD_PREDICTED_DRAINED], 1);
+    drains_at_once(w);
 }
 
 /* drains_per_minute 1: the state machine refuses the drain (the agent went
@@ -205,10 +212,7 @@ static void test_drain_refused_by_the_state_machine_gives_its_token_back(void **
     fake_log_step(&w->log);
     assert_int_equal(w->s.refused_total, refused + 1);
     assert_int_equal(node(w, "a")->state, RD_NODE_PROBATION);
-    sched_world_settle(w);
-    assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
-    assert_int_equal(w->s.predicted_total[RD_PREDICTED_RATE_LIMITED], 0);
-    assert_int_equal(w->s.predicted_total[RD_PREDICTED_DRAINED], 1);
+    drains_at_once(w);
 }
 
 /* Two agents, min_healthy_capacity 60%: draining either would leave 50%. */
