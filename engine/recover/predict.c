@@ -8,9 +8,10 @@
  * (a node_transition through the log, audited, the fault its cause): its
  * tasks then move with their checkpoints as any drained agent's do, while
  * it still runs. The engine allows at most prediction.drains_per_minute
- * such drains (a token bucket, burst as many; a new leader's starts from
- * the drains the audit records show, so the limit holds across leader
- * changes) and none that would leave
+ * such drains (a token bucket, burst as many, a token taken when the
+ * drain is proposed and given back when it is refused; a new leader's
+ * starts from the drains the audit records show, so the limit holds across
+ * leader changes) and none that would leave
  * less than prediction.min_healthy_capacity of the fleet's slots on working
  * agents; a drain held back by either is tried again each pass while the
  * prediction stands. "watch", no hook, or a failing hook (a policy_error
@@ -106,17 +107,23 @@ static json_t *predicted_event(struct rd_sched *s, const struct rd_node *n, json
 
 /* Counted when the log took it: a transition refused (the agent changed
  * state on the way, a new leader) is asked about again, and counting the
- * proposal would count one drain twice. */
-static void drained(struct rd_sched *s, const char *key)
+ * proposal would count one drain twice. A refused drain gives its token
+ * back: no agent was drained. (Leadership lost with it in flight: the
+ * next leadership's bucket starts from the audit records anyway.) */
+static void drained(struct rd_sched *s, const char *key, int status)
 {
     (void)key;
-    s->predicted_total[RD_PREDICTED_DRAINED]++;
+    if (status == 0)
+        s->predicted_total[RD_PREDICTED_DRAINED]++;
+    else
+        s->drain_tokens += 1.0;
 }
 
-static void readmitted(struct rd_sched *s, const char *key)
+static void readmitted(struct rd_sched *s, const char *key, int status)
 {
     (void)key;
-    s->predicted_total[RD_PREDICTED_READMITTED]++;
+    if (status == 0)
+        s->predicted_total[RD_PREDICTED_READMITTED]++;
 }
 
 static void drain(struct rd_sched *s, const struct rd_node *n, const struct rd_fault *x,
@@ -135,7 +142,9 @@ static void drain(struct rd_sched *s, const struct rd_node *n, const struct rd_f
     cmd.u.trans.reason = RD_STR(reason);
     cmd.u.trans.from_state = n->state;
     rd_cmd_audit_engine(&cmd, PREDICTED_AUDIT_ACTION, n->node_id, x->id);
-    if (rd_sched__propose_keyed_then(s, &cmd, key, drained)) {
+    /* A token per drain proposed (given back if refused: drained); none
+     * when this agent's drain is on its way already. */
+    if (rd_sched__propose_keyed_then(s, &cmd, key, drained) > 0) {
         s->drain_tokens -= 1.0;
         RD_WARN("recovery", "predicted_drain", "node=%s fault=%s metric=%s eta_ms=%.0f", n->node_id,
                 x->id, metric ? metric : "-", json_is_number(eta) ? json_number_value(eta) : 0);
@@ -207,7 +216,7 @@ static void readmit(struct rd_sched *s, const struct rd_node *n)
     cmd.u.trans.reason = RD_STR("the predicted failure did not come: back through probation");
     cmd.u.trans.from_state = RD_NODE_DRAINING;
     rd_cmd_audit_engine(&cmd, "readmit_after_prediction", n->node_id, "prediction withdrawn");
-    if (rd_sched__propose_keyed_then(s, &cmd, key, readmitted)) {
+    if (rd_sched__propose_keyed_then(s, &cmd, key, readmitted) > 0) {
         RD_INFO("recovery", "predicted_readmit", "node=%s", n->node_id);
     }
 }

@@ -160,8 +160,10 @@ static void run_open(struct rd_sched *s, const struct rd_node *n, const char *st
  * no replay at start looks like a burst of fresh runs. A close committed
  * while its proposer lost leadership is not counted (rare: an election in
  * that instant). */
-static void run_closed(struct rd_sched *s, const char *key)
+static void run_closed(struct rd_sched *s, const char *key, int status)
 {
+    if (status != 0)
+        return;
     const struct rd_recovery *run = rd_fsm_recovery(s->env.fsm, key + strlen(CLOSE_KEY));
     if (run == NULL || run->status < RD_REC_SUCCEEDED || run->status >= RD_REC_STATUS_COUNT)
         return;

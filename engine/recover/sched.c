@@ -17,7 +17,7 @@
 struct keyed_op {
     struct rd_sched *s;
     char *key;
-    void (*committed)(struct rd_sched *s, const char *key); /* or NULL */
+    rd_sched_keyed_cb done; /* or NULL */
 };
 
 /* A task's placement on its way through the log: the slots it takes on
@@ -39,9 +39,9 @@ static void keyed_done(void *data, int status, uint64_t value)
     if (status != 0) {
         s->refused_total++; /* a fenced or stale decision: the next pass decides again */
         RD_DEBUG("sched", "proposal_refused", "key=%s error=%s", op->key, rd_err_name(status));
-    } else if (op->committed != NULL) {
-        op->committed(s, op->key);
     }
+    if (op->done != NULL)
+        op->done(s, op->key, status);
     free(op->key);
     free(op);
     rd_sched_kick(s);
@@ -51,19 +51,19 @@ static void keyed_done(void *data, int status, uint64_t value)
  * not be proposed (the pass should stop). */
 bool rd_sched__propose_keyed(struct rd_sched *s, const struct rd_cmd *cmd, const char *key)
 {
-    return rd_sched__propose_keyed_then(s, cmd, key, NULL);
+    return rd_sched__propose_keyed_then(s, cmd, key, NULL) >= 0;
 }
 
-bool rd_sched__propose_keyed_then(struct rd_sched *s, const struct rd_cmd *cmd, const char *key,
-                                  void (*committed)(struct rd_sched *s, const char *key))
+int rd_sched__propose_keyed_then(struct rd_sched *s, const struct rd_cmd *cmd, const char *key,
+                                 rd_sched_keyed_cb done)
 {
     if (rd_map_get(&s->inflight, key, strlen(key)))
-        return true;
+        return 0;
     struct keyed_op *op = calloc(1, sizeof(*op));
     bool ok = false;
     if (op != NULL && (op->key = strdup(key)) != NULL) {
         op->s = s;
-        op->committed = committed;
+        op->done = done;
         if (s->env.log.propose(s->env.log.data, cmd, keyed_done, op) == 0) {
             rd_map_put(&s->inflight, op->key, strlen(op->key), op->key);
             ok = true;
@@ -74,7 +74,7 @@ bool rd_sched__propose_keyed_then(struct rd_sched *s, const struct rd_cmd *cmd, 
             free(op->key);
         free(op);
     }
-    return ok;
+    return ok ? 1 : -1;
 }
 
 bool rd_sched__propose_assign_cmd(struct rd_sched *s, const struct rd_cmd *cmd,

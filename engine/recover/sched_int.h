@@ -28,10 +28,15 @@
 /* Proposes `cmd` unless `key` is in flight already. False when it could
  * not be proposed (the pass should stop). */
 bool rd_sched__propose_keyed(struct rd_sched *s, const struct rd_cmd *cmd, const char *key);
-/* The same, and `committed(s, key)` once the state machine accepted it
- * (not called when it was refused, or leadership was lost first). */
-bool rd_sched__propose_keyed_then(struct rd_sched *s, const struct rd_cmd *cmd, const char *key,
-                                  void (*committed)(struct rd_sched *s, const char *key));
+/* Called once when a keyed proposal ended: status 0 when the state machine
+ * accepted it, else what stopped it (refused on stale state, leadership
+ * lost, the log's error). */
+typedef void (*rd_sched_keyed_cb)(struct rd_sched *s, const char *key, int status);
+/* The same with `done` (may be NULL): 1 when proposed now (`done` fires
+ * later), 0 when `key` was in flight already (nothing proposed, `done` not
+ * called), -1 when it could not be proposed (`done` not called). */
+int rd_sched__propose_keyed_then(struct rd_sched *s, const struct rd_cmd *cmd, const char *key,
+                                 rd_sched_keyed_cb done);
 /* Assigns `t` to `nd` (NULL: back to pending) in `state`; within recovery
  * run `run` (NULL: none) by `strategy`, with `note` on its item. */
 bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,

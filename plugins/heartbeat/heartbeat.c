@@ -44,7 +44,6 @@ struct node {
     unsigned n, head;
     double sum, sumsq;
     int verdict;
-    bool fail_next; /* failed at this check: reported in its second round */
 };
 
 struct state {
@@ -122,7 +121,6 @@ static void node_reset(struct state *st, struct node *n, const char *id, uint64_
     n->n = n->head = 0;
     n->sum = n->sumsq = 0;
     n->verdict = RD_VERDICT_OK;
-    n->fail_next = false;
 }
 
 static void add_interval(struct state *st, struct node *n, double ms)
@@ -203,21 +201,15 @@ static void check(void *data)
         return; /* the heartbeats queued meanwhile are read before the next check */
     }
     /*
-     * Worse verdicts (better ones only come with a heartbeat) in two
-     * rounds: first every agent in trouble, one that went from ok straight
-     * to failed reported as suspect, then the failures. The engine's
-     * mass-failure guard counted agents in trouble as they were reported
-     * and judged a failure when it came: in one round, a loop that fell
-     * behind (every silent agent failed at one check) had its first
-     * failures judged before the others were counted, and failed them (73
-     * of 647 cut-off agents in a 2,000-agent storm) before the guard
-     * tripped. The engine now counts a whole batch (one loop turn's
-     * reports) before it judges any of it, so the order no longer matters
-     * to the guard; the rounds are kept, reports in order of severity.
+     * Worse verdicts are reported (better ones only come with a heartbeat),
+     * one report per agent: an agent that went from ok straight to failed
+     * (a check that came late, under stall_threshold) is reported failed.
+     * A check that finds many agents failed at once reports them in one
+     * loop turn, which the engine counts toward its mass-failure guard as a
+     * whole before it judges any of them (rd_analysis_flush).
      */
     double interval = (double)st->p.heartbeat_interval_ms;
     double fail_after = interval * st->p.failure_threshold;
-    bool failures = false;
     for (uint32_t i = 0; i < st->cap; i++) {
         struct node *n = &st->nodes[i];
         if (!n->used)
@@ -229,22 +221,8 @@ static void check(void *data)
             v = RD_VERDICT_FAILED;
         else if (ph >= st->suspect_phi || elapsed >= 2 * interval)
             v = RD_VERDICT_SUSPECT;
-        if (v <= n->verdict)
-            continue;
-        if (v == RD_VERDICT_FAILED) {
-            n->fail_next = failures = true;
-            v = RD_VERDICT_SUSPECT;
-        }
         if (v > n->verdict)
             report(st, n, v, ph, elapsed);
-    }
-    for (uint32_t i = 0; failures && i < st->cap; i++) {
-        struct node *n = &st->nodes[i];
-        if (!n->used || !n->fail_next)
-            continue;
-        n->fail_next = false;
-        double elapsed = (double)(now - n->last_ns) / 1e6;
-        report(st, n, RD_VERDICT_FAILED, phi(st, n, elapsed), elapsed);
     }
 }
 

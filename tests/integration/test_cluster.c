@@ -496,14 +496,6 @@ static void test_add_and_remove_replicas_under_load(void **state)
     }
 }
 
-static bool log_has(struct rdt_proc *p, const char *needle)
-{
-    char *log = rdt_proc_log(p);
-    bool found = log != NULL && strstr(log, needle) != NULL;
-    free(log);
-    return found;
-}
-
 /* The open partition fault about replica `id`, as seen on the leader. */
 static json_t *replica_fault(int leader, int id)
 {
@@ -567,10 +559,7 @@ static void test_lost_replicas_are_reported(void **state)
     /* Now two of three die: the survivor has no quorum. */
     assert_int_equal(rdt_proc_kill9(&cl.procs[F]), 0);
     assert_int_equal(rdt_proc_kill9(&cl.procs[G]), 0);
-    for (int64_t until = rdt_now_ms() + 10000; !log_has(&cl.procs[L], "alert=NoQuorum");) {
-        assert_true(rdt_now_ms() < until);
-        rdt_sleep_ms(100);
-    }
+    assert_int_equal(rdt_await_log(&cl.procs[L], "alert=NoQuorum", rdt_ms(10000)), 0);
     assert_int_equal(rdt_post(&cl.procs[L], RDT_H1, "/api/v1/nodes",
                               "{\"node_id\":\"p-lost\",\"capacity\":{\"slots\":1}}", &r),
                      0);

@@ -917,19 +917,11 @@ static void bg_progress(int more)
     }
 }
 
-static bool log_has(struct rdt_proc *p, const char *needle)
-{
-    char *log = rdt_proc_log(p);
-    bool found = log != NULL && strstr(log, needle) != NULL;
-    free(log);
-    return found;
-}
-
 /* Some replica of the cluster other than `skip` logged `needle`. */
 static void expect_in_other_logs(int skip, const char *needle)
 {
     for (int i = 0; i < cl.n; i++)
-        if (i != skip && log_has(&cl.procs[i], needle))
+        if (i != skip && rdt_proc_log_has(&cl.procs[i], needle))
             return;
     for (int i = 0; i < cl.n; i++)
         if (i != skip)
@@ -1037,21 +1029,15 @@ static void follower_rejoins(enum damage kind)
     /* Back: it moves its state aside and rejoins, while writes go on. */
     f->errors_expected = true;
     assert_int_equal(rdt_proc_restart(f), 0);
-    for (int64_t until = rdt_now_ms() + rdt_ms(30000);
-         !log_has(f, "comp=cluster event=rejoined role=voter");) {
-        if (rdt_now_ms() > until) {
-            rdt_proc_print_log_tail(f, 40);
-            fail_msg("replica %d did not rejoin as a voter", F + 1);
-        }
-        rdt_sleep_ms(20);
-    }
+    if (rdt_await_log(f, "comp=cluster event=rejoined role=voter", rdt_ms(30000)) != 0)
+        fail_msg("replica %d did not rejoin as a voter", F + 1);
     char want[128];
     snprintf(want, sizeof(want), "event=data_damaged file=raft/%s action=rejoin", name);
-    if (!log_has(f, want)) {
+    if (!rdt_proc_log_has(f, want)) {
         rdt_proc_print_log_tail(f, 40);
         fail_msg("replica %d's log lacks \"%s\"", F + 1, want);
     }
-    assert_true(log_has(f, "event=rejoin_demoted previous_role=voter role=standby"));
+    assert_true(rdt_proc_log_has(f, "event=rejoin_demoted previous_role=voter role=standby"));
     char aside[700];
     damaged_dir(f, aside, sizeof(aside));
     assert_true(file_exists(aside, "raft", name) || kind == METADATA_DELETED);

@@ -19,14 +19,6 @@
 #include "rdt_metrics.h"
 #include "rdt_preload.h"
 
-static bool log_has(struct rdt_proc *p, const char *needle)
-{
-    char *log = rdt_proc_log(p);
-    bool found = log != NULL && strstr(log, needle) != NULL;
-    free(log);
-    return found;
-}
-
 static void test_slow_dns_never_holds_the_loop(void **state)
 {
     (void)state;
@@ -74,8 +66,8 @@ static void test_slow_dns_never_holds_the_loop(void **state)
         fail_msg("a request waited %lld ms while the host's name was looked up", (long long)worst);
     /* The lookups ended and their address was the one connected to. */
     assert_true(rdt_metric(&p, "recoveryd_records_export_errors_total") >= 2);
-    assert_true(log_has(&p, "event=export_failed"));
-    assert_true(log_has(&p, "127.0.0.1"));
+    assert_true(rdt_proc_log_has(&p, "event=export_failed"));
+    assert_true(rdt_proc_log_has(&p, "127.0.0.1"));
     rdt_proc_cleanup(&p);
 }
 

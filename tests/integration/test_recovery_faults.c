@@ -186,24 +186,6 @@ static long long attempt_of(json_t *t)
     return json_integer_value(json_object_get(t, "attempt"));
 }
 
-static bool log_has(const char *needle)
-{
-    char *log = rdt_proc_log(&proc);
-    bool found = log != NULL && strstr(log, needle) != NULL;
-    free(log);
-    return found;
-}
-
-static void await_log(const char *needle, int timeout_ms)
-{
-    timeout_ms = rdt_ms(timeout_ms);
-    for (int64_t until = rdt_now_ms() + timeout_ms; !log_has(needle);) {
-        if (rdt_now_ms() > until)
-            fail_msg("no '%s' in the engine log", needle);
-        rdt_sleep_ms(20);
-    }
-}
-
 /* Waits until the scheduler has run `n` more passes than now: what it would
  * do on its own (resume, place), it has had every chance to do. A fixed
  * sleep would pass as well when no pass ran at all. */
@@ -305,7 +287,7 @@ static void test_poison_task_is_quarantined(void **state)
     assert_string_equal(sfield(f, "metadata.last_node_id"), "p-a2");
     assert_string_equal(sfield(f, "recovery_action.action"), "quarantine");
     json_decref(f);
-    await_log("alert=PoisonTask", 5000);
+    assert_int_equal(rdt_await_log(&proc, "alert=PoisonTask", rdt_ms(5000)), 0);
 
     /* A task that keeps failing: two retryable failures in the window and
      * it is not placed a third time. */
@@ -392,7 +374,7 @@ static void test_run_past_max_time_ends_partial(void **state)
     assert_false(json_is_true(json_object_get(item, "success")));
     assert_non_null(strstr(sfield(item, "error_message"), "max_time"));
     json_decref(run);
-    await_log("alert=RecoveryMaxTime", 5000);
+    assert_int_equal(rdt_await_log(&proc, "alert=RecoveryMaxTime", rdt_ms(5000)), 0);
     /* Back to ordinary placement: the draining agent gets nothing, m-b2 does. */
     json_t *t = await_task(SLOW_TASK, "assigned", "m-b2", 5000);
     assert_int_equal(attempt_of(t), 2);
@@ -471,9 +453,9 @@ static void test_degraded_service_under_partition(void **state)
         atomic_store(&quiet[i]->beating, false);
     await_flag("partition_suspected", true, 10000);
     /* The log names how many agents tripped the guard (it said suspect=0). */
-    await_log("event=partition_suspected affected=", 5000);
-    assert_false(log_has("event=partition_suspected affected=0 "));
-    assert_false(log_has("event=partition_suspected affected=1 "));
+    assert_int_equal(rdt_await_log(&proc, "event=partition_suspected affected=", rdt_ms(5000)), 0);
+    assert_false(rdt_proc_log_has(&proc, "event=partition_suspected affected=0 "));
+    assert_false(rdt_proc_log_has(&proc, "event=partition_suspected affected=1 "));
     assert_string_equal(mode_now(mode), "degraded");
     /* The operator drains d-a during the partition: select picks
      * degraded_service; only the critical task moves, the others pause. */
@@ -500,7 +482,7 @@ static void test_degraded_service_under_partition(void **state)
     assert_string_equal(sfield(item, "original_task_id"), CRIT);
     assert_string_equal(sfield(item, "recovery_strategy"), "degraded_service");
     json_decref(runs);
-    await_log("alert=RecoveryPolicy", 5000);
+    assert_int_equal(rdt_await_log(&proc, "alert=RecoveryPolicy", rdt_ms(5000)), 0);
     /* Still partitioned: the paused tasks stay paused. */
     await_sched_passes(5); /* several recovery passes: nothing may resume them */
     for (int i = 1; i < 3; i++)
@@ -689,7 +671,8 @@ static void test_policy_isolates_a_node(void **state)
         rdt_sleep_ms(20);
     }
     json_decref(y);
-    await_log("event=isolate node=i-y strategy=isolator", 5000);
+    assert_int_equal(rdt_await_log(&proc, "event=isolate node=i-y strategy=isolator", rdt_ms(5000)),
+                     0);
     /* The task ends on the one agent left working. */
     json_t *t = await_task(task, "recovering", "i-z", 10000);
     json_decref(t);

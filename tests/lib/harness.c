@@ -238,17 +238,25 @@ char *rdt_proc_log(const struct rdt_proc *p)
     return read_file(p->log_path);
 }
 
+bool rdt_proc_log_has(const struct rdt_proc *p, const char *needle)
+{
+    char *log = rdt_proc_log(p);
+    bool found = log != NULL && strstr(log, needle) != NULL;
+    free(log);
+    return found;
+}
+
 int rdt_await_log(struct rdt_proc *p, const char *needle, int timeout_ms)
 {
     for (int64_t until = rdt_now_ms() + timeout_ms;;) {
-        char *log = rdt_proc_log(p);
-        bool found = log != NULL && strstr(log, needle) != NULL;
-        free(log);
-        if (found)
+        /* Whether it runs, before the log is read: a daemon that logs the
+         * line and exits is not taken for one that never did. */
+        bool alive = rdt_proc_alive(p);
+        if (rdt_proc_log_has(p, needle))
             return 0;
-        if (!rdt_proc_alive(p) || rdt_now_ms() >= until) {
+        if (!alive || rdt_now_ms() >= until) {
             fprintf(stderr, "no \"%s\" in the log of %s%s\n", needle, p->dir,
-                    rdt_proc_alive(p) ? "" : " (it exited)");
+                    alive ? "" : " (it exited)");
             rdt_proc_print_log_tail(p, 40);
             return -1;
         }

@@ -144,6 +144,8 @@ void rdt_proc_cleanup(struct rdt_proc *p);
 
 /* Whole log file, NUL-terminated; the caller frees it. NULL on error. */
 char *rdt_proc_log(const struct rdt_proc *p);
+/* True when p's log (as it is now) contains `needle`. */
+bool rdt_proc_log_has(const struct rdt_proc *p, const char *needle);
 
 /* Prints the last `lines` lines of the daemon's log on stderr. */
 void rdt_proc_print_log_tail(const struct rdt_proc *p, int lines);

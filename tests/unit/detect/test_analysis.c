@@ -12,12 +12,8 @@
 #include <string.h>
 #include <uv.h>
 
-#include "config/config.h"
-#include "detect/analysis.h"
-#include "fsm/fsm.h"
-#include "fake_log.h"
+#include "analysis_world.h"
 #include "fsm_cmds.h"
-#include "registry/registry.h"
 #include "replica/replica.h"
 
 #define MS 1000000ULL
@@ -37,61 +33,31 @@ static void step(struct fake_log *l)
 
 /* ---- the fixture ----------------------------------------------------------------- */
 
-struct world {
-    uv_loop_t loop;
-    struct rd_config cfg;
-    struct rd_fsm fsm;
-    struct rd_registry registry;
-    struct fake_log log;
-    struct rd_analysis a;
-};
-
 static int setup(void **state)
 {
-    struct world *w = calloc(1, sizeof(*w));
+    struct analysis_world *w = calloc(1, sizeof(*w));
     assert_non_null(w);
-    assert_int_equal(uv_loop_init(&w->loop), 0);
-    rd_config_defaults(&w->cfg);
-    rd_fsm_init(&w->fsm);
-    rd_registry_init(&w->registry);
-    w->log.fsm = &w->fsm;
-    rd_analysis_init(&w->a, &w->loop, &w->cfg, &w->fsm, &w->registry, fake_log_proposer(&w->log),
-                     NULL);
-    w->a.clock = fake_clock;
-    rd_analysis_start(&w->a); /* its timer never fires: the loop is not run */
+    analysis_world_init(w, fake_clock);
     *state = w;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct world *w = *state;
-    rd_analysis_stop(&w->a);
-    rd_analysis_close(&w->a);
-    uv_run(&w->loop, UV_RUN_NOWAIT); /* closes the timer */
-    assert_int_equal(uv_loop_close(&w->loop), 0);
-    rd_registry_close(&w->registry);
-    rd_fsm_close(&w->fsm);
+    struct analysis_world *w = *state;
+    analysis_world_close(w);
     free(w);
     return 0;
 }
 
 /* Registers `id` (with a health URL when `probe`) and its soft state. */
-static void agent(struct world *w, const char *id, bool probe)
+static void agent(struct analysis_world *w, const char *id, bool probe)
 {
-    struct rd_cmd c = {.type = RD_CMD_NODE_REGISTER, .time_ms = 1};
-    c.u.reg.node_id = RD_STR(id);
-    c.u.reg.slots = 1;
-    c.u.reg.labels_json = RD_STR("{}");
-    c.u.reg.health_url = RD_STR(probe ? "http://127.0.0.1:9/health" : "");
-    c.u.reg.address = RD_STR("");
-    /* Registration does not go through the analysis: applied directly. */
-    assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
-    assert_non_null(rd_registry_touch(&w->registry, id, strlen(id), 1, fake_now, 0));
+    analysis_world_agent(w, id, probe, fake_now);
 }
 
 /* One observation, in a batch of its own (judged at once). */
-static void observe(struct world *w, const char *id, int signal, int verdict, int cause)
+static void observe(struct analysis_world *w, const char *id, int signal, int verdict, int cause)
 {
     struct rd_observation o = {
         .node_id = id, .epoch = 1, .signal = signal, .verdict = verdict, .probe_cause = cause};
@@ -99,7 +65,7 @@ static void observe(struct world *w, const char *id, int signal, int verdict, in
     rd_analysis_flush(&w->a);
 }
 
-static int state_of(struct world *w, const char *id)
+static int state_of(struct analysis_world *w, const char *id)
 {
     const struct rd_node *n = rd_fsm_node(&w->fsm, id, strlen(id));
     assert_non_null(n);
@@ -107,7 +73,7 @@ static int state_of(struct world *w, const char *id)
 }
 
 /* The newest fault record of `id`, or NULL. */
-static const struct rd_fault *fault_of(struct world *w, const char *id)
+static const struct rd_fault *fault_of(struct analysis_world *w, const char *id)
 {
     for (size_t i = w->fsm.n_faults; i-- > 0;)
         if (strcmp(w->fsm.faults[i]->node_id, id) == 0)
@@ -119,8 +85,8 @@ static const struct rd_fault *fault_of(struct world *w, const char *id)
 
 /* Suspect on late heartbeats, then failed once the signals say so: the
  * record's type and severity are what the signals describe. */
-static void fail_with(struct world *w, const char *id, bool probe, int probe_verdict, int cause,
-                      double cpu)
+static void fail_with(struct analysis_world *w, const char *id, bool probe, int probe_verdict,
+                      int cause, double cpu)
 {
     agent(w, id, probe);
     observe(w, id, RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
@@ -139,7 +105,7 @@ static void fail_with(struct world *w, const char *id, bool probe, int probe_ver
 
 static void test_signals_name_the_fault(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     static const struct {
         const char *id;
         bool probe;
@@ -184,7 +150,7 @@ static void test_signals_name_the_fault(void **state)
  * then it is the network, not a crash. */
 static void test_probe_gets_a_round_before_a_network_fault(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     char id[16];
     for (int i = 0; i < 10; i++) {
         snprintf(id, sizeof(id), "fine-%02d", i);
@@ -216,7 +182,7 @@ static void test_probe_gets_a_round_before_a_network_fault(void **state)
  * suspect, and nothing more is failed until the agents come back. */
 static void test_guard_holds_half_the_fleet(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     assert_int_equal(w->cfg.fault_tolerance.partition.min_nodes, 4);
     assert_int_equal(w->cfg.fault_tolerance.partition.mass_failure_share, 50);
     const char *ids[] = {"g0", "g1", "g2", "g3", "g4", "g5"};
@@ -269,7 +235,7 @@ static void test_guard_holds_half_the_fleet(void **state)
  * guard event each, and half the fleet was failed before it tripped. */
 static void test_guard_trips_before_suspects_commit(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     const char *ids[] = {"r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"};
     for (int i = 0; i < 8; i++)
         agent(w, ids[i], false);
@@ -306,7 +272,7 @@ static void test_guard_trips_before_suspects_commit(void **state)
  * in a 2,000-agent storm). */
 enum { FLEET = 20, CUT = 12 }; /* 60 %: above the 50 % share */
 
-static void cut_off_report(struct world *w)
+static void cut_off_report(struct analysis_world *w)
 {
     char id[16];
     for (int i = 0; i < CUT; i++) {
@@ -317,7 +283,7 @@ static void cut_off_report(struct world *w)
     }
 }
 
-static void cut_off_fleet(struct world *w)
+static void cut_off_fleet(struct analysis_world *w)
 {
     char id[16];
     for (int i = 0; i < FLEET; i++) {
@@ -327,7 +293,7 @@ static void cut_off_fleet(struct world *w)
 }
 
 /* No agent failed, each held as suspect, the partition on record. */
-static void assert_cut_off_held(struct world *w)
+static void assert_cut_off_held(struct analysis_world *w)
 {
     char id[16];
     step(&w->log);
@@ -346,7 +312,7 @@ static void assert_cut_off_held(struct world *w)
 
 static void test_guard_counts_a_batch_before_judging_it(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     cut_off_fleet(w);
     cut_off_report(w);
     /* Counted, not judged yet. */
@@ -360,7 +326,7 @@ static void test_guard_counts_a_batch_before_judging_it(void **state)
  * callback): the loop flushes it in the same turn, after the callback, with
  * no wait for the analysis's tick or any I/O. */
 struct check {
-    struct world *w;
+    struct analysis_world *w;
     bool fired;
     uint64_t proposals_in_cb;
 };
@@ -375,7 +341,7 @@ static void check_cb(uv_timer_t *t)
 
 static void test_loop_flushes_a_batch_in_its_turn(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     cut_off_fleet(w);
     uv_update_time(&w->loop);
     uv_timer_again(&w->a.tick); /* its tick is 100 ms from now */
@@ -403,7 +369,7 @@ static void test_loop_flushes_a_batch_in_its_turn(void **state)
  * silent past it is failed. */
 static void test_partition_heal_gives_held_agents_a_lease(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     const char *ids[] = {"h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7"};
     for (int i = 0; i < 8; i++)
         agent(w, ids[i], false);
@@ -447,7 +413,7 @@ static void test_partition_heal_gives_held_agents_a_lease(void **state)
  * or that failed, is not counted (else the guard would never lift). */
 static void test_guard_troubled_count_follows_the_agents(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     w->cfg.fault_tolerance.partition.min_nodes = 100; /* the guard stays out of it */
     const char *ids[] = {"t0", "t1", "t2"};
     for (int i = 0; i < 3; i++)
@@ -483,7 +449,7 @@ static void test_guard_troubled_count_follows_the_agents(void **state)
  * passed, a recovery is plain again. */
 static void test_flapping_agent_goes_to_probation(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     const struct rd_config *c = &w->cfg;
     char id[16];
     for (int i = 0; i < 10; i++) {
@@ -532,7 +498,7 @@ static void test_flapping_agent_goes_to_probation(void **state)
  * deterministic simulation (tests/sim, seed 92 before the fix). */
 static void test_new_leadership_forgets_old_verdicts(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     char id[16];
     for (int i = 0; i < 10; i++) {
         snprintf(id, sizeof(id), "fine-%02d", i);
@@ -564,7 +530,7 @@ static void test_new_leadership_forgets_old_verdicts(void **state)
  * turn of the transfer (and once overran the group: 14c1099). */
 static void test_refused_transitions_wait_for_the_next_tick(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     enum { N = 300 };
     w->cfg.fault_tolerance.partition.min_nodes = 1000; /* the guard stays out of the count */
     char id[16];
@@ -609,7 +575,7 @@ static void test_refused_transitions_wait_for_the_next_tick(void **state)
  * open was lost: the guard held them, with no record on file. */
 static void test_partition_record_outlasts_a_transfer(void **state)
 {
-    struct world *w = *state;
+    struct analysis_world *w = *state;
     const char *ids[] = {"p0", "p1", "p2", "p3", "p4", "p5"};
     for (int i = 0; i < 6; i++)
         agent(w, ids[i], false);

@@ -4,7 +4,8 @@
  * fault its cause) and its tasks move with their checkpoints while it is
  * still alive; drains are rate-limited and never leave less than the
  * minimum of healthy capacity (held, tried again while the prediction
- * stands), the rate limit across a leader change too; a fault that is not a prediction, or a
+ * stands), the rate limit across a leader change too, a refused drain
+ * giving its token back; a fault that is not a prediction, or a
  * select.lua without the hook, drains nothing; an agent drained on a prediction that was withdrawn
  * goes back through probation.
  */
@@ -171,6 +172,49 @@ static void test_drain_rate_limit_holds_across_a_leader_change(void **state)
     assert_int_equal(w->s.predicted_total[RD_PREDICTED_RATE_LIMITED], 1);
 }
 
+/* The prediction for "a", asked about again, drains it at once: not held
+ * by the rate limit, counted once. */
+static void drains_at_once(struct sched_world *w)
+{
+    sched_world_settle(w);
+    assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_RATE_LIMITED], 0);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_DRAINED], 1);
+}
+
+/* drains_per_minute 1: a drain the log refused (a leadership transfer)
+ * drained nothing and gives its token back, so the prediction, asked about
+ * again, drains the agent at once instead of being held for a minute. */
+static void test_drain_refused_by_the_log_gives_its_token_back(void **state)
+{
+    struct sched_world *w = *state;
+    one_drain_a_minute(w);
+    w->log.refusing = true;
+    rd_sched_pass(&w->s);
+    fake_log_step(&w->log);
+    assert_int_equal(node(w, "a")->state, RD_NODE_ALIVE);
+    w->log.refusing = false;
+    drains_at_once(w);
+}
+
+/* drains_per_minute 1: the state machine refuses the drain (the agent went
+ * to probation on the way): its token comes back, and the prediction, which
+ * still stands, drains the agent on the next pass. */
+static void test_drain_refused_by_the_state_machine_gives_its_token_back(void **state)
+{
+    struct sched_world *w = *state;
+    one_drain_a_minute(w);
+    unsigned before = w->log.proposals;
+    rd_sched_pass(&w->s);
+    assert_int_equal(w->log.proposals, before + 1);
+    sched_world_move(w, "a", RD_NODE_PROBATION);
+    unsigned refused = (unsigned)w->s.refused_total;
+    fake_log_step(&w->log);
+    assert_int_equal(w->s.refused_total, refused + 1);
+    assert_int_equal(node(w, "a")->state, RD_NODE_PROBATION);
+    drains_at_once(w);
+}
+
 /* Two agents, min_healthy_capacity 60%: draining either would leave 50%. */
 static void test_minimum_healthy_capacity_holds(void **state)
 {
@@ -244,6 +288,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drains_are_rate_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_rate_limit_holds_across_a_leader_change, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_drain_refused_by_the_log_gives_its_token_back, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_drain_refused_by_the_state_machine_gives_its_token_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_minimum_healthy_capacity_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_prediction_or_no_hook_watches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_withdrawn_prediction_readmits, setup, teardown),
