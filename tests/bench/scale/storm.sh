@@ -27,8 +27,11 @@
 # directory to copy the replicas' logs to), KILL_LEADER_AT (seconds after the
 # load generator starts: the leader is killed with SIGKILL then and started
 # again; the load generator follows the new leader and reports the switches
-# and the time without one). tests/bench/lib/common.sh does what every
-# benchmark's script does.
+# and the time without one), ENGINE_CPUS and LOAD_CPUS (taskset CPU lists:
+# the replicas on the first, the load generator on the second, so that
+# neither takes the other's CPU, as with the load generator on another
+# host; `ENGINE_CPUS=0 LOAD_CPUS=1` on 2 cores). tests/bench/lib/common.sh
+# does what every benchmark's script does.
 #
 # Targets (issue 16): engine RSS under 512 MiB, heartbeat p99 under 50 ms,
 # the crashed agents' tasks running elsewhere within 3 s p99, healthy
@@ -89,7 +92,8 @@ done
 FOLLOWER=$((LEADER % 3 + 1))
 
 echo "recoveryd failure storm: $AGENTS agents, $TASKS tasks (a checkpoint every $CKPT_MS ms each)," \
-    "3 replicas (leader rd$LEADER), warm-up ${WARMUP} s, guard at $GUARD_SHARE, nice $NICE;" \
+    "3 replicas (leader rd$LEADER), warm-up ${WARMUP} s, guard at $GUARD_SHARE, nice $NICE," \
+    "replicas on CPUs ${ENGINE_CPUS:-any}, load generator on CPUs ${LOAD_CPUS:-any};" \
     "$(bench_cores), $(bench_now)"
 echo "engine built from $(bench_commit); leader's PID ${RD_PIDS[LEADER]}"
 echo "load average before: $(bench_loadavg); scheduling group: $(cat /proc/self/autogroup 2>/dev/null || echo none)"
@@ -106,7 +110,7 @@ done
 FIRST_LEADER=$LEADER
 bench_cpu_start "${RD_PIDS[LEADER]}"
 rc=0
-nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
+${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
     --url "$replica_urls" --engine-pids "$replica_pids" --agents "$AGENTS" --tasks "$TASKS" --ckpt-ms "$CKPT_MS" \
     --warmup "$WARMUP" "$@" &
 LOADGEN=$!
