@@ -22,7 +22,12 @@
 # Environment: AGENTS (10000), TASKS (100000), WARMUP (40 s from every task
 # running to the first crash), CKPT_MS (30000), GUARD_SHARE (25%: the
 # mass-failure guard's threshold, below the 30% cut off and far above the
-# crashes' share of any 10 s), ELECTION (raft's election timeout, 1500ms), NICE (0; -10 as root runs the benchmark ahead
+# crashes' share of any 10 s), ELECTION (raft's election timeout, 1500ms),
+# THREADS (8: the load generator's workers, each with one HTTP/2 connection
+# of at most 96 streams; the storm's checkpoints need more streams in
+# flight than a steady fleet's heartbeats, whose default is 4: with 4 the
+# 10,000-agent storm could not offer its 3,333 checkpoints/s once the
+# engine's answers slowed), NICE (0; -10 as root runs the benchmark ahead
 # of everything else on a shared machine), BUILD (build-bench), KEEP_LOGS (a
 # directory to copy the replicas' logs to), KILL_LEADER_AT (seconds after the
 # load generator starts: the leader is killed with SIGKILL then and started
@@ -47,6 +52,7 @@ WARMUP=${WARMUP:-40}
 CKPT_MS=${CKPT_MS:-30000}
 GUARD_SHARE=${GUARD_SHARE:-25%}
 ELECTION=${ELECTION:-1500ms}
+THREADS=${THREADS:-8}
 
 scripts/bootstrap --bench
 bench_build recoveryd heartbeat health_probe metrics log bench_scale_loadgen
@@ -92,7 +98,7 @@ done
 FOLLOWER=$((LEADER % 3 + 1))
 
 echo "recoveryd failure storm: $AGENTS agents, $TASKS tasks (a checkpoint every $CKPT_MS ms each)," \
-    "3 replicas (leader rd$LEADER), warm-up ${WARMUP} s, guard at $GUARD_SHARE, nice $NICE," \
+    "3 replicas (leader rd$LEADER), warm-up ${WARMUP} s, guard at $GUARD_SHARE, nice $NICE, $THREADS load generator workers," \
     "replicas on CPUs ${ENGINE_CPUS:-any}, load generator on CPUs ${LOAD_CPUS:-any};" \
     "$(bench_cores), $(bench_now)"
 echo "engine built from $(bench_commit); leader's PID ${RD_PIDS[LEADER]}"
@@ -112,7 +118,7 @@ bench_cpu_start "${RD_PIDS[LEADER]}"
 rc=0
 ${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
     --url "$replica_urls" --engine-pids "$replica_pids" --agents "$AGENTS" --tasks "$TASKS" --ckpt-ms "$CKPT_MS" \
-    --warmup "$WARMUP" "$@" &
+    --warmup "$WARMUP" --threads "$THREADS" "$@" &
 LOADGEN=$!
 bench_track "$LOADGEN"
 if [ -n "${KILL_LEADER_AT:-}" ]; then
