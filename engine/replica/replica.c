@@ -370,8 +370,10 @@ static int timed_append(struct raft_io *io, struct raft_io_append *req,
  * (legacyHandleEvent): a follower that met a new leader's AppendEntries
  * keeps the entries in its core but not in its log, and its next append
  * lands at another index (the debug build asserts in
- * legacyHandleUpdateEntries; docs/libraft.md); a vote persisted later is
- * written with the old term, so a restart could vote twice in one term.
+ * legacyHandleUpdateEntries; docs/libraft.md). And the new term reaches
+ * the disk only with the next term or vote write: until then the replica
+ * answers in a term its disk does not hold, and a restart would take it
+ * back to the older one, whose deposed leader it could then follow.
  * The replica stops at once, as on a failed append: nothing of the new term
  * or vote has been sent (a step's messages go out after both are written),
  * and the restart reads the term and vote the disk holds.

@@ -249,9 +249,9 @@ static long failed_meta_writes(const struct rdt_proc *p)
 /*
  * A follower whose disk fails raft's term and vote writes when the leader
  * dies: the election's new term cannot be persisted. libraft 0.22 went on
- * with the term in memory only, its core and its log out of step once a
- * new leader's entries came with it, and a later vote written under the
- * old term (docs/libraft.md); the replica stops at once instead
+ * with the term in memory only (answering in a term its disk does not
+ * hold), its core and its log out of step once a new leader's entries came
+ * with it (docs/libraft.md); the replica stops at once instead
  * (event=metadata_failed_stop, exit 74), and once its disk works a
  * restart catches up with every acknowledged write.
  */
