@@ -362,6 +362,50 @@ static int timed_append(struct raft_io *io, struct raft_io_append *req,
     return rv;
 }
 
+/*
+ * The term and the vote, which the backend writes at once (uvMetadataStore:
+ * write and fdatasync of metadata1 or metadata2). When that fails, libraft
+ * 0.22's core has already taken the new term or vote in memory, and the
+ * legacy layer returns before the step's entries, snapshot and messages
+ * (legacyHandleEvent): a follower that met a new leader's AppendEntries
+ * keeps the entries in its core but not in its log, and its next append
+ * lands at another index (the debug build asserts in
+ * legacyHandleUpdateEntries; docs/libraft.md). And the new term reaches
+ * the disk only with the next term or vote write: until then the replica
+ * answers in a term its disk does not hold, and a restart would take it
+ * back to the older one, whose deposed leader it could then follow.
+ * The replica stops at once, as on a failed append: nothing of the new term
+ * or vote has been sent (a step's messages go out after both are written),
+ * and the restart reads the term and vote the disk holds.
+ */
+static void metadata_failed_stop(struct rd_replica *r, const char *what, int status)
+{
+    RD_ERROR("replica", "metadata_failed_stop",
+             "status=%d error=\"%s\" what=%s raft_dir=%s detail=\"raft could not persist its "
+             "%s; the replica stops so that its log stays sound (acknowledged writes are on "
+             "disk); check the disk and restart it: it replays its log and catches up\"",
+             status, raft_strerror(status), what, r->raft_dir, what);
+    _exit(EX_IOERR);
+}
+
+static int guarded_set_term(struct raft_io *io, raft_term term)
+{
+    struct rd_replica *r = of_io(io);
+    int rv = r->io_set_term(io, term);
+    if (rv != 0 && !r->closing)
+        metadata_failed_stop(r, "term", rv);
+    return rv;
+}
+
+static int guarded_set_vote(struct raft_io *io, raft_id server_id)
+{
+    struct rd_replica *r = of_io(io);
+    int rv = r->io_set_vote(io, server_id);
+    if (rv != 0 && !r->closing)
+        metadata_failed_stop(r, "vote", rv);
+    return rv;
+}
+
 struct timed_put {
     struct rd_timed_io io; /* first: freed through it */
     struct raft_io_snapshot_put inner;
@@ -1226,6 +1270,10 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
     raft_uv_set_segment_size(&r->io, cfg->storage.segment_size);
     r->io_append = r->io.append;
     r->io.append = timed_append;
+    r->io_set_term = r->io.set_term;
+    r->io.set_term = guarded_set_term;
+    r->io_set_vote = r->io.set_vote;
+    r->io.set_vote = guarded_set_vote;
     /* Damage is judged before raft reads (rd_replica_check_disk), never
      * "recovered" by renaming segments corrupt-* and dropping them. */
     raft_uv_set_auto_recovery(&r->io, false);

@@ -81,6 +81,10 @@ struct rd_replica {
                      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
     int (*io_snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
                            const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+    /* The uv backend's own term and vote writes (replica.c stops the
+     * replica when one fails). */
+    int (*io_set_term)(struct raft_io *io, raft_term term);
+    int (*io_set_vote)(struct raft_io *io, raft_id server_id);
     struct rd_timed_io *io_orphans; /* ours, of requests the backend refused (replica.c) */
     /* Appends the backend has taken and not answered, newest first from
      * `appends`, oldest at `appends_oldest`: its age tells a stalled disk

@@ -15,6 +15,12 @@
  * with EAGAIN, and one that may wait (libraft's second try, in a threadpool
  * worker) waits, here until `hang-io` is gone, then is written. Each write
  * that starts waiting adds a byte to `hang-io`.
+ *
+ * A disk that fails raft's term and vote writes: while a file named
+ * `fail-meta` exists, fsync(2) and fdatasync(2) of a file whose name begins
+ * with `metadata` (libraft's metadata1 and metadata2, written and synced at
+ * each new term or vote) fail with EIO, as a disk's write error surfaces.
+ * Each failure adds a byte to `fail-meta`.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* RTLD_NEXT */
@@ -26,12 +32,15 @@
 #include <linux/fs.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 typedef long (*syscall_fn)(long, ...);
+typedef int (*sync_fn)(int);
 
 /* Adds a byte to `path`; false when it does not exist. */
 static bool mark(const char *path)
@@ -81,4 +90,43 @@ long syscall(long number, ...)
     }
     syscall_fn real = (syscall_fn)dlsym(RTLD_NEXT, "syscall");
     return real(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* True when `fd` is one of libraft's metadata files and `fail-meta` exists
+ * (then counted). */
+static bool meta_fails(int fd)
+{
+    struct stat st;
+    if (stat("fail-meta", &st) != 0)
+        return false;
+    char link[64], path[512];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof(path) - 1);
+    if (n <= 0)
+        return false;
+    path[n] = '\0';
+    const char *base = strrchr(path, '/');
+    if (base == NULL || strncmp(base + 1, "metadata", 8) != 0)
+        return false;
+    return mark("fail-meta");
+}
+
+int fdatasync(int fd)
+{
+    if (meta_fails(fd)) {
+        errno = EIO;
+        return -1;
+    }
+    sync_fn real = (sync_fn)dlsym(RTLD_NEXT, "fdatasync");
+    return real(fd);
+}
+
+int fsync(int fd)
+{
+    if (meta_fails(fd)) {
+        errno = EIO;
+        return -1;
+    }
+    sync_fn real = (sync_fn)dlsym(RTLD_NEXT, "fsync");
+    return real(fd);
 }

@@ -133,6 +133,24 @@ struct agent {
     unsigned n_held;
 };
 
+/* A replica's disk as libraft's libuv backend (with patch 0010) and the
+ * engine present it to raft (DSIM_IO_FAULTS=1), by the simulation's own
+ * wrappers of the fixture's raft_io methods. Not the fixture's io_fault: it
+ * fails an append after it was queued, which the real backend never reports
+ * (a failed write is retried), and the term and vote writes, after whose
+ * failure the engine stops the replica (metadata_failed_stop), which the
+ * fixture cannot restart (docs/libraft.md, docs/testing.md). */
+struct disk {
+    int (*append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[], unsigned,
+                  raft_io_append_cb);
+    int (*snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *,
+                        const struct raft_snapshot *, raft_io_snapshot_put_cb);
+    uint64_t fail_until; /* ms: every write fails until then */
+    unsigned refuse;     /* appends to refuse at submission */
+    uint64_t floor;      /* ms: the latest write queued completes then (one queue, in order) */
+    uint64_t n_retried, n_refused; /* counted for the summary */
+};
+
 struct world {
     uint64_t seed;
     struct raft_fixture f;
@@ -165,8 +183,9 @@ struct world {
     struct rd_policy_host *policy; /* policies/ (the shipped Lua), or NULL: DSIM_POLICY=0 */
     unsigned snapshot_every;       /* DSIM_SNAPSHOT: raft's snapshot threshold, 0: its default */
     bool reorder;                  /* DSIM_REORDER: latency changes, so messages overtake others */
-    bool io_faults;                /* DSIM_IO_FAULTS: failed disk writes (libraft's io_fault) */
+    bool io_faults;                /* DSIM_IO_FAULTS: failing disks (struct disk) */
     unsigned disk_ms[N_REPLICAS];  /* each replica's disk latency: only grows */
+    struct disk disk[N_REPLICAS];
     struct raft_tracer tracer[N_REPLICAS]; /* DSIM_LIBRAFT: libraft's own diagnostics */
     bool closing;  /* raft is closing: nothing proposes (the replica's r->closing) */
     unsigned dead; /* agents crashed for good */
@@ -266,6 +285,88 @@ static void print_failure(void)
         from = first;
     for (unsigned k = from; k < W->n_trace; k++)
         printf("%s\n", W->trace[k % TRACE_KEEP]);
+}
+
+/* ---- the disk: a failing one, as the real backend and engine meet it ----- */
+
+/* The engine's raft_uv_set_disk_retry (engine/replica/replica.c). */
+#define DISK_RETRY_MS 250
+
+static unsigned disk_index(struct raft_io *io)
+{
+    for (unsigned i = 0; i < N_REPLICAS; i++)
+        if (raft_fixture_get(&W->f, i)->io == io)
+            return i;
+    abort();
+}
+
+/* When a write queued now completes: after the disk's latency, after every
+ * write queued before it (the backend writes one queue in order; the fixture
+ * completes each request after its own latency), and, on a failing disk,
+ * only once a retry finds it working again. */
+static unsigned disk_latency_now(unsigned i, bool retried)
+{
+    struct disk *d = &W->disk[i];
+    uint64_t now = now_ms(), at = now;
+    if (retried && now < d->fail_until)
+        at = now + (d->fail_until - now + DISK_RETRY_MS - 1) / DISK_RETRY_MS * DISK_RETRY_MS;
+    uint64_t done = at + W->disk_ms[i];
+    if (done < d->floor)
+        done = d->floor;
+    d->floor = done;
+    return (unsigned)(done - now);
+}
+
+/* A log append. Refused at submission (RAFT_IOERR: the backend could not
+ * set up the segment's writer, descriptors exhausted), libraft drops the
+ * entries and fails their requests (patch 0002). A write the disk fails is
+ * retried every DISK_RETRY_MS by the backend (patch 0010) and completes
+ * once the disk works: raft sees a slow write, never a failed one. */
+static int disk_append(struct raft_io *io, struct raft_io_append *req,
+                       const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    unsigned i = disk_index(io);
+    struct disk *d = &W->disk[i];
+    if (d->refuse > 0) {
+        d->refuse--;
+        d->n_refused++;
+        trace("disk r%u refuses an append of %u entries", i, n);
+        return RAFT_IOERR;
+    }
+    if (now_ms() < d->fail_until) {
+        d->n_retried++;
+        trace("disk r%u fails an append of %u entries: retried until %" PRIu64 " ms", i, n,
+              d->fail_until);
+    }
+    raft_fixture_set_disk_latency(&W->f, i, disk_latency_now(i, true));
+    int rv = d->append(io, req, entries, n, cb);
+    raft_fixture_set_disk_latency(&W->f, i, W->disk_ms[i]);
+    return rv;
+}
+
+/* A snapshot write (the replica's own, or an install) waits behind the
+ * appends queued before it (the backend's barrier) and for a failing disk:
+ * snapshot writes that fail are not simulated (the fixture has no such
+ * failure), so the disk hangs for them instead. */
+static int disk_snapshot_put(struct raft_io *io, unsigned trailing,
+                             struct raft_io_snapshot_put *req, const struct raft_snapshot *snapshot,
+                             raft_io_snapshot_put_cb cb)
+{
+    unsigned i = disk_index(io);
+    raft_fixture_set_disk_latency(&W->f, i, disk_latency_now(i, true));
+    int rv = W->disk[i].snapshot_put(io, trailing, req, snapshot, cb);
+    raft_fixture_set_disk_latency(&W->f, i, W->disk_ms[i]);
+    return rv;
+}
+
+static void disk_wrap(unsigned i)
+{
+    struct raft_io *io = raft_fixture_get(&W->f, i)->io;
+    struct disk *d = &W->disk[i];
+    d->append = io->append;
+    d->snapshot_put = io->snapshot_put;
+    io->append = disk_append;
+    io->snapshot_put = disk_snapshot_put;
 }
 
 /* ---- proposals: the replica's way into the log, on the fixture ----------- */
@@ -1029,12 +1130,21 @@ static void fault_step(void)
         trace("FAULT disk latency r%u %ums", i, ms);
         break;
     }
-    case 9: /* a replica's next disk write fails (EIO; libraft's fixture) */
+    case 9: { /* a replica's disk fails its writes for a while, or refuses an append */
         if (W->killed[i] || !W->io_faults)
             return;
-        raft_fixture_io_fault(&W->f, i, (int)rng_below(3), 1);
-        trace("FAULT io error r%u", i);
+        struct disk *d = &W->disk[i];
+        if (rng_chance(300)) {
+            d->refuse++;
+            trace("FAULT disk r%u refuses its next append", i);
+            break;
+        }
+        uint64_t until = now_ms() + 10 + rng_below(2000);
+        if (until > d->fail_until)
+            d->fail_until = until;
+        trace("FAULT disk r%u fails writes until %" PRIu64 " ms", i, d->fail_until);
         break;
+    }
     case 10: /* an operator drains an agent, or readmits a drained one */
         operator_step(a, false);
         break;
@@ -1073,6 +1183,10 @@ static void heal(void)
         }
         if (W->reorder) /* back to a short latency: what is sent now overtakes */
             raft_fixture_set_network_latency(&W->f, i, 15);
+    }
+    for (unsigned i = 0; i < N_REPLICAS; i++) {
+        W->disk[i].fail_until = 0;
+        W->disk[i].refuse = 0;
     }
     /* The operator readmits every agent it drained. */
     for (int a = 0; a < N_AGENTS; a++)
@@ -1159,6 +1273,7 @@ struct outcome {
      * (fenced, stale), tasks moved off lost agents, recovery runs closed,
      * policy errors (summed over the replicas). */
     uint64_t faults, leaderships, refused, moves, runs, policy_errors, restores;
+    uint64_t disk_retried, disk_refused; /* DSIM_IO_FAULTS */
 };
 
 static void step(uint64_t tick)
@@ -1239,6 +1354,7 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
     for (unsigned i = 0; i < N_REPLICAS; i++) {
         engine_init(&w->eng[i], i);
         raft_fixture_grow(&w->f, &w->eng[i].fsm.raft);
+        disk_wrap(i);
         rd_fsm_bind_raft(&w->eng[i].fsm, raft_fixture_get(&w->f, i));
         raft_fixture_get(&w->f, i)->tracer = getenv("DSIM_LIBRAFT") ? &w->tracer[i] : NULL;
         w->tracer[i] =
@@ -1321,6 +1437,8 @@ static struct outcome run_seed(uint64_t seed, bool verbose)
         out.moves += sc->recoveries_total;
         out.policy_errors += sc->policy_errors_total;
         out.restores += w->eng[i].fsm.restores;
+        out.disk_retried += w->disk[i].n_retried;
+        out.disk_refused += w->disk[i].n_refused;
         for (int k = 0; k < RD_REC_STATUS_COUNT; k++)
             out.runs += sc->runs_closed[k];
     }
@@ -1385,6 +1503,8 @@ int main(int argc, char **argv)
         sum.runs += o.runs;
         sum.policy_errors += o.policy_errors;
         sum.restores += o.restores;
+        sum.disk_retried += o.disk_retried;
+        sum.disk_refused += o.disk_refused;
         if (env_u64("DSIM_LIST", 0))
             printf("seed %" PRIu64 ": %s, tasks completed %u, failed %u, %.1f simulated s\n", s,
                    o.ok ? "ok" : "FAILED", o.completed, o.failed, (double)o.end_ms / 1000);
@@ -1399,5 +1519,8 @@ int main(int argc, char **argv)
            " recovery runs, %" PRIu64 " policy errors, %" PRIu64 " snapshot restores\n",
            sum.faults, sum.leaderships, sum.refused, sum.moves, sum.runs, sum.policy_errors,
            sum.restores);
+    if (env_u64("DSIM_IO_FAULTS", 0))
+        printf("dsim: disks: %" PRIu64 " appends retried, %" PRIu64 " refused\n", sum.disk_retried,
+               sum.disk_refused);
     return failures ? 1 : 0;
 }

@@ -126,6 +126,65 @@ static void test_leader_append_failure_then_more_writes(void **state)
 }
 
 /*
+ * Patch 0011: the same failure on a leader that streams to its followers
+ * (pipeline mode, once they matched its log), then only heartbeats. The
+ * leader had moved the followers' next index past the dropped entry when it
+ * prepared its AppendEntries (never sent): 0.22.1 with 0002 asserted
+ * `p->next_index <= last_index + 1` in progressShouldReplicate (debug);
+ * without assertions it found no previous entry and went to send a
+ * snapshot it did not have (the fixture dereferences NULL). Found by the
+ * simulation with failing disks (tests/sim, DSIM_IO_FAULTS=1, seed 4).
+ */
+static void test_leader_append_failure_then_heartbeats(void **state)
+{
+    struct cluster *c = *state;
+    raft_fixture_elect(&c->f, 0);
+    register_n(c, 0, 0, 3);
+    assert_true(raft_fixture_step_until_applied(&c->f, N, 4, 10000));
+    raft_fixture_step_until_elapsed(&c->f, 500); /* the followers matched: pipeline */
+
+    raft_fixture_io_fault(&c->f, 0, 0, 1);
+    assert_int_equal(apply_on(c, 0, cmd_register("lost", 1, 50)), 0);
+    raft_fixture_step_until_elapsed(&c->f, 1000); /* heartbeats, nothing new */
+    assert_int_equal(c->failed, 1);
+    assert_int_equal(raft_state(server(c, 0)), RAFT_LEADER);
+
+    register_n(c, 0, 3, 3);
+    assert_true(raft_fixture_step_until_applied(&c->f, N, 7, 10000));
+    assert_int_equal(c->acked, 6);
+    assert_null(rd_fsm_node(&c->fsms[2], "lost", 4));
+    assert_converged(c);
+}
+
+/*
+ * Patch 0011, configuration side: a leader's removal of a server, whose
+ * append is refused. The core had built its progress array for the new
+ * configuration (two servers); 0002 rolled the configuration back to the
+ * committed one (three) and kept the array of two, which the leader then
+ * read past for the third server.
+ */
+static void test_leader_removal_append_failure(void **state)
+{
+    struct cluster *c = *state;
+    raft_fixture_elect(&c->f, 0);
+    register_n(c, 0, 0, 3);
+    assert_true(raft_fixture_step_until_applied(&c->f, N, 4, 10000));
+    raft_fixture_step_until_elapsed(&c->f, 500);
+
+    struct raft_change change;
+    raft_fixture_io_fault(&c->f, 0, 0, 1);
+    assert_int_equal(raft_remove(server(c, 0), &change, 2, NULL), RAFT_IOERR);
+    assert_int_equal(server(c, 0)->configuration.n, N);
+    raft_fixture_step_until_elapsed(&c->f, 1000);
+    assert_int_equal(raft_state(server(c, 0)), RAFT_LEADER);
+
+    register_n(c, 0, 3, 3);
+    assert_true(raft_fixture_step_until_applied(&c->f, N, 7, 10000));
+    assert_int_equal(c->acked, 6);
+    assert_converged(c);
+}
+
+/*
  * Patch 0002, follower side: a follower whose append fails while it handles
  * AppendEntries. Stock 0.22.1 freed the received batch twice (glibc aborts:
  * "double free detected") and kept its core and log out of step.
@@ -159,6 +218,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_leader_append_failure_then_more_writes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_leader_append_failure_then_heartbeats, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_leader_removal_append_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follower_append_failure_recovers, setup, teardown),
     };
     /* One test at a time (against the stock library each one crashes). */
