@@ -63,8 +63,8 @@ static struct endpoint *ep_of(struct rdt_httpd *s, h2o_req_t *req)
     socklen_t len = req->conn->callbacks->get_sockname(req->conn, (struct sockaddr *)&ss);
     if (len == 0 || ss.ss_family != AF_INET)
         return NULL;
-    /* Looked up, not searched: a walk over 10,000 endpoints per request
-     * cost the detection benchmark's load generator most of a core. */
+    /* Looked up, not searched: the detection benchmark's load generator
+     * has 10,000 endpoints, probed 1,000-3,000 times a second. */
     uint32_t i = s->by_port[ntohs(((struct sockaddr_in *)&ss)->sin_port)];
     return i != 0 ? &s->eps[i - 1] : NULL;
 }

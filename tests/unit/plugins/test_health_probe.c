@@ -505,8 +505,11 @@ static void test_max_in_flight(void **state)
 {
     (void)state;
     static const char *cfg[][2] = {
-        {"interval", "1s"},      {"idle_interval", "10s"}, {"failures_to_fail", "3"},
-        {"max_in_flight", "2"},  {NULL, NULL},
+        {"interval", "1s"},
+        {"idle_interval", "10s"},
+        {"failures_to_fail", "3"},
+        {"max_in_flight", "2"},
+        {NULL, NULL},
     };
     assert_int_equal(fh_init("health_probe", "probe", cfg), 0);
     fh_start();
