@@ -429,6 +429,13 @@ static int http_start(struct req *r, const struct rd_http_request *req, const ch
     SET(CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)r->timeout_ms);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* No DNS answer kept: libcurl 7.88 walks its whole DNS cache at the end
+     * of every transfer, and health probes fill it with an entry per agent
+     * (host and port): at 10,000 agents that walk took a third of the
+     * engine's CPU (docs/benchmarks.md, "Crash detection latency against the
+     * fleet size"). A name is resolved for each new connection instead (an
+     * address, the usual health_url, needs no resolving). */
+    SET(CURLOPT_DNS_CACHE_TIMEOUT, 0L);
     SET(CURLOPT_ERRORBUFFER, r->errbuf);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, (void *)r);

@@ -4,7 +4,8 @@
  * libcurl's multi *socket* interface driven by libuv: one uv_poll per socket
  * curl asks us to watch and one uv_timer for curl's own timeout, so nothing
  * ever blocks the loop (curl's threaded resolver does DNS off the loop).
- * Connections are kept alive and reused through the multi handle. HTTP/1.1
+ * Connections are kept alive and reused through the multi handle; DNS
+ * answers are not kept (a new connection resolves its host again). HTTP/1.1
  * only, no redirects, no proxy (not even from the environment).
  *
  * Besides http:// and https:// it understands `tcp://HOST:PORT`: a plain TCP

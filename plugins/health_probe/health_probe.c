@@ -37,6 +37,15 @@
  * `idle_interval: 0ms` probes every agent every interval (the behaviour
  * before).
  *
+ * At most `max_in_flight` probes are in flight at once; a probe that would
+ * pass it is not sent (counted as deferred): the agent's next tick, or the
+ * next lateness check, tries again. An engine that falls behind answers its
+ * probes late, and every late heartbeat puts another agent under watch: at
+ * 10,000 agents the probes in flight grew to thousands and libcurl 7.88,
+ * whose cost per transfer grows with the connections open, took the whole
+ * loop (docs/benchmarks.md, "Crash detection latency against the fleet
+ * size"). The bound makes the probes give way when their answers come late.
+ *
  * Written only against recoveryd/plugin.h. Everything runs on the loop.
  */
 #ifndef _GNU_SOURCE
@@ -92,6 +101,7 @@ struct hp {
     uint64_t late_ms;
     uint64_t timeout_ms;
     unsigned failures_to_fail;
+    unsigned max_in_flight;
     double watch_cpu, watch_mem, watch_error_rate;
     unsigned watch_stall;
     struct pnode **by_slot; /* on_heartbeat's index; the hash is the truth */
@@ -106,7 +116,7 @@ struct hp {
     unsigned in_flight;
     bool started, stopping;
     void (*done)(rd_plugin_instance_t *inst);
-    uint64_t *probes, *probe_failures, *idle_skips;
+    uint64_t *probes, *probe_failures, *idle_skips, *deferred;
     uint64_t dummy_counter;
 };
 
@@ -130,6 +140,8 @@ static const struct rd_plugin_key keys[] = {
      "how long one probe may take; 0ms: detection.health_check_timeout"},
     {"failures_to_fail", RD_KEY_INT, "0", 0, 1000,
      "consecutive failed probes that make a FAILED verdict; 0: detection.failure_threshold"},
+    {"max_in_flight", RD_KEY_INT, "256", 1, 1000000,
+     "probes in flight at once, at most; beyond, an agent is probed at its next tick"},
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -334,6 +346,10 @@ static void send_probe(struct hp *hp, struct pnode *n)
         return; /* at most one probe in flight per agent */
     if (hp->idle_ms != 0 && too_soon(hp, n, hp->host->now_ns()))
         return;
+    if (hp->in_flight >= hp->max_in_flight) {
+        (*hp->deferred)++;
+        return;
+    }
     bool tcp = strncmp(n->url, "tcp://", 6) == 0;
     struct rd_http_request req = {
         .method = tcp ? NULL : "GET",
@@ -589,7 +605,8 @@ static void on_late_check(void *data)
     if (hp->stopping)
         return;
     uint64_t now = hp->host->now_ns();
-    while (hp->lhead && now > hp->lhead->last_hb_ns &&
+    /* At max_in_flight the rest stay listed for the next check. */
+    while (hp->lhead && hp->in_flight < hp->max_in_flight && now > hp->lhead->last_hb_ns &&
            now - hp->lhead->last_hb_ns > ms_ns(hp->late_ms)) {
         struct pnode *n = hp->lhead;
         late_unlink(hp, n);
@@ -630,6 +647,7 @@ static int hp_init(rd_plugin_instance_t *inst, const struct rd_host_api *host, v
     hp->failures_to_fail = f > 0 ? (unsigned)f : dp.failure_threshold;
     if (hp->failures_to_fail == 0)
         hp->failures_to_fail = 1;
+    hp->max_in_flight = (unsigned)host->config_int(inst, "max_in_flight");
     if (hp->interval_ms == 0) {
         host->set_error(inst, "interval must be at least 1ms");
         return RD_ECONFIG;
@@ -646,6 +664,10 @@ static int hp_init(rd_plugin_instance_t *inst, const struct rd_host_api *host, v
     hp->idle_skips = host->counter(inst, "idle_skips",
                                    "Probe ticks that sent nothing: the agent's heartbeats and "
                                    "metrics were fine and its last probe recent.");
+    hp->deferred = host->counter(inst, "probes_deferred",
+                                 "Probes not sent because max_in_flight were in flight.");
+    if (!hp->deferred)
+        hp->deferred = &hp->dummy_counter;
     if (!hp->probes)
         hp->probes = &hp->dummy_counter;
     if (!hp->probe_failures)
@@ -674,10 +696,10 @@ static int hp_start(void *state)
             node_start_timer(hp, n);
     hp->host->log(hp->inst, RD_PLOG_INFO, "started",
                   "interval_ms=%llu idle_interval_ms=%llu late_after_ms=%llu timeout_ms=%llu "
-                  "failures_to_fail=%u",
+                  "failures_to_fail=%u max_in_flight=%u",
                   (unsigned long long)hp->interval_ms, (unsigned long long)hp->idle_ms,
                   (unsigned long long)hp->late_ms, (unsigned long long)hp->timeout_ms,
-                  hp->failures_to_fail);
+                  hp->failures_to_fail, hp->max_in_flight);
     return 0;
 }
 

@@ -49,6 +49,7 @@ struct rdt_httpd {
     h2o_accept_ctx_t accept_ctx;
     struct endpoint *eps;
     unsigned n;
+    uint32_t *by_port; /* 1 + the index of the endpoint on each port, 0: none */
     pthread_mutex_t mu;
     pthread_cond_t cond;
     unsigned requested, applied; /* generations of mode changes */
@@ -62,11 +63,10 @@ static struct endpoint *ep_of(struct rdt_httpd *s, h2o_req_t *req)
     socklen_t len = req->conn->callbacks->get_sockname(req->conn, (struct sockaddr *)&ss);
     if (len == 0 || ss.ss_family != AF_INET)
         return NULL;
-    uint16_t port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    for (unsigned i = 0; i < s->n; i++)
-        if (s->eps[i].port == port)
-            return &s->eps[i];
-    return NULL;
+    /* Looked up, not searched: the detection benchmark's load generator
+     * has 10,000 endpoints, probed 1,000-3,000 times a second. */
+    uint32_t i = s->by_port[ntohs(((struct sockaddr_in *)&ss)->sin_port)];
+    return i != 0 ? &s->eps[i - 1] : NULL;
 }
 
 static void respond(h2o_req_t *req, int status, const char *body)
@@ -199,6 +199,7 @@ static int ep_listen(struct endpoint *ep)
         int len = sizeof(a);
         uv_tcp_getsockname(&ep->listener, (struct sockaddr *)&a, &len);
         ep->port = ntohs(a.sin_port);
+        ep->s->by_port[ep->port] = ep->idx + 1;
     }
     ep->listening = true;
     return 0;
@@ -311,6 +312,13 @@ struct rdt_httpd *rdt_httpd_start(unsigned n)
     if (s == NULL)
         return NULL;
     s->eps = calloc(n, sizeof(*s->eps));
+    s->by_port = calloc(UINT16_MAX + 1, sizeof(*s->by_port));
+    if (s->eps == NULL || s->by_port == NULL) {
+        free(s->eps);
+        free(s->by_port);
+        free(s);
+        return NULL;
+    }
     s->n = n;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cond, NULL);
@@ -349,10 +357,19 @@ uint16_t rdt_httpd_port(struct rdt_httpd *s, unsigned ep)
 
 int rdt_httpd_set(struct rdt_httpd *s, unsigned ep, enum rdt_ep_mode mode, int status)
 {
-    if (ep >= s->n)
-        return -1;
-    atomic_store(&s->eps[ep].status, status ? status : 503);
-    atomic_store(&s->eps[ep].mode, (int)mode);
+    return rdt_httpd_set_many(s, &ep, 1, mode, status);
+}
+
+int rdt_httpd_set_many(struct rdt_httpd *s, const unsigned *eps, unsigned n, enum rdt_ep_mode mode,
+                       int status)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (eps[i] >= s->n)
+            return -1;
+    for (unsigned i = 0; i < n; i++) {
+        atomic_store(&s->eps[eps[i]].status, status ? status : 503);
+        atomic_store(&s->eps[eps[i]].mode, (int)mode);
+    }
     pthread_mutex_lock(&s->mu);
     unsigned gen = ++s->requested;
     pthread_mutex_unlock(&s->mu);
@@ -404,6 +421,7 @@ void rdt_httpd_stop(struct rdt_httpd *s)
         free(s->eps[i].bodies);
     }
     free(s->eps);
+    free(s->by_port);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);
     free(s);

@@ -32,6 +32,12 @@ uint16_t rdt_httpd_port(struct rdt_httpd *s, unsigned ep);
  * listens again on the same port. 0 or -1. */
 int rdt_httpd_set(struct rdt_httpd *s, unsigned ep, enum rdt_ep_mode mode, int status);
 
+/* The same for the `n` endpoints `eps` at once (one wake-up of the server's
+ * thread, one walk over its endpoints): -1, and nothing changed, when one
+ * is out of range. */
+int rdt_httpd_set_many(struct rdt_httpd *s, const unsigned *eps, unsigned n, enum rdt_ep_mode mode,
+                       int status);
+
 /* Requests an endpoint answered or accepted so far. */
 unsigned rdt_httpd_hits(struct rdt_httpd *s, unsigned ep);
 

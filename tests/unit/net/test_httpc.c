@@ -9,11 +9,14 @@
 #include "cmocka_all.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <netdb.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,6 +348,27 @@ static int full_backlog_listener(uint16_t *port, int fills[8], int *nfills)
     return -1;
 }
 
+/* ---- a name only this file resolves ------------------------------------------------------ */
+
+/* FAKE_HOST resolves to 127.0.0.1 through this getaddrinfo, which stands
+ * before libc's for libcurl's resolver threads; every other name goes to
+ * libc's. g_resolves counts FAKE_HOST's look-ups. */
+#define FAKE_HOST "httpc-test.invalid"
+static atomic_int g_resolves;
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    int (*next)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+        (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))dlsym(
+            RTLD_NEXT, "getaddrinfo");
+    if (node && strcmp(node, FAKE_HOST) == 0) {
+        atomic_fetch_add(&g_resolves, 1);
+        node = "127.0.0.1";
+    }
+    return next ? next(node, service, hints, res) : EAI_FAIL;
+}
+
 /* ---- tests ----------------------------------------------------------------------------- */
 
 static void test_get_health(void **state)
@@ -431,6 +455,28 @@ static void test_refused(void **state)
         assert_int_equal(r[i].status, 0);
         assert_int_equal(r[i].cause, RD_PROBE_REFUSED);
         assert_string_equal(r[i].error, "connection refused");
+    }
+}
+
+/* No DNS answer is kept: two requests to the same name and port, neither
+ * leaving a connection behind (nothing listens), resolve the name twice.
+ * libcurl 7.88 walks its whole DNS cache after every transfer, and the
+ * probes of a fleet would fill it with an entry per agent. */
+static void test_no_dns_cache(void **state)
+{
+    struct fx *f = *state;
+    uint16_t a, b;
+    assert_int_equal(rdt_free_ports(&a, &b), 0);
+    char url[96];
+    snprintf(url, sizeof url, "http://" FAKE_HOST ":%u/health", a);
+    atomic_store(&g_resolves, 0);
+    for (int i = 0; i < 2; i++) {
+        struct res r = {0};
+        assert_int_equal(req(f->c, NULL, "GET", url, NULL, 2000, &r), 0);
+        AWAIT(f, r.fired, 5000);
+        assert_int_equal(r.fired, 1);
+        assert_int_equal(r.cause, RD_PROBE_REFUSED);
+        assert_int_equal(atomic_load(&g_resolves), i + 1);
     }
 }
 
@@ -784,6 +830,7 @@ int main(void)
         T(test_body_cap_and_status), T(test_many_concurrent),
         T(test_cancel_owner),        T(test_close_in_flight),
         T(test_close_from_callback), T(test_invalid_requests),
+        T(test_no_dns_cache),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -356,7 +356,14 @@ static void test_many_nodes(void **state)
 {
     (void)state;
     enum { N = 1000 };
-    assert_int_equal(fh_init("health_probe", "probe", cfg_basic), 0);
+    static const char *cfg[][2] = {
+        {"interval", "1s"},
+        {"idle_interval", "0ms"},
+        {"failures_to_fail", "3"},
+        {"max_in_flight", "1000"}, /* all at once (the default is 256) */
+        {NULL, NULL},
+    };
+    assert_int_equal(fh_init("health_probe", "probe", cfg), 0);
     fh_start();
     char id[32], url[64];
     for (int i = 0; i < N; i++) {
@@ -477,6 +484,64 @@ static void test_late_heartbeat_probes_every_interval(void **state)
     g_fh.now_ns = 65 * (SEC / 10);
     heartbeat("a", 1, 0.3, 0.01, -1);
     assert_false(tick_at(74));
+    fh_stop(true);
+    fh_destroy();
+}
+
+/* A counter of the instance, by name. */
+static uint64_t counter(const char *name)
+{
+    for (size_t i = 0; i < g_fh.n_counters; i++)
+        if (strcmp(g_fh.counters[i].name, name) == 0)
+            return g_fh.counters[i].value;
+    fail_msg("no counter %s", name);
+    return 0;
+}
+
+/* At most max_in_flight probes at once (2 here): a tick beyond it sends
+ * nothing (counted) and the agent goes at a later tick; the lateness check
+ * stops there and keeps the other late agents for its next round. */
+static void test_max_in_flight(void **state)
+{
+    (void)state;
+    static const char *cfg[][2] = {
+        {"interval", "1s"},
+        {"idle_interval", "10s"},
+        {"failures_to_fail", "3"},
+        {"max_in_flight", "2"},
+        {NULL, NULL},
+    };
+    assert_int_equal(fh_init("health_probe", "probe", cfg), 0);
+    fh_start();
+    node_event(RD_NODE_EV_ADDED, "a", 1, "http://a/health");
+    node_event(RD_NODE_EV_ADDED, "b", 1, "http://b/health");
+    node_event(RD_NODE_EV_ADDED, "c", 1, "http://c/health");
+    /* None probed in this epoch yet (they registered at 1 s): each tick
+     * would probe; two go out. */
+    assert_true(tick_at(15));
+    assert_int_equal(g_fh.n_http, 2);
+    assert_int_equal(counter("probes_deferred"), 1);
+    fh_answer(0, 200, RD_PROBE_NONE, NULL, 1);
+    assert_true(tick_at(19)); /* one answered: the third goes */
+    assert_int_equal(g_fh.n_http, 3);
+    assert_string_equal(g_fh.http[2].url, "http://c/health");
+    /* All three late (no heartbeat since they registered), two probes in
+     * flight: the lateness check (timer 0) sends nothing... */
+    g_fh.now_ns = 30 * (SEC / 10);
+    fh_fire(0);
+    assert_int_equal(g_fh.n_http, 3);
+    /* ...and once they are answered, two more, the third at the next check. */
+    fh_answer(1, 200, RD_PROBE_NONE, NULL, 1);
+    fh_answer(2, 200, RD_PROBE_NONE, NULL, 1);
+    g_fh.now_ns = 31 * (SEC / 10);
+    fh_fire(0);
+    assert_int_equal(g_fh.n_http, 5);
+    fh_answer(3, 200, RD_PROBE_NONE, NULL, 1);
+    g_fh.now_ns = 32 * (SEC / 10);
+    fh_fire(0);
+    assert_int_equal(g_fh.n_http, 6);
+    fh_answer(4, 200, RD_PROBE_NONE, NULL, 1);
+    fh_answer(5, 200, RD_PROBE_NONE, NULL, 1);
     fh_stop(true);
     fh_destroy();
 }
@@ -671,6 +736,7 @@ int main(void)
         cmocka_unit_test(test_unsendable_probe),
         cmocka_unit_test(test_idle_agent_probed_every_idle_interval),
         cmocka_unit_test(test_late_heartbeat_probes_every_interval),
+        cmocka_unit_test(test_max_in_flight),
         cmocka_unit_test(test_state_change_probes_at_once),
         cmocka_unit_test(test_bad_metrics_probe_at_once),
         cmocka_unit_test(test_hang_found_by_idle_cycle),
