@@ -227,15 +227,7 @@ static void test_cluster_rides_out_one_failing_disk(void **state)
  * exists; the preload adds a byte to it at each failure. */
 static void meta_fails(const struct rdt_proc *p, bool on)
 {
-    char path[320];
-    snprintf(path, sizeof(path), "%s/fail-meta", p->dir);
-    if (on) {
-        int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
-        assert_true(fd >= 0);
-        close(fd);
-    } else {
-        assert_int_equal(unlink(path), 0);
-    }
+    rdt_failio_switch(p, "fail-meta", on);
 }
 
 static long failed_meta_writes(const struct rdt_proc *p)

@@ -32,12 +32,12 @@ static inline void rdt_preload(const char *so)
     rdt_setenv_appended("ASAN_OPTIONS", "verify_asan_link_order=0");
 }
 
-/* failio.c's hung disk: log writes of `p` that never finish while
- * DIR/hang-io exists (`on`), written again once it is gone. */
-static inline void rdt_disk_hangs(const struct rdt_proc *p, bool on)
+/* One of failio.c's switches of `p`: the file DIR/`name` made (`on`) or
+ * removed. */
+static inline void rdt_failio_switch(const struct rdt_proc *p, const char *name, bool on)
 {
     char path[320];
-    snprintf(path, sizeof(path), "%s/hang-io", p->dir);
+    snprintf(path, sizeof(path), "%s/%s", p->dir, name);
     if (on) {
         int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
         assert_true(fd >= 0);
@@ -45,6 +45,13 @@ static inline void rdt_disk_hangs(const struct rdt_proc *p, bool on)
     } else {
         assert_int_equal(unlink(path), 0);
     }
+}
+
+/* failio.c's hung disk: log writes of `p` that never finish while
+ * DIR/hang-io exists (`on`), written again once it is gone. */
+static inline void rdt_disk_hangs(const struct rdt_proc *p, bool on)
+{
+    rdt_failio_switch(p, "hang-io", on);
 }
 
 #endif
