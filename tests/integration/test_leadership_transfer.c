@@ -23,8 +23,10 @@
 #include <string.h>
 
 #include "cmocka_all.h"
+#include "common/util.h"
 #include "harness.h"
 #include "rdt_ctest.h"
+#include "rdt_log.h"
 #include "rdt_metrics.h"
 #include "rdt_preload.h"
 #include "rdt_sse.h"
@@ -169,6 +171,39 @@ static size_t open_partitions(struct rdt_proc *p)
     return n;
 }
 
+/* Every agent `p` judged (suspect now) was judged a lease or more after
+ * `p` led: its transition's time against `p`'s event=leader line (logged
+ * just before the grace starts; test_grace). */
+static bool skipped; /* the scenario could not be staged here (a slow machine) */
+
+static void grace_held(struct rdt_proc *p, int64_t since_ms, int lease_ms)
+{
+    char *log = rdt_proc_log(p);
+    assert_non_null(log);
+    int64_t led = rdt_log_time(log, " event=leader ", since_ms);
+    free(log);
+    assert_true(led >= since_ms);
+    struct rdt_resp r = {0};
+    assert_int_equal(rdt_get(p, RDT_H1, "/api/v1/nodes?state=suspect&limit=1000", &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *items = json_object_get(r.json, "items"), *n;
+    size_t i;
+    int64_t first = INT64_MAX;
+    json_array_foreach(items, i, n)
+    {
+        int64_t at;
+        assert_int_equal(rd_time_parse(json_string_value(json_object_get(n, "updated_at")), &at),
+                         0);
+        first = at < first ? at : first;
+    }
+    print_message("the lease ended before the transfer could be staged: %zu agents judged, the "
+                  "first %lld ms after the new leader led (lease %d ms)\n",
+                  json_array_size(items), (long long)(first - led), lease_ms);
+    assert_true(json_array_size(items) > 0);
+    assert_true(first - led >= lease_ms);
+    rdt_resp_free(&r);
+}
+
 static void test_silent_fleet_during_a_transfer(void **state)
 {
     (void)state;
@@ -209,6 +244,7 @@ static void test_silent_fleet_during_a_transfer(void **state)
      * entry on (the new leader's first). Then `next` leads: its lease of
      * grace starts for every agent at once. */
     rdt_disk_hangs(&cl.procs[hung], true);
+    int64_t t_hand = rd_now_ms(); /* wall clock, like the log's stamps */
     hand_over(&cl.procs[old], next);
     for (int64_t until = rdt_now_ms() + rdt_ms(10000); !leads(leader);) {
         assert_true(rdt_now_ms() < until);
@@ -218,7 +254,16 @@ static void test_silent_fleet_during_a_transfer(void **state)
     /* Its detector finds them all silent (2 intervals in); the analysis
      * judges nobody before the lease ends (3 intervals). */
     rdt_wait_metric(leader, "recoveryd_observations_total", N_AGENTS, 3 * HB_MS);
-    assert_int_equal(rdt_metric(leader, "recoveryd_nodes{state=\"alive\"}"), N_AGENTS);
+    if (rdt_metric(leader, "recoveryd_nodes{state=\"alive\"}") != N_AGENTS) {
+        /* Judged already: the machine was too slow for the scenario (the
+         * verdicts came after the lease). The grace must have held. */
+        grace_held(leader, t_hand, 3 * hb);
+        rdt_disk_hangs(&cl.procs[hung], false);
+        rdt_cluster_cleanup(&cl);
+        skipped = true;
+        printf("SKIPPED: the machine was too slow to stage a transfer within the lease\n");
+        return;
+    }
 
     /* The transfer to `hung`, which cannot catch up: raft refuses every
      * entry until it gives up, an election timeout later. */
@@ -266,5 +311,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_silent_fleet_during_a_transfer),
     };
-    return cmocka_run_group_tests(tests, preload, NULL);
+    int failed = cmocka_run_group_tests(tests, preload, NULL);
+    return rdt_exit_code(failed, skipped);
 }
