@@ -301,14 +301,20 @@ struct timed_append {
  * committed means persisted on a majority), and a restart replays the log
  * and catches up from the others. systemd restarts it (Restart=always).
  */
+static void io_failed_stop(struct rd_replica *r, const char *event, const char *what,
+                           const char *failed, int status)
+{
+    RD_ERROR("replica", event,
+             "status=%d error=\"%s\" what=%s raft_dir=%s detail=\"%s failed; the replica stops "
+             "so that its log stays sound (acknowledged writes are on disk); check the disk and "
+             "restart it: it replays its log and catches up\"",
+             status, raft_strerror(status), what, r->raft_dir, failed);
+    _exit(EX_IOERR);
+}
+
 static void append_failed_stop(struct rd_replica *r, int status)
 {
-    RD_ERROR("replica", "append_failed_stop",
-             "status=%d error=\"%s\" raft_dir=%s detail=\"a log append the disk had accepted "
-             "failed; the replica stops so that its log stays sound (acknowledged writes are on "
-             "disk); check the disk and restart it: it replays its log and catches up\"",
-             status, raft_strerror(status), r->raft_dir);
-    _exit(EX_IOERR);
+    io_failed_stop(r, "append_failed_stop", "append", "a log append the disk had accepted", status);
 }
 
 static void timed_append_cb(struct raft_io_append *inner, int status)
@@ -380,12 +386,9 @@ static int timed_append(struct raft_io *io, struct raft_io_append *req,
  */
 static void metadata_failed_stop(struct rd_replica *r, const char *what, int status)
 {
-    RD_ERROR("replica", "metadata_failed_stop",
-             "status=%d error=\"%s\" what=%s raft_dir=%s detail=\"raft could not persist its "
-             "%s; the replica stops so that its log stays sound (acknowledged writes are on "
-             "disk); check the disk and restart it: it replays its log and catches up\"",
-             status, raft_strerror(status), what, r->raft_dir, what);
-    _exit(EX_IOERR);
+    io_failed_stop(r, "metadata_failed_stop", what,
+                   strcmp(what, "term") == 0 ? "writing raft's term" : "writing raft's vote",
+                   status);
 }
 
 static int guarded_set_term(struct raft_io *io, raft_term term)

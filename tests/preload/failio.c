@@ -111,22 +111,23 @@ static bool meta_fails(int fd)
     return mark("fail-meta");
 }
 
-int fdatasync(int fd)
+/* The libc sync `name` of `fd`, or EIO for a metadata file under fail-meta. */
+static int sync_or_fail(int fd, const char *name)
 {
     if (meta_fails(fd)) {
         errno = EIO;
         return -1;
     }
-    sync_fn real = (sync_fn)dlsym(RTLD_NEXT, "fdatasync");
+    sync_fn real = (sync_fn)dlsym(RTLD_NEXT, name);
     return real(fd);
+}
+
+int fdatasync(int fd)
+{
+    return sync_or_fail(fd, "fdatasync");
 }
 
 int fsync(int fd)
 {
-    if (meta_fails(fd)) {
-        errno = EIO;
-        return -1;
-    }
-    sync_fn real = (sync_fn)dlsym(RTLD_NEXT, "fsync");
-    return real(fd);
+    return sync_or_fail(fd, "fsync");
 }
