@@ -1,0 +1,247 @@
+/* h2c (tests/bench/lib/h2c.h) against a real h2o server (rdt_httpd):
+ * answers, the stream limit, timeouts, a refused port, a connection lost
+ * with requests in flight, and connecting again. */
+#include "cmocka_all.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2c.h"
+#include "harness.h"
+#include "httpd.h"
+
+#define MAX_ENDED 256
+
+/* What the done callback saw, in order. */
+struct seen {
+    unsigned n;
+    struct {
+        void *user;
+        int err, status;
+        char body[64];
+        int64_t us;
+    } r[MAX_ENDED];
+};
+
+static void on_done(void *ctx, const struct h2c_resp *r)
+{
+    struct seen *s = ctx;
+    assert_true(s->n < MAX_ENDED);
+    s->r[s->n].user = r->user;
+    s->r[s->n].err = r->err;
+    s->r[s->n].status = r->status;
+    s->r[s->n].us = r->us;
+    assert_int_equal(strlen(r->body), r->len);
+    snprintf(s->r[s->n].body, sizeof(s->r[s->n].body), "%s", r->body);
+    s->n++;
+}
+
+/* Steps until `want` requests ended in all (or 5 s passed). */
+static void step_until(struct h2c *c, struct seen *s, unsigned want)
+{
+    for (int64_t end = rdt_now_ms() + 5000; s->n < want && rdt_now_ms() < end;)
+        h2c_step(c, 20);
+    assert_int_equal(s->n, want);
+}
+
+/* Steps until the server counted `hits` on endpoint `ep` (or 5 s passed). */
+static void step_until_hits(struct h2c *c, struct rdt_httpd *srv, unsigned ep, unsigned hits)
+{
+    for (int64_t end = rdt_now_ms() + 5000; rdt_httpd_hits(srv, ep) < hits && rdt_now_ms() < end;)
+        h2c_step(c, 20);
+    assert_int_equal(rdt_httpd_hits(srv, ep), hits);
+}
+
+static void url_of(struct rdt_httpd *srv, unsigned ep, char *url, size_t len)
+{
+    snprintf(url, len, "http://127.0.0.1:%u", rdt_httpd_port(srv, ep));
+}
+
+/* Many requests in one step all come back, each once with its user
+ * pointer, status and body; a POST's body reaches the server. */
+static void test_answers(void **state)
+{
+    struct rdt_httpd *srv = rdt_httpd_start(2);
+    assert_non_null(srv);
+    static struct seen s;
+    memset(&s, 0, sizeof(s));
+    struct h2c *c = h2c_new(64, on_done, &s);
+    assert_non_null(c);
+    char url[64];
+    url_of(srv, 0, url, sizeof(url));
+    assert_int_equal(h2c_connect(c, url, 1000), 0);
+    assert_int_equal(h2c_state(c), H2C_CONNECTING);
+    static int users[50];
+    for (int i = 0; i < 50; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof(body), "{\"i\":%d}", i);
+        assert_int_equal(h2c_submit(c, "POST", "/api/v1/x", body, (size_t)n, 5000, &users[i]), 0);
+    }
+    assert_int_equal(h2c_in_flight(c), 50);
+    step_until(c, &s, 50);
+    assert_int_equal(h2c_state(c), H2C_OPEN);
+    assert_int_equal(h2c_in_flight(c), 0);
+    bool got[50] = {0};
+    for (unsigned i = 0; i < s.n; i++) {
+        int k = (int)((int *)s.r[i].user - users);
+        assert_true(k >= 0 && k < 50);
+        assert_false(got[k]);
+        got[k] = true;
+        assert_int_equal(s.r[i].err, H2C_OK);
+        assert_int_equal(s.r[i].status, 200);
+        assert_string_equal(s.r[i].body, "{\"status\":\"ok\"}");
+        assert_true(s.r[i].us > 0);
+    }
+    assert_int_equal(rdt_httpd_bodies(srv, 0), 50);
+    bool body_seen[50] = {0};
+    for (unsigned i = 0; i < 50; i++) {
+        char *b = rdt_httpd_body(srv, 0, i);
+        int k = -1;
+        assert_int_equal(sscanf(b, "{\"i\":%d}", &k), 1);
+        assert_true(k >= 0 && k < 50);
+        body_seen[k] = true;
+        free(b);
+    }
+    for (int i = 0; i < 50; i++)
+        assert_true(body_seen[i]);
+
+    /* A GET without a body; a status other than 200 is an answer too. */
+    assert_int_equal(h2c_submit(c, "GET", "/health", NULL, 0, 5000, NULL), 0);
+    step_until(c, &s, 51);
+    assert_int_equal(s.r[50].status, 200);
+    assert_int_equal(rdt_httpd_set(srv, 0, RDT_EP_STATUS, 503), 0);
+    assert_int_equal(h2c_submit(c, "GET", "/health", NULL, 0, 5000, NULL), 0);
+    step_until(c, &s, 52);
+    assert_int_equal(s.r[51].err, H2C_OK);
+    assert_int_equal(s.r[51].status, 503);
+    assert_string_equal(s.r[51].body, "{\"status\":\"unavailable\"}");
+
+    /* Bad URLs are refused. */
+    assert_int_equal(h2c_connect(c, "https://127.0.0.1:1", 1000), -1);
+    assert_int_equal(h2c_connect(c, "http://127.0.0.1", 1000), -1);
+    assert_int_equal(h2c_state(c), H2C_DOWN);
+    h2c_free(c);
+    rdt_httpd_stop(srv);
+}
+
+/* At most max_streams in flight: beyond them submit refuses (nothing
+ * reported); a timed-out request ends with H2C_ETIMEOUT once, after its
+ * time, and frees its place once its stream is cancelled. */
+static void test_limit_and_timeout(void **state)
+{
+    struct rdt_httpd *srv = rdt_httpd_start(1);
+    assert_non_null(srv);
+    assert_int_equal(rdt_httpd_set(srv, 0, RDT_EP_HANG, 0), 0);
+    static struct seen s;
+    memset(&s, 0, sizeof(s));
+    struct h2c *c = h2c_new(4, on_done, &s);
+    char url[64];
+    url_of(srv, 0, url, sizeof(url));
+    assert_int_equal(h2c_room(c), 0); /* no connection */
+    assert_int_equal(h2c_submit(c, "GET", "/health", NULL, 0, 0, NULL), -1);
+    assert_int_equal(h2c_connect(c, url, 1000), 0);
+    assert_int_equal(h2c_room(c), 4);
+    int64_t t0 = rdt_now_ms();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(h2c_submit(c, "GET", "/health", NULL, 0, 0, NULL), 0);
+    assert_int_equal(h2c_submit(c, "GET", "/health", NULL, 0, 300, c), 0);
+    assert_int_equal(h2c_room(c), 0);
+    assert_int_equal(h2c_submit(c, "GET", "/health", NULL, 0, 0, NULL), -1);
+    step_until(c, &s, 1);
+    assert_true(rdt_now_ms() - t0 >= 300);
+    assert_ptr_equal(s.r[0].user, c);
+    assert_int_equal(s.r[0].err, H2C_ETIMEOUT);
+    assert_int_equal(s.r[0].status, 0);
+    assert_true(s.r[0].us >= 300000);
+    /* Its stream is cancelled (RST_STREAM) and its place comes back. */
+    for (int64_t end = rdt_now_ms() + 5000; h2c_room(c) == 0 && rdt_now_ms() < end;)
+        h2c_step(c, 20);
+    assert_int_equal(h2c_room(c), 1);
+    assert_int_equal(h2c_in_flight(c), 3);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(h2c_state(c), H2C_OPEN);
+    h2c_free(c); /* reports nothing */
+    assert_int_equal(s.n, 1);
+    rdt_httpd_stop(srv);
+}
+
+/* A refused port: what was submitted ends with H2C_ECONNECT. Requests in
+ * flight when the server goes away all end with H2C_ELOST, each once;
+ * connecting again works. h2c_drop forgets without reporting. */
+static void test_connection_lost(void **state)
+{
+    struct rdt_httpd *srv = rdt_httpd_start(2);
+    assert_non_null(srv);
+    static struct seen s;
+    memset(&s, 0, sizeof(s));
+    struct h2c *c = h2c_new(32, on_done, &s);
+    char down[64], hang[64];
+    url_of(srv, 1, down, sizeof(down));
+    url_of(srv, 0, hang, sizeof(hang));
+    assert_int_equal(rdt_httpd_set(srv, 1, RDT_EP_DOWN, 0), 0);
+    assert_int_equal(h2c_connect(c, down, 1000), 0);
+    assert_int_equal(h2c_submit(c, "GET", "/health", NULL, 0, 5000, &s), 0);
+    step_until(c, &s, 1);
+    assert_int_equal(s.r[0].err, H2C_ECONNECT);
+    assert_ptr_equal(s.r[0].user, &s);
+    assert_int_equal(h2c_state(c), H2C_DOWN);
+    assert_int_equal(h2c_in_flight(c), 0);
+
+    /* Ten requests the server holds, then it goes down. */
+    assert_int_equal(rdt_httpd_set(srv, 0, RDT_EP_HANG, 0), 0);
+    assert_int_equal(h2c_connect(c, hang, 1000), 0);
+    static int users[10];
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(h2c_submit(c, "POST", "/api/v1/x", "{}", 2, 0, &users[i]), 0);
+    step_until_hits(c, srv, 0, 11); /* the connection, then its ten requests */
+    assert_int_equal(s.n, 1);
+    assert_int_equal(rdt_httpd_set(srv, 0, RDT_EP_DOWN, 0), 0);
+    step_until(c, &s, 11);
+    bool got[10] = {0};
+    for (unsigned i = 1; i < s.n; i++) {
+        int k = (int)((int *)s.r[i].user - users);
+        assert_true(k >= 0 && k < 10);
+        assert_false(got[k]);
+        got[k] = true;
+        assert_int_equal(s.r[i].err, H2C_ELOST);
+        assert_int_equal(s.r[i].status, 0);
+    }
+    assert_int_equal(h2c_state(c), H2C_DOWN);
+    assert_int_equal(h2c_room(c), 0);
+    assert_int_equal(h2c_in_flight(c), 0);
+    for (int i = 0; i < 5; i++)
+        h2c_step(c, 10);
+    assert_int_equal(s.n, 11); /* nothing twice */
+
+    /* Back up: the same client connects again. */
+    assert_int_equal(rdt_httpd_set(srv, 0, RDT_EP_OK, 0), 0);
+    assert_int_equal(h2c_connect(c, hang, 1000), 0);
+    assert_int_equal(h2c_submit(c, "GET", "/health", NULL, 0, 5000, NULL), 0);
+    step_until(c, &s, 12);
+    assert_int_equal(s.r[11].err, H2C_OK);
+    assert_int_equal(s.r[11].status, 200);
+
+    /* h2c_drop forgets its requests. */
+    assert_int_equal(rdt_httpd_set(srv, 0, RDT_EP_HANG, 0), 0);
+    unsigned hits = rdt_httpd_hits(srv, 0);
+    assert_int_equal(h2c_submit(c, "GET", "/health", NULL, 0, 0, NULL), 0);
+    step_until_hits(c, srv, 0, hits + 1);
+    h2c_drop(c);
+    assert_int_equal(h2c_state(c), H2C_DOWN);
+    assert_int_equal(h2c_in_flight(c), 0);
+    h2c_step(c, 10);
+    assert_int_equal(s.n, 12);
+    h2c_free(c);
+    rdt_httpd_stop(srv);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_answers),
+        cmocka_unit_test(test_limit_and_timeout),
+        cmocka_unit_test(test_connection_lost),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
