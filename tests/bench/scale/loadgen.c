@@ -3,9 +3,11 @@
  * (tests/bench/scale/run.sh and storm.sh start the engine and run this).
  *
  * One process simulates a large fleet against a running recoveryd: the
- * agents are split among --threads workers, each with its own libcurl multi
- * handle and HTTP/2 connection (see rdb_h2_prior_knowledge in
- * tests/bench/lib/bench.h for libcurl 7.88). A worker registers its agents
+ * agents are split among --threads workers, each with its own HTTP/2
+ * connection (h2c, tests/bench/lib/h2c.h: every request a loop turn
+ * submits goes out in one send(2); with libcurl 7.88's one send per frame
+ * the load generator used most of a core for 20,000 heartbeats/s and sent
+ * late). A worker registers its agents
  * (REG_IN_FLIGHT at a time), then heartbeats each every interval +/- uniform
  * jitter. Due heartbeats (and, in the storm, due checkpoints) are kept in a
  * queue of due times per worker (rdb_dueq), so the cost per request does not
@@ -74,19 +76,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bench.h"
+#include "h2c.h"
 #include "harness.h"
 
 #define REG_IN_FLIGHT 32  /* registrations per worker at a time */
 #define SUB_IN_FLIGHT 16  /* task submissions per worker at a time */
 #define POOL          512 /* requests per worker besides heartbeats (submits, checkpoints) */
-/* Transfers in flight per worker (its connection), below h2o's 100 concurrent
- * streams: beyond them libcurl 7.88 parks transfers as pending and walks them
- * all at every add, removal and completion; with thousands parked when the
- * engine fell behind, the load generator spent its time in
- * curl_multi_remove_handle and curl_multi_perform and sent almost nothing.
- * What waits here instead is due and late (the lateness figure shows it). */
+/* Requests in flight per worker (its connection), below h2o's 100 concurrent
+ * streams: what waits beyond them is due and late (the lateness figure
+ * shows it). Before, with libcurl 7.88, transfers beyond them were parked as
+ * pending and walked at every add, removal and completion; with thousands
+ * parked when the engine fell behind, the load generator spent its time
+ * there and sent almost nothing. */
 #define MAX_STREAMS    96
 #define HB_RESERVE     32 /* of them for heartbeats only */
 #define MAX_HOLDS      32 /* tasks one agent holds at once */
@@ -107,6 +111,7 @@
 #define TARGET_SHARE   90.0
 /* For a worker's connection to open (a replica that does not answer). */
 #define OPEN_MS RDB_LEADER_STALL_MS
+#define REQ_MS  5000 /* for a request's answer (a transport error after it) */
 
 struct opts {
     const char *url, *engine_pids;
@@ -117,20 +122,19 @@ struct opts {
 };
 
 enum role { HEALTHY, DOOMED, PARTED };
-enum tag { T_AGENT = 1, T_REQ };
+enum tag { T_AGENT = 1, T_REQ, T_OPEN };
 enum cause { C_NONE, C_CRASH, C_PARTITION };
 
 struct agent {
-    uint8_t tag; /* T_AGENT: CURLOPT_PRIVATE points at an agent or a req */
+    uint8_t tag; /* T_AGENT: a request's h2c user pointer is an agent or a req */
     uint8_t role;
     char id[24];
     long long epoch;
-    CURL *easy;
     char url[URL_LEN];
     char body[224];
     struct rdb_buf resp; /* grows: assignments can be long */
     bool registered, in_flight, in_queue, crashed, parted_now, reregistering;
-    bool added;        /* in the multi handle (in_flight: there or parked) */
+    bool added;        /* submitted on the connection (in_flight: there or parked) */
     unsigned gen;      /* the leader's generation it was sent on */
     int64_t crash_off; /* DOOMED: ms after the storm's start */
     unsigned reg_tries;
@@ -150,12 +154,11 @@ struct req {
     uint8_t tag; /* T_REQ */
     uint8_t kind;
     struct req *next_free;
-    CURL *easy;
     unsigned agent, slot, task;
     uint32_t attempt;
     uint64_t version;
     int64_t sent_ms;
-    bool added;   /* in the multi handle */
+    bool added;   /* submitted on the connection */
     unsigned gen; /* the leader's generation it was sent on */
     char url[URL_LEN], body[256];
     struct rdb_buf resp;
@@ -195,14 +198,15 @@ struct worker {
     unsigned n, first;      /* its agents are first..first+n-1 of the fleet */
     struct rdb_dueq hb, ck; /* heartbeats by agent; checkpoints by agent * MAX_HOLDS + slot */
     struct req *reqs, *free_reqs;
-    CURLM *multi;
-    unsigned streams; /* transfers in the multi handle */
+    struct h2c *h2;   /* its connection */
+    unsigned streams; /* requests submitted on it */
     /* Following the leader (rdb_leader): the base URL of its connection and
      * the generation it was opened for (0: none open), the requests refused
      * for want of a leader waiting to go again (agents and reqs) */
     char base[RDB_URL_MAX];
     unsigned gen;
-    struct rdb_h2_opening open; /* its connection being opened, for open_gen */
+    bool opening;     /* its connection being opened (the GET /health of open_tag), for open_gen */
+    uint8_t open_tag; /* T_OPEN */
     unsigned open_gen;
     int64_t reopen_at, resend_at;
     char **parked;
@@ -214,6 +218,7 @@ struct worker {
     uint64_t due, sent, ok, fenced, other, errors, skipped, reregistered, parted_fenced;
     uint64_t ck_sent, ck_ok, ck_fenced, ck_other, ck_errors, ck_deferred, hold_overflow;
     uint64_t ck_stale, done_sent, done_ok, done_refused, done_errors, resubmitted, lost;
+    uint64_t answered; /* requests that ended while measuring */
     unsigned *resub; /* churn: completed tasks' next ids waiting to be submitted (a ring) */
     size_t resub_head, resub_n, resub_cap;
     uint32_t status[S_KINDS][STATUS_MAX]; /* answers by status; [0]: no answer */
@@ -228,7 +233,6 @@ struct bench {
     struct rdb_leader leader;
     unsigned pids[RDB_MAX_REPLICAS], n_pids; /* --engine-pids, by replica of --url */
     struct worker *w;
-    struct curl_slist *hdrs;
     struct task *tasks;
     atomic_uint registered, failed_reg, workers_done, submitted, sub_failed, running;
     atomic_uint resub_failed;
@@ -242,6 +246,8 @@ struct bench {
     long rss_first, rss_max, rss_last; /* KiB, while measuring (worker 0) */
     long rss_win[MAX_WINDOWS];
     int64_t next_rss_ms, reg_start, reg_end, sub_end, run_end;
+    struct rusage ru_from; /* the load generator's CPU at the measurement's start */
+    int64_t ru_at;         /* when it was taken (worker 0); 0: not yet */
 };
 
 /* ---- windows and the engine's memory ---------------------------------------- */
@@ -330,22 +336,39 @@ static void count_status(struct worker *w, enum skind k, CURLcode rc, long statu
     w->status[k][s]++;
 }
 
-static void start_on(struct worker *w, CURL *e, struct rdb_buf *resp, const char *url,
-                     const char *body, bool put)
+static void park(struct worker *w, char *priv);
+
+/* A request's path: its URL from the base on. */
+static const char *path_of(const char *url)
+{
+    const char *p = strstr(url, "://");
+    p = p ? strchr(p + 3, '/') : NULL;
+    return p ? p : "/";
+}
+
+/* Submits the request of `priv` (an agent or a req: POST, or PUT for a
+ * checkpoint) on the worker's connection; when it takes none now (it broke
+ * or is full) the request is parked, still in flight for its agent, and
+ * goes again once the connection is (re)opened (resend_parked). True when
+ * submitted. */
+static bool send_on(struct worker *w, char *priv, const char *url, const char *body, bool put,
+                    struct rdb_buf *resp)
 {
     rdb_buf_clear(resp);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, put ? "PUT" : NULL);
+    if (h2c_submit(w->h2, put ? "PUT" : "POST", path_of(url), body, strlen(body), REQ_MS, priv) ==
+        0) {
+        w->streams++;
+        return true;
+    }
+    park(w, priv);
+    return false;
 }
 
 static void start_transfer(struct worker *w, struct agent *a, const char *body)
 {
-    start_on(w, a->easy, &a->resp, a->url, body, false);
-    a->in_flight = a->added = curl_multi_add_handle(w->multi, a->easy) == CURLM_OK;
+    a->in_flight = true;
     a->gen = w->gen;
-    w->streams += a->in_flight;
+    a->added = send_on(w, (char *)a, a->url, body, false, &a->resp);
 }
 
 static void start_register(struct worker *w, struct agent *a)
@@ -371,18 +394,13 @@ static void req_put(struct worker *w, struct req *r)
     w->free_reqs = r;
 }
 
+/* Sends `r` (or parks it: send_on); true, it is in flight either way. */
 static bool req_start(struct worker *w, struct req *r, bool put)
 {
-    start_on(w, r->easy, &r->resp, r->url, r->body, put);
     r->sent_ms = rdt_now_ms();
     r->gen = w->gen;
-    if (curl_multi_add_handle(w->multi, r->easy) == CURLM_OK) {
-        w->streams++;
-        r->added = true;
-        return true;
-    }
-    req_put(w, r);
-    return false;
+    r->added = send_on(w, (char *)r, r->url, r->body, put, &r->resp);
+    return true;
 }
 
 /* The number in a task id: below --tasks, or (with churn) any, task n
@@ -603,11 +621,9 @@ static bool on_submitted(struct worker *w, struct req *r, CURLcode rc, long stat
                 curl_easy_strerror(rc), status, r->resp.p ? r->resp.p : "",
                 again && r->version < 20 ? " (again)" : "");
     if (again && r->version++ < 20) {
-        w->streams++; /* still this worker's: counted again as it goes out */
         r->gen = w->gen;
-        if (curl_multi_add_handle(w->multi, r->easy) == CURLM_OK)
-            return r->added = true;
-        w->streams--;
+        r->added = send_on(w, (char *)r, r->url, r->body, false, &r->resp);
+        return true;
     }
     w->sub_in_flight--;
     atomic_fetch_add(first ? &b->sub_failed : &b->resub_failed, 1);
@@ -796,44 +812,41 @@ static void resend_parked(struct worker *w)
     int64_t now = rdt_now_ms();
     while (w->n_parked > 0 && w->streams < MAX_STREAMS) {
         char *priv = w->parked[--w->n_parked];
-        CURL *e;
-        char *url;
+        char *url, *body;
         struct rdb_buf *resp;
-        bool *added;
+        bool *added, put = false;
         unsigned *gen;
         if (drop_silent(w, priv, now))
             continue;
         if ((uint8_t)priv[0] == T_REQ) {
             struct req *r = (struct req *)priv;
-            e = r->easy, url = r->url, resp = &r->resp, added = &r->added, gen = &r->gen;
+            url = r->url, body = r->body, resp = &r->resp, added = &r->added, gen = &r->gen;
+            put = r->kind == K_CKPT;
         } else {
             struct agent *a = (struct agent *)priv;
-            e = a->easy, url = a->url, resp = &a->resp, added = &a->added, gen = &a->gen;
+            url = a->url, body = a->body, resp = &a->resp, added = &a->added, gen = &a->gen;
         }
         rdb_rebase_url(url, URL_LEN, w->base);
-        rdb_buf_clear(resp);
-        curl_easy_setopt(e, CURLOPT_URL, url);
         *gen = w->gen;
-        *added = curl_multi_add_handle(w->multi, e) == CURLM_OK;
-        w->streams += *added;
+        *added = send_on(w, priv, url, body, put, resp); /* parked again when not */
         w->resent++;
-        if (!*added) { /* kept for later */
-            park(w, priv);
+        if (!*added)
             break;
-        }
     }
 }
 
 static void opened(struct worker *w, bool ok);
 
 /*
- * The leader moved (or the connection never opened): every transfer still
- * in the multi handle is parked and a connection to the new base URL is
- * opened, within the worker's loop (rdb_h2_opening: the loop goes on
+ * The leader moved (or the connection never opened, or broke): every
+ * request still in flight on it is parked and a connection to the new base
+ * URL is opened, within the worker's loop (h2c connects without blocking
+ * and a GET /health on it tells that it speaks HTTP/2: the loop goes on
  * meanwhile, and an opening overtaken by another switch is dropped for the
  * newer one); once it is open (opened()) the parked requests are sent
- * there. When it cannot be opened within OPEN_MS the next replica is tried
- * (rdb_leader_failed) and the worker tries again 100 ms later.
+ * there. When it cannot be opened within OPEN_MS (connected within
+ * RDB_H2_CONNECT_MS) the next replica is tried (rdb_leader_failed) and the
+ * worker tries again 100 ms later.
  */
 static void reconnect(struct worker *w)
 {
@@ -841,7 +854,6 @@ static void reconnect(struct worker *w)
     for (unsigned i = 0; i < w->n; i++) {
         struct agent *a = &w->agents[i];
         if (a->added) {
-            curl_multi_remove_handle(w->multi, a->easy);
             a->added = false;
             w->streams--;
             park(w, (char *)a);
@@ -850,17 +862,20 @@ static void reconnect(struct worker *w)
     for (unsigned i = 0; w->reqs && i < POOL; i++) {
         struct req *r = &w->reqs[i];
         if (r->added) {
-            curl_multi_remove_handle(w->multi, r->easy);
             r->added = false;
             w->streams--;
             park(w, (char *)r);
         }
     }
-    rdb_h2_opening_cancel(&w->open, w->multi);
+    h2c_drop(w->h2); /* forgets what was in flight: parked above */
     w->gen = 0;
     w->open_gen = rdb_leader_get(&b->leader, w->base, sizeof(w->base));
-    if (rdb_h2_opening_start(&w->open, w->multi, w->base, OPEN_MS) != 0)
+    w->opening = h2c_connect(w->h2, w->base, RDB_H2_CONNECT_MS) == 0 &&
+                 h2c_submit(w->h2, "GET", "/health", NULL, 0, OPEN_MS, &w->open_tag) == 0;
+    if (!w->opening) {
+        h2c_drop(w->h2);
         opened(w, false);
+    }
 }
 
 /* The opening of the worker's connection finished (`ok`: it speaks
@@ -882,44 +897,68 @@ static void opened(struct worker *w, bool ok)
     resend_parked(w);
 }
 
-static void drain(struct worker *w)
+/* An h2c error as the libcurl result the handlers and rdb_leader_failed
+ * know (a refused connection is CURLE_COULDNT_CONNECT there too). */
+static CURLcode curl_rc(int err)
 {
-    struct rdb_done d;
-    while (rdb_next_done(w->multi, &d)) {
-        char *priv = d.priv;
-        if (d.easy == w->open.easy) {
-            opened(w, rdb_h2_opening_done(&w->open, &d));
-            continue;
-        }
-        w->streams--;
-        if ((uint8_t)priv[0] == T_REQ) {
-            struct req *r = (struct req *)priv;
-            r->added = false;
-            if (refused(w, &d, r->gen, r->resp.p)) {
-                park(w, priv);
-                continue;
-            }
-            if (r->kind == K_SUBMIT && on_submitted(w, r, d.rc, d.status))
-                continue;
-            if (r->kind == K_CKPT)
-                on_checkpoint(w, r, d.rc, d.status);
-            if (r->kind == K_COMPLETE)
-                on_completed(w, r, d.rc, d.status);
-            req_put(w, r);
-            continue;
-        }
-        struct agent *a = (struct agent *)priv;
-        a->added = false;
-        if (refused(w, &d, a->gen, a->resp.p)) {
-            park(w, priv);
-            continue;
-        }
-        a->in_flight = false;
-        if (a->registered)
-            on_heartbeat_done(w, a, d.rc, d.status, d.us);
-        else
-            on_registered(w, a, d.rc, d.status);
+    switch (err) {
+    case H2C_OK:
+        return CURLE_OK;
+    case H2C_ECONNECT:
+        return CURLE_COULDNT_CONNECT;
+    case H2C_ETIMEOUT:
+        return CURLE_OPERATION_TIMEDOUT;
+    case H2C_ERESET:
+        return CURLE_HTTP2_STREAM;
+    default:
+        return CURLE_RECV_ERROR;
     }
+}
+
+/* A request of the worker's connection ended (h2c's callback, within
+ * h2c_step). */
+static void on_done(void *ctx, const struct h2c_resp *hr)
+{
+    struct worker *w = ctx;
+    char *priv = hr->user;
+    struct rdb_done d = {.priv = priv, .rc = curl_rc(hr->err), .status = hr->status, .us = hr->us};
+    if ((uint8_t)priv[0] == T_OPEN) {
+        w->opening = false;
+        opened(w, hr->err == H2C_OK);
+        return;
+    }
+    w->streams--;
+    if (window_index(w->b, rdt_now_ms()) >= 0)
+        w->answered++;
+    if ((uint8_t)priv[0] == T_REQ) {
+        struct req *r = (struct req *)priv;
+        r->added = false;
+        rdb_buf_write((char *)hr->body, 1, hr->len, &r->resp);
+        if (refused(w, &d, r->gen, r->resp.p)) {
+            park(w, priv);
+            return;
+        }
+        if (r->kind == K_SUBMIT && on_submitted(w, r, d.rc, d.status))
+            return;
+        if (r->kind == K_CKPT)
+            on_checkpoint(w, r, d.rc, d.status);
+        if (r->kind == K_COMPLETE)
+            on_completed(w, r, d.rc, d.status);
+        req_put(w, r);
+        return;
+    }
+    struct agent *a = (struct agent *)priv;
+    a->added = false;
+    rdb_buf_write((char *)hr->body, 1, hr->len, &a->resp);
+    if (refused(w, &d, a->gen, a->resp.p)) {
+        park(w, priv);
+        return;
+    }
+    a->in_flight = false;
+    if (a->registered)
+        on_heartbeat_done(w, a, d.rc, d.status, d.us);
+    else
+        on_registered(w, a, d.rc, d.status);
 }
 
 static void register_more(struct worker *w)
@@ -1128,10 +1167,11 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
     rdb_hist_init(&w->ck_rtt, HIST_US);
     rdb_hist_init(&w->done_rtt, HIST_US);
     w->agents = calloc(n, sizeof(*w->agents));
-    w->multi = rdb_h2_multi(1);
+    w->h2 = h2c_new(MAX_STREAMS, on_done, w);
+    w->open_tag = T_OPEN;
     w->parked_cap = (size_t)n + POOL;
     w->parked = calloc(w->parked_cap, sizeof(*w->parked));
-    if (!w->agents || !w->multi || !w->parked || rdb_dueq_init(&w->hb, n) != 0)
+    if (!w->agents || !w->h2 || !w->parked || rdb_dueq_init(&w->hb, n) != 0)
         return -1;
     if (storm(b)) {
         w->reqs = calloc(POOL, sizeof(*w->reqs));
@@ -1144,8 +1184,6 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
             struct req *r = &w->reqs[i];
             r->tag = T_REQ;
             rdb_buf_fixed(&r->resp, r->resp_mem, sizeof(r->resp_mem));
-            if ((r->easy = rdb_easy_new(rdb_h2_version(), b->hdrs, 5000L, r, &r->resp)) == NULL)
-                return -1;
             req_put(w, r);
         }
     }
@@ -1157,32 +1195,18 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
         a->crash_off = (int64_t)rdb_uniform(&w->rng, 0, b->o.crash_spread_s * 1000.0);
         if (storm(b) && (a->holds = calloc(MAX_HOLDS, sizeof(*a->holds))) == NULL)
             return -1;
-        if ((a->easy = rdb_easy_new(rdb_h2_version(), b->hdrs, 5000L, a, &a->resp)) == NULL)
-            return -1;
     }
     return 0;
 }
 
 static void worker_free(struct worker *w)
 {
+    h2c_free(w->h2);
     for (unsigned i = 0; w->agents && i < w->n; i++) {
         struct agent *a = &w->agents[i];
-        if (a->easy && a->added)
-            curl_multi_remove_handle(w->multi, a->easy);
-        if (a->easy)
-            curl_easy_cleanup(a->easy);
         rdb_buf_free(&a->resp);
         free(a->holds);
     }
-    for (unsigned i = 0; w->reqs && i < POOL; i++) {
-        if (w->reqs[i].easy) {
-            curl_multi_remove_handle(w->multi, w->reqs[i].easy); /* harmless when not added */
-            curl_easy_cleanup(w->reqs[i].easy);
-        }
-    }
-    rdb_h2_opening_cancel(&w->open, w->multi);
-    if (w->multi)
-        curl_multi_cleanup(w->multi);
     for (unsigned i = 0; i < MAX_WINDOWS; i++)
         free(w->win[i].h);
     rdb_dueq_free(&w->hb);
@@ -1287,12 +1311,11 @@ static void *worker_main(void *arg)
     bool first = w == &b->w[0];
     w->rc = -1;
     for (;;) {
-        int running;
-        curl_multi_perform(w->multi, &running);
-        drain(w);
         int64_t now = rdt_now_ms();
         unsigned lgen = rdb_leader_gen(&b->leader);
-        if (w->gen != lgen && now >= w->reopen_at && (w->open.easy == NULL || w->open_gen != lgen))
+        /* A new leader, or its connection broke (h2c reported what was on it). */
+        bool lost = w->gen != 0 && h2c_state(w->h2) == H2C_DOWN;
+        if ((w->gen != lgen || lost) && now >= w->reopen_at && (!w->opening || w->open_gen != lgen))
             reconnect(w);
         bool up = w->gen != 0 && w->gen == rdb_leader_gen(&b->leader);
         if (up && w->n_parked > 0 && now >= w->resend_at)
@@ -1309,6 +1332,10 @@ static void *worker_main(void *arg)
         int64_t from = atomic_load(&b->measure_from), to = atomic_load(&b->measure_to);
         if (to < 0 || (from != 0 && now >= to) || rdb_interrupted)
             break;
+        if (first && b->ru_at == 0 && from != 0 && now >= from) {
+            getrusage(RUSAGE_SELF, &b->ru_from);
+            b->ru_at = now;
+        }
         if (first)
             sample_rss(b, now);
         int64_t wait = up ? send_due(w) : 20;
@@ -1316,13 +1343,39 @@ static void *worker_main(void *arg)
             int64_t ck = send_checkpoints(w);
             wait = ck < wait ? ck : wait;
         }
-        curl_multi_poll(w->multi, NULL, 0, (int)(wait < 0 ? 0 : wait > 100 ? 100 : wait), NULL);
+        /* What this turn submitted goes out in one send; then the answers. */
+        h2c_step(w->h2, (int)(wait < 0 ? 0 : wait > 100 ? 100 : wait));
     }
     w->rc = atomic_load(&b->measure_to) < 0 ? -1 : 0;
     return NULL;
 }
 
 /* ---- the report ------------------------------------------------------------------ */
+
+static double cpu_s(const struct timeval *tv)
+{
+    return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
+}
+
+/* The load generator's own CPU while measuring, and per request that ended
+ * then (of any kind): what a request costs it. */
+static void load_cpu(const struct bench *b)
+{
+    struct rusage now;
+    if (b->ru_at == 0 || getrusage(RUSAGE_SELF, &now) != 0)
+        return;
+    uint64_t n = 0;
+    for (unsigned t = 0; t < b->o.threads; t++)
+        n += b->w[t].answered;
+    double user = cpu_s(&now.ru_utime) - cpu_s(&b->ru_from.ru_utime);
+    double sys = cpu_s(&now.ru_stime) - cpu_s(&b->ru_from.ru_stime);
+    double secs = (double)(rdt_now_ms() - b->ru_at) / 1000;
+    printf("load generator CPU while measuring: %.1f s (user %.1f + system %.1f) over %.0f s: "
+           "%.0f%% of one core; %llu requests ended, %.1f us of CPU per request; %.1f s in all\n",
+           user + sys, user, sys, secs, secs > 0 ? 100 * (user + sys) / secs : 0,
+           (unsigned long long)n, n ? 1e6 * (user + sys) / (double)n : 0,
+           cpu_s(&now.ru_utime) + cpu_s(&now.ru_stime));
+}
 
 /* Healthy agents' acknowledged checkpoints per second over [from, to). */
 static double ack_rate(const struct bench *b, int64_t from, int64_t to)
@@ -1551,7 +1604,7 @@ static void report(struct bench *b)
     printf("%u agents heartbeating every %u +/- %u ms over HTTP/2 (%s, %u workers with one "
            "connection each, %s); measured %.0f s%s\n",
            b->o.agents, b->o.interval_ms, b->o.jitter_ms,
-           rdb_h2_prior_knowledge() ? "prior knowledge" : "h2c upgrade", b->o.threads, b->o.url,
+           "prior knowledge", b->o.threads, b->o.url,
            secs, rdb_interrupted ? " (interrupted early)" : "");
     double want = (double)b->o.agents * 1000.0 / b->o.interval_ms;
     printf("heartbeats offered: %.0f/s sent of %.0f/s due (the live agents' schedule; %.0f/s "
@@ -1580,6 +1633,7 @@ static void report(struct bench *b)
            (unsigned long long)r307, (unsigned long long)r503, (unsigned long long)failed,
            (unsigned long long)resent, (unsigned long long)reopened,
            (unsigned long long)open_failed, OPEN_MS, b->o.threads);
+    load_cpu(b);
     if (b->o.engine_pid || b->n_pids)
         printf("engine RSS: %.1f MiB at the start of the measurement, %.1f MiB at the end, %.1f "
                "MiB max\n",
@@ -1739,8 +1793,7 @@ int main(int argc, char **argv)
     unsigned nt = b.o.threads, started = 0;
     b.w = calloc(nt, sizeof(*b.w)); /* large (histograms): on the heap */
     b.tasks = calloc(b.o.tasks ? b.o.tasks : 1, sizeof(*b.tasks));
-    b.hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    bool ok = b.w != NULL && b.tasks != NULL && b.hdrs != NULL;
+    bool ok = b.w != NULL && b.tasks != NULL;
     if (rdb_leader_init(&b.leader, b.o.url, rdt_now_ms()) != 0 || parse_pids(&b) != 0) {
         fprintf(stderr, "loadgen: bad --url or --engine-pids: %s\n", b.o.url);
         usage(stderr);
@@ -1769,7 +1822,6 @@ int main(int argc, char **argv)
         worker_free(&b.w[t]);
     free(b.w);
     free(b.tasks);
-    curl_slist_free_all(b.hdrs);
     rdb_leader_free(&b.leader);
     rdb_end();
     return rc;
