@@ -161,8 +161,8 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *frame, void *data)
     return 0;
 }
 
-static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
-                         uint32_t *flags, nghttp2_data_source *src, void *data)
+static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *data)
 {
     (void)s, (void)id, (void)data;
     struct stream *st = src->ptr;
@@ -355,7 +355,8 @@ unsigned h2c_room(const struct h2c *c)
     if (c->s == NULL || c->goaway)
         return 0;
     unsigned max = c->cap;
-    uint32_t peer = nghttp2_session_get_remote_settings(c->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    uint32_t peer =
+        nghttp2_session_get_remote_settings(c->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     if (peer < max)
         max = peer;
     return c->busy < max ? max - c->busy : 0;

@@ -36,9 +36,9 @@ enum h2c_state { H2C_DOWN = 0, H2C_CONNECTING, H2C_OPEN };
 /* A request that ended. `body` (NUL-terminated, `len` bytes) is valid
  * during the callback only. */
 struct h2c_resp {
-    void *user;     /* h2c_submit's */
-    int err;        /* enum h2c_err */
-    int status;     /* the HTTP status when err is H2C_OK, else 0 */
+    void *user; /* h2c_submit's */
+    int err;    /* enum h2c_err */
+    int status; /* the HTTP status when err is H2C_OK, else 0 */
     const char *body;
     size_t len;
     int64_t us; /* from h2c_submit to its end */

@@ -219,7 +219,7 @@ struct worker {
     uint64_t ck_sent, ck_ok, ck_fenced, ck_other, ck_errors, ck_deferred, hold_overflow;
     uint64_t ck_stale, done_sent, done_ok, done_refused, done_errors, resubmitted, lost;
     uint64_t answered; /* requests that ended while measuring */
-    unsigned *resub; /* churn: completed tasks' next ids waiting to be submitted (a ring) */
+    unsigned *resub;   /* churn: completed tasks' next ids waiting to be submitted (a ring) */
     size_t resub_head, resub_n, resub_cap;
     uint32_t status[S_KINDS][STATUS_MAX]; /* answers by status; [0]: no answer */
     unsigned errors_printed;
@@ -1603,8 +1603,7 @@ static void report(struct bench *b)
     printf("\n== scale benchmark ==\n");
     printf("%u agents heartbeating every %u +/- %u ms over HTTP/2 (%s, %u workers with one "
            "connection each, %s); measured %.0f s%s\n",
-           b->o.agents, b->o.interval_ms, b->o.jitter_ms,
-           "prior knowledge", b->o.threads, b->o.url,
+           b->o.agents, b->o.interval_ms, b->o.jitter_ms, "prior knowledge", b->o.threads, b->o.url,
            secs, rdb_interrupted ? " (interrupted early)" : "");
     double want = (double)b->o.agents * 1000.0 / b->o.interval_ms;
     printf("heartbeats offered: %.0f/s sent of %.0f/s due (the live agents' schedule; %.0f/s "
