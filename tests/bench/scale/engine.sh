@@ -5,7 +5,7 @@
 # scale_engine_common: the default detectors (heartbeat, health_probe,
 # metrics) and the log plugin, heartbeats every 500 ms, `fault_tolerance`
 # last (a caller may add to it). One load generator multiplexes the whole
-# fleet on a few HTTP/2 connections (libcurl 7.88: tests/bench/lib/bench.h),
+# fleet on a few HTTP/2 connections (h2c: tests/bench/lib/h2c.h),
 # so the edge's per-connection budgets are scaled to the agents behind it and
 # an abuse cut does not block the fleet's only address: a stream reset per
 # heartbeat that times out would otherwise cut it after 20 (docs/security.md,
