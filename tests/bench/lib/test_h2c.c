@@ -1,11 +1,21 @@
 /* h2c (tests/bench/lib/h2c.h) against a real h2o server (rdt_httpd):
  * answers, the stream limit, timeouts, a refused port, a connection lost
- * with requests in flight, and connecting again. */
+ * with requests in flight, and connecting again; against a small nghttp2
+ * server of its own: RST_STREAM and GOAWAY, which h2o sends only in its own
+ * circumstances. */
 #include "cmocka_all.h"
 
+#include <arpa/inet.h>
+#include <nghttp2/nghttp2.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "h2c.h"
 #include "harness.h"
@@ -236,12 +246,173 @@ static void test_connection_lost(void **state)
     rdt_httpd_stop(srv);
 }
 
+/* ---- a small HTTP/2 server: one connection, scripted by path ------------------- */
+
+/*
+ * /ok answers 200, /rst resets its stream (INTERNAL_ERROR), /hold never
+ * answers, /goaway sends GOAWAY naming stream 1 as the last one it
+ * processes. `close_now` shuts the connection down.
+ */
+struct mini {
+    int lfd, fd;
+    uint16_t port;
+    pthread_t thread;
+    nghttp2_session *s;
+    char paths[64][16]; /* by stream id / 2 */
+    _Atomic bool close_now, stop;
+};
+
+static int mini_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                       size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                       void *data)
+{
+    (void)s, (void)flags;
+    struct mini *m = data;
+    int32_t id = f->hd.stream_id;
+    if (namelen == 5 && memcmp(name, ":path", 5) == 0 && id / 2 < 64 && valuelen < 16) {
+        memcpy(m->paths[id / 2], value, valuelen);
+        m->paths[id / 2][valuelen] = '\0';
+    }
+    return 0;
+}
+
+static int mini_frame(nghttp2_session *s, const nghttp2_frame *f, void *data)
+{
+    struct mini *m = data;
+    int32_t id = f->hd.stream_id;
+    if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM) || id / 2 >= 64 ||
+        (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA))
+        return 0;
+    const char *path = m->paths[id / 2];
+    if (strcmp(path, "/ok") == 0) {
+        nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE};
+        nghttp2_submit_response(s, id, &nv, 1, NULL);
+    } else if (strcmp(path, "/rst") == 0) {
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+    } else if (strcmp(path, "/goaway") == 0) {
+        nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, 1, NGHTTP2_NO_ERROR, NULL, 0);
+    }
+    return 0;
+}
+
+static void *mini_main(void *arg)
+{
+    struct mini *m = arg;
+    m->fd = accept(m->lfd, NULL, NULL);
+    nghttp2_session_callbacks *cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_header_callback(cb, mini_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, mini_frame);
+    nghttp2_session_server_new(&m->s, cb, m);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_submit_settings(m->s, NGHTTP2_FLAG_NONE, NULL, 0);
+    uint8_t buf[16384];
+    while (m->fd >= 0 && !atomic_load(&m->stop)) {
+        const uint8_t *out;
+        ssize_t n;
+        while ((n = nghttp2_session_mem_send(m->s, &out)) > 0)
+            if (send(m->fd, out, (size_t)n, MSG_NOSIGNAL) != n)
+                break;
+        if (atomic_load(&m->close_now)) {
+            shutdown(m->fd, SHUT_RDWR);
+            break;
+        }
+        struct pollfd p = {.fd = m->fd, .events = POLLIN};
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        n = recv(m->fd, buf, sizeof(buf), 0);
+        if (n <= 0 || nghttp2_session_mem_recv(m->s, buf, (size_t)n) != n)
+            break;
+    }
+    while (!atomic_load(&m->stop)) /* the connection stays until the test ends */
+        usleep(1000);
+    nghttp2_session_del(m->s);
+    if (m->fd >= 0)
+        close(m->fd);
+    return NULL;
+}
+
+static void mini_start(struct mini *m)
+{
+    memset(m, 0, sizeof(*m));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    m->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(m->lfd >= 0);
+    assert_int_equal(bind(m->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(m->lfd, 1), 0);
+    assert_int_equal(getsockname(m->lfd, (struct sockaddr *)&a, &len), 0);
+    m->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&m->thread, NULL, mini_main, m), 0);
+}
+
+static void mini_stop(struct mini *m)
+{
+    atomic_store(&m->stop, true);
+    pthread_join(m->thread, NULL);
+    close(m->lfd);
+}
+
+/* A stream the server resets ends with H2C_ERESET and the connection goes
+ * on; after a GOAWAY naming stream 1 the streams above it end with
+ * H2C_ERESET (refused), nothing more is taken, and stream 1 ends with
+ * H2C_ELOST when the server closes the connection. */
+static void test_reset_and_goaway(void **state)
+{
+    static struct mini m;
+    mini_start(&m);
+    static struct seen s;
+    memset(&s, 0, sizeof(s));
+    struct h2c *c = h2c_new(16, on_done, &s);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", m.port);
+    assert_int_equal(h2c_connect(c, url, 1000), 0);
+    static int users[8];
+    assert_int_equal(h2c_submit(c, "GET", "/rst", NULL, 0, 5000, &users[0]), 0);
+    step_until(c, &s, 1);
+    assert_ptr_equal(s.r[0].user, &users[0]);
+    assert_int_equal(s.r[0].err, H2C_ERESET);
+    assert_int_equal(h2c_submit(c, "POST", "/ok", "{}", 2, 5000, &users[1]), 0);
+    step_until(c, &s, 2);
+    assert_int_equal(s.r[1].err, H2C_OK);
+    assert_int_equal(s.r[1].status, 200);
+    assert_string_equal(s.r[1].body, "");
+
+    /* A new connection: stream 1 held, 3 and 5 held, 7 asks for the GOAWAY. */
+    h2c_free(c);
+    mini_stop(&m);
+    mini_start(&m);
+    memset(&s, 0, sizeof(s));
+    c = h2c_new(16, on_done, &s);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", m.port);
+    assert_int_equal(h2c_connect(c, url, 1000), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(h2c_submit(c, "GET", "/hold", NULL, 0, 0, &users[i]), 0);
+    assert_int_equal(h2c_submit(c, "GET", "/goaway", NULL, 0, 0, &users[3]), 0);
+    step_until(c, &s, 3);
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(s.r[i].err, H2C_ERESET);
+        assert_true(s.r[i].user != &users[0]); /* stream 1 is still processed */
+    }
+    assert_int_equal(h2c_room(c), 0);
+    assert_int_equal(h2c_submit(c, "GET", "/ok", NULL, 0, 0, NULL), -1);
+    assert_int_equal(h2c_in_flight(c), 1);
+    atomic_store(&m.close_now, true);
+    step_until(c, &s, 4);
+    assert_ptr_equal(s.r[3].user, &users[0]);
+    assert_int_equal(s.r[3].err, H2C_ELOST);
+    assert_int_equal(h2c_state(c), H2C_DOWN);
+    h2c_free(c);
+    mini_stop(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_answers),
         cmocka_unit_test(test_limit_and_timeout),
         cmocka_unit_test(test_connection_lost),
+        cmocka_unit_test(test_reset_and_goaway),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
