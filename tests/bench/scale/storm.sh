@@ -233,7 +233,7 @@ if [ -n "${STALL_LEADER_AT:-}" ]; then
     for i in 1 2 3; do
         { grep -E 'event=(storage_stalled|storage_recovered|storage_failed|handover_withheld|leadership_hand|role_changed)' \
             "$WORK/rd$i.log" || true; } | sed "s/^ts=\([^ ]*\) /\1 rd$i /"
-    done | sort | head -n 40 | cut -c 1-220
+    done | sort -s -k1,1 | head -n 40 | cut -c 1-220
 fi
 log="$WORK/rd$LEADER.log"
 echo "leader's log: $(grep -c 'event=node_failed' "$log" || true) node_failed," \
