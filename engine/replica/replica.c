@@ -1390,11 +1390,25 @@ static bool is_storage_error(int rv)
     return rv == RAFT_IOERR || rv == RAFT_NOSPACE || rv == RAFT_NOMEM || rv == RAFT_CORRUPT;
 }
 
+/*
+ * A transfer ended. One that failed while a storage fault lasts is tried
+ * again at the next watch tick: libraft sends its TimeoutNow once, as soon
+ * as the follower answers an append, and a follower still writing entries
+ * when it arrives ignores it (src/recv_timeout_now.c); the transfer then
+ * gives up an election timeout later. Under load the follower is always
+ * writing something: in the storm of 2026-12-04 a leader whose disk hung
+ * during the crashes stayed leader, refusing every write, until its disk
+ * came back (docs/benchmarks.md). Its own refusals leave the followers idle
+ * by the next try.
+ */
 static void transfer_cb(struct raft_transfer *req)
 {
     struct rd_replica *r = req->data;
     r->storage.transferring = false;
+    bool leads = raft_state(&r->raft) == RAFT_LEADER;
     RD_INFO("raft", "leadership_handed_over", "role=%s", state_name(raft_state(&r->raft)));
+    if (leads && r->storage.code != 0)
+        r->storage.handed_over = false;
 }
 
 /*
