@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -547,6 +548,71 @@ static void test_leader_stays_when_the_followers_disks_hang_next(void **state)
     rdt_cluster_cleanup(&cl);
 }
 
+/* Registrations to one replica, one after the other, until `stop`. */
+struct stream {
+    struct rdt_proc *p;
+    int id;
+    atomic_bool *stop;
+    int sent;
+};
+
+static void *write_stream(void *arg)
+{
+    struct stream *st = arg;
+    while (!atomic_load(st->stop)) {
+        char node[32];
+        snprintf(node, sizeof(node), "s%d-%d", st->id, st->sent++);
+        if (post_node(st->p, node) != 201)
+            rdt_sleep_ms(20); /* refused (the disk): not in a tight loop */
+    }
+    return NULL;
+}
+
+/*
+ * The leader's disk hangs while writes stream in and the followers' disks
+ * are slow (100 ms a write): libraft's TimeoutNow, sent once, reaches a
+ * follower still writing entries, which ignores it, and the transfer fails
+ * an election timeout later. The leader tries again (its refusals leave
+ * the followers idle by then) rather than lead, refusing every write, until
+ * its disk comes back (the storm of 2026-12-04, docs/benchmarks.md).
+ */
+static void test_failed_handover_is_tried_again(void **state)
+{
+    (void)state;
+    struct rdt_cluster cl = {0};
+    assert_int_equal(rdt_cluster_start(&cl, 3, "", NULL), 0);
+    int L = rdt_cluster_leader(&cl, rdt_ms(10000));
+    assert_true(L >= 0);
+    struct rdt_proc *leader = &cl.procs[L];
+    for (int i = 0; i < 3; i++)
+        if (i != L)
+            rdt_failio_switch(&cl.procs[i], "slow-io", true);
+    atomic_bool stop = false;
+    struct stream st[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        st[i] = (struct stream){.p = leader, .id = i, .stop = &stop};
+        assert_int_equal(pthread_create(&t[i], NULL, write_stream, &st[i]), 0);
+    }
+    rdt_disk_hangs(leader, true);
+    int handover = rdt_await_log(leader, "event=leadership_handover", rdt_ms(20000));
+    /* Another replica leads while the disk still hangs (the writers are
+     * stopped before any assertion: they use the replicas). */
+    int now = -1;
+    for (int64_t until = rdt_now_ms() + rdt_ms(15000);
+         handover == 0 && (now < 0 || now == L) && rdt_now_ms() < until; rdt_sleep_ms(50))
+        now = rdt_cluster_leader(&cl, rdt_ms(2000));
+    int tries = log_count(leader, "event=leadership_handover");
+    atomic_store(&stop, true);
+    rdt_disk_hangs(leader, false);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    printf("handover tries: %d\n", tries);
+    assert_int_equal(handover, 0);
+    assert_true(now >= 0 && now != L);
+    rdt_cluster_cleanup(&cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -557,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_leader_with_a_hung_disk_hands_over),
         cmocka_unit_test(test_leader_stays_when_every_disk_hangs),
         cmocka_unit_test(test_leader_stays_when_the_followers_disks_hang_next),
+        cmocka_unit_test(test_failed_handover_is_tried_again),
     };
     if (getenv("RD_TEST_FILTER") != NULL) /* one test: RD_TEST_FILTER=test_... */
         cmocka_set_test_filter(getenv("RD_TEST_FILTER"));
