@@ -1579,7 +1579,7 @@ int rd_replica_hand_over(struct rd_replica *r, uint64_t to, const char *why)
  * wait for their own write of a few milliseconds. By their age alone, the
  * disk that had just come back was declared stalled again
  * (`storage_stalled after_ms=10436`, then `storage_recovered after_ms=3`,
- * in the storm of 2026-12-04), and a leader would have handed over for it.
+ * in the storm of 2026-12-04), and a leader could have handed over for it.
  */
 #define APPEND_STALL_MS 3000
 
