@@ -8,7 +8,9 @@
  * failed write left the replica unable to write anything again, every
  * request held open, until it was restarted. A disk that hangs (DIR/hang-io:
  * writes that never finish) does not hold a SIGTERM's shutdown for longer
- * than server.shutdown_timeout and 3 s.
+ * than server.shutdown_timeout and 3 s. A leader whose disk hangs hands its
+ * leadership over (again when a transfer fails), unless the followers'
+ * disks hang too.
  */
 #include <fcntl.h>
 #include <pthread.h>
