@@ -330,7 +330,9 @@ static void timed_append_cb(struct raft_io_append *inner, int status)
     if (status != 0 && status != RAFT_CANCELED && !r->closing)
         append_failed_stop(r, status);
     if (status == 0) {
-        rd_hist_observe(&r->ops.append_latency, (double)(rd_mono_ns() - t->io.start_ns) / 1e9);
+        r->appends_done_ns = rd_mono_ns();
+        rd_hist_observe(&r->ops.append_latency,
+                        (double)(r->appends_done_ns - t->io.start_ns) / 1e9);
         if (r->storage.stalled) {
             r->storage.stalled = false;
             storage_ok(r);
@@ -1388,11 +1390,25 @@ static bool is_storage_error(int rv)
     return rv == RAFT_IOERR || rv == RAFT_NOSPACE || rv == RAFT_NOMEM || rv == RAFT_CORRUPT;
 }
 
+/*
+ * A transfer ended. One that failed while a storage fault lasts is tried
+ * again at the next watch tick: libraft sends its TimeoutNow once, as soon
+ * as the follower answers an append, and a follower still writing entries
+ * when it arrives ignores it (src/recv_timeout_now.c); the transfer then
+ * gives up an election timeout later. Under load the follower is always
+ * writing something: in the storm of 2026-12-04 a leader whose disk hung
+ * during the crashes stayed leader, refusing every write, until its disk
+ * came back (docs/benchmarks.md). Its own refusals leave the followers idle
+ * by the next try.
+ */
 static void transfer_cb(struct raft_transfer *req)
 {
     struct rd_replica *r = req->data;
     r->storage.transferring = false;
+    bool leads = raft_state(&r->raft) == RAFT_LEADER;
     RD_INFO("raft", "leadership_handed_over", "role=%s", state_name(raft_state(&r->raft)));
+    if (leads && r->storage.code != 0)
+        r->storage.handed_over = false;
 }
 
 /*
@@ -1462,19 +1478,46 @@ static void storage_failed(struct rd_replica *r, int rv)
                 raft_strerror(rv), r->storage.cause, r->storage.backoff_ms);
 }
 
+/* How long the followers are given to store the entries of a stalled
+ * append before their disks are judged by it (a working disk takes
+ * milliseconds). */
+#define HANDOVER_EVIDENCE_MS 1000
+
+/*
+ * The stalled append whose entries tell whether the other voters' disks
+ * work: the newest one that waited HANDOVER_EVIDENCE_MS or more (the oldest
+ * when none did). Not the oldest one as such: under load it was often
+ * issued before the disks stalled, queued behind this replica's previous
+ * write, while the followers, with none queued, stored it at once; its
+ * entries committed then, the followers' disks stalled next, and a handover
+ * went to a follower that could not catch up (the storm of 2026-12-04 with
+ * every disk hung: docs/benchmarks.md). An append issued a second or more
+ * after the oldest went out while the disks were already held.
+ */
+static const struct rd_timed_io *settled_append(const struct rd_replica *r)
+{
+    uint64_t now = rd_mono_ns(), margin = HANDOVER_EVIDENCE_MS * 1000000ull;
+    const struct rd_timed_io *t = r->appends_oldest;
+    while (t->prev != NULL && now - t->prev->start_ns >= margin)
+        t = t->prev;
+    return t;
+}
+
 /*
  * A stalled disk is worth a handover only if the other voters' disks work:
  * then they commit, without this replica's disk, the entries it cannot
- * write. When the commit index has not reached the oldest stalled append's
- * entries, a majority has not stored them either (the disk under every
- * replica is held: a shared disk, a stalled journal) and a new leader's
- * writes would stall just the same, after an election and its grace: the
- * leader stays, and asks again at the next watch tick.
+ * write. When the commit index has not reached the settled stalled
+ * append's entries (above), a majority has not stored them either (the disk
+ * under every replica is held: a shared disk, a stalled journal) and a new
+ * leader's writes would stall just the same, after an election and its
+ * grace: the leader stays, and asks again at the next watch tick.
  */
 static bool others_store(struct rd_replica *r)
 {
-    if (!r->storage.stalled || r->appends_oldest == NULL ||
-        raft_commit_index(&r->raft) >= r->appends_oldest->last_index)
+    if (!r->storage.stalled || r->appends_oldest == NULL)
+        return true;
+    raft_index stalled = settled_append(r)->last_index;
+    if (raft_commit_index(&r->raft) >= stalled)
         return true;
     if (!r->storage.withheld) {
         r->storage.withheld = true;
@@ -1482,8 +1525,7 @@ static bool others_store(struct rd_replica *r)
         RD_WARN("raft", "handover_withheld",
                 "commit_index=%llu stalled_index=%llu reason=\"the other voters have not stored "
                 "the stalled entries either: a new leader's disk would stall the same\"",
-                (unsigned long long)raft_commit_index(&r->raft),
-                (unsigned long long)r->appends_oldest->last_index);
+                (unsigned long long)raft_commit_index(&r->raft), (unsigned long long)stalled);
     }
     return false;
 }
@@ -1524,12 +1566,20 @@ int rd_replica_hand_over(struct rd_replica *r, uint64_t to, const char *why)
 }
 
 /*
- * An append the backend took long ago and has not answered: the disk fails
- * its writes (libraft writes them again every DISK_RETRY_MS, patch 0010) or
- * hangs. A storage fault like the others: new submissions are refused with
- * 503 storage_unavailable (those in flight wait for the disk), a leader with
- * other voters hands over, /health and the metrics say so; the append's
- * completion clears it.
+ * An append the backend took long ago and has not answered, while no other
+ * completed meanwhile: the disk fails its writes (libraft writes them again
+ * every DISK_RETRY_MS, patch 0010) or hangs. A storage fault like the
+ * others: new submissions are refused with 503 storage_unavailable (those
+ * in flight wait for the disk), a leader with other voters hands over,
+ * /health and the metrics say so; the append's completion clears it.
+ *
+ * The time runs from the append's start or from the last completion,
+ * whichever is later: the backend writes one batch at a time, so once a
+ * stalled write completes, the appends queued behind it are old and still
+ * wait for their own write of a few milliseconds. By their age alone, the
+ * disk that had just come back was declared stalled again
+ * (`storage_stalled after_ms=10436`, then `storage_recovered after_ms=3`,
+ * in the storm of 2026-12-04), and a leader could have handed over for it.
  */
 #define APPEND_STALL_MS 3000
 
@@ -1537,7 +1587,10 @@ static void append_stall_check(struct rd_replica *r)
 {
     if (r->appends_oldest == NULL || r->closing)
         return;
-    uint64_t now = rd_mono_ns(), age_ms = (now - r->appends_oldest->start_ns) / 1000000;
+    uint64_t now = rd_mono_ns(), since = r->appends_oldest->start_ns;
+    if (r->appends_done_ns > since)
+        since = r->appends_done_ns;
+    uint64_t age_ms = (now - since) / 1000000;
     if (age_ms < APPEND_STALL_MS)
         return;
     if (!r->storage.stalled) {

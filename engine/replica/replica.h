@@ -92,6 +92,7 @@ struct rd_replica {
     struct rd_timed_io *appends;
     struct rd_timed_io *appends_oldest;
     unsigned n_appends;
+    uint64_t appends_done_ns; /* the last append that completed (rd_mono_ns) */
     /*
      * Group commit (docs/architecture.md, "The write path"): commands
      * proposed during one turn of the loop wait in `q` (encoded into `buf`, the

@@ -16,6 +16,10 @@
  * worker) waits, here until `hang-io` is gone, then is written. Each write
  * that starts waiting adds a byte to `hang-io`.
  *
+ * A slow disk: while a file named `slow-io` exists, a log write takes
+ * 100 ms longer (as for a hung disk, one asked not to wait is refused with
+ * EAGAIN, and the second try, in a worker, waits).
+ *
  * A disk that fails raft's term and vote writes: while a file named
  * `fail-meta` exists, fsync(2) and fdatasync(2) of a file whose name begins
  * with `metadata` (libraft's metadata1 and metadata2, written and synced at
@@ -86,6 +90,14 @@ long syscall(long number, ...)
             struct timespec ms10 = {0, 10 * 1000 * 1000};
             while (stat("hang-io", &st) == 0)
                 nanosleep(&ms10, NULL);
+        }
+        if (stat("slow-io", &st) == 0) {
+            if (nowait(a[1], (struct iocb **)a[2])) {
+                errno = EAGAIN;
+                return -1;
+            }
+            struct timespec ms100 = {0, 100 * 1000 * 1000};
+            nanosleep(&ms100, NULL);
         }
     }
     syscall_fn real = (syscall_fn)dlsym(RTLD_NEXT, "syscall");

@@ -307,11 +307,13 @@ bench_cluster_config() {
 # appended to $WORK/rdI.log (a restart keeps the history); RD_PIDS[I]. With
 # ENGINE_CPUS set (a taskset list, "0") the replicas run on those CPUs only:
 # a load generator pinned to the others (LOAD_CPUS, where a script supports
-# it) then does not take the engine's CPU, as on another host.
+# it) then does not take the engine's CPU, as on another host. With
+# BENCH_PRELOAD set (a shared library) the replicas preload it (LD_PRELOAD:
+# tests/preload/failio.c's hung disk in storm.sh).
 bench_start_replica() {
     local i=$1
     echo "---- bench: starting replica $i ----" >>"$WORK/rd$i.log"
-    (cd "$WORK/rd$i" && exec ${ENGINE_CPUS:+taskset -c "$ENGINE_CPUS"} nice -n "$NICE" "$BUILD_DIR/bin/recoveryd" --config rd.yaml \
+    (cd "$WORK/rd$i" && exec ${BENCH_PRELOAD:+env LD_PRELOAD="$BENCH_PRELOAD"} ${ENGINE_CPUS:+taskset -c "$ENGINE_CPUS"} nice -n "$NICE" "$BUILD_DIR/bin/recoveryd" --config rd.yaml \
         --listen "127.0.0.1:${RD_PORTS[i]}" --data-dir data --plugins-dir "$BUILD_DIR/plugins" \
         --policies-dir "$ROOT/policies") 2>>"$WORK/rd$i.log" &
     RD_PIDS[i]=$!

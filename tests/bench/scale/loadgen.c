@@ -32,7 +32,7 @@
  * moved while the partition lasted, the partitioned agents failed, and the
  * checkpoint throughput of the agents that neither crash nor are
  * partitioned (on tasks that never moved) during the storm as a share of
- * before.
+ * before, the answers that were not 2xx and the checkpoints lost (below).
  *
  * With --tasks N and both --crash-share and --partition-share 0 the run is
  * steady instead (the soak, tests/bench/soak/run.sh): the tasks run and
@@ -1408,6 +1408,32 @@ static void print_lat(const char *what, int64_t *v, size_t n, size_t of)
 }
 
 /* The storm's figures; true when its targets were met. */
+/* Prints the answers that were not 2xx over the whole run, by request and
+ * status, and returns how many were 5xx. */
+static uint64_t print_answers(const struct bench *b)
+{
+    static uint64_t status[S_KINDS][STATUS_MAX];
+    memset(status, 0, sizeof(status));
+    for (unsigned t = 0; t < b->o.threads; t++)
+        for (int k = 0; k < S_KINDS; k++)
+            for (int c = 0; c < STATUS_MAX; c++)
+                status[k][c] += b->w[t].status[k][c];
+    printf("answers other than 2xx (whole run, by request and status; 0: no answer):");
+    bool any = false;
+    uint64_t fives = 0;
+    for (int k = 0; k < S_KINDS; k++)
+        for (int c = 0; c < STATUS_MAX; c++) {
+            if (status[k][c] == 0 || (c >= 200 && c < 300))
+                continue;
+            printf("%s %s %d x %llu", any ? ";" : "", skind_name[k], c,
+                   (unsigned long long)status[k][c]);
+            any = true;
+            fives += c >= 500 ? status[k][c] : 0;
+        }
+    printf("%s\n", any ? "" : " none");
+    return fives;
+}
+
 static bool report_storm(struct bench *b)
 {
     const struct opts *o = &b->o;
@@ -1437,7 +1463,7 @@ static bool report_storm(struct bench *b)
     }
     unsigned doomed = 0, cut = 0;
     uint64_t ck_sent = 0, ck_ok = 0, ck_fenced = 0, ck_err = 0, deferred = 0, overflow = 0;
-    uint64_t rereg = 0, pf = 0;
+    uint64_t rereg = 0, pf = 0, lost = 0;
     for (unsigned t = 0; t < o->threads; t++) {
         const struct worker *w = &b->w[t];
         for (unsigned i = 0; i < w->n; i++) {
@@ -1446,7 +1472,7 @@ static bool report_storm(struct bench *b)
         }
         ck_sent += w->ck_sent, ck_ok += w->ck_ok, ck_fenced += w->ck_fenced;
         ck_err += w->ck_errors, deferred += w->ck_deferred, overflow += w->hold_overflow;
-        rereg += w->reregistered, pf += w->parted_fenced;
+        rereg += w->reregistered, pf += w->parted_fenced, lost += w->lost;
     }
     int64_t at = atomic_load(&b->storm_at), from = atomic_load(&b->part_from);
     int64_t to = atomic_load(&b->part_to), end = atomic_load(&b->measure_to);
@@ -1487,6 +1513,7 @@ static bool report_storm(struct bench *b)
            before, (double)(at - base_from) / 1000, crash, before > 0 ? 100 * crash / before : 0,
            part, before > 0 ? 100 * part / before : 0, after, before > 0 ? 100 * after / before : 0,
            low, before > 0 ? 100 * low / before : 0);
+    print_answers(b); /* 503s are expected here: elections, a stalled disk */
     printf("\n");
     bool ok_move = lm.n == lm.of && lm.of > 0 && lm.p99 <= TARGET_MOVE_MS;
     printf(
@@ -1497,9 +1524,12 @@ static bool report_storm(struct bench *b)
            share >= TARGET_SHARE ? "PASS" : "FAIL", share);
     printf("%s the partition guard held the partitioned agents' tasks: %zu of %zu moved\n",
            parted_moved == 0 ? "PASS" : "FAIL", parted_moved, parted);
+    printf("%s no acknowledged checkpoint lost: %llu tasks handed over below a version "
+           "acknowledged before\n",
+           lost == 0 ? "PASS" : "FAIL", (unsigned long long)lost);
     free(move);
     free(ck);
-    return ok_move && share >= TARGET_SHARE && parted_moved == 0;
+    return ok_move && share >= TARGET_SHARE && parted_moved == 0 && lost == 0;
 }
 
 /* The steady run's tasks: checkpoints, completions and their successors
@@ -1514,8 +1544,6 @@ static bool report_tasks(struct bench *b)
     uint64_t ck_sent = 0, ck_ok = 0, ck_fenced = 0, ck_stale = 0, ck_err = 0, deferred = 0;
     uint64_t overflow = 0, rereg = 0, d_sent = 0, d_ok = 0, d_fenced = 0, d_err = 0, resub = 0;
     uint64_t lost = 0, fives = 0, waiting = 0, win_done = 0;
-    static uint64_t status[S_KINDS][STATUS_MAX];
-    memset(status, 0, sizeof(status));
     for (unsigned t = 0; t < o->threads; t++) {
         const struct worker *w = &b->w[t];
         ck_sent += w->ck_sent, ck_ok += w->ck_ok, ck_fenced += w->ck_fenced;
@@ -1528,9 +1556,6 @@ static bool report_tasks(struct bench *b)
         rdb_hist_merge(&done, &w->done_rtt);
         for (unsigned i = 0; i < MAX_WINDOWS; i++)
             win_done += w->win[i].done;
-        for (int k = 0; k < S_KINDS; k++)
-            for (int c = 0; c < STATUS_MAX; c++)
-                status[k][c] += w->status[k][c];
     }
     double secs = (double)(atomic_load(&b->measure_to) - atomic_load(&b->measure_from)) / 1000.0;
     printf("\n== tasks ==\n");
@@ -1566,18 +1591,7 @@ static bool report_tasks(struct bench *b)
                (unsigned long long)resub, atomic_load(&b->resub_failed),
                (unsigned long long)waiting, o->tasks);
     }
-    printf("answers other than 2xx (whole run, by request and status; 0: no answer):");
-    bool any = false;
-    for (int k = 0; k < S_KINDS; k++)
-        for (int c = 0; c < STATUS_MAX; c++) {
-            if (status[k][c] == 0 || (c >= 200 && c < 300))
-                continue;
-            printf("%s %s %d x %llu", any ? ";" : "", skind_name[k], c,
-                   (unsigned long long)status[k][c]);
-            any = true;
-            fives += c >= 500 ? status[k][c] : 0;
-        }
-    printf("%s\n", any ? "" : " none");
+    fives = print_answers(b);
     printf("\n");
     printf("%s no acknowledged checkpoint lost: %llu tasks handed over below a version "
            "acknowledged before\n",

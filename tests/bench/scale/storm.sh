@@ -32,11 +32,26 @@
 # directory to copy the replicas' logs to), KILL_LEADER_AT (seconds after the
 # load generator starts: the leader is killed with SIGKILL then and started
 # again; the load generator follows the new leader and reports the switches
-# and the time without one), ENGINE_CPUS and LOAD_CPUS (taskset CPU lists:
+# and the time without one), STALL_LEADER_AT (seconds after the load
+# generator starts, instead of a kill: the leader's raft log writes hang for
+# STALL_FOR seconds, 10 by default, past the engine's 3-s threshold for a
+# stalled write; the replicas then run with tests/preload/failio.c
+# preloaded, and its `hang-io` file in the leader's directory holds the
+# writes; with STALL_ALL=1 every replica's writes hang, one disk under them
+# all; the script reports each replica's storage and handover events and
+# the leaderships), ENGINE_CPUS and LOAD_CPUS (taskset CPU lists:
 # the replicas on the first, the load generator on the second, so that
 # neither takes the other's CPU, as with the load generator on another
 # host; `ENGINE_CPUS=0 LOAD_CPUS=1` on 2 cores). tests/bench/lib/common.sh
 # does what every benchmark's script does.
+#
+# A stall shows the leader's answer to a hung disk (docs/libraft.md): it
+# hands over once the other voters have committed the entries it cannot
+# write (event=leadership_handover), and keeps leading when they have not
+# (event=handover_withheld: their disks hang too, STALL_ALL=1).
+#
+#   STALL_LEADER_AT=40 AGENTS=2000 TASKS=20000 WARMUP=10 CKPT_MS=5000 \
+#       tests/bench/scale/storm.sh --crash-spread 10 --partition 8
 #
 # Targets (issue 16): engine RSS under 512 MiB, heartbeat p99 under 50 ms,
 # the crashed agents' tasks running elsewhere within 3 s p99, healthy
@@ -53,9 +68,15 @@ CKPT_MS=${CKPT_MS:-30000}
 GUARD_SHARE=${GUARD_SHARE:-25%}
 ELECTION=${ELECTION:-1500ms}
 THREADS=${THREADS:-8}
+STALL_FOR=${STALL_FOR:-10}
+if [ -n "${KILL_LEADER_AT:-}" ] && [ -n "${STALL_LEADER_AT:-}" ]; then
+    echo "storm: KILL_LEADER_AT and STALL_LEADER_AT are one or the other" >&2
+    exit 2
+fi
 
 scripts/bootstrap --bench
-bench_build recoveryd heartbeat health_probe metrics log bench_scale_loadgen
+bench_build recoveryd heartbeat health_probe metrics log bench_scale_loadgen rdt_failio
+if [ -n "${STALL_LEADER_AT:-}" ]; then BENCH_PRELOAD=$BUILD_DIR/plugins/librdt_failio.so; fi
 bench_workdir storm disk
 # shellcheck disable=SC2317 # run at exit by common.sh
 bench_on_exit() {
@@ -87,10 +108,27 @@ bench_cluster_config 3 "$(
 )"
 for i in 1 2 3; do bench_start_replica "$i"; done
 for i in 1 2 3; do bench_wait_replica "$i"; done
-LEADER=
-for i in 1 2 3; do
-    if curl -sf --max-time 2 "${RD_URLS[i]}/health" | grep -q '"role":"leader"'; then LEADER=$i; fi
-done
+
+# The replica that answers /health as the leader (nothing when none does).
+current_leader() {
+    local i
+    for i in 1 2 3; do
+        if curl -sf --max-time 2 "${RD_URLS[i]}/health" | grep -q '"role":"leader"'; then
+            echo "$i"
+            return
+        fi
+    done
+}
+
+# await_loadgen S: S seconds, or less if the load generator ends first.
+await_loadgen() {
+    for _ in $(seq 1 "$1"); do
+        kill -0 "$LOADGEN" 2>/dev/null || return 0
+        sleep 1
+    done
+}
+
+LEADER=$(current_leader)
 [ -n "$LEADER" ] || {
     echo "storm: no leader among the replicas" >&2
     exit 1
@@ -122,10 +160,7 @@ ${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} nice -n "$NICE" timeout -k 10 1200 "$BUILD
 LOADGEN=$!
 bench_track "$LOADGEN"
 if [ -n "${KILL_LEADER_AT:-}" ]; then
-    for _ in $(seq 1 "$KILL_LEADER_AT"); do
-        kill -0 "$LOADGEN" 2>/dev/null || break
-        sleep 1
-    done
+    await_loadgen "$KILL_LEADER_AT"
     if kill -0 "$LOADGEN" 2>/dev/null; then
         echo "storm: $(bench_now) kill -9 of the leader rd$LEADER (PID ${RD_PIDS[LEADER]})" \
             "${KILL_LEADER_AT} s after the load generator started; started again at once" >&2
@@ -134,12 +169,35 @@ if [ -n "${KILL_LEADER_AT:-}" ]; then
         bench_wait "${RD_PIDS[LEADER]}" || true
         bench_start_replica "$LEADER"
     fi
+elif [ -n "${STALL_LEADER_AT:-}" ]; then
+    await_loadgen "$STALL_LEADER_AT"
+    STALLED=$(current_leader)
+    for _ in $(seq 1 20); do # an election on its way: its outcome
+        if [ -n "$STALLED" ] || ! kill -0 "$LOADGEN" 2>/dev/null; then break; fi
+        sleep 0.5
+        STALLED=$(current_leader)
+    done
+    if [ -n "$STALLED" ] && kill -0 "$LOADGEN" 2>/dev/null; then
+        hung=("$STALLED")
+        if [ "${STALL_ALL:-0}" = 1 ]; then hung=(1 2 3); fi
+        for i in "${hung[@]}"; do : >"$WORK/rd$i/hang-io"; done
+        echo "storm: $(bench_now) the log writes of ${hung[*]/#/rd} hang (hang-io; the leader rd$STALLED)" \
+            "${STALL_LEADER_AT} s after the load generator started, for ${STALL_FOR} s" >&2
+        await_loadgen "$STALL_FOR"
+        for i in "${hung[@]}"; do
+            echo "storm: $(bench_now) rd$i's disk answers again:" \
+                "$(stat -c %s "$WORK/rd$i/hang-io") log writes had waited" >&2
+            rm -f "$WORK/rd$i/hang-io"
+        done
+    elif kill -0 "$LOADGEN" 2>/dev/null; then
+        echo "storm: FAIL no leader ${STALL_LEADER_AT} s after the load generator started: nothing stalled" >&2
+        rc=1
+    fi
 fi
 bench_wait "$LOADGEN" || rc=$?
-# The leader at the end (another one after a kill or an election).
-for i in 1 2 3; do
-    if curl -sf --max-time 2 "${RD_URLS[i]}/health" | grep -q '"role":"leader"'; then LEADER=$i; fi
-done
+# The leader at the end (another one after a kill, a stall or an election).
+LEADER=$(current_leader)
+[ -n "$LEADER" ] || LEADER=$FIRST_LEADER
 FOLLOWER=$((LEADER % 3 + 1))
 if [ "$LEADER" != "$FIRST_LEADER" ]; then
     echo "the leader at the end: rd$LEADER (PID ${RD_PIDS[LEADER]}); rd$FIRST_LEADER led at the start"
@@ -155,6 +213,28 @@ for i in 1 2 3; do
         rc=1
     fi
 done
+# Each replica's storage faults and handovers, and the leaderships
+# (role_changed to=leader) in the order they began.
+for i in 1 2 3; do
+    l="$WORK/rd$i.log"
+    echo "rd$i raft: $(grep -c 'event=storage_stalled' "$l" || true) storage_stalled," \
+        "$(grep -c 'event=storage_recovered' "$l" || true) storage_recovered," \
+        "$(grep -c 'event=handover_withheld' "$l" || true) handover_withheld," \
+        "$(grep -c 'event=leadership_handover' "$l" || true) leadership_handover," \
+        "$(grep -c 'event=role_changed .*to=leader' "$l" || true) times leader"
+done
+for i in 1 2 3; do
+    { grep 'event=role_changed .*to=leader' "$WORK/rd$i.log" || true; } |
+        sed -n "s/^ts=\([^ ]*\) .* term=\([0-9]*\).*/\1 rd$i term \2/p"
+done | sort | awk '{ s = s (n++ ? ", " : "") $2 " (" $3 " " $4 ", " substr($1, 12, 12) ")" }
+    END { print "leaderships: " n (n ? ": " s : "") }'
+if [ -n "${STALL_LEADER_AT:-}" ]; then
+    # The stall's events, all replicas, in order (the first 40).
+    for i in 1 2 3; do
+        { grep -E 'event=(storage_stalled|storage_recovered|storage_failed|handover_withheld|leadership_hand|role_changed)' \
+            "$WORK/rd$i.log" || true; } | sed "s/^ts=\([^ ]*\) /\1 rd$i /"
+    done | sort -s -k1,1 | head -n 40 | cut -c 1-220
+fi
 log="$WORK/rd$LEADER.log"
 echo "leader's log: $(grep -c 'event=node_failed' "$log" || true) node_failed," \
     "$(grep -c 'event=partition_suspected' "$log" || true) partition_suspected," \
