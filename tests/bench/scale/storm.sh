@@ -42,8 +42,13 @@
 # the leaderships), ENGINE_CPUS and LOAD_CPUS (taskset CPU lists:
 # the replicas on the first, the load generator on the second, so that
 # neither takes the other's CPU, as with the load generator on another
-# host; `ENGINE_CPUS=0 LOAD_CPUS=1` on 2 cores). tests/bench/lib/common.sh
-# does what every benchmark's script does.
+# host; `ENGINE_CPUS=0 LOAD_CPUS=1` on 2 cores), SNAP_THRESHOLD (the
+# replicas' storage.snapshot_threshold, the engine's default 8192 when
+# unset: each snapshot forks the replica, and the copy-on-write faults its
+# loop takes after each fork slow it for about a second at 10,000 agents,
+# docs/benchmarks.md), CPU_SHARE (fault_tolerance.backup.cpu_share, the
+# snapshot child's pace; the engine's default 10 when unset).
+# tests/bench/lib/common.sh does what every benchmark's script does.
 #
 # A stall shows the leader's answer to a hung disk (docs/libraft.md): it
 # hands over once the other voters have committed the entries it cannot
@@ -105,6 +110,8 @@ bench_cluster_config 3 "$(
         "$ELECTION" "$((${ELECTION%ms} / 10))"
     scale_engine_common
     printf '  partition:\n    mass_failure_share: %s\n' "$GUARD_SHARE"
+    if [ -n "${CPU_SHARE:-}" ]; then printf '  backup:\n    cpu_share: %s%%\n' "$CPU_SHARE"; fi
+    if [ -n "${SNAP_THRESHOLD:-}" ]; then printf 'storage:\n  snapshot_threshold: %s\n' "$SNAP_THRESHOLD"; fi
 )"
 for i in 1 2 3; do bench_start_replica "$i"; done
 for i in 1 2 3; do bench_wait_replica "$i"; done
