@@ -20,11 +20,12 @@
  * --size is the stored value's size in bytes: the checkpoint's data as
  * canonical JSON, or etcd's value before base64. HTTP/2 (--proto h2, the
  * default) multiplexes at most --streams slots per connection, one thread per
- * connection; HTTP/1.1 (--proto h1) uses one connection per slot, in threads
- * of --streams slots. Only 200 answers count; the other statuses and the
- * transport errors are counted and printed. A write counts (throughput and
- * latency) when its answer arrived within the measured window, which starts
- * after the level's warm-up.
+ * connection, on h2c (tests/bench/lib/h2c.h: nghttp2 directly, each loop
+ * turn's frames in one send(2), so the load generator takes less of the CPU
+ * the replicas share with it); HTTP/1.1 (--proto h1) uses libcurl, one
+ * connection per slot, in threads of --streams slots. Only 200 answers count; the other statuses
+ * and the transport errors are counted and printed. A write counts (throughput and latency) when
+ * its answer arrived within the measured window, which starts after the level's warm-up.
  *
  * With --pid (repeatable) it adds the user + system CPU those processes used
  * during the measured window, per acknowledged write. Each level ends with a
@@ -50,6 +51,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "h2c.h"
 
 #define MAX_URLS     8
 #define MAX_LEVELS   8
@@ -65,6 +67,8 @@
 #define REQ_TIMEOUT  10000L /* ms, one write */
 #define H2_DEFAULT_N 64     /* slots per HTTP/2 connection (h2o allows 100 streams) */
 #define BUCKET_MS    100    /* the stall timeline's resolution */
+#define RECONNECT_MS 100    /* h2: between attempts to reopen a lost connection */
+#define N_ERRORS     (CURL_LAST + H2C_ETIMEOUT + 1) /* CURLcodes, then h2c's errors */
 
 enum target { T_RECOVERYD, T_ETCD };
 
@@ -89,12 +93,13 @@ struct key {
 };
 
 struct slot {
-    CURL *easy;
+    CURL *easy; /* h1 */
     struct worker *w;
     unsigned key;
     uint64_t version; /* the version in flight */
     int64_t sent_ns;
     char url[320];
+    const char *path; /* in url, for h2 */
     char *body;
     struct rdb_buf resp; /* in resp_mem */
     char resp_mem[RESP_MAX];
@@ -103,15 +108,21 @@ struct slot {
 struct tally {
     uint64_t ok;                  /* counted 200s */
     uint64_t status[MAX_STATUS];  /* counted non-200 answers by status */
-    uint64_t errors[CURL_LAST];   /* counted transport errors by CURLcode */
+    uint64_t errors[N_ERRORS];    /* counted transport errors: CURLcode, CURL_LAST + h2c's */
     uint64_t late, fenced, stale; /* answered after the end; 409 kinds (all, counted or not) */
 };
 
 struct worker {
     struct bench *b;
     pthread_t th;
-    unsigned first, n; /* slots [first, first + n) of the level */
-    CURLM *multi;
+    unsigned first, n;   /* slots [first, first + n) of the level */
+    CURLM *multi;        /* h1 */
+    struct h2c *h2;      /* h2 */
+    bool opened;         /* h2: the opening GET ended */
+    int open_err;        /* its enum h2c_err */
+    struct slot **queue; /* h2: writes waiting for room on the connection (a ring) */
+    unsigned q_head, q_len;
+    unsigned active; /* h2: writes in flight or queued */
     struct slot *slots;
     int64_t *lat; /* microseconds of the counted 200s */
     size_t n_lat, cap_lat;
@@ -293,15 +304,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 /* ---- HTTP ------------------------------------------------------------------ */
 
 /*
- * HTTP/2 with prior knowledge where libcurl can reuse such a connection, else
- * by an upgrade (rdb_h2_prior_knowledge in tests/bench/lib/bench.h). One multi
- * handle, one connection and one thread per --streams slots, so each
- * connection is opened by a GET before the writes start (open_connection).
+ * The writes: over HTTP/2, one h2c connection (prior knowledge) and one
+ * thread per --streams slots, each connection opened by a GET before the
+ * writes start (h2_open); over HTTP/1.1, libcurl, one multi handle per thread
+ * and one connection per slot. Setup, heartbeats and the read-back use
+ * libcurl over HTTP/1.1.
  */
-static long http_version(const struct bench *b)
-{
-    return b->o.h1 ? (long)CURL_HTTP_VERSION_1_1 : rdb_h2_version();
-}
 
 /* One blocking request over HTTP/1.1 (setup and checks): the status, or -1;
  * the answer's JSON in `*out` when not NULL (NULL when it had none). */
@@ -503,9 +511,11 @@ static int slot_init(struct worker *w, struct slot *s, unsigned key)
     s->w = w;
     s->key = key;
     rdb_buf_fixed(&s->resp, s->resp_mem, sizeof(s->resp_mem));
-    s->easy = rdb_easy_new(http_version(b), b->hdrs, REQ_TIMEOUT, s, &s->resp);
+    if (b->o.h1 && (s->easy = rdb_easy_new((long)CURL_HTTP_VERSION_1_1, b->hdrs, REQ_TIMEOUT, s,
+                                           &s->resp)) == NULL)
+        return -1;
     s->body = malloc(strlen(b->value) + 256);
-    if (s->easy == NULL || s->body == NULL)
+    if (s->body == NULL)
         return -1;
     if (b->o.target == T_RECOVERYD) {
         char id[40];
@@ -514,6 +524,9 @@ static int slot_init(struct worker *w, struct slot *s, unsigned key)
     } else {
         snprintf(s->url, sizeof(s->url), "%s/v3/kv/put", b->base);
     }
+    s->path = s->url + strlen(b->base);
+    if (!b->o.h1)
+        return 0;
     curl_easy_setopt(s->easy, CURLOPT_URL, s->url);
     if (b->o.target == T_RECOVERYD)
         curl_easy_setopt(s->easy, CURLOPT_CUSTOMREQUEST, "PUT");
@@ -541,6 +554,12 @@ static bool slot_send(struct slot *s)
     struct key *k = &b->keys[s->key];
     s->version = ++k->sent;
     format_body(b, s->key, k->attempt, s->version, s->body, strlen(b->value) + 256);
+    if (!b->o.h1) {
+        s->sent_ns = rdb_now_ns();
+        s->w->queue[(s->w->q_head + s->w->q_len++) % s->w->n] = s; /* h2_submit sends it */
+        s->w->active++;
+        return true;
+    }
     curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, s->body);
     curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(s->body));
     rdb_buf_clear(&s->resp);
@@ -562,17 +581,17 @@ static void note_latency(struct worker *w, int64_t ns)
 }
 
 /* A 409 fenced answer carries the task's current attempt: take it. */
-static void on_conflict(struct worker *w, struct slot *s)
+static void on_conflict(struct worker *w, struct slot *s, const char *resp)
 {
     struct key *k = &w->b->keys[s->key];
-    if (strstr(s->resp.p, "\"stale_version\"")) {
+    if (strstr(resp, "\"stale_version\"")) {
         w->t.stale++;
         return;
     }
-    if (!strstr(s->resp.p, "\"fenced\""))
+    if (!strstr(resp, "\"fenced\""))
         return;
     w->t.fenced++;
-    json_t *j = json_loads(s->resp.p, 0, NULL);
+    json_t *j = json_loads(resp, 0, NULL);
     json_t *d = json_object_get(json_object_get(j, "error"), "details");
     json_int_t a = json_integer_value(json_object_get(d, "attempt"));
     if (a > 0)
@@ -580,20 +599,22 @@ static void on_conflict(struct worker *w, struct slot *s)
     json_decref(j);
 }
 
-static void on_done(struct worker *w, struct slot *s, CURLcode rc, long status, int64_t now)
+/* A write ended: `err` is 0, or its index in tally.errors; `resp` its answer. */
+static void on_done(struct worker *w, struct slot *s, int err, long status, const char *resp,
+                    int64_t now)
 {
     struct bench *b = w->b;
     bool counted = now >= b->t_start && now <= b->t_end;
     if (status == 200 && s->version > b->keys[s->key].acked)
         b->keys[s->key].acked = s->version;
     if (status == 409)
-        on_conflict(w, s);
+        on_conflict(w, s, resp ? resp : "");
     if (!counted) {
         w->t.late += now > b->t_end;
         return;
     }
-    if (rc != CURLE_OK)
-        w->t.errors[rc < CURL_LAST ? rc : CURLE_OK]++;
+    if (err != 0)
+        w->t.errors[err > 0 && err < N_ERRORS ? err : 0]++;
     else if (status == 200) {
         w->t.ok++;
         note_latency(w, now - s->sent_ns);
@@ -604,12 +625,82 @@ static void on_done(struct worker *w, struct slot *s, CURLcode rc, long status, 
         w->t.status[status > 0 && status < MAX_STATUS ? status : 0]++;
 }
 
-/* h2: opens the worker's one connection by a GET without a body (see http_version). */
-static int open_connection(struct worker *w)
+/* h2: a request ended (within h2c_step): the opening GET or a write. */
+static void on_h2_done(void *ctx, const struct h2c_resp *r)
 {
-    if (w->b->o.h1)
-        return 0;
-    return rdb_h2_open(w->multi, w->b->base, 1) == 1 ? 0 : -1;
+    struct worker *w = ctx;
+    struct bench *b = w->b;
+    if (r->user == w) {
+        w->opened = true;
+        w->open_err = r->err;
+        return;
+    }
+    int64_t now = rdb_now_ns();
+    struct slot *s = r->user;
+    w->active--;
+    on_done(w, s, r->err == H2C_OK ? 0 : CURL_LAST + r->err, r->status, r->body, now);
+    if (now < b->t_end && !rdb_interrupted && !atomic_load(&b->abort))
+        slot_send(s);
+}
+
+/* h2: submits the queued writes the connection has room for. */
+static void h2_submit(struct worker *w)
+{
+    const char *method = w->b->o.target == T_RECOVERYD ? "PUT" : "POST";
+    while (w->q_len > 0 && h2c_room(w->h2) > 0) {
+        struct slot *s = w->queue[w->q_head];
+        if (h2c_submit(w->h2, method, s->path, s->body, strlen(s->body), REQ_TIMEOUT, s) != 0)
+            break;
+        w->q_head = (w->q_head + 1) % w->n;
+        w->q_len--;
+    }
+}
+
+/* h2: opens the worker's one connection by a GET without a body, so that the
+ * writes start on an open connection. */
+static int h2_open(struct worker *w)
+{
+    w->h2 = h2c_new(w->n, on_h2_done, w);
+    w->queue = calloc(w->n, sizeof(*w->queue));
+    if (w->h2 == NULL || w->queue == NULL ||
+        h2c_connect(w->h2, w->b->base, RDB_H2_CONNECT_MS) != 0 ||
+        h2c_submit(w->h2, "GET", "/health", NULL, 0, SETUP_MS, w) != 0)
+        return -1;
+    while (!w->opened && !rdb_interrupted)
+        h2c_step(w->h2, 100);
+    if (w->open_err != H2C_OK)
+        fprintf(stderr, "loadgen: opening a connection to %s: %s\n", w->b->base,
+                h2c_strerror(w->open_err));
+    return w->opened && w->open_err == H2C_OK ? 0 : -1;
+}
+
+/* h2: keeps the slots writing until the window ends, then drains. */
+static void h2_run(struct worker *w)
+{
+    struct bench *b = w->b;
+    for (unsigned i = 0; i < w->n; i++)
+        slot_send(&w->slots[i]);
+    int64_t drain_end = b->t_end + (int64_t)DRAIN_MS * 1000000, next_connect = 0;
+    while (w->active > 0) {
+        int64_t now = rdb_now_ns();
+        if (now > drain_end)
+            break;
+        if (h2c_state(w->h2) == H2C_DOWN && w->q_len > 0) {
+            /* Lost: reopen it while the window lasts, else give up the queued writes. */
+            if (now >= b->t_end || rdb_interrupted || atomic_load(&b->abort)) {
+                w->active -= w->q_len;
+                w->q_len = 0;
+                continue;
+            }
+            if (now >= next_connect) {
+                h2c_connect(w->h2, b->base, RDB_H2_CONNECT_MS);
+                next_connect = now + (int64_t)RECONNECT_MS * 1000000;
+            }
+        }
+        h2_submit(w);
+        h2c_step(w->h2, 100);
+    }
+    w->rc = w->active == 0 ? 0 : 1;
 }
 
 static void *worker_main(void *arg)
@@ -617,25 +708,30 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct bench *b = w->b;
     w->rc = -1;
-    w->multi = curl_multi_init();
     w->slots = calloc(w->n, sizeof(*w->slots));
-    bool ok = w->multi != NULL && w->slots != NULL;
-    if (ok) {
-        curl_multi_setopt(w->multi, CURLMOPT_PIPELINING,
-                          b->o.h1 ? (long)CURLPIPE_NOTHING : (long)CURLPIPE_MULTIPLEX);
-        curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, b->o.h1 ? (long)w->n : 1L);
-        curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, (long)w->n + 4);
-        curl_multi_setopt(w->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)w->n + 4);
-        for (unsigned i = 0; ok && i < w->n; i++)
-            ok = slot_init(w, &w->slots[i], w->first + i) == 0;
-        ok = ok && open_connection(w) == 0;
+    bool ok = w->slots != NULL;
+    if (ok && b->o.h1) {
+        w->multi = curl_multi_init();
+        ok = w->multi != NULL;
     }
+    if (ok && b->o.h1) {
+        curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+        curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)w->n);
+        curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, (long)w->n + 4);
+    }
+    for (unsigned i = 0; ok && i < w->n; i++)
+        ok = slot_init(w, &w->slots[i], w->first + i) == 0;
+    ok = ok && (b->o.h1 || h2_open(w) == 0);
     if (!ok)
         atomic_store(&b->abort, true);
     pthread_barrier_wait(&b->ready);
     pthread_barrier_wait(&b->go); /* main has set the window */
     if (atomic_load(&b->abort))
         return NULL;
+    if (!b->o.h1) {
+        h2_run(w);
+        return NULL;
+    }
     unsigned in_flight = 0;
     for (unsigned i = 0; i < w->n; i++)
         in_flight += slot_send(&w->slots[i]);
@@ -648,7 +744,7 @@ static void *worker_main(void *arg)
             int64_t now = rdb_now_ns();
             struct slot *s = d.priv;
             in_flight--;
-            on_done(w, s, d.rc, d.status, now);
+            on_done(w, s, d.rc < CURL_LAST ? (int)d.rc : 0, d.status, s->resp.p, now);
             if (now < b->t_end && !rdb_interrupted && !atomic_load(&b->abort))
                 in_flight += slot_send(s);
         }
@@ -674,6 +770,8 @@ static void worker_free(struct worker *w)
     free(w->slots);
     if (w->multi)
         curl_multi_cleanup(w->multi);
+    h2c_free(w->h2);
+    free(w->queue);
     free(w->lat);
 }
 
@@ -773,7 +871,7 @@ static int run_level(struct bench *b, unsigned depth)
         all.stale += w->t.stale;
         for (int k = 0; k < MAX_STATUS; k++)
             all.status[k] += w->t.status[k];
-        for (int k = 0; k < CURL_LAST; k++)
+        for (int k = 0; k < N_ERRORS; k++)
             all.errors[k] += w->t.errors[k];
         worker_free(w);
     }
@@ -806,14 +904,15 @@ static int run_level(struct bench *b, unsigned depth)
             o1 += (size_t)snprintf(other + o1, sizeof(other) - o1, "%s%llu x %d", o1 ? ", " : "",
                                    (unsigned long long)all.status[k], k);
     }
-    for (int k = 0; k < CURL_LAST; k++) {
+    for (int k = 0; k < N_ERRORS; k++) {
         if (all.errors[k] == 0)
             continue;
         n_err += all.errors[k];
         if (o2 < sizeof(errs))
             o2 += (size_t)snprintf(errs + o2, sizeof(errs) - o2, "%s%llu x %s", o2 ? ", " : "",
                                    (unsigned long long)all.errors[k],
-                                   curl_easy_strerror((CURLcode)k));
+                                   k < CURL_LAST ? curl_easy_strerror((CURLcode)k)
+                                                 : h2c_strerror(k - CURL_LAST));
     }
     long hz = sysconf(_SC_CLK_TCK);
     double server_s = 0;
@@ -843,15 +942,20 @@ static int run_level(struct bench *b, unsigned depth)
            server_s, b->o.n_pids, cpu_ok || b->o.n_pids == 0 ? "" : ", some gone",
            (user1 + sys1) - (user0 + sys0), busy * (double)ncpu, ncpu,
            unfinished ? "; some writes never finished" : "");
+    double lg_s = (user1 + sys1) - (user0 + sys0);
+    double lg_us = all.ok ? lg_s * 1e6 / (double)all.ok : 0;
     if (cpu_ok)
         printf("  server CPU per acknowledged write: %.1f us\n", cpu_us);
+    printf("  load generator CPU while measuring: %.2f s (user %.2f + system %.2f), %.0f%% of one "
+           "core; %.1f us per acknowledged write\n",
+           lg_s, user1 - user0, sys1 - sys0, 100 * lg_s / secs, lg_us);
     stall_report(b);
     printf("RESULT target=%s inflight=%u ok=%llu secs=%.3f rate=%.1f p50_us=%lld p99_us=%lld "
            "mean_us=%.0f max_us=%lld other=%llu errors=%llu cpu_us=%.1f busy_cores=%.2f "
-           "window_s=%.3f\n",
+           "window_s=%.3f lg_cpu_us=%.1f\n",
            target_name(b), depth, (unsigned long long)all.ok, secs, rate, (long long)p50,
            (long long)p99, mean, (long long)max, (unsigned long long)n_other,
-           (unsigned long long)n_err, cpu_us, busy * (double)ncpu, window);
+           (unsigned long long)n_err, cpu_us, busy * (double)ncpu, window, lg_us);
     return 0;
 }
 
@@ -882,9 +986,7 @@ static int run(struct bench *b)
     printf("%s: %u-byte values (request bodies of %zu bytes), %s, %u s per level after %u s of "
            "warm-up, at most %u %s\n",
            target_name(b), b->o.size, strlen(sample),
-           b->o.h1                    ? "HTTP/1.1"
-           : rdb_h2_prior_knowledge() ? "HTTP/2 (prior knowledge)"
-                                      : "HTTP/2 (h2c upgrade)",
+           b->o.h1 ? "HTTP/1.1 (libcurl)" : "HTTP/2 (prior knowledge, nghttp2 through h2c)",
            b->o.duration_s, b->o.warmup_s, b->o.streams,
            b->o.h1 ? "connections per thread" : "streams per connection");
     free(sample);
