@@ -430,6 +430,23 @@ static void await_flag(const char *field, bool want, int timeout_ms)
     }
 }
 
+static void await_node_state(const char *id, const char *want, int timeout_ms)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s", id);
+    for (int64_t until = rdt_now_ms() + rdt_ms(timeout_ms);;) {
+        json_t *nj = get_json(path);
+        char now[32];
+        snprintf(now, sizeof(now), "%s", sfield(nj, "state"));
+        json_decref(nj);
+        if (strcmp(now, want) == 0)
+            return;
+        if (rdt_now_ms() > until)
+            fail_msg("agent %s is %s, never %s", id, now, want);
+        rdt_sleep_ms(20);
+    }
+}
+
 static void test_degraded_service_under_partition(void **state)
 {
     (void)state;
@@ -457,6 +474,16 @@ static void test_degraded_service_under_partition(void **state)
     assert_false(rdt_proc_log_has(&proc, "event=partition_suspected affected=0 "));
     assert_false(rdt_proc_log_has(&proc, "event=partition_suspected affected=1 "));
     assert_string_equal(mode_now(mode), "degraded");
+    /* The guard trips on the silent agents' lateness, which can come before
+     * their suspect verdicts. Under the sanitizers the critical task once
+     * went to an agent other than d-e and d-f (CI, 2026-12-04; which one
+     * was not printed then): most likely a silent agent still `alive` in
+     * between, since placement takes alive agents and a late one still is.
+     * The scenario is the drain once the engine holds them suspect; placing
+     * onto agents that are late while the guard is up is a question of its
+     * own, left open in issue 16's note. */
+    for (int i = 0; i < 3; i++)
+        await_node_state(quiet[i]->id, "suspect", 10000);
     /* The operator drains d-a during the partition: select picks
      * degraded_service; only the critical task moves, the others pause. */
     struct rdt_resp r = {0};
@@ -466,7 +493,11 @@ static void test_degraded_service_under_partition(void **state)
     json_t *t = await_task(CRIT, "recovering", "*", 5000);
     assert_int_equal(attempt_of(t), 2);
     const char *on = sfield(t, "node_id");
-    assert_true(strcmp(on, "d-e") == 0 || strcmp(on, "d-f") == 0);
+    if (strcmp(on, "d-e") != 0 && strcmp(on, "d-f") != 0) {
+        rdt_proc_print_log_tail(&proc, 60);
+        fail_msg("the critical task moved to '%s', not to d-e or d-f (the agents still beating)",
+                 on);
+    }
     json_decref(t);
     for (int i = 1; i < 3; i++) {
         t = await_task(ids[i], "paused", "d-a", 5000);

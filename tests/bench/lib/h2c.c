@@ -408,7 +408,8 @@ int h2c_submit(struct h2c *c, const char *method, const char *path, const char *
     if (st->body)
         st->body[0] = '\0';
     st->started_us = now_us();
-    st->deadline_ms = timeout_ms > 0 ? st->started_us / 1000 + timeout_ms : 0;
+    /* Rounded up to the millisecond, so a request never ends before its time. */
+    st->deadline_ms = timeout_ms > 0 ? (st->started_us + 999) / 1000 + timeout_ms : 0;
     return 0;
 }
 
