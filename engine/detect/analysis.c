@@ -50,11 +50,15 @@ static struct rd_detect *det(struct rd_analysis *a, struct rd_soft *soft)
     if (soft == NULL)
         return NULL;
     if (soft->slot >= a->n_by_slot) {
-        size_t n = soft->slot + 64;
-        struct rd_detect *b = realloc(a->by_slot, n * sizeof(*b));
+        /* Out of the forked children's sight (rd_nofork_realloc): every
+         * heartbeat's verdicts write here. New entries come zeroed. */
+        size_t n = a->n_by_slot ? a->n_by_slot : 256;
+        while (n <= soft->slot)
+            n *= 2;
+        struct rd_detect *b =
+            rd_nofork_realloc(a->by_slot, a->n_by_slot * sizeof(*b), n * sizeof(*b));
         if (b == NULL)
             return NULL;
-        memset(b + a->n_by_slot, 0, (n - a->n_by_slot) * sizeof(*b));
         a->by_slot = b;
         a->n_by_slot = n;
     }
@@ -1004,7 +1008,7 @@ bool rd_analysis_phi(struct rd_analysis *a, struct rd_soft *soft, double *phi)
 
 void rd_analysis_close(struct rd_analysis *a)
 {
-    free(a->by_slot);
+    rd_nofork_free(a->by_slot, a->n_by_slot * sizeof(*a->by_slot));
     a->by_slot = NULL;
     free(a->batch);
     a->batch = NULL;
