@@ -253,3 +253,16 @@ void rd_nofork_free(void *p, size_t size)
     if (p != NULL)
         (void)munmap(p, pages_of(size));
 }
+
+void *rd_nofork_slots(void *p, size_t *n, size_t elem, size_t slot)
+{
+    if (slot < *n)
+        return p;
+    size_t want = *n ? *n : 256;
+    while (want <= slot)
+        want *= 2;
+    void *q = rd_nofork_realloc(p, *n * elem, want * elem);
+    if (q != NULL)
+        *n = want;
+    return q;
+}

@@ -83,4 +83,10 @@ void *rd_array_room(void *arr, size_t size, size_t *head, size_t n, size_t *cap,
 void *rd_nofork_realloc(void *p, size_t old, size_t size);
 void rd_nofork_free(void *p, size_t size);
 
+/* A table of *n elements of `elem` bytes by registry slot, grown (doubling,
+ * from 256; new elements zero) to hold index `slot`, with
+ * rd_nofork_realloc. The table, perhaps moved; NULL on ENOMEM, when it is
+ * unchanged. */
+void *rd_nofork_slots(void *p, size_t *n, size_t elem, size_t slot);
+
 #endif

@@ -50,17 +50,12 @@ static struct rd_detect *det(struct rd_analysis *a, struct rd_soft *soft)
     if (soft == NULL)
         return NULL;
     if (soft->slot >= a->n_by_slot) {
-        /* Out of the forked children's sight (rd_nofork_realloc): every
-         * heartbeat's verdicts write here. New entries come zeroed. */
-        size_t n = a->n_by_slot ? a->n_by_slot : 256;
-        while (n <= soft->slot)
-            n *= 2;
-        struct rd_detect *b =
-            rd_nofork_realloc(a->by_slot, a->n_by_slot * sizeof(*b), n * sizeof(*b));
+        /* Out of the forked children's sight: every heartbeat's verdicts
+         * write here. */
+        struct rd_detect *b = rd_nofork_slots(a->by_slot, &a->n_by_slot, sizeof(*b), soft->slot);
         if (b == NULL)
             return NULL;
         a->by_slot = b;
-        a->n_by_slot = n;
     }
     struct rd_detect *d = &a->by_slot[soft->slot];
     if (d->generation != soft->generation) {
