@@ -178,7 +178,8 @@ static struct rd_sched_soft *soft_of(struct rd_sched *s, const struct rd_soft *s
     if (soft->slot >= s->n_by_slot) {
         /* Out of the forked children's sight (every heartbeat reads and
          * may write here: rd_nofork_realloc). */
-        struct rd_sched_soft *b = rd_nofork_slots(s->by_slot, &s->n_by_slot, sizeof(*b), soft->slot);
+        struct rd_sched_soft *b =
+            rd_nofork_slots(s->by_slot, &s->n_by_slot, sizeof(*b), soft->slot);
         if (b == NULL)
             return NULL;
         s->by_slot = b;

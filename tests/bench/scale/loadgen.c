@@ -886,8 +886,8 @@ static void reconnect(struct worker *w)
     w->opening = true;
     for (unsigned i = 0; i < w->n_h2 && w->opening; i++)
         w->opening = h2c_connect(w->h2[i], w->base, RDB_H2_CONNECT_MS) == 0;
-    w->opening = w->opening &&
-                 h2c_submit(w->h2[0], "GET", "/health", NULL, 0, OPEN_MS, &w->open_tag) == 0;
+    w->opening =
+        w->opening && h2c_submit(w->h2[0], "GET", "/health", NULL, 0, OPEN_MS, &w->open_tag) == 0;
     if (!w->opening) {
         for (unsigned i = 0; i < w->n_h2; i++)
             h2c_drop(w->h2[i]);
@@ -1643,7 +1643,8 @@ static void report(struct bench *b)
     printf("%u agents heartbeating every %u +/- %u ms over HTTP/2 (%s, %u workers with %u "
            "connection%s each, %s); measured %.0f s%s\n",
            b->o.agents, b->o.interval_ms, b->o.jitter_ms, "prior knowledge", b->o.threads,
-           b->o.conns, b->o.conns == 1 ? "" : "s", b->o.url, secs, rdb_interrupted ? " (interrupted early)" : "");
+           b->o.conns, b->o.conns == 1 ? "" : "s", b->o.url, secs,
+           rdb_interrupted ? " (interrupted early)" : "");
     double want = (double)b->o.agents * 1000.0 / b->o.interval_ms;
     printf("heartbeats offered: %.0f/s sent of %.0f/s due (the live agents' schedule; %.0f/s "
            "wanted for the whole fleet), %llu skipped (previous one still in flight)\n",
