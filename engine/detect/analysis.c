@@ -104,7 +104,7 @@ static void proposal_done(void *data, int status, uint64_t value)
     } else {
         struct rd_detect *s = det(a, rd_registry_get(a->registry, p->node_id, strlen(p->node_id)));
         if (s != NULL)
-            s->proposing = false;
+            s->proposing = s->proposing_down = false;
         if (status == 0 && p->since_ns != 0) {
             double secs = (double)(a->clock() - p->since_ns) / 1e9;
             if (p->stage == STAGE_SUSPECT)
@@ -157,8 +157,10 @@ static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_d
         return false;
     }
     a->proposals_total++;
-    if (s != NULL)
+    if (s != NULL) {
         s->proposing = true;
+        s->proposing_down = stage == STAGE_SUSPECT || stage == STAGE_FAILED;
+    }
     if (partition != PART_NONE)
         a->partition_proposing = true;
     return true;
@@ -1000,6 +1002,19 @@ bool rd_analysis_phi(struct rd_analysis *a, struct rd_soft *soft, double *phi)
         return false;
     *phi = d->phi;
     return true;
+}
+
+bool rd_analysis_troubled(const struct rd_analysis *a, const struct rd_node *n)
+{
+    if (!a->started || a->registry == NULL)
+        return false;
+    const struct rd_soft *soft = rd_registry_get(a->registry, n->node_id, n->id_len);
+    if (soft == NULL || soft->epoch != n->epoch || soft->slot >= a->n_by_slot)
+        return false;
+    const struct rd_detect *s = &a->by_slot[soft->slot];
+    if (s->generation != soft->generation)
+        return false; /* nothing observed of this registration yet */
+    return any_bad(s) || s->metrics_verdict == RD_VERDICT_FAILED || s->proposing_down;
 }
 
 void rd_analysis_close(struct rd_analysis *a)

@@ -52,6 +52,7 @@ struct rd_detect {
     double phi;             /* last value the heartbeat detector reported */
     uint64_t bad_since_ns;  /* start of the current episode of trouble, 0 = none */
     bool proposing;         /* a proposal for this node is being committed */
+    bool proposing_down;    /* ... and it takes the node out of service (suspect, failed) */
     bool warn_open;         /* a fault that leaves the node's state alone is open */
     bool warn_predicted;    /* ... and one of them records a prediction */
     uint8_t n_flaps;        /* entries into suspect/failed in flap_times */
@@ -158,6 +159,19 @@ void rd_analysis_node_changed(struct rd_analysis *a, struct rd_soft *s, const st
 /* The heartbeat detector's last phi for the node while its heartbeats are
  * not on time: true and *phi, else false (on time, or nothing known). */
 bool rd_analysis_phi(struct rd_analysis *a, struct rd_soft *s, double *phi);
+
+/*
+ * Whether placement must keep off node `n` (leader, loop thread): the
+ * detectors hold it in trouble under its current epoch (heartbeats late or
+ * missing, its probe failing, or a failed metrics verdict: what makes the
+ * analysis suspect or fail it), or a proposal to make it suspect or failed
+ * is on its way through the log. Its committed state says alive until that
+ * commit; a task placed on it meanwhile goes to an agent that is most
+ * likely silent. False when nothing is known (not the leader, never
+ * observed, a new registration). Reads only: the scheduler holds the
+ * analysis const.
+ */
+bool rd_analysis_troubled(const struct rd_analysis *a, const struct rd_node *n);
 
 /* Releases the analysis's tables (after rd_analysis_stop). */
 void rd_analysis_close(struct rd_analysis *a);
