@@ -53,6 +53,7 @@ struct rd_detect {
     uint64_t bad_since_ns;  /* start of the current episode of trouble, 0 = none */
     bool proposing;         /* a proposal for this node is being committed */
     bool proposing_down;    /* ... and it takes the node out of service (suspect, failed) */
+    bool held;              /* counted in rd_analysis.held (rd_analysis_troubled) */
     bool warn_open;         /* a fault that leaves the node's state alone is open */
     bool warn_predicted;    /* ... and one of them records a prediction */
     uint8_t n_flaps;        /* entries into suspect/failed in flap_times */
@@ -98,6 +99,10 @@ struct rd_analysis {
      * guard counts them, so it trips on what the detectors see, before the
      * log has caught up (a mass event is one commit per agent). */
     size_t troubled;
+    /* Agents placement keeps off (rd_detect.held: a verdict not ok, or a
+     * suspect/failed proposal in flight): at 0, as it is most of the time,
+     * rd_analysis_troubled answers without looking the agent up. */
+    size_t held;
     size_t guard_bad;          /* agents in trouble at the guard's last count */
     struct rd_detect *by_slot; /* its soft state of each node, by registry slot */
     size_t n_by_slot;
