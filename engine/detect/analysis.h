@@ -166,15 +166,17 @@ void rd_analysis_node_changed(struct rd_analysis *a, struct rd_soft *s, const st
 bool rd_analysis_phi(struct rd_analysis *a, struct rd_soft *s, double *phi);
 
 /*
- * Whether placement must keep off node `n` (leader, loop thread): the
- * detectors hold it in trouble under its current epoch (heartbeats late or
- * missing, its probe failing, or a failed metrics verdict: what makes the
- * analysis suspect or fail it), or a proposal to make it suspect or failed
- * is on its way through the log. Its committed state says alive until that
- * commit; a task placed on it meanwhile goes to an agent that is most
- * likely silent. False when nothing is known (not the leader, never
- * observed, a new registration). Reads only: the scheduler holds the
- * analysis const.
+ * Whether placement must keep off working node `n` (alive or probation;
+ * leader, loop thread): the detectors hold it in trouble under its current
+ * epoch (heartbeats late or missing, its probe failing, or a failed metrics
+ * verdict: what makes the analysis suspect or fail it), or a proposal to
+ * make it suspect or failed is on its way through the log. Its committed
+ * state says it works until that commit; a task placed on it meanwhile goes
+ * to an agent that is most likely silent. False when nothing is known (not
+ * the leader, never observed, a new registration) and for a node that does
+ * not work (no target anyway). O(1) while no agent is held (rd_analysis.held),
+ * else one registry look-up. Reads only: the scheduler holds the analysis
+ * const.
  */
 bool rd_analysis_troubled(const struct rd_analysis *a, const struct rd_node *n);
 
