@@ -51,13 +51,12 @@ static struct rd_detect *det(struct rd_analysis *a, struct rd_soft *soft)
     if (soft == NULL)
         return NULL;
     if (soft->slot >= a->n_by_slot) {
-        size_t n = soft->slot + 64;
-        struct rd_detect *b = realloc(a->by_slot, n * sizeof(*b));
+        /* Out of the forked children's sight: every heartbeat's verdicts
+         * write here. */
+        struct rd_detect *b = rd_nofork_slots(a->by_slot, &a->n_by_slot, sizeof(*b), soft->slot);
         if (b == NULL)
             return NULL;
-        memset(b + a->n_by_slot, 0, (n - a->n_by_slot) * sizeof(*b));
         a->by_slot = b;
-        a->n_by_slot = n;
     }
     struct rd_detect *d = &a->by_slot[soft->slot];
     if (d->generation != soft->generation) {
@@ -1047,7 +1046,7 @@ bool rd_analysis_troubled(const struct rd_analysis *a, const struct rd_node *n)
 
 void rd_analysis_close(struct rd_analysis *a)
 {
-    free(a->by_slot);
+    rd_nofork_free(a->by_slot, a->n_by_slot * sizeof(*a->by_slot));
     a->by_slot = NULL;
     free(a->batch);
     a->batch = NULL;
