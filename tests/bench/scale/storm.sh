@@ -27,10 +27,11 @@
 # of at most 96 streams; the storm's checkpoints need more streams in
 # flight than a steady fleet's heartbeats, whose default is 4: with 4 the
 # 10,000-agent storm could not offer its 3,333 checkpoints/s once the
-# engine's answers slowed), CONNS (4: HTTP/2 connections per worker; with
-# one, a worker's 1,250 agents queued their heartbeats behind its
-# checkpoints whenever the leader's answers slowed, sending them up to a
-# second late, which a fleet with a connection per agent does not do),
+# engine's answers slowed), CONNS (1: HTTP/2 connections per worker; the
+# ones past the first carry heartbeats only, so that a worker's 1,250
+# agents do not queue their heartbeats behind its checkpoints when the
+# leader's answers slow, as a fleet with a connection per agent would not;
+# the checkpoints keep one connection's streams whatever CONNS),
 # NICE (0; -10 as root runs the benchmark ahead
 # of everything else on a shared machine), BUILD (build-bench), KEEP_LOGS (a
 # directory to copy the replicas' logs to), KILL_LEADER_AT (seconds after the
@@ -77,7 +78,7 @@ CKPT_MS=${CKPT_MS:-30000}
 GUARD_SHARE=${GUARD_SHARE:-25%}
 ELECTION=${ELECTION:-1500ms}
 THREADS=${THREADS:-8}
-CONNS=${CONNS:-4}
+CONNS=${CONNS:-1}
 STALL_FOR=${STALL_FOR:-10}
 if [ -n "${KILL_LEADER_AT:-}" ] && [ -n "${STALL_LEADER_AT:-}" ]; then
     echo "storm: KILL_LEADER_AT and STALL_LEADER_AT are one or the other" >&2
