@@ -106,7 +106,7 @@ static void proposal_done(void *data, int status, uint64_t value)
         if (s != NULL)
             s->proposing = false;
         if (s != NULL && p->stage == STAGE_FAILED)
-            s->failure_proposed = false; /* applied (a guard event since) or not */
+            s->failure_proposed_ns = 0; /* applied (a guard event since) or not */
         if (status == 0 && p->since_ns != 0) {
             double secs = (double)(a->clock() - p->since_ns) / 1e9;
             if (p->stage == STAGE_SUSPECT)
@@ -331,13 +331,20 @@ static bool flapping(struct rd_analysis *a, const struct rd_detect *s, uint64_t 
     return n >= c->fault_tolerance.detection.flap_threshold;
 }
 
-static void guard_record(struct rd_analysis *a, uint64_t now)
+/* A failure decided at `when`, recorded when it applies: kept in order of
+ * decision (one taken by the log later may apply first). */
+static void guard_record(struct rd_analysis *a, uint64_t when)
 {
     if (a->n_events == RD_GUARD_EVENTS) {
         memmove(a->events, a->events + 1, (RD_GUARD_EVENTS - 1) * sizeof(a->events[0]));
         a->n_events--;
     }
-    a->events[a->n_events++] = now;
+    unsigned i = a->n_events;
+    while (i > 0 && a->events[i - 1] > when)
+        i--;
+    memmove(a->events + i + 1, a->events + i, (a->n_events - i) * sizeof(a->events[0]));
+    a->events[i] = when;
+    a->n_events++;
 }
 
 /* Agents failed within the window (events pruned as they age). */
@@ -363,12 +370,13 @@ static size_t live_nodes(struct rd_analysis *a)
 /*
  * True when the share of agents in trouble says "partition", not
  * "failures". In trouble now: suspected (committed, or as the detectors see
- * it: trouble_sync), or failed within the window (from when the failure
- * applies; until then the agent counts as itself). Agents that came back do
- * not count, so the guard lifts as soon as they do. One count whoever asks
- * (the agent being judged is in it already), so that judging an agent and
- * the tick cannot disagree: they did, and a hung disk, refusing every
- * failure, made the guard open and close every tick (docs/architecture.md).
+ * it: trouble_sync), or failed within the window (a guard event once the
+ * failure applies; until then the agent counts as itself). Agents that
+ * came back do not count, so the guard lifts as soon as they do. One count
+ * whoever asks (the agent being judged is in it already), so that judging
+ * an agent and the tick cannot disagree: they did, and a hung disk,
+ * refusing every failure, made the guard open and close every tick
+ * (docs/architecture.md).
  */
 static bool guard_tripped(struct rd_analysis *a, uint64_t now)
 {
@@ -513,7 +521,7 @@ static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct
     bool failure = set_state == RD_NODE_FAILED;
     if (propose(a, &cmd, s, failure ? STAGE_FAILED : STAGE_OTHER, PART_NONE)) {
         if (failure) {
-            s->failure_proposed = true; /* a guard event when it applies */
+            s->failure_proposed_ns = now; /* a guard event when it applies */
         } else {
             s->warn_open = true;
             s->warn_predicted |= predicted;
@@ -916,11 +924,12 @@ void rd_analysis_node_changed(struct rd_analysis *a, struct rd_soft *soft, const
     struct rd_detect *s = det(a, soft);
     if (s == NULL)
         return;
-    /* A failure this leader decided: a guard event from now, for the
-     * window (it was counted as a suspect or a troubled agent until now). */
-    if (n->state == RD_NODE_FAILED && old_state != RD_NODE_FAILED && s->failure_proposed) {
-        s->failure_proposed = false;
-        guard_record(a, a->clock());
+    /* A failure this leader decided: a guard event from now on, within
+     * the window from its decision (it was counted as a suspect or a
+     * troubled agent until now). */
+    if (n->state == RD_NODE_FAILED && old_state != RD_NODE_FAILED && s->failure_proposed_ns != 0) {
+        guard_record(a, s->failure_proposed_ns);
+        s->failure_proposed_ns = 0;
     }
     trouble_sync(a, n->state == RD_NODE_LEFT ? NULL : n, s);
 }

@@ -62,8 +62,10 @@ struct rd_detect {
      * draining) by the state machine, but a verdict says it is in trouble
      * (its failure not applied yet, if one was decided). */
     bool troubled;
-    bool failure_proposed; /* its failure is in the log: a guard event once it applies */
-    bool queued;           /* observed in this batch, not judged yet (rd_analysis_flush) */
+    /* When its failure went to the log (0: none in it): a guard event,
+     * from that time, once it applies. */
+    uint64_t failure_proposed_ns;
+    bool queued; /* observed in this batch, not judged yet (rd_analysis_flush) */
 };
 
 struct rd_analysis {
@@ -85,8 +87,9 @@ struct rd_analysis {
      * record named here (""). The next tick proposes it again. */
     bool partition_unfiled;
     char partition_unresolved[40];
-    /* Times the failures this leader decided applied, newest last, for
-     * the guard (until then a failing agent counts as suspect, or troubled). */
+    /* When the failures this leader decided and the log applied were
+     * decided, newest last, for the guard (until it applies, a failing
+     * agent counts as suspect, or troubled). */
     uint64_t events[RD_GUARD_EVENTS];
     unsigned n_events;
     /* Working agents the detectors see in trouble (rd_detect.troubled):

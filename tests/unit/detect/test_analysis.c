@@ -594,6 +594,11 @@ static void test_failure_in_flight_counts_past_the_window(void **state)
     assert_int_equal(state_of(w, fleet_id(0)), RD_NODE_FAILED);
     for (int i = 1; i < 10; i++)
         assert_int_equal(state_of(w, fleet_id(i)), RD_NODE_SUSPECT);
+    /* Applied now, its failure is dated from its decision: older than the
+     * window, it is not a recent one (the nine held agents are). */
+    rd_analysis_tick(&w->a);
+    assert_int_equal(w->a.n_events, 0);
+    assert_int_equal(w->a.guard_bad, 9);
 }
 
 /* ---- flap damping ---------------------------------------------------------------------- */
