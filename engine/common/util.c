@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 #include <zstd.h>
 
 int64_t rd_now_ms(void)
@@ -212,4 +214,55 @@ int rd_zstd_inflate(const void *p, size_t n, size_t want, uint8_t **out, size_t 
     *out = buf;
     *got = pos;
     return rv;
+}
+
+/* ---- memory the children never see ---------------------------------------- */
+
+static size_t pages_of(size_t n)
+{
+    static size_t page;
+    if (page == 0) {
+        long p = sysconf(_SC_PAGESIZE);
+        page = p > 0 ? (size_t)p : 4096;
+    }
+    return n == 0 ? 0 : (n + page - 1) / page * page;
+}
+
+void *rd_nofork_realloc(void *p, size_t old, size_t size)
+{
+    size_t o = pages_of(old), n = pages_of(size);
+    if (n == 0) {
+        rd_nofork_free(p, old);
+        return NULL;
+    }
+    if (p != NULL && n == o)
+        return p;
+    void *q = p == NULL ? mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                        : mremap(p, o, n, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED)
+        return NULL;
+    /* The flag moves with the mapping; set again for the pages it grew by.
+     * Refused (it never is on Linux): the pages are copied on write, as
+     * malloc's are. */
+    (void)madvise(q, n, MADV_DONTFORK);
+    return q;
+}
+
+void rd_nofork_free(void *p, size_t size)
+{
+    if (p != NULL)
+        (void)munmap(p, pages_of(size));
+}
+
+void *rd_nofork_slots(void *p, size_t *n, size_t elem, size_t slot)
+{
+    if (slot < *n)
+        return p;
+    size_t want = *n ? *n : 256;
+    while (want <= slot)
+        want *= 2;
+    void *q = rd_nofork_realloc(p, *n * elem, want * elem);
+    if (q != NULL)
+        *n = want;
+    return q;
 }

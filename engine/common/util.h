@@ -62,4 +62,31 @@ char *rd_strndup(const char *s, size_t n);
  */
 void *rd_array_room(void *arr, size_t size, size_t *head, size_t n, size_t *cap, size_t first_cap);
 
+/*
+ * Memory the engine's forked children never see (issue 16): pages mapped
+ * with MADV_DONTFORK, for the per-agent soft state every heartbeat writes
+ * (the registry's, the analysis's, the detector plugins'). A raft snapshot
+ * or a backup forks the engine (replica/image.c) and the child images the
+ * state machine only; while it runs, the first write to each page the two
+ * share copies that page. At 10,000 agents every agent's soft state is
+ * written within one heartbeat interval, so each fork cost the loop about
+ * a second of copy-on-write faults, all at once (docs/benchmarks.md).
+ * Pages the child does not have are never copied. The child must not
+ * touch this memory: it is not mapped there.
+ *
+ * rd_nofork_realloc resizes `p` (NULL: new) from `old` to `size` bytes
+ * (both rounded up to whole pages); bytes beyond `old` are zero. It may
+ * move the block. `size` 0 frees it (as rd_nofork_free). NULL on ENOMEM,
+ * when `p` is unchanged. Blocks are whole pages: meant for tables, not for
+ * small objects.
+ */
+void *rd_nofork_realloc(void *p, size_t old, size_t size);
+void rd_nofork_free(void *p, size_t size);
+
+/* A table of *n elements of `elem` bytes by registry slot, grown (doubling,
+ * from 256; new elements zero) to hold index `slot`, with
+ * rd_nofork_realloc. The table, perhaps moved; NULL on ENOMEM, when it is
+ * unchanged. */
+void *rd_nofork_slots(void *p, size_t *n, size_t elem, size_t slot);
+
 #endif

@@ -41,6 +41,7 @@ struct proposal {
 
 static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s);
 static void trouble_sync(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s);
+static void held_sync(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s);
 
 /* The analysis's soft state of the node whose registry part is `soft`
  * (afresh for a new node or epoch); NULL on ENOMEM (the node then waits for
@@ -50,18 +51,19 @@ static struct rd_detect *det(struct rd_analysis *a, struct rd_soft *soft)
     if (soft == NULL)
         return NULL;
     if (soft->slot >= a->n_by_slot) {
-        size_t n = soft->slot + 64;
-        struct rd_detect *b = realloc(a->by_slot, n * sizeof(*b));
+        /* Out of the forked children's sight: every heartbeat's verdicts
+         * write here. */
+        struct rd_detect *b = rd_nofork_slots(a->by_slot, &a->n_by_slot, sizeof(*b), soft->slot);
         if (b == NULL)
             return NULL;
-        memset(b + a->n_by_slot, 0, (n - a->n_by_slot) * sizeof(*b));
         a->by_slot = b;
-        a->n_by_slot = n;
     }
     struct rd_detect *d = &a->by_slot[soft->slot];
     if (d->generation != soft->generation) {
         if (d->troubled && a->troubled > 0)
             a->troubled--;
+        if (d->held && a->held > 0)
+            a->held--;
         memset(d, 0, sizeof(*d));
         d->generation = soft->generation;
     }
@@ -104,7 +106,7 @@ static void proposal_done(void *data, int status, uint64_t value)
     } else {
         struct rd_detect *s = det(a, rd_registry_get(a->registry, p->node_id, strlen(p->node_id)));
         if (s != NULL)
-            s->proposing = false;
+            s->proposing = s->proposing_down = false;
         if (s != NULL && p->stage == STAGE_FAILED)
             s->failure_proposed_ns = 0; /* applied (a guard event since) or not */
         if (status == 0 && p->since_ns != 0) {
@@ -129,6 +131,8 @@ static void proposal_done(void *data, int status, uint64_t value)
         const struct rd_node *n = rd_fsm_node(a->fsm, p->node_id, strlen(p->node_id));
         if (s != NULL)
             trouble_sync(a, n != NULL && n->state != RD_NODE_LEFT ? n : NULL, s);
+        if (s != NULL)
+            held_sync(a, n, s);
         if (s != NULL && n != NULL && !log_refused(status) && a->log.is_leader(a->log.data))
             evaluate(a, n, s);
     }
@@ -159,8 +163,11 @@ static bool propose(struct rd_analysis *a, const struct rd_cmd *cmd, struct rd_d
         return false;
     }
     a->proposals_total++;
-    if (s != NULL)
+    if (s != NULL) {
         s->proposing = true;
+        s->proposing_down = stage == STAGE_SUSPECT || stage == STAGE_FAILED;
+        held_sync(a, rd_fsm_node(a->fsm, s->soft->node_id, s->soft->id_len), s);
+    }
     if (partition != PART_NONE)
         a->partition_proposing = true;
     return true;
@@ -303,6 +310,25 @@ static void trouble_sync(struct rd_analysis *a, const struct rd_node *n, struct 
     else if (!want && s->troubled && a->troubled > 0)
         a->troubled--;
     s->troubled = want;
+}
+
+/* Keeps `s` counted in a->held exactly while placement must keep off node
+ * `n` (NULL: gone; rd_analysis_troubled): it works by the state machine
+ * under the epoch the verdicts are about, and a verdict leads to suspect or
+ * failed, or a proposal to make it so is on its way through the log. (A
+ * node that does not work is no placement's target anyway: failed agents
+ * that never came back do not keep the count above 0.) */
+static void held_sync(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s)
+{
+    bool working = n != NULL && (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION) &&
+                   s->soft->epoch == n->epoch;
+    bool want =
+        working && (any_bad(s) || s->metrics_verdict == RD_VERDICT_FAILED || s->proposing_down);
+    if (want && !s->held)
+        a->held++;
+    else if (!want && s->held && a->held > 0)
+        a->held--;
+    s->held = want;
 }
 
 static void record_flap(struct rd_analysis *a, struct rd_detect *s, uint64_t now)
@@ -783,6 +809,7 @@ bool rd_analysis_observe(struct rd_analysis *a, const char *detector,
         return false;
     }
     trouble_sync(a, n, s); /* before any judging: the guard counts it from here */
+    held_sync(a, n, s);
     if (v != RD_VERDICT_OK || obs->predicted) {
         snprintf(s->detail, sizeof(s->detail), "%s: %s", detector,
                  obs->detail ? obs->detail : verdict_name(v));
@@ -911,6 +938,7 @@ void rd_analysis_reset(struct rd_analysis *a)
     a->partition_unresolved[0] = '\0';
     a->n_events = 0;
     a->troubled = 0;
+    a->held = 0;
     a->batch_len = 0; /* the verdicts it named are forgotten below */
     batch_arm(a, false);
     /* The detectors start afresh with a new leadership and report only
@@ -935,6 +963,7 @@ void rd_analysis_node_changed(struct rd_analysis *a, struct rd_soft *soft, const
         s->failure_proposed_ns = 0;
     }
     trouble_sync(a, n->state == RD_NODE_LEFT ? NULL : n, s);
+    held_sync(a, n, s);
 }
 
 void rd_analysis_start(struct rd_analysis *a)
@@ -1013,9 +1042,22 @@ bool rd_analysis_phi(struct rd_analysis *a, struct rd_soft *soft, double *phi)
     return true;
 }
 
+bool rd_analysis_troubled(const struct rd_analysis *a, const struct rd_node *n)
+{
+    if (!a->started || a->held == 0)
+        return false;
+    const struct rd_soft *soft = rd_registry_get(a->registry, n->node_id, n->id_len);
+    if (soft == NULL || soft->epoch != n->epoch || soft->slot >= a->n_by_slot)
+        return false;
+    const struct rd_detect *s = &a->by_slot[soft->slot];
+    if (s->generation != soft->generation)
+        return false; /* nothing observed of this registration yet */
+    return s->held;
+}
+
 void rd_analysis_close(struct rd_analysis *a)
 {
-    free(a->by_slot);
+    rd_nofork_free(a->by_slot, a->n_by_slot * sizeof(*a->by_slot));
     a->by_slot = NULL;
     free(a->batch);
     a->batch = NULL;

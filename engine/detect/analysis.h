@@ -52,6 +52,8 @@ struct rd_detect {
     double phi;             /* last value the heartbeat detector reported */
     uint64_t bad_since_ns;  /* start of the current episode of trouble, 0 = none */
     bool proposing;         /* a proposal for this node is being committed */
+    bool proposing_down;    /* ... and it takes the node out of service (suspect, failed) */
+    bool held;              /* counted in rd_analysis.held (rd_analysis_troubled) */
     bool warn_open;         /* a fault that leaves the node's state alone is open */
     bool warn_predicted;    /* ... and one of them records a prediction */
     uint8_t n_flaps;        /* entries into suspect/failed in flap_times */
@@ -99,6 +101,10 @@ struct rd_analysis {
      * guard counts them, so it trips on what the detectors see, before the
      * log has caught up (a mass event is one commit per agent). */
     size_t troubled;
+    /* Agents placement keeps off (rd_detect.held: a verdict not ok, or a
+     * suspect/failed proposal in flight): at 0, as it is most of the time,
+     * rd_analysis_troubled answers without looking the agent up. */
+    size_t held;
     size_t guard_bad;          /* agents in trouble at the guard's last count */
     struct rd_detect *by_slot; /* its soft state of each node, by registry slot */
     size_t n_by_slot;
@@ -160,6 +166,21 @@ void rd_analysis_node_changed(struct rd_analysis *a, struct rd_soft *s, const st
 /* The heartbeat detector's last phi for the node while its heartbeats are
  * not on time: true and *phi, else false (on time, or nothing known). */
 bool rd_analysis_phi(struct rd_analysis *a, struct rd_soft *s, double *phi);
+
+/*
+ * Whether placement must keep off working node `n` (alive or probation;
+ * leader, loop thread): the detectors hold it in trouble under its current
+ * epoch (heartbeats late or missing, its probe failing, or a failed metrics
+ * verdict: what makes the analysis suspect or fail it), or a proposal to
+ * make it suspect or failed is on its way through the log. Its committed
+ * state says it works until that commit; a task placed on it meanwhile goes
+ * to an agent that is most likely silent. False when nothing is known (not
+ * the leader, never observed, a new registration) and for a node that does
+ * not work (no target anyway). O(1) while no agent is held (rd_analysis.held),
+ * else one registry look-up. Reads only: the scheduler holds the analysis
+ * const.
+ */
+bool rd_analysis_troubled(const struct rd_analysis *a, const struct rd_node *n);
 
 /* Releases the analysis's tables (after rd_analysis_stop). */
 void rd_analysis_close(struct rd_analysis *a);

@@ -20,7 +20,12 @@ static const size_t descriptor_size_by_minor[] = {
     sizeof(struct rd_plugin_descriptor), /* 1.1: backup ops version 2, descriptor unchanged */
     sizeof(struct rd_plugin_descriptor), /* 1.2: alert ops version 2, descriptor unchanged */
     sizeof(struct rd_plugin_descriptor), /* 1.3: rd_observation's trend, descriptor unchanged */
+    sizeof(struct rd_plugin_descriptor), /* 1.4: the host's table_realloc, descriptor unchanged */
 };
+/* A minor added without its line here would be read past the table. */
+_Static_assert(sizeof(descriptor_size_by_minor) / sizeof(descriptor_size_by_minor[0]) ==
+                   RD_PLUGIN_ABI_MINOR + 1,
+               "descriptor_size_by_minor needs a line for every minor");
 
 static const char *kind_name(int kind)
 {
@@ -555,6 +560,7 @@ static void init_api(struct rd_host_api *a)
     a->node_count = api_node_count;
     a->node_at = api_node_at;
     a->counter = api_counter;
+    a->table_realloc = rd_nofork_realloc;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */

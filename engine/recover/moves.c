@@ -75,11 +75,13 @@ int rd_sched__move_task(struct rd_sched *s, struct rd_task *t, const struct rd_n
             if (strcmp(f->nodes[i]->node_id, target) == 0)
                 best = i;
         const struct rd_node *to = best != SIZE_MAX ? f->nodes[best] : NULL;
-        /* The engine validates what the policy chose: a working agent with room. */
-        if (to == NULL || (to->state != RD_NODE_ALIVE && to->state != RD_NODE_PROBATION) ||
+        /* The engine validates what the policy chose: a working agent with
+         * room that the detectors do not hold in trouble. */
+        if (to == NULL || !rd_sched__placeable(s, to) ||
             to->slots_in_use + extra[best] + t->slots > to->slots) {
             RD_WARN("recovery", "target_refused",
-                    "task=%s target=%s: not a working agent with room", t->id, target);
+                    "task=%s target=%s: not a working agent with room, or in trouble", t->id,
+                    target);
             best = SIZE_MAX;
         }
     }

@@ -89,7 +89,7 @@ void rd_sched_close(struct rd_sched *s)
     rd_map_free(&s->moved);
     rd_map_free(&s->rb_pending);
     rd_sched__labels_reset(s);
-    free(s->by_slot);
+    rd_nofork_free(s->by_slot, s->n_by_slot * sizeof(*s->by_slot));
     s->by_slot = NULL;
     s->n_by_slot = 0;
     for (size_t i = 0; i < s->n_reclaim; i++)

@@ -104,13 +104,24 @@ static bool working(const struct rd_node *nd)
     return nd->state == RD_NODE_ALIVE || nd->state == RD_NODE_PROBATION;
 }
 
+/* A working agent the detectors do not hold in trouble (nor is it on its
+ * way to suspect or failed through the log): one that can take a task.
+ * Skipped, not ranked last: the trouble ends within a commit (suspect) or
+ * with the verdict, and a task that waits a pass for it is placed then,
+ * where one placed on a silent agent loses its attempt and waits for the
+ * agent's failure (and, under safe_recovery, its lease) to move again. */
+bool rd_sched__placeable(const struct rd_sched *s, const struct rd_node *nd)
+{
+    return working(nd) && !rd_analysis_troubled(s->env.analysis, nd);
+}
+
 static void ix_leaf(struct rd_sched *s, size_t i, const uint32_t *extra)
 {
     const struct rd_node *nd = s->env.fsm->nodes[i];
     size_t k = s->ix.width + i;
     s->ix.room[k] = -1;
     s->ix.load[k] = 2.0;
-    if (!working(nd) || nd->slots == 0) /* no slots: never chosen (the scan's load is NaN) */
+    if (!rd_sched__placeable(s, nd) || nd->slots == 0) /* no slots: never chosen (NaN load) */
         return;
     uint32_t used = nd->slots_in_use + extra[i];
     s->ix.room[k] = (int64_t)nd->slots - (int64_t)used;
@@ -178,7 +189,7 @@ int64_t rd_sched__most_room(struct rd_sched *s, const uint32_t *extra)
         for (size_t i = 0; i < f->n_nodes; i++) {
             const struct rd_node *nd = f->nodes[i];
             int64_t room = (int64_t)nd->slots - (int64_t)nd->slots_in_use - (int64_t)extra[i];
-            if (working(nd) && nd->slots > 0 && room > most)
+            if (rd_sched__placeable(s, nd) && nd->slots > 0 && room > most)
                 most = room;
         }
         return most;
@@ -188,10 +199,10 @@ int64_t rd_sched__most_room(struct rd_sched *s, const uint32_t *extra)
 
 /* Whether node `i` takes `t` under `limit_pct` with the pass's load, and its
  * share of slots used then (the scan's test, in one place). */
-static bool node_takes(const struct rd_node *nd, const struct rd_task *t, uint32_t extra,
-                       unsigned limit_pct, double *load)
+static bool node_takes(const struct rd_sched *s, const struct rd_node *nd, const struct rd_task *t,
+                       uint32_t extra, unsigned limit_pct, double *load)
 {
-    if (!working(nd))
+    if (!rd_sched__placeable(s, nd))
         return false;
     uint32_t cap = (uint32_t)((uint64_t)nd->slots * limit_pct / 100);
     if (cap < 1)
@@ -212,7 +223,7 @@ size_t rd_sched__choose_scan(struct rd_sched *s, const struct rd_task *t, const 
     size_t best = SIZE_MAX;
     double best_load = 2.0, load;
     for (size_t i = 0; i < f->n_nodes; i++) {
-        if (node_takes(f->nodes[i], t, extra[i], limit_pct, &load) && load < best_load &&
+        if (node_takes(s, f->nodes[i], t, extra[i], limit_pct, &load) && load < best_load &&
             (!any_label || labels_subset(want, node_labels(s, i)))) {
             best_load = load;
             best = i;
@@ -248,7 +259,7 @@ static void search(struct search *q, size_t k)
     }
     size_t i = k - s->ix.width;
     double load;
-    if (node_takes(s->env.fsm->nodes[i], q->t, q->extra[i], q->limit_pct, &load) &&
+    if (node_takes(s, s->env.fsm->nodes[i], q->t, q->extra[i], q->limit_pct, &load) &&
         load < q->best_load && (q->want == NULL || labels_subset(q->want, node_labels(s, i)))) {
         q->best_load = load;
         q->best = i;

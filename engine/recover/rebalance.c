@@ -479,6 +479,8 @@ static void pending_pass(struct rd_sched *s, uint32_t *extra, uint64_t now)
             drop = "the task moved on";
         else if (nd == NULL || !working(nd) || nd->epoch != p->to_epoch)
             drop = "the target stopped working";
+        else if (!rd_sched__placeable(s, nd))
+            drop = "the detectors hold the target in trouble";
         else if (nd->slots_in_use + extra[to] + t->slots > nd->slots)
             drop = "the target has no room any more";
         else if (c != NULL && c->version > p->version && rd_checkpoint_verifies(c) &&
@@ -643,6 +645,12 @@ static int fleet_of(struct rd_sched *s, const uint32_t *extra, uint64_t now, int
         x->used0 = n->slots_in_use;
         uint64_t lim = (uint64_t)n->slots * (limit ? limit : 100) / 100;
         x->limit = (uint32_t)(lim < 1 ? 1 : lim);
+        /* In trouble by the detectors (its suspect or failed transition
+         * may not have committed yet): no target (and no source, `offered`),
+         * but still counted in the fleet's load, so that a verdict alone
+         * neither starts nor settles an episode. */
+        if (!rd_sched__placeable(s, n))
+            x->limit = 0;
         if (cpu) {
             struct rd_soft *soft = rd_registry_get(s->env.registry, n->node_id, n->id_len);
             if (soft != NULL && soft->epoch == n->epoch && soft->metrics.present)
@@ -673,6 +681,11 @@ static struct rd_rb_task *const *offered(void *data, size_t i, size_t *n_out)
     struct rd_sched *s = fl->s;
     const struct rd_node *n = s->env.fsm->nodes[i];
     *n_out = 0;
+    /* An agent in trouble keeps its tasks for the recovery, whose
+     * strategies know when a move is safe (safe_recovery waits for the
+     * lease): a rebalancing move off it would not. */
+    if (fl->nodes[i].limit == 0)
+        return NULL;
     if (fl->tasks == NULL) {
         size_t cap = fl->cap_tasks ? fl->cap_tasks : 1;
         fl->tasks = malloc(cap * sizeof(*fl->tasks));

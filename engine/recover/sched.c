@@ -176,13 +176,13 @@ bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,
 static struct rd_sched_soft *soft_of(struct rd_sched *s, const struct rd_soft *soft)
 {
     if (soft->slot >= s->n_by_slot) {
-        size_t n = soft->slot + 16;
-        struct rd_sched_soft *b = realloc(s->by_slot, n * sizeof(*b));
+        /* Out of the forked children's sight (every heartbeat reads and
+         * may write here: rd_nofork_realloc). */
+        struct rd_sched_soft *b =
+            rd_nofork_slots(s->by_slot, &s->n_by_slot, sizeof(*b), soft->slot);
         if (b == NULL)
             return NULL;
-        memset(b + s->n_by_slot, 0, (n - s->n_by_slot) * sizeof(*b));
         s->by_slot = b;
-        s->n_by_slot = n;
     }
     struct rd_sched_soft *x = &s->by_slot[soft->slot];
     if (x->generation != soft->generation) {

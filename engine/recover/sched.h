@@ -1,7 +1,8 @@
 /*
  * Placement: puts pending tasks on agents (leader only). Critical tasks
  * first, then by priority (9 highest), then oldest; on a working agent
- * (alive or probation, not draining) whose labels include the task's, with
+ * (alive or probation, not draining) that the detectors do not hold in
+ * trouble (rd_analysis_troubled), whose labels include the task's, with
  * free slots, least loaded first. Every placement is a task_assign command
  * fenced by the attempt it was decided on.
  */
@@ -112,7 +113,9 @@ struct rd_sched {
      * used below them, so rd_sched__choose finds its node without scoring
      * every agent. Rebuilt at the first choice of a pass, and whenever the
      * state machine or the pass's load array changed under it; the pass's
-     * placements update it on the way (rd_sched__add_load). */
+     * placements update it on the way (rd_sched__add_load). The agents the
+     * analysis holds in trouble are left out of it like those that do not
+     * work: its verdicts change only between passes (detector callbacks). */
     struct rd_place_ix {
         size_t width;          /* leaves: a power of two >= n_nodes (0: not built) */
         size_t n_nodes;        /* the machine's nodes when built */

@@ -79,6 +79,11 @@ void rd_sched__arm(struct rd_sched *s, uint64_t first_ms);
 
 /* ---- placement.c ---- */
 
+/* True when `nd` may take tasks: working (alive or probation) by the state
+ * machine, and not held in trouble by the analysis (rd_analysis_troubled:
+ * its suspect or failed transition may not have committed yet). Placement,
+ * recovery moves and rebalancing choose their targets among these. */
+bool rd_sched__placeable(const struct rd_sched *s, const struct rd_node *nd);
 /* True when node `i`'s labels (parsed once per pass) include `want`. */
 bool rd_sched__node_fits(struct rd_sched *s, json_t *want, size_t i);
 /* Forgets what the last pass learnt of the nodes: their parsed labels,
@@ -86,7 +91,7 @@ bool rd_sched__node_fits(struct rd_sched *s, json_t *want, size_t i);
 void rd_sched__labels_reset(struct rd_sched *s);
 /* The working agent with the most room for `t`, or SIZE_MAX (`limit_pct`
  * caps how full a node may get): the least share of its slots used (the
- * first by node index on a tie) among the working agents whose labels match
+ * first by node index on a tie) among the placeable agents whose labels match
  * and where the task's slots fit under the cap. Through the placement
  * index (rd_sched.ix); `extra` may only grow within a pass, best through
  * rd_sched__add_load. */
@@ -187,7 +192,7 @@ struct rd_rb_node {
     uint32_t slots;
     uint32_t used;  /* slots in use, counting moves planned */
     uint32_t used0; /* slots in use when `cpu` was reported */
-    uint32_t limit; /* most slots a move may fill (resource_limit) */
+    uint32_t limit; /* most slots a move may fill (resource_limit); 0: in trouble, no target */
     double cpu;     /* reported cpu share, or -1: load by slots only */
 };
 

@@ -19,10 +19,12 @@ void rd_registry_close(struct rd_registry *r)
             struct rd_soft *soft = s->value;
             free(soft->told);
             free(soft->node_id);
-            free(soft);
         }
     }
     rd_map_free(&r->by_id);
+    for (size_t c = 0; c < r->n_chunks; c++)
+        rd_nofork_free(r->chunks[c], RD_SOFT_CHUNK * sizeof(struct rd_soft));
+    free(r->chunks);
     free(r->free_slots);
 }
 
@@ -44,6 +46,38 @@ static void slot_give(struct rd_registry *r, uint32_t slot)
     r->free_slots[r->n_free++] = slot;
 }
 
+/* The soft state of `slot` (zeroed when unused), its chunk mapped on first
+ * use; NULL on ENOMEM. */
+static struct rd_soft *soft_at(struct rd_registry *r, uint32_t slot)
+{
+    size_t c = slot / RD_SOFT_CHUNK;
+    if (c >= r->n_chunks) {
+        size_t n = r->n_chunks ? r->n_chunks * 2 : 16;
+        while (n <= c)
+            n *= 2;
+        struct rd_soft **t = realloc(r->chunks, n * sizeof(*t));
+        if (t == NULL)
+            return NULL;
+        memset(t + r->n_chunks, 0, (n - r->n_chunks) * sizeof(*t));
+        r->chunks = t;
+        r->n_chunks = n;
+    }
+    if (r->chunks[c] == NULL &&
+        (r->chunks[c] = rd_nofork_realloc(NULL, 0, RD_SOFT_CHUNK * sizeof(struct rd_soft))) == NULL)
+        return NULL;
+    return &r->chunks[c][slot % RD_SOFT_CHUNK];
+}
+
+/* Back to unused: its memory freed, zeroed, the slot free again. */
+static void soft_drop(struct rd_registry *r, struct rd_soft *s)
+{
+    uint32_t slot = s->slot;
+    free(s->told);
+    free(s->node_id);
+    memset(s, 0, sizeof(*s));
+    slot_give(r, slot);
+}
+
 struct rd_soft *rd_registry_get(struct rd_registry *r, const char *id, size_t len)
 {
     return rd_map_get(&r->by_id, id, len);
@@ -54,19 +88,21 @@ struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t 
 {
     struct rd_soft *s = rd_map_get(&r->by_id, id, len);
     if (s == NULL) {
-        s = calloc(1, sizeof(*s));
-        if (s == NULL)
+        uint32_t slot = slot_take(r);
+        s = soft_at(r, slot);
+        if (s == NULL) {
+            slot_give(r, slot);
             return NULL;
+        }
+        s->slot = slot;
         s->node_id = rd_strndup(id, len);
         s->id_len = len;
         if (s->node_id == NULL || rd_map_put(&r->by_id, s->node_id, len, s) != 0) {
-            free(s->node_id);
-            free(s);
+            soft_drop(r, s);
             return NULL;
         }
         s->epoch = epoch;
         s->grace_until_ns = now_ns + grace_ns;
-        s->slot = slot_take(r);
         s->generation = ++r->generation;
         return s;
     }
@@ -232,10 +268,6 @@ void rd_registry_untell_all(struct rd_registry *r)
 void rd_registry_forget(struct rd_registry *r, const char *id, size_t len)
 {
     struct rd_soft *s = rd_map_del(&r->by_id, id, len);
-    if (s != NULL) {
-        slot_give(r, s->slot);
-        free(s->told);
-        free(s->node_id);
-        free(s);
-    }
+    if (s != NULL)
+        soft_drop(r, s);
 }

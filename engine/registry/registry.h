@@ -74,11 +74,18 @@ struct rd_soft {
      * scheduler's replan time, the plugins' state. */
 };
 
+#define RD_SOFT_CHUNK 256
+
 struct rd_registry {
     struct rd_map by_id;
     uint64_t generation; /* the last rd_soft.generation handed out */
     uint64_t heartbeats_total;
     uint32_t next_slot;
+    /* The soft states by slot, RD_SOFT_CHUNK to a chunk: chunks never move
+     * (the map points into them) and are out of the forked children's
+     * sight (rd_nofork_realloc: every heartbeat writes here). */
+    struct rd_soft **chunks;
+    size_t n_chunks;
     uint32_t *free_slots;
     size_t n_free;
     size_t cap_free;

@@ -32,6 +32,8 @@
 
 #include "recoveryd/plugin.h"
 
+#include "../common/table.h"
+
 #define MAX_WINDOW 1000
 
 struct node {
@@ -40,7 +42,6 @@ struct node {
     uint64_t epoch;
     uint64_t last_ns;  /* last heartbeat (or when the agent was added) */
     bool have_arrival; /* last_ns is a real heartbeat */
-    double *win;       /* intervals in ms, ring */
     unsigned n, head;
     double sum, sumsq;
     int verdict;
@@ -56,8 +57,9 @@ struct state {
     uint64_t stall_ns;      /* a check this late is a stall of the engine (0: off) */
     uint64_t last_check_ns; /* when the previous check ran, 0 before the first */
     rd_timer_t *timer;
-    struct node *nodes; /* indexed by slot */
-    uint32_t cap;
+    struct node *nodes;     /* indexed by slot */
+    double *wins;           /* each slot's `window` intervals (a ring), one table (tbl_resize) */
+    uint32_t cap, wins_cap; /* slots in nodes, in wins */
     uint64_t *observations;
     uint64_t *stalls;
 };
@@ -85,20 +87,34 @@ static struct node *slot_node(struct state *st, uint32_t slot, bool grow)
         uint32_t ncap = st->cap ? st->cap : 256;
         while (ncap <= slot)
             ncap *= 2;
-        struct node *nn = realloc(st->nodes, ncap * sizeof(*nn));
+        /* Both tables out of the forked children's sight (table.h). */
+        size_t row = st->window * sizeof(double);
+        if (st->wins_cap < ncap) {
+            double *nw = tbl_resize(st->host, st->wins, st->wins_cap * row, ncap * row);
+            if (nw == NULL)
+                return NULL;
+            st->wins = nw;
+            st->wins_cap = ncap;
+        }
+        struct node *nn =
+            tbl_resize(st->host, st->nodes, st->cap * sizeof(*nn), ncap * sizeof(*nn));
         if (nn == NULL)
             return NULL;
-        memset(nn + st->cap, 0, (ncap - st->cap) * sizeof(*nn));
         st->nodes = nn;
         st->cap = ncap;
     }
     return &st->nodes[slot];
 }
 
+/* Node `n`'s ring of intervals. */
+static double *win_of(const struct state *st, const struct node *n)
+{
+    return st->wins + (size_t)(n - st->nodes) * st->window;
+}
+
 static void node_clear(struct node *n)
 {
     free(n->id);
-    free(n->win);
     memset(n, 0, sizeof(*n));
 }
 
@@ -108,8 +124,7 @@ static void node_reset(struct state *st, struct node *n, const char *id, uint64_
     if (!n->used || n->id == NULL || strcmp(n->id, id) != 0) {
         node_clear(n);
         n->id = strdup(id);
-        n->win = calloc(st->window, sizeof(double));
-        if (n->id == NULL || n->win == NULL) {
+        if (n->id == NULL) {
             node_clear(n);
             return;
         }
@@ -125,14 +140,15 @@ static void node_reset(struct state *st, struct node *n, const char *id, uint64_
 
 static void add_interval(struct state *st, struct node *n, double ms)
 {
+    double *win = win_of(st, n);
     if (n->n == st->window) {
-        double old = n->win[n->head];
+        double old = win[n->head];
         n->sum -= old;
         n->sumsq -= old * old;
     } else {
         n->n++;
     }
-    n->win[n->head] = ms;
+    win[n->head] = ms;
     n->head = (n->head + 1) % st->window;
     n->sum += ms;
     n->sumsq += ms * ms;
@@ -312,7 +328,8 @@ static void destroy(void *state)
     struct state *st = state;
     for (uint32_t i = 0; i < st->cap; i++)
         node_clear(&st->nodes[i]);
-    free(st->nodes);
+    tbl_free(st->host, st->nodes, st->cap * sizeof(*st->nodes));
+    tbl_free(st->host, st->wins, st->wins_cap * st->window * sizeof(double));
 }
 
 static const struct rd_detector_ops ops = {

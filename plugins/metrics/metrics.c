@@ -21,6 +21,8 @@
 
 #include "recoveryd/plugin.h"
 
+#include "../common/table.h"
+
 enum { M_ERROR = 0, M_LATENCY, M_CPU, M_MEM, M_COUNT };
 static const char *const metric_names[M_COUNT] = {"error_rate", "latency_ms", "cpu", "mem"};
 /* Smallest spread assumed, so a flat baseline does not make noise an anomaly. */
@@ -89,10 +91,12 @@ static struct node *slot_node(struct state *st, uint32_t slot)
         uint32_t ncap = st->cap ? st->cap : 256;
         while (ncap <= slot)
             ncap *= 2;
-        struct node *nn = realloc(st->nodes, ncap * sizeof(*nn));
+        /* Out of the forked children's sight (table.h): every heartbeat
+         * writes its agent's windows. */
+        struct node *nn =
+            tbl_resize(st->host, st->nodes, st->cap * sizeof(*nn), ncap * sizeof(*nn));
         if (nn == NULL)
             return NULL;
-        memset(nn + st->cap, 0, (ncap - st->cap) * sizeof(*nn));
         st->nodes = nn;
         st->cap = ncap;
     }
@@ -371,7 +375,7 @@ static void destroy(void *state)
     struct state *st = state;
     for (uint32_t i = 0; i < st->cap; i++)
         node_clear(&st->nodes[i]);
-    free(st->nodes);
+    tbl_free(st->host, st->nodes, st->cap * sizeof(*st->nodes));
 }
 
 static const struct rd_detector_ops ops = {

@@ -478,10 +478,11 @@ static void test_degraded_service_under_partition(void **state)
      * their suspect verdicts. Under the sanitizers the critical task once
      * went to an agent other than d-e and d-f (CI, 2026-12-04; which one
      * was not printed then): most likely a silent agent still `alive` in
-     * between, since placement takes alive agents and a late one still is.
-     * The scenario is the drain once the engine holds them suspect; placing
-     * onto agents that are late while the guard is up is a question of its
-     * own, left open in issue 16's note. */
+     * between, since placement took alive agents and a late one still is.
+     * Placement now keeps off agents the detectors hold in trouble before
+     * their transitions commit (rd_analysis_troubled; unit/recover/placement
+     * tests that deterministically). The scenario here is the drain once
+     * the engine holds them suspect. */
     for (int i = 0; i < 3; i++)
         await_node_state(quiet[i]->id, "suspect", 10000);
     /* The operator drains d-a during the partition: select picks

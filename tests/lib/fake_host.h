@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "recoveryd/plugin.h"
 
 #ifndef RD_BINARY
@@ -445,6 +446,7 @@ FH_FN int fh_init(const char *name, const char *inst_name, const char *(*cfg)[2]
     a->node_count = fh_node_count;
     a->node_at = fh_node_at;
     a->counter = fh_counter_api;
+    a->table_realloc = rd_nofork_realloc; /* the engine's own (common/util.c) */
     g_fh.cfg = cfg;
     g_fh.now_ns = 1000000000ull;
     g_fh.now_ms = 1767225600000LL; /* 2026-01-01T00:00:00Z */

@@ -1,8 +1,9 @@
 /*
  * The scheduler on its own, for its unit tests: a real state machine and
  * registry, the fake log (tests/lib/fake_log.h), no policies (the built-in
- * default) unless a test sets some, no analysis (no partition), an alert
- * host with no instances. Agents and tasks are put in the machine directly.
+ * default) unless a test sets some, no analysis (no partition, no verdicts)
+ * unless a test starts one (sched_world_analysis), an alert host with no
+ * instances. Agents and tasks are put in the machine directly.
  */
 #ifndef RD_TEST_SCHED_WORLD_H
 #define RD_TEST_SCHED_WORLD_H
@@ -30,7 +31,7 @@ struct sched_world {
     struct rd_fsm fsm;
     struct rd_registry registry;
     struct fake_log log;
-    struct rd_analysis analysis;  /* zeroed: no partition suspected */
+    struct rd_analysis analysis;  /* zeroed (not started): no partition, no verdicts */
     struct rd_plugin_host alerts; /* zeroed: no instance */
     struct rd_policy_host *policy;
     bool shutting_down;
@@ -78,6 +79,9 @@ static inline int sched_world_teardown(void **state)
 {
     struct sched_world *w = *state;
     rd_sched_close(&w->s);
+    rd_analysis_stop(&w->analysis); /* nothing when it was not started */
+    rd_analysis_close(&w->analysis);
+    uv_run(&w->loop, UV_RUN_NOWAIT); /* closes its handles */
     assert_int_equal(uv_loop_close(&w->loop), 0);
     rd_registry_close(&w->registry);
     rd_fsm_close(&w->fsm);
@@ -106,6 +110,45 @@ static inline void sched_world_move(struct sched_world *w, const char *id, int s
     c.u.trans.reason = RD_STR("test");
     c.u.trans.from_state = RD_STATE_ANY;
     assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
+}
+
+/* Starts a real analysis on the world's machine, registry and log (its
+ * proposals queue with the scheduler's until the test steps the log),
+ * reading `clock`, as leader; its timer never fires (the loop is not run). */
+static inline void sched_world_analysis(struct sched_world *w, uint64_t (*clock)(void))
+{
+    rd_analysis_init(&w->analysis, &w->loop, &w->cfg, &w->fsm, &w->registry,
+                     fake_log_proposer(&w->log), NULL);
+    w->analysis.clock = clock;
+    rd_analysis_start(&w->analysis);
+}
+
+/* Agent `id`'s soft state under its current epoch, as its first heartbeat
+ * makes it at `now_ns`, judged by the analysis only after `grace_ns` (a
+ * new leader gives every agent a lease). */
+static inline void sched_world_touch(struct sched_world *w, const char *id, uint64_t now_ns,
+                                     uint64_t grace_ns)
+{
+    const struct rd_node *n = rd_fsm_node(&w->fsm, id, strlen(id));
+    assert_non_null(n);
+    assert_non_null(rd_registry_touch(&w->registry, id, strlen(id), n->epoch, now_ns, grace_ns));
+}
+
+/* A detector's verdict on agent `id` (its current epoch), in a batch of
+ * its own: judged at once. */
+static inline void sched_world_observe(struct sched_world *w, const char *id, int signal,
+                                       int verdict, int cause)
+{
+    const struct rd_node *n = rd_fsm_node(&w->fsm, id, strlen(id));
+    assert_non_null(n);
+    struct rd_observation o = {.node_id = id,
+                               .epoch = n->epoch,
+                               .signal = signal,
+                               .verdict = verdict,
+                               .probe_cause = cause,
+                               .metric = "error_rate"};
+    assert_true(rd_analysis_observe(&w->analysis, "test", &o));
+    rd_analysis_flush(&w->analysis);
 }
 
 /* Submits task number `n` (id 00000000-0000-4000-8000-<n>) and returns its id. */

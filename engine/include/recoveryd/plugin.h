@@ -51,8 +51,8 @@ extern "C" {
 #define RD_PLUGIN_ABI_MAJOR 1
 /* 1: backup ops version 2 (list). 2: struct rd_alert's cluster, replica and
  * scope; alert ops version 2 (leadership, dead_letter_at). 3: struct
- * rd_observation's trend. */
-#define RD_PLUGIN_ABI_MINOR 3
+ * rd_observation's trend. 4: the host's table_realloc. */
+#define RD_PLUGIN_ABI_MINOR 4
 
 /* What must match between host and plugin beyond the version numbers:
  * the data model and the compiler family's layout rules. */
@@ -312,6 +312,16 @@ struct rd_host_api {
     /* A counter the host exports as recoveryd_plugin_<name>_total{instance="..."};
      * returns a pointer the plugin increments (valid until destroy), or NULL. */
     uint64_t *(*counter)(rd_plugin_instance_t *inst, const char *name, const char *help);
+
+    /* Minor 4. Memory for the per-agent tables every heartbeat writes,
+     * kept out of the engine's forked children: a raft snapshot or a backup
+     * forks the engine, and while its child runs, each page the two share
+     * is copied at its first write (at 10,000 agents, about a second of the
+     * loop per fork). Resizes `p` (NULL: new) from `old_size` to `new_size`
+     * bytes, whole pages; bytes beyond `old_size` are zero; it may move;
+     * `new_size` 0 frees. NULL on ENOMEM, when `p` is unchanged. For tables
+     * (a few large blocks), not small objects. Check RD_HOST_HAS first. */
+    void *(*table_realloc)(void *p, size_t old_size, size_t new_size);
 };
 
 /* ---- per-kind operations (each versioned and only ever appended to) ---- */

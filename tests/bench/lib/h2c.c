@@ -478,43 +478,84 @@ static void expire(struct h2c *c, int64_t now_ms)
     }
 }
 
-int h2c_step(struct h2c *c, int wait_ms)
+/* A step's first half, before the poll: writes what is pending and says
+ * what to wait for in *p (and lowers *wait_ms to a connect's deadline).
+ * False when there is nothing to poll: down, or it failed (*n: the
+ * requests that reported). */
+static bool step_before(struct h2c *c, struct pollfd *p, int *wait_ms, int *n)
 {
-    if (c->state == H2C_DOWN) {
-        if (wait_ms > 0)
-            poll(NULL, 0, wait_ms);
-        return 0;
+    *n = 0;
+    if (c->state == H2C_DOWN)
+        return false;
+    if (flush(c) != 0) {
+        *n = fail_all(c, H2C_ELOST);
+        return false;
     }
-    if (flush(c) != 0)
-        return fail_all(c, H2C_ELOST);
-    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    *p = (struct pollfd){.fd = c->fd, .events = POLLIN};
     if (c->state == H2C_CONNECTING || c->out_len > c->out_off)
-        p.events |= POLLOUT;
+        p->events |= POLLOUT;
     int64_t now_ms = now_us() / 1000;
-    if (c->state == H2C_CONNECTING && wait_ms > c->connect_deadline_ms - now_ms)
-        wait_ms = c->connect_deadline_ms > now_ms ? (int)(c->connect_deadline_ms - now_ms) : 0;
-    if (poll(&p, 1, wait_ms) < 0 && errno != EINTR)
+    if (c->state == H2C_CONNECTING && *wait_ms > c->connect_deadline_ms - now_ms)
+        *wait_ms = c->connect_deadline_ms > now_ms ? (int)(c->connect_deadline_ms - now_ms) : 0;
+    return true;
+}
+
+/* The second half, with what the poll said (`polled` false: it failed). */
+static int step_after(struct h2c *c, short revents, bool polled)
+{
+    if (!polled)
         return fail_all(c, c->state == H2C_CONNECTING ? H2C_ECONNECT : H2C_ELOST);
-    now_ms = now_us() / 1000;
+    int64_t now_ms = now_us() / 1000;
     if (c->state == H2C_CONNECTING) {
         int err = 0;
         socklen_t len = sizeof(err);
-        if (p.revents == 0 && now_ms < c->connect_deadline_ms)
+        if (revents == 0 && now_ms < c->connect_deadline_ms)
             return 0;
-        if (p.revents == 0 || getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
+        if (revents == 0 || getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
             return fail_all(c, H2C_ECONNECT);
         c->state = H2C_OPEN; /* the preface and what was submitted go out now */
         if (flush(c) != 0)
             return fail_all(c, H2C_ELOST);
-        p.revents &= ~POLLOUT;
+        revents &= ~POLLOUT;
     }
-    if ((p.revents & (POLLIN | POLLERR | POLLHUP)) && read_all(c) != 0)
+    if ((revents & (POLLIN | POLLERR | POLLHUP)) && read_all(c) != 0)
         return fail_all(c, H2C_ELOST);
-    if (p.revents & POLLOUT && flush(c) != 0)
+    if (revents & POLLOUT && flush(c) != 0)
         return fail_all(c, H2C_ELOST);
     expire(c, now_ms);
     int n = report_ended(c);
     if (c->s && !nghttp2_session_want_read(c->s) && !nghttp2_session_want_write(c->s))
         n += fail_all(c, H2C_ELOST); /* after a GOAWAY, once its streams ended */
     return n;
+}
+
+int h2c_step(struct h2c *c, int wait_ms)
+{
+    return h2c_step_many(&c, 1, wait_ms);
+}
+
+int h2c_step_many(struct h2c *const *cs, unsigned n, int wait_ms)
+{
+    struct pollfd p[H2C_STEP_MAX];
+    bool on[H2C_STEP_MAX];
+    int ended = 0, k;
+    unsigned live = 0;
+    if (n > H2C_STEP_MAX)
+        n = H2C_STEP_MAX;
+    for (unsigned i = 0; i < n; i++) {
+        p[i] = (struct pollfd){.fd = -1}; /* poll skips it */
+        on[i] = step_before(cs[i], &p[i], &wait_ms, &k);
+        ended += k;
+        live += on[i];
+    }
+    if (live == 0) {
+        if (wait_ms > 0 && ended == 0)
+            poll(NULL, 0, wait_ms);
+        return ended;
+    }
+    bool polled = poll(p, n, ended > 0 ? 0 : wait_ms) >= 0 || errno == EINTR;
+    for (unsigned i = 0; i < n; i++)
+        if (on[i])
+            ended += step_after(cs[i], polled ? p[i].revents : 0, polled);
+    return ended;
 }

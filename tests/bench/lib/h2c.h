@@ -96,6 +96,11 @@ int h2c_submit(struct h2c *c, const char *method, const char *path, const char *
  */
 int h2c_step(struct h2c *c, int wait_ms);
 
+/* h2c_step over `n` clients at once (at most H2C_STEP_MAX): one poll for
+ * all of them (a load generator's worker with several connections). */
+#define H2C_STEP_MAX 16
+int h2c_step_many(struct h2c *const *cs, unsigned n, int wait_ms);
+
 const char *h2c_strerror(int err);
 
 #endif

@@ -4,7 +4,10 @@
  *
  * One process simulates a large fleet against a running recoveryd: the
  * agents are split among --threads workers, each with its own HTTP/2
- * connection (h2c, tests/bench/lib/h2c.h: every request a loop turn
+ * connections (--conns, 1 by default; h2o takes 100 requests at a time on
+ * one, so a worker whose agents outnumber its streams queues heartbeats
+ * behind its checkpoints when the engine's answers slow, as a fleet with a
+ * connection per agent would not) (h2c, tests/bench/lib/h2c.h: every request a loop turn
  * submits goes out in one send(2); with libcurl 7.88's one send per frame
  * the load generator used most of a core for 20,000 heartbeats/s and sent
  * late). A worker registers its agents
@@ -95,6 +98,7 @@
 #define HB_RESERVE     32 /* of them for heartbeats only */
 #define MAX_HOLDS      32 /* tasks one agent holds at once */
 #define MAX_THREADS    32
+#define MAX_CONNS      H2C_STEP_MAX /* connections per worker (--conns) */
 #define RESP_MAX       512
 #define URL_LEN        192 /* a request's URL: the leader's base and the path */
 #define HIST_US        50 /* histogram slots of 50 us: 2 s (RDB_HIST_SLOTS); beyond counts as over */
@@ -117,7 +121,7 @@ struct opts {
     const char *url, *engine_pids;
     unsigned agents, interval_ms, jitter_ms, warmup_s, duration_s, engine_pid, threads;
     unsigned tasks, ckpt_ms, crash_share, crash_spread_s, partition_share, partition_s, slots;
-    unsigned task_steps;
+    unsigned task_steps, conns;
     uint64_t seed;
 };
 
@@ -198,8 +202,10 @@ struct worker {
     unsigned n, first;      /* its agents are first..first+n-1 of the fleet */
     struct rdb_dueq hb, ck; /* heartbeats by agent; checkpoints by agent * MAX_HOLDS + slot */
     struct req *reqs, *free_reqs;
-    struct h2c *h2;   /* its connection */
-    unsigned streams; /* requests submitted on it */
+    struct h2c *h2[MAX_CONNS]; /* its connections (--conns), to one replica */
+    unsigned n_h2;
+    unsigned streams, cap; /* requests submitted on them; at most cap (MAX_STREAMS each) */
+    unsigned hb_reserve;   /* of them for heartbeats only (HB_RESERVE each) */
     /* Following the leader (rdb_leader): the base URL of its connection and
      * the generation it was opened for (0: none open), the requests refused
      * for want of a leader waiting to go again (agents and reqs) */
@@ -355,8 +361,11 @@ static bool send_on(struct worker *w, char *priv, const char *url, const char *b
                     struct rdb_buf *resp)
 {
     rdb_buf_clear(resp);
-    if (h2c_submit(w->h2, put ? "PUT" : "POST", path_of(url), body, strlen(body), REQ_MS, priv) ==
-        0) {
+    struct h2c *c = w->h2[0];
+    for (unsigned i = 1; i < w->n_h2; i++)
+        if (h2c_room(w->h2[i]) > h2c_room(c))
+            c = w->h2[i];
+    if (h2c_submit(c, put ? "PUT" : "POST", path_of(url), body, strlen(body), REQ_MS, priv) == 0) {
         w->streams++;
         return true;
     }
@@ -810,7 +819,7 @@ static bool drop_silent(struct worker *w, char *priv, int64_t now)
 static void resend_parked(struct worker *w)
 {
     int64_t now = rdt_now_ms();
-    while (w->n_parked > 0 && w->streams < MAX_STREAMS) {
+    while (w->n_parked > 0 && w->streams < w->cap) {
         char *priv = w->parked[--w->n_parked];
         char *url, *body;
         struct rdb_buf *resp;
@@ -867,13 +876,21 @@ static void reconnect(struct worker *w)
             park(w, (char *)r);
         }
     }
-    h2c_drop(w->h2); /* forgets what was in flight: parked above */
+    for (unsigned i = 0; i < w->n_h2; i++)
+        h2c_drop(w->h2[i]); /* forgets what was in flight: parked above */
     w->gen = 0;
     w->open_gen = rdb_leader_get(&b->leader, w->base, sizeof(w->base));
-    w->opening = h2c_connect(w->h2, w->base, RDB_H2_CONNECT_MS) == 0 &&
-                 h2c_submit(w->h2, "GET", "/health", NULL, 0, OPEN_MS, &w->open_tag) == 0;
+    /* The first connection's GET /health tells that the replica speaks
+     * HTTP/2; the others' requests wait for their connect (a failure
+     * ends them as a lost leader does). */
+    w->opening = true;
+    for (unsigned i = 0; i < w->n_h2 && w->opening; i++)
+        w->opening = h2c_connect(w->h2[i], w->base, RDB_H2_CONNECT_MS) == 0;
+    w->opening =
+        w->opening && h2c_submit(w->h2[0], "GET", "/health", NULL, 0, OPEN_MS, &w->open_tag) == 0;
     if (!w->opening) {
-        h2c_drop(w->h2);
+        for (unsigned i = 0; i < w->n_h2; i++)
+            h2c_drop(w->h2[i]);
         opened(w, false);
     }
 }
@@ -964,7 +981,7 @@ static void on_done(void *ctx, const struct h2c_resp *hr)
 static void register_more(struct worker *w)
 {
     while (w->reg_next < w->n && w->reg_next - w->reg_done < REG_IN_FLIGHT &&
-           w->streams < MAX_STREAMS - HB_RESERVE)
+           w->streams < w->cap - w->hb_reserve)
         start_register(w, &w->agents[w->reg_next++]);
 }
 
@@ -974,7 +991,7 @@ static void submit_more(struct worker *w)
     struct bench *b = w->b;
     unsigned nt = b->o.threads;
     while (atomic_load(&b->submit) && w->sub_in_flight < SUB_IN_FLIGHT &&
-           w->streams < MAX_STREAMS - HB_RESERVE) {
+           w->streams < w->cap - w->hb_reserve) {
         unsigned ti = w->sub_next * nt + w->index;
         bool again = ti >= b->o.tasks; /* its share went out: completed tasks' successors */
         if (again && w->resub_n == 0)
@@ -1035,7 +1052,7 @@ static int64_t send_due(struct worker *w)
     const struct opts *o = &w->b->o;
     int64_t now = rdt_now_ms();
     struct rdb_due d = {0};
-    while (w->streams < MAX_STREAMS && rdb_dueq_pop_due(&w->hb, now, &d)) {
+    while (w->streams < w->cap && rdb_dueq_pop_due(&w->hb, now, &d)) {
         struct agent *a = &w->agents[d.idx];
         int64_t next = d.due + rdb_jittered_ms(&w->rng, o->interval_ms, o->jitter_ms);
         if (next < now - (int64_t)o->interval_ms)
@@ -1072,7 +1089,7 @@ static int64_t send_due(struct worker *w)
                  a->epoch, used, cpu);
         start_transfer(w, a, a->body);
     }
-    if (w->streams >= MAX_STREAMS)
+    if (w->streams >= w->cap)
         return 100; /* full: a completion wakes the poll */
     return d.due > now ? d.due - now : 100;
 }
@@ -1099,7 +1116,7 @@ static int64_t send_checkpoints(struct worker *w)
             ck_schedule(w, a, slot, next);
             continue;
         }
-        struct req *r = w->streams < MAX_STREAMS - HB_RESERVE ? req_get(w) : NULL;
+        struct req *r = w->streams < w->cap - w->hb_reserve ? req_get(w) : NULL;
         if (r == NULL) {
             w->ck_deferred++;
             ck_schedule(w, a, slot, now + 20);
@@ -1167,11 +1184,16 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
     rdb_hist_init(&w->ck_rtt, HIST_US);
     rdb_hist_init(&w->done_rtt, HIST_US);
     w->agents = calloc(n, sizeof(*w->agents));
-    w->h2 = h2c_new(MAX_STREAMS, on_done, w);
+    w->n_h2 = b->o.conns;
+    w->cap = MAX_STREAMS * w->n_h2;
+    w->hb_reserve = HB_RESERVE * w->n_h2;
+    for (unsigned i = 0; i < w->n_h2; i++)
+        if ((w->h2[i] = h2c_new(MAX_STREAMS, on_done, w)) == NULL)
+            return -1;
     w->open_tag = T_OPEN;
     w->parked_cap = (size_t)n + POOL;
     w->parked = calloc(w->parked_cap, sizeof(*w->parked));
-    if (!w->agents || !w->h2 || !w->parked || rdb_dueq_init(&w->hb, n) != 0)
+    if (!w->agents || !w->parked || rdb_dueq_init(&w->hb, n) != 0)
         return -1;
     if (storm(b)) {
         w->reqs = calloc(POOL, sizeof(*w->reqs));
@@ -1201,7 +1223,8 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
 
 static void worker_free(struct worker *w)
 {
-    h2c_free(w->h2);
+    for (unsigned i = 0; i < w->n_h2; i++)
+        h2c_free(w->h2[i]);
     for (unsigned i = 0; w->agents && i < w->n; i++) {
         struct agent *a = &w->agents[i];
         rdb_buf_free(&a->resp);
@@ -1314,7 +1337,9 @@ static void *worker_main(void *arg)
         int64_t now = rdt_now_ms();
         unsigned lgen = rdb_leader_gen(&b->leader);
         /* A new leader, or its connection broke (h2c reported what was on it). */
-        bool lost = w->gen != 0 && h2c_state(w->h2) == H2C_DOWN;
+        bool lost = false;
+        for (unsigned i = 0; w->gen != 0 && i < w->n_h2; i++)
+            lost = lost || h2c_state(w->h2[i]) == H2C_DOWN;
         if ((w->gen != lgen || lost) && now >= w->reopen_at && (!w->opening || w->open_gen != lgen))
             reconnect(w);
         bool up = w->gen != 0 && w->gen == rdb_leader_gen(&b->leader);
@@ -1344,7 +1369,7 @@ static void *worker_main(void *arg)
             wait = ck < wait ? ck : wait;
         }
         /* What this turn submitted goes out in one send; then the answers. */
-        h2c_step(w->h2, (int)(wait < 0 ? 0 : wait > 100 ? 100 : wait));
+        h2c_step_many(w->h2, w->n_h2, (int)(wait < 0 ? 0 : wait > 100 ? 100 : wait));
     }
     w->rc = atomic_load(&b->measure_to) < 0 ? -1 : 0;
     return NULL;
@@ -1615,10 +1640,11 @@ static void report(struct bench *b)
     }
     double secs = (double)(atomic_load(&b->measure_to) - atomic_load(&b->measure_from)) / 1000.0;
     printf("\n== scale benchmark ==\n");
-    printf("%u agents heartbeating every %u +/- %u ms over HTTP/2 (%s, %u workers with one "
-           "connection each, %s); measured %.0f s%s\n",
-           b->o.agents, b->o.interval_ms, b->o.jitter_ms, "prior knowledge", b->o.threads, b->o.url,
-           secs, rdb_interrupted ? " (interrupted early)" : "");
+    printf("%u agents heartbeating every %u +/- %u ms over HTTP/2 (%s, %u workers with %u "
+           "connection%s each, %s); measured %.0f s%s\n",
+           b->o.agents, b->o.interval_ms, b->o.jitter_ms, "prior knowledge", b->o.threads,
+           b->o.conns, b->o.conns == 1 ? "" : "s", b->o.url, secs,
+           rdb_interrupted ? " (interrupted early)" : "");
     double want = (double)b->o.agents * 1000.0 / b->o.interval_ms;
     printf("heartbeats offered: %.0f/s sent of %.0f/s due (the live agents' schedule; %.0f/s "
            "wanted for the whole fleet), %llu skipped (previous one still in flight)\n",
@@ -1718,7 +1744,7 @@ static void usage(FILE *f)
             "the leader's RSS)] [--agents N (10000)] [--interval-ms MS "
             "(500)] [--jitter-ms MS (100, less than the interval)] [--warmup S (20)] "
             "[--duration S (60)] [--engine-pid PID (its RSS)] [--threads N (4, at most the "
-            "agents)] [--seed N (42)]\n"
+            "agents)] [--conns N (1: HTTP/2 connections per worker, at most %d)] [--seed N (42)]\n"
             "  the failure storm: --tasks N (0: none, a steady fleet) [--ckpt-ms MS (30000)] "
             "[--crash-share PCT (20)] [--crash-spread S (60)] [--partition-share PCT (30; "
             "with the crash share at most 100)] [--partition S (20)] [--slots N (32, at most "
@@ -1726,7 +1752,7 @@ static void usage(FILE *f)
             "  steady tasks (the soak): --tasks N --crash-share 0 --partition-share 0 [--ckpt-ms "
             "MS] [--task-steps N (0: tasks never end; else each completes after N checkpoints "
             "and a new one is submitted)]\n",
-            MAX_HOLDS);
+            MAX_CONNS, MAX_HOLDS);
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -1738,6 +1764,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .warmup_s = 20,
                        .duration_s = 60,
                        .threads = 4,
+                       .conns = 1,
                        .ckpt_ms = 30000,
                        .crash_share = 20,
                        .crash_spread_s = 60,
@@ -1755,6 +1782,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"duration", .num = &o->duration_s, .min = 1, .max = (MAX_WINDOWS - 1) * WIN_S},
         {"engine-pid", .num = &o->engine_pid, .min = 1, .max = 4194304},
         {"threads", .num = &o->threads, .min = 1, .max = MAX_THREADS},
+        {"conns", .num = &o->conns, .min = 1, .max = MAX_CONNS},
         {"seed", .num = &seed, .min = 1, .max = UINT32_MAX},
         {"tasks", .num = &o->tasks, .min = 0, .max = 10000000},
         {"ckpt-ms", .num = &o->ckpt_ms, .min = 100, .max = 3600000},

@@ -23,11 +23,15 @@
 # running to the first crash), CKPT_MS (30000), GUARD_SHARE (25%: the
 # mass-failure guard's threshold, below the 30% cut off and far above the
 # crashes' share of any 10 s), ELECTION (raft's election timeout, 1500ms),
-# THREADS (8: the load generator's workers, each with one HTTP/2 connection
+# THREADS (8: the load generator's workers, each with CONNS HTTP/2 connections
 # of at most 96 streams; the storm's checkpoints need more streams in
 # flight than a steady fleet's heartbeats, whose default is 4: with 4 the
 # 10,000-agent storm could not offer its 3,333 checkpoints/s once the
-# engine's answers slowed), NICE (0; -10 as root runs the benchmark ahead
+# engine's answers slowed), CONNS (4: HTTP/2 connections per worker; with
+# one, a worker's 1,250 agents queued their heartbeats behind its
+# checkpoints whenever the leader's answers slowed, sending them up to a
+# second late, which a fleet with a connection per agent does not do),
+# NICE (0; -10 as root runs the benchmark ahead
 # of everything else on a shared machine), BUILD (build-bench), KEEP_LOGS (a
 # directory to copy the replicas' logs to), KILL_LEADER_AT (seconds after the
 # load generator starts: the leader is killed with SIGKILL then and started
@@ -73,6 +77,7 @@ CKPT_MS=${CKPT_MS:-30000}
 GUARD_SHARE=${GUARD_SHARE:-25%}
 ELECTION=${ELECTION:-1500ms}
 THREADS=${THREADS:-8}
+CONNS=${CONNS:-4}
 STALL_FOR=${STALL_FOR:-10}
 if [ -n "${KILL_LEADER_AT:-}" ] && [ -n "${STALL_LEADER_AT:-}" ]; then
     echo "storm: KILL_LEADER_AT and STALL_LEADER_AT are one or the other" >&2
@@ -143,7 +148,7 @@ LEADER=$(current_leader)
 FOLLOWER=$((LEADER % 3 + 1))
 
 echo "recoveryd failure storm: $AGENTS agents, $TASKS tasks (a checkpoint every $CKPT_MS ms each)," \
-    "3 replicas (leader rd$LEADER), warm-up ${WARMUP} s, guard at $GUARD_SHARE, nice $NICE, $THREADS load generator workers," \
+    "3 replicas (leader rd$LEADER), warm-up ${WARMUP} s, guard at $GUARD_SHARE, nice $NICE, $THREADS load generator workers ($CONNS connections each)," \
     "replicas on CPUs ${ENGINE_CPUS:-any}, load generator on CPUs ${LOAD_CPUS:-any};" \
     "$(bench_cores), $(bench_now)"
 echo "engine built from $(bench_commit); leader's PID ${RD_PIDS[LEADER]}"
@@ -163,7 +168,7 @@ bench_cpu_start "${RD_PIDS[LEADER]}"
 rc=0
 ${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
     --url "$replica_urls" --engine-pids "$replica_pids" --agents "$AGENTS" --tasks "$TASKS" --ckpt-ms "$CKPT_MS" \
-    --warmup "$WARMUP" --threads "$THREADS" "$@" &
+    --warmup "$WARMUP" --threads "$THREADS" --conns "$CONNS" "$@" &
 LOADGEN=$!
 bench_track "$LOADGEN"
 if [ -n "${KILL_LEADER_AT:-}" ]; then

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/map.h"
@@ -137,6 +140,60 @@ static void test_array_room_slides_or_grows(void **state)
     free(a);
 }
 
+/* What a forked child finds at `p`: 0 when it reads `want` there, 1 when
+ * it reads something else, the signal that killed it + 100 otherwise. */
+static int child_reads(const unsigned char *p, unsigned char want)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL); /* not cmocka's handler: the fault is the answer */
+        _exit(*(volatile const unsigned char *)p == want ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return WIFSIGNALED(st) ? 100 + WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+/* rd_nofork_realloc: zeroed growth that keeps the bytes, and pages a forked
+ * child does not have (it faults on them), before and after a move; the
+ * loop's per-agent tables rely on both (the snapshot child's copy-on-write
+ * cost, docs/benchmarks.md). */
+static void test_nofork_tables(void **state)
+{
+    (void)state;
+    unsigned char *p = rd_nofork_realloc(NULL, 0, 100);
+    assert_non_null(p);
+    for (size_t i = 0; i < 100; i++)
+        assert_int_equal(p[i], 0);
+    memset(p, 0xab, 100);
+    assert_int_equal(child_reads(p, 0xab), 100 + SIGSEGV);
+
+    /* Grown far past its first page (mremap may move it): the bytes stay,
+     * the new ones are zero, the child still does not see any of it. */
+    size_t big = (size_t)4 << 20;
+    p = rd_nofork_realloc(p, 100, big);
+    assert_non_null(p);
+    assert_int_equal(p[0], 0xab);
+    assert_int_equal(p[99], 0xab);
+    assert_int_equal(p[100], 0);
+    assert_int_equal(p[big - 1], 0);
+    p[big - 1] = 7;
+    assert_int_equal(child_reads(p + big - 1, 7), 100 + SIGSEGV);
+    assert_int_equal(child_reads(p, 0xab), 100 + SIGSEGV);
+
+    /* Memory from malloc, for contrast: the child has it. */
+    unsigned char *m = malloc(64);
+    assert_non_null(m);
+    m[0] = 9;
+    assert_int_equal(child_reads(m, 9), 0);
+    free(m);
+
+    /* Size 0 frees (and NULL stays a no-op). */
+    assert_null(rd_nofork_realloc(p, big, 0));
+    rd_nofork_free(NULL, 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_log_levels_and_quoting),
         cmocka_unit_test(test_array_room_slides_or_grows),
+        cmocka_unit_test(test_nofork_tables),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -780,6 +780,90 @@ static void test_partition_record_outlasts_a_transfer(void **state)
     assert_int_equal(w->a.partition_merge.count, 1);
 }
 
+/* ---- what placement keeps off ------------------------------------------------------ */
+
+static bool troubled(struct analysis_world *w, const char *id)
+{
+    const struct rd_node *n = rd_fsm_node(&w->fsm, id, strlen(id));
+    assert_non_null(n);
+    return rd_analysis_troubled(&w->a, n);
+}
+
+/* rd_analysis_troubled (placement keeps off such agents, recover/placement.c):
+ * from a detector's verdict on, while it is not ok, and while a transition
+ * to suspect or failed is on its way through the log even when the verdict
+ * has cleared meanwhile; not for a transition back to alive, a refused
+ * proposal whose verdict cleared, a new epoch, or a replica that does not
+ * lead. */
+static void test_troubled_covers_verdicts_and_failures_in_flight(void **state)
+{
+    struct analysis_world *w = *state;
+    char id[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof(id), "fine-%02d", i);
+        agent(w, id, false);
+    }
+    agent(w, "x", true);
+    assert_false(troubled(w, "x")); /* nothing observed */
+    observe(w, "x", RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    assert_int_equal(state_of(w, "x"), RD_NODE_ALIVE); /* not committed yet */
+    assert_true(troubled(w, "x"));
+    step(&w->log);
+    assert_int_equal(state_of(w, "x"), RD_NODE_SUSPECT);
+    observe(w, "x", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    assert_false(troubled(w, "x")); /* back to alive on its way: placeable */
+    step(&w->log);
+    assert_int_equal(state_of(w, "x"), RD_NODE_ALIVE);
+
+    /* Failed, then a late heartbeat before the failure commits. */
+    observe(w, "x", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    observe(w, "x", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    assert_true(troubled(w, "x"));
+    step(&w->log);
+    assert_int_equal(state_of(w, "x"), RD_NODE_FAILED);
+    assert_false(troubled(w, "x")); /* the machine says it now: nothing in flight */
+
+    /* Registered again (a new epoch): the old verdicts are not about it. */
+    struct rd_cmd c = {.type = RD_CMD_NODE_REGISTER, .time_ms = 1};
+    c.u.reg.node_id = RD_STR("x");
+    c.u.reg.slots = 1;
+    c.u.reg.labels_json = RD_STR("{}");
+    c.u.reg.health_url = RD_STR("http://127.0.0.1:9/health");
+    c.u.reg.address = RD_STR("");
+    assert_int_equal(fake_log_apply(&w->log, c)->status, 0);
+    const struct rd_node *n = rd_fsm_node(&w->fsm, "x", 1);
+    assert_non_null(rd_registry_touch(&w->registry, "x", 1, n->epoch, fake_now, 0));
+    assert_false(troubled(w, "x"));
+
+    /* The probe refused; the log refuses the failure (a transfer): the
+     * verdict still holds it, until it clears. */
+    struct rd_observation o = {.node_id = "x",
+                               .epoch = n->epoch,
+                               .signal = RD_SIG_PROBE,
+                               .verdict = RD_VERDICT_FAILED,
+                               .probe_cause = RD_PROBE_REFUSED};
+    assert_true(rd_analysis_observe(&w->a, "test", &o));
+    rd_analysis_flush(&w->a);
+    w->log.refusing = true;
+    step(&w->log);
+    w->log.refusing = false;
+    assert_int_equal(w->log.n, 0);
+    assert_true(troubled(w, "x"));
+    o.verdict = RD_VERDICT_OK;
+    assert_true(rd_analysis_observe(&w->a, "test", &o));
+    rd_analysis_flush(&w->a);
+    assert_false(troubled(w, "x"));
+
+    /* Not the leader any more: it knows nothing. */
+    o.verdict = RD_VERDICT_FAILED;
+    assert_true(rd_analysis_observe(&w->a, "test", &o));
+    rd_analysis_flush(&w->a);
+    assert_true(troubled(w, "x"));
+    rd_analysis_stop(&w->a);
+    assert_false(troubled(w, "x"));
+    step(&w->log); /* its failure, proposed before: answered */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -805,6 +889,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_failures_count_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guard_holds_once_through_a_hung_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_in_flight_counts_past_the_window, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_troubled_covers_verdicts_and_failures_in_flight, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

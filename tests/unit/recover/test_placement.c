@@ -2,7 +2,11 @@
  * Placement (recover/placement.c) on a fake log: pending tasks go to working
  * agents most urgent first (critical, priority, age), only where the task's
  * labels match and its slots fit, least loaded first; a draining agent gets
- * nothing; a task that fits nowhere waits.
+ * nothing; a task that fits nowhere waits. An agent the detectors hold in
+ * trouble gets nothing either, though the state machine still says it works
+ * (its suspect or failed transition not committed yet, or not proposed: a
+ * new leader's grace), neither new work nor a recovery's moves, until its
+ * verdicts are ok again.
  */
 #include "cmocka_all.h"
 
@@ -208,6 +212,149 @@ static void test_full_agents_end_the_pass_poison_still_quarantined(void **state)
     assert_int_equal(rd_fsm_pending_count(&w->fsm), 36);
 }
 
+/* ---- agents the detectors hold in trouble ---------------------------------- */
+
+#define MS 1000000ULL
+static uint64_t fake_now = 1000 * MS;
+static uint64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+static int trouble_setup(void **state)
+{
+    sched_world_setup(state);
+    sched_world_analysis(*state, fake_clock);
+    return 0;
+}
+
+/* The slots that placements in flight (proposed, not committed) hold on
+ * `node`, as the next pass counts them. */
+static uint32_t in_flight_on(struct sched_world *w, const char *node)
+{
+    uint32_t extra[8] = {0};
+    assert_true(w->fsm.n_nodes <= 8);
+    rd_sched__inflight_load(&w->s, extra);
+    size_t i = rd_sched__node_index(&w->fsm, node);
+    assert_true(i != SIZE_MAX);
+    return extra[i];
+}
+
+static int state_of(struct sched_world *w, const char *node)
+{
+    return rd_fsm_node(&w->fsm, node, strlen(node))->state;
+}
+
+/* Agents "a" and "b" (a first: it wins a tie); a detector holds "a" in
+ * trouble, and the analysis's proposal to make it suspect or failed is on
+ * its way through the log (not committed). A critical task placed now goes
+ * to "b", for every signal that leads there: heartbeats missing or late,
+ * the probe refused, the metrics failed. Before the fix it went to "a"
+ * (alive by the machine, least loaded, first): a silent agent (the
+ * sanitizer run of test_degraded_service_under_partition). */
+static void test_agent_in_trouble_gets_no_task(void **state)
+{
+    (void)state;
+    static const struct {
+        int signal, verdict, cause, state;
+    } cases[] = {
+        {RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0, RD_NODE_FAILED},
+        {RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0, RD_NODE_SUSPECT},
+        {RD_SIG_PROBE, RD_VERDICT_FAILED, RD_PROBE_REFUSED, RD_NODE_FAILED},
+        {RD_SIG_PROBE, RD_VERDICT_SUSPECT, RD_PROBE_TIMEOUT, RD_NODE_SUSPECT},
+        {RD_SIG_METRICS, RD_VERDICT_FAILED, 0, RD_NODE_FAILED},
+    };
+    for (size_t k = 0; k < RD_ARRAY_SIZE(cases); k++) {
+        void *st;
+        trouble_setup(&st);
+        struct sched_world *w = st;
+        sched_world_agent(w, "a", 4, "{}");
+        sched_world_agent(w, "b", 4, "{}");
+        sched_world_touch(w, "a", fake_now, 0);
+        sched_world_touch(w, "b", fake_now, 0);
+        sched_world_observe(w, "a", cases[k].signal, cases[k].verdict, cases[k].cause);
+        assert_int_equal(w->log.n, 1); /* its transition, proposed */
+        assert_int_equal(state_of(w, "a"), RD_NODE_ALIVE);
+        const char *t = sched_world_task(w, 1, 5, true, 1, "{}");
+        rd_sched_pass(&w->s);
+        if (in_flight_on(w, "a") != 0)
+            fail_msg("case %zu: the task is placed on 'a', which a detector holds in trouble", k);
+        assert_int_equal(in_flight_on(w, "b"), 1);
+        fake_log_step(&w->log);
+        assert_int_equal(state_of(w, "a"), cases[k].state);
+        assert_on(w, t, "b");
+        sched_world_teardown(&st);
+    }
+}
+
+/* The verdict clears (a late heartbeat came after all) while the failure
+ * it caused is still on its way through the log: the agent fails all the
+ * same when it commits, so it gets nothing meanwhile. */
+static void test_agent_whose_failure_is_in_flight_gets_no_task(void **state)
+{
+    struct sched_world *w = *state;
+    sched_world_agent(w, "a", 4, "{}");
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_touch(w, "a", fake_now, 0);
+    sched_world_touch(w, "b", fake_now, 0);
+    sched_world_observe(w, "a", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    sched_world_observe(w, "a", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    assert_int_equal(state_of(w, "a"), RD_NODE_ALIVE);
+    const char *t = sched_world_task(w, 1, 5, false, 1, "{}");
+    rd_sched_pass(&w->s);
+    assert_int_equal(in_flight_on(w, "a"), 0);
+    fake_log_step(&w->log);
+    assert_int_equal(state_of(w, "a"), RD_NODE_FAILED);
+    assert_on(w, t, "b");
+}
+
+/* A new leader gives every agent a lease before judging it: a silent agent
+ * stays alive by the machine, nothing proposed, for that long. Neither new
+ * work nor a lost agent's tasks (recovery's choice, or a policy's target)
+ * go to it; once its heartbeats are on time again it takes work as before
+ * (the least loaded: it is first again). */
+static void test_silent_agent_in_grace_gets_nothing_until_it_beats(void **state)
+{
+    struct sched_world *w = *state;
+    sched_world_agent(w, "a", 4, "{}");
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_agent(w, "lost", 4, "{}");
+    const char *held = sched_world_task(w, 1, 5, false, 1, "{}");
+    const char *held2 = sched_world_task(w, 2, 5, false, 1, "{}");
+    assign(w, held, "lost");
+    assign(w, held2, "lost");
+    assert_on(w, held, "lost");
+    assert_on(w, held2, "lost");
+    uint64_t lease = rd_config_lease_ms(&w->cfg) * MS;
+    sched_world_touch(w, "a", fake_now, lease);
+    sched_world_touch(w, "b", fake_now, lease);
+    sched_world_observe(w, "a", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    assert_int_equal(w->log.n, 0); /* in grace: nothing proposed */
+
+    /* A policy's target is refused the same way: the placement's choice. */
+    uint32_t extra[3] = {0};
+    struct rd_task *t2 = (struct rd_task *)sched_world_get(w, held2);
+    sched_world_move(w, "lost", RD_NODE_FAILED);
+    assert_int_equal(
+        rd_sched__move_task(&w->s, t2, rd_fsm_node(&w->fsm, "lost", 4), "a", extra, 0, "test"), 1);
+    fake_log_step(&w->log);
+    assert_on(w, held2, "b");
+
+    /* New work, and the rest of the lost agent's tasks (its recovery run). */
+    const char *fresh = sched_world_task(w, 3, 5, true, 1, "{}");
+    sched_world_settle(w);
+    assert_on(w, fresh, "b");
+    assert_on(w, held, "b");
+    assert_int_equal(rd_fsm_node(&w->fsm, "a", 1)->slots_in_use, 0);
+    assert_int_equal(state_of(w, "a"), RD_NODE_ALIVE);
+
+    /* Beating again: it takes work. */
+    sched_world_observe(w, "a", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    const char *later = sched_world_task(w, 4, 5, false, 1, "{}");
+    sched_world_settle(w);
+    assert_on(w, later, "a");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +366,11 @@ int main(void)
                                         sched_world_teardown),
         cmocka_unit_test_setup_teardown(test_full_agents_end_the_pass_poison_still_quarantined,
                                         sched_world_setup, sched_world_teardown),
+        cmocka_unit_test(test_agent_in_trouble_gets_no_task),
+        cmocka_unit_test_setup_teardown(test_agent_whose_failure_is_in_flight_gets_no_task,
+                                        trouble_setup, sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_silent_agent_in_grace_gets_nothing_until_it_beats,
+                                        trouble_setup, sched_world_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,8 @@
  * recovery moved stay); a running task moves only at its next checkpoint and
  * only when the hook allows; a failing hook moves nothing and is counted;
  * the rate limit holds; the cooldown and the rate limit hold across a
- * leader change (the state machine's moved_at, the audited moves).
+ * leader change (the state machine's moved_at, the audited moves); an agent
+ * the detectors hold in trouble (alive by the machine) gets no move.
  */
 #include "cmocka_all.h"
 
@@ -730,6 +731,45 @@ static void test_on_conflict_view_is_the_settings_without_nodes(void **state)
     assert_int_equal(w->policy_errors, 0);
 }
 
+#define MS 1000000ULL
+static uint64_t fake_now = 1000 * MS;
+static uint64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+/* "a" runs four queued tasks; "b" and "c" join, and a detector holds "b"
+ * in trouble (silent since it registered; in its grace, so not suspect
+ * yet): the load evens out onto "c" alone; once "b" beats again, the skew
+ * left moves a task to it. */
+static void test_agent_in_trouble_is_no_target(void **state)
+{
+    struct sched_world *w = *state;
+    sched_world_analysis(w, fake_clock);
+    sched_world_agent(w, "a", 4, "{}");
+    for (int n = 1; n <= 4; n++)
+        sched_world_task(w, n, 5, false, 1, "{}");
+    sched_world_settle(w);
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_agent(w, "c", 4, "{}");
+    sched_world_touch(w, "b", fake_now, rd_config_lease_ms(&w->cfg) * MS);
+    sched_world_observe(w, "b", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    assert_int_equal(w->log.n, 0); /* in grace: nothing proposed */
+    sched_world_settle(w);
+    assert_int_equal(rd_fsm_node(&w->fsm, "b", 1)->state, RD_NODE_ALIVE);
+    assert_int_equal(used_on(w, "b"), 0);
+    assert_int_equal(used_on(w, "c"), 2);
+    assert_int_equal(used_on(w, "a"), 2);
+
+    /* Its trouble over, it is a receiver again: the skew (50 %) moves a
+     * task to it once the plan that found nothing to move has waited its
+     * backoff (a second, by the real clock: passed here). */
+    sched_world_observe(w, "b", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    w->s.rb_quiet_until_ns = 0;
+    sched_world_settle(w);
+    assert_true(used_on(w, "b") >= 1);
+}
+
 /* Disabled, or while degraded: nothing moves. */
 static void test_disabled_moves_nothing(void **state)
 {
@@ -766,6 +806,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_on_conflict_view_is_the_settings_without_nodes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_disabled_moves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_in_trouble_is_no_target, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
