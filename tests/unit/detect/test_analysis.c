@@ -599,6 +599,8 @@ static void test_failure_in_flight_counts_past_the_window(void **state)
     rd_analysis_tick(&w->a);
     assert_int_equal(w->a.n_events, 0);
     assert_int_equal(w->a.guard_bad, 9);
+    step(&w->log); /* the partition's resolve (9 of 20: below the share) */
+    assert_false(w->a.partition_suspected);
 }
 
 /* ---- flap damping ---------------------------------------------------------------------- */
