@@ -107,6 +107,8 @@ static void proposal_done(void *data, int status, uint64_t value)
         struct rd_detect *s = det(a, rd_registry_get(a->registry, p->node_id, strlen(p->node_id)));
         if (s != NULL)
             s->proposing = s->proposing_down = false;
+        if (s != NULL && p->stage == STAGE_FAILED)
+            s->failure_proposed_ns = 0; /* applied (a guard event since) or not */
         if (status == 0 && p->since_ns != 0) {
             double secs = (double)(a->clock() - p->since_ns) / 1e9;
             if (p->stage == STAGE_SUSPECT)
@@ -288,16 +290,21 @@ static bool any_bad(const struct rd_detect *s)
 }
 
 /* Keeps `s` counted in a->troubled exactly while node `n` (NULL: gone)
- * works by the state machine under the epoch the verdicts are about, a
- * detector says it is in trouble, and its failure is not a guard event yet
- * (a committed suspect is counted by the state machine's count instead). */
+ * works by the state machine (alive, on probation or draining) under the
+ * epoch the verdicts are about and a verdict says it is in trouble (a
+ * heartbeat or probe verdict not ok, or a metrics verdict at its limit).
+ * A committed suspect is counted by the state machine's count instead, a
+ * failed agent as a guard event once its failure applies: until then, its
+ * failure proposed or refused, it is still counted here. So every agent in
+ * trouble is counted once, by the same count whether the guard is asked
+ * while an agent is judged or at the tick. */
 static void trouble_sync(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s)
 {
-    bool working = n != NULL && (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION) &&
+    bool working = n != NULL &&
+                   (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION ||
+                    n->state == RD_NODE_DRAINING) &&
                    s->soft->epoch == n->epoch;
-    if (!working || !any_bad(s))
-        s->failing_working = false; /* a later episode counts afresh */
-    bool want = working && any_bad(s) && !s->failing_working;
+    bool want = working && (any_bad(s) || s->metrics_verdict == RD_VERDICT_FAILED);
     if (want && !s->troubled)
         a->troubled++;
     else if (!want && s->troubled && a->troubled > 0)
@@ -350,13 +357,20 @@ static bool flapping(struct rd_analysis *a, const struct rd_detect *s, uint64_t 
     return n >= c->fault_tolerance.detection.flap_threshold;
 }
 
-static void guard_record(struct rd_analysis *a, uint64_t now)
+/* A failure decided at `when`, recorded when it applies: kept in order of
+ * decision (one taken by the log later may apply first). */
+static void guard_record(struct rd_analysis *a, uint64_t when)
 {
     if (a->n_events == RD_GUARD_EVENTS) {
         memmove(a->events, a->events + 1, (RD_GUARD_EVENTS - 1) * sizeof(a->events[0]));
         a->n_events--;
     }
-    a->events[a->n_events++] = now;
+    unsigned i = a->n_events;
+    while (i > 0 && a->events[i - 1] > when)
+        i--;
+    memmove(a->events + i + 1, a->events + i, (a->n_events - i) * sizeof(a->events[0]));
+    a->events[i] = when;
+    a->n_events++;
 }
 
 /* Agents failed within the window (events pruned as they age). */
@@ -379,28 +393,33 @@ static size_t live_nodes(struct rd_analysis *a)
     return f->n_nodes - f->count_by_state[RD_NODE_LEFT];
 }
 
-/* True when the share of agents in trouble says "partition", not "failures". */
-static bool guard_tripped(struct rd_analysis *a, uint64_t now, unsigned extra)
+/*
+ * True when the share of agents in trouble says "partition", not
+ * "failures". In trouble now: suspected (committed, or as the detectors see
+ * it: trouble_sync), or failed within the window (a guard event once the
+ * failure applies; until then the agent counts as itself). Agents that
+ * came back do not count, so the guard lifts as soon as they do. One count
+ * whoever asks (the agent being judged is in it already), so that judging
+ * an agent and the tick cannot disagree: they did, and a hung disk,
+ * refusing every failure, made the guard open and close every tick
+ * (docs/architecture.md).
+ */
+static bool guard_tripped(struct rd_analysis *a, uint64_t now)
 {
     const struct rd_config *c = cfg_of(a);
     size_t total = live_nodes(a);
     if (total < c->fault_tolerance.partition.min_nodes)
         return false;
-    /* In trouble now: suspected (committed, or as the detectors see it),
-     * or failed within the window. Agents that came back do not count, so
-     * the guard lifts as soon as they do. */
-    size_t bad =
-        a->fsm->count_by_state[RD_NODE_SUSPECT] + a->troubled + extra + guard_recent(a, now);
-    /* A failure proposed but not applied yet is both an event and a suspect. */
-    bad -= a->failing_suspect < bad ? a->failing_suspect : bad;
+    size_t bad = a->fsm->count_by_state[RD_NODE_SUSPECT] + a->troubled + guard_recent(a, now);
     a->guard_bad = bad;
     return bad * 100 >= (size_t)c->fault_tolerance.partition.mass_failure_share * total;
 }
 
-/* The partition's record (what tripped the guard: suspects, failures
- * within its window and the agent being judged; the suspect count alone is
- * often 0 here, their transitions still on their way through the log). One
- * the log refuses is proposed again by the next tick, with the same id. */
+/* The partition's record (what tripped the guard: suspects, as the
+ * detectors see them, and failures within its window; the suspect count
+ * alone is often 0 here, their transitions still on their way through the
+ * log). One the log refuses is proposed again by the next tick, with the
+ * same id. */
 static void partition_file(struct rd_analysis *a)
 {
     char meta[256];
@@ -493,14 +512,15 @@ static void propose_transition(struct rd_analysis *a, const struct rd_node *n, s
     propose(a, &cmd, s, stage, PART_NONE);
 }
 
-static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s,
+/* False when it could not be proposed (the log refused it at once). */
+static bool propose_fault(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s,
                           int type, int sev, int set_state, bool predicted, uint64_t now)
 {
     char id[RD_UUID_STRLEN];
     char *meta = fault_metadata(n, s, now, predicted);
     if (meta == NULL || rd_uuid_v4(id) != 0) {
         free(meta);
-        return;
+        return false;
     }
     char action[160];
     if (set_state == RD_NODE_FAILED)
@@ -525,12 +545,16 @@ static void propose_fault(struct rd_analysis *a, const struct rd_node *n, struct
      * fault it opens is the cause (a warning that moves nothing is not). */
     if (set_state != RD_STATE_ANY)
         rd_cmd_audit_engine(&cmd, "isolate_by_analysis", n->node_id, id);
-    if (propose(a, &cmd, s, set_state == RD_NODE_FAILED ? STAGE_FAILED : STAGE_OTHER, PART_NONE) &&
-        set_state == RD_STATE_ANY) {
+    bool failure = set_state == RD_NODE_FAILED;
+    bool proposed = propose(a, &cmd, s, failure ? STAGE_FAILED : STAGE_OTHER, PART_NONE);
+    if (proposed && failure) {
+        s->failure_proposed_ns = now; /* a guard event when it applies */
+    } else if (proposed) {
         s->warn_open = true;
         s->warn_predicted |= predicted;
     }
     free(meta);
+    return proposed;
 }
 
 static void propose_resolve_warnings(struct rd_analysis *a, const struct rd_node *n,
@@ -551,13 +575,6 @@ static unsigned probation_needed(struct rd_analysis *a, const struct rd_detect *
     if (flapping(a, s, now))
         need *= c->fault_tolerance.detection.flap_penalty;
     return need;
-}
-
-/* 1 when the guard must add the agent being judged to its count (neither
- * a committed suspect nor a troubled working agent), else 0. */
-static unsigned uncounted(const struct rd_node *n, const struct rd_detect *s)
-{
-    return n->state == RD_NODE_SUSPECT || s->troubled ? 0 : 1;
 }
 
 static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s)
@@ -619,7 +636,7 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_d
             s->metrics_verdict != RD_VERDICT_FAILED && n->health_url[0] != '\0' &&
             s->hb_failed_ns != 0 && now - s->hb_failed_ns < hold && state == RD_NODE_SUSPECT)
             return;
-        if (a->partition_suspected || guard_tripped(a, now, uncounted(n, s))) {
+        if (a->partition_suspected || guard_tripped(a, now)) {
             a->guard_blocked_total++;
             if (!a->partition_suspected && !a->partition_proposing)
                 partition_open(a, now);
@@ -634,21 +651,15 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_d
         classify(n, s, &type, &sev);
         if (state != RD_NODE_SUSPECT)
             record_flap(a, s, now);
-        /* Counted once: as a guard event from here (not as a suspect, or
-         * a troubled working agent, until its failure applies). */
-        guard_record(a, now);
-        if (state == RD_NODE_SUSPECT && !s->failing_counted) {
-            s->failing_counted = true;
-            a->failing_suspect++;
-        } else if (state != RD_NODE_SUSPECT) {
-            s->failing_working = true;
-            trouble_sync(a, n, s);
-        }
-        RD_WARN("analysis", "node_failed",
-                "node=%s epoch=%llu type=%s severity=%s hb=%s probe=%s/%s", n->node_id,
-                (unsigned long long)n->epoch, rd_fault_type_name(type), rd_severity_name(sev),
-                verdict_name(s->hb), verdict_name(s->probe), cause_name(s->probe_cause));
-        propose_fault(a, n, s, type, sev, RD_NODE_FAILED, false, now);
+        /* Counted as a suspect, or a troubled working agent, until its
+         * failure applies; as a guard event from then on (node_changed). */
+        /* Said once the log has taken it: a hung disk refuses it at once,
+         * tick after tick (4,276 lines for 228 agents in 7 s of a storm). */
+        if (propose_fault(a, n, s, type, sev, RD_NODE_FAILED, false, now))
+            RD_WARN("analysis", "node_failed",
+                    "node=%s epoch=%llu type=%s severity=%s hb=%s probe=%s/%s", n->node_id,
+                    (unsigned long long)n->epoch, rd_fault_type_name(type), rd_severity_name(sev),
+                    verdict_name(s->hb), verdict_name(s->probe), cause_name(s->probe_cause));
         return;
     }
     if (state != RD_NODE_SUSPECT) {
@@ -656,8 +667,7 @@ static void evaluate(struct rd_analysis *a, const struct rd_node *n, struct rd_d
         propose_transition(a, n, s, RD_NODE_SUSPECT, false,
                            s->hb != RD_VERDICT_OK ? "heartbeats late" : "probe failed",
                            STAGE_SUSPECT);
-        if (!a->partition_suspected && !a->partition_proposing &&
-            guard_tripped(a, now, uncounted(n, s)))
+        if (!a->partition_suspected && !a->partition_proposing && guard_tripped(a, now))
             partition_open(a, now);
     }
 }
@@ -847,7 +857,7 @@ void rd_analysis_tick(struct rd_analysis *a)
         partition_file(a);
     else if (!a->partition_proposing && a->partition_unresolved[0] != '\0')
         partition_resolve(a, a->partition_unresolved);
-    if (a->partition_suspected && !a->partition_proposing && !guard_tripped(a, now, 0))
+    if (a->partition_suspected && !a->partition_proposing && !guard_tripped(a, now))
         partition_close(a);
     for (size_t i = 0; i < a->fsm->n_nodes; i++) {
         const struct rd_node *n = a->fsm->nodes[i];
@@ -927,7 +937,6 @@ void rd_analysis_reset(struct rd_analysis *a)
     a->partition_unfiled = false;
     a->partition_unresolved[0] = '\0';
     a->n_events = 0;
-    a->failing_suspect = 0;
     a->troubled = 0;
     a->held = 0;
     a->batch_len = 0; /* the verdicts it named are forgotten below */
@@ -946,13 +955,15 @@ void rd_analysis_node_changed(struct rd_analysis *a, struct rd_soft *soft, const
     struct rd_detect *s = det(a, soft);
     if (s == NULL)
         return;
+    /* A failure this leader decided: a guard event from now on, within
+     * the window from its decision (it was counted as a suspect or a
+     * troubled agent until now). */
+    if (n->state == RD_NODE_FAILED && old_state != RD_NODE_FAILED && s->failure_proposed_ns != 0) {
+        guard_record(a, s->failure_proposed_ns);
+        s->failure_proposed_ns = 0;
+    }
     trouble_sync(a, n->state == RD_NODE_LEFT ? NULL : n, s);
     held_sync(a, n, s);
-    if (old_state != RD_NODE_SUSPECT || n->state == RD_NODE_SUSPECT || !s->failing_counted)
-        return;
-    s->failing_counted = false;
-    if (a->failing_suspect > 0)
-        a->failing_suspect--;
 }
 
 void rd_analysis_start(struct rd_analysis *a)

@@ -58,15 +58,16 @@ struct rd_detect {
     bool warn_predicted;    /* ... and one of them records a prediction */
     uint8_t n_flaps;        /* entries into suspect/failed in flap_times */
     uint64_t flap_times[16];
-    char detail[160];     /* the last detector's human line */
-    char metric[32];      /* the metric behind a metrics verdict */
-    bool failing_counted; /* its failure is a guard event while it is still suspect */
-    /* Counted in rd_analysis.troubled: working (alive or on probation) by
-     * the state machine, but a detector's verdict is not ok, and no failure
-     * of it is a guard event yet. */
+    char detail[160]; /* the last detector's human line */
+    char metric[32];  /* the metric behind a metrics verdict */
+    /* Counted in rd_analysis.troubled: working (alive, on probation or
+     * draining) by the state machine, but a verdict says it is in trouble
+     * (its failure not applied yet, if one was decided). */
     bool troubled;
-    bool failing_working; /* its failure is a guard event while it is still working */
-    bool queued;          /* observed in this batch, not judged yet (rd_analysis_flush) */
+    /* When its failure went to the log (0: none in it): a guard event,
+     * from that time, once it applies. */
+    uint64_t failure_proposed_ns;
+    bool queued; /* observed in this batch, not judged yet (rd_analysis_flush) */
 };
 
 struct rd_analysis {
@@ -88,14 +89,15 @@ struct rd_analysis {
      * record named here (""). The next tick proposes it again. */
     bool partition_unfiled;
     char partition_unresolved[40];
-    /* Times agents went bad (suspect or failed), newest last, for the guard. */
+    /* When the failures this leader decided and the log applied were
+     * decided, newest last, for the guard (until it applies, a failing
+     * agent counts as suspect, or troubled). */
     uint64_t events[RD_GUARD_EVENTS];
     unsigned n_events;
-    /* Agents whose failure is in `events` but whose failed transition has
-     * not applied yet: still counted as suspect, so not counted twice. */
-    unsigned failing_suspect;
     /* Working agents the detectors see in trouble (rd_detect.troubled):
-     * suspects whose transition is not proposed or not committed yet. The
+     * suspects whose transition is not proposed or not committed yet, and
+     * failing agents whose failure has not applied (refused, or waiting
+     * for the log: counted all along, never twice). The
      * guard counts them, so it trips on what the detectors see, before the
      * log has caught up (a mass event is one commit per agent). */
     size_t troubled;
@@ -155,8 +157,8 @@ struct rd_heartbeat_in {
 int rd_analysis_take_heartbeat(struct rd_analysis *a, const struct rd_heartbeat_in *hb,
                                const struct rd_node **node, struct rd_soft **soft);
 /* Node `n` changed state from `old_state` (apply time, any cause; `s` its
- * soft state, may be NULL): a failure it left suspect with no longer needs
- * discounting, and it counts as a troubled working agent or not. */
+ * soft state, may be NULL): a failure the analysis decided becomes a guard
+ * event, and the node counts as a troubled working agent or not. */
 struct rd_soft;
 void rd_analysis_node_changed(struct rd_analysis *a, struct rd_soft *s, const struct rd_node *n,
                               int old_state);

@@ -30,6 +30,14 @@ struct analysis_world {
     struct rd_analysis a;
 };
 
+/* A node's state applied: the analysis hears of it, as engine/core wires it. */
+static inline void analysis_world_on_node(void *data, const struct rd_node *n, int old_state)
+{
+    struct analysis_world *w = data;
+    rd_analysis_node_changed(&w->a, rd_registry_get(&w->registry, n->node_id, n->id_len), n,
+                             old_state);
+}
+
 /* The default config, the analysis started as leader, reading `clock`. */
 static inline void analysis_world_init(struct analysis_world *w, uint64_t (*clock)(void))
 {
@@ -38,6 +46,8 @@ static inline void analysis_world_init(struct analysis_world *w, uint64_t (*cloc
     rd_fsm_init(&w->fsm);
     rd_registry_init(&w->registry);
     w->log.fsm = &w->fsm;
+    w->fsm.on_node = analysis_world_on_node;
+    w->fsm.on_node_data = w;
     rd_analysis_init(&w->a, &w->loop, &w->cfg, &w->fsm, &w->registry, fake_log_proposer(&w->log),
                      NULL);
     w->a.clock = clock;

@@ -26,6 +26,11 @@ struct fake_log {
      * step, nothing applied: a leader whose raft refuses the group's entry
      * during a leadership transfer. */
     bool refusing;
+    /* true: proposals are refused at once (RD_EIO), nothing queued: a
+     * leader whose disk hangs (the replica's storage gate refuses every
+     * write while a log write has not completed for 3 s). */
+    bool stalled;
+    unsigned stalled_refusals; /* proposals refused so */
     struct fake_queued q[512];
     size_t n;
     unsigned proposals;
@@ -43,6 +48,10 @@ static inline int fake_log_propose(void *data, const struct rd_cmd *cmd, rd_subm
     struct fake_log *l = data;
     if (l->follower)
         return RD_ENOTLEADER;
+    if (l->stalled) {
+        l->stalled_refusals++;
+        return RD_EIO;
+    }
     assert_true(l->n < sizeof(l->q) / sizeof(l->q[0]));
     struct rd_cmd c = *cmd;
     if (c.time_ms == 0)

@@ -409,8 +409,9 @@ static void test_partition_heal_gives_held_agents_a_lease(void **state)
 }
 
 /* The count of troubled working agents follows the verdicts and the
- * state: an agent that heartbeats again, or whose failure is a guard event,
- * or that failed, is not counted (else the guard would never lift). */
+ * state: an agent that heartbeats again, or that failed, is not counted
+ * (else the guard would never lift); an agent whose failure is decided is,
+ * until the failure applies and becomes a guard event (never both). */
 static void test_guard_troubled_count_follows_the_agents(void **state)
 {
     struct analysis_world *w = *state;
@@ -425,13 +426,15 @@ static void test_guard_troubled_count_follows_the_agents(void **state)
     step(&w->log);
     assert_int_equal(w->a.troubled, 0);
     assert_int_equal(w->fsm.count_by_state[RD_NODE_SUSPECT], 1); /* t1 */
-    /* Failed outright from alive: one guard event, no longer troubled. */
+    /* Failed outright from alive: troubled until its failure applies,
+     * then one guard event. */
     observe(w, "t2", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
-    assert_int_equal(w->a.troubled, 0);
-    assert_int_equal(w->a.n_events, 1);
+    assert_int_equal(w->a.troubled, 1);
+    assert_int_equal(w->a.n_events, 0);
     step(&w->log);
     assert_int_equal(state_of(w, "t2"), RD_NODE_FAILED);
     assert_int_equal(w->a.troubled, 0);
+    assert_int_equal(w->a.n_events, 1);
     /* A new leadership starts afresh. */
     observe(w, "t0", RD_SIG_PROBE, RD_VERDICT_SUSPECT, RD_PROBE_TIMEOUT);
     assert_int_equal(w->a.troubled, 1);
@@ -439,6 +442,165 @@ static void test_guard_troubled_count_follows_the_agents(void **state)
     assert_int_equal(w->a.troubled, 0);
     step(&w->log); /* its suspect commits, then (verdicts forgotten) it is ok again */
     assert_int_equal(w->a.troubled, 0);
+}
+
+/* The guard through a hung disk (the failure storm with STALL_ALL=1): the
+ * leader's log refuses every proposal at once (RD_EIO, its storage gate)
+ * for seconds while agents fail. `ticks` ticks of 100 ms go by; each
+ * opening of the partition (a new partition_since_ns) is counted in
+ * `opens`, each end in the merge histogram. */
+static void ticks_while_stalled(struct analysis_world *w, int ticks, unsigned *opens)
+{
+    uint64_t since = w->a.partition_suspected ? w->a.partition_since_ns : 0;
+    for (int i = 0; i < ticks; i++) {
+        fake_now += 100 * MS;
+        rd_analysis_tick(&w->a);
+        step(&w->log);
+        if (w->a.partition_suspected && w->a.partition_since_ns != since) {
+            since = w->a.partition_since_ns;
+            (*opens)++;
+        }
+    }
+}
+
+static void fleet(struct analysis_world *w, int n)
+{
+    char id[16];
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "a-%02d", i);
+        agent(w, id, false);
+    }
+}
+
+static const char *fleet_id(int i)
+{
+    static char id[16];
+    snprintf(id, sizeof(id), "a-%02d", i);
+    return id;
+}
+
+/* Nine agents of twenty in trouble (45 %, the share 50 %): eight held as
+ * suspect, and one that fails while the disk hangs, its failure refused
+ * tick after tick. No partition. The agent was counted twice when judged
+ * (as its failure's guard event and as the agent judged) and once at the
+ * tick: the judging opened the partition and the next tick closed it, a
+ * partition_suspected / partition_over pair every 100 ms (6 s of them in
+ * the storm). */
+static void test_guard_steady_at_its_boundary_while_the_disk_hangs(void **state)
+{
+    struct analysis_world *w = *state;
+    fleet(w, 20);
+    for (int i = 0; i < 8; i++)
+        observe(w, fleet_id(i), RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    step(&w->log);
+    assert_int_equal(w->fsm.count_by_state[RD_NODE_SUSPECT], 8);
+    w->log.stalled = true;
+    observe(w, fleet_id(8), RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    unsigned opens = 0;
+    ticks_while_stalled(w, 60, &opens);
+    assert_true(w->log.stalled_refusals >= 60); /* judged again each tick */
+    assert_int_equal(opens, 0);
+    assert_int_equal(w->a.partition_merge.count, 0);
+    assert_false(w->a.partition_suspected);
+    assert_int_equal(w->a.guard_bad, 9);
+    /* The disk is back: the failure is proposed, and applies. */
+    w->log.stalled = false;
+    ticks_while_stalled(w, 1, &opens);
+    assert_int_equal(state_of(w, fleet_id(8)), RD_NODE_FAILED);
+    assert_int_equal(opens, 0);
+    assert_int_equal(w->a.guard_bad, 9); /* a failure within the window now */
+}
+
+/* Three agents of twenty fail while the disk hangs for 15 s (past the
+ * guard's 10-s window). No partition: each judging of an agent whose
+ * failure was refused recorded it as a guard event once more, three more
+ * events a tick, and the guard tripped on three agents; once the first
+ * events aged out it closed and opened again every tick. */
+static void test_refused_failures_count_once(void **state)
+{
+    struct analysis_world *w = *state;
+    fleet(w, 20);
+    w->log.stalled = true;
+    for (int i = 0; i < 3; i++)
+        observe(w, fleet_id(i), RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    unsigned opens = 0;
+    ticks_while_stalled(w, 150, &opens);
+    assert_int_equal(opens, 0);
+    assert_int_equal(w->a.partition_merge.count, 0);
+    assert_false(w->a.partition_suspected);
+    assert_int_equal(w->a.guard_bad, 3);
+    w->log.stalled = false;
+    ticks_while_stalled(w, 1, &opens);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(state_of(w, fleet_id(i)), RD_NODE_FAILED);
+    assert_int_equal(opens, 0);
+}
+
+/* Half the fleet fails while the disk hangs: the guard trips once and
+ * holds through the stall (no end, no new opening), its record filed when
+ * the disk is back; it ends once, when the agents come back. */
+static void test_guard_holds_once_through_a_hung_disk(void **state)
+{
+    struct analysis_world *w = *state;
+    fleet(w, 20);
+    w->log.stalled = true;
+    for (int i = 0; i < 10; i++)
+        observe(w, fleet_id(i), RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    assert_true(w->a.partition_suspected);
+    unsigned opens = 1;
+    ticks_while_stalled(w, 150, &opens);
+    assert_int_equal(opens, 1);
+    assert_int_equal(w->a.partition_merge.count, 0);
+    w->log.stalled = false;
+    ticks_while_stalled(w, 1, &opens);
+    const struct rd_fault *p = fault_of(w, "");
+    assert_non_null(p);
+    assert_int_equal(p->status, RD_FAULT_OPEN_ST);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(state_of(w, fleet_id(i)), RD_NODE_SUSPECT);
+    /* The heal: the first agent back ends it at the next tick. */
+    observe(w, fleet_id(0), RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    step(&w->log);
+    ticks_while_stalled(w, 1, &opens);
+    assert_false(w->a.partition_suspected);
+    assert_int_equal(w->a.partition_merge.count, 1);
+    assert_int_equal(opens, 1);
+}
+
+/* A failure proposed while the disk hangs (taken by the log, not
+ * committed) still counts once the guard's window has passed: the agent is
+ * in trouble until its failure applies. It counted nowhere once its event
+ * aged out, and nine more agents in trouble (ten of twenty with it) were
+ * failed one after the other instead of tripping the guard. */
+static void test_failure_in_flight_counts_past_the_window(void **state)
+{
+    struct analysis_world *w = *state;
+    fleet(w, 20);
+    observe(w, fleet_id(0), RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    assert_int_equal(w->log.n, 1); /* its failure, never committed (no step) */
+    fake_now += w->cfg.fault_tolerance.partition.mass_failure_window_ms * MS + MS;
+    rd_analysis_tick(&w->a);
+    assert_false(w->a.partition_suspected);
+    for (int i = 1; i < 10; i++) {
+        struct rd_observation o = {.node_id = fleet_id(i),
+                                   .epoch = 1,
+                                   .signal = RD_SIG_HEARTBEAT,
+                                   .verdict = RD_VERDICT_FAILED};
+        assert_true(rd_analysis_observe(&w->a, "test", &o));
+    }
+    rd_analysis_flush(&w->a);
+    assert_true(w->a.partition_suspected);
+    step(&w->log);
+    assert_int_equal(state_of(w, fleet_id(0)), RD_NODE_FAILED);
+    for (int i = 1; i < 10; i++)
+        assert_int_equal(state_of(w, fleet_id(i)), RD_NODE_SUSPECT);
+    /* Applied now, its failure is dated from its decision: older than the
+     * window, it is not a recent one (the nine held agents are). */
+    rd_analysis_tick(&w->a);
+    assert_int_equal(w->a.n_events, 0);
+    assert_int_equal(w->a.guard_bad, 9);
+    step(&w->log); /* the partition's resolve (9 of 20: below the share) */
+    assert_false(w->a.partition_suspected);
 }
 
 /* ---- flap damping ---------------------------------------------------------------------- */
@@ -724,6 +886,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_transitions_wait_for_the_next_tick, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_partition_record_outlasts_a_transfer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guard_steady_at_its_boundary_while_the_disk_hangs,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_failures_count_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guard_holds_once_through_a_hung_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failure_in_flight_counts_past_the_window, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_troubled_covers_verdicts_and_failures_in_flight, setup,
                                         teardown),
     };
