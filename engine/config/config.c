@@ -1747,7 +1747,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->security.metrics_open = true;
 
     cfg_copy(cfg->storage.data_dir, "./var");
-    cfg->storage.snapshot_threshold = 8192;
+    cfg->storage.snapshot_threshold = 65536;
     cfg->storage.snapshot_trailing = 1024;
     cfg->storage.snapshot_threshold_bytes = (uint64_t)64 << 20;
     cfg->storage.snapshot_trailing_bytes = (uint64_t)16 << 20;

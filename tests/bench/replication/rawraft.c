@@ -5,7 +5,7 @@
  * One replica of a 3-voter cluster of the same patched libraft 0.22.1 that
  * recoveryd links, with recoveryd's settings (uv I/O with its fsync per
  * append, TCP transport, election 300 ms, heartbeat 50 ms, pre-vote, 256
- * entries in flight, snapshots every 8192 entries keeping 1024) and a state
+ * entries in flight, snapshots every 65536 entries keeping 1024) and a state
  * machine that does nothing but count. No HTTP, no JSON, no encoding: the
  * library's own rate. The replica that wins the election keeps exactly N
  * raft_apply calls in flight (entries of --size bytes) for --duration seconds
@@ -359,7 +359,7 @@ int main(int argc, char **argv)
     raft_set_heartbeat_timeout(&g.raft, 50);
     raft_set_pre_vote(&g.raft, true);
     raft_set_max_inflight_entries(&g.raft, 256);
-    raft_set_snapshot_threshold(&g.raft, 8192);
+    raft_set_snapshot_threshold(&g.raft, 65536);
     raft_set_snapshot_trailing(&g.raft, 1024);
     struct raft_configuration conf;
     raft_configuration_init(&conf);

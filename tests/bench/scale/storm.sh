@@ -48,10 +48,10 @@
 # the replicas on the first, the load generator on the second, so that
 # neither takes the other's CPU, as with the load generator on another
 # host; `ENGINE_CPUS=0 LOAD_CPUS=1` on 2 cores), SNAP_THRESHOLD (the
-# replicas' storage.snapshot_threshold, the engine's default 8192 when
+# replicas' storage.snapshot_threshold, the engine's default 65536 when
 # unset: each snapshot forks the replica, and the copy-on-write faults its
-# loop takes after each fork slow it for about a second at 10,000 agents,
-# docs/benchmarks.md), CPU_SHARE (fault_tolerance.backup.cpu_share, the
+# loop takes while the child runs slowed its answers for half a second at
+# 10,000 agents at the old default 8192, docs/benchmarks.md), CPU_SHARE (fault_tolerance.backup.cpu_share, the
 # snapshot child's pace; the engine's default 10 when unset).
 # tests/bench/lib/common.sh does what every benchmark's script does.
 #

@@ -181,7 +181,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.server.edge.abuse_block_ms, 10000);
 
     assert_string_equal(c.storage.data_dir, "./var");
-    assert_int_equal(c.storage.snapshot_threshold, 8192);
+    assert_int_equal(c.storage.snapshot_threshold, 65536);
     assert_int_equal(c.storage.snapshot_trailing, 1024);
     assert_int_equal(c.storage.snapshot_threshold_bytes, 64 * 1024 * 1024);
     assert_int_equal(c.storage.snapshot_trailing_bytes, 16 * 1024 * 1024);
