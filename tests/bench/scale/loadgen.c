@@ -1483,6 +1483,11 @@ static bool report_storm(struct bench *b)
             int64_t m = atomic_load(&t->moved_ms), f = atomic_load(&t->first_ckpt_ms);
             if (m > 0)
                 move[n_move++] = m;
+            else if (crashed - n_move <= 5) /* the first few that never moved, to look up */
+                fprintf(stderr,
+                        "loadgen: crashed agent's task " RDB_TASK_PREFIX
+                        "%012zu (attempt %u then) never reached another agent\n",
+                        i, (unsigned)atomic_load(&t->lost_attempt));
             if (f > 0)
                 ck[n_ck++] = f;
         } else if (c == C_PARTITION) {
