@@ -289,6 +289,26 @@ static bool any_bad(const struct rd_detect *s)
     return s->hb != RD_VERDICT_OK || s->probe != RD_VERDICT_OK;
 }
 
+/* Node `n` (NULL: gone) works by the state machine under the epoch the
+ * verdicts of `s` are about; draining agents too when `draining`. */
+static bool works(const struct rd_node *n, const struct rd_detect *s, bool draining)
+{
+    return n != NULL &&
+           (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION ||
+            (draining && n->state == RD_NODE_DRAINING)) &&
+           s->soft->epoch == n->epoch;
+}
+
+/* Keeps `*flag` and its count `*count` in step with `want`. */
+static void count_sync(size_t *count, bool *flag, bool want)
+{
+    if (want && !*flag)
+        (*count)++;
+    else if (!want && *flag && *count > 0)
+        (*count)--;
+    *flag = want;
+}
+
 /* Keeps `s` counted in a->troubled exactly while node `n` (NULL: gone)
  * works by the state machine (alive, on probation or draining) under the
  * epoch the verdicts are about and a verdict says it is in trouble (a
@@ -300,16 +320,8 @@ static bool any_bad(const struct rd_detect *s)
  * while an agent is judged or at the tick. */
 static void trouble_sync(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s)
 {
-    bool working = n != NULL &&
-                   (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION ||
-                    n->state == RD_NODE_DRAINING) &&
-                   s->soft->epoch == n->epoch;
-    bool want = working && (any_bad(s) || s->metrics_verdict == RD_VERDICT_FAILED);
-    if (want && !s->troubled)
-        a->troubled++;
-    else if (!want && s->troubled && a->troubled > 0)
-        a->troubled--;
-    s->troubled = want;
+    count_sync(&a->troubled, &s->troubled,
+               works(n, s, true) && (any_bad(s) || s->metrics_verdict == RD_VERDICT_FAILED));
 }
 
 /* Keeps `s` counted in a->held exactly while placement must keep off node
@@ -320,15 +332,9 @@ static void trouble_sync(struct rd_analysis *a, const struct rd_node *n, struct 
  * that never came back do not keep the count above 0.) */
 static void held_sync(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s)
 {
-    bool working = n != NULL && (n->state == RD_NODE_ALIVE || n->state == RD_NODE_PROBATION) &&
-                   s->soft->epoch == n->epoch;
-    bool want =
-        working && (any_bad(s) || s->metrics_verdict == RD_VERDICT_FAILED || s->proposing_down);
-    if (want && !s->held)
-        a->held++;
-    else if (!want && s->held && a->held > 0)
-        a->held--;
-    s->held = want;
+    count_sync(&a->held, &s->held,
+               works(n, s, false) &&
+                   (any_bad(s) || s->metrics_verdict == RD_VERDICT_FAILED || s->proposing_down));
 }
 
 static void record_flap(struct rd_analysis *a, struct rd_detect *s, uint64_t now)
