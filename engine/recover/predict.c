@@ -67,7 +67,9 @@ static bool drain_allowed(struct rd_sched *s)
 }
 
 /* True when draining `n` leaves at least min_healthy_capacity percent of
- * the fleet's slots (agents that did not leave) on working agents. */
+ * the fleet's slots (agents that did not leave) on working agents the
+ * detectors do not hold in trouble (rd_sched__placeable): a silent agent
+ * whose failure has not committed yet is no capacity to drain onto. */
 static bool capacity_allows(struct rd_sched *s, const struct rd_node *n)
 {
     const struct rd_fsm *f = s->env.fsm;
@@ -77,7 +79,7 @@ static bool capacity_allows(struct rd_sched *s, const struct rd_node *n)
         if (x->state == RD_NODE_LEFT)
             continue;
         total += x->slots;
-        if (working(x) && x != n)
+        if (x != n && rd_sched__placeable(s, x))
             healthy += x->slots;
     }
     return healthy * 100 >=

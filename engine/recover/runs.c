@@ -325,12 +325,15 @@ json_t *rd_sched__view_nodes(void *data)
         const struct rd_node *n = f->nodes[i];
         if (n->state == RD_NODE_LEFT)
             continue;
-        json_t *o =
-            json_pack("{s:s,s:s,s:o,s:{s:I},s:I,s:{s:I}}", "node_id", n->node_id, "state",
-                      rd_node_state_name(n->state), "labels", labels_of(n->labels_json), "capacity",
-                      "slots", (json_int_t)n->slots, "free_slots",
-                      (json_int_t)(n->slots > n->slots_in_use ? n->slots - n->slots_in_use : 0),
-                      "load", "slots_used", (json_int_t)n->slots_in_use);
+        /* in_trouble: working by the log, but the detectors hold it (a
+         * verdict not ok, or its suspect or failed transition on its way):
+         * the engine refuses it as a target (rd_sched__placeable). */
+        json_t *o = json_pack(
+            "{s:s,s:s,s:b,s:o,s:{s:I},s:I,s:{s:I}}", "node_id", n->node_id, "state",
+            rd_node_state_name(n->state), "in_trouble", rd_analysis_troubled(s->env.analysis, n),
+            "labels", labels_of(n->labels_json), "capacity", "slots", (json_int_t)n->slots,
+            "free_slots", (json_int_t)(n->slots > n->slots_in_use ? n->slots - n->slots_in_use : 0),
+            "load", "slots_used", (json_int_t)n->slots_in_use);
         if (o == NULL || json_array_append_new(nodes, o) != 0) {
             json_decref(nodes);
             nodes = NULL;

@@ -355,6 +355,37 @@ static void test_silent_agent_in_grace_gets_nothing_until_it_beats(void **state)
     assert_on(w, later, "a");
 }
 
+/* A policy sees what placement keeps off: the view's in_trouble is true
+ * for an agent the detectors hold (its failure on its way through the
+ * log), false for the others, and false again once it beats on time. */
+static void test_view_says_which_agents_are_in_trouble(void **state)
+{
+    struct sched_world *w = *state;
+    sched_world_agent(w, "a", 4, "{}");
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_touch(w, "a", fake_now, 0);
+    sched_world_touch(w, "b", fake_now, 0);
+    sched_world_observe(w, "a", RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    json_t *nodes = rd_sched__view_nodes(&w->s);
+    assert_non_null(nodes);
+    assert_int_equal(json_array_size(nodes), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *n = json_array_get(nodes, i);
+        bool is_a = strcmp(json_string_value(json_object_get(n, "node_id")), "a") == 0;
+        assert_true(json_is_boolean(json_object_get(n, "in_trouble")));
+        assert_int_equal(json_is_true(json_object_get(n, "in_trouble")), is_a);
+        assert_string_equal(json_string_value(json_object_get(n, "state")), "alive");
+    }
+    json_decref(nodes);
+    sched_world_observe(w, "a", RD_SIG_HEARTBEAT, RD_VERDICT_OK, 0);
+    fake_log_step(&w->log);
+    nodes = rd_sched__view_nodes(&w->s);
+    assert_non_null(nodes);
+    for (size_t i = 0; i < json_array_size(nodes); i++)
+        assert_true(json_is_false(json_object_get(json_array_get(nodes, i), "in_trouble")));
+    json_decref(nodes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +402,8 @@ int main(void)
                                         trouble_setup, sched_world_teardown),
         cmocka_unit_test_setup_teardown(test_silent_agent_in_grace_gets_nothing_until_it_beats,
                                         trouble_setup, sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_view_says_which_agents_are_in_trouble, trouble_setup,
+                                        sched_world_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -232,6 +232,36 @@ static void test_minimum_healthy_capacity_holds(void **state)
     assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
 }
 
+#define MS 1000000ULL
+static uint64_t fake_clock(void)
+{
+    return 1000 * MS;
+}
+
+/* Two agents, min_healthy_capacity 60%, and a third the detectors hold in
+ * trouble (its failure proposed, not committed): it is no capacity to drain
+ * onto, so draining "a" would leave 33%. Counted as healthy before, it
+ * drained "a" onto the only agent left. */
+static void test_agent_in_trouble_is_no_healthy_capacity(void **state)
+{
+    struct sched_world *w = *state;
+    sched_world_analysis(w, fake_clock);
+    w->cfg.fault_tolerance.prediction.min_healthy_capacity = 60;
+    sched_world_agent(w, "a", 4, "{}");
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_agent(w, "c", 4, "{}");
+    sched_world_touch(w, "c", fake_clock(), 0);
+    sched_world_observe(w, "c", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    assert_int_equal(node(w, "c")->state, RD_NODE_ALIVE);
+    open_fault(w, F1, "a", PREDICTED_META);
+    rd_sched_pass(&w->s);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_NO_CAPACITY], 1);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_DRAINED], 0);
+    sched_world_settle(w);
+    assert_int_equal(node(w, "c")->state, RD_NODE_FAILED);
+    assert_int_equal(node(w, "a")->state, RD_NODE_ALIVE);
+}
+
 /* A warning that is not a prediction drains nothing; nor does a
  * select.lua without the predicted hook. */
 static void test_no_prediction_or_no_hook_watches(void **state)
@@ -293,6 +323,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_drain_refused_by_the_state_machine_gives_its_token_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_minimum_healthy_capacity_holds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_in_trouble_is_no_healthy_capacity, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_no_prediction_or_no_hook_watches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_withdrawn_prediction_readmits, setup, teardown),
     };

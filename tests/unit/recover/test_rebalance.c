@@ -683,10 +683,10 @@ static void test_view_nodes_are_the_fleet(void **state)
     assert_non_null(nodes);
     char *text = json_dumps(nodes, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(nodes);
-    assert_string_equal(text, "[{\"capacity\":{\"slots\":4},\"free_slots\":0,"
+    assert_string_equal(text, "[{\"capacity\":{\"slots\":4},\"free_slots\":0,\"in_trouble\":false,"
                               "\"labels\":{\"zone\":\"x\"},\"load\":{\"slots_used\":4},"
                               "\"node_id\":\"a\",\"state\":\"alive\"},"
-                              "{\"capacity\":{\"slots\":2},\"free_slots\":2,"
+                              "{\"capacity\":{\"slots\":2},\"free_slots\":2,\"in_trouble\":false,"
                               "\"labels\":{\"zone\":\"z\"},\"load\":{\"slots_used\":0},"
                               "\"node_id\":\"down\",\"state\":\"failed\"}]");
     free(text);
