@@ -334,8 +334,10 @@ int rd_cmd_encode(const struct rd_cmd *cmd, struct rd_wbuf *w)
         rd_w_str(w, c->recovery_id.p, c->recovery_id.len);
         rd_w_str(w, c->item_id.p, c->item_id.len);
         rd_w_str(w, c->strategy.p, c->strategy.len);
-        if (c->note.len > 0)
+        if (c->note.len > 0 || c->undelivered)
             rd_w_str(w, c->note.p, c->note.len);
+        if (c->undelivered)
+            rd_w_u8(w, c->undelivered);
         break;
     }
     case RD_CMD_RECOVERY_OPEN: {
@@ -575,7 +577,9 @@ int rd_cmd_decode(const void *p, size_t len, struct rd_cmd *cmd)
         c->note = (struct rd_str){NULL, 0};
         if (!r.err && r.len - r.off >= 4) /* appended; zero padding reads as "" */
             c->note = rd_r_str(&r);
-        if (!r.err && c->state >= RD_TASK_STATE_COUNT)
+        if (!r.err && r.len - r.off >= 1) /* appended; zero padding reads as 0 */
+            c->undelivered = rd_r_u8(&r);
+        if (!r.err && (c->state >= RD_TASK_STATE_COUNT || c->undelivered > 1))
             return RD_EPARSE;
         break;
     }

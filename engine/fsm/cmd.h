@@ -204,6 +204,12 @@ struct rd_cmd_task_assign {
     /* Appended (older entries end before it: ""): why a recovery move left
      * the task unplaced, for its task_recovery record. */
     struct rd_str note;
+    /* Appended after `note` (older entries end before it: 0): 1 when the
+     * failed agent the task leaves never heard of this attempt (its last
+     * heartbeat came before the attempt was given to it, by the leader
+     * that proposes the move): its death is not counted against the task
+     * (poison.max_failures). */
+    uint8_t undelivered;
 };
 
 enum rd_recovery_status {

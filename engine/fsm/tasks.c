@@ -545,9 +545,12 @@ static int apply_assign(struct rd_fsm *f, const struct rd_cmd *cmd)
         return RD_ENOMEM;
     rd_fsm__dg_touch(f, RD_DG_TASK, t);
     /* Moved off an agent that failed or was isolated while running it: the
-     * attempt failed with its agent (poison tasks take agents down). */
+     * attempt failed with its agent (poison tasks take agents down). Not
+     * when the agent never heard of the attempt (`undelivered`: it died
+     * before it was given the task), which a mass crash does to a task
+     * moved onto agents that crashed too but were not detected yet. */
     const struct rd_node *lost = node_of(f, t->node_id);
-    if (lost != NULL && placed(t->state) &&
+    if (lost != NULL && placed(t->state) && !c->undelivered &&
         (lost->state == RD_NODE_FAILED || lost->state == RD_NODE_ISOLATED))
         note_failure(t, cmd->time_ms);
     snprintf(f->result.old_node, sizeof(f->result.old_node), "%s", t->node_id);

@@ -147,6 +147,29 @@ bool rd_sched__propose_assign(struct rd_sched *s, const struct rd_task *t, const
     return rd_sched__propose_assign_in(s, t, nd, state, NULL, NULL, NULL);
 }
 
+/* True when `t`'s attempt sits, not started, on a failed or isolated agent
+ * whose last heartbeat (as this leader heard it, under the epoch the task
+ * was given to) came before the attempt was given to it: no heartbeat
+ * answer ever carried it, so the agent cannot have run it, and its death
+ * says nothing about the task. Unknown (no heartbeat heard by this leader,
+ * or the task started or moved on) is false: counted, as before. */
+bool rd_sched__undelivered(struct rd_sched *s, const struct rd_task *t)
+{
+    if ((t->state != RD_TASK_ASSIGNED && t->state != RD_TASK_RECOVERING) || t->node_id[0] == '\0')
+        return false;
+    const struct rd_node *n = rd_fsm_node(s->env.fsm, t->node_id, strlen(t->node_id));
+    if (n == NULL || n->epoch != t->node_epoch ||
+        (n->state != RD_NODE_FAILED && n->state != RD_NODE_ISOLATED))
+        return false;
+    const struct rd_soft *soft = rd_registry_get(s->env.registry, n->node_id, n->id_len);
+    /* last_wall_ms: this leader's clock when the heartbeat came, and its
+     * answer was built then, from what had committed; updated_at: the
+     * leader time the assignment was proposed at (an unstarted task changes
+     * only by being placed), so it committed later still. */
+    return soft != NULL && soft->epoch == n->epoch && soft->last_mono_ns != 0 &&
+           soft->last_wall_ms < t->updated_at;
+}
+
 bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,
                                  const struct rd_node *nd, int state, const char *run,
                                  const char *strategy, const char *note)
@@ -164,6 +187,7 @@ bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,
     cmd.u.tassign.item_id = RD_STR(item);
     cmd.u.tassign.strategy = RD_STR(strategy ? strategy : "");
     cmd.u.tassign.note = RD_STR(note ? note : "");
+    cmd.u.tassign.undelivered = rd_sched__undelivered(s, t);
     /* A task moved by a recovery run: an audited engine action, the run its
      * cause (first placements are not audited one by one). */
     if (run != NULL)

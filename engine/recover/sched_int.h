@@ -37,6 +37,11 @@ typedef void (*rd_sched_keyed_cb)(struct rd_sched *s, const char *key, int statu
  * called), -1 when it could not be proposed (`done` not called). */
 int rd_sched__propose_keyed_then(struct rd_sched *s, const struct rd_cmd *cmd, const char *key,
                                  rd_sched_keyed_cb done);
+/* True when `t`, not started, sits on a failed or isolated agent that never
+ * heard of its attempt (its last heartbeat, as this leader heard it, came
+ * before the attempt was given to it): the move says so (`undelivered`)
+ * and the agent's death is not counted against the task. */
+bool rd_sched__undelivered(struct rd_sched *s, const struct rd_task *t);
 /* Assigns `t` to `nd` (NULL: back to pending) in `state`; within recovery
  * run `run` (NULL: none) by `strategy`, with `note` on its item. */
 bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,

@@ -83,8 +83,9 @@ static inline struct rd_wbuf cmd_task_submit(const char *id, int prio, int criti
     return w;
 }
 
-static inline struct rd_wbuf cmd_task_assign(const char *id, uint32_t attempt, const char *node,
-                                             uint64_t epoch, int64_t t)
+/* A move off an agent that never heard of the attempt when `undelivered`. */
+static inline struct rd_wbuf cmd_task_assign_u(const char *id, uint32_t attempt, const char *node,
+                                               uint64_t epoch, int64_t t, bool undelivered)
 {
     struct rd_cmd c = {.type = RD_CMD_TASK_ASSIGN, .time_ms = t};
     c.u.tassign.task_id = RD_STR(id);
@@ -92,10 +93,17 @@ static inline struct rd_wbuf cmd_task_assign(const char *id, uint32_t attempt, c
     c.u.tassign.node_id = RD_STR(node);
     c.u.tassign.node_epoch = epoch;
     c.u.tassign.state = RD_TASK_ASSIGNED;
+    c.u.tassign.undelivered = undelivered;
     struct rd_wbuf w;
     rd_w_init(&w);
     rd_cmd_encode(&c, &w);
     return w;
+}
+
+static inline struct rd_wbuf cmd_task_assign(const char *id, uint32_t attempt, const char *node,
+                                             uint64_t epoch, int64_t t)
+{
+    return cmd_task_assign_u(id, attempt, node, epoch, t, false);
 }
 
 static inline struct rd_wbuf cmd_task_ckpt(const char *id, uint32_t attempt, uint64_t version,

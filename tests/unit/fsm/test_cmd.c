@@ -158,9 +158,23 @@ static void test_appended_fields(void **state)
         assert_int_equal(rd_cmd_decode(p.p, p.len, &d), 0);
         assert_int_equal(d.u.tassign.note.len, 0);
         assert_str(d.u.tassign.strategy, "fast_recovery");
+        assert_int_equal(d.u.tassign.undelivered, 0);
         rd_w_free(&p);
     }
     rd_w_free(&w);
+    /* `undelivered`, after the note, with or without one; anything but 0
+     * or 1 is damage. */
+    for (int with_note = 0; with_note < 2; with_note++) {
+        a.u.tassign.note = with_note ? RD_STR("max_time passed") : RD_STR("");
+        a.u.tassign.undelivered = 1;
+        encode(&a, &w);
+        assert_int_equal(rd_cmd_decode(w.p, w.len, &d), 0);
+        assert_int_equal(d.u.tassign.undelivered, 1);
+        assert_int_equal(d.u.tassign.note.len, with_note ? 15 : 0);
+        w.p[w.len - 1] = 2;
+        assert_int_equal(rd_cmd_decode(w.p, w.len, &d), RD_EPARSE);
+        rd_w_free(&w);
+    }
     rd_w_free(&old);
 }
 

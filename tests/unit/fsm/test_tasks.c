@@ -274,6 +274,31 @@ static struct rd_wbuf cmd_quarantine(const char *fault, const char *task, uint32
     return w;
 }
 
+/* A move off a failed agent that never heard of the attempt (the leader
+ * says so: `undelivered`) is no failure of the task; the same move without
+ * it is one. */
+static void test_undelivered_attempt_is_no_failure(void **state)
+{
+    (void)state;
+    struct rd_fsm f;
+    setup_cluster(&f);
+    apply(&f, cmd_register("c", 4, 1));
+    apply(&f, cmd_task_submit(T1, 5, 0, 1, 9, 10));
+    apply(&f, cmd_task_assign(T1, 0, "a", 1, 20));
+    const struct rd_task *t = rd_fsm_task(&f, T1);
+    apply(&f, cmd_transition("a", 1, RD_NODE_FAILED, 25));
+    assert_int_equal(apply(&f, cmd_task_assign_u(T1, 1, "b", 1, 30, true))->status, 0);
+    assert_string_equal(t->node_id, "b");
+    assert_int_equal(t->attempt, 2);
+    assert_int_equal(t->failures, 0);
+    assert_int_equal(rd_task_failures_since(t, 0), 0);
+    apply(&f, cmd_transition("b", 1, RD_NODE_FAILED, 35));
+    apply(&f, cmd_task_assign_u(T1, 2, "c", 1, 40, false));
+    assert_int_equal(t->failures, 1);
+    assert_int_equal(t->fail_at[0], 40);
+    rd_fsm_close(&f);
+}
+
 /* Failures are counted with their time: retryable failures and moves off an
  * agent that failed under the task (not off one that was drained). A
  * quarantine fails the task and opens its fault in one command, fenced by
@@ -1042,6 +1067,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failures_and_quarantine),
+        cmocka_unit_test(test_undelivered_attempt_is_no_failure),
         cmocka_unit_test(test_failure_times_are_bounded),
         cmocka_unit_test(test_submit_is_idempotent),
         cmocka_unit_test(test_checkpoint_retry_is_idempotent),

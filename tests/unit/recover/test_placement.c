@@ -212,6 +212,50 @@ static void test_full_agents_end_the_pass_poison_still_quarantined(void **state)
     assert_int_equal(rd_fsm_pending_count(&w->fsm), 36);
 }
 
+/* A heartbeat of agent `id` that reached the leader at its time `wall_ms`. */
+static void heartbeat(struct sched_world *w, const char *id, int64_t wall_ms)
+{
+    sched_world_touch(w, id, rd_mono_ns(), 0);
+    struct rd_soft *soft = rd_registry_get(&w->registry, id, strlen(id));
+    assert_non_null(soft);
+    rd_registry_heartbeat(&w->registry, soft, rd_mono_ns(), wall_ms, 0, NULL);
+}
+
+/* poison.max_failures 1: an agent's death is the task's first failure, and
+ * it is quarantined at once; unless the agent never heard of the attempt
+ * (its last heartbeat came before the task was given to it: it died before
+ * it could be told), then the task just moves, with no failure counted. A
+ * mass crash moved tasks onto agents dead but not yet detected, three in a
+ * row for about 1% of them, and failed those as poison tasks. */
+static void test_agent_that_never_heard_of_the_task_does_not_poison_it(void **state)
+{
+    struct sched_world *w = *state;
+    w->cfg.fault_tolerance.poison.max_failures = 1;
+    sched_world_agent(w, "a", 1, "{}");
+    sched_world_agent(w, "b", 1, "{}");
+    sched_world_agent(w, "c", 4, "{}");
+    const char *never_told = sched_world_task(w, 1, 5, false, 1, "{}");
+    const char *told = sched_world_task(w, 2, 5, false, 1, "{}");
+    /* a's last heartbeat came 5 s before its task was given to it... */
+    heartbeat(w, "a", rd_now_ms() - 5000);
+    assign(w, never_told, "a");
+    assign(w, told, "b");
+    /* ...b's after it. */
+    heartbeat(w, "b", sched_world_get(w, told)->updated_at);
+    assert_on(w, never_told, "a");
+    assert_on(w, told, "b");
+    sched_world_move(w, "a", RD_NODE_FAILED);
+    sched_world_move(w, "b", RD_NODE_FAILED);
+    sched_world_settle(w);
+    const struct rd_task *t = sched_world_get(w, never_told);
+    assert_on(w, never_told, "c");
+    assert_int_equal(t->failures, 0);
+    t = sched_world_get(w, told);
+    assert_int_equal(t->state, RD_TASK_FAILED);
+    assert_non_null(strstr(t->result_json, "poison"));
+    assert_int_equal(w->s.poison_total, 1);
+}
+
 /* ---- agents the detectors hold in trouble ---------------------------------- */
 
 #define MS 1000000ULL
@@ -396,6 +440,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_chooses_as_the_scan, sched_world_setup,
                                         sched_world_teardown),
         cmocka_unit_test_setup_teardown(test_full_agents_end_the_pass_poison_still_quarantined,
+                                        sched_world_setup, sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_that_never_heard_of_the_task_does_not_poison_it,
                                         sched_world_setup, sched_world_teardown),
         cmocka_unit_test(test_agent_in_trouble_gets_no_task),
         cmocka_unit_test_setup_teardown(test_agent_whose_failure_is_in_flight_gets_no_task,
