@@ -251,6 +251,7 @@ fi
 log="$WORK/rd$LEADER.log"
 echo "leader's log: $(grep -c 'event=node_failed' "$log" || true) node_failed," \
     "$(grep -c 'event=partition_suspected' "$log" || true) partition_suspected," \
+    "$(grep -c 'event=poison_task' "$log" || true) poison_task (tasks quarantined)," \
     "$(grep -c 'level=error' "$log" || true) errors"
 # The snapshots the leader took (a forked child images the state: ms, bytes;
 # none in a short run, which is no failure).
