@@ -1061,6 +1061,18 @@ bool rd_analysis_troubled(const struct rd_analysis *a, const struct rd_node *n)
     return s->held;
 }
 
+size_t rd_analysis_failed_recently(const struct rd_analysis *a)
+{
+    if (!a->started || a->n_events == 0)
+        return 0;
+    uint64_t now = a->clock(),
+             window = ms_ns(a->cfg->fault_tolerance.partition.mass_failure_window_ms);
+    size_t n = 0; /* in order of decision: the newest last */
+    for (size_t i = a->n_events; i-- > 0 && now - a->events[i] <= window;)
+        n++;
+    return n;
+}
+
 void rd_analysis_close(struct rd_analysis *a)
 {
     rd_nofork_free(a->by_slot, a->n_by_slot * sizeof(*a->by_slot));

@@ -144,13 +144,36 @@ void rd_sched__isolate_node(struct rd_sched *s, const char *node, const char *st
 
 /* ---- poison tasks ---------------------------------------------------------- */
 
+/* True while agents other than `t`'s own victims fail together: at least
+ * 3, and 1% of the fleet, within partition.mass_failure_window. */
+static bool mass_failure(const struct rd_sched *s, const struct rd_task *t, unsigned now_failing)
+{
+    const struct rd_config *c = s->env.cfg;
+    const struct rd_fsm *f = s->env.fsm;
+    size_t recent = rd_analysis_failed_recently(s->env.analysis);
+    size_t own =
+        rd_task_failures_since(
+            t, rd_now_ms() - (int64_t)c->fault_tolerance.partition.mass_failure_window_ms) +
+        now_failing;
+    size_t others = recent > own ? recent - own : 0;
+    size_t live = f->n_nodes - f->count_by_state[RD_NODE_LEFT];
+    return others >= 3 && others * 100 >= live;
+}
+
 /* True when `t` has failed max_failures times within the window, counting
- * `now_failing` more (1: its agent just failed under it). */
+ * `now_failing` more (1: its agent just failed under it). Twice as many
+ * while a mass failure goes on: a task moved off a crashed agent onto
+ * others that crash too dies with each of them whatever it is (in the
+ * 10,000-agent storm, 20% of the agents crashing within a minute, about 1%
+ * of their tasks died three times in a row and were quarantined); a task
+ * that takes its agents down is still caught, at its sixth. */
 bool rd_sched__poisoned(const struct rd_sched *s, const struct rd_task *t, unsigned now_failing)
 {
     const struct rd_config *c = s->env.cfg;
     int64_t since = rd_now_ms() - (int64_t)c->fault_tolerance.poison.window_ms;
-    return rd_task_failures_since(t, since) + now_failing >= c->fault_tolerance.poison.max_failures;
+    unsigned n = rd_task_failures_since(t, since) + now_failing;
+    unsigned max = c->fault_tolerance.poison.max_failures;
+    return n >= max && (n >= 2 * max || !mass_failure(s, t, now_failing));
 }
 
 /* Fails `t` with a poison_task fault in one command (which alerts) instead

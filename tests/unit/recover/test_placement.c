@@ -430,6 +430,70 @@ static void test_view_says_which_agents_are_in_trouble(void **state)
     json_decref(nodes);
 }
 
+/* poison.max_failures 2. Task "t" dies with agent a, then with b: its
+ * second death quarantines it, unless four other agents failed within the
+ * mass-failure window meanwhile (the detectors' verdicts, committed: a
+ * mass crash), when it takes four; its own deaths are not counted as the
+ * crowd's. */
+static void tell_the_analysis(void *data, const struct rd_node *n, int old_state)
+{
+    struct sched_world *w = data;
+    rd_analysis_node_changed(&w->analysis, rd_registry_get(&w->registry, n->node_id, n->id_len), n,
+                             old_state);
+}
+
+static void dies_twice(struct sched_world *w, bool crowd)
+{
+    w->cfg.fault_tolerance.poison.max_failures = 2;
+    w->cfg.fault_tolerance.partition.mass_failure_share = 100; /* the guard stays out */
+    /* The analysis hears of every change as it applies, as the engine's
+     * observer tells it. */
+    w->fsm.on_node = tell_the_analysis;
+    w->fsm.on_node_data = w;
+    const char *v[] = {"v1", "v2", "v3", "v4", "a", "b"};
+    for (int i = 0; i < 6; i++) {
+        sched_world_agent(w, v[i], 1, "{}");
+        sched_world_touch(w, v[i], fake_now, 0);
+    }
+    sched_world_agent(w, "c", 4, "{}");
+    const char *t = sched_world_task(w, 1, 5, false, 1, "{}");
+    assign(w, t, "a");
+    for (int i = 0; crowd && i < 4; i++)
+        sched_world_observe(w, v[i], RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    fake_log_step(&w->log);
+    assert_int_equal(rd_analysis_failed_recently(&w->analysis), crowd ? 4 : 0);
+    sched_world_observe(w, "a", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    fake_log_step(&w->log); /* the failure applies; the passes move its task */
+    sched_world_settle(w);
+    assert_int_equal(state_of(w, "a"), RD_NODE_FAILED);
+    assert_on(w, t, "b");
+    assert_int_equal(sched_world_get(w, t)->failures, 1);
+    sched_world_observe(w, "b", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
+    fake_log_step(&w->log);
+    sched_world_settle(w);
+    assert_int_equal(state_of(w, "b"), RD_NODE_FAILED);
+    assert_int_equal(rd_analysis_failed_recently(&w->analysis), crowd ? 6 : 2);
+}
+
+static void test_second_death_is_poison(void **state)
+{
+    struct sched_world *w = *state;
+    dies_twice(w, false);
+    assert_int_equal(sched_world_get(w, "00000000-0000-4000-8000-000000000001")->state,
+                     RD_TASK_FAILED);
+    assert_int_equal(w->s.poison_total, 1);
+}
+
+static void test_in_a_mass_failure_a_task_takes_twice_the_deaths(void **state)
+{
+    struct sched_world *w = *state;
+    dies_twice(w, true);
+    const char *t = "00000000-0000-4000-8000-000000000001";
+    assert_on(w, t, "c");
+    assert_int_equal(sched_world_get(w, t)->failures, 2);
+    assert_int_equal(w->s.poison_total, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -450,6 +514,10 @@ int main(void)
                                         trouble_setup, sched_world_teardown),
         cmocka_unit_test_setup_teardown(test_view_says_which_agents_are_in_trouble, trouble_setup,
                                         sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_second_death_is_poison, trouble_setup,
+                                        sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_in_a_mass_failure_a_task_takes_twice_the_deaths,
+                                        trouble_setup, sched_world_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
