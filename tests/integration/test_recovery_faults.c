@@ -37,6 +37,7 @@ static struct agent {
     char id[32];
     long long epoch;
     atomic_bool beating;
+    atomic_int beats; /* heartbeats answered 200 */
 } agents[MAX_AGENTS];
 static atomic_int n_agents;
 static int beat_ms;
@@ -52,6 +53,8 @@ static void *beat_loop(void *arg)
                 continue;
             struct rdt_resp r = {0};
             rdt_heartbeat(&proc, RDT_H1, agents[i].id, agents[i].epoch, 0, &r);
+            if (r.status == 200)
+                atomic_fetch_add(&agents[i].beats, 1);
             rdt_resp_free(&r); /* errors (an engine restarting) are retried next round */
         }
         rdt_sleep_ms(beat_ms);
@@ -69,6 +72,19 @@ static struct agent *agent_add(const char *id, int slots)
     atomic_store(&a->beating, true);
     atomic_store(&n_agents, n + 1); /* published after the fields */
     return a;
+}
+
+/* Waits until agent `a` has been told of what was placed on it so far: two
+ * heartbeats answered from now (one may have been answered before the
+ * placement committed). An agent that dies before it heard of a task is no
+ * evidence against the task (poison). */
+static void told(struct agent *a)
+{
+    int want = atomic_load(&a->beats) + 2;
+    for (int64_t until = rdt_now_ms() + rdt_ms(5000); atomic_load(&a->beats) < want;) {
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(5);
+    }
 }
 
 /* `yaml` with its durations scaled (rdt_scale_durations()). */
@@ -267,12 +283,14 @@ static void test_poison_task_is_quarantined(void **state)
     submit(POISON_CRASH, false, 5);
     json_decref(await_task(POISON_CRASH, "assigned", "p-a1", 5000));
     struct agent *a2 = agent_add("p-a2", 1);
+    told(a1);
     atomic_store(&a1->beating, false);
     json_t *t = await_task(POISON_CRASH, "recovering", "p-a2", 10000);
     assert_int_equal(attempt_of(t), 2);
     assert_int_equal(json_integer_value(json_object_get(t, "failures")), 1);
     json_decref(t);
     agent_add("p-a3", 1);
+    told(a2);
     atomic_store(&a2->beating, false);
     t = await_task(POISON_CRASH, "failed", NULL, 10000);
     assert_int_equal(attempt_of(t), 2); /* never handed to a third agent */
