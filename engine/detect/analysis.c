@@ -379,13 +379,21 @@ static void guard_record(struct rd_analysis *a, uint64_t when)
     a->n_events++;
 }
 
-/* Agents failed within the window (events pruned as they age). */
-static unsigned guard_recent(struct rd_analysis *a, uint64_t now)
+/* The first of the events (in order of decision) within the mass-failure
+ * window at `now`: those before it have aged out. */
+static unsigned first_recent(const struct rd_analysis *a, uint64_t now)
 {
-    uint64_t window = ms_ns(cfg_of(a)->fault_tolerance.partition.mass_failure_window_ms);
+    uint64_t window = ms_ns(a->cfg->fault_tolerance.partition.mass_failure_window_ms);
     unsigned i = 0;
     while (i < a->n_events && now - a->events[i] > window)
         i++;
+    return i;
+}
+
+/* Agents failed within the window (events pruned as they age). */
+static unsigned guard_recent(struct rd_analysis *a, uint64_t now)
+{
+    unsigned i = first_recent(a, now);
     if (i > 0) {
         memmove(a->events, a->events + i, (a->n_events - i) * sizeof(a->events[0]));
         a->n_events -= i;
@@ -1063,14 +1071,9 @@ bool rd_analysis_troubled(const struct rd_analysis *a, const struct rd_node *n)
 
 size_t rd_analysis_failed_recently(const struct rd_analysis *a)
 {
-    if (!a->started || a->n_events == 0)
+    if (!a->started)
         return 0;
-    uint64_t now = a->clock(),
-             window = ms_ns(a->cfg->fault_tolerance.partition.mass_failure_window_ms);
-    size_t n = 0; /* in order of decision: the newest last */
-    for (size_t i = a->n_events; i-- > 0 && now - a->events[i] <= window;)
-        n++;
-    return n;
+    return a->n_events - first_recent(a, a->clock());
 }
 
 void rd_analysis_close(struct rd_analysis *a)

@@ -436,10 +436,10 @@ void rd_sched__recover(struct rd_sched *s, uint32_t *extra)
             if (rd_map_get(&s->inflight, t->id, strlen(t->id)))
                 continue;
             /* Its agent's death counts against it unless the agent never
-             * heard of it (rd_sched__undelivered, as the move records). */
-            unsigned dies = died && !rd_sched__undelivered(s, t);
-            if (dies && rd_sched__poisoned(s, t, dies))
-                rd_sched__quarantine(s, t, dies);
+             * heard of it (rd_sched__undelivered, as the move records):
+             * asked only of a task this death would make poison. */
+            if (died && rd_sched__poisoned(s, t, 1) && !rd_sched__undelivered(s, t))
+                rd_sched__quarantine(s, t, 1);
             else
                 todo[k++] = t;
         }
