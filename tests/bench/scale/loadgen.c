@@ -59,7 +59,10 @@
  * agents that crashed or are cut off meanwhile excepted; the report counts
  * the switches, the time without a leader and the openings that failed.
  * --engine-pids gives the replicas' PIDs in the same order: the RSS sampled
- * is the current leader's.
+ * is the current leader's, and so are the loop's CPU and run-queue wait
+ * (/proc/PID/schedstat of its main thread, the event loop's) per window: a
+ * window whose round trips were slow while the loop ran little and waited
+ * long for a CPU was the machine's doing, not the engine's work.
  *
  * It measures heartbeat round trips (p50, p99, max), the heartbeats offered
  * against those due, how late the sends were, and once a second the engine's
@@ -71,6 +74,7 @@
  */
 #include <curl/curl.h>
 #include <jansson.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -251,6 +255,11 @@ struct bench {
     int64_t origin;                    /* hacks[0]'s second */
     long rss_first, rss_max, rss_last; /* KiB, while measuring (worker 0) */
     long rss_win[MAX_WINDOWS];
+    /* The leader's loop thread (schedstat): ns on a CPU and waiting for one,
+     * per window, and the last sample (0: none yet, or another leader). */
+    uint64_t loop_run_win[MAX_WINDOWS], loop_wait_win[MAX_WINDOWS];
+    uint64_t loop_run_last, loop_wait_last;
+    unsigned loop_pid;
     int64_t next_rss_ms, reg_start, reg_end, sub_end, run_end;
     struct rusage ru_from; /* the load generator's CPU at the measurement's start */
     int64_t ru_at;         /* when it was taken (worker 0); 0: not yet */
@@ -294,6 +303,37 @@ static long rss_kib(unsigned pid)
     return kib;
 }
 
+/* The main thread's time on a CPU and waiting on a run queue (ns) since it
+ * started: the first two fields of /proc/PID/schedstat. */
+static bool loop_sched(unsigned pid, uint64_t *run, uint64_t *wait)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%u/schedstat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    bool ok = fscanf(f, "%" SCNu64 " %" SCNu64, run, wait) == 2;
+    fclose(f);
+    return ok;
+}
+
+/* The loop's CPU and run-queue wait since the last sample, into window i
+ * (the first sample of a process only sets the mark). */
+static void sample_loop(struct bench *b, unsigned pid, int i)
+{
+    uint64_t run, wait;
+    if (!loop_sched(pid, &run, &wait)) {
+        b->loop_pid = 0;
+        return;
+    }
+    if (pid == b->loop_pid && run >= b->loop_run_last && wait >= b->loop_wait_last) {
+        b->loop_run_win[i] += run - b->loop_run_last;
+        b->loop_wait_win[i] += wait - b->loop_wait_last;
+    }
+    b->loop_pid = pid;
+    b->loop_run_last = run, b->loop_wait_last = wait;
+}
+
 /* Worker 0 only: the engine's RSS once a second while measuring. */
 static void sample_rss(struct bench *b, int64_t now)
 {
@@ -311,6 +351,7 @@ static void sample_rss(struct bench *b, int64_t now)
     long kib = i < 0 || pid == 0 ? -1 : rss_kib(pid);
     if (kib < 0)
         return;
+    sample_loop(b, pid, i);
     if (b->rss_first == 0)
         b->rss_first = kib;
     b->rss_last = kib;
@@ -1687,7 +1728,9 @@ static void report(struct bench *b)
         printf("engine RSS: %.1f MiB at the start of the measurement, %.1f MiB at the end, %.1f "
                "MiB max\n",
                (double)b->rss_first / 1024, (double)b->rss_last / 1024, (double)b->rss_max / 1024);
-    printf("\nwindow (s)  sent/s   ok/s    p99 ms   max ms   RSS MiB%s\n",
+    bool pids = b->o.engine_pid || b->n_pids;
+    printf("\nwindow (s)  sent/s   ok/s    p99 ms   max ms   RSS MiB%s%s\n",
+           pids ? "  loop cpu%  loop waited%" : "",
            steady(b)  ? "   ckpt/s  done/s  ckpt ms"
            : storm(b) ? "  healthy ckpt/s"
                       : "");
@@ -1712,6 +1755,9 @@ static void report(struct bench *b)
         printf("%4u-%-4u  %7.0f  %7.0f  %7.2f  %7.2f  %8.1f", i * WIN_S, (i + 1) * WIN_S,
                (double)ws / WIN_S, (double)wo / WIN_S, (double)rdb_hist_quantile(&wh, 0.99) / 1000,
                (double)wmax / 1000, (double)b->rss_win[i] / 1024);
+        if (pids) /* ns in a window of WIN_S s: percent of one core */
+            printf("  %9.1f  %12.1f", (double)b->loop_run_win[i] / (WIN_S * 1e7),
+                   (double)b->loop_wait_win[i] / (WIN_S * 1e7));
         if (steady(b))
             printf("  %7.0f  %6.1f  %7.2f", (double)wck / WIN_S, (double)wdone / WIN_S,
                    wck ? (double)wck_us / (double)wck / 1000 : 0);
