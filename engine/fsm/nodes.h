@@ -30,8 +30,10 @@ struct rd_node {
     uint32_t slots_in_use; /* derived: slots of the tasks placed on this node */
     uint32_t n_tasks;      /* derived: tasks placed on this node */
     uint32_t n_unstarted;  /* derived: of those, assigned or recovering (not started) */
-    struct rd_task *tasks; /* derived: those tasks, a list through rd_task.next_on_node */
-    struct rd_dg dg;       /* local: its term of the digest (digest.h) */
+    /* derived: those tasks, a list through rd_task.next_on_node, the
+     * unstarted ones first (a heartbeat's handover walks only those) */
+    struct rd_task *tasks, *tasks_tail;
+    struct rd_dg dg; /* local: its term of the digest (digest.h) */
 };
 
 const struct rd_node *rd_fsm_node(const struct rd_fsm *f, const char *id, size_t len);

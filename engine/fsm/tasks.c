@@ -405,6 +405,44 @@ static struct rd_node *node_of(struct rd_fsm *f, const char *id)
     return id[0] ? (struct rd_node *)rd_fsm_node(f, id, strlen(id)) : NULL;
 }
 
+/* A node's task list keeps its unstarted tasks first: a heartbeat's
+ * handover (rd_sched_handover) walks only the first n_unstarted. */
+static void list_unlink(struct rd_node *n, struct rd_task *t)
+{
+    if (t->prev_on_node)
+        t->prev_on_node->next_on_node = t->next_on_node;
+    else if (n->tasks == t)
+        n->tasks = t->next_on_node;
+    if (t->next_on_node)
+        t->next_on_node->prev_on_node = t->prev_on_node;
+    else if (n->tasks_tail == t)
+        n->tasks_tail = t->prev_on_node;
+    t->next_on_node = t->prev_on_node = NULL;
+}
+
+static void list_insert(struct rd_node *n, struct rd_task *t)
+{
+    if (unstarted(t->state) || n->tasks == NULL) { /* at the head */
+        t->prev_on_node = NULL;
+        t->next_on_node = n->tasks;
+        if (n->tasks)
+            n->tasks->prev_on_node = t;
+        else
+            n->tasks_tail = t;
+        n->tasks = t;
+    } else { /* at the tail, behind every unstarted one */
+        t->next_on_node = NULL;
+        t->prev_on_node = n->tasks_tail;
+        n->tasks_tail->next_on_node = t;
+        n->tasks_tail = t;
+    }
+}
+
+static bool on_list(const struct rd_node *n, const struct rd_task *t)
+{
+    return n->tasks == t || t->prev_on_node != NULL;
+}
+
 /* Keeps the derived per-node load in step with a task's placement. */
 static void unplace(struct rd_fsm *f, struct rd_task *t)
 {
@@ -415,13 +453,7 @@ static void unplace(struct rd_fsm *f, struct rd_task *t)
             n->n_tasks--;
         if (unstarted(t->state) && n->n_unstarted > 0)
             n->n_unstarted--;
-        if (t->prev_on_node)
-            t->prev_on_node->next_on_node = t->next_on_node;
-        else if (n->tasks == t)
-            n->tasks = t->next_on_node;
-        if (t->next_on_node)
-            t->next_on_node->prev_on_node = t->prev_on_node;
-        t->next_on_node = t->prev_on_node = NULL;
+        list_unlink(n, t);
     }
 }
 
@@ -432,30 +464,32 @@ static void place(struct rd_fsm *f, struct rd_task *t)
         n->slots_in_use += t->slots;
         n->n_tasks++;
         n->n_unstarted += unstarted(t->state);
-        t->prev_on_node = NULL;
-        t->next_on_node = n->tasks;
-        if (n->tasks)
-            n->tasks->prev_on_node = t;
-        n->tasks = t;
+        list_insert(n, t);
     }
 }
 
 static void set_task_state(struct rd_fsm *f, struct rd_task *t, uint8_t state)
 {
     /* A task that changes state on its node's list (its first checkpoint:
-     * assigned to running) keeps the node's count of unstarted tasks. */
+     * assigned to running) keeps the node's count of unstarted tasks and
+     * moves to its part of the list. */
     struct rd_node *n = unstarted(state) != unstarted(t->state) ? node_of(f, t->node_id) : NULL;
-    if (n != NULL && (n->tasks == t || t->prev_on_node != NULL)) {
+    if (n != NULL && on_list(n, t)) {
         if (unstarted(state))
             n->n_unstarted++;
         else if (n->n_unstarted > 0)
             n->n_unstarted--;
+        list_unlink(n, t);
+    } else {
+        n = NULL;
     }
     if (terminal(state) && !terminal(t->state))
         t->finished = f->applying_index; /* when its records must be exported by (prune) */
     f->tasks_by_state[t->state]--;
     t->state = state;
     f->tasks_by_state[state]++;
+    if (n != NULL)
+        list_insert(n, t);
     heaps_sync(f, t);
 }
 

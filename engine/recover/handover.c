@@ -21,11 +21,14 @@ size_t rd_sched_handover(struct rd_sched *s, const struct rd_node *n, struct rd_
 {
     size_t k = 0;
     rd_registry_tell_begin(soft);
-    /* Most heartbeats come from agents whose tasks all run: the walk of
-     * their tasks (two cache misses a task) is skipped; what was told is
-     * forgotten at tell_end, as after a walk that found nothing. */
-    const struct rd_task *first = n->n_unstarted > 0 ? n->tasks : NULL;
-    for (const struct rd_task *t = first; t != NULL && k < n->n_tasks; t = t->next_on_node)
+    /* Only the agent's unstarted tasks are handed over, and they come
+     * first on its list (engine/fsm/tasks.c): the walk stops after them,
+     * and most heartbeats, from agents whose tasks all run, walk nothing
+     * (two cache misses a task). What was told is forgotten at tell_end,
+     * as after a walk that found nothing. */
+    uint32_t left = n->n_unstarted;
+    for (const struct rd_task *t = n->tasks; t != NULL && left > 0 && k < n->n_tasks;
+         t = t->next_on_node, left--)
         if (t->node_epoch == n->epoch &&
             (t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RECOVERING) &&
             rd_registry_tell_due(soft, t->id, t->attempt, now_ns))

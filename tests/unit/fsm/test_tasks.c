@@ -806,15 +806,26 @@ static size_t walk_passed(const struct rd_fsm *f, int64_t now, char *seen)
     return n;
 }
 
-/* Each node's count of unstarted tasks (rd_node.n_unstarted, which a
- * heartbeat's handover trusts to skip its walk) against its list. */
+/* Each node's count of unstarted tasks (rd_node.n_unstarted) against its
+ * list, and the list's order: a heartbeat's handover walks only the first
+ * n_unstarted tasks, so every unstarted task must come before every
+ * started one; the links both ways and the tail agree. */
 static void assert_unstarted_matches_walk(const struct rd_fsm *f)
 {
     for (size_t i = 0; i < f->n_nodes; i++) {
         const struct rd_node *n = f->nodes[i];
-        uint32_t want = 0;
-        for (const struct rd_task *t = n->tasks; t != NULL; t = t->next_on_node)
-            want += t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RECOVERING;
+        uint32_t want = 0, len = 0;
+        bool started_seen = false;
+        const struct rd_task *prev = NULL;
+        for (const struct rd_task *t = n->tasks; t != NULL; prev = t, t = t->next_on_node) {
+            bool unstarted = t->state == RD_TASK_ASSIGNED || t->state == RD_TASK_RECOVERING;
+            assert_false(unstarted && started_seen); /* an unstarted task after a started one */
+            started_seen |= !unstarted;
+            want += unstarted;
+            assert_ptr_equal(t->prev_on_node, prev);
+            assert_true(++len <= f->n_tasks);
+        }
+        assert_ptr_equal(n->tasks_tail, prev);
         assert_int_equal(n->n_unstarted, want);
     }
 }
