@@ -216,17 +216,25 @@ static bool opt_number(struct rd_http_req *hr, json_t *obj, const char *key, con
 
 /* The answer of a heartbeat with nothing to hand over or take away: no
  * JSON built (most heartbeats of a fleet). */
+_Static_assert(RD_NODE_STATE_COUNT <= RD_ARRAY_SIZE(((struct rd_http *)0)->idle),
+               "an idle answer per node state");
+
 static void send_idle_answer(struct rd_http_req *hr, const struct rd_node *n)
 {
     const struct rd_http_env *env = hr->env;
-    char buf[224];
-    int len =
-        snprintf(buf, sizeof(buf),
-                 "{\"state\":\"%s\",\"lease_ms\":%llu,\"partition_mode\":\"%s\","
-                 "\"assignments\":[],\"revoked\":[],\"revocations\":[]}",
-                 rd_node_state_name(n->state), (unsigned long long)rd_config_lease_ms(env->cfg),
-                 rd_partition_mode_name(env->cfg->fault_tolerance.partition.mode));
-    rd_http_send_raw(hr, 200, "application/json", buf, (size_t)len);
+    uint64_t lease_ms = rd_config_lease_ms(env->cfg);
+    unsigned mode = env->cfg->fault_tolerance.partition.mode;
+    unsigned st = n->state < RD_NODE_STATE_COUNT ? n->state : RD_NODE_ALIVE;
+    struct rd_http_idle *a = &env->http->idle[st];
+    if (a->len <= 0 || a->lease_ms != lease_ms || a->mode != mode) {
+        a->len = snprintf(a->text, sizeof(a->text),
+                          "{\"state\":\"%s\",\"lease_ms\":%llu,\"partition_mode\":\"%s\","
+                          "\"assignments\":[],\"revoked\":[],\"revocations\":[]}",
+                          rd_node_state_name((int)st), (unsigned long long)lease_ms,
+                          rd_partition_mode_name(mode));
+        a->lease_ms = lease_ms, a->mode = mode;
+    }
+    rd_http_send_raw(hr, 200, "application/json", a->text, (size_t)a->len);
 }
 
 void rd_api_NODE_HEARTBEAT(struct rd_http_req *hr)

@@ -171,6 +171,10 @@ struct rd_http_req {
      * the answer; what it acted on (the path's id, or what a handler sets). */
     bool audited;
     bool request_id_given; /* the client sent X-Request-Id: the answer carries the id used */
+    /* who.source and a generated who.request_id are filled when first read
+     * (the audit, a deferral, an answer that echoes the id): a heartbeat
+     * never reads them, and formatting them cost every request. */
+    bool who_later;
     /* An agent whose token does not cover the task's node, let through as
      * the node its write names (availability mode): only a conflict (a
      * write of a superseded attempt) may come of it, never a write to the
@@ -231,6 +235,15 @@ struct rd_http {
     uint64_t audit_denials_suppressed;
     struct rd_hist latency[RD_ROUTE_COUNT];
     struct rd_http_streams streams;
+    /* The answers to heartbeats with nothing to hand over, by node state
+     * (api_nodes.c): most heartbeats get one, formatted again only when
+     * the lease or the partition mode is not the one it was made with. */
+    struct rd_http_idle {
+        char text[224];
+        int len;
+        uint64_t lease_ms;
+        unsigned mode;
+    } idle[8];
     char errmsg[256];
 };
 
@@ -347,7 +360,7 @@ bool rd_http_route_audited(int route);
 void rd_http_audit_ahead(struct rd_http_req *hr);
 /* Fills `a` with the audit part of `hr`: its principal, the route, `target`
  * and the success `status` (strings borrowed from `hr`). */
-void rd_http_audit_part(const struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,
+void rd_http_audit_part(struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,
                         int status);
 
 struct rd_task;

@@ -161,9 +161,12 @@ static int success_status(int route)
     }
 }
 
-void rd_http_audit_part(const struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,
+static void who_details(struct rd_http_req *hr);
+
+void rd_http_audit_part(struct rd_http_req *hr, struct rd_cmd_audit *a, const char *target,
                         int status)
 {
+    who_details(hr);
     size_t tlen = strlen(target);
     *a = (struct rd_cmd_audit){
         .present = 1,
@@ -265,9 +268,11 @@ void rd_http_send_raw(struct rd_http_req *hr, int status, const char *ctype, con
      * otherwise only on answers that were audited (where it finds the
      * record). A unique header on every heartbeat would cost HPACK work on
      * both ends for nothing: h2o 2.2 indexes every header it sends. */
-    if (hr->who.request_id[0] != '\0' && (hr->request_id_given || hr->audited))
+    if (hr->request_id_given || hr->audited) {
+        who_details(hr);
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
                               hr->who.request_id, strlen(hr->who.request_id));
+    }
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
@@ -454,6 +459,7 @@ struct rd_http_pending *rd_http_defer(struct rd_http_req *hr)
     struct rd_http_pending *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return NULL;
+    who_details(hr); /* while the connection is there to ask */
     p->hr = *hr;
     p->guard = h2o_mem_alloc_shared(&hr->req->pool, sizeof(*p->guard), guard_dispose);
     p->guard->p = p;
@@ -845,14 +851,47 @@ static void new_request_id(char out[48])
     snprintf(out + 24, 13, "%012llx", (unsigned long long)(++n & 0xffffffffffffULL));
 }
 
-/* The client's address and the request id (the client's X-Request-Id when
- * it is 1-47 printable characters, else a new UUID). */
+/* Who is asking: anonymous until authenticated, and the client's
+ * X-Request-Id when it is 1-47 printable characters. The client's address
+ * and a request id of our own (when the client's is missing or unfit) come
+ * later, when something reads them (who_details). */
 static void fill_who(struct rd_http_req *hr)
 {
     h2o_req_t *req = hr->req;
     struct rd_principal *who = &hr->who;
-    snprintf(who->id, sizeof(who->id), "anonymous");
+    memcpy(who->id, "anonymous", sizeof("anonymous"));
     who->role = RD_ROLE_NONE;
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
+    if (i >= 0) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        bool ok = v.len > 0 && v.len < sizeof(who->request_id);
+        for (size_t k = 0; ok && k < v.len; k++)
+            ok = v.base[k] > 0x20 && v.base[k] < 0x7f;
+        if (ok) {
+            memcpy(who->request_id, v.base, v.len);
+            who->request_id[v.len] = '\0';
+        }
+    }
+    /* Echoed (rd_http_send) when the client sent one or the request is
+     * audited: a fresh id on every heartbeat's answer would cost each one a
+     * new HPACK table entry. */
+    hr->request_id_given = i >= 0;
+    hr->who_later = true;
+}
+
+/* The client's address (from the connection, while the request is there)
+ * and, when the client gave none fit to use, a new request id. */
+static void who_details(struct rd_http_req *hr)
+{
+    if (!hr->who_later)
+        return;
+    hr->who_later = false;
+    struct rd_principal *who = &hr->who;
+    if (who->request_id[0] == '\0')
+        new_request_id(who->request_id);
+    h2o_req_t *req = hr->req;
+    if (req == NULL)
+        return;
     struct sockaddr_storage sa;
     socklen_t sl = req->conn->callbacks->get_peername
                        ? req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&sa)
@@ -867,24 +906,6 @@ static void fill_who(struct rd_http_req *hr)
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
         snprintf(who->source, sizeof(who->source), "[%s]:%u", ip, (unsigned)ntohs(in6->sin6_port));
     }
-    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
-    bool ok = false;
-    if (i >= 0) {
-        h2o_iovec_t v = req->headers.entries[i].value;
-        ok = v.len > 0 && v.len < sizeof(who->request_id);
-        for (size_t k = 0; ok && k < v.len; k++)
-            ok = v.base[k] > 0x20 && v.base[k] < 0x7f;
-        if (ok) {
-            memcpy(who->request_id, v.base, v.len);
-            who->request_id[v.len] = '\0';
-        }
-    }
-    if (!ok)
-        new_request_id(who->request_id);
-    /* Echoed (rd_http_send) when the client sent one or the request is
-     * audited: a fresh id on every heartbeat's answer would cost each one a
-     * new HPACK table entry. */
-    hr->request_id_given = i >= 0;
 }
 
 /* h2o 2.2 keeps the SSL of a TLS socket in a private struct that starts
