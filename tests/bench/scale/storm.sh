@@ -35,7 +35,8 @@
 # NICE (0; -10 as root runs the benchmark ahead
 # of everything else on a shared machine), BUILD (build-bench), KEEP_LOGS (a
 # directory to copy the replicas' logs to), KILL_LEADER_AT (seconds after the
-# load generator starts: the leader is killed with SIGKILL then and started
+# load generator starts, or +S: S seconds after the storm begins, whatever
+# the setup took: the leader is killed with SIGKILL then and started
 # again; the load generator follows the new leader and reports the switches
 # and the time without one), STALL_LEADER_AT (seconds after the load
 # generator starts, instead of a kill: the leader's raft log writes hang for
@@ -141,6 +142,33 @@ await_loadgen() {
     done
 }
 
+# await_at S or +S: S seconds after the load generator started (the caller
+# started it just before), or S seconds after the storm begins: the load
+# generator says "storm in W s" once every task runs, after a setup whose
+# length the machine decides (30-120 s at 10,000 agents).
+await_at() {
+    case $1 in
+    +*)
+        local w=
+        while kill -0 "$LOADGEN" 2>/dev/null; do
+            w=$(sed -n 's/.*storm in \([0-9]*\) s.*/\1/p' "$WORK/loadgen.err" 2>/dev/null | head -n 1 || true)
+            [ -z "$w" ] || break
+            sleep 1
+        done
+        await_loadgen "$((${w:-0} + ${1#+}))"
+        ;;
+    *) await_loadgen "$1" ;;
+    esac
+}
+
+# at_text S or +S: when, in words.
+at_text() {
+    case $1 in
+    +*) echo "${1#+} s after the storm began" ;;
+    *) echo "$1 s after the load generator started" ;;
+    esac
+}
+
 LEADER=$(current_leader)
 [ -n "$LEADER" ] || {
     echo "storm: no leader among the replicas" >&2
@@ -169,21 +197,21 @@ bench_cpu_start "${RD_PIDS[LEADER]}"
 rc=0
 ${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
     --url "$replica_urls" --engine-pids "$replica_pids" --agents "$AGENTS" --tasks "$TASKS" --ckpt-ms "$CKPT_MS" \
-    --warmup "$WARMUP" --threads "$THREADS" --conns "$CONNS" "$@" &
+    --warmup "$WARMUP" --threads "$THREADS" --conns "$CONNS" "$@" 2> >(tee "$WORK/loadgen.err" >&2) &
 LOADGEN=$!
 bench_track "$LOADGEN"
 if [ -n "${KILL_LEADER_AT:-}" ]; then
-    await_loadgen "$KILL_LEADER_AT"
+    await_at "$KILL_LEADER_AT"
     if kill -0 "$LOADGEN" 2>/dev/null; then
         echo "storm: $(bench_now) kill -9 of the leader rd$LEADER (PID ${RD_PIDS[LEADER]})" \
-            "${KILL_LEADER_AT} s after the load generator started; started again at once" >&2
+            "$(at_text "$KILL_LEADER_AT"); started again at once" >&2
         bench_cpu_report "${RD_PIDS[LEADER]}"
         kill -9 "${RD_PIDS[LEADER]}"
         bench_wait "${RD_PIDS[LEADER]}" || true
         bench_start_replica "$LEADER"
     fi
 elif [ -n "${STALL_LEADER_AT:-}" ]; then
-    await_loadgen "$STALL_LEADER_AT"
+    await_at "$STALL_LEADER_AT"
     STALLED=$(current_leader)
     for _ in $(seq 1 20); do # an election on its way: its outcome
         if [ -n "$STALLED" ] || ! kill -0 "$LOADGEN" 2>/dev/null; then break; fi
@@ -195,7 +223,7 @@ elif [ -n "${STALL_LEADER_AT:-}" ]; then
         if [ "${STALL_ALL:-0}" = 1 ]; then hung=(1 2 3); fi
         for i in "${hung[@]}"; do : >"$WORK/rd$i/hang-io"; done
         echo "storm: $(bench_now) the log writes of ${hung[*]/#/rd} hang (hang-io; the leader rd$STALLED)" \
-            "${STALL_LEADER_AT} s after the load generator started, for ${STALL_FOR} s" >&2
+            "$(at_text "$STALL_LEADER_AT"), for ${STALL_FOR} s" >&2
         await_loadgen "$STALL_FOR"
         for i in "${hung[@]}"; do
             echo "storm: $(bench_now) rd$i's disk answers again:" \
@@ -203,7 +231,7 @@ elif [ -n "${STALL_LEADER_AT:-}" ]; then
             rm -f "$WORK/rd$i/hang-io"
         done
     elif kill -0 "$LOADGEN" 2>/dev/null; then
-        echo "storm: FAIL no leader ${STALL_LEADER_AT} s after the load generator started: nothing stalled" >&2
+        echo "storm: FAIL no leader $(at_text "$STALL_LEADER_AT"): nothing stalled" >&2
         rc=1
     fi
 fi
