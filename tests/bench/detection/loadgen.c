@@ -70,6 +70,7 @@ static const char *const kind_names[N_KINDS] = {"healthy", "crash", "hang", "deg
 #define TL_SLOT_MS       10000 /* the stall timeline: 10-second windows */
 #define TL_SLOTS         1024
 #define STALL_MS         500
+#define LATE_MS          100 /* a heartbeat sent later than this is reported by window */
 #define ZOMBIES_PER_POLL 10
 
 struct opts {
@@ -141,6 +142,7 @@ struct worker {
     int64_t loop_gap_ms, loop_gap_at; /* longest pause of its loop */
     int64_t rtt_max_at;
     uint32_t tl_rtt_ms[TL_SLOTS]; /* worst round trip per window */
+    uint32_t tl_lag_ms[TL_SLOTS]; /* worst send lateness per window */
 };
 
 struct bench {
@@ -433,6 +435,7 @@ static bool send_heartbeat(struct worker *w, struct agent *a, int64_t now)
     if (!start_request(w, a, a->path, body))
         return false;
     rdb_hist_add(&w->lag, (now - a->due_ms) * 1000);
+    tl_note(b, w->tl_lag_ms, rdb_wall_ms(), now - a->due_ms);
     w->c.sent++;
     a->due_ms += rdb_jittered_ms(&w->rng, b->o.interval_ms, b->o.jitter_ms);
     if (a->due_ms < now - (int64_t)b->o.interval_ms)
@@ -965,6 +968,17 @@ static void report_stalls(struct bench *b)
     printf("%s\n", total == 0 ? " none" : total > 30 ? ", ..." : "");
     if (total > 0)
         printf("(window start from the injection: worst heartbeat round trip / worst poll)\n");
+    total = 0;
+    printf("heartbeats sent over %d ms late (10-s windows, worst lateness):", LATE_MS);
+    for (unsigned i = 0; i < TL_SLOTS; i++) {
+        if (b->all.tl_lag_ms[i] <= LATE_MS)
+            continue;
+        if (total++ < 30)
+            printf("%s %+.0f s (%u ms)", total > 1 ? "," : "",
+                   (double)(b->start_wall_ms + (int64_t)i * TL_SLOT_MS - inj) / 1000,
+                   b->all.tl_lag_ms[i]);
+    }
+    printf("%s\n", total == 0 ? " none" : total > 30 ? ", ..." : "");
     printf("descriptors open in the load generator at the end: %u\n", open_descriptors());
 }
 
@@ -994,6 +1008,9 @@ static void merge_workers(struct bench *b)
         for (unsigned i = 0; i < TL_SLOTS; i++)
             if (w->tl_rtt_ms[i] > m->tl_rtt_ms[i])
                 m->tl_rtt_ms[i] = w->tl_rtt_ms[i];
+        for (unsigned i = 0; i < TL_SLOTS; i++)
+            if (w->tl_lag_ms[i] > m->tl_lag_ms[i])
+                m->tl_lag_ms[i] = w->tl_lag_ms[i];
     }
 }
 
