@@ -7,14 +7,21 @@
  *   - every agent's health endpoint is a real port of an rdt_httpd server
  *     (tests/lib/httpd.h) in a thread of this process;
  *   - the agents are split among --threads workers, each with its own
- *     libcurl multi handle and HTTP/2 connection (see rdb_h2_prior_knowledge
- *     in tests/bench/lib/bench.h for libcurl 7.88) and at most MAX_STREAMS
- *     transfers in flight on it; a worker registers its agents
+ *     HTTP/2 connection (h2c, tests/bench/lib/h2c.h, on nghttp2 with prior
+ *     knowledge: every request a loop turn submits goes out in one send(2);
+ *     with libcurl 7.88's multi interface, one send per frame, a heartbeat
+ *     cost the load generator about 60 us of CPU and 10,000 agents left the
+ *     machine no room) and at most MAX_STREAMS requests in flight on it; a
+ *     worker registers its agents
  *     (REG_IN_FLIGHT at a time), and each agent heartbeats every interval
  *     +/- uniform jitter from its registration on (due heartbeats in a queue
  *     of due times per worker, so the cost per heartbeat does not grow with
  *     the fleet). 20,000 heartbeats/s (10,000 agents) on one connection
- *     would need round trips under 5 ms (docs/benchmarks.md, issue 16);
+ *     would need round trips under 5 ms, on 4 under 19 ms: with 4 workers
+ *     the engine's slower answers at 10,000 agents queued heartbeats here,
+ *     the engine saw them late and spent its probes on healthy agents, so
+ *     8 by default (docs/benchmarks.md, "the detection load generator on
+ *     nghttp2");
  *   - after the warm-up (from the last registration), faults are injected:
  *     10% crash (no heartbeats, the endpoint refuses connections), 5% hang
  *     (heartbeats go on, the endpoint never answers), 5% degrade
@@ -22,7 +29,8 @@
  *     engine's 5000 ms limit); the other 80% stay healthy with slightly
  *     noisy metrics all along;
  *   - a poller thread reads GET /api/v1/nodes (the suspect and the failed
- *     ones) and the new /api/v1/faults/records every 100 ms and keeps, per
+ *     ones) and the new /api/v1/faults/records every 100 ms (on libcurl's
+ *     easy interface, a request at a time: tens per second) and keeps, per
  *     agent, when it became suspect and failed (the leader's updated_at
  *     stamp), its fault records and their types.
  *
@@ -46,6 +54,7 @@
 #include <time.h>
 
 #include "bench.h"
+#include "h2c.h"
 #include "harness.h"
 #include "httpd.h"
 
@@ -53,18 +62,19 @@ enum kind { HEALTHY = 0, CRASH, HANG, DEGRADE, N_KINDS };
 static const char *const kind_names[N_KINDS] = {"healthy", "crash", "hang", "degrading"};
 
 #define MAX_TALLY     24
-#define RESP_MAX      512
 #define REG_IN_FLIGHT 32 /* registrations per worker at a time */
-/* Transfers in flight on a worker's connection, below h2o's 100 streams
- * (libcurl 7.88 parks the rest as pending and walks them at every step: the
- * scale benchmark's load generator, tests/bench/scale/loadgen.c). */
+/* Requests in flight on a worker's connection, below h2o's 100 streams (as
+ * the scale benchmark's load generator, tests/bench/scale/loadgen.c). */
 #define MAX_STREAMS      96
-#define HB_RESERVE       32 /* of them for heartbeats only */
+#define HB_RESERVE       32   /* of them for heartbeats only */
+#define REQ_MS           5000 /* for a request's answer (a transport error after it) */
+#define RECONNECT_MS     100  /* between two openings of a worker's connection */
 #define MAX_THREADS      16
 #define REG_MS           60000 /* for the whole fleet to register */
 #define TL_SLOT_MS       10000 /* the stall timeline: 10-second windows */
 #define TL_SLOTS         1024
 #define STALL_MS         500
+#define LATE_MS          100 /* a heartbeat sent later than this is reported by window */
 #define ZOMBIES_PER_POLL 10
 
 struct opts {
@@ -89,11 +99,7 @@ struct agent {
     enum kind kind;
     long long epoch;
     /* heartbeat side: its worker only */
-    CURL *easy;
-    char url[256];
-    char body[256];
-    struct rdb_buf resp; /* in resp_mem */
-    char resp_mem[RESP_MAX];
+    char path[64]; /* of its heartbeats, once registered */
     bool registered, in_flight, stopped;
     int64_t due_ms; /* monotonic */
     unsigned ramp;  /* heartbeats since the injection (degrading) */
@@ -126,16 +132,21 @@ struct worker {
     bool started;
     unsigned first, n; /* its agents: b->agents[first .. first + n - 1] */
     unsigned reg_next, reg_in_flight;
-    CURLM *multi;
-    unsigned streams;    /* transfers in flight on its connection */
-    struct rdb_dueq due; /* registered agents by due_ms (a walk over 10,000 per loop turn starved
-                          * the registrations: issue 16) */
+    struct h2c *h2;       /* its connection */
+    bool opened;          /* the connection answered its first GET /health */
+    int64_t reconnect_at; /* monotonic: when it may open its connection again */
+    uint64_t answered;    /* its requests that ended while measuring */
+    double cpu_from_s;    /* its thread's CPU when the measurement started (< 0: not yet) */
+    double cpu_s;         /* its thread's CPU while measuring, when it ended */
+    struct rdb_dueq due;  /* registered agents by due_ms (a walk over 10,000 per loop turn starved
+                           * the registrations: issue 16) */
     uint64_t rng;
     struct counters c;
     struct rdb_hist rtt, lag;
     int64_t loop_gap_ms, loop_gap_at; /* longest pause of its loop */
     int64_t rtt_max_at;
     uint32_t tl_rtt_ms[TL_SLOTS]; /* worst round trip per window */
+    uint32_t tl_lag_ms[TL_SLOTS]; /* worst send lateness per window */
 };
 
 struct bench {
@@ -145,11 +156,13 @@ struct bench {
     struct worker *w;
     struct worker all; /* the workers' figures merged, for the report */
     atomic_uint reg_done, reg_failed;
-    int64_t reg_ms;              /* how long the fleet took to register */
-    atomic_bool threads_started; /* the poller and the injector */
+    int64_t reg_ms;               /* how long the fleet took to register */
+    atomic_bool threads_started;  /* the poller and the injector */
+    struct rdb_cpu_mark cpu_from; /* the process's CPU when the warm-up started */
+    atomic_bool measuring;        /* from then on */
     pthread_t injector, poller;
     struct rdt_httpd *httpd;
-    struct curl_slist *hdrs;
+    struct curl_slist *hdrs; /* the poller's */
     int64_t inject_mono_ms, end_mono_ms, start_wall_ms;
     _Atomic int64_t inject_wall_ms; /* 0 until the faults are injected */
     int64_t inject_apply_ms;        /* how long changing the endpoints took */
@@ -164,6 +177,7 @@ struct bench {
     uint8_t *seq_seen; /* records already counted, by seq */
     size_t seq_cap;
     unsigned polls, poll_errors, partition_records, pre_records;
+    uint64_t poll_requests; /* while measuring */
     int64_t poll_max_ms;
     struct tally tallies[N_KINDS][MAX_TALLY];
     long long engine_p50, engine_p99;
@@ -204,7 +218,7 @@ static void usage(FILE *f)
                "  --interval-ms  heartbeat interval (default 500)\n"
                "  --jitter-ms    uniform jitter around it, +/- (default 100)\n"
                "  --poll-ms      how often the engine's API is read (default 100)\n"
-               "  --threads      workers, each with its own connection to the engine (default 4)\n"
+               "  --threads      workers, each with its own connection to the engine (default 8)\n"
                "  --seed         seed of the jitter and the metrics' noise (default 42)\n"
                "  --poll-all     read every node each poll, not only the suspect and failed ones\n"
                "                (about 15 ms of the engine's loop per 1,000 nodes)\n"
@@ -220,7 +234,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .interval_ms = 500,
                        .jitter_ms = 100,
                        .poll_ms = 100,
-                       .threads = 4};
+                       .threads = 8};
     unsigned seed = 42;
     const struct rdb_opt opts[] = {
         {"url", .str = &o->url},
@@ -263,6 +277,8 @@ static enum kind kind_of(unsigned i)
     }
 }
 
+static void on_done(void *ctx, const struct h2c_resp *r);
+
 /* Worker t's share: agents [first, first + n), the remainder spread over the first ones. */
 static int worker_init(struct bench *b, struct worker *w, unsigned t)
 {
@@ -274,8 +290,9 @@ static int worker_init(struct bench *b, struct worker *w, unsigned t)
     w->rng = rdb_seed(b->o.seed + t);
     rdb_hist_init(&w->rtt, 50);
     rdb_hist_init(&w->lag, 1000);
-    w->multi = rdb_h2_multi(1);
-    return w->multi != NULL && rdb_dueq_init(&w->due, w->n) == 0 ? 0 : -1;
+    w->cpu_from_s = -1;
+    w->h2 = h2c_new(MAX_STREAMS, on_done, w);
+    return w->h2 != NULL && rdb_dueq_init(&w->due, w->n) == 0 ? 0 : -1;
 }
 
 static int fleet_init(struct bench *b)
@@ -286,7 +303,7 @@ static int fleet_init(struct bench *b)
     b->agents = calloc(n, sizeof(*b->agents));
     b->w = calloc(b->o.threads, sizeof(*b->w));
     b->httpd = rdt_httpd_start(n);
-    b->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    b->hdrs = curl_slist_append(NULL, "Content-Type: application/json"); /* the poller's */
     if (b->agents == NULL || b->w == NULL || b->httpd == NULL || b->hdrs == NULL)
         return -1;
     for (unsigned t = 0; t < b->o.threads; t++)
@@ -297,10 +314,6 @@ static int fleet_init(struct bench *b)
         snprintf(a->id, sizeof(a->id), "agent-%05u", i + 1);
         a->kind = kind_of(i);
         b->n_kind[a->kind]++;
-        rdb_buf_fixed(&a->resp, a->resp_mem, sizeof(a->resp_mem));
-        a->easy = rdb_easy_new(rdb_h2_version(), b->hdrs, 5000L, a, &a->resp);
-        if (a->easy == NULL)
-            return -1;
     }
     return 0;
 }
@@ -309,18 +322,10 @@ static void fleet_free(struct bench *b)
 {
     for (unsigned t = 0; b->w && t < b->o.threads; t++) {
         struct worker *w = &b->w[t];
-        for (unsigned i = w->first; b->agents && i < w->first + w->n; i++) {
-            struct agent *a = &b->agents[i];
-            if (a->easy && a->in_flight)
-                curl_multi_remove_handle(w->multi, a->easy);
-        }
-        if (w->multi)
-            curl_multi_cleanup(w->multi);
+        if (w->h2)
+            h2c_free(w->h2);
         rdb_dueq_free(&w->due);
     }
-    for (unsigned i = 0; b->agents && i < b->o.agents; i++)
-        if (b->agents[i].easy)
-            curl_easy_cleanup(b->agents[i].easy);
     curl_slist_free_all(b->hdrs);
     rdt_httpd_stop(b->httpd);
     free(b->w);
@@ -336,52 +341,61 @@ static struct agent *agent_by_id(struct bench *b, const char *id)
     return strcmp(a->id, id) == 0 ? a : NULL;
 }
 
-/* ---- a worker's multi loop ------------------------------------------------- */
+/* ---- a worker's connection ---------------------------------------------------- */
 
-static void start_transfer(struct worker *w, struct agent *a, const char *url, const char *body)
+/* The CPU time of the calling thread, in seconds. */
+static double thread_cpu_s(void)
 {
-    rdb_buf_clear(&a->resp);
-    curl_easy_setopt(a->easy, CURLOPT_URL, url);
-    curl_easy_setopt(a->easy, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(a->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    a->in_flight = curl_multi_add_handle(w->multi, a->easy) == CURLM_OK;
-    w->streams += a->in_flight;
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Submits a POST of `body` on `path` for agent `a`; true when it is in
+ * flight (the connection took it). */
+static bool start_request(struct worker *w, struct agent *a, const char *path, const char *body)
+{
+    a->in_flight = h2c_submit(w->h2, "POST", path, body, strlen(body), REQ_MS, a) == 0;
+    return a->in_flight;
 }
 
 /* ---- registration ------------------------------------------------------- */
 
 /* A registration answered: the agent heartbeats from now on, starting at a
  * random point of its first interval (as agents starting one by one would). */
-static void on_registered(struct worker *w, struct agent *a, CURLcode rc, long status)
+static void on_registered(struct worker *w, struct agent *a, const struct h2c_resp *r)
 {
     struct bench *b = w->b;
     w->reg_in_flight--;
-    a->epoch = rdb_epoch_of(status, a->resp.p);
+    a->epoch = r->err == H2C_OK ? rdb_epoch_of(r->status, r->body) : 0;
     if (a->epoch <= 0) {
         if (atomic_fetch_add(&b->reg_failed, 1) < 5)
-            fprintf(stderr, "loadgen: registering %s: %s, HTTP %ld: %.200s\n", a->id,
-                    curl_easy_strerror(rc), status, a->resp.p);
+            fprintf(stderr, "loadgen: registering %s: %s, HTTP %d: %.200s\n", a->id,
+                    h2c_strerror(r->err), r->status, r->body ? r->body : "");
         atomic_fetch_add(&b->reg_done, 1);
         return;
     }
     a->registered = true;
-    snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes/%s/heartbeat", b->o.url, a->id);
+    snprintf(a->path, sizeof(a->path), "/api/v1/nodes/%s/heartbeat", a->id);
     a->due_ms = rdt_now_ms() + (int64_t)rdb_uniform(&w->rng, 0, b->o.interval_ms);
     rdb_dueq_push(&w->due, a->due_ms, (unsigned)(a - b->agents));
     atomic_fetch_add(&b->reg_done, 1);
 }
 
-static void start_registration(struct worker *w, unsigned i)
+/* Submits agent i's registration; false when the connection took none. */
+static bool start_registration(struct worker *w, unsigned i)
 {
     struct bench *b = w->b;
     struct agent *a = &b->agents[i];
-    snprintf(a->url, sizeof(a->url), "%s/api/v1/nodes", b->o.url);
-    snprintf(a->body, sizeof(a->body),
+    char body[256];
+    snprintf(body, sizeof(body),
              "{\"node_id\":\"%s\",\"capacity\":{\"slots\":4},"
              "\"health_url\":\"http://127.0.0.1:%u/health\"}",
              a->id, rdt_httpd_port(b->httpd, i));
-    start_transfer(w, a, a->url, a->body);
-    w->reg_in_flight += a->in_flight;
+    if (!start_request(w, a, "/api/v1/nodes", body))
+        return false;
+    w->reg_in_flight++;
+    return true;
 }
 
 /* Starts registrations, at most REG_IN_FLIGHT at a time, leaving
@@ -389,13 +403,13 @@ static void start_registration(struct worker *w, unsigned i)
 static void register_more(struct worker *w)
 {
     while (w->reg_next < w->first + w->n && w->reg_in_flight < REG_IN_FLIGHT &&
-           w->streams < MAX_STREAMS - HB_RESERVE)
-        start_registration(w, w->reg_next++);
+           h2c_room(w->h2) > HB_RESERVE && start_registration(w, w->reg_next))
+        w->reg_next++;
 }
 
 /* ---- heartbeats -------------------------------------------------------------- */
 
-static void heartbeat_body(struct worker *w, struct agent *a, bool injected)
+static void heartbeat_body(struct worker *w, struct agent *a, bool injected, char *body, size_t len)
 {
     double err = 0.01 + rdb_uniform(&w->rng, -0.002, 0.002);
     double lat = 20 + rdb_uniform(&w->rng, -3, 3);
@@ -403,39 +417,45 @@ static void heartbeat_body(struct worker *w, struct agent *a, bool injected)
     double mem = 0.40 + rdb_uniform(&w->rng, -0.01, 0.01);
     if (injected && a->kind == DEGRADE)
         lat += 40.0 * ++a->ramp; /* 20 ms -> 5000 ms in about 62 s at 2 per second */
-    snprintf(a->body, sizeof(a->body),
+    snprintf(body, len,
              "{\"epoch\":%lld,\"load\":{\"slots_used\":1},\"metrics\":{\"error_rate\":%.4f,"
              "\"latency_ms\":%.1f,\"cpu\":%.3f,\"mem\":%.3f}}",
              a->epoch, err, lat, cpu, mem);
 }
 
-static void send_heartbeat(struct worker *w, struct agent *a, int64_t now)
+/* Sends a's heartbeat (or stops a crashed agent); false when the
+ * connection took none. */
+static bool send_heartbeat(struct worker *w, struct agent *a, int64_t now)
 {
     struct bench *b = w->b;
     bool injected = atomic_load(&b->inject_wall_ms) != 0;
     if (injected && a->kind == CRASH) {
         a->stopped = true; /* the process is gone */
         w->c.crash_stopped++;
-        return;
+        return true;
     }
+    char body[256];
+    heartbeat_body(w, a, injected, body, sizeof(body));
+    if (!start_request(w, a, a->path, body))
+        return false;
     rdb_hist_add(&w->lag, (now - a->due_ms) * 1000);
-    heartbeat_body(w, a, injected);
-    start_transfer(w, a, a->url, a->body);
+    tl_note(b, w->tl_lag_ms, rdb_wall_ms(), now - a->due_ms);
     w->c.sent++;
     a->due_ms += rdb_jittered_ms(&w->rng, b->o.interval_ms, b->o.jitter_ms);
     if (a->due_ms < now - (int64_t)b->o.interval_ms)
         a->due_ms = now; /* fell far behind: no catching up in a burst */
+    return true;
 }
 
-static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, long status,
-                              int64_t us)
+static void on_heartbeat_done(struct worker *w, struct agent *a, const struct h2c_resp *r)
 {
-    if (rc != CURLE_OK) {
+    if (r->err != H2C_OK) {
         if (w->c.errors++ < 5)
-            fprintf(stderr, "loadgen: heartbeat of %s: %s\n", a->id, curl_easy_strerror(rc));
+            fprintf(stderr, "loadgen: heartbeat of %s: %s\n", a->id, h2c_strerror(r->err));
         return;
     }
-    int64_t now = rdb_wall_ms();
+    int64_t now = rdb_wall_ms(), us = r->us;
+    int status = r->status;
     if (us > w->rtt.max_us)
         w->rtt_max_at = now;
     tl_note(w->b, w->tl_rtt_ms, now, us / 1000);
@@ -447,56 +467,72 @@ static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, lo
         a->stopped = true; /* fenced: it would have to register again */
         mark_min(&a->refused, now, 0);
     } else if (w->c.other++ < 5) {
-        fprintf(stderr, "loadgen: heartbeat of %s: HTTP %ld %.200s\n", a->id, status, a->resp.p);
+        fprintf(stderr, "loadgen: heartbeat of %s: HTTP %d %.200s\n", a->id, status, r->body);
     }
 }
 
 /* Sends what is due; returns the monotonic time of the next heartbeat. An
- * agent whose previous heartbeat is still in flight sends as soon as it is
- * answered (looked at again every 5 ms); a stopped one leaves the queue. */
+ * agent whose previous heartbeat is still in flight (or that the connection
+ * did not take) sends as soon as it can (looked at again every 5 ms); a
+ * stopped one leaves the queue. */
 static int64_t send_due(struct worker *w)
 {
     int64_t now = rdt_now_ms();
     struct rdb_due d = {0};
-    while (w->streams < MAX_STREAMS && rdb_dueq_pop_due(&w->due, now, &d)) {
+    while (h2c_room(w->h2) > 0 && rdb_dueq_pop_due(&w->due, now, &d)) {
         struct agent *a = &w->b->agents[d.idx];
         if (a->stopped)
             continue;
-        if (a->in_flight) {
+        if (a->in_flight || !send_heartbeat(w, a, now)) {
             rdb_dueq_push(&w->due, now + 5, d.idx);
             continue;
         }
-        send_heartbeat(w, a, now);
         if (!a->stopped)
             rdb_dueq_push(&w->due, a->due_ms, d.idx);
     }
-    if (w->streams >= MAX_STREAMS)
-        return now + 1; /* full: look again soon */
+    if (h2c_room(w->h2) == 0)
+        return now + 1; /* full (or down): look again soon */
     return w->due.n > 0 ? w->due.v[0].due : now + 100;
 }
 
-/* Hands every finished transfer to the registration's or the heartbeat's end. */
-static void drain(struct worker *w)
+/* The tag of a connection's first request, GET /health (open_worker). */
+static char open_tag;
+
+/* A request of the worker's connection ended (h2c's callback, within
+ * h2c_step): the opening's, a registration's or a heartbeat's. */
+static void on_done(void *ctx, const struct h2c_resp *r)
 {
-    struct rdb_done d;
-    while (rdb_next_done(w->multi, &d)) {
-        struct agent *a = d.priv;
-        long connects = 0;
-        curl_easy_getinfo(d.easy, CURLINFO_NUM_CONNECTS, &connects);
-        w->c.connects += (uint64_t)connects;
-        a->in_flight = false;
-        w->streams--;
-        if (a->registered)
-            on_heartbeat_done(w, a, d.rc, d.status, d.us);
-        else
-            on_registered(w, a, d.rc, d.status);
+    struct worker *w = ctx;
+    if (r->user == &open_tag) {
+        w->opened = r->err == H2C_OK && r->status == 200;
+        return;
     }
+    struct agent *a = r->user;
+    a->in_flight = false;
+    if (atomic_load_explicit(&w->b->measuring, memory_order_relaxed))
+        w->answered++;
+    if (a->registered)
+        on_heartbeat_done(w, a, r);
+    else
+        on_registered(w, a, r);
+}
+
+/* Opens the worker's connection again when it broke (what was in flight on
+ * it ended as transport errors), at most every RECONNECT_MS. */
+static void reconnect(struct worker *w, int64_t now)
+{
+    if (h2c_state(w->h2) != H2C_DOWN || now < w->reconnect_at)
+        return;
+    w->reconnect_at = now + RECONNECT_MS;
+    if (h2c_connect(w->h2, w->b->o.url, RDB_H2_CONNECT_MS) == 0)
+        w->c.connects++;
 }
 
 /*
  * A worker: registers its agents (each heartbeats as soon as it is
  * registered), then heartbeats until the poller says stop, or until the main
- * thread gives up on the registrations.
+ * thread gives up on the registrations. What a loop turn submits goes out
+ * in one send (h2c_step).
  */
 static void *worker_main(void *arg)
 {
@@ -510,13 +546,15 @@ static void *worker_main(void *arg)
             w->loop_gap_at = rdb_wall_ms();
         }
         last = now;
-        int running;
-        curl_multi_perform(w->multi, &running);
-        drain(w);
+        if (w->cpu_from_s < 0 && atomic_load(&b->measuring))
+            w->cpu_from_s = thread_cpu_s();
+        reconnect(w, now);
         register_more(w);
         int64_t wait = send_due(w) - rdt_now_ms();
-        curl_multi_poll(w->multi, NULL, 0, wait > 0 ? (int)(wait > 100 ? 100 : wait) : 0, NULL);
+        h2c_step(w->h2, wait > 0 ? (int)(wait > 100 ? 100 : wait) : 0);
     }
+    if (w->cpu_from_s >= 0)
+        w->cpu_s = thread_cpu_s() - w->cpu_from_s;
     return NULL;
 }
 
@@ -564,6 +602,7 @@ static long poll_request(struct bench *b, const char *path, const char *post)
     else
         curl_easy_setopt(b->poll_easy, CURLOPT_HTTPGET, 1L);
     long status = 0;
+    b->poll_requests++;
     if (curl_easy_perform(b->poll_easy) == CURLE_OK)
         curl_easy_getinfo(b->poll_easy, CURLINFO_RESPONSE_CODE, &status);
     return status;
@@ -933,6 +972,17 @@ static void report_stalls(struct bench *b)
     printf("%s\n", total == 0 ? " none" : total > 30 ? ", ..." : "");
     if (total > 0)
         printf("(window start from the injection: worst heartbeat round trip / worst poll)\n");
+    total = 0;
+    printf("heartbeats sent over %d ms late (10-s windows, worst lateness):", LATE_MS);
+    for (unsigned i = 0; i < TL_SLOTS; i++) {
+        if (b->all.tl_lag_ms[i] <= LATE_MS)
+            continue;
+        if (total++ < 30)
+            printf("%s %+.0f s (%u ms)", total > 1 ? "," : "",
+                   (double)(b->start_wall_ms + (int64_t)i * TL_SLOT_MS - inj) / 1000,
+                   b->all.tl_lag_ms[i]);
+    }
+    printf("%s\n", total == 0 ? " none" : total > 30 ? ", ..." : "");
     printf("descriptors open in the load generator at the end: %u\n", open_descriptors());
 }
 
@@ -962,6 +1012,9 @@ static void merge_workers(struct bench *b)
         for (unsigned i = 0; i < TL_SLOTS; i++)
             if (w->tl_rtt_ms[i] > m->tl_rtt_ms[i])
                 m->tl_rtt_ms[i] = w->tl_rtt_ms[i];
+        for (unsigned i = 0; i < TL_SLOTS; i++)
+            if (w->tl_lag_ms[i] > m->tl_lag_ms[i])
+                m->tl_lag_ms[i] = w->tl_lag_ms[i];
     }
 }
 
@@ -1159,6 +1212,26 @@ static void report_targets(struct bench *b)
            p.failed ? "" : " (none failed within the run)");
 }
 
+/* The load generator's CPU from the warm-up on: the whole process's per
+ * request (heartbeats and polls; its threads answering the engine's health
+ * probes included), then the workers' alone per heartbeat. */
+static void report_cpu(const struct bench *b)
+{
+    uint64_t hb = 0;
+    double workers = 0;
+    for (unsigned t = 0; t < b->o.threads; t++) {
+        hb += b->w[t].answered;
+        workers += b->w[t].cpu_s;
+    }
+    printf("\n");
+    rdb_print_cpu_since(&b->cpu_from, hb + b->poll_requests);
+    printf("(%llu heartbeats and %llu polling requests; the agents' health endpoints answering "
+           "the probes are in this process too)\n",
+           (unsigned long long)hb, (unsigned long long)b->poll_requests);
+    printf("the workers' CPU (heartbeats on h2c) while measuring: %.1f s, %.1f us per heartbeat\n",
+           workers, hb ? 1e6 * workers / (double)hb : 0);
+}
+
 static void report(struct bench *b)
 {
     char when[40];
@@ -1166,11 +1239,9 @@ static void report(struct bench *b)
     merge_workers(b);
     printf("\n== fault detection benchmark ==\n");
     printf("%u agents: %u crash, %u hang, %u degrading, %u healthy; heartbeats every %u +/- %u "
-           "ms over HTTP/2 (%s, %u worker%s with a connection each, %s)\n",
+           "ms over HTTP/2 (prior knowledge on nghttp2, %u worker%s with a connection each, %s)\n",
            b->o.agents, b->n_kind[CRASH], b->n_kind[HANG], b->n_kind[DEGRADE], b->n_kind[HEALTHY],
-           b->o.interval_ms, b->o.jitter_ms,
-           rdb_h2_prior_knowledge() ? "prior knowledge" : "h2c upgrade", b->o.threads,
-           b->o.threads > 1 ? "s" : "", b->o.url);
+           b->o.interval_ms, b->o.jitter_ms, b->o.threads, b->o.threads > 1 ? "s" : "", b->o.url);
     printf("registered in %.1f s; warm-up %u s; faults injected at %s (endpoints changed within "
            "%lld ms); measured %u s after%s\n",
            (double)b->reg_ms / 1000, b->o.warmup_s, when, (long long)b->inject_apply_ms,
@@ -1179,6 +1250,7 @@ static void report(struct bench *b)
     report_table(b);
     report_types(b);
     report_targets(b);
+    report_cpu(b);
     rdb_print_self_cpu();
 }
 
@@ -1213,6 +1285,8 @@ static int start_threads(struct bench *b)
 {
     if (poller_init(b) != 0)
         return -1;
+    rdb_cpu_mark(&b->cpu_from);
+    atomic_store(&b->measuring, true);
     b->inject_mono_ms = rdt_now_ms() + (int64_t)b->o.warmup_s * 1000;
     b->end_mono_ms = b->inject_mono_ms + (int64_t)b->o.duration_s * 1000;
     fprintf(stderr,
@@ -1254,6 +1328,20 @@ static int await_fleet(struct bench *b)
     return start_threads(b);
 }
 
+/* Opens worker w's connection (from the main thread, before the worker
+ * runs): a GET /health on it, answered 200 within 5 s, tells that the
+ * engine takes HTTP/2 with prior knowledge. 0, or -1. */
+static int open_worker(struct worker *w)
+{
+    if (h2c_connect(w->h2, w->b->o.url, RDB_H2_CONNECT_MS) != 0 ||
+        h2c_submit(w->h2, "GET", "/health", NULL, 0, 5000, &open_tag) != 0)
+        return -1;
+    w->c.connects++;
+    while (h2c_in_flight(w->h2) > 0 && !rdb_interrupted)
+        h2c_step(w->h2, 100);
+    return w->opened ? 0 : -1;
+}
+
 static int run(struct bench *b)
 {
     if (fleet_init(b) != 0) {
@@ -1265,11 +1353,10 @@ static int run(struct bench *b)
     /* Each worker's connection, before any POST on it (see rdb_h2_prior_knowledge). */
     for (unsigned t = 0; t < b->o.threads; t++) {
         struct worker *w = &b->w[t];
-        if (rdb_h2_open(w->multi, b->o.url, 1) != 1) {
-            fprintf(stderr, "loadgen: worker %u: no connection to %s/health\n", t, b->o.url);
+        if (open_worker(w) != 0) {
+            fprintf(stderr, "loadgen: worker %u: no HTTP/2 connection to %s/health\n", t, b->o.url);
             return 1;
         }
-        w->c.connects++;
     }
     int rc = 0;
     for (unsigned t = 0; t < b->o.threads && rc == 0; t++) {

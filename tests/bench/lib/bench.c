@@ -54,6 +54,35 @@ void rdb_print_self_cpu(void)
     printf("\nload generator CPU: %.1f s user + %.1f s system\n", user, sys);
 }
 
+void rdb_cpu_mark(struct rdb_cpu_mark *m)
+{
+    rdb_self_cpu(&m->user_s, &m->system_s);
+    m->at_ms = rdb_now_ns() / 1000000;
+}
+
+struct rdb_cpu_used rdb_cpu_since(const struct rdb_cpu_mark *m)
+{
+    struct rdb_cpu_used u;
+    rdb_self_cpu(&u.user_s, &u.system_s);
+    u.user_s -= m->user_s;
+    u.system_s -= m->system_s;
+    u.secs = (double)(rdb_now_ns() / 1000000 - m->at_ms) / 1000;
+    return u;
+}
+
+void rdb_print_cpu_since(const struct rdb_cpu_mark *m, uint64_t requests)
+{
+    if (m->at_ms == 0)
+        return;
+    struct rdb_cpu_used u = rdb_cpu_since(m);
+    double cpu = u.user_s + u.system_s, user, sys;
+    rdb_self_cpu(&user, &sys);
+    printf("load generator CPU while measuring: %.1f s (user %.1f + system %.1f) over %.0f s: "
+           "%.0f%% of one core; %llu requests ended, %.1f us of CPU per request; %.1f s in all\n",
+           cpu, u.user_s, u.system_s, u.secs, u.secs > 0 ? 100 * cpu / u.secs : 0,
+           (unsigned long long)requests, requests ? 1e6 * cpu / (double)requests : 0, user + sys);
+}
+
 /* ---- clocks ---------------------------------------------------------------- */
 
 int64_t rdb_now_ns(void)

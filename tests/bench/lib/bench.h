@@ -48,6 +48,22 @@ void rdb_self_cpu(double *user_s, double *system_s);
 /* Prints "\nload generator CPU: U s user + S s system\n". */
 void rdb_print_self_cpu(void);
 
+/* The process's CPU (every thread's) from a moment on: rdb_cpu_mark takes
+ * the moment, rdb_cpu_since what was used since (wall-clock `secs` on the
+ * monotonic clock), rdb_print_cpu_since prints "load generator CPU while
+ * measuring: ..." with the CPU per request of the `requests` that ended
+ * since (nothing when the moment was not taken: at_ms 0). */
+struct rdb_cpu_mark {
+    double user_s, system_s;
+    int64_t at_ms; /* monotonic ms (rdb_now_ns); 0: not taken */
+};
+struct rdb_cpu_used {
+    double user_s, system_s, secs;
+};
+void rdb_cpu_mark(struct rdb_cpu_mark *m);
+struct rdb_cpu_used rdb_cpu_since(const struct rdb_cpu_mark *m);
+void rdb_print_cpu_since(const struct rdb_cpu_mark *m, uint64_t requests);
+
 /* ---- clocks ---------------------------------------------------------------- */
 
 /* Monotonic nanoseconds. */

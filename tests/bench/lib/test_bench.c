@@ -585,6 +585,36 @@ static void test_leader(void **state)
     assert_string_equal(h, "http://b:22/health");
 }
 
+/* Burns this thread's CPU until the process used `s` seconds more than at `from`. */
+static void burn_cpu(double from, double s)
+{
+    volatile uint64_t x = 0;
+    double user, sys;
+    do {
+        for (int i = 0; i < 1000000; i++)
+            x += (uint64_t)i;
+        rdb_self_cpu(&user, &sys);
+    } while (user + sys - from < s);
+}
+
+/* The CPU from a mark on: what the process used since, not before. */
+static void test_cpu_since(void **state)
+{
+    (void)state;
+    double user, sys;
+    rdb_self_cpu(&user, &sys);
+    burn_cpu(user + sys, 0.05); /* before the mark */
+    struct rdb_cpu_mark m = {0};
+    rdb_cpu_mark(&m);
+    assert_true(m.at_ms > 0);
+    burn_cpu(m.user_s + m.system_s, 0.05);
+    struct rdb_cpu_used u = rdb_cpu_since(&m);
+    rdb_self_cpu(&user, &sys);
+    assert_true(u.user_s + u.system_s >= 0.05);
+    assert_true(u.user_s + u.system_s <= user + sys - 0.05); /* not what came before */
+    assert_true(u.secs >= 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -595,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_due_queue),    cmocka_unit_test(test_options),
         cmocka_unit_test(test_histogram),    cmocka_unit_test(test_agent_answers),
         cmocka_unit_test(test_hold_slots),   cmocka_unit_test(test_leader),
+        cmocka_unit_test(test_cpu_since),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -83,7 +83,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "bench.h"
 #include "h2c.h"
@@ -261,8 +260,8 @@ struct bench {
     uint64_t loop_run_last, loop_wait_last;
     unsigned loop_pid;
     int64_t next_rss_ms, reg_start, reg_end, sub_end, run_end;
-    struct rusage ru_from; /* the load generator's CPU at the measurement's start */
-    int64_t ru_at;         /* when it was taken (worker 0); 0: not yet */
+    struct rdb_cpu_mark cpu_from; /* the load generator's CPU at the measurement's start
+                                   * (worker 0); at_ms 0: not yet */
 };
 
 /* ---- windows and the engine's memory ---------------------------------------- */
@@ -1403,10 +1402,8 @@ static void *worker_main(void *arg)
         int64_t from = atomic_load(&b->measure_from), to = atomic_load(&b->measure_to);
         if (to < 0 || (from != 0 && now >= to) || rdb_interrupted)
             break;
-        if (first && b->ru_at == 0 && from != 0 && now >= from) {
-            getrusage(RUSAGE_SELF, &b->ru_from);
-            b->ru_at = now;
-        }
+        if (first && b->cpu_from.at_ms == 0 && from != 0 && now >= from)
+            rdb_cpu_mark(&b->cpu_from);
         if (first)
             sample_rss(b, now);
         int64_t wait = up ? send_due(w) : 20;
@@ -1423,29 +1420,14 @@ static void *worker_main(void *arg)
 
 /* ---- the report ------------------------------------------------------------------ */
 
-static double cpu_s(const struct timeval *tv)
-{
-    return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
-}
-
 /* The load generator's own CPU while measuring, and per request that ended
  * then (of any kind): what a request costs it. */
 static void load_cpu(const struct bench *b)
 {
-    struct rusage now;
-    if (b->ru_at == 0 || getrusage(RUSAGE_SELF, &now) != 0)
-        return;
     uint64_t n = 0;
     for (unsigned t = 0; t < b->o.threads; t++)
         n += b->w[t].answered;
-    double user = cpu_s(&now.ru_utime) - cpu_s(&b->ru_from.ru_utime);
-    double sys = cpu_s(&now.ru_stime) - cpu_s(&b->ru_from.ru_stime);
-    double secs = (double)(rdt_now_ms() - b->ru_at) / 1000;
-    printf("load generator CPU while measuring: %.1f s (user %.1f + system %.1f) over %.0f s: "
-           "%.0f%% of one core; %llu requests ended, %.1f us of CPU per request; %.1f s in all\n",
-           user + sys, user, sys, secs, secs > 0 ? 100 * (user + sys) / secs : 0,
-           (unsigned long long)n, n ? 1e6 * (user + sys) / (double)n : 0,
-           cpu_s(&now.ru_utime) + cpu_s(&now.ru_stime));
+    rdb_print_cpu_since(&b->cpu_from, n);
 }
 
 /* Healthy agents' acknowledged checkpoints per second over [from, to). */
