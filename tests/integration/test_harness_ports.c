@@ -65,6 +65,26 @@ static void test_api_port_taken(void **state)
     close(fd);
 }
 
+/* The API port is another daemon's, as in CI (a test running in parallel
+ * drew the same port first): that daemon answers /health on it at once, but
+ * that is not the start's daemon, which exits; it is started again on new
+ * ports, not taken for ready on the other's. */
+static void test_port_of_another_daemon(void **state)
+{
+    (void)state;
+    struct rdt_proc other = {0};
+    assert_int_equal(rdt_proc_start(&other, NULL), 0);
+    assert_int_equal(rdt_wait_ready(&other, rdt_ms(15000)), 0);
+    rdt_force_next_ports(other.port, 0);
+    struct rdt_proc p = {0};
+    assert_int_equal(rdt_proc_start(&p, NULL), 0);
+    assert_int_equal(rdt_wait_ready(&p, rdt_ms(15000)), 0);
+    assert_moved(&p, other.port);
+    assert_true(rdt_proc_alive(&p));
+    rdt_proc_cleanup(&p);
+    rdt_proc_cleanup(&other);
+}
+
 /* The raft port is taken: the daemon may answer /health before it fails
  * (it listens on the API first), so rdt_wait_ready() may be the one to see
  * it exit: either way it ends up ready on new ports. */
@@ -167,9 +187,10 @@ static void test_restart_keeps_ports(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_api_port_taken),      cmocka_unit_test(test_raft_port_taken),
-        cmocka_unit_test(test_wait_ready_moves),    cmocka_unit_test(test_setup_ready_moves),
-        cmocka_unit_test(test_prepared_ports_stay), cmocka_unit_test(test_restart_keeps_ports),
+        cmocka_unit_test(test_api_port_taken),      cmocka_unit_test(test_port_of_another_daemon),
+        cmocka_unit_test(test_raft_port_taken),     cmocka_unit_test(test_wait_ready_moves),
+        cmocka_unit_test(test_setup_ready_moves),   cmocka_unit_test(test_prepared_ports_stay),
+        cmocka_unit_test(test_restart_keeps_ports),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -619,6 +619,50 @@ int rdt_proc_stop(struct rdt_proc *p, int *exit_status)
     return code;
 }
 
+/*
+ * False when the listening socket on `p`'s API port is not the daemon's: the
+ * port was taken by another process (another test's daemon, whose /health
+ * answers just as well) before the daemon bound it, and the daemon is about
+ * to exit. Read from the daemon's own /proc (its network namespace's
+ * sockets, its descriptors); true when they cannot be read.
+ */
+static bool holds_api_port(const struct rdt_proc *p)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/net/tcp", (int)p->pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return true;
+    unsigned long inode = 0;
+    while (inode == 0 && fgets(line, sizeof line, f) != NULL) {
+        unsigned port, st;
+        unsigned long ino;
+        /* "sl: local_ip:PORT rem_ip:port st tx:rx tr:when retrnsmt uid timeout inode" */
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &port, &st,
+                   &ino) == 3 &&
+            port == p->port && st == 0x0A /* LISTEN */)
+            inode = ino;
+    }
+    fclose(f);
+    if (inode == 0)
+        return false; /* nobody listens there in its namespace (yet) */
+    char want[64];
+    snprintf(want, sizeof want, "socket:[%lu]", inode);
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)p->pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return true;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
+        char fd_path[320], target[64];
+        snprintf(fd_path, sizeof fd_path, "%s/%s", path, e->d_name);
+        ssize_t n = readlink(fd_path, target, sizeof target - 1);
+        found = n > 0 && (target[n] = '\0', strcmp(target, want) == 0);
+    }
+    closedir(d);
+    return found;
+}
+
 static int wait_health(struct rdt_proc *p)
 {
     char url[96];
@@ -637,7 +681,9 @@ static int wait_health(struct rdt_proc *p)
         curl_easy_cleanup(e);
         long status = r.status;
         rdt_resp_free(&r);
-        if (rc == 0 && status == 200) {
+        /* Only the daemon's own answer counts (not that of another that
+         * took its port). */
+        if (rc == 0 && status == 200 && holds_api_port(p)) {
             return 0;
         }
         if (rdt_now_ms() >= deadline) {

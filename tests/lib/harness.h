@@ -76,7 +76,8 @@ struct rdt_proc {
 /*
  * Starts the daemon (working directory DIR, so relative defaults such as
  * policies.dir resolve inside it) and waits (15 s at most) until GET /health
- * answers 200.
+ * answers 200 from it (the listening socket of its port is the daemon's own,
+ * not that of another process which took the port).
  * On first use creates the temporary directory (under $TMPDIR or /tmp), picks
  * two free loopback ports and creates DIR/data. Another process (a daemon of
  * a test running in parallel) may take a picked port before the daemon binds
