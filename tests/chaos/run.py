@@ -515,7 +515,7 @@ def final_read(client: Client, rec: Recorder, ids: List[str], steps: int) -> Non
             except NotFound:
                 data = None
         rec.event("read", task=tid, exists=True, state=t.state, attempt=t.attempt,
-                  node_id=t.node_id, result=t.result, steps=steps,
+                  failures=t.failures, node_id=t.node_id, result=t.result, steps=steps,
                   checkpoint_version=t.checkpoint.version if t.checkpoint else 0,
                   checkpoint_data=data)
 
