@@ -270,6 +270,7 @@ static void on_role(void *data, bool leader)
                                   eng->leader_since_ns, grace);
         }
         rd_registry_untell_all(&eng->registry);
+        rd_registry_watch_from(&eng->registry, rd_fsm_stamp(&eng->fsm));
         rd_analysis_reset(&eng->analysis);
         rd_analysis_start(&eng->analysis);
         rd_sched_start(&eng->sched);

@@ -148,11 +148,15 @@ bool rd_sched__propose_assign(struct rd_sched *s, const struct rd_task *t, const
 }
 
 /* True when `t`'s attempt sits, not started, on a failed or isolated agent
- * whose last heartbeat (as this leader heard it, under the epoch the task
- * was given to) came before the attempt was given to it: no heartbeat
- * answer ever carried it, so the agent cannot have run it, and its death
- * says nothing about the task. Unknown (no heartbeat heard by this leader,
- * or the task started or moved on) is false: counted, as before. */
+ * that sent no heartbeat (that this leader heard, under the epoch the task
+ * was given to) since the attempt was given to it: no heartbeat answer ever
+ * carried it, so the agent cannot have run it, and its death says nothing
+ * about the task. Also when no heartbeat of that epoch came at all: an
+ * agent that registered again and never heard the answer (chaos seed 1, a
+ * slow link) has its task reclaimed onto an epoch it never heartbeats
+ * under. Unknown (given before this leader heard the epoch from its start:
+ * an earlier leader's answers may have told it; or the task started or
+ * moved on) is false: counted, as before. */
 bool rd_sched__undelivered(struct rd_sched *s, const struct rd_task *t)
 {
     if ((t->state != RD_TASK_ASSIGNED && t->state != RD_TASK_RECOVERING) || t->node_id[0] == '\0')
@@ -166,8 +170,8 @@ bool rd_sched__undelivered(struct rd_sched *s, const struct rd_task *t)
      * answer was built then, from what had committed; updated_at: the
      * leader time the assignment was proposed at (an unstarted task changes
      * only by being placed), so it committed later still. */
-    return soft != NULL && soft->epoch == n->epoch && soft->last_mono_ns != 0 &&
-           soft->last_wall_ms < t->updated_at;
+    return soft != NULL && soft->epoch == n->epoch && soft->watch_wall_ms <= t->updated_at &&
+           (soft->last_mono_ns == 0 || soft->last_wall_ms < t->updated_at);
 }
 
 bool rd_sched__propose_assign_in(struct rd_sched *s, const struct rd_task *t,

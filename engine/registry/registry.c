@@ -103,6 +103,7 @@ struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t 
         }
         s->epoch = epoch;
         s->grace_until_ns = now_ns + grace_ns;
+        s->watch_wall_ms = rd_now_ms();
         s->generation = ++r->generation;
         return s;
     }
@@ -119,6 +120,7 @@ struct rd_soft *rd_registry_touch(struct rd_registry *r, const char *id, size_t 
         s->id_len = len;
         s->epoch = epoch;
         s->grace_until_ns = now_ns + grace_ns;
+        s->watch_wall_ms = rd_now_ms();
         s->generation = ++r->generation;
     }
     return s;
@@ -262,6 +264,15 @@ void rd_registry_untell_all(struct rd_registry *r)
         struct rd_soft *soft = r->by_id.slots[i].value;
         if (soft != NULL)
             soft->n_told = 0;
+    }
+}
+
+void rd_registry_watch_from(struct rd_registry *r, int64_t wall_ms)
+{
+    for (size_t i = 0; i < r->by_id.cap; i++) {
+        struct rd_soft *soft = r->by_id.slots[i].value;
+        if (soft != NULL)
+            soft->watch_wall_ms = wall_ms;
     }
 }
 

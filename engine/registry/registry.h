@@ -58,6 +58,9 @@ struct rd_soft {
     uint64_t heartbeats_at_state; /* `heartbeats` when the node entered its state */
     uint64_t last_mono_ns;        /* monotonic arrival of the last heartbeat, 0 = none */
     int64_t last_wall_ms;         /* wall-clock arrival, for the API */
+    int64_t watch_wall_ms;        /* wall clock when this replica began to hear this epoch's
+                                     heartbeats: the soft state made or reset for it, or the
+                                     replica leads again (rd_registry_watch_from) */
     uint64_t grace_until_ns;      /* not judged before this (new leader, restart) */
     uint32_t slots_used;
     struct rd_node_metrics metrics;
@@ -149,6 +152,11 @@ void rd_registry_tell_end(struct rd_soft *s);
  * an earlier leadership may never have arrived, and nobody else's answers
  * are known): each is told in the node's next answer. */
 void rd_registry_untell_all(struct rd_registry *r);
+
+/* This replica leads again from `wall_ms` (its fsm stamp): what it heard in an
+ * earlier leadership says nothing of what was told since, so every node's
+ * heartbeats count from here (watch_wall_ms). */
+void rd_registry_watch_from(struct rd_registry *r, int64_t wall_ms);
 
 /* Forgets `id` (the node left). */
 void rd_registry_forget(struct rd_registry *r, const char *id, size_t len);

@@ -56,14 +56,23 @@ from recoveryd.errors import BadRequest  # noqa: E402
 # effect (16 failures within 1 s): a healthy task on agents the nemesis keeps
 # failing is moved often, and the detector would fail it as poison (each
 # re-registration of a delayed agent counts); that is its design, not what
-# this suite checks. The detection block must be first (engine.py stretches
-# the heartbeat there for sanitizer builds).
-ENGINE_YAML = ("fault_tolerance:\n  detection:\n    failure_threshold: 3\n"
-               "  poison:\n    max_failures: 16\n    window: 1s\n"
-               # Snapshots, snapshot installs and closed segments within a
-               # short run (a damage fault has them to hit).
-               "storage:\n  segment_size: 4MiB\n  snapshot_threshold: 512\n"
-               "  snapshot_trailing: 128\n")
+# this suite checks. `--poison-default` leaves the poison section out (the
+# engine's default, 3 failures in 10 min), to check the detector under
+# faults. The detection block must be first (engine.py stretches the
+# heartbeat there for sanitizer builds).
+POISON_OFF_YAML = "  poison:\n    max_failures: 16\n    window: 1s\n"
+
+
+def engine_yaml(poison_default: bool = False) -> str:
+    return ("fault_tolerance:\n  detection:\n    failure_threshold: 3\n"
+            + ("" if poison_default else POISON_OFF_YAML)
+            # Snapshots, snapshot installs and closed segments within a
+            # short run (a damage fault has them to hit).
+            + "storage:\n  segment_size: 4MiB\n  snapshot_threshold: 512\n"
+            "  snapshot_trailing: 128\n")
+
+
+ENGINE_YAML = engine_yaml()
 
 
 def log(msg: str) -> None:
@@ -506,7 +515,7 @@ def final_read(client: Client, rec: Recorder, ids: List[str], steps: int) -> Non
             except NotFound:
                 data = None
         rec.event("read", task=tid, exists=True, state=t.state, attempt=t.attempt,
-                  node_id=t.node_id, result=t.result, steps=steps,
+                  failures=t.failures, node_id=t.node_id, result=t.result, steps=steps,
                   checkpoint_version=t.checkpoint.version if t.checkpoint else 0,
                   checkpoint_data=data)
 
@@ -565,6 +574,10 @@ def main() -> int:
     ap.add_argument("--net", choices=("proxy", "netns"), default="proxy",
                     help="replica links through proxies (default), or replicas in network "
                          "namespaces with partitions as routes (root; netns.py)")
+    ap.add_argument("--poison-default", action="store_true",
+                    help="poison-task detection at the engine's default (3 failures in "
+                         "10 min) instead of off in effect: a healthy task failed as poison "
+                         "is then a not-completed violation")
     ap.add_argument("--out", help="directory for the results (default: a new one in /tmp)")
     args = ap.parse_args()
 
@@ -586,11 +599,11 @@ def main() -> int:
         if why:
             print(f"chaos: --net netns needs network namespaces ({why}): skipped")
             return 77
-    if args.replica_faults != 1 or args.faults != default_faults:
+    if args.replica_faults != 1 or args.faults != default_faults or args.poison_default:
         replay = (f"tests/chaos/run.py --seed {args.seed} --duration {args.duration:g} "
                   f"--agents {args.agents} --rate {args.rate:g} --replicas {args.replicas} "
                   f"--replica-faults {args.replica_faults} --faults {args.faults} "
-                  f"--net {args.net}")
+                  f"--net {args.net}" + (" --poison-default" if args.poison_default else ""))
     faults = nemesis.schedule(args.seed, args.duration, args.replicas, args.agents, kinds,
                               args.replica_faults)
     if args.keep is not None:
@@ -635,12 +648,14 @@ def main() -> int:
         # Plain raft and an open API on the bridge this run made (nothing
         # else is on it), as on loopback in the proxy mode.
         cluster = eng.Cluster(args.replicas,
-                              ENGINE_YAML + "security:\n  allow_unauthenticated: true\n",
+                              engine_yaml(args.poison_default)
+                              + "security:\n  allow_unauthenticated: true\n",
                               cluster_extra="  tls:\n    insecure_plaintext: true\n",
                               hosts=hosts, wraps=[raft.wrap(i) for i in range(args.replicas)])
     else:
         raft = RaftNet(args.replicas, seed=args.seed)  # every raft link through a proxy
-        cluster = eng.Cluster(args.replicas, ENGINE_YAML, raft_via=raft.port)
+        cluster = eng.Cluster(args.replicas, engine_yaml(args.poison_default),
+                              raft_via=raft.port)
     agents: List[AgentProc] = []
     links: List[Links] = []
     nem: Optional[nemesis.Nemesis] = None

@@ -217,6 +217,52 @@ int rdt_free_ports(uint16_t *a, uint16_t *b)
     return 0;
 }
 
+/* rdt_force_next_ports(): 0 when drawn; `forced_env_read` once RDT_FORCE_PORTS was read. */
+static uint16_t forced_ports[2];
+static bool forced_env_read;
+
+void rdt_force_next_ports(uint16_t api, uint16_t raft)
+{
+    forced_env_read = true;
+    forced_ports[0] = api;
+    forced_ports[1] = raft;
+}
+
+/* Two ports for a new daemon: drawn, or those forced (once). 0 or -1. */
+static int pick_ports(uint16_t *api, uint16_t *raft)
+{
+    if (!forced_env_read) {
+        forced_env_read = true;
+        const char *env = getenv("RDT_FORCE_PORTS");
+        unsigned a = 0, r = 0;
+        if (env && *env && (sscanf(env, "%u,%u", &a, &r) < 1 || a > 65535 || r > 65535)) {
+            fprintf(stderr, "rdt: RDT_FORCE_PORTS: expected API[,RAFT], got '%s'\n", env);
+            return -1;
+        }
+        forced_ports[0] = (uint16_t)a;
+        forced_ports[1] = (uint16_t)r;
+    }
+    uint16_t want[2] = {forced_ports[0], forced_ports[1]};
+    forced_ports[0] = forced_ports[1] = 0;
+    for (;;) {
+        if (rdt_free_ports(api, raft) != 0)
+            return -1;
+        if (want[0] != 0)
+            *api = want[0];
+        if (want[1] != 0)
+            *raft = want[1];
+        if (*api != *raft)
+            break;
+        if (want[0] != 0 && want[1] != 0) {
+            fprintf(stderr, "rdt: forced ports: API and raft are both %u\n", (unsigned)*api);
+            return -1;
+        }
+    }
+    if (want[0] != 0 || want[1] != 0)
+        fprintf(stderr, "rdt: forced ports: API %u, raft %u\n", (unsigned)*api, (unsigned)*raft);
+    return 0;
+}
+
 static char *read_file(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -456,6 +502,8 @@ static int spawn_daemon(struct rdt_proc *p)
         }
         return -1;
     }
+    off_t mark = lseek(log_fd, 0, SEEK_END);
+    p->log_mark_ = mark > 0 ? (long)mark : 0;
     if (p->netns[0]) {
         dprintf(log_fd, "rdt: ---- starting %s --listen %s in network namespace %s ----\n", bin,
                 listen_arg, p->netns);
@@ -571,6 +619,50 @@ int rdt_proc_stop(struct rdt_proc *p, int *exit_status)
     return code;
 }
 
+/*
+ * False when the listening socket on `p`'s API port is not the daemon's: the
+ * port was taken by another process (another test's daemon, whose /health
+ * answers just as well) before the daemon bound it, and the daemon is about
+ * to exit. Read from the daemon's own /proc (its network namespace's
+ * sockets, its descriptors); true when they cannot be read.
+ */
+static bool holds_api_port(const struct rdt_proc *p)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/net/tcp", (int)p->pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return true;
+    unsigned long inode = 0;
+    while (inode == 0 && fgets(line, sizeof line, f) != NULL) {
+        unsigned port, st;
+        unsigned long ino;
+        /* "sl: local_ip:PORT rem_ip:port st tx:rx tr:when retrnsmt uid timeout inode" */
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &port, &st,
+                   &ino) == 3 &&
+            port == p->port && st == 0x0A /* LISTEN */)
+            inode = ino;
+    }
+    fclose(f);
+    if (inode == 0)
+        return false; /* nobody listens there in its namespace (yet) */
+    char want[64];
+    snprintf(want, sizeof want, "socket:[%lu]", inode);
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)p->pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return true;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
+        char fd_path[320], target[64];
+        snprintf(fd_path, sizeof fd_path, "%s/%s", path, e->d_name);
+        ssize_t n = readlink(fd_path, target, sizeof target - 1);
+        found = n > 0 && (target[n] = '\0', strcmp(target, want) == 0);
+    }
+    closedir(d);
+    return found;
+}
+
 static int wait_health(struct rdt_proc *p)
 {
     char url[96];
@@ -589,7 +681,9 @@ static int wait_health(struct rdt_proc *p)
         curl_easy_cleanup(e);
         long status = r.status;
         rdt_resp_free(&r);
-        if (rc == 0 && status == 200) {
+        /* Only the daemon's own answer counts (not that of another that
+         * took its port). */
+        if (rc == 0 && status == 200 && holds_api_port(p)) {
             return 0;
         }
         if (rdt_now_ms() >= deadline) {
@@ -630,7 +724,7 @@ static int proc_init(struct rdt_proc *p)
         fprintf(stderr, "rdt: mkdir %s: %s\n", p->data_dir, strerror(errno));
         return -1;
     }
-    if (rdt_free_ports(&p->port, &p->raft_port) != 0) {
+    if (pick_ports(&p->port, &p->raft_port) != 0) {
         return -1;
     }
     snprintf(p->base_url, sizeof p->base_url, "http://%s:%u", proc_host(p), (unsigned)p->port);
@@ -703,6 +797,57 @@ int rdt_proc_prepare(struct rdt_proc *p)
     return p->dir[0] == '\0' ? proc_init(p) : 0;
 }
 
+#define PORT_IN_USE "is already in use by another process"
+
+/* True when `p`'s last spawn exited because its API or raft port was taken
+ * between the pick and its bind (another test's daemon, started in
+ * parallel, drew the same port: CI's sanitizer run of 2026-12-04). Worth a
+ * start on new ports, not a failure: counted in `ports_lost`, so that its
+ * error line does not fail rdt_proc_cleanup()'s check. */
+static bool lost_a_port(struct rdt_proc *p)
+{
+    if (p->pid > 0 && rdt_proc_alive(p))
+        return false;
+    char *log = rdt_proc_log(p);
+    size_t len = log ? strlen(log) : 0;
+    size_t from = p->log_mark_ > 0 && (size_t)p->log_mark_ <= len ? (size_t)p->log_mark_ : 0;
+    bool lost = log != NULL && strstr(log + from, PORT_IN_USE) != NULL;
+    free(log);
+    if (!lost)
+        return false;
+    fprintf(stderr, "rdt: port %u or %u was taken before the daemon bound it: new ports\n",
+            (unsigned)p->port, (unsigned)p->raft_port);
+    p->ports_lost++;
+    return true;
+}
+
+/* After a failed start of `p`: when this start drew its ports and the
+ * daemon lost one of them (3 times at most), new ports, an empty DIR/data
+ * (the lost daemon's lock file) and the config rewritten. True when `p` may
+ * then be launched again. */
+static bool move_ports(struct rdt_proc *p)
+{
+    if (!p->fresh_ports || p->ports_lost >= 3 || !lost_a_port(p))
+        return false;
+    if (rdt_free_ports(&p->port, &p->raft_port) != 0 || rdt_rmtree(p->data_dir) != 0)
+        return false;
+    if (mkdir(p->data_dir, 0700) != 0) {
+        fprintf(stderr, "rdt: mkdir %s: %s\n", p->data_dir, strerror(errno));
+        return false;
+    }
+    snprintf(p->base_url, sizeof p->base_url, "http://%s:%u", proc_host(p), (unsigned)p->port);
+    return write_config(p) == 0;
+}
+
+/* launch(), again on new ports while move_ports() allows it. */
+static int launch_moving(struct rdt_proc *p)
+{
+    while (launch(p) != 0)
+        if (!move_ports(p))
+            return -1;
+    return 0;
+}
+
 int rdt_proc_start(struct rdt_proc *p, const char *extra_yaml)
 {
     rdt_init();
@@ -715,14 +860,15 @@ int rdt_proc_start(struct rdt_proc *p, const char *extra_yaml)
                 sizeof p->extra_yaml - 1);
         return -1;
     }
-    if (p->dir[0] == '\0' && proc_init(p) != 0) {
+    p->fresh_ports = p->dir[0] == '\0';
+    if (p->fresh_ports && proc_init(p) != 0) {
         return -1;
     }
     snprintf(p->extra_yaml, sizeof p->extra_yaml, "%s", extra_yaml ? extra_yaml : "");
     if (write_config(p) != 0) {
         return -1;
     }
-    return launch(p);
+    return launch_moving(p);
 }
 
 int rdt_proc_restart(struct rdt_proc *p)
@@ -736,6 +882,7 @@ int rdt_proc_restart(struct rdt_proc *p)
         fprintf(stderr, "rdt: restart: the daemon is still running (pid %d)\n", (int)p->pid);
         return -1;
     }
+    p->fresh_ports = false; /* a restarted daemon keeps its address */
     return launch(p);
 }
 
@@ -747,6 +894,7 @@ static char *bad_line(const struct rdt_proc *p, const char *log)
         const char *nl = strchr(line, '\n');
         size_t len = nl ? (size_t)(nl - line) : strlen(line);
         if (is_error_line(line, len) &&
+            !(p->ports_lost > 0 && memmem(line, len, PORT_IN_USE, strlen(PORT_IN_USE))) &&
             !(p->errors_expected &&
               ((strncmp(line, "ts=", 3) == 0 && memmem(line, len, " level=error", 12) != NULL) ||
                (strncmp(line, "{\"ts\":", 6) == 0 &&
@@ -792,39 +940,18 @@ void rdt_proc_cleanup(struct rdt_proc *p)
         fail_msg("rdt: %s", why);
 }
 
-/* True when `p` exited because its API or raft port was taken between the
- * pick and its bind (another test's daemon, started in parallel, drew the
- * same port: CI's sanitizer run of 2026-12-04). Worth a start on new ports,
- * not a failure: its error line is expected then, so cleaning it up does
- * not fail the test. */
-static bool lost_a_port(struct rdt_proc *p)
-{
-    if (p->pid > 0 && rdt_proc_alive(p))
-        return false;
-    if (!rdt_proc_log_has(p, "is already in use by another process"))
-        return false;
-    fprintf(stderr, "rdt: port %u or %u was taken before the daemon bound it: new ports\n",
-            (unsigned)p->port, (unsigned)p->raft_port);
-    p->errors_expected = true;
-    return true;
-}
-
 int rdt_setup_ready(void **state, const char *yaml, int timeout_ms)
 {
-    for (int tries = 0;; tries++) {
-        struct rdt_proc *p = calloc(1, sizeof *p);
-        *state = p;
-        if (p == NULL)
-            return -1;
-        if (rdt_proc_start(p, yaml) == 0 && rdt_wait_ready(p, timeout_ms) == 0)
-            return 0;
-        bool raced = lost_a_port(p);
-        rdt_proc_cleanup(p);
-        free(p);
-        *state = NULL;
-        if (!raced || tries == 3)
-            return -1;
-    }
+    struct rdt_proc *p = calloc(1, sizeof *p);
+    *state = p;
+    if (p == NULL)
+        return -1;
+    if (rdt_proc_start(p, yaml) == 0 && rdt_wait_ready(p, timeout_ms) == 0)
+        return 0;
+    rdt_proc_cleanup(p);
+    free(p);
+    *state = NULL;
+    return -1;
 }
 
 int rdt_wait_ready(struct rdt_proc *p, int timeout_ms)
@@ -837,13 +964,17 @@ int rdt_wait_ready(struct rdt_proc *p, int timeout_ms)
         long status = r.status;
         rdt_resp_free(&r);
         if (rc == 0 && status == 200) {
+            p->fresh_ports = false; /* it holds them now */
             return 0;
         }
         if (!rdt_proc_alive(p)) {
             fprintf(stderr, "rdt: recoveryd exited with %d while waiting for /ready\n",
                     p->exit_code);
             rdt_proc_print_log_tail(p, RDT_LOG_TAIL_LINES);
-            return -1;
+            if (!move_ports(p) || launch_moving(p) != 0)
+                return -1;
+            deadline = rdt_now_ms() + timeout_ms;
+            continue;
         }
         if (rdt_now_ms() >= deadline) {
             fprintf(stderr, "rdt: /ready did not answer 200 within %d ms (last status %ld)\n",

@@ -64,14 +64,28 @@ struct rdt_proc {
                                 the fault-injection build with its /debug/ routes */
     char logging_yaml[256];  /* lines under `logging:` ("  format: json\n"), each indented two
                                 spaces; `level: debug` unless they set the level */
+    bool fresh_ports;        /* the harness drew port and raft_port for the last
+                                rdt_proc_start() (nothing had set them): until
+                                rdt_wait_ready() succeeds, a daemon that exits because another
+                                process took one of them is started again on new ones */
+    int ports_lost;          /* starts that exited that way (their "already in use" error
+                                lines then pass rdt_proc_cleanup()'s check) */
+    long log_mark_;          /* size of the log when the daemon was last spawned */
 };
 
 /*
  * Starts the daemon (working directory DIR, so relative defaults such as
  * policies.dir resolve inside it) and waits (15 s at most) until GET /health
- * answers 200.
+ * answers 200 from it (the listening socket of its port is the daemon's own,
+ * not that of another process which took the port).
  * On first use creates the temporary directory (under $TMPDIR or /tmp), picks
- * two free loopback ports and creates DIR/data. Every call (re)writes
+ * two free loopback ports and creates DIR/data. Another process (a daemon of
+ * a test running in parallel) may take a picked port before the daemon binds
+ * it: the daemon then exits ("... is already in use by another process"),
+ * and when this start picked the ports (`fresh_ports`), the harness draws new
+ * ones, empties DIR/data and starts it again, up to 3 times, here or in
+ * rdt_wait_ready(). Ports set before the start (rdt_proc_prepare(), an
+ * earlier start, a restart) never move. Every call (re)writes
  * config.yaml: `cluster.raft_address`, `logging.level: debug`, then
  * `extra_yaml` (NULL for none), which holds further top-level sections such as
  * `fault_tolerance:` or `server:` (not `cluster:` or `logging:`, which the
@@ -160,7 +174,9 @@ int rdt_await_log(struct rdt_proc *p, const char *needle, int timeout_ms);
  */
 int rdt_setup_ready(void **state, const char *yaml, int timeout_ms);
 
-/* Polls GET /ready until it answers 200. 0, or -1 after `timeout_ms`. */
+/* Polls GET /ready until it answers 200. 0, or -1 after `timeout_ms`. A
+ * daemon that exits meanwhile because it lost a port it was started on
+ * fresh (`fresh_ports`) is started again on new ones, and waited for again. */
 int rdt_wait_ready(struct rdt_proc *p, int timeout_ms);
 
 /*
@@ -418,6 +434,15 @@ int rdt_rmtree(const char *dir);
  * kernel's ephemeral range. 0 or -1.
  */
 int rdt_free_ports(uint16_t *a, uint16_t *b);
+
+/*
+ * For tests of the harness: the next daemon whose ports the harness picks
+ * (rdt_proc_start() or rdt_proc_prepare() of a new rdt_proc) gets `api` and
+ * `raft` (0: drawn as usual) without checking that they are free, once. The
+ * environment variable RDT_FORCE_PORTS=API[,RAFT] does the same for the
+ * first daemon of a test process, to check any test's start by hand.
+ */
+void rdt_force_next_ports(uint16_t api, uint16_t raft);
 
 /*
  * Runs `argv` (argv[0] is the path) to completion with stdin from /dev/null,

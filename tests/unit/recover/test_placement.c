@@ -256,6 +256,53 @@ static void test_agent_that_never_heard_of_the_task_does_not_poison_it(void **st
     assert_int_equal(w->s.poison_total, 1);
 }
 
+/* An agent registers again (its lease ran out behind a slow link) and its
+ * task is reclaimed onto its new epoch; no heartbeat of that epoch ever
+ * reaches the leader (the agent never saw the registration's answer, it
+ * registers again), and it fails: it never heard of the reclaimed attempt,
+ * which heartbeat answers of the new epoch alone could have handed it, so
+ * that death is no failure of the task (chaos seed 1: every such round
+ * counted, and a task nobody ran was failed as poison). A death after a
+ * heartbeat of the new epoch still counts. */
+static void test_agent_silent_since_it_registered_again_does_not_poison(void **state)
+{
+    struct sched_world *w = *state;
+    w->cfg.fault_tolerance.poison.max_failures = 1;
+    sched_world_agent(w, "a", 1, "{}");
+    sched_world_agent(w, "b", 1, "{}");
+    sched_world_agent(w, "c", 4, "{}");
+    const char *silent = sched_world_task(w, 1, 5, false, 1, "{}");
+    const char *heard = sched_world_task(w, 2, 5, false, 1, "{}");
+    assign(w, silent, "a");
+    assign(w, heard, "b");
+    heartbeat(w, "a", sched_world_get(w, silent)->updated_at);
+    heartbeat(w, "b", sched_world_get(w, heard)->updated_at);
+    /* Both register again: new epochs, soft state afresh (as the leader's
+     * observer of the registration makes it), the tasks reclaimed onto the
+     * new epochs as new attempts. */
+    sched_world_agent(w, "a", 1, "{}");
+    sched_world_agent(w, "b", 1, "{}");
+    sched_world_touch(w, "a", rd_mono_ns(), 0);
+    sched_world_touch(w, "b", rd_mono_ns(), 0);
+    sched_world_settle(w);
+    assert_on(w, silent, "a");
+    assert_on(w, heard, "b");
+    assert_int_equal(sched_world_get(w, silent)->attempt, 2);
+    assert_int_equal(sched_world_get(w, silent)->failures, 0);
+    /* b's heartbeat of its new epoch comes after the reclaim; a's never. */
+    heartbeat(w, "b", sched_world_get(w, heard)->updated_at);
+    sched_world_move(w, "a", RD_NODE_FAILED);
+    sched_world_move(w, "b", RD_NODE_FAILED);
+    sched_world_settle(w);
+    const struct rd_task *t = sched_world_get(w, silent);
+    assert_on(w, silent, "c");
+    assert_int_equal(t->failures, 0);
+    t = sched_world_get(w, heard);
+    assert_int_equal(t->state, RD_TASK_FAILED);
+    assert_non_null(strstr(t->result_json, "poison"));
+    assert_int_equal(w->s.poison_total, 1);
+}
+
 /* ---- agents the detectors hold in trouble ---------------------------------- */
 
 #define MS 1000000ULL
@@ -442,6 +489,16 @@ static void tell_the_analysis(void *data, const struct rd_node *n, int old_state
                              old_state);
 }
 
+/* Agent `id` heard of `task`: a heartbeat of its epoch after the task was
+ * given to it (its death is then one of the task's). */
+static void hears(struct sched_world *w, const char *id, const char *task)
+{
+    struct rd_soft *soft = rd_registry_get(&w->registry, id, strlen(id));
+    assert_non_null(soft);
+    rd_registry_heartbeat(&w->registry, soft, fake_now, sched_world_get(w, task)->updated_at, 0,
+                          NULL);
+}
+
 static void dies_twice(struct sched_world *w, bool crowd)
 {
     w->cfg.fault_tolerance.poison.max_failures = 2;
@@ -458,6 +515,7 @@ static void dies_twice(struct sched_world *w, bool crowd)
     sched_world_agent(w, "c", 4, "{}");
     const char *t = sched_world_task(w, 1, 5, false, 1, "{}");
     assign(w, t, "a");
+    hears(w, "a", t);
     for (int i = 0; crowd && i < 4; i++)
         sched_world_observe(w, v[i], RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
     fake_log_step(&w->log);
@@ -468,6 +526,7 @@ static void dies_twice(struct sched_world *w, bool crowd)
     assert_int_equal(state_of(w, "a"), RD_NODE_FAILED);
     assert_on(w, t, "b");
     assert_int_equal(sched_world_get(w, t)->failures, 1);
+    hears(w, "b", t);
     sched_world_observe(w, "b", RD_SIG_HEARTBEAT, RD_VERDICT_FAILED, 0);
     fake_log_step(&w->log);
     sched_world_settle(w);
@@ -506,6 +565,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_agents_end_the_pass_poison_still_quarantined,
                                         sched_world_setup, sched_world_teardown),
         cmocka_unit_test_setup_teardown(test_agent_that_never_heard_of_the_task_does_not_poison_it,
+                                        sched_world_setup, sched_world_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_silent_since_it_registered_again_does_not_poison,
                                         sched_world_setup, sched_world_teardown),
         cmocka_unit_test(test_agent_in_trouble_gets_no_task),
         cmocka_unit_test_setup_teardown(test_agent_whose_failure_is_in_flight_gets_no_task,
