@@ -1069,13 +1069,6 @@ bool rd_analysis_troubled(const struct rd_analysis *a, const struct rd_node *n)
     return s->held;
 }
 
-size_t rd_analysis_failed_recently(const struct rd_analysis *a)
-{
-    if (!a->started)
-        return 0;
-    return a->n_events - first_recent(a, a->clock());
-}
-
 void rd_analysis_close(struct rd_analysis *a)
 {
     rd_nofork_free(a->by_slot, a->n_by_slot * sizeof(*a->by_slot));

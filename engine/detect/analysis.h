@@ -182,14 +182,6 @@ bool rd_analysis_phi(struct rd_analysis *a, struct rd_soft *s, double *phi);
  */
 bool rd_analysis_troubled(const struct rd_analysis *a, const struct rd_node *n);
 
-/*
- * Agents whose failure this leader decided within the last
- * partition.mass_failure_window (the guard's events; 0 when not started).
- * Reads only. The scheduler weighs a task's deaths by it: in a mass crash
- * a task moved from agent to agent dies with them whatever it is.
- */
-size_t rd_analysis_failed_recently(const struct rd_analysis *a);
-
 /* Releases the analysis's tables (after rd_analysis_stop). */
 void rd_analysis_close(struct rd_analysis *a);
 /* Starts the periodic evaluation (leader only). */

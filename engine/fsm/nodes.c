@@ -69,6 +69,16 @@ static size_t lower_bound(const struct rd_fsm *f, const char *id, size_t len)
     return lo;
 }
 
+size_t rd_fsm_nodes_failed_since(const struct rd_fsm *f, int64_t since_ms)
+{
+    size_t n = 0;
+    if (f->count_by_state[RD_NODE_FAILED] == 0)
+        return 0;
+    for (size_t i = 0; i < f->n_nodes; i++)
+        n += f->nodes[i]->state == RD_NODE_FAILED && f->nodes[i]->updated_at >= since_ms;
+    return n;
+}
+
 size_t rd_fsm_node_after(const struct rd_fsm *f, const char *id, size_t len)
 {
     size_t i = lower_bound(f, id, len);

@@ -41,4 +41,8 @@ const struct rd_node *rd_fsm_node(const struct rd_fsm *f, const char *id, size_t
 /* Index of the first node whose id sorts strictly after `id` (paging). */
 size_t rd_fsm_node_after(const struct rd_fsm *f, const char *id, size_t len);
 
+/* Nodes failed (state failed) by a transition the log stamped at or after
+ * `since_ms`, whoever led then: a walk over the nodes. */
+size_t rd_fsm_nodes_failed_since(const struct rd_fsm *f, int64_t since_ms);
+
 #endif

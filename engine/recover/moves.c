@@ -144,17 +144,33 @@ void rd_sched__isolate_node(struct rd_sched *s, const char *node, const char *st
 
 /* ---- poison tasks ---------------------------------------------------------- */
 
+/* Agents failed within the mass-failure window, as the log says (a
+ * leader that took over in the middle of a mass crash knows the crowd it
+ * inherits): counted again when a quarter second passed or an agent
+ * failed or came back since. */
+static size_t failed_recently(struct rd_sched *s, int64_t now_ms, int64_t window_ms)
+{
+    const struct rd_fsm *f = s->env.fsm;
+    int64_t quarter = now_ms / 250 + 1;
+    uint32_t failed = (uint32_t)f->count_by_state[RD_NODE_FAILED];
+    if (s->failed_recent.quarter != quarter || s->failed_recent.failed != failed) {
+        s->failed_recent.n = rd_fsm_nodes_failed_since(f, now_ms - window_ms);
+        s->failed_recent.quarter = quarter;
+        s->failed_recent.failed = failed;
+    }
+    return s->failed_recent.n;
+}
+
 /* True while agents other than `t`'s own victims fail together: at least
  * 3, and 1% of the fleet, within partition.mass_failure_window. */
-static bool mass_failure(const struct rd_sched *s, const struct rd_task *t, unsigned now_failing)
+static bool mass_failure(struct rd_sched *s, const struct rd_task *t, unsigned now_failing)
 {
     const struct rd_config *c = s->env.cfg;
     const struct rd_fsm *f = s->env.fsm;
-    size_t recent = rd_analysis_failed_recently(s->env.analysis);
-    size_t own =
-        rd_task_failures_since(
-            t, rd_now_ms() - (int64_t)c->fault_tolerance.partition.mass_failure_window_ms) +
-        now_failing;
+    int64_t now = rd_now_ms(),
+            window = (int64_t)c->fault_tolerance.partition.mass_failure_window_ms;
+    size_t recent = failed_recently(s, now, window);
+    size_t own = rd_task_failures_since(t, now - window) + now_failing;
     size_t others = recent > own ? recent - own : 0;
     size_t live = f->n_nodes - f->count_by_state[RD_NODE_LEFT];
     return others >= 3 && others * 100 >= live;
@@ -167,7 +183,7 @@ static bool mass_failure(const struct rd_sched *s, const struct rd_task *t, unsi
  * 10,000-agent storm, 20% of the agents crashing within a minute, about 1%
  * of their tasks died three times in a row and were quarantined); a task
  * that takes its agents down is still caught, at its sixth. */
-bool rd_sched__poisoned(const struct rd_sched *s, const struct rd_task *t, unsigned now_failing)
+bool rd_sched__poisoned(struct rd_sched *s, const struct rd_task *t, unsigned now_failing)
 {
     const struct rd_config *c = s->env.cfg;
     int64_t since = rd_now_ms() - (int64_t)c->fault_tolerance.poison.window_ms;

@@ -105,6 +105,15 @@ struct rd_sched {
     unsigned performance_limit; /* degraded mode's share of capacity, from the last degrade */
     double partition_tokens;    /* moves allowed while a partition is suspected */
     uint64_t partition_tokens_ns;
+    /* Agents failed within partition.mass_failure_window by the log
+     * (rd_fsm_nodes_failed_since, a walk over the agents), kept for the
+     * passes of the same quarter second while the failed count holds
+     * (moves.c, mass_failure). */
+    struct {
+        int64_t quarter; /* rd_now_ms() / 250 when counted; 0: never */
+        uint32_t failed; /* the machine's count of failed agents then */
+        size_t n;
+    } failed_recent;
     json_t **labels; /* nodes' labels parsed this pass, by node index */
     size_t n_labels;
     /* Placement's index of the agents for this pass (placement.c): a

@@ -144,7 +144,7 @@ int rd_sched__move_task(struct rd_sched *s, struct rd_task *t, const struct rd_n
 void rd_sched__pause_task(struct rd_sched *s, struct rd_task *t);
 void rd_sched__isolate_node(struct rd_sched *s, const char *node, const char *strategy);
 /* Poison tasks: failed too often within the window; quarantined. */
-bool rd_sched__poisoned(const struct rd_sched *s, const struct rd_task *t, unsigned now_failing);
+bool rd_sched__poisoned(struct rd_sched *s, const struct rd_task *t, unsigned now_failing);
 void rd_sched__quarantine(struct rd_sched *s, const struct rd_task *t, unsigned now_failing);
 
 /* ---- plan.c ---- */
