@@ -455,6 +455,7 @@ static void shutdown_tick(uv_timer_t *t)
     close_handle((uv_handle_t *)&eng->sig_hup);
     close_handle((uv_handle_t *)&eng->sig_usr2);
     rd_notify_close(&eng->notify);
+    rd_drained_stop(&eng->drained);
     if (eng->repair_timer_inited)
         close_handle((uv_handle_t *)&eng->repair_timer);
     RD_INFO("engine", "stopped", "commands_applied=%llu", (unsigned long long)eng->fsm.n_applied);
@@ -859,6 +860,9 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
     }
     RD_INFO("policy", "loaded", "dir=%s version=%s", eng->cfg.policies.dir,
             rd_policy_version(eng->policy));
+    rv = rd_drained_start(&eng->drained, loop, rd_mono_ns);
+    if (rv != 0) /* judged up to now, as before */
+        RD_WARN("engine", "loop_metrics_off", "error=\"%s\"", uv_strerror(rv));
     rv = rd_httpc_new(loop, &eng->httpc);
     if (rv == 0) {
         struct rd_plugin_env env = {
@@ -869,6 +873,7 @@ int rd_engine_run(struct rd_engine *eng, uv_loop_t *loop, const struct rd_config
             .httpc = eng->httpc,
             .observe = observe,
             .observe_data = &eng->analysis,
+            .drained = &eng->drained,
         };
         rv = rd_plugin_host_load(&eng->plugins, &env, perr, sizeof(perr));
     }

@@ -22,6 +22,7 @@
 #include "cluster/cluster.h"
 #include "core/lifecycle.h"
 #include "core/notify.h"
+#include "common/drained.h"
 #include "recover/sched.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
@@ -45,6 +46,7 @@ struct rd_engine {
     struct rd_lifecycle lifecycle;     /* task deadlines and pruning (leader) */
     struct rd_policy_host *policy;     /* the policies in force (never NULL once started) */
     struct rd_notify notify;           /* systemd's READY=1, STOPPING=1, watchdog (notify.h) */
+    struct rd_drained drained;         /* when the loop last had read all its input */
     uint64_t policy_reloads_ok;
     uint64_t policy_reloads_failed;
     bool plugins_stopped;

@@ -447,13 +447,37 @@ static void partition_file(struct rd_analysis *a)
     a->partition_unfiled = !propose(a, &cmd, NULL, STAGE_OTHER, PART_OPEN);
 }
 
+/* What the working agents in trouble (a->troubled) are troubled by, for
+ * the line that says the guard tripped: a false trip (the engine's own
+ * slowness seen as the fleet's) and a real partition differ in it. */
+static void troubled_by(const struct rd_analysis *a, size_t by[4])
+{
+    by[0] = by[1] = by[2] = by[3] = 0; /* heartbeats late, silent, probe, metrics */
+    for (size_t i = 0; i < a->n_by_slot; i++) {
+        const struct rd_detect *d = &a->by_slot[i];
+        if (!d->troubled)
+            continue;
+        if (d->hb != RD_VERDICT_OK)
+            by[d->hb == RD_VERDICT_FAILED ? 1 : 0]++;
+        if (d->probe != RD_VERDICT_OK)
+            by[2]++;
+        if (d->metrics_verdict == RD_VERDICT_FAILED)
+            by[3]++;
+    }
+}
+
 static void partition_open(struct rd_analysis *a, uint64_t now)
 {
     a->partition_suspected = true;
     a->partition_since_ns = now;
     rd_uuid_v4(a->partition_fault_id);
-    RD_WARN("analysis", "partition_suspected", "affected=%zu suspect=%zu total=%zu", a->guard_bad,
-            a->fsm->count_by_state[RD_NODE_SUSPECT], live_nodes(a));
+    size_t by[4];
+    troubled_by(a, by);
+    RD_WARN("analysis", "partition_suspected",
+            "affected=%zu suspect=%zu total=%zu troubled=%zu hb_late=%zu hb_silent=%zu "
+            "probe_bad=%zu metrics_bad=%zu failed_recent=%u",
+            a->guard_bad, a->fsm->count_by_state[RD_NODE_SUSPECT], live_nodes(a), a->troubled,
+            by[0], by[1], by[2], by[3], a->n_events);
     partition_file(a);
 }
 

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "common/drained.h"
 #include "fsm/fsm.h"
 #include "host.h"
 #include "net/httpc.h"
@@ -21,6 +22,8 @@ static const size_t descriptor_size_by_minor[] = {
     sizeof(struct rd_plugin_descriptor), /* 1.2: alert ops version 2, descriptor unchanged */
     sizeof(struct rd_plugin_descriptor), /* 1.3: rd_observation's trend, descriptor unchanged */
     sizeof(struct rd_plugin_descriptor), /* 1.4: the host's table_realloc, descriptor unchanged */
+    sizeof(
+        struct rd_plugin_descriptor), /* 1.5: the host's input_drained_ns, descriptor unchanged */
 };
 /* A minor added without its line here would be read past the table. */
 _Static_assert(sizeof(descriptor_size_by_minor) / sizeof(descriptor_size_by_minor[0]) ==
@@ -535,6 +538,13 @@ static uint64_t *api_counter(rd_plugin_instance_t *inst, const char *name, const
     return &c->value;
 }
 
+static uint64_t api_input_drained_ns(rd_plugin_instance_t *inst)
+{
+    const struct rd_plugin_env *env = &inst->host->env;
+    uint64_t now = rd_mono_ns();
+    return env->drained != NULL ? rd_drained_at(env->drained, now) : now;
+}
+
 static void init_api(struct rd_host_api *a)
 {
     memset(a, 0, sizeof(*a));
@@ -561,6 +571,7 @@ static void init_api(struct rd_host_api *a)
     a->node_at = api_node_at;
     a->counter = api_counter;
     a->table_realloc = rd_nofork_realloc;
+    a->input_drained_ns = api_input_drained_ns;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */

@@ -17,6 +17,7 @@
 #include "metrics/metrics.h"
 #include "recoveryd/plugin.h"
 
+struct rd_drained;
 struct rd_fsm;
 struct rd_httpc;
 struct rd_node;
@@ -36,6 +37,8 @@ struct rd_plugin_env {
      * unknown node, stale epoch). */
     bool (*observe)(void *data, const char *detector, const struct rd_observation *obs);
     void *observe_data;
+    /* When the loop last had read all its input (NULL: now, always). */
+    const struct rd_drained *drained;
 };
 
 #define RD_PLUGIN_MAX_COUNTERS 16

@@ -24,6 +24,15 @@
  * lets the queued heartbeats in first (Cassandra does the same with its
  * local pause detection). A crash during a stall is therefore detected the
  * stall's length later.
+ *
+ * A loop that is slow but not stopped (a snapshot's fork makes each page
+ * it writes a fault; other processes take the CPU) does not make the check
+ * late, but heartbeats queue in socket buffers all the same, and in a
+ * 10,000-agent storm 40% of the fleet looked late at once and tripped the
+ * mass-failure guard. So silence is measured up to the last moment the
+ * engine had read all its input (the host's input_drained_ns), never more
+ * than `input_lag_max` before now: an idle loop drains every turn, and
+ * only a loop that never catches up judges `input_lag_max` in the past.
  */
 #include <math.h>
 #include <stdio.h>
@@ -55,6 +64,7 @@ struct state {
     double min_std_ms, pause_ms, suspect_phi, failure_phi;
     uint64_t check_ms;
     uint64_t stall_ns;      /* a check this late is a stall of the engine (0: off) */
+    uint64_t lag_max_ns;    /* how far before now silence may be judged (0: at now) */
     uint64_t last_check_ns; /* when the previous check ran, 0 before the first */
     rd_timer_t *timer;
     struct node *nodes;     /* indexed by slot */
@@ -62,6 +72,7 @@ struct state {
     uint32_t cap, wins_cap; /* slots in nodes, in wins */
     uint64_t *observations;
     uint64_t *stalls;
+    uint64_t *behind; /* checks that judged a check interval or more before now */
 };
 
 static const struct rd_plugin_key keys[] = {
@@ -74,6 +85,9 @@ static const struct rd_plugin_key keys[] = {
      "how often phi is evaluated (0: a fifth of heartbeat_interval)"},
     {"stall_threshold", RD_KEY_DURATION, "250ms", 0, 3600000,
      "a check this late means the engine stalled: nobody is judged for it (0: off)"},
+    {"input_lag_max", RD_KEY_DURATION, "1s", 0, 3600000,
+     "silence is judged up to when the engine had read all its input, at most this long ago "
+     "(0: up to now)"},
     {NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -198,6 +212,20 @@ static void report(struct state *st, struct node *n, int verdict, double ph, dou
     st->host->observe(st->inst, &o);
 }
 
+/* Silence is judged up to this moment: when the engine last had read all
+ * its input, at most lag_max_ns before `now`. */
+static uint64_t judged_at(struct state *st, uint64_t now)
+{
+    if (st->lag_max_ns == 0 || !RD_HOST_HAS(st->host, input_drained_ns))
+        return now;
+    uint64_t drained = st->host->input_drained_ns(st->inst);
+    uint64_t floor = now > st->lag_max_ns ? now - st->lag_max_ns : 0;
+    uint64_t at = drained < floor ? floor : drained > now ? now : drained;
+    if (now - at >= st->check_ms * 1000000ULL && st->behind)
+        (*st->behind)++;
+    return at;
+}
+
 static void check(void *data)
 {
     struct state *st = data;
@@ -224,13 +252,14 @@ static void check(void *data)
      * loop turn, which the engine counts toward its mass-failure guard as a
      * whole before it judges any of them (rd_analysis_flush).
      */
+    uint64_t judged = judged_at(st, now);
     double interval = (double)st->p.heartbeat_interval_ms;
     double fail_after = interval * st->p.failure_threshold;
     for (uint32_t i = 0; i < st->cap; i++) {
         struct node *n = &st->nodes[i];
         if (!n->used)
             continue;
-        double elapsed = (double)(now - n->last_ns) / 1e6;
+        double elapsed = judged > n->last_ns ? (double)(judged - n->last_ns) / 1e6 : 0;
         double ph = phi(st, n, elapsed);
         int v = RD_VERDICT_OK;
         if (elapsed >= fail_after && (ph >= st->failure_phi || elapsed >= 2 * fail_after))
@@ -302,10 +331,14 @@ static int init(rd_plugin_instance_t *inst, const struct rd_host_api *host, void
         return RD_EINVAL;
     }
     st->stall_ns = host->config_uint(inst, "stall_threshold") * 1000000ULL;
+    st->lag_max_ns = host->config_uint(inst, "input_lag_max") * 1000000ULL;
     st->observations = host->counter(inst, "heartbeat_observations",
                                      "Verdict changes reported by the heartbeat detector.");
     st->stalls = host->counter(inst, "heartbeat_engine_stalls",
                                "Checks skipped because the engine itself stalled.");
+    st->behind = host->counter(inst, "heartbeat_checks_behind",
+                               "Checks that judged silence a check interval or more before now: "
+                               "the engine had not read all its input since.");
     return 0;
 }
 

@@ -93,6 +93,7 @@ struct fake_host {
     void *state;
     struct rd_detection_params dp;
     uint64_t now_ns;
+    uint64_t drained_ns; /* input_drained_ns: 0 is now (the loop keeps up) */
     int64_t now_ms;
     struct fh_timer timers[FH_MAX_TIMERS];
     size_t n_timers;
@@ -244,6 +245,13 @@ static uint64_t fh_now_ns(void)
 {
     FH_ON_LOOP();
     return g_fh.now_ns;
+}
+
+static uint64_t fh_input_drained_ns(rd_plugin_instance_t *inst)
+{
+    (void)inst;
+    FH_ON_LOOP();
+    return g_fh.drained_ns != 0 && g_fh.drained_ns < g_fh.now_ns ? g_fh.drained_ns : g_fh.now_ns;
 }
 
 static int64_t fh_now_ms(void)
@@ -447,6 +455,7 @@ FH_FN int fh_init(const char *name, const char *inst_name, const char *(*cfg)[2]
     a->node_at = fh_node_at;
     a->counter = fh_counter_api;
     a->table_realloc = rd_nofork_realloc; /* the engine's own (common/util.c) */
+    a->input_drained_ns = fh_input_drained_ns;
     g_fh.cfg = cfg;
     g_fh.now_ns = 1000000000ull;
     g_fh.now_ms = 1767225600000LL; /* 2026-01-01T00:00:00Z */

@@ -51,8 +51,9 @@ extern "C" {
 #define RD_PLUGIN_ABI_MAJOR 1
 /* 1: backup ops version 2 (list). 2: struct rd_alert's cluster, replica and
  * scope; alert ops version 2 (leadership, dead_letter_at). 3: struct
- * rd_observation's trend. 4: the host's table_realloc. */
-#define RD_PLUGIN_ABI_MINOR 4
+ * rd_observation's trend. 4: the host's table_realloc. 5: the host's
+ * input_drained_ns. */
+#define RD_PLUGIN_ABI_MINOR 5
 
 /* What must match between host and plugin beyond the version numbers:
  * the data model and the compiler family's layout rules. */
@@ -322,6 +323,16 @@ struct rd_host_api {
      * `new_size` 0 frees. NULL on ENOMEM, when `p` is unchanged. For tables
      * (a few large blocks), not small objects. Check RD_HOST_HAS first. */
     void *(*table_realloc)(void *p, size_t old_size, size_t new_size);
+
+    /* Minor 5. The last moment (on now_ns's clock, at most now) the engine
+     * had read everything sent to it. Arrivals are stamped when the loop
+     * reads them, so while it is behind (a snapshot's fork, a CPU taken by
+     * others) what agents sent waits in socket buffers: a detector that
+     * judges silence up to this moment, not now, does not blame the agents
+     * for the engine's own lateness. A loop that never catches up (never
+     * waits for input) leaves it far behind: bound how far back you judge.
+     * Check RD_HOST_HAS first. */
+    uint64_t (*input_drained_ns)(rd_plugin_instance_t *inst);
 };
 
 /* ---- per-kind operations (each versioned and only ever appended to) ---- */

@@ -134,6 +134,11 @@ static struct {
     uint64_t tick_ns; /* when the check timer fires next */
     unsigned ticks;
     bool track; /* note what each check should see, by the reference model */
+    /* The loop reads every heartbeat this long after it was sent (its
+     * checks still on time), and has read all it was sent until this long
+     * ago (the host's input_drained_ns): a loop behind on its input. */
+    uint64_t lag_ns;
+    uint64_t stuck_ns; /* nonzero: input_drained_ns stays there (a loop never idle) */
 } g_sim;
 
 static const struct rd_detector_ops *ops(void)
@@ -251,8 +256,8 @@ static void sim_resume(struct sim_node *s, uint64_t at_ns)
 
 static void deliver(struct sim_node *s)
 {
-    uint64_t t = s->next_ns;
-    g_fh.now_ns = t;
+    uint64_t t = s->next_ns; /* sent; read g_sim.lag_ns later */
+    g_fh.now_ns = t + g_sim.lag_ns;
     if (s->last_ns) {
         double ms = (double)(t - s->last_ns) / 1e6;
         if (s->niv < WINDOW)
@@ -263,7 +268,7 @@ static void deliver(struct sim_node *s)
     struct rd_heartbeat_view hb = {
         .node_id = s->id,
         .epoch = s->epoch,
-        .arrival_ns = t,
+        .arrival_ns = t + g_sim.lag_ns,
         .slots_used = 0,
         .has_metrics = false,
         .progress = -1,
@@ -276,11 +281,11 @@ static void deliver(struct sim_node *s)
     plan_next(s);
 }
 
-/* Delivers every heartbeat due by `t`, in each agent's order. */
+/* Delivers every heartbeat read by `t`, in each agent's order. */
 static void deliver_until(uint64_t t)
 {
     for (size_t i = 0; i < g_sim.n; i++)
-        while (g_sim.nodes[i].next_ns <= t)
+        while (g_sim.nodes[i].next_ns != NEVER && g_sim.nodes[i].next_ns + g_sim.lag_ns <= t)
             deliver(&g_sim.nodes[i]);
 }
 
@@ -298,6 +303,9 @@ static void tick(void)
         s->max_el = el > s->max_el ? el : s->max_el;
     }
     g_fh.now_ns = g_sim.tick_ns;
+    g_fh.drained_ns = g_sim.stuck_ns ? g_sim.stuck_ns
+                      : g_sim.lag_ns ? g_sim.tick_ns - g_sim.lag_ns
+                                     : 0;
     fh_fire(g_sim.timer);
     g_sim.ticks++;
     g_sim.tick_ns += CHECK_MS * MS;
@@ -788,6 +796,98 @@ static void test_mass_failure_in_one_check_trips_the_guard(void **state)
     teardown();
 }
 
+/* ---- (h) a loop behind on its input is not the agents' fault --------------------- */
+
+/*
+ * 40 agents heartbeat steadily (gaps 400-600 ms); then for 3 s the loop
+ * reads each heartbeat LAG_MS after it was sent (a snapshot's fork makes
+ * each page it writes a fault, other processes take the CPU), its checks on
+ * time, and catches up. One agent dies as the loop falls behind. Returns how
+ * many of the others were reported (any verdict); `dead` is the one that
+ * died, `t_fail` the ms from its last heartbeat to its failure (0: never).
+ */
+#define LAG_MS 350
+static size_t slow_loop_run(const char *(*cfg)[2], double *t_fail)
+{
+    enum { N = 40 };
+    setup(N, cfg, 0x5eed0008);
+    char id[32];
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "busy-%02u", i);
+        sim_add(&g_sim.nodes[i], id, i, S_GAP, g_fh.now_ns + (100 + 11 * i) * MS);
+    }
+    run_until(g_fh.now_ns + 20000 * MS);
+    assert_int_equal(g_fh.n_obs, 0);
+    struct sim_node *dead = &g_sim.nodes[7];
+    dead->stop_after = dead->sent;
+    dead->next_ns = NEVER;
+    uint64_t last = dead->last_ns;
+    g_sim.lag_ns = LAG_MS * MS;
+    run_until(g_fh.now_ns + 3000 * MS);
+    g_sim.lag_ns = 0;
+    run_until(g_fh.now_ns + 5000 * MS);
+    size_t idx[8], others = 0;
+    *t_fail = 0;
+    size_t n = obs_of(dead->id, idx, 8);
+    if (n > 0 && g_fh.obs[idx[n - 1]].verdict == RD_VERDICT_FAILED)
+        *t_fail = (double)(g_obs_at[idx[n - 1]] - last) / 1e6;
+    for (uint32_t i = 0; i < N; i++)
+        if (&g_sim.nodes[i] != dead && obs_of(g_sim.nodes[i].id, idx, 8) > 0)
+            others++;
+    return others;
+}
+
+static void test_slow_loop_is_not_the_agents_fault(void **state)
+{
+    (void)state;
+    double t_fail;
+    /* Silence judged up to when the loop had read everything: nobody else
+     * is reported, and the dead agent is failed at most the lag later. */
+    assert_int_equal(slow_loop_run(cfg_default, &t_fail), 0);
+    assert_true(t_fail >= 3 * INTERVAL_MS + LAG_MS);
+    assert_true(t_fail < 3 * INTERVAL_MS + LAG_MS + 2 * CHECK_MS);
+    assert_true(fh_counter("heartbeat_checks_behind") >= 25); /* the 3 s behind */
+    teardown();
+    /* Judged up to now (input_lag_max 0, as before): most of the fleet
+     * looks late at once as the loop falls behind (40% of 10,000 agents
+     * did in a storm, and tripped the mass-failure guard). */
+    static const char *judged_now[][2] = {{"input_lag_max", "0ms"}, {NULL, NULL}};
+    assert_true(slow_loop_run(judged_now, &t_fail) >= 20);
+    assert_true(t_fail >= 3 * INTERVAL_MS && t_fail < 3 * INTERVAL_MS + CHECK_MS);
+    assert_int_equal(fh_counter("heartbeat_checks_behind"), 0);
+    teardown();
+}
+
+/* A loop that never waits for input is never known to have read it all:
+ * silence is judged input_lag_max (1 s) back, so a crash is still failed,
+ * that much later, and agents that heartbeat are not reported. */
+static void test_loop_never_idle_judges_lag_max_back(void **state)
+{
+    (void)state;
+    enum { N = 10 };
+    setup(N, cfg_default, 0x5eed0009);
+    char id[32];
+    for (uint32_t i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "sat-%02u", i);
+        sim_add(&g_sim.nodes[i], id, i, S_GAP, g_fh.now_ns + (100 + 37 * i) * MS);
+    }
+    run_until(g_fh.now_ns + 10000 * MS);
+    g_sim.stuck_ns = g_fh.now_ns;
+    struct sim_node *dead = &g_sim.nodes[2];
+    dead->stop_after = dead->sent;
+    dead->next_ns = NEVER;
+    uint64_t last = dead->last_ns;
+    run_until(g_fh.now_ns + 10000 * MS);
+    size_t idx[8];
+    assert_int_equal(obs_of(dead->id, idx, 8), 2);
+    assert_int_equal(g_fh.obs[idx[1]].verdict, RD_VERDICT_FAILED);
+    double t_fail = (double)(g_obs_at[idx[1]] - last) / 1e6;
+    assert_true(t_fail >= 3 * INTERVAL_MS + 1000 && t_fail < 3 * INTERVAL_MS + 1000 + CHECK_MS);
+    assert_int_equal(g_fh.n_obs, 2); /* nobody else */
+    g_sim.stuck_ns = 0;
+    teardown();
+}
+
 /* ---- (f) config validation ----------------------------------------------------- */
 
 static void test_config_validation(void **state)
@@ -832,6 +932,8 @@ int main(void)
         cmocka_unit_test_teardown(test_late_heartbeat_never_fails, cleanup),
         cmocka_unit_test_teardown(test_epoch_resets_history_and_removed_stops, cleanup),
         cmocka_unit_test_teardown(test_engine_stall_is_forgiven, cleanup),
+        cmocka_unit_test_teardown(test_slow_loop_is_not_the_agents_fault, cleanup),
+        cmocka_unit_test_teardown(test_loop_never_idle_judges_lag_max_back, cleanup),
         cmocka_unit_test_teardown(test_mass_failure_in_one_check_trips_the_guard, cleanup),
         cmocka_unit_test_teardown(test_config_validation, cleanup),
     };
