@@ -9,8 +9,15 @@
 # so the edge's per-connection budgets are scaled to the agents behind it and
 # an abuse cut does not block the fleet's only address: a stream reset per
 # heartbeat that times out would otherwise cut it after 20 (docs/security.md,
-# "HTTP edge").
+# "HTTP edge"). HB_INPUT_LAG_MAX, when set, is the heartbeat detector's
+# input_lag_max (0ms: silence judged up to now, as before it existed).
 scale_engine_common() {
+    local hb_config=""
+    if [ -n "${HB_INPUT_LAG_MAX:-}" ]; then
+        hb_config="
+      config:
+        input_lag_max: $HB_INPUT_LAG_MAX"
+    fi
     cat <<YAML
 server:
   edge:
@@ -19,7 +26,7 @@ server:
 plugins:
   instances:
     - name: heartbeat
-      required: true
+      required: true$hb_config
     - name: health_probe
     - name: metrics
     - name: log

@@ -53,7 +53,9 @@
 # unset: each snapshot forks the replica, and the copy-on-write faults its
 # loop takes while the child runs slowed its answers for half a second at
 # 10,000 agents at the old default 8192, docs/benchmarks.md), CPU_SHARE (fault_tolerance.backup.cpu_share, the
-# snapshot child's pace; the engine's default 10 when unset).
+# snapshot child's pace; the engine's default 10 when unset),
+# HB_INPUT_LAG_MAX (the heartbeat detector's input_lag_max, its default 1s
+# when unset; 0ms judges silence up to now, as before it existed).
 # tests/bench/lib/common.sh does what every benchmark's script does.
 #
 # A stall shows the leader's answer to a hung disk (docs/libraft.md): it
@@ -281,6 +283,14 @@ echo "leader's log: $(grep -c 'event=node_failed' "$log" || true) node_failed," 
     "$(grep -c 'event=partition_suspected' "$log" || true) partition_suspected," \
     "$(grep -c 'event=poison_task' "$log" || true) poison_task (tasks quarantined)," \
     "$(grep -c 'level=error' "$log" || true) errors"
+# Each trip of the mass-failure guard, with what its troubled agents were
+# troubled by (the first 5), and the heartbeat detector's counters: checks
+# that judged silence before now because the loop had not read all its
+# input (checks_behind), checks skipped as a stall of the engine.
+{ grep 'event=partition_suspected' "$log" || true; } | head -n 5 |
+    sed 's/^ts=\([^ ]*\) .*event=partition_suspected /\1 partition_suspected /' | cut -c 1-240
+echo "leader's heartbeat detector: $(curl -sf --max-time 5 "${RD_URLS[LEADER]}/metrics" |
+    sed -n 's/^recoveryd_plugin_heartbeat_\([a-z_]*\)_total{[^}]*} /\1=/p' | tr '\n' ' ' || true)"
 # The snapshots the leader took (a forked child images the state: ms, bytes;
 # none in a short run, which is no failure).
 { grep 'event=snapshot_imaged' "$log" || true; } | sed -n 's/.*index=\([0-9]*\) bytes=\([0-9]*\) ms=\([0-9]*\).*/\1 \2 \3/p' |
