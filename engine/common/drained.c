@@ -8,20 +8,22 @@ static void prepare_cb(uv_prepare_t *h)
     d->idle_ns = uv_metrics_idle_time(h->loop);
 }
 
-/* Right after the poll's callbacks: when the poll waited, the sockets were
- * empty as it began, and what came until its wait ended (about its start
- * plus the idle time: earlier if the thread was not running in between,
- * which only makes the answer older) was read in this turn. */
+/* Right after the poll's callbacks: what came before the poll returned was
+ * read in this turn. It returned at once, or after waiting as long as the
+ * idle time grew (from about its start: earlier if the thread was not
+ * running in between, which only makes the answer older). */
 static void check_cb(uv_check_t *h)
 {
     struct rd_drained *d = h->data;
-    uint64_t idle = uv_metrics_idle_time(h->loop);
-    if (d->poll_ns == 0 || idle <= d->idle_ns)
+    if (d->poll_ns == 0)
         return;
-    uint64_t end = d->poll_ns + (idle - d->idle_ns);
+    uint64_t idle = uv_metrics_idle_time(h->loop);
+    uint64_t waited = idle > d->idle_ns ? idle - d->idle_ns : 0;
+    uint64_t end = d->poll_ns + waited;
     uint64_t now = d->clock();
     d->at_ns = end < now ? end : now;
-    d->waits++;
+    d->turns++;
+    d->waits += waited > 0;
 }
 
 int rd_drained_start(struct rd_drained *d, uv_loop_t *loop, uint64_t (*clock)(void))

@@ -8,13 +8,20 @@
  * engine's own. Silence measured up to the last moment the loop is known
  * to have read everything is the peers' alone.
  *
- * That moment is when a poll of the loop found nothing ready and had to
- * wait: libuv, with UV_METRICS_IDLE_TIME, polls once without waiting and
- * counts as idle only a poll that then waited, so idle time that grew
- * during a turn's poll means every socket was empty when it began, and
- * everything that arrived before the wait ended was read in that turn.
- * A loop that never waits (saturated) is never known drained: the caller
- * bounds how far back it is willing to judge.
+ * Each turn of the loop polls, and the callbacks of that poll read what
+ * their sockets hold (h2o reads a readable socket in its callback; libuv
+ * takes up to 32 buffers per socket and call, and what is left is ready
+ * again at the next poll). So at the end of a turn's poll phase everything
+ * that arrived before the poll returned has been read: before the poll
+ * began, or, when the poll found nothing and waited (libuv, with
+ * UV_METRICS_IDLE_TIME, polls once without waiting and counts as idle only
+ * a poll that then waited), before the wait ended. A turn that runs long
+ * (a fork's page faults, a burst of work, no CPU) leaves that moment where
+ * the turn began, and what came meanwhile is read by the next turn.
+ *
+ * A reader that leaves data in its socket on purpose (a paused h2o
+ * connection) is not seen: its bytes wait while the moment moves on, as
+ * before this existed.
  */
 #ifndef RD_DRAINED_H
 #define RD_DRAINED_H
@@ -29,8 +36,9 @@ struct rd_drained {
     uint64_t (*clock)(void); /* monotonic ns, rd_mono_ns or a test's */
     uint64_t poll_ns;        /* when this turn's poll began (prepare) */
     uint64_t idle_ns;        /* the loop's idle time then */
-    uint64_t at_ns;          /* the answer: 0 before the first wait */
-    uint64_t waits;          /* turns whose poll waited */
+    uint64_t at_ns;          /* the answer: 0 before the first turn */
+    uint64_t turns;          /* turns seen */
+    uint64_t waits;          /* ... whose poll waited */
     bool on;
 };
 
@@ -40,7 +48,8 @@ int rd_drained_start(struct rd_drained *d, uv_loop_t *loop, uint64_t (*clock)(vo
 void rd_drained_stop(struct rd_drained *d);
 
 /* The last moment (on d->clock) the loop had read all its input, at most
- * `now`; `now` itself when not watching (nothing better is known). */
+ * `now`; `now` itself when not watching or before the first turn (nothing
+ * better is known). */
 uint64_t rd_drained_at(const struct rd_drained *d, uint64_t now);
 
 #endif
