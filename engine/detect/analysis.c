@@ -379,21 +379,14 @@ static void guard_record(struct rd_analysis *a, uint64_t when)
     a->n_events++;
 }
 
-/* The first of the events (in order of decision) within the mass-failure
- * window at `now`: those before it have aged out. */
-static unsigned first_recent(const struct rd_analysis *a, uint64_t now)
+/* Agents failed within the mass-failure window at `now`: the events (in
+ * order of decision) that aged out of it are pruned. */
+static unsigned guard_recent(struct rd_analysis *a, uint64_t now)
 {
     uint64_t window = ms_ns(a->cfg->fault_tolerance.partition.mass_failure_window_ms);
     unsigned i = 0;
     while (i < a->n_events && now - a->events[i] > window)
         i++;
-    return i;
-}
-
-/* Agents failed within the window (events pruned as they age). */
-static unsigned guard_recent(struct rd_analysis *a, uint64_t now)
-{
-    unsigned i = first_recent(a, now);
     if (i > 0) {
         memmove(a->events, a->events + i, (a->n_events - i) * sizeof(a->events[0]));
         a->n_events -= i;
