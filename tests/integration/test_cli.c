@@ -34,21 +34,6 @@ static void run_expect(char *const argv[], int want, char **out, char **err)
     assert_int_equal(code, want);
 }
 
-/* A TCP socket listening on 127.0.0.1, so nobody else can bind its port. */
-static int hold_port(uint16_t *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(fd, 1), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 /* A temporary directory per test, removed even when the test fails. */
 static int dir_setup(void **state)
 {
@@ -117,7 +102,7 @@ static void test_check_config_deploy(void **state)
     char data[300], listen_arg[32];
     snprintf(data, sizeof data, "%s/data", dir);
     uint16_t port;
-    int fd = hold_port(&port);
+    int fd = rdt_hold_port(&port);
     snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%u", (unsigned)port);
     char *const argv[] = {(char *)RD_BINARY,
                           (char *)"--check-config",

@@ -19,23 +19,6 @@
 
 #define PORT_IN_USE "is already in use by another process"
 
-/* A listener on 127.0.0.1:`*port` (0: any free port, written back). */
-static int hold_port(uint16_t *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    int one = 1; /* past the daemon's connections in TIME_WAIT, as the daemon's bind is */
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(*port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(fd, 1), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 /* `p` answers /health on its (new) API port, and its lost start is in its log. */
 static void assert_moved(struct rdt_proc *p, uint16_t held)
 {
@@ -55,7 +38,7 @@ static void test_api_port_taken(void **state)
 {
     (void)state;
     uint16_t held = 0;
-    int fd = hold_port(&held);
+    int fd = rdt_hold_port(&held);
     rdt_force_next_ports(held, 0);
     struct rdt_proc p = {0};
     assert_int_equal(rdt_proc_start(&p, NULL), 0);
@@ -92,7 +75,7 @@ static void test_raft_port_taken(void **state)
 {
     (void)state;
     uint16_t held = 0;
-    int fd = hold_port(&held);
+    int fd = rdt_hold_port(&held);
     rdt_force_next_ports(0, held);
     struct rdt_proc p = {0};
     assert_int_equal(rdt_proc_start(&p, NULL), 0);
@@ -133,7 +116,7 @@ static void test_setup_ready_moves(void **state)
 {
     (void)state;
     uint16_t held = 0;
-    int fd = hold_port(&held);
+    int fd = rdt_hold_port(&held);
     rdt_force_next_ports(held, 0);
     void *st = NULL;
     assert_int_equal(rdt_setup_ready(&st, NULL, rdt_ms(15000)), 0);
@@ -150,7 +133,7 @@ static void test_prepared_ports_stay(void **state)
 {
     (void)state;
     uint16_t held = 0;
-    int fd = hold_port(&held);
+    int fd = rdt_hold_port(&held);
     rdt_force_next_ports(held, 0);
     struct rdt_proc p = {0};
     assert_int_equal(rdt_proc_prepare(&p), 0);
@@ -174,7 +157,7 @@ static void test_restart_keeps_ports(void **state)
     assert_int_equal(rdt_wait_ready(&p, rdt_ms(15000)), 0);
     assert_int_equal(rdt_proc_stop(&p, NULL), 0);
     uint16_t port = p.port, raft_port = p.raft_port, held = port;
-    int fd = hold_port(&held);
+    int fd = rdt_hold_port(&held);
     assert_int_not_equal(rdt_proc_restart(&p), 0);
     assert_int_equal(p.port, port);
     assert_int_equal(p.raft_port, raft_port);

@@ -40,21 +40,6 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-/* A TCP socket listening on 127.0.0.1, so nobody else can bind its port. */
-static int hold_port(uint16_t *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(fd, 1), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -328,7 +313,7 @@ static void test_raft_address_in_use(void **state)
 {
     const char *dir = *state;
     uint16_t held, api, unused;
-    int fd = hold_port(&held);
+    int fd = rdt_hold_port(&held);
     assert_int_equal(rdt_free_ports(&api, &unused), 0);
     char cfg[300], data[300], raft_dir[320], yaml[256], listen_arg[32];
     snprintf(cfg, sizeof cfg, "%s/recoveryd.yaml", dir);
@@ -376,7 +361,7 @@ static void test_api_address_in_use(void **state)
 {
     const char *dir = *state;
     uint16_t held, raft, unused;
-    int fd = hold_port(&held);
+    int fd = rdt_hold_port(&held);
     assert_int_equal(rdt_free_ports(&raft, &unused), 0);
     char data[300], raft_dir[320], listen_arg[32], raft_arg[32];
     snprintf(data, sizeof data, "%s/data", dir);

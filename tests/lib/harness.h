@@ -436,6 +436,13 @@ int rdt_rmtree(const char *dir);
 int rdt_free_ports(uint16_t *a, uint16_t *b);
 
 /*
+ * A TCP listener on 127.0.0.1:`*port` (0: any free port, written back),
+ * with SO_REUSEADDR as the daemon's own bind, so that nobody else can bind
+ * the port while the test holds it. Fails the test when it cannot.
+ */
+int rdt_hold_port(uint16_t *port);
+
+/*
  * For tests of the harness: the next daemon whose ports the harness picks
  * (rdt_proc_start() or rdt_proc_prepare() of a new rdt_proc) gets `api` and
  * `raft` (0: drawn as usual) without checking that they are free, once. The
