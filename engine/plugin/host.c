@@ -22,8 +22,7 @@ static const size_t descriptor_size_by_minor[] = {
     sizeof(struct rd_plugin_descriptor), /* 1.2: alert ops version 2, descriptor unchanged */
     sizeof(struct rd_plugin_descriptor), /* 1.3: rd_observation's trend, descriptor unchanged */
     sizeof(struct rd_plugin_descriptor), /* 1.4: the host's table_realloc, descriptor unchanged */
-    sizeof(
-        struct rd_plugin_descriptor), /* 1.5: the host's input_drained_ns, descriptor unchanged */
+    sizeof(struct rd_plugin_descriptor), /* 1.5: the host's input_drained_ns, same descriptor */
 };
 /* A minor added without its line here would be read past the table. */
 _Static_assert(sizeof(descriptor_size_by_minor) / sizeof(descriptor_size_by_minor[0]) ==

@@ -30,9 +30,10 @@
  * late, but heartbeats queue in socket buffers all the same, and in a
  * 10,000-agent storm 40% of the fleet looked late at once and tripped the
  * mass-failure guard. So silence is measured up to the last moment the
- * engine had read all its input (the host's input_drained_ns), never more
- * than `input_lag_max` before now: an idle loop drains every turn, and
- * only a loop that never catches up judges `input_lag_max` in the past.
+ * engine had read all its input (the host's input_drained_ns: when the
+ * poll of the loop's last turn returned, about one turn ago), never more
+ * than `input_lag_max` before now: a crash is detected the loop's lag
+ * later, and at most that much.
  */
 #include <math.h>
 #include <stdio.h>

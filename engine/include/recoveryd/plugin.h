@@ -329,9 +329,9 @@ struct rd_host_api {
      * reads them, so while it is behind (a snapshot's fork, a CPU taken by
      * others) what agents sent waits in socket buffers: a detector that
      * judges silence up to this moment, not now, does not blame the agents
-     * for the engine's own lateness. A loop that never catches up (never
-     * waits for input) leaves it far behind: bound how far back you judge.
-     * Check RD_HOST_HAS first. */
+     * for the engine's own lateness. It trails now by about one turn of the
+     * loop (a long turn: a long way); bound how far back you judge. Check
+     * RD_HOST_HAS first. */
     uint64_t (*input_drained_ns)(rd_plugin_instance_t *inst);
 };
 

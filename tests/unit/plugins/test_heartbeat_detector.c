@@ -245,6 +245,17 @@ static void sim_add(struct sim_node *s, const char *id, uint32_t slot, int sched
     node_event(RD_NODE_EV_ADDED, s, "alive");
 }
 
+/* Registers `n` agents "PREFIX-00".. with gaps of 400-600 ms, the first
+ * heartbeats 100 ms from now, each `stagger_ms` after the one before. */
+static void sim_fleet(size_t n, const char *prefix, uint64_t stagger_ms)
+{
+    char id[32];
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "%s-%02u", prefix, i);
+        sim_add(&g_sim.nodes[i], id, i, S_GAP, g_fh.now_ns + (100 + stagger_ms * i) * MS);
+    }
+}
+
 /* Resumes a silent agent: next heartbeat at `at_ns`, then on schedule. */
 static void sim_resume(struct sim_node *s, uint64_t at_ns)
 {
@@ -690,11 +701,7 @@ static void test_engine_stall_is_forgiven(void **state)
     (void)state;
     enum { N = 10 };
     setup(N, cfg_default, 0x5eed0005);
-    char id[32];
-    for (uint32_t i = 0; i < N; i++) {
-        snprintf(id, sizeof id, "steady-%02u", i);
-        sim_add(&g_sim.nodes[i], id, i, S_GAP, g_fh.now_ns + (100 + 37 * i) * MS);
-    }
+    sim_fleet(N, "steady", 37);
     run_until(g_fh.now_ns + 30000 * MS);
     size_t idx[8];
     assert_int_equal(g_fh.n_obs, 0);
@@ -811,11 +818,7 @@ static size_t slow_loop_run(const char *(*cfg)[2], double *t_fail)
 {
     enum { N = 40 };
     setup(N, cfg, 0x5eed0008);
-    char id[32];
-    for (uint32_t i = 0; i < N; i++) {
-        snprintf(id, sizeof id, "busy-%02u", i);
-        sim_add(&g_sim.nodes[i], id, i, S_GAP, g_fh.now_ns + (100 + 11 * i) * MS);
-    }
+    sim_fleet(N, "busy", 11);
     run_until(g_fh.now_ns + 20000 * MS);
     assert_int_equal(g_fh.n_obs, 0);
     struct sim_node *dead = &g_sim.nodes[7];
@@ -858,19 +861,16 @@ static void test_slow_loop_is_not_the_agents_fault(void **state)
     teardown();
 }
 
-/* A loop that never waits for input is never known to have read it all:
- * silence is judged input_lag_max (1 s) back, so a crash is still failed,
- * that much later, and agents that heartbeat are not reported. */
+/* The host's moment stays behind (a reader that leaves input in its
+ * socket, a turn that does not end): silence is judged no more than
+ * input_lag_max (1 s) back, so a crash is still failed, that much later,
+ * and agents that heartbeat are not reported. */
 static void test_loop_never_idle_judges_lag_max_back(void **state)
 {
     (void)state;
     enum { N = 10 };
     setup(N, cfg_default, 0x5eed0009);
-    char id[32];
-    for (uint32_t i = 0; i < N; i++) {
-        snprintf(id, sizeof id, "sat-%02u", i);
-        sim_add(&g_sim.nodes[i], id, i, S_GAP, g_fh.now_ns + (100 + 37 * i) * MS);
-    }
+    sim_fleet(N, "sat", 37);
     run_until(g_fh.now_ns + 10000 * MS);
     g_sim.stuck_ns = g_fh.now_ns;
     struct sim_node *dead = &g_sim.nodes[2];
