@@ -22,7 +22,11 @@
  * the engine's CPU. Each agent's timer ticks every `interval`, but a tick
  * sends a probe only when the agent is under watch:
  *   - its heartbeat is overdue by `late_after` (the heartbeat detector's
- *     phi is climbing: a crash or a network fault is starting);
+ *     phi is climbing: a crash or a network fault is starting), judged, as
+ *     the heartbeat detector judges, up to when the engine had read all
+ *     its input and at most `input_lag_max` before now (judged.h): an
+ *     engine behind on its input would otherwise probe agents whose
+ *     heartbeats wait in its own sockets;
  *   - its state is suspect or probation (another detector is in doubt);
  *   - its last heartbeat's metrics look wrong (cpu, mem or error rate at
  *     the watch_* shares, or tasks in hand and no progress for
@@ -58,6 +62,8 @@
 #include <string.h>
 
 #include "recoveryd/plugin.h"
+
+#include "../common/judged.h"
 
 #define PLUGIN_NAME    "health_probe"
 #define PLUGIN_VERSION "1.0.0"
@@ -99,6 +105,7 @@ struct hp {
     uint64_t interval_ms;
     uint64_t idle_ms; /* 0: every interval */
     uint64_t late_ms;
+    uint64_t lag_max_ns; /* lateness judged at most this far before now (judged.h) */
     uint64_t timeout_ms;
     unsigned failures_to_fail;
     unsigned max_in_flight;
@@ -130,6 +137,9 @@ static const struct rd_plugin_key keys[] = {
     {"late_after", RD_KEY_DURATION, "0ms", 0, 3600000,
      "a heartbeat this overdue puts the agent under watch and probes it at once; 0ms: 1.25 x "
      "detection.heartbeat_interval"},
+    {"input_lag_max", RD_KEY_DURATION, "1s", 0, 3600000,
+     "lateness is judged up to when the engine had read all its input, at most this long ago "
+     "(0ms: up to now)"},
     {"watch_cpu", RD_KEY_DOUBLE, "0.9", 0, 1, "reported cpu share that puts an agent under watch"},
     {"watch_mem", RD_KEY_DOUBLE, "0.95", 0, 1, "reported mem share that puts an agent under watch"},
     {"watch_error_rate", RD_KEY_DOUBLE, "0.5", 0, 1,
@@ -384,11 +394,18 @@ static void send_probe(struct hp *hp, struct pnode *n)
     judge(hp, n, &r);
 }
 
+/* Its heartbeat overdue by late_after at `judged` (judged.h: not now, so
+ * that heartbeats the loop has not read yet do not make agents late). */
+static bool late(const struct hp *hp, const struct pnode *n, uint64_t judged)
+{
+    return judged > n->last_hb_ns && judged - n->last_hb_ns > ms_ns(hp->late_ms);
+}
+
 /* Under watch: probed every interval (the header comment says why). */
 static bool watched(const struct hp *hp, const struct pnode *n, uint64_t now)
 {
     return n->not_alive || n->bad_metrics || n->last_verdict != RD_VERDICT_OK || n->failures > 0 ||
-           (now > n->last_hb_ns && now - n->last_hb_ns > ms_ns(hp->late_ms));
+           late(hp, n, judged_at(hp->host, hp->inst, now, hp->lag_max_ns));
 }
 
 /* Whether a tick at `now` probes `n`. An idle agent is probed once its last
@@ -604,10 +621,9 @@ static void on_late_check(void *data)
     struct hp *hp = data;
     if (hp->stopping)
         return;
-    uint64_t now = hp->host->now_ns();
+    uint64_t judged = judged_at(hp->host, hp->inst, hp->host->now_ns(), hp->lag_max_ns);
     /* At max_in_flight the rest stay listed for the next check. */
-    while (hp->lhead && hp->in_flight < hp->max_in_flight && now > hp->lhead->last_hb_ns &&
-           now - hp->lhead->last_hb_ns > ms_ns(hp->late_ms)) {
+    while (hp->lhead && hp->in_flight < hp->max_in_flight && late(hp, hp->lhead, judged)) {
         struct pnode *n = hp->lhead;
         late_unlink(hp, n);
         if (!n->fenced && n->timer)
@@ -626,6 +642,7 @@ static int hp_init(rd_plugin_instance_t *inst, const struct rd_host_api *host, v
     host->detection_params(inst, &dp);
     hp->interval_ms = host->config_uint(inst, "interval");
     hp->idle_ms = host->config_uint(inst, "idle_interval");
+    hp->lag_max_ns = host->config_uint(inst, "input_lag_max") * 1000000ULL;
     hp->late_ms = host->config_uint(inst, "late_after");
     if (hp->late_ms == 0)
         hp->late_ms = dp.heartbeat_interval_ms + dp.heartbeat_interval_ms / 4;

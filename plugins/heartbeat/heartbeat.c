@@ -42,6 +42,7 @@
 
 #include "recoveryd/plugin.h"
 
+#include "../common/judged.h"
 #include "../common/table.h"
 
 #define MAX_WINDOW 1000
@@ -213,15 +214,11 @@ static void report(struct state *st, struct node *n, int verdict, double ph, dou
     st->host->observe(st->inst, &o);
 }
 
-/* Silence is judged up to this moment: when the engine last had read all
- * its input, at most lag_max_ns before `now`. */
-static uint64_t judged_at(struct state *st, uint64_t now)
+/* Silence is judged up to this moment (judged.h), counted when it is a
+ * check interval or more before now. */
+static uint64_t judged_now(struct state *st, uint64_t now)
 {
-    if (st->lag_max_ns == 0 || !RD_HOST_HAS(st->host, input_drained_ns))
-        return now;
-    uint64_t drained = st->host->input_drained_ns(st->inst);
-    uint64_t floor = now > st->lag_max_ns ? now - st->lag_max_ns : 0;
-    uint64_t at = drained < floor ? floor : drained > now ? now : drained;
+    uint64_t at = judged_at(st->host, st->inst, now, st->lag_max_ns);
     if (now - at >= st->check_ms * 1000000ULL && st->behind)
         (*st->behind)++;
     return at;
@@ -253,7 +250,7 @@ static void check(void *data)
      * loop turn, which the engine counts toward its mass-failure guard as a
      * whole before it judges any of them (rd_analysis_flush).
      */
-    uint64_t judged = judged_at(st, now);
+    uint64_t judged = judged_now(st, now);
     double interval = (double)st->p.heartbeat_interval_ms;
     double fail_after = interval * st->p.failure_threshold;
     for (uint32_t i = 0; i < st->cap; i++) {

@@ -488,6 +488,30 @@ static void test_late_heartbeat_probes_every_interval(void **state)
     fh_destroy();
 }
 
+/* The engine's loop behind on its input (the host's input_drained_ns stays
+ * at 3.1 s): the agent's heartbeat may wait in its socket, so lateness is
+ * judged up to what the loop had read, and no further back than
+ * input_lag_max (1 s): the agent is probed 1 s later than up to now. */
+static void test_loop_behind_is_not_lateness(void **state)
+{
+    (void)state;
+    start_one_ok();
+    g_fh.now_ns = 3 * SEC;
+    heartbeat("a", 1, 0.3, 0.01, -1);
+    g_fh.drained_ns = 31 * (SEC / 10);
+    assert_false(tick_at(43)); /* 1.3 s late by now, 0.3 s by what was read */
+    assert_false(tick_at(50)); /* judged at 4.0 s (now - input_lag_max): 1.0 s */
+    assert_true(tick_at(53));  /* judged at 4.3 s: 1.3 s late */
+    fh_answer(fh_last(), 200, RD_PROBE_NONE, NULL, 1);
+    /* Caught up, with the agent's heartbeat that was waiting: idle again. */
+    g_fh.drained_ns = 0;
+    g_fh.now_ns = 54 * (SEC / 10);
+    heartbeat("a", 1, 0.3, 0.01, -1);
+    assert_false(tick_at(63));
+    fh_stop(true);
+    fh_destroy();
+}
+
 /* A counter of the instance, by name. */
 static uint64_t counter(const char *name)
 {
@@ -736,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_unsendable_probe),
         cmocka_unit_test(test_idle_agent_probed_every_idle_interval),
         cmocka_unit_test(test_late_heartbeat_probes_every_interval),
+        cmocka_unit_test(test_loop_behind_is_not_lateness),
         cmocka_unit_test(test_max_in_flight),
         cmocka_unit_test(test_state_change_probes_at_once),
         cmocka_unit_test(test_bad_metrics_probe_at_once),
