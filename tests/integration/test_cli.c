@@ -101,7 +101,7 @@ static void test_check_config_deploy(void **state)
     const char *dir = *state;
     char data[300], listen_arg[32];
     snprintf(data, sizeof data, "%s/data", dir);
-    uint16_t port;
+    uint16_t port = 0;
     int fd = rdt_hold_port(&port);
     snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%u", (unsigned)port);
     char *const argv[] = {(char *)RD_BINARY,

@@ -312,7 +312,7 @@ static void test_killed_instance_leaves_no_stale_lock(void **state)
 static void test_raft_address_in_use(void **state)
 {
     const char *dir = *state;
-    uint16_t held, api, unused;
+    uint16_t held = 0, api, unused;
     int fd = rdt_hold_port(&held);
     assert_int_equal(rdt_free_ports(&api, &unused), 0);
     char cfg[300], data[300], raft_dir[320], yaml[256], listen_arg[32];
@@ -360,7 +360,7 @@ static void test_raft_address_in_use(void **state)
 static void test_api_address_in_use(void **state)
 {
     const char *dir = *state;
-    uint16_t held, raft, unused;
+    uint16_t held = 0, raft, unused;
     int fd = rdt_hold_port(&held);
     assert_int_equal(rdt_free_ports(&raft, &unused), 0);
     char data[300], raft_dir[320], listen_arg[32], raft_arg[32];
