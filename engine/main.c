@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "backup/backup.h"
+#include "common/jarena.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "config/config.h"
@@ -356,6 +357,7 @@ int main(int argc, char **argv)
         {"accept-data-loss", no_argument, NULL, 'L'},
         {NULL, 0, NULL, 0},
     };
+    rd_jarena_install(); /* the loop runs on this thread */
     const char *config_path = NULL, *listen = NULL, *data_dir = NULL, *node_id = NULL,
                *plugins_dir = NULL, *policies_dir = NULL, *ui_dir = NULL, *replica_id = NULL,
                *raft_address = NULL;

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/jarena.h"
 #include "http.h"
 #include "input_limits.h"
 
@@ -55,7 +56,7 @@ json_t *rd_limits_decode_object(const char *buf, size_t len, enum rd_decode_err 
         return NULL;
     }
     json_error_t jerr;
-    json_t *obj = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *obj = rd_jarena_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (obj == NULL) {
         *err = RD_DECODE_MALFORMED;
         snprintf(why, whylen, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,

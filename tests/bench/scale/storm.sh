@@ -48,7 +48,12 @@
 # the leaderships), ENGINE_CPUS and LOAD_CPUS (taskset CPU lists:
 # the replicas on the first, the load generator on the second, so that
 # neither takes the other's CPU, as with the load generator on another
-# host; `ENGINE_CPUS=0 LOAD_CPUS=1` on 2 cores), SNAP_THRESHOLD (the
+# host; `ENGINE_CPUS=0 LOAD_CPUS=1` on 2 cores), LEADER_CPUS and
+# FOLLOWER_CPUS (taskset CPU lists applied once the leader is known: the
+# leader alone on a CPU as on a host of its own, `LEADER_CPUS=1
+# FOLLOWER_CPUS=0 LOAD_CPUS=0`), LEADER_NICE (the leader's threads
+# reniced once it is known: ahead of the rest of the run, as a replica
+# that has its host to itself would be), SNAP_THRESHOLD (the
 # replicas' storage.snapshot_threshold, the engine's default 65536 when
 # unset: each snapshot forks the replica, and the copy-on-write faults its
 # loop takes while the child runs slowed its answers for half a second at
@@ -177,10 +182,27 @@ LEADER=$(current_leader)
     exit 1
 }
 FOLLOWER=$((LEADER % 3 + 1))
+# LEADER_CPUS / FOLLOWER_CPUS: the replicas placed once the leader is known
+# (every thread; a snapshot child inherits its replica's CPUs).
+placement="replicas on CPUs ${ENGINE_CPUS:-any}"
+if [ -n "${LEADER_CPUS:-}${FOLLOWER_CPUS:-}" ]; then
+    for i in 1 2 3; do
+        cpus=${FOLLOWER_CPUS:-}
+        [ "$i" = "$LEADER" ] && cpus=${LEADER_CPUS:-}
+        [ -z "$cpus" ] || taskset -a -p -c "$cpus" "${RD_PIDS[i]}" >/dev/null
+    done
+    placement="leader on CPUs ${LEADER_CPUS:-any}, followers on CPUs ${FOLLOWER_CPUS:-any}"
+fi
+# LEADER_NICE: the leader's threads at that nice (within the run's own
+# scheduling group), ahead of the followers and the load generator.
+if [ -n "${LEADER_NICE:-}" ]; then
+    for t in /proc/"${RD_PIDS[LEADER]}"/task/*; do renice -n "$LEADER_NICE" -p "${t##*/}" >/dev/null; done
+    placement+=", leader at nice $LEADER_NICE"
+fi
 
 echo "recoveryd failure storm: $AGENTS agents, $TASKS tasks (a checkpoint every $CKPT_MS ms each)," \
     "3 replicas (leader rd$LEADER), warm-up ${WARMUP} s, guard at $GUARD_SHARE, nice $NICE, $THREADS load generator workers ($CONNS connections each)," \
-    "replicas on CPUs ${ENGINE_CPUS:-any}, load generator on CPUs ${LOAD_CPUS:-any};" \
+    "$placement, load generator on CPUs ${LOAD_CPUS:-any};" \
     "$(bench_cores), $(bench_now)"
 echo "engine built from $(bench_commit); leader's PID ${RD_PIDS[LEADER]}"
 echo "load average before: $(bench_loadavg); scheduling group: $(cat /proc/self/autogroup 2>/dev/null || echo none)"
