@@ -443,20 +443,27 @@ static void partition_file(struct rd_analysis *a)
 /* What the working agents in trouble (a->troubled) are troubled by, for
  * the line that says the guard tripped: a false trip (the engine's own
  * slowness seen as the fleet's) and a real partition differ in it. */
-static void troubled_by(const struct rd_analysis *a, size_t by[4])
+struct troubles {
+    size_t hb_late, hb_silent, probe_bad, metrics_bad;
+};
+
+static struct troubles troubled_by(const struct rd_analysis *a)
 {
-    by[0] = by[1] = by[2] = by[3] = 0; /* heartbeats late, silent, probe, metrics */
+    struct troubles t = {0};
     for (size_t i = 0; i < a->n_by_slot; i++) {
         const struct rd_detect *d = &a->by_slot[i];
         if (!d->troubled)
             continue;
-        if (d->hb != RD_VERDICT_OK)
-            by[d->hb == RD_VERDICT_FAILED ? 1 : 0]++;
+        if (d->hb == RD_VERDICT_FAILED)
+            t.hb_silent++;
+        else if (d->hb != RD_VERDICT_OK)
+            t.hb_late++;
         if (d->probe != RD_VERDICT_OK)
-            by[2]++;
+            t.probe_bad++;
         if (d->metrics_verdict == RD_VERDICT_FAILED)
-            by[3]++;
+            t.metrics_bad++;
     }
+    return t;
 }
 
 static void partition_open(struct rd_analysis *a, uint64_t now)
@@ -464,13 +471,12 @@ static void partition_open(struct rd_analysis *a, uint64_t now)
     a->partition_suspected = true;
     a->partition_since_ns = now;
     rd_uuid_v4(a->partition_fault_id);
-    size_t by[4];
-    troubled_by(a, by);
+    struct troubles by = troubled_by(a);
     RD_WARN("analysis", "partition_suspected",
             "affected=%zu suspect=%zu total=%zu troubled=%zu hb_late=%zu hb_silent=%zu "
             "probe_bad=%zu metrics_bad=%zu failed_recent=%u",
             a->guard_bad, a->fsm->count_by_state[RD_NODE_SUSPECT], live_nodes(a), a->troubled,
-            by[0], by[1], by[2], by[3], a->n_events);
+            by.hb_late, by.hb_silent, by.probe_bad, by.metrics_bad, a->n_events);
     partition_file(a);
 }
 

@@ -10,9 +10,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "analysis_world.h"
+#include "common/log.h"
 #include "fsm_cmds.h"
 #include "replica/replica.h"
 
@@ -243,7 +246,21 @@ static void test_guard_trips_before_suspects_commit(void **state)
         observe(w, ids[i], RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
     assert_false(w->a.partition_suspected); /* 3 of 8: below the share */
     assert_int_equal(w->a.troubled, 3);
+    /* The line that says it tripped names what the agents are troubled by. */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+    rd_log_set_fd(fds[1]);
     observe(w, ids[3], RD_SIG_HEARTBEAT, RD_VERDICT_SUSPECT, 0);
+    rd_log_set_fd(-1);
+    char line[2048];
+    ssize_t got = read(fds[0], line, sizeof(line) - 1);
+    close(fds[0]);
+    close(fds[1]);
+    assert_true(got > 0);
+    line[got] = '\0';
+    assert_non_null(strstr(line, "event=partition_suspected affected=4 suspect=0 total=8 "
+                                 "troubled=4 hb_late=4 hb_silent=0 probe_bad=0 metrics_bad=0"));
     assert_int_equal(w->fsm.count_by_state[RD_NODE_SUSPECT], 0); /* nothing committed */
     assert_true(w->a.partition_suspected);
     /* An agent the detector fails outright, before any suspect committed. */
