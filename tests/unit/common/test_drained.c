@@ -112,29 +112,41 @@ static void on_readable_burn(uv_poll_t *p, int status, int events)
     uv_timer_start(&r->w->t2, look_cb, 0, 0); /* the next turn's timers */
 }
 
+/* A pipe watched by `poll` on the world's loop: fds[0] read, fds[1] written. */
+static void pipe_watch(struct world *w, int fds[2], uv_poll_t *poll, uv_poll_cb cb, void *data)
+{
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(uv_poll_init(&w->loop, poll, fds[0]), 0);
+    poll->data = data;
+    assert_int_equal(uv_poll_start(poll, UV_READABLE, cb), 0);
+}
+
+static void pipe_unwatch(struct world *w, int fds[2], uv_poll_t *poll)
+{
+    uv_poll_stop(poll);
+    uv_close((uv_handle_t *)poll, NULL);
+    world_close(w);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 static void test_long_io_turn(void **state)
 {
     (void)state;
     struct world w;
     world_init(&w);
     int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    struct reader r = {.w = &w, .fd = fds[0]};
     uv_poll_t poll;
-    assert_int_equal(uv_poll_init(&w.loop, &poll, fds[0]), 0);
-    poll.data = &r;
-    assert_int_equal(uv_poll_start(&poll, UV_READABLE, on_readable_burn), 0);
+    struct reader r = {.w = &w};
+    pipe_watch(&w, fds, &poll, on_readable_burn, &r);
+    r.fd = fds[0];
     assert_int_equal(write(fds[1], "x", 1), 1);
     while (w.seen_now == 0)
         uv_run(&w.loop, UV_RUN_ONCE);
     assert_true(w.burn_from > 0);
     assert_true(w.seen_at <= w.burn_from);
     assert_true(w.seen_now - w.seen_at >= 60 * MS);
-    uv_poll_stop(&poll);
-    uv_close((uv_handle_t *)&poll, NULL);
-    world_close(&w);
-    close(fds[0]);
-    close(fds[1]);
+    pipe_unwatch(&w, fds, &poll);
 }
 
 /* Input always ready (a pipe's byte nobody reads): libuv polls once without
@@ -160,11 +172,9 @@ static void test_ready_input_is_no_wait(void **state)
     struct world w;
     world_init(&w);
     int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    assert_int_equal(write(fds[1], "x", 1), 1);
     uv_poll_t poll;
-    assert_int_equal(uv_poll_init(&w.loop, &poll, fds[0]), 0);
-    assert_int_equal(uv_poll_start(&poll, UV_READABLE, on_readable), 0);
+    pipe_watch(&w, fds, &poll, on_readable, NULL);
+    assert_int_equal(write(fds[1], "x", 1), 1);
     uv_timer_start(&w.t1, count_cb, 2, 2);
     while (w.fired < 50)
         uv_run(&w.loop, UV_RUN_ONCE);
@@ -178,11 +188,7 @@ static void test_ready_input_is_no_wait(void **state)
     uv_run(&w.loop, UV_RUN_ONCE); /* waits for t2, then runs it */
     assert_true(w.d.waits >= 1);
     assert_true(w.seen_now - w.seen_at < 40 * MS);
-    uv_poll_stop(&poll);
-    uv_close((uv_handle_t *)&poll, NULL);
-    world_close(&w);
-    close(fds[0]);
-    close(fds[1]);
+    pipe_unwatch(&w, fds, &poll);
 }
 
 int main(void)
