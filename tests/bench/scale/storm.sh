@@ -8,7 +8,8 @@
 # offered load, the time from each crash to each of the crashed agents'
 # tasks reaching another agent (and to its first checkpoint there), whether
 # the partition guard held the partitioned agents' tasks, and the healthy
-# agents' checkpoint throughput during the storm as a share of before; this
+# agents' checkpoint throughput during the storm as a share of before (per
+# checkpoint due on their schedule: the tasks checkpoint in waves); this
 # script adds the leader's RSS and CPU, its snapshots (the forked child's
 # imaging time, from its log), each replica's loop lag (bench_loop_lag) and
 # the restart of a follower on that state (snapshot load and log replay
