@@ -16,6 +16,8 @@
  * kept past its route), the buffer is not reused, and parses that do not
  * fit take jansson's ordinary allocations. Only the thread that installed
  * it parses into it; jansson on any other thread allocates as before.
+ * Under ASan what is not handed out, or was freed, is poisoned: a use
+ * after free is reported as it is for malloc's memory.
  */
 #ifndef RD_JARENA_H
 #define RD_JARENA_H
