@@ -449,8 +449,15 @@ static void test_leader_stays_when_every_disk_hangs(void **state)
     struct rdt_proc *leader = hang_under_a_write(&cl, &L, true, &w, "all-hung", &t);
     assert_int_equal(rdt_await_log(leader, "event=handover_withheld", rdt_ms(20000)), 0);
     assert_int_equal(rdt_metric(leader, "recoveryd_raft_handovers_withheld_total"), 1);
+    /* The leader's disk answers first, as in the test below: were the
+     * followers' first, they would store the stalled entries while the
+     * leader's own write still waited, and a handover then is right (CI's
+     * run of 2026-12-05 00:10 caught one in that window). */
+    rdt_disk_hangs(leader, false);
+    assert_int_equal(rdt_await_log(leader, "event=storage_recovered", rdt_ms(10000)), 0);
     for (int i = 0; i < 3; i++)
-        rdt_disk_hangs(&cl.procs[i], false);
+        if (i != L)
+            rdt_disk_hangs(&cl.procs[i], false);
     pthread_join(t, NULL);
     assert_int_equal(w.status, 201);
     char *log = rdt_proc_log(leader);
