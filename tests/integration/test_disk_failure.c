@@ -432,6 +432,20 @@ static void test_leader_with_a_hung_disk_hands_over(void **state)
     rdt_cluster_cleanup(&cl);
 }
 
+/* Every disk answers again, the leader's first (its storage_recovered
+ * awaited): were the followers' first, they would store the stalled
+ * entries while the leader's own write still waited, and a handover then
+ * is right (its disk is still stalled as far as anyone can tell; CI caught
+ * one in that window on 2026-12-04 and on 2026-12-05). */
+static void disks_answer_leader_first(struct rdt_cluster *cl, int L)
+{
+    rdt_disk_hangs(&cl->procs[L], false);
+    assert_int_equal(rdt_await_log(&cl->procs[L], "event=storage_recovered", rdt_ms(10000)), 0);
+    for (int i = 0; i < 3; i++)
+        if (i != L)
+            rdt_disk_hangs(&cl->procs[i], false);
+}
+
 /*
  * Every replica's disk hangs (one disk under them all, a stalled journal):
  * a handover cannot help, since the new leader's writes would stall the same
@@ -449,15 +463,7 @@ static void test_leader_stays_when_every_disk_hangs(void **state)
     struct rdt_proc *leader = hang_under_a_write(&cl, &L, true, &w, "all-hung", &t);
     assert_int_equal(rdt_await_log(leader, "event=handover_withheld", rdt_ms(20000)), 0);
     assert_int_equal(rdt_metric(leader, "recoveryd_raft_handovers_withheld_total"), 1);
-    /* The leader's disk answers first, as in the test below: were the
-     * followers' first, they would store the stalled entries while the
-     * leader's own write still waited, and a handover then is right (CI's
-     * run of 2026-12-05 00:10 caught one in that window). */
-    rdt_disk_hangs(leader, false);
-    assert_int_equal(rdt_await_log(leader, "event=storage_recovered", rdt_ms(10000)), 0);
-    for (int i = 0; i < 3; i++)
-        if (i != L)
-            rdt_disk_hangs(&cl.procs[i], false);
+    disks_answer_leader_first(&cl, L);
     pthread_join(t, NULL);
     assert_int_equal(w.status, 201);
     char *log = rdt_proc_log(leader);
@@ -527,20 +533,12 @@ static void test_leader_stays_when_the_followers_disks_hang_next(void **state)
         assert_int_equal(rdt_await_log(leader, "event=handover_withheld", rdt_ms(20000)), 0);
     else
         assert_int_equal(rdt_await_log(leader, "event=storage_stalled", rdt_ms(20000)), 0);
-    /* The disks answer; the leader's takes 100 ms a write, so the write
-     * queued behind the stalled one waits through several watch ticks.
-     * The leader's disk comes back first: were the followers' first, they
-     * would store the newest stalled entries while the leader's own write
-     * still took its 100 ms, and a handover then is right (its disk is still
-     * stalled as far as anyone can tell: CI's sanitizer run of 2026-12-04
-     * caught one in that window). */
+    /* The disks answer, the leader's first; it takes 100 ms a write, so
+     * the write queued behind the stalled one waits through several watch
+     * ticks. */
     long long appended = rdt_metric(leader, "recoveryd_raft_append_duration_seconds_count");
     rdt_failio_switch(leader, "slow-io", true);
-    rdt_disk_hangs(leader, false);
-    assert_int_equal(rdt_await_log(leader, "event=storage_recovered", rdt_ms(10000)), 0);
-    for (int i = 0; i < 3; i++)
-        if (i != L)
-            rdt_disk_hangs(&cl.procs[i], false);
+    disks_answer_leader_first(&cl, L);
     pthread_join(t1, NULL);
     pthread_join(t2, NULL);
     assert_int_equal(w1.status, 201);
