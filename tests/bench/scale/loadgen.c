@@ -190,6 +190,7 @@ struct window {
     uint64_t sent, ok, errors;
     uint64_t ck_ok, done; /* acknowledged checkpoints, completed tasks */
     int64_t ck_us;        /* their checkpoints' round trips, summed */
+    uint64_t ck_deferred; /* checkpoints due that found every stream of theirs busy (tries) */
     int64_t max_us;
     struct rdb_hist *h; /* this window's round trips */
 };
@@ -259,6 +260,9 @@ struct bench {
      * per window, and the last sample (0: none yet, or another leader). */
     uint64_t loop_run_win[MAX_WINDOWS], loop_wait_win[MAX_WINDOWS];
     uint64_t loop_run_last, loop_wait_last;
+    /* ... and the whole process's minor page faults (the copy-on-write
+     * faults a snapshot's fork leaves it show there) */
+    uint64_t flt_win[MAX_WINDOWS], flt_last;
     unsigned loop_pid;
     int64_t next_rss_ms, reg_start, reg_end, sub_end, run_end;
     struct rdb_cpu_mark cpu_from; /* the load generator's CPU at the measurement's start
@@ -317,21 +321,40 @@ static bool loop_sched(unsigned pid, uint64_t *run, uint64_t *wait)
     return ok;
 }
 
-/* The loop's CPU and run-queue wait since the last sample, into window i
- * (the first sample of a process only sets the mark). */
+/* The process's minor page faults since it started: field 10 of
+ * /proc/PID/stat (after the command's closing parenthesis, the 8th). */
+static bool minor_faults(unsigned pid, uint64_t *flt)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')');
+    return p != NULL && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %" SCNu64, flt) == 1;
+}
+
+/* The loop's CPU and run-queue wait since the last sample, and the
+ * process's minor faults, into window i (the first sample of a process
+ * only sets the mark). */
 static void sample_loop(struct bench *b, unsigned pid, int i)
 {
-    uint64_t run, wait;
-    if (!loop_sched(pid, &run, &wait)) {
+    uint64_t run, wait, flt;
+    if (!loop_sched(pid, &run, &wait) || !minor_faults(pid, &flt)) {
         b->loop_pid = 0;
         return;
     }
-    if (pid == b->loop_pid && run >= b->loop_run_last && wait >= b->loop_wait_last) {
+    if (pid == b->loop_pid && run >= b->loop_run_last && wait >= b->loop_wait_last &&
+        flt >= b->flt_last) {
         b->loop_run_win[i] += run - b->loop_run_last;
         b->loop_wait_win[i] += wait - b->loop_wait_last;
+        b->flt_win[i] += flt - b->flt_last;
     }
     b->loop_pid = pid;
-    b->loop_run_last = run, b->loop_wait_last = wait;
+    b->loop_run_last = run, b->loop_wait_last = wait, b->flt_last = flt;
 }
 
 /* Worker 0 only: the engine's RSS once a second while measuring. */
@@ -1175,6 +1198,9 @@ static int64_t send_checkpoints(struct worker *w)
         struct req *r = w->streams < w->cap - w->hb_reserve ? req_get(w) : NULL;
         if (r == NULL) {
             w->ck_deferred++;
+            struct window *win = window_at(w, now);
+            if (win)
+                win->ck_deferred++;
             ck_schedule(w, a, slot, now + 20);
             return 20;
         }
@@ -1754,11 +1780,11 @@ static void report(struct bench *b)
     printf("\nwindow (s)  sent/s   ok/s    p99 ms   max ms   RSS MiB%s%s\n",
            pids ? "  loop cpu%  loop waited%" : "",
            steady(b)  ? "   ckpt/s  done/s  ckpt ms"
-           : storm(b) ? "  healthy ckpt/s"
+           : storm(b) ? "  healthy ckpt/s  ckpt ms  ckpt waits/s  faults/s"
                       : "");
     int64_t mfrom = atomic_load(&b->measure_from);
     for (unsigned i = 0; i < MAX_WINDOWS; i++) {
-        uint64_t ws = 0, wo = 0, wck = 0, wdone = 0;
+        uint64_t ws = 0, wo = 0, wck = 0, wdone = 0, wdef = 0;
         int64_t wmax = 0, wck_us = 0;
         bool any = false;
         rdb_hist_init(&wh, HIST_US);
@@ -1768,7 +1794,7 @@ static void report(struct bench *b)
                 continue;
             any = true;
             ws += w->sent, wo += w->ok;
-            wck += w->ck_ok, wdone += w->done, wck_us += w->ck_us;
+            wck += w->ck_ok, wdone += w->done, wck_us += w->ck_us, wdef += w->ck_deferred;
             wmax = w->max_us > wmax ? w->max_us : wmax;
             rdb_hist_merge(&wh, w->h);
         }
@@ -1783,9 +1809,16 @@ static void report(struct bench *b)
         if (steady(b))
             printf("  %7.0f  %6.1f  %7.2f", (double)wck / WIN_S, (double)wdone / WIN_S,
                    wck ? (double)wck_us / (double)wck / 1000 : 0);
-        else if (storm(b))
-            printf("  %8.0f", ack_rate(b, mfrom + (int64_t)i * WIN_S * 1000,
-                                       mfrom + (int64_t)(i + 1) * WIN_S * 1000));
+        else if (storm(b)) {
+            printf("  %14.0f  %7.1f  %12.0f",
+                   ack_rate(b, mfrom + (int64_t)i * WIN_S * 1000,
+                            mfrom + (int64_t)(i + 1) * WIN_S * 1000),
+                   wck ? (double)wck_us / (double)wck / 1000 : 0, (double)wdef / WIN_S);
+            if (pids)
+                printf("  %8.0f", (double)b->flt_win[i] / WIN_S);
+            else
+                printf("  %8s", "-");
+        }
         printf("\n");
     }
     bool storm_ok = steady(b) ? report_tasks(b) : storm(b) ? report_storm(b) : true;
