@@ -1314,6 +1314,14 @@ int rd_replica_start(struct rd_replica *r, struct rd_fsm *fsm)
         snprintf(r->errmsg, sizeof(r->errmsg), "no memory for the snapshot's byte bound");
         return RD_ENOMEM;
     }
+    /* Each replica snapshots at its own point of the cycle (snapshot.h): its
+     * place among cluster.peers, or its id's when it is not one of them. */
+    unsigned of = cfg->cluster.n_peers > 0 ? cfg->cluster.n_peers : 1, place = 0;
+    while (place < cfg->cluster.n_peers && cfg->cluster.peers[place].id != cfg->cluster.replica_id)
+        place++;
+    if (place >= of)
+        place = (unsigned)(cfg->cluster.replica_id % of);
+    rd_snapshotter_stagger(&r->snap, place, of);
 
     struct raft_configuration conf;
     raft_configuration_init(&conf);

@@ -15,6 +15,7 @@
  */
 #include "snapshot.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,19 +174,87 @@ static unsigned trailing_fit(const struct rd_snapshotter *s)
     return k;
 }
 
+/* ---- snapshots staggered across the replicas -------------------------------- */
+
+static bool staggered(const struct rd_snapshotter *s)
+{
+    return s->of > 1 && s->threshold >= s->of;
+}
+
+/* libraft's own threshold when nothing is armed. */
+static unsigned base_threshold(const struct rd_snapshotter *s)
+{
+    if (!staggered(s))
+        return s->threshold;
+    return s->threshold > UINT_MAX / 2 ? UINT_MAX : 2 * s->threshold;
+}
+
+uint64_t rd_snapshot_next_at(uint64_t last, unsigned threshold, unsigned place, unsigned of)
+{
+    if (of <= 1 || threshold < of)
+        return last + threshold;
+    uint64_t t = threshold, phase = t * (place % of) / of;
+    uint64_t earliest = last + t / 2;
+    /* The first index >= earliest that is phase past a multiple of t. */
+    uint64_t at = earliest - earliest % t + phase;
+    return at >= earliest ? at : at + t;
+}
+
+/* After each apply: at the index picked, libraft's threshold goes to 1 so
+ * that it snapshots right after this apply (it reads the threshold after
+ * every step). */
+static void phase_applied(struct rd_snapshotter *s)
+{
+    if (!staggered(s) || s->phase_armed)
+        return;
+    uint64_t index = raft_last_applied(s->raft) + 1; /* libraft sets it after apply */
+    if (s->next_at == 0)
+        s->next_at = rd_snapshot_next_at(s->last_index ? s->last_index : index - 1, s->threshold,
+                                         s->place, s->of);
+    if (index < s->next_at)
+        return;
+    s->phase_armed = true;
+    raft_set_snapshot_threshold(s->raft, 1);
+}
+
+/* Where the byte count starts (rd_snapshotter_stagger). */
+static uint64_t bytes_credit(const struct rd_snapshotter *s)
+{
+    return staggered(s) && s->threshold_bytes > 0 ? s->threshold_bytes * s->place / s->of : 0;
+}
+
+void rd_snapshotter_stagger(struct rd_snapshotter *s, unsigned place, unsigned of)
+{
+    s->place = of > 0 ? place % of : 0;
+    s->of = of;
+    s->next_at = 0;
+    s->phase_armed = false;
+    if (s->raft == NULL)
+        return;
+    raft_set_snapshot_threshold(s->raft, base_threshold(s));
+    /* The byte count starts place / of of the way in: byte-bound
+     * snapshots apart from the start too. */
+    s->since_bytes = bytes_credit(s);
+}
+
 /* libraft takes a snapshot at the last applied index: the count starts
- * again, the entry threshold is put back, the trailing entries fitted. */
+ * again, the entry threshold is put back, the trailing entries fitted, the
+ * next staggered index picked. */
 static void bytes_snapshot(struct rd_snapshotter *s)
 {
     if (s->raft == NULL)
         return;
     if (s->armed) {
         s->on_bytes++;
-        s->armed = false;
-        raft_set_snapshot_threshold(s->raft, s->threshold);
         RD_INFO("replica", "snapshot_on_bytes", "bytes=%llu threshold_bytes=%llu",
                 (unsigned long long)s->since_bytes, (unsigned long long)s->threshold_bytes);
     }
+    if (s->armed || s->phase_armed)
+        raft_set_snapshot_threshold(s->raft, base_threshold(s));
+    s->armed = s->phase_armed = false;
+    s->last_index = raft_last_applied(s->raft);
+    s->next_at =
+        staggered(s) ? rd_snapshot_next_at(s->last_index, s->threshold, s->place, s->of) : 0;
     s->since_bytes = 0;
     s->last_trailing = trailing_fit(s);
     raft_set_snapshot_trailing(s->raft, s->last_trailing);
@@ -199,6 +268,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
         return RAFT_NOMEM; /* never: raft applies only while the machine is bound to it */
     int rv = s->fsm_apply(rf, buf, result);
     bytes_applied(s, buf->len);
+    phase_applied(s);
     return rv;
 }
 
@@ -212,8 +282,10 @@ static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
         return RAFT_NOMEM; /* never, as apply */
     int rv = s->fsm_restore(rf, buf);
     if (rv == 0) {
-        s->since_bytes = 0;
+        s->since_bytes = bytes_credit(s);
         s->sizes_n = 0;
+        s->last_index = 0; /* the snapshot's index: the next apply's, less one */
+        s->next_at = 0;
     }
     return rv;
 }
@@ -238,6 +310,10 @@ int rd_snapshotter_bound(struct rd_snapshotter *s, struct raft *raft, unsigned t
     s->since_bytes = 0;
     s->armed = false;
     s->last_trailing = trailing;
+    s->of = 1;
+    s->place = 0;
+    s->next_at = s->last_index = 0;
+    s->phase_armed = false;
     raft_set_snapshot_threshold(raft, threshold);
     raft_set_snapshot_trailing(raft, trailing);
     return 0;

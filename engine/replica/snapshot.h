@@ -31,6 +31,21 @@
  * trailing entries to those of the newest entries that fit in
  * `trailing_bytes` (never more than the configured count). Every replica
  * does this alike: followers hold the same log.
+ *
+ * Staggered (rd_snapshotter_stagger): every replica applies the same
+ * entries, so with one threshold they all snapshot at the same index, and
+ * all fork at once: each loop then takes the copy-on-write faults of its
+ * fork for as long as its child images (seconds at a large state), and a
+ * commit needs the leader and a follower, both slowed. Staggered, the
+ * replica at place k of n snapshots at the indexes k * threshold / n past a
+ * multiple of the threshold (never sooner than half a threshold after its
+ * last snapshot), so that at most one of three is imaging at a time when
+ * the images take less than a third of the entries' time, and a follower
+ * that is not imaging is there for the leader's commits. The byte
+ * threshold starts k / n of the way into its count for the same reason.
+ * libraft's own threshold is then only a backstop (twice the threshold);
+ * the snapshotter lowers it to 1 at the index it picked, as the byte bound
+ * does.
  */
 #ifndef RD_REPLICA_SNAPSHOT_H
 #define RD_REPLICA_SNAPSHOT_H
@@ -85,6 +100,11 @@ struct rd_snapshotter {
     unsigned sizes_cap, sizes_head, sizes_n;
     uint64_t on_bytes;      /* snapshots the byte threshold asked for */
     unsigned last_trailing; /* the trailing entries the newest snapshot kept */
+    /* Staggered (above; n 1: not). */
+    unsigned place, of;  /* this replica's place k in 0..n-1, and n */
+    uint64_t next_at;    /* the index it snapshots at next (0: from the next apply) */
+    bool phase_armed;    /* libraft's threshold is lowered for next_at */
+    uint64_t last_index; /* the index of the newest snapshot it took (0: none yet) */
 };
 
 /*
@@ -106,6 +126,15 @@ void rd_snapshotter_attach(struct rd_snapshotter *s, uv_loop_t *loop, struct rd_
 int rd_snapshotter_bound(struct rd_snapshotter *s, struct raft *raft, unsigned threshold,
                          unsigned trailing, uint64_t threshold_bytes, uint64_t trailing_bytes);
 
+/*
+ * Staggers this replica's snapshots (above): it is at place `place` of
+ * `of` replicas (0 <= place < of). After rd_snapshotter_bound; `of` 1 (or
+ * an entry threshold under `of`) leaves libraft's threshold alone.
+ */
+void rd_snapshotter_stagger(struct rd_snapshotter *s, unsigned place, unsigned of);
+/* The index at which a replica at place `place` of `of` snapshots next,
+ * its last snapshot at `last` (0: none), every `threshold` entries. */
+uint64_t rd_snapshot_next_at(uint64_t last, unsigned threshold, unsigned place, unsigned of);
 /* Frees the ring of entry sizes (the replica's close). */
 void rd_snapshotter_free(struct rd_snapshotter *s);
 

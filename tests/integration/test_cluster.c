@@ -8,6 +8,7 @@
  * - SIGSTOP of the leader past an election timeout, then SIGCONT: the old
  *   leader acknowledges nothing it did not commit and steps down;
  * - a follower whose data directory was wiped rejoins through a snapshot;
+ * - the replicas snapshot at indexes a third of a cycle apart, not at once;
  * - a fourth replica joins (--join) and is promoted to voter, and a
  *   replica is removed, while writes go on.
  * Every test ends by checking that every acknowledged write is on every
@@ -308,6 +309,60 @@ static void test_wiped_replica_rejoins_by_snapshot(void **state)
     assert_true(snap);
 }
 
+/* The indexes of replica `i`'s snapshots (its log's snapshot_imaged
+ * lines), at most `max`: how many. */
+static int snapshot_indexes(int i, unsigned long long *out, int max)
+{
+    char *log = rdt_proc_log(&cl.procs[i]);
+    assert_non_null(log);
+    int n = 0;
+    for (const char *at = log; n < max && (at = strstr(at, "event=snapshot_imaged index=")) != NULL;
+         at++)
+        out[n++] = strtoull(at + strlen("event=snapshot_imaged index="), NULL, 10);
+    free(log);
+    return n;
+}
+
+/* The three replicas apply the same entries but do not snapshot at the
+ * same index: replica k (its place in cluster.peers) snapshots k * 64 / 3
+ * entries past each multiple of the threshold (64), so that their forks
+ * and the copy-on-write faults after them do not come all at once. */
+static void test_replicas_snapshot_apart(void **state)
+{
+    (void)state;
+    n_acked = 0;
+    first = 0;
+    for (int k = 0; k < 300; k++) {
+        char id[32];
+        snprintf(id, sizeof(id), "s-%d", k);
+        assert_true(register_agent(id, 5000));
+    }
+    unsigned long long idx[3][16];
+    int n[3];
+    for (int i = 0; i < 3; i++) {
+        /* Its third snapshot: 300 writes are more than 4 cycles. */
+        int64_t deadline = rdt_now_ms() + rdt_ms(20000);
+        while ((n[i] = snapshot_indexes(i, idx[i], 16)) < 3 && rdt_now_ms() < deadline)
+            rdt_sleep_ms(50); /* the children image in the background */
+        if (n[i] < 3)
+            fail_msg("replica %d logged %d snapshots after 300 writes", i + 1, n[i]);
+        for (int k = 0; k < n[i]; k++) {
+            /* Its phase, or a few entries past it (libraft checks after
+             * the applies of one commit). */
+            unsigned long long past = (idx[i][k] + 64 - (unsigned long long)(64 * i / 3)) % 64;
+            if (past > 8)
+                fail_msg("replica %d snapshotted at index %llu: %llu past its phase %d", i + 1,
+                         idx[i][k], past, 64 * i / 3);
+        }
+    }
+    /* No two replicas at one index. */
+    for (int a = 0; a < 3; a++)
+        for (int b = a + 1; b < 3; b++)
+            for (int x = 0; x < n[a]; x++)
+                for (int y = 0; y < n[b]; y++)
+                    assert_true(idx[a][x] != idx[b][y]);
+}
+
 /* A writer that keeps registering agents while the membership changes. */
 static atomic_bool bg_stop;
 static char bg_acked[2000][32];
@@ -587,6 +642,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigstop_leader_commits_nothing_in_its_old_term, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_wiped_replica_rejoins_by_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replicas_snapshot_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add_and_remove_replicas_under_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_replicas_are_reported, setup, teardown),
     };

@@ -12,6 +12,10 @@
  * 1 (libraft snapshots after that apply), the snapshot puts it back and
  * keeps as trailing entries only the newest that fit in the trailing bytes.
  *
+ * Staggered: a replica at place k of n lowers the threshold to 1 at its own
+ * index of the cycle (rd_snapshot_next_at), libraft's own threshold a
+ * backstop.
+ *
  * libraft itself is not here: a raft_io whose snapshot_put and close record
  * what reaches them, and the raft struct only as the replica's pointer
  * (raft->data), as libraft sets it.
@@ -292,6 +296,78 @@ static void test_bytes_bound(void **state)
     world_free(w);
 }
 
+/* libraft's apply of the entry after the last applied: the machine's
+ * apply, then last_applied (libraft sets it once apply returned). */
+static void apply_next(struct world *w, size_t n)
+{
+    apply_bytes(w, n);
+    w->r.raft.last_applied++;
+}
+
+/* Staggered (place 1 of 3, 64 entries): libraft's own threshold is a
+ * backstop; the snapshotter lowers it to 1 at index 85 (64 + 64 / 3: its
+ * phase is under half a cycle from the start), and after the snapshot
+ * there at 149, one cycle on. The byte count starts a third of the way
+ * in. A snapshot installed from the leader starts the cycle from its
+ * index. Place 0 of 1 is libraft's count, as without staggering. */
+static void test_staggered(void **state)
+{
+    (void)state;
+    struct world *w = world_new(10);
+    struct raft *raft = &w->r.raft;
+    assert_int_equal(rd_snapshotter_bound(&w->r.snap, raft, 64, 16, 900, 0), 0);
+    rd_snapshotter_stagger(&w->r.snap, 1, 3);
+    assert_int_equal(raft->legacy.snapshot_threshold, 128);
+    assert_int_equal(w->r.snap.since_bytes, 300);
+    while (raft->last_applied < 84) {
+        apply_next(w, 1);
+        assert_int_equal(raft->legacy.snapshot_threshold, 128);
+    }
+    apply_next(w, 1); /* index 85 */
+    assert_int_equal(raft->legacy.snapshot_threshold, 1);
+    apply_next(w, 1); /* libraft checks after a batch: one more applied first */
+    take(w);
+    assert_int_equal(raft->legacy.snapshot_threshold, 128);
+    assert_int_equal(w->r.snap.on_bytes, 0);
+    assert_int_equal(w->r.snap.next_at, 149); /* not 86 + 64: on the cycle */
+    run_until(w, &w->put_cbs);
+    while (raft->last_applied < 148)
+        apply_next(w, 1);
+    assert_int_equal(raft->legacy.snapshot_threshold, 128);
+    apply_next(w, 1);
+    assert_int_equal(raft->legacy.snapshot_threshold, 1);
+
+    /* A snapshot installed at 1000: the next at 1000 + 32 or later, on
+     * the phase: 1045 (16 * 64 + 21). */
+    w->r.snap.phase_armed = false;
+    raft_set_snapshot_threshold(raft, 128);
+    struct rd_wbuf img;
+    rd_w_init(&img);
+    assert_int_equal(rd_fsm_snapshot(&w->f, &img), 0);
+    struct raft_buffer buf = {raft_malloc(img.len), img.len};
+    memcpy(buf.base, img.p, img.len);
+    rd_w_free(&img);
+    assert_int_equal(w->f.raft.restore(&w->f.raft, &buf), 0);
+    assert_int_equal(w->r.snap.since_bytes, 300);
+    raft->last_applied = 1000;
+    while (raft->last_applied < 1044) {
+        apply_next(w, 1);
+        assert_int_equal(raft->legacy.snapshot_threshold, 128);
+    }
+    apply_next(w, 1);
+    assert_int_equal(raft->legacy.snapshot_threshold, 1);
+
+    /* One replica: libraft's own count. */
+    assert_int_equal(rd_snapshotter_bound(&w->r.snap, raft, 64, 16, 0, 0), 0);
+    rd_snapshotter_stagger(&w->r.snap, 0, 1);
+    assert_int_equal(raft->legacy.snapshot_threshold, 64);
+    for (int i = 0; i < 200; i++)
+        apply_next(w, 1);
+    assert_int_equal(raft->legacy.snapshot_threshold, 64);
+    rd_snapshotter_free(&w->r.snap);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_close_while_imaging),
         cmocka_unit_test(test_other_snapshots_pass_through),
         cmocka_unit_test(test_bytes_bound),
+        cmocka_unit_test(test_staggered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
