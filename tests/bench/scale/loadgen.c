@@ -62,7 +62,12 @@
  * is the current leader's, and so are the loop's CPU and run-queue wait
  * (/proc/PID/schedstat of its main thread, the event loop's) per window: a
  * window whose round trips were slow while the loop ran little and waited
- * long for a CPU was the machine's doing, not the engine's work.
+ * long for a CPU was the machine's doing, not the engine's work. In the
+ * storm a window also shows the checkpoints' mean round trip, the tries of
+ * a due checkpoint that found every stream of its connection busy (they
+ * wait 20 ms and try again), and the leader process's minor page faults a
+ * second (/proc/PID/stat): tens outside a snapshot, thousands while a
+ * forked child images it and the loop copies each page it writes first.
  *
  * It measures heartbeat round trips (p50, p99, max), the heartbeats offered
  * against those due, how late the sends were, and once a second the engine's
