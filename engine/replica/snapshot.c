@@ -205,7 +205,7 @@ uint64_t rd_snapshot_next_at(uint64_t last, unsigned threshold, unsigned place, 
  * every step). */
 static void phase_applied(struct rd_snapshotter *s)
 {
-    if (!staggered(s) || s->phase_armed)
+    if (!staggered(s) || s->phase_armed || s->raft == NULL)
         return;
     uint64_t index = raft_last_applied(s->raft) + 1; /* libraft sets it after apply */
     if (s->next_at == 0)
