@@ -208,9 +208,8 @@ static void phase_applied(struct rd_snapshotter *s)
     if (!staggered(s) || s->phase_armed || s->raft == NULL)
         return;
     uint64_t index = raft_last_applied(s->raft) + 1; /* libraft sets it after apply */
-    if (s->next_at == 0)
-        s->next_at = rd_snapshot_next_at(s->last_index ? s->last_index : index - 1, s->threshold,
-                                         s->place, s->of);
+    if (s->next_at == 0) /* from the start or a restore: the index before is the last one */
+        s->next_at = rd_snapshot_next_at(index - 1, s->threshold, s->place, s->of);
     if (index < s->next_at)
         return;
     s->phase_armed = true;
@@ -237,10 +236,10 @@ void rd_snapshotter_stagger(struct rd_snapshotter *s, unsigned place, unsigned o
     s->since_bytes = bytes_credit(s);
 }
 
-/* libraft takes a snapshot at the last applied index: the count starts
- * again, the entry threshold is put back, the trailing entries fitted, the
- * next staggered index picked. */
-static void bytes_snapshot(struct rd_snapshotter *s)
+/* libraft takes a snapshot at the last applied index: the byte count
+ * starts again, the entry threshold is put back, the trailing entries
+ * fitted, the next staggered index picked. */
+static void snapshot_started(struct rd_snapshotter *s)
 {
     if (s->raft == NULL)
         return;
@@ -252,9 +251,9 @@ static void bytes_snapshot(struct rd_snapshotter *s)
     if (s->armed || s->phase_armed)
         raft_set_snapshot_threshold(s->raft, base_threshold(s));
     s->armed = s->phase_armed = false;
-    s->last_index = raft_last_applied(s->raft);
-    s->next_at =
-        staggered(s) ? rd_snapshot_next_at(s->last_index, s->threshold, s->place, s->of) : 0;
+    s->next_at = staggered(s) ? rd_snapshot_next_at(raft_last_applied(s->raft), s->threshold,
+                                                    s->place, s->of)
+                              : 0;
     s->since_bytes = 0;
     s->last_trailing = trailing_fit(s);
     raft_set_snapshot_trailing(s->raft, s->last_trailing);
@@ -284,8 +283,7 @@ static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
     if (rv == 0) {
         s->since_bytes = bytes_credit(s);
         s->sizes_n = 0;
-        s->last_index = 0; /* the snapshot's index: the next apply's, less one */
-        s->next_at = 0;
+        s->next_at = 0; /* from the snapshot's index: the next apply's, less one */
     }
     return rv;
 }
@@ -312,7 +310,7 @@ int rd_snapshotter_bound(struct rd_snapshotter *s, struct raft *raft, unsigned t
     s->last_trailing = trailing;
     s->of = 1;
     s->place = 0;
-    s->next_at = s->last_index = 0;
+    s->next_at = 0;
     s->phase_armed = false;
     raft_set_snapshot_threshold(raft, threshold);
     raft_set_snapshot_trailing(raft, trailing);
@@ -334,7 +332,7 @@ static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigne
     struct rd_snapshotter *s = of_raft(f->raft_ref);
     if (s == NULL || s->job != NULL)
         return s != NULL ? RAFT_BUSY : RAFT_NOMEM; /* neither happens: one snapshot at a time */
-    bytes_snapshot(s);
+    snapshot_started(s);
     struct rd_snap_job *job = calloc(1, sizeof(*job));
     struct marker *m = raft_malloc(sizeof(*m));
     *bufs = raft_malloc(sizeof(**bufs));

@@ -101,10 +101,9 @@ struct rd_snapshotter {
     uint64_t on_bytes;      /* snapshots the byte threshold asked for */
     unsigned last_trailing; /* the trailing entries the newest snapshot kept */
     /* Staggered (above; n 1: not). */
-    unsigned place, of;  /* this replica's place k in 0..n-1, and n */
-    uint64_t next_at;    /* the index it snapshots at next (0: from the next apply) */
-    bool phase_armed;    /* libraft's threshold is lowered for next_at */
-    uint64_t last_index; /* the index of the newest snapshot it took (0: none yet) */
+    unsigned place, of; /* this replica's place k in 0..n-1, and n */
+    uint64_t next_at;   /* the index it snapshots at next (0: from the next apply) */
+    bool phase_armed;   /* libraft's threshold is lowered for next_at */
 };
 
 /*
