@@ -32,6 +32,9 @@ struct rd_soft;
 struct rd_mbuf;
 
 #define RD_GUARD_EVENTS 4096
+/* Every this many ticks the tick walks every agent (a backstop behind the
+ * watch list: 10 s at the 100-ms tick). */
+#define RD_ANALYSIS_WALK_TICKS 100
 
 /*
  * The analysis's own soft state of a node: the latest verdict of each
@@ -67,7 +70,8 @@ struct rd_detect {
     /* When its failure went to the log (0: none in it): a guard event,
      * from that time, once it applies. */
     uint64_t failure_proposed_ns;
-    bool queued; /* observed in this batch, not judged yet (rd_analysis_flush) */
+    bool queued;  /* observed in this batch, not judged yet (rd_analysis_flush) */
+    bool watched; /* its slot is in rd_analysis.watch: the tick looks at it */
 };
 
 struct rd_analysis {
@@ -108,6 +112,17 @@ struct rd_analysis {
     size_t guard_bad;          /* agents in trouble at the guard's last count */
     struct rd_detect *by_slot; /* its soft state of each node, by registry slot */
     size_t n_by_slot;
+    /* The slots the tick looks at (rd_detect.watched, each once): every
+     * agent whose soft state was touched since it was last seen clean (a
+     * verdict, a proposal, a state change, a heartbeat on probation); it
+     * leaves the list at the tick that finds it clean. The tick walks
+     * every agent only when this leadership starts, when the list could
+     * not grow (ENOMEM), and every RD_ANALYSIS_WALK_TICKS ticks. */
+    uint32_t *watch;
+    size_t n_watch, cap_watch;
+    bool walk_all;
+    unsigned ticks_since_walk;
+    uint64_t walks_total; /* ticks that walked every agent */
     /* On the duration scale (rd_hist_bounds_long, 100 ms to 30 min). */
     struct rd_hist latency_suspect; /* trouble began -> suspect committed */
     struct rd_hist latency_failed;  /* trouble began -> fault record committed */

@@ -233,28 +233,60 @@ static bool is_prediction(const struct rd_fault *x, json_t **meta)
     return false;
 }
 
+/* Forgets what this leadership answered about the fault with `id`. */
+static void answer_forget(struct rd_sched *s, const char *id)
+{
+    free(rd_map_del(&s->predicted, id, strlen(id)));
+}
+
+/* The faults opened since the last pass: the open predictions of agents
+ * among them kept by seq (each fault's metadata is read once: after a mass
+ * failure thousands of open faults are not predictions, and a pass used to
+ * look each of them up every 100 ms). False on ENOMEM (looked at again). */
+static bool predictions_note(struct rd_sched *s)
+{
+    const struct rd_fsm *f = s->env.fsm;
+    for (size_t i = rd_fsm_fault_index(f, s->pred_seen_seq + 1); i < f->n_faults; i++) {
+        const struct rd_fault *x = f->faults[i];
+        json_t *meta = NULL;
+        if (x->status == RD_FAULT_OPEN_ST && x->node_id[0] != '\0' && is_prediction(x, &meta)) {
+            json_decref(meta);
+            if (s->n_pred_open == s->cap_pred_open) {
+                size_t cap = s->cap_pred_open ? 2 * s->cap_pred_open : 16;
+                uint64_t *p = realloc(s->pred_open, cap * sizeof(*p));
+                if (p == NULL)
+                    return false;
+                s->pred_open = p;
+                s->cap_pred_open = cap;
+            }
+            s->pred_open[s->n_pred_open++] = x->seq;
+        }
+        s->pred_seen_seq = x->seq;
+    }
+    return true;
+}
+
 void rd_sched__predicted(struct rd_sched *s)
 {
     const struct rd_fsm *f = s->env.fsm;
-    /* Answers of faults long gone are forgotten now and then (a fault's
-     * answer is only needed while it is open). */
-    if (s->predicted.len > 2 * f->open_faults + 256)
-        rd_sched__predicted_stop(s);
+    predictions_note(s);
     json_t *view = NULL; /* one per pass, its nodes built only if the hook reads them */
     struct rd_policy_nodes nodes = {.build = rd_sched__view_nodes, .data = s};
-    size_t seen = 0;
-    for (size_t i = f->n_faults; i-- > 0 && seen < f->open_faults;) {
-        const struct rd_fault *x = f->faults[i];
-        if (x->status != RD_FAULT_OPEN_ST)
+    size_t kept = 0;
+    for (size_t k = 0; k < s->n_pred_open; k++) {
+        size_t i = rd_fsm_fault_index(f, s->pred_open[k]);
+        const struct rd_fault *x =
+            i < f->n_faults && f->faults[i]->seq == s->pred_open[k] ? f->faults[i] : NULL;
+        if (x == NULL || x->status != RD_FAULT_OPEN_ST) {
+            if (x != NULL)
+                answer_forget(s, x->id); /* a fault's answer is needed while it is open */
             continue;
-        seen++;
+        }
+        s->pred_open[kept++] = s->pred_open[k];
         size_t idlen = strlen(x->id);
         struct answer *a = rd_map_get(&s->predicted, x->id, idlen);
-        if ((a != NULL && a->what == ANSWERED) || x->node_id[0] == '\0')
+        if (a != NULL && a->what == ANSWERED)
             continue;
-        /* Whether it is a prediction is decided once per fault (its metadata
-         * never changes): after a mass failure thousands of open faults are
-         * not, and each pass looks at each of them again. */
         json_t *meta = NULL;
         int rv = ANSWERED;
         if (is_prediction(x, &meta)) {
@@ -281,6 +313,7 @@ void rd_sched__predicted(struct rd_sched *s)
         if (a != NULL)
             a->what = rv;
     }
+    s->n_pred_open = kept;
     json_decref(view);
     rd_policy_nodes_release(&nodes);
     /* Drained on a prediction that no longer stands: readmit. */
@@ -291,16 +324,7 @@ void rd_sched__predicted(struct rd_sched *s)
         if (n->state != RD_NODE_DRAINING ||
             strncmp(n->reason, RD_SCHED_PREDICTED_REASON, strlen(RD_SCHED_PREDICTED_REASON)) != 0)
             continue;
-        bool stands = false;
-        seen = 0;
-        for (size_t j = f->n_faults; j-- > 0 && seen < f->open_faults && !stands;) {
-            const struct rd_fault *x = f->faults[j];
-            if (x->status != RD_FAULT_OPEN_ST)
-                continue;
-            seen++;
-            stands = strcmp(x->node_id, n->node_id) == 0;
-        }
-        if (!stands)
+        if (n->open_faults == 0) /* the state machine's count of its open records */
             readmit(s, n);
     }
 }
@@ -311,6 +335,11 @@ void rd_sched__predicted_stop(struct rd_sched *s)
         free(s->predicted.slots[i].value); /* NULL in empty and deleted slots */
     rd_map_free(&s->predicted);
     rd_map_init(&s->predicted);
+    /* The next leadership reads every fault once again. */
+    free(s->pred_open);
+    s->pred_open = NULL;
+    s->n_pred_open = s->cap_pred_open = 0;
+    s->pred_seen_seq = 0;
 }
 
 void rd_sched_predict_metrics(const struct rd_sched *s, struct rd_mbuf *b)

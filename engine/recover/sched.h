@@ -162,8 +162,13 @@ struct rd_sched {
     bool repair_sweeping;
     uint64_t repairs_total[RD_REPAIR_KINDS]; /* this leader's, by source */
     /* Predicted faults (predict.c): the answers of this leadership, by
-     * fault id; the drain bucket; what became of predictions. */
+     * fault id; the open predictions, by fault seq, and the last fault
+     * looked at (every fault is read once); the drain bucket; what became
+     * of predictions. */
     struct rd_map predicted;
+    uint64_t *pred_open;
+    size_t n_pred_open, cap_pred_open;
+    uint64_t pred_seen_seq;
     double drain_tokens;
     uint64_t drain_tokens_ns;
     uint64_t predicted_total[RD_PREDICTED_KINDS];

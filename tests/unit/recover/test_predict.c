@@ -310,6 +310,39 @@ static void test_withdrawn_prediction_readmits(void **state)
     assert_int_equal(w->s.predicted_total[RD_PREDICTED_READMITTED], 1);
 }
 
+/* After a mass failure thousands of open faults are not predictions:
+ * each fault's metadata is read once, and a pass follows only the open
+ * predictions (it used to look every open fault up, every 100 ms). A
+ * prediction opened after them still drains its agent, and once its
+ * record is resolved it is followed no more and its answer forgotten. */
+static void test_only_predictions_are_followed(void **state)
+{
+    struct sched_world *w = *state;
+    sched_world_agent(w, "a", 4, "{}");
+    sched_world_agent(w, "b", 4, "{}");
+    sched_world_agent(w, "c", 4, "{}");
+    sched_world_agent(w, "d", 4, "{}");
+    char fid[40];
+    for (int i = 0; i < 300; i++) {
+        snprintf(fid, sizeof(fid), "%08d-3333-4333-8333-333333333333", i);
+        open_fault(w, fid, "b", "{\"predicted\":false,\"metric\":\"cpu\"}");
+    }
+    sched_world_settle(w);
+    assert_int_equal(w->fsm.open_faults, 300);
+    assert_int_equal(w->s.n_pred_open, 0);
+    assert_int_equal(w->s.predicted.len, 0);
+    open_fault(w, F1, "a", PREDICTED_META);
+    sched_world_settle(w);
+    assert_int_equal(node(w, "a")->state, RD_NODE_DRAINING);
+    assert_int_equal(node(w, "b")->state, RD_NODE_ALIVE);
+    assert_int_equal(w->s.n_pred_open, 1);
+    resolve_faults_of(w, "a");
+    sched_world_settle(w);
+    assert_int_equal(node(w, "a")->state, RD_NODE_PROBATION);
+    assert_int_equal(w->s.n_pred_open, 0);
+    assert_int_equal(w->s.predicted.len, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +360,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_no_prediction_or_no_hook_watches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_withdrawn_prediction_readmits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_only_predictions_are_followed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
