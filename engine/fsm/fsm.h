@@ -114,6 +114,10 @@ struct rd_fsm {
     uint64_t n_applied;   /* commands applied, refused ones included */
     int64_t last_time_ms; /* newest leader stamp applied */
     size_t count_by_state[RD_NODE_STATE_COUNT];
+    /* Local: bumped by every change of a node's state, epoch, slots or
+     * slots in use, and by a restore (the rebalancer skips its scan of the
+     * fleet while none came). */
+    uint64_t fleet_changes;
     struct rd_fault **faults; /* in order of seq (oldest first) */
     size_t n_faults;
     size_t cap_faults;

@@ -32,6 +32,7 @@ void rd_fsm__nodes_clear(struct rd_fsm *f)
     f->nodes = NULL;
     f->n_nodes = f->cap_nodes = 0;
     memset(f->count_by_state, 0, sizeof(f->count_by_state));
+    f->fleet_changes++;
 }
 
 void rd_fsm__nodes_move(struct rd_fsm *to, struct rd_fsm *from)
@@ -41,6 +42,7 @@ void rd_fsm__nodes_move(struct rd_fsm *to, struct rd_fsm *from)
     to->cap_nodes = from->cap_nodes;
     to->by_id = from->by_id;
     memcpy(to->count_by_state, from->count_by_state, sizeof(to->count_by_state));
+    to->fleet_changes++;
     from->nodes = NULL;
     from->n_nodes = from->cap_nodes = 0;
     rd_map_init(&from->by_id);
@@ -110,6 +112,7 @@ static int node_insert(struct rd_fsm *f, struct rd_node *n)
     f->nodes[i] = n;
     f->n_nodes++;
     f->count_by_state[n->state]++;
+    f->fleet_changes++;
     return 0;
 }
 
@@ -129,6 +132,7 @@ static void set_state(struct rd_fsm *f, struct rd_node *n, uint8_t state)
     f->count_by_state[n->state]--;
     n->state = state;
     f->count_by_state[state]++;
+    f->fleet_changes++;
 }
 
 int rd_fsm__node_move(struct rd_fsm *f, struct rd_node *n, uint8_t state, struct rd_str reason,

@@ -449,6 +449,7 @@ static void unplace(struct rd_fsm *f, struct rd_task *t)
     struct rd_node *n = node_of(f, t->node_id);
     if (n != NULL && placed(t->state)) {
         n->slots_in_use -= n->slots_in_use >= t->slots ? t->slots : n->slots_in_use;
+        f->fleet_changes++;
         if (n->n_tasks > 0)
             n->n_tasks--;
         if (unstarted(t->state) && n->n_unstarted > 0)
@@ -462,6 +463,7 @@ static void place(struct rd_fsm *f, struct rd_task *t)
     struct rd_node *n = node_of(f, t->node_id);
     if (n != NULL && placed(t->state)) {
         n->slots_in_use += t->slots;
+        f->fleet_changes++;
         n->n_tasks++;
         n->n_unstarted += unstarted(t->state);
         list_insert(n, t);

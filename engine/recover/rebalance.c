@@ -759,13 +759,26 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
     const struct rd_fsm *f = s->env.fsm;
     const struct rd_config *c = s->env.cfg;
     uint64_t now = rd_mono_ns();
-    s->rb_skew_pct = 0;
     if (!c->fault_tolerance.rebalance.enabled || s->env.analysis->partition_suspected ||
-        rd_sched_degraded(s, NULL))
+        rd_sched_degraded(s, NULL)) {
+        s->rb_skew_pct = 0;
+        s->rb_rescan_ns = 0; /* scanned afresh when it may act again */
         return;
+    }
     prune_moved(s, now);
     pending_pass(s, extra, now);
     tokens_refill(s, now);
+    /* Every working agent is read (a walk over 10,000 agents ten times a
+     * second was 3% of a storm's leader): not again while the last scan
+     * found nothing to do and nothing has changed. Reported cpu changes
+     * with every heartbeat: with cpu_threshold, every pass scans. */
+    if (!s->rb_balancing && s->rb_pending.len == 0 && s->inflight.len == 0 &&
+        c->fault_tolerance.rebalance.cpu_threshold == 0 &&
+        f->fleet_changes == s->rb_scanned_changes && now < s->rb_rescan_ns)
+        return;
+    s->rb_scanned_changes = f->fleet_changes;
+    s->rb_rescan_ns = UINT64_MAX;
+    s->rb_scans++;
     struct fleet fl;
     if (fleet_of(s, extra, now, rd_now_ms(), &fl) != 0)
         return;
@@ -780,8 +793,10 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
      * changing, or the first to return would be filled alone. A plan that
      * found nothing to move is not made again before the backoff (unless
      * agents joined since). */
-    if (now - s->rb_changed_ns < c->fault_tolerance.rebalance.settle_ms * 1000000ULL ||
-        (now < s->rb_quiet_until_ns && !s->rb_joined)) {
+    uint64_t settled_ns = s->rb_changed_ns + c->fault_tolerance.rebalance.settle_ms * 1000000ULL;
+    uint64_t quiet_ns = s->rb_joined ? 0 : s->rb_quiet_until_ns;
+    if (now < settled_ns || now < quiet_ns) {
+        s->rb_rescan_ns = settled_ns > quiet_ns ? settled_ns : quiet_ns;
         fleet_free(&fl);
         return;
     }
@@ -815,6 +830,7 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
         if (s->rb_pending.len == 0) {
             s->rb_balancing = false;
             s->rb_quiet_until_ns = now + RD_SCHED_REPLAN_BACKOFF_MS * 1000000ULL;
+            s->rb_rescan_ns = s->rb_quiet_until_ns;
             /* Said once per episode that moved something; a skew nothing
              * can even (tasks cooling down, labels) is not news each second. */
             if (s->rb_episode_moves > 0)
@@ -856,6 +872,7 @@ void rd_sched__rebalance(struct rd_sched *s, uint32_t *extra)
     if (ids != NULL && done == 0 && s->rb_pending.len == 0) {
         s->rb_balancing = false;
         s->rb_quiet_until_ns = now + RD_SCHED_REPLAN_BACKOFF_MS * 1000000ULL;
+        s->rb_rescan_ns = s->rb_quiet_until_ns;
     }
     json_decref(ids);
     free(mv);
@@ -875,6 +892,7 @@ void rd_sched__rebalance_stop(struct rd_sched *s)
     s->rb_balancing = false;
     s->rb_joined = false;
     s->rb_working_slots = 0;
+    s->rb_rescan_ns = 0;
 }
 
 void rd_sched_rebalance_metrics(const struct rd_sched *s, struct rd_mbuf *b)

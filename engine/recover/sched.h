@@ -183,6 +183,12 @@ struct rd_sched {
     uint64_t rb_backoff_until_ns; /* after a failed rebalance hook */
     uint64_t rb_quiet_until_ns;   /* after a plan with nothing to move */
     uint64_t rb_changed_ns;       /* when the working agents' slots last changed */
+    /* The fleet's scan is skipped while it found nothing to do, nothing in
+     * the fleet changed since (rd_fsm.fleet_changes) and its timers (the
+     * settle, the quiet after an empty plan) have not run out. */
+    uint64_t rb_scanned_changes;
+    uint64_t rb_rescan_ns;
+    uint64_t rb_scans; /* scans of the fleet made */
     bool rb_balancing;
     bool rb_joined; /* agents joined since rebalancing last started */
     char rb_why[64];
