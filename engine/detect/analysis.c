@@ -978,6 +978,7 @@ static void walk_watched(struct rd_analysis *a)
                 : NULL;
         if (n != NULL && !fenced(n)) {
             look(a, n, s);
+            s = &a->by_slot[slot]; /* a judgement's inputs may have grown the table */
             if (needs_look(n, s)) {
                 a->watch[kept++] = slot;
                 continue;
