@@ -915,13 +915,19 @@ static void tick(uv_timer_t *t)
     rd_analysis_tick(t->data);
 }
 
-/* Whether the tick must look at node `n` again: a signal or a record that
- * may call for a judgement (or its end), a count to keep in step, a
- * proposal on its way, or a suspect state to leave. */
-static bool needs_look(const struct rd_node *n, const struct rd_detect *s)
+/* A signal or a record that may call for a judgement (or its end), or a
+ * suspect state to leave. */
+static bool calls_for_judgement(const struct rd_node *n, const struct rd_detect *s)
 {
     return any_bad(s) || s->metrics_verdict != RD_VERDICT_OK || s->predicted || s->warn_open ||
-           s->troubled || s->held || s->proposing || n->state == RD_NODE_SUSPECT;
+           n->state == RD_NODE_SUSPECT;
+}
+
+/* Whether the tick must look at node `n` again: a judgement to make, a
+ * count to keep in step, or a proposal on its way. */
+static bool needs_look(const struct rd_node *n, const struct rd_detect *s)
+{
+    return calls_for_judgement(n, s) || s->troubled || s->held || s->proposing;
 }
 
 static bool fenced(const struct rd_node *n)
@@ -934,8 +940,7 @@ static bool fenced(const struct rd_node *n)
 static void look(struct rd_analysis *a, const struct rd_node *n, struct rd_detect *s)
 {
     trouble_sync(a, n, s);
-    if (!s->proposing && (any_bad(s) || s->metrics_verdict != RD_VERDICT_OK || s->predicted ||
-                          s->warn_open || n->state == RD_NODE_SUSPECT))
+    if (!s->proposing && calls_for_judgement(n, s))
         evaluate(a, n, s);
 }
 

@@ -242,8 +242,9 @@ static void answer_forget(struct rd_sched *s, const char *id)
 /* The faults opened since the last pass: the open predictions of agents
  * among them kept by seq (each fault's metadata is read once: after a mass
  * failure thousands of open faults are not predictions, and a pass used to
- * look each of them up every 100 ms). False on ENOMEM (looked at again). */
-static bool predictions_note(struct rd_sched *s)
+ * look each of them up every 100 ms). On ENOMEM the rest waits for the
+ * next pass. */
+static void predictions_note(struct rd_sched *s)
 {
     const struct rd_fsm *f = s->env.fsm;
     for (size_t i = rd_fsm_fault_index(f, s->pred_seen_seq + 1); i < f->n_faults; i++) {
@@ -255,7 +256,7 @@ static bool predictions_note(struct rd_sched *s)
                 size_t cap = s->cap_pred_open ? 2 * s->cap_pred_open : 16;
                 uint64_t *p = realloc(s->pred_open, cap * sizeof(*p));
                 if (p == NULL)
-                    return false;
+                    return;
                 s->pred_open = p;
                 s->cap_pred_open = cap;
             }
@@ -263,7 +264,6 @@ static bool predictions_note(struct rd_sched *s)
         }
         s->pred_seen_seq = x->seq;
     }
-    return true;
 }
 
 void rd_sched__predicted(struct rd_sched *s)
@@ -287,19 +287,14 @@ void rd_sched__predicted(struct rd_sched *s)
         struct answer *a = rd_map_get(&s->predicted, x->id, idlen);
         if (a != NULL && a->what == ANSWERED)
             continue;
-        json_t *meta = NULL;
-        int rv = ANSWERED;
-        if (is_prediction(x, &meta)) {
-            const struct rd_node *n = rd_fsm_node(f, x->node_id, strlen(x->node_id));
-            char key[RD_NODE_ID_MAX + 16];
-            if (n != NULL)
-                snprintf(key, sizeof(key), "drain:%s", n->node_id);
-            if (n == NULL || !working(n) || rd_map_get(&s->inflight, key, strlen(key))) {
-                json_decref(meta);
-                continue;
-            }
-            rv = ask(s, n, x, meta, a != NULL, &view, &nodes);
-        }
+        const struct rd_node *n = rd_fsm_node(f, x->node_id, strlen(x->node_id));
+        char key[RD_NODE_ID_MAX + 16];
+        if (n != NULL)
+            snprintf(key, sizeof(key), "drain:%s", n->node_id);
+        if (n == NULL || !working(n) || rd_map_get(&s->inflight, key, strlen(key)))
+            continue;
+        json_t *meta = json_loads(x->metadata_json, 0, NULL); /* a prediction's: noted so */
+        int rv = ask(s, n, x, meta, a != NULL, &view, &nodes);
         json_decref(meta);
         if (rv == 0)
             continue;
