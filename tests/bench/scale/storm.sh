@@ -52,7 +52,11 @@
 # host; `ENGINE_CPUS=0 LOAD_CPUS=1` on 2 cores), LEADER_CPUS and
 # FOLLOWER_CPUS (taskset CPU lists applied once the leader is known: the
 # leader alone on a CPU as on a host of its own, `LEADER_CPUS=1
-# FOLLOWER_CPUS=0 LOAD_CPUS=0`), LEADER_NICE (the leader's threads
+# FOLLOWER_CPUS=0 LOAD_CPUS=0`), LOAD_POLICY (the load generator's
+# scheduling policy: `normal`, or `batch` (chrt -b), under which its
+# threads, woken by the replicas' answers, do not preempt the replica that
+# woke them: agents on other hosts would not take its CPU at each answer;
+# normal by default), LEADER_NICE (the leader's threads
 # reniced once it is known: ahead of the rest of the run, as a replica
 # that has its host to itself would be), SNAP_THRESHOLD (the
 # replicas' storage.snapshot_threshold, the engine's default 65536 when
@@ -89,6 +93,15 @@ ELECTION=${ELECTION:-1500ms}
 THREADS=${THREADS:-8}
 CONNS=${CONNS:-1}
 STALL_FOR=${STALL_FOR:-10}
+LOAD_POLICY=${LOAD_POLICY:-normal}
+case $LOAD_POLICY in
+normal) LOAD_CHRT= ;;
+batch) LOAD_CHRT="chrt -b 0" ;;
+*)
+    echo "storm: LOAD_POLICY is normal or batch, not '$LOAD_POLICY'" >&2
+    exit 2
+    ;;
+esac
 if [ -n "${KILL_LEADER_AT:-}" ] && [ -n "${STALL_LEADER_AT:-}" ]; then
     echo "storm: KILL_LEADER_AT and STALL_LEADER_AT are one or the other" >&2
     exit 2
@@ -203,7 +216,7 @@ fi
 
 echo "recoveryd failure storm: $AGENTS agents, $TASKS tasks (a checkpoint every $CKPT_MS ms each)," \
     "3 replicas (leader rd$LEADER), warm-up ${WARMUP} s, guard at $GUARD_SHARE, nice $NICE, $THREADS load generator workers ($CONNS connections each)," \
-    "$placement, load generator on CPUs ${LOAD_CPUS:-any};" \
+    "$placement, load generator on CPUs ${LOAD_CPUS:-any} ($LOAD_POLICY policy);" \
     "$(bench_cores), $(bench_now)"
 echo "engine built from $(bench_commit); leader's PID ${RD_PIDS[LEADER]}"
 echo "load average before: $(bench_loadavg); scheduling group: $(cat /proc/self/autogroup 2>/dev/null || echo none)"
@@ -219,8 +232,12 @@ for i in 1 2 3; do
 done
 FIRST_LEADER=$LEADER
 bench_cpu_start "${RD_PIDS[LEADER]}"
+# Every replica's CPU seconds at the start, for its share over the run.
+declare -A CPU0
+for i in 1 2 3; do CPU0[$i]=$(_bench_cpu_s "${RD_PIDS[i]}"); done
+T0_RUN=$(date +%s.%N)
 rc=0
-${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
+${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} $LOAD_CHRT nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
     --url "$replica_urls" --engine-pids "$replica_pids" --agents "$AGENTS" --tasks "$TASKS" --ckpt-ms "$CKPT_MS" \
     --warmup "$WARMUP" --threads "$THREADS" --conns "$CONNS" "$@" 2> >(tee "$WORK/loadgen.err" >&2) &
 LOADGEN=$!
@@ -271,6 +288,19 @@ else
     bench_cpu_report "${RD_PIDS[LEADER]}"
 fi
 echo "load average after the storm: $(bench_loadavg)"
+# Each replica's share of a core over the run (a replica killed and started
+# again during it: its new process's CPU over the whole run's time), and the leader's
+# raft entries and the commands in them (group commit's batches).
+for i in 1 2 3; do
+    c1=$(_bench_cpu_s "${RD_PIDS[i]}" 2>/dev/null || echo 0)
+    awk -v i="$i" -v c0="${CPU0[$i]}" -v c1="$c1" -v t0="$T0_RUN" -v t1="$(date +%s.%N)" 'BEGIN {
+        if (c1 < c0) c0 = 0
+        printf "rd%s CPU over the run: %.1f s, %.1f%% of one core\n", i, c1 - c0, 100 * (c1 - c0) / (t1 - t0) }'
+done
+curl -sf --max-time 5 "${RD_URLS[LEADER]}/metrics" | awk '
+    /^recoveryd_raft_proposed_entries_total / { e = $2 }
+    /^recoveryd_raft_proposed_commands_total / { c = $2 }
+    END { if (e > 0) printf "leader'"'"'s proposals: %d raft entries, %d commands, %.2f commands per entry\n", e, c, c / e }' || true
 for i in 1 2 3; do echo "rd$i $(bench_loop_lag "${RD_URLS[i]}")"; done
 for i in 1 2 3; do
     st=$(sed 's/.*) //' "/proc/${RD_PIDS[i]}/stat" 2>/dev/null | cut -d' ' -f1 || true)
