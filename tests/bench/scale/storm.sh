@@ -95,8 +95,8 @@ CONNS=${CONNS:-1}
 STALL_FOR=${STALL_FOR:-10}
 LOAD_POLICY=${LOAD_POLICY:-normal}
 case $LOAD_POLICY in
-normal) LOAD_CHRT= ;;
-batch) LOAD_CHRT="chrt -b 0" ;;
+normal) LOAD_CHRT=() ;;
+batch) LOAD_CHRT=(chrt -b 0) ;;
 *)
     echo "storm: LOAD_POLICY is normal or batch, not '$LOAD_POLICY'" >&2
     exit 2
@@ -237,7 +237,7 @@ declare -A CPU0
 for i in 1 2 3; do CPU0[$i]=$(_bench_cpu_s "${RD_PIDS[i]}"); done
 T0_RUN=$(date +%s.%N)
 rc=0
-${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} $LOAD_CHRT nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
+${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} "${LOAD_CHRT[@]}" nice -n "$NICE" timeout -k 10 1200 "$BUILD_DIR/bin/bench_scale_loadgen" \
     --url "$replica_urls" --engine-pids "$replica_pids" --agents "$AGENTS" --tasks "$TASKS" --ckpt-ms "$CKPT_MS" \
     --warmup "$WARMUP" --threads "$THREADS" --conns "$CONNS" "$@" 2> >(tee "$WORK/loadgen.err" >&2) &
 LOADGEN=$!
