@@ -31,16 +31,18 @@ static const double min_sd[M_COUNT] = {0.01, 5.0, 0.02, 0.02};
 #define MAX_WINDOW 64
 
 /* A sample of a ring: its time and value side by side, so that a
- * heartbeat's write touches one cache line of the ring, not two. */
+ * heartbeat's write touches one cache line of the ring, not two (16-byte
+ * aligned, a sample never straddles two lines). */
 struct sample {
-    double t, v;
+    _Alignas(16) double t;
+    double v;
 };
 
 /* A metric's baseline and the sums over its ring (80 bytes). A node keeps
  * its series together and their rings after them (struct node): at 10,000
  * agents every heartbeat finds them cold in the cache, and with each ring
  * inside its series the fields one heartbeat needs were spread over 16
- * cache lines; now 5 lines side by side and one line of each ring. */
+ * cache lines; now 5 or 6 lines side by side and one line of each ring. */
 struct series {
     double ewma, ewvar;
     double st, sv, stt, svv, stv; /* running sums over the window: O(1) fits */
