@@ -55,6 +55,15 @@ export function badge(state) {
   return h('span', { class: `badge s-${String(state).replace(/[^a-z_]/g, '')}` }, state);
 }
 
+// What a cluster-wide record (a partition: node_id null) names for its agent.
+export const CLUSTER = '(cluster)';
+
+// The agent a fault names, a link to its page; a cluster-wide fault names
+// no agent and gets no link (an empty one was a link without a name).
+export function agentLink(nodeId) {
+  return nodeId === null || nodeId === undefined ? h('span', { class: 'muted' }, CLUSTER) : h('a', { href: `#/agents/${encodeURIComponent(nodeId)}` }, nodeId);
+}
+
 export function shortId(id) {
   return id && id.length > 12 ? id.slice(0, 8) : id || '';
 }

@@ -1,10 +1,8 @@
 // Faults: a timeline of the last records (one lane per agent) and the records.
 
 import { api } from '../api.js';
-import { h, replace, section, table, when, badge } from '../dom.js';
+import { h, replace, section, table, when, badge, agentLink, CLUSTER } from '../dom.js';
 import { timeline } from '../chart.js';
-
-const CLUSTER = '(cluster)'; // the lane and agent of a cluster-wide fault
 
 export default {
   title: 'Faults',
@@ -49,7 +47,7 @@ export default {
               'Fault records',
               [
                 { label: 'Detected', cell: (f) => when(f.detected_at) },
-                { label: 'Agent', cell: (f) => (f.node_id === null ? h('span', { class: 'muted' }, CLUSTER) : h('a', { href: `#/agents/${encodeURIComponent(f.node_id)}` }, f.node_id)) },
+                { label: 'Agent', cell: (f) => agentLink(f.node_id) },
                 { label: 'Type', cell: (f) => f.fault_type },
                 { label: 'Severity', cell: (f) => badge(f.severity_level) },
                 { label: 'Status', cell: (f) => badge(f.status) },

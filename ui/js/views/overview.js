@@ -2,7 +2,7 @@
 // recoveries, the last backup, mode and partition suspicion.
 
 import { api } from '../api.js';
-import { h, replace, section, wideSection, table, when, badge, shortId, ago } from '../dom.js';
+import { h, replace, section, wideSection, table, when, badge, shortId, ago, agentLink } from '../dom.js';
 import { stateBar } from '../chart.js';
 import { backupNow, reloadPolicies } from '../actions.js';
 
@@ -86,7 +86,7 @@ export default {
               table(
                 'Open faults',
                 [
-                  { label: 'Agent', cell: (f) => h('a', { href: `#/agents/${encodeURIComponent(f.node_id)}` }, f.node_id) },
+                  { label: 'Agent', cell: (f) => agentLink(f.node_id) },
                   { label: 'Type', cell: (f) => f.fault_type },
                   { label: 'Severity', cell: (f) => badge(f.severity_level) },
                   { label: 'Detected', cell: (f) => ago(f.detected_at) },
