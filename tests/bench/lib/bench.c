@@ -414,7 +414,7 @@ bool rdb_next_done(CURLM *multi, struct rdb_done *d)
         if (d->rc == CURLE_OK)
             curl_easy_getinfo(d->easy, CURLINFO_RESPONSE_CODE, &d->status);
         d->priv = priv;
-        d->us = (int64_t)us;
+        d->us = d->rx_us = (int64_t)us;
         curl_multi_remove_handle(multi, d->easy); /* m is gone from here on */
         return true;
     }

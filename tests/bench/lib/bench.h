@@ -247,10 +247,11 @@ long rdb_request(CURL *e, const char *method, const char *url, const char *body,
 /* A finished transfer of a multi handle. */
 struct rdb_done {
     CURL *easy;
-    void *priv;  /* its CURLOPT_PRIVATE */
-    CURLcode rc; /* the transfer's result */
-    long status; /* the HTTP status; 0 unless rc is CURLE_OK */
-    int64_t us;  /* its total time */
+    void *priv;    /* its CURLOPT_PRIVATE */
+    CURLcode rc;   /* the transfer's result */
+    long status;   /* the HTTP status; 0 unless rc is CURLE_OK */
+    int64_t us;    /* its total time */
+    int64_t rx_us; /* to the answer's arrival at the socket (h2c's rx_us); `us` when not known */
 };
 
 /* The next finished transfer of `multi`, removed from it: true with `d`

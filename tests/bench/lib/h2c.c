@@ -28,7 +28,8 @@ struct stream {
     int status;
     uint32_t error_code; /* of its close */
     int64_t started_us, deadline_ms;
-    char *body; /* the answer, NUL-terminated */
+    int64_t rx_us; /* the kernel's arrival stamp of the read that ended it; 0: none */
+    char *body;    /* the answer, NUL-terminated */
     size_t len, cap;
     char *req; /* the request's body */
     size_t req_len, req_off, req_cap;
@@ -50,6 +51,7 @@ struct h2c {
     unsigned n_ended;
     uint8_t *out; /* what nghttp2 wrote, from out_off to out_len not yet sent */
     size_t out_len, out_off, out_cap;
+    int64_t rx_us; /* the read being handed to nghttp2: its arrival (now_us's clock) */
     uint8_t in[READ_CHUNK];
 };
 
@@ -109,12 +111,17 @@ static void report(struct h2c *c, struct stream *st, int err)
     if (st->reported)
         return;
     st->reported = true;
+    int64_t us = now_us() - st->started_us;
+    int64_t rx = st->rx_us > 0 ? st->rx_us - st->started_us : us;
     struct h2c_resp r = {.user = st->user,
                          .err = err,
                          .status = err == H2C_OK ? st->status : 0,
                          .body = st->body ? st->body : "",
                          .len = st->len,
-                         .us = now_us() - st->started_us};
+                         .us = us,
+                         .rx_us = rx < 0    ? 0
+                                  : rx > us ? us
+                                            : rx};
     c->done(c->ctx, &r);
 }
 
@@ -148,6 +155,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *d
     if (st == NULL)
         return 0;
     st->error_code = error_code;
+    st->rx_us = c->rx_us;
     c->ended[c->n_ended++] = st; /* at most one per busy stream */
     return 0;
 }
@@ -326,6 +334,7 @@ int h2c_connect(struct h2c *c, const char *base_url, int connect_ms)
     c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (c->fd < 0 || setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
+        setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) != 0 ||
         new_session(c) != 0) {
         freeaddrinfo(ai);
         close_fd(c);
@@ -403,6 +412,7 @@ int h2c_submit(struct h2c *c, const char *method, const char *path, const char *
     st->user = user;
     st->id = id;
     st->status = 0;
+    st->rx_us = 0;
     st->error_code = 0;
     st->len = 0;
     if (st->body)
@@ -445,16 +455,44 @@ static int flush(struct h2c *c)
     return 0;
 }
 
+/* When the bytes a recvmsg returned reached the socket, on now_us's clock:
+ * the kernel's receive stamp (SO_TIMESTAMPNS, the wall clock; on loopback
+ * taken as the sender's write entered the receive path, and for several
+ * segments read at once the latest one's), else now. */
+static int64_t arrival_us(struct msghdr *mh)
+{
+    int64_t now = now_us();
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm != NULL; cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS)
+            continue;
+        struct timespec at, wall;
+        memcpy(&at, CMSG_DATA(cm), sizeof(at));
+        if (at.tv_sec == 0 || clock_gettime(CLOCK_REALTIME, &wall) != 0)
+            break;
+        int64_t ago = ((int64_t)wall.tv_sec - at.tv_sec) * 1000000 +
+                      ((int64_t)wall.tv_nsec - at.tv_nsec) / 1000;
+        return ago > 0 ? now - ago : now;
+    }
+    return now;
+}
+
 /* Reads all there is. -1 when the connection broke or ended. */
 static int read_all(struct h2c *c)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, c->in, sizeof(c->in), 0);
+        char ctl[CMSG_SPACE(sizeof(struct timespec))];
+        struct iovec iov = {.iov_base = c->in, .iov_len = sizeof(c->in)};
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
+        ssize_t n = recvmsg(c->fd, &mh, 0);
         if (n == 0)
             return -1;
         if (n < 0)
             return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
-        if (nghttp2_session_mem_recv(c->s, c->in, (size_t)n) != n)
+        c->rx_us = arrival_us(&mh);
+        ssize_t took = nghttp2_session_mem_recv(c->s, c->in, (size_t)n);
+        c->rx_us = 0; /* a stream closed outside a read has no arrival */
+        if (took != n)
             return -1;
         if ((size_t)n < sizeof(c->in))
             return 0;

@@ -42,6 +42,10 @@ struct h2c_resp {
     const char *body;
     size_t len;
     int64_t us; /* from h2c_submit to its end */
+    /* From h2c_submit to the arrival at the socket of the bytes that ended
+     * it (the kernel's receive stamp): `us` without the time the caller's
+     * thread took to get to them. At most `us`; `us` when no stamp came. */
+    int64_t rx_us;
 };
 
 typedef void h2c_done_fn(void *ctx, const struct h2c_resp *r);

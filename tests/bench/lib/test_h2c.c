@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <nghttp2/nghttp2.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,7 +31,7 @@ struct seen {
         void *user;
         int err, status;
         char body[64];
-        int64_t us;
+        int64_t us, rx_us;
     } r[MAX_ENDED];
 };
 
@@ -42,6 +43,8 @@ static void on_done(void *ctx, const struct h2c_resp *r)
     s->r[s->n].err = r->err;
     s->r[s->n].status = r->status;
     s->r[s->n].us = r->us;
+    s->r[s->n].rx_us = r->rx_us;
+    assert_true(r->rx_us >= 0 && r->rx_us <= r->us);
     assert_int_equal(strlen(r->body), r->len);
     snprintf(s->r[s->n].body, sizeof(s->r[s->n].body), "%s", r->body);
     s->n++;
@@ -258,7 +261,11 @@ struct mini {
     uint16_t port;
     pthread_t thread;
     nghttp2_session *s;
-    char paths[64][16]; /* by stream id / 2 */
+    char paths[64][16];      /* by stream id / 2 */
+    bool ok_pending;         /* an /ok or /held answer not sent yet */
+    _Atomic unsigned ok_out; /* /ok and /held answers sent */
+    _Atomic int32_t held;    /* the stream of a /held request, until answered */
+    _Atomic bool release;    /* answer it now */
     _Atomic bool close_now, stop;
 };
 
@@ -287,6 +294,9 @@ static int mini_frame(nghttp2_session *s, const nghttp2_frame *f, void *data)
     if (strcmp(path, "/ok") == 0) {
         nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE};
         nghttp2_submit_response(s, id, &nv, 1, NULL);
+        m->ok_pending = true;
+    } else if (strcmp(path, "/held") == 0) {
+        atomic_store(&m->held, id);
     } else if (strcmp(path, "/rst") == 0) {
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
     } else if (strcmp(path, "/goaway") == 0) {
@@ -299,6 +309,8 @@ static void *mini_main(void *arg)
 {
     struct mini *m = arg;
     m->fd = accept(m->lfd, NULL, NULL);
+    int one = 1; /* as h2o: no answer waits behind Nagle for an ACK */
+    setsockopt(m->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     nghttp2_session_callbacks *cb;
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_on_header_callback(cb, mini_header);
@@ -310,9 +322,20 @@ static void *mini_main(void *arg)
     while (m->fd >= 0 && !atomic_load(&m->stop)) {
         const uint8_t *out;
         ssize_t n;
+        int32_t held = atomic_load(&m->held);
+        if (held != 0 && atomic_exchange(&m->release, false)) {
+            nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE};
+            nghttp2_submit_response(m->s, held, &nv, 1, NULL);
+            atomic_store(&m->held, 0);
+            m->ok_pending = true;
+        }
         while ((n = nghttp2_session_mem_send(m->s, &out)) > 0)
             if (send(m->fd, out, (size_t)n, MSG_NOSIGNAL) != n)
                 break;
+        if (m->ok_pending) {
+            m->ok_pending = false;
+            atomic_fetch_add(&m->ok_out, 1);
+        }
         if (atomic_load(&m->close_now)) {
             shutdown(m->fd, SHUT_RDWR);
             break;
@@ -406,6 +429,38 @@ static void test_reset_and_goaway(void **state)
     mini_stop(&m);
 }
 
+/* rx_us: the answer's arrival at the socket, without the time the caller
+ * took to read it. The caller here reads 200 ms after the answer was sent
+ * (a load generator's thread waiting for a CPU): `us` counts the 200 ms,
+ * rx_us does not. */
+static void test_arrival_apart_from_reading(void **state)
+{
+    static struct mini m;
+    mini_start(&m);
+    static struct seen s;
+    memset(&s, 0, sizeof(s));
+    struct h2c *c = h2c_new(16, on_done, &s);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", m.port);
+    assert_int_equal(h2c_connect(c, url, 1000), 0);
+    assert_int_equal(h2c_submit(c, "GET", "/held", NULL, 0, 5000, NULL), 0);
+    for (int64_t end = rdt_now_ms() + 5000; atomic_load(&m.held) == 0 && rdt_now_ms() < end;)
+        h2c_step(c, 10);
+    assert_int_not_equal(atomic_load(&m.held), 0);
+    assert_int_equal(s.n, 0);
+    atomic_store(&m.release, true); /* the server answers; this thread reads it late */
+    for (int64_t end = rdt_now_ms() + 5000; atomic_load(&m.ok_out) == 0 && rdt_now_ms() < end;)
+        usleep(1000);
+    assert_int_equal(atomic_load(&m.ok_out), 1);
+    usleep(200 * 1000);
+    step_until(c, &s, 1);
+    assert_int_equal(s.r[0].status, 200);
+    assert_true(s.r[0].us >= 200000);
+    assert_true(s.r[0].us - s.r[0].rx_us >= 195000); /* the late read is not in rx_us */
+    h2c_free(c);
+    mini_stop(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_limit_and_timeout),
         cmocka_unit_test(test_connection_lost),
         cmocka_unit_test(test_reset_and_goaway),
+        cmocka_unit_test(test_arrival_apart_from_reading),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

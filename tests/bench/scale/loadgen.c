@@ -197,7 +197,8 @@ struct window {
     int64_t ck_us;        /* their checkpoints' round trips, summed */
     uint64_t ck_deferred; /* checkpoints due that found every stream of theirs busy (tries) */
     int64_t max_us;
-    struct rdb_hist *h; /* this window's round trips */
+    struct rdb_hist *h;    /* this window's round trips */
+    struct rdb_hist *h_rx; /* the same to the answer's arrival at the socket */
 };
 
 struct bench;
@@ -238,7 +239,7 @@ struct worker {
     size_t resub_head, resub_n, resub_cap;
     uint32_t status[S_KINDS][STATUS_MAX]; /* answers by status; [0]: no answer */
     unsigned errors_printed;
-    struct rdb_hist rtt, lag, ck_rtt, done_rtt;
+    struct rdb_hist rtt, rtt_rx, lag, ck_rtt, done_rtt;
     struct window win[MAX_WINDOWS];
     int rc;
 };
@@ -292,8 +293,11 @@ static struct window *window_at(struct worker *w, int64_t now)
     if (i < 0)
         return NULL;
     struct window *win = &w->win[i];
-    if (win->h == NULL && (win->h = malloc(sizeof(*win->h))) != NULL)
+    if (win->h == NULL && (win->h = malloc(2 * sizeof(*win->h))) != NULL) {
+        win->h_rx = win->h + 1;
         rdb_hist_init(win->h, HIST_US);
+        rdb_hist_init(win->h_rx, HIST_US);
+    }
     return win->h ? win : NULL;
 }
 
@@ -647,7 +651,7 @@ static void on_registered(struct worker *w, struct agent *a, CURLcode rc, long s
 }
 
 static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, long status,
-                              int64_t us)
+                              int64_t us, int64_t rx_us)
 {
     int64_t now = rdt_now_ms();
     struct window *win = window_at(w, now);
@@ -677,7 +681,9 @@ static void on_heartbeat_done(struct worker *w, struct agent *a, CURLcode rc, lo
     }
     if (win) {
         rdb_hist_add(&w->rtt, us);
+        rdb_hist_add(&w->rtt_rx, rx_us);
         rdb_hist_add(win->h, us);
+        rdb_hist_add(win->h_rx, rx_us);
         if (us > win->max_us)
             win->max_us = us;
         if (status == 200) {
@@ -1022,7 +1028,11 @@ static void on_done(void *ctx, const struct h2c_resp *hr)
 {
     struct worker *w = ctx;
     char *priv = hr->user;
-    struct rdb_done d = {.priv = priv, .rc = curl_rc(hr->err), .status = hr->status, .us = hr->us};
+    struct rdb_done d = {.priv = priv,
+                         .rc = curl_rc(hr->err),
+                         .status = hr->status,
+                         .us = hr->us,
+                         .rx_us = hr->rx_us};
     if ((uint8_t)priv[0] == T_OPEN) {
         w->opening = false;
         opened(w, hr->err == H2C_OK);
@@ -1057,7 +1067,7 @@ static void on_done(void *ctx, const struct h2c_resp *hr)
     }
     a->in_flight = false;
     if (a->registered)
-        on_heartbeat_done(w, a, d.rc, d.status, d.us);
+        on_heartbeat_done(w, a, d.rc, d.status, d.us, d.rx_us);
     else
         on_registered(w, a, d.rc, d.status);
 }
@@ -1267,6 +1277,7 @@ static int worker_init(struct bench *b, struct worker *w, unsigned first, unsign
     w->index = t;
     w->rng = rdb_seed(b->o.seed + t);
     rdb_hist_init(&w->rtt, HIST_US);
+    rdb_hist_init(&w->rtt_rx, HIST_US);
     rdb_hist_init(&w->lag, HIST_US);
     rdb_hist_init(&w->ck_rtt, HIST_US);
     rdb_hist_init(&w->done_rtt, HIST_US);
@@ -1731,8 +1742,9 @@ static bool report_tasks(struct bench *b)
 
 static void report(struct bench *b)
 {
-    static struct rdb_hist rtt, lag, wh;
+    static struct rdb_hist rtt, rtt_rx, lag, wh, wh_rx;
     rdb_hist_init(&rtt, HIST_US);
+    rdb_hist_init(&rtt_rx, HIST_US);
     rdb_hist_init(&lag, HIST_US);
     uint64_t due = 0, sent = 0, ok = 0, fenced = 0, other = 0, errors = 0, skipped = 0;
     for (unsigned t = 0; t < b->o.threads; t++) {
@@ -1740,6 +1752,7 @@ static void report(struct bench *b)
         due += w->due, sent += w->sent, ok += w->ok, fenced += w->fenced, other += w->other;
         errors += w->errors, skipped += w->skipped;
         rdb_hist_merge(&rtt, &w->rtt);
+        rdb_hist_merge(&rtt_rx, &w->rtt_rx);
         rdb_hist_merge(&lag, &w->lag);
     }
     double secs = (double)(atomic_load(&b->measure_to) - atomic_load(&b->measure_from)) / 1000.0;
@@ -1762,6 +1775,13 @@ static void report(struct bench *b)
            (double)rdb_hist_quantile(&rtt, 0.50) / 1000,
            (double)rdb_hist_quantile(&rtt, 0.99) / 1000, (double)rtt.max_us / 1000,
            (long long)(rdb_hist_quantile(&lag, 0.99) / 1000), (long long)(lag.max_us / 1000));
+    /* The same to the kernel's receive stamp of the answer (h2c's rx_us):
+     * the time a worker thread of this process waited for a CPU before it
+     * read an answer that had arrived is out of it. */
+    printf("heartbeat round trip to the answer's arrival at the agent's socket (the kernel's "
+           "receive stamp): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+           (double)rdb_hist_quantile(&rtt_rx, 0.50) / 1000,
+           (double)rdb_hist_quantile(&rtt_rx, 0.99) / 1000, (double)rtt_rx.max_us / 1000);
     uint64_t r307 = 0, r503 = 0, failed = 0, resent = 0, reopened = 0, open_failed = 0;
     for (unsigned t = 0; t < b->o.threads; t++) {
         const struct worker *w = &b->w[t];
@@ -1782,7 +1802,7 @@ static void report(struct bench *b)
                "MiB max\n",
                (double)b->rss_first / 1024, (double)b->rss_last / 1024, (double)b->rss_max / 1024);
     bool pids = b->o.engine_pid || b->n_pids;
-    printf("\nwindow (s)  sent/s   ok/s    p99 ms   max ms   RSS MiB%s%s\n",
+    printf("\nwindow (s)  sent/s   ok/s    p99 ms  sock p99   max ms   RSS MiB%s%s\n",
            pids ? "  loop cpu%  loop waited%" : "",
            steady(b)  ? "   ckpt/s  done/s  ckpt ms"
            : storm(b) ? "  healthy ckpt/s  ckpt ms  ckpt waits/s  faults/s"
@@ -1793,6 +1813,7 @@ static void report(struct bench *b)
         int64_t wmax = 0, wck_us = 0;
         bool any = false;
         rdb_hist_init(&wh, HIST_US);
+        rdb_hist_init(&wh_rx, HIST_US);
         for (unsigned t = 0; t < b->o.threads; t++) {
             const struct window *w = &b->w[t].win[i];
             if (w->h == NULL)
@@ -1802,12 +1823,14 @@ static void report(struct bench *b)
             wck += w->ck_ok, wdone += w->done, wck_us += w->ck_us, wdef += w->ck_deferred;
             wmax = w->max_us > wmax ? w->max_us : wmax;
             rdb_hist_merge(&wh, w->h);
+            rdb_hist_merge(&wh_rx, w->h_rx);
         }
         if (!any)
             break;
-        printf("%4u-%-4u  %7.0f  %7.0f  %7.2f  %7.2f  %8.1f", i * WIN_S, (i + 1) * WIN_S,
+        printf("%4u-%-4u  %7.0f  %7.0f  %7.2f  %8.2f  %7.2f  %8.1f", i * WIN_S, (i + 1) * WIN_S,
                (double)ws / WIN_S, (double)wo / WIN_S, (double)rdb_hist_quantile(&wh, 0.99) / 1000,
-               (double)wmax / 1000, (double)b->rss_win[i] / 1024);
+               (double)rdb_hist_quantile(&wh_rx, 0.99) / 1000, (double)wmax / 1000,
+               (double)b->rss_win[i] / 1024);
         if (pids) /* ns in a window of WIN_S s: percent of one core */
             printf("  %9.1f  %12.1f", (double)b->loop_run_win[i] / (WIN_S * 1e7),
                    (double)b->loop_wait_win[i] / (WIN_S * 1e7));
@@ -1835,9 +1858,10 @@ static void report(struct bench *b)
                (double)b->rss_max / 1024);
     int64_t p99 = rdb_hist_quantile(&rtt, 0.99);
     bool all = sent > 0 && ok + fenced + other + errors >= sent * 99 / 100;
-    printf("%s heartbeat p99 under 50 ms: %.2f ms (%llu answered of %llu sent)\n",
+    printf("%s heartbeat p99 under 50 ms: %.2f ms (%llu answered of %llu sent; %.2f ms to the "
+           "answers' arrival at the agents' sockets)\n",
            all && p99 < P99_LIMIT_US ? "PASS" : "FAIL", (double)p99 / 1000, (unsigned long long)ok,
-           (unsigned long long)sent);
+           (unsigned long long)sent, (double)rdb_hist_quantile(&rtt_rx, 0.99) / 1000);
     /* A heartbeat waiting for a free stream is not counted due until it
      * goes: the lateness tells the backlog. */
     int64_t late = rdb_hist_quantile(&lag, 0.99) / 1000;

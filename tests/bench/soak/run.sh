@@ -193,7 +193,7 @@ check "engine RSS" MiB "$RSS_MAX_MIB_H" "$(fit 2 0.0009765625 "$from" <"$WORK/sa
 check "open descriptors" fds "$FDS_MAX_H" "$(fit 3 1 "$from" <"$WORK/samples")" || ok=1
 check "data directory" MiB "$DISK_MAX_MIB_H" "$(fit 4 0.00000095367431640625 "$from" \
     <"$WORK/samples")" || ok=1
-# The load generator's window lines: "  0-10  sent/s ok/s p99 max RSS".
+# The load generator's window lines: "  0-10  sent/s ok/s p99 sock-p99 max RSS".
 awk '$1 ~ /^[0-9]+-[0-9]+$/ { split($1, w, "-"); print w[1], $4 }' "$WORK/loadgen.out" \
     >"$WORK/p99"
 # p99 of the windows: medians of the first and the last third.
