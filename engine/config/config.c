@@ -258,6 +258,7 @@ static const struct cfg_field cfg_cluster[] = {
     CFG_F("heartbeat_timeout", CFG_DURATION, cluster.heartbeat_timeout_ms),
     CFG_F("pre_vote", CFG_BOOL, cluster.pre_vote),
     CFG_F("group_commit", CFG_BOOL, cluster.group_commit),
+    CFG_F("group_commit_delay", CFG_DURATION, cluster.group_commit_delay_ms),
     CFG_U("max_inflight", cluster.max_inflight, 1, 65536),
     CFG_F("join", CFG_BOOL, cluster.join),
     {.key = "peers",
@@ -1761,6 +1762,7 @@ void rd_config_defaults(struct rd_config *cfg)
     cfg->cluster.heartbeat_timeout_ms = 50;
     cfg->cluster.pre_vote = true;
     cfg->cluster.group_commit = true;
+    cfg->cluster.group_commit_delay_ms = 5;
     cfg->cluster.tls.check_replica_id = true;
     cfg->cluster.max_inflight = 256;
     cfg->cluster.n_peers = 0;
@@ -2216,6 +2218,13 @@ int rd_config_validate(const struct rd_config *cfg, char err[RD_CFG_ERRLEN])
                         "cluster.heartbeat_timeout: expected less than cluster.election_timeout "
                         "(%s), got '%s'",
                         b, a);
+    }
+    if (cfg->cluster.group_commit_delay_ms > RD_GROUP_DELAY_MAX_MS) {
+        cfg_format_duration(cfg->cluster.group_commit_delay_ms, a, sizeof(a));
+        return cfg_errf(err, RD_ECONFIG,
+                        "cluster.group_commit_delay: expected 0ms to %dms (a write waits at most "
+                        "that long for others to share its raft entry), got '%s'",
+                        RD_GROUP_DELAY_MAX_MS, a);
     }
     if (cfg->cluster.max_inflight < 1)
         return cfg_errf(err, RD_ECONFIG, "cluster.max_inflight: expected at least 1, got '%u'",

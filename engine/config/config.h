@@ -24,9 +24,10 @@
 /* storage.snapshot_threshold_bytes (when not 0) and snapshot_trailing_bytes */
 #define RD_CFG_MIN_SNAPSHOT_BYTES ((uint64_t)1 << 20)
 #define RD_CFG_MAX_SNAPSHOT_BYTES ((uint64_t)64 << 30)
-#define RD_CFG_MAX_PLUGINS        16 /* plugins.instances entries */
-#define RD_CFG_MAX_PLUGIN_KEYS    32 /* keys under one instance's config */
-#define RD_CFG_MAX_CERT_MAPS      32 /* security.client_certs entries */
+#define RD_CFG_MAX_PLUGINS        16  /* plugins.instances entries */
+#define RD_CFG_MAX_PLUGIN_KEYS    32  /* keys under one instance's config */
+#define RD_CFG_MAX_CERT_MAPS      32  /* security.client_certs entries */
+#define RD_GROUP_DELAY_MAX_MS     100 /* cluster.group_commit_delay */
 
 /* fault_tolerance.partition.mode */
 enum rd_partition_mode { RD_PARTITION_CONSISTENCY = 0, RD_PARTITION_AVAILABILITY };
@@ -174,25 +175,26 @@ struct rd_config {
     } storage;
 
     struct {
-        char name[RD_CFG_STR];         /* cluster.name: the cluster's name in alerts' `cluster`
-                                          label, default "recoveryd" */
-        char node_id[RD_CFG_STR];      /* cluster.node_id: this replica's name, default "rd1" */
-        uint64_t replica_id;           /* cluster.replica_id, default 1 */
-        char raft_address[RD_CFG_STR]; /* cluster.raft_address, default 127.0.0.1:7080 */
-        char raft_bind[RD_CFG_STR];    /* cluster.raft_bind: where the transport listens when
-                                          peers reach raft_address through a proxy or NAT;
-                                          empty (default) = raft_address */
-        uint64_t election_timeout_ms;  /* cluster.election_timeout, default 300ms */
-        uint64_t heartbeat_timeout_ms; /* cluster.heartbeat_timeout, default 50ms */
-        bool pre_vote;                 /* cluster.pre_vote, default true */
-        bool group_commit;             /* cluster.group_commit, default true */
-        unsigned max_inflight;         /* cluster.max_inflight, default 256 */
-        bool join;                     /* cluster.join: start empty and wait to be added (POST
-                                          /api/v1/cluster/replicas on the leader); no bootstrap */
-        bool force_new_cluster;        /* --force-new-cluster only (never from a file): make
-                                          the configuration this replica and cluster.peers as
-                                          voters, over whatever the log says (raft_recover) */
-        unsigned n_peers;              /* cluster.peers: initial voters (empty = just this one) */
+        char name[RD_CFG_STR];          /* cluster.name: the cluster's name in alerts' `cluster`
+                                           label, default "recoveryd" */
+        char node_id[RD_CFG_STR];       /* cluster.node_id: this replica's name, default "rd1" */
+        uint64_t replica_id;            /* cluster.replica_id, default 1 */
+        char raft_address[RD_CFG_STR];  /* cluster.raft_address, default 127.0.0.1:7080 */
+        char raft_bind[RD_CFG_STR];     /* cluster.raft_bind: where the transport listens when
+                                           peers reach raft_address through a proxy or NAT;
+                                           empty (default) = raft_address */
+        uint64_t election_timeout_ms;   /* cluster.election_timeout, default 300ms */
+        uint64_t heartbeat_timeout_ms;  /* cluster.heartbeat_timeout, default 50ms */
+        bool pre_vote;                  /* cluster.pre_vote, default true */
+        bool group_commit;              /* cluster.group_commit, default true */
+        uint64_t group_commit_delay_ms; /* cluster.group_commit_delay, default 5ms; 0: none */
+        unsigned max_inflight;          /* cluster.max_inflight, default 256 */
+        bool join;                      /* cluster.join: start empty and wait to be added (POST
+                                           /api/v1/cluster/replicas on the leader); no bootstrap */
+        bool force_new_cluster;         /* --force-new-cluster only (never from a file): make
+                                           the configuration this replica and cluster.peers as
+                                           voters, over whatever the log says (raft_recover) */
+        unsigned n_peers;               /* cluster.peers: initial voters (empty = just this one) */
         struct rd_cfg_peer peers[RD_CFG_MAX_PEERS];
         /*
          * cluster.tls: mutual TLS between replicas (docs/security.md). All

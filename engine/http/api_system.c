@@ -322,6 +322,10 @@ void rd_api_METRICS(struct rd_http_req *hr)
                   r->group.entries_total);
     rd_metric_u64(&b, "recoveryd_raft_proposed_commands_total", "counter",
                   "Commands in those entries.", r->group.commands_total);
+    rd_metric_u64(&b, "recoveryd_raft_group_delayed_entries_total", "counter",
+                  "Entries whose writes waited for cluster.group_commit_delay (only while the "
+                  "loop is saturated) for more writes to join them.",
+                  r->group.delayed_total);
     rd_metric_u64(&b, "recoveryd_raft_commit_errors_total", "counter",
                   "Proposals that failed to commit.", r->commit_errors_total);
     rd_metric_header(&b, "recoveryd_raft_snapshots_total", "counter",

@@ -14,6 +14,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "common/busy.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "recoveryd/error.h"
@@ -62,6 +63,7 @@ struct rd_submit {
 static void watch_closed(uv_handle_t *h);
 static int group_init(struct rd_replica *r);
 static void group_idle_cb(uv_idle_t *h);
+static void group_delay_cb(uv_timer_t *t);
 
 static int map_raft_error(int rv)
 {
@@ -1806,6 +1808,8 @@ static int group_flush(struct rd_replica *r)
     uv_idle_stop(&r->group.idle);
     uv_check_stop(&r->group.check);
     struct rd_group_cmd *q = r->group.q;
+    r->group.last_flush_ns = rd_mono_ns();
+    uv_timer_stop(&r->group.delay_timer);
     /* The entry is the batch buffer the commands were encoded into. */
     struct rd_wbuf w = r->group.buf;
     rd_w_init(&r->group.buf);
@@ -1842,6 +1846,24 @@ static bool group_full(const struct rd_replica *r)
     return r->group.n >= RD_CMD_BATCH_MAX || r->group.buf.len >= RD_GROUP_MAX_BYTES;
 }
 
+/* Whether the writes waiting wait on for more to join them: only while the
+ * loop is saturated (then an entry's fixed cost, its write and fsync on
+ * every replica and its messages, is what a smaller count of entries gives
+ * back, and nobody waits for an idle loop), at most
+ * cluster.group_commit_delay after the last entry went, and never past a
+ * full batch. A timer ends the wait. */
+static bool group_delays(struct rd_replica *r)
+{
+    if (r->group.delay_ns == 0 || r->group.n >= RD_CMD_BATCH_MAX || group_full(r))
+        return false;
+    uint64_t now = rd_mono_ns(), until = r->group.last_flush_ns + r->group.delay_ns;
+    if (now >= until || !rd_busy_update(&r->group.busy, now, uv_metrics_idle_time(r->loop)))
+        return false;
+    if (!uv_is_active((uv_handle_t *)&r->group.delay_timer))
+        uv_timer_start(&r->group.delay_timer, group_delay_cb, (until - now + 999999) / 1000000, 0);
+    return true;
+}
+
 /* The loop's check phase, right after it handled the I/O of its turn: what
  * waits goes to raft, unless raft already has RD_GROUP_PIPELINE entries of
  * ours in flight; then the loop may block (no idle) until one is answered
@@ -1853,9 +1875,23 @@ static void group_check_cb(uv_check_t *h)
         uv_idle_stop(&r->group.idle);
         return;
     }
+    if (group_delays(r)) {
+        uv_idle_stop(&r->group.idle);
+        return;
+    }
     group_flush(r);
 }
 
+/* The delay ended: what waits goes, unless raft still has its pipeline
+ * full (then apply_cb's turn does it). */
+static void group_delay_cb(uv_timer_t *t)
+{
+    struct rd_replica *r = t->data;
+    if (r->group.n > 0 && r->group.entries_inflight < RD_GROUP_PIPELINE) {
+        r->group.delayed_total++;
+        group_flush(r);
+    }
+}
 /* Only there so that the loop polls without blocking while commands wait. */
 static void group_idle_cb(uv_idle_t *h)
 {
@@ -1899,7 +1935,9 @@ static int group_init(struct rd_replica *r)
     rd_w_init(&r->group.buf);
     uv_check_init(r->loop, &r->group.check);
     uv_idle_init(r->loop, &r->group.idle);
-    r->group.check.data = r->group.idle.data = r;
+    uv_timer_init(r->loop, &r->group.delay_timer);
+    r->group.delay_ns = r->cfg->cluster.group_commit_delay_ms * 1000000ULL;
+    r->group.check.data = r->group.idle.data = r->group.delay_timer.data = r;
     r->group.on = true;
     r->fsm->on_item = on_item;
     r->fsm->on_item_data = r;
@@ -1916,6 +1954,7 @@ static void group_close(struct rd_replica *r)
     r->group.on = false;
     uv_close((uv_handle_t *)&r->group.check, watch_closed);
     uv_close((uv_handle_t *)&r->group.idle, watch_closed);
+    uv_close((uv_handle_t *)&r->group.delay_timer, watch_closed);
     free(r->group.q);
     r->group.q = NULL;
     rd_w_free(&r->group.buf);

@@ -9,7 +9,9 @@
  *   NO_ENTRY   no rd_plugin_entry symbol at all
  * A well-formed build (no define) is the control; ALERT_V1 is a well-formed
  * alert plugin built against ABI 1.1 (alert ops version 1, send only), which
- * a newer host must still load.
+ * a newer host must still load; BUSY is a well-formed detector that keeps
+ * the loop busy for 3 ms on every heartbeat (a saturated leader, for the
+ * group commit's delay: integration/test_group_delay).
  */
 #include <stddef.h>
 
@@ -76,6 +78,18 @@ static const struct {
     void (*send)(void *state, const struct rd_alert *alert);
 } ops = {.version = 1, .size = offsetof(struct rd_alert_ops, leadership), .send = send};
 #else
+#ifdef BUSY
+#include <time.h>
+static void spin(void *state, const struct rd_heartbeat_view *hb)
+{
+    (void)state, (void)hb;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 3000000L);
+}
+#endif
 static const struct rd_detector_ops ops = {
 #ifdef BAD_OPS
     .version = 0,
@@ -83,6 +97,9 @@ static const struct rd_detector_ops ops = {
     .version = RD_DETECTOR_OPS_VERSION,
 #endif
     .size = sizeof(struct rd_detector_ops),
+#ifdef BUSY
+    .on_heartbeat = spin,
+#endif
 };
 #endif
 

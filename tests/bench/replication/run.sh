@@ -32,7 +32,8 @@
 # deploy/make-certs.sh; docs/security.md), RD_ONLY (1: recoveryd only, no
 # etcd run and no comparison table: for recoveryd against itself), RD_AB (1:
 # recoveryd a second time with cluster.group_commit false, before libraft:
-# group commit's own effect in the same run).
+# group commit's own effect in the same run), RD_AB_CLUSTER (the lines under
+# cluster: of that second run instead, e.g. "  group_commit_delay: 0ms").
 # tests/bench/lib/common.sh does what every benchmark's script does.
 #
 # After the recoveryd run, one line per replica: its peak RSS (VmHWM, read
@@ -198,8 +199,9 @@ run_recoveryd() {
         m=$(curl -sf --max-time 2 "${RD_URLS[i]}/metrics" || true)
         e=$(awk '$1 == "recoveryd_raft_proposed_entries_total" { print $2 }' <<<"$m")
         c=$(awk '$1 == "recoveryd_raft_proposed_commands_total" { print $2 }' <<<"$m")
+        d=$(awk '$1 == "recoveryd_raft_group_delayed_entries_total" { print $2 }' <<<"$m")
         [ -n "$e" ] && [ "$e" != 0 ] || continue
-        echo "rd$i proposed $c commands in $e raft entries: $(awk -v c="$c" -v e="$e" 'BEGIN { printf "%.1f", c / e }') per entry"
+        echo "rd$i proposed $c commands in $e raft entries: $(awk -v c="$c" -v e="$e" 'BEGIN { printf "%.1f", c / e }') per entry; ${d:-0} entries waited for the group commit's delay"
     done
     bench_stop "${RD_PIDS[@]}"
     for i in 1 2 3; do log_summary "$WORK/rd$i.log" "${RD_LINES[i]}"; done
@@ -208,9 +210,10 @@ run_recoveryd() {
 }
 rc=0
 run_recoveryd rd.out "${RD_CONFIG_EXTRA:-}"
+AB_CLUSTER=${RD_AB_CLUSTER:-  group_commit: false}
 if [ "${RD_AB:-0}" = 1 ]; then
-    echo "-- recoveryd again, cluster.group_commit: false (one raft entry per write) --"
-    run_recoveryd rd-nogroup.out "$(printf '%s\n  group_commit: false' "${RD_CONFIG_EXTRA:-}")"
+    echo "-- recoveryd again, cluster:$(tr '\n' ' ' <<<"$AB_CLUSTER") --"
+    run_recoveryd rd-nogroup.out "$(printf '%s\n%s' "${RD_CONFIG_EXTRA:-}" "$AB_CLUSTER")"
 fi
 if [ "${RD_ONLY:-0}" = 1 ]; then
     echo "load average after: $(bench_loadavg)"
@@ -364,14 +367,14 @@ echo "(verdict: PASS when recoveryd's writes/s is at least 2x etcd's gRPC puts/s
 echo " flight, at least 0.7x libraft alone's commits/s)"
 if [ -f "$WORK/rd-nogroup.out" ]; then
     echo
-    echo "group commit's own effect (RD_AB=1, the same run):"
+    echo "the defaults against cluster:$(tr '\n' ' ' <<<"$AB_CLUSTER") (RD_AB=1, the same run):"
     for n in ${LEVELS//,/ }; do
         r=$(grep "^RESULT target=recoveryd inflight=$n " "$WORK/rd.out" || true)
         o=$(grep "^RESULT target=recoveryd inflight=$n " "$WORK/rd-nogroup.out" || true)
         awk -v n="$n" -v rr="$(field rate "$r")" -v orr="$(field rate "$o")" -v r99="$(field p99_us "$r")" \
             -v o99="$(field p99_us "$o")" -v rc="$(field cpu_us "$r")" -v oc="$(field cpu_us "$o")" 'BEGIN {
             x = orr + 0 > 0 ? rr / orr : 0
-            printf "%-4s in flight: %9.1f writes/s (p99 %.2f ms, %.1f us CPU/write) grouped, %9.1f (p99 %.2f ms, %.1f us) one entry per write: x%.2f\n",
+            printf "%-4s in flight: %9.1f writes/s (p99 %.2f ms, %.1f us CPU/write) defaults, %9.1f (p99 %.2f ms, %.1f us) the other: x%.2f\n",
                 n, rr, r99 / 1000, rc, orr, o99 / 1000, oc, x
         }'
     done

@@ -300,7 +300,8 @@ done
 curl -sf --max-time 5 "${RD_URLS[LEADER]}/metrics" | awk '
     /^recoveryd_raft_proposed_entries_total / { e = $2 }
     /^recoveryd_raft_proposed_commands_total / { c = $2 }
-    END { if (e > 0) printf "leader'"'"'s proposals: %d raft entries, %d commands, %.2f commands per entry\n", e, c, c / e }' || true
+    /^recoveryd_raft_group_delayed_entries_total / { d = $2 }
+    END { if (e > 0) printf "leader'"'"'s proposals: %d raft entries, %d commands, %.2f commands per entry; %d entries waited for the group commit'"'"'s delay\n", e, c, c / e, d }' || true
 for i in 1 2 3; do echo "rd$i $(bench_loop_lag "${RD_URLS[i]}")"; done
 for i in 1 2 3; do
     st=$(sed 's/.*) //' "/proc/${RD_PIDS[i]}/stat" 2>/dev/null | cut -d' ' -f1 || true)

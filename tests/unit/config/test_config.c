@@ -195,6 +195,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.cluster.heartbeat_timeout_ms, 50);
     assert_true(c.cluster.pre_vote);
     assert_true(c.cluster.group_commit);
+    assert_int_equal(c.cluster.group_commit_delay_ms, 5);
     assert_int_equal(c.cluster.max_inflight, 256);
     assert_int_equal(c.cluster.n_peers, 0);
 
@@ -441,6 +442,7 @@ static void test_all_types_good(void **state)
                        "  election_timeout: 1s\n"
                        "  heartbeat_timeout: 100ms\n"
                        "  pre_vote: off\n"
+                       "  group_commit_delay: 2ms\n"
                        "  max_inflight: 65536\n"
                        "  peers:\n"
                        "    - id: 1\n"
@@ -497,6 +499,7 @@ static void test_all_types_good(void **state)
     assert_int_equal(c.cluster.election_timeout_ms, 1000);
     assert_int_equal(c.cluster.heartbeat_timeout_ms, 100);
     assert_false(c.cluster.pre_vote);
+    assert_int_equal(c.cluster.group_commit_delay_ms, 2);
     assert_int_equal(c.cluster.max_inflight, 65536);
     assert_int_equal(c.cluster.n_peers, 3);
     assert_int_equal(c.cluster.peers[0].id, 1);
@@ -2015,6 +2018,15 @@ static void test_validate(void **state)
     assert_int_equal(rd_config_validate(&c, err), 0);
     c.cluster.heartbeat_timeout_ms = 0;
     expect_valid_error(&c, "cluster.heartbeat_timeout: expected a duration above 0, got '0ms'");
+
+    rd_config_defaults(&c);
+    c.cluster.group_commit_delay_ms = 101;
+    expect_valid_error(&c, "cluster.group_commit_delay: expected 0ms to 100ms (a write waits at "
+                           "most that long for others to share its raft entry), got '101ms'");
+    c.cluster.group_commit_delay_ms = 100;
+    assert_int_equal(rd_config_validate(&c, err), 0);
+    c.cluster.group_commit_delay_ms = 0;
+    assert_int_equal(rd_config_validate(&c, err), 0);
 
     rd_config_defaults(&c);
     c.storage.snapshot_threshold = 0;

@@ -1,0 +1,191 @@
+/*
+ * The group commit's delay (cluster.group_commit_delay, replica.c): while
+ * the leader's loop is saturated, writes wait up to the delay after the
+ * last entry for others to share their raft entry; while it idles, a write
+ * goes to raft at once. The loop is saturated here by a detector plugin
+ * that spins 3 ms on every heartbeat (tests/plugins/bad_plugin.c, BUSY) and
+ * two threads that heartbeat back to back; the writes are agent
+ * registrations (one command each) from threads of their own.
+ */
+#include "cmocka_all.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+#include "rdt_ctest.h"
+#include "rdt_metrics.h"
+
+#define WRITERS 4
+
+struct run {
+    struct rdt_proc p;
+    long long epoch;
+    _Atomic bool stop;
+    _Atomic unsigned heartbeats, writes, refused;
+    unsigned writer_base;
+};
+
+static void start(struct run *r, const char *delay)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->p.plugins_dir, sizeof(r->p.plugins_dir), "%s", RD_TEST_PLUGINS_DIR);
+    snprintf(r->p.cluster_yaml, sizeof(r->p.cluster_yaml), "  group_commit_delay: %s\n", delay);
+    assert_int_equal(rdt_proc_start(&r->p, "plugins:\n"
+                                           "  instances:\n"
+                                           "    - name: spinner\n"
+                                           "      plugin: busy\n"
+                                           "fault_tolerance:\n"
+                                           "  detection:\n"
+                                           "    heartbeat_interval: 30s\n"),
+                     0);
+    assert_int_equal(rdt_wait_ready(&r->p, rdt_ms(15000)), 0);
+    assert_int_equal(rdt_register(&r->p, "spun", 1, &r->epoch), 0);
+}
+
+static void stop(struct run *r)
+{
+    int code = -1;
+    assert_int_equal(rdt_proc_stop(&r->p, &code), 0);
+    assert_int_equal(code, 0);
+    rdt_proc_cleanup(&r->p);
+}
+
+static void *heartbeats(void *arg)
+{
+    struct run *r = arg;
+    while (!atomic_load(&r->stop)) {
+        struct rdt_resp resp = {0};
+        if (rdt_heartbeat(&r->p, RDT_H1, "spun", r->epoch, 0, &resp) == 0 && resp.status == 200)
+            atomic_fetch_add(&r->heartbeats, 1);
+        rdt_resp_free(&resp);
+    }
+    return NULL;
+}
+
+struct writer {
+    struct run *r;
+    unsigned id, max; /* max: writes to make (0: until stopped) */
+};
+
+static void *writes(void *arg)
+{
+    struct writer *w = arg;
+    for (unsigned i = 0; (w->max == 0 || i < w->max) && !atomic_load(&w->r->stop); i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"node_id\":\"w%u-%u-%u\",\"capacity\":{\"slots\":1}}",
+                 w->r->writer_base, w->id, i);
+        struct rdt_resp resp = {0};
+        if (rdt_post(&w->r->p, RDT_H1, "/api/v1/nodes", body, &resp) == 0 && resp.status == 201)
+            atomic_fetch_add(&w->r->writes, 1);
+        else
+            atomic_fetch_add(&w->r->refused, 1);
+        rdt_resp_free(&resp);
+    }
+    return NULL;
+}
+
+struct counts {
+    long long entries, commands, delayed;
+};
+
+static struct counts counts(struct run *r)
+{
+    return (struct counts){
+        rdt_metric(&r->p, "recoveryd_raft_proposed_entries_total"),
+        rdt_metric(&r->p, "recoveryd_raft_proposed_commands_total"),
+        rdt_metric(&r->p, "recoveryd_raft_group_delayed_entries_total"),
+    };
+}
+
+/* Two threads keep the loop spinning while WRITERS threads write for
+ * `ms`; returns what the counters moved by. */
+static struct counts saturated(struct run *r, int ms)
+{
+    pthread_t hb[2], wr[WRITERS];
+    struct writer w[WRITERS];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&hb[i], NULL, heartbeats, r), 0);
+    /* The loop is saturated once heartbeats keep coming (the spinner's
+     * 3 ms each, back to back). */
+    for (int64_t end = rdt_now_ms() + rdt_ms(10000);
+         atomic_load(&r->heartbeats) < 50 && rdt_now_ms() < end;)
+        rdt_sleep_ms(10);
+    assert_true(atomic_load(&r->heartbeats) >= 50);
+    struct counts before = counts(r);
+    for (unsigned i = 0; i < WRITERS; i++) {
+        w[i] = (struct writer){.r = r, .id = i};
+        assert_int_equal(pthread_create(&wr[i], NULL, writes, &w[i]), 0);
+    }
+    rdt_sleep_ms(ms); /* the length of the load, not a wait for a condition */
+    atomic_store(&r->stop, true);
+    for (unsigned i = 0; i < WRITERS; i++)
+        pthread_join(wr[i], NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_join(hb[i], NULL);
+    struct counts after = counts(r);
+    fprintf(stderr,
+            "saturated: %u heartbeats, %u writes (%u refused); %lld entries of %lld commands, %lld "
+            "delayed\n",
+            atomic_load(&r->heartbeats), atomic_load(&r->writes), atomic_load(&r->refused),
+            after.entries - before.entries, after.commands - before.commands,
+            after.delayed - before.delayed);
+    assert_int_equal(atomic_load(&r->refused), 0);
+    assert_true(atomic_load(&r->writes) > 0);
+    return (struct counts){after.entries - before.entries, after.commands - before.commands,
+                           after.delayed - before.delayed};
+}
+
+/* An idle loop: one writer at a time, each write its own entry at once
+ * (nothing waited for the delay). */
+static void test_idle_loop_writes_go_at_once(void **state)
+{
+    (void)state;
+    static struct run r;
+    start(&r, "5ms");
+    struct counts before = counts(&r);
+    struct writer w = {.r = &r, .id = 0, .max = 100};
+    writes(&w);
+    struct counts after = counts(&r);
+    assert_int_equal(atomic_load(&r.writes), 100);
+    assert_int_equal(after.delayed - before.delayed, 0);
+    /* Each write alone in its entry (the engine's own commands, a few,
+     * may share one: they are proposed within a turn). */
+    assert_true(after.entries - before.entries >= 95);
+    stop(&r);
+}
+
+/* A saturated loop: writes wait for company, and entries carry more. */
+static void test_saturated_loop_writes_wait(void **state)
+{
+    (void)state;
+    static struct run r;
+    start(&r, "5ms");
+    struct counts c = saturated(&r, rdt_ms(2000));
+    assert_true(c.delayed > 0);
+    assert_true(c.commands > c.entries);
+    stop(&r);
+}
+
+/* The same load with the delay off: nothing waits for it. */
+static void test_no_delay_when_off(void **state)
+{
+    (void)state;
+    static struct run r;
+    start(&r, "0ms");
+    struct counts c = saturated(&r, rdt_ms(2000));
+    assert_int_equal(c.delayed, 0);
+    stop(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idle_loop_writes_go_at_once),
+        cmocka_unit_test(test_saturated_loop_writes_wait),
+        cmocka_unit_test(test_no_delay_when_off),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
