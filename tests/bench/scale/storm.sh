@@ -62,7 +62,9 @@
 # replicas' storage.snapshot_threshold, the engine's default 65536 when
 # unset: each snapshot forks the replica, and the copy-on-write faults its
 # loop takes while the child runs slowed its answers for half a second at
-# 10,000 agents at the old default 8192, docs/benchmarks.md), CPU_SHARE (fault_tolerance.backup.cpu_share, the
+# 10,000 agents at the old default 8192, docs/benchmarks.md), GROUP_DELAY
+# (cluster.group_commit_delay, the engine's default 5ms when unset; 0ms to
+# compare against no delay), CPU_SHARE (fault_tolerance.backup.cpu_share, the
 # snapshot child's pace; the engine's default 10 when unset),
 # HB_INPUT_LAG_MAX (the heartbeat detector's input_lag_max, its default 1s
 # when unset; 0ms judges silence up to now, as before it existed).
@@ -134,8 +136,9 @@ ulimit -c unlimited 2>/dev/null || true # a replica that crashes leaves its core
 # from it in time); the first two lines continue bench_cluster_config's
 # `cluster:` block.
 bench_cluster_config 3 "$(
-    printf '  election_timeout: %s\n  heartbeat_timeout: %sms\nlogging:\n  level: info\n' \
-        "$ELECTION" "$((${ELECTION%ms} / 10))"
+    printf '  election_timeout: %s\n  heartbeat_timeout: %sms\n' "$ELECTION" "$((${ELECTION%ms} / 10))"
+    if [ -n "${GROUP_DELAY:-}" ]; then printf '  group_commit_delay: %s\n' "$GROUP_DELAY"; fi
+    printf 'logging:\n  level: info\n'
     scale_engine_common
     printf '  partition:\n    mass_failure_share: %s\n' "$GUARD_SHARE"
     if [ -n "${CPU_SHARE:-}" ]; then printf '  backup:\n    cpu_share: %s%%\n' "$CPU_SHARE"; fi
