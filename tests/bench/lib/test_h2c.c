@@ -376,6 +376,20 @@ static void mini_stop(struct mini *m)
     close(m->lfd);
 }
 
+/* A mini server started afresh and a client (16 streams, reporting to `s`,
+ * emptied) connecting to it. */
+static struct h2c *mini_client(struct mini *m, struct seen *s)
+{
+    mini_start(m);
+    memset(s, 0, sizeof(*s));
+    struct h2c *c = h2c_new(16, on_done, s);
+    assert_non_null(c);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", m->port);
+    assert_int_equal(h2c_connect(c, url, 1000), 0);
+    return c;
+}
+
 /* A stream the server resets ends with H2C_ERESET and the connection goes
  * on; after a GOAWAY naming stream 1 the streams above it end with
  * H2C_ERESET (refused), nothing more is taken, and stream 1 ends with
@@ -383,13 +397,8 @@ static void mini_stop(struct mini *m)
 static void test_reset_and_goaway(void **state)
 {
     static struct mini m;
-    mini_start(&m);
     static struct seen s;
-    memset(&s, 0, sizeof(s));
-    struct h2c *c = h2c_new(16, on_done, &s);
-    char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", m.port);
-    assert_int_equal(h2c_connect(c, url, 1000), 0);
+    struct h2c *c = mini_client(&m, &s);
     static int users[8];
     assert_int_equal(h2c_submit(c, "GET", "/rst", NULL, 0, 5000, &users[0]), 0);
     step_until(c, &s, 1);
@@ -404,11 +413,7 @@ static void test_reset_and_goaway(void **state)
     /* A new connection: stream 1 held, 3 and 5 held, 7 asks for the GOAWAY. */
     h2c_free(c);
     mini_stop(&m);
-    mini_start(&m);
-    memset(&s, 0, sizeof(s));
-    c = h2c_new(16, on_done, &s);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", m.port);
-    assert_int_equal(h2c_connect(c, url, 1000), 0);
+    c = mini_client(&m, &s);
     for (int i = 0; i < 3; i++)
         assert_int_equal(h2c_submit(c, "GET", "/hold", NULL, 0, 0, &users[i]), 0);
     assert_int_equal(h2c_submit(c, "GET", "/goaway", NULL, 0, 0, &users[3]), 0);
@@ -436,13 +441,8 @@ static void test_reset_and_goaway(void **state)
 static void test_arrival_apart_from_reading(void **state)
 {
     static struct mini m;
-    mini_start(&m);
     static struct seen s;
-    memset(&s, 0, sizeof(s));
-    struct h2c *c = h2c_new(16, on_done, &s);
-    char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", m.port);
-    assert_int_equal(h2c_connect(c, url, 1000), 0);
+    struct h2c *c = mini_client(&m, &s);
     assert_int_equal(h2c_submit(c, "GET", "/held", NULL, 0, 5000, NULL), 0);
     for (int64_t end = rdt_now_ms() + 5000; atomic_load(&m.held) == 0 && rdt_now_ms() < end;)
         h2c_step(c, 10);
