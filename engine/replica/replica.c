@@ -59,6 +59,11 @@ struct rd_submit {
  * instead of becoming entries of its own. A write arriving with nothing in
  * flight goes at once. */
 #define RD_GROUP_PIPELINE 2
+/* After RD_GROUP_FUTILE_MAX waits in a row for the group commit's delay
+ * that no write joined, the writes go at once for RD_GROUP_FUTILE_NS
+ * (group_delays). */
+#define RD_GROUP_FUTILE_MAX 3
+#define RD_GROUP_FUTILE_NS  (1000 * 1000000ULL)
 
 static void watch_closed(uv_handle_t *h);
 static int group_init(struct rd_replica *r);
@@ -1810,6 +1815,18 @@ static int group_flush(struct rd_replica *r)
     struct rd_group_cmd *q = r->group.q;
     r->group.last_flush_ns = rd_mono_ns();
     uv_timer_stop(&r->group.delay_timer);
+    if (r->group.waited) {
+        /* Waits that no write joined (a lone client writing one at a
+         * time, whose next write comes only with this one's answer), a
+         * few in a row, are not tried again for a while. */
+        r->group.waited = false;
+        r->group.delayed_total++;
+        r->group.futile = n <= r->group.waited_n ? r->group.futile + 1 : 0;
+        if (r->group.futile >= RD_GROUP_FUTILE_MAX) {
+            r->group.futile = 0;
+            r->group.no_wait_until_ns = r->group.last_flush_ns + RD_GROUP_FUTILE_NS;
+        }
+    }
     /* The entry is the batch buffer the commands were encoded into. */
     struct rd_wbuf w = r->group.buf;
     rd_w_init(&r->group.buf);
@@ -1850,17 +1867,28 @@ static bool group_full(const struct rd_replica *r)
  * loop is saturated (then an entry's fixed cost, its write and fsync on
  * every replica and its messages, is what a smaller count of entries gives
  * back, and nobody waits for an idle loop), at most
- * cluster.group_commit_delay after the last entry went, and never past a
- * full batch. A timer ends the wait. */
+ * cluster.group_commit_delay after the last entry went, never past a full
+ * batch, and not within RD_GROUP_FUTILE_NS of the last of
+ * RD_GROUP_FUTILE_MAX waits in a row that no write joined.
+ * A timer ends the wait. */
 static bool group_delays(struct rd_replica *r)
 {
     if (r->group.delay_ns == 0 || r->group.n >= RD_CMD_BATCH_MAX || group_full(r))
         return false;
     uint64_t now = rd_mono_ns(), until = r->group.last_flush_ns + r->group.delay_ns;
-    if (now >= until || !rd_busy_update(&r->group.busy, now, uv_metrics_idle_time(r->loop)))
+    if (now >= until || now < r->group.no_wait_until_ns ||
+        !rd_busy_update(&r->group.busy, now, uv_metrics_idle_time(r->loop)))
         return false;
-    if (!uv_is_active((uv_handle_t *)&r->group.delay_timer))
+    if (!r->group.waited) {
+        r->group.waited = true;
+        r->group.waited_n = r->group.n;
+    }
+    if (!uv_is_active((uv_handle_t *)&r->group.delay_timer)) {
+        /* The loop's time is where this turn began, a saturated turn's
+         * milliseconds ago: the timer counts from now. */
+        uv_update_time(r->loop);
         uv_timer_start(&r->group.delay_timer, group_delay_cb, (until - now + 999999) / 1000000, 0);
+    }
     return true;
 }
 
@@ -1887,10 +1915,8 @@ static void group_check_cb(uv_check_t *h)
 static void group_delay_cb(uv_timer_t *t)
 {
     struct rd_replica *r = t->data;
-    if (r->group.n > 0 && r->group.entries_inflight < RD_GROUP_PIPELINE) {
-        r->group.delayed_total++;
+    if (r->group.n > 0 && r->group.entries_inflight < RD_GROUP_PIPELINE)
         group_flush(r);
-    }
 }
 /* Only there so that the loop polls without blocking while commands wait. */
 static void group_idle_cb(uv_idle_t *h)

@@ -110,12 +110,16 @@ struct rd_replica {
         struct rd_wbuf buf; /* the batch: header room, then (u32 length, command) each */
         uv_check_t check;
         uv_idle_t idle;
-        uv_timer_t delay_timer; /* the delay's end, while writes wait for it */
-        uint64_t delay_ns;      /* cluster.group_commit_delay */
-        uint64_t last_flush_ns; /* when the last entry went to raft */
-        struct rd_busy busy;    /* whether the loop is saturated */
-        uint64_t delayed_total; /* entries that waited for the delay */
-        bool on;                /* the handles were initialised (raft started) */
+        uv_timer_t delay_timer;    /* the delay's end, while writes wait for it */
+        uint64_t delay_ns;         /* cluster.group_commit_delay */
+        uint64_t last_flush_ns;    /* when the last entry went to raft */
+        struct rd_busy busy;       /* whether the loop is saturated */
+        bool waited;               /* the commands waiting waited for the delay */
+        unsigned waited_n;         /* ... and were this many when they began to */
+        unsigned futile;           /* waits in a row that no write joined */
+        uint64_t no_wait_until_ns; /* after a wait nobody joined: no wait until then */
+        uint64_t delayed_total;    /* entries that waited for the delay */
+        bool on;                   /* the handles were initialised (raft started) */
         struct rd_submit *batches, *batches_tail, *hit;
         unsigned entries_inflight; /* proposed, not yet answered */
         uint64_t entries_total;    /* raft entries proposed with commands */
