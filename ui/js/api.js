@@ -1,7 +1,10 @@
 // The REST API from the page: same origin, the bearer token of this browser
 // session (sessionStorage) on every call. A follower serves reads with
 // ?stale=true (it would send consistent reads and writes to the leader with
-// a 307 to another origin, which the browser refuses to follow with a token).
+// a 307 to another origin, where the token does not follow: redirects are
+// not followed). A read redirected so tells that this replica became a
+// follower since the page last looked (its leader stepped down): it is
+// asked again with ?stale=true.
 
 const TOKEN_KEY = 'recoveryd.token';
 
@@ -38,7 +41,7 @@ export const api = {
     if (method === 'GET' && this.follower && !local)
       url += (url.includes('?') ? '&' : '?') + 'stale=true';
     const sent = this.token;
-    const init = { method, headers: this.headers(), redirect: 'error', cache: 'no-store' };
+    const init = { method, headers: this.headers(), redirect: 'manual', cache: 'no-store' };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -50,6 +53,13 @@ export const api = {
       if (method !== 'GET' && this.follower)
         throw new ApiError(0, 'not_leader', `this replica is a follower: open the leader's dashboard (${this.leaderUrl || 'unknown'}/ui/) to act`);
       throw new ApiError(0, 'unreachable', `cannot reach the engine: ${e.message}`);
+    }
+    if (res.type === 'opaqueredirect') {
+      if (method === 'GET' && !local && !this.follower) {
+        this.follower = true;
+        return this.request(method, path, body, { local });
+      }
+      throw new ApiError(307, 'not_leader', `this replica is a follower: open the leader's dashboard (${this.leaderUrl || 'unknown'}/ui/) to act`);
     }
     let doc = null;
     const text = await res.text();
