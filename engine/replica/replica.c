@@ -1873,7 +1873,7 @@ static bool group_full(const struct rd_replica *r)
  * A timer ends the wait. */
 static bool group_delays(struct rd_replica *r)
 {
-    if (r->group.delay_ns == 0 || r->group.n >= RD_CMD_BATCH_MAX || group_full(r))
+    if (r->group.delay_ns == 0 || group_full(r))
         return false;
     uint64_t now = rd_mono_ns(), until = r->group.last_flush_ns + r->group.delay_ns;
     if (now >= until || now < r->group.no_wait_until_ns ||
@@ -1918,6 +1918,7 @@ static void group_delay_cb(uv_timer_t *t)
     if (r->group.n > 0 && r->group.entries_inflight < RD_GROUP_PIPELINE)
         group_flush(r);
 }
+
 /* Only there so that the loop polls without blocking while commands wait. */
 static void group_idle_cb(uv_idle_t *h)
 {
