@@ -331,7 +331,13 @@ static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *bu
 {
     struct rd_engine *eng = data;
     rd_backup_entry(&eng->backups, index, time_ms, buf, len);
-    rd_events_entry(&eng->events, &eng->fsm, index, time_ms, buf, len);
+    rd_events_entry(&eng->events, &eng->fsm, index, time_ms);
+}
+
+static void on_command(void *data, uint64_t index, const struct rd_cmd *cmd)
+{
+    struct rd_engine *eng = data;
+    rd_events_command(&eng->events, &eng->fsm, index, cmd);
 }
 
 static void close_handle(uv_handle_t *h)
@@ -491,6 +497,8 @@ static void fsm_setup(struct rd_engine *eng)
     eng->fsm.on_task_data = eng;
     eng->fsm.on_entry = on_entry;
     eng->fsm.on_entry_data = eng;
+    eng->fsm.on_command = on_command;
+    eng->fsm.on_command_data = eng;
 }
 
 static int rejoin_start_empty(struct rd_engine *eng)

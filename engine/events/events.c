@@ -85,6 +85,7 @@ static void clear_pending(struct rd_events *ev)
     for (size_t i = 0; i < ev->n_pend; i++)
         json_decref(ev->pend[i].fields);
     ev->n_pend = 0;
+    ev->cmd_from = 0;
 }
 
 void rd_events_close(struct rd_events *ev)
@@ -216,6 +217,7 @@ void rd_events_commit(struct rd_events *ev, uint64_t index, int64_t time_ms)
         }
     }
     ev->n_pend = 0;
+    ev->cmd_from = 0;
     if (time_ms > ev->last_time_ms)
         ev->last_time_ms = time_ms;
     if (ev->notify != NULL)

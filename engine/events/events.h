@@ -91,6 +91,7 @@ struct rd_events {
     /* Log-derived events of the entry being applied. */
     struct rd_events_pending *pend;
     size_t n_pend, cap_pend;
+    size_t cmd_from; /* pend[cmd_from..n_pend): the command being applied's */
     uint64_t pend_index;
     int64_t last_time_ms; /* of the newest entry committed */
     uint64_t pushed;      /* events pushed (recoveryd_events_total) */
@@ -144,6 +145,7 @@ struct rd_fsm;
 struct rd_node;
 struct rd_fault;
 struct rd_task;
+struct rd_cmd;
 
 /* The observers' events (fsm.h), while the entry at `index` applies. */
 void rd_events_node(struct rd_events *ev, uint64_t index, const struct rd_node *n, int old_state);
@@ -152,11 +154,16 @@ void rd_events_fault(struct rd_events *ev, uint64_t index, const struct rd_fault
 void rd_events_task(struct rd_events *ev, uint64_t index, const struct rd_task *t, int old_state,
                     const char *old_node);
 /*
- * The entry at `index` is applied (the on_entry observer): the events of
- * the records it changed that have no observer of their own (recovery
- * runs, backups, check verdicts) are added, then they all go into the ring.
+ * A command of the entry at `index` is applied (the on_command observer,
+ * once per command, alone or in a batch): the events of the records it
+ * changed that have no observer of their own (recovery runs, backups, check
+ * verdicts, conflicts) are added, and a placement's task event names the
+ * recovery run that made it.
  */
-void rd_events_entry(struct rd_events *ev, const struct rd_fsm *f, uint64_t index, int64_t time_ms,
-                     const void *buf, size_t len);
+void rd_events_command(struct rd_events *ev, const struct rd_fsm *f, uint64_t index,
+                       const struct rd_cmd *cmd);
+/* The entry at `index` is applied (the on_entry observer): its events go
+ * into the ring. */
+void rd_events_entry(struct rd_events *ev, const struct rd_fsm *f, uint64_t index, int64_t time_ms);
 
 #endif

@@ -128,14 +128,15 @@ static void conflict_event(struct rd_events *ev, uint64_t index, const struct rd
     rd_events_log(ev, index, RD_EV_CONFLICT, x->node_id[0] ? x->node_id : NULL, o);
 }
 
-/* A task moved by a recovery run: its events name the run and strategy. */
+/* A task moved by a recovery run: its event (this command's) names the run
+ * and strategy. */
 static void note_recovery_move(struct rd_events *ev, uint64_t index,
                                const struct rd_cmd_task_assign *c)
 {
     if (c->recovery_id.len == 0 || ev->pend_index != index)
         return;
-    for (size_t i = 0; i < ev->n_pend; i++) {
-        if (ev->pend[i].kind != RD_EV_TASK)
+    for (size_t i = ev->cmd_from; i < ev->n_pend; i++) {
+        if (ev->pend[i].kind != RD_EV_TASK || ev->pend[i].local)
             continue;
         json_object_set_new(ev->pend[i].fields, "recovery_id",
                             json_stringn(c->recovery_id.p, c->recovery_id.len));
@@ -144,48 +145,47 @@ static void note_recovery_move(struct rd_events *ev, uint64_t index,
     }
 }
 
-void rd_events_entry(struct rd_events *ev, const struct rd_fsm *f, uint64_t index, int64_t time_ms,
-                     const void *buf, size_t len)
+void rd_events_command(struct rd_events *ev, const struct rd_fsm *f, uint64_t index,
+                       const struct rd_cmd *cmd)
+{
+    switch (cmd->type) {
+    case RD_CMD_RECOVERY_OPEN:
+    case RD_CMD_RECOVERY_CLOSE: {
+        char id[40];
+        const struct rd_str *s =
+            cmd->type == RD_CMD_RECOVERY_OPEN ? &cmd->u.ropen.id : &cmd->u.rclose.id;
+        size_t n = s->len < sizeof(id) - 1 ? s->len : sizeof(id) - 1;
+        memcpy(id, s->p, n);
+        id[n] = '\0';
+        const struct rd_recovery *r = rd_fsm_recovery(f, id);
+        if (r != NULL)
+            recovery_event(ev, index, r, cmd->type == RD_CMD_RECOVERY_OPEN);
+        break;
+    }
+    case RD_CMD_TASK_ASSIGN:
+        note_recovery_move(ev, index, &cmd->u.tassign);
+        break;
+    case RD_CMD_BACKUP:
+        backup_event(ev, index, f, &cmd->u.backup);
+        break;
+    case RD_CMD_CHECK_RESULT:
+        check_event(ev, index, f, &cmd->u.cresult);
+        break;
+    case RD_CMD_CONFLICT:
+        conflict_event(ev, index, f, &cmd->u.conflict);
+        break;
+    default:
+        break;
+    }
+    /* What the next command of the entry adds is its own. */
+    if (ev->pend_index == index)
+        ev->cmd_from = ev->n_pend;
+}
+
+void rd_events_entry(struct rd_events *ev, const struct rd_fsm *f, uint64_t index, int64_t time_ms)
 {
     /* A snapshot restored since the last entry: what it covered was never
      * seen here as events. */
     rd_events_note_restores(ev, f->restores, index > 0 ? index - 1 : 0);
-    /* Decoded again only for the kinds that say more than their observers. */
-    uint8_t t = f->result.type;
-    bool more = t == RD_CMD_RECOVERY_OPEN || t == RD_CMD_RECOVERY_CLOSE || t == RD_CMD_BACKUP ||
-                t == RD_CMD_CHECK_RESULT || t == RD_CMD_CONFLICT ||
-                (t == RD_CMD_TASK_ASSIGN && ev->n_pend > 0);
-    struct rd_cmd cmd;
-    if (more && f->result.status == 0 && rd_cmd_decode(buf, len, &cmd) == 0) {
-        switch (cmd.type) {
-        case RD_CMD_RECOVERY_OPEN:
-        case RD_CMD_RECOVERY_CLOSE: {
-            char id[40];
-            const struct rd_str *s =
-                cmd.type == RD_CMD_RECOVERY_OPEN ? &cmd.u.ropen.id : &cmd.u.rclose.id;
-            size_t n = s->len < sizeof(id) - 1 ? s->len : sizeof(id) - 1;
-            memcpy(id, s->p, n);
-            id[n] = '\0';
-            const struct rd_recovery *r = rd_fsm_recovery(f, id);
-            if (r != NULL)
-                recovery_event(ev, index, r, cmd.type == RD_CMD_RECOVERY_OPEN);
-            break;
-        }
-        case RD_CMD_TASK_ASSIGN:
-            note_recovery_move(ev, index, &cmd.u.tassign);
-            break;
-        case RD_CMD_BACKUP:
-            backup_event(ev, index, f, &cmd.u.backup);
-            break;
-        case RD_CMD_CHECK_RESULT:
-            check_event(ev, index, f, &cmd.u.cresult);
-            break;
-        case RD_CMD_CONFLICT:
-            conflict_event(ev, index, f, &cmd.u.conflict);
-            break;
-        default:
-            break;
-        }
-    }
     rd_events_commit(ev, index, time_ms);
 }

@@ -722,8 +722,11 @@ bool rd_cmd_batchable(uint8_t type)
     case RD_CMD_FAULT_OPEN:
     case RD_CMD_FAULT_RESOLVE:
     case RD_CMD_TASK_SUBMIT:
+    case RD_CMD_TASK_ASSIGN:
     case RD_CMD_TASK_CHECKPOINT:
     case RD_CMD_TASK_FINISH:
+    case RD_CMD_RECOVERY_OPEN:
+    case RD_CMD_RECOVERY_CLOSE:
     case RD_CMD_REPLICA_INFO:
     case RD_CMD_AUDIT:
         return true;

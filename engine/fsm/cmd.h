@@ -546,8 +546,12 @@ const char *rd_cmd_type_name(int type);
 /*
  * Whether a command of `type` may share a raft entry with others: the
  * commands whose effects (observers, events, archive) are the same at any
- * position in an entry. The others (task placement, recoveries, backups,
- * checks, archive and export marks, the cluster id) keep an entry each.
+ * position in an entry (what a command says beyond its records reaches the
+ * events through the per-command observer, fsm.h on_command). The others
+ * keep an entry each: what images the state at its index (consistency
+ * checks and their verdicts, backups) or marks a position in the log
+ * (archive and export marks, the cluster id), a conflict's resolution, an
+ * operator's task life cycle and checkpoint restore.
  */
 bool rd_cmd_batchable(uint8_t type);
 

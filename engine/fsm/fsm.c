@@ -201,6 +201,8 @@ static int apply_cmd(struct rd_fsm *f, const void *buf, size_t len, int64_t *tim
         f->result.value = f->result.node->epoch;
     if (f->result.status == 0 && f->result.node != NULL && f->on_node != NULL)
         f->on_node(f->on_node_data, f->result.node, f->result.old_state);
+    if (f->result.status == 0 && f->on_command != NULL)
+        f->on_command(f->on_command_data, f->applying_index, &cmd);
     return 0;
 }
 

@@ -87,6 +87,15 @@ typedef void (*rd_fsm_entry_cb)(void *data, uint64_t index, int64_t time_ms, con
  */
 typedef void (*rd_fsm_item_cb)(void *data, uint64_t index, uint32_t pos, int status,
                                uint64_t value);
+/*
+ * Observer called after each command applied (not refused, not one that
+ * could not be read), alone in its entry or in a batch, with the entry's
+ * raft index and the decoded command (its strings point into the entry:
+ * valid during the call only). What a command says beyond the records it
+ * changed (the recovery run a placement belongs to) is read here, where it
+ * is this command's whatever else shares its entry. Same rules as above.
+ */
+typedef void (*rd_fsm_command_cb)(void *data, uint64_t index, const struct rd_cmd *cmd);
 /* Observer called when this replica applied a consistency check, with the
  * digest it computed (same rules). */
 typedef void (*rd_fsm_check_cb)(void *data, const struct rd_check_local *local);
@@ -200,6 +209,8 @@ struct rd_fsm {
     void *on_task_data;
     rd_fsm_entry_cb on_entry;
     void *on_entry_data;
+    rd_fsm_command_cb on_command;
+    void *on_command_data;
     rd_fsm_check_cb on_check;
     void *on_check_data;
     rd_fsm_item_cb on_item;

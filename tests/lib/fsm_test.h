@@ -33,6 +33,26 @@ static inline struct rd_wbuf fsm_encode(const struct rd_cmd *c)
     return w;
 }
 
+/* Encodes the commands (freeing them) as one batch entry (cmd.h format 3). */
+static inline struct rd_wbuf fsm_batch_of(struct rd_wbuf *cmds, unsigned n)
+{
+    int64_t newest = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct rd_cmd c;
+        if (rd_cmd_decode(cmds[i].p, cmds[i].len, &c) == 0 && c.time_ms > newest)
+            newest = c.time_ms;
+    }
+    struct rd_wbuf w;
+    rd_w_init(&w);
+    rd_cmd_batch_begin(&w, n, newest);
+    for (unsigned i = 0; i < n; i++) {
+        rd_cmd_batch_add(&w, cmds[i].p, cmds[i].len);
+        rd_w_free(&cmds[i]);
+    }
+    assert_int_equal(w.err, 0);
+    return w;
+}
+
 /* Snapshots `f`, restores it into a fresh machine `g` and checks they
  * agree. */
 static inline void round_trip(const struct rd_fsm *f, struct rd_fsm *g)

@@ -39,7 +39,15 @@ static void on_task(void *data, const struct rd_task *t, int old_state, const ch
 static void on_entry(void *data, uint64_t index, int64_t time_ms, const void *buf, size_t len)
 {
     struct world *w = data;
-    rd_events_entry(&w->ev, &w->fsm, index, time_ms, buf, len);
+    (void)buf;
+    (void)len;
+    rd_events_entry(&w->ev, &w->fsm, index, time_ms);
+}
+
+static void on_command(void *data, uint64_t index, const struct rd_cmd *cmd)
+{
+    struct world *w = data;
+    rd_events_command(&w->ev, &w->fsm, index, cmd);
 }
 
 static struct world *world_new(void)
@@ -51,7 +59,9 @@ static struct world *world_new(void)
     w->fsm.on_fault = on_fault;
     w->fsm.on_task = on_task;
     w->fsm.on_entry = on_entry;
-    w->fsm.on_node_data = w->fsm.on_fault_data = w->fsm.on_task_data = w->fsm.on_entry_data = w;
+    w->fsm.on_command = on_command;
+    w->fsm.on_node_data = w->fsm.on_fault_data = w->fsm.on_task_data = w->fsm.on_entry_data =
+        w->fsm.on_command_data = w;
     return w;
 }
 
@@ -230,6 +240,90 @@ static void test_conflict_events(void **state)
     world_free(w);
 }
 
+/* The crash's recovery as the group commit writes it: the run's opening,
+ * a first placement of T2 (no run), the run's move of T1, the run's close
+ * and a checkpoint, all in one batch entry. The events are those of the same
+ * commands as entries of their own, in the same order (at one index, by
+ * ordinal): each run's event once, and only the run's move names it. */
+#define T2 "22222222-2222-4222-8222-222222222222"
+static void crash_setup(struct world *w)
+{
+    apply(&w->fsm, cmd_register("agent-1", 2, 1000));
+    apply(&w->fsm, cmd_register("agent-2", 2, 1001));
+    apply(&w->fsm, cmd_task_submit(T1, 5, 0, 1, 3, 1002));
+    apply(&w->fsm, cmd_task_submit(T2, 5, 0, 1, 3, 1003));
+    apply(&w->fsm, cmd_task_assign(T1, 0, "agent-1", 1, 1004));
+    apply(&w->fsm,
+          cmd_fault_open(F1, "agent-1", RD_FAULT_CRASH, RD_SEV_CRITICAL, RD_NODE_FAILED, 1, 1005));
+}
+
+static void crash_recovery(struct rd_wbuf cmds[5])
+{
+    cmds[0] = cmd_recovery_open(RUN, "agent-1", "", "node_failed", 1006);
+    cmds[1] = cmd_task_assign(T2, 0, "agent-2", 1, 1007);
+    cmds[2] = cmd_recovery_move(T1, 1, "agent-2", 1, RUN, ITEM, "fast_recovery", "", 1008);
+    cmds[3] = cmd_recovery_close(RUN, RD_REC_SUCCEEDED, "fast_recovery", 1009);
+    cmds[4] = cmd_task_ckpt(T1, 2, 1, "{\"step\":1}", 3, 1010);
+}
+
+/* An event's data without what tells where and when it was (id, index,
+ * time): the part that must not depend on how the commands were packed. */
+static char *what_of(const struct rd_event *e)
+{
+    json_t *j = data_of(e);
+    json_object_del(j, "id");
+    json_object_del(j, "index");
+    json_object_del(j, "time");
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    return s;
+}
+
+static void test_batched_recovery_events(void **state)
+{
+    (void)state;
+    struct world *alone = world_new(), *batched = world_new();
+    crash_setup(alone);
+    crash_setup(batched);
+    uint64_t from = alone->ev.next;
+    assert_int_equal(batched->ev.next, from);
+    struct rd_wbuf cmds[5];
+    crash_recovery(cmds);
+    for (unsigned i = 0; i < 5; i++)
+        apply(&alone->fsm, cmds[i]);
+    crash_recovery(cmds);
+    struct rd_wbuf entry = fsm_batch_of(cmds, 5);
+    uint64_t index = batched->fsm.n_applied + 1;
+    apply(&batched->fsm, entry);
+    static const char *const kinds[] = {"recovery_opened", "task", "task", "recovery_closed",
+                                        "task"};
+    assert_int_equal(alone->ev.next, from + 5);
+    assert_int_equal(batched->ev.next, from + 5);
+    for (unsigned i = 0; i < 5; i++) {
+        const struct rd_event *a = rd_events_at(&alone->ev, from + i);
+        const struct rd_event *b = rd_events_at(&batched->ev, from + i);
+        assert_string_equal(rd_event_kind_name(a->kind), kinds[i]);
+        assert_string_equal(rd_event_kind_name(b->kind), kinds[i]);
+        assert_int_equal(b->id.index, index);
+        assert_int_equal(b->id.ord, i);
+        char *wa = what_of(a), *wb = what_of(b);
+        assert_string_equal(wa, wb);
+        free(wa);
+        free(wb);
+    }
+    json_t *move = data_of(rd_events_at(&batched->ev, from + 2));
+    assert_string_equal(str(move, "task_id"), T1);
+    assert_string_equal(str(move, "recovery_id"), RUN);
+    assert_string_equal(str(move, "strategy"), "fast_recovery");
+    json_decref(move);
+    json_t *placed = data_of(rd_events_at(&batched->ev, from + 1));
+    assert_string_equal(str(placed, "task_id"), T2);
+    assert_null(json_object_get(placed, "recovery_id"));
+    json_decref(placed);
+    world_free(alone);
+    world_free(batched);
+}
+
 /* Two replicas applying the same log: the same events, byte for byte. */
 static void test_replicas_agree(void **state)
 {
@@ -262,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_incident_events),
         cmocka_unit_test(test_refusals_and_checkpoints_are_silent),
         cmocka_unit_test(test_conflict_events),
+        cmocka_unit_test(test_batched_recovery_events),
         cmocka_unit_test(test_replicas_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

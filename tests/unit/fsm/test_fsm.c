@@ -144,26 +144,6 @@ static void on_item(void *data, uint64_t index, uint32_t pos, int status, uint64
     l->n++;
 }
 
-/* Encodes the commands (freeing them) as one batch. */
-static struct rd_wbuf batch_of(struct rd_wbuf *cmds, unsigned n)
-{
-    int64_t newest = 0;
-    for (unsigned i = 0; i < n; i++) {
-        struct rd_cmd c;
-        if (rd_cmd_decode(cmds[i].p, cmds[i].len, &c) == 0 && c.time_ms > newest)
-            newest = c.time_ms;
-    }
-    struct rd_wbuf w;
-    rd_w_init(&w);
-    rd_cmd_batch_begin(&w, n, newest);
-    for (unsigned i = 0; i < n; i++) {
-        rd_cmd_batch_add(&w, cmds[i].p, cmds[i].len);
-        rd_w_free(&cmds[i]);
-    }
-    assert_int_equal(w.err, 0);
-    return w;
-}
-
 /* A task placed on agent "a" (attempt 1), ready for checkpoints. */
 static void placed_task(struct rd_fsm *f, const char *task)
 {
@@ -184,7 +164,7 @@ static void test_batch_codec_round_trip(void **state)
         rd_w_init(&copy[i]);
         rd_w_bytes(&copy[i], cmds[i].p, cmds[i].len);
     }
-    struct rd_wbuf w = batch_of(cmds, 3);
+    struct rd_wbuf w = fsm_batch_of(cmds, 3);
     static const uint8_t zeros[8];
     rd_w_bytes(&w, zeros, 8 - w.len % 8); /* replica.c pads every entry */
     assert_true(rd_cmd_is_batch(w.p, w.len));
@@ -207,12 +187,16 @@ static void test_batch_codec_round_trip(void **state)
     assert_int_equal(rd_cmd_batch_open(&b, w.p, w.len), RD_EUNSUPPORTED);
     assert_int_equal(rd_cmd_batch_open(&b, w.p, 10), RD_EPARSE);
     rd_w_free(&w);
-    /* What may share an entry: writes yes, placements and marks no. */
+    /* What may share an entry: writes, placements and recovery runs yes;
+     * what images the state at its index (checks, backups) or marks a
+     * position (archive, export) no. */
     assert_true(rd_cmd_batchable(RD_CMD_TASK_CHECKPOINT));
     assert_true(rd_cmd_batchable(RD_CMD_NODE_TRANSITION));
-    assert_false(rd_cmd_batchable(RD_CMD_TASK_ASSIGN));
+    assert_true(rd_cmd_batchable(RD_CMD_TASK_ASSIGN));
+    assert_true(rd_cmd_batchable(RD_CMD_RECOVERY_OPEN));
     assert_false(rd_cmd_batchable(RD_CMD_ARCHIVE));
     assert_false(rd_cmd_batchable(RD_CMD_CHECK));
+    assert_false(rd_cmd_batchable(RD_CMD_BACKUP));
 }
 
 /* A batch mixing writes that succeed and fail: applied in order, each with
@@ -243,7 +227,7 @@ static void test_batch_applies_in_order_with_own_results(void **state)
             cmd_transition("a", 1, RD_NODE_SUSPECT, T0 + 5)                                        \
     }
     struct rd_wbuf cmds[6] = CKPTS(100);
-    struct rd_wbuf w = batch_of(cmds, 6);
+    struct rd_wbuf w = fsm_batch_of(cmds, 6);
     uint64_t applied_before = f.n_applied;
     const struct rd_fsm_result *res;
     assert_int_equal(rd_fsm_apply(&f, w.p, w.len, &res), 0);
@@ -292,7 +276,7 @@ static void test_batch_cut_short_and_unreadable_command(void **state)
     f.on_item_data = &items;
     struct rd_wbuf cmds[3] = {cmd_register("n1", 1, 10), cmd_register("n2", 1, 11),
                               cmd_register("n3", 1, 12)};
-    struct rd_wbuf w = batch_of(cmds, 3);
+    struct rd_wbuf w = fsm_batch_of(cmds, 3);
     const struct rd_fsm_result *res;
     assert_int_equal(rd_fsm_apply(&f, w.p, w.len - 5, &res), RD_EPARSE);
     assert_int_equal(res->status, RD_EPARSE);
@@ -307,7 +291,7 @@ static void test_batch_cut_short_and_unreadable_command(void **state)
     struct rd_wbuf more[3] = {cmd_register("n4", 1, 20), cmd_register("n5", 1, 21),
                               cmd_register("n6", 1, 22)};
     more[1].p[0] = 99; /* a format from the future */
-    w = batch_of(more, 3);
+    w = fsm_batch_of(more, 3);
     assert_int_equal(rd_fsm_apply(&f, w.p, w.len, &res), RD_EUNSUPPORTED);
     assert_int_equal(items.n, 3);
     assert_int_equal(items.status[0], 0);
