@@ -239,6 +239,19 @@ static void answer_forget(struct rd_sched *s, const char *id)
     free(rd_map_del(&s->predicted, id, strlen(id)));
 }
 
+/* Forgets every answer whose fault is no longer an open record. */
+static void answers_sweep(struct rd_sched *s)
+{
+    for (size_t i = 0; i < s->predicted.cap; i++) {
+        struct answer *a = s->predicted.slots[i].value; /* NULL in empty and deleted slots */
+        if (a == NULL)
+            continue;
+        const struct rd_fault *x = rd_fsm_fault(s->env.fsm, a->fault_id);
+        if (x == NULL || x->status != RD_FAULT_OPEN_ST)
+            answer_forget(s, a->fault_id);
+    }
+}
+
 /* The faults opened since the last pass: the open predictions of agents
  * among them kept by seq (each fault's metadata is read once: after a mass
  * failure thousands of open faults are not predictions, and a pass used to
@@ -272,7 +285,7 @@ void rd_sched__predicted(struct rd_sched *s)
     predictions_note(s);
     json_t *view = NULL; /* one per pass, its nodes built only if the hook reads them */
     struct rd_policy_nodes nodes = {.build = rd_sched__view_nodes, .data = s};
-    size_t kept = 0;
+    size_t kept = 0, answered = 0; /* open predictions kept, and of them with an answer */
     for (size_t k = 0; k < s->n_pred_open; k++) {
         size_t i = rd_fsm_fault_index(f, s->pred_open[k]);
         const struct rd_fault *x =
@@ -285,6 +298,7 @@ void rd_sched__predicted(struct rd_sched *s)
         s->pred_open[kept++] = s->pred_open[k];
         size_t idlen = strlen(x->id);
         struct answer *a = rd_map_get(&s->predicted, x->id, idlen);
+        answered += a != NULL;
         if (a != NULL && a->what == ANSWERED)
             continue;
         const struct rd_node *n = rd_fsm_node(f, x->node_id, strlen(x->node_id));
@@ -304,11 +318,17 @@ void rd_sched__predicted(struct rd_sched *s)
                 free(a);
                 continue;
             }
+            answered++;
         }
         if (a != NULL)
             a->what = rv;
     }
     s->n_pred_open = kept;
+    /* More answers than open predictions with one: a fault answered went
+     * away unseen (resolved and pruned between two passes, its seq no
+     * longer found), whose answer no pass above can name. Forgotten here. */
+    if (s->predicted.len > answered)
+        answers_sweep(s);
     json_decref(view);
     rd_policy_nodes_release(&nodes);
     /* Drained on a prediction that no longer stands: readmit. */

@@ -343,12 +343,42 @@ static void test_only_predictions_are_followed(void **state)
     assert_int_equal(w->s.predicted.len, 0);
 }
 
+/* A held prediction resolved and pruned before the next pass (the state
+ * machine keeps RD_FSM_MAX_FAULTS records and drops the oldest resolved
+ * ones): no pass finds its record again, and its answer is forgotten all
+ * the same, not kept until the next leadership. */
+static void test_answer_of_a_pruned_prediction_is_forgotten(void **state)
+{
+    struct sched_world *w = *state;
+    one_drain_a_minute(w);
+    open_fault(w, F2, "b", PREDICTED_META);
+    sched_world_settle(w);
+    assert_int_equal(w->s.predicted_total[RD_PREDICTED_RATE_LIMITED], 1);
+    assert_int_equal(w->s.predicted.len, 1); /* F2 held: its answer kept */
+    resolve_faults_of(w, "b");
+    /* Enough later records that F2, the oldest resolved one, is pruned. */
+    char fid[40];
+    for (int i = 0; i < RD_FSM_MAX_FAULTS; i++) {
+        snprintf(fid, sizeof(fid), "%08d-4444-4444-8444-444444444444", i);
+        open_fault(w, fid, "d", "{\"predicted\":false,\"metric\":\"cpu\"}");
+    }
+    resolve_faults_of(w, "d");
+    open_fault(w, "ffffffff-4444-4444-8444-444444444444", "d",
+               "{\"predicted\":false,\"metric\":\"cpu\"}");
+    assert_null(rd_fsm_fault(&w->fsm, F2));
+    sched_world_settle(w);
+    assert_int_equal(w->s.predicted.len, 0);
+    assert_int_equal(w->s.n_pred_open, 1); /* F1 (drained) still followed */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_prediction_drains_and_tasks_move, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_drain_counts_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drains_are_rate_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_of_a_pruned_prediction_is_forgotten, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_drain_rate_limit_holds_across_a_leader_change, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_drain_refused_by_the_log_gives_its_token_back, setup,
