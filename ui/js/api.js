@@ -50,8 +50,8 @@ export const api = {
     try {
       res = await fetch(url, init);
     } catch (e) {
-      if (method !== 'GET' && this.follower)
-        throw new ApiError(0, 'not_leader', `this replica is a follower: open the leader's dashboard (${this.leaderUrl || 'unknown'}/ui/) to act`);
+      // Redirects are not followed (redirect: 'manual'): a failure here is
+      // the network's, whatever this replica's role.
       throw new ApiError(0, 'unreachable', `cannot reach the engine: ${e.message}`);
     }
     if (res.type === 'opaqueredirect') {
