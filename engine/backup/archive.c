@@ -21,8 +21,14 @@
  * replay across a hole.
  *
  * A segment, zstd-compressed as one frame:
- *   "RDARCH\0\1" | u32 format (1) | str cluster id | u64 first | u64 last
+ *   "RDARCH\0\1" | u32 format (2) | str cluster id | u64 first | u64 last
  *   | u32 count | count x (u64 index | i64 time_ms | u32 len | len bytes)
+ *
+ * Format 2 frames carry zstd's content checksum (XXH64 of what they
+ * decompress to), which the replay checks: a segment damaged where it is
+ * stored is refused, never applied as other commands. Format 1 (before
+ * 2026-12-05) had none; such segments are still read, and a damage that
+ * decompresses cleanly there is caught only if a command does not decode.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -37,7 +43,7 @@
 #include "recoveryd/error.h"
 
 #define ARCH_MAGIC     "RDARCH\0\1"
-#define ARCH_FORMAT    1
+#define ARCH_FORMAT    2                   /* 1: no content checksum in the frame */
 #define RING_MAX_BYTES ((size_t)256 << 20) /* then the oldest go, and a leader must bridge */
 #define SEGMENT_MAX    ((size_t)8 << 20)   /* cut a segment at least this often (bytes) */
 #define RETRY_MIN_MS   100
@@ -269,9 +275,15 @@ static void compress_work(uv_work_t *w)
         return;
     }
     s->z.cap = bound;
-    size_t n = ZSTD_compress(s->z.p, bound, s->raw.p, s->raw.len, 3);
-    if (ZSTD_isError(n)) {
-        s->status = RD_EINTERNAL;
+    ZSTD_CCtx *z = ZSTD_createCCtx();
+    size_t n = z == NULL ? 0 : ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, 3);
+    if (z != NULL && !ZSTD_isError(n))
+        n = ZSTD_CCtx_setParameter(z, ZSTD_c_checksumFlag, 1);
+    if (z != NULL && !ZSTD_isError(n))
+        n = ZSTD_compress2(z, s->z.p, bound, s->raw.p, s->raw.len);
+    ZSTD_freeCCtx(z);
+    if (z == NULL || ZSTD_isError(n)) {
+        s->status = z == NULL ? RD_ENOMEM : RD_EINTERNAL;
         return;
     }
     s->z.len = n;
@@ -549,6 +561,10 @@ static int replay_segment(struct rd_fsm *f, const struct seg_name *sn, const uin
         raw_len > ((unsigned long long)1 << 34))
         return fail(err, errlen, RD_ECORRUPT, "archive segment %s is damaged (not a zstd frame)",
                     sn->name);
+    /* The frame header descriptor's Content_Checksum_flag (RFC 8878,
+     * 3.1.1.1.1: the byte after the 4-byte magic, bit 2); a valid frame
+     * (above) has that byte. */
+    bool summed = (z[4] & 0x04) != 0;
     /* Grown as the frame delivers (rd_zstd_inflate), not the size it claims. */
     uint8_t *raw = NULL;
     size_t got = 0;
@@ -557,8 +573,8 @@ static int replay_segment(struct rd_fsm *f, const struct seg_name *sn, const uin
         return fail(err, errlen, RD_ENOMEM, "out of memory reading %s", sn->name);
     int rv = 0;
     if (zrv != 0 || got != raw_len) {
-        rv = fail(err, errlen, RD_ECORRUPT, "archive segment %s is damaged (decompression failed)",
-                  sn->name);
+        rv = fail(err, errlen, RD_ECORRUPT, "archive segment %s is damaged (%s)", sn->name,
+                  summed ? "decompression or its checksum failed" : "decompression failed");
         goto out;
     }
     struct rd_rbuf r;
@@ -568,7 +584,9 @@ static int replay_segment(struct rd_fsm *f, const struct seg_name *sn, const uin
     struct rd_str cid = rd_r_str(&r);
     uint64_t first = rd_r_u64(&r), last = rd_r_u64(&r);
     uint32_t count = rd_r_u32(&r);
-    if (r.err || memcmp(magic, ARCH_MAGIC, 8) != 0 || format != ARCH_FORMAT || first != sn->first ||
+    /* A format 2 segment without its checksum lost it to the damage. */
+    bool checked = format == 1 || (format == ARCH_FORMAT && summed);
+    if (r.err || memcmp(magic, ARCH_MAGIC, 8) != 0 || !checked || first != sn->first ||
         last != sn->last || cid.len != strlen(cluster_id) || memcmp(cid.p, cluster_id, cid.len)) {
         rv = fail(err, errlen, RD_ECORRUPT,
                   "archive segment %s is damaged or not this cluster's (format %u, range "
@@ -656,6 +674,8 @@ int rd_backup__replay(struct rd_fsm *f, struct rd_restore_io *io,
                         cur, names[i], cur);
             break;
         }
+        if (o->to_index != 0 && sn.first > o->to_index)
+            break; /* nothing asked for is in it (nor in those after) */
         uint8_t *z;
         size_t zlen;
         rv = rd_restore__get(io, names[i], &z, &zlen);
@@ -664,9 +684,18 @@ int rd_backup__replay(struct rd_fsm *f, struct rd_restore_io *io,
                       rd_strerror(rv));
             break;
         }
+        uint64_t before = cur;
         rv = replay_segment(f, &sn, z, zlen, m->cluster_id, o, &cur, &applied, &stopped, err,
                             errlen);
         free(z);
+        if (rv == RD_ECORRUPT) {
+            /* What can still be restored: up to the segment before it. */
+            size_t have = strlen(err);
+            snprintf(err + have, errlen - have,
+                     "; backup %s and the archive before it reach index %" PRIu64
+                     " (--to-index %" PRIu64 "), or restore the backup alone (--no-archive)",
+                     m->backup_id, before, before);
+        }
         segments++;
         last_time = f->last_time_ms;
     }

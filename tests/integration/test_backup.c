@@ -5,7 +5,8 @@
  * the records on every replica of a cluster, a leader killed in the middle
  * of a backup (its record ends completed or failed, never running, and the
  * next backup succeeds), and `recoveryd restore`: one replica, three
- * replicas into a new cluster with one state, and the inputs it refuses.
+ * replicas into a new cluster with one state, and the inputs it refuses;
+ * the archive replayed to a point, a damaged archive segment refused.
  */
 #include "cmocka_all.h"
 
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "harness.h"
 #include "rdt_ctest.h"
@@ -963,6 +965,193 @@ static void test_archive_point_in_time(void **state)
     rdt_proc_cleanup(&p);
 }
 
+/* The archive's segments under dir/archive/<cluster id>/, sorted (names
+ * sort by index), as paths; the caller frees them. */
+static size_t segments(const char *dir, char ***out)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/archive", dir);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *e;
+    char cid[256] = "";
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            snprintf(cid, sizeof(cid), "%s", e->d_name);
+    closedir(d);
+    snprintf(path, sizeof(path), "%s/archive/%s", dir, cid);
+    struct dirent **names;
+    int n = scandir(path, &names, NULL, alphasort);
+    assert_true(n >= 0);
+    char **paths = calloc((size_t)n + 1, sizeof(*paths));
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        if (strstr(names[i]->d_name, ".zst") != NULL) {
+            char full[800];
+            snprintf(full, sizeof(full), "%s/%s", path, names[i]->d_name);
+            paths[k++] = strdup(full);
+        }
+        free(names[i]);
+    }
+    free(names);
+    *out = paths;
+    return k;
+}
+
+static void free_segments(char **paths, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+}
+
+/*
+ * A byte of the zstd frame `z` whose flip decompresses cleanly to other
+ * bytes when the frame's content checksum is not looked at (the frame
+ * copied without it): a damage only that checksum can catch. -1 if none.
+ */
+static long silent_damage(const uint8_t *z, size_t n)
+{
+    uint8_t *c = malloc(n);
+    assert_non_null(c);
+    memcpy(c, z, n);
+    size_t m = n;
+    if (c[4] & 0x04) { /* Content_Checksum_flag (RFC 8878): drop the checksum */
+        c[4] &= (uint8_t)~0x04;
+        m -= 4;
+    }
+    unsigned long long raw = ZSTD_getFrameContentSize(c, m);
+    assert_true(raw != ZSTD_CONTENTSIZE_ERROR && raw != ZSTD_CONTENTSIZE_UNKNOWN);
+    uint8_t *want = malloc(raw + 1), *got = malloc(raw + 1);
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_int_equal(ZSTD_decompress(want, raw, c, m), raw);
+    long found = -1;
+    /* Outwards from the middle (the frame's header and its last block's
+     * end are left alone). */
+    for (long k = 0; k < (long)m && found < 0; k++) {
+        long off = (long)m / 2 + (k % 2 ? -(k / 2 + 1) : k / 2);
+        if (off < 24 || off >= (long)m - 8)
+            continue;
+        c[off] ^= 0xff;
+        size_t r = ZSTD_decompress(got, raw + 1, c, m);
+        if (!ZSTD_isError(r) && (r != raw || memcmp(got, want, raw) != 0))
+            found = off;
+        c[off] ^= 0xff;
+    }
+    free(want);
+    free(got);
+    free(c);
+    return found;
+}
+
+/* `n` registrations with labels that do not compress to nothing; the index
+ * of the last. */
+static long long register_labelled(struct rdt_proc *p, const char *prefix, int n)
+{
+    long long index = 0;
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < n; i++) {
+        char hex[65], body[400];
+        for (int k = 0; k < 64; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            hex[k] = "0123456789abcdef"[x & 15];
+        }
+        hex[64] = '\0';
+        snprintf(
+            body, sizeof(body),
+            "{\"node_id\":\"%s-%02d\",\"capacity\":{\"slots\":1},\"labels\":{\"model\":\"%s\"}}",
+            prefix, i, hex);
+        struct rdt_resp r = {0};
+        assert_int_equal(rdt_post(p, RDT_H1, "/api/v1/nodes", body, &r), 0);
+        assert_int_equal(r.status, 201);
+        rdt_resp_free(&r);
+        assert_int_equal(rdt_get(p, RDT_H1, "/health", &r), 0);
+        index = json_integer_value(json_object_get(r.json, "applied_index"));
+        rdt_resp_free(&r);
+    }
+    return index;
+}
+
+/* A segment of the archive damaged where it is stored, in a way that
+ * decompresses cleanly (only the frame's checksum shows it): the restore
+ * to the end is refused, naming the segment and what can still be
+ * restored; the restore up to before it holds exactly the writes before it. */
+static void test_archive_damaged_segment(void **state)
+{
+    (void)state;
+    struct rdt_proc p = {0};
+    char dir[300], yaml[2048], url[400];
+    assert_int_equal(rdt_proc_prepare(&p), 0);
+    snprintf(dir, sizeof(dir), "%s/target", p.dir);
+    snprintf(url, sizeof(url), "file://%s", dir);
+    config(yaml, sizeof(yaml), dir, "    interval: 1h\n    archive:\n      max_delay: 200ms\n");
+    assert_int_equal(rdt_proc_start(&p, yaml), 0);
+    assert_int_equal(rdt_wait_ready(&p, READY_MS), 0);
+    for (int64_t until = rdt_now_ms() + 10000 * rdt_time_factor();;) {
+        if (rdt_metric(&p, "recoveryd_backups_total{status=\"completed\"}") >= 1)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(20);
+    }
+    enum { N1 = 6, N2 = 40 };
+    long long first = register_labelled(&p, "before", N1);
+    wait_archived(&p, first);
+    char **segs;
+    size_t n_before = segments(dir, &segs);
+    assert_true(n_before >= 1);
+    free_segments(segs, n_before);
+    long long second = register_labelled(&p, "after", N2);
+    wait_archived(&p, second);
+    assert_int_equal(rdt_proc_kill9(&p), 0);
+
+    /* The first segment written after the first round. */
+    size_t n_all = segments(dir, &segs);
+    assert_true(n_all > n_before);
+    const char *victim = segs[n_before];
+    FILE *f = fopen(victim, "r+b");
+    assert_non_null(f);
+    uint8_t z[1 << 16];
+    size_t zn = fread(z, 1, sizeof(z), f);
+    assert_true(zn > 64 && zn < sizeof(z));
+    long off = silent_damage(z, zn);
+    if (off < 0)
+        fail_msg("no byte of %s (%zu bytes) decompresses cleanly when flipped", victim, zn);
+    fseek(f, off, SEEK_SET);
+    fputc(z[off] ^ 0xff, f);
+    fclose(f);
+
+    char fresh[320], *out = NULL, *err = NULL;
+    snprintf(fresh, sizeof(fresh), "%s/never", p.dir);
+    int rc = restore(&out, &err, "--from", url, "--data-dir", fresh, NULL);
+    const char *base = strrchr(victim, '/') + 1;
+    if (rc != 1 || err == NULL || strstr(err, base) == NULL || strstr(err, "is damaged") == NULL ||
+        strstr(err, "checksum") == NULL || strstr(err, "--to-index") == NULL)
+        fail_msg("a segment damaged at byte %ld: exit %d, stdout %s, stderr %s", off, rc,
+                 out ? out : "", err ? err : "");
+    /* The index it names: the archive up to there is whole. */
+    const char *at = strstr(err, "(--to-index ");
+    assert_non_null(at);
+    char arg[32];
+    snprintf(arg, sizeof(arg), "%lld", strtoll(at + strlen("(--to-index "), NULL, 10));
+    assert_true(strtoll(arg, NULL, 10) >= first && strtoll(arg, NULL, 10) < second);
+    free(out);
+    free(err);
+    struct stat st;
+    assert_true(stat(fresh, &st) != 0 || count_objects(fresh) == 0);
+
+    struct rdt_proc q = {0};
+    restore_and_start(&q, url, "--to-index", arg);
+    json_t *ids = node_ids(&q);
+    assert_int_equal(json_array_size(ids), N1);
+    for (size_t i = 0; i < json_array_size(ids); i++)
+        assert_non_null(strstr(json_string_value(json_array_get(ids, i)), "before-"));
+    json_decref(ids);
+    rdt_proc_cleanup(&q);
+    free_segments(segs, n_all);
+    rdt_proc_cleanup(&p);
+}
+
 /* The disaster: three replicas under a steady writer, all killed at once;
  * three new replicas restored from the target hold every write that was
  * acknowledged more than max_delay (1 s) before. */
@@ -1084,6 +1273,7 @@ int main(void)
         cmocka_unit_test(test_restore_bad_input),
         cmocka_unit_test(test_cluster_leader_killed_and_restore_three),
         cmocka_unit_test(test_archive_point_in_time),
+        cmocka_unit_test(test_archive_damaged_segment),
         cmocka_unit_test(test_archive_disaster_three),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
