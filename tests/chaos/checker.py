@@ -22,6 +22,21 @@ Safety (every ``ok`` is an acknowledgement the engine gave an agent):
   completing it, or the final read names another attempt than the one
   acknowledged, or a completed task's checkpoint is not at its last step.
 
+Backups (the drill at the end of a run, backups.py; only when the history
+has one):
+
+- ``damaged-backup-verified``: a backup whose image or manifest the nemesis
+  damaged verified, or was restored from.
+- ``backup-not-verified``: a backup nothing damaged failed its verify.
+- ``damaged-segment-replayed``: a restore to the end of the archive
+  succeeded across an archive segment the nemesis damaged (after the
+  backup it started from).
+- ``no-restore``: no restore succeeded, though a backup verified.
+- ``restore-lost``: restored to the end of a drained archive, a task the
+  live cluster held is missing, at another checkpoint version, or (live
+  completed) in another state; restored to an index, a task is ahead of
+  the live cluster or unknown to it.
+
 Liveness (after ``healed_at``, when the nemesis stopped and healed):
 
 - ``not-completed``: a task that exists is not completed at the final read.
@@ -88,6 +103,7 @@ def check(ops: List[Op], faults: List[Fault], healed_at: Optional[float] = None,
             v.append(Violation("two-leaders", "", f"term {term} had leaders {who}",
                                [next(o for o in los if o.fields.get("replica") == w)
                                 for w in who]))
+    v.extend(_check_backups(ops, faults))
     # Liveness.
     if not any(o.op == "checkpoint" and o.outcome == "ok" for o in ops):
         v.append(Violation("no-work", "", "no checkpoint was acknowledged in the whole run", []))
@@ -183,6 +199,77 @@ def _check_task(task: str, tops: List[Op]) -> List[Violation]:
                 out.append(Violation("lost-checkpoint", task,
                                      f"completed with its checkpoint at step {data.get('step')} "
                                      f"of {steps}", [r]))
+    return out
+
+
+def _check_backups(ops: List[Op], faults: List[Fault]) -> List[Violation]:
+    out: List[Violation] = []
+    restores = [o for o in ops if o.op == "restore"]
+    verifies = [o for o in ops if o.op == "verify" and o.outcome == "ok"]
+    if not restores and not verifies:
+        return out  # no drill in this run
+    damaged = [f for f in faults if f.kind == "damage_backup" and f.fields.get("file")]
+    # A backup's image or manifest damaged before the operation began.
+    def hit(backup: Optional[str], before: float) -> List[Fault]:
+        return [f for f in damaged if f.fields.get("backup") == backup and f.start < before]
+
+    for o in verifies:
+        b = o.fields.get("backup")
+        if o.fields.get("verified") and hit(b, o.invoke):
+            out.append(Violation("damaged-backup-verified", "",
+                                 f"backup {b} verified after {hit(b, o.invoke)[0].target} was "
+                                 f"damaged", [o]))
+        elif not o.fields.get("verified") and not hit(b, o.invoke):
+            out.append(Violation("backup-not-verified", "",
+                                 f"backup {b} failed its verify, nothing damaged it: "
+                                 f"{o.fields.get('error')}", [o]))
+    done = [o for o in restores if o.fields.get("rc") == 0]
+    if not done:
+        if any(o.fields.get("verified") for o in verifies):
+            out.append(Violation("no-restore", "", "no restore succeeded though a backup "
+                                 "verified", restores[-3:]))
+        return out
+    r = done[-1]
+    b, at = r.fields.get("backup"), r.fields.get("backup_index") or 0
+    if hit(b, r.invoke):
+        out.append(Violation("damaged-backup-verified", "",
+                             f"restored from backup {b}, which was damaged", [r]))
+    if not r.fields.get("to_index"):
+        segs = [f for f in damaged if f.fields.get("damaged") == "segment"
+                and int(f.fields.get("last") or 0) > at and f.start < r.invoke]
+        if segs:
+            out.append(Violation("damaged-segment-replayed", "",
+                                 f"restored to the end from backup {b} (index {at}) across "
+                                 f"{segs[0].fields.get('file')}, which was damaged", [r]))
+    live = {o.task: o for o in ops if o.op == "read" and o.fields.get("exists", True)}
+    back = {o.task: o for o in ops if o.op == "restored"}
+    drained = any(o.op == "archived" and o.fields.get("drained") for o in ops)
+    whole = drained and not r.fields.get("to_index")
+    for task, lo in sorted(live.items()):
+        ro = back.get(task)
+        lv = int(lo.fields.get("checkpoint_version") or 0)
+        if ro is None:
+            if whole:
+                out.append(Violation("restore-lost", task, "not in the restored state", [lo]))
+            continue
+        rv = int(ro.fields.get("checkpoint_version") or 0)
+        if (whole and rv != lv) or rv > lv:
+            out.append(Violation("restore-lost", task,
+                                 f"restored at checkpoint version {rv}, the live cluster "
+                                 f"has {lv}", [lo, ro]))
+        elif whole and lo.fields.get("state") == "completed" and ro.fields.get("state") != \
+                "completed":
+            out.append(Violation("restore-lost", task,
+                                 f"restored {ro.fields.get('state')!r}, the live cluster "
+                                 f"completed it", [lo, ro]))
+    for o in ops:
+        if o.op == "restored_problem":
+            out.append(Violation("restored-replica-problem", "", str(o.fields.get("problem")),
+                                 [o]))
+    for task, ro in sorted(back.items()):
+        if task not in live:
+            out.append(Violation("restore-lost", task, "restored, unknown to the live cluster",
+                                 [ro]))
     return out
 
 

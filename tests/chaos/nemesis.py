@@ -35,6 +35,12 @@ Faults (kind, target, duration):
   libfaketime (every replica runs under it when the kind is on; without
   Debian's faketime the kind is skipped and said so). The monotonic clock
   is left alone, as an NTP step would.
+- ``damage_backup``: 8 bytes flipped in one object of the backup target
+  (backups.py's Store: a backup's ``image`` or ``manifest``, or an archive
+  ``segment``; ``what``), as a bad disk or copy would: it must never verify
+  nor be restored from (the drill at the end of the run, backups.py). Drawn
+  from a stream of its own (one per minute of faults, at least one), so
+  the other kinds' schedule of a seed is what it was before it existed.
 - ``partition``: the replicas split (``shape``): ``leader`` (the leader of
   the moment alone), ``majority`` (a minority of n // 2 replicas apart),
   ``bridge`` (two sides that each see one replica in the middle but not
@@ -64,7 +70,10 @@ WEIGHTS = {"kill_replica": 2, "pause_replica": 2, "kill_agent": 2, "pause_agent"
            "delay": 2, "loss": 2, "cut": 2, "stall": 2, "replica_delay": 1,
            "replica_loss": 1, "oneway": 1, "partition": 2, "damage": 1,
            "disk_full": 1, "replica_clock": 1}
+STORE_KINDS = ("damage_backup",)  # the backup target's objects (backups.py)
+ALL_KINDS = tuple(WEIGHTS) + STORE_KINDS
 DAMAGED = ("segment", "snapshot", "metadata")
+BACKUP_DAMAGED = ("image", "manifest", "segment")
 DAMAGE_REJOIN = 20.0  # seconds after a damage before the next: time to rejoin
 SHAPES = ("leader", "majority", "bridge")
 
@@ -166,6 +175,15 @@ def schedule(seed: int, duration: float, replicas: int, agents: int,
                 out.append(Fault(round(t, 2), kind, target, d, params))
                 busy_until[("agent", target)] = t + d + 0.2
         t += rng.uniform(0.3, 2.5)
+    if "damage_backup" in kinds:
+        # Its own stream: the seed's other faults stay as they were drawn.
+        brng = random.Random(seed * 7919 + 104729)
+        for _ in range(max(1, int(duration // 60))):
+            at = round(brng.uniform(0.2, 0.9) * duration, 2)
+            out.append(Fault(at, "damage_backup", 0, 0.1,
+                             {"what": brng.choice(BACKUP_DAMAGED),
+                              "pick": round(brng.random(), 4)}))
+        out.sort(key=lambda f: f.at)
     return out
 
 
@@ -228,9 +246,10 @@ class Nemesis:
 
     def __init__(self, faults: List[Fault], replicas: List[Target], agents: List[Target],
                  record: Callable[..., None], log: Callable[[str], None] = print,
-                 net: Optional[Network] = None) -> None:
+                 net: Optional[Network] = None, store: Optional[Target] = None) -> None:
         self.faults = faults
         self.net = net
+        self.store = store
         self.replicas = replicas
         self.agents = agents
         self.record = record
@@ -244,6 +263,10 @@ class Nemesis:
         self.errors: List[str] = []
 
     def _target(self, f: Fault) -> Target:
+        if f.kind in STORE_KINDS:
+            if self.store is None:
+                raise RuntimeError("no backup target to damage")
+            return self.store
         return (self.agents if f.kind in AGENT_KINDS else self.replicas)[f.target]
 
     def _network(self) -> Network:
@@ -271,6 +294,8 @@ class Nemesis:
         elif f.kind == "damage":
             tg.kill9()
             return tg.damage(f.params["what"], f.params["pick"])
+        elif f.kind == "damage_backup":
+            return tg.damage(f.params["what"], f.params["pick"])
         elif f.kind in ("kill_replica", "kill_agent"):
             tg.kill9()
         elif f.kind in ("pause_replica", "pause_agent"):
@@ -285,6 +310,8 @@ class Nemesis:
 
     def _end(self, f: Fault) -> None:
         tg = self._target(f)
+        if f.kind == "damage_backup":
+            return  # nothing to heal: the damage stays, as on a real disk
         if f.kind == "partition":
             self._network().heal_partition()
         elif f.kind in ("replica_delay", "replica_loss", "oneway"):

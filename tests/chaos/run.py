@@ -11,8 +11,11 @@ replica through a proxy of its own (api/python/tests/netproxy.py). A submitter a
 from ``--seed`` for ``--duration`` seconds; then every fault is healed,
 submissions stop, and the run waits up to ``--settle`` seconds for every
 task to complete. The final state of every task is read through the API
-into the history, and checker.py judges it. OUT gets history.jsonl,
-schedule.json, result.json, run.svg and the replicas' and agents' logs.
+into the history; then the disaster drill (backups.py: the replicas'
+backup target verified and restored into a new replica, whose tasks are
+read back), and checker.py judges it all. OUT gets history.jsonl,
+schedule.json, result.json, run.svg, the backup target and the replicas',
+agents' and restored replica's logs.
 
 Exit status: 0 valid, 1 invalid (the seed and a history excerpt are
 printed), 2 the run itself broke, 77 no recoveryd binary.
@@ -42,6 +45,7 @@ sys.path.insert(0, os.path.join(REPO, "api", "python", "tests"))
 sys.path.insert(0, HERE)
 
 import engine as eng  # noqa: E402  (api/python/tests: real recoveryd processes)
+import backups  # noqa: E402
 import checker  # noqa: E402
 import nemesis  # noqa: E402
 import plot  # noqa: E402
@@ -63,13 +67,16 @@ from recoveryd.errors import BadRequest  # noqa: E402
 POISON_OFF_YAML = "  poison:\n    max_failures: 16\n    window: 1s\n"
 
 
-def engine_yaml(poison_default: bool = False) -> str:
+def engine_yaml(poison_default: bool = False, store: Optional[str] = None) -> str:
+    """With ``store``, every replica backs up and archives to that
+    directory (backups.py)."""
+    parts = backups.engine_yaml(store) if store else {"backup": "", "plugins": ""}
     return ("fault_tolerance:\n  detection:\n    failure_threshold: 3\n"
-            + ("" if poison_default else POISON_OFF_YAML)
+            + ("" if poison_default else POISON_OFF_YAML) + parts["backup"]
             # Snapshots, snapshot installs and closed segments within a
             # short run (a damage fault has them to hit).
             + "storage:\n  segment_size: 4MiB\n  snapshot_threshold: 512\n"
-            "  snapshot_trailing: 128\n")
+            "  snapshot_trailing: 128\n" + parts["plugins"])
 
 
 ENGINE_YAML = engine_yaml()
@@ -561,7 +568,7 @@ def main() -> int:
                     help="seconds after the heal for every task to complete")
     ap.add_argument("--recover-within", type=float, default=10,
                     help="seconds after the heal for the first acknowledged write")
-    default_faults = ",".join(nemesis.WEIGHTS)
+    default_faults = ",".join(nemesis.ALL_KINDS)
     ap.add_argument("--faults", default=default_faults,
                     help="comma-separated fault kinds (default: all)")
     ap.add_argument("--replica-faults", type=int, default=1,
@@ -578,13 +585,16 @@ def main() -> int:
                     help="poison-task detection at the engine's default (3 failures in "
                          "10 min) instead of off in effect: a healthy task failed as poison "
                          "is then a not-completed violation")
+    ap.add_argument("--no-backups", dest="backups", action="store_false",
+                    help="no backup target, no damage_backup faults and no restore drill at "
+                         "the end (on by default: backups.py)")
     ap.add_argument("--out", help="directory for the results (default: a new one in /tmp)")
     args = ap.parse_args()
 
     kinds = tuple(k for k in args.faults.split(",") if k)
-    bad = [k for k in kinds if k not in nemesis.WEIGHTS]
+    bad = [k for k in kinds if k not in nemesis.ALL_KINDS]
     if bad:
-        ap.error(f"unknown fault kind(s) {bad}; known: {', '.join(nemesis.WEIGHTS)}")
+        ap.error(f"unknown fault kind(s) {bad}; known: {', '.join(nemesis.ALL_KINDS)}")
     if not eng.binary():
         print("chaos: RECOVERYD_BINARY is not set to an executable recoveryd: skipped")
         return 77
@@ -599,11 +609,13 @@ def main() -> int:
         if why:
             print(f"chaos: --net netns needs network namespaces ({why}): skipped")
             return 77
-    if args.replica_faults != 1 or args.faults != default_faults or args.poison_default:
+    if (args.replica_faults != 1 or args.faults != default_faults or args.poison_default
+            or not args.backups):
         replay = (f"tests/chaos/run.py --seed {args.seed} --duration {args.duration:g} "
                   f"--agents {args.agents} --rate {args.rate:g} --replicas {args.replicas} "
                   f"--replica-faults {args.replica_faults} --faults {args.faults} "
-                  f"--net {args.net}" + (" --poison-default" if args.poison_default else ""))
+                  f"--net {args.net}" + (" --poison-default" if args.poison_default else "")
+                  + ("" if args.backups else " --no-backups"))
     faults = nemesis.schedule(args.seed, args.duration, args.replicas, args.agents, kinds,
                               args.replica_faults)
     if args.keep is not None:
@@ -619,7 +631,8 @@ def main() -> int:
     # Kinds this machine cannot do: their faults are dropped from the run
     # (the schedule stays the seed's) and said so, never passed silently.
     cannot = {"disk_full": may_mount(),
-              "replica_clock": None if faketime_lib() else "no libfaketime (Debian's faketime)"}
+              "replica_clock": None if faketime_lib() else "no libfaketime (Debian's faketime)",
+              "damage_backup": None if args.backups else "--no-backups: no backup target"}
     if args.net == "netns":  # routes cut; they neither delay nor lose part, nor cut one way
         for k in ("replica_delay", "replica_loss", "oneway"):
             cannot[k] = "not with --net netns (no queueing disciplines here: --net proxy)"
@@ -640,6 +653,8 @@ def main() -> int:
         f"{args.replicas} replicas, {args.agents} agents, results in {out}")
 
     rec = Recorder(hist, "runner")
+    store = backups.Store(out) if args.backups else None
+    yaml = engine_yaml(args.poison_default, store.dir if store else None)
     hosts: Optional[List[str]] = None
     if args.net == "netns":
         raft: Any = NetnsNet(args.replicas, tag=7)
@@ -648,14 +663,12 @@ def main() -> int:
         # Plain raft and an open API on the bridge this run made (nothing
         # else is on it), as on loopback in the proxy mode.
         cluster = eng.Cluster(args.replicas,
-                              engine_yaml(args.poison_default)
-                              + "security:\n  allow_unauthenticated: true\n",
+                              yaml + "security:\n  allow_unauthenticated: true\n",
                               cluster_extra="  tls:\n    insecure_plaintext: true\n",
                               hosts=hosts, wraps=[raft.wrap(i) for i in range(args.replicas)])
     else:
         raft = RaftNet(args.replicas, seed=args.seed)  # every raft link through a proxy
-        cluster = eng.Cluster(args.replicas, engine_yaml(args.poison_default),
-                              raft_via=raft.port)
+        cluster = eng.Cluster(args.replicas, yaml, raft_via=raft.port)
     agents: List[AgentProc] = []
     links: List[Links] = []
     nem: Optional[nemesis.Nemesis] = None
@@ -695,7 +708,8 @@ def main() -> int:
         nem = nemesis.Nemesis(faults, [Replica(e, i, disks[i], clocks[i])
                                        for i, e in enumerate(cluster.engines)],
                               agents,  # type: ignore[arg-type]
-                              lambda kind, s, e, **kw: rec.nemesis(kind, s, e, **kw), log, net)
+                              lambda kind, s, e, **kw: rec.nemesis(kind, s, e, **kw), log, net,
+                              store)
         nem.start()
         time.sleep(args.duration)
         nem.stop_and_heal()
@@ -709,6 +723,9 @@ def main() -> int:
         log(f"chaos: settled after {took:.1f} s")
         final_read(client, rec, sub.ids, args.steps)
         dump_state(client, os.path.join(out, "final-state.json"))
+        if store is not None:
+            backups.drill(cluster, client, store, rec, out, log,
+                          engine_yaml(args.poison_default))
         if nem.errors:
             broke = "; ".join(nem.errors)
     except Exception as e:  # the run broke (not the system under test's verdict)

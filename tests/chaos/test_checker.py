@@ -164,6 +164,70 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual(av["partition_minority_side"], 0.0)
         self.assertEqual(res["stats"]["faults_by_kind"], {"partition": 1})
 
+    # The disaster drill (backups.py): verify, restore, read back.
+    B1, B2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+
+    def verify(self, i: int, t: float, backup: str, verified: bool) -> List[Dict[str, Any]]:
+        return [dict(type="invoke", p="runner", i=100 + i, t=t, op="verify", backup=backup),
+                dict(type="ok", p="runner", i=100 + i, t=t + 0.1, verified=verified,
+                     error=None if verified else "checksum mismatch")]
+
+    def drill(self, version: int = 2, to_index: bool = False, backup: str = B1,
+              drained: bool = True, rc: int = 0) -> List[Dict[str, Any]]:
+        ev = dict(type="event", p="runner")
+        return [dict(ev, t=10.0, op="archived", drained=drained, lag_entries=0)] + \
+            self.verify(1, 10.1, self.B1, True) + self.verify(2, 10.3, self.B2, True) + \
+            [dict(ev, t=11.0, op="restore", rc=rc, backup=backup, backup_index=5,
+                  to_index=to_index, index=40),
+             dict(ev, t=12.0, op="restored", task=T, state="completed", attempt=2,
+                  checkpoint_version=version)]
+
+    def damage(self, t: float, **kw: Any) -> Dict[str, Any]:
+        return dict(type="nemesis", t=t, end=t + 0.1, kind="damage_backup", target="backups",
+                    **kw)
+
+    def test_a_drill_that_restores_everything_is_valid(self) -> None:
+        res = run(self.clean() + self.drill())
+        self.assertTrue(res["valid"], res["violations"])
+
+    def test_a_damaged_backup_that_verifies_or_restores_is_reported(self) -> None:
+        dmg = self.damage(5.0, damaged="image", file=f"backups/{self.B2}.img", backup=self.B2)
+        h = self.clean() + [dmg] + self.drill()
+        self.assertEqual(kinds(run(h)), ["damaged-backup-verified"])
+        refused = self.clean() + [dmg] + self.drill()[:3] + self.verify(2, 10.3, self.B2,
+                                                                        False) + self.drill()[5:]
+        self.assertTrue(run(refused)["valid"], run(refused)["violations"])
+        restored = self.clean() + [dmg] + self.drill(backup=self.B2)[:3] + self.verify(
+            2, 10.3, self.B2, False) + self.drill(backup=self.B2)[5:]
+        self.assertEqual(kinds(run(restored)), ["damaged-backup-verified"])
+
+    def test_an_intact_backup_that_fails_its_verify_is_reported(self) -> None:
+        h = self.clean() + self.drill()[:3] + self.verify(2, 10.3, self.B2, False) + \
+            self.drill()[5:]
+        self.assertEqual(kinds(run(h)), ["backup-not-verified"])
+
+    def test_a_damaged_segment_after_the_backup_is_never_replayed_to_the_end(self) -> None:
+        seg = self.damage(5.0, damaged="segment", file="archive/c/x.zst", first=10, last=20)
+        self.assertEqual(kinds(run(self.clean() + [seg] + self.drill())),
+                         ["damaged-segment-replayed"])
+        # Up to an index before it: a prefix of the live state is fine.
+        self.assertTrue(run(self.clean() + [seg] + self.drill(version=1, to_index=True))["valid"])
+        # A segment the backup already covers is not replayed at all.
+        old = self.damage(5.0, damaged="segment", file="archive/c/y.zst", first=1, last=5)
+        self.assertTrue(run(self.clean() + [old] + self.drill())["valid"])
+
+    def test_a_restore_that_lost_or_invented_a_write_is_reported(self) -> None:
+        self.assertEqual(kinds(run(self.clean() + self.drill(version=1))), ["restore-lost"])
+        # Not drained: what was restored may lag, never lead.
+        self.assertTrue(run(self.clean() + self.drill(version=1, drained=False))["valid"])
+        self.assertEqual(kinds(run(self.clean() + self.drill(version=3, to_index=True))),
+                         ["restore-lost"])
+        gone = self.clean() + self.drill()[:-1]
+        self.assertEqual(kinds(run(gone)), ["restore-lost"])
+
+    def test_no_restore_at_all_is_reported(self) -> None:
+        self.assertEqual(kinds(run(self.clean() + self.drill(rc=1)[:-1])), ["no-restore"])
+
     def test_the_recorder_writes_what_load_reads(self) -> None:
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "h.jsonl")

@@ -18,6 +18,7 @@ from typing import List
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "api", "python", "tests"))  # netproxy
+sys.path.insert(0, os.path.join(HERE, "..", "..", "api", "python", "src"))  # backups.py's
 sys.path.insert(0, HERE)
 
 import nemesis  # noqa: E402
@@ -112,6 +113,41 @@ class DamageTest(unittest.TestCase):
                 self.assertGreaterEqual(b.at, a.at + a.duration + nemesis.DAMAGE_REJOIN,
                                         f"seed {seed}: {a} then {b}")
         self.assertGreater(n, 30)
+
+
+class BackupDamageTest(unittest.TestCase):
+    def test_backup_damages_leave_the_rest_of_the_schedule_as_it_was(self) -> None:
+        without = nemesis.schedule(5, 180, 3, 4)
+        with_ = nemesis.schedule(5, 180, 3, 4, nemesis.ALL_KINDS)
+        self.assertEqual([f for f in with_ if f.kind != "damage_backup"], without)
+        dmg = [f for f in with_ if f.kind == "damage_backup"]
+        self.assertEqual(len(dmg), 3)  # one a minute
+        self.assertTrue(all(0.2 * 180 <= f.at <= 0.9 * 180 for f in dmg))
+        self.assertEqual([f.at for f in with_], sorted(f.at for f in with_))
+
+    def test_the_store_flips_eight_bytes_of_the_object_asked_for(self) -> None:
+        import tempfile
+        import backups
+
+        with tempfile.TemporaryDirectory() as d:
+            st = backups.Store(d)
+            self.assertEqual(st.damage("image", 0.5), {"file": None})  # nothing yet
+            os.makedirs(os.path.join(st.dir, "backups"))
+            os.makedirs(os.path.join(st.dir, "archive", "cid"))
+            body = bytes(range(256)) * 4
+            for rel in ("backups/b1.img", "backups/b1.json", "backups/b1.img.tmp",
+                        "archive/cid/%020d-%020d.zst" % (1, 9)):
+                with open(os.path.join(st.dir, rel), "wb") as f:
+                    f.write(body)
+            seen = st.damage("segment", 0.25)
+            self.assertEqual((seen["damaged"], seen["first"], seen["last"]), ("segment", 1, 9))
+            with open(os.path.join(st.dir, seen["file"]), "rb") as f:
+                got = f.read()
+            diff = [i for i in range(len(body)) if got[i] != body[i]]
+            self.assertEqual(diff, list(range(seen["offset"], seen["offset"] + 8)))
+            seen = st.damage("manifest", 0.9)
+            self.assertEqual((seen["file"], seen["backup"]), ("backups/b1.json", "b1"))
+            self.assertEqual(st.objects("image"), ["backups/b1.img"])  # not the .tmp
 
 
 class ShapeTest(unittest.TestCase):
