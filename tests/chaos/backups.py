@@ -24,6 +24,10 @@ would. The drill, once the faults are over and the tasks have settled:
 4. starts one replica on what was restored and reads every task back
    (events ``restored``).
 
+Steps 3-4 run twice (``chain``): from the newest backup, as an operator
+would, and from the oldest that verified, which replays the archive of
+the whole run (every leader's segments, across every damaged one).
+
 checker.py judges it: a damaged backup never verifies nor restores, an
 intact one verifies, a damaged segment is never replayed, and the restored
 state is the live cluster's final state (to the end of an intact archive:
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -168,12 +173,22 @@ def drill(cluster: eng.Cluster, client: Client, store: Store, rec: Any, out: str
             good.append(b)
     good.sort(key=lambda b: b.index, reverse=True)
 
-    # As an operator would: the newest, then what the refusals say.
+    # As an operator would: the newest, then what the refusals say; and
+    # from the oldest backup that verified, which replays the whole run's
+    # archive (every leader's segments, across every damaged one).
+    _restore_chain("newest", None, good, store, rec, out, log, base_yaml)
+    if good and good[-1].backup_id != good[0].backup_id:
+        _restore_chain("oldest", good[-1].backup_id, good, store, rec, out, log, base_yaml)
+
+
+def _restore_chain(chain: str, backup: Optional[str], good: List[Any], store: Store, rec: Any,
+                   out: str, log: Callable[[str], None], base_yaml: str) -> None:
+    """Restores (``backup``, or the newest), following what each refusal
+    says, into a new replica; reads its tasks back. Events carry ``chain``."""
     binary = eng.binary()
     assert binary
     plugins = os.path.join(os.path.dirname(os.path.dirname(binary)), "plugins")
     target = eng.Engine(base_yaml)
-    backup: Optional[str] = None  # --backup, once the newest was refused
     to_index: Optional[str] = None  # --to-index, once a segment was refused
     refused: List[str] = []
     restored = False
@@ -188,13 +203,16 @@ def drill(cluster: eng.Cluster, client: Client, store: Store, rec: Any, out: str
         p = subprocess.run(argv, capture_output=True, text=True, timeout=120 * eng.TIME_FACTOR)
         m = re.search(r"restore: backup (\S+) of cluster \S+: index (\d+)", p.stdout)
         at = re.search(r"state at index (\d+)", p.stdout)
-        rec.event("restore", attempt=attempt, args=args, rc=p.returncode,
+        # A hole (a leader bridged a gap with a backup): a prefix, as with --to-index.
+        hole = "the archive has a hole" in p.stdout
+        rec.event("restore", chain=chain, attempt=attempt, args=args, rc=p.returncode,
                   backup=m.group(1) if m else None,
                   backup_index=int(m.group(2)) if m else None,
-                  index=int(at.group(1)) if at else None, to_index=to_index is not None,
+                  index=int(at.group(1)) if at else None,
+                  to_index=to_index is not None or hole, hole=hole,
                   stdout=p.stdout[-2000:], stderr=p.stderr[-2000:])
         said = (p.stderr.strip() or p.stdout.strip() or "-").splitlines()[-1]
-        log(f"chaos: restore {' '.join(args) or '(the newest, to the end)'}: exit "
+        log(f"chaos: restore ({chain}) {' '.join(args) or '(the newest, to the end)'}: exit "
             f"{p.returncode}: {said[:300]}")
         if p.returncode == 0:
             restored = True
@@ -210,7 +228,7 @@ def drill(cluster: eng.Cluster, client: Client, store: Store, rec: Any, out: str
             break
         backup, to_index = nxt.backup_id, None
     if not restored:
-        rec.event("restored_none")
+        rec.event("restored_none", chain=chain)
         target.cleanup()
         return
     try:
@@ -218,15 +236,15 @@ def drill(cluster: eng.Cluster, client: Client, store: Store, rec: Any, out: str
         eng.wait_for(target.ready, 30, "the restored replica ready")
         rc = Client([target.url], timeout=2.0, retry_for=10.0)
         for t in rc.tasks():
-            rec.event("restored", task=t.task_id, state=t.state, attempt=t.attempt,
+            rec.event("restored", chain=chain, task=t.task_id, state=t.state,
+                      attempt=t.attempt,
                       checkpoint_version=t.checkpoint.version if t.checkpoint else 0)
         problem = target.stop_and_check()
         if problem:
-            rec.event("restored_problem", problem=problem)
+            rec.event("restored_problem", chain=chain, problem=problem)
     finally:
         try:
-            import shutil
-            shutil.copy(target.log_path, os.path.join(out, "restored.log"))
+            shutil.copy(target.log_path, os.path.join(out, f"restored-{chain}.log"))
         except OSError:
             pass
         target.cleanup()

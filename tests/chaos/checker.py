@@ -216,60 +216,77 @@ def _check_backups(ops: List[Op], faults: List[Fault]) -> List[Violation]:
     for o in verifies:
         b = o.fields.get("backup")
         if o.fields.get("verified") and hit(b, o.invoke):
+            what = hit(b, o.invoke)[0].fields.get("file")
             out.append(Violation("damaged-backup-verified", "",
-                                 f"backup {b} verified after {hit(b, o.invoke)[0].target} was "
-                                 f"damaged", [o]))
+                                 f"backup {b} verified after {what} was damaged", [o]))
         elif not o.fields.get("verified") and not hit(b, o.invoke):
             out.append(Violation("backup-not-verified", "",
                                  f"backup {b} failed its verify, nothing damaged it: "
                                  f"{o.fields.get('error')}", [o]))
+    live = {o.task: o for o in ops if o.op == "read" and o.fields.get("exists", True)}
+    drained = any(o.op == "archived" and o.fields.get("drained") for o in ops)
+    chains = sorted({str(o.fields.get("chain", "")) for o in restores})
+    for chain in chains:
+        mine = [o for o in restores if str(o.fields.get("chain", "")) == chain]
+        back = {o.task: o for o in ops
+                if o.op == "restored" and str(o.fields.get("chain", "")) == chain}
+        out.extend(_check_restore(chain, mine, back, live, damaged, hit, drained,
+                                  any(o.fields.get("verified") for o in verifies)))
+    for o in ops:
+        if o.op == "restored_problem":
+            out.append(Violation("restored-replica-problem", "", str(o.fields.get("problem")),
+                                 [o]))
+    return out
+
+
+def _check_restore(chain: str, restores: List[Op], back: Dict[str, Op], live: Dict[str, Op],
+                   damaged: List[Fault], hit: Any, drained: bool,
+                   verified: bool) -> List[Violation]:
+    """One chain of restores (run.py's drill: from the newest backup, or
+    the oldest): its last success against the live cluster's final read."""
+    out: List[Violation] = []
+    name = f"restore ({chain})" if chain else "restore"
     done = [o for o in restores if o.fields.get("rc") == 0]
     if not done:
-        if any(o.fields.get("verified") for o in verifies):
-            out.append(Violation("no-restore", "", "no restore succeeded though a backup "
+        if verified:
+            out.append(Violation("no-restore", "", f"no {name} succeeded though a backup "
                                  "verified", restores[-3:]))
         return out
     r = done[-1]
     b, at = r.fields.get("backup"), r.fields.get("backup_index") or 0
     if hit(b, r.invoke):
         out.append(Violation("damaged-backup-verified", "",
-                             f"restored from backup {b}, which was damaged", [r]))
+                             f"{name} from backup {b}, which was damaged", [r]))
     if not r.fields.get("to_index"):
         segs = [f for f in damaged if f.fields.get("damaged") == "segment"
                 and int(f.fields.get("last") or 0) > at and f.start < r.invoke]
         if segs:
             out.append(Violation("damaged-segment-replayed", "",
-                                 f"restored to the end from backup {b} (index {at}) across "
+                                 f"{name} to the end from backup {b} (index {at}) across "
                                  f"{segs[0].fields.get('file')}, which was damaged", [r]))
-    live = {o.task: o for o in ops if o.op == "read" and o.fields.get("exists", True)}
-    back = {o.task: o for o in ops if o.op == "restored"}
-    drained = any(o.op == "archived" and o.fields.get("drained") for o in ops)
     whole = drained and not r.fields.get("to_index")
     for task, lo in sorted(live.items()):
         ro = back.get(task)
         lv = int(lo.fields.get("checkpoint_version") or 0)
         if ro is None:
             if whole:
-                out.append(Violation("restore-lost", task, "not in the restored state", [lo]))
+                out.append(Violation("restore-lost", task, f"not in the state of {name}",
+                                     [lo, r]))
             continue
         rv = int(ro.fields.get("checkpoint_version") or 0)
         if (whole and rv != lv) or rv > lv:
             out.append(Violation("restore-lost", task,
-                                 f"restored at checkpoint version {rv}, the live cluster "
-                                 f"has {lv}", [lo, ro]))
+                                 f"{name} has checkpoint version {rv}, the live cluster "
+                                 f"{lv}", [lo, ro]))
         elif whole and lo.fields.get("state") == "completed" and ro.fields.get("state") != \
                 "completed":
             out.append(Violation("restore-lost", task,
-                                 f"restored {ro.fields.get('state')!r}, the live cluster "
-                                 f"completed it", [lo, ro]))
-    for o in ops:
-        if o.op == "restored_problem":
-            out.append(Violation("restored-replica-problem", "", str(o.fields.get("problem")),
-                                 [o]))
+                                 f"{name} has it {ro.fields.get('state')!r}, the live "
+                                 f"cluster completed it", [lo, ro]))
     for task, ro in sorted(back.items()):
         if task not in live:
-            out.append(Violation("restore-lost", task, "restored, unknown to the live cluster",
-                                 [ro]))
+            out.append(Violation("restore-lost", task,
+                                 f"in the state of {name}, unknown to the live cluster", [ro]))
     return out
 
 
