@@ -168,6 +168,7 @@ void rd_backup_start(struct rd_backups *b)
         return;
     b->leading = true;
     b->leader_since_ms = rd_now_ms();
+    b->due_ns = 0;
     b->n_resolved = 0;
     b->n_cleaned = 0;
     uv_timer_start(&b->timer, tick, 0, tick_ms(b));
@@ -982,11 +983,22 @@ static void schedule(struct rd_backups *b)
     for (size_t i = 0; i < n; i++)
         if (recs[i]->started_at_ms > last)
             last = recs[i]->started_at_ms;
-    /* From the newest backup the log knows of, so a new leader keeps the
-     * cadence; a cluster without any waits one interval from its leader. */
-    int64_t base = last > 0 ? last : (int64_t)b->leader_since_ms;
-    int64_t due = base + (int64_t)b->env.cfg->fault_tolerance.backup.interval_ms;
-    if (rd_now_ms() < due)
+    /* One interval after the newest backup the log knows of, so a new
+     * leader keeps the cadence; a cluster without any waits one interval
+     * from its leader. Counted on this replica's monotonic clock from when
+     * it first saw that backup: the record's start is the wall clock of
+     * whoever took it, which may be ahead of this one's (a clock stepped
+     * back, a leader whose clock ran fast), and must not hold the next
+     * backup back for longer than an interval. */
+    if (b->due_ns == 0 || last != b->due_from_ms) {
+        int64_t interval = (int64_t)b->env.cfg->fault_tolerance.backup.interval_ms;
+        int64_t base = last > 0 ? last : (int64_t)b->leader_since_ms;
+        int64_t in = base + interval - rd_now_ms();
+        in = in < 0 ? 0 : in > interval ? interval : in;
+        b->due_ns = rd_mono_ns() + (uint64_t)in * 1000000;
+        b->due_from_ms = last;
+    }
+    if (rd_mono_ns() < b->due_ns)
         return;
     char ids[RD_CFG_MAX_PLUGINS][RD_UUID_STRLEN], targets[RD_CFG_MAX_PLUGINS][64];
     for (unsigned i = 0; i < b->n_targets; i++) {

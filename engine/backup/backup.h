@@ -158,6 +158,10 @@ struct rd_backups {
     bool leading;
     uv_timer_t timer; /* schedule, retention, stuck records, cluster id */
     uint64_t leader_since_ms;
+    /* The next scheduled backup, on the monotonic clock (0: to compute),
+     * and the newest record's start it was computed from. */
+    uint64_t due_ns;
+    int64_t due_from_ms;
     struct rd_backup_run *run; /* the run in flight (possibly abandoned), or NULL */
     unsigned n_runs_alive;     /* runs not freed yet (an abandoned one and a new one) */
     struct {

@@ -408,7 +408,10 @@ int rd_consistency_trigger(struct rd_consistency *c, rd_consistency_cb cb, void 
 /* ---- the schedule ---------------------------------------------------------- */
 
 /* When the next scheduled check is due: one interval after the newest check
- * in the log (whoever led then), so leader changes do not postpone it. */
+ * in the log (whoever led then), so leader changes do not postpone it; never
+ * more than an interval from now, since that check's start is the wall clock
+ * of whoever started it, which may be ahead of this replica's (a clock
+ * stepped back, a leader whose clock ran fast). */
 static uint64_t next_due_ns(const struct rd_consistency *c)
 {
     uint64_t interval = c->env.cfg->fault_tolerance.backup.consistency_check_interval_ms;
@@ -418,6 +421,8 @@ static uint64_t next_due_ns(const struct rd_consistency *c)
     int64_t due_in = last ? last + (int64_t)interval - now : (int64_t)interval;
     if (due_in < 0)
         due_in = 0;
+    if (due_in > (int64_t)interval)
+        due_in = (int64_t)interval;
     return rd_mono_ns() + (uint64_t)due_in * MS_NS;
 }
 
