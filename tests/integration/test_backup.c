@@ -882,26 +882,34 @@ static void wait_archived(struct rdt_proc *p, long long index)
     }
 }
 
+/* One daemon archiving every 200 ms to a file target in its directory
+ * (`dir`, as `url`), once its first backup, which archiving starts from, is
+ * complete. */
+static void start_archiving(struct rdt_proc *p, char dir[300], char url[400])
+{
+    char yaml[2048];
+    assert_int_equal(rdt_proc_prepare(p), 0);
+    snprintf(dir, 300, "%s/target", p->dir);
+    snprintf(url, 400, "file://%s", dir);
+    config(yaml, sizeof(yaml), dir, "    interval: 1h\n    archive:\n      max_delay: 200ms\n");
+    assert_int_equal(rdt_proc_start(p, yaml), 0);
+    assert_int_equal(rdt_wait_ready(p, READY_MS), 0);
+    for (int64_t until = rdt_now_ms() + 10000 * rdt_time_factor();;) {
+        if (rdt_metric(p, "recoveryd_backups_total{status=\"completed\"}") >= 1)
+            break;
+        assert_true(rdt_now_ms() < until);
+        rdt_sleep_ms(20);
+    }
+}
+
 /* A daemon killed with -9: restored to the end of the archive (every
  * registration), to an index and to a time (exactly those before). */
 static void test_archive_point_in_time(void **state)
 {
     (void)state;
     struct rdt_proc p = {0};
-    char dir[300], yaml[2048], url[400];
-    assert_int_equal(rdt_proc_prepare(&p), 0);
-    snprintf(dir, sizeof(dir), "%s/target", p.dir);
-    snprintf(url, sizeof(url), "file://%s", dir);
-    config(yaml, sizeof(yaml), dir, "    interval: 1h\n    archive:\n      max_delay: 200ms\n");
-    assert_int_equal(rdt_proc_start(&p, yaml), 0);
-    assert_int_equal(rdt_wait_ready(&p, READY_MS), 0);
-    /* Archiving starts with a backup to replay from. */
-    for (int64_t until = rdt_now_ms() + 10000 * rdt_time_factor();;) {
-        if (rdt_metric(&p, "recoveryd_backups_total{status=\"completed\"}") >= 1)
-            break;
-        assert_true(rdt_now_ms() < until);
-        rdt_sleep_ms(20);
-    }
+    char dir[300], url[400];
+    start_archiving(&p, dir, url);
     enum { N = 12 };
     long long index[N];
     char at[N][40];
@@ -1081,19 +1089,8 @@ static void test_archive_damaged_segment(void **state)
 {
     (void)state;
     struct rdt_proc p = {0};
-    char dir[300], yaml[2048], url[400];
-    assert_int_equal(rdt_proc_prepare(&p), 0);
-    snprintf(dir, sizeof(dir), "%s/target", p.dir);
-    snprintf(url, sizeof(url), "file://%s", dir);
-    config(yaml, sizeof(yaml), dir, "    interval: 1h\n    archive:\n      max_delay: 200ms\n");
-    assert_int_equal(rdt_proc_start(&p, yaml), 0);
-    assert_int_equal(rdt_wait_ready(&p, READY_MS), 0);
-    for (int64_t until = rdt_now_ms() + 10000 * rdt_time_factor();;) {
-        if (rdt_metric(&p, "recoveryd_backups_total{status=\"completed\"}") >= 1)
-            break;
-        assert_true(rdt_now_ms() < until);
-        rdt_sleep_ms(20);
-    }
+    char dir[300], url[400];
+    start_archiving(&p, dir, url);
     enum { N1 = 6, N2 = 40 };
     long long first = register_labelled(&p, "before", N1);
     wait_archived(&p, first);
