@@ -1009,6 +1009,9 @@ static void schedule(struct rd_backups *b)
     int rv = run_start(b, b->n_targets, ids, targets, true);
     if (rv != 0)
         RD_WARN("backup", "schedule_failed", "error=%s", rd_err_name(rv));
+    else
+        b->due_ns = 0; /* the next from this run's record (or, stamped before
+                        * the newest, an interval from when it is seen) */
 }
 
 static void tick(uv_timer_t *t)

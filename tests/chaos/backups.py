@@ -41,6 +41,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -248,3 +249,43 @@ def _restore_chain(chain: str, backup: Optional[str], good: List[Any], store: St
         except OSError:
             pass
         target.cleanup()
+
+
+STALL_S = 60.0  # longest wait for a new backup the checker lets pass (interval 8 s)
+
+
+class Poller(threading.Thread):
+    """Records every new newest completed backup (``backup_seen``) as any replica
+    answers, once a second: the checker's evidence that the schedule went
+    on through the faults (``backups-stalled``)."""
+
+    def __init__(self, urls: List[str], rec: Any, every: float = 1.0) -> None:
+        super().__init__(name="backups", daemon=True)
+        self.urls = urls
+        self.rec = rec
+        self.every = every
+        self._halt = threading.Event()
+        self._seen: Optional[str] = None
+
+    def run(self) -> None:
+        while not self._halt.wait(self.every):
+            for url in self.urls:
+                try:
+                    code, body = eng.http_json(
+                        "GET", url + "/api/v1/backups?limit=1&stale=true&status=completed",
+                        timeout=0.5)
+                except OSError:
+                    continue
+                items = body.get("items") if code == 200 and isinstance(body, dict) else None
+                if not items:
+                    continue
+                newest = items[0].get("backup_id")
+                if newest != self._seen:
+                    self._seen = newest
+                    self.rec.event("backup_seen", backup=newest, index=items[0].get("index"),
+                                   stall_s=STALL_S)
+                break
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)

@@ -32,6 +32,9 @@ has one):
   succeeded across an archive segment the nemesis damaged (after the
   backup it started from).
 - ``no-restore``: no restore succeeded, though a backup verified.
+- ``backups-stalled``: no new backup completed for longer than the run
+  allows (``stall_s`` of its ``backup_seen`` events: 60 s at an 8-s
+  interval), from the first one to the heal.
 - ``restore-lost``: restored to the end of a drained archive, a task the
   live cluster held is missing, at another checkpoint version, or (live
   completed) in another state; restored to an index, a task is ahead of
@@ -223,6 +226,18 @@ def _check_backups(ops: List[Op], faults: List[Fault]) -> List[Violation]:
             out.append(Violation("backup-not-verified", "",
                                  f"backup {b} failed its verify, nothing damaged it: "
                                  f"{o.fields.get('error')}", [o]))
+    seen = [o for o in ops if o.op == "backup_seen"]
+    heal = next((o.invoke for o in ops if o.op == "heal"), None)
+    if seen and heal is not None:
+        times = [o.invoke for o in seen] + [heal]
+        gaps = [(b - a, i) for i, (a, b) in enumerate(zip(times, times[1:]))]
+        worst, i = max(gaps)
+        limit = float(seen[0].fields.get("stall_s") or 60)
+        if worst > limit:
+            out.append(Violation("backups-stalled", "",
+                                 f"no new backup for {worst:.0f} s after backup "
+                                 f"{seen[i].fields.get('backup')} (index "
+                                 f"{seen[i].fields.get('index')})", [seen[i]]))
     live = {o.task: o for o in ops if o.op == "read" and o.fields.get("exists", True)}
     drained = any(o.op == "archived" and o.fields.get("drained") for o in ops)
     chains = sorted({str(o.fields.get("chain", "")) for o in restores})

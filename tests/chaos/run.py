@@ -675,6 +675,7 @@ def main() -> int:
     sub: Optional[Submitter] = None
     roles: Optional[RolePoller] = None
     zombie: Optional[Zombie] = None
+    seen: Optional[backups.Poller] = None
     broke: Optional[str] = None
     disks: List[Optional[LoopDisk]] = [None] * args.replicas
     clocks: List[Optional[FakeClock]] = [None] * args.replicas
@@ -688,6 +689,9 @@ def main() -> int:
         cluster.start()
         roles = RolePoller(cluster.engines, rec)
         roles.start()
+        if store is not None:
+            seen = backups.Poller(cluster.urls, rec)
+            seen.start()
         ports = [e.port for e in cluster.engines]
         for i in range(args.agents):
             ln = Links(ports, seed=args.seed * 100 + i, hosts=hosts)
@@ -717,6 +721,8 @@ def main() -> int:
             zombie.stop()
         net.heal()
         sub.stop()
+        if seen is not None:
+            seen.stop()
         rec.event("heal")
         log(f"chaos: faults over, {len(sub.ids)} tasks submitted; settling")
         took = settle(client, sub.ids, args.settle * eng.TIME_FACTOR)
@@ -737,6 +743,8 @@ def main() -> int:
             sub.stop()
         if roles is not None:
             roles.stop()
+        if seen is not None:
+            seen.stop()
         if zombie is not None:
             zombie.stop()
         for a in agents:

@@ -225,6 +225,21 @@ class CheckerTest(unittest.TestCase):
         gone = self.clean() + self.drill()[:-1]
         self.assertEqual(kinds(run(gone)), ["restore-lost"])
 
+    def test_a_backup_schedule_that_stalls_is_reported(self) -> None:
+        def seen(t: float, b: str) -> Dict[str, Any]:
+            return dict(type="event", p="runner", t=t, op="backup_seen", backup=b, index=1,
+                        stall_s=60)
+
+        heal = dict(type="event", p="runner", t=200.0, op="heal")
+        steady = [seen(10.0 + 8 * k, f"b{k}") for k in range(24)]
+        self.assertTrue(run(self.clean() + steady + [heal] + self.drill())["valid"])
+        stalled = steady[:5] + [seen(150.0, "late")]
+        self.assertEqual(kinds(run(self.clean() + stalled + [heal] + self.drill())),
+                         ["backups-stalled"])
+        ends = steady[:5]  # none after index 4's until the heal
+        self.assertEqual(kinds(run(self.clean() + ends + [heal] + self.drill())),
+                         ["backups-stalled"])
+
     def test_no_restore_at_all_is_reported(self) -> None:
         self.assertEqual(kinds(run(self.clean() + self.drill(rc=1)[:-1])), ["no-restore"])
 

@@ -119,12 +119,21 @@ static void test_backups_and_checks_go_on_after_the_clock_steps_back(void **stat
     set_offset(&p, 0);
     rdt_sleep_ms(1500); /* libfaketime rereads the file every second */
     double b0 = completed(&p), c0 = checks(&p);
+    int64_t t0 = rdt_now_ms();
     if (!reaches(&p, completed, b0 + 2, 10000))
         fail_msg("%.0f backups in 10 s after the clock stepped back an hour (before: %.0f)",
                  completed(&p) - b0, b0);
     if (!reaches(&p, checks, c0 + 2, 10000))
         fail_msg("%.0f consistency checks in 10 s after the clock stepped back an hour",
                  checks(&p) - c0);
+    /* ... and no faster than their interval: the newest stamp is still an
+     * hour ahead of the ones taken since, and must not make every tick due. */
+    rdt_sleep_ms(3000 * rdt_time_factor()); /* a window to count in */
+    double secs = (double)(rdt_now_ms() - t0) / 1000.0;
+    double nb = completed(&p) - b0, nc = checks(&p) - c0;
+    print_message("%.0f backups and %.0f checks in %.1f s at an interval of 1 s\n", nb, nc, secs);
+    if (nb > secs + 3 || nc > secs + 3)
+        fail_msg("%.0f backups and %.0f checks in %.1f s: faster than every second", nb, nc, secs);
     rdt_proc_cleanup(&p);
 }
 
