@@ -48,7 +48,8 @@ from typing import Any, Callable, Dict, List, Optional
 import engine as eng  # api/python/tests
 from recoveryd import Client, NotFound, RecoverydError
 
-INTERVAL = "8s"  # a backup this often: several per run, each one a restore point
+INTERVAL_S = 8  # a backup this often: several per run, each one a restore point
+INTERVAL = f"{INTERVAL_S}s"
 DAMAGED = ("image", "manifest", "segment")
 
 
@@ -283,7 +284,7 @@ class Poller(threading.Thread):
                 if newest != self._seen:
                     self._seen = newest
                     self.rec.event("backup_seen", backup=newest, index=items[0].get("index"),
-                                   stall_s=STALL_S)
+                                   stall_s=STALL_S, interval_s=INTERVAL_S)
                 break
 
     def stop(self) -> None:

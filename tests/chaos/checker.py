@@ -35,6 +35,8 @@ has one):
 - ``backups-stalled``: no new backup completed for longer than the run
   allows (``stall_s`` of its ``backup_seen`` events: 60 s at an 8-s
   interval), from the first one to the heal.
+- ``backups-runaway``: more than twice the backups the interval allows
+  (plus 3) between the first one seen and the heal.
 - ``restore-lost``: restored to the end of a drained archive, a task the
   live cluster held is missing, at another checkpoint version, or (live
   completed) in another state; restored to an index, a task is ahead of
@@ -238,6 +240,12 @@ def _check_backups(ops: List[Op], faults: List[Fault]) -> List[Violation]:
                                  f"no new backup for {worst:.0f} s after backup "
                                  f"{seen[i].fields.get('backup')} (index "
                                  f"{seen[i].fields.get('index')})", [seen[i]]))
+        every = float(seen[0].fields.get("interval_s") or 0)
+        span = heal - seen[0].invoke
+        if every > 0 and len(seen) - 1 > 2 * span / every + 3:
+            out.append(Violation("backups-runaway", "",
+                                 f"{len(seen) - 1} backups in {span:.0f} s at an interval of "
+                                 f"{every:g} s", seen[:2]))
     live = {o.task: o for o in ops if o.op == "read" and o.fields.get("exists", True)}
     drained = any(o.op == "archived" and o.fields.get("drained") for o in ops)
     chains = sorted({str(o.fields.get("chain", "")) for o in restores})

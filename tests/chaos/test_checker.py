@@ -228,7 +228,7 @@ class CheckerTest(unittest.TestCase):
     def test_a_backup_schedule_that_stalls_is_reported(self) -> None:
         def seen(t: float, b: str) -> Dict[str, Any]:
             return dict(type="event", p="runner", t=t, op="backup_seen", backup=b, index=1,
-                        stall_s=60)
+                        stall_s=60, interval_s=8)
 
         heal = dict(type="event", p="runner", t=200.0, op="heal")
         steady = [seen(10.0 + 8 * k, f"b{k}") for k in range(24)]
@@ -239,6 +239,10 @@ class CheckerTest(unittest.TestCase):
         ends = steady[:5]  # none after index 4's until the heal
         self.assertEqual(kinds(run(self.clean() + ends + [heal] + self.drill())),
                          ["backups-stalled"])
+        # One a second at an interval of 8 s: the schedule ran away.
+        runaway = [seen(10.0 + k, f"r{k}") for k in range(190)]
+        self.assertEqual(kinds(run(self.clean() + runaway + [heal] + self.drill())),
+                         ["backups-runaway"])
 
     def test_no_restore_at_all_is_reported(self) -> None:
         self.assertEqual(kinds(run(self.clean() + self.drill(rc=1)[:-1])), ["no-restore"])
