@@ -43,6 +43,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from typing import Any, Callable, Dict, List, Optional
 
 import engine as eng  # api/python/tests
@@ -132,7 +133,6 @@ class Store:
 
 def _archive_lag(e: eng.Engine) -> Optional[int]:
     try:
-        import urllib.request
         with urllib.request.urlopen(e.url + "/metrics", timeout=1.0) as r:
             text = r.read().decode()
     except OSError:

@@ -265,8 +265,8 @@ def _check_backups(ops: List[Op], faults: List[Fault]) -> List[Violation]:
 def _check_restore(chain: str, restores: List[Op], back: Dict[str, Op], live: Dict[str, Op],
                    damaged: List[Fault], hit: Any, drained: bool,
                    verified: bool) -> List[Violation]:
-    """One chain of restores (run.py's drill: from the newest backup, or
-    the oldest): its last success against the live cluster's final read."""
+    """One chain of restores (backups.py's drill: from the newest backup,
+    or the oldest): its last success against the live cluster's final read."""
     out: List[Violation] = []
     name = f"restore ({chain})" if chain else "restore"
     done = [o for o in restores if o.fields.get("rc") == 0]
