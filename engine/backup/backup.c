@@ -991,11 +991,8 @@ static void schedule(struct rd_backups *b)
      * back, a leader whose clock ran fast), and must not hold the next
      * backup back for longer than an interval. */
     if (b->due_ns == 0 || last != b->due_from_ms) {
-        int64_t interval = (int64_t)b->env.cfg->fault_tolerance.backup.interval_ms;
-        int64_t base = last > 0 ? last : (int64_t)b->leader_since_ms;
-        int64_t in = base + interval - rd_now_ms();
-        in = in < 0 ? 0 : in > interval ? interval : in;
-        b->due_ns = rd_mono_ns() + (uint64_t)in * 1000000;
+        b->due_ns = rd_due_mono_ns(last > 0 ? last : (int64_t)b->leader_since_ms,
+                                   b->env.cfg->fault_tolerance.backup.interval_ms);
         b->due_from_ms = last;
     }
     if (rd_mono_ns() < b->due_ns)

@@ -25,6 +25,13 @@ uint64_t rd_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t rd_due_mono_ns(int64_t since_ms, uint64_t interval_ms)
+{
+    int64_t in = since_ms + (int64_t)interval_ms - rd_now_ms();
+    in = in < 0 ? 0 : in > (int64_t)interval_ms ? (int64_t)interval_ms : in;
+    return rd_mono_ns() + (uint64_t)in * 1000000;
+}
+
 void rd_time_format(int64_t ms, char out[RD_TIME_STRLEN])
 {
     time_t secs = (time_t)(ms / 1000);

@@ -18,6 +18,12 @@ int64_t rd_now_ms(void);
 /* Monotonic nanoseconds (latencies, timeouts); never goes backwards. */
 uint64_t rd_mono_ns(void);
 
+/* When something due one `interval_ms` after the wall-clock stamp `since_ms`
+ * is due, as rd_mono_ns() time: never before now, and never more than an
+ * interval from now, since the stamp may be another host's clock, or this
+ * one's before a step (schedules that follow a replicated record's start). */
+uint64_t rd_due_mono_ns(int64_t since_ms, uint64_t interval_ms);
+
 /* Formats `ms` as RFC 3339 UTC with milliseconds into `out`. */
 void rd_time_format(int64_t ms, char out[RD_TIME_STRLEN]);
 

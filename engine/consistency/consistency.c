@@ -417,13 +417,8 @@ static uint64_t next_due_ns(const struct rd_consistency *c)
     uint64_t interval = c->env.cfg->fault_tolerance.backup.consistency_check_interval_ms;
     size_t n = 0;
     const struct rd_check *const *all = rd_fsm_checks(c->env.fsm, &n);
-    int64_t now = rd_now_ms(), last = n ? all[n - 1]->started_at_ms : 0;
-    int64_t due_in = last ? last + (int64_t)interval - now : (int64_t)interval;
-    if (due_in < 0)
-        due_in = 0;
-    if (due_in > (int64_t)interval)
-        due_in = (int64_t)interval;
-    return rd_mono_ns() + (uint64_t)due_in * MS_NS;
+    int64_t last = n ? all[n - 1]->started_at_ms : 0;
+    return rd_due_mono_ns(last ? last : rd_now_ms(), interval);
 }
 
 /* A replica an open data_corruption fault names is back from its repair:

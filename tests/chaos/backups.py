@@ -124,12 +124,6 @@ class Store:
             seen["backup"] = os.path.basename(rel).rsplit(".", 1)[0]
         return seen
 
-    # What the nemesis's Target protocol asks of every target; a damage
-    # has no end.
-    def kill9(self) -> None: ...
-
-    def restart(self) -> None: ...
-
 
 def _archive_lag(e: eng.Engine) -> Optional[int]:
     try:

@@ -159,6 +159,24 @@ static int child_reads(const unsigned char *p, unsigned char want)
  * child does not have (it faults on them), before and after a move; the
  * loop's per-agent tables rely on both (the snapshot child's copy-on-write
  * cost, docs/benchmarks.md). */
+/* A due time from a wall-clock stamp: an interval after it, but never in
+ * the past and never more than an interval away, whatever the stamp says. */
+static void test_due_from_a_stamp_is_clamped(void **state)
+{
+    (void)state;
+    const uint64_t iv = 60000, ms = 1000000, slack = 5000 * ms;
+    uint64_t before = rd_mono_ns();
+    uint64_t now_due = rd_due_mono_ns(rd_now_ms(), iv);
+    uint64_t half = rd_due_mono_ns(rd_now_ms() - 30000, iv);
+    uint64_t ahead = rd_due_mono_ns(rd_now_ms() + 3600 * 1000, iv);
+    uint64_t old = rd_due_mono_ns(rd_now_ms() - 3600 * 1000, iv);
+    uint64_t after = rd_mono_ns();
+    assert_true(now_due >= before + iv * ms - slack && now_due <= after + iv * ms);
+    assert_true(half >= before + 30000 * ms - slack && half <= after + 30000 * ms);
+    assert_true(ahead >= before + iv * ms - slack && ahead <= after + iv * ms);
+    assert_true(old >= before && old <= after);
+}
+
 static void test_nofork_tables(void **state)
 {
     (void)state;
@@ -204,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_log_levels_and_quoting),
         cmocka_unit_test(test_array_room_slides_or_grows),
         cmocka_unit_test(test_nofork_tables),
+        cmocka_unit_test(test_due_from_a_stamp_is_clamped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
